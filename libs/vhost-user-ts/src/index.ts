@@ -1,0 +1,30 @@
+// vhost-user-ts: a vhost-user backend (device side) library for Node.js. It runs the protocol on a
+// unix socket, maps guest memory, and hands a device ready split virtqueues. It knows nothing about
+// any particular device type.
+export { Backend, ProtocolError } from './backend.js';
+export type { BackendOptions } from './backend.js';
+export { Connection, FramingError } from './connection.js';
+export type { Message } from './connection.js';
+export type { VhostUserDevice } from './device.js';
+export { silentLogger } from './logger.js';
+export type { Logger, LogFn } from './logger.js';
+export { GuestMemory, MemoryError, SEGMENT_SIZE, newSpan } from './memory.js';
+export type { Segment, Span } from './memory.js';
+export { native } from './native.js';
+export type { NativeBinding, NativeMapping, NativePoller, RecvResult } from './native.js';
+export * from './protocol.js';
+export { VhostUserServer, SocketInUseError, prepareSocketPath } from './server.js';
+export type { ServerOptions } from './server.js';
+export {
+  DescriptorChain,
+  MalformedReason,
+  MAX_QUEUE_SIZE,
+  VirtQueue,
+  VIRTQ_AVAIL_F_NO_INTERRUPT,
+  VIRTQ_DESC_F_INDIRECT,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_WRITE,
+  VIRTQ_USED_F_NO_NOTIFY,
+  vringNeedEvent,
+} from './virtqueue.js';
+export type { QueueStats } from './virtqueue.js';

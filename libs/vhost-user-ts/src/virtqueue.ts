@@ -1,0 +1,403 @@
+// Split virtqueues, device side. Read virtio 1.2 §2.7 ("Split Virtqueues"), especially 2.7.5
+// (descriptor table), 2.7.6 (available ring), 2.7.7-2.7.8 (used ring), 2.7.10 (notification
+// suppression) and 2.7.13 (indirect descriptors), before editing.
+//
+// Everything the guest wrote is untrusted: the avail index may jump, a head or `next` may be out of
+// range, a chain may loop, be longer than the queue, put readable buffers after writable ones, or
+// point outside guest memory. A chain with a valid head that is malformed is returned to the guest
+// with length 0 and counted (the guest keeps working); an inconsistency we cannot answer (an avail
+// index that moved by more than the queue size, a head out of range, ring areas outside memory)
+// marks the queue broken: it stops processing until the frontend sets it up again.
+//
+// Memory order (x86 and the JS memory model): the avail index is read with Atomics.load before the
+// ring entries and descriptors it publishes; used entries are written plainly and published with
+// Atomics.store of the used index. With EVENT_IDX a seq_cst store followed by a load gives the full
+// barrier needed between publishing and reading used_event (and between writing avail_event and
+// re-reading the avail index).
+import { endianness } from 'node:os';
+import type { GuestMemory, Span } from './memory.js';
+import { newSpan } from './memory.js';
+import { native } from './native.js';
+import type { VringAddr } from './protocol.js';
+
+if (endianness() !== 'LE') throw new Error('vhost-user-ts: only little-endian hosts are supported');
+
+export const VIRTQ_DESC_F_NEXT = 1;
+export const VIRTQ_DESC_F_WRITE = 2;
+export const VIRTQ_DESC_F_INDIRECT = 4;
+export const VIRTQ_AVAIL_F_NO_INTERRUPT = 1;
+export const VIRTQ_USED_F_NO_NOTIFY = 1;
+/** The largest split queue virtio allows. */
+export const MAX_QUEUE_SIZE = 32768;
+const DESC_SIZE = 16;
+
+/** True when an event at `newIdx` crosses `eventIdx` since `oldIdx` (virtio's vring_need_event). */
+export function vringNeedEvent(eventIdx: number, newIdx: number, oldIdx: number): boolean {
+  return ((newIdx - eventIdx - 1) & 0xffff) < ((newIdx - oldIdx) & 0xffff);
+}
+
+/** A popped descriptor chain as a scatter list of guest-memory spans, reused across pops (no
+ *  allocation per descriptor). Device-readable segments come first, then device-writable ones. */
+export class DescriptorChain {
+  /** Head descriptor index: what pushUsed() takes back. */
+  head = 0;
+  /** Number of segments. */
+  count = 0;
+  /** Index of the first writable segment (=== count when there is none). */
+  firstWritable = 0;
+  readableLength = 0;
+  writableLength = 0;
+  readonly bytes: Uint8Array[];
+  readonly offset: Float64Array;
+  readonly length: Uint32Array;
+
+  constructor(readonly capacity: number) {
+    const empty = new Uint8Array(0);
+    this.bytes = new Array<Uint8Array>(capacity).fill(empty);
+    this.offset = new Float64Array(capacity);
+    this.length = new Uint32Array(capacity);
+  }
+
+  reset(head: number): void {
+    this.head = head;
+    this.count = 0;
+    this.firstWritable = 0;
+    this.readableLength = 0;
+    this.writableLength = 0;
+  }
+
+  /** The chain's readable bytes as one view when they sit in a single segment, else undefined. */
+  readableView(): Uint8Array | undefined {
+    if (this.firstWritable !== 1) return undefined;
+    const off = this.offset[0]!;
+    return this.bytes[0]!.subarray(off, off + this.length[0]!);
+  }
+
+  /** Copies readable bytes [from, from+len) into dst at dstOff; returns the count copied. */
+  read(from: number, dst: Uint8Array, dstOff: number, len: number): number {
+    let copied = 0;
+    let skip = from;
+    for (let i = 0; i < this.firstWritable && copied < len; i++) {
+      const segLen = this.length[i]!;
+      if (skip >= segLen) {
+        skip -= segLen;
+        continue;
+      }
+      const start = this.offset[i]! + skip;
+      const n = Math.min(segLen - skip, len - copied);
+      dst.set(this.bytes[i]!.subarray(start, start + n), dstOff + copied);
+      copied += n;
+      skip = 0;
+    }
+    return copied;
+  }
+
+  /** Copies src[srcOff, srcOff+len) into the writable part at `at`; returns the count written. */
+  write(at: number, src: Uint8Array, srcOff: number, len: number): number {
+    let written = 0;
+    let skip = at;
+    for (let i = this.firstWritable; i < this.count && written < len; i++) {
+      const segLen = this.length[i]!;
+      if (skip >= segLen) {
+        skip -= segLen;
+        continue;
+      }
+      const start = this.offset[i]! + skip;
+      const n = Math.min(segLen - skip, len - written);
+      this.bytes[i]!.set(src.subarray(srcOff + written, srcOff + written + n), start);
+      written += n;
+      skip = 0;
+    }
+    return written;
+  }
+
+  /** Adds a segment; false when the chain's capacity is exhausted. */
+  push(bytes: Uint8Array, offset: number, length: number, writable: boolean): boolean {
+    const i = this.count;
+    if (i >= this.capacity) return false;
+    this.bytes[i] = bytes;
+    this.offset[i] = offset;
+    this.length[i] = length;
+    this.count = i + 1;
+    if (writable) this.writableLength += length;
+    else {
+      this.readableLength += length;
+      this.firstWritable = this.count;
+    }
+    return true;
+  }
+}
+
+export interface QueueStats {
+  /** Chains popped and handed to the device. */
+  popped: number;
+  /** Chains returned malformed (length 0). */
+  malformed: number;
+  /** Calls signalled to the guest. */
+  calls: number;
+  /** Calls suppressed by NO_INTERRUPT or EVENT_IDX. */
+  suppressed: number;
+}
+
+export enum MalformedReason {
+  TooLong = 'chain longer than the queue (loop?)',
+  NextOutOfRange = 'next out of range',
+  BadIndirect = 'bad indirect descriptor',
+  ReadableAfterWritable = 'readable descriptor after a writable one',
+  BadAddress = 'buffer outside guest memory',
+  TooManySegments = 'too many segments',
+}
+
+/** One split virtqueue. The backend configures it from SET_VRING_* messages; the device pops
+ *  chains, pushes used entries and flushes once per batch. */
+export class VirtQueue {
+  size = 0;
+  /** Next avail ring slot to consume (free-running u16). */
+  lastAvail = 0;
+  /** Shadow of used.idx (free-running u16), published by flush(). */
+  private usedIdx = 0;
+  private signalledUsed = 0;
+  private signalledUsedValid = false;
+  private pendingUsed = 0;
+
+  addr: VringAddr | undefined;
+  kickFd = -1;
+  callFd = -1;
+  errFd = -1;
+  /** Started by SET_VRING_KICK, stopped by GET_VRING_BASE. */
+  started = false;
+  /** SET_VRING_ENABLE (or implied when PROTOCOL_FEATURES is not negotiated). */
+  enabled = false;
+  eventIdx = false;
+  indirect = false;
+  broken: string | undefined;
+
+  readonly stats: QueueStats = { popped: 0, malformed: 0, calls: 0, suppressed: 0 };
+  /** Reason of the last malformed chain, for logs. */
+  lastMalformed: MalformedReason | undefined;
+
+  // Ring areas, resolved against guest memory.
+  private descView: DataView = new DataView(new ArrayBuffer(0));
+  private descBase = 0;
+  private avail: Uint16Array = new Uint16Array(0);
+  private used16: Uint16Array = new Uint16Array(0);
+  private used32: Uint32Array = new Uint32Array(0);
+  private memGeneration = -1;
+  private readonly span: Span = newSpan();
+  private readonly tableSpan: Span = newSpan();
+
+  constructor(
+    readonly index: number,
+    private readonly memory: GuestMemory,
+  ) {}
+
+  /** Started, enabled and with its ring areas resolved in guest memory. */
+  get ready(): boolean {
+    return this.started && this.enabled && this.broken === undefined && this.memGeneration === this.memory.generation;
+  }
+
+  /** Resolves the ring areas from `addr` in current guest memory. Returns an error or undefined. */
+  resolve(): string | undefined {
+    this.memGeneration = -1;
+    const a = this.addr;
+    if (!a || this.size === 0) return 'ring not configured';
+    const n = this.size;
+    const extra = this.eventIdx ? 2 : 0;
+    const desc = newSpan();
+    const avail = newSpan();
+    const used = newSpan();
+    if (!this.memory.translateUva(a.descUserAddr, DESC_SIZE * n, desc)) return 'descriptor table outside memory';
+    if (!this.memory.translateUva(a.availUserAddr, 4 + 2 * n + extra, avail)) return 'avail ring outside memory';
+    if (!this.memory.translateUva(a.usedUserAddr, 4 + 8 * n + extra, used)) return 'used ring outside memory';
+    // Alignment (virtio 1.2 §2.7): 16 for descriptors, 2 for avail, 4 for used. Typed arrays need it
+    // too; chunks start page-aligned so absolute and offset alignment agree.
+    if (desc.offset % 16 !== 0 || avail.offset % 2 !== 0 || used.offset % 4 !== 0) return 'misaligned ring';
+    this.descView = desc.view;
+    this.descBase = desc.offset;
+    this.avail = new Uint16Array(avail.bytes.buffer, avail.offset, 2 + n + 1);
+    this.used16 = new Uint16Array(used.bytes.buffer, used.offset, 2 + 4 * n + 1);
+    this.used32 = new Uint32Array(used.bytes.buffer, used.offset, 1 + 2 * n);
+    // The guest's used index is the truth when a ring (re)starts (libvhost-user reads it here too).
+    this.usedIdx = Atomics.load(this.used16, 1);
+    this.pendingUsed = 0;
+    this.signalledUsedValid = false;
+    this.memGeneration = this.memory.generation;
+    return undefined;
+  }
+
+  /** Reset to the state of a fresh connection (fds are closed by the backend). */
+  reset(): void {
+    this.size = 0;
+    this.lastAvail = 0;
+    this.usedIdx = 0;
+    this.signalledUsedValid = false;
+    this.pendingUsed = 0;
+    this.addr = undefined;
+    this.kickFd = this.callFd = this.errFd = -1;
+    this.started = false;
+    this.enabled = false;
+    this.broken = undefined;
+    this.memGeneration = -1;
+  }
+
+  /** Sets the next avail index to process (SET_VRING_BASE). */
+  setBase(base: number): void {
+    this.lastAvail = base & 0xffff;
+    this.signalledUsedValid = false;
+  }
+
+  markBroken(reason: string): void {
+    if (this.broken === undefined) this.broken = reason;
+  }
+
+  /** How many chains the guest has made available and we have not popped. */
+  availableCount(): number {
+    if (!this.ready) return 0;
+    const n = (Atomics.load(this.avail, 1) - this.lastAvail) & 0xffff;
+    if (n > this.size) {
+      this.markBroken(`avail index moved by ${n} on a queue of ${this.size}`);
+      return 0;
+    }
+    return n;
+  }
+
+  /** Pops the next well-formed chain into `chain`. Malformed chains are returned to the guest with
+   *  length 0 and counted on the way. Returns false when nothing (valid) is available. */
+  pop(chain: DescriptorChain): boolean {
+    for (;;) {
+      if (this.availableCount() === 0) return false;
+      const head = this.avail[2 + (this.lastAvail % this.size)]!;
+      this.lastAvail = (this.lastAvail + 1) & 0xffff;
+      if (head >= this.size) {
+        this.markBroken(`head ${head} out of range`);
+        return false;
+      }
+      const bad = this.walk(head, chain);
+      if (bad === undefined) {
+        this.stats.popped++;
+        return true;
+      }
+      this.stats.malformed++;
+      this.lastMalformed = bad;
+      this.pushUsed(head, 0);
+    }
+  }
+
+  /** Un-pops the last `count` chains (e.g. not enough RX buffers for a whole frame). */
+  rewind(count: number): void {
+    this.lastAvail = (this.lastAvail - count) & 0xffff;
+    this.stats.popped -= count;
+  }
+
+  private walk(head: number, chain: DescriptorChain): MalformedReason | undefined {
+    chain.reset(head);
+    let view = this.descView;
+    let base = this.descBase;
+    let tableSize = this.size;
+    let idx = head;
+    let walked = 0;
+    let indirect = false;
+    for (;;) {
+      if (walked++ >= tableSize) return MalformedReason.TooLong;
+      const d = base + idx * DESC_SIZE;
+      const lo = view.getUint32(d, true);
+      const hi = view.getUint32(d + 4, true);
+      const len = view.getUint32(d + 8, true);
+      const flags = view.getUint16(d + 12, true);
+      const next = view.getUint16(d + 14, true);
+      if (hi >= 0x200000) return MalformedReason.BadAddress;
+      const addr = hi * 0x1_0000_0000 + lo;
+      if (flags & VIRTQ_DESC_F_INDIRECT) {
+        // §2.7.5.3.1: only with the feature, not nested, not combined with NEXT, a whole number of
+        // descriptors. We accept it as the head of a chain only, as QEMU does.
+        if (!this.indirect || indirect || walked !== 1 || flags & VIRTQ_DESC_F_NEXT) return MalformedReason.BadIndirect;
+        if (len === 0 || len % DESC_SIZE !== 0 || len / DESC_SIZE > MAX_QUEUE_SIZE) return MalformedReason.BadIndirect;
+        if (!this.memory.translateGpa(addr, len, this.tableSpan) || this.tableSpan.length !== len) {
+          return MalformedReason.BadIndirect;
+        }
+        view = this.tableSpan.view;
+        base = this.tableSpan.offset;
+        tableSize = len / DESC_SIZE;
+        idx = 0;
+        walked = 0;
+        indirect = true;
+        continue;
+      }
+      const writable = (flags & VIRTQ_DESC_F_WRITE) !== 0;
+      if (!writable && chain.count > chain.firstWritable) return MalformedReason.ReadableAfterWritable;
+      const bad = this.addBuffer(chain, addr, len, writable);
+      if (bad !== undefined) return bad;
+      if (!(flags & VIRTQ_DESC_F_NEXT)) return undefined;
+      if (next >= tableSize) return MalformedReason.NextOutOfRange;
+      idx = next;
+    }
+  }
+
+  private addBuffer(chain: DescriptorChain, addr: number, len: number, writable: boolean): MalformedReason | undefined {
+    const span = this.span;
+    while (len > 0) {
+      if (!this.memory.translateGpa(addr, len, span)) return MalformedReason.BadAddress;
+      if (!chain.push(span.bytes, span.offset, span.length, writable)) return MalformedReason.TooManySegments;
+      addr += span.length;
+      len -= span.length;
+    }
+    return undefined;
+  }
+
+  /** Returns a chain to the guest with `len` bytes written. Published by flush(). */
+  pushUsed(head: number, len: number): void {
+    if (this.memGeneration !== this.memory.generation) return;
+    const slot = this.usedIdx % this.size;
+    this.used32[1 + 2 * slot] = head;
+    this.used32[2 + 2 * slot] = len;
+    this.usedIdx = (this.usedIdx + 1) & 0xffff;
+    this.pendingUsed++;
+  }
+
+  /** Publishes the used entries pushed since the last flush and signals the guest once, when the
+   *  driver asked for it (NO_INTERRUPT, or used_event with EVENT_IDX). */
+  flush(): void {
+    if (this.pendingUsed === 0 || this.memGeneration !== this.memory.generation) return;
+    this.pendingUsed = 0;
+    Atomics.store(this.used16, 1, this.usedIdx);
+    let need: boolean;
+    if (this.eventIdx) {
+      const usedEvent = Atomics.load(this.avail, 2 + this.size);
+      need = !this.signalledUsedValid || vringNeedEvent(usedEvent, this.usedIdx, this.signalledUsed);
+      this.signalledUsed = this.usedIdx;
+      this.signalledUsedValid = true;
+    } else {
+      need = (Atomics.load(this.avail, 0) & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
+    }
+    if (need && this.callFd >= 0) {
+      native.eventfdWrite(this.callFd, 1);
+      this.stats.calls++;
+    } else {
+      this.stats.suppressed++;
+    }
+  }
+
+  /** Asks the guest to kick again on new buffers; returns true when buffers arrived meanwhile, in
+   *  which case the caller should keep processing (the race of §2.7.10). */
+  enableNotification(): boolean {
+    if (!this.ready) return false;
+    if (this.eventIdx) {
+      Atomics.store(this.used16, 2 + 4 * this.size, this.lastAvail);
+    } else {
+      Atomics.store(this.used16, 0, Atomics.load(this.used16, 0) & ~VIRTQ_USED_F_NO_NOTIFY);
+    }
+    return this.availableCount() > 0;
+  }
+
+  /** Tells the guest kicks are not needed while we are processing (no-op with EVENT_IDX, where
+   *  avail_event simply stays behind). */
+  disableNotification(): void {
+    if (!this.ready || this.eventIdx) return;
+    Atomics.store(this.used16, 0, Atomics.load(this.used16, 0) | VIRTQ_USED_F_NO_NOTIFY);
+  }
+
+  /** The used index as we have published or are about to publish it. */
+  get usedIndex(): number {
+    return this.usedIdx;
+  }
+}

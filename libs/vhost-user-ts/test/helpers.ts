@@ -1,0 +1,99 @@
+// Shared test helpers: a loopback device (every frame sent on a TX queue comes back on the RX queue
+// of its pair) and fd/mapping counters for leak checks.
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { VhostUserDevice } from '../src/device.js';
+import { native } from '../src/native.js';
+import { VhostUserServer } from '../src/server.js';
+import type { ServerOptions } from '../src/server.js';
+import { DescriptorChain, VirtQueue } from '../src/virtqueue.js';
+
+export class LoopbackDevice implements VhostUserDevice {
+  readonly features = 0n;
+  readonly running = new Set<number>();
+  readonly events: string[] = [];
+  /** Frames seen on TX queues (copies). */
+  readonly frames: Uint8Array[] = [];
+  dropped = 0;
+  private readonly queues = new Map<number, VirtQueue>();
+  private readonly txChain = new DescriptorChain(1024);
+  private readonly rxChain = new DescriptorChain(1024);
+  private readonly buf = new Uint8Array(1 << 17);
+
+  constructor(readonly queueCount = 2) {}
+
+  queueStarted(q: VirtQueue): void {
+    this.running.add(q.index);
+    this.queues.set(q.index, q);
+    this.events.push(`start ${q.index}`);
+  }
+  queueStopped(q: VirtQueue): void {
+    this.running.delete(q.index);
+    this.queues.delete(q.index);
+    this.events.push(`stop ${q.index}`);
+  }
+  connected(): void {
+    this.events.push('connected');
+  }
+  disconnected(): void {
+    this.events.push('disconnected');
+  }
+  queueKicked(q: VirtQueue): void {
+    if (q.index % 2 === 0) return; // RX buffers are used when frames arrive
+    const rx = this.queues.get(q.index - 1);
+    do {
+      while (q.pop(this.txChain)) {
+        const len = this.txChain.read(0, this.buf, 0, Math.min(this.txChain.readableLength, this.buf.length));
+        this.frames.push(this.buf.slice(0, len));
+        if (rx && rx.pop(this.rxChain)) {
+          const n = this.rxChain.write(0, this.buf, 0, len);
+          rx.pushUsed(this.rxChain.head, n);
+        } else {
+          this.dropped++;
+        }
+        q.pushUsed(this.txChain.head, 0);
+      }
+      rx?.flush();
+      q.flush();
+    } while (q.enableNotification());
+  }
+}
+
+export function tempSocket(): { path: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'vhu-test-'));
+  return { path: join(dir, 'sock'), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export function startServer(device: VhostUserDevice, opts: ServerOptions = {}): { server: VhostUserServer; path: string; stop: () => void } {
+  const { path, cleanup } = tempSocket();
+  const server = new VhostUserServer(device, opts);
+  server.listen(path);
+  return {
+    server,
+    path,
+    stop: () => {
+      server.close();
+      cleanup();
+    },
+  };
+}
+
+export function openFds(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+export function liveMappings(): number {
+  return native.liveMappings();
+}
+
+export const tick = (ms = 0): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until `cond` holds (polling), or throws after `timeoutMs`. */
+export async function until(cond: () => boolean, timeoutMs = 2000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await tick(5);
+  }
+}
