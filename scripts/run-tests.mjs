@@ -3,10 +3,19 @@
 // own final count (the `# { total, pass, fail, skip }` comment of its TAP stream).
 // Extra arguments are passed to tap (for example a subset of test files).
 import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
+const TEST_DIRS = ['libs/vhost-user-ts/test', 'test'];
+const findTests = (dir) =>
+  readdirSync(dir, { recursive: true })
+    .filter((f) => f.endsWith('.test.ts'))
+    .map((f) => join(dir, f))
+    .sort();
+
 const files = process.argv.slice(2);
-const args = ['tap', 'run', '-R', 'tap', ...(files.length > 0 ? files : ['test', 'libs/vhost-user-ts/test'])];
+const args = ['tap', 'run', '-R', 'tap', ...(files.length > 0 ? files : TEST_DIRS.flatMap(findTests))];
 const child = spawn('npx', args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, FORCE_COLOR: '0' } });
 
 let summary = null;

@@ -78,3 +78,8 @@ export function fromHex(hex: string): Uint8Array | null {
   for (let i = 0; i < out.length; i++) out[i] = parseInt(clean.slice(2 * i, 2 * i + 2), 16);
   return out;
 }
+
+/** The range [off, off + len) lies inside `b`. Every view's check() starts with this. */
+export function rangeOk(b: Uint8Array, off: number, len: number): boolean {
+  return off >= 0 && len >= 0 && off + len <= b.length;
+}

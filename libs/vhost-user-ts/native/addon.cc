@@ -1,3 +1,27 @@
-#include <napi.h>
-static Napi::Object Init(Napi::Env env, Napi::Object exports) { return exports; }
+// Entry point of the vhost-user-ts native addon: the few system calls Node core lacks (see
+// src/native.ts for the JS interface and its conventions).
+#include <uv.h>
+
+#include <cerrno>
+
+#include "common.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("POLL_READABLE", Napi::Number::New(env, UV_READABLE));
+  exports.Set("POLL_WRITABLE", Napi::Number::New(env, UV_WRITABLE));
+  // Positive errno values; calls return them negated.
+  exports.Set("EAGAIN", Napi::Number::New(env, EAGAIN));
+  exports.Set("EINTR", Napi::Number::New(env, EINTR));
+  exports.Set("EPIPE", Napi::Number::New(env, EPIPE));
+  exports.Set("ECONNRESET", Napi::Number::New(env, ECONNRESET));
+  vu::InitIo(env, exports);
+  vu::InitMapping(env, exports);
+  vu::InitPoller(env, exports);
+  return exports;
+}
+
+}  // namespace
+
 NODE_API_MODULE(vhost_user_native, Init)

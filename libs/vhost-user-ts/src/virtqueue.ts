@@ -242,6 +242,8 @@ export class VirtQueue {
 
   /** Sets the next avail index to process (SET_VRING_BASE). */
   setBase(base: number): void {
+    // Re-initialising a ring is how a frontend recovers a broken one.
+    this.broken = undefined;
     this.lastAvail = base & 0xffff;
     this.signalledUsedValid = false;
   }

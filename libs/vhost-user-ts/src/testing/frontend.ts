@@ -551,6 +551,7 @@ export class TestFrontend {
   /** Lays out queue `index` in guest memory and configures it (NUM, BASE, ADDR, KICK, CALL). */
   async setupQueue(index: number, size: number): Promise<DriverQueue> {
     const q = new DriverQueue(this.memory, index, size);
+    this.queues[index]?.dispose();
     this.queues[index] = q;
     await this.setVringNum(index, size);
     await this.setVringBase(index, 0);

@@ -1,0 +1,139 @@
+// The Internet checksum.
+//
+// Read before editing: RFC 1071 (computing the checksum; sections 1 and 2 give the properties this
+// file relies on: byte-order independence, deferred carries, incremental update), RFC 1624
+// (incremental update, equation 3: HC' = ~(~HC + ~m + m')), RFC 768 and RFC 9293 section 3.1 (the
+// IPv4 pseudo-header), RFC 8200 section 8.1 (the IPv6 pseudo-header).
+//
+// Vocabulary: a "sum" is the ones'-complement sum of 16-bit words, folded to 16 bits (0..0xffff); a
+// "checksum" is the complement of a sum, the value written into a header. Sums chain: pass the sum
+// of the previous range as `initial`, as long as every range but the last has an even length.
+
+/** Folds carries above bit 15 back into the low 16 bits (RFC 1071 "deferred carries"). */
+export function foldSum(sum: number): number {
+  while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
+  return sum;
+}
+
+/**
+ * Ones'-complement sum of `len` bytes starting at `off`, added to `initial`, folded to 16 bits.
+ * An odd trailing byte is padded with a zero byte on the right (RFC 1071 section 4.1).
+ *
+ * High and low bytes are summed separately so both accumulators stay small integers (a 64 KiB frame
+ * adds at most 32768 * 255 to each), which keeps V8 on its fast integer path.
+ */
+export function sum16(b: Uint8Array, off: number, len: number, initial = 0): number {
+  let hi = 0;
+  let lo = 0;
+  let i = off;
+  const end = off + len;
+  const end8 = off + (len & ~7);
+  for (; i < end8; i += 8) {
+    hi += b[i]! + b[i + 2]! + b[i + 4]! + b[i + 6]!;
+    lo += b[i + 1]! + b[i + 3]! + b[i + 5]! + b[i + 7]!;
+  }
+  for (; i + 1 < end; i += 2) {
+    hi += b[i]!;
+    lo += b[i + 1]!;
+  }
+  if (i < end) hi += b[i]!;
+  return foldSum(initial + hi * 256 + lo);
+}
+
+/** The checksum to store in a header: the complement of the sum of the range (plus `initial`). */
+export function internetChecksum(b: Uint8Array, off: number, len: number, initial = 0): number {
+  return ~sum16(b, off, len, initial) & 0xffff;
+}
+
+/**
+ * True when a range that contains its own checksum field verifies: the sum of everything, checksum
+ * included, is 0xffff ("all ones", RFC 1071 section 1).
+ */
+export function verifyChecksum(b: Uint8Array, off: number, len: number, initial = 0): boolean {
+  return sum16(b, off, len, initial) === 0xffff;
+}
+
+/** Sum of the IPv4 pseudo-header: source, destination, zero, protocol, transport length. */
+export function pseudoHeaderSumV4(src: number, dst: number, protocol: number, length: number): number {
+  return foldSum((src >>> 16) + (src & 0xffff) + (dst >>> 16) + (dst & 0xffff) + protocol + length);
+}
+
+/**
+ * Sum of the IPv6 pseudo-header: source, destination (read in place), upper-layer packet length
+ * (32 bits), three zero bytes, next header.
+ */
+export function pseudoHeaderSumV6(
+  src: Uint8Array,
+  srcOff: number,
+  dst: Uint8Array,
+  dstOff: number,
+  nextHeader: number,
+  length: number,
+): number {
+  const s = sum16(src, srcOff, 16, sum16(dst, dstOff, 16));
+  return foldSum(s + Math.floor(length / 0x10000) + (length & 0xffff) + nextHeader);
+}
+
+/** Verifies a TCP/UDP/ICMP-style checksum covering an IPv4 pseudo-header and `len` bytes at `off`. */
+export function verifyTransportV4(
+  b: Uint8Array,
+  off: number,
+  len: number,
+  src: number,
+  dst: number,
+  protocol: number,
+): boolean {
+  return verifyChecksum(b, off, len, pseudoHeaderSumV4(src, dst, protocol, len));
+}
+
+/** Verifies a TCP/UDP/ICMPv6 checksum covering an IPv6 pseudo-header and `len` bytes at `off`. */
+export function verifyTransportV6(
+  b: Uint8Array,
+  off: number,
+  len: number,
+  src: Uint8Array,
+  srcOff: number,
+  dst: Uint8Array,
+  dstOff: number,
+  nextHeader: number,
+): boolean {
+  return verifyChecksum(b, off, len, pseudoHeaderSumV6(src, srcOff, dst, dstOff, nextHeader, len));
+}
+
+/**
+ * Checksum after one 16-bit word of the covered data changes from `oldWord` to `newWord`
+ * (RFC 1624 equation 3, which never yields the -0 that equation 2 can).
+ */
+export function checksumUpdate16(checksum: number, oldWord: number, newWord: number): number {
+  const s = foldSum((~checksum & 0xffff) + (~oldWord & 0xffff) + (newWord & 0xffff));
+  return ~s & 0xffff;
+}
+
+/** Checksum after a 32-bit value (an IPv4 address, a sequence number) changes: two word updates. */
+export function checksumUpdate32(checksum: number, oldValue: number, newValue: number): number {
+  const s = foldSum(
+    (~checksum & 0xffff) +
+      (~(oldValue >>> 16) & 0xffff) +
+      (~oldValue & 0xffff) +
+      (newValue >>> 16) +
+      (newValue & 0xffff),
+  );
+  return ~s & 0xffff;
+}
+
+/**
+ * Checksum after `len` bytes (even, at an even position of the covered data) change from the bytes at
+ * `oldB[oldOff..]` to those at `newB[newOff..]`, e.g. an IPv6 address rewritten by NAT.
+ */
+export function checksumUpdateBytes(
+  checksum: number,
+  oldB: Uint8Array,
+  oldOff: number,
+  newB: Uint8Array,
+  newOff: number,
+  len: number,
+): number {
+  const removed = ~sum16(oldB, oldOff, len) & 0xffff;
+  const s = foldSum((~checksum & 0xffff) + removed + sum16(newB, newOff, len));
+  return ~s & 0xffff;
+}
