@@ -373,6 +373,8 @@ export interface GuestExit {
   timedOut: boolean;
   /** From the `VUNET-GUEST: exit <status>` line, when /test.sh ran to its end. */
   guestStatus: number | undefined;
+  /** Why the runner killed QEMU itself (other than timeoutMs), e.g. a vhost-user start loop. */
+  failure?: string;
 }
 
 export interface GuestHandle {
@@ -505,6 +507,7 @@ export async function startGuest(opts: StartGuestOptions = {}): Promise<GuestHan
   let output = '';
   let stderr = '';
   let timedOut = false;
+  let failure: string | undefined;
   let done = false;
   const listeners = new Set<() => void>();
   const notify = (): void => {
@@ -522,8 +525,18 @@ export async function startGuest(opts: StartGuestOptions = {}): Promise<GuestHan
       echo?.write(s);
       notify();
     });
+    let vhostErrors = 0;
     child.stderr?.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString('utf8');
+      const s = chunk.toString('utf8');
+      stderr += s;
+      if (stderr.length > 256 * 1024) stderr = stderr.slice(-128 * 1024);
+      // QEMU 7.2 retries a vhost-user start that the backend refuses (e.g. "you are asking more
+      // queues than supported") forever, never booting: give up after a few rounds.
+      vhostErrors += (s.match(/^qemu-system-\S+: -netdev vhost-user[^\n]*/gm) ?? []).length;
+      if (vhostErrors >= 3 && failure === undefined) {
+        failure = /^qemu-system-\S+: (-netdev vhost-user[^\n]*)/m.exec(s)?.[1] ?? 'vhost-user start failed';
+        kill('SIGKILL');
+      }
     });
     child.stdin?.on('error', () => {
       // QEMU gone; writes are dropped
@@ -563,7 +576,13 @@ export async function startGuest(opts: StartGuestOptions = {}): Promise<GuestHan
       if (killTimer !== undefined) clearTimeout(killTimer);
       const m = EXIT_MARKER_RE.exec(output);
       if (spawnError !== undefined && code === null && signal === null) code = 127;
-      resolve({ code, signal, timedOut, guestStatus: m?.[1] !== undefined ? Number(m[1]) : undefined });
+      resolve({
+        code,
+        signal,
+        timedOut,
+        guestStatus: m?.[1] !== undefined ? Number(m[1]) : undefined,
+        ...(failure !== undefined ? { failure } : {}),
+      });
       notify();
     });
   });
@@ -581,7 +600,7 @@ export async function startGuest(opts: StartGuestOptions = {}): Promise<GuestHan
       };
       const describe = (why: string): Error =>
         new Error(
-          `${why} waiting for ${String(re)}\n--- console (tail) ---\n${tail(output)}` +
+          `${why}${failure !== undefined ? ` (${failure})` : ''} waiting for ${String(re)}\n--- console (tail) ---\n${tail(output)}` +
             (stderr.trim() !== '' ? `\n--- qemu stderr ---\n${tail(stderr, 800)}` : ''),
         );
       const check = (): void => {
