@@ -1,0 +1,291 @@
+// The virtio-net device on vhost-user-ts: moves Ethernet frames between the guest's queues and the
+// stack. Read virtio 1.2 §5.1 (network device), especially §5.1.6 (the header, checksum offload,
+// mergeable RX buffers) before editing.
+//
+// TX (guest → us): each chain is a 12-byte virtio_net_hdr_v1 then the frame. The frame is handed to
+// the stack as a view straight over guest memory when it sits in one buffer, else gathered into a
+// scratch buffer; the chain goes back to the guest right after the stack returns.
+// RX (us → guest): a frame is written after a header into one chain, or into several with
+// MRG_RXBUF (num_buffers in the first header). When the guest has posted no buffers the frame
+// waits in a bounded queue until the next RX kick. Used entries are published and the guest is
+// signalled once per batch: at the end of a TX kick, or at the end of the event-loop turn for frames
+// the stack sends on its own (timers, host sockets).
+import type { Logger, VhostUserDevice, VirtQueue } from 'vhost-user-ts';
+import { DescriptorChain, silentLogger } from 'vhost-user-ts';
+import type { FrameLink, FrameSink, RxMeta } from '../iface/link.js';
+
+/** virtio-net feature bits (virtio 1.2 §5.1.3). */
+export const NetFeature = {
+  CSUM: 0n,
+  GUEST_CSUM: 1n,
+  MTU: 3n,
+  MAC: 5n,
+  GUEST_TSO4: 7n,
+  GUEST_TSO6: 8n,
+  HOST_TSO4: 11n,
+  HOST_TSO6: 12n,
+  MRG_RXBUF: 15n,
+  STATUS: 16n,
+} as const;
+
+export const NET_HDR_LEN = 12;
+/** virtio_net_hdr flags. */
+export const NET_HDR_F_NEEDS_CSUM = 1;
+export const NET_HDR_F_DATA_VALID = 2;
+export const NET_HDR_GSO_NONE = 0;
+
+/** Frames larger than this are not accepted from the guest (64 KiB frame + header). */
+export const MAX_FRAME = 65536 + 14;
+
+export type { FrameLink, FrameSink, RxMeta } from '../iface/link.js';
+
+export interface NetDeviceStats {
+  txFrames: number;
+  txBytes: number;
+  /** Guest frames refused: bad header, GSO we did not offer, too short or too long. */
+  txDropped: number;
+  rxFrames: number;
+  rxBytes: number;
+  /** Frames for the guest dropped: backlog full, or larger than its buffers allow. */
+  rxDropped: number;
+}
+
+export interface NetDeviceOptions {
+  logger?: Logger;
+  /** Frames queued for the guest while it has no RX buffers (default 1024). */
+  backlogFrames?: number;
+  /** ...and their total size (default 8 MiB). */
+  backlogBytes?: number;
+}
+
+export class VirtioNetDevice implements VhostUserDevice, FrameLink {
+  readonly features = (1n << NetFeature.CSUM) | (1n << NetFeature.GUEST_CSUM) | (1n << NetFeature.MTU) | (1n << NetFeature.MRG_RXBUF);
+  readonly queueCount = 2;
+  readonly stats: NetDeviceStats = { txFrames: 0, txBytes: 0, txDropped: 0, rxFrames: 0, rxBytes: 0, rxDropped: 0 };
+  sink: FrameSink | undefined;
+
+  private rx: VirtQueue | undefined;
+  private tx: VirtQueue | undefined;
+  private mergeable = false;
+  private readonly txChain = new DescriptorChain(2048);
+  private readonly rxChain = new DescriptorChain(2048);
+  private readonly rxNext = new DescriptorChain(2048);
+  /** Heads and lengths of a mergeable frame's chains after the first (bounded by the queue). */
+  private readonly moreHeads = new Uint32Array(4096);
+  private readonly moreLens = new Uint32Array(4096);
+  private readonly scratch = new Uint8Array(NET_HDR_LEN + MAX_FRAME);
+  private readonly header = new Uint8Array(NET_HDR_LEN);
+  private readonly meta: RxMeta = { checksumPartial: false };
+  private readonly backlog: Uint8Array[] = [];
+  private backlogSize = 0;
+  private flushScheduled = false;
+  private readonly log: Logger;
+  private readonly backlogFrames: number;
+  private readonly backlogBytes: number;
+
+  constructor(opts: NetDeviceOptions = {}) {
+    this.log = opts.logger ?? silentLogger;
+    this.backlogFrames = opts.backlogFrames ?? 1024;
+    this.backlogBytes = opts.backlogBytes ?? 8 << 20;
+  }
+
+  /** The guest's driver has its queues up. */
+  get linkUp(): boolean {
+    return this.rx !== undefined && this.tx !== undefined;
+  }
+
+  featuresNegotiated(features: bigint): void {
+    this.mergeable = (features & (1n << NetFeature.MRG_RXBUF)) !== 0n;
+  }
+
+  queueStarted(q: VirtQueue): void {
+    if (q.index === 0) this.rx = q;
+    else if (q.index === 1) this.tx = q;
+  }
+
+  queueStopped(q: VirtQueue): void {
+    if (q === this.rx) this.rx = undefined;
+    if (q === this.tx) this.tx = undefined;
+  }
+
+  disconnected(): void {
+    this.backlog.length = 0;
+    this.backlogSize = 0;
+  }
+
+  queueKicked(q: VirtQueue): void {
+    if (q === this.tx) this.processTx(q);
+    else if (q === this.rx) this.drainBacklog();
+  }
+
+  private processTx(q: VirtQueue): void {
+    const chain = this.txChain;
+    do {
+      q.disableNotification();
+      while (q.pop(chain)) {
+        this.receiveChain(chain);
+        q.pushUsed(chain.head, 0);
+      }
+      q.flush();
+    } while (q.enableNotification());
+    // Answers the stack produced while handling the batch go out now, with one call.
+    this.flushRx();
+  }
+
+  private receiveChain(chain: DescriptorChain): void {
+    const total = chain.readableLength;
+    if (total < NET_HDR_LEN + 14 || total > NET_HDR_LEN + MAX_FRAME) {
+      this.stats.txDropped++;
+      this.log.debug({ len: total }, 'guest frame of bad length dropped');
+      return;
+    }
+    chain.read(0, this.header, 0, NET_HDR_LEN);
+    const flags = this.header[0]!;
+    const gso = this.header[1]!;
+    if (gso !== NET_HDR_GSO_NONE) {
+      // We offer no HOST_TSO/UFO yet: a GSO frame is a driver bug or hostile.
+      this.stats.txDropped++;
+      return;
+    }
+    const frame = this.frameView(chain, total);
+    this.meta.checksumPartial = (flags & NET_HDR_F_NEEDS_CSUM) !== 0;
+    this.stats.txFrames++;
+    this.stats.txBytes += frame.length;
+    this.sink?.receive(frame, this.meta);
+  }
+
+  /** The frame as one view: over guest memory when it sits in one segment, else gathered. */
+  private frameView(chain: DescriptorChain, total: number): Uint8Array {
+    let skip = NET_HDR_LEN;
+    for (let i = 0; i < chain.firstWritable; i++) {
+      const len = chain.length[i]!;
+      if (skip < len) {
+        if (len - skip === total - NET_HDR_LEN) {
+          const start = chain.offset[i]! + skip;
+          return chain.bytes[i]!.subarray(start, start + len - skip);
+        }
+        break;
+      }
+      skip -= len;
+    }
+    const n = chain.read(NET_HDR_LEN, this.scratch, 0, total - NET_HDR_LEN);
+    return this.scratch.subarray(0, n);
+  }
+
+  /** Sends a frame to the guest (copied). Published at the end of this event-loop turn. */
+  send(frame: Uint8Array): boolean {
+    if (frame.length > MAX_FRAME) {
+      this.stats.rxDropped++;
+      return false;
+    }
+    if (this.backlog.length === 0 && this.rx && this.writeFrame(this.rx, frame)) {
+      this.scheduleFlush();
+      return true;
+    }
+    if (!this.rx && !this.tx) {
+      // No driver: nobody will ever read it.
+      this.stats.rxDropped++;
+      return false;
+    }
+    if (this.backlog.length >= this.backlogFrames || this.backlogSize + frame.length > this.backlogBytes) {
+      this.stats.rxDropped++;
+      return false;
+    }
+    this.backlog.push(frame.slice());
+    this.backlogSize += frame.length;
+    this.rx?.enableNotification();
+    return true;
+  }
+
+  /** Writes header + frame into RX chains. False (nothing consumed) when buffers are short. */
+  private writeFrame(rx: VirtQueue, frame: Uint8Array): boolean {
+    const chain = this.rxChain;
+    const need = NET_HDR_LEN + frame.length;
+    const hdr = this.header;
+    hdr.fill(0);
+    if (!rx.pop(chain)) return false;
+    if (!this.mergeable) {
+      if (chain.writableLength < need) {
+        // The guest's buffers can never hold it: drop rather than wedge the queue.
+        rx.pushUsed(chain.head, 0);
+        this.stats.rxDropped++;
+        return true;
+      }
+      hdr[10] = 1; // num_buffers (VERSION_1 header)
+      chain.write(0, hdr, 0, NET_HDR_LEN);
+      chain.write(NET_HDR_LEN, frame, 0, frame.length);
+      rx.pushUsed(chain.head, need);
+      this.countRx(frame);
+      return true;
+    }
+    // Mergeable buffers (§5.1.6.3.2): fill chains until the frame fits; num_buffers, in the first
+    // chain's header, is known only at the end, so that chain is held in its own scatter list.
+    const first = chain;
+    const firstLen = Math.min(first.writableLength, need);
+    if (firstLen < NET_HDR_LEN) {
+      rx.pushUsed(first.head, 0);
+      this.stats.rxDropped++;
+      return true;
+    }
+    first.write(NET_HDR_LEN, frame, 0, firstLen - NET_HDR_LEN);
+    let written = firstLen - NET_HDR_LEN;
+    let more = 0;
+    const next = this.rxNext;
+    while (written < frame.length) {
+      if (more === this.moreHeads.length) {
+        // Buffers so small the frame could never fit: drop it rather than wedge the queue.
+        rx.rewind(more + 1);
+        this.stats.rxDropped++;
+        return true;
+      }
+      if (!rx.pop(next)) {
+        rx.rewind(more + 1);
+        return false;
+      }
+      const n = next.write(0, frame, written, frame.length - written);
+      this.moreHeads[more] = next.head;
+      this.moreLens[more] = n;
+      more++;
+      written += n;
+    }
+    const buffers = more + 1;
+    hdr[10] = buffers & 0xff;
+    hdr[11] = buffers >> 8;
+    first.write(0, hdr, 0, NET_HDR_LEN);
+    rx.pushUsed(first.head, firstLen);
+    for (let i = 0; i < more; i++) rx.pushUsed(this.moreHeads[i]!, this.moreLens[i]!);
+    this.countRx(frame);
+    return true;
+  }
+
+  private countRx(frame: Uint8Array): void {
+    this.stats.rxFrames++;
+    this.stats.rxBytes += frame.length;
+  }
+
+  private drainBacklog(): void {
+    const rx = this.rx;
+    if (!rx) return;
+    while (this.backlog.length > 0) {
+      const f = this.backlog[0]!;
+      if (!this.writeFrame(rx, f)) break;
+      this.backlog.shift();
+      this.backlogSize -= f.length;
+    }
+    rx.flush();
+    if (this.backlog.length > 0 && rx.enableNotification()) this.drainBacklog();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => {
+      this.flushScheduled = false;
+      this.flushRx();
+    });
+  }
+
+  private flushRx(): void {
+    this.rx?.flush();
+  }
+}

@@ -1,0 +1,168 @@
+// The IPv4 side of the stack on a frame-in/frame-out device: ARP, echo for our addresses, UDP
+// dispatch, ICMP errors and their rules, and malformed input counted and dropped.
+import fc from 'fast-check';
+import t from 'tap';
+import {
+  ArpOp,
+  ArpPacket,
+  EthernetFrame,
+  Icmpv4Packet,
+  IpProtocol,
+  Ipv4Packet,
+  UdpDatagram,
+  bytesEqual,
+  ipv4,
+} from '../../src/wire/index.js';
+import { makeStack } from '../support/frame-device.js';
+import { DNS_IP, GUEST_IP, GUEST_MAC, GW_IP, GW_MAC, arpRequest, echoRequest, ipv4Frame, udpFrame } from '../support/packets.js';
+
+function parse(frame: Uint8Array) {
+  const eth = new EthernetFrame().at(frame, 0, frame.length);
+  const ip = new Ipv4Packet().at(frame, 14, frame.length - 14);
+  return { eth, ip };
+}
+
+t.test('ARP: answers for the gateway and DNS addresses, and only those', async (t) => {
+  const { inject, stack } = makeStack();
+  for (const target of [GW_IP, DNS_IP]) {
+    const [reply] = inject(arpRequest(target));
+    t.ok(reply, 'one reply');
+    const eth = new EthernetFrame().at(reply!, 0, reply!.length);
+    t.ok(eth.dstIs(GUEST_MAC) && bytesEqual(reply!, 6, GW_MAC, 0, 6), 'from our MAC to the asker');
+    const arp = new ArpPacket().at(reply!, 14, reply!.length - 14);
+    t.ok(arp.check());
+    t.equal(arp.operation, ArpOp.REPLY);
+    t.equal(arp.senderIp, target);
+    t.ok(bytesEqual(reply!, arp.senderMacOffset, GW_MAC, 0, 6));
+    t.equal(arp.targetIp, GUEST_IP);
+    t.ok(bytesEqual(reply!, arp.targetMacOffset, GUEST_MAC, 0, 6));
+  }
+  t.same(inject(arpRequest(ipv4(10, 0, 2, 99))), [], 'no answer for an address that is not ours');
+  t.same(inject(arpRequest(GW_IP, GW_IP)), [], 'an announcement for our address gets no reply');
+  t.ok(stack.lookupMac(GUEST_IP), 'the guest was learnt from its request');
+  t.same(stack.guestMac, GUEST_MAC, 'guest MAC learnt');
+});
+
+t.test('echo: replies for our addresses with the same id, sequence and data', async (t) => {
+  const { inject, stack } = makeStack();
+  for (const dst of [GW_IP, DNS_IP]) {
+    const data = Uint8Array.from({ length: 56 }, (_, i) => i);
+    const [reply] = inject(echoRequest(0xbeef, 7, data, { dst }));
+    t.ok(reply, `reply from ${dst}`);
+    const { eth, ip } = parse(reply!);
+    t.ok(eth.dstIs(GUEST_MAC));
+    t.equal(ip.check(), 0);
+    t.ok(ip.verifyChecksum(), 'IP checksum');
+    t.equal(ip.src, dst);
+    t.equal(ip.dst, GUEST_IP);
+    t.equal(ip.protocol, IpProtocol.ICMP);
+    const icmp = new Icmpv4Packet().at(reply!, ip.payloadOffset, ip.payloadLength);
+    t.equal(icmp.type, 0);
+    t.equal(icmp.ident, 0xbeef);
+    t.equal(icmp.seq, 7);
+    t.ok(icmp.verifyChecksum(), 'ICMP checksum');
+    t.same(reply!.subarray(icmp.payloadOffset), data);
+  }
+  // A large echo at the default MTU of 65520.
+  const big = new Uint8Array(60000).fill(0xa5);
+  const [r] = inject(echoRequest(1, 1, big));
+  t.equal(r?.length, 14 + 20 + 8 + 60000, 'a 60000-byte echo is answered whole');
+  t.equal(stack.counters.get('icmp4.out.0'), 3);
+});
+
+t.test('malformed IPv4 and ICMP is counted and dropped', async (t) => {
+  const { inject, stack } = makeStack();
+  const good = echoRequest(1, 1, new Uint8Array(8));
+  t.same(inject(good.subarray(0, 14 + 12)), [], 'truncated header');
+  t.equal(stack.counters.get('ipv4.truncated'), 1);
+  const badSum = good.slice();
+  badSum[14 + 10]! ^= 0xff;
+  t.same(inject(badSum), [], 'bad header checksum');
+  t.equal(stack.counters.get('ipv4.badChecksum'), 1);
+  const badIcmp = good.slice();
+  badIcmp[14 + 20 + 2]! ^= 0xff;
+  t.same(inject(badIcmp), [], 'bad ICMP checksum');
+  t.equal(stack.counters.get('icmp4.badChecksum'), 1);
+  const badLen = good.slice();
+  badLen[14 + 2] = 0xff; // total length beyond the frame
+  // (header checksum now wrong too; length is checked first)
+  t.same(inject(badLen), [], 'total length beyond the frame');
+  t.equal(stack.counters.get('ipv4.badTotalLength'), 1);
+  t.same(inject(new Uint8Array(10)), [], 'runt frame');
+  t.equal(stack.counters.get('eth.short'), 1);
+  // And the stack still answers.
+  t.equal(inject(good).length, 1, 'still working');
+});
+
+t.test('random frames never throw', async (t) => {
+  const { stack } = makeStack();
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 0, maxLength: 200 }), fc.boolean(), (bytes, partial) => {
+      // Point most of them at us as IPv4 so they get past the Ethernet checks.
+      if (bytes.length >= 14) {
+        bytes.set(GW_MAC, 0);
+        bytes[6] = 0x52;
+        bytes[12] = 0x08;
+        bytes[13] = 0x00;
+      }
+      stack.receive(bytes, { checksumPartial: partial });
+    }),
+    { numRuns: 2000 },
+  );
+  t.pass('no exception');
+});
+
+t.test('UDP: handlers by port; unserved ports get port unreachable quoting the datagram', async (t) => {
+  const { inject, stack } = makeStack();
+  const seen: string[] = [];
+  stack.onUdpV4(67, (d) => seen.push(`${d.srcPort}->${d.dstPort}:${d.payload.length}`));
+  t.same(inject(udpFrame(68, 67, new Uint8Array(300), { dst: 0xffffffff, dstMac: new Uint8Array(6).fill(0xff) })), []);
+  t.same(seen, ['68->67:300'], 'broadcast datagram to a served port reaches its handler');
+  const frame = udpFrame(40000, 9999, Uint8Array.of(1, 2, 3));
+  const [err] = inject(frame);
+  t.ok(err, 'an ICMP error');
+  const { ip } = parse(err!);
+  t.equal(ip.src, GW_IP);
+  t.equal(ip.dst, GUEST_IP);
+  const icmp = new Icmpv4Packet().at(err!, ip.payloadOffset, ip.payloadLength);
+  t.equal(icmp.type, 3);
+  t.equal(icmp.code, 3, 'port unreachable');
+  t.ok(icmp.verifyChecksum());
+  t.same(err!.subarray(icmp.payloadOffset), frame.subarray(14), 'quotes the whole (short) datagram');
+  const udp = new UdpDatagram().at(err!, icmp.payloadOffset + 20, 11);
+  t.equal(udp.dstPort, 9999);
+  // No error for a datagram sent to broadcast.
+  t.same(inject(udpFrame(40000, 9999, new Uint8Array(4), { dst: ipv4(10, 0, 2, 255) })), [], 'no error for subnet broadcast');
+  t.same(inject(udpFrame(40000, 9999, new Uint8Array(4), { dst: 0xffffffff })), [], 'no error for limited broadcast');
+  // Bad UDP checksum is dropped, but a partial one (NEEDS_CSUM) is trusted.
+  const bad = udpFrame(40000, 67, new Uint8Array(4));
+  bad[34 + 6]! ^= 0x55;
+  t.same(inject(bad), [], 'bad UDP checksum dropped');
+  t.equal(stack.counters.get('udp4.badChecksum'), 1);
+  inject(bad, true);
+  t.equal(seen.length, 2, 'partial checksum from the guest accepted');
+});
+
+t.test('protocol unreachable for transports we do not serve', async (t) => {
+  const { inject } = makeStack();
+  const [err] = inject(ipv4Frame({ proto: 132 }, new Uint8Array(16)));
+  const { ip } = parse(err!);
+  const icmp = new Icmpv4Packet().at(err!, ip.payloadOffset, ip.payloadLength);
+  t.equal(icmp.type, 3);
+  t.equal(icmp.code, 2);
+});
+
+t.test('ICMP error rules: not for errors, fragments, group sources; rate limited', async (t) => {
+  const { inject, stack, clock } = makeStack({}, { icmpRate: 10, icmpBurst: 3 });
+  // An ICMP error from the guest to us never draws an error (it is not echo; nothing answers it).
+  const unreachable = ipv4Frame({ proto: IpProtocol.ICMP }, Uint8Array.of(3, 3, 0xfc, 0xfc, 0, 0, 0, 0));
+  t.same(inject(unreachable), []);
+  t.same(inject(udpFrame(1, 9999, new Uint8Array(4), { src: 0 })), [], 'not to 0.0.0.0');
+  t.same(inject(ipv4Frame({ proto: 132, fragOffset: 8, flags: 0 }, new Uint8Array(16))), [], 'not for a non-first fragment');
+  let sent = 0;
+  for (let i = 0; i < 10; i++) sent += inject(udpFrame(1, 9999, new Uint8Array(4))).length;
+  t.equal(sent, 3, 'burst of 3, then rate limited');
+  t.ok(stack.counters.get('icmp4.rateLimited') >= 7);
+  clock.advance(1000);
+  t.equal(inject(udpFrame(1, 9999, new Uint8Array(4))).length, 1, 'tokens refill with time');
+});

@@ -1,0 +1,42 @@
+// A frame-in/frame-out link for stack tests: frames the stack sends are captured (copied), frames
+// are injected as the guest would send them, and time is a number the test moves.
+import { Stack } from '../../src/iface/stack.js';
+import type { StackOptions } from '../../src/iface/stack.js';
+import type { StackConfig } from '../../src/iface/config.js';
+import { defaultConfig } from '../../src/iface/config.js';
+import type { FrameLink } from '../../src/iface/link.js';
+
+export class FrameDevice implements FrameLink {
+  readonly sent: Uint8Array[] = [];
+  accept = true;
+  send(frame: Uint8Array): boolean {
+    if (!this.accept) return false;
+    this.sent.push(frame.slice());
+    return true;
+  }
+  /** Returns and forgets what was sent. */
+  take(): Uint8Array[] {
+    return this.sent.splice(0, this.sent.length);
+  }
+}
+
+export class TestClock {
+  constructor(public t = 1_000_000) {}
+  now(): number {
+    return this.t;
+  }
+  advance(ms: number): void {
+    this.t += ms;
+  }
+}
+
+export function makeStack(config: Partial<StackConfig> = {}, opts: StackOptions = {}) {
+  const link = new FrameDevice();
+  const clock = new TestClock();
+  const stack = new Stack({ ...defaultConfig(), ...config }, link, { clock, ...opts });
+  const inject = (frame: Uint8Array, checksumPartial = false): Uint8Array[] => {
+    stack.receive(frame, { checksumPartial });
+    return link.take();
+  };
+  return { stack, link, clock, inject };
+}

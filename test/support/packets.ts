@@ -1,0 +1,71 @@
+// Builders for guest frames in stack tests, on top of the wire emitters.
+import {
+  ArpOp,
+  EtherType,
+  IpProtocol,
+  MAC_BROADCAST,
+  emitArp,
+  emitEthernetHeader,
+  emitIcmpv4,
+  emitIpv4Header,
+  emitUdpV4,
+  icmpv4EchoRest,
+  ipv4,
+} from '../../src/wire/index.js';
+
+export const GUEST_MAC = Uint8Array.of(0x52, 0x54, 0x00, 0x12, 0x34, 0x56);
+export const GW_MAC = Uint8Array.of(0x52, 0x55, 0x0a, 0x00, 0x02, 0x02);
+export const GUEST_IP = ipv4(10, 0, 2, 15);
+export const GW_IP = ipv4(10, 0, 2, 2);
+export const DNS_IP = ipv4(10, 0, 2, 3);
+
+export function arpRequest(targetIp: number, senderIp = GUEST_IP, senderMac = GUEST_MAC): Uint8Array {
+  const f = new Uint8Array(42);
+  emitEthernetHeader(f, 0, { dst: MAC_BROADCAST, src: senderMac, etherType: EtherType.ARP });
+  emitArp(f, 14, { operation: ArpOp.REQUEST, senderMac, senderIp, targetMac: new Uint8Array(6), targetIp });
+  return f;
+}
+
+export interface Ipv4Frame {
+  src?: number;
+  dst?: number;
+  proto: number;
+  ttl?: number;
+  flags?: number;
+  fragOffset?: number;
+  dstMac?: Uint8Array;
+  id?: number;
+}
+
+/** An Ethernet + IPv4 frame around `payload` (already a complete transport message). */
+export function ipv4Frame(p: Ipv4Frame, payload: Uint8Array): Uint8Array {
+  const f = new Uint8Array(14 + 20 + payload.length);
+  emitEthernetHeader(f, 0, { dst: p.dstMac ?? GW_MAC, src: GUEST_MAC, etherType: EtherType.IPV4 });
+  f.set(payload, 34);
+  emitIpv4Header(f, 14, {
+    src: p.src ?? GUEST_IP,
+    dst: p.dst ?? GW_IP,
+    proto: p.proto,
+    ttl: p.ttl ?? 64,
+    id: p.id ?? 0x1234,
+    flags: p.flags ?? 2,
+    fragOffset: p.fragOffset ?? 0,
+    payloadLength: payload.length,
+    tos: 0,
+  });
+  return f;
+}
+
+export function echoRequest(ident: number, seq: number, data: Uint8Array, p: Partial<Ipv4Frame> = {}): Uint8Array {
+  const m = new Uint8Array(8 + data.length);
+  m.set(data, 8);
+  emitIcmpv4(m, 0, { type: 8, code: 0, rest: icmpv4EchoRest(ident, seq), payloadLength: data.length });
+  return ipv4Frame({ proto: IpProtocol.ICMP, ...p }, m);
+}
+
+export function udpFrame(srcPort: number, dstPort: number, data: Uint8Array, p: Partial<Ipv4Frame> = {}): Uint8Array {
+  const m = new Uint8Array(8 + data.length);
+  m.set(data, 8);
+  emitUdpV4(m, 0, { srcPort, dstPort, payloadLength: data.length }, p.src ?? GUEST_IP, p.dst ?? GW_IP);
+  return ipv4Frame({ proto: IpProtocol.UDP, ...p }, m);
+}
