@@ -7,7 +7,8 @@
 #   vm-images/build.sh --force    rebuild even when the stamp matches
 #   vm-images/build.sh --check    exit 0 when up to date, 3 when a build is needed (builds nothing)
 #
-# Outputs: vmlinuz, initramfs.cpio.gz, manifest.txt, stamp (and cache/ with the kernel .deb).
+# Outputs: vmlinuz, initramfs.cpio.gz (and the same archive uncompressed, initramfs.cpio, which
+# boots ~0.5 s faster under TCG), manifest.txt, stamp, cache/ (the downloaded .debs).
 # Environment: VUNET_IMAGE_DIR, VUNET_KERNEL_PACKAGE (pin e.g. linux-image-6.1.0-56-cloud-amd64),
 # SOURCE_DATE_EPOCH (mtime of every file in the archive; default 0).
 # See vm-images/README.md.
@@ -168,7 +169,7 @@ input_hash() {
 }
 STAMP=$(input_hash)
 if [[ $FORCE == 0 && -f "$OUT/stamp" && "$(cat "$OUT/stamp")" == "$STAMP" &&
-      -f "$OUT/vmlinuz" && -f "$OUT/initramfs.cpio.gz" ]]; then
+      -f "$OUT/vmlinuz" && -f "$OUT/initramfs.cpio.gz" && -f "$OUT/initramfs.cpio" ]]; then
   log "up to date ($KPKG $KVER) in $OUT"
   exit 0
 fi
@@ -243,6 +244,10 @@ for m in "${MODULES[@]}"; do
           -regex ".*/${m//_/[_-]}\.ko(\.xz|\.zst|\.gz)?" | head -n1)
   [[ -n "$src" ]] || die "module $m neither built in nor in $KPKG"
   dst="$ROOT/lib/modules/$KREL/$m.ko"
+  case "$src" in
+    *.ko.xz)  command -v xz >/dev/null || die "$src needs xz: apt-get install xz-utils" ;;
+    *.ko.zst) command -v zstd >/dev/null || die "$src needs zstd: apt-get install zstd" ;;
+  esac
   case "$src" in
     *.ko.xz)  xz -dc "$src" >"$dst" ;;
     *.ko.zst) zstd -qdc "$src" >"$dst" ;;
@@ -324,17 +329,23 @@ chmod 0644 "$ROOT/etc/vunet/modules" "$ROOT/etc/vunet/image"
 # ---------------------------------------------------------------------------------------------
 find "$ROOT" -exec touch -h -d "@$EPOCH" {} +
 (cd "$ROOT" && find . -mindepth 1 -printf '%P\n' | sort |
-  cpio -o -H newc -R 0:0 --reproducible --quiet) | gzip -n -6 >"$WORK/initramfs.cpio.gz"
+  cpio -o -H newc -R 0:0 --reproducible --quiet) >"$WORK/initramfs.cpio"
+gzip -n -6 <"$WORK/initramfs.cpio" >"$WORK/initramfs.cpio.gz"
+chmod 0644 "$WORK/initramfs.cpio" "$WORK/initramfs.cpio.gz"
 install -m 0644 "$WORK/deb/boot/vmlinuz-$KREL" "$WORK/vmlinuz"
 
 mv -f "$WORK/vmlinuz" "$OUT/vmlinuz"
 mv -f "$WORK/initramfs.cpio.gz" "$OUT/initramfs.cpio.gz"
+# The same archive uncompressed: the runner boots with it, since gunzip under TCG costs ~0.5 s.
+mv -f "$WORK/initramfs.cpio" "$OUT/initramfs.cpio"
 {
   cat "$ROOT/etc/vunet/image"
   echo "libraries: ${LIB_NAMES[*]}"
   echo "vmlinuz sha256 $(sha256sum <"$OUT/vmlinuz" | cut -d' ' -f1)"
   echo "initramfs.cpio.gz sha256 $(sha256sum <"$OUT/initramfs.cpio.gz" | cut -d' ' -f1)"
   echo "initramfs.cpio.gz bytes $(stat -c %s "$OUT/initramfs.cpio.gz")"
+  echo "initramfs.cpio sha256 $(sha256sum <"$OUT/initramfs.cpio" | cut -d' ' -f1)"
+  echo "initramfs.cpio bytes $(stat -c %s "$OUT/initramfs.cpio")"
 } >"$OUT/manifest.txt"
 echo "$STAMP" >"$OUT/stamp"
-log "built in $(awk -v s="$START" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }') s: $OUT/vmlinuz $OUT/initramfs.cpio.gz"
+log "built in $(awk -v s="$START" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }') s: $OUT/vmlinuz $OUT/initramfs.cpio[.gz]"

@@ -171,23 +171,24 @@ export class IgmpPacket {
     }
   }
 
-  // IGMPv3 query fields (length >= 12).
+  // IGMPv3 query fields; they read as 0 on shorter (v1/v2) messages.
   get suppressRouterProcessing(): boolean {
-    return (get8(this.bytes, this.offset + F.S_QRV) & 0x08) !== 0;
+    return this.length >= IGMPV3_QUERY_MIN_LEN && (get8(this.bytes, this.offset + F.S_QRV) & 0x08) !== 0;
   }
   get qrv(): number {
-    return get8(this.bytes, this.offset + F.S_QRV) & 0x07;
+    return this.length >= IGMPV3_QUERY_MIN_LEN ? get8(this.bytes, this.offset + F.S_QRV) & 0x07 : 0;
   }
   get qqic(): number {
-    return get8(this.bytes, this.offset + F.QQIC);
+    return this.length >= IGMPV3_QUERY_MIN_LEN ? get8(this.bytes, this.offset + F.QQIC) : 0;
   }
   /** Querier's query interval in seconds. */
   get queryInterval(): number {
     return igmpv3DecodeCode(this.qqic);
   }
   get sourceCount(): number {
-    return get16(this.bytes, this.offset + F.NUM_SOURCES);
+    return this.length >= IGMPV3_QUERY_MIN_LEN ? get16(this.bytes, this.offset + F.NUM_SOURCES) : 0;
   }
+  /** Source `i` of a v3 query, i < sourceCount. */
   source(i: number): number {
     return get32(this.bytes, this.offset + F.SOURCES + 4 * i);
   }

@@ -364,7 +364,9 @@ export class Ipv4OptionsInfo {
   }
 }
 
-const seen = new Uint8Array(256);
+// Scratch for duplicate detection and the iterator parseIpv4Options reuses (no per-packet allocation).
+const seenOptionTypes = new Uint8Array(256);
+const optionIterator = new Ipv4OptionIterator();
 
 /**
  * Validates the options of the header at `headerOffset` and records where the known ones are.
@@ -382,15 +384,15 @@ export function parseIpv4Options(
 ): number {
   out.reset();
   const it = optionIterator.at(bytes, headerOffset, headerLength);
-  seen.fill(0);
+  seenOptionTypes.fill(0);
   let problem = -1;
   while (it.next()) {
     if (it.type === Ipv4OptionType.NOP) continue;
-    if (seen[it.type] !== 0) {
+    if (seenOptionTypes[it.type] !== 0) {
       problem = it.offset - headerOffset;
       break;
     }
-    seen[it.type] = 1;
+    seenOptionTypes[it.type] = 1;
     let bad = -1;
     switch (it.type) {
       case Ipv4OptionType.RECORD_ROUTE:
@@ -417,7 +419,6 @@ export function parseIpv4Options(
   if (problem >= 0) out.reset();
   return problem;
 }
-const optionIterator = new Ipv4OptionIterator();
 
 // Record route (RFC 791 page 20):
 // +--------+--------+--------+---------//--------+

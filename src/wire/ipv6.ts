@@ -498,7 +498,7 @@ export class Ipv6FragmentHeader {
   }
   /** An atomic fragment (offset 0, no more fragments, RFC 6946): process as if unfragmented. */
   isAtomic(): boolean {
-    return get16(this.bytes, this.offset + EXT.FRAG_OFF_M) & 0xfff9 ? false : true;
+    return (get16(this.bytes, this.offset + EXT.FRAG_OFF_M) & 0xfff9) === 0;
   }
 }
 

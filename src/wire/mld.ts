@@ -138,23 +138,24 @@ export class MldMessage {
     return this.offset + F.ADDRESS;
   }
 
-  // MLDv2 query fields.
+  // MLDv2 query fields; they read as 0 on 24-byte (v1) messages.
   get suppressRouterProcessing(): boolean {
-    return (get8(this.bytes, this.offset + F.S_QRV) & 0x08) !== 0;
+    return this.length >= MLDV2_QUERY_MIN_LEN && (get8(this.bytes, this.offset + F.S_QRV) & 0x08) !== 0;
   }
   get qrv(): number {
-    return get8(this.bytes, this.offset + F.S_QRV) & 0x07;
+    return this.length >= MLDV2_QUERY_MIN_LEN ? get8(this.bytes, this.offset + F.S_QRV) & 0x07 : 0;
   }
   get qqic(): number {
-    return get8(this.bytes, this.offset + F.QQIC);
+    return this.length >= MLDV2_QUERY_MIN_LEN ? get8(this.bytes, this.offset + F.QQIC) : 0;
   }
   /** Querier's query interval in seconds (same encoding as IGMPv3's QQIC). */
   get queryInterval(): number {
     return igmpv3DecodeCode(this.qqic);
   }
   get sourceCount(): number {
-    return get16(this.bytes, this.offset + F.NUM_SOURCES);
+    return this.length >= MLDV2_QUERY_MIN_LEN ? get16(this.bytes, this.offset + F.NUM_SOURCES) : 0;
   }
+  /** Absolute offset of source `i`, i < sourceCount. */
   sourceOffset(i: number): number {
     return this.offset + F.SOURCES + IPV6_ADDR_LEN * i;
   }

@@ -259,7 +259,7 @@ function lengthFits(type: number, units: number): boolean {
 const validator = new NdpOptionIterator();
 
 /** Fields and checks every NDP message view shares. */
-abstract class NdpMessage {
+export abstract class NdpMessage {
   bytes: Uint8Array = new Uint8Array(0);
   offset = 0;
   length = 0;

@@ -40,7 +40,6 @@ const ECHO_REQUEST_FRAME = hex(`
   0202 0800 0f56 0a3f 0001 a1c4 2367 0000 0000 4e6b 0c00 0000 0000 1011 1213 1415
   1617 1819 1a1b 1c1d 1e1f 2021 2223 2425 2627 2829 2a2b 2c2d 2e2f 3031 3233 3435
   3637`);
-const ECHO_PAYLOAD = ECHO_REQUEST_FRAME.subarray(34);
 
 // An echo request with 40 bytes of options: record route (3 slots, one used by 10.0.2.15), NOP,
 // timestamp with addresses (2 slots, one used), router alert.

@@ -163,7 +163,7 @@ t.test('properties', async (t) => {
       const s = strict(bytes);
       const m = new MldMessage().at(s, 0, bytes.length);
       if (type !== 143 && m.check()) {
-        void [m.maxResponseDelay, s[m.addressOffset + 15]];
+        void [m.maxResponseDelay, s[m.addressOffset + 15], m.qrv, m.qqic, m.queryInterval, m.suppressRouterProcessing, m.sourceCount];
         if (m.queryVersion === 2) for (let i = 0; i < m.sourceCount; i++) void s[m.sourceOffset(i) + 15];
       }
       const r = new Mldv2Report().at(s, 0, bytes.length);

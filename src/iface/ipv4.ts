@@ -1,0 +1,341 @@
+// IPv4 on the guest link: ARP, IPv4 input, ICMPv4 and UDP dispatch for our addresses, and RFC 5227
+// probe/announce of our addresses at link-up. Read RFC 826, RFC 1122 §3.2 (what a host checks on
+// IP input and when it may send ICMP errors), RFC 792 and RFC 5227 before editing; the ICMP error
+// rules follow gVisor's ipv4/icmp.go returnError (../shared/seeds/000_c245984113abe07b.txt).
+import type { RxMeta } from './link.js';
+import type { Stack } from './stack.js';
+import { TokenBucket } from './rate-limit.js';
+import {
+  ArpOp,
+  ArpPacket,
+  ETHERNET_HEADER_LEN,
+  EtherType,
+  EthernetFrame,
+  ICMPV4_HEADER_LEN,
+  Icmpv4Packet,
+  Icmpv4Type,
+  Icmpv4UnreachableCode,
+  IpProtocol,
+  Ipv4Error,
+  Ipv4Packet,
+  MAC_BROADCAST,
+  UDP_HEADER_LEN,
+  UdpDatagram,
+  copyBytes,
+  emitArp,
+  emitEthernetHeader,
+  emitIcmpv4,
+  emitIcmpv4Error,
+  emitIpv4Header,
+  emitUdpV4,
+  formatIpv4,
+  icmpv4EchoRest,
+  ipv4InSubnet,
+  ipv4IsBroadcast,
+  ipv4IsMulticast,
+  ipv4SubnetBroadcast,
+} from '../wire/index.js';
+
+/** A UDP datagram addressed to one of our IPv4 addresses, as handlers see it (views valid only
+ *  during the call). */
+export interface UdpV4Input {
+  srcIp: number;
+  dstIp: number;
+  srcPort: number;
+  dstPort: number;
+  /** Link source of the frame: `srcMac[srcMacOffset..+6]`. */
+  srcMac: Uint8Array;
+  srcMacOffset: number;
+  payload: Uint8Array;
+}
+
+export type UdpV4Handler = (dgram: UdpV4Input, stack: Stack) => void;
+
+/** RFC 1122 §3.2.1.7 leaves the TTL to the host; 64 is what Linux and slirp use. */
+const DEFAULT_TTL = 64;
+/** Quote as much of the offending datagram as fits in 576 bytes (RFC 1812 §4.3.2.3). */
+const ICMP_ERROR_MAX = 576 - 20;
+const ARP_TABLE_MAX = 256;
+
+// RFC 5227 §1.1 constants (ms).
+const PROBE_WAIT = 1000;
+const PROBE_NUM = 3;
+const PROBE_MIN = 1000;
+const PROBE_MAX = 2000;
+const ANNOUNCE_WAIT = 2000;
+const ANNOUNCE_NUM = 2;
+const ANNOUNCE_INTERVAL = 2000;
+
+/** RFC 5227 state of one of our addresses after link-up. */
+interface AddressClaim {
+  addr: number;
+  /** Probes sent so far, then announcements (PROBE_NUM + ANNOUNCE_NUM in all). */
+  sent: number;
+  next: number;
+  conflict: boolean;
+}
+
+export class Ipv4Layer {
+  /** IPv4 address → MAC learnt from the guest's ARP and IP traffic (bounded). */
+  private readonly arpTable = new Map<number, Uint8Array>();
+  private readonly udpHandlers = new Map<number, UdpV4Handler>();
+  private readonly icmpLimiter: TokenBucket;
+  private ipId = 0;
+  private claims: AddressClaim[] = [];
+  private readonly arp = new ArpPacket();
+  private readonly ip4 = new Ipv4Packet();
+  private readonly icmp4 = new Icmpv4Packet();
+  private readonly udp = new UdpDatagram();
+  private readonly udpInput: UdpV4Input = { srcIp: 0, dstIp: 0, srcPort: 0, dstPort: 0, srcMac: new Uint8Array(6), srcMacOffset: 0, payload: new Uint8Array(0) };
+
+  constructor(private readonly s: Stack, icmpRate: number, icmpBurst: number) {
+    this.icmpLimiter = new TokenBucket(icmpRate, icmpBurst, s.now());
+  }
+
+  onUdp(port: number, handler: UdpV4Handler): void {
+    this.udpHandlers.set(port, handler);
+  }
+
+  isOurs(addr: number): boolean {
+    return addr === this.s.config.ipv4.gateway || addr === this.s.config.ipv4.dns;
+  }
+
+  lookupMac(addr: number): Uint8Array | undefined {
+    return this.arpTable.get(addr);
+  }
+
+  /** Starts RFC 5227 probing of our addresses: the guest's link just came up. */
+  linkUp(now: number): void {
+    const c = this.s.config.ipv4;
+    this.claims = [c.gateway, c.dns].map((addr) => ({ addr, sent: 0, next: now + this.s.random() * PROBE_WAIT, conflict: false }));
+  }
+
+  pollAt(): number {
+    let at = Infinity;
+    for (const c of this.claims) if (c.sent < PROBE_NUM + ANNOUNCE_NUM && !c.conflict) at = Math.min(at, c.next);
+    return at;
+  }
+
+  poll(now: number): void {
+    for (const c of this.claims) {
+      if (c.conflict || c.sent >= PROBE_NUM + ANNOUNCE_NUM || now < c.next) continue;
+      const probing = c.sent < PROBE_NUM;
+      // Probe: sender IP 0 (§2.1.1). Announcement: sender and target IP both ours (§2.3).
+      this.sendArp(ArpOp.REQUEST, probing ? 0 : c.addr, MAC_BROADCAST, c.addr, new Uint8Array(6));
+      c.sent++;
+      if (c.sent < PROBE_NUM) c.next = now + PROBE_MIN + this.s.random() * (PROBE_MAX - PROBE_MIN);
+      else if (c.sent === PROBE_NUM) c.next = now + ANNOUNCE_WAIT;
+      else c.next = now + ANNOUNCE_INTERVAL;
+      this.s.counters.add(probing ? 'arp.probeOut' : 'arp.announceOut');
+    }
+  }
+
+  private sendArp(op: number, senderIp: number, dstMac: Uint8Array, targetIp: number, targetMac: Uint8Array): void {
+    const o = this.s.out;
+    let n = emitEthernetHeader(o, 0, { dst: dstMac, src: this.s.config.mac, etherType: EtherType.ARP });
+    n += emitArp(o, n, { operation: op, senderMac: this.s.config.mac, senderIp, targetMac, targetIp });
+    this.s.transmit(n);
+  }
+
+  /** RFC 5227 §2.1.1/§2.4: someone else uses (or probes for) one of our addresses. */
+  private checkConflict(arp: ArpPacket, frame: Uint8Array): void {
+    const spa = arp.senderIp;
+    const tpa = arp.targetIp;
+    for (const c of this.claims) {
+      const probing = c.sent < PROBE_NUM;
+      if (spa === c.addr || (probing && spa === 0 && tpa === c.addr && arp.operation === ArpOp.REQUEST)) {
+        if (!c.conflict) {
+          this.s.counters.add('arp.conflict');
+          this.s.log.error({ address: formatIpv4(c.addr), mac: macString(frame, arp.senderMacOffset) }, 'the guest claims one of our IPv4 addresses: its traffic to that address will not reach us');
+        }
+        c.conflict = probing || c.conflict;
+      }
+    }
+  }
+
+  /** An ARP packet from the guest: answer requests for our addresses, learn the sender. */
+  arpInput(frame: Uint8Array, eth: EthernetFrame): void {
+    const arp = this.arp.at(frame, eth.payloadOffset, eth.payloadLength);
+    if (!arp.check()) return this.s.drop('arp.malformed');
+    this.checkConflict(arp, frame);
+    const spa = arp.senderIp;
+    // RFC 826: merge the sender into the table when we know it, and (as the target) add it.
+    if (spa !== 0 && ipv4InSubnet(spa, this.s.config.ipv4.network, this.s.config.ipv4.prefixLength)) {
+      this.learn(spa, frame, arp.senderMacOffset);
+    }
+    if (arp.operation !== ArpOp.REQUEST) return this.s.counters.add('arp.replyIn');
+    const tpa = arp.targetIp;
+    if (!this.isOurs(tpa)) return this.s.counters.add('arp.notForUs');
+    if (spa === tpa) return; // an announcement for our own address: nothing to answer
+    const o = this.s.out;
+    let n = emitEthernetHeader(o, 0, { dst: frame.subarray(eth.srcOffset, eth.srcOffset + 6), src: this.s.config.mac, etherType: EtherType.ARP });
+    n += emitArp(o, n, {
+      operation: ArpOp.REPLY,
+      senderMac: this.s.config.mac,
+      senderIp: tpa,
+      targetMac: frame.subarray(arp.senderMacOffset, arp.senderMacOffset + 6),
+      targetIp: spa,
+    });
+    this.s.counters.add('arp.replyOut');
+    this.s.transmit(n);
+  }
+
+  /** RFC 826: merge the sender into the table (bounded: the oldest entry makes room). */
+  private learn(ip: number, frame: Uint8Array, macOff: number): void {
+    const known = this.arpTable.get(ip);
+    if (known) {
+      copyBytes(known, 0, frame, macOff, 6);
+      return;
+    }
+    if (this.arpTable.size >= ARP_TABLE_MAX) {
+      const oldest = this.arpTable.keys().next();
+      if (!oldest.done) this.arpTable.delete(oldest.value);
+    }
+    this.arpTable.set(ip, frame.slice(macOff, macOff + 6));
+  }
+
+  /** An IPv4 packet from the guest (RFC 1122 §3.2.1 checks, then dispatch). */
+  ipv4Input(frame: Uint8Array, eth: EthernetFrame, meta: RxMeta): void {
+    const ip = this.ip4.at(frame, eth.payloadOffset, eth.payloadLength);
+    const err = ip.check();
+    if (err !== Ipv4Error.OK) return this.s.drop(`ipv4.${ipv4ErrorName(err)}`);
+    // RFC 1122 §3.2.1.2: a host MUST verify the header checksum and silently discard on failure.
+    if (!ip.verifyChecksum()) return this.s.drop('ipv4.badChecksum');
+    const dst = ip.dst;
+    const cfg = this.s.config.ipv4;
+    const broadcast = ipv4IsBroadcast(dst) || dst === ipv4SubnetBroadcast(cfg.network, cfg.prefixLength);
+    if (!this.isOurs(dst) && !broadcast && !ipv4IsMulticast(dst)) {
+      // Destined beyond us: the NAT (issue 4) takes these; until then they are counted.
+      return this.s.drop('ipv4.notForUs');
+    }
+    if (ip.isFragment()) return this.s.drop('ipv4.fragment'); // reassembly: issue 6
+    const src = ip.src;
+    if (src !== 0 && ipv4InSubnet(src, cfg.network, cfg.prefixLength) && !this.isOurs(src)) {
+      this.learn(src, frame, eth.srcOffset);
+    }
+    switch (ip.protocol) {
+      case IpProtocol.ICMP:
+        return this.icmpv4Input(frame, eth, ip, broadcast);
+      case IpProtocol.UDP:
+        return this.udpv4Input(frame, eth, ip, meta, broadcast);
+      case IpProtocol.IGMP:
+        return this.s.counters.add('igmp.in'); // memberships: issue 6
+      default:
+        // RFC 1122 §3.2.2.1: protocol unreachable for a transport we do not implement.
+        this.s.counters.add('ipv4.unknownProtocol');
+        return this.sendIcmpv4Error(frame, eth, ip, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.PROTOCOL, 0, broadcast);
+    }
+  }
+
+  private icmpv4Input(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, broadcast: boolean): void {
+    const icmp = this.icmp4.at(frame, ip.payloadOffset, ip.payloadLength);
+    if (!icmp.check()) return this.s.drop('icmp4.short');
+    if (!icmp.verifyChecksum()) return this.s.drop('icmp4.badChecksum');
+    this.s.counters.add(`icmp4.in.${icmp.type}`);
+    if (icmp.type !== Icmpv4Type.ECHO_REQUEST) return;
+    // RFC 1122 §3.2.2.6: echo to a broadcast or multicast address MAY be silently discarded.
+    if (broadcast || ipv4IsMulticast(ip.dst)) return this.s.drop('icmp4.echoToGroup');
+    const len = icmp.payloadLength;
+    if (ETHERNET_HEADER_LEN + 20 + ICMPV4_HEADER_LEN + len > this.s.out.length) return this.s.drop('icmp4.echoTooBig');
+    const o = this.s.out;
+    const ipOff = ETHERNET_HEADER_LEN;
+    const icmpOff = ipOff + 20;
+    copyBytes(o, icmpOff + ICMPV4_HEADER_LEN, frame, icmp.payloadOffset, len);
+    emitIcmpv4(o, icmpOff, { type: Icmpv4Type.ECHO_REPLY, code: 0, rest: icmpv4EchoRest(icmp.ident, icmp.seq), payloadLength: len });
+    this.emitIpv4(ip.dst, ip.src, IpProtocol.ICMP, ICMPV4_HEADER_LEN + len, ip.tos);
+    emitEthernetHeader(o, 0, { dst: frame.subarray(eth.srcOffset, eth.srcOffset + 6), src: this.s.config.mac, etherType: EtherType.IPV4 });
+    this.s.counters.add('icmp4.out.0');
+    this.s.transmit(icmpOff + ICMPV4_HEADER_LEN + len);
+  }
+
+  private udpv4Input(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, meta: RxMeta, broadcast: boolean): void {
+    const udp = this.udp.at(frame, ip.payloadOffset, ip.payloadLength);
+    if (!udp.check()) return this.s.drop('udp4.malformed');
+    if (!meta.checksumPartial && !udp.verifyChecksumV4(ip.src, ip.dst)) return this.s.drop('udp4.badChecksum');
+    const handler = this.udpHandlers.get(udp.dstPort);
+    if (!handler) {
+      this.s.counters.add('udp4.noPort');
+      return this.sendIcmpv4Error(frame, eth, ip, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.PORT, 0, broadcast);
+    }
+    const d = this.udpInput;
+    d.srcIp = ip.src;
+    d.dstIp = ip.dst;
+    d.srcPort = udp.srcPort;
+    d.dstPort = udp.dstPort;
+    d.srcMac = frame;
+    d.srcMacOffset = eth.srcOffset;
+    d.payload = frame.subarray(udp.payloadOffset, udp.payloadOffset + udp.payloadLength);
+    handler(d, this.s);
+  }
+
+
+  /** Sends a UDP datagram from one of our addresses to the guest: `payload` is copied. */
+  sendUdpV4(src: number, srcPort: number, dst: number, dstPort: number, dstMac: Uint8Array, payload: Uint8Array): boolean {
+    const o = this.s.out;
+    const udpOff = ETHERNET_HEADER_LEN + 20;
+    if (udpOff + UDP_HEADER_LEN + payload.length > o.length) {
+      this.s.drop('udp4.outTooBig');
+      return false;
+    }
+    o.set(payload, udpOff + UDP_HEADER_LEN);
+    emitUdpV4(o, udpOff, { srcPort, dstPort, payloadLength: payload.length }, src, dst);
+    this.emitIpv4(src, dst, IpProtocol.UDP, UDP_HEADER_LEN + payload.length, 0);
+    emitEthernetHeader(o, 0, { dst: dstMac, src: this.s.config.mac, etherType: EtherType.IPV4 });
+    return this.s.transmit(udpOff + UDP_HEADER_LEN + payload.length);
+  }
+
+  /** Writes a 20-byte IPv4 header at out[14] for a payload already in place. */
+  private emitIpv4(src: number, dst: number, proto: number, payloadLength: number, tos: number): void {
+    this.ipId = (this.ipId + 1) & 0xffff;
+    emitIpv4Header(this.s.out, ETHERNET_HEADER_LEN, { src, dst, proto, ttl: DEFAULT_TTL, id: this.ipId, flags: 0, fragOffset: 0, payloadLength, tos });
+  }
+
+  /**
+   * Sends an ICMP error about the datagram in `ip` back to its source, unless RFC 1122 §3.2.2 says
+   * not to: never about an ICMP error, a datagram to a broadcast or multicast address (IP or
+   * link), from a source that does not name a single host, or a non-first fragment; and never
+   * faster than the rate limit.
+   */
+  private sendIcmpv4Error(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, type: number, code: number, rest: number, broadcast: boolean): void {
+    const src = ip.src;
+    if (broadcast || eth.isMulticast() || ipv4IsMulticast(ip.dst)) return this.s.drop('icmp4.errorForGroup');
+    if (src === 0 || ipv4IsBroadcast(src) || ipv4IsMulticast(src) || src === ipv4SubnetBroadcast(this.s.config.ipv4.network, this.s.config.ipv4.prefixLength)) {
+      return this.s.drop('icmp4.errorForBadSource');
+    }
+    if (ip.fragOffset !== 0) return this.s.drop('icmp4.errorForFragment');
+    if (ip.protocol === IpProtocol.ICMP) {
+      const inner = this.icmp4.at(frame, ip.payloadOffset, ip.payloadLength);
+      if (!inner.check() || inner.isError()) return this.s.drop('icmp4.errorForError');
+    }
+    if (!this.icmpLimiter.take(this.s.now())) return this.s.drop('icmp4.rateLimited');
+    const o = this.s.out;
+    const icmpOff = ETHERNET_HEADER_LEN + 20;
+    const len = emitIcmpv4Error(o, icmpOff, type, code, rest, frame, ip.offset, ip.totalLength, Math.min(ICMP_ERROR_MAX, this.s.config.mtu - 20));
+    if (len < 0) return;
+    const from = this.isOurs(ip.dst) ? ip.dst : this.s.config.ipv4.gateway;
+    this.emitIpv4(from, src, IpProtocol.ICMP, len, 0);
+    emitEthernetHeader(o, 0, { dst: frame.subarray(eth.srcOffset, eth.srcOffset + 6), src: this.s.config.mac, etherType: EtherType.IPV4 });
+    this.s.counters.add(`icmp4.out.${type}.${code}`);
+    this.s.transmit(icmpOff + len);
+  }
+
+}
+
+function ipv4ErrorName(err: Ipv4Error): string {
+  switch (err) {
+    case Ipv4Error.TRUNCATED:
+      return 'truncated';
+    case Ipv4Error.VERSION:
+      return 'badVersion';
+    case Ipv4Error.HEADER_LENGTH:
+      return 'badHeaderLength';
+    case Ipv4Error.TOTAL_LENGTH:
+      return 'badTotalLength';
+    default:
+      return 'malformed';
+  }
+}
+
+function macString(b: Uint8Array, off: number): string {
+  return Array.from(b.subarray(off, off + 6), (x) => x.toString(16).padStart(2, '0')).join(':');
+}

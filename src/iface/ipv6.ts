@@ -1,0 +1,521 @@
+// IPv6 on the guest link: our addresses (link-local fe80::2, the gateway and DNS addresses of the
+// prefix) with duplicate address detection, NDP for them, ICMPv6 echo and errors, and dispatch of
+// router solicitations and UDP. Read RFC 8200 §4 (extension headers), RFC 4443 §2.4 (when an error
+// may be sent) and §4 (echo), RFC 4861 §7 (NS/NA validation and answers), RFC 4862 §5.4 (DAD) and
+// RFC 3810 §5.2, §6.1 (reports) before editing. Behaviour follows gVisor's ipv6/icmp.go
+// (../shared/seeds/001_f10080c8605591d6.txt) where the RFCs leave room.
+import type { Ipv6Config } from './config.js';
+import type { RxMeta } from './link.js';
+import { TokenBucket } from './rate-limit.js';
+import type { Stack } from './stack.js';
+import {
+  ETHERNET_HEADER_LEN,
+  EtherType,
+  EthernetFrame,
+  ICMPV6_HEADER_LEN,
+  IPV6_ALL_MLDV2_ROUTERS,
+  IPV6_ALL_NODES,
+  IPV6_ALL_ROUTERS,
+  IPV6_HEADER_LEN,
+  IPV6_MIN_MTU,
+  IPV6_UNSPECIFIED,
+  Icmpv6Packet,
+  Icmpv6Type,
+  Icmpv6UnreachableCode,
+  IpProtocol,
+  Ipv6ChainResult,
+  Ipv6Error,
+  Ipv6HeaderChain,
+  Ipv6Packet,
+  MldRecordType,
+  NdpNeighborAdvert,
+  NdpNeighborSolicit,
+  NdpOptionType,
+  NdpRouterAdvert,
+  NdpRouterSolicit,
+  UDP_HEADER_LEN,
+  UdpDatagram,
+  copyBytes,
+  emitEthernetHeader,
+  emitIcmpv6,
+  emitIcmpv6Error,
+  emitIpv6Header,
+  emitIpv6RouterAlertHopByHop,
+  emitMldv2Report,
+  emitNdpNeighborAdvert,
+  emitNdpNeighborSolicit,
+  emitUdpV6,
+  formatIpv6,
+  icmpv6EchoRest,
+  ipv6Equal,
+  ipv6IsLinkLocal,
+  ipv6IsMulticast,
+  ipv6IsUnspecified,
+  ipv6SolicitedNode,
+  macFromIpv6Multicast,
+  toHex,
+  walkIpv6Headers,
+} from '../wire/index.js';
+
+/** A UDP datagram to one of our IPv6 addresses (views valid only during the call). */
+export interface UdpV6Input {
+  /** Source and destination addresses: 16 bytes at srcOffset / dstOffset of `bytes`. */
+  bytes: Uint8Array;
+  srcOffset: number;
+  dstOffset: number;
+  srcPort: number;
+  dstPort: number;
+  srcMacOffset: number;
+  payload: Uint8Array;
+}
+
+export type UdpV6Handler = (dgram: UdpV6Input, stack: Stack) => void;
+
+/** What the layer needs from the router advertiser (src/ndp/router-advertiser.ts). */
+export interface RouterAdvertiserPort {
+  linkUp(now: number): void;
+  /** A router solicitation (the whole IPv6 packet); returns whether it was valid. */
+  handleRouterSolicitation(packet: Uint8Array, off: number, len: number, now: number): boolean;
+  pollAt(): number;
+  /** Emits due advertisements as whole IPv6 packets (views valid during the call). */
+  poll(now: number, emit: (packet: Uint8Array) => void): void;
+}
+
+/** RFC 4862 §5.4 address states. */
+export enum AddressState {
+  /** DAD in progress: not used as a source, NS for it not answered. */
+  Tentative = 'tentative',
+  Preferred = 'preferred',
+  /** DAD found another node using it: never used. */
+  Duplicate = 'duplicate',
+}
+
+interface OwnAddress {
+  addr: Uint8Array;
+  group: Uint8Array;
+  state: AddressState;
+  /** When the next DAD step is due (send the probe, or conclude). */
+  next: number;
+  probeSent: boolean;
+}
+
+// RFC 4861 §10 / RFC 4862 §5.1 / RFC 3810 §9 constants (ms).
+const RETRANS_TIMER = 1000;
+const MAX_RTR_SOLICITATION_DELAY = 1000;
+const UNSOLICITED_REPORT_INTERVAL = 1000;
+const MLD_ROBUSTNESS = 2;
+/** Quote as much of the offending packet as fits in the minimum MTU (RFC 4443 §2.4 (c)). */
+const ICMP_ERROR_MAX = IPV6_MIN_MTU - IPV6_HEADER_LEN;
+const NEIGHBOR_TABLE_MAX = 256;
+const HOP_LIMIT = 64;
+const NDP_HOP_LIMIT = 255;
+
+export const LINK_LOCAL_ADDRESS = Uint8Array.of(0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2);
+
+export class Ipv6Layer {
+  readonly addresses: OwnAddress[];
+  routerAdvertiser: RouterAdvertiserPort | undefined;
+  private readonly udpHandlers = new Map<number, UdpV6Handler>();
+  private readonly neighbors = new Map<string, Uint8Array>();
+  private readonly icmpLimiter: TokenBucket;
+  private reportsLeft = 0;
+  private nextReport = Infinity;
+  private advertiserStarted = false;
+
+  private readonly ip6 = new Ipv6Packet();
+  private readonly chain = new Ipv6HeaderChain();
+  private readonly icmp = new Icmpv6Packet();
+  private readonly ns = new NdpNeighborSolicit();
+  private readonly na = new NdpNeighborAdvert();
+  private readonly rs = new NdpRouterSolicit();
+  private readonly ra = new NdpRouterAdvert();
+  private readonly udp = new UdpDatagram();
+  private readonly udpInput: UdpV6Input = { bytes: new Uint8Array(0), srcOffset: 0, dstOffset: 0, srcPort: 0, dstPort: 0, srcMacOffset: 0, payload: new Uint8Array(0) };
+  private readonly macScratch = new Uint8Array(6);
+  private readonly addrScratch = new Uint8Array(16);
+  private readonly dstScratch = new Uint8Array(16);
+
+  constructor(
+    private readonly s: Stack,
+    readonly config: Ipv6Config,
+    icmpRate: number,
+    icmpBurst: number,
+  ) {
+    this.icmpLimiter = new TokenBucket(icmpRate, icmpBurst, s.now());
+    this.addresses = [LINK_LOCAL_ADDRESS, config.gateway, config.dns].map((addr) => {
+      const group = new Uint8Array(16);
+      ipv6SolicitedNode(group, 0, addr, 0);
+      // Until the link comes up nothing can conflict; DAD runs at linkUp.
+      return { addr, group, state: AddressState.Tentative, next: Infinity, probeSent: false };
+    });
+  }
+
+  onUdp(port: number, handler: UdpV6Handler): void {
+    this.udpHandlers.set(port, handler);
+  }
+
+  /** Our address equal to the 16 bytes at b[off], whatever its state. */
+  private own(b: Uint8Array, off: number): OwnAddress | undefined {
+    for (const a of this.addresses) if (ipv6Equal(a.addr, 0, b, off)) return a;
+    return undefined;
+  }
+
+  /** Usable (preferred) address of ours at b[off]. */
+  isOurs(b: Uint8Array, off: number): boolean {
+    return this.own(b, off)?.state === AddressState.Preferred;
+  }
+
+  addressState(addr: Uint8Array): AddressState | undefined {
+    return this.own(addr, 0)?.state;
+  }
+
+  // --- link-up: DAD and MLD reports ------------------------------------------------------
+
+  /** RFC 4862 §5.4.2: join the solicited-node groups, then probe each address after a random
+   *  delay of up to MAX_RTR_SOLICITATION_DELAY. */
+  linkUp(now: number): void {
+    for (const a of this.addresses) {
+      if (a.state === AddressState.Duplicate) continue;
+      a.state = AddressState.Tentative;
+      a.probeSent = false;
+      a.next = now + this.s.random() * MAX_RTR_SOLICITATION_DELAY;
+    }
+    this.advertiserStarted = false;
+    this.reportsLeft = MLD_ROBUSTNESS;
+    this.nextReport = now;
+  }
+
+  pollAt(): number {
+    let at = this.reportsLeft > 0 ? this.nextReport : Infinity;
+    for (const a of this.addresses) if (a.state === AddressState.Tentative) at = Math.min(at, a.next);
+    if (this.advertiserStarted && this.routerAdvertiser) at = Math.min(at, this.routerAdvertiser.pollAt());
+    return at;
+  }
+
+  poll(now: number): void {
+    if (this.reportsLeft > 0 && now >= this.nextReport) {
+      this.sendMldReport();
+      this.reportsLeft--;
+      this.nextReport = now + this.s.random() * UNSOLICITED_REPORT_INTERVAL;
+    }
+    for (const a of this.addresses) {
+      if (a.state !== AddressState.Tentative || now < a.next) continue;
+      if (!a.probeSent) {
+        this.sendDadProbe(a);
+        a.probeSent = true;
+        a.next = now + RETRANS_TIMER; // DupAddrDetectTransmits = 1
+      } else {
+        a.state = AddressState.Preferred;
+        this.s.log.info({ address: formatIpv6(a.addr) }, 'IPv6 address ready (DAD passed)');
+      }
+    }
+    const ll = this.addresses[0]!;
+    if (!this.advertiserStarted && ll.state === AddressState.Preferred && this.routerAdvertiser) {
+      // Router advertisements come from our link-local address, usable only after its DAD.
+      this.advertiserStarted = true;
+      this.routerAdvertiser.linkUp(now);
+    }
+    if (this.advertiserStarted) this.routerAdvertiser?.poll(now, (p) => this.sendPacket(p));
+  }
+
+  private duplicate(a: OwnAddress, why: string): void {
+    if (a.state === AddressState.Duplicate) return;
+    a.state = AddressState.Duplicate;
+    this.s.counters.add('ndp.dadFailed');
+    this.s.log.error({ address: formatIpv6(a.addr), why }, 'duplicate IPv6 address: another node on the guest link uses it, so vunet will not');
+  }
+
+  private sendDadProbe(a: OwnAddress): void {
+    const o = this.s.out;
+    const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
+    const len = emitNdpNeighborSolicit(o, icmpOff, { target: a.addr }, IPV6_UNSPECIFIED, a.group);
+    this.finishIpv6(IPV6_UNSPECIFIED, a.group, IpProtocol.ICMPV6, len, NDP_HOP_LIMIT);
+    this.s.counters.add('ndp.dadProbe');
+  }
+
+  /** An MLDv2 report joining the solicited-node groups of our addresses, and all-routers (we route). */
+  private sendMldReport(): void {
+    const o = this.s.out;
+    const ll = this.addresses[0]!;
+    // RFC 3810 §5.2.13: the unspecified source while our link-local address is still tentative.
+    const src = ll.state === AddressState.Preferred ? ll.addr : IPV6_UNSPECIFIED;
+    const hbhOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
+    const groups = [IPV6_ALL_ROUTERS, ...new Set(this.addresses.filter((a) => a.state !== AddressState.Duplicate).map((a) => toHex(a.group)))].map((g) =>
+      typeof g === 'string' ? Uint8Array.from(g.match(/../g)!, (h) => parseInt(h, 16)) : g,
+    );
+    emitIpv6RouterAlertHopByHop(o, hbhOff, IpProtocol.ICMPV6);
+    const len = emitMldv2Report(o, hbhOff + 8, groups.map((address) => ({ type: MldRecordType.CHANGE_TO_EXCLUDE, address, sources: [] })), src, IPV6_ALL_MLDV2_ROUTERS);
+    if (len < 0) return;
+    this.finishIpv6(src, IPV6_ALL_MLDV2_ROUTERS, IpProtocol.HOPOPTS, 8 + len, 1);
+    this.s.counters.add('mld.reportOut');
+  }
+
+  // --- input ------------------------------------------------------------------------------
+
+  ipv6Input(frame: Uint8Array, eth: EthernetFrame, meta: RxMeta): void {
+    const ip = this.ip6.at(frame, eth.payloadOffset, eth.payloadLength);
+    if (ip.check() !== Ipv6Error.OK) return this.s.drop('ipv6.malformed');
+    const srcOff = ip.srcOffset;
+    const dstOff = ip.dstOffset;
+    // RFC 4291 §2.7: a multicast address must not be a source.
+    if (ipv6IsMulticast(frame, srcOff)) return this.s.drop('ipv6.multicastSource');
+    const multicast = ipv6IsMulticast(frame, dstOff);
+    const target = this.own(frame, dstOff);
+    if (!multicast && !target) return this.s.drop('ipv6.notForUs'); // NAT: issue 4
+    if (multicast && !this.listening(frame, dstOff)) return this.s.drop('ipv6.groupNotJoined');
+    const chain = this.chain;
+    switch (walkIpv6Headers(frame, ip.offset, chain)) {
+      case Ipv6ChainResult.OK:
+        break;
+      case Ipv6ChainResult.PARAM_PROBLEM_UNLESS_MULTICAST:
+        if (multicast) return this.s.drop('ipv6.badOption');
+        this.s.counters.add('ipv6.paramProblem');
+        return this.sendError(frame, eth, Icmpv6Type.PARAM_PROBLEM, chain.problemCode, chain.problemPointer, false);
+      case Ipv6ChainResult.PARAM_PROBLEM:
+        // RFC 4443 §2.4 (e.2): code 2 about an option of action 10 goes even to multicast.
+        this.s.counters.add('ipv6.paramProblem');
+        return this.sendError(frame, eth, Icmpv6Type.PARAM_PROBLEM, chain.problemCode, chain.problemPointer, chain.problemCode === 2);
+      default:
+        return this.s.drop('ipv6.badExtensionHeaders');
+    }
+    if (chain.fragmentOffset >= 0) return this.s.drop('ipv6.fragment'); // reassembly: issue 6
+    // A tentative address takes nothing but NDP (RFC 4862 §5.4).
+    if (target && target.state !== AddressState.Preferred && chain.upperProtocol !== IpProtocol.ICMPV6) return this.s.drop('ipv6.tentative');
+    const end = ip.end;
+    switch (chain.upperProtocol) {
+      case IpProtocol.ICMPV6:
+        return this.icmpv6Input(frame, eth, ip, chain.upperOffset, end - chain.upperOffset, meta, multicast);
+      case IpProtocol.UDP:
+        return this.udpInput6(frame, eth, ip, chain.upperOffset, end - chain.upperOffset, meta, multicast);
+      case IpProtocol.TCP:
+        return this.s.drop('tcp6.unserved'); // TCP: issue 5
+      case 59: // No Next Header
+        return;
+      default:
+        // RFC 8200 §4: unrecognized Next Header → parameter problem code 1.
+        return this.sendError(frame, eth, Icmpv6Type.PARAM_PROBLEM, 1, chain.nextHeaderPointer, multicast);
+    }
+  }
+
+  /** Multicast groups we take: all-nodes, all-routers, MLDv2 routers, our solicited-node groups. */
+  private listening(b: Uint8Array, off: number): boolean {
+    if (ipv6Equal(b, off, IPV6_ALL_NODES, 0) || ipv6Equal(b, off, IPV6_ALL_ROUTERS, 0) || ipv6Equal(b, off, IPV6_ALL_MLDV2_ROUTERS, 0)) return true;
+    for (const a of this.addresses) if (ipv6Equal(a.group, 0, b, off)) return true;
+    return false;
+  }
+
+  private icmpv6Input(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, off: number, len: number, meta: RxMeta, multicast: boolean): void {
+    const icmp = this.icmp.at(frame, off, len);
+    if (!icmp.check()) return this.s.drop('icmp6.short');
+    if (!meta.checksumPartial && !icmp.verifyChecksum(frame, ip.srcOffset, frame, ip.dstOffset)) return this.s.drop('icmp6.badChecksum');
+    const type = icmp.type;
+    this.s.counters.add(`icmp6.in.${type}`);
+    switch (type) {
+      case Icmpv6Type.ECHO_REQUEST:
+        return this.echoReply(frame, eth, ip, icmp, multicast);
+      case Icmpv6Type.NEIGHBOR_SOLICIT:
+        return this.nsInput(frame, eth, ip, off, len);
+      case Icmpv6Type.NEIGHBOR_ADVERT:
+        return this.naInput(frame, ip, off, len);
+      case Icmpv6Type.ROUTER_SOLICIT: {
+        if (ip.hopLimit !== NDP_HOP_LIMIT || !this.rs.at(frame, off, len).check()) return this.s.drop('ndp.badRs');
+        const sll = this.rs.findLinkAddress(NdpOptionType.SOURCE_LL_ADDR);
+        // RFC 4861 §6.1.1: no source link-layer option from the unspecified address.
+        if (sll >= 0 && ipv6IsUnspecified(frame, ip.srcOffset)) return this.s.drop('ndp.badRs');
+        if (sll >= 0) this.learn(frame, ip.srcOffset, sll);
+        if (this.advertiserStarted) this.routerAdvertiser?.handleRouterSolicitation(frame, ip.offset, ip.end - ip.offset, this.s.now());
+        return;
+      }
+      case Icmpv6Type.ROUTER_ADVERT:
+        // We are the router; a guest's RA is logged, never obeyed.
+        if (this.ra.at(frame, off, len).check()) this.s.log.warn({ from: formatIpv6(frame, ip.srcOffset) }, 'router advertisement from the guest ignored');
+        return;
+      default:
+        return; // MLD (issue 6), errors and informational types we do not act on
+    }
+  }
+
+  private echoReply(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, icmp: Icmpv6Packet, multicast: boolean): void {
+    // RFC 4443 §4.2: answer multicast echo too, from a unicast address of the interface.
+    const src = multicast ? LINK_LOCAL_ADDRESS : frame.subarray(ip.dstOffset, ip.dstOffset + 16);
+    if (multicast && this.addresses[0]!.state !== AddressState.Preferred) return;
+    if (ipv6IsUnspecified(frame, ip.srcOffset)) return this.s.drop('icmp6.echoFromUnspecified');
+    const len = icmp.payloadLength;
+    const o = this.s.out;
+    const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
+    if (icmpOff + ICMPV6_HEADER_LEN + len > o.length) return this.s.drop('icmp6.echoTooBig');
+    copyBytes(this.dstScratch, 0, frame, ip.srcOffset, 16);
+    copyBytes(this.addrScratch, 0, src, 0, 16);
+    copyBytes(o, icmpOff + ICMPV6_HEADER_LEN, frame, icmp.payloadOffset, len);
+    emitIcmpv6(o, icmpOff, { type: Icmpv6Type.ECHO_REPLY, code: 0, rest: icmpv6EchoRest(icmp.ident, icmp.seq), payloadLength: len }, this.addrScratch, this.dstScratch);
+    this.finishIpv6(this.addrScratch, this.dstScratch, IpProtocol.ICMPV6, ICMPV6_HEADER_LEN + len, HOP_LIMIT, frame, eth.srcOffset);
+    this.s.counters.add('icmp6.out.129');
+  }
+
+  /** RFC 4861 §7.1.1 validation, then §7.2.3 (answer for our addresses) and RFC 4862 §5.4.3 (DAD). */
+  private nsInput(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, off: number, len: number): void {
+    const ns = this.ns.at(frame, off, len);
+    if (ip.hopLimit !== NDP_HOP_LIMIT || !ns.check() || ipv6IsMulticast(frame, ns.targetOffset)) return this.s.drop('ndp.badNs');
+    const fromUnspecified = ipv6IsUnspecified(frame, ip.srcOffset);
+    const sll = ns.findLinkAddress(NdpOptionType.SOURCE_LL_ADDR);
+    if (fromUnspecified && (sll >= 0 || !isSolicitedNodeGroup(frame, ip.dstOffset))) return this.s.drop('ndp.badNs');
+    if (!fromUnspecified && sll >= 0) this.learn(frame, ip.srcOffset, sll);
+    const a = this.own(frame, ns.targetOffset);
+    if (!a) return this.s.counters.add('ndp.nsNotForUs');
+    if (a.state === AddressState.Tentative) {
+      // Someone else probes the address we are probing: neither may use it.
+      if (fromUnspecified) this.duplicate(a, 'the guest probed it during our DAD');
+      return;
+    }
+    if (a.state === AddressState.Duplicate) return;
+    // Answer: to the solicitor, or to all nodes when it was a DAD probe (it then learns the
+    // address is taken). S only for a unicast answer (§7.2.4); R because we route; O as the owner.
+    const dst = fromUnspecified ? IPV6_ALL_NODES : frame.subarray(ip.srcOffset, ip.srcOffset + 16);
+    copyBytes(this.dstScratch, 0, dst, 0, 16);
+    const o = this.s.out;
+    const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
+    const n = emitNdpNeighborAdvert(o, icmpOff, { target: a.addr, router: true, solicited: !fromUnspecified, override: true, targetMac: this.s.config.mac }, a.addr, this.dstScratch);
+    const macOff = sll >= 0 ? sll : eth.srcOffset;
+    this.finishIpv6(a.addr, this.dstScratch, IpProtocol.ICMPV6, n, NDP_HOP_LIMIT, fromUnspecified ? undefined : frame, macOff);
+    this.s.counters.add('ndp.naOut');
+  }
+
+  /** RFC 4861 §7.1.2 validation; an NA for one of our addresses is a conflict (RFC 4862 §5.4.4). */
+  private naInput(frame: Uint8Array, ip: Ipv6Packet, off: number, len: number): void {
+    const na = this.na.at(frame, off, len);
+    if (ip.hopLimit !== NDP_HOP_LIMIT || !na.check() || ipv6IsMulticast(frame, na.targetOffset)) return this.s.drop('ndp.badNa');
+    if (ipv6IsMulticast(frame, ip.dstOffset) && na.solicited) return this.s.drop('ndp.badNa');
+    const a = this.own(frame, na.targetOffset);
+    if (a) {
+      if (a.state === AddressState.Tentative) this.duplicate(a, 'the guest advertised it during our DAD');
+      else {
+        this.s.counters.add('ndp.conflict');
+        this.s.log.error({ address: formatIpv6(a.addr) }, 'the guest advertises one of our IPv6 addresses');
+      }
+      return;
+    }
+    const tll = na.findLinkAddress(NdpOptionType.TARGET_LL_ADDR);
+    if (tll >= 0) this.learn(frame, na.targetOffset, tll);
+  }
+
+  /** Records a guest address → MAC (bounded: the oldest entry makes room). The full RFC 4861
+   *  neighbour state machine replaces this table when we start sending to guest addresses. */
+  private learn(b: Uint8Array, addrOff: number, macOff: number): void {
+    if (ipv6IsUnspecified(b, addrOff)) return;
+    const key = toHex(b, addrOff, 16);
+    const known = this.neighbors.get(key);
+    if (known) return copyBytes(known, 0, b, macOff, 6);
+    if (this.neighbors.size >= NEIGHBOR_TABLE_MAX) {
+      const oldest = this.neighbors.keys().next();
+      if (!oldest.done) this.neighbors.delete(oldest.value);
+    }
+    this.neighbors.set(key, b.slice(macOff, macOff + 6));
+  }
+
+  /** The MAC learnt for a guest IPv6 address. */
+  lookupMac(addr: Uint8Array): Uint8Array | undefined {
+    return this.neighbors.get(toHex(addr, 0, 16));
+  }
+
+  private udpInput6(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, off: number, len: number, meta: RxMeta, multicast: boolean): void {
+    const udp = this.udp.at(frame, off, len);
+    if (!udp.check()) return this.s.drop('udp6.malformed');
+    if (!meta.checksumPartial && !udp.verifyChecksumV6(frame, ip.srcOffset, frame, ip.dstOffset)) return this.s.drop('udp6.badChecksum');
+    const handler = this.udpHandlers.get(udp.dstPort);
+    if (!handler) {
+      this.s.counters.add('udp6.noPort');
+      return this.sendError(frame, eth, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.PORT, 0, multicast);
+    }
+    const d = this.udpInput;
+    d.bytes = frame;
+    d.srcOffset = ip.srcOffset;
+    d.dstOffset = ip.dstOffset;
+    d.srcPort = udp.srcPort;
+    d.dstPort = udp.dstPort;
+    d.srcMacOffset = eth.srcOffset;
+    d.payload = frame.subarray(udp.payloadOffset, udp.payloadOffset + udp.payloadLength);
+    handler(d, this.s);
+  }
+
+  // --- output -----------------------------------------------------------------------------
+
+  /** Sends a UDP datagram from `src` (ours) to `dst` at `dstMac`; `payload` is copied. */
+  sendUdp(src: Uint8Array, srcPort: number, dst: Uint8Array, dstPort: number, dstMac: Uint8Array, payload: Uint8Array): boolean {
+    const o = this.s.out;
+    const udpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
+    if (udpOff + UDP_HEADER_LEN + payload.length > o.length) {
+      this.s.drop('udp6.outTooBig');
+      return false;
+    }
+    o.set(payload, udpOff + UDP_HEADER_LEN);
+    emitUdpV6(o, udpOff, { srcPort, dstPort, payloadLength: payload.length }, src, dst);
+    return this.finishIpv6(src, dst, IpProtocol.UDP, UDP_HEADER_LEN + payload.length, HOP_LIMIT, dstMac, 0);
+  }
+
+  /** Sends a whole IPv6 packet built elsewhere (router advertisements). */
+  private sendPacket(p: Uint8Array): void {
+    const o = this.s.out;
+    if (ETHERNET_HEADER_LEN + p.length > o.length) return;
+    o.set(p, ETHERNET_HEADER_LEN);
+    const dst = p.subarray(24, 40);
+    const mac = ipv6IsMulticast(p, 24) ? undefined : this.lookupMac(dst);
+    if (!ipv6IsMulticast(p, 24) && !mac) return this.s.drop('ipv6.noNeighbor');
+    this.frameAndSend(dst, 0, mac, 0, p.length);
+  }
+
+  /**
+   * Writes the IPv6 header in front of a payload at out[54], then the Ethernet header: to the
+   * group MAC for a multicast destination, else to `mac[macOff..]`, and sends it.
+   */
+  private finishIpv6(src: Uint8Array, dst: Uint8Array, next: number, payloadLength: number, hopLimit: number, mac?: Uint8Array, macOff = 0): boolean {
+    emitIpv6Header(this.s.out, ETHERNET_HEADER_LEN, { src, dst, nextHeader: next, hopLimit, payloadLength });
+    return this.frameAndSend(dst, 0, mac, macOff, IPV6_HEADER_LEN + payloadLength);
+  }
+
+  private frameAndSend(dst: Uint8Array, dstOff: number, mac: Uint8Array | undefined, macOff: number, ipLength: number): boolean {
+    const o = this.s.out;
+    if (ipv6IsMulticast(dst, dstOff)) {
+      macFromIpv6Multicast(this.macScratch, 0, dst, dstOff);
+    } else if (mac) {
+      copyBytes(this.macScratch, 0, mac, macOff, 6);
+    } else {
+      this.s.drop('ipv6.noNeighbor');
+      return false;
+    }
+    emitEthernetHeader(o, 0, { dst: this.macScratch, src: this.s.config.mac, etherType: EtherType.IPV6 });
+    return this.s.transmit(ETHERNET_HEADER_LEN + ipLength);
+  }
+
+  /**
+   * An ICMPv6 error about the packet in this.ip6, unless RFC 4443 §2.4 (e) forbids it: never about
+   * an error message, a packet from an address that does not name one node, or one sent to a
+   * multicast address or as link-layer multicast (`allowMulticast` for the exceptions: packet too
+   * big and parameter problem code 2 on an option of action 10); and never past the rate limit (f).
+   */
+  private sendError(frame: Uint8Array, eth: EthernetFrame, type: number, code: number, rest: number, allowMulticast: boolean): void {
+    const ip = this.ip6;
+    if (!allowMulticast && (ipv6IsMulticast(frame, ip.dstOffset) || eth.isMulticast())) return this.s.drop('icmp6.errorForGroup');
+    if (ipv6IsUnspecified(frame, ip.srcOffset) || ipv6IsMulticast(frame, ip.srcOffset)) return this.s.drop('icmp6.errorForBadSource');
+    const chain = this.chain;
+    if (chain.upperProtocol === IpProtocol.ICMPV6 && chain.fragmentOffset < 0) {
+      const inner = this.icmp.at(frame, chain.upperOffset, ip.end - chain.upperOffset);
+      if (!inner.check() || inner.isError() || inner.type === 137) return this.s.drop('icmp6.errorForError');
+    }
+    if (!this.icmpLimiter.take(this.s.now())) return this.s.drop('icmp6.rateLimited');
+    // From the address the packet was sent to when it is ours, else from the address on its side.
+    const to = frame.subarray(ip.dstOffset, ip.dstOffset + 16);
+    const from = this.isOurs(frame, ip.dstOffset) ? to : ipv6IsLinkLocal(frame, ip.srcOffset) ? LINK_LOCAL_ADDRESS : this.config.gateway;
+    copyBytes(this.addrScratch, 0, from, 0, 16);
+    copyBytes(this.dstScratch, 0, frame, ip.srcOffset, 16);
+    const o = this.s.out;
+    const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
+    const n = emitIcmpv6Error(o, icmpOff, type, code, rest, frame, ip.offset, ip.end - ip.offset, Math.min(ICMP_ERROR_MAX, this.s.config.mtu - IPV6_HEADER_LEN), this.addrScratch, this.dstScratch);
+    if (n < 0) return;
+    this.finishIpv6(this.addrScratch, this.dstScratch, IpProtocol.ICMPV6, n, HOP_LIMIT, frame, eth.srcOffset);
+    this.s.counters.add(`icmp6.out.${type}.${code}`);
+  }
+}
+
+function isSolicitedNodeGroup(b: Uint8Array, off: number): boolean {
+  return b[off] === 0xff && b[off + 1] === 0x02 && b[off + 11] === 0x01 && b[off + 12] === 0xff;
+}
