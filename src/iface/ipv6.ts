@@ -286,14 +286,14 @@ export class Ipv6Layer {
       case IpProtocol.ICMPV6:
         return this.icmpv6Input(frame, eth, ip, chain.upperOffset, end - chain.upperOffset, meta, multicast);
       case IpProtocol.UDP:
-        return this.udpInput6(frame, eth, ip, chain.upperOffset, end - chain.upperOffset, meta, multicast);
+        return this.udpInput6(frame, eth, ip, chain.upperOffset, end - chain.upperOffset, meta);
       case IpProtocol.TCP:
         return this.s.drop('tcp6.unserved'); // TCP: issue 5
       case 59: // No Next Header
         return;
       default:
         // RFC 8200 §4: unrecognized Next Header → parameter problem code 1.
-        return this.sendError(frame, eth, Icmpv6Type.PARAM_PROBLEM, 1, chain.nextHeaderPointer, multicast);
+        return this.sendError(frame, eth, Icmpv6Type.PARAM_PROBLEM, 1, chain.nextHeaderPointer, false);
     }
   }
 
@@ -338,7 +338,8 @@ export class Ipv6Layer {
   private echoReply(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, icmp: Icmpv6Packet, multicast: boolean): void {
     // RFC 4443 §4.2: answer multicast echo too, from a unicast address of the interface.
     const src = multicast ? LINK_LOCAL_ADDRESS : frame.subarray(ip.dstOffset, ip.dstOffset + 16);
-    if (multicast && this.addresses[0]!.state !== AddressState.Preferred) return;
+    // Only preferred addresses answer (a tentative or duplicate one takes NDP alone).
+    if (!this.isOurs(src, 0)) return this.s.drop('icmp6.echoToUnusableAddress');
     if (ipv6IsUnspecified(frame, ip.srcOffset)) return this.s.drop('icmp6.echoFromUnspecified');
     const len = icmp.payloadLength;
     const o = this.s.out;
@@ -417,14 +418,14 @@ export class Ipv6Layer {
     return this.neighbors.get(toHex(addr, 0, 16));
   }
 
-  private udpInput6(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, off: number, len: number, meta: RxMeta, multicast: boolean): void {
+  private udpInput6(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, off: number, len: number, meta: RxMeta): void {
     const udp = this.udp.at(frame, off, len);
     if (!udp.check()) return this.s.drop('udp6.malformed');
     if (!meta.checksumPartial && !udp.verifyChecksumV6(frame, ip.srcOffset, frame, ip.dstOffset)) return this.s.drop('udp6.badChecksum');
     const handler = this.udpHandlers.get(udp.dstPort);
     if (!handler) {
       this.s.counters.add('udp6.noPort');
-      return this.sendError(frame, eth, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.PORT, 0, multicast);
+      return this.sendError(frame, eth, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.PORT, 0, false);
     }
     const d = this.udpInput;
     d.bytes = frame;
