@@ -56,6 +56,10 @@ export interface NetDeviceOptions {
   backlogFrames?: number;
   /** ...and their total size (default 8 MiB). */
   backlogBytes?: number;
+  /** The guest's driver brought both queues up (true), or one went down (false). */
+  onLinkChange?: (up: boolean) => void;
+  /** A batch of guest frames was handed to the sink (the owner re-arms its timers here). */
+  onBatchEnd?: () => void;
 }
 
 export class VirtioNetDevice implements VhostUserDevice, FrameLink {
@@ -82,8 +86,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private readonly log: Logger;
   private readonly backlogFrames: number;
   private readonly backlogBytes: number;
+  private wasUp = false;
 
-  constructor(opts: NetDeviceOptions = {}) {
+  constructor(private readonly opts: NetDeviceOptions = {}) {
     this.log = opts.logger ?? silentLogger;
     this.backlogFrames = opts.backlogFrames ?? 1024;
     this.backlogBytes = opts.backlogBytes ?? 8 << 20;
@@ -101,11 +106,21 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   queueStarted(q: VirtQueue): void {
     if (q.index === 0) this.rx = q;
     else if (q.index === 1) this.tx = q;
+    this.linkChanged();
   }
 
   queueStopped(q: VirtQueue): void {
     if (q === this.rx) this.rx = undefined;
     if (q === this.tx) this.tx = undefined;
+    this.linkChanged();
+  }
+
+  private linkChanged(): void {
+    const up = this.linkUp;
+    if (up === this.wasUp) return;
+    this.wasUp = up;
+    this.log.info({ up }, up ? 'guest link up' : 'guest link down');
+    this.opts.onLinkChange?.(up);
   }
 
   disconnected(): void {
@@ -130,6 +145,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     } while (q.enableNotification());
     // Answers the stack produced while handling the batch go out now, with one call.
     this.flushRx();
+    this.opts.onBatchEnd?.();
   }
 
   private receiveChain(chain: DescriptorChain): void {
