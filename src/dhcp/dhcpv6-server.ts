@@ -22,6 +22,7 @@
 
 import { bytesEqual, copyBytes, get32, set16 } from '../wire/bytes.js';
 import {
+  DHCPV6_HEADER_LEN,
   DHCPV6_IA_NA_LEN,
   DHCPV6_IAADDR_LEN,
   dhcpv6BeginOption,
@@ -205,12 +206,20 @@ export class Dhcpv6Server {
     const o = this.opts;
     // Clients send from a unicast (link-local) address; the answer goes back to it.
     if (src.length < IPV6_ADDR_LEN || ipv6IsUnspecified(src, 0) || ipv6IsMulticast(src, 0)) return this.invalid('bad source');
+    if (payload.length < DHCPV6_HEADER_LEN) return this.invalid('truncated');
+    if (!isClientMessage(m.msgType)) {
+      // Advertise, Reply, Reconfigure (sections 16.3, 16.10, 16.11), relay messages (we are on the
+      // client's link, no relay sits between), unknown types.
+      this.stats.unexpectedType++;
+      return 0;
+    }
     if (!m.check() || !m.parseOptions(o)) return this.invalid('malformed');
     if (o.clientIdOffset >= 0 && o.clientIdLength > MAX_DUID_LEN) return this.invalid('client DUID too long');
     const type = m.msgType;
     const hasClient = o.clientIdOffset >= 0;
     const hasServer = o.serverIdOffset >= 0;
-    const forUs = hasServer && o.serverIdLength === this.duid.length && bytesEqual(payload, o.serverIdOffset, this.duid, 0, this.duid.length);
+    const forUs =
+      hasServer && o.serverIdLength === this.duid.length && bytesEqual(payload, o.serverIdOffset, this.duid, 0, this.duid.length);
     this.log.debug({ type, xid: m.transactionId, src: formatIpv6(src, 0) }, 'dhcpv6 message');
 
     switch (type) {
@@ -253,10 +262,7 @@ export class Dhcpv6Server {
         if (this.countIas(payload) > 0) return this.invalid('information-request with an IA');
         return this.informationRequest(payload, out);
       default:
-        // Advertise, Reply, Reconfigure (sections 16.3, 16.10, 16.11), relay messages (we are on
-        // the client's link, no relay sits between), unknown types.
-        this.stats.unexpectedType++;
-        return 0;
+        return 0; // not reached: isClientMessage() let it through
     }
   }
 
@@ -373,14 +379,15 @@ export class Dhcpv6Server {
           // "For each IA ... for which the server has no binding information, the server adds an IA
           // option using the IAID from the [message] and includes a Status Code option with the
           // value NoBinding in the IA option" (sections 18.3.7, 18.3.8).
-          p = dhcpv6PutIaNa(out, p, out.length, { iaid, t1: 0, t2: 0, addresses: [], status: { code: Dhcpv6Status.NO_BINDING, message: 'no binding' } });
+          p = this.emptyIaNa(out, p, iaid, Dhcpv6Status.NO_BINDING, 'no binding');
           continue;
         }
         if (!this.iaListsAddress(payload, iaOff, iaLen, lease.address)) continue;
         this.removeLease(lease);
         if (action === IaAction.DECLINE) {
           // "marks the addresses as 'declined'": someone else uses it; keep it out of the pool.
-          this.insertLease({ key: `declined/${lease.slot}`, slot: lease.slot, address: lease.address, expires: now + this.validLifetime * 1000, bound: true });
+          const expires = now + this.validLifetime * 1000;
+          this.insertLease({ key: `declined/${lease.slot}`, slot: lease.slot, address: lease.address, expires, bound: true });
         }
         continue;
       }
@@ -389,7 +396,7 @@ export class Dhcpv6Server {
       if (lease === undefined) {
         // Sections 18.3.2, 18.3.4: an IA we cannot serve comes back with NoAddrsAvail.
         this.stats.noAddrsAvail++;
-        p = dhcpv6PutIaNa(out, p, out.length, { iaid, t1: 0, t2: 0, addresses: [], status: { code: Dhcpv6Status.NO_ADDRS_AVAIL, message: 'no addresses available' } });
+        p = this.emptyIaNa(out, p, iaid, Dhcpv6Status.NO_ADDRS_AVAIL, 'no addresses available');
         continue;
       }
       if (action === IaAction.OFFER) {
@@ -415,6 +422,11 @@ export class Dhcpv6Server {
       p = dhcpv6PutIaNa(out, p, out.length, { iaid, t1, t2, addresses: addrs });
     }
     return p;
+  }
+
+  /** An IA_NA with no address and a status code. */
+  private emptyIaNa(out: Uint8Array, p: number, iaid: number, code: number, message: string): number {
+    return dhcpv6PutIaNa(out, p, out.length, { iaid, t1: 0, t2: 0, addresses: [], status: { code, message } });
   }
 
   /** An IA_NA, IA_TA or IA_PD echoed with only a status code in it; other options pass through. */
@@ -521,9 +533,8 @@ export class Dhcpv6Server {
   private iaListsAddress(b: Uint8Array, off: number, len: number, address: Uint8Array): boolean {
     const a = this.inner.at(b, off, len);
     while (a.next()) {
-      if (a.code === Dhcpv6Option.IAADDR && a.length >= DHCPV6_IAADDR_LEN && bytesEqual(b, a.offset, address, 0, IPV6_ADDR_LEN)) {
-        return true;
-      }
+      if (a.code !== Dhcpv6Option.IAADDR || a.length < DHCPV6_IAADDR_LEN) continue;
+      if (bytesEqual(b, a.offset, address, 0, IPV6_ADDR_LEN)) return true;
     }
     return false;
   }
@@ -547,7 +558,9 @@ export class Dhcpv6Server {
     const o = this.opts;
     let p = emitDhcpv6Header(out, 0, type, this.msg.transactionId);
     p = dhcpv6PutDuidLl(out, p, out.length, Dhcpv6Option.SERVERID, this.mac);
-    if (o.clientIdOffset >= 0) p = dhcpv6PutBytes(out, p, out.length, Dhcpv6Option.CLIENTID, payload, o.clientIdOffset, o.clientIdLength);
+    if (o.clientIdOffset >= 0) {
+      p = dhcpv6PutBytes(out, p, out.length, Dhcpv6Option.CLIENTID, payload, o.clientIdOffset, o.clientIdLength);
+    }
     return p;
   }
 
@@ -590,6 +603,23 @@ export class Dhcpv6Server {
   private unanswered(): number {
     this.stats.unanswered++;
     return 0;
+  }
+}
+
+/** Messages a client sends to a server (RFC 8415 section 7.3). */
+function isClientMessage(type: number): boolean {
+  switch (type) {
+    case Dhcpv6MessageType.SOLICIT:
+    case Dhcpv6MessageType.REQUEST:
+    case Dhcpv6MessageType.CONFIRM:
+    case Dhcpv6MessageType.RENEW:
+    case Dhcpv6MessageType.REBIND:
+    case Dhcpv6MessageType.RELEASE:
+    case Dhcpv6MessageType.DECLINE:
+    case Dhcpv6MessageType.INFORMATION_REQUEST:
+      return true;
+    default:
+      return false;
   }
 }
 

@@ -1,0 +1,403 @@
+// The command line: `vunet --socket PATH [options]` into a validated, typed VunetOptions.
+//
+// commander does the structure (flags, repeats, required --socket, unknown flags, --help,
+// --version) and collects raw strings; every value is then checked here so that each failure is one
+// line that names the flag and says what would be accepted. Nothing here prints or exits: errors
+// are thrown (UsageError, HelpShown) and the CLI entry decides (`vunet: <message>`, exit 2).
+//
+// Decisions:
+// - --ipv4 takes CIDR with any address in the network (10.0.2.15/24 means 10.0.2.0/24); the prefix
+//   is /8 to /28 (/28 leaves room for .2, .3 and a few leases). The network must be usable
+//   unicast: it may not overlap 0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16 (link-local, which guests
+//   manage themselves), 224.0.0.0/4 (multicast) or 240.0.0.0/4 (reserved, incl. broadcast).
+//   Private (RFC 1918), CGNAT and public unicast networks are accepted.
+// - --ipv6 takes a /64 only (SLAAC forms addresses from a /64 prefix), any address in it. It may
+//   not overlap ::/8 (unspecified, loopback, IPv4-mapped), fe80::/10 (link-local) or ff00::/8
+//   (multicast). fec0::/10 (slirp's default), ULA and global prefixes are accepted.
+// - --mtu is 1280..65520 (one MTU for both families; IPv6 needs 1280). With --no-ipv6 the floor
+//   is 576, the datagram size every IPv4 host must accept (RFC 791).
+// - --guest-mac: six hex octets separated by ':' or '-'; unicast, not all-zero, not vunet's own MAC.
+// - --dns: dotted-quad IPv4 or IPv6 (zone allowed: fe80::1%eth0); not unspecified or multicast.
+//   Kept in the order given, duplicates dropped, IPv6 written in RFC 5952 form.
+// - --search: hostname syntax (LDH labels of 1..63, at most 253 characters, last label not all
+//   digits); one trailing dot allowed; stored lower-case without the dot, duplicates dropped.
+// - --lease-time 60..31536000 s (a minute to a year); --udp-timeout 1..86400 s.
+// - --socket: at most 107 bytes (sun_path); kept as given (relative paths stay relative).
+// - Giving both --ipv6 and --no-ipv6 is an error, not "last one wins".
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError, Option } from 'commander';
+import ipaddr from 'ipaddr.js';
+import {
+  defaultConfig,
+  ipv4ConfigFor,
+  ipv6ConfigFor,
+  MAX_MTU,
+  MIN_MTU,
+  type StackConfig,
+} from '../iface/config.js';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface VunetOptions {
+  /** Where the vhost-user socket listens (QEMU's `-chardev socket,path=`). */
+  socketPath: string;
+  /** What the stack is built with; defaultConfig() unless options changed it. */
+  config: StackConfig;
+  /** Upstream DNS servers (normalised IP strings); empty means the host's resolv.conf. */
+  dnsUpstream: string[];
+  /** Capture file for every frame, both directions. */
+  pcapFile?: string;
+  logLevel: LogLevel;
+  /** Idle time after which a UDP NAT mapping is dropped, seconds. */
+  udpTimeoutSec: number;
+  /** Whether the gateway address (10.0.2.2) maps to the host's loopback, as slirp does. */
+  mapGateway: boolean;
+}
+
+/** Smallest MTU accepted with --no-ipv6 (every IPv4 host accepts 576-byte datagrams, RFC 791). */
+export const MIN_MTU_IPV4_ONLY = 576;
+export const MIN_IPV4_PREFIX = 8;
+export const MAX_IPV4_PREFIX = 28;
+export const DEFAULT_UDP_TIMEOUT_SEC = 120;
+export const MAX_UDP_TIMEOUT_SEC = 86400;
+export const MIN_LEASE_TIME_SEC = 60;
+export const MAX_LEASE_TIME_SEC = 31_536_000;
+/** sun_path holds 108 bytes including the terminating NUL. */
+export const MAX_SOCKET_PATH_BYTES = 107;
+
+const DEFAULT_IPV4 = '10.0.2.0/24';
+const DEFAULT_IPV6 = 'fec0::/64';
+
+/** A bad command line. The message is one line naming the flag; the CLI prints `vunet: <message>`. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+  readonly exitCode = 2;
+}
+
+/** --help or --version: the text has been written; the CLI should exit with status 0. */
+export class HelpShown extends Error {
+  override readonly name = 'HelpShown';
+  readonly exitCode = 0;
+}
+
+export interface ProgramOutput {
+  /** Where --help and --version text goes (default: process.stdout). */
+  writeOut?: (text: string) => void;
+}
+
+/** A string default shown in --help without quotes. */
+const shown = (value: string): [string, string] => [value, value];
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/** The commander program: flags, help text and version. parseArgs() adds validation. */
+export function buildProgram(output: ProgramOutput = {}): Command {
+  const defaults = defaultConfig();
+  const program = new Command('vunet')
+    .usage('--socket PATH [options]')
+    .description(
+      'User-mode network backend for QEMU: serves the guest\'s virtio-net device over vhost-user and ' +
+        'gives it what `-netdev user` (slirp) gives: DHCP, SLAAC, DNS and NAT to the host\'s network.',
+    )
+    .exitOverride()
+    .allowExcessArguments(false)
+    .configureOutput({
+      writeOut: output.writeOut ?? ((s) => void process.stdout.write(s)),
+      writeErr: () => {},
+      outputError: () => {},
+    });
+
+  program
+    .addOption(
+      new Option('--socket <path>', 'vhost-user socket to listen on; QEMU connects to it (required)').makeOptionMandatory(),
+    )
+    .addOption(
+      new Option(
+        '--ipv4 <cidr>',
+        'guest IPv4 network, /8 to /28; vunet is .2, DNS .3, DHCP leases start at .15',
+      ).default(...shown(DEFAULT_IPV4)),
+    )
+    .addOption(
+      new Option('--ipv6 <prefix>', 'guest IPv6 /64 prefix for SLAAC; vunet is ::2, DNS ::3').default(...shown(DEFAULT_IPV6)),
+    )
+    .addOption(new Option('--no-ipv6', 'IPv4 only: no router advertisements, no IPv6 addresses'))
+    .addOption(
+      new Option(
+        '--mtu <bytes>',
+        `link MTU told to the guest, ${MIN_MTU}..${MAX_MTU} (${MIN_MTU_IPV4_ONLY}.. with --no-ipv6)`,
+      ).default(...shown(String(defaults.mtu))),
+    )
+    .addOption(
+      new Option('--guest-mac <mac>', "the guest's MAC (e.g. 52:54:00:12:34:56)").default(
+        undefined,
+        'learnt from its first frame',
+      ),
+    )
+    .addOption(
+      new Option('--dns <addr>', 'upstream DNS server, IPv4 or IPv6; repeat for more')
+        .argParser(collect)
+        .default([], "the host's /etc/resolv.conf"),
+    )
+    .addOption(
+      new Option('--search <domain>', 'DNS search domain handed to the guest; repeat for more')
+        .argParser(collect)
+        .default([], 'none'),
+    )
+    .addOption(new Option('--pcap <file>', 'write every frame, both directions, to this pcap file'))
+    .addOption(new Option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')}`).default(...shown('info')))
+    .addOption(
+      new Option('--udp-timeout <sec>', 'seconds an idle UDP NAT mapping is kept').default(
+        ...shown(String(DEFAULT_UDP_TIMEOUT_SEC)),
+      ),
+    )
+    .addOption(new Option('--no-map-gw', "don't forward connections to the gateway address to the host's loopback"))
+    .addOption(new Option('--lease-time <sec>', 'DHCP lease time in seconds').default(...shown(String(defaults.leaseTime))))
+    .version(packageVersion(), '-V, --version', 'print the version and exit')
+    .helpOption('-h, --help', 'print this help and exit');
+
+  program.addHelpText(
+    'after',
+    `
+Example:
+  vunet --socket /tmp/vunet.sock &
+  qemu-system-x86_64 -m 512M \\
+    -object memory-backend-memfd,id=mem,size=512M,share=on -numa node,memdev=mem \\
+    -chardev socket,id=c0,path=/tmp/vunet.sock,reconnect=1 \\
+    -netdev vhost-user,id=n0,chardev=c0 -device virtio-net-pci,netdev=n0 ...
+
+The guest's memory must be shared (share=on) and the same size as -m.`,
+  );
+  return program;
+}
+
+/**
+ * Parses the user's arguments (process.argv.slice(2)) into validated options.
+ * Throws UsageError for a bad command line and HelpShown after printing --help/--version.
+ */
+export function parseArgs(argv: readonly string[], output: ProgramOutput = {}): VunetOptions {
+  const program = buildProgram(output);
+  let sawIpv6 = false;
+  let sawNoIpv6 = false;
+  program.on('option:ipv6', () => (sawIpv6 = true));
+  program.on('option:no-ipv6', () => (sawNoIpv6 = true));
+  try {
+    program.parse([...argv], { from: 'user' });
+  } catch (err) {
+    throw fromCommander(err, program);
+  }
+  if (sawIpv6 && sawNoIpv6) throw new UsageError('--ipv6 and --no-ipv6 cannot be used together: choose one');
+
+  const o = program.opts<RawOptions>();
+  const config = defaultConfig();
+
+  if (o.socket === '') throw new UsageError('--socket needs a path for the vhost-user socket');
+  const socketBytes = Buffer.byteLength(o.socket);
+  if (socketBytes > MAX_SOCKET_PATH_BYTES) {
+    throw new UsageError(
+      `--socket path is ${socketBytes} bytes; Unix socket paths can be at most ${MAX_SOCKET_PATH_BYTES}: use a shorter path`,
+    );
+  }
+
+  const ipv4 = parseIpv4Network(o.ipv4);
+  config.ipv4 = ipv4ConfigFor(ipv4.network, ipv4.prefixLength);
+  config.ipv6 = o.ipv6 === false ? undefined : ipv6ConfigFor(parseIpv6Prefix(o.ipv6));
+
+  const minMtu = config.ipv6 ? MIN_MTU : MIN_MTU_IPV4_ONLY;
+  config.mtu = parseInteger('--mtu', o.mtu, minMtu, MAX_MTU, config.ipv6 ? `; down to ${MIN_MTU_IPV4_ONLY} with --no-ipv6` : '');
+
+  if (o.guestMac !== undefined) config.guestMac = parseGuestMac(o.guestMac, config.mac);
+  config.searchDomains = dedupe(o.search.map(parseSearchDomain));
+  config.leaseTime = parseInteger('--lease-time', o.leaseTime, MIN_LEASE_TIME_SEC, MAX_LEASE_TIME_SEC);
+
+  const logLevel = o.logLevel.toLowerCase();
+  if (!isLogLevel(logLevel)) {
+    throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')} (got ${o.logLevel})`);
+  }
+  if (o.pcap === '') throw new UsageError('--pcap needs a file name');
+
+  const result: VunetOptions = {
+    socketPath: o.socket,
+    config,
+    dnsUpstream: dedupe(o.dns.map(parseDnsServer)),
+    logLevel,
+    udpTimeoutSec: parseInteger('--udp-timeout', o.udpTimeout, 1, MAX_UDP_TIMEOUT_SEC),
+    mapGateway: o.mapGw,
+  };
+  if (o.pcap !== undefined) result.pcapFile = o.pcap;
+  return result;
+}
+
+interface RawOptions {
+  socket: string;
+  ipv4: string;
+  ipv6: string | false;
+  mtu: string;
+  guestMac: string | undefined;
+  dns: string[];
+  search: string[];
+  pcap: string | undefined;
+  logLevel: string;
+  udpTimeout: string;
+  mapGw: boolean;
+  leaseTime: string;
+}
+
+function fromCommander(err: unknown, program: Command): Error {
+  if (!(err instanceof CommanderError)) return err instanceof Error ? err : new Error(String(err));
+  if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return new HelpShown(err.code);
+  if (err.code === 'commander.missingMandatoryOptionValue') {
+    return new UsageError('--socket PATH is required: the vhost-user socket QEMU connects to (see vunet --help)');
+  }
+  if (err.code === 'commander.excessArguments') {
+    return new UsageError(`unexpected argument '${program.args[0] ?? ''}': vunet takes options only (see vunet --help)`);
+  }
+  // "error: unknown option '--mt'\n(Did you mean --mtu?)" -> "unknown option '--mt': did you mean --mtu?".
+  const message = err.message
+    .replace(/^error: /, '')
+    .replace(/\s*\n\s*\(Did you mean (.*)\)/, ': did you mean $1')
+    .replace(/\s*\n\s*/g, ' ')
+    .trim();
+  return new UsageError(`${message} (see vunet --help)`);
+}
+
+// ---------- values ----------
+
+const show = (s: string): string => (s === '' ? "''" : s);
+
+/** `lowHint` is added to the message when the value is below `min`. */
+function parseInteger(flag: string, raw: string, min: number, max: number, lowHint = ''): number {
+  if (!/^[0-9]{1,15}$/.test(raw)) throw new UsageError(`${flag} must be a whole number from ${min} to ${max} (got ${show(raw)})`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new UsageError(`${flag} must be between ${min} and ${max}${n < min ? lowHint : ''} (got ${n})`);
+  return n;
+}
+
+/** Blocks no guest network may overlap: [first octets, prefix length, why]. */
+const IPV4_FORBIDDEN: ReadonlyArray<readonly [string, number, string]> = [
+  ['0.0.0.0', 8, '0.0.0.0/8 ("this network")'],
+  ['127.0.0.0', 8, '127.0.0.0/8 (loopback)'],
+  ['169.254.0.0', 16, '169.254.0.0/16 (link-local)'],
+  ['224.0.0.0', 4, '224.0.0.0/4 (multicast)'],
+  ['240.0.0.0', 4, '240.0.0.0/4 (reserved and broadcast)'],
+];
+
+function parseIpv4Network(raw: string): { network: number; prefixLength: number } {
+  if (!ipaddr.IPv4.isValidCIDRFourPartDecimal(raw)) {
+    throw new UsageError(`--ipv4 must be an IPv4 network in CIDR form such as 10.0.2.0/24 (got ${show(raw)})`);
+  }
+  const [addr, prefixLength] = ipaddr.IPv4.parseCIDR(raw);
+  if (prefixLength < MIN_IPV4_PREFIX || prefixLength > MAX_IPV4_PREFIX) {
+    throw new UsageError(
+      `--ipv4 prefix must be /${MIN_IPV4_PREFIX} to /${MAX_IPV4_PREFIX} (room for gateway, DNS and leases) (got /${prefixLength})`,
+    );
+  }
+  for (const [first, bits, why] of IPV4_FORBIDDEN) {
+    const block = ipaddr.IPv4.parse(first);
+    if (overlaps(addr, prefixLength, block, bits)) {
+      throw new UsageError(`--ipv4 must be a unicast network such as 10.0.2.0/24; ${raw} overlaps ${why}`);
+    }
+  }
+  const network = ipaddr.IPv4.networkAddressFromCIDR(raw);
+  return { network: octetsToUint32(network.octets), prefixLength };
+}
+
+const IPV6_FORBIDDEN: ReadonlyArray<readonly [string, number, string]> = [
+  ['::', 8, '::/8 (unspecified, loopback, IPv4-mapped)'],
+  ['fe80::', 10, 'fe80::/10 (link-local)'],
+  ['ff00::', 8, 'ff00::/8 (multicast)'],
+];
+
+function parseIpv6Prefix(raw: string): Uint8Array {
+  if (!ipaddr.IPv6.isValidCIDR(raw)) {
+    throw new UsageError(`--ipv6 must be a /64 prefix such as fec0::/64 (got ${show(raw)})`);
+  }
+  const [addr, prefixLength] = ipaddr.IPv6.parseCIDR(raw);
+  if (addr.zoneId !== undefined) throw new UsageError(`--ipv6 takes a prefix without a zone (got ${raw})`);
+  if (prefixLength !== 64) {
+    throw new UsageError(
+      `--ipv6 prefix must be /64, because guests configure their addresses by SLAAC, which needs a /64 (got /${prefixLength})`,
+    );
+  }
+  for (const [first, bits, why] of IPV6_FORBIDDEN) {
+    if (overlaps(addr, prefixLength, ipaddr.IPv6.parse(first), bits)) {
+      throw new UsageError(`--ipv6 must be a unicast /64 such as fec0::/64 or fd00:1::/64; ${raw} overlaps ${why}`);
+    }
+  }
+  return Uint8Array.from(addr.toByteArray());
+}
+
+/** Two CIDR blocks overlap when one contains the other's network address at the shorter prefix. */
+function overlaps<T extends ipaddr.IPv4 | ipaddr.IPv6>(a: T, aBits: number, b: T, bBits: number): boolean {
+  return a.match(b, Math.min(aBits, bBits));
+}
+
+const octetsToUint32 = (o: number[]): number =>
+  (((o[0] ?? 0) << 24) | ((o[1] ?? 0) << 16) | ((o[2] ?? 0) << 8) | (o[3] ?? 0)) >>> 0;
+
+const formatMac = (m: Uint8Array): string => Array.from(m, (b) => b.toString(16).padStart(2, '0')).join(':');
+
+function parseGuestMac(raw: string, ours: Uint8Array): Uint8Array {
+  const m = /^([0-9a-f]{2})([:-])([0-9a-f]{2})\2([0-9a-f]{2})\2([0-9a-f]{2})\2([0-9a-f]{2})\2([0-9a-f]{2})$/i.exec(raw);
+  if (!m) throw new UsageError(`--guest-mac must be six hex octets such as 52:54:00:12:34:56 (got ${show(raw)})`);
+  const mac = Uint8Array.from([m[1], m[3], m[4], m[5], m[6], m[7]], (h) => parseInt(h ?? '', 16));
+  if (((mac[0] ?? 0) & 1) !== 0) {
+    throw new UsageError(`--guest-mac must be a unicast MAC (lowest bit of the first octet clear, e.g. 52:54:...) (got ${raw})`);
+  }
+  if (mac.every((b) => b === 0)) throw new UsageError('--guest-mac must not be 00:00:00:00:00:00');
+  if (mac.every((b, i) => b === ours[i])) {
+    throw new UsageError(`--guest-mac must differ from vunet's own MAC ${formatMac(ours)}`);
+  }
+  return mac;
+}
+
+function parseDnsServer(raw: string): string {
+  let addr: ipaddr.IPv4 | ipaddr.IPv6;
+  if (ipaddr.IPv4.isValidFourPartDecimal(raw)) addr = ipaddr.IPv4.parse(raw);
+  else if (ipaddr.IPv6.isValid(raw)) addr = ipaddr.IPv6.parse(raw);
+  else throw new UsageError(`--dns must be an IPv4 or IPv6 address such as 1.1.1.1 or 2606:4700:4700::1111 (got ${show(raw)})`);
+  const range = addr.range();
+  if (range === 'unspecified' || range === 'multicast' || range === 'broadcast') {
+    throw new UsageError(`--dns must be a unicast address (got ${raw}, ${range})`);
+  }
+  return addr.kind() === 'ipv6' ? (addr as ipaddr.IPv6).toRFC5952String() : addr.toString();
+}
+
+const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
+
+function parseSearchDomain(raw: string): string {
+  const name = raw.endsWith('.') ? raw.slice(0, -1) : raw;
+  const labels = name.split('.');
+  const bad = (why: string): UsageError =>
+    new UsageError(`--search must be a domain name such as example.com (got ${show(raw)}: ${why})`);
+  if (name === '') throw bad('empty');
+  if (name.length > 253) throw bad('longer than 253 characters');
+  for (const label of labels) {
+    if (label === '') throw bad('empty label');
+    if (label.length > 63) throw bad('label longer than 63 characters');
+    if (!LABEL.test(label)) throw bad(`label "${label}" may only have letters, digits and inner hyphens`);
+  }
+  if (/^[0-9]+$/.test(labels[labels.length - 1] ?? '')) throw bad('last label is all digits');
+  return name.toLowerCase();
+}
+
+const dedupe = (xs: string[]): string[] => [...new Set(xs)];
+
+const isLogLevel = (s: string): s is LogLevel => (LOG_LEVELS as readonly string[]).includes(s);
+
+/** vunet's version from its package.json (found from this file in src/ or dist/src/). */
+function packageVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown; version?: unknown };
+      if (pkg.name === 'vunet' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      // not here; look one level up
+    }
+    dir = dirname(dir);
+  }
+  return '0.0.0';
+}
