@@ -48,7 +48,7 @@ import {
   emitDhcpHeader,
 } from '../wire/dhcpv4.js';
 import type { DhcpRepr } from '../wire/dhcpv4.js';
-import { MAC_LEN, macIsUnicast } from '../wire/ethernet.js';
+import { formatMac, MAC_LEN, macIsUnicast } from '../wire/ethernet.js';
 import { formatIpv4, IPV4_BROADCAST, ipv4InSubnet, ipv4PrefixMask, ipv4SubnetBroadcast } from '../wire/ipv4.js';
 import type { StackConfig } from '../iface/config.js';
 
@@ -148,8 +148,10 @@ interface Binding {
   hostname: string | undefined;
 }
 
-/** Options we can supply, in the order sent when nothing asks otherwise. */
-const ESSENTIAL = [DhcpOption.SUBNET_MASK, DhcpOption.ROUTER, DhcpOption.DNS_SERVERS, DhcpOption.BROADCAST_ADDRESS];
+/** Options we always supply, in the order sent when nothing asks otherwise. The MTU is among them
+ *  (as passt does): the link is ours, a large MTU is what makes the guest fast, and clients that
+ *  do not list option 26 (busybox udhcpc by default) would otherwise stay at 1500. */
+const ESSENTIAL = [DhcpOption.SUBNET_MASK, DhcpOption.ROUTER, DhcpOption.DNS_SERVERS, DhcpOption.BROADCAST_ADDRESS, DhcpOption.INTERFACE_MTU];
 /** Which options go first when a reply is too big for the client (least important first). */
 const DROP_ORDER = [
   DhcpOption.DOMAIN_SEARCH,
@@ -295,10 +297,11 @@ export class Dhcpv4Server {
         return undefined;
       }
     }
+    // A client with a current lease that rediscovers keeps it bound; anything else is held.
+    const keep = b.state === 'bound' && b.ip === ip;
     this.noteClient(b);
     this.assign(b, ip);
-    // A client with a current lease that rediscovers keeps it bound; anything else is held.
-    if (b.state !== 'bound') this.transition(b, 'offered', now);
+    if (!keep) this.transition(b, 'offered', now);
     const reply = this.reply(out, ReplyKind.OFFER, ip);
     if (reply !== undefined) {
       this.stats.offers++;
@@ -673,12 +676,6 @@ export class Dhcpv4Server {
 /** Eviction order: free bindings, then offers (bound leases are never evicted). */
 function rank(b: Binding): number {
   return b.state === 'free' ? 0 : 1;
-}
-
-function formatMac(mac: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < MAC_LEN; i++) s += (i > 0 ? ':' : '') + mac[i]!.toString(16).padStart(2, '0');
-  return s;
 }
 
 /** A client-supplied string made safe for logs: printable ASCII, at most 63 characters. */

@@ -31,7 +31,6 @@ import {
   NdpNeighborAdvert,
   NdpNeighborSolicit,
   NdpOptionType,
-  NdpRouterAdvert,
   NdpRouterSolicit,
   UDP_HEADER_LEN,
   UdpDatagram,
@@ -76,6 +75,8 @@ export interface RouterAdvertiserPort {
   linkUp(now: number): void;
   /** A router solicitation (the whole IPv6 packet); returns whether it was valid. */
   handleRouterSolicitation(packet: Uint8Array, off: number, len: number, now: number): boolean;
+  /** A router advertisement from the guest: checked and logged, never obeyed. */
+  handleRouterAdvertisement(packet: Uint8Array, off: number, len: number, now: number): boolean;
   pollAt(): number;
   /** Emits due advertisements as whole IPv6 packets (views valid during the call). */
   poll(now: number, emit: (packet: Uint8Array) => void): void;
@@ -128,7 +129,6 @@ export class Ipv6Layer {
   private readonly ns = new NdpNeighborSolicit();
   private readonly na = new NdpNeighborAdvert();
   private readonly rs = new NdpRouterSolicit();
-  private readonly ra = new NdpRouterAdvert();
   private readonly udp = new UdpDatagram();
   private readonly udpInput: UdpV6Input = { bytes: new Uint8Array(0), srcOffset: 0, dstOffset: 0, srcPort: 0, dstPort: 0, srcMacOffset: 0, payload: new Uint8Array(0) };
   private readonly macScratch = new Uint8Array(6);
@@ -318,17 +318,17 @@ export class Ipv6Layer {
       case Icmpv6Type.NEIGHBOR_ADVERT:
         return this.naInput(frame, ip, off, len);
       case Icmpv6Type.ROUTER_SOLICIT: {
-        if (ip.hopLimit !== NDP_HOP_LIMIT || !this.rs.at(frame, off, len).check()) return this.s.drop('ndp.badRs');
-        const sll = this.rs.findLinkAddress(NdpOptionType.SOURCE_LL_ADDR);
-        // RFC 4861 §6.1.1: no source link-layer option from the unspecified address.
-        if (sll >= 0 && ipv6IsUnspecified(frame, ip.srcOffset)) return this.s.drop('ndp.badRs');
+        // The advertiser validates (RFC 4861 §6.1.1) and schedules the answer; before our
+        // link-local address passed DAD there is no advertiser yet and its first RAs cover it.
+        const ra = this.advertiserStarted ? this.routerAdvertiser : undefined;
+        if (!ra?.handleRouterSolicitation(frame, ip.offset, ip.end - ip.offset, this.s.now())) return this.s.counters.add('ndp.rsUnanswered');
+        const sll = this.rs.at(frame, off, len).findLinkAddress(NdpOptionType.SOURCE_LL_ADDR);
         if (sll >= 0) this.learn(frame, ip.srcOffset, sll);
-        if (this.advertiserStarted) this.routerAdvertiser?.handleRouterSolicitation(frame, ip.offset, ip.end - ip.offset, this.s.now());
         return;
       }
       case Icmpv6Type.ROUTER_ADVERT:
-        // We are the router; a guest's RA is logged, never obeyed.
-        if (this.ra.at(frame, off, len).check()) this.s.log.warn({ from: formatIpv6(frame, ip.srcOffset) }, 'router advertisement from the guest ignored');
+        // We are the router: a guest's RA is validated and logged, never obeyed.
+        this.routerAdvertiser?.handleRouterAdvertisement(frame, ip.offset, ip.end - ip.offset, this.s.now());
         return;
       default:
         return; // MLD (issue 6), errors and informational types we do not act on

@@ -99,7 +99,6 @@ export class Stack implements FrameSink {
   /** The guest's driver brought the link up: claim our addresses (ARP probes, DAD), announce. */
   linkUp(): void {
     const now = this.now();
-    this.log.info({}, 'guest link up');
     this.ipv4.linkUp(now);
     this.ipv6?.linkUp(now);
   }

@@ -168,7 +168,8 @@ Example:
     -chardev socket,id=c0,path=/tmp/vunet.sock,reconnect=1 \\
     -netdev vhost-user,id=n0,chardev=c0 -device virtio-net-pci,netdev=n0 ...
 
-The guest's memory must be shared (share=on) and the same size as -m.`,
+The guest's memory must be shared (share=on) and the same size as -m. QEMU 7.2 under TCG
+also needs vectors=0 on -device virtio-net-pci.`,
   );
   return program;
 }

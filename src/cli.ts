@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+// `vunet --socket PATH [options]`: serves a QEMU guest's virtio-net over vhost-user. A bad flag or
+// an unusable environment gets one line saying what to do and a non-zero exit.
+import { SocketInUseError } from 'vhost-user-ts';
+import { createLogger } from './main/logger.js';
+import { HelpShown, UsageError, parseArgs } from './main/options.js';
+import type { VunetOptions } from './main/options.js';
+import { Vunet } from './main/vunet.js';
+import { formatIpv4, formatIpv6 } from './wire/index.js';
+
+function fail(message: string, code: number): number {
+  process.stderr.write(`vunet: ${message}\n`);
+  return code;
+}
+
+/** The QEMU arguments that attach a guest to this socket (QEMU 7.2 under TCG needs vectors=0). */
+export function qemuArgs(socketPath: string, memory = '512M'): string {
+  return [
+    `-object memory-backend-memfd,id=mem,size=${memory},share=on -numa node,memdev=mem -m ${memory}`,
+    `-chardev socket,id=vunet0,path=${socketPath},reconnect=1`,
+    '-netdev vhost-user,id=net0,chardev=vunet0',
+    '-device virtio-net-pci,netdev=net0,vectors=0',
+  ].join(' \\\n    ');
+}
+
+async function main(argv: string[]): Promise<number> {
+  let opts: VunetOptions;
+  try {
+    opts = parseArgs(argv);
+  } catch (err) {
+    if (err instanceof HelpShown) return 0;
+    if (err instanceof UsageError) return fail(err.message, 2);
+    throw err;
+  }
+  const logger = createLogger(opts.logLevel);
+  let vunet: Vunet;
+  try {
+    vunet = await Vunet.start({
+      socketPath: opts.socketPath,
+      config: opts.config,
+      logger,
+      ...(opts.pcapFile ? { pcapFile: opts.pcapFile } : {}),
+    });
+  } catch (err) {
+    if (err instanceof SocketInUseError) return fail(err.message, 1);
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'EACCES' || e.code === 'ENOENT' || e.code === 'EADDRINUSE' || e.code === 'ENAMETOOLONG') {
+      return fail(`cannot listen on ${opts.socketPath}: ${e.code} (check the directory exists and is writable)`, 1);
+    }
+    return fail(e.message, 1);
+  }
+  const c = opts.config;
+  logger.info(
+    {
+      socket: opts.socketPath,
+      gateway: formatIpv4(c.ipv4.gateway),
+      dns: formatIpv4(c.ipv4.dns),
+      guest: formatIpv4(c.ipv4.dhcpFirst),
+      ...(c.ipv6 ? { gateway6: formatIpv6(c.ipv6.gateway), dns6: formatIpv6(c.ipv6.dns) } : {}),
+      mtu: c.mtu,
+    },
+    'vunet listening',
+  );
+  process.stderr.write(`\nStart QEMU with:\n    ${qemuArgs(opts.socketPath)}\n\n`);
+
+  const stop = async (signal: string): Promise<void> => {
+    logger.info({ signal }, 'stopping');
+    await vunet.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGUSR1', () => logger.info(vunet.status(), 'status'));
+  return -1; // keep running
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`vunet: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,310 @@
+import t from 'tap';
+import fc from 'fast-check';
+import { defaultConfig, ipv6FromWords } from '../../src/iface/config.js';
+import { buildProgram, HelpShown, parseArgs, UsageError } from '../../src/main/options.js';
+
+const SOCK = ['--socket', '/tmp/vunet.sock'];
+const v4 = (a: number, b: number, c: number, d: number): number => ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
+
+/** The UsageError parseArgs throws for argv (fails the test if it returns). */
+function usageError(argv: string[]): UsageError {
+  try {
+    parseArgs(argv);
+  } catch (err) {
+    if (err instanceof UsageError) return err;
+    throw err;
+  }
+  throw new Error(`accepted: ${argv.join(' ')}`);
+}
+
+t.test('defaults are slirp\'s: defaultConfig()', async (t) => {
+  const o = parseArgs(SOCK);
+  t.equal(o.socketPath, '/tmp/vunet.sock');
+  t.strictSame(o.config, defaultConfig());
+  t.equal(o.config.ipv4.gateway, v4(10, 0, 2, 2));
+  t.equal(o.config.ipv4.dns, v4(10, 0, 2, 3));
+  t.equal(o.config.ipv4.dhcpFirst, v4(10, 0, 2, 15));
+  t.equal(o.config.ipv4.prefixLength, 24);
+  t.strictSame(o.config.ipv6?.gateway, ipv6FromWords(0xfec0, 0, 0, 0, 0, 0, 0, 2));
+  t.strictSame(o.config.ipv6?.dns, ipv6FromWords(0xfec0, 0, 0, 0, 0, 0, 0, 3));
+  t.equal(o.config.mtu, 65520);
+  t.equal(o.config.leaseTime, 86400);
+  t.equal(o.config.guestMac, undefined);
+  t.strictSame(o.config.searchDomains, []);
+  t.strictSame(o.dnsUpstream, []);
+  t.equal(o.pcapFile, undefined);
+  t.notOk('pcapFile' in o);
+  t.equal(o.logLevel, 'info');
+  t.equal(o.udpTimeoutSec, 120);
+  t.equal(o.mapGateway, true);
+});
+
+t.test('every option parsed', async (t) => {
+  const o = parseArgs([
+    '--socket', 'rel/vu.sock',
+    '--ipv4', '192.168.100.77/24',
+    '--ipv6', 'fd00:1:2:3::99/64',
+    '--mtu', '9000',
+    '--guest-mac', '52:54:00:AB:cd:01',
+    '--dns', '1.1.1.1',
+    '--dns', '2606:4700:4700:0:0:0:0:1111',
+    '--search', 'corp.example.com',
+    '--search', 'Example.ORG.',
+    '--pcap', '/tmp/cap.pcap',
+    '--log-level', 'debug',
+    '--udp-timeout', '30',
+    '--no-map-gw',
+    '--lease-time', '3600',
+  ]);
+  t.equal(o.socketPath, 'rel/vu.sock');
+  t.strictSame(o.config.ipv4, {
+    network: v4(192, 168, 100, 0),
+    prefixLength: 24,
+    gateway: v4(192, 168, 100, 2),
+    dns: v4(192, 168, 100, 3),
+    dhcpFirst: v4(192, 168, 100, 15),
+    dhcpCount: 240,
+  });
+  t.strictSame(o.config.ipv6, {
+    prefix: ipv6FromWords(0xfd00, 1, 2, 3),
+    prefixLength: 64,
+    gateway: ipv6FromWords(0xfd00, 1, 2, 3, 0, 0, 0, 2),
+    dns: ipv6FromWords(0xfd00, 1, 2, 3, 0, 0, 0, 3),
+  });
+  t.equal(o.config.mtu, 9000);
+  t.strictSame(o.config.guestMac, Uint8Array.of(0x52, 0x54, 0x00, 0xab, 0xcd, 0x01));
+  t.strictSame(o.dnsUpstream, ['1.1.1.1', '2606:4700:4700::1111']);
+  t.strictSame(o.config.searchDomains, ['corp.example.com', 'example.org']);
+  t.equal(o.pcapFile, '/tmp/cap.pcap');
+  t.equal(o.logLevel, 'debug');
+  t.equal(o.udpTimeoutSec, 30);
+  t.equal(o.mapGateway, false);
+  t.equal(o.config.leaseTime, 3600);
+  t.strictSame(o.config.mac, defaultConfig().mac, 'our MAC is not an option');
+});
+
+t.test('accepted values (table)', async (t) => {
+  const cases: Array<[string, string[], (o: ReturnType<typeof parseArgs>) => unknown, unknown]> = [
+    ['--ipv4 from any address in it', ['--ipv4', '10.0.2.200/24'], (o) => o.config.ipv4.network, v4(10, 0, 2, 0)],
+    ['--ipv4 /28 (smallest)', ['--ipv4', '172.16.5.16/28'], (o) => [o.config.ipv4.gateway, o.config.ipv4.dhcpFirst, o.config.ipv4.dhcpCount], [v4(172, 16, 5, 18), v4(172, 16, 5, 20), 11]],
+    ['--ipv4 /8 (largest)', ['--ipv4', '10.0.0.0/8'], (o) => [o.config.ipv4.prefixLength, o.config.ipv4.dhcpCount], [8, 256]],
+    ['--ipv4 public unicast', ['--ipv4', '203.0.113.0/24'], (o) => o.config.ipv4.network, v4(203, 0, 113, 0)],
+    ['--ipv4 CGNAT', ['--ipv4', '100.64.0.0/16'], (o) => o.config.ipv4.gateway, v4(100, 64, 0, 2)],
+    ['--ipv6 host bits dropped', ['--ipv6', 'fec0::1234:5678/64'], (o) => o.config.ipv6?.prefix, ipv6FromWords(0xfec0)],
+    ['--ipv6 global', ['--ipv6', '2001:db8:1:2::/64'], (o) => o.config.ipv6?.gateway, ipv6FromWords(0x2001, 0xdb8, 1, 2, 0, 0, 0, 2)],
+    ['--no-ipv6', ['--no-ipv6'], (o) => o.config.ipv6, undefined],
+    ['--mtu 1280', ['--mtu', '1280'], (o) => o.config.mtu, 1280],
+    ['--mtu 65520', ['--mtu', '65520'], (o) => o.config.mtu, 65520],
+    ['--mtu 576 with --no-ipv6', ['--no-ipv6', '--mtu', '576'], (o) => o.config.mtu, 576],
+    ['--guest-mac with dashes', ['--guest-mac', '02-00-00-00-00-01'], (o) => o.config.guestMac, Uint8Array.of(2, 0, 0, 0, 0, 1)],
+    ['--dns IPv6 with zone', ['--dns', 'fe80::1%eth0'], (o) => o.dnsUpstream, ['fe80::1%eth0']],
+    ['--dns loopback (systemd-resolved)', ['--dns', '127.0.0.53'], (o) => o.dnsUpstream, ['127.0.0.53']],
+    ['--search one label', ['--search', 'lan'], (o) => o.config.searchDomains, ['lan']],
+    ['--search 63-char label', ['--search', `${'a'.repeat(63)}.com`], (o) => o.config.searchDomains, [`${'a'.repeat(63)}.com`]],
+    ['--log-level case-insensitive', ['--log-level', 'TRACE'], (o) => o.logLevel, 'trace'],
+    ['--udp-timeout 1', ['--udp-timeout', '1'], (o) => o.udpTimeoutSec, 1],
+    ['--lease-time 60', ['--lease-time', '60'], (o) => o.config.leaseTime, 60],
+    ['--socket 107 bytes', ['--socket', `/${'s'.repeat(106)}`], (o) => o.socketPath.length, 107],
+    ['--flag=value form', ['--mtu=1500'], (o) => o.config.mtu, 1500],
+  ];
+  for (const [name, args, get, want] of cases) {
+    const argv = args.includes('--socket') ? args : [...SOCK, ...args];
+    t.strictSame(get(parseArgs(argv)), want, name);
+  }
+});
+
+t.test('repeated --dns and --search keep order and drop duplicates', async (t) => {
+  const o = parseArgs([
+    ...SOCK,
+    '--dns', '9.9.9.9', '--dns', '2620:fe::fe', '--dns', '1.1.1.1', '--dns', '9.9.9.9', '--dns', '2620:FE:0::FE',
+    '--search', 'a.example', '--search', 'b.example', '--search', 'A.example.',
+  ]);
+  t.strictSame(o.dnsUpstream, ['9.9.9.9', '2620:fe::fe', '1.1.1.1']);
+  t.strictSame(o.config.searchDomains, ['a.example', 'b.example']);
+});
+
+t.test('--no-ipv6', async (t) => {
+  const o = parseArgs([...SOCK, '--no-ipv6']);
+  t.equal(o.config.ipv6, undefined);
+  t.strictSame(o.config.ipv4, defaultConfig().ipv4);
+  t.equal(o.config.mtu, 65520);
+  t.match(usageError([...SOCK, '--no-ipv6', '--ipv6', 'fd00::/64']).message, /--ipv6 and --no-ipv6/);
+  t.match(usageError([...SOCK, '--ipv6', 'fd00::/64', '--no-ipv6']).message, /--ipv6 and --no-ipv6/);
+});
+
+t.test('invalid values are rejected with a one-line message naming the flag (table)', async (t) => {
+  const cases: Array<[string[], RegExp]> = [
+    // --ipv4
+    [['--ipv4', '10.0.2.0'], /^--ipv4 must be an IPv4 network in CIDR form such as 10\.0\.2\.0\/24 \(got 10\.0\.2\.0\)$/],
+    [['--ipv4', 'fec0::/64'], /^--ipv4 must be an IPv4 network in CIDR form/],
+    [['--ipv4', '10.0.2/24'], /^--ipv4 .*CIDR/],
+    [['--ipv4', '0x0a.0.2.0/24'], /^--ipv4 .*CIDR/],
+    [['--ipv4', '10.0.2.0/33'], /^--ipv4 .*CIDR/],
+    [['--ipv4', '300.0.2.0/24'], /^--ipv4 .*CIDR/],
+    [['--ipv4', ''], /^--ipv4 .*\(got ''\)/],
+    [['--ipv4', '10.0.2.0/29'], /^--ipv4 prefix must be \/8 to \/28 .*\(got \/29\)$/],
+    [['--ipv4', '10.0.2.0/32'], /^--ipv4 prefix must be \/8 to \/28/],
+    [['--ipv4', '16.0.0.0/4'], /^--ipv4 prefix must be \/8 to \/28 .*\(got \/4\)$/],
+    [['--ipv4', '224.0.0.0/24'], /^--ipv4 must be a unicast network .*multicast/],
+    [['--ipv4', '239.1.2.0/24'], /^--ipv4 .*multicast/],
+    [['--ipv4', '127.0.0.0/8'], /^--ipv4 .*loopback/],
+    [['--ipv4', '127.5.0.0/24'], /^--ipv4 .*loopback/],
+    [['--ipv4', '0.0.0.0/24'], /^--ipv4 .*this network/],
+    [['--ipv4', '169.254.1.0/24'], /^--ipv4 .*link-local/],
+    [['--ipv4', '240.0.0.0/24'], /^--ipv4 .*reserved/],
+    [['--ipv4', '255.255.255.240/28'], /^--ipv4 .*broadcast/],
+    // --ipv6
+    [['--ipv6', 'fd00::/48'], /^--ipv6 prefix must be \/64, because guests configure their addresses by SLAAC.*\(got \/48\)$/],
+    [['--ipv6', 'fd00::/80'], /^--ipv6 prefix must be \/64.*SLAAC/],
+    [['--ipv6', 'fd00::'], /^--ipv6 must be a \/64 prefix such as fec0::\/64 \(got fd00::\)$/],
+    [['--ipv6', '10.0.2.0/24'], /^--ipv6 must be a \/64 prefix/],
+    [['--ipv6', 'fd00:::/64'], /^--ipv6 must be a \/64 prefix/],
+    [['--ipv6', 'ff02::/64'], /^--ipv6 must be a unicast \/64 .*multicast/],
+    [['--ipv6', 'fe80::/64'], /^--ipv6 .*link-local/],
+    [['--ipv6', '::/64'], /^--ipv6 .*unspecified/],
+    [['--ipv6', 'fe80::%eth0/64'], /^--ipv6 takes a prefix without a zone/],
+    // --mtu
+    [['--mtu', '70000'], /^--mtu must be between 1280 and 65520 \(got 70000\)$/],
+    [['--mtu', '65521'], /^--mtu must be between 1280 and 65520 \(got 65521\)$/],
+    [['--mtu', '1279'], /^--mtu must be between 1280 and 65520; down to 576 with --no-ipv6 \(got 1279\)$/],
+    [['--mtu', '1500.5'], /^--mtu must be a whole number from 1280 to 65520 \(got 1500\.5\)$/],
+    [['--mtu', 'big'], /^--mtu must be a whole number/],
+    [['--mtu', '-1'], /^--mtu must be a whole number/],
+    [['--mtu', '0x500'], /^--mtu must be a whole number/],
+    [['--mtu', '1e4'], /^--mtu must be a whole number/],
+    [['--mtu', ''], /^--mtu must be a whole number .*\(got ''\)$/],
+    [['--no-ipv6', '--mtu', '575'], /^--mtu must be between 576 and 65520 \(got 575\)$/],
+    // --guest-mac
+    [['--guest-mac', '52:54:00:12:34'], /^--guest-mac must be six hex octets such as 52:54:00:12:34:56/],
+    [['--guest-mac', '52:54:00:12:34:5g'], /^--guest-mac must be six hex octets/],
+    [['--guest-mac', '52:54-00:12:34:56'], /^--guest-mac must be six hex octets/],
+    [['--guest-mac', '525400123456'], /^--guest-mac must be six hex octets/],
+    [['--guest-mac', '01:00:5e:00:00:01'], /^--guest-mac must be a unicast MAC/],
+    [['--guest-mac', 'ff:ff:ff:ff:ff:ff'], /^--guest-mac must be a unicast MAC/],
+    [['--guest-mac', '00:00:00:00:00:00'], /^--guest-mac must not be 00:00:00:00:00:00$/],
+    [['--guest-mac', '52:55:0a:00:02:02'], /^--guest-mac must differ from vunet's own MAC 52:55:0a:00:02:02$/],
+    // --dns
+    [['--dns', 'dns.google'], /^--dns must be an IPv4 or IPv6 address .*\(got dns\.google\)$/],
+    [['--dns', '8.8.8'], /^--dns must be an IPv4 or IPv6 address/],
+    [['--dns', '8.8.8.8:53'], /^--dns must be an IPv4 or IPv6 address/],
+    [['--dns', '1.1.1.1', '--dns', 'nope'], /^--dns .*\(got nope\)$/],
+    [['--dns', '0.0.0.0'], /^--dns must be a unicast address \(got 0\.0\.0\.0, unspecified\)$/],
+    [['--dns', '::'], /^--dns must be a unicast address/],
+    [['--dns', '224.0.0.251'], /^--dns must be a unicast address .*multicast/],
+    [['--dns', 'ff02::fb'], /^--dns must be a unicast address .*multicast/],
+    [['--dns', '255.255.255.255'], /^--dns must be a unicast address .*broadcast/],
+    // --search
+    [['--search', ''], /^--search must be a domain name such as example\.com \(got '': empty\)$/],
+    [['--search', '.'], /^--search .*empty/],
+    [['--search', 'a..b'], /^--search .*empty label/],
+    [['--search', '-a.com'], /^--search .*label "-a"/],
+    [['--search', 'a-.com'], /^--search .*label "a-"/],
+    [['--search', 'under_score.com'], /^--search .*under_score/],
+    [['--search', 'sp ace.com'], /^--search /],
+    [['--search', `${'a'.repeat(64)}.com`], /^--search .*label longer than 63/],
+    [['--search', Array(64).fill('abc').join('.')], /^--search .*longer than 253/],
+    [['--search', '10.0.2.3'], /^--search .*all digits/],
+    [['--search', 'ok.example', '--search', 'bad!'], /^--search .*bad!/],
+    // --log-level
+    [['--log-level', 'verbose'], /^--log-level must be one of fatal, error, warn, info, debug, trace \(got verbose\)$/],
+    [['--log-level', 'silent'], /^--log-level must be one of/],
+    // --udp-timeout
+    [['--udp-timeout', '0'], /^--udp-timeout must be between 1 and 86400 \(got 0\)$/],
+    [['--udp-timeout', '86401'], /^--udp-timeout must be between 1 and 86400/],
+    [['--udp-timeout', '2m'], /^--udp-timeout must be a whole number/],
+    // --lease-time
+    [['--lease-time', '59'], /^--lease-time must be between 60 and 31536000 \(got 59\)$/],
+    [['--lease-time', '99999999999'], /^--lease-time must be between 60 and 31536000/],
+    [['--lease-time', '1d'], /^--lease-time must be a whole number/],
+    // --pcap, --socket
+    [['--pcap', ''], /^--pcap needs a file name$/],
+    [['--socket', ''], /^--socket needs a path/],
+    [['--socket', `/${'s'.repeat(107)}`], /^--socket path is 108 bytes; Unix socket paths can be at most 107: use a shorter path$/],
+  ];
+  for (const [args, want] of cases) {
+    const argv = args[0] === '--socket' ? args : [...SOCK, ...args];
+    const err = usageError(argv);
+    t.match(err.message, want, args.join(' '));
+    t.notMatch(err.message, /\n/, `one line: ${args.join(' ')}`);
+    t.equal(err.exitCode, 2);
+    t.equal(err.name, 'UsageError');
+  }
+});
+
+t.test('structural errors from commander become one-line UsageErrors', async (t) => {
+  const cases: Array<[string[], RegExp]> = [
+    [[], /^--socket PATH is required: the vhost-user socket QEMU connects to \(see vunet --help\)$/],
+    [['--mtu', '1500'], /^--socket PATH is required/],
+    [[...SOCK, '--bogus'], /^unknown option '--bogus' \(see vunet --help\)$/],
+    [[...SOCK, '--mt', '1500'], /^unknown option '--mt': did you mean --mtu\? \(see vunet --help\)$/],
+    [[...SOCK, '-x'], /^unknown option '-x'/],
+    [[...SOCK, '--mtu'], /^option '--mtu <bytes>' argument missing \(see vunet --help\)$/],
+    [['--socket'], /^option '--socket <path>' argument missing/],
+    [[...SOCK, 'stray'], /^unexpected argument 'stray': vunet takes options only \(see vunet --help\)$/],
+    [[...SOCK, '--no-map-gw=1'], /^unknown option '--no-map-gw=1'/],
+  ];
+  for (const [argv, want] of cases) {
+    const err = usageError(argv);
+    t.match(err.message, want, argv.join(' ') || '(no arguments)');
+    t.notMatch(err.message, /\n/);
+    t.equal(err.exitCode, 2);
+  }
+});
+
+t.test('--help and --version print and throw HelpShown (exit 0)', async (t) => {
+  let out = '';
+  const write = (s: string): void => void (out += s);
+  const help = t.throws(() => parseArgs(['--help'], { writeOut: write })) as HelpShown;
+  t.type(help, HelpShown);
+  t.equal(help.exitCode, 0);
+  t.match(out, /^Usage: vunet --socket PATH \[options\]/);
+  for (const flag of ['--socket', '--ipv4', '--ipv6', '--no-ipv6', '--mtu', '--guest-mac', '--dns', '--search', '--pcap', '--log-level', '--udp-timeout', '--no-map-gw', '--lease-time', '--version', '--help']) {
+    t.match(out, flag, `help lists ${flag}`);
+  }
+  for (const d of ['default: 10.0.2.0/24', 'default: fec0::/64', 'default: 65520', 'default: info', 'default: 120', 'default: 86400']) {
+    t.match(out, d, `help shows ${d}`);
+  }
+  t.match(out, /qemu-system-x86_64 .*\n.*memory-backend-memfd,.*share=on/);
+  t.match(out, /-chardev socket,id=c0,path=\/tmp\/vunet\.sock.*\n.*-netdev vhost-user,id=n0,chardev=c0 -device virtio-net-pci,netdev=n0/);
+  t.ok(out.startsWith(buildProgram().helpInformation()), 'the text of buildProgram()');
+
+  out = '';
+  t.throws(() => parseArgs([...SOCK, '-h'], { writeOut: write }), HelpShown);
+  t.match(out, /^Usage:/);
+
+  out = '';
+  const ver = t.throws(() => parseArgs(['--version'], { writeOut: write })) as HelpShown;
+  t.type(ver, HelpShown);
+  t.match(out, /^\d+\.\d+\.\d+\n$/);
+});
+
+t.test('property: any address/prefix inside 10.0.0.0/8 gives a clean network', async (t) => {
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 0xffffff }), fc.integer({ min: 8, max: 28 }), (host, prefix) => {
+      const addr = (0x0a000000 | host) >>> 0;
+      const text = `${addr >>> 24}.${(addr >>> 16) & 255}.${(addr >>> 8) & 255}.${addr & 255}/${prefix}`;
+      const { ipv4 } = parseArgs([...SOCK, '--ipv4', text]).config;
+      const mask = (~0 << (32 - prefix)) >>> 0;
+      return (
+        ipv4.network === (addr & mask) >>> 0 &&
+        ipv4.prefixLength === prefix &&
+        ipv4.gateway === ipv4.network + 2 &&
+        ipv4.dns === ipv4.network + 3 &&
+        ipv4.dhcpFirst + ipv4.dhcpCount <= ipv4.network + 2 ** (32 - prefix) - 1
+      );
+    }),
+  );
+  t.pass('network, gateway, DNS and pool derived for every case');
+});
+
+t.test('property: --mtu accepted exactly within its range', async (t) => {
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 100000 }), fc.boolean(), (mtu, v6) => {
+      const argv = [...SOCK, '--mtu', String(mtu), ...(v6 ? [] : ['--no-ipv6'])];
+      const lo = v6 ? 1280 : 576;
+      if (mtu >= lo && mtu <= 65520) return parseArgs(argv).config.mtu === mtu;
+      return usageError(argv).message === `--mtu must be between ${lo} and 65520${v6 && mtu < lo ? '; down to 576 with --no-ipv6' : ''} (got ${mtu})`;
+    }),
+  );
+  t.pass('range and message hold for every case');
+});
