@@ -184,7 +184,7 @@ function rig(cfg: StackConfig = config(), opts: Dhcpv4ServerOptions = {}) {
   const bind = (mac: Uint8Array, extra: Partial<Msg> = {}): number => {
     const offer = send(build({ type: DhcpMessageType.DISCOVER, mac, ...extra }));
     if (!offer) return -1;
-    const ack = send(build({ type: DhcpMessageType.REQUEST, mac, serverId: SERVER, requestedIp: offer.p.yiaddr, ...extra }));
+    const ack = send(build({ type: DhcpMessageType.REQUEST, mac, serverId: cfg.ipv4.gateway, requestedIp: offer.p.yiaddr, ...extra }));
     return ack?.p.type === DhcpMessageType.ACK ? ack.p.yiaddr : -1;
   };
   return {
@@ -577,27 +577,48 @@ t.test('fast-check: random input never throws and never writes past `out`', asyn
     return [2, 5, 6].includes(parse(out, r).type);
   };
   fc.assert(fc.property(fc.uint8Array({ maxLength: 700 }), check), { numRuns: 500 });
-  // Structured: a valid fixed part, random options (often with a message type first).
+  // Structured: a valid fixed part and well-formed options with random values (the addresses
+  // mostly ours, so that every message type reaches its lease logic), sometimes junk after them.
   const header = UDHCPC_DISCOVER.slice(0, 240);
+  const addr = fc.oneof(fc.integer({ min: 13, max: 20 }).map((h) => ipv4(10, 0, 2, h)), fc.constant(0), fc.integer({ min: 0, max: 0xffffffff }));
+  const ipBytes = addr.map((a) => Uint8Array.of(a >>> 24, a >>> 16, a >>> 8, a));
+  const option = fc.oneof(
+    fc.record({ code: fc.constantFrom(50, 54), value: fc.oneof(ipBytes, fc.constant(Uint8Array.of(10, 0, 2, 2))) }),
+    fc.record({ code: fc.constant(57), value: fc.uint8Array({ minLength: 2, maxLength: 2 }) }),
+    fc.record({ code: fc.constant(55), value: fc.uint8Array({ maxLength: 30 }) }),
+    fc.record({ code: fc.constant(61), value: fc.uint8Array({ maxLength: 12 }) }),
+    fc.record({ code: fc.integer({ min: 1, max: 254 }), value: fc.uint8Array({ maxLength: 16 }) }),
+  );
+  let answered = 0;
   fc.assert(
     fc.property(
-      fc.integer({ min: 1, max: 8 }),
-      fc.boolean(),
-      fc.uint8Array({ maxLength: 400 }),
-      fc.uint8Array({ minLength: 16, maxLength: 16 }),
-      (type, withType, options, fields) => {
-        const b = new Uint8Array(240 + 3 + options.length);
+      fc.oneof({ weight: 4, arbitrary: fc.constantFrom(1, 3, 4, 7, 8) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 9 }) }),
+      fc.array(option, { maxLength: 8 }),
+      fc.oneof({ weight: 4, arbitrary: fc.constant(new Uint8Array(0)) }, { weight: 1, arbitrary: fc.uint8Array({ maxLength: 6 }) }),
+      addr,
+      fc.uint8Array({ minLength: 4, maxLength: 4 }),
+      (type, options, junk, ciaddr, fields) => {
+        const parts = [Uint8Array.of(53, 1, type), ...options.map((o) => Uint8Array.of(o.code, o.value.length, ...o.value)), junk];
+        const b = new Uint8Array(240 + parts.reduce((n, p) => n + p.length, 0));
         b.set(header);
-        b.set(fields.subarray(0, 12), 4); // xid, secs, flags, ciaddr
-        b[28 + 5] = fields[12]! & 3; // a few distinct clients
-        if ((fields[13]! & 7) === 0) b[27] = 1; // giaddr, sometimes
-        if (withType) b.set([53, 1, type], 240);
-        b.set(options, 243);
-        return check(b);
+        let at = 240;
+        for (const p of parts) {
+          b.set(p, at);
+          at += p.length;
+        }
+        b[10] = fields[0]! & 0x80; // broadcast flag
+        b.set([ciaddr >>> 24, ciaddr >>> 16, ciaddr >>> 8, ciaddr], 12);
+        b[28 + 5] = fields[1]! & 7; // a few distinct clients
+        if ((fields[2]! & 15) === 0) b[27] = 1; // giaddr, sometimes
+        const before = server.stats.offers + server.stats.acks + server.stats.naks;
+        const ok = check(b);
+        if (server.stats.offers + server.stats.acks + server.stats.naks > before) answered++;
+        return ok;
       },
     ),
-    { numRuns: 2000 },
+    { numRuns: 3000 },
   );
+  t.ok(answered > 300, `${answered} of the structured messages were answered`);
   t.ok(server.stats.received > 0);
   t.pass('properties hold');
 });

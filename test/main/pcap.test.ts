@@ -96,26 +96,33 @@ t.test('global header and records round-trip', async (t) => {
   t.strictSame(w.stats, { records: 5, bytes: 60 + 98 + 1514 + 65534 + 14, dropped: 0 });
 });
 
-t.test('tshark reads the file', async (t) => {
+const tshark = await run('which', ['tshark']).then(
+  (r) => r.stdout.trim(),
+  () => '',
+);
+
+const writeForTshark = async (lens: number[]): Promise<string> => {
   const path = tmp();
   const w = await PcapWriter.open(path);
-  const lens = [60, 342, 1514, 9014, 65534];
   lens.forEach((len, i) => w.record(frame(len, i), Date.now() + i));
   await w.close();
+  return path;
+};
 
-  const tshark = await run('which', ['tshark']).then(
-    (r) => r.stdout.trim(),
-    () => '',
-  );
-  if (tshark === '') {
-    t.skip('tshark is not installed');
-    return;
-  }
-  const { stdout } = await run(tshark, ['-r', path, '-T', 'fields', '-e', 'frame.len'], {
-    env: { ...process.env, HOME: dir },
+if (tshark === '') {
+  t.skip('tshark reads the file (tshark is not installed)', async () => {});
+} else {
+  t.test('tshark reads the file', async (t) => {
+    const lens = [60, 342, 1514, 9014, 65534];
+    const path = await writeForTshark(lens);
+    const { stdout } = await run(tshark, ['-r', path, '-T', 'fields', '-E', 'occurrence=f', '-e', 'frame.len', '-e', 'eth.src'], {
+      env: { ...process.env, HOME: dir },
+    });
+    const rows = stdout.trim().split('\n').map((line) => line.split('\t'));
+    t.strictSame(rows.map((r) => Number(r[0])), lens, 'tshark frame.len of every record');
+    t.strictSame(rows.map((r) => r[1]), lens.map(() => '52:55:0a:00:02:02'), 'decoded as Ethernet');
   });
-  t.strictSame(stdout.trim().split('\n').map(Number), lens, 'tshark frame.len of every record');
-});
+}
 
 t.test('frames longer than snaplen are cut; orig_len keeps the length', async (t) => {
   const path = tmp();
@@ -210,13 +217,29 @@ t.test('open() fails with a clear message', async (t) => {
   mkdirSync(aDir);
   await t.rejects(PcapWriter.open(aDir), { code: 'EISDIR', message: `cannot write pcap file ${aDir}: EISDIR` });
 
-  t.test('EACCES', { skip: process.getuid?.() === 0 ? 'running as root: permissions do not apply' : false }, async (t) => {
+  t.test('EACCES', async (t) => {
     const ro = join(dir, 'read-only');
     mkdirSync(ro);
-    chmodSync(ro, 0o500);
+    chmodSync(ro, 0o555);
     const path = join(ro, 'x.pcap');
-    await t.rejects(PcapWriter.open(path), { code: 'EACCES', message: `cannot write pcap file ${path}: EACCES` });
-    chmodSync(ro, 0o700);
+    const want = { name: 'PcapError', code: 'EACCES', message: `cannot write pcap file ${path}: EACCES` };
+    if (process.getuid?.() !== 0) {
+      await t.rejects(PcapWriter.open(path), want);
+      return;
+    }
+    // Root ignores permissions: try from a child running as nobody.
+    chmodSync(dir, 0o755);
+    const script = `
+      import { PcapWriter } from ${JSON.stringify(new URL('../../src/main/pcap.ts', import.meta.url).href)};
+      try { await PcapWriter.open(${JSON.stringify(path)}); console.log('{}'); }
+      catch (e) { console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })); }`;
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      uid: 65534,
+      gid: 65534,
+      cwd: process.cwd(),
+      env: { ...process.env, HOME: '/tmp' },
+    });
+    t.strictSame(JSON.parse(stdout), want, 'as an unprivileged user');
   });
 
   t.test('ENOSPC on the header', { skip: existsSync('/dev/full') ? false : 'no /dev/full' }, async (t) => {

@@ -1,0 +1,80 @@
+// The vunet command: errors for people (one line, non-zero exit), a stale socket replaced, a live
+// one refused, the QEMU arguments printed, and a clean exit on SIGTERM/SIGINT with the socket gone.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { native } from 'vhost-user-ts';
+
+const BIN = join(import.meta.dirname, '..', 'bin', 'vunet.js');
+const run = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
+
+function tempDir(t: { teardown(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'vunet-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+t.test('--help and bad flags', async (t) => {
+  const help = run('--help');
+  t.equal(help.status, 0);
+  t.match(help.stdout, /--socket <path>/);
+  for (const args of [['--socket', '/tmp/x', '--mtu', '70000'], ['--socket', '/tmp/x', '--bogus'], ['--mtu', '1500'], ['--socket', '/tmp/x', '--ipv4', '300.1.1.0/24']]) {
+    const r = run(...args);
+    t.equal(r.status, 2, `${args.join(' ')}: exit 2`);
+    t.match(r.stderr, /^vunet: .+\n$/, `${args.join(' ')}: one line (${r.stderr.trim()})`);
+  }
+});
+
+/** Starts vunet and resolves once it listens. */
+function start(sock: string) {
+  const child = spawn(process.execPath, [BIN, '--socket', sock, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const ready = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`vunet did not start: ${stderr}`)), 15_000);
+    child.stderr.on('data', () => {
+      if (stderr.includes('Start QEMU with')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.on('exit', () => reject(new Error(`vunet exited: ${stderr}`)));
+  });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  return { child, ready, exited, stderr: () => stderr };
+}
+
+t.test('prints the QEMU arguments, refuses a live socket, stops cleanly', async (t) => {
+  const dir = tempDir(t);
+  const sock = join(dir, 'vunet.sock');
+  const v = start(sock);
+  await v.ready;
+  t.match(v.stderr(), new RegExp(`-chardev socket,id=vunet0,path=${sock},reconnect=1`), 'QEMU chardev argument');
+  t.match(v.stderr(), /-device virtio-net-pci,netdev=net0,vectors=0/);
+  const second = run('--socket', sock);
+  t.equal(second.status, 1, 'second instance refused');
+  t.match(second.stderr, /^vunet: .* is in use by a running process: stop it or choose another --socket path\n$/);
+  v.child.kill('SIGTERM');
+  t.equal(await v.exited, 0, 'exit 0 on SIGTERM');
+  t.notOk(existsSync(sock), 'socket removed');
+});
+
+t.test('a stale socket is replaced; a non-socket file is not', async (t) => {
+  const dir = tempDir(t);
+  const sock = join(dir, 'stale.sock');
+  // A socket file nobody listens on any more: bound, then closed without unlinking.
+  native.close(native.unixListen(sock, 1));
+  writeFileSync(join(dir, 'placeholder'), '');
+  t.ok(existsSync(sock), 'stale socket present');
+  const v = start(sock);
+  await v.ready;
+  t.pass('started over the stale socket');
+  v.child.kill('SIGINT');
+  t.equal(await v.exited, 0, 'exit 0 on SIGINT');
+  const file = join(dir, 'placeholder');
+  const r = run('--socket', file);
+  t.equal(r.status, 1);
+  t.match(r.stderr, /exists and is not a socket/);
+});
