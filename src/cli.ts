@@ -4,6 +4,7 @@
 import { SocketInUseError } from 'vhost-user-ts';
 import { createLogger } from './main/logger.js';
 import { HelpShown, UsageError, parseArgs } from './main/options.js';
+import { PcapError } from './main/pcap.js';
 import type { VunetOptions } from './main/options.js';
 import { Vunet } from './main/vunet.js';
 import { formatIpv4, formatIpv6 } from './wire/index.js';
@@ -42,7 +43,7 @@ async function main(argv: string[]): Promise<number> {
       ...(opts.pcapFile ? { pcapFile: opts.pcapFile } : {}),
     });
   } catch (err) {
-    if (err instanceof SocketInUseError) return fail(err.message, 1);
+    if (err instanceof SocketInUseError || err instanceof PcapError) return fail(err.message, 1);
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EACCES' || e.code === 'ENOENT' || e.code === 'EADDRINUSE' || e.code === 'ENAMETOOLONG') {
       return fail(`cannot listen on ${opts.socketPath}: ${e.code} (check the directory exists and is writable)`, 1);
