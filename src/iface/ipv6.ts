@@ -13,6 +13,7 @@ import {
   EtherType,
   EthernetFrame,
   ICMPV6_HEADER_LEN,
+  IPV6_ALL_DHCP_AGENTS,
   IPV6_ALL_MLDV2_ROUTERS,
   IPV6_ALL_NODES,
   IPV6_ALL_ROUTERS,
@@ -109,6 +110,7 @@ const MLD_ROBUSTNESS = 2;
 const ICMP_ERROR_MAX = IPV6_MIN_MTU - IPV6_HEADER_LEN;
 const NEIGHBOR_TABLE_MAX = 256;
 const HOP_LIMIT = 64;
+const DHCPV6_SERVER_PORT = 547;
 const NDP_HOP_LIMIT = 255;
 
 export const LINK_LOCAL_ADDRESS = Uint8Array.of(0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2);
@@ -233,16 +235,19 @@ export class Ipv6Layer {
     this.s.counters.add('ndp.dadProbe');
   }
 
-  /** An MLDv2 report joining the solicited-node groups of our addresses, and all-routers (we route). */
+  /** An MLDv2 report joining the solicited-node groups of our addresses, all-routers (we route) and
+   *  the DHCPv6 servers group when we serve DHCPv6. */
   private sendMldReport(): void {
     const o = this.s.out;
     const ll = this.addresses[0]!;
     // RFC 3810 §5.2.13: the unspecified source while our link-local address is still tentative.
     const src = ll.state === AddressState.Preferred ? ll.addr : IPV6_UNSPECIFIED;
     const hbhOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
-    const groups = [IPV6_ALL_ROUTERS, ...new Set(this.addresses.filter((a) => a.state !== AddressState.Duplicate).map((a) => toHex(a.group)))].map((g) =>
-      typeof g === 'string' ? Uint8Array.from(g.match(/../g)!, (h) => parseInt(h, 16)) : g,
-    );
+    const groups = this.udpHandlers.has(DHCPV6_SERVER_PORT) ? [IPV6_ALL_ROUTERS, IPV6_ALL_DHCP_AGENTS] : [IPV6_ALL_ROUTERS];
+    // fe80::2 and prefix::2 share one solicited-node group: list each group once.
+    for (const a of this.addresses) {
+      if (a.state !== AddressState.Duplicate && !groups.some((g) => ipv6Equal(g, 0, a.group, 0))) groups.push(a.group);
+    }
     emitIpv6RouterAlertHopByHop(o, hbhOff, IpProtocol.ICMPV6);
     const len = emitMldv2Report(o, hbhOff + 8, groups.map((address) => ({ type: MldRecordType.CHANGE_TO_EXCLUDE, address, sources: [] })), src, IPV6_ALL_MLDV2_ROUTERS);
     if (len < 0) return;
@@ -297,9 +302,11 @@ export class Ipv6Layer {
     }
   }
 
-  /** Multicast groups we take: all-nodes, all-routers, MLDv2 routers, our solicited-node groups. */
+  /** Multicast groups we take: all-nodes, all-routers, MLDv2 routers, DHCPv6 servers
+   *  (ff02::1:2, when a UDP 547 handler is registered), our solicited-node groups. */
   private listening(b: Uint8Array, off: number): boolean {
     if (ipv6Equal(b, off, IPV6_ALL_NODES, 0) || ipv6Equal(b, off, IPV6_ALL_ROUTERS, 0) || ipv6Equal(b, off, IPV6_ALL_MLDV2_ROUTERS, 0)) return true;
+    if (this.udpHandlers.has(DHCPV6_SERVER_PORT) && ipv6Equal(b, off, IPV6_ALL_DHCP_AGENTS, 0)) return true;
     for (const a of this.addresses) if (ipv6Equal(a.group, 0, b, off)) return true;
     return false;
   }
