@@ -25,6 +25,8 @@
 // client identifier (option 61) when present, else chaddr (RFC 2131 section 4.2). See `transition`
 // for the states of a binding.
 
+import type { Log } from '../iface/log.js';
+import { silentLog } from '../iface/log.js';
 import { copyBytes, toHex } from '../wire/bytes.js';
 import {
   DHCP_FIXED_LEN,
@@ -87,19 +89,10 @@ export interface Dhcpv4Reply {
 /** Offset of chaddr in a DHCP message (and so in `out` after a reply). */
 export const DHCPV4_CHADDR_OFFSET = 28;
 
-/** The part of a pino-style logger this module uses. */
-export interface Dhcpv4Logger {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-}
-
-const silent: Dhcpv4Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined };
-
 export interface Dhcpv4ServerOptions {
   /** Bound of the lease table, bindings of every state (default 256). */
   maxLeases?: number;
-  logger?: Dhcpv4Logger;
+  logger?: Log;
 }
 
 /** Counters, plain fields (read them, never write). */
@@ -175,7 +168,7 @@ type ReplyKind = (typeof ReplyKind)[keyof typeof ReplyKind];
 export class Dhcpv4Server {
   readonly stats = new Dhcpv4ServerStats();
 
-  private readonly log: Dhcpv4Logger;
+  private readonly log: Log;
   private readonly maxLeases: number;
   private readonly serverId: number;
   private readonly mask: number;
@@ -203,7 +196,7 @@ export class Dhcpv4Server {
     private readonly config: StackConfig,
     opts: Dhcpv4ServerOptions = {},
   ) {
-    this.log = opts.logger ?? silent;
+    this.log = opts.logger ?? silentLog;
     this.maxLeases = Math.max(1, Math.floor(opts.maxLeases ?? DEFAULT_MAX_LEASES));
     const v4 = config.ipv4;
     this.serverId = v4.gateway;

@@ -20,6 +20,8 @@
 // be "configured to create new bindings as a result of processing Renew messages"), so clients keep
 // their address across a vunet restart. The lease table is control-path state, keyed by strings.
 
+import type { Log } from '../iface/log.js';
+import { silentLog } from '../iface/log.js';
 import { bytesEqual, copyBytes, get32, set16 } from '../wire/bytes.js';
 import {
   DHCPV6_HEADER_LEN,
@@ -64,14 +66,6 @@ const MAX_PREFERENCE = 255;
 /** At most this many of a client's own stale addresses are echoed back with lifetime 0, per IA. */
 const MAX_ECHOED_ADDRESSES = 8;
 
-/** The part of a pino-style logger this module uses. */
-export interface Dhcpv6Logger {
-  debug(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-}
-
-const silent: Dhcpv6Logger = { debug: () => undefined, warn: () => undefined };
-
 export interface Dhcpv6ServerOptions {
   /** Assign addresses (IA_NA). Default false: DNS information only. Match the RA's `stateful`. */
   stateful?: boolean;
@@ -82,7 +76,7 @@ export interface Dhcpv6ServerOptions {
   /** Address lifetimes, seconds: valid defaults to config.leaseTime, preferred to the valid one. */
   validLifetime?: number;
   preferredLifetime?: number;
-  logger?: Dhcpv6Logger;
+  logger?: Log;
 }
 
 /** Counters, plain fields (read them, never write). */
@@ -142,7 +136,7 @@ export class Dhcpv6Server {
   private readonly maxLeases: number;
   private readonly validLifetime: number;
   private readonly preferredLifetime: number;
-  private readonly log: Dhcpv6Logger;
+  private readonly log: Log;
   private readonly mac: Uint8Array;
   /** Our DUID-LL (RFC 8415 section 11.4), as it appears in a Server Identifier. */
   private readonly duid: Uint8Array;
@@ -170,7 +164,7 @@ export class Dhcpv6Server {
     if (!(this.maxLeases >= 1 && this.maxLeases <= POOL_SIZE)) throw new RangeError('maxLeases must be within 1..65280');
     this.validLifetime = opts.validLifetime ?? config.leaseTime;
     this.preferredLifetime = Math.min(opts.preferredLifetime ?? this.validLifetime, this.validLifetime);
-    this.log = opts.logger ?? silent;
+    this.log = opts.logger ?? silentLog;
     this.mac = config.mac.slice(0, 6);
     this.duid = Uint8Array.of(0, 3, 0, 1, ...this.mac);
     this.prefix = v6.prefix.slice(0, IPV6_ADDR_LEN);

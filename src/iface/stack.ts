@@ -5,6 +5,8 @@
 //
 // Time is injected: the owner calls poll(now) at pollAt() (timers of DAD, ARP probes, router
 // advertisements), and linkUp(now) when the guest's driver brings its queues up.
+import type { Log } from './log.js';
+import { silentLog } from './log.js';
 import type { StackConfig } from './config.js';
 import { Counters } from './counters.js';
 import { Ipv4Layer } from './ipv4.js';
@@ -24,18 +26,9 @@ export interface Clock {
 
 export const systemClock: Clock = { now: () => performance.now() };
 
-export interface StackLogger {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
-
-const silent: StackLogger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
-
 export interface StackOptions {
   clock?: Clock;
-  logger?: StackLogger;
+  logger?: Log;
   /** Uniform [0, 1): timer jitter (DAD, ARP probes, MLD reports). Injected for tests. */
   random?: () => number;
   /** ICMP errors per second, and burst (gVisor's defaults: 1000/s, burst 50). */
@@ -49,7 +42,7 @@ export class Stack implements FrameSink {
   guestMac: Uint8Array | undefined;
   readonly ipv4: Ipv4Layer;
   readonly ipv6: Ipv6Layer | undefined;
-  readonly log: StackLogger;
+  readonly log: Log;
   readonly random: () => number;
   /** The output frame under construction: layers build a frame here, then transmit(length). */
   readonly out: Uint8Array;
@@ -62,7 +55,7 @@ export class Stack implements FrameSink {
     opts: StackOptions = {},
   ) {
     this.clock = opts.clock ?? systemClock;
-    this.log = opts.logger ?? silent;
+    this.log = opts.logger ?? silentLog;
     this.random = opts.random ?? Math.random;
     this.guestMac = config.guestMac;
     this.out = new Uint8Array(ETHERNET_HEADER_LEN + config.mtu);

@@ -32,6 +32,8 @@
 // RAs from the guest are validated, counted and checked against ours (6.2.7), never obeyed: we are
 // the only router on this link, whatever the guest runs.
 
+import type { Log } from '../iface/log.js';
+import { silentLog } from '../iface/log.js';
 import { copyBytes } from '../wire/bytes.js';
 import { Icmpv6Packet, Icmpv6Type } from '../wire/icmpv6.js';
 import { IpProtocol } from '../wire/ip.js';
@@ -88,14 +90,6 @@ const NDP_HOP_LIMIT = 255;
 /** Interface identifiers for SLAAC on Ethernet are 64 bits (RFC 4862 section 5.5.3 (d)). */
 const SLAAC_PREFIX_LENGTH = 64;
 
-/** The part of a pino-style logger this module uses. */
-export interface NdpLogger {
-  debug(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-}
-
-const silent: NdpLogger = { debug: () => undefined, warn: () => undefined };
-
 export interface RouterAdvertiserOptions {
   /** Our link-local address (16 bytes): every RA's source (RFC 4861 section 4.2). */
   linkLocal: Uint8Array;
@@ -111,7 +105,7 @@ export interface RouterAdvertiserOptions {
   maxRtrAdvInterval?: number;
   /** Uniform in [0, 1), as Math.random (the default). */
   random?: () => number;
-  logger?: NdpLogger;
+  logger?: Log;
 }
 
 /** Counters, plain fields (read them, never write). */
@@ -140,7 +134,7 @@ export class RouterAdvertiser {
   private readonly minIntervalMs: number;
   private readonly maxIntervalMs: number;
   private readonly random: () => number;
-  private readonly log: NdpLogger;
+  private readonly log: Log;
   private readonly ra: NdpRouterAdvertRepr;
   private readonly ipRepr: Ipv6Repr;
   /** Our prefix, for comparing with guest RAs. */
@@ -185,7 +179,7 @@ export class RouterAdvertiser {
     this.minIntervalMs = minS * 1000;
     this.maxIntervalMs = maxS * 1000;
     this.random = opts.random ?? Math.random;
-    this.log = opts.logger ?? silent;
+    this.log = opts.logger ?? silentLog;
     this.prefix = v6.prefix.slice(0, IPV6_ADDR_LEN);
     this.prefixLength = v6.prefixLength;
 

@@ -1,5 +1,6 @@
 // The DHCPv4 server on its own: messages in as UDP payloads, replies checked byte for byte, the lease
 // table driven by an injected clock, and malformed input counted and dropped.
+import { silentLog } from '../../src/iface/log.js';
 import fc from 'fast-check';
 import t from 'tap';
 import { DECLINE_QUARANTINE_MS, DHCPV4_CHADDR_OFFSET, Dhcpv4Server } from '../../src/dhcp/dhcpv4-server.js';
@@ -364,7 +365,7 @@ t.test('RELEASE frees the lease; the client gets the same address back', async (
 
 t.test('DECLINE quarantines the address for ten minutes', async (t) => {
   const logs: string[] = [];
-  const logger = { debug: () => undefined, info: () => undefined, warn: (_o: object, m?: string) => void logs.push(m ?? '') };
+  const logger = { ...silentLog, warn: (_o: object, m?: string) => void logs.push(m ?? '') };
   const { bind, send, server, advance } = rig(config(), { logger });
   t.equal(bind(MAC_A), FIRST);
   t.notOk(send(build({ type: DhcpMessageType.DECLINE, requestedIp: FIRST, serverId: SERVER })));
@@ -400,7 +401,7 @@ t.test('pool exhaustion with a /28: eleven offers, then none', async (t) => {
   t.equal(v4.dhcpFirst, ipv4(192, 168, 7, 4));
   t.equal(v4.dhcpCount, 11);
   const logs: string[] = [];
-  const logger = { debug: () => undefined, info: () => undefined, warn: (_o: object, m?: string) => void logs.push(m ?? '') };
+  const logger = { ...silentLog, warn: (_o: object, m?: string) => void logs.push(m ?? '') };
   const { send, server } = rig(config({ ipv4: v4 }), { logger });
   const got: number[] = [];
   for (let i = 0; i < 11; i++) got.push(send(build({ type: DhcpMessageType.DISCOVER, mac: Uint8Array.of(2, 0, 0, 0, 0, i) }))!.p.yiaddr);

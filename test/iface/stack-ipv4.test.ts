@@ -166,3 +166,30 @@ t.test('ICMP error rules: not for errors, fragments, group sources; rate limited
   clock.advance(1000);
   t.equal(inject(udpFrame(1, 9999, new Uint8Array(4))).length, 1, 'tokens refill with time');
 });
+
+t.test('RFC 5227: probes then announcements for our addresses at link-up; a guest claiming one is a conflict', async (t) => {
+  const { stack, link, clock } = makeStack({ ipv6: undefined }, { random: () => 0.5 });
+  stack.linkUp();
+  const times: { at: number; probe: boolean; target: number }[] = [];
+  const start = clock.now();
+  for (let i = 0; i < 200 && stack.pollAt() !== Infinity; i++) {
+    clock.t = Math.max(clock.t, stack.pollAt());
+    stack.poll();
+    for (const f of link.take()) {
+      const arp = new ArpPacket().at(f, 14, f.length - 14);
+      t.ok(arp.check() && arp.operation === ArpOp.REQUEST && new EthernetFrame().at(f, 0, f.length).isBroadcast(), 'broadcast ARP request');
+      times.push({ at: clock.now() - start, probe: arp.senderIp === 0, target: arp.targetIp });
+    }
+  }
+  const gw = times.filter((x) => x.target === GW_IP);
+  t.same(gw.map((x) => x.probe), [true, true, true, false, false], 'three probes, then two announcements');
+  t.same(gw.map((x) => x.at), [500, 2000, 3500, 5500, 7500], 'PROBE_WAIT, PROBE_MIN..MAX, ANNOUNCE_WAIT, ANNOUNCE_INTERVAL');
+  t.equal(times.filter((x) => x.target === DNS_IP).length, 5, 'the DNS address too');
+
+  const second = makeStack({ ipv6: undefined }, { random: () => 0.5 });
+  second.stack.linkUp();
+  second.inject(arpRequest(GUEST_IP, GW_IP)); // the guest says it is 10.0.2.2
+  t.equal(second.stack.counters.get('arp.conflict'), 1, 'conflict counted (and logged)');
+  // Answering ARP for the address continues: we are the guest's configured gateway.
+  t.equal(second.inject(arpRequest(GW_IP)).length, 1);
+});

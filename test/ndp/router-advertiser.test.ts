@@ -1,3 +1,4 @@
+import { silentLog } from '../../src/iface/log.js';
 import t from 'tap';
 import fc from 'fast-check';
 import { defaultConfig } from '../../src/iface/config.js';
@@ -416,7 +417,7 @@ t.test('invalid RSs are rejected and counted (RFC 4861 section 6.1.1)', async (t
 
 t.test('RAs from the guest are validated, counted, and never change what we send', async (t) => {
   const warnings: object[] = [];
-  const ra = advertiser({ logger: { debug: () => undefined, warn: (o) => warnings.push(o) } });
+  const ra = advertiser({ logger: { ...silentLog, warn: (o) => void warnings.push(o) } });
   ra.linkUp(0);
   const [first] = pollAll(ra, 0);
   const at = ra.pollAt();
