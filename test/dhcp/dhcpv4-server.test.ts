@@ -86,6 +86,7 @@ const EXPECTED_OFFER = hex(
     '0f0b 6578616d706c652e636f6d' + // "example.com"
     '1c04 0a0002ff' +
     '7713 076578616d706c6503636f6d00 036c6162c000' + // example.com, lab + pointer to 0
+    '1a02 fff0' + // 26 MTU 65520: not requested, an essential, so after the list's options
     'ff',
 );
 
@@ -219,14 +220,14 @@ t.test('udhcpc DISCOVER gets an OFFER of 10.0.2.15, byte for byte', async (t) =>
 t.test('without search domains there is no option 15 or 119; short replies are padded to 300 bytes', async (t) => {
   const { server, out } = rig(config({ searchDomains: [] }));
   const r = server.handle(UDHCPC_DISCOVER, 0, out, 0)!;
-  t.same(parse(out, r).codes, [53, 54, 61, 51, 58, 59, 1, 3, 6, 28]);
-  t.equal(r.length, 301, 'END is byte 300');
-  t.equal(out[300], 255);
+  t.same(parse(out, r).codes, [53, 54, 61, 51, 58, 59, 1, 3, 6, 28, 26]);
+  t.equal(r.length, 305, 'END is byte 304');
+  t.equal(toHex(out, 300, 5), '1a02fff0ff', 'MTU last, then END');
   const r2 = server.handle(build({ type: DhcpMessageType.DISCOVER, mac: MAC_B }), 0, out, 0)!;
-  t.same(parse(out, r2).codes, [53, 54, 51, 58, 59, 1, 3, 6, 28]);
+  t.same(parse(out, r2).codes, [53, 54, 51, 58, 59, 1, 3, 6, 28, 26]);
   t.equal(r2.length, 300, 'BOOTP minimum (RFC 1542)');
-  t.equal(out[291], 255, 'END');
-  t.ok(out.subarray(292, 300).every((b) => b === 0), 'zeros after END');
+  t.equal(out[295], 255, 'END');
+  t.ok(out.subarray(296, 300).every((b) => b === 0), 'zeros after END');
 });
 
 t.test('REQUEST (SELECTING) → ACK, then the lease is bound', async (t) => {
@@ -249,7 +250,7 @@ t.test('REQUEST (SELECTING) → ACK, then the lease is bound', async (t) => {
   t.equal(ack.p.ciaddr, 0);
   t.equal(ack.p.xid, 0x3903f327, 'xid copied');
   t.equal(ack.p.chaddr, '525400123456');
-  t.same(ack.p.codes, [53, 54, 61, 51, 58, 59, 1, 3, 6, 15, 28, 119]);
+  t.same(ack.p.codes, [53, 54, 61, 51, 58, 59, 1, 3, 6, 15, 28, 119, 26]);
   t.same(ack.r, { length: ack.r.length, dstIp: FIRST, dstMac: 'client' });
   t.same(server.leases(), [{ mac: '52:54:00:12:34:56', ip: FIRST, expires: now() + LEASE_MS, hostname: 'vm1', state: 'bound' }]);
   t.equal(server.stats.acks, 1);
@@ -261,7 +262,8 @@ t.test('the parameter request list decides the order; the essentials always come
   t.same(a.p.codes, [53, 54, 51, 58, 59, 119, 26, 6, 15, 1, 3, 28]);
   t.equal(toHex(a.p.options.get(DhcpOption.INTERFACE_MTU)!), 'fff0', 'MTU 65520');
   const b = send(build({ type: DhcpMessageType.DISCOVER, mac: MAC_B }))!;
-  t.same(b.p.codes, [53, 54, 51, 58, 59, 1, 3, 6, 28], 'no list: the essentials');
+  t.same(b.p.codes, [53, 54, 51, 58, 59, 1, 3, 6, 28, 26], 'no list: the essentials');
+  t.equal(toHex(b.p.options.get(DhcpOption.INTERFACE_MTU)!), 'fff0', 'MTU 65520 without asking for option 26');
 });
 
 t.test('a second client gets 10.0.2.16', async (t) => {
@@ -389,7 +391,7 @@ t.test('INFORM gets an ACK without lease or yiaddr, unicast to ciaddr', async (t
   t.equal(a.p.type, DhcpMessageType.ACK);
   t.equal(a.p.yiaddr, 0);
   t.equal(a.p.ciaddr, addr);
-  t.same(a.p.codes, [53, 54, 6, 15, 119, 1, 3, 28]);
+  t.same(a.p.codes, [53, 54, 6, 15, 119, 1, 3, 28, 26]);
   t.same(a.r, { length: a.r.length, dstIp: addr, dstMac: 'client' });
   t.equal(server.stats.informs, 1);
   t.same(server.leases(), [], 'no lease');
