@@ -4,6 +4,7 @@
 // rules follow gVisor's ipv4/icmp.go returnError (../shared/seeds/000_c245984113abe07b.txt).
 import type { RxMeta } from './link.js';
 import type { Stack } from './stack.js';
+import { NeighborCache } from './neighbor.js';
 import { TokenBucket } from './rate-limit.js';
 import {
   ArpOp,
@@ -30,6 +31,7 @@ import {
   emitUdpV4,
   formatIpv4,
   icmpv4EchoRest,
+  ipv4Read,
   ipv4InSubnet,
   ipv4IsBroadcast,
   ipv4IsMulticast,
@@ -55,7 +57,7 @@ export type UdpV4Handler = (dgram: UdpV4Input, stack: Stack) => void;
 const DEFAULT_TTL = 64;
 /** Quote as much of the offending datagram as fits in 576 bytes (RFC 1812 §4.3.2.3). */
 const ICMP_ERROR_MAX = 576 - 20;
-const ARP_TABLE_MAX = 256;
+const ZERO_MAC = new Uint8Array(6);
 
 // RFC 5227 §1.1 constants (ms).
 const PROBE_WAIT = 1000;
@@ -76,8 +78,10 @@ interface AddressClaim {
 }
 
 export class Ipv4Layer {
-  /** IPv4 address → MAC learnt from the guest's ARP and IP traffic (bounded). */
-  private readonly arpTable = new Map<number, Uint8Array>();
+  /** Guest-link IPv4 address → MAC (RFC 4861's machine, run by ARP). */
+  readonly neighbors: NeighborCache<number>;
+  /** A packet we originated could not be delivered: its destination did not answer ARP. */
+  onUnreachable: ((tag: unknown, dst: number) => void) | undefined;
   private readonly udpHandlers = new Map<number, UdpV4Handler>();
   private readonly icmpLimiter: TokenBucket;
   private ipId = 0;
@@ -90,6 +94,18 @@ export class Ipv4Layer {
 
   constructor(private readonly s: Stack, icmpRate: number, icmpBurst: number) {
     this.icmpLimiter = new TokenBucket(icmpRate, icmpBurst, s.now());
+    this.neighbors = new NeighborCache<number>(
+      {
+        solicit: (ip, mac) => this.sendArp(ArpOp.REQUEST, s.config.ipv4.gateway, mac ?? MAC_BROADCAST, ip, mac ?? ZERO_MAC),
+        resolved: (_ip, mac, queued) => {
+          for (const p of queued) this.frameAndSend(p.bytes, mac);
+        },
+        failed: (ip, queued) => {
+          for (const p of queued) this.unreachable(p.bytes, p.tag, ip);
+        },
+      },
+      { random: s.random },
+    );
   }
 
   onUdp(port: number, handler: UdpV4Handler): void {
@@ -101,7 +117,61 @@ export class Ipv4Layer {
   }
 
   lookupMac(addr: number): Uint8Array | undefined {
-    return this.arpTable.get(addr);
+    return this.neighbors.list().find((e) => e.key === addr)?.mac;
+  }
+
+  /**
+   * Sends an IPv4 packet (from its header; checksums done) to a destination on the guest link,
+   * resolving it first. While resolution runs the packet waits (copied) in the neighbour cache; if
+   * it fails, the packet is answered as a router would (see unreachable()). `tag` identifies the
+   * flow for onUnreachable.
+   */
+  sendToGuest(packet: Uint8Array, tag?: unknown): boolean {
+    const dst = ipv4Read(packet, 16);
+    const cfg = this.s.config.ipv4;
+    if (!ipv4InSubnet(dst, cfg.network, cfg.prefixLength) || this.isOurs(dst)) {
+      this.s.drop('ipv4.noRouteToGuest');
+      return false;
+    }
+    const mac = this.neighbors.resolve(dst, this.s.now(), packet, tag);
+    if (!mac) return false;
+    return this.frameAndSend(packet, mac);
+  }
+
+  private frameAndSend(packet: Uint8Array, mac: Uint8Array): boolean {
+    const o = this.s.out;
+    if (ETHERNET_HEADER_LEN + packet.length > o.length) {
+      this.s.drop('ipv4.outTooBig');
+      return false;
+    }
+    o.set(packet, ETHERNET_HEADER_LEN);
+    emitEthernetHeader(o, 0, { dst: mac, src: this.s.config.mac, etherType: EtherType.IPV4 });
+    return this.s.transmit(ETHERNET_HEADER_LEN + packet.length);
+  }
+
+  /**
+   * Resolution of `dst` failed for a queued packet. RFC 1812 §4.3.3.1 / RFC 4861 §7.2.2: a router
+   * answers host unreachable to the packet's source — unless we are that source, and then the flow
+   * that sent it is told instead. The source of a packet we forward sits beyond the guest link,
+   * so the error goes to the beyond hook (the NAT).
+   */
+  private unreachable(packet: Uint8Array, tag: unknown, dst: number): void {
+    const src = ipv4Read(packet, 12);
+    this.s.counters.add('ipv4.unresolved');
+    if (this.isOurs(src)) {
+      this.onUnreachable?.(tag, dst);
+      return;
+    }
+    const ip = this.ip4.at(packet, 0, packet.length);
+    if (ip.check() !== Ipv4Error.OK || !this.mayAnswerWithError(packet, ip, false, false)) return;
+    if (!this.icmpLimiter.take(this.s.now())) return this.s.drop('icmp4.rateLimited');
+    const o = this.s.out;
+    const icmpOff = ETHERNET_HEADER_LEN + 20;
+    const len = emitIcmpv4Error(o, icmpOff, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.HOST, 0, packet, 0, ip.totalLength, ICMP_ERROR_MAX);
+    if (len < 0) return;
+    this.emitIpv4(this.s.config.ipv4.gateway, src, IpProtocol.ICMP, len, 0);
+    this.s.counters.add('icmp4.out.3.1');
+    this.s.beyond?.(o.subarray(ETHERNET_HEADER_LEN, icmpOff + len));
   }
 
   /** Starts RFC 5227 probing of our addresses: the guest's link just came up. */
@@ -111,12 +181,13 @@ export class Ipv4Layer {
   }
 
   pollAt(): number {
-    let at = Infinity;
+    let at = this.neighbors.pollAt();
     for (const c of this.claims) if (c.sent < PROBE_NUM + ANNOUNCE_NUM && !c.conflict) at = Math.min(at, c.next);
     return at;
   }
 
   poll(now: number): void {
+    this.neighbors.poll(now);
     for (const c of this.claims) {
       if (c.conflict || c.sent >= PROBE_NUM + ANNOUNCE_NUM || now < c.next) continue;
       const probing = c.sent < PROBE_NUM;
@@ -159,11 +230,15 @@ export class Ipv4Layer {
     if (!arp.check()) return this.s.drop('arp.malformed');
     this.checkConflict(arp, frame);
     const spa = arp.senderIp;
-    // RFC 826: merge the sender into the table when we know it, and (as the target) add it.
-    if (spa !== 0 && ipv4InSubnet(spa, this.s.config.ipv4.network, this.s.config.ipv4.prefixLength)) {
-      this.learn(spa, frame, arp.senderMacOffset);
+    const sha = frame.subarray(arp.senderMacOffset, arp.senderMacOffset + 6);
+    const onLink = spa !== 0 && ipv4InSubnet(spa, this.s.config.ipv4.network, this.s.config.ipv4.prefixLength) && !this.isOurs(spa);
+    if (arp.operation !== ArpOp.REQUEST) {
+      // A reply to our request confirms reachability (solicited, override).
+      if (onLink) this.neighbors.confirm(spa, sha, this.s.now(), { solicited: true, override: true });
+      return this.s.counters.add('arp.replyIn');
     }
-    if (arp.operation !== ArpOp.REQUEST) return this.s.counters.add('arp.replyIn');
+    // RFC 826: merge the sender of a request (an unsolicited hint: RFC 4861 §7.2.3's rules).
+    if (onLink) this.neighbors.learn(spa, sha, this.s.now());
     const tpa = arp.targetIp;
     if (!this.isOurs(tpa)) return this.s.counters.add('arp.notForUs');
     if (spa === tpa) return; // an announcement for our own address: nothing to answer
@@ -180,20 +255,6 @@ export class Ipv4Layer {
     this.s.transmit(n);
   }
 
-  /** RFC 826: merge the sender into the table (bounded: the oldest entry makes room). */
-  private learn(ip: number, frame: Uint8Array, macOff: number): void {
-    const known = this.arpTable.get(ip);
-    if (known) {
-      copyBytes(known, 0, frame, macOff, 6);
-      return;
-    }
-    if (this.arpTable.size >= ARP_TABLE_MAX) {
-      const oldest = this.arpTable.keys().next();
-      if (!oldest.done) this.arpTable.delete(oldest.value);
-    }
-    this.arpTable.set(ip, frame.slice(macOff, macOff + 6));
-  }
-
   /** An IPv4 packet from the guest (RFC 1122 §3.2.1 checks, then dispatch). */
   ipv4Input(frame: Uint8Array, eth: EthernetFrame, meta: RxMeta): void {
     const ip = this.ip4.at(frame, eth.payloadOffset, eth.payloadLength);
@@ -205,14 +266,11 @@ export class Ipv4Layer {
     const cfg = this.s.config.ipv4;
     const broadcast = ipv4IsBroadcast(dst) || dst === ipv4SubnetBroadcast(cfg.network, cfg.prefixLength);
     if (!this.isOurs(dst) && !broadcast && !ipv4IsMulticast(dst)) {
-      // Destined beyond us: the NAT (issue 4) takes these; until then they are counted.
-      return this.s.drop('ipv4.notForUs');
+      // Destined beyond us: the NAT's (issue 4); without one they are counted and dropped.
+      if (!this.s.beyond) return this.s.drop('ipv4.notForUs');
+      return this.s.beyond(frame.subarray(ip.offset, ip.offset + ip.totalLength));
     }
     if (ip.isFragment()) return this.s.drop('ipv4.fragment'); // reassembly: issue 6
-    const src = ip.src;
-    if (src !== 0 && ipv4InSubnet(src, cfg.network, cfg.prefixLength) && !this.isOurs(src)) {
-      this.learn(src, frame, eth.srcOffset);
-    }
     switch (ip.protocol) {
       case IpProtocol.ICMP:
         return this.icmpv4Input(frame, eth, ip, broadcast);
@@ -291,22 +349,32 @@ export class Ipv4Layer {
   }
 
   /**
-   * Sends an ICMP error about the datagram in `ip` back to its source, unless RFC 1122 §3.2.2 says
-   * not to: never about an ICMP error, a datagram to a broadcast or multicast address (IP or
-   * link), from a source that does not name a single host, or a non-first fragment; and never
-   * faster than the rate limit.
+   * The one place that decides whether an ICMP error may answer the datagram in `ip` (RFC 1122
+   * §3.2.2, RFC 1812 §4.3.2.7, as gVisor's returnError): never about an ICMP error, a datagram to
+   * a broadcast or multicast address (IP or link), from a source that does not name a single host,
+   * or a non-first fragment. Counts the reason when it says no.
    */
-  private sendIcmpv4Error(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, type: number, code: number, rest: number, broadcast: boolean): void {
+  private mayAnswerWithError(bytes: Uint8Array, ip: Ipv4Packet, broadcastDst: boolean, linkMulticast: boolean): boolean {
     const src = ip.src;
-    if (broadcast || eth.isMulticast() || ipv4IsMulticast(ip.dst)) return this.s.drop('icmp4.errorForGroup');
-    if (src === 0 || ipv4IsBroadcast(src) || ipv4IsMulticast(src) || src === ipv4SubnetBroadcast(this.s.config.ipv4.network, this.s.config.ipv4.prefixLength)) {
-      return this.s.drop('icmp4.errorForBadSource');
+    const cfg = this.s.config.ipv4;
+    let why: string | undefined;
+    if (broadcastDst || linkMulticast || ipv4IsMulticast(ip.dst)) why = 'icmp4.errorForGroup';
+    else if (src === 0 || ipv4IsBroadcast(src) || ipv4IsMulticast(src) || src === ipv4SubnetBroadcast(cfg.network, cfg.prefixLength)) why = 'icmp4.errorForBadSource';
+    else if (ip.fragOffset !== 0) why = 'icmp4.errorForFragment';
+    else if (ip.protocol === IpProtocol.ICMP) {
+      const inner = this.icmp4.at(bytes, ip.payloadOffset, ip.payloadLength);
+      if (!inner.check() || inner.isError()) why = 'icmp4.errorForError';
     }
-    if (ip.fragOffset !== 0) return this.s.drop('icmp4.errorForFragment');
-    if (ip.protocol === IpProtocol.ICMP) {
-      const inner = this.icmp4.at(frame, ip.payloadOffset, ip.payloadLength);
-      if (!inner.check() || inner.isError()) return this.s.drop('icmp4.errorForError');
-    }
+    if (why === undefined) return true;
+    this.s.drop(why);
+    return false;
+  }
+
+  /** Sends an ICMP error about the guest's datagram in `ip` back to it, when mayAnswerWithError
+   *  allows and the rate limit has a token. */
+  private sendIcmpv4Error(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, type: number, code: number, rest: number, broadcast: boolean): void {
+    if (!this.mayAnswerWithError(frame, ip, broadcast, eth.isMulticast())) return;
+    const src = ip.src;
     if (!this.icmpLimiter.take(this.s.now())) return this.s.drop('icmp4.rateLimited');
     const o = this.s.out;
     const icmpOff = ETHERNET_HEADER_LEN + 20;
@@ -318,7 +386,6 @@ export class Ipv4Layer {
     this.s.counters.add(`icmp4.out.${type}.${code}`);
     this.s.transmit(icmpOff + len);
   }
-
 }
 
 function ipv4ErrorName(err: Ipv4Error): string {

@@ -6,6 +6,7 @@
 // (../shared/seeds/001_f10080c8605591d6.txt) where the RFCs leave room.
 import type { Ipv6Config } from './config.js';
 import type { RxMeta } from './link.js';
+import { NeighborCache } from './neighbor.js';
 import { TokenBucket } from './rate-limit.js';
 import type { Stack } from './stack.js';
 import {
@@ -46,11 +47,13 @@ import {
   emitNdpNeighborSolicit,
   emitUdpV6,
   formatIpv6,
+  fromHex,
   icmpv6EchoRest,
   ipv6Equal,
   ipv6IsLinkLocal,
   ipv6IsMulticast,
   ipv6IsUnspecified,
+  ipv6PrefixEqual,
   ipv6SolicitedNode,
   macFromIpv6Multicast,
   toHex,
@@ -108,7 +111,6 @@ const UNSOLICITED_REPORT_INTERVAL = 1000;
 const MLD_ROBUSTNESS = 2;
 /** Quote as much of the offending packet as fits in the minimum MTU (RFC 4443 §2.4 (c)). */
 const ICMP_ERROR_MAX = IPV6_MIN_MTU - IPV6_HEADER_LEN;
-const NEIGHBOR_TABLE_MAX = 256;
 const HOP_LIMIT = 64;
 const DHCPV6_SERVER_PORT = 547;
 const NDP_HOP_LIMIT = 255;
@@ -119,7 +121,10 @@ export class Ipv6Layer {
   readonly addresses: OwnAddress[];
   routerAdvertiser: RouterAdvertiserPort | undefined;
   private readonly udpHandlers = new Map<number, UdpV6Handler>();
-  private readonly neighbors = new Map<string, Uint8Array>();
+  /** Guest-link IPv6 address (as hex) → MAC, the RFC 4861 machine. */
+  readonly neighbors: NeighborCache<string>;
+  /** A packet we originated could not be delivered: its destination did not answer NDP. */
+  onUnreachable: ((tag: unknown, dst: Uint8Array) => void) | undefined;
   private readonly icmpLimiter: TokenBucket;
   private reportsLeft = 0;
   private nextReport = Infinity;
@@ -144,6 +149,18 @@ export class Ipv6Layer {
     icmpBurst: number,
   ) {
     this.icmpLimiter = new TokenBucket(icmpRate, icmpBurst, s.now());
+    this.neighbors = new NeighborCache<string>(
+      {
+        solicit: (key, mac) => this.sendSolicitation(fromHex(key)!, mac),
+        resolved: (_key, mac, queued) => {
+          for (const p of queued) this.sendPacketTo(p.bytes, mac);
+        },
+        failed: (key, queued) => {
+          for (const p of queued) this.unreachable(p.bytes, p.tag, fromHex(key)!);
+        },
+      },
+      { random: s.random },
+    );
     this.addresses = [LINK_LOCAL_ADDRESS, config.gateway, config.dns].map((addr) => {
       const group = new Uint8Array(16);
       ipv6SolicitedNode(group, 0, addr, 0);
@@ -188,13 +205,14 @@ export class Ipv6Layer {
   }
 
   pollAt(): number {
-    let at = this.reportsLeft > 0 ? this.nextReport : Infinity;
+    let at = Math.min(this.neighbors.pollAt(), this.reportsLeft > 0 ? this.nextReport : Infinity);
     for (const a of this.addresses) if (a.state === AddressState.Tentative) at = Math.min(at, a.next);
     if (this.advertiserStarted && this.routerAdvertiser) at = Math.min(at, this.routerAdvertiser.pollAt());
     return at;
   }
 
   poll(now: number): void {
+    this.neighbors.poll(now);
     if (this.reportsLeft > 0 && now >= this.nextReport) {
       this.sendMldReport();
       this.reportsLeft--;
@@ -266,7 +284,11 @@ export class Ipv6Layer {
     if (ipv6IsMulticast(frame, srcOff)) return this.s.drop('ipv6.multicastSource');
     const multicast = ipv6IsMulticast(frame, dstOff);
     const target = this.own(frame, dstOff);
-    if (!multicast && !target) return this.s.drop('ipv6.notForUs'); // NAT: issue 4
+    if (!multicast && !target) {
+      // Destined beyond us: the NAT's (issue 4); without one they are counted and dropped.
+      if (!this.s.beyond) return this.s.drop('ipv6.notForUs');
+      return this.s.beyond(frame.subarray(ip.offset, ip.end));
+    }
     if (multicast && !this.listening(frame, dstOff)) return this.s.drop('ipv6.groupNotJoined');
     const chain = this.chain;
     switch (walkIpv6Headers(frame, ip.offset, chain)) {
@@ -403,26 +425,74 @@ export class Ipv6Layer {
       return;
     }
     const tll = na.findLinkAddress(NdpOptionType.TARGET_LL_ADDR);
-    if (tll >= 0) this.learn(frame, na.targetOffset, tll);
+    const mac = tll >= 0 ? frame.subarray(tll, tll + 6) : this.lookupMac(frame.subarray(na.targetOffset, na.targetOffset + 16));
+    if (mac) this.neighbors.confirm(toHex(frame, na.targetOffset, 16), mac, this.s.now(), { solicited: na.solicited, override: na.override });
   }
 
-  /** Records a guest address → MAC (bounded: the oldest entry makes room). The full RFC 4861
-   *  neighbour state machine replaces this table when we start sending to guest addresses. */
+  /** Unsolicited link-layer information from the guest (RFC 4861 §7.2.3). */
   private learn(b: Uint8Array, addrOff: number, macOff: number): void {
     if (ipv6IsUnspecified(b, addrOff)) return;
-    const key = toHex(b, addrOff, 16);
-    const known = this.neighbors.get(key);
-    if (known) return copyBytes(known, 0, b, macOff, 6);
-    if (this.neighbors.size >= NEIGHBOR_TABLE_MAX) {
-      const oldest = this.neighbors.keys().next();
-      if (!oldest.done) this.neighbors.delete(oldest.value);
-    }
-    this.neighbors.set(key, b.slice(macOff, macOff + 6));
+    this.neighbors.learn(toHex(b, addrOff, 16), b.subarray(macOff, macOff + 6), this.s.now());
   }
 
-  /** The MAC learnt for a guest IPv6 address. */
+  /** The MAC known for a guest IPv6 address (diagnostics and tests). */
   lookupMac(addr: Uint8Array): Uint8Array | undefined {
-    return this.neighbors.get(toHex(addr, 0, 16));
+    const key = toHex(addr, 0, 16);
+    return this.neighbors.list().find((e) => e.key === key)?.mac;
+  }
+
+  /** Whether `b[off..]` is an address on the guest link: link-local, or in our prefix. */
+  private onLink(b: Uint8Array, off: number): boolean {
+    return ipv6IsLinkLocal(b, off) || ipv6PrefixEqual(b, off, this.config.prefix, 0, this.config.prefixLength);
+  }
+
+  /**
+   * Sends an IPv6 packet (from its header; checksums done) to a destination on the guest link,
+   * resolving it with NDP first; the packet waits (copied) while resolution runs. On failure it is
+   * answered as a router would (see unreachable()).
+   */
+  sendToGuest(packet: Uint8Array, tag?: unknown): boolean {
+    if (packet.length < IPV6_HEADER_LEN || !this.onLink(packet, 24) || ipv6IsMulticast(packet, 24) || this.own(packet, 24)) {
+      this.s.drop('ipv6.noRouteToGuest');
+      return false;
+    }
+    const mac = this.neighbors.resolve(toHex(packet, 24, 16), this.s.now(), packet, tag);
+    return mac ? this.sendPacketTo(packet, mac) : false;
+  }
+
+  /** NS for `target`: multicast to its solicited-node group, or unicast when probing `mac`. */
+  private sendSolicitation(target: Uint8Array, mac: Uint8Array | undefined): void {
+    const src = ipv6IsLinkLocal(target, 0) ? LINK_LOCAL_ADDRESS : this.config.gateway;
+    if (mac) copyBytes(this.dstScratch, 0, target, 0, 16);
+    else ipv6SolicitedNode(this.dstScratch, 0, target, 0);
+    const o = this.s.out;
+    const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
+    const n = emitNdpNeighborSolicit(o, icmpOff, { target, sourceMac: this.s.config.mac }, src, this.dstScratch);
+    this.finishIpv6(src, this.dstScratch, IpProtocol.ICMPV6, n, NDP_HOP_LIMIT, mac, 0);
+    this.s.counters.add('ndp.nsOut');
+  }
+
+  /**
+   * Resolution of `dst` failed for a queued packet: RFC 4861 §7.2.2 — ICMPv6 destination
+   * unreachable, code 3 (address unreachable), to its source, unless we are that source (then the
+   * flow is told). That source sits beyond the guest link, so the error goes to the beyond hook.
+   */
+  private unreachable(packet: Uint8Array, tag: unknown, dst: Uint8Array): void {
+    this.s.counters.add('ipv6.unresolved');
+    if (this.own(packet, 8)) {
+      this.onUnreachable?.(tag, dst);
+      return;
+    }
+    if (ipv6IsMulticast(packet, 8) || ipv6IsUnspecified(packet, 8)) return this.s.drop('icmp6.errorForBadSource');
+    if (!this.icmpLimiter.take(this.s.now())) return this.s.drop('icmp6.rateLimited');
+    copyBytes(this.dstScratch, 0, packet, 8, 16);
+    const o = this.s.out;
+    const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
+    const n = emitIcmpv6Error(o, icmpOff, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.ADDRESS, 0, packet, 0, packet.length, ICMP_ERROR_MAX, this.config.gateway, this.dstScratch);
+    if (n < 0) return;
+    emitIpv6Header(o, ETHERNET_HEADER_LEN, { src: this.config.gateway, dst: this.dstScratch, nextHeader: IpProtocol.ICMPV6, hopLimit: HOP_LIMIT, payloadLength: n });
+    this.s.counters.add('icmp6.out.1.3');
+    this.s.beyond?.(o.subarray(ETHERNET_HEADER_LEN, icmpOff + n));
   }
 
   private udpInput6(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, off: number, len: number, meta: RxMeta): void {
@@ -460,15 +530,21 @@ export class Ipv6Layer {
     return this.finishIpv6(src, dst, IpProtocol.UDP, UDP_HEADER_LEN + payload.length, HOP_LIMIT, dstMac, 0);
   }
 
-  /** Sends a whole IPv6 packet built elsewhere (router advertisements). */
+  /** Sends a router advertisement built by the advertiser (multicast, or resolved unicast). */
   private sendPacket(p: Uint8Array): void {
+    if (ipv6IsMulticast(p, 24)) this.sendPacketTo(p, undefined);
+    else this.sendToGuest(p);
+  }
+
+  /** Frames a whole IPv6 packet to `mac` (or its group MAC when multicast) and sends it. */
+  private sendPacketTo(p: Uint8Array, mac: Uint8Array | undefined): boolean {
     const o = this.s.out;
-    if (ETHERNET_HEADER_LEN + p.length > o.length) return;
+    if (ETHERNET_HEADER_LEN + p.length > o.length) {
+      this.s.drop('ipv6.outTooBig');
+      return false;
+    }
     o.set(p, ETHERNET_HEADER_LEN);
-    const dst = p.subarray(24, 40);
-    const mac = ipv6IsMulticast(p, 24) ? undefined : this.lookupMac(dst);
-    if (!ipv6IsMulticast(p, 24) && !mac) return this.s.drop('ipv6.noNeighbor');
-    this.frameAndSend(dst, 0, mac, 0, p.length);
+    return this.frameAndSend(o, ETHERNET_HEADER_LEN + 24, mac, 0, p.length);
   }
 
   /**

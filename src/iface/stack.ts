@@ -41,6 +41,12 @@ export class Stack implements FrameSink {
   /** The guest's MAC: from config, else learnt from its first frame. */
   guestMac: Uint8Array | undefined;
   readonly ipv4: Ipv4Layer;
+  /**
+   * Packets for destinations beyond the guest link (the NAT's input): guest packets not addressed
+   * to us, and errors we generate about packets that came from beyond. Whole IP packets, valid
+   * only during the call. Unset: they are counted and dropped.
+   */
+  beyond: ((packet: Uint8Array) => void) | undefined;
   readonly ipv6: Ipv6Layer | undefined;
   readonly log: Log;
   readonly random: () => number;

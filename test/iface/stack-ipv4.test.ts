@@ -193,3 +193,57 @@ t.test('RFC 5227: probes then announcements for our addresses at link-up; a gues
   // Answering ARP for the address continues: we are the guest's configured gateway.
   t.equal(second.inject(arpRequest(GW_IP)).length, 1);
 });
+
+/** An IPv4 packet (no link header) from `src` to `dst` carrying a UDP datagram. */
+function forwarded(src: number, dst: number): Uint8Array {
+  const f = udpFrame(5353, 4444, Uint8Array.of(9, 9, 9), { src, dst });
+  return f.slice(14);
+}
+
+t.test('ARP resolution for packets to the guest: queued, sent on the reply', async (t) => {
+  const { stack, link, clock, inject } = makeStack({ ipv6: undefined });
+  const remote = ipv4(192, 0, 2, 1);
+  t.notOk(stack.ipv4.sendToGuest(forwarded(remote, GUEST_IP)), 'waits for resolution');
+  const [req] = link.take();
+  const arp = new ArpPacket().at(req!, 14, req!.length - 14);
+  t.ok(arp.check() && arp.operation === ArpOp.REQUEST && arp.targetIp === GUEST_IP && arp.senderIp === GW_IP, 'ARP request from the gateway');
+  clock.advance(300);
+  const reply = arpRequest(GW_IP, GUEST_IP); // build a reply by flipping the op
+  reply[21] = 2;
+  reply.set(GW_MAC, 0);
+  const out = inject(reply);
+  t.equal(out.length, 1, 'the queued packet goes out');
+  t.ok(bytesEqual(out[0]!, 0, GUEST_MAC, 0, 6), 'to the resolved MAC');
+  t.equal(new Ipv4Packet().at(out[0]!, 14, out[0]!.length - 14).src, remote);
+  t.equal(stack.ipv4.neighbors.state(GUEST_IP), 'REACHABLE');
+  t.ok(stack.ipv4.sendToGuest(forwarded(remote, GUEST_IP)), 'sent at once while REACHABLE');
+});
+
+t.test('resolution failure: host unreachable to a remote source; our own flows are told', async (t) => {
+  const { stack, link, clock } = makeStack({ ipv6: undefined });
+  const beyond: Uint8Array[] = [];
+  stack.beyond = (p) => beyond.push(p.slice());
+  const told: unknown[] = [];
+  stack.ipv4.onUnreachable = (tag) => told.push(tag);
+  const nobody = ipv4(10, 0, 2, 99);
+  const remote = ipv4(192, 0, 2, 1);
+  const pkt = forwarded(remote, nobody);
+  stack.ipv4.sendToGuest(pkt, 'flow-a');
+  stack.ipv4.sendToGuest(forwarded(GW_IP, nobody), 'flow-b');
+  for (let i = 0; i < 4; i++) {
+    clock.advance(1000);
+    stack.poll();
+  }
+  const requests = link.take().filter((f) => f[12] === 0x08 && f[13] === 0x06);
+  t.equal(requests.length, 3, 'three ARP requests, a second apart');
+  t.equal(beyond.length, 1, 'one ICMP error for the remote source');
+  const ip = new Ipv4Packet().at(beyond[0]!, 0, beyond[0]!.length);
+  t.equal(ip.src, GW_IP);
+  t.equal(ip.dst, remote);
+  const icmp = new Icmpv4Packet().at(beyond[0]!, ip.payloadOffset, ip.payloadLength);
+  t.equal(icmp.type, 3);
+  t.equal(icmp.code, 1, 'host unreachable');
+  t.ok(icmp.verifyChecksum());
+  t.same(beyond[0]!.subarray(icmp.payloadOffset), pkt, 'quotes the undeliverable packet');
+  t.same(told, ['flow-b'], 'the flow we originated is told instead');
+});

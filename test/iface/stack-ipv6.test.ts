@@ -222,3 +222,44 @@ t.test('malformed IPv6 is counted and dropped', async (t) => {
   t.equal(stack.counters.get('icmp6.badChecksum'), 1);
   t.equal(inject(good).length, 1, 'still answering');
 });
+
+t.test('NDP resolution for packets to the guest; failure gives address unreachable', async (t) => {
+  const { stack, link, clock, inject } = readyStack();
+  const beyond: Uint8Array[] = [];
+  stack.beyond = (p) => beyond.push(p.slice());
+  const remote = parseIpv6('2001:db8::1')!;
+  const toGuest = (dst: Uint8Array) =>
+    ipv6Frame(remote, dst, IpProtocol.UDP, 60, (b, o) => {
+      b.set([7, 7], o + 8);
+      emitUdpV6(b, o, { srcPort: 1, dstPort: 2, payloadLength: 2 }, remote, dst);
+      return 10;
+    }).slice(14);
+  stack.ipv6!.sendToGuest(toGuest(GUEST_GLOBAL));
+  const [ns] = link.take();
+  const nip = new Ipv6Packet().at(ns!, 14, ns!.length - 14);
+  t.ok(bytesEqual(ns!, nip.srcOffset, GW6, 0, 16), 'NS from our address in the prefix');
+  t.equal(ns![14 + 40], 135);
+  // The guest answers with a solicited NA.
+  const sent = inject(
+    ipv6Frame(GUEST_GLOBAL, GW6, IpProtocol.ICMPV6, 255, (b, o) =>
+      emitNdpNeighborAdvert(b, o, { target: GUEST_GLOBAL, router: false, solicited: true, override: true, targetMac: GUEST_MAC }, GUEST_GLOBAL, GW6),
+    ),
+  );
+  t.equal(sent.length, 1, 'queued packet delivered');
+  t.ok(bytesEqual(sent[0]!, 0, GUEST_MAC, 0, 6));
+  const nobody = parseIpv6('fec0::99')!;
+  const lost = toGuest(nobody);
+  stack.ipv6!.sendToGuest(lost);
+  for (let i = 0; i < 4; i++) {
+    clock.advance(1000);
+    stack.poll();
+  }
+  t.equal(link.take().filter((f) => f[14 + 40] === 135).length, 3, 'three solicitations');
+  t.equal(beyond.length, 1, 'an ICMPv6 error towards the remote source');
+  const eip = new Ipv6Packet().at(beyond[0]!, 0, beyond[0]!.length);
+  t.ok(bytesEqual(beyond[0]!, eip.dstOffset, remote, 0, 16));
+  const icmp = new Icmpv6Packet().at(beyond[0]!, 40, beyond[0]!.length - 40);
+  t.equal(icmp.type, 1);
+  t.equal(icmp.code, 3, 'address unreachable');
+  t.ok(icmp.verifyChecksum(beyond[0]!, eip.srcOffset, beyond[0]!, eip.dstOffset));
+});
