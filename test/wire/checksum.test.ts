@@ -13,7 +13,7 @@ import {
   verifyTransportV4,
   verifyTransportV6,
 } from '../../src/wire/checksum.js';
-import { fromHex } from '../../src/wire/bytes.js';
+import { everyPrefix, hex, property } from '../support/wire-helpers.js';
 
 /** Straightforward reference: 16-bit words, end-around carry after each add. */
 function reference(b: Uint8Array, off: number, len: number): number {
@@ -169,37 +169,3 @@ t.test('transport verification over pseudo-headers', async (t) => {
   rs[15] = rs[15]! ^ 1;
   t.notOk(verifyTransportV6(rs, 0, rs.length, src, 0, dst, 0, 58));
 });
-
-// ---- test helpers (each wire test file carries its own copy; tap runs every file under test/) ----
-
-function hex(s: string): Uint8Array {
-  const b = fromHex(s);
-  if (!b) throw new Error('bad hex');
-  return b;
-}
-
-/** A view of `b` that throws on any read outside [0, length): proves getters stay in bounds. */
-function strict(b: Uint8Array): Uint8Array {
-  return new Proxy(b, {
-    get(target, prop) {
-      if (typeof prop === 'string' && /^-?\d+$/.test(prop)) {
-        const i = Number(prop);
-        if (i < 0 || i >= target.length) throw new RangeError(`read at ${i} of ${target.length}`);
-        return target[i];
-      }
-      const v: unknown = Reflect.get(target, prop, target);
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
-}
-
-/** Runs a fast-check property and records it as one passing assertion. */
-function property(t: { pass(m: string): unknown }, name: string, p: Parameters<typeof fc.assert>[0], runs = 200): void {
-  fc.assert(p, { numRuns: runs });
-  t.pass(name);
-}
-
-/** Calls `f` with every proper prefix of `pkt`, each in its own bounds-checked buffer. */
-function everyPrefix(pkt: Uint8Array, f: (b: Uint8Array, len: number) => void): void {
-  for (let len = 0; len < pkt.length; len++) f(strict(pkt.slice(0, len)), len);
-}

@@ -1,6 +1,6 @@
 import t from 'tap';
 import fc from 'fast-check';
-import { fromHex, get16, get32 } from '../../src/wire/bytes.js';
+import { get16, get32 } from '../../src/wire/bytes.js';
 import {
   DHCPV6_CLIENT_PORT,
   DHCPV6_SERVER_PORT,
@@ -29,6 +29,7 @@ import {
 import { formatIpv6, IPV6_ALL_DHCP_AGENTS, ipv6Equal, Ipv6Error, Ipv6Packet, parseIpv6 } from '../../src/wire/ipv6.js';
 import { decodeDnsNameList } from '../../src/wire/names.js';
 import { emitUdpV6, UdpDatagram } from '../../src/wire/udp.js';
+import { everyPrefix, hex, property, strict } from '../support/wire-helpers.js';
 
 // SOLICIT from systemd-networkd: client id DUID-EN (enterprise 43793, 8-byte id), IA_NA IAID
 // 7c3e1a2b with T1 = T2 = 0, elapsed time 0, ORO (DNS, domain list, NTP, SOL_MAX_RT), rapid
@@ -291,37 +292,3 @@ t.test('properties', async (t) => {
     ),
   );
 });
-
-// ---- test helpers (each wire test file carries its own copy; tap runs every file under test/) ----
-
-function hex(s: string): Uint8Array {
-  const b = fromHex(s);
-  if (!b) throw new Error('bad hex');
-  return b;
-}
-
-/** A view of `b` that throws on any read outside [0, length): proves getters stay in bounds. */
-function strict(b: Uint8Array): Uint8Array {
-  return new Proxy(b, {
-    get(target, prop) {
-      if (typeof prop === 'string' && /^-?\d+$/.test(prop)) {
-        const i = Number(prop);
-        if (i < 0 || i >= target.length) throw new RangeError(`read at ${i} of ${target.length}`);
-        return target[i];
-      }
-      const v: unknown = Reflect.get(target, prop, target);
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
-}
-
-/** Runs a fast-check property and records it as one passing assertion. */
-function property(t: { pass(m: string): unknown }, name: string, p: Parameters<typeof fc.assert>[0], runs = 200): void {
-  fc.assert(p, { numRuns: runs });
-  t.pass(name);
-}
-
-/** Calls `f` with every proper prefix of `pkt`, each in its own bounds-checked buffer. */
-function everyPrefix(pkt: Uint8Array, f: (b: Uint8Array, len: number) => void): void {
-  for (let len = 0; len < pkt.length; len++) f(strict(pkt.slice(0, len)), len);
-}

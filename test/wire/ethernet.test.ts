@@ -1,6 +1,5 @@
 import t from 'tap';
 import fc from 'fast-check';
-import { fromHex } from '../../src/wire/bytes.js';
 import {
   EtherType,
   EthernetFrame,
@@ -18,6 +17,7 @@ import {
   macIsUnicast,
   parseMac,
 } from '../../src/wire/ethernet.js';
+import { everyPrefix, hex, property, strict } from '../support/wire-helpers.js';
 
 // An ARP request broadcast by a Linux guest (52:54:00:12:34:56), padded to 60 bytes.
 const ARP_REQUEST_FRAME = hex(`
@@ -128,37 +128,3 @@ t.test('properties', async (t) => {
     fc.property(fc.uint8Array({ minLength: 6, maxLength: 6 }), (mac) => macEqual(parseMac(formatMac(mac))!, 0, mac, 0)),
   );
 });
-
-// ---- test helpers (each wire test file carries its own copy; tap runs every file under test/) ----
-
-function hex(s: string): Uint8Array {
-  const b = fromHex(s);
-  if (!b) throw new Error('bad hex');
-  return b;
-}
-
-/** A view of `b` that throws on any read outside [0, length): proves getters stay in bounds. */
-function strict(b: Uint8Array): Uint8Array {
-  return new Proxy(b, {
-    get(target, prop) {
-      if (typeof prop === 'string' && /^-?\d+$/.test(prop)) {
-        const i = Number(prop);
-        if (i < 0 || i >= target.length) throw new RangeError(`read at ${i} of ${target.length}`);
-        return target[i];
-      }
-      const v: unknown = Reflect.get(target, prop, target);
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
-}
-
-/** Runs a fast-check property and records it as one passing assertion. */
-function property(t: { pass(m: string): unknown }, name: string, p: Parameters<typeof fc.assert>[0], runs = 200): void {
-  fc.assert(p, { numRuns: runs });
-  t.pass(name);
-}
-
-/** Calls `f` with every proper prefix of `pkt`, each in its own bounds-checked buffer. */
-function everyPrefix(pkt: Uint8Array, f: (b: Uint8Array, len: number) => void): void {
-  for (let len = 0; len < pkt.length; len++) f(strict(pkt.slice(0, len)), len);
-}

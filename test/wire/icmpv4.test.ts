@@ -1,6 +1,5 @@
 import t from 'tap';
 import fc from 'fast-check';
-import { fromHex } from '../../src/wire/bytes.js';
 import {
   emitIcmpv4,
   emitIcmpv4Error,
@@ -13,6 +12,7 @@ import {
 } from '../../src/wire/icmpv4.js';
 import { emitIpv4Header, Ipv4Error, Ipv4Packet } from '../../src/wire/ipv4.js';
 import { UdpDatagram } from '../../src/wire/udp.js';
+import { everyPrefix, hex, property, strict } from '../support/wire-helpers.js';
 
 // `ping -c1 10.0.2.2` from a Linux guest (Ethernet + IPv4 + ICMP echo request, 56 bytes of data).
 const ECHO_REQUEST_FRAME = hex(`
@@ -171,37 +171,3 @@ t.test('properties', async (t) => {
     ),
   );
 });
-
-// ---- test helpers (each wire test file carries its own copy; tap runs every file under test/) ----
-
-function hex(s: string): Uint8Array {
-  const b = fromHex(s);
-  if (!b) throw new Error('bad hex');
-  return b;
-}
-
-/** A view of `b` that throws on any read outside [0, length): proves getters stay in bounds. */
-function strict(b: Uint8Array): Uint8Array {
-  return new Proxy(b, {
-    get(target, prop) {
-      if (typeof prop === 'string' && /^-?\d+$/.test(prop)) {
-        const i = Number(prop);
-        if (i < 0 || i >= target.length) throw new RangeError(`read at ${i} of ${target.length}`);
-        return target[i];
-      }
-      const v: unknown = Reflect.get(target, prop, target);
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
-}
-
-/** Runs a fast-check property and records it as one passing assertion. */
-function property(t: { pass(m: string): unknown }, name: string, p: Parameters<typeof fc.assert>[0], runs = 200): void {
-  fc.assert(p, { numRuns: runs });
-  t.pass(name);
-}
-
-/** Calls `f` with every proper prefix of `pkt`, each in its own bounds-checked buffer. */
-function everyPrefix(pkt: Uint8Array, f: (b: Uint8Array, len: number) => void): void {
-  for (let len = 0; len < pkt.length; len++) f(strict(pkt.slice(0, len)), len);
-}

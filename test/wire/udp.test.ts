@@ -1,9 +1,9 @@
 import t from 'tap';
 import fc from 'fast-check';
-import { fromHex } from '../../src/wire/bytes.js';
 import { emitIpv4Header, Ipv4Error, Ipv4Packet } from '../../src/wire/ipv4.js';
 import { Ipv6Error, Ipv6Packet, parseIpv6 } from '../../src/wire/ipv6.js';
 import { emitUdpV4, emitUdpV6, UdpDatagram, UDP_HEADER_LEN } from '../../src/wire/udp.js';
+import { everyPrefix, hex, property, strict } from '../support/wire-helpers.js';
 
 // DHCPv6 SOLICIT from systemd-networkd: fe80::5054:ff:fe12:3456 port 546 -> ff02::1:2 port 547.
 const DHCPV6_SOLICIT_PACKET = hex(`
@@ -156,37 +156,3 @@ t.test('properties', async (t) => {
     ),
   );
 });
-
-// ---- test helpers (each wire test file carries its own copy; tap runs every file under test/) ----
-
-function hex(s: string): Uint8Array {
-  const b = fromHex(s);
-  if (!b) throw new Error('bad hex');
-  return b;
-}
-
-/** A view of `b` that throws on any read outside [0, length): proves getters stay in bounds. */
-function strict(b: Uint8Array): Uint8Array {
-  return new Proxy(b, {
-    get(target, prop) {
-      if (typeof prop === 'string' && /^-?\d+$/.test(prop)) {
-        const i = Number(prop);
-        if (i < 0 || i >= target.length) throw new RangeError(`read at ${i} of ${target.length}`);
-        return target[i];
-      }
-      const v: unknown = Reflect.get(target, prop, target);
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
-}
-
-/** Runs a fast-check property and records it as one passing assertion. */
-function property(t: { pass(m: string): unknown }, name: string, p: Parameters<typeof fc.assert>[0], runs = 200): void {
-  fc.assert(p, { numRuns: runs });
-  t.pass(name);
-}
-
-/** Calls `f` with every proper prefix of `pkt`, each in its own bounds-checked buffer. */
-function everyPrefix(pkt: Uint8Array, f: (b: Uint8Array, len: number) => void): void {
-  for (let len = 0; len < pkt.length; len++) f(strict(pkt.slice(0, len)), len);
-}
