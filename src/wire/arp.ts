@@ -5,7 +5,7 @@
 // ... packet"), RFC 5227 sections 1.1 and 2.1 (ARP probes with sender IP 0.0.0.0, gratuitous ARP).
 // Only hardware type Ethernet (1) with protocol IPv4 (0x0800) is understood; check() rejects others.
 
-import { copyBytes, get16, get32, get8, rangeOk, set16, set32, set8 } from './bytes.js';
+import { copyBytes, get16, get32, get8, rangeOk, set16, set32, set8, WireView } from './bytes.js';
 import { MAC_LEN } from './ethernet.js';
 
 //  0                   1                   2                   3
@@ -47,18 +47,7 @@ export const ArpOp = {
 } as const;
 
 /** A view of an Ethernet/IPv4 ARP packet. */
-export class ArpPacket {
-  bytes: Uint8Array = new Uint8Array(0);
-  offset = 0;
-  length = 0;
-
-  at(bytes: Uint8Array, offset: number, length: number): this {
-    this.bytes = bytes;
-    this.offset = offset;
-    this.length = length;
-    return this;
-  }
-
+export class ArpPacket extends WireView {
   /** Long enough, and Ethernet/IPv4 with 6-byte and 4-byte addresses (RFC 826 "?Do I have the hardware type"). */
   check(): boolean {
     if (!rangeOk(this.bytes, this.offset, this.length) || this.length < ARP_LEN) return false;

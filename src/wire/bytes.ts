@@ -83,3 +83,22 @@ export function fromHex(hex: string): Uint8Array | null {
 export function rangeOk(b: Uint8Array, off: number, len: number): boolean {
   return off >= 0 && len >= 0 && off + len <= b.length;
 }
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * The base of every header view: a window [offset, offset + length) of `bytes`, re-pointed per
+ * packet with at() (no allocation). A view's check() must pass before its getters are trusted.
+ */
+export class WireView {
+  bytes: Uint8Array = EMPTY;
+  offset = 0;
+  length = 0;
+
+  at(bytes: Uint8Array, offset: number, length: number): this {
+    this.bytes = bytes;
+    this.offset = offset;
+    this.length = length;
+    return this;
+  }
+}

@@ -7,7 +7,7 @@
 // search, compressed names), RFC 3396 (a long option split into several with the same code), RFC
 // 4361 / 6842 (client identifier). Addresses are uint32 numbers.
 
-import { bytesEqual, copyBytes, get16, get32, get8, rangeOk, set16, set32, set8 } from './bytes.js';
+import { bytesEqual, copyBytes, get16, get32, get8, rangeOk, set16, set32, set8, WireView } from './bytes.js';
 import { MAC_LEN } from './ethernet.js';
 import { encodeDnsNamesCompressed } from './names.js';
 
@@ -126,18 +126,7 @@ export const DhcpError = {
 export type DhcpError = (typeof DhcpError)[keyof typeof DhcpError];
 
 /** A view of a DHCP message (the UDP payload). */
-export class DhcpPacket {
-  bytes: Uint8Array = new Uint8Array(0);
-  offset = 0;
-  length = 0;
-
-  at(bytes: Uint8Array, offset: number, length: number): this {
-    this.bytes = bytes;
-    this.offset = offset;
-    this.length = length;
-    return this;
-  }
-
+export class DhcpPacket extends WireView {
   /** The fixed part and cookie are there, and every option area parses. */
   check(): DhcpError {
     if (!rangeOk(this.bytes, this.offset, this.length) || this.length < DHCP_FIXED_LEN) return DhcpError.TRUNCATED;

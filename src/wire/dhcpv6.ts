@@ -6,7 +6,7 @@
 // 21.8 preference, 21.9 elapsed time, 21.13 status code, 21.14 rapid commit), RFC 3646 (DNS servers
 // option 23, domain list option 24 in uncompressed DNS wire format).
 
-import { copyBytes, get16, get24, get32, get8, rangeOk, set16, set24, set32, set8 } from './bytes.js';
+import { copyBytes, get16, get24, get32, get8, rangeOk, set16, set24, set32, set8, WireView } from './bytes.js';
 import { MAC_LEN } from './ethernet.js';
 import { IPV6_ADDR_LEN } from './ipv6.js';
 import { dnsNameLength, encodeDnsName } from './names.js';
@@ -122,18 +122,7 @@ export const DHCPV6_IA_NA_LEN = 12;
 export const DHCPV6_IAADDR_LEN = 24;
 
 /** A view of a DHCPv6 message (the UDP payload), client/server or relay. */
-export class Dhcpv6Message {
-  bytes: Uint8Array = new Uint8Array(0);
-  offset = 0;
-  length = 0;
-
-  at(bytes: Uint8Array, offset: number, length: number): this {
-    this.bytes = bytes;
-    this.offset = offset;
-    this.length = length;
-    return this;
-  }
-
+export class Dhcpv6Message extends WireView {
   /** The header fits (34 bytes for relay messages) and the top-level options parse. */
   check(): boolean {
     if (!rangeOk(this.bytes, this.offset, this.length) || this.length < DHCPV6_HEADER_LEN) return false;

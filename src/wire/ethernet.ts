@@ -6,7 +6,7 @@
 // 01:00:5e + low 23 bits). MAC addresses stay as 6 bytes in place; nothing here allocates except the
 // string helpers, which are for logs and configuration.
 
-import { bytesEqual, copyBytes, get16, rangeOk, set16 } from './bytes.js';
+import { bytesEqual, copyBytes, get16, rangeOk, set16, WireView } from './bytes.js';
 
 //  0                   1                   2                   3
 //  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
@@ -36,18 +36,7 @@ export const EtherType = {
 } as const;
 
 /** A view of an Ethernet II frame. Call check() before trusting any getter. */
-export class EthernetFrame {
-  bytes: Uint8Array = new Uint8Array(0);
-  offset = 0;
-  length = 0;
-
-  at(bytes: Uint8Array, offset: number, length: number): this {
-    this.bytes = bytes;
-    this.offset = offset;
-    this.length = length;
-    return this;
-  }
-
+export class EthernetFrame extends WireView {
   /** The frame holds a full header (and the range lies inside the buffer). */
   check(): boolean {
     return rangeOk(this.bytes, this.offset, this.length) && this.length >= ETHERNET_HEADER_LEN;

@@ -5,7 +5,7 @@
 // a non-unicast source), RFC 1812 section 4.3.2.3 (quote as much of the original as fits in 576
 // bytes), RFC 1191 (next-hop MTU in "fragmentation needed"), RFC 4884 (length field; not emitted).
 
-import { copyBytes, get16, get32, get8, rangeOk, set16, set32, set8 } from './bytes.js';
+import { copyBytes, get16, get32, get8, rangeOk, set16, set32, set8, WireView } from './bytes.js';
 import { internetChecksum, verifyChecksum } from './checksum.js';
 
 //  0                   1                   2                   3
@@ -87,18 +87,7 @@ export function icmpv4IsError(type: number): boolean {
 }
 
 /** A view of an ICMPv4 message (the whole IP payload). */
-export class Icmpv4Packet {
-  bytes: Uint8Array = new Uint8Array(0);
-  offset = 0;
-  length = 0;
-
-  at(bytes: Uint8Array, offset: number, length: number): this {
-    this.bytes = bytes;
-    this.offset = offset;
-    this.length = length;
-    return this;
-  }
-
+export class Icmpv4Packet extends WireView {
   check(): boolean {
     return rangeOk(this.bytes, this.offset, this.length) && this.length >= ICMPV4_HEADER_LEN;
   }

@@ -6,7 +6,7 @@
 // (pseudo-header). An error quotes "as much of invoking packet as possible without the ICMPv6
 // packet exceeding the minimum IPv6 MTU".
 
-import { copyBytes, get16, get32, get8, rangeOk, set16, set32, set8 } from './bytes.js';
+import { copyBytes, get16, get32, get8, rangeOk, set16, set32, set8, WireView } from './bytes.js';
 import { pseudoHeaderSumV6, internetChecksum, verifyTransportV6 } from './checksum.js';
 import { IpProtocol } from './ip.js';
 
@@ -81,18 +81,7 @@ export function icmpv6IsError(type: number): boolean {
 }
 
 /** A view of an ICMPv6 message (the upper-layer payload of an IPv6 packet). */
-export class Icmpv6Packet {
-  bytes: Uint8Array = new Uint8Array(0);
-  offset = 0;
-  length = 0;
-
-  at(bytes: Uint8Array, offset: number, length: number): this {
-    this.bytes = bytes;
-    this.offset = offset;
-    this.length = length;
-    return this;
-  }
-
+export class Icmpv6Packet extends WireView {
   /** Holds the 4-byte type/code/checksum and the 4 type-specific bytes every message has. */
   check(): boolean {
     return rangeOk(this.bytes, this.offset, this.length) && this.length >= ICMPV6_HEADER_LEN;

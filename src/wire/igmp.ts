@@ -5,7 +5,7 @@
 // versions apart by length: 8 bytes with max resp 0 is v1, 8 bytes is v2, 12 or more is v3, others
 // are ignored), RFC 2113 (reports carry the router alert option). Addresses are uint32 numbers.
 
-import { get16, get32, get8, rangeOk, set16, set32, set8 } from './bytes.js';
+import { get16, get32, get8, rangeOk, set16, set32, set8, WireView } from './bytes.js';
 import { internetChecksum, verifyChecksum } from './checksum.js';
 
 // IGMPv1/v2 messages (RFC 2236 section 2):
@@ -98,18 +98,7 @@ export function igmpv3EncodeCode(value: number): number {
 }
 
 /** A view of an IGMP message (the whole IP payload). */
-export class IgmpPacket {
-  bytes: Uint8Array = new Uint8Array(0);
-  offset = 0;
-  length = 0;
-
-  at(bytes: Uint8Array, offset: number, length: number): this {
-    this.bytes = bytes;
-    this.offset = offset;
-    this.length = length;
-    return this;
-  }
-
+export class IgmpPacket extends WireView {
   /**
    * Long enough for its type: 8 bytes; a query of 9-11 bytes is invalid (RFC 3376 section 7.1), a v3
    * query must hold its sources, a v3 report all its group records.

@@ -8,7 +8,7 @@
 // parameter problem (RFC 792). Addresses are uint32 numbers (always >>> 0).
 
 import { internetChecksum, checksumUpdate16, verifyChecksum } from './checksum.js';
-import { copyBytes, get16, get32, get8, rangeOk, set16, set32, set8 } from './bytes.js';
+import { copyBytes, get16, get32, get8, rangeOk, set16, set32, set8, WireView } from './bytes.js';
 
 //  0                   1                   2                   3
 //  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
@@ -66,18 +66,7 @@ export type Ipv4Error = (typeof Ipv4Error)[keyof typeof Ipv4Error];
  * A view of an IPv4 packet. `length` is what the link delivered; the packet itself is totalLength
  * bytes (Ethernet may pad short frames). check() does not verify the checksum: call verifyChecksum().
  */
-export class Ipv4Packet {
-  bytes: Uint8Array = new Uint8Array(0);
-  offset = 0;
-  length = 0;
-
-  at(bytes: Uint8Array, offset: number, length: number): this {
-    this.bytes = bytes;
-    this.offset = offset;
-    this.length = length;
-    return this;
-  }
-
+export class Ipv4Packet extends WireView {
   check(): Ipv4Error {
     if (!rangeOk(this.bytes, this.offset, this.length) || this.length < IPV4_MIN_HEADER_LEN) {
       return Ipv4Error.TRUNCATED;

@@ -8,7 +8,7 @@
 // Addresses stay as 16 bytes in place: compare and copy with the helpers at the end of this file.
 // Error pointers are offsets from the start of the IPv6 header, ready for an ICMPv6 parameter problem.
 
-import { bytesEqual, copyBytes, get16, get32, get8, rangeOk, set16, set32, set8 } from './bytes.js';
+import { bytesEqual, copyBytes, get16, get32, get8, rangeOk, set16, set32, set8, WireView } from './bytes.js';
 import { IpProtocol } from './ip.js';
 
 //  0                   1                   2                   3
@@ -56,18 +56,7 @@ export const Ipv6Error = {
 export type Ipv6Error = (typeof Ipv6Error)[keyof typeof Ipv6Error];
 
 /** A view of an IPv6 packet. `length` is what the link delivered (it may include padding). */
-export class Ipv6Packet {
-  bytes: Uint8Array = new Uint8Array(0);
-  offset = 0;
-  length = 0;
-
-  at(bytes: Uint8Array, offset: number, length: number): this {
-    this.bytes = bytes;
-    this.offset = offset;
-    this.length = length;
-    return this;
-  }
-
+export class Ipv6Packet extends WireView {
   check(): Ipv6Error {
     if (!rangeOk(this.bytes, this.offset, this.length) || this.length < IPV6_HEADER_LEN) return Ipv6Error.TRUNCATED;
     if (this.version !== 6) return Ipv6Error.VERSION;
@@ -455,17 +444,7 @@ function processOptions(
 }
 
 /** A view of a fragment header (8 bytes). */
-export class Ipv6FragmentHeader {
-  bytes: Uint8Array = new Uint8Array(0);
-  offset = 0;
-  length = 0;
-
-  at(bytes: Uint8Array, offset: number, length: number): this {
-    this.bytes = bytes;
-    this.offset = offset;
-    this.length = length;
-    return this;
-  }
+export class Ipv6FragmentHeader extends WireView {
   check(): boolean {
     return rangeOk(this.bytes, this.offset, this.length) && this.length >= IPV6_FRAGMENT_HEADER_LEN;
   }

@@ -6,7 +6,7 @@
 // and 5.1.14 / 5.2.13 (the IP-level validity rules: link-local source, hop limit 1, router alert;
 // those are the caller's, gVisor's isMLDValid shows them). Views cover the whole ICMPv6 message.
 
-import { copyBytes, get16, get8, rangeOk, set16, set8 } from './bytes.js';
+import { copyBytes, get16, get8, rangeOk, set16, set8, WireView } from './bytes.js';
 import { fillIcmpv6Checksum, Icmpv6Type } from './icmpv6.js';
 import { IPV6_ADDR_LEN } from './ipv6.js';
 import { igmpv3DecodeCode } from './igmp.js';
@@ -92,18 +92,7 @@ export function mldv2EncodeMaxResponse(ms: number): number {
 }
 
 /** A view of an MLD message: v1 query/report/done, v2 query (type 130, 28+ bytes). */
-export class MldMessage {
-  bytes: Uint8Array = new Uint8Array(0);
-  offset = 0;
-  length = 0;
-
-  at(bytes: Uint8Array, offset: number, length: number): this {
-    this.bytes = bytes;
-    this.offset = offset;
-    this.length = length;
-    return this;
-  }
-
+export class MldMessage extends WireView {
   /** 24 bytes, or a v2 query holding all its sources. */
   check(): boolean {
     if (!rangeOk(this.bytes, this.offset, this.length) || this.length < MLDV1_LEN) return false;
@@ -162,18 +151,7 @@ export class MldMessage {
 }
 
 /** A view of an MLDv2 report (type 143). */
-export class Mldv2Report {
-  bytes: Uint8Array = new Uint8Array(0);
-  offset = 0;
-  length = 0;
-
-  at(bytes: Uint8Array, offset: number, length: number): this {
-    this.bytes = bytes;
-    this.offset = offset;
-    this.length = length;
-    return this;
-  }
-
+export class Mldv2Report extends WireView {
   /** Holds its header and all the records it announces. */
   check(): boolean {
     if (!rangeOk(this.bytes, this.offset, this.length) || this.length < F.RECORDS) return false;

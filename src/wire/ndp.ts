@@ -6,7 +6,7 @@
 // that need the IP header are the caller's), RFC 4191 section 2.2 (RA preference bits), RFC 8106
 // section 5 (RDNSS and DNSSL). Views here cover the whole ICMPv6 message, from its Type byte.
 
-import { copyBytes, get16, get32, get8, rangeOk, set16, set32, set8 } from './bytes.js';
+import { copyBytes, get16, get32, get8, rangeOk, set16, set32, set8, WireView } from './bytes.js';
 import { MAC_LEN } from './ethernet.js';
 import { fillIcmpv6Checksum, Icmpv6Type } from './icmpv6.js';
 import { IPV6_ADDR_LEN } from './ipv6.js';
@@ -259,18 +259,8 @@ function lengthFits(type: number, units: number): boolean {
 const validator = new NdpOptionIterator();
 
 /** Fields and checks every NDP message view shares. */
-export abstract class NdpMessage {
-  bytes: Uint8Array = new Uint8Array(0);
-  offset = 0;
-  length = 0;
+export abstract class NdpMessage extends WireView {
   protected abstract readonly fixedLength: number;
-
-  at(bytes: Uint8Array, offset: number, length: number): this {
-    this.bytes = bytes;
-    this.offset = offset;
-    this.length = length;
-    return this;
-  }
 
   /**
    * The fixed part fits, the code is 0, and every option is well formed (RFC 4861 validity checks

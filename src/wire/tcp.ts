@@ -6,7 +6,7 @@
 // SACK blocks), RFC 3168 section 6.1 (ECE and CWR). Checksum: RFC 9293 section 3.1 with the
 // pseudo-headers of checksum.ts.
 
-import { get16, get32, get8, rangeOk, set16, set32, set8 } from './bytes.js';
+import { get16, get32, get8, rangeOk, set16, set32, set8, WireView } from './bytes.js';
 import { internetChecksum, pseudoHeaderSumV4, pseudoHeaderSumV6, verifyTransportV4, verifyTransportV6 } from './checksum.js';
 import { IpProtocol } from './ip.js';
 
@@ -64,18 +64,7 @@ export const TcpError = {
 export type TcpError = (typeof TcpError)[keyof typeof TcpError];
 
 /** A view of a TCP segment; `length` is the IP payload length. */
-export class TcpSegment {
-  bytes: Uint8Array = new Uint8Array(0);
-  offset = 0;
-  length = 0;
-
-  at(bytes: Uint8Array, offset: number, length: number): this {
-    this.bytes = bytes;
-    this.offset = offset;
-    this.length = length;
-    return this;
-  }
-
+export class TcpSegment extends WireView {
   check(): TcpError {
     if (!rangeOk(this.bytes, this.offset, this.length) || this.length < TCP_MIN_HEADER_LEN) return TcpError.TRUNCATED;
     const hl = this.headerLength;

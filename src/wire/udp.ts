@@ -5,7 +5,7 @@
 // checksum over IPv4 is accepted), RFC 8200 section 8.1 (over IPv6 the checksum is mandatory: drop
 // packets whose checksum is zero). RFC 8085 for how a UDP endpoint should behave.
 
-import { get16, rangeOk, set16 } from './bytes.js';
+import { get16, rangeOk, set16, WireView } from './bytes.js';
 import { internetChecksum, pseudoHeaderSumV4, pseudoHeaderSumV6, verifyTransportV4, verifyTransportV6 } from './checksum.js';
 import { IpProtocol } from './ip.js';
 
@@ -31,18 +31,7 @@ export const UDP_HEADER_LEN = 8;
  * A view of a UDP datagram. `length` is the IP payload length; the datagram is `udpLength` bytes
  * (check() ensures 8 <= udpLength <= length).
  */
-export class UdpDatagram {
-  bytes: Uint8Array = new Uint8Array(0);
-  offset = 0;
-  length = 0;
-
-  at(bytes: Uint8Array, offset: number, length: number): this {
-    this.bytes = bytes;
-    this.offset = offset;
-    this.length = length;
-    return this;
-  }
-
+export class UdpDatagram extends WireView {
   check(): boolean {
     if (!rangeOk(this.bytes, this.offset, this.length) || this.length < UDP_HEADER_LEN) return false;
     const l = this.udpLength;
