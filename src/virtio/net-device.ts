@@ -71,6 +71,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private rx: VirtQueue | undefined;
   private tx: VirtQueue | undefined;
   private mergeable = false;
+  private guestCsum = false;
   private readonly txChain = new DescriptorChain(2048);
   private readonly rxChain = new DescriptorChain(2048);
   private readonly rxNext = new DescriptorChain(2048);
@@ -101,6 +102,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
 
   featuresNegotiated(features: bigint): void {
     this.mergeable = (features & (1n << NetFeature.MRG_RXBUF)) !== 0n;
+    this.guestCsum = (features & (1n << NetFeature.GUEST_CSUM)) !== 0n;
   }
 
   queueStarted(q: VirtQueue): void {
@@ -219,6 +221,10 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const need = NET_HDR_LEN + frame.length;
     const hdr = this.header;
     hdr.fill(0);
+    // Every checksum we write is complete and correct, so with GUEST_CSUM the guest may skip
+    // verifying it (§5.1.6.4.1: DATA_VALID); a guest that forwards the packet still forwards a
+    // correct one.
+    if (this.guestCsum) hdr[0] = NET_HDR_F_DATA_VALID;
     if (!rx.pop(chain)) return false;
     if (!this.mergeable) {
       if (chain.writableLength < need) {

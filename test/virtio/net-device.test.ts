@@ -103,6 +103,7 @@ t.test('RX: mergeable buffers carry a 64 KiB frame with num_buffers', async (t) 
   t.equal(used.length, Math.ceil(total / 4096), 'as many buffers as needed');
   const first = fe.memory.read(bufs[used[0]!.id]!, NET_HDR_LEN);
   t.equal(first[10]! | (first[11]! << 8), used.length, 'num_buffers in the first header');
+  t.equal(first[0], 2, 'DATA_VALID: our checksums need no checking (GUEST_CSUM negotiated)');
   const joined = new Uint8Array(total);
   let at = 0;
   for (const u of used) {
@@ -150,6 +151,7 @@ t.test('RX without MRG_RXBUF: one chain per frame; a frame too big for the buffe
   t.equal(used[1]!.len, NET_HDR_LEN + 1000);
   const h = fe.memory.read(gpa2, NET_HDR_LEN);
   t.equal(h[10], 1, 'num_buffers 1');
+  t.equal(h[0], 2, 'DATA_VALID');
   t.same(fe.memory.read(gpa2 + NET_HDR_LEN, 1000), frame(1000, 9));
   t.equal(dev.stats.rxDropped, 1);
 });
