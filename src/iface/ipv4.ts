@@ -14,6 +14,7 @@ import {
   EthernetFrame,
   ICMPV4_HEADER_LEN,
   Icmpv4Packet,
+  Icmpv4TimeExceededCode,
   Icmpv4Type,
   Icmpv4UnreachableCode,
   IpProtocol,
@@ -266,7 +267,14 @@ export class Ipv4Layer {
     const cfg = this.s.config.ipv4;
     const broadcast = ipv4IsBroadcast(dst) || dst === ipv4SubnetBroadcast(cfg.network, cfg.prefixLength);
     if (!this.isOurs(dst) && !broadcast && !ipv4IsMulticast(dst)) {
-      // Destined beyond us: the NAT's (issue 4); without one they are counted and dropped.
+      // Destined beyond us: we are the first router on its way (RFC 1812 §5.3.1). A TTL that
+      // would reach zero here gets time exceeded from the gateway — the first traceroute hop.
+      if (ip.ttl <= 1) {
+        this.s.counters.add('ipv4.ttlExpired');
+        return this.sendIcmpv4Error(frame, eth, ip, Icmpv4Type.TIME_EXCEEDED, Icmpv4TimeExceededCode.TTL, 0, false);
+      }
+      // The rest is the NAT's (issue 4), which sends it on with TTL - 1; without one it is
+      // counted and dropped.
       if (!this.s.beyond) return this.s.drop('ipv4.notForUs');
       return this.s.beyond(frame.subarray(ip.offset, ip.offset + ip.totalLength));
     }

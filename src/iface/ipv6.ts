@@ -285,7 +285,15 @@ export class Ipv6Layer {
     const multicast = ipv6IsMulticast(frame, dstOff);
     const target = this.own(frame, dstOff);
     if (!multicast && !target) {
-      // Destined beyond us: the NAT's (issue 4); without one they are counted and dropped.
+      // Destined beyond us: we are the first router on its way. A hop limit that would reach zero
+      // gets time exceeded (RFC 4443 §3.3) — the first traceroute6 hop.
+      if (ip.hopLimit <= 1) {
+        this.s.counters.add('ipv6.hopLimitExpired');
+        walkIpv6Headers(frame, ip.offset, this.chain); // sendError's rules look at the upper layer
+        return this.sendError(frame, eth, Icmpv6Type.TIME_EXCEEDED, 0, 0, false);
+      }
+      // The rest is the NAT's (issue 4), which sends it on with hop limit - 1; without one it is
+      // counted and dropped.
       if (!this.s.beyond) return this.s.drop('ipv6.notForUs');
       return this.s.beyond(frame.subarray(ip.offset, ip.end));
     }

@@ -247,3 +247,23 @@ t.test('resolution failure: host unreachable to a remote source; our own flows a
   t.same(beyond[0]!.subarray(icmp.payloadOffset), pkt, 'quotes the undeliverable packet');
   t.same(told, ['flow-b'], 'the flow we originated is told instead');
 });
+
+t.test('TTL 1 beyond us: time exceeded from the gateway (first traceroute hop); otherwise handed on', async (t) => {
+  const { stack, inject } = makeStack({ ipv6: undefined });
+  const target = ipv4(192, 0, 2, 7);
+  const probe = udpFrame(40000, 33434, new Uint8Array(12), { dst: target, ttl: 1 });
+  const [err] = inject(probe);
+  t.ok(err, 'an ICMP error');
+  const ip = new Ipv4Packet().at(err!, 14, err!.length - 14);
+  t.equal(ip.src, GW_IP, 'from the gateway');
+  t.equal(ip.dst, GUEST_IP);
+  const icmp = new Icmpv4Packet().at(err!, ip.payloadOffset, ip.payloadLength);
+  t.equal(icmp.type, 11);
+  t.equal(icmp.code, 0, 'TTL exceeded in transit');
+  t.same(err!.subarray(icmp.payloadOffset), probe.subarray(14), 'quotes the probe');
+  const beyond: Uint8Array[] = [];
+  stack.beyond = (p) => beyond.push(p.slice());
+  t.same(inject(udpFrame(40000, 33435, new Uint8Array(12), { dst: target, ttl: 2 })), [], 'TTL 2: nothing back from us');
+  t.equal(beyond.length, 1, 'handed to the NAT with its TTL (the NAT sends it with TTL - 1)');
+  t.equal(new Ipv4Packet().at(beyond[0]!, 0, beyond[0]!.length).ttl, 2);
+});

@@ -263,3 +263,20 @@ t.test('NDP resolution for packets to the guest; failure gives address unreachab
   t.equal(icmp.code, 3, 'address unreachable');
   t.ok(icmp.verifyChecksum(beyond[0]!, eip.srcOffset, beyond[0]!, eip.dstOffset));
 });
+
+t.test('hop limit 1 beyond us: time exceeded from our address (first traceroute6 hop)', async (t) => {
+  const { inject } = readyStack();
+  const far = parseIpv6('2001:db8::7')!;
+  const probe = ipv6Frame(GUEST_GLOBAL, far, IpProtocol.UDP, 1, (b, o) => {
+    emitUdpV6(b, o, { srcPort: 40000, dstPort: 33434, payloadLength: 0 }, GUEST_GLOBAL, far);
+    return 8;
+  });
+  const [err] = inject(probe);
+  t.ok(err);
+  const ip = new Ipv6Packet().at(err!, 14, err!.length - 14);
+  t.ok(bytesEqual(err!, ip.srcOffset, GW6, 0, 16), 'from fec0::2');
+  const icmp = new Icmpv6Packet().at(err!, 54, err!.length - 54);
+  t.equal(icmp.type, 3);
+  t.equal(icmp.code, 0);
+  t.ok(icmp.verifyChecksum(err!, ip.srcOffset, err!, ip.dstOffset));
+});
