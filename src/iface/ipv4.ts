@@ -4,6 +4,7 @@
 // rules follow gVisor's ipv4/icmp.go returnError (../shared/seeds/000_c245984113abe07b.txt).
 import type { RxMeta } from './link.js';
 import type { Stack } from './stack.js';
+import { EchoRequestSlot } from './echo.js';
 import { NeighborCache } from './neighbor.js';
 import { TokenBucket } from './rate-limit.js';
 import {
@@ -23,7 +24,6 @@ import {
   MAC_BROADCAST,
   UDP_HEADER_LEN,
   UdpDatagram,
-  copyBytes,
   emitArp,
   emitEthernetHeader,
   emitIcmpv4,
@@ -87,6 +87,9 @@ export class Ipv4Layer {
   private readonly icmpLimiter: TokenBucket;
   private ipId = 0;
   private claims: AddressClaim[] = [];
+  private readonly echoSlot = new EchoRequestSlot(() => this.echoReply());
+  /** Where the frame of the echo in echoSlot came from (for the reply's link destination). */
+  private readonly echoCtx: { frame: Uint8Array; srcMacOffset: number } = { frame: new Uint8Array(0), srcMacOffset: 0 };
   private readonly arp = new ArpPacket();
   private readonly ip4 = new Ipv4Packet();
   private readonly icmp4 = new Icmpv4Packet();
@@ -273,6 +276,14 @@ export class Ipv4Layer {
         this.s.counters.add('ipv4.ttlExpired');
         return this.sendIcmpv4Error(frame, eth, ip, Icmpv4Type.TIME_EXCEEDED, Icmpv4TimeExceededCode.TTL, 0, false);
       }
+      // Echo requests go to the echo handler first (the NAT's echo proxy, or an embedder's).
+      if (ip.protocol === IpProtocol.ICMP && !ip.isFragment()) {
+        const icmp = this.icmp4.at(frame, ip.payloadOffset, ip.payloadLength);
+        if (icmp.check() && icmp.type === Icmpv4Type.ECHO_REQUEST) {
+          if (!icmp.verifyChecksum()) return this.s.drop('icmp4.badChecksum');
+          if (this.echo(frame, eth, ip, icmp, false)) return;
+        }
+      }
       // The rest is the NAT's (issue 4), which sends it on with TTL - 1; without one it is
       // counted and dropped.
       if (!this.s.beyond) return this.s.drop('ipv4.notForUs');
@@ -301,17 +312,43 @@ export class Ipv4Layer {
     if (icmp.type !== Icmpv4Type.ECHO_REQUEST) return;
     // RFC 1122 §3.2.2.6: echo to a broadcast or multicast address MAY be silently discarded.
     if (broadcast || ipv4IsMulticast(ip.dst)) return this.s.drop('icmp4.echoToGroup');
-    const len = icmp.payloadLength;
-    if (ETHERNET_HEADER_LEN + 20 + ICMPV4_HEADER_LEN + len > this.s.out.length) return this.s.drop('icmp4.echoTooBig');
+    this.echo(frame, eth, ip, icmp, true);
+  }
+
+  /** Hands an echo request to the embedder's handler (see echo.ts); returns whether it is settled. */
+  private echo(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, icmp: Icmpv4Packet, toUs: boolean): boolean {
+    const r = this.echoSlot;
+    r.packet = frame.subarray(ip.offset, ip.offset + ip.totalLength);
+    r.srcOffset = 12;
+    r.dstOffset = 16;
+    r.ttl = ip.ttl;
+    r.ident = icmp.ident;
+    r.seq = icmp.seq;
+    r.data = frame.subarray(icmp.payloadOffset, icmp.offset + icmp.length);
+    r.toUs = toUs;
+    this.echoCtx.frame = frame;
+    this.echoCtx.srcMacOffset = eth.srcOffset;
+    return r.run(this.s.echoHandler);
+  }
+
+  /** The built-in echo reply to the request in echoSlot (RFC 792): same identifier, sequence and
+   *  data, from the address it was sent to. */
+  private echoReply(): boolean {
+    const r = this.echoSlot;
+    const len = r.data.length;
     const o = this.s.out;
-    const ipOff = ETHERNET_HEADER_LEN;
-    const icmpOff = ipOff + 20;
-    copyBytes(o, icmpOff + ICMPV4_HEADER_LEN, frame, icmp.payloadOffset, len);
-    emitIcmpv4(o, icmpOff, { type: Icmpv4Type.ECHO_REPLY, code: 0, rest: icmpv4EchoRest(icmp.ident, icmp.seq), payloadLength: len });
-    this.emitIpv4(ip.dst, ip.src, IpProtocol.ICMP, ICMPV4_HEADER_LEN + len, ip.tos);
-    emitEthernetHeader(o, 0, { dst: frame.subarray(eth.srcOffset, eth.srcOffset + 6), src: this.s.config.mac, etherType: EtherType.IPV4 });
+    const icmpOff = ETHERNET_HEADER_LEN + 20;
+    if (icmpOff + ICMPV4_HEADER_LEN + len > o.length) {
+      this.s.drop('icmp4.echoTooBig');
+      return false;
+    }
+    o.set(r.data, icmpOff + ICMPV4_HEADER_LEN);
+    emitIcmpv4(o, icmpOff, { type: Icmpv4Type.ECHO_REPLY, code: 0, rest: icmpv4EchoRest(r.ident, r.seq), payloadLength: len });
+    this.emitIpv4(ipv4Read(r.packet, 16), ipv4Read(r.packet, 12), IpProtocol.ICMP, ICMPV4_HEADER_LEN + len, r.packet[1]!);
+    const f = this.echoCtx.frame;
+    emitEthernetHeader(o, 0, { dst: f.subarray(this.echoCtx.srcMacOffset, this.echoCtx.srcMacOffset + 6), src: this.s.config.mac, etherType: EtherType.IPV4 });
     this.s.counters.add('icmp4.out.0');
-    this.s.transmit(icmpOff + ICMPV4_HEADER_LEN + len);
+    return this.s.transmit(icmpOff + ICMPV4_HEADER_LEN + len);
   }
 
   private udpv4Input(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, meta: RxMeta, broadcast: boolean): void {

@@ -6,6 +6,7 @@
 // (../shared/seeds/001_f10080c8605591d6.txt) where the RFCs leave room.
 import type { Ipv6Config } from './config.js';
 import type { RxMeta } from './link.js';
+import { EchoRequestSlot } from './echo.js';
 import { NeighborCache } from './neighbor.js';
 import { TokenBucket } from './rate-limit.js';
 import type { Stack } from './stack.js';
@@ -137,6 +138,9 @@ export class Ipv6Layer {
   private readonly na = new NdpNeighborAdvert();
   private readonly rs = new NdpRouterSolicit();
   private readonly udp = new UdpDatagram();
+  private readonly echoSlot = new EchoRequestSlot(() => this.echoReply());
+  /** Where the frame of the echo in echoSlot came from (for the reply's link destination). */
+  private readonly echoCtx: { frame: Uint8Array; srcMacOffset: number } = { frame: new Uint8Array(0), srcMacOffset: 0 };
   private readonly udpInput: UdpV6Input = { bytes: new Uint8Array(0), srcOffset: 0, dstOffset: 0, srcPort: 0, dstPort: 0, srcMacOffset: 0, payload: new Uint8Array(0) };
   private readonly macScratch = new Uint8Array(6);
   private readonly addrScratch = new Uint8Array(16);
@@ -292,6 +296,14 @@ export class Ipv6Layer {
         walkIpv6Headers(frame, ip.offset, this.chain); // sendError's rules look at the upper layer
         return this.sendError(frame, eth, Icmpv6Type.TIME_EXCEEDED, 0, 0, false);
       }
+      // Echo requests go to the echo handler first (the NAT's echo proxy, or an embedder's).
+      if (ip.nextHeader === IpProtocol.ICMPV6) {
+        const icmp = this.icmp.at(frame, ip.payloadOffset, ip.end - ip.payloadOffset);
+        if (icmp.check() && icmp.type === Icmpv6Type.ECHO_REQUEST) {
+          if (!meta.checksumPartial && !icmp.verifyChecksum(frame, ip.srcOffset, frame, ip.dstOffset)) return this.s.drop('icmp6.badChecksum');
+          if (this.echo(frame, eth, ip, icmp, false)) return;
+        }
+      }
       // The rest is the NAT's (issue 4), which sends it on with hop limit - 1; without one it is
       // counted and dropped.
       if (!this.s.beyond) return this.s.drop('ipv6.notForUs');
@@ -319,7 +331,7 @@ export class Ipv6Layer {
     const end = ip.end;
     switch (chain.upperProtocol) {
       case IpProtocol.ICMPV6:
-        return this.icmpv6Input(frame, eth, ip, chain.upperOffset, end - chain.upperOffset, meta, multicast);
+        return this.icmpv6Input(frame, eth, ip, chain.upperOffset, end - chain.upperOffset, meta);
       case IpProtocol.UDP:
         return this.udpInput6(frame, eth, ip, chain.upperOffset, end - chain.upperOffset, meta);
       case IpProtocol.TCP:
@@ -341,7 +353,7 @@ export class Ipv6Layer {
     return false;
   }
 
-  private icmpv6Input(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, off: number, len: number, meta: RxMeta, multicast: boolean): void {
+  private icmpv6Input(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, off: number, len: number, meta: RxMeta): void {
     const icmp = this.icmp.at(frame, off, len);
     if (!icmp.check()) return this.s.drop('icmp6.short');
     if (!meta.checksumPartial && !icmp.verifyChecksum(frame, ip.srcOffset, frame, ip.dstOffset)) return this.s.drop('icmp6.badChecksum');
@@ -349,7 +361,8 @@ export class Ipv6Layer {
     this.s.counters.add(`icmp6.in.${type}`);
     switch (type) {
       case Icmpv6Type.ECHO_REQUEST:
-        return this.echoReply(frame, eth, ip, icmp, multicast);
+        this.echo(frame, eth, ip, icmp, true);
+        return;
       case Icmpv6Type.NEIGHBOR_SOLICIT:
         return this.nsInput(frame, eth, ip, off, len);
       case Icmpv6Type.NEIGHBOR_ADVERT:
@@ -372,23 +385,53 @@ export class Ipv6Layer {
     }
   }
 
-  private echoReply(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, icmp: Icmpv6Packet, multicast: boolean): void {
-    // RFC 4443 §4.2: answer multicast echo too, from a unicast address of the interface.
-    const src = multicast ? LINK_LOCAL_ADDRESS : frame.subarray(ip.dstOffset, ip.dstOffset + 16);
+  /** Hands an echo request to the embedder's handler (see echo.ts); returns whether it is settled. */
+  private echo(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, icmp: Icmpv6Packet, toUs: boolean): boolean {
+    if (ipv6IsUnspecified(frame, ip.srcOffset)) {
+      this.s.drop('icmp6.echoFromUnspecified');
+      return true;
+    }
+    const r = this.echoSlot;
+    r.packet = frame.subarray(ip.offset, ip.end);
+    r.srcOffset = 8;
+    r.dstOffset = 24;
+    r.ttl = ip.hopLimit;
+    r.ident = icmp.ident;
+    r.seq = icmp.seq;
+    r.data = frame.subarray(icmp.payloadOffset, icmp.offset + icmp.length);
+    r.toUs = toUs;
+    this.echoCtx.frame = frame;
+    this.echoCtx.srcMacOffset = eth.srcOffset;
+    return r.run(this.s.echoHandler);
+  }
+
+  /** The built-in echo reply to the request in echoSlot (RFC 4443 §4.2): same identifier,
+   *  sequence and data; from the address it was sent to, or from fe80::2 when that was a group. */
+  private echoReply(): boolean {
+    const r = this.echoSlot;
+    const p = r.packet;
+    const multicast = ipv6IsMulticast(p, 24);
+    const src = multicast ? LINK_LOCAL_ADDRESS : p.subarray(24, 40);
     // Only preferred addresses answer (a tentative or duplicate one takes NDP alone).
-    if (!this.isOurs(src, 0)) return this.s.drop('icmp6.echoToUnusableAddress');
-    if (ipv6IsUnspecified(frame, ip.srcOffset)) return this.s.drop('icmp6.echoFromUnspecified');
-    const len = icmp.payloadLength;
+    if (r.toUs && !this.isOurs(src, 0)) {
+      this.s.drop('icmp6.echoToUnusableAddress');
+      return false;
+    }
+    const len = r.data.length;
     const o = this.s.out;
     const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
-    if (icmpOff + ICMPV6_HEADER_LEN + len > o.length) return this.s.drop('icmp6.echoTooBig');
-    copyBytes(this.dstScratch, 0, frame, ip.srcOffset, 16);
+    if (icmpOff + ICMPV6_HEADER_LEN + len > o.length) {
+      this.s.drop('icmp6.echoTooBig');
+      return false;
+    }
+    copyBytes(this.dstScratch, 0, p, 8, 16);
     copyBytes(this.addrScratch, 0, src, 0, 16);
-    copyBytes(o, icmpOff + ICMPV6_HEADER_LEN, frame, icmp.payloadOffset, len);
-    emitIcmpv6(o, icmpOff, { type: Icmpv6Type.ECHO_REPLY, code: 0, rest: icmpv6EchoRest(icmp.ident, icmp.seq), payloadLength: len }, this.addrScratch, this.dstScratch);
-    this.finishIpv6(this.addrScratch, this.dstScratch, IpProtocol.ICMPV6, ICMPV6_HEADER_LEN + len, HOP_LIMIT, frame, eth.srcOffset);
+    o.set(r.data, icmpOff + ICMPV6_HEADER_LEN);
+    emitIcmpv6(o, icmpOff, { type: Icmpv6Type.ECHO_REPLY, code: 0, rest: icmpv6EchoRest(r.ident, r.seq), payloadLength: len }, this.addrScratch, this.dstScratch);
     this.s.counters.add('icmp6.out.129');
+    return this.finishIpv6(this.addrScratch, this.dstScratch, IpProtocol.ICMPV6, ICMPV6_HEADER_LEN + len, HOP_LIMIT, this.echoCtx.frame, this.echoCtx.srcMacOffset);
   }
+
 
   /** RFC 4861 §7.1.1 validation, then §7.2.3 (answer for our addresses) and RFC 4862 §5.4.3 (DAD). */
   private nsInput(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, off: number, len: number): void {

@@ -9,6 +9,7 @@ import type { Log } from './log.js';
 import { silentLog } from './log.js';
 import type { StackConfig } from './config.js';
 import { Counters } from './counters.js';
+import type { EchoHandler } from './echo.js';
 import { Ipv4Layer } from './ipv4.js';
 import type { UdpV4Handler } from './ipv4.js';
 import { Ipv6Layer } from './ipv6.js';
@@ -16,6 +17,7 @@ import type { UdpV6Handler } from './ipv6.js';
 import type { FrameLink, FrameSink, RxMeta } from './link.js';
 import { ETHERNET_HEADER_LEN, EtherType, EthernetFrame, formatMac, macIsUnicast } from '../wire/index.js';
 
+export type { EchoHandler, EchoRequest } from './echo.js';
 export type { UdpV4Handler, UdpV4Input } from './ipv4.js';
 export type { UdpV6Handler, UdpV6Input } from './ipv6.js';
 
@@ -47,6 +49,8 @@ export class Stack implements FrameSink {
    * only during the call. Unset: they are counted and dropped.
    */
   beyond: ((packet: Uint8Array) => void) | undefined;
+  /** Sees every echo request from the guest first (see echo.ts): the NAT's echo proxy. */
+  echoHandler: EchoHandler | undefined;
   readonly ipv6: Ipv6Layer | undefined;
   readonly log: Log;
   readonly random: () => number;
