@@ -1,0 +1,236 @@
+// The ICMP echo proxy: the guest's pings leave through host echo sockets and real answers come
+// back. Pings are never faked: when the host grants no echo socket, requests go unanswered and one
+// warning says how to fix it.
+//
+// Each guest flow (family, guest address, destination, identifier) gets its own host socket, sent
+// with the guest's TTL minus one (we are the first hop; a TTL of 1 never reaches us here: the stack
+// answered time exceeded). Replies go back with the guest's identifier and sequence, from the
+// address the guest pinged; error-queue entries become ICMP errors from the reporting hop, quoting
+// the request as the guest sent it, so ping and traceroute -I see what a real network shows.
+// Flows expire after `idleMs` without traffic; the table is bounded.
+import type { EchoHandler, EchoRequest } from '../iface/echo.js';
+import type { Log } from '../iface/log.js';
+import { silentLog } from '../iface/log.js';
+import type { Stack } from '../iface/stack.js';
+import {
+  ICMPV4_HEADER_LEN,
+  ICMPV6_HEADER_LEN,
+  IPV6_HEADER_LEN,
+  IpProtocol,
+  emitIcmpv4,
+  emitIcmpv4Error,
+  emitIcmpv6,
+  emitIcmpv6Error,
+  emitIpv4Header,
+  emitIpv6Header,
+  icmpv4EchoRest,
+  icmpv6EchoRest,
+  ipv4Read,
+  toHex,
+} from '../wire/index.js';
+import type { EchoSocket, HostNet } from './host.js';
+import { translateError } from './icmp-errors.js';
+import type { HostError } from './icmp-errors.js';
+
+export interface EchoProxyOptions {
+  maxFlows?: number;
+  idleMs?: number;
+  /** Pings to the gateway addresses reach the host's loopback (slirp's behaviour); default true. */
+  mapGateway?: boolean;
+  log?: Log;
+}
+
+interface Flow {
+  key: string;
+  family: 4 | 6;
+  guest: Uint8Array;
+  /** The address the guest pinged (the source of what comes back). */
+  dst: Uint8Array;
+  /** Where the host socket sends (dst, or loopback for the gateway). */
+  target: Uint8Array;
+  ident: number;
+  socket: EchoSocket;
+  lastUse: number;
+}
+
+const LOOPBACK4 = Uint8Array.of(127, 0, 0, 1);
+const LOOPBACK6 = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
+/** An ICMPv4 error quotes at most this much (RFC 1812 §4.3.2.3: the error fits 576 bytes). */
+const QUOTE4_MAX = 576 - 20;
+const QUOTE6_MAX = 1280 - IPV6_HEADER_LEN;
+
+export class EchoProxy {
+  readonly stats = { requests: 0, replies: 0, errors: 0, unanswerable: 0, flows: 0 };
+  private readonly flows = new Map<string, Flow>();
+  private readonly maxFlows: number;
+  private readonly idleMs: number;
+  private readonly mapGateway: boolean;
+  private readonly log: Log;
+  private warned = false;
+  /** Packets for the guest are built here, then copied by the stack. */
+  private readonly buf: Uint8Array;
+
+  constructor(
+    private readonly stack: Stack,
+    private readonly host: HostNet,
+    opts: EchoProxyOptions = {},
+  ) {
+    this.maxFlows = opts.maxFlows ?? 1024;
+    this.idleMs = opts.idleMs ?? 60_000;
+    this.mapGateway = opts.mapGateway ?? true;
+    this.log = opts.log ?? silentLog;
+    this.buf = new Uint8Array(stack.config.mtu);
+  }
+
+  /** The stack's echo hook: proxies what is not ours (and the gateway, mapped to loopback). */
+  readonly handle: EchoHandler = (r) => {
+    const dst = r.packet.subarray(r.dstOffset, r.dstOffset + (r.family === 4 ? 4 : 16));
+    const target = this.targetFor(r, dst);
+    if (!target) return false; // ours and not mapped: the stack's own reply
+    this.stats.requests++;
+    const flow = this.flowFor(r, dst, target);
+    if (!flow) return true; // no echo socket: unanswered, never faked
+    flow.lastUse = this.stack.now();
+    const rc = flow.socket.send(target, r.seq, r.data, Math.max(1, r.ttl - 1));
+    if (rc < 0) this.log.debug({ errno: -rc }, 'echo request not sent');
+    return true;
+  };
+
+  private targetFor(r: EchoRequest, dst: Uint8Array): Uint8Array | undefined {
+    if (!r.toUs) return dst;
+    if (!this.mapGateway) return undefined;
+    const c = this.stack.config;
+    if (r.family === 4) return ipv4Read(dst, 0) === c.ipv4.gateway ? LOOPBACK4 : undefined;
+    return c.ipv6 && toHex(dst) === toHex(c.ipv6.gateway) ? LOOPBACK6 : undefined;
+  }
+
+  private flowFor(r: EchoRequest, dst: Uint8Array, target: Uint8Array): Flow | undefined {
+    const guest = r.packet.subarray(r.srcOffset, r.srcOffset + dst.length);
+    const key = `${r.family}|${toHex(guest)}|${toHex(dst)}|${r.ident}`;
+    const known = this.flows.get(key);
+    if (known) return known;
+    if (this.flows.size >= this.maxFlows) this.evictOldest();
+    const flow: Partial<Flow> = { key, family: r.family, guest: guest.slice(), dst: dst.slice(), target, ident: r.ident };
+    try {
+      flow.socket = this.host.openEcho(r.family, {
+        reply: (from, seq, data, ttl) => this.onReply(flow as Flow, from, seq, data, ttl),
+        error: (e, seq, data) => this.onError(flow as Flow, e, seq, data),
+      });
+    } catch (err) {
+      this.stats.unanswerable++;
+      if (!this.warned) {
+        this.warned = true;
+        this.log.warn(
+          { code: (err as { code?: string }).code },
+          'no ICMP echo socket: guest pings beyond the gateway go unanswered. Allow ping sockets with `sysctl -w net.ipv4.ping_group_range="0 2147483647"` or run vunet with CAP_NET_RAW',
+        );
+      }
+      return undefined;
+    }
+    this.stats.flows++;
+    this.flows.set(key, flow as Flow);
+    return flow as Flow;
+  }
+
+  private evictOldest(): void {
+    let oldest: Flow | undefined;
+    for (const f of this.flows.values()) if (!oldest || f.lastUse < oldest.lastUse) oldest = f;
+    if (oldest) this.close(oldest);
+  }
+
+  private close(f: Flow): void {
+    f.socket.close();
+    this.flows.delete(f.key);
+  }
+
+  /** Expires idle flows. */
+  poll(now: number): void {
+    for (const f of [...this.flows.values()]) if (now - f.lastUse >= this.idleMs) this.close(f);
+  }
+
+  pollAt(): number {
+    let at = Infinity;
+    for (const f of this.flows.values()) at = Math.min(at, f.lastUse + this.idleMs);
+    return at;
+  }
+
+  closeAll(): void {
+    for (const f of [...this.flows.values()]) this.close(f);
+  }
+
+  get flowCount(): number {
+    return this.flows.size;
+  }
+
+  /** A real reply: back to the guest from the address it pinged, one hop older. */
+  private onReply(f: Flow, _from: Uint8Array, seq: number, data: Uint8Array, ttl: number): void {
+    if (!this.flows.has(f.key)) return;
+    f.lastUse = this.stack.now();
+    this.stats.replies++;
+    const hops = ttl > 1 ? ttl - 1 : 64;
+    const b = this.buf;
+    if (f.family === 4) {
+      const n = 20 + ICMPV4_HEADER_LEN + data.length;
+      if (n > b.length) return;
+      b.set(data, 20 + ICMPV4_HEADER_LEN);
+      emitIcmpv4(b, 20, { type: 0, code: 0, rest: icmpv4EchoRest(f.ident, seq), payloadLength: data.length });
+      emitIpv4Header(b, 0, { src: ipv4Read(f.dst, 0), dst: ipv4Read(f.guest, 0), proto: IpProtocol.ICMP, ttl: hops, id: 0, flags: 2, fragOffset: 0, payloadLength: ICMPV4_HEADER_LEN + data.length, tos: 0 });
+      this.stack.ipv4.sendToGuest(b.subarray(0, n));
+    } else {
+      const n = IPV6_HEADER_LEN + ICMPV6_HEADER_LEN + data.length;
+      if (n > b.length || !this.stack.ipv6) return;
+      b.set(data, IPV6_HEADER_LEN + ICMPV6_HEADER_LEN);
+      emitIcmpv6(b, IPV6_HEADER_LEN, { type: 129, code: 0, rest: icmpv6EchoRest(f.ident, seq), payloadLength: data.length }, f.dst, f.guest);
+      emitIpv6Header(b, 0, { src: f.dst, dst: f.guest, nextHeader: IpProtocol.ICMPV6, hopLimit: hops, payloadLength: ICMPV6_HEADER_LEN + data.length });
+      this.stack.ipv6.sendToGuest(b.subarray(0, n));
+    }
+  }
+
+  /** An error about one of our requests: the matching ICMP error, quoting the guest's request. */
+  private onError(f: Flow, e: HostError, seq: number, data: Uint8Array): void {
+    if (!this.flows.has(f.key)) return;
+    const g = translateError(f.family, e);
+    if (!g) return;
+    this.stats.errors++;
+    const c = this.stack.config;
+    const b = this.buf;
+    // The request as the guest sent it (its identifier; TTL 1, as it arrived where it died).
+    const q = this.quoteBuf(f, seq, data);
+    if (f.family === 4) {
+      const from = g.from === 'offender' ? ipv4Read(e.offender, 0) : c.ipv4.gateway;
+      const n = emitIcmpv4Error(b, 20, g.type, g.code, g.rest, q, 0, q.length, QUOTE4_MAX);
+      emitIpv4Header(b, 0, { src: from, dst: ipv4Read(f.guest, 0), proto: IpProtocol.ICMP, ttl: 64, id: 0, flags: 0, fragOffset: 0, payloadLength: n, tos: 0 });
+      this.stack.ipv4.sendToGuest(b.subarray(0, 20 + n));
+    } else if (c.ipv6 && this.stack.ipv6) {
+      const from = g.from === 'offender' ? e.offender.subarray(0, 16) : c.ipv6.gateway;
+      const n = emitIcmpv6Error(b, IPV6_HEADER_LEN, g.type, g.code, g.rest, q, 0, q.length, QUOTE6_MAX, from, f.guest);
+      emitIpv6Header(b, 0, { src: from, dst: f.guest, nextHeader: IpProtocol.ICMPV6, hopLimit: 64, payloadLength: n });
+      this.stack.ipv6.sendToGuest(b.subarray(0, IPV6_HEADER_LEN + n));
+    }
+  }
+
+  /** Rebuilds the guest's echo request (IP header + ICMP), as much as an error quotes. */
+  private quoteBuf(f: Flow, seq: number, data: Uint8Array): Uint8Array {
+    const v4 = f.family === 4;
+    const ipLen = v4 ? 20 : IPV6_HEADER_LEN;
+    const max = v4 ? QUOTE4_MAX : QUOTE6_MAX;
+    const dataLen = Math.min(data.length, max - ipLen - 8);
+    const q = new Uint8Array(ipLen + 8 + dataLen);
+    q.set(data.subarray(0, dataLen), ipLen + 8);
+    if (v4) {
+      // The checksum covers the whole original message, as the guest computed it.
+      const full = new Uint8Array(8 + data.length);
+      full.set(data, 8);
+      emitIcmpv4(full, 0, { type: 8, code: 0, rest: icmpv4EchoRest(f.ident, seq), payloadLength: data.length });
+      q.set(full.subarray(0, 8), ipLen);
+      emitIpv4Header(q, 0, { src: ipv4Read(f.guest, 0), dst: ipv4Read(f.dst, 0), proto: IpProtocol.ICMP, ttl: 1, id: 0, flags: 2, fragOffset: 0, payloadLength: 8 + data.length, tos: 0 });
+    } else {
+      const full = new Uint8Array(8 + data.length);
+      full.set(data, 8);
+      emitIcmpv6(full, 0, { type: 128, code: 0, rest: icmpv6EchoRest(f.ident, seq), payloadLength: data.length }, f.guest, f.dst);
+      q.set(full.subarray(0, 8), ipLen);
+      emitIpv6Header(q, 0, { src: f.guest, dst: f.dst, nextHeader: IpProtocol.ICMPV6, hopLimit: 1, payloadLength: 8 + data.length });
+    }
+    return q;
+  }
+}

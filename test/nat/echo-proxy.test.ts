@@ -1,0 +1,140 @@
+// The echo proxy against a fake host: identifier mapping, TTL minus one, real replies only, errors
+// from the reporting hop quoting the guest's request, gateway mapped to loopback, no socket → no
+// reply and one warning.
+import t from 'tap';
+import { silentLog } from '../../src/iface/log.js';
+import type { EchoSocketEvents, HostNet } from '../../src/nat/host.js';
+import { EchoProxy } from '../../src/nat/echo-proxy.js';
+import { ErrOrigin, Errno } from '../../src/nat/icmp-errors.js';
+import { Icmpv4Packet, Ipv4Packet, bytesEqual, ipv4 } from '../../src/wire/index.js';
+import { makeStack } from '../support/frame-device.js';
+import { GUEST_IP, GUEST_MAC, GW_IP, arpRequest, echoRequest } from '../support/packets.js';
+
+interface Sent {
+  family: 4 | 6;
+  dst: number[];
+  seq: number;
+  data: number[];
+  ttl: number;
+}
+
+class FakeHost implements HostNet {
+  echoMode: 'ping' | 'raw' | 'none' = 'ping';
+  sent: Sent[] = [];
+  sockets: { family: 4 | 6; events: EchoSocketEvents; closed: boolean }[] = [];
+  openEcho(family: 4 | 6, events: EchoSocketEvents) {
+    if (this.echoMode === 'none') throw Object.assign(new Error('EACCES'), { code: 'EACCES' });
+    const s = { family, events, closed: false };
+    this.sockets.push(s);
+    return {
+      send: (dst: Uint8Array, seq: number, data: Uint8Array, ttl: number) => {
+        this.sent.push({ family, dst: [...dst], seq, data: [...data], ttl });
+        return 0;
+      },
+      close: () => void (s.closed = true),
+    };
+  }
+}
+
+const FAR = ipv4(192, 0, 2, 9);
+const FAR_BYTES = Uint8Array.of(192, 0, 2, 9);
+const ROUTER = Uint8Array.of(198, 51, 100, 1, ...new Array<number>(12).fill(0));
+
+function setup(host = new FakeHost(), warns: string[] = []) {
+  const env = makeStack({ ipv6: undefined });
+  const proxy = new EchoProxy(env.stack, host, { log: { ...silentLog, warn: (_o: object, m?: string) => void warns.push(m ?? '') } });
+  env.stack.echoHandler = proxy.handle;
+  // The guest is known on the link (its ARP request), so replies go out at once.
+  env.inject(arpRequest(GW_IP));
+  return { ...env, proxy, host };
+}
+
+t.test('requests leave with TTL - 1; replies come back with the guest identifier', async (t) => {
+  const { inject, host, link } = setup();
+  const data = Uint8Array.from({ length: 56 }, (_, i) => i);
+  t.same(inject(echoRequest(0x1111, 1, data, { dst: FAR, ttl: 64 })), [], 'nothing faked');
+  t.same(host.sent, [{ family: 4, dst: [192, 0, 2, 9], seq: 1, data: [...data], ttl: 63 }]);
+  host.sockets[0]!.events.reply(FAR_BYTES, 1, data, 60);
+  const [r] = link.take();
+  t.ok(r, 'reply delivered');
+  t.ok(bytesEqual(r!, 0, GUEST_MAC, 0, 6));
+  const ip = new Ipv4Packet().at(r!, 14, r!.length - 14);
+  t.equal(ip.src, FAR);
+  t.equal(ip.dst, GUEST_IP);
+  t.equal(ip.ttl, 59, 'one hop older');
+  t.ok(ip.verifyChecksum());
+  const icmp = new Icmpv4Packet().at(r!, ip.payloadOffset, ip.payloadLength);
+  t.equal(icmp.type, 0);
+  t.equal(icmp.ident, 0x1111, "the guest's identifier");
+  t.equal(icmp.seq, 1);
+  t.ok(icmp.verifyChecksum());
+  t.same(r!.subarray(icmp.payloadOffset), data);
+  inject(echoRequest(0x1111, 2, data, { dst: FAR }));
+  inject(echoRequest(0x2222, 1, data, { dst: FAR }));
+  t.equal(host.sockets.length, 2, 'one socket per guest identifier');
+});
+
+t.test('time exceeded from a router comes from that router, quoting the request', async (t) => {
+  const { inject, host, link } = setup();
+  inject(echoRequest(0x3333, 7, new Uint8Array(32), { dst: FAR, ttl: 2 }));
+  t.equal(host.sent[0]!.ttl, 1);
+  host.sockets[0]!.events.error({ origin: ErrOrigin.ICMP, type: 11, code: 0, errno: 113, info: 0, offender: ROUTER, offenderValid: true }, 7, new Uint8Array(32));
+  const [e] = link.take();
+  const ip = new Ipv4Packet().at(e!, 14, e!.length - 14);
+  t.equal(ip.src, ipv4(198, 51, 100, 1), 'from the reporting hop');
+  const icmp = new Icmpv4Packet().at(e!, ip.payloadOffset, ip.payloadLength);
+  t.equal(icmp.type, 11);
+  t.ok(icmp.verifyChecksum());
+  const quoted = new Ipv4Packet().at(e!, icmp.payloadOffset, icmp.payloadLength);
+  t.equal(quoted.src, GUEST_IP);
+  t.equal(quoted.dst, FAR);
+  const qicmp = new Icmpv4Packet().at(e!, icmp.payloadOffset + 20, 8);
+  t.equal(qicmp.ident, 0x3333, 'quoted identifier is the guest one (traceroute -I matches on it)');
+  t.equal(qicmp.seq, 7);
+});
+
+t.test('the host failing to resolve the next hop: host unreachable from the gateway', async (t) => {
+  const { inject, host, link } = setup();
+  inject(echoRequest(1, 1, new Uint8Array(8), { dst: FAR }));
+  host.sockets[0]!.events.error({ origin: ErrOrigin.LOCAL, type: 0, code: 0, errno: Errno.EHOSTUNREACH, info: 0, offender: new Uint8Array(16), offenderValid: false }, 1, new Uint8Array(8));
+  const [e] = link.take();
+  const ip = new Ipv4Packet().at(e!, 14, e!.length - 14);
+  t.equal(ip.src, GW_IP);
+  const icmp = new Icmpv4Packet().at(e!, ip.payloadOffset, ip.payloadLength);
+  t.equal(icmp.type, 3);
+  t.equal(icmp.code, 1);
+});
+
+t.test('the gateway maps to the host loopback; replies come from the gateway address', async (t) => {
+  const { inject, host, link } = setup();
+  t.same(inject(echoRequest(5, 1, new Uint8Array(4))), [], 'not answered by the stack itself');
+  t.same(host.sent[0]!.dst, [127, 0, 0, 1]);
+  host.sockets[0]!.events.reply(Uint8Array.of(127, 0, 0, 1), 1, new Uint8Array(4), 64);
+  const [r] = link.take();
+  t.equal(new Ipv4Packet().at(r!, 14, r!.length - 14).src, GW_IP);
+});
+
+t.test('no echo socket: no reply, one warning naming the fix', async (t) => {
+  const host = new FakeHost();
+  host.echoMode = 'none';
+  const warns: string[] = [];
+  const { inject, proxy } = setup(host, warns);
+  t.same(inject(echoRequest(1, 1, new Uint8Array(4), { dst: FAR })), []);
+  t.same(inject(echoRequest(1, 2, new Uint8Array(4), { dst: FAR })), []);
+  t.equal(warns.length, 1, 'warned once');
+  t.match(warns[0], /ping_group_range/);
+  t.equal(proxy.stats.unanswerable, 2);
+});
+
+t.test('flows expire when idle and the table is bounded', async (t) => {
+  const env = makeStack({ ipv6: undefined });
+  const host = new FakeHost();
+  const proxy = new EchoProxy(env.stack, host, { maxFlows: 3, idleMs: 1000 });
+  env.stack.echoHandler = proxy.handle;
+  for (let id = 1; id <= 5; id++) env.inject(echoRequest(id, 1, new Uint8Array(4), { dst: FAR }));
+  t.equal(proxy.flowCount, 3, 'bounded');
+  t.equal(host.sockets.filter((s) => s.closed).length, 2, 'evicted sockets closed');
+  env.clock.advance(1000);
+  proxy.poll(env.clock.now());
+  t.equal(proxy.flowCount, 0, 'idle flows expired');
+});
