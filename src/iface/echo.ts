@@ -32,7 +32,6 @@ export type EchoHandler = (request: EchoRequest) => boolean;
 
 /** The reusable request object a layer fills per echo (no allocation per packet). */
 export class EchoRequestSlot implements EchoRequest {
-  family: 4 | 6 = 4;
   packet: Uint8Array = new Uint8Array(0);
   srcOffset = 0;
   dstOffset = 0;
@@ -44,7 +43,10 @@ export class EchoRequestSlot implements EchoRequest {
   private valid = false;
   private replied = false;
 
-  constructor(private readonly builtinReply: () => boolean) {}
+  constructor(
+    readonly family: 4 | 6,
+    private readonly builtinReply: () => boolean,
+  ) {}
 
   reply(): boolean {
     if (this.replied) return true;

@@ -87,7 +87,7 @@ export class Ipv4Layer {
   private readonly icmpLimiter: TokenBucket;
   private ipId = 0;
   private claims: AddressClaim[] = [];
-  private readonly echoSlot = new EchoRequestSlot(() => this.echoReply());
+  private readonly echoSlot = new EchoRequestSlot(4, () => this.echoReply());
   /** Where the frame of the echo in echoSlot came from (for the reply's link destination). */
   private readonly echoCtx: { frame: Uint8Array; srcMacOffset: number } = { frame: new Uint8Array(0), srcMacOffset: 0 };
   private readonly arp = new ArpPacket();

@@ -138,7 +138,7 @@ export class Ipv6Layer {
   private readonly na = new NdpNeighborAdvert();
   private readonly rs = new NdpRouterSolicit();
   private readonly udp = new UdpDatagram();
-  private readonly echoSlot = new EchoRequestSlot(() => this.echoReply());
+  private readonly echoSlot = new EchoRequestSlot(6, () => this.echoReply());
   /** Where the frame of the echo in echoSlot came from (for the reply's link destination). */
   private readonly echoCtx: { frame: Uint8Array; srcMacOffset: number } = { frame: new Uint8Array(0), srcMacOffset: 0 };
   private readonly udpInput: UdpV6Input = { bytes: new Uint8Array(0), srcOffset: 0, dstOffset: 0, srcPort: 0, dstPort: 0, srcMacOffset: 0, payload: new Uint8Array(0) };

@@ -138,3 +138,48 @@ t.test('flows expire when idle and the table is bounded', async (t) => {
   proxy.poll(env.clock.now());
   t.equal(proxy.flowCount, 0, 'idle flows expired');
 });
+
+t.test('IPv6: requests leave with hop limit - 1; replies and errors come back', async (t) => {
+  const { EtherType, IpProtocol, Icmpv6Packet, Ipv6Packet, emitEthernetHeader, emitIcmpv6, emitIpv6Header, icmpv6EchoRest, parseIpv6 } = await import('../../src/wire/index.js');
+  const env = makeStack({}, { random: () => 0.5 });
+  const host = new FakeHost();
+  const proxy = new EchoProxy(env.stack, host);
+  env.stack.echoHandler = proxy.handle;
+  env.stack.linkUp();
+  for (let i = 0; i < 6; i++) {
+    env.clock.advance(500);
+    env.stack.poll();
+  }
+  env.link.take();
+  const guest = parseIpv6('fec0::5054:ff:fe12:3456')!;
+  const far = parseIpv6('2001:db8::9')!;
+  const f = new Uint8Array(14 + 40 + 8 + 16);
+  emitEthernetHeader(f, 0, { dst: Uint8Array.of(0x52, 0x55, 0x0a, 0, 2, 2), src: GUEST_MAC, etherType: EtherType.IPV6 });
+  emitIcmpv6(f, 54, { type: 128, code: 0, rest: icmpv6EchoRest(0x4444, 3), payloadLength: 16 }, guest, far);
+  emitIpv6Header(f, 14, { src: guest, dst: far, nextHeader: IpProtocol.ICMPV6, hopLimit: 64, payloadLength: 24 });
+  t.same(env.inject(f), [], 'not answered by us');
+  t.equal(host.sent[0]!.ttl, 63);
+  t.same(host.sent[0]!.dst, [...far]);
+  // The guest must be resolvable: it answers our NS when the reply needs its MAC.
+  host.sockets[0]!.events.reply(far, 3, new Uint8Array(16), 50);
+  const [ns] = env.link.take();
+  t.equal(ns![14 + 40], 135, 'neighbour solicitation for the guest');
+  env.stack.ipv6!.neighbors.confirm((await import('../../src/wire/index.js')).toHex(guest), GUEST_MAC, env.clock.now(), { solicited: true, override: true });
+  const [r] = env.link.take();
+  const ip = new Ipv6Packet().at(r!, 14, r!.length - 14);
+  t.ok(bytesEqual(r!, ip.srcOffset, far, 0, 16) && bytesEqual(r!, ip.dstOffset, guest, 0, 16));
+  t.equal(ip.hopLimit, 49);
+  const icmp = new Icmpv6Packet().at(r!, 54, r!.length - 54);
+  t.equal(icmp.type, 129);
+  t.equal(icmp.ident, 0x4444);
+  t.ok(icmp.verifyChecksum(r!, ip.srcOffset, r!, ip.dstOffset));
+  const router6 = parseIpv6('2001:db8:ffff::1')!;
+  host.sockets[0]!.events.error({ origin: ErrOrigin.ICMP6, type: 3, code: 0, errno: 113, info: 0, offender: router6, offenderValid: true }, 3, new Uint8Array(16));
+  const [e] = env.link.take();
+  const eip = new Ipv6Packet().at(e!, 14, e!.length - 14);
+  t.ok(bytesEqual(e!, eip.srcOffset, router6, 0, 16), 'from the reporting hop');
+  const eicmp = new Icmpv6Packet().at(e!, 54, e!.length - 54);
+  t.equal(eicmp.type, 3);
+  t.ok(eicmp.verifyChecksum(e!, eip.srcOffset, e!, eip.dstOffset));
+  t.equal(new Icmpv6Packet().at(e!, 54 + 8 + 40, 8).ident, 0x4444, 'quoted request carries the guest identifier');
+});
