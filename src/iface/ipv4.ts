@@ -121,7 +121,7 @@ export class Ipv4Layer {
   }
 
   lookupMac(addr: number): Uint8Array | undefined {
-    return this.neighbors.list().find((e) => e.key === addr)?.mac;
+    return this.neighbors.lookup(addr);
   }
 
   /**

@@ -7,7 +7,7 @@
 import type { Ipv6Config } from './config.js';
 import type { RxMeta } from './link.js';
 import { EchoRequestSlot } from './echo.js';
-import { NeighborCache } from './neighbor.js';
+import { NeighborCache, ipv6Key, ipv6KeyBytes } from './neighbor.js';
 import { TokenBucket } from './rate-limit.js';
 import type { Stack } from './stack.js';
 import {
@@ -48,7 +48,6 @@ import {
   emitNdpNeighborSolicit,
   emitUdpV6,
   formatIpv6,
-  fromHex,
   icmpv6EchoRest,
   ipv6Equal,
   ipv6IsLinkLocal,
@@ -57,7 +56,6 @@ import {
   ipv6PrefixEqual,
   ipv6SolicitedNode,
   macFromIpv6Multicast,
-  toHex,
   walkIpv6Headers,
 } from '../wire/index.js';
 
@@ -155,12 +153,12 @@ export class Ipv6Layer {
     this.icmpLimiter = new TokenBucket(icmpRate, icmpBurst, s.now());
     this.neighbors = new NeighborCache<string>(
       {
-        solicit: (key, mac) => this.sendSolicitation(fromHex(key)!, mac),
+        solicit: (key, mac) => this.sendSolicitation(ipv6KeyBytes(key), mac),
         resolved: (_key, mac, queued) => {
           for (const p of queued) this.sendPacketTo(p.bytes, mac);
         },
         failed: (key, queued) => {
-          for (const p of queued) this.unreachable(p.bytes, p.tag, fromHex(key)!);
+          for (const p of queued) this.unreachable(p.bytes, p.tag, ipv6KeyBytes(key));
         },
       },
       { random: s.random },
@@ -476,20 +474,19 @@ export class Ipv6Layer {
       return;
     }
     const tll = na.findLinkAddress(NdpOptionType.TARGET_LL_ADDR);
-    const mac = tll >= 0 ? frame.subarray(tll, tll + 6) : this.lookupMac(frame.subarray(na.targetOffset, na.targetOffset + 16));
-    if (mac) this.neighbors.confirm(toHex(frame, na.targetOffset, 16), mac, this.s.now(), { solicited: na.solicited, override: na.override });
+    const mac = tll >= 0 ? frame.subarray(tll, tll + 6) : undefined;
+    this.neighbors.confirm(ipv6Key(frame, na.targetOffset), mac, this.s.now(), { solicited: na.solicited, override: na.override });
   }
 
   /** Unsolicited link-layer information from the guest (RFC 4861 §7.2.3). */
   private learn(b: Uint8Array, addrOff: number, macOff: number): void {
     if (ipv6IsUnspecified(b, addrOff)) return;
-    this.neighbors.learn(toHex(b, addrOff, 16), b.subarray(macOff, macOff + 6), this.s.now());
+    this.neighbors.learn(ipv6Key(b, addrOff), b.subarray(macOff, macOff + 6), this.s.now());
   }
 
   /** The MAC known for a guest IPv6 address (diagnostics and tests). */
   lookupMac(addr: Uint8Array): Uint8Array | undefined {
-    const key = toHex(addr, 0, 16);
-    return this.neighbors.list().find((e) => e.key === key)?.mac;
+    return this.neighbors.lookup(ipv6Key(addr, 0));
   }
 
   /** Whether `b[off..]` is an address on the guest link: link-local, or in our prefix. */
@@ -507,7 +504,7 @@ export class Ipv6Layer {
       this.s.drop('ipv6.noRouteToGuest');
       return false;
     }
-    const mac = this.neighbors.resolve(toHex(packet, 24, 16), this.s.now(), packet, tag);
+    const mac = this.neighbors.resolve(ipv6Key(packet, 24), this.s.now(), packet, tag);
     return mac ? this.sendPacketTo(packet, mac) : false;
   }
 

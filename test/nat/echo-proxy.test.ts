@@ -164,7 +164,7 @@ t.test('IPv6: requests leave with hop limit - 1; replies and errors come back', 
   host.sockets[0]!.events.reply(far, 3, new Uint8Array(16), 50);
   const [ns] = env.link.take();
   t.equal(ns![14 + 40], 135, 'neighbour solicitation for the guest');
-  env.stack.ipv6!.neighbors.confirm((await import('../../src/wire/index.js')).toHex(guest), GUEST_MAC, env.clock.now(), { solicited: true, override: true });
+  env.stack.ipv6!.neighbors.confirm((await import('../../src/iface/neighbor.js')).ipv6Key(guest, 0), GUEST_MAC, env.clock.now(), { solicited: true, override: true });
   const [r] = env.link.take();
   const ip = new Ipv6Packet().at(r!, 14, r!.length - 14);
   t.ok(bytesEqual(r!, ip.srcOffset, far, 0, 16) && bytesEqual(r!, ip.dstOffset, guest, 0, 16));
