@@ -40,6 +40,9 @@ async function main(argv: string[]): Promise<number> {
       socketPath: opts.socketPath,
       config: opts.config,
       logger,
+      mapGateway: opts.mapGateway,
+      udpTimeoutSec: opts.udpTimeoutSec,
+      dnsUpstream: opts.dnsUpstream,
       ...(opts.pcapFile ? { pcapFile: opts.pcapFile } : {}),
     });
   } catch (err) {

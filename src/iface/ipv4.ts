@@ -52,7 +52,9 @@ export interface UdpV4Input {
   payload: Uint8Array;
 }
 
-export type UdpV4Handler = (dgram: UdpV4Input, stack: Stack) => void;
+/** Returns false when the datagram is not the handler's after all (the stack then treats the
+ *  port as unserved). */
+export type UdpV4Handler = (dgram: UdpV4Input, stack: Stack) => boolean | void;
 
 /** RFC 1122 §3.2.1.7 leaves the TTL to the host; 64 is what Linux and slirp use. */
 const DEFAULT_TTL = 64;
@@ -287,6 +289,12 @@ export class Ipv4Layer {
       // The rest is the NAT's (issue 4), which sends it on with TTL - 1; without one it is
       // counted and dropped.
       if (!this.s.beyond) return this.s.drop('ipv4.notForUs');
+      // The guest is untrusted: a UDP datagram is checked here before the NAT sends it on.
+      if (ip.protocol === IpProtocol.UDP && !ip.isFragment()) {
+        const udp = this.udp.at(frame, ip.payloadOffset, ip.payloadLength);
+        if (!udp.check()) return this.s.drop('udp4.malformed');
+        if (!meta.checksumPartial && !udp.verifyChecksumV4(ip.src, ip.dst)) return this.s.drop('udp4.badChecksum');
+      }
       return this.s.beyond(frame.subarray(ip.offset, ip.offset + ip.totalLength));
     }
     if (ip.isFragment()) return this.s.drop('ipv4.fragment'); // reassembly: issue 6
@@ -356,19 +364,21 @@ export class Ipv4Layer {
     if (!udp.check()) return this.s.drop('udp4.malformed');
     if (!meta.checksumPartial && !udp.verifyChecksumV4(ip.src, ip.dst)) return this.s.drop('udp4.badChecksum');
     const handler = this.udpHandlers.get(udp.dstPort);
-    if (!handler) {
-      this.s.counters.add('udp4.noPort');
-      return this.sendIcmpv4Error(frame, eth, ip, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.PORT, 0, broadcast);
+    if (handler) {
+      const d = this.udpInput;
+      d.srcIp = ip.src;
+      d.dstIp = ip.dst;
+      d.srcPort = udp.srcPort;
+      d.dstPort = udp.dstPort;
+      d.srcMac = frame;
+      d.srcMacOffset = eth.srcOffset;
+      d.payload = frame.subarray(udp.payloadOffset, udp.payloadOffset + udp.payloadLength);
+      if (handler(d, this.s) !== false) return;
     }
-    const d = this.udpInput;
-    d.srcIp = ip.src;
-    d.dstIp = ip.dst;
-    d.srcPort = udp.srcPort;
-    d.dstPort = udp.dstPort;
-    d.srcMac = frame;
-    d.srcMacOffset = eth.srcOffset;
-    d.payload = frame.subarray(udp.payloadOffset, udp.payloadOffset + udp.payloadLength);
-    handler(d, this.s);
+    const packet = frame.subarray(ip.offset, ip.offset + ip.totalLength);
+    if (!broadcast && this.s.unservedUdp?.(4, packet, udp.offset - ip.offset, ip.ttl)) return;
+    this.s.counters.add('udp4.noPort');
+    this.sendIcmpv4Error(frame, eth, ip, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.PORT, 0, broadcast);
   }
 
 

@@ -71,7 +71,8 @@ export interface UdpV6Input {
   payload: Uint8Array;
 }
 
-export type UdpV6Handler = (dgram: UdpV6Input, stack: Stack) => void;
+/** Returns false when the datagram is not the handler's after all (then the port is unserved). */
+export type UdpV6Handler = (dgram: UdpV6Input, stack: Stack) => boolean | void;
 
 /** What the layer needs from the router advertiser (src/ndp/router-advertiser.ts). */
 export interface RouterAdvertiserPort {
@@ -305,6 +306,12 @@ export class Ipv6Layer {
       // The rest is the NAT's (issue 4), which sends it on with hop limit - 1; without one it is
       // counted and dropped.
       if (!this.s.beyond) return this.s.drop('ipv6.notForUs');
+      // The guest is untrusted: a UDP datagram is checked here before the NAT sends it on.
+      if (ip.nextHeader === IpProtocol.UDP) {
+        const udp = this.udp.at(frame, ip.payloadOffset, ip.end - ip.payloadOffset);
+        if (!udp.check()) return this.s.drop('udp6.malformed');
+        if (!meta.checksumPartial && !udp.verifyChecksumV6(frame, ip.srcOffset, frame, ip.dstOffset)) return this.s.drop('udp6.badChecksum');
+      }
       return this.s.beyond(frame.subarray(ip.offset, ip.end));
     }
     if (multicast && !this.listening(frame, dstOff)) return this.s.drop('ipv6.groupNotJoined');
@@ -548,19 +555,21 @@ export class Ipv6Layer {
     if (!udp.check()) return this.s.drop('udp6.malformed');
     if (!meta.checksumPartial && !udp.verifyChecksumV6(frame, ip.srcOffset, frame, ip.dstOffset)) return this.s.drop('udp6.badChecksum');
     const handler = this.udpHandlers.get(udp.dstPort);
-    if (!handler) {
-      this.s.counters.add('udp6.noPort');
-      return this.sendError(frame, eth, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.PORT, 0, false);
+    if (handler) {
+      const d = this.udpInput;
+      d.bytes = frame;
+      d.srcOffset = ip.srcOffset;
+      d.dstOffset = ip.dstOffset;
+      d.srcPort = udp.srcPort;
+      d.dstPort = udp.dstPort;
+      d.srcMacOffset = eth.srcOffset;
+      d.payload = frame.subarray(udp.payloadOffset, udp.payloadOffset + udp.payloadLength);
+      if (handler(d, this.s) !== false) return;
     }
-    const d = this.udpInput;
-    d.bytes = frame;
-    d.srcOffset = ip.srcOffset;
-    d.dstOffset = ip.dstOffset;
-    d.srcPort = udp.srcPort;
-    d.dstPort = udp.dstPort;
-    d.srcMacOffset = eth.srcOffset;
-    d.payload = frame.subarray(udp.payloadOffset, udp.payloadOffset + udp.payloadLength);
-    handler(d, this.s);
+    const packet = frame.subarray(ip.offset, ip.end);
+    if (this.s.unservedUdp?.(6, packet, udp.offset - ip.offset, ip.hopLimit)) return;
+    this.s.counters.add('udp6.noPort');
+    this.sendError(frame, eth, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.PORT, 0, false);
   }
 
   // --- output -----------------------------------------------------------------------------

@@ -49,6 +49,12 @@ export class Stack implements FrameSink {
    * only during the call. Unset: they are counted and dropped.
    */
   beyond: ((packet: Uint8Array) => void) | undefined;
+  /**
+   * UDP to one of our addresses on a port no handler serves: the NAT may take it (datagrams to
+   * the gateway reach the host's loopback, as under slirp). Returns whether it did; otherwise the
+   * guest gets port unreachable. The checked UDP header sits at `udpOff` in `packet`.
+   */
+  unservedUdp: ((family: 4 | 6, packet: Uint8Array, udpOff: number, ttl: number) => boolean) | undefined;
   /** Sees every echo request from the guest first (see echo.ts): the NAT's echo proxy. */
   echoHandler: EchoHandler | undefined;
   readonly ipv6: Ipv6Layer | undefined;

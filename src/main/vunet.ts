@@ -2,6 +2,8 @@
 // the DHCPv4, DHCPv6 and router-advertisement services, the optional capture, and the timer that
 // runs the stack's poll() at its pollAt(). Everything that touches Node's event loop lives here
 // and in the CLI; the stack itself takes time and frames as inputs.
+import { readFileSync } from 'node:fs';
+import ipaddr from 'ipaddr.js';
 import type { Logger } from 'pino';
 import { VhostUserServer } from 'vhost-user-ts';
 import { Dhcpv4Server, DHCPV4_CHADDR_OFFSET } from '../dhcp/dhcpv4-server.js';
@@ -11,9 +13,15 @@ import { LINK_LOCAL_ADDRESS } from '../iface/ipv6.js';
 import type { FrameLink, FrameSink, RxMeta } from '../iface/link.js';
 import { Stack } from '../iface/stack.js';
 import type { Clock } from '../iface/stack.js';
+import { EchoProxy } from '../nat/echo-proxy.js';
+import type { HostNet, HostUdp } from '../nat/host.js';
+import { DnsForwarder } from '../nat/dns.js';
+import type { Resolver } from '../nat/dns.js';
+import { UdpNat } from '../nat/udp-nat.js';
 import { RouterAdvertiser } from '../ndp/router-advertiser.js';
 import { VirtioNetDevice } from '../virtio/net-device.js';
-import { MAC_BROADCAST } from '../wire/index.js';
+import { IpProtocol, MAC_BROADCAST } from '../wire/index.js';
+import { NodeHostNet } from './host-net.js';
 import { PcapWriter } from './pcap.js';
 
 export interface VunetStartOptions {
@@ -23,6 +31,15 @@ export interface VunetStartOptions {
   pcapFile?: string;
   /** DHCPv6 assigns addresses (RA flags M=1 O=1) besides SLAAC; default true. */
   dhcpv6Stateful?: boolean;
+  /** Pings (and later UDP/TCP) to the gateway addresses reach the host's loopback; default true. */
+  mapGateway?: boolean;
+  /** The host sockets (default: the native ones). */
+  hostNet?: HostNet;
+  hostUdp?: HostUdp;
+  /** Idle time after which a UDP flow's host socket is closed. */
+  udpTimeoutSec?: number;
+  /** Upstream DNS servers; default: the nameservers of /etc/resolv.conf. */
+  dnsUpstream?: string[];
   clock?: Clock;
 }
 
@@ -33,6 +50,9 @@ export class Vunet {
   readonly dhcpv4: Dhcpv4Server;
   readonly dhcpv6: Dhcpv6Server | undefined;
   readonly routerAdvertiser: RouterAdvertiser | undefined;
+  readonly echoProxy: EchoProxy;
+  readonly udpNat: UdpNat;
+  readonly dns: DnsForwarder;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private readonly dhcpOut: Uint8Array;
@@ -95,6 +115,26 @@ export class Vunet {
       });
     }
 
+    const natLog = log.child({ part: 'nat' });
+    const nodeHost = opts.hostNet && opts.hostUdp ? undefined : new NodeHostNet(natLog, () => this.rearm());
+    const host = opts.hostNet ?? nodeHost!;
+    const mapGateway = opts.mapGateway ?? true;
+    this.echoProxy = new EchoProxy(this.stack, host, { mapGateway, log: natLog });
+    this.stack.echoHandler = this.echoProxy.handle;
+    this.udpNat = new UdpNat(this.stack, opts.hostUdp ?? nodeHost!, {
+      mapGateway,
+      log: natLog,
+      ...(opts.udpTimeoutSec ? { idleMs: opts.udpTimeoutSec * 1000 } : {}),
+    });
+    this.stack.beyond = (p) => this.beyond(p);
+    this.dns = new DnsForwarder(this.stack, opts.hostUdp ?? nodeHost!, resolvers(opts.dnsUpstream, natLog), { log: natLog });
+    this.dns.attach();
+    this.stack.unservedUdp = (family, p, off, ttl) => {
+      if (!this.udpNat.takesGateway(family, p)) return false;
+      this.udpNat.output(family, p, off, ttl);
+      return true;
+    };
+
     this.server = new VhostUserServer(this.device, { logger: log.child({ part: 'vhost-user' }) });
   }
 
@@ -111,9 +151,21 @@ export class Vunet {
     return v;
   }
 
+  /** Packets for beyond the guest link: UDP to the NAT; fragments wait for issue 6, TCP for 5. */
+  private beyond(p: Uint8Array): void {
+    if (p[0]! >> 4 === 4) {
+      const ihl = (p[0]! & 0x0f) * 4;
+      const fragmented = (p[6]! & 0x3f) !== 0 || p[7] !== 0; // MF or an offset
+      if (p[9] === IpProtocol.UDP && !fragmented) return this.udpNat.output(4, p, ihl, p[8]!);
+    } else if (p[6] === IpProtocol.UDP) {
+      return this.udpNat.output(6, p, 40, p[7]!);
+    }
+    this.stack.counters.add('nat.unsupported');
+  }
+
   /** Runs the stack's timers at the time it asks for. */
   private rearm(): void {
-    const at = this.stack.pollAt();
+    const at = Math.min(this.stack.pollAt(), this.echoProxy.pollAt(), this.udpNat.pollAt(), this.dns.pollAt());
     if (at === this.timerAt) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
@@ -123,6 +175,9 @@ export class Vunet {
       this.timer = undefined;
       this.timerAt = Infinity;
       this.stack.poll();
+      this.echoProxy.poll(this.stack.now());
+      this.udpNat.poll(this.stack.now());
+      this.dns.poll(this.stack.now());
       this.rearm();
     }, Math.max(0, Math.ceil(at - this.stack.now())));
   }
@@ -136,6 +191,9 @@ export class Vunet {
       dhcpv4: { ...this.dhcpv4.stats, leases: this.dhcpv4.leases().length },
       ...(this.dhcpv6 ? { dhcpv6: { ...this.dhcpv6.stats } } : {}),
       ...(this.routerAdvertiser ? { ra: { ...this.routerAdvertiser.stats } } : {}),
+      echo: { ...this.echoProxy.stats, flows: this.echoProxy.flowCount },
+      udp: { ...this.udpNat.stats, flows: this.udpNat.flowCount },
+      dns: { ...this.dns.stats },
     };
   }
 
@@ -144,7 +202,34 @@ export class Vunet {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.server.close();
+    this.echoProxy.closeAll();
+    this.udpNat.closeAll();
+    this.dns.closeAll();
     await this.pcap?.close();
     this.opts.logger.info(this.status(), 'vunet stopped');
   }
+}
+
+/** The resolvers queries go to: --dns, else the nameservers of /etc/resolv.conf. */
+function resolvers(upstream: string[] | undefined, log: Logger): Resolver[] {
+  let list = upstream ?? [];
+  if (list.length === 0) {
+    try {
+      list = readFileSync('/etc/resolv.conf', 'utf8')
+        .split('\n')
+        .map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1])
+        .filter((a): a is string => a !== undefined);
+    } catch {
+      list = [];
+    }
+  }
+  const out: Resolver[] = [];
+  for (const text of list) {
+    const bare = text.split('%')[0]!;
+    if (!ipaddr.isValid(bare)) continue;
+    const a = ipaddr.parse(bare);
+    out.push({ family: a.kind() === 'ipv4' ? 4 : 6, addr: Uint8Array.from(a.toByteArray()) });
+  }
+  log.info({ resolvers: list }, 'DNS queries to the DNS addresses are forwarded to these resolvers');
+  return out;
 }

@@ -98,7 +98,9 @@ export class EchoProxy {
 
   private targetFor(r: EchoRequest, dst: Uint8Array): Uint8Array | undefined {
     if (!r.toUs) return dst;
-    if (!this.mapGateway) return undefined;
+    // Our own addresses: the gateway maps to the host's loopback when the host lets us ping it;
+    // otherwise (and for the other addresses) the stack answers, as the address is ours.
+    if (!this.mapGateway || this.host.echoMode === 'none') return undefined;
     const c = this.stack.config;
     if (r.family === 4) return ipv4Read(dst, 0) === c.ipv4.gateway ? LOOPBACK4 : undefined;
     return c.ipv6 && toHex(dst) === toHex(c.ipv6.gateway) ? LOOPBACK6 : undefined;

@@ -23,3 +23,22 @@ export interface HostNet {
   /** Opens an echo socket; throws an Error with `code` when the host permits none. */
   openEcho(family: 4 | 6, events: EchoSocketEvents): EchoSocket;
 }
+
+/** A connected host UDP socket, one per guest flow. */
+export interface UdpSocket {
+  /** Sends a datagram to the connected peer with this hop limit; 0 or -errno. */
+  send(data: Uint8Array, ttl: number): number;
+  close(): void;
+}
+
+export interface UdpSocketEvents {
+  /** A datagram from the peer (a view valid during the call). */
+  datagram(data: Uint8Array): void;
+  /** An error-queue entry about a datagram we sent (its payload, as far as it was quoted). */
+  error(error: HostError, data: Uint8Array): void;
+}
+
+export interface HostUdp {
+  /** Opens a UDP socket connected to `dst`:`port`; throws an Error with `code` on failure. */
+  openUdp(family: 4 | 6, dst: Uint8Array, port: number, events: UdpSocketEvents): UdpSocket;
+}

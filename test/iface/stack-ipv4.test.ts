@@ -115,7 +115,7 @@ t.test('random frames never throw', async (t) => {
 t.test('UDP: handlers by port; unserved ports get port unreachable quoting the datagram', async (t) => {
   const { inject, stack } = makeStack();
   const seen: string[] = [];
-  stack.onUdpV4(67, (d) => seen.push(`${d.srcPort}->${d.dstPort}:${d.payload.length}`));
+  stack.onUdpV4(67, (d) => void seen.push(`${d.srcPort}->${d.dstPort}:${d.payload.length}`));
   t.same(inject(udpFrame(68, 67, new Uint8Array(300), { dst: 0xffffffff, dstMac: new Uint8Array(6).fill(0xff) })), []);
   t.same(seen, ['68->67:300'], 'broadcast datagram to a served port reaches its handler');
   const frame = udpFrame(40000, 9999, Uint8Array.of(1, 2, 3));

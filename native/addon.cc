@@ -1,0 +1,36 @@
+// Entry point of the vunet_hostnet native addon: host sockets Node core cannot make (ICMP ping
+// and raw sockets, the IP_RECVERR error queue, per-socket TTL). See src/host/native.ts for the JS
+// interface and its conventions.
+#include <time.h>  // before linux/errqueue.h, which needs struct timespec
+
+#include <linux/errqueue.h>
+#include <uv.h>
+
+#include <cerrno>
+
+#include "common.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // For vhost-user-ts's Poller (its POLL_READABLE / POLL_WRITABLE are the same libuv values).
+  exports.Set("POLL_PRIORITIZED", Napi::Number::New(env, UV_PRIORITIZED));
+  // Positive errno values; calls return them negated.
+  exports.Set("EAGAIN", Napi::Number::New(env, EAGAIN));
+  exports.Set("EHOSTUNREACH", Napi::Number::New(env, EHOSTUNREACH));
+  exports.Set("ENETUNREACH", Napi::Number::New(env, ENETUNREACH));
+  exports.Set("ECONNREFUSED", Napi::Number::New(env, ECONNREFUSED));
+  exports.Set("EMSGSIZE", Napi::Number::New(env, EMSGSIZE));
+  exports.Set("EACCES", Napi::Number::New(env, EACCES));
+  exports.Set("EPERM", Napi::Number::New(env, EPERM));
+  exports.Set("EPROTO", Napi::Number::New(env, EPROTO));
+  exports.Set("SO_EE_ORIGIN_LOCAL", Napi::Number::New(env, SO_EE_ORIGIN_LOCAL));
+  exports.Set("SO_EE_ORIGIN_ICMP", Napi::Number::New(env, SO_EE_ORIGIN_ICMP));
+  exports.Set("SO_EE_ORIGIN_ICMP6", Napi::Number::New(env, SO_EE_ORIGIN_ICMP6));
+  hn::InitSockets(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(vunet_hostnet, Init)

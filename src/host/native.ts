@@ -1,0 +1,220 @@
+// The host-socket native addon (native/*.cc, target `vunet_hostnet`): the socket calls Node core
+// lacks and the NAT needs — ICMP echo through ping sockets (SOCK_DGRAM, IPPROTO_ICMP[V6]) or raw
+// sockets, the IP_RECVERR error queue (ICMP errors caused by our own datagrams), and per-socket
+// or per-datagram TTL / hop limit.
+//
+// Conventions (as in vhost-user-ts's addon):
+// - Every fd made here is non-blocking and close-on-exec; no call ever blocks.
+// - Calls that can fail for an expected reason (bind, connect, sendTo, recvFrom, recvErr, close)
+//   return a negative errno (compare with the constants below, e.g. `n === -hostnet.EAGAIN`).
+// - Setup calls (openIcmp, openUdp, the set* options, getsockname) throw an Error whose `code` is
+//   the errno name ('EACCES'), `errno` the negative number, `syscall` the failed call.
+// - Addresses are bytes in network order: 4 (IPv4) or 16 (IPv6). For family 4 a 16-byte array
+//   whose first 4 bytes hold the address is accepted too, so `RecvInfo.addr` can be passed back.
+//   Ports (and ping identifiers) are host-order numbers.
+//
+// Socket modes and what they carry (send = the buffer given to sendTo, recv = what recvFrom
+// returns; the error queue's payload is the same shape as send):
+// - ping socket, IPv4 (openIcmp(4, false)): send an ICMP echo request (type 8, code 0: header
+//   type/code/checksum/identifier/sequence, then data); the kernel computes the checksum and
+//   replaces the identifier by the socket's (its "port", see getsockname). recv: the echo reply as
+//   an ICMP message WITHOUT the IP header, identifier = the socket's. Only echo replies matching
+//   the identifier are delivered; ICMP errors about our requests go to the error queue
+//   (with setRecvErr). Needs the process's group inside net.ipv4.ping_group_range (per network
+//   namespace; `1 0`, i.e. off, is the kernel default) — EACCES otherwise, even for root.
+// - ping socket, IPv6 (openIcmp(6, false)): the same with ICMPv6 echo (type 128 out, 129 back),
+//   no IPv6 header in either direction. Governed by the same net.ipv4.ping_group_range sysctl.
+// - raw socket, IPv4 (openIcmp(4, true)): needs CAP_NET_RAW (EPERM otherwise). send: the ICMP
+//   message as is — the kernel does NOT compute the ICMP checksum nor touch the identifier.
+//   recv: the whole IPv4 packet, IP header INCLUDED (ihl*4 bytes, TTL at byte 8), of EVERY ICMP
+//   packet the namespace receives (echo requests included, and on loopback our own outgoing
+//   requests), not only replies to us: filter with setIcmpFilter and match identifiers yourself.
+// - raw socket, IPv6 (openIcmp(6, true)): CAP_NET_RAW. send: the ICMPv6 message; the kernel
+//   computes the checksum (always, for ICMPv6). recv: the ICMPv6 message WITHOUT the IPv6 header
+//   (hop limit via setRecvTtl), again for every ICMPv6 packet (NDP, MLD, echo requests...).
+// - UDP (openUdp): payload only in both directions. IPv6 sockets are IPV6_V6ONLY.
+// For ICMP sockets pass port 0 to sendTo (raw IPv6 sockets reject any port but 0 or 58).
+//
+// Errors (setRecvErr on): an ICMP error about a datagram we sent, or a local failure such as
+// EMSGSIZE, is queued on the socket's error queue: read it with recvErr until -EAGAIN. While
+// anything is queued, poll reports POLLERR. The kernel also sets the socket's pending error
+// (SO_ERROR), so the NEXT recvFrom OR sendTo fails ONCE with that errno (-ECONNREFUSED,
+// -EHOSTUNREACH, ...) — a recvFrom even with datagrams waiting, a sendTo WITHOUT sending
+// anything. Draining recvErr clears it. So: drain recvErr when the poller says so, treat a
+// recvFrom result other than a length or -EAGAIN as "drain recvErr, then read again", and
+// retry a sendTo that failed with such an errno once. (Seen on UDP and ping sockets.)
+//
+// Polling: use vhost-user-ts's `native.Poller(fd, cb, false)`. A readable socket calls back
+// `cb(0, POLL_READABLE)` (level-triggered: read until -EAGAIN). A pending error (POLLERR) is NOT
+// reported as readable: libuv turns POLLERR into `cb(UV_EBADF = -9, 0)` and stops the poller,
+// even when datagrams are waiting too; drain recvErr and recvFrom until -EAGAIN, then call
+// `poller.start(...)` again. Better: setSelectErrQueue(fd, true) and start the poller with
+// POLL_READABLE | POLL_PRIORITIZED; an error then arrives as `cb(0, POLL_PRIORITIZED)` (with
+// POLL_READABLE too when data waits) and the poller keeps running.
+//
+// What ICMP errors look like here (Linux 6.x, checked by test/host/native.test.ts):
+// - time exceeded: errno EHOSTUNREACH, origin ICMP type 11 / ICMP6 type 3, offender = the router.
+// - no route at a router: ENETUNREACH, ICMP type 3 code 0 / ICMP6 type 1 code 0.
+// - port unreachable: ECONNREFUSED, ICMP type 3 code 3 / ICMP6 type 1 code 4.
+// - our own neighbor resolution failing (ARP / NDP unanswered on a local link) is NOT origin
+//   LOCAL: the host sends itself an ICMP host unreachable (type 3 code 1) / ICMP6 address
+//   unreachable (type 1 code 3), so origin is ICMP / ICMP6 and the offender is OUR OWN address.
+// - fragmentation needed / packet too big (with setDontFragment): EMSGSIZE, ICMP type 3 code 4 /
+//   ICMP6 type 2, `info` = the MTU; the kernel caches the path MTU, so later larger sends fail at
+//   once with -EMSGSIZE and queue an origin-LOCAL entry (info = MTU, no offender, no payload).
+// - no route on this host: sendTo returns -ENETUNREACH and nothing is queued.
+import { createRequire } from 'node:module';
+
+/** Address family of a socket: 4 (AF_INET) or 6 (AF_INET6). */
+export type Family = 4 | 6;
+
+/** Filled in place by recvFrom: allocate once (newRecvInfo) and reuse for every datagram. */
+export interface RecvInfo {
+  /** Source address: 16 bytes, IPv4 in the first 4 (the rest zero). Written in place. */
+  readonly addr: Uint8Array;
+  /** Source port (UDP); 0 for ICMP sockets. */
+  port: number;
+  /** TTL / hop limit of the received packet with setRecvTtl on; -1 otherwise. */
+  ttl: number;
+  /** The datagram was longer than the buffer; the rest was discarded. */
+  truncated: boolean;
+}
+
+/** Filled in place by recvErr: one error-queue entry (a struct sock_extended_err and friends). */
+export interface ErrInfo {
+  /** ee_errno: the errno this error maps to (EHOSTUNREACH, ECONNREFUSED, EMSGSIZE...). */
+  errno: number;
+  /** ee_origin: SO_EE_ORIGIN_LOCAL (1, the host itself), _ICMP (2) or _ICMP6 (3). */
+  origin: number;
+  /** ee_type / ee_code: the ICMP type and code (0 for origin LOCAL). */
+  type: number;
+  code: number;
+  /** ee_info: the MTU for fragmentation needed / packet too big (and local EMSGSIZE), the
+   *  pointer for parameter problem, else 0. */
+  info: number;
+  /** SO_EE_OFFENDER: the address that sent the ICMP error (16 bytes, IPv4 in the first 4). */
+  readonly offender: Uint8Array;
+  /** False when the kernel gave no offender (origin LOCAL): `offender` is then all zero. */
+  offenderValid: boolean;
+  /** Destination of the datagram that caused the error (16 bytes, IPv4 in the first 4). */
+  readonly dstAddr: Uint8Array;
+  /** Its destination port (UDP); 0 for ICMP sockets, and 0 for IPv4 origin-LOCAL errors on an
+   *  unconnected socket (the kernel reports the connected port there). */
+  dstPort: number;
+  /** The quoted payload was longer than the buffer. */
+  truncated: boolean;
+}
+
+export interface HostnetBinding {
+  /** libuv's UV_PRIORITIZED, for vhost-user-ts's Poller (which exports READABLE / WRITABLE only). */
+  readonly POLL_PRIORITIZED: number;
+  // Positive errno values; calls return them negated.
+  readonly EAGAIN: number;
+  readonly EHOSTUNREACH: number;
+  readonly ENETUNREACH: number;
+  readonly ECONNREFUSED: number;
+  readonly EMSGSIZE: number;
+  readonly EACCES: number;
+  readonly EPERM: number;
+  readonly EPROTO: number;
+  /** ErrInfo.origin values. */
+  readonly SO_EE_ORIGIN_LOCAL: number;
+  readonly SO_EE_ORIGIN_ICMP: number;
+  readonly SO_EE_ORIGIN_ICMP6: number;
+
+  /** socket(AF_INET[6], raw ? SOCK_RAW : SOCK_DGRAM, IPPROTO_ICMP[V6]): see the modes above.
+   *  Throws: EACCES (ping sockets not permitted by ping_group_range), EPERM (raw without
+   *  CAP_NET_RAW). A ping socket gets its identifier on bind (port 0 = any free one) or on its
+   *  first send. */
+  openIcmp(family: Family, raw: boolean): number;
+  /** A UDP socket (IPV6_V6ONLY for family 6). Throws. */
+  openUdp(family: Family): number;
+  /** bind(): 0 or -errno (e.g. -EADDRINUSE). For a ping socket `port` is the echo identifier. */
+  bind(fd: number, family: Family, addr: Uint8Array, port: number): number;
+  /** connect() (immediate for datagram sockets): 0 or -errno. */
+  connect(fd: number, family: Family, addr: Uint8Array, port: number): number;
+  /** The local address (4 or 16 bytes, by the socket's family) and port; for a ping socket the
+   *  port is the echo identifier the kernel assigned (0 before bind or the first send). Throws. */
+  getsockname(fd: number, family: Family): { addr: Uint8Array; port: number };
+  /** IP_RECVERR / IPV6_RECVERR: queue errors for recvErr. Throws. */
+  setRecvErr(fd: number, family: Family, on: boolean): void;
+  /** SO_SELECT_ERR_QUEUE: a queued error also raises POLLPRI, so a Poller started with
+   *  POLL_READABLE | POLL_PRIORITIZED reports it as `cb(0, POLL_PRIORITIZED [| POLL_READABLE])`
+   *  and keeps running, instead of `cb(-9, 0)` and stopping. Throws. */
+  setSelectErrQueue(fd: number, on: boolean): void;
+  /** IP_RECVTTL / IPV6_RECVHOPLIMIT: recvFrom reports RecvInfo.ttl. Throws. */
+  setRecvTtl(fd: number, family: Family, on: boolean): void;
+  /** IP_TTL / IPV6_UNICAST_HOPS for later sends (1..255; -1 = default). Throws. */
+  setTtl(fd: number, family: Family, ttl: number): void;
+  /** IP_MTU_DISCOVER / IPV6_MTU_DISCOVER: on = PMTUDISC_DO (IPv4 DF set; sends above the known
+   *  path MTU fail with -EMSGSIZE and queue an origin-LOCAL error whose `info` is the MTU), off =
+   *  PMTUDISC_DONT (fragment locally; IPv4 DF clear). Throws. */
+  setDontFragment(fd: number, family: Family, on: boolean): void;
+  /** Raw ICMP sockets only (ICMP_FILTER / ICMP6_FILTER): deliver only these ICMP types to
+   *  recvFrom. IPv4 filters types 0..31 only (higher ones always pass). The error queue is not
+   *  filtered. Throws on ping sockets. */
+  setIcmpFilter(fd: number, family: Family, passTypes: readonly number[]): void;
+  /** sendmsg(MSG_NOSIGNAL | MSG_DONTWAIT) of buf[offset, offset+length) to addr:port, or on a
+   *  connected socket when addr is null. `ttl` (0..255) sets the TTL / hop limit of this datagram
+   *  only; -1 or omitted uses the socket's. Bytes sent or -errno (-EAGAIN, -EMSGSIZE,
+   *  -ENETUNREACH, or a pending error's errno once, see above). */
+  sendTo(
+    fd: number,
+    family: Family,
+    buf: Uint8Array,
+    offset: number,
+    length: number,
+    addr: Uint8Array | null,
+    port: number,
+    ttl?: number,
+  ): number;
+  /** recvmsg(MSG_DONTWAIT) into buf[offset, offset+length): bytes (0 is a valid empty datagram)
+   *  or -errno (-EAGAIN when nothing is queued). On success fills `out` in place; allocates
+   *  nothing. */
+  recvFrom(fd: number, family: Family, buf: Uint8Array, offset: number, length: number, out: RecvInfo): number;
+  /** recvmsg(MSG_ERRQUEUE | MSG_DONTWAIT): the bytes of the offending datagram's payload copied
+   *  into buf (what the ICMP error quoted of it: the ICMP message for ICMP sockets, the UDP payload
+   *  for UDP; possibly cut short), or -errno (-EAGAIN when the queue is empty). Fills `out`. */
+  recvErr(fd: number, family: Family, buf: Uint8Array, offset: number, length: number, out: ErrInfo): number;
+  /** close(fd): 0 or -errno. */
+  close(fd: number): number;
+}
+
+/** A RecvInfo to pass to recvFrom again and again. */
+export function newRecvInfo(): RecvInfo {
+  return { addr: new Uint8Array(16), port: 0, ttl: -1, truncated: false };
+}
+
+/** An ErrInfo to pass to recvErr again and again. */
+export function newErrInfo(): ErrInfo {
+  return {
+    errno: 0,
+    origin: 0,
+    type: 0,
+    code: 0,
+    info: 0,
+    offender: new Uint8Array(16),
+    offenderValid: false,
+    dstAddr: new Uint8Array(16),
+    dstPort: 0,
+    truncated: false,
+  };
+}
+
+const require = createRequire(import.meta.url);
+
+function load(): HostnetBinding {
+  // src/host/native.ts sits two levels under the package root, dist/src/host/native.js three.
+  const candidates = ['../../build/Release/vunet_hostnet.node', '../../../build/Release/vunet_hostnet.node'];
+  let lastError: unknown;
+  for (const rel of candidates) {
+    try {
+      return require(rel) as HostnetBinding;
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  throw new Error(`vunet: host-socket addon not built (run \`npx node-gyp rebuild\`): ${String(lastError)}`);
+}
+
+export const hostnet: HostnetBinding = load();

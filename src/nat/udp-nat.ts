@@ -1,0 +1,222 @@
+// UDP NAT: each guest flow (family, guest address and port, destination and port) gets one
+// connected host socket. Datagrams leave with the guest's TTL minus one (classic traceroute's
+// probes die at the right hop); answers come back from the destination to the guest's port;
+// error-queue entries become ICMP errors quoting the guest's datagram, from the reporting hop.
+// Flows expire after `idleMs` without traffic in either direction; the table is bounded (the
+// least recently used flow goes). Only unicast reaches here: the stack keeps the guest's broadcast
+// and multicast on the link.
+import type { Log } from '../iface/log.js';
+import { silentLog } from '../iface/log.js';
+import type { Stack } from '../iface/stack.js';
+import {
+  IPV6_HEADER_LEN,
+  IpProtocol,
+  UDP_HEADER_LEN,
+  emitIcmpv4Error,
+  emitIcmpv6Error,
+  emitIpv4Header,
+  emitIpv6Header,
+  emitUdpV4,
+  emitUdpV6,
+  ipv4Read,
+  toHex,
+} from '../wire/index.js';
+import type { HostUdp, UdpSocket } from './host.js';
+import { translateError } from './icmp-errors.js';
+import type { HostError } from './icmp-errors.js';
+
+export interface UdpNatOptions {
+  maxFlows?: number;
+  idleMs?: number;
+  /** Datagrams to the gateway addresses reach the host's loopback (slirp's behaviour). */
+  mapGateway?: boolean;
+  log?: Log;
+}
+
+interface Flow {
+  key: string;
+  family: 4 | 6;
+  guest: Uint8Array;
+  guestPort: number;
+  dst: Uint8Array;
+  dstPort: number;
+  socket: UdpSocket;
+  lastUse: number;
+}
+
+const LOOPBACK4 = Uint8Array.of(127, 0, 0, 1);
+const LOOPBACK6 = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
+const QUOTE4_MAX = 576 - 20;
+const QUOTE6_MAX = 1280 - IPV6_HEADER_LEN;
+
+export class UdpNat {
+  readonly stats = { datagramsOut: 0, datagramsIn: 0, errors: 0, openFailed: 0, tooBig: 0, flows: 0 };
+  private readonly flows = new Map<string, Flow>();
+  private readonly maxFlows: number;
+  private readonly idleMs: number;
+  private readonly mapGateway: boolean;
+  private readonly log: Log;
+  private readonly buf: Uint8Array;
+
+  constructor(
+    private readonly stack: Stack,
+    private readonly host: HostUdp,
+    opts: UdpNatOptions = {},
+  ) {
+    this.maxFlows = opts.maxFlows ?? 4096;
+    this.idleMs = opts.idleMs ?? 120_000;
+    this.mapGateway = opts.mapGateway ?? true;
+    this.log = opts.log ?? silentLog;
+    this.buf = new Uint8Array(stack.config.mtu);
+  }
+
+  /**
+   * A UDP datagram from the guest (`packet` is the whole IP packet, its UDP header at `udpOff`,
+   * both checked by the stack) to a destination beyond us, or to the gateway.
+   */
+  output(family: 4 | 6, packet: Uint8Array, udpOff: number, ttl: number): void {
+    const udpLen = (packet[udpOff + 4]! << 8) | packet[udpOff + 5]!;
+    const alen = family === 4 ? 4 : 16;
+    const srcOff = family === 4 ? 12 : 8;
+    const dstOff = family === 4 ? 16 : 24;
+    const guest = packet.subarray(srcOff, srcOff + alen);
+    const dst = packet.subarray(dstOff, dstOff + alen);
+    const guestPort = (packet[udpOff]! << 8) | packet[udpOff + 1]!;
+    const dstPort = (packet[udpOff + 2]! << 8) | packet[udpOff + 3]!;
+    const flow = this.flowFor(family, guest, guestPort, dst, dstPort);
+    if (!flow) return;
+    flow.lastUse = this.stack.now();
+    this.stats.datagramsOut++;
+    const rc = flow.socket.send(packet.subarray(udpOff + UDP_HEADER_LEN, udpOff + udpLen), Math.max(1, ttl - 1));
+    if (rc < 0) this.log.debug({ errno: -rc }, 'UDP datagram not sent');
+  }
+
+  /** Whether a datagram to one of our addresses is the NAT's: to the gateway, when mapped. */
+  takesGateway(family: 4 | 6, packet: Uint8Array): boolean {
+    const dst = packet.subarray(family === 4 ? 16 : 24, family === 4 ? 20 : 40);
+    return this.mapGateway && this.target(family, dst) !== dst;
+  }
+
+  /** The address the host socket talks to: the destination, or loopback for the gateway. */
+  private target(family: 4 | 6, dst: Uint8Array): Uint8Array | undefined {
+    const c = this.stack.config;
+    const isGateway = family === 4 ? ipv4Read(dst, 0) === c.ipv4.gateway : c.ipv6 !== undefined && toHex(dst) === toHex(c.ipv6.gateway);
+    if (!isGateway) return dst;
+    return this.mapGateway ? (family === 4 ? LOOPBACK4 : LOOPBACK6) : undefined;
+  }
+
+  private flowFor(family: 4 | 6, guest: Uint8Array, guestPort: number, dst: Uint8Array, dstPort: number): Flow | undefined {
+    const key = `${family}|${toHex(guest)}|${guestPort}|${toHex(dst)}|${dstPort}`;
+    const known = this.flows.get(key);
+    if (known) return known;
+    const target = this.target(family, dst);
+    if (!target) return undefined;
+    if (this.flows.size >= this.maxFlows) this.evictOldest();
+    const flow: Partial<Flow> = { key, family, guest: guest.slice(), guestPort, dst: dst.slice(), dstPort };
+    try {
+      flow.socket = this.host.openUdp(family, target, dstPort, {
+        datagram: (data) => this.input(flow as Flow, data),
+        error: (e, data) => this.error(flow as Flow, e, data),
+      });
+    } catch (err) {
+      this.stats.openFailed++;
+      this.log.warn({ code: (err as { code?: string }).code }, 'cannot open a host UDP socket for a guest flow');
+      return undefined;
+    }
+    this.stats.flows++;
+    this.flows.set(key, flow as Flow);
+    return flow as Flow;
+  }
+
+  private evictOldest(): void {
+    let oldest: Flow | undefined;
+    for (const f of this.flows.values()) if (!oldest || f.lastUse < oldest.lastUse) oldest = f;
+    if (oldest) this.close(oldest);
+  }
+
+  private close(f: Flow): void {
+    f.socket.close();
+    this.flows.delete(f.key);
+  }
+
+  poll(now: number): void {
+    for (const f of [...this.flows.values()]) if (now - f.lastUse >= this.idleMs) this.close(f);
+  }
+
+  pollAt(): number {
+    let at = Infinity;
+    for (const f of this.flows.values()) at = Math.min(at, f.lastUse + this.idleMs);
+    return at;
+  }
+
+  closeAll(): void {
+    for (const f of [...this.flows.values()]) this.close(f);
+  }
+
+  get flowCount(): number {
+    return this.flows.size;
+  }
+
+  /** An answer from the peer: a datagram from dst:dstPort to the guest's port. */
+  private input(f: Flow, data: Uint8Array): void {
+    if (!this.flows.has(f.key)) return;
+    f.lastUse = this.stack.now();
+    const b = this.buf;
+    const ipLen = f.family === 4 ? 20 : IPV6_HEADER_LEN;
+    const n = ipLen + UDP_HEADER_LEN + data.length;
+    if (n > b.length) {
+      // Larger than the guest's MTU: fragmentation on output comes with issue 6.
+      this.stats.tooBig++;
+      return;
+    }
+    this.stats.datagramsIn++;
+    b.set(data, ipLen + UDP_HEADER_LEN);
+    if (f.family === 4) {
+      emitUdpV4(b, ipLen, { srcPort: f.dstPort, dstPort: f.guestPort, payloadLength: data.length }, ipv4Read(f.dst, 0), ipv4Read(f.guest, 0));
+      emitIpv4Header(b, 0, { src: ipv4Read(f.dst, 0), dst: ipv4Read(f.guest, 0), proto: IpProtocol.UDP, ttl: 63, id: 0, flags: 2, fragOffset: 0, payloadLength: UDP_HEADER_LEN + data.length, tos: 0 });
+      this.stack.ipv4.sendToGuest(b.subarray(0, n));
+    } else if (this.stack.ipv6) {
+      emitUdpV6(b, ipLen, { srcPort: f.dstPort, dstPort: f.guestPort, payloadLength: data.length }, f.dst, f.guest);
+      emitIpv6Header(b, 0, { src: f.dst, dst: f.guest, nextHeader: IpProtocol.UDP, hopLimit: 63, payloadLength: UDP_HEADER_LEN + data.length });
+      this.stack.ipv6.sendToGuest(b.subarray(0, n));
+    }
+  }
+
+  /** An error about one of the flow's datagrams: the ICMP error, quoting it as the guest sent it. */
+  private error(f: Flow, e: HostError, data: Uint8Array): void {
+    if (!this.flows.has(f.key)) return;
+    const g = translateError(f.family, e);
+    if (!g) return;
+    this.stats.errors++;
+    const c = this.stack.config;
+    const b = this.buf;
+    const q = this.quote(f, data);
+    if (f.family === 4) {
+      const from = g.from === 'offender' ? ipv4Read(e.offender, 0) : c.ipv4.gateway;
+      const n = emitIcmpv4Error(b, 20, g.type, g.code, g.rest, q, 0, q.length, QUOTE4_MAX);
+      emitIpv4Header(b, 0, { src: from, dst: ipv4Read(f.guest, 0), proto: IpProtocol.ICMP, ttl: 64, id: 0, flags: 0, fragOffset: 0, payloadLength: n, tos: 0 });
+      this.stack.ipv4.sendToGuest(b.subarray(0, 20 + n));
+    } else if (c.ipv6 && this.stack.ipv6) {
+      const from = g.from === 'offender' ? e.offender.subarray(0, 16) : c.ipv6.gateway;
+      const n = emitIcmpv6Error(b, IPV6_HEADER_LEN, g.type, g.code, g.rest, q, 0, q.length, QUOTE6_MAX, from, f.guest);
+      emitIpv6Header(b, 0, { src: from, dst: f.guest, nextHeader: IpProtocol.ICMPV6, hopLimit: 64, payloadLength: n });
+      this.stack.ipv6.sendToGuest(b.subarray(0, IPV6_HEADER_LEN + n));
+    }
+  }
+
+  /** The guest's datagram rebuilt (IP header as it left the guest, UDP header, payload). */
+  private quote(f: Flow, data: Uint8Array): Uint8Array {
+    const v4 = f.family === 4;
+    const ipLen = v4 ? 20 : IPV6_HEADER_LEN;
+    const full = new Uint8Array(ipLen + UDP_HEADER_LEN + data.length);
+    full.set(data, ipLen + UDP_HEADER_LEN);
+    if (v4) {
+      emitUdpV4(full, ipLen, { srcPort: f.guestPort, dstPort: f.dstPort, payloadLength: data.length }, ipv4Read(f.guest, 0), ipv4Read(f.dst, 0));
+      emitIpv4Header(full, 0, { src: ipv4Read(f.guest, 0), dst: ipv4Read(f.dst, 0), proto: IpProtocol.UDP, ttl: 1, id: 0, flags: 0, fragOffset: 0, payloadLength: UDP_HEADER_LEN + data.length, tos: 0 });
+    } else {
+      emitUdpV6(full, ipLen, { srcPort: f.guestPort, dstPort: f.dstPort, payloadLength: data.length }, f.guest, f.dst);
+      emitIpv6Header(full, 0, { src: f.guest, dst: f.dst, nextHeader: IpProtocol.UDP, hopLimit: 1, payloadLength: UDP_HEADER_LEN + data.length });
+    }
+    return full;
+  }
+}

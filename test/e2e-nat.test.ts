@@ -1,0 +1,85 @@
+// End to end through network namespaces: a real guest's pings reach a target two routers away and
+// come back; traceroute -I, traceroute6 -I and classic UDP traceroute list the gateway, both
+// routers and the target; UDP echo works on both families; a ping to an address on vunet's host
+// link that no one holds gets host unreachable, not silence.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { startGuest } from '../scripts/qemu.js';
+import { canUseNetns, createTopology } from './support/netns.js';
+
+const BIN = join(import.meta.dirname, '..', 'bin', 'vunet.js');
+const why = canUseNetns();
+
+t.test('ICMP and UDP through the NAT: ping, traceroute, UDP echo, host unreachable', { skip: why ?? false }, async (t) => {
+  const topo = createTopology(String(process.pid % 10000));
+  // UDP echo on the target, both families (socat, port 7).
+  const echoes = ['UDP4-RECVFROM:7,fork', 'UDP6-RECVFROM:7,fork,ipv6only=1'].map((a) => spawn('ip', ['netns', 'exec', topo.targetNs, 'socat', a, 'PIPE'], { stdio: 'ignore' }));
+  // A DNS responder on the target, the resolver vunet forwards to.
+  echoes.push(spawn('ip', ['netns', 'exec', topo.targetNs, process.execPath, join(import.meta.dirname, 'support', 'dns-responder.mjs')], { stdio: 'ignore' }));
+  const dir = mkdtempSync(join(tmpdir(), 'vunet-nat-'));
+  const sock = join(dir, 'vunet.sock');
+  const vunet = spawn('ip', ['netns', 'exec', topo.vunetNs, process.execPath, BIN, '--socket', sock, '--log-level', 'info', '--dns', topo.target4], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  vunet.stdout.on('data', (d: Buffer) => (log += d.toString()));
+  vunet.stderr.on('data', (d: Buffer) => (log += d.toString()));
+  t.teardown(() => {
+    for (const e of echoes) e.kill('SIGTERM');
+    vunet.kill('SIGTERM');
+    topo.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`vunet did not start: ${log}`)), 15_000);
+    const check = (): void => {
+      if (log.includes('Start QEMU with')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    vunet.stderr.on('data', check);
+    vunet.stdout.on('data', check);
+  });
+  t.match(log, /ping sockets|raw ICMP sockets/, 'vunet says which ICMP sockets it uses');
+
+  const script = `
+ip link set eth0 up
+udhcpc -i eth0 -n -q -t 5 -T 2 >/dev/null 2>&1
+i=0; while [ $i -lt 60 ]; do ip -6 addr show dev eth0 | grep -q 'inet6 fec0' && break; sleep 0.25; i=$((i+1)); done
+sleep 1
+echo "== ping4"; ping -c 3 -W 3 ${topo.target4} 2>&1
+echo "== ping6"; ping6 -c 3 -W 3 ${topo.target6} 2>&1
+echo "== trace4"; traceroute -I -n -q 1 -w 2 -m 8 ${topo.target4} 2>&1
+echo "== trace6"; traceroute -6 -I -n -q 1 -w 2 -m 8 ${topo.target6} 2>&1
+echo "== trace4udp"; traceroute -n -q 1 -w 2 -m 8 ${topo.target4} 2>&1
+echo "== udp4"; echo hello-udp4 | socat -t 3 - UDP4:${topo.target4}:7 2>&1
+echo "== udp6"; echo hello-udp6 | socat -t 3 - UDP6:[${topo.target6}]:7 2>&1
+echo "== dns4"; nslookup vunet.test 10.0.2.3 2>&1
+echo "== dns6"; nslookup -type=AAAA vunet.test fec0::3 2>&1
+echo "== unreach4"; ping-iputils -n -c 1 -W 6 ${topo.nobody4} 2>&1
+echo "== end"
+`;
+  const guest = await startGuest({ socketPath: sock, script, timeoutMs: 240_000, guestTimeoutSec: 200 });
+  const exit = await guest.exited;
+  const out = guest.output;
+  const section = (name: string): string => out.split(`== ${name}`)[1]?.split('== ')[0] ?? '';
+  t.equal(exit.guestStatus, 0, 'guest script ran to its end');
+  t.match(section('ping4'), /3 packets transmitted, 3 packets received/, 'ping to the target answered');
+  t.match(section('ping6'), /3 packets transmitted, 3 packets received/, 'ping6 to the target answered');
+  const hops4 = [...section('trace4').matchAll(/^\s*(\d+)\s+([0-9.]+)/gm)].map((m) => m[2]);
+  t.same(hops4, ['10.0.2.2', topo.router1[0], topo.router2[0], topo.target4], 'traceroute -I: gateway, router 1, router 2, target');
+  const hops6 = [...section('trace6').matchAll(/^\s*(\d+)\s+([0-9a-f:]+)/gm)].map((m) => m[2]);
+  t.same(hops6, ['fec0::2', topo.router1[1], topo.router2[1], topo.target6], 'traceroute6 -I: gateway, router 1, router 2, target');
+  const hopsUdp = [...section('trace4udp').matchAll(/^\s*(\d+)\s+([0-9.]+)/gm)].map((m) => m[2]);
+  t.same(hopsUdp, ['10.0.2.2', topo.router1[0], topo.router2[0], topo.target4], 'UDP traceroute: gateway, router 1, router 2, target');
+  t.match(section('udp4'), /hello-udp4/, 'UDP echo over IPv4');
+  t.match(section('udp6'), /hello-udp6/, 'UDP echo over IPv6');
+  t.match(section('dns4'), /Address:? 192\.0\.2\.123/, 'DNS lookup through 10.0.2.3 answered by the target');
+  t.match(section('dns6'), /2001:db8::123/, 'DNS lookup through fec0::3 answered by the target');
+  t.match(section('unreach4'), /Host Unreachable|host unreachable/i, 'unheld address on the host link: host unreachable');
+  vunet.kill('SIGUSR1');
+  await new Promise((r) => setTimeout(r, 300));
+  if (process.env.VUNET_E2E_DEBUG) t.comment(out + '\n--- vunet log ---\n' + log);
+});

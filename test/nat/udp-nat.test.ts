@@ -1,0 +1,100 @@
+// UDP NAT against a fake host: one connected socket per flow, TTL - 1, answers to the guest's
+// port, errors quoting the datagram, the gateway mapped to loopback, idle expiry and bounds.
+import t from 'tap';
+import type { HostUdp, UdpSocketEvents } from '../../src/nat/host.js';
+import { ErrOrigin } from '../../src/nat/icmp-errors.js';
+import { UdpNat } from '../../src/nat/udp-nat.js';
+import { Icmpv4Packet, IpProtocol, Ipv4Packet, UdpDatagram, ipv4 } from '../../src/wire/index.js';
+import { makeStack } from '../support/frame-device.js';
+import { GUEST_IP, GW_IP, arpRequest, udpFrame } from '../support/packets.js';
+
+class FakeUdp implements HostUdp {
+  sockets: { dst: number[]; port: number; events: UdpSocketEvents; sent: { data: number[]; ttl: number }[]; closed: boolean }[] = [];
+  openUdp(_family: 4 | 6, dst: Uint8Array, port: number, events: UdpSocketEvents) {
+    const s = { dst: [...dst], port, events, sent: [] as { data: number[]; ttl: number }[], closed: false };
+    this.sockets.push(s);
+    return {
+      send: (data: Uint8Array, ttl: number) => {
+        s.sent.push({ data: [...data], ttl });
+        return 0;
+      },
+      close: () => void (s.closed = true),
+    };
+  }
+}
+
+const FAR = ipv4(192, 0, 2, 9);
+
+function setup(opts: ConstructorParameters<typeof UdpNat>[2] = {}) {
+  const env = makeStack({ ipv6: undefined });
+  const host = new FakeUdp();
+  const nat = new UdpNat(env.stack, host, opts);
+  env.stack.beyond = (p) => nat.output(4, p, (p[0]! & 15) * 4, p[8]!);
+  env.stack.unservedUdp = (family, p, off, ttl) => {
+    if (!nat.takesGateway(family, p)) return false;
+    nat.output(family, p, off, ttl);
+    return true;
+  };
+  env.inject(arpRequest(GW_IP)); // the guest is known on the link
+  return { ...env, nat, host };
+}
+
+t.test('a flow: TTL - 1 out, answers back to the guest port from the destination', async (t) => {
+  const { inject, host, link } = setup();
+  t.same(inject(udpFrame(40000, 53, Uint8Array.of(1, 2, 3), { dst: FAR, ttl: 64 })), []);
+  t.equal(host.sockets.length, 1);
+  t.same(host.sockets[0]!.dst, [192, 0, 2, 9]);
+  t.equal(host.sockets[0]!.port, 53);
+  t.same(host.sockets[0]!.sent, [{ data: [1, 2, 3], ttl: 63 }]);
+  inject(udpFrame(40000, 53, Uint8Array.of(4), { dst: FAR }));
+  t.equal(host.sockets.length, 1, 'same flow, same socket');
+  host.sockets[0]!.events.datagram(Uint8Array.of(9, 9));
+  const [r] = link.take();
+  const ip = new Ipv4Packet().at(r!, 14, r!.length - 14);
+  t.equal(ip.src, FAR);
+  t.equal(ip.dst, GUEST_IP);
+  t.equal(ip.protocol, IpProtocol.UDP);
+  const udp = new UdpDatagram().at(r!, ip.payloadOffset, ip.payloadLength);
+  t.equal(udp.srcPort, 53);
+  t.equal(udp.dstPort, 40000);
+  t.ok(udp.verifyChecksumV4(ip.src, ip.dst));
+  t.same([...r!.subarray(udp.payloadOffset)], [9, 9]);
+});
+
+t.test('errors quote the datagram as the guest sent it, from the reporting hop', async (t) => {
+  const { inject, host, link } = setup();
+  const sent = udpFrame(40001, 33434, new Uint8Array(10), { dst: FAR, ttl: 3 });
+  inject(sent);
+  const router = Uint8Array.of(198, 51, 100, 7, ...new Array<number>(12).fill(0));
+  host.sockets[0]!.events.error({ origin: ErrOrigin.ICMP, type: 11, code: 0, errno: 113, info: 0, offender: router, offenderValid: true }, new Uint8Array(10));
+  const [e] = link.take();
+  const ip = new Ipv4Packet().at(e!, 14, e!.length - 14);
+  t.equal(ip.src, ipv4(198, 51, 100, 7));
+  const icmp = new Icmpv4Packet().at(e!, ip.payloadOffset, ip.payloadLength);
+  t.equal(icmp.type, 11);
+  t.ok(icmp.verifyChecksum());
+  const q = new UdpDatagram().at(e!, icmp.payloadOffset + 20, 8);
+  t.equal(q.srcPort, 40001, 'quoted ports are the guest ones (traceroute matches on them)');
+  t.equal(q.dstPort, 33434);
+});
+
+t.test('the gateway maps to loopback; the DNS address does not', async (t) => {
+  const { inject, host } = setup();
+  t.same(inject(udpFrame(40002, 7, Uint8Array.of(1))), [], 'to 10.0.2.2:7: taken by the NAT');
+  t.same(host.sockets[0]!.dst, [127, 0, 0, 1]);
+  const [unreach] = inject(udpFrame(40002, 7, Uint8Array.of(1), { dst: ipv4(10, 0, 2, 3) }));
+  t.equal(new Icmpv4Packet().at(unreach!, 34, unreach!.length - 34).code, 3, '10.0.2.3:7: port unreachable');
+  const off = setup({ mapGateway: false });
+  const [r] = off.inject(udpFrame(40002, 7, Uint8Array.of(1)));
+  t.equal(new Icmpv4Packet().at(r!, 34, r!.length - 34).code, 3, '--no-map-gw: port unreachable');
+});
+
+t.test('idle expiry and the flow bound', async (t) => {
+  const { inject, host, nat, clock } = setup({ maxFlows: 2, idleMs: 5000 });
+  for (let p = 1; p <= 3; p++) inject(udpFrame(40000 + p, 9, Uint8Array.of(p), { dst: FAR }));
+  t.equal(nat.flowCount, 2);
+  t.ok(host.sockets[0]!.closed, 'the least recently used flow closed');
+  clock.advance(5000);
+  nat.poll(clock.now());
+  t.equal(nat.flowCount, 0);
+});

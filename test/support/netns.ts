@@ -1,0 +1,106 @@
+// A network-namespace topology for end-to-end NAT tests, all on this machine:
+//
+//   [vunet ns] --veth-- [router 1] --veth-- [router 2] --veth-- [target]
+//   10.201.1.2/24    .1 | 10.201.2.1/24   .2 | 10.201.3.1/24    .2
+//   fd00:201:1::2/64 ::1| fd00:201:2::1   ::2| fd00:201:3::1     ::2
+//
+// vunet runs inside the first namespace (spawned under `ip netns exec`); QEMU stays outside: the
+// vhost-user socket is a file, not a network address. 10.201.1.99 / fd00:201:1::99 sit on vunet's
+// host link and belong to no one.
+import { execFileSync } from 'node:child_process';
+
+export interface Topology {
+  vunetNs: string;
+  targetNs: string;
+  target4: string;
+  target6: string;
+  router1: [string, string];
+  router2: [string, string];
+  nobody4: string;
+  nobody6: string;
+  /** Runs a command inside a namespace of the topology. */
+  exec(ns: string, cmd: string[]): string;
+  destroy(): void;
+}
+
+const ip = (...args: string[]): string => execFileSync('ip', args, { encoding: 'utf8' });
+
+export function canUseNetns(): string | undefined {
+  if (process.getuid?.() !== 0) return 'network namespaces need root';
+  try {
+    ip('netns', 'list');
+    return undefined;
+  } catch (err) {
+    return `ip netns unusable: ${(err as Error).message}`;
+  }
+}
+
+export function createTopology(tag: string): Topology {
+  const ns = (n: string): string => `vn${tag}-${n}`;
+  const names = [ns('v'), ns('r1'), ns('r2'), ns('t')];
+  const run = (n: string, ...cmd: string[]): string => execFileSync('ip', ['netns', 'exec', n, ...cmd], { encoding: 'utf8' });
+  const destroy = (): void => {
+    for (const n of names) {
+      try {
+        execFileSync('ip', ['netns', 'del', n], { stdio: 'ignore' });
+      } catch {
+        // already gone
+      }
+    }
+  };
+  destroy();
+  try {
+    for (const n of names) {
+      ip('netns', 'add', n);
+      ip('-n', n, 'link', 'set', 'lo', 'up');
+      run(n, 'sysctl', '-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0');
+    }
+    const link = (a: string, b: string, i: number): void => {
+      const ea = `e${i}a`;
+      const eb = `e${i}b`;
+      ip('link', 'add', ea, 'netns', a, 'type', 'veth', 'peer', 'name', eb, 'netns', b);
+      ip('-n', a, 'link', 'set', ea, 'up');
+      ip('-n', b, 'link', 'set', eb, 'up');
+    };
+    const [v, r1, r2, t] = names as [string, string, string, string];
+    link(v, r1, 1);
+    link(r1, r2, 2);
+    link(r2, t, 3);
+    const addr = (n: string, dev: string, a4: string, a6: string): void => {
+      ip('-n', n, 'addr', 'add', a4, 'dev', dev);
+      ip('-n', n, '-6', 'addr', 'add', a6, 'dev', dev, 'nodad');
+    };
+    addr(v, 'e1a', '10.201.1.2/24', 'fd00:201:1::2/64');
+    addr(r1, 'e1b', '10.201.1.1/24', 'fd00:201:1::1/64');
+    addr(r1, 'e2a', '10.201.2.1/24', 'fd00:201:2::1/64');
+    addr(r2, 'e2b', '10.201.2.2/24', 'fd00:201:2::2/64');
+    addr(r2, 'e3a', '10.201.3.1/24', 'fd00:201:3::1/64');
+    addr(t, 'e3b', '10.201.3.2/24', 'fd00:201:3::2/64');
+    ip('-n', v, 'route', 'add', 'default', 'via', '10.201.1.1');
+    ip('-n', v, '-6', 'route', 'add', 'default', 'via', 'fd00:201:1::1');
+    ip('-n', r1, 'route', 'add', '10.201.3.0/24', 'via', '10.201.2.2');
+    ip('-n', r1, '-6', 'route', 'add', 'fd00:201:3::/64', 'via', 'fd00:201:2::2');
+    ip('-n', r2, 'route', 'add', 'default', 'via', '10.201.2.1');
+    ip('-n', r2, '-6', 'route', 'add', 'default', 'via', 'fd00:201:2::1');
+    ip('-n', t, 'route', 'add', 'default', 'via', '10.201.3.1');
+    ip('-n', t, '-6', 'route', 'add', 'default', 'via', 'fd00:201:3::1');
+    for (const r of [r1, r2]) run(r, 'sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1');
+    // Unprivileged ping sockets inside vunet's namespace (the kernel default is off).
+    run(v, 'sysctl', '-qw', 'net.ipv4.ping_group_range=0 2147483647');
+  } catch (err) {
+    destroy();
+    throw err;
+  }
+  return {
+    vunetNs: names[0]!,
+    targetNs: names[3]!,
+    target4: '10.201.3.2',
+    target6: 'fd00:201:3::2',
+    router1: ['10.201.1.1', 'fd00:201:1::1'],
+    router2: ['10.201.2.2', 'fd00:201:2::2'],
+    nobody4: '10.201.1.99',
+    nobody6: 'fd00:201:1::99',
+    exec: (n, cmd) => run(n, ...cmd),
+    destroy,
+  };
+}
