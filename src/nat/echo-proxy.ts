@@ -29,7 +29,7 @@ import {
   toHex,
 } from '../wire/index.js';
 import type { EchoSocket, HostNet } from './host.js';
-import { translateError } from './icmp-errors.js';
+import { refusedSend, translateError } from './icmp-errors.js';
 import type { HostError } from './icmp-errors.js';
 
 export interface EchoProxyOptions {
@@ -92,7 +92,8 @@ export class EchoProxy {
     if (!flow) return true; // no echo socket: unanswered, never faked
     flow.lastUse = this.stack.now();
     const rc = flow.socket.send(target, r.seq, r.data, Math.max(1, r.ttl - 1));
-    if (rc < 0) this.log.debug({ errno: -rc }, 'echo request not sent');
+    // Refused at once by the host: the same ICMP error an error-queue entry would give.
+    if (rc < 0) this.onError(flow, refusedSend(-rc), r.seq, r.data);
     return true;
   };
 

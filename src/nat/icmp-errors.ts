@@ -95,6 +95,13 @@ export function translateError(family: 4 | 6, e: HostError): GuestError | undefi
   return undefined;
 }
 
+/** An error-queue-like entry for a send the host refused at once with `errno`. */
+export function refusedSend(errno: number): HostError {
+  return { origin: ErrOrigin.LOCAL, type: 0, code: 0, errno, info: 0, offender: NO_OFFENDER, offenderValid: false };
+}
+
+const NO_OFFENDER = new Uint8Array(16);
+
 /** The host could not send it: answer as the router the guest sees. */
 function localError(family: 4 | 6, e: HostError): GuestError | undefined {
   const v4 = family === 4;

@@ -22,7 +22,7 @@ import {
   toHex,
 } from '../wire/index.js';
 import type { HostUdp, UdpSocket } from './host.js';
-import { translateError } from './icmp-errors.js';
+import { refusedSend, translateError } from './icmp-errors.js';
 import type { HostError } from './icmp-errors.js';
 
 export interface UdpNatOptions {
@@ -87,8 +87,11 @@ export class UdpNat {
     if (!flow) return;
     flow.lastUse = this.stack.now();
     this.stats.datagramsOut++;
-    const rc = flow.socket.send(packet.subarray(udpOff + UDP_HEADER_LEN, udpOff + udpLen), Math.max(1, ttl - 1));
-    if (rc < 0) this.log.debug({ errno: -rc }, 'UDP datagram not sent');
+    const payload = packet.subarray(udpOff + UDP_HEADER_LEN, udpOff + udpLen);
+    const rc = flow.socket.send(payload, Math.max(1, ttl - 1));
+    // The host refusing at once (no route, neighbour known to be unreachable, too big, firewall)
+    // is a local error like those of the error queue: the guest gets the matching ICMP error.
+    if (rc < 0) this.error(flow, refusedSend(-rc), payload);
   }
 
   /** Whether a datagram to one of our addresses is the NAT's: to the gateway, when mapped. */
