@@ -5,6 +5,7 @@
 import type { RxMeta } from './link.js';
 import type { Stack } from './stack.js';
 import { EchoRequestSlot } from './echo.js';
+import { fragmentIpv4 } from './fragment.js';
 import { NeighborCache } from './neighbor.js';
 import { TokenBucket } from './rate-limit.js';
 import {
@@ -89,6 +90,8 @@ export class Ipv4Layer {
   private readonly icmpLimiter: TokenBucket;
   private ipId = 0;
   private claims: AddressClaim[] = [];
+  /** Where fragments are cut (one MTU). */
+  private readonly fragScratch: Uint8Array;
   private readonly echoSlot = new EchoRequestSlot(4, () => this.echoReply());
   /** Where the frame of the echo in echoSlot came from (for the reply's link destination). */
   private readonly echoCtx: { frame: Uint8Array; srcMacOffset: number } = { frame: new Uint8Array(0), srcMacOffset: 0 };
@@ -100,6 +103,7 @@ export class Ipv4Layer {
 
   constructor(private readonly s: Stack, icmpRate: number, icmpBurst: number) {
     this.icmpLimiter = new TokenBucket(icmpRate, icmpBurst, s.now());
+    this.fragScratch = new Uint8Array(s.config.mtu);
     this.neighbors = new NeighborCache<number>(
       {
         solicit: (ip, mac) => this.sendArp(ArpOp.REQUEST, s.config.ipv4.gateway, mac ?? MAC_BROADCAST, ip, mac ?? ZERO_MAC),
@@ -144,15 +148,21 @@ export class Ipv4Layer {
     return this.frameAndSend(packet, mac);
   }
 
+  /** Frames and sends a packet to `mac`, in fragments when it exceeds the link MTU. */
   private frameAndSend(packet: Uint8Array, mac: Uint8Array): boolean {
     const o = this.s.out;
-    if (ETHERNET_HEADER_LEN + packet.length > o.length) {
-      this.s.drop('ipv4.outTooBig');
+    const one = (p: Uint8Array): boolean => {
+      o.set(p, ETHERNET_HEADER_LEN);
+      emitEthernetHeader(o, 0, { dst: mac, src: this.s.config.mac, etherType: EtherType.IPV4 });
+      return this.s.transmit(ETHERNET_HEADER_LEN + p.length);
+    };
+    if (packet.length <= this.s.config.mtu) return one(packet);
+    if (!fragmentIpv4(packet, this.s.config.mtu, this.fragScratch, one)) {
+      this.s.drop('ipv4.cannotFragment'); // DF set: issue 6 answers fragmentation needed
       return false;
     }
-    o.set(packet, ETHERNET_HEADER_LEN);
-    emitEthernetHeader(o, 0, { dst: mac, src: this.s.config.mac, etherType: EtherType.IPV4 });
-    return this.s.transmit(ETHERNET_HEADER_LEN + packet.length);
+    this.s.counters.add('ipv4.fragmentedOut');
+    return true;
   }
 
   /**

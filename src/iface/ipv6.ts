@@ -7,6 +7,7 @@
 import type { Ipv6Config } from './config.js';
 import type { RxMeta } from './link.js';
 import { EchoRequestSlot } from './echo.js';
+import { fragmentIpv6 } from './fragment.js';
 import { NeighborCache, ipv6Key, ipv6KeyBytes } from './neighbor.js';
 import { TokenBucket } from './rate-limit.js';
 import type { Stack } from './stack.js';
@@ -129,6 +130,8 @@ export class Ipv6Layer {
   private reportsLeft = 0;
   private nextReport = Infinity;
   private advertiserStarted = false;
+  private fragIdent = 0;
+  private readonly fragScratch: Uint8Array;
 
   private readonly ip6 = new Ipv6Packet();
   private readonly chain = new Ipv6HeaderChain();
@@ -152,6 +155,8 @@ export class Ipv6Layer {
     icmpBurst: number,
   ) {
     this.icmpLimiter = new TokenBucket(icmpRate, icmpBurst, s.now());
+    this.fragScratch = new Uint8Array(s.config.mtu);
+    this.fragIdent = Math.floor(s.random() * 0x1_0000_0000);
     this.neighbors = new NeighborCache<string>(
       {
         solicit: (key, mac) => this.sendSolicitation(ipv6KeyBytes(key), mac),
@@ -596,12 +601,19 @@ export class Ipv6Layer {
   /** Frames a whole IPv6 packet to `mac` (or its group MAC when multicast) and sends it. */
   private sendPacketTo(p: Uint8Array, mac: Uint8Array | undefined): boolean {
     const o = this.s.out;
-    if (ETHERNET_HEADER_LEN + p.length > o.length) {
-      this.s.drop('ipv6.outTooBig');
+    const one = (f: Uint8Array): boolean => {
+      o.set(f, ETHERNET_HEADER_LEN);
+      return this.frameAndSend(o, ETHERNET_HEADER_LEN + 24, mac, 0, f.length);
+    };
+    if (p.length <= this.s.config.mtu) return one(p);
+    // We are the source of what we build (and re-originate for the NAT): we fragment it.
+    this.fragIdent = (this.fragIdent + 1) >>> 0;
+    if (p[6] === IpProtocol.IPV6_FRAG || !fragmentIpv6(p, this.s.config.mtu, this.fragIdent, this.fragScratch, one)) {
+      this.s.drop('ipv6.cannotFragment');
       return false;
     }
-    o.set(p, ETHERNET_HEADER_LEN);
-    return this.frameAndSend(o, ETHERNET_HEADER_LEN + 24, mac, 0, p.length);
+    this.s.counters.add('ipv6.fragmentedOut');
+    return true;
   }
 
   /**

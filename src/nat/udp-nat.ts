@@ -67,7 +67,8 @@ export class UdpNat {
     this.idleMs = opts.idleMs ?? 120_000;
     this.mapGateway = opts.mapGateway ?? true;
     this.log = opts.log ?? silentLog;
-    this.buf = new Uint8Array(stack.config.mtu);
+    // Whole datagrams are built here; the stack fragments what exceeds the guest MTU.
+    this.buf = new Uint8Array(IPV6_HEADER_LEN + 0x10000);
   }
 
   /**
@@ -160,6 +161,13 @@ export class UdpNat {
     return this.flows.size;
   }
 
+  private ipId = 0;
+  /** IPv4 identification for datagrams we may fragment (RFC 6864: unique while in flight). */
+  private nextId(): number {
+    this.ipId = (this.ipId + 1) & 0xffff;
+    return this.ipId;
+  }
+
   /** An answer from the peer: a datagram from dst:dstPort to the guest's port. */
   private input(f: Flow, data: Uint8Array): void {
     if (!this.flows.has(f.key)) return;
@@ -167,8 +175,7 @@ export class UdpNat {
     const b = this.buf;
     const ipLen = f.family === 4 ? 20 : IPV6_HEADER_LEN;
     const n = ipLen + UDP_HEADER_LEN + data.length;
-    if (n > b.length) {
-      // Larger than the guest's MTU: fragmentation on output comes with issue 6.
+    if (UDP_HEADER_LEN + data.length > 0xffff) {
       this.stats.tooBig++;
       return;
     }
@@ -176,7 +183,7 @@ export class UdpNat {
     b.set(data, ipLen + UDP_HEADER_LEN);
     if (f.family === 4) {
       emitUdpV4(b, ipLen, { srcPort: f.dstPort, dstPort: f.guestPort, payloadLength: data.length }, ipv4Read(f.dst, 0), ipv4Read(f.guest, 0));
-      emitIpv4Header(b, 0, { src: ipv4Read(f.dst, 0), dst: ipv4Read(f.guest, 0), proto: IpProtocol.UDP, ttl: 63, id: 0, flags: 2, fragOffset: 0, payloadLength: UDP_HEADER_LEN + data.length, tos: 0 });
+      emitIpv4Header(b, 0, { src: ipv4Read(f.dst, 0), dst: ipv4Read(f.guest, 0), proto: IpProtocol.UDP, ttl: 63, id: this.nextId(), flags: 0, fragOffset: 0, payloadLength: UDP_HEADER_LEN + data.length, tos: 0 });
       this.stack.ipv4.sendToGuest(b.subarray(0, n));
     } else if (this.stack.ipv6) {
       emitUdpV6(b, ipLen, { srcPort: f.dstPort, dstPort: f.guestPort, payloadLength: data.length }, f.dst, f.guest);
