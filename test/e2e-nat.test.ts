@@ -21,7 +21,7 @@ t.test('ICMP and UDP through the NAT: ping, traceroute, UDP echo, host unreachab
   echoes.push(spawn('ip', ['netns', 'exec', topo.targetNs, process.execPath, join(import.meta.dirname, 'support', 'dns-responder.mjs')], { stdio: 'ignore' }));
   const dir = mkdtempSync(join(tmpdir(), 'vunet-nat-'));
   const sock = join(dir, 'vunet.sock');
-  const vunet = spawn('ip', ['netns', 'exec', topo.vunetNs, process.execPath, BIN, '--socket', sock, '--log-level', 'info', '--dns', topo.target4], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const vunet = spawn('ip', ['netns', 'exec', topo.vunetNs, process.execPath, BIN, '--socket', sock, '--log-level', 'info', '--dns', topo.target4, '--mtu', '1500'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   vunet.stdout.on('data', (d: Buffer) => (log += d.toString()));
   vunet.stderr.on('data', (d: Buffer) => (log += d.toString()));
@@ -57,6 +57,11 @@ echo "== trace4udp"; traceroute -n -q 1 -w 2 -m 8 ${topo.target4} 2>&1
 echo "== trace6udp"; traceroute -6 -n -q 1 -w 2 -m 8 ${topo.target6} 2>&1
 echo "== udp4"; echo hello-udp4 | socat -t 3 - UDP4:${topo.target4}:7 2>&1
 echo "== udp6"; echo hello-udp6 | socat -t 3 - UDP6:[${topo.target6}]:7 2>&1
+echo "== mtu"; cat /sys/class/net/eth0/mtu
+echo "== big4"; head -c 4000 /dev/zero | tr '\\0' a | socat -t 3 - UDP4:${topo.target4}:7 | wc -c
+echo "== big6"; head -c 4000 /dev/zero | tr '\\0' b | socat -t 3 - UDP6:[${topo.target6}]:7 | wc -c
+echo "== bigping"; ping -c 2 -W 3 -s 4000 ${topo.target4} 2>&1
+echo "== bigping6"; ping6 -c 2 -W 3 -s 4000 ${topo.target6} 2>&1
 echo "== dns4"; nslookup vunet.test 10.0.2.3 2>&1
 echo "== dns6"; nslookup -type=AAAA vunet.test fec0::3 2>&1
 echo "== unreach4"; ping-iputils -n -c 1 -W 6 ${topo.nobody4} 2>&1
@@ -81,6 +86,11 @@ echo "== end"
   t.same(hopsUdp6, ['fec0::2', topo.router1[1], topo.router2[1], topo.target6], 'UDP traceroute6: gateway, router 1, router 2, target');
   t.match(section('udp4'), /hello-udp4/, 'UDP echo over IPv4');
   t.match(section('udp6'), /hello-udp6/, 'UDP echo over IPv6');
+  t.match(section('mtu'), /^\s*1500\s*$/m, 'guest MTU 1500 (DHCP option 26 from --mtu 1500)');
+  t.match(section('big4'), /^\s*4000\s*$/m, '4000-byte UDP datagram echoed over IPv4 (fragmented both ways)');
+  t.match(section('big6'), /^\s*4000\s*$/m, '4000-byte UDP datagram echoed over IPv6 (fragmented both ways)');
+  t.match(section('bigping'), /2 packets transmitted, 2 packets received/, 'ping -s 4000 to the target');
+  t.match(section('bigping6'), /2 packets transmitted, 2 packets received/, 'ping6 -s 4000 to the target');
   t.match(section('dns4'), /Address:? 192\.0\.2\.123/, 'DNS lookup through 10.0.2.3 answered by the target');
   t.match(section('dns6'), /2001:db8::123/, 'DNS lookup through fec0::3 answered by the target');
   t.match(section('unreach4'), /From 10\.0\.2\.2 icmp_seq=1 Destination Host Unreachable/, 'ping to an unheld address on the host link: host unreachable from the gateway');

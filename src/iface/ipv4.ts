@@ -6,6 +6,7 @@ import type { RxMeta } from './link.js';
 import type { Stack } from './stack.js';
 import { EchoRequestSlot } from './echo.js';
 import { fragmentIpv4 } from './fragment.js';
+import { Reassembler } from './reassembly.js';
 import { NeighborCache } from './neighbor.js';
 import { TokenBucket } from './rate-limit.js';
 import {
@@ -62,6 +63,8 @@ const DEFAULT_TTL = 64;
 /** Quote as much of the offending datagram as fits in 576 bytes (RFC 1812 §4.3.2.3). */
 const ICMP_ERROR_MAX = 576 - 20;
 const ZERO_MAC = new Uint8Array(6);
+/** A reassembled datagram's transport checksum was computed whole by the guest. */
+const WHOLE: RxMeta = { checksumPartial: false };
 
 // RFC 5227 §1.1 constants (ms).
 const PROBE_WAIT = 1000;
@@ -90,6 +93,12 @@ export class Ipv4Layer {
   private readonly icmpLimiter: TokenBucket;
   private ipId = 0;
   private claims: AddressClaim[] = [];
+  /** Fragments from the guest waiting for their datagram (RFC 791: 30 s, hence IPv4's timer). */
+  private readonly reassembler = new Reassembler(4, { timeoutMs: 30_000 });
+  private readonly errBuf = new Uint8Array(576);
+  /** The IP part of the stack's output frame. */
+  private readonly outIp: Uint8Array;
+  private readonly eth = new EthernetFrame();
   /** Where fragments are cut (one MTU). */
   private readonly fragScratch: Uint8Array;
   private readonly echoSlot = new EchoRequestSlot(4, () => this.echoReply());
@@ -104,6 +113,7 @@ export class Ipv4Layer {
   constructor(private readonly s: Stack, icmpRate: number, icmpBurst: number) {
     this.icmpLimiter = new TokenBucket(icmpRate, icmpBurst, s.now());
     this.fragScratch = new Uint8Array(s.config.mtu);
+    this.outIp = s.out.subarray(ETHERNET_HEADER_LEN);
     this.neighbors = new NeighborCache<number>(
       {
         solicit: (ip, mac) => this.sendArp(ArpOp.REQUEST, s.config.ipv4.gateway, mac ?? MAC_BROADCAST, ip, mac ?? ZERO_MAC),
@@ -197,13 +207,14 @@ export class Ipv4Layer {
   }
 
   pollAt(): number {
-    let at = this.neighbors.pollAt();
+    let at = Math.min(this.neighbors.pollAt(), this.reassembler.pollAt());
     for (const c of this.claims) if (c.sent < PROBE_NUM + ANNOUNCE_NUM && !c.conflict) at = Math.min(at, c.next);
     return at;
   }
 
   poll(now: number): void {
     this.neighbors.poll(now);
+    this.reassembler.poll(now, (e) => this.reassemblyExpired(e.firstFragment));
     for (const c of this.claims) {
       if (c.conflict || c.sent >= PROBE_NUM + ANNOUNCE_NUM || now < c.next) continue;
       const probing = c.sent < PROBE_NUM;
@@ -278,6 +289,7 @@ export class Ipv4Layer {
     if (err !== Ipv4Error.OK) return this.s.drop(`ipv4.${ipv4ErrorName(err)}`);
     // RFC 1122 §3.2.1.2: a host MUST verify the header checksum and silently discard on failure.
     if (!ip.verifyChecksum()) return this.s.drop('ipv4.badChecksum');
+    if (ip.isFragment()) return this.fragmentInput(frame, ip);
     const dst = ip.dst;
     const cfg = this.s.config.ipv4;
     const broadcast = ipv4IsBroadcast(dst) || dst === ipv4SubnetBroadcast(cfg.network, cfg.prefixLength);
@@ -307,7 +319,6 @@ export class Ipv4Layer {
       }
       return this.s.beyond(frame.subarray(ip.offset, ip.offset + ip.totalLength));
     }
-    if (ip.isFragment()) return this.s.drop('ipv4.fragment'); // reassembly: issue 6
     switch (ip.protocol) {
       case IpProtocol.ICMP:
         return this.icmpv4Input(frame, eth, ip, broadcast);
@@ -331,6 +342,34 @@ export class Ipv4Layer {
     // RFC 1122 §3.2.2.6: echo to a broadcast or multicast address MAY be silently discarded.
     if (broadcast || ipv4IsMulticast(ip.dst)) return this.s.drop('icmp4.echoToGroup');
     this.echo(frame, eth, ip, icmp, true);
+  }
+
+  /**
+   * A fragment from the guest: held until its datagram is whole (reassembly.ts), which is then
+   * processed as if it had arrived in one frame (behind a copy of this frame's link header).
+   */
+  private fragmentInput(frame: Uint8Array, ip: Ipv4Packet): void {
+    const whole = this.reassembler.add(frame.subarray(ip.offset, ip.offset + ip.totalLength), this.s.now());
+    if (!whole) return;
+    const f = new Uint8Array(ETHERNET_HEADER_LEN + whole.length);
+    f.set(frame.subarray(0, ETHERNET_HEADER_LEN), 0);
+    f.set(whole, ETHERNET_HEADER_LEN);
+    this.s.counters.add('ipv4.reassembled');
+    this.ipv4Input(f, this.eth.at(f, 0, f.length), WHOLE);
+  }
+
+  /** Reassembly timed out: time exceeded (code 1) to the source, when the first fragment came. */
+  private reassemblyExpired(first: Uint8Array | undefined): void {
+    this.s.counters.add('ipv4.reassemblyTimeout');
+    if (!first) return;
+    const ip = this.ip4.at(first, 0, first.length);
+    if (ip.check() !== Ipv4Error.OK || !this.mayAnswerWithError(first, ip, false, false)) return;
+    if (!this.icmpLimiter.take(this.s.now())) return this.s.drop('icmp4.rateLimited');
+    const b = this.errBuf;
+    const n = emitIcmpv4Error(b, 20, Icmpv4Type.TIME_EXCEEDED, Icmpv4TimeExceededCode.REASSEMBLY, 0, first, 0, first.length, ICMP_ERROR_MAX);
+    this.emitHeaderInto(b, this.isOurs(ip.dst) ? ip.dst : this.s.config.ipv4.gateway, ip.src, IpProtocol.ICMP, n);
+    this.s.counters.add('icmp4.out.11.1');
+    this.sendToGuest(b.subarray(0, 20 + n));
   }
 
   /** Hands an echo request to the embedder's handler (see echo.ts); returns whether it is settled. */
@@ -409,8 +448,13 @@ export class Ipv4Layer {
 
   /** Writes a 20-byte IPv4 header at out[14] for a payload already in place. */
   private emitIpv4(src: number, dst: number, proto: number, payloadLength: number, tos: number): void {
+    this.emitHeaderInto(this.outIp, src, dst, proto, payloadLength, tos);
+  }
+
+  /** Writes a 20-byte IPv4 header at b[0] for a payload already at b[20]. */
+  private emitHeaderInto(b: Uint8Array, src: number, dst: number, proto: number, payloadLength: number, tos = 0): void {
     this.ipId = (this.ipId + 1) & 0xffff;
-    emitIpv4Header(this.s.out, ETHERNET_HEADER_LEN, { src, dst, proto, ttl: DEFAULT_TTL, id: this.ipId, flags: 0, fragOffset: 0, payloadLength, tos });
+    emitIpv4Header(b, 0, { src, dst, proto, ttl: DEFAULT_TTL, id: this.ipId, flags: 0, fragOffset: 0, payloadLength, tos });
   }
 
   /**

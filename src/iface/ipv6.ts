@@ -8,6 +8,7 @@ import type { Ipv6Config } from './config.js';
 import type { RxMeta } from './link.js';
 import { EchoRequestSlot } from './echo.js';
 import { fragmentIpv6 } from './fragment.js';
+import { Reassembler } from './reassembly.js';
 import { NeighborCache, ipv6Key, ipv6KeyBytes } from './neighbor.js';
 import { TokenBucket } from './rate-limit.js';
 import type { Stack } from './stack.js';
@@ -114,6 +115,8 @@ const MLD_ROBUSTNESS = 2;
 const ICMP_ERROR_MAX = IPV6_MIN_MTU - IPV6_HEADER_LEN;
 const HOP_LIMIT = 64;
 const DHCPV6_SERVER_PORT = 547;
+/** A reassembled datagram's transport checksum was computed whole by the guest. */
+const WHOLE: RxMeta = { checksumPartial: false };
 const NDP_HOP_LIMIT = 255;
 
 export const LINK_LOCAL_ADDRESS = Uint8Array.of(0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2);
@@ -131,6 +134,10 @@ export class Ipv6Layer {
   private nextReport = Infinity;
   private advertiserStarted = false;
   private fragIdent = 0;
+  /** Fragments from the guest waiting for their datagram (RFC 8200 §4.5: 60 s). */
+  private readonly reassembler = new Reassembler(6, { timeoutMs: 60_000 });
+  private readonly errBuf = new Uint8Array(IPV6_MIN_MTU);
+  private readonly eth = new EthernetFrame();
   private readonly fragScratch: Uint8Array;
 
   private readonly ip6 = new Ipv6Packet();
@@ -213,7 +220,7 @@ export class Ipv6Layer {
   }
 
   pollAt(): number {
-    let at = Math.min(this.neighbors.pollAt(), this.reportsLeft > 0 ? this.nextReport : Infinity);
+    let at = Math.min(this.neighbors.pollAt(), this.reassembler.pollAt(), this.reportsLeft > 0 ? this.nextReport : Infinity);
     for (const a of this.addresses) if (a.state === AddressState.Tentative) at = Math.min(at, a.next);
     if (this.advertiserStarted && this.routerAdvertiser) at = Math.min(at, this.routerAdvertiser.pollAt());
     return at;
@@ -221,6 +228,7 @@ export class Ipv6Layer {
 
   poll(now: number): void {
     this.neighbors.poll(now);
+    this.reassembler.poll(now, (e) => this.reassemblyExpired(e.firstFragment));
     if (this.reportsLeft > 0 && now >= this.nextReport) {
       this.sendMldReport();
       this.reportsLeft--;
@@ -290,6 +298,11 @@ export class Ipv6Layer {
     const dstOff = ip.dstOffset;
     // RFC 4291 §2.7: a multicast address must not be a source.
     if (ipv6IsMulticast(frame, srcOff)) return this.s.drop('ipv6.multicastSource');
+    // A fragment (after any hop-by-hop or destination options) waits for its whole datagram.
+    const nh = ip.nextHeader;
+    if (nh === IpProtocol.IPV6_FRAG || nh === IpProtocol.HOPOPTS || nh === IpProtocol.IPV6_OPTS) {
+      if (walkIpv6Headers(frame, ip.offset, this.chain) === Ipv6ChainResult.OK && this.chain.fragmentOffset >= 0) return this.fragmentInput(frame, ip);
+    }
     const multicast = ipv6IsMulticast(frame, dstOff);
     const target = this.own(frame, dstOff);
     if (!multicast && !target) {
@@ -335,7 +348,6 @@ export class Ipv6Layer {
       default:
         return this.s.drop('ipv6.badExtensionHeaders');
     }
-    if (chain.fragmentOffset >= 0) return this.s.drop('ipv6.fragment'); // reassembly: issue 6
     // A tentative address takes nothing but NDP (RFC 4862 §5.4).
     if (target && target.state !== AddressState.Preferred && chain.upperProtocol !== IpProtocol.ICMPV6) return this.s.drop('ipv6.tentative');
     const end = ip.end;
@@ -352,6 +364,32 @@ export class Ipv6Layer {
         // RFC 8200 §4: unrecognized Next Header → parameter problem code 1.
         return this.sendError(frame, eth, Icmpv6Type.PARAM_PROBLEM, 1, chain.nextHeaderPointer, false);
     }
+  }
+
+  /** A fragment: held until its datagram is whole (reassembly.ts), then processed as one packet. */
+  private fragmentInput(frame: Uint8Array, ip: Ipv6Packet): void {
+    const whole = this.reassembler.add(frame.subarray(ip.offset, ip.end), this.s.now());
+    if (!whole) return;
+    const f = new Uint8Array(ETHERNET_HEADER_LEN + whole.length);
+    f.set(frame.subarray(0, ETHERNET_HEADER_LEN), 0);
+    f.set(whole, ETHERNET_HEADER_LEN);
+    this.s.counters.add('ipv6.reassembled');
+    this.ipv6Input(f, this.eth.at(f, 0, f.length), WHOLE);
+  }
+
+  /** Reassembly timed out: time exceeded (code 1) to the source, when the first fragment came
+   *  (RFC 8200 §4.5). */
+  private reassemblyExpired(first: Uint8Array | undefined): void {
+    this.s.counters.add('ipv6.reassemblyTimeout');
+    if (!first || first.length < IPV6_HEADER_LEN || ipv6IsMulticast(first, 8) || ipv6IsUnspecified(first, 8)) return;
+    if (!this.icmpLimiter.take(this.s.now())) return this.s.drop('icmp6.rateLimited');
+    const dst = first.subarray(8, 24);
+    const from = ipv6IsLinkLocal(first, 8) ? LINK_LOCAL_ADDRESS : this.config.gateway;
+    const b = this.errBuf;
+    const n = emitIcmpv6Error(b, IPV6_HEADER_LEN, Icmpv6Type.TIME_EXCEEDED, 1, 0, first, 0, first.length, ICMP_ERROR_MAX, from, dst);
+    emitIpv6Header(b, 0, { src: from, dst, nextHeader: IpProtocol.ICMPV6, hopLimit: HOP_LIMIT, payloadLength: n });
+    this.s.counters.add('icmp6.out.3.1');
+    this.sendToGuest(b.subarray(0, IPV6_HEADER_LEN + n));
   }
 
   /** Multicast groups we take: all-nodes, all-routers, MLDv2 routers, DHCPv6 servers

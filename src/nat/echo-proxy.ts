@@ -67,8 +67,8 @@ export class EchoProxy {
   private readonly mapGateway: boolean;
   private readonly log: Log;
   private warned = false;
-  /** Packets for the guest are built here, then copied by the stack. */
-  private readonly buf: Uint8Array;
+  /** Packets for the guest are built here whole, then copied (and fragmented) by the stack. */
+  private readonly buf = new Uint8Array(IPV6_HEADER_LEN + 0x10000);
 
   constructor(
     private readonly stack: Stack,
@@ -79,7 +79,6 @@ export class EchoProxy {
     this.idleMs = opts.idleMs ?? 60_000;
     this.mapGateway = opts.mapGateway ?? true;
     this.log = opts.log ?? silentLog;
-    this.buf = new Uint8Array(stack.config.mtu);
   }
 
   /** The stack's echo hook: proxies what is not ours (and the gateway, mapped to loopback). */
@@ -165,6 +164,13 @@ export class EchoProxy {
     return this.flows.size;
   }
 
+  private ipId = 0;
+  /** IPv4 identification for replies we may fragment (RFC 6864: unique while in flight). */
+  private nextId(): number {
+    this.ipId = (this.ipId + 1) & 0xffff;
+    return this.ipId;
+  }
+
   /** A real reply: back to the guest from the address it pinged, one hop older. */
   private onReply(f: Flow, _from: Uint8Array, seq: number, data: Uint8Array, ttl: number): void {
     if (!this.flows.has(f.key)) return;
@@ -177,7 +183,7 @@ export class EchoProxy {
       if (n > b.length) return;
       b.set(data, 20 + ICMPV4_HEADER_LEN);
       emitIcmpv4(b, 20, { type: 0, code: 0, rest: icmpv4EchoRest(f.ident, seq), payloadLength: data.length });
-      emitIpv4Header(b, 0, { src: ipv4Read(f.dst, 0), dst: ipv4Read(f.guest, 0), proto: IpProtocol.ICMP, ttl: hops, id: 0, flags: 2, fragOffset: 0, payloadLength: ICMPV4_HEADER_LEN + data.length, tos: 0 });
+      emitIpv4Header(b, 0, { src: ipv4Read(f.dst, 0), dst: ipv4Read(f.guest, 0), proto: IpProtocol.ICMP, ttl: hops, id: this.nextId(), flags: 0, fragOffset: 0, payloadLength: ICMPV4_HEADER_LEN + data.length, tos: 0 });
       this.stack.ipv4.sendToGuest(b.subarray(0, n));
     } else {
       const n = IPV6_HEADER_LEN + ICMPV6_HEADER_LEN + data.length;

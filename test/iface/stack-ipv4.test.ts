@@ -267,3 +267,36 @@ t.test('TTL 1 beyond us: time exceeded from the gateway (first traceroute hop); 
   t.equal(beyond.length, 1, 'handed to the NAT with its TTL (the NAT sends it with TTL - 1)');
   t.equal(new Ipv4Packet().at(beyond[0]!, 0, beyond[0]!.length).ttl, 2);
 });
+
+t.test('reassembly: a fragmented echo request is answered whole; a lone first fragment times out with time exceeded', async (t) => {
+  const { fragmentIpv4 } = await import('../../src/iface/fragment.js');
+  const { stack, inject, clock, link } = makeStack({ ipv6: undefined });
+  const data = Uint8Array.from({ length: 3000 }, (_, i) => i & 0xff);
+  const whole = echoRequest(9, 1, data, { flags: 0 });
+  const frames: Uint8Array[] = [];
+  fragmentIpv4(whole.subarray(14), 1500, new Uint8Array(1500), (f) => {
+    const fr = new Uint8Array(14 + f.length);
+    fr.set(whole.subarray(0, 14));
+    fr.set(f, 14);
+    frames.push(fr);
+  });
+  t.equal(frames.length, 3);
+  t.same(inject(frames[2]!), [], 'nothing until the datagram is whole');
+  t.same(inject(frames[0]!), []);
+  const [r] = inject(frames[1]!);
+  t.ok(r, 'answered once whole');
+  const icmp = new Icmpv4Packet().at(r!, 34, r!.length - 34);
+  t.equal(icmp.type, 0);
+  t.same(r!.subarray(icmp.payloadOffset), data);
+  t.equal(stack.counters.get('ipv4.reassembled'), 1);
+  inject(arpRequest(GW_IP)); // the guest known on the link: the error needs no resolution first
+  inject(frames[0]!);
+  clock.advance(30_000);
+  stack.poll();
+  const [te] = link.take();
+  const ip = new Ipv4Packet().at(te!, 14, te!.length - 14);
+  const err = new Icmpv4Packet().at(te!, ip.payloadOffset, ip.payloadLength);
+  t.equal(err.type, 11);
+  t.equal(err.code, 1, 'fragment reassembly time exceeded');
+  t.equal(ip.dst, GUEST_IP);
+});
