@@ -24,7 +24,7 @@ export class NodeHostNet implements HostNet, HostUdp {
   private nextRawIdent = (Math.random() * 0xffff) | 0;
 
   constructor(
-    private readonly log: Log,
+    log: Log,
     private readonly afterEvents: () => void = () => undefined,
   ) {
     this.echoMode = probe();

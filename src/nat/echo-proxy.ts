@@ -18,9 +18,7 @@ import {
   IPV6_HEADER_LEN,
   IpProtocol,
   emitIcmpv4,
-  emitIcmpv4Error,
   emitIcmpv6,
-  emitIcmpv6Error,
   emitIpv4Header,
   emitIpv6Header,
   icmpv4EchoRest,
@@ -29,6 +27,7 @@ import {
   toHex,
 } from '../wire/index.js';
 import type { EchoSocket, HostNet } from './host.js';
+import { FlowTable, QUOTE4_MAX, QUOTE6_MAX, sendGuestError } from './flows.js';
 import { refusedSend, translateError } from './icmp-errors.js';
 import type { HostError } from './icmp-errors.js';
 
@@ -55,13 +54,10 @@ interface Flow {
 
 const LOOPBACK4 = Uint8Array.of(127, 0, 0, 1);
 const LOOPBACK6 = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
-/** An ICMPv4 error quotes at most this much (RFC 1812 §4.3.2.3: the error fits 576 bytes). */
-const QUOTE4_MAX = 576 - 20;
-const QUOTE6_MAX = 1280 - IPV6_HEADER_LEN;
 
 export class EchoProxy {
   readonly stats = { requests: 0, replies: 0, errors: 0, unanswerable: 0, flows: 0 };
-  private readonly flows = new Map<string, Flow>();
+  private readonly flows: FlowTable<Flow>;
   private readonly maxFlows: number;
   private readonly idleMs: number;
   private readonly mapGateway: boolean;
@@ -77,6 +73,7 @@ export class EchoProxy {
   ) {
     this.maxFlows = opts.maxFlows ?? 1024;
     this.idleMs = opts.idleMs ?? 60_000;
+    this.flows = new FlowTable<Flow>(this.maxFlows, this.idleMs);
     this.mapGateway = opts.mapGateway ?? true;
     this.log = opts.log ?? silentLog;
   }
@@ -111,7 +108,7 @@ export class EchoProxy {
     const key = `${r.family}|${toHex(guest)}|${toHex(dst)}|${r.ident}`;
     const known = this.flows.get(key);
     if (known) return known;
-    if (this.flows.size >= this.maxFlows) this.evictOldest();
+    this.flows.reserve();
     const flow: Partial<Flow> = { key, family: r.family, guest: guest.slice(), dst: dst.slice(), target, ident: r.ident };
     try {
       flow.socket = this.host.openEcho(r.family, {
@@ -130,34 +127,21 @@ export class EchoProxy {
       return undefined;
     }
     this.stats.flows++;
-    this.flows.set(key, flow as Flow);
+    this.flows.add(flow as Flow);
     return flow as Flow;
-  }
-
-  private evictOldest(): void {
-    let oldest: Flow | undefined;
-    for (const f of this.flows.values()) if (!oldest || f.lastUse < oldest.lastUse) oldest = f;
-    if (oldest) this.close(oldest);
-  }
-
-  private close(f: Flow): void {
-    f.socket.close();
-    this.flows.delete(f.key);
   }
 
   /** Expires idle flows. */
   poll(now: number): void {
-    for (const f of [...this.flows.values()]) if (now - f.lastUse >= this.idleMs) this.close(f);
+    this.flows.poll(now);
   }
 
   pollAt(): number {
-    let at = Infinity;
-    for (const f of this.flows.values()) at = Math.min(at, f.lastUse + this.idleMs);
-    return at;
+    return this.flows.pollAt();
   }
 
   closeAll(): void {
-    for (const f of [...this.flows.values()]) this.close(f);
+    this.flows.closeAll();
   }
 
   get flowCount(): number {
@@ -173,7 +157,7 @@ export class EchoProxy {
 
   /** A real reply: back to the guest from the address it pinged, one hop older. */
   private onReply(f: Flow, _from: Uint8Array, seq: number, data: Uint8Array, ttl: number): void {
-    if (!this.flows.has(f.key)) return;
+    if (!this.flows.has(f)) return;
     f.lastUse = this.stack.now();
     this.stats.replies++;
     const hops = ttl > 1 ? ttl - 1 : 64;
@@ -197,25 +181,12 @@ export class EchoProxy {
 
   /** An error about one of our requests: the matching ICMP error, quoting the guest's request. */
   private onError(f: Flow, e: HostError, seq: number, data: Uint8Array): void {
-    if (!this.flows.has(f.key)) return;
+    if (!this.flows.has(f)) return;
     const g = translateError(f.family, e);
     if (!g) return;
     this.stats.errors++;
-    const c = this.stack.config;
-    const b = this.buf;
     // The request as the guest sent it (its identifier; TTL 1, as it arrived where it died).
-    const q = this.quoteBuf(f, seq, data);
-    if (f.family === 4) {
-      const from = g.from === 'offender' ? ipv4Read(e.offender, 0) : c.ipv4.gateway;
-      const n = emitIcmpv4Error(b, 20, g.type, g.code, g.rest, q, 0, q.length, QUOTE4_MAX);
-      emitIpv4Header(b, 0, { src: from, dst: ipv4Read(f.guest, 0), proto: IpProtocol.ICMP, ttl: 64, id: 0, flags: 0, fragOffset: 0, payloadLength: n, tos: 0 });
-      this.stack.ipv4.sendToGuest(b.subarray(0, 20 + n));
-    } else if (c.ipv6 && this.stack.ipv6) {
-      const from = g.from === 'offender' ? e.offender.subarray(0, 16) : c.ipv6.gateway;
-      const n = emitIcmpv6Error(b, IPV6_HEADER_LEN, g.type, g.code, g.rest, q, 0, q.length, QUOTE6_MAX, from, f.guest);
-      emitIpv6Header(b, 0, { src: from, dst: f.guest, nextHeader: IpProtocol.ICMPV6, hopLimit: 64, payloadLength: n });
-      this.stack.ipv6.sendToGuest(b.subarray(0, IPV6_HEADER_LEN + n));
-    }
+    sendGuestError(this.stack, f.family, g, e, f.guest, this.quoteBuf(f, seq, data), this.buf);
   }
 
   /** Rebuilds the guest's echo request (IP header + ICMP), as much as an error quotes. */

@@ -12,8 +12,6 @@ import {
   IPV6_HEADER_LEN,
   IpProtocol,
   UDP_HEADER_LEN,
-  emitIcmpv4Error,
-  emitIcmpv6Error,
   emitIpv4Header,
   emitIpv6Header,
   emitUdpV4,
@@ -22,6 +20,7 @@ import {
   toHex,
 } from '../wire/index.js';
 import type { HostUdp, UdpSocket } from './host.js';
+import { FlowTable, sendGuestError } from './flows.js';
 import { refusedSend, translateError } from './icmp-errors.js';
 import type { HostError } from './icmp-errors.js';
 
@@ -46,12 +45,10 @@ interface Flow {
 
 const LOOPBACK4 = Uint8Array.of(127, 0, 0, 1);
 const LOOPBACK6 = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
-const QUOTE4_MAX = 576 - 20;
-const QUOTE6_MAX = 1280 - IPV6_HEADER_LEN;
 
 export class UdpNat {
   readonly stats = { datagramsOut: 0, datagramsIn: 0, errors: 0, openFailed: 0, tooBig: 0, flows: 0 };
-  private readonly flows = new Map<string, Flow>();
+  private readonly flows: FlowTable<Flow>;
   private readonly maxFlows: number;
   private readonly idleMs: number;
   private readonly mapGateway: boolean;
@@ -65,6 +62,7 @@ export class UdpNat {
   ) {
     this.maxFlows = opts.maxFlows ?? 4096;
     this.idleMs = opts.idleMs ?? 120_000;
+    this.flows = new FlowTable<Flow>(this.maxFlows, this.idleMs);
     this.mapGateway = opts.mapGateway ?? true;
     this.log = opts.log ?? silentLog;
     // Whole datagrams are built here; the stack fragments what exceeds the guest MTU.
@@ -115,7 +113,7 @@ export class UdpNat {
     if (known) return known;
     const target = this.target(family, dst);
     if (!target) return undefined;
-    if (this.flows.size >= this.maxFlows) this.evictOldest();
+    this.flows.reserve();
     const flow: Partial<Flow> = { key, family, guest: guest.slice(), guestPort, dst: dst.slice(), dstPort };
     try {
       flow.socket = this.host.openUdp(family, target, dstPort, {
@@ -128,33 +126,21 @@ export class UdpNat {
       return undefined;
     }
     this.stats.flows++;
-    this.flows.set(key, flow as Flow);
+    this.flows.add(flow as Flow);
     return flow as Flow;
   }
 
-  private evictOldest(): void {
-    let oldest: Flow | undefined;
-    for (const f of this.flows.values()) if (!oldest || f.lastUse < oldest.lastUse) oldest = f;
-    if (oldest) this.close(oldest);
-  }
-
-  private close(f: Flow): void {
-    f.socket.close();
-    this.flows.delete(f.key);
-  }
-
+  /** Expires idle flows. */
   poll(now: number): void {
-    for (const f of [...this.flows.values()]) if (now - f.lastUse >= this.idleMs) this.close(f);
+    this.flows.poll(now);
   }
 
   pollAt(): number {
-    let at = Infinity;
-    for (const f of this.flows.values()) at = Math.min(at, f.lastUse + this.idleMs);
-    return at;
+    return this.flows.pollAt();
   }
 
   closeAll(): void {
-    for (const f of [...this.flows.values()]) this.close(f);
+    this.flows.closeAll();
   }
 
   get flowCount(): number {
@@ -170,7 +156,7 @@ export class UdpNat {
 
   /** An answer from the peer: a datagram from dst:dstPort to the guest's port. */
   private input(f: Flow, data: Uint8Array): void {
-    if (!this.flows.has(f.key)) return;
+    if (!this.flows.has(f)) return;
     f.lastUse = this.stack.now();
     const b = this.buf;
     const ipLen = f.family === 4 ? 20 : IPV6_HEADER_LEN;
@@ -194,24 +180,11 @@ export class UdpNat {
 
   /** An error about one of the flow's datagrams: the ICMP error, quoting it as the guest sent it. */
   private error(f: Flow, e: HostError, data: Uint8Array): void {
-    if (!this.flows.has(f.key)) return;
+    if (!this.flows.has(f)) return;
     const g = translateError(f.family, e);
     if (!g) return;
     this.stats.errors++;
-    const c = this.stack.config;
-    const b = this.buf;
-    const q = this.quote(f, data);
-    if (f.family === 4) {
-      const from = g.from === 'offender' ? ipv4Read(e.offender, 0) : c.ipv4.gateway;
-      const n = emitIcmpv4Error(b, 20, g.type, g.code, g.rest, q, 0, q.length, QUOTE4_MAX);
-      emitIpv4Header(b, 0, { src: from, dst: ipv4Read(f.guest, 0), proto: IpProtocol.ICMP, ttl: 64, id: 0, flags: 0, fragOffset: 0, payloadLength: n, tos: 0 });
-      this.stack.ipv4.sendToGuest(b.subarray(0, 20 + n));
-    } else if (c.ipv6 && this.stack.ipv6) {
-      const from = g.from === 'offender' ? e.offender.subarray(0, 16) : c.ipv6.gateway;
-      const n = emitIcmpv6Error(b, IPV6_HEADER_LEN, g.type, g.code, g.rest, q, 0, q.length, QUOTE6_MAX, from, f.guest);
-      emitIpv6Header(b, 0, { src: from, dst: f.guest, nextHeader: IpProtocol.ICMPV6, hopLimit: 64, payloadLength: n });
-      this.stack.ipv6.sendToGuest(b.subarray(0, IPV6_HEADER_LEN + n));
-    }
+    sendGuestError(this.stack, f.family, g, e, f.guest, this.quote(f, data), this.buf);
   }
 
   /** The guest's datagram rebuilt (IP header as it left the guest, UDP header, payload). */
