@@ -62,6 +62,8 @@ echo "== big4"; head -c 4000 /dev/zero | tr '\\0' a | socat -t 3 - UDP4:${topo.t
 echo "== big6"; head -c 4000 /dev/zero | tr '\\0' b | socat -t 3 - UDP6:[${topo.target6}]:7 | wc -c
 echo "== bigping"; ping -c 2 -W 3 -s 4000 ${topo.target4} 2>&1
 echo "== bigping6"; ping6 -c 2 -W 3 -s 4000 ${topo.target6} 2>&1
+for a in 10.0.2.2 10.0.2.3; do echo "== bigping-$a"; ping -c 2 -W 3 -s 4000 $a 2>&1; done
+for a in fec0::2 fec0::3; do echo "== bigping6-$a"; ping6 -c 2 -W 3 -s 4000 $a 2>&1; done
 echo "== dns4"; nslookup vunet.test 10.0.2.3 2>&1
 echo "== dns6"; nslookup -type=AAAA vunet.test fec0::3 2>&1
 echo "== unreach4"; ping-iputils -n -c 1 -W 6 ${topo.nobody4} 2>&1
@@ -91,6 +93,10 @@ echo "== end"
   t.match(section('big6'), /^\s*4000\s*$/m, '4000-byte UDP datagram echoed over IPv6 (fragmented both ways)');
   t.match(section('bigping'), /2 packets transmitted, 2 packets received/, 'ping -s 4000 to the target');
   t.match(section('bigping6'), /2 packets transmitted, 2 packets received/, 'ping6 -s 4000 to the target');
+  for (const a of ['10.0.2.2', '10.0.2.3', 'fec0::2', 'fec0::3']) {
+    const name = a.includes(':') ? `bigping6-${a}` : `bigping-${a}`;
+    t.match(section(name), /2 packets transmitted, 2 packets received/, `ping -s 4000 to ${a} (reassembled, answered in fragments)`);
+  }
   t.match(section('dns4'), /Address:? 192\.0\.2\.123/, 'DNS lookup through 10.0.2.3 answered by the target');
   t.match(section('dns6'), /2001:db8::123/, 'DNS lookup through fec0::3 answered by the target');
   t.match(section('unreach4'), /From 10\.0\.2\.2 icmp_seq=1 Destination Host Unreachable/, 'ping to an unheld address on the host link: host unreachable from the gateway');

@@ -393,20 +393,27 @@ export class Ipv4Layer {
   private echoReply(): boolean {
     const r = this.echoSlot;
     const len = r.data.length;
-    const o = this.s.out;
-    const icmpOff = ETHERNET_HEADER_LEN + 20;
-    if (icmpOff + ICMPV4_HEADER_LEN + len > o.length) {
-      this.s.drop('icmp4.echoTooBig');
-      return false;
-    }
-    o.set(r.data, icmpOff + ICMPV4_HEADER_LEN);
-    emitIcmpv4(o, icmpOff, { type: Icmpv4Type.ECHO_REPLY, code: 0, rest: icmpv4EchoRest(r.ident, r.seq), payloadLength: len });
-    this.emitIpv4(ipv4Read(r.packet, 16), ipv4Read(r.packet, 12), IpProtocol.ICMP, ICMPV4_HEADER_LEN + len, r.packet[1]!);
+    const total = 20 + ICMPV4_HEADER_LEN + len;
+    // Built in place in the output frame, or whole in a side buffer when it must be fragmented
+    // (the answer to a reassembled request larger than the link MTU).
+    const big = total > this.s.config.mtu;
+    const b = big ? this.bigBuffer() : this.outIp;
+    b.set(r.data, 20 + ICMPV4_HEADER_LEN);
+    emitIcmpv4(b, 20, { type: Icmpv4Type.ECHO_REPLY, code: 0, rest: icmpv4EchoRest(r.ident, r.seq), payloadLength: len });
+    this.emitHeaderInto(b, ipv4Read(r.packet, 16), ipv4Read(r.packet, 12), IpProtocol.ICMP, ICMPV4_HEADER_LEN + len, r.packet[1]!);
     const f = this.echoCtx.frame;
-    emitEthernetHeader(o, 0, { dst: f.subarray(this.echoCtx.srcMacOffset, this.echoCtx.srcMacOffset + 6), src: this.s.config.mac, etherType: EtherType.IPV4 });
+    const mac = f.subarray(this.echoCtx.srcMacOffset, this.echoCtx.srcMacOffset + 6);
     this.s.counters.add('icmp4.out.0');
-    return this.s.transmit(icmpOff + ICMPV4_HEADER_LEN + len);
+    return this.frameAndSend(b.subarray(0, total), mac);
   }
+
+  private big: Uint8Array | undefined;
+  /** A buffer for one whole datagram of up to 64 KiB (made on first use). */
+  private bigBuffer(): Uint8Array {
+    this.big ??= new Uint8Array(0x10000);
+    return this.big;
+  }
+
 
   private udpv4Input(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, meta: RxMeta, broadcast: boolean): void {
     const udp = this.udp.at(frame, ip.payloadOffset, ip.payloadLength);

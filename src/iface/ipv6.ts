@@ -134,6 +134,7 @@ export class Ipv6Layer {
   private nextReport = Infinity;
   private advertiserStarted = false;
   private fragIdent = 0;
+  private big: Uint8Array | undefined;
   /** Fragments from the guest waiting for their datagram (RFC 8200 §4.5: 60 s). */
   private readonly reassembler = new Reassembler(6, { timeoutMs: 60_000 });
   private readonly errBuf = new Uint8Array(IPV6_MIN_MTU);
@@ -466,18 +467,25 @@ export class Ipv6Layer {
       return false;
     }
     const len = r.data.length;
-    const o = this.s.out;
-    const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
-    if (icmpOff + ICMPV6_HEADER_LEN + len > o.length) {
-      this.s.drop('icmp6.echoTooBig');
-      return false;
-    }
     copyBytes(this.dstScratch, 0, p, 8, 16);
     copyBytes(this.addrScratch, 0, src, 0, 16);
-    o.set(r.data, icmpOff + ICMPV6_HEADER_LEN);
-    emitIcmpv6(o, icmpOff, { type: Icmpv6Type.ECHO_REPLY, code: 0, rest: icmpv6EchoRest(r.ident, r.seq), payloadLength: len }, this.addrScratch, this.dstScratch);
+    const total = IPV6_HEADER_LEN + ICMPV6_HEADER_LEN + len;
     this.s.counters.add('icmp6.out.129');
-    return this.finishIpv6(this.addrScratch, this.dstScratch, IpProtocol.ICMPV6, ICMPV6_HEADER_LEN + len, HOP_LIMIT, this.echoCtx.frame, this.echoCtx.srcMacOffset);
+    if (total <= this.s.config.mtu) {
+      const o = this.s.out;
+      const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
+      o.set(r.data, icmpOff + ICMPV6_HEADER_LEN);
+      emitIcmpv6(o, icmpOff, { type: Icmpv6Type.ECHO_REPLY, code: 0, rest: icmpv6EchoRest(r.ident, r.seq), payloadLength: len }, this.addrScratch, this.dstScratch);
+      return this.finishIpv6(this.addrScratch, this.dstScratch, IpProtocol.ICMPV6, ICMPV6_HEADER_LEN + len, HOP_LIMIT, this.echoCtx.frame, this.echoCtx.srcMacOffset);
+    }
+    // The answer to a reassembled request larger than the link MTU: built whole, then fragmented.
+    this.big ??= new Uint8Array(IPV6_HEADER_LEN + 0x10000);
+    const b = this.big;
+    b.set(r.data, IPV6_HEADER_LEN + ICMPV6_HEADER_LEN);
+    emitIcmpv6(b, IPV6_HEADER_LEN, { type: Icmpv6Type.ECHO_REPLY, code: 0, rest: icmpv6EchoRest(r.ident, r.seq), payloadLength: len }, this.addrScratch, this.dstScratch);
+    emitIpv6Header(b, 0, { src: this.addrScratch, dst: this.dstScratch, nextHeader: IpProtocol.ICMPV6, hopLimit: HOP_LIMIT, payloadLength: ICMPV6_HEADER_LEN + len });
+    const f = this.echoCtx.frame;
+    return this.sendPacketTo(b.subarray(0, total), f.subarray(this.echoCtx.srcMacOffset, this.echoCtx.srcMacOffset + 6));
   }
 
 
