@@ -40,6 +40,10 @@ export class EchoRequestSlot implements EchoRequest {
   seq = 0;
   data: Uint8Array = new Uint8Array(0);
   toUs = false;
+  /** The frame the request came in, and where its link source is: the built-in reply's
+   *  destination. */
+  frame: Uint8Array = new Uint8Array(0);
+  srcMacOffset = 0;
   private valid = false;
   private replied = false;
 
@@ -47,6 +51,26 @@ export class EchoRequestSlot implements EchoRequest {
     readonly family: 4 | 6,
     private readonly builtinReply: () => boolean,
   ) {}
+
+  /** Points the slot at a request (views into `frame`, valid until the handler returns). */
+  fill(frame: Uint8Array, srcMacOffset: number, packet: Uint8Array, ttl: number, ident: number, seq: number, data: Uint8Array, toUs: boolean): this {
+    this.frame = frame;
+    this.srcMacOffset = srcMacOffset;
+    this.packet = packet;
+    this.srcOffset = this.family === 4 ? 12 : 8;
+    this.dstOffset = this.family === 4 ? 16 : 24;
+    this.ttl = ttl;
+    this.ident = ident;
+    this.seq = seq;
+    this.data = data;
+    this.toUs = toUs;
+    return this;
+  }
+
+  /** The link source of the request (6 bytes). */
+  get srcMac(): Uint8Array {
+    return this.frame.subarray(this.srcMacOffset, this.srcMacOffset + 6);
+  }
 
   reply(): boolean {
     if (this.replied) return true;

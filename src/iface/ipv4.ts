@@ -3,6 +3,7 @@
 // IP input and when it may send ICMP errors), RFC 792 and RFC 5227 before editing; the ICMP error
 // rules follow gVisor's ipv4/icmp.go returnError (../shared/seeds/000_c245984113abe07b.txt).
 import type { RxMeta } from './link.js';
+import { LINK_HEADROOM, REASSEMBLED, reassembledFrame } from './link.js';
 import type { Stack } from './stack.js';
 import { EchoRequestSlot } from './echo.js';
 import { fragmentIpv4 } from './fragment.js';
@@ -63,8 +64,6 @@ const DEFAULT_TTL = 64;
 /** Quote as much of the offending datagram as fits in 576 bytes (RFC 1812 §4.3.2.3). */
 const ICMP_ERROR_MAX = 576 - 20;
 const ZERO_MAC = new Uint8Array(6);
-/** A reassembled datagram's transport checksum was computed whole by the guest. */
-const WHOLE: RxMeta = { checksumPartial: false };
 
 // RFC 5227 §1.1 constants (ms).
 const PROBE_WAIT = 1000;
@@ -94,7 +93,7 @@ export class Ipv4Layer {
   private ipId = 0;
   private claims: AddressClaim[] = [];
   /** Fragments from the guest waiting for their datagram (RFC 791: 30 s, hence IPv4's timer). */
-  private readonly reassembler = new Reassembler(4, { timeoutMs: 30_000 });
+  private readonly reassembler = new Reassembler(4, { timeoutMs: 30_000, headroom: LINK_HEADROOM });
   private readonly errBuf = new Uint8Array(576);
   /** The IP part of the stack's output frame. */
   private readonly outIp: Uint8Array;
@@ -102,8 +101,6 @@ export class Ipv4Layer {
   /** Where fragments are cut (one MTU). */
   private readonly fragScratch: Uint8Array;
   private readonly echoSlot = new EchoRequestSlot(4, () => this.echoReply());
-  /** Where the frame of the echo in echoSlot came from (for the reply's link destination). */
-  private readonly echoCtx: { frame: Uint8Array; srcMacOffset: number } = { frame: new Uint8Array(0), srcMacOffset: 0 };
   private readonly arp = new ArpPacket();
   private readonly ip4 = new Ipv4Packet();
   private readonly icmp4 = new Icmpv4Packet();
@@ -351,11 +348,9 @@ export class Ipv4Layer {
   private fragmentInput(frame: Uint8Array, ip: Ipv4Packet): void {
     const whole = this.reassembler.add(frame.subarray(ip.offset, ip.offset + ip.totalLength), this.s.now());
     if (!whole) return;
-    const f = new Uint8Array(ETHERNET_HEADER_LEN + whole.length);
-    f.set(frame.subarray(0, ETHERNET_HEADER_LEN), 0);
-    f.set(whole, ETHERNET_HEADER_LEN);
+    const f = reassembledFrame(frame, whole);
     this.s.counters.add('ipv4.reassembled');
-    this.ipv4Input(f, this.eth.at(f, 0, f.length), WHOLE);
+    this.ipv4Input(f, this.eth.at(f, 0, f.length), REASSEMBLED);
   }
 
   /** Reassembly timed out: time exceeded (code 1) to the source, when the first fragment came. */
@@ -374,18 +369,9 @@ export class Ipv4Layer {
 
   /** Hands an echo request to the embedder's handler (see echo.ts); returns whether it is settled. */
   private echo(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, icmp: Icmpv4Packet, toUs: boolean): boolean {
-    const r = this.echoSlot;
-    r.packet = frame.subarray(ip.offset, ip.offset + ip.totalLength);
-    r.srcOffset = 12;
-    r.dstOffset = 16;
-    r.ttl = ip.ttl;
-    r.ident = icmp.ident;
-    r.seq = icmp.seq;
-    r.data = frame.subarray(icmp.payloadOffset, icmp.offset + icmp.length);
-    r.toUs = toUs;
-    this.echoCtx.frame = frame;
-    this.echoCtx.srcMacOffset = eth.srcOffset;
-    return r.run(this.s.echoHandler);
+    const packet = frame.subarray(ip.offset, ip.offset + ip.totalLength);
+    const data = frame.subarray(icmp.payloadOffset, icmp.offset + icmp.length);
+    return this.echoSlot.fill(frame, eth.srcOffset, packet, ip.ttl, icmp.ident, icmp.seq, data, toUs).run(this.s.echoHandler);
   }
 
   /** The built-in echo reply to the request in echoSlot (RFC 792): same identifier, sequence and
@@ -401,10 +387,8 @@ export class Ipv4Layer {
     b.set(r.data, 20 + ICMPV4_HEADER_LEN);
     emitIcmpv4(b, 20, { type: Icmpv4Type.ECHO_REPLY, code: 0, rest: icmpv4EchoRest(r.ident, r.seq), payloadLength: len });
     this.emitHeaderInto(b, ipv4Read(r.packet, 16), ipv4Read(r.packet, 12), IpProtocol.ICMP, ICMPV4_HEADER_LEN + len, r.packet[1]!);
-    const f = this.echoCtx.frame;
-    const mac = f.subarray(this.echoCtx.srcMacOffset, this.echoCtx.srcMacOffset + 6);
     this.s.counters.add('icmp4.out.0');
-    return this.frameAndSend(b.subarray(0, total), mac);
+    return this.frameAndSend(b.subarray(0, total), r.srcMac);
   }
 
   private big: Uint8Array | undefined;

@@ -6,6 +6,7 @@
 // (../shared/seeds/001_f10080c8605591d6.txt) where the RFCs leave room.
 import type { Ipv6Config } from './config.js';
 import type { RxMeta } from './link.js';
+import { LINK_HEADROOM, REASSEMBLED, reassembledFrame } from './link.js';
 import { EchoRequestSlot } from './echo.js';
 import { fragmentIpv6 } from './fragment.js';
 import { Reassembler } from './reassembly.js';
@@ -115,8 +116,6 @@ const MLD_ROBUSTNESS = 2;
 const ICMP_ERROR_MAX = IPV6_MIN_MTU - IPV6_HEADER_LEN;
 const HOP_LIMIT = 64;
 const DHCPV6_SERVER_PORT = 547;
-/** A reassembled datagram's transport checksum was computed whole by the guest. */
-const WHOLE: RxMeta = { checksumPartial: false };
 const NDP_HOP_LIMIT = 255;
 
 export const LINK_LOCAL_ADDRESS = Uint8Array.of(0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2);
@@ -136,7 +135,7 @@ export class Ipv6Layer {
   private fragIdent = 0;
   private big: Uint8Array | undefined;
   /** Fragments from the guest waiting for their datagram (RFC 8200 §4.5: 60 s). */
-  private readonly reassembler = new Reassembler(6, { timeoutMs: 60_000 });
+  private readonly reassembler = new Reassembler(6, { timeoutMs: 60_000, headroom: LINK_HEADROOM });
   private readonly errBuf = new Uint8Array(IPV6_MIN_MTU);
   private readonly eth = new EthernetFrame();
   private readonly fragScratch: Uint8Array;
@@ -149,8 +148,6 @@ export class Ipv6Layer {
   private readonly rs = new NdpRouterSolicit();
   private readonly udp = new UdpDatagram();
   private readonly echoSlot = new EchoRequestSlot(6, () => this.echoReply());
-  /** Where the frame of the echo in echoSlot came from (for the reply's link destination). */
-  private readonly echoCtx: { frame: Uint8Array; srcMacOffset: number } = { frame: new Uint8Array(0), srcMacOffset: 0 };
   private readonly udpInput: UdpV6Input = { bytes: new Uint8Array(0), srcOffset: 0, dstOffset: 0, srcPort: 0, dstPort: 0, srcMacOffset: 0, payload: new Uint8Array(0) };
   private readonly macScratch = new Uint8Array(6);
   private readonly addrScratch = new Uint8Array(16);
@@ -371,11 +368,9 @@ export class Ipv6Layer {
   private fragmentInput(frame: Uint8Array, ip: Ipv6Packet): void {
     const whole = this.reassembler.add(frame.subarray(ip.offset, ip.end), this.s.now());
     if (!whole) return;
-    const f = new Uint8Array(ETHERNET_HEADER_LEN + whole.length);
-    f.set(frame.subarray(0, ETHERNET_HEADER_LEN), 0);
-    f.set(whole, ETHERNET_HEADER_LEN);
+    const f = reassembledFrame(frame, whole);
     this.s.counters.add('ipv6.reassembled');
-    this.ipv6Input(f, this.eth.at(f, 0, f.length), WHOLE);
+    this.ipv6Input(f, this.eth.at(f, 0, f.length), REASSEMBLED);
   }
 
   /** Reassembly timed out: time exceeded (code 1) to the source, when the first fragment came
@@ -440,18 +435,9 @@ export class Ipv6Layer {
       this.s.drop('icmp6.echoFromUnspecified');
       return true;
     }
-    const r = this.echoSlot;
-    r.packet = frame.subarray(ip.offset, ip.end);
-    r.srcOffset = 8;
-    r.dstOffset = 24;
-    r.ttl = ip.hopLimit;
-    r.ident = icmp.ident;
-    r.seq = icmp.seq;
-    r.data = frame.subarray(icmp.payloadOffset, icmp.offset + icmp.length);
-    r.toUs = toUs;
-    this.echoCtx.frame = frame;
-    this.echoCtx.srcMacOffset = eth.srcOffset;
-    return r.run(this.s.echoHandler);
+    const packet = frame.subarray(ip.offset, ip.end);
+    const data = frame.subarray(icmp.payloadOffset, icmp.offset + icmp.length);
+    return this.echoSlot.fill(frame, eth.srcOffset, packet, ip.hopLimit, icmp.ident, icmp.seq, data, toUs).run(this.s.echoHandler);
   }
 
   /** The built-in echo reply to the request in echoSlot (RFC 4443 §4.2): same identifier,
@@ -476,7 +462,7 @@ export class Ipv6Layer {
       const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
       o.set(r.data, icmpOff + ICMPV6_HEADER_LEN);
       emitIcmpv6(o, icmpOff, { type: Icmpv6Type.ECHO_REPLY, code: 0, rest: icmpv6EchoRest(r.ident, r.seq), payloadLength: len }, this.addrScratch, this.dstScratch);
-      return this.finishIpv6(this.addrScratch, this.dstScratch, IpProtocol.ICMPV6, ICMPV6_HEADER_LEN + len, HOP_LIMIT, this.echoCtx.frame, this.echoCtx.srcMacOffset);
+      return this.finishIpv6(this.addrScratch, this.dstScratch, IpProtocol.ICMPV6, ICMPV6_HEADER_LEN + len, HOP_LIMIT, r.frame, r.srcMacOffset);
     }
     // The answer to a reassembled request larger than the link MTU: built whole, then fragmented.
     this.big ??= new Uint8Array(IPV6_HEADER_LEN + 0x10000);
@@ -484,8 +470,7 @@ export class Ipv6Layer {
     b.set(r.data, IPV6_HEADER_LEN + ICMPV6_HEADER_LEN);
     emitIcmpv6(b, IPV6_HEADER_LEN, { type: Icmpv6Type.ECHO_REPLY, code: 0, rest: icmpv6EchoRest(r.ident, r.seq), payloadLength: len }, this.addrScratch, this.dstScratch);
     emitIpv6Header(b, 0, { src: this.addrScratch, dst: this.dstScratch, nextHeader: IpProtocol.ICMPV6, hopLimit: HOP_LIMIT, payloadLength: ICMPV6_HEADER_LEN + len });
-    const f = this.echoCtx.frame;
-    return this.sendPacketTo(b.subarray(0, total), f.subarray(this.echoCtx.srcMacOffset, this.echoCtx.srcMacOffset + 6));
+    return this.sendPacketTo(b.subarray(0, total), r.srcMac);
   }
 
 

@@ -1,5 +1,6 @@
 // The frame-in/frame-out boundary between the stack and a link: the virtio-net device in
 // production, a test device in stack tests.
+import { ETHERNET_HEADER_LEN } from '../wire/index.js';
 
 /** What a link tells the stack about a frame from the guest. */
 export interface RxMeta {
@@ -18,3 +19,19 @@ export interface FrameLink {
   /** Copies `frame` towards the guest; false when it had to be dropped. */
   send(frame: Uint8Array): boolean;
 }
+
+/** Link header bytes the reassemblers leave in front of a whole datagram (Ethernet's 14). */
+export const LINK_HEADROOM = ETHERNET_HEADER_LEN;
+
+/**
+ * The frame of a reassembled datagram: `whole` (returned with LINK_HEADROOM bytes free before it)
+ * behind a copy of the link header of `frame`, the fragment that completed it. No payload copy.
+ */
+export function reassembledFrame(frame: Uint8Array, whole: Uint8Array): Uint8Array {
+  const f = new Uint8Array(whole.buffer, whole.byteOffset - LINK_HEADROOM, LINK_HEADROOM + whole.length);
+  f.set(frame.subarray(0, LINK_HEADROOM), 0);
+  return f;
+}
+
+/** Metadata of a reassembled datagram: its transport checksum was computed whole by the guest. */
+export const REASSEMBLED: RxMeta = { checksumPartial: false };

@@ -35,6 +35,11 @@ export interface ReassemblyOptions {
   maxDatagramBytes?: number;
   /** Datagrams in progress at once. Default 256. */
   maxDatagrams?: number;
+  /**
+   * Bytes left free in front of every packet add() returns (the packet is a view starting at this
+   * offset of its buffer), so the caller can put a link header there without copying. Default 0.
+   */
+  headroom?: number;
 }
 
 export interface Expired {
@@ -130,6 +135,7 @@ export class Reassembler {
   private readonly maxBytes: number;
   private readonly maxPacket: number;
   private readonly maxDatagrams: number;
+  private readonly headroom: number;
   private readonly buckets = new Map<number, Datagram[]>();
   /** Insertion order = creation order = deadline order. */
   private readonly order = new Set<Datagram>();
@@ -146,6 +152,7 @@ export class Reassembler {
     const ceiling = family === 4 ? IPV4_MAX_PACKET : IPV6_MAX_PACKET;
     this.maxPacket = Math.min(opts.maxDatagramBytes ?? ceiling, ceiling);
     this.maxDatagrams = Math.max(1, opts.maxDatagrams ?? 256);
+    this.headroom = Math.max(0, opts.headroom ?? 0);
     // IPv4: src, dst, protocol, pad, identification (RFC 791 §2.3). IPv6: src, dst, identification.
     this.keyScratch = new Uint8Array(family === 4 ? 12 : 36);
   }
@@ -172,13 +179,18 @@ export class Reassembler {
     if (this.family === 4) {
       const r = this.parseIpv4(packet, f);
       if (r === PARSE_BAD) return void this.stats.malformed++;
-      if (r === PARSE_WHOLE) return packet.slice(0, get16(packet, 2));
+      if (r === PARSE_WHOLE) {
+        const len = get16(packet, 2);
+        const out = new Uint8Array(this.headroom + len).subarray(this.headroom);
+        out.set(packet.subarray(0, len));
+        return out;
+      }
     } else {
       const r = this.parseIpv6(packet, f);
       if (r === PARSE_BAD) return void this.stats.malformed++;
       if (r === PARSE_WHOLE) {
         this.stats.atomic++;
-        return rebuildIpv6(packet, f.headerBytes - IPV6_FRAG_LEN, packet, f.dataOffset, f.end, undefined);
+        return rebuildIpv6(packet, f.headerBytes - IPV6_FRAG_LEN, packet, f.dataOffset, f.end, undefined, this.headroom);
       }
     }
     // A non-last fragment must carry a multiple of 8 bytes (RFC 791 §3.2; RFC 8200 §4.5 "must be
@@ -265,11 +277,11 @@ export class Reassembler {
     const first = segs[0]!;
     let out: Uint8Array | undefined;
     if (this.family === 4) {
-      out = rebuildIpv4(first.packet, first.dataOffset, d.total, segs);
+      out = rebuildIpv4(first.packet, first.dataOffset, d.total, segs, this.headroom);
     } else {
       const fragHeader = findIpv6FragmentHeader(first.packet, first.packet.length);
       out =
-        fragHeader < 0 ? undefined : rebuildIpv6(first.packet, fragHeader, first.packet, first.dataOffset, d.total, segs);
+        fragHeader < 0 ? undefined : rebuildIpv6(first.packet, fragHeader, first.packet, first.dataOffset, d.total, segs, this.headroom);
     }
     // The first fragment decides the header; with its options it may be longer than the header the
     // other fragments were checked against.
@@ -441,8 +453,8 @@ function ipv6NextHeaderField(p: Uint8Array, target: number): number {
  * becomes the header of the reassembled datagram") with MF and the offset cleared, the total length
  * set and the checksum recomputed, then the payload.
  */
-function rebuildIpv4(first: Uint8Array, hl: number, total: number, segs: readonly Segment[]): Uint8Array {
-  const out = new Uint8Array(hl + total);
+function rebuildIpv4(first: Uint8Array, hl: number, total: number, segs: readonly Segment[], headroom: number): Uint8Array {
+  const out = new Uint8Array(headroom + hl + total).subarray(headroom);
   out.set(first.subarray(0, hl), 0);
   set16(out, 2, hl + total);
   set16(out, 6, get16(out, 6) & 0xc000); // keep reserved and DF, clear MF and the offset
@@ -465,8 +477,9 @@ function rebuildIpv6(
   dataOffset: number,
   total: number,
   segs: readonly Segment[] | undefined,
+  headroom: number,
 ): Uint8Array {
-  const out = new Uint8Array(fragHeader + total);
+  const out = new Uint8Array(headroom + fragHeader + total).subarray(headroom);
   out.set(first.subarray(0, fragHeader), 0);
   set16(out, 4, fragHeader - IPV6_HEADER_LEN + total);
   set8(out, ipv6NextHeaderField(first, fragHeader), get8(first, fragHeader));

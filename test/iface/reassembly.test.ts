@@ -525,3 +525,16 @@ t.test('property: random bytes and mangled fragments never throw and stay bounde
   );
   t.pass('no throw');
 });
+
+t.test('headroom: the whole datagram comes back with room in front of it', async (t) => {
+  const r = new Reassembler(4, { timeoutMs: 30_000, headroom: 14 });
+  const p = new Uint8Array(28);
+  p[0] = 0x45;
+  p[3] = 28;
+  p[8] = 64;
+  p[9] = 17;
+  const whole = r.add(p, 0)!;
+  t.equal(whole.byteOffset, 14);
+  t.equal(whole.buffer.byteLength, 14 + 28);
+  t.same(whole, p);
+});
