@@ -208,19 +208,25 @@ Napi::Value GetSockName(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// setRecvErr(fd, family, on): IP_RECVERR / IPV6_RECVERR. Throws.
-Napi::Value SetRecvErr(const Napi::CallbackInfo& info) {
+// Reads (fd, family, on) and sets level/option of the socket's family to the on or off value:
+// the shape of every boolean per-family option below. Throws.
+static Napi::Value SetFamilyFlag(const Napi::CallbackInfo& info, int opt4, int on4, int off4, int opt6, int on6, int off6) {
   Napi::Env env = info.Env();
   int fd;
   int family;
   if (!ArgFd(info, 0, &fd) || !ArgFamily(info, 1, &family)) return Fail(env);
-  int on = info[2].ToBoolean().Value() ? 1 : 0;
+  bool on = info[2].ToBoolean().Value();
   if (family == 4) {
-    SetIntOpt(env, fd, IPPROTO_IP, IP_RECVERR, on);
+    SetIntOpt(env, fd, IPPROTO_IP, opt4, on ? on4 : off4);
   } else {
-    SetIntOpt(env, fd, IPPROTO_IPV6, IPV6_RECVERR, on);
+    SetIntOpt(env, fd, IPPROTO_IPV6, opt6, on ? on6 : off6);
   }
   return env.Undefined();
+}
+
+// setRecvErr(fd, family, on): IP_RECVERR / IPV6_RECVERR. Throws.
+Napi::Value SetRecvErr(const Napi::CallbackInfo& info) {
+  return SetFamilyFlag(info, IP_RECVERR, 1, 0, IPV6_RECVERR, 1, 0);
 }
 
 // setSelectErrQueue(fd, on): SO_SELECT_ERR_QUEUE: a non-empty error queue also raises POLLPRI
@@ -236,17 +242,7 @@ Napi::Value SetSelectErrQueue(const Napi::CallbackInfo& info) {
 
 // setRecvTtl(fd, family, on): IP_RECVTTL / IPV6_RECVHOPLIMIT, so recvFrom reports `ttl`. Throws.
 Napi::Value SetRecvTtl(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd;
-  int family;
-  if (!ArgFd(info, 0, &fd) || !ArgFamily(info, 1, &family)) return Fail(env);
-  int on = info[2].ToBoolean().Value() ? 1 : 0;
-  if (family == 4) {
-    SetIntOpt(env, fd, IPPROTO_IP, IP_RECVTTL, on);
-  } else {
-    SetIntOpt(env, fd, IPPROTO_IPV6, IPV6_RECVHOPLIMIT, on);
-  }
-  return env.Undefined();
+  return SetFamilyFlag(info, IP_RECVTTL, 1, 0, IPV6_RECVHOPLIMIT, 1, 0);
 }
 
 // setTtl(fd, family, ttl): IP_TTL / IPV6_UNICAST_HOPS for unicast sends; -1 restores the
@@ -272,17 +268,7 @@ Napi::Value SetTtl(const Napi::CallbackInfo& info) {
 // an origin-LOCAL error carrying the MTU) or PMTUDISC_DONT (fragment locally as needed, IPv4: DF
 // clear). Throws.
 Napi::Value SetDontFragment(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd;
-  int family;
-  if (!ArgFd(info, 0, &fd) || !ArgFamily(info, 1, &family)) return Fail(env);
-  bool on = info[2].ToBoolean().Value();
-  if (family == 4) {
-    SetIntOpt(env, fd, IPPROTO_IP, IP_MTU_DISCOVER, on ? IP_PMTUDISC_DO : IP_PMTUDISC_DONT);
-  } else {
-    SetIntOpt(env, fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, on ? IPV6_PMTUDISC_DO : IPV6_PMTUDISC_DONT);
-  }
-  return env.Undefined();
+  return SetFamilyFlag(info, IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_PMTUDISC_DONT, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DO, IPV6_PMTUDISC_DONT);
 }
 
 // setIcmpFilter(fd, family, passTypes): raw ICMP sockets only (ICMP_FILTER / ICMP6_FILTER): only
