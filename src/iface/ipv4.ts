@@ -25,6 +25,8 @@ import {
   Ipv4Error,
   Ipv4Packet,
   MAC_BROADCAST,
+  TcpError,
+  TcpSegment,
   UDP_HEADER_LEN,
   UdpDatagram,
   emitArp,
@@ -105,6 +107,7 @@ export class Ipv4Layer {
   private readonly ip4 = new Ipv4Packet();
   private readonly icmp4 = new Icmpv4Packet();
   private readonly udp = new UdpDatagram();
+  private readonly tcp = new TcpSegment();
   private readonly udpInput: UdpV4Input = { srcIp: 0, dstIp: 0, srcPort: 0, dstPort: 0, srcMac: new Uint8Array(6), srcMacOffset: 0, payload: new Uint8Array(0) };
 
   constructor(private readonly s: Stack, icmpRate: number, icmpBurst: number) {
@@ -307,6 +310,7 @@ export class Ipv4Layer {
       }
       // The rest is the NAT's (issue 4), which sends it on with TTL - 1; without one it is
       // counted and dropped.
+      if (ip.protocol === IpProtocol.TCP && this.s.tcpInput) return this.tcpv4Input(frame, ip, meta);
       if (!this.s.beyond) return this.s.drop('ipv4.notForUs');
       // The guest is untrusted: a UDP datagram is checked here before the NAT sends it on.
       if (ip.protocol === IpProtocol.UDP && !ip.isFragment()) {
@@ -323,11 +327,24 @@ export class Ipv4Layer {
         return this.udpv4Input(frame, eth, ip, meta, broadcast);
       case IpProtocol.IGMP:
         return this.s.counters.add('igmp.in'); // memberships: issue 6
+      case IpProtocol.TCP:
+        if (broadcast) return this.s.drop('tcp4.broadcast'); // RFC 9293 §3.9.2.1: unicast only
+        if (this.s.tcpInput) return this.tcpv4Input(frame, ip, meta);
+        this.s.counters.add('ipv4.unknownProtocol');
+        return this.sendIcmpv4Error(frame, eth, ip, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.PROTOCOL, 0, broadcast);
       default:
         // RFC 1122 §3.2.2.1: protocol unreachable for a transport we do not implement.
         this.s.counters.add('ipv4.unknownProtocol');
         return this.sendIcmpv4Error(frame, eth, ip, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.PROTOCOL, 0, broadcast);
     }
+  }
+
+  /** A TCP segment to us or beyond: checked here (the guest is untrusted), then the TCP hook's. */
+  private tcpv4Input(frame: Uint8Array, ip: Ipv4Packet, meta: RxMeta): void {
+    const tcp = this.tcp.at(frame, ip.payloadOffset, ip.payloadLength);
+    if (tcp.check() !== TcpError.OK) return this.s.drop('tcp4.malformed');
+    if (!meta.checksumPartial && !tcp.verifyChecksumV4(ip.src, ip.dst)) return this.s.drop('tcp4.badChecksum');
+    this.s.tcpInput!(4, frame.subarray(ip.offset, ip.offset + ip.totalLength), ip.payloadOffset - ip.offset, ip.ttl);
   }
 
   private icmpv4Input(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, broadcast: boolean): void {

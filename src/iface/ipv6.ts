@@ -38,6 +38,8 @@ import {
   NdpNeighborSolicit,
   NdpOptionType,
   NdpRouterSolicit,
+  TcpError,
+  TcpSegment,
   UDP_HEADER_LEN,
   UdpDatagram,
   copyBytes,
@@ -147,6 +149,7 @@ export class Ipv6Layer {
   private readonly na = new NdpNeighborAdvert();
   private readonly rs = new NdpRouterSolicit();
   private readonly udp = new UdpDatagram();
+  private readonly tcp = new TcpSegment();
   private readonly echoSlot = new EchoRequestSlot(6, () => this.echoReply());
   private readonly udpInput: UdpV6Input = { bytes: new Uint8Array(0), srcOffset: 0, dstOffset: 0, srcPort: 0, dstPort: 0, srcMacOffset: 0, payload: new Uint8Array(0) };
   private readonly macScratch = new Uint8Array(6);
@@ -321,6 +324,7 @@ export class Ipv6Layer {
       }
       // The rest is the NAT's (issue 4), which sends it on with hop limit - 1; without one it is
       // counted and dropped.
+      if (ip.nextHeader === IpProtocol.TCP && this.s.tcpInput) return this.tcpInput6(frame, ip.offset, ip.payloadOffset, ip.end, ip.hopLimit, meta);
       if (!this.s.beyond) return this.s.drop('ipv6.notForUs');
       // The guest is untrusted: a UDP datagram is checked here before the NAT sends it on.
       if (ip.nextHeader === IpProtocol.UDP) {
@@ -355,7 +359,9 @@ export class Ipv6Layer {
       case IpProtocol.UDP:
         return this.udpInput6(frame, eth, ip, chain.upperOffset, end - chain.upperOffset, meta);
       case IpProtocol.TCP:
-        return this.s.drop('tcp6.unserved'); // TCP: issue 5
+        if (multicast) return this.s.drop('tcp6.multicast'); // RFC 9293 §3.9.2.1: unicast only
+        if (!this.s.tcpInput) return this.s.drop('tcp6.unserved');
+        return this.tcpInput6(frame, ip.offset, chain.upperOffset, end, ip.hopLimit, meta);
       case 59: // No Next Header
         return;
       default:
@@ -584,6 +590,14 @@ export class Ipv6Layer {
     emitIpv6Header(o, ETHERNET_HEADER_LEN, { src: this.config.gateway, dst: this.dstScratch, nextHeader: IpProtocol.ICMPV6, hopLimit: HOP_LIMIT, payloadLength: n });
     this.s.counters.add('icmp6.out.1.3');
     this.s.beyond?.(o.subarray(ETHERNET_HEADER_LEN, icmpOff + n));
+  }
+
+  /** A TCP segment to us or beyond (upper header at `off`): checked, then the TCP hook's. */
+  private tcpInput6(frame: Uint8Array, ipOff: number, off: number, end: number, hopLimit: number, meta: RxMeta): void {
+    const tcp = this.tcp.at(frame, off, end - off);
+    if (tcp.check() !== TcpError.OK) return this.s.drop('tcp6.malformed');
+    if (!meta.checksumPartial && !tcp.verifyChecksumV6(frame, ipOff + 8, frame, ipOff + 24)) return this.s.drop('tcp6.badChecksum');
+    this.s.tcpInput!(6, frame.subarray(ipOff, end), off - ipOff, hopLimit);
   }
 
   private udpInput6(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, off: number, len: number, meta: RxMeta): void {

@@ -55,6 +55,12 @@ export class Stack implements FrameSink {
    * guest gets port unreachable. The checked UDP header sits at `udpOff` in `packet`.
    */
   unservedUdp: ((family: 4 | 6, packet: Uint8Array, udpOff: number, ttl: number) => boolean) | undefined;
+  /**
+   * TCP segments from the guest, to our addresses or beyond (the TCP NAT): the whole IP packet
+   * (valid only during the call), the TCP header at `l4Off`, checked and checksum-verified, and
+   * the packet's TTL / hop limit. Unset: TCP to us gets protocol unreachable, beyond is dropped.
+   */
+  tcpInput: ((family: 4 | 6, packet: Uint8Array, l4Off: number, ttl: number) => void) | undefined;
   /** Sees every echo request from the guest first (see echo.ts): the NAT's echo proxy. */
   echoHandler: EchoHandler | undefined;
   readonly ipv6: Ipv6Layer | undefined;

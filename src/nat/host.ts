@@ -42,3 +42,59 @@ export interface HostUdp {
   /** Opens a UDP socket connected to `dst`:`port`; throws an Error with `code` on failure. */
   openUdp(family: 4 | 6, dst: Uint8Array, port: number, events: UdpSocketEvents): UdpSocket;
 }
+
+/** A host TCP socket: an outbound connection the NAT opened, or one a listener accepted. */
+export interface TcpSocket {
+  /** Reads into buf[off, off + len): bytes, 0 at end of stream, or -errno (-EAGAIN: nothing yet;
+   *  -ECONNRESET...). */
+  read(buf: Uint8Array, off: number, len: number): number;
+  /** Writes buf[off, off + len) without blocking: bytes written (maybe fewer), or -errno
+   *  (-EAGAIN: the socket's send buffer is full; `writable` follows once it has room). */
+  write(buf: Uint8Array, off: number, len: number): number;
+  /** shutdown(SHUT_WR): our FIN to the host peer after what was written. */
+  shutdownWrite(): void;
+  /** Whether `readable` / `writable` events are wanted (level-triggered while on). */
+  watch(read: boolean, write: boolean): void;
+  /** Closes; `reset` sends the host peer a RST (SO_LINGER 0) instead of a FIN. */
+  close(reset: boolean): void;
+}
+
+export interface TcpSocketEvents {
+  /** An outbound connect completed (SYN-ACK came back). */
+  connected(): void;
+  /** An outbound connect failed: errno (ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ETIMEDOUT...),
+   *  with the ICMP error that caused it when the host had one (error queue), else undefined. */
+  connectFailed(errno: number, error: HostError | undefined): void;
+  /** Data or end of stream or an error is waiting: call read(). */
+  readable(): void;
+  /** The send buffer has room again. */
+  writable(): void;
+}
+
+export interface HostTcp {
+  /** Starts a non-blocking connect to `dst`:`port` whose SYN carries this TTL / hop limit (later
+   *  segments use the default). Events follow; throws an Error with `code` when no socket can be
+   *  made at all (EMFILE...). A connect that fails at once (no route on this host) reports
+   *  connectFailed on a later tick, never synchronously. */
+  connectTcp(family: 4 | 6, dst: Uint8Array, port: number, ttl: number, events: TcpSocketEvents): TcpSocket;
+  /** Listens on addr:port (addr null: any address of the family). Throws an Error with `code`
+   *  (EADDRINUSE, EACCES...). `accepted` gets each new connection with the client's address. */
+  listenTcp(family: 4 | 6, addr: Uint8Array | null, port: number, accepted: (conn: AcceptedTcp) => void): TcpListener;
+}
+
+export interface AcceptedTcp {
+  readonly family: 4 | 6;
+  /** The client's address (4 or 16 bytes) and port. */
+  readonly peer: Uint8Array;
+  readonly peerPort: number;
+  /** The local port it arrived on. */
+  readonly localPort: number;
+  /** Takes the connection over: events start. */
+  attach(events: TcpSocketEvents): TcpSocket;
+  /** Refuses it (closes with RST). */
+  reject(): void;
+}
+
+export interface TcpListener {
+  close(): void;
+}
