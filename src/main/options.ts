@@ -24,6 +24,16 @@
 // - --lease-time 60..31536000 s (a minute to a year); --udp-timeout 1..86400 s.
 // - --socket: at most 107 bytes (sun_path); kept as given (relative paths stay relative).
 // - Giving both --ipv6 and --no-ipv6 is an error, not "last one wins".
+// - -t/--tcp-forward and -u/--udp-forward take `[ADDR:]HOSTPORT[:GUESTPORT]`, repeatable. Ports
+//   are 1..65535 or ranges `8000-8010`; GUESTPORT defaults to HOSTPORT; a guest range must be as
+//   long as the host range, and a single guest port with a host range is an error (many host ports
+//   onto one guest port is rarely meant). ADDR is a dotted-quad IPv4 or a bracketed IPv6 address
+//   (`[::1]:2222:22`; unbracketed IPv6 is refused as ambiguous), no zone, not multicast or
+//   broadcast; an IPv4-mapped IPv6 address is taken as the IPv4 address. Without ADDR the port is
+//   forwarded on all addresses of both families (family 'any'); 0.0.0.0 or [::] means all
+//   addresses of that family only. Ranges are expanded into one PortForward per port, at most
+//   MAX_FORWARDS over both flags. The same host port may not be forwarded twice on overlapping
+//   addresses of one protocol (binding would fail).
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,6 +65,22 @@ export interface VunetOptions {
   udpTimeoutSec: number;
   /** Whether the gateway address (10.0.2.2) maps to the host's loopback, as slirp does. */
   mapGateway: boolean;
+  /** Host ports forwarded to the guest (-t, -u): one entry per port, TCP entries first, each
+   * protocol in the order given. */
+  forwards: PortForward[];
+}
+
+/**
+ * One host port forwarded to one guest port. `family` says which host addresses listen:
+ * 'any' (no ADDR given: every address of both families, `addr` null), 4 or 6 (`addr` has 4 or 16
+ * bytes; all-zero means every address of that family only, i.e. an IPv6 wildcard bound v6-only).
+ */
+export interface PortForward {
+  proto: 'tcp' | 'udp';
+  addr: Uint8Array | null;
+  family: 4 | 6 | 'any';
+  hostPort: number;
+  guestPort: number;
 }
 
 /** Smallest MTU accepted with --no-ipv6 (every IPv4 host accepts 576-byte datagrams, RFC 791). */
@@ -67,6 +93,8 @@ export const MIN_LEASE_TIME_SEC = 60;
 export const MAX_LEASE_TIME_SEC = 31_536_000;
 /** sun_path holds 108 bytes including the terminating NUL. */
 export const MAX_SOCKET_PATH_BYTES = 107;
+/** Most forwarded ports (-t and -u together, ranges counted port by port). */
+export const MAX_FORWARDS = 1024;
 
 const DEFAULT_IPV4 = '10.0.2.0/24';
 const DEFAULT_IPV6 = 'fec0::/64';
@@ -154,6 +182,20 @@ export function buildProgram(output: ProgramOutput = {}): Command {
       ),
     )
     .addOption(new Option('--no-map-gw', "don't forward connections to the gateway address to the host's loopback"))
+    .addOption(
+      new Option(
+        '-t, --tcp-forward <spec>',
+        'forward a host TCP port to the guest: [ADDR:]HOSTPORT[:GUESTPORT], ports or ranges (8000-8010), ' +
+          'IPv6 ADDR in brackets; without ADDR on all addresses; repeat for more',
+      )
+        .argParser(collect)
+        .default([], 'none'),
+    )
+    .addOption(
+      new Option('-u, --udp-forward <spec>', 'forward a host UDP port to the guest, same form as --tcp-forward')
+        .argParser(collect)
+        .default([], 'none'),
+    )
     .addOption(new Option('--lease-time <sec>', 'DHCP lease time in seconds').default(...shown(String(defaults.leaseTime))))
     .version(packageVersion(), '-V, --version', 'print the version and exit')
     .helpOption('-h, --help', 'print this help and exit');
@@ -167,6 +209,9 @@ Example:
     -object memory-backend-memfd,id=mem,size=512M,share=on -numa node,memdev=mem \\
     -chardev socket,id=c0,path=/tmp/vunet.sock,reconnect=1 \\
     -netdev vhost-user,id=n0,chardev=c0 -device virtio-net-pci,netdev=n0 ...
+
+Port forwards: -t 2222:22 (host port 2222, all addresses, to guest port 22),
+  -t 127.0.0.1:8080:80, -t [::1]:2222:22, -u 6000-6009 (ports 6000..6009 to the same ports).
 
 The guest's memory must be shared (share=on) and the same size as -m. QEMU 7.2 under TCG
 also needs vectors=0 on -device virtio-net-pci.`,
@@ -226,6 +271,7 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}): 
     logLevel,
     udpTimeoutSec: parseInteger('--udp-timeout', o.udpTimeout, 1, MAX_UDP_TIMEOUT_SEC),
     mapGateway: o.mapGw,
+    forwards: parseForwards(o.tcpForward, o.udpForward),
   };
   if (o.pcap !== undefined) result.pcapFile = o.pcap;
   return result;
@@ -244,6 +290,8 @@ interface RawOptions {
   udpTimeout: string;
   mapGw: boolean;
   leaseTime: string;
+  tcpForward: string[];
+  udpForward: string[];
 }
 
 function fromCommander(err: unknown, program: Command): Error {
@@ -382,6 +430,152 @@ function parseSearchDomain(raw: string): string {
   }
   if (/^[0-9]+$/.test(labels[labels.length - 1] ?? '')) throw bad('last label is all digits');
   return name.toLowerCase();
+}
+
+// ---------- port forwards ----------
+
+const FORWARD_FLAG = { tcp: '--tcp-forward', udp: '--udp-forward' } as const;
+
+/** An inclusive port range; a single port is a range of one. */
+interface PortRange {
+  first: number;
+  last: number;
+  text: string;
+}
+
+const rangeSize = (r: PortRange): number => r.last - r.first + 1;
+
+/** Host addresses of one forward, the part that decides whether two forwards collide. */
+type ForwardAddress = Pick<PortForward, 'addr' | 'family'>;
+
+interface ParsedForward extends ForwardAddress {
+  spec: string;
+  host: PortRange;
+  guest: PortRange;
+}
+
+function parseForwards(tcp: readonly string[], udp: readonly string[]): PortForward[] {
+  const specs: Array<{ proto: PortForward['proto']; parsed: ParsedForward }> = [
+    ...tcp.map((s) => ({ proto: 'tcp' as const, parsed: parseForwardSpec('tcp', s) })),
+    ...udp.map((s) => ({ proto: 'udp' as const, parsed: parseForwardSpec('udp', s) })),
+  ];
+  const total = specs.reduce((n, { parsed }) => n + rangeSize(parsed.host), 0);
+  if (total > MAX_FORWARDS) {
+    throw new UsageError(
+      `--tcp-forward and --udp-forward may forward at most ${MAX_FORWARDS} ports in all (got ${total}): use smaller ranges`,
+    );
+  }
+  for (let i = 0; i < specs.length; i++) {
+    const a = specs[i]!;
+    for (let j = 0; j < i; j++) {
+      const b = specs[j]!;
+      if (a.proto !== b.proto || !addressesOverlap(a.parsed, b.parsed)) continue;
+      const first = Math.max(a.parsed.host.first, b.parsed.host.first);
+      if (first > Math.min(a.parsed.host.last, b.parsed.host.last)) continue;
+      throw new UsageError(
+        `${FORWARD_FLAG[a.proto]}: host port ${first} is forwarded twice (${b.parsed.spec} and ${a.parsed.spec})`,
+      );
+    }
+  }
+  const out: PortForward[] = [];
+  for (const { proto, parsed } of specs) {
+    for (let k = 0; k < rangeSize(parsed.host); k++) {
+      out.push({
+        proto,
+        addr: parsed.addr === null ? null : parsed.addr.slice(),
+        family: parsed.family,
+        hostPort: parsed.host.first + k,
+        guestPort: parsed.guest.first + k,
+      });
+    }
+  }
+  return out;
+}
+
+/** Whether two forwards' host addresses share an address (an unspecified address covers its family). */
+function addressesOverlap(a: ForwardAddress, b: ForwardAddress): boolean {
+  if (a.addr === null || b.addr === null) return true;
+  if (a.family !== b.family) return false;
+  const zero = (x: Uint8Array): boolean => x.every((v) => v === 0);
+  return zero(a.addr) || zero(b.addr) || a.addr.every((v, i) => v === b.addr![i]);
+}
+
+function parseForwardSpec(proto: PortForward['proto'], spec: string): ParsedForward {
+  const flag = FORWARD_FLAG[proto];
+  const bad = (why?: string): UsageError =>
+    new UsageError(
+      `${flag} must be [ADDR:]HOSTPORT[:GUESTPORT] such as 8080, 8080:80, 127.0.0.1:8080:80, [::1]:2222:22 or 8000-8010` +
+        ` (got ${show(spec)}${why !== undefined ? `: ${why}` : ''})`,
+    );
+
+  let addrText: string | undefined;
+  let ports: string[];
+  if (spec.startsWith('[')) {
+    const close = spec.indexOf(']');
+    if (close < 0) throw bad('no ] after the IPv6 address');
+    addrText = spec.slice(1, close);
+    const rest = spec.slice(close + 1);
+    if (!rest.startsWith(':')) throw bad('a port must follow the address, as in [::1]:8080');
+    ports = rest.slice(1).split(':');
+    if (ports.length > 2) throw bad('too many fields');
+  } else {
+    const parts = spec.split(':');
+    // Three colons or a '::' can only be IPv6 (ADDR:HOST:GUEST has two, IPv6 needs '::' or seven).
+    if (parts.length > 3 || spec.includes('::')) {
+      throw new UsageError(`${flag}: write an IPv6 address in brackets, as in [::1]:2222:22 (got ${show(spec)})`);
+    }
+    if (parts.length === 3 || (parts.length === 2 && !PORTS_RE.test(parts[0] ?? ''))) {
+      addrText = parts[0] ?? '';
+      ports = parts.slice(1);
+    } else {
+      ports = parts;
+    }
+  }
+
+  const host = parsePortRange(ports[0] ?? '', bad);
+  const guest = ports[1] === undefined ? host : parsePortRange(ports[1], bad);
+  if (rangeSize(guest) !== rangeSize(host)) {
+    throw new UsageError(
+      rangeSize(guest) === 1
+        ? `${flag}: host range ${host.text} needs a guest range of the same length, or no guest port (got ${spec})`
+        : `${flag}: guest range ${guest.text} has ${rangeSize(guest)} ports but host ${host.first === host.last ? 'port' : 'range'} ${host.text} has ${rangeSize(host)}: they must be the same length (got ${spec})`,
+    );
+  }
+  if (addrText === undefined) return { spec, addr: null, family: 'any', host, guest };
+  return { spec, ...parseForwardAddress(flag, addrText, spec, spec.startsWith('[')), host, guest };
+}
+
+/** A port or a port range as written in a forward spec. */
+const PORTS_RE = /^[0-9]+(?:-[0-9]+)?$/;
+
+function parsePortRange(text: string, bad: (why?: string) => UsageError): PortRange {
+  if (!PORTS_RE.test(text)) throw bad(text === '' ? 'empty port' : `"${text}" is not a port or a range like 8000-8010`);
+  const [a, b = a] = text.split('-');
+  const first = Number(a);
+  const last = Number(b);
+  for (const p of [first, last]) if (p < 1 || p > 65535) throw bad(`port ${p} is not in 1..65535`);
+  if (first > last) throw bad(`range ${text} runs backwards`);
+  return { first, last, text };
+}
+
+function parseForwardAddress(flag: string, text: string, spec: string, bracketed: boolean): ForwardAddress {
+  let addr: ipaddr.IPv4 | ipaddr.IPv6;
+  if (!bracketed && ipaddr.IPv4.isValidFourPartDecimal(text)) {
+    addr = ipaddr.IPv4.parse(text);
+  } else if (bracketed && ipaddr.IPv6.isValid(text)) {
+    const v6 = ipaddr.IPv6.parse(text);
+    if (v6.zoneId !== undefined) throw new UsageError(`${flag}: the address takes no zone (%${v6.zoneId}) (got ${spec})`);
+    addr = v6.isIPv4MappedAddress() ? v6.toIPv4Address() : v6;
+  } else {
+    const want = bracketed ? 'an IPv6 address inside [ ]' : 'an IPv4 address such as 127.0.0.1 (IPv6 in brackets)';
+    throw new UsageError(`${flag}: the address must be ${want} (got ${show(text)} in ${show(spec)})`);
+  }
+  const range = addr.range();
+  if (range === 'multicast' || range === 'broadcast') {
+    throw new UsageError(`${flag}: the address must be unicast or unspecified, not ${range} (got ${spec})`);
+  }
+  const bytes = Uint8Array.from(addr.toByteArray());
+  return { addr: bytes, family: bytes.length === 4 ? 4 : 6 };
 }
 
 const dedupe = (xs: string[]): string[] => [...new Set(xs)];

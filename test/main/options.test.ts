@@ -1,7 +1,7 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { defaultConfig, ipv6FromWords } from '../../src/iface/config.js';
-import { buildProgram, HelpShown, parseArgs, UsageError } from '../../src/main/options.js';
+import { buildProgram, HelpShown, MAX_FORWARDS, parseArgs, UsageError } from '../../src/main/options.js';
 
 const SOCK = ['--socket', '/tmp/vunet.sock'];
 const v4 = (a: number, b: number, c: number, d: number): number => ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
@@ -37,6 +37,7 @@ t.test('defaults are slirp\'s: defaultConfig()', async (t) => {
   t.equal(o.logLevel, 'info');
   t.equal(o.udpTimeoutSec, 120);
   t.equal(o.mapGateway, true);
+  t.strictSame(o.forwards, []);
 });
 
 t.test('every option parsed', async (t) => {
@@ -258,13 +259,14 @@ t.test('--help and --version print and throw HelpShown (exit 0)', async (t) => {
   t.type(help, HelpShown);
   t.equal(help.exitCode, 0);
   t.match(out, /^Usage: vunet --socket PATH \[options\]/);
-  for (const flag of ['--socket', '--ipv4', '--ipv6', '--no-ipv6', '--mtu', '--guest-mac', '--dns', '--search', '--pcap', '--log-level', '--udp-timeout', '--no-map-gw', '--lease-time', '--version', '--help']) {
+  for (const flag of ['-t, --tcp-forward', '-u, --udp-forward', '--socket', '--ipv4', '--ipv6', '--no-ipv6', '--mtu', '--guest-mac', '--dns', '--search', '--pcap', '--log-level', '--udp-timeout', '--no-map-gw', '--lease-time', '--version', '--help']) {
     t.match(out, flag, `help lists ${flag}`);
   }
   for (const d of ['default: 10.0.2.0/24', 'default: fec0::/64', 'default: 65520', 'default: info', 'default: 120', 'default: 86400']) {
-    t.match(out, d, `help shows ${d}`);
+    t.match(out.replace(/\s+/g, ' '), d, `help shows ${d}`);
   }
   t.match(out, /qemu-system-x86_64 .*\n.*memory-backend-memfd,.*share=on/);
+  t.match(out, /Port forwards: -t 2222:22 .*\n.*-t \[::1\]:2222:22/);
   t.match(out, /-chardev socket,id=c0,path=\/tmp\/vunet\.sock.*\n.*-netdev vhost-user,id=n0,chardev=c0 -device virtio-net-pci,netdev=n0/);
   t.ok(out.startsWith(buildProgram().helpInformation()), 'the text of buildProgram()');
 
@@ -307,4 +309,142 @@ t.test('property: --mtu accepted exactly within its range', async (t) => {
     }),
   );
   t.pass('range and message hold for every case');
+});
+
+// ---------- port forwards ----------
+
+const bytes = (...b: number[]): Uint8Array => Uint8Array.from(b);
+const LO6 = bytes(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
+type Fwd = ReturnType<typeof parseArgs>['forwards'][number];
+const fwd = (proto: Fwd['proto'], hostPort: number, guestPort: number, family: Fwd['family'] = 'any', addr: Uint8Array | null = null): Fwd => ({
+  proto,
+  addr,
+  family,
+  hostPort,
+  guestPort,
+});
+const forwards = (...args: string[]): Fwd[] => parseArgs([...SOCK, ...args]).forwards;
+
+t.test('port forwards: accepted specs (table)', async (t) => {
+  const cases: Array<[string[], Fwd[]]> = [
+    [['-t', '8080'], [fwd('tcp', 8080, 8080)]],
+    [['--tcp-forward', '8080:80'], [fwd('tcp', 8080, 80)]],
+    [['--tcp-forward=2222:22'], [fwd('tcp', 2222, 22)]],
+    [['-t2222:22'], [fwd('tcp', 2222, 22)]],
+    [['-u', '5353:53'], [fwd('udp', 5353, 53)]],
+    [['-t', '127.0.0.1:8080'], [fwd('tcp', 8080, 8080, 4, bytes(127, 0, 0, 1))]],
+    [['-t', '127.0.0.1:8080:80'], [fwd('tcp', 8080, 80, 4, bytes(127, 0, 0, 1))]],
+    [['-t', '0.0.0.0:80'], [fwd('tcp', 80, 80, 4, bytes(0, 0, 0, 0))]],
+    [['-t', '[::1]:2222:22'], [fwd('tcp', 2222, 22, 6, LO6)]],
+    [['-t', '[::1]:2222'], [fwd('tcp', 2222, 2222, 6, LO6)]],
+    [['-t', '[::]:2222'], [fwd('tcp', 2222, 2222, 6, new Uint8Array(16))]],
+    [['-t', '[fd00:0::abcd]:1'], [fwd('tcp', 1, 1, 6, bytes(0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xab, 0xcd))]],
+    [['-t', '[::ffff:127.0.0.1]:8080'], [fwd('tcp', 8080, 8080, 4, bytes(127, 0, 0, 1))]],
+    [['-t', '1:65535'], [fwd('tcp', 1, 65535)]],
+    [['-t', '8000-8002'], [fwd('tcp', 8000, 8000), fwd('tcp', 8001, 8001), fwd('tcp', 8002, 8002)]],
+    [['-t', '8000-8001:9000-9001'], [fwd('tcp', 8000, 9000), fwd('tcp', 8001, 9001)]],
+    [['-u', '[::1]:6000-6001:7000-7001'], [fwd('udp', 6000, 7000, 6, LO6), fwd('udp', 6001, 7001, 6, LO6)]],
+    [['-t', '80-80:81'], [fwd('tcp', 80, 81)]],
+    [['-t', '80:81-81'], [fwd('tcp', 80, 81)]],
+    // The same port on both protocols, or on distinct addresses, is fine.
+    [['-u', '53', '-t', '53'], [fwd('tcp', 53, 53), fwd('udp', 53, 53)]],
+    [['-t', '127.0.0.1:80', '-t', '127.0.0.2:80'], [fwd('tcp', 80, 80, 4, bytes(127, 0, 0, 1)), fwd('tcp', 80, 80, 4, bytes(127, 0, 0, 2))]],
+    [['-t', '0.0.0.0:80', '-t', '[::]:80'], [fwd('tcp', 80, 80, 4, bytes(0, 0, 0, 0)), fwd('tcp', 80, 80, 6, new Uint8Array(16))]],
+    [['-t', '8000-8001', '-t', '8002'], [fwd('tcp', 8000, 8000), fwd('tcp', 8001, 8001), fwd('tcp', 8002, 8002)]],
+  ];
+  for (const [args, want] of cases) t.strictSame(forwards(...args), want, args.join(' '));
+});
+
+t.test('port forwards: TCP first, then UDP, each in the order given', async (t) => {
+  const got = forwards('-u', '1', '-t', '3', '-u', '2', '-t', '4');
+  t.strictSame(got.map((f) => `${f.proto}:${f.hostPort}`), ['tcp:3', 'tcp:4', 'udp:1', 'udp:2']);
+});
+
+t.test('port forwards: each entry owns its address bytes', async (t) => {
+  const [a, b] = forwards('-t', '127.0.0.1:80-81');
+  t.not(a?.addr, b?.addr);
+  t.strictSame(a?.addr, b?.addr);
+});
+
+t.test(`port forwards: at most ${MAX_FORWARDS} ports in all`, async (t) => {
+  t.equal(forwards('-t', '1-512', '-u', '1-512').length, MAX_FORWARDS);
+  t.equal(forwards('-t', `1-${MAX_FORWARDS}`).length, MAX_FORWARDS);
+  t.match(
+    usageError([...SOCK, '-t', '1-512', '-u', '1-513']).message,
+    new RegExp(`^--tcp-forward and --udp-forward may forward at most ${MAX_FORWARDS} ports in all \\(got 1025\\): use smaller ranges$`),
+  );
+  t.match(usageError([...SOCK, '-t', '1-65535']).message, /at most 1024 ports in all \(got 65535\)/);
+});
+
+t.test('port forwards: invalid specs are one-line UsageErrors (table)', async (t) => {
+  const FORM = String.raw`must be \[ADDR:\]HOSTPORT\[:GUESTPORT\] such as 8080, 8080:80, 127\.0\.0\.1:8080:80, \[::1\]:2222:22 or 8000-8010`;
+  const cases: Array<[string[], RegExp]> = [
+    [['-t', ''], new RegExp(`^--tcp-forward ${FORM} \\(got '': empty port\\)$`)],
+    [['-u', 'x'], new RegExp(`^--udp-forward ${FORM} \\(got x: "x" is not a port or a range like 8000-8010\\)$`)],
+    [['-t', '0'], /^--tcp-forward must be .*\(got 0: port 0 is not in 1\.\.65535\)$/],
+    [['-t', '65536'], /\(got 65536: port 65536 is not in 1\.\.65535\)$/],
+    [['-t', '80:0'], /\(got 80:0: port 0 is not in 1\.\.65535\)$/],
+    [['-t', '99999999999999999999'], /is not in 1\.\.65535/],
+    [['-t', '80:'], /\(got 80:: empty port\)$/],
+    [['-t', '127.0.0.1:'], /\(got 127\.0\.0\.1:: empty port\)$/],
+    [['-t', '127.0.0.1'], /"127\.0\.0\.1" is not a port/],
+    [['-t', '-80'], /"-80" is not a port/],
+    [['-t', '+80'], /"\+80" is not a port/],
+    [['-t', '80-'], /"80-" is not a port/],
+    [['-t', '8010-8000'], /\(got 8010-8000: range 8010-8000 runs backwards\)$/],
+    [['-t', '8000-8010:80'], /^--tcp-forward: host range 8000-8010 needs a guest range of the same length, or no guest port \(got 8000-8010:80\)$/],
+    [['-t', '8000-8010:80-81'], /^--tcp-forward: guest range 80-81 has 2 ports but host range 8000-8010 has 11: they must be the same length \(got 8000-8010:80-81\)$/],
+    [['-t', '8000:80-81'], /^--tcp-forward: guest range 80-81 has 2 ports but host port 8000 has 1/],
+    [['-t', '1.2.3.4:80:81:82'], /^--tcp-forward: write an IPv6 address in brackets, as in \[::1\]:2222:22 \(got 1\.2\.3\.4:80:81:82\)$/],
+    [['-t', '::1:2222:22'], /^--tcp-forward: write an IPv6 address in brackets, as in \[::1\]:2222:22 \(got ::1:2222:22\)$/],
+    [['-t', '::1:2222'], /^--tcp-forward: write an IPv6 address in brackets/],
+    [['-u', 'fe80::1:53'], /^--udp-forward: write an IPv6 address in brackets/],
+    [['-t', '::'], /write an IPv6 address in brackets/],
+    [['-t', 'localhost:80'], /^--tcp-forward: the address must be an IPv4 address such as 127\.0\.0\.1 \(IPv6 in brackets\) \(got localhost in localhost:80\)$/],
+    [['-t', '127.1:80'], /the address must be an IPv4 address/],
+    [['-t', '300.0.0.1:80'], /the address must be an IPv4 address/],
+    [['-t', ':80'], /the address must be an IPv4 address .*\(got '' in :80\)$/],
+    [['-t', '[127.0.0.1]:80'], /^--tcp-forward: the address must be an IPv6 address inside \[ \] \(got 127\.0\.0\.1 in \[127\.0\.0\.1\]:80\)$/],
+    [['-t', '[::1:80'], /\(got \[::1:80: no \] after the IPv6 address\)$/],
+    [['-t', '[::1]80'], /\(got \[::1\]80: a port must follow the address, as in \[::1\]:8080\)$/],
+    [['-t', '[::1]'], /a port must follow the address/],
+    [['-t', '[::1]:1:2:3'], /\(got \[::1\]:1:2:3: too many fields\)$/],
+    [['-t', '[fe80::1%eth0]:80'], /^--tcp-forward: the address takes no zone \(%eth0\)/],
+    [['-t', '224.0.0.1:80'], /^--tcp-forward: the address must be unicast or unspecified, not multicast/],
+    [['-t', '255.255.255.255:80'], /not broadcast/],
+    [['-t', '[ff02::1]:80'], /not multicast/],
+    // The same host port twice on overlapping addresses of one protocol.
+    [['-t', '80', '-t', '80:81'], /^--tcp-forward: host port 80 is forwarded twice \(80 and 80:81\)$/],
+    [['-t', '8000-8010', '-t', '8005'], /^--tcp-forward: host port 8005 is forwarded twice \(8000-8010 and 8005\)$/],
+    [['-t', '8005', '-t', '8000-8010'], /host port 8005 is forwarded twice \(8005 and 8000-8010\)/],
+    [['-t', '8000-8010', '-t', '8008-8020'], /host port 8008 is forwarded twice/],
+    [['-u', '127.0.0.1:53', '-u', '53'], /^--udp-forward: host port 53 is forwarded twice \(127\.0\.0\.1:53 and 53\)$/],
+    [['-t', '0.0.0.0:80', '-t', '127.0.0.1:80'], /host port 80 is forwarded twice/],
+    [['-t', '[::1]:80', '-t', '[0::1]:80:81'], /host port 80 is forwarded twice/],
+    [['-t', '[::]:80', '-t', '[::1]:80'], /host port 80 is forwarded twice/],
+  ];
+  for (const [args, want] of cases) {
+    const err = usageError([...SOCK, ...args]);
+    t.match(err.message, want, args.join(' '));
+    t.notMatch(err.message, /\n/, `one line: ${args.join(' ')}`);
+    t.equal(err.exitCode, 2);
+  }
+});
+
+t.test('property: a host range maps onto an equally long guest range, port by port', async (t) => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 65535 }),
+      fc.integer({ min: 1, max: 65535 }),
+      fc.integer({ min: 0, max: 200 }),
+      fc.constantFrom('tcp' as const, 'udp' as const),
+      (host, guest, extra, proto) => {
+        const n = Math.min(extra, 65535 - host, 65535 - guest);
+        const spec = `${host}-${host + n}:${guest}-${guest + n}`;
+        const got = forwards(proto === 'tcp' ? '-t' : '-u', spec);
+        return got.length === n + 1 && got.every((f, i) => f.proto === proto && f.hostPort === host + i && f.guestPort === guest + i && f.addr === null && f.family === 'any');
+      },
+    ),
+  );
+  t.pass('every port of the range forwarded to its counterpart');
 });

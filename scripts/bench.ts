@@ -1,0 +1,476 @@
+// `npm run bench [-- --seconds N --mtu BYTES --only slirp|vunet]`: TCP throughput of the test
+// guest through vunet and through QEMU's own user-mode network (slirp), in one run, both ways.
+//
+// An iperf3 server listens on the host's loopback (127.0.0.1 only: no traffic leaves the machine).
+// For each backend the test guest boots once (same kernel and initramfs as the tests), takes its
+// address by DHCP, and runs `iperf3 -c 10.0.2.2` twice: guest→host, then host→guest (-R). Both
+// backends map the gateway 10.0.2.2 to the host's loopback. The guest prints iperf3's JSON on its
+// console between markers; this script reads it, with the CPU time QEMU and vunet used meanwhile
+// (from /proc), and prints a table and the vunet/slirp ratio per direction.
+//
+// vunet runs as its own process (`node --import tsx src/cli.ts`, so from the sources) so that the
+// console handling here does not share its event loop. Under TCG the guest is the bottleneck:
+// compare the two backends of the same run, not numbers from different machines.
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { REPO_ROOT, ensureGuestImage, startGuest } from './qemu.js';
+import type { GuestHandle } from './qemu.js';
+
+type Backend = 'slirp' | 'vunet';
+type Direction = 'up' | 'down';
+
+const BACKENDS: readonly Backend[] = ['slirp', 'vunet'];
+const DIRECTIONS: readonly Direction[] = ['up', 'down'];
+const DIRECTION_LABEL: Record<Direction, string> = { up: 'guest→host', down: 'host→guest' };
+/** The guest's address for the host under both backends (slirp's and vunet's gateway). */
+const GATEWAY = '10.0.2.2';
+/** Milliseconds the guest's iperf3 waits for the control connection. */
+const CONNECT_TIMEOUT_MS = 10_000;
+
+interface BenchOptions {
+  seconds: number;
+  mtu: number;
+  backends: Backend[];
+}
+
+/** Host CPU used during a run, percent of one core (utime + stime over wall time). */
+interface CpuUse {
+  qemuCpu: number | undefined;
+  vunetCpu: number | undefined;
+}
+
+/** One iperf3 run as seen by the guest's client. */
+type RunResult =
+  | ({
+      ok: true;
+      /** Receiver's goodput, bits per second. */
+      bitsPerSecond: number;
+      retransmits: number | undefined;
+    } & CpuUse)
+  | { ok: false; reason: string };
+
+interface BackendResult {
+  backend: Backend;
+  /** The guest's eth0 MTU after DHCP. */
+  guestMtu: number | undefined;
+  runs: Partial<Record<Direction, RunResult>>;
+  /** Why the backend produced no runs at all (vunet did not start, the guest did not boot, ...). */
+  failure?: string;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Command line
+// ------------------------------------------------------------------------------------------------
+
+const USAGE = `usage: npm run bench -- [options]
+
+TCP throughput of the test guest through vunet and through QEMU's slirp (-netdev user), both
+directions, with iperf3 against a server on the host's loopback.
+
+  --seconds N           length of each iperf3 run (default 10)
+  --mtu BYTES           vunet's link MTU (default 65520; slirp keeps its own, 1500)
+  --only slirp|vunet    run one backend only
+  -h, --help            this text
+
+VUNET_GUEST_ECHO=1 shows the guest consoles.`;
+
+class CliError extends Error {}
+
+function parseCli(argv: string[]): BenchOptions | undefined {
+  let values: { seconds?: string; mtu?: string; only?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        seconds: { type: 'string' },
+        mtu: { type: 'string' },
+        only: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new CliError(`${(err as Error).message.split('\n')[0] ?? ''}\n${USAGE}`);
+  }
+  if (values.help === true) {
+    process.stdout.write(`${USAGE}\n`);
+    return undefined;
+  }
+  const int = (flag: string, raw: string | undefined, fallback: number, min: number, max: number): number => {
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!/^[0-9]+$/.test(raw) || n < min || n > max) throw new CliError(`--${flag} must be a whole number from ${min} to ${max} (got ${raw})`);
+    return n;
+  };
+  let backends: Backend[] = [...BACKENDS];
+  if (values.only !== undefined) {
+    const only = values.only;
+    if (only !== 'slirp' && only !== 'vunet') throw new CliError(`--only must be slirp or vunet (got ${only})`);
+    backends = [only];
+  }
+  return {
+    seconds: int('seconds', values.seconds, 10, 1, 3600),
+    mtu: int('mtu', values.mtu, 65520, 1280, 65520),
+    backends,
+  };
+}
+
+// ------------------------------------------------------------------------------------------------
+// Child processes (iperf3 server, vunet): killed on every way out
+// ------------------------------------------------------------------------------------------------
+
+const children = new Set<ChildProcess>();
+
+let setprivOk: boolean | undefined;
+/** `setpriv --pdeathsig KILL` makes a child die with us even when we are SIGKILLed. */
+function deathSignalPrefix(): string[] {
+  setprivOk ??= spawnSync('setpriv', ['--pdeathsig', 'KILL', '--', 'true'], { stdio: 'ignore' }).status === 0;
+  return setprivOk ? ['setpriv', '--pdeathsig', 'KILL', '--'] : [];
+}
+
+interface Child {
+  proc: ChildProcess;
+  /** stdout and stderr so far (the last 64 KiB). */
+  readonly text: string;
+  /** Resolves with the first match of `re` in the output; rejects when the child exits first or after `ms`. */
+  waitFor(re: RegExp, ms: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+function startChild(name: string, command: string, args: string[], cwd = REPO_ROOT): Child {
+  const argv = [...deathSignalPrefix(), command, ...args];
+  const proc = spawn(argv[0] ?? command, argv.slice(1), { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(proc);
+  let text = '';
+  let exited: string | undefined;
+  const listeners = new Set<() => void>();
+  const notify = (): void => {
+    for (const l of [...listeners]) l();
+  };
+  const onData = (chunk: Buffer): void => {
+    text += chunk.toString('utf8');
+    if (text.length > 65536) text = text.slice(-65536);
+    notify();
+  };
+  proc.stdout?.on('data', onData);
+  proc.stderr?.on('data', onData);
+  proc.on('error', (err) => {
+    exited ??= `cannot run ${command}: ${err.message}`;
+    notify();
+  });
+  const closed = new Promise<void>((resolve) => {
+    proc.on('close', (code, signal) => {
+      children.delete(proc);
+      exited ??= `exited with ${signal ?? `status ${code}`}`;
+      notify();
+      resolve();
+    });
+  });
+  return {
+    proc,
+    get text() {
+      return text;
+    },
+    waitFor(re, ms) {
+      return new Promise<void>((resolve, reject) => {
+        const done = (err?: Error): void => {
+          listeners.delete(check);
+          clearTimeout(timer);
+          if (err === undefined) resolve();
+          else reject(err);
+        };
+        const why = (what: string): Error => new Error(`${name} ${what}${lastLines(text)}`);
+        const check = (): void => {
+          if (re.test(text)) done();
+          else if (exited !== undefined) done(why(exited));
+        };
+        const timer = setTimeout(() => done(why(`not ready after ${ms} ms`)), ms);
+        listeners.add(check);
+        check();
+      });
+    },
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGTERM');
+        const force = setTimeout(() => proc.kill('SIGKILL'), 3000);
+        await closed;
+        clearTimeout(force);
+      }
+    },
+  };
+}
+
+function killChildren(): void {
+  for (const c of children) c.kill('SIGKILL');
+}
+
+/** What a child said last, for an error message: its first error line, else its last line. */
+function lastLines(text: string): string {
+  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const line = lines.find((l) => /^(?:\w*Error\b|\w+: )/.test(l)) ?? lines.at(-1);
+  return line === undefined ? '' : `: ${line}`;
+}
+
+/** A TCP port free on 127.0.0.1 right now. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (addr !== null && typeof addr === 'object' ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** utime + stime of a process in seconds, from /proc (undefined once it is gone). */
+function cpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces), from field 3 (state) on.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]); // utime (14), stime (15)
+    return ticks / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return undefined;
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The guest's side
+// ------------------------------------------------------------------------------------------------
+
+/** The guest script: DHCP, then one iperf3 run per direction, JSON between markers. */
+function guestScript(port: number, seconds: number): string {
+  // busybox timeout: a run that hangs (no answer at all) still ends, and the other one runs.
+  const limit = seconds + Math.ceil(CONNECT_TIMEOUT_MS / 1000) + 20;
+  return `
+ip link set eth0 up
+udhcpc -i eth0 -n -q -t 5 -T 2 >/dev/null 2>&1 || echo "BENCH-DHCP-FAILED"
+echo "BENCH-MTU $(cat /sys/class/net/eth0/mtu)"
+run() {
+  name=$1; shift
+  echo "BENCH-START $name"
+  timeout ${limit} iperf3 -c ${GATEWAY} -p ${port} -t ${seconds} -i 0 -J --connect-timeout ${CONNECT_TIMEOUT_MS} "$@" >/tmp/$name.json 2>&1
+  echo "BENCH-RC $name $?"
+  echo "BENCH-JSON-BEGIN $name"
+  cat /tmp/$name.json
+  echo "BENCH-JSON-END $name"
+}
+run up
+run down -R
+`;
+}
+
+interface IperfSummary {
+  error?: unknown;
+  end?: {
+    sum_received?: { bits_per_second?: unknown };
+    sum_sent?: { retransmits?: unknown };
+  };
+}
+
+/** The result of one run from the console text between its markers and its exit status. */
+function parseRun(output: string, name: Direction, cpu: CpuUse): RunResult {
+  const rc = new RegExp(`^BENCH-RC ${name} (\\d+)$`, 'm').exec(output)?.[1];
+  const body = new RegExp(`^BENCH-JSON-BEGIN ${name}\\n([\\s\\S]*?)^BENCH-JSON-END ${name}$`, 'm').exec(output)?.[1] ?? '';
+  if (rc === undefined) return { ok: false, reason: 'the guest never finished the run' };
+  let json: IperfSummary | undefined;
+  try {
+    json = JSON.parse(body) as IperfSummary;
+  } catch {
+    // not JSON: iperf3 was killed, or could not start
+  }
+  if (json === undefined || typeof json !== 'object' || json === null) {
+    if (rc === '124' || rc === '143') return { ok: false, reason: 'timed out (no answer from the host)' };
+    const text = body.trim().split('\n').at(-1) ?? '';
+    return { ok: false, reason: `exit ${rc}${text !== '' ? `: ${text}` : ', no output'}` };
+  }
+  if (typeof json.error === 'string') return { ok: false, reason: json.error };
+  const bps = json.end?.sum_received?.bits_per_second;
+  if (typeof bps !== 'number') return { ok: false, reason: `exit ${rc}, no throughput in iperf3's JSON` };
+  const retr = json.end?.sum_sent?.retransmits;
+  return { ok: true, bitsPerSecond: bps, retransmits: typeof retr === 'number' ? retr : undefined, ...cpu };
+}
+
+// ------------------------------------------------------------------------------------------------
+// One backend
+// ------------------------------------------------------------------------------------------------
+
+async function startVunet(dir: string, mtu: number): Promise<{ child: Child; socketPath: string }> {
+  const socketPath = join(dir, 'vunet.sock');
+  const child = startChild('vunet', process.execPath, [
+    '--import', 'tsx',
+    join(REPO_ROOT, 'src', 'cli.ts'),
+    '--socket', socketPath,
+    '--mtu', String(mtu),
+    '--log-level', 'warn',
+  ]);
+  try {
+    await child.waitFor(/Start QEMU with/, 30_000); // printed once the socket listens
+  } catch (err) {
+    await child.stop();
+    throw new Error(`did not start (${(err as Error).message.replace(/^vunet /, '')})`);
+  }
+  return { child, socketPath };
+}
+
+async function runBackend(backend: Backend, opts: BenchOptions): Promise<BackendResult> {
+  const result: BackendResult = { backend, guestMtu: undefined, runs: {} };
+  const dir = mkdtempSync(join(tmpdir(), 'vunet-bench-'));
+  let server: Child | undefined;
+  let vunet: Child | undefined;
+  let guest: GuestHandle | undefined;
+  try {
+    const port = await freePort();
+    server = startChild('iperf3 server', 'iperf3', ['-s', '-B', '127.0.0.1', '-p', String(port), '--forceflush']);
+    await server.waitFor(/Server listening/, 10_000);
+
+    let socketPath: string | undefined;
+    if (backend === 'vunet') {
+      try {
+        ({ child: vunet, socketPath } = await startVunet(dir, opts.mtu));
+      } catch (err) {
+        result.failure = (err as Error).message;
+        return result;
+      }
+    }
+    const runMs = (opts.seconds + CONNECT_TIMEOUT_MS / 1000 + 25) * 1000;
+    guest = await startGuest({
+      ...(socketPath !== undefined ? { socketPath } : { qemuNetdev: 'user' as const }),
+      script: guestScript(port, opts.seconds),
+      timeoutMs: 180_000 + 2 * runMs,
+      guestTimeoutSec: 150 + (2 * runMs) / 1000,
+    });
+    await guest.waitFor(/VUNET-GUEST: booted/, 120_000);
+    result.guestMtu = Number((await guest.waitFor(/^BENCH-MTU (\d+)$/m, 60_000))[1]);
+    if (/^BENCH-DHCP-FAILED$/m.test(guest.output)) {
+      result.failure = 'the guest got no DHCP lease';
+      return result;
+    }
+    for (const d of DIRECTIONS) {
+      await guest.waitFor(new RegExp(`^BENCH-START ${d}$`, 'm'), runMs);
+      const t0 = Date.now();
+      const q0 = cpuSeconds(guest.pid);
+      const v0 = cpuSeconds(vunet?.proc.pid);
+      await guest.waitFor(new RegExp(`^BENCH-RC ${d} \\d+$`, 'm'), runMs);
+      const wall = (Date.now() - t0) / 1000;
+      const pct = (a: number | undefined, b: number | undefined): number | undefined =>
+        a !== undefined && b !== undefined && wall > 0 ? (100 * (b - a)) / wall : undefined;
+      const cpu: CpuUse = { qemuCpu: pct(q0, cpuSeconds(guest.pid)), vunetCpu: pct(v0, cpuSeconds(vunet?.proc.pid)) };
+      await guest.waitFor(new RegExp(`^BENCH-JSON-END ${d}$`, 'm'), 30_000);
+      result.runs[d] = parseRun(guest.output, d, cpu);
+    }
+    await guest.exited;
+  } catch (err) {
+    const why = (err as Error).message.split('\n')[0] ?? '';
+    const vunetSays = vunet !== undefined && vunet.proc.exitCode !== null ? ` (vunet exited${lastLines(vunet.text)})` : '';
+    result.failure = `${why}${vunetSays}`;
+  } finally {
+    guest?.kill('SIGKILL');
+    await guest?.exited;
+    await vunet?.stop();
+    await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return result;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Report
+// ------------------------------------------------------------------------------------------------
+
+const mbit = (r: RunResult | undefined): number | undefined => (r?.ok === true ? r.bitsPerSecond / 1e6 : undefined);
+const fmt = (n: number | undefined, digits = 1): string => (n === undefined ? '—' : n.toFixed(digits));
+
+function report(results: BackendResult[], opts: BenchOptions): string {
+  const rows: string[][] = [['backend', 'direction', 'Mbit/s', 'retransmits', 'QEMU CPU %', 'vunet CPU %', 'guest MTU']];
+  const notes: string[] = [];
+  for (const r of results) {
+    if (r.failure !== undefined) notes.push(`${r.backend}: ${r.failure}`);
+    for (const d of DIRECTIONS) {
+      const run = r.runs[d];
+      if (run !== undefined && !run.ok) notes.push(`${r.backend} ${DIRECTION_LABEL[d]}: iperf3 failed: ${run.reason}`);
+      const ok = run?.ok === true ? run : undefined;
+      rows.push([
+        r.backend,
+        DIRECTION_LABEL[d],
+        run === undefined ? 'not run' : ok === undefined ? 'failed' : fmt(mbit(ok)),
+        ok?.retransmits === undefined ? '—' : String(ok.retransmits),
+        fmt(ok?.qemuCpu, 0),
+        r.backend === 'vunet' ? fmt(ok?.vunetCpu, 0) : '—',
+        r.guestMtu === undefined ? '—' : String(r.guestMtu),
+      ]);
+    }
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => [...(row[i] ?? '')].length)));
+  const line = (row: string[]): string =>
+    row.map((cell, i) => (i >= 2 ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join('  ').trimEnd();
+  const out = [line(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)];
+
+  const slirp = results.find((r) => r.backend === 'slirp');
+  const vunet = results.find((r) => r.backend === 'vunet');
+  if (slirp !== undefined && vunet !== undefined) {
+    out.push('');
+    for (const d of DIRECTIONS) {
+      const s = mbit(slirp.runs[d]);
+      const v = mbit(vunet.runs[d]);
+      out.push(`vunet/slirp ${DIRECTION_LABEL[d]}: ${s !== undefined && v !== undefined && s > 0 ? `${(v / s).toFixed(2)}×` : '—'}`);
+    }
+  }
+  if (notes.length > 0) out.push('', ...notes);
+  out.push('', `iperf3, ${opts.seconds} s per run, one TCP stream; vunet MTU ${opts.mtu}. CPU: percent of one core during the run.`);
+  return out.join('\n');
+}
+
+// ------------------------------------------------------------------------------------------------
+
+async function main(argv: string[]): Promise<number> {
+  const opts = parseCli(argv);
+  if (opts === undefined) return 0;
+  if (spawnSync('iperf3', ['--version'], { stdio: 'ignore' }).status !== 0) {
+    throw new CliError('iperf3 is not installed on the host: apt-get install iperf3');
+  }
+  const say = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
+  await ensureGuestImage({ log: (l) => say(l) });
+  const results: BackendResult[] = [];
+  for (const backend of opts.backends) {
+    say(`${backend}: booting the guest, then iperf3 for ${opts.seconds} s each way`);
+    const r = await runBackend(backend, opts);
+    for (const d of DIRECTIONS) {
+      const run = r.runs[d];
+      if (run?.ok === true) say(`${backend} ${DIRECTION_LABEL[d]}: ${fmt(mbit(run))} Mbit/s`);
+      else if (run !== undefined) say(`${backend} ${DIRECTION_LABEL[d]}: iperf3 failed: ${run.reason}`);
+    }
+    if (r.failure !== undefined) say(`${backend}: ${r.failure}`);
+    results.push(r);
+  }
+  process.stdout.write(`\n${report(results, opts)}\n`);
+  const anyOk = results.some((r) => DIRECTIONS.some((d) => r.runs[d]?.ok === true));
+  return anyOk ? 0 : 1;
+}
+
+process.on('exit', killChildren);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(signal, () => {
+    killChildren();
+    process.exit(130); // runs the exit hooks, which also stop QEMU (scripts/qemu.ts)
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = err instanceof CliError ? 2 : 1;
+  },
+);
