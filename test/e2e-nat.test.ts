@@ -1,9 +1,12 @@
 // End to end through network namespaces: a real guest's pings reach a target two routers away and
 // come back; traceroute -I, traceroute6 -I and classic UDP traceroute list the gateway, both
 // routers and the target; UDP echo works on both families; a ping to an address on vunet's host
-// link that no one holds gets host unreachable, not silence.
+// link that no one holds gets host unreachable, not silence. At MTU 1500 (issue 6): pings of 4000
+// bytes and 4000-byte UDP datagrams both ways in fragments, IPv4 record route and timestamp options
+// answered, and a --pcap capture showing our MLD reports at start, our MLD and IGMP queries, the
+// guest answering them, and the echoed datagrams reaching the guest in fragments.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -21,7 +24,11 @@ t.test('ICMP and UDP through the NAT: ping, traceroute, UDP echo, host unreachab
   echoes.push(spawn('ip', ['netns', 'exec', topo.targetNs, process.execPath, join(import.meta.dirname, 'support', 'dns-responder.mjs')], { stdio: 'ignore' }));
   const dir = mkdtempSync(join(tmpdir(), 'vunet-nat-'));
   const sock = join(dir, 'vunet.sock');
-  const vunet = spawn('ip', ['netns', 'exec', topo.vunetNs, process.execPath, BIN, '--socket', sock, '--log-level', 'info', '--dns', topo.target4, '--mtu', '1500'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const pcapFile = join(dir, 'capture.pcap');
+  const vunet = spawn('ip', ['netns', 'exec', topo.vunetNs, process.execPath, BIN, '--socket', sock, '--log-level', 'info', '--dns', topo.target4, '--mtu', '1500', '--pcap', pcapFile], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const vunetExited = new Promise<void>((resolve) => vunet.once('exit', () => resolve()));
   let log = '';
   vunet.stdout.on('data', (d: Buffer) => (log += d.toString()));
   vunet.stderr.on('data', (d: Buffer) => (log += d.toString()));
@@ -64,6 +71,8 @@ echo "== bigping"; ping -c 2 -W 3 -s 4000 ${topo.target4} 2>&1
 echo "== bigping6"; ping6 -c 2 -W 3 -s 4000 ${topo.target6} 2>&1
 for a in 10.0.2.2 10.0.2.3; do echo "== bigping-$a"; ping -c 2 -W 3 -s 4000 $a 2>&1; done
 for a in fec0::2 fec0::3; do echo "== bigping6-$a"; ping6 -c 2 -W 3 -s 4000 $a 2>&1; done
+echo "== rr"; ping-iputils -n -R -c 1 -W 3 10.0.2.3 2>&1
+echo "== ts"; ping-iputils -n -T tsandaddr -c 1 -W 3 10.0.2.3 2>&1
 echo "== dns4"; nslookup vunet.test 10.0.2.3 2>&1
 echo "== dns6"; nslookup -type=AAAA vunet.test fec0::3 2>&1
 echo "== unreach4"; ping-iputils -n -c 1 -W 6 ${topo.nobody4} 2>&1
@@ -104,7 +113,65 @@ echo "== end"
   // uses traceroute's UDP probes, which report it: !H from the gateway.
   t.match(section('unreach4udp'), /10\.0\.2\.2 .*!H/, 'UDP to it: host unreachable from the gateway (!H), not a timeout');
   t.match(section('netunreach4'), new RegExp(`From ${topo.router1[0].replace(/\./g, '\\.')} icmp_seq=1 Destination Net Unreachable`), "unroutable address: the router's net unreachable");
-  vunet.kill('SIGUSR1');
-  await new Promise((r) => setTimeout(r, 300));
+  // IPv4 options (vunet's own echo reply: 10.0.2.3 is not mapped to the host): record route and
+  // timestamp come back with 10.0.2.3 in them.
+  t.match(section('rr'), /1 packets transmitted, 1 received/, 'ping -R to 10.0.2.3 answered');
+  t.match(section('rr'), /RR:[\s\S]*10\.0\.2\.3/, 'the record route holds 10.0.2.3');
+  t.match(section('ts'), /TS:[\s\S]*10\.0\.2\.3\s+-?\d+/, 'the timestamp option holds 10.0.2.3 and its time');
+
+  // The capture (--pcap), complete once vunet has stopped.
+  vunet.kill('SIGTERM');
+  await vunetExited;
   if (process.env.VUNET_E2E_DEBUG) t.comment(out + '\n--- vunet log ---\n' + log);
+  const status = log
+    .split('\n')
+    .filter((l) => l.includes('"vunet stopped"'))
+    .map((l) => JSON.parse(l) as { stack: Record<string, number> })[0];
+  t.ok(status, 'final status logged');
+  const frames = readPcap(pcapFile);
+  const ours = frames.filter((f) => f.subarray(6, 12).every((b, i) => b === OUR_MAC[i]));
+  const guestFrames = frames.filter((f) => !f.subarray(6, 12).every((b, i) => b === OUR_MAC[i]));
+  const firstV6 = ours.find((f) => etherType(f) === 0x86dd);
+  t.ok(firstV6 && mldType(firstV6) === 143, 'the first IPv6 frame vunet sends is its MLDv2 report (link-up, before DAD)');
+  const reports = ours.filter((f) => mldType(f) === 143);
+  t.ok(reports.length >= 2, `our MLDv2 reports (${reports.length}), Robustness of them at start`);
+  const queryAt = ours.findIndex((f) => mldType(f) === 130);
+  const mldQueries = ours.filter((f) => mldType(f) === 130);
+  t.ok(mldQueries.length >= 1, `our MLD queries on the link (${mldQueries.length})`);
+  t.ok(
+    mldQueries.every((f) => f[22 + 15] === 2 && f[38] === 0xff && f[39] === 0x02 && f[38 + 15] === 1 && f[21] === 1),
+    'from fe80::2 to ff02::1, hop limit 1',
+  );
+  const igmpQueries = ours.filter((f) => etherType(f) === 0x0800 && f[23] === 2 && f[14 + (f[14]! & 0x0f) * 4] === 0x11);
+  t.ok(igmpQueries.length >= 1, `our IGMP queries to 224.0.0.1 (${igmpQueries.length})`);
+  const firstQuery = frames.indexOf(ours[queryAt]!);
+  t.ok(
+    frames.slice(firstQuery).some((f) => !f.subarray(6, 12).every((b, i) => b === OUR_MAC[i]) && mldType(f) === 143),
+    "the guest answers our query with an MLDv2 report",
+  );
+  t.ok((status?.stack['mld.guestJoined'] ?? 0) >= 1, "vunet learnt the guest's groups from it");
+  // The 4000-byte datagrams echoed by the target reached the guest in fragments.
+  const frag4 = ours.filter((f) => etherType(f) === 0x0800 && f[23] === 17 && (f[20]! & 0x3f | f[21]!) !== 0);
+  const frag6 = ours.filter((f) => etherType(f) === 0x86dd && f[20] === 44);
+  t.ok(frag4.length >= 3, `IPv4 fragments to the guest (${frag4.length})`);
+  t.ok(frag6.length >= 3, `IPv6 fragments to the guest (${frag6.length})`);
+  t.ok(guestFrames.some((f) => etherType(f) === 0x0800 && (f[20]! & 0x20) !== 0), 'and the guest sent its own in fragments');
 });
+
+const OUR_MAC = [0x52, 0x55, 0x0a, 0x00, 0x02, 0x02];
+const etherType = (f: Uint8Array): number => (f[12]! << 8) | f[13]!;
+/** The ICMPv6 type of an MLD-shaped frame (IPv6, hop-by-hop first, ICMPv6 after it), else -1. */
+const mldType = (f: Uint8Array): number => (etherType(f) === 0x86dd && f[20] === 0 && f[54] === 58 ? f[62]! : -1);
+
+/** The frames of a little-endian classic pcap file (what src/main/pcap.ts writes). */
+function readPcap(path: string): Uint8Array[] {
+  const b = readFileSync(path);
+  if (b.readUInt32LE(0) !== 0xa1b2c3d4) throw new Error('not a little-endian pcap file');
+  const frames: Uint8Array[] = [];
+  for (let at = 24; at + 16 <= b.length; ) {
+    const incl = b.readUInt32LE(at + 8);
+    frames.push(new Uint8Array(b.subarray(at + 16, at + 16 + incl)));
+    at += 16 + incl;
+  }
+  return frames;
+}

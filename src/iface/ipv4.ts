@@ -1,15 +1,20 @@
-// IPv4 on the guest link: ARP, IPv4 input, ICMPv4 and UDP dispatch for our addresses, and RFC 5227
-// probe/announce of our addresses at link-up. Read RFC 826, RFC 1122 §3.2 (what a host checks on
-// IP input and when it may send ICMP errors), RFC 792 and RFC 5227 before editing; the ICMP error
-// rules follow gVisor's ipv4/icmp.go returnError (../shared/seeds/000_c245984113abe07b.txt).
+// IPv4 on the guest link: ARP, IPv4 input with its options, ICMPv4, IGMP and UDP dispatch for our
+// addresses, RFC 5227 probe/announce of our addresses at link-up, and vunet as the link's IGMP
+// querier. Read RFC 826, RFC 1122 §3.2 (what a host checks on IP input and when it may send ICMP
+// errors), RFC 792, RFC 791 §3.1 (options), RFC 1191 (fragmentation needed), RFC 5227 and RFC 3376
+// before editing; the ICMP error rules follow gVisor's ipv4/icmp.go returnError
+// (../shared/seeds/000_c245984113abe07b.txt), options and IGMP validation its ipv4.go (the newer
+// version, 003_bc9d028b91e82310.txt).
 import type { RxMeta } from './link.js';
-import { LINK_HEADROOM, REASSEMBLED, reassembledFrame } from './link.js';
+import { LINK_HEADROOM, REASSEMBLED, placePacket, reassembledFrame } from './link.js';
 import type { Stack } from './stack.js';
 import { EchoRequestSlot } from './echo.js';
 import { fragmentIpv4 } from './fragment.js';
 import { Reassembler } from './reassembly.js';
 import { NeighborCache } from './neighbor.js';
 import { TokenBucket } from './rate-limit.js';
+import { MembershipReporter, QUERY_INTERVAL, Querier, ROBUSTNESS, recordEffect } from './multicast.js';
+import type { McastLevel } from './multicast.js';
 import {
   ArpOp,
   ArpPacket,
@@ -17,12 +22,22 @@ import {
   EtherType,
   EthernetFrame,
   ICMPV4_HEADER_LEN,
+  IGMPV3_ALL_ROUTERS,
+  IGMP_ALL_ROUTERS,
+  IGMP_ALL_SYSTEMS,
+  IPV4_ROUTER_ALERT_OPTION,
+  IgmpGroupRecordIterator,
+  IgmpPacket,
+  IgmpType,
   Icmpv4Packet,
+  Icmpv4ParamProblemCode,
   Icmpv4TimeExceededCode,
   Icmpv4Type,
   Icmpv4UnreachableCode,
   IpProtocol,
   Ipv4Error,
+  Ipv4OptionsResult,
+  Ipv4OptionsUsage,
   Ipv4Packet,
   MAC_BROADCAST,
   TcpError,
@@ -33,15 +48,22 @@ import {
   emitEthernetHeader,
   emitIcmpv4,
   emitIcmpv4Error,
+  emitIgmp,
+  emitIgmpV3Query,
+  emitIgmpV3Report,
   emitIpv4Header,
   emitUdpV4,
   formatIpv4,
   icmpv4EchoRest,
+  igmpv3EncodeCode,
   ipv4Read,
   ipv4InSubnet,
   ipv4IsBroadcast,
   ipv4IsMulticast,
   ipv4SubnetBroadcast,
+  ipv4Write,
+  macFromIpv4Multicast,
+  processIpv4Options,
 } from '../wire/index.js';
 
 /** A UDP datagram addressed to one of our IPv4 addresses, as handlers see it (views valid only
@@ -63,6 +85,27 @@ export type UdpV4Handler = (dgram: UdpV4Input, stack: Stack) => boolean | void;
 
 /** RFC 1122 §3.2.1.7 leaves the TTL to the host; 64 is what Linux and slirp use. */
 const DEFAULT_TTL = 64;
+/** RFC 3376 §4: IGMP messages are sent with TTL 1 and a router alert option. */
+const IGMP_TTL = 1;
+const MS_PER_DAY = 86_400_000;
+/** Groups we belong to besides all-systems (never reported, RFC 3376 §5): we route, so the
+ *  all-routers groups of IGMPv1/v2 (224.0.0.2) and IGMPv3 (224.0.0.22). */
+const OWN_GROUPS: readonly Uint8Array[] = [IGMP_ALL_ROUTERS, IGMPV3_ALL_ROUTERS].map(groupBytes);
+/** Echo-request types and the like that an ICMP error may be about; the seed takes any other type
+ *  for an error (RFC 1812 §4.3.2.7: never an error about an error). */
+const ICMP_NOT_ERRORS = new Set<number>([0, 8, 13, 14, 15, 16]);
+const NO_OPTIONS = new Uint8Array(0);
+
+function groupBytes(addr: number): Uint8Array {
+  const b = new Uint8Array(4);
+  ipv4Write(b, 0, addr);
+  return b;
+}
+
+/** The groups we receive: all-systems (every host, RFC 1112 §4) and the all-routers groups. */
+function listening(group: number): boolean {
+  return group === IGMP_ALL_SYSTEMS || group === IGMP_ALL_ROUTERS || group === IGMPV3_ALL_ROUTERS;
+}
 /** Quote as much of the offending datagram as fits in 576 bytes (RFC 1812 §4.3.2.3). */
 const ICMP_ERROR_MAX = 576 - 20;
 const ZERO_MAC = new Uint8Array(6);
@@ -103,6 +146,19 @@ export class Ipv4Layer {
   /** Where fragments are cut (one MTU). */
   private readonly fragScratch: Uint8Array;
   private readonly echoSlot = new EchoRequestSlot(4, () => this.echoReply());
+  /** The options the built-in echo reply carries (RFC 1122 §3.2.2.6), a view of optBuf. */
+  private replyOptions: Uint8Array = NO_OPTIONS;
+  private readonly optBuf = new Uint8Array(40);
+  private readonly optResult = new Ipv4OptionsResult();
+  /** Our own memberships (host side) and the guest link's querier (router side). */
+  readonly reporter: MembershipReporter;
+  readonly querier: Querier;
+  private multicastStarted = false;
+  private readonly igmp = new IgmpPacket();
+  private readonly records = new IgmpGroupRecordIterator();
+  private readonly group4 = new Uint8Array(4);
+  private readonly macScratch = new Uint8Array(6);
+  private readonly errIp = new Ipv4Packet();
   private readonly arp = new ArpPacket();
   private readonly ip4 = new Ipv4Packet();
   private readonly icmp4 = new Icmpv4Packet();
@@ -126,6 +182,16 @@ export class Ipv4Layer {
       },
       { random: s.random },
     );
+    const event = (name: string, detail?: object): void => s.note(`igmp.${name}`, detail);
+    this.reporter = new MembershipReporter(
+      {
+        groups: () => OWN_GROUPS as Uint8Array[],
+        sendReport3: (groups, recordType) => this.sendIgmpV3Report(groups, recordType),
+        sendReportOld: (group, level) => this.sendIgmpOldReport(group, level),
+      },
+      s.random,
+    );
+    this.querier = new Querier({ sendQuery: (group, maxRespMs) => this.sendIgmpQuery(group, maxRespMs) }, groupBytes(s.config.ipv4.gateway), event);
   }
 
   onUdp(port: number, handler: UdpV4Handler): void {
@@ -162,13 +228,22 @@ export class Ipv4Layer {
   private frameAndSend(packet: Uint8Array, mac: Uint8Array): boolean {
     const o = this.s.out;
     const one = (p: Uint8Array): boolean => {
-      o.set(p, ETHERNET_HEADER_LEN);
+      placePacket(o, p);
       emitEthernetHeader(o, 0, { dst: mac, src: this.s.config.mac, etherType: EtherType.IPV4 });
       return this.s.transmit(ETHERNET_HEADER_LEN + p.length);
     };
     if (packet.length <= this.s.config.mtu) return one(packet);
     if (!fragmentIpv4(packet, this.s.config.mtu, this.fragScratch, one)) {
-      this.s.drop('ipv4.cannotFragment'); // DF set: issue 6 answers fragmentation needed
+      const src = ipv4Read(packet, 12);
+      if (!(packet[6]! & 0x40) || this.isOurs(src)) {
+        // An MTU too small for the header, or a DF datagram of ours: our own bug, counted.
+        this.s.drop('ipv4.cannotFragment');
+        return false;
+      }
+      // RFC 1191 §4 / RFC 792: a router that must fragment a DF datagram drops it and answers
+      // fragmentation needed with the next-hop MTU; its source is beyond the guest link.
+      this.s.counters.add('ipv4.fragNeeded');
+      this.errorBeyond(packet, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.FRAG_NEEDED, this.s.config.mtu & 0xffff);
       return false;
     }
     this.s.counters.add('ipv4.fragmentedOut');
@@ -188,33 +263,79 @@ export class Ipv4Layer {
       this.onUnreachable?.(tag, dst);
       return;
     }
-    const ip = this.ip4.at(packet, 0, packet.length);
+    this.errorBeyond(packet, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.HOST, 0);
+  }
+
+  /**
+   * An ICMP error about `packet`, a whole datagram from beyond the guest link that we failed to
+   * deliver, to its source through the beyond hook (the NAT), from the gateway: we are the router
+   * that failed it (RFC 1812 §4.3.2.4). Subject to mayAnswerWithError and the rate limit.
+   */
+  private errorBeyond(packet: Uint8Array, type: number, code: number, rest: number): void {
+    const ip = this.errIp.at(packet, 0, packet.length);
     if (ip.check() !== Ipv4Error.OK || !this.mayAnswerWithError(packet, ip, false, false)) return;
-    if (!this.icmpLimiter.take(this.s.now())) return this.s.drop('icmp4.rateLimited');
-    const o = this.s.out;
-    const icmpOff = ETHERNET_HEADER_LEN + 20;
-    const len = emitIcmpv4Error(o, icmpOff, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.HOST, 0, packet, 0, ip.totalLength, ICMP_ERROR_MAX);
+    if (!this.allowError(type, code)) return;
+    const b = this.errBuf;
+    const len = emitIcmpv4Error(b, 20, type, code, rest, packet, 0, ip.totalLength, ICMP_ERROR_MAX);
     if (len < 0) return;
-    this.emitIpv4(this.s.config.ipv4.gateway, src, IpProtocol.ICMP, len, 0);
-    this.s.counters.add('icmp4.out.3.1');
-    this.s.beyond?.(o.subarray(ETHERNET_HEADER_LEN, icmpOff + len));
+    this.emitHeaderInto(b, this.s.config.ipv4.gateway, ip.src, IpProtocol.ICMP, len);
+    this.s.note(`icmp4.out.${type}.${code}`, { to: formatIpv4(ip.src), beyond: true });
+    this.s.beyond?.(b.subarray(0, 20 + len));
+  }
+
+  /**
+   * The seed's allowICMPReply: destination unreachable, source quench, time exceeded and parameter
+   * problem take a token from the bucket — except fragmentation needed, never limited (as Linux's
+   * icmpv4_xrlim_allow: rate limiting would break path MTU discovery).
+   */
+  private allowError(type: number, code: number): boolean {
+    if (type === Icmpv4Type.DEST_UNREACHABLE && code === Icmpv4UnreachableCode.FRAG_NEEDED) return true;
+    if (this.icmpLimiter.take(this.s.now())) return true;
+    this.s.drop('icmp4.rateLimited');
+    return false;
   }
 
   /** Starts RFC 5227 probing of our addresses: the guest's link just came up. */
   linkUp(now: number): void {
     const c = this.s.config.ipv4;
     this.claims = [c.gateway, c.dns].map((addr) => ({ addr, sent: 0, next: now + this.s.random() * PROBE_WAIT, conflict: false }));
+    this.multicastStarted = false;
   }
 
   pollAt(): number {
     let at = Math.min(this.neighbors.pollAt(), this.reassembler.pollAt());
     for (const c of this.claims) if (c.sent < PROBE_NUM + ANNOUNCE_NUM && !c.conflict) at = Math.min(at, c.next);
+    if (this.multicastStarted) at = Math.min(at, this.reporter.pollAt(), this.querier.pollAt());
     return at;
   }
 
   poll(now: number): void {
     this.neighbors.poll(now);
     this.reassembler.poll(now, (e) => this.reassemblyExpired(e.firstFragment));
+    this.pollClaims(now);
+    // IGMP starts once the gateway address has been probed (RFC 5227 §2.1.1: not a source before):
+    // our reports (RFC 3376 §5.1) and the querier's startup queries (§6.6.2).
+    const gw = this.claims[0];
+    if (!this.multicastStarted && gw && (gw.sent > PROBE_NUM || gw.conflict)) {
+      this.multicastStarted = true;
+      this.reporter.start(now);
+      this.querier.start(now);
+    }
+    if (this.multicastStarted) {
+      this.reporter.poll(now);
+      this.querier.poll(now);
+    }
+  }
+
+  /** Whether the guest listens to IPv4 group `group` (all-systems: always, RFC 1112 §4). Multicast
+   *  toward the guest other than to all-systems is sent only to groups it joined. */
+  guestJoined(group: number): boolean {
+    if (group === IGMP_ALL_SYSTEMS) return true;
+    ipv4Write(this.group4, 0, group);
+    return this.querier.joined(this.group4, 0, this.s.now());
+  }
+
+  private pollClaims(now: number): void {
     for (const c of this.claims) {
       if (c.conflict || c.sent >= PROBE_NUM + ANNOUNCE_NUM || now < c.next) continue;
       const probing = c.sent < PROBE_NUM;
@@ -289,10 +410,17 @@ export class Ipv4Layer {
     if (err !== Ipv4Error.OK) return this.s.drop(`ipv4.${ipv4ErrorName(err)}`);
     // RFC 1122 §3.2.1.2: a host MUST verify the header checksum and silently discard on failure.
     if (!ip.verifyChecksum()) return this.s.drop('ipv4.badChecksum');
-    if (ip.isFragment()) return this.fragmentInput(frame, ip);
+    const options = ip.headerLength > 20;
     const dst = ip.dst;
     const cfg = this.s.config.ipv4;
     const broadcast = ipv4IsBroadcast(dst) || dst === ipv4SubnetBroadcast(cfg.network, cfg.prefixLength);
+    if (ip.isFragment()) {
+      // A fragment's options are checked, not changed, before it is held (the seed's
+      // optionUsageVerify): a malformed one is answered now, not after reassembly.
+      if (options && !this.checkOptions(frame, eth, ip, Ipv4OptionsUsage.VERIFY, broadcast)) return;
+      return this.fragmentInput(frame, ip);
+    }
+    this.replyOptions = NO_OPTIONS;
     if (!this.isOurs(dst) && !broadcast && !ipv4IsMulticast(dst)) {
       // Destined beyond us: we are the first router on its way (RFC 1812 §5.3.1). A TTL that
       // would reach zero here gets time exceeded from the gateway — the first traceroute hop.
@@ -300,6 +428,10 @@ export class Ipv4Layer {
         this.s.counters.add('ipv4.ttlExpired');
         return this.sendIcmpv4Error(frame, eth, ip, Icmpv4Type.TIME_EXCEEDED, Icmpv4TimeExceededCode.TTL, 0, false);
       }
+      // Options as the seed's forwarding path processes them (optionUsageForward, after the TTL):
+      // a malformed one gets parameter problem. The NAT re-originates from host sockets what
+      // goes on beyond vunet, so no IP option travels further: they are checked, not carried.
+      if (options && !this.checkOptions(frame, eth, ip, Ipv4OptionsUsage.FORWARD, false)) return;
       // Echo requests go to the echo handler first (the NAT's echo proxy, or an embedder's).
       if (ip.protocol === IpProtocol.ICMP && !ip.isFragment()) {
         const icmp = this.icmp4.at(frame, ip.payloadOffset, ip.payloadLength);
@@ -320,13 +452,22 @@ export class Ipv4Layer {
       }
       return this.s.beyond(frame.subarray(ip.offset, ip.offset + ip.totalLength));
     }
+    // Multicast we are no member of is not ours (IGMP excepted: as the querier we hear all of it).
+    if (ipv4IsMulticast(dst) && ip.protocol !== IpProtocol.IGMP && !listening(dst)) return this.s.drop('ipv4.groupNotJoined');
+    // ICMP handles its options itself, after its checksum (the seed's handleICMP); the others'
+    // are processed here as received (optionUsageReceive).
+    let routerAlert = false;
+    if (options && ip.protocol !== IpProtocol.ICMP) {
+      if (!this.checkOptions(frame, eth, ip, Ipv4OptionsUsage.RECEIVE, broadcast)) return;
+      routerAlert = this.optResult.routerAlert;
+    }
     switch (ip.protocol) {
       case IpProtocol.ICMP:
         return this.icmpv4Input(frame, eth, ip, broadcast);
       case IpProtocol.UDP:
         return this.udpv4Input(frame, eth, ip, meta, broadcast);
       case IpProtocol.IGMP:
-        return this.s.counters.add('igmp.in'); // memberships: issue 6
+        return this.igmpInput(frame, ip, routerAlert);
       case IpProtocol.TCP:
         if (broadcast) return this.s.drop('tcp4.broadcast'); // RFC 9293 §3.9.2.1: unicast only
         if (this.s.tcpInput) return this.tcpv4Input(frame, ip, meta);
@@ -351,11 +492,159 @@ export class Ipv4Layer {
     const icmp = this.icmp4.at(frame, ip.payloadOffset, ip.payloadLength);
     if (!icmp.check()) return this.s.drop('icmp4.short');
     if (!icmp.verifyChecksum()) return this.s.drop('icmp4.badChecksum');
-    this.s.counters.add(`icmp4.in.${icmp.type}`);
+    this.s.note(`icmp4.in.${icmp.type}`, { code: icmp.code, from: formatIpv4(ip.src) });
+    // RFC 1122 §3.2.2.6: record route and timestamp of an echo request are updated and returned in
+    // the reply; other messages have their options processed as received.
+    if (ip.headerLength > 20) {
+      const usage = icmp.type === Icmpv4Type.ECHO_REQUEST ? Ipv4OptionsUsage.ECHO : Ipv4OptionsUsage.RECEIVE;
+      if (!this.checkOptions(frame, eth, ip, usage, broadcast)) return;
+    }
     if (icmp.type !== Icmpv4Type.ECHO_REQUEST) return;
     // RFC 1122 §3.2.2.6: echo to a broadcast or multicast address MAY be silently discarded.
     if (broadcast || ipv4IsMulticast(ip.dst)) return this.s.drop('icmp4.echoToGroup');
     this.echo(frame, eth, ip, icmp, true);
+  }
+
+  /**
+   * Processes the options of the datagram in `ip` for `usage` (wire/ipv4.ts processIpv4Options,
+   * the seed's processIPOptions): our address for record route and timestamp is the one the
+   * datagram was sent to, else the gateway's (the seed takes the interface's main address; ours
+   * has two). Echo requests leave the reply's options in replyOptions. A malformed option is
+   * answered with parameter problem pointing at it (when the error rules allow) and the datagram
+   * dropped; returns whether it may go on.
+   */
+  private checkOptions(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, usage: Ipv4OptionsUsage, broadcast: boolean): boolean {
+    const local = this.isOurs(ip.dst) ? ip.dst : this.s.config.ipv4.gateway;
+    // RFC 791 page 22: milliseconds since midnight UT.
+    const ts = ((Math.floor(this.s.wallClock()) % MS_PER_DAY) + MS_PER_DAY) % MS_PER_DAY;
+    const r = this.optResult;
+    if (processIpv4Options(frame, ip.offset, ip.headerLength, usage, local, ts, this.optBuf, r)) {
+      if (r.recordRoute) this.s.counters.add('ipv4.option.recordRoute');
+      if (r.timestamp) this.s.counters.add('ipv4.option.timestamp');
+      if (r.routerAlert) this.s.counters.add('ipv4.option.routerAlert');
+      if (usage === Ipv4OptionsUsage.ECHO) this.replyOptions = this.optBuf.subarray(0, r.length);
+      return true;
+    }
+    this.s.drop('ipv4.badOption');
+    this.sendIcmpv4Error(frame, eth, ip, Icmpv4Type.PARAM_PROBLEM, Icmpv4ParamProblemCode.POINTER, r.problem * 0x100_0000, broadcast);
+    return false;
+  }
+
+  /**
+   * An IGMP message (RFC 1112 App. I, RFC 2236 §2, RFC 3376 §4), validated as the seed's
+   * isPacketValid: TTL 1 and a router alert option (RFC 2236 §2, RFC 3376 §4), and for reports and
+   * leaves a source in the guest's subnet (RFC 2236 §6; RFC 3376 §4.2.13 lets a v3 report come
+   * from 0.0.0.0). IGMPv1 messages are taken without router alert: RFC 1112 predates RFC 2113 (the
+   * seed would drop them; the RFC wins). Queries take part in the querier election and are answered
+   * for our groups; reports teach the querier the guest's memberships.
+   */
+  private igmpInput(frame: Uint8Array, ip: Ipv4Packet, routerAlert: boolean): void {
+    const m = this.igmp.at(frame, ip.payloadOffset, ip.payloadLength);
+    if (!m.check()) return this.s.drop('igmp.malformed');
+    if (!m.verifyChecksum()) return this.s.drop('igmp.badChecksum');
+    const type = m.type;
+    const src = ip.src;
+    this.s.note(`igmp.in.${type}`, { from: formatIpv4(src), group: formatIpv4(m.group) });
+    if (ip.ttl !== IGMP_TTL) return this.s.drop('igmp.badTtl');
+    const v1 = type === IgmpType.V1_MEMBERSHIP_REPORT || (type === IgmpType.MEMBERSHIP_QUERY && m.queryVersion === 1);
+    if (!routerAlert && !v1) return this.s.drop('igmp.noRouterAlert');
+    const cfg = this.s.config.ipv4;
+    const onLink = ipv4InSubnet(src, cfg.network, cfg.prefixLength) && src !== cfg.network && src !== ipv4SubnetBroadcast(cfg.network, cfg.prefixLength);
+    const now = this.s.now();
+    const g = this.group4;
+    switch (type) {
+      case IgmpType.MEMBERSHIP_QUERY: {
+        const group = m.group;
+        if (group !== 0 && !ipv4IsMulticast(group)) return this.s.drop('igmp.badGroup');
+        ipv4Write(g, 0, group);
+        // A querier at 0.0.0.0 (a snooping switch's) takes no part in the election.
+        if (src !== 0) this.querier.queryHeard(now, frame, ip.offset + 12, group ? g : undefined, 0);
+        if (this.multicastStarted) this.reporter.queryHeard(now, m.queryVersion as McastLevel, group ? g : undefined, 0, m.maxResponseTime * 100);
+        return;
+      }
+      case IgmpType.V1_MEMBERSHIP_REPORT:
+      case IgmpType.V2_MEMBERSHIP_REPORT:
+      case IgmpType.V2_LEAVE_GROUP: {
+        if (!onLink) return this.s.drop('igmp.badSource');
+        const group = m.group;
+        // All-systems membership is implicit and never reported (RFC 3376 §5).
+        if (!ipv4IsMulticast(group) || group === IGMP_ALL_SYSTEMS) return this.s.drop('igmp.badGroup');
+        ipv4Write(g, 0, group);
+        if (type === IgmpType.V2_LEAVE_GROUP) return this.querier.leave(now, g, 0);
+        this.querier.join(now, g, 0, type === IgmpType.V1_MEMBERSHIP_REPORT ? 1 : 2);
+        this.reporter.reportHeard(now, g, 0);
+        return;
+      }
+      case IgmpType.V3_MEMBERSHIP_REPORT: {
+        if (src !== 0 && !onLink) return this.s.drop('igmp.badSource');
+        const r = this.records.at(frame, m.offset, m.length);
+        while (r.next()) {
+          const group = r.group;
+          if (!ipv4IsMulticast(group) || group === IGMP_ALL_SYSTEMS) continue;
+          ipv4Write(g, 0, group);
+          const effect = recordEffect(r.recordType, r.sourceCount);
+          if (effect === 'join') this.querier.join(now, g, 0, 3);
+          else if (effect === 'leave') this.querier.leave(now, g, 0);
+        }
+        return;
+      }
+      default:
+        return this.s.drop('igmp.unknownType'); // RFC 3376 §4: ignored
+    }
+  }
+
+  /** An IGMPv3 query from the gateway: general to all-systems, or for `group` (RFC 3376 §4.1). */
+  private sendIgmpQuery(group: Uint8Array | undefined, maxRespMs: number): void {
+    const o = this.s.out;
+    const off = ETHERNET_HEADER_LEN + 24;
+    const g = group ? ipv4Read(group, 0) : 0;
+    const n = emitIgmpV3Query(o, off, {
+      maxRespCode: igmpv3EncodeCode(maxRespMs / 100),
+      group: g,
+      suppressRouterProcessing: false,
+      qrv: ROBUSTNESS,
+      qqic: igmpv3EncodeCode(QUERY_INTERVAL / 1000),
+      sources: [],
+    });
+    this.sendIgmp(g === 0 ? IGMP_ALL_SYSTEMS : g, n);
+  }
+
+  /** Our state-change or current-state report (RFC 3376 §4.2) to 224.0.0.22. */
+  private sendIgmpV3Report(groups: readonly Uint8Array[], recordType: number): void {
+    const o = this.s.out;
+    const n = emitIgmpV3Report(o, ETHERNET_HEADER_LEN + 24, groups.map((x) => ({ type: recordType, group: ipv4Read(x, 0), sources: [] })));
+    if (n > 0) this.sendIgmp(IGMPV3_ALL_ROUTERS, n);
+  }
+
+  /** An IGMPv1 or v2 report for `group`, sent to the group (RFC 2236 §2, RFC 1112 App. I). */
+  private sendIgmpOldReport(group: Uint8Array, level: 1 | 2): void {
+    const g = ipv4Read(group, 0);
+    const type = level === 1 ? IgmpType.V1_MEMBERSHIP_REPORT : IgmpType.V2_MEMBERSHIP_REPORT;
+    const n = emitIgmp(this.s.out, ETHERNET_HEADER_LEN + 24, { type, maxRespTime: 0, group: g });
+    this.sendIgmp(g, n);
+  }
+
+  /** Frames the IGMP message at out[38] from the gateway to `dst`: TTL 1, router alert, the TOS of
+   *  internetwork control as Linux uses. */
+  private sendIgmp(dst: number, igmpLength: number): void {
+    const o = this.s.out;
+    this.ipId = (this.ipId + 1) & 0xffff;
+    emitIpv4Header(o, ETHERNET_HEADER_LEN, {
+      src: this.s.config.ipv4.gateway,
+      dst,
+      proto: IpProtocol.IGMP,
+      ttl: IGMP_TTL,
+      id: this.ipId,
+      flags: 0,
+      fragOffset: 0,
+      payloadLength: igmpLength,
+      tos: 0xc0,
+      options: IPV4_ROUTER_ALERT_OPTION,
+    });
+    macFromIpv4Multicast(this.macScratch, 0, dst);
+    emitEthernetHeader(o, 0, { dst: this.macScratch, src: this.s.config.mac, etherType: EtherType.IPV4 });
+    this.s.note(`igmp.out.${o[ETHERNET_HEADER_LEN + 24]}`, { to: formatIpv4(dst) });
+    this.s.transmit(ETHERNET_HEADER_LEN + 24 + igmpLength);
   }
 
   /**
@@ -376,11 +665,11 @@ export class Ipv4Layer {
     if (!first) return;
     const ip = this.ip4.at(first, 0, first.length);
     if (ip.check() !== Ipv4Error.OK || !this.mayAnswerWithError(first, ip, false, false)) return;
-    if (!this.icmpLimiter.take(this.s.now())) return this.s.drop('icmp4.rateLimited');
+    if (!this.allowError(Icmpv4Type.TIME_EXCEEDED, Icmpv4TimeExceededCode.REASSEMBLY)) return;
     const b = this.errBuf;
     const n = emitIcmpv4Error(b, 20, Icmpv4Type.TIME_EXCEEDED, Icmpv4TimeExceededCode.REASSEMBLY, 0, first, 0, first.length, ICMP_ERROR_MAX);
     this.emitHeaderInto(b, this.isOurs(ip.dst) ? ip.dst : this.s.config.ipv4.gateway, ip.src, IpProtocol.ICMP, n);
-    this.s.counters.add('icmp4.out.11.1');
+    this.s.note('icmp4.out.11.1', { to: formatIpv4(ip.src) });
     this.sendToGuest(b.subarray(0, 20 + n));
   }
 
@@ -391,20 +680,26 @@ export class Ipv4Layer {
     return this.echoSlot.fill(frame, eth.srcOffset, packet, ip.ttl, icmp.ident, icmp.seq, data, toUs).run(this.s.echoHandler);
   }
 
-  /** The built-in echo reply to the request in echoSlot (RFC 792): same identifier, sequence and
-   *  data, from the address it was sent to. */
+  /**
+   * The built-in echo reply to the request in echoSlot (RFC 792): same identifier, sequence and
+   * data, from the address it was sent to. As the seed's handleICMP, the reply's header is the
+   * request's with its options replaced by those processed for the echo (record route and
+   * timestamp updated, router alert kept, the rest dropped: RFC 1122 §3.2.2.6).
+   */
   private echoReply(): boolean {
     const r = this.echoSlot;
+    const opts = this.replyOptions;
+    const hl = 20 + opts.length;
     const len = r.data.length;
-    const total = 20 + ICMPV4_HEADER_LEN + len;
+    const total = hl + ICMPV4_HEADER_LEN + len;
     // Built in place in the output frame, or whole in a side buffer when it must be fragmented
     // (the answer to a reassembled request larger than the link MTU).
     const big = total > this.s.config.mtu;
     const b = big ? this.bigBuffer() : this.outIp;
-    b.set(r.data, 20 + ICMPV4_HEADER_LEN);
-    emitIcmpv4(b, 20, { type: Icmpv4Type.ECHO_REPLY, code: 0, rest: icmpv4EchoRest(r.ident, r.seq), payloadLength: len });
-    this.emitHeaderInto(b, ipv4Read(r.packet, 16), ipv4Read(r.packet, 12), IpProtocol.ICMP, ICMPV4_HEADER_LEN + len, r.packet[1]!);
-    this.s.counters.add('icmp4.out.0');
+    b.set(r.data, hl + ICMPV4_HEADER_LEN);
+    emitIcmpv4(b, hl, { type: Icmpv4Type.ECHO_REPLY, code: 0, rest: icmpv4EchoRest(r.ident, r.seq), payloadLength: len });
+    this.emitHeaderInto(b, ipv4Read(r.packet, 16), ipv4Read(r.packet, 12), IpProtocol.ICMP, ICMPV4_HEADER_LEN + len, r.packet[1]!, opts);
+    this.s.note('icmp4.out.0.0');
     return this.frameAndSend(b.subarray(0, total), r.srcMac);
   }
 
@@ -459,10 +754,12 @@ export class Ipv4Layer {
     this.emitHeaderInto(this.outIp, src, dst, proto, payloadLength, tos);
   }
 
-  /** Writes a 20-byte IPv4 header at b[0] for a payload already at b[20]. */
-  private emitHeaderInto(b: Uint8Array, src: number, dst: number, proto: number, payloadLength: number, tos = 0): void {
+  /** Writes an IPv4 header (20 bytes plus `options`, a multiple of 4) at b[0] for a payload
+   *  already in place after it. */
+  private emitHeaderInto(b: Uint8Array, src: number, dst: number, proto: number, payloadLength: number, tos = 0, options?: Uint8Array): void {
     this.ipId = (this.ipId + 1) & 0xffff;
-    emitIpv4Header(b, 0, { src, dst, proto, ttl: DEFAULT_TTL, id: this.ipId, flags: 0, fragOffset: 0, payloadLength, tos });
+    const repr = { src, dst, proto, ttl: DEFAULT_TTL, id: this.ipId, flags: 0, fragOffset: 0, payloadLength, tos };
+    emitIpv4Header(b, 0, options && options.length > 0 ? { ...repr, options } : repr);
   }
 
   /**
@@ -479,8 +776,9 @@ export class Ipv4Layer {
     else if (src === 0 || ipv4IsBroadcast(src) || ipv4IsMulticast(src) || src === ipv4SubnetBroadcast(cfg.network, cfg.prefixLength)) why = 'icmp4.errorForBadSource';
     else if (ip.fragOffset !== 0) why = 'icmp4.errorForFragment';
     else if (ip.protocol === IpProtocol.ICMP) {
-      const inner = this.icmp4.at(bytes, ip.payloadOffset, ip.payloadLength);
-      if (!inner.check() || inner.isError()) why = 'icmp4.errorForError';
+      // Only about the informational types: any other, known or not, may be an error (the seed).
+      const t = ip.payloadLength > 0 ? bytes[ip.payloadOffset]! : -1;
+      if (!ICMP_NOT_ERRORS.has(t)) why = 'icmp4.errorForError';
     }
     if (why === undefined) return true;
     this.s.drop(why);
@@ -492,7 +790,7 @@ export class Ipv4Layer {
   private sendIcmpv4Error(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, type: number, code: number, rest: number, broadcast: boolean): void {
     if (!this.mayAnswerWithError(frame, ip, broadcast, eth.isMulticast())) return;
     const src = ip.src;
-    if (!this.icmpLimiter.take(this.s.now())) return this.s.drop('icmp4.rateLimited');
+    if (!this.allowError(type, code)) return;
     const o = this.s.out;
     const icmpOff = ETHERNET_HEADER_LEN + 20;
     const len = emitIcmpv4Error(o, icmpOff, type, code, rest, frame, ip.offset, ip.totalLength, Math.min(ICMP_ERROR_MAX, this.s.config.mtu - 20));
@@ -500,7 +798,7 @@ export class Ipv4Layer {
     const from = this.isOurs(ip.dst) ? ip.dst : this.s.config.ipv4.gateway;
     this.emitIpv4(from, src, IpProtocol.ICMP, len, 0);
     emitEthernetHeader(o, 0, { dst: frame.subarray(eth.srcOffset, eth.srcOffset + 6), src: this.s.config.mac, etherType: EtherType.IPV4 });
-    this.s.counters.add(`icmp4.out.${type}.${code}`);
+    this.s.note(`icmp4.out.${type}.${code}`, { to: formatIpv4(src) });
     this.s.transmit(icmpOff + len);
   }
 }

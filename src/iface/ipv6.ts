@@ -1,17 +1,19 @@
 // IPv6 on the guest link: our addresses (link-local fe80::2, the gateway and DNS addresses of the
-// prefix) with duplicate address detection, NDP for them, ICMPv6 echo and errors, and dispatch of
-// router solicitations and UDP. Read RFC 8200 §4 (extension headers), RFC 4443 §2.4 (when an error
-// may be sent) and §4 (echo), RFC 4861 §7 (NS/NA validation and answers), RFC 4862 §5.4 (DAD) and
-// RFC 3810 §5.2, §6.1 (reports) before editing. Behaviour follows gVisor's ipv6/icmp.go
-// (../shared/seeds/001_f10080c8605591d6.txt) where the RFCs leave room.
+// prefix) with duplicate address detection, NDP for them, ICMPv6 echo and errors, MLD (our
+// reports, and vunet as the link's querier), and dispatch of router solicitations and UDP. Read
+// RFC 8200 §4 (extension headers), RFC 4443 §2.4 (when an error may be sent) and §4 (echo), RFC
+// 4861 §7 (NS/NA validation and answers), RFC 4862 §5.4 (DAD) and RFC 3810 (MLDv2) before
+// editing. Behaviour follows gVisor's ipv6/icmp.go (../shared/seeds/001_f10080c8605591d6.txt)
+// where the RFCs leave room.
 import type { Ipv6Config } from './config.js';
 import type { RxMeta } from './link.js';
-import { LINK_HEADROOM, REASSEMBLED, reassembledFrame } from './link.js';
+import { LINK_HEADROOM, REASSEMBLED, placePacket, reassembledFrame } from './link.js';
 import { EchoRequestSlot } from './echo.js';
 import { fragmentIpv6 } from './fragment.js';
 import { Reassembler } from './reassembly.js';
 import { NeighborCache, ipv6Key, ipv6KeyBytes } from './neighbor.js';
 import { TokenBucket } from './rate-limit.js';
+import { MembershipReporter, QUERY_INTERVAL, Querier, ROBUSTNESS, recordEffect } from './multicast.js';
 import type { Stack } from './stack.js';
 import {
   ETHERNET_HEADER_LEN,
@@ -26,6 +28,7 @@ import {
   IPV6_MIN_MTU,
   IPV6_UNSPECIFIED,
   Icmpv6Packet,
+  Icmpv6ParamProblemCode,
   Icmpv6Type,
   Icmpv6UnreachableCode,
   IpProtocol,
@@ -33,7 +36,9 @@ import {
   Ipv6Error,
   Ipv6HeaderChain,
   Ipv6Packet,
-  MldRecordType,
+  MldMessage,
+  MldRecordIterator,
+  Mldv2Report,
   NdpNeighborAdvert,
   NdpNeighborSolicit,
   NdpOptionType,
@@ -48,12 +53,16 @@ import {
   emitIcmpv6Error,
   emitIpv6Header,
   emitIpv6RouterAlertHopByHop,
+  emitMldv1,
+  emitMldv2Query,
   emitMldv2Report,
   emitNdpNeighborAdvert,
   emitNdpNeighborSolicit,
   emitUdpV6,
   formatIpv6,
+  get16,
   icmpv6EchoRest,
+  igmpv3EncodeCode,
   ipv6Equal,
   ipv6IsLinkLocal,
   ipv6IsMulticast,
@@ -61,6 +70,7 @@ import {
   ipv6PrefixEqual,
   ipv6SolicitedNode,
   macFromIpv6Multicast,
+  mldv2EncodeMaxResponse,
   walkIpv6Headers,
 } from '../wire/index.js';
 
@@ -112,8 +122,8 @@ interface OwnAddress {
 // RFC 4861 §10 / RFC 4862 §5.1 / RFC 3810 §9 constants (ms).
 const RETRANS_TIMER = 1000;
 const MAX_RTR_SOLICITATION_DELAY = 1000;
-const UNSOLICITED_REPORT_INTERVAL = 1000;
-const MLD_ROBUSTNESS = 2;
+/** RFC 3810 §5: MLD messages go with hop limit 1 and a hop-by-hop router alert (RFC 2711). */
+const MLD_HOP_LIMIT = 1;
 /** Quote as much of the offending packet as fits in the minimum MTU (RFC 4443 §2.4 (c)). */
 const ICMP_ERROR_MAX = IPV6_MIN_MTU - IPV6_HEADER_LEN;
 const HOP_LIMIT = 64;
@@ -121,6 +131,12 @@ const DHCPV6_SERVER_PORT = 547;
 const NDP_HOP_LIMIT = 255;
 
 export const LINK_LOCAL_ADDRESS = Uint8Array.of(0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2);
+
+/** A packet handed to sendToGuest() as forwarded (not built by us), kept so while it waits for
+ *  neighbour resolution: too big for the link, it gets packet too big instead of fragmentation. */
+class Forwarded {
+  constructor(readonly tag: unknown) {}
+}
 
 export class Ipv6Layer {
   readonly addresses: OwnAddress[];
@@ -131,8 +147,10 @@ export class Ipv6Layer {
   /** A packet we originated could not be delivered: its destination did not answer NDP. */
   onUnreachable: ((tag: unknown, dst: Uint8Array) => void) | undefined;
   private readonly icmpLimiter: TokenBucket;
-  private reportsLeft = 0;
-  private nextReport = Infinity;
+  /** Our own memberships (host side) and the guest link's querier (router side). */
+  readonly reporter: MembershipReporter;
+  readonly querier: Querier;
+  private querierStarted = false;
   private advertiserStarted = false;
   private fragIdent = 0;
   private big: Uint8Array | undefined;
@@ -150,6 +168,11 @@ export class Ipv6Layer {
   private readonly rs = new NdpRouterSolicit();
   private readonly udp = new UdpDatagram();
   private readonly tcp = new TcpSegment();
+  private readonly mld = new MldMessage();
+  private readonly mldReport = new Mldv2Report();
+  private readonly mldRecords = new MldRecordIterator();
+  /** Scratch for the error rules (the input path's chain is still in use when they run). */
+  private readonly errChain = new Ipv6HeaderChain();
   private readonly echoSlot = new EchoRequestSlot(6, () => this.echoReply());
   private readonly udpInput: UdpV6Input = { bytes: new Uint8Array(0), srcOffset: 0, dstOffset: 0, srcPort: 0, dstPort: 0, srcMacOffset: 0, payload: new Uint8Array(0) };
   private readonly macScratch = new Uint8Array(6);
@@ -169,10 +192,10 @@ export class Ipv6Layer {
       {
         solicit: (key, mac) => this.sendSolicitation(ipv6KeyBytes(key), mac),
         resolved: (_key, mac, queued) => {
-          for (const p of queued) this.sendPacketTo(p.bytes, mac);
+          for (const p of queued) this.sendPacketTo(p.bytes, mac, p.tag instanceof Forwarded);
         },
         failed: (key, queued) => {
-          for (const p of queued) this.unreachable(p.bytes, p.tag, ipv6KeyBytes(key));
+          for (const p of queued) this.unreachable(p.bytes, p.tag instanceof Forwarded ? p.tag.tag : p.tag, ipv6KeyBytes(key));
         },
       },
       { random: s.random },
@@ -183,6 +206,16 @@ export class Ipv6Layer {
       // Until the link comes up nothing can conflict; DAD runs at linkUp.
       return { addr, group, state: AddressState.Tentative, next: Infinity, probeSent: false };
     });
+    this.reporter = new MembershipReporter(
+      {
+        groups: () => this.ownGroups(),
+        sendReport3: (groups, recordType) => this.sendMldv2Report(groups, recordType),
+        sendReportOld: (group) => this.sendMldv1Report(group),
+      },
+      s.random,
+    );
+    const event = (name: string, detail?: object): void => s.note(`mld.${name}`, detail);
+    this.querier = new Querier({ sendQuery: (group, maxRespMs) => this.sendMldQuery(group, maxRespMs) }, LINK_LOCAL_ADDRESS, event);
   }
 
   onUdp(port: number, handler: UdpV6Handler): void {
@@ -216,25 +249,23 @@ export class Ipv6Layer {
       a.next = now + this.s.random() * MAX_RTR_SOLICITATION_DELAY;
     }
     this.advertiserStarted = false;
-    this.reportsLeft = MLD_ROBUSTNESS;
-    this.nextReport = now;
+    this.querierStarted = false;
+    // RFC 4862 §5.4.2 / RFC 3810 §6.1: report the solicited-node groups before probing them.
+    this.reporter.start(now);
   }
 
   pollAt(): number {
-    let at = Math.min(this.neighbors.pollAt(), this.reassembler.pollAt(), this.reportsLeft > 0 ? this.nextReport : Infinity);
+    let at = Math.min(this.neighbors.pollAt(), this.reassembler.pollAt(), this.reporter.pollAt());
     for (const a of this.addresses) if (a.state === AddressState.Tentative) at = Math.min(at, a.next);
     if (this.advertiserStarted && this.routerAdvertiser) at = Math.min(at, this.routerAdvertiser.pollAt());
+    if (this.querierStarted) at = Math.min(at, this.querier.pollAt());
     return at;
   }
 
   poll(now: number): void {
     this.neighbors.poll(now);
     this.reassembler.poll(now, (e) => this.reassemblyExpired(e.firstFragment));
-    if (this.reportsLeft > 0 && now >= this.nextReport) {
-      this.sendMldReport();
-      this.reportsLeft--;
-      this.nextReport = now + this.s.random() * UNSOLICITED_REPORT_INTERVAL;
-    }
+    this.reporter.poll(now);
     for (const a of this.addresses) {
       if (a.state !== AddressState.Tentative || now < a.next) continue;
       if (!a.probeSent) {
@@ -252,7 +283,26 @@ export class Ipv6Layer {
       this.advertiserStarted = true;
       this.routerAdvertiser.linkUp(now);
     }
-    if (this.advertiserStarted) this.routerAdvertiser?.poll(now, (p) => this.sendPacket(p));
+    if (this.advertiserStarted) {
+      this.routerAdvertiser?.poll(now, (p) => {
+        this.s.note('icmp6.out.134.0');
+        this.sendPacket(p);
+      });
+    }
+    // Queries come from our link-local address (RFC 3810 §5.1.14), usable once it passed DAD.
+    if (!this.querierStarted && ll.state === AddressState.Preferred) {
+      this.querierStarted = true;
+      this.querier.start(now);
+    }
+    if (this.querierStarted) this.querier.poll(now);
+  }
+
+  /** Whether the guest listens to the IPv6 group at b[off] (all-nodes: always, RFC 4291 §2.7.1).
+   *  Multicast toward the guest other than to all-nodes goes only to groups it joined; NDP is the
+   *  exception — a node is in its solicited-node groups by RFC 4861 §7.2.1, report or not. */
+  guestJoined(b: Uint8Array, off: number): boolean {
+    if (ipv6Equal(b, off, IPV6_ALL_NODES, 0)) return true;
+    return this.querier.joined(b, off, this.s.now());
   }
 
   private duplicate(a: OwnAddress, why: string): void {
@@ -268,26 +318,75 @@ export class Ipv6Layer {
     const len = emitNdpNeighborSolicit(o, icmpOff, { target: a.addr }, IPV6_UNSPECIFIED, a.group);
     this.finishIpv6(IPV6_UNSPECIFIED, a.group, IpProtocol.ICMPV6, len, NDP_HOP_LIMIT);
     this.s.counters.add('ndp.dadProbe');
+    this.s.note('icmp6.out.135.0');
   }
 
-  /** An MLDv2 report joining the solicited-node groups of our addresses, all-routers (we route) and
-   *  the DHCPv6 servers group when we serve DHCPv6. */
-  private sendMldReport(): void {
-    const o = this.s.out;
-    const ll = this.addresses[0]!;
-    // RFC 3810 §5.2.13: the unspecified source while our link-local address is still tentative.
-    const src = ll.state === AddressState.Preferred ? ll.addr : IPV6_UNSPECIFIED;
-    const hbhOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
-    const groups = this.udpHandlers.has(DHCPV6_SERVER_PORT) ? [IPV6_ALL_ROUTERS, IPV6_ALL_DHCP_AGENTS] : [IPV6_ALL_ROUTERS];
-    // fe80::2 and prefix::2 share one solicited-node group: list each group once.
+  /**
+   * The groups we report (all-nodes never is, RFC 3810 §6): all-routers (we route), the MLDv2
+   * routers group ff02::16 (we are one), the DHCPv6 servers group when we serve DHCPv6, and the
+   * solicited-node groups of our addresses not found duplicate — fe80::2 and prefix::2 share one.
+   */
+  private ownGroups(): Uint8Array[] {
+    const groups = [IPV6_ALL_ROUTERS, IPV6_ALL_MLDV2_ROUTERS];
+    if (this.udpHandlers.has(DHCPV6_SERVER_PORT)) groups.push(IPV6_ALL_DHCP_AGENTS);
     for (const a of this.addresses) {
       if (a.state !== AddressState.Duplicate && !groups.some((g) => ipv6Equal(g, 0, a.group, 0))) groups.push(a.group);
     }
+    return groups;
+  }
+
+  /** Our MLD source: fe80::2 once it passed DAD, else :: (RFC 3810 §5.2.13, while tentative). */
+  private mldSource(): Uint8Array {
+    const ll = this.addresses[0]!;
+    return ll.state === AddressState.Preferred ? ll.addr : IPV6_UNSPECIFIED;
+  }
+
+  /** An MLDv2 report (RFC 3810 §5.2) with one record of `recordType` per group, to ff02::16. */
+  private sendMldv2Report(groups: readonly Uint8Array[], recordType: number): void {
+    const src = this.mldSource();
+    const off = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN + 8;
+    const len = emitMldv2Report(this.s.out, off, groups.map((address) => ({ type: recordType, address, sources: [] })), src, IPV6_ALL_MLDV2_ROUTERS);
+    if (len > 0) this.sendMld(src, IPV6_ALL_MLDV2_ROUTERS, len);
+  }
+
+  /** An MLDv1 report for `group`, sent to the group (RFC 2710 §3), for an MLDv1 querier. */
+  private sendMldv1Report(group: Uint8Array): void {
+    const src = this.mldSource();
+    const off = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN + 8;
+    const len = emitMldv1(this.s.out, off, { type: Icmpv6Type.MLD_REPORT, maxResponseDelay: 0, address: group }, src, group);
+    if (len > 0) this.sendMld(src, group, len);
+  }
+
+  /** An MLDv2 query from fe80::2: general to all-nodes, or for `group` to the group (RFC 3810 §5.1.15). */
+  private sendMldQuery(group: Uint8Array | undefined, maxRespMs: number): void {
+    const dst = group ?? IPV6_ALL_NODES;
+    const off = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN + 8;
+    const len = emitMldv2Query(
+      this.s.out,
+      off,
+      {
+        maxRespCode: mldv2EncodeMaxResponse(maxRespMs),
+        address: group ?? IPV6_UNSPECIFIED,
+        suppressRouterProcessing: false,
+        qrv: ROBUSTNESS,
+        qqic: igmpv3EncodeCode(QUERY_INTERVAL / 1000),
+        sources: [],
+      },
+      LINK_LOCAL_ADDRESS,
+      dst,
+    );
+    if (len > 0) this.sendMld(LINK_LOCAL_ADDRESS, dst, len);
+  }
+
+  /** Frames the MLD message at out[62] behind a hop-by-hop router alert, hop limit 1. */
+  private sendMld(src: Uint8Array, dst: Uint8Array, len: number): void {
+    const o = this.s.out;
+    const hbhOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
     emitIpv6RouterAlertHopByHop(o, hbhOff, IpProtocol.ICMPV6);
-    const len = emitMldv2Report(o, hbhOff + 8, groups.map((address) => ({ type: MldRecordType.CHANGE_TO_EXCLUDE, address, sources: [] })), src, IPV6_ALL_MLDV2_ROUTERS);
-    if (len < 0) return;
-    this.finishIpv6(src, IPV6_ALL_MLDV2_ROUTERS, IpProtocol.HOPOPTS, 8 + len, 1);
-    this.s.counters.add('mld.reportOut');
+    const type = o[hbhOff + 8]!;
+    this.finishIpv6(src, dst, IpProtocol.HOPOPTS, 8 + len, MLD_HOP_LIMIT);
+    this.s.note(`mld.out.${type}`, { to: formatIpv6(dst) });
+    this.s.note(`icmp6.out.${type}.0`);
   }
 
   // --- input ------------------------------------------------------------------------------
@@ -311,7 +410,6 @@ export class Ipv6Layer {
       // gets time exceeded (RFC 4443 §3.3) — the first traceroute6 hop.
       if (ip.hopLimit <= 1) {
         this.s.counters.add('ipv6.hopLimitExpired');
-        walkIpv6Headers(frame, ip.offset, this.chain); // sendError's rules look at the upper layer
         return this.sendError(frame, eth, Icmpv6Type.TIME_EXCEEDED, 0, 0, false);
       }
       // Echo requests go to the echo handler first (the NAT's echo proxy, or an embedder's).
@@ -334,19 +432,25 @@ export class Ipv6Layer {
       }
       return this.s.beyond(frame.subarray(ip.offset, ip.end));
     }
-    if (multicast && !this.listening(frame, dstOff)) return this.s.drop('ipv6.groupNotJoined');
     const chain = this.chain;
-    switch (walkIpv6Headers(frame, ip.offset, chain)) {
+    const walked = walkIpv6Headers(frame, ip.offset, chain);
+    // Multicast we are no member of is not ours — except MLD (ICMPv6 behind a hop-by-hop router
+    // alert): as the querier we hear every report, whatever group it goes to (RFC 3810 §6).
+    if (multicast && !this.listening(frame, dstOff) && !(walked === Ipv6ChainResult.OK && chain.upperProtocol === IpProtocol.ICMPV6 && chain.routerAlert >= 0)) {
+      return this.s.drop('ipv6.groupNotJoined');
+    }
+    switch (walked) {
       case Ipv6ChainResult.OK:
         break;
       case Ipv6ChainResult.PARAM_PROBLEM_UNLESS_MULTICAST:
+        // An option of action 11: no error when the packet went to a group (RFC 8200 §4.2).
         if (multicast) return this.s.drop('ipv6.badOption');
         this.s.counters.add('ipv6.paramProblem');
         return this.sendError(frame, eth, Icmpv6Type.PARAM_PROBLEM, chain.problemCode, chain.problemPointer, false);
       case Ipv6ChainResult.PARAM_PROBLEM:
-        // RFC 4443 §2.4 (e.2): code 2 about an option of action 10 goes even to multicast.
+        // RFC 4443 §2.4 (e.3): code 2 about an option of action 10 goes even to multicast.
         this.s.counters.add('ipv6.paramProblem');
-        return this.sendError(frame, eth, Icmpv6Type.PARAM_PROBLEM, chain.problemCode, chain.problemPointer, chain.problemCode === 2);
+        return this.sendError(frame, eth, Icmpv6Type.PARAM_PROBLEM, chain.problemCode, chain.problemPointer, chain.problemCode === Icmpv6ParamProblemCode.UNRECOGNIZED_OPTION);
       default:
         return this.s.drop('ipv6.badExtensionHeaders');
     }
@@ -383,14 +487,14 @@ export class Ipv6Layer {
    *  (RFC 8200 §4.5). */
   private reassemblyExpired(first: Uint8Array | undefined): void {
     this.s.counters.add('ipv6.reassemblyTimeout');
-    if (!first || first.length < IPV6_HEADER_LEN || ipv6IsMulticast(first, 8) || ipv6IsUnspecified(first, 8)) return;
-    if (!this.icmpLimiter.take(this.s.now())) return this.s.drop('icmp6.rateLimited');
+    if (!first || first.length < IPV6_HEADER_LEN) return;
+    if (!this.mayAnswerWithError(first, 0, first.length, Icmpv6Type.TIME_EXCEEDED, false, false)) return;
     const dst = first.subarray(8, 24);
     const from = ipv6IsLinkLocal(first, 8) ? LINK_LOCAL_ADDRESS : this.config.gateway;
     const b = this.errBuf;
     const n = emitIcmpv6Error(b, IPV6_HEADER_LEN, Icmpv6Type.TIME_EXCEEDED, 1, 0, first, 0, first.length, ICMP_ERROR_MAX, from, dst);
     emitIpv6Header(b, 0, { src: from, dst, nextHeader: IpProtocol.ICMPV6, hopLimit: HOP_LIMIT, payloadLength: n });
-    this.s.counters.add('icmp6.out.3.1');
+    this.s.note('icmp6.out.3.1', { to: formatIpv6(dst) });
     this.sendToGuest(b.subarray(0, IPV6_HEADER_LEN + n));
   }
 
@@ -408,7 +512,7 @@ export class Ipv6Layer {
     if (!icmp.check()) return this.s.drop('icmp6.short');
     if (!meta.checksumPartial && !icmp.verifyChecksum(frame, ip.srcOffset, frame, ip.dstOffset)) return this.s.drop('icmp6.badChecksum');
     const type = icmp.type;
-    this.s.counters.add(`icmp6.in.${type}`);
+    this.s.note(`icmp6.in.${type}`, { code: icmp.code, from: formatIpv6(frame.subarray(ip.srcOffset, ip.srcOffset + 16)) });
     switch (type) {
       case Icmpv6Type.ECHO_REQUEST:
         this.echo(frame, eth, ip, icmp, true);
@@ -430,9 +534,58 @@ export class Ipv6Layer {
         // We are the router: a guest's RA is validated and logged, never obeyed.
         this.routerAdvertiser?.handleRouterAdvertisement(frame, ip.offset, ip.end - ip.offset, this.s.now());
         return;
+      case Icmpv6Type.MLD_QUERY:
+      case Icmpv6Type.MLD_REPORT:
+      case Icmpv6Type.MLD_DONE:
+      case Icmpv6Type.MLDV2_REPORT:
+        return this.mldInput(frame, ip, off, len);
       default:
-        return; // MLD (issue 6), errors and informational types we do not act on
+        return; // errors and informational types we do not act on
     }
+  }
+
+  /**
+   * An MLD message (RFC 2710, RFC 3810), validated as the seed's isMLDValid: a hop-by-hop router
+   * alert with the MLD value, hop limit 1, a link-local source (RFC 2710 §3, RFC 3810 §5). Queries
+   * take part in the querier election and are answered for our groups; reports and dones teach the
+   * querier the guest's memberships. Reports about all-nodes or an address of scope 0 or 1 are
+   * ignored (RFC 3810 §6: "No MLD messages are ever sent regarding" them), as are records of
+   * unknown types.
+   */
+  private mldInput(frame: Uint8Array, ip: Ipv6Packet, off: number, len: number): void {
+    const type = frame[off]!;
+    this.s.counters.add(`mld.in.${type}`);
+    if (this.chain.routerAlert !== 0) return this.s.drop('mld.noRouterAlert');
+    if (ip.hopLimit !== MLD_HOP_LIMIT) return this.s.drop('mld.badHopLimit');
+    if (!ipv6IsLinkLocal(frame, ip.srcOffset)) return this.s.drop('mld.badSource');
+    const now = this.s.now();
+    if (type === Icmpv6Type.MLDV2_REPORT) {
+      const rep = this.mldReport.at(frame, off, len);
+      if (!rep.check()) return this.s.drop('mld.malformed');
+      const r = this.mldRecords.at(frame, off, len);
+      while (r.next()) {
+        const a = r.addressOffset;
+        if (!reportable(frame, a)) continue;
+        const effect = recordEffect(r.recordType, r.sourceCount);
+        if (effect === 'join') this.querier.join(now, frame, a, 3);
+        else if (effect === 'leave') this.querier.leave(now, frame, a);
+      }
+      return;
+    }
+    const m = this.mld.at(frame, off, len);
+    if (!m.check()) return this.s.drop('mld.malformed');
+    const a = m.addressOffset;
+    if (type === Icmpv6Type.MLD_QUERY) {
+      const general = ipv6IsUnspecified(frame, a);
+      if (!general && !ipv6IsMulticast(frame, a)) return this.s.drop('mld.badGroup');
+      this.querier.queryHeard(now, frame, ip.srcOffset, general ? undefined : frame, a);
+      this.reporter.queryHeard(now, m.queryVersion === 2 ? 3 : 2, general ? undefined : frame, a, m.maxResponseDelay);
+      return;
+    }
+    if (!reportable(frame, a)) return this.s.drop('mld.badGroup');
+    if (type === Icmpv6Type.MLD_DONE) return this.querier.leave(now, frame, a);
+    this.querier.join(now, frame, a, 2);
+    this.reporter.reportHeard(now, frame, a);
   }
 
   /** Hands an echo request to the embedder's handler (see echo.ts); returns whether it is settled. */
@@ -462,7 +615,7 @@ export class Ipv6Layer {
     copyBytes(this.dstScratch, 0, p, 8, 16);
     copyBytes(this.addrScratch, 0, src, 0, 16);
     const total = IPV6_HEADER_LEN + ICMPV6_HEADER_LEN + len;
-    this.s.counters.add('icmp6.out.129');
+    this.s.note('icmp6.out.129.0');
     if (total <= this.s.config.mtu) {
       const o = this.s.out;
       const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
@@ -506,6 +659,7 @@ export class Ipv6Layer {
     const macOff = sll >= 0 ? sll : eth.srcOffset;
     this.finishIpv6(a.addr, this.dstScratch, IpProtocol.ICMPV6, n, NDP_HOP_LIMIT, fromUnspecified ? undefined : frame, macOff);
     this.s.counters.add('ndp.naOut');
+    this.s.note('icmp6.out.136.0');
   }
 
   /** RFC 4861 §7.1.2 validation; an NA for one of our addresses is a conflict (RFC 4862 §5.4.4). */
@@ -546,15 +700,18 @@ export class Ipv6Layer {
   /**
    * Sends an IPv6 packet (from its header; checksums done) to a destination on the guest link,
    * resolving it with NDP first; the packet waits (copied) while resolution runs. On failure it is
-   * answered as a router would (see unreachable()).
+   * answered as a router would (see unreachable()). A packet larger than the link MTU is cut into
+   * fragments when we built it (the NAT re-originates what it relays: that is ours), or answered
+   * with packet too big when `forwarded` says it is another node's, passed on unchanged (RFC 8200
+   * §5: only the source fragments).
    */
-  sendToGuest(packet: Uint8Array, tag?: unknown): boolean {
+  sendToGuest(packet: Uint8Array, tag?: unknown, forwarded = false): boolean {
     if (packet.length < IPV6_HEADER_LEN || !this.onLink(packet, 24) || ipv6IsMulticast(packet, 24) || this.own(packet, 24)) {
       this.s.drop('ipv6.noRouteToGuest');
       return false;
     }
-    const mac = this.neighbors.resolve(ipv6Key(packet, 24), this.s.now(), packet, tag);
-    return mac ? this.sendPacketTo(packet, mac) : false;
+    const mac = this.neighbors.resolve(ipv6Key(packet, 24), this.s.now(), packet, forwarded ? new Forwarded(tag) : tag);
+    return mac ? this.sendPacketTo(packet, mac, forwarded) : false;
   }
 
   /** NS for `target`: multicast to its solicited-node group, or unicast when probing `mac`. */
@@ -567,6 +724,7 @@ export class Ipv6Layer {
     const n = emitNdpNeighborSolicit(o, icmpOff, { target, sourceMac: this.s.config.mac }, src, this.dstScratch);
     this.finishIpv6(src, this.dstScratch, IpProtocol.ICMPV6, n, NDP_HOP_LIMIT, mac, 0);
     this.s.counters.add('ndp.nsOut');
+    this.s.note('icmp6.out.135.0');
   }
 
   /**
@@ -580,16 +738,59 @@ export class Ipv6Layer {
       this.onUnreachable?.(tag, dst);
       return;
     }
-    if (ipv6IsMulticast(packet, 8) || ipv6IsUnspecified(packet, 8)) return this.s.drop('icmp6.errorForBadSource');
-    if (!this.icmpLimiter.take(this.s.now())) return this.s.drop('icmp6.rateLimited');
+    this.errorBeyond(packet, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.ADDRESS, 0);
+  }
+
+  /**
+   * An ICMPv6 error about `packet`, a whole packet from beyond the guest link that we failed to
+   * deliver, to its source through the beyond hook (the NAT), from the gateway address (the
+   * router that failed it). Subject to mayAnswerWithError (which also takes the token).
+   */
+  private errorBeyond(packet: Uint8Array, type: number, code: number, rest: number): void {
+    if (packet.length < IPV6_HEADER_LEN) return;
+    if (!this.mayAnswerWithError(packet, 0, packet.length, type, type === Icmpv6Type.PACKET_TOO_BIG, false)) return;
     copyBytes(this.dstScratch, 0, packet, 8, 16);
-    const o = this.s.out;
-    const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
-    const n = emitIcmpv6Error(o, icmpOff, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.ADDRESS, 0, packet, 0, packet.length, ICMP_ERROR_MAX, this.config.gateway, this.dstScratch);
+    const b = this.errBuf;
+    const n = emitIcmpv6Error(b, IPV6_HEADER_LEN, type, code, rest, packet, 0, packet.length, ICMP_ERROR_MAX, this.config.gateway, this.dstScratch);
     if (n < 0) return;
-    emitIpv6Header(o, ETHERNET_HEADER_LEN, { src: this.config.gateway, dst: this.dstScratch, nextHeader: IpProtocol.ICMPV6, hopLimit: HOP_LIMIT, payloadLength: n });
-    this.s.counters.add('icmp6.out.1.3');
-    this.s.beyond?.(o.subarray(ETHERNET_HEADER_LEN, icmpOff + n));
+    emitIpv6Header(b, 0, { src: this.config.gateway, dst: this.dstScratch, nextHeader: IpProtocol.ICMPV6, hopLimit: HOP_LIMIT, payloadLength: n });
+    this.s.note(`icmp6.out.${type}.${code}`, { to: formatIpv6(this.dstScratch), beyond: true });
+    this.s.beyond?.(b.subarray(0, IPV6_HEADER_LEN + n));
+  }
+
+  /**
+   * The one place that decides whether an ICMPv6 error of `type`/`code` may answer the packet at
+   * b[off, end) (RFC 4443 §2.4 (e) and (f), as gVisor's returnError):
+   *  - never about an ICMPv6 error message or a redirect (e.1, e.2);
+   *  - never to a source that does not name one node: unspecified or multicast (e.6);
+   *  - not about a packet sent to a multicast address or as link-layer multicast (e.3-e.5), except
+   *    packet too big and parameter problem code 2 about an option whose type starts with bits 10
+   *    (the caller says so in `multicastOk`);
+   *  - not about a fragment other than the first, except parameter problem (RFC 8200 §4.5 sends
+   *    those about fragments; anything else could not quote an upper-layer header);
+   *  - then the token bucket (f), which gVisor applies to every error type.
+   * Counts the reason when it says no.
+   */
+  private mayAnswerWithError(b: Uint8Array, off: number, end: number, type: number, multicastOk: boolean, linkMulticast: boolean): boolean {
+    let why: string | undefined;
+    if (ipv6IsUnspecified(b, off + 8) || ipv6IsMulticast(b, off + 8)) why = 'icmp6.errorForBadSource';
+    else if (!multicastOk && (linkMulticast || ipv6IsMulticast(b, off + 24))) why = 'icmp6.errorForGroup';
+    else {
+      const c = this.errChain;
+      const walked = walkIpv6Headers(b, off, c);
+      const laterFragment = c.fragmentOffset >= 0 && (get16(b, c.fragmentOffset + 2) & 0xfff8) !== 0;
+      if (laterFragment && type !== Icmpv6Type.PARAM_PROBLEM) why = 'icmp6.errorForFragment';
+      else if (walked === Ipv6ChainResult.OK && !laterFragment && c.upperProtocol === IpProtocol.ICMPV6) {
+        // An ICMPv6 message we cannot see the type of may be an error: no answer (the seed's
+        // choice for ICMPv4, applied here too).
+        const t = c.upperOffset < end ? b[c.upperOffset]! : -1;
+        if (t < 0 || t < 128 || t === Icmpv6Type.REDIRECT) why = 'icmp6.errorForError';
+      }
+    }
+    if (why === undefined && !this.icmpLimiter.take(this.s.now())) why = 'icmp6.rateLimited';
+    if (why === undefined) return true;
+    this.s.drop(why);
+    return false;
   }
 
   /** A TCP segment to us or beyond (upper header at `off`): checked, then the TCP hook's. */
@@ -644,13 +845,20 @@ export class Ipv6Layer {
   }
 
   /** Frames a whole IPv6 packet to `mac` (or its group MAC when multicast) and sends it. */
-  private sendPacketTo(p: Uint8Array, mac: Uint8Array | undefined): boolean {
+  private sendPacketTo(p: Uint8Array, mac: Uint8Array | undefined, forwarded = false): boolean {
     const o = this.s.out;
     const one = (f: Uint8Array): boolean => {
-      o.set(f, ETHERNET_HEADER_LEN);
+      placePacket(o, f);
       return this.frameAndSend(o, ETHERNET_HEADER_LEN + 24, mac, 0, f.length);
     };
     if (p.length <= this.s.config.mtu) return one(p);
+    if (forwarded) {
+      // RFC 8200 §5, RFC 4443 §3.2: a router does not fragment; it answers packet too big with the
+      // MTU of the next link, to the source beyond the guest link.
+      this.s.counters.add('ipv6.packetTooBig');
+      this.errorBeyond(p, Icmpv6Type.PACKET_TOO_BIG, 0, this.s.config.mtu);
+      return false;
+    }
     // We are the source of what we build (and re-originate for the NAT): we fragment it.
     this.fragIdent = (this.fragIdent + 1) >>> 0;
     if (p[6] === IpProtocol.IPV6_FRAG || !fragmentIpv6(p, this.s.config.mtu, this.fragIdent, this.fragScratch, one)) {
@@ -685,21 +893,12 @@ export class Ipv6Layer {
   }
 
   /**
-   * An ICMPv6 error about the packet in this.ip6, unless RFC 4443 §2.4 (e) forbids it: never about
-   * an error message, a packet from an address that does not name one node, or one sent to a
-   * multicast address or as link-layer multicast (`allowMulticast` for the exceptions: packet too
-   * big and parameter problem code 2 on an option of action 10); and never past the rate limit (f).
+   * An ICMPv6 error about the guest's packet in this.ip6, back to it, when mayAnswerWithError allows
+   * (`allowMulticast`: the exceptions of RFC 4443 §2.4 (e.3) apply to this error).
    */
   private sendError(frame: Uint8Array, eth: EthernetFrame, type: number, code: number, rest: number, allowMulticast: boolean): void {
     const ip = this.ip6;
-    if (!allowMulticast && (ipv6IsMulticast(frame, ip.dstOffset) || eth.isMulticast())) return this.s.drop('icmp6.errorForGroup');
-    if (ipv6IsUnspecified(frame, ip.srcOffset) || ipv6IsMulticast(frame, ip.srcOffset)) return this.s.drop('icmp6.errorForBadSource');
-    const chain = this.chain;
-    if (chain.upperProtocol === IpProtocol.ICMPV6 && chain.fragmentOffset < 0) {
-      const inner = this.icmp.at(frame, chain.upperOffset, ip.end - chain.upperOffset);
-      if (!inner.check() || inner.isError() || inner.type === 137) return this.s.drop('icmp6.errorForError');
-    }
-    if (!this.icmpLimiter.take(this.s.now())) return this.s.drop('icmp6.rateLimited');
+    if (!this.mayAnswerWithError(frame, ip.offset, ip.end, type, allowMulticast, eth.isMulticast())) return;
     // From the address the packet was sent to when it is ours, else from the address on its side.
     const to = frame.subarray(ip.dstOffset, ip.dstOffset + 16);
     const from = this.isOurs(frame, ip.dstOffset) ? to : ipv6IsLinkLocal(frame, ip.srcOffset) ? LINK_LOCAL_ADDRESS : this.config.gateway;
@@ -710,8 +909,13 @@ export class Ipv6Layer {
     const n = emitIcmpv6Error(o, icmpOff, type, code, rest, frame, ip.offset, ip.end - ip.offset, Math.min(ICMP_ERROR_MAX, this.s.config.mtu - IPV6_HEADER_LEN), this.addrScratch, this.dstScratch);
     if (n < 0) return;
     this.finishIpv6(this.addrScratch, this.dstScratch, IpProtocol.ICMPV6, n, HOP_LIMIT, frame, eth.srcOffset);
-    this.s.counters.add(`icmp6.out.${type}.${code}`);
+    this.s.note(`icmp6.out.${type}.${code}`, { to: formatIpv6(this.dstScratch) });
   }
+}
+
+/** A group MLD reports may name: multicast, scope 2 or wider, not all-nodes (RFC 3810 §6). */
+function reportable(b: Uint8Array, off: number): boolean {
+  return ipv6IsMulticast(b, off) && (b[off + 1]! & 0x0f) >= 2 && !ipv6Equal(b, off, IPV6_ALL_NODES, 0);
 }
 
 function isSolicitedNodeGroup(b: Uint8Array, off: number): boolean {

@@ -18,6 +18,9 @@ export interface FrameSink {
 export interface FrameLink {
   /** Copies `frame` towards the guest; false when it had to be dropped. */
   send(frame: Uint8Array): boolean;
+  /** Whether a frame sent now reaches the guest's buffers at once (bulk senders such as TCP stop
+   *  when it is false, and resume on the link's room callback). Absent: always. */
+  hasRoom?(): boolean;
 }
 
 /** Link header bytes the reassemblers leave in front of a whole datagram (Ethernet's 14). */
@@ -35,3 +38,10 @@ export function reassembledFrame(frame: Uint8Array, whole: Uint8Array): Uint8Arr
 
 /** Metadata of a reassembled datagram: its transport checksum was computed whole by the guest. */
 export const REASSEMBLED: RxMeta = { checksumPartial: false };
+
+/** Puts IP packet `p` after the link header in `out`, unless it was built there already (the
+ *  bulk path: TCP segments are built in place, so their payload is not copied again). */
+export function placePacket(out: Uint8Array, p: Uint8Array): void {
+  if (p.buffer === out.buffer && p.byteOffset === out.byteOffset + LINK_HEADROOM) return;
+  out.set(p, LINK_HEADROOM);
+}

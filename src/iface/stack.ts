@@ -36,6 +36,8 @@ export interface StackOptions {
   /** ICMP errors per second, and burst (gVisor's defaults: 1000/s, burst 50). */
   icmpRate?: number;
   icmpBurst?: number;
+  /** Wall-clock milliseconds since the Unix epoch (IPv4 timestamp options). Default Date.now. */
+  wallClock?: () => number;
 }
 
 export class Stack implements FrameSink {
@@ -66,6 +68,8 @@ export class Stack implements FrameSink {
   readonly ipv6: Ipv6Layer | undefined;
   readonly log: Log;
   readonly random: () => number;
+  /** Wall-clock ms since the epoch (see StackOptions.wallClock). */
+  readonly wallClock: () => number;
   /** The output frame under construction: layers build a frame here, then transmit(length). */
   readonly out: Uint8Array;
   private readonly clock: Clock;
@@ -79,6 +83,7 @@ export class Stack implements FrameSink {
     this.clock = opts.clock ?? systemClock;
     this.log = opts.logger ?? silentLog;
     this.random = opts.random ?? Math.random;
+    this.wallClock = opts.wallClock ?? Date.now;
     this.guestMac = config.guestMac;
     this.out = new Uint8Array(ETHERNET_HEADER_LEN + config.mtu);
     const rate = opts.icmpRate ?? 1000;
@@ -152,11 +157,23 @@ export class Stack implements FrameSink {
     }
   }
 
+  /** Whether the link takes a frame now without queueing it (see FrameLink.hasRoom). */
+  linkHasRoom(): boolean {
+    return this.link.hasRoom?.() ?? true;
+  }
+
   /** Sends out[0, len) to the guest. */
   transmit(len: number): boolean {
     const ok = this.link.send(this.out.subarray(0, len));
     if (!ok) this.counters.add('link.dropped');
     return ok;
+  }
+
+  /** Counts a control-plane event (an ICMP, IGMP or MLD message in or out, a state change) and
+   *  writes it to the debug log. */
+  note(name: string, detail?: object): void {
+    this.counters.add(name);
+    this.log.debug(detail ? { event: name, ...detail } : { event: name }, 'stack event');
   }
 
   /** Counts a dropped frame by reason (debug log for the per-packet detail). */

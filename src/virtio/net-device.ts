@@ -60,6 +60,8 @@ export interface NetDeviceOptions {
   onLinkChange?: (up: boolean) => void;
   /** A batch of guest frames was handed to the sink (the owner re-arms its timers here). */
   onBatchEnd?: () => void;
+  /** After wantRoom(): the guest posted receive buffers again. */
+  onRoom?: () => void;
 }
 
 export class VirtioNetDevice implements VhostUserDevice, FrameLink {
@@ -84,6 +86,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private readonly backlog: Uint8Array[] = [];
   private backlogSize = 0;
   private flushScheduled = false;
+  private roomWanted = false;
   private readonly log: Logger;
   private readonly backlogFrames: number;
   private readonly backlogBytes: number;
@@ -132,7 +135,31 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
 
   queueKicked(q: VirtQueue): void {
     if (q === this.tx) this.processTx(q);
-    else if (q === this.rx) this.drainBacklog();
+    else if (q === this.rx) {
+      this.drainBacklog();
+      if (this.roomWanted && this.hasRoom()) {
+        this.roomWanted = false;
+        this.opts.onRoom?.();
+      }
+    }
+  }
+
+  /** Whether a frame sent now goes straight into the guest's receive buffers (no backlog). */
+  hasRoom(): boolean {
+    return this.backlog.length === 0 && this.rx !== undefined && this.rx.availableCount() > 0;
+  }
+
+  /** Calls onRoom once the guest posts receive buffers (a kick, which this enables). */
+  wantRoom(): void {
+    this.roomWanted = true;
+    if (this.rx?.enableNotification() && this.backlog.length === 0) {
+      // Buffers arrived meanwhile: no kick will come for them.
+      queueMicrotask(() => {
+        if (!this.roomWanted || !this.hasRoom()) return;
+        this.roomWanted = false;
+        this.opts.onRoom?.();
+      });
+    }
   }
 
   private processTx(q: VirtQueue): void {

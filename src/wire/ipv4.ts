@@ -321,10 +321,11 @@ export class Ipv4OptionIterator {
       this.pos += 1;
       return true;
     }
-    // Every other option has a length byte, which counts type and length too.
+    // Every other option has a length byte, which counts type and length too. A bad length is
+    // blamed on the option's first byte, as Linux's ip_options_compile and gVisor do.
     if (this.pos + 1 >= this.end) return this.fail(this.pos);
     const len = this.bytes[this.pos + 1]!;
-    if (len < 2 || this.pos + len > this.end) return this.fail(this.pos + OPT.LENGTH);
+    if (len < 2 || this.pos + len > this.end) return this.fail(this.pos);
     this.length = len;
     this.pos += len;
     return true;
@@ -377,6 +378,11 @@ export function parseIpv4Options(
   let problem = -1;
   while (it.next()) {
     if (it.type === Ipv4OptionType.NOP) continue;
+    // The lengths the known types need are checked before duplicates, as the seed's iterator does.
+    if (knownLengthBad(it.type, it.length)) {
+      problem = it.offset - headerOffset + OPT.LENGTH;
+      break;
+    }
     if (seenOptionTypes[it.type] !== 0) {
       problem = it.offset - headerOffset;
       break;
@@ -407,6 +413,137 @@ export function parseIpv4Options(
   if (problem < 0) problem = it.errorPointer;
   if (problem >= 0) out.reset();
   return problem;
+}
+
+/** The minimum lengths gVisor's option iterator enforces per known type (pointer: the length). */
+function knownLengthBad(type: number, len: number): boolean {
+  switch (type) {
+    case Ipv4OptionType.TIMESTAMP:
+      return len < 4;
+    case Ipv4OptionType.RECORD_ROUTE:
+      return len < 3;
+    case Ipv4OptionType.ROUTER_ALERT:
+      return len !== 4;
+    default:
+      return false;
+  }
+}
+
+/**
+ * What processing does with the options of a datagram, after gVisor's optionUsage* types (seed
+ * ipv4.go, newer version). Record route and timestamp are checked always and updated with our
+ * address and time when processed; router alert is checked and kept; unknown options are kept or
+ * dropped.
+ */
+export const Ipv4OptionsUsage = {
+  /** A fragment before reassembly: check only (unknown options dropped from the output). */
+  VERIFY: 0,
+  /** A datagram delivered to us: record route and timestamp processed, unknown options kept. */
+  RECEIVE: 1,
+  /** A datagram routed on: as RECEIVE (RFC 1812 §5.2.4). */
+  FORWARD: 2,
+  /** An echo request: record route and timestamp processed for the reply, unknown options
+   *  dropped (RFC 1122 §3.2.2.6). */
+  ECHO: 3,
+} as const;
+export type Ipv4OptionsUsage = (typeof Ipv4OptionsUsage)[keyof typeof Ipv4OptionsUsage];
+
+/** What processIpv4Options found and built. */
+export class Ipv4OptionsResult {
+  /** Parameter problem pointer (from the IP header start), or -1 when the options are fine. */
+  problem = -1;
+  /** Length of the rebuilt option list written to `out`, EOL-padded to a multiple of 4. */
+  length = 0;
+  recordRoute = false;
+  timestamp = false;
+  routerAlert = false;
+
+  reset(): void {
+    this.problem = -1;
+    this.length = 0;
+    this.recordRoute = false;
+    this.timestamp = false;
+    this.routerAlert = false;
+  }
+}
+
+/**
+ * Checks and processes the options of the header at `headerOffset` as gVisor's processIPOptions
+ * does for `usage`, building the resulting option list in `out` (at least 40 bytes; the packet
+ * itself is never written). Record route stores `localAddr`; timestamp stores `timestamp` (ms since
+ * midnight UT, RFC 791 page 22) and, per its flags, `localAddr`, or counts an overflow when full.
+ * Returns false with `result.problem` set on a malformed option: the pointer for the ICMP parameter
+ * problem (Linux's choices, which gVisor copies: the option's first byte for a bad length or a
+ * duplicate, its length byte for a known type's minimum, then the field at fault).
+ */
+export function processIpv4Options(
+  bytes: Uint8Array,
+  headerOffset: number,
+  headerLength: number,
+  usage: Ipv4OptionsUsage,
+  localAddr: number,
+  timestamp: number,
+  out: Uint8Array,
+  result: Ipv4OptionsResult,
+): boolean {
+  result.reset();
+  seenOptionTypes.fill(0);
+  const end = Math.min(headerOffset + headerLength, bytes.length);
+  const process = usage !== Ipv4OptionsUsage.VERIFY;
+  const keepUnknown = usage === Ipv4OptionsUsage.RECEIVE || usage === Ipv4OptionsUsage.FORWARD;
+  const fail = (absolute: number): boolean => {
+    result.problem = absolute - headerOffset;
+    result.length = 0;
+    return false;
+  };
+  let w = 0;
+  let pos = headerOffset + IPV4_MIN_HEADER_LEN;
+  while (pos < end) {
+    const type = bytes[pos]!;
+    if (type === Ipv4OptionType.NOP) {
+      out[w++] = type;
+      pos++;
+      continue;
+    }
+    if (type === Ipv4OptionType.EOL) break;
+    if (pos + 1 >= end) return fail(pos);
+    const len = bytes[pos + 1]!;
+    if (len < 2 || pos + len > end) return fail(pos);
+    if (knownLengthBad(type, len)) return fail(pos + OPT.LENGTH);
+    // "Each option must appear at most once" (NOP excepted).
+    if (seenOptionTypes[type] !== 0) return fail(pos);
+    seenOptionTypes[type] = 1;
+    const known = type === Ipv4OptionType.RECORD_ROUTE || type === Ipv4OptionType.TIMESTAMP || type === Ipv4OptionType.ROUTER_ALERT;
+    if (known || keepUnknown) {
+      // Worked on a copy in `out`: the datagram as received stays intact for ICMP quotes.
+      copyBytes(out, w, bytes, pos, len);
+      let bad = -1;
+      switch (type) {
+        case Ipv4OptionType.RECORD_ROUTE:
+          result.recordRoute = true;
+          bad = checkRecordRoute(out, w, len);
+          if (bad < 0 && process) recordRouteStore(out, w, localAddr);
+          break;
+        case Ipv4OptionType.TIMESTAMP:
+          result.timestamp = true;
+          bad = checkTimestamp(out, w, len);
+          if (bad < 0 && process) timestampStore(out, w, localAddr, timestamp);
+          break;
+        case Ipv4OptionType.ROUTER_ALERT:
+          result.routerAlert = true;
+          bad = checkRouterAlert(out, w, len);
+          break;
+      }
+      if (bad >= 0) return fail(pos + bad);
+      w += len;
+    }
+    pos += len;
+  }
+  // RFC 791 page 31: the list is padded to a 32-bit boundary with zeros (EOL).
+  const padded = (w + 3) & ~3;
+  out.fill(Ipv4OptionType.EOL, w, padded);
+  result.length = padded;
+  return true;
 }
 
 // Record route (RFC 791 page 20):

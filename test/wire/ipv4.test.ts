@@ -22,12 +22,15 @@ import {
   ipv4IsUnspecified,
   Ipv4OptionIterator,
   Ipv4OptionsInfo,
+  Ipv4OptionsResult,
+  Ipv4OptionsUsage,
   Ipv4OptionType,
   Ipv4Packet,
   ipv4PrefixMask,
   ipv4SubnetBroadcast,
   parseIpv4,
   parseIpv4Options,
+  processIpv4Options,
   recordRouteStore,
   timestampStore,
 } from '../../src/wire/ipv4.js';
@@ -234,11 +237,11 @@ t.test('EOL ends the list; malformed lengths give the pointer', async (t) => {
   b = h([0x44, 1, 0, 0]);
   it.at(b, 0, b.length);
   t.notOk(it.next());
-  t.equal(it.errorPointer, 21, 'length below 2: points at the length');
+  t.equal(it.errorPointer, 20, 'length below 2: points at the option (as Linux and gVisor)');
   b = h([0x44, 8, 5, 0]);
   it.at(b, 0, b.length);
   t.notOk(it.next());
-  t.equal(it.errorPointer, 21, 'length past the header');
+  t.equal(it.errorPointer, 20, 'length past the header: points at the option');
 });
 
 t.test('parseIpv4Options finds and validates the known options', async (t) => {
@@ -312,6 +315,125 @@ t.test('router alert', async (t) => {
   t.equal(checkRouterAlert(IPV4_ROUTER_ALERT_OPTION, 0, 4), -1);
   t.equal(checkRouterAlert(Uint8Array.of(0x94, 4, 0, 1), 0, 4), 2);
   t.equal(checkRouterAlert(Uint8Array.of(0x94, 6, 0, 0, 0, 0), 0, 6), 1);
+});
+
+/** An IPv4 header (no payload) with `opts` padded to a multiple of 4. */
+function withOptions(opts: number[]): Uint8Array {
+  const n = (opts.length + 3) & ~3;
+  const b = new Uint8Array(20 + n);
+  b[0] = 0x40 | ((20 + n) >>> 2);
+  b.set(opts, 20);
+  return b;
+}
+
+t.test('processIpv4Options: the seed usages on the captured options', async (t) => {
+  const out = new Uint8Array(40);
+  const r = new Ipv4OptionsResult();
+  const orig = IPV4_WITH_OPTIONS.slice();
+  t.ok(processIpv4Options(orig, 0, 60, Ipv4OptionsUsage.ECHO, GATEWAY, 0x89abcdef, out, r));
+  t.same(orig, IPV4_WITH_OPTIONS, 'the packet itself is not written');
+  t.equal(r.length, 40);
+  t.ok(r.recordRoute && r.timestamp && r.routerAlert);
+  t.same(out.subarray(0, 15), hex('070f 0c0a 0002 0f0a 0002 0200 0000 00'), 'record route: our address stored, pointer 12');
+  t.equal(out[15], 1, 'NOP kept');
+  t.same(out.subarray(16, 36), hex('4414 1511 0a00 020f 0123 4567 0a00 0202 89ab cdef'), 'timestamp: address and time, pointer 21');
+  t.same(out.subarray(36, 40), IPV4_ROUTER_ALERT_OPTION, 'router alert kept');
+
+  t.ok(processIpv4Options(orig, 0, 60, Ipv4OptionsUsage.VERIFY, GATEWAY, 1, out, r));
+  t.same(out.subarray(0, 40), IPV4_WITH_OPTIONS.subarray(20, 60), 'verify: checked, unchanged');
+
+  // An unknown option (security, 130): kept when received or forwarded, dropped from echo replies.
+  const unk = withOptions([0x82, 4, 0, 0, 7, 7, 4, 0, 0, 0, 0]);
+  t.ok(processIpv4Options(unk, 0, unk.length, Ipv4OptionsUsage.RECEIVE, GUEST, 0, out, r));
+  t.equal(r.length, 12);
+  t.same(out.subarray(0, 11), Uint8Array.of(0x82, 4, 0, 0, 7, 7, 8, 10, 0, 2, 15));
+  t.ok(processIpv4Options(unk, 0, unk.length, Ipv4OptionsUsage.FORWARD, GUEST, 0, out, r));
+  t.equal(r.length, 12);
+  t.ok(processIpv4Options(unk, 0, unk.length, Ipv4OptionsUsage.ECHO, GUEST, 0, out, r));
+  t.equal(r.length, 8, 'echo: unknown option dropped, list padded to 8');
+  t.same(out.subarray(0, 8), Uint8Array.of(7, 7, 8, 10, 0, 2, 15, 0));
+
+  // EOL ends processing; what follows is padding, never looked at.
+  const eol = withOptions([1, 0, 0xff, 0xff]);
+  t.ok(processIpv4Options(eol, 0, eol.length, Ipv4OptionsUsage.RECEIVE, GUEST, 0, out, r));
+  t.equal(r.length, 4);
+  t.same(out.subarray(0, 4), Uint8Array.of(1, 0, 0, 0));
+});
+
+t.test('processIpv4Options: timestamp flag variants and the overflow count', async (t) => {
+  const out = new Uint8Array(40);
+  const r = new Ipv4OptionsResult();
+  // Timestamps only, room for two.
+  let b = withOptions([68, 12, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+  t.ok(processIpv4Options(b, 0, b.length, Ipv4OptionsUsage.RECEIVE, GATEWAY, 1234, out, r));
+  t.same(out.subarray(0, 12), Uint8Array.of(68, 12, 9, 0, 0, 0, 4, 210, 0, 0, 0, 0));
+  // Prespecified addresses: only ours is stamped.
+  b = withOptions([68, 20, 5, 3, 10, 0, 2, 2, 0, 0, 0, 0, 10, 0, 2, 9, 0, 0, 0, 0]);
+  t.ok(processIpv4Options(b, 0, b.length, Ipv4OptionsUsage.ECHO, GATEWAY, 7, out, r));
+  t.same(out.subarray(0, 20), Uint8Array.of(68, 20, 13, 3, 10, 0, 2, 2, 0, 0, 0, 7, 10, 0, 2, 9, 0, 0, 0, 0));
+  b = withOptions([68, 12, 5, 3, 10, 0, 2, 9, 0, 0, 0, 0]);
+  t.ok(processIpv4Options(b, 0, b.length, Ipv4OptionsUsage.ECHO, GATEWAY, 7, out, r));
+  t.equal(out[2], 5, 'another address named: pointer unchanged');
+  // Full: the overflow count goes up (not for prespecified, "by definition nothing to do").
+  b = withOptions([68, 12, 13, 0x21, 10, 0, 2, 15, 0, 0, 0, 1]);
+  t.ok(processIpv4Options(b, 0, b.length, Ipv4OptionsUsage.RECEIVE, GATEWAY, 7, out, r));
+  t.equal(out[3], 0x31, 'overflow 2 → 3, flags kept');
+  b = withOptions([68, 12, 13, 0x33, 10, 0, 2, 15, 0, 0, 0, 1]);
+  t.ok(processIpv4Options(b, 0, b.length, Ipv4OptionsUsage.RECEIVE, GATEWAY, 7, out, r));
+  t.equal(out[3], 0x33, 'prespecified and full: untouched');
+  b = withOptions([68, 12, 13, 0xf1, 10, 0, 2, 15, 0, 0, 0, 1]);
+  t.notOk(processIpv4Options(b, 0, b.length, Ipv4OptionsUsage.RECEIVE, GATEWAY, 7, out, r));
+  t.equal(r.problem, 23, 'overflow count would overflow: pointer at oflw/flg');
+});
+
+t.test('processIpv4Options: parameter problem pointers as the seed computes them', async (t) => {
+  const out = new Uint8Array(40);
+  const r = new Ipv4OptionsResult();
+  const cases: Array<[number[], number, string]> = [
+    [[0x44], 20, 'no room for a length byte: the option'],
+    [[0x44, 1, 0, 0], 20, 'length below 2: the option'],
+    [[0x82, 9, 0, 0], 20, 'length past the options: the option'],
+    [[68, 3, 5, 0], 21, 'timestamp shorter than its header: the length'],
+    [[7, 2, 0, 0], 21, 'record route shorter than its header: the length'],
+    [[148, 6, 0, 0, 0, 0, 0, 0], 21, 'router alert not 4 long: the length'],
+    [[148, 4, 0, 0, 148, 4, 0, 0], 24, 'a repeated option: the second one'],
+    [[1, 7, 7, 4, 0, 0, 0, 0, 7, 2], 29, 'a repeated option too short: its length first (the iterator)'],
+    [[7, 6, 4, 0, 0, 0], 21, 'record route without room for one address: the length'],
+    [[7, 7, 3, 0, 0, 0, 0], 22, 'record route pointer below 4'],
+    [[7, 9, 8, 0, 0, 0, 0, 0, 0], 22, 'record route with room for part of an address: the pointer'],
+    [[68, 8, 5, 2, 0, 0, 0, 0], 23, 'timestamp flag 2: oflw/flg'],
+    [[68, 8, 4, 0, 0, 0, 0, 0], 22, 'timestamp pointer below 5'],
+    [[68, 10, 5, 1, 0, 0, 0, 0, 0, 0], 22, 'no room for address + timestamp: the pointer'],
+    [[148, 4, 0, 1], 22, 'router alert value not 0'],
+  ];
+  for (const [opts, pointer, why] of cases) {
+    const b = withOptions(opts);
+    t.notOk(processIpv4Options(b, 0, b.length, Ipv4OptionsUsage.RECEIVE, GATEWAY, 0, out, r), why);
+    t.equal(r.problem, pointer, why);
+    t.equal(r.length, 0);
+    // parseIpv4Options agrees.
+    t.equal(parseIpv4Options(b, 0, b.length, new Ipv4OptionsInfo()), pointer, `parse: ${why}`);
+  }
+  // A full record route is fine (forwarded without recording).
+  const full = withOptions([7, 7, 8, 10, 0, 2, 15]);
+  t.ok(processIpv4Options(full, 0, full.length, Ipv4OptionsUsage.ECHO, GATEWAY, 0, out, r));
+  t.same(out.subarray(0, 7), Uint8Array.of(7, 7, 8, 10, 0, 2, 15));
+});
+
+t.test('processIpv4Options never reads out of bounds; results are padded and bounded', async (t) => {
+  property(
+    t,
+    'random options',
+    fc.property(fc.uint8Array({ minLength: 0, maxLength: 40 }), fc.integer({ min: 0, max: 3 }), (opts, usage) => {
+      const b = withOptions([...opts]);
+      const out = new Uint8Array(40);
+      const r = new Ipv4OptionsResult();
+      if (processIpv4Options(strict(b), 0, b.length, usage as Ipv4OptionsUsage, GATEWAY, 5, out, r)) {
+        return r.length % 4 === 0 && r.length <= b.length - 20;
+      }
+      return r.problem >= 20 && r.problem < b.length;
+    }),
+  );
 });
 
 t.test('address helpers', async (t) => {
