@@ -24,6 +24,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("EACCES", Napi::Number::New(env, EACCES));
   exports.Set("EPERM", Napi::Number::New(env, EPERM));
   exports.Set("EPROTO", Napi::Number::New(env, EPROTO));
+  exports.Set("EINPROGRESS", Napi::Number::New(env, EINPROGRESS));
+  exports.Set("ECONNRESET", Napi::Number::New(env, ECONNRESET));
+  exports.Set("ETIMEDOUT", Napi::Number::New(env, ETIMEDOUT));
+  exports.Set("EPIPE", Napi::Number::New(env, EPIPE));
   exports.Set("SO_EE_ORIGIN_LOCAL", Napi::Number::New(env, SO_EE_ORIGIN_LOCAL));
   exports.Set("SO_EE_ORIGIN_ICMP", Napi::Number::New(env, SO_EE_ORIGIN_ICMP));
   exports.Set("SO_EE_ORIGIN_ICMP6", Napi::Number::New(env, SO_EE_ORIGIN_ICMP6));

@@ -12,6 +12,7 @@
 #include <linux/errqueue.h>
 #include <netinet/icmp6.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -473,6 +474,98 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), r == 0 || errno == EINTR ? 0 : -errno);
 }
 
+// ---- TCP ----
+
+// openTcp(family): fd of a non-blocking TCP socket with TCP_NODELAY (the guest does its own
+// coalescing), SO_REUSEADDR (listeners), IPV6_V6ONLY for family 6. Throws.
+Napi::Value OpenTcp(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int family;
+  if (!ArgFamily(info, 0, &family)) return Fail(env);
+  int fd = socket(Domain(family), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0) return CloseAndThrow(env, -1, "socket");
+  int on = 1;
+  if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) < 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0 ||
+      (family == 6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on) < 0)) {
+    return CloseAndThrow(env, fd, "setsockopt");
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// soError(fd): the pending error (SO_ERROR, which reading clears) as 0 or -errno.
+Napi::Value SoError(const Napi::CallbackInfo& info) {
+  int fd;
+  if (!ArgFd(info, 0, &fd)) return Fail(info.Env());
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+  return Napi::Number::New(info.Env(), -err);
+}
+
+// read(fd, buf, offset, length): bytes, 0 at end of stream, or -errno (-EAGAIN).
+Napi::Value Read(const Napi::CallbackInfo& info) {
+  int fd;
+  ByteRange r;
+  if (!ArgFd(info, 0, &fd) || !ArgByteRange(info, 1, &r)) return Fail(info.Env());
+  ssize_t n = RetryEintr([&] { return recv(fd, r.data, r.length, MSG_DONTWAIT); });
+  return Napi::Number::New(info.Env(), n >= 0 ? static_cast<double>(n) : -errno);
+}
+
+// write(fd, buf, offset, length): bytes written (maybe fewer) or -errno (-EAGAIN, -EPIPE...).
+// MSG_NOSIGNAL: a peer that went away gives -EPIPE, not SIGPIPE.
+Napi::Value Write(const Napi::CallbackInfo& info) {
+  int fd;
+  ByteRange r;
+  if (!ArgFd(info, 0, &fd) || !ArgByteRange(info, 1, &r)) return Fail(info.Env());
+  ssize_t n = RetryEintr([&] { return send(fd, r.data, r.length, MSG_DONTWAIT | MSG_NOSIGNAL); });
+  return Napi::Number::New(info.Env(), n >= 0 ? static_cast<double>(n) : -errno);
+}
+
+// shutdownWrite(fd): shutdown(SHUT_WR), our FIN after what was written; 0 or -errno.
+Napi::Value ShutdownWrite(const Napi::CallbackInfo& info) {
+  int fd;
+  if (!ArgFd(info, 0, &fd)) return Fail(info.Env());
+  return Napi::Number::New(info.Env(), shutdown(fd, SHUT_WR) == 0 ? 0 : -errno);
+}
+
+// setLingerZero(fd): SO_LINGER {on, 0}, so close() sends a RST and drops unsent data. Throws.
+Napi::Value SetLingerZero(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  if (!ArgFd(info, 0, &fd)) return Fail(env);
+  linger l{1, 0};
+  if (!SetOpt(env, fd, SOL_SOCKET, SO_LINGER, &l, sizeof l)) return Fail(env);
+  return env.Undefined();
+}
+
+// listen(fd, backlog): 0 or -errno.
+Napi::Value Listen(const Napi::CallbackInfo& info) {
+  int fd;
+  int64_t backlog;
+  if (!ArgFd(info, 0, &fd) || !ArgInt(info, 1, "backlog", 1, 65535, &backlog)) return Fail(info.Env());
+  return Napi::Number::New(info.Env(), listen(fd, static_cast<int>(backlog)) == 0 ? 0 : -errno);
+}
+
+// accept(fd, out): the new connection's fd (non-blocking, close-on-exec, TCP_NODELAY) or -errno
+// (-EAGAIN when none waits). Fills out.addr (16 bytes, IPv4 in the first 4), out.port.
+Napi::Value Accept(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  Napi::Object out;
+  uint8_t* bytes;
+  if (!ArgFd(info, 0, &fd) || !ArgOut(info, 1, "addr", &out, &bytes)) return Fail(env);
+  SockAddr addr;
+  socklen_t len = sizeof addr;
+  int c = RetryEintr([&] { return accept4(fd, &addr.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC); });
+  if (c < 0) return Napi::Number::New(env, -errno);
+  int on = 1;
+  setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+  int port = StoreAddress(addr, len, bytes);
+  out.Set("port", Napi::Number::New(env, port < 0 ? 0 : port));
+  return Napi::Number::New(env, c);
+}
+
 }  // namespace
 
 void InitSockets(Napi::Env env, Napi::Object exports) {
@@ -491,6 +584,14 @@ void InitSockets(Napi::Env env, Napi::Object exports) {
   exports.Set("recvFrom", Napi::Function::New(env, RecvFrom, "recvFrom"));
   exports.Set("recvErr", Napi::Function::New(env, RecvErr, "recvErr"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
+  exports.Set("openTcp", Napi::Function::New(env, OpenTcp, "openTcp"));
+  exports.Set("soError", Napi::Function::New(env, SoError, "soError"));
+  exports.Set("read", Napi::Function::New(env, Read, "read"));
+  exports.Set("write", Napi::Function::New(env, Write, "write"));
+  exports.Set("shutdownWrite", Napi::Function::New(env, ShutdownWrite, "shutdownWrite"));
+  exports.Set("setLingerZero", Napi::Function::New(env, SetLingerZero, "setLingerZero"));
+  exports.Set("listen", Napi::Function::New(env, Listen, "listen"));
+  exports.Set("accept", Napi::Function::New(env, Accept, "accept"));
 }
 
 }  // namespace hn

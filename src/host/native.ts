@@ -63,6 +63,15 @@
 //   ICMP6 type 2, `info` = the MTU; the kernel caches the path MTU, so later larger sends fail at
 //   once with -EMSGSIZE and queue an origin-LOCAL entry (info = MTU, no offender, no payload).
 // - no route on this host: sendTo returns -ENETUNREACH and nothing is queued.
+// TCP sockets (Linux 6.x, checked by test/host/tcp.test.ts):
+// - connect() on a non-blocking socket returns -EINPROGRESS; the socket turns writable when the
+//   handshake ends, and soError() tells how: 0, -ECONNREFUSED (RST), -EHOSTUNREACH /
+//   -ENETUNREACH (ICMP errors, or our own ARP/NDP failure), -ETIMEDOUT (SYN retries exhausted).
+// - With setRecvErr on, an ICMP error that kills a connect in SYN_SENT is also queued on the
+//   error queue (origin ICMP / ICMP6, the type and code, offender = the reporting router; the
+//   host's own resolution failure shows as ICMP host unreachable from one of our own addresses,
+//   as for UDP). A RST queues nothing.
+// - setTtl before connect sets the SYN's TTL; setTtl(-1) after it restores the default.
 import { createRequire } from 'node:module';
 
 /** Address family of a socket: 4 (AF_INET) or 6 (AF_INET6). */
@@ -117,6 +126,10 @@ export interface HostnetBinding {
   readonly EACCES: number;
   readonly EPERM: number;
   readonly EPROTO: number;
+  readonly EINPROGRESS: number;
+  readonly ECONNRESET: number;
+  readonly ETIMEDOUT: number;
+  readonly EPIPE: number;
   /** ErrInfo.origin values. */
   readonly SO_EE_ORIGIN_LOCAL: number;
   readonly SO_EE_ORIGIN_ICMP: number;
@@ -178,6 +191,25 @@ export interface HostnetBinding {
   recvErr(fd: number, family: Family, buf: Uint8Array, offset: number, length: number, out: ErrInfo): number;
   /** close(fd): 0 or -errno. */
   close(fd: number): number;
+
+  // ---- TCP (see "TCP sockets" above) ----
+  /** A non-blocking TCP socket: TCP_NODELAY, SO_REUSEADDR, IPV6_V6ONLY for family 6. Throws. */
+  openTcp(family: Family): number;
+  /** getsockopt(SO_ERROR), which clears it: 0 or -errno (a finished connect's result). */
+  soError(fd: number): number;
+  /** recv(MSG_DONTWAIT): bytes, 0 at end of stream, or -errno (-EAGAIN: nothing yet). */
+  read(fd: number, buf: Uint8Array, offset: number, length: number): number;
+  /** send(MSG_DONTWAIT | MSG_NOSIGNAL): bytes (maybe fewer) or -errno (-EAGAIN, -EPIPE...). */
+  write(fd: number, buf: Uint8Array, offset: number, length: number): number;
+  /** shutdown(SHUT_WR): 0 or -errno. */
+  shutdownWrite(fd: number): number;
+  /** SO_LINGER {1, 0}: close() then sends a RST. Throws. */
+  setLingerZero(fd: number): void;
+  /** listen(): 0 or -errno. */
+  listen(fd: number, backlog: number): number;
+  /** accept4(NONBLOCK | CLOEXEC), TCP_NODELAY: the new fd or -errno (-EAGAIN); fills
+   *  out.addr (16 bytes, IPv4 in the first 4) and out.port with the client's. */
+  accept(fd: number, out: { readonly addr: Uint8Array; port: number }): number;
 }
 
 /** A RecvInfo to pass to recvFrom again and again. */

@@ -1,0 +1,135 @@
+// Host TCP sockets (the addon's TCP calls through NodeHostNet): listen, accept, data both ways with
+// backpressure, half-close, RST, on loopback; and in the netns topology of test/support/netns.ts
+// (a child in vunet's namespace, test/host/fixtures/tcp-child.ts) how connects end: connected,
+// refused (no ICMP), time exceeded from the first router for a TTL-1 SYN (what traceroute -T
+// needs), and the host's own ARP/NDP failure as EHOSTUNREACH without an outside offender.
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { hostnet } from '../../src/host/native.js';
+import { silentLog } from '../../src/iface/log.js';
+import { NodeHostNet } from '../../src/main/host-net.js';
+import type { TcpSocket, TcpSocketEvents } from '../../src/nat/host.js';
+import { canUseNetns, createTopology } from '../support/netns.js';
+
+const CHILD = fileURLToPath(new URL('./fixtures/tcp-child.ts', import.meta.url));
+const LOOP4 = Uint8Array.of(127, 0, 0, 1);
+
+function events(over: Partial<TcpSocketEvents> = {}): TcpSocketEvents {
+  return { connected: () => undefined, connectFailed: () => undefined, readable: () => undefined, writable: () => undefined, ...over };
+}
+
+const until = (cond: () => boolean, ms = 5000): Promise<void> =>
+  new Promise((resolve, reject) => {
+    const start = Date.now();
+    const tick = (): void => {
+      if (cond()) return resolve();
+      if (Date.now() - start > ms) return reject(new Error('timed out'));
+      setTimeout(tick, 5);
+    };
+    tick();
+  });
+
+t.test('listen, accept, data both ways with backpressure, half-close, RST (loopback)', async (t) => {
+  const host = new NodeHostNet(silentLog);
+  let server: TcpSocket | undefined;
+  let peerPort = 0;
+  const received: number[] = [];
+  let serverEof = false;
+  const listener = host.listenTcp(4, LOOP4, 0 + 47123, (acc) => {
+    peerPort = acc.peerPort;
+    t.same([...acc.peer], [127, 0, 0, 1], 'client address');
+    server = acc.attach(
+      events({
+        readable: () => {
+          const b = new Uint8Array(65536);
+          for (;;) {
+            const n = server!.read(b, 0, b.length);
+            if (n > 0) received.push(...b.subarray(0, n));
+            else {
+              if (n === 0) serverEof = true;
+              break;
+            }
+          }
+        },
+      }),
+    );
+    server.watch(true, false);
+  });
+  t.teardown(() => listener.close());
+  let connected = false;
+  let writable = 0;
+  const client = host.connectTcp(4, LOOP4, 47123, -1, events({ connected: () => (connected = true), writable: () => writable++ }));
+  await until(() => connected && server !== undefined);
+  t.ok(peerPort > 0);
+  // Write until the kernel buffers are full (the server does not read yet).
+  server!.watch(false, false);
+  const chunk = new Uint8Array(256 * 1024).fill(7);
+  let total = 0;
+  for (;;) {
+    const n = client.write(chunk, 0, chunk.length);
+    if (n === -hostnet.EAGAIN) break;
+    t.ok(n > 0);
+    total += n;
+    if (total > 64 << 20) break;
+  }
+  t.ok(total > 0 && total < 64 << 20, `send buffer filled after ${total} bytes: -EAGAIN`);
+  client.watch(false, true);
+  server!.watch(true, false);
+  await until(() => writable > 0, 10_000);
+  t.pass('writable once the reader drained');
+  client.shutdownWrite();
+  await until(() => serverEof, 10_000);
+  t.equal(received.length, total, 'every byte arrived, then EOF (half-close)');
+  // The other direction still works after the half-close.
+  t.equal(server!.write(Uint8Array.of(1, 2, 3), 0, 3), 3);
+  const back = new Uint8Array(8);
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(client.read(back, 0, 8), 3, 'data toward the half-closed side');
+  // RST: close with SO_LINGER 0; the peer reads -ECONNRESET.
+  server!.close(true);
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(client.read(back, 0, 8), -hostnet.ECONNRESET, 'reset close → ECONNRESET');
+  client.close(false);
+});
+
+t.test('listening on a used port throws EADDRINUSE', async (t) => {
+  const host = new NodeHostNet(silentLog);
+  const a = host.listenTcp(4, LOOP4, 47124, () => undefined);
+  t.throws(() => host.listenTcp(4, LOOP4, 47124, () => undefined), { code: 'EADDRINUSE' });
+  a.close();
+});
+
+const why = canUseNetns();
+t.test('how connects end, in the namespace topology', { skip: why ?? false }, async (t) => {
+  const topo = createTopology(String((process.pid % 10000) + 2));
+  const echo = [
+    spawn('ip', ['netns', 'exec', topo.targetNs, 'socat', 'TCP4-LISTEN:7,fork,reuseaddr', 'PIPE'], { stdio: 'ignore' }),
+    spawn('ip', ['netns', 'exec', topo.targetNs, 'socat', 'TCP6-LISTEN:7,fork,reuseaddr,ipv6only=1', 'PIPE'], { stdio: 'ignore' }),
+  ];
+  t.teardown(() => {
+    for (const e of echo) e.kill('SIGTERM');
+    topo.destroy();
+  });
+  await new Promise((r) => setTimeout(r, 500));
+  const r = spawnSync('ip', ['netns', 'exec', topo.vunetNs, process.execPath, '--import', 'tsx', CHILD, topo.target4, topo.target6, topo.nobody4, topo.nobody6], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  t.equal(r.status, 0, r.stderr);
+  const o: Record<string, Record<string, unknown>> = {};
+  for (const line of r.stdout.split('\n').filter(Boolean)) {
+    const j = JSON.parse(line) as Record<string, unknown>;
+    o[j.name as string] = j;
+  }
+  t.match(o['open4'], { outcome: 'connected' });
+  t.match(o['open6'], { outcome: 'connected' });
+  t.match(o['ttl1-4'], { outcome: 'failed', errno: hostnet.EHOSTUNREACH, type: 11, origin: hostnet.SO_EE_ORIGIN_ICMP, offender: topo.router1[0] }, 'TTL 1: time exceeded from router 1');
+  t.match(o['ttl2-4'], { outcome: 'failed', type: 11, offender: topo.router2[0] }, 'TTL 2: time exceeded from router 2');
+  t.match(o['ttl1-6'], { outcome: 'failed', errno: hostnet.EHOSTUNREACH, type: 3, origin: hostnet.SO_EE_ORIGIN_ICMP6, offender: topo.router1[1] }, 'hop limit 1: time exceeded from router 1');
+  for (const n of ['refused4', 'refused6']) {
+    t.match(o[n], { outcome: 'failed', errno: hostnet.ECONNREFUSED, type: undefined }, `${n}: RST, no error-queue entry`);
+  }
+  t.match(o['nobody4'], { outcome: 'failed', errno: hostnet.EHOSTUNREACH, type: 3, code: 1, offender: undefined }, 'unheld address on the link: our own host unreachable');
+  t.match(o['nobody6'], { outcome: 'failed', errno: hostnet.EHOSTUNREACH, type: 1, code: 3, offender: undefined }, 'IPv6: our own address unreachable');
+});
