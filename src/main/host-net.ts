@@ -8,13 +8,29 @@ import type { NativePoller } from 'vhost-user-ts';
 import { hostnet, newErrInfo, newRecvInfo } from '../host/native.js';
 import type { Family } from '../host/native.js';
 import type { Log } from '../iface/log.js';
-import type { EchoSocket, EchoSocketEvents, HostNet, HostUdp, UdpSocket, UdpSocketEvents } from '../nat/host.js';
+import type {
+  AcceptedTcp,
+  BoundUdpEvents,
+  BoundUdpSocket,
+  EchoSocket,
+  EchoSocketEvents,
+  HostNet,
+  HostTcp,
+  HostUdp,
+  HostUdpListen,
+  TcpListener,
+  TcpSocket,
+  TcpSocketEvents,
+  UdpSocket,
+  UdpSocketEvents,
+} from '../nat/host.js';
+import type { HostError } from '../nat/icmp-errors.js';
 import { formatIpv6, internetChecksum } from '../wire/index.js';
 
 const ICMP_ECHO = { 4: { request: 8, reply: 0 }, 6: { request: 128, reply: 129 } } as const;
 const MAX_ICMP = 65536;
 
-export class NodeHostNet implements HostNet, HostUdp {
+export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
   readonly echoMode: 'ping' | 'raw' | 'none';
   /** Receive and send scratch, shared by all sockets (handlers run one at a time). */
   private readonly rx = new Uint8Array(MAX_ICMP);
@@ -109,6 +125,106 @@ export class NodeHostNet implements HostNet, HostUdp {
     };
   }
 
+  connectTcp(family: Family, dst: Uint8Array, port: number, ttl: number, events: TcpSocketEvents): TcpSocket {
+    const fd = hostnet.openTcp(family);
+    let rc: number;
+    try {
+      // The error queue tells which router answered an ICMP error (traceroute -T); the TTL is
+      // the guest's, for the SYN only.
+      hostnet.setRecvErr(fd, family, true);
+      if (ttl > 0) hostnet.setTtl(fd, family, Math.min(255, ttl));
+      rc = hostnet.connect(fd, family, dst, port);
+    } catch (err) {
+      hostnet.close(fd);
+      throw err;
+    }
+    const s = new NodeTcpSocket(fd, family, events, this.afterEvents, 'connecting', ttl > 0);
+    if (rc === 0) queueMicrotask(() => s.connectDone(0));
+    else if (rc !== -hostnet.EINPROGRESS) queueMicrotask(() => s.connectDone(rc));
+    else s.watch(false, true);
+    return s;
+  }
+
+  listenTcp(family: Family, addr: Uint8Array | null, port: number, accepted: (conn: AcceptedTcp) => void): TcpListener {
+    const fd = hostnet.openTcp(family);
+    const any = new Uint8Array(16);
+    let rc = hostnet.bind(fd, family, addr ?? any, port);
+    if (rc === 0) rc = hostnet.listen(fd, 128);
+    if (rc < 0) {
+      hostnet.close(fd);
+      throw errnoError(-rc, 'listen');
+    }
+    const info = { addr: new Uint8Array(16), port: 0 };
+    const poller = new native.Poller(
+      fd,
+      () => {
+        for (;;) {
+          const c = hostnet.accept(fd, info);
+          if (c < 0) break; // -EAGAIN, or a connection that died before we took it
+          const peer = info.addr.slice(0, family === 4 ? 4 : 16);
+          let taken = false;
+          accepted({
+            family,
+            peer,
+            peerPort: info.port,
+            localPort: port,
+            attach: (events) => {
+              taken = true;
+              return new NodeTcpSocket(c, family, events, this.afterEvents, 'open', false);
+            },
+            reject: () => {
+              taken = true;
+              hostnet.setLingerZero(c);
+              hostnet.close(c);
+            },
+          });
+          if (!taken) hostnet.close(c);
+        }
+        this.afterEvents();
+      },
+      false,
+    );
+    poller.start(native.POLL_READABLE);
+    return {
+      close: () => {
+        poller.close();
+        hostnet.close(fd);
+      },
+    };
+  }
+
+  bindUdp(family: Family, addr: Uint8Array | null, port: number, events: BoundUdpEvents): BoundUdpSocket {
+    const fd = hostnet.openUdp(family);
+    const rc = hostnet.bind(fd, family, addr ?? new Uint8Array(16), port);
+    if (rc < 0) {
+      hostnet.close(fd);
+      throw errnoError(-rc, 'bind');
+    }
+    const alen = family === 4 ? 4 : 16;
+    const poller = new native.Poller(
+      fd,
+      () => {
+        const b = this.rx;
+        for (;;) {
+          const n = hostnet.recvFrom(fd, family, b, 0, b.length, this.recvInfo);
+          if (n === -hostnet.EAGAIN) break;
+          if (n < 0) continue; // a pending error reported once
+          events.datagram(b.subarray(0, n), this.recvInfo.addr.subarray(0, alen), this.recvInfo.port);
+        }
+        this.afterEvents();
+      },
+      false,
+    );
+    poller.start(native.POLL_READABLE);
+    return {
+      sendTo: (data, to, toPort) => hostnet.sendTo(fd, family, data, 0, data.length, to, toPort),
+      close: () => {
+        poller.close();
+        hostnet.close(fd);
+      },
+    };
+  }
+
   private drainUdp(fd: number, family: Family, events: UdpSocketEvents): void {
     const b = this.rx;
     for (;;) {
@@ -188,6 +304,115 @@ export class NodeHostNet implements HostNet, HostUdp {
       );
     }
   }
+}
+
+/**
+ * A host TCP socket on the native calls. Connecting: the poller waits for writability, then
+ * SO_ERROR says how the connect ended (with the error queue's ICMP entry, when there is one).
+ * Open: the poller watches what the owner asks for; an error or hangup is reported as readable
+ * (the read then returns it).
+ */
+class NodeTcpSocket implements TcpSocket {
+  private poller: NativePoller | undefined;
+  private events = 0;
+
+  constructor(
+    private readonly fd: number,
+    private readonly family: Family,
+    private readonly handlers: TcpSocketEvents,
+    private readonly afterEvents: () => void,
+    private phase: 'connecting' | 'open' | 'closed',
+    private readonly ttlSet: boolean,
+  ) {
+    this.poller = new native.Poller(fd, (status, ready) => this.onPoll(status, ready), false);
+  }
+
+  private onPoll(status: number, ready: number): void {
+    if (this.phase === 'connecting') {
+      this.connectDone(hostnet.soError(this.fd));
+    } else if (this.phase === 'open') {
+      // libuv stops the poller on POLLERR (status < 0): the read reports the error.
+      if (status < 0) this.events = 0;
+      if (status < 0 || ready & native.POLL_READABLE) this.handlers.readable();
+      if (this.phase === 'open' && status === 0 && ready & native.POLL_WRITABLE) this.handlers.writable();
+    }
+    this.afterEvents();
+  }
+
+  /** The connect ended with `rc` (0 or -errno). */
+  connectDone(rc: number): void {
+    if (this.phase !== 'connecting') return;
+    if (rc === 0) {
+      this.phase = 'open';
+      if (this.ttlSet) hostnet.setTtl(this.fd, this.family, -1); // data goes with the default TTL
+      this.watch(false, false);
+      this.handlers.connected();
+      return;
+    }
+    const error = readConnectError(this.fd, this.family);
+    this.close(false);
+    this.handlers.connectFailed(-rc, error);
+  }
+
+  read(buf: Uint8Array, off: number, len: number): number {
+    return this.phase === 'open' ? hostnet.read(this.fd, buf, off, len) : -hostnet.EPIPE;
+  }
+
+  write(buf: Uint8Array, off: number, len: number): number {
+    return this.phase === 'open' ? hostnet.write(this.fd, buf, off, len) : -hostnet.EPIPE;
+  }
+
+  shutdownWrite(): void {
+    if (this.phase === 'open') hostnet.shutdownWrite(this.fd);
+  }
+
+  watch(read: boolean, write: boolean): void {
+    if (!this.poller) return;
+    const ev = (read ? native.POLL_READABLE : 0) | (write ? native.POLL_WRITABLE : 0);
+    if (this.phase === 'connecting') {
+      this.poller.start(native.POLL_WRITABLE);
+      return;
+    }
+    if (ev === this.events) return;
+    this.events = ev;
+    if (ev === 0) this.poller.stop();
+    else this.poller.start(ev);
+  }
+
+  close(reset: boolean): void {
+    if (this.phase === 'closed') return;
+    this.phase = 'closed';
+    this.poller?.close();
+    this.poller = undefined;
+    if (reset) {
+      try {
+        hostnet.setLingerZero(this.fd);
+      } catch {
+        // the socket is going anyway
+      }
+    }
+    hostnet.close(this.fd);
+  }
+}
+
+const connectErr = newErrInfo();
+const connectErrBuf = new Uint8Array(256);
+
+/** The ICMP error that ended a connect, from the error queue (undefined for a RST or timeout). */
+function readConnectError(fd: number, family: Family): HostError | undefined {
+  let found: HostError | undefined;
+  const e = connectErr;
+  while (hostnet.recvErr(fd, family, connectErrBuf, 0, connectErrBuf.length, e) >= 0) {
+    const fromHost = e.offenderValid && isLocalAddress(e.offender, family);
+    found = { origin: e.origin, type: e.type, code: e.code, errno: e.errno, info: e.info, offender: e.offender.slice(), offenderValid: e.offenderValid && !fromHost };
+  }
+  return found;
+}
+
+function errnoError(errno: number, syscall: string): Error {
+  const names: Record<number, string> = { 98: 'EADDRINUSE', 13: 'EACCES', 99: 'EADDRNOTAVAIL', 97: 'EAFNOSUPPORT', 1: 'EPERM' };
+  const code = names[errno] ?? `E${errno}`;
+  return Object.assign(new Error(`${syscall} failed: ${code}`), { code, errno: -errno, syscall });
 }
 
 /** Whether `addr` (16 bytes, IPv4 in the first 4) is an address of this host (errors only). */

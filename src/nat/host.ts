@@ -98,3 +98,21 @@ export interface AcceptedTcp {
 export interface TcpListener {
   close(): void;
 }
+
+/** A bound, unconnected host UDP socket: a port-forward listener (-u). */
+export interface BoundUdpSocket {
+  /** Sends a datagram to addr:port (4 or 16 bytes); bytes sent or -errno. */
+  sendTo(data: Uint8Array, addr: Uint8Array, port: number): number;
+  close(): void;
+}
+
+export interface BoundUdpEvents {
+  /** A datagram from `from`:`port` (views valid during the call; `from` 4 or 16 bytes). */
+  datagram(data: Uint8Array, from: Uint8Array, port: number): void;
+}
+
+export interface HostUdpListen {
+  /** Binds addr:port (null: any address of the family). Throws an Error with `code`
+   *  (EADDRINUSE, EACCES...). */
+  bindUdp(family: 4 | 6, addr: Uint8Array | null, port: number, events: BoundUdpEvents): BoundUdpSocket;
+}
