@@ -1,0 +1,41 @@
+// Address rules the NAT's parts share: who a host client appears to be on the guest link.
+import type { StackConfig } from '../iface/config.js';
+import { ipv4Read } from '../wire/index.js';
+
+export const LOOPBACK4 = Uint8Array.of(127, 0, 0, 1);
+export const LOOPBACK6 = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
+
+/** Our gateway address of a family, as bytes (a fresh copy). */
+export function gatewayBytes(c: StackConfig, family: 4 | 6): Uint8Array {
+  if (family === 6 && c.ipv6) return c.ipv6.gateway.slice();
+  const g = c.ipv4.gateway;
+  return Uint8Array.of(g >>> 24, (g >>> 16) & 0xff, (g >>> 8) & 0xff, g & 0xff);
+}
+
+/** Loopback: 127/8, ::1, or IPv4-mapped 127/8. */
+export function isLoopback(a: Uint8Array): boolean {
+  if (a.length === 4) return a[0] === 127;
+  if (a.subarray(0, 15).every((x) => x === 0) && a[15] === 1) return true;
+  return a.subarray(0, 10).every((x) => x === 0) && a[10] === 0xff && a[11] === 0xff && a[12] === 127;
+}
+
+/** Whether `addr` lies on the guest's link (its subnet, or link-local): the guest would not route
+ *  answers to it through us. */
+export function onGuestLink(c: StackConfig, family: 4 | 6, addr: Uint8Array): boolean {
+  if (family === 4) {
+    const mask = c.ipv4.prefixLength === 0 ? 0 : (0xffffffff << (32 - c.ipv4.prefixLength)) >>> 0;
+    return ((ipv4Read(addr, 0) & mask) >>> 0) === c.ipv4.network;
+  }
+  if (addr[0] === 0xfe && (addr[1]! & 0xc0) === 0x80) return true;
+  return c.ipv6 !== undefined && c.ipv6.prefix.subarray(0, 8).every((b, i) => b === addr[i]);
+}
+
+/**
+ * Who a forwarded host client appears to be to the guest (whose side uses `family`): the client
+ * itself when answers to it come back through us — same family, not loopback, not on the guest's
+ * link — else our gateway (as slirp shows every forwarded client).
+ */
+export function clientAsSeen(c: StackConfig, family: 4 | 6, client: Uint8Array): Uint8Array {
+  const sameFamily = (client.length === 4) === (family === 4);
+  return sameFamily && !isLoopback(client) && !onGuestLink(c, family, client) ? client.slice() : gatewayBytes(c, family);
+}
