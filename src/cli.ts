@@ -6,7 +6,7 @@ import { createLogger } from './main/logger.js';
 import { HelpShown, UsageError, parseArgs } from './main/options.js';
 import { PcapError } from './main/pcap.js';
 import type { VunetOptions } from './main/options.js';
-import { Vunet } from './main/vunet.js';
+import { ForwardError, Vunet } from './main/vunet.js';
 import { formatIpv4, formatIpv6 } from './wire/index.js';
 
 function fail(message: string, code: number): number {
@@ -43,10 +43,11 @@ async function main(argv: string[]): Promise<number> {
       mapGateway: opts.mapGateway,
       udpTimeoutSec: opts.udpTimeoutSec,
       dnsUpstream: opts.dnsUpstream,
+      forwards: opts.forwards,
       ...(opts.pcapFile ? { pcapFile: opts.pcapFile } : {}),
     });
   } catch (err) {
-    if (err instanceof SocketInUseError || err instanceof PcapError) return fail(err.message, 1);
+    if (err instanceof SocketInUseError || err instanceof PcapError || err instanceof ForwardError) return fail(err.message, 1);
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EACCES' || e.code === 'ENOENT' || e.code === 'EADDRINUSE' || e.code === 'ENAMETOOLONG') {
       return fail(`cannot listen on ${opts.socketPath}: ${e.code} (check the directory exists and is writable)`, 1);
@@ -62,6 +63,7 @@ async function main(argv: string[]): Promise<number> {
       guest: formatIpv4(c.ipv4.dhcpFirst),
       ...(c.ipv6 ? { gateway6: formatIpv6(c.ipv6.gateway), dns6: formatIpv6(c.ipv6.dns) } : {}),
       mtu: c.mtu,
+      ...(opts.forwards.length > 0 ? { forwards: opts.forwards.length } : {}),
     },
     'vunet listening',
   );

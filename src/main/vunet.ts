@@ -14,7 +14,10 @@ import type { FrameLink, FrameSink, RxMeta } from '../iface/link.js';
 import { Stack } from '../iface/stack.js';
 import type { Clock } from '../iface/stack.js';
 import { EchoProxy } from '../nat/echo-proxy.js';
-import type { HostNet, HostUdp } from '../nat/host.js';
+import type { HostNet, HostTcp, HostUdp, HostUdpListen } from '../nat/host.js';
+import { UdpForwarder } from '../nat/udp-forward.js';
+import { TcpNat } from '../nat/tcp-nat.js';
+import type { PortForward } from './options.js';
 import { DnsForwarder } from '../nat/dns.js';
 import type { Resolver } from '../nat/dns.js';
 import { UdpNat } from '../nat/udp-nat.js';
@@ -36,6 +39,12 @@ export interface VunetStartOptions {
   /** The host sockets (default: the native ones). */
   hostNet?: HostNet;
   hostUdp?: HostUdp;
+  hostTcp?: HostTcp;
+  hostUdpListen?: HostUdpListen;
+  /** Inbound port forwards (-t, -u). */
+  forwards?: PortForward[];
+  /** TIME_WAIT of TCP connections, ms. */
+  tcpTimeWaitMs?: number;
   /** Idle time after which a UDP flow's host socket is closed. */
   udpTimeoutSec?: number;
   /** Upstream DNS servers; default: the nameservers of /etc/resolv.conf. */
@@ -53,6 +62,11 @@ export class Vunet {
   readonly echoProxy: EchoProxy;
   readonly udpNat: UdpNat;
   readonly dns: DnsForwarder;
+  readonly tcpNat: TcpNat;
+  readonly udpForward: UdpForwarder;
+  /** The guest's addresses as last seen in its packets (inbound connections go there). */
+  private guestSeen4: Uint8Array | undefined;
+  private guestSeen6: Uint8Array | undefined;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private readonly dhcpOut: Uint8Array;
@@ -69,7 +83,11 @@ export class Vunet {
         if (up) this.stack.linkUp();
         this.rearm();
       },
-      onBatchEnd: () => this.rearm(),
+      onBatchEnd: () => {
+        this.tcpNat.flush();
+        this.rearm();
+      },
+      onRoom: () => this.tcpNat.linkRoom(),
     });
     const link: FrameLink = pcap
       ? {
@@ -116,7 +134,7 @@ export class Vunet {
     }
 
     const natLog = log.child({ part: 'nat' });
-    const nodeHost = opts.hostNet && opts.hostUdp ? undefined : new NodeHostNet(natLog, () => this.rearm());
+    const nodeHost = opts.hostNet && opts.hostUdp && opts.hostTcp && opts.hostUdpListen ? undefined : new NodeHostNet(natLog, () => this.rearm());
     const host = opts.hostNet ?? nodeHost!;
     const mapGateway = opts.mapGateway ?? true;
     this.echoProxy = new EchoProxy(this.stack, host, { mapGateway, log: natLog });
@@ -129,7 +147,27 @@ export class Vunet {
     this.stack.beyond = (p) => this.beyond(p);
     this.dns = new DnsForwarder(this.stack, opts.hostUdp ?? nodeHost!, resolvers(opts.dnsUpstream, natLog), { log: natLog });
     this.dns.attach();
+    this.tcpNat = new TcpNat(this.stack, opts.hostTcp ?? nodeHost!, {
+      mapGateway,
+      log: natLog.child({ proto: 'tcp' }),
+      dnsUpstream: (family) => this.dns.resolverFor(family),
+      guestAddress: (family) => this.guestAddress(family),
+      wantRoom: () => this.device.wantRoom(),
+      ...(opts.tcpTimeWaitMs !== undefined ? { tcp: { timeWaitMs: opts.tcpTimeWaitMs } } : {}),
+    });
+    this.stack.tcpInput = (family, p, off, ttl) => {
+      this.noteGuest(family, p);
+      this.tcpNat.input(family, p, off, ttl);
+    };
+    this.stack.ipv4.onUnreachable = (tag) => this.tcpNat.unreachable(tag);
+    if (this.stack.ipv6) this.stack.ipv6.onUnreachable = (tag) => this.tcpNat.unreachable(tag);
+    this.udpForward = new UdpForwarder(this.stack, opts.hostUdpListen ?? nodeHost!, {
+      guestAddress: (family) => this.guestAddress(family),
+      log: natLog.child({ proto: 'udp-forward' }),
+      ...(opts.udpTimeoutSec ? { idleMs: opts.udpTimeoutSec * 1000 } : {}),
+    });
     this.stack.unservedUdp = (family, p, off, ttl) => {
+      if (this.udpForward.fromGuest(family, p, off)) return true;
       if (!this.udpNat.takesGateway(family, p)) return false;
       this.udpNat.output(family, p, off, ttl);
       return true;
@@ -143,29 +181,87 @@ export class Vunet {
     const pcap = opts.pcapFile ? await PcapWriter.open(opts.pcapFile) : undefined;
     const v = new Vunet(opts, pcap);
     try {
+      v.listenForwards(opts.forwards ?? []);
       v.server.listen(opts.socketPath);
     } catch (err) {
+      v.tcpNat.closeAll();
+      v.udpForward.closeAll();
       await pcap?.close();
       throw err;
     }
     return v;
   }
 
+  /**
+   * Opens the host listeners of the port forwards. A forward on every address listens on both
+   * families; its IPv6 half is skipped (with a warning) on a host without IPv6.
+   */
+  private listenForwards(forwards: readonly PortForward[]): void {
+    for (const fw of forwards) {
+      const families: (4 | 6)[] = fw.family === 'any' ? [4, 6] : [fw.family];
+      for (const family of families) {
+        const one = { family, addr: fw.addr, hostPort: fw.hostPort, guestPort: fw.guestPort };
+        try {
+          if (fw.proto === 'tcp') this.tcpNat.listen([one]);
+          else this.udpForward.listen([one]);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code ?? String(err);
+          const flag = fw.proto === 'tcp' ? '-t' : '-u';
+          if (fw.family === 'any' && family === 6 && (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL')) {
+            this.opts.logger.warn({ port: fw.hostPort, code }, `no IPv6 on this host: ${flag} ${fw.hostPort} listens on IPv4 only`);
+            continue;
+          }
+          const hint = code === 'EADDRINUSE' ? 'another program uses it; pick another port' : code === 'EACCES' ? 'ports below 1024 need privileges' : 'check the address';
+          throw new ForwardError(`cannot listen on ${fw.proto.toUpperCase()} port ${fw.hostPort} for ${flag}: ${code} (${hint})`);
+        }
+      }
+      this.opts.logger.debug({ proto: fw.proto, hostPort: fw.hostPort, guestPort: fw.guestPort }, 'port forward listening');
+    }
+  }
+
   /** Packets for beyond the guest link: UDP to the NAT; fragments wait for issue 6, TCP for 5. */
   private beyond(p: Uint8Array): void {
+    this.noteGuest(p[0]! >> 4 === 4 ? 4 : 6, p);
     if (p[0]! >> 4 === 4) {
       const ihl = (p[0]! & 0x0f) * 4;
       const fragmented = (p[6]! & 0x3f) !== 0 || p[7] !== 0; // MF or an offset
-      if (p[9] === IpProtocol.UDP && !fragmented) return this.udpNat.output(4, p, ihl, p[8]!);
+      if (p[9] === IpProtocol.UDP && !fragmented) {
+        if (this.udpForward.fromGuest(4, p, ihl)) return;
+        return this.udpNat.output(4, p, ihl, p[8]!);
+      }
     } else if (p[6] === IpProtocol.UDP) {
+      if (this.udpForward.fromGuest(6, p, 40)) return;
       return this.udpNat.output(6, p, 40, p[7]!);
     }
     this.stack.counters.add('nat.unsupported');
   }
 
+  /** Remembers the guest's unicast source address of a family (inbound forwards go there). */
+  private noteGuest(family: 4 | 6, p: Uint8Array): void {
+    if (family === 4) {
+      const seen = this.guestSeen4;
+      if (!seen || seen[0] !== p[12] || seen[1] !== p[13] || seen[2] !== p[14] || seen[3] !== p[15]) this.guestSeen4 = p.slice(12, 16);
+    } else if ((p[8]! & 0xe0) === 0x20 || (p[8]! & 0xfe) === 0xfc || p[8] === 0xfe) {
+      // global, unique local, or site-local (slirp's fec0::/64) — not link-local fe80::/10
+      if (p[8] === 0xfe && (p[9]! & 0xc0) === 0x80) return;
+      const seen = this.guestSeen6;
+      if (!seen || !p.subarray(8, 24).every((b, i) => b === seen[i])) this.guestSeen6 = p.slice(8, 24);
+    }
+  }
+
+  /** The guest's address for inbound connections: last seen, else its DHCP lease. */
+  private guestAddress(family: 4 | 6): Uint8Array | undefined {
+    if (family === 4) {
+      if (this.guestSeen4) return this.guestSeen4;
+      const lease = this.dhcpv4.leases().find((l) => l.state === 'bound');
+      return lease ? Uint8Array.of(lease.ip >>> 24, (lease.ip >>> 16) & 0xff, (lease.ip >>> 8) & 0xff, lease.ip & 0xff) : undefined;
+    }
+    return this.guestSeen6;
+  }
+
   /** Runs the stack's timers at the time it asks for. */
   private rearm(): void {
-    const at = Math.min(this.stack.pollAt(), this.echoProxy.pollAt(), this.udpNat.pollAt(), this.dns.pollAt());
+    const at = Math.min(this.stack.pollAt(), this.echoProxy.pollAt(), this.udpNat.pollAt(), this.dns.pollAt(), this.tcpNat.pollAt(), this.udpForward.pollAt());
     if (at === this.timerAt) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
@@ -178,6 +274,9 @@ export class Vunet {
       this.echoProxy.poll(this.stack.now());
       this.udpNat.poll(this.stack.now());
       this.dns.poll(this.stack.now());
+      this.tcpNat.poll(this.stack.now());
+      this.tcpNat.flush();
+      this.udpForward.poll(this.stack.now());
       this.rearm();
     }, Math.max(0, Math.ceil(at - this.stack.now())));
   }
@@ -194,6 +293,8 @@ export class Vunet {
       echo: { ...this.echoProxy.stats, flows: this.echoProxy.flowCount },
       udp: { ...this.udpNat.stats, flows: this.udpNat.flowCount },
       dns: { ...this.dns.stats },
+      udpForward: { ...this.udpForward.stats, sessions: this.udpForward.sessionCount },
+      tcp: { ...this.tcpNat.stats, flows: this.tcpNat.flowCount, states: this.tcpNat.states() },
     };
   }
 
@@ -205,10 +306,15 @@ export class Vunet {
     this.echoProxy.closeAll();
     this.udpNat.closeAll();
     this.dns.closeAll();
+    this.tcpNat.closeAll();
+    this.udpForward.closeAll();
     await this.pcap?.close();
     this.opts.logger.info(this.status(), 'vunet stopped');
   }
 }
+
+/** A port forward's host port cannot be used. */
+export class ForwardError extends Error {}
 
 /** The resolvers queries go to: --dns, else the nameservers of /etc/resolv.conf. */
 function resolvers(upstream: string[] | undefined, log: Logger): Resolver[] {

@@ -58,6 +58,12 @@ export class DnsForwarder {
     if (resolvers.length === 0) this.log.warn({}, 'no DNS resolver found (no nameserver in /etc/resolv.conf and no --dns): guest DNS queries go unanswered');
   }
 
+  /** The resolver DNS over TCP goes to: the first of the family, else the first (TCP crosses
+   *  families, since it is re-originated). */
+  resolverFor(family: 4 | 6): { family: 4 | 6; addr: Uint8Array } | undefined {
+    return this.resolvers.find((r) => r.family === family) ?? this.resolvers[0];
+  }
+
   /** Registers on UDP port 53 of our DNS addresses. */
   attach(): void {
     // Port 53 of our other addresses is not a resolver: those datagrams go on as unserved.

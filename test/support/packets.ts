@@ -8,8 +8,11 @@ import {
   emitEthernetHeader,
   emitIcmpv4,
   emitIpv4Header,
+  emitTcpV4,
   emitUdpV4,
   icmpv4EchoRest,
+  tcpHeaderLength,
+  TcpOptions,
   ipv4,
 } from '../../src/wire/index.js';
 
@@ -68,4 +71,26 @@ export function udpFrame(srcPort: number, dstPort: number, data: Uint8Array, p: 
   m.set(data, 8);
   emitUdpV4(m, 0, { srcPort, dstPort, payloadLength: data.length }, p.src ?? GUEST_IP, p.dst ?? GW_IP);
   return ipv4Frame({ proto: IpProtocol.UDP, ...p }, m);
+}
+
+export interface TcpFrameOptions extends Partial<Ipv4Frame> {
+  window?: number;
+  /** MSS option (SYNs). */
+  mss?: number;
+  options?: TcpOptions;
+}
+
+/** A TCP segment from the guest in an Ethernet + IPv4 frame, checksum filled. */
+export function tcpFrame(srcPort: number, dstPort: number, seq: number, ack: number, flags: number, data: Uint8Array = new Uint8Array(0), p: TcpFrameOptions = {}): Uint8Array {
+  let options = p.options;
+  if (!options && p.mss !== undefined) {
+    options = new TcpOptions();
+    options.mss = p.mss;
+  }
+  const repr = { srcPort, dstPort, seq: seq >>> 0, ack: ack >>> 0, flags, window: p.window ?? 65535, payloadLength: data.length, ...(options ? { options } : {}) };
+  const hl = tcpHeaderLength(repr);
+  const m = new Uint8Array(hl + data.length);
+  m.set(data, hl);
+  emitTcpV4(m, 0, repr, p.src ?? GUEST_IP, p.dst ?? GW_IP);
+  return ipv4Frame({ proto: IpProtocol.TCP, ...p }, m);
 }

@@ -1,0 +1,1039 @@
+// One TCP connection facing the guest: the RFC 9293 state machine and its companions — RFC 5961
+// (RST and SYN validation, challenge ACKs), RFC 7323 (window scale, timestamps, PAWS), RFC 2018
+// (SACK blocks as receiver), RFC 6298 (retransmission timer, Karn's rule), RFC 5681 + RFC 6582
+// (slow start, congestion avoidance, fast retransmit, NewReno recovery), RFC 6928 (IW10), RFC 9293
+// §3.8.6 (zero-window probing, silly-window avoidance) and RFC 1122 §4.2.3.2 (delayed ACKs).
+//
+// Read before editing: RFC 9293 §3.10.7 (SEGMENT ARRIVES) — input() follows its steps in order.
+//
+// Pure: segments, the application's calls and `now` (ms) come in; segments go out through the
+// transmitter, only from output() (and abort()). No timers inside: pollAt() says when poll() has
+// work. Nothing here imports node:*.
+//
+// State machine (transitions happen in setState(); the column is what causes them):
+//
+//   LISTEN       acceptSyn + synAck()            → SYN_RECEIVED            §3.10.7.2
+//   SYN_SENT     SYN+ACK acceptable              → ESTABLISHED             §3.10.7.3
+//                SYN without ACK (simultaneous)  → SYN_RECEIVED            §3.10.7.3
+//                RST with acceptable ACK         → CLOSED ('refused')
+//   SYN_RECEIVED ACK of our SYN                  → ESTABLISHED             §3.10.7.4 fifth
+//                close()                         → FIN_WAIT_1
+//   ESTABLISHED  close()                         → FIN_WAIT_1              §3.10.4
+//                FIN in sequence                 → CLOSE_WAIT              §3.10.7.4 eighth
+//   FIN_WAIT_1   ACK of our FIN                  → FIN_WAIT_2
+//                FIN (ours not acked)            → CLOSING
+//                FIN (ours acked)                → TIME_WAIT
+//   FIN_WAIT_2   FIN                             → TIME_WAIT
+//   CLOSE_WAIT   close()                         → LAST_ACK
+//   CLOSING      ACK of our FIN                  → TIME_WAIT
+//   LAST_ACK     ACK of our FIN                  → CLOSED ('closed' event)
+//   TIME_WAIT    timeWaitMs without a new FIN    → CLOSED ('closed' event)
+//   any synchronized: RST at RCV.NXT → CLOSED ('reset'); retransmissions exhausted → CLOSED
+//   ('timeout'); abort() → RST, CLOSED (no event).
+import { TcpFlags, TcpOptions, parseTcpOptions } from '../wire/index.js';
+import type { TcpSegment } from '../wire/index.js';
+import { ByteRing } from './byte-ring.js';
+
+export const TcpState = {
+  CLOSED: 0,
+  LISTEN: 1,
+  SYN_SENT: 2,
+  SYN_RECEIVED: 3,
+  ESTABLISHED: 4,
+  FIN_WAIT_1: 5,
+  FIN_WAIT_2: 6,
+  CLOSE_WAIT: 7,
+  CLOSING: 8,
+  LAST_ACK: 9,
+  TIME_WAIT: 10,
+} as const;
+export type TcpState = (typeof TcpState)[keyof typeof TcpState];
+
+const STATE_NAMES = Object.keys(TcpState);
+export function tcpStateName(s: TcpState): string {
+  return STATE_NAMES[s] ?? String(s);
+}
+
+export interface TcpConfig {
+  mss: number;
+  sendBufferMax?: number;
+  recvBufferMax?: number;
+  timeWaitMs?: number;
+  rtoInitialMs?: number;
+  rtoMinMs?: number;
+  rtoMaxMs?: number;
+  synRetries?: number;
+  dataRetries?: number;
+  delayedAckMs?: number;
+  windowScaling?: boolean;
+  timestamps?: boolean;
+  sack?: boolean;
+  maxOooRanges?: number;
+}
+
+export interface OutSegment {
+  flags: number;
+  seq: number;
+  ack: number;
+  window: number;
+  readonly options: TcpOptions;
+  /** Payload: `dataLength` bytes from `dataOffset` of the send buffer (conn.copySendData). */
+  dataOffset: number;
+  dataLength: number;
+}
+
+export interface TcpTransmitter {
+  /** Sends one segment; false when it could not go now (nothing was sent). */
+  transmit(conn: TcpConnection, seg: OutSegment): boolean;
+}
+
+export interface TcpEvents {
+  established(conn: TcpConnection): void;
+  data(conn: TcpConnection, data: Uint8Array): number;
+  peerClosed(conn: TcpConnection): void;
+  sendSpace(conn: TcpConnection): void;
+  aborted(conn: TcpConnection, reason: 'reset' | 'timeout' | 'refused'): void;
+  closed(conn: TcpConnection): void;
+}
+
+// ---- sequence arithmetic (RFC 9293 §3.4: modulo 2^32) ----
+const sub = (a: number, b: number): number => (a - b) | 0;
+const lt = (a: number, b: number): boolean => sub(a, b) < 0;
+const le = (a: number, b: number): boolean => sub(a, b) <= 0;
+const add = (a: number, n: number): number => (a + n) >>> 0;
+
+const { FIN, SYN, RST, PSH, ACK } = TcpFlags;
+/** RFC 9293 §3.7.1: the MSS assumed when the peer sends none. */
+const DEFAULT_MSS = 536;
+const TS_OPTION_LEN = 12;
+/** RFC 5961 §7: at most this many challenge ACKs per second. */
+const CHALLENGE_ACKS_PER_SECOND = 10;
+
+interface OooRange {
+  start: number;
+  end: number;
+  /** For SACK ordering: the most recently changed block goes first (RFC 2018 §4). */
+  touched: number;
+}
+
+export class TcpConnection {
+  state: TcpState = TcpState.LISTEN;
+  owner: unknown;
+  readonly stats = {
+    segmentsIn: 0,
+    segmentsOut: 0,
+    retransmits: 0,
+    fastRetransmits: 0,
+    timeouts: 0,
+    dupAcks: 0,
+    oooSegments: 0,
+    challengeAcks: 0,
+    zeroWindowProbes: 0,
+    badSegments: 0,
+    pawsDropped: 0,
+  };
+
+  // configuration
+  private readonly mss: number;
+  private readonly timeWaitMs: number;
+  private readonly rtoMin: number;
+  private readonly rtoMax: number;
+  private readonly synRetries: number;
+  private readonly dataRetries: number;
+  private readonly delayedAckMs: number;
+  private readonly maxOoo: number;
+  private readonly wantWscale: boolean;
+  private readonly wantTs: boolean;
+  private readonly wantSack: boolean;
+
+  // send side (RFC 9293 §3.3.1)
+  private readonly iss: number;
+  private sndUna: number;
+  private sndNxt: number;
+  /** Highest sequence number sent (SND.NXT moves back on a timeout; this does not). */
+  private sndMax: number;
+  private sndWnd = 0;
+  private maxSndWnd = 0;
+  private sndWl1 = 0;
+  private sndWl2 = 0;
+  private sndWscale = 0;
+  private peerMss = DEFAULT_MSS;
+  private readonly sndBuf: ByteRing;
+  /** Sequence number of the send buffer's first byte (ISS + 1, then SND.UNA). */
+  private sndBufSeq: number;
+  private synAcked = false;
+  private finQueued = false;
+  private synPending = false;
+
+  // receive side
+  private irs = 0;
+  private rcvNxt = 0;
+  /** RCV.NXT + the window last advertised: the right edge never moves left (§3.8.6.2.2). */
+  private rcvAdv = 0;
+  private rcvWscale = 0;
+  private readonly rcvBuf: ByteRing;
+  private readonly ooo: OooRange[] = [];
+  private peerFin = false;
+  private peerClosedFired = false;
+  private fullSegmentsUnacked = 0;
+
+  // options in use
+  private tsOn = false;
+  private wscaleOn = false;
+  private sackOn = false;
+  private tsRecent = 0;
+  private lastAckSent = 0;
+  private readonly tsOffset: number;
+
+  // timers and congestion control
+  private srtt = 0;
+  private rttvar = 0;
+  private rto: number;
+  private rtoAt = Infinity;
+  private retries = 0;
+  /** Karn: a sample is only taken for a segment sent once (without timestamps). */
+  private rttSeq = 0;
+  private rttTime = -1;
+  private delayedAckAt = Infinity;
+  private ackNow = false;
+  private persistAt = Infinity;
+  private persistBackoff = 0;
+  private timeWaitAt = Infinity;
+  private cwnd = 0;
+  private ssthresh = 0x7fffffff;
+  private dupAcks = 0;
+  private recover = 0;
+  private inRecovery = false;
+  private retransmitOne = false;
+  private challengeWindowStart = 0;
+  private challengeCount = 0;
+  private sendRst = false;
+
+  private readonly seg: OutSegment = { flags: 0, seq: 0, ack: 0, window: 0, options: new TcpOptions(), dataOffset: 0, dataLength: 0 };
+  private readonly inOpts = new TcpOptions();
+
+  constructor(
+    config: TcpConfig,
+    private readonly events: TcpEvents,
+    private readonly tx: TcpTransmitter,
+    init: { iss: number; tsOffset: number },
+  ) {
+    this.mss = config.mss;
+    this.timeWaitMs = config.timeWaitMs ?? 2000;
+    this.rtoMin = config.rtoMinMs ?? 200;
+    this.rtoMax = config.rtoMaxMs ?? 60_000;
+    this.rto = config.rtoInitialMs ?? 1000;
+    this.synRetries = config.synRetries ?? 6;
+    this.dataRetries = config.dataRetries ?? 12;
+    this.delayedAckMs = config.delayedAckMs ?? 40;
+    this.maxOoo = config.maxOooRanges ?? 16;
+    this.wantWscale = config.windowScaling ?? true;
+    this.wantTs = config.timestamps ?? true;
+    this.wantSack = config.sack ?? true;
+    this.sndBuf = new ByteRing(config.sendBufferMax ?? 1 << 20);
+    this.rcvBuf = new ByteRing(config.recvBufferMax ?? 1 << 20);
+    this.iss = init.iss >>> 0;
+    this.sndUna = this.sndNxt = this.sndMax = this.iss;
+    this.sndBufSeq = add(this.iss, 1);
+    this.tsOffset = init.tsOffset >>> 0;
+    // Our window scale: the smallest shift that lets the receive buffer be advertised (§2.2).
+    while (this.rcvWscale < 14 && this.rcvBuf.max >> this.rcvWscale > 0xffff) this.rcvWscale++;
+  }
+
+  // ---------------------------------------------------------------- opening
+
+  acceptSyn(syn: TcpSegment, now: number): boolean {
+    if (this.state !== TcpState.LISTEN || !syn.syn || syn.hasAck || syn.rst) return false;
+    this.takeSynOptions(syn, true);
+    this.irs = syn.seq;
+    this.rcvNxt = add(syn.seq, 1);
+    this.rcvAdv = this.rcvNxt;
+    this.sndWnd = syn.window; // never scaled in a SYN (RFC 7323 §2.2)
+    this.maxSndWnd = this.sndWnd;
+    this.sndWl1 = syn.seq;
+    this.sndWl2 = this.iss;
+    void now;
+    return true;
+  }
+
+  synAck(now: number): void {
+    if (this.state !== TcpState.LISTEN) return;
+    this.setState(TcpState.SYN_RECEIVED);
+    this.synPending = true;
+    this.output(now);
+  }
+
+  connect(now: number): void {
+    if (this.state !== TcpState.LISTEN) return;
+    // Active open: offer everything; the peer's SYN-ACK decides what is used.
+    this.rcvWscale = this.wantWscale ? this.rcvWscale : 0;
+    this.setState(TcpState.SYN_SENT);
+    this.synPending = true;
+    this.output(now);
+  }
+
+  /** The peer's SYN options (RFC 7323 §2.2, §3.2; RFC 2018 §2): each used only when both offer. */
+  private takeSynOptions(syn: TcpSegment, passive: boolean): void {
+    const o = this.inOpts;
+    parseTcpOptions(syn.bytes, syn.optionsOffset, syn.optionsLength, o);
+    this.peerMss = o.mss > 0 ? o.mss : DEFAULT_MSS;
+    this.wscaleOn = this.wantWscale && o.windowScale >= 0;
+    if (this.wscaleOn) {
+      this.sndWscale = Math.min(14, o.windowScale);
+    } else {
+      this.sndWscale = 0;
+      this.rcvWscale = 0;
+    }
+    this.tsOn = this.wantTs && o.timestamp;
+    if (this.tsOn) this.tsRecent = o.tsVal;
+    this.sackOn = this.wantSack && o.sackPermitted;
+    void passive;
+  }
+
+  // ---------------------------------------------------------------- application side
+
+  get sendSpace(): number {
+    return this.canSend() ? this.sndBuf.space : 0;
+  }
+
+  private canSend(): boolean {
+    return !this.finQueued && this.state !== TcpState.CLOSED && this.state !== TcpState.TIME_WAIT;
+  }
+
+  send(data: Uint8Array): number {
+    if (!this.canSend()) return 0;
+    return this.sndBuf.append(data, 0, data.length);
+  }
+
+  sendReserve(): Uint8Array {
+    return this.canSend() ? this.sndBuf.reserve() : this.sndBuf.reserve().subarray(0, 0);
+  }
+
+  sendCommit(n: number): void {
+    this.sndBuf.commit(n);
+  }
+
+  copySendData(offset: number, len: number, dst: Uint8Array, dstOff: number): void {
+    this.sndBuf.copyOut(offset, len, dst, dstOff);
+  }
+
+  get recvBuffered(): number {
+    return this.rcvBuf.length;
+  }
+
+  deliver(take: (data: Uint8Array) => number): number {
+    let total = 0;
+    while (this.rcvBuf.length > 0) {
+      const view = this.rcvBuf.viewAt(0, this.rcvBuf.length);
+      const n = Math.max(0, Math.min(view.length, take(view)));
+      this.rcvBuf.consume(n);
+      total += n;
+      if (n < view.length) break;
+    }
+    if (total > 0 && this.windowUpdateWorthIt()) this.ackNow = true;
+    this.firePeerClosed();
+    return total;
+  }
+
+  close(): void {
+    switch (this.state) {
+      case TcpState.LISTEN:
+      case TcpState.SYN_SENT:
+        this.setState(TcpState.CLOSED);
+        return;
+      case TcpState.SYN_RECEIVED:
+      case TcpState.ESTABLISHED:
+        this.finQueued = true;
+        this.setState(TcpState.FIN_WAIT_1);
+        return;
+      case TcpState.CLOSE_WAIT:
+        this.finQueued = true;
+        this.setState(TcpState.LAST_ACK);
+        return;
+      default:
+        return;
+    }
+  }
+
+  abort(): void {
+    if (this.synchronized() || this.state === TcpState.SYN_RECEIVED) {
+      const s = this.seg;
+      s.flags = RST | ACK;
+      s.seq = this.sndNxt;
+      s.ack = this.rcvNxt;
+      s.window = 0;
+      s.options.reset();
+      s.dataOffset = s.dataLength = 0;
+      this.tx.transmit(this, s);
+      this.stats.segmentsOut++;
+    }
+    this.setState(TcpState.CLOSED);
+  }
+
+  private synchronized(): boolean {
+    return this.state >= TcpState.ESTABLISHED;
+  }
+
+  // ---------------------------------------------------------------- input
+
+  input(seg: TcpSegment, now: number): void {
+    this.stats.segmentsIn++;
+    switch (this.state) {
+      case TcpState.CLOSED:
+      case TcpState.LISTEN:
+        return;
+      case TcpState.SYN_SENT:
+        return this.inputSynSent(seg, now);
+      default:
+        return this.inputSynchronized(seg, now);
+    }
+  }
+
+  /** §3.10.7.3: SYN-SENT. */
+  private inputSynSent(seg: TcpSegment, now: number): void {
+    const ackOk = seg.hasAck && lt(this.iss, seg.ack) && le(seg.ack, this.sndMax);
+    if (seg.hasAck && !ackOk) {
+      if (!seg.rst) this.queueRst(seg.ack);
+      return;
+    }
+    if (seg.rst) {
+      if (ackOk) this.abortWith('refused');
+      return;
+    }
+    if (!seg.syn) return;
+    this.takeSynOptions(seg, false);
+    this.irs = seg.seq;
+    this.rcvNxt = add(seg.seq, 1);
+    this.rcvAdv = add(this.rcvNxt, Math.min(0xffff, this.rcvBuf.max)); // what our SYN offered
+    this.sndWnd = seg.window;
+    this.maxSndWnd = this.sndWnd;
+    this.sndWl1 = seg.seq;
+    this.sndWl2 = seg.ack;
+    if (ackOk) {
+      this.ackOfSyn(seg.ack, now);
+      this.setState(TcpState.ESTABLISHED);
+      this.ackNow = true;
+      this.events.established(this);
+    } else {
+      // Simultaneous open: answer with SYN-ACK (§3.10.7.3, "fourth").
+      this.setState(TcpState.SYN_RECEIVED);
+      this.synPending = true;
+    }
+  }
+
+  /** §3.10.7.4: every state from SYN-RECEIVED on. */
+  private inputSynchronized(seg: TcpSegment, now: number): void {
+    const o = this.inOpts;
+    parseTcpOptions(seg.bytes, seg.optionsOffset, seg.optionsLength, o);
+    let seq = seg.seq;
+    let dataOff = seg.payloadOffset;
+    let dataLen = seg.payloadLength;
+    let syn = seg.syn;
+    let fin = seg.fin;
+    const segLen = dataLen + (syn ? 1 : 0) + (fin ? 1 : 0);
+
+    // RFC 7323 §5.3 PAWS: an old timestamp means an old duplicate (not for RSTs).
+    if (this.tsOn && o.timestamp && !seg.rst && lt(o.tsVal, this.tsRecent)) {
+      this.stats.pawsDropped++;
+      this.ackNow = true;
+      return;
+    }
+
+    // first: sequence number acceptability (§3.10.7.4 table)
+    const wnd = sub(this.rcvAdv, this.rcvNxt);
+    let ok: boolean;
+    if (segLen === 0) ok = wnd === 0 ? seq === this.rcvNxt : le(this.rcvNxt, seq) && lt(seq, add(this.rcvNxt, wnd));
+    else {
+      const last = add(seq, segLen - 1);
+      ok = wnd > 0 && ((le(this.rcvNxt, seq) && lt(seq, add(this.rcvNxt, wnd))) || (le(this.rcvNxt, last) && lt(last, add(this.rcvNxt, wnd))));
+    }
+    if (!ok) {
+      if (this.state === TcpState.TIME_WAIT && fin) this.timeWaitAt = now + this.timeWaitMs;
+      if (!seg.rst) this.ackNow = true;
+      this.stats.badSegments++;
+      return;
+    }
+
+    // second: RST (RFC 5961 §3.2)
+    if (seg.rst) {
+      if (seq === this.rcvNxt) this.abortWith('reset');
+      else this.challengeAck(now);
+      return;
+    }
+
+    // Trim what was received before (a retransmission overlapping new data).
+    if (lt(seq, this.rcvNxt)) {
+      let cut = sub(this.rcvNxt, seq);
+      if (syn) {
+        syn = false;
+        cut--;
+      }
+      const d = Math.min(cut, dataLen);
+      dataOff += d;
+      dataLen -= d;
+      cut -= d;
+      seq = this.rcvNxt;
+      if (cut > 0 && fin) fin = false;
+    }
+    // ...and what lies beyond the window.
+    const room = sub(add(this.rcvNxt, wnd), seq);
+    if (dataLen > room) {
+      dataLen = Math.max(0, room);
+      fin = false;
+    }
+
+    // fourth: SYN in a synchronized state (RFC 5961 §4): challenge ACK.
+    if (syn) {
+      if (this.state === TcpState.SYN_RECEIVED && seg.seq === this.irs && !seg.hasAck) {
+        this.synPending = true; // the peer lost our SYN-ACK: send it again
+        return;
+      }
+      this.challengeAck(now);
+      return;
+    }
+
+    // fifth: ACK
+    if (!seg.hasAck) return;
+    // RFC 7323 §4.3: TS.Recent from a segment covering the last ACK we sent (PAWS passed above).
+    if (this.tsOn && o.timestamp && le(seq, this.lastAckSent)) this.tsRecent = o.tsVal;
+    if (this.state === TcpState.SYN_RECEIVED) {
+      if (!(lt(this.sndUna, seg.ack) && le(seg.ack, this.sndMax))) {
+        this.queueRst(seg.ack);
+        return;
+      }
+      this.ackOfSyn(seg.ack, now);
+      this.sndWnd = seg.window << this.sndWscale;
+      this.maxSndWnd = Math.max(this.maxSndWnd, this.sndWnd);
+      this.sndWl1 = seq;
+      this.sndWl2 = seg.ack;
+      this.setState(this.finQueued ? TcpState.FIN_WAIT_1 : TcpState.ESTABLISHED);
+      this.events.established(this);
+      if ((this.state as TcpState) === TcpState.CLOSED) return;
+    }
+    if (!this.processAck(seg, seq, dataLen, o, now)) return;
+
+    // seventh: data
+    if (dataLen > 0 && (this.state === TcpState.ESTABLISHED || this.state === TcpState.FIN_WAIT_1 || this.state === TcpState.FIN_WAIT_2)) {
+      if (seq === this.rcvNxt) this.inOrder(seg.bytes, dataOff, dataLen, now);
+      else this.outOfOrder(seg.bytes, seq, dataOff, dataLen, now);
+    }
+
+    // eighth: FIN, once everything before it is in
+    if (fin && add(seq, dataLen) === this.rcvNxt && this.state !== TcpState.CLOSED) this.finReceived(now);
+  }
+
+  /** The ACK field (§3.10.7.4 fifth, RFC 5961 §5). Returns false when the segment is dropped. */
+  private processAck(seg: TcpSegment, seq: number, dataLen: number, o: TcpOptions, now: number): boolean {
+    const ack = seg.ack;
+    // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.MAX].
+    if (lt(this.sndMax, ack)) {
+      this.ackNow = true;
+      return false;
+    }
+    if (lt(ack, add(this.sndUna, -Math.max(this.maxSndWnd, 1)))) {
+      this.challengeAck(now);
+      return false;
+    }
+    const window = seg.window << this.sndWscale;
+    const flight = sub(this.sndMax, this.sndUna);
+    if (lt(this.sndUna, ack)) {
+      this.newAck(ack, o, now);
+    } else if (ack === this.sndUna && dataLen === 0 && !seg.fin && window === this.sndWnd && flight > 0) {
+      this.duplicateAck();
+    }
+    // Window update (§3.10.7.4: SND.WL1 / SND.WL2 keep old segments from shrinking it).
+    if (lt(this.sndWl1, seq) || (this.sndWl1 === seq && le(this.sndWl2, ack))) {
+      const opened = window > this.sndWnd;
+      this.sndWnd = window;
+      this.maxSndWnd = Math.max(this.maxSndWnd, window);
+      this.sndWl1 = seq;
+      this.sndWl2 = ack;
+      if (window > 0) {
+        this.persistAt = Infinity;
+        this.persistBackoff = 0;
+      }
+      void opened;
+    }
+    // Our FIN acknowledged?
+    const finAcked = this.finQueued && this.sndBuf.length === 0 && ack === add(this.sndBufSeq, 1) && this.finSent();
+    switch (this.state) {
+      case TcpState.FIN_WAIT_1:
+        if (finAcked) this.setState(TcpState.FIN_WAIT_2);
+        break;
+      case TcpState.CLOSING:
+        if (finAcked) this.enterTimeWait(now);
+        break;
+      case TcpState.LAST_ACK:
+        if (finAcked) {
+          this.setState(TcpState.CLOSED);
+          this.events.closed(this);
+          return false;
+        }
+        break;
+      case TcpState.TIME_WAIT:
+        this.ackNow = true;
+        this.timeWaitAt = now + this.timeWaitMs;
+        break;
+    }
+    return true;
+  }
+
+  private finSent(): boolean {
+    return lt(add(this.sndBufSeq, this.sndBuf.length), this.sndMax);
+  }
+
+  /** The ACK of our SYN: the first RTT sample, and the send buffer starts at ISS + 1. */
+  private ackOfSyn(ack: number, now: number): void {
+    this.synAcked = true;
+    this.synPending = false;
+    if (this.retries === 0 && this.rttTime >= 0) this.rttSample(now - this.rttTime);
+    this.rttTime = -1;
+    this.sndUna = add(this.iss, 1);
+    if (lt(this.sndNxt, this.sndUna)) this.sndNxt = this.sndUna;
+    this.retries = 0;
+    this.rtoAt = Infinity;
+    // RFC 6928: initial window min(10 MSS, max(2 MSS, 14600)).
+    const smss = this.effectiveMss();
+    this.cwnd = Math.min(10 * smss, Math.max(2 * smss, 14600));
+    if (lt(this.sndUna, ack)) this.newAck(ack, this.inOpts, now);
+  }
+
+  /** ACK of new data (RFC 5681 §3.1, RFC 6582 §3.2, RFC 6298 §5). */
+  private newAck(ack: number, o: TcpOptions, now: number): void {
+    const acked = sub(ack, this.sndUna);
+    const smss = this.effectiveMss();
+    // RTT: from the timestamp echo (RFC 7323 §4), else the timed segment (Karn: not retransmitted).
+    if (this.tsOn && o.timestamp && o.tsEcr !== 0) {
+      const rtt = sub((now + this.tsOffset) >>> 0, o.tsEcr);
+      if (rtt >= 0 && rtt < 600_000) this.rttSample(Math.max(rtt, 1));
+    } else if (this.rttTime >= 0 && lt(this.rttSeq, ack)) {
+      this.rttSample(now - this.rttTime);
+      this.rttTime = -1;
+    }
+    // Data acknowledged frees the send buffer (the FIN's sequence number is not data).
+    const dataAcked = Math.min(sub(ack, this.sndBufSeq), this.sndBuf.length);
+    if (dataAcked > 0) {
+      this.sndBuf.consume(dataAcked);
+      this.sndBufSeq = add(this.sndBufSeq, dataAcked);
+    }
+    this.sndUna = ack;
+    if (lt(this.sndNxt, this.sndUna)) this.sndNxt = this.sndUna;
+    this.retries = 0;
+    this.dupAcks = 0;
+    if (this.inRecovery) {
+      if (le(this.recover, ack)) {
+        // Full acknowledgment: leave recovery (RFC 6582 §3.2 step 3).
+        this.inRecovery = false;
+        this.cwnd = Math.min(this.ssthresh, Math.max(sub(this.sndMax, this.sndUna), smss) + smss);
+      } else {
+        // Partial acknowledgment: the next hole is lost too (step 4).
+        this.retransmitOne = true;
+        this.cwnd = Math.max(smss, this.cwnd - acked + smss);
+      }
+    } else if (this.cwnd < this.ssthresh) {
+      this.cwnd += Math.min(acked, smss); // slow start
+    } else {
+      this.cwnd += Math.max(1, Math.floor((smss * smss) / this.cwnd)); // congestion avoidance
+    }
+    this.cwnd = Math.min(this.cwnd, 0x3fffffff);
+    // RFC 6298 §5.2/5.3: stop the timer when all is acknowledged, else restart it.
+    this.rtoAt = this.sndUna === this.sndMax ? Infinity : now + this.rto;
+    if (dataAcked > 0 && this.canSend()) this.events.sendSpace(this);
+  }
+
+  /** RFC 5681 §3.2 / RFC 6582 §3.2: three duplicate ACKs start fast retransmit and recovery. */
+  private duplicateAck(): void {
+    this.stats.dupAcks++;
+    this.dupAcks++;
+    const smss = this.effectiveMss();
+    if (this.inRecovery) {
+      this.cwnd += smss; // inflation for each further segment that left the network
+      return;
+    }
+    if (this.dupAcks !== 3) return;
+    // RFC 6582 §4.1: only when the cumulative ACK covers more than `recover`.
+    if (!lt(this.recover, this.sndUna) && this.recover !== 0) return;
+    const flight = sub(this.sndMax, this.sndUna);
+    this.ssthresh = Math.max(flight >> 1, 2 * smss);
+    this.recover = this.sndMax;
+    this.inRecovery = true;
+    this.cwnd = this.ssthresh + 3 * smss;
+    this.retransmitOne = true;
+    this.stats.fastRetransmits++;
+  }
+
+  private rttSample(r: number): void {
+    // RFC 6298 §2.
+    if (this.srtt === 0) {
+      this.srtt = r;
+      this.rttvar = r / 2;
+    } else {
+      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - r);
+      this.srtt = 0.875 * this.srtt + 0.125 * r;
+    }
+    this.rto = Math.min(this.rtoMax, Math.max(this.rtoMin, this.srtt + Math.max(1, 4 * this.rttvar)));
+  }
+
+  /** In-order data: to the application, or the buffer; then out-of-order data that now fits. */
+  private inOrder(bytes: Uint8Array, off: number, len: number, now: number): void {
+    let taken = 0;
+    if (this.rcvBuf.length === 0 && this.ooo.length === 0) {
+      taken = Math.max(0, Math.min(len, this.events.data(this, bytes.subarray(off, off + len))));
+    }
+    if (taken < len) {
+      // Fits: the window we advertised is what the buffer had left (see rcvAdv).
+      this.rcvBuf.writeAt(this.rcvBuf.length, bytes, off + taken, len - taken);
+      this.rcvBuf.length += len - taken;
+    }
+    this.rcvNxt = add(this.rcvNxt, len);
+    // Out-of-order ranges the new data reaches join the in-order part.
+    let merged = false;
+    for (let i = 0; i < this.ooo.length; ) {
+      const r = this.ooo[i]!;
+      if (le(r.start, this.rcvNxt)) {
+        if (lt(this.rcvNxt, r.end)) {
+          const extra = sub(r.end, this.rcvNxt);
+          this.rcvBuf.length += extra;
+          this.rcvNxt = r.end;
+        }
+        this.ooo.splice(i, 1);
+        merged = true;
+        i = 0;
+      } else i++;
+    }
+    // RFC 5681 §4.2: ACK at once for every second full segment, when a hole was filled, else
+    // within the delayed-ACK time.
+    if (merged || this.ooo.length > 0) this.ackNow = true;
+    else if (len >= this.effectiveMss()) {
+      if (++this.fullSegmentsUnacked >= 2) this.ackNow = true;
+    }
+    if (!this.ackNow && this.delayedAckAt === Infinity) this.delayedAckAt = now + this.delayedAckMs;
+  }
+
+  /** Out-of-order data: parked at its place in the receive buffer, bounded; ACK at once. */
+  private outOfOrder(bytes: Uint8Array, seq: number, off: number, len: number, now: number): void {
+    this.stats.oooSegments++;
+    this.ackNow = true; // RFC 5681 §4.2: a duplicate ACK (with SACK blocks) at once
+    const end = add(seq, len);
+    let merged: OooRange | undefined;
+    for (const r of this.ooo) {
+      if (le(r.start, end) && le(seq, r.end)) {
+        if (!merged) {
+          if (lt(seq, r.start)) r.start = seq;
+          if (lt(r.end, end)) r.end = end;
+          r.touched = now;
+          merged = r;
+        }
+      }
+    }
+    if (!merged) {
+      if (this.ooo.length >= this.maxOoo) return; // the bound: the peer will send it again
+      merged = { start: seq, end, touched: now };
+      this.ooo.push(merged);
+    }
+    this.rcvBuf.writeAt(this.rcvBuf.length + sub(seq, this.rcvNxt), bytes, off, len);
+    // Coalesce ranges that now touch.
+    this.ooo.sort((a, b) => sub(a.start, b.start));
+    for (let i = 0; i + 1 < this.ooo.length; ) {
+      const a = this.ooo[i]!;
+      const b = this.ooo[i + 1]!;
+      if (le(b.start, a.end)) {
+        if (lt(a.end, b.end)) a.end = b.end;
+        a.touched = Math.max(a.touched, b.touched);
+        this.ooo.splice(i + 1, 1);
+      } else i++;
+    }
+  }
+
+  /** The peer's FIN, in sequence (§3.10.7.4 eighth). */
+  private finReceived(now: number): void {
+    this.rcvNxt = add(this.rcvNxt, 1);
+    this.peerFin = true;
+    this.ackNow = true;
+    switch (this.state) {
+      case TcpState.SYN_RECEIVED:
+      case TcpState.ESTABLISHED:
+        this.setState(TcpState.CLOSE_WAIT);
+        break;
+      case TcpState.FIN_WAIT_1: {
+        const finAcked = this.finSent() && this.sndUna === this.sndMax;
+        if (finAcked) this.enterTimeWait(now);
+        else this.setState(TcpState.CLOSING);
+        break;
+      }
+      case TcpState.FIN_WAIT_2:
+        this.enterTimeWait(now);
+        break;
+    }
+    this.firePeerClosed();
+  }
+
+  private firePeerClosed(): void {
+    if (!this.peerFin || this.peerClosedFired || this.rcvBuf.length > 0) return;
+    this.peerClosedFired = true;
+    this.events.peerClosed(this);
+  }
+
+  private enterTimeWait(now: number): void {
+    this.setState(TcpState.TIME_WAIT);
+    this.timeWaitAt = now + this.timeWaitMs;
+    this.rtoAt = Infinity;
+    this.persistAt = Infinity;
+  }
+
+  private challengeAck(now: number): void {
+    // RFC 5961 §7: rate-limited.
+    if (now - this.challengeWindowStart >= 1000) {
+      this.challengeWindowStart = now;
+      this.challengeCount = 0;
+    }
+    if (this.challengeCount >= CHALLENGE_ACKS_PER_SECOND) return;
+    this.challengeCount++;
+    this.stats.challengeAcks++;
+    this.ackNow = true;
+  }
+
+  private rstSeq = 0;
+  /** A RST answering an unacceptable ACK (<SEQ=SEG.ACK><CTL=RST>), sent on output(). */
+  private queueRst(seq: number): void {
+    this.sendRst = true;
+    this.rstSeq = seq;
+  }
+
+  private abortWith(reason: 'reset' | 'timeout' | 'refused'): void {
+    this.setState(TcpState.CLOSED);
+    this.events.aborted(this, reason);
+  }
+
+  private setState(s: TcpState): void {
+    this.state = s;
+    if (s === TcpState.CLOSED) {
+      this.rtoAt = this.delayedAckAt = this.persistAt = this.timeWaitAt = Infinity;
+      this.ackNow = false;
+    }
+  }
+
+  // ---------------------------------------------------------------- output
+
+  /** Sending MSS: the smaller MSS less the timestamp option (RFC 9293 §3.7.1, RFC 7323 §3). */
+  private effectiveMss(): number {
+    return Math.max(64, Math.min(this.peerMss, this.mss) - (this.tsOn ? TS_OPTION_LEN : 0));
+  }
+
+  /** The window to advertise, never moving the right edge left; receiver SWS avoidance. */
+  private advertise(): number {
+    const free = this.rcvBuf.max - this.rcvBuf.length;
+    const current = Math.max(0, sub(this.rcvAdv, this.rcvNxt));
+    let wnd = current;
+    // §3.8.6.2.2: move the right edge only by at least min(buffer / 2, MSS).
+    if (free - current >= Math.min(this.rcvBuf.max >> 1, this.mss) || free <= 0) wnd = Math.max(current, free);
+    const field = Math.min(0xffff, wnd >> this.rcvWscale);
+    this.rcvAdv = add(this.rcvNxt, Math.max(current, field << this.rcvWscale));
+    return field;
+  }
+
+  private windowUpdateWorthIt(): boolean {
+    const free = this.rcvBuf.max - this.rcvBuf.length;
+    const current = Math.max(0, sub(this.rcvAdv, this.rcvNxt));
+    return free - current >= Math.min(this.rcvBuf.max >> 1, 2 * this.mss);
+  }
+
+  /** Fills the options of a segment (SYN options, timestamps, SACK blocks). */
+  private fillOptions(syn: boolean, now: number): void {
+    const o = this.seg.options.reset();
+    if (syn) {
+      o.mss = this.mss;
+      const active = this.state === TcpState.SYN_SENT;
+      if (active ? this.wantWscale : this.wscaleOn) o.windowScale = this.rcvWscale;
+      if (active ? this.wantSack : this.sackOn) o.sackPermitted = true;
+      if (active ? this.wantTs : this.tsOn) {
+        o.timestamp = true;
+        o.tsVal = (now + this.tsOffset) >>> 0;
+        o.tsEcr = active ? 0 : this.tsRecent;
+      }
+      return;
+    }
+    if (this.tsOn) {
+      o.timestamp = true;
+      o.tsVal = (now + this.tsOffset) >>> 0;
+      o.tsEcr = this.tsRecent;
+    }
+    if (this.sackOn && this.ooo.length > 0) {
+      const blocks = [...this.ooo].sort((a, b) => b.touched - a.touched);
+      const max = this.tsOn ? 3 : 4;
+      for (let i = 0; i < blocks.length && i < max; i++) o.addSackBlock(blocks[i]!.start, blocks[i]!.end);
+    }
+  }
+
+  private emit(flags: number, seq: number, dataOffset: number, dataLength: number, now: number): boolean {
+    const s = this.seg;
+    s.flags = flags;
+    s.seq = seq;
+    const synFlag = (flags & SYN) !== 0;
+    s.ack = flags & ACK ? this.rcvNxt : 0;
+    this.fillOptions(synFlag, now);
+    const prevAdv = this.rcvAdv;
+    // Window in a SYN is never scaled (RFC 7323 §2.2).
+    s.window = synFlag ? Math.min(0xffff, this.rcvBuf.max) : this.advertise();
+    if (synFlag) this.rcvAdv = add(this.rcvNxt, s.window);
+    s.dataOffset = dataOffset;
+    s.dataLength = dataLength;
+    if (!this.tx.transmit(this, s)) {
+      this.rcvAdv = prevAdv;
+      return false;
+    }
+    this.stats.segmentsOut++;
+    if (flags & ACK) {
+      this.lastAckSent = this.rcvNxt;
+      this.ackNow = false;
+      this.delayedAckAt = Infinity;
+      this.fullSegmentsUnacked = 0;
+    }
+    return true;
+  }
+
+  output(now: number): void {
+    if (this.state === TcpState.CLOSED || this.state === TcpState.LISTEN) return;
+    if (this.sendRst) {
+      this.sendRst = false;
+      const s = this.seg;
+      s.flags = RST;
+      s.seq = this.rstSeq;
+      s.ack = 0;
+      s.window = 0;
+      s.options.reset();
+      s.dataOffset = s.dataLength = 0;
+      if (this.tx.transmit(this, s)) this.stats.segmentsOut++;
+    }
+    // The SYN (active open) or SYN-ACK.
+    if (this.synPending && (this.state === TcpState.SYN_SENT || this.state === TcpState.SYN_RECEIVED)) {
+      const flags = this.state === TcpState.SYN_SENT ? SYN : SYN | ACK;
+      if (!this.emit(flags, this.iss, 0, 0, now)) return;
+      this.synPending = false;
+      this.sndNxt = add(this.iss, 1);
+      if (lt(this.sndMax, this.sndNxt)) this.sndMax = this.sndNxt;
+      if (this.retries === 0) this.rttTime = now;
+      if (this.rtoAt === Infinity) this.rtoAt = now + this.rto;
+      return;
+    }
+    if (!this.synAcked) {
+      if (this.ackNow && this.state === TcpState.SYN_RECEIVED) this.emit(ACK, this.sndNxt, 0, 0, now);
+      return;
+    }
+    const smss = this.effectiveMss();
+    // Fast retransmit / NewReno partial ACK: the first unacknowledged segment once.
+    if (this.retransmitOne) {
+      const len = Math.min(smss, this.sndBuf.length - sub(this.sndUna, this.sndBufSeq));
+      if (len > 0) {
+        if (!this.emit(ACK | PSH, this.sndUna, sub(this.sndUna, this.sndBufSeq), len, now)) return;
+        this.stats.retransmits++;
+        this.rttTime = -1;
+      }
+      this.retransmitOne = false;
+      this.rtoAt = now + this.rto;
+    }
+    const dataEnd = add(this.sndBufSeq, this.sndBuf.length);
+    const wnd = Math.min(this.sndWnd, this.cwnd);
+    let sentData = false;
+    for (;;) {
+      const avail = sub(dataEnd, this.sndNxt);
+      const inFlight = sub(this.sndNxt, this.sndUna);
+      const usable = wnd - inFlight;
+      if (avail <= 0 || usable <= 0) break;
+      const len = Math.min(avail, usable, smss);
+      // Sender SWS avoidance (§3.8.6.2.1): a short segment only when it is all there is, or the
+      // window is at least half the largest the peer offered.
+      if (len < smss && len < avail && usable < this.maxSndWnd / 2) break;
+      const last = len === avail;
+      const fin = last && this.finQueued;
+      const flags = ACK | (last ? PSH : 0) | (fin ? FIN : 0);
+      const retransmission = lt(this.sndNxt, this.sndMax);
+      if (!this.emit(flags, this.sndNxt, sub(this.sndNxt, this.sndBufSeq), len, now)) return;
+      if (retransmission) this.stats.retransmits++;
+      else if (this.rttTime < 0 && !this.tsOn) {
+        this.rttSeq = this.sndNxt;
+        this.rttTime = now;
+      }
+      this.sndNxt = add(this.sndNxt, len + (fin ? 1 : 0));
+      if (lt(this.sndMax, this.sndNxt)) this.sndMax = this.sndNxt;
+      if (this.rtoAt === Infinity) this.rtoAt = now + this.rto;
+      sentData = true;
+      if (fin) break;
+    }
+    // A FIN with no data left to carry it.
+    if (this.finQueued && this.state !== TcpState.TIME_WAIT && this.sndNxt === dataEnd && !this.finSentAt(dataEnd)) {
+      if (!this.emit(ACK | FIN, dataEnd, 0, 0, now)) return;
+      this.sndNxt = add(dataEnd, 1);
+      if (lt(this.sndMax, this.sndNxt)) this.sndMax = this.sndNxt;
+      if (this.rtoAt === Infinity) this.rtoAt = now + this.rto;
+      sentData = true;
+    }
+    // Zero window with data waiting and nothing in flight: the persist timer (§3.8.6.1).
+    if (this.sndWnd === 0 && sub(dataEnd, this.sndNxt) > 0 && this.sndNxt === this.sndUna) {
+      if (this.persistAt === Infinity) this.persistAt = now + Math.min(this.rtoMax, this.rto * 2 ** this.persistBackoff);
+    }
+    if (!sentData && this.ackNow) this.emit(ACK, this.sndNxt, 0, 0, now);
+  }
+
+  /** Whether our FIN (at sequence `finSeq`) already went out. */
+  private finSentAt(finSeq: number): boolean {
+    return lt(finSeq, this.sndMax);
+  }
+
+  // ---------------------------------------------------------------- timers
+
+  pollAt(): number {
+    return Math.min(this.rtoAt, this.delayedAckAt, this.persistAt, this.timeWaitAt);
+  }
+
+  poll(now: number): void {
+    if (now >= this.timeWaitAt) {
+      this.setState(TcpState.CLOSED);
+      this.events.closed(this);
+      return;
+    }
+    if (now >= this.rtoAt) this.retransmissionTimeout(now);
+    if (this.state === TcpState.CLOSED) return;
+    if (now >= this.persistAt) this.zeroWindowProbe(now);
+    if (now >= this.delayedAckAt) {
+      this.delayedAckAt = Infinity;
+      this.ackNow = true;
+    }
+    this.output(now);
+  }
+
+  /** RFC 6298 §5.4-5.7 and RFC 5681 §3.1: back off, go back to SND.UNA, one segment of cwnd. */
+  private retransmissionTimeout(now: number): void {
+    this.stats.timeouts++;
+    this.retries++;
+    const limit = this.synAcked ? this.dataRetries : this.synRetries;
+    if (this.retries > limit) return this.abortWith('timeout');
+    this.rto = Math.min(this.rtoMax, this.rto * 2);
+    this.rttTime = -1; // Karn
+    if (!this.synAcked) {
+      this.synPending = true;
+      this.rtoAt = Infinity;
+      this.stats.retransmits++;
+      return;
+    }
+    const smss = this.effectiveMss();
+    this.ssthresh = Math.max(sub(this.sndMax, this.sndUna) >> 1, 2 * smss);
+    this.cwnd = smss;
+    this.inRecovery = false;
+    this.dupAcks = 0;
+    this.recover = this.sndMax;
+    this.sndNxt = this.sndUna;
+    this.rtoAt = now + this.rto;
+    // A FIN alone (no data) goes again through output's FIN path: make it look unsent.
+    if (this.finQueued && this.sndBuf.length === 0 && this.sndUna === this.sndBufSeq) this.sndMax = this.sndUna;
+  }
+
+  /** A 1-byte probe into the closed window, not counted as sent; the interval backs off. */
+  private zeroWindowProbe(now: number): void {
+    this.stats.zeroWindowProbes++;
+    this.persistBackoff = Math.min(this.persistBackoff + 1, 16);
+    this.persistAt = now + Math.min(this.rtoMax, this.rto * 2 ** this.persistBackoff);
+    if (this.sndBuf.length - sub(this.sndNxt, this.sndBufSeq) <= 0) return;
+    this.emit(ACK, this.sndNxt, sub(this.sndNxt, this.sndBufSeq), 1, now);
+  }
+}

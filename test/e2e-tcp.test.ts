@@ -1,0 +1,149 @@
+// End to end, TCP through the NAT, in the namespace topology of test/support/netns.ts: a real
+// guest fetches a 16 MB file over HTTP from the target on both families (checksums match), echoes
+// over TCP, is refused at once by a closed port, gets "No route to host" for an address on
+// vunet's host link that no one holds, runs 200 connections at once, iperf3 both ways, and
+// `traceroute -T` lists the gateway, both routers and the target. A host client reaches a server
+// in the guest through a port forward, data going both ways, and a UDP datagram through a -u
+// forward comes back.
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { startGuest } from '../scripts/qemu.js';
+import { canUseNetns, createTopology } from './support/netns.js';
+
+const BIN = join(import.meta.dirname, '..', 'bin', 'vunet.js');
+const why = canUseNetns();
+
+/** 16 MiB of deterministic noise (xorshift32): compresses to nothing, so nothing can cheat. */
+function blob(size: number): Buffer {
+  const b = Buffer.alloc(size);
+  let x = 0x9e3779b9;
+  for (let i = 0; i < size; i += 4) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b.writeUInt32LE(x >>> 0, i);
+  }
+  return b;
+}
+
+t.test('TCP through the NAT: HTTP, echo, refused, no route, 200 connections, iperf3, traceroute -T, port forward', { skip: why ?? false }, async (t) => {
+  const topo = createTopology(String((process.pid % 10000) + 1));
+  const dir = mkdtempSync(join(tmpdir(), 'vunet-tcp-'));
+  const file = join(dir, 'blob');
+  const data = blob(16 << 20);
+  writeFileSync(file, data);
+  const sha = createHash('sha256').update(data).digest('hex');
+  const inTarget = (...cmd: string[]) => spawn('ip', ['netns', 'exec', topo.targetNs, ...cmd], { stdio: 'ignore' });
+  const services = [
+    inTarget(process.execPath, join(import.meta.dirname, 'support', 'http-file.mjs'), file, '8080'),
+    inTarget('socat', 'TCP4-LISTEN:7,fork,reuseaddr', 'PIPE'),
+    inTarget('socat', 'TCP6-LISTEN:7,fork,reuseaddr,ipv6only=1', 'PIPE'),
+    inTarget('iperf3', '-s', '-p', '5201'),
+  ];
+  const sock = join(dir, 'vunet.sock');
+  const vunet = spawn(
+    'ip',
+    ['netns', 'exec', topo.vunetNs, process.execPath, BIN, '--socket', sock, '--log-level', 'info', '--dns', topo.target4, '-t', '15000:5000', '-t', '15001:5001', '-u', '15002:5002'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let log = '';
+  vunet.stdout.on('data', (d: Buffer) => (log += d.toString()));
+  vunet.stderr.on('data', (d: Buffer) => (log += d.toString()));
+  t.teardown(() => {
+    for (const s of services) s.kill('SIGTERM');
+    vunet.kill('SIGTERM');
+    topo.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`vunet did not start: ${log}`)), 15_000);
+    const check = (): void => {
+      if (!log.includes('Start QEMU with')) return;
+      clearTimeout(timer);
+      resolve();
+    };
+    vunet.stderr.on('data', check);
+    vunet.stdout.on('data', check);
+  });
+
+  const t4 = topo.target4;
+  const t6 = topo.target6;
+  const elapsed = (name: string, cmd: string): string =>
+    `echo "== ${name}"; a=$(cut -d' ' -f1 /proc/uptime); ${cmd} </dev/null 2>&1; b=$(cut -d' ' -f1 /proc/uptime); echo "elapsed $a $b"`;
+  const script = `
+ip link set eth0 up
+udhcpc -i eth0 -n -q -t 5 -T 2 >/dev/null 2>&1
+i=0; while [ $i -lt 60 ]; do ip -6 addr show dev eth0 | grep -q 'inet6 fec0' && break; sleep 0.25; i=$((i+1)); done
+sleep 1
+echo "== http4"; wget -q -O - http://${t4}:8080/blob | sha256sum
+echo "== http6"; wget -q -O - 'http://[${t6}]:8080/blob' | sha256sum
+echo "== echo4"; echo hello-tcp4 | socat -t 5 - TCP4:${t4}:7 2>&1
+echo "== echo6"; echo hello-tcp6 | socat -t 5 - TCP6:[${t6}]:7 2>&1
+${elapsed('refused4', `socat - TCP4:${t4}:9`)}
+${elapsed('refused6', `socat - TCP6:[${t6}]:9`)}
+echo "== noroute4"; socat - TCP4:${topo.nobody4}:80 </dev/null 2>&1
+echo "== noroute6"; socat - TCP6:[${topo.nobody6}]:80 </dev/null 2>&1
+echo "== many"
+i=0; while [ $i -lt 200 ]; do echo "c$i" | socat -t 30 - TCP4:${t4}:7 >/tmp/m$i 2>&1 & i=$((i+1)); done; wait
+cat /tmp/m* | grep -c '^c[0-9]'
+echo "== iperf-up"; iperf3 -c ${t4} -p 5201 -t 3 2>&1 | grep -E 'sender|receiver|error'
+echo "== iperf-down"; iperf3 -c ${t4} -p 5201 -t 3 -R 2>&1 | grep -E 'sender|receiver|error'
+echo "== traceT4"; traceroute -T -n -q 1 -w 2 -m 8 -p 7 ${t4} 2>&1
+echo "== traceT6"; traceroute -6 -T -n -q 1 -w 2 -m 8 -p 7 ${t6} 2>&1
+socat TCP6-LISTEN:5000,fork,reuseaddr,ipv6only=0 PIPE &
+socat UDP6-RECVFROM:5002,fork,ipv6only=0 PIPE &
+echo "== fwd-ready"
+socat -u TCP6-LISTEN:5001,ipv6only=0 - 2>&1
+echo "== end"
+`;
+  const guest = await startGuest({ socketPath: sock, script, memoryMiB: 512, timeoutMs: 420_000, guestTimeoutSec: 380 });
+
+  // The port forward, from a host client in vunet's namespace, once the guest listens.
+  await guest.waitFor(/== fwd-ready/, 400_000);
+  await new Promise((r) => setTimeout(r, 500));
+  const client = (target: string, input: Buffer): Buffer =>
+    spawnSync('ip', ['netns', 'exec', topo.vunetNs, 'socat', '-t', '10', '-', target], { input, timeout: 60_000 }).stdout;
+  const small = Buffer.from('hello-forward\n');
+  t.same(client('TCP4:127.0.0.1:15000', small), small, 'port forward over IPv4 loopback: data to the guest and back');
+  t.same(client('TCP6:[::1]:15000', small), small, 'port forward over IPv6 loopback: data to the guest and back');
+  const bulk = blob(1 << 20);
+  const back = client('TCP4:127.0.0.1:15000', bulk);
+  t.equal(back.length, bulk.length, '1 MiB through the forward and back');
+  t.ok(back.equals(bulk), 'the bytes match');
+  const dgram = Buffer.from('hello-udp-forward\n');
+  t.same(client('UDP4:127.0.0.1:15002', dgram), dgram, 'UDP port forward: datagram to the guest and its answer back');
+  client('TCP4:127.0.0.1:15001', Buffer.from('done\n'));
+
+  const exit = await guest.exited;
+  const out = guest.output;
+  const section = (name: string): string => out.split(`== ${name}`)[1]?.split('== ')[0] ?? '';
+  t.equal(exit.guestStatus, 0, 'guest script ran to its end');
+  t.match(section('http4'), new RegExp(sha), '16 MiB over HTTP on IPv4: checksum matches');
+  t.match(section('http6'), new RegExp(sha), '16 MiB over HTTP on IPv6: checksum matches');
+  t.match(section('echo4'), /hello-tcp4/, 'TCP echo over IPv4');
+  t.match(section('echo6'), /hello-tcp6/, 'TCP echo over IPv6');
+  for (const fam of ['4', '6']) {
+    const s = section(`refused${fam}`);
+    t.match(s, /Connection refused/, `closed port refused (IPv${fam})`);
+    const m = /elapsed ([\d.]+) ([\d.]+)/.exec(s);
+    t.ok(m && Number(m[2]) - Number(m[1]) < 2, `refused at once (IPv${fam}): ${m?.[0] ?? 'no timing'}`);
+  }
+  t.match(section('noroute4'), /No route to host/, 'unheld address on the host link: No route to host (IPv4)');
+  t.match(section('noroute6'), /No route to host/, 'unheld address on the host link: No route to host (IPv6)');
+  t.match(section('many'), /^\s*200\s*$/m, '200 concurrent connections completed');
+  t.match(section('iperf-up'), /receiver/, 'iperf3 guest → target completed');
+  t.notMatch(section('iperf-up'), /error/);
+  t.match(section('iperf-down'), /receiver/, 'iperf3 target → guest completed');
+  t.notMatch(section('iperf-down'), /error/);
+  const hops4 = [...section('traceT4').matchAll(/^\s*(\d+)\s+([0-9.]+)/gm)].map((m) => m[2]);
+  t.same(hops4, ['10.0.2.2', topo.router1[0], topo.router2[0], t4], 'traceroute -T: gateway, router 1, router 2, target');
+  const hops6 = [...section('traceT6').matchAll(/^\s*(\d+)\s+([0-9a-f:]+)/gm)].map((m) => m[2]);
+  t.same(hops6, ['fec0::2', topo.router1[1], topo.router2[1], t6], 'traceroute -6 -T: gateway, router 1, router 2, target');
+  vunet.kill('SIGUSR1');
+  await new Promise((r) => setTimeout(r, 300));
+  if (process.env.VUNET_E2E_DEBUG) t.comment(out + '\n--- vunet log ---\n' + log);
+});
