@@ -359,7 +359,7 @@ export class TcpConnection {
     if (this.synchronized() || this.state === TcpState.SYN_RECEIVED) {
       const s = this.seg;
       s.flags = RST | ACK;
-      s.seq = this.sndNxt;
+      s.seq = this.sndMax;
       s.ack = this.rcvNxt;
       s.window = 0;
       s.options.reset();
@@ -701,6 +701,8 @@ export class TcpConnection {
         i = 0;
       } else i++;
     }
+    // What waited in the buffer (a filled hole, or what the application left) is offered now.
+    if (this.rcvBuf.length > 0 && this.ooo.length === 0) this.deliver((d) => this.events.data(this, d));
     // RFC 5681 §4.2: ACK at once for every second full segment, when a hole was filled, else
     // within the delayed-ACK time.
     if (merged || this.ooo.length > 0) this.ackNow = true;
@@ -917,7 +919,7 @@ export class TcpConnection {
       return;
     }
     if (!this.synAcked) {
-      if (this.ackNow && this.state === TcpState.SYN_RECEIVED) this.emit(ACK, this.sndNxt, 0, 0, now);
+      if (this.ackNow && this.state === TcpState.SYN_RECEIVED) this.emit(ACK, this.sndMax, 0, 0, now);
       return;
     }
     const smss = this.effectiveMss();
@@ -941,9 +943,10 @@ export class TcpConnection {
       const usable = wnd - inFlight;
       if (avail <= 0 || usable <= 0) break;
       const len = Math.min(avail, usable, smss);
-      // Sender SWS avoidance (§3.8.6.2.1): a short segment only when it is all there is, or the
-      // window is at least half the largest the peer offered.
-      if (len < smss && len < avail && usable < this.maxSndWnd / 2) break;
+      // Sender SWS avoidance (§3.8.6.2.1): a short segment only when it is all there is, the
+      // window is at least half the largest the peer offered, or nothing is in flight (no ACK
+      // will come to improve it: the override timeout, taken at once).
+      if (len < smss && len < avail && usable < this.maxSndWnd / 2 && inFlight > 0) break;
       const last = len === avail;
       const fin = last && this.finQueued;
       const flags = ACK | (last ? PSH : 0) | (fin ? FIN : 0);
@@ -972,7 +975,9 @@ export class TcpConnection {
     if (this.sndWnd === 0 && sub(dataEnd, this.sndNxt) > 0 && this.sndNxt === this.sndUna) {
       if (this.persistAt === Infinity) this.persistAt = now + Math.min(this.rtoMax, this.rto * 2 ** this.persistBackoff);
     }
-    if (!sentData && this.ackNow) this.emit(ACK, this.sndNxt, 0, 0, now);
+    // A pure ACK carries SND.MAX, not a rewound SND.NXT: the peer has seen everything up to
+    // there, and a sequence number below its RCV.NXT would make it drop the ACK (as BSD does).
+    if (!sentData && this.ackNow) this.emit(ACK, this.sndMax, 0, 0, now);
   }
 
   /** Whether our FIN (at sequence `finSeq`) already went out. */
