@@ -330,3 +330,19 @@ t.test('port forward to a guest that does not answer ARP: the host connection cl
   t.equal(attached!.closed, 'rst', 'resolution failed: host connection closed');
   t.equal(nat.flowCount, 0);
 });
+
+t.test('no guest receive buffers: data waits, and goes when the link has room', async (t) => {
+  let wanted = 0;
+  const env = setup({ wantRoom: () => wanted++ });
+  const { socket } = established(env);
+  env.link.take();
+  env.link.room = false;
+  socket.inbox.push(...new Array<number>(3000).fill(4));
+  socket.events.readable();
+  t.same(segments(t, env.link.take()).filter((s) => s.data.length > 0), [], 'nothing while the guest has no buffers');
+  t.ok(env.nat.wantsRoom && wanted > 0, 'the link is asked for room');
+  env.link.room = true;
+  env.nat.linkRoom();
+  const data = segments(t, env.link.take()).filter((s) => s.data.length > 0);
+  t.equal(data.reduce((n, s) => n + s.data.length, 0), 3000, 'all of it once there is room');
+});

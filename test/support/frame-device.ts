@@ -9,6 +9,11 @@ import type { FrameLink } from '../../src/iface/link.js';
 export class FrameDevice implements FrameLink {
   readonly sent: Uint8Array[] = [];
   accept = true;
+  /** What hasRoom() answers (bulk senders stop while false). */
+  room = true;
+  hasRoom(): boolean {
+    return this.room;
+  }
   send(frame: Uint8Array): boolean {
     if (!this.accept) return false;
     this.sent.push(frame.slice());
