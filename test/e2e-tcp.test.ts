@@ -79,8 +79,8 @@ ip link set eth0 up
 udhcpc -i eth0 -n -q -t 5 -T 2 >/dev/null 2>&1
 i=0; while [ $i -lt 60 ]; do ip -6 addr show dev eth0 | grep -q 'inet6 fec0' && break; sleep 0.25; i=$((i+1)); done
 sleep 1
-echo "== http4"; wget -q -O - http://${t4}:8080/blob | sha256sum
-echo "== http6"; wget -q -O - 'http://[${t6}]:8080/blob' | sha256sum
+echo "== http4"; timeout 120 wget -q -O - http://${t4}:8080/blob | sha256sum
+echo "== http6"; timeout 120 wget -q -O - 'http://[${t6}]:8080/blob' | sha256sum
 echo "== echo4"; echo hello-tcp4 | socat -t 5 - TCP4:${t4}:7 2>&1
 echo "== echo6"; echo hello-tcp6 | socat -t 5 - TCP6:[${t6}]:7 2>&1
 ${elapsed('refused4', `socat - TCP4:${t4}:9`)}

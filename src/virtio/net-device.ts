@@ -87,6 +87,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private backlogSize = 0;
   private flushScheduled = false;
   private roomWanted = false;
+  private rxCheckScheduled = false;
   private readonly log: Logger;
   private readonly backlogFrames: number;
   private readonly backlogBytes: number;
@@ -135,13 +136,34 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
 
   queueKicked(q: VirtQueue): void {
     if (q === this.tx) this.processTx(q);
-    else if (q === this.rx) {
-      this.drainBacklog();
-      if (this.roomWanted && this.hasRoom()) {
-        this.roomWanted = false;
-        this.opts.onRoom?.();
-      }
+    else if (q === this.rx) this.rxKicked();
+  }
+
+  /** The guest posted receive buffers: drain the backlog, then tell who waits for room. */
+  private rxKicked(): void {
+    this.rxCheckScheduled = false;
+    this.drainBacklog();
+    if (!this.roomWanted) return;
+    if (this.hasRoom()) {
+      this.roomWanted = false;
+      this.opts.onRoom?.();
+    } else {
+      this.armRxKick(); // still none: wait for the next buffers
     }
+  }
+
+  /**
+   * Asks the guest to kick on new receive buffers. When some arrived meanwhile no kick will come
+   * for them (the race of §2.7.10), so they are looked at on this turn's microtask instead.
+   */
+  private armRxKick(): void {
+    if (this.rx?.enableNotificationOnMore()) this.checkRxSoon();
+  }
+
+  private checkRxSoon(): void {
+    if (this.rxCheckScheduled) return;
+    this.rxCheckScheduled = true;
+    queueMicrotask(() => this.rxKicked());
   }
 
   /** Whether a frame sent now goes straight into the guest's receive buffers (no backlog). */
@@ -152,14 +174,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   /** Calls onRoom once the guest posts receive buffers (a kick, which this enables). */
   wantRoom(): void {
     this.roomWanted = true;
-    if (this.rx?.enableNotification() && this.backlog.length === 0) {
-      // Buffers arrived meanwhile: no kick will come for them.
-      queueMicrotask(() => {
-        if (!this.roomWanted || !this.hasRoom()) return;
-        this.roomWanted = false;
-        this.opts.onRoom?.();
-      });
-    }
+    if (this.hasRoom()) this.checkRxSoon();
+    else this.armRxKick();
   }
 
   private processTx(q: VirtQueue): void {
@@ -238,7 +254,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     }
     this.backlog.push(frame.slice());
     this.backlogSize += frame.length;
-    this.rx?.enableNotification();
+    this.armRxKick();
     return true;
   }
 
@@ -315,14 +331,17 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private drainBacklog(): void {
     const rx = this.rx;
     if (!rx) return;
-    while (this.backlog.length > 0) {
-      const f = this.backlog[0]!;
-      if (!this.writeFrame(rx, f)) break;
-      this.backlog.shift();
-      this.backlogSize -= f.length;
+    for (;;) {
+      while (this.backlog.length > 0) {
+        const f = this.backlog[0]!;
+        if (!this.writeFrame(rx, f)) break;
+        this.backlog.shift();
+        this.backlogSize -= f.length;
+      }
+      // What is left waits for more buffers than the guest has posted now.
+      if (this.backlog.length === 0 || !rx.enableNotificationOnMore()) break;
     }
     rx.flush();
-    if (this.backlog.length > 0 && rx.enableNotification()) this.drainBacklog();
   }
 
   private scheduleFlush(): void {

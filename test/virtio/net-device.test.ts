@@ -155,3 +155,30 @@ t.test('RX without MRG_RXBUF: one chain per frame; a frame too big for the buffe
   t.same(fe.memory.read(gpa2 + NET_HDR_LEN, 1000), frame(1000, 9));
   t.equal(dev.stats.rxDropped, 1);
 });
+
+t.test('RX: a frame larger than the posted buffers waits for more, and the device asks for the kick', async (t) => {
+  const { dev, fe } = setup(t);
+  const [rxq] = await fe.handshake();
+  const eventIdx = (fe.features & bit(29)) !== 0n;
+  const post = (n: number): void => {
+    const old = rxq!.availIndex;
+    for (let i = 0; i < n; i++) rxq!.add([{ gpa: fe.memory.alloc(4096), len: 4096, writable: true }]);
+    rxq!.kickIfNeeded(old, eventIdx);
+  };
+  post(4);
+  await new Promise((r) => setTimeout(r, 10));
+  let room = 0;
+  t.ok(dev.send(frame(65000, 3)), 'accepted into the backlog: 4 buffers cannot hold it');
+  t.equal(rxq!.usedIdx, 0);
+  t.notOk(dev.hasRoom(), 'no room while the backlog holds a frame');
+  (dev as unknown as { opts: { onRoom: () => void } }).opts.onRoom = () => room++;
+  dev.wantRoom();
+  // The driver adds buffers a few at a time, kicking only when asked (EVENT_IDX: avail_event).
+  for (let i = 0; i < 4; i++) {
+    post(4);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  t.ok(rxq!.usedIdx > 0, 'the frame went out once enough buffers were there');
+  t.equal(dev.stats.rxFrames, 1);
+  t.equal(room, 1, 'and whoever waited for room was told');
+});

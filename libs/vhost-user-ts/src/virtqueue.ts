@@ -391,6 +391,23 @@ export class VirtQueue {
     return this.availableCount() > 0;
   }
 
+  /**
+   * Asks the guest to kick when it adds buffers beyond those it has published now — for a device
+   * that holds a frame the available buffers cannot take (enableNotification() would not do: with
+   * EVENT_IDX it asks for a kick on buffers already there, which never comes). Returns true when
+   * the guest published more meanwhile (look again; no kick will come for those).
+   */
+  enableNotificationOnMore(): boolean {
+    if (!this.ready) return false;
+    const idx = Atomics.load(this.avail, 1);
+    if (this.eventIdx) {
+      Atomics.store(this.used16, 2 + 4 * this.size, idx);
+    } else {
+      Atomics.store(this.used16, 0, Atomics.load(this.used16, 0) & ~VIRTQ_USED_F_NO_NOTIFY);
+    }
+    return Atomics.load(this.avail, 1) !== idx;
+  }
+
   /** Tells the guest kicks are not needed while we are processing (no-op with EVENT_IDX, where
    *  avail_event simply stays behind). */
   disableNotification(): void {

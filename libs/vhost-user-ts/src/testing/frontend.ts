@@ -298,6 +298,24 @@ export class DriverQueue {
     native.eventfdWrite(this.kickFd, 1);
   }
 
+  /**
+   * Kicks only when the device asked for it, as a driver does (§2.7.10): with EVENT_IDX when
+   * avail.idx moved past avail_event since `oldIdx` (vring_need_event), else unless the device
+   * set VIRTQ_USED_F_NO_NOTIFY. Returns whether it kicked.
+   */
+  kickIfNeeded(oldIdx: number, eventIdx: boolean): boolean {
+    const need = eventIdx
+      ? ((this.availIdx - this.availEvent - 1) & 0xffff) < ((this.availIdx - oldIdx) & 0xffff)
+      : (this.usedFlags & 1) === 0;
+    if (need) this.kick();
+    return need;
+  }
+
+  /** avail.idx as the driver last published it. */
+  get availIndex(): number {
+    return this.availIdx;
+  }
+
   /** Used elements published since the last call. */
   used(): UsedElem[] {
     const out: UsedElem[] = [];
