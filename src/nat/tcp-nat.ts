@@ -386,7 +386,9 @@ export class TcpNat implements TcpTransmitter {
   private watch(f: TcpFlow): void {
     const s = f.socket;
     if (!s) return;
-    const read = !f.hostEof && f.phase === 'open' && f.conn.sendSpace > 0;
+    // Reads start once the connection is synchronized: what the host sends first waits in the
+    // socket, not in a connection that may never open.
+    const read = !f.hostEof && f.phase === 'open' && f.conn.state >= TcpState.ESTABLISHED && f.conn.sendSpace > 0;
     const write = f.conn.recvBuffered > 0;
     if (read === f.reading && write === f.writing) return;
     f.reading = read;

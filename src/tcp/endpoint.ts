@@ -338,8 +338,12 @@ export class TcpConnection {
   close(): void {
     switch (this.state) {
       case TcpState.LISTEN:
-      case TcpState.SYN_SENT:
         this.setState(TcpState.CLOSED);
+        return;
+      case TcpState.SYN_SENT:
+        // §3.10.4 lets a CLOSE wait for ESTABLISHED when data is queued: the FIN follows the
+        // handshake and the data (a forwarded client may send and half-close at once).
+        this.finQueued = true;
         return;
       case TcpState.SYN_RECEIVED:
       case TcpState.ESTABLISHED:
@@ -411,7 +415,7 @@ export class TcpConnection {
     this.sndWl2 = seg.ack;
     if (ackOk) {
       this.ackOfSyn(seg.ack, now);
-      this.setState(TcpState.ESTABLISHED);
+      this.setState(this.finQueued ? TcpState.FIN_WAIT_1 : TcpState.ESTABLISHED);
       this.ackNow = true;
       this.events.established(this);
     } else {
