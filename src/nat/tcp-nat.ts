@@ -606,8 +606,15 @@ export class TcpNat implements TcpTransmitter {
   poll(now: number): void {
     const due: TcpFlow[] = [];
     for (const head of this.buckets.values()) for (let f: TcpFlow | undefined = head; f; f = f.next) if (f.conn.pollAt() <= now) due.push(f);
+    for (const head of this.buckets.values()) {
+      for (let f: TcpFlow | undefined = head; f; f = f.next) if (f.phase === 'open' && f.conn.state === TcpState.CLOSED) due.push(f);
+    }
     for (const f of due) {
       if (!this.has(f)) continue;
+      if (f.phase === 'open' && f.conn.state === TcpState.CLOSED) {
+        this.remove(f); // closed without an event (cannot happen today; never leak the slot)
+        continue;
+      }
       f.conn.poll(now);
       if (this.has(f)) this.watch(f);
     }

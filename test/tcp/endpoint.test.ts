@@ -346,3 +346,16 @@ t.test('malformed and random segments never throw', async (t) => {
   }
   t.pass('2000 random segments');
 });
+
+t.test('a close before the handshake completes: the FIN follows the handshake and the data', async (t) => {
+  const { conn, rec } = makeConn({}, ISS);
+  conn.connect(0);
+  rec.take();
+  conn.close();
+  t.equal(conn.state, TcpState.SYN_SENT, 'still opening');
+  conn.input(segment({ seq: PEER, ack: ISS + 1, flags: SYN | ACK }), 5);
+  t.equal(conn.state, TcpState.FIN_WAIT_1);
+  conn.output(5);
+  const out = rec.take();
+  t.ok(out.some((s) => s.flags & FIN && s.seq === ISS + 1), 'FIN after the handshake');
+});
