@@ -294,7 +294,7 @@ export class Vunet {
       udp: { ...this.udpNat.stats, flows: this.udpNat.flowCount },
       dns: { ...this.dns.stats },
       udpForward: { ...this.udpForward.stats, sessions: this.udpForward.sessionCount },
-      tcp: { ...this.tcpNat.stats, flows: this.tcpNat.flowCount, states: this.tcpNat.states() },
+      tcp: { ...this.tcpNat.stats, flows: this.tcpNat.flowCount, states: this.tcpNat.states(), endpoints: this.tcpNat.endpointTotals() },
     };
   }
 

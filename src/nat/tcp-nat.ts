@@ -123,6 +123,8 @@ export class TcpNat implements TcpTransmitter {
     bytesFromHost: 0,
     linkFull: 0,
   };
+  /** The endpoints' counters, summed over closed connections and the open ones (status). */
+  private readonly closedTotals: Record<string, number> = {};
   private readonly buckets = new Map<number, TcpFlow>();
   private count = 0;
   private readonly dirtyFlows: TcpFlow[] = [];
@@ -169,6 +171,15 @@ export class TcpNat implements TcpTransmitter {
 
   get flowCount(): number {
     return this.count;
+  }
+
+  /** The endpoints' counters (retransmits, timeouts, ...), all connections so far. */
+  endpointTotals(): Record<string, number> {
+    const out = { ...this.closedTotals };
+    for (const head of this.buckets.values()) {
+      for (let f: TcpFlow | undefined = head; f; f = f.next) for (const [k, v] of Object.entries(f.conn.stats)) out[k] = (out[k] ?? 0) + v;
+    }
+    return out;
   }
 
   /** Connections by state name, for status output. */
@@ -691,6 +702,7 @@ export class TcpNat implements TcpTransmitter {
 
   private unlink(f: TcpFlow): void {
     this.waitingRoom.delete(f);
+    if (this.has(f)) for (const [k, v] of Object.entries(f.conn.stats)) this.closedTotals[k] = (this.closedTotals[k] ?? 0) + v;
     let prev: TcpFlow | undefined;
     for (let g = this.buckets.get(f.hash); g; prev = g, g = g.next) {
       if (g !== f) continue;
