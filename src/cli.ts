@@ -42,6 +42,7 @@ async function main(argv: string[]): Promise<number> {
       logger,
       mapGateway: opts.mapGateway,
       udpTimeoutSec: opts.udpTimeoutSec,
+      tcpTimeWaitMs: opts.tcpTimeWaitMs,
       dnsUpstream: opts.dnsUpstream,
       forwards: opts.forwards,
       ...(opts.pcapFile ? { pcapFile: opts.pcapFile } : {}),

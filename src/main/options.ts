@@ -63,6 +63,8 @@ export interface VunetOptions {
   logLevel: LogLevel;
   /** Idle time after which a UDP NAT mapping is dropped, seconds. */
   udpTimeoutSec: number;
+  /** --tcp-time-wait, ms (0..240000). */
+  tcpTimeWaitMs: number;
   /** Whether the gateway address (10.0.2.2) maps to the host's loopback, as slirp does. */
   mapGateway: boolean;
   /** Host ports forwarded to the guest (-t, -u): one entry per port, TCP entries first, each
@@ -89,6 +91,8 @@ export const MIN_IPV4_PREFIX = 8;
 export const MAX_IPV4_PREFIX = 28;
 export const DEFAULT_UDP_TIMEOUT_SEC = 120;
 export const MAX_UDP_TIMEOUT_SEC = 86400;
+/** TIME_WAIT: short (a NAT's connections are re-originated; 2 MSL would hold ports for minutes). */
+export const DEFAULT_TCP_TIME_WAIT_MS = 2000;
 export const MIN_LEASE_TIME_SEC = 60;
 export const MAX_LEASE_TIME_SEC = 31_536_000;
 /** sun_path holds 108 bytes including the terminating NUL. */
@@ -181,6 +185,9 @@ export function buildProgram(output: ProgramOutput = {}): Command {
         ...shown(String(DEFAULT_UDP_TIMEOUT_SEC)),
       ),
     )
+    .addOption(
+      new Option('--tcp-time-wait <ms>', 'how long a closed TCP connection stays in TIME_WAIT').default(...shown(String(DEFAULT_TCP_TIME_WAIT_MS))),
+    )
     .addOption(new Option('--no-map-gw', "don't forward connections to the gateway address to the host's loopback"))
     .addOption(
       new Option(
@@ -270,6 +277,7 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}): 
     dnsUpstream: dedupe(o.dns.map(parseDnsServer)),
     logLevel,
     udpTimeoutSec: parseInteger('--udp-timeout', o.udpTimeout, 1, MAX_UDP_TIMEOUT_SEC),
+    tcpTimeWaitMs: parseInteger('--tcp-time-wait', o.tcpTimeWait, 0, 240_000),
     mapGateway: o.mapGw,
     forwards: parseForwards(o.tcpForward, o.udpForward),
   };
@@ -288,6 +296,7 @@ interface RawOptions {
   pcap: string | undefined;
   logLevel: string;
   udpTimeout: string;
+  tcpTimeWait: string;
   mapGw: boolean;
   leaseTime: string;
   tcpForward: string[];

@@ -36,6 +36,7 @@ t.test('defaults are slirp\'s: defaultConfig()', async (t) => {
   t.notOk('pcapFile' in o);
   t.equal(o.logLevel, 'info');
   t.equal(o.udpTimeoutSec, 120);
+  t.equal(o.tcpTimeWaitMs, 2000);
   t.equal(o.mapGateway, true);
   t.strictSame(o.forwards, []);
 });
@@ -104,6 +105,7 @@ t.test('accepted values (table)', async (t) => {
     ['--search 63-char label', ['--search', `${'a'.repeat(63)}.com`], (o) => o.config.searchDomains, [`${'a'.repeat(63)}.com`]],
     ['--log-level case-insensitive', ['--log-level', 'TRACE'], (o) => o.logLevel, 'trace'],
     ['--udp-timeout 1', ['--udp-timeout', '1'], (o) => o.udpTimeoutSec, 1],
+    ['--tcp-time-wait 0', ['--tcp-time-wait', '0'], (o) => o.tcpTimeWaitMs, 0],
     ['--lease-time 60', ['--lease-time', '60'], (o) => o.config.leaseTime, 60],
     ['--socket 107 bytes', ['--socket', `/${'s'.repeat(106)}`], (o) => o.socketPath.length, 107],
     ['--flag=value form', ['--mtu=1500'], (o) => o.config.mtu, 1500],
