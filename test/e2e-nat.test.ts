@@ -6,14 +6,14 @@
 // answered, and a --pcap capture showing our MLD reports at start, our MLD and IGMP queries, the
 // guest answering them, and the echoed datagrams reaching the guest in fragments.
 import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { startGuest } from '../scripts/qemu.js';
-import { canUseNetns, createTopology } from './support/netns.js';
+import { canUseNetns, createTopology, spawnVunet } from './support/netns.js';
 
-const BIN = join(import.meta.dirname, '..', 'bin', 'vunet.js');
 const why = canUseNetns();
 
 t.test('ICMP and UDP through the NAT: ping, traceroute, UDP echo, host unreachable', { skip: why ?? false }, async (t) => {
@@ -25,31 +25,16 @@ t.test('ICMP and UDP through the NAT: ping, traceroute, UDP echo, host unreachab
   const dir = mkdtempSync(join(tmpdir(), 'vunet-nat-'));
   const sock = join(dir, 'vunet.sock');
   const pcapFile = join(dir, 'capture.pcap');
-  const vunet = spawn('ip', ['netns', 'exec', topo.vunetNs, process.execPath, BIN, '--socket', sock, '--log-level', 'info', '--dns', topo.target4, '--mtu', '1500', '--pcap', pcapFile], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const vunetExited = new Promise<void>((resolve) => vunet.once('exit', () => resolve()));
-  let log = '';
-  vunet.stdout.on('data', (d: Buffer) => (log += d.toString()));
-  vunet.stderr.on('data', (d: Buffer) => (log += d.toString()));
+  let vunet: ChildProcess | undefined;
   t.teardown(() => {
     for (const e of echoes) e.kill('SIGTERM');
-    vunet.kill('SIGTERM');
+    vunet?.kill('SIGTERM');
     topo.destroy();
     rmSync(dir, { recursive: true, force: true });
   });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`vunet did not start: ${log}`)), 15_000);
-    const check = (): void => {
-      if (log.includes('Start QEMU with')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    vunet.stderr.on('data', check);
-    vunet.stdout.on('data', check);
-  });
-  t.match(log, /ping sockets|raw ICMP sockets/, 'vunet says which ICMP sockets it uses');
+  const v = await spawnVunet(topo.vunetNs, ['--socket', sock, '--log-level', 'info', '--dns', topo.target4, '--mtu', '1500', '--pcap', pcapFile]);
+  vunet = v.proc;
+  t.match(v.log(), /ping sockets|raw ICMP sockets/, 'vunet says which ICMP sockets it uses');
 
   const script = `
 ip link set eth0 up
@@ -120,10 +105,10 @@ echo "== end"
   t.match(section('ts'), /TS:[\s\S]*10\.0\.2\.3\s+-?\d+/, 'the timestamp option holds 10.0.2.3 and its time');
 
   // The capture (--pcap), complete once vunet has stopped.
-  vunet.kill('SIGTERM');
-  await vunetExited;
-  if (process.env.VUNET_E2E_DEBUG) t.comment(out + '\n--- vunet log ---\n' + log);
-  const status = log
+  v.proc.kill('SIGTERM');
+  await v.exited;
+  if (process.env.VUNET_E2E_DEBUG) t.comment(out + '\n--- vunet log ---\n' + v.log());
+  const status = v.log()
     .split('\n')
     .filter((l) => l.includes('"vunet stopped"'))
     .map((l) => JSON.parse(l) as { stack: Record<string, number> })[0];

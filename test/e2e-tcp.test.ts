@@ -6,15 +6,15 @@
 // in the guest through a port forward, data going both ways, and a UDP datagram through a -u
 // forward comes back.
 import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { startGuest } from '../scripts/qemu.js';
-import { canUseNetns, createTopology } from './support/netns.js';
+import { canUseNetns, createTopology, spawnVunet } from './support/netns.js';
 
-const BIN = join(import.meta.dirname, '..', 'bin', 'vunet.js');
 const why = canUseNetns();
 
 /** 16 MiB of deterministic noise (xorshift32): compresses to nothing, so nothing can cheat. */
@@ -45,30 +45,15 @@ t.test('TCP through the NAT: HTTP, echo, refused, no route, 200 connections, ipe
     inTarget('iperf3', '-s', '-p', '5201'),
   ];
   const sock = join(dir, 'vunet.sock');
-  const vunet = spawn(
-    'ip',
-    ['netns', 'exec', topo.vunetNs, process.execPath, BIN, '--socket', sock, '--log-level', 'info', '--dns', topo.target4, '-t', '15000:5000', '-t', '15001:5001', '-u', '15002:5002'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let log = '';
-  vunet.stdout.on('data', (d: Buffer) => (log += d.toString()));
-  vunet.stderr.on('data', (d: Buffer) => (log += d.toString()));
+  let vunet: ChildProcess | undefined;
   t.teardown(() => {
     for (const s of services) s.kill('SIGTERM');
-    vunet.kill('SIGTERM');
+    vunet?.kill('SIGTERM');
     topo.destroy();
     rmSync(dir, { recursive: true, force: true });
   });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`vunet did not start: ${log}`)), 15_000);
-    const check = (): void => {
-      if (!log.includes('Start QEMU with')) return;
-      clearTimeout(timer);
-      resolve();
-    };
-    vunet.stderr.on('data', check);
-    vunet.stdout.on('data', check);
-  });
+  const v = await spawnVunet(topo.vunetNs, ['--socket', sock, '--log-level', 'info', '--dns', topo.target4, '-t', '15000:5000', '-t', '15001:5001', '-u', '15002:5002']);
+  vunet = v.proc;
 
   const t4 = topo.target4;
   const t6 = topo.target6;
@@ -143,7 +128,7 @@ echo "== end"
   t.same(hops4, ['10.0.2.2', topo.router1[0], topo.router2[0], t4], 'traceroute -T: gateway, router 1, router 2, target');
   const hops6 = [...section('traceT6').matchAll(/^\s*(\d+)\s+([0-9a-f:]+)/gm)].map((m) => m[2]);
   t.same(hops6, ['fec0::2', topo.router1[1], topo.router2[1], t6], 'traceroute -6 -T: gateway, router 1, router 2, target');
-  vunet.kill('SIGUSR1');
+  v.proc.kill('SIGUSR1');
   await new Promise((r) => setTimeout(r, 300));
-  if (process.env.VUNET_E2E_DEBUG) t.comment(out + '\n--- vunet log ---\n' + log);
+  if (process.env.VUNET_E2E_DEBUG) t.comment(out + '\n--- vunet log ---\n' + v.log());
 });

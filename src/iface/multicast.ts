@@ -20,7 +20,7 @@
 // Groups are byte arrays (4 bytes for IPv4, 16 for IPv6), compared in place; tables are bounded.
 // A "level" names the protocol generation both families share: 1 = IGMPv1, 2 = IGMPv2 or MLDv1,
 // 3 = IGMPv3 or MLDv2.
-import { bytesEqual } from '../wire/index.js';
+import { IgmpRecordType, bytesEqual } from '../wire/index.js';
 
 export type McastLevel = 1 | 2 | 3;
 
@@ -51,15 +51,8 @@ export const V1_MAX_RESPONSE = 10_000;
 /** Groups learnt from the guest at most. */
 export const MAX_GUEST_GROUPS = 256;
 
-/** Group record types of IGMPv3 and MLDv2 (same numbers in both). */
-export const RecordType = {
-  MODE_IS_INCLUDE: 1,
-  MODE_IS_EXCLUDE: 2,
-  CHANGE_TO_INCLUDE: 3,
-  CHANGE_TO_EXCLUDE: 4,
-  ALLOW_NEW_SOURCES: 5,
-  BLOCK_OLD_SOURCES: 6,
-} as const;
+/** Group record types of IGMPv3 and MLDv2 (the same numbers in both, RFC 3810 §5.2.12). */
+const RecordType = IgmpRecordType;
 
 /** What a group record means for group-level state (see the file comment). */
 export function recordEffect(recordType: number, sourceCount: number): 'join' | 'leave' | 'none' {

@@ -3,6 +3,7 @@
 // Which one is in use is probed once and logged. Socket events run the `afterEvents` callback so
 // the runtime re-arms the stack's timer (a reply may start neighbour resolution).
 import { networkInterfaces } from 'node:os';
+import { getSystemErrorName } from 'node:util';
 import { native } from 'vhost-user-ts';
 import type { NativePoller } from 'vhost-user-ts';
 import { hostnet, newErrInfo, newRecvInfo } from '../host/native.js';
@@ -410,8 +411,7 @@ function readConnectError(fd: number, family: Family): HostError | undefined {
 }
 
 function errnoError(errno: number, syscall: string): Error {
-  const names: Record<number, string> = { 98: 'EADDRINUSE', 13: 'EACCES', 99: 'EADDRNOTAVAIL', 97: 'EAFNOSUPPORT', 1: 'EPERM' };
-  const code = names[errno] ?? `E${errno}`;
+  const code = getSystemErrorName(-errno);
   return Object.assign(new Error(`${syscall} failed: ${code}`), { code, errno: -errno, syscall });
 }
 

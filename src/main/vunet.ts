@@ -23,7 +23,7 @@ import type { Resolver } from '../nat/dns.js';
 import { UdpNat } from '../nat/udp-nat.js';
 import { RouterAdvertiser } from '../ndp/router-advertiser.js';
 import { VirtioNetDevice } from '../virtio/net-device.js';
-import { IpProtocol, MAC_BROADCAST } from '../wire/index.js';
+import { IpProtocol, MAC_BROADCAST, bytesEqual } from '../wire/index.js';
 import { NodeHostNet } from './host-net.js';
 import { PcapWriter } from './pcap.js';
 
@@ -240,12 +240,12 @@ export class Vunet {
   private noteGuest(family: 4 | 6, p: Uint8Array): void {
     if (family === 4) {
       const seen = this.guestSeen4;
-      if (!seen || seen[0] !== p[12] || seen[1] !== p[13] || seen[2] !== p[14] || seen[3] !== p[15]) this.guestSeen4 = p.slice(12, 16);
+      if (!seen || !bytesEqual(seen, 0, p, 12, 4)) this.guestSeen4 = p.slice(12, 16);
     } else if ((p[8]! & 0xe0) === 0x20 || (p[8]! & 0xfe) === 0xfc || p[8] === 0xfe) {
       // global, unique local, or site-local (slirp's fec0::/64) — not link-local fe80::/10
       if (p[8] === 0xfe && (p[9]! & 0xc0) === 0x80) return;
       const seen = this.guestSeen6;
-      if (!seen || !p.subarray(8, 24).every((b, i) => b === seen[i])) this.guestSeen6 = p.slice(8, 24);
+      if (!seen || !bytesEqual(seen, 0, p, 8, 16)) this.guestSeen6 = p.slice(8, 24);
     }
   }
 

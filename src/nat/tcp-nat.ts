@@ -27,14 +27,16 @@
 import type { Log } from '../iface/log.js';
 import { silentLog } from '../iface/log.js';
 import type { Stack } from '../iface/stack.js';
+import { LINK_LOCAL_ADDRESS } from '../iface/ipv6.js';
 import { LINK_HEADROOM } from '../iface/link.js';
-import { TcpConnection, TcpState } from '../tcp/endpoint.js';
+import { TcpConnection, TcpState, tcpStateName } from '../tcp/endpoint.js';
 import type { OutSegment, TcpConfig, TcpEvents, TcpTransmitter } from '../tcp/endpoint.js';
 import {
   IPV6_HEADER_LEN,
   IpProtocol,
   TcpFlags,
   TcpSegment,
+  bytesEqual,
   emitIpv4Header,
   emitIpv6Header,
   emitTcpV4,
@@ -187,7 +189,7 @@ export class TcpNat implements TcpTransmitter {
     const out: Record<string, number> = {};
     for (const head of this.buckets.values()) {
       for (let f: TcpFlow | undefined = head; f; f = f.next) {
-        const name = f.phase === 'connecting' ? 'CONNECTING' : stateName(f.conn.state);
+        const name = f.phase === 'connecting' ? 'CONNECTING' : tcpStateName(f.conn.state);
         out[name] = (out[name] ?? 0) + 1;
       }
     }
@@ -666,7 +668,7 @@ export class TcpNat implements TcpTransmitter {
     const alen = family === 4 ? 4 : 16;
     for (let f = this.buckets.get(hash); f; f = f.next) {
       if (f.family !== family || f.guestPort !== aPort || f.remotePort !== bPort) continue;
-      if (bytesEqual(f.guest, a, aOff, alen) && bytesEqual(f.remote, b, bOff, alen)) return f;
+      if (bytesEqual(f.guest, 0, a, aOff, alen) && bytesEqual(f.remote, 0, b, bOff, alen)) return f;
     }
     return undefined;
   }
@@ -725,24 +727,14 @@ export class TcpNat implements TcpTransmitter {
       return this.stack.isOurIpv4(a) ? 'other' : undefined;
     }
     if (!c.ipv6) return undefined;
-    if (bytesEqual(c.ipv6.gateway, addr, 0, 16)) return 'gateway';
-    if (bytesEqual(c.ipv6.dns, addr, 0, 16)) return 'dns';
-    return addr[0] === 0xfe && (addr[1]! & 0xc0) === 0x80 && addr[15] === 2 && addr.subarray(2, 15).every((x) => x === 0) ? 'gateway' : undefined;
+    if (bytesEqual(c.ipv6.gateway, 0, addr, 0, 16)) return 'gateway';
+    if (bytesEqual(c.ipv6.dns, 0, addr, 0, 16)) return 'dns';
+    return bytesEqual(LINK_LOCAL_ADDRESS, 0, addr, 0, 16) ? 'gateway' : undefined;
   }
 }
 
 function flowOf(c: TcpConnection): TcpFlow {
   return c.owner as TcpFlow;
-}
-
-function stateName(s: TcpState): string {
-  for (const [k, v] of Object.entries(TcpState)) if (v === s) return k;
-  return String(s);
-}
-
-function bytesEqual(x: Uint8Array, y: Uint8Array, yOff: number, len: number): boolean {
-  for (let i = 0; i < len; i++) if (x[i] !== y[yOff + i]) return false;
-  return true;
 }
 
 /** A 32-bit hash of a flow's 4-tuple (FNV-1a, keyed), read in place. */

@@ -6,7 +6,7 @@
 import type { Log } from '../iface/log.js';
 import { silentLog } from '../iface/log.js';
 import type { Stack } from '../iface/stack.js';
-import { IPV6_HEADER_LEN, IpProtocol, UDP_HEADER_LEN, emitIpv4Header, emitIpv6Header, emitUdpV4, emitUdpV6, ipv4Read } from '../wire/index.js';
+import { IPV6_HEADER_LEN, IpProtocol, UDP_HEADER_LEN, emitIpv4Header, emitIpv6Header, emitUdpV4, emitUdpV6, ipv4Read, toHex } from '../wire/index.js';
 import { clientAsSeen } from './addresses.js';
 import type { BoundUdpSocket, HostUdpListen } from './host.js';
 
@@ -77,7 +77,7 @@ export class UdpForwarder {
 
   /** A datagram from a host client: on to the guest. */
   private fromClient(index: number, fw: UdpForward, data: Uint8Array, from: Uint8Array, port: number): void {
-    const ckey = `${index}|${hex(from)}|${port}`;
+    const ckey = `${index}|${toHex(from)}|${port}`;
     let s = this.byClient.get(ckey);
     if (!s) {
       const n = this.open(this.sockets[index]!, fw, from, port, ckey);
@@ -184,11 +184,5 @@ export class UdpForwarder {
 }
 
 function guestKey(family: 4 | 6, guest: Uint8Array, guestPort: number, remote: Uint8Array, remotePort: number): string {
-  return `${family}|${hex(guest)}|${guestPort}|${hex(remote)}|${remotePort}`;
-}
-
-function hex(b: Uint8Array): string {
-  let s = '';
-  for (const x of b) s += x.toString(16).padStart(2, '0');
-  return s;
+  return `${family}|${toHex(guest)}|${guestPort}|${toHex(remote)}|${remotePort}`;
 }

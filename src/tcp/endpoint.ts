@@ -108,6 +108,7 @@ const DEFAULT_MSS = 536;
 const TS_OPTION_LEN = 12;
 /** RFC 5961 §7: at most this many challenge ACKs per second. */
 const CHALLENGE_ACKS_PER_SECOND = 10;
+const NOTHING = new Uint8Array(0);
 
 interface OooRange {
   start: number;
@@ -244,7 +245,7 @@ export class TcpConnection {
 
   acceptSyn(syn: TcpSegment, now: number): boolean {
     if (this.state !== TcpState.LISTEN || !syn.syn || syn.hasAck || syn.rst) return false;
-    this.takeSynOptions(syn, true);
+    this.takeSynOptions(syn);
     this.irs = syn.seq;
     this.rcvNxt = add(syn.seq, 1);
     this.rcvAdv = this.rcvNxt;
@@ -252,7 +253,6 @@ export class TcpConnection {
     this.maxSndWnd = this.sndWnd;
     this.sndWl1 = syn.seq;
     this.sndWl2 = this.iss;
-    void now;
     return true;
   }
 
@@ -273,7 +273,7 @@ export class TcpConnection {
   }
 
   /** The peer's SYN options (RFC 7323 §2.2, §3.2; RFC 2018 §2): each used only when both offer. */
-  private takeSynOptions(syn: TcpSegment, passive: boolean): void {
+  private takeSynOptions(syn: TcpSegment): void {
     const o = this.inOpts;
     parseTcpOptions(syn.bytes, syn.optionsOffset, syn.optionsLength, o);
     this.peerMss = o.mss > 0 ? o.mss : DEFAULT_MSS;
@@ -287,7 +287,6 @@ export class TcpConnection {
     this.tsOn = this.wantTs && o.timestamp;
     if (this.tsOn) this.tsRecent = o.tsVal;
     this.sackOn = this.wantSack && o.sackPermitted;
-    void passive;
   }
 
   // ---------------------------------------------------------------- application side
@@ -306,7 +305,7 @@ export class TcpConnection {
   }
 
   sendReserve(): Uint8Array {
-    return this.canSend() ? this.sndBuf.reserve() : this.sndBuf.reserve().subarray(0, 0);
+    return this.canSend() ? this.sndBuf.reserve() : NOTHING;
   }
 
   sendCommit(n: number): void {
@@ -405,7 +404,7 @@ export class TcpConnection {
       return;
     }
     if (!seg.syn) return;
-    this.takeSynOptions(seg, false);
+    this.takeSynOptions(seg);
     this.irs = seg.seq;
     this.rcvNxt = add(seg.seq, 1);
     this.rcvAdv = add(this.rcvNxt, Math.min(0xffff, this.rcvBuf.max)); // what our SYN offered
@@ -547,7 +546,6 @@ export class TcpConnection {
     }
     // Window update (§3.10.7.4: SND.WL1 / SND.WL2 keep old segments from shrinking it).
     if (lt(this.sndWl1, seq) || (this.sndWl1 === seq && le(this.sndWl2, ack))) {
-      const opened = window > this.sndWnd;
       this.sndWnd = window;
       this.maxSndWnd = Math.max(this.maxSndWnd, window);
       this.sndWl1 = seq;
@@ -556,7 +554,6 @@ export class TcpConnection {
         this.persistAt = Infinity;
         this.persistBackoff = 0;
       }
-      void opened;
     }
     // Our FIN acknowledged?
     const finAcked = this.finQueued && this.sndBuf.length === 0 && ack === add(this.sndBufSeq, 1) && this.finSent();
@@ -582,6 +579,7 @@ export class TcpConnection {
     return true;
   }
 
+  /** Whether our FIN (right after the send buffer's data) went out. */
   private finSent(): boolean {
     return lt(add(this.sndBufSeq, this.sndBuf.length), this.sndMax);
   }
@@ -968,7 +966,7 @@ export class TcpConnection {
       if (fin) break;
     }
     // A FIN with no data left to carry it.
-    if (this.finQueued && this.state !== TcpState.TIME_WAIT && this.sndNxt === dataEnd && !this.finSentAt(dataEnd)) {
+    if (this.finQueued && this.state !== TcpState.TIME_WAIT && this.sndNxt === dataEnd && !this.finSent()) {
       if (!this.emit(ACK | FIN, dataEnd, 0, 0, now)) return;
       this.sndNxt = add(dataEnd, 1);
       if (lt(this.sndMax, this.sndNxt)) this.sndMax = this.sndNxt;
@@ -982,11 +980,6 @@ export class TcpConnection {
     // A pure ACK carries SND.MAX, not a rewound SND.NXT: the peer has seen everything up to
     // there, and a sequence number below its RCV.NXT would make it drop the ACK (as BSD does).
     if (!sentData && this.ackNow) this.emit(ACK, this.sndMax, 0, 0, now);
-  }
-
-  /** Whether our FIN (at sequence `finSeq`) already went out. */
-  private finSentAt(finSeq: number): boolean {
-    return lt(finSeq, this.sndMax);
   }
 
   // ---------------------------------------------------------------- timers

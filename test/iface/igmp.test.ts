@@ -23,7 +23,7 @@ import {
   macFromIpv4Multicast,
 } from '../../src/wire/index.js';
 import { GROUP_MEMBERSHIP_INTERVAL, QUERY_INTERVAL, STARTUP_QUERY_INTERVAL, OTHER_QUERIER_PRESENT_INTERVAL, QuerierState } from '../../src/iface/multicast.js';
-import { makeStack } from '../support/frame-device.js';
+import { makeStack, runTimers } from '../support/frame-device.js';
 import { GUEST_IP, GUEST_MAC, GW_IP, udpFrame } from '../support/packets.js';
 import type { IgmpGroupRecordRepr } from '../../src/wire/index.js';
 
@@ -85,14 +85,7 @@ function started() {
       sent.push({ at: env.clock.now(), ip, igmp: new IgmpPacket().at(f, ip.payloadOffset, ip.payloadLength), frame: f });
     }
   };
-  const runTo = (until: number): void => {
-    for (let i = 0; i < 10_000 && env.stack.pollAt() <= until; i++) {
-      env.clock.t = Math.max(env.clock.t, env.stack.pollAt());
-      env.stack.poll();
-      collect();
-    }
-    env.clock.t = Math.max(env.clock.t, until);
-  };
+  const runTo = (until: number): void => runTimers(env.stack, env.clock, until, collect);
   const inject = (f: Uint8Array): void => {
     env.stack.receive(f, { checksumPartial: false });
     collect();

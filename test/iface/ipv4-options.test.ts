@@ -20,24 +20,15 @@ import {
 } from '../../src/wire/index.js';
 import { makeStack } from '../support/frame-device.js';
 import { DNS_IP, GUEST_IP, GUEST_MAC, GW_IP, GW_MAC, arpRequest, udpFrame } from '../support/packets.js';
+import type { Ipv4Frame } from '../support/packets.js';
 
 /** 01:02:03.456 UTC: 3 723 456 ms since midnight. */
 const WALL = Date.UTC(2026, 10, 5, 1, 2, 3, 456);
 const TS = 3_723_456;
 const REMOTE = ipv4(192, 0, 2, 7);
 
-interface Opts {
-  src?: number;
-  dst?: number;
-  proto: number;
-  ttl?: number;
-  flags?: number;
-  fragOffset?: number;
-  dstMac?: Uint8Array;
-}
-
 /** An Ethernet + IPv4 frame with options `opts` (padded with EOL) around `payload`. */
-function optFrame(opts: number[], payload: Uint8Array, p: Opts): Uint8Array {
+function optFrame(opts: number[], payload: Uint8Array, p: Ipv4Frame): Uint8Array {
   const hl = 20 + ((opts.length + 3) & ~3);
   const f = new Uint8Array(14 + hl + payload.length);
   emitEthernetHeader(f, 0, { dst: p.dstMac ?? GW_MAC, src: GUEST_MAC, etherType: EtherType.IPV4 });

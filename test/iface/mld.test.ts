@@ -31,7 +31,7 @@ import {
   parseIpv6,
 } from '../../src/wire/index.js';
 import type { MldRecordRepr } from '../../src/wire/index.js';
-import { makeStack } from '../support/frame-device.js';
+import { makeStack, runTimers } from '../support/frame-device.js';
 import { GUEST_MAC } from '../support/packets.js';
 
 const GUEST_LL = parseIpv6('fe80::5054:ff:fe12:3456')!;
@@ -98,14 +98,7 @@ function started() {
       sent.push({ at: env.clock.now(), frame: f, ip, off: 62, type: f[62]! });
     }
   };
-  const runTo = (until: number): void => {
-    for (let i = 0; i < 10_000 && env.stack.pollAt() <= until; i++) {
-      env.clock.t = Math.max(env.clock.t, env.stack.pollAt());
-      env.stack.poll();
-      collect();
-    }
-    env.clock.t = Math.max(env.clock.t, until);
-  };
+  const runTo = (until: number): void => runTimers(env.stack, env.clock, until, collect);
   const inject = (f: Uint8Array): void => {
     env.stack.receive(f, { checksumPartial: false });
     collect();

@@ -45,3 +45,16 @@ export function makeStack(config: Partial<StackConfig> = {}, opts: StackOptions 
   };
   return { stack, link, clock, inject };
 }
+
+/**
+ * Runs the stack's timers up to `until` (the clock jumps from deadline to deadline), calling
+ * `after` once each poll so the caller can collect what was sent; ends with the clock at `until`.
+ */
+export function runTimers(stack: Stack, clock: TestClock, until: number, after: () => void): void {
+  for (let i = 0; i < 10_000 && stack.pollAt() <= until; i++) {
+    clock.t = Math.max(clock.t, stack.pollAt());
+    stack.poll();
+    after();
+  }
+  clock.t = Math.max(clock.t, until);
+}

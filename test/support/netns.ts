@@ -7,7 +7,8 @@
 // vunet runs inside the first namespace (spawned under `ip netns exec`); QEMU stays outside: the
 // vhost-user socket is a file, not a network address. 10.201.1.99 / fd00:201:1::99 sit on vunet's
 // host link and belong to no one.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 
 export interface Topology {
   vunetNs: string;
@@ -103,4 +104,34 @@ export function createTopology(tag: string): Topology {
     exec: (n, cmd) => run(n, ...cmd),
     destroy,
   };
+}
+
+export interface VunetProcess {
+  readonly proc: ChildProcess;
+  /** Everything vunet wrote so far (its pino lines). */
+  log(): string;
+  /** Settles when the process has exited. */
+  readonly exited: Promise<void>;
+}
+
+const VUNET_BIN = new URL('../../bin/vunet.js', import.meta.url).pathname;
+
+/** Starts `vunet ARGS` inside namespace `ns` and waits until it listens (its QEMU hint). */
+export async function spawnVunet(ns: string, args: string[]): Promise<VunetProcess> {
+  const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, VUNET_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  let log = '';
+  const ready = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`vunet did not start: ${log}`)), 15_000);
+    const take = (d: Buffer): void => {
+      log += d.toString();
+      if (!log.includes('Start QEMU with')) return;
+      clearTimeout(timer);
+      resolve();
+    };
+    proc.stdout.on('data', take);
+    proc.stderr.on('data', take);
+  });
+  await ready;
+  return { proc, log: () => log, exited };
 }
