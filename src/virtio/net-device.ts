@@ -2,9 +2,12 @@
 // stack. Read virtio 1.2 §5.1 (network device), especially §5.1.6 (the header, checksum offload,
 // mergeable RX buffers) before editing.
 //
-// TX (guest → us): each chain is a 12-byte virtio_net_hdr_v1 then the frame. The frame is handed to
-// the stack as a view straight over guest memory when it sits in one buffer, else gathered into a
-// scratch buffer; the chain goes back to the guest right after the stack returns.
+// TX (guest → us): each chain is a 12-byte virtio_net_hdr_v1 then the frame. The frame is copied out
+// of guest memory into a private buffer before anything looks at it, and only the copy is parsed:
+// the guest may rewrite a queued buffer while we read it (another vCPU can), and a field read twice
+// from guest memory could pass a check and then disagree. The chain goes back to the guest right
+// after the stack returns. A frame whose handling throws costs that frame only (counted and
+// reported); a batch is handled in slices so one kick never holds the event loop for long.
 // RX (us → guest): a frame is written after a header into one chain, or into several with
 // MRG_RXBUF (num_buffers in the first header). When the guest has posted no buffers the frame
 // waits in a bounded queue until the next RX kick. Used entries are published and the guest is
@@ -48,6 +51,10 @@ export interface NetDeviceStats {
   rxBytes: number;
   /** Frames for the guest dropped: backlog full, or larger than its buffers allow. */
   rxDropped: number;
+  /** Guest frames whose handling threw (a bug; the frame was dropped, the batch went on). */
+  txFailed: number;
+  /** TX batches cut into slices to give other work a turn. */
+  txSlices: number;
 }
 
 export interface NetDeviceOptions {
@@ -62,12 +69,25 @@ export interface NetDeviceOptions {
   onBatchEnd?: () => void;
   /** After wantRoom(): the guest posted receive buffers again. */
   onRoom?: () => void;
+  /** Handling a guest frame threw (the frame was dropped): count and log it. */
+  onFrameError?: (err: unknown) => void;
+  /** A slice of a TX batch ends after this many frames (default 256)... */
+  txSliceFrames?: number;
+  /** ...or after this long, in ms (default 10); the rest follows on a later event-loop turn. */
+  txSliceMs?: number;
+  /** Runs the rest of a sliced batch on a later turn (default setImmediate: I/O goes first). */
+  defer?: (fn: () => void) => void;
+  /** Milliseconds, for the slice budget (default performance.now). */
+  now?: () => number;
 }
+
+/** How often (in frames) a TX slice looks at the clock. */
+const SLICE_CHECK_FRAMES = 32;
 
 export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   readonly features = (1n << NetFeature.CSUM) | (1n << NetFeature.GUEST_CSUM) | (1n << NetFeature.MTU) | (1n << NetFeature.MRG_RXBUF);
   readonly queueCount = 2;
-  readonly stats: NetDeviceStats = { txFrames: 0, txBytes: 0, txDropped: 0, rxFrames: 0, rxBytes: 0, rxDropped: 0 };
+  readonly stats: NetDeviceStats = { txFrames: 0, txBytes: 0, txDropped: 0, rxFrames: 0, rxBytes: 0, rxDropped: 0, txFailed: 0, txSlices: 0 };
   sink: FrameSink | undefined;
 
   private rx: VirtQueue | undefined;
@@ -92,11 +112,21 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private readonly backlogFrames: number;
   private readonly backlogBytes: number;
   private wasUp = false;
+  private readonly txSliceFrames: number;
+  private readonly txSliceMs: number;
+  private readonly defer: (fn: () => void) => void;
+  private readonly now: () => number;
+  /** The rest of a sliced TX batch is scheduled. */
+  private txContinues = false;
 
   constructor(private readonly opts: NetDeviceOptions = {}) {
     this.log = opts.logger ?? silentLogger;
     this.backlogFrames = opts.backlogFrames ?? 1024;
     this.backlogBytes = opts.backlogBytes ?? 8 << 20;
+    this.txSliceFrames = opts.txSliceFrames ?? 256;
+    this.txSliceMs = opts.txSliceMs ?? 10;
+    this.defer = opts.defer ?? ((fn) => void setImmediate(fn));
+    this.now = opts.now ?? (() => performance.now());
   }
 
   /** The guest's driver has its queues up. */
@@ -178,17 +208,40 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     else this.armRxKick();
   }
 
+  /**
+   * Hands the guest's frames to the stack, a slice at a time: after txSliceFrames frames or
+   * txSliceMs the slice ends (its answers go out) and the rest of the batch follows on a later
+   * turn, so host sockets and timers are served in between however fast the guest sends.
+   */
   private processTx(q: VirtQueue): void {
+    if (this.txContinues) return; // the scheduled slice will see these buffers
     const chain = this.txChain;
-    do {
+    const start = this.now();
+    let frames = 0;
+    let sliced = false;
+    outer: do {
       q.disableNotification();
       while (q.pop(chain)) {
         this.receiveChain(chain);
         q.pushUsed(chain.head, 0);
+        if (++frames % SLICE_CHECK_FRAMES === 0 && (frames >= this.txSliceFrames || this.now() - start >= this.txSliceMs)) {
+          sliced = true;
+          break outer;
+        }
       }
       q.flush();
     } while (q.enableNotification());
-    // Answers the stack produced while handling the batch go out now, with one call.
+    q.flush();
+    if (sliced) {
+      // Kicks stay off: the next slice looks at the ring anyway.
+      this.stats.txSlices++;
+      this.txContinues = true;
+      this.defer(() => {
+        this.txContinues = false;
+        if (q === this.tx) this.processTx(q);
+      });
+    }
+    // Answers the stack produced while handling the slice go out now, with one call.
     this.flushRx();
     this.opts.onBatchEnd?.();
   }
@@ -208,29 +261,19 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       this.stats.txDropped++;
       return;
     }
-    const frame = this.frameView(chain, total);
+    // The private copy: from here on nothing reads this frame from guest memory.
+    const frame = this.scratch.subarray(0, chain.read(NET_HDR_LEN, this.scratch, 0, total - NET_HDR_LEN));
     this.meta.checksumPartial = (flags & NET_HDR_F_NEEDS_CSUM) !== 0;
     this.stats.txFrames++;
     this.stats.txBytes += frame.length;
-    this.sink?.receive(frame, this.meta);
-  }
-
-  /** The frame as one view: over guest memory when it sits in one segment, else gathered. */
-  private frameView(chain: DescriptorChain, total: number): Uint8Array {
-    let skip = NET_HDR_LEN;
-    for (let i = 0; i < chain.firstWritable; i++) {
-      const len = chain.length[i]!;
-      if (skip < len) {
-        if (len - skip === total - NET_HDR_LEN) {
-          const start = chain.offset[i]! + skip;
-          return chain.bytes[i]!.subarray(start, start + len - skip);
-        }
-        break;
-      }
-      skip -= len;
+    try {
+      this.sink?.receive(frame, this.meta);
+    } catch (err) {
+      // A bug costs this frame, never the batch or the process.
+      this.stats.txFailed++;
+      if (this.opts.onFrameError) this.opts.onFrameError(err);
+      else this.log.error({ err }, 'a guest frame could not be handled: dropped');
     }
-    const n = chain.read(NET_HDR_LEN, this.scratch, 0, total - NET_HDR_LEN);
-    return this.scratch.subarray(0, n);
   }
 
   /** Sends a frame to the guest (copied). Published at the end of this event-loop turn. */
@@ -292,6 +335,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       this.stats.rxDropped++;
       return true;
     }
+    // Malformed chains pop() skips from here on lie between the chains we hold (see giveBack).
+    const malformedBefore = rx.stats.malformed;
     first.write(NET_HDR_LEN, frame, 0, firstLen - NET_HDR_LEN);
     let written = firstLen - NET_HDR_LEN;
     let more = 0;
@@ -299,12 +344,12 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     while (written < frame.length) {
       if (more === this.moreHeads.length) {
         // Buffers so small the frame could never fit: drop it rather than wedge the queue.
-        rx.rewind(more + 1);
+        this.giveBack(rx, first.head, more, malformedBefore);
         this.stats.rxDropped++;
         return true;
       }
       if (!rx.pop(next)) {
-        rx.rewind(more + 1);
+        this.giveBack(rx, first.head, more, malformedBefore);
         return false;
       }
       const n = next.write(0, frame, written, frame.length - written);
@@ -321,6 +366,23 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     for (let i = 0; i < more; i++) rx.pushUsed(this.moreHeads[i]!, this.moreLens[i]!);
     this.countRx(frame);
     return true;
+  }
+
+  /**
+   * Returns the chains popped for a frame that did not fit (the first and `more` after it). When
+   * they sit next to each other in the avail ring they are un-popped, to be used for the next
+   * frame. When pop() returned malformed chains between them (already given back, length 0),
+   * un-popping would walk back over those and hand the guest a malformed chain twice while its
+   * first good one is never used: then the good ones go back used, unwritten (length 0), and the
+   * driver posts them again.
+   */
+  private giveBack(rx: VirtQueue, firstHead: number, more: number, malformedBefore: number): void {
+    if (rx.stats.malformed === malformedBefore) {
+      rx.rewind(more + 1);
+      return;
+    }
+    rx.pushUsed(firstHead, 0);
+    for (let i = 0; i < more; i++) rx.pushUsed(this.moreHeads[i]!, 0);
   }
 
   private countRx(frame: Uint8Array): void {
