@@ -1,36 +1,67 @@
 // A byte ring that grows on demand up to a bound: the send buffer of a connection (bytes from
 // SND.UNA on) and its receive buffer (bytes taken in order but not yet by the application, with
 // out-of-order data parked further on at its place). Offsets are relative to the first byte held.
-// Memory is allocated only when the ring grows (doubling), never per segment.
+//
+// Memory: nothing is allocated until the ring is first used; then `initial` bytes, which the owner
+// has already drawn from the memory budget (a flow's minimum). Growth beyond `initial` doubles and
+// draws from the budget with grow(): under memory pressure it is refused and the ring stays as it
+// is (room() says so beforehand, so callers never promise what they cannot hold). release() and
+// trim() give the memory back. Never allocation per segment.
+import type { MemoryAccount } from '../iface/memory-budget.js';
+
+const EMPTY = new Uint8Array(0);
+/** Growth that doubling cannot get falls back to steps of this size. */
+const STEP = 4096;
 
 export class ByteRing {
-  private buf: Uint8Array;
+  private buf: Uint8Array = EMPTY;
   private head = 0;
   /** Bytes held from the head on (contiguous data). */
   length = 0;
+  /** Capacity beyond `initial`, drawn from the account. */
+  private grown = 0;
 
   constructor(
     readonly max: number,
-    initial = 16 * 1024,
+    readonly initial = 16 * 1024,
+    private readonly account?: MemoryAccount,
   ) {
-    this.buf = new Uint8Array(Math.min(max, initial));
+    this.initial = Math.min(max, initial);
   }
 
   get capacity(): number {
     return this.buf.length;
   }
 
-  /** Free bytes before reaching the bound. */
-  get space(): number {
-    return this.max - this.length;
+  /**
+   * How many bytes the ring could hold from the head on, up to `limit`, without a refusal: its
+   * capacity (at least `initial`, already paid for) plus the growth the budget grants now, in
+   * the steps ensure() falls back to.
+   */
+  reachable(limit = this.max): number {
+    const target = Math.min(limit, this.max);
+    const base = Math.max(this.buf.length, this.initial);
+    if (target <= base || !this.account) return target;
+    return Math.min(target, base + Math.floor(this.account.budget.growable / STEP) * STEP);
   }
 
-  /** Makes the ring hold at least `n` bytes from the head (false beyond the bound). */
+  /** Free bytes after the held ones, up to a fill of `limit` (see reachable()). */
+  room(limit = this.max): number {
+    return Math.max(0, this.reachable(limit) - this.length);
+  }
+
+  /** Makes the ring hold at least `n` bytes from the head (false beyond the bound or the budget). */
   ensure(n: number): boolean {
     if (n <= this.buf.length) return true;
     if (n > this.max) return false;
-    let cap = this.buf.length;
+    const base = Math.max(this.buf.length, this.initial);
+    let cap = base;
     while (cap < n) cap = Math.min(this.max, cap * 2);
+    if (!this.charge(cap)) {
+      // Doubling is refused: the least that holds `n`, in whole steps.
+      cap = Math.min(this.max, base + Math.ceil((n - base) / STEP) * STEP);
+      if (!this.charge(cap)) return false;
+    }
     const next = new Uint8Array(cap);
     // Copy everything up to the old capacity (out-of-order data beyond `length` too).
     const old = this.buf;
@@ -42,7 +73,17 @@ export class ByteRing {
     return true;
   }
 
-  /** Copies `src` to offset `off` (may lie beyond `length`: out-of-order data). */
+  /** Draws what a capacity of `cap` needs beyond what is drawn; false when refused. */
+  private charge(cap: number): boolean {
+    const extra = Math.max(0, cap - this.initial) - this.grown;
+    if (extra <= 0) return true;
+    if (this.account && !this.account.grow(extra)) return false;
+    this.grown += extra;
+    return true;
+  }
+
+  /** Copies `src` to offset `off` (may lie beyond `length`: out-of-order data). False (nothing
+   *  copied) when the ring cannot hold it. */
   writeAt(off: number, src: Uint8Array, srcOff: number, len: number): boolean {
     if (!this.ensure(off + len)) return false;
     const cap = this.buf.length;
@@ -57,9 +98,9 @@ export class ByteRing {
     return true;
   }
 
-  /** Appends up to `len` bytes; returns how many fit. */
-  append(src: Uint8Array, srcOff: number, len: number): number {
-    const n = Math.min(len, this.space);
+  /** Appends up to `len` bytes, as many as room() allows; returns how many. */
+  append(src: Uint8Array, srcOff: number, len: number, limit = this.max): number {
+    const n = Math.min(len, this.room(limit));
     if (n <= 0 || !this.writeAt(this.length, src, srcOff, n)) return 0;
     this.length += n;
     return n;
@@ -81,6 +122,7 @@ export class ByteRing {
   /** The contiguous run of held bytes from offset `off` (up to the ring's physical end). */
   viewAt(off: number, len: number): Uint8Array {
     const cap = this.buf.length;
+    if (cap === 0) return EMPTY;
     const p = (this.head + off) % cap;
     return this.buf.subarray(p, p + Math.min(len, cap - p));
   }
@@ -92,18 +134,34 @@ export class ByteRing {
     this.head = this.length === 0 ? 0 : (this.head + n) % this.buf.length;
   }
 
-  /** A view of free space right after the held bytes (contiguous; empty when at the bound). */
-  reserve(): Uint8Array {
-    if (this.length >= this.max) return this.buf.subarray(0, 0);
-    if (this.length === this.buf.length) this.ensure(this.length + 1);
+  /** A view of free space right after the held bytes (contiguous), up to a fill of `limit`
+   *  (empty when there is no room). The ring grows (doubling) only once it is full. */
+  reserve(limit = this.max): Uint8Array {
+    const room = this.room(limit);
+    if (room <= 0) return EMPTY;
+    if (this.length === this.buf.length && !this.ensure(this.length + 1)) return EMPTY;
     const cap = this.buf.length;
     const tail = (this.head + this.length) % cap;
-    const free = Math.min(cap - this.length, this.max - this.length);
-    return this.buf.subarray(tail, tail + Math.min(free, cap - tail));
+    return this.buf.subarray(tail, tail + Math.min(room, cap - this.length, cap - tail));
   }
 
   /** Counts `n` bytes written into the last reserve() as held. */
   commit(n: number): void {
     this.length += n;
+  }
+
+  /** Frees the memory of an empty ring when the budget is under pressure (the caller knows no
+   *  out-of-order data lies beyond `length`); the next use allocates `initial` again. */
+  trim(): void {
+    if (this.length === 0 && this.buf.length > 0 && this.account?.budget.underPressure) this.release();
+  }
+
+  /** Frees everything (the connection is gone). */
+  release(): void {
+    this.buf = EMPTY;
+    this.head = 0;
+    this.length = 0;
+    if (this.grown > 0) this.account?.give(this.grown);
+    this.grown = 0;
   }
 }

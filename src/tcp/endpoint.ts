@@ -30,6 +30,7 @@
 //   TIME_WAIT    timeWaitMs without a new FIN    → CLOSED ('closed' event)
 //   any synchronized: RST at RCV.NXT → CLOSED ('reset'); retransmissions exhausted → CLOSED
 //   ('timeout'); abort() → RST, CLOSED (no event).
+import type { MemoryAccount } from '../iface/memory-budget.js';
 import { TcpFlags, TcpOptions, parseTcpOptions } from '../wire/index.js';
 import type { TcpSegment } from '../wire/index.js';
 import { ByteRing } from './byte-ring.js';
@@ -58,6 +59,12 @@ export interface TcpConfig {
   mss: number;
   sendBufferMax?: number;
   recvBufferMax?: number;
+  /** What each buffer holds before growing (the owner drew it from the budget already). */
+  sendBufferInitial?: number;
+  recvBufferInitial?: number;
+  /** Growth of the buffers beyond their initial size draws from this account (the memory budget):
+   *  under pressure the receive window shrinks and reading ahead of the peer stops. */
+  memory?: MemoryAccount;
   timeWaitMs?: number;
   rtoInitialMs?: number;
   rtoMinMs?: number;
@@ -109,6 +116,12 @@ const TS_OPTION_LEN = 12;
 /** RFC 5961 §7: at most this many challenge ACKs per second. */
 const CHALLENGE_ACKS_PER_SECOND = 10;
 const NOTHING = new Uint8Array(0);
+/** The send buffer reads ahead at most twice the largest window the peer offered, and at least
+ *  this much: data beyond that waits in the host socket, not in our memory. */
+const MIN_READ_AHEAD = 64 * 1024;
+/** Defaults of the buffers' initial sizes. */
+export const SEND_BUFFER_INITIAL = 16 * 1024;
+export const RECV_BUFFER_INITIAL = 4 * 1024;
 
 interface OooRange {
   start: number;
@@ -132,6 +145,8 @@ export class TcpConnection {
     zeroWindowProbes: 0,
     badSegments: 0,
     pawsDropped: 0,
+    /** In-window data dropped because the memory budget refused the buffer room for it. */
+    memoryDropped: 0,
   };
 
   // configuration
@@ -172,6 +187,8 @@ export class TcpConnection {
   /** RCV.NXT + the window last advertised: the right edge never moves left (§3.8.6.2.2). */
   private rcvAdv = 0;
   private rcvWscale = 0;
+  /** The window our last SYN or SYN-ACK offered. */
+  private synWindow = 0;
   private readonly rcvBuf: ByteRing;
   private readonly ooo: OooRange[] = [];
   private peerFin = false;
@@ -231,8 +248,8 @@ export class TcpConnection {
     this.wantWscale = config.windowScaling ?? true;
     this.wantTs = config.timestamps ?? true;
     this.wantSack = config.sack ?? true;
-    this.sndBuf = new ByteRing(config.sendBufferMax ?? 1 << 20);
-    this.rcvBuf = new ByteRing(config.recvBufferMax ?? 1 << 20);
+    this.sndBuf = new ByteRing(config.sendBufferMax ?? 1 << 20, config.sendBufferInitial ?? SEND_BUFFER_INITIAL, config.memory);
+    this.rcvBuf = new ByteRing(config.recvBufferMax ?? 1 << 20, config.recvBufferInitial ?? RECV_BUFFER_INITIAL, config.memory);
     this.iss = init.iss >>> 0;
     this.sndUna = this.sndNxt = this.sndMax = this.iss;
     this.sndBufSeq = add(this.iss, 1);
@@ -291,21 +308,28 @@ export class TcpConnection {
 
   // ---------------------------------------------------------------- application side
 
+  /** Bytes the application may queue now: up to the read-ahead limit, as the budget allows. */
   get sendSpace(): number {
-    return this.canSend() ? this.sndBuf.space : 0;
+    return this.canSend() ? this.sndBuf.room(this.readAhead()) : 0;
   }
 
   private canSend(): boolean {
     return !this.finQueued && this.state !== TcpState.CLOSED && this.state !== TcpState.TIME_WAIT;
   }
 
+  /** How full the send buffer may get: twice the largest window the peer offered (what can be in
+   *  flight, and as much again ready to go), at least MIN_READ_AHEAD. */
+  private readAhead(): number {
+    return Math.max(MIN_READ_AHEAD, 2 * this.maxSndWnd);
+  }
+
   send(data: Uint8Array): number {
     if (!this.canSend()) return 0;
-    return this.sndBuf.append(data, 0, data.length);
+    return this.sndBuf.append(data, 0, data.length, this.readAhead());
   }
 
   sendReserve(): Uint8Array {
-    return this.canSend() ? this.sndBuf.reserve() : NOTHING;
+    return this.canSend() ? this.sndBuf.reserve(this.readAhead()) : NOTHING;
   }
 
   sendCommit(n: number): void {
@@ -330,8 +354,15 @@ export class TcpConnection {
       if (n < view.length) break;
     }
     if (total > 0 && this.windowUpdateWorthIt()) this.ackNow = true;
+    if (this.ooo.length === 0) this.rcvBuf.trim();
     this.firePeerClosed();
     return total;
+  }
+
+  /** Frees the buffers (the connection is gone: the owner calls it once it forgets it). */
+  release(): void {
+    this.sndBuf.release();
+    this.rcvBuf.release();
   }
 
   close(): void {
@@ -407,7 +438,7 @@ export class TcpConnection {
     this.takeSynOptions(seg);
     this.irs = seg.seq;
     this.rcvNxt = add(seg.seq, 1);
-    this.rcvAdv = add(this.rcvNxt, Math.min(0xffff, this.rcvBuf.max)); // what our SYN offered
+    this.rcvAdv = add(this.rcvNxt, this.synWindow); // what our SYN offered
     this.sndWnd = seg.window;
     this.maxSndWnd = this.sndWnd;
     this.sndWl1 = seg.seq;
@@ -682,9 +713,14 @@ export class TcpConnection {
     if (this.rcvBuf.length === 0 && this.ooo.length === 0) {
       taken = Math.max(0, Math.min(len, this.events.data(this, bytes.subarray(off, off + len))));
     }
-    if (taken < len) {
-      // Fits: the window we advertised is what the buffer had left (see rcvAdv).
-      this.rcvBuf.writeAt(this.rcvBuf.length, bytes, off + taken, len - taken);
+    if (taken < len && !this.rcvBuf.writeAt(this.rcvBuf.length, bytes, off + taken, len - taken)) {
+      // The window we advertised was what the buffer could reach then; the budget has shrunk
+      // since: keep what the application took, drop the rest (the peer sends it again).
+      this.stats.memoryDropped++;
+      len = taken;
+      this.ackNow = true;
+      if (len === 0) return;
+    } else if (taken < len) {
       this.rcvBuf.length += len - taken;
     }
     this.rcvNxt = add(this.rcvNxt, len);
@@ -722,20 +758,23 @@ export class TcpConnection {
     let merged: OooRange | undefined;
     for (const r of this.ooo) {
       if (le(r.start, end) && le(seq, r.end)) {
-        if (!merged) {
-          if (lt(seq, r.start)) r.start = seq;
-          if (lt(r.end, end)) r.end = end;
-          r.touched = now;
-          merged = r;
-        }
+        merged = r;
+        break;
       }
     }
-    if (!merged) {
-      if (this.ooo.length >= this.maxOoo) return; // the bound: the peer will send it again
+    if (!merged && this.ooo.length >= this.maxOoo) return; // the bound: the peer will send it again
+    if (!this.rcvBuf.writeAt(this.rcvBuf.length + sub(seq, this.rcvNxt), bytes, off, len)) {
+      this.stats.memoryDropped++; // no room in the budget: the peer sends it again
+      return;
+    }
+    if (merged) {
+      if (lt(seq, merged.start)) merged.start = seq;
+      if (lt(merged.end, end)) merged.end = end;
+      merged.touched = now;
+    } else {
       merged = { start: seq, end, touched: now };
       this.ooo.push(merged);
     }
-    this.rcvBuf.writeAt(this.rcvBuf.length + sub(seq, this.rcvNxt), bytes, off, len);
     // Coalesce ranges that now touch.
     this.ooo.sort((a, b) => sub(a.start, b.start));
     for (let i = 0; i + 1 < this.ooo.length; ) {
@@ -826,7 +865,7 @@ export class TcpConnection {
 
   /** The window to advertise, never moving the right edge left; receiver SWS avoidance. */
   private advertise(): number {
-    const free = this.rcvBuf.max - this.rcvBuf.length;
+    const free = this.rcvBuf.room();
     const current = Math.max(0, sub(this.rcvAdv, this.rcvNxt));
     let wnd = current;
     // §3.8.6.2.2: move the right edge only by at least min(buffer / 2, MSS).
@@ -837,7 +876,7 @@ export class TcpConnection {
   }
 
   private windowUpdateWorthIt(): boolean {
-    const free = this.rcvBuf.max - this.rcvBuf.length;
+    const free = this.rcvBuf.room();
     const current = Math.max(0, sub(this.rcvAdv, this.rcvNxt));
     return free - current >= Math.min(this.rcvBuf.max >> 1, 2 * this.mss);
   }
@@ -877,8 +916,9 @@ export class TcpConnection {
     s.ack = flags & ACK ? this.rcvNxt : 0;
     this.fillOptions(synFlag, now);
     const prevAdv = this.rcvAdv;
-    // Window in a SYN is never scaled (RFC 7323 §2.2).
-    s.window = synFlag ? Math.min(0xffff, this.rcvBuf.max) : this.advertise();
+    // Window in a SYN is never scaled (RFC 7323 §2.2); it offers what the buffer can reach now.
+    if (synFlag) this.synWindow = Math.min(0xffff, this.rcvBuf.room());
+    s.window = synFlag ? this.synWindow : this.advertise();
     if (synFlag) this.rcvAdv = add(this.rcvNxt, s.window);
     s.dataOffset = dataOffset;
     s.dataLength = dataLength;

@@ -3,6 +3,7 @@
 import t from 'tap';
 import { TcpState } from '../../src/tcp/endpoint.js';
 import { TcpFlags } from '../../src/wire/index.js';
+import { MemoryBudget } from '../../src/iface/memory-budget.js';
 import { makeConn, segment } from './support.js';
 
 const { SYN, ACK, FIN, RST, PSH } = TcpFlags;
@@ -358,4 +359,42 @@ t.test('a close before the handshake completes: the FIN follows the handshake an
   conn.output(5);
   const out = rec.take();
   t.ok(out.some((s) => s.flags & FIN && s.seq === ISS + 1), 'FIN after the handshake');
+});
+
+t.test('memory budget: the window offered is what the budget lets the buffer reach; in-window data it cannot hold is dropped and counted', async (t) => {
+  const budget = new MemoryBudget(64 * 1024); // reserve 8 KiB
+  const hog = budget.account('hog');
+  hog.take(48 * 1024); // 8 KiB left to grow into
+  const { conn, rec, log } = established({ recvBufferMax: 1 << 20, recvBufferInitial: 4096, memory: budget.account('tcp'), delayedAckMs: 1 });
+  log.accept = 0; // the application (host socket) takes nothing
+  conn.input(segment({ seq: PEER + 1, ack: ISS + 1, flags: ACK, data: [1] }), 2);
+  conn.poll(10);
+  const [a] = rec.take();
+  t.equal(a!.window, 4096 + 8192 - 1, "the SYN-ACK offered the initial buffer plus what may grow; less what waits");
+  // The budget shrinks meanwhile (another user takes the rest): data inside the advertised window
+  // that no longer fits is dropped, not stored in memory we do not have.
+  hog.take(8 * 1024);
+  conn.input(segment({ seq: PEER + 2, ack: ISS + 1, flags: ACK, data: new Array<number>(6000).fill(2) }), 11);
+  t.equal(conn.stats.memoryDropped, 1);
+  t.equal(conn.recvBuffered, 1, 'nothing past what the buffer could hold');
+  conn.output(12);
+  t.equal(rec.take()[0]!.ack, PEER + 2, 'the ACK says what was kept: the peer sends the rest again');
+  hog.give(56 * 1024);
+  conn.input(segment({ seq: PEER + 2, ack: ISS + 1, flags: ACK, data: new Array<number>(6000).fill(2) }), 13);
+  t.equal(conn.recvBuffered, 6001, 'taken once memory is there');
+  conn.release();
+  t.equal(budget.account('tcp').used, 0, 'released with the connection');
+});
+
+t.test('the send buffer reads ahead at most twice the peer\'s largest window (64 KiB at least)', async (t) => {
+  const { conn } = makeConn({ sendBufferMax: 1 << 20 }, ISS);
+  conn.acceptSyn(segment({ seq: PEER, flags: SYN, window: 1000, options: { mss: 1460 } }), 0);
+  conn.synAck(0);
+  conn.input(segment({ seq: PEER + 1, ack: ISS + 1, flags: ACK, window: 1000 }), 1);
+  t.equal(conn.sendSpace, 64 * 1024, 'a small window: 64 KiB ahead');
+  const big = new Uint8Array(200 * 1024);
+  t.equal(conn.send(big), 64 * 1024);
+  t.equal(conn.sendSpace, 0);
+  conn.input(segment({ seq: PEER + 1, ack: ISS + 1, flags: ACK, window: 60000 }), 2);
+  t.equal(conn.sendSpace, 120000 - 64 * 1024, 'the window grew: more may wait');
 });
