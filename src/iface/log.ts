@@ -9,3 +9,56 @@ export interface Log {
 
 const nothing = (): void => undefined;
 export const silentLog: Log = { debug: nothing, info: nothing, warn: nothing, error: nothing };
+
+/**
+ * Rate-limits log lines by key (the message, usually): in each interval the first `burst` lines
+ * of a key pass, the rest are counted, and the next line that passes carries `suppressed` — so a
+ * flood of refused SYNs or DHCP DISCOVERs costs a few lines, not one per packet. Keys are bounded
+ * (they come from the code, not from packets).
+ */
+export class LogLimiter {
+  private readonly keys = new Map<string, { windowStart: number; passed: number; suppressed: number }>();
+
+  constructor(
+    private readonly log: Log,
+    private readonly now: () => number,
+    private readonly intervalMs = 10_000,
+    private readonly burst = 3,
+  ) {}
+
+  warn(obj: object, msg: string, key = msg): void {
+    if (this.pass(key, obj)) this.log.warn(this.fields, msg);
+  }
+
+  info(obj: object, msg: string, key = msg): void {
+    if (this.pass(key, obj)) this.log.info(this.fields, msg);
+  }
+
+  error(obj: object, msg: string, key = msg): void {
+    if (this.pass(key, obj)) this.log.error(this.fields, msg);
+  }
+
+  private fields: object = {};
+
+  private pass(key: string, obj: object): boolean {
+    const now = this.now();
+    let k = this.keys.get(key);
+    if (!k) {
+      if (this.keys.size >= 1024) this.keys.clear();
+      k = { windowStart: now, passed: 0, suppressed: 0 };
+      this.keys.set(key, k);
+    }
+    if (now - k.windowStart >= this.intervalMs) {
+      k.windowStart = now;
+      k.passed = 0;
+    }
+    if (k.passed >= this.burst) {
+      k.suppressed++;
+      return false;
+    }
+    k.passed++;
+    this.fields = k.suppressed > 0 ? { ...obj, suppressed: k.suppressed } : obj;
+    k.suppressed = 0;
+    return true;
+  }
+}

@@ -24,12 +24,32 @@
 // - Output is batched: input and host events mark flows dirty; flush() (after each TX batch and
 //   host-event batch) runs output() on them. While the guest has no receive buffers, output stops
 //   and resumes on the link's room callback.
+// - Timers: each flow sits in a deadline heap at its connection's pollAt(); poll() takes the due
+//   ones only, so no work is ever proportional to the number of flows.
+// - Bounds and floods. Every flow draws its minimum buffers and bookkeeping from the memory budget
+//   (refused: RST) and its buffers grow from it. Connections being set up are cheap and bounded:
+//   at most maxConnecting outbound (the oldest evicted for a new one; the guest's retransmitted
+//   SYN starts it again), at most maxConnectingPerDestination to one address (further SYNs to it
+//   are dropped), and forwarded connections waiting for the guest likewise (oldest evicted).
+//   New connections are rate-limited per guest address and per destination, forwarded ones per
+//   client (token buckets; a SYN over the rate is dropped, the guest sends it again; a forwarded
+//   client over the rate is reset), and forwarded connections hold at most inboundShare of the
+//   table, so a flood from outside never takes the guest's own connections' room.
+// - Fences: a SYN to a destination the fence refuses (host loopback, unspecified addresses,
+//   --deny-host, --deny) gets a RST and a counter.
+// - A guest that stops answering ARP/NDP (paused, suspended, debugged) keeps its connections: a
+//   segment that cannot be delivered is lost like any other and retransmitted; only forwarded
+//   connections still waiting for the guest's first answer are given up (nothing listens there).
+import { DeadlineHeap } from '../iface/deadline-heap.js';
+import type { HeapItem } from '../iface/deadline-heap.js';
 import type { Log } from '../iface/log.js';
-import { silentLog } from '../iface/log.js';
+import { LogLimiter, silentLog } from '../iface/log.js';
+import type { MemoryAccount } from '../iface/memory-budget.js';
+import { TokenBucket } from '../iface/rate-limit.js';
 import type { Stack } from '../iface/stack.js';
 import { LINK_LOCAL_ADDRESS } from '../iface/ipv6.js';
 import { LINK_HEADROOM } from '../iface/link.js';
-import { TcpConnection, TcpState, tcpStateName } from '../tcp/endpoint.js';
+import { RECV_BUFFER_INITIAL, SEND_BUFFER_INITIAL, TcpConnection, TcpState, tcpStateName } from '../tcp/endpoint.js';
 import type { OutSegment, TcpConfig, TcpEvents, TcpTransmitter } from '../tcp/endpoint.js';
 import {
   IPV6_HEADER_LEN,
@@ -41,11 +61,14 @@ import {
   emitIpv6Header,
   emitTcpV4,
   emitTcpV6,
+  formatIpv4,
+  formatIpv6,
   ipv4Read,
   tcpHeaderLength,
 } from '../wire/index.js';
 import type { Ipv4Repr, Ipv6Repr, TcpRepr } from '../wire/index.js';
 import { LOOPBACK4, LOOPBACK6, clientAsSeen } from './addresses.js';
+import type { Fence } from './fence.js';
 import type { AcceptedTcp, HostTcp, TcpListener, TcpSocket, TcpSocketEvents } from './host.js';
 import { QUOTE4_MAX, QUOTE6_MAX, sendGuestError } from './flows.js';
 import { Errno, refusedSend, translateError } from './icmp-errors.js';
@@ -60,6 +83,14 @@ export interface TcpNatOptions {
   guestAddress?: (family: 4 | 6) => Uint8Array | undefined;
   /** Bound on flows (connections in any state); SYNs beyond it are refused. */
   maxFlows?: number;
+  /** Flood bounds and rates (see TcpLimits). */
+  limits?: Partial<TcpLimits>;
+  /** Destinations the guest may not reach. */
+  fence?: Fence;
+  /** Where flows draw their buffers from (the memory budget). Default: unlimited. */
+  memory?: MemoryAccount;
+  /** flush() left work for a later turn (a bounded batch): call flush() again soon. */
+  moreWork?: () => void;
   /** Overrides for the endpoint's parameters (buffers, TIME_WAIT...). */
   tcp?: Partial<TcpConfig>;
   random?: () => number;
@@ -77,11 +108,99 @@ export interface TcpForward {
   guestPort: number;
 }
 
+/** Bounds that keep a flood from taking the table, the CPU or the guest's own connections. */
+export interface TcpLimits {
+  /** Outbound connections waiting for the host connect, all destinations (oldest evicted). */
+  maxConnecting: number;
+  /** ...to one destination address (further SYNs to it dropped). */
+  maxConnectingPerDestination: number;
+  /** New outbound connections per second from one guest address, and the burst. */
+  connectRate: number;
+  connectBurst: number;
+  /** New outbound connections per second to one destination address, and the burst. */
+  destinationRate: number;
+  destinationBurst: number;
+  /** Forwarded connections accepted per second from one client address, and the burst. */
+  acceptRate: number;
+  acceptBurst: number;
+  /** Forwarded connections waiting for the guest's SYN-ACK (oldest evicted). */
+  maxAccepting: number;
+  /** Share of the table forwarded connections may hold. */
+  inboundShare: number;
+}
+
+export const DEFAULT_TCP_LIMITS: TcpLimits = {
+  maxConnecting: 1024,
+  maxConnectingPerDestination: 128,
+  connectRate: 1000,
+  connectBurst: 1000,
+  destinationRate: 500,
+  destinationBurst: 1000,
+  acceptRate: 1000,
+  acceptBurst: 1000,
+  maxAccepting: 256,
+  inboundShare: 0.75,
+};
+
+/** What one flow draws from the memory budget before its buffers grow: its objects (the flow,
+ *  its connection, the host socket's wrapper and poller: a few KiB of heap) and the buffers'
+ *  initial sizes. */
+export const TCP_FLOW_COST = 4096 + SEND_BUFFER_INITIAL + RECV_BUFFER_INITIAL;
+/** Due timers handled per poll(); the rest go on the next turn. */
+const POLL_BATCH = 2048;
+/** Dirty flows output per flush(); the rest go on the next turn. */
+const FLUSH_BATCH = 2048;
+/** Bound on the per-address rate-limit tables. */
+const MAX_BUCKETS = 4096;
+
 type Phase = 'connecting' | 'open';
 
+/** Flows in creation order (an intrusive list): the connecting and accepting sets, whose oldest
+ *  member goes first. */
+class FlowList {
+  head: TcpFlow | undefined;
+  tail: TcpFlow | undefined;
+  count = 0;
+
+  add(f: TcpFlow): void {
+    f.list = this;
+    f.listPrev = this.tail;
+    f.listNext = undefined;
+    if (this.tail) this.tail.listNext = f;
+    else this.head = f;
+    this.tail = f;
+    this.count++;
+  }
+
+  remove(f: TcpFlow): void {
+    if (f.list !== this) return;
+    if (f.listPrev) f.listPrev.listNext = f.listNext;
+    else this.head = f.listNext;
+    if (f.listNext) f.listNext.listPrev = f.listPrev;
+    else this.tail = f.listPrev;
+    f.list = f.listPrev = f.listNext = undefined;
+    this.count--;
+  }
+}
+
+/** Per destination: connections waiting for it, and its rate. */
+interface Destination {
+  connecting: number;
+  bucket: TokenBucket;
+}
+
 /** One connection: the guest side's 4-tuple, our endpoint, the host socket. */
-class TcpFlow {
+class TcpFlow implements HeapItem {
   next: TcpFlow | undefined;
+  heapIndex = -1;
+  heapDeadline = Infinity;
+  list: FlowList | undefined;
+  listPrev: TcpFlow | undefined;
+  listNext: TcpFlow | undefined;
+  /** In the table (its socket may report after it left). */
+  live = false;
+  /** Hash of the remote address, for the per-destination bound (outbound, while connecting). */
+  destKey = 0;
   phase: Phase = 'connecting';
   socket: TcpSocket | undefined;
   /** The guest's SYN as it sent it (outbound, until the host connect ends): ICMP errors quote it. */
@@ -124,12 +243,34 @@ export class TcpNat implements TcpTransmitter {
     bytesToHost: 0,
     bytesFromHost: 0,
     linkFull: 0,
+    /** SYNs to fenced destinations, answered with RST. */
+    fenced: 0,
+    /** SYNs dropped by the per-guest or per-destination rate, or the per-destination bound. */
+    synsDropped: 0,
+    /** Connections still connecting evicted for newer ones. */
+    connectingEvicted: 0,
+    /** Forwarded connections refused (rate, share of the table, no guest address) or evicted. */
+    acceptsRefused: 0,
+    acceptsEvicted: 0,
+    /** Flows refused because the memory budget was spent. */
+    noMemory: 0,
   };
   /** The endpoints' counters, summed over closed connections and the open ones (status). */
   private readonly closedTotals: Record<string, number> = {};
   private readonly buckets = new Map<number, TcpFlow>();
   private count = 0;
-  private readonly dirtyFlows: TcpFlow[] = [];
+  private inboundCount = 0;
+  private readonly timers = new DeadlineHeap<TcpFlow>();
+  private readonly connecting = new FlowList();
+  private readonly accepting = new FlowList();
+  private readonly destinations = new Map<number, Destination>();
+  private readonly sources = new Map<number, TokenBucket>();
+  private readonly clients = new Map<number, TokenBucket>();
+  private readonly limits: TcpLimits;
+  private readonly limited: LogLimiter;
+  private readonly memory: MemoryAccount | undefined;
+  private dirtyFlows: TcpFlow[] = [];
+  private spareDirty: TcpFlow[] = [];
   private readonly waitingRoom = new Set<TcpFlow>();
   private readonly listeners: TcpListener[] = [];
   private readonly seg = new TcpSegment();
@@ -154,13 +295,17 @@ export class TcpNat implements TcpTransmitter {
   ) {
     this.mapGateway = opts.mapGateway ?? true;
     this.maxFlows = opts.maxFlows ?? 8192;
+    this.limits = { ...DEFAULT_TCP_LIMITS, ...opts.limits };
+    this.memory = opts.memory;
     this.log = opts.log ?? silentLog;
+    this.limited = new LogLimiter(this.log, () => stack.now());
     this.random = opts.random ?? Math.random;
     this.secret = (this.random() * 0x1_0000_0000) >>> 0;
     const mtu = stack.config.mtu;
     // The MSS we announce: the link MTU less the IP and TCP headers (RFC 9293 §3.7.1).
-    this.config4 = { ...opts.tcp, mss: mtu - 20 - 20 };
-    this.config6 = { ...opts.tcp, mss: mtu - IPV6_HEADER_LEN - 20 };
+    const memory = opts.memory ? { memory: opts.memory } : {};
+    this.config4 = { ...opts.tcp, ...memory, mss: mtu - 20 - 20 };
+    this.config6 = { ...opts.tcp, ...memory, mss: mtu - IPV6_HEADER_LEN - 20 };
     this.events = {
       established: (c) => this.established(flowOf(c)),
       data: (c, data) => this.toHost(flowOf(c), data),
@@ -234,17 +379,17 @@ export class TcpNat implements TcpTransmitter {
   private open(family: 4 | 6, packet: Uint8Array, l4Off: number, ttl: number, hash: number, now: number): void {
     const seg = this.seg;
     const alen = family === 4 ? 4 : 16;
-    const remote = packet.slice(family === 4 ? 16 : 24, (family === 4 ? 16 : 24) + alen);
+    const dstOff = family === 4 ? 16 : 24;
+    const srcOff = family === 4 ? 12 : 8;
     const port = seg.dstPort;
     // Where the host connects: the destination itself, or for our own addresses what stands
     // behind them (the host's loopback for the gateway, the resolver for the DNS address).
-    let target: Uint8Array | undefined = remote;
+    let target: Uint8Array | undefined;
     let hostFamily = family;
     let hostTtl = ttl - 1; // we are a router on its way: the host's SYN carries TTL - 1
-    const ours = this.ourAddress(family, remote);
+    const ours = this.ourAddress(family, packet.subarray(dstOff, dstOff + alen));
     if (ours) {
       hostTtl = -1;
-      target = undefined;
       if (ours === 'gateway' && this.mapGateway) target = family === 4 ? LOOPBACK4 : LOOPBACK6;
       else if (ours === 'dns' && port === 53) {
         const r = this.opts.dnsUpstream?.(family);
@@ -254,27 +399,108 @@ export class TcpNat implements TcpTransmitter {
         }
       }
       if (!target) return this.resetFor(family, packet, l4Off); // nothing listens there
+    } else {
+      const why = this.opts.fence?.check(family, packet, dstOff);
+      if (why) {
+        this.stats.fenced++;
+        this.limited.warn({ to: addressText(family, packet, dstOff), port, why }, 'guest TCP connection to a fenced address refused');
+        return this.resetFor(family, packet, l4Off);
+      }
+    }
+    // Rates: a SYN over them is dropped (the guest sends it again); so is one to a destination
+    // that already has its share of connections waiting.
+    const dest = ours ? undefined : this.destination(family, packet, dstOff, now);
+    if (!this.bucket(this.sources, addressHash(family, packet, srcOff), this.limits.connectRate, this.limits.connectBurst, now).take(now) || (dest && (!dest.bucket.take(now) || dest.connecting >= this.limits.maxConnectingPerDestination))) {
+      this.stats.synsDropped++;
+      this.limited.warn({ to: addressText(family, packet, dstOff), port }, 'guest TCP connections over the rate or the per-destination bound: SYN dropped');
+      return;
     }
     if (this.count >= this.maxFlows) {
       this.stats.tableFull++;
-      this.log.warn({ flows: this.count }, 'TCP flow table full: connection refused');
+      this.limited.warn({ flows: this.count }, 'TCP flow table full: connection refused');
       return this.resetFor(family, packet, l4Off);
     }
+    if (this.connecting.count >= this.limits.maxConnecting) {
+      // The oldest attempt goes (a flood's, most likely); if it was the guest's, its next SYN
+      // starts it again.
+      this.stats.connectingEvicted++;
+      this.limited.warn({ connecting: this.connecting.count }, 'too many TCP connections being set up: the oldest given up');
+      this.drop(this.connecting.head!, true);
+    }
+    if (!this.takeMemory()) return this.resetFor(family, packet, l4Off);
     const conn = this.newConnection(family, now);
-    if (!conn.acceptSyn(seg, now)) return;
-    const guest = packet.slice(family === 4 ? 12 : 8, (family === 4 ? 12 : 8) + alen);
+    if (!conn.acceptSyn(seg, now)) {
+      this.memory?.give(TCP_FLOW_COST);
+      return;
+    }
+    const remote = packet.slice(dstOff, dstOff + alen);
+    target ??= remote;
+    const guest = packet.slice(srcOff, srcOff + alen);
     const f = new TcpFlow(hash, family, guest, seg.srcPort, remote, port, false, conn);
     conn.owner = f;
     f.syn = packet.slice(0, Math.min(packet.length, family === 4 ? QUOTE4_MAX : QUOTE6_MAX));
+    this.insert(f);
+    this.connecting.add(f);
+    if (dest) {
+      f.destKey = addressHash(family, packet, dstOff);
+      dest.connecting++;
+    }
     try {
       f.socket = this.host.connectTcp(hostFamily, target, port, hostTtl, this.socketEvents(f));
     } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'cannot open a host TCP socket: connection refused');
+      this.limited.warn({ err: (err as Error).message }, 'cannot open a host TCP socket: connection refused');
+      this.drop(f, false);
       return this.resetFor(family, packet, l4Off);
     }
-    this.insert(f);
     this.stats.connectsOut++;
     this.log.debug({ family, port }, 'TCP connect from the guest');
+  }
+
+  /** Draws a flow's minimum from the memory budget; false (counted, logged) when spent. */
+  private takeMemory(): boolean {
+    if (!this.memory || this.memory.take(TCP_FLOW_COST)) return true;
+    this.stats.noMemory++;
+    this.limited.warn({ budget: this.memory.budget.limit }, 'memory budget spent: TCP connection refused');
+    return false;
+  }
+
+  /** The state of a destination address (made on first use; the table is bounded). */
+  private destination(family: 4 | 6, a: Uint8Array, off: number, now: number): Destination {
+    const key = addressHash(family, a, off);
+    let d = this.destinations.get(key);
+    if (!d) {
+      if (this.destinations.size >= MAX_BUCKETS) {
+        for (const [k, v] of this.destinations) {
+          if (v.connecting === 0) {
+            this.destinations.delete(k);
+            break;
+          }
+        }
+      }
+      d = { connecting: 0, bucket: new TokenBucket(this.limits.destinationRate, this.limits.destinationBurst, now) };
+      this.destinations.set(key, d);
+    }
+    return d;
+  }
+
+  /** The token bucket of an address in `table` (made on first use; the oldest goes when full). */
+  private bucket(table: Map<number, TokenBucket>, key: number, rate: number, burst: number, now: number): TokenBucket {
+    let b = table.get(key);
+    if (!b) {
+      if (table.size >= MAX_BUCKETS) table.delete(table.keys().next().value!);
+      b = new TokenBucket(rate, burst, now);
+      table.set(key, b);
+    }
+    return b;
+  }
+
+  /** The flow is set up (or gone): it leaves the connecting or accepting set. */
+  private settled(f: TcpFlow): void {
+    if (f.list === this.connecting && f.destKey !== 0) {
+      const d = this.destinations.get(f.destKey);
+      if (d) d.connecting--;
+    }
+    f.list?.remove(f);
   }
 
   // ---- host events ----
@@ -289,7 +515,8 @@ export class TcpNat implements TcpTransmitter {
   }
 
   private hostConnected(f: TcpFlow): void {
-    if (!this.has(f) || f.phase !== 'connecting') return;
+    if (!f.live || f.phase !== 'connecting') return;
+    this.settled(f);
     f.phase = 'open';
     f.syn = undefined;
     f.conn.synAck(this.stack.now());
@@ -299,7 +526,7 @@ export class TcpNat implements TcpTransmitter {
 
   /** The host connect failed: tell the guest what a real network would have. */
   private hostConnectFailed(f: TcpFlow, errno: number, error: HostError | undefined): void {
-    if (!this.has(f) || f.phase !== 'connecting') return;
+    if (!f.live || f.phase !== 'connecting') return;
     const syn = f.syn!;
     this.drop(f, false);
     if (errno === Errno.ECONNREFUSED && !error) {
@@ -323,7 +550,7 @@ export class TcpNat implements TcpTransmitter {
   /** Host → guest: reads into the connection's send buffer while it has room. */
   private readHost(f: TcpFlow): void {
     const s = f.socket;
-    if (!s || f.hostEof || !this.has(f)) return;
+    if (!s || f.hostEof || !f.live) return;
     for (;;) {
       const space = f.conn.sendReserve();
       if (space.length === 0) break; // the guest is behind: wait for sendSpace
@@ -356,7 +583,7 @@ export class TcpNat implements TcpTransmitter {
 
   /** The host socket has room: write out what the connection holds. */
   private hostWritable(f: TcpFlow): void {
-    if (!this.has(f) || !f.socket) return;
+    if (!f.live || !f.socket) return;
     f.conn.deliver((data) => this.toHost(f, data));
     this.watch(f);
     this.markDirty(f); // the window reopened
@@ -380,7 +607,7 @@ export class TcpNat implements TcpTransmitter {
     // The host peer is gone (EPIPE, ECONNRESET): the guest gets a RST once the input is done.
     this.log.debug({ errno: -n }, 'host TCP write failed: resetting the guest connection');
     queueMicrotask(() => {
-      if (!this.has(f)) return;
+      if (!f.live) return;
       this.stats.resetsToGuest++;
       f.conn.abort();
       this.drop(f, true);
@@ -412,6 +639,7 @@ export class TcpNat implements TcpTransmitter {
   // ---- connection events ----
 
   private established(f: TcpFlow): void {
+    this.settled(f);
     this.stats.established++;
     this.watch(f);
   }
@@ -446,6 +674,7 @@ export class TcpNat implements TcpTransmitter {
 
   /** A host connection to a forwarded port: open toward the guest. */
   private accept(acc: AcceptedTcp, guestPort: number): void {
+    const now = this.stack.now();
     // The guest side keeps the client's family when the guest has an address in it.
     let family = acc.family;
     let guest = this.opts.guestAddress?.(family);
@@ -453,8 +682,13 @@ export class TcpNat implements TcpTransmitter {
       family = family === 4 ? 6 : 4;
       guest = this.opts.guestAddress?.(family);
     }
-    if (!guest || this.count >= this.maxFlows) {
-      this.log.warn({ port: acc.localPort, reason: guest ? 'flow table full' : 'guest address unknown' }, 'forwarded TCP connection refused');
+    let refusal: string | undefined;
+    if (!guest) refusal = 'guest address unknown';
+    else if (!this.bucket(this.clients, addressHash(acc.family, acc.peer, 0), this.limits.acceptRate, this.limits.acceptBurst, now).take(now)) refusal = 'client over the connection rate';
+    else if (this.count >= this.maxFlows || this.inboundCount >= this.maxFlows * this.limits.inboundShare) refusal = 'flow table full for forwarded connections';
+    if (refusal || !guest) {
+      this.stats.acceptsRefused++;
+      this.limited.warn({ port: acc.localPort, reason: refusal }, 'forwarded TCP connection refused');
       return acc.reject();
     }
     // The client as the guest sees it: itself when it can be routed back through us, else the
@@ -463,13 +697,22 @@ export class TcpNat implements TcpTransmitter {
     const alen = family === 4 ? 4 : 16;
     const hash = flowHash(family, guest, 0, guestPort, remote, 0, acc.peerPort, alen, this.secret);
     if (this.find(hash, family, guest, 0, guestPort, remote, 0, acc.peerPort)) return acc.reject();
-    const now = this.stack.now();
+    if (this.accepting.count >= this.limits.maxAccepting) {
+      this.stats.acceptsEvicted++;
+      this.limited.warn({ waiting: this.accepting.count }, 'too many forwarded TCP connections waiting for the guest: the oldest reset');
+      this.drop(this.accepting.head!, true);
+    }
+    if (!this.takeMemory()) {
+      this.stats.acceptsRefused++;
+      return acc.reject();
+    }
     const conn = this.newConnection(family, now);
     const f = new TcpFlow(hash, family, guest.slice(), guestPort, remote, acc.peerPort, true, conn);
     conn.owner = f;
     f.phase = 'open';
     f.socket = acc.attach(this.socketEvents(f));
     this.insert(f);
+    this.accepting.add(f);
     this.stats.connectsIn++;
     this.log.debug({ port: acc.localPort, guestPort, family }, 'forwarded TCP connection: SYN to the guest');
     conn.connect(now);
@@ -477,32 +720,63 @@ export class TcpNat implements TcpTransmitter {
     this.flush();
   }
 
-  /** The guest's address did not resolve (ARP/NDP) for a packet of this flow. */
+  /**
+   * A segment of this flow could not reach the guest: its address did not resolve (ARP/NDP). A
+   * forwarded connection still waiting for the guest's first answer is given up (nothing answers
+   * at that address); any other keeps going — a paused or suspended guest answers again later, and
+   * the connection retransmits what was lost, as over any network.
+   */
   unreachable(tag: unknown): boolean {
-    if (!(tag instanceof TcpFlow) || !this.has(tag)) return false;
-    this.log.warn({ inbound: tag.inbound, guestPort: tag.guestPort }, 'the guest did not answer ARP/NDP: TCP connection closed');
+    if (!(tag instanceof TcpFlow) || !tag.live) return false;
+    if (tag.list !== this.accepting) {
+      this.log.debug({ guestPort: tag.guestPort }, 'a TCP segment for the guest was lost: ARP/NDP unanswered');
+      return true;
+    }
+    this.limited.warn({ guestPort: tag.guestPort }, 'the guest did not answer ARP/NDP: forwarded TCP connection closed');
     this.drop(tag, true);
     return true;
   }
 
   // ---- output ----
 
-  /** Sends what the dirty connections have due (after a batch of guest frames or host events). */
+  /** Sends what the dirty connections have due (after a batch of guest frames or host events),
+   *  at most FLUSH_BATCH of them; the rest wait for the next call (moreWork asks for one). */
   flush(): void {
     const list = this.dirtyFlows;
+    if (list.length === 0) {
+      if (this.waitingRoom.size > 0) this.opts.wantRoom?.();
+      return;
+    }
+    // Output may dirty flows again (a host write frees window): those go on the next list.
+    this.dirtyFlows = this.spareDirty;
     const now = this.stack.now();
-    for (let i = 0; i < list.length; i++) {
+    const n = Math.min(list.length, FLUSH_BATCH);
+    for (let i = 0; i < n; i++) {
       const f = list[i]!;
       f.dirty = false;
-      if (this.has(f)) this.outputFlow(f, now);
+      if (f.live) this.outputFlow(f, now);
     }
+    for (let i = n; i < list.length; i++) this.dirtyFlows.push(list[i]!);
     list.length = 0;
+    this.spareDirty = list;
+    if (this.dirtyFlows.length > 0 && n === FLUSH_BATCH) this.opts.moreWork?.();
     if (this.waitingRoom.size > 0) this.opts.wantRoom?.();
   }
 
   private outputFlow(f: TcpFlow, now: number): void {
     f.conn.output(now);
     this.watch(f);
+    this.reschedule(f);
+  }
+
+  /** Puts the flow at its connection's next deadline in the timer heap. */
+  private reschedule(f: TcpFlow): void {
+    if (!f.live) return;
+    if (f.phase === 'open' && f.conn.state === TcpState.CLOSED) {
+      this.remove(f); // closed without an event (cannot happen today; never leak the slot)
+      return;
+    }
+    this.timers.set(f, f.conn.pollAt());
   }
 
   /** TcpTransmitter: one segment into the stack's output frame, then to the guest. */
@@ -611,25 +885,30 @@ export class TcpNat implements TcpTransmitter {
   // ---- timers ----
 
   pollAt(): number {
-    let at = Infinity;
-    for (const head of this.buckets.values()) for (let f: TcpFlow | undefined = head; f; f = f.next) at = Math.min(at, f.conn.pollAt());
-    return at;
+    return this.timers.next;
   }
 
+  /** Runs the due timers: at most POLL_BATCH flows (pollAt() stays due for the rest). */
   poll(now: number): void {
-    const due: TcpFlow[] = [];
-    for (const head of this.buckets.values()) for (let f: TcpFlow | undefined = head; f; f = f.next) if (f.conn.pollAt() <= now) due.push(f);
-    for (const head of this.buckets.values()) {
-      for (let f: TcpFlow | undefined = head; f; f = f.next) if (f.phase === 'open' && f.conn.state === TcpState.CLOSED) due.push(f);
-    }
-    for (const f of due) {
-      if (!this.has(f)) continue;
-      if (f.phase === 'open' && f.conn.state === TcpState.CLOSED) {
-        this.remove(f); // closed without an event (cannot happen today; never leak the slot)
-        continue;
-      }
+    for (let n = 0; n < POLL_BATCH; n++) {
+      const f = this.timers.popDue(now);
+      if (!f) return;
       f.conn.poll(now);
-      if (this.has(f)) this.watch(f);
+      if (!f.live) continue;
+      this.watch(f);
+      this.reschedule(f);
+    }
+  }
+
+  /** The guest's device went away: every connection ends (RST toward the host; the guest that
+   *  comes next is a new one). Listeners stay. */
+  resetAll(): void {
+    for (const head of [...this.buckets.values()]) {
+      for (let f: TcpFlow | undefined = head; f; ) {
+        const next: TcpFlow | undefined = f.next;
+        this.drop(f, true);
+        f = next;
+      }
     }
   }
 
@@ -638,14 +917,13 @@ export class TcpNat implements TcpTransmitter {
     for (const l of this.listeners) l.close();
     this.listeners.length = 0;
     for (const head of [...this.buckets.values()]) {
-      for (let f: TcpFlow | undefined = head; f; f = f.next) {
+      for (let f: TcpFlow | undefined = head; f; ) {
+        const next: TcpFlow | undefined = f.next;
         if (f.phase === 'open' && f.conn.state !== TcpState.CLOSED) f.conn.abort();
-        f.socket?.close(true);
-        f.socket = undefined;
+        this.drop(f, true);
+        f = next;
       }
     }
-    this.buckets.clear();
-    this.count = 0;
   }
 
   // ---- the table ----
@@ -676,12 +954,9 @@ export class TcpNat implements TcpTransmitter {
   private insert(f: TcpFlow): void {
     f.next = this.buckets.get(f.hash);
     this.buckets.set(f.hash, f);
+    f.live = true;
     this.count++;
-  }
-
-  private has(f: TcpFlow): boolean {
-    for (let g = this.buckets.get(f.hash); g; g = g.next) if (g === f) return true;
-    return false;
+    if (f.inbound) this.inboundCount++;
   }
 
   /** Forgets a flow after its connection closed. */
@@ -703,15 +978,22 @@ export class TcpNat implements TcpTransmitter {
   }
 
   private unlink(f: TcpFlow): void {
+    if (!f.live) return;
+    f.live = false;
     this.waitingRoom.delete(f);
-    if (this.has(f)) for (const [k, v] of Object.entries(f.conn.stats)) this.closedTotals[k] = (this.closedTotals[k] ?? 0) + v;
+    this.settled(f);
+    this.timers.remove(f);
+    for (const [k, v] of Object.entries(f.conn.stats)) this.closedTotals[k] = (this.closedTotals[k] ?? 0) + v;
+    f.conn.release();
+    this.memory?.give(TCP_FLOW_COST);
+    this.count--;
+    if (f.inbound) this.inboundCount--;
     let prev: TcpFlow | undefined;
     for (let g = this.buckets.get(f.hash); g; prev = g, g = g.next) {
       if (g !== f) continue;
       if (prev) prev.next = g.next;
       else if (g.next) this.buckets.set(f.hash, g.next);
       else this.buckets.delete(f.hash);
-      this.count--;
       return;
     }
   }
@@ -735,6 +1017,18 @@ export class TcpNat implements TcpTransmitter {
 
 function flowOf(c: TcpConnection): TcpFlow {
   return c.owner as TcpFlow;
+}
+
+/** A 32-bit hash of an address (FNV-1a), read in place: the key of the per-address tables. Never
+ *  0 (0 means "none" in TcpFlow.destKey). */
+function addressHash(family: 4 | 6, a: Uint8Array, off: number): number {
+  let h = (0x811c9dc5 ^ family) >>> 0;
+  for (let i = 0, n = family === 4 ? 4 : 16; i < n; i++) h = Math.imul(h ^ a[off + i]!, 0x01000193);
+  return h >>> 0 || 1;
+}
+
+function addressText(family: 4 | 6, a: Uint8Array, off: number): string {
+  return family === 4 ? formatIpv4(ipv4Read(a, off)) : formatIpv6(a, off);
 }
 
 /** A 32-bit hash of a flow's 4-tuple (FNV-1a, keyed), read in place. */

@@ -6,7 +6,9 @@ import t from 'tap';
 import type { Test } from 'tap';
 import type { AcceptedTcp, HostTcp, TcpListener, TcpSocket, TcpSocketEvents } from '../../src/nat/host.js';
 import { ErrOrigin } from '../../src/nat/icmp-errors.js';
-import { TcpNat } from '../../src/nat/tcp-nat.js';
+import { Fence } from '../../src/nat/fence.js';
+import { TCP_FLOW_COST, TcpNat } from '../../src/nat/tcp-nat.js';
+import { MemoryBudget } from '../../src/iface/memory-budget.js';
 import { Icmpv4Packet, IpProtocol, Ipv4Packet, TcpFlags, TcpOptions, TcpSegment, ipv4 } from '../../src/wire/index.js';
 import { makeStack } from '../support/frame-device.js';
 import { DNS_IP, GUEST_IP, GW_IP, arpRequest, tcpFrame } from '../support/packets.js';
@@ -345,4 +347,153 @@ t.test('no guest receive buffers: data waits, and goes when the link has room', 
   env.nat.linkRoom();
   const data = segments(t, env.link.take()).filter((s) => s.data.length > 0);
   t.equal(data.reduce((n, s) => n + s.data.length, 0), 3000, 'all of it once there is room');
+});
+
+t.test('fences: a SYN to host loopback or an unspecified address gets a RST, no host connect', async (t) => {
+  const fence = new Fence({ deny: [{ family: 4, addr: Uint8Array.of(198, 18, 0, 0), prefixLength: 15 }] });
+  const { send, host, nat } = setup({ fence });
+  for (const [i, dst] of [ipv4(127, 0, 0, 1), ipv4(127, 9, 9, 9), ipv4(0, 0, 0, 0), ipv4(198, 19, 1, 1)].entries()) {
+    const [r] = segments(t, send(tcpFrame(41000 + i, 80, GUEST_ISN, 0, SYN, undefined, { dst })));
+    t.equal(r!.flags, RST | ACK, `refused (${dst >>> 24}.x)`);
+  }
+  t.equal(host.connects.length, 0, 'the host never connects');
+  t.equal(nat.stats.fenced, 4);
+  t.same([fence.stats.loopback, fence.stats.unspecified, fence.stats.denied], [2, 1, 1]);
+  send(tcpFrame(41010, 80, GUEST_ISN, 0, SYN, undefined, { dst: FAR }));
+  t.equal(host.connects.length, 1, 'an allowed destination connects');
+});
+
+t.test('flood: connections being set up are bounded per destination and in all; the oldest goes', async (t) => {
+  const { send, host, nat } = setup({ limits: { maxConnecting: 300, maxConnectingPerDestination: 100 } });
+  // A black-holed destination: the host connect never ends.
+  for (let i = 0; i < 250; i++) send(tcpFrame(20000 + i, 80, GUEST_ISN, 0, SYN, undefined, { dst: FAR }));
+  t.equal(host.connects.length, 100, 'at most 100 waiting for one destination');
+  t.equal(nat.stats.synsDropped, 150, 'the rest dropped (the guest sends them again)');
+  // Other destinations are unaffected...
+  for (let i = 0; i < 250; i++) send(tcpFrame(30000 + i, 80, GUEST_ISN, 0, SYN, undefined, { dst: ipv4(192, 0, 2, 10 + (i % 50)) }));
+  t.equal(host.connects.length, 350);
+  t.equal(nat.stats.connectingEvicted, 50, 'the oldest attempts evicted beyond 300');
+  t.equal(host.connects[0]!.socket.closed, 'rst', 'the first (oldest) host connect was given up');
+  t.equal(host.connects[349]!.socket.closed, 'no');
+  t.equal(nat.flowCount, 300);
+  // ...and a connection that completes leaves the set.
+  host.connects[349]!.socket.events.connected();
+  send(tcpFrame(30000 + 249, 80, GUEST_ISN, 0, SYN, undefined, { dst: ipv4(192, 0, 2, 59) }));
+  for (let i = 0; i < 5; i++) send(tcpFrame(50000 + i, 80, GUEST_ISN, 0, SYN, undefined, { dst: ipv4(192, 0, 2, 200) }));
+  t.equal(nat.stats.connectingEvicted, 54, 'one slot was freed by the completed connection');
+});
+
+t.test('flood: new connections per guest address are rate-limited (a token bucket)', async (t) => {
+  const env = setup({ limits: { connectRate: 100, connectBurst: 50, destinationRate: 1e6, destinationBurst: 1e6 } });
+  for (let i = 0; i < 80; i++) env.send(tcpFrame(20000 + i, 80, GUEST_ISN, 0, SYN, undefined, { dst: ipv4(192, 0, 2, 1 + i) }));
+  t.equal(env.host.connects.length, 50, 'the burst');
+  env.clock.advance(100);
+  for (let i = 0; i < 20; i++) env.send(tcpFrame(21000 + i, 80, GUEST_ISN, 0, SYN, undefined, { dst: ipv4(192, 0, 2, 1 + i) }));
+  t.equal(env.host.connects.length, 60, '100 a second');
+});
+
+t.test('memory budget: each flow draws its minimum; spent → RST; closing gives it back', async (t) => {
+  const budget = new MemoryBudget(TCP_FLOW_COST * 3);
+  const memory = budget.account('tcp');
+  const env = setup({ memory });
+  const { socket, iss } = established(env, 80);
+  env.send(tcpFrame(40001, 80, GUEST_ISN, 0, SYN, undefined, { dst: FAR }));
+  env.send(tcpFrame(40002, 80, GUEST_ISN, 0, SYN, undefined, { dst: FAR }));
+  const [r] = segments(t, env.send(tcpFrame(40003, 80, GUEST_ISN, 0, SYN, undefined, { dst: FAR })));
+  t.equal(r!.flags, RST | ACK, 'a fourth flow does not fit');
+  t.equal(env.nat.stats.noMemory, 1);
+  // Host data beyond the budget's reach waits in the host socket.
+  for (let i = 0; i < 200_000; i++) socket.inbox.push(1);
+  socket.events.readable();
+  t.ok(socket.inbox.length > 0, 'reading stopped where the budget ends');
+  t.ok(budget.used <= budget.limit);
+  env.send(tcpFrame(40000, 80, GUEST_ISN + 1, iss + 1, RST, undefined, { dst: FAR }));
+  for (const c of env.host.connects.slice(1)) c.socket.events.connectFailed(111, undefined);
+  env.link.take();
+  t.equal(env.nat.flowCount, 0);
+  t.equal(memory.used, 0, 'all of it given back');
+});
+
+t.test('timers: only due flows are polled, a bounded number per poll', async (t) => {
+  const env = setup({ limits: { maxConnecting: 1e6, maxConnectingPerDestination: 1e6, connectBurst: 1e6, destinationBurst: 1e6 } });
+  const flows = [];
+  for (let i = 0; i < 3000; i++) {
+    env.send(tcpFrame(10000 + i, 80, GUEST_ISN, 0, SYN, undefined, { dst: FAR }));
+    env.host.connects[i]!.socket.events.connected();
+    flows.push(i);
+  }
+  env.link.take();
+  const first = env.nat.pollAt();
+  t.ok(first < Infinity, 'SYN-ACK retransmission timers armed');
+  env.clock.advance(first - env.clock.t);
+  env.nat.poll(env.clock.t);
+  const resent = segments(t, env.link.take()).filter((s) => s.flags === (SYN | ACK)).length;
+  t.equal(resent, 2048, 'one bounded batch');
+  t.ok(env.nat.pollAt() <= env.clock.t, 'the rest are still due');
+  env.nat.poll(env.clock.t);
+  t.equal(segments(t, env.link.take()).filter((s) => s.flags === (SYN | ACK)).length, 952);
+  t.ok(env.nat.pollAt() > env.clock.t, 'nothing due any more');
+});
+
+t.test('a guest that stops answering ARP keeps its connections', async (t) => {
+  const env = setup();
+  const { socket, iss } = established(env);
+  env.link.take();
+  // The guest pauses: our data goes unanswered, its ARP entry goes stale, is probed and dropped.
+  socket.inbox.push(...new Array<number>(3000).fill(7));
+  socket.events.readable();
+  for (let i = 0; i < 60; i++) {
+    env.clock.advance(1000);
+    env.stack.poll();
+    env.nat.poll(env.clock.t);
+    env.nat.flush();
+  }
+  env.link.take();
+  t.ok(env.stack.counters.get('ipv4.unresolved') > 0, 'ARP for the guest failed meanwhile');
+  t.equal(env.nat.flowCount, 1, 'still there after a minute without ARP answers');
+  t.equal(socket.closed, 'no', 'the host side was not closed');
+  // The guest resumes: it answers ARP and ACKs; the data arrives.
+  env.inject(arpRequest(GW_IP));
+  env.clock.advance(60_000);
+  env.nat.poll(env.clock.t);
+  const data = segments(t, env.link.take()).filter((s) => s.data.length > 0);
+  t.ok(data.length > 0 && data[0]!.seq === iss + 1, 'retransmitted from where it stopped');
+});
+
+t.test('forwards: per-client rate, share of the table, waiting connections bounded', async (t) => {
+  const env = setup({ maxFlows: 40, limits: { acceptRate: 10, acceptBurst: 20, maxAccepting: 8 } });
+  env.nat.listen([{ family: 4, addr: null, hostPort: 2222, guestPort: 22 }]);
+  const sockets: FakeSocket[] = [];
+  let rejected = 0;
+  const connect = (client: number, port: number): void =>
+    env.host.listens[0]!.accepted({
+      family: 4,
+      peer: Uint8Array.of(203, 0, 113, client),
+      peerPort: port,
+      localPort: 2222,
+      attach: (events) => {
+        const s = new FakeSocket(events);
+        sockets.push(s);
+        return s;
+      },
+      reject: () => void rejected++,
+    });
+  for (let i = 0; i < 25; i++) connect(1, 50000 + i);
+  t.equal(rejected, 5, 'one client: its burst of 20, then refused');
+  t.equal(env.nat.stats.acceptsEvicted, 12, 'at most 8 wait for the guest: the oldest reset');
+  t.equal(sockets.filter((s) => s.closed === 'rst').length, 12);
+  for (let c = 2; c < 10; c++) for (let i = 0; i < 5; i++) connect(c, 50000 + i);
+  t.ok(env.nat.flowCount <= 30, `forwarded connections hold at most 3/4 of the table (${env.nat.flowCount})`);
+  env.link.take();
+});
+
+t.test('the device detached: every connection is reset, the memory given back', async (t) => {
+  const budget = new MemoryBudget(1 << 24);
+  const env = setup({ memory: budget.account('tcp') });
+  const a = established(env, 80);
+  const b = established(env, 81);
+  env.nat.resetAll();
+  t.same([a.socket.closed, b.socket.closed], ['rst', 'rst']);
+  t.equal(env.nat.flowCount, 0);
+  t.equal(budget.used, 0);
 });
