@@ -27,7 +27,8 @@ import {
   toHex,
 } from '../wire/index.js';
 import type { EchoSocket, HostNet } from './host.js';
-import { FlowTable, QUOTE4_MAX, QUOTE6_MAX, sendGuestError } from './flows.js';
+import type { Fence } from './fence.js';
+import { FlowTable, QUOTE4_MAX, QUOTE6_MAX, fenced, sendGuestError } from './flows.js';
 import { refusedSend, translateError } from './icmp-errors.js';
 import type { HostError } from './icmp-errors.js';
 
@@ -36,6 +37,8 @@ export interface EchoProxyOptions {
   idleMs?: number;
   /** Pings to the gateway addresses reach the host's loopback (slirp's behaviour); default true. */
   mapGateway?: boolean;
+  /** Destinations the guest may not ping (answered with admin prohibited). */
+  fence?: Fence;
   log?: Log;
 }
 
@@ -61,6 +64,7 @@ export class EchoProxy {
   private readonly maxFlows: number;
   private readonly idleMs: number;
   private readonly mapGateway: boolean;
+  private readonly fence: Fence | undefined;
   private readonly log: Log;
   private warned = false;
   /** Packets for the guest are built here whole, then copied (and fragmented) by the stack. */
@@ -75,6 +79,7 @@ export class EchoProxy {
     this.idleMs = opts.idleMs ?? 60_000;
     this.flows = new FlowTable<Flow>(this.maxFlows, this.idleMs);
     this.mapGateway = opts.mapGateway ?? true;
+    this.fence = opts.fence;
     this.log = opts.log ?? silentLog;
   }
 
@@ -84,9 +89,10 @@ export class EchoProxy {
     const target = this.targetFor(r, dst);
     if (!target) return false; // ours and not mapped: the stack's own reply
     this.stats.requests++;
+    if (!r.toUs && fenced(this.stack, this.fence, r.family, r.packet, r.srcOffset, r.dstOffset, this.buf)) return true;
     const flow = this.flowFor(r, dst, target);
     if (!flow) return true; // no echo socket: unanswered, never faked
-    flow.lastUse = this.stack.now();
+    this.flows.touch(flow, this.stack.now());
     const rc = flow.socket.send(target, r.seq, r.data, Math.max(1, r.ttl - 1));
     // Refused at once by the host: the same ICMP error an error-queue entry would give.
     if (rc < 0) this.onError(flow, refusedSend(-rc), r.seq, r.data);
@@ -158,7 +164,7 @@ export class EchoProxy {
   /** A real reply: back to the guest from the address it pinged, one hop older. */
   private onReply(f: Flow, _from: Uint8Array, seq: number, data: Uint8Array, ttl: number): void {
     if (!this.flows.has(f)) return;
-    f.lastUse = this.stack.now();
+    this.flows.touch(f, this.stack.now());
     this.stats.replies++;
     const hops = ttl > 1 ? ttl - 1 : 64;
     const b = this.buf;

@@ -3,6 +3,8 @@
 // flow's datagrams.
 import type { Stack } from '../iface/stack.js';
 import { IPV6_HEADER_LEN, IpProtocol, emitIcmpv4Error, emitIcmpv6Error, emitIpv4Header, emitIpv6Header, ipv4Read } from '../wire/index.js';
+import type { Fence } from './fence.js';
+import { Errno, refusedSend, translateError } from './icmp-errors.js';
 import type { GuestError, HostError } from './icmp-errors.js';
 
 export interface FlowBase {
@@ -12,6 +14,8 @@ export interface FlowBase {
 }
 
 export class FlowTable<F extends FlowBase> {
+  /** In least-recently-used order (a Map keeps insertion order; touch() re-inserts): the first
+   *  flow is the one to expire or evict next, so neither needs a walk over the table. */
   private readonly flows = new Map<string, F>();
 
   constructor(
@@ -32,11 +36,18 @@ export class FlowTable<F extends FlowBase> {
     return this.flows.get(f.key) === f;
   }
 
+  /** Marks `f` used at `now`: it moves to the end of the expiry order. */
+  touch(f: F, now: number): void {
+    f.lastUse = now;
+    if (this.flows.get(f.key) !== f) return;
+    this.flows.delete(f.key);
+    this.flows.set(f.key, f);
+  }
+
   /** Makes room for one more flow (closing the least recently used when full). */
   reserve(): void {
     if (this.flows.size < this.maxFlows) return;
-    let oldest: F | undefined;
-    for (const f of this.flows.values()) if (!oldest || f.lastUse < oldest.lastUse) oldest = f;
+    const oldest = this.flows.values().next().value;
     if (oldest) this.close(oldest);
   }
 
@@ -49,15 +60,18 @@ export class FlowTable<F extends FlowBase> {
     this.flows.delete(f.key);
   }
 
-  /** Closes flows idle for idleMs. */
+  /** Closes flows idle for idleMs (the oldest first; a bounded number per call). */
   poll(now: number): void {
-    for (const f of [...this.flows.values()]) if (now - f.lastUse >= this.idleMs) this.close(f);
+    for (let n = 0; n < 1024; n++) {
+      const f = this.flows.values().next().value;
+      if (!f || now - f.lastUse < this.idleMs) return;
+      this.close(f);
+    }
   }
 
   pollAt(): number {
-    let at = Infinity;
-    for (const f of this.flows.values()) at = Math.min(at, f.lastUse + this.idleMs);
-    return at;
+    const f = this.flows.values().next().value;
+    return f ? f.lastUse + this.idleMs : Infinity;
   }
 
   closeAll(): void {
@@ -86,4 +100,19 @@ export function sendGuestError(stack: Stack, family: 4 | 6, g: GuestError, e: Ho
     emitIpv6Header(buf, 0, { src: from, dst: guest, nextHeader: IpProtocol.ICMPV6, hopLimit: 64, payloadLength: n });
     stack.ipv6.sendToGuest(buf.subarray(0, IPV6_HEADER_LEN + n));
   }
+}
+
+/**
+ * Whether the guest's datagram to `dst` (at `dstOff` of `packet`) is fenced; if so it is answered
+ * with "communication administratively prohibited" from the gateway (what a host firewall's EACCES
+ * becomes), quoting `packet`, within the fence's error rate.
+ */
+export function fenced(stack: Stack, fence: Fence | undefined, family: 4 | 6, packet: Uint8Array, srcOff: number, dstOff: number, buf: Uint8Array): boolean {
+  if (!fence?.check(family, packet, dstOff)) return false;
+  if (!fence.mayAnswer()) return true;
+  const e = refusedSend(Errno.EACCES);
+  const g = translateError(family, e)!;
+  const guest = packet.subarray(srcOff, srcOff + (family === 4 ? 4 : 16));
+  sendGuestError(stack, family, g, e, guest, packet.subarray(0, family === 4 ? QUOTE4_MAX : QUOTE6_MAX), buf);
+  return true;
 }

@@ -20,7 +20,8 @@ import {
   toHex,
 } from '../wire/index.js';
 import type { HostUdp, UdpSocket } from './host.js';
-import { FlowTable, sendGuestError } from './flows.js';
+import type { Fence } from './fence.js';
+import { FlowTable, fenced, sendGuestError } from './flows.js';
 import { refusedSend, translateError } from './icmp-errors.js';
 import type { HostError } from './icmp-errors.js';
 
@@ -29,6 +30,8 @@ export interface UdpNatOptions {
   idleMs?: number;
   /** Datagrams to the gateway addresses reach the host's loopback (slirp's behaviour). */
   mapGateway?: boolean;
+  /** Destinations the guest may not reach (answered with admin prohibited). */
+  fence?: Fence;
   log?: Log;
 }
 
@@ -58,7 +61,7 @@ export class UdpNat {
   constructor(
     private readonly stack: Stack,
     private readonly host: HostUdp,
-    opts: UdpNatOptions = {},
+    private readonly opts: UdpNatOptions = {},
   ) {
     this.maxFlows = opts.maxFlows ?? 4096;
     this.idleMs = opts.idleMs ?? 120_000;
@@ -82,9 +85,9 @@ export class UdpNat {
     const dst = packet.subarray(dstOff, dstOff + alen);
     const guestPort = (packet[udpOff]! << 8) | packet[udpOff + 1]!;
     const dstPort = (packet[udpOff + 2]! << 8) | packet[udpOff + 3]!;
-    const flow = this.flowFor(family, guest, guestPort, dst, dstPort);
+    const flow = this.flowFor(family, guest, guestPort, dst, dstPort, packet, srcOff, dstOff);
     if (!flow) return;
-    flow.lastUse = this.stack.now();
+    this.flows.touch(flow, this.stack.now());
     this.stats.datagramsOut++;
     const payload = packet.subarray(udpOff + UDP_HEADER_LEN, udpOff + udpLen);
     const rc = flow.socket.send(payload, Math.max(1, ttl - 1));
@@ -107,12 +110,14 @@ export class UdpNat {
     return this.mapGateway ? (family === 4 ? LOOPBACK4 : LOOPBACK6) : undefined;
   }
 
-  private flowFor(family: 4 | 6, guest: Uint8Array, guestPort: number, dst: Uint8Array, dstPort: number): Flow | undefined {
+  private flowFor(family: 4 | 6, guest: Uint8Array, guestPort: number, dst: Uint8Array, dstPort: number, packet: Uint8Array, srcOff: number, dstOff: number): Flow | undefined {
     const key = `${family}|${toHex(guest)}|${guestPort}|${toHex(dst)}|${dstPort}`;
     const known = this.flows.get(key);
     if (known) return known;
     const target = this.target(family, dst);
     if (!target) return undefined;
+    // The gateway's mapping to loopback is ours to make; any other destination passes the fence.
+    if (target === dst && fenced(this.stack, this.opts.fence, family, packet, srcOff, dstOff, this.buf)) return undefined;
     this.flows.reserve();
     const flow: Partial<Flow> = { key, family, guest: guest.slice(), guestPort, dst: dst.slice(), dstPort };
     try {
@@ -157,7 +162,7 @@ export class UdpNat {
   /** An answer from the peer: a datagram from dst:dstPort to the guest's port. */
   private input(f: Flow, data: Uint8Array): void {
     if (!this.flows.has(f)) return;
-    f.lastUse = this.stack.now();
+    this.flows.touch(f, this.stack.now());
     const b = this.buf;
     const ipLen = f.family === 4 ? 20 : IPV6_HEADER_LEN;
     const n = ipLen + UDP_HEADER_LEN + data.length;

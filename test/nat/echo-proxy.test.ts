@@ -5,6 +5,7 @@ import t from 'tap';
 import { silentLog } from '../../src/iface/log.js';
 import type { EchoSocketEvents, HostNet } from '../../src/nat/host.js';
 import { EchoProxy } from '../../src/nat/echo-proxy.js';
+import { Fence } from '../../src/nat/fence.js';
 import { ErrOrigin, Errno } from '../../src/nat/icmp-errors.js';
 import { Icmpv4Packet, Ipv4Packet, bytesEqual, ipv4 } from '../../src/wire/index.js';
 import { makeStack } from '../support/frame-device.js';
@@ -182,4 +183,20 @@ t.test('IPv6: requests leave with hop limit - 1; replies and errors come back', 
   t.equal(eicmp.type, 3);
   t.ok(eicmp.verifyChecksum(e!, eip.srcOffset, e!, eip.dstOffset));
   t.equal(new Icmpv6Packet().at(e!, 54 + 8 + 40, 8).ident, 0x4444, 'quoted request carries the guest identifier');
+});
+
+t.test('pings to fenced destinations get admin prohibited; none leaves the host', async (t) => {
+  const env = makeStack({ ipv6: undefined });
+  const host = new FakeHost();
+  const fence = new Fence();
+  const proxy = new EchoProxy(env.stack, host, { fence });
+  env.stack.echoHandler = proxy.handle;
+  env.inject(arpRequest(GW_IP));
+  const [e] = env.inject(echoRequest(1, 1, Uint8Array.of(1, 2), { dst: ipv4(127, 0, 0, 1) }));
+  const ip = new Ipv4Packet().at(e!, 14, e!.length - 14);
+  const icmp = new Icmpv4Packet().at(e!, ip.payloadOffset, ip.payloadLength);
+  t.same([ip.src, icmp.type, icmp.code], [GW_IP, 3, 13]);
+  t.same(host.sent, [], 'not sent');
+  env.inject(echoRequest(1, 2, Uint8Array.of(1, 2), { dst: GW_IP }));
+  t.same(host.sent[0]?.dst, [127, 0, 0, 1], 'the gateway still maps to loopback');
 });

@@ -3,6 +3,7 @@
 import t from 'tap';
 import type { HostUdp, UdpSocketEvents } from '../../src/nat/host.js';
 import { ErrOrigin } from '../../src/nat/icmp-errors.js';
+import { Fence } from '../../src/nat/fence.js';
 import { UdpNat } from '../../src/nat/udp-nat.js';
 import { Icmpv4Packet, IpProtocol, Ipv4Packet, UdpDatagram, ipv4 } from '../../src/wire/index.js';
 import { makeStack } from '../support/frame-device.js';
@@ -96,5 +97,39 @@ t.test('idle expiry and the flow bound', async (t) => {
   t.ok(host.sockets[0]!.closed, 'the least recently used flow closed');
   clock.advance(5000);
   nat.poll(clock.now());
+  t.equal(nat.flowCount, 0);
+});
+
+t.test('fenced destinations: admin prohibited from the gateway, no host socket; the gateway mapping still works', async (t) => {
+  const fence = new Fence({ denyHost: true, hostAddresses: () => [Uint8Array.of(192, 0, 2, 77)] });
+  const { inject, host, nat } = setup({ fence });
+  for (const dst of [ipv4(127, 0, 0, 1), ipv4(0, 0, 0, 0), ipv4(192, 0, 2, 77)]) {
+    const [e] = inject(udpFrame(40000, 53, Uint8Array.of(1), { dst }));
+    t.ok(e, 'answered');
+    const ip = new Ipv4Packet().at(e!, 14, e!.length - 14);
+    t.equal(ip.src, GW_IP, 'from the gateway');
+    const icmp = new Icmpv4Packet().at(e!, ip.payloadOffset, ip.payloadLength);
+    t.same([icmp.type, icmp.code], [3, 13], 'communication administratively prohibited');
+  }
+  t.equal(host.sockets.length, 0, 'no host socket');
+  t.same([fence.stats.loopback, fence.stats.unspecified, fence.stats.host], [1, 1, 1]);
+  inject(udpFrame(40000, 5000, Uint8Array.of(1), { dst: GW_IP }));
+  t.same(host.sockets[0]!.dst, [127, 0, 0, 1], 'the gateway still maps to loopback');
+  void nat;
+});
+
+t.test('idle flows expire oldest first; a used flow moves to the back', async (t) => {
+  const { inject, host, nat, clock } = setup({ idleMs: 1000, maxFlows: 2 });
+  const t0 = clock.t;
+  inject(udpFrame(40000, 53, Uint8Array.of(1), { dst: FAR }));
+  clock.advance(100);
+  inject(udpFrame(40001, 53, Uint8Array.of(1), { dst: FAR }));
+  clock.advance(100);
+  inject(udpFrame(40000, 53, Uint8Array.of(2), { dst: FAR })); // the first is used again
+  inject(udpFrame(40002, 53, Uint8Array.of(1), { dst: FAR })); // full: the least recently used goes
+  t.same(host.sockets.map((s) => s.closed), [false, true, false], 'the second flow was the least recently used');
+  t.equal(nat.pollAt(), t0 + 200 + 1000);
+  clock.advance(1000);
+  nat.poll(clock.t);
   t.equal(nat.flowCount, 0);
 });
