@@ -10,6 +10,10 @@
 
 #include "common.h"
 
+namespace hn {
+void InitConfine(Napi::Env env, Napi::Object exports);  // confine.cc
+}  // namespace hn
+
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -32,6 +36,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("SO_EE_ORIGIN_ICMP", Napi::Number::New(env, SO_EE_ORIGIN_ICMP));
   exports.Set("SO_EE_ORIGIN_ICMP6", Napi::Number::New(env, SO_EE_ORIGIN_ICMP6));
   hn::InitSockets(env, exports);
+  hn::InitConfine(env, exports);
   return exports;
 }
 
