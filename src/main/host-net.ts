@@ -32,7 +32,11 @@ const ICMP_ECHO = { 4: { request: 8, reply: 0 }, 6: { request: 128, reply: 129 }
 const MAX_ICMP = 65536;
 
 export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
-  readonly echoMode: 'ping' | 'raw' | 'none';
+  /** Which echo socket this process may open. It follows from the process's credentials, so
+   *  every instance shares it; reprobe() refreshes it after they change. */
+  get echoMode(): EchoMode {
+    return echoMode;
+  }
   /** Receive and send scratch, shared by all sockets (handlers run one at a time). */
   private readonly rx = new Uint8Array(MAX_ICMP);
   private readonly tx = new Uint8Array(MAX_ICMP);
@@ -44,7 +48,7 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
     log: Log,
     private readonly afterEvents: () => void = () => undefined,
   ) {
-    this.echoMode = probe();
+    echoMode = probe();
     if (this.echoMode === 'ping') log.info({ echo: 'ping socket' }, 'guest pings go out through unprivileged ICMP ping sockets');
     else if (this.echoMode === 'raw') log.info({ echo: 'raw socket' }, 'ping sockets are not permitted here; guest pings go out through raw ICMP sockets (CAP_NET_RAW)');
     else {
@@ -53,6 +57,13 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
         'no ICMP socket available: guest pings beyond the gateway will go unanswered. Fix: sysctl -w net.ipv4.ping_group_range="0 2147483647" (or give vunet CAP_NET_RAW)',
       );
     }
+  }
+
+  /** Probes again once the process's credentials changed (src/main/privileges.ts drops them
+   *  after start) and returns the mode every instance now uses. */
+  static reprobe(): EchoMode {
+    echoMode = probe();
+    return echoMode;
   }
 
   openEcho(family: Family, events: EchoSocketEvents): EchoSocket {
@@ -424,8 +435,11 @@ function isLocalAddress(addr: Uint8Array, family: Family): boolean {
   return false;
 }
 
+type EchoMode = 'ping' | 'raw' | 'none';
+let echoMode: EchoMode = 'none';
+
 /** Which echo socket this process may open: a ping socket, else a raw one, else none. */
-function probe(): 'ping' | 'raw' | 'none' {
+function probe(): EchoMode {
   for (const raw of [false, true]) {
     try {
       hostnet.close(hostnet.openIcmp(4, raw));
