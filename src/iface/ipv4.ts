@@ -11,6 +11,7 @@ import type { Stack } from './stack.js';
 import { EchoRequestSlot } from './echo.js';
 import { fragmentIpv4 } from './fragment.js';
 import { Reassembler } from './reassembly.js';
+import type { ReassemblyStats } from './reassembly.js';
 import { NeighborCache } from './neighbor.js';
 import { TokenBucket } from './rate-limit.js';
 import { MembershipReporter, QUERY_INTERVAL, Querier, ROBUSTNESS, recordEffect } from './multicast.js';
@@ -138,7 +139,7 @@ export class Ipv4Layer {
   private ipId = 0;
   private claims: AddressClaim[] = [];
   /** Fragments from the guest waiting for their datagram (RFC 791: 30 s, hence IPv4's timer). */
-  private readonly reassembler = new Reassembler(4, { timeoutMs: 30_000, headroom: LINK_HEADROOM });
+  private readonly reassembler: Reassembler;
   private readonly errBuf = new Uint8Array(576);
   /** The IP part of the stack's output frame. */
   private readonly outIp: Uint8Array;
@@ -170,6 +171,7 @@ export class Ipv4Layer {
     this.icmpLimiter = new TokenBucket(icmpRate, icmpBurst, s.now());
     this.fragScratch = new Uint8Array(s.config.mtu);
     this.outIp = s.out.subarray(ETHERNET_HEADER_LEN);
+    this.reassembler = new Reassembler(4, { timeoutMs: 30_000, headroom: LINK_HEADROOM, memory: s.memory.account('reassembly') });
     this.neighbors = new NeighborCache<number>(
       {
         solicit: (ip, mac) => this.sendArp(ArpOp.REQUEST, s.config.ipv4.gateway, mac ?? MAC_BROADCAST, ip, mac ?? ZERO_MAC),
@@ -180,7 +182,7 @@ export class Ipv4Layer {
           for (const p of queued) this.unreachable(p.bytes, p.tag, ip);
         },
       },
-      { random: s.random },
+      { random: s.random, memory: s.memory.account('neighbors') },
     );
     const event = (name: string, detail?: object): void => s.note(`igmp.${name}`, detail);
     this.reporter = new MembershipReporter(
@@ -192,6 +194,11 @@ export class Ipv4Layer {
       s.random,
     );
     this.querier = new Querier({ sendQuery: (group, maxRespMs) => this.sendIgmpQuery(group, maxRespMs) }, groupBytes(s.config.ipv4.gateway), event);
+  }
+
+  /** Counters of the reassembly of the guest's fragments (status). */
+  get reassemblyStats(): Readonly<ReassemblyStats> {
+    return this.reassembler.stats;
   }
 
   onUdp(port: number, handler: UdpV4Handler): void {

@@ -11,6 +11,7 @@ import { LINK_HEADROOM, REASSEMBLED, placePacket, reassembledFrame } from './lin
 import { EchoRequestSlot } from './echo.js';
 import { fragmentIpv6 } from './fragment.js';
 import { Reassembler } from './reassembly.js';
+import type { ReassemblyStats } from './reassembly.js';
 import { NeighborCache, ipv6Key, ipv6KeyBytes } from './neighbor.js';
 import { TokenBucket } from './rate-limit.js';
 import { MembershipReporter, QUERY_INTERVAL, Querier, ROBUSTNESS, recordEffect } from './multicast.js';
@@ -155,7 +156,7 @@ export class Ipv6Layer {
   private fragIdent = 0;
   private big: Uint8Array | undefined;
   /** Fragments from the guest waiting for their datagram (RFC 8200 §4.5: 60 s). */
-  private readonly reassembler = new Reassembler(6, { timeoutMs: 60_000, headroom: LINK_HEADROOM });
+  private readonly reassembler: Reassembler;
   private readonly errBuf = new Uint8Array(IPV6_MIN_MTU);
   private readonly eth = new EthernetFrame();
   private readonly fragScratch: Uint8Array;
@@ -188,6 +189,7 @@ export class Ipv6Layer {
     this.icmpLimiter = new TokenBucket(icmpRate, icmpBurst, s.now());
     this.fragScratch = new Uint8Array(s.config.mtu);
     this.fragIdent = Math.floor(s.random() * 0x1_0000_0000);
+    this.reassembler = new Reassembler(6, { timeoutMs: 60_000, headroom: LINK_HEADROOM, memory: s.memory.account('reassembly') });
     this.neighbors = new NeighborCache<string>(
       {
         solicit: (key, mac) => this.sendSolicitation(ipv6KeyBytes(key), mac),
@@ -198,7 +200,7 @@ export class Ipv6Layer {
           for (const p of queued) this.unreachable(p.bytes, p.tag instanceof Forwarded ? p.tag.tag : p.tag, ipv6KeyBytes(key));
         },
       },
-      { random: s.random },
+      { random: s.random, memory: s.memory.account('neighbors') },
     );
     this.addresses = [LINK_LOCAL_ADDRESS, config.gateway, config.dns].map((addr) => {
       const group = new Uint8Array(16);
@@ -216,6 +218,11 @@ export class Ipv6Layer {
     );
     const event = (name: string, detail?: object): void => s.note(`mld.${name}`, detail);
     this.querier = new Querier({ sendQuery: (group, maxRespMs) => this.sendMldQuery(group, maxRespMs) }, LINK_LOCAL_ADDRESS, event);
+  }
+
+  /** Counters of the reassembly of the guest's fragments (status). */
+  get reassemblyStats(): Readonly<ReassemblyStats> {
+    return this.reassembler.stats;
   }
 
   onUdp(port: number, handler: UdpV6Handler): void {

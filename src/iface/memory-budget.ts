@@ -112,8 +112,3 @@ export class MemoryAccount {
     return false;
   }
 }
-
-/** A budget without a limit, for users built without one (tests, embedders). */
-export function unlimitedAccount(name: string): MemoryAccount {
-  return new MemoryBudget(Number.MAX_SAFE_INTEGER).account(name);
-}

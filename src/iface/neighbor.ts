@@ -20,6 +20,7 @@
 // decides each edge; each input (resolve, confirm, learn, upperLayerConfirm, poll) is a switch on
 // the current state that picks the edge. Hooks run once the cache has settled, in order, so a
 // hook sees a consistent cache and may call back into it.
+import type { MemoryAccount } from './memory-budget.js';
 import { get16, set16 } from '../wire/bytes.js';
 
 /** RFC 4861 §7.3.2. The values are the RFC's names (status output, logs). */
@@ -66,6 +67,9 @@ export interface NeighborOptions {
   maxQueuedPerEntry?: number;
   /** Bytes queued across all entries (default 1 MiB). */
   maxQueuedBytes?: number;
+  /** The memory budget queued packets are held in (besides maxQueuedBytes): refused, the oldest
+   *  queued packet anywhere goes, and at last the new one. */
+  memory?: MemoryAccount;
   /** BaseReachableTime (REACHABLE_TIME, 30 s). */
   baseReachableTimeMs?: number;
   /** RetransTimer (RETRANS_TIMER, 1 s): spacing of solicitations, at most one per neighbour. */
@@ -148,7 +152,8 @@ type Effect<K> =
 export class NeighborCache<K extends number | string> {
   readonly stats: NeighborStats = { solicits: 0, resolved: 0, failed: 0, unreachable: 0, collected: 0, evicted: 0, queuedDropped: 0 };
   private readonly table = new Map<K, Entry<K>>();
-  private readonly o: Required<NeighborOptions>;
+  private readonly o: Required<Omit<NeighborOptions, 'memory'>>;
+  private readonly memory: MemoryAccount | undefined;
   private incomplete = 0;
   private queuedTotal = 0;
   private seq = 0;
@@ -179,6 +184,7 @@ export class NeighborCache<K extends number | string> {
       staleTimeoutMs: opts.staleTimeoutMs ?? 10 * 60_000,
       random: opts.random ?? Math.random,
     };
+    this.memory = opts.memory;
     for (const k of ['maxEntries', 'maxIncomplete', 'maxQueuedPerEntry', 'maxQueuedBytes', 'maxMulticastSolicit', 'maxUnicastSolicit'] as const) {
       if (!Number.isInteger(this.o[k]) || this.o[k] < 1) throw new RangeError(`NeighborCache: ${k} must be a positive integer`);
     }
@@ -516,19 +522,28 @@ export class NeighborCache<K extends number | string> {
       return;
     }
     if (e.queue.length >= this.o.maxQueuedPerEntry) this.dropOldest(e);
-    while (this.queuedTotal + n > this.o.maxQueuedBytes) {
+    for (;;) {
+      if (this.queuedTotal + n <= this.o.maxQueuedBytes && (!this.memory || this.memory.take(n))) break;
       const from = this.oldestQueue();
-      if (from === undefined) break;
+      if (from === undefined) {
+        this.stats.queuedDropped++;
+        return;
+      }
       this.dropOldest(from);
     }
     e.queue.push({ bytes: packet.slice(), tag, seq: this.seq++ });
     this.queuedTotal += n;
   }
 
+  private unqueued(n: number): void {
+    this.queuedTotal -= n;
+    this.memory?.give(n);
+  }
+
   private dropOldest(e: Entry<K>): void {
     const p = e.queue.shift();
     if (p === undefined) return;
-    this.queuedTotal -= p.bytes.length;
+    this.unqueued(p.bytes.length);
     this.stats.queuedDropped++;
   }
 
@@ -545,7 +560,7 @@ export class NeighborCache<K extends number | string> {
   private takeQueue(e: Entry<K>): Queued[] {
     const q = e.queue;
     e.queue = [];
-    for (const p of q) this.queuedTotal -= p.bytes.length;
+    for (const p of q) this.unqueued(p.bytes.length);
     return q;
   }
 

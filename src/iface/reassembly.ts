@@ -19,6 +19,7 @@
 // order (the clock never goes backwards): the insertion-ordered set is both the eviction queue and
 // the timer queue, so pollAt() and each expiry or eviction are O(1).
 
+import type { MemoryAccount } from './memory-budget.js';
 import { get16, get8, set16, set8 } from '../wire/bytes.js';
 import { internetChecksum } from '../wire/checksum.js';
 import { IpProtocol } from '../wire/ip.js';
@@ -35,6 +36,8 @@ export interface ReassemblyOptions {
   maxDatagramBytes?: number;
   /** Datagrams in progress at once. Default 256. */
   maxDatagrams?: number;
+  /** The memory budget fragments are held in (besides maxBytes): refused, the oldest go. */
+  memory?: MemoryAccount;
   /**
    * Bytes left free in front of every packet add() returns (the packet is a view starting at this
    * offset of its buffer), so the caller can put a link header there without copying. Default 0.
@@ -136,6 +139,7 @@ export class Reassembler {
   private readonly maxPacket: number;
   private readonly maxDatagrams: number;
   private readonly headroom: number;
+  private readonly memory: MemoryAccount | undefined;
   private readonly buckets = new Map<number, Datagram[]>();
   /** Insertion order = creation order = deadline order. */
   private readonly order = new Set<Datagram>();
@@ -153,6 +157,7 @@ export class Reassembler {
     this.maxPacket = Math.min(opts.maxDatagramBytes ?? ceiling, ceiling);
     this.maxDatagrams = Math.max(1, opts.maxDatagrams ?? 256);
     this.headroom = Math.max(0, opts.headroom ?? 0);
+    this.memory = opts.memory;
     // IPv4: src, dst, protocol, pad, identification (RFC 791 §2.3). IPv6: src, dst, identification.
     this.keyScratch = new Uint8Array(family === 4 ? 12 : 36);
   }
@@ -209,6 +214,7 @@ export class Reassembler {
 
     if (d === undefined) {
       if (this.order.size >= this.maxDatagrams) this.evictOldest();
+      if (!this.charge(DATAGRAM_OVERHEAD)) return void this.stats.evictedForMemory++;
       d = {
         key: key.slice(),
         hash,
@@ -256,11 +262,13 @@ export class Reassembler {
       return void this.remove(d);
     }
 
-    // Room for it: the oldest datagrams go first, this one last of all.
-    while (this.bytesHeld + cost > this.maxBytes) {
+    // Room for it, under maxBytes and in the memory budget: the oldest datagrams go first, this
+    // one last of all.
+    for (;;) {
+      if (this.bytesHeld + cost <= this.maxBytes && this.charge(cost)) break;
       const oldest = this.oldest();
-      if (oldest === undefined) break;
       this.stats.evictedForMemory++;
+      if (oldest === undefined) return undefined;
       this.remove(oldest);
       if (oldest === d) return undefined;
     }
@@ -269,7 +277,6 @@ export class Reassembler {
     segs.splice(lo, 0, { start: f.start, end: f.end, packet: copy, dataOffset: f.dataOffset });
     d.received += f.end - f.start;
     d.cost += cost;
-    this.bytesHeld += cost;
 
     if (d.total < 0 || d.received !== d.total) return undefined;
     // Complete: segments are disjoint, within [0, total) and sum to total, so they tile it.
@@ -389,7 +396,13 @@ export class Reassembler {
     if (bucket === undefined) this.buckets.set(d.hash, [d]);
     else bucket.push(d);
     this.order.add(d);
-    this.bytesHeld += d.cost;
+  }
+
+  /** Counts `n` more bytes held (charged to the budget); false when the budget refuses. */
+  private charge(n: number): boolean {
+    if (this.memory && !this.memory.take(n)) return false;
+    this.bytesHeld += n;
+    return true;
   }
 
   private remove(d: Datagram): void {
@@ -401,6 +414,7 @@ export class Reassembler {
       if (bucket.length === 0) this.buckets.delete(d.hash);
     }
     this.bytesHeld -= d.cost;
+    this.memory?.give(d.cost);
   }
 
   private oldest(): Datagram | undefined {

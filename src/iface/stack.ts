@@ -9,6 +9,7 @@ import type { Log } from './log.js';
 import { silentLog } from './log.js';
 import type { StackConfig } from './config.js';
 import { Counters } from './counters.js';
+import { MemoryBudget } from './memory-budget.js';
 import type { EchoHandler } from './echo.js';
 import { Ipv4Layer } from './ipv4.js';
 import type { UdpV4Handler } from './ipv4.js';
@@ -38,6 +39,9 @@ export interface StackOptions {
   icmpBurst?: number;
   /** Wall-clock milliseconds since the Unix epoch (IPv4 timestamp options). Default Date.now. */
   wallClock?: () => number;
+  /** The memory budget fragments and packets waiting for ARP/NDP are held in (accounts
+   *  'reassembly' and 'neighbors'). Default: none (each keeps only its own bound). */
+  memory?: MemoryBudget;
 }
 
 export class Stack implements FrameSink {
@@ -72,6 +76,7 @@ export class Stack implements FrameSink {
   readonly wallClock: () => number;
   /** The output frame under construction: layers build a frame here, then transmit(length). */
   readonly out: Uint8Array;
+  readonly memory: MemoryBudget;
   private readonly clock: Clock;
   private readonly eth = new EthernetFrame();
 
@@ -85,6 +90,7 @@ export class Stack implements FrameSink {
     this.random = opts.random ?? Math.random;
     this.wallClock = opts.wallClock ?? Date.now;
     this.guestMac = config.guestMac;
+    this.memory = opts.memory ?? new MemoryBudget(Number.MAX_SAFE_INTEGER);
     this.out = new Uint8Array(ETHERNET_HEADER_LEN + config.mtu);
     const rate = opts.icmpRate ?? 1000;
     const burst = opts.icmpBurst ?? 50;

@@ -16,6 +16,7 @@
 import type { Logger, VhostUserDevice, VirtQueue } from 'vhost-user-ts';
 import { DescriptorChain, silentLogger } from 'vhost-user-ts';
 import type { FrameLink, FrameSink, RxMeta } from '../iface/link.js';
+import type { MemoryAccount } from '../iface/memory-budget.js';
 
 /** virtio-net feature bits (virtio 1.2 §5.1.3). */
 export const NetFeature = {
@@ -63,6 +64,8 @@ export interface NetDeviceOptions {
   backlogFrames?: number;
   /** ...and their total size (default 8 MiB). */
   backlogBytes?: number;
+  /** The memory budget the backlog is held in (besides backlogBytes). */
+  memory?: MemoryAccount;
   /** The guest's driver brought both queues up (true), or one went down (false). */
   onLinkChange?: (up: boolean) => void;
   /** A batch of guest frames was handed to the sink (the owner re-arms its timers here). */
@@ -161,6 +164,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
 
   disconnected(): void {
     this.backlog.length = 0;
+    this.opts.memory?.give(this.backlogSize);
     this.backlogSize = 0;
   }
 
@@ -291,7 +295,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       this.stats.rxDropped++;
       return false;
     }
-    if (this.backlog.length >= this.backlogFrames || this.backlogSize + frame.length > this.backlogBytes) {
+    if (this.backlog.length >= this.backlogFrames || this.backlogSize + frame.length > this.backlogBytes || this.opts.memory?.take(frame.length) === false) {
       this.stats.rxDropped++;
       return false;
     }
@@ -399,6 +403,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
         if (!this.writeFrame(rx, f)) break;
         this.backlog.shift();
         this.backlogSize -= f.length;
+        this.opts.memory?.give(f.length);
       }
       // What is left waits for more buffers than the guest has posted now.
       if (this.backlog.length === 0 || !rx.enableNotificationOnMore()) break;
