@@ -3,6 +3,7 @@
 // call back in, and random operation sequences that must keep the bounds.
 import fc from 'fast-check';
 import t from 'tap';
+import { MemoryBudget } from '../../src/iface/memory-budget.js';
 import { NeighborCache, NeighborState, ipv6Key, ipv6KeyBytes } from '../../src/iface/neighbor.js';
 import type { NeighborHooks, NeighborOptions, QueuedPacket } from '../../src/iface/neighbor.js';
 
@@ -647,4 +648,23 @@ t.test('random operations never throw, keep every bound, and account for every p
     { numRuns: 500 },
   );
   t.pass('bounds kept, packets accounted for');
+});
+
+t.test('queued packets are held in the memory budget: refused, the oldest anywhere goes, then the new one', async (t) => {
+  const budget = new MemoryBudget(100);
+  const memory = budget.account('neighbors');
+  const { cache, take } = rig({ memory });
+  t.equal(cache.resolve(1, 0, pkt(1, 40)), undefined);
+  t.equal(cache.resolve(2, 0, pkt(2, 40)), undefined);
+  t.equal(memory.used, 80);
+  cache.resolve(1, 0, pkt(3, 40));
+  t.equal(cache.stats.queuedDropped, 1, 'the oldest packet gave way');
+  t.equal(memory.used, 80);
+  cache.resolve(2, 0, pkt(4, 200));
+  t.equal(cache.stats.queuedDropped, 4, 'one that can never fit empties the queues and is dropped too');
+  t.equal(memory.used, 0);
+  take();
+  cache.resolve(1, 0, pkt(5, 10));
+  cache.confirm(1, MAC1, 1, { solicited: true, override: true });
+  t.equal(memory.used, 0, 'sent once resolved: given back');
 });

@@ -3,6 +3,7 @@
 // the memory ceiling; random fragmentations always reassemble and random bytes never throw.
 import fc from 'fast-check';
 import t from 'tap';
+import { MemoryBudget } from '../../src/iface/memory-budget.js';
 import { Reassembler } from '../../src/iface/reassembly.js';
 import type { Expired } from '../../src/iface/reassembly.js';
 import {
@@ -537,4 +538,21 @@ t.test('headroom: the whole datagram comes back with room in front of it', async
   t.equal(whole.byteOffset, 14);
   t.equal(whole.buffer.byteLength, 14 + 28);
   t.same(whole, p);
+});
+
+t.test('memory budget: fragments are held in it; refused, the oldest datagrams go; all given back', async (t) => {
+  // Room for one datagram of two fragments (3296 bytes with the bookkeeping), not for two first
+  // fragments (2 × 1692).
+  const budget = new MemoryBudget(3300);
+  const memory = budget.account('reassembly');
+  const r = v4({ memory });
+  const a = v4Fragments(payloadOf(3000), [1480], { id: 1 });
+  const b = v4Fragments(payloadOf(3000), [1480], { id: 2 });
+  t.equal(r.add(a[0]!, 0), undefined);
+  t.ok(memory.used > 1480 && memory.used === r.bytes, 'the first fragment is charged');
+  t.equal(r.add(b[0]!, 1), undefined);
+  t.equal(r.stats.evictedForMemory, 1, 'no room for two: the oldest datagram went');
+  t.equal(r.size, 1);
+  t.same(r.add(b[1]!, 2), v4Whole(payloadOf(3000), { id: 2 }), 'the newer one completes');
+  t.equal(memory.used, 0, 'nothing held, nothing charged');
 });
