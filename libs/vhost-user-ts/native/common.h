@@ -46,9 +46,30 @@ struct ByteRange {
 };
 bool ArgByteRange(const Napi::CallbackInfo& info, size_t index, ByteRange* out);
 
+// The SIGBUS guard (guard.cc): a fixed-size table of the address ranges mmap() made, and a
+// handler that repairs a fault inside one of them. An entry is named by its slot and a unique id,
+// so a stale entry (already removed, the slot reused) is never touched.
+struct GuardEntry {
+  int slot = -1;
+  uint64_t id = 0;
+};
+// Installs the process-wide SIGBUS handler (once). False, with errno set, if sigaction fails.
+bool GuardInstall();
+// Enters [base, base + length) in the table; faults there are repaired `granule` bytes at a time
+// (the page size, or the huge page size of a hugetlbfs file) and reported by writing 1 to
+// `wakeFd`. Returns an entry with slot -1 when the table is full.
+GuardEntry GuardAdd(void* base, size_t length, size_t granule, int wakeFd);
+// Removes an entry (before the range is unmapped). A stale entry is ignored.
+void GuardRemove(GuardEntry entry);
+// Faults repaired in the entry's range since the last call.
+uint32_t GuardTakeFaults(GuardEntry entry);
+// The eventfd the handler writes for mappings made in this environment (one per addon instance).
+int GuardWakeFd(Napi::Env env);
+
 // Registration of each part of the addon on the exports object.
-void InitIo(Napi::Env env, Napi::Object exports);       // io.cc: sockets, eventfd, memfd
-void InitMapping(Napi::Env env, Napi::Object exports);  // mapping.cc: mmap, munmap
+void InitIo(Napi::Env env, Napi::Object exports);       // io.cc: sockets, eventfd, memfd, fd kinds
+void InitMapping(Napi::Env env, Napi::Object exports);  // mapping.cc: mmap, munmap, seals
 void InitPoller(Napi::Env env, Napi::Object exports);   // poller.cc: Poller (uv_poll_t)
+void InitGuard(Napi::Env env, Napi::Object exports);    // guard.cc: the SIGBUS guard's eventfd
 
 }  // namespace vu

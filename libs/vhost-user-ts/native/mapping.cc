@@ -7,8 +7,14 @@
 // early: it detaches every chunk still alive (views over it drop to length 0) and only then
 // unmaps, so JS can never reach unmapped memory. The struct is freed when the last holder goes,
 // and `mapped` makes sure the memory is unmapped exactly once whichever path comes first.
+//
+// Every mapping is entered in the SIGBUS guard's table (guard.cc) while it is mapped, so a file
+// truncated under us costs the frontend its connection instead of killing the process.
+#include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,6 +32,7 @@ struct Mapping {
   bool mapped;
   int holds;                     // the mapping object (the builder, until it exists) + live chunks
   std::vector<napi_ref> chunks;  // weak references, so munmap can detach the chunks still alive
+  GuardEntry guard;              // slot -1: not guarded (the table was full)
 };
 
 // Node caps an external ArrayBuffer at 4 GiB (buffer.constants.MAX_LENGTH in Node 20).
@@ -38,6 +45,7 @@ constexpr napi_type_tag kMappingTag = {0x7668'6f73'742d'7573ULL, 0x6572'2d6d'6d6
 std::atomic<int64_t> liveMappings{0};
 
 void Unmap(Mapping* m) {
+  GuardRemove(m->guard);  // before munmap: the range may be reused at once
   munmap(m->base, m->length);
   m->mapped = false;
   liveMappings--;
@@ -103,18 +111,29 @@ const char* CheckGeometry(int64_t offset, int64_t length, int64_t chunkSize) {
 }
 
 // A regular file must cover the whole range: touching a page past its end raises SIGBUS, which
-// would kill the process on a frontend's bad region size.
-bool CheckFileCovers(Napi::Env env, int fd, int64_t offset, int64_t length) {
-  struct stat st;
-  if (fstat(fd, &st) < 0) {
+// (unguarded) would kill the process on a frontend's bad region size. Fills `st`.
+bool CheckFileCovers(Napi::Env env, int fd, int64_t offset, int64_t length, struct stat* st) {
+  if (fstat(fd, st) < 0) {
     ThrowErrno(env, errno, "fstat");
     return false;
   }
-  if (S_ISREG(st.st_mode) && offset + length > st.st_size) {
+  if (S_ISREG(st->st_mode) && offset + length > st->st_size) {
     ThrowErrno(env, EINVAL, "mmap", nullptr, "mapping extends past the end of the file");
     return false;
   }
   return true;
+}
+
+// The unit a fault is repaired in: a page, or for a hugetlbfs file its huge page size (which
+// fstat reports as st_blksize): a hugetlb mapping can only be split at huge page boundaries.
+size_t RepairGranule(int fd, const struct stat& st) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  struct statfs fs;
+  size_t block = static_cast<size_t>(st.st_blksize);
+  if (fstatfs(fd, &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC && block > page && (block & (block - 1)) == 0) {
+    return block;
+  }
+  return page;
 }
 
 // One external ArrayBuffer per chunkSize bytes (the last may be shorter), each holding `m`.
@@ -164,15 +183,19 @@ Napi::Value Mmap(const Napi::CallbackInfo& info) {
     ThrowErrno(env, EINVAL, "mmap", nullptr, problem);
     return env.Undefined();
   }
-  if (!CheckFileCovers(env, fd, offset, length)) return env.Undefined();
+  struct stat st;
+  if (!CheckFileCovers(env, fd, offset, length, &st)) return env.Undefined();
 
   void* base = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, offset);
   if (base == MAP_FAILED) {
     ThrowErrno(env, errno, "mmap");
     return env.Undefined();
   }
-  auto* m = new Mapping{static_cast<uint8_t*>(base), static_cast<size_t>(length), true, 1, {}};
+  auto* m = new Mapping{static_cast<uint8_t*>(base), static_cast<size_t>(length), true, 1, {}, {}};
   liveMappings++;
+  // Unguarded if the handler cannot be installed or the table is full: mappingGuarded() says so
+  // and the caller decides (an unsealed region is then refused).
+  if (GuardInstall()) m->guard = GuardAdd(base, m->length, RepairGranule(fd, st), GuardWakeFd(env));
 
   Napi::Array chunks = Napi::Array::New(env);
   Napi::Object result;
@@ -189,17 +212,55 @@ Napi::Value Mmap(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// munmap(mapping): detach every chunk, then unmap. Idempotent.
-Napi::Value Munmap(const Napi::CallbackInfo& info) {
+// The Mapping behind info[0], or nullptr with a TypeError pending.
+Mapping* ArgMapping(const Napi::CallbackInfo& info, const char* fn) {
   Napi::Env env = info.Env();
   void* data = nullptr;
   if (!info[0].IsObject() || !info[0].As<Napi::Object>().CheckTypeTag(&kMappingTag) ||
       napi_unwrap(env, info[0], &data) != napi_ok) {
-    Napi::TypeError::New(env, "munmap expects a mapping made by mmap()").ThrowAsJavaScriptException();
-    return env.Undefined();
+    Napi::TypeError::New(env, std::string(fn) + " expects a mapping made by mmap()").ThrowAsJavaScriptException();
+    return nullptr;
   }
-  UnmapNow(env, static_cast<Mapping*>(data));
-  return env.Undefined();
+  return static_cast<Mapping*>(data);
+}
+
+// munmap(mapping): detach every chunk, then unmap. Idempotent.
+Napi::Value Munmap(const Napi::CallbackInfo& info) {
+  Mapping* m = ArgMapping(info, "munmap");
+  if (m != nullptr) UnmapNow(info.Env(), m);
+  return info.Env().Undefined();
+}
+
+// mappingGuarded(mapping): whether a SIGBUS in it is repaired (false once unmapped).
+Napi::Value MappingGuarded(const Napi::CallbackInfo& info) {
+  Mapping* m = ArgMapping(info, "mappingGuarded");
+  if (m == nullptr) return info.Env().Undefined();
+  return Napi::Boolean::New(info.Env(), m->mapped && m->guard.slot >= 0);
+}
+
+// mappingFaults(mapping): SIGBUS faults repaired in it since the last call.
+Napi::Value MappingFaults(const Napi::CallbackInfo& info) {
+  Mapping* m = ArgMapping(info, "mappingFaults");
+  if (m == nullptr) return info.Env().Undefined();
+  return Napi::Number::New(info.Env(), m->mapped ? GuardTakeFaults(m->guard) : 0);
+}
+
+// sealShrink(fd): 0 when the file is sealed against shrinking (it was, or the seal was added
+// now), else -errno: -EPERM when sealing is not allowed (a memfd made without MFD_ALLOW_SEALING,
+// a tmpfs file, F_SEAL_SEAL already set), -EINVAL when the filesystem has no seals. See
+// memfd_create(2) and fcntl(2), "File Sealing". A sealed file can never be truncated under a
+// mapping of it, so that mapping can never raise SIGBUS for that reason.
+Napi::Value SealShrink(const Napi::CallbackInfo& info) {
+  int fd;
+  if (!ArgFd(info, 0, &fd)) return info.Env().Undefined();
+  int seals = fcntl(fd, F_GET_SEALS);
+  int result = 0;
+  if (seals < 0) {
+    result = -errno;
+  } else if ((seals & F_SEAL_SHRINK) == 0 && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0) {
+    result = -errno;
+  }
+  return Napi::Number::New(info.Env(), result);
 }
 
 Napi::Value LiveMappings(const Napi::CallbackInfo& info) {
@@ -212,6 +273,9 @@ void InitMapping(Napi::Env env, Napi::Object exports) {
   exports.Set("mmap", Napi::Function::New(env, Mmap, "mmap"));
   exports.Set("munmap", Napi::Function::New(env, Munmap, "munmap"));
   exports.Set("liveMappings", Napi::Function::New(env, LiveMappings, "liveMappings"));
+  exports.Set("mappingGuarded", Napi::Function::New(env, MappingGuarded, "mappingGuarded"));
+  exports.Set("mappingFaults", Napi::Function::New(env, MappingFaults, "mappingFaults"));
+  exports.Set("sealShrink", Napi::Function::New(env, SealShrink, "sealShrink"));
 }
 
 }  // namespace vu

@@ -11,6 +11,14 @@
 // forever); the native side keeps only a weak reference for fast access. While started, the
 // Poller pins its own JS object (ObjectWrap::Ref), as Node's handles do: an active poller keeps
 // firing even if JS dropped every reference to it. Stopped or closed, it can be collected.
+//
+// Hang-ups. uv_poll is level-triggered, and libuv turns a bare POLLHUP into "readable" (its epoll
+// loop merges the watched events into a lone EPOLLHUP or EPOLLERR so that the reader sees the
+// condition). A pipe whose writer has closed is readable forever, and a drain that reads 0 bytes
+// changes nothing: the callback would run again at once, a spinning core. So a draining poller
+// treats end of file, a read error other than EAGAIN and UV_DISCONNECT as final: it stops and
+// reports a negative status (UV_EOF, or -errno), as libuv itself does for POLLERR (UV_EBADF). A
+// poller that does not drain leaves reading to its owner, which sees the end of file itself.
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -43,7 +51,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
   void Deactivate();
   void CloseHandle();
   bool SameFile() const;
-  double DrainEventfd() const;
+  int Drain(int events, double* value) const;
 
   int fd_ = -1;
   dev_t dev_ = 0;  // identity of the file polled, to notice a closed or reused fd in start()
@@ -186,26 +194,43 @@ void Poller::OnPoll(uv_poll_t* poll, int status, int events) {
   if (handle->owner != nullptr) handle->owner->Dispatch(status, events);
 }
 
-// Reads the eventfd counter so the level-triggered poll does not fire again for the same kick;
-// 0 if there was nothing to read.
-double Poller::DrainEventfd() const {
-  uint64_t value;
-  ssize_t n = RetryEintr([&] { return read(fd_, &value, sizeof value); });
-  return n == sizeof value ? static_cast<double>(value) : 0;
+// Reads the eventfd counter so the level-triggered poll does not fire again for the same kick.
+// Returns 0 with *value the counter (0 if there was nothing to read: a spurious wake-up), or the
+// status that ends polling: UV_EOF at end of file (read() returned 0: a pipe without writers) or
+// on UV_DISCONNECT, -errno for a read error. A pipe (QEMU's event notifiers fall back to one
+// where eventfd is missing) may hand over fewer than 8 bytes: still a notification, value 1.
+int Poller::Drain(int events, double* value) const {
+  if ((events & UV_DISCONNECT) != 0) return UV_EOF;
+  if ((events & UV_READABLE) == 0) return 0;
+  uint64_t counter;
+  ssize_t n = RetryEintr([&] { return read(fd_, &counter, sizeof counter); });
+  if (n == sizeof counter) {
+    *value = static_cast<double>(counter);
+    return 0;
+  }
+  if (n > 0) {
+    *value = 1;
+    return 0;
+  }
+  if (n == 0) return UV_EOF;
+  return errno == EAGAIN ? 0 : -errno;
 }
 
 // Calls callback(status, events, value) from the loop. status < 0 is a libuv error (UV_EBADF for
-// POLLERR), after which the poller is stopped until start() is called again. MakeCallback runs
-// the nextTick and microtask queues afterwards, as for any Node I/O callback. The callback may
-// close() or stop() this Poller; nothing here touches the handle after the call.
+// POLLERR) or, for a draining poller, a hang-up (see the top of this file); either way the poller
+// is stopped until start() is called again. MakeCallback runs the nextTick and microtask queues
+// afterwards, as for any Node I/O callback. The callback may close() or stop() this Poller;
+// nothing here touches the handle after the call.
 void Poller::Dispatch(int status, int events) {
   Napi::Env env = Env();
   Napi::HandleScope scope(env);
   Napi::Object self = Value();  // pinned while active, so alive; from here the scope holds it
   Napi::Function callback = callback_.Value();
-  if (status < 0) Deactivate();  // on an error (POLLERR) libuv has stopped the handle itself
+  double value = 0;
+  if (drain_ && status == 0) status = Drain(events, &value);
+  // On an error (POLLERR) libuv has stopped the handle itself; a hang-up found by Drain stops it here.
+  if (status < 0) Deactivate();
   if (self.IsEmpty() || callback.IsEmpty()) return;
-  double value = drain_ && status == 0 && (events & UV_READABLE) != 0 ? DrainEventfd() : 0;
   callback.MakeCallback(self,
                         {Napi::Number::New(env, status), Napi::Number::New(env, events),
                          Napi::Number::New(env, value)},

@@ -13,6 +13,8 @@ export interface RecvResult {
   truncated: boolean;
 }
 
+export type MemfdSealing = 'sealed' | 'sealable' | 'unsealable';
+
 /** A shared mapping of a file (MAP_SHARED, PROT_READ|PROT_WRITE) cut into chunks of at most
  *  `chunkSize` bytes, each an external ArrayBuffer (Node caps one ArrayBuffer at 4 GiB). */
 export interface NativeMapping {
@@ -33,13 +35,21 @@ export interface NativePoller {
 export interface NativePollerConstructor {
   /** `callback(status, events)`: status is 0 or a negative libuv error; events is the ready set.
    *  With `drainEventfd` the addon reads the eventfd counter (non-blocking) before calling back, so
-   *  the level-triggered poll does not fire again; the value read is passed as the third argument. */
+   *  the level-triggered poll does not fire again; the value read is passed as the third argument.
+   *  A negative status stops the poller (until start() again): UV_EBADF for POLLERR, and for a
+   *  draining poller UV_EOF when the fd hung up (read returned 0, e.g. a pipe whose writer closed,
+   *  or POLL_DISCONNECT) or -errno when the read failed. Without that, such an fd would be
+   *  reported readable forever. */
   new (fd: number, callback: (status: number, events: number, value: number) => void, drainEventfd: boolean): NativePoller;
 }
 
 export interface NativeBinding {
   readonly POLL_READABLE: number;
   readonly POLL_WRITABLE: number;
+  /** UV_DISCONNECT (EPOLLRDHUP): for a draining Poller, ends polling like end of file. */
+  readonly POLL_DISCONNECT: number;
+  /** The (negative) status a draining Poller reports when its fd reached end of file. */
+  readonly UV_EOF: number;
   readonly EAGAIN: number;
   readonly EINTR: number;
   readonly EPIPE: number;
@@ -58,15 +68,30 @@ export interface NativeBinding {
   /** close(fd); 0 or -errno. */
   close(fd: number): number;
 
-  /** eventfd(initval, EFD_CLOEXEC|EFD_NONBLOCK). Throws. */
-  eventfd(initval: number): number;
+  /** eventfd(initval, EFD_CLOEXEC|EFD_NONBLOCK), with EFD_SEMAPHORE when asked (for tests of
+   *  what a hostile frontend could send). Throws. */
+  eventfd(initval: number, semaphore?: boolean): number;
   /** Reads and clears the counter: the value (> 0), or -errno (-EAGAIN when it was zero). */
   eventfdRead(fd: number): number;
   /** Adds `value` to the counter: 0 or -errno. */
   eventfdWrite(fd: number, value: number): number;
 
-  /** memfd_create(name, MFD_CLOEXEC) then ftruncate(size). Throws. For test frontends. */
-  memfdCreate(name: string, size: number): number;
+  /** memfd_create then ftruncate(size). Throws. For test frontends. `sealing` (default 'sealed')
+   *  is what QEMU's memory-backend-memfd does by default: MFD_ALLOW_SEALING, then F_SEAL_GROW |
+   *  F_SEAL_SHRINK | F_SEAL_SEAL. 'sealable': MFD_ALLOW_SEALING and no seal yet; 'unsealable':
+   *  without MFD_ALLOW_SEALING, so the file can never be sealed. */
+  memfdCreate(name: string, size: number, sealing?: MemfdSealing): number;
+  /** pipe2(O_NONBLOCK|O_CLOEXEC): [readFd, writeFd]. Throws. */
+  pipe(): [number, number];
+  /** What `fd` is: 'eventfd', 'eventfd-semaphore' (EFD_SEMAPHORE, where the kernel says so), another
+   *  anonymous inode by its /proc name ('anon_inode:[timerfd]'), or from fstat 'regular' (memfds,
+   *  tmpfs and hugetlbfs files too), 'fifo' (pipes), 'socket', 'directory', 'character', 'block',
+   *  'symlink', 'unknown'. Needs /proc. Throws (EBADF). */
+  fdKind(fd: number): string;
+  /** Seals the file against shrinking (fcntl F_ADD_SEALS F_SEAL_SHRINK) unless it already is:
+   *  0 when it is sealed now, else -errno (-EPERM: sealing not allowed, e.g. a memfd made
+   *  without MFD_ALLOW_SEALING or a tmpfs file; -EINVAL: the filesystem has no seals). */
+  sealShrink(fd: number): number;
   /** mmap(NULL, length, PROT_READ|PROT_WRITE, MAP_SHARED, fd, offset) cut into chunks. The fd
    *  may be closed afterwards. `offset` must be page aligned (EINVAL otherwise). Throws. */
   mmap(fd: number, offset: number, length: number, chunkSize: number): NativeMapping;
@@ -75,6 +100,15 @@ export interface NativeBinding {
 
   /** Number of live mappings made by mmap and not yet unmapped (for leak tests). */
   liveMappings(): number;
+
+  /** Whether a SIGBUS inside the mapping is repaired by the addon's guard: every mapping is, unless
+   *  the guard's fixed table (1024 entries) was full. A repaired fault maps a zero page over the
+   *  faulting page (the access completes), is counted on the mapping and wakes guardWakeFd(). */
+  mappingGuarded(mapping: NativeMapping): boolean;
+  /** SIGBUS faults repaired in the mapping since the last call. */
+  mappingFaults(mapping: NativeMapping): number;
+  /** The eventfd (owned by the addon) written once per repaired fault in a mapping of this thread. */
+  guardWakeFd(): number;
 
   Poller: NativePollerConstructor;
 }

@@ -3,7 +3,7 @@
 // leaks: fds (counted in /proc/self/fd) and mappings (liveMappings()), including through GC.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -521,14 +521,156 @@ t.test('Poller lifetime under GC', async (t) => {
   native.close(efd);
 });
 
+t.test('a draining Poller stops on a pipe whose writer closed (no spin)', async (t) => {
+  const [r, w] = native.pipe();
+  t.equal(fdFlags(r) & (O_NONBLOCK | O_CLOEXEC), O_NONBLOCK | O_CLOEXEC, 'pipe ends are non-blocking, close-on-exec');
+  const calls: [number, number, number][] = [];
+  const poller = new native.Poller(r, (status, events, value) => calls.push([status, events, value]), true);
+  poller.start(native.POLL_READABLE);
+  native.eventfdWrite(w, 1); // 8 bytes, as QEMU's pipe notifier writes
+  await until(() => calls.length === 1, 'notification');
+  t.same(calls[0], [0, native.POLL_READABLE, 1], 'a notification through a pipe');
+  native.close(w);
+  await until(() => calls.length === 2, 'hang-up');
+  const cpu = process.cpuUsage();
+  await sleep(300);
+  const used = process.cpuUsage(cpu);
+  t.same(calls[1], [native.UV_EOF, native.POLL_READABLE, 0], 'end of file reported once as UV_EOF');
+  t.equal(calls.length, 2, 'stopped: no further callback');
+  t.ok(used.user + used.system < 100_000, `no spin (${(used.user + used.system) / 1000} ms CPU in 300 ms)`);
+  poller.start(native.POLL_READABLE);
+  await until(() => calls.length === 3, 'hang-up after restart');
+  t.equal(calls[2]![0], native.UV_EOF, 'restarting reports it again, once');
+  poller.close();
+  native.close(r);
+});
+
+t.test('a draining Poller stops on UV_DISCONNECT and on read errors', async (t) => {
+  const p = socketPair();
+  const statuses: number[] = [];
+  const poller = new native.Poller(p.a, (status) => statuses.push(status), true);
+  poller.start(native.POLL_READABLE | native.POLL_DISCONNECT);
+  native.close(p.b);
+  await until(() => statuses.length > 0, 'disconnect');
+  await sleep(20);
+  t.same(statuses, [native.UV_EOF], 'peer gone: UV_EOF once');
+  poller.close();
+
+  // A listening socket is readable when a connection is pending, and read() fails on it.
+  const errors: number[] = [];
+  const lp = new native.Poller(p.listen, (status) => errors.push(status), true);
+  lp.start(native.POLL_READABLE);
+  const c = native.unixConnect(p.path);
+  await until(() => errors.length > 0, 'read error');
+  await sleep(20);
+  t.equal(errors.length, 1, 'reported once');
+  t.ok(errors[0]! < 0 && errors[0] !== native.UV_EOF, `a -errno status (${errors[0]})`);
+  lp.close();
+  for (const fd of [c, p.a, p.listen]) native.close(fd);
+});
+
+t.test('fdKind', async (t) => {
+  const efd = native.eventfd(0);
+  const sem = native.eventfd(0, true);
+  const mfd = native.memfdCreate('kind', 4096);
+  const [r, w] = native.pipe();
+  const p = socketPair();
+  const file = join(dir, 'kind-file');
+  const ffd = openSync(file, 'w');
+  const dfd = openSync(dir, 'r');
+  const nul = openSync('/dev/null', 'r');
+  t.equal(native.fdKind(efd), 'eventfd');
+  t.equal(native.fdKind(sem), 'eventfd-semaphore', 'EFD_SEMAPHORE is told apart (Linux >= 6.5)');
+  t.equal(native.fdKind(mfd), 'regular', 'a memfd is a regular file');
+  t.equal(native.fdKind(r), 'fifo');
+  t.equal(native.fdKind(w), 'fifo');
+  t.equal(native.fdKind(p.a), 'socket');
+  t.equal(native.fdKind(ffd), 'regular');
+  t.equal(native.fdKind(dfd), 'directory');
+  t.equal(native.fdKind(nul), 'character');
+  t.equal(native.fdKind(native.guardWakeFd()), 'eventfd');
+  for (const fd of [efd, sem, mfd, r, w]) native.close(fd);
+  for (const fd of [ffd, dfd, nul]) closeSync(fd);
+  p.closeAll();
+  t.throws(() => native.fdKind(efd), { code: 'EBADF' });
+});
+
+t.test('memfd sealing and sealShrink', async (t) => {
+  const sealed = native.memfdCreate('sealed', 8192);
+  t.equal(native.sealShrink(sealed), 0, "QEMU's default: sealed already");
+  t.throws(() => ftruncateSync(sealed, 4096), { code: 'EPERM' }, 'cannot shrink');
+  t.throws(() => ftruncateSync(sealed, 16384), { code: 'EPERM' }, 'cannot grow');
+
+  const sealable = native.memfdCreate('sealable', 8192, 'sealable');
+  ftruncateSync(sealable, 12288);
+  t.equal(native.sealShrink(sealable), 0, 'sealed now');
+  t.equal(native.sealShrink(sealable), 0, 'and again: already sealed');
+  t.throws(() => ftruncateSync(sealable, 4096), { code: 'EPERM' }, 'cannot shrink once sealed');
+  ftruncateSync(sealable, 16384); // growing is harmless and stays allowed
+
+  const unsealable = native.memfdCreate('unsealable', 8192, 'unsealable');
+  t.equal(native.sealShrink(unsealable), -1, '-EPERM without MFD_ALLOW_SEALING');
+  ftruncateSync(unsealable, 4096);
+
+  const ffd = openSync(join(dir, 'plain'), 'w+');
+  t.ok(native.sealShrink(ffd) < 0, 'a file on a filesystem without seals cannot be sealed');
+  closeSync(ffd);
+  t.throws(() => native.memfdCreate('x', 4096, 'maybe' as 'sealed'), RangeError);
+  for (const fd of [sealed, sealable, unsealable]) native.close(fd);
+});
+
+t.test('SIGBUS guard: a truncated mapping reads zeros and reports the fault', async (t) => {
+  const base = native.liveMappings();
+  const fd = native.memfdCreate('truncated', 64 * KiB, 'unsealable');
+  const m = native.mmap(fd, 0, 64 * KiB, 64 * KiB);
+  const other = native.mmap(fd, 0, 8 * KiB, 8 * KiB);
+  t.ok(native.mappingGuarded(m), 'guarded');
+  const bytes = new Uint8Array(chunk(m, 0));
+  bytes[100] = 1;
+  bytes[40 * KiB] = 2;
+  const wakes: number[] = [];
+  const poller = new native.Poller(native.guardWakeFd(), (_s, _e, v) => wakes.push(v), true);
+  poller.start(native.POLL_READABLE);
+
+  ftruncateSync(fd, 16 * KiB);
+  t.equal(bytes[100], 1, 'below the new end of file: still the file');
+  t.equal(bytes[40 * KiB], 0, 'past it: a zero page instead of SIGBUS');
+  bytes[40 * KiB + 1] = 7;
+  t.equal(bytes[40 * KiB + 1], 7, 'the zero page is writable (private): same page, no new fault');
+  t.equal(new DataView(chunk(m, 0)).getUint32(60 * KiB, true), 0, 'another page');
+  t.equal(native.mappingFaults(m), 2, 'two pages faulted');
+  t.equal(native.mappingFaults(m), 0, 'counts are taken');
+  t.equal(native.mappingFaults(other), 0, 'counted on the mapping that faulted');
+  await until(() => wakes.length > 0, 'wake-up');
+  t.equal(wakes.reduce((a, b) => a + b, 0), 2, 'the guard eventfd was written once per fault');
+
+  poller.close();
+  native.munmap(m);
+  native.munmap(other);
+  t.equal(native.mappingGuarded(m), false, 'not guarded once unmapped');
+  t.equal(native.liveMappings(), base);
+  native.close(fd);
+});
+
 /** ES module source that binds `n` to the addon. */
 const PRELUDE = `import { createRequire } from 'node:module'; const n = createRequire(import.meta.url)(${JSON.stringify(ADDON)});\n`;
 
 /** Runs an ES module in a fresh node with `n` bound to the addon. */
-function runChild(code: string): { status: number | null; stdout: string; stderr: string } {
+function runChild(code: string): { status: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', PRELUDE + code], { encoding: 'utf8', timeout: 20_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
+
+t.test('SIGBUS guard: a signal that is not a fault in our mappings keeps its default action', async (t) => {
+  const r = runChild(`
+    const fd = n.memfdCreate('guarded', 4096, 'unsealable');
+    n.mmap(fd, 0, 4096, 4096); // installs the handler
+    process.kill(process.pid, 'SIGBUS');
+    setTimeout(() => console.log('survived'), 200);
+  `);
+  t.equal(r.signal, 'SIGBUS', 'killed by SIGBUS as without the guard');
+  t.equal(r.stdout, '');
+});
 
 t.test('exceptions from a Poller callback are uncaught exceptions', async (t) => {
   const handled = runChild(`
