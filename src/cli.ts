@@ -5,6 +5,8 @@ import { SocketInUseError } from 'vhost-user-ts';
 import { createLogger } from './main/logger.js';
 import { HelpShown, UsageError, parseArgs } from './main/options.js';
 import { PcapError } from './main/pcap.js';
+import { PrivilegeError, applyPrivileges, planPrivileges } from './main/privileges.js';
+import type { PrivilegePlan } from './main/privileges.js';
 import type { VunetOptions } from './main/options.js';
 import { ForwardError, Vunet } from './main/vunet.js';
 import { formatIpv4, formatIpv6 } from './wire/index.js';
@@ -34,6 +36,13 @@ async function main(argv: string[]): Promise<number> {
     throw err;
   }
   const logger = createLogger(opts.logLevel);
+  let privileges: PrivilegePlan;
+  try {
+    privileges = planPrivileges(opts);
+  } catch (err) {
+    if (err instanceof PrivilegeError) return fail(err.message, 2);
+    throw err;
+  }
   let vunet: Vunet;
   try {
     vunet = await Vunet.start({
@@ -54,6 +63,12 @@ async function main(argv: string[]): Promise<number> {
       return fail(`cannot listen on ${opts.socketPath}: ${e.code} (check the directory exists and is writable)`, 1);
     }
     return fail(e.message, 1);
+  }
+  try {
+    applyPrivileges(privileges, { socketPath: opts.socketPath, logger, ...(opts.pcapFile ? { pcapFile: opts.pcapFile } : {}) });
+  } catch (err) {
+    await vunet.close();
+    return fail(`cannot drop privileges: ${err instanceof Error ? err.message : String(err)} (--no-sandbox runs without the sandbox)`, 1);
   }
   const c = opts.config;
   logger.info(

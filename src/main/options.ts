@@ -34,6 +34,10 @@
 //   addresses of that family only. Ranges are expanded into one PortForward per port, at most
 //   MAX_FORWARDS over both flags. The same host port may not be forwarded twice on overlapping
 //   addresses of one protocol (binding would fail).
+// - --runas USER[:GROUP] (names or numbers, each checked here for syntax only; the names are
+//   looked up in /etc/passwd and /etc/group at start by src/main/privileges.ts). It matters only
+//   when vunet starts as root (default user: nobody). --no-sandbox turns off the seccomp filter,
+//   Landlock and no_new_privs, for debugging; the switch away from root still happens.
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,6 +74,16 @@ export interface VunetOptions {
   /** Host ports forwarded to the guest (-t, -u): one entry per port, TCP entries first, each
    * protocol in the order given. */
   forwards: PortForward[];
+  /** --runas: who to become when started as root (undefined: nobody). */
+  runAs?: RunAsSpec;
+  /** False with --no-sandbox: no seccomp filter, Landlock or no_new_privs. */
+  sandbox: boolean;
+}
+
+/** --runas as written: a user (name or uid) and optionally a group (name or gid). */
+export interface RunAsSpec {
+  user: string | number;
+  group?: string | number;
 }
 
 /**
@@ -190,6 +204,10 @@ export function buildProgram(output: ProgramOutput = {}): Command {
     )
     .addOption(new Option('--no-map-gw', "don't forward connections to the gateway address to the host's loopback"))
     .addOption(
+      new Option('--runas <user>', 'started as root, become this user once the socket is open: NAME, UID, NAME:GROUP or UID:GID').default(undefined, 'nobody'),
+    )
+    .addOption(new Option('--no-sandbox', 'no seccomp filter, Landlock or no_new_privs (for debugging; root is still dropped)'))
+    .addOption(
       new Option(
         '-t, --tcp-forward <spec>',
         'forward a host TCP port to the guest: [ADDR:]HOSTPORT[:GUESTPORT], ports or ranges (8000-8010), ' +
@@ -280,8 +298,10 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}): 
     tcpTimeWaitMs: parseInteger('--tcp-time-wait', o.tcpTimeWait, 0, 240_000),
     mapGateway: o.mapGw,
     forwards: parseForwards(o.tcpForward, o.udpForward),
+    sandbox: o.sandbox,
   };
   if (o.pcap !== undefined) result.pcapFile = o.pcap;
+  if (o.runas !== undefined) result.runAs = parseRunAs(o.runas);
   return result;
 }
 
@@ -301,6 +321,8 @@ interface RawOptions {
   leaseTime: string;
   tcpForward: string[];
   udpForward: string[];
+  runas: string | undefined;
+  sandbox: boolean;
 }
 
 function fromCommander(err: unknown, program: Command): Error {
@@ -585,6 +607,33 @@ function parseForwardAddress(flag: string, text: string, spec: string, bracketed
   }
   const bytes = Uint8Array.from(addr.toByteArray());
   return { addr: bytes, family: bytes.length === 4 ? 4 : 6 };
+}
+
+// ---------- --runas ----------
+
+/** A user or group name as useradd accepts it (at most 32 characters, a trailing $ allowed). */
+const ACCOUNT_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,30}\$?$/;
+
+function parseRunAs(raw: string): RunAsSpec {
+  const bad = (why: string): UsageError =>
+    new UsageError(`--runas must be USER, UID, USER:GROUP or UID:GID such as nobody or 65534:65534 (got ${show(raw)}: ${why})`);
+  const parts = raw.split(':');
+  if (parts.length > 2) throw bad('more than one colon');
+  const account = (text: string, what: string): string | number => {
+    if (text === '') throw bad(`empty ${what}`);
+    if (/^[0-9]+$/.test(text)) {
+      const id = Number(text);
+      // (uid_t)-1 means "unchanged" to the kernel; 0 is root, which --runas exists to leave.
+      if (id > 4294967294) throw bad(`${what} ${text} is not a valid id`);
+      if (id === 0) throw bad(`${what} 0 is root: name an unprivileged one`);
+      return id;
+    }
+    if (!ACCOUNT_NAME.test(text)) throw bad(`"${text}" is not a ${what} name or number`);
+    if (text === 'root') throw bad(`${what} root: name an unprivileged one`);
+    return text;
+  };
+  const user = account(parts[0] ?? '', 'user');
+  return parts[1] === undefined ? { user } : { user, group: account(parts[1], 'group') };
 }
 
 const dedupe = (xs: string[]): string[] => [...new Set(xs)];

@@ -1,0 +1,284 @@
+// The privilege policy (src/main/privileges.ts): --runas parsing and resolution, the CAP_NET_RAW
+// decision from ping_group_range, and the whole thing end to end — the real vunet CLI started as
+// root, then /proc/PID/status read: not root, CAP_NET_RAW only when ping sockets cannot serve
+// the guest's pings, no_new_privs, seccomp; exec refused; still serving a frontend on its socket;
+// SIGTERM exits 0 and removes the socket. Nothing here sends a packet off this machine.
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import type { Test } from 'tap';
+import { TestFrontend } from 'vhost-user-ts/testing';
+import type { DriverQueue } from 'vhost-user-ts/testing';
+import { UsageError, parseArgs } from '../../src/main/options.js';
+import {
+  PrivilegeError,
+  decideEcho,
+  effectiveCapabilities,
+  parsePingGroupRange,
+  pingSocketsAllowed,
+  planPrivileges,
+  resolveRunAs,
+  whyCannotRemove,
+} from '../../src/main/privileges.js';
+import { NET_HDR_LEN } from '../../src/virtio/net-device.js';
+import { ArpOp, ArpPacket } from '../../src/wire/index.js';
+import { canUseNetns } from '../support/netns.js';
+import { GUEST_IP, GW_IP, arpRequest } from '../support/packets.js';
+
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'vunet.js');
+const SOCK = ['--socket', '/tmp/x.sock'];
+
+const PASSWD = [
+  'root:x:0:0:root:/root:/bin/bash',
+  'daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin',
+  'qemu:x:107:113::/var/lib/qemu:/usr/sbin/nologin',
+  'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin',
+  '',
+].join('\n');
+const GROUP = ['root:x:0:', 'kvm:x:104:qemu', 'qemu:x:113:', 'nogroup:x:65534:', ''].join('\n');
+
+t.test('--runas syntax (options)', async (t) => {
+  t.equal(parseArgs(SOCK).runAs, undefined, 'absent: undefined (nobody at start)');
+  t.equal(parseArgs(SOCK).sandbox, true, 'sandbox on by default');
+  t.equal(parseArgs([...SOCK, '--no-sandbox']).sandbox, false);
+  t.same(parseArgs([...SOCK, '--runas', 'qemu']).runAs, { user: 'qemu' });
+  t.same(parseArgs([...SOCK, '--runas', 'qemu:kvm']).runAs, { user: 'qemu', group: 'kvm' });
+  t.same(parseArgs([...SOCK, '--runas', '1000']).runAs, { user: 1000 });
+  t.same(parseArgs([...SOCK, '--runas', '1000:100']).runAs, { user: 1000, group: 100 });
+  t.same(parseArgs([...SOCK, '--runas', 'svc$']).runAs, { user: 'svc$' });
+  for (const bad of ['', 'a:b:c', ':100', 'qemu:', '0', '1000:0', 'root', 'qemu:root', '4294967295', 'bad name', '-x']) {
+    const err = t.throws(() => parseArgs([...SOCK, '--runas', bad])) as Error;
+    t.ok(err instanceof UsageError && /^--runas must be USER, UID, USER:GROUP or UID:GID/.test(err.message) && !err.message.includes('\n'), `${JSON.stringify(bad)}: ${err.message}`);
+  }
+});
+
+t.test('--runas resolution', async (t) => {
+  t.same(resolveRunAs(undefined, PASSWD, GROUP), { name: 'nobody', uid: 65534, gid: 65534 }, 'default: nobody');
+  t.same(resolveRunAs({ user: 'qemu' }, PASSWD, GROUP), { name: 'qemu', uid: 107, gid: 113 }, 'primary group');
+  t.same(resolveRunAs({ user: 'qemu', group: 'kvm' }, PASSWD, GROUP), { name: 'qemu', uid: 107, gid: 104 });
+  t.same(resolveRunAs({ user: 107 }, PASSWD, GROUP), { name: 'qemu', uid: 107, gid: 113 }, 'a listed uid takes its group');
+  t.same(resolveRunAs({ user: 5000 }, PASSWD, GROUP), { name: '5000', uid: 5000, gid: 5000 }, 'an unlisted uid: gid = uid');
+  t.same(resolveRunAs({ user: 5000, group: 6000 }, PASSWD, GROUP), { name: '5000', uid: 5000, gid: 6000 });
+  const missing = t.throws(() => resolveRunAs({ user: 'nosuch' }, PASSWD, GROUP)) as Error;
+  t.ok(missing instanceof PrivilegeError);
+  t.equal(missing.message, "--runas: no user 'nosuch' in /etc/passwd: pass --runas with an existing user, or numeric ids such as --runas 65534:65534");
+  t.throws(() => resolveRunAs({ user: 'qemu', group: 'nosuch' }, PASSWD, GROUP), /no group 'nosuch' in \/etc\/group/);
+  t.throws(() => resolveRunAs(undefined, 'root:x:0:0::/:/bin/sh\n', ''), /switches to user nobody, which does not exist here: pass --runas/);
+  t.throws(() => resolveRunAs({ user: 'daemon', group: 'root' }, PASSWD, GROUP), /is root \(gid 0\)/, 'group root refused');
+});
+
+t.test('ping sockets and the CAP_NET_RAW decision', async (t) => {
+  t.same(parsePingGroupRange('1\t0\n'), [1, 0]);
+  t.same(parsePingGroupRange('0\t2147483647\n'), [0, 2147483647]);
+  t.equal(parsePingGroupRange(undefined), undefined);
+  t.equal(parsePingGroupRange('garbage'), undefined);
+  t.notOk(pingSocketsAllowed([1, 0], [65534]), '"1 0" (the kernel default): nobody may');
+  t.ok(pingSocketsAllowed([0, 2147483647], [65534]));
+  t.ok(pingSocketsAllowed([100, 200], [5, 150]), 'a supplementary group counts');
+  t.notOk(pingSocketsAllowed([0, 0], [65534]), 'root only');
+  t.notOk(pingSocketsAllowed(undefined, [0]));
+
+  t.same(decideEcho([1, 0], [65534], true), { echoMode: 'raw', keepNetRaw: true }, 'no ping sockets, CAP_NET_RAW held: keep it');
+  t.same(decideEcho([1, 0], [65534], false), { echoMode: 'none', keepNetRaw: false }, 'no ping sockets, no CAP_NET_RAW: none');
+  t.same(decideEcho([0, 2147483647], [65534], true), { echoMode: 'ping', keepNetRaw: false }, 'ping sockets: keep nothing');
+  t.same(decideEcho([0, 0], [65534], true), { echoMode: 'raw', keepNetRaw: true }, "root's group only: not for nobody");
+  t.same(decideEcho(undefined, [65534], true), { echoMode: 'raw', keepNetRaw: true }, 'unreadable range: as if off');
+
+  t.equal(effectiveCapabilities('Name:\tx\nCapEff:\t000001ffffffffff\n'), 0x1ffffffffffn);
+  t.equal(effectiveCapabilities('CapEff:\t0000000000002000\n') & (1n << 13n), 1n << 13n);
+  t.equal(effectiveCapabilities(undefined), 0n);
+});
+
+t.test('can the user remove the socket at exit', async (t) => {
+  const tree: Record<string, { uid: number; gid: number; mode: number }> = {
+    '/': { uid: 0, gid: 0, mode: 0o755 },
+    '/tmp': { uid: 0, gid: 0, mode: 0o1777 },
+    '/run': { uid: 0, gid: 0, mode: 0o755 },
+    '/tmp/private': { uid: 0, gid: 0, mode: 0o700 },
+    '/tmp/shared': { uid: 0, gid: 113, mode: 0o770 },
+  };
+  const stat = (p: string) => tree[p] ?? { uid: 0, gid: 0, mode: 0o755 };
+  const nobody = { uid: 65534, gid: 65534 };
+  t.equal(whyCannotRemove('/tmp/v.sock', nobody, stat), undefined, 'sticky /tmp: the file is its own after the chown');
+  t.equal(whyCannotRemove('/run/v.sock', nobody, stat), '/run is not writable for it');
+  t.equal(whyCannotRemove('/tmp/private/v.sock', nobody, stat), '/tmp/private is not searchable for it');
+  t.equal(whyCannotRemove('/tmp/shared/v.sock', { uid: 107, gid: 113 }, stat), undefined, 'group-writable directory');
+});
+
+t.test('the plan', async (t) => {
+  const sys = (euid: number) => ({ euid: () => euid, groups: () => [1000], readFile: (p: string) => (p === '/etc/passwd' ? PASSWD : p === '/etc/group' ? GROUP : undefined) });
+  t.same(planPrivileges({ sandbox: true }, sys(0)), { user: { name: 'nobody', uid: 65534, gid: 65534 }, sandbox: true, runAsIgnored: false });
+  t.same(planPrivileges({ runAs: { user: 'qemu' }, sandbox: false }, sys(0)), { user: { name: 'qemu', uid: 107, gid: 113 }, sandbox: false, runAsIgnored: false });
+  t.same(planPrivileges({ sandbox: true }, sys(1000)), { user: undefined, sandbox: true, runAsIgnored: false }, 'not root: no switch');
+  t.same(planPrivileges({ runAs: { user: 'qemu' }, sandbox: true }, sys(1000)), { user: undefined, sandbox: true, runAsIgnored: true });
+  t.throws(() => planPrivileges({ runAs: { user: 'nosuch' }, sandbox: true }, sys(0)), PrivilegeError);
+});
+
+// ---------- end to end: the CLI as root ----------
+
+const notRoot = process.getuid?.() !== 0 ? 'needs root (vunet drops privileges only when started as root)' : false;
+
+interface Running {
+  child: ChildProcess;
+  log(): string;
+  exited: Promise<number | null>;
+}
+
+/** Starts `[prefix...] node bin/vunet.js ARGS` and resolves once it listens (its QEMU hint). */
+async function startVunet(args: string[], prefix: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Running> {
+  const [cmd, ...rest] = [...prefix, process.execPath, BIN, ...args] as [string, ...string[]];
+  const child = spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  let log = '';
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`vunet did not start: ${log}`)), 15_000);
+    const take = (d: Buffer): void => {
+      log += d.toString();
+      if (!log.includes('Start QEMU with')) return;
+      clearTimeout(timer);
+      resolve();
+    };
+    child.stdout!.on('data', take);
+    child.stderr!.on('data', take);
+    child.once('exit', (code) => reject(new Error(`vunet exited (${code}): ${log}`)));
+  });
+  return { child, log: () => log, exited };
+}
+
+/** The lines of /proc/PID/status that say what the process may do. */
+function procStatus(pid: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')) {
+    const m = /^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):\s*(.*)$/.exec(line);
+    if (m) out[m[1]!] = m[2]!.trim();
+  }
+  return out;
+}
+
+function socketDir(t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'vunet-priv-'));
+  chmodSync(dir, 0o1777); // like /tmp: nobody may remove its own socket there
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const nobody = resolveRunAs(undefined, readFileSync('/etc/passwd', 'utf8'), readFileSync('/etc/group', 'utf8'));
+const hex = (caps: bigint): string => caps.toString(16).padStart(16, '0');
+
+/** A guest ARP request for the gateway through the socket: resolves with vunet's ARP reply. */
+async function arpThroughSocket(sock: string): Promise<ArpPacket | undefined> {
+  const fe = TestFrontend.connect(sock, { memorySize: 8 << 20 });
+  try {
+    const [rxq, txq] = (await fe.handshake({ queues: [256, 256] })) as [DriverQueue, DriverQueue];
+    const bufs = new Map<number, number>();
+    const post = (): void => {
+      while (bufs.size < 32) {
+        const gpa = fe.memory.alloc(2048);
+        bufs.set(rxq.add([{ gpa, len: 2048, writable: true }]), gpa);
+      }
+      rxq.kick();
+    };
+    post();
+    const frame = arpRequest(GW_IP);
+    const data = new Uint8Array(NET_HDR_LEN + frame.length);
+    data.set(frame, NET_HDR_LEN);
+    txq.add([{ data }]);
+    txq.kick();
+    for (const deadline = Date.now() + 5000; Date.now() < deadline; ) {
+      for (const u of rxq.used()) {
+        const gpa = bufs.get(u.id)!;
+        bufs.delete(u.id);
+        const f = fe.memory.read(gpa + NET_HDR_LEN, u.len - NET_HDR_LEN);
+        if (f[12] !== 0x08 || f[13] !== 0x06) continue; // link-up also sends MLD, probes...
+        const arp = new ArpPacket().at(f, 14, f.length - 14);
+        if (arp.check() && arp.operation === ArpOp.REPLY) return arp;
+      }
+      post();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return undefined;
+  } finally {
+    fe.close();
+  }
+}
+
+t.test('vunet started as root runs as nobody in the sandbox, and still serves', { skip: notRoot }, async (t) => {
+  const dir = socketDir(t);
+  const sock = join(dir, 'vunet.sock');
+  const v = await startVunet(['--socket', sock, '--log-level', 'info'], [], { VUNET_TEST_EXEC_PROBE: '1' });
+  t.teardown(() => void v.child.kill('SIGKILL'));
+
+  const pid = v.child.pid!;
+  const st = procStatus(pid);
+  t.comment(Object.entries(st).map(([k, val]) => `${k}:\t${val}`).join('\n'));
+  // What vunet should have decided here: ping sockets for nobody's group in this namespace, else
+  // CAP_NET_RAW (the test runs as root, so vunet had it).
+  const range = parsePingGroupRange(readFileSync('/proc/sys/net/ipv4/ping_group_range', 'utf8'));
+  const { echoMode, keepNetRaw } = decideEcho(range, [nobody.gid], true);
+  const caps = hex(keepNetRaw ? 1n << 13n : 0n);
+  t.equal(st.Uid, `${nobody.uid}\t${nobody.uid}\t${nobody.uid}\t${nobody.uid}`, 'Uid: nobody (real, effective, saved, fs)');
+  t.equal(st.Gid, `${nobody.gid}\t${nobody.gid}\t${nobody.gid}\t${nobody.gid}`, "Gid: nobody's group");
+  t.equal(st.Groups, '', 'no supplementary groups');
+  t.equal(st.CapEff, caps, `CapEff ${caps} (ping_group_range ${range?.join(' ')}: ${keepNetRaw ? 'CAP_NET_RAW kept for raw ICMP' : 'nothing kept'})`);
+  t.equal(st.CapPrm, caps, 'CapPrm the same');
+  t.equal(st.CapInh, '0000000000000000');
+  t.equal(st.CapAmb, '0000000000000000');
+  t.equal(st.NoNewPrivs, '1', 'NoNewPrivs: 1');
+  t.equal(st.Seccomp, '2', 'Seccomp: 2 (filter)');
+  t.match(v.log(), new RegExp(`"echo":"${echoMode}".*privileges: running as ${nobody.name}`), 'one info line says what was done');
+  t.match(v.log(), /"probe":"\/bin\/true","result":"EPERM".*"msg":"exec probe"/, 'exec probe: EPERM');
+
+  const arp = await arpThroughSocket(sock);
+  t.ok(arp, 'an ARP reply through the vhost-user socket after confinement');
+  t.equal(arp?.senderIp, GW_IP, 'from the gateway address');
+  t.equal(arp?.targetIp, GUEST_IP, 'to the guest');
+
+  v.child.kill('SIGTERM');
+  t.equal(await v.exited, 0, 'SIGTERM: exit 0');
+  t.notOk(existsSync(sock), 'the socket file is removed');
+});
+
+t.test('in a namespace where ping sockets work, nothing is kept', { skip: notRoot || (canUseNetns() ?? false) }, async (t) => {
+  const ns = `vunet-priv-${process.pid}`;
+  t.equal(spawnSync('ip', ['netns', 'add', ns]).status, 0, `namespace ${ns}`);
+  t.teardown(() => void spawnSync('ip', ['netns', 'del', ns]));
+  // Only this namespace; its lo stays down: the probe opens a socket, nothing is sent.
+  spawnSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ping_group_range=0 2147483647']);
+  const dir = socketDir(t);
+  const sock = join(dir, 'vunet.sock');
+  const v = await startVunet(['--socket', sock, '--log-level', 'info'], ['ip', 'netns', 'exec', ns]);
+  t.teardown(() => void v.child.kill('SIGKILL'));
+  const st = procStatus(v.child.pid!);
+  t.comment(Object.entries(st).map(([k, val]) => `${k}:\t${val}`).join('\n'));
+  t.equal(st.Uid?.split('\t')[0], String(nobody.uid));
+  t.equal(st.CapEff, '0000000000000000', 'CapEff: 0 (ping sockets serve the guest)');
+  t.equal(st.CapPrm, '0000000000000000');
+  t.equal(st.Seccomp, '2');
+  t.match(v.log(), /"echo":"ping".*capabilities none/, 'guest pings through ping sockets');
+  v.child.kill('SIGTERM');
+  t.equal(await v.exited, 0);
+  t.notOk(existsSync(sock));
+});
+
+t.test('--no-sandbox and --runas', { skip: notRoot }, async (t) => {
+  const dir = socketDir(t);
+  const sock = join(dir, 'vunet.sock');
+  const v = await startVunet(['--socket', sock, '--log-level', 'info', '--no-sandbox'], [], { VUNET_TEST_EXEC_PROBE: '1' });
+  t.teardown(() => void v.child.kill('SIGKILL'));
+  const st = procStatus(v.child.pid!);
+  t.equal(st.Uid?.split('\t')[0], String(nobody.uid), 'root is still dropped');
+  t.equal(st.NoNewPrivs, '0');
+  t.equal(st.Seccomp, '0');
+  t.match(v.log(), /"level":40.*sandbox off \(--no-sandbox\)/, 'a warning says the sandbox is off');
+  t.match(v.log(), /"result":"exit 0".*exec probe/, 'exec works without the sandbox');
+  v.child.kill('SIGTERM');
+  t.equal(await v.exited, 0);
+
+  const r = spawnSync(process.execPath, [BIN, '--socket', join(dir, 'other.sock'), '--runas', 'no-such-user'], { encoding: 'utf8', timeout: 20_000 });
+  t.equal(r.status, 2, 'an unknown --runas user: exit 2');
+  t.match(r.stderr, /^vunet: --runas: no user 'no-such-user' in \/etc\/passwd: pass --runas with an existing user, or numeric ids such as --runas 65534:65534\n$/);
+  t.notOk(existsSync(join(dir, 'other.sock')), 'refused before the socket was created');
+});
