@@ -4,6 +4,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { VhostUserDevice } from '../src/device.js';
+import type { LogFn, Logger, LogLevel } from '../src/logger.js';
 import { native } from '../src/native.js';
 import { VhostUserServer } from '../src/server.js';
 import type { ServerOptions } from '../src/server.js';
@@ -95,5 +96,32 @@ export async function until(cond: () => boolean, timeoutMs = 2000, what = 'condi
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await tick(5);
+  }
+}
+
+export interface LogLine {
+  level: LogLevel;
+  obj: Record<string, unknown>;
+  msg: string;
+}
+
+/** A Logger that keeps every line, for tests that check what was logged (and how often). */
+export class CaptureLogger implements Logger {
+  readonly lines: LogLine[] = [];
+  readonly debug = this.at('debug');
+  readonly info = this.at('info');
+  readonly warn = this.at('warn');
+  readonly error = this.at('error');
+
+  private at(level: LogLevel): LogFn {
+    return ((obj: object | string, msg?: string) => {
+      if (typeof obj === 'string') this.lines.push({ level, obj: {}, msg: obj });
+      else this.lines.push({ level, obj: obj as Record<string, unknown>, msg: msg ?? '' });
+    }) as LogFn;
+  }
+
+  /** Lines whose message matches. */
+  matching(re: RegExp): LogLine[] {
+    return this.lines.filter((l) => re.test(l.msg));
   }
 }
