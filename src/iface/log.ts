@@ -38,6 +38,7 @@ export class LogLimiter {
     if (this.pass(key, obj)) this.log.error(this.fields, msg);
   }
 
+  /** The fields of the line that passes (with `suppressed` when lines were held back). */
   private fields: object = {};
 
   private pass(key: string, obj: object): boolean {
@@ -61,4 +62,17 @@ export class LogLimiter {
     k.suppressed = 0;
     return true;
   }
+}
+
+/** `log` with its info, warn and error lines rate-limited per message (debug lines, off in
+ *  production, pass as they are): what the runtime hands the stack, services and NAT, so that no
+ *  guest can make them write a line per packet. */
+export function rateLimitedLog(log: Log, now: () => number, intervalMs?: number, burst?: number): Log {
+  const limiter = new LogLimiter(log, now, intervalMs, burst);
+  return {
+    debug: (obj, msg) => log.debug(obj, msg),
+    info: (obj, msg = '') => limiter.info(obj, msg),
+    warn: (obj, msg = '') => limiter.warn(obj, msg),
+    error: (obj, msg = '') => limiter.error(obj, msg),
+  };
 }

@@ -1,7 +1,10 @@
 // The NAT's host side on real sockets (the hostnet addon): ICMP echo through an unprivileged ping
 // socket, or a raw socket when ping sockets are not permitted and the process has CAP_NET_RAW.
-// Which one is in use is probed once and logged. Socket events run the `afterEvents` callback so
-// the runtime re-arms the stack's timer (a reply may start neighbour resolution).
+// Which one is in use is probed once and logged. Every socket event runs inside `event()`: an
+// exception costs that event only (it is reported through `failed`), the time it took is reported
+// (`batch`), and `after` lets the runtime re-arm the stack's timer (a reply may start neighbour
+// resolution). Each event handles a bounded amount (PER_EVENT datagrams or connections); a
+// level-triggered poller comes back for the rest on the next turn, after other sockets had theirs.
 import { networkInterfaces } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { native } from 'vhost-user-ts';
@@ -30,6 +33,20 @@ import { formatIpv6, internetChecksum } from '../wire/index.js';
 
 const ICMP_ECHO = { 4: { request: 8, reply: 0 }, 6: { request: 128, reply: 129 } } as const;
 const MAX_ICMP = 65536;
+/** Datagrams read, or connections accepted, per socket event. */
+const PER_EVENT = 64;
+
+/** What the runtime hears about socket events. */
+export interface HostEvents {
+  /** After each socket event. */
+  after(): void;
+  /** A handler threw: the event was dropped. */
+  failed(err: unknown): void;
+  /** How long an event took (ms). */
+  batch(ms: number): void;
+}
+
+const NO_EVENTS: HostEvents = { after: () => undefined, failed: () => undefined, batch: () => undefined };
 
 export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
   /** Which echo socket this process may open. It follows from the process's credentials, so
@@ -46,7 +63,7 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
 
   constructor(
     log: Log,
-    private readonly afterEvents: () => void = () => undefined,
+    private readonly events: HostEvents = NO_EVENTS,
   ) {
     echoMode = probe();
     if (this.echoMode === 'ping') log.info({ echo: 'ping socket' }, 'guest pings go out through unprivileged ICMP ping sockets');
@@ -58,6 +75,18 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
       );
     }
   }
+
+  /** Runs one socket event's handler: a throw costs that event; the runtime hears of it. */
+  private readonly event = (fn: () => void): void => {
+    const start = performance.now();
+    try {
+      fn();
+    } catch (err) {
+      this.events.failed(err);
+    }
+    this.events.batch(performance.now() - start);
+    this.events.after();
+  };
 
   /** Probes again once the process's credentials changed (src/main/privileges.ts drops them
    *  after start) and returns the mode every instance now uses. */
@@ -84,11 +113,11 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
       throw err;
     }
     let poller: NativePoller | undefined;
-    const onEvent = (): void => {
-      this.drain(fd, family, raw, ident, events);
-      poller?.start(native.POLL_READABLE); // a pending error stops the poller (see native.ts)
-      this.afterEvents();
-    };
+    const onEvent = (): void =>
+      this.event(() => {
+        this.drain(fd, family, raw, ident, events);
+        poller?.start(native.POLL_READABLE); // a pending error stops the poller (see native.ts)
+      });
     poller = new native.Poller(fd, onEvent, false);
     poller.start(native.POLL_READABLE);
     return {
@@ -114,11 +143,11 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
     let poller: NativePoller | undefined;
     poller = new native.Poller(
       fd,
-      () => {
-        this.drainUdp(fd, family, events);
-        poller?.start(native.POLL_READABLE);
-        this.afterEvents();
-      },
+      () =>
+        this.event(() => {
+          this.drainUdp(fd, family, events);
+          poller?.start(native.POLL_READABLE);
+        }),
       false,
     );
     poller.start(native.POLL_READABLE);
@@ -150,9 +179,9 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
       hostnet.close(fd);
       throw err;
     }
-    const s = new NodeTcpSocket(fd, family, events, this.afterEvents, 'connecting', ttl > 0);
-    if (rc === 0) queueMicrotask(() => s.connectDone(0));
-    else if (rc !== -hostnet.EINPROGRESS) queueMicrotask(() => s.connectDone(rc));
+    const s = new NodeTcpSocket(fd, family, events, this.event, 'connecting', ttl > 0);
+    if (rc === 0) queueMicrotask(() => this.event(() => s.connectDone(0)));
+    else if (rc !== -hostnet.EINPROGRESS) queueMicrotask(() => this.event(() => s.connectDone(rc)));
     else s.watch(false, true);
     return s;
   }
@@ -167,35 +196,7 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
       throw errnoError(-rc, 'listen');
     }
     const info = { addr: new Uint8Array(16), port: 0 };
-    const poller = new native.Poller(
-      fd,
-      () => {
-        for (;;) {
-          const c = hostnet.accept(fd, info);
-          if (c < 0) break; // -EAGAIN, or a connection that died before we took it
-          const peer = info.addr.slice(0, family === 4 ? 4 : 16);
-          let taken = false;
-          accepted({
-            family,
-            peer,
-            peerPort: info.port,
-            localPort: port,
-            attach: (events) => {
-              taken = true;
-              return new NodeTcpSocket(c, family, events, this.afterEvents, 'open', false);
-            },
-            reject: () => {
-              taken = true;
-              hostnet.setLingerZero(c);
-              hostnet.close(c);
-            },
-          });
-          if (!taken) hostnet.close(c);
-        }
-        this.afterEvents();
-      },
-      false,
-    );
+    const poller = new native.Poller(fd, () => this.event(() => this.acceptSome(fd, family, port, info, accepted)), false);
     poller.start(native.POLL_READABLE);
     return {
       close: () => {
@@ -203,6 +204,36 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
         hostnet.close(fd);
       },
     };
+  }
+
+  /** Accepts up to PER_EVENT pending connections; one the owner neither attaches nor rejects
+   *  (or whose handling throws) is closed. */
+  private acceptSome(fd: number, family: Family, port: number, info: { addr: Uint8Array; port: number }, accepted: (conn: AcceptedTcp) => void): void {
+    for (let n = 0; n < PER_EVENT; n++) {
+      const c = hostnet.accept(fd, info);
+      if (c < 0) return; // -EAGAIN, or a connection that died before we took it
+      const peer = info.addr.slice(0, family === 4 ? 4 : 16);
+      let taken = false;
+      try {
+        accepted({
+          family,
+          peer,
+          peerPort: info.port,
+          localPort: port,
+          attach: (events) => {
+            taken = true;
+            return new NodeTcpSocket(c, family, events, this.event, 'open', false);
+          },
+          reject: () => {
+            taken = true;
+            hostnet.setLingerZero(c);
+            hostnet.close(c);
+          },
+        });
+      } finally {
+        if (!taken) hostnet.close(c);
+      }
+    }
   }
 
   bindUdp(family: Family, addr: Uint8Array | null, port: number, events: BoundUdpEvents): BoundUdpSocket {
@@ -215,16 +246,16 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
     const alen = family === 4 ? 4 : 16;
     const poller = new native.Poller(
       fd,
-      () => {
-        const b = this.rx;
-        for (;;) {
-          const n = hostnet.recvFrom(fd, family, b, 0, b.length, this.recvInfo);
-          if (n === -hostnet.EAGAIN) break;
-          if (n < 0) continue; // a pending error reported once
-          events.datagram(b.subarray(0, n), this.recvInfo.addr.subarray(0, alen), this.recvInfo.port);
-        }
-        this.afterEvents();
-      },
+      () =>
+        this.event(() => {
+          const b = this.rx;
+          for (let i = 0; i < PER_EVENT; i++) {
+            const n = hostnet.recvFrom(fd, family, b, 0, b.length, this.recvInfo);
+            if (n === -hostnet.EAGAIN) break;
+            if (n < 0) continue; // a pending error reported once
+            events.datagram(b.subarray(0, n), this.recvInfo.addr.subarray(0, alen), this.recvInfo.port);
+          }
+        }),
       false,
     );
     poller.start(native.POLL_READABLE);
@@ -239,7 +270,7 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
 
   private drainUdp(fd: number, family: Family, events: UdpSocketEvents): void {
     const b = this.rx;
-    for (;;) {
+    for (let i = 0; i < PER_EVENT; i++) {
       const n = hostnet.recvFrom(fd, family, b, 0, b.length, this.recvInfo);
       if (n === -hostnet.EAGAIN) break;
       if (n < 0) continue; // a pending error's errno, reported once: the error queue has it
@@ -284,7 +315,7 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
   private drain(fd: number, family: Family, raw: boolean, ident: number, events: EchoSocketEvents): void {
     const b = this.rx;
     const info = this.recvInfo;
-    for (;;) {
+    for (let i = 0; i < PER_EVENT; i++) {
       const n = hostnet.recvFrom(fd, family, b, 0, b.length, info);
       if (n === -hostnet.EAGAIN) break;
       if (n < 0) continue; // a pending error's errno, reported once: the error queue has it
@@ -332,11 +363,11 @@ class NodeTcpSocket implements TcpSocket {
     private readonly fd: number,
     private readonly family: Family,
     private readonly handlers: TcpSocketEvents,
-    private readonly afterEvents: () => void,
+    private readonly event: (fn: () => void) => void,
     private phase: 'connecting' | 'open' | 'closed',
     private readonly ttlSet: boolean,
   ) {
-    this.poller = new native.Poller(fd, (status, ready) => this.onPoll(status, ready), false);
+    this.poller = new native.Poller(fd, (status, ready) => this.event(() => this.onPoll(status, ready)), false);
   }
 
   private onPoll(status: number, ready: number): void {
@@ -348,7 +379,6 @@ class NodeTcpSocket implements TcpSocket {
       if (status < 0 || ready & native.POLL_READABLE) this.handlers.readable();
       if (this.phase === 'open' && status === 0 && ready & native.POLL_WRITABLE) this.handlers.writable();
     }
-    this.afterEvents();
   }
 
   /** The connect ended with `rc` (0 or -errno). */
@@ -378,11 +408,15 @@ class NodeTcpSocket implements TcpSocket {
     if (this.phase === 'open') hostnet.shutdownWrite(this.fd);
   }
 
+  /** Sets what the poller watches. `events` is always what the poller really has armed: while
+   *  connecting that is writability (the connect's end), so the first watch() once open turns it
+   *  off — left on, a half-open connection's always-writable socket would spin the loop. */
   watch(read: boolean, write: boolean): void {
     if (!this.poller) return;
     const ev = (read ? native.POLL_READABLE : 0) | (write ? native.POLL_WRITABLE : 0);
     if (this.phase === 'connecting') {
       this.poller.start(native.POLL_WRITABLE);
+      this.events = native.POLL_WRITABLE;
       return;
     }
     if (ev === this.events) return;

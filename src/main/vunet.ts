@@ -3,6 +3,9 @@
 // runs the stack's poll() at its pollAt(). Everything that touches Node's event loop lives here
 // and in the CLI; the stack itself takes time and frames as inputs.
 import { readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import type { IntervalHistogram } from 'node:perf_hooks';
 import ipaddr from 'ipaddr.js';
 import type { Logger } from 'pino';
 import { VhostUserServer } from 'vhost-user-ts';
@@ -13,7 +16,12 @@ import { LINK_LOCAL_ADDRESS } from '../iface/ipv6.js';
 import type { FrameLink, FrameSink, RxMeta } from '../iface/link.js';
 import { Stack } from '../iface/stack.js';
 import type { Clock } from '../iface/stack.js';
+import type { Log } from '../iface/log.js';
+import { LogLimiter, rateLimitedLog } from '../iface/log.js';
+import { MemoryBudget } from '../iface/memory-budget.js';
 import { EchoProxy } from '../nat/echo-proxy.js';
+import { Fence } from '../nat/fence.js';
+import type { Cidr } from '../nat/fence.js';
 import type { HostNet, HostTcp, HostUdp, HostUdpListen } from '../nat/host.js';
 import { UdpForwarder } from '../nat/udp-forward.js';
 import { TcpNat } from '../nat/tcp-nat.js';
@@ -50,7 +58,22 @@ export interface VunetStartOptions {
   /** Upstream DNS servers; default: the nameservers of /etc/resolv.conf. */
   dnsUpstream?: string[];
   clock?: Clock;
+  /** The memory budget in bytes (default DEFAULT_MAX_MEMORY). */
+  maxMemory?: number;
+  /** Fence every address of this host from the guest, not only loopback (--deny-host). */
+  denyHost?: boolean;
+  /** Prefixes the guest may not reach (--deny). */
+  deny?: Cidr[];
 }
+
+/** The memory budget unless --max-memory says otherwise. With the default bounds (8192 TCP flows
+ *  at 24 KiB minimum each, 4 MiB of fragments per family, 1 MiB of ARP/NDP queues per family,
+ *  8 MiB of RX backlog) everything fits, so the budget only decides how far buffers grow. */
+export const DEFAULT_MAX_MEMORY = 256 * 1024 * 1024;
+/** The host's own addresses are read again at most this often (for --deny-host). */
+const HOST_ADDRESSES_TTL_MS = 2000;
+/** A batch of work (a TX slice, a host event, a timer run) longer than this is counted. */
+const LONG_BATCH_MS = 50;
 
 export class Vunet {
   readonly server: VhostUserServer;
@@ -67,9 +90,18 @@ export class Vunet {
   /** The guest's addresses as last seen in its packets (inbound connections go there). */
   private guestSeen4: Uint8Array | undefined;
   private guestSeen6: Uint8Array | undefined;
+  readonly memory: MemoryBudget;
+  readonly fence: Fence;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
+  private rearmSoon = false;
+  private flushSoon = false;
   private readonly dhcpOut: Uint8Array;
+  /** Internal errors caught at a batch boundary (each cost one frame, event or timer run). */
+  private readonly failures = { count: 0, last: '' };
+  private readonly loop = { maxBatchMs: 0, longBatches: 0 };
+  private readonly loopDelay: IntervalHistogram;
+  private readonly limited: LogLimiter;
 
   private constructor(
     private readonly opts: VunetStartOptions,
@@ -77,17 +109,24 @@ export class Vunet {
   ) {
     const { config, logger } = opts;
     const log = logger;
+    const clock = opts.clock ?? { now: () => performance.now() };
+    // Every line the stack, the services and the NAT write is rate-limited per message: no guest
+    // makes vunet write a line per packet.
+    const part = (name: string, extra: object = {}): Log => rateLimitedLog(log.child({ part: name, ...extra }), () => clock.now());
+    this.limited = new LogLimiter(log, () => clock.now());
+    this.memory = new MemoryBudget(opts.maxMemory ?? DEFAULT_MAX_MEMORY);
+    this.loopDelay = monitorEventLoopDelay({ resolution: 10 });
+    this.loopDelay.enable();
     this.device = new VirtioNetDevice({
       logger: log.child({ part: 'virtio-net' }),
-      onLinkChange: (up) => {
-        if (up) this.stack.linkUp();
-        this.rearm();
-      },
-      onBatchEnd: () => {
-        this.tcpNat.flush();
-        this.rearm();
-      },
-      onRoom: () => this.tcpNat.linkRoom(),
+      memory: this.memory.account('backlog'),
+      onLinkChange: (up) =>
+        this.guarded('link change', () => {
+          if (up) this.stack.linkUp();
+        }),
+      onBatchEnd: () => this.guarded('end of a TX batch', () => this.tcpNat.flush()),
+      onRoom: () => this.guarded('receive buffers posted', () => this.tcpNat.linkRoom()),
+      onFrameError: (err) => this.failed('a guest frame', err),
     });
     const link: FrameLink = pcap
       ? {
@@ -97,7 +136,7 @@ export class Vunet {
           },
         }
       : this.device;
-    this.stack = new Stack(config, link, { logger: log.child({ part: 'stack' }), ...(opts.clock ? { clock: opts.clock } : {}) });
+    this.stack = new Stack(config, link, { logger: part('stack'), memory: this.memory, ...(opts.clock ? { clock: opts.clock } : {}) });
     const sink: FrameSink = pcap
       ? {
           receive: (frame: Uint8Array, meta: RxMeta) => {
@@ -109,7 +148,7 @@ export class Vunet {
     this.device.sink = sink;
     this.dhcpOut = new Uint8Array(Math.min(config.mtu, 65507));
 
-    this.dhcpv4 = new Dhcpv4Server(config, { logger: log.child({ part: 'dhcp' }) });
+    this.dhcpv4 = new Dhcpv4Server(config, { logger: part('dhcp') });
     this.stack.onUdpV4(67, (d, stack) => {
       const reply = this.dhcpv4.handle(d.payload, d.srcIp, this.dhcpOut, stack.now());
       if (!reply) return;
@@ -119,10 +158,10 @@ export class Vunet {
 
     if (config.ipv6 && this.stack.ipv6) {
       const stateful = opts.dhcpv6Stateful ?? true;
-      const v6log = log.child({ part: 'ipv6' });
+      const v6log = part('ipv6');
       this.routerAdvertiser = new RouterAdvertiser(config, { linkLocal: LINK_LOCAL_ADDRESS, stateful, logger: v6log });
       this.stack.ipv6.routerAdvertiser = this.routerAdvertiser;
-      const dhcpv6 = new Dhcpv6Server(config, { stateful, logger: log.child({ part: 'dhcpv6' }) });
+      const dhcpv6 = new Dhcpv6Server(config, { stateful, logger: part('dhcpv6') });
       this.dhcpv6 = dhcpv6;
       const ipv6 = this.stack.ipv6;
       this.stack.onUdpV6(547, (d, stack) => {
@@ -133,14 +172,29 @@ export class Vunet {
       });
     }
 
-    const natLog = log.child({ part: 'nat' });
-    const nodeHost = opts.hostNet && opts.hostUdp && opts.hostTcp && opts.hostUdpListen ? undefined : new NodeHostNet(natLog, () => this.rearm());
+    const natLog = part('nat');
+    const nodeHost =
+      opts.hostNet && opts.hostUdp && opts.hostTcp && opts.hostUdpListen
+        ? undefined
+        : new NodeHostNet(natLog, {
+            after: () => this.requestRearm(),
+            failed: (err) => this.failed('a host socket event', err),
+            batch: (ms) => this.batchTook(ms),
+          });
     const host = opts.hostNet ?? nodeHost!;
     const mapGateway = opts.mapGateway ?? true;
-    this.echoProxy = new EchoProxy(this.stack, host, { mapGateway, log: natLog });
+    this.fence = new Fence({
+      denyHost: opts.denyHost ?? false,
+      deny: opts.deny ?? [],
+      hostAddresses: hostAddresses(),
+      now: () => this.stack.now(),
+    });
+    const fence = this.fence;
+    this.echoProxy = new EchoProxy(this.stack, host, { mapGateway, fence, log: natLog });
     this.stack.echoHandler = this.echoProxy.handle;
     this.udpNat = new UdpNat(this.stack, opts.hostUdp ?? nodeHost!, {
       mapGateway,
+      fence,
       log: natLog,
       ...(opts.udpTimeoutSec ? { idleMs: opts.udpTimeoutSec * 1000 } : {}),
     });
@@ -149,7 +203,10 @@ export class Vunet {
     this.dns.attach();
     this.tcpNat = new TcpNat(this.stack, opts.hostTcp ?? nodeHost!, {
       mapGateway,
-      log: natLog.child({ proto: 'tcp' }),
+      fence,
+      memory: this.memory.account('tcp'),
+      moreWork: () => this.requestFlush(),
+      log: part('nat', { proto: 'tcp' }),
       dnsUpstream: (family) => this.dns.resolverFor(family),
       guestAddress: (family) => this.guestAddress(family),
       wantRoom: () => this.device.wantRoom(),
@@ -163,7 +220,7 @@ export class Vunet {
     if (this.stack.ipv6) this.stack.ipv6.onUnreachable = (tag) => this.tcpNat.unreachable(tag);
     this.udpForward = new UdpForwarder(this.stack, opts.hostUdpListen ?? nodeHost!, {
       guestAddress: (family) => this.guestAddress(family),
-      log: natLog.child({ proto: 'udp-forward' }),
+      log: part('nat', { proto: 'udp-forward' }),
       ...(opts.udpTimeoutSec ? { idleMs: opts.udpTimeoutSec * 1000 } : {}),
     });
     this.stack.unservedUdp = (family, p, off, ttl) => {
@@ -174,6 +231,68 @@ export class Vunet {
     };
 
     this.server = new VhostUserServer(this.device, { logger: log.child({ part: 'vhost-user' }) });
+    this.server.on('disconnect', () => this.guarded('device detached', () => this.detached()));
+  }
+
+  /**
+   * The guest's device went away (the frontend disconnected): what belonged to that guest ends —
+   * its connections are reset toward the host, its UDP and ping flows closed. Listeners stay for
+   * the guest that comes next. (A guest that only stops, or stops answering, keeps everything.)
+   */
+  private detached(): void {
+    this.tcpNat.resetAll();
+    this.udpNat.closeAll();
+    this.echoProxy.closeAll();
+    this.udpForward.forgetSessions();
+    this.guestSeen4 = this.guestSeen6 = undefined;
+  }
+
+  /**
+   * Runs one batch of work (the end of a TX slice, a link event, a timer run) so that a bug costs
+   * that batch only, never the process: the error is counted and logged (rate-limited), and the
+   * timer re-armed.
+   */
+  private guarded(what: string, fn: () => void): void {
+    const start = performance.now();
+    try {
+      fn();
+    } catch (err) {
+      this.failed(what, err);
+    }
+    this.batchTook(performance.now() - start);
+    this.requestRearm();
+  }
+
+  /** A bug was caught at a batch boundary: counted and logged (rate-limited, with the stack). */
+  private failed(what: string, err: unknown): void {
+    this.failures.count++;
+    this.failures.last = `${what}: ${err instanceof Error ? err.message : String(err)}`;
+    this.limited.error({ err, during: what }, 'internal error: the event was dropped, vunet goes on');
+  }
+
+  private batchTook(ms: number): void {
+    if (ms > this.loop.maxBatchMs) this.loop.maxBatchMs = ms;
+    if (ms > LONG_BATCH_MS) this.loop.longBatches++;
+  }
+
+  /** Re-arms the timer once this event-loop turn's I/O is done (one pollAt() per turn). */
+  private requestRearm(): void {
+    if (this.rearmSoon) return;
+    this.rearmSoon = true;
+    setImmediate(() => {
+      this.rearmSoon = false;
+      this.rearm();
+    });
+  }
+
+  /** The TCP NAT left output for a later turn (a bounded flush): go on then. */
+  private requestFlush(): void {
+    if (this.flushSoon) return;
+    this.flushSoon = true;
+    setImmediate(() => {
+      this.flushSoon = false;
+      this.guarded('TCP output', () => this.tcpNat.flush());
+    });
   }
 
   /** Starts listening on the socket. Throws (SocketInUseError, ...) when it cannot. */
@@ -270,23 +389,36 @@ export class Vunet {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.timerAt = Infinity;
-      this.stack.poll();
-      this.echoProxy.poll(this.stack.now());
-      this.udpNat.poll(this.stack.now());
-      this.dns.poll(this.stack.now());
-      this.tcpNat.poll(this.stack.now());
-      this.tcpNat.flush();
-      this.udpForward.poll(this.stack.now());
-      this.rearm();
+      this.guarded('timers', () => {
+        const now = this.stack.now();
+        this.stack.poll();
+        this.echoProxy.poll(now);
+        this.udpNat.poll(now);
+        this.dns.poll(now);
+        this.tcpNat.poll(now);
+        this.tcpNat.flush();
+        this.udpForward.poll(now);
+      });
     }, Math.max(0, Math.ceil(at - this.stack.now())));
   }
 
   /** Counters for status output and the log. */
   status(): Record<string, unknown> {
+    const ms = (ns: number): number => Math.round(ns / 1e4) / 100;
     return {
       connected: this.server.connected,
       device: { ...this.device.stats },
+      memory: this.memory.snapshot(),
+      fence: { ...this.fence.stats },
+      loop: {
+        maxBatchMs: Math.round(this.loop.maxBatchMs * 100) / 100,
+        batchesOver50ms: this.loop.longBatches,
+        delayMaxMs: ms(this.loopDelay.max),
+        delayP99Ms: ms(this.loopDelay.percentile(99)),
+      },
+      failures: { ...this.failures },
       stack: this.stack.counters.snapshot(),
+      reassembly: { ipv4: { ...this.stack.ipv4.reassemblyStats }, ...(this.stack.ipv6 ? { ipv6: { ...this.stack.ipv6.reassemblyStats } } : {}) },
       dhcpv4: { ...this.dhcpv4.stats, leases: this.dhcpv4.leases().length },
       ...(this.dhcpv6 ? { dhcpv6: { ...this.dhcpv6.stats } } : {}),
       ...(this.routerAdvertiser ? { ra: { ...this.routerAdvertiser.stats } } : {}),
@@ -302,6 +434,7 @@ export class Vunet {
   async close(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    this.loopDelay.disable();
     this.server.close();
     this.echoProxy.closeAll();
     this.udpNat.closeAll();
@@ -317,7 +450,7 @@ export class Vunet {
 export class ForwardError extends Error {}
 
 /** The resolvers queries go to: --dns, else the nameservers of /etc/resolv.conf. */
-function resolvers(upstream: string[] | undefined, log: Logger): Resolver[] {
+function resolvers(upstream: string[] | undefined, log: Log): Resolver[] {
   let list = upstream ?? [];
   if (list.length === 0) {
     try {
@@ -338,4 +471,24 @@ function resolvers(upstream: string[] | undefined, log: Logger): Resolver[] {
   }
   log.info({ resolvers: list }, 'DNS queries to the DNS addresses are forwarded to these resolvers');
   return out;
+}
+
+/** The host's own addresses (4 or 16 bytes each) for --deny-host, read again every couple of
+ *  seconds (interfaces come and go; one read per datagram would be a syscall per packet). */
+function hostAddresses(): () => readonly Uint8Array[] {
+  let list: Uint8Array[] = [];
+  let readAt = -Infinity;
+  return () => {
+    const now = performance.now();
+    if (now - readAt < HOST_ADDRESSES_TTL_MS) return list;
+    readAt = now;
+    list = [];
+    for (const addrs of Object.values(networkInterfaces())) {
+      for (const a of addrs ?? []) {
+        const bare = a.address.split('%')[0]!;
+        if (ipaddr.isValid(bare)) list.push(Uint8Array.from(ipaddr.parse(bare).toByteArray()));
+      }
+    }
+    return list;
+  };
 }

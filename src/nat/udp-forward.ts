@@ -159,6 +159,12 @@ export class UdpForwarder {
     for (const s of [...this.byGuest.values()]) if (now - s.lastUse >= this.idleMs) this.forget(s);
   }
 
+  /** Forgets every session (the guest went away); the listeners stay. */
+  forgetSessions(): void {
+    this.byGuest.clear();
+    this.byClient.clear();
+  }
+
   closeAll(): void {
     for (const s of this.sockets) s.close();
     this.sockets.length = 0;

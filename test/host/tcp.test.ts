@@ -133,3 +133,25 @@ t.test('how connects end, in the namespace topology', { skip: why ?? false }, as
   t.match(o['nobody4'], { outcome: 'failed', errno: hostnet.EHOSTUNREACH, type: 3, code: 1, offender: undefined }, 'unheld address on the link: our own host unreachable');
   t.match(o['nobody6'], { outcome: 'failed', errno: hostnet.EHOSTUNREACH, type: 1, code: 3, offender: undefined }, 'IPv6: our own address unreachable');
 });
+
+t.test('a connected socket nobody watches costs no CPU (the connect\'s writability watch is turned off)', async (t) => {
+  let afterEvents = 0;
+  const host = new NodeHostNet(silentLog, { after: () => afterEvents++, failed: (err) => t.fail(String(err)), batch: () => undefined });
+  const accepted: TcpSocket[] = [];
+  const listener = host.listenTcp(4, LOOP4, 47125, (acc) => accepted.push(acc.attach(events())));
+  t.teardown(() => listener.close());
+  let connected = false;
+  const s = host.connectTcp(4, LOOP4, 47125, -1, events({ connected: () => (connected = true) }));
+  t.teardown(() => s.close(true));
+  await until(() => connected && accepted.length === 1);
+  // What the NAT does while the guest has not yet ACKed our SYN-ACK: nothing to read or write.
+  s.watch(false, false);
+  const events0 = afterEvents;
+  const cpu0 = process.cpuUsage();
+  await new Promise((r) => setTimeout(r, 1000));
+  const cpu = process.cpuUsage(cpu0);
+  const ms = (cpu.user + cpu.system) / 1000;
+  t.ok(afterEvents - events0 <= 1, `no socket events meanwhile (${afterEvents - events0})`);
+  t.ok(ms < 100, `CPU over one idle second: ${ms.toFixed(1)} ms`);
+  for (const a of accepted) a.close(true);
+});
