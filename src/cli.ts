@@ -54,6 +54,9 @@ async function main(argv: string[]): Promise<number> {
       tcpTimeWaitMs: opts.tcpTimeWaitMs,
       dnsUpstream: opts.dnsUpstream,
       forwards: opts.forwards,
+      maxMemory: opts.maxMemory,
+      denyHost: opts.denyHost,
+      deny: opts.deny,
       ...(opts.pcapFile ? { pcapFile: opts.pcapFile } : {}),
     });
   } catch (err) {
@@ -79,7 +82,9 @@ async function main(argv: string[]): Promise<number> {
       guest: formatIpv4(c.ipv4.dhcpFirst),
       ...(c.ipv6 ? { gateway6: formatIpv6(c.ipv6.gateway), dns6: formatIpv6(c.ipv6.dns) } : {}),
       mtu: c.mtu,
+      maxMemoryMiB: opts.maxMemory / 1024 ** 2,
       ...(opts.forwards.length > 0 ? { forwards: opts.forwards.length } : {}),
+      ...(opts.denyHost || opts.deny.length > 0 ? { denyHost: opts.denyHost, deny: opts.deny.length } : {}),
     },
     'vunet listening',
   );

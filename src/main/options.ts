@@ -38,6 +38,10 @@
 //   looked up in /etc/passwd and /etc/group at start by src/main/privileges.ts). It matters only
 //   when vunet starts as root (default user: nobody). --no-sandbox turns off the seccomp filter,
 //   Landlock and no_new_privs, for debugging; the switch away from root still happens.
+// - --max-memory SIZE: bytes, or with a K, M or G suffix (powers of 1024), 16M..64G; default 256M.
+// - --deny-host fences every address of this host (loopback is always fenced). --deny CIDR, for
+//   either family, repeatable; a bare address is a /32 or /128; host bits set are an error (a typo
+//   more often than a wish), as are zones.
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -51,6 +55,7 @@ import {
   MIN_MTU,
   type StackConfig,
 } from '../iface/config.js';
+import type { Cidr } from '../nat/fence.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -78,6 +83,12 @@ export interface VunetOptions {
   runAs?: RunAsSpec;
   /** False with --no-sandbox: no seccomp filter, Landlock or no_new_privs. */
   sandbox: boolean;
+  /** --max-memory: the memory budget, bytes. */
+  maxMemory: number;
+  /** --deny-host: fence every address of this host from the guest. */
+  denyHost: boolean;
+  /** --deny: prefixes the guest may not reach. */
+  deny: Cidr[];
 }
 
 /** --runas as written: a user (name or uid) and optionally a group (name or gid). */
@@ -113,6 +124,9 @@ export const MAX_LEASE_TIME_SEC = 31_536_000;
 export const MAX_SOCKET_PATH_BYTES = 107;
 /** Most forwarded ports (-t and -u together, ranges counted port by port). */
 export const MAX_FORWARDS = 1024;
+export const DEFAULT_MAX_MEMORY_TEXT = '256M';
+export const MIN_MAX_MEMORY = 16 * 1024 * 1024;
+export const MAX_MAX_MEMORY = 64 * 1024 * 1024 * 1024;
 
 const DEFAULT_IPV4 = '10.0.2.0/24';
 const DEFAULT_IPV6 = 'fec0::/64';
@@ -208,6 +222,17 @@ export function buildProgram(output: ProgramOutput = {}): Command {
     )
     .addOption(new Option('--no-sandbox', 'no seccomp filter, Landlock or no_new_privs (for debugging; root is still dropped)'))
     .addOption(
+      new Option('--max-memory <size>', 'memory budget for buffers (TCP, fragments, queues): bytes or K/M/G, 16M..64G').default(
+        ...shown(DEFAULT_MAX_MEMORY_TEXT),
+      ),
+    )
+    .addOption(new Option('--deny-host', "fence the host's own addresses from the guest (loopback always is; the gateway still maps to it)"))
+    .addOption(
+      new Option('--deny <cidr>', 'a prefix the guest may not reach (IPv4 or IPv6, e.g. 192.168.0.0/16); repeat for more')
+        .argParser(collect)
+        .default([], 'none'),
+    )
+    .addOption(
       new Option(
         '-t, --tcp-forward <spec>',
         'forward a host TCP port to the guest: [ADDR:]HOSTPORT[:GUESTPORT], ports or ranges (8000-8010), ' +
@@ -299,6 +324,9 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}): 
     mapGateway: o.mapGw,
     forwards: parseForwards(o.tcpForward, o.udpForward),
     sandbox: o.sandbox,
+    maxMemory: parseSize('--max-memory', o.maxMemory, MIN_MAX_MEMORY, MAX_MAX_MEMORY),
+    denyHost: o.denyHost === true,
+    deny: o.deny.map(parseDenyPrefix),
   };
   if (o.pcap !== undefined) result.pcapFile = o.pcap;
   if (o.runas !== undefined) result.runAs = parseRunAs(o.runas);
@@ -323,6 +351,9 @@ interface RawOptions {
   udpForward: string[];
   runas: string | undefined;
   sandbox: boolean;
+  maxMemory: string;
+  denyHost: boolean | undefined;
+  deny: string[];
 }
 
 function fromCommander(err: unknown, program: Command): Error {
@@ -461,6 +492,42 @@ function parseSearchDomain(raw: string): string {
   }
   if (/^[0-9]+$/.test(labels[labels.length - 1] ?? '')) throw bad('last label is all digits');
   return name.toLowerCase();
+}
+
+/** A size in bytes: digits with an optional K, M or G (powers of 1024), within [min, max]. */
+function parseSize(flag: string, raw: string, min: number, max: number): number {
+  const m = /^(\d+)([KMG]?)i?B?$/i.exec(raw.trim());
+  const unit = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[(m?.[2] ?? '').toUpperCase() as '' | 'K' | 'M' | 'G'];
+  const n = m ? Number(m[1]) * unit : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(`${flag} must be a size from ${min / 1024 ** 2}M to ${max / 1024 ** 3}G, such as 256M or 1G (got ${show(raw)})`);
+  }
+  return n;
+}
+
+/** --deny: an IPv4 or IPv6 prefix (a bare address is one host). */
+function parseDenyPrefix(raw: string): Cidr {
+  const text = raw.trim();
+  const bad = (why: string): UsageError => new UsageError(`--deny must be an address or prefix such as 192.168.0.0/16 or fd00::/8 (got ${show(raw)}: ${why})`);
+  if (text.includes('%')) throw bad('no zones');
+  let addr: ipaddr.IPv4 | ipaddr.IPv6;
+  let prefixLength: number;
+  try {
+    if (text.includes('/')) [addr, prefixLength] = ipaddr.parseCIDR(text);
+    else {
+      addr = ipaddr.parse(text);
+      prefixLength = addr.kind() === 'ipv4' ? 32 : 128;
+    }
+  } catch {
+    throw bad('not an address or prefix');
+  }
+  if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress()) throw bad('write IPv4 prefixes in IPv4');
+  const bytes = Uint8Array.from(addr.toByteArray());
+  const family = addr.kind() === 'ipv4' ? 4 : 6;
+  for (let bit = prefixLength; bit < bytes.length * 8; bit++) {
+    if (bytes[bit >> 3]! & (0x80 >> (bit & 7))) throw bad(`host bits set after /${prefixLength}`);
+  }
+  return { family, addr: bytes, prefixLength };
 }
 
 // ---------- port forwards ----------

@@ -450,3 +450,34 @@ t.test('property: a host range maps onto an equally long guest range, port by po
   );
   t.pass('every port of the range forwarded to its counterpart');
 });
+
+t.test('--max-memory, --deny-host, --deny', async (t) => {
+  const d = parseArgs(SOCK);
+  t.equal(d.maxMemory, 256 * 1024 ** 2, 'default 256 MiB');
+  t.equal(d.denyHost, false);
+  t.strictSame(d.deny, []);
+  t.equal(parseArgs([...SOCK, '--max-memory', '1G']).maxMemory, 1024 ** 3);
+  t.equal(parseArgs([...SOCK, '--max-memory', '64m']).maxMemory, 64 * 1024 ** 2);
+  t.equal(parseArgs([...SOCK, '--max-memory', '33554432']).maxMemory, 32 * 1024 ** 2);
+  const o = parseArgs([...SOCK, '--deny-host', '--deny', '192.168.0.0/16', '--deny', 'fd00::/8', '--deny', '203.0.113.7']);
+  t.equal(o.denyHost, true);
+  t.strictSame(
+    o.deny.map((c) => [c.family, [...c.addr], c.prefixLength]),
+    [
+      [4, [192, 168, 0, 0], 16],
+      [6, [0xfd, ...new Array<number>(15).fill(0)], 8],
+      [4, [203, 0, 113, 7], 32],
+    ],
+  );
+  for (const [argv, re] of [
+    [['--max-memory', '1M'], /^--max-memory must be a size from 16M to 64G, such as 256M or 1G \(got 1M\)$/],
+    [['--max-memory', '100G'], /^--max-memory must be a size/],
+    [['--max-memory', 'lots'], /^--max-memory must be a size/],
+    [['--deny', '192.168.1.1/16'], /^--deny must be .*host bits set after \/16/],
+    [['--deny', 'fe80::1%eth0'], /^--deny .*no zones/],
+    [['--deny', 'nowhere'], /^--deny .*not an address or prefix/],
+    [['--deny', '::ffff:10.0.0.0/104'], /^--deny .*IPv4 prefixes in IPv4/],
+  ] as Array<[string[], RegExp]>) {
+    t.match(usageError([...SOCK, ...argv]).message, re, argv.join(' '));
+  }
+});
