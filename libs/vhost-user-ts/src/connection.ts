@@ -4,6 +4,11 @@
 // A message is read as its 12-byte header (the fds arrive with it: the sender passes them with the
 // first byte) and then `size` payload bytes. Partial reads are resumed on the next readable event.
 // Every fd received is either handed over with its message or closed here.
+//
+// Everything held per connection is bounded: one receive buffer of the largest payload, at most
+// MAX_FDS fds, and a send queue of at most `maxQueuedMessages` messages or `maxQueuedBytes` bytes
+// that the peer has not read yet. A peer that stops reading while it keeps sending requests is
+// closed when the queue is full, instead of growing it without end.
 import type { NativePoller } from './native.js';
 import { native } from './native.js';
 import { FLAG_VERSION_MASK, HEADER_SIZE, MAX_FDS, MAX_PAYLOAD, VERSION } from './protocol.js';
@@ -26,11 +31,24 @@ export interface ConnectionEvents {
   closed(err?: Error): void;
 }
 
+export interface ConnectionOptions {
+  /** Messages queued because the peer does not read, before the connection is closed (default 64). */
+  maxQueuedMessages?: number;
+  /** Bytes queued likewise (default 256 KiB). */
+  maxQueuedBytes?: number;
+  /** The reason given when the queue overflows (default "peer does not read what we send"). */
+  overflowReason?: string;
+}
+
 export class Connection {
   private readonly rx = new Uint8Array(HEADER_SIZE + MAX_PAYLOAD);
   private rxHave = 0;
   private rxFds: number[] = [];
   private readonly txQueue: { data: Uint8Array; off: number; fds: readonly number[] }[] = [];
+  private txBytes = 0;
+  private readonly maxQueuedMessages: number;
+  private readonly maxQueuedBytes: number;
+  private readonly overflowReason: string;
   private readonly poller: NativePoller;
   private isClosed = false;
   private waitingWritable = false;
@@ -38,9 +56,18 @@ export class Connection {
   constructor(
     readonly fd: number,
     private readonly events: ConnectionEvents,
+    opts: ConnectionOptions = {},
   ) {
+    this.maxQueuedMessages = opts.maxQueuedMessages ?? 64;
+    this.maxQueuedBytes = opts.maxQueuedBytes ?? 256 * 1024;
+    this.overflowReason = opts.overflowReason ?? 'peer does not read what we send';
     this.poller = new native.Poller(fd, (status, ev) => this.onPoll(status, ev), false);
     this.poller.start(native.POLL_READABLE);
+  }
+
+  /** Messages waiting for the peer to read (queued or partly sent). */
+  get queuedMessages(): number {
+    return this.txQueue.length;
   }
 
   get closed(): boolean {
@@ -48,10 +75,16 @@ export class Connection {
   }
 
   /** Sends a whole message (header and payload already in `data`) with optional fds, which stay
-   *  the caller's. Messages are copied and go out in order; EAGAIN waits for writability. */
+   *  the caller's. Messages are copied and go out in order; EAGAIN waits for writability. When
+   *  the queue is already full the connection is closed (`closed` reports the overflow). */
   send(data: Uint8Array, fds: readonly number[] = []): void {
     if (this.isClosed) return;
+    if (this.txQueue.length >= this.maxQueuedMessages || this.txBytes + data.length > this.maxQueuedBytes) {
+      const queued = `${this.txQueue.length} messages, ${this.txBytes} bytes queued`;
+      return this.close(new FramingError(`${this.overflowReason} (${queued})`));
+    }
     this.txQueue.push({ data: data.slice(), off: 0, fds });
+    this.txBytes += data.length;
     if (this.txQueue.length === 1) this.flushTx();
   }
 
@@ -63,6 +96,7 @@ export class Connection {
     for (const fd of this.rxFds) native.close(fd);
     this.rxFds = [];
     this.txQueue.length = 0;
+    this.txBytes = 0;
     native.close(this.fd);
     this.events.closed(err);
   }
@@ -79,7 +113,10 @@ export class Connection {
       if (n === -native.EINTR) continue;
       if (n < 0) return this.close(new FramingError(`sendmsg failed: errno ${-n}`));
       item.off += n;
-      if (item.off === item.data.length) this.txQueue.shift();
+      if (item.off === item.data.length) {
+        this.txQueue.shift();
+        this.txBytes -= item.data.length;
+      }
     }
     if (this.waitingWritable && !this.isClosed) {
       this.waitingWritable = false;
@@ -93,8 +130,14 @@ export class Connection {
       this.close(new FramingError(`poll error ${status}`));
       return;
     }
-    if (ev & native.POLL_WRITABLE) this.flushTx();
-    if (ev & native.POLL_READABLE) this.readAll();
+    // Nothing may escape a poller callback (it would be an uncaught exception): whatever a
+    // handler throws costs this connection only.
+    try {
+      if (ev & native.POLL_WRITABLE) this.flushTx();
+      if (ev & native.POLL_READABLE) this.readAll();
+    } catch (err) {
+      this.close(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   private readAll(): void {
