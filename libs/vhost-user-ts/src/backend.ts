@@ -6,9 +6,20 @@
 //   configured (NUM, ADDR, BASE) --SET_VRING_KICK--> started --GET_VRING_BASE--> stopped
 //   enabled is separate: SET_VRING_ENABLE when PROTOCOL_FEATURES is negotiated, else implied.
 // A queue is handed to the device while it is started, enabled and resolved in guest memory.
+//
+// The frontend is untrusted: every size, index and fd is checked before use (RULES, then each
+// handler), and a mistake is a ProtocolError that costs the connection. Kick, call and err fds
+// must be eventfds, region fds regular files. What goes wrong later, outside a request, is logged
+// (rate-limited) and contained: a kick fd that hangs up is no longer polled, a call fd that cannot
+// be written is no longer signalled, a broken queue or a malformed chain is reported, truncated
+// guest memory drops the frontend (`fail`), and so does an exception in a kick callback instead
+// of escaping into the event loop.
+import { getSystemErrorName } from 'node:util';
 import type { VhostUserDevice } from './device.js';
 import type { Logger } from './logger.js';
+import { RateLimitedLogger } from './logger.js';
 import { GuestMemory, MemoryError } from './memory.js';
+import type { AddedRegion } from './memory.js';
 import type { Message } from './connection.js';
 import { native } from './native.js';
 import type { NativePoller } from './native.js';
@@ -33,9 +44,16 @@ import {
   writeU64,
 } from './protocol.js';
 import { MAX_QUEUE_SIZE, VirtQueue } from './virtqueue.js';
+import type { VirtQueueListener } from './virtqueue.js';
 
 export interface BackendOptions {
   logger: Logger;
+  /** Where repeated lines go; the server passes one it keeps across connections, so a frontend
+   *  reconnecting in a loop cannot flood the log. Default: a new one over `logger`. */
+  limitedLog?: RateLimitedLogger;
+  /** Drops the connection after an error outside a request (a throwing kick callback, guest
+   *  memory truncated under us). Default: log the error. */
+  fail?: (err: Error) => void;
   /** Memory slots offered with CONFIGURE_MEM_SLOTS (GET_MAX_MEM_SLOTS). */
   maxMemSlots: number;
   /** Offer VIRTIO_RING_F_EVENT_IDX (default true). */
@@ -46,6 +64,9 @@ export interface BackendOptions {
 
 /** A request the frontend got wrong: the connection is closed. */
 export class ProtocolError extends Error {}
+
+/** The frontend truncated (or otherwise lost) guest memory we had mapped: the connection is closed. */
+export class GuestMemoryFault extends Error {}
 
 type Reply = Uint8Array | undefined;
 type Handler = (msg: Message, p: PayloadReader) => Reply;
@@ -117,6 +138,9 @@ export class Backend {
   private status = 0;
   private readonly replyBuf = new Uint8Array(HEADER_SIZE + 64);
   private readonly handlers: Partial<Record<Request, Handler>>;
+  private readonly limited: RateLimitedLogger;
+  private readonly fail: (err: Error) => void;
+  private isShutDown = false;
 
   constructor(
     private readonly device: VhostUserDevice,
@@ -127,12 +151,27 @@ export class Backend {
     if (!Number.isInteger(device.queueCount) || device.queueCount < 1 || device.queueCount > 256) {
       throw new RangeError('device.queueCount must be 1..256');
     }
+    this.limited = opts.limitedLog ?? new RateLimitedLogger(log);
+    this.fail = opts.fail ?? ((err) => this.limited.error({ reason: err.message }, 'vhost-user backend error'));
     this.memory = new GuestMemory(Math.max(opts.maxMemSlots, MEM_TABLE_MAX_REGIONS));
-    this.slots = Array.from({ length: device.queueCount }, (_, i) => ({
-      queue: new VirtQueue(i, this.memory),
-      kickPoller: undefined,
-      running: false,
-    }));
+    this.memory.onFault = (faults) => this.memoryFaulted(faults);
+    const listener: VirtQueueListener = {
+      malformed: (q, reason) => {
+        this.limited.warn({ queue: q.index, reason, malformed: q.stats.malformed }, 'malformed chain returned to the guest');
+      },
+      broken: (q, reason) => {
+        this.limited.warn({ queue: q.index, reason }, 'queue marked broken: it stops until the frontend sets it up again');
+      },
+      callFailed: (q, fd, errno) => {
+        native.close(fd);
+        this.limited.warn({ queue: q.index, error: getSystemErrorName(-errno) }, 'call fd cannot be written: the guest is no longer signalled');
+      },
+    };
+    this.slots = Array.from({ length: device.queueCount }, (_, i) => {
+      const queue = new VirtQueue(i, this.memory);
+      queue.listener = listener;
+      return { queue, kickPoller: undefined, running: false };
+    });
     let transport = bit(Feature.VERSION_1) | bit(Feature.PROTOCOL_FEATURES);
     if (opts.eventIdx) transport |= bit(Feature.RING_EVENT_IDX);
     if (opts.indirectDesc) transport |= bit(Feature.RING_INDIRECT_DESC);
@@ -185,6 +224,13 @@ export class Backend {
     return this.ackedProtocol;
   }
 
+  /** Queues handed to the device right now. */
+  get runningQueues(): number {
+    let n = 0;
+    for (const slot of this.slots) if (slot.running) n++;
+    return n;
+  }
+
   /** Handles one message. Throws ProtocolError for an invalid one (the caller closes the
    *  connection). The fds of the message are always consumed: kept or closed. */
   handle(msg: Message): void {
@@ -221,6 +267,7 @@ export class Backend {
 
   /** Stops every queue and releases all fds and mappings (disconnect). */
   shutdown(): void {
+    this.isShutDown = true;
     for (const slot of this.slots) {
       this.stopQueue(slot);
       this.closeQueueFds(slot);
@@ -272,7 +319,8 @@ export class Backend {
     this.memory.clear();
     try {
       for (let i = 0; i < n; i++) {
-        this.memory.add(p.region(PayloadSize.MEM_TABLE_HEADER + i * PayloadSize.MEM_REGION), msg.fds[i]!);
+        const desc = p.region(PayloadSize.MEM_TABLE_HEADER + i * PayloadSize.MEM_REGION);
+        this.regionAdded(desc.guestPhysAddr, this.memory.add(desc, msg.fds[i]!));
       }
     } catch (err) {
       this.memory.clear();
@@ -286,7 +334,8 @@ export class Backend {
   private addMemReg(msg: Message, p: PayloadReader): Reply {
     this.forEachRunning((slot) => this.stopQueue(slot));
     try {
-      this.memory.add(p.region(8), msg.fds[0]!);
+      const desc = p.region(8);
+      this.regionAdded(desc.guestPhysAddr, this.memory.add(desc, msg.fds[0]!));
     } catch (err) {
       if (err instanceof MemoryError) throw new ProtocolError(`ADD_MEM_REG: ${err.message}`);
       throw err;
@@ -302,6 +351,22 @@ export class Backend {
     return undefined;
   }
 
+  private regionAdded(gpa: number, added: AddedRegion): void {
+    if (added.sealed) return;
+    this.limited.warn(
+      { gpa: `0x${gpa.toString(16)}`, error: added.sealError },
+      'guest memory region cannot be sealed against shrinking: accepted behind the SIGBUS guard (a truncation drops the frontend)',
+    );
+  }
+
+  /** Accesses to guest memory faulted and were answered with zero pages (native/guard.cc): the
+   *  frontend truncated a region's file. Nothing it shares can be trusted to stay mapped. */
+  private memoryFaulted(faults: number): void {
+    if (this.isShutDown) return;
+    this.limited.error({ faults }, 'the frontend truncated guest memory: disconnected');
+    this.fail(new GuestMemoryFault(`guest memory truncated under us (${faults} faults)`));
+  }
+
   /** Re-resolves configured rings against the new memory and restarts the ready ones. */
   private memoryChanged(): void {
     for (const slot of this.slots) {
@@ -309,7 +374,7 @@ export class Backend {
       if (!q.addr) continue;
       const err = q.resolve();
       if (err && q.started) {
-        this.opts.logger.warn({ queue: q.index, reason: err }, 'ring not in guest memory after a memory change');
+        this.limited.warn({ queue: q.index, reason: err }, 'ring not in guest memory after a memory change');
       }
       this.updateQueue(slot);
     }
@@ -383,6 +448,14 @@ export class Backend {
     const slot = this.slot(v & VRING_IDX_MASK, req);
     const noFd = (v & VRING_NOFD_MASK) !== 0;
     if (noFd !== (msg.fds.length === 0)) throw new ProtocolError(`SET_VRING_${which.toUpperCase()}: fd flag and fds disagree`);
+    if (!noFd) {
+      // vhost-user.rst: "Set the event file descriptor for adding buffers to the vring" (KICK; CALL
+      // and ERR likewise), the equivalents of VHOST_SET_VRING_KICK/CALL/ERR, for which the kernel
+      // takes nothing but an eventfd (eventfd_fget in drivers/vhost/vhost.c). We read and write
+      // 8-byte counters; any other fd would be polled or written to no purpose, or written into.
+      const kind = native.fdKind(msg.fds[0]!);
+      if (kind !== 'eventfd') throw new ProtocolError(`SET_VRING_${which.toUpperCase()}: the fd is a ${kind}, not an eventfd`);
+    }
     const fd = noFd ? -1 : msg.fds[0]!;
     if (!noFd) msg.fds[0] = -1; // taken
     const q = slot.queue;
@@ -391,10 +464,10 @@ export class Backend {
       this.closeFd(slot, 'kick');
       q.kickFd = fd;
       if (fd >= 0) {
-        slot.kickPoller = new native.Poller(fd, () => this.onKick(slot), true);
+        slot.kickPoller = new native.Poller(fd, (status) => this.onKick(slot, status), true);
         slot.kickPoller.start(native.POLL_READABLE);
       } else {
-        this.opts.logger.warn({ queue: q.index }, 'queue started without a kick fd: it is processed only when the device polls it');
+        this.limited.warn({ queue: q.index }, 'queue started without a kick fd: it is processed only when the device polls it');
       }
       // SET_VRING_KICK starts the ring; without PROTOCOL_FEATURES it is enabled at once.
       q.started = true;
@@ -434,8 +507,21 @@ export class Backend {
     this.status = 0;
   }
 
-  private onKick(slot: QueueSlot): void {
-    if (slot.running) this.device.queueKicked(slot.queue);
+  /** A kick poller's callback: nothing may escape it (it would be an uncaught exception). */
+  private onKick(slot: QueueSlot, status: number): void {
+    try {
+      if (status < 0) {
+        // The poller stopped itself (end of file, POLLERR): the fd will never kick again.
+        slot.kickPoller?.close();
+        slot.kickPoller = undefined;
+        const error = status === native.UV_EOF ? 'EOF' : getSystemErrorName(status);
+        this.limited.warn({ queue: slot.queue.index, error }, `kick fd of queue ${slot.queue.index} hung up: queue no longer kicked`, 'kick fd hung up');
+        return;
+      }
+      if (slot.running) this.device.queueKicked(slot.queue);
+    } catch (err) {
+      this.fail(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   /** Hands a queue to the device or takes it back, according to its state. */

@@ -1,20 +1,20 @@
 // vhost-user-ts: a vhost-user backend (device side) library for Node.js. It runs the protocol on a
 // unix socket, maps guest memory, and hands a device ready split virtqueues. It knows nothing about
 // any particular device type.
-export { Backend, ProtocolError } from './backend.js';
+export { Backend, GuestMemoryFault, ProtocolError } from './backend.js';
 export type { BackendOptions } from './backend.js';
 export { Connection, FramingError } from './connection.js';
-export type { Message } from './connection.js';
+export type { ConnectionOptions, Message } from './connection.js';
 export type { VhostUserDevice } from './device.js';
-export { silentLogger } from './logger.js';
-export type { Logger, LogFn } from './logger.js';
+export { RateLimitedLogger, silentLogger } from './logger.js';
+export type { Logger, LogFn, LogLevel, RateLimitOptions } from './logger.js';
 export { GuestMemory, MemoryError, SEGMENT_SIZE, newSpan } from './memory.js';
-export type { Segment, Span } from './memory.js';
+export type { AddedRegion, Segment, Span } from './memory.js';
 export { native } from './native.js';
-export type { NativeBinding, NativeMapping, NativePoller, RecvResult } from './native.js';
+export type { MemfdSealing, NativeBinding, NativeMapping, NativePoller, RecvResult } from './native.js';
 export * from './protocol.js';
 export { VhostUserServer, SocketInUseError, prepareSocketPath } from './server.js';
-export type { ServerOptions } from './server.js';
+export type { ServerOptions, ServerStats } from './server.js';
 export {
   DescriptorChain,
   MalformedReason,
@@ -27,4 +27,4 @@ export {
   VIRTQ_USED_F_NO_NOTIFY,
   vringNeedEvent,
 } from './virtqueue.js';
-export type { QueueStats } from './virtqueue.js';
+export type { QueueStats, VirtQueueListener } from './virtqueue.js';

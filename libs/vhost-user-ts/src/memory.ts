@@ -8,6 +8,15 @@
 // Every translation checks that [addr, addr + len) lies inside a segment. A buffer that crosses a
 // segment (or region) boundary is legal for descriptors: callers ask for the contiguous part and
 // continue from the next address (see DescriptorChain).
+//
+// The region's fd is untrusted too. It must be a regular file (memfd, tmpfs and hugetlbfs files
+// are). The file stays the frontend's: if it shrinks, our next access beyond its new end raises
+// SIGBUS. So each region is sealed against shrinking where the file allows it (F_SEAL_SHRINK, as
+// QEMU's memory-backend-memfd does itself by default), and every mapping sits behind the addon's
+// SIGBUS guard, which turns such a fault into a zero page and an `onFault` call (src/guard.ts).
+// A region that can be neither sealed nor guarded is refused.
+import { getSystemErrorName } from 'node:util';
+import { faultMonitor } from './guard.js';
 import type { NativeMapping } from './native.js';
 import { native } from './native.js';
 import type { MemRegionDesc } from './protocol.js';
@@ -17,6 +26,16 @@ export const SEGMENT_SIZE = 1 << 30;
 
 export interface Region extends MemRegionDesc {
   mapping: NativeMapping;
+  /** Why the file could not be sealed against shrinking ('EPERM', 'EINVAL'), or undefined. */
+  unsealed: string | undefined;
+}
+
+/** What add() learnt about the region's file. */
+export interface AddedRegion {
+  /** Sealed against shrinking (by the frontend or by us): it cannot fault by being truncated. */
+  sealed: boolean;
+  /** When not sealed, why (the errno name of F_ADD_SEALS / F_GET_SEALS). */
+  sealError: string | undefined;
 }
 
 /** One contiguous, mapped piece of a region. */
@@ -57,6 +76,10 @@ export class GuestMemory {
   private lastHit = 0;
   /** Bumped on every change so holders of derived views (rings) know to re-resolve. */
   generation = 0;
+  /** Called (from the event loop) when accesses to a mapped region raised SIGBUS and were
+   *  answered with zero pages: the file was truncated under us. */
+  onFault: ((faults: number) => void) | undefined;
+  private readonly faultListener = (faults: number): void => this.onFault?.(faults);
 
   constructor(readonly maxRegions: number) {}
 
@@ -65,8 +88,9 @@ export class GuestMemory {
   }
 
   /** Maps a region from `fd` (which the caller still owns and closes afterwards). Throws
-   *  MemoryError for an invalid or overlapping description; nothing is left mapped then. */
-  add(desc: MemRegionDesc, fd: number): void {
+   *  MemoryError for an invalid or overlapping description or an unusable fd; nothing is left
+   *  mapped then. */
+  add(desc: MemRegionDesc, fd: number): AddedRegion {
     const { guestPhysAddr: gpa, memorySize: size, userspaceAddr: uva, mmapOffset: off } = desc;
     for (const v of [gpa, size, uva, off]) {
       if (!Number.isSafeInteger(v) || v < 0) throw new MemoryError('region field out of range');
@@ -81,6 +105,11 @@ export class GuestMemory {
         throw new MemoryError('region overlaps another in guest-physical space');
       }
     }
+    const kind = native.fdKind(fd);
+    if (kind !== 'regular') throw new MemoryError(`region fd is a ${kind}, not a regular file`);
+    // Sealed before mmap checks the file's size, so the size cannot shrink after the check.
+    const seal = native.sealShrink(fd);
+    const unsealed = seal === 0 ? undefined : getSystemErrorName(seal);
     // Map from file offset 0 so mmap_offset needs no particular alignment (libvhost-user does the
     // same); the region's bytes start at `off` within the mapping.
     let mapping: NativeMapping;
@@ -89,8 +118,15 @@ export class GuestMemory {
     } catch (err) {
       throw new MemoryError(`mmap failed: ${(err as Error).message}`);
     }
-    this.regions.push({ ...desc, mapping });
+    if (unsealed !== undefined && !native.mappingGuarded(mapping)) {
+      native.munmap(mapping);
+      throw new MemoryError(`region cannot be sealed (${unsealed}) and the SIGBUS guard is unavailable`);
+    }
+    // Sealed regions are watched too: shared tmpfs memory also faults when the filesystem is full.
+    faultMonitor().watch(mapping, this.faultListener);
+    this.regions.push({ ...desc, mapping, unsealed });
     this.rebuild();
+    return { sealed: unsealed === undefined, sealError: unsealed };
   }
 
   /** Removes the region matching `desc` (by GPA, UVA and size; the offset is ignored as the
@@ -101,16 +137,21 @@ export class GuestMemory {
     );
     if (i < 0) return false;
     const [r] = this.regions.splice(i, 1);
-    if (r) native.munmap(r.mapping);
+    if (r) this.unmap(r);
     this.rebuild();
     return true;
   }
 
   /** Unmaps everything. Views handed out earlier drop to length 0 (their buffers are detached). */
   clear(): void {
-    for (const r of this.regions) native.munmap(r.mapping);
+    for (const r of this.regions) this.unmap(r);
     this.regions = [];
     this.rebuild();
+  }
+
+  private unmap(r: Region): void {
+    faultMonitor().unwatch(r.mapping);
+    native.munmap(r.mapping);
   }
 
   describe(): MemRegionDesc[] {

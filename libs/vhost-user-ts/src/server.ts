@@ -1,15 +1,31 @@
 // The listening side: one unix socket, one frontend at a time (vhost-user is point to point). When
 // the frontend goes away every queue is stopped, every fd and mapping released, and the next
 // connection is accepted, so a QEMU started with `reconnect=1` comes back to the same process.
+//
+// The frontend is untrusted, and so is whoever else can connect to the socket. Whatever one does
+// costs at most its own connection:
+//  - an exception while handling a message or in any callback (kick, fault, timer) is caught,
+//    counted in `stats`, logged, and closes that connection; nothing reaches the event loop;
+//  - a connection that sends no complete message within `firstMessageTimeoutMs` is dropped
+//    (QEMU sends GET_FEATURES at once);
+//  - the frontend attached stays attached while it works; a new connection replaces it only when
+//    it has no running queue and has been silent for `idleTakeoverMs` (a stale or stuck peer must
+//    not keep QEMU from reconnecting), and is refused otherwise;
+//  - a frontend that does not read its replies is dropped once `maxQueuedReplies` wait;
+//  - every log line that can repeat goes through one RateLimitedLogger kept across connections.
 import { EventEmitter } from 'node:events';
 import { lstatSync, unlinkSync } from 'node:fs';
-import { Backend, ProtocolError } from './backend.js';
+import { constants } from 'node:os';
+import { getSystemErrorName } from 'node:util';
+import { Backend, GuestMemoryFault, ProtocolError } from './backend.js';
 import { Connection } from './connection.js';
 import type { VhostUserDevice } from './device.js';
 import type { Logger } from './logger.js';
-import { silentLogger } from './logger.js';
+import { RateLimitedLogger, silentLogger } from './logger.js';
 import type { NativePoller } from './native.js';
 import { native } from './native.js';
+
+const { ECONNABORTED } = constants.errno;
 
 export interface ServerOptions {
   logger?: Logger;
@@ -19,6 +35,36 @@ export interface ServerOptions {
   eventIdx?: boolean;
   /** Offer VIRTIO_RING_F_INDIRECT_DESC; default true. */
   indirectDesc?: boolean;
+  /** A connection that sends no complete message within this many ms is dropped; default 5000. */
+  firstMessageTimeoutMs?: number;
+  /** A new connection replaces the attached frontend when that one has no running queue and has
+   *  sent nothing for this many ms; otherwise the newcomer is refused. Default 2000. */
+  idleTakeoverMs?: number;
+  /** Replies the frontend has not read, past which it is dropped; default 64 (and 256 KiB). */
+  maxQueuedReplies?: number;
+  maxQueuedReplyBytes?: number;
+  /** Least time between two log lines of one kind, in ms; default 10 000. */
+  logIntervalMs?: number;
+  /** Monotonic milliseconds for idle times and log rate limits; default performance.now. */
+  clock?: () => number;
+}
+
+/** What the server has seen since it was made. */
+export interface ServerStats {
+  /** Frontend connections served. */
+  connections: number;
+  /** Connections refused because the attached frontend was busy or recently active. */
+  refused: number;
+  /** Attached frontends dropped, idle, in favour of a new connection. */
+  idleReplaced: number;
+  /** Connections dropped for sending nothing within firstMessageTimeoutMs. */
+  silent: number;
+  /** Exceptions caught while handling a message or in a callback; each closed its connection. */
+  errors: number;
+  /** ... of which the frontend's mistakes (ProtocolError). */
+  protocolErrors: number;
+  /** Connections dropped because the frontend truncated guest memory under us. */
+  memoryFaults: number;
 }
 
 /** The socket path is held by a live process. */
@@ -60,15 +106,34 @@ export interface VhostUserServerEvents {
   listening: [path: string];
 }
 
+/** The frontend being served. */
+interface Attached {
+  conn: Connection;
+  backend: Backend;
+  /** When it last sent a complete message (or connected), by the server's clock. */
+  lastActivity: number;
+  /** Pending until the first message arrives. */
+  firstMessageTimer: NodeJS.Timeout | undefined;
+}
+
 export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
   private listenFd = -1;
   private listenPoller: NativePoller | undefined;
+  private listenRetry: NodeJS.Timeout | undefined;
   private socketPath: string | undefined;
-  private conn: Connection | undefined;
-  private current: Backend | undefined;
+  private attached: Attached | undefined;
   private readonly log: Logger;
-  /** Frontend connections accepted so far. */
-  connections = 0;
+  private readonly limited: RateLimitedLogger;
+  private readonly clock: () => number;
+  readonly stats: ServerStats = {
+    connections: 0,
+    refused: 0,
+    idleReplaced: 0,
+    silent: 0,
+    errors: 0,
+    protocolErrors: 0,
+    memoryFaults: 0,
+  };
 
   constructor(
     private readonly device: VhostUserDevice,
@@ -76,6 +141,8 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
   ) {
     super();
     this.log = options.logger ?? silentLogger;
+    this.clock = options.clock ?? (() => performance.now());
+    this.limited = new RateLimitedLogger(this.log, { intervalMs: options.logIntervalMs ?? 10_000, clock: this.clock });
   }
 
   get path(): string | undefined {
@@ -83,12 +150,17 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
   }
 
   get connected(): boolean {
-    return this.conn !== undefined;
+    return this.attached !== undefined;
+  }
+
+  /** Frontend connections served so far. */
+  get connections(): number {
+    return this.stats.connections;
   }
 
   /** The backend of the current connection (memory, queues, negotiated features). */
   get backend(): Backend | undefined {
-    return this.current;
+    return this.attached?.backend;
   }
 
   /** Listens on `path` (after prepareSocketPath: a stale socket is replaced). */
@@ -97,7 +169,7 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     prepareSocketPath(path);
     this.listenFd = native.unixListen(path, 4);
     this.socketPath = path;
-    this.listenPoller = new native.Poller(this.listenFd, () => this.acceptAll(), false);
+    this.listenPoller = new native.Poller(this.listenFd, (status) => this.onListenPoll(status), false);
     this.listenPoller.start(native.POLL_READABLE);
     this.log.info({ socket: path }, 'vhost-user socket listening');
     this.emit('listening', path);
@@ -105,9 +177,11 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
 
   /** Disconnects the frontend, stops listening and removes the socket file. */
   close(): void {
-    this.conn?.close();
+    this.attached?.conn.close();
     this.listenPoller?.close();
     this.listenPoller = undefined;
+    if (this.listenRetry) clearTimeout(this.listenRetry);
+    this.listenRetry = undefined;
     if (this.listenFd >= 0) native.close(this.listenFd);
     this.listenFd = -1;
     if (this.socketPath) {
@@ -118,57 +192,167 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
       }
       this.socketPath = undefined;
     }
+    this.limited.close();
+  }
+
+  private onListenPoll(status: number): void {
+    try {
+      if (status < 0) return this.pauseAccepting(status);
+      this.acceptAll();
+    } catch (err) {
+      this.caught(err, 'accepting a connection');
+    }
   }
 
   private acceptAll(): void {
     for (;;) {
       const fd = native.accept(this.listenFd);
-      if (fd < 0) {
-        if (fd !== -native.EAGAIN && fd !== -native.EINTR) this.log.warn({ errno: -fd }, 'accept failed');
-        return;
-      }
-      if (this.conn) {
-        this.log.warn('a second frontend connected while one is attached: refused');
-        native.close(fd);
-        continue;
-      }
-      this.attach(fd);
+      if (fd === -native.EAGAIN) return;
+      if (fd === -native.EINTR || fd === -ECONNABORTED) continue;
+      if (fd < 0) return this.pauseAccepting(fd);
+      this.admit(fd);
     }
   }
 
+  /** Accepting failed (EMFILE, ENFILE, ENOMEM, ...): the pending connection stays, the socket
+   *  stays readable, and trying again at once would spin. Try again in a second. */
+  private pauseAccepting(status: number): void {
+    this.limited.error({ error: getSystemErrorName(status) }, 'accept failed: retrying in 1 s');
+    this.listenPoller?.stop();
+    if (this.listenRetry) return;
+    this.listenRetry = setTimeout(() => {
+      this.listenRetry = undefined;
+      try {
+        this.listenPoller?.start(native.POLL_READABLE);
+      } catch (err) {
+        this.caught(err, 'listening again');
+      }
+    }, 1000);
+    this.listenRetry.unref();
+  }
+
+  /** A new connection: served, or refused while the attached frontend is in use. */
+  private admit(fd: number): void {
+    const cur = this.attached;
+    if (cur) {
+      const idle = this.clock() - cur.lastActivity;
+      const running = cur.backend.runningQueues;
+      if (running > 0 || idle < (this.options.idleTakeoverMs ?? 2000)) {
+        this.stats.refused++;
+        this.limited.warn({ runningQueues: running, idleMs: Math.round(idle) }, 'a second frontend connected while one is attached: refused');
+        native.close(fd);
+        return;
+      }
+      this.stats.idleReplaced++;
+      this.limited.warn({ idleMs: Math.round(idle) }, 'idle frontend dropped for a new connection');
+      cur.conn.close(new Error(`idle for ${Math.round(idle)} ms with no running queue: replaced by a new connection`));
+    }
+    this.attach(fd);
+  }
+
   private attach(fd: number): void {
-    const backend = new Backend(this.device, (data) => conn.send(data), {
+    let att: Attached | undefined;
+    const backend = new Backend(this.device, (data) => att?.conn.send(data), {
       logger: this.log,
+      limitedLog: this.limited,
       maxMemSlots: this.options.maxMemSlots ?? 32,
       eventIdx: this.options.eventIdx ?? true,
       indirectDesc: this.options.indirectDesc ?? true,
-    });
-    const conn: Connection = new Connection(fd, {
-      message: (msg) => {
-        try {
-          backend.handle(msg);
-        } catch (err) {
-          if (!(err instanceof ProtocolError)) this.log.error({ err }, 'vhost-user request failed');
-          conn.close(err as Error);
-        }
+      fail: (err) => {
+        if (att && this.attached === att) this.failed(att, err);
       },
-      closed: (err) => this.detach(backend, err),
     });
-    this.conn = conn;
-    this.current = backend;
-    this.connections++;
-    this.log.info({ connection: this.connections }, 'vhost-user frontend connected');
-    this.device.connected?.();
-    this.emit('connect');
+    const conn = new Connection(
+      fd,
+      {
+        message: (msg) => {
+          if (!att) return;
+          att.lastActivity = this.clock();
+          if (att.firstMessageTimer) {
+            clearTimeout(att.firstMessageTimer);
+            att.firstMessageTimer = undefined;
+          }
+          try {
+            backend.handle(msg);
+          } catch (err) {
+            this.failed(att, err);
+          }
+        },
+        closed: (err) => {
+          if (att) this.detach(att, err);
+        },
+      },
+      {
+        maxQueuedMessages: this.options.maxQueuedReplies ?? 64,
+        maxQueuedBytes: this.options.maxQueuedReplyBytes ?? 256 * 1024,
+        overflowReason: 'frontend does not read its replies',
+      },
+    );
+    const timeoutMs = this.options.firstMessageTimeoutMs ?? 5000;
+    const a: Attached = { conn, backend, lastActivity: this.clock(), firstMessageTimer: undefined };
+    att = a;
+    a.firstMessageTimer = setTimeout(() => {
+      a.firstMessageTimer = undefined;
+      if (this.attached !== a) return;
+      this.stats.silent++;
+      try {
+        a.conn.close(new Error(`no request within ${timeoutMs} ms of connecting`));
+      } catch (err) {
+        this.caught(err, 'dropping a silent connection');
+      }
+    }, timeoutMs);
+    a.firstMessageTimer.unref();
+    this.attached = a;
+    this.stats.connections++;
+    this.limited.info({ connection: this.stats.connections }, 'vhost-user frontend connected');
+    try {
+      this.device.connected?.();
+      this.emit('connect');
+    } catch (err) {
+      this.failed(a, err);
+    }
   }
 
-  private detach(backend: Backend, err: Error | undefined): void {
-    backend.shutdown();
-    this.conn = undefined;
-    this.current = undefined;
-    if (err) this.log.error({ reason: err.message }, 'vhost-user frontend dropped');
-    else this.log.info('vhost-user frontend disconnected');
-    this.device.disconnected?.();
-    this.emit('disconnect', err);
+  /** An exception while serving `att`: counted, logged, and the connection closed. */
+  private failed(att: Attached, err: unknown): void {
+    const error = err instanceof Error ? err : new Error(String(err));
+    if (error instanceof GuestMemoryFault) {
+      this.stats.memoryFaults++;
+    } else {
+      this.stats.errors++;
+      if (error instanceof ProtocolError) this.stats.protocolErrors++;
+      // The frontend's mistakes are logged with the drop; anything else is a bug worth a stack.
+      else this.limited.error({ err: error }, 'exception while serving the frontend');
+    }
+    att.conn.close(error);
+  }
+
+  /** An exception with no connection to blame (it closed already, or accepting failed). */
+  private caught(err: unknown, what: string): void {
+    this.stats.errors++;
+    this.limited.error({ err, what }, 'vhost-user server error');
+  }
+
+  private detach(att: Attached, err: Error | undefined): void {
+    if (this.attached !== att) return;
+    if (att.firstMessageTimer) clearTimeout(att.firstMessageTimer);
+    att.firstMessageTimer = undefined;
+    this.attached = undefined;
+    try {
+      att.backend.shutdown();
+    } catch (e) {
+      this.caught(e, 'releasing a connection');
+    }
+    // Keyed by the reason with its numbers taken out: each kind of drop is logged, and a peer
+    // repeating one is held to a line per interval.
+    if (err) this.limited.error({ reason: err.message }, 'vhost-user frontend dropped', `dropped: ${err.message.replace(/0x[0-9a-f]+|\d+/gi, '#')}`);
+    else this.limited.info({}, 'vhost-user frontend disconnected');
+    try {
+      this.device.disconnected?.();
+      this.emit('disconnect', err);
+    } catch (e) {
+      this.caught(e, 'reporting a disconnect');
+    }
   }
 }
+

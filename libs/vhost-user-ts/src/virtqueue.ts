@@ -139,6 +139,18 @@ export interface QueueStats {
   suppressed: number;
 }
 
+/** What the owner of a queue (the backend) is told about the guest's and the frontend's mistakes,
+ *  to log them. Called synchronously from the queue's methods: keep it cheap, never throw. */
+export interface VirtQueueListener {
+  /** A chain was returned to the guest with length 0 (each time). */
+  malformed?(queue: VirtQueue, reason: MalformedReason): void;
+  /** The queue was marked broken (once per breakage, until setBase() repairs it). */
+  broken?(queue: VirtQueue, reason: string): void;
+  /** Writing the call fd failed with `errno`: the queue stopped signalling it (its callFd is now
+   *  -1) and the listener owns `fd` (closes it). */
+  callFailed?(queue: VirtQueue, fd: number, errno: number): void;
+}
+
 export enum MalformedReason {
   TooLong = 'chain longer than the queue (loop?)',
   NextOutOfRange = 'next out of range',
@@ -173,8 +185,9 @@ export class VirtQueue {
   broken: string | undefined;
 
   readonly stats: QueueStats = { popped: 0, malformed: 0, calls: 0, suppressed: 0 };
-  /** Reason of the last malformed chain, for logs. */
-  lastMalformed: MalformedReason | undefined;
+  /** Told of malformed chains, breakage and call fd failures (the backend logs them). */
+  listener: VirtQueueListener | undefined;
+  private malformedReason: MalformedReason | undefined;
 
   // Ring areas, resolved against guest memory.
   private descView: DataView = new DataView(new ArrayBuffer(0));
@@ -249,7 +262,19 @@ export class VirtQueue {
   }
 
   markBroken(reason: string): void {
-    if (this.broken === undefined) this.broken = reason;
+    if (this.broken !== undefined) return;
+    this.broken = reason;
+    this.listener?.broken?.(this, reason);
+  }
+
+  /** Reason of the last malformed chain, for logs. pop() records it here when it returns a chain
+   *  to the guest with length 0, and the listener hears of each one. */
+  get lastMalformed(): MalformedReason | undefined {
+    return this.malformedReason;
+  }
+  set lastMalformed(reason: MalformedReason | undefined) {
+    this.malformedReason = reason;
+    if (reason !== undefined) this.listener?.malformed?.(this, reason);
   }
 
   /** How many chains the guest has made available and we have not popped. */
@@ -372,11 +397,22 @@ export class VirtQueue {
       need = (Atomics.load(this.avail, 0) & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
     }
     if (need && this.callFd >= 0) {
-      native.eventfdWrite(this.callFd, 1);
+      this.signal();
       this.stats.calls++;
     } else {
       this.stats.suppressed++;
     }
+  }
+
+  /** Writes the call fd. EAGAIN means its counter is about to overflow, so the guest has a
+   *  notification pending anyway; any other failure (the fd cannot take eventfd writes) ends
+   *  signalling on this fd rather than failing on every flush. */
+  private signal(): void {
+    const r = native.eventfdWrite(this.callFd, 1);
+    if (r === 0 || r === -native.EAGAIN) return;
+    const fd = this.callFd;
+    this.callFd = -1;
+    this.listener?.callFailed?.(this, fd, -r);
   }
 
   /** Asks the guest to kick again on new buffers; returns true when buffers arrived meanwhile, in

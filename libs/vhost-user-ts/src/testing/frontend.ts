@@ -5,7 +5,7 @@
 // hostile descriptors and rings.
 import { Connection } from '../connection.js';
 import type { Message } from '../connection.js';
-import type { NativeMapping, NativePoller } from '../native.js';
+import type { MemfdSealing, NativeMapping, NativePoller } from '../native.js';
 import { native } from '../native.js';
 import {
   Feature,
@@ -35,6 +35,10 @@ export interface FrontendOptions {
   gpaBase?: number;
   /** Frontend-virtual base of the first region (default 0x7f00_0000_0000). */
   uvaBase?: number;
+  /** How the memfd is sealed (default 'sealed', as QEMU's memory-backend-memfd: no grow, no
+   *  shrink, no more seals). 'sealable' leaves sealing to the backend; 'unsealable' is made
+   *  without MFD_ALLOW_SEALING, so it can be truncated under the backend. */
+  sealing?: MemfdSealing;
 }
 
 export interface Reply {
@@ -70,10 +74,10 @@ export class TestGuestMemory {
   readonly regions: MemRegionDesc[] = [];
   private next = 0;
 
-  constructor(readonly size: number, regionCount: number, readonly gpaBase: number, uvaBase: number) {
+  constructor(readonly size: number, regionCount: number, readonly gpaBase: number, uvaBase: number, sealing: MemfdSealing = 'sealed') {
     const pageSize = 4096;
     if (size % (regionCount * pageSize) !== 0) throw new RangeError('memory size must split into page-sized regions');
-    this.fd = native.memfdCreate('vhost-user-test-guest', size);
+    this.fd = native.memfdCreate('vhost-user-test-guest', size, sealing);
     this.mapping = native.mmap(this.fd, 0, size, 1 << 30);
     const chunk = this.mapping.chunks[0]!;
     this.bytes = new Uint8Array(chunk);
@@ -398,7 +402,13 @@ export class TestFrontend {
   protocolFeatures = 0n;
 
   private constructor(fd: number, opts: FrontendOptions) {
-    this.memory = new TestGuestMemory(opts.memorySize ?? 4 << 20, opts.regions ?? 1, opts.gpaBase ?? 0x10_0000, opts.uvaBase ?? 0x7f00_0000_0000);
+    this.memory = new TestGuestMemory(
+      opts.memorySize ?? 4 << 20,
+      opts.regions ?? 1,
+      opts.gpaBase ?? 0x10_0000,
+      opts.uvaBase ?? 0x7f00_0000_0000,
+      opts.sealing,
+    );
     let onClosed!: (e: Error | undefined) => void;
     this.closed = new Promise((r) => (onClosed = r));
     this.conn = new Connection(fd, {
