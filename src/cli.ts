@@ -71,7 +71,8 @@ async function main(argv: string[]): Promise<number> {
     applyPrivileges(privileges, { socketPath: opts.socketPath, logger, ...(opts.pcapFile ? { pcapFile: opts.pcapFile } : {}) });
   } catch (err) {
     await vunet.close();
-    return fail(`cannot drop privileges: ${err instanceof Error ? err.message : String(err)} (--no-sandbox runs without the sandbox)`, 1);
+    const hint = '--runas chooses the user; --no-sandbox skips no_new_privs, Landlock and seccomp';
+    return fail(`cannot drop privileges: ${err instanceof Error ? err.message : String(err)} (${hint})`, 1);
   }
   const c = opts.config;
   logger.info(

@@ -18,7 +18,7 @@
 //   processes started before (tsx's esbuild service) keep their credentials, for one.
 // - VUNET_TEST_EXEC_PROBE=1 (tests): after confinement, try to run /bin/true and log the outcome.
 import { spawnSync } from 'node:child_process';
-import { chownSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { lchownSync, lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { CAP_NET_RAW, capabilityName, confine } from '../host/confine.js';
@@ -237,7 +237,10 @@ export function applyPrivileges(plan: PrivilegePlan, ctx: ApplyContext, sys: Sys
 
   if (user) {
     try {
-      chownSync(ctx.socketPath, user.uid, user.gid);
+      // lchown, after checking it is still a socket: in a directory others may write, the path
+      // could have been swapped for a symlink to a file root owns since we bound it.
+      if (!lstatSync(ctx.socketPath).isSocket()) throw Object.assign(new Error('not a socket'), { code: 'not a socket any more' });
+      lchownSync(ctx.socketPath, user.uid, user.gid);
       const why = whyCannotRemove(ctx.socketPath, user);
       if (why) warn(`${user.name} cannot remove the vhost-user socket at exit: ${why} (the socket file stays; the next vunet replaces it)`);
     } catch (err) {
