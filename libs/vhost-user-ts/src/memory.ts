@@ -26,8 +26,6 @@ export const SEGMENT_SIZE = 1 << 30;
 
 export interface Region extends MemRegionDesc {
   mapping: NativeMapping;
-  /** Why the file could not be sealed against shrinking ('EPERM', 'EINVAL'), or undefined. */
-  unsealed: string | undefined;
 }
 
 /** What add() learnt about the region's file. */
@@ -124,7 +122,7 @@ export class GuestMemory {
     }
     // Sealed regions are watched too: shared tmpfs memory also faults when the filesystem is full.
     faultMonitor().watch(mapping, this.faultListener);
-    this.regions.push({ ...desc, mapping, unsealed });
+    this.regions.push({ ...desc, mapping });
     this.rebuild();
     return { sealed: unsealed === undefined, sealError: unsealed };
   }

@@ -397,8 +397,7 @@ export class VirtQueue {
       need = (Atomics.load(this.avail, 0) & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
     }
     if (need && this.callFd >= 0) {
-      this.signal();
-      this.stats.calls++;
+      if (this.signal()) this.stats.calls++;
     } else {
       this.stats.suppressed++;
     }
@@ -407,12 +406,13 @@ export class VirtQueue {
   /** Writes the call fd. EAGAIN means its counter is about to overflow, so the guest has a
    *  notification pending anyway; any other failure (the fd cannot take eventfd writes) ends
    *  signalling on this fd rather than failing on every flush. */
-  private signal(): void {
+  private signal(): boolean {
     const r = native.eventfdWrite(this.callFd, 1);
-    if (r === 0 || r === -native.EAGAIN) return;
+    if (r === 0 || r === -native.EAGAIN) return true;
     const fd = this.callFd;
     this.callFd = -1;
     this.listener?.callFailed?.(this, fd, -r);
+    return false;
   }
 
   /** Asks the guest to kick again on new buffers; returns true when buffers arrived meanwhile, in
