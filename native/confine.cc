@@ -18,7 +18,10 @@
 //      and answers EPERM to what a network backend never does once started (see DENIED below),
 //      ENOSYS to clone3 and openat2 (their flags sit behind a pointer the filter cannot read;
 //      glibc falls back to clone, and openat2 is not used) and to io_uring_setup (its requests
-//      would bypass the open() checks; libuv falls back to its thread pool). Everything else is
+//      would bypass the open() checks; libuv falls back to its thread pool). CAP_NET_RAW, when
+//      kept, is narrowed to what the echo proxy uses: raw IPv4/IPv6 sockets of protocol ICMP or
+//      ICMPv6 only, no packet sockets (AF_PACKET, SOCK_PACKET), no IP_HDRINCL / IPV6_HDRINCL —
+//      so no sniffing of the host's traffic and no forged IP headers. Everything else is
 //      allowed: Node, V8 and libuv use too many calls for an allow list to stay correct.
 //
 // Credentials (uid, capabilities) are per thread in the kernel: glibc broadcasts set*id to all
@@ -33,7 +36,9 @@
 #include <linux/filter.h>
 #include <linux/landlock.h>
 #include <linux/seccomp.h>
+#include <netinet/in.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -290,6 +295,34 @@ std::vector<sock_filter> BuildFilter() {
     f.Errno(EPERM);
     f.Allow();
   }
+  // socket(domain, type, protocol): no packet sockets; raw IP sockets for ICMP / ICMPv6 only.
+  // (Netlink's raw sockets, which getifaddrs opens, are another domain and pass.)
+  f.Jump(BPF_JMP | BPF_JEQ | BPF_K, __NR_socket, 0, 13);
+  f.Stmt(BPF_LD | BPF_W | BPF_ABS, ArgLow(0));
+  f.Jump(BPF_JMP | BPF_JEQ | BPF_K, AF_PACKET, 10, 0);  // -> EPERM
+  f.Jump(BPF_JMP | BPF_JEQ | BPF_K, AF_INET, 1, 0);
+  f.Jump(BPF_JMP | BPF_JEQ | BPF_K, AF_INET6, 0, 7);  // another domain -> allow
+  f.Stmt(BPF_LD | BPF_W | BPF_ABS, ArgLow(1));
+  f.Stmt(BPF_ALU | BPF_AND | BPF_K, 0xf);               // the type without SOCK_NONBLOCK/CLOEXEC
+  f.Jump(BPF_JMP | BPF_JEQ | BPF_K, SOCK_PACKET, 5, 0);  // -> EPERM
+  f.Jump(BPF_JMP | BPF_JEQ | BPF_K, SOCK_RAW, 0, 3);     // not raw -> allow
+  f.Stmt(BPF_LD | BPF_W | BPF_ABS, ArgLow(2));
+  f.Jump(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_ICMP, 1, 0);
+  f.Jump(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_ICMPV6, 0, 1);
+  f.Allow();
+  f.Errno(EPERM);
+  // setsockopt(fd, level, name, ...): no IP_HDRINCL / IPV6_HDRINCL (a raw socket writing whole
+  // IP headers could forge any protocol and source).
+  f.Jump(BPF_JMP | BPF_JEQ | BPF_K, __NR_setsockopt, 0, 9);
+  f.Stmt(BPF_LD | BPF_W | BPF_ABS, ArgLow(2));
+  f.Jump(BPF_JMP | BPF_JEQ | BPF_K, IP_HDRINCL, 0, 2);
+  f.Stmt(BPF_LD | BPF_W | BPF_ABS, ArgLow(1));
+  f.Jump(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_IP, 4, 3);  // -> EPERM / allow
+  f.Jump(BPF_JMP | BPF_JEQ | BPF_K, IPV6_HDRINCL, 0, 2);
+  f.Stmt(BPF_LD | BPF_W | BPF_ABS, ArgLow(1));
+  f.Jump(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_IPV6, 1, 0);  // -> EPERM
+  f.Allow();
+  f.Errno(EPERM);
   // clone(flags, ...): threads only (CLONE_THREAD), and no new namespaces.
   f.Jump(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 0, 5);
   f.Stmt(BPF_LD | BPF_W | BPF_ABS, ArgLow(0));
@@ -524,6 +557,14 @@ Napi::Value Confine(const Napi::CallbackInfo& info) {
   return report;
 }
 
+// seccompProgram(): the filter's instructions (struct sock_filter, 8 bytes each, host order), for
+// tests that run it on chosen system calls.
+Napi::Value SeccompProgram(const Napi::CallbackInfo& info) {
+  std::vector<sock_filter> program = BuildFilter();
+  return Napi::Buffer<uint8_t>::Copy(info.Env(), reinterpret_cast<const uint8_t*>(program.data()),
+                                     program.size() * sizeof(sock_filter));
+}
+
 // tryExecve(path): execve(path, [path], environ) straight from this thread, for tests that show
 // the filter refuses it; -errno when it fails (on success the process is replaced).
 Napi::Value TryExecve(const Napi::CallbackInfo& info) {
@@ -546,6 +587,7 @@ Napi::Value Confine(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value TryExecve(const Napi::CallbackInfo& info) { return Confine(info); }
+Napi::Value SeccompProgram(const Napi::CallbackInfo& info) { return Confine(info); }
 
 #endif
 
@@ -554,6 +596,7 @@ Napi::Value TryExecve(const Napi::CallbackInfo& info) { return Confine(info); }
 void InitConfine(Napi::Env env, Napi::Object exports) {
   exports.Set("confine", Napi::Function::New(env, Confine, "confine"));
   exports.Set("tryExecve", Napi::Function::New(env, TryExecve, "tryExecve"));
+  exports.Set("seccompProgram", Napi::Function::New(env, SeccompProgram, "seccompProgram"));
 #if defined(__x86_64__)
   exports.Set("CAP_NET_RAW", Napi::Number::New(env, kCapNetRaw));
 #endif

@@ -16,6 +16,8 @@
 // - seccomp with SECCOMP_FILTER_FLAG_TSYNC binds every thread, and sets no_new_privs on all.
 // - After it: execve and fork fail with EPERM (child_process reports EPERM from the fork), an
 //   open for writing fails with EPERM, threads (worker_threads, the libuv pool) still start.
+//   With CAP_NET_RAW kept, only raw ICMP / ICMPv6 sockets can be made with it (no packet
+//   sockets, no IP_HDRINCL).
 import { hostnet } from './native.js';
 
 export interface ConfineSpec {
@@ -57,12 +59,13 @@ interface ConfineBinding {
   readonly CAP_NET_RAW: number;
   confine(spec: ConfineSpec): ConfineReport;
   tryExecve(path: string): number;
+  seccompProgram(): Uint8Array;
 }
 
 const binding = hostnet as unknown as Partial<ConfineBinding>;
 
 function loaded(): ConfineBinding {
-  if (typeof binding.confine !== 'function' || typeof binding.tryExecve !== 'function') {
+  if (typeof binding.confine !== 'function' || typeof binding.seccompProgram !== 'function') {
     throw new Error('vunet: the host-socket addon has no confine() (run `npx node-gyp rebuild`)');
   }
   return binding as ConfineBinding;
@@ -84,6 +87,12 @@ export function confine(spec: ConfineSpec): ConfineReport {
  *  filter). On success the process is replaced. */
 export function tryExecve(path: string): number {
   return loaded().tryExecve(path);
+}
+
+/** The seccomp filter confine() installs, as struct sock_filter instructions (8 bytes each:
+ *  u16 code, u8 jt, u8 jf, u32 k, host order), for tests and audits. */
+export function seccompProgram(): Uint8Array {
+  return loaded().seccompProgram();
 }
 
 /** Linux capability names by number (capability.h), for logs. */
