@@ -26,7 +26,7 @@ import {
 import { NET_HDR_LEN } from '../../src/virtio/net-device.js';
 import { ArpOp, ArpPacket } from '../../src/wire/index.js';
 import { canUseNetns } from '../support/netns.js';
-import { GUEST_IP, GW_IP, arpRequest } from '../support/packets.js';
+import { GUEST_IP, GW_IP, arpRequest, echoRequest } from '../support/packets.js';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'vunet.js');
 const SOCK = ['--socket', '/tmp/x.sock'];
@@ -168,8 +168,13 @@ function socketDir(t: Test): string {
 const nobody = resolveRunAs(undefined, readFileSync('/etc/passwd', 'utf8'), readFileSync('/etc/group', 'utf8'));
 const hex = (caps: bigint): string => caps.toString(16).padStart(16, '0');
 
-/** A guest ARP request for the gateway through the socket: resolves with vunet's ARP reply. */
-async function arpThroughSocket(sock: string): Promise<ArpPacket | undefined> {
+/**
+ * Plays the guest on the vhost-user socket: an ARP request for the gateway, then a ping to the
+ * gateway address, which vunet relays to the host's loopback through the echo socket it opens
+ * now, after the drop (raw or ping socket). Resolves with vunet's ARP reply and the echo reply's
+ * ICMP payload, when they came.
+ */
+async function asGuest(sock: string): Promise<{ arp?: ArpPacket; echoData?: Uint8Array }> {
   const fe = TestFrontend.connect(sock, { memorySize: 8 << 20 });
   try {
     const [rxq, txq] = (await fe.handshake({ queues: [256, 256] })) as [DriverQueue, DriverQueue];
@@ -181,25 +186,38 @@ async function arpThroughSocket(sock: string): Promise<ArpPacket | undefined> {
       }
       rxq.kick();
     };
-    post();
-    const frame = arpRequest(GW_IP);
-    const data = new Uint8Array(NET_HDR_LEN + frame.length);
-    data.set(frame, NET_HDR_LEN);
-    txq.add([{ data }]);
-    txq.kick();
-    for (const deadline = Date.now() + 5000; Date.now() < deadline; ) {
-      for (const u of rxq.used()) {
-        const gpa = bufs.get(u.id)!;
-        bufs.delete(u.id);
-        const f = fe.memory.read(gpa + NET_HDR_LEN, u.len - NET_HDR_LEN);
-        if (f[12] !== 0x08 || f[13] !== 0x06) continue; // link-up also sends MLD, probes...
-        const arp = new ArpPacket().at(f, 14, f.length - 14);
-        if (arp.check() && arp.operation === ArpOp.REPLY) return arp;
+    const send = (frame: Uint8Array): void => {
+      const data = new Uint8Array(NET_HDR_LEN + frame.length);
+      data.set(frame, NET_HDR_LEN);
+      txq.add([{ data }]);
+      txq.kick();
+    };
+    /** The first frame `pick` accepts within 5 s (link-up also sends MLD reports, ARP probes...). */
+    const nextFrame = async <T>(pick: (f: Uint8Array) => T | undefined): Promise<T | undefined> => {
+      for (const deadline = Date.now() + 5000; Date.now() < deadline; ) {
+        for (const u of rxq.used()) {
+          const gpa = bufs.get(u.id)!;
+          bufs.delete(u.id);
+          const found = pick(fe.memory.read(gpa + NET_HDR_LEN, u.len - NET_HDR_LEN));
+          if (found !== undefined) return found;
+        }
+        post();
+        await new Promise((r) => setTimeout(r, 10));
       }
-      post();
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    return undefined;
+      return undefined;
+    };
+    post();
+    send(arpRequest(GW_IP));
+    const arp = await nextFrame((f) => {
+      if (f[12] !== 0x08 || f[13] !== 0x06) return undefined;
+      const a = new ArpPacket().at(f, 14, f.length - 14);
+      return a.check() && a.operation === ArpOp.REPLY ? a : undefined;
+    });
+    const payload = new TextEncoder().encode('confined vunet');
+    send(echoRequest(0x4242, 1, payload));
+    // IPv4 (20-byte header from vunet), ICMP echo reply: type 0 at 34, data from 42.
+    const echoData = await nextFrame((f) => (f[12] === 0x08 && f[13] === 0x00 && f[23] === 1 && f[34] === 0 ? f.slice(42) : undefined));
+    return { ...(arp ? { arp } : {}), ...(echoData ? { echoData } : {}) };
   } finally {
     fe.close();
   }
@@ -231,10 +249,12 @@ t.test('vunet started as root runs as nobody in the sandbox, and still serves', 
   t.match(v.log(), new RegExp(`"echo":"${echoMode}".*privileges: running as ${nobody.name}`), 'one info line says what was done');
   t.match(v.log(), /"probe":"\/bin\/true","result":"EPERM".*"msg":"exec probe"/, 'exec probe: EPERM');
 
-  const arp = await arpThroughSocket(sock);
+  const { arp, echoData } = await asGuest(sock);
   t.ok(arp, 'an ARP reply through the vhost-user socket after confinement');
   t.equal(arp?.senderIp, GW_IP, 'from the gateway address');
   t.equal(arp?.targetIp, GUEST_IP, 'to the guest');
+  if (echoMode === 'none') t.equal(echoData, undefined, 'no echo socket: the ping goes unanswered');
+  else t.equal(new TextDecoder().decode(echoData), 'confined vunet', `the guest's ping to the gateway answered through a ${echoMode} socket opened after the drop`);
 
   v.child.kill('SIGTERM');
   t.equal(await v.exited, 0, 'SIGTERM: exit 0');
@@ -245,8 +265,9 @@ t.test('in a namespace where ping sockets work, nothing is kept', { skip: notRoo
   const ns = `vunet-priv-${process.pid}`;
   t.equal(spawnSync('ip', ['netns', 'add', ns]).status, 0, `namespace ${ns}`);
   t.teardown(() => void spawnSync('ip', ['netns', 'del', ns]));
-  // Only this namespace; its lo stays down: the probe opens a socket, nothing is sent.
+  // Only this namespace and its loopback: the guest's ping to the gateway goes to 127.0.0.1 there.
   spawnSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ping_group_range=0 2147483647']);
+  spawnSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
   const dir = socketDir(t);
   const sock = join(dir, 'vunet.sock');
   const v = await startVunet(['--socket', sock, '--log-level', 'info'], ['ip', 'netns', 'exec', ns]);
@@ -258,6 +279,8 @@ t.test('in a namespace where ping sockets work, nothing is kept', { skip: notRoo
   t.equal(st.CapPrm, '0000000000000000');
   t.equal(st.Seccomp, '2');
   t.match(v.log(), /"echo":"ping".*capabilities none/, 'guest pings through ping sockets');
+  const { echoData } = await asGuest(sock);
+  t.equal(new TextDecoder().decode(echoData), 'confined vunet', "the guest's ping answered through a ping socket");
   v.child.kill('SIGTERM');
   t.equal(await v.exited, 0);
   t.notOk(existsSync(sock));
