@@ -236,16 +236,17 @@ export function applyPrivileges(plan: PrivilegePlan, ctx: ApplyContext, sys: Sys
   const decision = decideEcho(range, groups, hasNetRaw);
 
   if (user) {
+    // lchown, after checking it is still a socket: in a directory others may write, the path
+    // could have been swapped for a symlink to a file root owns since we bound it.
+    let problem: string | undefined;
     try {
-      // lchown, after checking it is still a socket: in a directory others may write, the path
-      // could have been swapped for a symlink to a file root owns since we bound it.
-      if (!lstatSync(ctx.socketPath).isSocket()) throw Object.assign(new Error('not a socket'), { code: 'not a socket any more' });
-      lchownSync(ctx.socketPath, user.uid, user.gid);
-      const why = whyCannotRemove(ctx.socketPath, user);
-      if (why) warn(`${user.name} cannot remove the vhost-user socket at exit: ${why} (the socket file stays; the next vunet replaces it)`);
+      if (lstatSync(ctx.socketPath).isSocket()) lchownSync(ctx.socketPath, user.uid, user.gid);
+      else problem = 'it is not a socket any more';
     } catch (err) {
-      warn(`cannot hand the vhost-user socket to ${user.name} (${(err as NodeJS.ErrnoException).code ?? String(err)}): it stays after exit`);
+      problem = (err as NodeJS.ErrnoException).code ?? String(err);
     }
+    const why = problem === undefined ? whyCannotRemove(ctx.socketPath, user) : `cannot hand it over (${problem})`;
+    if (why) warn(`${user.name} cannot remove the vhost-user socket at exit: ${why} (the socket file stays; the next vunet replaces it)`);
   }
 
   for (const child of childProcesses(sys)) {
