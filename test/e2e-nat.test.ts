@@ -7,11 +7,12 @@
 // guest answering them, and the echoed datagrams reaching the guest in fragments.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { startGuest } from '../scripts/qemu.js';
+import { readPcap } from './support/pcap-read.js';
 import { canUseNetns, createTopology, spawnVunet } from './support/netns.js';
 
 const why = canUseNetns();
@@ -148,15 +149,3 @@ const etherType = (f: Uint8Array): number => (f[12]! << 8) | f[13]!;
 /** The ICMPv6 type of an MLD-shaped frame (IPv6, hop-by-hop first, ICMPv6 after it), else -1. */
 const mldType = (f: Uint8Array): number => (etherType(f) === 0x86dd && f[20] === 0 && f[54] === 58 ? f[62]! : -1);
 
-/** The frames of a little-endian classic pcap file (what src/main/pcap.ts writes). */
-function readPcap(path: string): Uint8Array[] {
-  const b = readFileSync(path);
-  if (b.readUInt32LE(0) !== 0xa1b2c3d4) throw new Error('not a little-endian pcap file');
-  const frames: Uint8Array[] = [];
-  for (let at = 24; at + 16 <= b.length; ) {
-    const incl = b.readUInt32LE(at + 8);
-    frames.push(new Uint8Array(b.subarray(at + 16, at + 16 + incl)));
-    at += 16 + incl;
-  }
-  return frames;
-}

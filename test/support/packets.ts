@@ -7,10 +7,15 @@ import {
   emitArp,
   emitEthernetHeader,
   emitIcmpv4,
+  emitIcmpv6,
   emitIpv4Header,
+  emitIpv6Header,
   emitTcpV4,
+  emitTcpV6,
   emitUdpV4,
+  emitUdpV6,
   icmpv4EchoRest,
+  icmpv6EchoRest,
   tcpHeaderLength,
   TcpOptions,
   ipv4,
@@ -93,4 +98,47 @@ export function tcpFrame(srcPort: number, dstPort: number, seq: number, ack: num
   m.set(data, hl);
   emitTcpV4(m, 0, repr, p.src ?? GUEST_IP, p.dst ?? GW_IP);
   return ipv4Frame({ proto: IpProtocol.TCP, ...p }, m);
+}
+
+export interface Ipv6Frame {
+  src: Uint8Array;
+  dst: Uint8Array;
+  hopLimit?: number;
+  srcMac?: Uint8Array;
+  dstMac?: Uint8Array;
+}
+
+/** An Ethernet + IPv6 frame around `payload` (a complete transport message). */
+export function ipv6Frame(p: Ipv6Frame, nextHeader: number, payload: Uint8Array): Uint8Array {
+  const f = new Uint8Array(14 + 40 + payload.length);
+  emitEthernetHeader(f, 0, { dst: p.dstMac ?? GW_MAC, src: p.srcMac ?? GUEST_MAC, etherType: EtherType.IPV6 });
+  emitIpv6Header(f, 14, { src: p.src, dst: p.dst, nextHeader, hopLimit: p.hopLimit ?? 64, payloadLength: payload.length });
+  f.set(payload, 54);
+  return f;
+}
+
+export function echoRequest6(ident: number, seq: number, data: Uint8Array, p: Ipv6Frame): Uint8Array {
+  const m = new Uint8Array(8 + data.length);
+  m.set(data, 8);
+  emitIcmpv6(m, 0, { type: 128, code: 0, rest: icmpv6EchoRest(ident, seq), payloadLength: data.length }, p.src, p.dst);
+  return ipv6Frame(p, IpProtocol.ICMPV6, m);
+}
+
+export function udpFrame6(srcPort: number, dstPort: number, data: Uint8Array, p: Ipv6Frame): Uint8Array {
+  const m = new Uint8Array(8 + data.length);
+  m.set(data, 8);
+  emitUdpV6(m, 0, { srcPort, dstPort, payloadLength: data.length }, p.src, p.dst);
+  return ipv6Frame(p, IpProtocol.UDP, m);
+}
+
+export function tcpFrame6(srcPort: number, dstPort: number, seq: number, ack: number, flags: number, p: Ipv6Frame & { mss?: number }): Uint8Array {
+  let options: TcpOptions | undefined;
+  if (p.mss !== undefined) {
+    options = new TcpOptions();
+    options.mss = p.mss;
+  }
+  const repr = { srcPort, dstPort, seq: seq >>> 0, ack: ack >>> 0, flags, window: 65535, payloadLength: 0, ...(options ? { options } : {}) };
+  const m = new Uint8Array(tcpHeaderLength(repr));
+  emitTcpV6(m, 0, repr, p.src, p.dst);
+  return ipv6Frame(p, IpProtocol.TCP, m);
 }
