@@ -1,7 +1,7 @@
 // The vunet command: errors for people (one line, non-zero exit), a stale socket replaced, a live
 // one refused, the QEMU arguments printed, and a clean exit on SIGTERM/SIGINT with the socket gone.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -10,8 +10,11 @@ import { native } from 'vhost-user-ts';
 const BIN = join(import.meta.dirname, '..', 'bin', 'vunet.js');
 const run = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
 
+/** A socket directory like /tmp (sticky, open to all): a vunet started as root runs as nobody by
+ *  the time it stops, and must still be able to remove its socket there. */
 function tempDir(t: { teardown(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'vunet-cli-'));
+  chmodSync(dir, 0o1777);
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
