@@ -1,0 +1,404 @@
+// The fuzz harness: runs one mode's inputs against a vunet target in a child process and checks,
+// after every batch, what must hold whatever the guest or the frontend does:
+//
+//  - the target is alive (a crash is the child exiting; its stack is on its stderr) and answers
+//    within 5 s (else: hang, the event loop is stuck);
+//  - the batch completed (every chain came back, the message sequence was answered or the
+//    connection closed) within 5 s (else: hang);
+//  - no batch of work in the target took more than 50 ms: the target's own `loop.batchesOver50ms`
+//    (a long batch is replayed to confirm it; unconfirmed ones are counted, not saved) and, as a
+//    second opinion, the harness's wall-clock time from kick to completion (reported);
+//  - RSS stays under baseline + the memory budget + slack (baseline: right after the first
+//    connection), and no internal error (`failures.count`, an exception caught at a batch
+//    boundary) or server exception that is not a protocol error happens;
+//  - every few seconds a well-behaved guest still gets an ARP answer.
+//
+// A finding is saved with its context (the last batches, the seed, the iteration) as a JSON file
+// in the regression directory; test/fuzz-regressions.test.ts replays every saved file.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ChainsRunner } from './chains-mode.js';
+import { FramesRunner } from './frames-mode.js';
+import { MessagesRunner } from './messages-mode.js';
+import { Rng } from './rng.js';
+import type { BatchJson, Mode, Runner } from './runner.js';
+import type { Probe } from './target-protocol.js';
+import { DEFAULT_TARGET_MEMORY, TargetProcess } from './target-process.js';
+import type { Isolation } from './target-process.js';
+
+export const LONG_BATCH_MS = 50;
+/** RSS may grow this far beyond baseline + the memory budget (V8 heap, code, allocator slack). */
+export const RSS_SLACK = 128 << 20;
+/** Batches kept as the context of a finding. */
+const CONTEXT_BATCHES = 32;
+const SERVED_EVERY_MS = 5000;
+
+export const REGRESSION_DIR = new URL('../../fuzz/regressions/', import.meta.url).pathname;
+
+export type FindingKind = 'crash' | 'hang' | 'stall' | 'internal-error' | 'server-exception' | 'memory' | 'not-served';
+
+export interface Finding {
+  kind: FindingKind;
+  mode: Mode;
+  seed: number;
+  iteration: number;
+  detail: string;
+  /** Lines of the target's stderr that carry a stack, when there are some. */
+  stack?: string;
+  /** Where it was saved. */
+  file?: string;
+}
+
+export interface ModeSummary {
+  mode: Mode;
+  seed: number;
+  isolation: Isolation;
+  seconds: number;
+  /** Frames, chains or messages sent. */
+  inputs: number;
+  batches: number;
+  crashes: number;
+  hangs: number;
+  /** Confirmed long batches (> 50 ms, reproduced by a replay). */
+  stalls: number;
+  /** Long batches the replay did not reproduce (the machine, GC, or accumulated state). */
+  unconfirmedLong: number;
+  maxBatchMsChild: number;
+  maxBatchMsHarness: number;
+  harnessOver50ms: number;
+  rssMin: number;
+  rssMax: number;
+  rssBound: number;
+  fdsMax: number;
+  internalErrors: number;
+  internalErrorMessages: string[];
+  serverExceptions: number;
+  servedChecks: number;
+  servedFailures: number;
+  /** Mode-specific counts. */
+  notes: string[];
+  findings: Finding[];
+}
+
+export interface FuzzOptions {
+  mode: Mode;
+  seed: number;
+  /** Stop after this long... */
+  seconds: number;
+  /** ...or after this many inputs. */
+  maxInputs?: number;
+  isolation?: Isolation | 'auto';
+  /** The target's memory budget (default 64 MiB). */
+  maxMemory?: number;
+  /** Where findings are written; null: nowhere. */
+  regressionDir?: string | null;
+  log?: (line: string) => void;
+  /** Log vunet's whole status() at the end (its counters show how deep the inputs got). */
+  statusAtEnd?: boolean;
+}
+
+export function makeRunner(mode: Mode, rng: Rng): Runner<unknown> {
+  switch (mode) {
+    case 'frames':
+      return new FramesRunner(rng) as Runner<unknown>;
+    case 'chains':
+      return new ChainsRunner(rng) as Runner<unknown>;
+    default:
+      return new MessagesRunner(rng) as Runner<unknown>;
+  }
+}
+
+/** The stack lines of the target's stderr (pino JSON with err.stack, or Node's crash output). */
+export function stackFrom(stderr: string): string | undefined {
+  const lines = stderr.split('\n');
+  const out: string[] = [];
+  for (const line of lines) {
+    if (line.startsWith('{')) {
+      try {
+        const j = JSON.parse(line) as { msg?: string; err?: { stack?: string }; during?: string };
+        if (j.err?.stack) out.push(`${j.msg ?? ''}${j.during ? ` (during ${j.during})` : ''}\n${j.err.stack}`);
+      } catch {
+        // not JSON
+      }
+    } else if (/^\s+at |Error|^node:|Uncaught|FATAL|Aborted|Segmentation/.test(line)) {
+      out.push(line);
+    }
+  }
+  return out.length > 0 ? out.slice(-60).join('\n') : undefined;
+}
+
+export interface RegressionFile {
+  version: 1;
+  kind: FindingKind;
+  mode: Mode;
+  seed: number;
+  iteration: number;
+  detail: string;
+  stack?: string;
+  found: string;
+  isolation: Isolation;
+  maxMemory: number;
+  /** The batches that led to it, in order; the last is the one during which it was seen. */
+  batches: BatchJson[];
+}
+
+function normalise(s: string): string {
+  return s.replace(/0x[0-9a-f]+|\d+/gi, '#').slice(0, 200);
+}
+
+/** Runs one mode until its time or input count is used up; returns its summary. */
+export async function fuzzMode(opts: FuzzOptions): Promise<ModeSummary> {
+  const log = opts.log ?? (() => undefined);
+  const rng = new Rng(opts.seed);
+  const maxMemory = opts.maxMemory ?? DEFAULT_TARGET_MEMORY;
+  const runner = makeRunner(opts.mode, rng);
+  let target = await TargetProcess.start({ isolation: opts.isolation ?? 'auto', maxMemory });
+  const s: ModeSummary = {
+    mode: opts.mode,
+    seed: opts.seed,
+    isolation: target.isolation,
+    seconds: 0,
+    inputs: 0,
+    batches: 0,
+    crashes: 0,
+    hangs: 0,
+    stalls: 0,
+    unconfirmedLong: 0,
+    maxBatchMsChild: 0,
+    maxBatchMsHarness: 0,
+    harnessOver50ms: 0,
+    rssMin: Infinity,
+    rssMax: 0,
+    rssBound: 0,
+    fdsMax: 0,
+    internalErrors: 0,
+    internalErrorMessages: [],
+    serverExceptions: 0,
+    servedChecks: 0,
+    servedFailures: 0,
+    notes: [],
+    findings: [],
+  };
+  const savedKeys = new Set<string>();
+  const context: unknown[] = [];
+  const started = performance.now();
+  const deadline = started + opts.seconds * 1000;
+  let iteration = 0;
+  let last: Probe;
+  let lastServed = performance.now();
+  let memoryReported = false;
+
+  const save = (f: Finding, batches: readonly unknown[], key: string): void => {
+    s.findings.push(f);
+    log(`FINDING ${f.kind} (${f.mode}, seed ${f.seed}, iteration ${f.iteration}): ${f.detail}${f.stack ? `\n${f.stack}` : ''}`);
+    if (opts.regressionDir === null || savedKeys.has(key)) return;
+    savedKeys.add(key);
+    const dir = opts.regressionDir ?? REGRESSION_DIR;
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, `${f.mode}-${f.kind}-seed${f.seed}-it${f.iteration}.json`);
+    const body: RegressionFile = {
+      version: 1,
+      kind: f.kind,
+      mode: f.mode,
+      seed: f.seed,
+      iteration: f.iteration,
+      detail: f.detail,
+      ...(f.stack ? { stack: f.stack } : {}),
+      found: new Date().toISOString(),
+      isolation: target.isolation,
+      maxMemory,
+      batches: batches.map((b) => runner.toJson(b)),
+    };
+    writeFileSync(file, JSON.stringify(body, null, 1) + '\n');
+    f.file = file;
+    log(`  saved ${file}`);
+  };
+
+  const restart = async (): Promise<void> => {
+    await target.stop();
+    target = await TargetProcess.start({ isolation: opts.isolation ?? 'auto', maxMemory });
+    await runner.attach(target);
+    last = await target.probe();
+  };
+
+  const observe = (p: Probe): void => {
+    s.rssMin = Math.min(s.rssMin, p.rss);
+    s.rssMax = Math.max(s.rssMax, p.rss);
+    s.fdsMax = Math.max(s.fdsMax, p.fds);
+    s.maxBatchMsChild = Math.max(s.maxBatchMsChild, p.loop.maxBatchMs);
+  };
+
+  try {
+    await runner.attach(target);
+    last = await target.probe();
+    // Baseline once the first connection and its guest memory are up.
+    const warm = runner.generate(0);
+    await runner.run(warm);
+    const base = await target.probe();
+    last = base;
+    s.rssBound = base.rss + maxMemory + RSS_SLACK;
+    observe(base);
+    let lastProgress = performance.now();
+
+    while (performance.now() < deadline && (opts.maxInputs === undefined || s.inputs < opts.maxInputs)) {
+      iteration++;
+      const batch = runner.generate(iteration);
+      context.push(batch);
+      if (context.length > CONTEXT_BATCHES) context.shift();
+      let completed = true;
+      let note: string | undefined;
+      let failure: unknown;
+      try {
+        const out = await runner.run(batch);
+        s.inputs += out.inputs;
+        s.batches++;
+        completed = out.completed;
+        note = out.note;
+        s.maxBatchMsHarness = Math.max(s.maxBatchMsHarness, out.ms);
+        if (out.ms > LONG_BATCH_MS) s.harnessOver50ms++;
+      } catch (err) {
+        failure = err;
+      }
+      let p: Probe | undefined;
+      try {
+        p = await target.probe();
+      } catch {
+        p = undefined;
+      }
+      if (!p) {
+        // Dead, or alive and not answering: either way this target is done.
+        const dead = !target.alive || (await Promise.race([target.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 500))]));
+        const kind: FindingKind = dead ? 'crash' : 'hang';
+        if (dead) s.crashes++;
+        else s.hangs++;
+        const detail = dead ? `target exited (${target.exitText()})` : 'target did not answer a probe within 5 s';
+        const stack = stackFrom(target.stderr());
+        save({ kind, mode: opts.mode, seed: opts.seed, iteration, detail, ...(stack ? { stack } : {}) }, context, `${kind}:${normalise(stack ?? detail).slice(0, 120)}`);
+        context.length = 0;
+        await restart();
+        continue;
+      }
+      if (failure !== undefined || !completed) {
+        s.hangs++;
+        const detail = failure !== undefined ? `harness error: ${(failure as Error).message}` : `the batch did not complete: ${note ?? 'no reason given'}`;
+        save({ kind: 'hang', mode: opts.mode, seed: opts.seed, iteration, detail }, context, `hang:${normalise(detail)}`);
+      }
+      observe(p);
+      if (p.loop.batchesOver50ms > last.loop.batchesOver50ms) {
+        // Replay the batch: a long batch that comes back is the input's doing.
+        let confirmed = false;
+        for (let i = 0; i < 2 && !confirmed; i++) {
+          const before = p.loop.batchesOver50ms;
+          try {
+            await runner.run(batch);
+            const q = await target.probe();
+            observe(q);
+            confirmed = q.loop.batchesOver50ms > before;
+            p = q;
+          } catch {
+            break;
+          }
+        }
+        if (confirmed) {
+          s.stalls++;
+          save({ kind: 'stall', mode: opts.mode, seed: opts.seed, iteration, detail: `a batch took over ${LONG_BATCH_MS} ms in the target (max ${p.loop.maxBatchMs} ms), again when replayed` }, context, `stall:${iteration}`);
+        } else {
+          s.unconfirmedLong++;
+          log(`long batch in the target at iteration ${iteration} (max so far ${p.loop.maxBatchMs} ms), not reproduced by a replay`);
+        }
+      }
+      if (p.failures.count > last.failures.count) {
+        const n = p.failures.count - last.failures.count;
+        s.internalErrors += n;
+        const msg = p.failures.last;
+        if (!s.internalErrorMessages.includes(msg) && s.internalErrorMessages.length < 50) s.internalErrorMessages.push(msg);
+        const stack = stackFrom(target.stderr());
+        save({ kind: 'internal-error', mode: opts.mode, seed: opts.seed, iteration, detail: `${n} internal error(s); last: ${msg}`, ...(stack ? { stack } : {}) }, context, `internal:${normalise(msg)}`);
+      }
+      const serverBugs = (q: Probe): number => q.server.errors - q.server.protocolErrors;
+      if (serverBugs(p) > serverBugs(last)) {
+        s.serverExceptions += serverBugs(p) - serverBugs(last);
+        const stack = stackFrom(target.stderr());
+        save({ kind: 'server-exception', mode: opts.mode, seed: opts.seed, iteration, detail: 'the vhost-user server caught an exception that is not a protocol error', ...(stack ? { stack } : {}) }, context, `server:${normalise(stack ?? '')}`);
+      }
+      if (p.rss > s.rssBound && !memoryReported) {
+        memoryReported = true;
+        save(
+          { kind: 'memory', mode: opts.mode, seed: opts.seed, iteration, detail: `RSS ${(p.rss / 2 ** 20).toFixed(1)} MiB over the bound ${(s.rssBound / 2 ** 20).toFixed(1)} MiB (budget ${maxMemory / 2 ** 20} MiB in use: ${(p.memory.used / 2 ** 20).toFixed(1)} MiB)` },
+          context,
+          'memory',
+        );
+      }
+      last = p;
+      if (performance.now() - lastServed > SERVED_EVERY_MS) {
+        lastServed = performance.now();
+        s.servedChecks++;
+        let ok = false;
+        try {
+          ok = await runner.served();
+        } catch {
+          ok = false;
+        }
+        if (!ok) {
+          s.servedFailures++;
+          save({ kind: 'not-served', mode: opts.mode, seed: opts.seed, iteration, detail: 'a well-behaved guest got no ARP answer after these inputs' }, context, `served:${iteration}`);
+        }
+        try {
+          last = await target.probe();
+        } catch {
+          // noticed on the next iteration
+        }
+      }
+      if (performance.now() - lastProgress > 10_000) {
+        lastProgress = performance.now();
+        const secs = (performance.now() - started) / 1000;
+        log(
+          `${opts.mode}: ${s.inputs} inputs in ${secs.toFixed(0)} s (${(s.inputs / secs).toFixed(0)}/s), batch max child ${s.maxBatchMsChild} ms / harness ${s.maxBatchMsHarness.toFixed(1)} ms, RSS ${(p.rss / 2 ** 20).toFixed(0)} MiB, fds ${p.fds}, internal errors ${s.internalErrors}, crashes ${s.crashes}`,
+        );
+      }
+    }
+    // However short the run, it ends with a well-behaved guest served.
+    if (target.alive) {
+      s.servedChecks++;
+      let ok = false;
+      try {
+        ok = await runner.served();
+      } catch {
+        ok = false;
+      }
+      if (!ok) {
+        s.servedFailures++;
+        save({ kind: 'not-served', mode: opts.mode, seed: opts.seed, iteration, detail: 'a well-behaved guest got no ARP answer at the end of the run' }, context, `served:${iteration}`);
+      }
+    }
+    if (opts.statusAtEnd && target.alive) log(JSON.stringify(await target.status(), null, 1));
+  } finally {
+    s.notes = runner.notes();
+    await runner.close();
+    await target.stop();
+  }
+  s.seconds = (performance.now() - started) / 1000;
+  if (s.rssMin === Infinity) s.rssMin = 0;
+  return s;
+}
+
+const mib = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MiB`;
+
+/** The summary lines for one mode. */
+export function formatSummary(s: ModeSummary): string {
+  const lines = [
+    `== ${s.mode} (seed ${s.seed}, ${s.seconds.toFixed(0)} s, target isolated by ${s.isolation === 'netns' ? 'a network namespace' : 'fake host sockets'})`,
+    `  inputs run        ${s.inputs} ${s.mode} in ${s.batches} batches (${(s.inputs / Math.max(1, s.seconds)).toFixed(0)}/s)`,
+    `  crashes           ${s.crashes}`,
+    `  stalls            ${s.stalls} confirmed long batches, ${s.hangs} hangs, ${s.unconfirmedLong} unconfirmed long batches`,
+    `  max batch ms      child ${s.maxBatchMsChild}, harness ${s.maxBatchMsHarness.toFixed(1)} (harness over ${LONG_BATCH_MS} ms: ${s.harnessOver50ms})`,
+    `  RSS               min ${mib(s.rssMin)}, max ${mib(s.rssMax)} (bound ${mib(s.rssBound)})`,
+    `  fds (max)         ${s.fdsMax}`,
+    `  internal errors   ${s.internalErrors}${s.internalErrorMessages.length ? `: ${s.internalErrorMessages.join(' | ')}` : ''}`,
+    `  server exceptions ${s.serverExceptions}`,
+    `  served checks     ${s.servedChecks - s.servedFailures}/${s.servedChecks} answered`,
+    ...s.notes.map((n) => `  ${n}`),
+  ];
+  for (const f of s.findings) lines.push(`  finding: ${f.kind} at iteration ${f.iteration}: ${f.detail}${f.file ? ` → ${f.file}` : ''}`);
+  return lines.join('\n');
+}
