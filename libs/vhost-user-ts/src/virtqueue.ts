@@ -187,7 +187,8 @@ export class VirtQueue {
   readonly stats: QueueStats = { popped: 0, malformed: 0, calls: 0, suppressed: 0 };
   /** Told of malformed chains, breakage and call fd failures (the backend logs them). */
   listener: VirtQueueListener | undefined;
-  private malformedReason: MalformedReason | undefined;
+  /** Reason of the last malformed chain, for logs. */
+  lastMalformed: MalformedReason | undefined;
 
   // Ring areas, resolved against guest memory.
   private descView: DataView = new DataView(new ArrayBuffer(0));
@@ -267,16 +268,6 @@ export class VirtQueue {
     this.listener?.broken?.(this, reason);
   }
 
-  /** Reason of the last malformed chain, for logs. pop() records it here when it returns a chain
-   *  to the guest with length 0, and the listener hears of each one. */
-  get lastMalformed(): MalformedReason | undefined {
-    return this.malformedReason;
-  }
-  set lastMalformed(reason: MalformedReason | undefined) {
-    this.malformedReason = reason;
-    if (reason !== undefined) this.listener?.malformed?.(this, reason);
-  }
-
   /** How many chains the guest has made available and we have not popped. */
   availableCount(): number {
     if (!this.ready) return 0;
@@ -306,6 +297,7 @@ export class VirtQueue {
       }
       this.stats.malformed++;
       this.lastMalformed = bad;
+      this.listener?.malformed?.(this, bad);
       this.pushUsed(head, 0);
     }
   }
