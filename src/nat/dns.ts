@@ -34,6 +34,8 @@ interface Pending {
 
 const DNS_PORT = 53;
 const HEADER = 12;
+/** The largest query forwarded: what a pending query may hold (4 KiB × maxPending in all). */
+const MAX_QUERY = 4096;
 
 export class DnsForwarder {
   readonly stats = { queries: 0, answers: 0, retries: 0, timeouts: 0, dropped: 0 };
@@ -85,8 +87,10 @@ export class DnsForwarder {
   }
 
   private forward(family: 4 | 6, guest: Uint8Array, guestPort: number, guestMac: Uint8Array, query: Uint8Array): void {
-    // A DNS message has a 12-byte header; QR must be 0 (a query).
-    if (query.length < HEADER || (query[2]! & 0x80) !== 0 || this.resolvers.length === 0) {
+    // A DNS message has a 12-byte header; QR must be 0 (a query). Queries are small (a name, a
+    // type, EDNS options); one over MAX_QUERY is no query we would forward, and each pending one
+    // holds a copy.
+    if (query.length < HEADER || query.length > MAX_QUERY || (query[2]! & 0x80) !== 0 || this.resolvers.length === 0) {
       this.stats.dropped++;
       return;
     }

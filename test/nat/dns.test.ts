@@ -75,3 +75,12 @@ t.test('port 53 of the gateway is not a resolver; responses from the guest are n
   inject(udpFrame(5353, 53, response, { dst: ipv4(10, 0, 2, 3) }));
   t.equal(host.sockets.length, 0, 'nothing forwarded');
 });
+
+t.test('a query larger than 4 KiB is not forwarded (each pending query holds a copy)', async (t) => {
+  const { inject, host, dns } = setup();
+  const big = new Uint8Array(5000);
+  big.set(query(0x4242));
+  inject(udpFrame(5353, 53, big, { dst: ipv4(10, 0, 2, 3) }));
+  t.equal(host.sockets.length, 0, 'nothing sent');
+  t.equal(dns.stats.dropped, 1);
+});
