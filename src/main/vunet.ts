@@ -67,8 +67,9 @@ export interface VunetStartOptions {
 }
 
 /** The memory budget unless --max-memory says otherwise. With the default bounds (8192 TCP flows
- *  at 24 KiB minimum each, 4 MiB of fragments per family, 1 MiB of ARP/NDP queues per family,
- *  8 MiB of RX backlog) everything fits, so the budget only decides how far buffers grow. */
+ *  at 28 KiB minimum each, 4 MiB of fragments per family, 1 MiB of ARP/NDP queues per family,
+ *  8 MiB of RX backlog: 242 MiB) every bounded table fits at once, so the budget decides how far
+ *  buffers grow (see ARCHITECTURE.md, "Memory"). */
 export const DEFAULT_MAX_MEMORY = 256 * 1024 * 1024;
 /** The host's own addresses are read again at most this often (for --deny-host). */
 const HOST_ADDRESSES_TTL_MS = 2000;
