@@ -1,0 +1,103 @@
+// Soak: a real guest (QEMU, TCG) runs mixed traffic through vunet for as long as asked — HTTP
+// downloads and iperf3 both ways to a target behind two routers, pings on both families, DNS,
+// bursts of short TCP connections, UDP echo — while a host client uses a port forward into the
+// guest. vunet's resident memory is sampled every few seconds; at the end the script prints the
+// samples' summary and whether RSS stayed flat: the mean of the last tenth of the run within 10 %
+// of the mean of the tenth after warm-up. Everything stays on this machine (network namespaces).
+//
+//   npm run soak -- [--minutes 60] [--sample-seconds 10]
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startGuest } from './qemu.js';
+import { createTopology, spawnVunet } from '../test/support/netns.js';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const SUPPORT = join(ROOT, 'test', 'support');
+const { values: args } = parseArgs({ options: { minutes: { type: 'string', default: '60' }, 'sample-seconds': { type: 'string', default: '10' } } });
+const minutes = Number(args.minutes);
+const every = Number(args['sample-seconds']) * 1000;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+const topo = createTopology(String((process.pid % 10000) + 41));
+const dir = mkdtempSync(join(tmpdir(), 'vunet-soak-'));
+chmodSync(dir, 0o1777);
+const file = join(dir, 'blob');
+writeFileSync(file, Buffer.alloc(8 << 20, 0x3c));
+const inTarget = (...cmd: string[]): ChildProcess => spawn('ip', ['netns', 'exec', topo.targetNs, ...cmd], { stdio: 'ignore' });
+const services = [
+  inTarget(process.execPath, join(SUPPORT, 'http-file.mjs'), file, '8080'),
+  inTarget('socat', 'TCP4-LISTEN:7,fork,reuseaddr', 'PIPE'),
+  inTarget('socat', 'UDP4-RECVFROM:7,fork', 'PIPE'),
+  inTarget('iperf3', '-s', '-p', '5201'),
+  inTarget(process.execPath, join(SUPPORT, 'dns-responder.mjs')),
+];
+const sock = join(dir, 'vunet.sock');
+const v = await spawnVunet(topo.vunetNs, ['--socket', sock, '--log-level', 'warn', '--dns', topo.target4, '-t', '15000:5000']);
+const pid = Number(
+  spawnSync('ip', ['netns', 'pids', topo.vunetNs], { encoding: 'utf8' })
+    .stdout.split('\n')
+    .find((p) => p !== '' && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('vunet')),
+);
+const T = topo.target4;
+const script = `
+ip link set eth0 up
+udhcpc -i eth0 -n -q -t 5 -T 2 >/dev/null 2>&1
+i=0; while [ $i -lt 60 ]; do ip -6 addr show dev eth0 | grep 'inet6 fec0' | grep -qv tentative && break; sleep 0.25; i=$((i+1)); done
+socat TCP4-LISTEN:5000,fork,reuseaddr PIPE &
+echo "== soak"
+end=$(( $(cut -d. -f1 /proc/uptime) + ${Math.round(minutes * 60)} ))
+round=0; bad=0
+while [ $(cut -d. -f1 /proc/uptime) -lt $end ]; do
+  round=$((round+1))
+  wget -q -O - http://${T}:8080/blob | wc -c | grep -q 8388608 || bad=$((bad+1))
+  ping -c 3 -i 0.2 -W 2 ${T} >/dev/null 2>&1 || bad=$((bad+1))
+  ping6 -c 2 -W 2 fec0::2 >/dev/null 2>&1 || bad=$((bad+1))
+  nslookup www.example 10.0.2.3 >/dev/null 2>&1 || bad=$((bad+1))
+  i=0; while [ $i -lt 20 ]; do echo x | socat -T 3 - TCP4:${T}:7 >/dev/null 2>&1 || bad=$((bad+1)); i=$((i+1)); done
+  echo u | socat -T 2 - UDP4:${T}:7 2>/dev/null | grep -q u || bad=$((bad+1))
+  [ $((round % 5)) -eq 0 ] && { iperf3 -c ${T} -p 5201 -t 3 >/dev/null 2>&1 || bad=$((bad+1)); iperf3 -c ${T} -p 5201 -t 3 -R >/dev/null 2>&1 || bad=$((bad+1)); }
+  echo "round $round bad $bad"
+done
+echo "== soak-done rounds $round failures $bad"
+`;
+const guest = await startGuest({ socketPath: sock, script, memoryMiB: 512, timeoutMs: (minutes * 60 + 600) * 1000, guestTimeoutSec: minutes * 60 + 500 });
+await guest.waitFor(/== soak/, 120_000);
+const samples: { t: number; rss: number }[] = [];
+const t0 = performance.now();
+let forwarded = 0;
+let forwardFailed = 0;
+while (!/== soak-done/.test(guest.output)) {
+  samples.push({ t: (performance.now() - t0) / 1000, rss: rssMiB(pid) });
+  // The host side uses the forward into the guest meanwhile.
+  const r = spawnSync('ip', ['netns', 'exec', topo.vunetNs, 'socat', '-T', '3', '-', 'TCP4:127.0.0.1:15000'], { input: 'soak\n', encoding: 'utf8', timeout: 10_000 });
+  if (r.stdout === 'soak\n') forwarded++;
+  else forwardFailed++;
+  await Promise.race([guest.exited, sleep(every)]);
+}
+const exit = await guest.exited;
+const summary = /== soak-done rounds (\d+) failures (\d+)/.exec(guest.output);
+const n = samples.length;
+const mean = (a: { rss: number }[]): number => a.reduce((s, x) => s + x.rss, 0) / Math.max(1, a.length);
+const tenth = Math.max(1, Math.floor(n / 10));
+const warm = mean(samples.slice(tenth, 2 * tenth));
+const last = mean(samples.slice(n - tenth));
+const max = Math.max(...samples.map((s) => s.rss));
+const min = Math.min(...samples.map((s) => s.rss));
+console.log(`soak: ${minutes} min, guest exit ${exit.guestStatus ?? exit.code}, ${summary?.[1] ?? '?'} rounds, ${summary?.[2] ?? '?'} failed operations; forward ${forwarded} ok / ${forwardFailed} failed`);
+console.log(`  vunet RSS (MiB): min ${min.toFixed(0)}, max ${max.toFixed(0)}; after warm-up ${warm.toFixed(1)}, at the end ${last.toFixed(1)} (${(((last - warm) / warm) * 100).toFixed(1)} %)`);
+console.log(`  samples every ${every / 1000} s: ${samples.map((s) => s.rss.toFixed(0)).join(' ')}`);
+console.log(Math.abs(last - warm) / warm <= 0.1 ? '  flat within 10 %' : '  NOT flat within 10 %');
+for (const s of services) s.kill('SIGTERM');
+v.proc.kill('SIGTERM');
+await sleep(300);
+topo.destroy();
+rmSync(dir, { recursive: true, force: true });
