@@ -10,7 +10,9 @@
 //    (QEMU sends GET_FEATURES at once);
 //  - the frontend attached stays attached while it works; a new connection replaces it only when
 //    it has no running queue and has been silent for `idleTakeoverMs` (a stale or stuck peer must
-//    not keep QEMU from reconnecting), and is refused otherwise;
+//    not keep QEMU from reconnecting), and is refused otherwise. The newcomer takes over once it
+//    sends its first request, not on connecting: a peer that only probes the socket (another
+//    vunet checking whether the path is live) must not knock an idle QEMU off;
 //  - a frontend that does not read its replies is dropped once `maxQueuedReplies` wait;
 //  - every log line that can repeat goes through one RateLimitedLogger kept across connections.
 import { EventEmitter } from 'node:events';
@@ -122,6 +124,8 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
   private listenRetry: NodeJS.Timeout | undefined;
   private socketPath: string | undefined;
   private attached: Attached | undefined;
+  /** A newcomer that will replace the idle attached frontend once it sends a request. */
+  private candidate: Attached | undefined;
   private readonly log: Logger;
   private readonly limited: RateLimitedLogger;
   private readonly clock: () => number;
@@ -177,6 +181,7 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
 
   /** Disconnects the frontend, stops listening and removes the socket file. */
   close(): void {
+    this.candidate?.conn.close();
     this.attached?.conn.close();
     this.listenPoller?.close();
     this.listenPoller = undefined;
@@ -231,26 +236,63 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     this.listenRetry.unref();
   }
 
-  /** A new connection: served, or refused while the attached frontend is in use. */
+  /** A new connection: served, a candidate to replace an idle frontend, or refused while the
+   *  attached frontend is in use (or a candidate already waits). */
   private admit(fd: number): void {
     const cur = this.attached;
-    if (cur) {
-      const idle = this.clock() - cur.lastActivity;
-      const running = cur.backend.runningQueues;
-      if (running > 0 || idle < (this.options.idleTakeoverMs ?? 2000)) {
-        this.stats.refused++;
-        this.limited.warn({ runningQueues: running, idleMs: Math.round(idle) }, 'a second frontend connected while one is attached: refused');
-        native.close(fd);
-        return;
-      }
-      this.stats.idleReplaced++;
-      this.limited.warn({ idleMs: Math.round(idle) }, 'idle frontend dropped for a new connection');
-      cur.conn.close(new Error(`idle for ${Math.round(idle)} ms with no running queue: replaced by a new connection`));
+    if (!cur) {
+      this.become(this.open(fd));
+      return;
     }
-    this.attach(fd);
+    if (this.candidate || !this.replaceable(cur)) {
+      this.stats.refused++;
+      this.limited.warn({ runningQueues: cur.backend.runningQueues, idleMs: Math.round(this.clock() - cur.lastActivity) }, 'a second frontend connected while one is attached: refused');
+      native.close(fd);
+      return;
+    }
+    this.candidate = this.open(fd);
   }
 
-  private attach(fd: number): void {
+  /** Whether the attached frontend may give way: no running queue, silent for idleTakeoverMs. */
+  private replaceable(cur: Attached): boolean {
+    return cur.backend.runningQueues === 0 && this.clock() - cur.lastActivity >= (this.options.idleTakeoverMs ?? 2000);
+  }
+
+  /** The candidate sent its first request: it replaces the idle frontend, if that one still is. */
+  private promote(att: Attached): boolean {
+    this.candidate = undefined;
+    const cur = this.attached;
+    if (cur && !this.replaceable(cur)) {
+      this.stats.refused++;
+      this.limited.warn({}, 'a second frontend connected while one is attached: refused');
+      att.conn.close();
+      return false;
+    }
+    if (cur) {
+      const idle = Math.round(this.clock() - cur.lastActivity);
+      this.stats.idleReplaced++;
+      this.limited.warn({ idleMs: idle }, 'idle frontend dropped for a new connection');
+      cur.conn.close(new Error(`idle for ${idle} ms with no running queue: replaced by a new connection`));
+    }
+    this.become(att);
+    return this.attached === att;
+  }
+
+  /** Serves `att` as the frontend. */
+  private become(att: Attached): void {
+    this.attached = att;
+    this.stats.connections++;
+    this.limited.info({ connection: this.stats.connections }, 'vhost-user frontend connected');
+    try {
+      this.device.connected?.();
+      this.emit('connect');
+    } catch (err) {
+      this.failed(att, err);
+    }
+  }
+
+  /** A connection with its backend and its first-request deadline (not yet served). */
+  private open(fd: number): Attached {
     let att: Attached | undefined;
     const backend = new Backend(this.device, (data) => att?.conn.send(data), {
       logger: this.log,
@@ -267,6 +309,7 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
       {
         message: (msg) => {
           if (!att) return;
+          if (this.attached !== att && !this.promote(att)) return;
           att.lastActivity = this.clock();
           if (att.firstMessageTimer) {
             clearTimeout(att.firstMessageTimer);
@@ -293,7 +336,7 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     att = a;
     a.firstMessageTimer = setTimeout(() => {
       a.firstMessageTimer = undefined;
-      if (this.attached !== a) return;
+      if (this.attached !== a && this.candidate !== a) return;
       this.stats.silent++;
       try {
         a.conn.close(new Error(`no request within ${timeoutMs} ms of connecting`));
@@ -302,15 +345,7 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
       }
     }, timeoutMs);
     a.firstMessageTimer.unref();
-    this.attached = a;
-    this.stats.connections++;
-    this.limited.info({ connection: this.stats.connections }, 'vhost-user frontend connected');
-    try {
-      this.device.connected?.();
-      this.emit('connect');
-    } catch (err) {
-      this.failed(a, err);
-    }
+    return a;
   }
 
   /** An exception while serving `att`: counted, logged, and the connection closed. */
@@ -334,9 +369,14 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
   }
 
   private detach(att: Attached, err: Error | undefined): void {
-    if (this.attached !== att) return;
     if (att.firstMessageTimer) clearTimeout(att.firstMessageTimer);
     att.firstMessageTimer = undefined;
+    if (this.candidate === att) {
+      // A newcomer that went away (or was dropped) before its first request: nothing was served.
+      this.candidate = undefined;
+      return;
+    }
+    if (this.attached !== att) return;
     this.attached = undefined;
     try {
       att.backend.shutdown();

@@ -235,6 +235,27 @@ t.test('an idle frontend gives way to a new one; a busy or recently active one d
   await loops(t, busy, rxq!, txq!, 'the busy frontend is unaffected');
 });
 
+t.test('a peer that only probes the socket does not knock an idle frontend off', async (t) => {
+  let now = 0;
+  const { server, path } = serve(t, { clock: () => now, idleTakeoverMs: 2000 });
+  const qemu = connect(t, path);
+  await qemu.getFeatures();
+  now += 10_000; // the guest has not started its driver yet: no running queue, silent
+  // What prepareSocketPath() in a second vunet does: connect, see the socket is live, close.
+  const probe = native.unixConnect(path);
+  await tick(20);
+  native.close(probe);
+  await tick(20);
+  t.ok(qemu.isConnected, 'the attached frontend stays');
+  t.equal(server.stats.idleReplaced, 0);
+  t.ok(await qemu.getFeatures(), 'and is still served');
+  now += 10_000;
+  const next = connect(t, path);
+  t.ok(await next.getFeatures(), 'a newcomer that sends a request still takes over an idle one');
+  await qemu.closed;
+  t.equal(server.stats.idleReplaced, 1);
+});
+
 t.test('retrying on a busy socket: one line per interval, with the count', async (t) => {
   let now = 0;
   const { path, log } = serve(t, { clock: () => now, logIntervalMs: 1000 });
