@@ -26,22 +26,25 @@ export class LogLimiter {
     private readonly burst = 3,
   ) {}
 
-  warn(obj: object, msg: string, key = msg): void {
-    if (this.pass(key, obj)) this.log.warn(this.fields, msg);
+  /** A warning; `fields` may be a function, called only for a line that passes (a line held back
+   *  then costs no formatting: floods call this per packet). */
+  warn(fields: Fields, msg: string, key = msg): void {
+    const f = this.pass(key, fields);
+    if (f) this.log.warn(f, msg);
   }
 
-  info(obj: object, msg: string, key = msg): void {
-    if (this.pass(key, obj)) this.log.info(this.fields, msg);
+  info(fields: Fields, msg: string, key = msg): void {
+    const f = this.pass(key, fields);
+    if (f) this.log.info(f, msg);
   }
 
-  error(obj: object, msg: string, key = msg): void {
-    if (this.pass(key, obj)) this.log.error(this.fields, msg);
+  error(fields: Fields, msg: string, key = msg): void {
+    const f = this.pass(key, fields);
+    if (f) this.log.error(f, msg);
   }
 
-  /** The fields of the line that passes (with `suppressed` when lines were held back). */
-  private fields: object = {};
-
-  private pass(key: string, obj: object): boolean {
+  /** The fields to log when the line passes (with `suppressed` when lines were held back). */
+  private pass(key: string, fields: Fields): object | undefined {
     const now = this.now();
     let k = this.keys.get(key);
     if (!k) {
@@ -55,14 +58,17 @@ export class LogLimiter {
     }
     if (k.passed >= this.burst) {
       k.suppressed++;
-      return false;
+      return undefined;
     }
     k.passed++;
-    this.fields = k.suppressed > 0 ? { ...obj, suppressed: k.suppressed } : obj;
+    const obj = typeof fields === 'function' ? fields() : fields;
+    const out = k.suppressed > 0 ? { ...obj, suppressed: k.suppressed } : obj;
     k.suppressed = 0;
-    return true;
+    return out;
   }
 }
+
+type Fields = object | (() => object);
 
 /** `log` with its info, warn and error lines rate-limited per message (debug lines, off in
  *  production, pass as they are): what the runtime hands the stack, services and NAT, so that no

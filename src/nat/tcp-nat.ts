@@ -403,7 +403,7 @@ export class TcpNat implements TcpTransmitter {
       const why = this.opts.fence?.check(family, packet, dstOff);
       if (why) {
         this.stats.fenced++;
-        this.limited.warn({ to: addressText(family, packet, dstOff), port, why }, 'guest TCP connection to a fenced address refused');
+        this.limited.warn(() => ({ to: addressText(family, packet, dstOff), port, why }), 'guest TCP connection to a fenced address refused');
         return this.resetFor(family, packet, l4Off);
       }
     }
@@ -412,7 +412,7 @@ export class TcpNat implements TcpTransmitter {
     const dest = ours ? undefined : this.destination(family, packet, dstOff, now);
     if (!this.bucket(this.sources, addressHash(family, packet, srcOff), this.limits.connectRate, this.limits.connectBurst, now).take(now) || (dest && (!dest.bucket.take(now) || dest.connecting >= this.limits.maxConnectingPerDestination))) {
       this.stats.synsDropped++;
-      this.limited.warn({ to: addressText(family, packet, dstOff), port }, 'guest TCP connections over the rate or the per-destination bound: SYN dropped');
+      this.limited.warn(() => ({ to: addressText(family, packet, dstOff), port }), 'guest TCP connections over the rate or the per-destination bound: SYN dropped');
       return;
     }
     if (this.count >= this.maxFlows) {
