@@ -4,7 +4,9 @@
 // TargetConfig). It answers { id, cmd: 'probe' } with a Probe and exits on { cmd: 'exit' } or when
 // the parent goes away. Errors vunet logs (internal errors with their stacks) go to stderr, which
 // the parent keeps.
+import { createSocket } from 'node:dgram';
 import { readdirSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { pino } from 'pino';
 import { defaultConfig } from '../../../src/iface/config.js';
 import { Vunet } from '../../../src/main/vunet.js';
@@ -28,6 +30,36 @@ const vunet = await Vunet.start({
   dnsUpstream: ['127.0.0.1', '::1'],
   ...fake,
 });
+
+/**
+ * Peers for the NAT on the namespace's loopback, where the gateway addresses lead (vunet maps
+ * them to the host's loopback) and where the DNS forwarder sends: TCP on 80 (a 64 KiB greeting,
+ * then echo: data toward the guest too), 7 and 53 (echo), UDP echo on 7 and 53. Without them
+ * every connect is refused and every datagram unanswered, and the NAT's data paths never run.
+ * Server-side connections end after 10 s, as busy hosts do, so they cannot pile up.
+ */
+function loopbackServices(): void {
+  const greeting = new Uint8Array(64 * 1024).fill(0x61);
+  for (const host of ['127.0.0.1', '::1']) {
+    for (const port of [80, 7, 53]) {
+      const server = createServer((s) => {
+        s.on('error', () => undefined);
+        s.setTimeout(10_000, () => s.destroy());
+        if (port === 80) s.write(greeting);
+        s.on('data', (d) => s.write(d));
+      });
+      server.on('error', (err) => logger.error({ err, host, port }, 'fuzz target: loopback TCP service failed'));
+      server.listen(port, host);
+    }
+    for (const port of [7, 53]) {
+      const u = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+      u.on('message', (msg, rinfo) => u.send(msg, rinfo.port, rinfo.address));
+      u.on('error', (err) => logger.error({ err, host, port }, 'fuzz target: loopback UDP service failed'));
+      u.bind(port, host);
+    }
+  }
+}
+if (!config.fakeHost) loopbackServices();
 
 function probe(): Probe {
   const s = vunet.status() as {
