@@ -290,7 +290,7 @@ function udp(srcPort: number, dstPort: number, body: Uint8Array): Uint8Array {
   return concat(be(srcPort, 2), be(dstPort, 2), be(8 + body.length, 2), u8(0, 0), body);
 }
 
-interface Seg {
+export interface Seg {
   sport?: number;
   dport?: number;
   seq?: number;
@@ -302,7 +302,8 @@ interface Seg {
   urgent?: number;
 }
 
-function tcp(s: Seg): Uint8Array {
+/** A TCP header (+ options, data) with its checksum left for ip4()/ip6() to fill. */
+export function tcp(s: Seg): Uint8Array {
   const optLen = s.options ? tcpOptionsLength(s.options) : 0;
   const hl = 20 + optLen;
   const data = s.data ?? new Uint8Array(0);
@@ -320,7 +321,7 @@ function tcp(s: Seg): Uint8Array {
   return m;
 }
 
-function synOptions(): TcpOptions {
+export function synOptions(): TcpOptions {
   const o = new TcpOptions();
   o.mss = 1460;
   o.windowScale = 7;
@@ -358,7 +359,8 @@ function hopByHop(next: number, routerAlert: boolean): Uint8Array {
   return routerAlert ? u8(next, 0, 5, 2, 0, 0, 1, 0) : u8(next, 0, 1, 4, 0, 0, 0, 0);
 }
 
-function arp(op: number, senderIp: number, targetIp: number, targetMac: Uint8Array = new Uint8Array(6), dst: Uint8Array = MAC_BROADCAST): Uint8Array {
+/** An ARP packet from the guest. */
+export function arp(op: number, senderIp: number, targetIp: number, targetMac: Uint8Array = new Uint8Array(6), dst: Uint8Array = MAC_BROADCAST): Uint8Array {
   const f = new Uint8Array(42);
   emitEthernetHeader(f, 0, { dst, src: GUEST_MAC, etherType: EtherType.ARP });
   emitArp(f, ETH, { operation: op, senderMac: GUEST_MAC, senderIp, targetMac, targetIp });

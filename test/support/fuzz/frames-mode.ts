@@ -1,10 +1,13 @@
 // Frames mode: batches of mutated guest frames through the TX ring of a well-formed queue, with RX
-// buffers recycled so vunet's answers flow. The connection (and its feature set) is replaced now
-// and then, so attach, detach and the flow resets on disconnect are exercised too.
+// buffers recycled so vunet's answers flow. Between them a guest peer (guest-peer.ts) answers
+// vunet's ARP and NDP and keeps TCP connections to the target's loopback services going, so the
+// stateful paths run too. The connection (and its feature set) is replaced now and then, so
+// attach, detach and the flow resets on disconnect are exercised as well.
 import { buildCorpus } from './corpus.js';
 import type { CorpusEntry } from './corpus.js';
 import { GuestDriver, MAX_BATCH, randomDriverConfig, randomSplit, sameConfig } from './driver.js';
 import type { DriverConfig, TxItem } from './driver.js';
+import { GuestPeer } from './guest-peer.js';
 import { FrameMutator, mutateNetHeader } from './mutate.js';
 import type { Rng } from './rng.js';
 import { fromHexString, toHex } from './rng.js';
@@ -35,9 +38,12 @@ export class FramesRunner implements Runner<FramesBatch> {
   private incomplete = 0;
   private rxFramesBefore = 0;
 
+  private readonly peer: GuestPeer;
+
   constructor(private readonly rng: Rng) {
     this.corpus = buildCorpus();
     this.mutator = new FrameMutator(rng, this.corpus);
+    this.peer = new GuestPeer(rng, this.mutator);
     this.config = randomDriverConfig(rng);
   }
 
@@ -57,6 +63,8 @@ export class FramesRunner implements Runner<FramesBatch> {
       const d = await GuestDriver.connect(target.socketPath, config);
       if (d) {
         this.connections++;
+        d.keepFrames = true;
+        this.peer.reset();
         this.driver = d;
         this.config = config;
         return d;
@@ -77,10 +85,18 @@ export class FramesRunner implements Runner<FramesBatch> {
       [2, r.range(17, MAX_BATCH)],
     ]);
     const items: FramesBatch['items'] = [];
-    for (let i = 0; i < n; i++) {
+    const item = (frame: Uint8Array, hdr: Uint8Array, base: string, ops: string[] | undefined): void =>
+      void items.push({ hdr, frame, split: randomSplit(r, NET_HDR_LEN + frame.length), indirect: this.config.indirect && r.chance(0.2), base, ...(ops ? { ops } : {}) });
+    for (const p of this.peer.frames().slice(0, MAX_BATCH / 2)) item(p.frame, new Uint8Array(NET_HDR_LEN), p.base, p.ops);
+    const total = Math.min(MAX_BATCH, Math.max(n, items.length + 1));
+    while (items.length < total) {
       const m = this.mutator.next();
-      const hdr = mutateNetHeader(r, m.frame.length);
-      items.push({ hdr, frame: m.frame, split: randomSplit(r, NET_HDR_LEN + m.frame.length), indirect: this.config.indirect && r.chance(0.2), base: m.base, ops: m.ops });
+      item(m.frame, mutateNetHeader(r, m.frame.length), m.base, m.ops);
+    }
+    // The peer's frames among the others, not always first.
+    for (let i = items.length - 1; i > 0; i--) {
+      const j = r.int(i + 1);
+      [items[i], items[j]] = [items[j]!, items[i]!];
     }
     return { config: this.config, items };
   }
@@ -90,6 +106,8 @@ export class FramesRunner implements Runner<FramesBatch> {
     if (!d || !d.connected || !sameConfig(d.config, batch.config)) d = await this.connect(batch.config);
     const res = await d.sendBatch(batch.items, BATCH_TIMEOUT_MS);
     d.recycleRx();
+    for (const f of d.received) this.peer.observe(f);
+    d.received.length = 0;
     if (!res.completed) {
       this.incomplete++;
       // The next batch starts over on a new connection.

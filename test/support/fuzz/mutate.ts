@@ -30,6 +30,17 @@ export class FrameMutator {
     private readonly corpus: readonly { name: string; frame: Uint8Array }[],
   ) {}
 
+  /** `frame` (a copy) mutated once, its lengths and checksums repaired or not. */
+  mutateOnce(frame: Uint8Array): Mutated {
+    const ops: string[] = [];
+    const f = this.once(frame.slice(), ops);
+    if (this.rng.chance(0.5)) {
+      fixChecksums(f);
+      ops.push('fix-checksums');
+    }
+    return { frame: f, ops };
+  }
+
   /** A frame from the corpus, mutated 0..5 times (0 sometimes: valid traffic keeps state alive). */
   next(): Mutated & { base: string } {
     const r = this.rng;

@@ -15,6 +15,7 @@ function isArpReplyFromGateway(f: Uint8Array): boolean {
 
 /** Sends an ARP request for the gateway on `driver` and waits for the reply. */
 export async function arpAnswered(driver: GuestDriver, timeoutMs = 3000): Promise<boolean> {
+  const keep = driver.keepFrames;
   driver.keepFrames = true;
   driver.received.length = 0;
   try {
@@ -29,7 +30,7 @@ export async function arpAnswered(driver: GuestDriver, timeoutMs = 3000): Promis
       await driver.rx.until(() => driver.rx.pendingUsed > 0, Math.max(1, deadline - performance.now()));
     }
   } finally {
-    driver.keepFrames = false;
+    driver.keepFrames = keep;
     driver.received.length = 0;
   }
 }
