@@ -10,8 +10,9 @@
 // halfopen  one guest connection left half-open (the guest never ACKs our SYN-ACK): CPU per second.
 // floods    a real guest (QEMU) pings the gateway and a target beyond two routers, resolves names
 //           and opens TCP connections every moment, while 100,000 connections flood a forwarded
-//           port from outside, then while the guest itself sends 100,000 SYNs to a black-holed
-//           address: the well-behaved traffic's success, vunet's CPU seconds, its longest batch.
+//           port from outside (the guest accepts them: a static acceptor listens on port 80),
+//           then while the guest itself sends 100,000 SYNs to a black-holed address: the
+//           well-behaved traffic's success, vunet's CPU seconds, its longest batch.
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -52,7 +53,9 @@ function cpuSeconds(pid: number): number {
 /** The vunet under test inside namespace `ns`, its log collected; its pid is the real process
  *  (not `ip netns exec`'s). */
 async function startVunet(ns: string, vunetArgs: string[]): Promise<{ proc: ChildProcess; pid: number; log: () => string; status: () => Promise<Record<string, unknown>> }> {
-  const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, VUNET_BIN, ...vunetArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // ATTACK_NODE_ARGS: node flags for the vunet under test (e.g. --trace-gc).
+  const nodeArgs = process.env.ATTACK_NODE_ARGS?.split(' ').filter((a) => a !== '') ?? [];
+  const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, ...nodeArgs, VUNET_BIN, ...vunetArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   proc.stdout!.on('data', (d: Buffer) => (log += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
@@ -187,10 +190,16 @@ function summarize(label: string, checks: Check[]): string {
 }
 
 async function floods(syns: number): Promise<void> {
-  const gcc = spawnSync('gcc', ['-static', '-O2', '-o', join(tmpdir(), `synflood-${process.pid}`), join(SUPPORT, 'guest-tools', 'synflood.c')], { encoding: 'utf8' });
-  if (gcc.status !== 0) {
-    console.log(`floods: skipped (cannot build the guest's SYN flood tool: ${gcc.stderr.trim() || gcc.error?.message})`);
-    return;
+  const tools: Record<string, Buffer> = {};
+  for (const tool of ['synflood', 'acceptor']) {
+    const out = join(tmpdir(), `${tool}-${process.pid}`);
+    const gcc = spawnSync('gcc', ['-static', '-O2', '-o', out, join(SUPPORT, 'guest-tools', `${tool}.c`)], { encoding: 'utf8' });
+    if (gcc.status !== 0) {
+      console.log(`floods: skipped (cannot build the guest's ${tool}: ${gcc.stderr.trim() || gcc.error?.message})`);
+      return;
+    }
+    tools[tool] = readFileSync(out);
+    rmSync(out, { force: true });
   }
   const tag = String((process.pid % 10000) + 31);
   const topo = createTopology(tag);
@@ -214,6 +223,7 @@ chk() {
   echo hi | socat -T2 - TCP4:${T}:7 2>/dev/null | grep -q hi && c=1 || c=0
   echo "chk $a $g $p $d $c"
 }
+/acceptor 80 &
 echo "== start $(cut -d' ' -f1 /proc/uptime)"
 ( while [ ! -e /tmp/stop ]; do chk; sleep 0.2; done ) &
 i=0; until wget -q -O /dev/null http://10.0.2.2:18090/ 2>/dev/null; do sleep 1; i=$((i+1)); [ $i -gt 600 ] && break; done
@@ -225,7 +235,8 @@ touch /tmp/stop
 wait
 echo "== end $(cut -d' ' -f1 /proc/uptime)"
 `;
-    const guest = await startGuest({ socketPath: join(dir, 's'), script, extraFiles: { synflood: { data: readFileSync(join(tmpdir(), `synflood-${process.pid}`)), mode: 0o755 } }, memoryMiB: 256, timeoutMs: 900_000, guestTimeoutSec: 880 });
+    const extraFiles = Object.fromEntries(Object.entries(tools).map(([name, data]) => [name, { data, mode: 0o755 }]));
+    const guest = await startGuest({ socketPath: join(dir, 's'), script, extraFiles, memoryMiB: 256, timeoutMs: 900_000, guestTimeoutSec: 880 });
     await guest.waitFor(/== start/, 120_000);
     await sleep(8000); // a baseline before anything starts
     const upAt = (re: RegExp): number => Number(re.exec(guest.output)?.[1] ?? NaN);
@@ -268,7 +279,6 @@ echo "== end $(cut -d' ' -f1 /proc/uptime)"
     await sleep(300);
     topo.destroy();
     rmSync(dir, { recursive: true, force: true });
-    rmSync(join(tmpdir(), `synflood-${process.pid}`), { force: true });
   }
 }
 
