@@ -100,7 +100,13 @@ function linuxSyn(port: number): Uint8Array {
   return tcpFrame(port, 9000, 1000, 0, SYN, undefined, { dst: GW_IP, options: o, window: 64240 });
 }
 
-async function stalled(n: number): Promise<void> {
+type Vunet = Awaited<ReturnType<typeof startVunet>>;
+
+/**
+ * Runs `fn` with a vunet in a fresh namespace whose gateway leads to a host peer sending without
+ * end (127.0.0.1:9000 there), and a raw guest attached to it; tears everything down after.
+ */
+async function withRawGuest(fn: (v: Vunet, g: RawGuest) => Promise<void>): Promise<void> {
   const ns = `vatk${process.pid % 10000}`;
   const dropNs = netns(ns);
   const dir = socketDir();
@@ -108,6 +114,19 @@ async function stalled(n: number): Promise<void> {
   const v = await startVunet(ns, ['--socket', join(dir, 's'), '--mtu', '1500', '--log-level', 'info']);
   try {
     const g = await RawGuest.attach(join(dir, 's'));
+    await fn(v, g);
+    g.close();
+  } finally {
+    v.proc.kill('SIGTERM');
+    sender.kill('SIGTERM');
+    await sleep(300);
+    dropNs();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function stalled(n: number): Promise<void> {
+  return withRawGuest(async (v, g) => {
     const base = rssMiB(v.pid);
     let established = 0;
     let dataSegments = 0;
@@ -134,24 +153,11 @@ async function stalled(n: number): Promise<void> {
     console.log(`stalled: ${n} connections, ${established} established, ${dataSegments} data segments sent into the guest's window, never ACKed`);
     console.log(`  vunet RSS: ${base.toFixed(0)} MiB at start, ${peak.toFixed(0)} MiB peak (+${(peak - base).toFixed(0)} MiB)`);
     if (st.memory) console.log(`  memory budget: ${JSON.stringify(st.memory)}`);
-    g.close();
-  } finally {
-    v.proc.kill('SIGTERM');
-    sender.kill('SIGTERM');
-    await sleep(300);
-    dropNs();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
 
-async function halfOpen(): Promise<void> {
-  const ns = `vatk${process.pid % 10000}`;
-  const dropNs = netns(ns);
-  const dir = socketDir();
-  const sender = spawn('ip', ['netns', 'exec', ns, process.execPath, join(SUPPORT, 'endless-sender.mjs'), '127.0.0.1', '9000'], { stdio: 'ignore' });
-  const v = await startVunet(ns, ['--socket', join(dir, 's'), '--mtu', '1500', '--log-level', 'info']);
-  try {
-    const g = await RawGuest.attach(join(dir, 's'));
+function halfOpen(): Promise<void> {
+  return withRawGuest(async (v, g) => {
     g.send(linuxSyn(30000)); // and the SYN-ACK is never acknowledged
     for (let i = 0; i < 100; i++) {
       g.pump();
@@ -165,14 +171,7 @@ async function halfOpen(): Promise<void> {
     }
     const cpu = cpuSeconds(v.pid) - c0;
     console.log(`halfopen: one connection the guest never completes: vunet used ${((cpu / ((performance.now() - t0) / 1000)) * 100).toFixed(1)}% of a core over 10 s`);
-    g.close();
-  } finally {
-    v.proc.kill('SIGTERM');
-    sender.kill('SIGTERM');
-    await sleep(300);
-    dropNs();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 interface Check {

@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { startGuest } from '../scripts/qemu.js';
+import { blob } from './support/blob.js';
 import { canUseNetns, createTopology, spawnVunet } from './support/netns.js';
 
 const why = canUseNetns();
@@ -24,19 +25,6 @@ const SIZE = 48 << 20;
 const RATE = 4 << 20; // bytes a second: about 12 s of transfer
 /** The second download's rate: it outlasts 60 s without ARP answers. */
 const SLOW_RATE = 512 << 10;
-
-/** Deterministic noise (xorshift32). */
-function blob(size: number): Buffer {
-  const b = Buffer.alloc(size);
-  let x = 0x2545f491;
-  for (let i = 0; i < size; i += 4) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b.writeUInt32LE(x >>> 0, i);
-  }
-  return b;
-}
 
 /** A QEMU machine protocol client: one command at a time, answers in order. */
 async function qmp(path: string): Promise<{ run(command: string): Promise<unknown>; close(): void }> {
@@ -69,7 +57,7 @@ t.test('a guest stopped (monitor), frozen (SIGSTOP, 60 s) or silent to ARP (60 s
   const topo = createTopology(String((process.pid % 10000) + 21));
   const dir = mkdtempSync(join(tmpdir(), 'vunet-pause-'));
   const file = join(dir, 'blob');
-  const data = blob(SIZE);
+  const data = blob(SIZE, 0x2545f491);
   writeFileSync(file, data);
   const sha = createHash('sha256').update(data).digest('hex');
   const serve = (port: number, rate: number) =>

@@ -13,22 +13,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { startGuest } from '../scripts/qemu.js';
+import { blob } from './support/blob.js';
 import { canUseNetns, createTopology, spawnVunet } from './support/netns.js';
 
 const why = canUseNetns();
-
-/** 16 MiB of deterministic noise (xorshift32): compresses to nothing, so nothing can cheat. */
-function blob(size: number): Buffer {
-  const b = Buffer.alloc(size);
-  let x = 0x9e3779b9;
-  for (let i = 0; i < size; i += 4) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b.writeUInt32LE(x >>> 0, i);
-  }
-  return b;
-}
 
 t.test('TCP through the NAT: HTTP, echo, refused, no route, 200 connections, iperf3, traceroute -T, port forward', { skip: why ?? false }, async (t) => {
   const topo = createTopology(String((process.pid % 10000) + 1));
