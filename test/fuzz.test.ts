@@ -24,6 +24,7 @@ for (const mode of MODES) {
     t.equal(s.stalls, 0, 'no confirmed batch over 50 ms');
     t.ok(s.rssMax <= s.rssBound, `RSS ≤ ${(s.rssBound / 2 ** 20).toFixed(0)} MiB (max ${(s.rssMax / 2 ** 20).toFixed(0)} MiB)`);
     t.equal(s.servedFailures, 0, 'a well-behaved guest is still served');
+    t.equal(s.usedViolations, 0, 'the used rings hold only heads the device was given, each once');
     if (s.findings.length === 0) rmSync(dir, { recursive: true, force: true });
   });
 }

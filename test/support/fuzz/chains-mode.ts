@@ -76,8 +76,6 @@ class Conn {
   readonly r0: { gpa: number; size: number };
   readonly r1: { gpa: number; size: number };
   readonly ringAreas: number[];
-  /** RX heads made available and not yet used. */
-  rxOutstanding = 0;
 
   constructor(
     readonly fe: TestFrontend,
@@ -112,7 +110,6 @@ class Conn {
     await fe.setVringBase(qi, 0);
     await fe.setVringAddr(qi, fe.memory.uvaOf(q.descGpa), fe.memory.uvaOf(q.usedGpa), fe.memory.uvaOf(q.availGpa));
     await fe.setVringFd(Request.SET_VRING_KICK, qi, q.kickFd);
-    if (qi === 0) this.rxOutstanding = 0;
   }
 
   /** Posts good RX buffers on fresh descriptors (after a repair of RX). */
@@ -123,7 +120,6 @@ class Conn {
       rx.writeDesc(idx, this.scratchGpa + GOOD_RX + i * GOOD_RX_LEN, GOOD_RX_LEN, WRITE, 0);
       rx.put(idx);
     }
-    this.rxOutstanding += GOOD_RX_COUNT;
     rx.publish();
     rx.kick();
   }
@@ -474,14 +470,16 @@ export class ChainsRunner implements Runner<ChainsBatch> {
     if (c.scratchGpa !== this.scratchBase()) throw new Error('chains: the scratch area is not where the generator aims');
     const mem = c.fe.memory;
     const [rx, tx] = c.rings;
-    // RX chains that are never used would pile up past the ring size (a jump the generator did
-    // not mean): start RX over first.
-    const rxNew = batch.ops.filter((o) => o.op === 'avail' && o.q === 0).length;
-    if (c.rxOutstanding + rxNew + GOOD_RX_COUNT > rx.size) {
-      await c.repair(0);
-      c.postGoodRx();
-    }
+    // A hostile RX chain lets vunet write a frame anywhere the guest points it, the TX rings
+    // included: such a batch is not checked against the TX used ring, and RX starts over after it.
+    const rxTouched = batch.ops.some((o) => o.op === 'avail' && o.q === 0);
+    // Jumps that add up to a small step forward publish slots this batch never wrote: the device
+    // rightly returns whatever heads those held.
+    const txJumped = batch.ops.some((o) => o.op === 'jump' && o.q === 1);
     const txStart = tx.availIdx;
+    /** TX heads made available in this batch, with multiplicity: what may come back. */
+    const txHeads = new Map<number, number>();
+    const txPut = (head: number): void => void txHeads.set(head, (txHeads.get(head) ?? 0) + 1);
     let inputs = 0;
     for (const o of batch.ops) {
       switch (o.op) {
@@ -496,7 +494,7 @@ export class ChainsRunner implements Runner<ChainsBatch> {
           break;
         case 'avail':
           c.rings[o.q]!.put(o.head);
-          if (o.q === 0) c.rxOutstanding++;
+          if (o.q === 1) txPut(o.head);
           inputs++;
           break;
         case 'jump': {
@@ -515,6 +513,7 @@ export class ChainsRunner implements Runner<ChainsBatch> {
           mem.bytes.set(bytes, c.scratchOff + at);
           tx.writeDesc(tx.size - 1, c.scratchGpa + at, bytes.length, 0, 0);
           tx.put(tx.size - 1);
+          txPut(tx.size - 1);
           inputs++;
           break;
         }
@@ -549,8 +548,26 @@ export class ChainsRunner implements Runner<ChainsBatch> {
       }
     }
     const ms = performance.now() - start;
-    tx.takeUsed(() => undefined);
-    c.rxOutstanding = Math.max(0, c.rxOutstanding - rx.takeUsed(() => undefined));
+    // Each head made available comes back at most as often as it was made available, with
+    // length 0 (vunet writes nothing into TX buffers).
+    const violations: string[] = [];
+    tx.takeUsed((id, len) => {
+      if (rxTouched || txJumped) return;
+      const left = txHeads.get(id) ?? 0;
+      if (left === 0) violations.push(`TX used entry for head ${id}, which the device did not hold`);
+      else txHeads.set(id, left - 1);
+      if (len !== 0) violations.push(`TX used entry for head ${id} with length ${len}`);
+    });
+    if (rxTouched) {
+      await c.repair(0);
+      c.postGoodRx();
+    } else {
+      // Only the good RX buffers are out: post them again as vunet fills them.
+      if (rx.takeUsed((id) => (id >= rx.size - GOOD_RX_COUNT ? rx.put(id) : undefined)) > 0) {
+        rx.publish();
+        rx.kick();
+      }
+    }
     // A queue the input broke stops until set up again; so does one broken by accident.
     const p = await this.target!.probe();
     for (const qs of p.queues) {
@@ -561,7 +578,14 @@ export class ChainsRunner implements Runner<ChainsBatch> {
       broken = true;
     }
     const completed = done || broken;
-    return { inputs, ms: broken ? 0 : ms, completed, ...(completed ? {} : { note: c.connected ? 'TX chains not all returned within 5 s and no queue broken' : 'the target closed the connection' }) };
+    const violation = violations.slice(0, 5).join('; ');
+    return {
+      inputs,
+      ms: broken ? 0 : ms,
+      completed,
+      ...(completed ? {} : { note: c.connected ? 'TX chains not all returned within 5 s and no queue broken' : 'the target closed the connection' }),
+      ...(violation ? { violation } : {}),
+    };
   }
 
   async served(): Promise<boolean> {

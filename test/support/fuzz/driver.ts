@@ -118,6 +118,11 @@ export class GuestDriver {
   keepFrames = false;
   readonly received: Uint8Array[] = [];
   private partial: { need: number; parts: Uint8Array[] } | undefined;
+  /** RX heads the device holds (made available, not yet used). */
+  private readonly rxPosted: boolean[] = [];
+  /** What the used rings said that no device may say: a head it was not given, given back twice,
+   *  or more bytes written than the buffer holds. Taken by the caller. */
+  readonly violations: string[] = [];
 
   private constructor(
     readonly fe: TestFrontend,
@@ -176,6 +181,7 @@ export class GuestDriver {
     for (let i = 0; i < this.config.rxSize; i++) {
       this.rx.writeDesc(i, this.rxGpa[i]!, this.rxLen[i]!, VIRTQ_DESC_F_WRITE, 0);
       this.rx.put(i);
+      this.rxPosted[i] = true;
     }
     this.rx.setUsedEvent(this.rx.availIdx);
     this.rx.publish();
@@ -186,13 +192,21 @@ export class GuestDriver {
   recycleRx(): number {
     let got = 0;
     const mergeable = this.config.mergeable;
+    const reposted: number[] = [];
     const n = this.rx.takeUsed((id, len) => {
-      if (id >= this.config.rxSize) return;
+      if (id >= this.config.rxSize || !this.rxPosted[id]) {
+        this.violations.push(`RX used entry for head ${id}, which the device did not hold (len ${len})`);
+        return;
+      }
+      this.rxPosted[id] = false;
+      reposted.push(id);
+      if (len > this.rxLen[id]!) this.violations.push(`RX used entry for head ${id} says ${len} bytes written into a buffer of ${this.rxLen[id]}`);
       const gpa = this.rxGpa[id]!;
       if (len >= NET_HDR_LEN || (this.partial && len > 0)) this.collect(gpa, Math.min(len, this.rxLen[id]!), mergeable);
       this.rx.put(id);
       got++;
     });
+    for (const id of reposted) this.rxPosted[id] = true;
     if (n > 0) {
       this.rx.publish();
       this.rx.kick();
@@ -263,7 +277,13 @@ export class GuestDriver {
     await tx.until(() => tx.usedIdx === target || !this.fe.isConnected, timeoutMs);
     const completed = tx.usedIdx === target;
     const ms = performance.now() - start;
-    tx.takeUsed(() => undefined);
+    // Every head exactly once: the heads of this batch are k * MAX_SEGMENTS.
+    const seen = new Set<number>();
+    tx.takeUsed((id, len) => {
+      if (id % MAX_SEGMENTS !== 0 || id / MAX_SEGMENTS >= items.length || seen.has(id)) this.violations.push(`TX used entry for head ${id}, which the device did not hold`);
+      else if (len !== 0) this.violations.push(`TX used entry for head ${id} with length ${len} (nothing is written into TX buffers)`);
+      seen.add(id);
+    });
     return { completed, ms };
   }
 

@@ -114,10 +114,12 @@ export class FramesRunner implements Runner<FramesBatch> {
       d.close();
       this.driver = undefined;
     }
+    const violation = d.violations.splice(0, d.violations.length).slice(0, 5).join('; ');
     return {
       inputs: batch.items.length,
       ms: res.ms,
       completed: res.completed,
+      ...(violation ? { violation } : {}),
       ...(res.completed ? {} : { note: d.connected ? `${batch.items.length} chains not all returned within ${BATCH_TIMEOUT_MS} ms` : 'the target closed the connection' }),
     };
   }

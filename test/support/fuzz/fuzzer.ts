@@ -13,6 +13,8 @@
 //  - RSS stays under baseline + the memory budget + slack (baseline: right after the first
 //    connection), and no internal error (`failures.count`, an exception caught at a batch
 //    boundary) or server exception that is not a protocol error happens;
+//  - the used rings hold only heads the device was given, each once, with lengths that fit
+//    (TX: length 0; RX in frames mode: no more than the buffer);
 //  - every few seconds a well-behaved guest still gets an ARP answer.
 //
 // A finding is saved with its context (the last batches, the seed, the iteration) as a JSON file
@@ -37,7 +39,7 @@ const SERVED_EVERY_MS = 5000;
 
 export const REGRESSION_DIR = new URL('../../fuzz/regressions/', import.meta.url).pathname;
 
-export type FindingKind = 'crash' | 'hang' | 'stall' | 'internal-error' | 'server-exception' | 'memory' | 'not-served';
+export type FindingKind = 'crash' | 'hang' | 'stall' | 'internal-error' | 'server-exception' | 'memory' | 'not-served' | 'bad-used';
 
 export interface Finding {
   kind: FindingKind;
@@ -78,6 +80,8 @@ export interface ModeSummary {
   internalErrors: number;
   internalErrorMessages: string[];
   serverExceptions: number;
+  /** Used-ring entries no device may write (see RunOutcome.violation). */
+  usedViolations: number;
   servedChecks: number;
   servedFailures: number;
   /** Mode-specific counts. */
@@ -180,6 +184,7 @@ export async function fuzzMode(opts: FuzzOptions): Promise<ModeSummary> {
     internalErrors: 0,
     internalErrorMessages: [],
     serverExceptions: 0,
+    usedViolations: 0,
     servedChecks: 0,
     servedFailures: 0,
     notes: [],
@@ -255,6 +260,7 @@ export async function fuzzMode(opts: FuzzOptions): Promise<ModeSummary> {
       let completed = true;
       let note: string | undefined;
       let harnessMs = 0;
+      let violation: string | undefined;
       let failure: unknown;
       try {
         const out = await runner.run(batch);
@@ -262,6 +268,7 @@ export async function fuzzMode(opts: FuzzOptions): Promise<ModeSummary> {
         s.batches++;
         completed = out.completed;
         note = out.note;
+        violation = out.violation;
         harnessMs = completed ? out.ms : 0;
         s.maxBatchMsHarness = Math.max(s.maxBatchMsHarness, harnessMs);
         if (harnessMs > LONG_BATCH_MS) s.harnessOver50ms++;
@@ -293,6 +300,10 @@ export async function fuzzMode(opts: FuzzOptions): Promise<ModeSummary> {
         save({ kind: 'hang', mode: opts.mode, seed: opts.seed, iteration, detail }, context, `hang:${normalise(detail)}`);
       }
       observe(p);
+      if (violation) {
+        s.usedViolations++;
+        save({ kind: 'bad-used', mode: opts.mode, seed: opts.seed, iteration, detail: violation }, context, `used:${normalise(violation)}`);
+      }
       const childLong = p.loop.batchesOver50ms > last.loop.batchesOver50ms;
       if (childLong || harnessMs > LONG_BATCH_MS) {
         // Replay the batch: a long batch that comes back is the input's doing (the harness's
@@ -411,6 +422,7 @@ export function formatSummary(s: ModeSummary): string {
     `  fds (max)         ${s.fdsMax}`,
     `  internal errors   ${s.internalErrors}${s.internalErrorMessages.length ? `: ${s.internalErrorMessages.join(' | ')}` : ''}`,
     `  server exceptions ${s.serverExceptions}`,
+    `  used-ring errors  ${s.usedViolations}`,
     `  served checks     ${s.servedChecks - s.servedFailures}/${s.servedChecks} answered`,
     ...s.notes.map((n) => `  ${n}`),
   ];

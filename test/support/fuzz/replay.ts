@@ -15,6 +15,8 @@ export interface ReplayResult {
   exit: string;
   /** Every batch came back (chains used, sequences answered). */
   completed: boolean;
+  /** Used-ring entries no device may write. */
+  violations: string[];
   internalErrors: number;
   lastInternalError: string;
   serverExceptions: number;
@@ -42,6 +44,7 @@ export async function replayFile(file: string, isolation: Isolation | 'auto' = '
   const runner = makeRunner(saved.mode, new Rng(saved.seed));
   let completed = true;
   let served = false;
+  const violations: string[] = [];
   try {
     await runner.attach(target);
     for (const b of saved.batches) {
@@ -49,6 +52,7 @@ export async function replayFile(file: string, isolation: Isolation | 'auto' = '
       try {
         const out = await runner.run(runner.fromJson(b));
         completed &&= out.completed;
+        if (out.violation) violations.push(out.violation);
       } catch {
         completed = false;
         break;
@@ -73,6 +77,7 @@ export async function replayFile(file: string, isolation: Isolation | 'auto' = '
       alive: p !== undefined && target.alive,
       exit: target.exitText(),
       completed,
+      violations,
       internalErrors: p?.failures.count ?? -1,
       lastInternalError: p?.failures.last ?? '',
       serverExceptions: p ? p.server.errors - p.server.protocolErrors : -1,

@@ -18,6 +18,9 @@ export interface RunOutcome {
   completed: boolean;
   /** Why not, when it did not. */
   note?: string;
+  /** The used ring returned something no device may return (a head it did not hold, one head
+   *  twice, more bytes than the buffer holds). */
+  violation?: string;
 }
 
 export interface Runner<B> {
