@@ -34,6 +34,9 @@ export interface Msg {
   /** The header's size field when it is not the payload's length. */
   sizeField?: number;
   fds: FdRef[];
+  /** Not a message: the driver posts an RX buffer and a frame and kicks both queues here, so
+   *  the messages after it meet running queues. */
+  drive?: boolean;
 }
 
 export interface MessagesBatch {
@@ -454,6 +457,11 @@ export class MessagesRunner implements Runner<MessagesBatch> {
     const seq = qemuSequence(this.rng);
     const ops: string[] = [];
     this.mutator.mutate(seq, ops);
+    if (this.rng.chance(0.4)) {
+      const at = this.rng.range(Math.min(seq.length, 12), seq.length);
+      seq.splice(at, 0, { request: 0, flags: 0, payload: new Uint8Array(0), fds: [], drive: true });
+      ops.push(`drive@${at}`);
+    }
     return { messages: seq, ops };
   }
 
@@ -466,12 +474,8 @@ export class MessagesRunner implements Runner<MessagesBatch> {
     const start = performance.now();
     let completed = true;
     try {
-      for (const m of batch.messages) {
-        if (!fe.isConnected) break;
-        fe.sendRaw(encode(m), m.fds.map((f) => fds.get(f)));
-      }
-      if (fe.isConnected) {
-        // Whatever state the queues are in, give them work.
+      // Whatever state the queues are in, give them work.
+      const drive = (): void => {
         const gpa = fe.memory.alloc(2048);
         queues[0]!.add([{ gpa, len: 2048, writable: true }]);
         const frame = arpRequest(GW_IP);
@@ -480,7 +484,13 @@ export class MessagesRunner implements Runner<MessagesBatch> {
         queues[1]!.add([{ data }]);
         queues[0]!.kick();
         queues[1]!.kick();
+      };
+      for (const m of batch.messages) {
+        if (!fe.isConnected) break;
+        if (m.drive) drive();
+        else fe.sendRaw(encode(m), m.fds.map((f) => fds.get(f)));
       }
+      if (fe.isConnected) drive();
       completed = await this.settle(fe);
     } finally {
       fe.close();
@@ -488,7 +498,7 @@ export class MessagesRunner implements Runner<MessagesBatch> {
       fds.close();
     }
     // A connection left waiting for promised bytes took our timeout, not the target's time.
-    return { inputs: batch.messages.length, ms: this.quiet ? 0 : performance.now() - start, completed };
+    return { inputs: batch.messages.filter((m) => !m.drive).length, ms: this.quiet ? 0 : performance.now() - start, completed };
   }
 
   /** Whether the last settle() ended with the server waiting for bytes (its time is ours). */
@@ -540,11 +550,12 @@ export class MessagesRunner implements Runner<MessagesBatch> {
   }
 
   toJson(b: MessagesBatch): BatchJson {
-    return { ops: b.ops, messages: b.messages.map((m) => ({ request: Request[m.request] ?? m.request, hex: toHex(encode(m)), fds: m.fds })) };
+    return { ops: b.ops, messages: b.messages.map((m) => (m.drive ? { drive: true } : { request: Request[m.request] ?? m.request, hex: toHex(encode(m)), fds: m.fds })) };
   }
 
   fromJson(j: BatchJson): MessagesBatch {
-    const messages = (j.messages as { hex: string; fds: FdRef[] }[]).map((x): Msg => {
+    const messages = (j.messages as { hex: string; fds: FdRef[]; drive?: boolean }[]).map((x): Msg => {
+      if (x.drive) return { request: 0, flags: 0, payload: new Uint8Array(0), fds: [], drive: true };
       const bytes = fromHexString(x.hex);
       const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       const payload = bytes.slice(12);
