@@ -51,6 +51,8 @@ export interface Finding {
   stack?: string;
   /** Where it was saved. */
   file?: string;
+  /** Times the same finding (same kind and message) came up in the run. */
+  count: number;
 }
 
 export interface ModeSummary {
@@ -190,7 +192,6 @@ export async function fuzzMode(opts: FuzzOptions): Promise<ModeSummary> {
     notes: [],
     findings: [],
   };
-  const savedKeys = new Set<string>();
   const context: unknown[] = [];
   const started = performance.now();
   const deadline = started + opts.seconds * 1000;
@@ -199,11 +200,19 @@ export async function fuzzMode(opts: FuzzOptions): Promise<ModeSummary> {
   let lastServed = performance.now();
   let memoryReported = false;
 
-  const save = (f: Finding, batches: readonly unknown[], key: string): void => {
+  const byKey = new Map<string, Finding>();
+  const save = (found: Omit<Finding, 'count'>, batches: readonly unknown[], key: string): void => {
+    // One entry, one line and one file per distinct finding; repeats are counted.
+    const known = byKey.get(key);
+    if (known) {
+      known.count++;
+      return;
+    }
+    const f: Finding = { ...found, count: 1 };
+    byKey.set(key, f);
     s.findings.push(f);
     log(`FINDING ${f.kind} (${f.mode}, seed ${f.seed}, iteration ${f.iteration}): ${f.detail}${f.stack ? `\n${f.stack}` : ''}`);
-    if (opts.regressionDir === null || savedKeys.has(key)) return;
-    savedKeys.add(key);
+    if (opts.regressionDir === null) return;
     const dir = opts.regressionDir ?? REGRESSION_DIR;
     mkdirSync(dir, { recursive: true });
     const file = join(dir, `${f.mode}-${f.kind}-seed${f.seed}-it${f.iteration}.json`);
@@ -426,6 +435,6 @@ export function formatSummary(s: ModeSummary): string {
     `  served checks     ${s.servedChecks - s.servedFailures}/${s.servedChecks} answered`,
     ...s.notes.map((n) => `  ${n}`),
   ];
-  for (const f of s.findings) lines.push(`  finding: ${f.kind} at iteration ${f.iteration}: ${f.detail}${f.file ? ` → ${f.file}` : ''}`);
+  for (const f of s.findings) lines.push(`  finding: ${f.kind} at iteration ${f.iteration}${f.count > 1 ? ` (${f.count} times)` : ''}: ${f.detail}${f.file ? ` → ${f.file}` : ''}`);
   return lines.join('\n');
 }
