@@ -223,15 +223,18 @@ chk() {
   echo "chk $a $g $p $d $c"
 }
 /acceptor 80 &
+acceptor=$!
 echo "== start $(cut -d' ' -f1 /proc/uptime)"
 ( while [ ! -e /tmp/stop ]; do chk; sleep 0.2; done ) &
+checks=$!
 i=0; until wget -q -O /dev/null http://10.0.2.2:18090/ 2>/dev/null; do sleep 1; i=$((i+1)); [ $i -gt 600 ] && break; done
 echo "== flood-out $(cut -d' ' -f1 /proc/uptime)"
 /synflood 10.0.2.15 198.51.100.7 80 ${syns}
 echo "== flood-out-done $(cut -d' ' -f1 /proc/uptime)"
 sleep 8
 touch /tmp/stop
-wait
+wait $checks
+kill $acceptor
 echo "== end $(cut -d' ' -f1 /proc/uptime)"
 `;
     const extraFiles = Object.fromEntries(Object.entries(tools).map(([name, data]) => [name, { data, mode: 0o755 }]));
