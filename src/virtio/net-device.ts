@@ -68,8 +68,9 @@ export interface NetDeviceOptions {
   memory?: MemoryAccount;
   /** The guest's driver brought both queues up (true), or one went down (false). */
   onLinkChange?: (up: boolean) => void;
-  /** A batch of guest frames was handed to the sink (the owner re-arms its timers here). */
-  onBatchEnd?: () => void;
+  /** A slice of guest frames was handed to the sink, taking `ms` (the owner sends what they
+   *  caused and re-arms its timers here). */
+  onBatchEnd?: (ms: number) => void;
   /** After wantRoom(): the guest posted receive buffers again. */
   onRoom?: () => void;
   /** Handling a guest frame threw (the frame was dropped): count and log it. */
@@ -247,7 +248,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     }
     // Answers the stack produced while handling the slice go out now, with one call.
     this.flushRx();
-    this.opts.onBatchEnd?.();
+    this.opts.onBatchEnd?.(this.now() - start);
   }
 
   private receiveChain(chain: DescriptorChain): void {
