@@ -4,6 +4,7 @@
 // `--vunet DIR` pointing at another checkout (built) for a before/after table.
 //
 //   npm run attack -- [--only stalled,halfopen,floods] [--vunet DIR] [--connections 1000] [--syns 100000]
+//                     [--vunet-args='--max-memory 64M']
 //
 // stalled   1000 guest TCP connections to a host peer that sends without end, the guest never
 //           ACKing data: vunet's RSS (what its memory budget bounds) and its memory accounts.
@@ -35,8 +36,11 @@ const { values: args } = parseArgs({
     vunet: { type: 'string', default: ROOT },
     connections: { type: 'string', default: '1000' },
     syns: { type: 'string', default: '100000' },
+    /** Extra vunet arguments, e.g. "--max-memory 64M". */
+    'vunet-args': { type: 'string', default: '' },
   },
 });
+const EXTRA = args['vunet-args'].split(' ').filter((a) => a !== '');
 const VUNET_BIN = join(resolve(args.vunet), 'bin', 'vunet.js');
 const only = new Set(args.only.split(','));
 
@@ -111,7 +115,7 @@ async function withRawGuest(fn: (v: Vunet, g: RawGuest) => Promise<void>): Promi
   const dropNs = netns(ns);
   const dir = socketDir();
   const sender = spawn('ip', ['netns', 'exec', ns, process.execPath, join(SUPPORT, 'endless-sender.mjs'), '127.0.0.1', '9000'], { stdio: 'ignore' });
-  const v = await startVunet(ns, ['--socket', join(dir, 's'), '--mtu', '1500', '--log-level', 'info']);
+  const v = await startVunet(ns, ['--socket', join(dir, 's'), '--mtu', '1500', '--log-level', 'info', ...EXTRA]);
   try {
     const g = await RawGuest.attach(join(dir, 's'));
     await fn(v, g);
@@ -208,7 +212,7 @@ async function floods(syns: number): Promise<void> {
   const inTarget = (...cmd: string[]): ChildProcess => spawn('ip', ['netns', 'exec', topo.targetNs, ...cmd], { stdio: 'ignore' });
   const services = [inTarget('socat', 'TCP4-LISTEN:7,fork,reuseaddr', 'PIPE'), inTarget(process.execPath, join(SUPPORT, 'dns-responder.mjs'))];
   let go: ChildProcess | undefined;
-  const v = await startVunet(topo.vunetNs, ['--socket', join(dir, 's'), '--log-level', 'info', '--dns', topo.target4, '-t', '18080:80']);
+  const v = await startVunet(topo.vunetNs, ['--socket', join(dir, 's'), '--log-level', 'info', '--dns', topo.target4, '-t', '18080:80', ...EXTRA]);
   try {
     const T = topo.target4;
     const script = `
