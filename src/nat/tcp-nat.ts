@@ -131,7 +131,7 @@ export interface TcpLimits {
 
 export const DEFAULT_TCP_LIMITS: TcpLimits = {
   maxConnecting: 1024,
-  maxConnectingPerDestination: 128,
+  maxConnectingPerDestination: 256,
   connectRate: 1000,
   connectBurst: 1000,
   destinationRate: 500,
