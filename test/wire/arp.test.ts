@@ -3,15 +3,8 @@ import fc from 'fast-check';
 import { ARP_LEN, ArpOp, ArpPacket, emitArp } from '../../src/wire/arp.js';
 import { formatMac, macEqual } from '../../src/wire/ethernet.js';
 import { formatIpv4 } from '../../src/wire/ipv4.js';
+import { ARP_REPLY, ARP_REQUEST_FRAME } from '../support/captures.js';
 import { everyPrefix, hex, property, strict } from '../support/wire-helpers.js';
-
-// A Linux guest (52:54:00:12:34:56, 10.0.2.15) asks who has 10.0.2.2; the NIC pads the frame to 60.
-const ARP_REQUEST_FRAME = hex(`
-  ffff ffff ffff 5254 0012 3456 0806 0001 0800 0604 0001 5254 0012 3456 0a00 020f
-  0000 0000 0000 0a00 0202 0000 0000 0000 0000 0000 0000 0000 0000 0000`);
-// The gateway's answer (52:55:0a:00:02:02 is 10.0.2.2).
-const ARP_REPLY = hex(`
-  0001 0800 0604 0002 5255 0a00 0202 0a00 0202 5254 0012 3456 0a00 020f`);
 
 const GUEST = hex('525400123456');
 const GATEWAY = hex('52550a000202');

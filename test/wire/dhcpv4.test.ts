@@ -30,23 +30,9 @@ import { EthernetFrame, emitEthernetHeader, MAC_BROADCAST } from '../../src/wire
 import { emitIpv4Header, formatIpv4, ipv4, Ipv4Error, Ipv4Packet } from '../../src/wire/ipv4.js';
 import { decodeDnsNameList } from '../../src/wire/names.js';
 import { emitUdpV4, UdpDatagram } from '../../src/wire/udp.js';
+import { DHCPDISCOVER_FRAME } from '../support/captures.js';
 import { everyPrefix, hex, property, strict } from '../support/wire-helpers.js';
 
-// DHCPDISCOVER broadcast by busybox udhcpc 1.36.1 on 52:54:00:12:34:56: options message type,
-// client id (type 1 + MAC), max message size 576, parameter request list (subnet, router, DNS,
-// hostname, domain, broadcast, NTP), vendor class "udhcp 1.36.1", end; padded to 300 bytes.
-const DHCPDISCOVER_FRAME = hex(`
-  ffff ffff ffff 5254 0012 3456 0800 4500 0148 0000 0000 4011 79a6 0000 0000 ffff
-  ffff 0044 0043 0134 8aa6 0101 0600 3903 f326 0000 0000 0000 0000 0000 0000 0000
-  0000 0000 0000 5254 0012 3456 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000
-  0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000
-  0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000
-  0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000
-  0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000
-  0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000
-  0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 6382 5363 3501 013d 0701
-  5254 0012 3456 3902 0240 3707 0103 060c 0f1c 2a3c 0c75 6468 6370 2031 2e33 362e
-  31ff 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000`);
 const DHCP_OFFSET = 42;
 const GUEST_MAC = hex('525400123456');
 

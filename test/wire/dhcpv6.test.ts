@@ -29,16 +29,9 @@ import {
 import { formatIpv6, IPV6_ALL_DHCP_AGENTS, ipv6Equal, Ipv6Error, Ipv6Packet, parseIpv6 } from '../../src/wire/ipv6.js';
 import { decodeDnsNameList } from '../../src/wire/names.js';
 import { emitUdpV6, UdpDatagram } from '../../src/wire/udp.js';
+import { DHCPV6_SOLICIT_PACKET } from '../support/captures.js';
 import { everyPrefix, hex, property, strict } from '../support/wire-helpers.js';
 
-// SOLICIT from systemd-networkd: client id DUID-EN (enterprise 43793, 8-byte id), IA_NA IAID
-// 7c3e1a2b with T1 = T2 = 0, elapsed time 0, ORO (DNS, domain list, NTP, SOL_MAX_RT), rapid
-// commit, client FQDN "guest".
-const DHCPV6_SOLICIT_PACKET = hex(`
-  6000 0000 0050 1101 fe80 0000 0000 0000 5054 00ff fe12 3456 ff02 0000 0000 0000
-  0000 0000 0001 0002 0222 0223 0050 d88b 015a 1b2c 0001 000e 0002 0000 ab11 1f0e
-  2d3c 4b5a 6978 0003 000c 7c3e 1a2b 0000 0000 0000 0000 0008 0002 0000 0006 0008
-  0017 0018 0038 0052 000e 0000 0027 0008 0005 6775 6573 7400`);
 const MSG = DHCPV6_SOLICIT_PACKET.subarray(48);
 const GUEST_LL = parseIpv6('fe80::5054:ff:fe12:3456')!;
 const SERVER_MAC = hex('52550a000202');

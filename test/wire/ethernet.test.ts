@@ -17,12 +17,8 @@ import {
   macIsUnicast,
   parseMac,
 } from '../../src/wire/ethernet.js';
+import { ARP_REQUEST_FRAME } from '../support/captures.js';
 import { everyPrefix, hex, property, strict } from '../support/wire-helpers.js';
-
-// An ARP request broadcast by a Linux guest (52:54:00:12:34:56), padded to 60 bytes.
-const ARP_REQUEST_FRAME = hex(`
-  ffff ffff ffff 5254 0012 3456 0806 0001 0800 0604 0001 5254 0012 3456 0a00 020f
-  0000 0000 0000 0a00 0202 0000 0000 0000 0000 0000 0000 0000 0000 0000`);
 
 const GUEST = hex('525400123456');
 

@@ -12,21 +12,10 @@ import {
 } from '../../src/wire/icmpv4.js';
 import { emitIpv4Header, Ipv4Error, Ipv4Packet } from '../../src/wire/ipv4.js';
 import { UdpDatagram } from '../../src/wire/udp.js';
-import { everyPrefix, hex, property, strict } from '../support/wire-helpers.js';
+import { ECHO_REQUEST_FRAME, PORT_UNREACHABLE } from '../support/captures.js';
+import { everyPrefix, property, strict } from '../support/wire-helpers.js';
 
-// `ping -c1 10.0.2.2` from a Linux guest (Ethernet + IPv4 + ICMP echo request, 56 bytes of data).
-const ECHO_REQUEST_FRAME = hex(`
-  5255 0a00 0202 5254 0012 3456 0800 4500 0054 6d2b 4000 4001 b56d 0a00 020f 0a00
-  0202 0800 0f56 0a3f 0001 a1c4 2367 0000 0000 4e6b 0c00 0000 0000 1011 1213 1415
-  1617 1819 1a1b 1c1d 1e1f 2021 2223 2425 2627 2829 2a2b 2c2d 2e2f 3031 3233 3435
-  3637`);
 const ICMP = ECHO_REQUEST_FRAME.subarray(34);
-
-// 10.0.2.2 answers a traceroute probe (UDP to port 33434, TTL 1) with port unreachable, quoting the
-// probe's IP header and first 8 bytes.
-const PORT_UNREACHABLE = hex(`
-  45c0 0038 0000 0000 4001 61f5 0a00 0202 0a00 020f 0303 0a4c 0000 0000 4500 003c
-  1234 0000 0111 8f6d 0a00 020f 0a00 0202 afc8 829a 0028 c025`);
 
 t.test('parse an echo request', async (t) => {
   const m = new Icmpv4Packet().at(ICMP, 0, ICMP.length);

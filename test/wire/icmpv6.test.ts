@@ -11,12 +11,9 @@ import {
   Icmpv6UnreachableCode,
 } from '../../src/wire/icmpv6.js';
 import { IPV6_MIN_MTU, Ipv6Error, Ipv6Packet, parseIpv6 } from '../../src/wire/ipv6.js';
-import { everyPrefix, hex, property, strict } from '../support/wire-helpers.js';
+import { ECHO6_PACKET } from '../support/captures.js';
+import { everyPrefix, property, strict } from '../support/wire-helpers.js';
 
-// `ping -c1 fd00::2` from the guest, with a flow label and 16 bytes of data.
-const ECHO6_PACKET = hex(`
-  6005 a1b3 0018 3a40 fd00 0000 0000 0000 5054 00ff fe12 3456 fd00 0000 0000 0000
-  0000 0000 0000 0002 8000 ad7c 1c2d 0003 0001 0203 0405 0607 0809 0a0b 0c0d 0e0f`);
 const GUEST = parseIpv6('fd00::5054:ff:fe12:3456')!;
 const GATEWAY = parseIpv6('fd00::2')!;
 

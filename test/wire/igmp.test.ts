@@ -15,20 +15,8 @@ import {
 } from '../../src/wire/igmp.js';
 import { IpProtocol } from '../../src/wire/ip.js';
 import { formatIpv4, ipv4, Ipv4Error, Ipv4OptionsInfo, Ipv4Packet, parseIpv4Options } from '../../src/wire/ipv4.js';
-import { everyPrefix, hex, property, strict } from '../support/wire-helpers.js';
-
-// Linux joining 224.0.0.251 (mDNS): IGMPv3 report to 224.0.0.22, TTL 1, router alert, one
-// CHANGE_TO_EXCLUDE record with no sources.
-const IGMPV3_REPORT_FRAME = hex(`
-  0100 5e00 0016 5254 0012 3456 0800 46c0 0028 0000 4000 0102 f7ea 0a00 020f e000
-  0016 9404 0000 2200 f902 0000 0001 0400 0000 e000 00fb`);
-// General query, v3: max resp 10 s, QRV 2, QQIC 125 s.
-const IGMPV3_QUERY = hex(`1164 ec1e 0000 0000 027d 0000`);
-// Group-and-source-specific query for 232.1.1.1 with S set and sources 10.0.0.1, 10.0.0.2.
-const IGMPV3_GSS_QUERY = hex(`118a e6dd e801 0101 0a90 0002 0a00 0001 0a00 0002`);
-const IGMPV2_QUERY = hex(`1164 ee9b 0000 0000`);
-const IGMPV2_REPORT = hex(`1600 fa04 efff fffa`);
-const IGMPV1_QUERY = hex(`1100 eeff 0000 0000`);
+import { IGMPV1_QUERY, IGMPV2_QUERY, IGMPV2_REPORT, IGMPV3_GSS_QUERY, IGMPV3_QUERY, IGMPV3_REPORT_FRAME } from '../support/captures.js';
+import { everyPrefix, property, strict } from '../support/wire-helpers.js';
 
 t.test('parse Linux IGMPv3 report with its IP header', async (t) => {
   const ip = new Ipv4Packet().at(IGMPV3_REPORT_FRAME, 14, IGMPV3_REPORT_FRAME.length - 14);

@@ -34,22 +34,8 @@ import {
   recordRouteStore,
   timestampStore,
 } from '../../src/wire/ipv4.js';
+import { ECHO_REQUEST_FRAME, IPV4_WITH_OPTIONS } from '../support/captures.js';
 import { everyPrefix, hex, property, strict } from '../support/wire-helpers.js';
-
-// `ping -c1 10.0.2.2` from a Linux guest: 84-byte datagram, DF, TTL 64, ICMP echo with a 16-byte
-// timeval and the bytes 0x10..0x37.
-const ECHO_REQUEST_FRAME = hex(`
-  5255 0a00 0202 5254 0012 3456 0800 4500 0054 6d2b 4000 4001 b56d 0a00 020f 0a00
-  0202 0800 0f56 0a3f 0001 a1c4 2367 0000 0000 4e6b 0c00 0000 0000 1011 1213 1415
-  1617 1819 1a1b 1c1d 1e1f 2021 2223 2425 2627 2829 2a2b 2c2d 2e2f 3031 3233 3435
-  3637`);
-
-// An echo request with 40 bytes of options: record route (3 slots, one used by 10.0.2.15), NOP,
-// timestamp with addresses (2 slots, one used), router alert.
-const IPV4_WITH_OPTIONS = hex(`
-  4f00 0044 4242 0000 4001 c087 0a00 020f 0a00 0202 070f 080a 0002 0f00 0000 0000
-  0000 0001 4414 0d11 0a00 020f 0123 4567 0000 0000 0000 0000 9404 0000 0800 f7fd
-  0001 0001`);
 
 const GUEST = ipv4(10, 0, 2, 15);
 const GATEWAY = ipv4(10, 0, 2, 2);

@@ -31,27 +31,8 @@ import {
   walkIpv6Headers,
   walkIpv6HeadersFrom,
 } from '../../src/wire/ipv6.js';
+import { ECHO6_PACKET, IPV6_DSTOPTS_FRAG, MLDV2_REPORT_FRAME, NS_FRAME } from '../support/captures.js';
 import { everyPrefix, hex, property, strict } from '../support/wire-helpers.js';
-
-// Neighbor solicitation from a Linux guest for its router fe80::2 (see ndp.test.ts).
-const NS_FRAME = hex(`
-  3333 ff00 0002 5254 0012 3456 86dd 6000 0000 0020 3aff fe80 0000 0000 0000 5054
-  00ff fe12 3456 ff02 0000 0000 0000 0000 0001 ff00 0002 8700 7220 0000 0000 fe80
-  0000 0000 0000 0000 0000 0000 0002 0101 5254 0012 3456`);
-// MLDv2 report to ff02::16 behind a Hop-by-Hop header carrying router alert 0 (see mld.test.ts).
-const MLDV2_REPORT_FRAME = hex(`
-  3333 0000 0016 5254 0012 3456 86dd 6000 0000 0024 0001 fe80 0000 0000 0000 5054
-  00ff fe12 3456 ff02 0000 0000 0000 0000 0000 0000 0016 3a00 0502 0000 0100 8f00
-  b8e4 0000 0001 0400 0000 ff02 0000 0000 0000 0000 0001 ff12 3456`);
-// First fragment (M=1, id deadbeef) of an mDNS datagram, behind a Destination Options header.
-const IPV6_DSTOPTS_FRAG = hex(`
-  6000 0000 0030 3c40 fe80 0000 0000 0000 5054 00ff fe12 3456 ff02 0000 0000 0000
-  0000 0000 0000 00fb 2c00 0104 0000 0000 1100 0001 dead beef 14e9 14e9 03e8 1234
-  0001 0203 0405 0607 0809 0a0b 0c0d 0e0f 1011 1213 1415 1617`);
-// Echo request with a flow label, fd00::5054:ff:fe12:3456 -> fd00::2 (see icmpv6.test.ts).
-const ECHO6_PACKET = hex(`
-  6005 a1b3 0018 3a40 fd00 0000 0000 0000 5054 00ff fe12 3456 fd00 0000 0000 0000
-  0000 0000 0000 0002 8000 ad7c 1c2d 0003 0001 0203 0405 0607 0809 0a0b 0c0d 0e0f`);
 
 const GUEST_LL = parseIpv6('fe80::5054:ff:fe12:3456')!;
 

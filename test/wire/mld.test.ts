@@ -27,18 +27,8 @@ import {
   mldv2DecodeMaxResponse,
   mldv2EncodeMaxResponse,
 } from '../../src/wire/mld.js';
-import { everyPrefix, hex, property, strict } from '../support/wire-helpers.js';
-
-// Linux joining its solicited-node group ff02::1:ff12:3456: MLDv2 report to ff02::16, hop limit 1,
-// Hop-by-Hop router alert (value 0 = MLD), one CHANGE_TO_EXCLUDE record.
-const MLDV2_REPORT_FRAME = hex(`
-  3333 0000 0016 5254 0012 3456 86dd 6000 0000 0024 0001 fe80 0000 0000 0000 5054
-  00ff fe12 3456 ff02 0000 0000 0000 0000 0000 0000 0016 3a00 0502 0000 0100 8f00
-  b8e4 0000 0001 0400 0000 ff02 0000 0000 0000 0000 0001 ff12 3456`);
-// General MLDv2 query from fe80::2 to ff02::1: max response 10000 ms, QRV 2, QQIC 125.
-const MLDV2_QUERY = hex(`8200 5695 2710 0000 0000 0000 0000 0000 0000 0000 0000 0000 027d 0000`);
-// MLDv1 report for ff02::fb sent to ff02::fb.
-const MLDV1_REPORT = hex(`8300 fa73 0000 0000 ff02 0000 0000 0000 0000 0000 0000 00fb`);
+import { MLDV1_REPORT, MLDV2_QUERY, MLDV2_REPORT_FRAME } from '../support/captures.js';
+import { everyPrefix, property, strict } from '../support/wire-helpers.js';
 
 const GUEST_LL = parseIpv6('fe80::5054:ff:fe12:3456')!;
 const ROUTER_LL = parseIpv6('fe80::2')!;

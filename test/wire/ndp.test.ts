@@ -24,29 +24,8 @@ import {
   NdpRouterPreference,
   NdpRouterSolicit,
 } from '../../src/wire/ndp.js';
+import { NDP_NA as NA, NDP_RA as RA, NDP_REDIRECT as REDIRECT, NDP_RS as RS, NS_FRAME } from '../support/captures.js';
 import { everyPrefix, hex, property, strict } from '../support/wire-helpers.js';
-
-// NS from a Linux guest (fe80::5054:ff:fe12:3456) resolving its router fe80::2, with SLLA.
-const NS_FRAME = hex(`
-  3333 ff00 0002 5254 0012 3456 86dd 6000 0000 0020 3aff fe80 0000 0000 0000 5054
-  00ff fe12 3456 ff02 0000 0000 0000 0000 0001 ff00 0002 8700 7220 0000 0000 fe80
-  0000 0000 0000 0000 0000 0000 0002 0101 5254 0012 3456`);
-// The router's solicited NA (R, S, O) with its TLLA 52:55:0a:00:02:02, fe80::2 -> guest.
-const NA = hex(`
-  8800 b808 e000 0000 fe80 0000 0000 0000 0000 0000 0000 0002 0201 5255 0a00 0202`);
-// RA from fe80::2 to ff02::1: hop limit 64, lifetime 1800 s; fd00::/64 (L, A, valid 30 d,
-// preferred 7 d), MTU 1500, SLLA, RDNSS fd00::3 and DNSSL home.arpa (both 1800 s).
-const RA = hex(`
-  8600 d452 4000 0708 0000 0000 0000 0000 0304 40c0 0027 8d00 0009 3a80 0000 0000
-  fd00 0000 0000 0000 0000 0000 0000 0000 0501 0000 0000 05dc 0101 5255 0a00 0202
-  1903 0000 0000 0708 fd00 0000 0000 0000 0000 0000 0000 0003 1f03 0000 0000 0708
-  0468 6f6d 6504 6172 7061 0000 0000 0000`);
-// RS from the guest to ff02::2 with SLLA.
-const RS = hex(`8500 71b5 0000 0000 0101 5254 0012 3456`);
-// Redirect from fe80::2 telling the guest that fd00::99 is reached through fe80::3.
-const REDIRECT = hex(`
-  8900 995d 0000 0000 fe80 0000 0000 0000 0000 0000 0000 0003 fd00 0000 0000 0000
-  0000 0000 0000 0099 0201 5255 0a00 0203`);
 
 const GUEST_MAC = hex('525400123456');
 const ROUTER_MAC = hex('52550a000202');

@@ -16,18 +16,9 @@ import {
   tcpOptionsLength,
   TcpSegment,
 } from '../../src/wire/tcp.js';
-import { everyPrefix, hex, property, strict } from '../support/wire-helpers.js';
+import { TCP6_SACK_SEGMENT, TCP_SYN_PACKET } from '../support/captures.js';
+import { everyPrefix, property, strict } from '../support/wire-helpers.js';
 
-// A Linux SYN 10.0.2.15:45678 -> 93.184.216.34:80: window 64240, options MSS 1460, SACK permitted,
-// timestamps (TSval 0x9a3c01f2), NOP, window scale 7.
-const TCP_SYN_PACKET = hex(`
-  4500 003c 3e1f 4000 4006 bab3 0a00 020f 5db8 d822 b26e 0050 6b8b 4567 0000 0000
-  a002 faf0 0b46 0000 0204 05b4 0402 080a 9a3c 01f2 0000 0000 0103 0307`);
-// A PSH/ACK over IPv6 (fd00::2:443 -> fe80::5054:ff:fe12:3456:50000) carrying "hello", with
-// NOP NOP timestamps and NOP NOP two SACK blocks.
-const TCP6_SACK_SEGMENT = hex(`
-  01bb c350 0102 0304 0a0b 0c0d d018 01f5 6cb8 0000 0101 080a 0000 03e8 0000 07d0
-  0101 0512 0000 0064 0000 00c8 0000 012c 0000 0190 6865 6c6c 6f`);
 const SRC6 = parseIpv6('fd00::2')!;
 const DST6 = parseIpv6('fe80::5054:ff:fe12:3456')!;
 

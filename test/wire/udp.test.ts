@@ -3,18 +3,9 @@ import fc from 'fast-check';
 import { emitIpv4Header, Ipv4Error, Ipv4Packet } from '../../src/wire/ipv4.js';
 import { Ipv6Error, Ipv6Packet, parseIpv6 } from '../../src/wire/ipv6.js';
 import { emitUdpV4, emitUdpV6, UdpDatagram, UDP_HEADER_LEN } from '../../src/wire/udp.js';
-import { everyPrefix, hex, property, strict } from '../support/wire-helpers.js';
+import { DHCPV6_SOLICIT_PACKET, PROBE_UDP } from '../support/captures.js';
+import { everyPrefix, property, strict } from '../support/wire-helpers.js';
 
-// DHCPv6 SOLICIT from systemd-networkd: fe80::5054:ff:fe12:3456 port 546 -> ff02::1:2 port 547.
-const DHCPV6_SOLICIT_PACKET = hex(`
-  6000 0000 0050 1101 fe80 0000 0000 0000 5054 00ff fe12 3456 ff02 0000 0000 0000
-  0000 0000 0001 0002 0222 0223 0050 d88b 015a 1b2c 0001 000e 0002 0000 ab11 1f0e
-  2d3c 4b5a 6978 0003 000c 7c3e 1a2b 0000 0000 0000 0000 0008 0002 0000 0006 0008
-  0017 0018 0038 0052 000e 0000 0027 0008 0005 6775 6573 7400`);
-// A traceroute probe: 10.0.2.15:45000 -> 10.0.2.2:33434, 32 bytes of data, TTL 1.
-const PROBE_UDP = hex(`
-  afc8 829a 0028 c025 4041 4243 4445 4647 4849 4a4b 4c4d 4e4f 5051 5253 5455 5657
-  5859 5a5b 5c5d 5e5f`);
 const GUEST = 0x0a00020f;
 const GATEWAY = 0x0a000202;
 
