@@ -249,6 +249,22 @@ export async function fuzzMode(opts: FuzzOptions): Promise<ModeSummary> {
     s.maxLoopDelayMs = Math.max(s.maxLoopDelayMs, p.loop.delayMaxMs);
   };
 
+  /** Does a well-behaved guest still get an ARP answer? Counted; a finding (`when`: after what)
+   *  when it does not. */
+  const checkServed = async (when: string): Promise<void> => {
+    s.servedChecks++;
+    let ok = false;
+    try {
+      ok = await runner.served();
+    } catch {
+      ok = false;
+    }
+    if (!ok) {
+      s.servedFailures++;
+      save({ kind: 'not-served', mode: opts.mode, seed: opts.seed, iteration, detail: `a well-behaved guest got no ARP answer ${when}` }, context, `served:${iteration}`);
+    }
+  };
+
   try {
     await runner.attach(target);
     last = await target.probe();
@@ -367,17 +383,7 @@ export async function fuzzMode(opts: FuzzOptions): Promise<ModeSummary> {
       last = p;
       if (performance.now() - lastServed > SERVED_EVERY_MS) {
         lastServed = performance.now();
-        s.servedChecks++;
-        let ok = false;
-        try {
-          ok = await runner.served();
-        } catch {
-          ok = false;
-        }
-        if (!ok) {
-          s.servedFailures++;
-          save({ kind: 'not-served', mode: opts.mode, seed: opts.seed, iteration, detail: 'a well-behaved guest got no ARP answer after these inputs' }, context, `served:${iteration}`);
-        }
+        await checkServed('after these inputs');
         try {
           last = await target.probe();
         } catch {
@@ -393,19 +399,7 @@ export async function fuzzMode(opts: FuzzOptions): Promise<ModeSummary> {
       }
     }
     // However short the run, it ends with a well-behaved guest served.
-    if (target.alive) {
-      s.servedChecks++;
-      let ok = false;
-      try {
-        ok = await runner.served();
-      } catch {
-        ok = false;
-      }
-      if (!ok) {
-        s.servedFailures++;
-        save({ kind: 'not-served', mode: opts.mode, seed: opts.seed, iteration, detail: 'a well-behaved guest got no ARP answer at the end of the run' }, context, `served:${iteration}`);
-      }
-    }
+    if (target.alive) await checkServed('at the end of the run');
     if (opts.statusAtEnd && target.alive) log(JSON.stringify(await target.status(), null, 1));
   } finally {
     s.notes = runner.notes();
