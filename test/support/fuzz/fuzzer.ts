@@ -41,7 +41,8 @@ export const REGRESSION_DIR = new URL('../../fuzz/regressions/', import.meta.url
 
 export type FindingKind = 'crash' | 'hang' | 'stall' | 'internal-error' | 'server-exception' | 'memory' | 'not-served' | 'bad-used';
 
-export interface Finding {
+/** What was found and when: what a finding and its regression file both say. */
+export interface FindingFacts {
   kind: FindingKind;
   mode: Mode;
   seed: number;
@@ -49,6 +50,9 @@ export interface Finding {
   detail: string;
   /** Lines of the target's stderr that carry a stack, when there are some. */
   stack?: string;
+}
+
+export interface Finding extends FindingFacts {
   /** Where it was saved. */
   file?: string;
   /** Times the same finding (same kind and message) came up in the run. */
@@ -138,14 +142,8 @@ export function stackFrom(stderr: string): string | undefined {
   return out.length > 0 ? out.slice(-60).join('\n') : undefined;
 }
 
-export interface RegressionFile {
+export interface RegressionFile extends FindingFacts {
   version: 1;
-  kind: FindingKind;
-  mode: Mode;
-  seed: number;
-  iteration: number;
-  detail: string;
-  stack?: string;
   found: string;
   isolation: Isolation;
   maxMemory: number;
