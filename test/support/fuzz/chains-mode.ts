@@ -19,7 +19,7 @@ import { NET_HDR_LEN } from '../../../src/virtio/net-device.js';
 import { GW_IP, arpRequest, echoRequest } from '../packets.js';
 import { buildCorpus } from './corpus.js';
 import type { CorpusEntry } from './corpus.js';
-import { Ring } from './ring.js';
+import { FrontendOffsets, Ring } from './ring.js';
 import type { Rng } from './rng.js';
 import { fromHexString, toHex } from './rng.js';
 import { waitDisconnected } from './runner.js';
@@ -256,22 +256,10 @@ export class ChainsRunner implements Runner<ChainsBatch> {
   /** Offsets in the file on a connection with the current config, as the test frontend allocates
    *  them: RX rings, TX rings (three areas each, aligned), then the scratch area (page aligned). */
   private layout(): { rx: [number, number]; tx: [number, number]; scratch: number } {
-    let next = 0;
-    const alloc = (len: number, align: number): number => {
-      next = Math.ceil(next / align) * align;
-      const at = next;
-      next += len;
-      return at;
-    };
-    const rings = (n: number): [number, number] => {
-      const start = alloc(16 * n, 16);
-      alloc(6 + 2 * n, 2);
-      alloc(6 + 8 * n, 4);
-      return [start, next];
-    };
-    const rx = rings(this.config.rxSize);
-    const tx = rings(this.config.txSize);
-    return { rx, tx, scratch: alloc(SCRATCH, 4096) };
+    const offsets = new FrontendOffsets();
+    const rx = offsets.queue(this.config.rxSize);
+    const tx = offsets.queue(this.config.txSize);
+    return { rx: [rx.desc, rx.end], tx: [tx.desc, tx.end], scratch: offsets.alloc(SCRATCH, 4096) };
   }
 
   private scratchOffsetGuess(): number {

@@ -16,6 +16,7 @@ import { DriverQueue, TestFrontend } from 'vhost-user-ts/testing';
 import type { TestGuestMemory } from 'vhost-user-ts/testing';
 import { NET_HDR_LEN, VirtioNetDevice } from '../../../src/virtio/net-device.js';
 import { GW_IP, arpRequest } from '../packets.js';
+import { FrontendOffsets } from './ring.js';
 import type { Rng } from './rng.js';
 import { fromHexString, toHex } from './rng.js';
 import { waitDisconnected } from './runner.js';
@@ -96,19 +97,11 @@ interface Layout {
 function layout(): Layout {
   // TestFrontend defaults: gpa 0x10_0000, uva 0x7f00_0000_0000; DriverQueue allocates desc,
   // avail, used for queue 0 then queue 1 from offset 0.
-  let next = 0;
-  const alloc = (len: number, align: number): number => {
-    next = Math.ceil(next / align) * align;
-    const at = next;
-    next += len;
-    return at;
-  };
+  const offsets = new FrontendOffsets();
   const gpa = 0x10_0000;
   const uva = 0x7f00_0000_0000;
   const rings = [0, 1].map(() => {
-    const desc = alloc(16 * QUEUE, 16);
-    const avail = alloc(6 + 2 * QUEUE, 2);
-    const used = alloc(6 + 8 * QUEUE, 4);
+    const { desc, avail, used } = offsets.queue(QUEUE);
     return { desc: uva + desc, avail: uva + avail, used: uva + used };
   });
   return { gpa, uva, size: MEMORY, rings };

@@ -3,6 +3,7 @@
 // publishes any index, and the fast paths recycle buffers without the DriverQueue's free list.
 // Layout and memory order as in virtio 1.2 §2.7: plain writes of descriptors and ring entries, then
 // Atomics.store of avail.idx; Atomics.load of used.idx before reading used entries.
+// Also where the test frontend will put its rings (FrontendOffsets), known before it connects.
 import { native } from 'vhost-user-ts';
 import type { DriverQueue, TestGuestMemory } from 'vhost-user-ts/testing';
 
@@ -123,5 +124,30 @@ export class Ring {
     Atomics.store(this.avail, 0, 0);
     Atomics.store(this.used16, 1, 0);
     Atomics.store(this.used16, 0, 0);
+  }
+}
+
+/** File offsets as the test frontend's guest memory hands them out on a fresh connection
+ *  (TestGuestMemory.alloc: one area after the other from offset 0, each aligned; areas that fit in
+ *  the first region, as these do). A generator knows from it where the rings and its buffers will
+ *  sit before the connection exists, so a saved input means the same on every connection. */
+export class FrontendOffsets {
+  private next = 0;
+
+  /** The offset of the next `len` bytes aligned to `align`. */
+  alloc(len: number, align: number): number {
+    this.next = Math.ceil(this.next / align) * align;
+    const at = this.next;
+    this.next += len;
+    return at;
+  }
+
+  /** A DriverQueue of `size` entries: its descriptor table, avail ring and used ring, allocated in
+   *  that order and with those alignments as DriverQueue does; `end` is where the used ring ends. */
+  queue(size: number): { desc: number; avail: number; used: number; end: number } {
+    const desc = this.alloc(16 * size, 16);
+    const avail = this.alloc(6 + 2 * size, 2);
+    const used = this.alloc(6 + 8 * size, 4);
+    return { desc, avail, used, end: this.next };
   }
 }
