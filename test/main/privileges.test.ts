@@ -3,8 +3,7 @@
 // root, then /proc/PID/status read: not root, CAP_NET_RAW only when ping sockets cannot serve
 // the guest's pings, no_new_privs, seccomp; exec refused; still serving a frontend on its socket;
 // SIGTERM exits 0 and removes the socket. Nothing here sends a packet off this machine.
-import { spawn, spawnSync } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,7 +24,7 @@ import {
 } from '../../src/main/privileges.js';
 import { NET_HDR_LEN } from '../../src/virtio/net-device.js';
 import { ArpOp, ArpPacket } from '../../src/wire/index.js';
-import { canUseNetns } from '../support/netns.js';
+import { canUseNetns, spawnVunet } from '../support/netns.js';
 import { GUEST_IP, GW_IP, arpRequest, echoRequest } from '../support/packets.js';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'vunet.js');
@@ -121,33 +120,6 @@ t.test('the plan', async (t) => {
 
 const notRoot = process.getuid?.() !== 0 ? 'needs root (vunet drops privileges only when started as root)' : false;
 
-interface Running {
-  child: ChildProcess;
-  log(): string;
-  exited: Promise<number | null>;
-}
-
-/** Starts `[prefix...] node bin/vunet.js ARGS` and resolves once it listens (its QEMU hint). */
-async function startVunet(args: string[], prefix: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Running> {
-  const [cmd, ...rest] = [...prefix, process.execPath, BIN, ...args] as [string, ...string[]];
-  const child = spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  let log = '';
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`vunet did not start: ${log}`)), 15_000);
-    const take = (d: Buffer): void => {
-      log += d.toString();
-      if (!log.includes('Start QEMU with')) return;
-      clearTimeout(timer);
-      resolve();
-    };
-    child.stdout!.on('data', take);
-    child.stderr!.on('data', take);
-    child.once('exit', (code) => reject(new Error(`vunet exited (${code}): ${log}`)));
-  });
-  return { child, log: () => log, exited };
-}
-
 /** The lines of /proc/PID/status that say what the process may do. */
 function procStatus(pid: number): Record<string, string> {
   const out: Record<string, string> = {};
@@ -226,10 +198,10 @@ async function asGuest(sock: string): Promise<{ arp?: ArpPacket; echoData?: Uint
 t.test('vunet started as root runs as nobody in the sandbox, and still serves', { skip: notRoot }, async (t) => {
   const dir = socketDir(t);
   const sock = join(dir, 'vunet.sock');
-  const v = await startVunet(['--socket', sock, '--log-level', 'info'], [], { VUNET_TEST_EXEC_PROBE: '1' });
-  t.teardown(() => void v.child.kill('SIGKILL'));
+  const v = await spawnVunet(null, ['--socket', sock, '--log-level', 'info'], { env: { VUNET_TEST_EXEC_PROBE: '1' }, failOnExit: true });
+  t.teardown(() => void v.proc.kill('SIGKILL'));
 
-  const pid = v.child.pid!;
+  const pid = v.proc.pid!;
   const st = procStatus(pid);
   t.comment(Object.entries(st).map(([k, val]) => `${k}:\t${val}`).join('\n'));
   // What vunet should have decided here: ping sockets for nobody's group in this namespace, else
@@ -256,7 +228,7 @@ t.test('vunet started as root runs as nobody in the sandbox, and still serves', 
   if (echoMode === 'none') t.equal(echoData, undefined, 'no echo socket: the ping goes unanswered');
   else t.equal(new TextDecoder().decode(echoData), 'confined vunet', `the guest's ping to the gateway answered through a ${echoMode} socket opened after the drop`);
 
-  v.child.kill('SIGTERM');
+  v.proc.kill('SIGTERM');
   t.equal(await v.exited, 0, 'SIGTERM: exit 0');
   t.notOk(existsSync(sock), 'the socket file is removed');
 });
@@ -270,9 +242,9 @@ t.test('in a namespace where ping sockets work, nothing is kept', { skip: notRoo
   spawnSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
   const dir = socketDir(t);
   const sock = join(dir, 'vunet.sock');
-  const v = await startVunet(['--socket', sock, '--log-level', 'info'], ['ip', 'netns', 'exec', ns]);
-  t.teardown(() => void v.child.kill('SIGKILL'));
-  const st = procStatus(v.child.pid!);
+  const v = await spawnVunet(ns, ['--socket', sock, '--log-level', 'info'], { failOnExit: true });
+  t.teardown(() => void v.proc.kill('SIGKILL'));
+  const st = procStatus(v.proc.pid!);
   t.comment(Object.entries(st).map(([k, val]) => `${k}:\t${val}`).join('\n'));
   t.equal(st.Uid?.split('\t')[0], String(nobody.uid));
   t.equal(st.CapEff, '0000000000000000', 'CapEff: 0 (ping sockets serve the guest)');
@@ -281,7 +253,7 @@ t.test('in a namespace where ping sockets work, nothing is kept', { skip: notRoo
   t.match(v.log(), /"echo":"ping".*capabilities none/, 'guest pings through ping sockets');
   const { echoData } = await asGuest(sock);
   t.equal(new TextDecoder().decode(echoData), 'confined vunet', "the guest's ping answered through a ping socket");
-  v.child.kill('SIGTERM');
+  v.proc.kill('SIGTERM');
   t.equal(await v.exited, 0);
   t.notOk(existsSync(sock));
 });
@@ -289,15 +261,15 @@ t.test('in a namespace where ping sockets work, nothing is kept', { skip: notRoo
 t.test('--no-sandbox and --runas', { skip: notRoot }, async (t) => {
   const dir = socketDir(t);
   const sock = join(dir, 'vunet.sock');
-  const v = await startVunet(['--socket', sock, '--log-level', 'info', '--no-sandbox'], [], { VUNET_TEST_EXEC_PROBE: '1' });
-  t.teardown(() => void v.child.kill('SIGKILL'));
-  const st = procStatus(v.child.pid!);
+  const v = await spawnVunet(null, ['--socket', sock, '--log-level', 'info', '--no-sandbox'], { env: { VUNET_TEST_EXEC_PROBE: '1' }, failOnExit: true });
+  t.teardown(() => void v.proc.kill('SIGKILL'));
+  const st = procStatus(v.proc.pid!);
   t.equal(st.Uid?.split('\t')[0], String(nobody.uid), 'root is still dropped');
   t.equal(st.NoNewPrivs, '0');
   t.equal(st.Seccomp, '0');
   t.match(v.log(), /"level":40.*sandbox off \(--no-sandbox\)/, 'a warning says the sandbox is off');
   t.match(v.log(), /"result":"exit 0".*exec probe/, 'exec works without the sandbox');
-  v.child.kill('SIGTERM');
+  v.proc.kill('SIGTERM');
   t.equal(await v.exited, 0);
 
   const r = spawnSync(process.execPath, [BIN, '--socket', join(dir, 'other.sock'), '--runas', 'no-such-user'], { encoding: 'utf8', timeout: 20_000 });

@@ -110,16 +110,27 @@ export interface VunetProcess {
   readonly proc: ChildProcess;
   /** Everything vunet wrote so far (its pino lines). */
   log(): string;
-  /** Settles when the process has exited. */
-  readonly exited: Promise<void>;
+  /** Settles with the exit code (null: killed by a signal) when the process has exited. */
+  readonly exited: Promise<number | null>;
+}
+
+export interface SpawnVunetOptions {
+  /** Variables added to this process's environment for vunet. */
+  env?: NodeJS.ProcessEnv;
+  /** Fail at once, with the exit code, when vunet exits before it listens (else the start fails
+   *  after the 15 s timeout). */
+  failOnExit?: boolean;
 }
 
 const VUNET_BIN = new URL('../../bin/vunet.js', import.meta.url).pathname;
 
-/** Starts `vunet ARGS` inside namespace `ns` and waits until it listens (its QEMU hint). */
-export async function spawnVunet(ns: string, args: string[]): Promise<VunetProcess> {
-  const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, VUNET_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+/** Starts `vunet ARGS` inside namespace `ns` (null: in this process's namespace, not under
+ *  `ip netns exec`) and waits until it listens (its QEMU hint). */
+export async function spawnVunet(ns: string | null, args: string[], opts: SpawnVunetOptions = {}): Promise<VunetProcess> {
+  const prefix = ns === null ? [] : ['ip', 'netns', 'exec', ns];
+  const [cmd, ...rest] = [...prefix, process.execPath, VUNET_BIN, ...args] as [string, ...string[]];
+  const proc = spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}) });
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   let log = '';
   const ready = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`vunet did not start: ${log}`)), 15_000);
@@ -131,6 +142,7 @@ export async function spawnVunet(ns: string, args: string[]): Promise<VunetProce
     };
     proc.stdout.on('data', take);
     proc.stderr.on('data', take);
+    if (opts.failOnExit) proc.once('exit', (code) => reject(new Error(`vunet exited (${code}): ${log}`)));
   });
   await ready;
   return { proc, log: () => log, exited };
