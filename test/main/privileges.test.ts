@@ -9,8 +9,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
-import { TestFrontend } from 'vhost-user-ts/testing';
-import type { DriverQueue } from 'vhost-user-ts/testing';
 import { UsageError, parseArgs } from '../../src/main/options.js';
 import {
   PrivilegeError,
@@ -22,10 +20,10 @@ import {
   resolveRunAs,
   whyCannotRemove,
 } from '../../src/main/privileges.js';
-import { NET_HDR_LEN } from '../../src/virtio/net-device.js';
 import { ArpOp, ArpPacket } from '../../src/wire/index.js';
 import { canUseNetns, spawnVunet } from '../support/netns.js';
 import { GUEST_IP, GW_IP, arpRequest, echoRequest } from '../support/packets.js';
+import { connectGuest } from '../support/vunet-harness.js';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'vunet.js');
 const SOCK = ['--socket', '/tmp/x.sock'];
@@ -147,51 +145,31 @@ const hex = (caps: bigint): string => caps.toString(16).padStart(16, '0');
  * ICMP payload, when they came.
  */
 async function asGuest(sock: string): Promise<{ arp?: ArpPacket; echoData?: Uint8Array }> {
-  const fe = TestFrontend.connect(sock, { memorySize: 8 << 20 });
+  const guest = await connectGuest(sock);
   try {
-    const [rxq, txq] = (await fe.handshake({ queues: [256, 256] })) as [DriverQueue, DriverQueue];
-    const bufs = new Map<number, number>();
-    const post = (): void => {
-      while (bufs.size < 32) {
-        const gpa = fe.memory.alloc(2048);
-        bufs.set(rxq.add([{ gpa, len: 2048, writable: true }]), gpa);
-      }
-      rxq.kick();
-    };
-    const send = (frame: Uint8Array): void => {
-      const data = new Uint8Array(NET_HDR_LEN + frame.length);
-      data.set(frame, NET_HDR_LEN);
-      txq.add([{ data }]);
-      txq.kick();
-    };
     /** The first frame `pick` accepts within 5 s (link-up also sends MLD reports, ARP probes...). */
     const nextFrame = async <T>(pick: (f: Uint8Array) => T | undefined): Promise<T | undefined> => {
       for (const deadline = Date.now() + 5000; Date.now() < deadline; ) {
-        for (const u of rxq.used()) {
-          const gpa = bufs.get(u.id)!;
-          bufs.delete(u.id);
-          const found = pick(fe.memory.read(gpa + NET_HDR_LEN, u.len - NET_HDR_LEN));
+        for (const f of await guest.receive(1, deadline - Date.now())) {
+          const found = pick(f);
           if (found !== undefined) return found;
         }
-        post();
-        await new Promise((r) => setTimeout(r, 10));
       }
       return undefined;
     };
-    post();
-    send(arpRequest(GW_IP));
+    guest.send(arpRequest(GW_IP));
     const arp = await nextFrame((f) => {
       if (f[12] !== 0x08 || f[13] !== 0x06) return undefined;
       const a = new ArpPacket().at(f, 14, f.length - 14);
       return a.check() && a.operation === ArpOp.REPLY ? a : undefined;
     });
     const payload = new TextEncoder().encode('confined vunet');
-    send(echoRequest(0x4242, 1, payload));
+    guest.send(echoRequest(0x4242, 1, payload));
     // IPv4 (20-byte header from vunet), ICMP echo reply: type 0 at 34, data from 42.
     const echoData = await nextFrame((f) => (f[12] === 0x08 && f[13] === 0x00 && f[23] === 1 && f[34] === 0 ? f.slice(42) : undefined));
     return { ...(arp ? { arp } : {}), ...(echoData ? { echoData } : {}) };
   } finally {
-    fe.close();
+    guest.fe.close();
   }
 }
 

@@ -11,27 +11,32 @@ import { defaultConfig } from '../../src/iface/config.js';
 import { Vunet } from '../../src/main/vunet.js';
 import { NET_HDR_LEN } from '../../src/virtio/net-device.js';
 
-export interface Harness {
-  vunet: Vunet;
+/** A guest on a vunet's vhost-user socket: the library's test frontend, its RX ring kept full. */
+export interface Guest {
   fe: TestFrontend;
   /** Sends a frame as the guest. */
   send(frame: Uint8Array): void;
   /** Frames vunet delivered to the guest since the last call, waiting up to `ms` for at least `min`. */
   receive(min?: number, ms?: number): Promise<Uint8Array[]>;
+}
+
+export interface Harness extends Guest {
+  vunet: Vunet;
   close(): Promise<void>;
 }
 
-export async function startHarness(config: Partial<StackConfig> = {}, pcapFile?: string): Promise<Harness> {
-  const dir = mkdtempSync(join(tmpdir(), 'vunet-harness-'));
-  const sock = join(dir, 'vunet.sock');
-  const vunet = await Vunet.start({
-    socketPath: sock,
-    config: { ...defaultConfig(), ...config },
-    logger: pino({ level: 'silent' }),
-    ...(pcapFile ? { pcapFile } : {}),
-  });
+/** Connects a guest to the vhost-user socket at `sock` (8 MiB of memory, two queues of 256, 64 RX
+ *  buffers of 2 KiB posted). */
+export async function connectGuest(sock: string): Promise<Guest> {
   const fe = TestFrontend.connect(sock, { memorySize: 8 << 20 });
-  const [rxq, txq] = (await fe.handshake({ queues: [256, 256] })) as [DriverQueue, DriverQueue];
+  let queues: DriverQueue[];
+  try {
+    queues = await fe.handshake({ queues: [256, 256] });
+  } catch (err) {
+    fe.close();
+    throw err;
+  }
+  const [rxq, txq] = queues as [DriverQueue, DriverQueue];
   const rxBufs = new Map<number, number>();
   const post = (): void => {
     while (rxBufs.size < 64) {
@@ -52,7 +57,6 @@ export async function startHarness(config: Partial<StackConfig> = {}, pcapFile?:
     post();
   };
   return {
-    vunet,
     fe,
     send(frame) {
       const data = new Uint8Array(NET_HDR_LEN + frame.length);
@@ -68,8 +72,24 @@ export async function startHarness(config: Partial<StackConfig> = {}, pcapFile?:
         await new Promise((r) => setTimeout(r, 10));
       }
     },
+  };
+}
+
+export async function startHarness(config: Partial<StackConfig> = {}, pcapFile?: string): Promise<Harness> {
+  const dir = mkdtempSync(join(tmpdir(), 'vunet-harness-'));
+  const sock = join(dir, 'vunet.sock');
+  const vunet = await Vunet.start({
+    socketPath: sock,
+    config: { ...defaultConfig(), ...config },
+    logger: pino({ level: 'silent' }),
+    ...(pcapFile ? { pcapFile } : {}),
+  });
+  const guest = await connectGuest(sock);
+  return {
+    ...guest,
+    vunet,
     async close() {
-      fe.close();
+      guest.fe.close();
       await vunet.close();
       rmSync(dir, { recursive: true, force: true });
     },
