@@ -41,7 +41,7 @@ const services = [
   inTarget(process.execPath, join(SUPPORT, 'dns-responder.mjs')),
 ];
 const sock = join(dir, 'vunet.sock');
-const v = await spawnVunet(topo.vunetNs, ['--socket', sock, '--log-level', 'warn', '--dns', topo.target4, '-t', '15000:5000']);
+const v = await spawnVunet(topo.vunetNs, ['--socket', sock, '--log-level', 'info', '--dns', topo.target4, '-t', '15000:5000']);
 const pid = Number(
   spawnSync('ip', ['netns', 'pids', topo.vunetNs], { encoding: 'utf8' })
     .stdout.split('\n')
@@ -55,17 +55,18 @@ i=0; while [ $i -lt 60 ]; do ip -6 addr show dev eth0 | grep 'inet6 fec0' | grep
 socat TCP4-LISTEN:5000,fork,reuseaddr PIPE &
 echo "== soak"
 end=$(( $(cut -d. -f1 /proc/uptime) + ${Math.round(minutes * 60)} ))
-round=0; bad=0
+round=0; bad=0; fh=0; fp=0; fp6=0; fd=0; ft=0; fu=0; fi=0
 while [ $(cut -d. -f1 /proc/uptime) -lt $end ]; do
   round=$((round+1))
-  wget -q -O - http://${T}:8080/blob | wc -c | grep -q 8388608 || bad=$((bad+1))
-  ping -c 3 -i 0.2 -W 2 ${T} >/dev/null 2>&1 || bad=$((bad+1))
-  ping6 -c 2 -W 2 fec0::2 >/dev/null 2>&1 || bad=$((bad+1))
-  nslookup www.example 10.0.2.3 >/dev/null 2>&1 || bad=$((bad+1))
-  i=0; while [ $i -lt 20 ]; do echo x | socat -T 3 - TCP4:${T}:7 >/dev/null 2>&1 || bad=$((bad+1)); i=$((i+1)); done
-  echo u | socat -T 2 - UDP4:${T}:7 2>/dev/null | grep -q u || bad=$((bad+1))
-  [ $((round % 5)) -eq 0 ] && { iperf3 -c ${T} -p 5201 -t 3 >/dev/null 2>&1 || bad=$((bad+1)); iperf3 -c ${T} -p 5201 -t 3 -R >/dev/null 2>&1 || bad=$((bad+1)); }
-  echo "round $round bad $bad"
+  wget -q -O - http://${T}:8080/blob | wc -c | grep -q 8388608 || fh=$((fh+1))
+  ping -c 3 -i 0.2 -W 2 ${T} >/dev/null 2>&1 || fp=$((fp+1))
+  ping6 -c 2 -W 2 fec0::2 >/dev/null 2>&1 || fp6=$((fp6+1))
+  nslookup www.example 10.0.2.3 >/dev/null 2>&1 || fd=$((fd+1))
+  i=0; while [ $i -lt 20 ]; do echo x | socat -T 3 - TCP4:${T}:7 2>/dev/null | grep -q x || ft=$((ft+1)); i=$((i+1)); done
+  echo u | socat -T 2 - UDP4:${T}:7 2>/dev/null | grep -q u || fu=$((fu+1))
+  [ $((round % 5)) -eq 0 ] && { iperf3 -c ${T} -p 5201 -t 3 >/dev/null 2>&1 || fi=$((fi+1)); iperf3 -c ${T} -p 5201 -t 3 -R >/dev/null 2>&1 || fi=$((fi+1)); }
+  bad=$((fh+fp+fp6+fd+ft+fu+fi))
+  echo "round $round bad $bad http $fh ping $fp ping6 $fp6 dns $fd tcp $ft udp $fu iperf $fi"
 done
 echo "== soak-done rounds $round failures $bad"
 `;
@@ -77,6 +78,20 @@ let forwarded = 0;
 let forwardFailed = 0;
 while (!/== soak-done/.test(guest.output)) {
   samples.push({ t: (performance.now() - t0) / 1000, rss: rssMiB(pid) });
+  if (samples.length % Math.max(1, Math.round(60_000 / every)) === 0) {
+    // Once a minute: the counters that would show a slow leak (flows, memory, refusals, fds).
+    const before = v.log().length;
+    process.kill(pid, 'SIGUSR1');
+    await sleep(300);
+    const line = v.log().slice(before).split('\n').find((l) => l.includes('"msg":"status"'));
+    const fds = spawnSync('ls', [`/proc/${pid}/fd`], { encoding: 'utf8' }).stdout.split('\n').length - 1;
+    if (line) {
+      const st = JSON.parse(line) as { memory?: { used?: number }; failures?: unknown; tcp?: Record<string, unknown> };
+      const tcp = st.tcp ?? {};
+      const pickTcp = Object.fromEntries(['flows', 'refused', 'unreachable', 'timedOut', 'tableFull', 'synsDropped', 'noMemory', 'acceptsRefused', 'resetsToGuest'].map((k) => [k, tcp[k]]));
+      console.log(`  minute ${Math.round(samples.at(-1)!.t / 60)}: fds ${fds}, memory ${st.memory?.used}, failures ${JSON.stringify(st.failures)}, tcp ${JSON.stringify(pickTcp)}, guest ${[...guest.output.matchAll(/^round \d+ bad \d+ (.*)$/gm)].at(-1)?.[1] ?? '-'}`);
+    }
+  }
   // The host side uses the forward into the guest meanwhile.
   const r = spawnSync('ip', ['netns', 'exec', topo.vunetNs, 'socat', '-T', '3', '-', 'TCP4:127.0.0.1:15000'], { input: 'soak\n', encoding: 'utf8', timeout: 10_000 });
   if (r.stdout === 'soak\n') forwarded++;
@@ -96,6 +111,14 @@ console.log(`soak: ${minutes} min, guest exit ${exit.guestStatus ?? exit.code}, 
 console.log(`  vunet RSS (MiB): min ${min.toFixed(0)}, max ${max.toFixed(0)}; after warm-up ${warm.toFixed(1)}, at the end ${last.toFixed(1)} (${(((last - warm) / warm) * 100).toFixed(1)} %)`);
 console.log(`  samples every ${every / 1000} s: ${samples.map((s) => s.rss.toFixed(0)).join(' ')}`);
 console.log(Math.abs(last - warm) / warm <= 0.1 ? '  flat within 10 %' : '  NOT flat within 10 %');
+console.log(`  failures by kind: ${[...guest.output.matchAll(/^round \d+ bad \d+ (.*)$/gm)].at(-1)?.[1] ?? '?'}`);
+process.kill(pid, 'SIGUSR1');
+await sleep(500);
+const status = v.log().split('\n').find((l) => l.includes('"msg":"status"'));
+if (status) {
+  const st = JSON.parse(status) as Record<string, unknown>;
+  console.log(`  vunet: ${JSON.stringify({ memory: st.memory, loop: st.loop, failures: st.failures, tcp: st.tcp, udp: st.udp, fence: st.fence })}`);
+}
 for (const s of services) s.kill('SIGTERM');
 v.proc.kill('SIGTERM');
 await sleep(300);
