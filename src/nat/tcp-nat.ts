@@ -308,7 +308,9 @@ export class TcpNat implements TcpTransmitter {
     this.config6 = { ...opts.tcp, ...memory, mss: mtu - IPV6_HEADER_LEN - 20 };
     this.events = {
       established: (c) => this.established(flowOf(c)),
-      data: (c, data) => this.toHost(flowOf(c), data),
+      // Guest → host data waits in the connection's receive buffer until the end of the batch
+      // (flush), when each flow writes what its segments brought with one call.
+      data: (c) => this.dataFromGuest(flowOf(c)),
       peerClosed: (c) => this.guestFin(flowOf(c)),
       sendSpace: (c) => this.readHost(flowOf(c)),
       aborted: (c, reason) => this.aborted(flowOf(c), reason),
@@ -590,7 +592,13 @@ export class TcpNat implements TcpTransmitter {
     this.flush();
   }
 
-  /** Guest → host: writes straight from the segment; returns what the host socket took. */
+  /** In-order guest data arrived: it is written out at the end of the batch (outputFlow). */
+  private dataFromGuest(f: TcpFlow): number {
+    this.markDirty(f);
+    return 0;
+  }
+
+  /** Guest → host: writes what the connection holds; returns what the host socket took. */
   private toHost(f: TcpFlow, data: Uint8Array): number {
     const s = f.socket;
     if (!s) return 0;
@@ -764,6 +772,9 @@ export class TcpNat implements TcpTransmitter {
   }
 
   private outputFlow(f: TcpFlow, now: number): void {
+    // What the guest sent during the batch goes to the host first (one write per flow, two when
+    // the buffer wraps), so the ACKs that follow offer the window the write freed.
+    if (f.socket && !f.writing && f.conn.recvBuffered > 0) f.conn.deliver((data) => this.toHost(f, data));
     f.conn.output(now);
     this.watch(f);
     this.reschedule(f);

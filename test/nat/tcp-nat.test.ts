@@ -18,6 +18,8 @@ const EAGAIN = 11;
 
 class FakeSocket implements TcpSocket {
   readonly written: number[] = [];
+  /** write() calls that took something. */
+  writes = 0;
   /** What the host peer sends us, read by read(). */
   inbox: number[] = [];
   eof = false;
@@ -41,6 +43,7 @@ class FakeSocket implements TcpSocket {
     const n = Math.min(len, this.room);
     if (n === 0) return -EAGAIN;
     this.room -= n;
+    this.writes++;
     for (let i = 0; i < n; i++) this.written.push(buf[off + i]!);
     return n;
   }
@@ -228,13 +231,14 @@ t.test('data both ways, backpressure, half-close each way', async (t) => {
   void acks;
   // the host socket fills: the rest is held and the window shrinks
   socket.room = 2;
-  send(tcpFrame(40000, 80, GUEST_ISN + 4, iss + 1, ACK | PSH, Uint8Array.of(4, 5, 6, 7, 8), { dst: FAR }));
+  const now = send(tcpFrame(40000, 80, GUEST_ISN + 4, iss + 1, ACK | PSH, Uint8Array.of(4, 5, 6, 7, 8), { dst: FAR }));
   t.same(socket.written, [1, 2, 3, 4, 5]);
   t.ok(socket.watching.write, 'waits for the host socket to drain');
   env.clock.advance(500);
   env.stack.poll();
   nat.poll(env.clock.t);
-  const after = segments(t, link.take()).at(-1);
+  // At once (the write freed window worth announcing) or after the delayed-ACK time.
+  const after = segments(t, [...now, ...link.take()]).at(-1);
   t.ok(after, 'the data was acknowledged');
   t.equal(after!.ack, GUEST_ISN + 9, 'all 5 bytes acknowledged (3 of them buffered)');
   socket.room = Infinity;
@@ -268,6 +272,31 @@ t.test('data both ways, backpressure, half-close each way', async (t) => {
   t.equal(socket.closed, 'fin', 'both directions done: the host socket closes');
   send(tcpFrame(40000, 80, GUEST_ISN + 10, (fin!.seq + 1) >>> 0, ACK, undefined, { dst: FAR }));
   t.equal(nat.flowCount, 0, 'LAST_ACK acknowledged: the flow is gone');
+});
+
+t.test('guest data of one batch goes to the host in one write per flow', async (t) => {
+  const env = setup();
+  const { nat } = env;
+  const { socket, iss } = established(env);
+  // Four segments in one TX batch (no flush in between), as the device hands them over.
+  for (let i = 0; i < 4; i++) {
+    const data = Uint8Array.from({ length: 100 }, (_, k) => (i * 100 + k) & 0xff);
+    env.stack.receive(tcpFrame(40000, 80, GUEST_ISN + 1 + i * 100, iss + 1, ACK | PSH, data, { dst: FAR }), { checksumPartial: false });
+  }
+  t.equal(socket.writes, 0, 'nothing written during the batch');
+  nat.flush();
+  t.equal(socket.writes, 1, 'one write at its end');
+  t.same(socket.written, Array.from({ length: 400 }, (_, k) => k & 0xff), 'all of it, in order');
+  const acks = segments(t, env.link.take());
+  t.ok(acks.length >= 1 && acks.length <= 2, `one or two ACKs for four segments (${acks.length})`);
+  t.equal(acks.at(-1)!.ack, GUEST_ISN + 401, 'the last ACK covers everything');
+  // A FIN in the same batch as data goes to the host after the data.
+  env.stack.receive(tcpFrame(40000, 80, GUEST_ISN + 401, iss + 1, ACK | PSH, Uint8Array.of(7), { dst: FAR }), { checksumPartial: false });
+  env.stack.receive(tcpFrame(40000, 80, GUEST_ISN + 402, iss + 1, ACK | FIN, undefined, { dst: FAR }), { checksumPartial: false });
+  t.notOk(socket.shut, 'no shutdown before the data is written');
+  nat.flush();
+  t.equal(socket.written.at(-1), 7);
+  t.ok(socket.shut, 'then the FIN: shutdown(SHUT_WR)');
 });
 
 t.test('RSTs both ways', async (t) => {
