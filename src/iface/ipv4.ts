@@ -19,6 +19,7 @@ import type { McastLevel } from './multicast.js';
 import {
   ArpOp,
   ArpPacket,
+  completeChecksum,
   ETHERNET_HEADER_LEN,
   EtherType,
   EthernetFrame,
@@ -219,27 +220,42 @@ export class Ipv4Layer {
    * it fails, the packet is answered as a router would (see unreachable()). `tag` identifies the
    * flow for onUnreachable.
    */
-  sendToGuest(packet: Uint8Array, tag?: unknown): boolean {
+  sendToGuest(packet: Uint8Array, tag?: unknown, partial = 0): boolean {
     const dst = ipv4Read(packet, 16);
     const cfg = this.s.config.ipv4;
     if (!ipv4InSubnet(dst, cfg.network, cfg.prefixLength) || this.isOurs(dst)) {
       this.s.drop('ipv4.noRouteToGuest');
       return false;
     }
+    if (partial > 0 && (packet.length > this.s.config.mtu || !this.neighbors.lookup(dst))) {
+      // A partial checksum goes only into a whole frame sent now: one that waits for ARP (copied
+      // into the queue) or is cut into fragments gets its checksum completed first.
+      const hl = (packet[0]! & 0x0f) * 4;
+      completeChecksum(packet, hl, packet.length, partial, packet[9] === IpProtocol.UDP);
+      partial = 0;
+    }
     const mac = this.neighbors.resolve(dst, this.s.now(), packet, tag);
     if (!mac) return false;
-    return this.frameAndSend(packet, mac);
+    return this.frameAndSend(packet, mac, partial);
   }
 
-  /** Frames and sends a packet to `mac`, in fragments when it exceeds the link MTU. */
-  private frameAndSend(packet: Uint8Array, mac: Uint8Array): boolean {
+  /**
+   * Frames and sends a packet to `mac`, in fragments when it exceeds the link MTU. `partial` > 0:
+   * the packet fits and its transport checksum, that far into the transport header, is partial.
+   */
+  private frameAndSend(packet: Uint8Array, mac: Uint8Array, partial = 0): boolean {
     const o = this.s.out;
+    if (packet.length <= this.s.config.mtu) {
+      placePacket(o, packet);
+      emitEthernetHeader(o, 0, { dst: mac, src: this.s.config.mac, etherType: EtherType.IPV4 });
+      const start = partial > 0 ? ETHERNET_HEADER_LEN + (packet[0]! & 0x0f) * 4 : 0;
+      return this.s.transmit(ETHERNET_HEADER_LEN + packet.length, start, partial);
+    }
     const one = (p: Uint8Array): boolean => {
       placePacket(o, p);
       emitEthernetHeader(o, 0, { dst: mac, src: this.s.config.mac, etherType: EtherType.IPV4 });
       return this.s.transmit(ETHERNET_HEADER_LEN + p.length);
     };
-    if (packet.length <= this.s.config.mtu) return one(packet);
     if (!fragmentIpv4(packet, this.s.config.mtu, this.fragScratch, one)) {
       const src = ipv4Read(packet, 12);
       if (!(packet[6]! & 0x40) || this.isOurs(src)) {

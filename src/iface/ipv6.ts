@@ -17,6 +17,7 @@ import { TokenBucket } from './rate-limit.js';
 import { MembershipReporter, QUERY_INTERVAL, Querier, ROBUSTNESS, recordEffect } from './multicast.js';
 import type { Stack } from './stack.js';
 import {
+  completeChecksum,
   ETHERNET_HEADER_LEN,
   EtherType,
   EthernetFrame,
@@ -712,13 +713,25 @@ export class Ipv6Layer {
    * with packet too big when `forwarded` says it is another node's, passed on unchanged (RFC 8200
    * §5: only the source fragments).
    */
-  sendToGuest(packet: Uint8Array, tag?: unknown, forwarded = false): boolean {
+  /** `partial` > 0: a packet we built, transport header right after the IPv6 header, whose
+   *  checksum (that far into the transport header) is partial (see Ipv4Layer.sendToGuest). */
+  sendToGuest(packet: Uint8Array, tag?: unknown, forwarded = false, partial = 0): boolean {
     if (packet.length < IPV6_HEADER_LEN || !this.onLink(packet, 24) || ipv6IsMulticast(packet, 24) || this.own(packet, 24)) {
       this.s.drop('ipv6.noRouteToGuest');
       return false;
     }
-    const mac = this.neighbors.resolve(ipv6Key(packet, 24), this.s.now(), packet, forwarded ? new Forwarded(tag) : tag);
-    return mac ? this.sendPacketTo(packet, mac, forwarded) : false;
+    const key = ipv6Key(packet, 24);
+    if (partial > 0 && (packet.length > this.s.config.mtu || !this.neighbors.lookup(key))) {
+      completeChecksum(packet, IPV6_HEADER_LEN, packet.length, partial, packet[6] === IpProtocol.UDP);
+      partial = 0;
+    }
+    const mac = this.neighbors.resolve(key, this.s.now(), packet, forwarded ? new Forwarded(tag) : tag);
+    if (!mac) return false;
+    if (partial > 0) {
+      placePacket(this.s.out, packet);
+      return this.frameAndSend(this.s.out, ETHERNET_HEADER_LEN + 24, mac, 0, packet.length, partial);
+    }
+    return this.sendPacketTo(packet, mac, forwarded);
   }
 
   /** NS for `target`: multicast to its solicited-node group, or unicast when probing `mac`. */
@@ -885,7 +898,7 @@ export class Ipv6Layer {
     return this.frameAndSend(dst, 0, mac, macOff, IPV6_HEADER_LEN + payloadLength);
   }
 
-  private frameAndSend(dst: Uint8Array, dstOff: number, mac: Uint8Array | undefined, macOff: number, ipLength: number): boolean {
+  private frameAndSend(dst: Uint8Array, dstOff: number, mac: Uint8Array | undefined, macOff: number, ipLength: number, partial = 0): boolean {
     const o = this.s.out;
     if (ipv6IsMulticast(dst, dstOff)) {
       macFromIpv6Multicast(this.macScratch, 0, dst, dstOff);
@@ -896,7 +909,7 @@ export class Ipv6Layer {
       return false;
     }
     emitEthernetHeader(o, 0, { dst: this.macScratch, src: this.s.config.mac, etherType: EtherType.IPV6 });
-    return this.s.transmit(ETHERNET_HEADER_LEN + ipLength);
+    return this.s.transmit(ETHERNET_HEADER_LEN + ipLength, partial > 0 ? ETHERNET_HEADER_LEN + IPV6_HEADER_LEN : 0, partial);
   }
 
   /**

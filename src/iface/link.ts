@@ -7,6 +7,22 @@ export interface RxMeta {
   /** The guest left the transport checksum partial (virtio NEEDS_CSUM): its data is trusted as is,
    *  as over any offloading link; there is no wire between us to corrupt it. */
   checksumPartial: boolean;
+  /** With checksumPartial: where the checksummed range starts in the frame, and where the
+   *  checksum field is from there (virtio csum_start, csum_offset; for a capture to complete). */
+  checksumStart?: number;
+  checksumOffset?: number;
+}
+
+/**
+ * A frame for the guest whose transport checksum is left partial (virtio NEEDS_CSUM, offered when
+ * the guest negotiated GUEST_CSUM): the field at `start + offset` holds the pseudo-header sum, and
+ * the ones' complement sum of the frame from `start` to its end, complemented, belongs there. The
+ * guest's stack completes it only if the packet leaves the guest (CHECKSUM_PARTIAL), else trusts it
+ * as written by us; no pass over the payload here. See completeChecksum() for what it stands for.
+ */
+export interface PartialChecksum {
+  start: number;
+  offset: number;
 }
 
 /** The stack side: gets every frame the guest sends. `frame` is valid only during the call. */
@@ -16,8 +32,11 @@ export interface FrameSink {
 
 /** What the stack sends through. */
 export interface FrameLink {
-  /** Copies `frame` towards the guest; false when it had to be dropped. */
-  send(frame: Uint8Array): boolean;
+  /** Copies `frame` towards the guest; false when it had to be dropped. With `partial`, its
+   *  transport checksum is left for the guest (only when partialChecksums says it may be). */
+  send(frame: Uint8Array, partial?: PartialChecksum): boolean;
+  /** The guest takes frames with a partial checksum (virtio GUEST_CSUM). Absent: no. */
+  readonly partialChecksums?: boolean;
   /** Whether a frame sent now reaches the guest's buffers at once (bulk senders such as TCP stop
    *  when it is false, and resume on the link's room callback). Absent: always. */
   hasRoom?(): boolean;

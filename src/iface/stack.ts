@@ -15,7 +15,7 @@ import { Ipv4Layer } from './ipv4.js';
 import type { UdpV4Handler } from './ipv4.js';
 import { Ipv6Layer } from './ipv6.js';
 import type { UdpV6Handler } from './ipv6.js';
-import type { FrameLink, FrameSink, RxMeta } from './link.js';
+import type { FrameLink, FrameSink, PartialChecksum, RxMeta } from './link.js';
 import { ETHERNET_HEADER_LEN, EtherType, EthernetFrame, formatMac, macIsUnicast } from '../wire/index.js';
 
 export type { EchoHandler, EchoRequest } from './echo.js';
@@ -79,6 +79,7 @@ export class Stack implements FrameSink {
   readonly memory: MemoryBudget;
   private readonly clock: Clock;
   private readonly eth = new EthernetFrame();
+  private readonly partial: PartialChecksum = { start: 0, offset: 0 };
 
   constructor(
     readonly config: StackConfig,
@@ -168,9 +169,22 @@ export class Stack implements FrameSink {
     return this.link.hasRoom?.() ?? true;
   }
 
-  /** Sends out[0, len) to the guest. */
-  transmit(len: number): boolean {
-    const ok = this.link.send(this.out.subarray(0, len));
+  /** Whether frames to the guest may leave their transport checksum partial (FrameLink). */
+  get partialChecksums(): boolean {
+    return this.link.partialChecksums === true;
+  }
+
+  /** Sends out[0, len) to the guest; with `checksumStart` > 0 its transport checksum is partial
+   *  (see PartialChecksum: the range starts there, the field is `checksumOffset` further). */
+  transmit(len: number, checksumStart = 0, checksumOffset = 0): boolean {
+    let ok: boolean;
+    if (checksumStart > 0) {
+      this.partial.start = checksumStart;
+      this.partial.offset = checksumOffset;
+      ok = this.link.send(this.out.subarray(0, len), this.partial);
+    } else {
+      ok = this.link.send(this.out.subarray(0, len));
+    }
     if (!ok) this.counters.add('link.dropped');
     return ok;
   }

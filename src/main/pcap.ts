@@ -10,6 +10,7 @@
 // File layout (little-endian; readers detect the byte order from the magic):
 //   global: magic a1b2c3d4, version 2.4, thiszone 0, sigfigs 0, snaplen, network 1 (Ethernet)
 //   record: ts_sec, ts_usec, incl_len (≤ snaplen), orig_len
+import { completeChecksum } from '../wire/checksum.js';
 import { open as openFile, type FileHandle } from 'node:fs/promises';
 
 export const PCAP_MAGIC = 0xa1b2c3d4;
@@ -155,7 +156,9 @@ export class PcapWriter {
    * Appends one frame. `timestampMs` is milliseconds since the Unix epoch (fractions kept to the
    * microsecond). Copies the frame; never blocks. Returns false when the record was dropped.
    */
-  record(frame: Uint8Array, timestampMs: number): boolean {
+  /** Records a frame. `partial`: its transport checksum was left partial (virtio NEEDS_CSUM, either
+   *  way); the capture gets it completed, as it would be on a wire. */
+  record(frame: Uint8Array, timestampMs: number, partial?: { start: number; offset: number }): boolean {
     if (this.closing !== undefined || this.failure !== undefined) {
       this.counters.dropped++;
       return false;
@@ -185,6 +188,9 @@ export class PcapWriter {
     buf.writeUInt32LE(frame.length, at + 12);
     at += PCAP_RECORD_HEADER_LEN;
     buf.set(incl === frame.length ? frame : frame.subarray(0, incl), at);
+    if (partial && incl === frame.length && partial.start + partial.offset + 2 <= incl) {
+      completeChecksum(buf, at + partial.start, at + incl, partial.offset, isUdp(frame, partial.start));
+    }
     this.used = at + incl;
     this.counters.records++;
     this.counters.bytes += incl;
@@ -311,4 +317,12 @@ function contents(f: Filled): { records: number; bytes: number } {
     at += PCAP_RECORD_HEADER_LEN + incl;
   }
   return { records, bytes };
+}
+
+/** Whether the transport header at `start` of an Ethernet frame is UDP's (IPv4 or IPv6, no
+ *  extension headers: what a partial checksum is used for). */
+function isUdp(frame: Uint8Array, start: number): boolean {
+  const type = (frame[12]! << 8) | frame[13]!;
+  if (type === 0x0800) return frame[14 + 9] === 17;
+  return type === 0x86dd && start === 14 + 40 && frame[14 + 6] === 17;
 }

@@ -129,19 +129,25 @@ export class Vunet {
       onRoom: () => this.guarded('receive buffers posted', () => this.tcpNat.linkRoom()),
       onFrameError: (err) => this.failed('a guest frame', err),
     });
+    const device = this.device;
     const link: FrameLink = pcap
       ? {
-          send: (frame) => {
-            pcap.record(frame, Date.now());
-            return this.device.send(frame);
+          send: (frame, partial) => {
+            pcap.record(frame, Date.now(), partial);
+            return device.send(frame, partial);
+          },
+          hasRoom: () => device.hasRoom(),
+          get partialChecksums() {
+            return device.partialChecksums;
           },
         }
-      : this.device;
+      : device;
     this.stack = new Stack(config, link, { logger: part('stack'), memory: this.memory, ...(opts.clock ? { clock: opts.clock } : {}) });
     const sink: FrameSink = pcap
       ? {
           receive: (frame: Uint8Array, meta: RxMeta) => {
-            pcap.record(frame, Date.now());
+            const partial = meta.checksumPartial ? { start: meta.checksumStart ?? 0, offset: meta.checksumOffset ?? 0 } : undefined;
+            pcap.record(frame, Date.now(), partial);
             this.stack.receive(frame, meta);
           },
         }

@@ -61,6 +61,7 @@ import {
   emitIpv6Header,
   emitTcpV4,
   emitTcpV6,
+  TCP_CHECKSUM_OFFSET,
   formatIpv4,
   formatIpv6,
   ipv4Read,
@@ -815,24 +816,28 @@ export class TcpNat implements TcpTransmitter {
     const end = tcpOff + hl + seg.dataLength;
     if (end > o.length) return false;
     if (seg.dataLength > 0) conn.copySendData(seg.dataOffset, seg.dataLength, o, tcpOff + hl);
+    // A guest that negotiated GUEST_CSUM completes the checksum itself when it needs one: no pass
+    // over the payload here.
+    const partial = this.stack.partialChecksums;
+    const csum = partial ? TCP_CHECKSUM_OFFSET : 0;
     if (f.family === 4) {
       const src = ipv4Read(f.remote, 0);
       const dst = ipv4Read(f.guest, 0);
-      emitTcpV4(o, tcpOff, r, src, dst);
+      emitTcpV4(o, tcpOff, r, src, dst, partial);
       const ip = this.ip4;
       ip.src = src;
       ip.dst = dst;
       ip.payloadLength = hl + seg.dataLength;
       emitIpv4Header(o, ipOff, ip);
-      this.stack.ipv4.sendToGuest(o.subarray(ipOff, end), f);
+      this.stack.ipv4.sendToGuest(o.subarray(ipOff, end), f, csum);
     } else {
-      emitTcpV6(o, tcpOff, r, f.remote, f.guest);
+      emitTcpV6(o, tcpOff, r, f.remote, f.guest, partial);
       const ip = this.ip6;
       ip.src = f.remote;
       ip.dst = f.guest;
       ip.payloadLength = hl + seg.dataLength;
       emitIpv6Header(o, ipOff, ip);
-      this.stack.ipv6?.sendToGuest(o.subarray(ipOff, end), f);
+      this.stack.ipv6?.sendToGuest(o.subarray(ipOff, end), f, false, csum);
     }
     return true;
   }

@@ -15,8 +15,9 @@
 // the stack sends on its own (timers, host sockets).
 import type { Logger, VhostUserDevice, VirtQueue } from 'vhost-user-ts';
 import { DescriptorChain, silentLogger } from 'vhost-user-ts';
-import type { FrameLink, FrameSink, RxMeta } from '../iface/link.js';
+import type { FrameLink, FrameSink, PartialChecksum, RxMeta } from '../iface/link.js';
 import type { MemoryAccount } from '../iface/memory-budget.js';
+import { completeChecksum } from '../wire/checksum.js';
 
 /** virtio-net feature bits (virtio 1.2 §5.1.3). */
 export const NetFeature = {
@@ -38,10 +39,13 @@ export const NET_HDR_F_NEEDS_CSUM = 1;
 export const NET_HDR_F_DATA_VALID = 2;
 export const NET_HDR_GSO_NONE = 0;
 
+/** The checksum field's place in a UDP header (a partial checksum there is UDP's: 0 → 0xffff). */
+const UDP_CHECKSUM_OFFSET = 6;
+
 /** Frames larger than this are not accepted from the guest (64 KiB frame + header). */
 export const MAX_FRAME = 65536 + 14;
 
-export type { FrameLink, FrameSink, RxMeta } from '../iface/link.js';
+export type { FrameLink, FrameSink, PartialChecksum, RxMeta } from '../iface/link.js';
 
 export interface NetDeviceStats {
   txFrames: number;
@@ -106,7 +110,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private readonly moreLens = new Uint32Array(4096);
   private readonly scratch = new Uint8Array(NET_HDR_LEN + MAX_FRAME);
   private readonly header = new Uint8Array(NET_HDR_LEN);
-  private readonly meta: RxMeta = { checksumPartial: false };
+  private readonly meta: RxMeta = { checksumPartial: false, checksumStart: 0, checksumOffset: 0 };
   private readonly backlog: Uint8Array[] = [];
   private backlogSize = 0;
   private flushScheduled = false;
@@ -131,6 +135,11 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     this.txSliceMs = opts.txSliceMs ?? 10;
     this.defer = opts.defer ?? ((fn) => void setImmediate(fn));
     this.now = opts.now ?? (() => performance.now());
+  }
+
+  /** The guest takes frames whose checksum is partial (it negotiated GUEST_CSUM). */
+  get partialChecksums(): boolean {
+    return this.guestCsum;
   }
 
   /** The guest's driver has its queues up. */
@@ -269,6 +278,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     // The private copy: from here on nothing reads this frame from guest memory.
     const frame = this.scratch.subarray(0, chain.read(NET_HDR_LEN, this.scratch, 0, total - NET_HDR_LEN));
     this.meta.checksumPartial = (flags & NET_HDR_F_NEEDS_CSUM) !== 0;
+    this.meta.checksumStart = this.header[6]! | (this.header[7]! << 8);
+    this.meta.checksumOffset = this.header[8]! | (this.header[9]! << 8);
     this.stats.txFrames++;
     this.stats.txBytes += frame.length;
     try {
@@ -281,13 +292,17 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     }
   }
 
-  /** Sends a frame to the guest (copied). Published at the end of this event-loop turn. */
-  send(frame: Uint8Array): boolean {
-    if (frame.length > MAX_FRAME) {
+  /**
+   * Sends a frame to the guest (copied). Published at the end of this event-loop turn. `partial`
+   * (only when partialChecksums): its transport checksum goes as NEEDS_CSUM for the guest to
+   * complete (§5.1.6.4.1 as seen from the driver).
+   */
+  send(frame: Uint8Array, partial?: PartialChecksum): boolean {
+    if (frame.length > MAX_FRAME || (partial && (!this.guestCsum || partial.start + partial.offset + 2 > frame.length))) {
       this.stats.rxDropped++;
       return false;
     }
-    if (this.backlog.length === 0 && this.rx && this.writeFrame(this.rx, frame)) {
+    if (this.backlog.length === 0 && this.rx && this.writeFrame(this.rx, frame, partial)) {
       this.scheduleFlush();
       return true;
     }
@@ -300,22 +315,36 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       this.stats.rxDropped++;
       return false;
     }
-    this.backlog.push(frame.slice());
+    const copy = frame.slice();
+    // The backlog keeps frames only: a partial checksum is completed on the way in (rare: the
+    // guest had no buffers).
+    if (partial) completeChecksum(copy, partial.start, copy.length, partial.offset, partial.offset === UDP_CHECKSUM_OFFSET);
+    this.backlog.push(copy);
     this.backlogSize += frame.length;
     this.armRxKick();
     return true;
   }
 
   /** Writes header + frame into RX chains. False (nothing consumed) when buffers are short. */
-  private writeFrame(rx: VirtQueue, frame: Uint8Array): boolean {
+  private writeFrame(rx: VirtQueue, frame: Uint8Array, partial?: PartialChecksum): boolean {
     const chain = this.rxChain;
     const need = NET_HDR_LEN + frame.length;
     const hdr = this.header;
     hdr.fill(0);
-    // Every checksum we write is complete and correct, so with GUEST_CSUM the guest may skip
-    // verifying it (§5.1.6.4.1: DATA_VALID); a guest that forwards the packet still forwards a
-    // correct one.
-    if (this.guestCsum) hdr[0] = NET_HDR_F_DATA_VALID;
+    if (partial) {
+      // NEEDS_CSUM rather than DATA_VALID over an unwritten checksum (which passt does): a guest
+      // that forwards the packet (a router, a bridge, a container host) then completes it on the
+      // way out instead of forwarding a wrong one.
+      hdr[0] = NET_HDR_F_NEEDS_CSUM;
+      hdr[6] = partial.start & 0xff;
+      hdr[7] = partial.start >> 8;
+      hdr[8] = partial.offset & 0xff;
+      hdr[9] = partial.offset >> 8;
+    } else if (this.guestCsum) {
+      // Every other checksum we write is complete and correct, so with GUEST_CSUM the guest may
+      // skip verifying it (§5.1.6.4.1: DATA_VALID).
+      hdr[0] = NET_HDR_F_DATA_VALID;
+    }
     if (!rx.pop(chain)) return false;
     if (!this.mergeable) {
       if (chain.writableLength < need) {

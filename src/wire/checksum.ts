@@ -101,6 +101,18 @@ export function verifyTransportV6(
 }
 
 /**
+ * Completes a partial checksum (virtio NEEDS_CSUM, Linux CHECKSUM_PARTIAL): the field at
+ * `start + offset` holds the pseudo-header sum; the checksum of `b[start, end)`, that field included
+ * as it stands, replaces it. `udp`: a result of zero is sent as all ones (RFC 768).
+ */
+export function completeChecksum(b: Uint8Array, start: number, end: number, offset: number, udp = false): void {
+  const c = internetChecksum(b, start, end - start);
+  const v = c === 0 && udp ? 0xffff : c;
+  b[start + offset] = v >> 8;
+  b[start + offset + 1] = v & 0xff;
+}
+
+/**
  * Checksum after one 16-bit word of the covered data changes from `oldWord` to `newWord`
  * (RFC 1624 equation 3, which never yields the -0 that equation 2 can).
  */

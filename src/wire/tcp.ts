@@ -394,24 +394,31 @@ function writeHeader(buf: Uint8Array, off: number, repr: TcpRepr): number {
   return hl;
 }
 
+/** Where the checksum field sits in a TCP header (for a partial checksum, see PartialChecksum). */
+export const TCP_CHECKSUM_OFFSET = F.CHECKSUM;
+
 /**
  * Writes a TCP header (with options) in front of a payload already in place, with the checksum over
- * the IPv4 pseudo-header. Returns the header length, or -1 when it does not fit.
+ * the IPv4 pseudo-header. Returns the header length, or -1 when it does not fit. `partial`: the
+ * checksum field gets only the pseudo-header sum, for whoever completes it (virtio NEEDS_CSUM), and
+ * the payload is not read.
  */
-export function emitTcpV4(buf: Uint8Array, off: number, repr: TcpRepr, src: number, dst: number): number {
+export function emitTcpV4(buf: Uint8Array, off: number, repr: TcpRepr, src: number, dst: number, partial = false): number {
   const hl = writeHeader(buf, off, repr);
   if (hl < 0) return -1;
   const len = hl + repr.payloadLength;
-  set16(buf, off + F.CHECKSUM, internetChecksum(buf, off, len, pseudoHeaderSumV4(src, dst, IpProtocol.TCP, len)));
+  const pseudo = pseudoHeaderSumV4(src, dst, IpProtocol.TCP, len);
+  set16(buf, off + F.CHECKSUM, partial ? pseudo : internetChecksum(buf, off, len, pseudo));
   return hl;
 }
 
 /** As emitTcpV4, over the IPv6 pseudo-header of the 16-byte addresses `src` and `dst`. */
-export function emitTcpV6(buf: Uint8Array, off: number, repr: TcpRepr, src: Uint8Array, dst: Uint8Array): number {
+export function emitTcpV6(buf: Uint8Array, off: number, repr: TcpRepr, src: Uint8Array, dst: Uint8Array, partial = false): number {
   const hl = writeHeader(buf, off, repr);
   if (hl < 0) return -1;
   const len = hl + repr.payloadLength;
-  set16(buf, off + F.CHECKSUM, internetChecksum(buf, off, len, pseudoHeaderSumV6(src, 0, dst, 0, IpProtocol.TCP, len)));
+  const pseudo = pseudoHeaderSumV6(src, 0, dst, 0, IpProtocol.TCP, len);
+  set16(buf, off + F.CHECKSUM, partial ? pseudo : internetChecksum(buf, off, len, pseudo));
   return hl;
 }
 

@@ -12,6 +12,8 @@ import {
   PcapError,
   PcapWriter,
 } from '../../src/main/pcap.js';
+import { pseudoHeaderSumV4 } from '../../src/wire/checksum.js';
+import { tcpFrame } from '../support/packets.js';
 
 const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'vunet-pcap-'));
@@ -123,6 +125,24 @@ if (tshark === '') {
     t.strictSame(rows.map((r) => r[1]), lens.map(() => '52:55:0a:00:02:02'), 'decoded as Ethernet');
   });
 }
+
+t.test('a partial checksum (NEEDS_CSUM either way) is completed in the capture, not in the frame', async (t) => {
+  const path = tmp();
+  const w = await PcapWriter.open(path);
+  const whole = tcpFrame(80, 40000, 1, 1, 0x18, frame(1000, 3), { src: 0x0a000202, dst: 0x0a00020f });
+  const partial = whole.slice();
+  const pseudo = pseudoHeaderSumV4(0x0a000202, 0x0a00020f, 6, whole.length - 34);
+  partial[50] = pseudo >> 8;
+  partial[51] = pseudo & 0xff;
+  const given = partial.slice();
+  t.ok(w.record(partial, 1_700_000_000_000, { start: 34, offset: 16 }));
+  t.same(partial, given, 'the frame itself is left alone');
+  t.ok(w.record(partial, 1_700_000_000_001, { start: partial.length, offset: 16 }), 'a field past the end: recorded as is');
+  await w.close();
+  const { records } = readPcap(path);
+  t.ok(records[0]!.data.equals(whole), 'the capture holds the complete checksum');
+  t.ok(records[1]!.data.equals(partial));
+});
 
 t.test('frames longer than snaplen are cut; orig_len keeps the length', async (t) => {
   const path = tmp();

@@ -9,7 +9,7 @@ import { ErrOrigin } from '../../src/nat/icmp-errors.js';
 import { Fence } from '../../src/nat/fence.js';
 import { TCP_FLOW_COST, TcpNat } from '../../src/nat/tcp-nat.js';
 import { MemoryBudget } from '../../src/iface/memory-budget.js';
-import { Icmpv4Packet, IpProtocol, Ipv4Packet, TcpFlags, TcpOptions, TcpSegment, ipv4 } from '../../src/wire/index.js';
+import { Icmpv4Packet, IpProtocol, Ipv4Packet, TcpFlags, TcpOptions, TcpSegment, completeChecksum, ipv4, pseudoHeaderSumV4 } from '../../src/wire/index.js';
 import { makeStack } from '../support/frame-device.js';
 import { DNS_IP, GUEST_IP, GW_IP, arpRequest, tcpFrame } from '../support/packets.js';
 
@@ -297,6 +297,40 @@ t.test('guest data of one batch goes to the host in one write per flow', async (
   nat.flush();
   t.equal(socket.written.at(-1), 7);
   t.ok(socket.shut, 'then the FIN: shutdown(SHUT_WR)');
+});
+
+t.test('a guest that takes partial checksums gets them; a segment that waits for ARP is completed', async (t) => {
+  const env = setup();
+  const { socket } = established(env);
+  env.link.partialChecksums = true;
+  env.link.take();
+  // The guest's neighbour entry is gone: the first segment waits for ARP, in the queue, complete.
+  env.stack.ipv4.neighbors.remove(GUEST_IP);
+  socket.inbox.push(1, 2, 3);
+  socket.events.readable();
+  const arp = env.link.takeWithPartial();
+  t.ok(arp.length > 0 && arp.every(({ frame, partial }) => partial === undefined && frame[12] === 0x08 && frame[13] === 0x06), 'only an ARP request meanwhile');
+  env.stack.receive(arpRequest(GW_IP), { checksumPartial: false });
+  const queued = env.link.takeWithPartial().filter(({ frame }) => frame[13] === 0x00 && frame.length > 54);
+  t.equal(queued.length, 1, 'the queued segment, once the guest answers');
+  t.equal(queued[0]!.partial, undefined, 'sent whole');
+  const [seg] = segments(t, [queued[0]!.frame]); // its checksum verified there
+  t.same(seg!.data, [1, 2, 3]);
+  env.inject(tcpFrame(40000, 80, GUEST_ISN + 1, (seg!.seq + 3) >>> 0, ACK, undefined, { dst: FAR }));
+  env.link.take();
+  // Resolved: partial checksums.
+  socket.inbox.push(...Array.from({ length: 3000 }, (_, i) => (i * 7) & 0xff));
+  socket.events.readable();
+  const sent = env.link.takeWithPartial().filter(({ frame }) => frame.length > 54);
+  t.ok(sent.length >= 3, `${sent.length} data segments`);
+  for (const { frame, partial } of sent) {
+    t.same(partial, { start: 34, offset: 16 }, 'partial: the TCP header, its checksum field');
+    const tcpLen = frame.length - 34;
+    t.equal((frame[50]! << 8) | frame[51]!, pseudoHeaderSumV4(FAR, GUEST_IP, IpProtocol.TCP, tcpLen), 'the field holds the pseudo-header sum');
+    const done = frame.slice();
+    completeChecksum(done, 34, done.length, 16);
+    t.ok(new TcpSegment().at(done, 34, tcpLen).verifyChecksumV4(FAR, GUEST_IP), 'completed, it verifies');
+  }
 });
 
 t.test('RSTs both ways', async (t) => {

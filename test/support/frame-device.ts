@@ -4,24 +4,37 @@ import { Stack } from '../../src/iface/stack.js';
 import type { StackOptions } from '../../src/iface/stack.js';
 import type { StackConfig } from '../../src/iface/config.js';
 import { defaultConfig } from '../../src/iface/config.js';
-import type { FrameLink } from '../../src/iface/link.js';
+import type { FrameLink, PartialChecksum } from '../../src/iface/link.js';
 
 export class FrameDevice implements FrameLink {
   readonly sent: Uint8Array[] = [];
+  /** For each frame in `sent`: its partial checksum (a copy), if it was sent with one. */
+  readonly partials: (PartialChecksum | undefined)[] = [];
   accept = true;
+  /** What the link says of partial checksums (a guest with GUEST_CSUM: true). */
+  partialChecksums = false;
   /** What hasRoom() answers (bulk senders stop while false). */
   room = true;
   hasRoom(): boolean {
     return this.room;
   }
-  send(frame: Uint8Array): boolean {
+  send(frame: Uint8Array, partial?: PartialChecksum): boolean {
     if (!this.accept) return false;
+    if (partial && !this.partialChecksums) throw new Error('a partial checksum over a link that did not allow it');
     this.sent.push(frame.slice());
+    this.partials.push(partial ? { ...partial } : undefined);
     return true;
   }
   /** Returns and forgets what was sent. */
   take(): Uint8Array[] {
+    this.partials.length = 0;
     return this.sent.splice(0, this.sent.length);
+  }
+  /** As take(), each frame with its partial checksum. */
+  takeWithPartial(): { frame: Uint8Array; partial: PartialChecksum | undefined }[] {
+    const out = this.sent.map((frame, i) => ({ frame, partial: this.partials[i] }));
+    this.take();
+    return out;
   }
 }
 

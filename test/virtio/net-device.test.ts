@@ -11,6 +11,8 @@ import { VhostUserServer, bit } from 'vhost-user-ts';
 import { TestFrontend } from 'vhost-user-ts/testing';
 import type { RxMeta } from '../../src/iface/link.js';
 import { NET_HDR_LEN, NetFeature, VirtioNetDevice } from '../../src/virtio/net-device.js';
+import { pseudoHeaderSumV4, verifyTransportV4 } from '../../src/wire/checksum.js';
+import { tcpFrame } from '../support/packets.js';
 import type { NetDeviceOptions } from '../../src/virtio/net-device.js';
 
 interface Seen {
@@ -256,4 +258,54 @@ t.test('RX: a malformed chain among the buffers of a mergeable frame is returned
   }
   t.same(joined.subarray(NET_HDR_LEN), big, 'the frame arrived whole');
   t.equal(dev.stats.rxFrames, 1);
+});
+
+/** A TCP/IPv4 frame (34-byte headers before TCP) whose checksum field holds only the pseudo-header
+ *  sum, as the stack writes it for a guest that completes checksums. */
+function partialTcpFrame(len: number): Uint8Array {
+  const f = tcpFrame(80, 40000, 1, 1, 0x18, frame(len, 5), { src: 0x0a000202, dst: 0x0a00020f });
+  const pseudo = pseudoHeaderSumV4(0x0a000202, 0x0a00020f, 6, f.length - 34);
+  f[34 + 16] = pseudo >> 8;
+  f[34 + 17] = pseudo & 0xff;
+  return f;
+}
+
+t.test('RX: a partial checksum goes as NEEDS_CSUM; waiting in the backlog, it is completed', async (t) => {
+  const { dev, fe } = setup(t);
+  const [rxq] = await fe.handshake();
+  t.ok(dev.partialChecksums, 'GUEST_CSUM negotiated: partial checksums allowed');
+  const f = partialTcpFrame(1400);
+  // No buffers yet: this one waits in the backlog, completed.
+  t.ok(dev.send(f, { start: 34, offset: 16 }), 'queued');
+  const bufs: number[] = [];
+  for (let i = 0; i < 2; i++) {
+    const gpa = fe.memory.alloc(2048);
+    bufs.push(gpa);
+    rxq!.add([{ gpa, len: 2048, writable: true }]);
+  }
+  rxq!.kick();
+  await rxq!.waitUsed(1);
+  t.ok(dev.send(f, { start: 34, offset: 16 }), 'sent at once');
+  const used = [...(await rxq!.waitUsed(1))];
+  t.equal(used.length, 1);
+  const read = (i: number): { h: Uint8Array; f: Uint8Array } => {
+    const b = fe.memory.read(bufs[i]!, NET_HDR_LEN + f.length);
+    return { h: b.subarray(0, NET_HDR_LEN), f: b.subarray(NET_HDR_LEN) };
+  };
+  const queued = read(0);
+  t.equal(queued.h[0], 2, 'from the backlog: DATA_VALID');
+  t.ok(verifyTransportV4(queued.f, 34, f.length - 34, 0x0a000202, 0x0a00020f, 6), 'with a complete, correct checksum');
+  const direct = read(1);
+  t.equal(direct.h[0], 1, 'direct: NEEDS_CSUM');
+  t.equal(direct.h[6]! | (direct.h[7]! << 8), 34, 'csum_start: the TCP header');
+  t.equal(direct.h[8]! | (direct.h[9]! << 8), 16, 'csum_offset: its checksum field');
+  t.same(direct.f, f, 'the frame as given (pseudo-header sum in the field)');
+  t.notOk(dev.send(f, { start: f.length - 1, offset: 16 }), 'a checksum field past the end: refused');
+});
+
+t.test('RX: no partial checksums to a guest without GUEST_CSUM', async (t) => {
+  const { dev, fe } = setup(t);
+  await fe.handshake({ features: (f) => f & ~bit(NetFeature.GUEST_CSUM) });
+  t.notOk(dev.partialChecksums);
+  t.notOk(dev.send(partialTcpFrame(100), { start: 34, offset: 16 }), 'refused (the stack never asks)');
 });

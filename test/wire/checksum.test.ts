@@ -4,6 +4,7 @@ import {
   checksumUpdate16,
   checksumUpdate32,
   checksumUpdateBytes,
+  completeChecksum,
   foldSum,
   internetChecksum,
   pseudoHeaderSumV4,
@@ -168,4 +169,36 @@ t.test('transport verification over pseudo-headers', async (t) => {
   t.ok(verifyTransportV6(rs, 0, rs.length, src, 0, dst, 0, 58));
   rs[15] = rs[15]! ^ 1;
   t.notOk(verifyTransportV6(rs, 0, rs.length, src, 0, dst, 0, 58));
+});
+
+t.test('a partial checksum (pseudo-header sum in the field) completes to the full one', async (t) => {
+  property(
+    t,
+    'TCP over IPv4: completed == computed whole, and it verifies',
+    fc.property(fc.uint8Array({ minLength: 20, maxLength: 3000 }), fc.integer({ min: 0, max: 7 }), (body, at) => {
+      const src = 0x0a000202;
+      const dst = 0x0a00020f;
+      const b = new Uint8Array(at + body.length);
+      b.set(body, at);
+      b[at + 16] = 0;
+      b[at + 17] = 0;
+      const pseudo = pseudoHeaderSumV4(src, dst, 6, body.length);
+      const whole = internetChecksum(b, at, body.length, pseudo);
+      b[at + 16] = pseudo >> 8;
+      b[at + 17] = pseudo & 0xff;
+      completeChecksum(b, at, b.length, 16);
+      return ((b[at + 16]! << 8) | b[at + 17]!) === whole && verifyTransportV4(b, at, body.length, src, dst, 6);
+    }),
+  );
+  // UDP: a checksum that comes out as zero is sent as all ones (RFC 768); TCP keeps the zero.
+  // A datagram whose words (pseudo-header sum in the field included) sum to 0xffff.
+  const udp = Uint8Array.of(0x12, 0x34, 0x00, 0x35, 0x00, 0x0a, 0x00, 0x00, 0x00, 0x00);
+  const sum = foldSum(0x1234 + 0x0035 + 0x000a);
+  udp[8] = (0xffff - sum) >> 8;
+  udp[9] = (0xffff - sum) & 0xff;
+  const asTcp = udp.slice();
+  completeChecksum(udp, 0, udp.length, 6, true);
+  t.same([udp[6], udp[7]], [0xff, 0xff], 'UDP: zero becomes 0xffff');
+  completeChecksum(asTcp, 0, asTcp.length, 6, false);
+  t.same([asTcp[6], asTcp[7]], [0, 0], 'otherwise zero stays');
 });
