@@ -11,6 +11,7 @@
 //   global: magic a1b2c3d4, version 2.4, thiszone 0, sigfigs 0, snaplen, network 1 (Ethernet)
 //   record: ts_sec, ts_usec, incl_len (≤ snaplen), orig_len
 import { completeChecksum } from '../wire/checksum.js';
+import { UDP_CHECKSUM_OFFSET } from '../wire/udp.js';
 import { open as openFile, type FileHandle } from 'node:fs/promises';
 
 export const PCAP_MAGIC = 0xa1b2c3d4;
@@ -189,7 +190,8 @@ export class PcapWriter {
     at += PCAP_RECORD_HEADER_LEN;
     buf.set(incl === frame.length ? frame : frame.subarray(0, incl), at);
     if (partial && incl === frame.length && partial.start + partial.offset + 2 <= incl) {
-      completeChecksum(buf, at + partial.start, at + incl, partial.offset, isUdp(frame, partial.start));
+      // UDP's field is the one 6 bytes in (TCP's is 16): a zero result is sent as all ones.
+      completeChecksum(buf, at + partial.start, at + incl, partial.offset, partial.offset === UDP_CHECKSUM_OFFSET);
     }
     this.used = at + incl;
     this.counters.records++;
@@ -319,10 +321,3 @@ function contents(f: Filled): { records: number; bytes: number } {
   return { records, bytes };
 }
 
-/** Whether the transport header at `start` of an Ethernet frame is UDP's (IPv4 or IPv6, no
- *  extension headers: what a partial checksum is used for). */
-function isUdp(frame: Uint8Array, start: number): boolean {
-  const type = (frame[12]! << 8) | frame[13]!;
-  if (type === 0x0800) return frame[14 + 9] === 17;
-  return type === 0x86dd && start === 14 + 40 && frame[14 + 6] === 17;
-}

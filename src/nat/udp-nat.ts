@@ -16,6 +16,7 @@ import {
   emitIpv6Header,
   emitUdpV4,
   emitUdpV6,
+  UDP_CHECKSUM_OFFSET,
   ipv4Read,
   toHex,
 } from '../wire/index.js';
@@ -172,14 +173,17 @@ export class UdpNat {
     }
     this.stats.datagramsIn++;
     b.set(data, ipLen + UDP_HEADER_LEN);
+    // Partial checksum for a guest that completes it (see TcpNat.transmit).
+    const partial = this.stack.partialChecksums;
+    const csum = partial ? UDP_CHECKSUM_OFFSET : 0;
     if (f.family === 4) {
-      emitUdpV4(b, ipLen, { srcPort: f.dstPort, dstPort: f.guestPort, payloadLength: data.length }, ipv4Read(f.dst, 0), ipv4Read(f.guest, 0));
+      emitUdpV4(b, ipLen, { srcPort: f.dstPort, dstPort: f.guestPort, payloadLength: data.length }, ipv4Read(f.dst, 0), ipv4Read(f.guest, 0), partial);
       emitIpv4Header(b, 0, { src: ipv4Read(f.dst, 0), dst: ipv4Read(f.guest, 0), proto: IpProtocol.UDP, ttl: 63, id: this.nextId(), flags: 0, fragOffset: 0, payloadLength: UDP_HEADER_LEN + data.length, tos: 0 });
-      this.stack.ipv4.sendToGuest(b.subarray(0, n));
+      this.stack.ipv4.sendToGuest(b.subarray(0, n), undefined, csum);
     } else if (this.stack.ipv6) {
-      emitUdpV6(b, ipLen, { srcPort: f.dstPort, dstPort: f.guestPort, payloadLength: data.length }, f.dst, f.guest);
+      emitUdpV6(b, ipLen, { srcPort: f.dstPort, dstPort: f.guestPort, payloadLength: data.length }, f.dst, f.guest, partial);
       emitIpv6Header(b, 0, { src: f.dst, dst: f.guest, nextHeader: IpProtocol.UDP, hopLimit: 63, payloadLength: UDP_HEADER_LEN + data.length });
-      this.stack.ipv6.sendToGuest(b.subarray(0, n));
+      this.stack.ipv6.sendToGuest(b.subarray(0, n), undefined, false, csum);
     }
   }
 

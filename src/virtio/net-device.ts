@@ -18,6 +18,7 @@ import { DescriptorChain, silentLogger } from 'vhost-user-ts';
 import type { FrameLink, FrameSink, PartialChecksum, RxMeta } from '../iface/link.js';
 import type { MemoryAccount } from '../iface/memory-budget.js';
 import { completeChecksum } from '../wire/checksum.js';
+import { UDP_CHECKSUM_OFFSET } from '../wire/udp.js';
 
 /** virtio-net feature bits (virtio 1.2 §5.1.3). */
 export const NetFeature = {
@@ -38,9 +39,6 @@ export const NET_HDR_LEN = 12;
 export const NET_HDR_F_NEEDS_CSUM = 1;
 export const NET_HDR_F_DATA_VALID = 2;
 export const NET_HDR_GSO_NONE = 0;
-
-/** The checksum field's place in a UDP header (a partial checksum there is UDP's: 0 → 0xffff). */
-const UDP_CHECKSUM_OFFSET = 6;
 
 /** Frames larger than this are not accepted from the guest (64 KiB frame + header). */
 export const MAX_FRAME = 65536 + 14;

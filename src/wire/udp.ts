@@ -115,19 +115,24 @@ function writeHeader(buf: Uint8Array, off: number, repr: UdpRepr): void {
  * Writes a UDP header in front of a payload already at off + 8, with the checksum over the IPv4
  * pseudo-header. Returns 8, or -1 when header and payload do not fit (or exceed 65535 bytes).
  */
-export function emitUdpV4(buf: Uint8Array, off: number, repr: UdpRepr, src: number, dst: number): number {
+export function emitUdpV4(buf: Uint8Array, off: number, repr: UdpRepr, src: number, dst: number, partial = false): number {
   const len = UDP_HEADER_LEN + repr.payloadLength;
   if (len > 0xffff || !rangeOk(buf, off, len)) return -1;
   writeHeader(buf, off, repr);
-  set16(buf, off + F.CHECKSUM, udpChecksum(buf, off, len, pseudoHeaderSumV4(src, dst, IpProtocol.UDP, len)));
+  const pseudo = pseudoHeaderSumV4(src, dst, IpProtocol.UDP, len);
+  set16(buf, off + F.CHECKSUM, partial ? pseudo : udpChecksum(buf, off, len, pseudo));
   return UDP_HEADER_LEN;
 }
 
 /** As emitUdpV4, over the IPv6 pseudo-header of the 16-byte addresses `src` and `dst`. */
-export function emitUdpV6(buf: Uint8Array, off: number, repr: UdpRepr, src: Uint8Array, dst: Uint8Array): number {
+export function emitUdpV6(buf: Uint8Array, off: number, repr: UdpRepr, src: Uint8Array, dst: Uint8Array, partial = false): number {
   const len = UDP_HEADER_LEN + repr.payloadLength;
   if (len > 0xffff || !rangeOk(buf, off, len)) return -1;
   writeHeader(buf, off, repr);
-  set16(buf, off + F.CHECKSUM, udpChecksum(buf, off, len, pseudoHeaderSumV6(src, 0, dst, 0, IpProtocol.UDP, len)));
+  const pseudo = pseudoHeaderSumV6(src, 0, dst, 0, IpProtocol.UDP, len);
+  set16(buf, off + F.CHECKSUM, partial ? pseudo : udpChecksum(buf, off, len, pseudo));
   return UDP_HEADER_LEN;
 }
+
+/** Where the checksum field sits in a UDP header (for a partial checksum, see PartialChecksum). */
+export const UDP_CHECKSUM_OFFSET = F.CHECKSUM;

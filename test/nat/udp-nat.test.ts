@@ -5,7 +5,7 @@ import type { HostUdp, UdpSocketEvents } from '../../src/nat/host.js';
 import { ErrOrigin } from '../../src/nat/icmp-errors.js';
 import { Fence } from '../../src/nat/fence.js';
 import { UdpNat } from '../../src/nat/udp-nat.js';
-import { Icmpv4Packet, IpProtocol, Ipv4Packet, UdpDatagram, ipv4 } from '../../src/wire/index.js';
+import { Icmpv4Packet, IpProtocol, Ipv4Packet, UdpDatagram, completeChecksum, ipv4 } from '../../src/wire/index.js';
 import { makeStack } from '../support/frame-device.js';
 import { GUEST_IP, GW_IP, arpRequest, udpFrame } from '../support/packets.js';
 
@@ -26,8 +26,8 @@ class FakeUdp implements HostUdp {
 
 const FAR = ipv4(192, 0, 2, 9);
 
-function setup(opts: ConstructorParameters<typeof UdpNat>[2] = {}) {
-  const env = makeStack({ ipv6: undefined });
+function setup(opts: ConstructorParameters<typeof UdpNat>[2] = {}, mtu?: number) {
+  const env = makeStack({ ipv6: undefined, ...(mtu ? { mtu } : {}) });
   const host = new FakeUdp();
   const nat = new UdpNat(env.stack, host, opts);
   env.stack.beyond = (p) => nat.output(4, p, (p[0]! & 15) * 4, p[8]!);
@@ -60,6 +60,30 @@ t.test('a flow: TTL - 1 out, answers back to the guest port from the destination
   t.equal(udp.dstPort, 40000);
   t.ok(udp.verifyChecksumV4(ip.src, ip.dst));
   t.same([...r!.subarray(udp.payloadOffset)], [9, 9]);
+});
+
+t.test('answers to a guest that completes checksums: partial, except when they must be fragmented', async (t) => {
+  const { inject, host, link } = setup({}, 1500);
+  link.partialChecksums = true;
+  inject(udpFrame(40000, 53, Uint8Array.of(1), { dst: FAR }));
+  host.sockets[0]!.events.datagram(Uint8Array.from({ length: 1000 }, (_, i) => i & 0xff));
+  const [small] = link.takeWithPartial();
+  t.same(small!.partial, { start: 34, offset: 6 }, 'partial: the UDP header, its checksum field');
+  const done = small!.frame.slice();
+  completeChecksum(done, 34, done.length, 6, true);
+  t.ok(new UdpDatagram().at(done, 34, done.length - 34).verifyChecksumV4(FAR, GUEST_IP), 'completed, it verifies');
+  // Larger than the MTU: fragments carry the checksum, complete.
+  host.sockets[0]!.events.datagram(Uint8Array.from({ length: 3000 }, (_, i) => (i * 3) & 0xff));
+  const frags = link.takeWithPartial();
+  t.ok(frags.length >= 3 && frags.every((f) => f.partial === undefined), 'fragments: no partial checksum');
+  const first = new Ipv4Packet().at(frags[0]!.frame, 14, frags[0]!.frame.length - 14);
+  t.equal(first.fragOffset, 0);
+  const whole = new Uint8Array(8 + 3000);
+  for (const f of frags) {
+    const ip = new Ipv4Packet().at(f.frame, 14, f.frame.length - 14);
+    whole.set(f.frame.subarray(ip.payloadOffset, ip.payloadOffset + ip.payloadLength), ip.fragOffset);
+  }
+  t.ok(new UdpDatagram().at(whole, 0, whole.length).verifyChecksumV4(FAR, GUEST_IP), 'the reassembled datagram verifies');
 });
 
 t.test('errors quote the datagram as the guest sent it, from the reporting hop', async (t) => {
