@@ -1,5 +1,6 @@
 // Entry point of the vunet_hostnet native addon: host sockets Node core cannot make (ICMP ping
-// and raw sockets, the IP_RECVERR error queue, per-socket TTL). See src/host/native.ts for the JS
+// and raw sockets, the IP_RECVERR error queue, per-socket TTL), the process's confinement, and the
+// Internet checksum over long ranges. See src/host/native.ts for the JS
 // interface and its conventions.
 #include <time.h>  // before linux/errqueue.h, which needs struct timespec
 
@@ -36,6 +37,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("SO_EE_ORIGIN_ICMP", Napi::Number::New(env, SO_EE_ORIGIN_ICMP));
   exports.Set("SO_EE_ORIGIN_ICMP6", Napi::Number::New(env, SO_EE_ORIGIN_ICMP6));
   hn::InitSockets(env, exports);
+  hn::InitChecksum(env, exports);
   hn::InitConfine(env, exports);
   return exports;
 }

@@ -50,6 +50,7 @@ bool BytesOf(Napi::Env env, Napi::Value value, const char* name, size_t minLengt
              size_t* length);
 
 // Registration of each part of the addon on the exports object.
-void InitSockets(Napi::Env env, Napi::Object exports);  // sockets.cc
+void InitSockets(Napi::Env env, Napi::Object exports);   // sockets.cc
+void InitChecksum(Napi::Env env, Napi::Object exports);  // checksum.cc
 
 }  // namespace hn

@@ -73,6 +73,7 @@
 //   as for UDP). A RST queues nothing.
 // - setTtl before connect sets the SYN's TTL; setTtl(-1) after it restores the default.
 import { createRequire } from 'node:module';
+import { useNativeSum } from '../wire/checksum.js';
 
 /** Address family of a socket: 4 (AF_INET) or 6 (AF_INET6). */
 export type Family = 4 | 6;
@@ -210,6 +211,9 @@ export interface HostnetBinding {
   /** accept4(NONBLOCK | CLOEXEC), TCP_NODELAY: the new fd or -errno (-EAGAIN); fills
    *  out.addr (16 bytes, IPv4 in the first 4) and out.port with the client's. */
   accept(fd: number, out: { readonly addr: Uint8Array; port: number }): number;
+  /** The ones' complement sum of buf[offset, offset + length) in network order, folded to 16
+   *  bits, not complemented (what src/wire/checksum.ts's sum16 computes). Throws on a bad range. */
+  sum16(buf: Uint8Array, offset: number, length: number): number;
 }
 
 /** A RecvInfo to pass to recvFrom again and again. */
@@ -250,3 +254,6 @@ function load(): HostnetBinding {
 }
 
 export const hostnet: HostnetBinding = load();
+
+// Long checksums (payload of frames a guest without checksum offload sends or gets) in C.
+useNativeSum(hostnet.sum16);

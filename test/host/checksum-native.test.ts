@@ -1,0 +1,38 @@
+// The addon's sum16 against the JavaScript one: any offset, any length (odd ones included), and
+// sum16 itself switching to it for long ranges once the addon is loaded.
+import fc from 'fast-check';
+import t from 'tap';
+import { hostnet } from '../../src/host/native.js';
+import { NATIVE_SUM_MIN, sum16, sum16js, useNativeSum } from '../../src/wire/checksum.js';
+import { property } from '../support/wire-helpers.js';
+
+t.test('native sum16 equals the JavaScript one', async (t) => {
+  property(
+    t,
+    'random bytes, offsets and lengths',
+    fc.property(fc.uint8Array({ minLength: 0, maxLength: 70000 }), fc.nat(), fc.nat(), (b, x, y) => {
+      const off = b.length === 0 ? 0 : x % b.length;
+      const len = b.length - off === 0 ? 0 : y % (b.length - off + 1);
+      return hostnet.sum16(b, off, len) === sum16js(b, off, len);
+    }),
+    300,
+  );
+  const ones = new Uint8Array(65536).fill(0xff);
+  t.equal(hostnet.sum16(ones, 0, ones.length), sum16js(ones, 0, ones.length), 'all ones, 64 KiB: no carry lost');
+  t.equal(hostnet.sum16(ones, 0, 0), 0, 'an empty range sums to 0');
+  t.throws(() => hostnet.sum16(ones, 65530, 10), RangeError, 'a range past the end throws');
+});
+
+t.test('sum16 uses the addon for long ranges, JavaScript for short ones', async (t) => {
+  const b = Uint8Array.from({ length: 4000 }, (_, i) => (i * 37) & 0xff);
+  let calls = 0;
+  useNativeSum((buf, off, len) => {
+    calls++;
+    return hostnet.sum16(buf, off, len);
+  });
+  t.teardown(() => useNativeSum(hostnet.sum16));
+  t.equal(sum16(b, 3, 3000, 0x1234), sum16js(b, 3, 3000, 0x1234), 'same result with an initial sum');
+  t.equal(calls, 1);
+  sum16(b, 0, NATIVE_SUM_MIN - 1);
+  t.equal(calls, 1, 'short: not called');
+});
