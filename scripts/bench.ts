@@ -8,12 +8,14 @@
 // console between markers; this script reads it, with the CPU time QEMU and vunet used meanwhile
 // (from /proc), and prints a table and the vunet/slirp ratio per direction.
 //
-// vunet runs as its own process (`node --import tsx src/cli.ts`, so from the sources) so that the
-// console handling here does not share its event loop. Under TCG the guest is the bottleneck:
-// compare the two backends of the same run, not numbers from different machines.
+// vunet runs as its own process (`bin/vunet.js`, the compiled build: run `npx tsc -b` first) with
+// `--trace-gc`, so the report gives its CPU seconds and garbage collections per GB moved. With
+// `--baseline DIR` a second vunet (another checkout, built) runs the same test in the same run:
+// before/after figures of a change. Under TCG the guest is the bottleneck: compare backends of the
+// same run, not numbers from different machines.
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +23,7 @@ import { parseArgs } from 'node:util';
 import { REPO_ROOT, ensureGuestImage, startGuest } from './qemu.js';
 import type { GuestHandle } from './qemu.js';
 
-type Backend = 'slirp' | 'vunet';
+type Backend = 'slirp' | 'vunet' | 'baseline';
 type Direction = 'up' | 'down';
 
 const BACKENDS: readonly Backend[] = ['slirp', 'vunet'];
@@ -35,13 +37,20 @@ const CONNECT_TIMEOUT_MS = 10_000;
 interface BenchOptions {
   seconds: number;
   mtu: number;
+  streams: number;
   backends: Backend[];
+  /** A vunet checkout (built) to run as the 'baseline' backend. */
+  baseline: string | undefined;
 }
 
-/** Host CPU used during a run, percent of one core (utime + stime over wall time). */
+/** Host CPU used during a run, percent of one core (utime + stime over wall time), and vunet's
+ *  CPU seconds and garbage collections meanwhile. */
 interface CpuUse {
   qemuCpu: number | undefined;
   vunetCpu: number | undefined;
+  vunetCpuSeconds: number | undefined;
+  scavenges: number | undefined;
+  markCompacts: number | undefined;
 }
 
 /** One iperf3 run as seen by the guest's client. */
@@ -50,6 +59,8 @@ type RunResult =
       ok: true;
       /** Receiver's goodput, bits per second. */
       bitsPerSecond: number;
+      /** Bytes the receiver got. */
+      bytes: number;
       retransmits: number | undefined;
     } & CpuUse)
   | { ok: false; reason: string };
@@ -74,7 +85,9 @@ directions, with iperf3 against a server on the host's loopback.
 
   --seconds N           length of each iperf3 run (default 10)
   --mtu BYTES           vunet's link MTU (default 65520; slirp keeps its own, 1500)
-  --only slirp|vunet    run one backend only
+  --streams N           parallel TCP streams (iperf3 -P, default 1)
+  --only slirp|vunet    run one backend only (with --baseline: and the baseline)
+  --baseline DIR        also run the vunet built in DIR (before/after a change, same run)
   -h, --help            this text
 
 VUNET_GUEST_ECHO=1 shows the guest consoles.`;
@@ -82,14 +95,16 @@ VUNET_GUEST_ECHO=1 shows the guest consoles.`;
 class CliError extends Error {}
 
 function parseCli(argv: string[]): BenchOptions | undefined {
-  let values: { seconds?: string; mtu?: string; only?: string; help?: boolean };
+  let values: { seconds?: string; mtu?: string; streams?: string; only?: string; baseline?: string; help?: boolean };
   try {
     ({ values } = parseArgs({
       args: argv,
       options: {
         seconds: { type: 'string' },
         mtu: { type: 'string' },
+        streams: { type: 'string' },
         only: { type: 'string' },
+        baseline: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -114,10 +129,16 @@ function parseCli(argv: string[]): BenchOptions | undefined {
     if (only !== 'slirp' && only !== 'vunet') throw new CliError(`--only must be slirp or vunet (got ${only})`);
     backends = [only];
   }
+  if (values.baseline !== undefined) {
+    if (!existsSync(join(values.baseline, 'bin', 'vunet.js'))) throw new CliError(`--baseline: no bin/vunet.js in ${values.baseline}`);
+    backends.push('baseline');
+  }
   return {
     seconds: int('seconds', values.seconds, 10, 1, 3600),
     mtu: int('mtu', values.mtu, 65520, 1280, 65520),
+    streams: int('streams', values.streams, 1, 1, 16),
     backends,
+    baseline: values.baseline,
   };
 }
 
@@ -138,6 +159,8 @@ interface Child {
   proc: ChildProcess;
   /** stdout and stderr so far (the last 64 KiB). */
   readonly text: string;
+  /** Lines of --trace-gc output so far: scavenges and mark-compacts. */
+  readonly gc: { scavenges: number; markCompacts: number };
   /** Resolves with the first match of `re` in the output; rejects when the child exits first or after `ms`. */
   waitFor(re: RegExp, ms: number): Promise<void>;
   stop(): Promise<void>;
@@ -148,13 +171,22 @@ function startChild(name: string, command: string, args: string[], cwd = REPO_RO
   const proc = spawn(argv[0] ?? command, argv.slice(1), { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(proc);
   let text = '';
+  let partial = '';
+  const gc = { scavenges: 0, markCompacts: 0 };
   let exited: string | undefined;
   const listeners = new Set<() => void>();
   const notify = (): void => {
     for (const l of [...listeners]) l();
   };
   const onData = (chunk: Buffer): void => {
-    text += chunk.toString('utf8');
+    const s = chunk.toString('utf8');
+    const lines = (partial + s).split('\n');
+    partial = lines.pop() ?? '';
+    for (const l of lines) {
+      if (l.includes(': Scavenge')) gc.scavenges++;
+      else if (l.includes(': Mark-Compact') || l.includes(': Mark-sweep')) gc.markCompacts++;
+    }
+    text += s;
     if (text.length > 65536) text = text.slice(-65536);
     notify();
   };
@@ -177,6 +209,7 @@ function startChild(name: string, command: string, args: string[], cwd = REPO_RO
     get text() {
       return text;
     },
+    gc,
     waitFor(re, ms) {
       return new Promise<void>((resolve, reject) => {
         const done = (err?: Error): void => {
@@ -248,7 +281,7 @@ function cpuSeconds(pid: number | undefined): number | undefined {
 // ------------------------------------------------------------------------------------------------
 
 /** The guest script: DHCP, then one iperf3 run per direction, JSON between markers. */
-function guestScript(port: number, seconds: number): string {
+function guestScript(port: number, seconds: number, streams: number): string {
   // busybox timeout: a run that hangs (no answer at all) still ends, and the other one runs.
   const limit = seconds + Math.ceil(CONNECT_TIMEOUT_MS / 1000) + 20;
   return `
@@ -258,7 +291,7 @@ echo "BENCH-MTU $(cat /sys/class/net/eth0/mtu)"
 run() {
   name=$1; shift
   echo "BENCH-START $name"
-  timeout ${limit} iperf3 -c ${GATEWAY} -p ${port} -t ${seconds} -i 0 -J --connect-timeout ${CONNECT_TIMEOUT_MS} "$@" >/tmp/$name.json 2>&1
+  timeout ${limit} iperf3 -c ${GATEWAY} -p ${port} -t ${seconds} -P ${streams} -i 0 -J --connect-timeout ${CONNECT_TIMEOUT_MS} "$@" >/tmp/$name.json 2>&1
   echo "BENCH-RC $name $?"
   echo "BENCH-JSON-BEGIN $name"
   cat /tmp/$name.json
@@ -272,7 +305,7 @@ run down -R
 interface IperfSummary {
   error?: unknown;
   end?: {
-    sum_received?: { bits_per_second?: unknown };
+    sum_received?: { bits_per_second?: unknown; bytes?: unknown };
     sum_sent?: { retransmits?: unknown };
   };
 }
@@ -297,22 +330,23 @@ function parseRun(output: string, name: Direction, cpu: CpuUse): RunResult {
   const bps = json.end?.sum_received?.bits_per_second;
   if (typeof bps !== 'number') return { ok: false, reason: `exit ${rc}, no throughput in iperf3's JSON` };
   const retr = json.end?.sum_sent?.retransmits;
-  return { ok: true, bitsPerSecond: bps, retransmits: typeof retr === 'number' ? retr : undefined, ...cpu };
+  const bytes = json.end?.sum_received?.bytes;
+  return { ok: true, bitsPerSecond: bps, bytes: typeof bytes === 'number' ? bytes : 0, retransmits: typeof retr === 'number' ? retr : undefined, ...cpu };
 }
 
 // ------------------------------------------------------------------------------------------------
 // One backend
 // ------------------------------------------------------------------------------------------------
 
-async function startVunet(dir: string, mtu: number): Promise<{ child: Child; socketPath: string }> {
+async function startVunet(dir: string, mtu: number, root: string): Promise<{ child: Child; socketPath: string }> {
   const socketPath = join(dir, 'vunet.sock');
   const child = startChild('vunet', process.execPath, [
-    '--import', 'tsx',
-    join(REPO_ROOT, 'src', 'cli.ts'),
+    '--trace-gc',
+    join(root, 'bin', 'vunet.js'),
     '--socket', socketPath,
     '--mtu', String(mtu),
     '--log-level', 'warn',
-  ]);
+  ], root);
   try {
     await child.waitFor(/Start QEMU with/, 30_000); // printed once the socket listens
   } catch (err) {
@@ -334,9 +368,9 @@ async function runBackend(backend: Backend, opts: BenchOptions): Promise<Backend
     await server.waitFor(/Server listening/, 10_000);
 
     let socketPath: string | undefined;
-    if (backend === 'vunet') {
+    if (backend !== 'slirp') {
       try {
-        ({ child: vunet, socketPath } = await startVunet(dir, opts.mtu));
+        ({ child: vunet, socketPath } = await startVunet(dir, opts.mtu, backend === 'baseline' ? opts.baseline! : REPO_ROOT));
       } catch (err) {
         result.failure = (err as Error).message;
         return result;
@@ -345,7 +379,7 @@ async function runBackend(backend: Backend, opts: BenchOptions): Promise<Backend
     const runMs = (opts.seconds + CONNECT_TIMEOUT_MS / 1000 + 25) * 1000;
     guest = await startGuest({
       ...(socketPath !== undefined ? { socketPath } : { qemuNetdev: 'user' as const }),
-      script: guestScript(port, opts.seconds),
+      script: guestScript(port, opts.seconds, opts.streams),
       timeoutMs: 180_000 + 2 * runMs,
       guestTimeoutSec: 150 + (2 * runMs) / 1000,
     });
@@ -360,11 +394,19 @@ async function runBackend(backend: Backend, opts: BenchOptions): Promise<Backend
       const t0 = Date.now();
       const q0 = cpuSeconds(guest.pid);
       const v0 = cpuSeconds(vunet?.proc.pid);
+      const gc0 = vunet ? { ...vunet.gc } : undefined;
       await guest.waitFor(new RegExp(`^BENCH-RC ${d} \\d+$`, 'm'), runMs);
       const wall = (Date.now() - t0) / 1000;
       const pct = (a: number | undefined, b: number | undefined): number | undefined =>
         a !== undefined && b !== undefined && wall > 0 ? (100 * (b - a)) / wall : undefined;
-      const cpu: CpuUse = { qemuCpu: pct(q0, cpuSeconds(guest.pid)), vunetCpu: pct(v0, cpuSeconds(vunet?.proc.pid)) };
+      const v1 = cpuSeconds(vunet?.proc.pid);
+      const cpu: CpuUse = {
+        qemuCpu: pct(q0, cpuSeconds(guest.pid)),
+        vunetCpu: pct(v0, v1),
+        vunetCpuSeconds: v0 !== undefined && v1 !== undefined ? v1 - v0 : undefined,
+        scavenges: vunet && gc0 ? vunet.gc.scavenges - gc0.scavenges : undefined,
+        markCompacts: vunet && gc0 ? vunet.gc.markCompacts - gc0.markCompacts : undefined,
+      };
       await guest.waitFor(new RegExp(`^BENCH-JSON-END ${d}$`, 'm'), 30_000);
       result.runs[d] = parseRun(guest.output, d, cpu);
     }
@@ -388,10 +430,13 @@ async function runBackend(backend: Backend, opts: BenchOptions): Promise<Backend
 // ------------------------------------------------------------------------------------------------
 
 const mbit = (r: RunResult | undefined): number | undefined => (r?.ok === true ? r.bitsPerSecond / 1e6 : undefined);
+/** `n` per GB the receiver of run `r` got. */
+const perGb = (r: (RunResult & { ok: true }) | undefined, n: number | undefined): number | undefined =>
+  r !== undefined && n !== undefined && r.bytes > 0 ? n / (r.bytes / 1e9) : undefined;
 const fmt = (n: number | undefined, digits = 1): string => (n === undefined ? '—' : n.toFixed(digits));
 
 function report(results: BackendResult[], opts: BenchOptions): string {
-  const rows: string[][] = [['backend', 'direction', 'Mbit/s', 'retransmits', 'QEMU CPU %', 'vunet CPU %', 'guest MTU']];
+  const rows: string[][] = [['backend', 'direction', 'Mbit/s', 'retransmits', 'QEMU CPU %', 'vunet CPU %', 'vunet CPU s/GB', 'scavenges/GB', 'guest MTU']];
   const notes: string[] = [];
   for (const r of results) {
     if (r.failure !== undefined) notes.push(`${r.backend}: ${r.failure}`);
@@ -405,7 +450,9 @@ function report(results: BackendResult[], opts: BenchOptions): string {
         run === undefined ? 'not run' : ok === undefined ? 'failed' : fmt(mbit(ok)),
         ok?.retransmits === undefined ? '—' : String(ok.retransmits),
         fmt(ok?.qemuCpu, 0),
-        r.backend === 'vunet' ? fmt(ok?.vunetCpu, 0) : '—',
+        r.backend !== 'slirp' ? fmt(ok?.vunetCpu, 0) : '—',
+        r.backend !== 'slirp' ? fmt(perGb(ok, ok?.vunetCpuSeconds), 2) : '—',
+        r.backend !== 'slirp' ? fmt(perGb(ok, ok?.scavenges), 0) : '—',
         r.guestMtu === undefined ? '—' : String(r.guestMtu),
       ]);
     }
@@ -415,18 +462,27 @@ function report(results: BackendResult[], opts: BenchOptions): string {
     row.map((cell, i) => (i >= 2 ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join('  ').trimEnd();
   const out = [line(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)];
 
-  const slirp = results.find((r) => r.backend === 'slirp');
   const vunet = results.find((r) => r.backend === 'vunet');
-  if (slirp !== undefined && vunet !== undefined) {
+  for (const other of ['slirp', 'baseline'] as const) {
+    const o = results.find((r) => r.backend === other);
+    if (o === undefined || vunet === undefined) continue;
     out.push('');
     for (const d of DIRECTIONS) {
-      const s = mbit(slirp.runs[d]);
+      const s = mbit(o.runs[d]);
       const v = mbit(vunet.runs[d]);
-      out.push(`vunet/slirp ${DIRECTION_LABEL[d]}: ${s !== undefined && v !== undefined && s > 0 ? `${(v / s).toFixed(2)}×` : '—'}`);
+      const run = (r: RunResult | undefined): (RunResult & { ok: true }) | undefined => (r?.ok === true ? r : undefined);
+      const ov = run(o.runs[d]);
+      const vv = run(vunet.runs[d]);
+      const cpu = other === 'baseline' && ov && vv ? `, CPU s/GB ${fmt(perGb(ov, ov.vunetCpuSeconds), 2)} → ${fmt(perGb(vv, vv.vunetCpuSeconds), 2)}` : '';
+      out.push(`vunet/${other} ${DIRECTION_LABEL[d]}: ${s !== undefined && v !== undefined && s > 0 ? `${(v / s).toFixed(2)}×` : '—'}${cpu}`);
     }
   }
   if (notes.length > 0) out.push('', ...notes);
-  out.push('', `iperf3, ${opts.seconds} s per run, one TCP stream; vunet MTU ${opts.mtu}. CPU: percent of one core during the run.`);
+  out.push(
+    '',
+    `iperf3, ${opts.seconds} s per run, ${opts.streams} TCP stream${opts.streams > 1 ? 's' : ''}; vunet MTU ${opts.mtu}${opts.baseline ? `; baseline: ${opts.baseline}` : ''}.`,
+    'CPU %: of one core during the run. CPU s/GB and scavenges/GB: vunet\'s, per GB the receiver got.',
+  );
   return out.join('\n');
 }
 
@@ -442,7 +498,7 @@ async function main(argv: string[]): Promise<number> {
   await ensureGuestImage({ log: (l) => say(l) });
   const results: BackendResult[] = [];
   for (const backend of opts.backends) {
-    say(`${backend}: booting the guest, then iperf3 for ${opts.seconds} s each way`);
+    say(`${backend}: booting the guest, then iperf3 for ${opts.seconds} s each way (${opts.streams} stream${opts.streams > 1 ? 's' : ''})`);
     const r = await runBackend(backend, opts);
     for (const d of DIRECTIONS) {
       const run = r.runs[d];
