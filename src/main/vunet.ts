@@ -287,11 +287,14 @@ export class Vunet {
   private requestRearm(): void {
     if (this.rearmSoon) return;
     this.rearmSoon = true;
-    setImmediate(() => {
-      this.rearmSoon = false;
-      this.rearm();
-    });
+    setImmediate(this.rearmNow);
   }
+
+  /** requestRearm's callback, made once (nothing allocated per turn). */
+  private readonly rearmNow = (): void => {
+    this.rearmSoon = false;
+    this.rearm();
+  };
 
   /** The TCP NAT left output for a later turn (a bounded flush): go on then. */
   private requestFlush(): void {
@@ -386,10 +389,15 @@ export class Vunet {
     return this.guestSeen6;
   }
 
-  /** Runs the stack's timers at the time it asks for. */
+  /**
+   * Runs the stack's timers at the time it asks for. A timer already set for no later than that
+   * stays: when it fires early it polls (nothing is due, cheap) and sets the next one. So a bulk
+   * transfer, whose retransmission deadline moves forward with every ACK, does not re-arm a timer
+   * per batch.
+   */
   private rearm(): void {
     const at = Math.min(this.stack.pollAt(), this.echoProxy.pollAt(), this.udpNat.pollAt(), this.dns.pollAt(), this.tcpNat.pollAt(), this.udpForward.pollAt());
-    if (at === this.timerAt) return;
+    if (at >= this.timerAt) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.timerAt = at;
