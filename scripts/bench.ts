@@ -41,6 +41,8 @@ interface BenchOptions {
   backends: Backend[];
   /** A vunet checkout (built) to run as the 'baseline' backend. */
   baseline: string | undefined;
+  /** No QEMU: dpdk-testpmd's virtio-user drives the queues, a TAP in a namespace is the guest. */
+  guestless: boolean;
 }
 
 /** Host CPU used during a run, percent of one core (utime + stime over wall time), and vunet's
@@ -88,6 +90,10 @@ directions, with iperf3 against a server on the host's loopback.
   --streams N           parallel TCP streams (iperf3 -P, default 1)
   --only slirp|vunet    run one backend only (with --baseline: and the baseline)
   --baseline DIR        also run the vunet built in DIR (before/after a change, same run)
+  --guestless           no QEMU: the Linux kernel plays a native-speed guest. dpdk-testpmd
+                        (Debian's dpdk-dev) drives vunet's queues as a virtio-user frontend and
+                        forwards to a TAP in a network namespace, where iperf3's client runs; no
+                        offloads, MTU 1500 at most. It busy-polls one core. vunet backends only.
   -h, --help            this text
 
 VUNET_GUEST_ECHO=1 shows the guest consoles.`;
@@ -95,7 +101,7 @@ VUNET_GUEST_ECHO=1 shows the guest consoles.`;
 class CliError extends Error {}
 
 function parseCli(argv: string[]): BenchOptions | undefined {
-  let values: { seconds?: string; mtu?: string; streams?: string; only?: string; baseline?: string; help?: boolean };
+  let values: { seconds?: string; mtu?: string; streams?: string; only?: string; baseline?: string; guestless?: boolean; help?: boolean };
   try {
     ({ values } = parseArgs({
       args: argv,
@@ -105,6 +111,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
         streams: { type: 'string' },
         only: { type: 'string' },
         baseline: { type: 'string' },
+        guestless: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -129,16 +136,23 @@ function parseCli(argv: string[]): BenchOptions | undefined {
     if (only !== 'slirp' && only !== 'vunet') throw new CliError(`--only must be slirp or vunet (got ${only})`);
     backends = [only];
   }
+  const guestless = values.guestless === true;
+  if (guestless) {
+    if (spawnSync('dpdk-testpmd', ['--version'], { stdio: 'ignore' }).error !== undefined) throw new CliError('--guestless needs dpdk-testpmd: apt-get install dpdk-dev');
+    if (process.getuid?.() !== 0) throw new CliError('--guestless needs root (a network namespace and a TAP device)');
+    backends = backends.filter((b) => b !== 'slirp');
+  }
   if (values.baseline !== undefined) {
     if (!existsSync(join(values.baseline, 'bin', 'vunet.js'))) throw new CliError(`--baseline: no bin/vunet.js in ${values.baseline}`);
     backends.push('baseline');
   }
   return {
     seconds: int('seconds', values.seconds, 10, 1, 3600),
-    mtu: int('mtu', values.mtu, 65520, 1280, 65520),
+    mtu: int('mtu', values.mtu, guestless ? 1500 : 65520, 1280, guestless ? 1500 : 65520),
     streams: int('streams', values.streams, 1, 1, 16),
     backends,
     baseline: values.baseline,
+    guestless,
   };
 }
 
@@ -166,9 +180,9 @@ interface Child {
   stop(): Promise<void>;
 }
 
-function startChild(name: string, command: string, args: string[], cwd = REPO_ROOT): Child {
+function startChild(name: string, command: string, args: string[], cwd = REPO_ROOT, stdin = false): Child {
   const argv = [...deathSignalPrefix(), command, ...args];
-  const proc = spawn(argv[0] ?? command, argv.slice(1), { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(argv[0] ?? command, argv.slice(1), { cwd, stdio: [stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
   children.add(proc);
   let text = '';
   let partial = '';
@@ -356,7 +370,83 @@ async function startVunet(dir: string, mtu: number, root: string): Promise<{ chi
   return { child, socketPath };
 }
 
+/**
+ * The guest-less harness: vunet's queues driven by dpdk-testpmd (virtio-user, io forwarding with
+ * retry) to a TAP whose kernel side, in its own network namespace, holds the guest's address and
+ * runs the iperf3 client. The kernel sends and receives at native speed, so vunet's own cost sets
+ * the pace. The iperf3 server listens on the host's loopback, reached through the gateway map.
+ */
+async function runGuestless(backend: Backend, opts: BenchOptions): Promise<BackendResult> {
+  const result: BackendResult = { backend, guestMtu: opts.mtu, runs: {} };
+  const dir = mkdtempSync(join(tmpdir(), 'vunet-bench-'));
+  const ns = `vunet-gl-${process.pid}`;
+  const tap = 'gltap0';
+  const inNs = (...cmd: string[]): string[] => ['ip', 'netns', 'exec', ns, ...cmd];
+  let server: Child | undefined;
+  let vunet: Child | undefined;
+  let pmd: Child | undefined;
+  try {
+    spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+    if (spawnSync('ip', ['netns', 'add', ns]).status !== 0) throw new Error(`cannot create network namespace ${ns}`);
+    spawnSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    const port = await freePort();
+    server = startChild('iperf3 server', 'iperf3', ['-s', '-B', '127.0.0.1', '-p', String(port), '--forceflush']);
+    await server.waitFor(/Server listening/, 10_000);
+    const started = await startVunet(dir, opts.mtu, backend === 'baseline' ? opts.baseline! : REPO_ROOT);
+    vunet = started.child;
+    const [cmd, ...args] = inNs(
+      'dpdk-testpmd', '--no-huge', '--no-shconf', '-m', '64', '-l', '0,1', '--no-pci', '--log-level', 'lib.eal:error',
+      '--vdev', `net_virtio_user0,path=${started.socketPath},queues=1,queue_size=256`,
+      '--vdev', `net_tap0,iface=${tap}`,
+      '--', '-i', '--total-num-mbufs=16384',
+    );
+    pmd = startChild('dpdk-testpmd', cmd!, args, REPO_ROOT, true);
+    await pmd.waitFor(/testpmd> /, 30_000);
+    // io forwarding retries a full ring instead of dropping the burst, as a real driver would.
+    pmd.proc.stdin?.write('set fwd io retry\nstart\n');
+    await pmd.waitFor(/io packet forwarding/, 10_000);
+    const sh = (line: string): void => {
+      const r = spawnSync('ip', ['-n', ns, ...line.split(' ')], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`ip -n ${ns} ${line}: ${r.stderr.trim()}`);
+    };
+    sh(`link set ${tap} mtu ${opts.mtu}`);
+    sh(`addr add 10.0.2.15/24 dev ${tap}`);
+    sh(`link set ${tap} up`);
+    sh(`route add default via ${GATEWAY}`);
+    for (const d of DIRECTIONS) {
+      const v0 = cpuSeconds(vunet.proc.pid);
+      const gc0 = { ...vunet.gc };
+      const t0 = Date.now();
+      const [c, ...a] = inNs('iperf3', '-c', GATEWAY, '-p', String(port), '-t', String(opts.seconds), '-P', String(opts.streams), '-i', '0', '-J', ...(d === 'down' ? ['-R'] : []));
+      const r = spawnSync(c!, a, { encoding: 'utf8', timeout: (opts.seconds + 30) * 1000 });
+      const wall = (Date.now() - t0) / 1000;
+      const v1 = cpuSeconds(vunet.proc.pid);
+      const cpu: CpuUse = {
+        qemuCpu: undefined,
+        vunetCpu: v0 !== undefined && v1 !== undefined ? (100 * (v1 - v0)) / wall : undefined,
+        vunetCpuSeconds: v0 !== undefined && v1 !== undefined ? v1 - v0 : undefined,
+        scavenges: vunet.gc.scavenges - gc0.scavenges,
+        markCompacts: vunet.gc.markCompacts - gc0.markCompacts,
+      };
+      result.runs[d] = parseRun(`BENCH-RC ${d} ${r.status ?? 124}\nBENCH-JSON-BEGIN ${d}\n${r.stdout}\nBENCH-JSON-END ${d}\n`, d, cpu);
+    }
+  } catch (err) {
+    const why = (err as Error).message.split('\n')[0] ?? '';
+    const vunetSays = vunet !== undefined && vunet.proc.exitCode !== null ? ` (vunet exited${lastLines(vunet.text)})` : '';
+    result.failure = `${why}${vunetSays}`;
+  } finally {
+    pmd?.proc.stdin?.end('stop\nquit\n');
+    await pmd?.stop();
+    await vunet?.stop();
+    await server?.stop();
+    spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return result;
+}
+
 async function runBackend(backend: Backend, opts: BenchOptions): Promise<BackendResult> {
+  if (opts.guestless) return runGuestless(backend, opts);
   const result: BackendResult = { backend, guestMtu: undefined, runs: {} };
   const dir = mkdtempSync(join(tmpdir(), 'vunet-bench-'));
   let server: Child | undefined;
@@ -480,7 +570,7 @@ function report(results: BackendResult[], opts: BenchOptions): string {
   if (notes.length > 0) out.push('', ...notes);
   out.push(
     '',
-    `iperf3, ${opts.seconds} s per run, ${opts.streams} TCP stream${opts.streams > 1 ? 's' : ''}; vunet MTU ${opts.mtu}${opts.baseline ? `; baseline: ${opts.baseline}` : ''}.`,
+    `iperf3, ${opts.seconds} s per run, ${opts.streams} TCP stream${opts.streams > 1 ? 's' : ''}; vunet MTU ${opts.mtu}${opts.baseline ? `; baseline: ${opts.baseline}` : ''}${opts.guestless ? '; guest-less (dpdk-testpmd + TAP)' : ''}.`,
     'CPU %: of one core during the run. CPU s/GB and scavenges/GB: vunet\'s, per GB the receiver got.',
   );
   return out.join('\n');

@@ -5,6 +5,8 @@
 // - With offload (the default): frames to the guest carry partial checksums (NEEDS_CSUM), the
 //   guest's arrive partial too, and the --pcap capture must still hold only complete, correct
 //   checksums in both directions.
+// - At MTU 1500 with the guest's TSO (HOST_TSO4): the guest hands over segments larger than the
+//   MTU, which vunet takes whole.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -43,8 +45,11 @@ function verifyCapture(frames: Uint8Array[]): [number, number] {
   return [ok, bad];
 }
 
-async function transfer(t: Test, offload: boolean): Promise<void> {
-  const topo = createTopology(String((process.pid % 10000) + (offload ? 2 : 1)));
+type Mode = 'no-offload' | 'offload' | 'tso-1500';
+
+async function transfer(t: Test, mode: Mode): Promise<void> {
+  const offload = mode !== 'no-offload';
+  const topo = createTopology(String((process.pid % 10000) + (mode === 'no-offload' ? 1 : mode === 'offload' ? 2 : 3)));
   const dir = mkdtempSync(join(tmpdir(), 'vunet-csum-'));
   const data = blob(SIZE);
   writeFileSync(join(dir, 'blob'), data);
@@ -55,7 +60,8 @@ async function transfer(t: Test, offload: boolean): Promise<void> {
     inTarget('socat', '-u', 'TCP4-LISTEN:9000,reuseaddr', `CREATE:${join(dir, 'up')}`),
   ];
   const pcap = join(dir, 'cap.pcap');
-  const v = await spawnVunet(topo.vunetNs, ['--socket', join(dir, 'vunet.sock'), '--log-level', 'warn', '--dns', topo.target4, ...(offload ? ['--pcap', pcap] : [])]);
+  const extra = mode === 'offload' ? ['--pcap', pcap] : mode === 'tso-1500' ? ['--mtu', '1500'] : [];
+  const v = await spawnVunet(topo.vunetNs, ['--socket', join(dir, 'vunet.sock'), '--log-level', 'info', '--dns', topo.target4, ...extra]);
   t.teardown(() => {
     for (const s of services) s.kill('SIGTERM');
     v.proc.kill('SIGTERM');
@@ -88,7 +94,16 @@ echo "== end"
   await new Promise((r) => setTimeout(r, 500));
   const up = readFileSync(join(dir, 'up'));
   t.equal(createHash('sha256').update(up).digest('hex'), sha, 'guest → host: 8 MB arrived intact (vunet took the guest\'s checksums)');
-  if (offload) {
+  if (mode === 'tso-1500') {
+    t.match(out, /== features/, 'booted');
+    v.proc.kill('SIGUSR1');
+    await new Promise((r) => setTimeout(r, 300));
+    const status = v.log().split('\n').find((l) => l.includes('"msg":"status"'));
+    const device = (JSON.parse(status ?? '{}') as { device?: { txGso?: number; txGsoBad?: number } }).device;
+    t.ok((device?.txGso ?? 0) > 100, `the guest sent segments larger than the MTU: ${device?.txGso}`);
+    t.equal(device?.txGsoBad, 0, 'none refused');
+  }
+  if (mode === 'offload') {
     v.proc.kill('SIGTERM');
     await v.exited;
     const [ok, bad] = verifyCapture(readPcap(pcap));
@@ -97,5 +112,6 @@ echo "== end"
   }
 }
 
-t.test('without checksum offload: whole checksums both ways', { skip: why ?? false }, (t) => transfer(t, false));
-t.test('with checksum offload: partial checksums, and the capture holds complete ones', { skip: why ?? false }, (t) => transfer(t, true));
+t.test('without checksum offload: whole checksums both ways', { skip: why ?? false }, (t) => transfer(t, 'no-offload'));
+t.test('with checksum offload: partial checksums, and the capture holds complete ones', { skip: why ?? false }, (t) => transfer(t, 'offload'));
+t.test('MTU 1500 with the guest\'s TSO: segments larger than the MTU, taken whole', { skip: why ?? false }, (t) => transfer(t, 'tso-1500'));

@@ -223,6 +223,8 @@ export class TcpConnection {
   private recover = 0;
   private inRecovery = false;
   private retransmitOne = false;
+  /** deliver()'s taker for in-order data: the application's data event (made once). */
+  private readonly toApplication = (d: Uint8Array): number => this.events.data(this, d);
   private challengeWindowStart = 0;
   private challengeCount = 0;
   private sendRst = false;
@@ -740,12 +742,14 @@ export class TcpConnection {
       } else i++;
     }
     // What waited in the buffer (a filled hole, or what the application left) is offered now.
-    if (this.rcvBuf.length > 0 && this.ooo.length === 0) this.deliver((d) => this.events.data(this, d));
+    if (this.rcvBuf.length > 0 && this.ooo.length === 0) this.deliver(this.toApplication);
     // RFC 5681 §4.2: ACK at once for every second full segment, when a hole was filled, else
-    // within the delayed-ACK time.
+    // within the delayed-ACK time. A segment of several MSS (a guest's TSO, HOST_TSO) counts as
+    // that many.
     if (merged || this.ooo.length > 0) this.ackNow = true;
     else if (len >= this.effectiveMss()) {
-      if (++this.fullSegmentsUnacked >= 2) this.ackNow = true;
+      this.fullSegmentsUnacked += Math.floor(len / this.effectiveMss());
+      if (this.fullSegmentsUnacked >= 2) this.ackNow = true;
     }
     if (!this.ackNow && this.delayedAckAt === Infinity) this.delayedAckAt = now + this.delayedAckMs;
   }

@@ -30,6 +30,7 @@ export const NetFeature = {
   GUEST_TSO6: 8n,
   HOST_TSO4: 11n,
   HOST_TSO6: 12n,
+  HOST_ECN: 13n,
   MRG_RXBUF: 15n,
   STATUS: 16n,
 } as const;
@@ -39,6 +40,10 @@ export const NET_HDR_LEN = 12;
 export const NET_HDR_F_NEEDS_CSUM = 1;
 export const NET_HDR_F_DATA_VALID = 2;
 export const NET_HDR_GSO_NONE = 0;
+export const NET_HDR_GSO_TCPV4 = 1;
+export const NET_HDR_GSO_TCPV6 = 4;
+/** Or-ed into gso_type: the segments carry ECN (HOST_ECN). */
+export const NET_HDR_GSO_ECN = 0x80;
 
 /** Frames larger than this are not accepted from the guest (64 KiB frame + header). */
 export const MAX_FRAME = 65536 + 14;
@@ -50,6 +55,11 @@ export interface NetDeviceStats {
   txBytes: number;
   /** Guest frames refused: bad header, GSO we did not offer, too short or too long. */
   txDropped: number;
+  /** Guest TCP segments larger than the MTU (HOST_TSO: the guest left segmentation to us). */
+  txGso: number;
+  /** ...of which refused: a GSO type we did not offer, no NEEDS_CSUM, or a frame that is not the
+   *  TCP packet its type says. */
+  txGsoBad: number;
   rxFrames: number;
   rxBytes: number;
   /** Frames for the guest dropped: backlog full, or larger than its buffers allow. */
@@ -91,15 +101,28 @@ export interface NetDeviceOptions {
 const SLICE_CHECK_FRAMES = 32;
 
 export class VirtioNetDevice implements VhostUserDevice, FrameLink {
-  readonly features = (1n << NetFeature.CSUM) | (1n << NetFeature.GUEST_CSUM) | (1n << NetFeature.MTU) | (1n << NetFeature.MRG_RXBUF);
+  // HOST_TSO4/6 and HOST_ECN: the guest may hand over TCP segments up to 64 KiB whatever its MTU;
+  // vunet terminates TCP, so a large segment is simply one segment (nothing is cut up).
+  readonly features =
+    (1n << NetFeature.CSUM) |
+    (1n << NetFeature.GUEST_CSUM) |
+    (1n << NetFeature.MTU) |
+    (1n << NetFeature.MRG_RXBUF) |
+    (1n << NetFeature.HOST_TSO4) |
+    (1n << NetFeature.HOST_TSO6) |
+    (1n << NetFeature.HOST_ECN);
   readonly queueCount = 2;
-  readonly stats: NetDeviceStats = { txFrames: 0, txBytes: 0, txDropped: 0, rxFrames: 0, rxBytes: 0, rxDropped: 0, txFailed: 0, txSlices: 0 };
+  readonly stats: NetDeviceStats = { txFrames: 0, txBytes: 0, txDropped: 0, txGso: 0, txGsoBad: 0, rxFrames: 0, rxBytes: 0, rxDropped: 0, txFailed: 0, txSlices: 0 };
   sink: FrameSink | undefined;
 
   private rx: VirtQueue | undefined;
   private tx: VirtQueue | undefined;
   private mergeable = false;
   private guestCsum = false;
+  /** GSO types the guest may send (HOST_TSO4/6 negotiated), and whether with ECN. */
+  private hostTso4 = false;
+  private hostTso6 = false;
+  private hostEcn = false;
   private readonly txChain = new DescriptorChain(2048);
   private readonly rxChain = new DescriptorChain(2048);
   private readonly rxNext = new DescriptorChain(2048);
@@ -148,6 +171,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   featuresNegotiated(features: bigint): void {
     this.mergeable = (features & (1n << NetFeature.MRG_RXBUF)) !== 0n;
     this.guestCsum = (features & (1n << NetFeature.GUEST_CSUM)) !== 0n;
+    this.hostTso4 = (features & (1n << NetFeature.HOST_TSO4)) !== 0n;
+    this.hostTso6 = (features & (1n << NetFeature.HOST_TSO6)) !== 0n;
+    this.hostEcn = (features & (1n << NetFeature.HOST_ECN)) !== 0n;
   }
 
   queueStarted(q: VirtQueue): void {
@@ -268,13 +294,17 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     chain.read(0, this.header, 0, NET_HDR_LEN);
     const flags = this.header[0]!;
     const gso = this.header[1]!;
-    if (gso !== NET_HDR_GSO_NONE) {
-      // We offer no HOST_TSO/UFO yet: a GSO frame is a driver bug or hostile.
-      this.stats.txDropped++;
-      return;
-    }
     // The private copy: from here on nothing reads this frame from guest memory.
     const frame = this.scratch.subarray(0, chain.read(NET_HDR_LEN, this.scratch, 0, total - NET_HDR_LEN));
+    if (gso !== NET_HDR_GSO_NONE) {
+      if (!this.gsoOk(gso, flags, frame)) {
+        this.stats.txGsoBad++;
+        this.stats.txDropped++;
+        this.log.debug({ gso, flags }, 'guest GSO frame refused');
+        return;
+      }
+      this.stats.txGso++;
+    }
     this.meta.checksumPartial = (flags & NET_HDR_F_NEEDS_CSUM) !== 0;
     this.meta.checksumStart = this.header[6]! | (this.header[7]! << 8);
     this.meta.checksumOffset = this.header[8]! | (this.header[9]! << 8);
@@ -288,6 +318,22 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       if (this.opts.onFrameError) this.opts.onFrameError(err);
       else this.log.error({ err }, 'a guest frame could not be handled: dropped');
     }
+  }
+
+  /**
+   * Whether a GSO frame is what we offered (§5.1.6.2): TCP over IPv4 (TCPV4) or IPv6 (TCPV6), ECN
+   * only with HOST_ECN, NEEDS_CSUM set (the driver must), and the frame really that TCP packet.
+   * Its hdr_len and gso_size are hints for a device that cuts segments; we do not cut, so neither
+   * is trusted or needed. The stack then checks the packet like any other.
+   */
+  private gsoOk(gso: number, flags: number, frame: Uint8Array): boolean {
+    if ((flags & NET_HDR_F_NEEDS_CSUM) === 0) return false;
+    if (gso & NET_HDR_GSO_ECN && !this.hostEcn) return false;
+    const type = gso & ~NET_HDR_GSO_ECN;
+    const etherType = (frame[12]! << 8) | frame[13]!;
+    if (type === NET_HDR_GSO_TCPV4) return this.hostTso4 && etherType === 0x0800 && frame.length >= 14 + 20 + 20 && frame[14 + 9] === 6;
+    if (type === NET_HDR_GSO_TCPV6) return this.hostTso6 && etherType === 0x86dd && frame.length >= 14 + 40 + 20 && frame[14 + 6] === 6;
+    return false;
   }
 
   /**

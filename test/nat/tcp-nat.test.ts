@@ -112,8 +112,8 @@ function segments(t: Test, frames: Uint8Array[]): Seen[] {
   return out;
 }
 
-function setup(opts: ConstructorParameters<typeof TcpNat>[2] = {}) {
-  const env = makeStack({ ipv6: undefined });
+function setup(opts: ConstructorParameters<typeof TcpNat>[2] = {}, mtu?: number) {
+  const env = makeStack({ ipv6: undefined, ...(mtu ? { mtu } : {}) });
   const host = new FakeTcp();
   const nat = new TcpNat(env.stack, host, { random: () => 0.5, guestAddress: () => Uint8Array.of(10, 0, 2, 15), ...opts });
   env.stack.tcpInput = (family, p, off, ttl) => nat.input(family, p, off, ttl);
@@ -297,6 +297,20 @@ t.test('guest data of one batch goes to the host in one write per flow', async (
   nat.flush();
   t.equal(socket.written.at(-1), 7);
   t.ok(socket.shut, 'then the FIN: shutdown(SHUT_WR)');
+});
+
+t.test('a segment of many MSS (the guest used TSO) goes to the host in one write and is ACKed at once', async (t) => {
+  const env = setup({}, 1500);
+  const { nat } = env;
+  const { socket, iss } = established(env);
+  const data = Uint8Array.from({ length: 40000 }, (_, i) => (i * 11) & 0xff);
+  env.stack.receive(tcpFrame(40000, 80, GUEST_ISN + 1, iss + 1, ACK | PSH, data, { dst: FAR }), { checksumPartial: true });
+  nat.flush();
+  t.equal(socket.writes, 1, 'one write');
+  t.equal(socket.written.length, 40000, 'all of it');
+  const acks = segments(t, env.link.take());
+  t.equal(acks.length, 1, 'one ACK, at once (no delayed ACK for 27 segments\' worth)');
+  t.equal(acks[0]!.ack, GUEST_ISN + 40001);
 });
 
 t.test('a guest that takes partial checksums gets them; a segment that waits for ARP is completed', async (t) => {
