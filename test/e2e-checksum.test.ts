@@ -5,8 +5,9 @@
 // - With offload (the default): frames to the guest carry partial checksums (NEEDS_CSUM), the
 //   guest's arrive partial too, and the --pcap capture must still hold only complete, correct
 //   checksums in both directions.
-// - At MTU 1500 with the guest's TSO (HOST_TSO4): the guest hands over segments larger than the
-//   MTU, which vunet takes whole.
+// - At MTU 1500 with segmentation offload both ways: the guest hands over segments larger than
+//   the MTU, which vunet takes whole (HOST_TSO4), and gets 64 KiB segments it cuts itself
+//   (GUEST_TSO4).
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -99,9 +100,10 @@ echo "== end"
     v.proc.kill('SIGUSR1');
     await new Promise((r) => setTimeout(r, 300));
     const status = v.log().split('\n').find((l) => l.includes('"msg":"status"'));
-    const device = (JSON.parse(status ?? '{}') as { device?: { txGso?: number; txGsoBad?: number } }).device;
+    const device = (JSON.parse(status ?? '{}') as { device?: { txGso?: number; txGsoBad?: number; rxGso?: number } }).device;
     t.ok((device?.txGso ?? 0) > 100, `the guest sent segments larger than the MTU: ${device?.txGso}`);
     t.equal(device?.txGsoBad, 0, 'none refused');
+    t.ok((device?.rxGso ?? 0) > 100, `the guest got segments larger than the MTU: ${device?.rxGso}`);
   }
   if (mode === 'offload') {
     v.proc.kill('SIGTERM');
@@ -114,4 +116,4 @@ echo "== end"
 
 t.test('without checksum offload: whole checksums both ways', { skip: why ?? false }, (t) => transfer(t, 'no-offload'));
 t.test('with checksum offload: partial checksums, and the capture holds complete ones', { skip: why ?? false }, (t) => transfer(t, 'offload'));
-t.test('MTU 1500 with the guest\'s TSO: segments larger than the MTU, taken whole', { skip: why ?? false }, (t) => transfer(t, 'tso-1500'));
+t.test('MTU 1500 with segmentation offload both ways: segments larger than the MTU', { skip: why ?? false }, (t) => transfer(t, 'tso-1500'));

@@ -220,13 +220,14 @@ export class Ipv4Layer {
    * it fails, the packet is answered as a router would (see unreachable()). `tag` identifies the
    * flow for onUnreachable.
    */
-  sendToGuest(packet: Uint8Array, tag?: unknown, partial = 0): boolean {
+  sendToGuest(packet: Uint8Array, tag?: unknown, partial = 0, segmentSize = 0): boolean {
     const dst = ipv4Read(packet, 16);
     const cfg = this.s.config.ipv4;
     if (!ipv4InSubnet(dst, cfg.network, cfg.prefixLength) || this.isOurs(dst)) {
       this.s.drop('ipv4.noRouteToGuest');
       return false;
     }
+    if (segmentSize > 0) return this.sendSegmented(packet, dst, partial, segmentSize);
     if (partial > 0 && (packet.length > this.s.config.mtu || !this.neighbors.lookup(dst))) {
       // A partial checksum goes only into a whole frame sent now: one that waits for ARP (copied
       // into the queue) or is cut into fragments gets its checksum completed first.
@@ -237,6 +238,22 @@ export class Ipv4Layer {
     const mac = this.neighbors.resolve(dst, this.s.now(), packet, tag);
     if (!mac) return false;
     return this.frameAndSend(packet, mac, partial);
+  }
+
+  /**
+   * A TCP segment larger than the MTU for a guest with segmentation offload (GUEST_TSO4): sent whole,
+   * never queued or fragmented, to a neighbour already resolved (the TCP NAT asks for offload only
+   * then; otherwise false, and TCP sends it again). `packet` has the link header's room before it.
+   */
+  private sendSegmented(packet: Uint8Array, dst: number, partial: number, segmentSize: number): boolean {
+    const mac = this.neighbors.lookup(dst) && this.neighbors.resolve(dst, this.s.now());
+    if (!mac || partial === 0 || packet.byteOffset < ETHERNET_HEADER_LEN) {
+      this.s.drop('ipv4.segmentedUnsent');
+      return false;
+    }
+    const frame = new Uint8Array(packet.buffer, packet.byteOffset - ETHERNET_HEADER_LEN, ETHERNET_HEADER_LEN + packet.length);
+    emitEthernetHeader(frame, 0, { dst: mac, src: this.s.config.mac, etherType: EtherType.IPV4 });
+    return this.s.transmitFrame(frame, ETHERNET_HEADER_LEN + (packet[0]! & 0x0f) * 4, partial, segmentSize);
   }
 
   /**

@@ -715,12 +715,23 @@ export class Ipv6Layer {
    */
   /** `partial` > 0: a packet we built, transport header right after the IPv6 header, whose
    *  checksum (that far into the transport header) is partial (see Ipv4Layer.sendToGuest). */
-  sendToGuest(packet: Uint8Array, tag?: unknown, forwarded = false, partial = 0): boolean {
+  sendToGuest(packet: Uint8Array, tag?: unknown, forwarded = false, partial = 0, segmentSize = 0): boolean {
     if (packet.length < IPV6_HEADER_LEN || !this.onLink(packet, 24) || ipv6IsMulticast(packet, 24) || this.own(packet, 24)) {
       this.s.drop('ipv6.noRouteToGuest');
       return false;
     }
     const key = ipv6Key(packet, 24);
+    if (segmentSize > 0) {
+      // As Ipv4Layer.sendSegmented: whole, to a resolved neighbour, never queued or fragmented.
+      const mac = this.neighbors.lookup(key) && this.neighbors.resolve(key, this.s.now());
+      if (!mac || partial === 0 || packet.byteOffset < ETHERNET_HEADER_LEN) {
+        this.s.drop('ipv6.segmentedUnsent');
+        return false;
+      }
+      const frame = new Uint8Array(packet.buffer, packet.byteOffset - ETHERNET_HEADER_LEN, ETHERNET_HEADER_LEN + packet.length);
+      emitEthernetHeader(frame, 0, { dst: mac, src: this.s.config.mac, etherType: EtherType.IPV6 });
+      return this.s.transmitFrame(frame, ETHERNET_HEADER_LEN + IPV6_HEADER_LEN, partial, segmentSize);
+    }
     if (partial > 0 && (packet.length > this.s.config.mtu || !this.neighbors.lookup(key))) {
       completeChecksum(packet, IPV6_HEADER_LEN, packet.length, partial, packet[6] === IpProtocol.UDP);
       partial = 0;

@@ -23,7 +23,14 @@ export interface RxMeta {
 export interface PartialChecksum {
   start: number;
   offset: number;
+  /** A TCP segment larger than the MTU for the guest to take as several (virtio GUEST_TSO4/6):
+   *  the payload of each; absent or 0: one segment. */
+  segmentSize?: number;
 }
+
+/** The largest IP packet a segmentation-offload frame holds (IPv4 total length, 16 bits; IPv6
+ *  packets are kept to the same so every frame fits a 64 KiB buffer). */
+export const GSO_MAX_PACKET = 65535;
 
 /** The stack side: gets every frame the guest sends. `frame` is valid only during the call. */
 export interface FrameSink {
@@ -37,6 +44,9 @@ export interface FrameLink {
   send(frame: Uint8Array, partial?: PartialChecksum): boolean;
   /** The guest takes frames with a partial checksum (virtio GUEST_CSUM). Absent: no. */
   readonly partialChecksums?: boolean;
+  /** The guest takes TCP segments larger than the MTU over this IP version (virtio GUEST_TSO4/6,
+   *  always with partial checksums). Absent: no. */
+  segmentationOffload?(family: 4 | 6): boolean;
   /** Whether a frame sent now reaches the guest's buffers at once (bulk senders such as TCP stop
    *  when it is false, and resume on the link's room callback). Absent: always. */
   hasRoom?(): boolean;

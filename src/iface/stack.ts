@@ -79,7 +79,7 @@ export class Stack implements FrameSink {
   readonly memory: MemoryBudget;
   private readonly clock: Clock;
   private readonly eth = new EthernetFrame();
-  private readonly partial: PartialChecksum = { start: 0, offset: 0 };
+  private readonly partial: PartialChecksum = { start: 0, offset: 0, segmentSize: 0 };
 
   constructor(
     readonly config: StackConfig,
@@ -174,16 +174,28 @@ export class Stack implements FrameSink {
     return this.link.partialChecksums === true;
   }
 
+  /** Whether the guest takes TCP segments larger than the MTU (FrameLink.segmentationOffload). */
+  segmentationOffload(family: 4 | 6): boolean {
+    return this.link.segmentationOffload?.(family) === true;
+  }
+
   /** Sends out[0, len) to the guest; with `checksumStart` > 0 its transport checksum is partial
    *  (see PartialChecksum: the range starts there, the field is `checksumOffset` further). */
   transmit(len: number, checksumStart = 0, checksumOffset = 0): boolean {
+    return this.transmitFrame(this.out.subarray(0, len), checksumStart, checksumOffset);
+  }
+
+  /** As transmit(), for a frame built elsewhere (a segmentation-offload frame larger than `out`);
+   *  `segmentSize` > 0: the guest cuts it into TCP segments of that payload. */
+  transmitFrame(frame: Uint8Array, checksumStart = 0, checksumOffset = 0, segmentSize = 0): boolean {
     let ok: boolean;
     if (checksumStart > 0) {
       this.partial.start = checksumStart;
       this.partial.offset = checksumOffset;
-      ok = this.link.send(this.out.subarray(0, len), this.partial);
+      this.partial.segmentSize = segmentSize;
+      ok = this.link.send(frame, this.partial);
     } else {
-      ok = this.link.send(this.out.subarray(0, len));
+      ok = this.link.send(frame);
     }
     if (!ok) this.counters.add('link.dropped');
     return ok;

@@ -137,6 +137,7 @@ export class Vunet {
             return device.send(frame, partial);
           },
           hasRoom: () => device.hasRoom(),
+          segmentationOffload: (family) => device.segmentationOffload(family),
           get partialChecksums() {
             return device.partialChecksums;
           },

@@ -48,7 +48,8 @@ import type { MemoryAccount } from '../iface/memory-budget.js';
 import { TokenBucket } from '../iface/rate-limit.js';
 import type { Stack } from '../iface/stack.js';
 import { LINK_LOCAL_ADDRESS } from '../iface/ipv6.js';
-import { LINK_HEADROOM } from '../iface/link.js';
+import { GSO_MAX_PACKET, LINK_HEADROOM } from '../iface/link.js';
+import { ipv6Key } from '../iface/neighbor.js';
 import { RECV_BUFFER_INITIAL, SEND_BUFFER_INITIAL, TcpConnection, TcpState, tcpStateName } from '../tcp/endpoint.js';
 import type { OutSegment, TcpConfig, TcpEvents, TcpTransmitter } from '../tcp/endpoint.js';
 import {
@@ -148,6 +149,8 @@ export const DEFAULT_TCP_LIMITS: TcpLimits = {
  *  flows) and the buffers' initial sizes: 28 KiB. */
 export const TCP_FLOW_COST = 8192 + SEND_BUFFER_INITIAL + RECV_BUFFER_INITIAL;
 /** Due timers handled per poll(); the rest go on the next turn. */
+/** The longest TCP header (60 bytes: 20 and 40 of options). */
+const MAX_TCP_HEADER = 60;
 const POLL_BATCH = 2048;
 /** Dirty flows output per flush(); the rest go on the next turn. */
 const FLUSH_BATCH = 2048;
@@ -275,6 +278,8 @@ export class TcpNat implements TcpTransmitter {
   private readonly waitingRoom = new Set<TcpFlow>();
   private readonly listeners: TcpListener[] = [];
   private readonly seg = new TcpSegment();
+  /** Where a segment larger than the MTU is built (made at the first one). */
+  private gsoOut: Uint8Array | undefined;
   private readonly repr: TcpRepr = { srcPort: 0, dstPort: 0, seq: 0, ack: 0, flags: 0, window: 0, payloadLength: 0 };
   private readonly ip4: Ipv4Repr = { src: 0, dst: 0, proto: IpProtocol.TCP, ttl: 64, id: 0, flags: 0b010, fragOffset: 0, payloadLength: 0, tos: 0 };
   private readonly ip6: Ipv6Repr = { src: new Uint8Array(16), dst: new Uint8Array(16), nextHeader: IpProtocol.TCP, hopLimit: 64, payloadLength: 0 };
@@ -791,6 +796,23 @@ export class TcpNat implements TcpTransmitter {
     this.timers.set(f, f.conn.pollAt());
   }
 
+  /**
+   * TcpTransmitter: the largest payload one segment to the guest may carry. With segmentation
+   * offload (GUEST_TSO4/6, with partial checksums) up to a 64 KiB packet, so a guest at MTU 1500
+   * gets what one at 65520 gets; only while the guest's link address is known (such a segment is
+   * never queued for ARP/NDP nor fragmented).
+   */
+  maxSegment(conn: TcpConnection): number {
+    const f = flowOf(conn);
+    if (!this.stack.partialChecksums || !this.stack.segmentationOffload(f.family)) return 0;
+    if (f.family === 4) {
+      if (!this.stack.ipv4.neighbors.lookup(ipv4Read(f.guest, 0))) return 0;
+      return GSO_MAX_PACKET - 20 - MAX_TCP_HEADER;
+    }
+    if (!this.stack.ipv6?.neighbors.lookup(ipv6Key(f.guest, 0))) return 0;
+    return GSO_MAX_PACKET - IPV6_HEADER_LEN - MAX_TCP_HEADER;
+  }
+
   /** TcpTransmitter: one segment into the stack's output frame, then to the guest. */
   transmit(conn: TcpConnection, seg: OutSegment): boolean {
     const f = flowOf(conn);
@@ -809,7 +831,9 @@ export class TcpNat implements TcpTransmitter {
     r.window = seg.window;
     r.options = seg.options;
     r.payloadLength = seg.dataLength;
-    const o = this.stack.out;
+    // A segment larger than the MTU (segmentation offload, see maxSegment) is built in its own
+    // buffer; the others in the stack's output frame.
+    const o = seg.segmentSize > 0 ? (this.gsoOut ??= new Uint8Array(LINK_HEADROOM + GSO_MAX_PACKET)) : this.stack.out;
     const ipOff = LINK_HEADROOM;
     const tcpOff = ipOff + (f.family === 4 ? 20 : IPV6_HEADER_LEN);
     const hl = tcpHeaderLength(r);
@@ -829,7 +853,7 @@ export class TcpNat implements TcpTransmitter {
       ip.dst = dst;
       ip.payloadLength = hl + seg.dataLength;
       emitIpv4Header(o, ipOff, ip);
-      this.stack.ipv4.sendToGuest(o.subarray(ipOff, end), f, csum);
+      this.stack.ipv4.sendToGuest(o.subarray(ipOff, end), f, csum, seg.segmentSize);
     } else {
       emitTcpV6(o, tcpOff, r, f.remote, f.guest, partial);
       const ip = this.ip6;
@@ -837,7 +861,7 @@ export class TcpNat implements TcpTransmitter {
       ip.dst = f.guest;
       ip.payloadLength = hl + seg.dataLength;
       emitIpv6Header(o, ipOff, ip);
-      this.stack.ipv6?.sendToGuest(o.subarray(ipOff, end), f, false, csum);
+      this.stack.ipv6?.sendToGuest(o.subarray(ipOff, end), f, false, csum, seg.segmentSize);
     }
     return true;
   }

@@ -87,11 +87,17 @@ export interface OutSegment {
   /** Payload: `dataLength` bytes from `dataOffset` of the send buffer (conn.copySendData). */
   dataOffset: number;
   dataLength: number;
+  /** When the payload is longer than one segment may be (TSO: maxSegment allowed it), the
+   *  payload of each segment it stands for; 0 otherwise. */
+  segmentSize: number;
 }
 
 export interface TcpTransmitter {
   /** Sends one segment; false when it could not go now (nothing was sent). */
   transmit(conn: TcpConnection, seg: OutSegment): boolean;
+  /** The largest payload one transmit() may carry (segmentation offload: the link cuts it into
+   *  MSS-sized segments); absent or below the MSS: one MSS. Asked once per output(). */
+  maxSegment?(conn: TcpConnection): number;
 }
 
 export interface TcpEvents {
@@ -229,7 +235,7 @@ export class TcpConnection {
   private challengeCount = 0;
   private sendRst = false;
 
-  private readonly seg: OutSegment = { flags: 0, seq: 0, ack: 0, window: 0, options: new TcpOptions(), dataOffset: 0, dataLength: 0 };
+  private readonly seg: OutSegment = { flags: 0, seq: 0, ack: 0, window: 0, options: new TcpOptions(), dataOffset: 0, dataLength: 0, segmentSize: 0 };
   private readonly inOpts = new TcpOptions();
 
   constructor(
@@ -912,8 +918,9 @@ export class TcpConnection {
     }
   }
 
-  private emit(flags: number, seq: number, dataOffset: number, dataLength: number, now: number): boolean {
+  private emit(flags: number, seq: number, dataOffset: number, dataLength: number, now: number, segmentSize = 0): boolean {
     const s = this.seg;
+    s.segmentSize = segmentSize;
     s.flags = flags;
     s.seq = seq;
     const synFlag = (flags & SYN) !== 0;
@@ -982,13 +989,16 @@ export class TcpConnection {
     }
     const dataEnd = add(this.sndBufSeq, this.sndBuf.length);
     const wnd = Math.min(this.sndWnd, this.cwnd);
+    // With segmentation offload one transmit carries up to a whole number of segments.
+    const limit = this.tx.maxSegment?.(this) ?? 0;
+    const most = limit > smss ? Math.floor(limit / smss) * smss : smss;
     let sentData = false;
     for (;;) {
       const avail = sub(dataEnd, this.sndNxt);
       const inFlight = sub(this.sndNxt, this.sndUna);
       const usable = wnd - inFlight;
       if (avail <= 0 || usable <= 0) break;
-      const len = Math.min(avail, usable, smss);
+      const len = Math.min(avail, usable, most);
       // Sender SWS avoidance (§3.8.6.2.1): a short segment only when it is all there is, the
       // window is at least half the largest the peer offered, or nothing is in flight (no ACK
       // will come to improve it: the override timeout, taken at once).
@@ -997,7 +1007,7 @@ export class TcpConnection {
       const fin = last && this.finQueued;
       const flags = ACK | (last ? PSH : 0) | (fin ? FIN : 0);
       const retransmission = lt(this.sndNxt, this.sndMax);
-      if (!this.emit(flags, this.sndNxt, sub(this.sndNxt, this.sndBufSeq), len, now)) return;
+      if (!this.emit(flags, this.sndNxt, sub(this.sndNxt, this.sndBufSeq), len, now, len > smss ? smss : 0)) return;
       if (retransmission) this.stats.retransmits++;
       else if (this.rttTime < 0 && !this.tsOn) {
         this.rttSeq = this.sndNxt;

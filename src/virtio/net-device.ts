@@ -17,8 +17,6 @@ import type { Logger, VhostUserDevice, VirtQueue } from 'vhost-user-ts';
 import { DescriptorChain, silentLogger } from 'vhost-user-ts';
 import type { FrameLink, FrameSink, PartialChecksum, RxMeta } from '../iface/link.js';
 import type { MemoryAccount } from '../iface/memory-budget.js';
-import { completeChecksum } from '../wire/checksum.js';
-import { UDP_CHECKSUM_OFFSET } from '../wire/udp.js';
 
 /** virtio-net feature bits (virtio 1.2 §5.1.3). */
 export const NetFeature = {
@@ -62,6 +60,8 @@ export interface NetDeviceStats {
   txGsoBad: number;
   rxFrames: number;
   rxBytes: number;
+  /** Frames to the guest that stand for several TCP segments (GUEST_TSO4/6). */
+  rxGso: number;
   /** Frames for the guest dropped: backlog full, or larger than its buffers allow. */
   rxDropped: number;
   /** Guest frames whose handling threw (a bug; the frame was dropped, the batch went on). */
@@ -110,9 +110,11 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     (1n << NetFeature.MRG_RXBUF) |
     (1n << NetFeature.HOST_TSO4) |
     (1n << NetFeature.HOST_TSO6) |
-    (1n << NetFeature.HOST_ECN);
+    (1n << NetFeature.HOST_ECN) |
+    (1n << NetFeature.GUEST_TSO4) |
+    (1n << NetFeature.GUEST_TSO6);
   readonly queueCount = 2;
-  readonly stats: NetDeviceStats = { txFrames: 0, txBytes: 0, txDropped: 0, txGso: 0, txGsoBad: 0, rxFrames: 0, rxBytes: 0, rxDropped: 0, txFailed: 0, txSlices: 0 };
+  readonly stats: NetDeviceStats = { txFrames: 0, txBytes: 0, txDropped: 0, txGso: 0, txGsoBad: 0, rxGso: 0, rxFrames: 0, rxBytes: 0, rxDropped: 0, txFailed: 0, txSlices: 0 };
   sink: FrameSink | undefined;
 
   private rx: VirtQueue | undefined;
@@ -123,6 +125,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private hostTso4 = false;
   private hostTso6 = false;
   private hostEcn = false;
+  /** The guest takes GSO frames (GUEST_TSO4/6 negotiated). */
+  private guestTso4 = false;
+  private guestTso6 = false;
   private readonly txChain = new DescriptorChain(2048);
   private readonly rxChain = new DescriptorChain(2048);
   private readonly rxNext = new DescriptorChain(2048);
@@ -132,7 +137,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private readonly scratch = new Uint8Array(NET_HDR_LEN + MAX_FRAME);
   private readonly header = new Uint8Array(NET_HDR_LEN);
   private readonly meta: RxMeta = { checksumPartial: false, checksumStart: 0, checksumOffset: 0 };
+  /** Frames waiting for receive buffers, each with its partial checksum (or undefined). */
   private readonly backlog: Uint8Array[] = [];
+  private readonly backlogPartial: (PartialChecksum | undefined)[] = [];
   private backlogSize = 0;
   private flushScheduled = false;
   private roomWanted = false;
@@ -174,6 +181,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     this.hostTso4 = (features & (1n << NetFeature.HOST_TSO4)) !== 0n;
     this.hostTso6 = (features & (1n << NetFeature.HOST_TSO6)) !== 0n;
     this.hostEcn = (features & (1n << NetFeature.HOST_ECN)) !== 0n;
+    this.guestTso4 = (features & (1n << NetFeature.GUEST_TSO4)) !== 0n;
+    this.guestTso6 = (features & (1n << NetFeature.GUEST_TSO6)) !== 0n;
   }
 
   queueStarted(q: VirtQueue): void {
@@ -198,6 +207,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
 
   disconnected(): void {
     this.backlog.length = 0;
+    this.backlogPartial.length = 0;
     this.opts.memory?.give(this.backlogSize);
     this.backlogSize = 0;
   }
@@ -320,6 +330,20 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     }
   }
 
+  /** A partial checksum (and segmentation) we may ask of the guest for this frame. */
+  private partialOk(frame: Uint8Array, p: PartialChecksum): boolean {
+    if (!this.guestCsum || p.start + p.offset + 2 > frame.length) return false;
+    const size = p.segmentSize ?? 0;
+    if (size === 0) return true;
+    const v4 = frame[12] === 0x08 && frame[13] === 0x00;
+    return size > 0 && size <= 0xffff && p.start + 20 <= frame.length && (v4 ? this.guestTso4 : this.guestTso6);
+  }
+
+  /** The guest takes TCP segments larger than the MTU over IPv4 or IPv6 (GUEST_TSO4/6). */
+  segmentationOffload(family: 4 | 6): boolean {
+    return this.guestCsum && (family === 4 ? this.guestTso4 : this.guestTso6);
+  }
+
   /**
    * Whether a GSO frame is what we offered (§5.1.6.2): TCP over IPv4 (TCPV4) or IPv6 (TCPV6), ECN
    * only with HOST_ECN, NEEDS_CSUM set (the driver must), and the frame really that TCP packet.
@@ -342,7 +366,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    * complete (§5.1.6.4.1 as seen from the driver).
    */
   send(frame: Uint8Array, partial?: PartialChecksum): boolean {
-    if (frame.length > MAX_FRAME || (partial && (!this.guestCsum || partial.start + partial.offset + 2 > frame.length))) {
+    if (frame.length > MAX_FRAME || (partial && !this.partialOk(frame, partial))) {
       this.stats.rxDropped++;
       return false;
     }
@@ -359,11 +383,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       this.stats.rxDropped++;
       return false;
     }
-    const copy = frame.slice();
-    // The backlog keeps frames only: a partial checksum is completed on the way in (rare: the
-    // guest had no buffers).
-    if (partial) completeChecksum(copy, partial.start, copy.length, partial.offset, partial.offset === UDP_CHECKSUM_OFFSET);
-    this.backlog.push(copy);
+    this.backlog.push(frame.slice());
+    this.backlogPartial.push(partial ? { start: partial.start, offset: partial.offset, segmentSize: partial.segmentSize ?? 0 } : undefined);
     this.backlogSize += frame.length;
     this.armRxKick();
     return true;
@@ -384,6 +405,17 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       hdr[7] = partial.start >> 8;
       hdr[8] = partial.offset & 0xff;
       hdr[9] = partial.offset >> 8;
+      const size = partial.segmentSize ?? 0;
+      if (size > 0) {
+        // GSO (§5.1.6.4): the guest takes it as segments of `size` payload; hdr_len covers the
+        // headers through TCP's.
+        hdr[1] = frame[12] === 0x08 ? NET_HDR_GSO_TCPV4 : NET_HDR_GSO_TCPV6;
+        const hdrLen = partial.start + ((frame[partial.start + 12]! >> 4) << 2);
+        hdr[2] = hdrLen & 0xff;
+        hdr[3] = hdrLen >> 8;
+        hdr[4] = size & 0xff;
+        hdr[5] = size >> 8;
+      }
     } else if (this.guestCsum) {
       // Every other checksum we write is complete and correct, so with GUEST_CSUM the guest may
       // skip verifying it (§5.1.6.4.1: DATA_VALID).
@@ -401,7 +433,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       chain.write(0, hdr, 0, NET_HDR_LEN);
       chain.write(NET_HDR_LEN, frame, 0, frame.length);
       rx.pushUsed(chain.head, need);
-      this.countRx(frame);
+      this.countRx(frame, hdr[1] !== NET_HDR_GSO_NONE);
       return true;
     }
     // Mergeable buffers (§5.1.6.3.2): fill chains until the frame fits; num_buffers, in the first
@@ -442,7 +474,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     first.write(0, hdr, 0, NET_HDR_LEN);
     rx.pushUsed(first.head, firstLen);
     for (let i = 0; i < more; i++) rx.pushUsed(this.moreHeads[i]!, this.moreLens[i]!);
-    this.countRx(frame);
+    this.countRx(frame, hdr[1] !== NET_HDR_GSO_NONE);
     return true;
   }
 
@@ -463,7 +495,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     for (let i = 0; i < more; i++) rx.pushUsed(this.moreHeads[i]!, 0);
   }
 
-  private countRx(frame: Uint8Array): void {
+  private countRx(frame: Uint8Array, gso: boolean): void {
+    if (gso) this.stats.rxGso++;
     this.stats.rxFrames++;
     this.stats.rxBytes += frame.length;
   }
@@ -474,8 +507,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     for (;;) {
       while (this.backlog.length > 0) {
         const f = this.backlog[0]!;
-        if (!this.writeFrame(rx, f)) break;
+        if (!this.writeFrame(rx, f, this.backlogPartial[0])) break;
         this.backlog.shift();
+        this.backlogPartial.shift();
         this.backlogSize -= f.length;
         this.opts.memory?.give(f.length);
       }

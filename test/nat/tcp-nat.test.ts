@@ -313,6 +313,35 @@ t.test('a segment of many MSS (the guest used TSO) goes to the host in one write
   t.equal(acks[0]!.ack, GUEST_ISN + 40001);
 });
 
+t.test('a guest with segmentation offload gets segments of many MSS, each standing for MSS-sized ones', async (t) => {
+  const env = setup({}, 1500);
+  const { socket } = established(env);
+  env.link.partialChecksums = true;
+  env.link.gso = true;
+  env.link.take();
+  const data = Array.from({ length: 200_000 }, (_, i) => (i * 13) & 0xff);
+  socket.inbox = data.slice();
+  socket.events.readable();
+  const sent = env.link.takeWithPartial().filter(({ frame }) => frame.length > 54);
+  const big = sent.filter(({ partial }) => (partial?.segmentSize ?? 0) > 0);
+  t.ok(big.length >= 1, `${big.length} large segments (of ${sent.length})`);
+  for (const { frame, partial } of big) {
+    t.ok(frame.length > 1514 && frame.length <= 14 + 65535, `larger than the MTU, a 64 KiB packet at most (${frame.length})`);
+    t.equal(partial!.segmentSize, 1460, 'segment size: the MSS');
+    t.equal((frame.length - 54) % 1460, 0, 'a whole number of segments');
+    t.equal((frame[16]! << 8) | frame[17]!, frame.length - 14, 'IPv4 total length: the whole packet');
+  }
+  // What arrived, in order, is what the host sent.
+  const got: number[] = [];
+  for (const { frame } of sent) got.push(...frame.subarray(54));
+  t.same(got, data.slice(0, got.length), 'the payload in order');
+  // Without the guest's link address known, no offload (such a segment is never queued for ARP).
+  env.stack.ipv4.neighbors.remove(GUEST_IP);
+  const nat = env.nat;
+  const conn = [...(nat as unknown as { buckets: Map<number, { conn: unknown }> }).buckets.values()][0]!.conn;
+  t.equal(nat.maxSegment(conn as Parameters<typeof nat.maxSegment>[0]), 0, 'unresolved: one MSS at a time');
+});
+
 t.test('a guest that takes partial checksums gets them; a segment that waits for ARP is completed', async (t) => {
   const env = setup();
   const { socket } = established(env);
@@ -338,7 +367,7 @@ t.test('a guest that takes partial checksums gets them; a segment that waits for
   const sent = env.link.takeWithPartial().filter(({ frame }) => frame.length > 54);
   t.ok(sent.length >= 3, `${sent.length} data segments`);
   for (const { frame, partial } of sent) {
-    t.same(partial, { start: 34, offset: 16 }, 'partial: the TCP header, its checksum field');
+    t.same(partial, { start: 34, offset: 16, segmentSize: 0 }, 'partial: the TCP header, its checksum field');
     const tcpLen = frame.length - 34;
     t.equal((frame[50]! << 8) | frame[51]!, pseudoHeaderSumV4(FAR, GUEST_IP, IpProtocol.TCP, tcpLen), 'the field holds the pseudo-header sum');
     const done = frame.slice();

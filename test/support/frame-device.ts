@@ -13,6 +13,11 @@ export class FrameDevice implements FrameLink {
   accept = true;
   /** What the link says of partial checksums (a guest with GUEST_CSUM: true). */
   partialChecksums = false;
+  /** What the link says of segmentation offload (a guest with GUEST_TSO4/6: true). */
+  gso = false;
+  segmentationOffload(): boolean {
+    return this.gso;
+  }
   /** What hasRoom() answers (bulk senders stop while false). */
   room = true;
   hasRoom(): boolean {
@@ -22,6 +27,7 @@ export class FrameDevice implements FrameLink {
     if (!this.accept) return false;
     if (partial && !this.partialChecksums) throw new Error('a partial checksum over a link that did not allow it');
     this.sent.push(frame.slice());
+    if (partial?.segmentSize && !this.gso) throw new Error('a segmentation-offload frame over a link that did not allow it');
     this.partials.push(partial ? { ...partial } : undefined);
     return true;
   }
