@@ -247,13 +247,7 @@ export class Ipv4Layer {
    */
   private sendSegmented(packet: Uint8Array, dst: number, partial: number, segmentSize: number): boolean {
     const mac = this.neighbors.lookup(dst) && this.neighbors.resolve(dst, this.s.now());
-    if (!mac || partial === 0 || packet.byteOffset < ETHERNET_HEADER_LEN) {
-      this.s.drop('ipv4.segmentedUnsent');
-      return false;
-    }
-    const frame = new Uint8Array(packet.buffer, packet.byteOffset - ETHERNET_HEADER_LEN, ETHERNET_HEADER_LEN + packet.length);
-    emitEthernetHeader(frame, 0, { dst: mac, src: this.s.config.mac, etherType: EtherType.IPV4 });
-    return this.s.transmitFrame(frame, ETHERNET_HEADER_LEN + (packet[0]! & 0x0f) * 4, partial, segmentSize);
+    return this.s.sendSegmented(packet, mac, EtherType.IPV4, (packet[0]! & 0x0f) * 4, partial, segmentSize);
   }
 
   /**

@@ -724,13 +724,7 @@ export class Ipv6Layer {
     if (segmentSize > 0) {
       // As Ipv4Layer.sendSegmented: whole, to a resolved neighbour, never queued or fragmented.
       const mac = this.neighbors.lookup(key) && this.neighbors.resolve(key, this.s.now());
-      if (!mac || partial === 0 || packet.byteOffset < ETHERNET_HEADER_LEN) {
-        this.s.drop('ipv6.segmentedUnsent');
-        return false;
-      }
-      const frame = new Uint8Array(packet.buffer, packet.byteOffset - ETHERNET_HEADER_LEN, ETHERNET_HEADER_LEN + packet.length);
-      emitEthernetHeader(frame, 0, { dst: mac, src: this.s.config.mac, etherType: EtherType.IPV6 });
-      return this.s.transmitFrame(frame, ETHERNET_HEADER_LEN + IPV6_HEADER_LEN, partial, segmentSize);
+      return this.s.sendSegmented(packet, mac, EtherType.IPV6, IPV6_HEADER_LEN, partial, segmentSize);
     }
     if (partial > 0 && (packet.length > this.s.config.mtu || !this.neighbors.lookup(key))) {
       completeChecksum(packet, IPV6_HEADER_LEN, packet.length, partial, packet[6] === IpProtocol.UDP);

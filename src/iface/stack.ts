@@ -16,7 +16,7 @@ import type { UdpV4Handler } from './ipv4.js';
 import { Ipv6Layer } from './ipv6.js';
 import type { UdpV6Handler } from './ipv6.js';
 import type { FrameLink, FrameSink, PartialChecksum, RxMeta } from './link.js';
-import { ETHERNET_HEADER_LEN, EtherType, EthernetFrame, formatMac, macIsUnicast } from '../wire/index.js';
+import { ETHERNET_HEADER_LEN, EtherType, EthernetFrame, emitEthernetHeader, formatMac, macIsUnicast } from '../wire/index.js';
 
 export type { EchoHandler, EchoRequest } from './echo.js';
 export type { UdpV4Handler, UdpV4Input } from './ipv4.js';
@@ -183,6 +183,22 @@ export class Stack implements FrameSink {
    *  (see PartialChecksum: the range starts there, the field is `checksumOffset` further). */
   transmit(len: number, checksumStart = 0, checksumOffset = 0): boolean {
     return this.transmitFrame(this.out.subarray(0, len), checksumStart, checksumOffset);
+  }
+
+  /**
+   * Sends a TCP segment larger than the MTU (segmentation offload) to `mac`: `packet` has the link
+   * header's room before it, its transport header `transportOff` in, a partial checksum `partial`
+   * into that. Without a MAC (the neighbour is not resolved) or a partial checksum it is dropped
+   * and counted: such a segment is never queued or fragmented (TCP sends it again).
+   */
+  sendSegmented(packet: Uint8Array, mac: Uint8Array | undefined, etherType: number, transportOff: number, partial: number, segmentSize: number): boolean {
+    if (!mac || partial === 0 || packet.byteOffset < ETHERNET_HEADER_LEN) {
+      this.drop('link.segmentedUnsent');
+      return false;
+    }
+    const frame = new Uint8Array(packet.buffer, packet.byteOffset - ETHERNET_HEADER_LEN, ETHERNET_HEADER_LEN + packet.length);
+    emitEthernetHeader(frame, 0, { dst: mac, src: this.config.mac, etherType });
+    return this.transmitFrame(frame, ETHERNET_HEADER_LEN + transportOff, partial, segmentSize);
   }
 
   /** As transmit(), for a frame built elsewhere (a segmentation-offload frame larger than `out`);

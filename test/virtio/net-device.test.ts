@@ -45,6 +45,18 @@ function setup(t: Test, opts: NetDeviceOptions = {}) {
 }
 
 
+/** Posts `count` receive buffers of `size` bytes and kicks; returns their guest addresses. */
+function postRx(fe: TestFrontend, rxq: NonNullable<Awaited<ReturnType<TestFrontend['handshake']>>[number]>, count: number, size: number): number[] {
+  const bufs: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const gpa = fe.memory.alloc(size);
+    bufs.push(gpa);
+    rxq.add([{ gpa, len: size, writable: true }]);
+  }
+  rxq.kick();
+  return bufs;
+}
+
 const hdr = (flags = 0, gso = 0): Uint8Array => {
   const h = new Uint8Array(NET_HDR_LEN);
   h[0] = flags;
@@ -92,13 +104,7 @@ t.test('RX: mergeable buffers carry a 64 KiB frame with num_buffers', async (t) 
   const { dev, fe } = setup(t);
   const [rxq] = await fe.handshake();
   t.ok(fe.features & bit(NetFeature.MRG_RXBUF), 'MRG_RXBUF negotiated');
-  const bufs: number[] = [];
-  for (let i = 0; i < 24; i++) {
-    const gpa = fe.memory.alloc(4096);
-    bufs.push(gpa);
-    rxq!.add([{ gpa, len: 4096, writable: true }]);
-  }
-  rxq!.kick();
+  const bufs = postRx(fe, rxq!, 24, 4096);
   await new Promise((r) => setTimeout(r, 10));
   const big = frame(65000, 7);
   t.ok(dev.send(big), 'accepted');
@@ -125,13 +131,7 @@ t.test('RX: frames wait for buffers (bounded backlog) and go out on the RX kick'
   for (let i = 0; i < 5; i++) t.ok(dev.send(frame(100, i + 1)), `frame ${i} queued`);
   await new Promise((r) => setTimeout(r, 10));
   t.equal(rxq!.usedIdx, 0, 'nothing delivered without buffers');
-  const bufs: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    const gpa = fe.memory.alloc(2048);
-    bufs.push(gpa);
-    rxq!.add([{ gpa, len: 2048, writable: true }]);
-  }
-  rxq!.kick();
+  const bufs = postRx(fe, rxq!, 5, 2048);
   const used = await rxq!.waitUsed(5);
   used.forEach((u, i) => t.same(fe.memory.read(bufs[u.id]! + NET_HDR_LEN, u.len - NET_HDR_LEN), frame(100, i + 1), `frame ${i} in order`));
   const small = new VirtioNetDevice({ backlogFrames: 2 });
@@ -278,13 +278,7 @@ t.test('RX: a partial checksum goes as NEEDS_CSUM, directly or after waiting in 
   const f = partialTcpFrame(1400);
   // No buffers yet: this one waits in the backlog, completed.
   t.ok(dev.send(f, { start: 34, offset: 16 }), 'queued');
-  const bufs: number[] = [];
-  for (let i = 0; i < 2; i++) {
-    const gpa = fe.memory.alloc(2048);
-    bufs.push(gpa);
-    rxq!.add([{ gpa, len: 2048, writable: true }]);
-  }
-  rxq!.kick();
+  const bufs = postRx(fe, rxq!, 2, 2048);
   await rxq!.waitUsed(1);
   t.ok(dev.send(f, { start: 34, offset: 16 }), 'sent at once');
   const used = [...(await rxq!.waitUsed(1))];
@@ -357,13 +351,7 @@ t.test('RX: a segment larger than the MTU goes as GSO (GUEST_TSO4) with its segm
   const { dev, fe } = setup(t);
   const [rxq] = await fe.handshake();
   t.ok(dev.segmentationOffload(4) && dev.segmentationOffload(6), 'GUEST_TSO4/6 negotiated');
-  const bufs: number[] = [];
-  for (let i = 0; i < 20; i++) {
-    const gpa = fe.memory.alloc(4096);
-    bufs.push(gpa);
-    rxq!.add([{ gpa, len: 4096, writable: true }]);
-  }
-  rxq!.kick();
+  const bufs = postRx(fe, rxq!, 20, 4096);
   await new Promise((r) => setTimeout(r, 10));
   const f = partialTcpFrame(60000);
   t.ok(dev.send(f, { start: 34, offset: 16, segmentSize: 1448 }));
