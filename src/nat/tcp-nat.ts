@@ -316,6 +316,7 @@ export class TcpNat implements TcpTransmitter {
       established: (c) => this.established(flowOf(c)),
       // Guest → host data waits in the connection's receive buffer until the end of the batch
       // (flush), when each flow writes what its segments brought with one call.
+      buffered: true,
       data: (c) => this.dataFromGuest(flowOf(c)),
       peerClosed: (c) => this.guestFin(flowOf(c)),
       sendSpace: (c) => this.readHost(flowOf(c)),

@@ -102,7 +102,13 @@ export interface TcpTransmitter {
 
 export interface TcpEvents {
   established(conn: TcpConnection): void;
+  /** In-order data for the application: it returns how much it took (the rest stays buffered).
+   *  Called with each segment's data while nothing is buffered, unless `buffered`. */
   data(conn: TcpConnection, data: Uint8Array): number;
+  /** The application takes data only through deliver() (the TCP NAT, once per batch): in-order
+   *  data always goes to the receive buffer, and data() is called with no bytes only to say some
+   *  is there (nothing is allocated per segment). */
+  readonly buffered?: boolean;
   peerClosed(conn: TcpConnection): void;
   sendSpace(conn: TcpConnection): void;
   aborted(conn: TcpConnection, reason: 'reset' | 'timeout' | 'refused'): void;
@@ -121,6 +127,7 @@ const DEFAULT_MSS = 536;
 const TS_OPTION_LEN = 12;
 /** RFC 5961 §7: at most this many challenge ACKs per second. */
 const CHALLENGE_ACKS_PER_SECOND = 10;
+/** No bytes: an empty reservation, and the data of TcpEvents.data for a `buffered` application. */
 const NOTHING = new Uint8Array(0);
 /** The send buffer reads ahead at most twice the largest window the peer offered, and at least
  *  this much: data beyond that waits in the host socket, not in our memory. */
@@ -718,7 +725,7 @@ export class TcpConnection {
   /** In-order data: to the application, or the buffer; then out-of-order data that now fits. */
   private inOrder(bytes: Uint8Array, off: number, len: number, now: number): void {
     let taken = 0;
-    if (this.rcvBuf.length === 0 && this.ooo.length === 0) {
+    if (this.rcvBuf.length === 0 && this.ooo.length === 0 && this.events.buffered !== true) {
       taken = Math.max(0, Math.min(len, this.events.data(this, bytes.subarray(off, off + len))));
     }
     if (taken < len && !this.rcvBuf.writeAt(this.rcvBuf.length, bytes, off + taken, len - taken)) {
@@ -748,7 +755,10 @@ export class TcpConnection {
       } else i++;
     }
     // What waited in the buffer (a filled hole, or what the application left) is offered now.
-    if (this.rcvBuf.length > 0 && this.ooo.length === 0) this.deliver(this.toApplication);
+    if (this.rcvBuf.length > 0 && this.ooo.length === 0) {
+      if (this.events.buffered === true) this.events.data(this, NOTHING);
+      else this.deliver(this.toApplication);
+    }
     // RFC 5681 §4.2: ACK at once for every second full segment, when a hole was filled, else
     // within the delayed-ACK time. A segment of several MSS (a guest's TSO, HOST_TSO) counts as
     // that many.
