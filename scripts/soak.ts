@@ -114,7 +114,7 @@ console.log(Math.abs(last - warm) / warm <= 0.1 ? '  flat within 10 %' : '  NOT 
 console.log(`  failures by kind: ${[...guest.output.matchAll(/^round \d+ bad \d+ (.*)$/gm)].at(-1)?.[1] ?? '?'}`);
 process.kill(pid, 'SIGUSR1');
 await sleep(500);
-const status = v.log().split('\n').find((l) => l.includes('"msg":"status"'));
+const status = v.log().split('\n').findLast((l) => l.includes('"msg":"status"'));
 if (status) {
   const st = JSON.parse(status) as Record<string, unknown>;
   console.log(`  vunet: ${JSON.stringify({ memory: st.memory, loop: st.loop, failures: st.failures, tcp: st.tcp, udp: st.udp, fence: st.fence })}`);
