@@ -354,7 +354,11 @@ function parseRun(output: string, name: Direction, cpu: CpuUse): RunResult {
 
 async function startVunet(dir: string, mtu: number, root: string): Promise<{ child: Child; socketPath: string }> {
   const socketPath = join(dir, 'vunet.sock');
-  const child = startChild('vunet', process.execPath, [
+  // stdbuf: V8 prints --trace-gc with stdio, block-buffered into a pipe; line-buffered, each
+  // collection is counted when it happens (the process stays the same: stdbuf execs node).
+  const child = startChild('vunet', 'stdbuf', [
+    '-oL',
+    process.execPath,
     '--trace-gc',
     join(root, 'bin', 'vunet.js'),
     '--socket', socketPath,
@@ -395,16 +399,22 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
     const started = await startVunet(dir, opts.mtu, backend === 'baseline' ? opts.baseline! : REPO_ROOT);
     vunet = started.child;
     const [cmd, ...args] = inNs(
-      'dpdk-testpmd', '--no-huge', '--no-shconf', '-m', '64', '-l', '0,1', '--no-pci', '--log-level', 'lib.eal:error',
+      'dpdk-testpmd', '--no-huge', '--no-shconf', '-m', '512', '-l', '0,1', '--no-pci', '--log-level', 'lib.eal:error',
       '--vdev', `net_virtio_user0,path=${started.socketPath},queues=1,queue_size=256`,
       '--vdev', `net_tap0,iface=${tap}`,
-      '--', '-i', '--total-num-mbufs=16384',
+      '--', '-i', '--total-num-mbufs=32768',
     );
     pmd = startChild('dpdk-testpmd', cmd!, args, REPO_ROOT, true);
-    await pmd.waitFor(/testpmd> /, 30_000);
     // io forwarding retries a full ring instead of dropping the burst, as a real driver would.
+    // (testpmd reads these once its prompt is up; its output to a pipe is block-buffered, so
+    // readiness is the TAP device appearing.)
     pmd.proc.stdin?.write('set fwd io retry\nstart\n');
-    await pmd.waitFor(/io packet forwarding/, 10_000);
+    for (let i = 0; ; i++) {
+      if (spawnSync('ip', ['-n', ns, 'link', 'show', tap], { stdio: 'ignore' }).status === 0) break;
+      if (i === 300 || pmd.proc.exitCode !== null) throw new Error(`dpdk-testpmd did not make ${tap}${lastLines(pmd.text)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, 1000));
     const sh = (line: string): void => {
       const r = spawnSync('ip', ['-n', ns, ...line.split(' ')], { encoding: 'utf8' });
       if (r.status !== 0) throw new Error(`ip -n ${ns} ${line}: ${r.stderr.trim()}`);
