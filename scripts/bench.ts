@@ -43,6 +43,8 @@ interface BenchOptions {
   baseline: string | undefined;
   /** No QEMU: dpdk-testpmd's virtio-user drives the queues, a TAP in a namespace is the guest. */
   guestless: boolean;
+  /** Extra virtio-net-pci options for the vunet guests (feature experiments: guest_tso4=off). */
+  device: string[];
 }
 
 /** Host CPU used during a run, percent of one core (utime + stime over wall time), and vunet's
@@ -90,6 +92,8 @@ directions, with iperf3 against a server on the host's loopback.
   --streams N           parallel TCP streams (iperf3 -P, default 1)
   --only slirp|vunet    run one backend only (with --baseline: and the baseline)
   --baseline DIR        also run the vunet built in DIR (before/after a change, same run)
+  --device OPTS         extra virtio-net-pci options for the vunet guests, comma-separated
+                        (feature experiments, e.g. guest_tso4=off,guest_csum=off)
   --guestless           no QEMU: the Linux kernel plays a native-speed guest. dpdk-testpmd
                         (Debian's dpdk-dev) drives vunet's queues as a virtio-user frontend and
                         forwards to a TAP in a network namespace, where iperf3's client runs; no
@@ -101,7 +105,7 @@ VUNET_GUEST_ECHO=1 shows the guest consoles.`;
 class CliError extends Error {}
 
 function parseCli(argv: string[]): BenchOptions | undefined {
-  let values: { seconds?: string; mtu?: string; streams?: string; only?: string; baseline?: string; guestless?: boolean; help?: boolean };
+  let values: { seconds?: string; mtu?: string; streams?: string; only?: string; baseline?: string; guestless?: boolean; device?: string; help?: boolean };
   try {
     ({ values } = parseArgs({
       args: argv,
@@ -112,6 +116,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
         only: { type: 'string' },
         baseline: { type: 'string' },
         guestless: { type: 'boolean' },
+        device: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -153,6 +158,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
     backends,
     baseline: values.baseline,
     guestless,
+    device: values.device ? values.device.split(',').filter((o) => o !== '') : [],
   };
 }
 
@@ -480,6 +486,7 @@ async function runBackend(backend: Backend, opts: BenchOptions): Promise<Backend
     guest = await startGuest({
       ...(socketPath !== undefined ? { socketPath } : { qemuNetdev: 'user' as const }),
       script: guestScript(port, opts.seconds, opts.streams),
+      ...(socketPath !== undefined && opts.device.length > 0 ? { deviceOptions: opts.device } : {}),
       timeoutMs: 180_000 + 2 * runMs,
       guestTimeoutSec: 150 + (2 * runMs) / 1000,
     });
