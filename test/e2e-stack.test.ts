@@ -42,7 +42,9 @@ ping -c 1 -W 3 10.0.2.2 2>&1 | sed 's/^/after-malformed: /'
 t.test('guest autoconfigures and reaches the gateway on both families', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'vunet-e2e-stack-'));
   const sock = join(dir, 'vunet.sock');
-  const vunet = await Vunet.start({ socketPath: sock, config: defaultConfig(), logger: pino({ level: 'silent' }) });
+  // Errors (an exception caught while releasing the frontend, say) go to stderr, for whoever reads
+  // a failed run.
+  const vunet = await Vunet.start({ socketPath: sock, config: defaultConfig(), logger: pino({ level: 'error' }, pino.destination(2)) });
   t.teardown(async () => {
     await vunet.close();
     rmSync(dir, { recursive: true, force: true });

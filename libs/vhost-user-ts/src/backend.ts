@@ -265,18 +265,31 @@ export class Backend {
     }
   }
 
-  /** Stops every queue and releases all fds and mappings (disconnect). */
+  /**
+   * Stops every queue and releases all fds and mappings (disconnect). Every step runs even when
+   * an earlier one throws (a device callback, a flush): a poller or mapping left behind would
+   * leak its fd and keep the process's event loop alive. The first exception is rethrown after.
+   */
   shutdown(): void {
     this.isShutDown = true;
+    let failure: unknown;
+    const attempt = (step: () => void): void => {
+      try {
+        step();
+      } catch (err) {
+        failure ??= err;
+      }
+    };
     for (const slot of this.slots) {
-      this.stopQueue(slot);
-      this.closeQueueFds(slot);
-      slot.queue.reset();
+      attempt(() => this.stopQueue(slot));
+      attempt(() => this.closeQueueFds(slot));
+      attempt(() => slot.queue.reset());
     }
-    this.memory.clear();
+    attempt(() => this.memory.clear());
     this.acked = 0n;
     this.ackedProtocol = 0n;
     this.owned = false;
+    if (failure !== undefined) throw failure;
   }
 
   // --- features ---------------------------------------------------------------------------

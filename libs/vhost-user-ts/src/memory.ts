@@ -142,14 +142,26 @@ export class GuestMemory {
 
   /** Unmaps everything. Views handed out earlier drop to length 0 (their buffers are detached). */
   clear(): void {
-    for (const r of this.regions) this.unmap(r);
+    // Every region is released even if one unmap throws (the first error is rethrown after).
+    let failure: unknown;
+    for (const r of this.regions) {
+      try {
+        this.unmap(r);
+      } catch (err) {
+        failure ??= err;
+      }
+    }
     this.regions = [];
     this.rebuild();
+    if (failure !== undefined) throw failure;
   }
 
   private unmap(r: Region): void {
-    faultMonitor().unwatch(r.mapping);
-    native.munmap(r.mapping);
+    try {
+      faultMonitor().unwatch(r.mapping);
+    } finally {
+      native.munmap(r.mapping);
+    }
   }
 
   describe(): MemRegionDesc[] {

@@ -218,6 +218,29 @@ t.test('reconnect leaves no fd or mapping behind', async (t) => {
   t.same(dev.events.filter((e) => e === 'connected' || e === 'disconnected').length, 10);
 });
 
+t.test('a device that throws while its queues stop still leaves no fd or mapping behind', async (t) => {
+  class ThrowingDevice extends LoopbackDevice {
+    override queueStopped(q: Parameters<LoopbackDevice['queueStopped']>[0]): void {
+      super.queueStopped(q);
+      throw new Error('device bug while stopping');
+    }
+  }
+  const dev = new ThrowingDevice();
+  const { server, path, stop } = startServer(dev);
+  t.teardown(stop);
+  const fds0 = openFds();
+  const maps0 = liveMappings();
+  for (let round = 0; round < 3; round++) {
+    const fe = TestFrontend.connect(path, { regions: 2, memorySize: 2 << 20 });
+    await fe.handshake();
+    fe.close();
+    await until(() => !server.connected, 2000, 'disconnect');
+  }
+  t.equal(openFds(), fds0, 'kick, call and err fds closed for every queue');
+  t.equal(liveMappings(), maps0, 'guest memory unmapped (and its fault watch gone)');
+  t.ok(server.stats.errors >= 3, `the exceptions were counted (${server.stats.errors})`);
+});
+
 t.test('invalid messages close the connection; the server keeps listening', async (t) => {
   const dev = new LoopbackDevice();
   const { server, path, stop } = startServer(dev);
