@@ -10,6 +10,7 @@
 // File layout (little-endian; readers detect the byte order from the magic):
 //   global: magic a1b2c3d4, version 2.4, thiszone 0, sigfigs 0, snaplen, network 1 (Ethernet)
 //   record: ts_sec, ts_usec, incl_len (≤ snaplen), orig_len
+import type { PartialChecksum } from '../iface/link.js';
 import { completeChecksum } from '../wire/checksum.js';
 import { UDP_CHECKSUM_OFFSET } from '../wire/udp.js';
 import { open as openFile, type FileHandle } from 'node:fs/promises';
@@ -159,7 +160,7 @@ export class PcapWriter {
    */
   /** Records a frame. `partial`: its transport checksum was left partial (virtio NEEDS_CSUM, either
    *  way); the capture gets it completed, as it would be on a wire. */
-  record(frame: Uint8Array, timestampMs: number, partial?: { start: number; offset: number }): boolean {
+  record(frame: Uint8Array, timestampMs: number, partial?: PartialChecksum): boolean {
     if (this.closing !== undefined || this.failure !== undefined) {
       this.counters.dropped++;
       return false;
