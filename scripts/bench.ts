@@ -45,6 +45,7 @@ interface BenchOptions {
   guestless: boolean;
   /** Extra virtio-net-pci options for the vunet guests (feature experiments: guest_tso4=off). */
   device: string[];
+  stats: boolean;
 }
 
 /** Host CPU used during a run, percent of one core (utime + stime over wall time), and vunet's
@@ -92,6 +93,7 @@ directions, with iperf3 against a server on the host's loopback.
   --streams N           parallel TCP streams (iperf3 -P, default 1)
   --only slirp|vunet    run one backend only (with --baseline: and the baseline)
   --baseline DIR        also run the vunet built in DIR (before/after a change, same run)
+  --stats               after each vunet run, print vunet's counters (its SIGUSR1 status)
   --device OPTS         extra virtio-net-pci options for the vunet guests, comma-separated
                         (feature experiments, e.g. guest_tso4=off,guest_csum=off)
   --guestless           no QEMU: the Linux kernel plays a native-speed guest. dpdk-testpmd
@@ -105,7 +107,7 @@ VUNET_GUEST_ECHO=1 shows the guest consoles.`;
 class CliError extends Error {}
 
 function parseCli(argv: string[]): BenchOptions | undefined {
-  let values: { seconds?: string; mtu?: string; streams?: string; only?: string; baseline?: string; guestless?: boolean; device?: string; help?: boolean };
+  let values: { seconds?: string; mtu?: string; streams?: string; only?: string; baseline?: string; guestless?: boolean; device?: string; stats?: boolean; help?: boolean };
   try {
     ({ values } = parseArgs({
       args: argv,
@@ -117,6 +119,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
         baseline: { type: 'string' },
         guestless: { type: 'boolean' },
         device: { type: 'string' },
+        stats: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -159,6 +162,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
     baseline: values.baseline,
     guestless,
     device: values.device ? values.device.split(',').filter((o) => o !== '') : [],
+    stats: values.stats === true,
   };
 }
 
@@ -181,6 +185,8 @@ interface Child {
   readonly text: string;
   /** Lines of --trace-gc output so far: scavenges and mark-compacts. */
   readonly gc: { scavenges: number; markCompacts: number };
+  /** vunet's status lines (its answer to SIGUSR1) so far. */
+  readonly statusLines: string[];
   /** Resolves with the first match of `re` in the output; rejects when the child exits first or after `ms`. */
   waitFor(re: RegExp, ms: number): Promise<void>;
   stop(): Promise<void>;
@@ -193,6 +199,7 @@ function startChild(name: string, command: string, args: string[], cwd = REPO_RO
   let text = '';
   let partial = '';
   const gc = { scavenges: 0, markCompacts: 0 };
+  const statusLines: string[] = [];
   let exited: string | undefined;
   const listeners = new Set<() => void>();
   const notify = (): void => {
@@ -205,6 +212,7 @@ function startChild(name: string, command: string, args: string[], cwd = REPO_RO
     for (const l of lines) {
       if (l.includes(': Scavenge')) gc.scavenges++;
       else if (l.includes(': Mark-Compact') || l.includes(': Mark-sweep')) gc.markCompacts++;
+      else if (l.includes('"msg":"status"')) statusLines.push(l);
     }
     text += s;
     if (text.length > 65536) text = text.slice(-65536);
@@ -230,6 +238,7 @@ function startChild(name: string, command: string, args: string[], cwd = REPO_RO
       return text;
     },
     gc,
+    statusLines,
     waitFor(re, ms) {
       return new Promise<void>((resolve, reject) => {
         const done = (err?: Error): void => {
@@ -301,7 +310,7 @@ function cpuSeconds(pid: number | undefined): number | undefined {
 // ------------------------------------------------------------------------------------------------
 
 /** The guest script: DHCP, then one iperf3 run per direction, JSON between markers. */
-function guestScript(port: number, seconds: number, streams: number): string {
+function guestScript(port: number, seconds: number, streams: number, stats: boolean): string {
   // busybox timeout: a run that hangs (no answer at all) still ends, and the other one runs.
   const limit = seconds + Math.ceil(CONNECT_TIMEOUT_MS / 1000) + 20;
   return `
@@ -315,7 +324,10 @@ run() {
   echo "BENCH-RC $name $?"
   echo "BENCH-JSON-BEGIN $name"
   cat /tmp/$name.json
-  echo "BENCH-JSON-END $name"
+  echo "BENCH-JSON-END $name"${stats ? `
+  # --stats: the guest's own nonzero TCP/IP counters so far (drops, checksum errors, pruning)
+  awk '{ if (!($1 in h)) h[$1] = $0; else { n = split(h[$1], k, " "); s = ""; for (i = 2; i <= NF; i++) if ($i != 0) s = s " " k[i] "=" $i; print "BENCH-GUEST " $1 s } }' /proc/net/netstat /proc/net/snmp
+  echo "BENCH-GUEST eth0 $(cd /sys/class/net/eth0/statistics && for f in *; do v=$(cat $f); [ "$v" != 0 ] && printf '%s=%s ' $f $v; done)"` : ''}
 }
 run up
 run down -R
@@ -358,7 +370,7 @@ function parseRun(output: string, name: Direction, cpu: CpuUse): RunResult {
 // One backend
 // ------------------------------------------------------------------------------------------------
 
-async function startVunet(dir: string, mtu: number, root: string): Promise<{ child: Child; socketPath: string }> {
+async function startVunet(dir: string, mtu: number, root: string, stats: boolean): Promise<{ child: Child; socketPath: string }> {
   const socketPath = join(dir, 'vunet.sock');
   // stdbuf: V8 prints --trace-gc with stdio, block-buffered into a pipe; line-buffered, each
   // collection is counted when it happens (the process stays the same: stdbuf execs node).
@@ -369,7 +381,7 @@ async function startVunet(dir: string, mtu: number, root: string): Promise<{ chi
     join(root, 'bin', 'vunet.js'),
     '--socket', socketPath,
     '--mtu', String(mtu),
-    '--log-level', 'warn',
+    '--log-level', stats ? 'info' : 'warn',
   ], root);
   try {
     await child.waitFor(/Start QEMU with/, 30_000); // printed once the socket listens
@@ -402,7 +414,7 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
     const port = await freePort();
     server = startChild('iperf3 server', 'iperf3', ['-s', '-B', '127.0.0.1', '-p', String(port), '--forceflush']);
     await server.waitFor(/Server listening/, 10_000);
-    const started = await startVunet(dir, opts.mtu, backend === 'baseline' ? opts.baseline! : REPO_ROOT);
+    const started = await startVunet(dir, opts.mtu, backend === 'baseline' ? opts.baseline! : REPO_ROOT, opts.stats);
     vunet = started.child;
     const [cmd, ...args] = inNs(
       'dpdk-testpmd', '--no-huge', '--no-shconf', '-m', '512', '-l', '0,1', '--no-pci', '--log-level', 'lib.eal:error',
@@ -444,6 +456,7 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
         scavenges: vunet.gc.scavenges - gc0.scavenges,
         markCompacts: vunet.gc.markCompacts - gc0.markCompacts,
       };
+      if (opts.stats) await printStatus(vunet, `${backend} ${d}`);
       result.runs[d] = parseRun(`BENCH-RC ${d} ${r.status ?? 124}\nBENCH-JSON-BEGIN ${d}\n${r.stdout}\nBENCH-JSON-END ${d}\n`, d, cpu);
     }
   } catch (err) {
@@ -461,6 +474,33 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
   return result;
 }
 
+/** --stats: vunet's counters so far (SIGUSR1 makes it log its status), the busy parts only. */
+async function printStatus(vunet: Child, label: string): Promise<void> {
+  const seen = vunet.statusLines.length;
+  vunet.proc.kill('SIGUSR1');
+  for (let i = 0; i < 50 && vunet.statusLines.length === seen; i++) await new Promise((r) => setTimeout(r, 100));
+  const line = vunet.statusLines[seen];
+  if (line === undefined) {
+    console.error(`bench: ${label}: vunet gave no status`);
+    return;
+  }
+  // Zero counters say nothing here: keep the rest, one line per section.
+  const nonzero = (v: unknown): unknown => {
+    if (typeof v !== 'object' || v === null) return v === 0 || v === false ? undefined : v;
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) {
+      const kept = nonzero(x);
+      if (kept !== undefined && !(typeof kept === 'object' && kept !== null && Object.keys(kept).length === 0)) out[k] = kept;
+    }
+    return out;
+  };
+  const status = nonzero(JSON.parse(line)) as Record<string, unknown>;
+  console.error(`bench: ${label}: vunet status so far`);
+  for (const key of ['device', 'loop', 'failures', 'stack', 'tcp', 'memory']) {
+    if (status[key] !== undefined) console.error(`  ${key}: ${JSON.stringify(status[key])}`);
+  }
+}
+
 async function runBackend(backend: Backend, opts: BenchOptions): Promise<BackendResult> {
   if (opts.guestless) return runGuestless(backend, opts);
   const result: BackendResult = { backend, guestMtu: undefined, runs: {} };
@@ -476,7 +516,7 @@ async function runBackend(backend: Backend, opts: BenchOptions): Promise<Backend
     let socketPath: string | undefined;
     if (backend !== 'slirp') {
       try {
-        ({ child: vunet, socketPath } = await startVunet(dir, opts.mtu, backend === 'baseline' ? opts.baseline! : REPO_ROOT));
+        ({ child: vunet, socketPath } = await startVunet(dir, opts.mtu, backend === 'baseline' ? opts.baseline! : REPO_ROOT, opts.stats));
       } catch (err) {
         result.failure = (err as Error).message;
         return result;
@@ -485,7 +525,7 @@ async function runBackend(backend: Backend, opts: BenchOptions): Promise<Backend
     const runMs = (opts.seconds + CONNECT_TIMEOUT_MS / 1000 + 25) * 1000;
     guest = await startGuest({
       ...(socketPath !== undefined ? { socketPath } : { qemuNetdev: 'user' as const }),
-      script: guestScript(port, opts.seconds, opts.streams),
+      script: guestScript(port, opts.seconds, opts.streams, opts.stats),
       ...(socketPath !== undefined && opts.device.length > 0 ? { deviceOptions: opts.device } : {}),
       timeoutMs: 180_000 + 2 * runMs,
       guestTimeoutSec: 150 + (2 * runMs) / 1000,
@@ -516,6 +556,12 @@ async function runBackend(backend: Backend, opts: BenchOptions): Promise<Backend
       };
       await guest.waitFor(new RegExp(`^BENCH-JSON-END ${d}$`, 'm'), 30_000);
       result.runs[d] = parseRun(guest.output, d, cpu);
+      if (opts.stats && vunet) {
+        await printStatus(vunet, `${backend} ${d}`);
+        await guest.waitFor(new RegExp(`^BENCH-GUEST eth0.*$`, 'm'), 10_000).catch(() => undefined);
+        const counters = guest.output.slice(guest.output.lastIndexOf(`BENCH-JSON-END ${d}`)).match(/^BENCH-GUEST .*$/gm) ?? [];
+        for (const c of counters) console.error(`  guest ${c.slice('BENCH-GUEST '.length)}`);
+      }
     }
     await guest.exited;
   } catch (err) {

@@ -319,7 +319,7 @@ export class TcpNat implements TcpTransmitter {
       buffered: true,
       data: (c) => this.dataFromGuest(flowOf(c)),
       peerClosed: (c) => this.guestFin(flowOf(c)),
-      sendSpace: (c) => this.readHost(flowOf(c)),
+      sendSpace: (c) => void this.fillFromHost(flowOf(c)),
       aborted: (c, reason) => this.aborted(flowOf(c), reason),
       closed: (c) => this.remove(flowOf(c)),
     };
@@ -556,10 +556,19 @@ export class TcpNat implements TcpTransmitter {
     sendGuestError(this.stack, f.family, g, e, f.guest, syn, this.errBuf);
   }
 
-  /** Host → guest: reads into the connection's send buffer while it has room. */
+  /** Host → guest: the host socket is readable. */
   private readHost(f: TcpFlow): void {
+    if (this.fillFromHost(f)) this.flush();
+  }
+
+  /**
+   * Reads from the host socket into the connection's send buffer while it has room. Returns false
+   * when the flow ended (already flushed). The guest's ACKs call this (sendSpace) in the middle
+   * of a batch: what it reads goes out with the batch's output.
+   */
+  private fillFromHost(f: TcpFlow): boolean {
     const s = f.socket;
-    if (!s || f.hostEof || !f.live) return;
+    if (!s || f.hostEof || !f.live) return false;
     for (;;) {
       const space = f.conn.sendReserve();
       if (space.length === 0) break; // the guest is behind: wait for sendSpace
@@ -583,11 +592,11 @@ export class TcpNat implements TcpTransmitter {
       f.conn.abort();
       this.drop(f, n !== -ECONNRESET);
       this.flush();
-      return;
+      return false;
     }
     this.watch(f);
     this.markDirty(f);
-    this.flush();
+    return true;
   }
 
   /** The host socket has room: write out what the connection holds. */

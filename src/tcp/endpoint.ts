@@ -110,6 +110,8 @@ export interface TcpEvents {
    *  is there (nothing is allocated per segment). */
   readonly buffered?: boolean;
   peerClosed(conn: TcpConnection): void;
+  /** The peer acknowledged data: the send buffer has room again. Raised once input() has
+   *  finished with the segment (its window taken, its data buffered), never in the middle. */
   sendSpace(conn: TcpConnection): void;
   aborted(conn: TcpConnection, reason: 'reset' | 'timeout' | 'refused'): void;
   closed(conn: TcpConnection): void;
@@ -236,6 +238,8 @@ export class TcpConnection {
   private recover = 0;
   private inRecovery = false;
   private retransmitOne = false;
+  /** The segment being input freed send-buffer room: sendSpace is raised when it is done. */
+  private sendSpaceDue = false;
   /** deliver()'s taker for in-order data: the application's data event (made once). */
   private readonly toApplication = (d: Uint8Array): number => this.events.data(this, d);
   private challengeWindowStart = 0;
@@ -432,9 +436,17 @@ export class TcpConnection {
       case TcpState.LISTEN:
         return;
       case TcpState.SYN_SENT:
-        return this.inputSynSent(seg, now);
+        this.inputSynSent(seg, now);
+        break;
       default:
-        return this.inputSynchronized(seg, now);
+        this.inputSynchronized(seg, now);
+    }
+    // An application that sends from sendSpace sees the segment whole: its ACK and its window
+    // (an output from the middle of the ACK step would use the old window at the new SND.UNA,
+    // past the right edge the peer offered).
+    if (this.sendSpaceDue) {
+      this.sendSpaceDue = false;
+      if (this.canSend()) this.events.sendSpace(this);
     }
   }
 
@@ -686,7 +698,7 @@ export class TcpConnection {
     this.cwnd = Math.min(this.cwnd, 0x3fffffff);
     // RFC 6298 §5.2/5.3: stop the timer when all is acknowledged, else restart it.
     this.rtoAt = this.sndUna === this.sndMax ? Infinity : now + this.rto;
-    if (dataAcked > 0 && this.canSend()) this.events.sendSpace(this);
+    if (dataAcked > 0) this.sendSpaceDue = true;
   }
 
   /** RFC 5681 §3.2 / RFC 6582 §3.2: three duplicate ACKs start fast retransmit and recovery. */

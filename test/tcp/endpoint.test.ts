@@ -1,10 +1,10 @@
 // The TCP endpoint on crafted segments, smoltcp style: each transition, RST and SYN validation,
 // window scaling, zero windows, half-close, retransmission and recovery.
 import t from 'tap';
-import { TcpState } from '../../src/tcp/endpoint.js';
+import { TcpConnection, TcpState } from '../../src/tcp/endpoint.js';
 import { TcpFlags } from '../../src/wire/index.js';
 import { MemoryBudget } from '../../src/iface/memory-budget.js';
-import { makeConn, segment } from './support.js';
+import { Recorder, makeConn, newLog, recordingEvents, segment } from './support.js';
 
 const { SYN, ACK, FIN, RST, PSH } = TcpFlags;
 const ISS = 1000;
@@ -397,4 +397,32 @@ t.test('the send buffer reads ahead at most twice the peer\'s largest window (64
   t.equal(conn.sendSpace, 0);
   conn.input(segment({ seq: PEER + 1, ack: ISS + 1, flags: ACK, window: 60000 }), 2);
   t.equal(conn.sendSpace, 120000 - 64 * 1024, 'the window grew: more may wait');
+});
+
+t.test('an application that sends from sendSpace never sends past the right edge the ACK offered', async (t) => {
+  // The TCP NAT refills from the host socket when the guest's ACK frees room; an output from
+  // inside the ACK step once used the old window at the new SND.UNA and overran the guest's
+  // window (it dropped the overrun, and the transfer stalled on retransmission timeouts).
+  const rec = new Recorder();
+  const log = newLog();
+  let conn!: TcpConnection;
+  const events = { ...recordingEvents(log), sendSpace: () => conn.output(5) };
+  conn = new TcpConnection({ mss: 1460 }, events, rec, { iss: ISS, tsOffset: 0 });
+  conn.acceptSyn(segment({ seq: PEER, flags: SYN, window: 8760, options: { mss: 1460 } }), 0);
+  conn.synAck(0);
+  conn.input(segment({ seq: PEER + 1, ack: ISS + 1, flags: ACK, window: 8760 }), 1);
+  rec.take();
+  t.equal(conn.send(new Uint8Array(40_000)), 40_000);
+  conn.output(2);
+  const first = rec.take();
+  t.equal(first.reduce((n, s) => n + s.data.length, 0), 8760, 'a window of data goes out');
+  // Four segments acknowledged, but the receiver's buffer filled: the right edge stays put.
+  const ack = ISS + 1 + 4 * 1460;
+  const edge = ISS + 1 + 8760;
+  conn.input(segment({ seq: PEER + 1, ack, flags: ACK, window: edge - ack }), 3);
+  conn.output(4);
+  const after = rec.take();
+  const overrun = after.filter((s) => s.data.length > 0 && s.seq + s.data.length - edge > 0);
+  t.same(overrun.map((s) => [s.seq, s.data.length]), [], 'nothing beyond the right edge');
+  t.equal(log.sendSpace, 0, 'sendSpace went to the application');
 });
