@@ -15,10 +15,10 @@
 // same run, not numbers from different machines.
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { REPO_ROOT, ensureGuestImage, startGuest } from './qemu.js';
 import type { GuestHandle } from './qemu.js';
@@ -46,6 +46,7 @@ interface BenchOptions {
   /** Extra virtio-net-pci options for the vunet guests (feature experiments: guest_tso4=off). */
   device: string[];
   stats: boolean;
+  profile: string | undefined;
 }
 
 /** Host CPU used during a run, percent of one core (utime + stime over wall time), and vunet's
@@ -93,6 +94,8 @@ directions, with iperf3 against a server on the host's loopback.
   --streams N           parallel TCP streams (iperf3 -P, default 1)
   --only slirp|vunet    run one backend only (with --baseline: and the baseline)
   --baseline DIR        also run the vunet built in DIR (before/after a change, same run)
+  --profile DIR         write vunet's CPU and allocation profiles (node --cpu-prof, --heap-prof)
+                        into DIR, one pair per vunet run; runs vunet without its sandbox
   --stats               after each vunet run, print vunet's counters (its SIGUSR1 status)
   --device OPTS         extra virtio-net-pci options for the vunet guests, comma-separated
                         (feature experiments, e.g. guest_tso4=off,guest_csum=off)
@@ -107,7 +110,7 @@ VUNET_GUEST_ECHO=1 shows the guest consoles.`;
 class CliError extends Error {}
 
 function parseCli(argv: string[]): BenchOptions | undefined {
-  let values: { seconds?: string; mtu?: string; streams?: string; only?: string; baseline?: string; guestless?: boolean; device?: string; stats?: boolean; help?: boolean };
+  let values: { seconds?: string; mtu?: string; streams?: string; only?: string; baseline?: string; guestless?: boolean; device?: string; stats?: boolean; profile?: string; help?: boolean };
   try {
     ({ values } = parseArgs({
       args: argv,
@@ -120,6 +123,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
         guestless: { type: 'boolean' },
         device: { type: 'string' },
         stats: { type: 'boolean' },
+        profile: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -163,6 +167,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
     guestless,
     device: values.device ? values.device.split(',').filter((o) => o !== '') : [],
     stats: values.stats === true,
+    profile: values.profile === undefined ? undefined : resolve(values.profile),
   };
 }
 
@@ -370,7 +375,7 @@ function parseRun(output: string, name: Direction, cpu: CpuUse): RunResult {
 // One backend
 // ------------------------------------------------------------------------------------------------
 
-async function startVunet(dir: string, mtu: number, root: string, stats: boolean): Promise<{ child: Child; socketPath: string }> {
+async function startVunet(dir: string, mtu: number, root: string, stats: boolean, profile: string | undefined): Promise<{ child: Child; socketPath: string }> {
   const socketPath = join(dir, 'vunet.sock');
   // stdbuf: V8 prints --trace-gc with stdio, block-buffered into a pipe; line-buffered, each
   // collection is counted when it happens (the process stays the same: stdbuf execs node).
@@ -378,7 +383,10 @@ async function startVunet(dir: string, mtu: number, root: string, stats: boolean
     '-oL',
     process.execPath,
     '--trace-gc',
+    ...(profile !== undefined ? ['--cpu-prof', '--cpu-prof-dir', profile, '--heap-prof', '--heap-prof-dir', profile] : []),
     join(root, 'bin', 'vunet.js'),
+    // The sandbox keeps vunet from writing anywhere, profiles included.
+    ...(profile !== undefined ? ['--no-sandbox'] : []),
     '--socket', socketPath,
     '--mtu', String(mtu),
     '--log-level', stats ? 'info' : 'warn',
@@ -414,11 +422,11 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
     const port = await freePort();
     server = startChild('iperf3 server', 'iperf3', ['-s', '-B', '127.0.0.1', '-p', String(port), '--forceflush']);
     await server.waitFor(/Server listening/, 10_000);
-    const started = await startVunet(dir, opts.mtu, backend === 'baseline' ? opts.baseline! : REPO_ROOT, opts.stats);
+    const started = await startVunet(dir, opts.mtu, backend === 'baseline' ? opts.baseline! : REPO_ROOT, opts.stats, opts.profile);
     vunet = started.child;
     const [cmd, ...args] = inNs(
       'dpdk-testpmd', '--no-huge', '--no-shconf', '-m', '512', '-l', '0,1', '--no-pci', '--log-level', 'lib.eal:error',
-      '--vdev', `net_virtio_user0,path=${started.socketPath},queues=1,queue_size=256`,
+      '--vdev', `net_virtio_user0,path=${started.socketPath},queues=1,queue_size=1024`,
       '--vdev', `net_tap0,iface=${tap}`,
       '--', '-i', '--total-num-mbufs=32768',
     );
@@ -446,9 +454,11 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
       const gc0 = { ...vunet.gc };
       const t0 = Date.now();
       const [c, ...a] = inNs('iperf3', '-c', GATEWAY, '-p', String(port), '-t', String(opts.seconds), '-P', String(opts.streams), '-i', '0', '-J', ...(d === 'down' ? ['-R'] : []));
-      const r = spawnSync(c!, a, { encoding: 'utf8', timeout: (opts.seconds + 30) * 1000 });
+      // Not spawnSync: vunet's --trace-gc lines must be read while the run goes on.
+      const r = await runToEnd(c!, a, (opts.seconds + 30) * 1000);
       const wall = (Date.now() - t0) / 1000;
       const v1 = cpuSeconds(vunet.proc.pid);
+      await new Promise((resolve) => setTimeout(resolve, 200)); // the last GC lines in the pipe
       const cpu: CpuUse = {
         qemuCpu: undefined,
         vunetCpu: v0 !== undefined && v1 !== undefined ? (100 * (v1 - v0)) / wall : undefined,
@@ -472,6 +482,24 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
     rmSync(dir, { recursive: true, force: true });
   }
   return result;
+}
+
+/** Runs a command to its end without blocking the event loop: its status and standard output. */
+function runToEnd(command: string, args: string[], timeoutMs: number): Promise<{ status: number | null; stdout: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(command, args, { stdio: ['ignore', 'pipe', 'ignore'] });
+    children.add(proc);
+    let stdout = '';
+    proc.stdout.setEncoding('utf8');
+    proc.stdout.on('data', (s: string) => void (stdout += s));
+    const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+    proc.on('error', () => undefined);
+    proc.on('close', (status) => {
+      clearTimeout(timer);
+      children.delete(proc);
+      resolve({ status, stdout });
+    });
+  });
 }
 
 /** --stats: vunet's counters so far (SIGUSR1 makes it log its status), the busy parts only. */
@@ -499,6 +527,8 @@ async function printStatus(vunet: Child, label: string): Promise<void> {
   for (const key of ['device', 'loop', 'failures', 'stack', 'tcp', 'memory']) {
     if (status[key] !== undefined) console.error(`  ${key}: ${JSON.stringify(status[key])}`);
   }
+  const gc = vunet.text.match(/^.*: (Scavenge|Mark-Compact|Mark-sweep).*$/gm) ?? [];
+  for (const l of gc.slice(-3)) console.error(`  gc: ${l.trim()}`);
 }
 
 async function runBackend(backend: Backend, opts: BenchOptions): Promise<BackendResult> {
@@ -516,7 +546,7 @@ async function runBackend(backend: Backend, opts: BenchOptions): Promise<Backend
     let socketPath: string | undefined;
     if (backend !== 'slirp') {
       try {
-        ({ child: vunet, socketPath } = await startVunet(dir, opts.mtu, backend === 'baseline' ? opts.baseline! : REPO_ROOT, opts.stats));
+        ({ child: vunet, socketPath } = await startVunet(dir, opts.mtu, backend === 'baseline' ? opts.baseline! : REPO_ROOT, opts.stats, opts.profile));
       } catch (err) {
         result.failure = (err as Error).message;
         return result;
@@ -648,6 +678,10 @@ async function main(argv: string[]): Promise<number> {
     throw new CliError('iperf3 is not installed on the host: apt-get install iperf3');
   }
   const say = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
+  if (opts.profile !== undefined) {
+    mkdirSync(opts.profile, { recursive: true });
+    chmodSync(opts.profile, 0o777); // vunet drops root before it writes
+  }
   await ensureGuestImage({ log: (l) => say(l) });
   const results: BackendResult[] = [];
   for (const backend of opts.backends) {

@@ -424,7 +424,7 @@ export class Vunet {
     const ms = (ns: number): number => Math.round(ns / 1e4) / 100;
     return {
       connected: this.server.connected,
-      device: { ...this.device.stats },
+      device: { ...this.device.stats, queues: this.device.queueStats() },
       memory: this.memory.snapshot(),
       fence: { ...this.fence.stats },
       loop: {

@@ -13,7 +13,7 @@
 // waits in a bounded queue until the next RX kick. Used entries are published and the guest is
 // signalled once per batch: at the end of a TX kick, or at the end of the event-loop turn for frames
 // the stack sends on its own (timers, host sockets).
-import type { Logger, VhostUserDevice, VirtQueue } from 'vhost-user-ts';
+import type { Logger, QueueStats, VhostUserDevice, VirtQueue } from 'vhost-user-ts';
 import { DescriptorChain, silentLogger } from 'vhost-user-ts';
 import type { FrameLink, FrameSink, PartialChecksum, RxMeta } from '../iface/link.js';
 import type { MemoryAccount } from '../iface/memory-budget.js';
@@ -170,6 +170,11 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     return this.guestCsum;
   }
 
+  /** The queues' own counters (chains, guest notifications sent and suppressed), while up. */
+  queueStats(): { rx?: QueueStats; tx?: QueueStats } {
+    return { ...(this.rx ? { rx: { ...this.rx.stats } } : {}), ...(this.tx ? { tx: { ...this.tx.stats } } : {}) };
+  }
+
   /** The guest's driver has its queues up. */
   get linkUp(): boolean {
     return this.rx !== undefined && this.tx !== undefined;
@@ -289,9 +294,10 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
         if (q === this.tx) this.processTx(q);
       });
     }
-    // Answers the stack produced while handling the slice go out now, with one call.
-    this.flushRx();
+    // The batch's output (the NAT's flush), then everything it and the slice produced goes out
+    // with one used-ring publish and at most one call.
     this.opts.onBatchEnd?.(this.now() - start);
+    this.flushRx();
   }
 
   private receiveChain(chain: DescriptorChain): void {
