@@ -73,6 +73,8 @@
 //   as for UDP). A RST queues nothing.
 // - setTtl before connect sets the SYN's TTL; setTtl(-1) after it restores the default.
 import { createRequire } from 'node:module';
+import { native as vhostNative } from 'vhost-user-ts';
+import { useNativeCopy } from '../wire/bytes.js';
 import { useNativeSum } from '../wire/checksum.js';
 
 /** Address family of a socket: 4 (AF_INET) or 6 (AF_INET6). */
@@ -257,3 +259,5 @@ export const hostnet: HostnetBinding = load();
 
 // Long checksums (payload of frames a guest without checksum offload sends or gets) in C.
 useNativeSum(hostnet.sum16);
+// Long copies (payload into and out of TCP buffers) without a view per call.
+useNativeCopy(vhostNative.copy);

@@ -67,6 +67,8 @@ import {
   macFromIpv4Multicast,
   processIpv4Options,
 } from '../wire/index.js';
+import type { EthernetRepr } from '../wire/index.js';
+import { ViewCache } from '../wire/bytes.js';
 
 /** A UDP datagram addressed to one of our IPv4 addresses, as handlers see it (views valid only
  *  during the call). */
@@ -145,6 +147,13 @@ export class Ipv4Layer {
   /** The IP part of the stack's output frame. */
   private readonly outIp: Uint8Array;
   private readonly eth = new EthernetFrame();
+  /** The Ethernet header of what frameOne sends (no literal per frame). */
+  private readonly ethOut: EthernetRepr;
+  /** Views of guest frames: their IP packet, a UDP payload (none made per frame). */
+  private readonly packetViews = new ViewCache();
+  private readonly payloadViews = new ViewCache();
+  /** Where fragmentAndSend's fragments go. */
+  private fragMac: Uint8Array = MAC_BROADCAST;
   /** Where fragments are cut (one MTU). */
   private readonly fragScratch: Uint8Array;
   private readonly echoSlot = new EchoRequestSlot(4, () => this.echoReply());
@@ -171,6 +180,7 @@ export class Ipv4Layer {
   constructor(private readonly s: Stack, icmpRate: number, icmpBurst: number) {
     this.icmpLimiter = new TokenBucket(icmpRate, icmpBurst, s.now());
     this.fragScratch = new Uint8Array(s.config.mtu);
+    this.ethOut = { dst: MAC_BROADCAST, src: s.config.mac, etherType: EtherType.IPV4 };
     this.outIp = s.out.subarray(ETHERNET_HEADER_LEN);
     this.reassembler = new Reassembler(4, { timeoutMs: 30_000, headroom: LINK_HEADROOM, memory: s.memory.account('reassembly') });
     this.neighbors = new NeighborCache<number>(
@@ -255,19 +265,24 @@ export class Ipv4Layer {
    * the packet fits and its transport checksum, that far into the transport header, is partial.
    */
   private frameAndSend(packet: Uint8Array, mac: Uint8Array, partial = 0): boolean {
+    if (packet.length > this.s.config.mtu) return this.fragmentAndSend(packet, mac);
+    const start = partial > 0 ? ETHERNET_HEADER_LEN + (packet[0]! & 0x0f) * 4 : 0;
+    return this.frameOne(packet, mac, start, partial);
+  }
+
+  /** One packet that fits into the stack's output frame, behind an Ethernet header to `mac`. */
+  private frameOne(packet: Uint8Array, mac: Uint8Array, checksumStart = 0, partial = 0): boolean {
     const o = this.s.out;
-    if (packet.length <= this.s.config.mtu) {
-      placePacket(o, packet);
-      emitEthernetHeader(o, 0, { dst: mac, src: this.s.config.mac, etherType: EtherType.IPV4 });
-      const start = partial > 0 ? ETHERNET_HEADER_LEN + (packet[0]! & 0x0f) * 4 : 0;
-      return this.s.transmit(ETHERNET_HEADER_LEN + packet.length, start, partial);
-    }
-    const one = (p: Uint8Array): boolean => {
-      placePacket(o, p);
-      emitEthernetHeader(o, 0, { dst: mac, src: this.s.config.mac, etherType: EtherType.IPV4 });
-      return this.s.transmit(ETHERNET_HEADER_LEN + p.length);
-    };
-    if (!fragmentIpv4(packet, this.s.config.mtu, this.fragScratch, one)) {
+    placePacket(o, packet);
+    this.ethOut.dst = mac;
+    emitEthernetHeader(o, 0, this.ethOut);
+    return this.s.transmit(ETHERNET_HEADER_LEN + packet.length, checksumStart, partial);
+  }
+
+  /** A packet over the link MTU: in fragments (RFC 791), or refused as a router refuses it. */
+  private fragmentAndSend(packet: Uint8Array, mac: Uint8Array): boolean {
+    this.fragMac = mac;
+    if (!fragmentIpv4(packet, this.s.config.mtu, this.fragScratch, this.sendFragment)) {
       const src = ipv4Read(packet, 12);
       if (!(packet[6]! & 0x40) || this.isOurs(src)) {
         // An MTU too small for the header, or a DF datagram of ours: our own bug, counted.
@@ -283,6 +298,8 @@ export class Ipv4Layer {
     this.s.counters.add('ipv4.fragmentedOut');
     return true;
   }
+
+  private readonly sendFragment = (p: Uint8Array): boolean => this.frameOne(p, this.fragMac);
 
   /**
    * Resolution of `dst` failed for a queued packet. RFC 1812 §4.3.3.1 / RFC 4861 §7.2.2: a router
@@ -484,7 +501,7 @@ export class Ipv4Layer {
         if (!udp.check()) return this.s.drop('udp4.malformed');
         if (!meta.checksumPartial && !udp.verifyChecksumV4(ip.src, ip.dst)) return this.s.drop('udp4.badChecksum');
       }
-      return this.s.beyond(frame.subarray(ip.offset, ip.offset + ip.totalLength));
+      return this.s.beyond(this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength));
     }
     // Multicast we are no member of is not ours (IGMP excepted: as the querier we hear all of it).
     if (ipv4IsMulticast(dst) && ip.protocol !== IpProtocol.IGMP && !listening(dst)) return this.s.drop('ipv4.groupNotJoined');
@@ -519,7 +536,7 @@ export class Ipv4Layer {
     const tcp = this.tcp.at(frame, ip.payloadOffset, ip.payloadLength);
     if (tcp.check() !== TcpError.OK) return this.s.drop('tcp4.malformed');
     if (!meta.checksumPartial && !tcp.verifyChecksumV4(ip.src, ip.dst)) return this.s.drop('tcp4.badChecksum');
-    this.s.tcpInput!(4, frame.subarray(ip.offset, ip.offset + ip.totalLength), ip.payloadOffset - ip.offset, ip.ttl);
+    this.s.tcpInput!(4, this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength), ip.payloadOffset - ip.offset, ip.ttl);
   }
 
   private icmpv4Input(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, broadcast: boolean): void {
@@ -709,7 +726,7 @@ export class Ipv4Layer {
 
   /** Hands an echo request to the embedder's handler (see echo.ts); returns whether it is settled. */
   private echo(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, icmp: Icmpv4Packet, toUs: boolean): boolean {
-    const packet = frame.subarray(ip.offset, ip.offset + ip.totalLength);
+    const packet = this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength);
     const data = frame.subarray(icmp.payloadOffset, icmp.offset + icmp.length);
     return this.echoSlot.fill(frame, eth.srcOffset, packet, ip.ttl, icmp.ident, icmp.seq, data, toUs).run(this.s.echoHandler);
   }
@@ -758,10 +775,10 @@ export class Ipv4Layer {
       d.dstPort = udp.dstPort;
       d.srcMac = frame;
       d.srcMacOffset = eth.srcOffset;
-      d.payload = frame.subarray(udp.payloadOffset, udp.payloadOffset + udp.payloadLength);
+      d.payload = this.payloadViews.of(frame, udp.payloadOffset, udp.payloadOffset + udp.payloadLength);
       if (handler(d, this.s) !== false) return;
     }
-    const packet = frame.subarray(ip.offset, ip.offset + ip.totalLength);
+    const packet = this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength);
     if (!broadcast && this.s.unservedUdp?.(4, packet, udp.offset - ip.offset, ip.ttl)) return;
     this.s.counters.add('udp4.noPort');
     this.sendIcmpv4Error(frame, eth, ip, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.PORT, 0, broadcast);

@@ -75,6 +75,7 @@ import {
   mldv2EncodeMaxResponse,
   walkIpv6Headers,
 } from '../wire/index.js';
+import { ViewCache } from '../wire/bytes.js';
 
 /** A UDP datagram to one of our IPv6 addresses (views valid only during the call). */
 export interface UdpV6Input {
@@ -160,6 +161,9 @@ export class Ipv6Layer {
   private readonly reassembler: Reassembler;
   private readonly errBuf = new Uint8Array(IPV6_MIN_MTU);
   private readonly eth = new EthernetFrame();
+  /** Views of guest frames: their IP packet, a UDP payload (none made per frame). */
+  private readonly packetViews = new ViewCache();
+  private readonly payloadViews = new ViewCache();
   private readonly fragScratch: Uint8Array;
 
   private readonly ip6 = new Ipv6Packet();
@@ -438,7 +442,7 @@ export class Ipv6Layer {
         if (!udp.check()) return this.s.drop('udp6.malformed');
         if (!meta.checksumPartial && !udp.verifyChecksumV6(frame, ip.srcOffset, frame, ip.dstOffset)) return this.s.drop('udp6.badChecksum');
       }
-      return this.s.beyond(frame.subarray(ip.offset, ip.end));
+      return this.s.beyond(this.packetViews.of(frame, ip.offset, ip.end));
     }
     const chain = this.chain;
     const walked = walkIpv6Headers(frame, ip.offset, chain);
@@ -602,7 +606,7 @@ export class Ipv6Layer {
       this.s.drop('icmp6.echoFromUnspecified');
       return true;
     }
-    const packet = frame.subarray(ip.offset, ip.end);
+    const packet = this.packetViews.of(frame, ip.offset, ip.end);
     const data = frame.subarray(icmp.payloadOffset, icmp.offset + icmp.length);
     return this.echoSlot.fill(frame, eth.srcOffset, packet, ip.hopLimit, icmp.ident, icmp.seq, data, toUs).run(this.s.echoHandler);
   }
@@ -823,7 +827,7 @@ export class Ipv6Layer {
     const tcp = this.tcp.at(frame, off, end - off);
     if (tcp.check() !== TcpError.OK) return this.s.drop('tcp6.malformed');
     if (!meta.checksumPartial && !tcp.verifyChecksumV6(frame, ipOff + 8, frame, ipOff + 24)) return this.s.drop('tcp6.badChecksum');
-    this.s.tcpInput!(6, frame.subarray(ipOff, end), off - ipOff, hopLimit);
+    this.s.tcpInput!(6, this.packetViews.of(frame, ipOff, end), off - ipOff, hopLimit);
   }
 
   private udpInput6(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, off: number, len: number, meta: RxMeta): void {
@@ -839,10 +843,10 @@ export class Ipv6Layer {
       d.srcPort = udp.srcPort;
       d.dstPort = udp.dstPort;
       d.srcMacOffset = eth.srcOffset;
-      d.payload = frame.subarray(udp.payloadOffset, udp.payloadOffset + udp.payloadLength);
+      d.payload = this.payloadViews.of(frame, udp.payloadOffset, udp.payloadOffset + udp.payloadLength);
       if (handler(d, this.s) !== false) return;
     }
-    const packet = frame.subarray(ip.offset, ip.end);
+    const packet = this.packetViews.of(frame, ip.offset, ip.end);
     if (this.s.unservedUdp?.(6, packet, udp.offset - ip.offset, ip.hopLimit)) return;
     this.s.counters.add('udp6.noPort');
     this.sendError(frame, eth, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.PORT, 0, false);

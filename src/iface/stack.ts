@@ -17,6 +17,8 @@ import { Ipv6Layer } from './ipv6.js';
 import type { UdpV6Handler } from './ipv6.js';
 import type { FrameLink, FrameSink, PartialChecksum, RxMeta } from './link.js';
 import { ETHERNET_HEADER_LEN, EtherType, EthernetFrame, emitEthernetHeader, formatMac, macIsUnicast } from '../wire/index.js';
+import { ViewCache } from '../wire/bytes.js';
+import type { EthernetRepr } from '../wire/ethernet.js';
 
 export type { EchoHandler, EchoRequest } from './echo.js';
 export type { UdpV4Handler, UdpV4Input } from './ipv4.js';
@@ -76,6 +78,13 @@ export class Stack implements FrameSink {
   readonly wallClock: () => number;
   /** The output frame under construction: layers build a frame here, then transmit(length). */
   readonly out: Uint8Array;
+  /** Views of `out` by frame length (transmit makes no view per frame). */
+  private readonly outViews = new ViewCache();
+  /** The whole buffer segmentation-offload packets are built in, and frames' views of it. */
+  private segmentBase: Uint8Array | undefined;
+  private readonly segmentViews = new ViewCache();
+  /** The Ethernet header of frames sent through sendSegmented (no literal per frame). */
+  private readonly ethRepr: EthernetRepr;
   readonly memory: MemoryBudget;
   private readonly clock: Clock;
   private readonly eth = new EthernetFrame();
@@ -93,6 +102,7 @@ export class Stack implements FrameSink {
     this.guestMac = config.guestMac;
     this.memory = opts.memory ?? new MemoryBudget(Number.MAX_SAFE_INTEGER);
     this.out = new Uint8Array(ETHERNET_HEADER_LEN + config.mtu);
+    this.ethRepr = { dst: config.mac, src: config.mac, etherType: 0 };
     const rate = opts.icmpRate ?? 1000;
     const burst = opts.icmpBurst ?? 50;
     this.ipv4 = new Ipv4Layer(this, rate, burst);
@@ -182,7 +192,7 @@ export class Stack implements FrameSink {
   /** Sends out[0, len) to the guest; with `checksumStart` > 0 its transport checksum is partial
    *  (see PartialChecksum: the range starts there, the field is `checksumOffset` further). */
   transmit(len: number, checksumStart = 0, checksumOffset = 0): boolean {
-    return this.transmitFrame(this.out.subarray(0, len), checksumStart, checksumOffset);
+    return this.transmitFrame(this.outViews.of(this.out, 0, len), checksumStart, checksumOffset);
   }
 
   /**
@@ -196,8 +206,13 @@ export class Stack implements FrameSink {
       this.drop('link.segmentedUnsent');
       return false;
     }
-    const frame = new Uint8Array(packet.buffer, packet.byteOffset - ETHERNET_HEADER_LEN, ETHERNET_HEADER_LEN + packet.length);
-    emitEthernetHeader(frame, 0, { dst: mac, src: this.config.mac, etherType });
+    // The frame: the packet with the link header's room before it, in the packet's buffer.
+    if (this.segmentBase?.buffer !== packet.buffer) this.segmentBase = new Uint8Array(packet.buffer);
+    const start = packet.byteOffset - ETHERNET_HEADER_LEN;
+    const frame = this.segmentViews.of(this.segmentBase, start, start + ETHERNET_HEADER_LEN + packet.length);
+    this.ethRepr.dst = mac;
+    this.ethRepr.etherType = etherType;
+    emitEthernetHeader(frame, 0, this.ethRepr);
     return this.transmitFrame(frame, ETHERNET_HEADER_LEN + transportOff, partial, segmentSize);
   }
 

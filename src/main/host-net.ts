@@ -30,6 +30,7 @@ import type {
 } from '../nat/host.js';
 import type { HostError } from '../nat/icmp-errors.js';
 import { formatIpv6, internetChecksum } from '../wire/index.js';
+import { ViewCache } from '../wire/bytes.js';
 
 const ICMP_ECHO = { 4: { request: 8, reply: 0 }, 6: { request: 128, reply: 129 } } as const;
 const MAX_ICMP = 65536;
@@ -56,8 +57,11 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
   }
   /** Receive and send scratch, shared by all sockets (handlers run one at a time). */
   private readonly rx = new Uint8Array(MAX_ICMP);
+  /** Views of rx by datagram length, and of the IPv4 source in recvInfo (none made per datagram). */
+  private readonly rxViews = new ViewCache();
   private readonly tx = new Uint8Array(MAX_ICMP);
   private readonly recvInfo = newRecvInfo();
+  private readonly from4 = this.recvInfo.addr.subarray(0, 4);
   private readonly errInfo = newErrInfo();
   private nextRawIdent = (Math.random() * 0xffff) | 0;
 
@@ -113,11 +117,12 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
       throw err;
     }
     let poller: NativePoller | undefined;
-    const onEvent = (): void =>
-      this.event(() => {
-        this.drain(fd, family, raw, ident, events);
-        poller?.start(native.POLL_READABLE); // a pending error stops the poller (see native.ts)
-      });
+    // Made once per socket: an event allocates nothing.
+    const handle = (): void => {
+      this.drain(fd, family, raw, ident, events);
+      poller?.start(native.POLL_READABLE); // a pending error stops the poller (see native.ts)
+    };
+    const onEvent = (): void => this.event(handle);
     poller = new native.Poller(fd, onEvent, false);
     poller.start(native.POLL_READABLE);
     return {
@@ -141,15 +146,11 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
       throw err;
     }
     let poller: NativePoller | undefined;
-    poller = new native.Poller(
-      fd,
-      () =>
-        this.event(() => {
-          this.drainUdp(fd, family, events);
-          poller?.start(native.POLL_READABLE);
-        }),
-      false,
-    );
+    const handle = (): void => {
+      this.drainUdp(fd, family, events);
+      poller?.start(native.POLL_READABLE);
+    };
+    poller = new native.Poller(fd, () => this.event(handle), false);
     poller.start(native.POLL_READABLE);
     return {
       send: (data, ttl) => {
@@ -244,20 +245,17 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
       throw errnoError(-rc, 'bind');
     }
     const alen = family === 4 ? 4 : 16;
-    const poller = new native.Poller(
-      fd,
-      () =>
-        this.event(() => {
-          const b = this.rx;
-          for (let i = 0; i < PER_EVENT; i++) {
-            const n = hostnet.recvFrom(fd, family, b, 0, b.length, this.recvInfo);
-            if (n === -hostnet.EAGAIN) break;
-            if (n < 0) continue; // a pending error reported once
-            events.datagram(b.subarray(0, n), this.recvInfo.addr.subarray(0, alen), this.recvInfo.port);
-          }
-        }),
-      false,
-    );
+    const from = this.recvInfo.addr.subarray(0, alen);
+    const handle = (): void => {
+      const b = this.rx;
+      for (let i = 0; i < PER_EVENT; i++) {
+        const n = hostnet.recvFrom(fd, family, b, 0, b.length, this.recvInfo);
+        if (n === -hostnet.EAGAIN) break;
+        if (n < 0) continue; // a pending error reported once
+        events.datagram(this.rxViews.of(b, 0, n), from, this.recvInfo.port);
+      }
+    };
+    const poller = new native.Poller(fd, () => this.event(handle), false);
     poller.start(native.POLL_READABLE);
     return {
       sendTo: (data, to, toPort) => hostnet.sendTo(fd, family, data, 0, data.length, to, toPort),
@@ -274,7 +272,7 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
       const n = hostnet.recvFrom(fd, family, b, 0, b.length, this.recvInfo);
       if (n === -hostnet.EAGAIN) break;
       if (n < 0) continue; // a pending error's errno, reported once: the error queue has it
-      events.datagram(b.subarray(0, n));
+      events.datagram(this.rxViews.of(b, 0, n));
     }
     const e = this.errInfo;
     for (;;) {
@@ -329,7 +327,7 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
       if (n - off < 8 || b[off] !== ICMP_ECHO[family].reply) continue;
       if (raw && ((b[off + 4]! << 8) | b[off + 5]!) !== ident) continue; // someone else's reply
       const seq = (b[off + 6]! << 8) | b[off + 7]!;
-      events.reply(info.addr.subarray(0, family === 4 ? 4 : 16), seq, b.subarray(off + 8, n), ttl);
+      events.reply(family === 4 ? this.from4 : info.addr, seq, this.rxViews.of(b, off + 8, n), ttl);
     }
     const e = this.errInfo;
     for (;;) {
@@ -367,8 +365,21 @@ class NodeTcpSocket implements TcpSocket {
     private phase: 'connecting' | 'open' | 'closed',
     private readonly ttlSet: boolean,
   ) {
-    this.poller = new native.Poller(fd, (status, ready) => this.event(() => this.onPoll(status, ready)), false);
+    this.poller = new native.Poller(
+      fd,
+      (status, ready) => {
+        this.pollStatus = status;
+        this.pollReady = ready;
+        this.event(this.polled);
+      },
+      false,
+    );
   }
+
+  /** The poller's last report, for polled (made once: an event allocates nothing). */
+  private pollStatus = 0;
+  private pollReady = 0;
+  private readonly polled = (): void => this.onPoll(this.pollStatus, this.pollReady);
 
   private onPoll(status: number, ready: number): void {
     if (this.phase === 'connecting') {

@@ -68,6 +68,7 @@ import {
   ipv4Read,
   tcpHeaderLength,
 } from '../wire/index.js';
+import { ViewCache } from '../wire/bytes.js';
 import type { Ipv4Repr, Ipv6Repr, TcpRepr } from '../wire/index.js';
 import { LOOPBACK4, LOOPBACK6, clientAsSeen } from './addresses.js';
 import type { Fence } from './fence.js';
@@ -215,6 +216,8 @@ class TcpFlow implements HeapItem {
   reading = false;
   writing = false;
   dirty = false;
+  /** What deliver() hands this flow's guest data to (made once: flushes make no closure). */
+  toHost: (data: Uint8Array) => number = () => 0;
   constructor(
     readonly hash: number,
     readonly family: 4 | 6,
@@ -280,6 +283,8 @@ export class TcpNat implements TcpTransmitter {
   private readonly seg = new TcpSegment();
   /** Where a segment larger than the MTU is built (made at the first one). */
   private gsoOut: Uint8Array | undefined;
+  /** The views of segments built in the output frames, by length (none made per segment). */
+  private readonly packetViews = new ViewCache();
   private readonly repr: TcpRepr = { srcPort: 0, dstPort: 0, seq: 0, ack: 0, flags: 0, window: 0, payloadLength: 0 };
   private readonly ip4: Ipv4Repr = { src: 0, dst: 0, proto: IpProtocol.TCP, ttl: 64, id: 0, flags: 0b010, fragOffset: 0, payloadLength: 0, tos: 0 };
   private readonly ip6: Ipv6Repr = { src: new Uint8Array(16), dst: new Uint8Array(16), nextHeader: IpProtocol.TCP, hopLimit: 64, payloadLength: 0 };
@@ -447,6 +452,7 @@ export class TcpNat implements TcpTransmitter {
     const guest = packet.slice(srcOff, srcOff + alen);
     const f = new TcpFlow(hash, family, guest, seg.srcPort, remote, port, false, conn);
     conn.owner = f;
+    f.toHost = (data) => this.toHost(f, data);
     f.syn = packet.slice(0, Math.min(packet.length, family === 4 ? QUOTE4_MAX : QUOTE6_MAX));
     this.insert(f);
     this.connecting.add(f);
@@ -602,7 +608,7 @@ export class TcpNat implements TcpTransmitter {
   /** The host socket has room: write out what the connection holds. */
   private hostWritable(f: TcpFlow): void {
     if (!f.live || !f.socket) return;
-    f.conn.deliver((data) => this.toHost(f, data));
+    f.conn.deliver(f.toHost);
     this.watch(f);
     this.markDirty(f); // the window reopened
     this.flush();
@@ -733,6 +739,7 @@ export class TcpNat implements TcpTransmitter {
     const conn = this.newConnection(family, now);
     const f = new TcpFlow(hash, family, guest.slice(), guestPort, remote, acc.peerPort, true, conn);
     conn.owner = f;
+    f.toHost = (data) => this.toHost(f, data);
     f.phase = 'open';
     f.socket = acc.attach(this.socketEvents(f));
     this.insert(f);
@@ -790,7 +797,7 @@ export class TcpNat implements TcpTransmitter {
   private outputFlow(f: TcpFlow, now: number): void {
     // What the guest sent during the batch goes to the host first (one write per flow, two when
     // the buffer wraps), so the ACKs that follow offer the window the write freed.
-    if (f.socket && !f.writing && f.conn.recvBuffered > 0) f.conn.deliver((data) => this.toHost(f, data));
+    if (f.socket && !f.writing && f.conn.recvBuffered > 0) f.conn.deliver(f.toHost);
     f.conn.output(now);
     this.watch(f);
     this.reschedule(f);
@@ -863,7 +870,7 @@ export class TcpNat implements TcpTransmitter {
       ip.dst = dst;
       ip.payloadLength = hl + seg.dataLength;
       emitIpv4Header(o, ipOff, ip);
-      this.stack.ipv4.sendToGuest(o.subarray(ipOff, end), f, csum, seg.segmentSize);
+      this.stack.ipv4.sendToGuest(this.packetViews.of(o, ipOff, end), f, csum, seg.segmentSize);
     } else {
       emitTcpV6(o, tcpOff, r, f.remote, f.guest, partial);
       const ip = this.ip6;
@@ -871,7 +878,7 @@ export class TcpNat implements TcpTransmitter {
       ip.dst = f.guest;
       ip.payloadLength = hl + seg.dataLength;
       emitIpv6Header(o, ipOff, ip);
-      this.stack.ipv6?.sendToGuest(o.subarray(ipOff, end), f, false, csum, seg.segmentSize);
+      this.stack.ipv6?.sendToGuest(this.packetViews.of(o, ipOff, end), f, false, csum, seg.segmentSize);
     }
     return true;
   }
@@ -1081,12 +1088,13 @@ function addressText(family: 4 | 6, a: Uint8Array, off: number): string {
   return family === 4 ? formatIpv4(ipv4Read(a, off)) : formatIpv6(a, off);
 }
 
-/** A 32-bit hash of a flow's 4-tuple (FNV-1a, keyed), read in place. */
+/** A 32-bit hash of a flow's 4-tuple (FNV-1a, keyed), read in place. Signed: a small integer,
+ *  never a boxed number (nothing allocated per segment). */
 function flowHash(family: 4 | 6, a: Uint8Array, aOff: number, aPort: number, b: Uint8Array, bOff: number, bPort: number, alen: number, key: number): number {
   let h = (0x811c9dc5 ^ key ^ family) >>> 0;
   for (let i = 0; i < alen; i++) h = Math.imul(h ^ a[aOff + i]!, 0x01000193);
   for (let i = 0; i < alen; i++) h = Math.imul(h ^ b[bOff + i]!, 0x01000193);
   h = Math.imul(h ^ aPort, 0x01000193);
   h = Math.imul(h ^ bPort, 0x01000193);
-  return h >>> 0;
+  return h | 0;
 }

@@ -8,6 +8,7 @@
 // is (room() says so beforehand, so callers never promise what they cannot hold). release() and
 // trim() give the memory back. Never allocation per segment.
 import type { MemoryAccount } from '../iface/memory-budget.js';
+import { copyBytes } from '../wire/bytes.js';
 
 const EMPTY = new Uint8Array(0);
 /** Growth that doubling cannot get falls back to steps of this size. */
@@ -91,7 +92,7 @@ export class ByteRing {
     let done = 0;
     while (done < len) {
       const n = Math.min(len - done, cap - p);
-      this.buf.set(src.subarray(srcOff + done, srcOff + done + n), p);
+      copyBytes(this.buf, p, src, srcOff + done, n);
       done += n;
       p = (p + n) % cap;
     }
@@ -113,7 +114,7 @@ export class ByteRing {
     let done = 0;
     while (done < len) {
       const n = Math.min(len - done, cap - p);
-      dst.set(this.buf.subarray(p, p + n), dstOff + done);
+      copyBytes(dst, dstOff + done, this.buf, p, n);
       done += n;
       p = (p + n) % cap;
     }

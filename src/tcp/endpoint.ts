@@ -138,6 +138,19 @@ const MIN_READ_AHEAD = 64 * 1024;
 export const SEND_BUFFER_INITIAL = 16 * 1024;
 export const RECV_BUFFER_INITIAL = 4 * 1024;
 
+/** Removes arr[i], keeping the order (no array made, unlike splice). */
+function removeAt<T>(arr: T[], i: number): void {
+  for (let j = i; j + 1 < arr.length; j++) arr[j] = arr[j + 1]!;
+  arr.pop();
+}
+
+/** Inserts `v` at arr[i], keeping the order (no array made, unlike splice). */
+function insertAt<T>(arr: T[], i: number, v: T): void {
+  arr.push(v);
+  for (let j = arr.length - 1; j > i; j--) arr[j] = arr[j - 1]!;
+  arr[i] = v;
+}
+
 interface OooRange {
   start: number;
   end: number;
@@ -173,6 +186,8 @@ export class TcpConnection {
   private readonly dataRetries: number;
   private readonly delayedAckMs: number;
   private readonly maxOoo: number;
+  /** fillOptions' marks of the out-of-order ranges already given as SACK blocks. */
+  private readonly sackPicked: Uint8Array;
   private readonly wantWscale: boolean;
   private readonly wantTs: boolean;
   private readonly wantSack: boolean;
@@ -264,6 +279,7 @@ export class TcpConnection {
     this.dataRetries = config.dataRetries ?? 12;
     this.delayedAckMs = config.delayedAckMs ?? 40;
     this.maxOoo = config.maxOooRanges ?? 16;
+    this.sackPicked = new Uint8Array(this.maxOoo);
     this.wantWscale = config.windowScaling ?? true;
     this.wantTs = config.timestamps ?? true;
     this.wantSack = config.sack ?? true;
@@ -761,7 +777,7 @@ export class TcpConnection {
           this.rcvBuf.length += extra;
           this.rcvNxt = r.end;
         }
-        this.ooo.splice(i, 1);
+        removeAt(this.ooo, i);
         merged = true;
         i = 0;
       } else i++;
@@ -787,36 +803,36 @@ export class TcpConnection {
     this.stats.oooSegments++;
     this.ackNow = true; // RFC 5681 §4.2: a duplicate ACK (with SACK blocks) at once
     const end = add(seq, len);
+    // The ranges stay sorted by start and disjoint; the first that the segment touches takes it.
+    const ooo = this.ooo;
     let merged: OooRange | undefined;
-    for (const r of this.ooo) {
+    let at = 0;
+    for (; at < ooo.length; at++) {
+      const r = ooo[at]!;
       if (le(r.start, end) && le(seq, r.end)) {
         merged = r;
         break;
       }
+      if (lt(end, r.start)) break; // the segment lies before this range: a new one goes here
     }
-    if (!merged && this.ooo.length >= this.maxOoo) return; // the bound: the peer will send it again
+    if (!merged && ooo.length >= this.maxOoo) return; // the bound: the peer will send it again
     if (!this.rcvBuf.writeAt(this.rcvBuf.length + sub(seq, this.rcvNxt), bytes, off, len)) {
       this.stats.memoryDropped++; // no room in the budget: the peer sends it again
       return;
     }
     if (merged) {
+      // No range before it touches the segment, so an earlier start keeps the order.
       if (lt(seq, merged.start)) merged.start = seq;
       if (lt(merged.end, end)) merged.end = end;
       merged.touched = now;
+      // A later end may reach the ranges after it: they join it.
+      while (at + 1 < ooo.length && le(ooo[at + 1]!.start, merged.end)) {
+        const b = ooo[at + 1]!;
+        if (lt(merged.end, b.end)) merged.end = b.end;
+        removeAt(ooo, at + 1);
+      }
     } else {
-      merged = { start: seq, end, touched: now };
-      this.ooo.push(merged);
-    }
-    // Coalesce ranges that now touch.
-    this.ooo.sort((a, b) => sub(a.start, b.start));
-    for (let i = 0; i + 1 < this.ooo.length; ) {
-      const a = this.ooo[i]!;
-      const b = this.ooo[i + 1]!;
-      if (le(b.start, a.end)) {
-        if (lt(a.end, b.end)) a.end = b.end;
-        a.touched = Math.max(a.touched, b.touched);
-        this.ooo.splice(i + 1, 1);
-      } else i++;
+      insertAt(ooo, at, { start: seq, end, touched: now });
     }
   }
 
@@ -934,9 +950,19 @@ export class TcpConnection {
       o.tsEcr = this.tsRecent;
     }
     if (this.sackOn && this.ooo.length > 0) {
-      const blocks = [...this.ooo].sort((a, b) => b.touched - a.touched);
-      const max = this.tsOn ? 3 : 4;
-      for (let i = 0; i < blocks.length && i < max; i++) o.addSackBlock(blocks[i]!.start, blocks[i]!.end);
+      // The most recently changed blocks first (RFC 2018 §4), picked without sorting a copy.
+      const ooo = this.ooo;
+      const max = Math.min(ooo.length, this.tsOn ? 3 : 4);
+      const picked = this.sackPicked;
+      picked.fill(0, 0, ooo.length);
+      for (let k = 0; k < max; k++) {
+        let best = -1;
+        for (let i = 0; i < ooo.length; i++) {
+          if (picked[i] === 0 && (best < 0 || ooo[i]!.touched > ooo[best]!.touched)) best = i;
+        }
+        picked[best] = 1;
+        o.addSackBlock(ooo[best]!.start, ooo[best]!.end);
+      }
     }
   }
 

@@ -17,6 +17,7 @@ import type { Logger, QueueStats, VhostUserDevice, VirtQueue } from 'vhost-user-
 import { DescriptorChain, silentLogger } from 'vhost-user-ts';
 import type { FrameLink, FrameSink, PartialChecksum, RxMeta } from '../iface/link.js';
 import type { MemoryAccount } from '../iface/memory-budget.js';
+import { ViewCache } from '../wire/bytes.js';
 
 /** virtio-net feature bits (virtio 1.2 §5.1.3). */
 export const NetFeature = {
@@ -135,6 +136,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private readonly moreHeads = new Uint32Array(4096);
   private readonly moreLens = new Uint32Array(4096);
   private readonly scratch = new Uint8Array(NET_HDR_LEN + MAX_FRAME);
+  /** The frame's view of scratch, one per recent length (no view per frame). */
+  private readonly frameViews = new ViewCache();
   private readonly header = new Uint8Array(NET_HDR_LEN);
   private readonly meta: RxMeta = { checksumPartial: false, checksumStart: 0, checksumOffset: 0 };
   /** Frames waiting for receive buffers, each with its partial checksum (or undefined). */
@@ -311,7 +314,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const flags = this.header[0]!;
     const gso = this.header[1]!;
     // The private copy: from here on nothing reads this frame from guest memory.
-    const frame = this.scratch.subarray(0, chain.read(NET_HDR_LEN, this.scratch, 0, total - NET_HDR_LEN));
+    const frame = this.frameViews.of(this.scratch, 0, chain.read(NET_HDR_LEN, this.scratch, 0, total - NET_HDR_LEN));
     if (gso !== NET_HDR_GSO_NONE) {
       if (!this.gsoOk(gso, flags, frame)) {
         this.stats.txGsoBad++;
@@ -528,11 +531,13 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    queueMicrotask(() => {
-      this.flushScheduled = false;
-      this.flushRx();
-    });
+    queueMicrotask(this.scheduledFlush);
   }
+
+  private readonly scheduledFlush = (): void => {
+    this.flushScheduled = false;
+    this.flushRx();
+  };
 
   private flushRx(): void {
     this.rx?.flush();

@@ -43,8 +43,30 @@ export function set32(b: Uint8Array, o: number, v: number): void {
   b[o + 3] = v;
 }
 
-/** Copies `len` bytes; the ranges may belong to the same buffer and may overlap. */
+/** A memmove of src[srcOff, +len) to dst[dstOff, +len) that makes no view (vhost-user-ts's). */
+export type NativeCopy = (src: Uint8Array, srcOff: number, len: number, dst: Uint8Array, dstOff: number) => void;
+
+let nativeCopy: NativeCopy | undefined;
+
+/** Copies of at least this many bytes go to the native memmove when one is installed. */
+export const NATIVE_COPY_MIN = 64;
+
+/** Installs the native memmove copyBytes uses for long copies; undefined removes it. */
+export function useNativeCopy(fn: NativeCopy | undefined): void {
+  nativeCopy = fn;
+}
+
+/**
+ * Copies `len` bytes; the ranges may belong to the same buffer and may overlap. Long copies go to
+ * the native memmove when one is installed (useNativeCopy), else to set(): either way no view is
+ * made per call once the addon is loaded, which is what the per-frame paths need.
+ */
 export function copyBytes(dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, len: number): void {
+  if (len >= NATIVE_COPY_MIN) {
+    if (nativeCopy !== undefined) nativeCopy(src, srcOff, len, dst, dstOff);
+    else dst.set(src.subarray(srcOff, srcOff + len), dstOff);
+    return;
+  }
   if (dst === src) {
     dst.copyWithin(dstOff, srcOff, srcOff + len);
     return;
@@ -100,5 +122,42 @@ export class WireView {
     this.offset = offset;
     this.length = length;
     return this;
+  }
+}
+
+/**
+ * Views by [start, end) of whatever buffer they are asked of, each made once while it stays among
+ * the last few asked: the hot paths cut the same ranges frame after frame (a full-sized segment,
+ * a pure ACK), and `subarray` would allocate a view for each. Keep one per call site. A view is
+ * only as lasting as the buffer's contents; it is never to be kept past the frame it was asked for.
+ * It holds on to the last few buffers asked of (a bounded set).
+ */
+export class ViewCache {
+  private readonly bases: (Uint8Array | undefined)[];
+  private readonly starts: Int32Array;
+  private readonly ends: Int32Array;
+  private readonly views: (Uint8Array | undefined)[];
+  private next = 0;
+
+  constructor(private readonly size = 4) {
+    this.bases = new Array<Uint8Array | undefined>(size).fill(undefined);
+    this.views = new Array<Uint8Array | undefined>(size).fill(undefined);
+    this.starts = new Int32Array(size);
+    this.ends = new Int32Array(size);
+  }
+
+  /** base.subarray(start, end), from the cache when it holds that range of that buffer. */
+  of(base: Uint8Array, start: number, end: number): Uint8Array {
+    for (let i = 0; i < this.size; i++) {
+      if (this.bases[i] === base && this.starts[i] === start && this.ends[i] === end) return this.views[i]!;
+    }
+    const view = base.subarray(start, end);
+    const i = this.next;
+    this.next = (i + 1) % this.size;
+    this.bases[i] = base;
+    this.starts[i] = start;
+    this.ends[i] = end;
+    this.views[i] = view;
+    return view;
   }
 }

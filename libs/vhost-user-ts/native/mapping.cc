@@ -21,6 +21,8 @@
 #include <atomic>
 #include <vector>
 
+#include <cstring>
+
 #include "common.h"
 
 namespace vu {
@@ -269,7 +271,37 @@ Napi::Value LiveMappings(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+// copy(src, srcOffset, length, dst, dstOffset): memmove of src[srcOffset, +length) to
+// dst[dstOffset, +length) (Uint8Arrays, e.g. guest memory and a private buffer). Throws on a bad
+// range. It is the copy a descriptor chain makes per segment: unlike dst.set(src.subarray(...)),
+// it makes no view, so copying a frame in or out of guest memory allocates nothing. A fault in
+// guest memory is repaired by the SIGBUS guard as for any other access.
+Napi::Value Copy(const Napi::CallbackInfo& info) {
+  ByteRange src;
+  ByteRange dst;
+  if (!ArgByteRange(info, 0, &src)) return info.Env().Undefined();
+  napi_typedarray_type type;
+  size_t byteLength = 0;
+  void* data = nullptr;
+  int64_t dstOffset;
+  if (!info[3].IsTypedArray() ||
+      napi_get_typedarray_info(info.Env(), info[3], &type, &byteLength, &data, nullptr, nullptr) != napi_ok ||
+      (type != napi_uint8_array && type != napi_uint8_clamped_array)) {
+    Napi::TypeError::New(info.Env(), "dst must be a Uint8Array").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  if (!ArgInt(info, 4, "dstOffset", 0, kMaxSafeInteger, &dstOffset)) return info.Env().Undefined();
+  if (static_cast<uint64_t>(dstOffset) + src.length > byteLength) {
+    Napi::RangeError::New(info.Env(), "dstOffset + length exceeds dst").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  dst.data = static_cast<uint8_t*>(data) + dstOffset;
+  std::memmove(dst.data, src.data, src.length);
+  return info.Env().Undefined();
+}
+
 void InitMapping(Napi::Env env, Napi::Object exports) {
+  exports.Set("copy", Napi::Function::New(env, Copy, "copy"));
   exports.Set("mmap", Napi::Function::New(env, Mmap, "mmap"));
   exports.Set("munmap", Napi::Function::New(env, Munmap, "munmap"));
   exports.Set("liveMappings", Napi::Function::New(env, LiveMappings, "liveMappings"));

@@ -76,6 +76,10 @@ export interface NativeBinding {
   /** Adds `value` to the counter: 0 or -errno. */
   eventfdWrite(fd: number, value: number): number;
 
+  /** memmove of src[srcOffset, +length) to dst[dstOffset, +length), making no view (what a
+   *  descriptor chain copies per segment). Throws on a range outside either array. */
+  copy(src: Uint8Array, srcOffset: number, length: number, dst: Uint8Array, dstOffset: number): void;
+
   /** memfd_create then ftruncate(size). Throws. For test frontends. `sealing` (default 'sealed')
    *  is what QEMU's memory-backend-memfd does by default: MFD_ALLOW_SEALING, then F_SEAL_GROW |
    *  F_SEAL_SHRINK | F_SEAL_SEAL. 'sealable': MFD_ALLOW_SEALING and no seal yet; 'unsealable':

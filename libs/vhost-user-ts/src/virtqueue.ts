@@ -31,6 +31,20 @@ export const VIRTQ_USED_F_NO_NOTIFY = 1;
 export const MAX_QUEUE_SIZE = 32768;
 const DESC_SIZE = 16;
 
+/** Copies up to this many bytes byte by byte; longer copies go through the addon's memmove. */
+const SHORT_COPY = 64;
+
+/** src[srcOff, +n) → dst[dstOff, +n), allocating nothing (dst.set(src.subarray()) makes a view per
+ *  call, per segment of every frame). A range outside either array throws RangeError, as set() does. */
+function copyBytes(src: Uint8Array, srcOff: number, n: number, dst: Uint8Array, dstOff: number): void {
+  if (n <= SHORT_COPY) {
+    if (srcOff + n > src.length || dstOff + n > dst.length) throw new RangeError('offset is out of bounds');
+    for (let k = 0; k < n; k++) dst[dstOff + k] = src[srcOff + k]!;
+  } else {
+    native.copy(src, srcOff, n, dst, dstOff);
+  }
+}
+
 /** True when an event at `newIdx` crosses `eventIdx` since `oldIdx` (virtio's vring_need_event). */
 export function vringNeedEvent(eventIdx: number, newIdx: number, oldIdx: number): boolean {
   return ((newIdx - eventIdx - 1) & 0xffff) < ((newIdx - oldIdx) & 0xffff);
@@ -85,7 +99,7 @@ export class DescriptorChain {
       }
       const start = this.offset[i]! + skip;
       const n = Math.min(segLen - skip, len - copied);
-      dst.set(this.bytes[i]!.subarray(start, start + n), dstOff + copied);
+      copyBytes(this.bytes[i]!, start, n, dst, dstOff + copied);
       copied += n;
       skip = 0;
     }
@@ -104,7 +118,7 @@ export class DescriptorChain {
       }
       const start = this.offset[i]! + skip;
       const n = Math.min(segLen - skip, len - written);
-      this.bytes[i]!.set(src.subarray(srcOff + written, srcOff + written + n), start);
+      copyBytes(src, srcOff + written, n, this.bytes[i]!, start);
       written += n;
       skip = 0;
     }

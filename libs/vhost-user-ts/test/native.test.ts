@@ -719,6 +719,26 @@ t.test('process and worker exit with open pollers and mappings', async (t) => {
   t.equal(worker.stderr, '');
 });
 
+t.test('copy: a memmove between Uint8Arrays, ranges checked', async (t) => {
+  const src = Uint8Array.from({ length: 300 }, (_, i) => i & 0xff);
+  const dst = new Uint8Array(300);
+  native.copy(src, 10, 200, dst, 50);
+  t.same(dst.subarray(50, 250), src.subarray(10, 210), 'the bytes');
+  t.equal(dst[49], 0, 'nothing before');
+  t.equal(dst[250], 0, 'nothing after');
+  const view = src.subarray(100);
+  native.copy(view, 0, 10, dst, 0);
+  t.same(dst.subarray(0, 10), src.subarray(100, 110), 'a view is copied from its own offset');
+  const same = Uint8Array.from({ length: 100 }, (_, i) => i);
+  native.copy(same, 0, 90, same, 10);
+  t.same(same.subarray(10, 100), Uint8Array.from({ length: 90 }, (_, i) => i), 'overlapping ranges (memmove)');
+  t.throws(() => native.copy(src, 250, 100, dst, 0), RangeError, 'past the source');
+  t.throws(() => native.copy(src, 0, 100, dst, 250), RangeError, 'past the destination');
+  t.throws(() => native.copy(src, -1, 10, dst, 0), RangeError, 'a negative offset');
+  t.throws(() => native.copy([1, 2] as unknown as Uint8Array, 0, 1, dst, 0), TypeError, 'not a Uint8Array');
+  t.throws(() => native.copy(src, 0, 1, new Uint16Array(4) as unknown as Uint8Array, 0), TypeError, 'not a Uint8Array destination');
+});
+
 t.test('nothing leaked', async (t) => {
   await collect();
   t.equal(native.liveMappings(), mappingsAtStart, 'no live mappings');
