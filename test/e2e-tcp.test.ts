@@ -1,7 +1,8 @@
 // End to end, TCP through the NAT, in the namespace topology of test/support/netns.ts: a real
 // guest fetches a 16 MB file over HTTP from the target on both families (checksums match), echoes
 // over TCP, is refused at once by a closed port, gets "No route to host" for an address on
-// vunet's host link that no one holds, runs 200 connections at once, iperf3 both ways, and
+// vunet's host link that no one holds, downloads through a reader that stalls (its window closes
+// mid-transfer and reopens), runs 200 connections at once, iperf3 both ways, and
 // `traceroute -T` lists the gateway, both routers and the target. A host client reaches a server
 // in the guest through a port forward, data going both ways, and a UDP datagram through a -u
 // forward comes back.
@@ -54,6 +55,7 @@ i=0; while [ $i -lt 60 ]; do ip -6 addr show dev eth0 | grep -q 'inet6 fec0' && 
 sleep 1
 echo "== http4"; timeout 120 wget -q -O - http://${t4}:8080/blob | sha256sum
 echo "== http6"; timeout 120 wget -q -O - 'http://[${t6}]:8080/blob' | sha256sum
+echo "== zerowin4"; timeout 120 wget -q -O - http://${t4}:8080/blob | (sleep 5; sha256sum)
 echo "== echo4"; echo hello-tcp4 | socat -t 5 - TCP4:${t4}:7 2>&1
 echo "== echo6"; echo hello-tcp6 | socat -t 5 - TCP6:[${t6}]:7 2>&1
 ${elapsed('refused4', `socat - TCP4:${t4}:9`)}
@@ -97,6 +99,7 @@ echo "== end"
   t.equal(exit.guestStatus, 0, 'guest script ran to its end');
   t.match(section('http4'), new RegExp(sha), '16 MiB over HTTP on IPv4: checksum matches');
   t.match(section('http6'), new RegExp(sha), '16 MiB over HTTP on IPv6: checksum matches');
+  t.match(section('zerowin4'), new RegExp(sha), 'a reader that stalls 5 s mid-transfer (the guest closes its window): checksum matches');
   t.match(section('echo4'), /hello-tcp4/, 'TCP echo over IPv4');
   t.match(section('echo6'), /hello-tcp6/, 'TCP echo over IPv6');
   for (const fam of ['4', '6']) {
@@ -118,5 +121,8 @@ echo "== end"
   t.same(hops6, ['fec0::2', topo.router1[1], topo.router2[1], t6], 'traceroute -6 -T: gateway, router 1, router 2, target');
   v.proc.kill('SIGUSR1');
   await new Promise((r) => setTimeout(r, 300));
+  const status = v.log().split('\n').filter((l) => l.includes('"msg":"status"')).pop();
+  const endpoints = (status ? (JSON.parse(status) as { tcp?: { endpoints?: Record<string, number> } }).tcp?.endpoints : undefined) ?? {};
+  t.ok((endpoints.zeroWindowProbes ?? 0) > 0, `vunet probed the closed window (zeroWindowProbes ${endpoints.zeroWindowProbes ?? 0})`);
   if (process.env.VUNET_E2E_DEBUG) t.comment(out + '\n--- vunet log ---\n' + v.log());
 });

@@ -26,6 +26,8 @@ import {
   ipv4Read,
   toHex,
 } from '../wire/index.js';
+import type { Icmpv4Repr, Ipv4Repr, Ipv6Repr } from '../wire/index.js';
+import { ViewCache } from '../wire/bytes.js';
 import type { EchoSocket, HostNet } from './host.js';
 import type { Fence } from './fence.js';
 import { FlowTable, QUOTE4_MAX, QUOTE6_MAX, fenced, sendGuestError } from './flows.js';
@@ -168,22 +170,44 @@ export class EchoProxy {
     this.stats.replies++;
     const hops = ttl > 1 ? ttl - 1 : 64;
     const b = this.buf;
+    // Headers from preallocated reprs, the packet a cached view: nothing allocated per reply.
+    const icmp = this.icmpRepr;
+    icmp.rest = icmpv4EchoRest(f.ident, seq);
+    icmp.payloadLength = data.length;
     if (f.family === 4) {
       const n = 20 + ICMPV4_HEADER_LEN + data.length;
       if (n > b.length) return;
       b.set(data, 20 + ICMPV4_HEADER_LEN);
-      emitIcmpv4(b, 20, { type: 0, code: 0, rest: icmpv4EchoRest(f.ident, seq), payloadLength: data.length });
-      emitIpv4Header(b, 0, { src: ipv4Read(f.dst, 0), dst: ipv4Read(f.guest, 0), proto: IpProtocol.ICMP, ttl: hops, id: this.nextId(), flags: 0, fragOffset: 0, payloadLength: ICMPV4_HEADER_LEN + data.length, tos: 0 });
-      this.stack.ipv4.sendToGuest(b.subarray(0, n));
+      icmp.type = 0;
+      emitIcmpv4(b, 20, icmp);
+      const ip = this.ip4Repr;
+      ip.src = ipv4Read(f.dst, 0);
+      ip.dst = ipv4Read(f.guest, 0);
+      ip.ttl = hops;
+      ip.id = this.nextId();
+      ip.payloadLength = ICMPV4_HEADER_LEN + data.length;
+      emitIpv4Header(b, 0, ip);
+      this.stack.ipv4.sendToGuest(this.outViews.of(b, 0, n));
     } else {
       const n = IPV6_HEADER_LEN + ICMPV6_HEADER_LEN + data.length;
       if (n > b.length || !this.stack.ipv6) return;
       b.set(data, IPV6_HEADER_LEN + ICMPV6_HEADER_LEN);
-      emitIcmpv6(b, IPV6_HEADER_LEN, { type: 129, code: 0, rest: icmpv6EchoRest(f.ident, seq), payloadLength: data.length }, f.dst, f.guest);
-      emitIpv6Header(b, 0, { src: f.dst, dst: f.guest, nextHeader: IpProtocol.ICMPV6, hopLimit: hops, payloadLength: ICMPV6_HEADER_LEN + data.length });
-      this.stack.ipv6.sendToGuest(b.subarray(0, n));
+      icmp.type = 129;
+      emitIcmpv6(b, IPV6_HEADER_LEN, icmp, f.dst, f.guest);
+      const ip = this.ip6Repr;
+      ip.src = f.dst;
+      ip.dst = f.guest;
+      ip.hopLimit = hops;
+      ip.payloadLength = ICMPV6_HEADER_LEN + data.length;
+      emitIpv6Header(b, 0, ip);
+      this.stack.ipv6.sendToGuest(this.outViews.of(b, 0, n));
     }
   }
+
+  private readonly outViews = new ViewCache();
+  private readonly icmpRepr: Icmpv4Repr = { type: 0, code: 0, rest: 0, payloadLength: 0 };
+  private readonly ip4Repr: Ipv4Repr = { src: 0, dst: 0, proto: IpProtocol.ICMP, ttl: 64, id: 0, flags: 0, fragOffset: 0, payloadLength: 0, tos: 0 };
+  private readonly ip6Repr: Ipv6Repr = { src: new Uint8Array(16), dst: new Uint8Array(16), nextHeader: IpProtocol.ICMPV6, hopLimit: 64, payloadLength: 0 };
 
   /** An error about one of our requests: the matching ICMP error, quoting the guest's request. */
   private onError(f: Flow, e: HostError, seq: number, data: Uint8Array): void {

@@ -20,6 +20,8 @@ import {
   ipv4Read,
   toHex,
 } from '../wire/index.js';
+import type { Ipv4Repr, Ipv6Repr, UdpRepr } from '../wire/index.js';
+import { ViewCache } from '../wire/bytes.js';
 import type { HostUdp, UdpSocket } from './host.js';
 import type { Fence } from './fence.js';
 import { FlowTable, fenced, sendGuestError } from './flows.js';
@@ -82,15 +84,15 @@ export class UdpNat {
     const alen = family === 4 ? 4 : 16;
     const srcOff = family === 4 ? 12 : 8;
     const dstOff = family === 4 ? 16 : 24;
-    const guest = packet.subarray(srcOff, srcOff + alen);
-    const dst = packet.subarray(dstOff, dstOff + alen);
+    const guest = this.views.guest.of(packet, srcOff, srcOff + alen);
+    const dst = this.views.dst.of(packet, dstOff, dstOff + alen);
     const guestPort = (packet[udpOff]! << 8) | packet[udpOff + 1]!;
     const dstPort = (packet[udpOff + 2]! << 8) | packet[udpOff + 3]!;
     const flow = this.flowFor(family, guest, guestPort, dst, dstPort, packet, srcOff, dstOff);
     if (!flow) return;
     this.flows.touch(flow, this.stack.now());
     this.stats.datagramsOut++;
-    const payload = packet.subarray(udpOff + UDP_HEADER_LEN, udpOff + udpLen);
+    const payload = this.views.payload.of(packet, udpOff + UDP_HEADER_LEN, udpOff + udpLen);
     const rc = flow.socket.send(payload, Math.max(1, ttl - 1));
     // The host refusing at once (no route, neighbour known to be unreachable, too big, firewall)
     // is a local error like those of the error queue: the guest gets the matching ICMP error.
@@ -153,6 +155,10 @@ export class UdpNat {
     return this.flows.size;
   }
 
+  private readonly views = { guest: new ViewCache(), dst: new ViewCache(), payload: new ViewCache(), out: new ViewCache() };
+  private readonly udpRepr: UdpRepr = { srcPort: 0, dstPort: 0, payloadLength: 0 };
+  private readonly ip4Repr: Ipv4Repr = { src: 0, dst: 0, proto: IpProtocol.UDP, ttl: 63, id: 0, flags: 0, fragOffset: 0, payloadLength: 0, tos: 0 };
+  private readonly ip6Repr: Ipv6Repr = { src: new Uint8Array(16), dst: new Uint8Array(16), nextHeader: IpProtocol.UDP, hopLimit: 63, payloadLength: 0 };
   private ipId = 0;
   /** IPv4 identification for datagrams we may fragment (RFC 6864: unique while in flight). */
   private nextId(): number {
@@ -176,14 +182,28 @@ export class UdpNat {
     // Partial checksum for a guest that completes it (see TcpNat.transmit).
     const partial = this.stack.partialChecksums;
     const csum = partial ? UDP_CHECKSUM_OFFSET : 0;
+    // Headers from preallocated reprs, the packet a cached view: nothing allocated per datagram.
+    const u = this.udpRepr;
+    u.srcPort = f.dstPort;
+    u.dstPort = f.guestPort;
+    u.payloadLength = data.length;
     if (f.family === 4) {
-      emitUdpV4(b, ipLen, { srcPort: f.dstPort, dstPort: f.guestPort, payloadLength: data.length }, ipv4Read(f.dst, 0), ipv4Read(f.guest, 0), partial);
-      emitIpv4Header(b, 0, { src: ipv4Read(f.dst, 0), dst: ipv4Read(f.guest, 0), proto: IpProtocol.UDP, ttl: 63, id: this.nextId(), flags: 0, fragOffset: 0, payloadLength: UDP_HEADER_LEN + data.length, tos: 0 });
-      this.stack.ipv4.sendToGuest(b.subarray(0, n), undefined, csum);
+      const ip = this.ip4Repr;
+      ip.src = ipv4Read(f.dst, 0);
+      ip.dst = ipv4Read(f.guest, 0);
+      ip.id = this.nextId();
+      ip.payloadLength = UDP_HEADER_LEN + data.length;
+      emitUdpV4(b, ipLen, u, ip.src, ip.dst, partial);
+      emitIpv4Header(b, 0, ip);
+      this.stack.ipv4.sendToGuest(this.views.out.of(b, 0, n), undefined, csum);
     } else if (this.stack.ipv6) {
-      emitUdpV6(b, ipLen, { srcPort: f.dstPort, dstPort: f.guestPort, payloadLength: data.length }, f.dst, f.guest, partial);
-      emitIpv6Header(b, 0, { src: f.dst, dst: f.guest, nextHeader: IpProtocol.UDP, hopLimit: 63, payloadLength: UDP_HEADER_LEN + data.length });
-      this.stack.ipv6.sendToGuest(b.subarray(0, n), undefined, false, csum);
+      const ip = this.ip6Repr;
+      ip.src = f.dst;
+      ip.dst = f.guest;
+      ip.payloadLength = UDP_HEADER_LEN + data.length;
+      emitUdpV6(b, ipLen, u, f.dst, f.guest, partial);
+      emitIpv6Header(b, 0, ip);
+      this.stack.ipv6.sendToGuest(this.views.out.of(b, 0, n), undefined, false, csum);
     }
   }
 
