@@ -39,7 +39,9 @@ const PER_EVENT = 64;
 
 /** What the runtime hears about socket events. */
 export interface HostEvents {
-  /** After each socket event. */
+  /** Before each socket event's handler runs. */
+  before?(): void;
+  /** After each socket event (also when its handler threw). */
   after(): void;
   /** A handler threw: the event was dropped. */
   failed(err: unknown): void;
@@ -83,6 +85,7 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
   /** Runs one socket event's handler: a throw costs that event; the runtime hears of it. */
   private readonly event = (fn: () => void): void => {
     const start = performance.now();
+    this.events.before?.();
     try {
       fn();
     } catch (err) {

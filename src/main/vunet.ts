@@ -16,6 +16,7 @@ import { LINK_LOCAL_ADDRESS } from '../iface/ipv6.js';
 import type { FrameLink, FrameSink, RxMeta } from '../iface/link.js';
 import { Stack } from '../iface/stack.js';
 import type { Clock } from '../iface/stack.js';
+import { BatchClock } from './batch-clock.js';
 import type { Log } from '../iface/log.js';
 import { LogLimiter, rateLimitedLog } from '../iface/log.js';
 import { MemoryBudget } from '../iface/memory-budget.js';
@@ -103,6 +104,8 @@ export class Vunet {
   private readonly loop = { maxBatchMs: 0, longBatches: 0 };
   private readonly loopDelay: IntervalHistogram;
   private readonly limited: LogLimiter;
+  /** Time read once per batch of work (the stack's clock unless a test injects one). */
+  private readonly batchClock = new BatchClock();
 
   private constructor(
     private readonly opts: VunetStartOptions,
@@ -110,7 +113,8 @@ export class Vunet {
   ) {
     const { config, logger } = opts;
     const log = logger;
-    const clock = opts.clock ?? { now: () => performance.now() };
+    // The stack's clock: the test's, else the time read once per batch (see batch-clock.ts).
+    const clock: Clock = opts.clock ?? this.batchClock;
     // Every line the stack, the services and the NAT write is rate-limited per message: no guest
     // makes vunet write a line per packet.
     const part = (name: string, extra: object = {}): Log => rateLimitedLog(log.child({ part: name, ...extra }), () => clock.now());
@@ -125,7 +129,11 @@ export class Vunet {
         this.guarded('link change', () => {
           if (up) this.stack.linkUp();
         }),
-      onBatchEnd: (sliceMs) => this.guarded('end of a TX batch', () => this.tcpNat.flush(), sliceMs),
+      onBatchStart: () => this.batchClock.begin(),
+      onBatchEnd: (sliceMs) => {
+        this.guarded('end of a TX batch', () => this.tcpNat.flush(), sliceMs);
+        this.batchClock.end();
+      },
       onRoom: () => this.guarded('receive buffers posted', () => this.tcpNat.linkRoom()),
       onFrameError: (err) => this.failed('a guest frame', err),
     });
@@ -143,7 +151,7 @@ export class Vunet {
           },
         }
       : device;
-    this.stack = new Stack(config, link, { logger: part('stack'), memory: this.memory, ...(opts.clock ? { clock: opts.clock } : {}) });
+    this.stack = new Stack(config, link, { logger: part('stack'), memory: this.memory, clock });
     const sink: FrameSink = pcap
       ? {
           receive: (frame: Uint8Array, meta: RxMeta) => {
@@ -185,7 +193,11 @@ export class Vunet {
       opts.hostNet && opts.hostUdp && opts.hostTcp && opts.hostUdpListen
         ? undefined
         : new NodeHostNet(natLog, {
-            after: () => this.requestRearm(),
+            before: () => this.batchClock.begin(),
+            after: () => {
+              this.batchClock.end();
+              this.requestRearm();
+            },
             failed: (err) => this.failed('a host socket event', err),
             batch: (ms) => this.batchTook(ms),
           });
@@ -262,10 +274,13 @@ export class Vunet {
    */
   private guarded(what: string, fn: () => void, alreadyMs = 0): void {
     const start = performance.now();
+    this.batchClock.begin();
     try {
       fn();
     } catch (err) {
       this.failed(what, err);
+    } finally {
+      this.batchClock.end();
     }
     // A TX slice counts whole: the frames it handled (`alreadyMs`) and what they caused.
     this.batchTook(alreadyMs + performance.now() - start);

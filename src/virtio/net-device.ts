@@ -81,6 +81,8 @@ export interface NetDeviceOptions {
   memory?: MemoryAccount;
   /** The guest's driver brought both queues up (true), or one went down (false). */
   onLinkChange?: (up: boolean) => void;
+  /** A slice of guest frames is about to be handed to the sink (before its first frame). */
+  onBatchStart?: () => void;
   /** A slice of guest frames was handed to the sink, taking `ms` (the owner sends what they
    *  caused and re-arms its timers here). */
   onBatchEnd?: (ms: number) => void;
@@ -273,6 +275,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     if (this.txContinues) return; // the scheduled slice will see these buffers
     const chain = this.txChain;
     const start = this.now();
+    this.opts.onBatchStart?.();
     let frames = 0;
     let sliced = false;
     outer: do {

@@ -1,0 +1,28 @@
+// The runtime's clock: performance.now(), read once per batch of work.
+//
+// A batch is what one event-loop callback does (a slice of guest frames, a host socket event, a
+// timer run). Inside it every now() returns the time the batch began, so the stack, the NAT and
+// the TCP endpoints read the clock per frame at no cost: performance.now() boxes a fresh number
+// on each call, the last allocation left per frame on the data paths. A batch is short (a TX
+// slice ends after a few milliseconds), which is all the staleness this adds; TCP's timestamps
+// and timers count milliseconds. Outside a batch now() reads the time itself.
+import type { Clock } from '../iface/stack.js';
+
+export class BatchClock implements Clock {
+  private depth = 0;
+  private at = 0;
+
+  /** A batch begins (batches nest: the outermost one reads the time). */
+  begin(): void {
+    if (this.depth++ === 0) this.at = performance.now();
+  }
+
+  /** The batch begun last ends. */
+  end(): void {
+    if (this.depth > 0) this.depth--;
+  }
+
+  now(): number {
+    return this.depth > 0 ? this.at : performance.now();
+  }
+}
