@@ -62,6 +62,10 @@ export function useNativeCopy(fn: NativeCopy | undefined): void {
  * made per call once the addon is loaded, which is what the per-frame paths need.
  */
 export function copyBytes(dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, len: number): void {
+  if (srcOff === 0 && len === src.length && dst !== src) {
+    dst.set(src, dstOff); // all of src: no view needed
+    return;
+  }
   if (len >= NATIVE_COPY_MIN) {
     if (nativeCopy !== undefined) nativeCopy(src, srcOff, len, dst, dstOff);
     else dst.set(src.subarray(srcOff, srcOff + len), dstOff);

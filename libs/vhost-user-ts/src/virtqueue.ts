@@ -37,7 +37,9 @@ const SHORT_COPY = 64;
 /** src[srcOff, +n) → dst[dstOff, +n), allocating nothing (dst.set(src.subarray()) makes a view per
  *  call, per segment of every frame). A range outside either array throws RangeError, as set() does. */
 function copyBytes(src: Uint8Array, srcOff: number, n: number, dst: Uint8Array, dstOff: number): void {
-  if (n <= SHORT_COPY) {
+  if (srcOff === 0 && n === src.length) {
+    dst.set(src, dstOff); // all of src (a frame into one buffer): no view needed, and the fastest
+  } else if (n <= SHORT_COPY) {
     if (srcOff + n > src.length || dstOff + n > dst.length) throw new RangeError('offset is out of bounds');
     for (let k = 0; k < n; k++) dst[dstOff + k] = src[srcOff + k]!;
   } else {
