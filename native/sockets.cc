@@ -353,6 +353,83 @@ Napi::Value SendTo(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, n >= 0 ? static_cast<double>(n) : -errno);
 }
 
+// sendMany(fd, family, buf, offsets, lengths, ttls, start, count): sendmmsg(MSG_NOSIGNAL |
+// MSG_DONTWAIT) of `count` (1..SEND_MANY_MAX) datagrams on a connected socket, datagram i (from
+// `start`) being buf[offsets[i], +lengths[i]) with TTL / hop limit ttls[i] (0..255, or -1 for the
+// socket's).
+// offsets, lengths and ttls are Int32Arrays. Returns how many were sent (the rest were not: the
+// caller sends the first of them alone to learn why) or -errno when the first failed. Plain N-API:
+// it runs once per socket per batch of guest frames.
+constexpr uint32_t kSendManyMax = 64;
+
+napi_value SendMany(napi_env env, napi_callback_info cbinfo) {
+  size_t argc = 8;
+  napi_value argv[8];
+  int32_t fd = -1;
+  int32_t family = 0;
+  uint32_t start = 0;
+  uint32_t count = 0;
+  napi_typedarray_type types[4] = {};
+  size_t lens[4] = {};
+  void* data[4] = {};
+  bool ok = napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) == napi_ok && argc >= 8 &&
+            napi_get_value_int32(env, argv[0], &fd) == napi_ok && napi_get_value_int32(env, argv[1], &family) == napi_ok &&
+            napi_get_value_uint32(env, argv[6], &start) == napi_ok && napi_get_value_uint32(env, argv[7], &count) == napi_ok;
+  for (int i = 0; ok && i < 4; i++) {
+    ok = napi_get_typedarray_info(env, argv[2 + i], &types[i], &lens[i], &data[i], nullptr, nullptr) == napi_ok;
+  }
+  if (!ok || types[0] != napi_uint8_array || types[1] != napi_int32_array || types[2] != napi_int32_array ||
+      types[3] != napi_int32_array) {
+    napi_throw_type_error(env, nullptr, "sendMany(fd, family, buf: Uint8Array, offsets, lengths, ttls: Int32Array, start, count)");
+    return nullptr;
+  }
+  const uint64_t end = static_cast<uint64_t>(start) + count;
+  if (fd < 0 || (family != 4 && family != 6) || count == 0 || count > kSendManyMax || end > lens[1] || end > lens[2] ||
+      end > lens[3]) {
+    napi_throw_range_error(env, nullptr, "sendMany: bad fd, family, start or count");
+    return nullptr;
+  }
+  const auto* buf = static_cast<uint8_t*>(data[0]);
+  const auto* offsets = static_cast<const int32_t*>(data[1]) + start;
+  const auto* lengths = static_cast<const int32_t*>(data[2]) + start;
+  const auto* ttls = static_cast<const int32_t*>(data[3]) + start;
+  mmsghdr msgs[kSendManyMax];
+  iovec iovs[kSendManyMax];
+  union Control {
+    cmsghdr align;
+    char bytes[CMSG_SPACE(sizeof(int))];
+  };
+  Control controls[kSendManyMax];
+  std::memset(msgs, 0, sizeof(mmsghdr) * count);
+  for (uint32_t i = 0; i < count; i++) {
+    int64_t off = offsets[i];
+    int64_t len = lengths[i];
+    if (off < 0 || len < 0 || static_cast<uint64_t>(off + len) > lens[0] || ttls[i] < -1 || ttls[i] > 255) {
+      napi_throw_range_error(env, nullptr, "sendMany: a datagram outside buf, or a bad ttl");
+      return nullptr;
+    }
+    iovs[i] = iovec{const_cast<uint8_t*>(buf) + off, static_cast<size_t>(len)};
+    msghdr& m = msgs[i].msg_hdr;
+    m.msg_iov = &iovs[i];
+    m.msg_iovlen = 1;
+    if (ttls[i] >= 0) {
+      std::memset(controls[i].bytes, 0, sizeof controls[i].bytes);
+      m.msg_control = controls[i].bytes;
+      m.msg_controllen = sizeof controls[i].bytes;
+      cmsghdr* c = CMSG_FIRSTHDR(&m);
+      c->cmsg_level = family == 4 ? IPPROTO_IP : IPPROTO_IPV6;
+      c->cmsg_type = family == 4 ? IP_TTL : IPV6_HOPLIMIT;
+      c->cmsg_len = CMSG_LEN(sizeof(int));
+      int value = ttls[i];
+      std::memcpy(CMSG_DATA(c), &value, sizeof value);
+    }
+  }
+  int n = RetryEintr([&] { return sendmmsg(fd, msgs, count, MSG_NOSIGNAL | MSG_DONTWAIT); });
+  napi_value result = nullptr;
+  napi_create_int32(env, n >= 0 ? n : -errno, &result);
+  return result;
+}
+
 // recvFrom(fd, family, buf, offset, length, out): bytes received or -errno (-EAGAIN when none is
 // queued). Fills the caller's reusable `out`: addr (16 bytes, written in place; IPv4 in the first
 // 4), port, ttl (-1 unless setRecvTtl is on), truncated (the datagram was longer than `length`).
@@ -569,6 +646,11 @@ Napi::Value Accept(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitSockets(Napi::Env env, Napi::Object exports) {
+  napi_value sendMany;
+  if (napi_create_function(env, "sendMany", NAPI_AUTO_LENGTH, SendMany, nullptr, &sendMany) == napi_ok) {
+    exports.Set("sendMany", Napi::Value(env, sendMany));
+  }
+  exports.Set("SEND_MANY_MAX", Napi::Number::New(env, kSendManyMax));
   exports.Set("openIcmp", Napi::Function::New(env, OpenIcmp, "openIcmp"));
   exports.Set("openUdp", Napi::Function::New(env, OpenUdp, "openUdp"));
   exports.Set("bind", Napi::Function::New(env, Bind, "bind"));

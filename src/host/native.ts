@@ -184,6 +184,13 @@ export interface HostnetBinding {
     port: number,
     ttl?: number,
   ): number;
+  /** The most datagrams one sendMany call takes. */
+  readonly SEND_MANY_MAX: number;
+  /** sendmmsg(MSG_NOSIGNAL | MSG_DONTWAIT) of `count` (1..SEND_MANY_MAX) datagrams on a connected
+   *  socket: datagram i (from `start`) is buf[offsets[i], +lengths[i]) with TTL / hop limit ttls[i]
+   *  (0..255, -1: the socket's). How many were sent (the first of the rest, sent alone with sendTo,
+   *  tells why they were not), or -errno when the first failed. Throws on bad arguments. */
+  sendMany(fd: number, family: Family, buf: Uint8Array, offsets: Int32Array, lengths: Int32Array, ttls: Int32Array, start: number, count: number): number;
   /** recvmsg(MSG_DONTWAIT) into buf[offset, offset+length): bytes (0 is a valid empty datagram)
    *  or -errno (-EAGAIN when nothing is queued). On success fills `out` in place; allocates
    *  nothing. */

@@ -12,6 +12,15 @@ export class BatchClock implements Clock {
   private depth = 0;
   private at = 0;
 
+  /** `ended` runs when the outermost batch ends: the work a batch leaves for its end (publishing
+   *  the frames it sent to the guest, the datagrams it queued for the host). */
+  constructor(private readonly ended: () => void = () => undefined) {}
+
+  /** Inside a batch (its end will come). */
+  get inBatch(): boolean {
+    return this.depth > 0;
+  }
+
   /** A batch begins (batches nest: the outermost one reads the time). */
   begin(): void {
     if (this.depth++ === 0) this.at = performance.now();
@@ -19,7 +28,8 @@ export class BatchClock implements Clock {
 
   /** The batch begun last ends. */
   end(): void {
-    if (this.depth > 0) this.depth--;
+    if (this.depth === 0) return;
+    if (--this.depth === 0) this.ended();
   }
 
   now(): number {

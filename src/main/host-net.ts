@@ -162,6 +162,7 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
         if (rc < 0 && rc !== -hostnet.EAGAIN) rc = hostnet.sendTo(fd, family, data, 0, data.length, null, 0, ttl);
         return rc;
       },
+      sendMany: (buf, offsets, lengths, ttls, start, count) => hostnet.sendMany(fd, family, buf, offsets, lengths, ttls, start, count),
       close: () => {
         poller?.close();
         poller = undefined;

@@ -104,8 +104,9 @@ export class Vunet {
   private readonly loop = { maxBatchMs: 0, longBatches: 0 };
   private readonly loopDelay: IntervalHistogram;
   private readonly limited: LogLimiter;
-  /** Time read once per batch of work (the stack's clock unless a test injects one). */
-  private readonly batchClock = new BatchClock();
+  /** Time read once per batch of work (the stack's clock unless a test injects one); at the end
+   *  of each batch what it sent to the guest is published and what it queued for the host goes. */
+  private readonly batchClock = new BatchClock(() => this.batchEnded());
 
   private constructor(
     private readonly opts: VunetStartOptions,
@@ -130,6 +131,7 @@ export class Vunet {
           if (up) this.stack.linkUp();
         }),
       onBatchStart: () => this.batchClock.begin(),
+      inBatch: () => this.batchClock.inBatch,
       onBatchEnd: (sliceMs) => {
         this.guarded('end of a TX batch', () => this.tcpNat.flush(), sliceMs);
         this.batchClock.end();
@@ -216,6 +218,7 @@ export class Vunet {
       mapGateway,
       fence,
       log: natLog,
+      inBatch: () => this.batchClock.inBatch,
       ...(opts.udpTimeoutSec ? { idleMs: opts.udpTimeoutSec * 1000 } : {}),
     });
     this.stack.beyond = (p) => this.beyond(p);
@@ -285,6 +288,17 @@ export class Vunet {
     // A TX slice counts whole: the frames it handled (`alreadyMs`) and what they caused.
     this.batchTook(alreadyMs + performance.now() - start);
     this.requestRearm();
+  }
+
+  /** The end of the outermost batch: the guest gets what it sent with one publish (and at most
+   *  one call); UDP datagrams it queued leave with one sendmmsg per socket. */
+  private batchEnded(): void {
+    try {
+      this.udpNat.flushSends();
+    } catch (err) {
+      this.failed('UDP sends at the end of a batch', err);
+    }
+    this.device.flush();
   }
 
   /** A bug was caught at a batch boundary: counted and logged (rate-limited, with the stack). */

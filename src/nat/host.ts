@@ -24,10 +24,18 @@ export interface HostNet {
   openEcho(family: 4 | 6, events: EchoSocketEvents): EchoSocket;
 }
 
+/** The most datagrams UdpSocket.sendMany takes at once. */
+export const SEND_MANY_MAX = 64;
+
 /** A connected host UDP socket, one per guest flow. */
 export interface UdpSocket {
   /** Sends a datagram to the connected peer with this hop limit; 0 or -errno. */
   send(data: Uint8Array, ttl: number): number;
+  /** Sends `count` (at most SEND_MANY_MAX) datagrams with one call (sendmmsg): datagram i, from
+   *  `start`, is buf[offsets[i], +lengths[i]) with hop limit ttls[i]. How many were sent (send()
+   *  the next alone to learn why it was not), or -errno when the first failed. Absent: the NAT
+   *  sends one at a time. */
+  sendMany?(buf: Uint8Array, offsets: Int32Array, lengths: Int32Array, ttls: Int32Array, start: number, count: number): number;
   close(): void;
 }
 

@@ -21,8 +21,9 @@ import {
   toHex,
 } from '../wire/index.js';
 import type { Ipv4Repr, Ipv6Repr, UdpRepr } from '../wire/index.js';
-import { ViewCache } from '../wire/bytes.js';
+import { ViewCache, bytesEqual, copyBytes } from '../wire/bytes.js';
 import type { HostUdp, UdpSocket } from './host.js';
+import { SEND_MANY_MAX } from './host.js';
 import type { Fence } from './fence.js';
 import { FlowTable, fenced, sendGuestError } from './flows.js';
 import { refusedSend, translateError } from './icmp-errors.js';
@@ -36,6 +37,9 @@ export interface UdpNatOptions {
   /** Destinations the guest may not reach (answered with admin prohibited). */
   fence?: Fence;
   log?: Log;
+  /** True while the owner runs a batch at whose end it calls flushSends(): datagrams queued then
+   *  need no flush of their own (scheduling one allocates). Absent: each turn schedules one. */
+  inBatch?: () => boolean;
 }
 
 interface Flow {
@@ -49,11 +53,15 @@ interface Flow {
   lastUse: number;
 }
 
+/** The queue of guest datagrams a batch holds back for sendmmsg: at most this many, and bytes. */
+const PEND_MAX = 128;
+const PEND_BYTES = 256 * 1024;
+
 const LOOPBACK4 = Uint8Array.of(127, 0, 0, 1);
 const LOOPBACK6 = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
 
 export class UdpNat {
-  readonly stats = { datagramsOut: 0, datagramsIn: 0, errors: 0, openFailed: 0, tooBig: 0, flows: 0 };
+  readonly stats = { datagramsOut: 0, datagramsIn: 0, errors: 0, openFailed: 0, tooBig: 0, flows: 0, sendBatches: 0 };
   private readonly flows: FlowTable<Flow>;
   private readonly maxFlows: number;
   private readonly idleMs: number;
@@ -88,15 +96,107 @@ export class UdpNat {
     const dst = this.views.dst.of(packet, dstOff, dstOff + alen);
     const guestPort = (packet[udpOff]! << 8) | packet[udpOff + 1]!;
     const dstPort = (packet[udpOff + 2]! << 8) | packet[udpOff + 3]!;
-    const flow = this.flowFor(family, guest, guestPort, dst, dstPort, packet, srcOff, dstOff);
+    const flow = this.sameAsLast(family, guest, guestPort, dst, dstPort) ?? this.flowFor(family, guest, guestPort, dst, dstPort, packet, srcOff, dstOff);
     if (!flow) return;
+    this.last = flow;
     this.flows.touch(flow, this.stack.now());
     this.stats.datagramsOut++;
     const payload = this.views.payload.of(packet, udpOff + UDP_HEADER_LEN, udpOff + udpLen);
-    const rc = flow.socket.send(payload, Math.max(1, ttl - 1));
-    // The host refusing at once (no route, neighbour known to be unreachable, too big, firewall)
-    // is a local error like those of the error queue: the guest gets the matching ICMP error.
+    const hops = Math.max(1, ttl - 1);
+    if (flow.socket.sendMany && this.queue(flow, payload, hops)) return;
+    this.sendOne(flow, payload, hops);
+  }
+
+  /** One datagram now. The host refusing at once (no route, neighbour known to be unreachable,
+   *  too big, firewall) is a local error like those of the error queue: the guest gets the
+   *  matching ICMP error. */
+  private sendOne(flow: Flow, payload: Uint8Array, hops: number): void {
+    const rc = flow.socket.send(payload, hops);
     if (rc < 0) this.error(flow, refusedSend(-rc), payload);
+  }
+
+  /** The flow of the previous datagram when this one belongs to it too: a bulk sender's datagrams
+   *  are found without making the table's key. */
+  private sameAsLast(family: 4 | 6, guest: Uint8Array, guestPort: number, dst: Uint8Array, dstPort: number): Flow | undefined {
+    const f = this.last;
+    if (!f || f.family !== family || f.guestPort !== guestPort || f.dstPort !== dstPort || !this.flows.has(f)) return undefined;
+    if (!bytesEqual(f.guest, 0, guest, 0, guest.length) || !bytesEqual(f.dst, 0, dst, 0, dst.length)) return undefined;
+    return f;
+  }
+
+  /**
+   * Holds a datagram for the end of the batch (a microtask after the guest's frames are handled),
+   * when each socket's datagrams leave with one sendmmsg. False when it cannot wait (then it is
+   * sent at once): the queue is full even after a flush. The payload is copied: its frame's buffer
+   * holds the next frame by then.
+   */
+  private queue(flow: Flow, payload: Uint8Array, hops: number): boolean {
+    if (this.pendCount === PEND_MAX || this.pendBytes + payload.length > this.pendBuf.length) this.flushSends();
+    if (this.pendBytes + payload.length > this.pendBuf.length) return false;
+    const i = this.pendCount++;
+    this.pendFlow[i] = flow;
+    this.pendOff[i] = this.pendBytes;
+    this.pendLen[i] = payload.length;
+    this.pendTtl[i] = hops;
+    copyBytes(this.pendBuf, this.pendBytes, payload, 0, payload.length);
+    this.pendBytes += payload.length;
+    if (!this.flushScheduled && this.opts.inBatch?.() !== true) {
+      this.flushScheduled = true;
+      queueMicrotask(this.scheduledFlush);
+    }
+    return true;
+  }
+
+  private readonly scheduledFlush = (): void => {
+    this.flushScheduled = false;
+    this.flushSends();
+  };
+
+  /** Sends what the batch queued: per socket, its datagrams in order, SEND_MANY_MAX per call. */
+  flushSends(): void {
+    const n = this.pendCount;
+    if (n === 0) return;
+    const done = this.pendDone;
+    done.fill(0, 0, n);
+    for (let i = 0; i < n; i++) {
+      if (done[i]) continue;
+      const flow = this.pendFlow[i]!;
+      // This socket's datagrams, in order, gathered into the batch arrays.
+      let k = 0;
+      for (let j = i; j < n; j++) {
+        if (done[j] || this.pendFlow[j] !== flow) continue;
+        done[j] = 1;
+        this.batchOff[k] = this.pendOff[j]!;
+        this.batchLen[k] = this.pendLen[j]!;
+        this.batchTtl[k] = this.pendTtl[j]!;
+        k++;
+      }
+      if (this.flows.has(flow)) this.sendBatch(flow, k);
+    }
+    this.pendFlow.fill(undefined, 0, n);
+    this.pendCount = 0;
+    this.pendBytes = 0;
+  }
+
+  /** The first `k` entries of the batch arrays to one socket; a datagram the socket refuses is
+   *  sent alone to learn why, and answered as sendOne answers. */
+  private sendBatch(flow: Flow, k: number): void {
+    const sendMany = flow.socket.sendMany!;
+    for (let from = 0; from < k; ) {
+      const count = Math.min(k - from, SEND_MANY_MAX);
+      const sent = sendMany(this.pendBuf, this.batchOff, this.batchLen, this.batchTtl, from, count);
+      this.stats.sendBatches++;
+      if (sent === count) {
+        from += count;
+        continue;
+      }
+      // Entry `from + max(sent, 0)` did not go: alone, to learn why (an error the guest hears of,
+      // or EAGAIN: dropped, as a full queue drops on a real link); then the rest.
+      const bad = from + Math.max(sent, 0);
+      const off = this.batchOff[bad]!;
+      this.sendOne(flow, this.pendBuf.subarray(off, off + this.batchLen[bad]!), this.batchTtl[bad]!);
+      from = bad + 1;
+    }
   }
 
   /** Whether a datagram to one of our addresses is the NAT's: to the gateway, when mapped. */
@@ -155,6 +255,22 @@ export class UdpNat {
     return this.flows.size;
   }
 
+  /** The flow of the last guest datagram (sameAsLast). */
+  private last: Flow | undefined;
+  // Guest datagrams waiting for the end of the batch (queue, flushSends): payloads in pendBuf.
+  private readonly pendBuf = new Uint8Array(PEND_BYTES);
+  private readonly pendFlow: (Flow | undefined)[] = new Array<Flow | undefined>(PEND_MAX).fill(undefined);
+  private readonly pendOff = new Int32Array(PEND_MAX);
+  private readonly pendLen = new Int32Array(PEND_MAX);
+  private readonly pendTtl = new Int32Array(PEND_MAX);
+  private readonly pendDone = new Uint8Array(PEND_MAX);
+  private pendCount = 0;
+  private pendBytes = 0;
+  private flushScheduled = false;
+  /** One socket's share of the queue, in order, as sendMany takes it. */
+  private readonly batchOff = new Int32Array(PEND_MAX);
+  private readonly batchLen = new Int32Array(PEND_MAX);
+  private readonly batchTtl = new Int32Array(PEND_MAX);
   private readonly views = { guest: new ViewCache(), dst: new ViewCache(), payload: new ViewCache(), out: new ViewCache() };
   private readonly udpRepr: UdpRepr = { srcPort: 0, dstPort: 0, payloadLength: 0 };
   private readonly ip4Repr: Ipv4Repr = { src: 0, dst: 0, proto: IpProtocol.UDP, ttl: 63, id: 0, flags: 0, fragOffset: 0, payloadLength: 0, tos: 0 };

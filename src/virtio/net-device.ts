@@ -83,6 +83,10 @@ export interface NetDeviceOptions {
   onLinkChange?: (up: boolean) => void;
   /** A slice of guest frames is about to be handed to the sink (before its first frame). */
   onBatchStart?: () => void;
+  /** True while the owner runs a batch of work at whose end it calls flush(): frames sent then
+   *  need no flush of their own (scheduling one allocates). Absent: every turn that sends
+   *  schedules its flush. */
+  inBatch?: () => boolean;
   /** A slice of guest frames was handed to the sink, taking `ms` (the owner sends what they
    *  caused and re-arms its timers here). */
   onBatchEnd?: (ms: number) => void;
@@ -532,7 +536,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   }
 
   private scheduleFlush(): void {
-    if (this.flushScheduled) return;
+    if (this.flushScheduled || this.opts.inBatch?.() === true) return;
     this.flushScheduled = true;
     queueMicrotask(this.scheduledFlush);
   }
@@ -541,6 +545,12 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     this.flushScheduled = false;
     this.flushRx();
   };
+
+  /** Publishes the frames sent so far to the guest, with at most one call (what a batch's owner
+   *  does at its end; see inBatch). */
+  flush(): void {
+    this.flushRx();
+  }
 
   private flushRx(): void {
     this.rx?.flush();

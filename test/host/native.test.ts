@@ -77,6 +77,36 @@ t.test('argument checks and socket flags (no packets)', async (t) => {
   t.equal(hostnet.close(fd6), 0);
 });
 
+t.test('sendMany: one sendmmsg, each datagram with its own bytes and TTL (host loopback)', async (t) => {
+  const lo = Uint8Array.of(127, 0, 0, 1);
+  const rx = hostnet.openUdp(4);
+  const tx = hostnet.openUdp(4);
+  t.teardown(() => {
+    hostnet.close(rx);
+    hostnet.close(tx);
+  });
+  t.equal(hostnet.bind(rx, 4, lo, 0), 0);
+  hostnet.setRecvTtl(rx, 4, true);
+  t.equal(hostnet.connect(tx, 4, lo, hostnet.getsockname(rx, 4).port), 0);
+  const buf = new TextEncoder().encode('..alpha..beta.gamma');
+  const offsets = Int32Array.of(99, 2, 9, 14);
+  const lengths = Int32Array.of(0, 5, 4, 5);
+  const ttls = Int32Array.of(0, 7, -1, 200);
+  t.equal(hostnet.sendMany(tx, 4, buf, offsets, lengths, ttls, 1, 3), 3, 'three sent, from entry 1');
+  const got: [string, number][] = [];
+  const b = new Uint8Array(64);
+  const info = newRecvInfo();
+  for (let n; (n = hostnet.recvFrom(rx, 4, b, 0, b.length, info)) >= 0; ) got.push([new TextDecoder().decode(b.subarray(0, n)), info.ttl]);
+  t.same(got, [['alpha', 7], ['beta', 64], ['gamma', 200]], 'in order, each with its TTL (-1: the default)');
+  t.equal(hostnet.SEND_MANY_MAX, 64);
+  t.throws(() => hostnet.sendMany(tx, 4, buf, offsets, lengths, ttls, 2, 3), RangeError, 'entries past the arrays');
+  t.throws(() => hostnet.sendMany(tx, 4, buf, offsets, lengths, ttls, 0, 1), RangeError, 'a datagram outside buf');
+  t.throws(() => hostnet.sendMany(tx, 4, buf, offsets, lengths, Int32Array.of(0, 0, 0, 256), 3, 1), RangeError, 'ttl 256');
+  t.throws(() => hostnet.sendMany(tx, 4, buf, offsets, lengths, ttls, 1, 0), RangeError, 'count 0');
+  t.throws(() => hostnet.sendMany(tx, 4, buf, Array.from(offsets) as unknown as Int32Array, lengths, ttls, 1, 1), TypeError, 'offsets not an Int32Array');
+  t.equal(hostnet.sendMany(99999, 4, buf, offsets, lengths, ttls, 1, 1), -9, 'a bad fd: -EBADF');
+});
+
 // ---- namespaces ----------------------------------------------------------------------------
 
 function ip(...args: string[]): void {

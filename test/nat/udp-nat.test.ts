@@ -157,3 +157,66 @@ t.test('idle flows expire oldest first; a used flow moves to the back', async (t
   nat.poll(clock.t);
   t.equal(nat.flowCount, 0);
 });
+
+/** A host whose sockets take datagrams in batches (sendmmsg), accepting `accept` of each call. */
+class BatchingUdp implements HostUdp {
+  sockets: { port: number; calls: number[]; sent: { data: number[]; ttl: number; how: 'many' | 'one' }[]; failOne: number }[] = [];
+  accept = Infinity;
+  openUdp(_family: 4 | 6, _dst: Uint8Array, port: number) {
+    const s = { port, calls: [] as number[], sent: [] as { data: number[]; ttl: number; how: 'many' | 'one' }[], failOne: 0 };
+    this.sockets.push(s);
+    return {
+      send: (data: Uint8Array, ttl: number) => {
+        if (s.failOne !== 0) return s.failOne;
+        s.sent.push({ data: [...data], ttl, how: 'one' });
+        return 0;
+      },
+      sendMany: (buf: Uint8Array, offsets: Int32Array, lengths: Int32Array, ttls: Int32Array, start: number, count: number) => {
+        s.calls.push(count);
+        const n = Math.min(count, this.accept);
+        for (let i = start; i < start + n; i++) s.sent.push({ data: [...buf.subarray(offsets[i]!, offsets[i]! + lengths[i]!)], ttl: ttls[i]!, how: 'many' });
+        return n;
+      },
+      close: () => undefined,
+    };
+  }
+}
+
+t.test('a batch of guest datagrams leaves with one sendmmsg per socket, in order, at the end of the batch', async (t) => {
+  const env = makeStack({ ipv6: undefined });
+  const host = new BatchingUdp();
+  const nat = new UdpNat(env.stack, host);
+  env.stack.beyond = (p) => nat.output(4, p, (p[0]! & 15) * 4, p[8]!);
+  env.inject(arpRequest(GW_IP));
+  for (let i = 0; i < 5; i++) {
+    env.inject(udpFrame(40000, 53, Uint8Array.of(i), { dst: FAR, ttl: 64 }));
+    if (i < 3) env.inject(udpFrame(40001, 53, Uint8Array.of(100 + i, 7), { dst: FAR, ttl: 10 }));
+  }
+  t.same(host.sockets.map((s) => s.sent.length), [0, 0], 'nothing sent during the batch');
+  await Promise.resolve(); // the batch ends: the scheduled flush runs
+  t.same(host.sockets.map((s) => s.calls), [[5], [3]], 'one call per socket');
+  t.same(host.sockets[0]!.sent.map((d) => d.data[0]), [0, 1, 2, 3, 4], 'first flow, in order');
+  t.same(host.sockets[1]!.sent.map((d) => d.data), [[100, 7], [101, 7], [102, 7]], 'second flow, in order');
+  t.same([...new Set(host.sockets[0]!.sent.map((d) => d.ttl))], [63], 'TTL - 1 on each');
+  t.same([...new Set(host.sockets[1]!.sent.map((d) => d.ttl))], [9]);
+  t.equal(nat.stats.sendBatches, 2);
+  t.equal(nat.stats.datagramsOut, 8);
+});
+
+t.test('a datagram the batch could not send goes alone; its error reaches the guest; the rest follow', async (t) => {
+  const env = makeStack({ ipv6: undefined });
+  const host = new BatchingUdp();
+  const nat = new UdpNat(env.stack, host);
+  env.stack.beyond = (p) => nat.output(4, p, (p[0]! & 15) * 4, p[8]!);
+  env.inject(arpRequest(GW_IP));
+  env.link.take();
+  host.accept = 2;
+  for (let i = 0; i < 6; i++) env.inject(udpFrame(40000, 53, Uint8Array.of(i), { dst: FAR }));
+  host.sockets[0]!.failOne = -101; // ENETUNREACH for what is sent alone
+  nat.flushSends();
+  const s = host.sockets[0]!;
+  t.same(s.sent.map((d) => [d.data[0], d.how]), [[0, 'many'], [1, 'many'], [3, 'many'], [4, 'many']], 'the refused ones (2, 5) went alone and failed; the others were sent');
+  const errors = env.link.take().map((f) => new Icmpv4Packet().at(f, 34, f.length - 34));
+  t.same(errors.map((e) => [e.type, e.code]), [[3, 0], [3, 0]], 'network unreachable for each refused datagram');
+  t.same(s.calls, [6, 3], 'the batch resumed after each refused datagram');
+});
