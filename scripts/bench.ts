@@ -27,7 +27,8 @@ type Backend = 'slirp' | 'vunet' | 'baseline';
 type Direction = 'up' | 'down';
 
 const BACKENDS: readonly Backend[] = ['slirp', 'vunet'];
-const DIRECTIONS: readonly Direction[] = ['up', 'down'];
+/** The directions measured (--direction narrows it to one, for profiling). */
+let DIRECTIONS: readonly Direction[] = ['up', 'down'];
 const DIRECTION_LABEL: Record<Direction, string> = { up: 'guest→host', down: 'host→guest' };
 /** The guest's address for the host under both backends (slirp's and vunet's gateway). */
 const GATEWAY = '10.0.2.2';
@@ -96,6 +97,7 @@ directions, with iperf3 against a server on the host's loopback.
   --baseline DIR        also run the vunet built in DIR (before/after a change, same run)
   --profile DIR         write vunet's CPU and allocation profiles (node --cpu-prof, --heap-prof)
                         into DIR, one pair per vunet run; runs vunet without its sandbox
+  --direction up|down   measure one direction only (up: guest→host; for profiling it alone)
   --stats               after each vunet run, print vunet's counters (its SIGUSR1 status)
   --device OPTS         extra virtio-net-pci options for the vunet guests, comma-separated
                         (feature experiments, e.g. guest_tso4=off,guest_csum=off)
@@ -110,7 +112,7 @@ VUNET_GUEST_ECHO=1 shows the guest consoles.`;
 class CliError extends Error {}
 
 function parseCli(argv: string[]): BenchOptions | undefined {
-  let values: { seconds?: string; mtu?: string; streams?: string; only?: string; baseline?: string; guestless?: boolean; device?: string; stats?: boolean; profile?: string; help?: boolean };
+  let values: { seconds?: string; mtu?: string; streams?: string; only?: string; baseline?: string; guestless?: boolean; device?: string; stats?: boolean; profile?: string; direction?: string; help?: boolean };
   try {
     ({ values } = parseArgs({
       args: argv,
@@ -123,6 +125,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
         guestless: { type: 'boolean' },
         device: { type: 'string' },
         stats: { type: 'boolean' },
+        direction: { type: 'string' },
         profile: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -147,6 +150,10 @@ function parseCli(argv: string[]): BenchOptions | undefined {
     const only = values.only;
     if (only !== 'slirp' && only !== 'vunet') throw new CliError(`--only must be slirp or vunet (got ${only})`);
     backends = [only];
+  }
+  if (values.direction !== undefined) {
+    if (values.direction !== 'up' && values.direction !== 'down') throw new CliError(`--direction must be up or down (got ${values.direction})`);
+    DIRECTIONS = [values.direction];
   }
   const guestless = values.guestless === true;
   if (guestless) {
@@ -334,8 +341,8 @@ run() {
   awk '{ if (!($1 in h)) h[$1] = $0; else { n = split(h[$1], k, " "); s = ""; for (i = 2; i <= NF; i++) if ($i != 0) s = s " " k[i] "=" $i; print "BENCH-GUEST " $1 s } }' /proc/net/netstat /proc/net/snmp
   echo "BENCH-GUEST eth0 $(cd /sys/class/net/eth0/statistics && for f in *; do v=$(cat $f); [ "$v" != 0 ] && printf '%s=%s ' $f $v; done)"` : ''}
 }
-run up
-run down -R
+${DIRECTIONS.includes('up') ? 'run up' : ''}
+${DIRECTIONS.includes('down') ? 'run down -R' : ''}
 `;
 }
 
