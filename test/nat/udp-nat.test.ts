@@ -182,12 +182,18 @@ class BatchingUdp implements HostUdp {
   }
 }
 
-t.test('a batch of guest datagrams leaves with one sendmmsg per socket, in order, at the end of the batch', async (t) => {
+/** A UDP NAT on a batching host, the guest known on the link. */
+function batchingSetup() {
   const env = makeStack({ ipv6: undefined });
   const host = new BatchingUdp();
   const nat = new UdpNat(env.stack, host);
   env.stack.beyond = (p) => nat.output(4, p, (p[0]! & 15) * 4, p[8]!);
   env.inject(arpRequest(GW_IP));
+  return { env, host, nat };
+}
+
+t.test('a batch of guest datagrams leaves with one sendmmsg per socket, in order, at the end of the batch', async (t) => {
+  const { env, host, nat } = batchingSetup();
   for (let i = 0; i < 5; i++) {
     env.inject(udpFrame(40000, 53, Uint8Array.of(i), { dst: FAR, ttl: 64 }));
     if (i < 3) env.inject(udpFrame(40001, 53, Uint8Array.of(100 + i, 7), { dst: FAR, ttl: 10 }));
@@ -204,11 +210,7 @@ t.test('a batch of guest datagrams leaves with one sendmmsg per socket, in order
 });
 
 t.test('a datagram the batch could not send goes alone; its error reaches the guest; the rest follow', async (t) => {
-  const env = makeStack({ ipv6: undefined });
-  const host = new BatchingUdp();
-  const nat = new UdpNat(env.stack, host);
-  env.stack.beyond = (p) => nat.output(4, p, (p[0]! & 15) * 4, p[8]!);
-  env.inject(arpRequest(GW_IP));
+  const { env, host, nat } = batchingSetup();
   env.link.take();
   host.accept = 2;
   for (let i = 0; i < 6; i++) env.inject(udpFrame(40000, 53, Uint8Array.of(i), { dst: FAR }));
