@@ -742,5 +742,8 @@ t.test('copy: a memmove between Uint8Arrays, ranges checked', async (t) => {
 t.test('nothing leaked', async (t) => {
   await collect();
   t.equal(native.liveMappings(), mappingsAtStart, 'no live mappings');
-  t.equal(fdCount(), fdsAtStart, 'no fds');
+  // At most as many as at the start: one the module loader or tap held open then (a file being
+  // read, a pipe) may have closed since, which is no leak.
+  const fds = fdCount();
+  t.ok(fds <= fdsAtStart, `no fds left open (${fds} now, ${fdsAtStart} at the start)`);
 });
