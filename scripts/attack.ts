@@ -204,10 +204,9 @@ async function floods(syns: number): Promise<void> {
     tools[tool] = readFileSync(out);
     rmSync(out, { force: true });
   }
-  const tag = String((process.pid % 10000) + 31);
-  const topo = createTopology(tag);
+  const topo = createTopology('attack');
   // A black hole one hop away: router 1 drops 198.51.100.0/24 without a word.
-  topo.exec(`vn${tag}-r1`, ['ip', 'route', 'add', 'blackhole', '198.51.100.0/24']);
+  topo.exec(topo.router1Ns, ['ip', 'route', 'add', 'blackhole', '198.51.100.0/24']);
   const dir = socketDir();
   const inTarget = (...cmd: string[]): ChildProcess => spawn('ip', ['netns', 'exec', topo.targetNs, ...cmd], { stdio: 'ignore' });
   const services = [inTarget('socat', 'TCP4-LISTEN:7,fork,reuseaddr', 'PIPE'), inTarget(process.execPath, join(SUPPORT, 'dns-responder.mjs'))];

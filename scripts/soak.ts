@@ -27,7 +27,7 @@ function rssMiB(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-const topo = createTopology(String((process.pid % 10000) + 41));
+const topo = createTopology('soak');
 const dir = mkdtempSync(join(tmpdir(), 'vunet-soak-'));
 chmodSync(dir, 0o1777);
 const file = join(dir, 'blob');

@@ -50,7 +50,7 @@ type Mode = 'no-offload' | 'offload' | 'tso-1500';
 
 async function transfer(t: Test, mode: Mode): Promise<void> {
   const offload = mode !== 'no-offload';
-  const topo = createTopology(String((process.pid % 10000) + (mode === 'no-offload' ? 1 : mode === 'offload' ? 2 : 3)));
+  const topo = createTopology(mode);
   const dir = mkdtempSync(join(tmpdir(), 'vunet-csum-'));
   const data = blob(SIZE);
   writeFileSync(join(dir, 'blob'), data);

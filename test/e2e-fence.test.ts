@@ -157,7 +157,7 @@ const LOCAL = ['127.0.0.1', '0.0.0.0', '::1', '::'];
 const HOST = ['10.201.1.2', 'fd00:201:1::2'];
 
 t.test('fences, --no-map-gw: host loopback and the unspecified addresses are never reached; the host\'s addresses are, as under slirp', { skip: why ?? false }, async (t) => {
-  const { list, got, hits, log } = await run(t, String((process.pid % 10000) + 11), [], [...LOCAL, ...HOST]);
+  const { list, got, hits, log } = await run(t, 'fence', [], [...LOCAL, ...HOST]);
   for (const p of list) {
     const a = got.get(p)!;
     if (LOCAL.includes(p.dst)) {
@@ -172,7 +172,7 @@ t.test('fences, --no-map-gw: host loopback and the unspecified addresses are nev
 });
 
 t.test('fences, --no-map-gw --deny-host: the host\'s own addresses are fenced too', { skip: why ?? false }, async (t) => {
-  const { list, got, hits } = await run(t, String((process.pid % 10000) + 12), ['--deny-host'], [...LOCAL, ...HOST]);
+  const { list, got, hits } = await run(t, 'denyhost', ['--deny-host'], [...LOCAL, ...HOST]);
   for (const p of list) t.same(got.get(p), [p.kind === 'tcp' ? 'rst' : 'prohibited'], `${p.kind} to ${p.dst}: refused`);
   t.notMatch(hits, /^(tcp|udp) /m, 'nothing reached any host service');
 });

@@ -18,7 +18,7 @@ import { canUseNetns, createTopology, spawnVunet } from './support/netns.js';
 const why = canUseNetns();
 
 t.test('ICMP and UDP through the NAT: ping, traceroute, UDP echo, host unreachable', { skip: why ?? false }, async (t) => {
-  const topo = createTopology(String(process.pid % 10000));
+  const topo = createTopology('nat');
   // UDP echo on the target, both families (socat, port 7).
   const echoes = ['UDP4-RECVFROM:7,fork', 'UDP6-RECVFROM:7,fork,ipv6only=1'].map((a) => spawn('ip', ['netns', 'exec', topo.targetNs, 'socat', a, 'PIPE'], { stdio: 'ignore' }));
   // A DNS responder on the target, the resolver vunet forwards to.

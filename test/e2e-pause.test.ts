@@ -54,7 +54,7 @@ async function qmp(path: string): Promise<{ run(command: string): Promise<unknow
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 t.test('a guest stopped (monitor), frozen (SIGSTOP, 60 s) or silent to ARP (60 s) mid-download resumes it intact', { skip: why ?? false }, async (t) => {
-  const topo = createTopology(String((process.pid % 10000) + 21));
+  const topo = createTopology('pause');
   const dir = mkdtempSync(join(tmpdir(), 'vunet-pause-'));
   const file = join(dir, 'blob');
   const data = blob(SIZE, 0x2545f491);

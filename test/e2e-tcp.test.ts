@@ -20,7 +20,7 @@ import { canUseNetns, createTopology, spawnVunet } from './support/netns.js';
 const why = canUseNetns();
 
 t.test('TCP through the NAT: HTTP, echo, refused, no route, 200 connections, iperf3, traceroute -T, port forward', { skip: why ?? false }, async (t) => {
-  const topo = createTopology(String((process.pid % 10000) + 1));
+  const topo = createTopology('tcp');
   const dir = mkdtempSync(join(tmpdir(), 'vunet-tcp-'));
   const file = join(dir, 'blob');
   const data = blob(16 << 20);

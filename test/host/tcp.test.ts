@@ -102,7 +102,7 @@ t.test('listening on a used port throws EADDRINUSE', async (t) => {
 
 const why = canUseNetns();
 t.test('how connects end, in the namespace topology', { skip: why ?? false }, async (t) => {
-  const topo = createTopology(String((process.pid % 10000) + 2));
+  const topo = createTopology('hosttcp');
   const echo = [
     spawn('ip', ['netns', 'exec', topo.targetNs, 'socat', 'TCP4-LISTEN:7,fork,reuseaddr', 'PIPE'], { stdio: 'ignore' }),
     spawn('ip', ['netns', 'exec', topo.targetNs, 'socat', 'TCP6-LISTEN:7,fork,reuseaddr,ipv6only=1', 'PIPE'], { stdio: 'ignore' }),

@@ -12,6 +12,8 @@ import type { ChildProcess } from 'node:child_process';
 
 export interface Topology {
   vunetNs: string;
+  /** The first router's namespace (between vunet's and the second router's). */
+  router1Ns: string;
   targetNs: string;
   target4: string;
   target6: string;
@@ -36,8 +38,14 @@ export function canUseNetns(): string | undefined {
   }
 }
 
+/**
+ * The routed topology, in namespaces named after this process and `tag` (which tells apart the
+ * topologies one test file makes). The pid keeps test files that run at once apart: tags made
+ * from pid arithmetic collided between files whose pids were one apart, and one file's setup
+ * deleted the other's namespaces mid-run.
+ */
 export function createTopology(tag: string): Topology {
-  const ns = (n: string): string => `vn${tag}-${n}`;
+  const ns = (n: string): string => `vn${process.pid}-${tag}-${n}`;
   const names = [ns('v'), ns('r1'), ns('r2'), ns('t')];
   const run = (n: string, ...cmd: string[]): string => execFileSync('ip', ['netns', 'exec', n, ...cmd], { encoding: 'utf8' });
   const destroy = (): void => {
@@ -94,6 +102,7 @@ export function createTopology(tag: string): Topology {
   }
   return {
     vunetNs: names[0]!,
+    router1Ns: names[1]!,
     targetNs: names[3]!,
     target4: '10.201.3.2',
     target6: 'fd00:201:3::2',
