@@ -5,7 +5,9 @@
 // the TCP endpoints read the clock per frame at no cost: performance.now() boxes a fresh number
 // on each call, the last allocation left per frame on the data paths. A batch is short (a TX
 // slice ends after a few milliseconds), which is all the staleness this adds; TCP's timestamps
-// and timers count milliseconds. Outside a batch now() reads the time itself.
+// and timers count milliseconds. The batch's time is whole milliseconds: a small integer, which
+// V8 passes around unboxed (a fraction would be a heap number at every call it crosses). Outside
+// a batch now() reads the time itself.
 import type { Clock } from '../iface/stack.js';
 
 export class BatchClock implements Clock {
@@ -23,7 +25,7 @@ export class BatchClock implements Clock {
 
   /** A batch begins (batches nest: the outermost one reads the time). */
   begin(): void {
-    if (this.depth++ === 0) this.at = performance.now();
+    if (this.depth++ === 0) this.at = Math.floor(performance.now());
   }
 
   /** The batch begun last ends. */

@@ -118,10 +118,14 @@ export interface TcpEvents {
 }
 
 // ---- sequence arithmetic (RFC 9293 §3.4: modulo 2^32) ----
+// Sequence numbers are kept as signed 32-bit integers: V8 holds those as small integers, while an
+// unsigned value of 2^31 or more is a heap number, allocated whenever it crosses a call (half the
+// sequence space, so half the segments). Segments' fields are made signed on the way in (`| 0`)
+// and unsigned again on the way out (OutSegment, `>>> 0`); only the bits matter on the wire.
 const sub = (a: number, b: number): number => (a - b) | 0;
 const lt = (a: number, b: number): boolean => sub(a, b) < 0;
 const le = (a: number, b: number): boolean => sub(a, b) <= 0;
-const add = (a: number, n: number): number => (a + n) >>> 0;
+const add = (a: number, n: number): number => (a + n) | 0;
 
 const { FIN, SYN, RST, PSH, ACK } = TcpFlags;
 /** RFC 9293 §3.7.1: the MSS assumed when the peer sends none. */
@@ -285,7 +289,7 @@ export class TcpConnection {
     this.wantSack = config.sack ?? true;
     this.sndBuf = new ByteRing(config.sendBufferMax ?? 1 << 20, config.sendBufferInitial ?? SEND_BUFFER_INITIAL, config.memory);
     this.rcvBuf = new ByteRing(config.recvBufferMax ?? 1 << 20, config.recvBufferInitial ?? RECV_BUFFER_INITIAL, config.memory);
-    this.iss = init.iss >>> 0;
+    this.iss = init.iss | 0;
     this.sndUna = this.sndNxt = this.sndMax = this.iss;
     this.sndBufSeq = add(this.iss, 1);
     this.tsOffset = init.tsOffset >>> 0;
@@ -298,12 +302,12 @@ export class TcpConnection {
   acceptSyn(syn: TcpSegment, now: number): boolean {
     if (this.state !== TcpState.LISTEN || !syn.syn || syn.hasAck || syn.rst) return false;
     this.takeSynOptions(syn);
-    this.irs = syn.seq;
-    this.rcvNxt = add(syn.seq, 1);
+    this.irs = syn.seq | 0;
+    this.rcvNxt = add(syn.seq | 0, 1);
     this.rcvAdv = this.rcvNxt;
     this.sndWnd = syn.window; // never scaled in a SYN (RFC 7323 §2.2)
     this.maxSndWnd = this.sndWnd;
-    this.sndWl1 = syn.seq;
+    this.sndWl1 = syn.seq | 0;
     this.sndWl2 = this.iss;
     return true;
   }
@@ -428,8 +432,8 @@ export class TcpConnection {
     if (this.synchronized() || this.state === TcpState.SYN_RECEIVED) {
       const s = this.seg;
       s.flags = RST | ACK;
-      s.seq = this.sndMax;
-      s.ack = this.rcvNxt;
+      s.seq = this.sndMax >>> 0;
+      s.ack = this.rcvNxt >>> 0;
       s.window = 0;
       s.options.reset();
       s.dataOffset = s.dataLength = 0;
@@ -468,9 +472,9 @@ export class TcpConnection {
 
   /** §3.10.7.3: SYN-SENT. */
   private inputSynSent(seg: TcpSegment, now: number): void {
-    const ackOk = seg.hasAck && lt(this.iss, seg.ack) && le(seg.ack, this.sndMax);
+    const ackOk = seg.hasAck && lt(this.iss, seg.ack | 0) && le(seg.ack | 0, this.sndMax);
     if (seg.hasAck && !ackOk) {
-      if (!seg.rst) this.queueRst(seg.ack);
+      if (!seg.rst) this.queueRst(seg.ack | 0);
       return;
     }
     if (seg.rst) {
@@ -479,15 +483,15 @@ export class TcpConnection {
     }
     if (!seg.syn) return;
     this.takeSynOptions(seg);
-    this.irs = seg.seq;
-    this.rcvNxt = add(seg.seq, 1);
+    this.irs = seg.seq | 0;
+    this.rcvNxt = add(seg.seq | 0, 1);
     this.rcvAdv = add(this.rcvNxt, this.synWindow); // what our SYN offered
     this.sndWnd = seg.window;
     this.maxSndWnd = this.sndWnd;
-    this.sndWl1 = seg.seq;
-    this.sndWl2 = seg.ack;
+    this.sndWl1 = seg.seq | 0;
+    this.sndWl2 = seg.ack | 0;
     if (ackOk) {
-      this.ackOfSyn(seg.ack, now);
+      this.ackOfSyn(seg.ack | 0, now);
       this.setState(this.finQueued ? TcpState.FIN_WAIT_1 : TcpState.ESTABLISHED);
       this.ackNow = true;
       this.events.established(this);
@@ -502,7 +506,7 @@ export class TcpConnection {
   private inputSynchronized(seg: TcpSegment, now: number): void {
     const o = this.inOpts;
     parseTcpOptions(seg.bytes, seg.optionsOffset, seg.optionsLength, o);
-    let seq = seg.seq;
+    let seq = seg.seq | 0;
     let dataOff = seg.payloadOffset;
     let dataLen = seg.payloadLength;
     let syn = seg.syn;
@@ -561,7 +565,7 @@ export class TcpConnection {
 
     // fourth: SYN in a synchronized state (RFC 5961 §4): challenge ACK.
     if (syn) {
-      if (this.state === TcpState.SYN_RECEIVED && seg.seq === this.irs && !seg.hasAck) {
+      if (this.state === TcpState.SYN_RECEIVED && (seg.seq | 0) === this.irs && !seg.hasAck) {
         this.synPending = true; // the peer lost our SYN-ACK: send it again
         return;
       }
@@ -574,15 +578,15 @@ export class TcpConnection {
     // RFC 7323 §4.3: TS.Recent from a segment covering the last ACK we sent (PAWS passed above).
     if (this.tsOn && o.timestamp && le(seq, this.lastAckSent)) this.tsRecent = o.tsVal;
     if (this.state === TcpState.SYN_RECEIVED) {
-      if (!(lt(this.sndUna, seg.ack) && le(seg.ack, this.sndMax))) {
-        this.queueRst(seg.ack);
+      if (!(lt(this.sndUna, seg.ack | 0) && le(seg.ack | 0, this.sndMax))) {
+        this.queueRst(seg.ack | 0);
         return;
       }
-      this.ackOfSyn(seg.ack, now);
+      this.ackOfSyn(seg.ack | 0, now);
       this.sndWnd = seg.window << this.sndWscale;
       this.maxSndWnd = Math.max(this.maxSndWnd, this.sndWnd);
       this.sndWl1 = seq;
-      this.sndWl2 = seg.ack;
+      this.sndWl2 = seg.ack | 0;
       this.setState(this.finQueued ? TcpState.FIN_WAIT_1 : TcpState.ESTABLISHED);
       this.events.established(this);
       if ((this.state as TcpState) === TcpState.CLOSED) return;
@@ -601,7 +605,7 @@ export class TcpConnection {
 
   /** The ACK field (§3.10.7.4 fifth, RFC 5961 §5). Returns false when the segment is dropped. */
   private processAck(seg: TcpSegment, seq: number, dataLen: number, o: TcpOptions, now: number): boolean {
-    const ack = seg.ack;
+    const ack = seg.ack | 0;
     // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.MAX].
     if (lt(this.sndMax, ack)) {
       this.ackNow = true;
@@ -970,9 +974,9 @@ export class TcpConnection {
     const s = this.seg;
     s.segmentSize = segmentSize;
     s.flags = flags;
-    s.seq = seq;
+    s.seq = seq >>> 0;
     const synFlag = (flags & SYN) !== 0;
-    s.ack = flags & ACK ? this.rcvNxt : 0;
+    s.ack = flags & ACK ? this.rcvNxt >>> 0 : 0;
     this.fillOptions(synFlag, now);
     const prevAdv = this.rcvAdv;
     // Window in a SYN is never scaled (RFC 7323 §2.2); it offers what the buffer can reach now.
@@ -1001,7 +1005,7 @@ export class TcpConnection {
       this.sendRst = false;
       const s = this.seg;
       s.flags = RST;
-      s.seq = this.rstSeq;
+      s.seq = this.rstSeq >>> 0;
       s.ack = 0;
       s.window = 0;
       s.options.reset();

@@ -426,3 +426,27 @@ t.test('an application that sends from sendSpace never sends past the right edge
   t.same(overrun.map((s) => [s.seq, s.data.length]), [], 'nothing beyond the right edge');
   t.equal(log.sendSpace, 0, 'sendSpace went to the application');
 });
+
+t.test('sequence numbers across 2^31 and 2^32: segments carry them unsigned, ACKs match', async (t) => {
+  for (const iss of [0x7ffff000, 0xfffff000]) {
+    const { conn, rec } = makeConn({ mss: 1000 }, iss);
+    const peer = 0xffffff00;
+    conn.acceptSyn(segment({ seq: peer, flags: SYN, window: 65535, options: { mss: 1000 } }), 0);
+    conn.synAck(0);
+    const [synAck] = rec.take();
+    t.equal(synAck!.seq, iss, `SYN-ACK: ISS ${iss.toString(16)}, unsigned`);
+    t.equal(synAck!.ack, (peer + 1) >>> 0);
+    conn.input(segment({ seq: peer + 1, ack: iss + 1, flags: ACK, window: 65535 }), 1);
+    t.equal(conn.send(new Uint8Array(8000).fill(7)), 8000);
+    conn.output(2);
+    const sent = rec.take().filter((s) => s.data.length > 0);
+    t.same(sent.map((s) => s.seq), Array.from({ length: 8 }, (_, i) => (iss + 1 + i * 1000) >>> 0), 'eight segments, numbered across the boundary');
+    t.ok(sent.every((s) => s.seq >= 0 && s.ack >= 0), 'never negative');
+    // The peer acknowledges everything (its ACK wrapped too) and sends data over its own wrap.
+    conn.input(segment({ seq: peer + 1, ack: (iss + 8001) >>> 0, flags: ACK | PSH, window: 65535, data: new Uint8Array(300).fill(1) }), 3);
+    conn.poll(conn.pollAt()); // the delayed ACK
+    const ack = rec.take().pop();
+    t.equal(ack!.seq, (iss + 8001) >>> 0, 'our next sequence number, unsigned');
+    t.equal(ack!.ack, (peer + 301) >>> 0, 'the peer\'s data acknowledged across its wrap');
+  }
+});
