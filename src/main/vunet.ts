@@ -298,7 +298,11 @@ export class Vunet {
     } catch (err) {
       this.failed('UDP sends at the end of a batch', err);
     }
-    this.device.flush();
+    try {
+      this.device.flush();
+    } catch (err) {
+      this.failed('publishing frames at the end of a batch', err);
+    }
   }
 
   /** A bug was caught at a batch boundary: counted and logged (rate-limited, with the stack). */

@@ -125,8 +125,9 @@ export class UdpNat {
   }
 
   /**
-   * Holds a datagram for the end of the batch (a microtask after the guest's frames are handled),
-   * when each socket's datagrams leave with one sendmmsg. False when it cannot wait (then it is
+   * Holds a datagram for the end of the batch (flushSends, which the runtime calls when the batch
+   * of guest frames ends; outside a batch a microtask), when each socket's datagrams leave with
+   * one sendmmsg. False when it cannot wait (then it is
    * sent at once): the queue is full even after a flush. The payload is copied: its frame's buffer
    * holds the next frame by then.
    */
@@ -158,24 +159,28 @@ export class UdpNat {
     if (n === 0) return;
     const done = this.pendDone;
     done.fill(0, 0, n);
-    for (let i = 0; i < n; i++) {
-      if (done[i]) continue;
-      const flow = this.pendFlow[i]!;
-      // This socket's datagrams, in order, gathered into the batch arrays.
-      let k = 0;
-      for (let j = i; j < n; j++) {
-        if (done[j] || this.pendFlow[j] !== flow) continue;
-        done[j] = 1;
-        this.batchOff[k] = this.pendOff[j]!;
-        this.batchLen[k] = this.pendLen[j]!;
-        this.batchTtl[k] = this.pendTtl[j]!;
-        k++;
+    try {
+      for (let i = 0; i < n; i++) {
+        if (done[i]) continue;
+        const flow = this.pendFlow[i]!;
+        // This socket's datagrams, in order, gathered into the batch arrays.
+        let k = 0;
+        for (let j = i; j < n; j++) {
+          if (done[j] || this.pendFlow[j] !== flow) continue;
+          done[j] = 1;
+          this.batchOff[k] = this.pendOff[j]!;
+          this.batchLen[k] = this.pendLen[j]!;
+          this.batchTtl[k] = this.pendTtl[j]!;
+          k++;
+        }
+        if (this.flows.has(flow)) this.sendBatch(flow, k);
       }
-      if (this.flows.has(flow)) this.sendBatch(flow, k);
+    } finally {
+      // Whatever happened, the queue is spent: nothing is sent twice.
+      this.pendFlow.fill(undefined, 0, n);
+      this.pendCount = 0;
+      this.pendBytes = 0;
     }
-    this.pendFlow.fill(undefined, 0, n);
-    this.pendCount = 0;
-    this.pendBytes = 0;
   }
 
   /** The first `k` entries of the batch arrays to one socket; a datagram the socket refuses is
