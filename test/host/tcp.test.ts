@@ -152,6 +152,8 @@ t.test('a connected socket nobody watches costs no CPU (the connect\'s writabili
   const cpu = process.cpuUsage(cpu0);
   const ms = (cpu.user + cpu.system) / 1000;
   t.ok(afterEvents - events0 <= 1, `no socket events meanwhile (${afterEvents - events0})`);
-  t.ok(ms < 100, `CPU over one idle second: ${ms.toFixed(1)} ms`);
+  // A spinning poller burns the whole second; an idle process under a loaded CI machine (JIT,
+  // GC, tap's own work) was seen at 116 ms.
+  t.ok(ms < 400, `CPU over one idle second: ${ms.toFixed(1)} ms (a spin would take ~1000)`);
   for (const a of accepted) a.close(true);
 });
