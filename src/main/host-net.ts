@@ -271,13 +271,15 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
   }
 
   private drainUdp(fd: number, family: Family, events: UdpSocketEvents): void {
-    const b = this.rx;
+    // Datagrams land where the NAT builds its frame to the guest, when it says where.
+    const land = events.landing ?? this.rx;
     for (let i = 0; i < PER_EVENT; i++) {
-      const n = hostnet.recvFrom(fd, family, b, 0, b.length, this.recvInfo);
+      const n = hostnet.recvFrom(fd, family, land, 0, land.length, this.recvInfo);
       if (n === -hostnet.EAGAIN) break;
       if (n < 0) continue; // a pending error's errno, reported once: the error queue has it
-      events.datagram(this.rxViews.of(b, 0, n));
+      events.datagram(this.rxViews.of(land, 0, n));
     }
+    const b = this.rx;
     const e = this.errInfo;
     for (;;) {
       const n = hostnet.recvErr(fd, family, b, 0, b.length, e);

@@ -42,6 +42,10 @@ export interface UdpSocket {
 export interface UdpSocketEvents {
   /** A datagram from the peer (a view valid during the call). */
   datagram(data: Uint8Array): void;
+  /** Where the host should receive datagrams: a view of the NAT's output frame at the payload's
+   *  place, so that `datagram` gets them already in the frame (nothing copied). Absent: the
+   *  host's own buffer. */
+  readonly landing?: Uint8Array;
   /** An error-queue entry about a datagram we sent (its payload, as far as it was quoted). */
   error(error: HostError, data: Uint8Array): void;
 }

@@ -68,6 +68,8 @@ export class UdpNat {
   private readonly mapGateway: boolean;
   private readonly log: Log;
   private readonly buf: Uint8Array;
+  private readonly landing4: Uint8Array;
+  private readonly landing6: Uint8Array;
 
   constructor(
     private readonly stack: Stack,
@@ -81,6 +83,9 @@ export class UdpNat {
     this.log = opts.log ?? silentLog;
     // Whole datagrams are built here; the stack fragments what exceeds the guest MTU.
     this.buf = new Uint8Array(IPV6_HEADER_LEN + 0x10000);
+    // Where answers are received: straight into the frame, after its IP and UDP headers.
+    this.landing4 = this.buf.subarray(20 + UDP_HEADER_LEN);
+    this.landing6 = this.buf.subarray(IPV6_HEADER_LEN + UDP_HEADER_LEN);
   }
 
   /**
@@ -232,6 +237,7 @@ export class UdpNat {
       flow.socket = this.host.openUdp(family, target, dstPort, {
         datagram: (data) => this.input(flow as Flow, data),
         error: (e, data) => this.error(flow as Flow, e, data),
+        landing: family === 4 ? this.landing4 : this.landing6,
       });
     } catch (err) {
       this.stats.openFailed++;
@@ -299,7 +305,8 @@ export class UdpNat {
       return;
     }
     this.stats.datagramsIn++;
-    b.set(data, ipLen + UDP_HEADER_LEN);
+    // Received in place (see landing), or copied there.
+    if (data.buffer !== b.buffer || data.byteOffset !== b.byteOffset + ipLen + UDP_HEADER_LEN) b.set(data, ipLen + UDP_HEADER_LEN);
     // Partial checksum for a guest that completes it (see TcpNat.transmit).
     const partial = this.stack.partialChecksums;
     const csum = partial ? UDP_CHECKSUM_OFFSET : 0;

@@ -222,3 +222,22 @@ t.test('a datagram the batch could not send goes alone; its error reaches the gu
   t.same(errors.map((e) => [e.type, e.code]), [[3, 0], [3, 0]], 'network unreachable for each refused datagram');
   t.same(s.calls, [6, 3], 'the batch resumed after each refused datagram');
 });
+
+t.test('answers received in place (landing): the frame is built around them, nothing copied', async (t) => {
+  const { inject, host, link } = setup();
+  inject(udpFrame(40000, 53, Uint8Array.of(1), { dst: FAR }));
+  const events = host.sockets[0]!.events;
+  const land = events.landing!;
+  t.ok(land !== undefined, 'the NAT says where datagrams should land');
+  land.set([7, 8, 9, 10], 0);
+  events.datagram(land.subarray(0, 4)); // as the host delivers it: already in place
+  const [r] = link.take();
+  const ip = new Ipv4Packet().at(r!, 14, r!.length - 14);
+  const udp = new UdpDatagram().at(r!, ip.payloadOffset, ip.payloadLength);
+  t.same([...r!.subarray(udp.payloadOffset)], [7, 8, 9, 10], 'the payload');
+  t.equal(udp.dstPort, 40000);
+  t.ok(udp.verifyChecksumV4(ip.src, ip.dst), 'the checksum covers it');
+  events.datagram(Uint8Array.of(5, 6)); // from elsewhere: copied into place
+  const [r2] = link.take();
+  t.same([...r2!.subarray(r2!.length - 2)], [5, 6]);
+});
