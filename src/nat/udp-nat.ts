@@ -7,6 +7,7 @@
 // and multicast on the link.
 import type { Log } from '../iface/log.js';
 import { silentLog } from '../iface/log.js';
+import { EndOfTurn } from '../iface/end-of-turn.js';
 import type { Stack } from '../iface/stack.js';
 import {
   IPV6_HEADER_LEN,
@@ -81,6 +82,7 @@ export class UdpNat {
     this.flows = new FlowTable<Flow>(this.maxFlows, this.idleMs);
     this.mapGateway = opts.mapGateway ?? true;
     this.log = opts.log ?? silentLog;
+    this.sendLater = new EndOfTurn(() => this.flushSends(), opts.inBatch);
     // Whole datagrams are built here; the stack fragments what exceeds the guest MTU.
     this.buf = new Uint8Array(IPV6_HEADER_LEN + 0x10000);
     // Where answers are received: straight into the frame, after its IP and UDP headers.
@@ -146,17 +148,9 @@ export class UdpNat {
     this.pendTtl[i] = hops;
     copyBytes(this.pendBuf, this.pendBytes, payload, 0, payload.length);
     this.pendBytes += payload.length;
-    if (!this.flushScheduled && this.opts.inBatch?.() !== true) {
-      this.flushScheduled = true;
-      queueMicrotask(this.scheduledFlush);
-    }
+    this.sendLater.request();
     return true;
   }
-
-  private readonly scheduledFlush = (): void => {
-    this.flushScheduled = false;
-    this.flushSends();
-  };
 
   /** Sends what the batch queued: per socket, its datagrams in order, SEND_MANY_MAX per call. */
   flushSends(): void {
@@ -277,7 +271,7 @@ export class UdpNat {
   private readonly pendDone = new Uint8Array(PEND_MAX);
   private pendCount = 0;
   private pendBytes = 0;
-  private flushScheduled = false;
+  private readonly sendLater: EndOfTurn;
   /** One socket's share of the queue, in order, as sendMany takes it. */
   private readonly batchOff = new Int32Array(PEND_MAX);
   private readonly batchLen = new Int32Array(PEND_MAX);

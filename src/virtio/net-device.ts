@@ -17,6 +17,7 @@ import type { Logger, QueueStats, VhostUserDevice, VirtQueue } from 'vhost-user-
 import { DescriptorChain, silentLogger } from 'vhost-user-ts';
 import type { FrameLink, FrameSink, PartialChecksum, RxMeta } from '../iface/link.js';
 import type { MemoryAccount } from '../iface/memory-budget.js';
+import { EndOfTurn } from '../iface/end-of-turn.js';
 import { ViewCache } from '../wire/bytes.js';
 
 /** virtio-net feature bits (virtio 1.2 §5.1.3). */
@@ -150,7 +151,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private readonly backlog: Uint8Array[] = [];
   private readonly backlogPartial: (PartialChecksum | undefined)[] = [];
   private backlogSize = 0;
-  private flushScheduled = false;
+  /** The flush of frames sent outside the owner's batches (see inBatch). */
+  private readonly flushLater: EndOfTurn;
   private roomWanted = false;
   private rxCheckScheduled = false;
   private readonly log: Logger;
@@ -172,6 +174,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     this.txSliceMs = opts.txSliceMs ?? 10;
     this.defer = opts.defer ?? ((fn) => void setImmediate(fn));
     this.now = opts.now ?? (() => performance.now());
+    this.flushLater = new EndOfTurn(() => this.flush(), opts.inBatch);
   }
 
   /** The guest takes frames whose checksum is partial (it negotiated GUEST_CSUM). */
@@ -307,7 +310,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     // The batch's output (the NAT's flush), then everything it and the slice produced goes out
     // with one used-ring publish and at most one call.
     this.opts.onBatchEnd?.(this.now() - start);
-    this.flushRx();
+    this.flush();
   }
 
   private receiveChain(chain: DescriptorChain): void {
@@ -387,7 +390,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       return false;
     }
     if (this.backlog.length === 0 && this.rx && this.writeFrame(this.rx, frame, partial)) {
-      this.scheduleFlush();
+      this.flushLater.request();
       return true;
     }
     if (!this.rx && !this.tx) {
@@ -535,24 +538,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     rx.flush();
   }
 
-  private scheduleFlush(): void {
-    if (this.flushScheduled || this.opts.inBatch?.() === true) return;
-    this.flushScheduled = true;
-    queueMicrotask(this.scheduledFlush);
-  }
-
-  private readonly scheduledFlush = (): void => {
-    this.flushScheduled = false;
-    this.flushRx();
-  };
-
   /** Publishes the frames sent so far to the guest, with at most one call (what a batch's owner
    *  does at its end; see inBatch). */
   flush(): void {
-    this.flushRx();
-  }
-
-  private flushRx(): void {
     this.rx?.flush();
   }
 }
