@@ -149,7 +149,7 @@ export class Ipv4Layer {
   private readonly eth = new EthernetFrame();
   /** The Ethernet header of what frameOne sends (no literal per frame). */
   private readonly ethOut: EthernetRepr;
-  /** Views of guest frames: their IP packet, a UDP payload (none made per frame). */
+  /** Views of guest frames: their IP packet, a UDP or echo payload (none made per frame). */
   private readonly packetViews = new ViewCache();
   private readonly payloadViews = new ViewCache();
   /** Where fragmentAndSend's fragments go. */
@@ -727,7 +727,7 @@ export class Ipv4Layer {
   /** Hands an echo request to the embedder's handler (see echo.ts); returns whether it is settled. */
   private echo(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, icmp: Icmpv4Packet, toUs: boolean): boolean {
     const packet = this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength);
-    const data = frame.subarray(icmp.payloadOffset, icmp.offset + icmp.length);
+    const data = this.payloadViews.of(frame, icmp.payloadOffset, icmp.offset + icmp.length);
     return this.echoSlot.fill(frame, eth.srcOffset, packet, ip.ttl, icmp.ident, icmp.seq, data, toUs).run(this.s.echoHandler);
   }
 

@@ -161,7 +161,7 @@ export class Ipv6Layer {
   private readonly reassembler: Reassembler;
   private readonly errBuf = new Uint8Array(IPV6_MIN_MTU);
   private readonly eth = new EthernetFrame();
-  /** Views of guest frames: their IP packet, a UDP payload (none made per frame). */
+  /** Views of guest frames: their IP packet, a UDP or echo payload (none made per frame). */
   private readonly packetViews = new ViewCache();
   private readonly payloadViews = new ViewCache();
   private readonly fragScratch: Uint8Array;
@@ -607,7 +607,7 @@ export class Ipv6Layer {
       return true;
     }
     const packet = this.packetViews.of(frame, ip.offset, ip.end);
-    const data = frame.subarray(icmp.payloadOffset, icmp.offset + icmp.length);
+    const data = this.payloadViews.of(frame, icmp.payloadOffset, icmp.offset + icmp.length);
     return this.echoSlot.fill(frame, eth.srcOffset, packet, ip.hopLimit, icmp.ident, icmp.seq, data, toUs).run(this.s.echoHandler);
   }
 

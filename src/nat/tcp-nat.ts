@@ -568,8 +568,9 @@ export class TcpNat implements TcpTransmitter {
   }
 
   /**
-   * Reads from the host socket into the connection's send buffer while it has room. Returns false
-   * when the flow ended (already flushed). The guest's ACKs call this (sendSpace) in the middle
+   * Reads from the host socket into the connection's send buffer while it has room. Returns true
+   * when there may be output to flush; false when there was nothing to read from (no socket, its
+   * end already read, the flow gone) or the flow just ended (its end flushed itself). The guest's ACKs call this (sendSpace) in the middle
    * of a batch: what it reads goes out with the batch's output.
    */
   private fillFromHost(f: TcpFlow): boolean {
