@@ -38,6 +38,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("SO_EE_ORIGIN_ICMP6", Napi::Number::New(env, SO_EE_ORIGIN_ICMP6));
   hn::InitSockets(env, exports);
   hn::InitChecksum(env, exports);
+  hn::InitStream(env, exports);
   hn::InitConfine(env, exports);
   return exports;
 }

@@ -52,5 +52,6 @@ bool BytesOf(Napi::Env env, Napi::Value value, const char* name, size_t minLengt
 // Registration of each part of the addon on the exports object.
 void InitSockets(Napi::Env env, Napi::Object exports);   // sockets.cc
 void InitChecksum(Napi::Env env, Napi::Object exports);  // checksum.cc
+void InitStream(Napi::Env env, Napi::Object exports);    // stream.cc
 
 }  // namespace hn

@@ -220,6 +220,40 @@ export interface HostnetBinding {
   /** accept4(NONBLOCK | CLOEXEC), TCP_NODELAY: the new fd or -errno (-EAGAIN); fills
    *  out.addr (16 bytes, IPv4 in the first 4) and out.port with the client's. */
   accept(fd: number, out: { readonly addr: Uint8Array; port: number }): number;
+
+  // ---- TCP streams (native/stream.cc): edge-triggered polling, the receive queue as a buffer ----
+  readonly EPOLLIN: number;
+  readonly EPOLLOUT: number;
+  readonly EPOLLRDHUP: number;
+  readonly EPOLLERR: number;
+  readonly EPOLLHUP: number;
+  /** The most segments one peekv call takes (UIO_MAXIOV). */
+  readonly IOV_MAX: number;
+  /** epoll_create1(EPOLL_CLOEXEC): the fd or -errno. */
+  epollCreate(): number;
+  /** Watches fd edge-triggered (EPOLLET) for input, output, the peer's FIN (EPOLLRDHUP), errors
+   *  and hangup; its events carry `token` (unsigned 32-bit). 0 or -errno. */
+  epollAdd(epfd: number, fd: number, token: number): number;
+  /** Stops watching fd: 0 or -errno. */
+  epollDel(epfd: number, fd: number): number;
+  /** The events ready now, without waiting: tokens[i] and events[i] (EPOLL* bits) for i below the
+   *  count returned (at most 256 and the arrays' length), or -errno. */
+  epollWait(epfd: number, tokens: Uint32Array, events: Uint32Array): number;
+  /** SIOCINQ: the bytes in a TCP socket's receive queue, or -errno. */
+  inq(fd: number): number;
+  /** SO_PEEK_OFF: where the next peek starts, from the head of the receive queue (-1: off).
+   *  0 or -errno (-EINVAL / -EOPNOTSUPP: the kernel has no SO_PEEK_OFF for TCP; Linux 6.9+). */
+  setPeekOff(fd: number, offset: number): number;
+  /** recv(MSG_PEEK | MSG_DONTWAIT) into buf[offset, offset + length), from the peek offset on,
+   *  which moves past what it copied: bytes, 0 at the end of the stream, or -errno (-EAGAIN). */
+  peek(fd: number, buf: Uint8Array, offset: number, length: number): number;
+  /** As peek(), into the scatter list views[i][offsets[i], +lengths[i]) for i < count (at most
+   *  IOV_MAX): a DescriptorChain's segments, straight into guest memory. Throws on bad ranges. */
+  peekv(fd: number, views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count: number): number;
+  /** recv(MSG_TRUNC | MSG_DONTWAIT): drops the first n queued bytes unread (the peek offset moves
+   *  back by as much). Bytes or -errno. */
+  discard(fd: number, n: number): number;
+
   /** The ones' complement sum of buf[offset, offset + length) in network order, folded to 16
    *  bits, not complemented (what src/wire/checksum.ts's sum16 computes). Throws on a bad range. */
   sum16(buf: Uint8Array, offset: number, length: number): number;

@@ -24,6 +24,7 @@ import type {
   HostUdpListen,
   TcpListener,
   TcpSocket,
+  StreamQueue,
   TcpSocketEvents,
   UdpSocket,
   UdpSocketEvents,
@@ -31,6 +32,8 @@ import type {
 import type { HostError } from '../nat/icmp-errors.js';
 import { formatIpv6, internetChecksum } from '../wire/index.js';
 import { ViewCache } from '../wire/bytes.js';
+import { EdgePoller } from './edge-poller.js';
+import type { EdgeTarget } from './edge-poller.js';
 
 const ICMP_ECHO = { 4: { request: 8, reply: 0 }, 6: { request: 128, reply: 129 } } as const;
 const MAX_ICMP = 65536;
@@ -67,10 +70,17 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
   private readonly errInfo = newErrInfo();
   private nextRawIdent = (Math.random() * 0xffff) | 0;
 
+  /** HostTcp: open sockets offer their receive queue as the connection's send buffer (where the
+   *  kernel has SO_PEEK_OFF for TCP: Linux 6.9+; `streamQueues: false` turns it off). */
+  readonly streamQueues: boolean;
+
   constructor(
     log: Log,
     private readonly events: HostEvents = NO_EVENTS,
+    opts: { streamQueues?: boolean } = {},
   ) {
+    this.streamQueues = opts.streamQueues !== false && peekOffSupported();
+    if (!this.streamQueues) log.info({ peekOff: false }, 'host TCP data is buffered in vunet (the kernel has no SO_PEEK_OFF for TCP, or it was turned off)');
     echoMode = probe();
     if (this.echoMode === 'ping') log.info({ echo: 'ping socket' }, 'guest pings go out through unprivileged ICMP ping sockets');
     else if (this.echoMode === 'raw') log.info({ echo: 'raw socket' }, 'ping sockets are not permitted here; guest pings go out through raw ICMP sockets (CAP_NET_RAW)');
@@ -184,7 +194,7 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
       hostnet.close(fd);
       throw err;
     }
-    const s = new NodeTcpSocket(fd, family, events, this.event, 'connecting', ttl > 0);
+    const s = new NodeTcpSocket(fd, family, events, this.event, 'connecting', ttl > 0, this.streamQueues);
     if (rc === 0) queueMicrotask(() => this.event(() => s.connectDone(0)));
     else if (rc !== -hostnet.EINPROGRESS) queueMicrotask(() => this.event(() => s.connectDone(rc)));
     else s.watch(false, true);
@@ -227,7 +237,7 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
           localPort: port,
           attach: (events) => {
             taken = true;
-            return new NodeTcpSocket(c, family, events, this.event, 'open', false);
+            return new NodeTcpSocket(c, family, events, this.event, 'open', false, this.streamQueues);
           },
           reject: () => {
             taken = true;
@@ -354,14 +364,29 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
 }
 
 /**
- * A host TCP socket on the native calls. Connecting: the poller waits for writability, then
+ * A host TCP socket on the native calls. Connecting: its own poller waits for writability, then
  * SO_ERROR says how the connect ended (with the error queue's ICMP entry, when there is one).
- * Open: the poller watches what the owner asks for; an error or hangup is reported as readable
- * (the read then returns it).
+ * Open: it joins the process's edge-triggered set (EdgePoller) and, where the kernel has
+ * SO_PEEK_OFF for TCP, offers its receive queue as the connection's send buffer (`queue`). An
+ * error or hangup is reported as readable (the read, or takeError(), then returns it). Should the
+ * set refuse it, a level-triggered poller of its own watches what the owner asks for.
  */
-class NodeTcpSocket implements TcpSocket {
+class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
   private poller: NativePoller | undefined;
+  /** What the own poller has armed. */
   private events = 0;
+  /** In the edge-triggered set: its token there, else -1. */
+  private token = -1;
+  private wantRead = false;
+  private wantWrite = false;
+  /** Edge events not yet handled, and what they told for good (FIN, error). */
+  private edgeBits = 0;
+  private finSeen = false;
+  private errorSeen = false;
+  /** The kernel's SO_PEEK_OFF as we last set or moved it. */
+  private peekOff = 0;
+  private recheckDue = false;
+  queue: StreamQueue | undefined;
 
   constructor(
     private readonly fd: number,
@@ -370,9 +395,15 @@ class NodeTcpSocket implements TcpSocket {
     private readonly event: (fn: () => void) => void,
     private phase: 'connecting' | 'open' | 'closed',
     private readonly ttlSet: boolean,
+    private readonly streams: boolean,
   ) {
-    this.poller = new native.Poller(
-      fd,
+    if (phase === 'open') this.opened();
+    else this.ownPoller();
+  }
+
+  private ownPoller(): void {
+    this.poller ??= new native.Poller(
+      this.fd,
       (status, ready) => {
         this.pollStatus = status;
         this.pollReady = ready;
@@ -382,7 +413,26 @@ class NodeTcpSocket implements TcpSocket {
     );
   }
 
-  /** The poller's last report, for polled (made once: an event allocates nothing). */
+  /** The connection is open: into the edge-triggered set, with the queue as a buffer. */
+  private opened(): void {
+    let token = -1;
+    try {
+      token = EdgePoller.get().add(this.fd, this);
+    } catch {
+      // no epoll fd (EMFILE): the own poller serves
+    }
+    if (token < 0) {
+      this.ownPoller();
+      return;
+    }
+    this.token = token;
+    this.poller?.close();
+    this.poller = undefined;
+    this.events = 0;
+    if (this.streams && hostnet.setPeekOff(this.fd, 0) === 0) this.queue = this;
+  }
+
+  /** The own poller's last report, for polled (made once: an event allocates nothing). */
   private pollStatus = 0;
   private pollReady = 0;
   private readonly polled = (): void => this.onPoll(this.pollStatus, this.pollReady);
@@ -398,12 +448,38 @@ class NodeTcpSocket implements TcpSocket {
     }
   }
 
+  /** EdgeTarget: the set reports `bits` (EPOLL*). */
+  edge(bits: number): void {
+    if (bits & (hostnet.EPOLLRDHUP | hostnet.EPOLLHUP)) this.finSeen = true;
+    if (bits & hostnet.EPOLLERR) this.errorSeen = true;
+    this.edgeBits |= bits;
+    this.event(this.onEdge);
+  }
+
+  private readonly onEdge = (): void => {
+    const bits = this.edgeBits;
+    this.edgeBits = 0;
+    if (this.phase !== 'open') return;
+    if (this.wantRead && bits & (hostnet.EPOLLIN | hostnet.EPOLLRDHUP | hostnet.EPOLLHUP | hostnet.EPOLLERR)) this.handlers.readable();
+    if (this.phase === 'open' && this.wantWrite && bits & (hostnet.EPOLLOUT | hostnet.EPOLLHUP | hostnet.EPOLLERR)) this.handlers.writable();
+  };
+
+  /** Interest turned on in the edge-triggered set: what happened while it was off raised no new
+   *  edge, so the owner hears once, after the current handler, that it may look. */
+  private readonly recheck = (): void => {
+    if (!this.recheckDue) return;
+    this.recheckDue = false;
+    this.edgeBits |= hostnet.EPOLLIN | hostnet.EPOLLOUT;
+    this.event(this.onEdge);
+  };
+
   /** The connect ended with `rc` (0 or -errno). */
   connectDone(rc: number): void {
     if (this.phase !== 'connecting') return;
     if (rc === 0) {
       this.phase = 'open';
       if (this.ttlSet) hostnet.setTtl(this.fd, this.family, -1); // data goes with the default TTL
+      this.opened();
       this.watch(false, false);
       this.handlers.connected();
       return;
@@ -425,10 +501,20 @@ class NodeTcpSocket implements TcpSocket {
     if (this.phase === 'open') hostnet.shutdownWrite(this.fd);
   }
 
-  /** Sets what the poller watches. `events` is always what the poller really has armed: while
-   *  connecting that is writability (the connect's end), so the first watch() once open turns it
-   *  off — left on, a half-open connection's always-writable socket would spin the loop. */
+  /** Sets what the owner hears of. On the own poller `events` is what it really has armed:
+   *  while connecting that is writability (the connect's end), so the first watch() once open
+   *  turns it off — left on, a half-open connection's always-writable socket would spin. */
   watch(read: boolean, write: boolean): void {
+    if (this.phase === 'closed') return;
+    if (this.token >= 0) {
+      if ((read && !this.wantRead) || (write && !this.wantWrite)) {
+        if (!this.recheckDue) queueMicrotask(this.recheck);
+        this.recheckDue = true;
+      }
+      this.wantRead = read;
+      this.wantWrite = write;
+      return;
+    }
     if (!this.poller) return;
     const ev = (read ? native.POLL_READABLE : 0) | (write ? native.POLL_WRITABLE : 0);
     if (this.phase === 'connecting') {
@@ -442,9 +528,61 @@ class NodeTcpSocket implements TcpSocket {
     else this.poller.start(ev);
   }
 
+  // ---- StreamQueue (offered only in the edge-triggered set, with SO_PEEK_OFF on) ----
+
+  queued(): number {
+    return this.phase === 'open' ? hostnet.inq(this.fd) : -hostnet.EPIPE;
+  }
+
+  /** Moves the kernel's peek offset to `offset` unless it is there already. */
+  private seek(offset: number): number {
+    if (offset === this.peekOff) return 0;
+    const rc = hostnet.setPeekOff(this.fd, offset);
+    if (rc === 0) this.peekOff = offset;
+    return rc;
+  }
+
+  peek(offset: number, dst: Uint8Array, dstOff: number, len: number): number {
+    if (this.phase !== 'open') return -hostnet.EPIPE;
+    const rc = this.seek(offset);
+    if (rc < 0) return rc;
+    const n = hostnet.peek(this.fd, dst, dstOff, len);
+    if (n > 0) this.peekOff += n;
+    return n;
+  }
+
+  peekInto(offset: number, views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count: number): number {
+    if (this.phase !== 'open') return -hostnet.EPIPE;
+    const rc = this.seek(offset);
+    if (rc < 0) return rc;
+    const n = hostnet.peekv(this.fd, views, offsets, lengths, count);
+    if (n > 0) this.peekOff += n;
+    return n;
+  }
+
+  discard(n: number): number {
+    if (this.phase !== 'open') return -hostnet.EPIPE;
+    const r = hostnet.discard(this.fd, n);
+    if (r > 0) this.peekOff = Math.max(0, this.peekOff - r); // as the kernel moves it
+    return r;
+  }
+
+  get ended(): boolean {
+    return this.finSeen;
+  }
+
+  takeError(): number {
+    if (!this.errorSeen || this.phase !== 'open') return 0;
+    this.errorSeen = false;
+    return hostnet.soError(this.fd);
+  }
+
   close(reset: boolean): void {
     if (this.phase === 'closed') return;
     this.phase = 'closed';
+    this.queue = undefined;
+    if (this.token >= 0) EdgePoller.get().remove(this.fd, this.token);
+    this.token = -1;
     this.poller?.close();
     this.poller = undefined;
     if (reset) {
@@ -484,6 +622,18 @@ function isLocalAddress(addr: Uint8Array, family: Family): boolean {
     for (const a of list ?? []) if (a.address === text) return true;
   }
   return false;
+}
+
+let peekOff: boolean | undefined;
+
+/** Whether TCP sockets take SO_PEEK_OFF (Linux 6.9+), probed once. */
+function peekOffSupported(): boolean {
+  if (peekOff === undefined) {
+    const fd = hostnet.openTcp(4);
+    peekOff = hostnet.setPeekOff(fd, 0) === 0;
+    hostnet.close(fd);
+  }
+  return peekOff;
 }
 
 type EchoMode = 'ping' | 'raw' | 'none';

@@ -65,10 +65,37 @@ export interface TcpSocket {
   write(buf: Uint8Array, off: number, len: number): number;
   /** shutdown(SHUT_WR): our FIN to the host peer after what was written. */
   shutdownWrite(): void;
-  /** Whether `readable` / `writable` events are wanted (level-triggered while on). */
+  /** Whether `readable` / `writable` events are wanted. While on, an event comes when something
+   *  happened since the last (level- or edge-triggered: a handler reads until -EAGAIN, or the
+   *  owner reads again before it next turns `read` on). */
   watch(read: boolean, write: boolean): void;
   /** Closes; `reset` sends the host peer a RST (SO_LINGER 0) instead of a FIN. */
   close(reset: boolean): void;
+  /** The socket's receive queue as the connection's send buffer, once open, when the host has
+   *  them (HostTcp.streamQueues): then the owner reads with it, never with read(). */
+  readonly queue?: StreamQueue | undefined;
+}
+
+/**
+ * A host TCP socket's receive queue kept as the guest connection's send buffer (passt's design):
+ * what the guest has not acknowledged stays in the kernel and is peeked again for a
+ * retransmission; what it acknowledged is discarded. Offsets count from the queue's head.
+ */
+export interface StreamQueue {
+  /** Bytes in the queue, or -errno. */
+  queued(): number;
+  /** Copies the queued bytes [offset, offset + len) into dst at dstOff, leaving them queued:
+   *  bytes (fewer at the queue's end), 0 past the end of a finished stream, or -errno. */
+  peek(offset: number, dst: Uint8Array, dstOff: number, len: number): number;
+  /** As peek(), into the scatter list views[i][offsets[i], +lengths[i]) for i < count (guest
+   *  memory, from a DescriptorChain). */
+  peekInto(offset: number, views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count: number): number;
+  /** Takes the first n bytes off the queue unread: bytes or -errno. */
+  discard(n: number): number;
+  /** The peer's FIN arrived: nothing follows what is queued. */
+  readonly ended: boolean;
+  /** The socket's error (-errno: a reset...) when it reported one since the last call, else 0. */
+  takeError(): number;
 }
 
 export interface TcpSocketEvents {
@@ -84,6 +111,9 @@ export interface TcpSocketEvents {
 }
 
 export interface HostTcp {
+  /** Open sockets come with their receive queue as a buffer (TcpSocket.queue): the kernel keeps
+   *  what the guest has not acknowledged. False or absent: connections buffer it themselves. */
+  readonly streamQueues?: boolean;
   /** Starts a non-blocking connect to `dst`:`port` whose SYN carries this TTL / hop limit (later
    *  segments use the default). Events follow; throws an Error with `code` when no socket can be
    *  made at all (EMFILE...). A connect that fails at once (no route on this host) reports

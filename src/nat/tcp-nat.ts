@@ -14,12 +14,18 @@
 // - Data, guest → host: in-order payload is written to the host socket straight from guest memory
 //   (TcpEvents.data); what the socket does not take stays in the connection's receive buffer, and
 //   the window we offer shrinks by that much — backpressure. `writable` drains it (deliver).
-// - Data, host → guest: host reads go straight into the connection's send buffer (sendReserve);
-//   reading pauses while that is full (the guest's window is closed or the guest is slow) and
-//   resumes on `sendSpace`. Segments are built in place in the stack's output frame.
+// - Data, host → guest: where the host offers it (HostTcp.streamQueues: SO_PEEK_OFF on TCP), the
+//   host socket's receive queue is the connection's send buffer (StreamSendBuffer): a readable
+//   event only notes how much is queued; each segment's data is peeked from its offset into the
+//   frame, a retransmission peeks it again, and what the guest acknowledged is discarded once the
+//   flow's batch is done. The kernel holds the unacknowledged bytes and closes the host peer's
+//   window when the guest is slow. Elsewhere host reads go into the connection's own send buffer
+//   (sendReserve); reading pauses while that is full and resumes on `sendSpace`. Segments are
+//   built in place in the stack's output frame.
 // - Close: each direction on its own. Host EOF → our FIN to the guest after the data; the guest's
 //   FIN (with everything before it written) → shutdown(SHUT_WR) on the host socket. The host
-//   socket closes once both directions ended; the connection lives on through TIME_WAIT.
+//   socket closes once both directions ended (and, when it holds the send buffer, the guest
+//   acknowledged all of it); the connection lives on through TIME_WAIT.
 //   A RST either way is passed on as a RST (SO_LINGER 0 toward the host).
 // - Output is batched: input and host events mark flows dirty; flush() (after each TX batch and
 //   host-event batch) runs output() on them. While the guest has no receive buffers, output stops
@@ -74,6 +80,7 @@ import { LOOPBACK4, LOOPBACK6, clientAsSeen } from './addresses.js';
 import type { Fence } from './fence.js';
 import type { AcceptedTcp, HostTcp, TcpListener, TcpSocket, TcpSocketEvents } from './host.js';
 import { QUOTE4_MAX, QUOTE6_MAX, sendGuestError } from './flows.js';
+import { StreamSendBuffer } from './stream-buffer.js';
 import { Errno, refusedSend, translateError } from './icmp-errors.js';
 import type { HostError } from './icmp-errors.js';
 
@@ -216,6 +223,8 @@ class TcpFlow implements HeapItem {
   reading = false;
   writing = false;
   dirty = false;
+  /** The connection's send buffer when it is the host socket's receive queue. */
+  stream: StreamSendBuffer | undefined;
   /** What deliver() hands this flow's guest data to (made once: flushes make no closure). */
   toHost: (data: Uint8Array) => number = () => 0;
   constructor(
@@ -233,6 +242,7 @@ class TcpFlow implements HeapItem {
 }
 
 const EAGAIN = 11;
+const ENOTSUP = 95;
 const ECONNRESET = 104;
 const ETIMEDOUT = 110;
 
@@ -324,7 +334,11 @@ export class TcpNat implements TcpTransmitter {
       buffered: true,
       data: (c) => this.dataFromGuest(flowOf(c)),
       peerClosed: (c) => this.guestFin(flowOf(c)),
-      sendSpace: (c) => void this.fillFromHost(flowOf(c)),
+      // (With the socket's queue as the send buffer there is no space to wait for.)
+      sendSpace: (c) => {
+        const f = flowOf(c);
+        if (!f.stream) this.fillFromHost(f);
+      },
       aborted: (c, reason) => this.aborted(flowOf(c), reason),
       closed: (c) => this.remove(flowOf(c)),
     };
@@ -442,7 +456,8 @@ export class TcpNat implements TcpTransmitter {
       this.drop(this.connecting.head!, true);
     }
     if (!this.takeMemory()) return this.resetFor(family, packet, l4Off);
-    const conn = this.newConnection(family, now);
+    const stream = this.host.streamQueues ? new StreamSendBuffer() : undefined;
+    const conn = this.newConnection(family, now, stream);
     if (!conn.acceptSyn(seg, now)) {
       this.memory?.give(TCP_FLOW_COST);
       return;
@@ -451,6 +466,7 @@ export class TcpNat implements TcpTransmitter {
     target ??= remote;
     const guest = packet.slice(srcOff, srcOff + alen);
     const f = new TcpFlow(hash, family, guest, seg.srcPort, remote, port, false, conn);
+    f.stream = stream;
     conn.owner = f;
     f.toHost = (data) => this.toHost(f, data);
     f.syn = packet.slice(0, Math.min(packet.length, family === 4 ? QUOTE4_MAX : QUOTE6_MAX));
@@ -576,6 +592,7 @@ export class TcpNat implements TcpTransmitter {
   private fillFromHost(f: TcpFlow): boolean {
     const s = f.socket;
     if (!s || f.hostEof || !f.live) return false;
+    if (f.stream) return this.queuedOnHost(f, s, f.stream);
     for (;;) {
       const space = f.conn.sendReserve();
       if (space.length === 0) break; // the guest is behind: wait for sendSpace
@@ -600,6 +617,33 @@ export class TcpNat implements TcpTransmitter {
       this.drop(f, n !== -ECONNRESET);
       this.flush();
       return false;
+    }
+    this.watch(f);
+    this.markDirty(f);
+    return true;
+  }
+
+  /**
+   * fillFromHost for a flow whose send buffer is its socket's receive queue: what is queued
+   * beyond what the connection knows becomes sendable; the peer's FIN (seen once the data before
+   * it is queued) becomes ours after it; an error resets the guest's connection.
+   */
+  private queuedOnHost(f: TcpFlow, s: TcpSocket, b: StreamSendBuffer): boolean {
+    b.queue ??= s.queue;
+    const err = b.queue ? b.queue.takeError() : -ENOTSUP;
+    const queued = err < 0 ? err : b.queue!.queued();
+    if (queued < 0) {
+      this.log.debug({ errno: -queued }, 'host TCP socket failed: resetting the guest connection');
+      this.stats.resetsToGuest++;
+      f.conn.abort();
+      this.drop(f, queued !== -ECONNRESET);
+      this.flush();
+      return false;
+    }
+    this.stats.bytesFromHost += b.grow(queued);
+    if (b.queue!.ended) {
+      f.hostEof = true;
+      f.conn.close(); // our FIN to the guest, after the data
     }
     this.watch(f);
     this.markDirty(f);
@@ -659,7 +703,7 @@ export class TcpNat implements TcpTransmitter {
     if (!s) return;
     // Reads start once the connection is synchronized: what the host sends first waits in the
     // socket, not in a connection that may never open.
-    const read = !f.hostEof && f.phase === 'open' && f.conn.state >= TcpState.ESTABLISHED && f.conn.sendSpace > 0;
+    const read = !f.hostEof && f.phase === 'open' && f.conn.state >= TcpState.ESTABLISHED && (f.stream !== undefined || f.conn.sendSpace > 0);
     const write = f.conn.recvBuffered > 0;
     if (read === f.reading && write === f.writing) return;
     f.reading = read;
@@ -685,6 +729,7 @@ export class TcpNat implements TcpTransmitter {
 
   private closeHostIfDone(f: TcpFlow): void {
     if (!f.hostEof || !f.hostShut || !f.socket) return;
+    if (f.stream && !f.stream.drained) return; // the guest has yet to acknowledge some
     f.socket.close(false);
     f.socket = undefined;
   }
@@ -737,8 +782,10 @@ export class TcpNat implements TcpTransmitter {
       this.stats.acceptsRefused++;
       return acc.reject();
     }
-    const conn = this.newConnection(family, now);
+    const stream = this.host.streamQueues ? new StreamSendBuffer() : undefined;
+    const conn = this.newConnection(family, now, stream);
     const f = new TcpFlow(hash, family, guest.slice(), guestPort, remote, acc.peerPort, true, conn);
+    f.stream = stream;
     conn.owner = f;
     f.toHost = (data) => this.toHost(f, data);
     f.phase = 'open';
@@ -800,6 +847,17 @@ export class TcpNat implements TcpTransmitter {
     // the buffer wraps), so the ACKs that follow offer the window the write freed.
     if (f.socket && !f.writing && f.conn.recvBuffered > 0) f.conn.deliver(f.toHost);
     f.conn.output(now);
+    const b = f.stream;
+    if (b && f.socket) {
+      // What the guest acknowledged leaves the socket's queue (the host peer's window reopens).
+      if (!b.settle()) {
+        this.stats.resetsToGuest++;
+        f.conn.abort();
+        this.drop(f, true);
+        return;
+      }
+      if (f.hostEof && f.hostShut) this.closeHostIfDone(f);
+    }
     this.watch(f);
     this.reschedule(f);
   }
@@ -857,7 +915,9 @@ export class TcpNat implements TcpTransmitter {
     const hl = tcpHeaderLength(r);
     const end = tcpOff + hl + seg.dataLength;
     if (end > o.length) return false;
-    if (seg.dataLength > 0) conn.copySendData(seg.dataOffset, seg.dataLength, o, tcpOff + hl);
+    // The data: from the connection's buffer, or peeked from the host socket's queue (which can
+    // fail only with the socket; its error event then resets the connection).
+    if (seg.dataLength > 0 && conn.copySendData(seg.dataOffset, seg.dataLength, o, tcpOff + hl) !== seg.dataLength) return false;
     // A guest that negotiated GUEST_CSUM completes the checksum itself when it needs one: no pass
     // over the payload here.
     const partial = this.stack.partialChecksums;
@@ -986,12 +1046,12 @@ export class TcpNat implements TcpTransmitter {
 
   // ---- the table ----
 
-  private newConnection(family: 4 | 6, now: number): TcpConnection {
+  private newConnection(family: 4 | 6, now: number, sendBuffer: StreamSendBuffer | undefined): TcpConnection {
     // RFC 6528: ISN = a 4 µs clock + a keyed function of the connection; here a random 32 bits
     // per connection on top of the clock (the 4-tuple is not reused within a clock wrap).
     const iss = (Math.floor(now * 250) + ((this.random() * 0x1_0000_0000) >>> 0)) >>> 0;
     const tsOffset = (this.random() * 0x1_0000_0000) >>> 0;
-    return new TcpConnection(family === 4 ? this.config4 : this.config6, this.events, this, { iss, tsOffset });
+    return new TcpConnection(family === 4 ? this.config4 : this.config6, this.events, this, sendBuffer ? { iss, tsOffset, sendBuffer } : { iss, tsOffset });
   }
 
   private markDirty(f: TcpFlow): void {
@@ -1031,6 +1091,8 @@ export class TcpNat implements TcpTransmitter {
 
   private closeSocket(f: TcpFlow, reset: boolean): void {
     if (!f.socket) return;
+    // What the guest acknowledged goes first: data left unread makes the close a RST.
+    if (!reset) f.stream?.settle();
     f.socket.close(reset);
     f.socket = undefined;
   }

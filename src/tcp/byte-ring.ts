@@ -107,8 +107,8 @@ export class ByteRing {
     return n;
   }
 
-  /** Copies `len` bytes from offset `off` into dst[dstOff..]. */
-  copyOut(off: number, len: number, dst: Uint8Array, dstOff: number): void {
+  /** Copies `len` bytes from offset `off` into dst[dstOff..]; returns `len`. */
+  copyOut(off: number, len: number, dst: Uint8Array, dstOff: number): number {
     const cap = this.buf.length;
     let p = (this.head + off) % cap;
     let done = 0;
@@ -118,6 +118,7 @@ export class ByteRing {
       done += n;
       p = (p + n) % cap;
     }
+    return len;
   }
 
   /** The contiguous run of held bytes from offset `off` (up to the ring's physical end). */

@@ -78,6 +78,22 @@ export interface TcpConfig {
   maxOooRanges?: number;
 }
 
+/**
+ * The bytes a connection sends from: SND.UNA on, `length` of them. By default a ByteRing the
+ * application fills (send(), sendReserve()); the NAT passes its host socket's receive queue
+ * instead (KernelSendBuffer), which it fills itself: then the send methods take nothing.
+ */
+export interface SendBuffer {
+  readonly length: number;
+  /** Copies [off, off + len) from SND.UNA on into dst at dstOff: the count copied (fewer: the
+   *  bytes could not be had, and the segment is not sent). */
+  copyOut(off: number, len: number, dst: Uint8Array, dstOff: number): number;
+  /** The first n bytes were acknowledged. */
+  consume(n: number): void;
+  /** The connection is gone. */
+  release(): void;
+}
+
 export interface OutSegment {
   flags: number;
   seq: number;
@@ -208,7 +224,9 @@ export class TcpConnection {
   private sndWl2 = 0;
   private sndWscale = 0;
   private peerMss = DEFAULT_MSS;
-  private readonly sndBuf: ByteRing;
+  private readonly sndBuf: SendBuffer;
+  /** The send buffer when it is ours to fill (absent when the application brought its own). */
+  private readonly sndRing: ByteRing | undefined;
   /** Sequence number of the send buffer's first byte (ISS + 1, then SND.UNA). */
   private sndBufSeq: number;
   private synAcked = false;
@@ -272,7 +290,7 @@ export class TcpConnection {
     config: TcpConfig,
     private readonly events: TcpEvents,
     private readonly tx: TcpTransmitter,
-    init: { iss: number; tsOffset: number },
+    init: { iss: number; tsOffset: number; sendBuffer?: SendBuffer },
   ) {
     this.mss = config.mss;
     this.timeWaitMs = config.timeWaitMs ?? 2000;
@@ -287,7 +305,8 @@ export class TcpConnection {
     this.wantWscale = config.windowScaling ?? true;
     this.wantTs = config.timestamps ?? true;
     this.wantSack = config.sack ?? true;
-    this.sndBuf = new ByteRing(config.sendBufferMax ?? 1 << 20, config.sendBufferInitial ?? SEND_BUFFER_INITIAL, config.memory);
+    this.sndRing = init.sendBuffer ? undefined : new ByteRing(config.sendBufferMax ?? 1 << 20, config.sendBufferInitial ?? SEND_BUFFER_INITIAL, config.memory);
+    this.sndBuf = init.sendBuffer ?? this.sndRing!;
     this.rcvBuf = new ByteRing(config.recvBufferMax ?? 1 << 20, config.recvBufferInitial ?? RECV_BUFFER_INITIAL, config.memory);
     this.iss = init.iss | 0;
     this.sndUna = this.sndNxt = this.sndMax = this.iss;
@@ -347,9 +366,10 @@ export class TcpConnection {
 
   // ---------------------------------------------------------------- application side
 
-  /** Bytes the application may queue now: up to the read-ahead limit, as the budget allows. */
+  /** Bytes the application may queue now: up to the read-ahead limit, as the budget allows (0
+   *  with a send buffer the application brought). */
   get sendSpace(): number {
-    return this.canSend() ? this.sndBuf.room(this.readAhead()) : 0;
+    return this.canSend() && this.sndRing ? this.sndRing.room(this.readAhead()) : 0;
   }
 
   private canSend(): boolean {
@@ -363,20 +383,22 @@ export class TcpConnection {
   }
 
   send(data: Uint8Array): number {
-    if (!this.canSend()) return 0;
-    return this.sndBuf.append(data, 0, data.length, this.readAhead());
+    if (!this.canSend() || !this.sndRing) return 0;
+    return this.sndRing.append(data, 0, data.length, this.readAhead());
   }
 
   sendReserve(): Uint8Array {
-    return this.canSend() ? this.sndBuf.reserve(this.readAhead()) : NOTHING;
+    return this.canSend() && this.sndRing ? this.sndRing.reserve(this.readAhead()) : NOTHING;
   }
 
   sendCommit(n: number): void {
-    this.sndBuf.commit(n);
+    this.sndRing?.commit(n);
   }
 
-  copySendData(offset: number, len: number, dst: Uint8Array, dstOff: number): void {
-    this.sndBuf.copyOut(offset, len, dst, dstOff);
+  /** The transmitter's copy of a segment's data (OutSegment.dataOffset, dataLength): the count
+   *  copied (see SendBuffer.copyOut). */
+  copySendData(offset: number, len: number, dst: Uint8Array, dstOff: number): number {
+    return this.sndBuf.copyOut(offset, len, dst, dstOff);
   }
 
   get recvBuffered(): number {

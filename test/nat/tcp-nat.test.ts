@@ -4,7 +4,7 @@
 // open toward the guest.
 import t from 'tap';
 import type { Test } from 'tap';
-import type { AcceptedTcp, HostTcp, TcpListener, TcpSocket, TcpSocketEvents } from '../../src/nat/host.js';
+import type { AcceptedTcp, HostTcp, StreamQueue, TcpListener, TcpSocket, TcpSocketEvents } from '../../src/nat/host.js';
 import { ErrOrigin } from '../../src/nat/icmp-errors.js';
 import { Fence } from '../../src/nat/fence.js';
 import { TCP_FLOW_COST, TcpNat } from '../../src/nat/tcp-nat.js';
@@ -29,8 +29,42 @@ class FakeSocket implements TcpSocket {
   shut = false;
   closed: 'no' | 'fin' | 'rst' = 'no';
   watching = { read: false, write: false };
-  constructor(public events: TcpSocketEvents) {}
+  /** The receive queue as the connection's send buffer (FakeTcp.streamQueues): `inbox` is the
+   *  queue, peeked at offsets and discarded from the head. */
+  queue: StreamQueue | undefined;
+  peeks: { offset: number; len: number }[] = [];
+  discarded = 0;
+  constructor(public events: TcpSocketEvents, streams = false) {
+    if (!streams) return;
+    this.queue = {
+      queued: () => this.inbox.length,
+      peek: (offset, dst, dstOff, len) => {
+        this.peeks.push({ offset, len });
+        const n = Math.max(0, Math.min(len, this.inbox.length - offset));
+        if (n === 0) return this.eof ? 0 : -EAGAIN;
+        dst.set(this.inbox.slice(offset, offset + n), dstOff);
+        return n;
+      },
+      peekInto: () => -EAGAIN,
+      discard: (n) => {
+        const k = Math.min(n, this.inbox.length);
+        this.inbox.splice(0, k);
+        this.discarded += k;
+        return k;
+      },
+      get ended() {
+        return socket.eof;
+      },
+      takeError: () => {
+        const e = this.readError;
+        this.readError = 0;
+        return -e;
+      },
+    };
+    const socket = this; // eslint-disable-line @typescript-eslint/no-this-alias
+  }
   read(buf: Uint8Array, off: number, len: number): number {
+    if (this.queue) throw new Error('read() on a socket whose queue is the send buffer');
     if (this.inbox.length > 0) {
       const n = Math.min(len, this.inbox.length);
       buf.set(this.inbox.splice(0, n), off);
@@ -61,8 +95,9 @@ class FakeSocket implements TcpSocket {
 class FakeTcp implements HostTcp {
   connects: { family: 4 | 6; dst: number[]; port: number; ttl: number; socket: FakeSocket }[] = [];
   listens: { family: 4 | 6; port: number; accepted: (c: AcceptedTcp) => void }[] = [];
+  constructor(readonly streamQueues = false) {}
   connectTcp(family: 4 | 6, dst: Uint8Array, port: number, ttl: number, events: TcpSocketEvents): TcpSocket {
-    const socket = new FakeSocket(events);
+    const socket = new FakeSocket(events, this.streamQueues);
     this.connects.push({ family, dst: [...dst], port, ttl, socket });
     return socket;
   }
@@ -112,9 +147,9 @@ function segments(t: Test, frames: Uint8Array[]): Seen[] {
   return out;
 }
 
-function setup(opts: ConstructorParameters<typeof TcpNat>[2] = {}, mtu?: number) {
+function setup(opts: ConstructorParameters<typeof TcpNat>[2] = {}, mtu?: number, streams = false) {
   const env = makeStack({ ipv6: undefined, ...(mtu ? { mtu } : {}) });
-  const host = new FakeTcp();
+  const host = new FakeTcp(streams);
   const nat = new TcpNat(env.stack, host, { random: () => 0.5, guestAddress: () => Uint8Array.of(10, 0, 2, 15), ...opts });
   env.stack.tcpInput = (family, p, off, ttl) => nat.input(family, p, off, ttl);
   env.stack.ipv4.onUnreachable = (tag) => nat.unreachable(tag);
@@ -272,6 +307,71 @@ t.test('data both ways, backpressure, half-close each way', async (t) => {
   t.equal(socket.closed, 'fin', 'both directions done: the host socket closes');
   send(tcpFrame(40000, 80, GUEST_ISN + 10, (fin!.seq + 1) >>> 0, ACK, undefined, { dst: FAR }));
   t.equal(nat.flowCount, 0, 'LAST_ACK acknowledged: the flow is gone');
+});
+
+t.test("the host socket's queue as the send buffer: peeked, re-peeked after a loss, discarded when acknowledged", async (t) => {
+  const env = setup({}, undefined, true);
+  const { send, link, nat } = env;
+  const { socket, iss } = established(env);
+  const bytes = Array.from({ length: 3000 }, (_, i) => (i * 7) & 0xff);
+  socket.inbox.push(...bytes);
+  socket.events.readable();
+  const first = segments(t, link.take()).filter((s) => s.data.length > 0);
+  t.same(first.flatMap((s) => s.data), bytes, 'all of it peeked into segments');
+  t.same(socket.peeks.map((p) => p.offset), [0, 1460, 2920], 'each segment peeked from its offset');
+  t.equal(socket.inbox.length, 3000, 'nothing taken off the queue: the kernel holds it until the guest acknowledges');
+  // The first segment is lost: the guest acknowledges nothing (SACKing nothing either).
+  send(tcpFrame(40000, 80, GUEST_ISN + 1, iss + 1, ACK, undefined, { dst: FAR }));
+  t.equal(socket.discarded, 0);
+  socket.peeks.length = 0;
+  env.clock.advance(1500);
+  env.stack.poll();
+  nat.poll(env.clock.t);
+  const again = segments(t, link.take()).filter((s) => s.data.length > 0);
+  t.ok(again.length >= 1, 'the retransmission timer fired');
+  t.equal(again[0]!.seq, (iss + 1) >>> 0, 'from the first lost byte');
+  t.same(again[0]!.data, bytes.slice(0, again[0]!.data.length), 'the same bytes, peeked again');
+  t.equal(socket.peeks[0]!.offset, 0, 're-peeked from offset 0');
+  // The guest acknowledges 2000 bytes: they leave the queue; later peeks count from the new head.
+  send(tcpFrame(40000, 80, GUEST_ISN + 1, (iss + 1 + 2000) >>> 0, ACK, undefined, { dst: FAR }));
+  t.equal(socket.discarded, 2000, 'the acknowledged bytes discarded');
+  t.same(socket.inbox, bytes.slice(2000), 'the rest still queued');
+  link.take();
+  socket.peeks.length = 0;
+  env.clock.advance(3000);
+  env.stack.poll();
+  nat.poll(env.clock.t);
+  const rest = segments(t, link.take()).filter((s) => s.data.length > 0);
+  t.equal(rest[0]!.seq, (iss + 1 + 2000) >>> 0, 'a later retransmission starts at the new SND.UNA');
+  t.same(rest[0]!.data, bytes.slice(2000, 2000 + rest[0]!.data.length));
+  t.equal(socket.peeks[0]!.offset, 0, '... which is the head of the queue now');
+  // The host ends: our FIN follows the data; the socket stays open until the guest has it all.
+  socket.eof = true;
+  socket.events.readable();
+  const fin = segments(t, link.take()).find((s) => s.flags & FIN);
+  send(tcpFrame(40000, 80, GUEST_ISN + 1, iss + 1, ACK | FIN, undefined, { dst: FAR }));
+  t.ok(socket.shut, 'guest FIN → shutdown(SHUT_WR)');
+  t.equal(socket.closed, 'no', 'not closed while the guest has not acknowledged all the data');
+  t.ok(fin, 'host EOF → FIN to the guest, after the data');
+  t.equal(fin!.seq, (iss + 1 + 3000) >>> 0);
+  send(tcpFrame(40000, 80, GUEST_ISN + 2, (iss + 1 + 3001) >>> 0, ACK, undefined, { dst: FAR }));
+  t.equal(socket.inbox.length, 0, 'all of it discarded');
+  t.equal(socket.closed, 'fin', 'drained: the host socket closes with a FIN');
+  env.clock.advance(5000);
+  nat.poll(env.clock.t);
+  t.equal(nat.flowCount, 0, 'gone after TIME_WAIT');
+});
+
+t.test('the host socket failing while its queue is the send buffer resets the guest connection', async (t) => {
+  const env = setup({}, undefined, true);
+  const { link } = env;
+  const { socket } = established(env);
+  socket.inbox.push(1, 2, 3);
+  socket.readError = 104; // ECONNRESET
+  socket.events.readable();
+  const out = segments(t, link.take());
+  t.ok(out.some((s) => s.flags & RST), 'the guest gets a RST');
+  t.equal(env.nat.flowCount, 0);
 });
 
 t.test('guest data of one batch goes to the host in one write per flow', async (t) => {

@@ -1,0 +1,60 @@
+// A guest connection's send buffer kept in its host socket's receive queue (passt's design): the
+// kernel holds what the guest has not acknowledged; a segment's data is peeked from its offset
+// (again for a retransmission), and what the guest acknowledged is discarded at the end of the
+// batch (settle). No byte of it is held in vunet, so a slow guest costs the kernel's socket
+// memory (bounded by tcp_rmem and tcp_mem), not ours, and the host peer sees the window close.
+//
+// Offsets: the queue's head is `acked` bytes before SND.UNA until settle() discards them.
+import type { StreamQueue } from './host.js';
+import type { SendBuffer } from '../tcp/endpoint.js';
+
+export class StreamSendBuffer implements SendBuffer {
+  /** Bytes from SND.UNA on in the queue. */
+  length = 0;
+  /** Acknowledged bytes still at the head of the queue. */
+  private acked = 0;
+  /** The socket's queue, once open (see TcpSocket.queue). */
+  queue: StreamQueue | undefined;
+
+  /** The queue holds `queued` bytes now: returns how many are new. */
+  grow(queued: number): number {
+    const n = queued - this.acked - this.length;
+    if (n <= 0) return 0;
+    this.length += n;
+    return n;
+  }
+
+  copyOut(off: number, len: number, dst: Uint8Array, dstOff: number): number {
+    const n = this.queue ? this.queue.peek(this.acked + off, dst, dstOff, len) : 0;
+    return n > 0 ? n : 0;
+  }
+
+  /** As copyOut(), into a scatter list (guest memory). */
+  copyInto(off: number, views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count: number): number {
+    const n = this.queue ? this.queue.peekInto(this.acked + off, views, offsets, lengths, count) : 0;
+    return n > 0 ? n : 0;
+  }
+
+  consume(n: number): void {
+    this.length -= n;
+    this.acked += n;
+  }
+
+  /** Discards what the guest acknowledged: false when the socket failed. */
+  settle(): boolean {
+    if (this.acked === 0 || !this.queue) return true;
+    const r = this.queue.discard(this.acked);
+    if (r < 0) return false;
+    this.acked -= r;
+    return true;
+  }
+
+  /** Nothing left to send or to discard. */
+  get drained(): boolean {
+    return this.length === 0 && this.acked === 0;
+  }
+
+  release(): void {
+    this.queue = undefined;
+  }
+}
