@@ -50,6 +50,25 @@ export interface FrameLink {
   /** Whether a frame sent now reaches the guest's buffers at once (bulk senders such as TCP stop
    *  when it is false, and resume on the link's room callback). Absent: always. */
   hasRoom?(): boolean;
+  /**
+   * Zero-copy sends (the TCP NAT's host→guest data, peeked from the host socket straight into
+   * guest memory): `headers` is the frame up to its payload, whose `payloadLength` bytes are left
+   * in the guest's buffers; completePayloads() fills those of every frame sent so since, with one
+   * call, and only then are the frames published. Only with a partial checksum (nothing reads
+   * the payload). 'noRoom': not sent (no buffers now, or frames wait in a backlog); 'full': not
+   * sent, complete the ones held first. Absent: the link has no zero-copy path.
+   */
+  sendHeaders?(headers: Uint8Array, payloadLength: number, partial: PartialChecksum): PayloadSend;
+  completePayloads?(fill: PayloadFill): boolean;
+}
+
+export type PayloadSend = 'sent' | 'noRoom' | 'full';
+
+/** What fills held payload (FrameLink.completePayloads): copies the next bytes into the scatter
+ *  list views[i][offsets[i], +lengths[i]) for i < count, all of them in order; returns how many
+ *  bytes it copied (short: the frames held go to the guest empty). */
+export interface PayloadFill {
+  fill(views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count: number): number;
 }
 
 /** Link header bytes the reassemblers leave in front of a whole datagram (Ethernet's 14). */

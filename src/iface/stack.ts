@@ -15,7 +15,7 @@ import { Ipv4Layer } from './ipv4.js';
 import type { UdpV4Handler } from './ipv4.js';
 import { Ipv6Layer } from './ipv6.js';
 import type { UdpV6Handler } from './ipv6.js';
-import type { FrameLink, FrameSink, PartialChecksum, RxMeta } from './link.js';
+import type { FrameLink, FrameSink, PartialChecksum, PayloadFill, PayloadSend, RxMeta } from './link.js';
 import { ETHERNET_HEADER_LEN, EtherType, EthernetFrame, emitEthernetHeader, formatMac, macIsUnicast } from '../wire/index.js';
 import { ViewCache } from '../wire/bytes.js';
 import type { EthernetRepr } from '../wire/ethernet.js';
@@ -182,6 +182,32 @@ export class Stack implements FrameSink {
   /** Whether frames to the guest may leave their transport checksum partial (FrameLink). */
   get partialChecksums(): boolean {
     return this.link.partialChecksums === true;
+  }
+
+  /** Whether frames may go with their payload filled in place later (FrameLink.sendHeaders):
+   *  only with partial checksums, as nothing reads that payload. */
+  get payloadsInPlace(): boolean {
+    return this.link.sendHeaders !== undefined && this.link.partialChecksums === true;
+  }
+
+  /** FrameLink.sendHeaders for a frame built elsewhere (the TCP NAT's: link header included). Its
+   *  transport checksum is partial from `checksumStart`, the field `checksumOffset` further;
+   *  `segmentSize` > 0: a GSO frame. */
+  sendHeaders(frame: Uint8Array, payloadLength: number, checksumStart: number, checksumOffset: number, segmentSize: number): PayloadSend {
+    const p = this.partial;
+    p.start = checksumStart;
+    p.offset = checksumOffset;
+    p.segmentSize = segmentSize;
+    const r = this.link.sendHeaders ? this.link.sendHeaders(frame, payloadLength, p) : 'noRoom';
+    if (r === 'noRoom') this.counters.add('link.noRoom');
+    return r;
+  }
+
+  /** FrameLink.completePayloads. */
+  completePayloads(fill: PayloadFill): boolean {
+    const ok = this.link.completePayloads ? this.link.completePayloads(fill) : true;
+    if (!ok) this.counters.add('link.payloadShort');
+    return ok;
   }
 
   /** Whether the guest takes TCP segments larger than the MTU (FrameLink.segmentationOffload). */

@@ -6,15 +6,29 @@
 //
 // Offsets: the queue's head is `acked` bytes before SND.UNA until settle() discards them.
 import type { StreamQueue } from './host.js';
+import type { PayloadFill } from '../iface/link.js';
 import type { SendBuffer } from '../tcp/endpoint.js';
 
-export class StreamSendBuffer implements SendBuffer {
+export class StreamSendBuffer implements SendBuffer, PayloadFill {
   /** Bytes from SND.UNA on in the queue. */
   length = 0;
   /** Acknowledged bytes still at the head of the queue. */
   private acked = 0;
   /** The socket's queue, once open (see TcpSocket.queue). */
   queue: StreamQueue | undefined;
+  /** Where fill() peeks from: a queue offset (see queueOffset). */
+  fillFrom = 0;
+
+  /** The queue offset of send-buffer offset `off` (unchanged by consume() until settle()). */
+  queueOffset(off: number): number {
+    return this.acked + off;
+  }
+
+  /** PayloadFill: frames held in guest memory get the queue's bytes from fillFrom on. */
+  fill(views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count: number): number {
+    const n = this.queue ? this.queue.peekInto(this.fillFrom, views, offsets, lengths, count) : 0;
+    return n > 0 ? n : 0;
+  }
 
   /** The queue holds `queued` bytes now: returns how many are new. */
   grow(queued: number): number {
@@ -26,12 +40,6 @@ export class StreamSendBuffer implements SendBuffer {
 
   copyOut(off: number, len: number, dst: Uint8Array, dstOff: number): number {
     const n = this.queue ? this.queue.peek(this.acked + off, dst, dstOff, len) : 0;
-    return n > 0 ? n : 0;
-  }
-
-  /** As copyOut(), into a scatter list (guest memory). */
-  copyInto(off: number, views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count: number): number {
-    const n = this.queue ? this.queue.peekInto(this.acked + off, views, offsets, lengths, count) : 0;
     return n > 0 ? n : 0;
   }
 

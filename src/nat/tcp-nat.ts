@@ -59,11 +59,13 @@ import { ipv6Key } from '../iface/neighbor.js';
 import { RECV_BUFFER_INITIAL, SEND_BUFFER_INITIAL, TcpConnection, TcpState, tcpStateName } from '../tcp/endpoint.js';
 import type { OutSegment, TcpConfig, TcpEvents, TcpTransmitter } from '../tcp/endpoint.js';
 import {
+  EtherType,
   IPV6_HEADER_LEN,
   IpProtocol,
   TcpFlags,
   TcpSegment,
   bytesEqual,
+  emitEthernetHeader,
   emitIpv4Header,
   emitIpv6Header,
   emitTcpV4,
@@ -75,7 +77,7 @@ import {
   tcpHeaderLength,
 } from '../wire/index.js';
 import { ViewCache } from '../wire/bytes.js';
-import type { Ipv4Repr, Ipv6Repr, TcpRepr } from '../wire/index.js';
+import type { EthernetRepr, Ipv4Repr, Ipv6Repr, TcpRepr } from '../wire/index.js';
 import { LOOPBACK4, LOOPBACK6, clientAsSeen } from './addresses.js';
 import type { Fence } from './fence.js';
 import type { AcceptedTcp, HostTcp, TcpListener, TcpSocket, TcpSocketEvents } from './host.js';
@@ -225,6 +227,8 @@ class TcpFlow implements HeapItem {
   dirty = false;
   /** The connection's send buffer when it is the host socket's receive queue. */
   stream: StreamSendBuffer | undefined;
+  /** The guest address as the IPv6 neighbour cache keys it (made on first use). */
+  neighborKey: string | undefined;
   /** What deliver() hands this flow's guest data to (made once: flushes make no closure). */
   toHost: (data: Uint8Array) => number = () => 0;
   constructor(
@@ -271,6 +275,8 @@ export class TcpNat implements TcpTransmitter {
     acceptsEvicted: 0,
     /** Flows refused because the memory budget was spent. */
     noMemory: 0,
+    /** Peeks into guest memory that fell short (the host socket failed). */
+    payloadsShort: 0,
   };
   /** The endpoints' counters, summed over closed connections and the open ones (status). */
   private readonly closedTotals: Record<string, number> = {};
@@ -291,6 +297,14 @@ export class TcpNat implements TcpTransmitter {
   private readonly waitingRoom = new Set<TcpFlow>();
   private readonly listeners: TcpListener[] = [];
   private readonly seg = new TcpSegment();
+  /** Headers of segments whose payload is filled in place (transmitInPlace), and their views. */
+  private readonly headerOut = new Uint8Array(LINK_HEADROOM + IPV6_HEADER_LEN + MAX_TCP_HEADER);
+  private readonly headerViews = new ViewCache();
+  private readonly ethOut: EthernetRepr = { dst: new Uint8Array(6), src: new Uint8Array(6), etherType: 0 };
+  /** The flow whose frames wait for their payload, and the queue range it covers. */
+  private inPlace: TcpFlow | undefined;
+  private inPlaceStart = 0;
+  private inPlaceEnd = 0;
   /** Where a segment larger than the MTU is built (made at the first one). */
   private gsoOut: Uint8Array | undefined;
   /** The views of segments built in the output frames, by length (none made per segment). */
@@ -315,6 +329,7 @@ export class TcpNat implements TcpTransmitter {
     private readonly opts: TcpNatOptions = {},
   ) {
     this.mapGateway = opts.mapGateway ?? true;
+    this.ethOut.src = stack.config.mac;
     this.maxFlows = opts.maxFlows ?? 8192;
     this.limits = { ...DEFAULT_TCP_LIMITS, ...opts.limits };
     this.memory = opts.memory;
@@ -395,6 +410,7 @@ export class TcpNat implements TcpTransmitter {
       }
       if (seg.rst) this.stats.resetsFromGuest++;
       f.conn.input(seg, now);
+      this.completePayloads();
       this.markDirty(f);
       return;
     }
@@ -847,6 +863,7 @@ export class TcpNat implements TcpTransmitter {
     // the buffer wraps), so the ACKs that follow offer the window the write freed.
     if (f.socket && !f.writing && f.conn.recvBuffered > 0) f.conn.deliver(f.toHost);
     f.conn.output(now);
+    this.completePayloads();
     const b = f.stream;
     if (b && f.socket) {
       // What the guest acknowledged leaves the socket's queue (the host peer's window reopens).
@@ -898,6 +915,9 @@ export class TcpNat implements TcpTransmitter {
       this.waitingRoom.add(f);
       return false;
     }
+    if (seg.dataLength > 0 && f.stream && this.stack.payloadsInPlace && this.transmitInPlace(f, seg)) return true;
+    // Frames of this flow held for their payload go first (they come before this one).
+    if (this.inPlace === f) this.completePayloads();
     const r = this.repr;
     r.srcPort = f.remotePort;
     r.dstPort = f.guestPort;
@@ -942,6 +962,94 @@ export class TcpNat implements TcpTransmitter {
       this.stack.ipv6?.sendToGuest(this.packetViews.of(o, ipOff, end), f, false, csum, seg.segmentSize);
     }
     return true;
+  }
+
+  /**
+   * A data segment whose payload goes from the host socket's queue straight into the guest's
+   * receive buffers (one kernel copy): its headers are sent now, and the payload of this flow's
+   * run of consecutive segments is peeked with one call at completePayloads(). False when it
+   * cannot go so (the guest's address not resolved, its buffers short): the copy path sends it.
+   */
+  private transmitInPlace(f: TcpFlow, seg: OutSegment): boolean {
+    const mac = this.guestMac(f);
+    if (!mac) return false;
+    const b = f.stream!;
+    const at = b.queueOffset(seg.dataOffset);
+    if (this.inPlace && (this.inPlace !== f || at !== this.inPlaceEnd)) this.completePayloads();
+    const o = this.headerOut;
+    const r = this.repr;
+    r.srcPort = f.remotePort;
+    r.dstPort = f.guestPort;
+    r.seq = seg.seq;
+    r.ack = seg.ack;
+    r.flags = seg.flags;
+    r.window = seg.window;
+    r.options = seg.options;
+    r.payloadLength = seg.dataLength;
+    const ipOff = LINK_HEADROOM;
+    const tcpOff = ipOff + (f.family === 4 ? 20 : IPV6_HEADER_LEN);
+    const hl = tcpHeaderLength(r);
+    const eth = this.ethOut;
+    eth.dst = mac;
+    if (f.family === 4) {
+      eth.etherType = EtherType.IPV4;
+      const src = ipv4Read(f.remote, 0);
+      const dst = ipv4Read(f.guest, 0);
+      if (emitTcpV4(o, tcpOff, r, src, dst, true) < 0) return false;
+      const ip = this.ip4;
+      ip.src = src;
+      ip.dst = dst;
+      ip.payloadLength = hl + seg.dataLength;
+      emitIpv4Header(o, ipOff, ip);
+    } else {
+      eth.etherType = EtherType.IPV6;
+      if (emitTcpV6(o, tcpOff, r, f.remote, f.guest, true) < 0) return false;
+      const ip = this.ip6;
+      ip.src = f.remote;
+      ip.dst = f.guest;
+      ip.payloadLength = hl + seg.dataLength;
+      emitIpv6Header(o, ipOff, ip);
+    }
+    emitEthernetHeader(o, 0, eth);
+    const headers = this.headerViews.of(o, 0, tcpOff + hl);
+    let sent = this.stack.sendHeaders(headers, seg.dataLength, tcpOff, TCP_CHECKSUM_OFFSET, seg.segmentSize);
+    if (sent === 'full') {
+      this.completePayloads();
+      sent = this.stack.sendHeaders(headers, seg.dataLength, tcpOff, TCP_CHECKSUM_OFFSET, seg.segmentSize);
+    }
+    if (sent !== 'sent') return false;
+    if (!this.inPlace) {
+      this.inPlace = f;
+      this.inPlaceStart = at;
+    }
+    this.inPlaceEnd = at + seg.dataLength;
+    return true;
+  }
+
+  /** Fills the payload of the frames transmitInPlace() sent: one peek from the flow's queue. */
+  private completePayloads(): void {
+    const f = this.inPlace;
+    if (!f) return;
+    this.inPlace = undefined;
+    const b = f.stream!;
+    b.fillFrom = this.inPlaceStart;
+    // Short only when the socket failed: those frames reach the guest empty (it drops them, TCP
+    // sends them again) and the socket's error event resets the connection.
+    if (!this.stack.completePayloads(b)) this.stats.payloadsShort++;
+  }
+
+  /** The guest's link address for a segment sent now, when it is resolved (nothing is queued). */
+  private guestMac(f: TcpFlow): Uint8Array | undefined {
+    const now = this.stack.now();
+    if (f.family === 4) {
+      const n = this.stack.ipv4.neighbors;
+      const a = ipv4Read(f.guest, 0);
+      return n.lookup(a) ? n.resolve(a, now) : undefined;
+    }
+    const n = this.stack.ipv6?.neighbors;
+    if (!n) return undefined;
+    const key = (f.neighborKey ??= ipv6Key(f.guest, 0));
+    return n.lookup(key) ? n.resolve(key, now) : undefined;
   }
 
   /** The guest posted receive buffers: connections that stopped for room go on. */
@@ -1012,6 +1120,7 @@ export class TcpNat implements TcpTransmitter {
       const f = this.timers.popDue(now);
       if (!f) return;
       f.conn.poll(now);
+      this.completePayloads();
       if (!f.live) continue;
       this.watch(f);
       this.reschedule(f);
@@ -1091,6 +1200,7 @@ export class TcpNat implements TcpTransmitter {
 
   private closeSocket(f: TcpFlow, reset: boolean): void {
     if (!f.socket) return;
+    if (this.inPlace === f) this.completePayloads();
     // What the guest acknowledged goes first: data left unread makes the close a RST.
     if (!reset) f.stream?.settle();
     f.socket.close(reset);

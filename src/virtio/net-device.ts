@@ -15,7 +15,7 @@
 // the stack sends on its own (timers, host sockets).
 import type { Logger, QueueStats, VhostUserDevice, VirtQueue } from 'vhost-user-ts';
 import { DescriptorChain, silentLogger } from 'vhost-user-ts';
-import type { FrameLink, FrameSink, PartialChecksum, RxMeta } from '../iface/link.js';
+import type { FrameLink, FrameSink, PartialChecksum, PayloadFill, PayloadSend, RxMeta } from '../iface/link.js';
 import type { MemoryAccount } from '../iface/memory-budget.js';
 import { EndOfTurn } from '../iface/end-of-turn.js';
 import { ViewCache } from '../wire/bytes.js';
@@ -105,6 +105,9 @@ export interface NetDeviceOptions {
   now?: () => number;
 }
 
+/** Guest-memory spans one completePayloads() fills (the kernel's UIO_MAXIOV). */
+const MAX_SPANS = 1024;
+
 /** How often (in frames) a TX slice looks at the clock. */
 const SLICE_CHECK_FRAMES = 32;
 
@@ -143,6 +146,19 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private readonly moreHeads = new Uint32Array(4096);
   private readonly moreLens = new Uint32Array(4096);
   private readonly scratch = new Uint8Array(NET_HDR_LEN + MAX_FRAME);
+  // Frames sent with sendHeaders(), held until completePayloads(): their chains (heads, used
+  // lengths), and the guest memory their payload goes to as spans.
+  private readonly heldHeads = new Uint32Array(1024);
+  private readonly heldLens = new Uint32Array(1024);
+  private held = 0;
+  private heldFrames = 0;
+  private heldBytes = 0;
+  private heldQueue: VirtQueue | undefined;
+  private readonly spanViews: Uint8Array[] = new Array<Uint8Array>(MAX_SPANS).fill(new Uint8Array(0));
+  private readonly spanOffsets = new Float64Array(MAX_SPANS);
+  private readonly spanLengths = new Uint32Array(MAX_SPANS);
+  private spanCount = 0;
+  private spansFull = false;
   /** The frame's view of scratch, one per recent length (no view per frame). */
   private readonly frameViews = new ViewCache();
   private readonly header = new Uint8Array(NET_HDR_LEN);
@@ -209,6 +225,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   }
 
   queueStopped(q: VirtQueue): void {
+    if (q === this.heldQueue) this.forgetHeld();
     if (q === this.rx) this.rx = undefined;
     if (q === this.tx) this.tx = undefined;
     this.linkChanged();
@@ -223,6 +240,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   }
 
   disconnected(): void {
+    this.forgetHeld();
     this.backlog.length = 0;
     this.backlogPartial.length = 0;
     this.opts.memory?.give(this.backlogSize);
@@ -409,10 +427,85 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     return true;
   }
 
-  /** Writes header + frame into RX chains. False (nothing consumed) when buffers are short. */
-  private writeFrame(rx: VirtQueue, frame: Uint8Array, partial?: PartialChecksum): boolean {
+  /**
+   * Zero-copy send (FrameLink.sendHeaders): `headers` is a frame's beginning; its last
+   * `payloadLength` bytes are left in the guest's buffers for completePayloads() to fill, all of
+   * the batch's with one call. The frame is published only then.
+   */
+  sendHeaders(headers: Uint8Array, payloadLength: number, partial: PartialChecksum): PayloadSend {
+    const rx = this.rx;
+    if (!rx || this.backlog.length > 0 || headers.length + payloadLength > MAX_FRAME || !this.partialOk(headers, partial)) return 'noRoom';
+    if (this.held > 0 && rx !== this.heldQueue) return 'noRoom';
+    this.spansFull = false;
+    if (this.writeFrame(rx, headers, partial, payloadLength)) return 'sent';
+    return this.spansFull ? 'full' : 'noRoom';
+  }
+
+  /** FrameLink.completePayloads: fills what sendHeaders() left, publishing those frames; when the
+   *  fill falls short, they go to the guest empty (length 0: it drops them). */
+  completePayloads(fill: PayloadFill): boolean {
+    const rx = this.heldQueue;
+    if (this.held === 0 || !rx) return true;
+    const n = this.spanCount > 0 ? fill.fill(this.spanViews, this.spanOffsets, this.spanLengths, this.spanCount) : 0;
+    const ok = n === this.heldBytes;
+    for (let i = 0; i < this.held; i++) rx.pushUsed(this.heldHeads[i]!, ok ? this.heldLens[i]! : 0);
+    if (!ok) this.stats.rxDropped += this.heldFrames;
+    this.forgetHeld();
+    this.flushLater.request();
+    return ok;
+  }
+
+  /** The queue holding frames went away (their chains with it). */
+  private forgetHeld(): void {
+    this.held = this.heldFrames = this.heldBytes = this.spanCount = 0;
+    this.heldQueue = undefined;
+  }
+
+  /** Frames sent with sendHeaders() not yet completed. */
+  get payloadsPending(): boolean {
+    return this.held > 0;
+  }
+
+  /** Uses a chain: at once, or held until completePayloads() when the frame has payload to come. */
+  private useChain(rx: VirtQueue, head: number, len: number, hold: boolean): void {
+    if (!hold) {
+      rx.pushUsed(head, len);
+      return;
+    }
+    this.heldHeads[this.held] = head;
+    this.heldLens[this.held] = len;
+    this.held++;
+  }
+
+  /**
+   * Writes frame bytes [from, from + n) at `at` in the chain's writable part: those below the
+   * headers' end from `frame`, the rest (payload to come) as spans. False: the span table is full.
+   */
+  private place(chain: DescriptorChain, at: number, frame: Uint8Array, from: number, n: number): boolean {
+    const fromFrame = Math.max(0, Math.min(n, frame.length - from));
+    if (fromFrame > 0) chain.write(at, frame, from, fromFrame);
+    if (fromFrame === n) return true;
+    const i = chain.spans(at + fromFrame, n - fromFrame, this.spanViews, this.spanOffsets, this.spanLengths, this.spanCount);
+    if (i < 0) return false;
+    this.spanCount = i;
+    return true;
+  }
+
+  /**
+   * Writes header + frame into RX chains. False (nothing consumed) when buffers are short, or
+   * (spansFull) the span table for held payload is. `payload` > 0: the frame is `frame` and as
+   * many bytes more, left for completePayloads() (its chains are held until then).
+   */
+  private writeFrame(rx: VirtQueue, frame: Uint8Array, partial?: PartialChecksum, payload = 0): boolean {
     const chain = this.rxChain;
-    const need = NET_HDR_LEN + frame.length;
+    const frameLen = frame.length + payload;
+    const need = NET_HDR_LEN + frameLen;
+    const hold = payload > 0;
+    const spansBefore = this.spanCount;
+    if (hold && this.held + 1 > this.heldHeads.length) {
+      this.spansFull = true;
+      return false;
+    }
     const hdr = this.header;
     hdr.fill(0);
     if (partial) {
@@ -450,9 +543,14 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       }
       hdr[10] = 1; // num_buffers (VERSION_1 header)
       chain.write(0, hdr, 0, NET_HDR_LEN);
-      chain.write(NET_HDR_LEN, frame, 0, frame.length);
-      rx.pushUsed(chain.head, need);
-      this.countRx(frame, hdr[1] !== NET_HDR_GSO_NONE);
+      if (!this.place(chain, NET_HDR_LEN, frame, 0, frameLen)) {
+        rx.rewind(1);
+        this.spanCount = spansBefore;
+        this.spansFull = true;
+        return false;
+      }
+      this.useChain(rx, chain.head, need, hold);
+      this.countRx(frameLen, hdr[1] !== NET_HDR_GSO_NONE, payload, rx);
       return true;
     }
     // Mergeable buffers (§5.1.6.3.2): fill chains until the frame fits; num_buffers, in the first
@@ -466,34 +564,44 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     }
     // Malformed chains pop() skips from here on lie between the chains we hold (see giveBack).
     const malformedBefore = rx.stats.malformed;
-    first.write(NET_HDR_LEN, frame, 0, firstLen - NET_HDR_LEN);
+    let fits = this.place(first, NET_HDR_LEN, frame, 0, firstLen - NET_HDR_LEN);
     let written = firstLen - NET_HDR_LEN;
     let more = 0;
     const next = this.rxNext;
-    while (written < frame.length) {
+    while (fits && written < frameLen) {
       if (more === this.moreHeads.length) {
         // Buffers so small the frame could never fit: drop it rather than wedge the queue.
         this.giveBack(rx, first.head, more, malformedBefore);
+        this.spanCount = spansBefore;
         this.stats.rxDropped++;
         return true;
       }
       if (!rx.pop(next)) {
         this.giveBack(rx, first.head, more, malformedBefore);
+        this.spanCount = spansBefore;
         return false;
       }
-      const n = next.write(0, frame, written, frame.length - written);
+      const n = Math.min(next.writableLength, frameLen - written);
       this.moreHeads[more] = next.head;
       this.moreLens[more] = n;
       more++;
+      fits = this.place(next, 0, frame, written, n);
       written += n;
+    }
+    if (!fits || (hold && this.held + 1 + more > this.heldHeads.length)) {
+      // The held payload's tables are full: this frame waits for the next batch.
+      this.giveBack(rx, first.head, more, malformedBefore);
+      this.spanCount = spansBefore;
+      this.spansFull = true;
+      return false;
     }
     const buffers = more + 1;
     hdr[10] = buffers & 0xff;
     hdr[11] = buffers >> 8;
     first.write(0, hdr, 0, NET_HDR_LEN);
-    rx.pushUsed(first.head, firstLen);
-    for (let i = 0; i < more; i++) rx.pushUsed(this.moreHeads[i]!, this.moreLens[i]!);
-    this.countRx(frame, hdr[1] !== NET_HDR_GSO_NONE);
+    this.useChain(rx, first.head, firstLen, hold);
+    for (let i = 0; i < more; i++) this.useChain(rx, this.moreHeads[i]!, this.moreLens[i]!, hold);
+    this.countRx(frameLen, hdr[1] !== NET_HDR_GSO_NONE, payload, rx);
     return true;
   }
 
@@ -514,10 +622,15 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     for (let i = 0; i < more; i++) rx.pushUsed(this.moreHeads[i]!, 0);
   }
 
-  private countRx(frame: Uint8Array, gso: boolean): void {
+  private countRx(frameLen: number, gso: boolean, payload: number, rx: VirtQueue): void {
     if (gso) this.stats.rxGso++;
     this.stats.rxFrames++;
-    this.stats.rxBytes += frame.length;
+    this.stats.rxBytes += frameLen;
+    if (payload > 0) {
+      this.heldFrames++;
+      this.heldBytes += payload;
+      this.heldQueue = rx;
+    }
   }
 
   private drainBacklog(): void {

@@ -378,9 +378,11 @@ export function tcpHeaderLength(repr: TcpRepr): number {
   return TCP_MIN_HEADER_LEN + (repr.options ? tcpOptionsLength(repr.options) : 0);
 }
 
-function writeHeader(buf: Uint8Array, off: number, repr: TcpRepr): number {
+/** The header of `repr` at `off`; the payload after it must fit in `buf` too unless it is not
+ *  there (a partial checksum over payload that goes elsewhere: see FrameLink.sendHeaders). */
+function writeHeader(buf: Uint8Array, off: number, repr: TcpRepr, payloadInBuf: boolean): number {
   const hl = tcpHeaderLength(repr);
-  if (hl > TCP_MAX_HEADER_LEN || !rangeOk(buf, off, hl + repr.payloadLength)) return -1;
+  if (hl > TCP_MAX_HEADER_LEN || !rangeOk(buf, off, hl + (payloadInBuf ? repr.payloadLength : 0))) return -1;
   set16(buf, off + F.SRC_PORT, repr.srcPort);
   set16(buf, off + F.DST_PORT, repr.dstPort);
   set32(buf, off + F.SEQ, repr.seq);
@@ -404,7 +406,7 @@ export const TCP_CHECKSUM_OFFSET = F.CHECKSUM;
  * the payload is not read.
  */
 export function emitTcpV4(buf: Uint8Array, off: number, repr: TcpRepr, src: number, dst: number, partial = false): number {
-  const hl = writeHeader(buf, off, repr);
+  const hl = writeHeader(buf, off, repr, !partial);
   if (hl < 0) return -1;
   const len = hl + repr.payloadLength;
   const pseudo = pseudoHeaderSumV4(src, dst, IpProtocol.TCP, len);
@@ -414,7 +416,7 @@ export function emitTcpV4(buf: Uint8Array, off: number, repr: TcpRepr, src: numb
 
 /** As emitTcpV4, over the IPv6 pseudo-header of the 16-byte addresses `src` and `dst`. */
 export function emitTcpV6(buf: Uint8Array, off: number, repr: TcpRepr, src: Uint8Array, dst: Uint8Array, partial = false): number {
-  const hl = writeHeader(buf, off, repr);
+  const hl = writeHeader(buf, off, repr, !partial);
   if (hl < 0) return -1;
   const len = hl + repr.payloadLength;
   const pseudo = pseudoHeaderSumV6(src, 0, dst, 0, IpProtocol.TCP, len);

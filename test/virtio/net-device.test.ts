@@ -372,3 +372,63 @@ t.test('RX: no GSO to a guest without GUEST_TSO4', async (t) => {
   t.ok(dev.segmentationOffload(6));
   t.notOk(dev.send(partialTcpFrame(3000), { start: 34, offset: 16, segmentSize: 1448 }), 'refused (the stack never asks)');
 });
+
+t.test('RX in place: headers now, the payload of several frames filled by one call, then published', async (t) => {
+  const { dev, fe } = setup(t);
+  const [rxq] = await fe.handshake();
+  const bufs = postRx(fe, rxq!, 40, 4096);
+  await new Promise((r) => setTimeout(r, 10));
+  // Two frames: one of 1400 bytes of payload (one buffer), one GSO frame of 20000 (several).
+  const frames = [partialTcpFrame(1400), partialTcpFrame(20000)];
+  const sizes = [1400, 20000];
+  for (let i = 0; i < 2; i++) {
+    const headers = frames[i]!.subarray(0, 54);
+    t.equal(dev.sendHeaders(headers, sizes[i]!, { start: 34, offset: 16, segmentSize: i === 1 ? 1460 : 0 }), 'sent');
+  }
+  t.ok(dev.payloadsPending, 'held for their payload');
+  await new Promise((r) => setTimeout(r, 20));
+  t.equal(rxq!.usedIdx, 0, 'nothing published before the payload is filled');
+  // The filler sees the payload's guest-memory spans, in order, and fills them at once.
+  const payload = new Uint8Array(21400);
+  payload.set(frames[0]!.subarray(54), 0);
+  payload.set(frames[1]!.subarray(54), 1400);
+  let calls = 0;
+  const ok = dev.completePayloads({
+    fill(views, offsets, lengths, count) {
+      calls++;
+      let at = 0;
+      for (let i = 0; i < count; i++) {
+        views[i]!.set(payload.subarray(at, at + lengths[i]!), offsets[i]!);
+        at += lengths[i]!;
+      }
+      return at;
+    },
+  });
+  t.ok(ok);
+  t.equal(calls, 1, 'one fill for both frames');
+  const used = await rxq!.waitUsed(1 + Math.ceil((NET_HDR_LEN + 20054) / 4096));
+  let u = 0;
+  for (let i = 0; i < 2; i++) {
+    const first = fe.memory.read(bufs[used[u]!.id]!, NET_HDR_LEN);
+    const n = first[10]! | (first[11]! << 8);
+    const joined: number[] = [];
+    for (let k = 0; k < n; k++, u++) joined.push(...fe.memory.read(bufs[used[u]!.id]!, used[u]!.len));
+    t.equal(joined[0], 1, `frame ${i}: NEEDS_CSUM`);
+    t.same(Uint8Array.from(joined.slice(NET_HDR_LEN)), frames[i], `frame ${i}: headers and payload intact`);
+  }
+  t.equal(dev.stats.rxGso, 1);
+});
+
+t.test('RX in place: a fill that falls short sends the held frames empty; without buffers, noRoom', async (t) => {
+  const { dev, fe } = setup(t);
+  const [rxq] = await fe.handshake();
+  t.equal(dev.sendHeaders(partialTcpFrame(100).subarray(0, 54), 100, { start: 34, offset: 16 }), 'noRoom', 'no buffers posted');
+  postRx(fe, rxq!, 4, 2048);
+  await new Promise((r) => setTimeout(r, 10));
+  t.equal(dev.sendHeaders(partialTcpFrame(100).subarray(0, 54), 100, { start: 34, offset: 16 }), 'sent');
+  t.notOk(dev.completePayloads({ fill: () => 40 }), 'short');
+  const used = await rxq!.waitUsed(1);
+  t.equal(used[0]!.len, 0, 'given back empty: the guest drops it');
+  t.equal(dev.stats.rxDropped, 1);
+  t.notOk(dev.payloadsPending);
+});

@@ -127,6 +127,32 @@ export class DescriptorChain {
     return written;
   }
 
+  /**
+   * The writable part [at, at + len) as a scatter list: appends (view, offset, length) spans to
+   * the arrays from index `i` (for a native readv into guest memory). Returns the index after the
+   * last span appended, or -1 when the arrays filled up first (what was appended is then void).
+   */
+  spans(at: number, len: number, views: Uint8Array[], offsets: Float64Array, lengths: Uint32Array, i: number): number {
+    let left = len;
+    let skip = at;
+    for (let s = this.firstWritable; s < this.count && left > 0; s++) {
+      const segLen = this.length[s]!;
+      if (skip >= segLen) {
+        skip -= segLen;
+        continue;
+      }
+      if (i >= lengths.length || i >= offsets.length) return -1;
+      const n = Math.min(segLen - skip, left);
+      views[i] = this.bytes[s]!;
+      offsets[i] = this.offset[s]! + skip;
+      lengths[i] = n;
+      i++;
+      left -= n;
+      skip = 0;
+    }
+    return i;
+  }
+
   /** Adds a segment; false when the chain's capacity is exhausted. */
   push(bytes: Uint8Array, offset: number, length: number, writable: boolean): boolean {
     const i = this.count;

@@ -1,0 +1,140 @@
+// The TCP NAT over real host sockets (NodeHostNet, a server on loopback) with the host socket's
+// receive queue as the connection's send buffer (SO_PEEK_OFF): a guest that loses the first
+// flight gets it again peeked from the kernel, byte for byte; what it acknowledges leaves the
+// queue; our FIN follows the last byte. Run over the copy path (peeked into the output frame)
+// and the zero-copy one (peeked straight into "guest memory" spans, one fill per run of segments).
+import net from 'node:net';
+import t from 'tap';
+import type { Test } from 'tap';
+import { NodeHostNet } from '../../src/main/host-net.js';
+import { silentLog } from '../../src/iface/log.js';
+import { TcpNat } from '../../src/nat/tcp-nat.js';
+import { IpProtocol, Ipv4Packet, TcpFlags, TcpSegment, completeChecksum } from '../../src/wire/index.js';
+import { FrameDevice, InPlaceFrameDevice, makeStack } from '../support/frame-device.js';
+import { arpRequest, GW_IP, tcpFrame } from '../support/packets.js';
+
+const { SYN, ACK, FIN } = TcpFlags;
+const GUEST_ISN = 5000;
+const SIZE = 40_000;
+const pattern = Uint8Array.from({ length: SIZE }, (_, i) => (i * 31 + (i >> 8)) & 0xff);
+
+interface Seg {
+  seq: number;
+  ack: number;
+  flags: number;
+  data: Uint8Array;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function segmentsOf(t: Test, link: FrameDevice): Seg[] {
+  const out: Seg[] = [];
+  for (const { frame, partial } of link.takeWithPartial()) {
+    if (frame[12] !== 0x08 || frame[13] !== 0x00) continue;
+    if (partial) completeChecksum(frame, partial.start, frame.length, partial.offset);
+    const ip = new Ipv4Packet().at(frame, 14, frame.length - 14);
+    if (ip.protocol !== IpProtocol.TCP) continue;
+    const s = new TcpSegment().at(frame, ip.payloadOffset, ip.payloadLength);
+    if (!s.verifyChecksumV4(ip.src, ip.dst)) t.fail('bad TCP checksum');
+    out.push({ seq: s.seq, ack: s.ack, flags: s.flags, data: frame.slice(s.payloadOffset, s.payloadOffset + s.payloadLength) });
+  }
+  return out;
+}
+
+for (const mode of ['copied into the frame', 'peeked into guest memory'] as const) {
+  t.test(`real host socket, ${mode}: a lost flight is peeked again from the kernel; ACKed bytes are discarded`, async (t) => {
+    const server = net.createServer((c) => {
+      c.on('error', () => undefined);
+      c.end(pattern);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    t.teardown(() => server.close());
+    const port = (server.address() as net.AddressInfo).port;
+
+    const inPlace = mode === 'peeked into guest memory';
+    const device = inPlace ? new InPlaceFrameDevice() : new FrameDevice();
+    device.partialChecksums = inPlace;
+    const env = makeStack({ ipv6: undefined }, {}, device);
+    const host = new NodeHostNet(silentLog);
+    t.ok(host.streamQueues, 'this kernel has SO_PEEK_OFF for TCP (Linux 6.9+)');
+    const nat = new TcpNat(env.stack, host, { random: () => 0.5, guestAddress: () => Uint8Array.of(10, 0, 2, 15) });
+    env.stack.tcpInput = (family, p, off, ttl) => nat.input(family, p, off, ttl);
+    t.teardown(() => nat.closeAll());
+    env.inject(arpRequest(GW_IP));
+    const { link, clock } = env;
+    const send = (seq: number, ack: number, flags: number, opts: { mss?: number } = {}): void => {
+      env.stack.receive(tcpFrame(41000, port, seq, ack, flags, undefined, { dst: GW_IP, window: 65535, ...opts }), { checksumPartial: false });
+      nat.flush();
+    };
+    const waitFor = async (what: string, ok: (s: Seg[]) => boolean): Promise<Seg[]> => {
+      const got: Seg[] = [];
+      for (let i = 0; i < 200; i++) {
+        got.push(...segmentsOf(t, link));
+        if (ok(got)) return got;
+        await sleep(10);
+      }
+      t.fail(`timed out waiting for ${what}`);
+      return got;
+    };
+
+    send(GUEST_ISN, 0, SYN, { mss: 1460 });
+    const [synAck] = await waitFor('the SYN-ACK', (s) => s.some((x) => (x.flags & (SYN | ACK)) === (SYN | ACK)));
+    const iss = synAck!.seq;
+    send(GUEST_ISN + 1, iss + 1, ACK);
+    // The first flight: lost on the way (the guest acknowledges none of it).
+    const flight = (await waitFor('the first flight', (s) => s.some((x) => x.data.length > 0))).filter((s) => s.data.length > 0);
+    t.equal(flight[0]!.seq, (iss + 1) >>> 0);
+    const flightBytes = flight.reduce((n, s) => n + s.data.length, 0);
+    t.same(Buffer.concat(flight.map((s) => s.data)), Buffer.from(pattern.subarray(0, flightBytes)), 'the first flight is the stream from its start');
+    await sleep(50); // all of it reaches the kernel queue
+    clock.advance(1500);
+    env.stack.poll();
+    nat.poll(clock.t);
+    const again = segmentsOf(t, link).filter((s) => s.data.length > 0);
+    t.ok(again.length >= 1, 'a retransmission after the timeout');
+    t.equal(again[0]!.seq, (iss + 1) >>> 0, 'from the first lost byte');
+    t.same(Buffer.from(again[0]!.data), Buffer.from(pattern.subarray(0, again[0]!.data.length)), 'the same bytes, peeked again from the kernel');
+
+    // The guest now takes everything in order, acknowledging as it goes, until our FIN.
+    const got = new Uint8Array(SIZE);
+    let next = 0;
+    let fin = false;
+    for (const s of again) {
+      const off = (s.seq - (iss + 1)) >>> 0;
+      if (off <= next && off + s.data.length > next) {
+        got.set(s.data.subarray(next - off), next);
+        next = off + s.data.length;
+      }
+    }
+    for (let round = 0; round < 2000 && !fin; round++) {
+      send(GUEST_ISN + 1, (iss + 1 + next) >>> 0, ACK);
+      let segs = segmentsOf(t, link);
+      if (segs.length === 0) {
+        await sleep(2);
+        clock.advance(250);
+        nat.poll(clock.t);
+        segs = segmentsOf(t, link);
+      }
+      for (const s of segs) {
+        const off = (s.seq - (iss + 1)) >>> 0;
+        if (s.data.length > 0 && off <= next && off + s.data.length > next) {
+          got.set(s.data.subarray(next - off), next);
+          next = off + s.data.length;
+        }
+        if (s.flags & FIN && off + s.data.length === next) fin = true;
+      }
+    }
+    t.equal(next, SIZE, 'every byte arrived');
+    t.same(Buffer.from(got), Buffer.from(pattern), 'the stream intact');
+    t.ok(fin, 'our FIN after the last byte');
+    if (inPlace) {
+      const d = device as InPlaceFrameDevice;
+      t.ok(d.framesInPlace > 0, 'data segments went in place');
+      t.ok(d.fills < d.framesInPlace, 'runs of segments filled with one peek each');
+    }
+    t.equal(nat.stats.payloadsShort, 0);
+    send(GUEST_ISN + 1, (iss + 1 + SIZE + 1) >>> 0, ACK | FIN);
+    await sleep(20);
+    t.equal(nat.stats.resetsToGuest, 0, 'no reset: the queue was empty when the socket closed');
+  });
+}
