@@ -2,10 +2,13 @@
 // long enough that the call pays for itself (payload of frames a guest without checksum offload
 // sends or receives).
 //
-// Words are summed as the machine loads them (little-endian) eight bytes at a time into a 64-bit
-// accumulator; RFC 1071 §2(B) (byte-order independence) makes the folded sum the byte swap of the
-// network-order sum. A 64 KiB range adds at most 8192 × 2^33 (< 2^46): no carry is ever lost.
+// Words are summed as the machine loads them (little-endian): 32 bytes a step in SSE2 lanes where
+// the CPU has them (every x86-64), then eight bytes at a time into 64-bit accumulators; RFC 1071
+// §2(B) (byte-order independence) makes the folded sum the byte swap of the network-order sum. A 64 KiB range adds at most 8192 × 2^33 (< 2^46): no carry is ever lost.
 #include <cstring>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "common.h"
 
@@ -16,6 +19,25 @@ uint32_t SumRange(const uint8_t* p, size_t len) {
   uint64_t a = 0;
   uint64_t b = 0;
   size_t i = 0;
+#ifdef __SSE2__
+  // 16 bytes a step: the eight 16-bit words widened into four 32-bit lanes, two accumulators.
+  // A lane gains at most 2 × 0xffff a step; spilled into `a` every 8192 steps, well before 2^32.
+  const __m128i zero = _mm_setzero_si128();
+  while (i + 32 <= len) {
+    __m128i s0 = zero;
+    __m128i s1 = zero;
+    for (size_t steps = 0; steps < 8192 && i + 32 <= len; steps++, i += 32) {
+      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+      const __m128i y = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i + 16));
+      s0 = _mm_add_epi32(s0, _mm_add_epi32(_mm_unpacklo_epi16(x, zero), _mm_unpackhi_epi16(x, zero)));
+      s1 = _mm_add_epi32(s1, _mm_add_epi32(_mm_unpacklo_epi16(y, zero), _mm_unpackhi_epi16(y, zero)));
+    }
+    alignas(16) uint32_t lanes[8];
+    _mm_store_si128(reinterpret_cast<__m128i*>(lanes), s0);
+    _mm_store_si128(reinterpret_cast<__m128i*>(lanes + 4), s1);
+    for (uint32_t lane : lanes) a += lane;
+  }
+#endif
   // Two accumulators so consecutive adds do not wait on each other.
   for (; i + 16 <= len; i += 16) {
     uint64_t x;
@@ -67,11 +89,66 @@ napi_value Sum16(napi_env env, napi_callback_info cbinfo) {
   return result;
 }
 
+// sumv(views: Uint8Array[], offsets: Float64Array, lengths: Uint32Array, start, count): as
+// sum16 over the concatenation of views[i][offsets[i], +lengths[i]) for i in [start, start +
+// count): a scatter list in guest memory (a frame's payload). A span that starts at an odd
+// position of the whole contributes its sum byte-swapped (RFC 1071 §2(B)).
+napi_value Sumv(napi_env env, napi_callback_info cbinfo) {
+  size_t argc = 5;
+  napi_value argv[5];
+  uint32_t start = 0;
+  uint32_t count = 0;
+  napi_typedarray_type types[2] = {};
+  size_t lens[2] = {};
+  void* data[2] = {};
+  bool ok = napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) == napi_ok && argc >= 5 &&
+            napi_get_value_uint32(env, argv[3], &start) == napi_ok && napi_get_value_uint32(env, argv[4], &count) == napi_ok;
+  for (int i = 0; ok && i < 2; i++) ok = napi_get_typedarray_info(env, argv[1 + i], &types[i], &lens[i], &data[i], nullptr, nullptr) == napi_ok;
+  if (!ok || types[0] != napi_float64_array || types[1] != napi_uint32_array) {
+    napi_throw_type_error(env, nullptr, "sumv(views, offsets: Float64Array, lengths: Uint32Array, start, count)");
+    return nullptr;
+  }
+  const uint64_t end = static_cast<uint64_t>(start) + count;
+  if (end > lens[0] || end > lens[1]) {
+    napi_throw_range_error(env, nullptr, "sumv: start and count outside the arrays");
+    return nullptr;
+  }
+  const auto* offsets = static_cast<const double*>(data[0]);
+  const auto* lengths = static_cast<const uint32_t*>(data[1]);
+  uint64_t sum = 0;
+  uint64_t at = 0;
+  for (uint32_t i = start; i < end; i++) {
+    napi_value view;
+    napi_typedarray_type type;
+    size_t size;
+    void* base;
+    if (napi_get_element(env, argv[0], i, &view) != napi_ok ||
+        napi_get_typedarray_info(env, view, &type, &size, &base, nullptr, nullptr) != napi_ok || type != napi_uint8_array) {
+      napi_throw_type_error(env, nullptr, "sumv: views must be Uint8Arrays");
+      return nullptr;
+    }
+    const double off = offsets[i];
+    if (!(off >= 0 && off + lengths[i] <= static_cast<double>(size))) {
+      napi_throw_range_error(env, nullptr, "sumv: a span outside its view");
+      return nullptr;
+    }
+    uint32_t s = SumRange(static_cast<const uint8_t*>(base) + static_cast<size_t>(off), lengths[i]);
+    if (at & 1) s = ((s & 0xff) << 8) | (s >> 8);
+    sum += s;
+    at += lengths[i];
+  }
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  napi_value result = nullptr;
+  napi_create_uint32(env, static_cast<uint32_t>(sum), &result);
+  return result;
+}
+
 }  // namespace
 
 void InitChecksum(Napi::Env env, Napi::Object exports) {
   napi_value fn;
   if (napi_create_function(env, "sum16", NAPI_AUTO_LENGTH, Sum16, nullptr, &fn) == napi_ok) exports.Set("sum16", Napi::Value(env, fn));
+  if (napi_create_function(env, "sumv", NAPI_AUTO_LENGTH, Sumv, nullptr, &fn) == napi_ok) exports.Set("sumv", Napi::Value(env, fn));
 }
 
 }  // namespace hn

@@ -54,9 +54,11 @@ export interface FrameLink {
    * Zero-copy sends (the TCP NAT's host→guest data, peeked from the host socket straight into
    * guest memory): `headers` is the frame up to its payload, whose `payloadLength` bytes are left
    * in the guest's buffers; completePayloads() fills those of every frame sent so since, with one
-   * call, and only then are the frames published. Only with a partial checksum (nothing reads
-   * the payload). 'noRoom': not sent (no buffers now, or frames wait in a backlog); 'full': not
-   * sent, complete the ones held first. Absent: the link has no zero-copy path.
+   * call, and only then are the frames published. `partial` says where the transport checksum
+   * is (its field holds the pseudo-header sum): left to a guest that takes partial checksums,
+   * completed over the payload where it landed for another. 'noRoom': not sent (no buffers now,
+   * frames wait in a backlog, or the guest's buffers cannot hold it); 'full': not sent, complete
+   * the ones held first. Absent: the link has no zero-copy path.
    */
   sendHeaders?(headers: Uint8Array, payloadLength: number, partial: PartialChecksum): PayloadSend;
   completePayloads?(fill: PayloadFill): boolean;

@@ -184,10 +184,9 @@ export class Stack implements FrameSink {
     return this.link.partialChecksums === true;
   }
 
-  /** Whether frames may go with their payload filled in place later (FrameLink.sendHeaders):
-   *  only with partial checksums, as nothing reads that payload. */
+  /** Whether frames may go with their payload filled in place later (FrameLink.sendHeaders). */
   get payloadsInPlace(): boolean {
-    return this.link.sendHeaders !== undefined && this.link.partialChecksums === true;
+    return this.link.sendHeaders !== undefined;
   }
 
   /** FrameLink.sendHeaders for a frame built elsewhere (the TCP NAT's: link header included). Its

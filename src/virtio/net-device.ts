@@ -19,6 +19,7 @@ import type { FrameLink, FrameSink, PartialChecksum, PayloadFill, PayloadSend, R
 import type { MemoryAccount } from '../iface/memory-budget.js';
 import { EndOfTurn } from '../iface/end-of-turn.js';
 import { ViewCache } from '../wire/bytes.js';
+import { foldSum, sum16, sumSpans } from '../wire/checksum.js';
 
 /** virtio-net feature bits (virtio 1.2 §5.1.3). */
 export const NetFeature = {
@@ -105,8 +106,9 @@ export interface NetDeviceOptions {
   now?: () => number;
 }
 
-/** Guest-memory spans one completePayloads() fills (the kernel's UIO_MAXIOV). */
+/** Guest-memory spans one completePayloads() fills (the kernel's UIO_MAXIOV), and frames. */
 const MAX_SPANS = 1024;
+const MAX_HELD_FRAMES = 512;
 
 /** How often (in frames) a TX slice looks at the clock. */
 const SLICE_CHECK_FRAMES = 32;
@@ -159,6 +161,17 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private readonly spanLengths = new Uint32Array(MAX_SPANS);
   private spanCount = 0;
   private spansFull = false;
+  // Per held frame: its first payload span, its first checksum-field span, and (for a guest
+  // without GUEST_CSUM) the sum of its headers; the checksum fields' spans; the field's offset
+  // in the frame being written (-1: none to locate).
+  private readonly frameSpanStart = new Uint32Array(MAX_HELD_FRAMES);
+  private readonly frameCsumStart = new Uint32Array(MAX_HELD_FRAMES);
+  private readonly frameSum = new Uint32Array(MAX_HELD_FRAMES);
+  private readonly csumViews: Uint8Array[] = new Array<Uint8Array>(2 * MAX_HELD_FRAMES).fill(new Uint8Array(0));
+  private readonly csumOffsets = new Float64Array(2 * MAX_HELD_FRAMES);
+  private readonly csumLengths = new Uint32Array(2 * MAX_HELD_FRAMES);
+  private csumCount = 0;
+  private csumAt = -1;
   /** The frame's view of scratch, one per recent length (no view per frame). */
   private readonly frameViews = new ViewCache();
   private readonly header = new Uint8Array(NET_HDR_LEN);
@@ -430,15 +443,36 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   /**
    * Zero-copy send (FrameLink.sendHeaders): `headers` is a frame's beginning; its last
    * `payloadLength` bytes are left in the guest's buffers for completePayloads() to fill, all of
-   * the batch's with one call. The frame is published only then.
+   * the batch's with one call. The frame is published only then. A guest that takes partial
+   * checksums gets NEEDS_CSUM; for another, completePayloads() sums the payload where it landed
+   * (native, still in cache) and writes the checksum into the header in its buffer.
    */
   sendHeaders(headers: Uint8Array, payloadLength: number, partial: PartialChecksum): PayloadSend {
     const rx = this.rx;
-    if (!rx || this.backlog.length > 0 || headers.length + payloadLength > MAX_FRAME || !this.partialOk(headers, partial)) return 'noRoom';
+    if (!rx || this.backlog.length > 0 || headers.length + payloadLength > MAX_FRAME || partial.start + partial.offset + 2 > headers.length) return 'noRoom';
     if (this.held > 0 && rx !== this.heldQueue) return 'noRoom';
+    // GSO only to a guest that takes it (and partial checksums with it).
+    if (this.guestCsum ? !this.partialOk(headers, partial) : (partial.segmentSize ?? 0) > 0) return 'noRoom';
+    if (this.heldFrames >= MAX_HELD_FRAMES) return 'full';
     this.spansFull = false;
-    if (this.writeFrame(rx, headers, partial, payloadLength)) return 'sent';
-    return this.spansFull ? 'full' : 'noRoom';
+    const k = this.heldFrames;
+    this.frameSpanStart[k] = this.spanCount;
+    this.frameCsumStart[k] = this.csumCount;
+    if (this.guestCsum) {
+      this.csumAt = -1;
+    } else {
+      // The sum of the headers from the checksum's start (the field holds the pseudo-header's);
+      // the payload's is added once it is there.
+      this.csumAt = partial.start + partial.offset;
+      this.frameSum[k] = sum16(headers, partial.start, headers.length - partial.start);
+    }
+    const written = this.writeFrame(rx, headers, this.guestCsum ? partial : undefined, payloadLength);
+    this.csumAt = -1;
+    if (this.heldFrames > k) return 'sent';
+    // Not held: no buffers, full tables, or dropped (buffers too small: the copy path drops it
+    // too) — a run of held payload never has a hole.
+    this.csumCount = this.frameCsumStart[k]!;
+    return !written && this.spansFull ? 'full' : 'noRoom';
   }
 
   /** FrameLink.completePayloads: fills what sendHeaders() left, publishing those frames; when the
@@ -448,6 +482,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     if (this.held === 0 || !rx) return true;
     const n = this.spanCount > 0 ? fill.fill(this.spanViews, this.spanOffsets, this.spanLengths, this.spanCount) : 0;
     const ok = n === this.heldBytes;
+    if (ok && !this.guestCsum) this.completeChecksums();
     for (let i = 0; i < this.held; i++) rx.pushUsed(this.heldHeads[i]!, ok ? this.heldLens[i]! : 0);
     if (!ok) this.stats.rxDropped += this.heldFrames;
     this.forgetHeld();
@@ -455,9 +490,28 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     return ok;
   }
 
+  /** For a guest without GUEST_CSUM: each held frame's transport checksum, over its headers
+   *  (summed at sendHeaders) and its payload in guest memory, written into the field there. */
+  private completeChecksums(): void {
+    for (let k = 0; k < this.heldFrames; k++) {
+      const from = this.frameSpanStart[k]!;
+      const to = k + 1 < this.heldFrames ? this.frameSpanStart[k + 1]! : this.spanCount;
+      const sum = foldSum(this.frameSum[k]! + sumSpans(this.spanViews, this.spanOffsets, this.spanLengths, from, to - from));
+      const csum = ~sum & 0xffff;
+      // The field's two bytes, where the headers were written (one span, or two across buffers).
+      const end = k + 1 < this.heldFrames ? this.frameCsumStart[k + 1]! : this.csumCount;
+      let byte = 0;
+      for (let c = this.frameCsumStart[k]!; c < end; c++) {
+        const v = this.csumViews[c]!;
+        const o = this.csumOffsets[c]!;
+        for (let j = 0; j < this.csumLengths[c]!; j++, byte++) v[o + j] = byte === 0 ? csum >> 8 : csum & 0xff;
+      }
+    }
+  }
+
   /** The queue holding frames went away (their chains with it). */
   private forgetHeld(): void {
-    this.held = this.heldFrames = this.heldBytes = this.spanCount = 0;
+    this.held = this.heldFrames = this.heldBytes = this.spanCount = this.csumCount = 0;
     this.heldQueue = undefined;
   }
 
@@ -484,6 +538,15 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private place(chain: DescriptorChain, at: number, frame: Uint8Array, from: number, n: number): boolean {
     const fromFrame = Math.max(0, Math.min(n, frame.length - from));
     if (fromFrame > 0) chain.write(at, frame, from, fromFrame);
+    const c = this.csumAt;
+    if (c >= 0 && c + 2 > from && c < from + fromFrame) {
+      // Where the checksum field landed, for completeChecksums().
+      const lo = Math.max(c, from);
+      const hi = Math.min(c + 2, from + fromFrame);
+      const i = chain.spans(at + (lo - from), hi - lo, this.csumViews, this.csumOffsets, this.csumLengths, this.csumCount);
+      if (i < 0) return false;
+      this.csumCount = i;
+    }
     if (fromFrame === n) return true;
     const i = chain.spans(at + fromFrame, n - fromFrame, this.spanViews, this.spanOffsets, this.spanLengths, this.spanCount);
     if (i < 0) return false;

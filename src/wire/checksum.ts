@@ -27,6 +27,31 @@ export function useNativeSum(fn: ((b: Uint8Array, off: number, len: number) => n
   nativeSum = fn;
 }
 
+type SpansSum = (views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, start: number, count: number) => number;
+let nativeSpansSum: SpansSum | undefined;
+
+/** Installs the native sumSpans (the hostnet addon's sumv). */
+export function useNativeSumSpans(fn: SpansSum | undefined): void {
+  nativeSpansSum = fn;
+}
+
+/**
+ * sum16 over a scatter list: the concatenation of views[i][offsets[i], +lengths[i]) for i in
+ * [start, start + count) (a frame's payload in guest memory), folded, not complemented.
+ */
+export function sumSpans(views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, start: number, count: number): number {
+  if (nativeSpansSum !== undefined) return nativeSpansSum(views, offsets, lengths, start, count);
+  let sum = 0;
+  let at = 0;
+  for (let i = start; i < start + count; i++) {
+    const s = sum16(views[i]!, offsets[i]!, lengths[i]!);
+    // A span starting at an odd position of the whole adds its sum byte-swapped (RFC 1071 §2(B)).
+    sum += at & 1 ? ((s & 0xff) << 8) | (s >> 8) : s;
+    at += lengths[i]!;
+  }
+  return foldSum(sum);
+}
+
 /**
  * Ones'-complement sum of `len` bytes starting at `off`, added to `initial`, folded to 16 bits.
  * An odd trailing byte is padded with a zero byte on the right (RFC 1071 section 4.1). Long ranges
