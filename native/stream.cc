@@ -164,54 +164,74 @@ napi_value Discard(napi_env env, napi_callback_info cbinfo) {
 
 constexpr uint32_t kIovMax = 1024;  // UIO_MAXIOV
 
-// peekv(fd, views: Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count): as peek(),
-// into the scatter list views[i][offsets[i], offsets[i] + lengths[i]) for i < count (a
-// DescriptorChain's segments: guest memory). Bytes, 0 at the end of the stream, or -errno.
-napi_value Peekv(napi_env env, napi_callback_info cbinfo) {
+// Reads (fd, views: Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count) into an
+// iovec array: views[i][offsets[i], offsets[i] + lengths[i]) for i < count (a DescriptorChain's
+// segments: guest memory). False leaves an exception pending.
+bool ScatterArgs(napi_env env, napi_callback_info cbinfo, const char* name, int32_t* fd, iovec* iov, uint32_t* count) {
   napi_value argv[5];
-  int32_t fd;
-  uint32_t count;
-  if (!Args(env, cbinfo, 5, argv) || !Int(env, argv[0], &fd) || napi_get_value_uint32(env, argv[4], &count) != napi_ok) {
-    napi_throw_type_error(env, nullptr, "peekv(fd, views, offsets, lengths, count)");
-    return nullptr;
+  if (!Args(env, cbinfo, 5, argv) || !Int(env, argv[0], fd) || napi_get_value_uint32(env, argv[4], count) != napi_ok) {
+    napi_throw_type_error(env, nullptr, name);
+    return false;
   }
   napi_typedarray_type types[2];
   size_t lens[2];
   void* data[2];
   for (int i = 0; i < 2; i++) {
     if (napi_get_typedarray_info(env, argv[2 + i], &types[i], &lens[i], &data[i], nullptr, nullptr) != napi_ok) {
-      napi_throw_type_error(env, nullptr, "peekv: offsets and lengths must be typed arrays");
-      return nullptr;
+      napi_throw_type_error(env, nullptr, name);
+      return false;
     }
   }
-  if (types[0] != napi_float64_array || types[1] != napi_uint32_array || count > kIovMax || count > lens[0] || count > lens[1]) {
-    napi_throw_range_error(env, nullptr, "peekv: bad offsets, lengths or count");
-    return nullptr;
+  if (types[0] != napi_float64_array || types[1] != napi_uint32_array || *count > kIovMax || *count > lens[0] || *count > lens[1]) {
+    napi_throw_range_error(env, nullptr, "bad offsets, lengths or count");
+    return false;
   }
   const auto* offsets = static_cast<const double*>(data[0]);
   const auto* lengths = static_cast<const uint32_t*>(data[1]);
-  iovec iov[kIovMax];
-  for (uint32_t i = 0; i < count; i++) {
+  for (uint32_t i = 0; i < *count; i++) {
     napi_value view;
     napi_typedarray_type type;
     size_t size;
     void* base;
     if (napi_get_element(env, argv[1], i, &view) != napi_ok ||
         napi_get_typedarray_info(env, view, &type, &size, &base, nullptr, nullptr) != napi_ok || type != napi_uint8_array) {
-      napi_throw_type_error(env, nullptr, "peekv: views must be Uint8Arrays");
-      return nullptr;
+      napi_throw_type_error(env, nullptr, "views must be Uint8Arrays");
+      return false;
     }
     const double off = offsets[i];
     if (!(off >= 0 && off + lengths[i] <= static_cast<double>(size))) {
-      napi_throw_range_error(env, nullptr, "peekv: a segment outside its view");
-      return nullptr;
+      napi_throw_range_error(env, nullptr, "a segment outside its view");
+      return false;
     }
     iov[i] = iovec{static_cast<uint8_t*>(base) + static_cast<size_t>(off), lengths[i]};
   }
+  return true;
+}
+
+// peekv(fd, views: Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count): as peek(),
+// into the scatter list. Bytes, 0 at the end of the stream, or -errno.
+napi_value Peekv(napi_env env, napi_callback_info cbinfo) {
+  iovec iov[kIovMax];
+  int32_t fd;
+  uint32_t count;
+  if (!ScatterArgs(env, cbinfo, "peekv(fd, views, offsets, lengths, count)", &fd, iov, &count)) return nullptr;
   msghdr msg{};
   msg.msg_iov = iov;
   msg.msg_iovlen = count;
   return SysResult(env, RetryEintr([&] { return recvmsg(fd, &msg, MSG_PEEK | MSG_DONTWAIT); }));
+}
+
+// writev(fd, views, offsets, lengths, count): sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL) of the scatter
+// list (a guest's TCP payload, from guest memory): bytes written (maybe fewer) or -errno.
+napi_value Writev(napi_env env, napi_callback_info cbinfo) {
+  iovec iov[kIovMax];
+  int32_t fd;
+  uint32_t count;
+  if (!ScatterArgs(env, cbinfo, "writev(fd, views, offsets, lengths, count)", &fd, iov, &count)) return nullptr;
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = count;
+  return SysResult(env, RetryEintr([&] { return sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL); }));
 }
 
 void Define(napi_env env, napi_value exports, const char* name, napi_callback cb) {
@@ -238,6 +258,7 @@ void InitStream(Napi::Env env, Napi::Object exports) {
   Define(env, exports, "peek", Peek);
   Define(env, exports, "discard", Discard);
   Define(env, exports, "peekv", Peekv);
+  Define(env, exports, "writev", Writev);
   Constant(env, exports, "EPOLLIN", EPOLLIN);
   Constant(env, exports, "EPOLLOUT", EPOLLOUT);
   Constant(env, exports, "EPOLLRDHUP", EPOLLRDHUP);

@@ -250,6 +250,10 @@ export interface HostnetBinding {
   /** As peek(), into the scatter list views[i][offsets[i], +lengths[i]) for i < count (at most
    *  IOV_MAX): a DescriptorChain's segments, straight into guest memory. Throws on bad ranges. */
   peekv(fd: number, views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count: number): number;
+  /** sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL) of the scatter list views[i][offsets[i], +lengths[i])
+   *  for i < count (at most IOV_MAX; a guest's payload in guest memory): bytes written (maybe
+   *  fewer) or -errno (-EAGAIN, -EPIPE...). Throws on bad ranges. */
+  writev(fd: number, views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count: number): number;
   /** recv(MSG_TRUNC | MSG_DONTWAIT): drops the first n queued bytes unread (the peek offset moves
    *  back by as much). Bytes or -errno. */
   discard(fd: number, n: number): number;

@@ -69,6 +69,7 @@ import {
 } from '../wire/index.js';
 import type { EthernetRepr } from '../wire/index.js';
 import { ViewCache } from '../wire/bytes.js';
+import { payloadChecksumOk, pseudoHeaderSumV4 } from '../wire/checksum.js';
 
 /** A UDP datagram addressed to one of our IPv4 addresses, as handlers see it (views valid only
  *  during the call). */
@@ -535,7 +536,11 @@ export class Ipv4Layer {
   private tcpv4Input(frame: Uint8Array, ip: Ipv4Packet, meta: RxMeta): void {
     const tcp = this.tcp.at(frame, ip.payloadOffset, ip.payloadLength);
     if (tcp.check() !== TcpError.OK) return this.s.drop('tcp4.malformed');
-    if (!meta.checksumPartial && !tcp.verifyChecksumV4(ip.src, ip.dst)) return this.s.drop('tcp4.badChecksum');
+    if (!meta.checksumPartial) {
+      const p = this.s.rxPayload;
+      const ok = p ? payloadChecksumOk(frame, ip.payloadOffset, p, pseudoHeaderSumV4(ip.src, ip.dst, IpProtocol.TCP, ip.payloadLength)) : tcp.verifyChecksumV4(ip.src, ip.dst);
+      if (!ok) return this.s.drop('tcp4.badChecksum');
+    }
     this.s.tcpInput!(4, this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength), ip.payloadOffset - ip.offset, ip.ttl);
   }
 
@@ -839,6 +844,7 @@ export class Ipv4Layer {
   /** Sends an ICMP error about the guest's datagram in `ip` back to it, when mayAnswerWithError
    *  allows and the rate limit has a token. */
   private sendIcmpv4Error(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, type: number, code: number, rest: number, broadcast: boolean): void {
+    this.s.loadRxPayload(); // the error quotes it
     if (!this.mayAnswerWithError(frame, ip, broadcast, eth.isMulticast())) return;
     const src = ip.src;
     if (!this.allowError(type, code)) return;

@@ -76,6 +76,7 @@ import {
   walkIpv6Headers,
 } from '../wire/index.js';
 import { ViewCache } from '../wire/bytes.js';
+import { payloadChecksumOk, pseudoHeaderSumV6 } from '../wire/checksum.js';
 
 /** A UDP datagram to one of our IPv6 addresses (views valid only during the call). */
 export interface UdpV6Input {
@@ -826,7 +827,11 @@ export class Ipv6Layer {
   private tcpInput6(frame: Uint8Array, ipOff: number, off: number, end: number, hopLimit: number, meta: RxMeta): void {
     const tcp = this.tcp.at(frame, off, end - off);
     if (tcp.check() !== TcpError.OK) return this.s.drop('tcp6.malformed');
-    if (!meta.checksumPartial && !tcp.verifyChecksumV6(frame, ipOff + 8, frame, ipOff + 24)) return this.s.drop('tcp6.badChecksum');
+    if (!meta.checksumPartial) {
+      const p = this.s.rxPayload;
+      const ok = p ? payloadChecksumOk(frame, off, p, pseudoHeaderSumV6(frame, ipOff + 8, frame, ipOff + 24, IpProtocol.TCP, end - off)) : tcp.verifyChecksumV6(frame, ipOff + 8, frame, ipOff + 24);
+      if (!ok) return this.s.drop('tcp6.badChecksum');
+    }
     this.s.tcpInput!(6, this.packetViews.of(frame, ipOff, end), off - ipOff, hopLimit);
   }
 
@@ -926,6 +931,7 @@ export class Ipv6Layer {
    * (`allowMulticast`: the exceptions of RFC 4443 §2.4 (e.3) apply to this error).
    */
   private sendError(frame: Uint8Array, eth: EthernetFrame, type: number, code: number, rest: number, allowMulticast: boolean): void {
+    this.s.loadRxPayload(); // the error quotes it
     const ip = this.ip6;
     if (!this.mayAnswerWithError(frame, ip.offset, ip.end, type, allowMulticast, eth.isMulticast())) return;
     // From the address the packet was sent to when it is ours, else from the address on its side.

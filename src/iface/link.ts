@@ -11,6 +11,31 @@ export interface RxMeta {
    *  checksum field is from there (virtio csum_start, csum_offset; for a capture to complete). */
   checksumStart?: number;
   checksumOffset?: number;
+  /** Set when the frame's payload was left in guest memory (see FramePayload). */
+  payload?: FramePayload | undefined;
+}
+
+/**
+ * A guest frame whose payload the device left in guest memory, having copied only its headers: a
+ * TCP segment's data, frame bytes [at, at + length), lies in the scatter list
+ * views[i][offsets[i], +lengths[i]) for i < count, and is not in the frame until load() copies it
+ * there. Whatever reads those bytes loads them first, except a consumer that hands them to the
+ * kernel by reference (the TCP NAT's writev): it sets `kept`, and the device then gives the
+ * guest its buffer back only after the batch's releasePayloads.
+ */
+export interface FramePayload {
+  /** The frame (whose bytes from `at` on are the payload's place). */
+  readonly frame: Uint8Array;
+  readonly at: number;
+  readonly length: number;
+  readonly views: readonly Uint8Array[];
+  readonly offsets: Float64Array;
+  readonly lengths: Uint32Array;
+  readonly count: number;
+  /** The payload is in the frame (load() ran). */
+  readonly loaded: boolean;
+  load(): void;
+  kept: boolean;
 }
 
 /**

@@ -15,7 +15,7 @@ import { Ipv4Layer } from './ipv4.js';
 import type { UdpV4Handler } from './ipv4.js';
 import { Ipv6Layer } from './ipv6.js';
 import type { UdpV6Handler } from './ipv6.js';
-import type { FrameLink, FrameSink, PartialChecksum, PayloadFill, PayloadSend, RxMeta } from './link.js';
+import type { FrameLink, FrameSink, FramePayload, PartialChecksum, PayloadFill, PayloadSend, RxMeta } from './link.js';
 import { ETHERNET_HEADER_LEN, EtherType, EthernetFrame, emitEthernetHeader, formatMac, macIsUnicast } from '../wire/index.js';
 import { ViewCache } from '../wire/bytes.js';
 import type { EthernetRepr } from '../wire/ethernet.js';
@@ -153,6 +153,24 @@ export class Stack implements FrameSink {
   }
 
   receive(frame: Uint8Array, meta: RxMeta): void {
+    this.rxPayload = meta.payload?.loaded === false ? meta.payload : undefined;
+    this.dispatch(frame, meta);
+    this.rxPayload = undefined;
+  }
+
+  /** The payload of the guest frame being received when it is still in guest memory (see
+   *  FramePayload): the TCP NAT keeps it by reference or loads it; the rest loads it. */
+  rxPayload: FramePayload | undefined;
+
+  /** Copies the payload of the frame being received into it, if it is not there yet. */
+  loadRxPayload(): void {
+    if (this.rxPayload) {
+      this.rxPayload.load();
+      this.rxPayload = undefined;
+    }
+  }
+
+  private dispatch(frame: Uint8Array, meta: RxMeta): void {
     const eth = this.eth.at(frame, 0, frame.length);
     if (!eth.check()) return this.drop('eth.short');
     if (!macIsUnicast(frame, eth.srcOffset)) return this.drop('eth.groupSource');

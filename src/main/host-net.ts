@@ -497,6 +497,10 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
     return this.phase === 'open' ? hostnet.write(this.fd, buf, off, len) : -hostnet.EPIPE;
   }
 
+  writev(views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count: number): number {
+    return this.phase === 'open' ? hostnet.writev(this.fd, views, offsets, lengths, count) : -hostnet.EPIPE;
+  }
+
   shutdownWrite(): void {
     if (this.phase === 'open') hostnet.shutdownWrite(this.fd);
   }

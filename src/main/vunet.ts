@@ -136,6 +136,10 @@ export class Vunet {
         this.guarded('end of a TX batch', () => this.tcpNat.flush(), sliceMs);
         this.batchClock.end();
       },
+      // Guest TCP payload goes to host sockets straight from guest memory (one writev per flow
+      // per batch); a capture needs every frame whole, so not with --pcap.
+      payloadsInPlace: !pcap,
+      releasePayloads: () => this.guarded('guest data passed on', () => this.tcpNat.releaseTaken()),
       onRoom: () => this.guarded('receive buffers posted', () => this.tcpNat.linkRoom()),
       onFrameError: (err) => this.failed('a guest frame', err),
     });

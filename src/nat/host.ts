@@ -63,6 +63,9 @@ export interface TcpSocket {
   /** Writes buf[off, off + len) without blocking: bytes written (maybe fewer), or -errno
    *  (-EAGAIN: the socket's send buffer is full; `writable` follows once it has room). */
   write(buf: Uint8Array, off: number, len: number): number;
+  /** As write(), of the scatter list views[i][offsets[i], +lengths[i]) for i < count (at most
+   *  1024; guest memory). Absent: the owner copies and uses write(). */
+  writev?(views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count: number): number;
   /** shutdown(SHUT_WR): our FIN to the host peer after what was written. */
   shutdownWrite(): void;
   /** Whether `readable` / `writable` events are wanted. While on, an event comes when something

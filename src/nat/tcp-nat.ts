@@ -229,6 +229,8 @@ class TcpFlow implements HeapItem {
   stream: StreamSendBuffer | undefined;
   /** The guest address as the IPv6 neighbour cache keys it (made on first use). */
   neighborKey: string | undefined;
+  /** Guest data taken by reference this batch (still in guest memory), for one writev. */
+  taken: TakenSpans | undefined;
   /** What deliver() hands this flow's guest data to (made once: flushes make no closure). */
   toHost: (data: Uint8Array) => number = () => 0;
   constructor(
@@ -243,6 +245,15 @@ class TcpFlow implements HeapItem {
     readonly inbound: boolean,
     readonly conn: TcpConnection,
   ) {}
+}
+
+/** A flow's guest data taken by reference during a TX batch: guest-memory spans, in order. */
+class TakenSpans {
+  static readonly MAX = 256;
+  count = 0;
+  readonly views: Uint8Array[] = new Array<Uint8Array>(TakenSpans.MAX).fill(new Uint8Array(0));
+  readonly offsets = new Float64Array(TakenSpans.MAX);
+  readonly lengths = new Uint32Array(TakenSpans.MAX);
 }
 
 const EAGAIN = 11;
@@ -277,6 +288,10 @@ export class TcpNat implements TcpTransmitter {
     noMemory: 0,
     /** Peeks into guest memory that fell short (the host socket failed). */
     payloadsShort: 0,
+    /** Guest data written to host sockets straight from guest memory, and what those sockets
+     *  refused and was copied into the connection's buffer instead. */
+    bytesByReference: 0,
+    bytesPutBack: 0,
   };
   /** The endpoints' counters, summed over closed connections and the open ones (status). */
   private readonly closedTotals: Record<string, number> = {};
@@ -293,6 +308,8 @@ export class TcpNat implements TcpTransmitter {
   private readonly limited: LogLimiter;
   private readonly memory: MemoryAccount | undefined;
   private dirtyFlows: TcpFlow[] = [];
+  /** Flows holding guest data by reference (see takeData), until releaseTaken(). */
+  private readonly takenFlows: TcpFlow[] = [];
   private spareDirty: TcpFlow[] = [];
   private readonly waitingRoom = new Set<TcpFlow>();
   private readonly listeners: TcpListener[] = [];
@@ -348,6 +365,8 @@ export class TcpNat implements TcpTransmitter {
       // (flush), when each flow writes what its segments brought with one call.
       buffered: true,
       data: (c) => this.dataFromGuest(flowOf(c)),
+      takeData: (c, bytes, off, len) => this.takeData(flowOf(c), bytes, off, len),
+      readingPayload: () => this.stack.loadRxPayload(),
       peerClosed: (c) => this.guestFin(flowOf(c)),
       // (With the socket's queue as the send buffer there is no space to wait for.)
       sendSpace: (c) => {
@@ -681,6 +700,99 @@ export class TcpNat implements TcpTransmitter {
     return 0;
   }
 
+  /**
+   * Guest → host without a copy: in-order data of a segment whose payload is still in guest
+   * memory (the device copied only its headers) is kept as spans, and the batch's writeTaken()
+   * hands all of the flow's to the host socket with one writev; the guest's buffers go back
+   * after that (the device holds them until releaseTaken()).
+   */
+  private takeData(f: TcpFlow, bytes: Uint8Array, off: number, len: number): boolean {
+    const p = this.stack.rxPayload;
+    const s = f.socket;
+    if (!p || !s?.writev || f.phase !== 'open' || bytes.buffer !== p.frame.buffer) return false;
+    // Where bytes[off, off + len) lie in the payload (the connection may have trimmed the front).
+    let skip = bytes.byteOffset + off - (p.frame.byteOffset + p.at);
+    if (skip < 0 || skip + len > p.length) return false;
+    const t = (f.taken ??= new TakenSpans());
+    const first = t.count;
+    let left = len;
+    for (let i = 0; i < p.count && left > 0; i++) {
+      const n = p.lengths[i]!;
+      if (skip >= n) {
+        skip -= n;
+        continue;
+      }
+      if (t.count === TakenSpans.MAX) {
+        t.count = first; // no room for all of it: copied instead
+        return false;
+      }
+      const k = Math.min(n - skip, left);
+      t.views[t.count] = p.views[i]!;
+      t.offsets[t.count] = p.offsets[i]! + skip;
+      t.lengths[t.count] = k;
+      t.count++;
+      left -= k;
+      skip = 0;
+    }
+    p.kept = true;
+    if (first === 0) this.takenFlows.push(f);
+    this.markDirty(f);
+    return true;
+  }
+
+  /** Writes the flow's data taken by reference with one writev; what the socket refuses is
+   *  copied into the connection's receive buffer (it waits there as any other). */
+  private writeTaken(f: TcpFlow): void {
+    const t = f.taken;
+    if (!t || t.count === 0) return;
+    const s = f.socket;
+    let passed = 0;
+    let failed = 0;
+    if (s?.writev) {
+      const n = s.writev(t.views, t.offsets, t.lengths, t.count);
+      if (n >= 0) passed = n;
+      else if (n !== -EAGAIN) failed = n;
+    }
+    this.stats.bytesToHost += passed;
+    this.stats.bytesByReference += passed;
+    if (failed < 0 || !f.conn.settleTaken(passed)) {
+      t.count = 0;
+      this.log.debug({ errno: -failed }, 'host TCP write failed: resetting the guest connection');
+      this.stats.resetsToGuest++;
+      f.conn.abort();
+      this.drop(f, true);
+      return;
+    }
+    // The rest goes back in front of the receive buffer, in order.
+    let at = 0;
+    let skip = passed;
+    for (let i = 0; i < t.count; i++) {
+      const n = t.lengths[i]!;
+      if (skip >= n) {
+        skip -= n;
+        continue;
+      }
+      f.conn.putBack(at, t.views[i]!, t.offsets[i]! + skip, n - skip);
+      at += n - skip;
+      skip = 0;
+    }
+    t.count = 0;
+    this.stats.bytesPutBack += at;
+    if (at > 0) this.wantWrite(f);
+  }
+
+  /** The device is about to give the guest the buffers of this batch's frames: every flow's data
+   *  taken by reference is written or copied now. */
+  releaseTaken(): void {
+    const list = this.takenFlows;
+    for (let i = 0; i < list.length; i++) {
+      const f = list[i]!;
+      if (f.live) this.writeTaken(f);
+      else if (f.taken) f.taken.count = 0;
+    }
+    list.length = 0;
+  }
+
   /** Guest → host: writes what the connection holds; returns what the host socket took. */
   private toHost(f: TcpFlow, data: Uint8Array): number {
     const s = f.socket;
@@ -861,6 +973,8 @@ export class TcpNat implements TcpTransmitter {
   private outputFlow(f: TcpFlow, now: number): void {
     // What the guest sent during the batch goes to the host first (one write per flow, two when
     // the buffer wraps), so the ACKs that follow offer the window the write freed.
+    this.writeTaken(f);
+    if (!f.live) return;
     if (f.socket && !f.writing && f.conn.recvBuffered > 0) f.conn.deliver(f.toHost);
     f.conn.output(now);
     this.completePayloads();
@@ -1210,6 +1324,7 @@ export class TcpNat implements TcpTransmitter {
   private unlink(f: TcpFlow): void {
     if (!f.live) return;
     f.live = false;
+    if (f.taken) f.taken.count = 0;
     this.waitingRoom.delete(f);
     this.settled(f);
     this.timers.remove(f);

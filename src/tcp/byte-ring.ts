@@ -129,6 +129,20 @@ export class ByteRing {
     return this.buf.subarray(p, p + Math.min(len, cap - p));
   }
 
+  /**
+   * Makes room for `n` bytes in front of the head (data given back: see TcpConnection.settleTaken)
+   * while `extent` bytes from the head on are in use (held and out-of-order data); they become
+   * the first `n` held bytes, for writeAt() to fill. False when the ring cannot grow to hold all.
+   */
+  unshift(n: number, extent: number): boolean {
+    if (n === 0) return true;
+    if (!this.ensure(extent + n)) return false;
+    const cap = this.buf.length;
+    this.head = (this.head - n + cap) % cap;
+    this.length += n;
+    return true;
+  }
+
   /** Drops `n` bytes from the head. */
   consume(n: number): void {
     n = Math.min(n, this.length);

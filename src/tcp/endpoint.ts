@@ -125,6 +125,16 @@ export interface TcpEvents {
    *  data always goes to the receive buffer, and data() is called with no bytes only to say some
    *  is there (nothing is allocated per segment). */
   readonly buffered?: boolean;
+  /**
+   * A `buffered` application's first look at in-order data that arrives while nothing is
+   * buffered: true when it took all `len` bytes of bytes[off..] by reference (the TCP NAT keeps
+   * them in guest memory for one writev). It settles them (settleTaken) before that memory is
+   * reused; until then the connection counts them as taken, not buffered.
+   */
+  takeData?(conn: TcpConnection, bytes: Uint8Array, off: number, len: number): boolean;
+  /** A segment's payload is about to be read (copied into the receive buffer or handed to
+   *  data()): make it readable (the TCP NAT loads a payload left in guest memory). */
+  readingPayload?(): void;
   peerClosed(conn: TcpConnection): void;
   /** The peer acknowledged data: the send buffer has room again. Raised once input() has
    *  finished with the segment (its window taken, its data buffered), never in the middle. */
@@ -245,6 +255,8 @@ export class TcpConnection {
   private readonly ooo: OooRange[] = [];
   private peerFin = false;
   private peerClosedFired = false;
+  /** In-order bytes the application took by reference (takeData), not settled yet. */
+  private taken = 0;
   private fullSegmentsUnacked = 0;
 
   // options in use
@@ -418,6 +430,35 @@ export class TcpConnection {
     if (this.ooo.length === 0) this.rcvBuf.trim();
     this.firePeerClosed();
     return total;
+  }
+
+  /** In-order bytes taken by reference (TcpEvents.takeData) and not settled yet. */
+  get takenBytes(): number {
+    return this.taken;
+  }
+
+  /**
+   * Settles what the application took by reference: the first `passed` bytes went on; the rest
+   * (takenBytes - passed) go back in front of the receive buffer, where the caller copies them
+   * at once with putBack() (offsets from 0, in order); they count against the window like any
+   * buffered data. False when the buffer cannot hold them (the budget refused growth): nothing
+   * changed, and the caller resets the connection.
+   */
+  settleTaken(passed: number): boolean {
+    const back = this.taken - Math.min(passed, this.taken);
+    if (back > 0) {
+      let extent = this.rcvBuf.length;
+      for (const r of this.ooo) extent = Math.max(extent, this.rcvBuf.length + sub(r.end, this.rcvNxt));
+      if (!this.rcvBuf.unshift(back, extent)) return false;
+    }
+    this.taken = 0;
+    this.firePeerClosed();
+    return true;
+  }
+
+  /** Copies given-back bytes into the front of the receive buffer (see settleTaken). */
+  putBack(at: number, src: Uint8Array, srcOff: number, len: number): void {
+    this.rcvBuf.writeAt(at, src, srcOff, len);
   }
 
   /** Frees the buffers (the connection is gone: the owner calls it once it forgets it). */
@@ -779,9 +820,16 @@ export class TcpConnection {
   /** In-order data: to the application, or the buffer; then out-of-order data that now fits. */
   private inOrder(bytes: Uint8Array, off: number, len: number, now: number): void {
     let taken = 0;
-    if (this.rcvBuf.length === 0 && this.ooo.length === 0 && this.events.buffered !== true) {
-      taken = Math.max(0, Math.min(len, this.events.data(this, bytes.subarray(off, off + len))));
+    if (this.rcvBuf.length === 0 && this.ooo.length === 0) {
+      if (this.events.buffered !== true) {
+        this.events.readingPayload?.();
+        taken = Math.max(0, Math.min(len, this.events.data(this, bytes.subarray(off, off + len))));
+      } else if (this.events.takeData?.(this, bytes, off, len) === true) {
+        taken = len;
+        this.taken += len;
+      }
     }
+    if (taken < len) this.events.readingPayload?.();
     if (taken < len && !this.rcvBuf.writeAt(this.rcvBuf.length, bytes, off + taken, len - taken)) {
       // The window we advertised was what the buffer could reach then; the budget has shrunk
       // since: keep what the application took, drop the rest (the peer sends it again).
@@ -842,6 +890,7 @@ export class TcpConnection {
       if (lt(end, r.start)) break; // the segment lies before this range: a new one goes here
     }
     if (!merged && ooo.length >= this.maxOoo) return; // the bound: the peer will send it again
+    this.events.readingPayload?.();
     if (!this.rcvBuf.writeAt(this.rcvBuf.length + sub(seq, this.rcvNxt), bytes, off, len)) {
       this.stats.memoryDropped++; // no room in the budget: the peer sends it again
       return;
@@ -886,7 +935,7 @@ export class TcpConnection {
   }
 
   private firePeerClosed(): void {
-    if (!this.peerFin || this.peerClosedFired || this.rcvBuf.length > 0) return;
+    if (!this.peerFin || this.peerClosedFired || this.rcvBuf.length > 0 || this.taken > 0) return;
     this.peerClosedFired = true;
     this.events.peerClosed(this);
   }

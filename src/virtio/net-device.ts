@@ -15,10 +15,10 @@
 // the stack sends on its own (timers, host sockets).
 import type { Logger, QueueStats, VhostUserDevice, VirtQueue } from 'vhost-user-ts';
 import { DescriptorChain, silentLogger } from 'vhost-user-ts';
-import type { FrameLink, FrameSink, PartialChecksum, PayloadFill, PayloadSend, RxMeta } from '../iface/link.js';
+import type { FrameLink, FrameSink, FramePayload, PartialChecksum, PayloadFill, PayloadSend, RxMeta } from '../iface/link.js';
 import type { MemoryAccount } from '../iface/memory-budget.js';
 import { EndOfTurn } from '../iface/end-of-turn.js';
-import { ViewCache } from '../wire/bytes.js';
+import { ViewCache, copyBytes } from '../wire/bytes.js';
 import { foldSum, sum16, sumSpans } from '../wire/checksum.js';
 
 /** virtio-net feature bits (virtio 1.2 §5.1.3). */
@@ -94,6 +94,12 @@ export interface NetDeviceOptions {
   onBatchEnd?: (ms: number) => void;
   /** After wantRoom(): the guest posted receive buffers again. */
   onRoom?: () => void;
+  /** A guest TCP segment's payload may stay in guest memory (RxMeta.payload): the sink loads it
+   *  or keeps it by reference until releasePayloads. */
+  payloadsInPlace?: boolean;
+  /** End of a TX batch, after onBatchEnd: whatever kept payload by reference lets go of it now
+   *  (its guest buffers are given back next). */
+  releasePayloads?: () => void;
   /** Handling a guest frame threw (the frame was dropped): count and log it. */
   onFrameError?: (err: unknown) => void;
   /** A slice of a TX batch ends after this many frames (default 256)... */
@@ -109,6 +115,76 @@ export interface NetDeviceOptions {
 /** Guest-memory spans one completePayloads() fills (the kernel's UIO_MAXIOV), and frames. */
 const MAX_SPANS = 1024;
 const MAX_HELD_FRAMES = 512;
+/** Spans of one guest frame's payload (a chain has at most 2048 segments). */
+const MAX_TX_SPANS = 2048;
+
+/** Guest TCP segments this long or longer may leave their payload in guest memory; the headers
+ *  are found in the first HEAD_COPY bytes. */
+const PAYLOAD_IN_PLACE_MIN = 512;
+const HEAD_COPY = 256;
+
+/**
+ * Where a plain TCP segment's payload starts in `frame` (its first `have` bytes copied; `len`
+ * long in all), or 0 when it is something else: IPv4 unfragmented without padding, or IPv6 with
+ * TCP as the first header; neither SYN nor RST (whose payload gets quoted); headers within
+ * `have`, payload after them. The stack checks all of it again; this only picks the frames.
+ */
+function tcpPayloadAt(frame: Uint8Array, have: number, len: number): number {
+  if (have < 54) return 0;
+  let tcp: number;
+  if (frame[12] === 0x08 && frame[13] === 0x00) {
+    const ihl = (frame[14]! & 0x0f) * 4;
+    if (frame[14]! >> 4 !== 4 || ihl < 20 || frame[23] !== 6) return 0;
+    if (((frame[20]! << 8) | frame[21]!) & 0x3fff) return 0; // MF or an offset: a fragment
+    if (((frame[16]! << 8) | frame[17]!) !== len - 14) return 0;
+    tcp = 14 + ihl;
+  } else if (frame[12] === 0x86 && frame[13] === 0xdd) {
+    if (frame[14]! >> 4 !== 6 || frame[20] !== 6 || ((frame[18]! << 8) | frame[19]!) !== len - 54) return 0;
+    tcp = 54;
+  } else {
+    return 0;
+  }
+  if (tcp + 20 > have) return 0;
+  const at = tcp + (frame[tcp + 12]! >> 4) * 4;
+  if (at < tcp + 20 || at > have || at >= len || frame[tcp + 13]! & 0x06) return 0;
+  return at;
+}
+
+/** FramePayload for the TX path: reset per frame, loaded into the device's scratch on demand. */
+class TxPayload implements FramePayload {
+  at = 0;
+  length = 0;
+  count = 0;
+  loaded = true;
+  kept = false;
+  readonly views: Uint8Array[] = new Array<Uint8Array>(MAX_TX_SPANS).fill(new Uint8Array(0));
+  readonly offsets = new Float64Array(MAX_TX_SPANS);
+  readonly lengths = new Uint32Array(MAX_TX_SPANS);
+
+  constructor(readonly frame: Uint8Array) {}
+
+  reset(): void {
+    this.loaded = true;
+    this.count = this.length = this.at = 0;
+  }
+
+  leftAt(at: number, length: number, count: number): void {
+    this.at = at;
+    this.length = length;
+    this.count = count;
+    this.loaded = false;
+  }
+
+  load(): void {
+    if (this.loaded) return;
+    let at = this.at;
+    for (let i = 0; i < this.count; i++) {
+      copyBytes(this.frame, at, this.views[i]!, this.offsets[i]!, this.lengths[i]!);
+      at += this.lengths[i]!;
+    }
+    this.loaded = true;
+  }
+}
 
 /** How often (in frames) a TX slice looks at the clock. */
 const SLICE_CHECK_FRAMES = 32;
@@ -148,6 +224,11 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private readonly moreHeads = new Uint32Array(4096);
   private readonly moreLens = new Uint32Array(4096);
   private readonly scratch = new Uint8Array(NET_HDR_LEN + MAX_FRAME);
+  /** The payload of the TX frame being handled when it was left in guest memory, and the heads
+   *  of the chains whose payload the stack kept (returned after the batch's releasePayloads). */
+  private readonly txPayload = new TxPayload(this.scratch);
+  private readonly txHeldHeads = new Uint32Array(4096);
+  private txHeld = 0;
   // Frames sent with sendHeaders(), held until completePayloads(): their chains (heads, used
   // lengths), and the guest memory their payload goes to as spans.
   private readonly heldHeads = new Uint32Array(1024);
@@ -319,8 +400,12 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     outer: do {
       q.disableNotification();
       while (q.pop(chain)) {
+        const p = this.txPayload;
+        p.kept = false;
         this.receiveChain(chain);
-        q.pushUsed(chain.head, 0);
+        // A chain whose payload the stack kept by reference goes back after the batch's writes.
+        if (p.kept && this.txHeld < this.txHeldHeads.length) this.txHeldHeads[this.txHeld++] = chain.head;
+        else q.pushUsed(chain.head, 0);
         if (++frames % SLICE_CHECK_FRAMES === 0 && (frames >= this.txSliceFrames || this.now() - start >= this.txSliceMs)) {
           sliced = true;
           break outer;
@@ -341,6 +426,13 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     // The batch's output (the NAT's flush), then everything it and the slice produced goes out
     // with one used-ring publish and at most one call.
     this.opts.onBatchEnd?.(this.now() - start);
+    if (this.txHeld > 0) {
+      // Payload kept by reference is written (or copied) now; then its buffers go back.
+      this.opts.releasePayloads?.();
+      for (let i = 0; i < this.txHeld; i++) q.pushUsed(this.txHeldHeads[i]!, 0);
+      this.txHeld = 0;
+      q.flush();
+    }
     this.flush();
   }
 
@@ -354,8 +446,23 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     chain.read(0, this.header, 0, NET_HDR_LEN);
     const flags = this.header[0]!;
     const gso = this.header[1]!;
-    // The private copy: from here on nothing reads this frame from guest memory.
-    const frame = this.frameViews.of(this.scratch, 0, chain.read(NET_HDR_LEN, this.scratch, 0, total - NET_HDR_LEN));
+    // The private copy: from here on nothing reads this frame's headers from guest memory. A
+    // TCP segment's payload may stay there (FramePayload): the kernel reads it, or load().
+    const len = total - NET_HDR_LEN;
+    const p = this.txPayload;
+    p.reset();
+    if (this.opts.payloadsInPlace === true && len >= PAYLOAD_IN_PLACE_MIN) {
+      const head = chain.read(NET_HDR_LEN, this.scratch, 0, HEAD_COPY);
+      const at = tcpPayloadAt(this.scratch, head, len);
+      if (at > 0) {
+        const count = chain.readableSpans(NET_HDR_LEN + at, len - at, p.views, p.offsets, p.lengths, 0);
+        if (count > 0) p.leftAt(at, len - at, count);
+      }
+      if (p.loaded) chain.read(NET_HDR_LEN + head, this.scratch, head, len - head);
+    } else {
+      chain.read(NET_HDR_LEN, this.scratch, 0, len);
+    }
+    const frame = this.frameViews.of(this.scratch, 0, len);
     if (gso !== NET_HDR_GSO_NONE) {
       if (!this.gsoOk(gso, flags, frame)) {
         this.stats.txGsoBad++;
@@ -365,6 +472,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       }
       this.stats.txGso++;
     }
+    this.meta.payload = p.loaded ? undefined : p;
     this.meta.checksumPartial = (flags & NET_HDR_F_NEEDS_CSUM) !== 0;
     this.meta.checksumStart = this.header[6]! | (this.header[7]! << 8);
     this.meta.checksumOffset = this.header[8]! | (this.header[9]! << 8);

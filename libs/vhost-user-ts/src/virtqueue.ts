@@ -133,9 +133,18 @@ export class DescriptorChain {
    * last span appended, or -1 when the arrays filled up first (what was appended is then void).
    */
   spans(at: number, len: number, views: Uint8Array[], offsets: Float64Array, lengths: Uint32Array, i: number): number {
+    return this.spansOf(this.firstWritable, this.count, at, len, views, offsets, lengths, i);
+  }
+
+  /** As spans(), over the readable part (for a native writev from guest memory). */
+  readableSpans(at: number, len: number, views: Uint8Array[], offsets: Float64Array, lengths: Uint32Array, i: number): number {
+    return this.spansOf(0, this.firstWritable, at, len, views, offsets, lengths, i);
+  }
+
+  private spansOf(first: number, end: number, at: number, len: number, views: Uint8Array[], offsets: Float64Array, lengths: Uint32Array, i: number): number {
     let left = len;
     let skip = at;
-    for (let s = this.firstWritable; s < this.count && left > 0; s++) {
+    for (let s = first; s < end && left > 0; s++) {
       const segLen = this.length[s]!;
       if (skip >= segLen) {
         skip -= segLen;
