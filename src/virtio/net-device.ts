@@ -14,7 +14,7 @@
 // signalled once per batch: at the end of a TX kick, or at the end of the event-loop turn for frames
 // the stack sends on its own (timers, host sockets).
 import type { Logger, QueueStats, VhostUserDevice, VirtQueue } from 'vhost-user-ts';
-import { DescriptorChain, silentLogger } from 'vhost-user-ts';
+import { DescriptorChain, MAX_QUEUE_SIZE, silentLogger } from 'vhost-user-ts';
 import type { FrameLink, FrameSink, FramePayload, PartialChecksum, PayloadFill, PayloadSend, RxMeta } from '../iface/link.js';
 import type { MemoryAccount } from '../iface/memory-budget.js';
 import { EndOfTurn } from '../iface/end-of-turn.js';
@@ -227,7 +227,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   /** The payload of the TX frame being handled when it was left in guest memory, and the heads
    *  of the chains whose payload the stack kept (returned after the batch's releasePayloads). */
   private readonly txPayload = new TxPayload(this.scratch);
-  private readonly txHeldHeads = new Uint32Array(4096);
+  private readonly txHeldHeads = new Uint32Array(MAX_QUEUE_SIZE); // a chain is popped once
   private txHeld = 0;
   // Frames sent with sendHeaders(), held until completePayloads(): their chains (heads, used
   // lengths), and the guest memory their payload goes to as spans.
@@ -404,7 +404,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
         p.kept = false;
         this.receiveChain(chain);
         // A chain whose payload the stack kept by reference goes back after the batch's writes.
-        if (p.kept && this.txHeld < this.txHeldHeads.length) this.txHeldHeads[this.txHeld++] = chain.head;
+        if (p.kept) this.txHeldHeads[this.txHeld++] = chain.head;
         else q.pushUsed(chain.head, 0);
         if (++frames % SLICE_CHECK_FRAMES === 0 && (frames >= this.txSliceFrames || this.now() - start >= this.txSliceMs)) {
           sliced = true;
@@ -451,7 +451,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const len = total - NET_HDR_LEN;
     const p = this.txPayload;
     p.reset();
-    if (this.opts.payloadsInPlace === true && len >= PAYLOAD_IN_PLACE_MIN) {
+    // Only with NEEDS_CSUM: nothing then reads the payload (a checksum to verify would read it
+    // from guest memory anyway, and then a copy costs little more).
+    if (this.opts.payloadsInPlace === true && flags & NET_HDR_F_NEEDS_CSUM && len >= PAYLOAD_IN_PLACE_MIN) {
       const head = chain.read(NET_HDR_LEN, this.scratch, 0, HEAD_COPY);
       const at = tcpPayloadAt(this.scratch, head, len);
       if (at > 0) {

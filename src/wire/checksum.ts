@@ -53,17 +53,6 @@ export function sumSpans(views: readonly Uint8Array[], offsets: Float64Array, le
 }
 
 /**
- * Whether a transport checksum holds for a segment at `off` in `frame` whose payload is still in
- * guest memory (`payload`: its headers in the frame up to payload.at, the rest in the spans);
- * `pseudo` is its pseudo-header sum. The payload starts at an even offset (TCP headers are whole
- * words), so the two sums add as they are.
- */
-export function payloadChecksumOk(frame: Uint8Array, off: number, payload: { at: number; views: readonly Uint8Array[]; offsets: Float64Array; lengths: Uint32Array; count: number }, pseudo: number): boolean {
-  const head = sum16(frame, off, payload.at - off, pseudo);
-  return foldSum(head + sumSpans(payload.views, payload.offsets, payload.lengths, 0, payload.count)) === 0xffff;
-}
-
-/**
  * Ones'-complement sum of `len` bytes starting at `off`, added to `initial`, folded to 16 bits.
  * An odd trailing byte is padded with a zero byte on the right (RFC 1071 section 4.1). Long ranges
  * go to the native implementation when one is installed (useNativeSum).

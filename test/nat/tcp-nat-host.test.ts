@@ -246,7 +246,8 @@ t.test('real host socket: guest data left in guest memory goes out by one writev
     if (frames.length >= 3 && rounds % 5 === 0) frames.splice(2, 0, frames.splice(1, 1)[0]!); // out of order
     for (const { off, len } of frames) {
       const f = tcpFrame(42000, port, GUEST_ISN + 1 + off, iss + 1, ACK, data.subarray(off, off + len), { dst: GW_IP, window: 65535 });
-      receive(f, rounds % 2 === 0); // half with a partial checksum, half verified over guest memory
+      // Mostly with a partial checksum; every fourth round verified (its payload loaded first).
+      receive(f, rounds % 4 !== 0);
       sent = Math.max(sent, off + len);
     }
     if (frames.length === 0) {

@@ -471,3 +471,48 @@ t.test('RX in place to a guest without GUEST_CSUM: the checksum is completed ove
     t.same(got, want, `frame ${i}: the checksum complete and right, the payload intact`);
   }
 });
+
+t.test('TX: a TCP segment with NEEDS_CSUM leaves its payload in guest memory; kept, its buffer goes back after releasePayloads', async (t) => {
+  let released = 0;
+  const { dev, fe } = setup(t, { payloadsInPlace: true, releasePayloads: () => released++ });
+  const got: { headers: Uint8Array; payload: Uint8Array | undefined; loadedPayload: Uint8Array }[] = [];
+  let keep = true;
+  dev.sink = {
+    receive(frame: Uint8Array, meta: RxMeta) {
+      const p = meta.payload;
+      let payload: Uint8Array | undefined;
+      if (p) {
+        // What the spans hold, read straight from guest memory.
+        const parts: number[] = [];
+        for (let i = 0; i < p.count; i++) parts.push(...p.views[i]!.subarray(p.offsets[i]!, p.offsets[i]! + p.lengths[i]!));
+        payload = Uint8Array.from(parts);
+        p.kept = keep;
+      }
+      const headers = frame.slice(0, p ? p.at : frame.length);
+      p?.load();
+      got.push({ headers, payload, loadedPayload: frame.slice(p ? p.at : frame.length) });
+    },
+  };
+  const [, txq] = await fe.handshake();
+  const seg = tcpFrame(40000, 80, 1, 1, 0x18, frame(1400, 9));
+  const small = tcpFrame(40000, 80, 1, 1, 0x18, frame(100, 9));
+  // Scattered over three buffers, the payload split between two of them.
+  txq!.add([{ data: hdr(1) }, { data: seg.subarray(0, 60) }, { data: seg.subarray(60, 700) }, { data: seg.subarray(700) }]);
+  txq!.add([{ data: hdr(0) }, { data: seg }]); // no NEEDS_CSUM: copied whole
+  txq!.add([{ data: hdr(1) }, { data: small }]); // short: copied whole
+  txq!.kick();
+  await txq!.waitUsed(3);
+  t.equal(got.length, 3);
+  t.same(got[0]!.headers, seg.subarray(0, 54), 'the headers copied');
+  t.same(got[0]!.payload, seg.subarray(54), 'the payload where the spans say, in guest memory');
+  t.same(got[0]!.loadedPayload, seg.subarray(54), 'load() copies it into the frame');
+  t.equal(got[1]!.payload, undefined, 'without NEEDS_CSUM the frame comes whole');
+  t.same(got[1]!.headers, seg);
+  t.equal(got[2]!.payload, undefined, 'a short segment comes whole');
+  t.equal(released, 1, 'releasePayloads ran before the kept buffer went back');
+  keep = false;
+  txq!.add([{ data: hdr(1) }, { data: seg }]);
+  txq!.kick();
+  await txq!.waitUsed(1);
+  t.equal(released, 1, 'nothing kept: nothing to release');
+});
