@@ -118,21 +118,9 @@ napi_value Sumv(napi_env env, napi_callback_info cbinfo) {
   uint64_t sum = 0;
   uint64_t at = 0;
   for (uint32_t i = start; i < end; i++) {
-    napi_value view;
-    napi_typedarray_type type;
-    size_t size;
-    void* base;
-    if (napi_get_element(env, argv[0], i, &view) != napi_ok ||
-        napi_get_typedarray_info(env, view, &type, &size, &base, nullptr, nullptr) != napi_ok || type != napi_uint8_array) {
-      napi_throw_type_error(env, nullptr, "sumv: views must be Uint8Arrays");
-      return nullptr;
-    }
-    const double off = offsets[i];
-    if (!(off >= 0 && off + lengths[i] <= static_cast<double>(size))) {
-      napi_throw_range_error(env, nullptr, "sumv: a span outside its view");
-      return nullptr;
-    }
-    uint32_t s = SumRange(static_cast<const uint8_t*>(base) + static_cast<size_t>(off), lengths[i]);
+    uint8_t* p;
+    if (!SpanPointer(env, argv[0], i, offsets[i], lengths[i], &p)) return nullptr;
+    uint32_t s = SumRange(p, lengths[i]);
     if (at & 1) s = ((s & 0xff) << 8) | (s >> 8);
     sum += s;
     at += lengths[i];

@@ -106,4 +106,22 @@ bool ArgByteRange(const Napi::CallbackInfo& info, size_t index, ByteRange* out) 
   return true;
 }
 
+bool SpanPointer(napi_env env, napi_value views, uint32_t i, double offset, uint32_t length, uint8_t** out) {
+  napi_value view;
+  napi_typedarray_type type;
+  size_t size;
+  void* base;
+  if (napi_get_element(env, views, i, &view) != napi_ok ||
+      napi_get_typedarray_info(env, view, &type, &size, &base, nullptr, nullptr) != napi_ok || type != napi_uint8_array) {
+    napi_throw_type_error(env, nullptr, "scatter list: views must be Uint8Arrays");
+    return false;
+  }
+  if (!(offset >= 0 && offset + length <= static_cast<double>(size))) {
+    napi_throw_range_error(env, nullptr, "scatter list: a span outside its view");
+    return false;
+  }
+  *out = static_cast<uint8_t*>(base) + static_cast<size_t>(offset);
+  return true;
+}
+
 }  // namespace hn

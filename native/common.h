@@ -49,6 +49,11 @@ bool ArgByteRange(const Napi::CallbackInfo& info, size_t index, ByteRange* out);
 bool BytesOf(Napi::Env env, Napi::Value value, const char* name, size_t minLength, uint8_t** data,
              size_t* length);
 
+// The bytes of span i of a scatter list given as (views: Uint8Array[], offsets, lengths): a
+// pointer to views[i][offset, offset + length), checked to lie within the view. False leaves an
+// exception pending.
+bool SpanPointer(napi_env env, napi_value views, uint32_t i, double offset, uint32_t length, uint8_t** out);
+
 // Registration of each part of the addon on the exports object.
 void InitSockets(Napi::Env env, Napi::Object exports);   // sockets.cc
 void InitChecksum(Napi::Env env, Napi::Object exports);  // checksum.cc

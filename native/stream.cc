@@ -189,50 +189,34 @@ bool ScatterArgs(napi_env env, napi_callback_info cbinfo, const char* name, int3
   const auto* offsets = static_cast<const double*>(data[0]);
   const auto* lengths = static_cast<const uint32_t*>(data[1]);
   for (uint32_t i = 0; i < *count; i++) {
-    napi_value view;
-    napi_typedarray_type type;
-    size_t size;
-    void* base;
-    if (napi_get_element(env, argv[1], i, &view) != napi_ok ||
-        napi_get_typedarray_info(env, view, &type, &size, &base, nullptr, nullptr) != napi_ok || type != napi_uint8_array) {
-      napi_throw_type_error(env, nullptr, "views must be Uint8Arrays");
-      return false;
-    }
-    const double off = offsets[i];
-    if (!(off >= 0 && off + lengths[i] <= static_cast<double>(size))) {
-      napi_throw_range_error(env, nullptr, "a segment outside its view");
-      return false;
-    }
-    iov[i] = iovec{static_cast<uint8_t*>(base) + static_cast<size_t>(off), lengths[i]};
+    uint8_t* p;
+    if (!SpanPointer(env, argv[1], i, offsets[i], lengths[i], &p)) return false;
+    iov[i] = iovec{p, lengths[i]};
   }
   return true;
 }
 
-// peekv(fd, views: Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count): as peek(),
-// into the scatter list. Bytes, 0 at the end of the stream, or -errno.
-napi_value Peekv(napi_env env, napi_callback_info cbinfo) {
+// recvmsg(MSG_PEEK) into, or sendmsg from, the scatter list of a peekv or writev call.
+napi_value ScatterCall(napi_env env, napi_callback_info cbinfo, bool peek) {
   iovec iov[kIovMax];
   int32_t fd;
   uint32_t count;
-  if (!ScatterArgs(env, cbinfo, "peekv(fd, views, offsets, lengths, count)", &fd, iov, &count)) return nullptr;
+  const char* usage = peek ? "peekv(fd, views, offsets, lengths, count)" : "writev(fd, views, offsets, lengths, count)";
+  if (!ScatterArgs(env, cbinfo, usage, &fd, iov, &count)) return nullptr;
   msghdr msg{};
   msg.msg_iov = iov;
   msg.msg_iovlen = count;
-  return SysResult(env, RetryEintr([&] { return recvmsg(fd, &msg, MSG_PEEK | MSG_DONTWAIT); }));
+  if (peek) return SysResult(env, RetryEintr([&] { return recvmsg(fd, &msg, MSG_PEEK | MSG_DONTWAIT); }));
+  return SysResult(env, RetryEintr([&] { return sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL); }));
 }
+
+// peekv(fd, views: Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count): as peek(),
+// into the scatter list. Bytes, 0 at the end of the stream, or -errno.
+napi_value Peekv(napi_env env, napi_callback_info cbinfo) { return ScatterCall(env, cbinfo, true); }
 
 // writev(fd, views, offsets, lengths, count): sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL) of the scatter
 // list (a guest's TCP payload, from guest memory): bytes written (maybe fewer) or -errno.
-napi_value Writev(napi_env env, napi_callback_info cbinfo) {
-  iovec iov[kIovMax];
-  int32_t fd;
-  uint32_t count;
-  if (!ScatterArgs(env, cbinfo, "writev(fd, views, offsets, lengths, count)", &fd, iov, &count)) return nullptr;
-  msghdr msg{};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = count;
-  return SysResult(env, RetryEintr([&] { return sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL); }));
-}
+napi_value Writev(napi_env env, napi_callback_info cbinfo) { return ScatterCall(env, cbinfo, false); }
 
 void Define(napi_env env, napi_value exports, const char* name, napi_callback cb) {
   napi_value fn;

@@ -1032,6 +1032,30 @@ export class TcpNat implements TcpTransmitter {
     if (seg.dataLength > 0 && f.stream && this.stack.payloadsInPlace && this.transmitInPlace(f, seg)) return true;
     // Frames of this flow held for their payload go first (they come before this one).
     if (this.inPlace === f) this.completePayloads();
+    // A segment larger than the MTU (segmentation offload, see maxSegment) is built in its own
+    // buffer; the others in the stack's output frame.
+    const o = seg.segmentSize > 0 ? (this.gsoOut ??= new Uint8Array(LINK_HEADROOM + GSO_MAX_PACKET)) : this.stack.out;
+    const tcpOff = this.segmentRepr(f, seg);
+    const hl = tcpHeaderLength(this.repr);
+    const end = tcpOff + hl + seg.dataLength;
+    if (end > o.length) return false;
+    // The data: from the connection's buffer, or peeked from the host socket's queue (which can
+    // fail only with the socket; its error event then resets the connection).
+    if (seg.dataLength > 0 && conn.copySendData(seg.dataOffset, seg.dataLength, o, tcpOff + hl) !== seg.dataLength) return false;
+    // A guest that negotiated GUEST_CSUM completes the checksum itself when it needs one: no pass
+    // over the payload here.
+    const partial = this.stack.partialChecksums;
+    if (this.emitTcpIp(f, o, tcpOff, partial) < 0) return false;
+    const csum = partial ? TCP_CHECKSUM_OFFSET : 0;
+    const packet = this.packetViews.of(o, LINK_HEADROOM, end);
+    if (f.family === 4) this.stack.ipv4.sendToGuest(packet, f, csum, seg.segmentSize);
+    else this.stack.ipv6?.sendToGuest(packet, f, false, csum, seg.segmentSize);
+    return true;
+  }
+
+  /** The segment's TCP header fields (into `repr`); returns where its TCP header goes, the IP
+   *  header being at LINK_HEADROOM. */
+  private segmentRepr(f: TcpFlow, seg: OutSegment): number {
     const r = this.repr;
     r.srcPort = f.remotePort;
     r.dstPort = f.guestPort;
@@ -1041,41 +1065,34 @@ export class TcpNat implements TcpTransmitter {
     r.window = seg.window;
     r.options = seg.options;
     r.payloadLength = seg.dataLength;
-    // A segment larger than the MTU (segmentation offload, see maxSegment) is built in its own
-    // buffer; the others in the stack's output frame.
-    const o = seg.segmentSize > 0 ? (this.gsoOut ??= new Uint8Array(LINK_HEADROOM + GSO_MAX_PACKET)) : this.stack.out;
-    const ipOff = LINK_HEADROOM;
-    const tcpOff = ipOff + (f.family === 4 ? 20 : IPV6_HEADER_LEN);
-    const hl = tcpHeaderLength(r);
-    const end = tcpOff + hl + seg.dataLength;
-    if (end > o.length) return false;
-    // The data: from the connection's buffer, or peeked from the host socket's queue (which can
-    // fail only with the socket; its error event then resets the connection).
-    if (seg.dataLength > 0 && conn.copySendData(seg.dataOffset, seg.dataLength, o, tcpOff + hl) !== seg.dataLength) return false;
-    // A guest that negotiated GUEST_CSUM completes the checksum itself when it needs one: no pass
-    // over the payload here.
-    const partial = this.stack.partialChecksums;
-    const csum = partial ? TCP_CHECKSUM_OFFSET : 0;
+    return LINK_HEADROOM + (f.family === 4 ? 20 : IPV6_HEADER_LEN);
+  }
+
+  /** The TCP header of `repr` at tcpOff in `o` (its checksum over the payload after it, or
+   *  partial), then the IP header before it. The end of the TCP header, or -1. */
+  private emitTcpIp(f: TcpFlow, o: Uint8Array, tcpOff: number, partial: boolean): number {
+    const r = this.repr;
+    let hl: number;
     if (f.family === 4) {
       const src = ipv4Read(f.remote, 0);
       const dst = ipv4Read(f.guest, 0);
-      emitTcpV4(o, tcpOff, r, src, dst, partial);
+      hl = emitTcpV4(o, tcpOff, r, src, dst, partial);
+      if (hl < 0) return -1;
       const ip = this.ip4;
       ip.src = src;
       ip.dst = dst;
-      ip.payloadLength = hl + seg.dataLength;
-      emitIpv4Header(o, ipOff, ip);
-      this.stack.ipv4.sendToGuest(this.packetViews.of(o, ipOff, end), f, csum, seg.segmentSize);
+      ip.payloadLength = hl + r.payloadLength;
+      emitIpv4Header(o, LINK_HEADROOM, ip);
     } else {
-      emitTcpV6(o, tcpOff, r, f.remote, f.guest, partial);
+      hl = emitTcpV6(o, tcpOff, r, f.remote, f.guest, partial);
+      if (hl < 0) return -1;
       const ip = this.ip6;
       ip.src = f.remote;
       ip.dst = f.guest;
-      ip.payloadLength = hl + seg.dataLength;
-      emitIpv6Header(o, ipOff, ip);
-      this.stack.ipv6?.sendToGuest(this.packetViews.of(o, ipOff, end), f, false, csum, seg.segmentSize);
+      ip.payloadLength = hl + r.payloadLength;
+      emitIpv6Header(o, LINK_HEADROOM, ip);
     }
-    return true;
+    return tcpOff + hl;
   }
 
   /**
@@ -1087,45 +1104,19 @@ export class TcpNat implements TcpTransmitter {
   private transmitInPlace(f: TcpFlow, seg: OutSegment): boolean {
     const mac = this.guestMac(f);
     if (!mac) return false;
-    const b = f.stream!;
-    const at = b.queueOffset(seg.dataOffset);
+    const at = f.stream!.queueOffset(seg.dataOffset);
     if (this.inPlace && (this.inPlace !== f || at !== this.inPlaceEnd)) this.completePayloads();
     const o = this.headerOut;
-    const r = this.repr;
-    r.srcPort = f.remotePort;
-    r.dstPort = f.guestPort;
-    r.seq = seg.seq;
-    r.ack = seg.ack;
-    r.flags = seg.flags;
-    r.window = seg.window;
-    r.options = seg.options;
-    r.payloadLength = seg.dataLength;
-    const ipOff = LINK_HEADROOM;
-    const tcpOff = ipOff + (f.family === 4 ? 20 : IPV6_HEADER_LEN);
-    const hl = tcpHeaderLength(r);
+    const tcpOff = this.segmentRepr(f, seg);
+    // The checksum partial: the device leaves it to the guest, or completes it over the payload
+    // where it lands.
+    const end = this.emitTcpIp(f, o, tcpOff, true);
+    if (end < 0) return false;
     const eth = this.ethOut;
     eth.dst = mac;
-    if (f.family === 4) {
-      eth.etherType = EtherType.IPV4;
-      const src = ipv4Read(f.remote, 0);
-      const dst = ipv4Read(f.guest, 0);
-      if (emitTcpV4(o, tcpOff, r, src, dst, true) < 0) return false;
-      const ip = this.ip4;
-      ip.src = src;
-      ip.dst = dst;
-      ip.payloadLength = hl + seg.dataLength;
-      emitIpv4Header(o, ipOff, ip);
-    } else {
-      eth.etherType = EtherType.IPV6;
-      if (emitTcpV6(o, tcpOff, r, f.remote, f.guest, true) < 0) return false;
-      const ip = this.ip6;
-      ip.src = f.remote;
-      ip.dst = f.guest;
-      ip.payloadLength = hl + seg.dataLength;
-      emitIpv6Header(o, ipOff, ip);
-    }
+    eth.etherType = f.family === 4 ? EtherType.IPV4 : EtherType.IPV6;
     emitEthernetHeader(o, 0, eth);
-    const headers = this.headerViews.of(o, 0, tcpOff + hl);
+    const headers = this.headerViews.of(o, 0, end);
     let sent = this.stack.sendHeaders(headers, seg.dataLength, tcpOff, TCP_CHECKSUM_OFFSET, seg.segmentSize);
     if (sent === 'full') {
       this.completePayloads();
