@@ -327,7 +327,9 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
 
   /** Reads every queued reply and error-queue entry. */
   private drain(fd: number, family: Family, raw: boolean, ident: number, events: EchoSocketEvents): void {
-    const b = this.rx;
+    // A ping socket's replies land where the NAT builds its reply to the guest (a raw socket's
+    // come with their IP header first, so they go to scratch).
+    const b = raw ? this.rx : (events.landing ?? this.rx);
     const info = this.recvInfo;
     for (let i = 0; i < PER_EVENT; i++) {
       const n = hostnet.recvFrom(fd, family, b, 0, b.length, info);
@@ -346,18 +348,19 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
       events.reply(family === 4 ? this.from4 : info.addr, seq, this.rxViews.of(b, off + 8, n), ttl);
     }
     const e = this.errInfo;
+    const q = this.rx;
     for (;;) {
-      const n = hostnet.recvErr(fd, family, b, 0, b.length, e);
+      const n = hostnet.recvErr(fd, family, q, 0, q.length, e);
       if (n < 0) break;
       if (n < 8) continue;
-      const seq = (b[6]! << 8) | b[7]!;
+      const seq = (q[6]! << 8) | q[7]!;
       // The host reports its own failures to resolve a next hop as ICMP from one of its own
       // addresses: those come from our gateway address, like any local failure.
       const fromHost = e.offenderValid && isLocalAddress(e.offender, family);
       events.error(
         { origin: e.origin, type: e.type, code: e.code, errno: e.errno, info: e.info, offender: e.offender, offenderValid: e.offenderValid && !fromHost },
         seq,
-        b.subarray(8, n),
+        q.subarray(8, n),
       );
     }
   }

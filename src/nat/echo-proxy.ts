@@ -71,6 +71,9 @@ export class EchoProxy {
   private warned = false;
   /** Packets for the guest are built here whole, then copied (and fragmented) by the stack. */
   private readonly buf = new Uint8Array(IPV6_HEADER_LEN + 0x10000);
+  /** Where replies are received: past the IP header's room in `buf` (EchoSocketEvents.landing). */
+  private readonly landing4 = this.buf.subarray(20);
+  private readonly landing6 = this.buf.subarray(IPV6_HEADER_LEN);
 
   constructor(
     private readonly stack: Stack,
@@ -121,6 +124,7 @@ export class EchoProxy {
     try {
       flow.socket = this.host.openEcho(r.family, {
         reply: (from, seq, data, ttl) => this.onReply(flow as Flow, from, seq, data, ttl),
+        landing: r.family === 4 ? this.landing4 : this.landing6,
         error: (e, seq, data) => this.onError(flow as Flow, e, seq, data),
       });
     } catch (err) {
@@ -177,7 +181,7 @@ export class EchoProxy {
     if (f.family === 4) {
       const n = 20 + ICMPV4_HEADER_LEN + data.length;
       if (n > b.length) return;
-      b.set(data, 20 + ICMPV4_HEADER_LEN);
+      if (!landed(data, b, 20 + ICMPV4_HEADER_LEN)) b.set(data, 20 + ICMPV4_HEADER_LEN);
       icmp.type = 0;
       emitIcmpv4(b, 20, icmp);
       const ip = this.ip4Repr;
@@ -191,7 +195,7 @@ export class EchoProxy {
     } else {
       const n = IPV6_HEADER_LEN + ICMPV6_HEADER_LEN + data.length;
       if (n > b.length || !this.stack.ipv6) return;
-      b.set(data, IPV6_HEADER_LEN + ICMPV6_HEADER_LEN);
+      if (!landed(data, b, IPV6_HEADER_LEN + ICMPV6_HEADER_LEN)) b.set(data, IPV6_HEADER_LEN + ICMPV6_HEADER_LEN);
       icmp.type = 129;
       emitIcmpv6(b, IPV6_HEADER_LEN, icmp, f.dst, f.guest);
       const ip = this.ip6Repr;
@@ -243,4 +247,9 @@ export class EchoProxy {
     }
     return q;
   }
+}
+
+/** Whether `data` already lies at `off` in `b` (a reply received in place). */
+function landed(data: Uint8Array, b: Uint8Array, off: number): boolean {
+  return data.buffer === b.buffer && data.byteOffset === b.byteOffset + off;
 }

@@ -13,6 +13,10 @@ export interface EchoSocket {
 export interface EchoSocketEvents {
   /** An echo reply from `from` (views valid during the call). `ttl` is -1 when unknown. */
   reply(from: Uint8Array, seq: number, data: Uint8Array, ttl: number): void;
+  /** Where a reply's ICMP message (its 8-byte header, then the data) may be received: the
+   *  owner's output frame past the IP header's room, so the data lands where the reply to the
+   *  guest carries it (the `data` of reply() then lies in it). Absent: a scratch buffer. */
+  readonly landing?: Uint8Array;
   /** An error-queue entry about the request with this sequence number and data. */
   error(error: HostError, seq: number, data: Uint8Array): void;
 }
