@@ -336,6 +336,9 @@ export class TcpNat implements TcpTransmitter {
   private readonly secret: number;
   private readonly mapGateway: boolean;
   private readonly maxFlows: number;
+  /** What a flow draws from the budget: TCP_FLOW_COST, less the send buffer where the host
+   *  socket's queue is that. */
+  private readonly flowCost: number;
   private readonly log: Log;
   private readonly random: () => number;
   private readonly events: TcpEvents;
@@ -348,6 +351,7 @@ export class TcpNat implements TcpTransmitter {
     this.mapGateway = opts.mapGateway ?? true;
     this.ethOut.src = stack.config.mac;
     this.maxFlows = opts.maxFlows ?? 8192;
+    this.flowCost = TCP_FLOW_COST - (host.streamQueues === true ? SEND_BUFFER_INITIAL : 0);
     this.limits = { ...DEFAULT_TCP_LIMITS, ...opts.limits };
     this.memory = opts.memory;
     this.log = opts.log ?? silentLog;
@@ -494,7 +498,7 @@ export class TcpNat implements TcpTransmitter {
     const stream = this.host.streamQueues ? new StreamSendBuffer() : undefined;
     const conn = this.newConnection(family, now, stream);
     if (!conn.acceptSyn(seg, now)) {
-      this.memory?.give(TCP_FLOW_COST);
+      this.memory?.give(this.flowCost);
       return;
     }
     const remote = packet.slice(dstOff, dstOff + alen);
@@ -524,7 +528,7 @@ export class TcpNat implements TcpTransmitter {
 
   /** Draws a flow's minimum from the memory budget; false (counted, logged) when spent. */
   private takeMemory(): boolean {
-    if (!this.memory || this.memory.take(TCP_FLOW_COST)) return true;
+    if (!this.memory || this.memory.take(this.flowCost)) return true;
     this.stats.noMemory++;
     this.limited.warn({ budget: this.memory.budget.limit }, 'memory budget spent: TCP connection refused');
     return false;
@@ -1321,7 +1325,7 @@ export class TcpNat implements TcpTransmitter {
     this.timers.remove(f);
     for (const [k, v] of Object.entries(f.conn.stats)) this.closedTotals[k] = (this.closedTotals[k] ?? 0) + v;
     f.conn.release();
-    this.memory?.give(TCP_FLOW_COST);
+    this.memory?.give(this.flowCost);
     this.count--;
     if (f.inbound) this.inboundCount--;
     let prev: TcpFlow | undefined;
