@@ -9,7 +9,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -32,6 +32,9 @@ t.test('TCP through the NAT: HTTP, echo, refused, no route, 200 connections, ipe
     inTarget('socat', 'TCP4-LISTEN:7,fork,reuseaddr', 'PIPE'),
     inTarget('socat', 'TCP6-LISTEN:7,fork,reuseaddr,ipv6only=1', 'PIPE'),
     inTarget('iperf3', '-s', '-p', '5201'),
+    // Uploads: what arrives is hashed into a file per family.
+    inTarget('socat', '-u', 'TCP4-LISTEN:9001,reuseaddr', `SYSTEM:sha256sum > ${join(dir, 'up4')}`),
+    inTarget('socat', '-u', 'TCP6-LISTEN:9001,reuseaddr,ipv6only=1', `SYSTEM:sha256sum > ${join(dir, 'up6')}`),
   ];
   const sock = join(dir, 'vunet.sock');
   let vunet: ChildProcess | undefined;
@@ -56,6 +59,7 @@ sleep 1
 echo "== http4"; timeout 120 wget -q -O - http://${t4}:8080/blob | sha256sum
 echo "== http6"; timeout 120 wget -q -O - 'http://[${t6}]:8080/blob' | sha256sum
 echo "== zerowin4"; timeout 120 wget -q -O - http://${t4}:8080/blob | (sleep 5; sha256sum)
+echo "== upload"; timeout 120 wget -q -O /tmp/blob http://${t4}:8080/blob && timeout 120 socat -u FILE:/tmp/blob TCP4:${t4}:9001 && timeout 120 socat -u FILE:/tmp/blob TCP6:[${t6}]:9001; echo "upload rc $?"; rm -f /tmp/blob
 echo "== echo4"; echo hello-tcp4 | socat -t 5 - TCP4:${t4}:7 2>&1
 echo "== echo6"; echo hello-tcp6 | socat -t 5 - TCP6:[${t6}]:7 2>&1
 ${elapsed('refused4', `socat - TCP4:${t4}:9`)}
@@ -100,6 +104,15 @@ echo "== end"
   t.match(section('http4'), new RegExp(sha), '16 MiB over HTTP on IPv4: checksum matches');
   t.match(section('http6'), new RegExp(sha), '16 MiB over HTTP on IPv6: checksum matches');
   t.match(section('zerowin4'), new RegExp(sha), 'a reader that stalls 5 s mid-transfer (the guest closes its window): checksum matches');
+  t.match(section('upload'), /upload rc 0/, 'the guest uploaded 16 MiB on each family');
+  for (const fam of ['4', '6']) {
+    let got = '';
+    for (let i = 0; i < 50 && !got.includes(sha); i++) {
+      got = existsSync(join(dir, `up${fam}`)) ? readFileSync(join(dir, `up${fam}`), 'utf8') : '';
+      if (!got.includes(sha)) await new Promise((r) => setTimeout(r, 100));
+    }
+    t.match(got, new RegExp(sha), `16 MiB from the guest over IPv${fam} (its payload written from guest memory): checksum matches`);
+  }
   t.match(section('echo4'), /hello-tcp4/, 'TCP echo over IPv4');
   t.match(section('echo6'), /hello-tcp6/, 'TCP echo over IPv6');
   for (const fam of ['4', '6']) {
@@ -122,7 +135,9 @@ echo "== end"
   v.proc.kill('SIGUSR1');
   await new Promise((r) => setTimeout(r, 300));
   const status = v.log().split('\n').filter((l) => l.includes('"msg":"status"')).pop();
-  const endpoints = (status ? (JSON.parse(status) as { tcp?: { endpoints?: Record<string, number> } }).tcp?.endpoints : undefined) ?? {};
+  const tcp = (status ? (JSON.parse(status) as { tcp?: { endpoints?: Record<string, number>; bytesByReference?: number } }).tcp : undefined) ?? {};
+  const endpoints = tcp.endpoints ?? {};
   t.ok((endpoints.zeroWindowProbes ?? 0) > 0, `vunet probed the closed window (zeroWindowProbes ${endpoints.zeroWindowProbes ?? 0})`);
+  t.ok((tcp.bytesByReference ?? 0) > 16 << 20, `guest data went to host sockets from guest memory (bytesByReference ${tcp.bytesByReference ?? 0})`);
   if (process.env.VUNET_E2E_DEBUG) t.comment(out + '\n--- vunet log ---\n' + v.log());
 });
