@@ -30,6 +30,7 @@ function setup(t: Test, opts: NetDeviceOptions = {}) {
   const seen: Seen[] = [];
   dev.sink = {
     receive(frame: Uint8Array, meta: RxMeta) {
+      meta.payload?.load(); // (with payloadsInPlace) the whole frame, as a consumer that reads it
       seen.push({ frame: frame.slice(), partial: meta.checksumPartial, inGuestMemory: frame.buffer.byteLength >= 1 << 20 });
     },
   };
@@ -305,36 +306,38 @@ t.test('RX: no partial checksums to a guest without GUEST_CSUM', async (t) => {
   t.notOk(dev.send(partialTcpFrame(100), { start: 34, offset: 16 }), 'refused (the stack never asks)');
 });
 
-t.test('TX: GSO TCP frames (HOST_TSO4/6) pass as one large segment; ones whose header lies are refused', async (t) => {
-  const { dev, seen, fe } = setup(t);
-  const [, txq] = await fe.handshake();
-  t.ok(fe.features & bit(NetFeature.HOST_TSO4) && fe.features & bit(NetFeature.HOST_TSO6) && fe.features & bit(NetFeature.HOST_ECN), 'HOST_TSO4, HOST_TSO6 and HOST_ECN negotiated');
-  const gsoHdr = (gso: number, flags = 1): Uint8Array => {
-    const h = hdr(flags, gso);
-    h[4] = 1448 & 0xff; // gso_size
-    h[5] = 1448 >> 8;
-    return h;
-  };
-  const big4 = tcpFrame(40000, 80, 1, 1, 0x18, frame(60000, 3));
-  const tcp6 = new Uint8Array(20 + 30000);
-  tcp6[12] = 5 << 4;
-  const big6 = ipv6Frame({ src: new Uint8Array(16).fill(1), dst: new Uint8Array(16).fill(2), srcMac: GUEST_MAC }, IpProtocol.TCP, tcp6);
-  const send = (h: Uint8Array, f: Uint8Array): void => void txq!.add([{ data: h }, { data: f }]);
-  send(gsoHdr(1), big4); // TCPV4
-  send(gsoHdr(4 | 0x80), big6); // TCPV6 with ECN
-  send(gsoHdr(1, 0), big4); // no NEEDS_CSUM
-  send(gsoHdr(4), big4); // says IPv6, is IPv4
-  send(gsoHdr(1), udpFrame(1, 2, frame(3000))); // says TCP, is UDP
-  send(gsoHdr(3), udpFrame(1, 2, frame(3000))); // UFO: not offered
-  send(gsoHdr(5), udpFrame(1, 2, frame(3000))); // UDP_L4: not offered
-  txq!.kick();
-  await txq!.waitUsed(7);
-  t.equal(seen.length, 2, 'the two honest ones reach the stack');
-  t.same(seen[0]!.frame, big4, 'whole, as one frame');
-  t.same(seen[1]!.frame, big6);
-  t.equal(dev.stats.txGso, 2);
-  t.equal(dev.stats.txGsoBad, 5, 'the others counted and dropped');
-});
+for (const inPlace of [false, true]) {
+  t.test(`TX: GSO TCP frames (HOST_TSO4/6) pass as one large segment; ones whose header lies are refused${inPlace ? ' (payload left in guest memory)' : ''}`, async (t) => {
+    const { dev, seen, fe } = setup(t, { payloadsInPlace: inPlace });
+    const [, txq] = await fe.handshake();
+    t.ok(fe.features & bit(NetFeature.HOST_TSO4) && fe.features & bit(NetFeature.HOST_TSO6) && fe.features & bit(NetFeature.HOST_ECN), 'HOST_TSO4, HOST_TSO6 and HOST_ECN negotiated');
+    const gsoHdr = (gso: number, flags = 1): Uint8Array => {
+      const h = hdr(flags, gso);
+      h[4] = 1448 & 0xff; // gso_size
+      h[5] = 1448 >> 8;
+      return h;
+    };
+    const big4 = tcpFrame(40000, 80, 1, 1, 0x18, frame(60000, 3));
+    const tcp6 = new Uint8Array(20 + 30000);
+    tcp6[12] = 5 << 4;
+    const big6 = ipv6Frame({ src: new Uint8Array(16).fill(1), dst: new Uint8Array(16).fill(2), srcMac: GUEST_MAC }, IpProtocol.TCP, tcp6);
+    const send = (h: Uint8Array, f: Uint8Array): void => void txq!.add([{ data: h }, { data: f }]);
+    send(gsoHdr(1), big4); // TCPV4
+    send(gsoHdr(4 | 0x80), big6); // TCPV6 with ECN
+    send(gsoHdr(1, 0), big4); // no NEEDS_CSUM
+    send(gsoHdr(4), big4); // says IPv6, is IPv4
+    send(gsoHdr(1), udpFrame(1, 2, frame(3000))); // says TCP, is UDP
+    send(gsoHdr(3), udpFrame(1, 2, frame(3000))); // UFO: not offered
+    send(gsoHdr(5), udpFrame(1, 2, frame(3000))); // UDP_L4: not offered
+    txq!.kick();
+    await txq!.waitUsed(7);
+    t.equal(seen.length, 2, 'the two honest ones reach the stack');
+    t.same(seen[0]!.frame, big4, 'whole, as one frame');
+    t.same(seen[1]!.frame, big6);
+    t.equal(dev.stats.txGso, 2);
+    t.equal(dev.stats.txGsoBad, 5, 'the others counted and dropped');
+  });
+}
 
 t.test('TX: without HOST_TSO4 or HOST_ECN negotiated, such GSO frames are refused', async (t) => {
   const { dev, seen, fe } = setup(t);
