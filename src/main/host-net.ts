@@ -482,6 +482,9 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
     if (rc === 0) {
       this.phase = 'open';
       if (this.ttlSet) hostnet.setTtl(this.fd, this.family, -1); // data goes with the default TTL
+      // The error queue told how the connect ended; nobody reads it after (and what would queue
+      // there, unread, keeps EPOLLERR up and counts against the receive buffer): off, purged.
+      hostnet.setRecvErr(this.fd, this.family, false);
       this.opened();
       this.watch(false, false);
       this.handlers.connected();
