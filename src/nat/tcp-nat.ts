@@ -11,9 +11,11 @@
 //   host unreachable from the gateway; silence → silence. Retransmitted SYNs meanwhile are ignored.
 // - Inbound (port forwards). A listener accepts a host connection; the flow's connection opens
 //   actively toward the guest's address (ARP/NDP resolves it; failure closes the host side).
-// - Data, guest → host: in-order payload is written to the host socket straight from guest memory
-//   (TcpEvents.data); what the socket does not take stays in the connection's receive buffer, and
-//   the window we offer shrinks by that much — backpressure. `writable` drains it (deliver).
+// - Data, guest → host: at the end of each batch, one write per flow. In-order payload that the
+//   device left in guest memory (NEEDS_CSUM segments) is kept by reference (TcpEvents.takeData)
+//   and written with one writev from there; the rest comes from the connection's receive buffer.
+//   What the socket does not take stays in (or is copied back into) that buffer, and the window
+//   we offer shrinks by that much — backpressure. `writable` drains it (deliver).
 // - Data, host → guest: where the host offers it (HostTcp.streamQueues: SO_PEEK_OFF on TCP), the
 //   host socket's receive queue is the connection's send buffer (StreamSendBuffer): a readable
 //   event only notes how much is queued; each segment's data is peeked from its offset into the
