@@ -651,11 +651,7 @@ export class TcpNat implements TcpTransmitter {
         this.closeHostIfDone(f);
         break;
       }
-      // A host-side reset or error: the guest gets a RST.
-      this.log.debug({ errno: -n }, 'host TCP socket failed: resetting the guest connection');
-      this.stats.resetsToGuest++;
-      f.conn.abort();
-      this.drop(f, n !== -ECONNRESET);
+      this.hostFailed(f, -n, 'read', n !== -ECONNRESET);
       this.flush();
       return false;
     }
@@ -674,10 +670,7 @@ export class TcpNat implements TcpTransmitter {
     const err = b.queue ? b.queue.takeError() : -ENOTSUP;
     const queued = err < 0 ? err : b.queue!.queued();
     if (queued < 0) {
-      this.log.debug({ errno: -queued }, 'host TCP socket failed: resetting the guest connection');
-      this.stats.resetsToGuest++;
-      f.conn.abort();
-      this.drop(f, queued !== -ECONNRESET);
+      this.hostFailed(f, -queued, 'read', queued !== -ECONNRESET);
       this.flush();
       return false;
     }
@@ -689,6 +682,15 @@ export class TcpNat implements TcpTransmitter {
     this.watch(f);
     this.markDirty(f);
     return true;
+  }
+
+  /** A host-side reset or error: the guest's connection gets a RST and the flow goes (the host
+   *  side with a RST too when `reset`). The caller flushes when it is not inside one. */
+  private hostFailed(f: TcpFlow, errno: number, during: 'read' | 'write' | 'discard', reset: boolean): void {
+    this.log.debug({ errno, during }, 'host TCP socket failed: resetting the guest connection');
+    this.stats.resetsToGuest++;
+    f.conn.abort();
+    this.drop(f, reset);
   }
 
   /** The host socket has room: write out what the connection holds. */
@@ -763,10 +765,7 @@ export class TcpNat implements TcpTransmitter {
     this.stats.bytesByReference += passed;
     if (failed < 0 || !f.conn.settleTaken(passed)) {
       t.count = 0;
-      this.log.debug({ errno: -failed }, 'host TCP write failed: resetting the guest connection');
-      this.stats.resetsToGuest++;
-      f.conn.abort();
-      this.drop(f, true);
+      this.hostFailed(f, -failed, 'write', true);
       return;
     }
     // The rest goes back in front of the receive buffer, in order.
@@ -814,12 +813,9 @@ export class TcpNat implements TcpTransmitter {
       return 0;
     }
     // The host peer is gone (EPIPE, ECONNRESET): the guest gets a RST once the input is done.
-    this.log.debug({ errno: -n }, 'host TCP write failed: resetting the guest connection');
     queueMicrotask(() => {
       if (!f.live) return;
-      this.stats.resetsToGuest++;
-      f.conn.abort();
-      this.drop(f, true);
+      this.hostFailed(f, -n, 'write', true);
       this.flush();
     });
     return 0;
@@ -988,9 +984,7 @@ export class TcpNat implements TcpTransmitter {
     if (b && f.socket) {
       // What the guest acknowledged leaves the socket's queue (the host peer's window reopens).
       if (!b.settle()) {
-        this.stats.resetsToGuest++;
-        f.conn.abort();
-        this.drop(f, true);
+        this.hostFailed(f, 0, 'discard', true);
         return;
       }
       if (f.hostEof && f.hostShut) this.closeHostIfDone(f);
