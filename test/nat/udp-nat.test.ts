@@ -62,6 +62,17 @@ t.test('a flow: TTL - 1 out, answers back to the guest port from the destination
   t.same([...r!.subarray(udp.payloadOffset)], [9, 9]);
 });
 
+t.test('a datagram larger than the MTU in one frame (a HOST_UFO frame, checksum partial) goes whole to the host socket', async (t) => {
+  const { inject, host } = setup({}, 1500);
+  const data = Uint8Array.from({ length: 30000 }, (_, i) => (i * 7) & 0xff);
+  const f = udpFrame(40000, 5001, data, { dst: FAR });
+  f.fill(0, 14 + 20 + 6, 14 + 20 + 8); // the checksum left to the device, as NEEDS_CSUM says
+  t.same(inject(f, true), []);
+  t.equal(host.sockets.length, 1);
+  t.equal(host.sockets[0]!.sent.length, 1, 'one datagram, for the host kernel to fragment');
+  t.same(host.sockets[0]!.sent[0]!.data, [...data]);
+});
+
 t.test('answers to a guest that completes checksums: partial, except when they must be fragmented', async (t) => {
   const { inject, host, link } = setup({}, 1500);
   link.partialChecksums = true;

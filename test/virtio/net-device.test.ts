@@ -327,17 +327,48 @@ for (const inPlace of [false, true]) {
     send(gsoHdr(1, 0), big4); // no NEEDS_CSUM
     send(gsoHdr(4), big4); // says IPv6, is IPv4
     send(gsoHdr(1), udpFrame(1, 2, frame(3000))); // says TCP, is UDP
-    send(gsoHdr(3), udpFrame(1, 2, frame(3000))); // UFO: not offered
-    send(gsoHdr(5), udpFrame(1, 2, frame(3000))); // UDP_L4: not offered
+    send(gsoHdr(5), udpFrame(1, 2, frame(3000))); // UDP_L4 (HOST_USO): not offered
+    send(gsoHdr(3), big4); // says UDP, is TCP
+    send(gsoHdr(3 | 0x80), udpFrame(1, 2, frame(3000))); // UDP with ECN
+    send(gsoHdr(3, 0), udpFrame(1, 2, frame(3000))); // UDP without NEEDS_CSUM
     txq!.kick();
-    await txq!.waitUsed(7);
+    await txq!.waitUsed(9);
     t.equal(seen.length, 2, 'the two honest ones reach the stack');
     t.same(seen[0]!.frame, big4, 'whole, as one frame');
     t.same(seen[1]!.frame, big6);
     t.equal(dev.stats.txGso, 2);
-    t.equal(dev.stats.txGsoBad, 5, 'the others counted and dropped');
+    t.equal(dev.stats.txGsoBad, 7, 'the others counted and dropped');
   });
 }
+
+t.test('TX: a UDP datagram larger than the MTU (HOST_UFO) passes whole over IPv4 and IPv6', async (t) => {
+  const { dev, seen, fe } = setup(t);
+  const [, txq] = await fe.handshake();
+  t.ok(fe.features & bit(NetFeature.HOST_UFO), 'HOST_UFO negotiated');
+  const big4 = udpFrame(1, 2, frame(30000, 7));
+  const udp6 = new Uint8Array(8 + 20000);
+  udp6[5] = 8; // (length: the stack checks it; the device only the protocol)
+  const big6 = ipv6Frame({ src: new Uint8Array(16).fill(1), dst: new Uint8Array(16).fill(2), srcMac: GUEST_MAC }, IpProtocol.UDP, udp6);
+  txq!.add([{ data: hdr(1, 3) }, { data: big4 }]);
+  txq!.add([{ data: hdr(1, 3) }, { data: big6 }]);
+  txq!.kick();
+  await txq!.waitUsed(2);
+  t.equal(seen.length, 2);
+  t.same(seen[0]!.frame, big4, 'one datagram, not cut');
+  t.same(seen[1]!.frame, big6);
+  t.ok(seen[0]!.partial && seen[1]!.partial, 'its checksum partial, as NEEDS_CSUM said');
+  t.equal(dev.stats.txGso, 2);
+});
+
+t.test('TX: without HOST_UFO negotiated, a UFO frame is refused', async (t) => {
+  const { dev, seen, fe } = setup(t);
+  const [, txq] = await fe.handshake({ features: (f) => f & ~bit(NetFeature.HOST_UFO) });
+  txq!.add([{ data: hdr(1, 3) }, { data: udpFrame(1, 2, frame(3000)) }]);
+  txq!.kick();
+  await txq!.waitUsed(1);
+  t.equal(seen.length, 0);
+  t.equal(dev.stats.txGsoBad, 1);
+});
 
 t.test('TX: without HOST_TSO4 or HOST_ECN negotiated, such GSO frames are refused', async (t) => {
   const { dev, seen, fe } = setup(t);
