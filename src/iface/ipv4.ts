@@ -6,7 +6,7 @@
 // (../shared/seeds/000_c245984113abe07b.txt), options and IGMP validation its ipv4.go (the newer
 // version, 003_bc9d028b91e82310.txt).
 import type { RxMeta } from './link.js';
-import { LINK_HEADROOM, REASSEMBLED, placePacket, reassembledFrame } from './link.js';
+import { LINK_HEADROOM, REASSEMBLED, knownSum, placePacket, reassembledFrame } from './link.js';
 import type { Stack } from './stack.js';
 import { EchoRequestSlot } from './echo.js';
 import { fragmentIpv4 } from './fragment.js';
@@ -499,7 +499,7 @@ export class Ipv4Layer {
       if (ip.protocol === IpProtocol.UDP && !ip.isFragment()) {
         const udp = this.udp.at(frame, ip.payloadOffset, ip.payloadLength);
         if (!udp.check()) return this.s.drop('udp4.malformed');
-        if (!meta.checksumPartial && !udp.verifyChecksumV4(ip.src, ip.dst)) return this.s.drop('udp4.badChecksum');
+        if (!meta.checksumPartial && !udp.verifyChecksumV4(ip.src, ip.dst, knownSum(meta, frame))) return this.s.drop('udp4.badChecksum');
       }
       return this.s.beyond(this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength));
     }
@@ -537,7 +537,7 @@ export class Ipv4Layer {
     if (tcp.check() !== TcpError.OK) return this.s.drop('tcp4.malformed');
     if (!meta.checksumPartial) {
       this.s.loadRxPayload(); // (a device leaves it in guest memory only with a partial checksum)
-      if (!tcp.verifyChecksumV4(ip.src, ip.dst)) return this.s.drop('tcp4.badChecksum');
+      if (!tcp.verifyChecksumV4(ip.src, ip.dst, knownSum(meta, frame))) return this.s.drop('tcp4.badChecksum');
     }
     this.s.tcpInput!(4, this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength), ip.payloadOffset - ip.offset, ip.ttl);
   }
@@ -768,7 +768,7 @@ export class Ipv4Layer {
   private udpv4Input(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, meta: RxMeta, broadcast: boolean): void {
     const udp = this.udp.at(frame, ip.payloadOffset, ip.payloadLength);
     if (!udp.check()) return this.s.drop('udp4.malformed');
-    if (!meta.checksumPartial && !udp.verifyChecksumV4(ip.src, ip.dst)) return this.s.drop('udp4.badChecksum');
+    if (!meta.checksumPartial && !udp.verifyChecksumV4(ip.src, ip.dst, knownSum(meta, frame))) return this.s.drop('udp4.badChecksum');
     const handler = this.udpHandlers.get(udp.dstPort);
     if (handler) {
       const d = this.udpInput;

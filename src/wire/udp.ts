@@ -71,14 +71,15 @@ export class UdpDatagram extends WireView {
   }
 
   /** IPv4: a zero checksum means the sender computed none, which is accepted. */
-  verifyChecksumV4(src: number, dst: number): boolean {
+  /** `whole`: the sum of all of the view's buffer when known (RxMeta.frameSum), else -1. */
+  verifyChecksumV4(src: number, dst: number, whole = -1): boolean {
     if (this.checksum === 0) return true;
-    return verifyTransportV4(this.bytes, this.offset, this.udpLength, src, dst, IpProtocol.UDP);
+    return verifyTransportV4(this.bytes, this.offset, this.udpLength, src, dst, IpProtocol.UDP, whole);
   }
   /** IPv6: the checksum is mandatory, so zero fails. */
-  verifyChecksumV6(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number): boolean {
+  verifyChecksumV6(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number, whole = -1): boolean {
     if (this.checksum === 0) return false;
-    return verifyTransportV6(this.bytes, this.offset, this.udpLength, src, srcOff, dst, dstOff, IpProtocol.UDP);
+    return verifyTransportV6(this.bytes, this.offset, this.udpLength, src, srcOff, dst, dstOff, IpProtocol.UDP, whole);
   }
   fillChecksumV4(src: number, dst: number): void {
     this.checksum = 0;
