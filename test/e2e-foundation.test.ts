@@ -6,7 +6,8 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { native, VhostUserServer } from 'vhost-user-ts';
+import { VhostUserServer } from 'vhost-user-ts';
+import { native } from 'vhost-user-ts/testing';
 import { startGuest } from '../scripts/qemu.js';
 import { ArpResponder } from './support/arp-responder.js';
 

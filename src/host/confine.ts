@@ -1,4 +1,4 @@
-// The confinement call of the vunet_hostnet addon (native/confine.cc): drops the process's
+// The confinement call of the vunet_hostnet addon (addon/confine.cc): drops the process's
 // credentials and installs the sandbox, once every socket and file vunet needs is open. The policy
 // (which user, which capability, which paths) lives in src/main/privileges.ts.
 //
@@ -75,7 +75,7 @@ function loaded(): ConfineBinding {
 export const CAP_NET_RAW = 13;
 
 /**
- * Drops credentials and installs the sandbox (see native/confine.cc for the order). Throws when a
+ * Drops credentials and installs the sandbox (see addon/confine.cc for the order). Throws when a
  * step fails — the process is then partly confined and should exit. Landlock is best effort: its
  * absence is in the report, not an error. Linux x86_64 only.
  */

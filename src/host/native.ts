@@ -1,7 +1,9 @@
-// The host-socket native addon (native/*.cc, target `vunet_hostnet`): the socket calls Node core
-// lacks and the NAT needs — ICMP echo through ping sockets (SOCK_DGRAM, IPPROTO_ICMP[V6]) or raw
-// sockets, the IP_RECVERR error queue (ICMP errors caused by our own datagrams), and per-socket
-// or per-datagram TTL / hop limit.
+// The host-socket native addon (src/host/addon/*.cc, target `vunet_hostnet`): the socket calls
+// Node core lacks and the NAT needs — ICMP echo through ping sockets (SOCK_DGRAM, IPPROTO_ICMP[V6])
+// or raw sockets, the IP_RECVERR error queue (ICMP errors caused by our own datagrams), per-socket
+// or per-datagram TTL / hop limit, TCP queues read by peeking — and a Poller for those sockets on
+// Node's loop. Its argument checks, `copy` and the Poller are vhost-user-ts's napi-util.h and
+// poller.h, compiled into this addon: one source for both addons.
 //
 // Conventions (as in vhost-user-ts's addon):
 // - Every fd made here is non-blocking and close-on-exec; no call ever blocks.
@@ -44,7 +46,7 @@
 // recvFrom result other than a length or -EAGAIN as "drain recvErr, then read again", and
 // retry a sendTo that failed with such an errno once. (Seen on UDP and ping sockets.)
 //
-// Polling: use vhost-user-ts's `native.Poller(fd, cb, false)`. A readable socket calls back
+// Polling: `new hostnet.Poller(fd, cb, false)`. A readable socket calls back
 // `cb(0, POLL_READABLE)` (level-triggered: read until -EAGAIN). A pending error (POLLERR) is NOT
 // reported as readable: libuv turns POLLERR into `cb(UV_EBADF = -9, 0)` and stops the poller,
 // even when datagrams are waiting too; drain recvErr and recvFrom until -EAGAIN, then call
@@ -73,7 +75,6 @@
 //   as for UDP). A RST queues nothing.
 // - setTtl before connect sets the SYN's TTL; setTtl(-1) after it restores the default.
 import { createRequire } from 'node:module';
-import { native as vhostNative } from 'vhost-user-ts';
 import { useNativeCopy } from '../wire/bytes.js';
 import { useNativeGatherSum, useNativeSum, useNativeSumSpans } from '../wire/checksum.js';
 
@@ -117,8 +118,28 @@ export interface ErrInfo {
   truncated: boolean;
 }
 
+/** Polls an fd through libuv (uv_poll_t) on the Node event loop (vhost-user-ts's poller.h). */
+export interface HostPoller {
+  /** Start or change the watched events (POLL_READABLE | POLL_WRITABLE | POLL_PRIORITIZED). */
+  start(events: number): void;
+  stop(): void;
+  /** Stops and releases the handle; the fd itself is not closed. Idempotent. */
+  close(): void;
+}
+
+export interface HostPollerConstructor {
+  /** `callback(status, events)`: status is 0 or a negative libuv error (UV_EBADF for POLLERR,
+   *  which stops the poller until start() again); events is the ready set. (`drain`: read an
+   *  eventfd's counter before calling back; the host sockets never ask for it.) */
+  new (fd: number, callback: (status: number, events: number) => void, drain: false): HostPoller;
+}
+
 export interface HostnetBinding {
-  /** libuv's UV_PRIORITIZED, for vhost-user-ts's Poller (which exports READABLE / WRITABLE only). */
+  Poller: HostPollerConstructor;
+  // libuv's event bits, as the Poller takes and reports them.
+  readonly POLL_READABLE: number;
+  readonly POLL_WRITABLE: number;
+  readonly POLL_DISCONNECT: number;
   readonly POLL_PRIORITIZED: number;
   // Positive errno values; calls return them negated.
   readonly EAGAIN: number;
@@ -221,7 +242,7 @@ export interface HostnetBinding {
    *  out.addr (16 bytes, IPv4 in the first 4) and out.port with the client's. */
   accept(fd: number, out: { readonly addr: Uint8Array; port: number }): number;
 
-  // ---- TCP streams (native/stream.cc): edge-triggered polling, the receive queue as a buffer ----
+  // ---- TCP streams (addon/stream.cc): edge-triggered polling, the receive queue as a buffer ----
   readonly EPOLLIN: number;
   readonly EPOLLOUT: number;
   readonly EPOLLRDHUP: number;
@@ -267,6 +288,9 @@ export interface HostnetBinding {
   /** The ones' complement sum of buf[offset, offset + length) in network order, folded to 16
    *  bits, not complemented (what src/wire/checksum.ts's sum16 computes). Throws on a bad range. */
   sum16(buf: Uint8Array, offset: number, length: number): number;
+  /** memmove of src[srcOffset, +length) to dst[dstOffset, +length), making no view. Throws on a
+   *  bad range. */
+  copy(src: Uint8Array, srcOffset: number, length: number, dst: Uint8Array, dstOffset: number): void;
 }
 
 /** A RecvInfo to pass to recvFrom again and again. */
@@ -313,4 +337,4 @@ useNativeSum(hostnet.sum16);
 useNativeSumSpans(hostnet.sumv);
 useNativeGatherSum(hostnet.gatherSum);
 // Long copies (payload into and out of TCP buffers) without a view per call.
-useNativeCopy(vhostNative.copy);
+useNativeCopy(hostnet.copy);

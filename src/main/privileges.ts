@@ -12,7 +12,7 @@
 //   /proc for this network namespace) and the process has CAP_NET_RAW now. The NAT then opens raw
 //   ICMP sockets instead (NodeHostNet.reprobe() checks the choice after the drop).
 // - Whatever the user: no_new_privs, Landlock (best effort) and the seccomp filter of
-//   native/confine.cc, unless --no-sandbox. Landlock allows writing only the pcap file and
+//   src/host/addon/confine.cc, unless --no-sandbox. Landlock allows writing only the pcap file and
 //   removing files only in the socket's directory.
 // - One info line says what was done, one warning per thing that could not be applied — child
 //   processes started before (tsx's esbuild service) keep their credentials, for one.
@@ -23,7 +23,7 @@ import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { CAP_NET_RAW, capabilityName, confine } from '../host/confine.js';
 import type { ConfineReport } from '../host/confine.js';
-import { NodeHostNet } from './host-net.js';
+import { NodeHostNet } from '../host/host-net.js';
 import type { RunAsSpec } from './options.js';
 
 export type EchoMode = 'ping' | 'raw' | 'none';

@@ -33,7 +33,7 @@ import { UdpNat } from '../nat/udp-nat.js';
 import { RouterAdvertiser } from '../ndp/router-advertiser.js';
 import { VirtioNetDevice } from '../virtio/net-device.js';
 import { IpProtocol, MAC_BROADCAST, bytesEqual } from '../wire/index.js';
-import { NodeHostNet } from './host-net.js';
+import { NodeHostNet } from '../host/host-net.js';
 import { PcapWriter } from './pcap.js';
 
 export interface VunetStartOptions {

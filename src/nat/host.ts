@@ -1,5 +1,5 @@
 // The host side of the NAT as the NAT sees it: sockets behind small interfaces, so the NAT runs in
-// tests against a fake host and in production against the native sockets (src/main/host-net.ts).
+// tests against a fake host and in production against the native sockets (src/host/host-net.ts).
 // Nothing here imports node:*.
 import type { HostError } from './icmp-errors.js';
 

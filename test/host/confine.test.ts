@@ -1,4 +1,4 @@
-// The addon's confine() (native/confine.cc, src/host/confine.ts), run in child processes so that
+// The addon's confine() (src/host/addon/confine.cc, src/host/confine.ts), run in child processes so that
 // this test runner stays unconfined: test/host/fixtures/confine-child.ts confines itself and
 // prints what it could still do. Needs root (the user switch, and a sandbox that refuses what
 // file permissions would allow).

@@ -1,4 +1,4 @@
-// Tests of the host-socket addon (native/*.cc, src/host/native.ts). Argument checks run here;
+// Tests of the host-socket addon (src/host/addon/*.cc, src/host/native.ts). Argument checks run here;
 // everything that sends packets runs in child processes inside network namespaces this test makes
 // (test/host/fixtures/hostnet-child.ts prints what it saw, the assertions are here), so every
 // packet stays on this machine:

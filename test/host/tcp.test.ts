@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { hostnet } from '../../src/host/native.js';
 import { silentLog } from '../../src/iface/log.js';
-import { NodeHostNet } from '../../src/main/host-net.js';
+import { NodeHostNet } from '../../src/host/host-net.js';
 import type { TcpSocket, TcpSocketEvents } from '../../src/nat/host.js';
 import { canUseNetns, createTopology } from '../support/netns.js';
 

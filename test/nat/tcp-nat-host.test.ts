@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import t from 'tap';
 import type { Test } from 'tap';
-import { NodeHostNet } from '../../src/main/host-net.js';
+import { NodeHostNet } from '../../src/host/host-net.js';
 import { silentLog } from '../../src/iface/log.js';
 import type { FramePayload } from '../../src/iface/link.js';
 import { TcpNat } from '../../src/nat/tcp-nat.js';

@@ -9,11 +9,6 @@
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("POLL_READABLE", Napi::Number::New(env, UV_READABLE));
-  exports.Set("POLL_WRITABLE", Napi::Number::New(env, UV_WRITABLE));
-  exports.Set("POLL_DISCONNECT", Napi::Number::New(env, UV_DISCONNECT));
-  // The status a draining Poller reports when its fd reached end of file (negative, libuv's).
-  exports.Set("UV_EOF", Napi::Number::New(env, UV_EOF));
   // Positive errno values; calls return them negated.
   exports.Set("EAGAIN", Napi::Number::New(env, EAGAIN));
   exports.Set("EINTR", Napi::Number::New(env, EINTR));

@@ -1,5 +1,6 @@
-// Shared helpers of the vhost-user-ts native addon: errno errors shaped like Node's, argument
-// checks, and the per-file Init functions that addon.cc calls.
+// What the parts of the vhost-user-ts native addon share: the helpers of napi-util.h (errno errors
+// shaped like Node's, argument checks), the SIGBUS guard, and the per-file Init functions that
+// addon.cc calls.
 //
 // Built with C++ exceptions disabled (NAPI_DISABLE_CPP_EXCEPTIONS): a helper that fails leaves a
 // pending JS exception and returns false; the caller then returns to JS at once.
@@ -12,39 +13,19 @@
 #include <cstdint>
 #include <string>
 
+#include "vhost-user-ts/napi-util.h"
+
 namespace vu {
 
-// Number.MAX_SAFE_INTEGER: the largest integer a JS number holds exactly.
-constexpr int64_t kMaxSafeInteger = (int64_t{1} << 53) - 1;
-
-// Repeats a system call interrupted by a signal, so no caller ever sees EINTR.
-template <typename Call>
-auto RetryEintr(Call call) -> decltype(call()) {
-  decltype(call()) r;
-  do {
-    r = call();
-  } while (r == -1 && errno == EINTR);
-  return r;
-}
-
-// Throws an Error shaped like Node's system errors: message "EADDRINUSE: address already in use,
-// bind '/path'", and properties code ('EADDRINUSE'), errno (negative, as Node sets it), syscall
-// and, when given, path. `detail` replaces the strerror text when the errno alone is unclear.
-void ThrowErrno(Napi::Env env, int err, const char* syscall, const char* path = nullptr,
-                const char* detail = nullptr);
-
-// Argument readers: on a bad argument they throw TypeError/RangeError and return false.
-bool ArgInt(const Napi::CallbackInfo& info, size_t index, const char* name, int64_t min,
-            int64_t max, int64_t* out);
-bool ArgFd(const Napi::CallbackInfo& info, size_t index, int* out);
-bool ArgString(const Napi::CallbackInfo& info, size_t index, const char* name, std::string* out);
-
-// A byte range of a Uint8Array given as (buf, offset, length) at info[index..index+2].
-struct ByteRange {
-  uint8_t* data;
-  size_t length;
-};
-bool ArgByteRange(const Napi::CallbackInfo& info, size_t index, ByteRange* out);
+// The helpers every addon built on vhost-user-ts shares (include/vhost-user-ts/napi-util.h).
+using napi_util::ArgByteRange;
+using napi_util::ArgFd;
+using napi_util::ArgInt;
+using napi_util::ArgString;
+using napi_util::ByteRange;
+using napi_util::kMaxSafeInteger;
+using napi_util::RetryEintr;
+using napi_util::ThrowErrno;
 
 // The SIGBUS guard (guard.cc): a fixed-size table of the address ranges mmap() made, and a
 // handler that repairs a fault inside one of them. An entry is named by its slot and a unique id,

@@ -271,48 +271,8 @@ Napi::Value LiveMappings(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-// copy(src, srcOffset, length, dst, dstOffset): memmove of src[srcOffset, +length) to
-// dst[dstOffset, +length) (Uint8Arrays, e.g. guest memory and a private buffer). Throws on a bad
-// range. It is the copy a descriptor chain makes per segment: unlike dst.set(src.subarray(...)),
-// it makes no view, so copying a frame in or out of guest memory allocates nothing. A fault in
-// guest memory is repaired by the SIGBUS guard as for any other access.
-// Plain N-API (no CallbackInfo, no separate type checks: napi_get_typedarray_info refuses what is
-// not a typed array): this is called per frame, and its cost is the calls it makes.
-napi_value Copy(napi_env env, napi_callback_info cbinfo) {
-  size_t argc = 5;
-  napi_value argv[5];
-  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
-  napi_typedarray_type srcType = napi_int8_array;
-  napi_typedarray_type dstType = napi_int8_array;
-  size_t srcLen = 0;
-  size_t dstLen = 0;
-  void* srcData = nullptr;
-  void* dstData = nullptr;
-  double srcOff = -1;
-  double len = -1;
-  double dstOff = -1;
-  if (argc < 5 || napi_get_typedarray_info(env, argv[0], &srcType, &srcLen, &srcData, nullptr, nullptr) != napi_ok ||
-      napi_get_typedarray_info(env, argv[3], &dstType, &dstLen, &dstData, nullptr, nullptr) != napi_ok ||
-      srcType != napi_uint8_array || dstType != napi_uint8_array) {
-    napi_throw_type_error(env, nullptr, "copy(src, srcOffset, length, dst, dstOffset): src and dst must be Uint8Arrays");
-    return nullptr;
-  }
-  if (napi_get_value_double(env, argv[1], &srcOff) != napi_ok || napi_get_value_double(env, argv[2], &len) != napi_ok ||
-      napi_get_value_double(env, argv[4], &dstOff) != napi_ok || !(srcOff >= 0) || !(len >= 0) || !(dstOff >= 0) ||
-      srcOff + len > static_cast<double>(srcLen) || dstOff + len > static_cast<double>(dstLen) ||
-      srcOff != static_cast<double>(static_cast<size_t>(srcOff)) || len != static_cast<double>(static_cast<size_t>(len)) ||
-      dstOff != static_cast<double>(static_cast<size_t>(dstOff))) {
-    napi_throw_range_error(env, nullptr, "copy: offsets and length must be integers within both arrays");
-    return nullptr;
-  }
-  std::memmove(static_cast<uint8_t*>(dstData) + static_cast<size_t>(dstOff),
-               static_cast<const uint8_t*>(srcData) + static_cast<size_t>(srcOff), static_cast<size_t>(len));
-  return nullptr;
-}
-
 void InitMapping(Napi::Env env, Napi::Object exports) {
-  napi_value copy;
-  if (napi_create_function(env, "copy", NAPI_AUTO_LENGTH, Copy, nullptr, &copy) == napi_ok) exports.Set("copy", Napi::Value(env, copy));
+  napi_util::ExportCopy(env, exports);
   exports.Set("mmap", Napi::Function::New(env, Mmap, "mmap"));
   exports.Set("munmap", Napi::Function::New(env, Munmap, "munmap"));
   exports.Set("liveMappings", Napi::Function::New(env, LiveMappings, "liveMappings"));

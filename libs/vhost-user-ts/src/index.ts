@@ -10,8 +10,6 @@ export { RateLimitedLogger, silentLogger } from './logger.js';
 export type { Logger, LogFn, LogLevel, RateLimitOptions } from './logger.js';
 export { GuestMemory, MemoryError, SEGMENT_SIZE, newSpan } from './memory.js';
 export type { AddedRegion, Segment, Span } from './memory.js';
-export { native } from './native.js';
-export type { MemfdSealing, NativeBinding, NativeMapping, NativePoller, RecvResult } from './native.js';
 export * from './protocol.js';
 export { VhostUserServer, SocketInUseError, prepareSocketPath } from './server.js';
 export type { ServerOptions, ServerStats } from './server.js';

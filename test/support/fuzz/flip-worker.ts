@@ -4,7 +4,7 @@
 // so the frames stay mostly valid and every field flips often. Stops when control[0] becomes 1;
 // control[1] counts writes.
 import { parentPort, workerData } from 'node:worker_threads';
-import { native } from 'vhost-user-ts';
+import { native } from 'vhost-user-ts/testing';
 import type { FlipField } from './flip.js';
 
 interface FlipWorkerData {

@@ -11,7 +11,8 @@
 // The server may close the connection at any point (that is its answer to a mistake); the next
 // batch connects again. A well-behaved frontend must still be served (served()).
 import { openSync } from 'node:fs';
-import { FLAG_NEED_REPLY, FLAG_REPLY, IMPLEMENTED_PROTOCOL_FEATURES, ProtocolFeature, Request, VERSION, bit, native } from 'vhost-user-ts';
+import { FLAG_NEED_REPLY, FLAG_REPLY, IMPLEMENTED_PROTOCOL_FEATURES, ProtocolFeature, Request, VERSION, bit } from 'vhost-user-ts';
+import { native } from 'vhost-user-ts/testing';
 import { DriverQueue, TestFrontend } from 'vhost-user-ts/testing';
 import type { TestGuestMemory } from 'vhost-user-ts/testing';
 import { NET_HDR_LEN, VirtioNetDevice } from '../../../src/virtio/net-device.js';

@@ -4,7 +4,7 @@
 // Layout and memory order as in virtio 1.2 §2.7: plain writes of descriptors and ring entries, then
 // Atomics.store of avail.idx; Atomics.load of used.idx before reading used entries.
 // Also where the test frontend will put its rings (FrontendOffsets), known before it connects.
-import { native } from 'vhost-user-ts';
+import { native } from 'vhost-user-ts/testing';
 import type { DriverQueue, TestGuestMemory } from 'vhost-user-ts/testing';
 
 export class Ring {

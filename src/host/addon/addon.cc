@@ -1,6 +1,7 @@
 // Entry point of the vunet_hostnet native addon: host sockets Node core cannot make (ICMP ping
-// and raw sockets, the IP_RECVERR error queue, per-socket TTL), the process's confinement, and the
-// Internet checksum over long ranges. See src/host/native.ts for the JS
+// and raw sockets, the IP_RECVERR error queue, per-socket TTL, stream queues read by peeking), a
+// Poller for them on Node's loop, the process's confinement, the Internet checksum over long
+// ranges, and copies between Uint8Arrays that make no view. See src/host/native.ts for the JS
 // interface and its conventions.
 #include <time.h>  // before linux/errqueue.h, which needs struct timespec
 
@@ -18,8 +19,6 @@ void InitConfine(Napi::Env env, Napi::Object exports);  // confine.cc
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  // For vhost-user-ts's Poller (its POLL_READABLE / POLL_WRITABLE are the same libuv values).
-  exports.Set("POLL_PRIORITIZED", Napi::Number::New(env, UV_PRIORITIZED));
   // Positive errno values; calls return them negated.
   exports.Set("EAGAIN", Napi::Number::New(env, EAGAIN));
   exports.Set("EHOSTUNREACH", Napi::Number::New(env, EHOSTUNREACH));
@@ -39,6 +38,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   hn::InitSockets(env, exports);
   hn::InitChecksum(env, exports);
   hn::InitStream(env, exports);
+  hn::InitPoller(env, exports);
   hn::InitConfine(env, exports);
   return exports;
 }

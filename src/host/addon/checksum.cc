@@ -207,6 +207,7 @@ void InitChecksum(Napi::Env env, Napi::Object exports) {
   if (napi_create_function(env, "sum16", NAPI_AUTO_LENGTH, Sum16, nullptr, &fn) == napi_ok) exports.Set("sum16", Napi::Value(env, fn));
   if (napi_create_function(env, "sumv", NAPI_AUTO_LENGTH, Sumv, nullptr, &fn) == napi_ok) exports.Set("sumv", Napi::Value(env, fn));
   if (napi_create_function(env, "gatherSum", NAPI_AUTO_LENGTH, GatherSum, nullptr, &fn) == napi_ok) exports.Set("gatherSum", Napi::Value(env, fn));
+  napi_util::ExportCopy(env, exports);
 }
 
 }  // namespace hn

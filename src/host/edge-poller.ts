@@ -7,9 +7,8 @@
 // One set per process. Events come out of epoll_wait in bounded batches (the libuv poller on the
 // epoll fd is level-triggered, so what one batch leaves comes on the next turn). Tokens of sockets
 // removed during a batch are reused only after it, so a late event never reaches a newcomer.
-import { native } from 'vhost-user-ts';
-import type { NativePoller } from 'vhost-user-ts';
-import { hostnet } from '../host/native.js';
+import { hostnet } from './native.js';
+import type { HostPoller } from './native.js';
 
 /** A socket in the set: it hears its events' EPOLL* bits. */
 export interface EdgeTarget {
@@ -20,7 +19,7 @@ const BATCH = 256;
 
 export class EdgePoller {
   private readonly epfd: number;
-  private readonly poller: NativePoller;
+  private readonly poller: HostPoller;
   private running = false;
   private readonly targets: (EdgeTarget | undefined)[] = [];
   private readonly free: number[] = [];
@@ -33,7 +32,7 @@ export class EdgePoller {
 
   private constructor(epfd: number) {
     this.epfd = epfd;
-    this.poller = new native.Poller(epfd, () => this.drain(), false);
+    this.poller = new hostnet.Poller(epfd, () => this.drain(), false);
   }
 
   private static shared: EdgePoller | undefined;
@@ -66,7 +65,7 @@ export class EdgePoller {
     this.count++;
     if (!this.running) {
       this.running = true;
-      this.poller.start(native.POLL_READABLE);
+      this.poller.start(hostnet.POLL_READABLE);
     }
     return token;
   }

@@ -197,7 +197,7 @@ Napi::Value GetSockName(const Napi::CallbackInfo& info) {
   uint8_t bytes[16];
   int port = StoreAddress(addr, len, bytes);
   if (port < 0) {
-    ThrowErrno(env, EAFNOSUPPORT, "getsockname", "not an IPv4 or IPv6 socket");
+    ThrowErrno(env, EAFNOSUPPORT, "getsockname", nullptr, "not an IPv4 or IPv6 socket");
     return Fail(env);
   }
   size_t size = addr.sa.sa_family == AF_INET ? 4 : 16;

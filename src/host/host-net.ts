@@ -7,10 +7,8 @@
 // level-triggered poller comes back for the rest on the next turn, after other sockets had theirs.
 import { networkInterfaces } from 'node:os';
 import { getSystemErrorName } from 'node:util';
-import { native } from 'vhost-user-ts';
-import type { NativePoller } from 'vhost-user-ts';
-import { hostnet, newErrInfo, newRecvInfo } from '../host/native.js';
-import type { Family } from '../host/native.js';
+import { hostnet, newErrInfo, newRecvInfo } from './native.js';
+import type { Family, HostPoller } from './native.js';
 import type { Log } from '../iface/log.js';
 import type {
   AcceptedTcp,
@@ -129,15 +127,15 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
       hostnet.close(fd);
       throw err;
     }
-    let poller: NativePoller | undefined;
+    let poller: HostPoller | undefined;
     // Made once per socket: an event allocates nothing.
     const handle = (): void => {
       this.drain(fd, family, raw, ident, events);
-      poller?.start(native.POLL_READABLE); // a pending error stops the poller (see native.ts)
+      poller?.start(hostnet.POLL_READABLE); // a pending error stops the poller (see native.ts)
     };
     const onEvent = (): void => this.event(handle);
-    poller = new native.Poller(fd, onEvent, false);
-    poller.start(native.POLL_READABLE);
+    poller = new hostnet.Poller(fd, onEvent, false);
+    poller.start(hostnet.POLL_READABLE);
     return {
       send: (dst, seq, data, ttl) => this.send(fd, family, raw, ident, dst, seq, data, ttl),
       close: () => {
@@ -158,13 +156,13 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
       hostnet.close(fd);
       throw err;
     }
-    let poller: NativePoller | undefined;
+    let poller: HostPoller | undefined;
     const handle = (): void => {
       this.drainUdp(fd, family, events);
-      poller?.start(native.POLL_READABLE);
+      poller?.start(hostnet.POLL_READABLE);
     };
-    poller = new native.Poller(fd, () => this.event(handle), false);
-    poller.start(native.POLL_READABLE);
+    poller = new hostnet.Poller(fd, () => this.event(handle), false);
+    poller.start(hostnet.POLL_READABLE);
     return {
       send: (data, ttl) => {
         let rc = hostnet.sendTo(fd, family, data, 0, data.length, null, 0, ttl);
@@ -211,8 +209,8 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
       throw errnoError(-rc, 'listen');
     }
     const info = { addr: new Uint8Array(16), port: 0 };
-    const poller = new native.Poller(fd, () => this.event(() => this.acceptSome(fd, family, port, info, accepted)), false);
-    poller.start(native.POLL_READABLE);
+    const poller = new hostnet.Poller(fd, () => this.event(() => this.acceptSome(fd, family, port, info, accepted)), false);
+    poller.start(hostnet.POLL_READABLE);
     return {
       close: () => {
         poller.close();
@@ -269,8 +267,8 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
         events.datagram(this.rxViews.of(b, 0, n), from, this.recvInfo.port);
       }
     };
-    const poller = new native.Poller(fd, () => this.event(handle), false);
-    poller.start(native.POLL_READABLE);
+    const poller = new hostnet.Poller(fd, () => this.event(handle), false);
+    poller.start(hostnet.POLL_READABLE);
     return {
       sendTo: (data, to, toPort) => hostnet.sendTo(fd, family, data, 0, data.length, to, toPort),
       close: () => {
@@ -375,7 +373,7 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
  * set refuse it, a level-triggered poller of its own watches what the owner asks for.
  */
 class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
-  private poller: NativePoller | undefined;
+  private poller: HostPoller | undefined;
   /** What the own poller has armed. */
   private events = 0;
   /** In the edge-triggered set: its token there, else -1. */
@@ -405,7 +403,7 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
   }
 
   private ownPoller(): void {
-    this.poller ??= new native.Poller(
+    this.poller ??= new hostnet.Poller(
       this.fd,
       (status, ready) => {
         this.pollStatus = status;
@@ -446,8 +444,8 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
     } else if (this.phase === 'open') {
       // libuv stops the poller on POLLERR (status < 0): the read reports the error.
       if (status < 0) this.events = 0;
-      if (status < 0 || ready & native.POLL_READABLE) this.handlers.readable();
-      if (this.phase === 'open' && status === 0 && ready & native.POLL_WRITABLE) this.handlers.writable();
+      if (status < 0 || ready & hostnet.POLL_READABLE) this.handlers.readable();
+      if (this.phase === 'open' && status === 0 && ready & hostnet.POLL_WRITABLE) this.handlers.writable();
     }
   }
 
@@ -526,10 +524,10 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
       return;
     }
     if (!this.poller) return;
-    const ev = (read ? native.POLL_READABLE : 0) | (write ? native.POLL_WRITABLE : 0);
+    const ev = (read ? hostnet.POLL_READABLE : 0) | (write ? hostnet.POLL_WRITABLE : 0);
     if (this.phase === 'connecting') {
-      this.poller.start(native.POLL_WRITABLE);
-      this.events = native.POLL_WRITABLE;
+      this.poller.start(hostnet.POLL_WRITABLE);
+      this.events = hostnet.POLL_WRITABLE;
       return;
     }
     if (ev === this.events) return;

@@ -1,0 +1,213 @@
+// Helpers shared by vhost-user-ts's addon and the addons of programs built on it (vunet's host
+// addon includes this header through the include directory `native/include` of this package):
+// errno errors shaped like Node's, argument checks, scatter-list spans, and `copy`, a memmove
+// between Uint8Arrays that makes no view. Header-only (inline): each addon compiles its own copy
+// of the same source, so no helper is ever forked.
+//
+// Built with C++ exceptions disabled (NAPI_DISABLE_CPP_EXCEPTIONS): a helper that fails leaves a
+// pending JS exception and returns false; the caller then returns to JS at once.
+#pragma once
+
+#include <napi.h>
+#include <uv.h>
+
+#include <cerrno>
+#include <climits>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace napi_util {
+
+// Number.MAX_SAFE_INTEGER: the largest integer a JS number holds exactly.
+constexpr int64_t kMaxSafeInteger = (int64_t{1} << 53) - 1;
+
+// Repeats a system call interrupted by a signal, so no caller ever sees EINTR.
+template <typename Call>
+auto RetryEintr(Call call) -> decltype(call()) {
+  decltype(call()) r;
+  do {
+    r = call();
+  } while (r == -1 && errno == EINTR);
+  return r;
+}
+
+// Throws an Error shaped like Node's system errors: message "EADDRINUSE: address already in use,
+// bind '/path'", and properties code ('EADDRINUSE'), errno (negative, as Node sets it), syscall
+// and, when given, path. `detail` replaces the strerror text when the errno alone is unclear.
+inline void ThrowErrno(Napi::Env env, int err, const char* syscall, const char* path = nullptr,
+                       const char* detail = nullptr) {
+  // libuv's error numbers are the negated errno values on Unix; its *_r variants never allocate
+  // (the plain uv_err_name leaks a string for unknown numbers).
+  char code[64];
+  char text[256];
+  uv_err_name_r(-err, code, sizeof code);
+  uv_strerror_r(-err, text, sizeof text);
+  std::string message = std::string(code) + ": " + (detail != nullptr ? detail : text) + ", " + syscall;
+  if (path != nullptr) message += std::string(" '") + path + "'";
+
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, code));
+  error.Set("errno", Napi::Number::New(env, -err));
+  error.Set("syscall", Napi::String::New(env, syscall));
+  if (path != nullptr) error.Set("path", Napi::String::New(env, path));
+  error.ThrowAsJavaScriptException();
+}
+
+// Argument readers: on a bad argument they throw TypeError/RangeError and return false.
+inline bool ArgInt(const Napi::CallbackInfo& info, size_t index, const char* name, int64_t min,
+                   int64_t max, int64_t* out) {
+  Napi::Env env = info.Env();
+  Napi::Value value = info[index];
+  if (!value.IsNumber()) {
+    Napi::TypeError::New(env, std::string(name) + " must be a number").ThrowAsJavaScriptException();
+    return false;
+  }
+  double d = value.As<Napi::Number>().DoubleValue();
+  // The double comparisons are exact: min and max are within +-2^53.
+  if (!std::isfinite(d) || std::trunc(d) != d || d < static_cast<double>(min) ||
+      d > static_cast<double>(max)) {
+    Napi::RangeError::New(env, std::string(name) + " must be an integer in [" + std::to_string(min) +
+                                   ", " + std::to_string(max) + "]")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = static_cast<int64_t>(d);
+  return true;
+}
+
+inline bool ArgFd(const Napi::CallbackInfo& info, size_t index, int* out) {
+  int64_t fd;
+  if (!ArgInt(info, index, "fd", 0, INT_MAX, &fd)) return false;
+  *out = static_cast<int>(fd);
+  return true;
+}
+
+inline bool ArgString(const Napi::CallbackInfo& info, size_t index, const char* name, std::string* out) {
+  if (!info[index].IsString()) {
+    Napi::TypeError::New(info.Env(), std::string(name) + " must be a string").ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = info[index].As<Napi::String>().Utf8Value();
+  return true;
+}
+
+// The bytes of a Uint8Array of at least `minLength` bytes; `name` is for the error message.
+inline bool BytesOf(Napi::Env env, Napi::Value value, const char* name, size_t minLength, uint8_t** data,
+                    size_t* length) {
+  napi_typedarray_type type;
+  size_t byteLength = 0;
+  void* ptr = nullptr;
+  // napi_get_typedarray_info's data pointer already includes the view's byteOffset.
+  if (!value.IsTypedArray() ||
+      napi_get_typedarray_info(env, value, &type, &byteLength, &ptr, nullptr, nullptr) != napi_ok ||
+      (type != napi_uint8_array && type != napi_uint8_clamped_array)) {
+    Napi::TypeError::New(env, std::string(name) + " must be a Uint8Array").ThrowAsJavaScriptException();
+    return false;
+  }
+  if (byteLength < minLength) {
+    Napi::RangeError::New(env, std::string(name) + " must hold at least " + std::to_string(minLength) +
+                                   " bytes")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  *data = static_cast<uint8_t*>(ptr);
+  *length = byteLength;
+  return true;
+}
+
+// A byte range of a Uint8Array given as (buf, offset, length) at info[index..index+2].
+struct ByteRange {
+  uint8_t* data;
+  size_t length;
+};
+
+inline bool ArgByteRange(const Napi::CallbackInfo& info, size_t index, ByteRange* out) {
+  Napi::Env env = info.Env();
+  uint8_t* data;
+  size_t byteLength;
+  if (!BytesOf(env, info[index], "buf", 0, &data, &byteLength)) return false;
+  int64_t offset;
+  int64_t length;
+  if (!ArgInt(info, index + 1, "offset", 0, kMaxSafeInteger, &offset) ||
+      !ArgInt(info, index + 2, "length", 0, kMaxSafeInteger, &length)) {
+    return false;
+  }
+  if (static_cast<uint64_t>(offset) + static_cast<uint64_t>(length) > byteLength) {
+    Napi::RangeError::New(env, "offset + length exceeds the buffer").ThrowAsJavaScriptException();
+    return false;
+  }
+  out->data = data + offset;
+  out->length = static_cast<size_t>(length);
+  return true;
+}
+
+// The bytes of span i of a scatter list given as (views: Uint8Array[], offsets, lengths): a
+// pointer to views[i][offset, offset + length), checked to lie within the view. False leaves an
+// exception pending.
+inline bool SpanPointer(napi_env env, napi_value views, uint32_t i, double offset, uint32_t length, uint8_t** out) {
+  napi_value view;
+  napi_typedarray_type type;
+  size_t size;
+  void* base;
+  if (napi_get_element(env, views, i, &view) != napi_ok ||
+      napi_get_typedarray_info(env, view, &type, &size, &base, nullptr, nullptr) != napi_ok || type != napi_uint8_array) {
+    napi_throw_type_error(env, nullptr, "scatter list: views must be Uint8Arrays");
+    return false;
+  }
+  if (!(offset >= 0 && offset + length <= static_cast<double>(size))) {
+    napi_throw_range_error(env, nullptr, "scatter list: a span outside its view");
+    return false;
+  }
+  *out = static_cast<uint8_t*>(base) + static_cast<size_t>(offset);
+  return true;
+}
+
+// copy(src, srcOffset, length, dst, dstOffset): memmove of src[srcOffset, +length) to
+// dst[dstOffset, +length) (Uint8Arrays, e.g. guest memory and a private buffer). Throws on a bad
+// range. It is the copy a descriptor chain makes per segment: unlike dst.set(src.subarray(...)),
+// it makes no view, so copying a frame in or out of guest memory allocates nothing. A fault in
+// guest memory is repaired by vhost-user-ts's SIGBUS guard as for any other access.
+// Plain N-API (no CallbackInfo, no separate type checks: napi_get_typedarray_info refuses what is
+// not a typed array): this is called per frame, and its cost is the calls it makes.
+inline napi_value Copy(napi_env env, napi_callback_info cbinfo) {
+  size_t argc = 5;
+  napi_value argv[5];
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+  napi_typedarray_type srcType = napi_int8_array;
+  napi_typedarray_type dstType = napi_int8_array;
+  size_t srcLen = 0;
+  size_t dstLen = 0;
+  void* srcData = nullptr;
+  void* dstData = nullptr;
+  double srcOff = -1;
+  double len = -1;
+  double dstOff = -1;
+  if (argc < 5 || napi_get_typedarray_info(env, argv[0], &srcType, &srcLen, &srcData, nullptr, nullptr) != napi_ok ||
+      napi_get_typedarray_info(env, argv[3], &dstType, &dstLen, &dstData, nullptr, nullptr) != napi_ok ||
+      srcType != napi_uint8_array || dstType != napi_uint8_array) {
+    napi_throw_type_error(env, nullptr, "copy(src, srcOffset, length, dst, dstOffset): src and dst must be Uint8Arrays");
+    return nullptr;
+  }
+  if (napi_get_value_double(env, argv[1], &srcOff) != napi_ok || napi_get_value_double(env, argv[2], &len) != napi_ok ||
+      napi_get_value_double(env, argv[4], &dstOff) != napi_ok || !(srcOff >= 0) || !(len >= 0) || !(dstOff >= 0) ||
+      srcOff + len > static_cast<double>(srcLen) || dstOff + len > static_cast<double>(dstLen) ||
+      srcOff != static_cast<double>(static_cast<size_t>(srcOff)) || len != static_cast<double>(static_cast<size_t>(len)) ||
+      dstOff != static_cast<double>(static_cast<size_t>(dstOff))) {
+    napi_throw_range_error(env, nullptr, "copy: offsets and length must be integers within both arrays");
+    return nullptr;
+  }
+  std::memmove(static_cast<uint8_t*>(dstData) + static_cast<size_t>(dstOff),
+               static_cast<const uint8_t*>(srcData) + static_cast<size_t>(srcOff), static_cast<size_t>(len));
+  return nullptr;
+}
+
+// Sets exports.copy (see Copy).
+inline void ExportCopy(Napi::Env env, Napi::Object exports) {
+  napi_value fn;
+  if (napi_create_function(env, "copy", NAPI_AUTO_LENGTH, Copy, nullptr, &fn) == napi_ok) exports.Set("copy", Napi::Value(env, fn));
+}
+
+}  // namespace napi_util
