@@ -14,12 +14,12 @@ const ALLOWED: Record<string, readonly string[]> = {
   wire: [],
   iface: ['wire'],
   dhcp: ['wire', 'iface'],
-  ndp: ['wire', 'iface'],
+  ra: ['wire', 'iface'],
   tcp: ['wire', 'iface'],
   nat: ['wire', 'iface', 'tcp'],
   virtio: ['wire', 'iface', 'vhost-user-ts'],
   host: ['wire', 'iface', 'nat', 'node:*'],
-  main: ['wire', 'iface', 'dhcp', 'ndp', 'tcp', 'nat', 'virtio', 'host', 'node:*', 'vhost-user-ts', 'commander', 'pino', 'pino-pretty', 'ipaddr.js'],
+  main: ['wire', 'iface', 'dhcp', 'ra', 'tcp', 'nat', 'virtio', 'host', 'node:*', 'vhost-user-ts', 'commander', 'pino', 'pino-pretty', 'ipaddr.js'],
   cli: ['main', 'wire', 'vhost-user-ts'],
 };
 

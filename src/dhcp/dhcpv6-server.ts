@@ -1,6 +1,6 @@
 // The DHCPv6 server on the guest link: DNS information always (stateless, RFC 8415 section 6.1),
 // addresses too when `stateful` (section 6.2). It matches the RA's M and O flags (see
-// ../ndp/router-advertiser.ts): stateless is M=0 O=1, stateful M=1 O=1.
+// ../ra/router-advertiser.ts): stateless is M=0 O=1, stateful M=1 O=1.
 //
 // Read before editing: RFC 8415 sections 11 (DUIDs: at most 130 bytes), 16 (which messages a server
 // must discard), 18.3 (server behaviour for each message: 18.3.1 Solicit and Rapid Commit, 18.3.2

@@ -92,7 +92,7 @@ export interface UdpV6Input {
 /** Returns false when the datagram is not the handler's after all (then the port is unserved). */
 export type UdpV6Handler = (dgram: UdpV6Input, stack: Stack) => boolean | void;
 
-/** What the layer needs from the router advertiser (src/ndp/router-advertiser.ts). */
+/** What the layer needs from the router advertiser (src/ra/router-advertiser.ts). */
 export interface RouterAdvertiserPort {
   linkUp(now: number): void;
   /** A router solicitation (the whole IPv6 packet); returns whether it was valid. */

@@ -30,7 +30,7 @@ import type { PortForward } from './options.js';
 import { DnsForwarder } from '../nat/dns.js';
 import type { Resolver } from '../nat/dns.js';
 import { UdpNat } from '../nat/udp-nat.js';
-import { RouterAdvertiser } from '../ndp/router-advertiser.js';
+import { RouterAdvertiser } from '../ra/router-advertiser.js';
 import { VirtioNetDevice } from '../virtio/net-device.js';
 import { IpProtocol, MAC_BROADCAST, bytesEqual } from '../wire/index.js';
 import { NodeHostNet } from '../host/host-net.js';

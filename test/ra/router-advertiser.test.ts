@@ -9,8 +9,8 @@ import {
   MAX_RA_DELAY_TIME_MS,
   MIN_DELAY_BETWEEN_RAS_MS,
   RouterAdvertiser,
-} from '../../src/ndp/router-advertiser.js';
-import type { RouterAdvertiserOptions } from '../../src/ndp/router-advertiser.js';
+} from '../../src/ra/router-advertiser.js';
+import type { RouterAdvertiserOptions } from '../../src/ra/router-advertiser.js';
 import { fromHex, get16, get32, toHex } from '../../src/wire/bytes.js';
 import { fillIcmpv6Checksum, Icmpv6Type } from '../../src/wire/icmpv6.js';
 import { emitIpv6FragmentHeader, emitIpv6Header, formatIpv6, parseIpv6 } from '../../src/wire/ipv6.js';
