@@ -215,7 +215,7 @@ export class Dhcpv4Server {
   handle(payload: Uint8Array, srcIp: number, out: Uint8Array, now: number): Dhcpv4Reply | undefined {
     this.stats.received++;
     const msg = this.msg.at(payload, 0, payload.length);
-    const err = msg.check();
+    const err = msg.problem();
     if (err !== DhcpError.OK) return this.malformed(err === DhcpError.TRUNCATED ? 'truncated' : err === DhcpError.COOKIE ? 'bad magic cookie' : 'bad options');
     if (msg.op !== DhcpOp.BOOTREQUEST) return this.malformed('not a BOOTREQUEST');
     if (!msg.hasEthernetChaddr()) return this.malformed('not an Ethernet chaddr');

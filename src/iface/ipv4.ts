@@ -42,7 +42,6 @@ import {
   Ipv4OptionsUsage,
   Ipv4Packet,
   MAC_BROADCAST,
-  TcpError,
   TcpSegment,
   UDP_HEADER_LEN,
   UdpDatagram,
@@ -324,7 +323,7 @@ export class Ipv4Layer {
    */
   private errorBeyond(packet: Uint8Array, type: number, code: number, rest: number): void {
     const ip = this.errIp.at(packet, 0, packet.length);
-    if (ip.check() !== Ipv4Error.OK || !this.mayAnswerWithError(packet, ip, false, false)) return;
+    if (!ip.check() || !this.mayAnswerWithError(packet, ip, false, false)) return;
     if (!this.allowError(type, code)) return;
     const b = this.errBuf;
     const len = emitIcmpv4Error(b, 20, type, code, rest, packet, 0, ip.totalLength, ICMP_ERROR_MAX);
@@ -457,7 +456,7 @@ export class Ipv4Layer {
   /** An IPv4 packet from the guest (RFC 1122 §3.2.1 checks, then dispatch). */
   ipv4Input(frame: Uint8Array, eth: EthernetFrame, meta: RxMeta): void {
     const ip = this.ip4.at(frame, eth.payloadOffset, eth.payloadLength);
-    const err = ip.check();
+    const err = ip.problem();
     if (err !== Ipv4Error.OK) return this.s.drop(`ipv4.${ipv4ErrorName(err)}`);
     // RFC 1122 §3.2.1.2: a host MUST verify the header checksum and silently discard on failure.
     if (!ip.verifyChecksum()) return this.s.drop('ipv4.badChecksum');
@@ -534,7 +533,7 @@ export class Ipv4Layer {
   /** A TCP segment to us or beyond: checked here (the guest is untrusted), then the TCP hook's. */
   private tcpv4Input(frame: Uint8Array, ip: Ipv4Packet, meta: RxMeta): void {
     const tcp = this.tcp.at(frame, ip.payloadOffset, ip.payloadLength);
-    if (tcp.check() !== TcpError.OK) return this.s.drop('tcp4.malformed');
+    if (!tcp.check()) return this.s.drop('tcp4.malformed');
     if (!meta.checksumPartial) {
       this.s.loadRxPayload(); // (a device leaves it in guest memory only with a partial checksum)
       if (!tcp.verifyChecksumV4(ip.src, ip.dst, knownSum(meta, frame))) return this.s.drop('tcp4.badChecksum');
@@ -718,7 +717,7 @@ export class Ipv4Layer {
     this.s.counters.add('ipv4.reassemblyTimeout');
     if (!first) return;
     const ip = this.ip4.at(first, 0, first.length);
-    if (ip.check() !== Ipv4Error.OK || !this.mayAnswerWithError(first, ip, false, false)) return;
+    if (!ip.check() || !this.mayAnswerWithError(first, ip, false, false)) return;
     if (!this.allowError(Icmpv4Type.TIME_EXCEEDED, Icmpv4TimeExceededCode.REASSEMBLY)) return;
     const b = this.errBuf;
     const n = emitIcmpv4Error(b, 20, Icmpv4Type.TIME_EXCEEDED, Icmpv4TimeExceededCode.REASSEMBLY, 0, first, 0, first.length, ICMP_ERROR_MAX);

@@ -35,7 +35,6 @@ import {
   Icmpv6UnreachableCode,
   IpProtocol,
   Ipv6ChainResult,
-  Ipv6Error,
   Ipv6HeaderChain,
   Ipv6Packet,
   MldMessage,
@@ -45,7 +44,6 @@ import {
   NdpNeighborSolicit,
   NdpOptionType,
   NdpRouterSolicit,
-  TcpError,
   TcpSegment,
   UDP_HEADER_LEN,
   UdpDatagram,
@@ -405,7 +403,7 @@ export class Ipv6Layer {
 
   ipv6Input(frame: Uint8Array, eth: EthernetFrame, meta: RxMeta): void {
     const ip = this.ip6.at(frame, eth.payloadOffset, eth.payloadLength);
-    if (ip.check() !== Ipv6Error.OK) return this.s.drop('ipv6.malformed');
+    if (!ip.check()) return this.s.drop('ipv6.malformed');
     const srcOff = ip.srcOffset;
     const dstOff = ip.dstOffset;
     // RFC 4291 §2.7: a multicast address must not be a source.
@@ -825,7 +823,7 @@ export class Ipv6Layer {
   /** A TCP segment to us or beyond (upper header at `off`): checked, then the TCP hook's. */
   private tcpInput6(frame: Uint8Array, ipOff: number, off: number, end: number, hopLimit: number, meta: RxMeta): void {
     const tcp = this.tcp.at(frame, off, end - off);
-    if (tcp.check() !== TcpError.OK) return this.s.drop('tcp6.malformed');
+    if (!tcp.check()) return this.s.drop('tcp6.malformed');
     if (!meta.checksumPartial) {
       this.s.loadRxPayload(); // (a device leaves it in guest memory only with a partial checksum)
       if (!tcp.verifyChecksumV6(frame, ipOff + 8, frame, ipOff + 24, knownSum(meta, frame))) return this.s.drop('tcp6.badChecksum');

@@ -45,7 +45,6 @@ import {
   IPV6_HEADER_LEN,
   IPV6_MIN_MTU,
   Ipv6ChainResult,
-  Ipv6Error,
   Ipv6HeaderChain,
   Ipv6Packet,
   ipv6IsLinkLocal,
@@ -347,7 +346,7 @@ export class RouterAdvertiser {
    */
   private ndpMessage(pkt: Uint8Array, off: number, len: number, type: number): boolean {
     const ip = this.ip.at(pkt, off, len);
-    if (ip.check() !== Ipv6Error.OK) return false;
+    if (!ip.check()) return false;
     // "The IP Hop Limit field has a value of 255, i.e., the packet could not possibly have been
     // forwarded by a router" (sections 6.1.1, 6.1.2).
     if (ip.hopLimit !== NDP_HOP_LIMIT) return false;

@@ -127,8 +127,13 @@ export type DhcpError = (typeof DhcpError)[keyof typeof DhcpError];
 
 /** A view of a DHCP message (the UDP payload). */
 export class DhcpPacket extends WireView {
-  /** The fixed part and cookie are there, and every option area parses. */
-  check(): DhcpError {
+  /** Well-formed: the fixed part and cookie are there, and every option area parses. */
+  check(): boolean {
+    return this.problem() === DhcpError.OK;
+  }
+
+  /** The first thing wrong with it, or OK (0): for a counter or a test that names the fault. */
+  problem(): DhcpError {
     if (!rangeOk(this.bytes, this.offset, this.length) || this.length < DHCP_FIXED_LEN) return DhcpError.TRUNCATED;
     if (this.cookie !== DHCP_MAGIC_COOKIE) return DhcpError.COOKIE;
     const it = validator.at(this.bytes, this.offset, this.length);

@@ -67,7 +67,13 @@ export type Ipv4Error = (typeof Ipv4Error)[keyof typeof Ipv4Error];
  * bytes (Ethernet may pad short frames). check() does not verify the checksum: call verifyChecksum().
  */
 export class Ipv4Packet extends WireView {
-  check(): Ipv4Error {
+  /** Well-formed (see problem()). */
+  check(): boolean {
+    return this.problem() === Ipv4Error.OK;
+  }
+
+  /** The first thing wrong with it, or OK (0): for a counter or a test that names the fault. */
+  problem(): Ipv4Error {
     if (!rangeOk(this.bytes, this.offset, this.length) || this.length < IPV4_MIN_HEADER_LEN) {
       return Ipv4Error.TRUNCATED;
     }

@@ -57,7 +57,13 @@ export type Ipv6Error = (typeof Ipv6Error)[keyof typeof Ipv6Error];
 
 /** A view of an IPv6 packet. `length` is what the link delivered (it may include padding). */
 export class Ipv6Packet extends WireView {
-  check(): Ipv6Error {
+  /** Well-formed (see problem()). */
+  check(): boolean {
+    return this.problem() === Ipv6Error.OK;
+  }
+
+  /** The first thing wrong with it, or OK (0): for a counter or a test that names the fault. */
+  problem(): Ipv6Error {
     if (!rangeOk(this.bytes, this.offset, this.length) || this.length < IPV6_HEADER_LEN) return Ipv6Error.TRUNCATED;
     if (this.version !== 6) return Ipv6Error.VERSION;
     if (IPV6_HEADER_LEN + this.payloadLength > this.length) return Ipv6Error.PAYLOAD_LENGTH;

@@ -65,7 +65,13 @@ export type TcpError = (typeof TcpError)[keyof typeof TcpError];
 
 /** A view of a TCP segment; `length` is the IP payload length. */
 export class TcpSegment extends WireView {
-  check(): TcpError {
+  /** Well-formed (see problem()). */
+  check(): boolean {
+    return this.problem() === TcpError.OK;
+  }
+
+  /** The first thing wrong with it, or OK (0): for a counter or a test that names the fault. */
+  problem(): TcpError {
     if (!rangeOk(this.bytes, this.offset, this.length) || this.length < TCP_MIN_HEADER_LEN) return TcpError.TRUNCATED;
     const hl = this.headerLength;
     if (hl < TCP_MIN_HEADER_LEN || hl > this.length) return TcpError.HEADER_LENGTH;

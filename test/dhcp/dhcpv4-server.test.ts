@@ -10,7 +10,6 @@ import type { StackConfig } from '../../src/iface/config.js';
 import { fromHex, toHex } from '../../src/wire/bytes.js';
 import {
   DHCP_FLAG_BROADCAST,
-  DhcpError,
   DhcpMessageType,
   DhcpOp,
   DhcpOption,
@@ -151,7 +150,7 @@ interface Parsed {
 
 function parse(out: Uint8Array, r: Dhcpv4Reply): Parsed {
   const p = new DhcpPacket().at(out, 0, r.length);
-  if (p.check() !== DhcpError.OK) throw new Error('reply does not parse');
+  if (!p.check()) throw new Error('reply does not parse');
   const options = new Map<number, Uint8Array>();
   const codes: number[] = [];
   const it = new DhcpOptionIterator().at(out, 0, r.length);
@@ -576,7 +575,7 @@ t.test('fast-check: random input never throws and never writes past `out`', asyn
     if (r === undefined) return true;
     if (r.length < 240 || r.length > out.length) return false;
     const p = new DhcpPacket().at(out, 0, r.length);
-    if (p.check() !== DhcpError.OK || p.op !== DhcpOp.BOOTREPLY) return false;
+    if (!p.check() || p.op !== DhcpOp.BOOTREPLY) return false;
     return [2, 5, 6].includes(parse(out, r).type);
   };
   fc.assert(fc.property(fc.uint8Array({ maxLength: 700 }), check), { numRuns: 500 });

@@ -15,7 +15,7 @@ t.test('IPv4: a 4000-byte datagram at MTU 1500', async (t) => {
   const back = new Uint8Array(4000);
   frags.forEach((f, i) => {
     const ip = new Ipv4Packet().at(f, 0, f.length);
-    t.equal(ip.check(), 0);
+    t.ok(ip.check());
     t.ok(ip.verifyChecksum(), `fragment ${i} checksum`);
     t.equal(ip.ident, 77);
     t.equal(ip.moreFragments, i < 2, 'MF on all but the last');

@@ -81,7 +81,7 @@ function started() {
     for (const f of env.link.take()) {
       if (f[12] !== 0x08 || f[13] !== 0x00) continue;
       const ip = new Ipv4Packet().at(f, 14, f.length - 14);
-      if (ip.check() !== 0 || ip.protocol !== IpProtocol.IGMP) continue;
+      if (!ip.check() || ip.protocol !== IpProtocol.IGMP) continue;
       sent.push({ at: env.clock.now(), ip, igmp: new IgmpPacket().at(f, ip.payloadOffset, ip.payloadLength), frame: f });
     }
   };

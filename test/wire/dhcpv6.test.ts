@@ -26,7 +26,7 @@ import {
   DuidType,
   emitDhcpv6Header,
 } from '../../src/wire/dhcpv6.js';
-import { formatIpv6, IPV6_ALL_DHCP_AGENTS, ipv6Equal, Ipv6Error, Ipv6Packet, parseIpv6 } from '../../src/wire/ipv6.js';
+import { formatIpv6, IPV6_ALL_DHCP_AGENTS, ipv6Equal, Ipv6Packet, parseIpv6 } from '../../src/wire/ipv6.js';
 import { decodeDnsNameList } from '../../src/wire/names.js';
 import { emitUdpV6, UdpDatagram } from '../../src/wire/udp.js';
 import { DHCPV6_SOLICIT_PACKET } from '../support/captures.js';
@@ -39,7 +39,7 @@ const CLIENT_DUID = hex('0002 0000 ab11 1f0e 2d3c 4b5a 6978');
 
 t.test('parse a SOLICIT through IPv6 and UDP', async (t) => {
   const ip = new Ipv6Packet().at(DHCPV6_SOLICIT_PACKET, 0, DHCPV6_SOLICIT_PACKET.length);
-  t.equal(ip.check(), Ipv6Error.OK);
+  t.ok(ip.check());
   t.ok(ipv6Equal(ip.bytes, ip.dstOffset, IPV6_ALL_DHCP_AGENTS, 0));
   const udp = new UdpDatagram().at(DHCPV6_SOLICIT_PACKET, ip.payloadOffset, ip.payloadLength);
   t.ok(udp.check() && udp.verifyChecksumV6(ip.bytes, ip.srcOffset, ip.bytes, ip.dstOffset));

@@ -43,7 +43,7 @@ t.test('emit the same echo request', async (t) => {
 t.test('answer in place: echo reply', async (t) => {
   const frame = ECHO_REQUEST_FRAME.slice();
   const ip = new Ipv4Packet().at(frame, 14, frame.length - 14);
-  t.equal(ip.check(), Ipv4Error.OK);
+  t.ok(ip.check());
   const m = new Icmpv4Packet().at(frame, ip.payloadOffset, ip.payloadLength);
   t.ok(m.check() && m.verifyChecksum());
   m.type = Icmpv4Type.ECHO_REPLY;
@@ -59,7 +59,7 @@ t.test('answer in place: echo reply', async (t) => {
 
 t.test('parse a port unreachable and the datagram it quotes', async (t) => {
   const ip = new Ipv4Packet().at(PORT_UNREACHABLE, 0, PORT_UNREACHABLE.length);
-  t.equal(ip.check(), Ipv4Error.OK);
+  t.ok(ip.check());
   t.ok(ip.verifyChecksum());
   t.equal(ip.tos, 0xc0);
   const m = new Icmpv4Packet().at(PORT_UNREACHABLE, ip.payloadOffset, ip.payloadLength);
@@ -71,7 +71,7 @@ t.test('parse a port unreachable and the datagram it quotes', async (t) => {
   t.ok(m.isError());
   const inner = new Ipv4Packet().at(PORT_UNREACHABLE, m.payloadOffset, m.payloadLength);
   // The quoted header says 60 bytes but only 28 are here: check() refuses, the caller reads the header.
-  t.equal(inner.check(), Ipv4Error.TOTAL_LENGTH);
+  t.equal(inner.problem(), Ipv4Error.TOTAL_LENGTH);
   t.equal(inner.headerLength, 20);
   t.equal(inner.protocol, 17);
   t.equal(inner.ttl, 1);

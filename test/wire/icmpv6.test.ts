@@ -10,7 +10,7 @@ import {
   Icmpv6Type,
   Icmpv6UnreachableCode,
 } from '../../src/wire/icmpv6.js';
-import { IPV6_MIN_MTU, Ipv6Error, Ipv6Packet, parseIpv6 } from '../../src/wire/ipv6.js';
+import { IPV6_MIN_MTU, Ipv6Packet, parseIpv6 } from '../../src/wire/ipv6.js';
 import { ECHO6_PACKET } from '../support/captures.js';
 import { everyPrefix, property, strict } from '../support/wire-helpers.js';
 
@@ -19,7 +19,7 @@ const GATEWAY = parseIpv6('fd00::2')!;
 
 t.test('parse an echo request and verify it against the IPv6 header in place', async (t) => {
   const ip = new Ipv6Packet().at(ECHO6_PACKET, 0, ECHO6_PACKET.length);
-  t.equal(ip.check(), Ipv6Error.OK);
+  t.ok(ip.check());
   const m = new Icmpv6Packet().at(ECHO6_PACKET, ip.payloadOffset, ip.payloadLength);
   t.ok(m.check());
   t.equal(m.type, Icmpv6Type.ECHO_REQUEST);

@@ -14,13 +14,13 @@ import {
   igmpv3EncodeCode,
 } from '../../src/wire/igmp.js';
 import { IpProtocol } from '../../src/wire/ip.js';
-import { formatIpv4, ipv4, Ipv4Error, Ipv4OptionsInfo, Ipv4Packet, parseIpv4Options } from '../../src/wire/ipv4.js';
+import { formatIpv4, ipv4, Ipv4OptionsInfo, Ipv4Packet, parseIpv4Options } from '../../src/wire/ipv4.js';
 import { IGMPV1_QUERY, IGMPV2_QUERY, IGMPV2_REPORT, IGMPV3_GSS_QUERY, IGMPV3_QUERY, IGMPV3_REPORT_FRAME } from '../support/captures.js';
 import { everyPrefix, property, strict } from '../support/wire-helpers.js';
 
 t.test('parse Linux IGMPv3 report with its IP header', async (t) => {
   const ip = new Ipv4Packet().at(IGMPV3_REPORT_FRAME, 14, IGMPV3_REPORT_FRAME.length - 14);
-  t.equal(ip.check(), Ipv4Error.OK);
+  t.ok(ip.check());
   t.ok(ip.verifyChecksum());
   t.equal(ip.protocol, IpProtocol.IGMP);
   t.equal(ip.ttl, 1);

@@ -8,7 +8,6 @@ import {
   IPV6_ALL_NODES,
   Ipv6ChainResult,
   ipv6Equal,
-  Ipv6Error,
   Ipv6HeaderChain,
   ipv6IsLinkLocal,
   Ipv6Packet,
@@ -35,7 +34,7 @@ const ROUTER_LL = parseIpv6('fe80::2')!;
 
 t.test('parse an MLDv2 report as the stack sees it', async (t) => {
   const ip = new Ipv6Packet().at(MLDV2_REPORT_FRAME, 14, MLDV2_REPORT_FRAME.length - 14);
-  t.equal(ip.check(), Ipv6Error.OK);
+  t.ok(ip.check());
   t.equal(ip.hopLimit, 1);
   t.ok(ipv6IsLinkLocal(ip.bytes, ip.srcOffset));
   t.ok(ipv6Equal(ip.bytes, ip.dstOffset, IPV6_ALL_MLDV2_ROUTERS, 0));

@@ -2,7 +2,7 @@ import t from 'tap';
 import fc from 'fast-check';
 import { formatMac } from '../../src/wire/ethernet.js';
 import { Icmpv6Packet, Icmpv6Type } from '../../src/wire/icmpv6.js';
-import { formatIpv6, IPV6_ALL_NODES, IPV6_ALL_ROUTERS, Ipv6Error, Ipv6Packet, parseIpv6 } from '../../src/wire/ipv6.js';
+import { formatIpv6, IPV6_ALL_NODES, IPV6_ALL_ROUTERS, Ipv6Packet, parseIpv6 } from '../../src/wire/ipv6.js';
 import { decodeDnsNameList } from '../../src/wire/names.js';
 import {
   emitNdpDnsslOption,
@@ -34,7 +34,7 @@ const ROUTER_LL = parseIpv6('fe80::2')!;
 
 t.test('parse a captured NS', async (t) => {
   const ip = new Ipv6Packet().at(NS_FRAME, 14, NS_FRAME.length - 14);
-  t.equal(ip.check(), Ipv6Error.OK);
+  t.ok(ip.check());
   const icmp = new Icmpv6Packet().at(NS_FRAME, ip.payloadOffset, ip.payloadLength);
   t.ok(icmp.check() && icmp.verifyChecksum(NS_FRAME, ip.srcOffset, NS_FRAME, ip.dstOffset));
   const ns = new NdpNeighborSolicit().at(NS_FRAME, ip.payloadOffset, ip.payloadLength);

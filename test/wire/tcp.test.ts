@@ -1,7 +1,7 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { IpProtocol } from '../../src/wire/ip.js';
-import { emitIpv4Header, formatIpv4, Ipv4Error, Ipv4Flags, Ipv4Packet } from '../../src/wire/ipv4.js';
+import { emitIpv4Header, formatIpv4, Ipv4Flags, Ipv4Packet } from '../../src/wire/ipv4.js';
 import { parseIpv6 } from '../../src/wire/ipv6.js';
 import {
   emitTcpOptions,
@@ -24,11 +24,11 @@ const DST6 = parseIpv6('fe80::5054:ff:fe12:3456')!;
 
 t.test('parse a captured SYN', async (t) => {
   const ip = new Ipv4Packet().at(TCP_SYN_PACKET, 0, TCP_SYN_PACKET.length);
-  t.equal(ip.check(), Ipv4Error.OK);
+  t.ok(ip.check());
   t.equal(ip.protocol, IpProtocol.TCP);
   t.equal(formatIpv4(ip.dst), '93.184.216.34');
   const s = new TcpSegment().at(TCP_SYN_PACKET, ip.payloadOffset, ip.payloadLength);
-  t.equal(s.check(), TcpError.OK);
+  t.ok(s.check());
   t.equal(s.srcPort, 45678);
   t.equal(s.dstPort, 80);
   t.equal(s.seq, 0x6b8b4567);
@@ -76,7 +76,7 @@ t.test('emit the same SYN, options in Linux layout', async (t) => {
 
 t.test('parse and emit a segment with SACK blocks over IPv6', async (t) => {
   const s = new TcpSegment().at(TCP6_SACK_SEGMENT, 0, TCP6_SACK_SEGMENT.length);
-  t.equal(s.check(), TcpError.OK);
+  t.ok(s.check());
   t.ok(s.verifyChecksumV6(SRC6, 0, DST6, 0));
   t.equal(s.flags, TcpFlags.PSH | TcpFlags.ACK);
   t.equal(formatTcpFlags(s.flags), 'P.');
@@ -177,10 +177,10 @@ t.test('check() errors; every truncation fails', async (t) => {
   const b = TCP_SYN_PACKET.slice(20);
   const s = new TcpSegment().at(b, 0, b.length);
   b[12] = 0x40;
-  t.equal(s.check(), TcpError.HEADER_LENGTH);
+  t.equal(s.problem(), TcpError.HEADER_LENGTH);
   b[12] = 0xf0;
-  t.equal(s.check(), TcpError.HEADER_LENGTH, 'header longer than the segment');
-  everyPrefix(TCP_SYN_PACKET.subarray(20), (p, len) => t.not(new TcpSegment().at(p, 0, len).check(), TcpError.OK, `prefix ${len}`));
+  t.equal(s.problem(), TcpError.HEADER_LENGTH, 'header longer than the segment');
+  everyPrefix(TCP_SYN_PACKET.subarray(20), (p, len) => t.notOk(new TcpSegment().at(p, 0, len).check(), `prefix ${len}`));
 });
 
 t.test('properties', async (t) => {
@@ -190,7 +190,7 @@ t.test('properties', async (t) => {
     'random bytes never throw',
     fc.property(fc.uint8Array({ maxLength: 80 }), (bytes) => {
       const s = new TcpSegment().at(strict(bytes), 0, bytes.length);
-      if (s.check() === TcpError.OK) {
+      if (s.check()) {
         s.parseOptions(o);
         s.verifyChecksumV4(1, 2);
         void [s.seq, s.ack, s.flags, s.window, s.urgentPointer, s.segmentLength];
@@ -233,7 +233,7 @@ t.test('properties', async (t) => {
         const n = emitTcpV4(b, 0, repr, 0x0a00020f, 0x0a000202);
         if (hl > 60) return n === -1;
         const s = new TcpSegment().at(b, 0, b.length);
-        if (n !== hl || s.check() !== TcpError.OK || !s.verifyChecksumV4(0x0a00020f, 0x0a000202)) return false;
+        if (n !== hl || !s.check() || !s.verifyChecksumV4(0x0a00020f, 0x0a000202)) return false;
         if (s.srcPort !== h.srcPort || s.dstPort !== h.dstPort || s.seq !== h.seq || s.ack !== h.ack) return false;
         if (s.flags !== h.flags || s.window !== h.window || s.payloadLength !== payload.length) return false;
         if (!s.parseOptions(o)) return false;

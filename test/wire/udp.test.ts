@@ -1,7 +1,7 @@
 import t from 'tap';
 import fc from 'fast-check';
-import { emitIpv4Header, Ipv4Error, Ipv4Packet } from '../../src/wire/ipv4.js';
-import { Ipv6Error, Ipv6Packet, parseIpv6 } from '../../src/wire/ipv6.js';
+import { emitIpv4Header, Ipv4Packet } from '../../src/wire/ipv4.js';
+import { Ipv6Packet, parseIpv6 } from '../../src/wire/ipv6.js';
 import { emitUdpV4, emitUdpV6, UdpDatagram, UDP_HEADER_LEN } from '../../src/wire/udp.js';
 import { DHCPV6_SOLICIT_PACKET, PROBE_UDP } from '../support/captures.js';
 import { everyPrefix, property, strict } from '../support/wire-helpers.js';
@@ -24,7 +24,7 @@ t.test('parse a UDP datagram over IPv4', async (t) => {
 
 t.test('parse a UDP datagram over IPv6, verified against the header in place', async (t) => {
   const ip = new Ipv6Packet().at(DHCPV6_SOLICIT_PACKET, 0, DHCPV6_SOLICIT_PACKET.length);
-  t.equal(ip.check(), Ipv6Error.OK);
+  t.ok(ip.check());
   const u = new UdpDatagram().at(DHCPV6_SOLICIT_PACKET, ip.payloadOffset, ip.payloadLength);
   t.ok(u.check());
   t.equal(u.srcPort, 546);
@@ -103,7 +103,7 @@ t.test('a whole IPv4 + UDP packet', async (t) => {
   emitUdpV4(b, 20, { srcPort: 68, dstPort: 67, payloadLength: 4 }, 0, 0xffffffff);
   emitIpv4Header(b, 0, { src: 0, dst: 0xffffffff, proto: 17, ttl: 64, id: 0, flags: 0, fragOffset: 0, payloadLength: 12, tos: 0 });
   const ip = new Ipv4Packet().at(b, 0, b.length);
-  t.equal(ip.check(), Ipv4Error.OK);
+  t.ok(ip.check());
   const u = new UdpDatagram().at(b, ip.payloadOffset, ip.payloadLength);
   t.ok(u.check() && u.verifyChecksumV4(ip.src, ip.dst));
   t.equal(UDP_HEADER_LEN, 8);
