@@ -420,7 +420,7 @@ export class Ipv6Layer {
       // gets time exceeded (RFC 4443 §3.3) — the first traceroute6 hop.
       if (ip.hopLimit <= 1) {
         this.s.counters.add('ipv6.hopLimitExpired');
-        return this.sendError(frame, eth, Icmpv6Type.TIME_EXCEEDED, 0, 0, false);
+        return this.sendIcmpv6Error(frame, eth, Icmpv6Type.TIME_EXCEEDED, 0, 0, false);
       }
       // Echo requests go to the echo handler first (the NAT's echo proxy, or an embedder's).
       if (ip.nextHeader === IpProtocol.ICMPV6) {
@@ -432,7 +432,7 @@ export class Ipv6Layer {
       }
       // The rest is the NAT's (issue 4), which sends it on with hop limit - 1; without one it is
       // counted and dropped.
-      if (ip.nextHeader === IpProtocol.TCP && this.s.tcpInput) return this.tcpInput6(frame, ip.offset, ip.payloadOffset, ip.end, ip.hopLimit, meta);
+      if (ip.nextHeader === IpProtocol.TCP && this.s.tcpInput) return this.tcpv6Input(frame, ip.offset, ip.payloadOffset, ip.end, ip.hopLimit, meta);
       if (!this.s.beyond) return this.s.drop('ipv6.notForUs');
       // The guest is untrusted: a UDP datagram is checked here before the NAT sends it on.
       if (ip.nextHeader === IpProtocol.UDP) {
@@ -456,11 +456,11 @@ export class Ipv6Layer {
         // An option of action 11: no error when the packet went to a group (RFC 8200 §4.2).
         if (multicast) return this.s.drop('ipv6.badOption');
         this.s.counters.add('ipv6.paramProblem');
-        return this.sendError(frame, eth, Icmpv6Type.PARAM_PROBLEM, chain.problemCode, chain.problemPointer, false);
+        return this.sendIcmpv6Error(frame, eth, Icmpv6Type.PARAM_PROBLEM, chain.problemCode, chain.problemPointer, false);
       case Ipv6ChainResult.PARAM_PROBLEM:
         // RFC 4443 §2.4 (e.3): code 2 about an option of action 10 goes even to multicast.
         this.s.counters.add('ipv6.paramProblem');
-        return this.sendError(frame, eth, Icmpv6Type.PARAM_PROBLEM, chain.problemCode, chain.problemPointer, chain.problemCode === Icmpv6ParamProblemCode.UNRECOGNIZED_OPTION);
+        return this.sendIcmpv6Error(frame, eth, Icmpv6Type.PARAM_PROBLEM, chain.problemCode, chain.problemPointer, chain.problemCode === Icmpv6ParamProblemCode.UNRECOGNIZED_OPTION);
       default:
         return this.s.drop('ipv6.badExtensionHeaders');
     }
@@ -471,16 +471,16 @@ export class Ipv6Layer {
       case IpProtocol.ICMPV6:
         return this.icmpv6Input(frame, eth, ip, chain.upperOffset, end - chain.upperOffset, meta);
       case IpProtocol.UDP:
-        return this.udpInput6(frame, eth, ip, chain.upperOffset, end - chain.upperOffset, meta);
+        return this.udpv6Input(frame, eth, ip, chain.upperOffset, end - chain.upperOffset, meta);
       case IpProtocol.TCP:
         if (multicast) return this.s.drop('tcp6.multicast'); // RFC 9293 §3.9.2.1: unicast only
         if (!this.s.tcpInput) return this.s.drop('tcp6.unserved');
-        return this.tcpInput6(frame, ip.offset, chain.upperOffset, end, ip.hopLimit, meta);
+        return this.tcpv6Input(frame, ip.offset, chain.upperOffset, end, ip.hopLimit, meta);
       case 59: // No Next Header
         return;
       default:
         // RFC 8200 §4: unrecognized Next Header → parameter problem code 1.
-        return this.sendError(frame, eth, Icmpv6Type.PARAM_PROBLEM, 1, chain.nextHeaderPointer, false);
+        return this.sendIcmpv6Error(frame, eth, Icmpv6Type.PARAM_PROBLEM, 1, chain.nextHeaderPointer, false);
     }
   }
 
@@ -821,7 +821,7 @@ export class Ipv6Layer {
   }
 
   /** A TCP segment to us or beyond (upper header at `off`): checked, then the TCP hook's. */
-  private tcpInput6(frame: Uint8Array, ipOff: number, off: number, end: number, hopLimit: number, meta: RxMeta): void {
+  private tcpv6Input(frame: Uint8Array, ipOff: number, off: number, end: number, hopLimit: number, meta: RxMeta): void {
     const tcp = this.tcp.at(frame, off, end - off);
     if (!tcp.check()) return this.s.drop('tcp6.malformed');
     if (!meta.checksumPartial) {
@@ -831,7 +831,7 @@ export class Ipv6Layer {
     this.s.tcpInput!(6, this.packetViews.of(frame, ipOff, end), off - ipOff, hopLimit);
   }
 
-  private udpInput6(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, off: number, len: number, meta: RxMeta): void {
+  private udpv6Input(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, off: number, len: number, meta: RxMeta): void {
     const udp = this.udp.at(frame, off, len);
     if (!udp.check()) return this.s.drop('udp6.malformed');
     if (!meta.checksumPartial && !udp.verifyChecksumV6(frame, ip.srcOffset, frame, ip.dstOffset, knownSum(meta, frame))) return this.s.drop('udp6.badChecksum');
@@ -850,13 +850,13 @@ export class Ipv6Layer {
     const packet = this.packetViews.of(frame, ip.offset, ip.end);
     if (this.s.unservedUdp?.(6, packet, udp.offset - ip.offset, ip.hopLimit)) return;
     this.s.counters.add('udp6.noPort');
-    this.sendError(frame, eth, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.PORT, 0, false);
+    this.sendIcmpv6Error(frame, eth, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.PORT, 0, false);
   }
 
   // --- output -----------------------------------------------------------------------------
 
   /** Sends a UDP datagram from `src` (ours) to `dst` at `dstMac`; `payload` is copied. */
-  sendUdp(src: Uint8Array, srcPort: number, dst: Uint8Array, dstPort: number, dstMac: Uint8Array, payload: Uint8Array): boolean {
+  sendUdpV6(src: Uint8Array, srcPort: number, dst: Uint8Array, dstPort: number, dstMac: Uint8Array, payload: Uint8Array): boolean {
     const o = this.s.out;
     const udpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
     if (udpOff + UDP_HEADER_LEN + payload.length > o.length) {
@@ -926,7 +926,7 @@ export class Ipv6Layer {
    * An ICMPv6 error about the guest's packet in this.ip6, back to it, when mayAnswerWithError allows
    * (`allowMulticast`: the exceptions of RFC 4443 §2.4 (e.3) apply to this error).
    */
-  private sendError(frame: Uint8Array, eth: EthernetFrame, type: number, code: number, rest: number, allowMulticast: boolean): void {
+  private sendIcmpv6Error(frame: Uint8Array, eth: EthernetFrame, type: number, code: number, rest: number, allowMulticast: boolean): void {
     this.s.loadRxPayload(); // the error quotes it
     const ip = this.ip6;
     if (!this.mayAnswerWithError(frame, ip.offset, ip.end, type, allowMulticast, eth.isMulticast())) return;

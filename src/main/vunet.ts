@@ -190,7 +190,7 @@ export class Vunet {
         const src = d.bytes.subarray(d.srcOffset, d.srcOffset + 16);
         const n = dhcpv6.handle(d.payload, src, this.dhcpOut, stack.now());
         if (n <= 0) return;
-        ipv6.sendUdp(LINK_LOCAL_ADDRESS, 547, src.slice(), 546, d.bytes.slice(d.srcMacOffset, d.srcMacOffset + 6), this.dhcpOut.subarray(0, n));
+        ipv6.sendUdpV6(LINK_LOCAL_ADDRESS, 547, src.slice(), 546, d.bytes.slice(d.srcMacOffset, d.srcMacOffset + 6), this.dhcpOut.subarray(0, n));
       });
     }
 

@@ -147,7 +147,7 @@ export class DnsForwarder {
       const to = ((p.guest[0]! << 24) | (p.guest[1]! << 16) | (p.guest[2]! << 8) | p.guest[3]!) >>> 0;
       this.stack.ipv4.sendUdpV4(c.ipv4.dns, DNS_PORT, to, p.guestPort, p.guestMac, reply);
     } else if (c.ipv6 && this.stack.ipv6) {
-      this.stack.ipv6.sendUdp(c.ipv6.dns, DNS_PORT, p.guest, p.guestPort, p.guestMac, reply);
+      this.stack.ipv6.sendUdpV6(c.ipv6.dns, DNS_PORT, p.guest, p.guestPort, p.guestMac, reply);
     }
   }
 
