@@ -245,7 +245,7 @@ class TcpFlow implements HeapItem {
     readonly remote: Uint8Array,
     readonly remotePort: number,
     readonly inbound: boolean,
-    readonly conn: TcpConnection,
+    readonly conn: TcpConnection<TcpFlow>,
   ) {}
 }
 
@@ -343,7 +343,7 @@ export class TcpNat implements TcpTransmitter {
   private readonly flowCost: number;
   private readonly log: Log;
   private readonly random: () => number;
-  private readonly events: TcpEvents;
+  private readonly events: TcpEvents<TcpFlow>;
 
   constructor(
     private readonly stack: Stack,
@@ -1009,7 +1009,7 @@ export class TcpNat implements TcpTransmitter {
    * gets what one at 65520 gets; only while the guest's link address is known (such a segment is
    * never queued for ARP/NDP nor fragmented).
    */
-  maxSegment(conn: TcpConnection): number {
+  maxSegment(conn: TcpConnection<TcpFlow>): number {
     const f = flowOf(conn);
     if (!this.stack.partialChecksums || !this.stack.segmentationOffload(f.family)) return 0;
     if (f.family === 4) {
@@ -1021,7 +1021,7 @@ export class TcpNat implements TcpTransmitter {
   }
 
   /** TcpTransmitter: one segment into the stack's output frame, then to the guest. */
-  transmit(conn: TcpConnection, seg: OutSegment): boolean {
+  transmit(conn: TcpConnection<TcpFlow>, seg: OutSegment): boolean {
     const f = flowOf(conn);
     if (seg.dataLength > 0 && !this.stack.linkHasRoom()) {
       // The guest has no receive buffers: stop here and resume when it posts some.
@@ -1260,12 +1260,12 @@ export class TcpNat implements TcpTransmitter {
 
   // ---- the table ----
 
-  private newConnection(family: 4 | 6, now: number, sendBuffer: StreamSendBuffer | undefined): TcpConnection {
+  private newConnection(family: 4 | 6, now: number, sendBuffer: StreamSendBuffer | undefined): TcpConnection<TcpFlow> {
     // RFC 6528: ISN = a 4 µs clock + a keyed function of the connection; here a random 32 bits
     // per connection on top of the clock (the 4-tuple is not reused within a clock wrap).
     const iss = (Math.floor(now * 250) + ((this.random() * 0x1_0000_0000) >>> 0)) >>> 0;
     const tsOffset = (this.random() * 0x1_0000_0000) >>> 0;
-    return new TcpConnection(family === 4 ? this.config4 : this.config6, this.events, this, sendBuffer ? { iss, tsOffset, sendBuffer } : { iss, tsOffset });
+    return new TcpConnection<TcpFlow>(family === 4 ? this.config4 : this.config6, this.events, this, sendBuffer ? { iss, tsOffset, sendBuffer } : { iss, tsOffset });
   }
 
   private markDirty(f: TcpFlow): void {
@@ -1351,8 +1351,8 @@ export class TcpNat implements TcpTransmitter {
   }
 }
 
-function flowOf(c: TcpConnection): TcpFlow {
-  return c.owner as TcpFlow;
+function flowOf(c: TcpConnection<TcpFlow>): TcpFlow {
+  return c.owner;
 }
 
 /** A 32-bit hash of an address (FNV-1a), read in place: the key of the per-address tables. Never

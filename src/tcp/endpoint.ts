@@ -108,19 +108,19 @@ export interface OutSegment {
   segmentSize: number;
 }
 
-export interface TcpTransmitter {
+export interface TcpTransmitter<Owner = unknown> {
   /** Sends one segment; false when it could not go now (nothing was sent). */
-  transmit(conn: TcpConnection, seg: OutSegment): boolean;
+  transmit(conn: TcpConnection<Owner>, seg: OutSegment): boolean;
   /** The largest payload one transmit() may carry (segmentation offload: the link cuts it into
    *  MSS-sized segments); absent or below the MSS: one MSS. Asked once per output(). */
-  maxSegment?(conn: TcpConnection): number;
+  maxSegment?(conn: TcpConnection<Owner>): number;
 }
 
-export interface TcpEvents {
-  established(conn: TcpConnection): void;
+export interface TcpEvents<Owner = unknown> {
+  established(conn: TcpConnection<Owner>): void;
   /** In-order data for the application: it returns how much it took (the rest stays buffered).
    *  Called with each segment's data while nothing is buffered, unless `buffered`. */
-  data(conn: TcpConnection, data: Uint8Array): number;
+  data(conn: TcpConnection<Owner>, data: Uint8Array): number;
   /** The application takes data only through deliver() (the TCP NAT, once per batch): in-order
    *  data always goes to the receive buffer, and data() is called with no bytes only to say some
    *  is there (nothing is allocated per segment). */
@@ -131,16 +131,16 @@ export interface TcpEvents {
    * them in guest memory for one writev). It settles them (settleTaken) before that memory is
    * reused; until then the connection counts them as taken, not buffered.
    */
-  takeData?(conn: TcpConnection, bytes: Uint8Array, off: number, len: number): boolean;
+  takeData?(conn: TcpConnection<Owner>, bytes: Uint8Array, off: number, len: number): boolean;
   /** A segment's payload is about to be read (copied into the receive buffer or handed to
    *  data()): make it readable (the TCP NAT loads a payload left in guest memory). */
   readingPayload?(): void;
-  peerClosed(conn: TcpConnection): void;
+  peerClosed(conn: TcpConnection<Owner>): void;
   /** The peer acknowledged data: the send buffer has room again. Raised once input() has
    *  finished with the segment (its window taken, its data buffered), never in the middle. */
-  sendSpace(conn: TcpConnection): void;
-  aborted(conn: TcpConnection, reason: 'reset' | 'timeout' | 'refused'): void;
-  closed(conn: TcpConnection): void;
+  sendSpace(conn: TcpConnection<Owner>): void;
+  aborted(conn: TcpConnection<Owner>, reason: 'reset' | 'timeout' | 'refused'): void;
+  closed(conn: TcpConnection<Owner>): void;
 }
 
 // ---- sequence arithmetic (RFC 9293 §3.4: modulo 2^32) ----
@@ -188,9 +188,11 @@ interface OooRange {
   touched: number;
 }
 
-export class TcpConnection {
+export class TcpConnection<Owner = unknown> {
   state: TcpState = TcpState.LISTEN;
-  owner: unknown;
+  /** Whose connection this is (the NAT's flow): set by the owner right after construction,
+   *  before any segment or event. */
+  owner!: Owner;
   readonly stats = {
     segmentsIn: 0,
     segmentsOut: 0,
@@ -300,8 +302,8 @@ export class TcpConnection {
 
   constructor(
     config: TcpConfig,
-    private readonly events: TcpEvents,
-    private readonly tx: TcpTransmitter,
+    private readonly events: TcpEvents<Owner>,
+    private readonly tx: TcpTransmitter<Owner>,
     init: { iss: number; tsOffset: number; sendBuffer?: SendBuffer },
   ) {
     this.mss = config.mss;
