@@ -1,7 +1,7 @@
 // End to end through network namespaces: a real guest's pings reach a target two routers away and
 // come back; traceroute -I, traceroute6 -I and classic UDP traceroute list the gateway, both
 // routers and the target; UDP echo works on both families; a ping to an address on vunet's host
-// link that no one holds gets host unreachable, not silence. At MTU 1500 (issue 6): pings of 4000
+// link that no one holds gets host unreachable, not silence. At MTU 1500: pings of 4000
 // bytes and 4000-byte UDP datagrams both ways in fragments, IPv4 record route and timestamp options
 // answered, and a --pcap capture showing our MLD reports at start, our MLD and IGMP queries, the
 // guest answering them, and the echoed datagrams reaching the guest in fragments.

@@ -1,5 +1,5 @@
-// The ICMP echo hook for embedders, after gVisor's echo forwarder (pull request 13413,
-// ../shared/seeds/004_92a3dc39691cc11b.txt): every echo request from the guest is shown to the
+// The ICMP echo hook for embedders, after the echo forwarder API proposed for gVisor's netstack
+// (google/gvisor pull request 13413): every echo request from the guest is shown to the
 // handler while it is being processed. The handler returns true when it consumed the request
 // (proxied it, dropped it), false to leave it to the stack; reply() asks the stack for its built-in
 // echo reply, at most once, whatever the handler then returns. The request and its views are valid

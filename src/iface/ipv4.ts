@@ -2,9 +2,8 @@
 // addresses, RFC 5227 probe/announce of our addresses at link-up, and vunet as the link's IGMP
 // querier. Read RFC 826, RFC 1122 §3.2 (what a host checks on IP input and when it may send ICMP
 // errors), RFC 792, RFC 791 §3.1 (options), RFC 1191 (fragmentation needed), RFC 5227 and RFC 3376
-// before editing; the ICMP error rules follow gVisor's ipv4/icmp.go returnError
-// (../shared/seeds/000_c245984113abe07b.txt), options and IGMP validation its ipv4.go (the newer
-// version, 003_bc9d028b91e82310.txt).
+// before editing; the ICMP error rules follow gVisor's netstack (returnError in
+// pkg/tcpip/network/ipv4/icmp.go), options and IGMP validation its ipv4.go (processIPOptions).
 import type { RxMeta } from './link.js';
 import { LINK_HEADROOM, REASSEMBLED, knownSum, placePacket, reassembledFrame } from './link.js';
 import type { Stack } from './stack.js';
@@ -490,7 +489,7 @@ export class Ipv4Layer {
           if (this.echo(frame, eth, ip, icmp, false)) return;
         }
       }
-      // The rest is the NAT's (issue 4), which sends it on with TTL - 1; without one it is
+      // The rest is the NAT's, which sends it on with TTL - 1; without one it is
       // counted and dropped.
       if (ip.protocol === IpProtocol.TCP && this.s.tcpInput) return this.tcpv4Input(frame, ip, meta);
       if (!this.s.beyond) return this.s.drop('ipv4.notForUs');

@@ -3,7 +3,7 @@
 // reports, and vunet as the link's querier), and dispatch of router solicitations and UDP. Read
 // RFC 8200 §4 (extension headers), RFC 4443 §2.4 (when an error may be sent) and §4 (echo), RFC
 // 4861 §7 (NS/NA validation and answers), RFC 4862 §5.4 (DAD) and RFC 3810 (MLDv2) before
-// editing. Behaviour follows gVisor's ipv6/icmp.go (../shared/seeds/001_f10080c8605591d6.txt)
+// editing. Behaviour follows gVisor's netstack (pkg/tcpip/network/ipv6/icmp.go)
 // where the RFCs leave room.
 import type { Ipv6Config } from './config.js';
 import type { RxMeta } from './link.js';
@@ -430,7 +430,7 @@ export class Ipv6Layer {
           if (this.echo(frame, eth, ip, icmp, false)) return;
         }
       }
-      // The rest is the NAT's (issue 4), which sends it on with hop limit - 1; without one it is
+      // The rest is the NAT's, which sends it on with hop limit - 1; without one it is
       // counted and dropped.
       if (ip.nextHeader === IpProtocol.TCP && this.s.tcpInput) return this.tcpv6Input(frame, ip.offset, ip.payloadOffset, ip.end, ip.hopLimit, meta);
       if (!this.s.beyond) return this.s.drop('ipv6.notForUs');

@@ -387,7 +387,7 @@ export class Vunet {
     }
   }
 
-  /** Packets for beyond the guest link: UDP to the NAT; fragments wait for issue 6, TCP for 5. */
+  /** Packets for beyond the guest link (UDP and the rest the stack leaves to the NAT). */
   private beyond(p: Uint8Array): void {
     this.noteGuest(p[0]! >> 4 === 4 ? 4 : 6, p);
     if (p[0]! >> 4 === 4) {

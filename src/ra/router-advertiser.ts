@@ -2,7 +2,7 @@
 // (RFC 8106), sent on a schedule and in answer to Router Solicitations.
 //
 // Read before editing: RFC 4861 sections 4.1 / 4.2 (RS and RA formats), 6.1.1 and 6.1.2 (validity
-// checks, applied here the way gVisor's ipv6/icmp.go does: ../shared/seeds/001_f10080c8605591d6.txt),
+// checks, applied here the way gVisor's netstack does in pkg/tcpip/network/ipv6/icmp.go),
 // 6.2.1 (router variables and their defaults), 6.2.4 (unsolicited RAs), 6.2.6 (answering RSs),
 // 6.2.7 (checking other routers' RAs), 10 (protocol constants); RFC 6980 section 5 (no fragmented
 // NDP); RFC 4862 section 5.5.3 (what the guest does with our prefix); RFC 8106 sections 5.1-5.2
