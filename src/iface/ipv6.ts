@@ -5,6 +5,8 @@
 // 4861 §7 (NS/NA validation and answers), RFC 4862 §5.4 (DAD) and RFC 3810 (MLDv2) before
 // editing. Behaviour follows gVisor's netstack (pkg/tcpip/network/ipv6/icmp.go)
 // where the RFCs leave room.
+import { AddressDad, AddressState } from './dad.js';
+import type { OwnAddress } from './dad.js';
 import type { Ipv6Config } from './config.js';
 import type { RxMeta } from './link.js';
 import { LINK_HEADROOM, REASSEMBLED, knownSum, placePacket, reassembledFrame } from './link.js';
@@ -102,27 +104,8 @@ export interface RouterAdvertiserPort {
   poll(now: number, emit: (packet: Uint8Array) => void): void;
 }
 
-/** RFC 4862 §5.4 address states. */
-export enum AddressState {
-  /** DAD in progress: not used as a source, NS for it not answered. */
-  Tentative = 'tentative',
-  Preferred = 'preferred',
-  /** DAD found another node using it: never used. */
-  Duplicate = 'duplicate',
-}
+export { AddressState } from './dad.js';
 
-interface OwnAddress {
-  addr: Uint8Array;
-  group: Uint8Array;
-  state: AddressState;
-  /** When the next DAD step is due (send the probe, or conclude). */
-  next: number;
-  probeSent: boolean;
-}
-
-// RFC 4861 §10 / RFC 4862 §5.1 / RFC 3810 §9 constants (ms).
-const RETRANS_TIMER = 1000;
-const MAX_RTR_SOLICITATION_DELAY = 1000;
 /** RFC 3810 §5: MLD messages go with hop limit 1 and a hop-by-hop router alert (RFC 2711). */
 const MLD_HOP_LIMIT = 1;
 /** Quote as much of the offending packet as fits in the minimum MTU (RFC 4443 §2.4 (c)). */
@@ -140,7 +123,8 @@ class Forwarded {
 }
 
 export class Ipv6Layer {
-  readonly addresses: OwnAddress[];
+  /** Our addresses and their duplicate address detection. */
+  private readonly dad: AddressDad;
   routerAdvertiser: RouterAdvertiserPort | undefined;
   private readonly udpHandlers = new Map<number, UdpV6Handler>();
   /** Guest-link IPv6 address (as hex) → MAC, the RFC 4861 machine. */
@@ -205,12 +189,22 @@ export class Ipv6Layer {
       },
       { random: s.random, memory: s.memory.account('neighbors') },
     );
-    this.addresses = [LINK_LOCAL_ADDRESS, config.gateway, config.dns].map((addr) => {
-      const group = new Uint8Array(16);
-      ipv6SolicitedNode(group, 0, addr, 0);
-      // Until the link comes up nothing can conflict; DAD runs at linkUp.
-      return { addr, group, state: AddressState.Tentative, next: Infinity, probeSent: false };
-    });
+    this.dad = new AddressDad(
+      [LINK_LOCAL_ADDRESS, config.gateway, config.dns],
+      {
+        probe: (a) => this.sendDadProbe(a),
+        ready: (a) => this.s.log.info({ address: formatIpv6(a.addr) }, 'IPv6 address ready (DAD passed)'),
+        duplicate: (a, why) => {
+          this.s.counters.add('ndp.dadFailed');
+          this.s.log.error({ address: formatIpv6(a.addr), why }, 'duplicate IPv6 address: another node on the guest link uses it, so vunet will not');
+        },
+        contested: (a) => {
+          this.s.counters.add('ndp.conflict');
+          this.s.log.error({ address: formatIpv6(a.addr) }, 'the guest advertises one of our IPv6 addresses');
+        },
+      },
+      s.random,
+    );
     this.reporter = new MembershipReporter(
       {
         groups: () => this.ownGroups(),
@@ -234,8 +228,7 @@ export class Ipv6Layer {
 
   /** Our address equal to the 16 bytes at b[off], whatever its state. */
   private own(b: Uint8Array, off: number): OwnAddress | undefined {
-    for (const a of this.addresses) if (ipv6Equal(a.addr, 0, b, off)) return a;
-    return undefined;
+    return this.dad.own(b, off);
   }
 
   /** Usable (preferred) address of ours at b[off]. */
@@ -252,12 +245,7 @@ export class Ipv6Layer {
   /** RFC 4862 §5.4.2: join the solicited-node groups, then probe each address after a random
    *  delay of up to MAX_RTR_SOLICITATION_DELAY. */
   linkUp(now: number): void {
-    for (const a of this.addresses) {
-      if (a.state === AddressState.Duplicate) continue;
-      a.state = AddressState.Tentative;
-      a.probeSent = false;
-      a.next = now + this.s.random() * MAX_RTR_SOLICITATION_DELAY;
-    }
+    this.dad.linkUp(now);
     this.advertiserStarted = false;
     this.querierStarted = false;
     // RFC 4862 §5.4.2 / RFC 3810 §6.1: report the solicited-node groups before probing them.
@@ -265,8 +253,7 @@ export class Ipv6Layer {
   }
 
   pollAt(): number {
-    let at = Math.min(this.neighbors.pollAt(), this.reassembler.pollAt(), this.reporter.pollAt());
-    for (const a of this.addresses) if (a.state === AddressState.Tentative) at = Math.min(at, a.next);
+    let at = Math.min(this.neighbors.pollAt(), this.reassembler.pollAt(), this.reporter.pollAt(), this.dad.pollAt());
     if (this.advertiserStarted && this.routerAdvertiser) at = Math.min(at, this.routerAdvertiser.pollAt());
     if (this.querierStarted) at = Math.min(at, this.querier.pollAt());
     return at;
@@ -276,18 +263,8 @@ export class Ipv6Layer {
     this.neighbors.poll(now);
     this.reassembler.poll(now, (e) => this.reassemblyExpired(e.firstFragment));
     this.reporter.poll(now);
-    for (const a of this.addresses) {
-      if (a.state !== AddressState.Tentative || now < a.next) continue;
-      if (!a.probeSent) {
-        this.sendDadProbe(a);
-        a.probeSent = true;
-        a.next = now + RETRANS_TIMER; // DupAddrDetectTransmits = 1
-      } else {
-        a.state = AddressState.Preferred;
-        this.s.log.info({ address: formatIpv6(a.addr) }, 'IPv6 address ready (DAD passed)');
-      }
-    }
-    const ll = this.addresses[0]!;
+    this.dad.poll(now);
+    const ll = this.dad.addresses[0]!;
     if (!this.advertiserStarted && ll.state === AddressState.Preferred && this.routerAdvertiser) {
       // Router advertisements come from our link-local address, usable only after its DAD.
       this.advertiserStarted = true;
@@ -315,13 +292,6 @@ export class Ipv6Layer {
     return this.querier.joined(b, off, this.s.now());
   }
 
-  private duplicate(a: OwnAddress, why: string): void {
-    if (a.state === AddressState.Duplicate) return;
-    a.state = AddressState.Duplicate;
-    this.s.counters.add('ndp.dadFailed');
-    this.s.log.error({ address: formatIpv6(a.addr), why }, 'duplicate IPv6 address: another node on the guest link uses it, so vunet will not');
-  }
-
   private sendDadProbe(a: OwnAddress): void {
     const o = this.s.out;
     const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
@@ -339,7 +309,7 @@ export class Ipv6Layer {
   private ownGroups(): Uint8Array[] {
     const groups = [IPV6_ALL_ROUTERS, IPV6_ALL_MLDV2_ROUTERS];
     if (this.udpHandlers.has(DHCPV6_SERVER_PORT)) groups.push(IPV6_ALL_DHCP_AGENTS);
-    for (const a of this.addresses) {
+    for (const a of this.dad.addresses) {
       if (a.state !== AddressState.Duplicate && !groups.some((g) => ipv6Equal(g, 0, a.group, 0))) groups.push(a.group);
     }
     return groups;
@@ -347,7 +317,7 @@ export class Ipv6Layer {
 
   /** Our MLD source: fe80::2 once it passed DAD, else :: (RFC 3810 §5.2.13, while tentative). */
   private mldSource(): Uint8Array {
-    const ll = this.addresses[0]!;
+    const ll = this.dad.addresses[0]!;
     return ll.state === AddressState.Preferred ? ll.addr : IPV6_UNSPECIFIED;
   }
 
@@ -513,7 +483,7 @@ export class Ipv6Layer {
   private listening(b: Uint8Array, off: number): boolean {
     if (ipv6Equal(b, off, IPV6_ALL_NODES, 0) || ipv6Equal(b, off, IPV6_ALL_ROUTERS, 0) || ipv6Equal(b, off, IPV6_ALL_MLDV2_ROUTERS, 0)) return true;
     if (this.udpHandlers.has(DHCPV6_SERVER_PORT) && ipv6Equal(b, off, IPV6_ALL_DHCP_AGENTS, 0)) return true;
-    for (const a of this.addresses) if (ipv6Equal(a.group, 0, b, off)) return true;
+    for (const a of this.dad.addresses) if (ipv6Equal(a.group, 0, b, off)) return true;
     return false;
   }
 
@@ -653,12 +623,12 @@ export class Ipv6Layer {
     if (!fromUnspecified && sll >= 0) this.learn(frame, ip.srcOffset, sll);
     const a = this.own(frame, ns.targetOffset);
     if (!a) return this.s.counters.add('ndp.nsNotForUs');
-    if (a.state === AddressState.Tentative) {
-      // Someone else probes the address we are probing: neither may use it.
-      if (fromUnspecified) this.duplicate(a, 'the guest probed it during our DAD');
+    if (a.state !== AddressState.Preferred) {
+      // Someone else probes the address we are probing: neither may use it. (Tentative, we do
+      // not answer; duplicate, it is not ours to answer for.)
+      if (fromUnspecified) this.dad.conflict(a, 'probe');
       return;
     }
-    if (a.state === AddressState.Duplicate) return;
     // Answer: to the solicitor, or to all nodes when it was a DAD probe (it then learns the
     // address is taken). S only for a unicast answer (§7.2.4); R because we route; O as the owner.
     const dst = fromUnspecified ? IPV6_ALL_NODES : frame.subarray(ip.srcOffset, ip.srcOffset + 16);
@@ -679,11 +649,7 @@ export class Ipv6Layer {
     if (ipv6IsMulticast(frame, ip.dstOffset) && na.solicited) return this.s.drop('ndp.badNa');
     const a = this.own(frame, na.targetOffset);
     if (a) {
-      if (a.state === AddressState.Tentative) this.duplicate(a, 'the guest advertised it during our DAD');
-      else {
-        this.s.counters.add('ndp.conflict');
-        this.s.log.error({ address: formatIpv6(a.addr) }, 'the guest advertises one of our IPv6 addresses');
-      }
+      this.dad.conflict(a, 'advert');
       return;
     }
     const tll = na.findLinkAddress(NdpOptionType.TARGET_LL_ADDR);
