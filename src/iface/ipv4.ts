@@ -4,6 +4,7 @@
 // errors), RFC 792, RFC 791 §3.1 (options), RFC 1191 (fragmentation needed), RFC 5227 and RFC 3376
 // before editing; the ICMP error rules follow gVisor's netstack (returnError in
 // pkg/tcpip/network/ipv4/icmp.go), options and IGMP validation its ipv4.go (processIPOptions).
+import { AddressClaims } from './arp-claim.js';
 import type { RxMeta } from './link.js';
 import { LINK_HEADROOM, REASSEMBLED, knownSum, placePacket, reassembledFrame } from './link.js';
 import type { Stack } from './stack.js';
@@ -112,24 +113,6 @@ function listening(group: number): boolean {
 const ICMP_ERROR_MAX = 576 - 20;
 const ZERO_MAC = new Uint8Array(6);
 
-// RFC 5227 §1.1 constants (ms).
-const PROBE_WAIT = 1000;
-const PROBE_NUM = 3;
-const PROBE_MIN = 1000;
-const PROBE_MAX = 2000;
-const ANNOUNCE_WAIT = 2000;
-const ANNOUNCE_NUM = 2;
-const ANNOUNCE_INTERVAL = 2000;
-
-/** RFC 5227 state of one of our addresses after link-up. */
-interface AddressClaim {
-  addr: number;
-  /** Probes sent so far, then announcements (PROBE_NUM + ANNOUNCE_NUM in all). */
-  sent: number;
-  next: number;
-  conflict: boolean;
-}
-
 export class Ipv4Layer {
   /** Guest-link IPv4 address → MAC (RFC 4861's machine, run by ARP). */
   readonly neighbors: NeighborCache<number>;
@@ -138,7 +121,11 @@ export class Ipv4Layer {
   private readonly udpHandlers = new Map<number, UdpV4Handler>();
   private readonly icmpLimiter: TokenBucket;
   private ipId = 0;
-  private claims: AddressClaim[] = [];
+  /** RFC 5227 claims of our addresses (the gateway's first). */
+  private readonly claims: AddressClaims;
+  /** The ARP packet being checked against the claims (for the conflict's log line). */
+  private heardFrom: Uint8Array = new Uint8Array(6);
+  private heardMacOffset = 0;
   /** Fragments from the guest waiting for their datagram (RFC 791: 30 s, hence IPv4's timer). */
   private readonly reassembler: Reassembler;
   private readonly errBuf = new Uint8Array(576);
@@ -181,6 +168,25 @@ export class Ipv4Layer {
     this.ethOut = { dst: MAC_BROADCAST, src: s.config.mac, etherType: EtherType.IPV4 };
     this.outIp = s.out.subarray(ETHERNET_HEADER_LEN);
     this.reassembler = new Reassembler(4, { timeoutMs: 30_000, headroom: LINK_HEADROOM, memory: s.memory.account('reassembly') });
+    this.claims = new AddressClaims(
+      [s.config.ipv4.gateway, s.config.ipv4.dns],
+      {
+        // Probe: sender IP 0 (RFC 5227 §2.1.1). Announcement: sender and target IP both ours (§2.3).
+        probe: (addr) => {
+          this.sendArp(ArpOp.REQUEST, 0, MAC_BROADCAST, addr, ZERO_MAC);
+          this.s.counters.add('arp.probeOut');
+        },
+        announce: (addr) => {
+          this.sendArp(ArpOp.REQUEST, addr, MAC_BROADCAST, addr, ZERO_MAC);
+          this.s.counters.add('arp.announceOut');
+        },
+        conflict: (addr) => {
+          this.s.counters.add('arp.conflict');
+          this.s.log.error({ address: formatIpv4(addr), mac: macString(this.heardFrom, this.heardMacOffset) }, 'the guest claims one of our IPv4 addresses: its traffic to that address will not reach us');
+        },
+      },
+      s.random,
+    );
     this.neighbors = new NeighborCache<number>(
       {
         solicit: (ip, mac) => this.sendArp(ArpOp.REQUEST, s.config.ipv4.gateway, mac ?? MAC_BROADCAST, ip, mac ?? ZERO_MAC),
@@ -346,14 +352,12 @@ export class Ipv4Layer {
 
   /** Starts RFC 5227 probing of our addresses: the guest's link just came up. */
   linkUp(now: number): void {
-    const c = this.s.config.ipv4;
-    this.claims = [c.gateway, c.dns].map((addr) => ({ addr, sent: 0, next: now + this.s.random() * PROBE_WAIT, conflict: false }));
+    this.claims.linkUp(now);
     this.multicastStarted = false;
   }
 
   pollAt(): number {
-    let at = Math.min(this.neighbors.pollAt(), this.reassembler.pollAt());
-    for (const c of this.claims) if (c.sent < PROBE_NUM + ANNOUNCE_NUM && !c.conflict) at = Math.min(at, c.next);
+    let at = Math.min(this.neighbors.pollAt(), this.reassembler.pollAt(), this.claims.pollAt());
     if (this.multicastStarted) at = Math.min(at, this.reporter.pollAt(), this.querier.pollAt());
     return at;
   }
@@ -361,11 +365,10 @@ export class Ipv4Layer {
   poll(now: number): void {
     this.neighbors.poll(now);
     this.reassembler.poll(now, (e) => this.reassemblyExpired(e.firstFragment));
-    this.pollClaims(now);
+    this.claims.poll(now);
     // IGMP starts once the gateway address has been probed (RFC 5227 §2.1.1: not a source before):
     // our reports (RFC 3376 §5.1) and the querier's startup queries (§6.6.2).
-    const gw = this.claims[0];
-    if (!this.multicastStarted && gw && (gw.sent > PROBE_NUM || gw.conflict)) {
+    if (!this.multicastStarted && this.claims.probed(0)) {
       this.multicastStarted = true;
       this.reporter.start(now);
       this.querier.start(now);
@@ -384,20 +387,6 @@ export class Ipv4Layer {
     return this.querier.joined(this.group4, 0, this.s.now());
   }
 
-  private pollClaims(now: number): void {
-    for (const c of this.claims) {
-      if (c.conflict || c.sent >= PROBE_NUM + ANNOUNCE_NUM || now < c.next) continue;
-      const probing = c.sent < PROBE_NUM;
-      // Probe: sender IP 0 (§2.1.1). Announcement: sender and target IP both ours (§2.3).
-      this.sendArp(ArpOp.REQUEST, probing ? 0 : c.addr, MAC_BROADCAST, c.addr, new Uint8Array(6));
-      c.sent++;
-      if (c.sent < PROBE_NUM) c.next = now + PROBE_MIN + this.s.random() * (PROBE_MAX - PROBE_MIN);
-      else if (c.sent === PROBE_NUM) c.next = now + ANNOUNCE_WAIT;
-      else c.next = now + ANNOUNCE_INTERVAL;
-      this.s.counters.add(probing ? 'arp.probeOut' : 'arp.announceOut');
-    }
-  }
-
   private sendArp(op: number, senderIp: number, dstMac: Uint8Array, targetIp: number, targetMac: Uint8Array): void {
     const o = this.s.out;
     let n = emitEthernetHeader(o, 0, { dst: dstMac, src: this.s.config.mac, etherType: EtherType.ARP });
@@ -407,18 +396,9 @@ export class Ipv4Layer {
 
   /** RFC 5227 §2.1.1/§2.4: someone else uses (or probes for) one of our addresses. */
   private checkConflict(arp: ArpPacket, frame: Uint8Array): void {
-    const spa = arp.senderIp;
-    const tpa = arp.targetIp;
-    for (const c of this.claims) {
-      const probing = c.sent < PROBE_NUM;
-      if (spa === c.addr || (probing && spa === 0 && tpa === c.addr && arp.operation === ArpOp.REQUEST)) {
-        if (!c.conflict) {
-          this.s.counters.add('arp.conflict');
-          this.s.log.error({ address: formatIpv4(c.addr), mac: macString(frame, arp.senderMacOffset) }, 'the guest claims one of our IPv4 addresses: its traffic to that address will not reach us');
-        }
-        c.conflict = probing || c.conflict;
-      }
-    }
+    this.heardFrom = frame;
+    this.heardMacOffset = arp.senderMacOffset;
+    this.claims.heard(arp.senderIp, arp.targetIp, arp.operation === ArpOp.REQUEST);
   }
 
   /** An ARP packet from the guest: answer requests for our addresses, learn the sender. */
