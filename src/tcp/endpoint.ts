@@ -10,7 +10,8 @@
 // transmitter, only from output() (and abort()). No timers inside: pollAt() says when poll() has
 // work. Nothing here imports node:*.
 //
-// State machine (transitions happen in setState(); the column is what causes them):
+// State machine (every transition happens in transition(), which takes one of the TcpInput
+// causes below, picks the edge, enters the new state and tells the application):
 //
 //   LISTEN       acceptSyn + synAck()            → SYN_RECEIVED            §3.10.7.2
 //   SYN_SENT     SYN+ACK acceptable              → ESTABLISHED             §3.10.7.3
@@ -30,6 +31,7 @@
 //   TIME_WAIT    timeWaitMs without a new FIN    → CLOSED ('closed' event)
 //   any synchronized: RST at RCV.NXT → CLOSED ('reset'); retransmissions exhausted → CLOSED
 //   ('timeout'); abort() → RST, CLOSED (no event).
+//   LISTEN       close()                         → CLOSED (no event)
 import type { MemoryAccount } from '../iface/memory-budget.js';
 import { TcpFlags, TcpOptions, parseTcpOptions } from '../wire/index.js';
 import type { TcpSegment } from '../wire/index.js';
@@ -54,6 +56,36 @@ const STATE_NAMES = Object.keys(TcpState);
 export function tcpStateName(s: TcpState): string {
   return STATE_NAMES[s] ?? String(s);
 }
+
+/** What moves a connection between states: the causes of the table at the top of the file. */
+const TcpInput = {
+  /** synAck(): we answer the guest's SYN. */
+  PASSIVE_OPEN: 0,
+  /** connect(): we send a SYN. */
+  ACTIVE_OPEN: 1,
+  /** An acceptable SYN+ACK in SYN_SENT. */
+  SYN_ACK: 2,
+  /** A SYN without ACK in SYN_SENT (simultaneous open). */
+  SIMULTANEOUS_SYN: 3,
+  /** The ACK of our SYN in SYN_RECEIVED. */
+  ACK_OF_SYN: 4,
+  /** close(). */
+  CLOSE: 5,
+  /** The peer's FIN, in sequence. */
+  FIN: 6,
+  /** The ACK of our FIN. */
+  ACK_OF_FIN: 7,
+  /** TIME_WAIT ran out. */
+  TIME_WAIT_OVER: 8,
+  /** An acceptable RST ('reset'), retransmissions exhausted ('timeout'), a RST answering our SYN
+   *  ('refused'): closed, and the application told why. */
+  RESET: 9,
+  TIMEOUT: 10,
+  REFUSED: 11,
+  /** abort(): closed, nobody told. */
+  ABORT: 12,
+} as const;
+type TcpInput = (typeof TcpInput)[keyof typeof TcpInput];
 
 export interface TcpConfig {
   mss: number;
@@ -347,7 +379,7 @@ export class TcpConnection<Owner = unknown> {
 
   synAck(now: number): void {
     if (this.state !== TcpState.LISTEN) return;
-    this.setState(TcpState.SYN_RECEIVED);
+    this.transition(TcpInput.PASSIVE_OPEN, now);
     this.synPending = true;
     this.output(now);
   }
@@ -356,7 +388,7 @@ export class TcpConnection<Owner = unknown> {
     if (this.state !== TcpState.LISTEN) return;
     // Active open: offer everything; the peer's SYN-ACK decides what is used.
     this.rcvWscale = this.wantWscale ? this.rcvWscale : 0;
-    this.setState(TcpState.SYN_SENT);
+    this.transition(TcpInput.ACTIVE_OPEN, now);
     this.synPending = true;
     this.output(now);
   }
@@ -472,7 +504,7 @@ export class TcpConnection<Owner = unknown> {
   close(): void {
     switch (this.state) {
       case TcpState.LISTEN:
-        this.setState(TcpState.CLOSED);
+        this.transition(TcpInput.CLOSE, 0);
         return;
       case TcpState.SYN_SENT:
         // §3.10.4 lets a CLOSE wait for ESTABLISHED when data is queued: the FIN follows the
@@ -481,12 +513,9 @@ export class TcpConnection<Owner = unknown> {
         return;
       case TcpState.SYN_RECEIVED:
       case TcpState.ESTABLISHED:
-        this.finQueued = true;
-        this.setState(TcpState.FIN_WAIT_1);
-        return;
       case TcpState.CLOSE_WAIT:
         this.finQueued = true;
-        this.setState(TcpState.LAST_ACK);
+        this.transition(TcpInput.CLOSE, 0);
         return;
       default:
         return;
@@ -505,7 +534,7 @@ export class TcpConnection<Owner = unknown> {
       this.tx.transmit(this, s);
       this.stats.segmentsOut++;
     }
-    this.setState(TcpState.CLOSED);
+    this.transition(TcpInput.ABORT, 0);
   }
 
   private synchronized(): boolean {
@@ -543,7 +572,7 @@ export class TcpConnection<Owner = unknown> {
       return;
     }
     if (seg.rst) {
-      if (ackOk) this.abortWith('refused');
+      if (ackOk) this.transition(TcpInput.REFUSED, now);
       return;
     }
     if (!seg.syn) return;
@@ -557,12 +586,11 @@ export class TcpConnection<Owner = unknown> {
     this.sndWl2 = seg.ack | 0;
     if (ackOk) {
       this.ackOfSyn(seg.ack | 0, now);
-      this.setState(this.finQueued ? TcpState.FIN_WAIT_1 : TcpState.ESTABLISHED);
       this.ackNow = true;
-      this.events.established(this);
+      this.transition(TcpInput.SYN_ACK, now);
     } else {
       // Simultaneous open: answer with SYN-ACK (§3.10.7.3, "fourth").
-      this.setState(TcpState.SYN_RECEIVED);
+      this.transition(TcpInput.SIMULTANEOUS_SYN, now);
       this.synPending = true;
     }
   }
@@ -602,7 +630,7 @@ export class TcpConnection<Owner = unknown> {
 
     // second: RST (RFC 5961 §3.2)
     if (seg.rst) {
-      if (seq === this.rcvNxt) this.abortWith('reset');
+      if (seq === this.rcvNxt) this.transition(TcpInput.RESET, now);
       else this.challengeAck(now);
       return;
     }
@@ -652,8 +680,7 @@ export class TcpConnection<Owner = unknown> {
       this.maxSndWnd = Math.max(this.maxSndWnd, this.sndWnd);
       this.sndWl1 = seq;
       this.sndWl2 = seg.ack | 0;
-      this.setState(this.finQueued ? TcpState.FIN_WAIT_1 : TcpState.ESTABLISHED);
-      this.events.established(this);
+      this.transition(TcpInput.ACK_OF_SYN, now);
       if ((this.state as TcpState) === TcpState.CLOSED) return;
     }
     if (!this.processAck(seg, seq, dataLen, o, now)) return;
@@ -702,15 +729,12 @@ export class TcpConnection<Owner = unknown> {
     const finAcked = this.finQueued && this.sndBuf.length === 0 && ack === add(this.sndBufSeq, 1) && this.finSent();
     switch (this.state) {
       case TcpState.FIN_WAIT_1:
-        if (finAcked) this.setState(TcpState.FIN_WAIT_2);
-        break;
       case TcpState.CLOSING:
-        if (finAcked) this.enterTimeWait(now);
+        if (finAcked) this.transition(TcpInput.ACK_OF_FIN, now);
         break;
       case TcpState.LAST_ACK:
         if (finAcked) {
-          this.setState(TcpState.CLOSED);
-          this.events.closed(this);
+          this.transition(TcpInput.ACK_OF_FIN, now);
           return false;
         }
         break;
@@ -918,21 +942,7 @@ export class TcpConnection<Owner = unknown> {
     this.rcvNxt = add(this.rcvNxt, 1);
     this.peerFin = true;
     this.ackNow = true;
-    switch (this.state) {
-      case TcpState.SYN_RECEIVED:
-      case TcpState.ESTABLISHED:
-        this.setState(TcpState.CLOSE_WAIT);
-        break;
-      case TcpState.FIN_WAIT_1: {
-        const finAcked = this.finSent() && this.sndUna === this.sndMax;
-        if (finAcked) this.enterTimeWait(now);
-        else this.setState(TcpState.CLOSING);
-        break;
-      }
-      case TcpState.FIN_WAIT_2:
-        this.enterTimeWait(now);
-        break;
-    }
+    this.transition(TcpInput.FIN, now);
     this.firePeerClosed();
   }
 
@@ -940,13 +950,6 @@ export class TcpConnection<Owner = unknown> {
     if (!this.peerFin || this.peerClosedFired || this.rcvBuf.length > 0 || this.taken > 0) return;
     this.peerClosedFired = true;
     this.events.peerClosed(this);
-  }
-
-  private enterTimeWait(now: number): void {
-    this.setState(TcpState.TIME_WAIT);
-    this.timeWaitAt = now + this.timeWaitMs;
-    this.rtoAt = Infinity;
-    this.persistAt = Infinity;
   }
 
   private challengeAck(now: number): void {
@@ -968,16 +971,89 @@ export class TcpConnection<Owner = unknown> {
     this.rstSeq = seq;
   }
 
-  private abortWith(reason: 'reset' | 'timeout' | 'refused'): void {
-    this.setState(TcpState.CLOSED);
-    this.events.aborted(this, reason);
-  }
-
-  private setState(s: TcpState): void {
-    this.state = s;
-    if (s === TcpState.CLOSED) {
+  /**
+   * The one place where the state changes: picks the edge for `input` from the current state
+   * (the table at the top of the file), enters the new state (its timers) and tells the
+   * application. An opening or closing-handshake input with no edge from the current state
+   * changes nothing (a FIN again in CLOSE_WAIT, say).
+   */
+  private transition(input: TcpInput, now: number): void {
+    const from = this.state;
+    const S = TcpState;
+    let to: TcpState = from;
+    switch (input) {
+      case TcpInput.PASSIVE_OPEN:
+        if (from === S.LISTEN) to = S.SYN_RECEIVED;
+        break;
+      case TcpInput.ACTIVE_OPEN:
+        if (from === S.LISTEN) to = S.SYN_SENT;
+        break;
+      case TcpInput.SYN_ACK:
+        if (from === S.SYN_SENT) to = this.finQueued ? S.FIN_WAIT_1 : S.ESTABLISHED;
+        break;
+      case TcpInput.SIMULTANEOUS_SYN:
+        if (from === S.SYN_SENT) to = S.SYN_RECEIVED;
+        break;
+      case TcpInput.ACK_OF_SYN:
+        if (from === S.SYN_RECEIVED) to = this.finQueued ? S.FIN_WAIT_1 : S.ESTABLISHED;
+        break;
+      case TcpInput.CLOSE:
+        if (from === S.LISTEN) to = S.CLOSED;
+        else if (from === S.SYN_RECEIVED || from === S.ESTABLISHED) to = S.FIN_WAIT_1;
+        else if (from === S.CLOSE_WAIT) to = S.LAST_ACK;
+        break;
+      case TcpInput.FIN:
+        if (from === S.SYN_RECEIVED || from === S.ESTABLISHED) to = S.CLOSE_WAIT;
+        // Ours acknowledged already (everything we sent, FIN included): straight to TIME_WAIT.
+        else if (from === S.FIN_WAIT_1) to = this.finSent() && this.sndUna === this.sndMax ? S.TIME_WAIT : S.CLOSING;
+        else if (from === S.FIN_WAIT_2) to = S.TIME_WAIT;
+        break;
+      case TcpInput.ACK_OF_FIN:
+        if (from === S.FIN_WAIT_1) to = S.FIN_WAIT_2;
+        else if (from === S.CLOSING) to = S.TIME_WAIT;
+        else if (from === S.LAST_ACK) to = S.CLOSED;
+        break;
+      case TcpInput.TIME_WAIT_OVER:
+        if (from === S.TIME_WAIT) to = S.CLOSED;
+        break;
+      case TcpInput.RESET:
+      case TcpInput.TIMEOUT:
+      case TcpInput.REFUSED:
+      case TcpInput.ABORT:
+        to = S.CLOSED;
+        break;
+    }
+    // (The closing inputs always close: the application hears why even of an edge from CLOSED.)
+    if (to === from && input < TcpInput.RESET) return;
+    this.state = to;
+    // Entering the state: its timers.
+    if (to === S.CLOSED) {
       this.rtoAt = this.delayedAckAt = this.persistAt = this.timeWaitAt = Infinity;
       this.ackNow = false;
+    } else if (to === S.TIME_WAIT) {
+      this.timeWaitAt = now + this.timeWaitMs;
+      this.rtoAt = Infinity;
+      this.persistAt = Infinity;
+    }
+    // What the application hears of it.
+    switch (input) {
+      case TcpInput.SYN_ACK:
+      case TcpInput.ACK_OF_SYN:
+        this.events.established(this);
+        break;
+      case TcpInput.ACK_OF_FIN:
+      case TcpInput.TIME_WAIT_OVER:
+        if (to === S.CLOSED) this.events.closed(this);
+        break;
+      case TcpInput.RESET:
+        this.events.aborted(this, 'reset');
+        break;
+      case TcpInput.TIMEOUT:
+        this.events.aborted(this, 'timeout');
+        break;
+      case TcpInput.REFUSED:
+        this.events.aborted(this, 'refused');
+        break;
     }
   }
 
@@ -1169,8 +1245,7 @@ export class TcpConnection<Owner = unknown> {
 
   poll(now: number): void {
     if (now >= this.timeWaitAt) {
-      this.setState(TcpState.CLOSED);
-      this.events.closed(this);
+      this.transition(TcpInput.TIME_WAIT_OVER, now);
       return;
     }
     if (now >= this.rtoAt) this.retransmissionTimeout(now);
@@ -1188,7 +1263,7 @@ export class TcpConnection<Owner = unknown> {
     this.stats.timeouts++;
     this.retries++;
     const limit = this.synAcked ? this.dataRetries : this.synRetries;
-    if (this.retries > limit) return this.abortWith('timeout');
+    if (this.retries > limit) return this.transition(TcpInput.TIMEOUT, now);
     this.rto = Math.min(this.rtoMax, this.rto * 2);
     this.rttTime = -1; // Karn
     if (!this.synAcked) {
