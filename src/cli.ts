@@ -57,7 +57,7 @@ async function main(argv: string[]): Promise<number> {
       maxMemory: opts.maxMemory,
       denyHost: opts.denyHost,
       deny: opts.deny,
-      ...(opts.pcapFile ? { pcapFile: opts.pcapFile } : {}),
+      ...(opts.pcapFile !== undefined ? { pcapFile: opts.pcapFile } : {}),
     });
   } catch (err) {
     if (err instanceof SocketInUseError || err instanceof PcapError || err instanceof ForwardError) return fail(err.message, 1);
@@ -68,7 +68,7 @@ async function main(argv: string[]): Promise<number> {
     return fail(e.message, 1);
   }
   try {
-    applyPrivileges(privileges, { socketPath: opts.socketPath, logger, ...(opts.pcapFile ? { pcapFile: opts.pcapFile } : {}) });
+    applyPrivileges(privileges, { socketPath: opts.socketPath, logger, ...(opts.pcapFile !== undefined ? { pcapFile: opts.pcapFile } : {}) });
   } catch (err) {
     await vunet.close();
     const hint = '--runas chooses the user; --no-sandbox skips no_new_privs, Landlock and seccomp';

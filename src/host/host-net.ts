@@ -444,15 +444,15 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
     } else if (this.phase === 'open') {
       // libuv stops the poller on POLLERR (status < 0): the read reports the error.
       if (status < 0) this.events = 0;
-      if (status < 0 || ready & hostnet.POLL_READABLE) this.handlers.readable();
-      if (this.phase === 'open' && status === 0 && ready & hostnet.POLL_WRITABLE) this.handlers.writable();
+      if (status < 0 || ((ready & hostnet.POLL_READABLE) !== 0)) this.handlers.readable();
+      if (this.phase === 'open' && status === 0 && ((ready & hostnet.POLL_WRITABLE) !== 0)) this.handlers.writable();
     }
   }
 
   /** EdgeTarget: the set reports `bits` (EPOLL*). */
   edge(bits: number): void {
-    if (bits & (hostnet.EPOLLRDHUP | hostnet.EPOLLHUP)) this.finSeen = true;
-    if (bits & hostnet.EPOLLERR) this.errorSeen = true;
+    if ((bits & (hostnet.EPOLLRDHUP | hostnet.EPOLLHUP)) !== 0) this.finSeen = true;
+    if ((bits & hostnet.EPOLLERR) !== 0) this.errorSeen = true;
     this.edgeBits |= bits;
     this.event(this.onEdge);
   }
@@ -461,8 +461,8 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
     const bits = this.edgeBits;
     this.edgeBits = 0;
     if (this.phase !== 'open') return;
-    if (this.wantRead && bits & (hostnet.EPOLLIN | hostnet.EPOLLRDHUP | hostnet.EPOLLHUP | hostnet.EPOLLERR)) this.handlers.readable();
-    if (this.phase === 'open' && this.wantWrite && bits & (hostnet.EPOLLOUT | hostnet.EPOLLHUP | hostnet.EPOLLERR)) this.handlers.writable();
+    if (this.wantRead && ((bits & (hostnet.EPOLLIN | hostnet.EPOLLRDHUP | hostnet.EPOLLHUP | hostnet.EPOLLERR)) !== 0)) this.handlers.readable();
+    if (this.phase === 'open' && this.wantWrite && ((bits & (hostnet.EPOLLOUT | hostnet.EPOLLHUP | hostnet.EPOLLERR)) !== 0)) this.handlers.writable();
   };
 
   /** Interest turned on in the edge-triggered set: what happened while it was off raised no new

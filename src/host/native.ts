@@ -281,16 +281,16 @@ export interface HostnetBinding {
 
   /** sum16 over the scatter list views[i][offsets[i], +lengths[i]) for i in [start, start +
    *  count), as one range (what src/wire/checksum.ts's sumSpans computes). Throws on bad ranges. */
-  sumv(views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, start: number, count: number): number;
+  sumv: (views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, start: number, count: number) => number;
   /** Copies that scatter list to dst[dstOff, ...) and returns its sumv, in one pass (what
    *  src/wire/checksum.ts's gatherSum computes). Throws on bad ranges. */
-  gatherSum(views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, start: number, count: number, dst: Uint8Array, dstOff: number): number;
+  gatherSum: (views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, start: number, count: number, dst: Uint8Array, dstOff: number) => number;
   /** The ones' complement sum of buf[offset, offset + length) in network order, folded to 16
    *  bits, not complemented (what src/wire/checksum.ts's sum16 computes). Throws on a bad range. */
-  sum16(buf: Uint8Array, offset: number, length: number): number;
+  sum16: (buf: Uint8Array, offset: number, length: number) => number;
   /** memmove of src[srcOffset, +length) to dst[dstOffset, +length), making no view. Throws on a
    *  bad range. */
-  copy(src: Uint8Array, srcOffset: number, length: number, dst: Uint8Array, dstOffset: number): void;
+  copy: (src: Uint8Array, srcOffset: number, length: number, dst: Uint8Array, dstOffset: number) => void;
 }
 
 /** A RecvInfo to pass to recvFrom again and again. */

@@ -11,7 +11,7 @@ import { emitIpv6FragmentHeader, internetChecksum } from '../wire/index.js';
  */
 export function fragmentIpv4(packet: Uint8Array, mtu: number, scratch: Uint8Array, emit: (fragment: Uint8Array) => void): boolean {
   const hl = (packet[0]! & 0x0f) * 4;
-  if (packet[6]! & 0x40) return false; // DF
+  if ((packet[6]! & 0x40) !== 0) return false; // DF
   // The options of non-first fragments: those with the copy bit (RFC 791 §3.1), EOL-padded.
   const copied = copiedOptions(packet, hl);
   const hl2 = 20 + copied.length;
@@ -64,10 +64,10 @@ function copiedOptions(packet: Uint8Array, hl: number): Uint8Array {
     }
     const len = packet[i + 1] ?? 0;
     if (len < 2 || i + len > hl) break;
-    if (type & 0x80) for (let k = 0; k < len; k++) out.push(packet[i + k]!);
+    if ((type & 0x80) !== 0) for (let k = 0; k < len; k++) out.push(packet[i + k]!);
     i += len;
   }
-  while (out.length % 4) out.push(0);
+  while ((out.length % 4) !== 0) out.push(0);
   return Uint8Array.from(out);
 }
 

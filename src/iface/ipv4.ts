@@ -288,7 +288,7 @@ export class Ipv4Layer {
     this.fragMac = mac;
     if (!fragmentIpv4(packet, this.s.config.mtu, this.fragScratch, this.sendFragment)) {
       const src = ipv4Read(packet, 12);
-      if (!(packet[6]! & 0x40) || this.isOurs(src)) {
+      if (((packet[6]! & 0x40) === 0) || this.isOurs(src)) {
         // An MTU too small for the header, or a DF datagram of ours: our own bug, counted.
         this.s.drop('ipv4.cannotFragment');
         return false;
@@ -590,8 +590,8 @@ export class Ipv4Layer {
         if (group !== 0 && !ipv4IsMulticast(group)) return this.s.drop('igmp.badGroup');
         ipv4Write(g, 0, group);
         // A querier at 0.0.0.0 (a snooping switch's) takes no part in the election.
-        if (src !== 0) this.querier.queryHeard(now, frame, ip.offset + 12, group ? g : undefined, 0);
-        if (this.multicastStarted) this.reporter.queryHeard(now, m.queryVersion as McastLevel, group ? g : undefined, 0, m.maxResponseTime * 100);
+        if (src !== 0) this.querier.queryHeard(now, frame, ip.offset + 12, (group !== 0) ? g : undefined, 0);
+        if (this.multicastStarted) this.reporter.queryHeard(now, m.queryVersion as McastLevel, (group !== 0) ? g : undefined, 0, m.maxResponseTime * 100);
         return;
       }
       case IgmpType.V1_MEMBERSHIP_REPORT:
@@ -730,7 +730,7 @@ export class Ipv4Layer {
     const b = big ? this.bigBuffer() : this.outIp;
     b.set(r.data, hl + ICMPV4_HEADER_LEN);
     emitIcmpv4(b, hl, { type: Icmpv4Type.ECHO_REPLY, code: 0, rest: icmpv4EchoRest(r.ident, r.seq), payloadLength: len });
-    this.emitHeaderInto(b, ipv4Read(r.packet, 16), ipv4Read(r.packet, 12), IpProtocol.ICMP, ICMPV4_HEADER_LEN + len, r.packet[1]!, opts);
+    this.emitHeaderInto(b, ipv4Read(r.packet, 16), ipv4Read(r.packet, 12), IpProtocol.ICMP, ICMPV4_HEADER_LEN + len, r.packet[1], opts);
     this.s.note('icmp4.out.0.0');
     return this.frameAndSend(b.subarray(0, total), r.srcMac);
   }

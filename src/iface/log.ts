@@ -61,7 +61,7 @@ export class LogLimiter {
       return undefined;
     }
     k.passed++;
-    const obj = typeof fields === 'function' ? fields() : fields;
+    const obj: object = typeof fields === 'function' ? (fields as () => object)() : fields;
     const out = k.suppressed > 0 ? { ...obj, suppressed: k.suppressed } : obj;
     k.suppressed = 0;
     return out;

@@ -610,7 +610,8 @@ export function ipv6KeyBytes(key: string, out: Uint8Array = new Uint8Array(16), 
   let at = 0;
   for (let i = 0; i < 8; i++) {
     const end = i === 7 ? key.length : key.indexOf(':', at);
-    set16(out, off + 2 * i, parseInt(key.slice(at, end), 16) || 0);
+    const word = parseInt(key.slice(at, end), 16);
+    set16(out, off + 2 * i, Number.isNaN(word) ? 0 : word);
     at = end + 1;
   }
   return out;

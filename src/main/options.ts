@@ -525,7 +525,7 @@ function parseDenyPrefix(raw: string): Cidr {
   const bytes = Uint8Array.from(addr.toByteArray());
   const family = addr.kind() === 'ipv4' ? 4 : 6;
   for (let bit = prefixLength; bit < bytes.length * 8; bit++) {
-    if (bytes[bit >> 3]! & (0x80 >> (bit & 7))) throw bad(`host bits set after /${prefixLength}`);
+    if ((bytes[bit >> 3]! & (0x80 >> (bit & 7))) !== 0) throw bad(`host bits set after /${prefixLength}`);
   }
   return { family, addr: bytes, prefixLength };
 }

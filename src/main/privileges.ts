@@ -246,7 +246,7 @@ export function applyPrivileges(plan: PrivilegePlan, ctx: ApplyContext, sys: Sys
       problem = (err as NodeJS.ErrnoException).code ?? String(err);
     }
     const why = problem === undefined ? whyCannotRemove(ctx.socketPath, user) : `cannot hand it over (${problem})`;
-    if (why) warn(`${user.name} cannot remove the vhost-user socket at exit: ${why} (the socket file stays; the next vunet replaces it)`);
+    if (why !== undefined) warn(`${user.name} cannot remove the vhost-user socket at exit: ${why} (the socket file stays; the next vunet replaces it)`);
   }
 
   for (const child of childProcesses(sys)) {
@@ -299,7 +299,8 @@ export function applyPrivileges(plan: PrivilegePlan, ctx: ApplyContext, sys: Sys
 
   if (process.env.VUNET_TEST_EXEC_PROBE === '1') {
     const r = spawnSync('/bin/true', { stdio: 'ignore' });
-    const code = (r.error as NodeJS.ErrnoException | undefined)?.code;
+    const err: NodeJS.ErrnoException | undefined = r.error;
+    const code = err?.code;
     logger.info({ probe: '/bin/true', result: code ?? `exit ${r.status ?? r.signal ?? '?'}` }, 'exec probe');
   }
   return { report, echoMode, warnings };

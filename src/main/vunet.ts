@@ -223,7 +223,7 @@ export class Vunet {
       fence,
       log: natLog,
       inBatch: () => this.batchClock.inBatch,
-      ...(opts.udpTimeoutSec ? { idleMs: opts.udpTimeoutSec * 1000 } : {}),
+      ...(opts.udpTimeoutSec !== undefined && opts.udpTimeoutSec !== 0 ? { idleMs: opts.udpTimeoutSec * 1000 } : {}),
     });
     this.stack.beyond = (p) => this.beyond(p);
     this.dns = new DnsForwarder(this.stack, opts.hostUdp ?? nodeHost!, resolvers(opts.dnsUpstream, natLog), { log: natLog });
@@ -248,7 +248,7 @@ export class Vunet {
     this.udpForward = new UdpForwarder(this.stack, opts.hostUdpListen ?? nodeHost!, {
       guestAddress: (family) => this.guestAddress(family),
       log: part('nat', { proto: 'udp-forward' }),
-      ...(opts.udpTimeoutSec ? { idleMs: opts.udpTimeoutSec * 1000 } : {}),
+      ...(opts.udpTimeoutSec !== undefined && opts.udpTimeoutSec !== 0 ? { idleMs: opts.udpTimeoutSec * 1000 } : {}),
     });
     this.stack.unservedUdp = (family, p, off, ttl) => {
       if (this.udpForward.fromGuest(family, p, off)) return true;
@@ -346,7 +346,7 @@ export class Vunet {
 
   /** Starts listening on the socket. Throws (SocketInUseError, ...) when it cannot. */
   static async start(opts: VunetStartOptions): Promise<Vunet> {
-    const pcap = opts.pcapFile ? await PcapWriter.open(opts.pcapFile) : undefined;
+    const pcap = opts.pcapFile !== undefined ? await PcapWriter.open(opts.pcapFile) : undefined;
     const v = new Vunet(opts, pcap);
     try {
       v.listenForwards(opts.forwards ?? []);

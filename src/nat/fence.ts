@@ -51,7 +51,7 @@ export class Fence {
   /** Whether the guest may reach `addr` (bytes at `off`: 4 for IPv4, 16 for IPv6); counts. */
   check(family: 4 | 6, addr: Uint8Array, off = 0): FenceReason | undefined {
     const why = family === 4 ? this.check4(addr, off) : this.check6(addr, off);
-    if (why) this.stats[why]++;
+    if (why !== undefined) this.stats[why]++;
     return why;
   }
 

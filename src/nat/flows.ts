@@ -108,7 +108,7 @@ export function sendGuestError(stack: Stack, family: 4 | 6, g: GuestError, e: Ho
  * becomes), quoting `packet`, within the fence's error rate.
  */
 export function fenced(stack: Stack, fence: Fence | undefined, family: 4 | 6, packet: Uint8Array, srcOff: number, dstOff: number, buf: Uint8Array): boolean {
-  if (!fence?.check(family, packet, dstOff)) return false;
+  if (fence?.check(family, packet, dstOff) === undefined) return false;
   if (!fence.mayAnswer()) return true;
   const e = refusedSend(Errno.EACCES);
   const g = translateError(family, e)!;

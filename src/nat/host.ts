@@ -39,7 +39,7 @@ export interface UdpSocket {
    *  `start`, is buf[offsets[i], +lengths[i]) with hop limit ttls[i]. How many were sent (send()
    *  the next alone to learn why it was not), or -errno when the first failed. Absent: the NAT
    *  sends one at a time. */
-  sendMany?(buf: Uint8Array, offsets: Int32Array, lengths: Int32Array, ttls: Int32Array, start: number, count: number): number;
+  sendMany?: (buf: Uint8Array, offsets: Int32Array, lengths: Int32Array, ttls: Int32Array, start: number, count: number) => number;
   close(): void;
 }
 

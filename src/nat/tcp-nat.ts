@@ -457,7 +457,7 @@ export class TcpNat implements TcpTransmitter {
     let hostFamily = family;
     let hostTtl = ttl - 1; // we are a router on its way: the host's SYN carries TTL - 1
     const ours = this.ourAddress(family, packet.subarray(dstOff, dstOff + alen));
-    if (ours) {
+    if (ours !== undefined) {
       hostTtl = -1;
       if (ours === 'gateway' && this.mapGateway) target = family === 4 ? LOOPBACK4 : LOOPBACK6;
       else if (ours === 'dns' && port === 53) {
@@ -470,7 +470,7 @@ export class TcpNat implements TcpTransmitter {
       if (!target) return this.resetFor(family, packet, l4Off); // nothing listens there
     } else {
       const why = this.opts.fence?.check(family, packet, dstOff);
-      if (why) {
+      if (why !== undefined) {
         this.stats.fenced++;
         this.limited.warn(() => ({ to: addressText(family, packet, dstOff), port, why }), 'guest TCP connection to a fenced address refused');
         return this.resetFor(family, packet, l4Off);
@@ -478,7 +478,7 @@ export class TcpNat implements TcpTransmitter {
     }
     // Rates: a SYN over them is dropped (the guest sends it again); so is one to a destination
     // that already has its share of connections waiting.
-    const dest = ours ? undefined : this.destination(family, packet, dstOff, now);
+    const dest = ours !== undefined ? undefined : this.destination(family, packet, dstOff, now);
     if (!this.bucket(this.sources, addressHash(family, packet, srcOff), this.limits.connectRate, this.limits.connectBurst, now).take(now) || (dest && (!dest.bucket.take(now) || dest.connecting >= this.limits.maxConnectingPerDestination))) {
       this.stats.synsDropped++;
       this.limited.warn(() => ({ to: addressText(family, packet, dstOff), port }), 'guest TCP connections over the rate or the per-destination bound: SYN dropped');
@@ -499,7 +499,7 @@ export class TcpNat implements TcpTransmitter {
     if (!this.takeMemory()) return this.resetFor(family, packet, l4Off);
     const stream = this.host.streamQueues ? new StreamSendBuffer() : undefined;
     const conn = this.newConnection(family, now, stream);
-    if (!conn.acceptSyn(seg, now)) {
+    if (!conn.acceptSyn(seg)) {
       this.memory?.give(this.flowCost);
       return;
     }
@@ -892,7 +892,7 @@ export class TcpNat implements TcpTransmitter {
     if (!guest) refusal = 'guest address unknown';
     else if (!this.bucket(this.clients, addressHash(acc.family, acc.peer, 0), this.limits.acceptRate, this.limits.acceptBurst, now).take(now)) refusal = 'client over the connection rate';
     else if (this.count >= this.maxFlows || this.inboundCount >= this.maxFlows * this.limits.inboundShare) refusal = 'flow table full for forwarded connections';
-    if (refusal || !guest) {
+    if (refusal !== undefined || !guest) {
       this.stats.acceptsRefused++;
       this.limited.warn({ port: acc.localPort, reason: refusal }, 'forwarded TCP connection refused');
       return acc.reject();
@@ -1360,7 +1360,8 @@ function flowOf(c: TcpConnection<TcpFlow>): TcpFlow {
 function addressHash(family: 4 | 6, a: Uint8Array, off: number): number {
   let h = (0x811c9dc5 ^ family) >>> 0;
   for (let i = 0, n = family === 4 ? 4 : 16; i < n; i++) h = Math.imul(h ^ a[off + i]!, 0x01000193);
-  return h >>> 0 || 1;
+  const hash = h >>> 0;
+  return hash === 0 ? 1 : hash;
 }
 
 function addressText(family: 4 | 6, a: Uint8Array, off: number): string {

@@ -160,12 +160,12 @@ export class UdpNat {
     done.fill(0, 0, n);
     try {
       for (let i = 0; i < n; i++) {
-        if (done[i]) continue;
+        if (done[i] === 1) continue;
         const flow = this.pendFlow[i]!;
         // This socket's datagrams, in order, gathered into the batch arrays.
         let k = 0;
         for (let j = i; j < n; j++) {
-          if (done[j] || this.pendFlow[j] !== flow) continue;
+          if (done[j] === 1 || this.pendFlow[j] !== flow) continue;
           done[j] = 1;
           this.batchOff[k] = this.pendOff[j]!;
           this.batchLen[k] = this.pendLen[j]!;

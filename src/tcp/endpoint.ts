@@ -364,7 +364,7 @@ export class TcpConnection<Owner = unknown> {
 
   // ---------------------------------------------------------------- opening
 
-  acceptSyn(syn: TcpSegment, now: number): boolean {
+  acceptSyn(syn: TcpSegment): boolean {
     if (this.state !== TcpState.LISTEN || !syn.syn || syn.hasAck || syn.rst) return false;
     this.takeSynOptions(syn);
     this.irs = syn.seq | 0;
@@ -1125,7 +1125,7 @@ export class TcpConnection<Owner = unknown> {
     s.flags = flags;
     s.seq = seq >>> 0;
     const synFlag = (flags & SYN) !== 0;
-    s.ack = flags & ACK ? this.rcvNxt >>> 0 : 0;
+    s.ack = ((flags & ACK) !== 0) ? this.rcvNxt >>> 0 : 0;
     this.fillOptions(synFlag, now);
     const prevAdv = this.rcvAdv;
     // Window in a SYN is never scaled (RFC 7323 §2.2); it offers what the buffer can reach now.
@@ -1139,7 +1139,7 @@ export class TcpConnection<Owner = unknown> {
       return false;
     }
     this.stats.segmentsOut++;
-    if (flags & ACK) {
+    if ((flags & ACK) !== 0) {
       this.lastAckSent = this.rcvNxt;
       this.ackNow = false;
       this.delayedAckAt = Infinity;

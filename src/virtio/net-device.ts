@@ -141,7 +141,7 @@ function tcpPayloadAt(frame: Uint8Array, have: number, len: number): number {
   if (frame[12] === 0x08 && frame[13] === 0x00) {
     const ihl = (frame[14]! & 0x0f) * 4;
     if (frame[14]! >> 4 !== 4 || ihl < 20 || frame[23] !== 6) return 0;
-    if (((frame[20]! << 8) | frame[21]!) & 0x3fff) return 0; // MF or an offset: a fragment
+    if ((((frame[20]! << 8) | frame[21]!) & 0x3fff) !== 0) return 0; // MF or an offset: a fragment
     if (((frame[16]! << 8) | frame[17]!) !== len - 14) return 0;
     tcp = 14 + ihl;
   } else if (frame[12] === 0x86 && frame[13] === 0xdd) {
@@ -152,7 +152,7 @@ function tcpPayloadAt(frame: Uint8Array, have: number, len: number): number {
   }
   if (tcp + 20 > have) return 0;
   const at = tcp + (frame[tcp + 12]! >> 4) * 4;
-  if (at < tcp + 20 || at > have || at >= len || frame[tcp + 13]! & 0x06) return 0;
+  if (at < tcp + 20 || at > have || at >= len || ((frame[tcp + 13]! & 0x06) !== 0)) return 0;
   return at;
 }
 
@@ -467,7 +467,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     let sum = -1;
     // Only with NEEDS_CSUM: nothing then reads the payload (a checksum to verify would read it
     // from guest memory anyway, and then a copy costs little more).
-    if (this.opts.payloadsInPlace === true && flags & NET_HDR_F_NEEDS_CSUM && len >= PAYLOAD_IN_PLACE_MIN) {
+    if (this.opts.payloadsInPlace === true && ((flags & NET_HDR_F_NEEDS_CSUM) !== 0) && len >= PAYLOAD_IN_PLACE_MIN) {
       const head = chain.read(NET_HDR_LEN, this.scratch, 0, HEAD_COPY);
       const at = tcpPayloadAt(this.scratch, head, len);
       if (at > 0) {
@@ -535,7 +535,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    */
   private gsoOk(gso: number, flags: number, frame: Uint8Array): boolean {
     if ((flags & NET_HDR_F_NEEDS_CSUM) === 0) return false;
-    if (gso & NET_HDR_GSO_ECN && !this.hostEcn) return false;
+    if (((gso & NET_HDR_GSO_ECN) !== 0) && !this.hostEcn) return false;
     const type = gso & ~NET_HDR_GSO_ECN;
     const etherType = (frame[12]! << 8) | frame[13]!;
     if (type === NET_HDR_GSO_TCPV4) return this.hostTso4 && etherType === 0x0800 && frame.length >= 14 + 20 + 20 && frame[14 + 9] === 6;

@@ -52,7 +52,7 @@ export function gatherSum(views: readonly Uint8Array[], offsets: Float64Array, l
   if (nativeGatherSum !== undefined) return nativeGatherSum(views, offsets, lengths, start, count, dst, dstOff);
   let at = dstOff;
   for (let i = start; i < start + count; i++) {
-    dst.set(views[i]!.subarray(offsets[i]!, offsets[i]! + lengths[i]!), at);
+    dst.set(views[i]!.subarray(offsets[i], offsets[i]! + lengths[i]!), at);
     at += lengths[i]!;
   }
   return sum16(dst, dstOff, at - dstOff);
@@ -75,8 +75,8 @@ export function sumWithin(whole: number, b: Uint8Array, off: number, len: number
   const head = sum16(b, 0, off);
   const tail = sum16(b, end, b.length - end);
   // A range at an odd position entered the whole byte-swapped (RFC 1071 §2(B)).
-  const s = foldSum(whole + (~head & 0xffff) + (~(end & 1 ? swap16(tail) : tail) & 0xffff));
-  return off & 1 ? swap16(s) : s;
+  const s = foldSum(whole + (~head & 0xffff) + (~(((end & 1) !== 0) ? swap16(tail) : tail) & 0xffff));
+  return ((off & 1) !== 0) ? swap16(s) : s;
 }
 
 /**
@@ -90,7 +90,7 @@ export function sumSpans(views: readonly Uint8Array[], offsets: Float64Array, le
   for (let i = start; i < start + count; i++) {
     const s = sum16(views[i]!, offsets[i]!, lengths[i]!);
     // A span starting at an odd position of the whole adds its sum byte-swapped (RFC 1071 §2(B)).
-    sum += at & 1 ? ((s & 0xff) << 8) | (s >> 8) : s;
+    sum += ((at & 1) !== 0) ? ((s & 0xff) << 8) | (s >> 8) : s;
     at += lengths[i]!;
   }
   return foldSum(sum);

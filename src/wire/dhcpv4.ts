@@ -319,13 +319,13 @@ export class DhcpOptionIterator {
 
   private nextArea(): boolean {
     // Order from RFC 2131 section 4.1: options, then file, then sname.
-    if (this.area === 0 && this.overload & 1) {
+    if (this.area === 0 && ((this.overload & 1) !== 0)) {
       this.area = 1;
       this.pos = this.packet + F.FILE;
       this.end = this.packet + F.FILE + FILE_LEN;
       return true;
     }
-    if (this.area <= 1 && this.overload & 2) {
+    if (this.area <= 1 && ((this.overload & 2) !== 0)) {
       this.area = 2;
       this.pos = this.packet + F.SNAME;
       this.end = this.packet + F.SNAME + SNAME_LEN;

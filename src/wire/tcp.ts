@@ -173,7 +173,7 @@ export class TcpSegment extends WireView {
   /** Sequence space the segment occupies: payload plus one each for SYN and FIN. */
   get segmentLength(): number {
     const f = this.flags;
-    return this.payloadLength + (f & TcpFlags.SYN ? 1 : 0) + (f & TcpFlags.FIN ? 1 : 0);
+    return this.payloadLength + (((f & TcpFlags.SYN) !== 0) ? 1 : 0) + (((f & TcpFlags.FIN) !== 0) ? 1 : 0);
   }
 
   /** Parses the options into `out`; see parseTcpOptions. */
@@ -434,14 +434,14 @@ export function emitTcpV6(buf: Uint8Array, off: number, repr: TcpRepr, src: Uint
 /** "S.", "P.", "F." style flag string as tcpdump prints it, for logs. */
 export function formatTcpFlags(flags: number): string {
   let s = '';
-  if (flags & TcpFlags.SYN) s += 'S';
-  if (flags & TcpFlags.FIN) s += 'F';
-  if (flags & TcpFlags.RST) s += 'R';
-  if (flags & TcpFlags.PSH) s += 'P';
-  if (flags & TcpFlags.URG) s += 'U';
-  if (flags & TcpFlags.ECE) s += 'E';
-  if (flags & TcpFlags.CWR) s += 'W';
-  if (flags & TcpFlags.ACK) s += '.';
+  if ((flags & TcpFlags.SYN) !== 0) s += 'S';
+  if ((flags & TcpFlags.FIN) !== 0) s += 'F';
+  if ((flags & TcpFlags.RST) !== 0) s += 'R';
+  if ((flags & TcpFlags.PSH) !== 0) s += 'P';
+  if ((flags & TcpFlags.URG) !== 0) s += 'U';
+  if ((flags & TcpFlags.ECE) !== 0) s += 'E';
+  if ((flags & TcpFlags.CWR) !== 0) s += 'W';
+  if ((flags & TcpFlags.ACK) !== 0) s += '.';
   return s.length > 0 ? s : 'none';
 }
 

@@ -13,7 +13,7 @@ const PEER = 5000;
 /** A passive connection in ESTABLISHED (the peer's SYN without options unless given). */
 function established(config = {}, synOptions = {}) {
   const c = makeConn(config, ISS);
-  c.conn.acceptSyn(segment({ seq: PEER, flags: SYN, options: { mss: 1460, ...synOptions } }), 0);
+  c.conn.acceptSyn(segment({ seq: PEER, flags: SYN, options: { mss: 1460, ...synOptions } }));
   c.conn.synAck(0);
   c.rec.take();
   c.conn.input(segment({ seq: PEER + 1, ack: ISS + 1, flags: ACK }), 1);
@@ -23,7 +23,7 @@ function established(config = {}, synOptions = {}) {
 
 t.test('passive open: LISTEN → SYN_RECEIVED → ESTABLISHED, options answered only when offered', async (t) => {
   const { conn, rec, log } = makeConn({}, ISS);
-  t.ok(conn.acceptSyn(segment({ seq: PEER, flags: SYN, options: { mss: 1400, windowScale: 7, sackPermitted: true, timestamp: true, tsVal: 77 } }), 0));
+  t.ok(conn.acceptSyn(segment({ seq: PEER, flags: SYN, options: { mss: 1400, windowScale: 7, sackPermitted: true, timestamp: true, tsVal: 77 } })));
   t.equal(conn.state, TcpState.LISTEN, 'nothing sent before synAck');
   t.same(rec.take(), []);
   conn.synAck(0);
@@ -41,7 +41,7 @@ t.test('passive open: LISTEN → SYN_RECEIVED → ESTABLISHED, options answered 
   t.equal(log.established, 1);
 
   const plain = makeConn({}, ISS);
-  plain.conn.acceptSyn(segment({ seq: PEER, flags: SYN }), 0);
+  plain.conn.acceptSyn(segment({ seq: PEER, flags: SYN }));
   plain.conn.synAck(0);
   const [p] = plain.rec.take();
   t.equal(p!.wscale, -1, 'no window scale when the peer offered none');
@@ -388,7 +388,7 @@ t.test('memory budget: the window offered is what the budget lets the buffer rea
 
 t.test('the send buffer reads ahead at most twice the peer\'s largest window (64 KiB at least)', async (t) => {
   const { conn } = makeConn({ sendBufferMax: 1 << 20 }, ISS);
-  conn.acceptSyn(segment({ seq: PEER, flags: SYN, window: 1000, options: { mss: 1460 } }), 0);
+  conn.acceptSyn(segment({ seq: PEER, flags: SYN, window: 1000, options: { mss: 1460 } }));
   conn.synAck(0);
   conn.input(segment({ seq: PEER + 1, ack: ISS + 1, flags: ACK, window: 1000 }), 1);
   t.equal(conn.sendSpace, 64 * 1024, 'a small window: 64 KiB ahead');
@@ -408,7 +408,7 @@ t.test('an application that sends from sendSpace never sends past the right edge
   let conn!: TcpConnection;
   const events = { ...recordingEvents(log), sendSpace: () => conn.output(5) };
   conn = new TcpConnection({ mss: 1460 }, events, rec, { iss: ISS, tsOffset: 0 });
-  conn.acceptSyn(segment({ seq: PEER, flags: SYN, window: 8760, options: { mss: 1460 } }), 0);
+  conn.acceptSyn(segment({ seq: PEER, flags: SYN, window: 8760, options: { mss: 1460 } }));
   conn.synAck(0);
   conn.input(segment({ seq: PEER + 1, ack: ISS + 1, flags: ACK, window: 8760 }), 1);
   rec.take();
@@ -431,7 +431,7 @@ t.test('sequence numbers across 2^31 and 2^32: segments carry them unsigned, ACK
   for (const iss of [0x7ffff000, 0xfffff000]) {
     const { conn, rec } = makeConn({ mss: 1000 }, iss);
     const peer = 0xffffff00;
-    conn.acceptSyn(segment({ seq: peer, flags: SYN, window: 65535, options: { mss: 1000 } }), 0);
+    conn.acceptSyn(segment({ seq: peer, flags: SYN, window: 65535, options: { mss: 1000 } }));
     conn.synAck(0);
     const [synAck] = rec.take();
     t.equal(synAck!.seq, iss, `SYN-ACK: ISS ${iss.toString(16)}, unsigned`);

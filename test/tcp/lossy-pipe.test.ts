@@ -106,7 +106,7 @@ function run(loss: number, reorder: number, dup: number, seed: number, size: num
       queue.splice(i, 1);
       view.at(q.bytes, 0, q.bytes.length);
       if (q.to === b && !bOpen) {
-        if (view.syn && !view.hasAck && b.conn.acceptSyn(view, now)) {
+        if (view.syn && !view.hasAck && b.conn.acceptSyn(view)) {
           bOpen = true;
           b.conn.synAck(now);
         }

@@ -247,7 +247,7 @@ export class Backend {
     const req = msg.request as Request;
     const name = requestName(req);
     this.opts.logger.debug({ request: name, size: msg.size, fds: msg.fds.length, flags: msg.flags }, 'vhost-user request');
-    if (msg.flags & FLAG_REPLY) throw new ProtocolError(`${name}: reply flag set on a request`);
+    if ((msg.flags & FLAG_REPLY) !== 0) throw new ProtocolError(`${name}: reply flag set on a request`);
     const rule = RULES[req];
     const handler = this.handlers[req];
     if (!rule || !handler) throw new ProtocolError(`unsupported request ${name}`);
@@ -259,7 +259,7 @@ export class Backend {
     const reply = handler(msg, new PayloadReader(msg.buf, msg.size));
     if (reply) {
       this.send(reply);
-    } else if (msg.flags & FLAG_NEED_REPLY && this.ackedProtocol & bit(ProtocolFeature.REPLY_ACK) && !HAS_REPLY.has(req)) {
+    } else if (((msg.flags & FLAG_NEED_REPLY) !== 0) && ((this.ackedProtocol & bit(ProtocolFeature.REPLY_ACK)) !== 0n) && !HAS_REPLY.has(req)) {
       // REPLY_ACK: success is 0 (failures throw and close the connection instead).
       this.send(this.replyU64(req, 0n));
     }
@@ -289,14 +289,14 @@ export class Backend {
     this.acked = 0n;
     this.ackedProtocol = 0n;
     this.owned = false;
-    if (failure !== undefined) throw failure;
+    if (failure !== undefined) throw failure instanceof Error ? failure : new Error('teardown failed', { cause: failure });
   }
 
   // --- features ---------------------------------------------------------------------------
 
   private setFeatures(features: bigint): Reply {
     const unknown = features & ~this.offered;
-    if (unknown) throw new ProtocolError(`SET_FEATURES acks bits never offered: 0x${unknown.toString(16)}`);
+    if (unknown !== 0n) throw new ProtocolError(`SET_FEATURES acks bits never offered: 0x${unknown.toString(16)}`);
     this.acked = features;
     const eventIdx = (features & bit(Feature.RING_EVENT_IDX)) !== 0n;
     const indirect = (features & bit(Feature.RING_INDIRECT_DESC)) !== 0n;
@@ -310,7 +310,7 @@ export class Backend {
 
   private setProtocolFeatures(features: bigint): Reply {
     const unknown = features & ~this.offeredProtocol;
-    if (unknown) throw new ProtocolError(`SET_PROTOCOL_FEATURES acks bits never offered: 0x${unknown.toString(16)}`);
+    if (unknown !== 0n) throw new ProtocolError(`SET_PROTOCOL_FEATURES acks bits never offered: 0x${unknown.toString(16)}`);
     this.ackedProtocol = features;
     return undefined;
   }
@@ -386,7 +386,7 @@ export class Backend {
       const q = slot.queue;
       if (!q.addr) continue;
       const err = q.resolve();
-      if (err && q.started) {
+      if (err !== undefined && q.started) {
         this.limited.warn({ queue: q.index, reason: err }, 'ring not in guest memory after a memory change');
       }
       this.updateQueue(slot);
@@ -424,7 +424,7 @@ export class Backend {
     // Resolved now when memory is known, else by the memory change that brings it.
     if (this.memory.regionCount > 0) {
       const err = slot.queue.resolve();
-      if (err) throw new ProtocolError(`SET_VRING_ADDR queue ${addr.index}: ${err}`);
+      if (err !== undefined) throw new ProtocolError(`SET_VRING_ADDR queue ${addr.index}: ${err}`);
     }
     this.updateQueue(slot);
     return undefined;

@@ -133,8 +133,8 @@ export class Connection {
     // Nothing may escape a poller callback (it would be an uncaught exception): whatever a
     // handler throws costs this connection only.
     try {
-      if (ev & native.POLL_WRITABLE) this.flushTx();
-      if (ev & native.POLL_READABLE) this.readAll();
+      if ((ev & native.POLL_WRITABLE) !== 0) this.flushTx();
+      if ((ev & native.POLL_READABLE) !== 0) this.readAll();
     } catch (err) {
       this.close(err instanceof Error ? err : new Error(String(err)));
     }

@@ -153,7 +153,7 @@ export class GuestMemory {
     }
     this.regions = [];
     this.rebuild();
-    if (failure !== undefined) throw failure;
+    if (failure !== undefined) throw failure instanceof Error ? failure : new Error('teardown failed', { cause: failure });
   }
 
   private unmap(r: Region): void {

@@ -189,7 +189,7 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     this.listenRetry = undefined;
     if (this.listenFd >= 0) native.close(this.listenFd);
     this.listenFd = -1;
-    if (this.socketPath) {
+    if (this.socketPath !== undefined) {
       try {
         unlinkSync(this.socketPath);
       } catch {

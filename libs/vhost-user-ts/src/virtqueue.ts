@@ -377,10 +377,10 @@ export class VirtQueue {
       const next = view.getUint16(d + 14, true);
       if (hi >= 0x200000) return MalformedReason.BadAddress;
       const addr = hi * 0x1_0000_0000 + lo;
-      if (flags & VIRTQ_DESC_F_INDIRECT) {
+      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
         // §2.7.5.3.1: only with the feature, not nested, not combined with NEXT, a whole number of
         // descriptors. We accept it as the head of a chain only, as QEMU does.
-        if (!this.indirect || indirect || walked !== 1 || flags & VIRTQ_DESC_F_NEXT) return MalformedReason.BadIndirect;
+        if (!this.indirect || indirect || walked !== 1 || ((flags & VIRTQ_DESC_F_NEXT) !== 0)) return MalformedReason.BadIndirect;
         if (len === 0 || len % DESC_SIZE !== 0 || len / DESC_SIZE > MAX_QUEUE_SIZE) return MalformedReason.BadIndirect;
         if (!this.memory.translateGpa(addr, len, this.tableSpan) || this.tableSpan.length !== len) {
           return MalformedReason.BadIndirect;
@@ -397,7 +397,7 @@ export class VirtQueue {
       if (!writable && chain.count > chain.firstWritable) return MalformedReason.ReadableAfterWritable;
       const bad = this.addBuffer(chain, addr, len, writable);
       if (bad !== undefined) return bad;
-      if (!(flags & VIRTQ_DESC_F_NEXT)) return undefined;
+      if ((flags & VIRTQ_DESC_F_NEXT) === 0) return undefined;
       if (next >= tableSize) return MalformedReason.NextOutOfRange;
       idx = next;
     }

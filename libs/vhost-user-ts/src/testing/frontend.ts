@@ -454,7 +454,7 @@ export class TestFrontend {
     if (!opts.expectReply && !opts.needReply) return undefined;
     const queued = this.replies.shift();
     const reply = queued ?? (this.isClosed ? undefined : await new Promise<Reply | undefined>((r) => this.replyWaiters.push(r)));
-    if (reply && (reply.request !== request || !(reply.flags & FLAG_REPLY))) {
+    if (reply && (reply.request !== (request as number) || ((reply.flags & FLAG_REPLY) === 0))) {
       throw new FrontendError(`reply to ${request} was ${reply.request} flags ${reply.flags}`);
     }
     return reply;
