@@ -61,11 +61,11 @@ async function startVunet(ns: string, vunetArgs: string[]): Promise<{ proc: Chil
   const nodeArgs = process.env.ATTACK_NODE_ARGS?.split(' ').filter((a) => a !== '') ?? [];
   const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, ...nodeArgs, VUNET_BIN, ...vunetArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
-  proc.stdout!.on('data', (d: Buffer) => (log += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  proc.stdout.on('data', (d: Buffer) => (log += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (log += d.toString()));
   for (let i = 0; i < 300 && !log.includes('Start QEMU with'); i++) await sleep(50);
   if (!log.includes('Start QEMU with')) throw new Error(`vunet did not start: ${log}`);
-  const pid = Number(spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout.split('\n').find((p) => p && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('vunet.js')));
+  const pid = Number(spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout.split('\n').find((p) => p !== '' && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('vunet.js')));
   const status = async (): Promise<Record<string, unknown>> => {
     const before = log.length;
     process.kill(pid, 'SIGUSR1');

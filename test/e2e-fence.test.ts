@@ -67,7 +67,7 @@ function answers(frames: Uint8Array[], list: Probe[]): Map<Probe, Answer[]> {
       if (ip.dst !== GUEST_IP) continue;
       if (ip.protocol === IpProtocol.TCP) {
         const s = new TcpSegment().at(f, ip.payloadOffset, ip.payloadLength);
-        add('tcp', s.dstPort, s.flags & TcpFlags.RST ? 'rst' : s.flags & TcpFlags.SYN ? 'synack' : 'rst');
+        add('tcp', s.dstPort, ((s.flags & TcpFlags.RST) !== 0) ? 'rst' : ((s.flags & TcpFlags.SYN) !== 0) ? 'synack' : 'rst');
       } else if (ip.protocol === IpProtocol.UDP) {
         add('udp', new UdpDatagram().at(f, ip.payloadOffset, ip.payloadLength).dstPort, 'reply');
       } else if (ip.protocol === IpProtocol.ICMP) {
@@ -88,7 +88,7 @@ function answers(frames: Uint8Array[], list: Probe[]): Map<Probe, Answer[]> {
       const off = 54;
       if (nh === IpProtocol.TCP) {
         const s = new TcpSegment().at(f, off, f.length - off);
-        add('tcp', s.dstPort, s.flags & TcpFlags.RST ? 'rst' : s.flags & TcpFlags.SYN ? 'synack' : 'rst');
+        add('tcp', s.dstPort, ((s.flags & TcpFlags.RST) !== 0) ? 'rst' : ((s.flags & TcpFlags.SYN) !== 0) ? 'synack' : 'rst');
       } else if (nh === IpProtocol.UDP) {
         add('udp', new UdpDatagram().at(f, off, f.length - off).dstPort, 'reply');
       } else if (nh === IpProtocol.ICMPV6) {

@@ -90,7 +90,7 @@ t.test(`a second writer flips header fields while vunet handles ${FRAMES} frames
   t.ok(p.device.txFrames >= FRAMES, `vunet handled ${p.device.txFrames} frames (device.txFrames ≥ ${FRAMES})`);
   t.comment(`${Math.round(done / seconds)} frames/s (${done} frames in ${seconds.toFixed(1)} s), ${writes} flips by the second writer`);
   t.comment(`target: max batch ${p.loop.maxBatchMs} ms, ${p.loop.batchesOver50ms} batches over 50 ms, RSS ${(p.rss / 2 ** 20).toFixed(0)} MiB, ${p.device.rxFrames} frames to the guest`);
-  t.equal(p.failures.count, 0, `no internal error${p.failures.count ? ` (last: ${p.failures.last})` : ''}`);
+  t.equal(p.failures.count, 0, `no internal error${(p.failures.count !== 0) ? ` (last: ${p.failures.last})` : ''}`);
   // How deep the frames got: what the stack counted, by protocol.
   const status = await target.status();
   const counters = (status.stack ?? {}) as Record<string, number>;

@@ -44,7 +44,7 @@ function dhcpDiscover(): Uint8Array {
   let o = p + 240;
   o = dhcpPutU8(f, o, f.length, DhcpOption.MESSAGE_TYPE, DhcpMessageType.DISCOVER);
   o = dhcpPutBytes(f, o, f.length, DhcpOption.PARAMETER_REQUEST_LIST, Uint8Array.of(1, 3, 6), 0, 3);
-  o = dhcpPutEnd(f, o, f.length);
+  dhcpPutEnd(f, o, f.length);
   emitUdpV4(f, 34, { srcPort: 68, dstPort: 67, payloadLength: 300 }, 0, 0xffffffff);
   emitIpv4Header(f, 14, { src: 0, dst: 0xffffffff, proto: IpProtocol.UDP, ttl: 64, id: 1, flags: 0, fragOffset: 0, payloadLength: 308, tos: 0x10 });
   emitEthernetHeader(f, 0, { dst: MAC_BROADCAST, src: GUEST_MAC, etherType: EtherType.IPV4 });

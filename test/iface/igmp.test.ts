@@ -69,7 +69,7 @@ function v3Report(records: IgmpGroupRecordRepr[], p = {}): Uint8Array {
 function v3Query(group: number, maxRespCode: number, p = {}): Uint8Array {
   const m = new Uint8Array(12);
   emitIgmpV3Query(m, 0, { maxRespCode, group, suppressRouterProcessing: false, qrv: 2, qqic: 125, sources: [] });
-  return igmpFrame(m, group || IGMP_ALL_SYSTEMS, p);
+  return igmpFrame(m, group !== 0 ? group : IGMP_ALL_SYSTEMS, p);
 }
 
 /** A stack whose IGMP has started (random 0.5: the gateway's last probe at 3.5 s, the first

@@ -24,7 +24,6 @@ import type { Ipv4Frame } from '../support/packets.js';
 
 /** 01:02:03.456 UTC: 3 723 456 ms since midnight. */
 const WALL = Date.UTC(2026, 10, 5, 1, 2, 3, 456);
-const TS = 3_723_456;
 const REMOTE = ipv4(192, 0, 2, 7);
 
 /** An Ethernet + IPv4 frame with options `opts` (padded with EOL) around `payload`. */
@@ -43,7 +42,7 @@ function optFrame(opts: number[], payload: Uint8Array, p: Ipv4Frame): Uint8Array
     fragOffset: p.fragOffset ?? 0,
     payloadLength: payload.length,
     tos: 0,
-    ...(opts.length ? { options: Uint8Array.from(opts) } : {}),
+    ...(opts.length !== 0 ? { options: Uint8Array.from(opts) } : {}),
   });
   return f;
 }

@@ -18,7 +18,7 @@ const STALE_TIMEOUT = 600_000;
 const pkt = (n: number, len = 4) => new Uint8Array(len).fill(n);
 /** "@1" for MAC1: the hooks' arguments, short enough to compare whole logs. */
 const mac = (m: Uint8Array | undefined) => (m ? `@${m[5]}` : '');
-const packets = (q: readonly QueuedPacket[]) => q.map((p) => `${p.bytes[0]}${p.tag === undefined ? '' : `:${String(p.tag)}`}`);
+const packets = (q: readonly QueuedPacket[]) => q.map((p) => `${p.bytes[0]}${p.tag === undefined ? '' : `:${String(p.tag as string | number)}`}`);
 
 /** A cache whose hook calls land in a log; take() returns and clears it. */
 function rig<K extends number | string = number>(opts: NeighborOptions = {}, extra: Partial<NeighborHooks<K>> = {}) {
@@ -299,7 +299,7 @@ t.test('NA flag table for every state past INCOMPLETE', async (t) => {
   const now = 5100;
   for (const [s, o, tlla, ...rest] of rows) {
     const want = rest.slice(0, 4) as string[];
-    const wantMac = rest[4] as Uint8Array;
+    const wantMac = rest[4];
     [REACHABLE, STALE, DELAY, PROBE].forEach((from, i) => {
       const { cache, take, info } = rig();
       enter(cache, 7, from);
@@ -313,7 +313,7 @@ t.test('NA flag table for every state past INCOMPLETE', async (t) => {
         t.same(after, before, `${name}: unchanged`);
       } else {
         t.equal(after.state, to, `${name} → ${to}`);
-        t.equal(after.deadline, now + (to === REACHABLE ? 30_000 : STALE_TIMEOUT), `${name}: timer restarted`);
+        t.equal(after.deadline, now + (to === (REACHABLE as string) ? 30_000 : STALE_TIMEOUT), `${name}: timer restarted`);
       }
       t.same(after.mac, wantMac, `${name}: MAC ${mac(wantMac)}`);
       t.same(take(), [], `${name}: no hook call`);
@@ -568,11 +568,10 @@ t.test('random operations never throw, keep every bound, and account for every p
       let queuedIn = 0;
       let handedBack = 0;
       let hookCalls = 0;
-      let cache!: NeighborCache<number>;
       const check = (ok: boolean, what: string) => {
         if (!ok) throw new Error(what);
       };
-      cache = new NeighborCache<number>(
+      const cache: NeighborCache<number> = new NeighborCache<number>(
         {
           solicit: (k, to) => {
             hookCalls++;

@@ -126,7 +126,7 @@ for (const mode of ['copied into the frame', 'peeked into guest memory', 'peeked
           got.set(s.data.subarray(next - off), next);
           next = off + s.data.length;
         }
-        if (s.flags & FIN && off + s.data.length === next) fin = true;
+        if (((s.flags & FIN) !== 0) && off + s.data.length === next) fin = true;
       }
     }
     t.equal(next, SIZE, 'every byte arrived');
@@ -240,7 +240,7 @@ t.test('real host socket: guest data left in guest memory goes out by one writev
   while (acked < TOTAL && rounds++ < 100_000) {
     const window = segmentsOf(t, link).reduce((w, s) => {
       const a = (s.ack - (GUEST_ISN + 1)) >>> 0;
-      if (s.flags & ACK && a >= acked && a <= TOTAL) {
+      if (((s.flags & ACK) !== 0) && a >= acked && a <= TOTAL) {
         acked = a;
         return s.window;
       }

@@ -70,7 +70,7 @@ class FakeSocket implements TcpSocket {
       buf.set(this.inbox.splice(0, n), off);
       return n;
     }
-    if (this.readError) return -this.readError;
+    if (this.readError !== 0) return -this.readError;
     return this.eof ? 0 : -EAGAIN;
   }
   write(buf: Uint8Array, off: number, len: number): number {
@@ -148,7 +148,7 @@ function segments(t: Test, frames: Uint8Array[]): Seen[] {
 }
 
 function setup(opts: ConstructorParameters<typeof TcpNat>[2] = {}, mtu?: number, streams = false) {
-  const env = makeStack({ ipv6: undefined, ...(mtu ? { mtu } : {}) });
+  const env = makeStack({ ipv6: undefined, ...(mtu !== undefined ? { mtu } : {}) });
   const host = new FakeTcp(streams);
   const nat = new TcpNat(env.stack, host, { random: () => 0.5, guestAddress: () => Uint8Array.of(10, 0, 2, 15), ...opts });
   env.stack.tcpInput = (family, p, off, ttl) => nat.input(family, p, off, ttl);
@@ -302,7 +302,7 @@ t.test('data both ways, backpressure, half-close each way', async (t) => {
   // the host ends: our FIN
   socket.eof = true;
   socket.events.readable();
-  const fin = segments(t, link.take()).find((s) => s.flags & FIN);
+  const fin = segments(t, link.take()).find((s) => (s.flags & FIN) !== 0);
   t.ok(fin, 'host EOF → FIN to the guest');
   t.equal(socket.closed, 'fin', 'both directions done: the host socket closes');
   send(tcpFrame(40000, 80, GUEST_ISN + 10, (fin!.seq + 1) >>> 0, ACK, undefined, { dst: FAR }));
@@ -348,7 +348,7 @@ t.test("the host socket's queue as the send buffer: peeked, re-peeked after a lo
   // The host ends: our FIN follows the data; the socket stays open until the guest has it all.
   socket.eof = true;
   socket.events.readable();
-  const fin = segments(t, link.take()).find((s) => s.flags & FIN);
+  const fin = segments(t, link.take()).find((s) => (s.flags & FIN) !== 0);
   send(tcpFrame(40000, 80, GUEST_ISN + 1, iss + 1, ACK | FIN, undefined, { dst: FAR }));
   t.ok(socket.shut, 'guest FIN → shutdown(SHUT_WR)');
   t.equal(socket.closed, 'no', 'not closed while the guest has not acknowledged all the data');
@@ -370,7 +370,7 @@ t.test('the host socket failing while its queue is the send buffer resets the gu
   socket.readError = 104; // ECONNRESET
   socket.events.readable();
   const out = segments(t, link.take());
-  t.ok(out.some((s) => s.flags & RST), 'the guest gets a RST');
+  t.ok(out.some((s) => (s.flags & RST) !== 0), 'the guest gets a RST');
   t.equal(env.nat.flowCount, 0);
 });
 

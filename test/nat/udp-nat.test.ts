@@ -27,7 +27,7 @@ class FakeUdp implements HostUdp {
 const FAR = ipv4(192, 0, 2, 9);
 
 function setup(opts: ConstructorParameters<typeof UdpNat>[2] = {}, mtu?: number) {
-  const env = makeStack({ ipv6: undefined, ...(mtu ? { mtu } : {}) });
+  const env = makeStack({ ipv6: undefined, ...(mtu !== undefined ? { mtu } : {}) });
   const host = new FakeUdp();
   const nat = new UdpNat(env.stack, host, opts);
   env.stack.beyond = (p) => nat.output(4, p, (p[0]! & 15) * 4, p[8]!);
@@ -185,7 +185,7 @@ class BatchingUdp implements HostUdp {
       sendMany: (buf: Uint8Array, offsets: Int32Array, lengths: Int32Array, ttls: Int32Array, start: number, count: number) => {
         s.calls.push(count);
         const n = Math.min(count, this.accept);
-        for (let i = start; i < start + n; i++) s.sent.push({ data: [...buf.subarray(offsets[i]!, offsets[i]! + lengths[i]!)], ttl: ttls[i]!, how: 'many' });
+        for (let i = start; i < start + n; i++) s.sent.push({ data: [...buf.subarray(offsets[i], offsets[i]! + lengths[i]!)], ttl: ttls[i]!, how: 'many' });
         return n;
       },
       close: () => undefined,

@@ -28,7 +28,7 @@ export class FrameDevice implements FrameLink {
     if (!this.accept) return false;
     if (partial && !this.partialChecksums) throw new Error('a partial checksum over a link that did not allow it');
     this.sent.push(frame.slice());
-    if (partial?.segmentSize && !this.gso) throw new Error('a segmentation-offload frame over a link that did not allow it');
+    if ((partial?.segmentSize ?? 0) !== 0 && !this.gso) throw new Error('a segmentation-offload frame over a link that did not allow it');
     this.partials.push(partial ? { ...partial } : undefined);
     return true;
   }
@@ -90,7 +90,7 @@ export class InPlaceFrameDevice extends FrameDevice {
       frame.set(h.headers, 0);
       let put = h.headers.length;
       while (put < frame.length) {
-        frame.set(memory.subarray(offsets[span]!, offsets[span]! + lengths[span]!), put);
+        frame.set(memory.subarray(offsets[span], offsets[span]! + lengths[span]!), put);
         put += lengths[span]!;
         span++;
       }

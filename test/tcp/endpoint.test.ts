@@ -358,7 +358,7 @@ t.test('a close before the handshake completes: the FIN follows the handshake an
   t.equal(conn.state, TcpState.FIN_WAIT_1);
   conn.output(5);
   const out = rec.take();
-  t.ok(out.some((s) => s.flags & FIN && s.seq === ISS + 1), 'FIN after the handshake');
+  t.ok(out.some((s) => ((s.flags & FIN) !== 0) && s.seq === ISS + 1), 'FIN after the handshake');
 });
 
 t.test('memory budget: the window offered is what the budget lets the buffer reach; in-window data it cannot hold is dropped and counted', async (t) => {

@@ -328,7 +328,7 @@ for (const inPlace of [false, true]) {
   t.test(`TX: GSO TCP frames (HOST_TSO4/6) pass as one large segment; ones whose header lies are refused${inPlace ? ' (payload left in guest memory)' : ''}`, async (t) => {
     const { dev, seen, fe } = setup(t, { payloadsInPlace: inPlace });
     const [, txq] = await fe.handshake();
-    t.ok(fe.features & bit(NetFeature.HOST_TSO4) && fe.features & bit(NetFeature.HOST_TSO6) && fe.features & bit(NetFeature.HOST_ECN), 'HOST_TSO4, HOST_TSO6 and HOST_ECN negotiated');
+    t.ok(((fe.features & bit(NetFeature.HOST_TSO4)) !== 0n) && ((fe.features & bit(NetFeature.HOST_TSO6)) !== 0n) && (fe.features & bit(NetFeature.HOST_ECN)) !== 0n, 'HOST_TSO4, HOST_TSO6 and HOST_ECN negotiated');
     const gsoHdr = (gso: number, flags = 1): Uint8Array => {
       const h = hdr(flags, gso);
       h[4] = 1448 & 0xff; // gso_size
@@ -450,7 +450,7 @@ t.test('RX in place: headers now, the payload of several frames filled by one ca
       calls++;
       let at = 0;
       for (let i = 0; i < count; i++) {
-        views[i]!.set(payload.subarray(at, at + lengths[i]!), offsets[i]!);
+        views[i]!.set(payload.subarray(at, at + lengths[i]!), offsets[i]);
         at += lengths[i]!;
       }
       return at;
@@ -502,7 +502,7 @@ t.test('RX in place to a guest without GUEST_CSUM: the checksum is completed ove
       fill(views, offsets, lengths, count) {
         let at = 0;
         for (let i = 0; i < count; i++) {
-          views[i]!.set(payload.subarray(at, at + lengths[i]!), offsets[i]!);
+          views[i]!.set(payload.subarray(at, at + lengths[i]!), offsets[i]);
           at += lengths[i]!;
         }
         return at;
@@ -536,7 +536,7 @@ t.test('TX: a TCP segment with NEEDS_CSUM leaves its payload in guest memory; ke
       if (p) {
         // What the spans hold, read straight from guest memory.
         const parts: number[] = [];
-        for (let i = 0; i < p.count; i++) parts.push(...p.views[i]!.subarray(p.offsets[i]!, p.offsets[i]! + p.lengths[i]!));
+        for (let i = 0; i < p.count; i++) parts.push(...p.views[i]!.subarray(p.offsets[i], p.offsets[i]! + p.lengths[i]!));
         payload = Uint8Array.from(parts);
         p.kept = keep;
       }

@@ -221,8 +221,8 @@ t.test('domain search: the RFC 3397 example and splitting past 255 bytes', async
 t.test('option overload: options continue in file, then sname', async (t) => {
   const b = new Uint8Array(DHCP_FIXED_LEN + 8);
   emitDhcpHeader(b, 0, { op: 1, xid: 1, secs: 0, flags: 0, ciaddr: 0, yiaddr: 0, siaddr: 0, giaddr: 0, chaddr: GUEST_MAC });
-  let o = dhcpPutU8(b, DHCP_FIXED_LEN, b.length, DhcpOption.OVERLOAD, 3);
-  o = dhcpPutEnd(b, o, b.length);
+  const o = dhcpPutU8(b, DHCP_FIXED_LEN, b.length, DhcpOption.OVERLOAD, 3);
+  dhcpPutEnd(b, o, b.length);
   dhcpPutEnd(b, dhcpPutU8(b, 108, 236, DhcpOption.MESSAGE_TYPE, DhcpMessageType.REQUEST), 236);
   dhcpPutEnd(b, dhcpPutIp(b, 44, 108, DhcpOption.REQUESTED_IP, ipv4(10, 0, 2, 15)), 108);
   const d = new DhcpPacket().at(b, 0, b.length);

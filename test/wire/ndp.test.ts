@@ -218,9 +218,9 @@ t.test('option validation (RFC 4861 section 4.6, RFC 8106 section 5)', async (t)
   t.equal(run([1, 2, 0, 0, 0, 0, 0, 0]), NdpOptionError.TRUNCATED);
   t.equal(run([1]), NdpOptionError.TRUNCATED);
   t.equal(run([3, 1, 0, 0, 0, 0, 0, 0]), NdpOptionError.BAD_LENGTH, 'prefix info must be 32 bytes');
-  t.equal(run([5, 2, ...new Array(14).fill(0)]), NdpOptionError.BAD_LENGTH, 'MTU must be 8 bytes');
+  t.equal(run([5, 2, ...new Array<number>(14).fill(0)]), NdpOptionError.BAD_LENGTH, 'MTU must be 8 bytes');
   t.equal(run([25, 1, 0, 0, 0, 0, 0, 0]), NdpOptionError.BAD_LENGTH, 'RDNSS without an address');
-  t.equal(run([25, 4, ...new Array(30).fill(0)]), NdpOptionError.BAD_LENGTH, 'RDNSS length must be odd');
+  t.equal(run([25, 4, ...new Array<number>(30).fill(0)]), NdpOptionError.BAD_LENGTH, 'RDNSS length must be odd');
   t.equal(run([31, 1, 0, 0, 0, 0, 0, 0]), NdpOptionError.BAD_LENGTH, 'DNSSL without a name');
   t.equal(run([200, 1, 0, 0, 0, 0, 0, 0]), NdpOptionError.OK, 'unknown options are skipped');
   const ns = NS_FRAME.slice(54);

@@ -119,7 +119,7 @@ t.test('option parsing edge cases', async (t) => {
   t.equal(o.sackCount, 0);
   t.ok(p([254, 4, 0xf9, 0x89, 4, 2]), 'experimental option skipped');
   t.ok(o.sackPermitted);
-  t.ok(p([5, 34, ...new Array(32).fill(1)]));
+  t.ok(p([5, 34, ...new Array<number>(32).fill(1)]));
   t.equal(o.sackCount, 4);
   t.notOk(o.addSackBlock(1, 2), 'at most four blocks');
 });

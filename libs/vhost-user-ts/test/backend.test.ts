@@ -330,7 +330,7 @@ t.test('SET_MEM_TABLE again remaps and the rings keep working', async (t) => {
 /** A raw message: header + `size` payload bytes (u32 words from `words`). */
 function msg(request: number, size: number, flags = VERSION, bytes = size, words: number[] = []): Uint8Array {
   const buf = new Uint8Array(HEADER_SIZE + bytes);
-  encodeHeader(buf, request, flags | (request === Request.GET_FEATURES ? 0 : FLAG_NEED_REPLY), size);
+  encodeHeader(buf, request, flags | (request === (Request.GET_FEATURES as number) ? 0 : FLAG_NEED_REPLY), size);
   const v = new DataView(buf.buffer);
   words.forEach((w, i) => v.setUint32(HEADER_SIZE + 4 * i, w, true));
   return buf;

@@ -117,7 +117,7 @@ export class CaptureLogger implements Logger {
     return ((obj: object | string, msg?: string) => {
       if (typeof obj === 'string') this.lines.push({ level, obj: {}, msg: obj });
       else this.lines.push({ level, obj: obj as Record<string, unknown>, msg: msg ?? '' });
-    }) as LogFn;
+    });
   }
 
   /** Lines whose message matches. */

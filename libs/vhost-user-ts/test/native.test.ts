@@ -492,7 +492,7 @@ t.test('Poller construction errors', async (t) => {
   native.close(e2);
 });
 
-t.test('Poller lifetime under GC', async (t) => {
+t.test('Poller lifetime under GC', async () => {
   const efd = native.eventfd(0);
   (() => {
     new native.Poller(efd, () => {}, true);

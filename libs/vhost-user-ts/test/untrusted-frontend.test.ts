@@ -52,7 +52,7 @@ async function servesNext(t: Test, path: string, what: string): Promise<void> {
 /** Makes fdKind call pipes eventfds, to simulate a notifier fd that passes the check and fails
  *  later (an eventfd itself never hangs up). */
 function passPipesAsEventfds(t: Test): void {
-  const real = native.fdKind;
+  const real = native.fdKind.bind(native);
   native.fdKind = (fd) => {
     const kind = real(fd);
     return kind === 'fifo' ? 'eventfd' : kind;

@@ -20,7 +20,7 @@ const mapping = native.mmap(data.fd, 0, data.size, 1 << 30);
 const bytes = new Uint8Array(mapping.chunks[0]!);
 const control = new Int32Array(data.control);
 const fields = data.fields;
-let x = data.seed >>> 0 || 1;
+let x = data.seed >>> 0 !== 0 ? data.seed >>> 0 : 1;
 const rand = (): number => {
   // xorshift32: cheap, and the worker's choices need not be reproducible.
   x ^= x << 13;

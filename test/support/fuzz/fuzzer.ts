@@ -115,11 +115,11 @@ export interface FuzzOptions {
 export function makeRunner(mode: Mode, rng: Rng): Runner<unknown> {
   switch (mode) {
     case 'frames':
-      return new FramesRunner(rng) as Runner<unknown>;
+      return new FramesRunner(rng);
     case 'chains':
-      return new ChainsRunner(rng) as Runner<unknown>;
+      return new ChainsRunner(rng);
     default:
-      return new MessagesRunner(rng) as Runner<unknown>;
+      return new MessagesRunner(rng);
   }
 }
 
@@ -422,7 +422,7 @@ export function formatSummary(s: ModeSummary): string {
     `  max batch ms      child ${s.maxBatchMsChild}, harness ${s.maxBatchMsHarness.toFixed(1)} (harness over ${LONG_BATCH_MS} ms: ${s.harnessOver50ms}); child event-loop delay max ${s.maxLoopDelayMs} ms`,
     `  RSS               min ${mib(s.rssMin)}, max ${mib(s.rssMax)} (bound ${mib(s.rssBound)})`,
     `  fds (max)         ${s.fdsMax}`,
-    `  internal errors   ${s.internalErrors}${s.internalErrorMessages.length ? `: ${s.internalErrorMessages.join(' | ')}` : ''}`,
+    `  internal errors   ${s.internalErrors}${s.internalErrorMessages.length !== 0 ? `: ${s.internalErrorMessages.join(' | ')}` : ''}`,
     `  server exceptions ${s.serverExceptions}`,
     `  used-ring errors  ${s.usedViolations}`,
     `  served checks     ${s.servedChecks - s.servedFailures}/${s.servedChecks} answered`,

@@ -94,21 +94,21 @@ export class GuestPeer {
     const ack = u32(f, t + 8);
     const flags = f[t + 13]!;
     const len = Math.max(0, l.end - t - ((f[t + 12]! >> 4) & 0xf) * 4);
-    if (flags & TcpFlags.RST) {
+    if ((flags & TcpFlags.RST) !== 0) {
       this.flows.delete(this.key(flow.family, flow.dst, flow.sport, flow.dport));
       return;
     }
-    if (flags & TcpFlags.SYN && flags & TcpFlags.ACK) {
+    if (((flags & TcpFlags.SYN) !== 0) && ((flags & TcpFlags.ACK) !== 0)) {
       flow.rcv = (seq + 1) >>> 0;
       flow.snd = ack;
       flow.open = true;
       flow.unacked = true;
       return;
     }
-    const end = (seq + len + (flags & TcpFlags.FIN ? 1 : 0)) >>> 0;
+    const end = (seq + len + (((flags & TcpFlags.FIN) !== 0) ? 1 : 0)) >>> 0;
     // Later than what we expect (mod 2^32, within a window's reach): take it as received.
     if (((end - flow.rcv) | 0) > 0) flow.rcv = end;
-    if (len > 0 || flags & TcpFlags.FIN) flow.unacked = true;
+    if (len > 0 || ((flags & TcpFlags.FIN) !== 0)) flow.unacked = true;
   }
 
   /** Frames for the next batch: answers first, then a few segments of open connections and

@@ -175,7 +175,6 @@ function setU64(p: Uint8Array, off: number, v: bigint | number): Uint8Array {
   return out;
 }
 
-const RING_MESSAGES = new Set<number>([Request.SET_VRING_NUM, Request.SET_VRING_BASE, Request.GET_VRING_BASE, Request.SET_VRING_ENABLE, Request.SET_VRING_ADDR]);
 const FD_MESSAGES = new Set<number>([Request.SET_VRING_KICK, Request.SET_VRING_CALL, Request.SET_VRING_ERR]);
 
 class SequenceMutator {

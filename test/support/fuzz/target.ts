@@ -22,7 +22,7 @@ const fake = config.fakeHost
   : {};
 const vunet = await Vunet.start({
   socketPath: config.socketPath,
-  config: { ...defaultConfig(), ...(config.mtu ? { mtu: config.mtu } : {}) },
+  config: { ...defaultConfig(), ...(config.mtu !== undefined ? { mtu: config.mtu } : {}) },
   logger,
   maxMemory: config.maxMemory,
   // Resolvers on the loopback of the target's own namespace (or nowhere, with the fake host):
