@@ -7,7 +7,7 @@
 import { AddressClaims } from './arp-claim.js';
 import type { RxMeta } from './link.js';
 import { LINK_HEADROOM, REASSEMBLED, knownSum, placePacket, reassembledFrame } from './link.js';
-import type { Stack } from './stack.js';
+import type { LayerContext } from './layer.js';
 import { EchoRequestSlot } from './echo.js';
 import { fragmentIpv4 } from './fragment.js';
 import { Reassembler } from './reassembly.js';
@@ -84,7 +84,7 @@ export interface UdpV4Input {
 
 /** Returns false when the datagram is not the handler's after all (the stack then treats the
  *  port as unserved). */
-export type UdpV4Handler = (dgram: UdpV4Input, stack: Stack) => boolean | void;
+export type UdpV4Handler = (dgram: UdpV4Input, now: number) => boolean | void;
 
 /** RFC 1122 §3.2.1.7 leaves the TTL to the host; 64 is what Linux and slirp use. */
 const DEFAULT_TTL = 64;
@@ -162,7 +162,7 @@ export class Ipv4Layer {
   private readonly tcp = new TcpSegment();
   private readonly udpInput: UdpV4Input = { srcIp: 0, dstIp: 0, srcPort: 0, dstPort: 0, srcMac: new Uint8Array(6), srcMacOffset: 0, payload: new Uint8Array(0) };
 
-  constructor(private readonly s: Stack, icmpRate: number, icmpBurst: number) {
+  constructor(private readonly s: LayerContext, icmpRate: number, icmpBurst: number) {
     this.icmpLimiter = new TokenBucket(icmpRate, icmpBurst, s.now());
     this.fragScratch = new Uint8Array(s.config.mtu);
     this.ethOut = { dst: MAC_BROADCAST, src: s.config.mac, etherType: EtherType.IPV4 };
@@ -757,7 +757,7 @@ export class Ipv4Layer {
       d.srcMac = frame;
       d.srcMacOffset = eth.srcOffset;
       d.payload = this.payloadViews.of(frame, udp.payloadOffset, udp.payloadOffset + udp.payloadLength);
-      if (handler(d, this.s) !== false) return;
+      if (handler(d, this.s.now()) !== false) return;
     }
     const packet = this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength);
     if (!broadcast && this.s.unservedUdp?.(4, packet, udp.offset - ip.offset, ip.ttl)) return;

@@ -17,7 +17,7 @@ import type { ReassemblyStats } from './reassembly.js';
 import { NeighborCache, ipv6Key, ipv6KeyBytes } from './neighbor.js';
 import { TokenBucket } from './rate-limit.js';
 import { MembershipReporter, QUERY_INTERVAL, Querier, ROBUSTNESS, recordEffect } from './multicast.js';
-import type { Stack } from './stack.js';
+import type { LayerContext } from './layer.js';
 import {
   completeChecksum,
   ETHERNET_HEADER_LEN,
@@ -90,7 +90,7 @@ export interface UdpV6Input {
 }
 
 /** Returns false when the datagram is not the handler's after all (then the port is unserved). */
-export type UdpV6Handler = (dgram: UdpV6Input, stack: Stack) => boolean | void;
+export type UdpV6Handler = (dgram: UdpV6Input, now: number) => boolean | void;
 
 /** What the layer needs from the router advertiser (src/ra/router-advertiser.ts). */
 export interface RouterAdvertiserPort {
@@ -168,7 +168,7 @@ export class Ipv6Layer {
   private readonly dstScratch = new Uint8Array(16);
 
   constructor(
-    private readonly s: Stack,
+    private readonly s: LayerContext,
     readonly config: Ipv6Config,
     icmpRate: number,
     icmpBurst: number,
@@ -811,7 +811,7 @@ export class Ipv6Layer {
       d.dstPort = udp.dstPort;
       d.srcMacOffset = eth.srcOffset;
       d.payload = this.payloadViews.of(frame, udp.payloadOffset, udp.payloadOffset + udp.payloadLength);
-      if (handler(d, this.s) !== false) return;
+      if (handler(d, this.s.now()) !== false) return;
     }
     const packet = this.packetViews.of(frame, ip.offset, ip.end);
     if (this.s.unservedUdp?.(6, packet, udp.offset - ip.offset, ip.hopLimit)) return;

@@ -11,6 +11,7 @@ import type { StackConfig } from './config.js';
 import { Counters } from './counters.js';
 import { MemoryBudget } from './memory-budget.js';
 import type { EchoHandler } from './echo.js';
+import type { LayerContext } from './layer.js';
 import { Ipv4Layer } from './ipv4.js';
 import type { UdpV4Handler } from './ipv4.js';
 import { Ipv6Layer } from './ipv6.js';
@@ -46,7 +47,7 @@ export interface StackOptions {
   memory?: MemoryBudget;
 }
 
-export class Stack implements FrameSink {
+export class Stack implements FrameSink, LayerContext {
   readonly counters = new Counters();
   /** The guest's MAC: from config, else learnt from its first frame. */
   guestMac: Uint8Array | undefined;

@@ -171,11 +171,11 @@ export class Vunet {
     this.dhcpOut = new Uint8Array(Math.min(config.mtu, 65507));
 
     this.dhcpv4 = new Dhcpv4Server(config, { logger: part('dhcp') });
-    this.stack.onUdpV4(67, (d, stack) => {
-      const reply = this.dhcpv4.handle(d.payload, d.srcIp, this.dhcpOut, stack.now());
+    this.stack.onUdpV4(67, (d, now) => {
+      const reply = this.dhcpv4.handle(d.payload, d.srcIp, this.dhcpOut, now);
       if (!reply) return;
       const mac = reply.dstMac === 'broadcast' ? MAC_BROADCAST : this.dhcpOut.slice(DHCPV4_CHADDR_OFFSET, DHCPV4_CHADDR_OFFSET + 6);
-      stack.ipv4.sendUdpV4(config.ipv4.gateway, 67, reply.dstIp, 68, mac, this.dhcpOut.subarray(0, reply.length));
+      this.stack.ipv4.sendUdpV4(config.ipv4.gateway, 67, reply.dstIp, 68, mac, this.dhcpOut.subarray(0, reply.length));
     });
 
     if (config.ipv6 && this.stack.ipv6) {
@@ -186,9 +186,9 @@ export class Vunet {
       const dhcpv6 = new Dhcpv6Server(config, { stateful, logger: part('dhcpv6') });
       this.dhcpv6 = dhcpv6;
       const ipv6 = this.stack.ipv6;
-      this.stack.onUdpV6(547, (d, stack) => {
+      this.stack.onUdpV6(547, (d, now) => {
         const src = d.bytes.subarray(d.srcOffset, d.srcOffset + 16);
-        const n = dhcpv6.handle(d.payload, src, this.dhcpOut, stack.now());
+        const n = dhcpv6.handle(d.payload, src, this.dhcpOut, now);
         if (n <= 0) return;
         ipv6.sendUdpV6(LINK_LOCAL_ADDRESS, 547, src.slice(), 546, d.bytes.slice(d.srcMacOffset, d.srcMacOffset + 6), this.dhcpOut.subarray(0, n));
       });
