@@ -1,6 +1,6 @@
 // The map in ARCHITECTURE.md against the code: every folder of src/ is in its table, each folder
-// imports only what the table's "imports" column allows, folders form no cycle, and only host/
-// and main/ reach Node (node:*) or the npm packages of the process side.
+// imports only what the table's "imports" column allows, neither folders nor files form a cycle,
+// and only host/ and main/ reach Node (node:*) or the npm packages of the process side.
 import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,6 +70,32 @@ t.test('the parts of src/ form no cycle', async (t) => {
     if (state.get(n) === 'done') return;
     if (state.get(n) === 'visiting') {
       cycles.push([...path.slice(path.indexOf(n)), n].join(' → '));
+      return;
+    }
+    state.set(n, 'visiting');
+    for (const m of graph.get(n) ?? []) visit(m, [...path, n]);
+    state.set(n, 'done');
+  };
+  for (const n of graph.keys()) visit(n, []);
+  t.same(cycles, []);
+});
+
+t.test('no source file imports itself back through others (type imports included)', async (t) => {
+  const graph = new Map<string, string[]>();
+  for (const f of readdirSync(SRC, { recursive: true, encoding: 'utf8' })) {
+    if (!f.endsWith('.ts')) continue;
+    const file = join(SRC, f);
+    const deps: string[] = [];
+    for (const m of readFileSync(file, 'utf8').matchAll(/^(?:import|export)\b[^;]*?\bfrom '(\.[^']+)';/gms)) deps.push(resolve(dirname(file), m[1]!.replace(/\.js$/, '.ts')));
+    graph.set(file, deps);
+  }
+  t.ok(graph.size > 50, 'the files were read');
+  const state = new Map<string, 'visiting' | 'done'>();
+  const cycles: string[] = [];
+  const visit = (n: string, path: string[]): void => {
+    if (state.get(n) === 'done') return;
+    if (state.get(n) === 'visiting') {
+      cycles.push([...path.slice(path.indexOf(n)), n].map((x) => relative(SRC, x)).join(' → '));
       return;
     }
     state.set(n, 'visiting');
