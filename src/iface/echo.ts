@@ -6,7 +6,7 @@
 // only during the call: copy what must outlive it.
 //
 // Without a handler, or when it returns false without replying, the stack answers requests for its
-// own addresses and hands the others to `Stack.beyond`.
+// own addresses and hands the others to the router's `beyond`.
 
 export interface EchoRequest {
   readonly family: 4 | 6;

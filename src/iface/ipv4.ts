@@ -116,8 +116,6 @@ const ZERO_MAC = new Uint8Array(6);
 export class Ipv4Layer {
   /** Guest-link IPv4 address → MAC (RFC 4861's machine, run by ARP). */
   readonly neighbors: NeighborCache<number>;
-  /** A packet we originated could not be delivered: its destination did not answer ARP. */
-  onUnreachable: ((tag: unknown, dst: number) => void) | undefined;
   private readonly udpHandlers = new Map<number, UdpV4Handler>();
   private readonly icmpLimiter: TokenBucket;
   private ipId = 0;
@@ -194,7 +192,7 @@ export class Ipv4Layer {
           for (const p of queued) this.frameAndSend(p.bytes, mac);
         },
         failed: (ip, queued) => {
-          for (const p of queued) this.unreachable(p.bytes, p.tag, ip);
+          for (const p of queued) this.unreachable(p.bytes, p.tag);
         },
       },
       { random: s.random, memory: s.memory.account('neighbors') },
@@ -232,7 +230,7 @@ export class Ipv4Layer {
    * Sends an IPv4 packet (from its header; checksums done) to a destination on the guest link,
    * resolving it first. While resolution runs the packet waits (copied) in the neighbour cache; if
    * it fails, the packet is answered as a router would (see unreachable()). `tag` identifies the
-   * flow for onUnreachable.
+   * flow for the router's unreachable().
    */
   sendToGuest(packet: Uint8Array, tag?: unknown, partial = 0, segmentSize = 0): boolean {
     const dst = ipv4Read(packet, 16);
@@ -306,16 +304,16 @@ export class Ipv4Layer {
   private readonly sendFragment = (p: Uint8Array): boolean => this.frameOne(p, this.fragMac);
 
   /**
-   * Resolution of `dst` failed for a queued packet. RFC 1812 §4.3.3.1 / RFC 4861 §7.2.2: a router
+   * Resolution of its destination failed for a queued packet. RFC 1812 §4.3.3.1 / RFC 4861 §7.2.2: a router
    * answers host unreachable to the packet's source — unless we are that source, and then the flow
    * that sent it is told instead. The source of a packet we forward sits beyond the guest link,
    * so the error goes to the beyond hook (the NAT).
    */
-  private unreachable(packet: Uint8Array, tag: unknown, dst: number): void {
+  private unreachable(packet: Uint8Array, tag: unknown): void {
     const src = ipv4Read(packet, 12);
     this.s.counters.add('ipv4.unresolved');
     if (this.isOurs(src)) {
-      this.onUnreachable?.(tag, dst);
+      this.s.router.unreachable?.(tag, 4);
       return;
     }
     this.errorBeyond(packet, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.HOST, 0);
@@ -335,7 +333,7 @@ export class Ipv4Layer {
     if (len < 0) return;
     this.emitHeaderInto(b, this.s.config.ipv4.gateway, ip.src, IpProtocol.ICMP, len);
     this.s.note(`icmp4.out.${type}.${code}`, { to: formatIpv4(ip.src), beyond: true });
-    this.s.beyond?.(b.subarray(0, 20 + len));
+    this.s.router.beyond?.(b.subarray(0, 20 + len));
   }
 
   /**
@@ -471,15 +469,15 @@ export class Ipv4Layer {
       }
       // The rest is the NAT's, which sends it on with TTL - 1; without one it is
       // counted and dropped.
-      if (ip.protocol === IpProtocol.TCP && this.s.tcpInput) return this.tcpv4Input(frame, ip, meta);
-      if (!this.s.beyond) return this.s.drop('ipv4.notForUs');
+      if (ip.protocol === IpProtocol.TCP && this.s.router.tcpInput) return this.tcpv4Input(frame, ip, meta);
+      if (!this.s.router.beyond) return this.s.drop('ipv4.notForUs');
       // The guest is untrusted: a UDP datagram is checked here before the NAT sends it on.
       if (ip.protocol === IpProtocol.UDP && !ip.isFragment()) {
         const udp = this.udp.at(frame, ip.payloadOffset, ip.payloadLength);
         if (!udp.check()) return this.s.drop('udp4.malformed');
         if (!meta.checksumPartial && !udp.verifyChecksumV4(ip.src, ip.dst, knownSum(meta, frame))) return this.s.drop('udp4.badChecksum');
       }
-      return this.s.beyond(this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength));
+      return this.s.router.beyond(this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength));
     }
     // Multicast we are no member of is not ours (IGMP excepted: as the querier we hear all of it).
     if (ipv4IsMulticast(dst) && ip.protocol !== IpProtocol.IGMP && !listening(dst)) return this.s.drop('ipv4.groupNotJoined');
@@ -499,7 +497,7 @@ export class Ipv4Layer {
         return this.igmpInput(frame, ip, routerAlert);
       case IpProtocol.TCP:
         if (broadcast) return this.s.drop('tcp4.broadcast'); // RFC 9293 §3.9.2.1: unicast only
-        if (this.s.tcpInput) return this.tcpv4Input(frame, ip, meta);
+        if (this.s.router.tcpInput) return this.tcpv4Input(frame, ip, meta);
         this.s.counters.add('ipv4.unknownProtocol');
         return this.sendIcmpv4Error(frame, eth, ip, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.PROTOCOL, 0, broadcast);
       default:
@@ -517,7 +515,7 @@ export class Ipv4Layer {
       this.s.loadRxPayload(); // (a device leaves it in guest memory only with a partial checksum)
       if (!tcp.verifyChecksumV4(ip.src, ip.dst, knownSum(meta, frame))) return this.s.drop('tcp4.badChecksum');
     }
-    this.s.tcpInput!(4, this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength), ip.payloadOffset - ip.offset, ip.ttl);
+    this.s.router.tcpInput!(4, this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength), ip.payloadOffset - ip.offset, ip.ttl);
   }
 
   private icmpv4Input(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, broadcast: boolean): void {
@@ -709,7 +707,7 @@ export class Ipv4Layer {
   private echo(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, icmp: Icmpv4Packet, toUs: boolean): boolean {
     const packet = this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength);
     const data = this.payloadViews.of(frame, icmp.payloadOffset, icmp.offset + icmp.length);
-    return this.echoSlot.fill(frame, eth.srcOffset, packet, ip.ttl, icmp.ident, icmp.seq, data, toUs).run(this.s.echoHandler);
+    return this.echoSlot.fill(frame, eth.srcOffset, packet, ip.ttl, icmp.ident, icmp.seq, data, toUs).run(this.s.router.echoHandler);
   }
 
   /**
@@ -760,7 +758,7 @@ export class Ipv4Layer {
       if (handler(d, this.s.now()) !== false) return;
     }
     const packet = this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength);
-    if (!broadcast && this.s.unservedUdp?.(4, packet, udp.offset - ip.offset, ip.ttl)) return;
+    if (!broadcast && this.s.router.unservedUdp?.(4, packet, udp.offset - ip.offset, ip.ttl)) return;
     this.s.counters.add('udp4.noPort');
     this.sendIcmpv4Error(frame, eth, ip, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.PORT, 0, broadcast);
   }

@@ -129,8 +129,6 @@ export class Ipv6Layer {
   private readonly udpHandlers = new Map<number, UdpV6Handler>();
   /** Guest-link IPv6 address (as hex) → MAC, the RFC 4861 machine. */
   readonly neighbors: NeighborCache<string>;
-  /** A packet we originated could not be delivered: its destination did not answer NDP. */
-  onUnreachable: ((tag: unknown, dst: Uint8Array) => void) | undefined;
   private readonly icmpLimiter: TokenBucket;
   /** Our own memberships (host side) and the guest link's querier (router side). */
   readonly reporter: MembershipReporter;
@@ -184,7 +182,7 @@ export class Ipv6Layer {
           for (const p of queued) this.sendPacketTo(p.bytes, mac, p.tag instanceof Forwarded);
         },
         failed: (key, queued) => {
-          for (const p of queued) this.unreachable(p.bytes, p.tag instanceof Forwarded ? p.tag.tag : p.tag, ipv6KeyBytes(key));
+          for (const p of queued) this.unreachable(p.bytes, p.tag instanceof Forwarded ? p.tag.tag : p.tag);
         },
       },
       { random: s.random, memory: s.memory.account('neighbors') },
@@ -402,15 +400,15 @@ export class Ipv6Layer {
       }
       // The rest is the NAT's, which sends it on with hop limit - 1; without one it is
       // counted and dropped.
-      if (ip.nextHeader === IpProtocol.TCP && this.s.tcpInput) return this.tcpv6Input(frame, ip.offset, ip.payloadOffset, ip.end, ip.hopLimit, meta);
-      if (!this.s.beyond) return this.s.drop('ipv6.notForUs');
+      if (ip.nextHeader === IpProtocol.TCP && this.s.router.tcpInput) return this.tcpv6Input(frame, ip.offset, ip.payloadOffset, ip.end, ip.hopLimit, meta);
+      if (!this.s.router.beyond) return this.s.drop('ipv6.notForUs');
       // The guest is untrusted: a UDP datagram is checked here before the NAT sends it on.
       if (ip.nextHeader === IpProtocol.UDP) {
         const udp = this.udp.at(frame, ip.payloadOffset, ip.end - ip.payloadOffset);
         if (!udp.check()) return this.s.drop('udp6.malformed');
         if (!meta.checksumPartial && !udp.verifyChecksumV6(frame, ip.srcOffset, frame, ip.dstOffset, knownSum(meta, frame))) return this.s.drop('udp6.badChecksum');
       }
-      return this.s.beyond(this.packetViews.of(frame, ip.offset, ip.end));
+      return this.s.router.beyond(this.packetViews.of(frame, ip.offset, ip.end));
     }
     const chain = this.chain;
     const walked = walkIpv6Headers(frame, ip.offset, chain);
@@ -444,7 +442,7 @@ export class Ipv6Layer {
         return this.udpv6Input(frame, eth, ip, chain.upperOffset, end - chain.upperOffset, meta);
       case IpProtocol.TCP:
         if (multicast) return this.s.drop('tcp6.multicast'); // RFC 9293 §3.9.2.1: unicast only
-        if (!this.s.tcpInput) return this.s.drop('tcp6.unserved');
+        if (!this.s.router.tcpInput) return this.s.drop('tcp6.unserved');
         return this.tcpv6Input(frame, ip.offset, chain.upperOffset, end, ip.hopLimit, meta);
       case 59: // No Next Header
         return;
@@ -576,7 +574,7 @@ export class Ipv6Layer {
     }
     const packet = this.packetViews.of(frame, ip.offset, ip.end);
     const data = this.payloadViews.of(frame, icmp.payloadOffset, icmp.offset + icmp.length);
-    return this.echoSlot.fill(frame, eth.srcOffset, packet, ip.hopLimit, icmp.ident, icmp.seq, data, toUs).run(this.s.echoHandler);
+    return this.echoSlot.fill(frame, eth.srcOffset, packet, ip.hopLimit, icmp.ident, icmp.seq, data, toUs).run(this.s.router.echoHandler);
   }
 
   /** The built-in echo reply to the request in echoSlot (RFC 4443 §4.2): same identifier,
@@ -725,10 +723,10 @@ export class Ipv6Layer {
    * unreachable, code 3 (address unreachable), to its source, unless we are that source (then the
    * flow is told). That source sits beyond the guest link, so the error goes to the beyond hook.
    */
-  private unreachable(packet: Uint8Array, tag: unknown, dst: Uint8Array): void {
+  private unreachable(packet: Uint8Array, tag: unknown): void {
     this.s.counters.add('ipv6.unresolved');
     if (this.own(packet, 8)) {
-      this.onUnreachable?.(tag, dst);
+      this.s.router.unreachable?.(tag, 6);
       return;
     }
     this.errorBeyond(packet, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.ADDRESS, 0);
@@ -748,7 +746,7 @@ export class Ipv6Layer {
     if (n < 0) return;
     emitIpv6Header(b, 0, { src: this.config.gateway, dst: this.dstScratch, nextHeader: IpProtocol.ICMPV6, hopLimit: HOP_LIMIT, payloadLength: n });
     this.s.note(`icmp6.out.${type}.${code}`, { to: formatIpv6(this.dstScratch), beyond: true });
-    this.s.beyond?.(b.subarray(0, IPV6_HEADER_LEN + n));
+    this.s.router.beyond?.(b.subarray(0, IPV6_HEADER_LEN + n));
   }
 
   /**
@@ -794,7 +792,7 @@ export class Ipv6Layer {
       this.s.loadRxPayload(); // (a device leaves it in guest memory only with a partial checksum)
       if (!tcp.verifyChecksumV6(frame, ipOff + 8, frame, ipOff + 24, knownSum(meta, frame))) return this.s.drop('tcp6.badChecksum');
     }
-    this.s.tcpInput!(6, this.packetViews.of(frame, ipOff, end), off - ipOff, hopLimit);
+    this.s.router.tcpInput!(6, this.packetViews.of(frame, ipOff, end), off - ipOff, hopLimit);
   }
 
   private udpv6Input(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, off: number, len: number, meta: RxMeta): void {
@@ -814,7 +812,7 @@ export class Ipv6Layer {
       if (handler(d, this.s.now()) !== false) return;
     }
     const packet = this.packetViews.of(frame, ip.offset, ip.end);
-    if (this.s.unservedUdp?.(6, packet, udp.offset - ip.offset, ip.hopLimit)) return;
+    if (this.s.router.unservedUdp?.(6, packet, udp.offset - ip.offset, ip.hopLimit)) return;
     this.s.counters.add('udp6.noPort');
     this.sendIcmpv6Error(frame, eth, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.PORT, 0, false);
   }

@@ -32,9 +32,37 @@ export interface LayerContext {
   /** Counts a dropped frame by reason (debug log). */
   drop(reason: string): void;
 
-  // The NAT's hooks (see Stack): unset, their traffic is counted and dropped or refused.
-  readonly beyond: ((packet: Uint8Array) => void) | undefined;
-  readonly unservedUdp: ((family: 4 | 6, packet: Uint8Array, udpOff: number, ttl: number) => boolean) | undefined;
-  readonly tcpInput: ((family: 4 | 6, packet: Uint8Array, l4Off: number, ttl: number) => void) | undefined;
-  readonly echoHandler: EchoHandler | undefined;
+  /** What lies beyond the guest link (the NAT). */
+  readonly router: Router;
+}
+
+/**
+ * What lies beyond the guest link (the NAT), as one object the stack is given (Stack.route).
+ * Each part is optional: without it, its traffic is counted and dropped, or refused as a host
+ * would refuse it.
+ */
+export interface Router {
+  /**
+   * Packets for destinations beyond the guest link (the NAT's input): guest packets not addressed
+   * to us, and errors we generate about packets that came from beyond. Whole IP packets, valid
+   * only during the call. Unset: they are counted and dropped.
+   */
+  beyond?: (packet: Uint8Array) => void;
+  /**
+   * UDP to one of our addresses on a port no handler serves: the NAT may take it (datagrams to
+   * the gateway reach the host's loopback, as under slirp). Returns whether it did; otherwise the
+   * guest gets port unreachable. The checked UDP header sits at `udpOff` in `packet`.
+   */
+  unservedUdp?: (family: 4 | 6, packet: Uint8Array, udpOff: number, ttl: number) => boolean;
+  /**
+   * TCP segments from the guest, to our addresses or beyond (the TCP NAT): the whole IP packet
+   * (valid only during the call), the TCP header at `l4Off`, checked and checksum-verified, and
+   * the packet's TTL / hop limit. Unset: TCP to us gets protocol unreachable, beyond is dropped.
+   */
+  tcpInput?: (family: 4 | 6, packet: Uint8Array, l4Off: number, ttl: number) => void;
+  /** Sees every echo request from the guest first (see echo.ts): the NAT's echo proxy. */
+  echoHandler?: EchoHandler;
+  /** A packet we originated (`tag`: what it was queued with) could not be delivered: its
+   *  destination on the guest link did not answer ARP / NDP. */
+  unreachable?: (tag: unknown, family: 4 | 6) => void;
 }

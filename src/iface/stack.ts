@@ -10,8 +10,7 @@ import { silentLog } from './log.js';
 import type { StackConfig } from './config.js';
 import { Counters } from './counters.js';
 import { MemoryBudget } from './memory-budget.js';
-import type { EchoHandler } from './echo.js';
-import type { LayerContext } from './layer.js';
+import type { LayerContext, Router } from './layer.js';
 import { Ipv4Layer } from './ipv4.js';
 import type { UdpV4Handler } from './ipv4.js';
 import { Ipv6Layer } from './ipv6.js';
@@ -24,6 +23,7 @@ import type { EthernetRepr } from '../wire/ethernet.js';
 export type { EchoHandler, EchoRequest } from './echo.js';
 export type { UdpV4Handler, UdpV4Input } from './ipv4.js';
 export type { UdpV6Handler, UdpV6Input } from './ipv6.js';
+export type { Router } from './layer.js';
 
 export interface Clock {
   /** Milliseconds, monotonic. */
@@ -52,26 +52,8 @@ export class Stack implements FrameSink, LayerContext {
   /** The guest's MAC: from config, else learnt from its first frame. */
   guestMac: Uint8Array | undefined;
   readonly ipv4: Ipv4Layer;
-  /**
-   * Packets for destinations beyond the guest link (the NAT's input): guest packets not addressed
-   * to us, and errors we generate about packets that came from beyond. Whole IP packets, valid
-   * only during the call. Unset: they are counted and dropped.
-   */
-  beyond: ((packet: Uint8Array) => void) | undefined;
-  /**
-   * UDP to one of our addresses on a port no handler serves: the NAT may take it (datagrams to
-   * the gateway reach the host's loopback, as under slirp). Returns whether it did; otherwise the
-   * guest gets port unreachable. The checked UDP header sits at `udpOff` in `packet`.
-   */
-  unservedUdp: ((family: 4 | 6, packet: Uint8Array, udpOff: number, ttl: number) => boolean) | undefined;
-  /**
-   * TCP segments from the guest, to our addresses or beyond (the TCP NAT): the whole IP packet
-   * (valid only during the call), the TCP header at `l4Off`, checked and checksum-verified, and
-   * the packet's TTL / hop limit. Unset: TCP to us gets protocol unreachable, beyond is dropped.
-   */
-  tcpInput: ((family: 4 | 6, packet: Uint8Array, l4Off: number, ttl: number) => void) | undefined;
-  /** Sees every echo request from the guest first (see echo.ts): the NAT's echo proxy. */
-  echoHandler: EchoHandler | undefined;
+  /** What lies beyond the guest link (the NAT): set once with route(). */
+  readonly router: Router = {};
   readonly ipv6: Ipv6Layer | undefined;
   readonly log: Log;
   readonly random: () => number;
@@ -108,6 +90,12 @@ export class Stack implements FrameSink, LayerContext {
     const burst = opts.icmpBurst ?? 50;
     this.ipv4 = new Ipv4Layer(this, rate, burst);
     this.ipv6 = config.ipv6 ? new Ipv6Layer(this, config.ipv6, rate, burst) : undefined;
+  }
+
+  /** Connects what lies beyond the guest link (the NAT's parts; see Router). Parts not given
+   *  stay as they were. */
+  route(parts: Router): void {
+    Object.assign(this.router, parts);
   }
 
   now(): number {

@@ -217,7 +217,6 @@ export class Vunet {
     });
     const fence = this.fence;
     this.echoProxy = new EchoProxy(this.stack, host, { mapGateway, fence, log: natLog });
-    this.stack.echoHandler = this.echoProxy.handle;
     this.udpNat = new UdpNat(this.stack, opts.hostUdp ?? nodeHost!, {
       mapGateway,
       fence,
@@ -225,7 +224,6 @@ export class Vunet {
       inBatch: () => this.batchClock.inBatch,
       ...(opts.udpTimeoutSec !== undefined && opts.udpTimeoutSec !== 0 ? { idleMs: opts.udpTimeoutSec * 1000 } : {}),
     });
-    this.stack.beyond = (p) => this.beyond(p);
     this.dns = new DnsForwarder(this.stack, opts.hostUdp ?? nodeHost!, resolvers(opts.dnsUpstream, natLog), { log: natLog });
     this.dns.attach();
     this.tcpNat = new TcpNat(this.stack, opts.hostTcp ?? nodeHost!, {
@@ -239,23 +237,27 @@ export class Vunet {
       wantRoom: () => this.device.wantRoom(),
       ...(opts.tcpTimeWaitMs !== undefined ? { tcp: { timeWaitMs: opts.tcpTimeWaitMs } } : {}),
     });
-    this.stack.tcpInput = (family, p, off, ttl) => {
-      this.noteGuest(family, p);
-      this.tcpNat.input(family, p, off, ttl);
-    };
-    this.stack.ipv4.onUnreachable = (tag) => this.tcpNat.unreachable(tag);
-    if (this.stack.ipv6) this.stack.ipv6.onUnreachable = (tag) => this.tcpNat.unreachable(tag);
     this.udpForward = new UdpForwarder(this.stack, opts.hostUdpListen ?? nodeHost!, {
       guestAddress: (family) => this.guestAddress(family),
       log: part('nat', { proto: 'udp-forward' }),
       ...(opts.udpTimeoutSec !== undefined && opts.udpTimeoutSec !== 0 ? { idleMs: opts.udpTimeoutSec * 1000 } : {}),
     });
-    this.stack.unservedUdp = (family, p, off, ttl) => {
-      if (this.udpForward.fromGuest(family, p, off)) return true;
-      if (!this.udpNat.takesGateway(family, p)) return false;
-      this.udpNat.output(family, p, off, ttl);
-      return true;
-    };
+    // What lies beyond the guest link, in one piece: the NAT's parts.
+    this.stack.route({
+      beyond: (p) => this.beyond(p),
+      tcpInput: (family, p, off, ttl) => {
+        this.noteGuest(family, p);
+        this.tcpNat.input(family, p, off, ttl);
+      },
+      unservedUdp: (family, p, off, ttl) => {
+        if (this.udpForward.fromGuest(family, p, off)) return true;
+        if (!this.udpNat.takesGateway(family, p)) return false;
+        this.udpNat.output(family, p, off, ttl);
+        return true;
+      },
+      echoHandler: this.echoProxy.handle,
+      unreachable: (tag) => this.tcpNat.unreachable(tag),
+    });
 
     this.server = new VhostUserServer(this.device, { logger: log.child({ part: 'vhost-user' }) });
     this.server.on('disconnect', () => this.guarded('device detached', () => this.detached()));

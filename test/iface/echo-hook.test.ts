@@ -11,7 +11,7 @@ const FAR = ipv4(192, 0, 2, 9);
 t.test('no handler: ours answered, others go beyond', async (t) => {
   const { stack, inject } = makeStack({ ipv6: undefined });
   const beyond: Uint8Array[] = [];
-  stack.beyond = (p) => beyond.push(p.slice());
+  stack.route({ beyond: (p) => beyond.push(p.slice()) });
   t.equal(inject(echoRequest(1, 1, new Uint8Array(4))).length, 1, 'gateway answers');
   t.same(inject(echoRequest(1, 1, new Uint8Array(4), { dst: FAR })), [], 'never a faked reply');
   t.equal(beyond.length, 1, 'handed on to the NAT');
@@ -22,7 +22,7 @@ t.test('the handler sees both, and decides', async (t) => {
   const seen: { toUs: boolean; ident: number; seq: number; ttl: number; dst: number; data: number }[] = [];
   let saved: EchoRequest | undefined;
   let mode: 'consume' | 'reply-false' | 'reply-twice' | 'leave' = 'consume';
-  stack.echoHandler = (r) => {
+  stack.route({ echoHandler: (r) => {
     saved = r;
     const v = new DataView(r.packet.buffer, r.packet.byteOffset);
     seen.push({ toUs: r.toUs, ident: r.ident, seq: r.seq, ttl: r.ttl, dst: v.getUint32(r.dstOffset), data: r.data.length });
@@ -37,7 +37,7 @@ t.test('the handler sees both, and decides', async (t) => {
       return true;
     }
     return false;
-  };
+  } });
   t.same(inject(echoRequest(7, 3, new Uint8Array(20), { ttl: 9 })), [], 'consumed: no built-in reply');
   t.same(seen[0], { toUs: true, ident: 7, seq: 3, ttl: 9, dst: GW_IP, data: 20 });
   t.notOk(saved!.reply(), 'a saved request cannot reply after the call');

@@ -22,10 +22,10 @@ function readyStack() {
   env.link.take();
   let tcp = 0;
   let udp = 0;
-  env.stack.tcpInput = () => void tcp++;
-  env.stack.beyond = (p) => {
+  env.stack.route({ tcpInput: () => void tcp++ });
+  env.stack.route({ beyond: (p) => {
     if ((p[0]! >> 4 === 4 ? p[9] : p[6]) === IpProtocol.UDP) udp++;
-  };
+  } });
   return { ...env, passed: () => ({ tcp, udp }) };
 }
 

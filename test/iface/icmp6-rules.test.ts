@@ -127,7 +127,7 @@ t.test('the token bucket (f): a burst, then one per token', async (t) => {
 t.test('errors towards sources beyond the link: address unreachable, not for later fragments', async (t) => {
   const { stack, clock } = ready();
   const beyond: Uint8Array[] = [];
-  stack.beyond = (p) => beyond.push(p.slice());
+  stack.route({ beyond: (p) => beyond.push(p.slice()) });
   const nobody = parseIpv6('fec0::99')!;
   const whole = udp(FAR, nobody).slice(14);
   // A later fragment of a datagram from FAR (offset 8), as a forwarder would hand it on.
@@ -149,7 +149,7 @@ t.test('errors towards sources beyond the link: address unreachable, not for lat
 t.test('packet too big for a forwarded packet; what we build is fragmented', async (t) => {
   const { stack, link, inject } = ready({ icmpBurst: 1 });
   const beyond: Uint8Array[] = [];
-  stack.beyond = (p) => beyond.push(p.slice());
+  stack.route({ beyond: (p) => beyond.push(p.slice()) });
   const big = frame(FAR, GUEST, IpProtocol.UDP, 60, (b, o) => {
     emitUdpV6(b, o, { srcPort: 7, dstPort: 4000, payloadLength: 2000 }, FAR, GUEST);
     return 2008;

@@ -145,7 +145,7 @@ t.test('options on every path: UDP to us, beyond, fragments, broadcast', async (
     seen.push(d.payload.slice());
   });
   const beyond: Uint8Array[] = [];
-  stack.beyond = (p) => beyond.push(p.slice());
+  stack.route({ beyond: (p) => beyond.push(p.slice()) });
   const rr = [7, 7, 4, 0, 0, 0, 0];
   const bad = [7, 7, 3, 0, 0, 0, 0];
 
@@ -209,7 +209,7 @@ t.test('fragmentation needed: a DF datagram from beyond, larger than the MTU', a
   const { stack, inject, link } = makeStack({ ipv6: undefined, mtu: 1500 }, { icmpBurst: 1, icmpRate: 1 });
   inject(arpRequest(GW_IP)); // the guest is learnt
   const beyond: Uint8Array[] = [];
-  stack.beyond = (p) => beyond.push(p.slice());
+  stack.route({ beyond: (p) => beyond.push(p.slice()) });
   const big = (src: number, df: boolean) => udpFrame(53, 4000, new Uint8Array(2000).fill(7), { src, dst: GUEST_IP, flags: df ? 2 : 0 }).slice(14);
 
   const dfPacket = big(REMOTE, true);

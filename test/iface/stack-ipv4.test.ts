@@ -223,9 +223,9 @@ t.test('ARP resolution for packets to the guest: queued, sent on the reply', asy
 t.test('resolution failure: host unreachable to a remote source; our own flows are told', async (t) => {
   const { stack, link, clock } = makeStack({ ipv6: undefined });
   const beyond: Uint8Array[] = [];
-  stack.beyond = (p) => beyond.push(p.slice());
+  stack.route({ beyond: (p) => beyond.push(p.slice()) });
   const told: unknown[] = [];
-  stack.ipv4.onUnreachable = (tag) => told.push(tag);
+  stack.route({ unreachable: (tag) => told.push(tag) });
   const nobody = ipv4(10, 0, 2, 99);
   const remote = ipv4(192, 0, 2, 1);
   const pkt = forwarded(remote, nobody);
@@ -263,7 +263,7 @@ t.test('TTL 1 beyond us: time exceeded from the gateway (first traceroute hop); 
   t.equal(icmp.code, 0, 'TTL exceeded in transit');
   t.same(err!.subarray(icmp.payloadOffset), probe.subarray(14), 'quotes the probe');
   const beyond: Uint8Array[] = [];
-  stack.beyond = (p) => beyond.push(p.slice());
+  stack.route({ beyond: (p) => beyond.push(p.slice()) });
   t.same(inject(udpFrame(40000, 33435, new Uint8Array(12), { dst: target, ttl: 2 })), [], 'TTL 2: nothing back from us');
   t.equal(beyond.length, 1, 'handed to the NAT with its TTL (the NAT sends it with TTL - 1)');
   t.equal(new Ipv4Packet().at(beyond[0]!, 0, beyond[0]!.length).ttl, 2);

@@ -226,7 +226,7 @@ t.test('malformed IPv6 is counted and dropped', async (t) => {
 t.test('NDP resolution for packets to the guest; failure gives address unreachable', async (t) => {
   const { stack, link, clock, inject } = readyStack();
   const beyond: Uint8Array[] = [];
-  stack.beyond = (p) => beyond.push(p.slice());
+  stack.route({ beyond: (p) => beyond.push(p.slice()) });
   const remote = parseIpv6('2001:db8::1')!;
   const toGuest = (dst: Uint8Array) =>
     ipv6Frame(remote, dst, IpProtocol.UDP, 60, (b, o) => {

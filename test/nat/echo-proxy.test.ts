@@ -44,7 +44,7 @@ const ROUTER = Uint8Array.of(198, 51, 100, 1, ...new Array<number>(12).fill(0));
 function setup(host = new FakeHost(), warns: string[] = []) {
   const env = makeStack({ ipv6: undefined });
   const proxy = new EchoProxy(env.stack, host, { log: { ...silentLog, warn: (_o: object, m?: string) => void warns.push(m ?? '') } });
-  env.stack.echoHandler = proxy.handle;
+  env.stack.route({ echoHandler: proxy.handle });
   // The guest is known on the link (its ARP request), so replies go out at once.
   env.inject(arpRequest(GW_IP));
   return { ...env, proxy, host };
@@ -131,7 +131,7 @@ t.test('flows expire when idle and the table is bounded', async (t) => {
   const env = makeStack({ ipv6: undefined });
   const host = new FakeHost();
   const proxy = new EchoProxy(env.stack, host, { maxFlows: 3, idleMs: 1000 });
-  env.stack.echoHandler = proxy.handle;
+  env.stack.route({ echoHandler: proxy.handle });
   for (let id = 1; id <= 5; id++) env.inject(echoRequest(id, 1, new Uint8Array(4), { dst: FAR }));
   t.equal(proxy.flowCount, 3, 'bounded');
   t.equal(host.sockets.filter((s) => s.closed).length, 2, 'evicted sockets closed');
@@ -145,7 +145,7 @@ t.test('IPv6: requests leave with hop limit - 1; replies and errors come back', 
   const env = makeStack({}, { random: () => 0.5 });
   const host = new FakeHost();
   const proxy = new EchoProxy(env.stack, host);
-  env.stack.echoHandler = proxy.handle;
+  env.stack.route({ echoHandler: proxy.handle });
   env.stack.linkUp();
   for (let i = 0; i < 6; i++) {
     env.clock.advance(500);
@@ -190,7 +190,7 @@ t.test('pings to fenced destinations get admin prohibited; none leaves the host'
   const host = new FakeHost();
   const fence = new Fence();
   const proxy = new EchoProxy(env.stack, host, { fence });
-  env.stack.echoHandler = proxy.handle;
+  env.stack.route({ echoHandler: proxy.handle });
   env.inject(arpRequest(GW_IP));
   const [e] = env.inject(echoRequest(1, 1, Uint8Array.of(1, 2), { dst: ipv4(127, 0, 0, 1) }));
   const ip = new Ipv4Packet().at(e!, 14, e!.length - 14);

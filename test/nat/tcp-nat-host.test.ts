@@ -62,7 +62,7 @@ for (const mode of ['copied into the frame', 'peeked into guest memory', 'peeked
     const host = new NodeHostNet(silentLog);
     t.ok(host.streamQueues, 'this kernel has SO_PEEK_OFF for TCP (Linux 6.9+)');
     const nat = new TcpNat(env.stack, host, { random: () => 0.5, guestAddress: () => Uint8Array.of(10, 0, 2, 15) });
-    env.stack.tcpInput = (family, p, off, ttl) => nat.input(family, p, off, ttl);
+    env.stack.route({ tcpInput: (family, p, off, ttl) => nat.input(family, p, off, ttl) });
     t.teardown(() => nat.closeAll());
     env.inject(arpRequest(GW_IP));
     const { link, clock } = env;
@@ -204,7 +204,7 @@ t.test('real host socket: guest data left in guest memory goes out by one writev
   const env = makeStack({ ipv6: undefined }, {}, new FrameDevice());
   const host = new NodeHostNet(silentLog);
   const nat = new TcpNat(env.stack, host, { random: () => 0.5, guestAddress: () => Uint8Array.of(10, 0, 2, 15) });
-  env.stack.tcpInput = (family, p, off, ttl) => nat.input(family, p, off, ttl);
+  env.stack.route({ tcpInput: (family, p, off, ttl) => nat.input(family, p, off, ttl) });
   t.teardown(() => nat.closeAll());
   env.inject(arpRequest(GW_IP));
   const { link } = env;

@@ -151,8 +151,8 @@ function setup(opts: ConstructorParameters<typeof TcpNat>[2] = {}, mtu?: number,
   const env = makeStack({ ipv6: undefined, ...(mtu !== undefined ? { mtu } : {}) });
   const host = new FakeTcp(streams);
   const nat = new TcpNat(env.stack, host, { random: () => 0.5, guestAddress: () => Uint8Array.of(10, 0, 2, 15), ...opts });
-  env.stack.tcpInput = (family, p, off, ttl) => nat.input(family, p, off, ttl);
-  env.stack.ipv4.onUnreachable = (tag) => nat.unreachable(tag);
+  env.stack.route({ tcpInput: (family, p, off, ttl) => nat.input(family, p, off, ttl) });
+  env.stack.route({ unreachable: (tag) => nat.unreachable(tag) });
   env.inject(arpRequest(GW_IP)); // the guest is known on the link
   const send = (frame: Uint8Array): Uint8Array[] => {
     env.stack.receive(frame, { checksumPartial: false });
@@ -527,7 +527,7 @@ t.test('port forward to a guest that does not answer ARP: the host connection cl
   const env = makeStack({ ipv6: undefined });
   const host = new FakeTcp();
   const nat = new TcpNat(env.stack, host, { guestAddress: () => Uint8Array.of(10, 0, 2, 99) });
-  env.stack.ipv4.onUnreachable = (tag) => nat.unreachable(tag);
+  env.stack.route({ unreachable: (tag) => nat.unreachable(tag) });
   nat.listen([{ family: 4, addr: null, hostPort: 2222, guestPort: 22 }]);
   let attached: FakeSocket | undefined;
   host.listens[0]!.accepted({ family: 4, peer: Uint8Array.of(127, 0, 0, 1), peerPort: 51000, localPort: 2222, attach: (e) => (attached = new FakeSocket(e)), reject: () => undefined });

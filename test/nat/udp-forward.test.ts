@@ -27,8 +27,8 @@ function setup() {
   const env = makeStack({ ipv6: undefined });
   const host = new FakeListen();
   const fwd = new UdpForwarder(env.stack, host, { guestAddress: () => Uint8Array.of(10, 0, 2, 15), idleMs: 1000 });
-  env.stack.unservedUdp = (family, p, off) => fwd.fromGuest(family, p, off);
-  env.stack.beyond = (p) => void fwd.fromGuest(4, p, 20);
+  env.stack.route({ unservedUdp: (family, p, off) => fwd.fromGuest(family, p, off) });
+  env.stack.route({ beyond: (p) => void fwd.fromGuest(4, p, 20) });
   env.inject(arpRequest(GW_IP));
   fwd.listen([{ family: 4, addr: null, hostPort: 5353, guestPort: 53 }]);
   return { ...env, host, fwd };

@@ -30,12 +30,12 @@ function setup(opts: ConstructorParameters<typeof UdpNat>[2] = {}, mtu?: number)
   const env = makeStack({ ipv6: undefined, ...(mtu !== undefined ? { mtu } : {}) });
   const host = new FakeUdp();
   const nat = new UdpNat(env.stack, host, opts);
-  env.stack.beyond = (p) => nat.output(4, p, (p[0]! & 15) * 4, p[8]!);
-  env.stack.unservedUdp = (family, p, off, ttl) => {
+  env.stack.route({ beyond: (p) => nat.output(4, p, (p[0]! & 15) * 4, p[8]!) });
+  env.stack.route({ unservedUdp: (family, p, off, ttl) => {
     if (!nat.takesGateway(family, p)) return false;
     nat.output(family, p, off, ttl);
     return true;
-  };
+  } });
   env.inject(arpRequest(GW_IP)); // the guest is known on the link
   return { ...env, nat, host };
 }
@@ -198,7 +198,7 @@ function batchingSetup() {
   const env = makeStack({ ipv6: undefined });
   const host = new BatchingUdp();
   const nat = new UdpNat(env.stack, host);
-  env.stack.beyond = (p) => nat.output(4, p, (p[0]! & 15) * 4, p[8]!);
+  env.stack.route({ beyond: (p) => nat.output(4, p, (p[0]! & 15) * 4, p[8]!) });
   env.inject(arpRequest(GW_IP));
   return { env, host, nat };
 }
