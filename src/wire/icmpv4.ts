@@ -5,7 +5,8 @@
 // a non-unicast source), RFC 1812 section 4.3.2.3 (quote as much of the original as fits in 576
 // bytes), RFC 1191 (next-hop MTU in "fragmentation needed"), RFC 4884 (length field; not emitted).
 
-import { copyBytes, get16, get32, get8, rangeOk, set16, set32, set8, WireView } from './bytes.js';
+import { copyBytes, get16, get32, get8, rangeOk, set16, set32, set8 } from './bytes.js';
+import { IcmpHeaderView } from './icmp.js';
 import { internetChecksum, verifyChecksum } from './checksum.js';
 
 //  0                   1                   2                   3
@@ -87,48 +88,7 @@ export function icmpv4IsError(type: number): boolean {
 }
 
 /** A view of an ICMPv4 message (the whole IP payload). */
-export class Icmpv4Packet extends WireView {
-  check(): boolean {
-    return rangeOk(this.bytes, this.offset, this.length) && this.length >= ICMPV4_HEADER_LEN;
-  }
-
-  get type(): number {
-    return get8(this.bytes, this.offset + F.TYPE);
-  }
-  set type(v: number) {
-    set8(this.bytes, this.offset + F.TYPE, v);
-  }
-  get code(): number {
-    return get8(this.bytes, this.offset + F.CODE);
-  }
-  set code(v: number) {
-    set8(this.bytes, this.offset + F.CODE, v);
-  }
-  get checksum(): number {
-    return get16(this.bytes, this.offset + F.CHECKSUM);
-  }
-  set checksum(v: number) {
-    set16(this.bytes, this.offset + F.CHECKSUM, v);
-  }
-  /** The four type-specific bytes after the checksum, as one number. */
-  get rest(): number {
-    return get32(this.bytes, this.offset + F.REST);
-  }
-  set rest(v: number) {
-    set32(this.bytes, this.offset + F.REST, v);
-  }
-  get ident(): number {
-    return get16(this.bytes, this.offset + F.IDENT);
-  }
-  set ident(v: number) {
-    set16(this.bytes, this.offset + F.IDENT, v);
-  }
-  get seq(): number {
-    return get16(this.bytes, this.offset + F.SEQ);
-  }
-  set seq(v: number) {
-    set16(this.bytes, this.offset + F.SEQ, v);
-  }
+export class Icmpv4Packet extends IcmpHeaderView {
   /** Next-hop MTU of "fragmentation needed" (RFC 1191); 0 from old routers. */
   get mtu(): number {
     return get16(this.bytes, this.offset + F.MTU);

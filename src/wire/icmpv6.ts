@@ -6,7 +6,8 @@
 // (pseudo-header). An error quotes "as much of invoking packet as possible without the ICMPv6
 // packet exceeding the minimum IPv6 MTU".
 
-import { copyBytes, get16, get32, get8, rangeOk, set16, set32, set8, WireView } from './bytes.js';
+import { copyBytes, get32, rangeOk, set16, set32, set8 } from './bytes.js';
+import { IcmpHeaderView } from './icmp.js';
 import { pseudoHeaderSumV6, internetChecksum, verifyTransportV6 } from './checksum.js';
 import { IpProtocol } from './ip.js';
 
@@ -81,48 +82,7 @@ export function icmpv6IsError(type: number): boolean {
 }
 
 /** A view of an ICMPv6 message (the upper-layer payload of an IPv6 packet). */
-export class Icmpv6Packet extends WireView {
-  /** Holds the 4-byte type/code/checksum and the 4 type-specific bytes every message has. */
-  check(): boolean {
-    return rangeOk(this.bytes, this.offset, this.length) && this.length >= ICMPV6_HEADER_LEN;
-  }
-
-  get type(): number {
-    return get8(this.bytes, this.offset + F.TYPE);
-  }
-  set type(v: number) {
-    set8(this.bytes, this.offset + F.TYPE, v);
-  }
-  get code(): number {
-    return get8(this.bytes, this.offset + F.CODE);
-  }
-  set code(v: number) {
-    set8(this.bytes, this.offset + F.CODE, v);
-  }
-  get checksum(): number {
-    return get16(this.bytes, this.offset + F.CHECKSUM);
-  }
-  set checksum(v: number) {
-    set16(this.bytes, this.offset + F.CHECKSUM, v);
-  }
-  get rest(): number {
-    return get32(this.bytes, this.offset + F.REST);
-  }
-  set rest(v: number) {
-    set32(this.bytes, this.offset + F.REST, v);
-  }
-  get ident(): number {
-    return get16(this.bytes, this.offset + F.IDENT);
-  }
-  set ident(v: number) {
-    set16(this.bytes, this.offset + F.IDENT, v);
-  }
-  get seq(): number {
-    return get16(this.bytes, this.offset + F.SEQ);
-  }
-  set seq(v: number) {
-    set16(this.bytes, this.offset + F.SEQ, v);
-  }
+export class Icmpv6Packet extends IcmpHeaderView {
   get mtu(): number {
     return get32(this.bytes, this.offset + F.MTU);
   }
