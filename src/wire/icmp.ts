@@ -1,6 +1,6 @@
 // The header ICMPv4 (RFC 792) and ICMPv6 (RFC 4443 §2.1) share: type, code, checksum, and four
 // type-specific bytes (identifier and sequence number for echo messages).
-import { get16, get32, get8, rangeOk, set16, set32, set8, WireView } from './bytes.js';
+import { copyBytes, get16, get32, get8, rangeOk, set16, set32, set8, WireView } from './bytes.js';
 
 /** Type, code, checksum and the four type-specific bytes: what every ICMP message has. */
 export const ICMP_HEADER_LEN = 8;
@@ -59,4 +59,25 @@ export class IcmpHeaderView extends WireView {
   set seq(v: number) {
     set16(this.bytes, this.offset + F.SEQ, v);
   }
+}
+
+/** `rest` for echo messages: the identifier, then the sequence number. */
+export function icmpEchoRest(ident: number, seq: number): number {
+  return (((ident & 0xffff) << 16) | (seq & 0xffff)) >>> 0;
+}
+
+/**
+ * Writes an ICMP error of either family but its checksum (left 0): the header, then as much of
+ * the invoking packet (`orig[origOff, +origLen)`) as fits in `maxLength` bytes of message and in
+ * `buf`. Returns the message length, or -1 when not even the header fits.
+ */
+export function emitIcmpErrorUnsummed(buf: Uint8Array, off: number, type: number, code: number, rest: number, orig: Uint8Array, origOff: number, origLen: number, maxLength: number): number {
+  if (!rangeOk(buf, off, ICMP_HEADER_LEN)) return -1;
+  const quoted = Math.max(0, Math.min(origLen, maxLength - ICMP_HEADER_LEN, buf.length - off - ICMP_HEADER_LEN));
+  copyBytes(buf, off + ICMP_HEADER_LEN, orig, origOff, quoted);
+  set8(buf, off + F.TYPE, type);
+  set8(buf, off + F.CODE, code);
+  set16(buf, off + F.CHECKSUM, 0);
+  set32(buf, off + F.REST, rest);
+  return ICMP_HEADER_LEN + quoted;
 }

@@ -5,8 +5,8 @@
 // a non-unicast source), RFC 1812 section 4.3.2.3 (quote as much of the original as fits in 576
 // bytes), RFC 1191 (next-hop MTU in "fragmentation needed"), RFC 4884 (length field; not emitted).
 
-import { copyBytes, get16, get32, get8, rangeOk, set16, set32, set8 } from './bytes.js';
-import { IcmpHeaderView } from './icmp.js';
+import { get16, get32, get8, rangeOk, set16, set32, set8 } from './bytes.js';
+import { IcmpHeaderView, emitIcmpErrorUnsummed, icmpEchoRest } from './icmp.js';
 import { internetChecksum, verifyChecksum } from './checksum.js';
 
 //  0                   1                   2                   3
@@ -154,9 +154,7 @@ export function emitIcmpv4(buf: Uint8Array, off: number, repr: Icmpv4Repr): numb
 }
 
 /** `rest` for echo messages. */
-export function icmpv4EchoRest(ident: number, seq: number): number {
-  return (((ident & 0xffff) << 16) | (seq & 0xffff)) >>> 0;
-}
+export const icmpv4EchoRest = icmpEchoRest;
 
 /**
  * Writes a whole ICMPv4 error: header, then as much of the invoking packet (`orig`, from its IP
@@ -176,13 +174,7 @@ export function emitIcmpv4Error(
   origLen: number,
   maxLength: number,
 ): number {
-  if (!rangeOk(buf, off, ICMPV4_HEADER_LEN)) return -1;
-  const quoted = Math.max(0, Math.min(origLen, maxLength - ICMPV4_HEADER_LEN, buf.length - off - ICMPV4_HEADER_LEN));
-  copyBytes(buf, off + ICMPV4_HEADER_LEN, orig, origOff, quoted);
-  set8(buf, off + F.TYPE, type);
-  set8(buf, off + F.CODE, code);
-  set16(buf, off + F.CHECKSUM, 0);
-  set32(buf, off + F.REST, rest);
-  set16(buf, off + F.CHECKSUM, internetChecksum(buf, off, ICMPV4_HEADER_LEN + quoted));
-  return ICMPV4_HEADER_LEN + quoted;
+  const len = emitIcmpErrorUnsummed(buf, off, type, code, rest, orig, origOff, origLen, maxLength);
+  if (len > 0) set16(buf, off + F.CHECKSUM, internetChecksum(buf, off, len));
+  return len;
 }

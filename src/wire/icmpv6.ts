@@ -6,8 +6,8 @@
 // (pseudo-header). An error quotes "as much of invoking packet as possible without the ICMPv6
 // packet exceeding the minimum IPv6 MTU".
 
-import { copyBytes, get32, rangeOk, set16, set32, set8 } from './bytes.js';
-import { IcmpHeaderView } from './icmp.js';
+import { get32, rangeOk, set16, set32, set8 } from './bytes.js';
+import { IcmpHeaderView, emitIcmpErrorUnsummed, icmpEchoRest } from './icmp.js';
 import { pseudoHeaderSumV6, internetChecksum, verifyTransportV6 } from './checksum.js';
 import { IpProtocol } from './ip.js';
 
@@ -158,9 +158,7 @@ export function emitIcmpv6(buf: Uint8Array, off: number, repr: Icmpv6Repr, src: 
 }
 
 /** `rest` for echo messages. */
-export function icmpv6EchoRest(ident: number, seq: number): number {
-  return (((ident & 0xffff) << 16) | (seq & 0xffff)) >>> 0;
-}
+export const icmpv6EchoRest = icmpEchoRest;
 
 /**
  * Writes a whole ICMPv6 error quoting as much of the invoking packet (`orig` from its IPv6 header)
@@ -180,12 +178,7 @@ export function emitIcmpv6Error(
   src: Uint8Array,
   dst: Uint8Array,
 ): number {
-  if (!rangeOk(buf, off, ICMPV6_HEADER_LEN)) return -1;
-  const quoted = Math.max(0, Math.min(origLen, maxLength - ICMPV6_HEADER_LEN, buf.length - off - ICMPV6_HEADER_LEN));
-  copyBytes(buf, off + ICMPV6_HEADER_LEN, orig, origOff, quoted);
-  set8(buf, off + F.TYPE, type);
-  set8(buf, off + F.CODE, code);
-  set32(buf, off + F.REST, rest);
-  fillIcmpv6Checksum(buf, off, ICMPV6_HEADER_LEN + quoted, src, dst);
-  return ICMPV6_HEADER_LEN + quoted;
+  const len = emitIcmpErrorUnsummed(buf, off, type, code, rest, orig, origOff, origLen, maxLength);
+  if (len > 0) fillIcmpv6Checksum(buf, off, len, src, dst);
+  return len;
 }
