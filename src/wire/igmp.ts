@@ -6,6 +6,7 @@
 // are ignored), RFC 2113 (reports carry the router alert option). Addresses are uint32 numbers.
 
 import { get16, get32, get8, rangeOk, set16, set32, set8, WireView } from './bytes.js';
+import { GroupRecordIterator } from './group-records.js';
 import { internetChecksum, verifyChecksum } from './checksum.js';
 
 // IGMPv1/v2 messages (RFC 2236 section 2):
@@ -196,70 +197,18 @@ export class IgmpPacket extends WireView {
   }
 }
 
-/**
- * Walks the group records of an IGMPv3 report. next() positions on the next record; false at the
- * end (after recordCount records) or when a record overruns the message (`error` set).
- */
-export class IgmpGroupRecordIterator {
-  bytes: Uint8Array = new Uint8Array(0);
-  private pos = 0;
-  private end = 0;
-  private remaining = 0;
-  /** Absolute offset and total length of the current record. */
-  offset = 0;
-  length = 0;
-  error = false;
-
-  /** Iterates the records of the report at `reportOffset` (`reportLength` bytes, header included). */
-  at(bytes: Uint8Array, reportOffset: number, reportLength: number): this {
-    this.bytes = bytes;
-    this.end = Math.min(reportOffset + reportLength, bytes.length);
-    this.pos = reportOffset + F.RECORDS;
-    this.remaining = reportOffset + F.RECORDS <= this.end ? get16(bytes, reportOffset + F.NUM_RECORDS) : 0;
-    this.error = reportOffset + F.RECORDS > this.end;
-    return this;
+/** Walks the group records of an IGMPv3 report (see GroupRecordIterator): the group and the
+ *  sources as IPv4 addresses. */
+export class IgmpGroupRecordIterator extends GroupRecordIterator {
+  constructor() {
+    super(4);
   }
 
-  next(): boolean {
-    if (this.error || this.remaining === 0) return false;
-    if (this.pos + IGMPV3_RECORD_MIN_LEN > this.end) return this.fail();
-    const len =
-      IGMPV3_RECORD_MIN_LEN + 4 * get16(this.bytes, this.pos + R.NUM_SOURCES) + 4 * get8(this.bytes, this.pos + R.AUX_LEN);
-    if (this.pos + len > this.end) return this.fail();
-    this.offset = this.pos;
-    this.length = len;
-    this.pos += len;
-    this.remaining--;
-    return true;
-  }
-
-  validate(): boolean {
-    while (this.next()) {
-      // next() checks each record
-    }
-    return !this.error;
-  }
-
-  get recordType(): number {
-    return get8(this.bytes, this.offset + R.TYPE);
-  }
-  /** Auxiliary data length in bytes. */
-  get auxDataLength(): number {
-    return 4 * get8(this.bytes, this.offset + R.AUX_LEN);
-  }
-  get sourceCount(): number {
-    return get16(this.bytes, this.offset + R.NUM_SOURCES);
-  }
   get group(): number {
-    return get32(this.bytes, this.offset + R.GROUP);
+    return get32(this.bytes, this.addressOffset);
   }
   source(i: number): number {
-    return get32(this.bytes, this.offset + R.SOURCES + 4 * i);
-  }
-
-  private fail(): boolean {
-    this.error = true;
-    return false;
+    return get32(this.bytes, this.sourceOffset(i));
   }
 }
 

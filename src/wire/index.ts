@@ -14,6 +14,7 @@ export * from './icmp.js';
 export * from './icmpv4.js';
 export * from './icmpv6.js';
 export * from './ndp.js';
+export * from './group-records.js';
 export * from './igmp.js';
 export * from './mld.js';
 export * from './udp.js';

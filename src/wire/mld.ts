@@ -7,6 +7,7 @@
 // those are the caller's, gVisor's isMLDValid shows them). Views cover the whole ICMPv6 message.
 
 import { copyBytes, get16, get8, rangeOk, set16, set8, WireView } from './bytes.js';
+import { GroupRecordIterator } from './group-records.js';
 import { fillIcmpv6Checksum, Icmpv6Type } from './icmpv6.js';
 import { IPV6_ADDR_LEN } from './ipv6.js';
 import { igmpv3DecodeCode } from './igmp.js';
@@ -166,72 +167,10 @@ export class Mldv2Report extends WireView {
   }
 }
 
-/**
- * Walks the multicast address records of an MLDv2 report; next() returns false at the end or when a
- * record overruns the message (`error` set).
- */
-export class MldRecordIterator {
-  bytes: Uint8Array = new Uint8Array(0);
-  private pos = 0;
-  private end = 0;
-  private remaining = 0;
-  /** Absolute offset and total length of the current record. */
-  offset = 0;
-  length = 0;
-  error = false;
-
-  /** Iterates the records of the report at `reportOffset` (`reportLength` bytes, header included). */
-  at(bytes: Uint8Array, reportOffset: number, reportLength: number): this {
-    this.bytes = bytes;
-    this.end = Math.min(reportOffset + reportLength, bytes.length);
-    this.pos = reportOffset + F.RECORDS;
-    this.error = this.pos > this.end;
-    this.remaining = this.error ? 0 : get16(bytes, reportOffset + F.NUM_RECORDS);
-    return this;
-  }
-
-  next(): boolean {
-    if (this.error || this.remaining === 0) return false;
-    if (this.pos + MLDV2_RECORD_MIN_LEN > this.end) return this.fail();
-    const len =
-      MLDV2_RECORD_MIN_LEN +
-      IPV6_ADDR_LEN * get16(this.bytes, this.pos + R.NUM_SOURCES) +
-      4 * get8(this.bytes, this.pos + R.AUX_LEN);
-    if (this.pos + len > this.end) return this.fail();
-    this.offset = this.pos;
-    this.length = len;
-    this.pos += len;
-    this.remaining--;
-    return true;
-  }
-
-  validate(): boolean {
-    while (this.next()) {
-      // next() checks each record
-    }
-    return !this.error;
-  }
-
-  get recordType(): number {
-    return get8(this.bytes, this.offset + R.TYPE);
-  }
-  get auxDataLength(): number {
-    return 4 * get8(this.bytes, this.offset + R.AUX_LEN);
-  }
-  get sourceCount(): number {
-    return get16(this.bytes, this.offset + R.NUM_SOURCES);
-  }
-  /** Absolute offset of the record's multicast address. */
-  get addressOffset(): number {
-    return this.offset + R.ADDRESS;
-  }
-  sourceOffset(i: number): number {
-    return this.offset + R.SOURCES + IPV6_ADDR_LEN * i;
-  }
-
-  private fail(): boolean {
-    this.error = true;
-    return false;
+/** Walks the multicast address records of an MLDv2 report (see GroupRecordIterator). */
+export class MldRecordIterator extends GroupRecordIterator {
+  constructor() {
+    super(16);
   }
 }
 
