@@ -106,14 +106,25 @@ export class Dhcpv6ServerStats {
   replyTooLarge = 0;
 }
 
+/**
+ * A lease's states:
+ *   held      offered in an Advertise, kept OFFER_HOLD_MS for the client's Request
+ *   bound     the client's, for the valid lifetime (Reply, or a Solicit with Rapid Commit)
+ *   declined  the client said another node uses the address: kept out of the pool for the valid
+ *             lifetime, under a key of its own (RFC 8415 §18.3.8)
+ * Edges, all taken in transition(): (new) → held; held → held (a new Advertise extends the hold);
+ * held, bound → bound (Request, Renew, Rebind: the lifetime starts again); bound → declined
+ * (Decline). A Release, the end of `expires` or eviction removes the lease, whatever its state.
+ */
+type LeaseState = 'held' | 'bound' | 'declined';
+
 interface Lease {
   key: string;
   slot: number;
   address: Uint8Array;
-  /** ms; a held offer or a binding is reusable by its client after this, and evictable. */
+  state: LeaseState;
+  /** ms; the lease is reusable by its client after this, and evictable. */
   expires: number;
-  /** false: offered in an Advertise, not yet requested. */
-  bound: boolean;
 }
 
 /** What to do with each IA of a message. */
@@ -369,7 +380,7 @@ export class Dhcpv6Server {
 
       if (action === IaAction.RELEASE || action === IaAction.DECLINE) {
         const lease = this.byKey.get(key);
-        if (lease === undefined || !lease.bound) {
+        if (lease === undefined || lease.state !== 'bound') {
           // "For each IA ... for which the server has no binding information, the server adds an IA
           // option using the IAID from the [message] and includes a Status Code option with the
           // value NoBinding in the IA option" (sections 18.3.7, 18.3.8).
@@ -380,8 +391,9 @@ export class Dhcpv6Server {
         this.removeLease(lease);
         if (action === IaAction.DECLINE) {
           // "marks the addresses as 'declined'": someone else uses it; keep it out of the pool.
-          const expires = now + this.validLifetime * 1000;
-          this.insertLease({ key: `declined/${lease.slot}`, slot: lease.slot, address: lease.address, expires, bound: true });
+          lease.key = `declined/${lease.slot}`;
+          this.transition(lease, 'declined', now);
+          this.insertLease(lease);
         }
         continue;
       }
@@ -393,12 +405,9 @@ export class Dhcpv6Server {
         p = this.emptyIaNa(out, p, iaid, Dhcpv6Status.NO_ADDRS_AVAIL, 'no addresses available');
         continue;
       }
-      if (action === IaAction.OFFER) {
-        if (!lease.bound) lease.expires = Math.max(lease.expires, now + OFFER_HOLD_MS);
-      } else {
-        lease.bound = true;
-        lease.expires = now + this.validLifetime * 1000;
-      }
+      // An Advertise leaves a binding as it is; anything else binds.
+      if (action !== IaAction.OFFER) this.transition(lease, 'bound', now);
+      else if (lease.state === 'held') this.transition(lease, 'held', now);
       const addrs = this.addrs;
       addrs.length = 0;
       addrs.push({ address: lease.address, preferredLifetime: this.preferredLifetime, validLifetime: this.validLifetime });
@@ -480,9 +489,17 @@ export class Dhcpv6Server {
     // Host number in the low 64 bits; FIRST_HOST + slot < 0x10000 fits in the last two bytes.
     address.fill(0, 8);
     set16(address, 14, FIRST_HOST + slot);
-    const lease: Lease = { key, slot, address, expires: now + OFFER_HOLD_MS, bound: false };
+    const lease: Lease = { key, slot, address, state: 'held', expires: now };
+    this.transition(lease, 'held', now);
     this.insertLease(lease);
     return lease;
+  }
+
+  /** The one place a lease changes state (see LeaseState), and its timer with it. */
+  private transition(l: Lease, to: LeaseState, now: number): void {
+    l.state = to;
+    if (to === 'held') l.expires = Math.max(l.expires, now + OFFER_HOLD_MS);
+    else l.expires = now + this.validLifetime * 1000;
   }
 
   /** A slot is free when no lease holds it, or the one holding it has expired (and goes). */
@@ -499,7 +516,7 @@ export class Dhcpv6Server {
     let offer: Lease | undefined;
     for (const l of this.byKey.values()) {
       if (l.expires <= now) return l;
-      if (!l.bound && (offer === undefined || l.expires < offer.expires)) offer = l;
+      if (l.state === 'held' && (offer === undefined || l.expires < offer.expires)) offer = l;
     }
     return offer;
   }
