@@ -156,10 +156,10 @@ export class PcapWriter {
 
   /**
    * Appends one frame. `timestampMs` is milliseconds since the Unix epoch (fractions kept to the
-   * microsecond). Copies the frame; never blocks. Returns false when the record was dropped.
+   * microsecond). `partial`: its transport checksum was left partial (virtio NEEDS_CSUM, either
+   * way); the capture gets it completed, as it would be on a wire, and the frame is left alone.
+   * Copies the frame; never blocks. Returns false when the record was dropped.
    */
-  /** Records a frame. `partial`: its transport checksum was left partial (virtio NEEDS_CSUM, either
-   *  way); the capture gets it completed, as it would be on a wire. */
   record(frame: Uint8Array, timestampMs: number, partial?: PartialChecksum): boolean {
     if (this.closing !== undefined || this.failure !== undefined) {
       this.counters.dropped++;

@@ -36,6 +36,9 @@ import { IpProtocol, MAC_BROADCAST, bytesEqual } from '../wire/index.js';
 import { NodeHostNet } from '../host/host-net.js';
 import { PcapWriter } from './pcap.js';
 
+/** Wall-clock ms since the epoch to the microsecond (Date.now() has whole ms): capture times. */
+const wallClockMicros = (): number => performance.timeOrigin + performance.now();
+
 export interface VunetStartOptions {
   socketPath: string;
   config: StackConfig;
@@ -147,7 +150,7 @@ export class Vunet {
     const link: FrameLink = pcap
       ? {
           send: (frame, partial) => {
-            pcap.record(frame, Date.now(), partial);
+            pcap.record(frame, wallClockMicros(), partial);
             return device.send(frame, partial);
           },
           hasRoom: () => device.hasRoom(),
@@ -162,7 +165,7 @@ export class Vunet {
       ? {
           receive: (frame: Uint8Array, meta: RxMeta) => {
             const partial = meta.checksumPartial ? { start: meta.checksumStart ?? 0, offset: meta.checksumOffset ?? 0 } : undefined;
-            pcap.record(frame, Date.now(), partial);
+            pcap.record(frame, wallClockMicros(), partial);
             this.stack.receive(frame, meta);
           },
         }
