@@ -172,7 +172,8 @@ export function buildProgram(output: ProgramOutput = {}): Command {
 
   program
     .addOption(
-      new Option('--socket <path>', 'vhost-user socket to listen on; QEMU connects to it (required)').makeOptionMandatory(),
+      // Required, but checked after parsing: an unknown option or a bad value is the first thing to say.
+      new Option('--socket <path>', 'vhost-user socket to listen on; QEMU connects to it (required)'),
     )
     .addOption(
       new Option(
@@ -289,6 +290,7 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}): 
   const o = program.opts<RawOptions>();
   const config = defaultConfig();
 
+  if (o.socket === undefined) throw new UsageError('--socket PATH is required: the vhost-user socket QEMU connects to (see vunet --help)');
   if (o.socket === '') throw new UsageError('--socket needs a path for the vhost-user socket');
   const socketBytes = Buffer.byteLength(o.socket);
   if (socketBytes > MAX_SOCKET_PATH_BYTES) {
@@ -334,7 +336,7 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}): 
 }
 
 interface RawOptions {
-  socket: string;
+  socket: string | undefined;
   ipv4: string;
   ipv6: string | false;
   mtu: string;
@@ -359,9 +361,6 @@ interface RawOptions {
 function fromCommander(err: unknown, program: Command): Error {
   if (!(err instanceof CommanderError)) return err instanceof Error ? err : new Error(String(err));
   if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return new HelpShown(err.code);
-  if (err.code === 'commander.missingMandatoryOptionValue') {
-    return new UsageError('--socket PATH is required: the vhost-user socket QEMU connects to (see vunet --help)');
-  }
   if (err.code === 'commander.excessArguments') {
     return new UsageError(`unexpected argument '${program.args[0] ?? ''}': vunet takes options only (see vunet --help)`);
   }

@@ -239,6 +239,7 @@ t.test('structural errors from commander become one-line UsageErrors', async (t)
     [[], /^--socket PATH is required: the vhost-user socket QEMU connects to \(see vunet --help\)$/],
     [['--mtu', '1500'], /^--socket PATH is required/],
     [[...SOCK, '--bogus'], /^unknown option '--bogus' \(see vunet --help\)$/],
+    [['--bogus'], /^unknown option '--bogus' \(see vunet --help\)$/], // said before the missing --socket
     [[...SOCK, '--mt', '1500'], /^unknown option '--mt': did you mean --mtu\? \(see vunet --help\)$/],
     [[...SOCK, '-x'], /^unknown option '-x'/],
     [[...SOCK, '--mtu'], /^option '--mtu <bytes>' argument missing \(see vunet --help\)$/],
