@@ -2,7 +2,7 @@
 // `vunet --socket PATH [options]`: serves a QEMU guest's virtio-net over vhost-user. A bad flag or
 // an unusable environment gets one line saying what to do and a non-zero exit.
 import { SocketInUseError } from 'vhost-user-ts';
-import { createLogger } from './main/logger.js';
+import { createStartLogger } from './main/logger.js';
 import { HelpShown, UsageError, parseArgs } from './main/options.js';
 import { PcapError } from './main/pcap.js';
 import { PrivilegeError, applyPrivileges, planPrivileges } from './main/privileges.js';
@@ -35,7 +35,8 @@ async function main(argv: string[]): Promise<number> {
     if (err instanceof UsageError) return fail(err.message, 2);
     throw err;
   }
-  const logger = createLogger(opts.logLevel);
+  // Nothing but the error is printed when the start fails: the lines logged meanwhile wait.
+  const { logger, started, failed } = createStartLogger(opts.logLevel);
   let privileges: PrivilegePlan;
   try {
     privileges = planPrivileges(opts);
@@ -60,6 +61,7 @@ async function main(argv: string[]): Promise<number> {
       ...(opts.pcapFile !== undefined ? { pcapFile: opts.pcapFile } : {}),
     });
   } catch (err) {
+    failed();
     if (err instanceof SocketInUseError || err instanceof PcapError || err instanceof ForwardError) return fail(err.message, 1);
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EACCES' || e.code === 'ENOENT' || e.code === 'EADDRINUSE' || e.code === 'ENAMETOOLONG') {
@@ -70,10 +72,12 @@ async function main(argv: string[]): Promise<number> {
   try {
     applyPrivileges(privileges, { socketPath: opts.socketPath, logger, ...(opts.pcapFile !== undefined ? { pcapFile: opts.pcapFile } : {}) });
   } catch (err) {
+    failed();
     await vunet.close();
     const hint = '--runas chooses the user; --no-sandbox skips no_new_privs, Landlock and seccomp';
     return fail(`cannot drop privileges: ${err instanceof Error ? err.message : String(err)} (${hint})`, 1);
   }
+  started();
   const c = opts.config;
   logger.info(
     {

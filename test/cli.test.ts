@@ -23,7 +23,7 @@ t.test('--help and bad flags', async (t) => {
   const help = run('--help');
   t.equal(help.status, 0);
   t.match(help.stdout, /--socket <path>/);
-  for (const args of [['--socket', '/tmp/x', '--mtu', '70000'], ['--socket', '/tmp/x', '--bogus'], ['--mtu', '1500'], ['--socket', '/tmp/x', '--ipv4', '300.1.1.0/24']]) {
+  for (const args of [['--socket', '/tmp/x', '--mtu', '70000'], ['--socket', '/tmp/x', '--bogus'], ['--bogus'], ['--mtu', '1500'], ['--socket', '/tmp/x', '--ipv4', '300.1.1.0/24']]) {
     const r = run(...args);
     t.equal(r.status, 2, `${args.join(' ')}: exit 2`);
     t.match(r.stderr, /^vunet: .+\n$/, `${args.join(' ')}: one line (${r.stderr.trim()})`);
@@ -59,6 +59,7 @@ t.test('prints the QEMU arguments, refuses a live socket, stops cleanly', async 
   const second = run('--socket', sock);
   t.equal(second.status, 1, 'second instance refused');
   t.match(second.stderr, /^vunet: .* is in use by a running process: stop it or choose another --socket path\n$/);
+  t.equal(second.stdout, '', 'a failed start prints nothing but its error (no log lines)');
   v.child.kill('SIGTERM');
   t.equal(await v.exited, 0, 'exit 0 on SIGTERM');
   t.notOk(existsSync(sock), 'socket removed');
@@ -80,4 +81,5 @@ t.test('a stale socket is replaced; a non-socket file is not', async (t) => {
   const r = run('--socket', file);
   t.equal(r.status, 1);
   t.match(r.stderr, /exists and is not a socket/);
+  t.equal(r.stdout, '', 'nothing but the error');
 });

@@ -11,6 +11,39 @@ export interface LoggerOptions {
 }
 
 export function createLogger(level: Level | 'silent', options: LoggerOptions = {}): Logger {
+  return pino({ level }, destination(options));
+}
+
+/** The lines held back while the process starts (at most this many; a start logs a handful). */
+const HELD_MAX = 1000;
+
+/**
+ * A logger whose lines are held until the start is known to have worked: started() writes them
+ * and lets later lines through; failed() drops them, so a failed start prints only its error.
+ */
+export function createStartLogger(level: Level | 'silent', options: LoggerOptions = {}): { logger: Logger; started: () => void; failed: () => void } {
+  const out = destination(options);
+  let held: string[] | undefined = [];
+  const gate = {
+    write(line: string): void {
+      if (held === undefined) out.write(line);
+      else if (held.length < HELD_MAX) held.push(line);
+    },
+  };
+  return {
+    logger: pino({ level }, gate),
+    started: () => {
+      const lines = held ?? [];
+      held = undefined;
+      for (const line of lines) out.write(line);
+    },
+    failed: () => {
+      held = [];
+    },
+  };
+}
+
+function destination(options: LoggerOptions): { write(line: string): unknown } {
   const fd = options.fd ?? 1;
   const usePretty = options.pretty ?? process.stdout.isTTY === true;
   const stream = usePretty
@@ -22,5 +55,5 @@ export function createLogger(level: Level | 'silent', options: LoggerOptions = {
         destination: fd,
       })
     : pino.destination({ dest: fd, sync: true });
-  return pino({ level }, stream);
+  return stream;
 }
