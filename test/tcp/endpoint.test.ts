@@ -335,17 +335,31 @@ t.test('a transmitter that cannot send keeps the segment for the next output', a
   t.equal(conn.stats.retransmits, 0);
 });
 
-t.test('malformed and random segments never throw', async (t) => {
-  const { conn } = established();
+t.test('random segments: what the connection answers stays within what it was sent and sent', async (t) => {
+  const { conn, rec } = established();
   let x = 12345;
   const rnd = () => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 8) & 0xff;
-  for (let i = 0; i < 2000; i++) {
+  let received = 0; // payload bytes offered, an upper bound on what may be acknowledged
+  const bad: string[] = [];
+  for (let i = 0; i < 2000 && bad.length === 0; i++) {
     const data = Array.from({ length: rnd() % 40 }, rnd);
+    received += data.length + 1; // (+1: a FIN)
     const s = segment({ seq: (rnd() << 24) | (rnd() << 16) | (rnd() << 8) | rnd(), ack: ISS + (rnd() % 4), flags: rnd(), window: rnd() * 256, data });
     conn.input(s, i);
     conn.output(i);
+    const out = rec.take();
+    // An answer at most (an ACK, a challenge ACK or a RST; challenge ACKs are rate-limited).
+    if (out.length > 1) bad.push(`segment ${i}: ${out.length} answers`);
+    for (const o of out) {
+      // We had nothing to send: no data, no SYN; our sequence numbers stay ISS + 1 (+1 after a FIN).
+      if (o.data.length !== 0 || (o.flags & SYN) !== 0) bad.push(`segment ${i}: sent data or SYN`);
+      if ((o.flags & RST) === 0 && (o.seq < ISS + 1 || o.seq > ISS + 2)) bad.push(`segment ${i}: seq ${o.seq}`);
+      // What we acknowledge was received: from PEER + 1, at most what arrived.
+      if ((o.flags & ACK) !== 0 && (o.flags & RST) === 0 && (o.ack < PEER + 1 || o.ack > PEER + 1 + received)) bad.push(`segment ${i}: ack ${o.ack}`);
+    }
+    if (conn.state === TcpState.CLOSED) break;
   }
-  t.pass('2000 random segments');
+  t.same(bad, [], '2000 random segments held to those invariants');
 });
 
 t.test('a close before the handshake completes: the FIN follows the handshake and the data', async (t) => {
