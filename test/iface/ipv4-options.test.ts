@@ -19,7 +19,7 @@ import {
   ipv4Read,
 } from '../../src/wire/index.js';
 import { makeStack } from '../support/frame-device.js';
-import { DNS_IP, GUEST_IP, GUEST_MAC, GW_IP, GW_MAC, arpRequest, udpFrame } from '../support/packets.js';
+import { DNS_IP, GUEST_IP, GUEST_MAC, GW_IP, GW_MAC, arpRequest, udpFrame, parseIpv4Frame } from '../support/packets.js';
 import type { Ipv4Frame } from '../support/packets.js';
 
 /** 01:02:03.456 UTC: 3 723 456 ms since midnight. */
@@ -62,8 +62,7 @@ function udpMessage(src: number, dst: number, dstPort: number, data: Uint8Array)
 }
 
 function parse(frame: Uint8Array) {
-  const ip = new Ipv4Packet().at(frame, 14, frame.length - 14);
-  const icmp = new Icmpv4Packet().at(frame, ip.payloadOffset, ip.payloadLength);
+  const { ip, icmp } = parseIpv4Frame(frame);
   return { ip, icmp, options: frame.subarray(ip.optionsOffset, ip.optionsOffset + ip.optionsLength) };
 }
 

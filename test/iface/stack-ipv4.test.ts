@@ -14,13 +14,9 @@ import {
   ipv4,
 } from '../../src/wire/index.js';
 import { makeStack } from '../support/frame-device.js';
-import { DNS_IP, GUEST_IP, GUEST_MAC, GW_IP, GW_MAC, arpRequest, echoRequest, ipv4Frame, udpFrame } from '../support/packets.js';
+import { DNS_IP, GUEST_IP, GUEST_MAC, GW_IP, GW_MAC, arpRequest, echoRequest, ipv4Frame, parseIpv4Frame, udpFrame } from '../support/packets.js';
 
-function parse(frame: Uint8Array) {
-  const eth = new EthernetFrame().at(frame, 0, frame.length);
-  const ip = new Ipv4Packet().at(frame, 14, frame.length - 14);
-  return { eth, ip };
-}
+const parse = parseIpv4Frame;
 
 t.test('ARP: answers for the gateway and DNS addresses, and only those', async (t) => {
   const { inject, stack } = makeStack();

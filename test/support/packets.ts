@@ -1,6 +1,12 @@
-// Builders for guest frames in stack tests, on top of the wire emitters.
+// Builders for guest frames in stack tests, on top of the wire emitters, and the views tests read
+// the stack's answers with.
 import {
   ArpOp,
+  EthernetFrame,
+  Icmpv4Packet,
+  Ipv4Packet,
+  TcpSegment,
+  UdpDatagram,
   EtherType,
   IpProtocol,
   MAC_BROADCAST,
@@ -141,4 +147,18 @@ export function tcpFrame6(srcPort: number, dstPort: number, seq: number, ack: nu
   const m = new Uint8Array(tcpHeaderLength(repr));
   emitTcpV6(m, 0, repr, p.src, p.dst);
   return ipv6Frame(p, IpProtocol.TCP, m);
+}
+
+/** Views of an Ethernet + IPv4 frame the stack sent: the Ethernet header, the IP header, and the
+ *  payload read as ICMP, UDP and TCP (use the one the protocol says). */
+export function parseIpv4Frame(frame: Uint8Array): { eth: EthernetFrame; ip: Ipv4Packet; icmp: Icmpv4Packet; udp: UdpDatagram; tcp: TcpSegment } {
+  const eth = new EthernetFrame().at(frame, 0, frame.length);
+  const ip = new Ipv4Packet().at(frame, 14, frame.length - 14);
+  return {
+    eth,
+    ip,
+    icmp: new Icmpv4Packet().at(frame, ip.payloadOffset, ip.payloadLength),
+    udp: new UdpDatagram().at(frame, ip.payloadOffset, ip.payloadLength),
+    tcp: new TcpSegment().at(frame, ip.payloadOffset, ip.payloadLength),
+  };
 }
