@@ -1,9 +1,31 @@
 // Address rules the NAT's parts share: who a host client appears to be on the guest link.
 import type { StackConfig } from '../iface/config.js';
-import { ipv4Read } from '../wire/index.js';
+import { LINK_LOCAL_ADDRESS } from '../iface/ipv6.js';
+import { bytesEqual, ipv4Read } from '../wire/index.js';
 
-export const LOOPBACK4 = Uint8Array.of(127, 0, 0, 1);
-export const LOOPBACK6 = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
+const LOOPBACK4 = Uint8Array.of(127, 0, 0, 1);
+const LOOPBACK6 = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
+
+/** The host's loopback address of a family: where the gateway maps (as under slirp). Shared:
+ *  never to be written. */
+export function loopback(family: 4 | 6): Uint8Array {
+  return family === 4 ? LOOPBACK4 : LOOPBACK6;
+}
+
+/**
+ * Which of our service addresses the `family` address at addr[off] is: the gateway (for IPv6 also
+ * our link-local fe80::2, the router the guest learns from our advertisements) or the DNS
+ * address; undefined for any other address.
+ */
+export function serviceAddress(c: StackConfig, family: 4 | 6, addr: Uint8Array, off = 0): 'gateway' | 'dns' | undefined {
+  if (family === 4) {
+    const a = ipv4Read(addr, off);
+    return a === c.ipv4.gateway ? 'gateway' : a === c.ipv4.dns ? 'dns' : undefined;
+  }
+  if (!c.ipv6) return undefined;
+  if (bytesEqual(c.ipv6.gateway, 0, addr, off, 16) || bytesEqual(LINK_LOCAL_ADDRESS, 0, addr, off, 16)) return 'gateway';
+  return bytesEqual(c.ipv6.dns, 0, addr, off, 16) ? 'dns' : undefined;
+}
 
 /** Our gateway address of a family, as bytes (a fresh copy). */
 export function gatewayBytes(c: StackConfig, family: 4 | 6): Uint8Array {

@@ -28,6 +28,7 @@ import {
 } from '../wire/index.js';
 import type { Icmpv4Repr, Ipv4Repr, Ipv6Repr } from '../wire/index.js';
 import { ViewCache } from '../wire/bytes.js';
+import { loopback, serviceAddress } from './addresses.js';
 import type { EchoSocket, HostNet } from './host.js';
 import type { Fence } from './fence.js';
 import { FlowTable, QUOTE4_MAX, QUOTE6_MAX, fenced, sendGuestError } from './flows.js';
@@ -57,8 +58,6 @@ interface Flow {
   lastUse: number;
 }
 
-const LOOPBACK4 = Uint8Array.of(127, 0, 0, 1);
-const LOOPBACK6 = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
 
 export class EchoProxy {
   readonly stats = { requests: 0, replies: 0, errors: 0, unanswerable: 0, flows: 0 };
@@ -109,9 +108,7 @@ export class EchoProxy {
     // Our own addresses: the gateway maps to the host's loopback when the host lets us ping it;
     // otherwise (and for the other addresses) the stack answers, as the address is ours.
     if (!this.mapGateway || this.host.echoMode === 'none') return undefined;
-    const c = this.stack.config;
-    if (r.family === 4) return ipv4Read(dst, 0) === c.ipv4.gateway ? LOOPBACK4 : undefined;
-    return c.ipv6 && toHex(dst) === toHex(c.ipv6.gateway) ? LOOPBACK6 : undefined;
+    return serviceAddress(this.stack.config, r.family, dst) === 'gateway' ? loopback(r.family) : undefined;
   }
 
   private flowFor(r: EchoRequest, dst: Uint8Array, target: Uint8Array): Flow | undefined {

@@ -55,7 +55,6 @@ import { LogLimiter, silentLog } from '../iface/log.js';
 import type { MemoryAccount } from '../iface/memory-budget.js';
 import { TokenBucket } from '../iface/rate-limit.js';
 import type { Stack } from '../iface/stack.js';
-import { LINK_LOCAL_ADDRESS } from '../iface/ipv6.js';
 import { GSO_MAX_PACKET, LINK_HEADROOM } from '../iface/link.js';
 import { ipv6Key } from '../iface/neighbor.js';
 import { RECV_BUFFER_INITIAL, SEND_BUFFER_INITIAL, TcpConnection, TcpState, tcpStateName } from '../tcp/endpoint.js';
@@ -80,7 +79,7 @@ import {
 } from '../wire/index.js';
 import { ViewCache } from '../wire/bytes.js';
 import type { EthernetRepr, Ipv4Repr, Ipv6Repr, TcpRepr } from '../wire/index.js';
-import { LOOPBACK4, LOOPBACK6, clientAsSeen } from './addresses.js';
+import { clientAsSeen, loopback, serviceAddress } from './addresses.js';
 import type { Fence } from './fence.js';
 import type { AcceptedTcp, HostTcp, TcpListener, TcpSocket, TcpSocketEvents } from './host.js';
 import { QUOTE4_MAX, QUOTE6_MAX, sendGuestError } from './flows.js';
@@ -459,7 +458,7 @@ export class TcpNat implements TcpTransmitter {
     const ours = this.ourAddress(family, packet.subarray(dstOff, dstOff + alen));
     if (ours !== undefined) {
       hostTtl = -1;
-      if (ours === 'gateway' && this.mapGateway) target = family === 4 ? LOOPBACK4 : LOOPBACK6;
+      if (ours === 'gateway' && this.mapGateway) target = loopback(family);
       else if (ours === 'dns' && port === 53) {
         const r = this.opts.dnsUpstream?.(family);
         if (r) {
@@ -1336,18 +1335,12 @@ export class TcpNat implements TcpTransmitter {
 
   // ---- addresses ----
 
+  /** Which of our addresses `addr` is: a service address, another of ours (IPv4's broadcast and
+   *  the like), or none. */
   private ourAddress(family: 4 | 6, addr: Uint8Array): 'gateway' | 'dns' | 'other' | undefined {
-    const c = this.stack.config;
-    if (family === 4) {
-      const a = ipv4Read(addr, 0);
-      if (a === c.ipv4.gateway) return 'gateway';
-      if (a === c.ipv4.dns) return 'dns';
-      return this.stack.isOurIpv4(a) ? 'other' : undefined;
-    }
-    if (!c.ipv6) return undefined;
-    if (bytesEqual(c.ipv6.gateway, 0, addr, 0, 16)) return 'gateway';
-    if (bytesEqual(c.ipv6.dns, 0, addr, 0, 16)) return 'dns';
-    return bytesEqual(LINK_LOCAL_ADDRESS, 0, addr, 0, 16) ? 'gateway' : undefined;
+    const role = serviceAddress(this.stack.config, family, addr);
+    if (role !== undefined) return role;
+    return family === 4 && this.stack.isOurIpv4(ipv4Read(addr, 0)) ? 'other' : undefined;
   }
 }
 

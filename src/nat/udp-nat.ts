@@ -23,6 +23,7 @@ import {
 } from '../wire/index.js';
 import type { Ipv4Repr, Ipv6Repr, UdpRepr } from '../wire/index.js';
 import { ViewCache, bytesEqual, copyBytes } from '../wire/bytes.js';
+import { loopback, serviceAddress } from './addresses.js';
 import type { HostUdp, UdpSocket } from './host.js';
 import { SEND_MANY_MAX } from './host.js';
 import type { Fence } from './fence.js';
@@ -58,8 +59,6 @@ interface Flow {
 const PEND_MAX = 128;
 const PEND_BYTES = 256 * 1024;
 
-const LOOPBACK4 = Uint8Array.of(127, 0, 0, 1);
-const LOOPBACK6 = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
 
 export class UdpNat {
   readonly stats = { datagramsOut: 0, datagramsIn: 0, errors: 0, openFailed: 0, tooBig: 0, flows: 0, sendBatches: 0 };
@@ -211,10 +210,8 @@ export class UdpNat {
 
   /** The address the host socket talks to: the destination, or loopback for the gateway. */
   private target(family: 4 | 6, dst: Uint8Array): Uint8Array | undefined {
-    const c = this.stack.config;
-    const isGateway = family === 4 ? ipv4Read(dst, 0) === c.ipv4.gateway : c.ipv6 !== undefined && toHex(dst) === toHex(c.ipv6.gateway);
-    if (!isGateway) return dst;
-    return this.mapGateway ? (family === 4 ? LOOPBACK4 : LOOPBACK6) : undefined;
+    if (serviceAddress(this.stack.config, family, dst) !== 'gateway') return dst;
+    return this.mapGateway ? loopback(family) : undefined;
   }
 
   private flowFor(family: 4 | 6, guest: Uint8Array, guestPort: number, dst: Uint8Array, dstPort: number, packet: Uint8Array, srcOff: number, dstOff: number): Flow | undefined {
