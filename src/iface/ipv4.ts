@@ -1,9 +1,9 @@
-// IPv4 on the guest link: ARP, IPv4 input with its options, ICMPv4, IGMP and UDP dispatch for our
-// addresses, RFC 5227 probe/announce of our addresses at link-up, and vunet as the link's IGMP
-// querier. Read RFC 826, RFC 1122 §3.2 (what a host checks on IP input and when it may send ICMP
-// errors), RFC 792, RFC 791 §3.1 (options), RFC 1191 (fragmentation needed), RFC 5227 and RFC 3376
-// before editing; the ICMP error rules follow gVisor's netstack (returnError in
-// pkg/tcpip/network/ipv4/icmp.go), options and IGMP validation its ipv4.go (processIPOptions).
+// IPv4 on the guest link: ARP, IPv4 input with its options, ICMPv4 and UDP dispatch for our
+// addresses; the RFC 5227 claims of our addresses (arp-claim.ts) and IGMP (igmp.ts) are parts it
+// drives. Read RFC 826, RFC 1122 §3.2 (what a host checks on IP input and when it may send ICMP
+// errors), RFC 792, RFC 791 §3.1 (options) and RFC 1191 (fragmentation needed) before editing;
+// the ICMP error rules follow gVisor's netstack (returnError in pkg/tcpip/network/ipv4/icmp.go),
+// options validation its ipv4.go (processIPOptions).
 import { AddressClaims } from './arp-claim.js';
 import type { RxMeta } from './link.js';
 import { LINK_HEADROOM, REASSEMBLED, knownSum, placePacket, reassembledFrame } from './link.js';
@@ -14,8 +14,7 @@ import { Reassembler } from './reassembly.js';
 import type { ReassemblyStats } from './reassembly.js';
 import { NeighborCache } from './neighbor.js';
 import { TokenBucket } from './rate-limit.js';
-import { MembershipReporter, QUERY_INTERVAL, Querier, ROBUSTNESS, recordEffect } from './multicast.js';
-import type { McastLevel } from './multicast.js';
+import { Igmp } from './igmp.js';
 import {
   ArpOp,
   ArpPacket,
@@ -27,10 +26,6 @@ import {
   IGMPV3_ALL_ROUTERS,
   IGMP_ALL_ROUTERS,
   IGMP_ALL_SYSTEMS,
-  IPV4_ROUTER_ALERT_OPTION,
-  IgmpGroupRecordIterator,
-  IgmpPacket,
-  IgmpType,
   Icmpv4Packet,
   Icmpv4ParamProblemCode,
   Icmpv4TimeExceededCode,
@@ -49,21 +44,15 @@ import {
   emitEthernetHeader,
   emitIcmpv4,
   emitIcmpv4Error,
-  emitIgmp,
-  emitIgmpV3Query,
-  emitIgmpV3Report,
   emitIpv4Header,
   emitUdpV4,
   formatIpv4,
   icmpv4EchoRest,
-  igmpv3EncodeCode,
   ipv4Read,
   ipv4InSubnet,
   ipv4IsBroadcast,
   ipv4IsMulticast,
   ipv4SubnetBroadcast,
-  ipv4Write,
-  macFromIpv4Multicast,
   processIpv4Options,
 } from '../wire/index.js';
 import type { EthernetRepr } from '../wire/index.js';
@@ -88,22 +77,11 @@ export type UdpV4Handler = (dgram: UdpV4Input, now: number) => boolean | void;
 
 /** RFC 1122 §3.2.1.7 leaves the TTL to the host; 64 is what Linux and slirp use. */
 const DEFAULT_TTL = 64;
-/** RFC 3376 §4: IGMP messages are sent with TTL 1 and a router alert option. */
-const IGMP_TTL = 1;
 const MS_PER_DAY = 86_400_000;
-/** Groups we belong to besides all-systems (never reported, RFC 3376 §5): we route, so the
- *  all-routers groups of IGMPv1/v2 (224.0.0.2) and IGMPv3 (224.0.0.22). */
-const OWN_GROUPS: readonly Uint8Array[] = [IGMP_ALL_ROUTERS, IGMPV3_ALL_ROUTERS].map(groupBytes);
 /** Echo-request types and the like that an ICMP error may be about; the seed takes any other type
  *  for an error (RFC 1812 §4.3.2.7: never an error about an error). */
 const ICMP_NOT_ERRORS = new Set<number>([0, 8, 13, 14, 15, 16]);
 const NO_OPTIONS = new Uint8Array(0);
-
-function groupBytes(addr: number): Uint8Array {
-  const b = new Uint8Array(4);
-  ipv4Write(b, 0, addr);
-  return b;
-}
 
 /** The groups we receive: all-systems (every host, RFC 1112 §4) and the all-routers groups. */
 function listening(group: number): boolean {
@@ -144,14 +122,8 @@ export class Ipv4Layer {
   private replyOptions: Uint8Array = NO_OPTIONS;
   private readonly optBuf = new Uint8Array(40);
   private readonly optResult = new Ipv4OptionsResult();
-  /** Our own memberships (host side) and the guest link's querier (router side). */
-  readonly reporter: MembershipReporter;
-  readonly querier: Querier;
-  private multicastStarted = false;
-  private readonly igmp = new IgmpPacket();
-  private readonly records = new IgmpGroupRecordIterator();
-  private readonly group4 = new Uint8Array(4);
-  private readonly macScratch = new Uint8Array(6);
+  /** IGMP: our memberships and the guest link's querier (igmp.ts). */
+  readonly igmp: Igmp;
   private readonly errIp = new Ipv4Packet();
   private readonly arp = new ArpPacket();
   private readonly ip4 = new Ipv4Packet();
@@ -197,16 +169,7 @@ export class Ipv4Layer {
       },
       { random: s.random, memory: s.memory.account('neighbors') },
     );
-    const event = (name: string, detail?: object): void => s.note(`igmp.${name}`, detail);
-    this.reporter = new MembershipReporter(
-      {
-        groups: () => OWN_GROUPS as Uint8Array[],
-        sendReport3: (groups, recordType) => this.sendIgmpV3Report(groups, recordType),
-        sendReportOld: (group, level) => this.sendIgmpOldReport(group, level),
-      },
-      s.random,
-    );
-    this.querier = new Querier({ sendQuery: (group, maxRespMs) => this.sendIgmpQuery(group, maxRespMs) }, groupBytes(s.config.ipv4.gateway), event);
+    this.igmp = new Igmp(s);
   }
 
   /** Counters of the reassembly of the guest's fragments (status). */
@@ -351,13 +314,11 @@ export class Ipv4Layer {
   /** Starts RFC 5227 probing of our addresses: the guest's link just came up. */
   linkUp(now: number): void {
     this.claims.linkUp(now);
-    this.multicastStarted = false;
+    this.igmp.stop();
   }
 
   pollAt(): number {
-    let at = Math.min(this.neighbors.pollAt(), this.reassembler.pollAt(), this.claims.pollAt());
-    if (this.multicastStarted) at = Math.min(at, this.reporter.pollAt(), this.querier.pollAt());
-    return at;
+    return Math.min(this.neighbors.pollAt(), this.reassembler.pollAt(), this.claims.pollAt(), this.igmp.pollAt());
   }
 
   poll(now: number): void {
@@ -366,23 +327,14 @@ export class Ipv4Layer {
     this.claims.poll(now);
     // IGMP starts once the gateway address has been probed (RFC 5227 §2.1.1: not a source before):
     // our reports (RFC 3376 §5.1) and the querier's startup queries (§6.6.2).
-    if (!this.multicastStarted && this.claims.probed(0)) {
-      this.multicastStarted = true;
-      this.reporter.start(now);
-      this.querier.start(now);
-    }
-    if (this.multicastStarted) {
-      this.reporter.poll(now);
-      this.querier.poll(now);
-    }
+    if (!this.igmp.running && this.claims.probed(0)) this.igmp.start(now);
+    this.igmp.poll(now);
   }
 
   /** Whether the guest listens to IPv4 group `group` (all-systems: always, RFC 1112 §4). Multicast
    *  toward the guest other than to all-systems is sent only to groups it joined. */
   guestJoined(group: number): boolean {
-    if (group === IGMP_ALL_SYSTEMS) return true;
-    ipv4Write(this.group4, 0, group);
-    return this.querier.joined(this.group4, 0, this.s.now());
+    return this.igmp.guestJoined(group);
   }
 
   private sendArp(op: number, senderIp: number, dstMac: Uint8Array, targetIp: number, targetMac: Uint8Array): void {
@@ -494,7 +446,7 @@ export class Ipv4Layer {
       case IpProtocol.UDP:
         return this.udpv4Input(frame, eth, ip, meta, broadcast);
       case IpProtocol.IGMP:
-        return this.igmpInput(frame, ip, routerAlert);
+        return this.igmp.input(frame, ip, routerAlert);
       case IpProtocol.TCP:
         if (broadcast) return this.s.drop('tcp4.broadcast'); // RFC 9293 §3.9.2.1: unicast only
         if (this.s.router.tcpInput) return this.tcpv4Input(frame, ip, meta);
@@ -558,123 +510,6 @@ export class Ipv4Layer {
     this.s.drop('ipv4.badOption');
     this.sendIcmpv4Error(frame, eth, ip, Icmpv4Type.PARAM_PROBLEM, Icmpv4ParamProblemCode.POINTER, r.problem * 0x100_0000, broadcast);
     return false;
-  }
-
-  /**
-   * An IGMP message (RFC 1112 App. I, RFC 2236 §2, RFC 3376 §4), validated as the seed's
-   * isPacketValid: TTL 1 and a router alert option (RFC 2236 §2, RFC 3376 §4), and for reports and
-   * leaves a source in the guest's subnet (RFC 2236 §6; RFC 3376 §4.2.13 lets a v3 report come
-   * from 0.0.0.0). IGMPv1 messages are taken without router alert: RFC 1112 predates RFC 2113 (the
-   * seed would drop them; the RFC wins). Queries take part in the querier election and are answered
-   * for our groups; reports teach the querier the guest's memberships.
-   */
-  private igmpInput(frame: Uint8Array, ip: Ipv4Packet, routerAlert: boolean): void {
-    const m = this.igmp.at(frame, ip.payloadOffset, ip.payloadLength);
-    if (!m.check()) return this.s.drop('igmp.malformed');
-    if (!m.verifyChecksum()) return this.s.drop('igmp.badChecksum');
-    const type = m.type;
-    const src = ip.src;
-    this.s.note(`igmp.in.${type}`, { from: formatIpv4(src), group: formatIpv4(m.group) });
-    if (ip.ttl !== IGMP_TTL) return this.s.drop('igmp.badTtl');
-    const v1 = type === IgmpType.V1_MEMBERSHIP_REPORT || (type === IgmpType.MEMBERSHIP_QUERY && m.queryVersion === 1);
-    if (!routerAlert && !v1) return this.s.drop('igmp.noRouterAlert');
-    const cfg = this.s.config.ipv4;
-    const onLink = ipv4InSubnet(src, cfg.network, cfg.prefixLength) && src !== cfg.network && src !== ipv4SubnetBroadcast(cfg.network, cfg.prefixLength);
-    const now = this.s.now();
-    const g = this.group4;
-    switch (type) {
-      case IgmpType.MEMBERSHIP_QUERY: {
-        const group = m.group;
-        if (group !== 0 && !ipv4IsMulticast(group)) return this.s.drop('igmp.badGroup');
-        ipv4Write(g, 0, group);
-        // A querier at 0.0.0.0 (a snooping switch's) takes no part in the election.
-        if (src !== 0) this.querier.queryHeard(now, frame, ip.offset + 12, (group !== 0) ? g : undefined, 0);
-        if (this.multicastStarted) this.reporter.queryHeard(now, m.queryVersion as McastLevel, (group !== 0) ? g : undefined, 0, m.maxResponseTime * 100);
-        return;
-      }
-      case IgmpType.V1_MEMBERSHIP_REPORT:
-      case IgmpType.V2_MEMBERSHIP_REPORT:
-      case IgmpType.V2_LEAVE_GROUP: {
-        if (!onLink) return this.s.drop('igmp.badSource');
-        const group = m.group;
-        // All-systems membership is implicit and never reported (RFC 3376 §5).
-        if (!ipv4IsMulticast(group) || group === IGMP_ALL_SYSTEMS) return this.s.drop('igmp.badGroup');
-        ipv4Write(g, 0, group);
-        if (type === IgmpType.V2_LEAVE_GROUP) return this.querier.leave(now, g, 0);
-        this.querier.join(now, g, 0, type === IgmpType.V1_MEMBERSHIP_REPORT ? 1 : 2);
-        this.reporter.reportHeard(now, g, 0);
-        return;
-      }
-      case IgmpType.V3_MEMBERSHIP_REPORT: {
-        if (src !== 0 && !onLink) return this.s.drop('igmp.badSource');
-        const r = this.records.at(frame, m.offset, m.length);
-        while (r.next()) {
-          const group = r.group;
-          if (!ipv4IsMulticast(group) || group === IGMP_ALL_SYSTEMS) continue;
-          ipv4Write(g, 0, group);
-          const effect = recordEffect(r.recordType, r.sourceCount);
-          if (effect === 'join') this.querier.join(now, g, 0, 3);
-          else if (effect === 'leave') this.querier.leave(now, g, 0);
-        }
-        return;
-      }
-      default:
-        return this.s.drop('igmp.unknownType'); // RFC 3376 §4: ignored
-    }
-  }
-
-  /** An IGMPv3 query from the gateway: general to all-systems, or for `group` (RFC 3376 §4.1). */
-  private sendIgmpQuery(group: Uint8Array | undefined, maxRespMs: number): void {
-    const o = this.s.out;
-    const off = ETHERNET_HEADER_LEN + 24;
-    const g = group ? ipv4Read(group, 0) : 0;
-    const n = emitIgmpV3Query(o, off, {
-      maxRespCode: igmpv3EncodeCode(maxRespMs / 100),
-      group: g,
-      suppressRouterProcessing: false,
-      qrv: ROBUSTNESS,
-      qqic: igmpv3EncodeCode(QUERY_INTERVAL / 1000),
-      sources: [],
-    });
-    this.sendIgmp(g === 0 ? IGMP_ALL_SYSTEMS : g, n);
-  }
-
-  /** Our state-change or current-state report (RFC 3376 §4.2) to 224.0.0.22. */
-  private sendIgmpV3Report(groups: readonly Uint8Array[], recordType: number): void {
-    const o = this.s.out;
-    const n = emitIgmpV3Report(o, ETHERNET_HEADER_LEN + 24, groups.map((x) => ({ type: recordType, group: ipv4Read(x, 0), sources: [] })));
-    if (n > 0) this.sendIgmp(IGMPV3_ALL_ROUTERS, n);
-  }
-
-  /** An IGMPv1 or v2 report for `group`, sent to the group (RFC 2236 §2, RFC 1112 App. I). */
-  private sendIgmpOldReport(group: Uint8Array, level: 1 | 2): void {
-    const g = ipv4Read(group, 0);
-    const type = level === 1 ? IgmpType.V1_MEMBERSHIP_REPORT : IgmpType.V2_MEMBERSHIP_REPORT;
-    const n = emitIgmp(this.s.out, ETHERNET_HEADER_LEN + 24, { type, maxRespTime: 0, group: g });
-    this.sendIgmp(g, n);
-  }
-
-  /** Frames the IGMP message at out[38] from the gateway to `dst`: TTL 1, router alert, the TOS of
-   *  internetwork control as Linux uses. */
-  private sendIgmp(dst: number, igmpLength: number): void {
-    const o = this.s.out;
-    this.ipId = (this.ipId + 1) & 0xffff;
-    emitIpv4Header(o, ETHERNET_HEADER_LEN, {
-      src: this.s.config.ipv4.gateway,
-      dst,
-      proto: IpProtocol.IGMP,
-      ttl: IGMP_TTL,
-      id: this.ipId,
-      flags: 0,
-      fragOffset: 0,
-      payloadLength: igmpLength,
-      tos: 0xc0,
-      options: IPV4_ROUTER_ALERT_OPTION,
-    });
-    macFromIpv4Multicast(this.macScratch, 0, dst);
-    emitEthernetHeader(o, 0, { dst: this.macScratch, src: this.s.config.mac, etherType: EtherType.IPV4 });
-    this.s.note(`igmp.out.${o[ETHERNET_HEADER_LEN + 24]}`, { to: formatIpv4(dst) });
-    this.s.transmit(ETHERNET_HEADER_LEN + 24 + igmpLength);
   }
 
   /**

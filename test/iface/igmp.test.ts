@@ -146,7 +146,7 @@ t.test('link-up: our reports, then the startup queries and the periodic ones', a
   );
   t.equal(stack.counters.get('igmp.out.17'), 5);
   t.equal(stack.counters.get('igmp.out.34'), 2);
-  t.equal(stack.ipv4.querier.state, QuerierState.Querier);
+  t.equal(stack.ipv4.igmp.querier.state, QuerierState.Querier);
 });
 
 t.test("the guest's memberships: learnt from v1, v2 and v3 reports, expired after 260 s", async (t) => {
@@ -183,7 +183,7 @@ t.test("the guest's memberships: learnt from v1, v2 and v3 reports, expired afte
   runTo(t1 + 200_000 + GROUP_MEMBERSHIP_INTERVAL);
   t.notOk(v4.guestJoined(G1));
   t.equal(stack.counters.get('igmp.guestLeft'), 5);
-  t.equal(v4.querier.guestGroups().length, 0);
+  t.equal(v4.igmp.querier.guestGroups().length, 0);
 });
 
 t.test('leaves: two last-member queries a second apart, then the group is gone unless reported', async (t) => {
@@ -267,7 +267,7 @@ t.test('queries from the guest: answered for our groups after a random delay, in
     [IgmpRecordType.MODE_IS_EXCLUDE, IGMP_ALL_ROUTERS],
     [IgmpRecordType.MODE_IS_EXCLUDE, IGMPV3_ALL_ROUTERS],
   ]);
-  t.equal(stack.ipv4.querier.state, QuerierState.Querier, 'the guest (10.0.2.15) does not win the election');
+  t.equal(stack.ipv4.igmp.querier.state, QuerierState.Querier, 'the guest (10.0.2.15) does not win the election');
   // A group-specific query for one of ours: a report for that group; for another group: nothing.
   sent.length = 0;
   const t2 = clock.now();
@@ -285,7 +285,7 @@ t.test('queries from the guest: answered for our groups after a random delay, in
   runTo(t3 + 5000);
   const v2 = sent.filter((s) => s.ip.src === GW_IP && s.igmp.type !== IgmpType.MEMBERSHIP_QUERY);
   t.same(v2.map((r) => [r.at - t3, r.igmp.type, r.ip.dst, r.igmp.group]), [[2500, IgmpType.V2_MEMBERSHIP_REPORT, IGMPV3_ALL_ROUTERS, IGMPV3_ALL_ROUTERS]], 'v2 report to the group; 224.0.0.2 suppressed');
-  t.equal(stack.ipv4.reporter.level(clock.now()), 2, 'host compatibility mode: v2');
+  t.equal(stack.ipv4.igmp.reporter.level(clock.now()), 2, 'host compatibility mode: v2');
 
   // IGMPv1 querier: v1 reports within 10 s.
   sent.length = 0;
@@ -299,12 +299,12 @@ t.test('queries from the guest: answered for our groups after a random delay, in
   ]);
   // The older querier falls silent: back to v3 after the Older Version Querier Present Timeout.
   runTo(t4 + 260_001);
-  t.equal(stack.ipv4.reporter.level(clock.now()), 3);
+  t.equal(stack.ipv4.igmp.reporter.level(clock.now()), 3);
 });
 
 t.test('querier election: a lower address takes over; we resume when it falls silent', async (t) => {
   const { inject, runTo, sent, clock, stack } = started();
-  const q = stack.ipv4.querier;
+  const q = stack.ipv4.igmp.querier;
   inject(v3Query(0, 100, { src: ipv4(10, 0, 2, 1) }));
   t.equal(q.state, QuerierState.NonQuerier);
   const t1 = clock.now();
@@ -323,7 +323,7 @@ t.test('querier election: a lower address takes over; we resume when it falls si
 t.test('the membership table is bounded', async (t) => {
   const { inject, stack } = started();
   for (let i = 0; i < 300; i++) inject(v2Report(ipv4(239, 0, i >> 8, i & 0xff)));
-  t.equal(stack.ipv4.querier.guestGroups().length, 256);
+  t.equal(stack.ipv4.igmp.querier.guestGroups().length, 256);
   t.equal(stack.counters.get('igmp.tableFull'), 44);
   t.ok(stack.ipv4.guestJoined(ipv4(239, 0, 0, 255)));
   t.notOk(stack.ipv4.guestJoined(ipv4(239, 0, 1, 0x2b)));
