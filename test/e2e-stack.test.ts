@@ -73,5 +73,5 @@ t.test('guest autoconfigures and reaches the gateway on both families', async (t
   t.ok(c.get('mld.out.130') >= 1, 'MLD queries from fe80::2 (vunet is the querier)');
   t.ok(c.get('igmp.out.34') >= 1 && c.get('igmp.out.17') >= 1, 'IGMPv3 reports for our groups and IGMP queries');
   t.ok(c.get('mld.in.143') >= 1, "the guest's MLDv2 reports heard");
-  t.ok(vunet.stack.ipv6!.querier.guestGroups().length >= 1, "the guest's groups learnt from its answer to our query");
+  t.ok(vunet.stack.ipv6!.mld.querier.guestGroups().length >= 1, "the guest's groups learnt from its answer to our query");
 });

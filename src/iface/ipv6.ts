@@ -1,9 +1,8 @@
 // IPv6 on the guest link: our addresses (link-local fe80::2, the gateway and DNS addresses of the
-// prefix) with duplicate address detection, NDP for them, ICMPv6 echo and errors, MLD (our
-// reports, and vunet as the link's querier), and dispatch of router solicitations and UDP. Read
-// RFC 8200 §4 (extension headers), RFC 4443 §2.4 (when an error may be sent) and §4 (echo), RFC
-// 4861 §7 (NS/NA validation and answers), RFC 4862 §5.4 (DAD) and RFC 3810 (MLDv2) before
-// editing. Behaviour follows gVisor's netstack (pkg/tcpip/network/ipv6/icmp.go)
+// prefix), NDP for them, ICMPv6 echo and errors, and dispatch of router solicitations and UDP;
+// duplicate address detection (dad.ts) and MLD (mld.ts) are parts it drives. Read RFC 8200 §4
+// (extension headers), RFC 4443 §2.4 (when an error may be sent) and §4 (echo) and RFC 4861 §7
+// (NS/NA validation and answers) before editing. Behaviour follows gVisor's netstack (pkg/tcpip/network/ipv6/icmp.go)
 // where the RFCs leave room.
 import { AddressDad, AddressState } from './dad.js';
 import type { OwnAddress } from './dad.js';
@@ -16,7 +15,7 @@ import { Reassembler } from './reassembly.js';
 import type { ReassemblyStats } from './reassembly.js';
 import { NeighborCache, ipv6Key, ipv6KeyBytes } from './neighbor.js';
 import { TokenBucket } from './rate-limit.js';
-import { MembershipReporter, QUERY_INTERVAL, Querier, ROBUSTNESS, recordEffect } from './multicast.js';
+import { Mld } from './mld.js';
 import type { LayerContext } from './layer.js';
 import {
   completeChecksum,
@@ -39,9 +38,6 @@ import {
   Ipv6ChainResult,
   Ipv6HeaderChain,
   Ipv6Packet,
-  MldMessage,
-  MldRecordIterator,
-  Mldv2Report,
   NdpNeighborAdvert,
   NdpNeighborSolicit,
   NdpOptionType,
@@ -54,17 +50,12 @@ import {
   emitIcmpv6,
   emitIcmpv6Error,
   emitIpv6Header,
-  emitIpv6RouterAlertHopByHop,
-  emitMldv1,
-  emitMldv2Query,
-  emitMldv2Report,
   emitNdpNeighborAdvert,
   emitNdpNeighborSolicit,
   emitUdpV6,
   formatIpv6,
   get16,
   icmpv6EchoRest,
-  igmpv3EncodeCode,
   ipv6Equal,
   ipv6IsLinkLocal,
   ipv6IsMulticast,
@@ -72,7 +63,6 @@ import {
   ipv6PrefixEqual,
   ipv6SolicitedNode,
   macFromIpv6Multicast,
-  mldv2EncodeMaxResponse,
   walkIpv6Headers,
 } from '../wire/index.js';
 import { ViewCache } from '../wire/bytes.js';
@@ -106,8 +96,6 @@ export interface RouterAdvertiserPort {
 
 export { AddressState } from './dad.js';
 
-/** RFC 3810 §5: MLD messages go with hop limit 1 and a hop-by-hop router alert (RFC 2711). */
-const MLD_HOP_LIMIT = 1;
 /** Quote as much of the offending packet as fits in the minimum MTU (RFC 4443 §2.4 (c)). */
 const ICMP_ERROR_MAX = IPV6_MIN_MTU - IPV6_HEADER_LEN;
 const HOP_LIMIT = 64;
@@ -130,10 +118,8 @@ export class Ipv6Layer {
   /** Guest-link IPv6 address (as hex) → MAC, the RFC 4861 machine. */
   readonly neighbors: NeighborCache<string>;
   private readonly icmpLimiter: TokenBucket;
-  /** Our own memberships (host side) and the guest link's querier (router side). */
-  readonly reporter: MembershipReporter;
-  readonly querier: Querier;
-  private querierStarted = false;
+  /** MLD: our memberships and the guest link's querier (mld.ts). */
+  readonly mld: Mld;
   private advertiserStarted = false;
   private fragIdent = 0;
   private big: Uint8Array | undefined;
@@ -154,9 +140,6 @@ export class Ipv6Layer {
   private readonly rs = new NdpRouterSolicit();
   private readonly udp = new UdpDatagram();
   private readonly tcp = new TcpSegment();
-  private readonly mld = new MldMessage();
-  private readonly mldReport = new Mldv2Report();
-  private readonly mldRecords = new MldRecordIterator();
   /** Scratch for the error rules (the input path's chain is still in use when they run). */
   private readonly errChain = new Ipv6HeaderChain();
   private readonly echoSlot = new EchoRequestSlot(6, () => this.echoReply());
@@ -203,16 +186,15 @@ export class Ipv6Layer {
       },
       s.random,
     );
-    this.reporter = new MembershipReporter(
+    this.mld = new Mld(
+      s,
       {
-        groups: () => this.ownGroups(),
-        sendReport3: (groups, recordType) => this.sendMldv2Report(groups, recordType),
-        sendReportOld: (group) => this.sendMldv1Report(group),
+        ownGroups: () => this.ownGroups(),
+        source: () => this.mldSource(),
+        finish: (src, dst, next, len, hopLimit) => this.finishIpv6(src, dst, next, len, hopLimit),
       },
-      s.random,
+      LINK_LOCAL_ADDRESS,
     );
-    const event = (name: string, detail?: object): void => s.note(`mld.${name}`, detail);
-    this.querier = new Querier({ sendQuery: (group, maxRespMs) => this.sendMldQuery(group, maxRespMs) }, LINK_LOCAL_ADDRESS, event);
   }
 
   /** Counters of the reassembly of the guest's fragments (status). */
@@ -245,22 +227,19 @@ export class Ipv6Layer {
   linkUp(now: number): void {
     this.dad.linkUp(now);
     this.advertiserStarted = false;
-    this.querierStarted = false;
-    // RFC 4862 §5.4.2 / RFC 3810 §6.1: report the solicited-node groups before probing them.
-    this.reporter.start(now);
+    this.mld.linkUp(now);
   }
 
   pollAt(): number {
-    let at = Math.min(this.neighbors.pollAt(), this.reassembler.pollAt(), this.reporter.pollAt(), this.dad.pollAt());
+    let at = Math.min(this.neighbors.pollAt(), this.reassembler.pollAt(), this.mld.pollAt(), this.dad.pollAt());
     if (this.advertiserStarted && this.routerAdvertiser) at = Math.min(at, this.routerAdvertiser.pollAt());
-    if (this.querierStarted) at = Math.min(at, this.querier.pollAt());
     return at;
   }
 
   poll(now: number): void {
     this.neighbors.poll(now);
     this.reassembler.poll(now, (e) => this.reassemblyExpired(e.firstFragment));
-    this.reporter.poll(now);
+    this.mld.poll(now);
     this.dad.poll(now);
     const ll = this.dad.addresses[0]!;
     if (!this.advertiserStarted && ll.state === AddressState.Preferred && this.routerAdvertiser) {
@@ -275,19 +254,14 @@ export class Ipv6Layer {
       });
     }
     // Queries come from our link-local address (RFC 3810 §5.1.14), usable once it passed DAD.
-    if (!this.querierStarted && ll.state === AddressState.Preferred) {
-      this.querierStarted = true;
-      this.querier.start(now);
-    }
-    if (this.querierStarted) this.querier.poll(now);
+    if (!this.mld.querierRunning && ll.state === AddressState.Preferred) this.mld.startQuerier(now);
   }
 
   /** Whether the guest listens to the IPv6 group at b[off] (all-nodes: always, RFC 4291 §2.7.1).
    *  Multicast toward the guest other than to all-nodes goes only to groups it joined; NDP is the
    *  exception — a node is in its solicited-node groups by RFC 4861 §7.2.1, report or not. */
   guestJoined(b: Uint8Array, off: number): boolean {
-    if (ipv6Equal(b, off, IPV6_ALL_NODES, 0)) return true;
-    return this.querier.joined(b, off, this.s.now());
+    return this.mld.guestJoined(b, off);
   }
 
   private sendDadProbe(a: OwnAddress): void {
@@ -317,54 +291,6 @@ export class Ipv6Layer {
   private mldSource(): Uint8Array {
     const ll = this.dad.addresses[0]!;
     return ll.state === AddressState.Preferred ? ll.addr : IPV6_UNSPECIFIED;
-  }
-
-  /** An MLDv2 report (RFC 3810 §5.2) with one record of `recordType` per group, to ff02::16. */
-  private sendMldv2Report(groups: readonly Uint8Array[], recordType: number): void {
-    const src = this.mldSource();
-    const off = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN + 8;
-    const len = emitMldv2Report(this.s.out, off, groups.map((address) => ({ type: recordType, address, sources: [] })), src, IPV6_ALL_MLDV2_ROUTERS);
-    if (len > 0) this.sendMld(src, IPV6_ALL_MLDV2_ROUTERS, len);
-  }
-
-  /** An MLDv1 report for `group`, sent to the group (RFC 2710 §3), for an MLDv1 querier. */
-  private sendMldv1Report(group: Uint8Array): void {
-    const src = this.mldSource();
-    const off = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN + 8;
-    const len = emitMldv1(this.s.out, off, { type: Icmpv6Type.MLD_REPORT, maxResponseDelay: 0, address: group }, src, group);
-    if (len > 0) this.sendMld(src, group, len);
-  }
-
-  /** An MLDv2 query from fe80::2: general to all-nodes, or for `group` to the group (RFC 3810 §5.1.15). */
-  private sendMldQuery(group: Uint8Array | undefined, maxRespMs: number): void {
-    const dst = group ?? IPV6_ALL_NODES;
-    const off = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN + 8;
-    const len = emitMldv2Query(
-      this.s.out,
-      off,
-      {
-        maxRespCode: mldv2EncodeMaxResponse(maxRespMs),
-        address: group ?? IPV6_UNSPECIFIED,
-        suppressRouterProcessing: false,
-        qrv: ROBUSTNESS,
-        qqic: igmpv3EncodeCode(QUERY_INTERVAL / 1000),
-        sources: [],
-      },
-      LINK_LOCAL_ADDRESS,
-      dst,
-    );
-    if (len > 0) this.sendMld(LINK_LOCAL_ADDRESS, dst, len);
-  }
-
-  /** Frames the MLD message at out[62] behind a hop-by-hop router alert, hop limit 1. */
-  private sendMld(src: Uint8Array, dst: Uint8Array, len: number): void {
-    const o = this.s.out;
-    const hbhOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
-    emitIpv6RouterAlertHopByHop(o, hbhOff, IpProtocol.ICMPV6);
-    const type = o[hbhOff + 8]!;
-    this.finishIpv6(src, dst, IpProtocol.HOPOPTS, 8 + len, MLD_HOP_LIMIT);
-    this.s.note(`mld.out.${type}`, { to: formatIpv6(dst) });
-    this.s.note(`icmp6.out.${type}.0`);
   }
 
   // --- input ------------------------------------------------------------------------------
@@ -516,54 +442,10 @@ export class Ipv6Layer {
       case Icmpv6Type.MLD_REPORT:
       case Icmpv6Type.MLD_DONE:
       case Icmpv6Type.MLDV2_REPORT:
-        return this.mldInput(frame, ip, off, len);
+        return this.mld.input(frame, ip, off, len, this.chain.routerAlert);
       default:
         return; // errors and informational types we do not act on
     }
-  }
-
-  /**
-   * An MLD message (RFC 2710, RFC 3810), validated as the seed's isMLDValid: a hop-by-hop router
-   * alert with the MLD value, hop limit 1, a link-local source (RFC 2710 §3, RFC 3810 §5). Queries
-   * take part in the querier election and are answered for our groups; reports and dones teach the
-   * querier the guest's memberships. Reports about all-nodes or an address of scope 0 or 1 are
-   * ignored (RFC 3810 §6: "No MLD messages are ever sent regarding" them), as are records of
-   * unknown types.
-   */
-  private mldInput(frame: Uint8Array, ip: Ipv6Packet, off: number, len: number): void {
-    const type = frame[off]!;
-    this.s.counters.add(`mld.in.${type}`);
-    if (this.chain.routerAlert !== 0) return this.s.drop('mld.noRouterAlert');
-    if (ip.hopLimit !== MLD_HOP_LIMIT) return this.s.drop('mld.badHopLimit');
-    if (!ipv6IsLinkLocal(frame, ip.srcOffset)) return this.s.drop('mld.badSource');
-    const now = this.s.now();
-    if (type === Icmpv6Type.MLDV2_REPORT) {
-      const rep = this.mldReport.at(frame, off, len);
-      if (!rep.check()) return this.s.drop('mld.malformed');
-      const r = this.mldRecords.at(frame, off, len);
-      while (r.next()) {
-        const a = r.addressOffset;
-        if (!reportable(frame, a)) continue;
-        const effect = recordEffect(r.recordType, r.sourceCount);
-        if (effect === 'join') this.querier.join(now, frame, a, 3);
-        else if (effect === 'leave') this.querier.leave(now, frame, a);
-      }
-      return;
-    }
-    const m = this.mld.at(frame, off, len);
-    if (!m.check()) return this.s.drop('mld.malformed');
-    const a = m.addressOffset;
-    if (type === Icmpv6Type.MLD_QUERY) {
-      const general = ipv6IsUnspecified(frame, a);
-      if (!general && !ipv6IsMulticast(frame, a)) return this.s.drop('mld.badGroup');
-      this.querier.queryHeard(now, frame, ip.srcOffset, general ? undefined : frame, a);
-      this.reporter.queryHeard(now, m.queryVersion === 2 ? 3 : 2, general ? undefined : frame, a, m.maxResponseDelay);
-      return;
-    }
-    if (!reportable(frame, a)) return this.s.drop('mld.badGroup');
-    if (type === Icmpv6Type.MLD_DONE) return this.querier.leave(now, frame, a);
-    this.querier.join(now, frame, a, 2);
-    this.reporter.reportHeard(now, frame, a);
   }
 
   /** Hands an echo request to the embedder's handler (see echo.ts); returns whether it is settled. */
@@ -909,10 +791,6 @@ export class Ipv6Layer {
 }
 
 /** A group MLD reports may name: multicast, scope 2 or wider, not all-nodes (RFC 3810 §6). */
-function reportable(b: Uint8Array, off: number): boolean {
-  return ipv6IsMulticast(b, off) && (b[off + 1]! & 0x0f) >= 2 && !ipv6Equal(b, off, IPV6_ALL_NODES, 0);
-}
-
 function isSolicitedNodeGroup(b: Uint8Array, off: number): boolean {
   return b[off] === 0xff && b[off + 1] === 0x02 && b[off + 11] === 0x01 && b[off + 12] === 0xff;
 }

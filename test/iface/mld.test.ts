@@ -176,7 +176,7 @@ t.test("the guest's listening: learnt from MLDv1 and MLDv2 reports, expired afte
   for (const g of [G1, G2, G3, SN]) t.ok(v6.guestJoined(g, 0), `joined ${formatIpv6(g)}`);
   for (const g of ['ff05::5', 'ff05::6', 'ff01::7', 'ff05::9']) t.notOk(v6.guestJoined(parseIpv6(g)!, 0), `not joined ${g}`);
   t.ok(v6.guestJoined(IPV6_ALL_NODES, 0), 'all-nodes: always');
-  t.equal(v6.querier.guestGroups().length, 4, 'interface-local scope and all-nodes ignored');
+  t.equal(v6.mld.querier.guestGroups().length, 4, 'interface-local scope and all-nodes ignored');
   t.equal(stack.counters.get('mld.in.143'), 1);
   t.equal(stack.counters.get('mld.in.131'), 1);
   t.equal(stack.counters.get('icmp6.in.143'), 1);
@@ -258,7 +258,7 @@ t.test("the guest's queries: answered in its MLD version after a random delay", 
   const r = ours()[0]!;
   t.ok(bytesEqual(r.frame, r.ip.srcOffset, LINK_LOCAL_ADDRESS, 0, 16), 'from fe80::2 now');
   t.same(recordsOf(r).map((x) => x[0]), [2, 2, 2, 2], 'MODE_IS_EXCLUDE records');
-  t.equal(v6.querier.state, QuerierState.Querier, 'fe80::2 stays querier against the guest');
+  t.equal(v6.mld.querier.state, QuerierState.Querier, 'fe80::2 stays querier against the guest');
 
   // MLDv1 querier: MLDv1 reports to each group; the guest's report for ff02::2 suppresses ours.
   sent.length = 0;
@@ -277,9 +277,9 @@ t.test("the guest's queries: answered in its MLD version after a random delay", 
     t.ok(bytesEqual(s.frame, s.ip.dstOffset, s.frame, m.addressOffset, 16), 'sent to the group it reports');
     t.notOk(bytesEqual(s.frame, m.addressOffset, IPV6_ALL_ROUTERS, 0, 16), 'not ff02::2 (suppressed)');
   }
-  t.equal(v6.reporter.level(clock.now()), 2, 'MLDv1 compatibility mode');
+  t.equal(v6.mld.reporter.level(clock.now()), 2, 'MLDv1 compatibility mode');
 
   // A querier with a lower address wins the election.
   inject(v2Query(undefined, 10_000, { src: parseIpv6('fe80::1')! }));
-  t.equal(v6.querier.state, QuerierState.NonQuerier);
+  t.equal(v6.mld.querier.state, QuerierState.NonQuerier);
 });
