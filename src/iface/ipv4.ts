@@ -78,7 +78,7 @@ export type UdpV4Handler = (dgram: UdpV4Input, now: number) => boolean | void;
 /** RFC 1122 §3.2.1.7 leaves the TTL to the host; 64 is what Linux and slirp use. */
 const DEFAULT_TTL = 64;
 const MS_PER_DAY = 86_400_000;
-/** Echo-request types and the like that an ICMP error may be about; the seed takes any other type
+/** Echo-request types and the like that an ICMP error may be about; gVisor takes any other type
  *  for an error (RFC 1812 §4.3.2.7: never an error about an error). */
 const ICMP_NOT_ERRORS = new Set<number>([0, 8, 13, 14, 15, 16]);
 const NO_OPTIONS = new Uint8Array(0);
@@ -300,7 +300,7 @@ export class Ipv4Layer {
   }
 
   /**
-   * The seed's allowICMPReply: destination unreachable, source quench, time exceeded and parameter
+   * gVisor's allowICMPReply: destination unreachable, source quench, time exceeded and parameter
    * problem take a token from the bucket — except fragmentation needed, never limited (as Linux's
    * icmpv4_xrlim_allow: rate limiting would break path MTU discovery).
    */
@@ -394,7 +394,7 @@ export class Ipv4Layer {
     const cfg = this.s.config.ipv4;
     const broadcast = ipv4IsBroadcast(dst) || dst === ipv4SubnetBroadcast(cfg.network, cfg.prefixLength);
     if (ip.isFragment()) {
-      // A fragment's options are checked, not changed, before it is held (the seed's
+      // A fragment's options are checked, not changed, before it is held (gVisor's
       // optionUsageVerify): a malformed one is answered now, not after reassembly.
       if (options && !this.checkOptions(frame, eth, ip, Ipv4OptionsUsage.VERIFY, broadcast)) return;
       return this.fragmentInput(frame, ip);
@@ -407,7 +407,7 @@ export class Ipv4Layer {
         this.s.counters.add('ipv4.ttlExpired');
         return this.sendIcmpv4Error(frame, eth, ip, Icmpv4Type.TIME_EXCEEDED, Icmpv4TimeExceededCode.TTL, 0, false);
       }
-      // Options as the seed's forwarding path processes them (optionUsageForward, after the TTL):
+      // Options as gVisor's forwarding path processes them (optionUsageForward, after the TTL):
       // a malformed one gets parameter problem. The NAT re-originates from host sockets what
       // goes on beyond vunet, so no IP option travels further: they are checked, not carried.
       if (options && !this.checkOptions(frame, eth, ip, Ipv4OptionsUsage.FORWARD, false)) return;
@@ -433,7 +433,7 @@ export class Ipv4Layer {
     }
     // Multicast we are no member of is not ours (IGMP excepted: as the querier we hear all of it).
     if (ipv4IsMulticast(dst) && ip.protocol !== IpProtocol.IGMP && !listening(dst)) return this.s.drop('ipv4.groupNotJoined');
-    // ICMP handles its options itself, after its checksum (the seed's handleICMP); the others'
+    // ICMP handles its options itself, after its checksum (gVisor's handleICMP); the others'
     // are processed here as received (optionUsageReceive).
     let routerAlert = false;
     if (options && ip.protocol !== IpProtocol.ICMP) {
@@ -489,8 +489,8 @@ export class Ipv4Layer {
 
   /**
    * Processes the options of the datagram in `ip` for `usage` (wire/ipv4.ts processIpv4Options,
-   * the seed's processIPOptions): our address for record route and timestamp is the one the
-   * datagram was sent to, else the gateway's (the seed takes the interface's main address; ours
+   * gVisor's processIPOptions): our address for record route and timestamp is the one the
+   * datagram was sent to, else the gateway's (gVisor takes the interface's main address; ours
    * has two). Echo requests leave the reply's options in replyOptions. A malformed option is
    * answered with parameter problem pointing at it (when the error rules allow) and the datagram
    * dropped; returns whether it may go on.
@@ -547,7 +547,7 @@ export class Ipv4Layer {
 
   /**
    * The built-in echo reply to the request in echoSlot (RFC 792): same identifier, sequence and
-   * data, from the address it was sent to. As the seed's handleICMP, the reply's header is the
+   * data, from the address it was sent to. As gVisor's handleICMP, the reply's header is the
    * request's with its options replaced by those processed for the echo (record route and
    * timestamp updated, router alert kept, the rest dropped: RFC 1122 §3.2.2.6).
    */
@@ -641,7 +641,7 @@ export class Ipv4Layer {
     else if (src === 0 || ipv4IsBroadcast(src) || ipv4IsMulticast(src) || src === ipv4SubnetBroadcast(cfg.network, cfg.prefixLength)) why = 'icmp4.errorForBadSource';
     else if (ip.fragOffset !== 0) why = 'icmp4.errorForFragment';
     else if (ip.protocol === IpProtocol.ICMP) {
-      // Only about the informational types: any other, known or not, may be an error (the seed).
+      // Only about the informational types: any other, known or not, may be an error (as gVisor's netstack does).
       const t = ip.payloadLength > 0 ? bytes[ip.payloadOffset]! : -1;
       if (!ICMP_NOT_ERRORS.has(t)) why = 'icmp4.errorForError';
     }

@@ -654,7 +654,7 @@ export class Ipv6Layer {
       const laterFragment = c.fragmentOffset >= 0 && (get16(b, c.fragmentOffset + 2) & 0xfff8) !== 0;
       if (laterFragment && type !== Icmpv6Type.PARAM_PROBLEM) why = 'icmp6.errorForFragment';
       else if (walked === Ipv6ChainResult.OK && !laterFragment && c.upperProtocol === IpProtocol.ICMPV6) {
-        // An ICMPv6 message we cannot see the type of may be an error: no answer (the seed's
+        // An ICMPv6 message we cannot see the type of may be an error: no answer (gVisor's
         // choice for ICMPv4, applied here too).
         const t = c.upperOffset < end ? b[c.upperOffset]! : -1;
         if (t < 0 || t < 128 || t === Icmpv6Type.REDIRECT) why = 'icmp6.errorForError';

@@ -384,7 +384,7 @@ export function parseIpv4Options(
   let problem = -1;
   while (it.next()) {
     if (it.type === Ipv4OptionType.NOP) continue;
-    // The lengths the known types need are checked before duplicates, as the seed's iterator does.
+    // The lengths the known types need are checked before duplicates, as gVisor's iterator does.
     if (knownLengthBad(it.type, it.length)) {
       problem = it.offset - headerOffset + OPT.LENGTH;
       break;
@@ -436,8 +436,8 @@ function knownLengthBad(type: number, len: number): boolean {
 }
 
 /**
- * What processing does with the options of a datagram, after gVisor's optionUsage* types (seed
- * ipv4.go, newer version). Record route and timestamp are checked always and updated with our
+ * What processing does with the options of a datagram, after gVisor's optionUsage* types (its
+ * pkg/tcpip/network/ipv4/ipv4.go). Record route and timestamp are checked always and updated with our
  * address and time when processed; router alert is checked and kept; unknown options are kept or
  * dropped.
  */
