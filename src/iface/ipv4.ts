@@ -1,10 +1,9 @@
-// IPv4 on the guest link: ARP, IPv4 input with its options, ICMPv4 and UDP dispatch for our
-// addresses; the RFC 5227 claims of our addresses (arp-claim.ts) and IGMP (igmp.ts) are parts it
-// drives. Read RFC 826, RFC 1122 §3.2 (what a host checks on IP input and when it may send ICMP
-// errors), RFC 792, RFC 791 §3.1 (options) and RFC 1191 (fragmentation needed) before editing;
+// IPv4 on the guest link: IPv4 input with its options, ICMPv4 and UDP dispatch for our addresses;
+// ARP with the RFC 5227 claims of our addresses (arp.ts, arp-claim.ts) and IGMP (igmp.ts) are
+// parts it drives. Read RFC 1122 §3.2 (what a host checks on IP input and when it may send ICMP errors), RFC 792, RFC 791 §3.1 (options) and RFC 1191 (fragmentation needed) before editing;
 // the ICMP error rules follow gVisor's netstack (returnError in pkg/tcpip/network/ipv4/icmp.go),
 // options validation its ipv4.go (processIPOptions).
-import { AddressClaims } from './arp-claim.js';
+import { Arp } from './arp.js';
 import type { RxMeta } from './link.js';
 import { LINK_HEADROOM, REASSEMBLED, knownSum, placePacket, reassembledFrame } from './link.js';
 import type { LayerContext } from './layer.js';
@@ -16,8 +15,6 @@ import { NeighborCache } from './neighbor.js';
 import { TokenBucket } from './rate-limit.js';
 import { Igmp } from './igmp.js';
 import {
-  ArpOp,
-  ArpPacket,
   completeChecksum,
   ETHERNET_HEADER_LEN,
   EtherType,
@@ -40,7 +37,6 @@ import {
   TcpSegment,
   UDP_HEADER_LEN,
   UdpDatagram,
-  emitArp,
   emitEthernetHeader,
   emitIcmpv4,
   emitIcmpv4Error,
@@ -89,7 +85,6 @@ function listening(group: number): boolean {
 }
 /** Quote as much of the offending datagram as fits in 576 bytes (RFC 1812 §4.3.2.3). */
 const ICMP_ERROR_MAX = 576 - 20;
-const ZERO_MAC = new Uint8Array(6);
 
 export class Ipv4Layer {
   /** Guest-link IPv4 address → MAC (RFC 4861's machine, run by ARP). */
@@ -97,11 +92,8 @@ export class Ipv4Layer {
   private readonly udpHandlers = new Map<number, UdpV4Handler>();
   private readonly icmpLimiter: TokenBucket;
   private ipId = 0;
-  /** RFC 5227 claims of our addresses (the gateway's first). */
-  private readonly claims: AddressClaims;
-  /** The ARP packet being checked against the claims (for the conflict's log line). */
-  private heardFrom: Uint8Array = new Uint8Array(6);
-  private heardMacOffset = 0;
+  /** ARP: answers, what the guest teaches the neighbour cache, our address claims (arp.ts). */
+  readonly arp: Arp;
   /** Fragments from the guest waiting for their datagram (RFC 791: 30 s, hence IPv4's timer). */
   private readonly reassembler: Reassembler;
   private readonly errBuf = new Uint8Array(576);
@@ -125,7 +117,6 @@ export class Ipv4Layer {
   /** IGMP: our memberships and the guest link's querier (igmp.ts). */
   readonly igmp: Igmp;
   private readonly errIp = new Ipv4Packet();
-  private readonly arp = new ArpPacket();
   private readonly ip4 = new Ipv4Packet();
   private readonly icmp4 = new Icmpv4Packet();
   private readonly udp = new UdpDatagram();
@@ -138,28 +129,9 @@ export class Ipv4Layer {
     this.ethOut = { dst: MAC_BROADCAST, src: s.config.mac, etherType: EtherType.IPV4 };
     this.outIp = s.out.subarray(ETHERNET_HEADER_LEN);
     this.reassembler = new Reassembler(4, { timeoutMs: 30_000, headroom: LINK_HEADROOM, memory: s.memory.account('reassembly') });
-    this.claims = new AddressClaims(
-      [s.config.ipv4.gateway, s.config.ipv4.dns],
-      {
-        // Probe: sender IP 0 (RFC 5227 §2.1.1). Announcement: sender and target IP both ours (§2.3).
-        probe: (addr) => {
-          this.sendArp(ArpOp.REQUEST, 0, MAC_BROADCAST, addr, ZERO_MAC);
-          this.s.counters.add('arp.probeOut');
-        },
-        announce: (addr) => {
-          this.sendArp(ArpOp.REQUEST, addr, MAC_BROADCAST, addr, ZERO_MAC);
-          this.s.counters.add('arp.announceOut');
-        },
-        conflict: (addr) => {
-          this.s.counters.add('arp.conflict');
-          this.s.log.error({ address: formatIpv4(addr), mac: macString(this.heardFrom, this.heardMacOffset) }, 'the guest claims one of our IPv4 addresses: its traffic to that address will not reach us');
-        },
-      },
-      s.random,
-    );
     this.neighbors = new NeighborCache<number>(
       {
-        solicit: (ip, mac) => this.sendArp(ArpOp.REQUEST, s.config.ipv4.gateway, mac ?? MAC_BROADCAST, ip, mac ?? ZERO_MAC),
+        solicit: (ip, mac) => this.arp.request(ip, mac),
         resolved: (_ip, mac, queued) => {
           for (const p of queued) this.frameAndSend(p.bytes, mac);
         },
@@ -169,6 +141,7 @@ export class Ipv4Layer {
       },
       { random: s.random, memory: s.memory.account('neighbors') },
     );
+    this.arp = new Arp(s, this.neighbors, (addr) => this.isOurs(addr));
     this.igmp = new Igmp(s);
   }
 
@@ -313,21 +286,21 @@ export class Ipv4Layer {
 
   /** Starts RFC 5227 probing of our addresses: the guest's link just came up. */
   linkUp(now: number): void {
-    this.claims.linkUp(now);
+    this.arp.claims.linkUp(now);
     this.igmp.stop();
   }
 
   pollAt(): number {
-    return Math.min(this.neighbors.pollAt(), this.reassembler.pollAt(), this.claims.pollAt(), this.igmp.pollAt());
+    return Math.min(this.neighbors.pollAt(), this.reassembler.pollAt(), this.arp.claims.pollAt(), this.igmp.pollAt());
   }
 
   poll(now: number): void {
     this.neighbors.poll(now);
     this.reassembler.poll(now, (e) => this.reassemblyExpired(e.firstFragment));
-    this.claims.poll(now);
+    this.arp.claims.poll(now);
     // IGMP starts once the gateway address has been probed (RFC 5227 §2.1.1: not a source before):
     // our reports (RFC 3376 §5.1) and the querier's startup queries (§6.6.2).
-    if (!this.igmp.running && this.claims.probed(0)) this.igmp.start(now);
+    if (!this.igmp.running && this.arp.claims.probed(0)) this.igmp.start(now);
     this.igmp.poll(now);
   }
 
@@ -335,51 +308,6 @@ export class Ipv4Layer {
    *  toward the guest other than to all-systems is sent only to groups it joined. */
   guestJoined(group: number): boolean {
     return this.igmp.guestJoined(group);
-  }
-
-  private sendArp(op: number, senderIp: number, dstMac: Uint8Array, targetIp: number, targetMac: Uint8Array): void {
-    const o = this.s.out;
-    let n = emitEthernetHeader(o, 0, { dst: dstMac, src: this.s.config.mac, etherType: EtherType.ARP });
-    n += emitArp(o, n, { operation: op, senderMac: this.s.config.mac, senderIp, targetMac, targetIp });
-    this.s.transmit(n);
-  }
-
-  /** RFC 5227 §2.1.1/§2.4: someone else uses (or probes for) one of our addresses. */
-  private checkConflict(arp: ArpPacket, frame: Uint8Array): void {
-    this.heardFrom = frame;
-    this.heardMacOffset = arp.senderMacOffset;
-    this.claims.heard(arp.senderIp, arp.targetIp, arp.operation === ArpOp.REQUEST);
-  }
-
-  /** An ARP packet from the guest: answer requests for our addresses, learn the sender. */
-  arpInput(frame: Uint8Array, eth: EthernetFrame): void {
-    const arp = this.arp.at(frame, eth.payloadOffset, eth.payloadLength);
-    if (!arp.check()) return this.s.drop('arp.malformed');
-    this.checkConflict(arp, frame);
-    const spa = arp.senderIp;
-    const sha = frame.subarray(arp.senderMacOffset, arp.senderMacOffset + 6);
-    const onLink = spa !== 0 && ipv4InSubnet(spa, this.s.config.ipv4.network, this.s.config.ipv4.prefixLength) && !this.isOurs(spa);
-    if (arp.operation !== ArpOp.REQUEST) {
-      // A reply to our request confirms reachability (solicited, override).
-      if (onLink) this.neighbors.confirm(spa, sha, this.s.now(), { solicited: true, override: true });
-      return this.s.counters.add('arp.replyIn');
-    }
-    // RFC 826: merge the sender of a request (an unsolicited hint: RFC 4861 §7.2.3's rules).
-    if (onLink) this.neighbors.learn(spa, sha, this.s.now());
-    const tpa = arp.targetIp;
-    if (!this.isOurs(tpa)) return this.s.counters.add('arp.notForUs');
-    if (spa === tpa) return; // an announcement for our own address: nothing to answer
-    const o = this.s.out;
-    let n = emitEthernetHeader(o, 0, { dst: frame.subarray(eth.srcOffset, eth.srcOffset + 6), src: this.s.config.mac, etherType: EtherType.ARP });
-    n += emitArp(o, n, {
-      operation: ArpOp.REPLY,
-      senderMac: this.s.config.mac,
-      senderIp: tpa,
-      targetMac: frame.subarray(arp.senderMacOffset, arp.senderMacOffset + 6),
-      targetIp: spa,
-    });
-    this.s.counters.add('arp.replyOut');
-    this.s.transmit(n);
   }
 
   /** An IPv4 packet from the guest (RFC 1122 §3.2.1 checks, then dispatch). */
@@ -684,6 +612,3 @@ function ipv4ErrorName(err: Ipv4Error): string {
   }
 }
 
-function macString(b: Uint8Array, off: number): string {
-  return Array.from(b.subarray(off, off + 6), (x) => x.toString(16).padStart(2, '0')).join(':');
-}

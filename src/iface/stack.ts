@@ -170,7 +170,7 @@ export class Stack implements FrameSink, LayerContext {
     }
     switch (eth.etherType) {
       case EtherType.ARP:
-        return this.ipv4.arpInput(frame, eth);
+        return this.ipv4.arp.input(frame, eth);
       case EtherType.IPV4:
         return this.ipv4.ipv4Input(frame, eth, meta);
       case EtherType.IPV6:
