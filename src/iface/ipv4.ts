@@ -1,6 +1,7 @@
 // IPv4 on the guest link: IPv4 input with its options, ICMPv4 and UDP dispatch for our addresses;
 // ARP with the RFC 5227 claims of our addresses (arp.ts, arp-claim.ts) and IGMP (igmp.ts) are
-// parts it drives. Read RFC 1122 §3.2 (what a host checks on IP input and when it may send ICMP errors), RFC 792, RFC 791 §3.1 (options) and RFC 1191 (fragmentation needed) before editing;
+// parts it drives. Read RFC 1122 §3.2 (what a host checks on IP input and when it may send ICMP
+// errors), RFC 792, RFC 791 §3.1 (options) and RFC 1191 (fragmentation needed) before editing;
 // the ICMP error rules follow gVisor's netstack (returnError in pkg/tcpip/network/ipv4/icmp.go),
 // options validation its ipv4.go (processIPOptions).
 import { Arp } from './arp.js';
