@@ -1,8 +1,7 @@
 // IPv6 on the guest link: our addresses (link-local fe80::2, the gateway and DNS addresses of the
-// prefix), NDP for them, ICMPv6 echo and errors, and dispatch of router solicitations and UDP;
+// prefix), ICMPv6 echo and errors, and dispatch of router solicitations and UDP; NDP (ndp.ts),
 // duplicate address detection (dad.ts) and MLD (mld.ts) are parts it drives. Read RFC 8200 §4
-// (extension headers), RFC 4443 §2.4 (when an error may be sent) and §4 (echo) and RFC 4861 §7
-// (NS/NA validation and answers) before editing. Behaviour follows gVisor's netstack (pkg/tcpip/network/ipv6/icmp.go)
+// (extension headers) and RFC 4443 §2.4 (when an error may be sent) and §4 (echo) before editing. Behaviour follows gVisor's netstack (pkg/tcpip/network/ipv6/icmp.go)
 // where the RFCs leave room.
 import { AddressDad, AddressState } from './dad.js';
 import type { OwnAddress } from './dad.js';
@@ -16,6 +15,7 @@ import type { ReassemblyStats } from './reassembly.js';
 import { NeighborCache, ipv6Key, ipv6KeyBytes } from './neighbor.js';
 import { TokenBucket } from './rate-limit.js';
 import { Mld } from './mld.js';
+import { Ndp } from './ndp.js';
 import type { LayerContext } from './layer.js';
 import {
   completeChecksum,
@@ -38,8 +38,6 @@ import {
   Ipv6ChainResult,
   Ipv6HeaderChain,
   Ipv6Packet,
-  NdpNeighborAdvert,
-  NdpNeighborSolicit,
   NdpOptionType,
   NdpRouterSolicit,
   TcpSegment,
@@ -50,8 +48,6 @@ import {
   emitIcmpv6,
   emitIcmpv6Error,
   emitIpv6Header,
-  emitNdpNeighborAdvert,
-  emitNdpNeighborSolicit,
   emitUdpV6,
   formatIpv6,
   get16,
@@ -61,7 +57,6 @@ import {
   ipv6IsMulticast,
   ipv6IsUnspecified,
   ipv6PrefixEqual,
-  ipv6SolicitedNode,
   macFromIpv6Multicast,
   walkIpv6Headers,
 } from '../wire/index.js';
@@ -100,7 +95,6 @@ export { AddressState } from './dad.js';
 const ICMP_ERROR_MAX = IPV6_MIN_MTU - IPV6_HEADER_LEN;
 const HOP_LIMIT = 64;
 const DHCPV6_SERVER_PORT = 547;
-const NDP_HOP_LIMIT = 255;
 
 export const LINK_LOCAL_ADDRESS = Uint8Array.of(0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2);
 
@@ -113,6 +107,8 @@ class Forwarded {
 export class Ipv6Layer {
   /** Our addresses and their duplicate address detection. */
   private readonly dad: AddressDad;
+  /** NDP for our addresses (ndp.ts). */
+  private readonly ndp: Ndp;
   routerAdvertiser: RouterAdvertiserPort | undefined;
   private readonly udpHandlers = new Map<number, UdpV6Handler>();
   /** Guest-link IPv6 address (as hex) → MAC, the RFC 4861 machine. */
@@ -135,8 +131,6 @@ export class Ipv6Layer {
   private readonly ip6 = new Ipv6Packet();
   private readonly chain = new Ipv6HeaderChain();
   private readonly icmp = new Icmpv6Packet();
-  private readonly ns = new NdpNeighborSolicit();
-  private readonly na = new NdpNeighborAdvert();
   private readonly rs = new NdpRouterSolicit();
   private readonly udp = new UdpDatagram();
   private readonly tcp = new TcpSegment();
@@ -160,7 +154,7 @@ export class Ipv6Layer {
     this.reassembler = new Reassembler(6, { timeoutMs: 60_000, headroom: LINK_HEADROOM, memory: s.memory.account('reassembly') });
     this.neighbors = new NeighborCache<string>(
       {
-        solicit: (key, mac) => this.sendSolicitation(ipv6KeyBytes(key), mac),
+        solicit: (key, mac) => this.ndp.sendSolicitation(ipv6KeyBytes(key), mac),
         resolved: (_key, mac, queued) => {
           for (const p of queued) this.sendPacketTo(p.bytes, mac, p.tag instanceof Forwarded);
         },
@@ -173,7 +167,7 @@ export class Ipv6Layer {
     this.dad = new AddressDad(
       [LINK_LOCAL_ADDRESS, config.gateway, config.dns],
       {
-        probe: (a) => this.sendDadProbe(a),
+        probe: (a) => this.ndp.sendDadProbe(a),
         ready: (a) => this.s.log.info({ address: formatIpv6(a.addr) }, 'IPv6 address ready (DAD passed)'),
         duplicate: (a, why) => {
           this.s.counters.add('ndp.dadFailed');
@@ -186,6 +180,11 @@ export class Ipv6Layer {
       },
       s.random,
     );
+    this.ndp = new Ndp(s, this.dad, this.neighbors, {
+      gateway: config.gateway,
+      linkLocal: LINK_LOCAL_ADDRESS,
+      finish: (src, dst, next, len, hopLimit, mac, macOff) => this.finishIpv6(src, dst, next, len, hopLimit, mac, macOff),
+    });
     this.mld = new Mld(
       s,
       {
@@ -262,15 +261,6 @@ export class Ipv6Layer {
    *  exception — a node is in its solicited-node groups by RFC 4861 §7.2.1, report or not. */
   guestJoined(b: Uint8Array, off: number): boolean {
     return this.mld.guestJoined(b, off);
-  }
-
-  private sendDadProbe(a: OwnAddress): void {
-    const o = this.s.out;
-    const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
-    const len = emitNdpNeighborSolicit(o, icmpOff, { target: a.addr }, IPV6_UNSPECIFIED, a.group);
-    this.finishIpv6(IPV6_UNSPECIFIED, a.group, IpProtocol.ICMPV6, len, NDP_HOP_LIMIT);
-    this.s.counters.add('ndp.dadProbe');
-    this.s.note('icmp6.out.135.0');
   }
 
   /**
@@ -422,16 +412,16 @@ export class Ipv6Layer {
         this.echo(frame, eth, ip, icmp, true);
         return;
       case Icmpv6Type.NEIGHBOR_SOLICIT:
-        return this.nsInput(frame, eth, ip, off, len);
+        return this.ndp.nsInput(frame, eth, ip, off, len);
       case Icmpv6Type.NEIGHBOR_ADVERT:
-        return this.naInput(frame, ip, off, len);
+        return this.ndp.naInput(frame, ip, off, len);
       case Icmpv6Type.ROUTER_SOLICIT: {
         // The advertiser validates (RFC 4861 §6.1.1) and schedules the answer; before our
         // link-local address passed DAD there is no advertiser yet and its first RAs cover it.
         const ra = this.advertiserStarted ? this.routerAdvertiser : undefined;
         if (!ra?.handleRouterSolicitation(frame, ip.offset, ip.end - ip.offset, this.s.now())) return this.s.counters.add('ndp.rsUnanswered');
         const sll = this.rs.at(frame, off, len).findLinkAddress(NdpOptionType.SOURCE_LL_ADDR);
-        if (sll >= 0) this.learn(frame, ip.srcOffset, sll);
+        if (sll >= 0) this.ndp.learn(frame, ip.srcOffset, sll);
         return;
       }
       case Icmpv6Type.ROUTER_ADVERT:
@@ -493,56 +483,6 @@ export class Ipv6Layer {
   }
 
 
-  /** RFC 4861 §7.1.1 validation, then §7.2.3 (answer for our addresses) and RFC 4862 §5.4.3 (DAD). */
-  private nsInput(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, off: number, len: number): void {
-    const ns = this.ns.at(frame, off, len);
-    if (ip.hopLimit !== NDP_HOP_LIMIT || !ns.check() || ipv6IsMulticast(frame, ns.targetOffset)) return this.s.drop('ndp.badNs');
-    const fromUnspecified = ipv6IsUnspecified(frame, ip.srcOffset);
-    const sll = ns.findLinkAddress(NdpOptionType.SOURCE_LL_ADDR);
-    if (fromUnspecified && (sll >= 0 || !isSolicitedNodeGroup(frame, ip.dstOffset))) return this.s.drop('ndp.badNs');
-    if (!fromUnspecified && sll >= 0) this.learn(frame, ip.srcOffset, sll);
-    const a = this.own(frame, ns.targetOffset);
-    if (!a) return this.s.counters.add('ndp.nsNotForUs');
-    if (a.state !== AddressState.Preferred) {
-      // Someone else probes the address we are probing: neither may use it. (Tentative, we do
-      // not answer; duplicate, it is not ours to answer for.)
-      if (fromUnspecified) this.dad.conflict(a, 'probe');
-      return;
-    }
-    // Answer: to the solicitor, or to all nodes when it was a DAD probe (it then learns the
-    // address is taken). S only for a unicast answer (§7.2.4); R because we route; O as the owner.
-    const dst = fromUnspecified ? IPV6_ALL_NODES : frame.subarray(ip.srcOffset, ip.srcOffset + 16);
-    copyBytes(this.dstScratch, 0, dst, 0, 16);
-    const o = this.s.out;
-    const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
-    const n = emitNdpNeighborAdvert(o, icmpOff, { target: a.addr, router: true, solicited: !fromUnspecified, override: true, targetMac: this.s.config.mac }, a.addr, this.dstScratch);
-    const macOff = sll >= 0 ? sll : eth.srcOffset;
-    this.finishIpv6(a.addr, this.dstScratch, IpProtocol.ICMPV6, n, NDP_HOP_LIMIT, fromUnspecified ? undefined : frame, macOff);
-    this.s.counters.add('ndp.naOut');
-    this.s.note('icmp6.out.136.0');
-  }
-
-  /** RFC 4861 §7.1.2 validation; an NA for one of our addresses is a conflict (RFC 4862 §5.4.4). */
-  private naInput(frame: Uint8Array, ip: Ipv6Packet, off: number, len: number): void {
-    const na = this.na.at(frame, off, len);
-    if (ip.hopLimit !== NDP_HOP_LIMIT || !na.check() || ipv6IsMulticast(frame, na.targetOffset)) return this.s.drop('ndp.badNa');
-    if (ipv6IsMulticast(frame, ip.dstOffset) && na.solicited) return this.s.drop('ndp.badNa');
-    const a = this.own(frame, na.targetOffset);
-    if (a) {
-      this.dad.conflict(a, 'advert');
-      return;
-    }
-    const tll = na.findLinkAddress(NdpOptionType.TARGET_LL_ADDR);
-    const mac = tll >= 0 ? frame.subarray(tll, tll + 6) : undefined;
-    this.neighbors.confirm(ipv6Key(frame, na.targetOffset), mac, this.s.now(), { solicited: na.solicited, override: na.override });
-  }
-
-  /** Unsolicited link-layer information from the guest (RFC 4861 §7.2.3). */
-  private learn(b: Uint8Array, addrOff: number, macOff: number): void {
-    if (ipv6IsUnspecified(b, addrOff)) return;
-    this.neighbors.learn(ipv6Key(b, addrOff), b.subarray(macOff, macOff + 6), this.s.now());
-  }
-
   /** The MAC known for a guest IPv6 address (diagnostics and tests). */
   lookupMac(addr: Uint8Array): Uint8Array | undefined {
     return this.neighbors.lookup(ipv6Key(addr, 0));
@@ -585,19 +525,6 @@ export class Ipv6Layer {
       return this.frameAndSend(this.s.out, ETHERNET_HEADER_LEN + 24, mac, 0, packet.length, partial);
     }
     return this.sendPacketTo(packet, mac, forwarded);
-  }
-
-  /** NS for `target`: multicast to its solicited-node group, or unicast when probing `mac`. */
-  private sendSolicitation(target: Uint8Array, mac: Uint8Array | undefined): void {
-    const src = ipv6IsLinkLocal(target, 0) ? LINK_LOCAL_ADDRESS : this.config.gateway;
-    if (mac) copyBytes(this.dstScratch, 0, target, 0, 16);
-    else ipv6SolicitedNode(this.dstScratch, 0, target, 0);
-    const o = this.s.out;
-    const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
-    const n = emitNdpNeighborSolicit(o, icmpOff, { target, sourceMac: this.s.config.mac }, src, this.dstScratch);
-    this.finishIpv6(src, this.dstScratch, IpProtocol.ICMPV6, n, NDP_HOP_LIMIT, mac, 0);
-    this.s.counters.add('ndp.nsOut');
-    this.s.note('icmp6.out.135.0');
   }
 
   /**
@@ -791,6 +718,3 @@ export class Ipv6Layer {
 }
 
 /** A group MLD reports may name: multicast, scope 2 or wider, not all-nodes (RFC 3810 §6). */
-function isSolicitedNodeGroup(b: Uint8Array, off: number): boolean {
-  return b[off] === 0xff && b[off + 1] === 0x02 && b[off + 11] === 0x01 && b[off + 12] === 0xff;
-}
