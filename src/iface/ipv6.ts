@@ -1,8 +1,9 @@
 // IPv6 on the guest link: our addresses (link-local fe80::2, the gateway and DNS addresses of the
 // prefix), ICMPv6 echo and errors, and dispatch of router solicitations and UDP; NDP (ndp.ts),
 // duplicate address detection (dad.ts) and MLD (mld.ts) are parts it drives. Read RFC 8200 §4
-// (extension headers) and RFC 4443 §2.4 (when an error may be sent) and §4 (echo) before editing. Behaviour follows gVisor's netstack (pkg/tcpip/network/ipv6/icmp.go)
-// where the RFCs leave room.
+// (extension headers) and RFC 4443 §2.4 (when an error may be sent) and §4 (echo) before
+// editing. Behaviour follows gVisor's netstack (pkg/tcpip/network/ipv6/icmp.go) where the RFCs
+// leave room.
 import { AddressDad, AddressState } from './dad.js';
 import type { OwnAddress } from './dad.js';
 import type { Ipv6Config } from './config.js';
