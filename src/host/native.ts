@@ -76,7 +76,7 @@
 // - setTtl before connect sets the SYN's TTL; setTtl(-1) after it restores the default.
 import { createRequire } from 'node:module';
 import { useNativeCopy } from '../wire/bytes.js';
-import { useNativeGatherSum, useNativeSum, useNativeSumSpans } from '../wire/checksum.js';
+import { useNativeSum, useNativeSumSpans } from '../wire/checksum.js';
 
 /** Address family of a socket: 4 (AF_INET) or 6 (AF_INET6). */
 export type Family = 4 | 6;
@@ -282,9 +282,6 @@ export interface HostnetBinding {
   /** sum16 over the scatter list views[i][offsets[i], +lengths[i]) for i in [start, start +
    *  count), as one range (what src/wire/checksum.ts's sumSpans computes). Throws on bad ranges. */
   sumv: (views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, start: number, count: number) => number;
-  /** Copies that scatter list to dst[dstOff, ...) and returns its sumv, in one pass (what
-   *  src/wire/checksum.ts's gatherSum computes). Throws on bad ranges. */
-  gatherSum: (views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, start: number, count: number, dst: Uint8Array, dstOff: number) => number;
   /** The ones' complement sum of buf[offset, offset + length) in network order, folded to 16
    *  bits, not complemented (what src/wire/checksum.ts's sum16 computes). Throws on a bad range. */
   sum16: (buf: Uint8Array, offset: number, length: number) => number;
@@ -335,6 +332,5 @@ export const hostnet: HostnetBinding = load();
 // Long checksums (payload of frames a guest without checksum offload sends or gets) in C.
 useNativeSum(hostnet.sum16);
 useNativeSumSpans(hostnet.sumv);
-useNativeGatherSum(hostnet.gatherSum);
 // Long copies (payload into and out of TCP buffers) without a view per call.
 useNativeCopy(hostnet.copy);

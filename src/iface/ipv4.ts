@@ -6,7 +6,7 @@
 // options validation its ipv4.go (processIPOptions).
 import { Arp } from './arp.js';
 import type { RxMeta } from './link.js';
-import { LINK_HEADROOM, REASSEMBLED, knownSum, placePacket, reassembledFrame } from './link.js';
+import { LINK_HEADROOM, REASSEMBLED, placePacket, reassembledFrame } from './link.js';
 import type { LayerContext } from './layer.js';
 import { EchoRequestSlot } from './echo.js';
 import { fragmentIpv4 } from './fragment.js';
@@ -356,7 +356,7 @@ export class Ipv4Layer {
       if (ip.protocol === IpProtocol.UDP && !ip.isFragment()) {
         const udp = this.udp.at(frame, ip.payloadOffset, ip.payloadLength);
         if (!udp.check()) return this.s.drop('udp4.malformed');
-        if (!meta.checksumPartial && !udp.verifyChecksumV4(ip.src, ip.dst, knownSum(meta, frame))) return this.s.drop('udp4.badChecksum');
+        if (!meta.checksumPartial && !udp.verifyChecksumV4(ip.src, ip.dst)) return this.s.drop('udp4.badChecksum');
       }
       return this.s.router.beyond(this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength));
     }
@@ -394,7 +394,7 @@ export class Ipv4Layer {
     if (!tcp.check()) return this.s.drop('tcp4.malformed');
     if (!meta.checksumPartial) {
       this.s.loadRxPayload(); // (a device leaves it in guest memory only with a partial checksum)
-      if (!tcp.verifyChecksumV4(ip.src, ip.dst, knownSum(meta, frame))) return this.s.drop('tcp4.badChecksum');
+      if (!tcp.verifyChecksumV4(ip.src, ip.dst)) return this.s.drop('tcp4.badChecksum');
     }
     this.s.router.tcpInput!(4, this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength), ip.payloadOffset - ip.offset, ip.ttl);
   }
@@ -508,7 +508,7 @@ export class Ipv4Layer {
   private udpv4Input(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, meta: RxMeta, broadcast: boolean): void {
     const udp = this.udp.at(frame, ip.payloadOffset, ip.payloadLength);
     if (!udp.check()) return this.s.drop('udp4.malformed');
-    if (!meta.checksumPartial && !udp.verifyChecksumV4(ip.src, ip.dst, knownSum(meta, frame))) return this.s.drop('udp4.badChecksum');
+    if (!meta.checksumPartial && !udp.verifyChecksumV4(ip.src, ip.dst)) return this.s.drop('udp4.badChecksum');
     const handler = this.udpHandlers.get(udp.dstPort);
     if (handler) {
       const d = this.udpInput;

@@ -8,7 +8,7 @@ import { AddressDad, AddressState } from './dad.js';
 import type { OwnAddress } from './dad.js';
 import type { Ipv6Config } from './config.js';
 import type { RxMeta } from './link.js';
-import { LINK_HEADROOM, REASSEMBLED, knownSum, placePacket, reassembledFrame } from './link.js';
+import { LINK_HEADROOM, REASSEMBLED, placePacket, reassembledFrame } from './link.js';
 import { EchoRequestSlot } from './echo.js';
 import { fragmentIpv6 } from './fragment.js';
 import { Reassembler } from './reassembly.js';
@@ -323,7 +323,7 @@ export class Ipv6Layer {
       if (ip.nextHeader === IpProtocol.UDP) {
         const udp = this.udp.at(frame, ip.payloadOffset, ip.end - ip.payloadOffset);
         if (!udp.check()) return this.s.drop('udp6.malformed');
-        if (!meta.checksumPartial && !udp.verifyChecksumV6(frame, ip.srcOffset, frame, ip.dstOffset, knownSum(meta, frame))) return this.s.drop('udp6.badChecksum');
+        if (!meta.checksumPartial && !udp.verifyChecksumV6(frame, ip.srcOffset, frame, ip.dstOffset)) return this.s.drop('udp6.badChecksum');
       }
       return this.s.router.beyond(this.packetViews.of(frame, ip.offset, ip.end));
     }
@@ -600,7 +600,7 @@ export class Ipv6Layer {
     if (!tcp.check()) return this.s.drop('tcp6.malformed');
     if (!meta.checksumPartial) {
       this.s.loadRxPayload(); // (a device leaves it in guest memory only with a partial checksum)
-      if (!tcp.verifyChecksumV6(frame, ipOff + 8, frame, ipOff + 24, knownSum(meta, frame))) return this.s.drop('tcp6.badChecksum');
+      if (!tcp.verifyChecksumV6(frame, ipOff + 8, frame, ipOff + 24)) return this.s.drop('tcp6.badChecksum');
     }
     this.s.router.tcpInput!(6, this.packetViews.of(frame, ipOff, end), off - ipOff, hopLimit);
   }
@@ -608,7 +608,7 @@ export class Ipv6Layer {
   private udpv6Input(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, off: number, len: number, meta: RxMeta): void {
     const udp = this.udp.at(frame, off, len);
     if (!udp.check()) return this.s.drop('udp6.malformed');
-    if (!meta.checksumPartial && !udp.verifyChecksumV6(frame, ip.srcOffset, frame, ip.dstOffset, knownSum(meta, frame))) return this.s.drop('udp6.badChecksum');
+    if (!meta.checksumPartial && !udp.verifyChecksumV6(frame, ip.srcOffset, frame, ip.dstOffset)) return this.s.drop('udp6.badChecksum');
     const handler = this.udpHandlers.get(udp.dstPort);
     if (handler) {
       const d = this.udpInput;

@@ -13,17 +13,6 @@ export interface RxMeta {
   checksumOffset?: number;
   /** Set when the frame's payload was left in guest memory (see FramePayload). */
   payload?: FramePayload | undefined;
-  /** The device summed the frame as it copied it: `frameSum` is the ones' complement sum (folded,
-   *  not complemented) of all of `summed`, the frame it hands over. A checksum check of a packet
-   *  in that very frame then reads only its head and tail (wire/checksum's sumWithin). */
-  summed?: Uint8Array | undefined;
-  frameSum?: number;
-}
-
-/** The sum of all of `frame` when the device computed it (RxMeta.summed), else -1: the `whole`
- *  argument of the views' checksum checks. A reassembled datagram is another buffer: -1. */
-export function knownSum(meta: RxMeta, frame: Uint8Array): number {
-  return meta.summed === frame ? (meta.frameSum ?? -1) : -1;
 }
 
 /**

@@ -19,7 +19,7 @@ import type { FrameLink, FrameSink, FramePayload, PartialChecksum, PayloadFill, 
 import type { MemoryAccount } from '../iface/memory-budget.js';
 import { EndOfTurn } from '../iface/end-of-turn.js';
 import { ViewCache, copyBytes } from '../wire/bytes.js';
-import { foldSum, gatherSum, sum16, sumSpans } from '../wire/checksum.js';
+import { foldSum, sum16, sumSpans } from '../wire/checksum.js';
 
 /** virtio-net feature bits (virtio 1.2 §5.1.3). */
 export const NetFeature = {
@@ -124,9 +124,6 @@ const MAX_TX_SPANS = 2048;
 /** Guest TCP segments this long or longer may leave their payload in guest memory; the headers
  *  are found in the first HEAD_COPY bytes. */
 const PAYLOAD_IN_PLACE_MIN = 512;
-/** A frame without NEEDS_CSUM this long or longer is summed as it is copied (below, the call
- *  costs more than the stack's own sum of a few header bytes). */
-const SUM_ON_COPY_MIN = 256;
 const HEAD_COPY = 256;
 
 /**
@@ -268,7 +265,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   /** The frame's view of scratch, one per recent length (no view per frame). */
   private readonly frameViews = new ViewCache();
   private readonly header = new Uint8Array(NET_HDR_LEN);
-  private readonly meta: RxMeta = { checksumPartial: false, checksumStart: 0, checksumOffset: 0, payload: undefined, summed: undefined, frameSum: -1 };
+  private readonly meta: RxMeta = { checksumPartial: false, checksumStart: 0, checksumOffset: 0 };
   /** Frames waiting for receive buffers, each with its partial checksum (or undefined). */
   private readonly backlog: Uint8Array[] = [];
   private readonly backlogPartial: (PartialChecksum | undefined)[] = [];
@@ -464,7 +461,6 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const len = total - NET_HDR_LEN;
     const p = this.txPayload;
     p.reset();
-    let sum = -1;
     // Only with NEEDS_CSUM: nothing then reads the payload (a checksum to verify would read it
     // from guest memory anyway, and then a copy costs little more).
     if (this.opts.payloadsInPlace === true && ((flags & NET_HDR_F_NEEDS_CSUM) !== 0) && len >= PAYLOAD_IN_PLACE_MIN) {
@@ -475,18 +471,10 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
         if (count > 0) p.leftAt(at, len - at, count);
       }
       if (p.loaded) chain.read(NET_HDR_LEN + head, this.scratch, head, len - head);
-    } else if ((flags & NET_HDR_F_NEEDS_CSUM) === 0 && len >= SUM_ON_COPY_MIN) {
-      // The stack will check this frame's transport checksum: it is summed as it is copied, so
-      // its payload is read once (RxMeta.frameSum).
-      const count = chain.readableSpans(NET_HDR_LEN, len, p.views, p.offsets, p.lengths, 0);
-      if (count > 0) sum = gatherSum(p.views, p.offsets, p.lengths, 0, count, this.scratch, 0);
-      else chain.read(NET_HDR_LEN, this.scratch, 0, len);
     } else {
       chain.read(NET_HDR_LEN, this.scratch, 0, len);
     }
     const frame = this.frameViews.of(this.scratch, 0, len);
-    this.meta.summed = sum < 0 ? undefined : frame;
-    this.meta.frameSum = sum;
     if (gso !== NET_HDR_GSO_NONE) {
       if (!this.gsoOk(gso, flags, frame)) {
         this.stats.txGsoBad++;

@@ -35,50 +35,6 @@ export function useNativeSumSpans(fn: SpansSum | undefined): void {
   nativeSpansSum = fn;
 }
 
-type GatherSum = (views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, start: number, count: number, dst: Uint8Array, dstOff: number) => number;
-let nativeGatherSum: GatherSum | undefined;
-
-/** Installs the native gatherSum (the hostnet addon's). */
-export function useNativeGatherSum(fn: GatherSum | undefined): void {
-  nativeGatherSum = fn;
-}
-
-/**
- * Copies a scatter list (as sumSpans takes it) to dst[dstOff, ...) and returns its sum, as
- * sumSpans would: natively in one pass over the source (a guest frame read out of guest memory is
- * summed on the way, for the stack's checksum check: see sumWithin).
- */
-export function gatherSum(views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, start: number, count: number, dst: Uint8Array, dstOff: number): number {
-  if (nativeGatherSum !== undefined) return nativeGatherSum(views, offsets, lengths, start, count, dst, dstOff);
-  let at = dstOff;
-  for (let i = start; i < start + count; i++) {
-    dst.set(views[i]!.subarray(offsets[i], offsets[i]! + lengths[i]!), at);
-    at += lengths[i]!;
-  }
-  return sum16(dst, dstOff, at - dstOff);
-}
-
-/** Swaps the bytes of a 16-bit sum: the contribution of a range that starts at an odd position. */
-function swap16(s: number): number {
-  return ((s & 0xff) << 8) | (s >> 8);
-}
-
-/**
- * The sum of b[off, off + len) from `whole`, the sum of all of b (as gatherSum returned it when the
- * device copied the frame): the whole minus the short head b[0, off) and tail b[off + len, end), in
- * ones' complement arithmetic. Congruent to sum16(b, off, len) modulo 0xffff (it may say 0 for
- * 0xffff: the two zeros), which a checksum check folded with a non-zero pseudo-header sum cannot
- * tell apart.
- */
-export function sumWithin(whole: number, b: Uint8Array, off: number, len: number): number {
-  const end = off + len;
-  const head = sum16(b, 0, off);
-  const tail = sum16(b, end, b.length - end);
-  // A range at an odd position entered the whole byte-swapped (RFC 1071 §2(B)).
-  const s = foldSum(whole + (~head & 0xffff) + (~(((end & 1) !== 0) ? swap16(tail) : tail) & 0xffff));
-  return ((off & 1) !== 0) ? swap16(s) : s;
-}
-
 /**
  * sum16 over a scatter list: the concatenation of views[i][offsets[i], +lengths[i]) for i in
  * [start, start + count) (a frame's payload in guest memory), folded, not complemented.
@@ -163,15 +119,7 @@ export function pseudoHeaderSumV6(
   return foldSum(s + Math.floor(length / 0x10000) + (length & 0xffff) + nextHeader);
 }
 
-/** A checksum over `len` bytes at `off` plus a pseudo-header sum verifies. `whole` (when not -1):
- *  the sum of all of b is known (see sumWithin), so only its head and tail are read. */
-function verifyWithPseudo(b: Uint8Array, off: number, len: number, pseudo: number, whole: number): boolean {
-  // (The pseudo-header sum is never 0, so the fold of a good sum is 0xffff, never the other zero.)
-  return whole < 0 ? verifyChecksum(b, off, len, pseudo) : foldSum(pseudo + sumWithin(whole, b, off, len)) === 0xffff;
-}
-
-/** Verifies a TCP/UDP/ICMP-style checksum covering an IPv4 pseudo-header and `len` bytes at `off`
- *  (`whole`: as verifyWithPseudo). */
+/** Verifies a TCP/UDP/ICMP-style checksum covering an IPv4 pseudo-header and `len` bytes at `off`. */
 export function verifyTransportV4(
   b: Uint8Array,
   off: number,
@@ -179,13 +127,11 @@ export function verifyTransportV4(
   src: number,
   dst: number,
   protocol: number,
-  whole = -1,
 ): boolean {
-  return verifyWithPseudo(b, off, len, pseudoHeaderSumV4(src, dst, protocol, len), whole);
+  return verifyChecksum(b, off, len, pseudoHeaderSumV4(src, dst, protocol, len));
 }
 
-/** Verifies a TCP/UDP/ICMPv6 checksum covering an IPv6 pseudo-header and `len` bytes at `off`
- *  (`whole`: as verifyWithPseudo). */
+/** Verifies a TCP/UDP/ICMPv6 checksum covering an IPv6 pseudo-header and `len` bytes at `off`. */
 export function verifyTransportV6(
   b: Uint8Array,
   off: number,
@@ -195,9 +141,8 @@ export function verifyTransportV6(
   dst: Uint8Array,
   dstOff: number,
   nextHeader: number,
-  whole = -1,
 ): boolean {
-  return verifyWithPseudo(b, off, len, pseudoHeaderSumV6(src, srcOff, dst, dstOff, nextHeader, len), whole);
+  return verifyChecksum(b, off, len, pseudoHeaderSumV6(src, srcOff, dst, dstOff, nextHeader, len));
 }
 
 /**

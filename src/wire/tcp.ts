@@ -181,12 +181,11 @@ export class TcpSegment extends WireView {
     return parseTcpOptions(this.bytes, this.optionsOffset, this.optionsLength, out);
   }
 
-  /** `whole`: the sum of all of the view's buffer when known (RxMeta.frameSum), else -1. */
-  verifyChecksumV4(src: number, dst: number, whole = -1): boolean {
-    return verifyTransportV4(this.bytes, this.offset, this.length, src, dst, IpProtocol.TCP, whole);
+  verifyChecksumV4(src: number, dst: number): boolean {
+    return verifyTransportV4(this.bytes, this.offset, this.length, src, dst, IpProtocol.TCP);
   }
-  verifyChecksumV6(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number, whole = -1): boolean {
-    return verifyTransportV6(this.bytes, this.offset, this.length, src, srcOff, dst, dstOff, IpProtocol.TCP, whole);
+  verifyChecksumV6(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number): boolean {
+    return verifyTransportV6(this.bytes, this.offset, this.length, src, srcOff, dst, dstOff, IpProtocol.TCP);
   }
   fillChecksumV4(src: number, dst: number): void {
     this.checksum = 0;

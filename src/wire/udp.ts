@@ -71,15 +71,14 @@ export class UdpDatagram extends WireView {
   }
 
   /** IPv4: a zero checksum means the sender computed none, which is accepted. */
-  /** `whole`: the sum of all of the view's buffer when known (RxMeta.frameSum), else -1. */
-  verifyChecksumV4(src: number, dst: number, whole = -1): boolean {
+  verifyChecksumV4(src: number, dst: number): boolean {
     if (this.checksum === 0) return true;
-    return verifyTransportV4(this.bytes, this.offset, this.udpLength, src, dst, IpProtocol.UDP, whole);
+    return verifyTransportV4(this.bytes, this.offset, this.udpLength, src, dst, IpProtocol.UDP);
   }
   /** IPv6: the checksum is mandatory, so zero fails. */
-  verifyChecksumV6(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number, whole = -1): boolean {
+  verifyChecksumV6(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number): boolean {
     if (this.checksum === 0) return false;
-    return verifyTransportV6(this.bytes, this.offset, this.udpLength, src, srcOff, dst, dstOff, IpProtocol.UDP, whole);
+    return verifyTransportV6(this.bytes, this.offset, this.udpLength, src, srcOff, dst, dstOff, IpProtocol.UDP);
   }
   fillChecksumV4(src: number, dst: number): void {
     this.checksum = 0;

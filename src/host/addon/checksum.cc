@@ -15,10 +15,7 @@
 namespace hn {
 namespace {
 
-// The sum of p[0, len), and with kCopy the same bytes stored to out[0, len) in the same pass (a
-// frame copied out of guest memory is summed on the way: its bytes are read once).
-template <bool kCopy>
-uint32_t SumRangeT(const uint8_t* p, size_t len, uint8_t* out) {
+uint32_t SumRange(const uint8_t* p, size_t len) {
   uint64_t a = 0;
   uint64_t b = 0;
   size_t i = 0;
@@ -32,10 +29,6 @@ uint32_t SumRangeT(const uint8_t* p, size_t len, uint8_t* out) {
     for (size_t steps = 0; steps < 8192 && i + 32 <= len; steps++, i += 32) {
       const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
       const __m128i y = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i + 16));
-      if (kCopy) {
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), x);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i + 16), y);
-      }
       s0 = _mm_add_epi32(s0, _mm_add_epi32(_mm_unpacklo_epi16(x, zero), _mm_unpackhi_epi16(x, zero)));
       s1 = _mm_add_epi32(s1, _mm_add_epi32(_mm_unpacklo_epi16(y, zero), _mm_unpackhi_epi16(y, zero)));
     }
@@ -51,10 +44,6 @@ uint32_t SumRangeT(const uint8_t* p, size_t len, uint8_t* out) {
     uint64_t y;
     std::memcpy(&x, p + i, 8);
     std::memcpy(&y, p + i + 8, 8);
-    if (kCopy) {
-      std::memcpy(out + i, &x, 8);
-      std::memcpy(out + i + 8, &y, 8);
-    }
     a += (x & 0xffffffffu) + (x >> 32);
     b += (y & 0xffffffffu) + (y >> 32);
   }
@@ -62,21 +51,15 @@ uint32_t SumRangeT(const uint8_t* p, size_t len, uint8_t* out) {
   for (; i + 2 <= len; i += 2) {
     uint16_t w;
     std::memcpy(&w, p + i, 2);
-    if (kCopy) std::memcpy(out + i, &w, 2);
     s += w;
   }
-  if (i < len) {
-    if (kCopy) out[i] = p[i];
-    s += p[i];  // the odd byte, padded with zero on its right in network order
-  }
+  if (i < len) s += p[i];  // the odd byte, padded with zero on its right in network order
   while (s >> 16) s = (s & 0xffff) + (s >> 16);
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
   s = ((s & 0xff) << 8) | (s >> 8);
 #endif
   return static_cast<uint32_t>(s);
 }
-
-uint32_t SumRange(const uint8_t* p, size_t len) { return SumRangeT<false>(p, len, nullptr); }
 
 // sum16(buf, offset, length): the ones' complement sum of the range in network order, folded to
 // 16 bits (0..0xffff; not complemented). Throws on a bad argument. Plain N-API (no CallbackInfo,
@@ -148,65 +131,12 @@ napi_value Sumv(napi_env env, napi_callback_info cbinfo) {
   return result;
 }
 
-
-// gatherSum(views, offsets: Float64Array, lengths: Uint32Array, start, count, dst, dstOff): copies
-// the scatter list views[i][offsets[i], +lengths[i]) for i in [start, start + count) (a guest
-// frame in guest memory) to dst[dstOff, ...) and returns its sum as sumv does, in the same pass.
-napi_value GatherSum(napi_env env, napi_callback_info cbinfo) {
-  size_t argc = 7;
-  napi_value argv[7];
-  uint32_t start = 0;
-  uint32_t count = 0;
-  napi_typedarray_type types[3] = {};
-  size_t lens[3] = {};
-  void* data[3] = {};
-  double dstOff = -1;
-  bool ok = napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) == napi_ok && argc >= 7 &&
-            napi_get_value_uint32(env, argv[3], &start) == napi_ok && napi_get_value_uint32(env, argv[4], &count) == napi_ok &&
-            napi_get_value_double(env, argv[6], &dstOff) == napi_ok;
-  const int arrays[3] = {1, 2, 5};
-  for (int i = 0; ok && i < 3; i++) ok = napi_get_typedarray_info(env, argv[arrays[i]], &types[i], &lens[i], &data[i], nullptr, nullptr) == napi_ok;
-  if (!ok || types[0] != napi_float64_array || types[1] != napi_uint32_array || types[2] != napi_uint8_array) {
-    napi_throw_type_error(env, nullptr, "gatherSum(views, offsets: Float64Array, lengths: Uint32Array, start, count, dst: Uint8Array, dstOff)");
-    return nullptr;
-  }
-  const uint64_t end = static_cast<uint64_t>(start) + count;
-  if (end > lens[0] || end > lens[1] || !(dstOff >= 0) || dstOff != static_cast<double>(static_cast<size_t>(dstOff))) {
-    napi_throw_range_error(env, nullptr, "gatherSum: start and count outside the arrays, or a bad dstOff");
-    return nullptr;
-  }
-  const auto* offsets = static_cast<const double*>(data[0]);
-  const auto* lengths = static_cast<const uint32_t*>(data[1]);
-  uint64_t total = 0;
-  for (uint32_t i = start; i < end; i++) total += lengths[i];
-  if (static_cast<uint64_t>(dstOff) + total > lens[2]) {
-    napi_throw_range_error(env, nullptr, "gatherSum: the spans do not fit in dst");
-    return nullptr;
-  }
-  auto* out = static_cast<uint8_t*>(data[2]) + static_cast<size_t>(dstOff);
-  uint64_t sum = 0;
-  uint64_t at = 0;
-  for (uint32_t i = start; i < end; i++) {
-    uint8_t* p;
-    if (!SpanPointer(env, argv[0], i, offsets[i], lengths[i], &p)) return nullptr;
-    uint32_t s = SumRangeT<true>(p, lengths[i], out + at);
-    if (at & 1) s = ((s & 0xff) << 8) | (s >> 8);
-    sum += s;
-    at += lengths[i];
-  }
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  napi_value result = nullptr;
-  napi_create_uint32(env, static_cast<uint32_t>(sum), &result);
-  return result;
-}
-
 }  // namespace
 
 void InitChecksum(Napi::Env env, Napi::Object exports) {
   napi_value fn;
   if (napi_create_function(env, "sum16", NAPI_AUTO_LENGTH, Sum16, nullptr, &fn) == napi_ok) exports.Set("sum16", Napi::Value(env, fn));
   if (napi_create_function(env, "sumv", NAPI_AUTO_LENGTH, Sumv, nullptr, &fn) == napi_ok) exports.Set("sumv", Napi::Value(env, fn));
-  if (napi_create_function(env, "gatherSum", NAPI_AUTO_LENGTH, GatherSum, nullptr, &fn) == napi_ok) exports.Set("gatherSum", Napi::Value(env, fn));
   napi_util::ExportCopy(env, exports);
 }
 
