@@ -48,6 +48,24 @@ function imports(): { from: string; file: string; to: string }[] {
   return out;
 }
 
+/** The import cycles of a graph (depth first), each written with `name`. */
+function cycles(graph: ReadonlyMap<string, Iterable<string>>, name: (node: string) => string): string[] {
+  const state = new Map<string, 'visiting' | 'done'>();
+  const found: string[] = [];
+  const visit = (n: string, path: string[]): void => {
+    if (state.get(n) === 'done') return;
+    if (state.get(n) === 'visiting') {
+      found.push([...path.slice(path.indexOf(n)), n].map(name).join(' → '));
+      return;
+    }
+    state.set(n, 'visiting');
+    for (const m of graph.get(n) ?? []) visit(m, [...path, n]);
+    state.set(n, 'done');
+  };
+  for (const n of graph.keys()) visit(n, []);
+  return found;
+}
+
 t.test('each part of src/ imports only what ARCHITECTURE.md allows it', async (t) => {
   const all = imports();
   t.ok(all.length > 100, 'the imports were read');
@@ -64,20 +82,7 @@ t.test('the parts of src/ form no cycle', async (t) => {
     if (!graph.has(i.from)) graph.set(i.from, new Set());
     graph.get(i.from)!.add(i.to);
   }
-  const state = new Map<string, 'visiting' | 'done'>();
-  const cycles: string[] = [];
-  const visit = (n: string, path: string[]): void => {
-    if (state.get(n) === 'done') return;
-    if (state.get(n) === 'visiting') {
-      cycles.push([...path.slice(path.indexOf(n)), n].join(' → '));
-      return;
-    }
-    state.set(n, 'visiting');
-    for (const m of graph.get(n) ?? []) visit(m, [...path, n]);
-    state.set(n, 'done');
-  };
-  for (const n of graph.keys()) visit(n, []);
-  t.same(cycles, []);
+  t.same(cycles(graph, (n) => n), []);
 });
 
 t.test('no source file imports itself back through others (type imports included)', async (t) => {
@@ -90,20 +95,7 @@ t.test('no source file imports itself back through others (type imports included
     graph.set(file, deps);
   }
   t.ok(graph.size > 50, 'the files were read');
-  const state = new Map<string, 'visiting' | 'done'>();
-  const cycles: string[] = [];
-  const visit = (n: string, path: string[]): void => {
-    if (state.get(n) === 'done') return;
-    if (state.get(n) === 'visiting') {
-      cycles.push([...path.slice(path.indexOf(n)), n].map((x) => relative(SRC, x)).join(' → '));
-      return;
-    }
-    state.set(n, 'visiting');
-    for (const m of graph.get(n) ?? []) visit(m, [...path, n]);
-    state.set(n, 'done');
-  };
-  for (const n of graph.keys()) visit(n, []);
-  t.same(cycles, []);
+  t.same(cycles(graph, (x) => relative(SRC, x)), []);
 });
 
 t.test("ARCHITECTURE.md's folder table names every part of src/, and no part that is gone", async (t) => {

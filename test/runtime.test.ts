@@ -8,8 +8,6 @@ import { join } from 'node:path';
 import t from 'tap';
 import {
   ArpPacket,
-  DhcpMessageType,
-  DhcpOption,
   DhcpPacket,
   Dhcpv6Message,
   Dhcpv6MessageType,
@@ -18,38 +16,17 @@ import {
   IpProtocol,
   Ipv4Packet,
   Ipv6Packet,
-  MAC_BROADCAST,
-  dhcpPutBytes,
-  dhcpPutEnd,
-  dhcpPutU8,
   dhcpv6PutDuidLl,
   dhcpv6PutIaNa,
   dhcpv6PutU16,
-  emitDhcpHeader,
   emitDhcpv6Header,
   emitEthernetHeader,
-  emitIpv4Header,
   emitIpv6Header,
-  emitUdpV4,
   emitUdpV6,
   parseIpv6,
 } from '../src/wire/index.js';
-import { GUEST_MAC } from './support/packets.js';
+import { GUEST_MAC, dhcpDiscover } from './support/packets.js';
 import { startHarness } from './support/vunet-harness.js';
-
-function dhcpDiscover(): Uint8Array {
-  const f = new Uint8Array(14 + 20 + 8 + 300);
-  const p = 42;
-  emitDhcpHeader(f, p, { op: 1, xid: 0x1234abcd, secs: 0, flags: 0x8000, ciaddr: 0, yiaddr: 0, siaddr: 0, giaddr: 0, chaddr: GUEST_MAC });
-  let o = p + 240;
-  o = dhcpPutU8(f, o, f.length, DhcpOption.MESSAGE_TYPE, DhcpMessageType.DISCOVER);
-  o = dhcpPutBytes(f, o, f.length, DhcpOption.PARAMETER_REQUEST_LIST, Uint8Array.of(1, 3, 6), 0, 3);
-  dhcpPutEnd(f, o, f.length);
-  emitUdpV4(f, 34, { srcPort: 68, dstPort: 67, payloadLength: 300 }, 0, 0xffffffff);
-  emitIpv4Header(f, 14, { src: 0, dst: 0xffffffff, proto: IpProtocol.UDP, ttl: 64, id: 1, flags: 0, fragOffset: 0, payloadLength: 308, tos: 0x10 });
-  emitEthernetHeader(f, 0, { dst: MAC_BROADCAST, src: GUEST_MAC, etherType: EtherType.IPV4 });
-  return f;
-}
 
 const GUEST_LL = parseIpv6('fe80::5054:ff:fe12:3456')!;
 const ALL_DHCP = parseIpv6('ff02::1:2')!;

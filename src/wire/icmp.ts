@@ -5,7 +5,8 @@ import { copyBytes, get16, get32, get8, rangeOk, set16, set32, set8, WireView } 
 /** Type, code, checksum and the four type-specific bytes: what every ICMP message has. */
 export const ICMP_HEADER_LEN = 8;
 
-const F = {
+/** Where the shared fields sit (each family's file adds its own). */
+export const ICMP_FIELDS = {
   TYPE: 0,
   CODE: 1,
   CHECKSUM: 2,
@@ -13,6 +14,7 @@ const F = {
   IDENT: 4,
   SEQ: 6,
 } as const;
+const F = ICMP_FIELDS;
 
 /** A view of an ICMP message of either family (the fields both have). */
 export class IcmpHeaderView extends WireView {

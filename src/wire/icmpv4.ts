@@ -6,7 +6,7 @@
 // bytes), RFC 1191 (next-hop MTU in "fragmentation needed"), RFC 4884 (length field; not emitted).
 
 import { get16, get32, get8, rangeOk, set16, set32, set8 } from './bytes.js';
-import { IcmpHeaderView, emitIcmpErrorUnsummed, icmpEchoRest } from './icmp.js';
+import { ICMP_FIELDS, IcmpHeaderView, emitIcmpErrorUnsummed, icmpEchoRest } from './icmp.js';
 import { internetChecksum, verifyChecksum } from './checksum.js';
 
 //  0                   1                   2                   3
@@ -21,17 +21,7 @@ import { internetChecksum, verifyChecksum } from './checksum.js';
 // +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 // |     Data: echo payload, or the invoking IP header + leading data
 // +-+-+-+-+-
-const F = {
-  TYPE: 0,
-  CODE: 1,
-  CHECKSUM: 2,
-  REST: 4,
-  IDENT: 4,
-  SEQ: 6,
-  MTU: 6,
-  POINTER: 4,
-  GATEWAY: 4,
-} as const;
+const F = { ...ICMP_FIELDS, MTU: 6, POINTER: 4, GATEWAY: 4 } as const;
 
 export const ICMPV4_HEADER_LEN = 8;
 

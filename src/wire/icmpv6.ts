@@ -7,7 +7,7 @@
 // packet exceeding the minimum IPv6 MTU".
 
 import { get32, rangeOk, set16, set32, set8 } from './bytes.js';
-import { IcmpHeaderView, emitIcmpErrorUnsummed, icmpEchoRest } from './icmp.js';
+import { ICMP_FIELDS, IcmpHeaderView, emitIcmpErrorUnsummed, icmpEchoRest } from './icmp.js';
 import { pseudoHeaderSumV6, internetChecksum, verifyTransportV6 } from './checksum.js';
 import { IpProtocol } from './ip.js';
 
@@ -23,16 +23,7 @@ import { IpProtocol } from './ip.js';
 // +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 // |    Data: echo payload, or as much of the invoking packet as fits in 1280 bytes
 // +-+-+-+-+-
-const F = {
-  TYPE: 0,
-  CODE: 1,
-  CHECKSUM: 2,
-  REST: 4,
-  IDENT: 4,
-  SEQ: 6,
-  MTU: 4,
-  POINTER: 4,
-} as const;
+const F = { ...ICMP_FIELDS, MTU: 4, POINTER: 4 } as const;
 
 export const ICMPV6_HEADER_LEN = 8;
 

@@ -11,40 +11,16 @@ import t from 'tap';
 import { PcapWriter } from '../../src/main/pcap.js';
 import type { PartialChecksum } from '../../src/iface/link.js';
 import {
-  DhcpMessageType,
-  DhcpOption,
-  EtherType,
   IpProtocol,
-  MAC_BROADCAST,
-  dhcpPutBytes,
-  dhcpPutEnd,
-  dhcpPutU8,
-  emitDhcpHeader,
-  emitEthernetHeader,
-  emitIpv4Header,
-  emitUdpV4,
   pseudoHeaderSumV4,
 } from '../../src/wire/index.js';
-import { GUEST_IP, GUEST_MAC, GW_IP, echoRequest, tcpFrame, udpFrame } from '../support/packets.js';
+import { GUEST_IP, GW_IP, dhcpDiscover, echoRequest, tcpFrame, udpFrame } from '../support/packets.js';
 
 const run = promisify(execFile);
 const tshark = await run('which', ['tshark']).then(
   (r) => r.stdout.trim(),
   () => '',
 );
-
-function dhcpDiscover(): Uint8Array {
-  const f = new Uint8Array(14 + 20 + 8 + 300);
-  emitDhcpHeader(f, 42, { op: 1, xid: 0x1234abcd, secs: 0, flags: 0x8000, ciaddr: 0, yiaddr: 0, siaddr: 0, giaddr: 0, chaddr: GUEST_MAC });
-  let o = 42 + 240;
-  o = dhcpPutU8(f, o, f.length, DhcpOption.MESSAGE_TYPE, DhcpMessageType.DISCOVER);
-  o = dhcpPutBytes(f, o, f.length, DhcpOption.PARAMETER_REQUEST_LIST, Uint8Array.of(1, 3, 6), 0, 3);
-  dhcpPutEnd(f, o, f.length);
-  emitUdpV4(f, 34, { srcPort: 68, dstPort: 67, payloadLength: 300 }, 0, 0xffffffff);
-  emitIpv4Header(f, 14, { src: 0, dst: 0xffffffff, proto: IpProtocol.UDP, ttl: 64, id: 1, flags: 0, fragOffset: 0, payloadLength: 308, tos: 0x10 });
-  emitEthernetHeader(f, 0, { dst: MAC_BROADCAST, src: GUEST_MAC, etherType: EtherType.IPV4 });
-  return f;
-}
 
 /** The frame as checksum offload leaves it: the transport checksum field holds only the
  *  pseudo-header sum (NEEDS_CSUM), and where it starts. */

@@ -2,6 +2,12 @@
 // the stack's answers with.
 import {
   ArpOp,
+  DhcpMessageType,
+  DhcpOption,
+  dhcpPutBytes,
+  dhcpPutEnd,
+  dhcpPutU8,
+  emitDhcpHeader,
   EthernetFrame,
   Icmpv4Packet,
   Ipv4Packet,
@@ -161,4 +167,19 @@ export function parseIpv4Frame(frame: Uint8Array): { eth: EthernetFrame; ip: Ipv
     udp: new UdpDatagram().at(frame, ip.payloadOffset, ip.payloadLength),
     tcp: new TcpSegment().at(frame, ip.payloadOffset, ip.payloadLength),
   };
+}
+
+/** A DHCPDISCOVER from the guest, broadcast, asking for subnet mask, router and DNS (as udhcpc). */
+export function dhcpDiscover(): Uint8Array {
+  const f = new Uint8Array(14 + 20 + 8 + 300);
+  const p = 42;
+  emitDhcpHeader(f, p, { op: 1, xid: 0x1234abcd, secs: 0, flags: 0x8000, ciaddr: 0, yiaddr: 0, siaddr: 0, giaddr: 0, chaddr: GUEST_MAC });
+  let o = p + 240;
+  o = dhcpPutU8(f, o, f.length, DhcpOption.MESSAGE_TYPE, DhcpMessageType.DISCOVER);
+  o = dhcpPutBytes(f, o, f.length, DhcpOption.PARAMETER_REQUEST_LIST, Uint8Array.of(1, 3, 6), 0, 3);
+  dhcpPutEnd(f, o, f.length);
+  emitUdpV4(f, 34, { srcPort: 68, dstPort: 67, payloadLength: 300 }, 0, 0xffffffff);
+  emitIpv4Header(f, 14, { src: 0, dst: 0xffffffff, proto: IpProtocol.UDP, ttl: 64, id: 1, flags: 0, fragOffset: 0, payloadLength: 308, tos: 0x10 });
+  emitEthernetHeader(f, 0, { dst: MAC_BROADCAST, src: GUEST_MAC, etherType: EtherType.IPV4 });
+  return f;
 }
