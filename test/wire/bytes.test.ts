@@ -5,6 +5,8 @@ import { NATIVE_COPY_MIN, ViewCache, copyBytes, useNativeCopy } from '../../src/
 import { native } from 'vhost-user-ts';
 
 t.test('copyBytes: short and long, across buffers and within one, with and without the addon', async (t) => {
+  const was = useNativeCopy(undefined);
+  t.teardown(() => useNativeCopy(was)); // as it was: other files may share this process
   for (const withNative of [false, true]) {
     useNativeCopy(withNative ? native.copy : undefined);
     for (const len of [0, 1, NATIVE_COPY_MIN - 1, NATIVE_COPY_MIN, 1500]) {
@@ -17,7 +19,6 @@ t.test('copyBytes: short and long, across buffers and within one, with and witho
       t.same(src.subarray(5, 5 + len), Uint8Array.from({ length: len }, (_, i) => (i * 3) & 0xff), `${len} bytes within one buffer`);
     }
   }
-  useNativeCopy(native.copy);
 });
 
 t.test('ViewCache: the same view for the same range of the same buffer, a new one otherwise', async (t) => {
