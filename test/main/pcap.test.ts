@@ -14,6 +14,7 @@ import {
 } from '../../src/main/pcap.js';
 import { pseudoHeaderSumV4 } from '../../src/wire/checksum.js';
 import { tcpFrame } from '../support/packets.js';
+import { until } from '../support/wait.js';
 
 const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'vunet-pcap-'));
@@ -166,8 +167,9 @@ t.test('a partly filled buffer is written on a short timer, before close', async
   const w = await PcapWriter.open(path, { flushIntervalMs: 20 });
   w.record(frame(60, 1), 1);
   t.equal(statSync(path).size, PCAP_GLOBAL_HEADER_LEN, 'record() does not write');
-  await new Promise((r) => setTimeout(r, 150));
-  t.equal(statSync(path).size, PCAP_GLOBAL_HEADER_LEN + 16 + 60, 'written by the timer');
+  const written = PCAP_GLOBAL_HEADER_LEN + 16 + 60;
+  await until(() => statSync(path).size === written, 'the timer to write', 2000).catch(() => undefined);
+  t.equal(statSync(path).size, written, 'written by the timer');
   w.record(frame(61, 2), 2);
   await w.flush();
   t.equal(statSync(path).size, PCAP_GLOBAL_HEADER_LEN + 16 + 60 + 16 + 61, 'flush() writes at once');
