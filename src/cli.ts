@@ -93,8 +93,8 @@ async function main(argv: string[]): Promise<number> {
     },
     'vunet listening',
   );
-  process.stderr.write(`\nStart QEMU with:\n    ${qemuArgs(opts.socketPath)}\n\n`);
-
+  // The handlers first: whoever reads the line below may signal at once (a test, a script, a
+  // quick Ctrl-C), and a SIGINT before them would kill the process with the socket left behind.
   const stop = async (signal: string): Promise<void> => {
     logger.info({ signal }, 'stopping');
     await vunet.close();
@@ -103,6 +103,7 @@ async function main(argv: string[]): Promise<number> {
   process.once('SIGINT', () => void stop('SIGINT'));
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGUSR1', () => logger.info(vunet.status(), 'status'));
+  process.stderr.write(`\nStart QEMU with:\n    ${qemuArgs(opts.socketPath)}\n\n`);
   return -1; // keep running
 }
 

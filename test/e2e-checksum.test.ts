@@ -92,14 +92,16 @@ echo "== end"
   t.equal(features.slice(0, 2), offload ? '11' : '00', `CSUM and GUEST_CSUM ${offload ? 'negotiated' : 'off'} (features ${features.slice(0, 2)})`);
   t.match(out.split('== down')[1] ?? '', new RegExp(sha), 'host → guest: 8 MB arrived intact (the guest kernel took our checksums)');
   t.match(out.split('== up')[1] ?? '', /rc 0/, 'guest → host: sent');
-  await new Promise((r) => setTimeout(r, 500));
+  // The receiving socat has written the file once it exits (after the guest's EOF).
+  const receiver = services[1]!;
+  if (receiver.exitCode === null && receiver.signalCode === null) {
+    await Promise.race([new Promise((r) => receiver.once('exit', r)), new Promise((r) => setTimeout(r, 10_000))]);
+  }
   const up = readFileSync(join(dir, 'up'));
   t.equal(createHash('sha256').update(up).digest('hex'), sha, 'guest → host: 8 MB arrived intact (vunet took the guest\'s checksums)');
   if (mode === 'tso-1500') {
     t.match(out, /== features/, 'booted');
-    v.proc.kill('SIGUSR1');
-    await new Promise((r) => setTimeout(r, 300));
-    const status = v.log().split('\n').find((l) => l.includes('"msg":"status"'));
+    const status = await v.status();
     const device = (JSON.parse(status ?? '{}') as { device?: { txGso?: number; txGsoBad?: number; rxGso?: number } }).device;
     t.ok((device?.txGso ?? 0) > 100, `the guest sent segments larger than the MTU: ${device?.txGso}`);
     t.equal(device?.txGsoBad, 0, 'none refused');

@@ -18,6 +18,7 @@ import { Icmpv4Packet, Icmpv6Packet, IpProtocol, Ipv4Packet, Ipv6Packet, TcpFlag
 import { canUseNetns, createTopology, spawnVunet } from './support/netns.js';
 import { GUEST_IP, echoRequest, echoRequest6, tcpFrame, tcpFrame6, udpFrame, udpFrame6 } from './support/packets.js';
 import { readPcap } from './support/pcap-read.js';
+import { until } from './support/wait.js';
 
 const why = canUseNetns();
 const PORT = 7000; // TCP; UDP on 7001
@@ -124,7 +125,7 @@ async function run(t: Test, tag: string, extraArgs: string[], dsts: string[]) {
     topo.destroy();
     rmSync(dir, { recursive: true, force: true });
   });
-  for (let i = 0; i < 100 && !hits.includes('ready'); i++) await new Promise((r) => setTimeout(r, 50));
+  await until(() => hits.includes('ready'), 'the host service', 5000).catch(() => undefined);
   t.match(hits, /ready/, 'the host service listens');
   const v = await spawnVunet(topo.vunetNs, ['--socket', sock, '--log-level', 'info', '--pcap', pcap, '--no-map-gw', ...extraArgs]);
   vunet = v.proc;
@@ -146,8 +147,7 @@ echo "== end"
   const exit = await guest.exited;
   t.equal(exit.guestStatus, 0, 'guest script ran to its end');
   t.match(guest.output, new RegExp(`inet6 ${GUEST6}/64`), 'the guest has the SLAAC address the probes come from');
-  v.proc.kill('SIGUSR1');
-  await new Promise((r) => setTimeout(r, 300));
+  await v.status();
   v.proc.kill('SIGTERM');
   await v.exited;
   return { list, got: answers(readPcap(pcap), list), hits, log: v.log() };

@@ -40,8 +40,8 @@ t.test('ICMP and UDP through the NAT: ping, traceroute, UDP echo, host unreachab
   const script = `
 ip link set eth0 up
 udhcpc -i eth0 -n -q -t 5 -T 2 >/dev/null 2>&1
-i=0; while [ $i -lt 60 ]; do ip -6 addr show dev eth0 | grep -q 'inet6 fec0' && break; sleep 0.25; i=$((i+1)); done
-sleep 1
+# The SLAAC address, out of DAD (a tentative source cannot send yet).
+i=0; while [ $i -lt 80 ]; do ip -6 addr show dev eth0 | grep 'inet6 fec0' | grep -qv tentative && break; sleep 0.25; i=$((i+1)); done
 echo "== ping4"; ping -c 3 -W 3 ${topo.target4} 2>&1
 echo "== ping6"; ping6 -c 3 -W 3 ${topo.target6} 2>&1
 echo "== trace4"; traceroute -I -n -q 1 -w 2 -m 8 ${topo.target4} 2>&1

@@ -51,6 +51,7 @@ async function qmp(path: string): Promise<{ run(command: string): Promise<unknow
   return { run, close: () => sock.destroy() };
 }
 
+/** The pauses here are the test: a guest stopped, frozen or silent for that long. */
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 t.test('a guest stopped (monitor), frozen (SIGSTOP, 60 s) or silent to ARP (60 s) mid-download resumes it intact', { skip: why ?? false }, async (t) => {

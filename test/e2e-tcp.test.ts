@@ -54,8 +54,8 @@ t.test('TCP through the NAT: HTTP, echo, refused, no route, 200 connections, ipe
   const script = `
 ip link set eth0 up
 udhcpc -i eth0 -n -q -t 5 -T 2 >/dev/null 2>&1
-i=0; while [ $i -lt 60 ]; do ip -6 addr show dev eth0 | grep -q 'inet6 fec0' && break; sleep 0.25; i=$((i+1)); done
-sleep 1
+# The SLAAC address, out of DAD (a tentative source cannot send yet).
+i=0; while [ $i -lt 80 ]; do ip -6 addr show dev eth0 | grep 'inet6 fec0' | grep -qv tentative && break; sleep 0.25; i=$((i+1)); done
 echo "== http4"; timeout 120 wget -q -O - http://${t4}:8080/blob | sha256sum
 echo "== http6"; timeout 120 wget -q -O - 'http://[${t6}]:8080/blob' | sha256sum
 echo "== zerowin4"; timeout 120 wget -q -O - http://${t4}:8080/blob | (sleep 5; sha256sum)
@@ -75,6 +75,7 @@ echo "== traceT4"; traceroute -T -n -q 1 -w 2 -m 8 -p 7 ${t4} 2>&1
 echo "== traceT6"; traceroute -6 -T -n -q 1 -w 2 -m 8 -p 7 ${t6} 2>&1
 socat TCP6-LISTEN:5000,fork,reuseaddr,ipv6only=0 PIPE &
 socat UDP6-RECVFROM:5002,fork,ipv6only=0 PIPE &
+i=0; while [ $i -lt 100 ]; do n=$(netstat -ltun | grep -c -E ':500[02] '); [ "$n" -ge 2 ] && break; sleep 0.1; i=$((i+1)); done
 echo "== fwd-ready"
 socat -u TCP6-LISTEN:5001,ipv6only=0 - 2>&1
 echo "== end"
@@ -82,8 +83,7 @@ echo "== end"
   const guest = await startGuest({ socketPath: sock, script, memoryMiB: 512, timeoutMs: 420_000, guestTimeoutSec: 380 });
 
   // The port forward, from a host client in vunet's namespace, once the guest listens.
-  await guest.waitFor(/== fwd-ready/, 400_000);
-  await new Promise((r) => setTimeout(r, 500));
+  await guest.waitFor(/== fwd-ready/, 400_000); // printed once the guest's socats listen
   const client = (target: string, input: Buffer): Buffer =>
     spawnSync('ip', ['netns', 'exec', topo.vunetNs, 'socat', '-t', '10', '-', target], { input, timeout: 60_000 }).stdout;
   const small = Buffer.from('hello-forward\n');
@@ -132,9 +132,7 @@ echo "== end"
   t.same(hops4, ['10.0.2.2', topo.router1[0], topo.router2[0], t4], 'traceroute -T: gateway, router 1, router 2, target');
   const hops6 = [...section('traceT6').matchAll(/^\s*(\d+)\s+([0-9a-f:]+)/gm)].map((m) => m[2]);
   t.same(hops6, ['fec0::2', topo.router1[1], topo.router2[1], t6], 'traceroute -6 -T: gateway, router 1, router 2, target');
-  v.proc.kill('SIGUSR1');
-  await new Promise((r) => setTimeout(r, 300));
-  const status = v.log().split('\n').filter((l) => l.includes('"msg":"status"')).pop();
+  const status = await v.status();
   const tcp = (status ? (JSON.parse(status) as { tcp?: { endpoints?: Record<string, number>; bytesByReference?: number } }).tcp : undefined) ?? {};
   const endpoints = tcp.endpoints ?? {};
   t.ok((endpoints.zeroWindowProbes ?? 0) > 0, `vunet probed the closed window (zeroWindowProbes ${endpoints.zeroWindowProbes ?? 0})`);

@@ -100,6 +100,8 @@ export class Vunet {
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private rearmSoon = false;
+  /** close() was called: no timer is set again (a re-arm or flush may still be queued). */
+  private closed = false;
   private flushSoon = false;
   private readonly dhcpOut: Uint8Array;
   /** Internal errors caught at a batch boundary (each cost one frame, event or timer run). */
@@ -345,7 +347,7 @@ export class Vunet {
     this.flushSoon = true;
     setImmediate(() => {
       this.flushSoon = false;
-      this.guarded('TCP output', () => this.tcpNat.flush());
+      if (!this.closed) this.guarded('TCP output', () => this.tcpNat.flush());
     });
   }
 
@@ -439,6 +441,7 @@ export class Vunet {
    * per batch.
    */
   private rearm(): void {
+    if (this.closed) return; // a re-arm queued before close(): the timer would keep the process up
     const at = Math.min(this.stack.pollAt(), this.echoProxy.pollAt(), this.udpNat.pollAt(), this.dns.pollAt(), this.tcpNat.pollAt(), this.udpForward.pollAt());
     if (at >= this.timerAt) return;
     if (this.timer) clearTimeout(this.timer);
@@ -491,6 +494,7 @@ export class Vunet {
 
   /** Stops serving: disconnects the guest, removes the socket, flushes the capture. */
   async close(): Promise<void> {
+    this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.loopDelay.disable();

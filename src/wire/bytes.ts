@@ -51,9 +51,12 @@ let nativeCopy: NativeCopy | undefined;
 /** Copies of at least this many bytes go to the native memmove when one is installed. */
 export const NATIVE_COPY_MIN = 64;
 
-/** Installs the native memmove copyBytes uses for long copies; undefined removes it. */
-export function useNativeCopy(fn: NativeCopy | undefined): void {
+/** Installs the native memmove copyBytes uses for long copies; undefined removes it. Returns the
+ *  one it replaces, so that a test can put it back. */
+export function useNativeCopy(fn: NativeCopy | undefined): NativeCopy | undefined {
+  const was = nativeCopy;
   nativeCopy = fn;
+  return was;
 }
 
 /**

@@ -15,24 +15,34 @@ export function foldSum(sum: number): number {
   return sum;
 }
 
-/** A native sum16 (the host addon's, once loaded), used for ranges of NATIVE_MIN bytes or more. */
-let nativeSum: ((b: Uint8Array, off: number, len: number) => number) | undefined;
+/** A native sum16 over a range, without `initial`. */
+export type NativeSum = (b: Uint8Array, off: number, len: number) => number;
+
+/** The host addon's sum16 once loaded, used for ranges of NATIVE_SUM_MIN bytes or more. */
+let nativeSum: NativeSum | undefined;
 
 /** Below this length the JavaScript loop beats a call into the addon (scripts/checksum-bench.ts:
  *  108 vs 81 ns at 256 bytes, 514 vs 139 ns at 1500, 21.9 vs 2.6 µs at 65000). */
 export const NATIVE_SUM_MIN = 256;
 
-/** Installs a native implementation of sum16 over a range (without `initial`); undefined removes it. */
-export function useNativeSum(fn: ((b: Uint8Array, off: number, len: number) => number) | undefined): void {
+/** Installs a native implementation of sum16 over a range (without `initial`); undefined removes
+ *  it. Returns the one it replaces, so that a test can put it back. */
+export function useNativeSum(fn: NativeSum | undefined): NativeSum | undefined {
+  const was = nativeSum;
   nativeSum = fn;
+  return was;
 }
 
-type SpansSum = (views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, start: number, count: number) => number;
+/** A native sumSpans. */
+export type SpansSum = (views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, start: number, count: number) => number;
 let nativeSpansSum: SpansSum | undefined;
 
-/** Installs the native sumSpans (the hostnet addon's sumv). */
-export function useNativeSumSpans(fn: SpansSum | undefined): void {
+/** Installs the native sumSpans (the hostnet addon's sumv); undefined removes it. Returns the one it
+ *  replaces. */
+export function useNativeSumSpans(fn: SpansSum | undefined): SpansSum | undefined {
+  const was = nativeSpansSum;
   nativeSpansSum = fn;
+  return was;
 }
 
 /**

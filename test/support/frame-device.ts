@@ -30,7 +30,27 @@ export class FrameDevice implements FrameLink {
     this.sent.push(frame.slice());
     if ((partial?.segmentSize ?? 0) !== 0 && !this.gso) throw new Error('a segmentation-offload frame over a link that did not allow it');
     this.partials.push(partial ? { ...partial } : undefined);
+    this.wake();
     return true;
+  }
+  private waiters: (() => void)[] = [];
+  /** Resolves once a frame is sent (at once when some wait in `sent`), or after `ms` (what the
+   *  stack sends next may wait for a timer, which only the test's clock moves). For stacks driven
+   *  by real host sockets: a wait on the event rather than a guessed time. */
+  nextSend(ms: number): Promise<void> {
+    if (this.sent.length > 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.waiters = this.waiters.filter((w) => w !== done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.waiters.push(done);
+    });
+  }
+  protected wake(): void {
+    for (const w of [...this.waiters]) w();
   }
   /** Returns and forgets what was sent. */
   take(): Uint8Array[] {
@@ -100,6 +120,7 @@ export class InPlaceFrameDevice extends FrameDevice {
       this.partials.push(this.partialChecksums ? h.partial : undefined);
       this.framesInPlace++;
     }
+    this.wake();
     return true;
   }
 }

@@ -9,6 +9,7 @@
 // host link and belong to no one.
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { until } from './wait.js';
 
 export interface Topology {
   vunetNs: string;
@@ -121,6 +122,8 @@ export interface VunetProcess {
   log(): string;
   /** Settles with the exit code (null: killed by a signal) when the process has exited. */
   readonly exited: Promise<number | null>;
+  /** Asks for vunet's status (SIGUSR1) and resolves with the line it logs (pino JSON). */
+  status(): Promise<string>;
 }
 
 export interface SpawnVunetOptions {
@@ -154,5 +157,17 @@ export async function spawnVunet(ns: string | null, args: string[], opts: SpawnV
     if (opts.failOnExit) proc.once('exit', (code) => reject(new Error(`vunet exited (${code}): ${log}`)));
   });
   await ready;
-  return { proc, log: () => log, exited };
+  /** Whole status lines so far (the last piece of the log may be a line still coming). */
+  const statusLines = (): string[] =>
+    log
+      .split('\n')
+      .slice(0, -1)
+      .filter((l) => l.includes('"msg":"status"'));
+  const status = async (): Promise<string> => {
+    const before = statusLines().length;
+    proc.kill('SIGUSR1');
+    await until(() => statusLines().length > before, 'the status line', 10_000);
+    return statusLines().at(-1)!;
+  };
+  return { proc, log: () => log, exited, status };
 }

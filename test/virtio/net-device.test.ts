@@ -14,6 +14,7 @@ import { NET_HDR_LEN, NetFeature, VirtioNetDevice } from '../../src/virtio/net-d
 import { completeChecksum, pseudoHeaderSumV4 } from '../../src/wire/checksum.js';
 import { IpProtocol } from '../../src/wire/index.js';
 import { GUEST_MAC, ipv6Frame, tcpFrame, udpFrame } from '../support/packets.js';
+import { settle, until } from '../support/wait.js';
 import type { NetDeviceOptions } from '../../src/virtio/net-device.js';
 
 interface Seen {
@@ -106,7 +107,7 @@ t.test('RX: mergeable buffers carry a 64 KiB frame with num_buffers', async (t) 
   const [rxq] = await fe.handshake();
   t.ok(fe.features & bit(NetFeature.MRG_RXBUF), 'MRG_RXBUF negotiated');
   const bufs = postRx(fe, rxq!, 24, 4096);
-  await new Promise((r) => setTimeout(r, 10));
+  await until(() => dev.hasRoom(), 'the device to see the RX buffers');
   const big = frame(65000, 7);
   t.ok(dev.send(big), 'accepted');
   const used = await rxq!.waitUsed(16);
@@ -130,7 +131,7 @@ t.test('RX: frames wait for buffers (bounded backlog) and go out on the RX kick'
   const { dev, fe } = setup(t);
   const [rxq] = await fe.handshake();
   for (let i = 0; i < 5; i++) t.ok(dev.send(frame(100, i + 1)), `frame ${i} queued`);
-  await new Promise((r) => setTimeout(r, 10));
+  await settle();
   t.equal(rxq!.usedIdx, 0, 'nothing delivered without buffers');
   const bufs = postRx(fe, rxq!, 5, 2048);
   const used = await rxq!.waitUsed(5);
@@ -148,7 +149,7 @@ t.test('RX without MRG_RXBUF: one chain per frame; a frame too big for the buffe
   const gpa2 = fe.memory.alloc(1600);
   rxq!.add([{ gpa: gpa2, len: 1600, writable: true }]);
   rxq!.kick();
-  await new Promise((r) => setTimeout(r, 10));
+  await until(() => dev.hasRoom(), 'the device to see the RX buffers');
   dev.send(frame(3000));
   dev.send(frame(1000, 9));
   const used = await rxq!.waitUsed(2);
@@ -171,7 +172,7 @@ t.test('RX: a frame larger than the posted buffers waits for more, and the devic
     rxq!.kickIfNeeded(old, eventIdx);
   };
   post(4);
-  await new Promise((r) => setTimeout(r, 10));
+  await until(() => dev.hasRoom(), 'the device to see the RX buffers');
   let room = 0;
   t.ok(dev.send(frame(65000, 3)), 'accepted into the backlog: 4 buffers cannot hold it');
   t.equal(rxq!.usedIdx, 0);
@@ -181,7 +182,7 @@ t.test('RX: a frame larger than the posted buffers waits for more, and the devic
   // The driver adds buffers a few at a time, kicking only when asked (EVENT_IDX: avail_event).
   for (let i = 0; i < 4; i++) {
     post(4);
-    await new Promise((r) => setTimeout(r, 10));
+    await settle(); // the kick, if one was due, handled
   }
   t.ok(rxq!.usedIdx > 0, 'the frame went out once enough buffers were there');
   t.equal(dev.stats.rxFrames, 1);
@@ -235,17 +236,17 @@ t.test('RX: a malformed chain among the buffers of a mergeable frame is returned
   const headBad = rxq!.add([{ gpa: fe.memory.alloc(64), len: 64, writable: true }]);
   rxq!.writeDesc(headBad, 0x7_0000_0000, 64, 2, 0);
   rxq!.kick();
-  await new Promise((r) => setTimeout(r, 10));
+  await until(() => dev.hasRoom(), 'the device to see the RX buffers');
   const big = frame(10000, 5);
   t.ok(dev.send(big), 'waits: one good 4 KiB buffer cannot hold it');
-  await new Promise((r) => setTimeout(r, 10));
+  await settle();
   const bufs = new Map<number, number>([[headA, a]]);
   for (let i = 0; i < 4; i++) {
     const gpa = fe.memory.alloc(4096);
     bufs.set(rxq!.add([{ gpa, len: 4096, writable: true }]), gpa);
   }
   rxq!.kick();
-  await new Promise((r) => setTimeout(r, 20));
+  await until(() => dev.stats.rxFrames === 1, 'the frame');
   const used = rxq!.used();
   const heads = used.map((u) => u.id);
   t.equal(new Set(heads).size, heads.length, 'no chain comes back twice');
@@ -386,7 +387,7 @@ t.test('RX: a segment larger than the MTU goes as GSO (GUEST_TSO4) with its segm
   const [rxq] = await fe.handshake();
   t.ok(dev.segmentationOffload(4) && dev.segmentationOffload(6), 'GUEST_TSO4/6 negotiated');
   const bufs = postRx(fe, rxq!, 20, 4096);
-  await new Promise((r) => setTimeout(r, 10));
+  await until(() => dev.hasRoom(), 'the device to see the RX buffers');
   const f = partialTcpFrame(60000);
   t.ok(dev.send(f, { start: 34, offset: 16, segmentSize: 1448 }));
   const used = await rxq!.waitUsed(15);
@@ -411,7 +412,7 @@ t.test('RX in place: headers now, the payload of several frames filled by one ca
   const { dev, fe } = setup(t);
   const [rxq] = await fe.handshake();
   const bufs = postRx(fe, rxq!, 40, 4096);
-  await new Promise((r) => setTimeout(r, 10));
+  await until(() => dev.hasRoom(), 'the device to see the RX buffers');
   // Two frames: one of 1400 bytes of payload (one buffer), one GSO frame of 20000 (several).
   const frames = [partialTcpFrame(1400), partialTcpFrame(20000)];
   const sizes = [1400, 20000];
@@ -420,7 +421,7 @@ t.test('RX in place: headers now, the payload of several frames filled by one ca
     t.equal(dev.sendHeaders(headers, sizes[i]!, { start: 34, offset: 16, segmentSize: i === 1 ? 1460 : 0 }), 'sent');
   }
   t.ok(dev.payloadsPending, 'held for their payload');
-  await new Promise((r) => setTimeout(r, 20));
+  await settle();
   t.equal(rxq!.usedIdx, 0, 'nothing published before the payload is filled');
   // The filler sees the payload's guest-memory spans, in order, and fills them at once.
   const payload = new Uint8Array(21400);
@@ -458,7 +459,7 @@ t.test('RX in place: a fill that falls short sends the held frames empty; withou
   const [rxq] = await fe.handshake();
   t.equal(dev.sendHeaders(partialTcpFrame(100).subarray(0, 54), 100, { start: 34, offset: 16 }), 'noRoom', 'no buffers posted');
   postRx(fe, rxq!, 4, 2048);
-  await new Promise((r) => setTimeout(r, 10));
+  await until(() => dev.hasRoom(), 'the device to see the RX buffers');
   t.equal(dev.sendHeaders(partialTcpFrame(100).subarray(0, 54), 100, { start: 34, offset: 16 }), 'sent');
   t.notOk(dev.completePayloads({ fill: () => 40 }), 'short');
   const used = await rxq!.waitUsed(1);
@@ -473,7 +474,7 @@ t.test('RX in place to a guest without GUEST_CSUM: the checksum is completed ove
   t.notOk(dev.partialChecksums);
   // Buffers of 600 bytes: a frame spans several, and its payload starts at an odd place in one.
   const bufs = postRx(fe, rxq!, 40, 600);
-  await new Promise((r) => setTimeout(r, 10));
+  await until(() => dev.hasRoom(), 'the device to see the RX buffers');
   const sizes = [1, 1401, 1460];
   const frames = sizes.map((n) => partialTcpFrame(n));
   for (const f of frames) t.equal(dev.sendHeaders(f.subarray(0, 54), f.length - 54, { start: 34, offset: 16 }), 'sent');

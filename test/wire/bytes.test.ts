@@ -2,11 +2,13 @@
 // the host addon is loaded) and ViewCache.
 import t from 'tap';
 import { NATIVE_COPY_MIN, ViewCache, copyBytes, useNativeCopy } from '../../src/wire/bytes.js';
-import { hostnet } from '../../src/host/native.js';
+import { native } from 'vhost-user-ts/testing';
 
 t.test('copyBytes: short and long, across buffers and within one, with and without the addon', async (t) => {
+  const was = useNativeCopy(undefined);
+  t.teardown(() => useNativeCopy(was)); // as it was: other files may share this process
   for (const withNative of [false, true]) {
-    useNativeCopy(withNative ? hostnet.copy : undefined);
+    useNativeCopy(withNative ? native.copy : undefined);
     for (const len of [0, 1, NATIVE_COPY_MIN - 1, NATIVE_COPY_MIN, 1500]) {
       const src = Uint8Array.from({ length: 2000 }, (_, i) => (i * 3) & 0xff);
       const dst = new Uint8Array(2000);
@@ -17,7 +19,6 @@ t.test('copyBytes: short and long, across buffers and within one, with and witho
       t.same(src.subarray(5, 5 + len), Uint8Array.from({ length: len }, (_, i) => (i * 3) & 0xff), `${len} bytes within one buffer`);
     }
   }
-  useNativeCopy(hostnet.copy);
 });
 
 t.test('ViewCache: the same view for the same range of the same buffer, a new one otherwise', async (t) => {

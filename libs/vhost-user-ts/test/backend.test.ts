@@ -4,7 +4,7 @@ import t from 'tap';
 import { Feature, FLAG_NEED_REPLY, HEADER_SIZE, ProtocolFeature, Request, VERSION, bit, encodeHeader } from '../src/protocol.js';
 import { TestFrontend } from '../src/testing/frontend.js';
 import { VIRTQ_AVAIL_F_NO_INTERRUPT } from '../src/virtqueue.js';
-import { LoopbackDevice, liveMappings, openFds, startServer, tick, until } from './helpers.js';
+import { LoopbackDevice, liveMappings, openFds, settle, startServer, until } from './helpers.js';
 
 const frame = (n: number, len = 64): Uint8Array => Uint8Array.from({ length: len }, (_, i) => (n * 7 + i) & 0xff);
 
@@ -106,7 +106,7 @@ t.test('EVENT_IDX and NO_INTERRUPT suppress calls', async (t) => {
   txq!.add([{ data: frame(1) }]);
   txq!.kick();
   await until(() => txq!.usedIdx === 2, 2000, 'tx used');
-  await tick(20);
+  await settle();
   t.equal(txq!.calls, 1, 'no call while used.idx has not passed used_event');
   txq!.add([{ data: frame(2) }]);
   txq!.kick();
@@ -122,7 +122,7 @@ t.test('EVENT_IDX and NO_INTERRUPT suppress calls', async (t) => {
   tx2!.add([{ data: frame(1) }]);
   tx2!.kick();
   await until(() => tx2!.usedIdx === 1, 2000, 'tx used');
-  await tick(20);
+  await settle();
   t.equal(tx2!.calls, 0, 'NO_INTERRUPT respected');
   tx2!.setAvailFlags(0);
   tx2!.add([{ data: frame(2) }]);
@@ -141,7 +141,7 @@ t.test('one call per batch', async (t) => {
   for (let i = 0; i < 32; i++) txq!.add([{ data: frame(i) }]);
   txq!.kick();
   await txq!.waitUsed(32);
-  await tick(20);
+  await settle();
   t.equal(txq!.calls, 1, '32 chains completed with a single call');
 });
 
@@ -160,7 +160,7 @@ t.test('GET_VRING_BASE stops the ring and returns last_avail_idx; SET_VRING_BASE
   // The guest keeps posting; a stopped ring processes nothing.
   txq!.add([{ data: frame(6) }]);
   txq!.kick();
-  await tick(30);
+  await settle();
   t.equal(txq!.usedIdx, 5, 'stopped ring untouched');
   await fe.setVringBase(1, 5);
   await fe.setVringFd(Request.SET_VRING_KICK, 1, txq!.kickFd);

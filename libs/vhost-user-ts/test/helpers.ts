@@ -90,6 +90,18 @@ export function liveMappings(): number {
 
 export const tick = (ms = 0): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Resolves once the event loop has polled its fds at least twice more (three check phases from
+ * now: the first may come before this iteration's poll is over). The backend and the frontend of
+ * these tests live in this process, and the kernel makes an eventfd or unix socket ready when it
+ * is written: a kick, a call or a message sent before settle() has been handled after it, and a
+ * level-triggered fd left ready would have been reported again. What checks that something did
+ * NOT happen waits for this rather than for a guessed time.
+ */
+export async function settle(): Promise<void> {
+  for (let i = 0; i < 3; i++) await new Promise<void>((r) => setImmediate(r));
+}
+
 /** Waits until `cond` holds (polling), or throws after `timeoutMs`. */
 export async function until(cond: () => boolean, timeoutMs = 2000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -7,7 +7,7 @@ import type { Test } from 'tap';
 import { TestFrontend } from '../src/testing/frontend.js';
 import type { DriverQueue } from '../src/testing/frontend.js';
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../src/virtqueue.js';
-import { LoopbackDevice, startServer, tick, until } from './helpers.js';
+import { LoopbackDevice, settle, startServer, until } from './helpers.js';
 
 const NEXT = VIRTQ_DESC_F_NEXT;
 const WRITE = VIRTQ_DESC_F_WRITE;
@@ -151,7 +151,7 @@ t.test('head out of range marks the queue broken', async (t) => {
   t.match(server.backend!.queues[1]!.broken, /head 500/);
   txq.add([{ data: new Uint8Array(10) }]);
   txq.kick();
-  await tick(30);
+  await settle();
   t.equal(txq.usedIdx, 0, 'a broken queue processes nothing');
   t.equal(dev.frames.length, 0);
   // The frontend re-initialising the ring repairs it.

@@ -12,6 +12,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { NativeMapping } from '../src/native.js';
 import { native } from '../src/native.js';
+import { settle } from './helpers.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -374,7 +375,7 @@ t.test('Poller on a readable socket', async (t) => {
     false,
   );
   poller.start(native.POLL_READABLE);
-  await sleep(20);
+  await settle();
   t.equal(calls.length, 0, 'quiet until data arrives');
   native.sendMsg(p.a, bytes('hello'), 0, 5, []);
   await until(() => calls.length > 0, 'readable');
@@ -384,7 +385,7 @@ t.test('Poller on a readable socket', async (t) => {
   poller.stop();
   const n = calls.length;
   native.sendMsg(p.a, bytes('again'), 0, 5, []);
-  await sleep(30);
+  await settle();
   t.equal(calls.length, n, 'stopped: no callback');
   poller.start(native.POLL_READABLE);
   await until(() => got === 'helloagain', 'readable after restart');
@@ -397,7 +398,7 @@ t.test('Poller on a readable socket', async (t) => {
   t.throws(() => poller.start(native.POLL_READABLE), { code: 'EBADF' }, 'start after close throws');
   const m = calls.length;
   native.sendMsg(p.a, bytes('late'), 0, 4, []);
-  await sleep(30);
+  await settle();
   t.equal(calls.length, m, 'closed: no callback');
   p.closeAll();
 });
@@ -413,7 +414,7 @@ t.test('Poller drains an eventfd', async (t) => {
   poller.start(native.POLL_READABLE);
   native.eventfdWrite(efd, 5);
   await until(() => values.length > 0, 'kick');
-  await sleep(30);
+  await settle();
   t.same(values, [5], 'drained: fires once per kick');
   native.eventfdWrite(efd, 1);
   native.eventfdWrite(efd, 1);
@@ -422,12 +423,12 @@ t.test('Poller drains an eventfd', async (t) => {
 
   poller.stop();
   native.eventfdWrite(efd, 3);
-  await sleep(30);
+  await settle();
   t.same(values, [5, 2], 'stopped');
   t.equal(native.eventfdRead(efd), 3, 'counter untouched while stopped');
   poller.start(0);
   native.eventfdWrite(efd, 1);
-  await sleep(30);
+  await settle();
   t.same(values, [5, 2], 'start(0) is stop');
   poller.close();
   native.close(efd);
@@ -441,7 +442,7 @@ t.test('Poller callback may close its own poller', async (t) => {
     poller.close();
   }, false);
   poller.start(native.POLL_READABLE);
-  await sleep(30);
+  await settle();
   t.equal(calls, 1, 'level-triggered fd not drained, yet one call: closed inside the callback');
   native.close(efd);
 });
@@ -454,7 +455,7 @@ t.test('Poller reports a socket error and stops', async (t) => {
   native.close(p.b); // with unread data: ECONNRESET pending on p.a, so POLLERR
   poller.start(native.POLL_READABLE);
   await until(() => calls.length > 0, 'error');
-  await sleep(20);
+  await settle();
   t.same(calls, [[-9, 0]], 'UV_EBADF once: libuv stopped the handle');
   poller.start(native.POLL_READABLE);
   await until(() => calls.length > 1, 'error again after restart');
@@ -533,7 +534,7 @@ t.test('a draining Poller stops on a pipe whose writer closed (no spin)', async 
   native.close(w);
   await until(() => calls.length === 2, 'hang-up');
   const cpu = process.cpuUsage();
-  await sleep(300);
+  await sleep(300); // time passing is the point: a poller spinning on the hung-up pipe would show
   const used = process.cpuUsage(cpu);
   t.same(calls[1], [native.UV_EOF, native.POLL_READABLE, 0], 'end of file reported once as UV_EOF');
   t.equal(calls.length, 2, 'stopped: no further callback');
@@ -552,7 +553,7 @@ t.test('a draining Poller stops on UV_DISCONNECT and on read errors', async (t) 
   poller.start(native.POLL_READABLE | native.POLL_DISCONNECT);
   native.close(p.b);
   await until(() => statuses.length > 0, 'disconnect');
-  await sleep(20);
+  await settle();
   t.same(statuses, [native.UV_EOF], 'peer gone: UV_EOF once');
   poller.close();
 
@@ -562,7 +563,7 @@ t.test('a draining Poller stops on UV_DISCONNECT and on read errors', async (t) 
   lp.start(native.POLL_READABLE);
   const c = native.unixConnect(p.path);
   await until(() => errors.length > 0, 'read error');
-  await sleep(20);
+  await settle();
   t.equal(errors.length, 1, 'reported once');
   t.ok(errors[0]! < 0 && errors[0] !== native.UV_EOF, `a -errno status (${errors[0]})`);
   lp.close();

@@ -13,7 +13,7 @@ import type { ServerOptions } from '../src/server.js';
 import { TestFrontend } from '../src/testing/frontend.js';
 import type { DriverQueue, FrontendOptions } from '../src/testing/frontend.js';
 import type { VirtQueue } from '../src/virtqueue.js';
-import { CaptureLogger, LoopbackDevice, liveMappings, openFds, startServer, tick, until } from './helpers.js';
+import { CaptureLogger, LoopbackDevice, liveMappings, openFds, settle, startServer, tick, until } from './helpers.js';
 
 const frame = (n: number, len = 64): Uint8Array => Uint8Array.from({ length: len }, (_, i) => (n * 13 + i) & 0xff);
 
@@ -62,6 +62,7 @@ function passPipesAsEventfds(t: Test): void {
   });
 }
 
+/** CPU this process used over `ms` of real time (time passing is the point: a spin would show). */
 async function cpuMs(ms: number): Promise<number> {
   const start = process.cpuUsage();
   await tick(ms);
@@ -165,7 +166,7 @@ t.test('a frontend that does not read its replies is dropped, with bounded memor
   while (sent < 65536 && reason === undefined) {
     const n = native.sendMsg(fd, msg, off, HEADER_SIZE - off, []);
     if (n === -native.EAGAIN) {
-      await tick(1);
+      await tick(1); // the backend reads when it can: try again shortly
       continue;
     }
     if (n < 0) break; // the backend closed
@@ -243,9 +244,9 @@ t.test('a peer that only probes the socket does not knock an idle frontend off',
   now += 10_000; // the guest has not started its driver yet: no running queue, silent
   // What prepareSocketPath() in a second vunet does: connect, see the socket is live, close.
   const probe = native.unixConnect(path);
-  await tick(20);
+  await settle(); // accepted
   native.close(probe);
-  await tick(20);
+  await settle(); // its end of file seen
   t.ok(qemu.isConnected, 'the attached frontend stays');
   t.equal(server.stats.idleReplaced, 0);
   t.ok(await qemu.getFeatures(), 'and is still served');
@@ -300,7 +301,7 @@ t.test('broken queues and malformed chains are logged', async (t) => {
   txq!.kick();
   await until(() => server.backend!.queues[1]!.broken !== undefined, 2000, 'broken');
   txq!.kick();
-  await tick(30);
+  await settle();
   t.same(
     log.matching(/broken/).map((l) => [l.msg, l.obj.reason]),
     [['queue marked broken: it stops until the frontend sets it up again', 'avail index moved by 999 on a queue of 16']],
