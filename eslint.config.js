@@ -3,7 +3,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/build/**', '**/node_modules/**', 'vm-images/out/**', '**/*.js', '**/*.mjs', '**/*.cjs'] },
+  { ignores: ['**/dist/**', '**/build/**', '**/node_modules/**', 'vm-images/out/**', '**/*.js', '**/*.mjs', '**/*.cjs', '**/*.d.mts'] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
@@ -16,7 +16,10 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
       // A variable that closures read before its one assignment stays `let`.
       'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
-      '@typescript-eslint/strict-boolean-expressions': ['error', { allowNumber: false, allowString: false, allowNullableObject: true, allowNullableBoolean: true }],
+      '@typescript-eslint/strict-boolean-expressions': [
+        'error',
+        { allowNumber: false, allowString: false, allowNullableObject: true, allowNullableBoolean: true },
+      ],
     },
   },
   {
@@ -33,7 +36,10 @@ export default tseslint.config(
     // Numbers still may not.
     files: ['test/**/*.ts', 'libs/vhost-user-ts/test/**/*.ts', 'scripts/**/*.ts'],
     rules: {
-      '@typescript-eslint/strict-boolean-expressions': ['error', { allowNumber: false, allowString: true, allowNullableString: true, allowAny: true, allowNullableObject: true, allowNullableBoolean: true }],
+      '@typescript-eslint/strict-boolean-expressions': [
+        'error',
+        { allowNumber: false, allowString: true, allowNullableString: true, allowAny: true, allowNullableObject: true, allowNullableBoolean: true },
+      ],
     },
   },
   {

@@ -56,7 +56,10 @@ function cpuSeconds(pid: number): number {
 
 /** The vunet under test inside namespace `ns`, its log collected; its pid is the real process
  *  (not `ip netns exec`'s). */
-async function startVunet(ns: string, vunetArgs: string[]): Promise<{ proc: ChildProcess; pid: number; log: () => string; status: () => Promise<Record<string, unknown>> }> {
+async function startVunet(
+  ns: string,
+  vunetArgs: string[],
+): Promise<{ proc: ChildProcess; pid: number; log: () => string; status: () => Promise<Record<string, unknown>> }> {
   // ATTACK_NODE_ARGS: node flags for the vunet under test (e.g. --trace-gc).
   const nodeArgs = process.env.ATTACK_NODE_ARGS?.split(' ').filter((a) => a !== '') ?? [];
   const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, ...nodeArgs, VUNET_BIN, ...vunetArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -65,13 +68,20 @@ async function startVunet(ns: string, vunetArgs: string[]): Promise<{ proc: Chil
   proc.stderr.on('data', (d: Buffer) => (log += d.toString()));
   for (let i = 0; i < 300 && !log.includes('Start QEMU with'); i++) await sleep(50);
   if (!log.includes('Start QEMU with')) throw new Error(`vunet did not start: ${log}`);
-  const pid = Number(spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout.split('\n').find((p) => p !== '' && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('vunet.js')));
+  const pid = Number(
+    spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .find((p) => p !== '' && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('vunet.js')),
+  );
   const status = async (): Promise<Record<string, unknown>> => {
     const before = log.length;
     process.kill(pid, 'SIGUSR1');
     for (let i = 0; i < 40; i++) {
       await sleep(50);
-      const line = log.slice(before).split('\n').find((l) => l.includes('"msg":"status"'));
+      const line = log
+        .slice(before)
+        .split('\n')
+        .find((l) => l.includes('"msg":"status"'));
       if (line) return JSON.parse(line) as Record<string, unknown>;
     }
     return {};
@@ -174,7 +184,9 @@ function halfOpen(): Promise<void> {
       await sleep(50);
     }
     const cpu = cpuSeconds(v.pid) - c0;
-    console.log(`halfopen: one connection the guest never completes: vunet used ${((cpu / ((performance.now() - t0) / 1000)) * 100).toFixed(1)}% of a core over 10 s`);
+    console.log(
+      `halfopen: one connection the guest never completes: vunet used ${((cpu / ((performance.now() - t0) / 1000)) * 100).toFixed(1)}% of a core over 10 s`,
+    );
   });
 }
 
@@ -247,36 +259,74 @@ echo "== end $(cut -d' ' -f1 /proc/uptime)"
     const upAt = (re: RegExp): number => Number(re.exec(guest.output)?.[1] ?? NaN);
     const c0 = cpuSeconds(v.pid);
     const inStart = performance.now();
-    const flood = spawnSync('ip', ['netns', 'exec', topo.vunetNs, process.execPath, join(SUPPORT, 'connect-flood.mjs'), '127.0.0.1', '18080', String(syns), '500'], { encoding: 'utf8', timeout: 600_000 });
+    const flood = spawnSync(
+      'ip',
+      ['netns', 'exec', topo.vunetNs, process.execPath, join(SUPPORT, 'connect-flood.mjs'), '127.0.0.1', '18080', String(syns), '500'],
+      { encoding: 'utf8', timeout: 600_000 },
+    );
     const inSeconds = (performance.now() - inStart) / 1000;
     const cIn = cpuSeconds(v.pid) - c0;
     const stIn = await v.status();
     // The guest's cue to start its own flood: the gateway's port 18090 (the host's loopback) answers.
-    go = spawn('ip', ['netns', 'exec', topo.vunetNs, process.execPath, '-e', "require('http').createServer((q,r)=>r.end('go')).listen(18090,'127.0.0.1')"], { stdio: 'ignore' });
+    go = spawn('ip', ['netns', 'exec', topo.vunetNs, process.execPath, '-e', "require('http').createServer((q,r)=>r.end('go')).listen(18090,'127.0.0.1')"], {
+      stdio: 'ignore',
+    });
     await guest.waitFor(/== flood-out /, 120_000);
     const c1 = cpuSeconds(v.pid);
     await guest.waitFor(/== flood-out-done/, 600_000);
     const cOut = cpuSeconds(v.pid) - c1;
     const stOut = await v.status();
     const exit = await guest.exited;
-    const checks: Check[] = [...guest.output.matchAll(/^chk ([\d.]+) (\d) (\d) (\d) (\d)/gm)].map((m) => ({ t: Number(m[1]), gw: Number(m[2]), ping: Number(m[3]), dns: Number(m[4]), tcp: Number(m[5]) }));
+    const checks: Check[] = [...guest.output.matchAll(/^chk ([\d.]+) (\d) (\d) (\d) (\d)/gm)].map((m) => ({
+      t: Number(m[1]),
+      gw: Number(m[2]),
+      ping: Number(m[3]),
+      dns: Number(m[4]),
+      tcp: Number(m[5]),
+    }));
     const start = upAt(/== start ([\d.]+)/);
     const outStart = upAt(/== flood-out ([\d.]+)/);
     const outEnd = upAt(/== flood-out-done ([\d.]+)/);
     const inEndGuest = outStart; // the guest learns the inbound flood is over when it may start its own
     const inStartGuest = start + 8;
     console.log(`floods (guest exit ${exit.guestStatus ?? exit.code}):`);
-    console.log(`  inbound: ${syns} connections to a forwarded port from outside: ${flood.stdout.trim()}; ${inSeconds.toFixed(1)} s, vunet ${cIn.toFixed(1)} CPU s`);
+    console.log(
+      `  inbound: ${syns} connections to a forwarded port from outside: ${flood.stdout.trim()}; ${inSeconds.toFixed(1)} s, vunet ${cIn.toFixed(1)} CPU s`,
+    );
     console.log(`    vunet: ${JSON.stringify({ loop: stIn.loop, tcp: pick(stIn.tcp, ['connectsIn', 'acceptsRefused', 'acceptsEvicted', 'flows']) })}`);
-    console.log(`  outbound: ${/synflood: (.*)/.exec(guest.output)?.[1] ?? '?'} SYNs from the guest to a black hole; ${(outEnd - outStart).toFixed(1)} s, vunet ${cOut.toFixed(1)} CPU s`);
-    console.log(`    vunet: ${JSON.stringify({ loop: stOut.loop, device: pick(stOut.device, ['txFrames', 'txSlices', 'txFailed']), tcp: pick(stOut.tcp, ['connectsOut', 'synsDropped', 'connectingEvicted', 'tableFull', 'flows']) })}`);
+    console.log(
+      `  outbound: ${/synflood: (.*)/.exec(guest.output)?.[1] ?? '?'} SYNs from the guest to a black hole; ${(outEnd - outStart).toFixed(1)} s, vunet ${cOut.toFixed(1)} CPU s`,
+    );
+    console.log(
+      `    vunet: ${JSON.stringify({ loop: stOut.loop, device: pick(stOut.device, ['txFrames', 'txSlices', 'txFailed']), tcp: pick(stOut.tcp, ['connectsOut', 'synsDropped', 'connectingEvicted', 'tableFull', 'flows']) })}`,
+    );
     console.log(`    vunet at the end: RSS ${rssMiB(v.pid).toFixed(0)} MiB, failures ${JSON.stringify(stOut.failures)}`);
     if (process.env.ATTACK_GC_LOG) writeFileSync(process.env.ATTACK_GC_LOG, v.log());
     console.log('  the well-behaved guest meanwhile (successes / attempts):');
-    console.log(summarize('before the floods', checks.filter((c) => c.t < inStartGuest)));
-    console.log(summarize('inbound flood', checks.filter((c) => c.t >= inStartGuest && c.t < inEndGuest)));
-    console.log(summarize('outbound flood', checks.filter((c) => c.t >= outStart && c.t < outEnd)));
-    console.log(summarize('after', checks.filter((c) => c.t >= outEnd)));
+    console.log(
+      summarize(
+        'before the floods',
+        checks.filter((c) => c.t < inStartGuest),
+      ),
+    );
+    console.log(
+      summarize(
+        'inbound flood',
+        checks.filter((c) => c.t >= inStartGuest && c.t < inEndGuest),
+      ),
+    );
+    console.log(
+      summarize(
+        'outbound flood',
+        checks.filter((c) => c.t >= outStart && c.t < outEnd),
+      ),
+    );
+    console.log(
+      summarize(
+        'after',
+        checks.filter((c) => c.t >= outEnd),
+      ),
+    );
   } finally {
     go?.kill('SIGTERM');
     for (const s of services) s.kill('SIGTERM');

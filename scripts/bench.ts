@@ -112,7 +112,19 @@ VUNET_GUEST_ECHO=1 shows the guest consoles.`;
 class CliError extends Error {}
 
 function parseCli(argv: string[]): BenchOptions | undefined {
-  let values: { seconds?: string; mtu?: string; streams?: string; only?: string; baseline?: string; guestless?: boolean; device?: string; stats?: boolean; profile?: string; direction?: string; help?: boolean };
+  let values: {
+    seconds?: string;
+    mtu?: string;
+    streams?: string;
+    only?: string;
+    baseline?: string;
+    guestless?: boolean;
+    device?: string;
+    stats?: boolean;
+    profile?: string;
+    direction?: string;
+    help?: boolean;
+  };
   try {
     ({ values } = parseArgs({
       args: argv,
@@ -157,7 +169,8 @@ function parseCli(argv: string[]): BenchOptions | undefined {
   }
   const guestless = values.guestless === true;
   if (guestless) {
-    if (spawnSync('dpdk-testpmd', ['--version'], { stdio: 'ignore' }).error !== undefined) throw new CliError('--guestless needs dpdk-testpmd: apt-get install dpdk-dev');
+    if (spawnSync('dpdk-testpmd', ['--version'], { stdio: 'ignore' }).error !== undefined)
+      throw new CliError('--guestless needs dpdk-testpmd: apt-get install dpdk-dev');
     if (process.getuid?.() !== 0) throw new CliError('--guestless needs root (a network namespace and a TAP device)');
     backends = backends.filter((b) => b !== 'slirp');
   }
@@ -286,7 +299,10 @@ function killChildren(): void {
 
 /** What a child said last, for an error message: its first error line, else its last line. */
 function lastLines(text: string): string {
-  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
   const line = lines.find((l) => /^(?:\w*Error\b|\w+: )/.test(l)) ?? lines.at(-1);
   return line === undefined ? '' : `: ${line}`;
 }
@@ -336,10 +352,14 @@ run() {
   echo "BENCH-RC $name $?"
   echo "BENCH-JSON-BEGIN $name"
   cat /tmp/$name.json
-  echo "BENCH-JSON-END $name"${stats ? `
+  echo "BENCH-JSON-END $name"${
+    stats
+      ? `
   # --stats: the guest's own nonzero TCP/IP counters so far (drops, checksum errors, pruning)
   awk '{ if (!($1 in h)) h[$1] = $0; else { n = split(h[$1], k, " "); s = ""; for (i = 2; i <= NF; i++) if ($i != 0) s = s " " k[i] "=" $i; print "BENCH-GUEST " $1 s } }' /proc/net/netstat /proc/net/snmp
-  echo "BENCH-GUEST eth0 $(cd /sys/class/net/eth0/statistics && for f in *; do v=$(cat $f); [ "$v" != 0 ] && printf '%s=%s ' $f $v; done)"` : ''}
+  echo "BENCH-GUEST eth0 $(cd /sys/class/net/eth0/statistics && for f in *; do v=$(cat $f); [ "$v" != 0 ] && printf '%s=%s ' $f $v; done)"`
+      : ''
+  }
 }
 ${DIRECTIONS.includes('up') ? 'run up' : ''}
 ${DIRECTIONS.includes('down') ? 'run down -R' : ''}
@@ -386,18 +406,26 @@ async function startVunet(dir: string, mtu: number, root: string, stats: boolean
   const socketPath = join(dir, 'vunet.sock');
   // stdbuf: V8 prints --trace-gc with stdio, block-buffered into a pipe; line-buffered, each
   // collection is counted when it happens (the process stays the same: stdbuf execs node).
-  const child = startChild('vunet', 'stdbuf', [
-    '-oL',
-    process.execPath,
-    '--trace-gc',
-    ...(profile !== undefined ? ['--cpu-prof', '--cpu-prof-dir', profile, '--heap-prof', '--heap-prof-dir', profile] : []),
-    join(root, 'bin', 'vunet.js'),
-    // The sandbox keeps vunet from writing anywhere, profiles included.
-    ...(profile !== undefined ? ['--no-sandbox'] : []),
-    '--socket', socketPath,
-    '--mtu', String(mtu),
-    '--log-level', stats ? 'info' : 'warn',
-  ], root);
+  const child = startChild(
+    'vunet',
+    'stdbuf',
+    [
+      '-oL',
+      process.execPath,
+      '--trace-gc',
+      ...(profile !== undefined ? ['--cpu-prof', '--cpu-prof-dir', profile, '--heap-prof', '--heap-prof-dir', profile] : []),
+      join(root, 'bin', 'vunet.js'),
+      // The sandbox keeps vunet from writing anywhere, profiles included.
+      ...(profile !== undefined ? ['--no-sandbox'] : []),
+      '--socket',
+      socketPath,
+      '--mtu',
+      String(mtu),
+      '--log-level',
+      stats ? 'info' : 'warn',
+    ],
+    root,
+  );
   try {
     await child.waitFor(/Start QEMU with/, 30_000); // printed once the socket listens
   } catch (err) {
@@ -432,10 +460,23 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
     const started = await startVunet(dir, opts.mtu, backend === 'baseline' ? opts.baseline! : REPO_ROOT, opts.stats, opts.profile);
     vunet = started.child;
     const [cmd, ...args] = inNs(
-      'dpdk-testpmd', '--no-huge', '--no-shconf', '-m', '512', '-l', '0,1', '--no-pci', '--log-level', 'lib.eal:error',
-      '--vdev', `net_virtio_user0,path=${started.socketPath},queues=1,queue_size=1024`,
-      '--vdev', `net_tap0,iface=${tap}`,
-      '--', '-i', '--total-num-mbufs=32768',
+      'dpdk-testpmd',
+      '--no-huge',
+      '--no-shconf',
+      '-m',
+      '512',
+      '-l',
+      '0,1',
+      '--no-pci',
+      '--log-level',
+      'lib.eal:error',
+      '--vdev',
+      `net_virtio_user0,path=${started.socketPath},queues=1,queue_size=1024`,
+      '--vdev',
+      `net_tap0,iface=${tap}`,
+      '--',
+      '-i',
+      '--total-num-mbufs=32768',
     );
     pmd = startChild('dpdk-testpmd', cmd!, args, REPO_ROOT, true);
     // io forwarding retries a full ring instead of dropping the burst, as a real driver would.
@@ -460,7 +501,21 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
       const v0 = cpuSeconds(vunet.proc.pid);
       const gc0 = { ...vunet.gc };
       const t0 = Date.now();
-      const [c, ...a] = inNs('iperf3', '-c', GATEWAY, '-p', String(port), '-t', String(opts.seconds), '-P', String(opts.streams), '-i', '0', '-J', ...(d === 'down' ? ['-R'] : []));
+      const [c, ...a] = inNs(
+        'iperf3',
+        '-c',
+        GATEWAY,
+        '-p',
+        String(port),
+        '-t',
+        String(opts.seconds),
+        '-P',
+        String(opts.streams),
+        '-i',
+        '0',
+        '-J',
+        ...(d === 'down' ? ['-R'] : []),
+      );
       // Not spawnSync: vunet's --trace-gc lines must be read while the run goes on.
       const r = await runToEnd(c!, a, (opts.seconds + 30) * 1000);
       const wall = (Date.now() - t0) / 1000;
@@ -649,7 +704,10 @@ function report(results: BackendResult[], opts: BenchOptions): string {
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => [...(row[i] ?? '')].length)));
   const line = (row: string[]): string =>
-    row.map((cell, i) => (i >= 2 ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join('  ').trimEnd();
+    row
+      .map((cell, i) => (i >= 2 ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   const out = [line(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)];
 
   const vunet = results.find((r) => r.backend === 'vunet');
@@ -671,7 +729,7 @@ function report(results: BackendResult[], opts: BenchOptions): string {
   out.push(
     '',
     `iperf3, ${opts.seconds} s per run, ${opts.streams} TCP stream${opts.streams > 1 ? 's' : ''}; vunet MTU ${opts.mtu}${opts.baseline ? `; baseline: ${opts.baseline}` : ''}${opts.guestless ? '; guest-less (dpdk-testpmd + TAP)' : ''}.`,
-    'CPU %: of one core during the run. CPU s/GB and scavenges/GB: vunet\'s, per GB the receiver got.',
+    "CPU %: of one core during the run. CPU s/GB and scavenges/GB: vunet's, per GB the receiver got.",
   );
   return out.join('\n');
 }

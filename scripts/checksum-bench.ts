@@ -20,5 +20,7 @@ for (const len of [20, 40, 64, 128, 256, 512, 1500, 9000, 65000]) {
   const js = time(() => sum16js(buf, 1, len), len);
   const nat = time(() => hostnet.sum16(buf, 1, len), len);
   if (sum16js(buf, 1, len) !== hostnet.sum16(buf, 1, len)) throw new Error(`mismatch at ${len}`);
-  console.log(`${String(len).padStart(5)} ${js.toFixed(0).padStart(7)} ${nat.toFixed(0).padStart(11)} ${(len / js).toFixed(2).padStart(9)} ${(len / nat).toFixed(2).padStart(13)}`);
+  console.log(
+    `${String(len).padStart(5)} ${js.toFixed(0).padStart(7)} ${nat.toFixed(0).padStart(11)} ${(len / js).toFixed(2).padStart(9)} ${(len / nat).toFixed(2).padStart(13)}`,
+  );
 }

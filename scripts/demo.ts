@@ -45,10 +45,15 @@ async function main(): Promise<void> {
   for (const line of guest.output.split('\n')) if (line.startsWith('demo: ')) say(`   ${line.slice(6)}`);
   say('5. what vunet counted');
   const d = vunet.device.stats;
-  say(`   frames from the guest ${d.txFrames}, to the guest ${d.rxFrames}; DHCP leases ${vunet.dhcpv4.leases().length}; router advertisements ${vunet.routerAdvertiser?.stats.raSent ?? 0}`);
+  say(
+    `   frames from the guest ${d.txFrames}, to the guest ${d.rxFrames}; DHCP leases ${vunet.dhcpv4.leases().length}; router advertisements ${vunet.routerAdvertiser?.stats.raSent ?? 0}`,
+  );
   await vunet.close();
   rmSync(dir, { recursive: true, force: true });
-  const ok = exit.guestStatus === 0 && /ping 10\.0\.2\.2: 3 packets transmitted, 3 packets received/.test(guest.output) && /ping fec0::2: 3 packets transmitted, 3 packets received/.test(guest.output);
+  const ok =
+    exit.guestStatus === 0 &&
+    /ping 10\.0\.2\.2: 3 packets transmitted, 3 packets received/.test(guest.output) &&
+    /ping fec0::2: 3 packets transmitted, 3 packets received/.test(guest.output);
   say(ok ? '\nthe guest configured itself and reached its gateway on both families' : '\ndemo failed: see above (VUNET_GUEST_ECHO=1 shows the guest console)');
   process.exitCode = ok ? 0 : 1;
 }

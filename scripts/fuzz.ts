@@ -73,7 +73,15 @@ function main(): Promise<number> | number {
   return run(modes, seconds, seed, inputs, values['fake-host'] === true, values['no-save'] === true, values.status === true);
 }
 
-async function run(modes: Mode[], seconds: number, seed: number, inputs: number | undefined, fakeHost: boolean, noSave: boolean, status: boolean): Promise<number> {
+async function run(
+  modes: Mode[],
+  seconds: number,
+  seed: number,
+  inputs: number | undefined,
+  fakeHost: boolean,
+  noSave: boolean,
+  status: boolean,
+): Promise<number> {
   const log = (line: string): void => void process.stdout.write(`${line}\n`);
   log(`fuzzing ${modes.join(', ')} for ${seconds} s with seed ${seed}`);
   const summaries: ModeSummary[] = [];

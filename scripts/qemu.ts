@@ -130,7 +130,10 @@ function runBuild(dir: string, force: boolean, log?: (line: string) => void): Pr
         }
         return;
       }
-      const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+      const lines = text
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l !== '');
       const why = [...lines].reverse().find((l) => l.startsWith('vunet-image:')) ?? lines.at(-1) ?? '';
       reject(new Error(`guest image build failed (${signal ?? `exit ${code}`}): ${why.replace(/^vunet-image: (error: )?/, '')}`));
     });
@@ -146,8 +149,23 @@ export type CpioFile = string | Buffer | { data: string | Buffer; mode?: number 
 
 /** Directories of the base image with their modes: not re-emitted (the kernel would chmod them). */
 const BASE_DIRS = new Set([
-  'bin', 'sbin', 'usr', 'usr/bin', 'usr/sbin', 'usr/share', 'lib', 'lib/x86_64-linux-gnu', 'lib64',
-  'lib/modules', 'etc', 'etc/vunet', 'etc/udhcpc', 'mnt', 'var', 'var/run', 'root',
+  'bin',
+  'sbin',
+  'usr',
+  'usr/bin',
+  'usr/sbin',
+  'usr/share',
+  'lib',
+  'lib/x86_64-linux-gnu',
+  'lib64',
+  'lib/modules',
+  'etc',
+  'etc/vunet',
+  'etc/udhcpc',
+  'mnt',
+  'var',
+  'var/run',
+  'root',
 ]);
 /** Mount points of /init: files put there would be hidden by the mounts. */
 const HIDDEN_DIRS = ['tmp', 'run', 'dev', 'proc', 'sys'];
@@ -159,9 +177,7 @@ export interface CpioEntry {
 }
 
 function cpioHeader(ino: number, e: CpioEntry, nameSize: number): string {
-  const fields = [
-    ino, e.mode, 0, 0, (e.mode & 0o170000) === 0o040000 ? 2 : 1, 0, e.data.length, 0, 0, 0, 0, nameSize, 0,
-  ];
+  const fields = [ino, e.mode, 0, 0, (e.mode & 0o170000) === 0o040000 ? 2 : 1, 0, e.data.length, 0, 0, 0, 0, nameSize, 0];
   return '070701' + fields.map((v) => (v >>> 0).toString(16).padStart(8, '0')).join('');
 }
 
@@ -217,9 +233,7 @@ export function scriptCpio(script: string, extraFiles: Record<string, CpioFile> 
       if (!BASE_DIRS.has(d) && !d.startsWith('lib/modules/')) dirs.add(d);
     }
   }
-  const entries: CpioEntry[] = [...dirs]
-    .sort()
-    .map((d) => ({ name: d, mode: 0o040755, data: Buffer.alloc(0) }));
+  const entries: CpioEntry[] = [...dirs].sort().map((d) => ({ name: d, mode: 0o040755, data: Buffer.alloc(0) }));
   entries.push(...[...files.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)));
   return encodeCpio(entries);
 }
@@ -434,18 +448,33 @@ export function qemuArgs({ image, initrd, accel, opts }: QemuCommandInput): stri
   if (Buffer.byteLength(cmdline) >= 2048) throw new Error('kernel command line longer than 2047 bytes; use extraFiles');
 
   const args = [
-    '-machine', 'q35',
-    '-accel', accel,
-    '-cpu', accel === 'kvm' ? 'host' : 'max',
-    '-smp', String(smp),
-    '-m', `${mem}M`,
-    '-object', `memory-backend-memfd,id=mem,size=${mem}M,share=on`,
-    '-numa', 'node,memdev=mem',
-    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-    '-serial', opts.interactive === true ? 'mon:stdio' : 'stdio',
-    '-kernel', image.kernel,
-    '-initrd', initrd,
-    '-append', cmdline,
+    '-machine',
+    'q35',
+    '-accel',
+    accel,
+    '-cpu',
+    accel === 'kvm' ? 'host' : 'max',
+    '-smp',
+    String(smp),
+    '-m',
+    `${mem}M`,
+    '-object',
+    `memory-backend-memfd,id=mem,size=${mem}M,share=on`,
+    '-numa',
+    'node,memdev=mem',
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-no-reboot',
+    '-serial',
+    opts.interactive === true ? 'mon:stdio' : 'stdio',
+    '-kernel',
+    image.kernel,
+    '-initrd',
+    initrd,
+    '-append',
+    cmdline,
   ];
 
   const device = (netdevId: string): string =>
@@ -462,16 +491,20 @@ export function qemuArgs({ image, initrd, accel, opts }: QemuCommandInput): stri
   if (netdev === 'vhost-user') {
     if (opts.socketPath === undefined) throw new Error("qemuNetdev 'vhost-user' needs socketPath");
     args.push(
-      '-chardev', `socket,id=c0,path=${qemuOpt(opts.socketPath)}${opts.reconnect === true ? ',reconnect=1' : ''}`,
-      '-netdev', ['vhost-user', 'id=n0', 'chardev=c0', ...(mq > 1 ? [`queues=${mq}`] : []), ...(opts.netdevOptions ?? [])].join(','),
-      '-device', device('n0'),
+      '-chardev',
+      `socket,id=c0,path=${qemuOpt(opts.socketPath)}${opts.reconnect === true ? ',reconnect=1' : ''}`,
+      '-netdev',
+      ['vhost-user', 'id=n0', 'chardev=c0', ...(mq > 1 ? [`queues=${mq}`] : []), ...(opts.netdevOptions ?? [])].join(','),
+      '-device',
+      device('n0'),
     );
   } else if (netdev === 'user') {
     if (mq > 1) throw new Error('the user netdev has no multiqueue');
     args.push(
       '-netdev',
       ['user', 'id=n0', ...(opts.hostfwd ?? []).map((r) => `hostfwd=${r}`), ...(opts.netdevOptions ?? [])].join(','),
-      '-device', device('n0'),
+      '-device',
+      device('n0'),
     );
   } else {
     args.push('-nic', 'none');
@@ -691,29 +724,64 @@ async function main(argv: string[]): Promise<number> {
       return n;
     };
     switch (a) {
-      case '--socket': opts.socketPath = val(); break;
-      case '--user-net': opts.qemuNetdev = 'user'; break;
-      case '--hostfwd': (opts.hostfwd ??= []).push(val()); break;
-      case '--script': scriptFile = val(); break;
-      case '--shell': shell = true; break;
-      case '--mem': opts.memoryMiB = num(); break;
-      case '--smp': opts.smp = num(); break;
-      case '--mq': opts.mq = num(); break;
-      case '--mac': opts.mac = val(); break;
-      case '--reconnect': opts.reconnect = true; break;
+      case '--socket':
+        opts.socketPath = val();
+        break;
+      case '--user-net':
+        opts.qemuNetdev = 'user';
+        break;
+      case '--hostfwd':
+        (opts.hostfwd ??= []).push(val());
+        break;
+      case '--script':
+        scriptFile = val();
+        break;
+      case '--shell':
+        shell = true;
+        break;
+      case '--mem':
+        opts.memoryMiB = num();
+        break;
+      case '--smp':
+        opts.smp = num();
+        break;
+      case '--mq':
+        opts.mq = num();
+        break;
+      case '--mac':
+        opts.mac = val();
+        break;
+      case '--reconnect':
+        opts.reconnect = true;
+        break;
       case '--accel': {
         const v = val();
         if (v !== 'kvm' && v !== 'tcg') throw new Error('--accel must be kvm or tcg');
         opts.accel = v;
         break;
       }
-      case '--append': opts.append = val(); break;
-      case '--verbose': opts.verbose = true; break;
-      case '--build': build = true; break;
-      case '--print': print = true; break;
-      case '-h': case '--help': process.stdout.write(USAGE + '\n'); return 0;
-      case '--': extra.push(...argv.slice(i + 1)); i = argv.length; break;
-      default: throw new Error(`unknown option ${a}\n${USAGE}`);
+      case '--append':
+        opts.append = val();
+        break;
+      case '--verbose':
+        opts.verbose = true;
+        break;
+      case '--build':
+        build = true;
+        break;
+      case '--print':
+        print = true;
+        break;
+      case '-h':
+      case '--help':
+        process.stdout.write(USAGE + '\n');
+        return 0;
+      case '--':
+        extra.push(...argv.slice(i + 1));
+        i = argv.length;
+        break;
+      default:
+        throw new Error(`unknown option ${a}\n${USAGE}`);
     }
   }
   if (extra.length > 0) opts.extraArgs = extra;

@@ -83,17 +83,29 @@ while (!/== soak-done/.test(guest.output)) {
     const before = v.log().length;
     process.kill(pid, 'SIGUSR1');
     await sleep(300);
-    const line = v.log().slice(before).split('\n').find((l) => l.includes('"msg":"status"'));
+    const line = v
+      .log()
+      .slice(before)
+      .split('\n')
+      .find((l) => l.includes('"msg":"status"'));
     const fds = spawnSync('ls', [`/proc/${pid}/fd`], { encoding: 'utf8' }).stdout.split('\n').length - 1;
     if (line) {
       const st = JSON.parse(line) as { memory?: { used?: number }; failures?: unknown; tcp?: Record<string, unknown> };
       const tcp = st.tcp ?? {};
-      const pickTcp = Object.fromEntries(['flows', 'refused', 'unreachable', 'timedOut', 'tableFull', 'synsDropped', 'noMemory', 'acceptsRefused', 'resetsToGuest'].map((k) => [k, tcp[k]]));
-      console.log(`  minute ${Math.round(samples.at(-1)!.t / 60)}: fds ${fds}, memory ${st.memory?.used}, failures ${JSON.stringify(st.failures)}, tcp ${JSON.stringify(pickTcp)}, guest ${[...guest.output.matchAll(/^round \d+ bad \d+ (.*)$/gm)].at(-1)?.[1] ?? '-'}`);
+      const pickTcp = Object.fromEntries(
+        ['flows', 'refused', 'unreachable', 'timedOut', 'tableFull', 'synsDropped', 'noMemory', 'acceptsRefused', 'resetsToGuest'].map((k) => [k, tcp[k]]),
+      );
+      console.log(
+        `  minute ${Math.round(samples.at(-1)!.t / 60)}: fds ${fds}, memory ${st.memory?.used}, failures ${JSON.stringify(st.failures)}, tcp ${JSON.stringify(pickTcp)}, guest ${[...guest.output.matchAll(/^round \d+ bad \d+ (.*)$/gm)].at(-1)?.[1] ?? '-'}`,
+      );
     }
   }
   // The host side uses the forward into the guest meanwhile.
-  const r = spawnSync('ip', ['netns', 'exec', topo.vunetNs, 'socat', '-T', '3', '-', 'TCP4:127.0.0.1:15000'], { input: 'soak\n', encoding: 'utf8', timeout: 10_000 });
+  const r = spawnSync('ip', ['netns', 'exec', topo.vunetNs, 'socat', '-T', '3', '-', 'TCP4:127.0.0.1:15000'], {
+    input: 'soak\n',
+    encoding: 'utf8',
+    timeout: 10_000,
+  });
   if (r.stdout === 'soak\n') forwarded++;
   else forwardFailed++;
   await Promise.race([guest.exited, sleep(every)]);
@@ -107,14 +119,21 @@ const warm = mean(samples.slice(tenth, 2 * tenth));
 const last = mean(samples.slice(n - tenth));
 const max = Math.max(...samples.map((s) => s.rss));
 const min = Math.min(...samples.map((s) => s.rss));
-console.log(`soak: ${minutes} min, guest exit ${exit.guestStatus ?? exit.code}, ${summary?.[1] ?? '?'} rounds, ${summary?.[2] ?? '?'} failed operations; forward ${forwarded} ok / ${forwardFailed} failed`);
-console.log(`  vunet RSS (MiB): min ${min.toFixed(0)}, max ${max.toFixed(0)}; after warm-up ${warm.toFixed(1)}, at the end ${last.toFixed(1)} (${(((last - warm) / warm) * 100).toFixed(1)} %)`);
+console.log(
+  `soak: ${minutes} min, guest exit ${exit.guestStatus ?? exit.code}, ${summary?.[1] ?? '?'} rounds, ${summary?.[2] ?? '?'} failed operations; forward ${forwarded} ok / ${forwardFailed} failed`,
+);
+console.log(
+  `  vunet RSS (MiB): min ${min.toFixed(0)}, max ${max.toFixed(0)}; after warm-up ${warm.toFixed(1)}, at the end ${last.toFixed(1)} (${(((last - warm) / warm) * 100).toFixed(1)} %)`,
+);
 console.log(`  samples every ${every / 1000} s: ${samples.map((s) => s.rss.toFixed(0)).join(' ')}`);
 console.log(Math.abs(last - warm) / warm <= 0.1 ? '  flat within 10 %' : '  NOT flat within 10 %');
 console.log(`  failures by kind: ${[...guest.output.matchAll(/^round \d+ bad \d+ (.*)$/gm)].at(-1)?.[1] ?? '?'}`);
 process.kill(pid, 'SIGUSR1');
 await sleep(500);
-const status = v.log().split('\n').findLast((l) => l.includes('"msg":"status"'));
+const status = v
+  .log()
+  .split('\n')
+  .findLast((l) => l.includes('"msg":"status"'));
 if (status) {
   const st = JSON.parse(status) as Record<string, unknown>;
   console.log(`  vunet: ${JSON.stringify({ memory: st.memory, loop: st.loop, failures: st.failures, tcp: st.tcp, udp: st.udp, fence: st.fence })}`);

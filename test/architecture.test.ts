@@ -82,7 +82,10 @@ t.test('the parts of src/ form no cycle', async (t) => {
     if (!graph.has(i.from)) graph.set(i.from, new Set());
     graph.get(i.from)!.add(i.to);
   }
-  t.same(cycles(graph, (n) => n), []);
+  t.same(
+    cycles(graph, (n) => n),
+    [],
+  );
 });
 
 t.test('no source file imports itself back through others (type imports included)', async (t) => {
@@ -91,11 +94,15 @@ t.test('no source file imports itself back through others (type imports included
     if (!f.endsWith('.ts')) continue;
     const file = join(SRC, f);
     const deps: string[] = [];
-    for (const m of readFileSync(file, 'utf8').matchAll(/^(?:import|export)\b[^;]*?\bfrom '(\.[^']+)';/gms)) deps.push(resolve(dirname(file), m[1]!.replace(/\.js$/, '.ts')));
+    for (const m of readFileSync(file, 'utf8').matchAll(/^(?:import|export)\b[^;]*?\bfrom '(\.[^']+)';/gms))
+      deps.push(resolve(dirname(file), m[1]!.replace(/\.js$/, '.ts')));
     graph.set(file, deps);
   }
   t.ok(graph.size > 50, 'the files were read');
-  t.same(cycles(graph, (x) => relative(SRC, x)), []);
+  t.same(
+    cycles(graph, (x) => relative(SRC, x)),
+    [],
+  );
 });
 
 t.test("ARCHITECTURE.md's folder table names every part of src/, and no part that is gone", async (t) => {

@@ -23,7 +23,13 @@ t.test('--help and bad flags', async (t) => {
   const help = run('--help');
   t.equal(help.status, 0);
   t.match(help.stdout, /--socket <path>/);
-  for (const args of [['--socket', '/tmp/x', '--mtu', '70000'], ['--socket', '/tmp/x', '--bogus'], ['--bogus'], ['--mtu', '1500'], ['--socket', '/tmp/x', '--ipv4', '300.1.1.0/24']]) {
+  for (const args of [
+    ['--socket', '/tmp/x', '--mtu', '70000'],
+    ['--socket', '/tmp/x', '--bogus'],
+    ['--bogus'],
+    ['--mtu', '1500'],
+    ['--socket', '/tmp/x', '--ipv4', '300.1.1.0/24'],
+  ]) {
     const r = run(...args);
     t.equal(r.status, 2, `${args.join(' ')}: exit 2`);
     t.match(r.stderr, /^vunet: .+\n$/, `${args.join(' ')}: one line (${r.stderr.trim()})`);

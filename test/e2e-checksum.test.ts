@@ -98,7 +98,7 @@ echo "== end"
     await Promise.race([new Promise((r) => receiver.once('exit', r)), new Promise((r) => setTimeout(r, 10_000))]);
   }
   const up = readFileSync(join(dir, 'up'));
-  t.equal(createHash('sha256').update(up).digest('hex'), sha, 'guest → host: 8 MB arrived intact (vunet took the guest\'s checksums)');
+  t.equal(createHash('sha256').update(up).digest('hex'), sha, "guest → host: 8 MB arrived intact (vunet took the guest's checksums)");
   if (mode === 'tso-1500') {
     t.match(out, /== features/, 'booted');
     const status = await v.status();

@@ -45,7 +45,14 @@ function probes(dsts: string[]): Probe[] {
     const d4 = v6 ? 0 : ((d[0]! << 24) | (d[1]! << 16) | (d[2]! << 8) | d[3]!) >>> 0;
     const data = new TextEncoder().encode(`probe-${i}`);
     const p6 = { src: src6, dst: d };
-    out.push({ kind: 'tcp', dst, tag: 41000 + i, frame: v6 ? tcpFrame6(41000 + i, PORT, 1000, 0, TcpFlags.SYN, { ...p6, mss: 1400 }) : tcpFrame(41000 + i, PORT, 1000, 0, TcpFlags.SYN, undefined, { dst: d4, mss: 1400 }) });
+    out.push({
+      kind: 'tcp',
+      dst,
+      tag: 41000 + i,
+      frame: v6
+        ? tcpFrame6(41000 + i, PORT, 1000, 0, TcpFlags.SYN, { ...p6, mss: 1400 })
+        : tcpFrame(41000 + i, PORT, 1000, 0, TcpFlags.SYN, undefined, { dst: d4, mss: 1400 }),
+    });
     out.push({ kind: 'udp', dst, tag: 42000 + i, frame: v6 ? udpFrame6(42000 + i, PORT + 1, data, p6) : udpFrame(42000 + i, PORT + 1, data, { dst: d4 }) });
     out.push({ kind: 'ping', dst, tag: 0x4100 + i, frame: v6 ? echoRequest6(0x4100 + i, 1, data, p6) : echoRequest(0x4100 + i, 1, data, { dst: d4 }) });
   });
@@ -68,7 +75,7 @@ function answers(frames: Uint8Array[], list: Probe[]): Map<Probe, Answer[]> {
       if (ip.dst !== GUEST_IP) continue;
       if (ip.protocol === IpProtocol.TCP) {
         const s = new TcpSegment().at(f, ip.payloadOffset, ip.payloadLength);
-        add('tcp', s.dstPort, ((s.flags & TcpFlags.RST) !== 0) ? 'rst' : ((s.flags & TcpFlags.SYN) !== 0) ? 'synack' : 'rst');
+        add('tcp', s.dstPort, (s.flags & TcpFlags.RST) !== 0 ? 'rst' : (s.flags & TcpFlags.SYN) !== 0 ? 'synack' : 'rst');
       } else if (ip.protocol === IpProtocol.UDP) {
         add('udp', new UdpDatagram().at(f, ip.payloadOffset, ip.payloadLength).dstPort, 'reply');
       } else if (ip.protocol === IpProtocol.ICMP) {
@@ -89,7 +96,7 @@ function answers(frames: Uint8Array[], list: Probe[]): Map<Probe, Answer[]> {
       const off = 54;
       if (nh === IpProtocol.TCP) {
         const s = new TcpSegment().at(f, off, f.length - off);
-        add('tcp', s.dstPort, ((s.flags & TcpFlags.RST) !== 0) ? 'rst' : ((s.flags & TcpFlags.SYN) !== 0) ? 'synack' : 'rst');
+        add('tcp', s.dstPort, (s.flags & TcpFlags.RST) !== 0 ? 'rst' : (s.flags & TcpFlags.SYN) !== 0 ? 'synack' : 'rst');
       } else if (nh === IpProtocol.UDP) {
         add('udp', new UdpDatagram().at(f, off, f.length - off).dstPort, 'reply');
       } else if (nh === IpProtocol.ICMPV6) {
@@ -116,7 +123,11 @@ async function run(t: Test, tag: string, extraArgs: string[], dsts: string[]) {
   const sock = join(dir, 'vunet.sock');
   const pcap = join(dir, 'cap.pcap');
   let hits = '';
-  const counter: ChildProcess = spawn('ip', ['netns', 'exec', topo.vunetNs, process.execPath, join(import.meta.dirname, 'support', 'hit-counter.mjs'), String(PORT)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const counter: ChildProcess = spawn(
+    'ip',
+    ['netns', 'exec', topo.vunetNs, process.execPath, join(import.meta.dirname, 'support', 'hit-counter.mjs'), String(PORT)],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   counter.stdout!.on('data', (d: Buffer) => (hits += d.toString()));
   let vunet: ChildProcess | undefined;
   t.teardown(() => {
@@ -156,22 +167,26 @@ echo "== end"
 const LOCAL = ['127.0.0.1', '0.0.0.0', '::1', '::'];
 const HOST = ['10.201.1.2', 'fd00:201:1::2'];
 
-t.test('fences, --no-map-gw: host loopback and the unspecified addresses are never reached; the host\'s addresses are, as under slirp', { skip: why ?? false }, async (t) => {
-  const { list, got, hits, log } = await run(t, 'fence', [], [...LOCAL, ...HOST]);
-  for (const p of list) {
-    const a = got.get(p)!;
-    if (LOCAL.includes(p.dst)) {
-      t.same(a, [p.kind === 'tcp' ? 'rst' : 'prohibited'], `${p.kind} to ${p.dst}: ${p.kind === 'tcp' ? 'RST' : 'administratively prohibited'}`);
-    } else {
-      t.same(a, [p.kind === 'tcp' ? 'synack' : 'reply'], `${p.kind} to ${p.dst}: answered by the host (slirp's behaviour)`);
+t.test(
+  "fences, --no-map-gw: host loopback and the unspecified addresses are never reached; the host's addresses are, as under slirp",
+  { skip: why ?? false },
+  async (t) => {
+    const { list, got, hits, log } = await run(t, 'fence', [], [...LOCAL, ...HOST]);
+    for (const p of list) {
+      const a = got.get(p)!;
+      if (LOCAL.includes(p.dst)) {
+        t.same(a, [p.kind === 'tcp' ? 'rst' : 'prohibited'], `${p.kind} to ${p.dst}: ${p.kind === 'tcp' ? 'RST' : 'administratively prohibited'}`);
+      } else {
+        t.same(a, [p.kind === 'tcp' ? 'synack' : 'reply'], `${p.kind} to ${p.dst}: answered by the host (slirp's behaviour)`);
+      }
     }
-  }
-  for (const d of LOCAL) t.notMatch(hits, new RegExp(`^(tcp|udp) (::ffff:)?${d.replace(/\./g, '\\.')}$`, 'm'), `nothing reached the host from ${d}`);
-  t.match(hits, /^tcp (::ffff:)?10\.201\.1\.2$/m, 'the host-address connection got through');
-  t.match(log, /"fence":\{"loopback":6,"unspecified":6/, 'counted by reason in the status');
-});
+    for (const d of LOCAL) t.notMatch(hits, new RegExp(`^(tcp|udp) (::ffff:)?${d.replace(/\./g, '\\.')}$`, 'm'), `nothing reached the host from ${d}`);
+    t.match(hits, /^tcp (::ffff:)?10\.201\.1\.2$/m, 'the host-address connection got through');
+    t.match(log, /"fence":\{"loopback":6,"unspecified":6/, 'counted by reason in the status');
+  },
+);
 
-t.test('fences, --no-map-gw --deny-host: the host\'s own addresses are fenced too', { skip: why ?? false }, async (t) => {
+t.test("fences, --no-map-gw --deny-host: the host's own addresses are fenced too", { skip: why ?? false }, async (t) => {
   const { list, got, hits } = await run(t, 'denyhost', ['--deny-host'], [...LOCAL, ...HOST]);
   for (const p of list) t.same(got.get(p), [p.kind === 'tcp' ? 'rst' : 'prohibited'], `${p.kind} to ${p.dst}: refused`);
   t.notMatch(hits, /^(tcp|udp) /m, 'nothing reached any host service');

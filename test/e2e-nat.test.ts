@@ -20,7 +20,9 @@ const why = canUseNetns();
 t.test('ICMP and UDP through the NAT: ping, traceroute, UDP echo, host unreachable', { skip: why ?? false }, async (t) => {
   const topo = createTopology('nat');
   // UDP echo on the target, both families (socat, port 7).
-  const echoes = ['UDP4-RECVFROM:7,fork', 'UDP6-RECVFROM:7,fork,ipv6only=1'].map((a) => spawn('ip', ['netns', 'exec', topo.targetNs, 'socat', a, 'PIPE'], { stdio: 'ignore' }));
+  const echoes = ['UDP4-RECVFROM:7,fork', 'UDP6-RECVFROM:7,fork,ipv6only=1'].map((a) =>
+    spawn('ip', ['netns', 'exec', topo.targetNs, 'socat', a, 'PIPE'], { stdio: 'ignore' }),
+  );
   // A DNS responder on the target, the resolver vunet forwards to.
   echoes.push(spawn('ip', ['netns', 'exec', topo.targetNs, process.execPath, join(import.meta.dirname, 'support', 'dns-responder.mjs')], { stdio: 'ignore' }));
   const dir = mkdtempSync(join(tmpdir(), 'vunet-nat-'));
@@ -94,11 +96,19 @@ echo "== end"
   }
   t.match(section('dns4'), /Address:? 192\.0\.2\.123/, 'DNS lookup through 10.0.2.3 answered by the target');
   t.match(section('dns6'), /2001:db8::123/, 'DNS lookup through fec0::3 answered by the target');
-  t.match(section('unreach4'), /From 10\.0\.2\.2 icmp_seq=1 Destination Host Unreachable/, 'ping to an unheld address on the host link: host unreachable from the gateway');
+  t.match(
+    section('unreach4'),
+    /From 10\.0\.2\.2 icmp_seq=1 Destination Host Unreachable/,
+    'ping to an unheld address on the host link: host unreachable from the gateway',
+  );
   // UDP sockets without IP_RECVERR ignore host unreachable (a soft error in Linux), so the check
   // uses traceroute's UDP probes, which report it: !H from the gateway.
   t.match(section('unreach4udp'), /10\.0\.2\.2 .*!H/, 'UDP to it: host unreachable from the gateway (!H), not a timeout');
-  t.match(section('netunreach4'), new RegExp(`From ${topo.router1[0].replace(/\./g, '\\.')} icmp_seq=1 Destination Net Unreachable`), "unroutable address: the router's net unreachable");
+  t.match(
+    section('netunreach4'),
+    new RegExp(`From ${topo.router1[0].replace(/\./g, '\\.')} icmp_seq=1 Destination Net Unreachable`),
+    "unroutable address: the router's net unreachable",
+  );
   // IPv4 options (vunet's own echo reply: 10.0.2.3 is not mapped to the host): record route and
   // timestamp come back with 10.0.2.3 in them.
   t.match(section('rr'), /1 packets transmitted, 1 received/, 'ping -R to 10.0.2.3 answered');
@@ -109,7 +119,8 @@ echo "== end"
   v.proc.kill('SIGTERM');
   await v.exited;
   if (process.env.VUNET_E2E_DEBUG) t.comment(out + '\n--- vunet log ---\n' + v.log());
-  const status = v.log()
+  const status = v
+    .log()
     .split('\n')
     .filter((l) => l.includes('"vunet stopped"'))
     .map((l) => JSON.parse(l) as { stack: Record<string, number> })[0];
@@ -133,19 +144,21 @@ echo "== end"
   const firstQuery = frames.indexOf(ours[queryAt]!);
   t.ok(
     frames.slice(firstQuery).some((f) => !f.subarray(6, 12).every((b, i) => b === OUR_MAC[i]) && mldType(f) === 143),
-    "the guest answers our query with an MLDv2 report",
+    'the guest answers our query with an MLDv2 report',
   );
   t.ok((status?.stack['mld.guestJoined'] ?? 0) >= 1, "vunet learnt the guest's groups from it");
   // The 4000-byte datagrams echoed by the target reached the guest in fragments.
-  const frag4 = ours.filter((f) => etherType(f) === 0x0800 && f[23] === 17 && (f[20]! & 0x3f | f[21]!) !== 0);
+  const frag4 = ours.filter((f) => etherType(f) === 0x0800 && f[23] === 17 && ((f[20]! & 0x3f) | f[21]!) !== 0);
   const frag6 = ours.filter((f) => etherType(f) === 0x86dd && f[20] === 44);
   t.ok(frag4.length >= 3, `IPv4 fragments to the guest (${frag4.length})`);
   t.ok(frag6.length >= 3, `IPv6 fragments to the guest (${frag6.length})`);
-  t.ok(guestFrames.some((f) => etherType(f) === 0x0800 && (f[20]! & 0x20) !== 0), 'and the guest sent its own in fragments');
+  t.ok(
+    guestFrames.some((f) => etherType(f) === 0x0800 && (f[20]! & 0x20) !== 0),
+    'and the guest sent its own in fragments',
+  );
 });
 
 const OUR_MAC = [0x52, 0x55, 0x0a, 0x00, 0x02, 0x02];
 const etherType = (f: Uint8Array): number => (f[12]! << 8) | f[13]!;
 /** The ICMPv6 type of an MLD-shaped frame (IPv6, hop-by-hop first, ICMPv6 after it), else -1. */
 const mldType = (f: Uint8Array): number => (etherType(f) === 0x86dd && f[20] === 0 && f[54] === 58 ? f[62]! : -1);
-

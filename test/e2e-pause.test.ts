@@ -62,7 +62,9 @@ t.test('a guest stopped (monitor), frozen (SIGSTOP, 60 s) or silent to ARP (60 s
   writeFileSync(file, data);
   const sha = createHash('sha256').update(data).digest('hex');
   const serve = (port: number, rate: number) =>
-    spawn('ip', ['netns', 'exec', topo.vunetNs, process.execPath, join(import.meta.dirname, 'support', 'http-file.mjs'), file, String(port), String(rate)], { stdio: 'ignore' });
+    spawn('ip', ['netns', 'exec', topo.vunetNs, process.execPath, join(import.meta.dirname, 'support', 'http-file.mjs'), file, String(port), String(rate)], {
+      stdio: 'ignore',
+    });
   const server = serve(8080, RATE);
   const slow = serve(8081, SLOW_RATE);
   const sock = join(dir, 'vunet.sock');

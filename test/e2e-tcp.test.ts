@@ -44,7 +44,20 @@ t.test('TCP through the NAT: HTTP, echo, refused, no route, 200 connections, ipe
     topo.destroy();
     rmSync(dir, { recursive: true, force: true });
   });
-  const v = await spawnVunet(topo.vunetNs, ['--socket', sock, '--log-level', 'info', '--dns', topo.target4, '-t', '15000:5000', '-t', '15001:5001', '-u', '15002:5002']);
+  const v = await spawnVunet(topo.vunetNs, [
+    '--socket',
+    sock,
+    '--log-level',
+    'info',
+    '--dns',
+    topo.target4,
+    '-t',
+    '15000:5000',
+    '-t',
+    '15001:5001',
+    '-u',
+    '15002:5002',
+  ]);
   vunet = v.proc;
 
   const t4 = topo.target4;

@@ -26,7 +26,9 @@ const WRITE = 2;
 t.test(`a second writer flips header fields while vunet handles ${FRAMES} frames`, async (t) => {
   const target = await TargetProcess.start();
   t.teardown(() => target.stop());
-  t.comment(target.isolation === 'netns' ? 'target in its own network namespace (real host sockets, nothing leaves it)' : 'not root: target with fake host sockets');
+  t.comment(
+    target.isolation === 'netns' ? 'target in its own network namespace (real host sockets, nothing leaves it)' : 'not root: target with fake host sockets',
+  );
 
   const fe = TestFrontend.connect(target.socketPath, { memorySize: MEMORY });
   t.teardown(() => fe.close());
@@ -89,8 +91,10 @@ t.test(`a second writer flips header fields while vunet handles ${FRAMES} frames
   const p = await target.probe();
   t.ok(p.device.txFrames >= FRAMES, `vunet handled ${p.device.txFrames} frames (device.txFrames ≥ ${FRAMES})`);
   t.comment(`${Math.round(done / seconds)} frames/s (${done} frames in ${seconds.toFixed(1)} s), ${writes} flips by the second writer`);
-  t.comment(`target: max batch ${p.loop.maxBatchMs} ms, ${p.loop.batchesOver50ms} batches over 50 ms, RSS ${(p.rss / 2 ** 20).toFixed(0)} MiB, ${p.device.rxFrames} frames to the guest`);
-  t.equal(p.failures.count, 0, `no internal error${(p.failures.count !== 0) ? ` (last: ${p.failures.last})` : ''}`);
+  t.comment(
+    `target: max batch ${p.loop.maxBatchMs} ms, ${p.loop.batchesOver50ms} batches over 50 ms, RSS ${(p.rss / 2 ** 20).toFixed(0)} MiB, ${p.device.rxFrames} frames to the guest`,
+  );
+  t.equal(p.failures.count, 0, `no internal error${p.failures.count !== 0 ? ` (last: ${p.failures.last})` : ''}`);
   // How deep the frames got: what the stack counted, by protocol.
   const status = await target.status();
   const counters = (status.stack ?? {}) as Record<string, number>;

@@ -18,7 +18,7 @@ for (const file of files) {
     t.ok(r.completed, 'every batch came back');
     t.same(r.violations, [], 'the used rings hold only heads the device was given, each once');
     t.equal(r.longBatches, 0, `no batch over 50 ms (max ${r.maxBatchMs} ms)`);
-    t.equal(r.internalErrors, 0, `no internal error${(r.internalErrors !== 0) ? ` (last: ${r.lastInternalError})` : ''}`);
+    t.equal(r.internalErrors, 0, `no internal error${r.internalErrors !== 0 ? ` (last: ${r.lastInternalError})` : ''}`);
     t.equal(r.serverExceptions, 0, 'no exception in the vhost-user server beyond protocol errors');
     t.ok(r.served, 'a well-behaved guest is served afterwards');
   });

@@ -62,7 +62,10 @@ t.test('link-up, DHCPv4 and DHCPv6 through the rings, and the capture', async (t
   t.ok(arp, 'an ARP probe after link-up');
   const probe = new ArpPacket().at(arp!, 14, arp!.length - 14);
   t.ok(probe.check() && probe.senderIp === 0, 'RFC 5227 probe (sender 0.0.0.0)');
-  t.ok(early.some((f) => f[0] === 0x33 && f[1] === 0x33 && f[12] === 0x86 && f[13] === 0xdd), 'an IPv6 multicast frame (MLD report)');
+  t.ok(
+    early.some((f) => f[0] === 0x33 && f[1] === 0x33 && f[12] === 0x86 && f[13] === 0xdd),
+    'an IPv6 multicast frame (MLD report)',
+  );
 
   h.send(dhcpDiscover());
   const offer = (await h.receive(1)).find((f) => f[12] === 0x08 && f[13] === 0x00 && f[23] === IpProtocol.UDP);
@@ -89,7 +92,7 @@ t.test('link-up, DHCPv4 and DHCPv6 through the rings, and the capture', async (t
   t.equal(file.readUInt32LE(0), 0xa1b2c3d4, 'pcap magic');
   let records = 0;
   let mld = 0;
-  for (let o = 24; o + 16 <= file.length; ) {
+  for (let o = 24; o + 16 <= file.length;) {
     const incl = file.readUInt32LE(o + 8);
     const frame = file.subarray(o + 16, o + 16 + incl);
     if (frame[12] === 0x86 && frame[13] === 0xdd && frame[14 + 40 + 8] === 143) mld++;

@@ -378,7 +378,10 @@ export class Dhcpv4Server {
     this.quarantine.set(ip, now + DECLINE_QUARANTINE_MS);
     this.forget(b);
     // "SHOULD notify the local system administrator of a possible configuration problem".
-    this.log.warn({ mac: b.mac, ip: formatIpv4(ip), minutes: DECLINE_QUARANTINE_MS / 60_000 }, 'dhcp: guest declined an address (in use on the link?), quarantined');
+    this.log.warn(
+      { mac: b.mac, ip: formatIpv4(ip), minutes: DECLINE_QUARANTINE_MS / 60_000 },
+      'dhcp: guest declined an address (in use on the link?), quarantined',
+    );
     return undefined;
   }
 
@@ -449,7 +452,7 @@ export class Dhcpv4Server {
     return (
       off >= 0 &&
       off < v4.dhcpCount &&
-      ((ip & this.mask) >>> 0) === v4.network &&
+      (ip & this.mask) >>> 0 === v4.network &&
       ip !== v4.network &&
       ip !== this.subnetBroadcast &&
       ip !== v4.gateway &&

@@ -223,8 +223,7 @@ export class Dhcpv6Server {
     const type = m.msgType;
     const hasClient = o.clientIdOffset >= 0;
     const hasServer = o.serverIdOffset >= 0;
-    const forUs =
-      hasServer && o.serverIdLength === this.duid.length && bytesEqual(payload, o.serverIdOffset, this.duid, 0, this.duid.length);
+    const forUs = hasServer && o.serverIdLength === this.duid.length && bytesEqual(payload, o.serverIdOffset, this.duid, 0, this.duid.length);
     this.log.debug({ type, xid: m.transactionId, src: formatIpv6(src, 0) }, 'dhcpv6 message');
 
     switch (type) {

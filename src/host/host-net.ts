@@ -81,7 +81,8 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
     if (!this.streamQueues) log.info({ peekOff: false }, 'host TCP data is buffered in vunet (the kernel has no SO_PEEK_OFF for TCP, or it was turned off)');
     echoMode = probe();
     if (this.echoMode === 'ping') log.info({ echo: 'ping socket' }, 'guest pings go out through unprivileged ICMP ping sockets');
-    else if (this.echoMode === 'raw') log.info({ echo: 'raw socket' }, 'ping sockets are not permitted here; guest pings go out through raw ICMP sockets (CAP_NET_RAW)');
+    else if (this.echoMode === 'raw')
+      log.info({ echo: 'raw socket' }, 'ping sockets are not permitted here; guest pings go out through raw ICMP sockets (CAP_NET_RAW)');
     else {
       log.warn(
         { echo: 'none' },
@@ -293,7 +294,10 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
       const n = hostnet.recvErr(fd, family, b, 0, b.length, e);
       if (n < 0) break;
       const fromHost = e.offenderValid && isLocalAddress(e.offender, family);
-      events.error({ origin: e.origin, type: e.type, code: e.code, errno: e.errno, info: e.info, offender: e.offender, offenderValid: e.offenderValid && !fromHost }, b.subarray(0, n));
+      events.error(
+        { origin: e.origin, type: e.type, code: e.code, errno: e.errno, info: e.info, offender: e.offender, offenderValid: e.offenderValid && !fromHost },
+        b.subarray(0, n),
+      );
     }
   }
 
@@ -444,8 +448,8 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
     } else if (this.phase === 'open') {
       // libuv stops the poller on POLLERR (status < 0): the read reports the error.
       if (status < 0) this.events = 0;
-      if (status < 0 || ((ready & hostnet.POLL_READABLE) !== 0)) this.handlers.readable();
-      if (this.phase === 'open' && status === 0 && ((ready & hostnet.POLL_WRITABLE) !== 0)) this.handlers.writable();
+      if (status < 0 || (ready & hostnet.POLL_READABLE) !== 0) this.handlers.readable();
+      if (this.phase === 'open' && status === 0 && (ready & hostnet.POLL_WRITABLE) !== 0) this.handlers.writable();
     }
   }
 
@@ -461,8 +465,8 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
     const bits = this.edgeBits;
     this.edgeBits = 0;
     if (this.phase !== 'open') return;
-    if (this.wantRead && ((bits & (hostnet.EPOLLIN | hostnet.EPOLLRDHUP | hostnet.EPOLLHUP | hostnet.EPOLLERR)) !== 0)) this.handlers.readable();
-    if (this.phase === 'open' && this.wantWrite && ((bits & (hostnet.EPOLLOUT | hostnet.EPOLLHUP | hostnet.EPOLLERR)) !== 0)) this.handlers.writable();
+    if (this.wantRead && (bits & (hostnet.EPOLLIN | hostnet.EPOLLRDHUP | hostnet.EPOLLHUP | hostnet.EPOLLERR)) !== 0) this.handlers.readable();
+    if (this.phase === 'open' && this.wantWrite && (bits & (hostnet.EPOLLOUT | hostnet.EPOLLHUP | hostnet.EPOLLERR)) !== 0) this.handlers.writable();
   };
 
   /** Interest turned on in the edge-triggered set: what happened while it was off raised no new
@@ -613,7 +617,15 @@ function readConnectError(fd: number, family: Family): HostError | undefined {
   const e = connectErr;
   while (hostnet.recvErr(fd, family, connectErrBuf, 0, connectErrBuf.length, e) >= 0) {
     const fromHost = e.offenderValid && isLocalAddress(e.offender, family);
-    found = { origin: e.origin, type: e.type, code: e.code, errno: e.errno, info: e.info, offender: e.offender.slice(), offenderValid: e.offenderValid && !fromHost };
+    found = {
+      origin: e.origin,
+      type: e.type,
+      code: e.code,
+      errno: e.errno,
+      info: e.info,
+      offender: e.offender.slice(),
+      offenderValid: e.offenderValid && !fromHost,
+    };
   }
   return found;
 }

@@ -195,16 +195,7 @@ export interface HostnetBinding {
    *  connected socket when addr is null. `ttl` (0..255) sets the TTL / hop limit of this datagram
    *  only; -1 or omitted uses the socket's. Bytes sent or -errno (-EAGAIN, -EMSGSIZE,
    *  -ENETUNREACH, or a pending error's errno once, see above). */
-  sendTo(
-    fd: number,
-    family: Family,
-    buf: Uint8Array,
-    offset: number,
-    length: number,
-    addr: Uint8Array | null,
-    port: number,
-    ttl?: number,
-  ): number;
+  sendTo(fd: number, family: Family, buf: Uint8Array, offset: number, length: number, addr: Uint8Array | null, port: number, ttl?: number): number;
   /** The most datagrams one sendMany call takes. */
   readonly SEND_MANY_MAX: number;
   /** sendmmsg(MSG_NOSIGNAL | MSG_DONTWAIT) of `count` (1..SEND_MANY_MAX) datagrams on a connected

@@ -41,7 +41,10 @@ export class Arp {
         },
         conflict: (addr) => {
           s.counters.add('arp.conflict');
-          s.log.error({ address: formatIpv4(addr), mac: macString(this.heardFrom, this.heardMacOffset) }, 'the guest claims one of our IPv4 addresses: its traffic to that address will not reach us');
+          s.log.error(
+            { address: formatIpv4(addr), mac: macString(this.heardFrom, this.heardMacOffset) },
+            'the guest claims one of our IPv4 addresses: its traffic to that address will not reach us',
+          );
         },
       },
       s.random,

@@ -55,7 +55,7 @@ export function fragmentIpv4(packet: Uint8Array, mtu: number, scratch: Uint8Arra
 
 function copiedOptions(packet: Uint8Array, hl: number): Uint8Array {
   const out: number[] = [];
-  for (let i = 20; i < hl; ) {
+  for (let i = 20; i < hl;) {
     const type = packet[i]!;
     if (type === 0) break; // EOL
     if (type === 1) {
@@ -67,7 +67,7 @@ function copiedOptions(packet: Uint8Array, hl: number): Uint8Array {
     if ((type & 0x80) !== 0) for (let k = 0; k < len; k++) out.push(packet[i + k]!);
     i += len;
   }
-  while ((out.length % 4) !== 0) out.push(0);
+  while (out.length % 4 !== 0) out.push(0);
   return Uint8Array.from(out);
 }
 

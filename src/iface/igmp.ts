@@ -133,8 +133,8 @@ export class Igmp {
         if (group !== 0 && !ipv4IsMulticast(group)) return this.s.drop('igmp.badGroup');
         ipv4Write(g, 0, group);
         // A querier at 0.0.0.0 (a snooping switch's) takes no part in the election.
-        if (src !== 0) this.querier.queryHeard(now, frame, ip.offset + 12, (group !== 0) ? g : undefined, 0);
-        if (this.started) this.reporter.queryHeard(now, m.queryVersion as McastLevel, (group !== 0) ? g : undefined, 0, m.maxResponseTime * 100);
+        if (src !== 0) this.querier.queryHeard(now, frame, ip.offset + 12, group !== 0 ? g : undefined, 0);
+        if (this.started) this.reporter.queryHeard(now, m.queryVersion as McastLevel, group !== 0 ? g : undefined, 0, m.maxResponseTime * 100);
         return;
       }
       case IgmpType.V1_MEMBERSHIP_REPORT:
@@ -187,7 +187,11 @@ export class Igmp {
   /** Our state-change or current-state report (RFC 3376 §4.2) to 224.0.0.22. */
   private sendIgmpV3Report(groups: readonly Uint8Array[], recordType: number): void {
     const o = this.s.out;
-    const n = emitIgmpV3Report(o, ETHERNET_HEADER_LEN + 24, groups.map((x) => ({ type: recordType, group: ipv4Read(x, 0), sources: [] })));
+    const n = emitIgmpV3Report(
+      o,
+      ETHERNET_HEADER_LEN + 24,
+      groups.map((x) => ({ type: recordType, group: ipv4Read(x, 0), sources: [] })),
+    );
     if (n > 0) this.sendIgmp(IGMPV3_ALL_ROUTERS, n);
   }
 

@@ -122,9 +122,21 @@ export class Ipv4Layer {
   private readonly icmp4 = new Icmpv4Packet();
   private readonly udp = new UdpDatagram();
   private readonly tcp = new TcpSegment();
-  private readonly udpInput: UdpV4Input = { srcIp: 0, dstIp: 0, srcPort: 0, dstPort: 0, srcMac: new Uint8Array(6), srcMacOffset: 0, payload: new Uint8Array(0) };
+  private readonly udpInput: UdpV4Input = {
+    srcIp: 0,
+    dstIp: 0,
+    srcPort: 0,
+    dstPort: 0,
+    srcMac: new Uint8Array(6),
+    srcMacOffset: 0,
+    payload: new Uint8Array(0),
+  };
 
-  constructor(private readonly s: LayerContext, icmpRate: number, icmpBurst: number) {
+  constructor(
+    private readonly s: LayerContext,
+    icmpRate: number,
+    icmpBurst: number,
+  ) {
     this.icmpLimiter = new TokenBucket(icmpRate, icmpBurst, s.now());
     this.fragScratch = new Uint8Array(s.config.mtu);
     this.ethOut = { dst: MAC_BROADCAST, src: s.config.mac, etherType: EtherType.IPV4 };
@@ -223,7 +235,7 @@ export class Ipv4Layer {
     this.fragMac = mac;
     if (!fragmentIpv4(packet, this.s.config.mtu, this.fragScratch, this.sendFragment)) {
       const src = ipv4Read(packet, 12);
-      if (((packet[6]! & 0x40) === 0) || this.isOurs(src)) {
+      if ((packet[6]! & 0x40) === 0 || this.isOurs(src)) {
         // An MTU too small for the header, or a DF datagram of ours: our own bug, counted.
         this.s.drop('ipv4.cannotFragment');
         return false;
@@ -504,7 +516,6 @@ export class Ipv4Layer {
     return this.big;
   }
 
-
   private udpv4Input(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, meta: RxMeta, broadcast: boolean): void {
     const udp = this.udp.at(frame, ip.payloadOffset, ip.payloadLength);
     if (!udp.check()) return this.s.drop('udp4.malformed');
@@ -526,7 +537,6 @@ export class Ipv4Layer {
     this.s.counters.add('udp4.noPort');
     this.sendIcmpv4Error(frame, eth, ip, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.PORT, 0, broadcast);
   }
-
 
   /** Sends a UDP datagram from one of our addresses to the guest: `payload` is copied. */
   sendUdpV4(src: number, srcPort: number, dst: number, dstPort: number, dstMac: Uint8Array, payload: Uint8Array): boolean {
@@ -567,7 +577,8 @@ export class Ipv4Layer {
     const cfg = this.s.config.ipv4;
     let why: string | undefined;
     if (broadcastDst || linkMulticast || ipv4IsMulticast(ip.dst)) why = 'icmp4.errorForGroup';
-    else if (src === 0 || ipv4IsBroadcast(src) || ipv4IsMulticast(src) || src === ipv4SubnetBroadcast(cfg.network, cfg.prefixLength)) why = 'icmp4.errorForBadSource';
+    else if (src === 0 || ipv4IsBroadcast(src) || ipv4IsMulticast(src) || src === ipv4SubnetBroadcast(cfg.network, cfg.prefixLength))
+      why = 'icmp4.errorForBadSource';
     else if (ip.fragOffset !== 0) why = 'icmp4.errorForFragment';
     else if (ip.protocol === IpProtocol.ICMP) {
       // Only about the informational types: any other, known or not, may be an error (as gVisor's netstack does).
@@ -612,4 +623,3 @@ function ipv4ErrorName(err: Ipv4Error): string {
       return 'malformed';
   }
 }
-

@@ -138,7 +138,15 @@ export class Ipv6Layer {
   /** Scratch for the error rules (the input path's chain is still in use when they run). */
   private readonly errChain = new Ipv6HeaderChain();
   private readonly echoSlot = new EchoRequestSlot(6, () => this.echoReply());
-  private readonly udpInput: UdpV6Input = { bytes: new Uint8Array(0), srcOffset: 0, dstOffset: 0, srcPort: 0, dstPort: 0, srcMacOffset: 0, payload: new Uint8Array(0) };
+  private readonly udpInput: UdpV6Input = {
+    bytes: new Uint8Array(0),
+    srcOffset: 0,
+    dstOffset: 0,
+    srcPort: 0,
+    dstPort: 0,
+    srcMacOffset: 0,
+    payload: new Uint8Array(0),
+  };
   private readonly macScratch = new Uint8Array(6);
   private readonly addrScratch = new Uint8Array(16);
   private readonly dstScratch = new Uint8Array(16);
@@ -331,7 +339,11 @@ export class Ipv6Layer {
     const walked = walkIpv6Headers(frame, ip.offset, chain);
     // Multicast we are no member of is not ours — except MLD (ICMPv6 behind a hop-by-hop router
     // alert): as the querier we hear every report, whatever group it goes to (RFC 3810 §6).
-    if (multicast && !this.listening(frame, dstOff) && !(walked === Ipv6ChainResult.OK && chain.upperProtocol === IpProtocol.ICMPV6 && chain.routerAlert >= 0)) {
+    if (
+      multicast &&
+      !this.listening(frame, dstOff) &&
+      !(walked === Ipv6ChainResult.OK && chain.upperProtocol === IpProtocol.ICMPV6 && chain.routerAlert >= 0)
+    ) {
       return this.s.drop('ipv6.groupNotJoined');
     }
     switch (walked) {
@@ -345,7 +357,14 @@ export class Ipv6Layer {
       case Ipv6ChainResult.PARAM_PROBLEM:
         // RFC 4443 §2.4 (e.3): code 2 about an option of action 10 goes even to multicast.
         this.s.counters.add('ipv6.paramProblem');
-        return this.sendIcmpv6Error(frame, eth, Icmpv6Type.PARAM_PROBLEM, chain.problemCode, chain.problemPointer, chain.problemCode === Icmpv6ParamProblemCode.UNRECOGNIZED_OPTION);
+        return this.sendIcmpv6Error(
+          frame,
+          eth,
+          Icmpv6Type.PARAM_PROBLEM,
+          chain.problemCode,
+          chain.problemPointer,
+          chain.problemCode === Icmpv6ParamProblemCode.UNRECOGNIZED_OPTION,
+        );
       default:
         return this.s.drop('ipv6.badExtensionHeaders');
     }
@@ -471,18 +490,35 @@ export class Ipv6Layer {
       const o = this.s.out;
       const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
       o.set(r.data, icmpOff + ICMPV6_HEADER_LEN);
-      emitIcmpv6(o, icmpOff, { type: Icmpv6Type.ECHO_REPLY, code: 0, rest: icmpv6EchoRest(r.ident, r.seq), payloadLength: len }, this.addrScratch, this.dstScratch);
+      emitIcmpv6(
+        o,
+        icmpOff,
+        { type: Icmpv6Type.ECHO_REPLY, code: 0, rest: icmpv6EchoRest(r.ident, r.seq), payloadLength: len },
+        this.addrScratch,
+        this.dstScratch,
+      );
       return this.finishIpv6(this.addrScratch, this.dstScratch, IpProtocol.ICMPV6, ICMPV6_HEADER_LEN + len, HOP_LIMIT, r.frame, r.srcMacOffset);
     }
     // The answer to a reassembled request larger than the link MTU: built whole, then fragmented.
     this.big ??= new Uint8Array(IPV6_HEADER_LEN + 0x10000);
     const b = this.big;
     b.set(r.data, IPV6_HEADER_LEN + ICMPV6_HEADER_LEN);
-    emitIcmpv6(b, IPV6_HEADER_LEN, { type: Icmpv6Type.ECHO_REPLY, code: 0, rest: icmpv6EchoRest(r.ident, r.seq), payloadLength: len }, this.addrScratch, this.dstScratch);
-    emitIpv6Header(b, 0, { src: this.addrScratch, dst: this.dstScratch, nextHeader: IpProtocol.ICMPV6, hopLimit: HOP_LIMIT, payloadLength: ICMPV6_HEADER_LEN + len });
+    emitIcmpv6(
+      b,
+      IPV6_HEADER_LEN,
+      { type: Icmpv6Type.ECHO_REPLY, code: 0, rest: icmpv6EchoRest(r.ident, r.seq), payloadLength: len },
+      this.addrScratch,
+      this.dstScratch,
+    );
+    emitIpv6Header(b, 0, {
+      src: this.addrScratch,
+      dst: this.dstScratch,
+      nextHeader: IpProtocol.ICMPV6,
+      hopLimit: HOP_LIMIT,
+      payloadLength: ICMPV6_HEADER_LEN + len,
+    });
     return this.sendPacketTo(b.subarray(0, total), r.srcMac);
   }
-
 
   /** The MAC known for a guest IPv6 address (diagnostics and tests). */
   lookupMac(addr: Uint8Array): Uint8Array | undefined {
@@ -711,7 +747,19 @@ export class Ipv6Layer {
     copyBytes(this.dstScratch, 0, frame, ip.srcOffset, 16);
     const o = this.s.out;
     const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
-    const n = emitIcmpv6Error(o, icmpOff, type, code, rest, frame, ip.offset, ip.end - ip.offset, Math.min(ICMP_ERROR_MAX, this.s.config.mtu - IPV6_HEADER_LEN), this.addrScratch, this.dstScratch);
+    const n = emitIcmpv6Error(
+      o,
+      icmpOff,
+      type,
+      code,
+      rest,
+      frame,
+      ip.offset,
+      ip.end - ip.offset,
+      Math.min(ICMP_ERROR_MAX, this.s.config.mtu - IPV6_HEADER_LEN),
+      this.addrScratch,
+      this.dstScratch,
+    );
     if (n < 0) return;
     this.finishIpv6(this.addrScratch, this.dstScratch, IpProtocol.ICMPV6, n, HOP_LIMIT, frame, eth.srcOffset);
     this.s.note(`icmp6.out.${type}.${code}`, { to: formatIpv6(this.dstScratch) });

@@ -153,7 +153,13 @@ export class Mld {
   private sendMldv2Report(groups: readonly Uint8Array[], recordType: number): void {
     const src = this.port.source();
     const off = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN + 8;
-    const len = emitMldv2Report(this.s.out, off, groups.map((address) => ({ type: recordType, address, sources: [] })), src, IPV6_ALL_MLDV2_ROUTERS);
+    const len = emitMldv2Report(
+      this.s.out,
+      off,
+      groups.map((address) => ({ type: recordType, address, sources: [] })),
+      src,
+      IPV6_ALL_MLDV2_ROUTERS,
+    );
     if (len > 0) this.send(src, IPV6_ALL_MLDV2_ROUTERS, len);
   }
 

@@ -198,7 +198,7 @@ export class MembershipReporter {
       this.generalAt = Infinity;
       this.port.sendReport3(this.port.groups(), RecordType.MODE_IS_EXCLUDE);
     }
-    for (let i = 0; i < this.pending.length; ) {
+    for (let i = 0; i < this.pending.length;) {
       const p = this.pending[i]!;
       if (now < p.at) {
         i++;
@@ -370,7 +370,7 @@ export class Querier {
     } else if (this.state === QuerierState.NonQuerier && now >= this.next) {
       this.setState(QuerierState.Querier, now);
     }
-    for (let i = 0; i < this.groups.length; ) {
+    for (let i = 0; i < this.groups.length;) {
       const g = this.groups[i]!;
       if (g.queriesLeft > 0 && now >= g.nextQuery) {
         this.port.sendQuery(g.addr, LAST_MEMBER_QUERY_INTERVAL);

@@ -85,7 +85,13 @@ export class Ndp {
     copyBytes(this.dstScratch, 0, dst, 0, 16);
     const o = this.s.out;
     const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
-    const n = emitNdpNeighborAdvert(o, icmpOff, { target: a.addr, router: true, solicited: !fromUnspecified, override: true, targetMac: this.s.config.mac }, a.addr, this.dstScratch);
+    const n = emitNdpNeighborAdvert(
+      o,
+      icmpOff,
+      { target: a.addr, router: true, solicited: !fromUnspecified, override: true, targetMac: this.s.config.mac },
+      a.addr,
+      this.dstScratch,
+    );
     const macOff = sll >= 0 ? sll : eth.srcOffset;
     this.port.finish(a.addr, this.dstScratch, IpProtocol.ICMPV6, n, NDP_HOP_LIMIT, fromUnspecified ? undefined : frame, macOff);
     this.s.counters.add('ndp.naOut');

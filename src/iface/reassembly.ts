@@ -287,8 +287,7 @@ export class Reassembler {
       out = rebuildIpv4(first.packet, first.dataOffset, d.total, segs, this.headroom);
     } else {
       const fragHeader = findIpv6FragmentHeader(first.packet, first.packet.length);
-      out =
-        fragHeader < 0 ? undefined : rebuildIpv6(first.packet, fragHeader, first.packet, first.dataOffset, d.total, segs, this.headroom);
+      out = fragHeader < 0 ? undefined : rebuildIpv6(first.packet, fragHeader, first.packet, first.dataOffset, d.total, segs, this.headroom);
     }
     // The first fragment decides the header; with its options it may be longer than the header the
     // other fragments were checked against.

@@ -47,14 +47,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import ipaddr from 'ipaddr.js';
-import {
-  defaultConfig,
-  ipv4ConfigFor,
-  ipv6ConfigFor,
-  MAX_MTU,
-  MIN_MTU,
-  type StackConfig,
-} from '../iface/config.js';
+import { defaultConfig, ipv4ConfigFor, ipv6ConfigFor, MAX_MTU, MIN_MTU, type StackConfig } from '../iface/config.js';
 import type { Cidr } from '../nat/fence.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -159,8 +152,8 @@ export function buildProgram(output: ProgramOutput = {}): Command {
   const program = new Command('vunet')
     .usage('--socket PATH [options]')
     .description(
-      'User-mode network backend for QEMU: serves the guest\'s virtio-net device over vhost-user and ' +
-        'gives it what `-netdev user` (slirp) gives: DHCP, SLAAC, DNS and NAT to the host\'s network.',
+      "User-mode network backend for QEMU: serves the guest's virtio-net device over vhost-user and " +
+        "gives it what `-netdev user` (slirp) gives: DHCP, SLAAC, DNS and NAT to the host's network.",
     )
     .exitOverride()
     .allowExcessArguments(false)
@@ -175,48 +168,21 @@ export function buildProgram(output: ProgramOutput = {}): Command {
       // Required, but checked after parsing: an unknown option or a bad value is the first thing to say.
       new Option('--socket <path>', 'vhost-user socket to listen on; QEMU connects to it (required)'),
     )
-    .addOption(
-      new Option(
-        '--ipv4 <cidr>',
-        'guest IPv4 network, /8 to /28; vunet is .2, DNS .3, DHCP leases start at .15',
-      ).default(...shown(DEFAULT_IPV4)),
-    )
-    .addOption(
-      new Option('--ipv6 <prefix>', 'guest IPv6 /64 prefix for SLAAC; vunet is ::2, DNS ::3').default(...shown(DEFAULT_IPV6)),
-    )
+    .addOption(new Option('--ipv4 <cidr>', 'guest IPv4 network, /8 to /28; vunet is .2, DNS .3, DHCP leases start at .15').default(...shown(DEFAULT_IPV4)))
+    .addOption(new Option('--ipv6 <prefix>', 'guest IPv6 /64 prefix for SLAAC; vunet is ::2, DNS ::3').default(...shown(DEFAULT_IPV6)))
     .addOption(new Option('--no-ipv6', 'IPv4 only: no router advertisements, no IPv6 addresses'))
     .addOption(
-      new Option(
-        '--mtu <bytes>',
-        `link MTU told to the guest, ${MIN_MTU}..${MAX_MTU} (${MIN_MTU_IPV4_ONLY}.. with --no-ipv6)`,
-      ).default(...shown(String(defaults.mtu))),
-    )
-    .addOption(
-      new Option('--guest-mac <mac>', "the guest's MAC (e.g. 52:54:00:12:34:56)").default(
-        undefined,
-        'learnt from its first frame',
+      new Option('--mtu <bytes>', `link MTU told to the guest, ${MIN_MTU}..${MAX_MTU} (${MIN_MTU_IPV4_ONLY}.. with --no-ipv6)`).default(
+        ...shown(String(defaults.mtu)),
       ),
     )
-    .addOption(
-      new Option('--dns <addr>', 'upstream DNS server, IPv4 or IPv6; repeat for more')
-        .argParser(collect)
-        .default([], "the host's /etc/resolv.conf"),
-    )
-    .addOption(
-      new Option('--search <domain>', 'DNS search domain handed to the guest; repeat for more')
-        .argParser(collect)
-        .default([], 'none'),
-    )
+    .addOption(new Option('--guest-mac <mac>', "the guest's MAC (e.g. 52:54:00:12:34:56)").default(undefined, 'learnt from its first frame'))
+    .addOption(new Option('--dns <addr>', 'upstream DNS server, IPv4 or IPv6; repeat for more').argParser(collect).default([], "the host's /etc/resolv.conf"))
+    .addOption(new Option('--search <domain>', 'DNS search domain handed to the guest; repeat for more').argParser(collect).default([], 'none'))
     .addOption(new Option('--pcap <file>', 'write every frame, both directions, to this pcap file'))
     .addOption(new Option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')}`).default(...shown('info')))
-    .addOption(
-      new Option('--udp-timeout <sec>', 'seconds an idle UDP NAT mapping is kept').default(
-        ...shown(String(DEFAULT_UDP_TIMEOUT_SEC)),
-      ),
-    )
-    .addOption(
-      new Option('--tcp-time-wait <ms>', 'how long a closed TCP connection stays in TIME_WAIT').default(...shown(String(DEFAULT_TCP_TIME_WAIT_MS))),
-    )
+    .addOption(new Option('--udp-timeout <sec>', 'seconds an idle UDP NAT mapping is kept').default(...shown(String(DEFAULT_UDP_TIMEOUT_SEC))))
+    .addOption(new Option('--tcp-time-wait <ms>', 'how long a closed TCP connection stays in TIME_WAIT').default(...shown(String(DEFAULT_TCP_TIME_WAIT_MS))))
     .addOption(new Option('--no-map-gw', "don't forward connections to the gateway address to the host's loopback"))
     .addOption(
       new Option('--runas <user>', 'started as root, become this user once the socket is open: NAME, UID, NAME:GROUP or UID:GID').default(undefined, 'nobody'),
@@ -243,9 +209,7 @@ export function buildProgram(output: ProgramOutput = {}): Command {
         .default([], 'none'),
     )
     .addOption(
-      new Option('-u, --udp-forward <spec>', 'forward a host UDP port to the guest, same form as --tcp-forward')
-        .argParser(collect)
-        .default([], 'none'),
+      new Option('-u, --udp-forward <spec>', 'forward a host UDP port to the guest, same form as --tcp-forward').argParser(collect).default([], 'none'),
     )
     .addOption(new Option('--lease-time <sec>', 'DHCP lease time in seconds').default(...shown(String(defaults.leaseTime))))
     .version(packageVersion(), '-V, --version', 'print the version and exit')
@@ -294,9 +258,7 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}): 
   if (o.socket === '') throw new UsageError('--socket needs a path for the vhost-user socket');
   const socketBytes = Buffer.byteLength(o.socket);
   if (socketBytes > MAX_SOCKET_PATH_BYTES) {
-    throw new UsageError(
-      `--socket path is ${socketBytes} bytes; Unix socket paths can be at most ${MAX_SOCKET_PATH_BYTES}: use a shorter path`,
-    );
+    throw new UsageError(`--socket path is ${socketBytes} bytes; Unix socket paths can be at most ${MAX_SOCKET_PATH_BYTES}: use a shorter path`);
   }
 
   const ipv4 = parseIpv4Network(o.ipv4);
@@ -400,9 +362,7 @@ function parseIpv4Network(raw: string): { network: number; prefixLength: number 
   }
   const [addr, prefixLength] = ipaddr.IPv4.parseCIDR(raw);
   if (prefixLength < MIN_IPV4_PREFIX || prefixLength > MAX_IPV4_PREFIX) {
-    throw new UsageError(
-      `--ipv4 prefix must be /${MIN_IPV4_PREFIX} to /${MAX_IPV4_PREFIX} (room for gateway, DNS and leases) (got /${prefixLength})`,
-    );
+    throw new UsageError(`--ipv4 prefix must be /${MIN_IPV4_PREFIX} to /${MAX_IPV4_PREFIX} (room for gateway, DNS and leases) (got /${prefixLength})`);
   }
   for (const [first, bits, why] of IPV4_FORBIDDEN) {
     const block = ipaddr.IPv4.parse(first);
@@ -427,9 +387,7 @@ function parseIpv6Prefix(raw: string): Uint8Array {
   const [addr, prefixLength] = ipaddr.IPv6.parseCIDR(raw);
   if (addr.zoneId !== undefined) throw new UsageError(`--ipv6 takes a prefix without a zone (got ${raw})`);
   if (prefixLength !== 64) {
-    throw new UsageError(
-      `--ipv6 prefix must be /64, because guests configure their addresses by SLAAC, which needs a /64 (got /${prefixLength})`,
-    );
+    throw new UsageError(`--ipv6 prefix must be /64, because guests configure their addresses by SLAAC, which needs a /64 (got /${prefixLength})`);
   }
   for (const [first, bits, why] of IPV6_FORBIDDEN) {
     if (overlaps(addr, prefixLength, ipaddr.IPv6.parse(first), bits)) {
@@ -444,8 +402,7 @@ function overlaps<T extends ipaddr.IPv4 | ipaddr.IPv6>(a: T, aBits: number, b: T
   return a.match(b, Math.min(aBits, bBits));
 }
 
-const octetsToUint32 = (o: number[]): number =>
-  (((o[0] ?? 0) << 24) | ((o[1] ?? 0) << 16) | ((o[2] ?? 0) << 8) | (o[3] ?? 0)) >>> 0;
+const octetsToUint32 = (o: number[]): number => (((o[0] ?? 0) << 24) | ((o[1] ?? 0) << 16) | ((o[2] ?? 0) << 8) | (o[3] ?? 0)) >>> 0;
 
 const formatMac = (m: Uint8Array): string => Array.from(m, (b) => b.toString(16).padStart(2, '0')).join(':');
 
@@ -480,8 +437,7 @@ const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
 function parseSearchDomain(raw: string): string {
   const name = raw.endsWith('.') ? raw.slice(0, -1) : raw;
   const labels = name.split('.');
-  const bad = (why: string): UsageError =>
-    new UsageError(`--search must be a domain name such as example.com (got ${show(raw)}: ${why})`);
+  const bad = (why: string): UsageError => new UsageError(`--search must be a domain name such as example.com (got ${show(raw)}: ${why})`);
   if (name === '') throw bad('empty');
   if (name.length > 253) throw bad('longer than 253 characters');
   for (const label of labels) {
@@ -558,9 +514,7 @@ function parseForwards(tcp: readonly string[], udp: readonly string[]): PortForw
   ];
   const total = specs.reduce((n, { parsed }) => n + rangeSize(parsed.host), 0);
   if (total > MAX_FORWARDS) {
-    throw new UsageError(
-      `--tcp-forward and --udp-forward may forward at most ${MAX_FORWARDS} ports in all (got ${total}): use smaller ranges`,
-    );
+    throw new UsageError(`--tcp-forward and --udp-forward may forward at most ${MAX_FORWARDS} ports in all (got ${total}): use smaller ranges`);
   }
   for (let i = 0; i < specs.length; i++) {
     const a = specs[i]!;
@@ -569,9 +523,7 @@ function parseForwards(tcp: readonly string[], udp: readonly string[]): PortForw
       if (a.proto !== b.proto || !addressesOverlap(a.parsed, b.parsed)) continue;
       const first = Math.max(a.parsed.host.first, b.parsed.host.first);
       if (first > Math.min(a.parsed.host.last, b.parsed.host.last)) continue;
-      throw new UsageError(
-        `${FORWARD_FLAG[a.proto]}: host port ${first} is forwarded twice (${b.parsed.spec} and ${a.parsed.spec})`,
-      );
+      throw new UsageError(`${FORWARD_FLAG[a.proto]}: host port ${first} is forwarded twice (${b.parsed.spec} and ${a.parsed.spec})`);
     }
   }
   const out: PortForward[] = [];

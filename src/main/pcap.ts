@@ -62,9 +62,7 @@ interface Filled {
 }
 
 const errnoCode = (err: unknown): string | undefined =>
-  typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string'
-    ? (err as { code: string }).code
-    : undefined;
+  typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : undefined;
 
 /** The 24-byte global header. */
 export function pcapGlobalHeader(snaplen = PCAP_SNAPLEN): Buffer {
@@ -313,7 +311,7 @@ export class PcapWriter {
 function contents(f: Filled): { records: number; bytes: number } {
   let records = 0;
   let bytes = 0;
-  for (let at = 0; at + PCAP_RECORD_HEADER_LEN <= f.len; ) {
+  for (let at = 0; at + PCAP_RECORD_HEADER_LEN <= f.len;) {
     const incl = f.buf.readUInt32LE(at + 8);
     records++;
     bytes += incl;
@@ -321,4 +319,3 @@ function contents(f: Filled): { records: number; bytes: number } {
   }
   return { records, bytes };
 }
-

@@ -164,7 +164,11 @@ function permits(st: { uid: number; gid: number; mode: number }, uid: number, gi
 }
 
 /** Why `user` could not unlink `file` (once it owns it), or undefined when it can. */
-export function whyCannotRemove(file: string, user: { uid: number; gid: number }, stat: (p: string) => { uid: number; gid: number; mode: number } = statSync): string | undefined {
+export function whyCannotRemove(
+  file: string,
+  user: { uid: number; gid: number },
+  stat: (p: string) => { uid: number; gid: number; mode: number } = statSync,
+): string | undefined {
   const dir = dirname(resolve(file));
   try {
     for (let d = dir; ; d = dirname(d)) {
@@ -267,7 +271,9 @@ export function applyPrivileges(plan: PrivilegePlan, ctx: ApplyContext, sys: Sys
   const echoMode = NodeHostNet.reprobe();
   if (echoMode !== decision.echoMode) warn(`guest pings: expected ${decision.echoMode} sockets after the drop, the probe found ${echoMode}`);
   if (echoMode === 'none') {
-    warn('no ICMP socket available: guest pings beyond the gateway go unanswered. Fix: sysctl -w net.ipv4.ping_group_range="0 2147483647" (or start vunet with CAP_NET_RAW)');
+    warn(
+      'no ICMP socket available: guest pings beyond the gateway go unanswered. Fix: sysctl -w net.ipv4.ping_group_range="0 2147483647" (or start vunet with CAP_NET_RAW)',
+    );
   }
   if (!plan.sandbox) {
     warn('sandbox off (--no-sandbox): no seccomp filter, no Landlock, no no_new_privs');

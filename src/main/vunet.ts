@@ -386,7 +386,8 @@ export class Vunet {
             this.opts.logger.warn({ port: fw.hostPort, code }, `no IPv6 on this host: ${flag} ${fw.hostPort} listens on IPv4 only`);
             continue;
           }
-          const hint = code === 'EADDRINUSE' ? 'another program uses it; pick another port' : code === 'EACCES' ? 'ports below 1024 need privileges' : 'check the address';
+          const hint =
+            code === 'EADDRINUSE' ? 'another program uses it; pick another port' : code === 'EACCES' ? 'ports below 1024 need privileges' : 'check the address';
           throw new ForwardError(`cannot listen on ${fw.proto.toUpperCase()} port ${fw.hostPort} for ${flag}: ${code} (${hint})`);
         }
       }
@@ -448,20 +449,23 @@ export class Vunet {
     this.timer = undefined;
     this.timerAt = at;
     if (at === Infinity) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.timerAt = Infinity;
-      this.guarded('timers', () => {
-        const now = this.stack.now();
-        this.stack.poll();
-        this.echoProxy.poll(now);
-        this.udpNat.poll(now);
-        this.dns.poll(now);
-        this.tcpNat.poll(now);
-        this.tcpNat.flush();
-        this.udpForward.poll(now);
-      });
-    }, Math.max(0, Math.ceil(at - this.stack.now())));
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.timerAt = Infinity;
+        this.guarded('timers', () => {
+          const now = this.stack.now();
+          this.stack.poll();
+          this.echoProxy.poll(now);
+          this.udpNat.poll(now);
+          this.dns.poll(now);
+          this.tcpNat.poll(now);
+          this.tcpNat.flush();
+          this.udpForward.poll(now);
+        });
+      },
+      Math.max(0, Math.ceil(at - this.stack.now())),
+    );
   }
 
   /** Counters for status output and the log. */

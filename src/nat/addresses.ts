@@ -46,7 +46,7 @@ export function isLoopback(a: Uint8Array): boolean {
 export function onGuestLink(c: StackConfig, family: 4 | 6, addr: Uint8Array): boolean {
   if (family === 4) {
     const mask = c.ipv4.prefixLength === 0 ? 0 : (0xffffffff << (32 - c.ipv4.prefixLength)) >>> 0;
-    return ((ipv4Read(addr, 0) & mask) >>> 0) === c.ipv4.network;
+    return (ipv4Read(addr, 0) & mask) >>> 0 === c.ipv4.network;
   }
   if (addr[0] === 0xfe && (addr[1]! & 0xc0) === 0x80) return true;
   return c.ipv6 !== undefined && c.ipv6.prefix.subarray(0, 8).every((b, i) => b === addr[i]);

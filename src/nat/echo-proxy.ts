@@ -58,7 +58,6 @@ interface Flow {
   lastUse: number;
 }
 
-
 export class EchoProxy {
   readonly stats = { requests: 0, replies: 0, errors: 0, unanswerable: 0, flows: 0 };
   private readonly flows: FlowTable<Flow>;
@@ -234,7 +233,17 @@ export class EchoProxy {
       full.set(data, 8);
       emitIcmpv4(full, 0, { type: 8, code: 0, rest: icmpv4EchoRest(f.ident, seq), payloadLength: data.length });
       q.set(full.subarray(0, 8), ipLen);
-      emitIpv4Header(q, 0, { src: ipv4Read(f.guest, 0), dst: ipv4Read(f.dst, 0), proto: IpProtocol.ICMP, ttl: 1, id: 0, flags: 2, fragOffset: 0, payloadLength: 8 + data.length, tos: 0 });
+      emitIpv4Header(q, 0, {
+        src: ipv4Read(f.guest, 0),
+        dst: ipv4Read(f.dst, 0),
+        proto: IpProtocol.ICMP,
+        ttl: 1,
+        id: 0,
+        flags: 2,
+        fragOffset: 0,
+        payloadLength: 8 + data.length,
+        tos: 0,
+      });
     } else {
       const full = new Uint8Array(8 + data.length);
       full.set(data, 8);

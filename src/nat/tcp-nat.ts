@@ -478,9 +478,15 @@ export class TcpNat implements TcpTransmitter {
     // Rates: a SYN over them is dropped (the guest sends it again); so is one to a destination
     // that already has its share of connections waiting.
     const dest = ours !== undefined ? undefined : this.destination(family, packet, dstOff, now);
-    if (!this.bucket(this.sources, addressHash(family, packet, srcOff), this.limits.connectRate, this.limits.connectBurst, now).take(now) || (dest && (!dest.bucket.take(now) || dest.connecting >= this.limits.maxConnectingPerDestination))) {
+    if (
+      !this.bucket(this.sources, addressHash(family, packet, srcOff), this.limits.connectRate, this.limits.connectBurst, now).take(now) ||
+      (dest && (!dest.bucket.take(now) || dest.connecting >= this.limits.maxConnectingPerDestination))
+    ) {
       this.stats.synsDropped++;
-      this.limited.warn(() => ({ to: addressText(family, packet, dstOff), port }), 'guest TCP connections over the rate or the per-destination bound: SYN dropped');
+      this.limited.warn(
+        () => ({ to: addressText(family, packet, dstOff), port }),
+        'guest TCP connections over the rate or the per-destination bound: SYN dropped',
+      );
       return;
     }
     if (this.count >= this.maxFlows) {
@@ -889,8 +895,10 @@ export class TcpNat implements TcpTransmitter {
     }
     let refusal: string | undefined;
     if (!guest) refusal = 'guest address unknown';
-    else if (!this.bucket(this.clients, addressHash(acc.family, acc.peer, 0), this.limits.acceptRate, this.limits.acceptBurst, now).take(now)) refusal = 'client over the connection rate';
-    else if (this.count >= this.maxFlows || this.inboundCount >= this.maxFlows * this.limits.inboundShare) refusal = 'flow table full for forwarded connections';
+    else if (!this.bucket(this.clients, addressHash(acc.family, acc.peer, 0), this.limits.acceptRate, this.limits.acceptBurst, now).take(now))
+      refusal = 'client over the connection rate';
+    else if (this.count >= this.maxFlows || this.inboundCount >= this.maxFlows * this.limits.inboundShare)
+      refusal = 'flow table full for forwarded connections';
     if (refusal !== undefined || !guest) {
       this.stats.acceptsRefused++;
       this.limited.warn({ port: acc.localPort, reason: refusal }, 'forwarded TCP connection refused');
@@ -1235,7 +1243,7 @@ export class TcpNat implements TcpTransmitter {
    *  comes next is a new one). Listeners stay. */
   resetAll(): void {
     for (const head of [...this.buckets.values()]) {
-      for (let f: TcpFlow | undefined = head; f; ) {
+      for (let f: TcpFlow | undefined = head; f;) {
         const next: TcpFlow | undefined = f.next;
         this.drop(f, true);
         f = next;
@@ -1248,7 +1256,7 @@ export class TcpNat implements TcpTransmitter {
     for (const l of this.listeners) l.close();
     this.listeners.length = 0;
     for (const head of [...this.buckets.values()]) {
-      for (let f: TcpFlow | undefined = head; f; ) {
+      for (let f: TcpFlow | undefined = head; f;) {
         const next: TcpFlow | undefined = f.next;
         if (f.phase === 'open' && f.conn.state !== TcpState.CLOSED) f.conn.abort();
         this.drop(f, true);
@@ -1264,7 +1272,12 @@ export class TcpNat implements TcpTransmitter {
     // per connection on top of the clock (the 4-tuple is not reused within a clock wrap).
     const iss = (Math.floor(now * 250) + ((this.random() * 0x1_0000_0000) >>> 0)) >>> 0;
     const tsOffset = (this.random() * 0x1_0000_0000) >>> 0;
-    return new TcpConnection<TcpFlow>(family === 4 ? this.config4 : this.config6, this.events, this, sendBuffer ? { iss, tsOffset, sendBuffer } : { iss, tsOffset });
+    return new TcpConnection<TcpFlow>(
+      family === 4 ? this.config4 : this.config6,
+      this.events,
+      this,
+      sendBuffer ? { iss, tsOffset, sendBuffer } : { iss, tsOffset },
+    );
   }
 
   private markDirty(f: TcpFlow): void {

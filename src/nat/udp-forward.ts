@@ -118,7 +118,17 @@ export class UdpForwarder {
     }
     if (this.byGuest.size >= this.maxSessions) this.evictOldest();
     const remote = clientAsSeen(this.stack.config, family, from);
-    const s: Session = { listener, client: from.slice(), clientPort: port, family, guest: guest.slice(), guestPort: fw.guestPort, remote, remotePort: port, lastUse: 0 };
+    const s: Session = {
+      listener,
+      client: from.slice(),
+      clientPort: port,
+      family,
+      guest: guest.slice(),
+      guestPort: fw.guestPort,
+      remote,
+      remotePort: port,
+      lastUse: 0,
+    };
     const gkey = guestKey(family, s.guest, s.guestPort, s.remote, s.remotePort);
     const clash = this.byGuest.get(gkey);
     if (clash) this.forget(clash);

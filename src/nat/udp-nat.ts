@@ -59,7 +59,6 @@ interface Flow {
 const PEND_MAX = 128;
 const PEND_BYTES = 256 * 1024;
 
-
 export class UdpNat {
   readonly stats = { datagramsOut: 0, datagramsIn: 0, errors: 0, openFailed: 0, tooBig: 0, flows: 0, sendBatches: 0 };
   private readonly flows: FlowTable<Flow>;
@@ -185,7 +184,7 @@ export class UdpNat {
    *  sent alone to learn why, and answered as sendOne answers. */
   private sendBatch(flow: Flow, k: number): void {
     const sendMany = flow.socket.sendMany!;
-    for (let from = 0; from < k; ) {
+    for (let from = 0; from < k;) {
       const count = Math.min(k - from, SEND_MANY_MAX);
       const sent = sendMany(this.pendBuf, this.batchOff, this.batchLen, this.batchTtl, from, count);
       this.stats.sendBatches++;
@@ -214,7 +213,16 @@ export class UdpNat {
     return this.mapGateway ? loopback(family) : undefined;
   }
 
-  private flowFor(family: 4 | 6, guest: Uint8Array, guestPort: number, dst: Uint8Array, dstPort: number, packet: Uint8Array, srcOff: number, dstOff: number): Flow | undefined {
+  private flowFor(
+    family: 4 | 6,
+    guest: Uint8Array,
+    guestPort: number,
+    dst: Uint8Array,
+    dstPort: number,
+    packet: Uint8Array,
+    srcOff: number,
+    dstOff: number,
+  ): Flow | undefined {
     const key = `${family}|${toHex(guest)}|${guestPort}|${toHex(dst)}|${dstPort}`;
     const known = this.flows.get(key);
     if (known) return known;
@@ -343,7 +351,17 @@ export class UdpNat {
     full.set(data, ipLen + UDP_HEADER_LEN);
     if (v4) {
       emitUdpV4(full, ipLen, { srcPort: f.guestPort, dstPort: f.dstPort, payloadLength: data.length }, ipv4Read(f.guest, 0), ipv4Read(f.dst, 0));
-      emitIpv4Header(full, 0, { src: ipv4Read(f.guest, 0), dst: ipv4Read(f.dst, 0), proto: IpProtocol.UDP, ttl: 1, id: 0, flags: 0, fragOffset: 0, payloadLength: UDP_HEADER_LEN + data.length, tos: 0 });
+      emitIpv4Header(full, 0, {
+        src: ipv4Read(f.guest, 0),
+        dst: ipv4Read(f.dst, 0),
+        proto: IpProtocol.UDP,
+        ttl: 1,
+        id: 0,
+        flags: 0,
+        fragOffset: 0,
+        payloadLength: UDP_HEADER_LEN + data.length,
+        tos: 0,
+      });
     } else {
       emitUdpV6(full, ipLen, { srcPort: f.guestPort, dstPort: f.dstPort, payloadLength: data.length }, f.guest, f.dst);
       emitIpv6Header(full, 0, { src: f.guest, dst: f.dst, nextHeader: IpProtocol.UDP, hopLimit: 1, payloadLength: UDP_HEADER_LEN + data.length });

@@ -54,15 +54,7 @@ import {
   walkIpv6Headers,
 } from '../wire/ipv6.js';
 import type { Ipv6Repr } from '../wire/ipv6.js';
-import {
-  emitNdpDnsslOption,
-  emitNdpRouterAdvert,
-  NDP_RA_LEN,
-  NdpOptionIterator,
-  NdpOptionType,
-  NdpRouterAdvert,
-  NdpRouterSolicit,
-} from '../wire/ndp.js';
+import { emitNdpDnsslOption, emitNdpRouterAdvert, NDP_RA_LEN, NdpOptionIterator, NdpOptionType, NdpRouterAdvert, NdpRouterSolicit } from '../wire/ndp.js';
 import type { NdpRouterAdvertRepr } from '../wire/ndp.js';
 import type { StackConfig } from '../iface/config.js';
 
@@ -184,8 +176,7 @@ export class RouterAdvertiser {
 
     // RFC 8106 section 5.1: Lifetime "SHOULD by default be at least 3 * MaxRtrAdvInterval".
     const dnsLifetime = 3 * maxS;
-    const fixed =
-      IPV6_HEADER_LEN + NDP_RA_LEN + 32 /* prefix */ + 8 /* MTU */ + 8 /* source link-layer */ + 8 + IPV6_ADDR_LEN; // RDNSS
+    const fixed = IPV6_HEADER_LEN + NDP_RA_LEN + 32 /* prefix */ + 8 /* MTU */ + 8 /* source link-layer */ + 8 + IPV6_ADDR_LEN; // RDNSS
     this.ra = {
       curHopLimit: CUR_HOP_LIMIT,
       managed: opts.stateful ?? false,
@@ -308,8 +299,7 @@ export class RouterAdvertiser {
     // corresponding to MIN_DELAY_BETWEEN_RAS plus the random value after the previous
     // advertisement was sent" (section 6.2.6). When the computed time is later than the next
     // scheduled RA, that RA answers: pollAt() takes the earlier of the two.
-    this.pendingSolicited =
-      now - this.lastMulticast < MIN_DELAY_BETWEEN_RAS_MS ? this.lastMulticast + MIN_DELAY_BETWEEN_RAS_MS + delay : now + delay;
+    this.pendingSolicited = now - this.lastMulticast < MIN_DELAY_BETWEEN_RAS_MS ? this.lastMulticast + MIN_DELAY_BETWEEN_RAS_MS + delay : now + delay;
     this.log.debug({ src: this.srcText(), at: this.pendingSolicited }, 'router solicitation: advertisement scheduled');
     return true;
   }

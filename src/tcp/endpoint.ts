@@ -869,7 +869,7 @@ export class TcpConnection<Owner = unknown> {
     this.rcvNxt = add(this.rcvNxt, len);
     // Out-of-order ranges the new data reaches join the in-order part.
     let merged = false;
-    for (let i = 0; i < this.ooo.length; ) {
+    for (let i = 0; i < this.ooo.length;) {
       const r = this.ooo[i]!;
       if (le(r.start, this.rcvNxt)) {
         if (lt(this.rcvNxt, r.end)) {
@@ -1125,7 +1125,7 @@ export class TcpConnection<Owner = unknown> {
     s.flags = flags;
     s.seq = seq >>> 0;
     const synFlag = (flags & SYN) !== 0;
-    s.ack = ((flags & ACK) !== 0) ? this.rcvNxt >>> 0 : 0;
+    s.ack = (flags & ACK) !== 0 ? this.rcvNxt >>> 0 : 0;
     this.fillOptions(synFlag, now);
     const prevAdv = this.rcvAdv;
     // Window in a SYN is never scaled (RFC 7323 §2.2); it offers what the buffer can reach now.

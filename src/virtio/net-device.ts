@@ -149,7 +149,7 @@ function tcpPayloadAt(frame: Uint8Array, have: number, len: number): number {
   }
   if (tcp + 20 > have) return 0;
   const at = tcp + (frame[tcp + 12]! >> 4) * 4;
-  if (at < tcp + 20 || at > have || at >= len || ((frame[tcp + 13]! & 0x06) !== 0)) return 0;
+  if (at < tcp + 20 || at > have || at >= len || (frame[tcp + 13]! & 0x06) !== 0) return 0;
   return at;
 }
 
@@ -211,7 +211,19 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     (1n << NetFeature.GUEST_TSO4) |
     (1n << NetFeature.GUEST_TSO6);
   readonly queueCount = 2;
-  readonly stats: NetDeviceStats = { txFrames: 0, txBytes: 0, txDropped: 0, txGso: 0, txGsoBad: 0, rxGso: 0, rxFrames: 0, rxBytes: 0, rxDropped: 0, txFailed: 0, txSlices: 0 };
+  readonly stats: NetDeviceStats = {
+    txFrames: 0,
+    txBytes: 0,
+    txDropped: 0,
+    txGso: 0,
+    txGsoBad: 0,
+    rxGso: 0,
+    rxFrames: 0,
+    rxBytes: 0,
+    rxDropped: 0,
+    txFailed: 0,
+    txSlices: 0,
+  };
   sink: FrameSink | undefined;
 
   private rx: VirtQueue | undefined;
@@ -463,7 +475,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     p.reset();
     // Only with NEEDS_CSUM: nothing then reads the payload (a checksum to verify would read it
     // from guest memory anyway, and then a copy costs little more).
-    if (this.opts.payloadsInPlace === true && ((flags & NET_HDR_F_NEEDS_CSUM) !== 0) && len >= PAYLOAD_IN_PLACE_MIN) {
+    if (this.opts.payloadsInPlace === true && (flags & NET_HDR_F_NEEDS_CSUM) !== 0 && len >= PAYLOAD_IN_PLACE_MIN) {
       const head = chain.read(NET_HDR_LEN, this.scratch, 0, HEAD_COPY);
       const at = tcpPayloadAt(this.scratch, head, len);
       if (at > 0) {
@@ -523,7 +535,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    */
   private gsoOk(gso: number, flags: number, frame: Uint8Array): boolean {
     if ((flags & NET_HDR_F_NEEDS_CSUM) === 0) return false;
-    if (((gso & NET_HDR_GSO_ECN) !== 0) && !this.hostEcn) return false;
+    if ((gso & NET_HDR_GSO_ECN) !== 0 && !this.hostEcn) return false;
     const type = gso & ~NET_HDR_GSO_ECN;
     const etherType = (frame[12]! << 8) | frame[13]!;
     if (type === NET_HDR_GSO_TCPV4) return this.hostTso4 && etherType === 0x0800 && frame.length >= 14 + 20 + 20 && frame[14 + 9] === 6;

@@ -51,12 +51,7 @@ export class ArpPacket extends WireView {
   /** Long enough, and Ethernet/IPv4 with 6-byte and 4-byte addresses (RFC 826 "?Do I have the hardware type"). */
   check(): boolean {
     if (!rangeOk(this.bytes, this.offset, this.length) || this.length < ARP_LEN) return false;
-    return (
-      this.hardwareType === ARP_HTYPE_ETHERNET &&
-      this.protocolType === ARP_PTYPE_IPV4 &&
-      this.hardwareLength === MAC_LEN &&
-      this.protocolLength === 4
-    );
+    return this.hardwareType === ARP_HTYPE_ETHERNET && this.protocolType === ARP_PTYPE_IPV4 && this.hardwareLength === MAC_LEN && this.protocolLength === 4;
   }
 
   get hardwareType(): number {

@@ -56,7 +56,7 @@ export function sumSpans(views: readonly Uint8Array[], offsets: Float64Array, le
   for (let i = start; i < start + count; i++) {
     const s = sum16(views[i]!, offsets[i]!, lengths[i]!);
     // A span starting at an odd position of the whole adds its sum byte-swapped (RFC 1071 §2(B)).
-    sum += ((at & 1) !== 0) ? ((s & 0xff) << 8) | (s >> 8) : s;
+    sum += (at & 1) !== 0 ? ((s & 0xff) << 8) | (s >> 8) : s;
     at += lengths[i]!;
   }
   return foldSum(sum);
@@ -117,27 +117,13 @@ export function pseudoHeaderSumV4(src: number, dst: number, protocol: number, le
  * Sum of the IPv6 pseudo-header: source, destination (read in place), upper-layer packet length
  * (32 bits), three zero bytes, next header.
  */
-export function pseudoHeaderSumV6(
-  src: Uint8Array,
-  srcOff: number,
-  dst: Uint8Array,
-  dstOff: number,
-  nextHeader: number,
-  length: number,
-): number {
+export function pseudoHeaderSumV6(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number, nextHeader: number, length: number): number {
   const s = sum16(src, srcOff, 16, sum16(dst, dstOff, 16));
   return foldSum(s + Math.floor(length / 0x10000) + (length & 0xffff) + nextHeader);
 }
 
 /** Verifies a TCP/UDP/ICMP-style checksum covering an IPv4 pseudo-header and `len` bytes at `off`. */
-export function verifyTransportV4(
-  b: Uint8Array,
-  off: number,
-  len: number,
-  src: number,
-  dst: number,
-  protocol: number,
-): boolean {
+export function verifyTransportV4(b: Uint8Array, off: number, len: number, src: number, dst: number, protocol: number): boolean {
   return verifyChecksum(b, off, len, pseudoHeaderSumV4(src, dst, protocol, len));
 }
 
@@ -178,13 +164,7 @@ export function checksumUpdate16(checksum: number, oldWord: number, newWord: num
 
 /** Checksum after a 32-bit value (an IPv4 address, a sequence number) changes: two word updates. */
 export function checksumUpdate32(checksum: number, oldValue: number, newValue: number): number {
-  const s = foldSum(
-    (~checksum & 0xffff) +
-      (~(oldValue >>> 16) & 0xffff) +
-      (~oldValue & 0xffff) +
-      (newValue >>> 16) +
-      (newValue & 0xffff),
-  );
+  const s = foldSum((~checksum & 0xffff) + (~(oldValue >>> 16) & 0xffff) + (~oldValue & 0xffff) + (newValue >>> 16) + (newValue & 0xffff));
   return ~s & 0xffff;
 }
 
@@ -192,14 +172,7 @@ export function checksumUpdate32(checksum: number, oldValue: number, newValue: n
  * Checksum after `len` bytes (even, at an even position of the covered data) change from the bytes at
  * `oldB[oldOff..]` to those at `newB[newOff..]`, e.g. an IPv6 address rewritten by NAT.
  */
-export function checksumUpdateBytes(
-  checksum: number,
-  oldB: Uint8Array,
-  oldOff: number,
-  newB: Uint8Array,
-  newOff: number,
-  len: number,
-): number {
+export function checksumUpdateBytes(checksum: number, oldB: Uint8Array, oldOff: number, newB: Uint8Array, newOff: number, len: number): number {
   const removed = ~sum16(oldB, oldOff, len) & 0xffff;
   const s = foldSum((~checksum & 0xffff) + removed + sum16(newB, newOff, len));
   return ~s & 0xffff;

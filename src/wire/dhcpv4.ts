@@ -319,13 +319,13 @@ export class DhcpOptionIterator {
 
   private nextArea(): boolean {
     // Order from RFC 2131 section 4.1: options, then file, then sname.
-    if (this.area === 0 && ((this.overload & 1) !== 0)) {
+    if (this.area === 0 && (this.overload & 1) !== 0) {
       this.area = 1;
       this.pos = this.packet + F.FILE;
       this.end = this.packet + F.FILE + FILE_LEN;
       return true;
     }
-    if (this.area <= 1 && ((this.overload & 2) !== 0)) {
+    if (this.area <= 1 && (this.overload & 2) !== 0) {
       this.area = 2;
       this.pos = this.packet + F.SNAME;
       this.end = this.packet + F.SNAME + SNAME_LEN;
@@ -535,15 +535,7 @@ export function dhcpPutIps(buf: Uint8Array, off: number, end: number, code: numb
 }
 
 /** An option whose value is `len` bytes copied from `src` (client id echo, opaque data). */
-export function dhcpPutBytes(
-  buf: Uint8Array,
-  off: number,
-  end: number,
-  code: number,
-  src: Uint8Array,
-  srcOff: number,
-  len: number,
-): number {
+export function dhcpPutBytes(buf: Uint8Array, off: number, end: number, code: number, src: Uint8Array, srcOff: number, len: number): number {
   if (len > 255 || !room(buf, off, end, 2 + len)) return -1;
   set8(buf, off, code);
   set8(buf, off + 1, len);

@@ -418,15 +418,7 @@ export function dhcpv6PutU32(buf: Uint8Array, off: number, end: number, code: nu
 }
 
 /** An option whose value is copied from `src` (echoing the client id). */
-export function dhcpv6PutBytes(
-  buf: Uint8Array,
-  off: number,
-  end: number,
-  code: number,
-  src: Uint8Array,
-  srcOff: number,
-  len: number,
-): number {
+export function dhcpv6PutBytes(buf: Uint8Array, off: number, end: number, code: number, src: Uint8Array, srcOff: number, len: number): number {
   if (len > 0xffff || !room(buf, off, end, OPT_HEADER_LEN + len)) return -1;
   optHeader(buf, off, code, len);
   copyBytes(buf, off + 4, src, srcOff, len);
@@ -445,13 +437,7 @@ export function dhcpv6PutDuidLl(buf: Uint8Array, off: number, end: number, code:
 }
 
 /** A list of 16-byte addresses (DNS servers, option 23). */
-export function dhcpv6PutAddresses(
-  buf: Uint8Array,
-  off: number,
-  end: number,
-  code: number,
-  addrs: readonly Uint8Array[],
-): number {
+export function dhcpv6PutAddresses(buf: Uint8Array, off: number, end: number, code: number, addrs: readonly Uint8Array[]): number {
   const len = IPV6_ADDR_LEN * addrs.length;
   if (!room(buf, off, end, OPT_HEADER_LEN + len)) return -1;
   optHeader(buf, off, code, len);

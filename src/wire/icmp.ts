@@ -73,7 +73,17 @@ export function icmpEchoRest(ident: number, seq: number): number {
  * the invoking packet (`orig[origOff, +origLen)`) as fits in `maxLength` bytes of message and in
  * `buf`. Returns the message length, or -1 when not even the header fits.
  */
-export function emitIcmpErrorUnsummed(buf: Uint8Array, off: number, type: number, code: number, rest: number, orig: Uint8Array, origOff: number, origLen: number, maxLength: number): number {
+export function emitIcmpErrorUnsummed(
+  buf: Uint8Array,
+  off: number,
+  type: number,
+  code: number,
+  rest: number,
+  orig: Uint8Array,
+  origOff: number,
+  origLen: number,
+  maxLength: number,
+): number {
   if (!rangeOk(buf, off, ICMP_HEADER_LEN)) return -1;
   const quoted = Math.max(0, Math.min(origLen, maxLength - ICMP_HEADER_LEN, buf.length - off - ICMP_HEADER_LEN));
   copyBytes(buf, off + ICMP_HEADER_LEN, orig, origOff, quoted);

@@ -107,15 +107,7 @@ export class Icmpv6Packet extends IcmpHeaderView {
 }
 
 /** The checksum of an ICMPv6 message whose checksum field is zero. */
-export function icmpv6Checksum(
-  b: Uint8Array,
-  off: number,
-  len: number,
-  src: Uint8Array,
-  srcOff: number,
-  dst: Uint8Array,
-  dstOff: number,
-): number {
+export function icmpv6Checksum(b: Uint8Array, off: number, len: number, src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number): number {
   return internetChecksum(b, off, len, pseudoHeaderSumV6(src, srcOff, dst, dstOff, IpProtocol.ICMPV6, len));
 }
 

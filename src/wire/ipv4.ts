@@ -372,12 +372,7 @@ const optionIterator = new Ipv4OptionIterator();
  * structure, "each option must appear at most once" except NOP (RFC 791), record route and
  * timestamp lengths, pointers and flags, router alert value 0 (RFC 2113 section 2.1).
  */
-export function parseIpv4Options(
-  bytes: Uint8Array,
-  headerOffset: number,
-  headerLength: number,
-  out: Ipv4OptionsInfo,
-): number {
+export function parseIpv4Options(bytes: Uint8Array, headerOffset: number, headerLength: number, out: Ipv4OptionsInfo): number {
   out.reset();
   const it = optionIterator.at(bytes, headerOffset, headerLength);
   seenOptionTypes.fill(0);
@@ -708,7 +703,7 @@ export function ipv4PrefixMask(prefixLength: number): number {
 }
 export function ipv4InSubnet(addr: number, network: number, prefixLength: number): boolean {
   const mask = ipv4PrefixMask(prefixLength);
-  return ((addr & mask) >>> 0) === ((network & mask) >>> 0);
+  return (addr & mask) >>> 0 === (network & mask) >>> 0;
 }
 /** The directed broadcast address of a subnet. */
 export function ipv4SubnetBroadcast(network: number, prefixLength: number): number {

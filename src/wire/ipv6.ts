@@ -323,15 +323,7 @@ const optionIterator = new Ipv6OptionIterator();
 /** Walks the header chain of a checked IPv6 packet at `ipOffset` (see walkIpv6HeadersFrom). */
 export function walkIpv6Headers(bytes: Uint8Array, ipOffset: number, out: Ipv6HeaderChain): Ipv6ChainResult {
   const end = ipOffset + IPV6_HEADER_LEN + get16(bytes, ipOffset + F.PAYLOAD_LENGTH);
-  return walkIpv6HeadersFrom(
-    bytes,
-    ipOffset,
-    ipOffset + IPV6_HEADER_LEN,
-    end,
-    get8(bytes, ipOffset + F.NEXT_HEADER),
-    ipOffset + F.NEXT_HEADER,
-    out,
-  );
+  return walkIpv6HeadersFrom(bytes, ipOffset, ipOffset + IPV6_HEADER_LEN, end, get8(bytes, ipOffset + F.NEXT_HEADER), ipOffset + F.NEXT_HEADER, out);
 }
 
 /**
@@ -413,14 +405,7 @@ function problem(out: Ipv6HeaderChain, code: number, pointer: number): Ipv6Chain
   return (out.result = Ipv6ChainResult.PARAM_PROBLEM);
 }
 
-function processOptions(
-  bytes: Uint8Array,
-  ipOffset: number,
-  hdr: number,
-  len: number,
-  hopByHop: boolean,
-  out: Ipv6HeaderChain,
-): Ipv6ChainResult {
+function processOptions(bytes: Uint8Array, ipOffset: number, hdr: number, len: number, hopByHop: boolean, out: Ipv6HeaderChain): Ipv6ChainResult {
   const it = optionIterator.at(bytes, hdr, len);
   while (it.next()) {
     if (hopByHop && it.type === Ipv6OptionType.ROUTER_ALERT) {
@@ -509,12 +494,7 @@ export function emitIpv6FragmentHeader(buf: Uint8Array, off: number, repr: Ipv6F
  * Writes an 8-byte Hop-by-Hop header holding a router alert option (RFC 2711) and a PadN, as MLD
  * messages carry (RFC 3810 section 5); returns 8, or -1 when the buffer is too small.
  */
-export function emitIpv6RouterAlertHopByHop(
-  buf: Uint8Array,
-  off: number,
-  nextHeader: number,
-  value: number = Ipv6RouterAlert.MLD,
-): number {
+export function emitIpv6RouterAlertHopByHop(buf: Uint8Array, off: number, nextHeader: number, value: number = Ipv6RouterAlert.MLD): number {
   if (!rangeOk(buf, off, 8)) return -1;
   set8(buf, off, nextHeader);
   set8(buf, off + 1, 0);
@@ -535,13 +515,9 @@ export const IPV6_ALL_NODES: Uint8Array = Uint8Array.of(0xff, 2, 0, 0, 0, 0, 0, 
 /** ff02::2 */
 export const IPV6_ALL_ROUTERS: Uint8Array = Uint8Array.of(0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2);
 /** ff02::16, where MLDv2 reports go (RFC 3810 section 5.2.14). */
-export const IPV6_ALL_MLDV2_ROUTERS: Uint8Array = Uint8Array.of(
-  0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x16,
-);
+export const IPV6_ALL_MLDV2_ROUTERS: Uint8Array = Uint8Array.of(0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x16);
 /** ff02::1:2, DHCPv6 servers and relay agents (RFC 8415 section 7.1). */
-export const IPV6_ALL_DHCP_AGENTS: Uint8Array = Uint8Array.of(
-  0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2,
-);
+export const IPV6_ALL_DHCP_AGENTS: Uint8Array = Uint8Array.of(0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2);
 
 export function ipv6Equal(a: Uint8Array, aOff: number, b: Uint8Array, bOff: number): boolean {
   return bytesEqual(a, aOff, b, bOff, IPV6_ADDR_LEN);
@@ -588,13 +564,7 @@ export function ipv6SolicitedNode(dst: Uint8Array, dstOff: number, addr: Uint8Ar
 }
 
 /** The first `prefixLength` bits of a and b are equal. */
-export function ipv6PrefixEqual(
-  a: Uint8Array,
-  aOff: number,
-  b: Uint8Array,
-  bOff: number,
-  prefixLength: number,
-): boolean {
+export function ipv6PrefixEqual(a: Uint8Array, aOff: number, b: Uint8Array, bOff: number, prefixLength: number): boolean {
   const whole = prefixLength >>> 3;
   if (!bytesEqual(a, aOff, b, bOff, whole)) return false;
   const bits = prefixLength & 7;
@@ -623,7 +593,7 @@ export function formatIpv6(b: Uint8Array, off = 0): string {
   // Find the longest run (length >= 2) of zero words; the first wins a tie.
   let bestStart = -1;
   let bestLen = 1;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (get16(b, off + 2 * i) !== 0) {
       i++;
       continue;

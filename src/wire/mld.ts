@@ -233,13 +233,7 @@ export interface MldRecordRepr {
 }
 
 /** Writes an MLDv2 report (no auxiliary data); returns its length or -1. */
-export function emitMldv2Report(
-  buf: Uint8Array,
-  off: number,
-  records: MldRecordRepr[],
-  src: Uint8Array,
-  dst: Uint8Array,
-): number {
+export function emitMldv2Report(buf: Uint8Array, off: number, records: MldRecordRepr[], src: Uint8Array, dst: Uint8Array): number {
   let len = F.RECORDS;
   for (const r of records) len += MLDV2_RECORD_MIN_LEN + IPV6_ADDR_LEN * r.sources.length;
   if (!rangeOk(buf, off, len)) return -1;

@@ -119,13 +119,7 @@ export function decodeDnsName(buf: Uint8Array, off: number, end: number, base: n
  * Reads the names filling [off, off + len). `padded` allows trailing zero bytes (NDP DNSSL pads the
  * option to 8 bytes). Returns null when malformed.
  */
-export function decodeDnsNameList(
-  buf: Uint8Array,
-  off: number,
-  len: number,
-  compressed: boolean,
-  padded: boolean,
-): string[] | null {
+export function decodeDnsNameList(buf: Uint8Array, off: number, len: number, compressed: boolean, padded: boolean): string[] | null {
   const out: string[] = [];
   const end = off + len;
   let pos = off;

@@ -471,17 +471,10 @@ export function emitNdpDnsslOption(buf: Uint8Array, off: number, lifetime: numbe
  * Redirected header option: 8 + as much of the invoking packet as fits in `maxLength` bytes of
  * option, rounded down to a multiple of 8 (RFC 4861 section 4.6.3).
  */
-export function emitNdpRedirectedHeaderOption(
-  buf: Uint8Array,
-  off: number,
-  orig: Uint8Array,
-  origOff: number,
-  origLen: number,
-  maxLength: number,
-): number {
+export function emitNdpRedirectedHeaderOption(buf: Uint8Array, off: number, orig: Uint8Array, origOff: number, origLen: number, maxLength: number): number {
   const room = Math.min(maxLength, buf.length - off, 255 * 8);
   // Whole option is a multiple of 8; pad the quoted bytes with zeros up to it.
-  const quoted = Math.max(0, Math.min(origLen, ((room - O.DATA) & ~7)));
+  const quoted = Math.max(0, Math.min(origLen, (room - O.DATA) & ~7));
   const len = (O.DATA + quoted + 7) & ~7;
   if (len > room || !rangeOk(buf, off, len)) return -1;
   set8(buf, off + O.TYPE, NdpOptionType.REDIRECTED_HEADER);
@@ -502,13 +495,7 @@ export interface NdpNeighborSolicitRepr {
   sourceMac?: Uint8Array;
 }
 
-export function emitNdpNeighborSolicit(
-  buf: Uint8Array,
-  off: number,
-  repr: NdpNeighborSolicitRepr,
-  src: Uint8Array,
-  dst: Uint8Array,
-): number {
+export function emitNdpNeighborSolicit(buf: Uint8Array, off: number, repr: NdpNeighborSolicitRepr, src: Uint8Array, dst: Uint8Array): number {
   const len = NDP_NS_LEN + (repr.sourceMac ? 8 : 0);
   if (!rangeOk(buf, off, len)) return -1;
   header(buf, off, Icmpv6Type.NEIGHBOR_SOLICIT);
@@ -527,18 +514,11 @@ export interface NdpNeighborAdvertRepr {
   targetMac?: Uint8Array;
 }
 
-export function emitNdpNeighborAdvert(
-  buf: Uint8Array,
-  off: number,
-  repr: NdpNeighborAdvertRepr,
-  src: Uint8Array,
-  dst: Uint8Array,
-): number {
+export function emitNdpNeighborAdvert(buf: Uint8Array, off: number, repr: NdpNeighborAdvertRepr, src: Uint8Array, dst: Uint8Array): number {
   const len = NDP_NA_LEN + (repr.targetMac ? 8 : 0);
   if (!rangeOk(buf, off, len)) return -1;
   header(buf, off, Icmpv6Type.NEIGHBOR_ADVERT);
-  const flags =
-    (repr.router ? NdpNaFlags.ROUTER : 0) | (repr.solicited ? NdpNaFlags.SOLICITED : 0) | (repr.override ? NdpNaFlags.OVERRIDE : 0);
+  const flags = (repr.router ? NdpNaFlags.ROUTER : 0) | (repr.solicited ? NdpNaFlags.SOLICITED : 0) | (repr.override ? NdpNaFlags.OVERRIDE : 0);
   set32(buf, off + F.NA_FLAGS, (flags << 24) >>> 0);
   copyBytes(buf, off + F.TARGET, repr.target, 0, IPV6_ADDR_LEN);
   if (repr.targetMac) emitNdpLinkLayerOption(buf, off + NDP_NA_LEN, NdpOptionType.TARGET_LL_ADDR, repr.targetMac);
@@ -550,13 +530,7 @@ export interface NdpRouterSolicitRepr {
   sourceMac?: Uint8Array;
 }
 
-export function emitNdpRouterSolicit(
-  buf: Uint8Array,
-  off: number,
-  repr: NdpRouterSolicitRepr,
-  src: Uint8Array,
-  dst: Uint8Array,
-): number {
+export function emitNdpRouterSolicit(buf: Uint8Array, off: number, repr: NdpRouterSolicitRepr, src: Uint8Array, dst: Uint8Array): number {
   const len = NDP_RS_LEN + (repr.sourceMac ? 8 : 0);
   if (!rangeOk(buf, off, len)) return -1;
   header(buf, off, Icmpv6Type.ROUTER_SOLICIT);
@@ -583,21 +557,11 @@ export interface NdpRouterAdvertRepr {
 }
 
 /** Options are written in a fixed order: prefixes, MTU, source link-layer, RDNSS, DNSSL. */
-export function emitNdpRouterAdvert(
-  buf: Uint8Array,
-  off: number,
-  repr: NdpRouterAdvertRepr,
-  src: Uint8Array,
-  dst: Uint8Array,
-): number {
+export function emitNdpRouterAdvert(buf: Uint8Array, off: number, repr: NdpRouterAdvertRepr, src: Uint8Array, dst: Uint8Array): number {
   if (!rangeOk(buf, off, NDP_RA_LEN)) return -1;
   header(buf, off, Icmpv6Type.ROUTER_ADVERT);
   set8(buf, off + F.CUR_HOP_LIMIT, repr.curHopLimit);
-  set8(
-    buf,
-    off + F.RA_FLAGS,
-    (repr.managed ? NdpRaFlags.MANAGED : 0) | (repr.other ? NdpRaFlags.OTHER : 0) | (((repr.preference ?? 0) & 3) << 3),
-  );
+  set8(buf, off + F.RA_FLAGS, (repr.managed ? NdpRaFlags.MANAGED : 0) | (repr.other ? NdpRaFlags.OTHER : 0) | (((repr.preference ?? 0) & 3) << 3));
   set16(buf, off + F.ROUTER_LIFETIME, repr.routerLifetime);
   set32(buf, off + F.REACHABLE_TIME, repr.reachableTime);
   set32(buf, off + F.RETRANS_TIMER, repr.retransTimer);
@@ -621,14 +585,7 @@ export interface NdpRedirectRepr {
 }
 
 /** `maxLength` bounds the message (1280 - 40 so the packet stays within the minimum MTU). */
-export function emitNdpRedirect(
-  buf: Uint8Array,
-  off: number,
-  repr: NdpRedirectRepr,
-  src: Uint8Array,
-  dst: Uint8Array,
-  maxLength = 1240,
-): number {
+export function emitNdpRedirect(buf: Uint8Array, off: number, repr: NdpRedirectRepr, src: Uint8Array, dst: Uint8Array, maxLength = 1240): number {
   if (!rangeOk(buf, off, NDP_REDIRECT_LEN)) return -1;
   header(buf, off, Icmpv6Type.REDIRECT);
   set32(buf, off + F.RESERVED, 0);

@@ -173,7 +173,7 @@ export class TcpSegment extends WireView {
   /** Sequence space the segment occupies: payload plus one each for SYN and FIN. */
   get segmentLength(): number {
     const f = this.flags;
-    return this.payloadLength + (((f & TcpFlags.SYN) !== 0) ? 1 : 0) + (((f & TcpFlags.FIN) !== 0) ? 1 : 0);
+    return this.payloadLength + ((f & TcpFlags.SYN) !== 0 ? 1 : 0) + ((f & TcpFlags.FIN) !== 0 ? 1 : 0);
   }
 
   /** Parses the options into `out`; see parseTcpOptions. */
@@ -305,7 +305,8 @@ export function parseTcpOptions(bytes: Uint8Array, off: number, len: number, out
 export function tcpOptionsLength(opts: TcpOptions): number {
   let n = 0;
   if (opts.mss >= 0) n += 4;
-  if (opts.timestamp) n += 12; // sack-permitted rides in the timestamp's padding
+  if (opts.timestamp)
+    n += 12; // sack-permitted rides in the timestamp's padding
   else if (opts.sackPermitted) n += 4;
   if (opts.windowScale >= 0) n += 4;
   if (opts.sackCount > 0) n += 4 + 8 * opts.sackCount;
@@ -443,4 +444,3 @@ export function formatTcpFlags(flags: number): string {
   if ((flags & TcpFlags.ACK) !== 0) s += '.';
   return s.length > 0 ? s : 'none';
 }
-

@@ -46,19 +46,8 @@ function hex(s: string): Uint8Array {
 // vendor class "udhcp 1.36.1", end; zero-padded to 300 bytes like udhcpc does.
 const UDHCPC_DISCOVER = (() => {
   const fixed =
-    '01010600 3903f326 0000 0000 00000000 00000000 00000000 00000000' +
-    '525400123456 00000000000000000000' +
-    '00'.repeat(64) +
-    '00'.repeat(128) +
-    '63825363';
-  const options =
-    '350101' +
-    '3d07 01525400123456' +
-    '3902 0240' +
-    '370c 0103060c0f1c2a33363a3b77' +
-    '0c03 766d31' +
-    '3c0c 756468637020312e33362e31' +
-    'ff';
+    '01010600 3903f326 0000 0000 00000000 00000000 00000000 00000000' + '525400123456 00000000000000000000' + '00'.repeat(64) + '00'.repeat(128) + '63825363';
+  const options = '350101' + '3d07 01525400123456' + '3902 0240' + '370c 0103060c0f1c2a33363a3b77' + '0c03 766d31' + '3c0c 756468637020312e33362e31' + 'ff';
   const b = new Uint8Array(300);
   b.set(hex(fixed + options));
   return b;
@@ -226,7 +215,10 @@ t.test('without search domains there is no option 15 or 119; short replies are p
   t.same(parse(out, r2).codes, [53, 54, 51, 58, 59, 1, 3, 6, 28, 26]);
   t.equal(r2.length, 300, 'BOOTP minimum (RFC 1542)');
   t.equal(out[295], 255, 'END');
-  t.ok(out.subarray(296, 300).every((b) => b === 0), 'zeros after END');
+  t.ok(
+    out.subarray(296, 300).every((b) => b === 0),
+    'zeros after END',
+  );
 });
 
 t.test('REQUEST (SELECTING) → ACK, then the lease is bound', async (t) => {
@@ -406,7 +398,10 @@ t.test('pool exhaustion with a /28: eleven offers, then none', async (t) => {
   const { send, server } = rig(config({ ipv4: v4 }), { logger });
   const got: number[] = [];
   for (let i = 0; i < 11; i++) got.push(send(build({ type: DhcpMessageType.DISCOVER, mac: Uint8Array.of(2, 0, 0, 0, 0, i) }))!.p.yiaddr);
-  t.same(got.map(formatIpv4), Array.from({ length: 11 }, (_, i) => `192.168.7.${4 + i}`));
+  t.same(
+    got.map(formatIpv4),
+    Array.from({ length: 11 }, (_, i) => `192.168.7.${4 + i}`),
+  );
   const o = send(build({ type: DhcpMessageType.DISCOVER, mac: Uint8Array.of(2, 0, 0, 0, 0, 99) }));
   t.equal(o, undefined, 'no offer');
   t.equal(server.stats.poolExhausted, 1);
@@ -531,18 +526,48 @@ t.test('malformed messages are counted and dropped', async (t) => {
     f(b);
     return b;
   };
-  drop(bad((b) => (b[236] = 0x64)), 'bad cookie');
-  drop(bad((b) => (b[0] = DhcpOp.BOOTREPLY)), 'BOOTREPLY');
-  drop(bad((b) => (b[1] = 6)), 'htype 6');
-  drop(bad((b) => (b[2] = 16)), 'hlen 16');
-  drop(bad((b) => (b[240] = 0)), 'option 53 replaced by a PAD: no message type (then 01 01 is a bogus option)');
-  drop(bad((b) => (b[241] = 2)), 'option 53 of length 2');
-  drop(bad((b) => (b[242] = 0)), 'message type 0');
-  drop(bad((b) => (b[242] = 9)), 'message type 9');
+  drop(
+    bad((b) => (b[236] = 0x64)),
+    'bad cookie',
+  );
+  drop(
+    bad((b) => (b[0] = DhcpOp.BOOTREPLY)),
+    'BOOTREPLY',
+  );
+  drop(
+    bad((b) => (b[1] = 6)),
+    'htype 6',
+  );
+  drop(
+    bad((b) => (b[2] = 16)),
+    'hlen 16',
+  );
+  drop(
+    bad((b) => (b[240] = 0)),
+    'option 53 replaced by a PAD: no message type (then 01 01 is a bogus option)',
+  );
+  drop(
+    bad((b) => (b[241] = 2)),
+    'option 53 of length 2',
+  );
+  drop(
+    bad((b) => (b[242] = 0)),
+    'message type 0',
+  );
+  drop(
+    bad((b) => (b[242] = 9)),
+    'message type 9',
+  );
   drop(build({ type: DhcpMessageType.OFFER }), 'a server message type');
   drop(build({ type: DhcpMessageType.ACK }), 'ACK from a client');
-  drop(bad((b) => (b[244] = 250)), 'client id longer than the message');
-  drop(bad((b) => b.fill(0x37, 288)), 'trailing garbage where END was: an option runs off the end');
+  drop(
+    bad((b) => (b[244] = 250)),
+    'client id longer than the message',
+  );
+  drop(
+    bad((b) => b.fill(0x37, 288)),
+    'trailing garbage where END was: an option runs off the end',
+  );
   const noType = build({ type: 1 });
   noType[240] = DhcpOption.HOSTNAME;
   drop(noType, 'no option 53');
@@ -582,7 +607,11 @@ t.test('fast-check: random input never throws and never writes past `out`', asyn
   // Structured: a valid fixed part and well-formed options with random values (the addresses
   // mostly ours, so that every message type reaches its lease logic), sometimes junk after them.
   const header = UDHCPC_DISCOVER.slice(0, 240);
-  const addr = fc.oneof(fc.integer({ min: 13, max: 20 }).map((h) => ipv4(10, 0, 2, h)), fc.constant(0), fc.integer({ min: 0, max: 0xffffffff }));
+  const addr = fc.oneof(
+    fc.integer({ min: 13, max: 20 }).map((h) => ipv4(10, 0, 2, h)),
+    fc.constant(0),
+    fc.integer({ min: 0, max: 0xffffffff }),
+  );
   const ipBytes = addr.map((a) => Uint8Array.of(a >>> 24, a >>> 16, a >>> 8, a));
   const option = fc.oneof(
     fc.record({ code: fc.constantFrom(50, 54), value: fc.oneof(ipBytes, fc.constant(Uint8Array.of(10, 0, 2, 2))) }),

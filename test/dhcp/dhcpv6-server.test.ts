@@ -69,7 +69,7 @@ interface Reply {
 
 function parseOpts(b: Uint8Array): Map<number, Uint8Array[]> {
   const m = new Map<number, Uint8Array[]>();
-  for (let p = 0; p < b.length; ) {
+  for (let p = 0; p < b.length;) {
     if (p + 4 > b.length) throw new Error('truncated option header');
     const code = get16(b, p);
     const len = get16(b, p + 2);
@@ -190,15 +190,7 @@ t.test('without Rapid Commit: ADVERTISE (preference 255), then REQUEST binds the
   const offered = parseIaNa(one(adv.opts, O.IA_NA)).addrs[0]!.addr;
   checkInformation(t, adv);
 
-  const req = msg(
-    T.REQUEST,
-    0x0a0b0c,
-    clientId(NETWORKD_DUID),
-    serverId(),
-    iaNa(NETWORKD_IAID, iaAddr(parseIpv6(offered)!)),
-    elapsed(),
-    oro(23, 24),
-  );
+  const req = msg(T.REQUEST, 0x0a0b0c, clientId(NETWORKD_DUID), serverId(), iaNa(NETWORKD_IAID, iaAddr(parseIpv6(offered)!)), elapsed(), oro(23, 24));
   const rep = ask(s, req, 5000)!;
   t.equal(rep.type, T.REPLY);
   checkIds(t, rep, 0x0a0b0c, NETWORKD_DUID);
@@ -216,15 +208,7 @@ t.test('without Rapid Commit: ADVERTISE (preference 255), then REQUEST binds the
 
 t.test('IA_PD and IA_TA are refused in the IA, IA_NA served next to them', async (t) => {
   const s = server({ stateful: true, rapidCommit: false });
-  const m = msg(
-    T.SOLICIT,
-    7,
-    clientId(GUEST_DUID_LL),
-    iaNa(1),
-    opt(O.IA_PD, u32(9), u32(0), u32(0)),
-    opt(O.IA_TA, u32(3)),
-    elapsed(),
-  );
+  const m = msg(T.SOLICIT, 7, clientId(GUEST_DUID_LL), iaNa(1), opt(O.IA_PD, u32(9), u32(0), u32(0)), opt(O.IA_TA, u32(3)), elapsed());
   const r = ask(s, m)!;
   t.equal(r.type, T.ADVERTISE);
   t.equal(parseIaNa(one(r.opts, O.IA_NA)).addrs.length, 1);
@@ -341,7 +325,11 @@ t.test('stateless (default): SOLICIT gets only NoAddrsAvail; INFORMATION-REQUEST
   t.equal(adv.type, T.ADVERTISE, 'never a Rapid Commit REPLY without addresses');
   checkIds(t, adv, 0x5a1b2c, NETWORKD_DUID);
   t.equal(status(adv), S.NO_ADDRS_AVAIL);
-  t.same([...adv.opts.keys()].sort((a, b) => a - b), [O.CLIENTID, O.SERVERID, O.STATUS_CODE], 'and nothing else');
+  t.same(
+    [...adv.opts.keys()].sort((a, b) => a - b),
+    [O.CLIENTID, O.SERVERID, O.STATUS_CODE],
+    'and nothing else',
+  );
   t.equal(s.leaseCount, 0);
 
   // odhcp6c: client id DUID-LL, ORO with DNS, domains, refresh time, NTP; elapsed time.
@@ -410,8 +398,7 @@ t.test('messages RFC 8415 section 16 says to discard are dropped and counted', a
 t.test('the lease table is bounded; expired leases and held offers make room', async (t) => {
   const s = server({ stateful: true, maxLeases: 3 });
   const duid = (i: number): Uint8Array => Uint8Array.of(0, 3, 0, 1, 2, 0, 0, 0, 0, i);
-  const solicit = (i: number, rapid: boolean): Uint8Array =>
-    msg(T.SOLICIT, i, clientId(duid(i)), iaNa(1), elapsed(), ...(rapid ? [opt(O.RAPID_COMMIT)] : []));
+  const solicit = (i: number, rapid: boolean): Uint8Array => msg(T.SOLICIT, i, clientId(duid(i)), iaNa(1), elapsed(), ...(rapid ? [opt(O.RAPID_COMMIT)] : []));
   for (let i = 0; i < 3; i++) t.equal(ask(s, solicit(i, true), 0)!.type, T.REPLY, `client ${i} bound`);
   t.equal(s.leaseCount, 3);
   const full = ask(s, solicit(3, true), 1000)!;
@@ -477,9 +464,7 @@ t.test('random payloads never throw, and every answer parses', async (t) => {
     fc.constant(opt(O.RAPID_COMMIT)),
   );
   fc.assert(
-    fc.property(fc.integer({ min: 0, max: 15 }), fc.array(anyOpt, { maxLength: 8 }), fc.nat(1e9), (type, opts, now) =>
-      check(msg(type, 42, ...opts), now),
-    ),
+    fc.property(fc.integer({ min: 0, max: 15 }), fc.array(anyOpt, { maxLength: 8 }), fc.nat(1e9), (type, opts, now) => check(msg(type, 42, ...opts), now)),
     { numRuns: 3000 },
   );
   t.pass();

@@ -57,11 +57,42 @@ const AUDIT_ARCH_X86_64 = 0xc000003e;
 const AUDIT_ARCH_I386 = 0x40000003;
 /** x86_64 syscall numbers used below. */
 const NR = {
-  read: 0, write: 1, open: 2, close: 3, mmap: 9, mprotect: 10, ioctl: 16, socket: 41, sendmsg: 46,
-  recvmsg: 47, setsockopt: 54, clone: 56, fork: 57, vfork: 58, execve: 59, creat: 85, unlink: 87,
-  ptrace: 101, setuid: 105, capset: 126, mknod: 133, prctl: 157, mount: 165, futex: 202,
-  epoll_wait: 232, openat: 257, unshare: 272, process_vm_readv: 310, execveat: 322, bpf: 321,
-  io_uring_setup: 425, clone3: 435, openat2: 437, mkdir: 83, rename: 82, chmod: 90,
+  read: 0,
+  write: 1,
+  open: 2,
+  close: 3,
+  mmap: 9,
+  mprotect: 10,
+  ioctl: 16,
+  socket: 41,
+  sendmsg: 46,
+  recvmsg: 47,
+  setsockopt: 54,
+  clone: 56,
+  fork: 57,
+  vfork: 58,
+  execve: 59,
+  creat: 85,
+  unlink: 87,
+  ptrace: 101,
+  setuid: 105,
+  capset: 126,
+  mknod: 133,
+  prctl: 157,
+  mount: 165,
+  futex: 202,
+  epoll_wait: 232,
+  openat: 257,
+  unshare: 272,
+  process_vm_readv: 310,
+  execveat: 322,
+  bpf: 321,
+  io_uring_setup: 425,
+  clone3: 435,
+  openat2: 437,
+  mkdir: 83,
+  rename: 82,
+  chmod: 90,
 } as const;
 type Verdict = 'allow' | 'kill' | `errno ${number}`;
 
@@ -73,13 +104,15 @@ function runFilter(prog: Uint8Array, nr: number, args: readonly bigint[] = [], a
   args.forEach((a, i) => data.writeBigUInt64LE(BigInt.asUintN(64, a), 16 + 8 * i));
   const p = Buffer.from(prog.buffer, prog.byteOffset, prog.byteLength);
   let acc = 0;
-  for (let pc = 0; pc < p.length / 8; ) {
+  for (let pc = 0; pc < p.length / 8;) {
     const code = p.readUInt16LE(pc * 8);
     const jt = p[pc * 8 + 2]!;
     const jf = p[pc * 8 + 3]!;
     const k = p.readUInt32LE(pc * 8 + 4);
-    if (code === 0x20) acc = data.readUInt32LE(k); // LD W ABS
-    else if (code === 0x54) acc = (acc & k) >>> 0; // ALU AND K
+    if (code === 0x20)
+      acc = data.readUInt32LE(k); // LD W ABS
+    else if (code === 0x54)
+      acc = (acc & k) >>> 0; // ALU AND K
     else if (code === 0x06) {
       // RET K
       const action = (k & 0xffff0000) >>> 0;
@@ -110,7 +143,24 @@ t.test('the seccomp filter on chosen calls', async (t) => {
   t.equal(runFilter(prog, NR.read, [], AUDIT_ARCH_I386), 'kill', 'even a harmless call');
   t.equal(run(0x40000000 | NR.execve), ENOSYS, 'x32 execve: refused');
   t.equal(run(0x40000000 | NR.read), ENOSYS, 'x32 read: refused');
-  for (const name of ['execve', 'execveat', 'fork', 'vfork', 'ptrace', 'process_vm_readv', 'mount', 'unshare', 'bpf', 'setuid', 'capset', 'mknod', 'creat', 'mkdir', 'rename', 'chmod'] as const) {
+  for (const name of [
+    'execve',
+    'execveat',
+    'fork',
+    'vfork',
+    'ptrace',
+    'process_vm_readv',
+    'mount',
+    'unshare',
+    'bpf',
+    'setuid',
+    'capset',
+    'mknod',
+    'creat',
+    'mkdir',
+    'rename',
+    'chmod',
+  ] as const) {
     t.equal(run(NR[name]), EPERM, `${name}: EPERM`);
   }
   for (const name of ['clone3', 'openat2', 'io_uring_setup'] as const) t.equal(run(NR[name]), ENOSYS, `${name}: ENOSYS`);
@@ -122,7 +172,14 @@ t.test('the seccomp filter on chosen calls', async (t) => {
   t.equal(run(NR.open, 0, O.RDONLY | O.CLOEXEC), 'allow', 'open O_RDONLY');
   t.equal(run(NR.open, 0, O.PATH | O.CLOEXEC), 'allow', 'open O_PATH');
   t.equal(run(NR.open, 0, 0xffffffff00000000n), 'allow', 'high half of the flags ignored (as the kernel does)');
-  for (const [what, flags] of [['O_WRONLY', O.WRONLY], ['O_RDWR', O.RDWR], ['O_CREAT', O.CREAT], ['O_TRUNC', O.TRUNC], ['O_APPEND|O_WRONLY', O.APPEND | O.WRONLY], ['O_TMPFILE|O_RDWR', O.TMPFILE | O.RDWR]] as const) {
+  for (const [what, flags] of [
+    ['O_WRONLY', O.WRONLY],
+    ['O_RDWR', O.RDWR],
+    ['O_CREAT', O.CREAT],
+    ['O_TRUNC', O.TRUNC],
+    ['O_APPEND|O_WRONLY', O.APPEND | O.WRONLY],
+    ['O_TMPFILE|O_RDWR', O.TMPFILE | O.RDWR],
+  ] as const) {
     t.equal(run(NR.open, 0, flags), EPERM, `open ${what}: EPERM`);
     t.equal(run(NR.openat, -100, 0, flags), EPERM, `openat ${what}: EPERM`);
   }
@@ -154,7 +211,15 @@ t.test('the seccomp filter on chosen calls', async (t) => {
 
   t.equal(run(NR.setsockopt, 3, 0, 3), EPERM, 'IP_HDRINCL: EPERM');
   t.equal(run(NR.setsockopt, 3, 41, 36), EPERM, 'IPV6_HDRINCL: EPERM');
-  for (const [what, level, name] of [['IP_TTL', 0, 2], ['IP_RECVERR', 0, 11], ['IPV6_RECVERR', 41, 25], ['SO_REUSEADDR', 1, 2], ['TCP_NODELAY', 6, 1], ['IPv6 option 3', 41, 3], ['SOL_SOCKET 36', 1, 36]] as const) {
+  for (const [what, level, name] of [
+    ['IP_TTL', 0, 2],
+    ['IP_RECVERR', 0, 11],
+    ['IPV6_RECVERR', 41, 25],
+    ['SO_REUSEADDR', 1, 2],
+    ['TCP_NODELAY', 6, 1],
+    ['IPv6 option 3', 41, 3],
+    ['SOL_SOCKET 36', 1, 36],
+  ] as const) {
     t.equal(run(NR.setsockopt, 3, level, name), 'allow', `${what}: allowed`);
   }
 });

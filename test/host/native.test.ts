@@ -96,8 +96,16 @@ t.test('sendMany: one sendmmsg, each datagram with its own bytes and TTL (host l
   const got: [string, number][] = [];
   const b = new Uint8Array(64);
   const info = newRecvInfo();
-  for (let n; (n = hostnet.recvFrom(rx, 4, b, 0, b.length, info)) >= 0; ) got.push([new TextDecoder().decode(b.subarray(0, n)), info.ttl]);
-  t.same(got, [['alpha', 7], ['beta', 64], ['gamma', 200]], 'in order, each with its TTL (-1: the default)');
+  for (let n; (n = hostnet.recvFrom(rx, 4, b, 0, b.length, info)) >= 0;) got.push([new TextDecoder().decode(b.subarray(0, n)), info.ttl]);
+  t.same(
+    got,
+    [
+      ['alpha', 7],
+      ['beta', 64],
+      ['gamma', 200],
+    ],
+    'in order, each with its TTL (-1: the default)',
+  );
   t.equal(hostnet.SEND_MANY_MAX, 64);
   t.throws(() => hostnet.sendMany(tx, 4, buf, offsets, lengths, ttls, 2, 3), RangeError, 'entries past the arrays');
   t.throws(() => hostnet.sendMany(tx, 4, buf, offsets, lengths, ttls, 0, 1), RangeError, 'a datagram outside buf');
@@ -228,9 +236,7 @@ t.test('in network namespaces', { skip: skipReason ?? false }, async (t) => {
   const loRun = runChild(NS.lo, 'lo');
   loRun.catch(() => {});
   const haveSetpriv = spawnSync('setpriv', ['--version'], { stdio: 'ignore' }).status === 0;
-  const norawRun = haveSetpriv
-    ? runChild(NS.lo, 'noraw', {}, ['setpriv', '--inh-caps=-net_raw', '--bounding-set=-net_raw'])
-    : null;
+  const norawRun = haveSetpriv ? runChild(NS.lo, 'noraw', {}, ['setpriv', '--inh-caps=-net_raw', '--bounding-set=-net_raw']) : null;
   norawRun?.catch(() => {});
   setupRouted();
   await waitLinksUp();
@@ -330,7 +336,11 @@ t.test('in network namespaces', { skip: skipReason ?? false }, async (t) => {
       const err = o.err as Record<string, unknown>;
       t.equal(o.sent, 11);
       t.equal(o.first, 'ECONNREFUSED', 'recvFrom reports the pending error once');
-      t.match(err, { n: 11, errno: 'ECONNREFUSED', origin, type, code, info: 0, offender: addr, dst: addr, dstPort: o.closedPort }, 'port unreachable in the error queue');
+      t.match(
+        err,
+        { n: 11, errno: 'ECONNREFUSED', origin, type, code, info: 0, offender: addr, dst: addr, dstPort: o.closedPort },
+        'port unreachable in the error queue',
+      );
       t.same(err.payloadHead, Array.from(new TextEncoder().encode('knock kn')), 'payload: our UDP payload');
       t.equal(o.afterErr, 'EAGAIN', 'error queue drained');
       t.equal(o.afterRecv, 'EAGAIN', 'no error pending any more');
@@ -436,17 +446,41 @@ t.test('in network namespaces', { skip: skipReason ?? false }, async (t) => {
   const ICMP = hostnet.SO_EE_ORIGIN_ICMP;
   const ICMP6 = hostnet.SO_EE_ORIGIN_ICMP6;
   const errCases: Array<[string, Record<string, unknown>, string]> = [
-    ['unroutable4', { errno: 'ENETUNREACH', origin: ICMP, type: 3, code: 0, offender: routerV4, dst: '10.200.9.1', dstPort: 0 }, 'no route at R: net unreachable from R'],
-    ['unroutable6', { errno: 'ENETUNREACH', origin: ICMP6, type: 1, code: 0, offender: routerV6, dst: 'fd00:200:9:0:0:0:0:1', dstPort: 0 }, 'no route at R: ICMPv6 no route from R'],
+    [
+      'unroutable4',
+      { errno: 'ENETUNREACH', origin: ICMP, type: 3, code: 0, offender: routerV4, dst: '10.200.9.1', dstPort: 0 },
+      'no route at R: net unreachable from R',
+    ],
+    [
+      'unroutable6',
+      { errno: 'ENETUNREACH', origin: ICMP6, type: 1, code: 0, offender: routerV6, dst: 'fd00:200:9:0:0:0:0:1', dstPort: 0 },
+      'no route at R: ICMPv6 no route from R',
+    ],
     ['ttl4', { errno: 'EHOSTUNREACH', origin: ICMP, type: 11, code: 0, offender: routerV4, dst: '10.200.2.1', dstPort: 0 }, 'IP_TTL 1: time exceeded from R'],
-    ['ttl6', { errno: 'EHOSTUNREACH', origin: ICMP6, type: 3, code: 0, offender: routerV6, dst: 'fd00:200:2:0:0:0:0:1', dstPort: 0 }, 'IPV6_UNICAST_HOPS 1: time exceeded from R'],
+    [
+      'ttl6',
+      { errno: 'EHOSTUNREACH', origin: ICMP6, type: 3, code: 0, offender: routerV6, dst: 'fd00:200:2:0:0:0:0:1', dstPort: 0 },
+      'IPV6_UNICAST_HOPS 1: time exceeded from R',
+    ],
     ['udpTtl4', { errno: 'EHOSTUNREACH', origin: ICMP, type: 11, code: 0, offender: routerV4, dst: '10.200.2.1', dstPort: 33434 }, 'UDP, per-datagram TTL 1'],
-    ['udpTtl6', { errno: 'EHOSTUNREACH', origin: ICMP6, type: 3, code: 0, offender: routerV6, dst: 'fd00:200:2:0:0:0:0:1', dstPort: 33434 }, 'UDP, per-datagram hop limit 1'],
+    [
+      'udpTtl6',
+      { errno: 'EHOSTUNREACH', origin: ICMP6, type: 3, code: 0, offender: routerV6, dst: 'fd00:200:2:0:0:0:0:1', dstPort: 33434 },
+      'UDP, per-datagram hop limit 1',
+    ],
     ['pingTtl4Cmsg', { origin: ICMP, type: 11, offender: routerV4 }, 'ping socket, per-datagram TTL 1'],
     ['pingTtl6Cmsg', { origin: ICMP6, type: 3, offender: routerV6 }, 'ping socket, per-datagram hop limit 1'],
     // The host's own neighbor resolution failing comes back as an ICMP error from ourselves.
-    ['silent4', { errno: 'EHOSTUNREACH', origin: ICMP, type: 3, code: 1, offender: '10.200.1.1', dst: '10.200.1.77' }, 'unanswered ARP: host unreachable from our own address'],
-    ['silent6', { errno: 'EHOSTUNREACH', origin: ICMP6, type: 1, code: 3, offender: 'fd00:200:1:0:0:0:0:1', dst: 'fd00:200:1:0:0:0:0:77' }, 'unanswered NDP: address unreachable from our own address'],
+    [
+      'silent4',
+      { errno: 'EHOSTUNREACH', origin: ICMP, type: 3, code: 1, offender: '10.200.1.1', dst: '10.200.1.77' },
+      'unanswered ARP: host unreachable from our own address',
+    ],
+    [
+      'silent6',
+      { errno: 'EHOSTUNREACH', origin: ICMP6, type: 1, code: 3, offender: 'fd00:200:1:0:0:0:0:1', dst: 'fd00:200:1:0:0:0:0:77' },
+      'unanswered NDP: address unreachable from our own address',
+    ],
   ];
   for (const [name, expected, what] of errCases) {
     scenario(routed, name, (t, o) => {
@@ -466,15 +500,31 @@ t.test('in network namespaces', { skip: skipReason ?? false }, async (t) => {
   }
   scenario(routed, 'pmtu4', (t, o) => {
     t.equal(o.sent, 1400, 'DF datagram leaves');
-    t.match(o.remote, { errno: 'EMSGSIZE', origin: ICMP, type: 3, code: 4, info: 1280, offender: routerV4, dst: '10.200.2.1', dstPort: 9 }, 'fragmentation needed from R, MTU 1280 in info');
+    t.match(
+      o.remote,
+      { errno: 'EMSGSIZE', origin: ICMP, type: 3, code: 4, info: 1280, offender: routerV4, dst: '10.200.2.1', dstPort: 9 },
+      'fragmentation needed from R, MTU 1280 in info',
+    );
     t.ok((o.remote as { n: number }).n > 0, 'with the quoted payload');
     t.equal(o.again, 'EMSGSIZE', 'next send: EMSGSIZE at once');
-    t.match(o.local, { n: 0, errno: 'EMSGSIZE', origin: hostnet.SO_EE_ORIGIN_LOCAL, type: 0, code: 0, info: 1280, offender: null, dst: '10.200.2.1' }, 'and an origin-LOCAL entry, MTU in info, no offender');
+    t.match(
+      o.local,
+      { n: 0, errno: 'EMSGSIZE', origin: hostnet.SO_EE_ORIGIN_LOCAL, type: 0, code: 0, info: 1280, offender: null, dst: '10.200.2.1' },
+      'and an origin-LOCAL entry, MTU in info, no offender',
+    );
   });
   scenario(routed, 'pmtu6', (t, o) => {
     t.equal(o.sent, 1400, 'datagram leaves');
-    t.match(o.remote, { errno: 'EMSGSIZE', origin: ICMP6, type: 2, code: 0, info: 1280, offender: routerV6, dst: 'fd00:200:2:0:0:0:0:1', dstPort: 9 }, 'packet too big from R, MTU 1280 in info');
+    t.match(
+      o.remote,
+      { errno: 'EMSGSIZE', origin: ICMP6, type: 2, code: 0, info: 1280, offender: routerV6, dst: 'fd00:200:2:0:0:0:0:1', dstPort: 9 },
+      'packet too big from R, MTU 1280 in info',
+    );
     t.equal(o.again, 'EMSGSIZE', 'next send: EMSGSIZE at once');
-    t.match(o.local, { n: 0, errno: 'EMSGSIZE', origin: hostnet.SO_EE_ORIGIN_LOCAL, info: 1280, offender: null, dst: 'fd00:200:2:0:0:0:0:1', dstPort: 9 }, 'and an origin-LOCAL entry');
+    t.match(
+      o.local,
+      { n: 0, errno: 'EMSGSIZE', origin: hostnet.SO_EE_ORIGIN_LOCAL, info: 1280, offender: null, dst: 'fd00:200:2:0:0:0:0:1', dstPort: 9 },
+      'and an origin-LOCAL entry',
+    );
   });
 });

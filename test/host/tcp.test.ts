@@ -114,10 +114,14 @@ t.test('how connects end, in the namespace topology', { skip: why ?? false }, as
   });
   // Both echo servers listening (socat's TCP4 and TCP6 sockets on port 7).
   await until(() => spawnSync('ip', ['netns', 'exec', topo.targetNs, 'ss', '-Hltn', 'sport = :7'], { encoding: 'utf8' }).stdout.trim().split('\n').length >= 2);
-  const r = spawnSync('ip', ['netns', 'exec', topo.vunetNs, process.execPath, '--import', 'tsx', CHILD, topo.target4, topo.target6, topo.nobody4, topo.nobody6], {
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
+  const r = spawnSync(
+    'ip',
+    ['netns', 'exec', topo.vunetNs, process.execPath, '--import', 'tsx', CHILD, topo.target4, topo.target6, topo.nobody4, topo.nobody6],
+    {
+      encoding: 'utf8',
+      timeout: 60_000,
+    },
+  );
   t.equal(r.status, 0, r.stderr);
   const o: Record<string, Record<string, unknown>> = {};
   for (const line of r.stdout.split('\n').filter(Boolean)) {
@@ -126,17 +130,29 @@ t.test('how connects end, in the namespace topology', { skip: why ?? false }, as
   }
   t.match(o['open4'], { outcome: 'connected' });
   t.match(o['open6'], { outcome: 'connected' });
-  t.match(o['ttl1-4'], { outcome: 'failed', errno: hostnet.EHOSTUNREACH, type: 11, origin: hostnet.SO_EE_ORIGIN_ICMP, offender: topo.router1[0] }, 'TTL 1: time exceeded from router 1');
+  t.match(
+    o['ttl1-4'],
+    { outcome: 'failed', errno: hostnet.EHOSTUNREACH, type: 11, origin: hostnet.SO_EE_ORIGIN_ICMP, offender: topo.router1[0] },
+    'TTL 1: time exceeded from router 1',
+  );
   t.match(o['ttl2-4'], { outcome: 'failed', type: 11, offender: topo.router2[0] }, 'TTL 2: time exceeded from router 2');
-  t.match(o['ttl1-6'], { outcome: 'failed', errno: hostnet.EHOSTUNREACH, type: 3, origin: hostnet.SO_EE_ORIGIN_ICMP6, offender: topo.router1[1] }, 'hop limit 1: time exceeded from router 1');
+  t.match(
+    o['ttl1-6'],
+    { outcome: 'failed', errno: hostnet.EHOSTUNREACH, type: 3, origin: hostnet.SO_EE_ORIGIN_ICMP6, offender: topo.router1[1] },
+    'hop limit 1: time exceeded from router 1',
+  );
   for (const n of ['refused4', 'refused6']) {
     t.match(o[n], { outcome: 'failed', errno: hostnet.ECONNREFUSED, type: undefined }, `${n}: RST, no error-queue entry`);
   }
-  t.match(o['nobody4'], { outcome: 'failed', errno: hostnet.EHOSTUNREACH, type: 3, code: 1, offender: undefined }, 'unheld address on the link: our own host unreachable');
+  t.match(
+    o['nobody4'],
+    { outcome: 'failed', errno: hostnet.EHOSTUNREACH, type: 3, code: 1, offender: undefined },
+    'unheld address on the link: our own host unreachable',
+  );
   t.match(o['nobody6'], { outcome: 'failed', errno: hostnet.EHOSTUNREACH, type: 1, code: 3, offender: undefined }, 'IPv6: our own address unreachable');
 });
 
-t.test('a connected socket nobody watches costs no CPU (the connect\'s writability watch is turned off)', async (t) => {
+t.test("a connected socket nobody watches costs no CPU (the connect's writability watch is turned off)", async (t) => {
   let afterEvents = 0;
   const host = new NodeHostNet(silentLog, { after: () => afterEvents++, failed: (err) => t.fail(String(err)), batch: () => undefined });
   const accepted: TcpSocket[] = [];

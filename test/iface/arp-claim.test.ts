@@ -50,7 +50,11 @@ t.test('a conflict while probing (ANNOUNCE_WAIT included) ends the claim, told o
   run(3500); // three probes each
   claims.heard(GW, GUEST, false); // the guest replies as the gateway's owner, during ANNOUNCE_WAIT
   claims.heard(0, DNS, true); // the guest probes for the DNS address: a conflict while we probe it
-  t.same(seen.filter((s) => s.startsWith('conflict')), ['conflict gw while probing', 'conflict dns while probing'], 'ANNOUNCE_WAIT still counts as probing (RFC 5227 §2.1.1)');
+  t.same(
+    seen.filter((s) => s.startsWith('conflict')),
+    ['conflict gw while probing', 'conflict dns while probing'],
+    'ANNOUNCE_WAIT still counts as probing (RFC 5227 §2.1.1)',
+  );
   t.ok(claims.probed(0), 'given up: the stack goes on');
   claims.heard(GW, GUEST, false);
   t.equal(seen.filter((s) => s.startsWith('conflict')).length, 2, 'told once');

@@ -83,5 +83,8 @@ t.test('the link coming up again starts DAD over for addresses not duplicate', a
   t.equal(a.state, AddressState.Tentative, 'tentative again');
   dad.poll(60_500);
   dad.poll(61_500);
-  t.same(seen.filter((s) => s.endsWith('A')), ['probe A', 'ready A', 'probe A', 'ready A']);
+  t.same(
+    seen.filter((s) => s.endsWith('A')),
+    ['probe A', 'ready A', 'probe A', 'ready A'],
+  );
 });

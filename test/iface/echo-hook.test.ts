@@ -22,22 +22,24 @@ t.test('the handler sees both, and decides', async (t) => {
   const seen: { toUs: boolean; ident: number; seq: number; ttl: number; dst: number; data: number }[] = [];
   let saved: EchoRequest | undefined;
   let mode: 'consume' | 'reply-false' | 'reply-twice' | 'leave' = 'consume';
-  stack.route({ echoHandler: (r) => {
-    saved = r;
-    const v = new DataView(r.packet.buffer, r.packet.byteOffset);
-    seen.push({ toUs: r.toUs, ident: r.ident, seq: r.seq, ttl: r.ttl, dst: v.getUint32(r.dstOffset), data: r.data.length });
-    if (mode === 'consume') return true;
-    if (mode === 'reply-false') {
-      r.reply();
+  stack.route({
+    echoHandler: (r) => {
+      saved = r;
+      const v = new DataView(r.packet.buffer, r.packet.byteOffset);
+      seen.push({ toUs: r.toUs, ident: r.ident, seq: r.seq, ttl: r.ttl, dst: v.getUint32(r.dstOffset), data: r.data.length });
+      if (mode === 'consume') return true;
+      if (mode === 'reply-false') {
+        r.reply();
+        return false;
+      }
+      if (mode === 'reply-twice') {
+        t.ok(r.reply(), 'reply() sends');
+        t.ok(r.reply(), 'reply() again reports the earlier reply');
+        return true;
+      }
       return false;
-    }
-    if (mode === 'reply-twice') {
-      t.ok(r.reply(), 'reply() sends');
-      t.ok(r.reply(), 'reply() again reports the earlier reply');
-      return true;
-    }
-    return false;
-  } });
+    },
+  });
   t.same(inject(echoRequest(7, 3, new Uint8Array(20), { ttl: 9 })), [], 'consumed: no built-in reply');
   t.same(seen[0], { toUs: true, ident: 7, seq: 3, ttl: 9, dst: GW_IP, data: 20 });
   t.notOk(saved!.reply(), 'a saved request cannot reply after the call');

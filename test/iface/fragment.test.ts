@@ -11,7 +11,10 @@ t.test('IPv4: a 4000-byte datagram at MTU 1500', async (t) => {
   emitIpv4Header(p, 0, { src: 0xc0000209, dst: 0x0a00020f, proto: IpProtocol.UDP, ttl: 63, id: 77, flags: 0, fragOffset: 0, payloadLength: 4000, tos: 0 });
   const frags: Uint8Array[] = [];
   t.ok(fragmentIpv4(p, 1500, new Uint8Array(1500), (f) => frags.push(f.slice())));
-  t.same(frags.map((f) => f.length), [1500, 1500, 1060]);
+  t.same(
+    frags.map((f) => f.length),
+    [1500, 1500, 1060],
+  );
   const back = new Uint8Array(4000);
   frags.forEach((f, i) => {
     const ip = new Ipv4Packet().at(f, 0, f.length);
@@ -25,7 +28,10 @@ t.test('IPv4: a 4000-byte datagram at MTU 1500', async (t) => {
   t.same(back, payload, 'pieces give the original payload');
   const df = p.slice();
   df[6] = 0x40;
-  t.notOk(fragmentIpv4(df, 1500, new Uint8Array(1500), () => undefined), 'DF set: refused');
+  t.notOk(
+    fragmentIpv4(df, 1500, new Uint8Array(1500), () => undefined),
+    'DF set: refused',
+  );
 });
 
 t.test('IPv4: only options with the copy bit go into later fragments', async (t) => {

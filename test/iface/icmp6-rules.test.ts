@@ -32,7 +32,14 @@ const GUEST = parseIpv6('fec0::5054:ff:fe12:3456')!;
 const GW6 = parseIpv6('fec0::2')!;
 const FAR = parseIpv6('2001:db8::7')!;
 
-function frame(src: Uint8Array, dst: Uint8Array, next: number, hopLimit: number, build: (b: Uint8Array, off: number) => number, linkMulticast = false): Uint8Array {
+function frame(
+  src: Uint8Array,
+  dst: Uint8Array,
+  next: number,
+  hopLimit: number,
+  build: (b: Uint8Array, off: number) => number,
+  linkMulticast = false,
+): Uint8Array {
   const b = new Uint8Array(3000);
   const len = build(b, 54);
   const mac = new Uint8Array(6);
@@ -44,10 +51,17 @@ function frame(src: Uint8Array, dst: Uint8Array, next: number, hopLimit: number,
 }
 
 const udp = (src: Uint8Array, dst: Uint8Array, hopLimit = 64, linkMulticast = false) =>
-  frame(src, dst, IpProtocol.UDP, hopLimit, (b, o) => {
-    emitUdpV6(b, o, { srcPort: 4000, dstPort: 9999, payloadLength: 4 }, src, dst);
-    return 12;
-  }, linkMulticast);
+  frame(
+    src,
+    dst,
+    IpProtocol.UDP,
+    hopLimit,
+    (b, o) => {
+      emitUdpV6(b, o, { srcPort: 4000, dstPort: 9999, payloadLength: 4 }, src, dst);
+      return 12;
+    },
+    linkMulticast,
+  );
 
 const icmp = (src: Uint8Array, dst: Uint8Array, type: number, hopLimit = 64) =>
   frame(src, dst, IpProtocol.ICMPV6, hopLimit, (b, o) => emitIcmpv6(b, o, { type, code: 0, rest: icmpv6EchoRest(1, 1), payloadLength: 8 }, src, dst) + 8);
@@ -200,5 +214,6 @@ t.test('per-type counters for both families, each event in the debug log', async
   t.ok(snap['icmp6.out.135.0']! >= 3, 'our DAD probes');
   t.ok(snap['mld.out.143']! >= 2 && snap['icmp6.out.143.0']! >= 2, 'our MLD reports');
   t.ok(snap['mld.out.130']! >= 1, 'our MLD queries');
-  for (const e of ['icmp6.in.128', 'icmp6.out.129.0', 'icmp6.out.1.4', 'mld.out.143', 'mld.out.130', 'igmp.out.17', 'igmp.out.34']) t.ok(events.includes(e), `${e} logged`);
+  for (const e of ['icmp6.in.128', 'icmp6.out.129.0', 'icmp6.out.1.4', 'mld.out.143', 'mld.out.130', 'igmp.out.17', 'igmp.out.34'])
+    t.ok(events.includes(e), `${e} logged`);
 });

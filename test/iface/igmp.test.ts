@@ -47,7 +47,18 @@ function igmpFrame(msg: Uint8Array, dst: number, p: { src?: number; ttl?: number
   macFromIpv4Multicast(mac, 0, dst);
   emitEthernetHeader(f, 0, { dst: mac, src: GUEST_MAC, etherType: EtherType.IPV4 });
   f.set(msg, 14 + hl);
-  emitIpv4Header(f, 14, { src: p.src ?? GUEST_IP, dst, proto: IpProtocol.IGMP, ttl: p.ttl ?? 1, id: 1, flags: 0, fragOffset: 0, payloadLength: msg.length, tos: 0xc0, ...(opts ? { options: opts } : {}) });
+  emitIpv4Header(f, 14, {
+    src: p.src ?? GUEST_IP,
+    dst,
+    proto: IpProtocol.IGMP,
+    ttl: p.ttl ?? 1,
+    id: 1,
+    flags: 0,
+    fragOffset: 0,
+    payloadLength: msg.length,
+    tos: 0xc0,
+    ...(opts ? { options: opts } : {}),
+  });
   return f;
 }
 
@@ -121,10 +132,14 @@ t.test('link-up: our reports, then the startup queries and the periodic ones', a
     t.equal(r.ip.ttl, 1, 'TTL 1');
     t.same([...r.frame.subarray(14 + 20, 14 + 24)], [0x94, 4, 0, 0], 'router alert');
     t.ok(r.ip.verifyChecksum() && r.igmp.verifyChecksum());
-    t.same(records(r), [
-      [IgmpRecordType.CHANGE_TO_EXCLUDE, IGMP_ALL_ROUTERS],
-      [IgmpRecordType.CHANGE_TO_EXCLUDE, IGMPV3_ALL_ROUTERS],
-    ], 'all-routers groups; all-systems never reported');
+    t.same(
+      records(r),
+      [
+        [IgmpRecordType.CHANGE_TO_EXCLUDE, IGMP_ALL_ROUTERS],
+        [IgmpRecordType.CHANGE_TO_EXCLUDE, IGMPV3_ALL_ROUTERS],
+      ],
+      'all-routers groups; all-systems never reported',
+    );
     t.same([...r.frame.subarray(0, 6)], [1, 0, 0x5e, 0, 0, 0x16], 'group MAC');
   }
   const q = queries()[0]!;
@@ -141,7 +156,13 @@ t.test('link-up: our reports, then the startup queries and the periodic ones', a
   runTo(start + STARTUP_QUERY_INTERVAL + 3 * QUERY_INTERVAL);
   t.same(
     queries().map((x) => x.at - start),
-    [0, STARTUP_QUERY_INTERVAL, STARTUP_QUERY_INTERVAL + QUERY_INTERVAL, STARTUP_QUERY_INTERVAL + 2 * QUERY_INTERVAL, STARTUP_QUERY_INTERVAL + 3 * QUERY_INTERVAL],
+    [
+      0,
+      STARTUP_QUERY_INTERVAL,
+      STARTUP_QUERY_INTERVAL + QUERY_INTERVAL,
+      STARTUP_QUERY_INTERVAL + 2 * QUERY_INTERVAL,
+      STARTUP_QUERY_INTERVAL + 3 * QUERY_INTERVAL,
+    ],
     'Startup Query Count (2) a quarter interval apart, then every 125 s',
   );
   t.equal(stack.counters.get('igmp.out.17'), 5);
@@ -195,7 +216,11 @@ t.test('leaves: two last-member queries a second apart, then the group is gone u
   inject(leave(G1));
   runTo(t1 + 1999);
   const gq = sent.filter((s) => s.igmp.type === IgmpType.MEMBERSHIP_QUERY);
-  t.same(gq.map((q) => q.at - t1), [0, 1000], 'Last Member Query Count (2), 1 s apart');
+  t.same(
+    gq.map((q) => q.at - t1),
+    [0, 1000],
+    'Last Member Query Count (2), 1 s apart',
+  );
   for (const q of gq) {
     t.equal(q.ip.dst, G1, 'to the group');
     t.equal(q.igmp.group, G1);
@@ -262,7 +287,10 @@ t.test('queries from the guest: answered for our groups after a random delay, in
   inject(v3Query(0, 100));
   runTo(t1 + 10_000);
   let reports = sent.filter((s) => s.ip.src === GW_IP && s.igmp.type === IgmpType.V3_MEMBERSHIP_REPORT);
-  t.same(reports.map((r) => r.at - t1), [5000]);
+  t.same(
+    reports.map((r) => r.at - t1),
+    [5000],
+  );
   t.same(records(reports[0]!), [
     [IgmpRecordType.MODE_IS_EXCLUDE, IGMP_ALL_ROUTERS],
     [IgmpRecordType.MODE_IS_EXCLUDE, IGMPV3_ALL_ROUTERS],
@@ -275,7 +303,10 @@ t.test('queries from the guest: answered for our groups after a random delay, in
   inject(v3Query(G1, 40));
   runTo(t2 + 4000);
   reports = sent.filter((s) => s.igmp.type === IgmpType.V3_MEMBERSHIP_REPORT);
-  t.same(reports.map((r) => [r.at - t2, records(r)]), [[2000, [[IgmpRecordType.MODE_IS_EXCLUDE, IGMP_ALL_ROUTERS]]]]);
+  t.same(
+    reports.map((r) => [r.at - t2, records(r)]),
+    [[2000, [[IgmpRecordType.MODE_IS_EXCLUDE, IGMP_ALL_ROUTERS]]]],
+  );
 
   // IGMPv2 querier: v2 reports to each group; another member's report suppresses ours.
   sent.length = 0;
@@ -284,7 +315,11 @@ t.test('queries from the guest: answered for our groups after a random delay, in
   inject(v2Report(IGMP_ALL_ROUTERS));
   runTo(t3 + 5000);
   const v2 = sent.filter((s) => s.ip.src === GW_IP && s.igmp.type !== IgmpType.MEMBERSHIP_QUERY);
-  t.same(v2.map((r) => [r.at - t3, r.igmp.type, r.ip.dst, r.igmp.group]), [[2500, IgmpType.V2_MEMBERSHIP_REPORT, IGMPV3_ALL_ROUTERS, IGMPV3_ALL_ROUTERS]], 'v2 report to the group; 224.0.0.2 suppressed');
+  t.same(
+    v2.map((r) => [r.at - t3, r.igmp.type, r.ip.dst, r.igmp.group]),
+    [[2500, IgmpType.V2_MEMBERSHIP_REPORT, IGMPV3_ALL_ROUTERS, IGMPV3_ALL_ROUTERS]],
+    'v2 report to the group; 224.0.0.2 suppressed',
+  );
   t.equal(stack.ipv4.igmp.reporter.level(clock.now()), 2, 'host compatibility mode: v2');
 
   // IGMPv1 querier: v1 reports within 10 s.
@@ -293,10 +328,13 @@ t.test('queries from the guest: answered for our groups after a random delay, in
   inject(igmpFrame(oldMessage(IgmpType.MEMBERSHIP_QUERY, 0, 0), IGMP_ALL_SYSTEMS, { ra: false }));
   runTo(t4 + 10_000);
   const v1 = sent.filter((s) => s.ip.src === GW_IP && s.igmp.type !== IgmpType.MEMBERSHIP_QUERY);
-  t.same(v1.map((r) => [r.at - t4, r.igmp.type]), [
-    [5000, IgmpType.V1_MEMBERSHIP_REPORT],
-    [5000, IgmpType.V1_MEMBERSHIP_REPORT],
-  ]);
+  t.same(
+    v1.map((r) => [r.at - t4, r.igmp.type]),
+    [
+      [5000, IgmpType.V1_MEMBERSHIP_REPORT],
+      [5000, IgmpType.V1_MEMBERSHIP_REPORT],
+    ],
+  );
   // The older querier falls silent: back to v3 after the Older Version Querier Present Timeout.
   runTo(t4 + 260_001);
   t.equal(stack.ipv4.igmp.reporter.level(clock.now()), 3);
@@ -316,7 +354,11 @@ t.test('querier election: a lower address takes over; we resume when it falls si
   runTo(t1 + OTHER_QUERIER_PRESENT_INTERVAL);
   t.equal(q.state, QuerierState.Querier, 'querier again after the Other Querier Present Interval');
   const general = sent.filter((s) => s.igmp.type === IgmpType.MEMBERSHIP_QUERY);
-  t.same(general.map((s) => s.at - t1), [OTHER_QUERIER_PRESENT_INTERVAL], 'a general query at once');
+  t.same(
+    general.map((s) => s.at - t1),
+    [OTHER_QUERIER_PRESENT_INTERVAL],
+    'a general query at once',
+  );
   t.equal(stack.counters.get('igmp.querier'), 3, 'idle → querier → non-querier → querier');
 });
 

@@ -178,7 +178,10 @@ t.test('options on every path: UDP to us, beyond, fragments, broadcast', async (
 
   // To the subnet broadcast: no error (RFC 1122 §3.2.2).
   const bcast = ipv4(10, 0, 2, 255);
-  t.same(inject(optFrame(bad, udpMessage(GUEST_IP, bcast, 5555, Uint8Array.of(4)), { proto: IpProtocol.UDP, dst: bcast, dstMac: new Uint8Array(6).fill(0xff) })), []);
+  t.same(
+    inject(optFrame(bad, udpMessage(GUEST_IP, bcast, 5555, Uint8Array.of(4)), { proto: IpProtocol.UDP, dst: bcast, dstMac: new Uint8Array(6).fill(0xff) })),
+    [],
+  );
   t.equal(stack.counters.get('icmp4.errorForGroup'), 1);
 });
 

@@ -6,7 +6,10 @@ import type { Log } from '../../src/iface/log.js';
 
 function capture(): { log: Log; lines: { level: string; obj: object; msg: string }[] } {
   const lines: { level: string; obj: object; msg: string }[] = [];
-  const at = (level: string) => (obj: object, msg = '') => void lines.push({ level, obj, msg });
+  const at =
+    (level: string) =>
+    (obj: object, msg = '') =>
+      void lines.push({ level, obj, msg });
   return { log: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }, lines };
 }
 

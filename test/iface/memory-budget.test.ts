@@ -59,7 +59,10 @@ t.test('the deadline heap pops in deadline order through inserts, moves and remo
     order.push(it.heapDeadline);
   }
   t.equal(order.length, want.size, 'every item once');
-  t.ok(order.every((d, i) => i === 0 || order[i - 1]! <= d), 'in deadline order');
+  t.ok(
+    order.every((d, i) => i === 0 || order[i - 1]! <= d),
+    'in deadline order',
+  );
   t.equal(heap.next, Infinity);
   heap.set(items[0]!, 5);
   t.equal(heap.popDue(4), undefined, 'nothing due before its deadline');

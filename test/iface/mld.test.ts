@@ -64,15 +64,25 @@ function mldFrame(dst: Uint8Array, build: (b: Uint8Array, off: number, src: Uint
   return b.slice(0, off + len);
 }
 
-const v2Report = (records: MldRecordRepr[], p: MldFrame = {}) => mldFrame(IPV6_ALL_MLDV2_ROUTERS, (b, o, src) => emitMldv2Report(b, o, records, src, IPV6_ALL_MLDV2_ROUTERS), p);
-const v1Report = (group: Uint8Array, p: MldFrame = {}) => mldFrame(group, (b, o, src) => emitMldv1(b, o, { type: Icmpv6Type.MLD_REPORT, maxResponseDelay: 0, address: group }, src, group), p);
-const done = (group: Uint8Array, p: MldFrame = {}) => mldFrame(IPV6_ALL_ROUTERS, (b, o, src) => emitMldv1(b, o, { type: Icmpv6Type.MLD_DONE, maxResponseDelay: 0, address: group }, src, IPV6_ALL_ROUTERS), p);
+const v2Report = (records: MldRecordRepr[], p: MldFrame = {}) =>
+  mldFrame(IPV6_ALL_MLDV2_ROUTERS, (b, o, src) => emitMldv2Report(b, o, records, src, IPV6_ALL_MLDV2_ROUTERS), p);
+const v1Report = (group: Uint8Array, p: MldFrame = {}) =>
+  mldFrame(group, (b, o, src) => emitMldv1(b, o, { type: Icmpv6Type.MLD_REPORT, maxResponseDelay: 0, address: group }, src, group), p);
+const done = (group: Uint8Array, p: MldFrame = {}) =>
+  mldFrame(IPV6_ALL_ROUTERS, (b, o, src) => emitMldv1(b, o, { type: Icmpv6Type.MLD_DONE, maxResponseDelay: 0, address: group }, src, IPV6_ALL_ROUTERS), p);
 const v1Query = (maxResponseDelay: number, p: MldFrame = {}) =>
   mldFrame(IPV6_ALL_NODES, (b, o, src) => emitMldv1(b, o, { type: Icmpv6Type.MLD_QUERY, maxResponseDelay, address: IPV6_UNSPECIFIED }, src, IPV6_ALL_NODES), p);
 const v2Query = (group: Uint8Array | undefined, maxRespCode: number, p: MldFrame = {}) =>
   mldFrame(
     group ?? IPV6_ALL_NODES,
-    (b, o, src) => emitMldv2Query(b, o, { maxRespCode, address: group ?? IPV6_UNSPECIFIED, suppressRouterProcessing: false, qrv: 2, qqic: 125, sources: [] }, src, group ?? IPV6_ALL_NODES),
+    (b, o, src) =>
+      emitMldv2Query(
+        b,
+        o,
+        { maxRespCode, address: group ?? IPV6_UNSPECIFIED, suppressRouterProcessing: false, qrv: 2, qqic: 125, sources: [] },
+        src,
+        group ?? IPV6_ALL_NODES,
+      ),
     p,
   );
 
@@ -119,22 +129,34 @@ function recordsOf(s: Sent): Array<[number, string]> {
 t.test('link-up: MLDv2 reports from :: during DAD, then queries from fe80::2', async (t) => {
   const { sent, runTo, t0, stack } = started();
   const reports = sent.filter((s) => s.type === Icmpv6Type.MLDV2_REPORT);
-  t.same(reports.map((r) => r.at - t0), [0, 500], 'Robustness (2) reports, the second after a random part of 1 s');
+  t.same(
+    reports.map((r) => r.at - t0),
+    [0, 500],
+    'Robustness (2) reports, the second after a random part of 1 s',
+  );
   for (const r of reports) {
     t.ok(bytesEqual(r.frame, r.ip.srcOffset, IPV6_UNSPECIFIED, 0, 16), 'from :: while fe80::2 is tentative');
     t.ok(bytesEqual(r.frame, r.ip.dstOffset, IPV6_ALL_MLDV2_ROUTERS, 0, 16), 'to ff02::16');
     t.equal(r.ip.hopLimit, 1);
     t.same([...r.frame.subarray(56, 60)], [5, 2, 0, 0], 'hop-by-hop router alert, MLD value');
-    t.same(recordsOf(r), [
-      [MldRecordType.CHANGE_TO_EXCLUDE, 'ff02::2'],
-      [MldRecordType.CHANGE_TO_EXCLUDE, 'ff02::16'],
-      [MldRecordType.CHANGE_TO_EXCLUDE, formatIpv6(SN_OURS_2)],
-      [MldRecordType.CHANGE_TO_EXCLUDE, formatIpv6(SN_OURS_3)],
-    ], 'all-routers, MLDv2 routers and our solicited-node groups; all-nodes never');
+    t.same(
+      recordsOf(r),
+      [
+        [MldRecordType.CHANGE_TO_EXCLUDE, 'ff02::2'],
+        [MldRecordType.CHANGE_TO_EXCLUDE, 'ff02::16'],
+        [MldRecordType.CHANGE_TO_EXCLUDE, formatIpv6(SN_OURS_2)],
+        [MldRecordType.CHANGE_TO_EXCLUDE, formatIpv6(SN_OURS_3)],
+      ],
+      'all-routers, MLDv2 routers and our solicited-node groups; all-nodes never',
+    );
     t.ok(new Icmpv6Packet().at(r.frame, 62, r.frame.length - 62).verifyChecksum(r.frame, r.ip.srcOffset, r.frame, r.ip.dstOffset));
   }
   const queries = () => sent.filter((s) => s.type === Icmpv6Type.MLD_QUERY);
-  t.same(queries().map((q) => q.at - t0), [1500], 'the first query once fe80::2 passed DAD');
+  t.same(
+    queries().map((q) => q.at - t0),
+    [1500],
+    'the first query once fe80::2 passed DAD',
+  );
   const q = queries()[0]!;
   t.ok(bytesEqual(q.frame, q.ip.srcOffset, LINK_LOCAL_ADDRESS, 0, 16), 'from fe80::2');
   t.ok(bytesEqual(q.frame, q.ip.dstOffset, IPV6_ALL_NODES, 0, 16), 'to ff02::1');
@@ -151,7 +173,10 @@ t.test('link-up: MLDv2 reports from :: during DAD, then queries from fe80::2', a
   t.ok(bytesEqual(q.frame, m.addressOffset, IPV6_UNSPECIFIED, 0, 16), 'general');
   t.ok(new Icmpv6Packet().at(q.frame, 62, q.frame.length - 62).verifyChecksum(q.frame, q.ip.srcOffset, q.frame, q.ip.dstOffset));
   runTo(t0 + 1500 + STARTUP_QUERY_INTERVAL + QUERY_INTERVAL);
-  t.same(queries().map((x) => x.at - t0 - 1500), [0, STARTUP_QUERY_INTERVAL, STARTUP_QUERY_INTERVAL + QUERY_INTERVAL]);
+  t.same(
+    queries().map((x) => x.at - t0 - 1500),
+    [0, STARTUP_QUERY_INTERVAL, STARTUP_QUERY_INTERVAL + QUERY_INTERVAL],
+  );
   t.equal(stack.counters.get('mld.out.130'), 3);
   t.equal(stack.counters.get('icmp6.out.130.0'), 3);
   t.equal(stack.counters.get('mld.out.143'), 2);
@@ -198,7 +223,11 @@ t.test('done and TO_IN({}): last-listener queries to the group, then it is gone'
   inject(done(G2));
   runTo(t1 + 1999);
   const qs = sent.filter((s) => s.type === Icmpv6Type.MLD_QUERY);
-  t.same(qs.map((q) => q.at - t1), [0, 1000], 'two queries, 1 s apart');
+  t.same(
+    qs.map((q) => q.at - t1),
+    [0, 1000],
+    'two queries, 1 s apart',
+  );
   for (const q of qs) {
     t.ok(bytesEqual(q.frame, q.ip.dstOffset, G2, 0, 16), 'to the group');
     const m = new MldMessage().at(q.frame, 62, q.frame.length - 62);
@@ -254,10 +283,18 @@ t.test("the guest's queries: answered in its MLD version after a random delay", 
   inject(v2Query(undefined, 10_000));
   runTo(t1 + 10_000);
   const ours = () => sent.filter((s) => s.type !== Icmpv6Type.MLD_QUERY);
-  t.same(ours().map((s) => [s.at - t1, s.type]), [[5000, Icmpv6Type.MLDV2_REPORT]], 'one current-state report after random × 10 s');
+  t.same(
+    ours().map((s) => [s.at - t1, s.type]),
+    [[5000, Icmpv6Type.MLDV2_REPORT]],
+    'one current-state report after random × 10 s',
+  );
   const r = ours()[0]!;
   t.ok(bytesEqual(r.frame, r.ip.srcOffset, LINK_LOCAL_ADDRESS, 0, 16), 'from fe80::2 now');
-  t.same(recordsOf(r).map((x) => x[0]), [2, 2, 2, 2], 'MODE_IS_EXCLUDE records');
+  t.same(
+    recordsOf(r).map((x) => x[0]),
+    [2, 2, 2, 2],
+    'MODE_IS_EXCLUDE records',
+  );
   t.equal(v6.mld.querier.state, QuerierState.Querier, 'fe80::2 stays querier against the guest');
 
   // MLDv1 querier: MLDv1 reports to each group; the guest's report for ff02::2 suppresses ours.
@@ -267,11 +304,15 @@ t.test("the guest's queries: answered in its MLD version after a random delay", 
   inject(v1Report(IPV6_ALL_ROUTERS));
   runTo(t2 + 4000);
   const v1 = ours();
-  t.same(v1.map((s) => [s.at - t2, s.type]), [
-    [2000, Icmpv6Type.MLD_REPORT],
-    [2000, Icmpv6Type.MLD_REPORT],
-    [2000, Icmpv6Type.MLD_REPORT],
-  ], 'three MLDv1 reports (ff02::16 and our two solicited-node groups)');
+  t.same(
+    v1.map((s) => [s.at - t2, s.type]),
+    [
+      [2000, Icmpv6Type.MLD_REPORT],
+      [2000, Icmpv6Type.MLD_REPORT],
+      [2000, Icmpv6Type.MLD_REPORT],
+    ],
+    'three MLDv1 reports (ff02::16 and our two solicited-node groups)',
+  );
   for (const s of v1) {
     const m = new MldMessage().at(s.frame, 62, s.frame.length - 62);
     t.ok(bytesEqual(s.frame, s.ip.dstOffset, s.frame, m.addressOffset, 16), 'sent to the group it reports');

@@ -154,7 +154,7 @@ t.test('INCOMPLETE → STALE on an unsolicited NA or a hint; NA without TLLA ign
   t.equal(cache.state(7), INCOMPLETE);
 });
 
-t.test('queued packets are copies: the solicitation may reuse the caller\'s buffer', async (t) => {
+t.test("queued packets are copies: the solicitation may reuse the caller's buffer", async (t) => {
   const shared = pkt(1, 64);
   const { cache, take } = rig({}, { solicit: () => shared.fill(0xee) });
   cache.resolve(7, 0, shared);
@@ -423,7 +423,11 @@ t.test('a flood of hints keeps the table bounded and the entry in use', async (t
   t.ok(cache.state(1) !== undefined, 'the entry in use survives');
   t.equal(cache.stats.evicted, 1000 - 7);
   t.same(
-    cache.list().map((e) => e.key).filter((k) => k !== 1).sort((a, b) => a - b),
+    cache
+      .list()
+      .map((e) => e.key)
+      .filter((k) => k !== 1)
+      .sort((a, b) => a - b),
     [1093, 1094, 1095, 1096, 1097, 1098, 1099],
     'the least recently used went first',
   );
@@ -439,7 +443,11 @@ t.test('a flood of lookups for distinct addresses: INCOMPLETE entries are capped
     if (cache.list().filter((e) => e.state === INCOMPLETE).length > 2) t.fail('too many INCOMPLETE');
     failed.push(...take().filter((l) => l.startsWith('failed')));
   }
-  t.same([1, 2, 3, 4, 5].map((k) => cache.state(k)), [REACHABLE, REACHABLE, REACHABLE, REACHABLE, REACHABLE], 'resolved entries untouched');
+  t.same(
+    [1, 2, 3, 4, 5].map((k) => cache.state(k)),
+    [REACHABLE, REACHABLE, REACHABLE, REACHABLE, REACHABLE],
+    'resolved entries untouched',
+  );
   t.equal(cache.size, 7);
   t.equal(failed.length, 98, 'each displaced lookup hands its packet back');
   t.equal(failed[0], 'failed 100 100');
@@ -451,7 +459,11 @@ t.test('a new INCOMPLETE entry in a full table displaces the least recently used
   for (let k = 1; k <= 4; k++) cache.learn(k, MAC1, k);
   cache.resolve(1, 10); // 1 is now the most recently used
   cache.resolve(9, 11, pkt(9));
-  t.same(cache.list().map((e) => e.key), [1, 3, 4, 9], '2 went');
+  t.same(
+    cache.list().map((e) => e.key),
+    [1, 3, 4, 9],
+    '2 went',
+  );
   t.same(take(), ['solicit 9'], 'silently: a resolved entry has nothing queued');
 });
 
@@ -462,7 +474,10 @@ t.test('a table of INCOMPLETE entries gives up the oldest', async (t) => {
   take();
   cache.resolve(3, 2, pkt(3));
   t.same(take(), ['failed 1 1', 'solicit 3']);
-  t.same(cache.list().map((e) => e.key), [2, 3]);
+  t.same(
+    cache.list().map((e) => e.key),
+    [2, 3],
+  );
 });
 
 t.test('options are checked', async (t) => {
@@ -636,8 +651,14 @@ t.test('random operations never throw, keep every bound, and account for every p
         check(list.length <= MAX.maxEntries, 'table bound');
         check(list.filter((e) => e.state === INCOMPLETE).length <= MAX.maxIncomplete, 'INCOMPLETE bound');
         check(cache.queuedBytes >= 0 && cache.queuedBytes <= MAX.maxQueuedBytes, 'byte bound');
-        check(list.every((e) => (e.state === INCOMPLETE) === (e.mac === undefined)), 'MAC iff resolved');
-        check(list.every((e) => e.deadline >= now && Number.isFinite(e.deadline)), 'every entry has a timer ahead');
+        check(
+          list.every((e) => (e.state === INCOMPLETE) === (e.mac === undefined)),
+          'MAC iff resolved',
+        );
+        check(
+          list.every((e) => e.deadline >= now && Number.isFinite(e.deadline)),
+          'every entry has a timer ahead',
+        );
       }
       cache.clear();
       check(cache.queuedBytes === 0, 'nothing left queued');

@@ -6,14 +6,7 @@ import t from 'tap';
 import { MemoryBudget } from '../../src/iface/memory-budget.js';
 import { Reassembler } from '../../src/iface/reassembly.js';
 import type { Expired } from '../../src/iface/reassembly.js';
-import {
-  IpProtocol,
-  emitIpv4Header,
-  emitIpv6FragmentHeader,
-  emitIpv6Header,
-  emitIpv6RouterAlertHopByHop,
-  verifyChecksum,
-} from '../../src/wire/index.js';
+import { IpProtocol, emitIpv4Header, emitIpv6FragmentHeader, emitIpv6Header, emitIpv6RouterAlertHopByHop, verifyChecksum } from '../../src/wire/index.js';
 
 const SRC4 = 0x0a00020f;
 const DST4 = 0x08080808;
@@ -508,7 +501,7 @@ t.test('property: random bytes and mangled fragments never throw and stay bounde
   const mangled = fc
     .tuple(fragmentation, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 6 }), fc.nat())
     .map(([{ payload, cuts }, flips, which]) => {
-      const frags = ((which % 2) !== 0) ? v4Fragments(payload, cuts) : v6Fragments(payload, cuts, { ext: which % 4 === 0 });
+      const frags = which % 2 !== 0 ? v4Fragments(payload, cuts) : v6Fragments(payload, cuts, { ext: which % 4 === 0 });
       const f = frags[which % frags.length]!.slice();
       for (const [at, v] of flips) f[at % f.length] = v;
       return f.subarray(0, Math.max(0, f.length - (which % 5)));

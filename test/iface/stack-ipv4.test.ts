@@ -2,17 +2,7 @@
 // dispatch, ICMP errors and their rules, and malformed input counted and dropped.
 import fc from 'fast-check';
 import t from 'tap';
-import {
-  ArpOp,
-  ArpPacket,
-  EthernetFrame,
-  Icmpv4Packet,
-  IpProtocol,
-  Ipv4Packet,
-  UdpDatagram,
-  bytesEqual,
-  ipv4,
-} from '../../src/wire/index.js';
+import { ArpOp, ArpPacket, EthernetFrame, Icmpv4Packet, IpProtocol, Ipv4Packet, UdpDatagram, bytesEqual, ipv4 } from '../../src/wire/index.js';
 import { makeStack } from '../support/frame-device.js';
 import { DNS_IP, GUEST_IP, GUEST_MAC, GW_IP, GW_MAC, arpRequest, echoRequest, ipv4Frame, parseIpv4Frame, udpFrame } from '../support/packets.js';
 
@@ -200,8 +190,16 @@ t.test('RFC 5227: probes then announcements for our addresses at link-up; a gues
     }
   }
   const gw = times.filter((x) => x.target === GW_IP);
-  t.same(gw.map((x) => x.probe), [true, true, true, false, false], 'three probes, then two announcements');
-  t.same(gw.map((x) => x.at), [500, 2000, 3500, 5500, 7500], 'PROBE_WAIT, PROBE_MIN..MAX, ANNOUNCE_WAIT, ANNOUNCE_INTERVAL');
+  t.same(
+    gw.map((x) => x.probe),
+    [true, true, true, false, false],
+    'three probes, then two announcements',
+  );
+  t.same(
+    gw.map((x) => x.at),
+    [500, 2000, 3500, 5500, 7500],
+    'PROBE_WAIT, PROBE_MIN..MAX, ANNOUNCE_WAIT, ANNOUNCE_INTERVAL',
+  );
   t.equal(times.filter((x) => x.target === DNS_IP).length, 5, 'the DNS address too');
 
   const second = makeStack({ ipv6: undefined }, { random: () => 0.5 });

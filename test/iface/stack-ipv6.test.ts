@@ -34,7 +34,14 @@ const GW6 = parseIpv6('fec0::2')!;
 const DNS6 = parseIpv6('fec0::3')!;
 
 /** A frame carrying an IPv6 packet whose payload `build` writes at offset 54, returning its length. */
-function ipv6Frame(src: Uint8Array, dst: Uint8Array, next: number, hopLimit: number, build: (buf: Uint8Array, off: number) => number, dstMac?: Uint8Array): Uint8Array {
+function ipv6Frame(
+  src: Uint8Array,
+  dst: Uint8Array,
+  next: number,
+  hopLimit: number,
+  build: (buf: Uint8Array, off: number) => number,
+  dstMac?: Uint8Array,
+): Uint8Array {
   const buf = new Uint8Array(2000);
   const len = build(buf, 54);
   let mac = dstMac;
@@ -58,7 +65,9 @@ const echo = (src: Uint8Array, dst: Uint8Array, data = new Uint8Array(32)) =>
 const solicit = (src: Uint8Array, target: Uint8Array, withSll = true) => {
   const group = new Uint8Array(16);
   ipv6SolicitedNode(group, 0, target, 0);
-  return ipv6Frame(src, group, IpProtocol.ICMPV6, 255, (b, o) => emitNdpNeighborSolicit(b, o, { target, ...(withSll ? { sourceMac: GUEST_MAC } : {}) }, src, group));
+  return ipv6Frame(src, group, IpProtocol.ICMPV6, 255, (b, o) =>
+    emitNdpNeighborSolicit(b, o, { target, ...(withSll ? { sourceMac: GUEST_MAC } : {}) }, src, group),
+  );
 };
 
 /** A stack whose addresses have passed DAD. */

@@ -17,7 +17,7 @@ function usageError(argv: string[]): UsageError {
   throw new Error(`accepted: ${argv.join(' ')}`);
 }
 
-t.test('defaults are slirp\'s: defaultConfig()', async (t) => {
+t.test("defaults are slirp's: defaultConfig()", async (t) => {
   const o = parseArgs(SOCK);
   t.equal(o.socketPath, '/tmp/vunet.sock');
   t.strictSame(o.config, defaultConfig());
@@ -43,20 +43,33 @@ t.test('defaults are slirp\'s: defaultConfig()', async (t) => {
 
 t.test('every option parsed', async (t) => {
   const o = parseArgs([
-    '--socket', 'rel/vu.sock',
-    '--ipv4', '192.168.100.77/24',
-    '--ipv6', 'fd00:1:2:3::99/64',
-    '--mtu', '9000',
-    '--guest-mac', '52:54:00:AB:cd:01',
-    '--dns', '1.1.1.1',
-    '--dns', '2606:4700:4700:0:0:0:0:1111',
-    '--search', 'corp.example.com',
-    '--search', 'Example.ORG.',
-    '--pcap', '/tmp/cap.pcap',
-    '--log-level', 'debug',
-    '--udp-timeout', '30',
+    '--socket',
+    'rel/vu.sock',
+    '--ipv4',
+    '192.168.100.77/24',
+    '--ipv6',
+    'fd00:1:2:3::99/64',
+    '--mtu',
+    '9000',
+    '--guest-mac',
+    '52:54:00:AB:cd:01',
+    '--dns',
+    '1.1.1.1',
+    '--dns',
+    '2606:4700:4700:0:0:0:0:1111',
+    '--search',
+    'corp.example.com',
+    '--search',
+    'Example.ORG.',
+    '--pcap',
+    '/tmp/cap.pcap',
+    '--log-level',
+    'debug',
+    '--udp-timeout',
+    '30',
     '--no-map-gw',
-    '--lease-time', '3600',
+    '--lease-time',
+    '3600',
   ]);
   t.equal(o.socketPath, 'rel/vu.sock');
   t.strictSame(o.config.ipv4, {
@@ -88,7 +101,12 @@ t.test('every option parsed', async (t) => {
 t.test('accepted values (table)', async (t) => {
   const cases: Array<[string, string[], (o: ReturnType<typeof parseArgs>) => unknown, unknown]> = [
     ['--ipv4 from any address in it', ['--ipv4', '10.0.2.200/24'], (o) => o.config.ipv4.network, v4(10, 0, 2, 0)],
-    ['--ipv4 /28 (smallest)', ['--ipv4', '172.16.5.16/28'], (o) => [o.config.ipv4.gateway, o.config.ipv4.dhcpFirst, o.config.ipv4.dhcpCount], [v4(172, 16, 5, 18), v4(172, 16, 5, 20), 11]],
+    [
+      '--ipv4 /28 (smallest)',
+      ['--ipv4', '172.16.5.16/28'],
+      (o) => [o.config.ipv4.gateway, o.config.ipv4.dhcpFirst, o.config.ipv4.dhcpCount],
+      [v4(172, 16, 5, 18), v4(172, 16, 5, 20), 11],
+    ],
     ['--ipv4 /8 (largest)', ['--ipv4', '10.0.0.0/8'], (o) => [o.config.ipv4.prefixLength, o.config.ipv4.dhcpCount], [8, 256]],
     ['--ipv4 public unicast', ['--ipv4', '203.0.113.0/24'], (o) => o.config.ipv4.network, v4(203, 0, 113, 0)],
     ['--ipv4 CGNAT', ['--ipv4', '100.64.0.0/16'], (o) => o.config.ipv4.gateway, v4(100, 64, 0, 2)],
@@ -119,8 +137,22 @@ t.test('accepted values (table)', async (t) => {
 t.test('repeated --dns and --search keep order and drop duplicates', async (t) => {
   const o = parseArgs([
     ...SOCK,
-    '--dns', '9.9.9.9', '--dns', '2620:fe::fe', '--dns', '1.1.1.1', '--dns', '9.9.9.9', '--dns', '2620:FE:0::FE',
-    '--search', 'a.example', '--search', 'b.example', '--search', 'A.example.',
+    '--dns',
+    '9.9.9.9',
+    '--dns',
+    '2620:fe::fe',
+    '--dns',
+    '1.1.1.1',
+    '--dns',
+    '9.9.9.9',
+    '--dns',
+    '2620:FE:0::FE',
+    '--search',
+    'a.example',
+    '--search',
+    'b.example',
+    '--search',
+    'A.example.',
   ]);
   t.strictSame(o.dnsUpstream, ['9.9.9.9', '2620:fe::fe', '1.1.1.1']);
   t.strictSame(o.config.searchDomains, ['a.example', 'b.example']);
@@ -262,7 +294,25 @@ t.test('--help and --version print and throw HelpShown (exit 0)', async (t) => {
   t.type(help, HelpShown);
   t.equal(help.exitCode, 0);
   t.match(out, /^Usage: vunet --socket PATH \[options\]/);
-  for (const flag of ['-t, --tcp-forward', '-u, --udp-forward', '--socket', '--ipv4', '--ipv6', '--no-ipv6', '--mtu', '--guest-mac', '--dns', '--search', '--pcap', '--log-level', '--udp-timeout', '--no-map-gw', '--lease-time', '--version', '--help']) {
+  for (const flag of [
+    '-t, --tcp-forward',
+    '-u, --udp-forward',
+    '--socket',
+    '--ipv4',
+    '--ipv6',
+    '--no-ipv6',
+    '--mtu',
+    '--guest-mac',
+    '--dns',
+    '--search',
+    '--pcap',
+    '--log-level',
+    '--udp-timeout',
+    '--no-map-gw',
+    '--lease-time',
+    '--version',
+    '--help',
+  ]) {
     t.match(out, flag, `help lists ${flag}`);
   }
   for (const d of ['default: 10.0.2.0/24', 'default: fec0::/64', 'default: 65520', 'default: info', 'default: 120', 'default: 86400']) {
@@ -344,23 +394,47 @@ t.test('port forwards: accepted specs (table)', async (t) => {
     [['-t', '[fd00:0::abcd]:1'], [fwd('tcp', 1, 1, 6, bytes(0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xab, 0xcd))]],
     [['-t', '[::ffff:127.0.0.1]:8080'], [fwd('tcp', 8080, 8080, 4, bytes(127, 0, 0, 1))]],
     [['-t', '1:65535'], [fwd('tcp', 1, 65535)]],
-    [['-t', '8000-8002'], [fwd('tcp', 8000, 8000), fwd('tcp', 8001, 8001), fwd('tcp', 8002, 8002)]],
-    [['-t', '8000-8001:9000-9001'], [fwd('tcp', 8000, 9000), fwd('tcp', 8001, 9001)]],
-    [['-u', '[::1]:6000-6001:7000-7001'], [fwd('udp', 6000, 7000, 6, LO6), fwd('udp', 6001, 7001, 6, LO6)]],
+    [
+      ['-t', '8000-8002'],
+      [fwd('tcp', 8000, 8000), fwd('tcp', 8001, 8001), fwd('tcp', 8002, 8002)],
+    ],
+    [
+      ['-t', '8000-8001:9000-9001'],
+      [fwd('tcp', 8000, 9000), fwd('tcp', 8001, 9001)],
+    ],
+    [
+      ['-u', '[::1]:6000-6001:7000-7001'],
+      [fwd('udp', 6000, 7000, 6, LO6), fwd('udp', 6001, 7001, 6, LO6)],
+    ],
     [['-t', '80-80:81'], [fwd('tcp', 80, 81)]],
     [['-t', '80:81-81'], [fwd('tcp', 80, 81)]],
     // The same port on both protocols, or on distinct addresses, is fine.
-    [['-u', '53', '-t', '53'], [fwd('tcp', 53, 53), fwd('udp', 53, 53)]],
-    [['-t', '127.0.0.1:80', '-t', '127.0.0.2:80'], [fwd('tcp', 80, 80, 4, bytes(127, 0, 0, 1)), fwd('tcp', 80, 80, 4, bytes(127, 0, 0, 2))]],
-    [['-t', '0.0.0.0:80', '-t', '[::]:80'], [fwd('tcp', 80, 80, 4, bytes(0, 0, 0, 0)), fwd('tcp', 80, 80, 6, new Uint8Array(16))]],
-    [['-t', '8000-8001', '-t', '8002'], [fwd('tcp', 8000, 8000), fwd('tcp', 8001, 8001), fwd('tcp', 8002, 8002)]],
+    [
+      ['-u', '53', '-t', '53'],
+      [fwd('tcp', 53, 53), fwd('udp', 53, 53)],
+    ],
+    [
+      ['-t', '127.0.0.1:80', '-t', '127.0.0.2:80'],
+      [fwd('tcp', 80, 80, 4, bytes(127, 0, 0, 1)), fwd('tcp', 80, 80, 4, bytes(127, 0, 0, 2))],
+    ],
+    [
+      ['-t', '0.0.0.0:80', '-t', '[::]:80'],
+      [fwd('tcp', 80, 80, 4, bytes(0, 0, 0, 0)), fwd('tcp', 80, 80, 6, new Uint8Array(16))],
+    ],
+    [
+      ['-t', '8000-8001', '-t', '8002'],
+      [fwd('tcp', 8000, 8000), fwd('tcp', 8001, 8001), fwd('tcp', 8002, 8002)],
+    ],
   ];
   for (const [args, want] of cases) t.strictSame(forwards(...args), want, args.join(' '));
 });
 
 t.test('port forwards: TCP first, then UDP, each in the order given', async (t) => {
   const got = forwards('-u', '1', '-t', '3', '-u', '2', '-t', '4');
-  t.strictSame(got.map((f) => `${f.proto}:${f.hostPort}`), ['tcp:3', 'tcp:4', 'udp:1', 'udp:2']);
+  t.strictSame(
+    got.map((f) => `${f.proto}:${f.hostPort}`),
+    ['tcp:3', 'tcp:4', 'udp:1', 'udp:2'],
+  );
 });
 
 t.test('port forwards: each entry owns its address bytes', async (t) => {
@@ -396,14 +470,20 @@ t.test('port forwards: invalid specs are one-line UsageErrors (table)', async (t
     [['-t', '80-'], /"80-" is not a port/],
     [['-t', '8010-8000'], /\(got 8010-8000: range 8010-8000 runs backwards\)$/],
     [['-t', '8000-8010:80'], /^--tcp-forward: host range 8000-8010 needs a guest range of the same length, or no guest port \(got 8000-8010:80\)$/],
-    [['-t', '8000-8010:80-81'], /^--tcp-forward: guest range 80-81 has 2 ports but host range 8000-8010 has 11: they must be the same length \(got 8000-8010:80-81\)$/],
+    [
+      ['-t', '8000-8010:80-81'],
+      /^--tcp-forward: guest range 80-81 has 2 ports but host range 8000-8010 has 11: they must be the same length \(got 8000-8010:80-81\)$/,
+    ],
     [['-t', '8000:80-81'], /^--tcp-forward: guest range 80-81 has 2 ports but host port 8000 has 1/],
     [['-t', '1.2.3.4:80:81:82'], /^--tcp-forward: write an IPv6 address in brackets, as in \[::1\]:2222:22 \(got 1\.2\.3\.4:80:81:82\)$/],
     [['-t', '::1:2222:22'], /^--tcp-forward: write an IPv6 address in brackets, as in \[::1\]:2222:22 \(got ::1:2222:22\)$/],
     [['-t', '::1:2222'], /^--tcp-forward: write an IPv6 address in brackets/],
     [['-u', 'fe80::1:53'], /^--udp-forward: write an IPv6 address in brackets/],
     [['-t', '::'], /write an IPv6 address in brackets/],
-    [['-t', 'localhost:80'], /^--tcp-forward: the address must be an IPv4 address such as 127\.0\.0\.1 \(IPv6 in brackets\) \(got localhost in localhost:80\)$/],
+    [
+      ['-t', 'localhost:80'],
+      /^--tcp-forward: the address must be an IPv4 address such as 127\.0\.0\.1 \(IPv6 in brackets\) \(got localhost in localhost:80\)$/,
+    ],
     [['-t', '127.1:80'], /the address must be an IPv4 address/],
     [['-t', '300.0.0.1:80'], /the address must be an IPv4 address/],
     [['-t', ':80'], /the address must be an IPv4 address .*\(got '' in :80\)$/],
@@ -445,7 +525,10 @@ t.test('property: a host range maps onto an equally long guest range, port by po
         const n = Math.min(extra, 65535 - host, 65535 - guest);
         const spec = `${host}-${host + n}:${guest}-${guest + n}`;
         const got = forwards(proto === 'tcp' ? '-t' : '-u', spec);
-        return got.length === n + 1 && got.every((f, i) => f.proto === proto && f.hostPort === host + i && f.guestPort === guest + i && f.addr === null && f.family === 'any');
+        return (
+          got.length === n + 1 &&
+          got.every((f, i) => f.proto === proto && f.hostPort === host + i && f.guestPort === guest + i && f.addr === null && f.family === 'any')
+        );
       },
     ),
   );

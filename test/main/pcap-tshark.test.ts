@@ -10,10 +10,7 @@ import { promisify } from 'node:util';
 import t from 'tap';
 import { PcapWriter } from '../../src/main/pcap.js';
 import type { PartialChecksum } from '../../src/iface/link.js';
-import {
-  IpProtocol,
-  pseudoHeaderSumV4,
-} from '../../src/wire/index.js';
+import { IpProtocol, pseudoHeaderSumV4 } from '../../src/wire/index.js';
 import { GUEST_IP, GW_IP, dhcpDiscover, echoRequest, tcpFrame, udpFrame } from '../support/packets.js';
 
 const run = promisify(execFile);
@@ -61,7 +58,10 @@ if (tshark === '') {
     const { stdout } = await run(tshark, ['-r', path, ...checks, '-T', 'fields', '-E', 'occurrence=f', ...fields.flatMap((f) => ['-e', f])], {
       env: { ...process.env, HOME: dir },
     });
-    const rows = stdout.trim().split('\n').map((line) => line.split('\t'));
+    const rows = stdout
+      .trim()
+      .split('\n')
+      .map((line) => line.split('\t'));
     t.equal(rows.length, 4, 'four frames decoded');
     const protos = rows.map((r) => r[1]!);
     t.match(protos[0], /dhcp/, 'DHCP decoded');
@@ -72,10 +72,18 @@ if (tshark === '') {
     rows.forEach((r, i) => {
       const statuses = r.slice(2).filter((s) => s !== '');
       t.ok(statuses.length >= 2, `frame ${i}: IP and its transport checked`);
-      t.same(statuses, statuses.map(() => '1'), `frame ${i}: every checksum good`);
+      t.same(
+        statuses,
+        statuses.map(() => '1'),
+        `frame ${i}: every checksum good`,
+      );
     });
     // (Read as text: a double holds the epoch to about a microsecond only.)
     const micros = rows.map((r) => Number((r[0]!.split('.')[1] ?? '').padEnd(6, '0').slice(0, 6)));
-    t.same(micros, [0, 1, 2, 3].map((i) => i * 1000 + 125 * (i + 1)), 'timestamps to the microsecond');
+    t.same(
+      micros,
+      [0, 1, 2, 3].map((i) => i * 1000 + 125 * (i + 1)),
+      'timestamps to the microsecond',
+    );
   });
 }

@@ -4,14 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
-import {
-  LINKTYPE_ETHERNET,
-  PCAP_GLOBAL_HEADER_LEN,
-  PCAP_RECORD_HEADER_LEN,
-  PCAP_SNAPLEN,
-  PcapError,
-  PcapWriter,
-} from '../../src/main/pcap.js';
+import { LINKTYPE_ETHERNET, PCAP_GLOBAL_HEADER_LEN, PCAP_RECORD_HEADER_LEN, PCAP_SNAPLEN, PcapError, PcapWriter } from '../../src/main/pcap.js';
 import { pseudoHeaderSumV4 } from '../../src/wire/checksum.js';
 import { tcpFrame } from '../support/packets.js';
 import { until } from '../support/wait.js';
@@ -121,9 +114,20 @@ if (tshark === '') {
     const { stdout } = await run(tshark, ['-r', path, '-T', 'fields', '-E', 'occurrence=f', '-e', 'frame.len', '-e', 'eth.src'], {
       env: { ...process.env, HOME: dir },
     });
-    const rows = stdout.trim().split('\n').map((line) => line.split('\t'));
-    t.strictSame(rows.map((r) => Number(r[0])), lens, 'tshark frame.len of every record');
-    t.strictSame(rows.map((r) => r[1]), lens.map(() => '52:55:0a:00:02:02'), 'decoded as Ethernet');
+    const rows = stdout
+      .trim()
+      .split('\n')
+      .map((line) => line.split('\t'));
+    t.strictSame(
+      rows.map((r) => Number(r[0])),
+      lens,
+      'tshark frame.len of every record',
+    );
+    t.strictSame(
+      rows.map((r) => r[1]),
+      lens.map(() => '52:55:0a:00:02:02'),
+      'decoded as Ethernet',
+    );
   });
 }
 
@@ -206,7 +210,11 @@ t.test('bounded memory: when the disk is behind, records are dropped and counted
   const { records } = readPcap(path);
   t.equal(records.length, accepted + 1, 'the file holds exactly the accepted records');
   const seqs = records.slice(0, accepted).map((r) => r.data.readUInt32BE(20));
-  t.strictSame(seqs, [...seqs].sort((a, b) => a - b), 'in the order recorded');
+  t.strictSame(
+    seqs,
+    [...seqs].sort((a, b) => a - b),
+    'in the order recorded',
+  );
   t.equal(seqs[0], 0);
 });
 

@@ -48,7 +48,10 @@ t.test('--runas syntax (options)', async (t) => {
   t.same(parseArgs([...SOCK, '--runas', 'svc$']).runAs, { user: 'svc$' });
   for (const bad of ['', 'a:b:c', ':100', 'qemu:', '0', '1000:0', 'root', 'qemu:root', '4294967295', 'bad name', '-x']) {
     const err = t.throws(() => parseArgs([...SOCK, '--runas', bad])) as Error;
-    t.ok(err instanceof UsageError && /^--runas must be USER, UID, USER:GROUP or UID:GID/.test(err.message) && !err.message.includes('\n'), `${JSON.stringify(bad)}: ${err.message}`);
+    t.ok(
+      err instanceof UsageError && /^--runas must be USER, UID, USER:GROUP or UID:GID/.test(err.message) && !err.message.includes('\n'),
+      `${JSON.stringify(bad)}: ${err.message}`,
+    );
   }
 });
 
@@ -106,9 +109,17 @@ t.test('can the user remove the socket at exit', async (t) => {
 });
 
 t.test('the plan', async (t) => {
-  const sys = (euid: number) => ({ euid: () => euid, groups: () => [1000], readFile: (p: string) => (p === '/etc/passwd' ? PASSWD : p === '/etc/group' ? GROUP : undefined) });
+  const sys = (euid: number) => ({
+    euid: () => euid,
+    groups: () => [1000],
+    readFile: (p: string) => (p === '/etc/passwd' ? PASSWD : p === '/etc/group' ? GROUP : undefined),
+  });
   t.same(planPrivileges({ sandbox: true }, sys(0)), { user: { name: 'nobody', uid: 65534, gid: 65534 }, sandbox: true, runAsIgnored: false });
-  t.same(planPrivileges({ runAs: { user: 'qemu' }, sandbox: false }, sys(0)), { user: { name: 'qemu', uid: 107, gid: 113 }, sandbox: false, runAsIgnored: false });
+  t.same(planPrivileges({ runAs: { user: 'qemu' }, sandbox: false }, sys(0)), {
+    user: { name: 'qemu', uid: 107, gid: 113 },
+    sandbox: false,
+    runAsIgnored: false,
+  });
   t.same(planPrivileges({ sandbox: true }, sys(1000)), { user: undefined, sandbox: true, runAsIgnored: false }, 'not root: no switch');
   t.same(planPrivileges({ runAs: { user: 'qemu' }, sandbox: true }, sys(1000)), { user: undefined, sandbox: true, runAsIgnored: true });
   t.throws(() => planPrivileges({ runAs: { user: 'nosuch' }, sandbox: true }, sys(0)), PrivilegeError);
@@ -149,7 +160,7 @@ async function asGuest(sock: string): Promise<{ arp?: ArpPacket; echoData?: Uint
   try {
     /** The first frame `pick` accepts within 5 s (link-up also sends MLD reports, ARP probes...). */
     const nextFrame = async <T>(pick: (f: Uint8Array) => T | undefined): Promise<T | undefined> => {
-      for (const deadline = Date.now() + 5000; Date.now() < deadline; ) {
+      for (const deadline = Date.now() + 5000; Date.now() < deadline;) {
         for (const f of await guest.receive(1, deadline - Date.now())) {
           const found = pick(f);
           if (found !== undefined) return found;
@@ -181,7 +192,11 @@ t.test('vunet started as root runs as nobody in the sandbox, and still serves', 
 
   const pid = v.proc.pid!;
   const st = procStatus(pid);
-  t.comment(Object.entries(st).map(([k, val]) => `${k}:\t${val}`).join('\n'));
+  t.comment(
+    Object.entries(st)
+      .map(([k, val]) => `${k}:\t${val}`)
+      .join('\n'),
+  );
   // What vunet should have decided here: ping sockets for nobody's group in this namespace, else
   // CAP_NET_RAW (the test runs as root, so vunet had it).
   const range = parsePingGroupRange(readFileSync('/proc/sys/net/ipv4/ping_group_range', 'utf8'));
@@ -204,7 +219,12 @@ t.test('vunet started as root runs as nobody in the sandbox, and still serves', 
   t.equal(arp?.senderIp, GW_IP, 'from the gateway address');
   t.equal(arp?.targetIp, GUEST_IP, 'to the guest');
   if (echoMode === 'none') t.equal(echoData, undefined, 'no echo socket: the ping goes unanswered');
-  else t.equal(new TextDecoder().decode(echoData), 'confined vunet', `the guest's ping to the gateway answered through a ${echoMode} socket opened after the drop`);
+  else
+    t.equal(
+      new TextDecoder().decode(echoData),
+      'confined vunet',
+      `the guest's ping to the gateway answered through a ${echoMode} socket opened after the drop`,
+    );
 
   v.proc.kill('SIGTERM');
   t.equal(await v.exited, 0, 'SIGTERM: exit 0');
@@ -223,7 +243,11 @@ t.test('in a namespace where ping sockets work, nothing is kept', { skip: notRoo
   const v = await spawnVunet(ns, ['--socket', sock, '--log-level', 'info'], { failOnExit: true });
   t.teardown(() => void v.proc.kill('SIGKILL'));
   const st = procStatus(v.proc.pid!);
-  t.comment(Object.entries(st).map(([k, val]) => `${k}:\t${val}`).join('\n'));
+  t.comment(
+    Object.entries(st)
+      .map(([k, val]) => `${k}:\t${val}`)
+      .join('\n'),
+  );
   t.equal(st.Uid?.split('\t')[0], String(nobody.uid));
   t.equal(st.CapEff, '0000000000000000', 'CapEff: 0 (ping sockets serve the guest)');
   t.equal(st.CapPrm, '0000000000000000');
@@ -252,6 +276,9 @@ t.test('--no-sandbox and --runas', { skip: notRoot }, async (t) => {
 
   const r = spawnSync(process.execPath, [BIN, '--socket', join(dir, 'other.sock'), '--runas', 'no-such-user'], { encoding: 'utf8', timeout: 20_000 });
   t.equal(r.status, 2, 'an unknown --runas user: exit 2');
-  t.match(r.stderr, /^vunet: --runas: no user 'no-such-user' in \/etc\/passwd: pass --runas with an existing user, or numeric ids such as --runas 65534:65534\n$/);
+  t.match(
+    r.stderr,
+    /^vunet: --runas: no user 'no-such-user' in \/etc\/passwd: pass --runas with an existing user, or numeric ids such as --runas 65534:65534\n$/,
+  );
   t.notOk(existsSync(join(dir, 'other.sock')), 'refused before the socket was created');
 });

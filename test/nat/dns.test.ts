@@ -21,10 +21,16 @@ const query = (id: number) => Uint8Array.of(id >> 8, id & 0xff, 1, 0, 0, 1, 0, 0
 function setup() {
   const env = makeStack({ ipv6: undefined });
   const host = new FakeUdp();
-  const dns = new DnsForwarder(env.stack, host, [
-    { family: 4, addr: Uint8Array.of(192, 0, 2, 53) },
-    { family: 4, addr: Uint8Array.of(198, 51, 100, 53) },
-  ], { timeoutMs: 2000 }, () => 0.5);
+  const dns = new DnsForwarder(
+    env.stack,
+    host,
+    [
+      { family: 4, addr: Uint8Array.of(192, 0, 2, 53) },
+      { family: 4, addr: Uint8Array.of(198, 51, 100, 53) },
+    ],
+    { timeoutMs: 2000 },
+    () => 0.5,
+  );
   dns.attach();
   env.inject(arpRequest(ipv4(10, 0, 2, 2)));
   return { ...env, dns, host };

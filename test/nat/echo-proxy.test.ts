@@ -79,7 +79,11 @@ t.test('time exceeded from a router comes from that router, quoting the request'
   const { inject, host, link } = setup();
   inject(echoRequest(0x3333, 7, new Uint8Array(32), { dst: FAR, ttl: 2 }));
   t.equal(host.sent[0]!.ttl, 1);
-  host.sockets[0]!.events.error({ origin: ErrOrigin.ICMP, type: 11, code: 0, errno: 113, info: 0, offender: ROUTER, offenderValid: true }, 7, new Uint8Array(32));
+  host.sockets[0]!.events.error(
+    { origin: ErrOrigin.ICMP, type: 11, code: 0, errno: 113, info: 0, offender: ROUTER, offenderValid: true },
+    7,
+    new Uint8Array(32),
+  );
   const [e] = link.take();
   const ip = new Ipv4Packet().at(e!, 14, e!.length - 14);
   t.equal(ip.src, ipv4(198, 51, 100, 1), 'from the reporting hop');
@@ -97,7 +101,11 @@ t.test('time exceeded from a router comes from that router, quoting the request'
 t.test('the host failing to resolve the next hop: host unreachable from the gateway', async (t) => {
   const { inject, host, link } = setup();
   inject(echoRequest(1, 1, new Uint8Array(8), { dst: FAR }));
-  host.sockets[0]!.events.error({ origin: ErrOrigin.LOCAL, type: 0, code: 0, errno: Errno.EHOSTUNREACH, info: 0, offender: new Uint8Array(16), offenderValid: false }, 1, new Uint8Array(8));
+  host.sockets[0]!.events.error(
+    { origin: ErrOrigin.LOCAL, type: 0, code: 0, errno: Errno.EHOSTUNREACH, info: 0, offender: new Uint8Array(16), offenderValid: false },
+    1,
+    new Uint8Array(8),
+  );
   const [e] = link.take();
   const ip = new Ipv4Packet().at(e!, 14, e!.length - 14);
   t.equal(ip.src, GW_IP);
@@ -141,7 +149,8 @@ t.test('flows expire when idle and the table is bounded', async (t) => {
 });
 
 t.test('IPv6: requests leave with hop limit - 1; replies and errors come back', async (t) => {
-  const { EtherType, IpProtocol, Icmpv6Packet, Ipv6Packet, emitEthernetHeader, emitIcmpv6, emitIpv6Header, icmpv6EchoRest, parseIpv6 } = await import('../../src/wire/index.js');
+  const { EtherType, IpProtocol, Icmpv6Packet, Ipv6Packet, emitEthernetHeader, emitIcmpv6, emitIpv6Header, icmpv6EchoRest, parseIpv6 } =
+    await import('../../src/wire/index.js');
   const env = makeStack({}, { random: () => 0.5 });
   const host = new FakeHost();
   const proxy = new EchoProxy(env.stack, host);
@@ -165,7 +174,10 @@ t.test('IPv6: requests leave with hop limit - 1; replies and errors come back', 
   host.sockets[0]!.events.reply(far, 3, new Uint8Array(16), 50);
   const [ns] = env.link.take();
   t.equal(ns![14 + 40], 135, 'neighbour solicitation for the guest');
-  env.stack.ipv6!.neighbors.confirm((await import('../../src/iface/neighbor.js')).ipv6Key(guest, 0), GUEST_MAC, env.clock.now(), { solicited: true, override: true });
+  env.stack.ipv6!.neighbors.confirm((await import('../../src/iface/neighbor.js')).ipv6Key(guest, 0), GUEST_MAC, env.clock.now(), {
+    solicited: true,
+    override: true,
+  });
   const [r] = env.link.take();
   const ip = new Ipv6Packet().at(r!, 14, r!.length - 14);
   t.ok(bytesEqual(r!, ip.srcOffset, far, 0, 16) && bytesEqual(r!, ip.dstOffset, guest, 0, 16));
@@ -175,7 +187,11 @@ t.test('IPv6: requests leave with hop limit - 1; replies and errors come back', 
   t.equal(icmp.ident, 0x4444);
   t.ok(icmp.verifyChecksum(r!, ip.srcOffset, r!, ip.dstOffset));
   const router6 = parseIpv6('2001:db8:ffff::1')!;
-  host.sockets[0]!.events.error({ origin: ErrOrigin.ICMP6, type: 3, code: 0, errno: 113, info: 0, offender: router6, offenderValid: true }, 3, new Uint8Array(16));
+  host.sockets[0]!.events.error(
+    { origin: ErrOrigin.ICMP6, type: 3, code: 0, errno: 113, info: 0, offender: router6, offenderValid: true },
+    3,
+    new Uint8Array(16),
+  );
   const [e] = env.link.take();
   const eip = new Ipv6Packet().at(e!, 14, e!.length - 14);
   t.ok(bytesEqual(e!, eip.srcOffset, router6, 0, 16), 'from the reporting hop');

@@ -12,8 +12,16 @@ t.test('IPv4, from the network: type and code pass through, from the reporting h
   }
   t.same(translateError(4, err({ origin: ErrOrigin.ICMP, type: 11, code: 0 })), { type: 11, code: 0, rest: 0, from: 'offender' }, 'TTL exceeded');
   t.same(translateError(4, err({ origin: ErrOrigin.ICMP, type: 11, code: 1 })), { type: 11, code: 1, rest: 0, from: 'offender' }, 'reassembly time exceeded');
-  t.same(translateError(4, err({ origin: ErrOrigin.ICMP, type: 12, code: 0, info: 9 })), { type: 12, code: 0, rest: 9 << 24, from: 'offender' }, 'parameter problem keeps its pointer');
-  t.same(translateError(4, err({ origin: ErrOrigin.ICMP, type: 11, code: 0, offenderValid: false })), { type: 11, code: 0, rest: 0, from: 'gateway' }, 'no offender: from the gateway');
+  t.same(
+    translateError(4, err({ origin: ErrOrigin.ICMP, type: 12, code: 0, info: 9 })),
+    { type: 12, code: 0, rest: 9 << 24, from: 'offender' },
+    'parameter problem keeps its pointer',
+  );
+  t.same(
+    translateError(4, err({ origin: ErrOrigin.ICMP, type: 11, code: 0, offenderValid: false })),
+    { type: 11, code: 0, rest: 0, from: 'gateway' },
+    'no offender: from the gateway',
+  );
   t.equal(translateError(4, err({ origin: ErrOrigin.ICMP, type: 0 })), undefined, 'not an error type');
   t.equal(translateError(4, err({ origin: ErrOrigin.ICMP6, type: 1 })), undefined, 'ICMPv6 origin on IPv4');
 });
@@ -22,9 +30,17 @@ t.test('IPv6, from the network', async (t) => {
   for (let code = 0; code <= 6; code++) {
     t.same(translateError(6, err({ origin: ErrOrigin.ICMP6, type: 1, code })), { type: 1, code, rest: 0, from: 'offender' }, `1/${code}`);
   }
-  t.same(translateError(6, err({ origin: ErrOrigin.ICMP6, type: 2, info: 1280 })), { type: 2, code: 0, rest: 1280, from: 'offender' }, 'packet too big with the MTU');
+  t.same(
+    translateError(6, err({ origin: ErrOrigin.ICMP6, type: 2, info: 1280 })),
+    { type: 2, code: 0, rest: 1280, from: 'offender' },
+    'packet too big with the MTU',
+  );
   t.same(translateError(6, err({ origin: ErrOrigin.ICMP6, type: 3, code: 0 })), { type: 3, code: 0, rest: 0, from: 'offender' }, 'hop limit exceeded');
-  t.same(translateError(6, err({ origin: ErrOrigin.ICMP6, type: 4, code: 1, info: 40 })), { type: 4, code: 1, rest: 40, from: 'offender' }, 'parameter problem');
+  t.same(
+    translateError(6, err({ origin: ErrOrigin.ICMP6, type: 4, code: 1, info: 40 })),
+    { type: 4, code: 1, rest: 40, from: 'offender' },
+    'parameter problem',
+  );
   t.equal(translateError(6, err({ origin: ErrOrigin.ICMP6, type: 129 })), undefined);
 });
 
@@ -40,8 +56,16 @@ t.test('local failures become the router errors a real network gives, from the g
     t.same(translateError(4, err({ origin: ErrOrigin.LOCAL, errno })), { type: v4[0], code: v4[1], rest: 0, from: 'gateway' }, `IPv4 errno ${errno}`);
     t.same(translateError(6, err({ origin: ErrOrigin.LOCAL, errno })), { type: v6[0], code: v6[1], rest: 0, from: 'gateway' }, `IPv6 errno ${errno}`);
   }
-  t.same(translateError(4, err({ origin: ErrOrigin.LOCAL, errno: Errno.EMSGSIZE, info: 1500 })), { type: 3, code: 4, rest: 1500, from: 'gateway' }, 'EMSGSIZE: fragmentation needed');
-  t.same(translateError(6, err({ origin: ErrOrigin.LOCAL, errno: Errno.EMSGSIZE, info: 1400 })), { type: 2, code: 0, rest: 1400, from: 'gateway' }, 'EMSGSIZE: packet too big');
+  t.same(
+    translateError(4, err({ origin: ErrOrigin.LOCAL, errno: Errno.EMSGSIZE, info: 1500 })),
+    { type: 3, code: 4, rest: 1500, from: 'gateway' },
+    'EMSGSIZE: fragmentation needed',
+  );
+  t.same(
+    translateError(6, err({ origin: ErrOrigin.LOCAL, errno: Errno.EMSGSIZE, info: 1400 })),
+    { type: 2, code: 0, rest: 1400, from: 'gateway' },
+    'EMSGSIZE: packet too big',
+  );
   t.equal(translateError(4, err({ origin: ErrOrigin.LOCAL, errno: 5 })), undefined, 'other errnos have no ICMP equivalent');
   t.equal(translateError(4, err({ origin: ErrOrigin.NONE })), undefined);
 });

@@ -140,7 +140,7 @@ for (const mode of ['copied into the frame', 'peeked into guest memory', 'peeked
           got.set(s.data.subarray(next - off), next);
           next = off + s.data.length;
         }
-        if (((s.flags & FIN) !== 0) && off + s.data.length === next) fin = true;
+        if ((s.flags & FIN) !== 0 && off + s.data.length === next) fin = true;
       }
     }
     t.equal(next, SIZE, 'every byte arrived');
@@ -240,7 +240,7 @@ t.test('real host socket: guest data left in guest memory goes out by one writev
   const syn = tcpFrame(42000, port, GUEST_ISN, 0, SYN, undefined, { dst: GW_IP, mss: 1460, window: 65535 });
   env.stack.receive(syn, { checksumPartial: false });
   let iss = -1;
-  for (const deadline = Date.now() + 2000; iss < 0 && Date.now() < deadline; ) {
+  for (const deadline = Date.now() + 2000; iss < 0 && Date.now() < deadline;) {
     await link.nextSend(deadline - Date.now());
     const sa = segmentsOf(t, link).find((s) => (s.flags & (SYN | ACK)) === (SYN | ACK));
     if (sa) iss = sa.seq;
@@ -262,7 +262,7 @@ t.test('real host socket: guest data left in guest memory goes out by one writev
   while (acked < TOTAL && rounds++ < 100_000) {
     const window = segmentsOf(t, link).reduce((w, s) => {
       const a = (s.ack - (GUEST_ISN + 1)) >>> 0;
-      if (((s.flags & ACK) !== 0) && a >= acked && a <= TOTAL) {
+      if ((s.flags & ACK) !== 0 && a >= acked && a <= TOTAL) {
         acked = a;
         return s.window;
       }

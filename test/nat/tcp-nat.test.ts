@@ -34,7 +34,10 @@ class FakeSocket implements TcpSocket {
   queue: StreamQueue | undefined;
   peeks: { offset: number; len: number }[] = [];
   discarded = 0;
-  constructor(public events: TcpSocketEvents, streams = false) {
+  constructor(
+    public events: TcpSocketEvents,
+    streams = false,
+  ) {
     if (!streams) return;
     this.queue = {
       queued: () => this.inbox.length,
@@ -214,7 +217,15 @@ t.test('refused: RST at once; ICMP errors quote the SYN; local failure: unreacha
     const { send, host, link } = setup();
     send(tcpFrame(40001, 80, GUEST_ISN, 0, SYN, undefined, { dst: FAR, ttl: 3 }));
     const router = Uint8Array.of(198, 51, 100, 7, ...new Array<number>(12).fill(0));
-    host.connects[0]!.socket.events.connectFailed(113, { origin: ErrOrigin.ICMP, type: 11, code: 0, errno: 113, info: 0, offender: router, offenderValid: true });
+    host.connects[0]!.socket.events.connectFailed(113, {
+      origin: ErrOrigin.ICMP,
+      type: 11,
+      code: 0,
+      errno: 113,
+      info: 0,
+      offender: router,
+      offenderValid: true,
+    });
     const [e] = link.take();
     const ip = new Ipv4Packet().at(e!, 14, e!.length - 14);
     t.equal(ip.protocol, IpProtocol.ICMP);
@@ -298,7 +309,11 @@ t.test('data both ways, backpressure, half-close each way', async (t) => {
   socket.inbox.push(9, 9);
   socket.events.readable();
   const more = segments(t, link.take()).filter((s) => s.data.length > 0);
-  t.same(more.flatMap((s) => s.data), [9, 9], 'host data after the guest FIN still arrives');
+  t.same(
+    more.flatMap((s) => s.data),
+    [9, 9],
+    'host data after the guest FIN still arrives',
+  );
   // the host ends: our FIN
   socket.eof = true;
   socket.events.readable();
@@ -317,8 +332,16 @@ t.test("the host socket's queue as the send buffer: peeked, re-peeked after a lo
   socket.inbox.push(...bytes);
   socket.events.readable();
   const first = segments(t, link.take()).filter((s) => s.data.length > 0);
-  t.same(first.flatMap((s) => s.data), bytes, 'all of it peeked into segments');
-  t.same(socket.peeks.map((p) => p.offset), [0, 1460, 2920], 'each segment peeked from its offset');
+  t.same(
+    first.flatMap((s) => s.data),
+    bytes,
+    'all of it peeked into segments',
+  );
+  t.same(
+    socket.peeks.map((p) => p.offset),
+    [0, 1460, 2920],
+    'each segment peeked from its offset',
+  );
   t.equal(socket.inbox.length, 3000, 'nothing taken off the queue: the kernel holds it until the guest acknowledges');
   // The first segment is lost: the guest acknowledges nothing (SACKing nothing either).
   send(tcpFrame(40000, 80, GUEST_ISN + 1, iss + 1, ACK, undefined, { dst: FAR }));
@@ -370,7 +393,10 @@ t.test('the host socket failing while its queue is the send buffer resets the gu
   socket.readError = 104; // ECONNRESET
   socket.events.readable();
   const out = segments(t, link.take());
-  t.ok(out.some((s) => (s.flags & RST) !== 0), 'the guest gets a RST');
+  t.ok(
+    out.some((s) => (s.flags & RST) !== 0),
+    'the guest gets a RST',
+  );
   t.equal(env.nat.flowCount, 0);
 });
 
@@ -386,7 +412,11 @@ t.test('guest data of one batch goes to the host in one write per flow', async (
   t.equal(socket.writes, 0, 'nothing written during the batch');
   nat.flush();
   t.equal(socket.writes, 1, 'one write at its end');
-  t.same(socket.written, Array.from({ length: 400 }, (_, k) => k & 0xff), 'all of it, in order');
+  t.same(
+    socket.written,
+    Array.from({ length: 400 }, (_, k) => k & 0xff),
+    'all of it, in order',
+  );
   const acks = segments(t, env.link.take());
   t.ok(acks.length >= 1 && acks.length <= 2, `one or two ACKs for four segments (${acks.length})`);
   t.equal(acks.at(-1)!.ack, GUEST_ISN + 401, 'the last ACK covers everything');
@@ -409,7 +439,7 @@ t.test('a segment of many MSS (the guest used TSO) goes to the host in one write
   t.equal(socket.writes, 1, 'one write');
   t.equal(socket.written.length, 40000, 'all of it');
   const acks = segments(t, env.link.take());
-  t.equal(acks.length, 1, 'one ACK, at once (no delayed ACK for 27 segments\' worth)');
+  t.equal(acks.length, 1, "one ACK, at once (no delayed ACK for 27 segments' worth)");
   t.equal(acks[0]!.ack, GUEST_ISN + 40001);
 });
 
@@ -530,7 +560,14 @@ t.test('port forward to a guest that does not answer ARP: the host connection cl
   env.stack.route({ unreachable: (tag) => nat.unreachable(tag) });
   nat.listen([{ family: 4, addr: null, hostPort: 2222, guestPort: 22 }]);
   let attached: FakeSocket | undefined;
-  host.listens[0]!.accepted({ family: 4, peer: Uint8Array.of(127, 0, 0, 1), peerPort: 51000, localPort: 2222, attach: (e) => (attached = new FakeSocket(e)), reject: () => undefined });
+  host.listens[0]!.accepted({
+    family: 4,
+    peer: Uint8Array.of(127, 0, 0, 1),
+    peerPort: 51000,
+    localPort: 2222,
+    attach: (e) => (attached = new FakeSocket(e)),
+    reject: () => undefined,
+  });
   for (let i = 0; i < 10; i++) {
     env.clock.advance(1000);
     env.stack.poll();
@@ -547,12 +584,20 @@ t.test('no guest receive buffers: data waits, and goes when the link has room', 
   env.link.room = false;
   socket.inbox.push(...new Array<number>(3000).fill(4));
   socket.events.readable();
-  t.same(segments(t, env.link.take()).filter((s) => s.data.length > 0), [], 'nothing while the guest has no buffers');
+  t.same(
+    segments(t, env.link.take()).filter((s) => s.data.length > 0),
+    [],
+    'nothing while the guest has no buffers',
+  );
   t.ok(env.nat.wantsRoom && wanted > 0, 'the link is asked for room');
   env.link.room = true;
   env.nat.linkRoom();
   const data = segments(t, env.link.take()).filter((s) => s.data.length > 0);
-  t.equal(data.reduce((n, s) => n + s.data.length, 0), 3000, 'all of it once there is room');
+  t.equal(
+    data.reduce((n, s) => n + s.data.length, 0),
+    3000,
+    'all of it once there is room',
+  );
 });
 
 t.test('fences: a SYN to host loopback or an unspecified address gets a RST, no host connect', async (t) => {

@@ -31,11 +31,13 @@ function setup(opts: ConstructorParameters<typeof UdpNat>[2] = {}, mtu?: number)
   const host = new FakeUdp();
   const nat = new UdpNat(env.stack, host, opts);
   env.stack.route({ beyond: (p) => nat.output(4, p, (p[0]! & 15) * 4, p[8]!) });
-  env.stack.route({ unservedUdp: (family, p, off, ttl) => {
-    if (!nat.takesGateway(family, p)) return false;
-    nat.output(family, p, off, ttl);
-    return true;
-  } });
+  env.stack.route({
+    unservedUdp: (family, p, off, ttl) => {
+      if (!nat.takesGateway(family, p)) return false;
+      nat.output(family, p, off, ttl);
+      return true;
+    },
+  });
   env.inject(arpRequest(GW_IP)); // the guest is known on the link
   return { ...env, nat, host };
 }
@@ -162,7 +164,11 @@ t.test('idle flows expire oldest first; a used flow moves to the back', async (t
   clock.advance(100);
   inject(udpFrame(40000, 53, Uint8Array.of(2), { dst: FAR })); // the first is used again
   inject(udpFrame(40002, 53, Uint8Array.of(1), { dst: FAR })); // full: the least recently used goes
-  t.same(host.sockets.map((s) => s.closed), [false, true, false], 'the second flow was the least recently used');
+  t.same(
+    host.sockets.map((s) => s.closed),
+    [false, true, false],
+    'the second flow was the least recently used',
+  );
   t.equal(nat.pollAt(), t0 + 200 + 1000);
   clock.advance(1000);
   nat.poll(clock.t);
@@ -209,11 +215,31 @@ t.test('a batch of guest datagrams leaves with one sendmmsg per socket, in order
     env.inject(udpFrame(40000, 53, Uint8Array.of(i), { dst: FAR, ttl: 64 }));
     if (i < 3) env.inject(udpFrame(40001, 53, Uint8Array.of(100 + i, 7), { dst: FAR, ttl: 10 }));
   }
-  t.same(host.sockets.map((s) => s.sent.length), [0, 0], 'nothing sent during the batch');
+  t.same(
+    host.sockets.map((s) => s.sent.length),
+    [0, 0],
+    'nothing sent during the batch',
+  );
   await Promise.resolve(); // the batch ends: the scheduled flush runs
-  t.same(host.sockets.map((s) => s.calls), [[5], [3]], 'one call per socket');
-  t.same(host.sockets[0]!.sent.map((d) => d.data[0]), [0, 1, 2, 3, 4], 'first flow, in order');
-  t.same(host.sockets[1]!.sent.map((d) => d.data), [[100, 7], [101, 7], [102, 7]], 'second flow, in order');
+  t.same(
+    host.sockets.map((s) => s.calls),
+    [[5], [3]],
+    'one call per socket',
+  );
+  t.same(
+    host.sockets[0]!.sent.map((d) => d.data[0]),
+    [0, 1, 2, 3, 4],
+    'first flow, in order',
+  );
+  t.same(
+    host.sockets[1]!.sent.map((d) => d.data),
+    [
+      [100, 7],
+      [101, 7],
+      [102, 7],
+    ],
+    'second flow, in order',
+  );
   t.same([...new Set(host.sockets[0]!.sent.map((d) => d.ttl))], [63], 'TTL - 1 on each');
   t.same([...new Set(host.sockets[1]!.sent.map((d) => d.ttl))], [9]);
   t.equal(nat.stats.sendBatches, 2);
@@ -228,9 +254,25 @@ t.test('a datagram the batch could not send goes alone; its error reaches the gu
   host.sockets[0]!.failOne = -101; // ENETUNREACH for what is sent alone
   nat.flushSends();
   const s = host.sockets[0]!;
-  t.same(s.sent.map((d) => [d.data[0], d.how]), [[0, 'many'], [1, 'many'], [3, 'many'], [4, 'many']], 'the refused ones (2, 5) went alone and failed; the others were sent');
+  t.same(
+    s.sent.map((d) => [d.data[0], d.how]),
+    [
+      [0, 'many'],
+      [1, 'many'],
+      [3, 'many'],
+      [4, 'many'],
+    ],
+    'the refused ones (2, 5) went alone and failed; the others were sent',
+  );
   const errors = env.link.take().map((f) => new Icmpv4Packet().at(f, 34, f.length - 34));
-  t.same(errors.map((e) => [e.type, e.code]), [[3, 0], [3, 0]], 'network unreachable for each refused datagram');
+  t.same(
+    errors.map((e) => [e.type, e.code]),
+    [
+      [3, 0],
+      [3, 0],
+    ],
+    'network unreachable for each refused datagram',
+  );
   t.same(s.calls, [6, 3], 'the batch resumed after each refused datagram');
 });
 

@@ -122,7 +122,7 @@ interface ParsedOption {
 
 function options(pkt: Uint8Array): ParsedOption[] {
   const out: ParsedOption[] = [];
-  for (let p = 40 + 16; p < pkt.length; ) {
+  for (let p = 40 + 16; p < pkt.length;) {
     const len = pkt[p + 1]! * 8;
     if (len === 0) throw new Error('zero-length option');
     out.push({ type: pkt[p]!, offset: p, length: len });

@@ -13,7 +13,10 @@ net
     s.pipe(s);
   })
   .listen({ port, host: '::', ipv6Only: false });
-for (const [type, host] of [['udp4', '0.0.0.0'], ['udp6', '::']]) {
+for (const [type, host] of [
+  ['udp4', '0.0.0.0'],
+  ['udp6', '::'],
+]) {
   const u = dgram.createSocket(type === 'udp6' ? { type, ipv6Only: true } : { type });
   u.on('message', (m, r) => {
     say(`udp ${r.address}`);

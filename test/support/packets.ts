@@ -98,13 +98,30 @@ export interface TcpFrameOptions extends Partial<Ipv4Frame> {
 }
 
 /** A TCP segment from the guest in an Ethernet + IPv4 frame, checksum filled. */
-export function tcpFrame(srcPort: number, dstPort: number, seq: number, ack: number, flags: number, data: Uint8Array = new Uint8Array(0), p: TcpFrameOptions = {}): Uint8Array {
+export function tcpFrame(
+  srcPort: number,
+  dstPort: number,
+  seq: number,
+  ack: number,
+  flags: number,
+  data: Uint8Array = new Uint8Array(0),
+  p: TcpFrameOptions = {},
+): Uint8Array {
   let options = p.options;
   if (!options && p.mss !== undefined) {
     options = new TcpOptions();
     options.mss = p.mss;
   }
-  const repr = { srcPort, dstPort, seq: seq >>> 0, ack: ack >>> 0, flags, window: p.window ?? 65535, payloadLength: data.length, ...(options ? { options } : {}) };
+  const repr = {
+    srcPort,
+    dstPort,
+    seq: seq >>> 0,
+    ack: ack >>> 0,
+    flags,
+    window: p.window ?? 65535,
+    payloadLength: data.length,
+    ...(options ? { options } : {}),
+  };
   const hl = tcpHeaderLength(repr);
   const m = new Uint8Array(hl + data.length);
   m.set(data, hl);

@@ -74,7 +74,7 @@ export class RawGuest {
     this.flushTx();
     const used = this.rxq.used();
     if (used.length === 0) return;
-    for (let i = 0; i < used.length; ) {
+    for (let i = 0; i < used.length;) {
       const first = used[i]!;
       const gpa = this.rxBufs.get(first.id)!;
       const hdr = this.fe.memory.read(gpa, NET_HDR_LEN);

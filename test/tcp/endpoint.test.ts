@@ -192,7 +192,11 @@ t.test('window scaling both ways, zero window and persist probes', async (t) => 
   conn.send(new Uint8Array(100).fill(5));
   conn.output(5);
   const sent = rec.take();
-  t.equal(sent.reduce((n, s) => n + s.data.length, 0), 40, 'sends exactly the scaled window');
+  t.equal(
+    sent.reduce((n, s) => n + s.data.length, 0),
+    40,
+    'sends exactly the scaled window',
+  );
   // The peer acknowledges with a zero window: the persist timer probes with one byte.
   conn.input(segment({ seq: PEER + 2, ack: ISS + 41, flags: ACK, window: 0 }), 6);
   conn.output(6);
@@ -208,7 +212,11 @@ t.test('window scaling both ways, zero window and persist probes', async (t) => 
   t.ok(conn.pollAt() - at2 > at2 - at1, 'probe interval backs off');
   conn.input(segment({ seq: PEER + 2, ack: ISS + 41, flags: ACK, window: 100 }), at2 + 1);
   conn.output(at2 + 1);
-  t.equal(rec.take().reduce((n, s) => n + s.data.length, 0), 60, 'window reopened: the rest goes');
+  t.equal(
+    rec.take().reduce((n, s) => n + s.data.length, 0),
+    60,
+    'window reopened: the rest goes',
+  );
 });
 
 t.test('receive backpressure: the window shrinks while the application takes nothing', async (t) => {
@@ -372,7 +380,10 @@ t.test('a close before the handshake completes: the FIN follows the handshake an
   t.equal(conn.state, TcpState.FIN_WAIT_1);
   conn.output(5);
   const out = rec.take();
-  t.ok(out.some((s) => ((s.flags & FIN) !== 0) && s.seq === ISS + 1), 'FIN after the handshake');
+  t.ok(
+    out.some((s) => (s.flags & FIN) !== 0 && s.seq === ISS + 1),
+    'FIN after the handshake',
+  );
 });
 
 t.test('memory budget: the window offered is what the budget lets the buffer reach; in-window data it cannot hold is dropped and counted', async (t) => {
@@ -384,7 +395,7 @@ t.test('memory budget: the window offered is what the budget lets the buffer rea
   conn.input(segment({ seq: PEER + 1, ack: ISS + 1, flags: ACK, data: [1] }), 2);
   conn.poll(10);
   const [a] = rec.take();
-  t.equal(a!.window, 4096 + 8192 - 1, "the SYN-ACK offered the initial buffer plus what may grow; less what waits");
+  t.equal(a!.window, 4096 + 8192 - 1, 'the SYN-ACK offered the initial buffer plus what may grow; less what waits');
   // The budget shrinks meanwhile (another user takes the rest): data inside the advertised window
   // that no longer fits is dropped, not stored in memory we do not have.
   hog.take(8 * 1024);
@@ -400,7 +411,7 @@ t.test('memory budget: the window offered is what the budget lets the buffer rea
   t.equal(budget.account('tcp').used, 0, 'released with the connection');
 });
 
-t.test('the send buffer reads ahead at most twice the peer\'s largest window (64 KiB at least)', async (t) => {
+t.test("the send buffer reads ahead at most twice the peer's largest window (64 KiB at least)", async (t) => {
   const { conn } = makeConn({ sendBufferMax: 1 << 20 }, ISS);
   conn.acceptSyn(segment({ seq: PEER, flags: SYN, window: 1000, options: { mss: 1460 } }));
   conn.synAck(0);
@@ -429,7 +440,11 @@ t.test('an application that sends from sendSpace never sends past the right edge
   t.equal(conn.send(new Uint8Array(40_000)), 40_000);
   conn.output(2);
   const first = rec.take();
-  t.equal(first.reduce((n, s) => n + s.data.length, 0), 8760, 'a window of data goes out');
+  t.equal(
+    first.reduce((n, s) => n + s.data.length, 0),
+    8760,
+    'a window of data goes out',
+  );
   // Four segments acknowledged, but the receiver's buffer filled: the right edge stays put.
   const ack = ISS + 1 + 4 * 1460;
   const edge = ISS + 1 + 8760;
@@ -437,7 +452,11 @@ t.test('an application that sends from sendSpace never sends past the right edge
   conn.output(4);
   const after = rec.take();
   const overrun = after.filter((s) => s.data.length > 0 && s.seq + s.data.length - edge > 0);
-  t.same(overrun.map((s) => [s.seq, s.data.length]), [], 'nothing beyond the right edge');
+  t.same(
+    overrun.map((s) => [s.seq, s.data.length]),
+    [],
+    'nothing beyond the right edge',
+  );
   t.equal(log.sendSpace, 0, 'sendSpace went to the application');
 });
 
@@ -454,13 +473,20 @@ t.test('sequence numbers across 2^31 and 2^32: segments carry them unsigned, ACK
     t.equal(conn.send(new Uint8Array(8000).fill(7)), 8000);
     conn.output(2);
     const sent = rec.take().filter((s) => s.data.length > 0);
-    t.same(sent.map((s) => s.seq), Array.from({ length: 8 }, (_, i) => (iss + 1 + i * 1000) >>> 0), 'eight segments, numbered across the boundary');
-    t.ok(sent.every((s) => s.seq >= 0 && s.ack >= 0), 'never negative');
+    t.same(
+      sent.map((s) => s.seq),
+      Array.from({ length: 8 }, (_, i) => (iss + 1 + i * 1000) >>> 0),
+      'eight segments, numbered across the boundary',
+    );
+    t.ok(
+      sent.every((s) => s.seq >= 0 && s.ack >= 0),
+      'never negative',
+    );
     // The peer acknowledges everything (its ACK wrapped too) and sends data over its own wrap.
     conn.input(segment({ seq: peer + 1, ack: (iss + 8001) >>> 0, flags: ACK | PSH, window: 65535, data: new Uint8Array(300).fill(1) }), 3);
     conn.poll(conn.pollAt()); // the delayed ACK
     const ack = rec.take().pop();
     t.equal(ack!.seq, (iss + 8001) >>> 0, 'our next sequence number, unsigned');
-    t.equal(ack!.ack, (peer + 301) >>> 0, 'the peer\'s data acknowledged across its wrap');
+    t.equal(ack!.ack, (peer + 301) >>> 0, "the peer's data acknowledged across its wrap");
   }
 });

@@ -75,7 +75,12 @@ function run(loss: number, reorder: number, dup: number, seed: number, size: num
       peerClosed: false,
       closed: false,
     };
-    s.conn = new TcpConnection({ mss: 1460, sendBufferMax: 256 * 1024, recvBufferMax: 256 * 1024, timeWaitMs: 100 }, events(() => s), link(() => s), { iss, tsOffset: iss });
+    s.conn = new TcpConnection(
+      { mss: 1460, sendBufferMax: 256 * 1024, recvBufferMax: 256 * 1024, timeWaitMs: 100 },
+      events(() => s),
+      link(() => s),
+      { iss, tsOffset: iss },
+    );
     return s;
   };
   const a = mk(111, 0);
@@ -94,10 +99,14 @@ function run(loss: number, reorder: number, dup: number, seed: number, size: num
   };
   let steps = 0;
   while (!(a.closed && b.closed) && steps++ < 2_000_000) {
-    const next = Math.min(queue.reduce((m, q) => Math.min(m, q.at), Infinity), a.conn.pollAt(), b.conn.pollAt());
+    const next = Math.min(
+      queue.reduce((m, q) => Math.min(m, q.at), Infinity),
+      a.conn.pollAt(),
+      b.conn.pollAt(),
+    );
     if (next === Infinity) break;
     now = Math.max(now, next);
-    for (let i = 0; i < queue.length; ) {
+    for (let i = 0; i < queue.length;) {
       const q = queue[i]!;
       if (q.at > now) {
         i++;

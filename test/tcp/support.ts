@@ -23,11 +23,27 @@ export interface Sent {
 }
 
 /** Builds the bytes of a segment (as it would arrive) and a view over them. */
-export function segment(p: { seq: number; ack?: number; flags: number; window?: number; data?: Uint8Array | number[]; options?: Partial<TcpOptions> }): TcpSegment {
+export function segment(p: {
+  seq: number;
+  ack?: number;
+  flags: number;
+  window?: number;
+  data?: Uint8Array | number[];
+  options?: Partial<TcpOptions>;
+}): TcpSegment {
   const o = new TcpOptions();
   if (p.options) Object.assign(o, p.options);
   const data = p.data instanceof Uint8Array ? p.data : Uint8Array.from(p.data ?? []);
-  const repr = { srcPort: 1, dstPort: 2, seq: p.seq >>> 0, ack: (p.ack ?? 0) >>> 0, flags: p.flags, window: p.window ?? 0xffff, payloadLength: data.length, options: o };
+  const repr = {
+    srcPort: 1,
+    dstPort: 2,
+    seq: p.seq >>> 0,
+    ack: (p.ack ?? 0) >>> 0,
+    flags: p.flags,
+    window: p.window ?? 0xffff,
+    payloadLength: data.length,
+    options: o,
+  };
   const hl = tcpHeaderLength(repr);
   const b = new Uint8Array(hl + data.length);
   b.set(data, hl);

@@ -46,7 +46,6 @@ function setup(t: Test, opts: NetDeviceOptions = {}) {
   return { dev, seen, fe };
 }
 
-
 /** Posts `count` receive buffers of `size` bytes and kicks; returns their guest addresses. */
 function postRx(fe: TestFrontend, rxq: NonNullable<Awaited<ReturnType<TestFrontend['handshake']>>[number]>, count: number, size: number): number[] {
   const bufs: number[] = [];
@@ -84,7 +83,10 @@ t.test('TX: frames reach the stack as private copies, contiguous or scattered', 
   t.same(seen[0]!.frame, f1);
   t.same(seen[1]!.frame, f2);
   t.same(seen[2]!.frame, f3, 'scattered frame gathered');
-  t.notOk(seen.some((s) => s.inGuestMemory), 'nothing is parsed in guest memory (the guest may rewrite it meanwhile)');
+  t.notOk(
+    seen.some((s) => s.inGuestMemory),
+    'nothing is parsed in guest memory (the guest may rewrite it meanwhile)',
+  );
   t.ok(seen[2]!.partial && !seen[1]!.partial, 'NEEDS_CSUM passed on as checksumPartial');
   t.equal(dev.stats.txFrames, 3);
 });
@@ -205,7 +207,11 @@ t.test('TX: a frame whose handler throws costs that frame only', async (t) => {
   txq!.kick();
   const used = await txq!.waitUsed(3);
   t.equal(used.length, 3, 'every chain returned');
-  t.same(seen.map((s) => s.frame), [frame(80, 1), frame(80, 3)], 'the frames around it were handled');
+  t.same(
+    seen.map((s) => s.frame),
+    [frame(80, 1), frame(80, 3)],
+    'the frames around it were handled',
+  );
   t.equal(dev.stats.txFailed, 1);
   t.equal(errors.length, 1, 'reported once');
 });
@@ -308,38 +314,44 @@ t.test('RX: no partial checksums to a guest without GUEST_CSUM', async (t) => {
 });
 
 for (const inPlace of [false, true]) {
-  t.test(`TX: GSO TCP frames (HOST_TSO4/6) pass as one large segment; ones whose header lies are refused${inPlace ? ' (payload left in guest memory)' : ''}`, async (t) => {
-    const { dev, seen, fe } = setup(t, { payloadsInPlace: inPlace });
-    const [, txq] = await fe.handshake();
-    t.ok(((fe.features & bit(NetFeature.HOST_TSO4)) !== 0n) && ((fe.features & bit(NetFeature.HOST_TSO6)) !== 0n) && (fe.features & bit(NetFeature.HOST_ECN)) !== 0n, 'HOST_TSO4, HOST_TSO6 and HOST_ECN negotiated');
-    const gsoHdr = (gso: number, flags = 1): Uint8Array => {
-      const h = hdr(flags, gso);
-      h[4] = 1448 & 0xff; // gso_size
-      h[5] = 1448 >> 8;
-      return h;
-    };
-    const big4 = tcpFrame(40000, 80, 1, 1, 0x18, frame(60000, 3));
-    const tcp6 = new Uint8Array(20 + 30000);
-    tcp6[12] = 5 << 4;
-    const big6 = ipv6Frame({ src: new Uint8Array(16).fill(1), dst: new Uint8Array(16).fill(2), srcMac: GUEST_MAC }, IpProtocol.TCP, tcp6);
-    const send = (h: Uint8Array, f: Uint8Array): void => void txq!.add([{ data: h }, { data: f }]);
-    send(gsoHdr(1), big4); // TCPV4
-    send(gsoHdr(4 | 0x80), big6); // TCPV6 with ECN
-    send(gsoHdr(1, 0), big4); // no NEEDS_CSUM
-    send(gsoHdr(4), big4); // says IPv6, is IPv4
-    send(gsoHdr(1), udpFrame(1, 2, frame(3000))); // says TCP, is UDP
-    send(gsoHdr(5), udpFrame(1, 2, frame(3000))); // UDP_L4 (HOST_USO): not offered
-    send(gsoHdr(3), big4); // says UDP, is TCP
-    send(gsoHdr(3 | 0x80), udpFrame(1, 2, frame(3000))); // UDP with ECN
-    send(gsoHdr(3, 0), udpFrame(1, 2, frame(3000))); // UDP without NEEDS_CSUM
-    txq!.kick();
-    await txq!.waitUsed(9);
-    t.equal(seen.length, 2, 'the two honest ones reach the stack');
-    t.same(seen[0]!.frame, big4, 'whole, as one frame');
-    t.same(seen[1]!.frame, big6);
-    t.equal(dev.stats.txGso, 2);
-    t.equal(dev.stats.txGsoBad, 7, 'the others counted and dropped');
-  });
+  t.test(
+    `TX: GSO TCP frames (HOST_TSO4/6) pass as one large segment; ones whose header lies are refused${inPlace ? ' (payload left in guest memory)' : ''}`,
+    async (t) => {
+      const { dev, seen, fe } = setup(t, { payloadsInPlace: inPlace });
+      const [, txq] = await fe.handshake();
+      t.ok(
+        (fe.features & bit(NetFeature.HOST_TSO4)) !== 0n && (fe.features & bit(NetFeature.HOST_TSO6)) !== 0n && (fe.features & bit(NetFeature.HOST_ECN)) !== 0n,
+        'HOST_TSO4, HOST_TSO6 and HOST_ECN negotiated',
+      );
+      const gsoHdr = (gso: number, flags = 1): Uint8Array => {
+        const h = hdr(flags, gso);
+        h[4] = 1448 & 0xff; // gso_size
+        h[5] = 1448 >> 8;
+        return h;
+      };
+      const big4 = tcpFrame(40000, 80, 1, 1, 0x18, frame(60000, 3));
+      const tcp6 = new Uint8Array(20 + 30000);
+      tcp6[12] = 5 << 4;
+      const big6 = ipv6Frame({ src: new Uint8Array(16).fill(1), dst: new Uint8Array(16).fill(2), srcMac: GUEST_MAC }, IpProtocol.TCP, tcp6);
+      const send = (h: Uint8Array, f: Uint8Array): void => void txq!.add([{ data: h }, { data: f }]);
+      send(gsoHdr(1), big4); // TCPV4
+      send(gsoHdr(4 | 0x80), big6); // TCPV6 with ECN
+      send(gsoHdr(1, 0), big4); // no NEEDS_CSUM
+      send(gsoHdr(4), big4); // says IPv6, is IPv4
+      send(gsoHdr(1), udpFrame(1, 2, frame(3000))); // says TCP, is UDP
+      send(gsoHdr(5), udpFrame(1, 2, frame(3000))); // UDP_L4 (HOST_USO): not offered
+      send(gsoHdr(3), big4); // says UDP, is TCP
+      send(gsoHdr(3 | 0x80), udpFrame(1, 2, frame(3000))); // UDP with ECN
+      send(gsoHdr(3, 0), udpFrame(1, 2, frame(3000))); // UDP without NEEDS_CSUM
+      txq!.kick();
+      await txq!.waitUsed(9);
+      t.equal(seen.length, 2, 'the two honest ones reach the stack');
+      t.same(seen[0]!.frame, big4, 'whole, as one frame');
+      t.same(seen[1]!.frame, big6);
+      t.equal(dev.stats.txGso, 2);
+      t.equal(dev.stats.txGsoBad, 7, 'the others counted and dropped');
+    },
+  );
 }
 
 t.test('TX: a UDP datagram larger than the MTU (HOST_UFO) passes whole over IPv4 and IPv6', async (t) => {

@@ -27,10 +27,7 @@ t.test('parse a request from a Linux guest', async (t) => {
 
 t.test('emit the request and the reply byte for byte', async (t) => {
   const buf = new Uint8Array(ARP_LEN);
-  t.equal(
-    emitArp(buf, 0, { operation: ArpOp.REQUEST, senderMac: GUEST, senderIp: 0x0a00020f, targetMac: new Uint8Array(6), targetIp: 0x0a000202 }),
-    28,
-  );
+  t.equal(emitArp(buf, 0, { operation: ArpOp.REQUEST, senderMac: GUEST, senderIp: 0x0a00020f, targetMac: new Uint8Array(6), targetIp: 0x0a000202 }), 28);
   t.same(buf, ARP_REQUEST_FRAME.subarray(14, 42));
   t.equal(emitArp(buf, 0, { operation: ArpOp.REPLY, senderMac: GATEWAY, senderIp: 0x0a000202, targetMac: GUEST, targetIp: 0x0a00020f }), 28);
   t.same(buf, ARP_REPLY);

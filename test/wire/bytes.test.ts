@@ -8,7 +8,7 @@ t.test('copyBytes: short and long, across buffers and within one, with and witho
   const was = useNativeCopy(undefined);
   t.teardown(() => useNativeCopy(was)); // as it was: other files may share this process
   for (const withNative of [false, true]) {
-    useNativeCopy(withNative ? native.copy : undefined);
+    useNativeCopy(withNative ? native.copy.bind(native) : undefined);
     for (const len of [0, 1, NATIVE_COPY_MIN - 1, NATIVE_COPY_MIN, 1500]) {
       const src = Uint8Array.from({ length: 2000 }, (_, i) => (i * 3) & 0xff);
       const dst = new Uint8Array(2000);
@@ -16,7 +16,11 @@ t.test('copyBytes: short and long, across buffers and within one, with and witho
       t.same(dst.subarray(7, 7 + len), src.subarray(11, 11 + len), `${len} bytes (${withNative ? 'native' : 'js'})`);
       t.equal(dst[7 + len], 0, 'nothing after');
       copyBytes(src, 5, src, 0, len); // overlapping, forwards
-      t.same(src.subarray(5, 5 + len), Uint8Array.from({ length: len }, (_, i) => (i * 3) & 0xff), `${len} bytes within one buffer`);
+      t.same(
+        src.subarray(5, 5 + len),
+        Uint8Array.from({ length: len }, (_, i) => (i * 3) & 0xff),
+        `${len} bytes within one buffer`,
+      );
     }
   }
 });

@@ -157,9 +157,7 @@ t.test('pseudo-headers', async (t) => {
 
 t.test('transport verification over pseudo-headers', async (t) => {
   // The UDP datagram quoted in an ICMP port unreachable from a traceroute (see icmpv4.test.ts).
-  const udp = hex(
-    'afc8829a0028c025' + '404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f',
-  );
+  const udp = hex('afc8829a0028c025' + '404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f');
   t.ok(verifyTransportV4(udp, 0, udp.length, 0x0a00020f, 0x0a000202, 17));
   t.notOk(verifyTransportV4(udp, 0, udp.length, 0x0a00020f, 0x0a000203, 17));
   // ICMPv6 router solicitation from fe80::5054:ff:fe12:3456 to ff02::2.

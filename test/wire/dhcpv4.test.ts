@@ -94,7 +94,10 @@ t.test('parse the DISCOVER through every layer', async (t) => {
 t.test('build the same DISCOVER with the emitters', async (t) => {
   const f = new Uint8Array(DHCPDISCOVER_FRAME.length);
   const d = DHCP_OFFSET;
-  t.equal(emitDhcpHeader(f, d, { op: DhcpOp.BOOTREQUEST, xid: 0x3903f326, secs: 0, flags: 0, ciaddr: 0, yiaddr: 0, siaddr: 0, giaddr: 0, chaddr: GUEST_MAC }), DHCP_FIXED_LEN);
+  t.equal(
+    emitDhcpHeader(f, d, { op: DhcpOp.BOOTREQUEST, xid: 0x3903f326, secs: 0, flags: 0, ciaddr: 0, yiaddr: 0, siaddr: 0, giaddr: 0, chaddr: GUEST_MAC }),
+    DHCP_FIXED_LEN,
+  );
   const end = f.length;
   let o = d + DHCP_FIXED_LEN;
   o = dhcpPutU8(f, o, end, DhcpOption.MESSAGE_TYPE, DhcpMessageType.DISCOVER);
@@ -117,7 +120,17 @@ t.test('build the same DISCOVER with the emitters', async (t) => {
 t.test('an OFFER with every option a server sends, parsed back', async (t) => {
   const b = new Uint8Array(600);
   const server = ipv4(10, 0, 2, 2);
-  emitDhcpHeader(b, 0, { op: DhcpOp.BOOTREPLY, xid: 0x3903f326, secs: 0, flags: DHCP_FLAG_BROADCAST, ciaddr: 0, yiaddr: ipv4(10, 0, 2, 15), siaddr: server, giaddr: 0, chaddr: GUEST_MAC });
+  emitDhcpHeader(b, 0, {
+    op: DhcpOp.BOOTREPLY,
+    xid: 0x3903f326,
+    secs: 0,
+    flags: DHCP_FLAG_BROADCAST,
+    ciaddr: 0,
+    yiaddr: ipv4(10, 0, 2, 15),
+    siaddr: server,
+    giaddr: 0,
+    chaddr: GUEST_MAC,
+  });
   const end = 576;
   let o = DHCP_FIXED_LEN;
   o = dhcpPutU8(b, o, end, DhcpOption.MESSAGE_TYPE, DhcpMessageType.OFFER);
@@ -161,7 +174,10 @@ t.test('an OFFER with every option a server sends, parsed back', async (t) => {
         break;
       case DhcpOption.ROUTER:
       case DhcpOption.DNS_SERVERS:
-        seen.set(it.code, Array.from({ length: it.length / 4 }, (_, i) => it.ip(i)));
+        seen.set(
+          it.code,
+          Array.from({ length: it.length / 4 }, (_, i) => it.ip(i)),
+        );
         break;
       case DhcpOption.INTERFACE_MTU:
         seen.set(it.code, [it.u16]);
@@ -354,7 +370,10 @@ t.test('properties', async (t) => {
     t,
     'domain search round-trips',
     fc.property(
-      fc.array(fc.array(fc.constantFrom('a', 'b', 'example', 'corp', 'x1', 'test'), { minLength: 1, maxLength: 4 }).map((l) => l.join('.')), { minLength: 1, maxLength: 30 }),
+      fc.array(
+        fc.array(fc.constantFrom('a', 'b', 'example', 'corp', 'x1', 'test'), { minLength: 1, maxLength: 4 }).map((l) => l.join('.')),
+        { minLength: 1, maxLength: 30 },
+      ),
       (names) => {
         const b = new Uint8Array(2000);
         const n = dhcpPutDomainSearch(b, 0, b.length, names);

@@ -265,7 +265,14 @@ t.test('properties', async (t) => {
       fc.integer({ min: 0, max: 0xffffffff }),
       fc.integer({ min: 0, max: 0xffffffff }),
       fc.integer({ min: 0, max: 0xffffffff }),
-      fc.array(fc.record({ address: fc.uint8Array({ minLength: 16, maxLength: 16 }), preferredLifetime: fc.integer({ min: 0, max: 0xffffffff }), validLifetime: fc.integer({ min: 0, max: 0xffffffff }) }), { maxLength: 3 }),
+      fc.array(
+        fc.record({
+          address: fc.uint8Array({ minLength: 16, maxLength: 16 }),
+          preferredLifetime: fc.integer({ min: 0, max: 0xffffffff }),
+          validLifetime: fc.integer({ min: 0, max: 0xffffffff }),
+        }),
+        { maxLength: 3 },
+      ),
       (iaid, t1, t2, addresses) => {
         const b = new Uint8Array(4 + 16 + 28 * 3);
         const n = dhcpv6PutIaNa(b, 4, b.length, { iaid, t1, t2, addresses });

@@ -111,12 +111,19 @@ t.test('properties', async (t) => {
   property(
     t,
     'emit then parse round-trips',
-    fc.property(fc.uint8Array({ minLength: 6, maxLength: 6 }), fc.uint8Array({ minLength: 6, maxLength: 6 }), fc.integer({ min: 0, max: 0xffff }), (dst, src, type) => {
-      const buf = new Uint8Array(14);
-      emitEthernetHeader(buf, 0, { dst, src, etherType: type });
-      const f = new EthernetFrame().at(buf, 0, 14);
-      return f.check() && f.etherType === type && macEqual(buf, f.dstOffset, dst, 0) && macEqual(buf, f.srcOffset, src, 0) && formatMac(buf, 0) === formatMac(dst);
-    }),
+    fc.property(
+      fc.uint8Array({ minLength: 6, maxLength: 6 }),
+      fc.uint8Array({ minLength: 6, maxLength: 6 }),
+      fc.integer({ min: 0, max: 0xffff }),
+      (dst, src, type) => {
+        const buf = new Uint8Array(14);
+        emitEthernetHeader(buf, 0, { dst, src, etherType: type });
+        const f = new EthernetFrame().at(buf, 0, 14);
+        return (
+          f.check() && f.etherType === type && macEqual(buf, f.dstOffset, dst, 0) && macEqual(buf, f.srcOffset, src, 0) && formatMac(buf, 0) === formatMac(dst)
+        );
+      },
+    ),
   );
   property(
     t,

@@ -58,7 +58,19 @@ t.test('answer in place: echo reply', async (t) => {
 
 t.test('errors: port unreachable quoting the invoking packet', async (t) => {
   const buf = new Uint8Array(8 + ECHO6_PACKET.length);
-  const n = emitIcmpv6Error(buf, 0, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.PORT, 0, ECHO6_PACKET, 0, ECHO6_PACKET.length, IPV6_MIN_MTU - 40, GATEWAY, GUEST);
+  const n = emitIcmpv6Error(
+    buf,
+    0,
+    Icmpv6Type.DEST_UNREACHABLE,
+    Icmpv6UnreachableCode.PORT,
+    0,
+    ECHO6_PACKET,
+    0,
+    ECHO6_PACKET.length,
+    IPV6_MIN_MTU - 40,
+    GATEWAY,
+    GUEST,
+  );
   t.equal(n, 72);
   const m = new Icmpv6Packet().at(buf, 0, n);
   t.ok(m.check() && m.verifyChecksum(GATEWAY, 0, GUEST, 0));

@@ -115,7 +115,14 @@ t.test('emit v3 queries byte for byte', async (t) => {
   t.equal(emitIgmpV3Query(buf, 0, { maxRespCode: 100, group: 0, suppressRouterProcessing: false, qrv: 2, qqic: 125, sources: [] }), 12);
   t.same(buf.subarray(0, 12), IGMPV3_QUERY);
   t.equal(
-    emitIgmpV3Query(buf, 0, { maxRespCode: 0x8a, group: ipv4(232, 1, 1, 1), suppressRouterProcessing: true, qrv: 2, qqic: 0x90, sources: [ipv4(10, 0, 0, 1), ipv4(10, 0, 0, 2)] }),
+    emitIgmpV3Query(buf, 0, {
+      maxRespCode: 0x8a,
+      group: ipv4(232, 1, 1, 1),
+      suppressRouterProcessing: true,
+      qrv: 2,
+      qqic: 0x90,
+      sources: [ipv4(10, 0, 0, 1), ipv4(10, 0, 0, 2)],
+    }),
     20,
   );
   t.same(buf, IGMPV3_GSS_QUERY);
@@ -168,7 +175,11 @@ t.test('max resp code encoding', async (t) => {
       return c >= 0 && c <= 255 && igmpv3DecodeCode(c) <= v && (c === 255 || igmpv3DecodeCode(c + 1) > v);
     }),
   );
-  property(t, 'decode then encode is the identity', fc.property(fc.integer({ min: 0, max: 255 }), (c) => igmpv3EncodeCode(igmpv3DecodeCode(c)) === c));
+  property(
+    t,
+    'decode then encode is the identity',
+    fc.property(fc.integer({ min: 0, max: 255 }), (c) => igmpv3EncodeCode(igmpv3DecodeCode(c)) === c),
+  );
 });
 
 t.test('every truncation fails check() or stays in bounds', async (t) => {
@@ -209,7 +220,14 @@ t.test('properties', async (t) => {
     t,
     'report emit then parse round-trips',
     fc.property(
-      fc.array(fc.record({ type: fc.integer({ min: 1, max: 6 }), group: fc.integer({ min: 0, max: 0xffffffff }), sources: fc.array(fc.integer({ min: 0, max: 0xffffffff }), { maxLength: 4 }) }), { maxLength: 5 }),
+      fc.array(
+        fc.record({
+          type: fc.integer({ min: 1, max: 6 }),
+          group: fc.integer({ min: 0, max: 0xffffffff }),
+          sources: fc.array(fc.integer({ min: 0, max: 0xffffffff }), { maxLength: 4 }),
+        }),
+        { maxLength: 5 },
+      ),
       (records) => {
         const b = new Uint8Array(8 + 5 * 24);
         const n = emitIgmpV3Report(b, 0, records);

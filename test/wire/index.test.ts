@@ -24,9 +24,27 @@ t.test('every wire file opens with a comment naming what to read', async (t) => 
 
 t.test('index re-exports every protocol module and not names.ts', async (t) => {
   for (const name of [
-    'sum16', 'internetChecksum', 'EthernetFrame', 'ArpPacket', 'IpProtocol', 'Ipv4Packet', 'Ipv6Packet', 'walkIpv6Headers',
-    'Icmpv4Packet', 'Icmpv6Packet', 'NdpRouterAdvert', 'IgmpPacket', 'MldMessage', 'UdpDatagram', 'TcpSegment', 'DhcpPacket',
-    'Dhcpv6Message', 'emitIpv4Header', 'emitUdpV4', 'dhcpPutDomainSearch', 'dhcpv6PutIaNa',
+    'sum16',
+    'internetChecksum',
+    'EthernetFrame',
+    'ArpPacket',
+    'IpProtocol',
+    'Ipv4Packet',
+    'Ipv6Packet',
+    'walkIpv6Headers',
+    'Icmpv4Packet',
+    'Icmpv6Packet',
+    'NdpRouterAdvert',
+    'IgmpPacket',
+    'MldMessage',
+    'UdpDatagram',
+    'TcpSegment',
+    'DhcpPacket',
+    'Dhcpv6Message',
+    'emitIpv4Header',
+    'emitUdpV4',
+    'dhcpPutDomainSearch',
+    'dhcpv6PutIaNa',
   ]) {
     t.ok(name in wire, name);
   }

@@ -61,7 +61,13 @@ t.test('parse an MLDv2 report as the stack sees it', async (t) => {
 
 t.test('emit the same report', async (t) => {
   const buf = new Uint8Array(28);
-  const n = emitMldv2Report(buf, 0, [{ type: MldRecordType.CHANGE_TO_EXCLUDE, address: parseIpv6('ff02::1:ff12:3456')!, sources: [] }], GUEST_LL, IPV6_ALL_MLDV2_ROUTERS);
+  const n = emitMldv2Report(
+    buf,
+    0,
+    [{ type: MldRecordType.CHANGE_TO_EXCLUDE, address: parseIpv6('ff02::1:ff12:3456')!, sources: [] }],
+    GUEST_LL,
+    IPV6_ALL_MLDV2_ROUTERS,
+  );
   t.equal(n, 28);
   t.same(buf, MLDV2_REPORT_FRAME.subarray(62));
   t.equal(emitMldv2Report(new Uint8Array(27), 0, [{ type: 4, address: GUEST_LL, sources: [] }], GUEST_LL, IPV6_ALL_MLDV2_ROUTERS), -1);
@@ -84,12 +90,24 @@ t.test('parse and emit an MLDv2 general query', async (t) => {
   t.equal(q.sourceCount, 0);
   const buf = new Uint8Array(60);
   t.equal(
-    emitMldv2Query(buf, 0, { maxRespCode: 10000, address: new Uint8Array(16), suppressRouterProcessing: false, qrv: 2, qqic: 125, sources: [] }, ROUTER_LL, IPV6_ALL_NODES),
+    emitMldv2Query(
+      buf,
+      0,
+      { maxRespCode: 10000, address: new Uint8Array(16), suppressRouterProcessing: false, qrv: 2, qqic: 125, sources: [] },
+      ROUTER_LL,
+      IPV6_ALL_NODES,
+    ),
     28,
   );
   t.same(buf.subarray(0, 28), MLDV2_QUERY);
   const src = parseIpv6('2001:db8::1')!;
-  const n = emitMldv2Query(buf, 0, { maxRespCode: 0x8000, address: parseIpv6('ff3e::1234')!, suppressRouterProcessing: true, qrv: 7, qqic: 0x80, sources: [src] }, ROUTER_LL, IPV6_ALL_NODES);
+  const n = emitMldv2Query(
+    buf,
+    0,
+    { maxRespCode: 0x8000, address: parseIpv6('ff3e::1234')!, suppressRouterProcessing: true, qrv: 7, qqic: 0x80, sources: [src] },
+    ROUTER_LL,
+    IPV6_ALL_NODES,
+  );
   t.equal(n, 44);
   t.ok(q.at(buf, 0, n).check());
   t.ok(q.suppressRouterProcessing);
@@ -166,7 +184,14 @@ t.test('properties', async (t) => {
     t,
     'report emit then parse round-trips',
     fc.property(
-      fc.array(fc.record({ type: fc.integer({ min: 1, max: 6 }), address: fc.uint8Array({ minLength: 16, maxLength: 16 }), sources: fc.array(fc.uint8Array({ minLength: 16, maxLength: 16 }), { maxLength: 3 }) }), { maxLength: 4 }),
+      fc.array(
+        fc.record({
+          type: fc.integer({ min: 1, max: 6 }),
+          address: fc.uint8Array({ minLength: 16, maxLength: 16 }),
+          sources: fc.array(fc.uint8Array({ minLength: 16, maxLength: 16 }), { maxLength: 3 }),
+        }),
+        { maxLength: 4 },
+      ),
       (records) => {
         const b = new Uint8Array(8 + 4 * 68);
         const n = emitMldv2Report(b, 0, records, GUEST_LL, IPV6_ALL_MLDV2_ROUTERS);

@@ -74,13 +74,7 @@ t.test('parse and emit an NA', async (t) => {
   t.equal(formatMac(NA, na.findLinkAddress(NdpOptionType.TARGET_LL_ADDR)), '52:55:0a:00:02:02');
   t.ok(new Icmpv6Packet().at(NA, 0, NA.length).verifyChecksum(ROUTER_LL, 0, GUEST_LL, 0));
   const buf = new Uint8Array(32);
-  const n = emitNdpNeighborAdvert(
-    buf,
-    0,
-    { target: ROUTER_LL, router: true, solicited: true, override: true, targetMac: ROUTER_MAC },
-    ROUTER_LL,
-    GUEST_LL,
-  );
+  const n = emitNdpNeighborAdvert(buf, 0, { target: ROUTER_LL, router: true, solicited: true, override: true, targetMac: ROUTER_MAC }, ROUTER_LL, GUEST_LL);
   t.equal(n, 32);
   t.same(buf, NA);
   const plain = new Uint8Array(24);
@@ -155,9 +149,36 @@ t.test('emit the same RA', async (t) => {
   );
   t.equal(n, RA.length);
   t.same(buf.subarray(0, n), RA);
-  t.equal(emitNdpRouterAdvert(new Uint8Array(RA.length - 1), 0, { curHopLimit: 64, managed: false, other: false, routerLifetime: 0, reachableTime: 0, retransTimer: 0, mtu: 1, sourceMac: ROUTER_MAC, prefixes: [{ prefix: ROUTER_LL, prefixLength: 64, onLink: true, autonomous: true, validLifetime: 1, preferredLifetime: 1 }], rdnss: { lifetime: 1, servers: [ROUTER_LL] }, dnssl: { lifetime: 1, domains: ['home.arpa'] } }, ROUTER_LL, IPV6_ALL_NODES), -1);
+  t.equal(
+    emitNdpRouterAdvert(
+      new Uint8Array(RA.length - 1),
+      0,
+      {
+        curHopLimit: 64,
+        managed: false,
+        other: false,
+        routerLifetime: 0,
+        reachableTime: 0,
+        retransTimer: 0,
+        mtu: 1,
+        sourceMac: ROUTER_MAC,
+        prefixes: [{ prefix: ROUTER_LL, prefixLength: 64, onLink: true, autonomous: true, validLifetime: 1, preferredLifetime: 1 }],
+        rdnss: { lifetime: 1, servers: [ROUTER_LL] },
+        dnssl: { lifetime: 1, domains: ['home.arpa'] },
+      },
+      ROUTER_LL,
+      IPV6_ALL_NODES,
+    ),
+    -1,
+  );
   const flags = new Uint8Array(16);
-  emitNdpRouterAdvert(flags, 0, { curHopLimit: 0, managed: true, other: true, preference: NdpRouterPreference.HIGH, routerLifetime: 0, reachableTime: 30000, retransTimer: 1000 }, ROUTER_LL, IPV6_ALL_NODES);
+  emitNdpRouterAdvert(
+    flags,
+    0,
+    { curHopLimit: 0, managed: true, other: true, preference: NdpRouterPreference.HIGH, routerLifetime: 0, reachableTime: 30000, retransTimer: 1000 },
+    ROUTER_LL,
+    IPV6_ALL_NODES,
+  );
   const ra = new NdpRouterAdvert().at(flags, 0, 16);
   t.ok(ra.check());
   t.ok(ra.managed && ra.other);
@@ -203,7 +224,14 @@ t.test('redirect with a redirected header option', async (t) => {
   t.equal(it.dataLength, 64);
   t.equal(buf[it.dataOffset + 60], 0xab);
   t.equal(buf[it.dataOffset + 61], 0);
-  const small = emitNdpRedirect(buf, 0, { target: ROUTER_LL, destination: GUEST_LL, redirected: { bytes: orig, offset: 0, length: 61 } }, ROUTER_LL, GUEST_LL, 80);
+  const small = emitNdpRedirect(
+    buf,
+    0,
+    { target: ROUTER_LL, destination: GUEST_LL, redirected: { bytes: orig, offset: 0, length: 61 } },
+    ROUTER_LL,
+    GUEST_LL,
+    80,
+  );
   t.equal(small, 80, 'bounded by maxLength');
 });
 
@@ -301,21 +329,28 @@ t.test('properties', async (t) => {
   property(
     t,
     'NA emit then parse round-trips',
-    fc.property(fc.uint8Array({ minLength: 16, maxLength: 16 }), fc.boolean(), fc.boolean(), fc.boolean(), fc.option(fc.uint8Array({ minLength: 6, maxLength: 6 }), { nil: undefined }), (target, router, solicited, override, targetMac) => {
-      const b = new Uint8Array(32);
-      const n = emitNdpNeighborAdvert(b, 0, { target, router, solicited, override, targetMac }, ROUTER_LL, GUEST_LL);
-      const na = new NdpNeighborAdvert().at(b, 0, n);
-      const mac = na.findLinkAddress(NdpOptionType.TARGET_LL_ADDR);
-      return (
-        na.check() &&
-        new Icmpv6Packet().at(b, 0, n).verifyChecksum(ROUTER_LL, 0, GUEST_LL, 0) &&
-        na.router === router &&
-        na.solicited === solicited &&
-        na.override === override &&
-        formatIpv6(b, na.targetOffset) === formatIpv6(target) &&
-        (targetMac === undefined ? mac === -1 : formatMac(b, mac) === formatMac(targetMac))
-      );
-    }),
+    fc.property(
+      fc.uint8Array({ minLength: 16, maxLength: 16 }),
+      fc.boolean(),
+      fc.boolean(),
+      fc.boolean(),
+      fc.option(fc.uint8Array({ minLength: 6, maxLength: 6 }), { nil: undefined }),
+      (target, router, solicited, override, targetMac) => {
+        const b = new Uint8Array(32);
+        const n = emitNdpNeighborAdvert(b, 0, { target, router, solicited, override, targetMac }, ROUTER_LL, GUEST_LL);
+        const na = new NdpNeighborAdvert().at(b, 0, n);
+        const mac = na.findLinkAddress(NdpOptionType.TARGET_LL_ADDR);
+        return (
+          na.check() &&
+          new Icmpv6Packet().at(b, 0, n).verifyChecksum(ROUTER_LL, 0, GUEST_LL, 0) &&
+          na.router === router &&
+          na.solicited === solicited &&
+          na.override === override &&
+          formatIpv6(b, na.targetOffset) === formatIpv6(target) &&
+          (targetMac === undefined ? mac === -1 : formatMac(b, mac) === formatMac(targetMac))
+        );
+      },
+    ),
   );
   property(
     t,
@@ -324,10 +359,26 @@ t.test('properties', async (t) => {
       fc.integer({ min: 0, max: 255 }),
       fc.integer({ min: 0, max: 0xffff }),
       fc.integer({ min: 1280, max: 0xffffffff }),
-      fc.array(fc.record({ prefix: fc.uint8Array({ minLength: 16, maxLength: 16 }), prefixLength: fc.integer({ min: 0, max: 128 }), onLink: fc.boolean(), autonomous: fc.boolean(), validLifetime: fc.integer({ min: 0, max: 0xffffffff }), preferredLifetime: fc.integer({ min: 0, max: 0xffffffff }) }), { maxLength: 3 }),
+      fc.array(
+        fc.record({
+          prefix: fc.uint8Array({ minLength: 16, maxLength: 16 }),
+          prefixLength: fc.integer({ min: 0, max: 128 }),
+          onLink: fc.boolean(),
+          autonomous: fc.boolean(),
+          validLifetime: fc.integer({ min: 0, max: 0xffffffff }),
+          preferredLifetime: fc.integer({ min: 0, max: 0xffffffff }),
+        }),
+        { maxLength: 3 },
+      ),
       (curHopLimit, routerLifetime, mtu, prefixes) => {
         const b = new Uint8Array(256);
-        const n = emitNdpRouterAdvert(b, 0, { curHopLimit, managed: false, other: true, routerLifetime, reachableTime: 0, retransTimer: 0, mtu, prefixes }, ROUTER_LL, IPV6_ALL_NODES);
+        const n = emitNdpRouterAdvert(
+          b,
+          0,
+          { curHopLimit, managed: false, other: true, routerLifetime, reachableTime: 0, retransTimer: 0, mtu, prefixes },
+          ROUTER_LL,
+          IPV6_ALL_NODES,
+        );
         const ra = new NdpRouterAdvert().at(b, 0, n);
         if (!ra.check() || ra.curHopLimit !== curHopLimit || ra.routerLifetime !== routerLifetime || !ra.other) return false;
         it.at(b, ra.optionsOffset, ra.optionsLength);

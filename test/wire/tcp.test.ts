@@ -97,7 +97,13 @@ t.test('parse and emit a segment with SACK blocks over IPv6', async (t) => {
   t.same(Array.from(o.sackBlocks.subarray(0, 4)), [100, 200, 300, 400]);
   const b = new Uint8Array(TCP6_SACK_SEGMENT.length);
   b.set(TCP6_SACK_SEGMENT.subarray(52), 52);
-  const n = emitTcpV6(b, 0, { srcPort: 443, dstPort: 50000, seq: 0x01020304, ack: 0x0a0b0c0d, flags: TcpFlags.PSH | TcpFlags.ACK, window: 501, options: o, payloadLength: 5 }, SRC6, DST6);
+  const n = emitTcpV6(
+    b,
+    0,
+    { srcPort: 443, dstPort: 50000, seq: 0x01020304, ack: 0x0a0b0c0d, flags: TcpFlags.PSH | TcpFlags.ACK, window: 501, options: o, payloadLength: 5 },
+    SRC6,
+    DST6,
+  );
   t.equal(n, 52);
   t.same(b, TCP6_SACK_SEGMENT);
 });

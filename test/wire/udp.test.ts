@@ -40,10 +40,7 @@ t.test('emit the same datagrams', async (t) => {
   t.same(b, PROBE_UDP);
   const u6 = DHCPV6_SOLICIT_PACKET.slice(40);
   u6.fill(0, 0, 8);
-  t.equal(
-    emitUdpV6(u6, 0, { srcPort: 546, dstPort: 547, payloadLength: 72 }, parseIpv6('fe80::5054:ff:fe12:3456')!, parseIpv6('ff02::1:2')!),
-    8,
-  );
+  t.equal(emitUdpV6(u6, 0, { srcPort: 546, dstPort: 547, payloadLength: 72 }, parseIpv6('fe80::5054:ff:fe12:3456')!, parseIpv6('ff02::1:2')!), 8);
   t.same(u6, DHCPV6_SOLICIT_PACKET.subarray(40));
   t.equal(emitUdpV4(b, 0, { srcPort: 1, dstPort: 2, payloadLength: 33 }, GUEST, GATEWAY), -1);
   t.equal(emitUdpV4(new Uint8Array(70000), 0, { srcPort: 1, dstPort: 2, payloadLength: 65528 }, GUEST, GATEWAY), -1, 'over 65535');

@@ -259,7 +259,7 @@ export class Backend {
     const reply = handler(msg, new PayloadReader(msg.buf, msg.size));
     if (reply) {
       this.send(reply);
-    } else if (((msg.flags & FLAG_NEED_REPLY) !== 0) && ((this.ackedProtocol & bit(ProtocolFeature.REPLY_ACK)) !== 0n) && !HAS_REPLY.has(req)) {
+    } else if ((msg.flags & FLAG_NEED_REPLY) !== 0 && (this.ackedProtocol & bit(ProtocolFeature.REPLY_ACK)) !== 0n && !HAS_REPLY.has(req)) {
       // REPLY_ACK: success is 0 (failures throw and close the connection instead).
       this.send(this.replyU64(req, 0n));
     }

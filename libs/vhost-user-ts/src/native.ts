@@ -130,9 +130,7 @@ function load(): NativeBinding {
       lastError = err;
     }
   }
-  throw new Error(
-    `vhost-user-ts: native addon not built (run \`npm rebuild vhost-user-ts\`): ${String(lastError)}`,
-  );
+  throw new Error(`vhost-user-ts: native addon not built (run \`npm rebuild vhost-user-ts\`): ${String(lastError)}`);
 }
 
 export const native: NativeBinding = load();

@@ -98,10 +98,7 @@ export const bit = (n: bigint | number): bigint => 1n << BigInt(n);
 
 /** Protocol features this library implements (offered when the device asks for them, or always). */
 export const IMPLEMENTED_PROTOCOL_FEATURES =
-  bit(ProtocolFeature.MQ) |
-  bit(ProtocolFeature.REPLY_ACK) |
-  bit(ProtocolFeature.CONFIGURE_MEM_SLOTS) |
-  bit(ProtocolFeature.STATUS);
+  bit(ProtocolFeature.MQ) | bit(ProtocolFeature.REPLY_ACK) | bit(ProtocolFeature.CONFIGURE_MEM_SLOTS) | bit(ProtocolFeature.STATUS);
 
 /** Bit 8 of a SET_VRING_KICK/CALL/ERR payload: no fd accompanies the message. */
 export const VRING_NOFD_MASK = 0x100;
@@ -143,7 +140,10 @@ export interface VringAddr {
  *  NaN so they can never alias a valid address. */
 export class PayloadReader {
   private view: DataView;
-  constructor(buf: Uint8Array, private readonly size: number) {
+  constructor(
+    buf: Uint8Array,
+    private readonly size: number,
+  ) {
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   }
   get length(): number {

@@ -246,7 +246,10 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     }
     if (this.candidate || !this.replaceable(cur)) {
       this.stats.refused++;
-      this.limited.warn({ runningQueues: cur.backend.runningQueues, idleMs: Math.round(this.clock() - cur.lastActivity) }, 'a second frontend connected while one is attached: refused');
+      this.limited.warn(
+        { runningQueues: cur.backend.runningQueues, idleMs: Math.round(this.clock() - cur.lastActivity) },
+        'a second frontend connected while one is attached: refused',
+      );
       native.close(fd);
       return;
     }
@@ -395,4 +398,3 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     }
   }
 }
-

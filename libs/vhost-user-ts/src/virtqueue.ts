@@ -380,7 +380,7 @@ export class VirtQueue {
       if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
         // §2.7.5.3.1: only with the feature, not nested, not combined with NEXT, a whole number of
         // descriptors. We accept it as the head of a chain only, as QEMU does.
-        if (!this.indirect || indirect || walked !== 1 || ((flags & VIRTQ_DESC_F_NEXT) !== 0)) return MalformedReason.BadIndirect;
+        if (!this.indirect || indirect || walked !== 1 || (flags & VIRTQ_DESC_F_NEXT) !== 0) return MalformedReason.BadIndirect;
         if (len === 0 || len % DESC_SIZE !== 0 || len / DESC_SIZE > MAX_QUEUE_SIZE) return MalformedReason.BadIndirect;
         if (!this.memory.translateGpa(addr, len, this.tableSpan) || this.tableSpan.length !== len) {
           return MalformedReason.BadIndirect;

@@ -53,7 +53,11 @@ t.test('frames flow both ways (QEMU 7.2 sequence, REPLY_ACK, EVENT_IDX)', async 
   const txUsed = await txq!.waitUsed(4);
   t.equal(txUsed.length, 4, 'all TX chains returned');
   const rxUsed = await rxq!.waitUsed(4);
-  t.same(rxUsed.map((u) => u.len), [100, 101, 102, 103], 'RX lengths are the frame lengths');
+  t.same(
+    rxUsed.map((u) => u.len),
+    [100, 101, 102, 103],
+    'RX lengths are the frame lengths',
+  );
   for (let i = 0; i < 4; i++) {
     const u = rxUsed[i]!;
     t.same(fe.memory.read(rxBufs[u.id]!, u.len), frame(i, 100 + i), `frame ${i} content`);
@@ -184,14 +188,19 @@ t.test('ADD_MEM_REG / REM_MEM_REG (CONFIGURE_MEM_SLOTS)', async (t) => {
   t.equal(server.backend!.memory.regionCount, 1);
   t.equal(liveMappings(), before + 1, 'removed region unmapped');
   // Overlapping region is refused and the connection closed.
-  await fe.request(Request.ADD_MEM_REG, (() => {
-    const p = new Uint8Array(40);
-    const v = new DataView(p.buffer);
-    v.setBigUint64(8, BigInt(fe.memory.regions[0]!.guestPhysAddr), true);
-    v.setBigUint64(16, 4096n, true);
-    v.setBigUint64(24, 0x1000n, true);
-    return p;
-  })(), [fe.memory.fd], { needReply: true });
+  await fe.request(
+    Request.ADD_MEM_REG,
+    (() => {
+      const p = new Uint8Array(40);
+      const v = new DataView(p.buffer);
+      v.setBigUint64(8, BigInt(fe.memory.regions[0]!.guestPhysAddr), true);
+      v.setBigUint64(16, 4096n, true);
+      v.setBigUint64(24, 0x1000n, true);
+      return p;
+    })(),
+    [fe.memory.fd],
+    { needReply: true },
+  );
   await fe.closed;
   t.pass('overlapping region closes the connection');
 });

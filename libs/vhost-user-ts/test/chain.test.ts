@@ -15,13 +15,26 @@ function chainOver(memory: Uint8Array, readable: [number, number][], writable: [
 t.test('read gathers the readable segments from any offset, short and long', async (t) => {
   const memory = Uint8Array.from({ length: 4096 }, (_, i) => (i * 7) & 0xff);
   // 10 bytes, 300 bytes, 3 bytes, 1000 bytes
-  const segs: [number, number][] = [[100, 10], [1000, 300], [50, 3], [2000, 1000]];
+  const segs: [number, number][] = [
+    [100, 10],
+    [1000, 300],
+    [50, 3],
+    [2000, 1000],
+  ];
   const c = chainOver(memory, segs, [[3500, 500]]);
   const whole = new Uint8Array(1313);
   let at = 0;
   for (const [off, len] of segs) whole.set(memory.subarray(off, off + len), (at += len) - len);
   t.equal(c.readableLength, 1313);
-  for (const [from, len] of [[0, 1313], [5, 20], [9, 400], [310, 4], [312, 1001], [1300, 50], [1313, 10]] as const) {
+  for (const [from, len] of [
+    [0, 1313],
+    [5, 20],
+    [9, 400],
+    [310, 4],
+    [312, 1001],
+    [1300, 50],
+    [1313, 10],
+  ] as const) {
     const dst = new Uint8Array(len + 8).fill(0xee);
     const n = c.read(from, dst, 4, len);
     const want = Math.max(0, Math.min(len, 1313 - from));
@@ -36,7 +49,12 @@ t.test('read gathers the readable segments from any offset, short and long', asy
 
 t.test('write scatters into the writable segments from any offset, short and long', async (t) => {
   const memory = new Uint8Array(4096);
-  const segs: [number, number][] = [[0, 12], [100, 500], [700, 2], [1000, 2000]];
+  const segs: [number, number][] = [
+    [0, 12],
+    [100, 500],
+    [700, 2],
+    [1000, 2000],
+  ];
   const c = chainOver(memory, [[3900, 10]], segs);
   t.equal(c.writableLength, 2514);
   const src = Uint8Array.from({ length: 3000 }, (_, i) => (i * 13 + 1) & 0xff);

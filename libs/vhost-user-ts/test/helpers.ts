@@ -126,10 +126,10 @@ export class CaptureLogger implements Logger {
   readonly error = this.at('error');
 
   private at(level: LogLevel): LogFn {
-    return ((obj: object | string, msg?: string) => {
+    return (obj: object | string, msg?: string) => {
       if (typeof obj === 'string') this.lines.push({ level, obj: {}, msg: obj });
       else this.lines.push({ level, obj: obj as Record<string, unknown>, msg: msg ?? '' });
-    });
+    };
   }
 
   /** Lines whose message matches. */

@@ -68,7 +68,7 @@ const cases: { name: string; build: (fe: TestFrontend, q: DriverQueue) => void }
     },
   },
   {
-    name: "address beyond 2^53",
+    name: 'address beyond 2^53',
     build: (_fe, q) => {
       q.writeDesc(10, 0, 64, 0, 0);
       // Patch the high word directly.

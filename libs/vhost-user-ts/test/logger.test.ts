@@ -78,6 +78,9 @@ t.test('the timer sums up on its own', async (t) => {
   limited.warn({}, 'kick');
   limited.warn({}, 'kick');
   await until(() => log.lines.length >= 2, 2000, 'the summary line');
-  t.same(log.lines.map((l) => l.msg), ['kick', 'kick (2 more like this)']);
+  t.same(
+    log.lines.map((l) => l.msg),
+    ['kick', 'kick (2 more like this)'],
+  );
   limited.close();
 });

@@ -278,7 +278,10 @@ t.test('mmap in chunks', async (t) => {
 
   const whole = native.mmap(fd, 0, 256 * KiB, 64 * KiB);
   t.equal(whole.chunks.length, 4);
-  t.same(whole.chunks.map((c) => c.byteLength), [64 * KiB, 64 * KiB, 64 * KiB, 64 * KiB]);
+  t.same(
+    whole.chunks.map((c) => c.byteLength),
+    [64 * KiB, 64 * KiB, 64 * KiB, 64 * KiB],
+  );
   t.equal(whole.chunkSize, 64 * KiB);
   t.equal(whole.length, 256 * KiB);
   t.ok(Object.isFrozen(whole) && Object.isFrozen(whole.chunks), 'frozen');
@@ -287,7 +290,11 @@ t.test('mmap in chunks', async (t) => {
   const tail = native.mmap(fd, 64 * KiB, 192 * KiB, 64 * KiB);
   t.equal(tail.chunks.length, 3);
   const uneven = native.mmap(fd, 0, 100 * KiB, 64 * KiB);
-  t.same(uneven.chunks.map((c) => c.byteLength), [64 * KiB, 36 * KiB], 'last chunk shorter');
+  t.same(
+    uneven.chunks.map((c) => c.byteLength),
+    [64 * KiB, 36 * KiB],
+    'last chunk shorter',
+  );
   t.equal(native.liveMappings(), base + 3);
   native.close(fd);
 
@@ -303,7 +310,10 @@ t.test('mmap in chunks', async (t) => {
   native.munmap(whole);
   t.equal(view.length, 0, 'views drop to length 0');
   t.throws(() => data.getUint8(0), TypeError, 'a DataView over a detached chunk throws');
-  t.ok(whole.chunks.every((c) => c.byteLength === 0), 'every chunk detached');
+  t.ok(
+    whole.chunks.every((c) => c.byteLength === 0),
+    'every chunk detached',
+  );
   t.equal(native.liveMappings(), base + 2);
   native.munmap(whole);
   t.equal(native.liveMappings(), base + 2, 'munmap is idempotent');
@@ -406,11 +416,15 @@ t.test('Poller on a readable socket', async (t) => {
 t.test('Poller drains an eventfd', async (t) => {
   const efd = native.eventfd(0);
   const values: number[] = [];
-  const poller = new native.Poller(efd, (status, events, value) => {
-    t.equal(status, 0);
-    t.equal(events, native.POLL_READABLE);
-    values.push(value);
-  }, true);
+  const poller = new native.Poller(
+    efd,
+    (status, events, value) => {
+      t.equal(status, 0);
+      t.equal(events, native.POLL_READABLE);
+      values.push(value);
+    },
+    true,
+  );
   poller.start(native.POLL_READABLE);
   native.eventfdWrite(efd, 5);
   await until(() => values.length > 0, 'kick');
@@ -437,10 +451,14 @@ t.test('Poller drains an eventfd', async (t) => {
 t.test('Poller callback may close its own poller', async (t) => {
   const efd = native.eventfd(1);
   let calls = 0;
-  const poller = new native.Poller(efd, () => {
-    calls++;
-    poller.close();
-  }, false);
+  const poller = new native.Poller(
+    efd,
+    () => {
+      calls++;
+      poller.close();
+    },
+    false,
+  );
   poller.start(native.POLL_READABLE);
   await settle();
   t.equal(calls, 1, 'level-triggered fd not drained, yet one call: closed inside the callback');
@@ -503,10 +521,14 @@ t.test('Poller lifetime under GC', async () => {
   let value = 0;
   (() => {
     const p: { poller?: InstanceType<typeof native.Poller> } = {};
-    p.poller = new native.Poller(efd, (_s, _e, v) => {
-      value = v;
-      p.poller?.close(); // the callback refers back to its poller: a cycle the GC must handle
-    }, true);
+    p.poller = new native.Poller(
+      efd,
+      (_s, _e, v) => {
+        value = v;
+        p.poller?.close(); // the callback refers back to its poller: a cycle the GC must handle
+      },
+      true,
+    );
     p.poller.start(native.POLL_READABLE);
   })();
   await collect();
@@ -643,7 +665,11 @@ t.test('SIGBUS guard: a truncated mapping reads zeros and reports the fault', as
   t.equal(native.mappingFaults(m), 0, 'counts are taken');
   t.equal(native.mappingFaults(other), 0, 'counted on the mapping that faulted');
   await until(() => wakes.length > 0, 'wake-up');
-  t.equal(wakes.reduce((a, b) => a + b, 0), 2, 'the guard eventfd was written once per fault');
+  t.equal(
+    wakes.reduce((a, b) => a + b, 0),
+    2,
+    'the guard eventfd was written once per fault',
+  );
 
   poller.close();
   native.munmap(m);
@@ -732,7 +758,11 @@ t.test('copy: a memmove between Uint8Arrays, ranges checked', async (t) => {
   t.same(dst.subarray(0, 10), src.subarray(100, 110), 'a view is copied from its own offset');
   const same = Uint8Array.from({ length: 100 }, (_, i) => i);
   native.copy(same, 0, 90, same, 10);
-  t.same(same.subarray(10, 100), Uint8Array.from({ length: 90 }, (_, i) => i), 'overlapping ranges (memmove)');
+  t.same(
+    same.subarray(10, 100),
+    Uint8Array.from({ length: 90 }, (_, i) => i),
+    'overlapping ranges (memmove)',
+  );
   t.throws(() => native.copy(src, 250, 100, dst, 0), RangeError, 'past the source');
   t.throws(() => native.copy(src, 0, 100, dst, 250), RangeError, 'past the destination');
   t.throws(() => native.copy(src, -1, 10, dst, 0), RangeError, 'a negative offset');

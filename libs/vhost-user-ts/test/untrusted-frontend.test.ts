@@ -275,14 +275,15 @@ t.test('retrying on a busy socket: one line per interval, with the count', async
   const lines = log.matching(/second frontend/);
   t.same(
     lines.slice(0, 2).map((l) => l.msg),
-    [
-      'a second frontend connected while one is attached: refused',
-      'a second frontend connected while one is attached: refused (19 more like this)',
-    ],
+    ['a second frontend connected while one is attached: refused', 'a second frontend connected while one is attached: refused (19 more like this)'],
   );
   // The summary timer runs on real time: it may have summed up a window early; nothing is lost.
   t.ok(lines.length <= 5, `${lines.length} lines for 61 refusals`);
-  t.equal(lines.reduce((n, l) => n + 1 + ((l.obj.suppressed as number | undefined) ?? 0), 0), 61, 'every refusal counted');
+  t.equal(
+    lines.reduce((n, l) => n + 1 + ((l.obj.suppressed as number | undefined) ?? 0), 0),
+    61,
+    'every refusal counted',
+  );
 });
 
 t.test('broken queues and malformed chains are logged', async (t) => {

@@ -149,11 +149,20 @@ export class ChainsRunner implements Runner<ChainsBatch> {
 
   private randomConfig(): ChainsConfig {
     const r = this.rng;
-    return { memorySize: 8 << 20, rxSize: r.pick([16, 64]), txSize: r.pick([16, 64, 256]), eventIdx: r.chance(0.7), indirect: r.chance(0.85), mergeable: r.chance(0.8) };
+    return {
+      memorySize: 8 << 20,
+      rxSize: r.pick([16, 64]),
+      txSize: r.pick([16, 64, 256]),
+      eventIdx: r.chance(0.7),
+      indirect: r.chance(0.85),
+      mergeable: r.chance(0.8),
+    };
   }
 
   notes(): string[] {
-    return [`${this.connections} connections, ${this.repairs + (this.conn?.repairs ?? 0)} queue re-initialisations, ${this.unexpectedBreaks[0]} RX and ${this.unexpectedBreaks[1]} TX queues broken by batches not meant to break one`];
+    return [
+      `${this.connections} connections, ${this.repairs + (this.conn?.repairs ?? 0)} queue re-initialisations, ${this.unexpectedBreaks[0]} RX and ${this.unexpectedBreaks[1]} TX queues broken by batches not meant to break one`,
+    ];
   }
 
   async attach(target: TargetProcess): Promise<void> {
@@ -229,7 +238,8 @@ export class ChainsRunner implements Runner<ChainsBatch> {
     if (ops.some((o) => o.op === 'desc' && o.q === 0 && o.addr < 0x10_0000 + re && o.addr + o.len > 0x10_0000 + rs)) breaks = true;
     if (r.chance(0.1)) ops.push({ op: 'flags', q: r.int(2), flags: r.pick([0, 1, 0xffff]) });
     // Something for vunet to answer, so RX chains are taken.
-    if (rxTouched || r.chance(0.3)) ops.push({ op: 'send', frame: r.chance(0.5) ? arpRequest(GW_IP) : echoRequest(0x4444, r.int(0x10000), new Uint8Array(r.pick([8, 1400, 3000]))) });
+    if (rxTouched || r.chance(0.3))
+      ops.push({ op: 'send', frame: r.chance(0.5) ? arpRequest(GW_IP) : echoRequest(0x4444, r.int(0x10000), new Uint8Array(r.pick([8, 1400, 3000]))) });
     return { config: c, ops, breaks };
   }
 
@@ -388,8 +398,20 @@ export class ChainsRunner implements Runner<ChainsBatch> {
           if (kind === 'nested' && i === 0) flags |= INDIRECT;
           desc(i, kind === 'nested' && i === 0 ? this.scratchBase() + table : data(128), 128, flags, next, table);
         }
-        const tlen = kind === 'misaligned-len' ? 16 * n + r.range(1, 15) : kind === 'zero-len' ? 0 : kind === 'huge' ? r.pick([16 * 40000, 0xfffffff0, 16 * 32768]) : 16 * n;
-        const taddr = kind === 'outside' ? r.pick([0, 2 ** 40, 0x10_0000 + this.config.memorySize]) : kind === 'straddle' ? 0x10_0000 + this.config.memorySize / 2 - 16 : this.scratchBase() + table;
+        const tlen =
+          kind === 'misaligned-len'
+            ? 16 * n + r.range(1, 15)
+            : kind === 'zero-len'
+              ? 0
+              : kind === 'huge'
+                ? r.pick([16 * 40000, 0xfffffff0, 16 * 32768])
+                : 16 * n;
+        const taddr =
+          kind === 'outside'
+            ? r.pick([0, 2 ** 40, 0x10_0000 + this.config.memorySize])
+            : kind === 'straddle'
+              ? 0x10_0000 + this.config.memorySize / 2 - 16
+              : this.scratchBase() + table;
         desc(head, taddr, tlen, INDIRECT | (kind === 'with-next' ? NEXT : 0) | (r.chance(0.1) ? WRITE : 0), kind === 'with-next' ? idx() : 0);
         ops.push({ op: 'avail', q, head });
         return false;
@@ -404,7 +426,9 @@ export class ChainsRunner implements Runner<ChainsBatch> {
       case 'length': {
         const n = r.range(1, 4);
         const ids = Array.from({ length: n }, (_, i) => (head + i) % (size - 1));
-        ids.forEach((id, i) => desc(id, this.addr(q, 64), r.pick([0, 0, 1, 11, 12, 0xffffffff, 65550, 65551, 70000]), dirFlag() | (i < n - 1 ? NEXT : 0), ids[i + 1] ?? 0));
+        ids.forEach((id, i) =>
+          desc(id, this.addr(q, 64), r.pick([0, 0, 1, 11, 12, 0xffffffff, 65550, 65551, 70000]), dirFlag() | (i < n - 1 ? NEXT : 0), ids[i + 1] ?? 0),
+        );
         ops.push({ op: 'avail', q, head: ids[0]! });
         return false;
       }
@@ -619,7 +643,9 @@ export class ChainsRunner implements Runner<ChainsBatch> {
     return {
       config: b.config,
       breaks: b.breaks,
-      ops: b.ops.map((o) => (o.op === 'mem' || o.op === 'send' ? { ...o, data: undefined, hex: toHex(o.op === 'mem' ? o.data : o.frame), frame: undefined } : o)),
+      ops: b.ops.map((o) =>
+        o.op === 'mem' || o.op === 'send' ? { ...o, data: undefined, hex: toHex(o.op === 'mem' ? o.data : o.frame), frame: undefined } : o,
+      ),
     };
   }
 

@@ -122,7 +122,15 @@ export const ADDRESSES6: readonly Uint8Array[] = [
   v6('ff05::1:3'),
   v6('fe80::1'),
 ];
-export const MACS: readonly Uint8Array[] = [GUEST_MAC, GW_MAC, MAC_BROADCAST, Uint8Array.of(0x33, 0x33, 0, 0, 0, 1), Uint8Array.of(1, 0, 0x5e, 0, 0, 1), new Uint8Array(6), Uint8Array.of(0x52, 0x54, 0, 0xaa, 0xbb, 0xcc)];
+export const MACS: readonly Uint8Array[] = [
+  GUEST_MAC,
+  GW_MAC,
+  MAC_BROADCAST,
+  Uint8Array.of(0x33, 0x33, 0, 0, 0, 1),
+  Uint8Array.of(1, 0, 0x5e, 0, 0, 1),
+  new Uint8Array(6),
+  Uint8Array.of(0x52, 0x54, 0, 0xaa, 0xbb, 0xcc),
+];
 
 // ---- Builders -----------------------------------------------------------------------------------
 
@@ -397,7 +405,10 @@ export function buildCorpus(): CorpusEntry[] {
   const ra = u8(0x94, 4, 0, 0);
   add('igmp.v3-report.captured', IGMPV3_REPORT_FRAME);
   const igmp = (dst: number, body: Uint8Array, src = GUEST_IP): Uint8Array =>
-    ip4({ src, dst, proto: IpProtocol.IGMP, ttl: 1, tos: 0xc0, options: ra, dstMac: u8(1, 0, 0x5e, (dst >>> 16) & 0x7f, (dst >>> 8) & 0xff, dst & 0xff) }, body);
+    ip4(
+      { src, dst, proto: IpProtocol.IGMP, ttl: 1, tos: 0xc0, options: ra, dstMac: u8(1, 0, 0x5e, (dst >>> 16) & 0x7f, (dst >>> 8) & 0xff, dst & 0xff) },
+      body,
+    );
   add('igmp.v2-report', igmp(ipv4(239, 255, 255, 250), IGMPV2_REPORT));
   add('igmp.v1-report', igmp(ipv4(239, 1, 2, 3), u8(0x12, 0, 0, 0, 239, 1, 2, 3)));
   add('igmp.v2-leave', igmp(ipv4(224, 0, 0, 2), u8(0x17, 0, 0, 0, 239, 255, 255, 250)));
@@ -405,18 +416,30 @@ export function buildCorpus(): CorpusEntry[] {
   add('igmp.v2-query', igmp(ipv4(224, 0, 0, 1), IGMPV2_QUERY, ipv4(10, 0, 2, 1)));
   add('igmp.v3-query', igmp(ipv4(224, 0, 0, 1), IGMPV3_QUERY, ipv4(10, 0, 2, 1)));
   add('igmp.v3-gss-query', igmp(ipv4(232, 1, 1, 1), IGMPV3_GSS_QUERY));
-  add('igmp.v3-report.sources', igmp(ipv4(224, 0, 0, 22), concat(u8(0x22, 0, 0, 0, 0, 0, 0, 2), u8(1, 0, 0, 2, 232, 1, 1, 1, 10, 0, 2, 9, 10, 0, 2, 10), u8(6, 0, 0, 0, 239, 9, 9, 9))));
+  add(
+    'igmp.v3-report.sources',
+    igmp(ipv4(224, 0, 0, 22), concat(u8(0x22, 0, 0, 0, 0, 0, 0, 2), u8(1, 0, 0, 2, 232, 1, 1, 1, 10, 0, 2, 9, 10, 0, 2, 10), u8(6, 0, 0, 0, 239, 9, 9, 9))),
+  );
 
   // UDP over IPv4: DHCP, DNS, the NAT
   add('dhcp4.discover.captured', DHCPDISCOVER_FRAME);
-  add('dhcp4.request', dhcp4(DhcpMessageType.REQUEST, (f, o, end) => {
-    o = dhcpPutIp(f, o, end, DhcpOption.REQUESTED_IP, ipv4(10, 0, 2, 15));
-    o = dhcpPutIp(f, o, end, DhcpOption.SERVER_ID, GW_IP);
-    return dhcpPutBytes(f, o, end, DhcpOption.PARAMETER_REQUEST_LIST, u8(1, 3, 6, 15, 26, 119), 0, 6);
-  }));
-  add('dhcp4.release', dhcp4(DhcpMessageType.RELEASE, (f, o, end) => dhcpPutIp(f, o, end, DhcpOption.SERVER_ID, GW_IP)));
+  add(
+    'dhcp4.request',
+    dhcp4(DhcpMessageType.REQUEST, (f, o, end) => {
+      o = dhcpPutIp(f, o, end, DhcpOption.REQUESTED_IP, ipv4(10, 0, 2, 15));
+      o = dhcpPutIp(f, o, end, DhcpOption.SERVER_ID, GW_IP);
+      return dhcpPutBytes(f, o, end, DhcpOption.PARAMETER_REQUEST_LIST, u8(1, 3, 6, 15, 26, 119), 0, 6);
+    }),
+  );
+  add(
+    'dhcp4.release',
+    dhcp4(DhcpMessageType.RELEASE, (f, o, end) => dhcpPutIp(f, o, end, DhcpOption.SERVER_ID, GW_IP)),
+  );
   add('dhcp4.inform', dhcp4(DhcpMessageType.INFORM));
-  add('dhcp4.decline', dhcp4(DhcpMessageType.DECLINE, (f, o, end) => dhcpPutIp(f, o, end, DhcpOption.REQUESTED_IP, ipv4(10, 0, 2, 15))));
+  add(
+    'dhcp4.decline',
+    dhcp4(DhcpMessageType.DECLINE, (f, o, end) => dhcpPutIp(f, o, end, DhcpOption.REQUESTED_IP, ipv4(10, 0, 2, 15))),
+  );
   add('dns4.query', ip4({ dst: DNS_IP, proto: IpProtocol.UDP }, udp(40001, 53, dnsQuery(0x1234, 'example.com', 1))));
   add('dns4.query.aaaa', ip4({ dst: DNS_IP, proto: IpProtocol.UDP }, udp(40002, 53, dnsQuery(0x1235, 'a.b.example', 28))));
   add('udp4.gateway', ip4({ dst: GW_IP, proto: IpProtocol.UDP }, udp(40003, 9, seq(32))));
@@ -450,7 +473,8 @@ export function buildCorpus(): CorpusEntry[] {
   add('ipv6.mldv2-report.captured', MLDV2_REPORT_FRAME);
   add('ipv6.dstopts-frag.captured', wrap6(IPV6_DSTOPTS_FRAG, u8(0x33, 0x33, 0, 0, 0, 0xfb)));
   add('ipv6.echo.captured', wrap6(ECHO6_PACKET));
-  const echo6 = (dst: Uint8Array, hop = 64, data = seq(56), src = GUEST_GLOBAL): Uint8Array => ip6({ src, dst, hop }, IpProtocol.ICMPV6, icmp(128, 0, 0x1c2d0001, data));
+  const echo6 = (dst: Uint8Array, hop = 64, data = seq(56), src = GUEST_GLOBAL): Uint8Array =>
+    ip6({ src, dst, hop }, IpProtocol.ICMPV6, icmp(128, 0, 0x1c2d0001, data));
   add('icmp6.echo.gateway', echo6(GW6));
   add('icmp6.echo.link-local', echo6(GW6_LL, 64, seq(16), GUEST_LL));
   add('icmp6.echo.dns', echo6(DNS6));

@@ -280,7 +280,8 @@ export class GuestDriver {
     // Every head exactly once: the heads of this batch are k * MAX_SEGMENTS.
     const seen = new Set<number>();
     tx.takeUsed((id, len) => {
-      if (id % MAX_SEGMENTS !== 0 || id / MAX_SEGMENTS >= items.length || seen.has(id)) this.violations.push(`TX used entry for head ${id}, which the device did not hold`);
+      if (id % MAX_SEGMENTS !== 0 || id / MAX_SEGMENTS >= items.length || seen.has(id))
+        this.violations.push(`TX used entry for head ${id}, which the device did not hold`);
       else if (len !== 0) this.violations.push(`TX used entry for head ${id} with length ${len} (nothing is written into TX buffers)`);
       seen.add(id);
     });

@@ -86,7 +86,14 @@ export class FramesRunner implements Runner<FramesBatch> {
     ]);
     const items: FramesBatch['items'] = [];
     const item = (frame: Uint8Array, hdr: Uint8Array, base: string, ops: string[] | undefined): void =>
-      void items.push({ hdr, frame, split: randomSplit(r, NET_HDR_LEN + frame.length), indirect: this.config.indirect && r.chance(0.2), base, ...(ops ? { ops } : {}) });
+      void items.push({
+        hdr,
+        frame,
+        split: randomSplit(r, NET_HDR_LEN + frame.length),
+        indirect: this.config.indirect && r.chance(0.2),
+        base,
+        ...(ops ? { ops } : {}),
+      });
     for (const p of this.peer.frames().slice(0, MAX_BATCH / 2)) item(p.frame, new Uint8Array(NET_HDR_LEN), p.base, p.ops);
     const total = Math.min(MAX_BATCH, Math.max(n, items.length + 1));
     while (items.length < total) {
@@ -120,7 +127,9 @@ export class FramesRunner implements Runner<FramesBatch> {
       ms: res.ms,
       completed: res.completed,
       ...(violation ? { violation } : {}),
-      ...(res.completed ? {} : { note: d.connected ? `${batch.items.length} chains not all returned within ${BATCH_TIMEOUT_MS} ms` : 'the target closed the connection' }),
+      ...(res.completed
+        ? {}
+        : { note: d.connected ? `${batch.items.length} chains not all returned within ${BATCH_TIMEOUT_MS} ms` : 'the target closed the connection' }),
     };
   }
 

@@ -259,7 +259,11 @@ export async function fuzzMode(opts: FuzzOptions): Promise<ModeSummary> {
     }
     if (!ok) {
       s.servedFailures++;
-      save({ kind: 'not-served', mode: opts.mode, seed: opts.seed, iteration, detail: `a well-behaved guest got no ARP answer ${when}` }, context, `served:${iteration}`);
+      save(
+        { kind: 'not-served', mode: opts.mode, seed: opts.seed, iteration, detail: `a well-behaved guest got no ARP answer ${when}` },
+        context,
+        `served:${iteration}`,
+      );
     }
   };
 
@@ -312,7 +316,11 @@ export async function fuzzMode(opts: FuzzOptions): Promise<ModeSummary> {
         else s.hangs++;
         const detail = dead ? `target exited (${target.exitText()})` : 'target did not answer a probe within 5 s';
         const stack = stackFrom(target.stderr());
-        save({ kind, mode: opts.mode, seed: opts.seed, iteration, detail, ...(stack ? { stack } : {}) }, context, `${kind}:${normalise(stack ?? detail).slice(0, 120)}`);
+        save(
+          { kind, mode: opts.mode, seed: opts.seed, iteration, detail, ...(stack ? { stack } : {}) },
+          context,
+          `${kind}:${normalise(stack ?? detail).slice(0, 120)}`,
+        );
         context.length = 0;
         await restart();
         continue;
@@ -348,10 +356,16 @@ export async function fuzzMode(opts: FuzzOptions): Promise<ModeSummary> {
             confirmed = false;
           }
         }
-        const first = childLong ? `the target counted a batch over ${LONG_BATCH_MS} ms (max ${p.loop.maxBatchMs} ms)` : `kick to completion took ${harnessMs.toFixed(1)} ms`;
+        const first = childLong
+          ? `the target counted a batch over ${LONG_BATCH_MS} ms (max ${p.loop.maxBatchMs} ms)`
+          : `kick to completion took ${harnessMs.toFixed(1)} ms`;
         if (confirmed) {
           s.stalls++;
-          save({ kind: 'stall', mode: opts.mode, seed: opts.seed, iteration, detail: `${first}; replayed: ${again.join('; ')}` }, context, `stall:${iteration}`);
+          save(
+            { kind: 'stall', mode: opts.mode, seed: opts.seed, iteration, detail: `${first}; replayed: ${again.join('; ')}` },
+            context,
+            `stall:${iteration}`,
+          );
         } else {
           s.unconfirmedLong++;
           log(`long batch at iteration ${iteration} (${first}), not reproduced by a replay`);
@@ -363,18 +377,39 @@ export async function fuzzMode(opts: FuzzOptions): Promise<ModeSummary> {
         const msg = p.failures.last;
         if (!s.internalErrorMessages.includes(msg) && s.internalErrorMessages.length < 50) s.internalErrorMessages.push(msg);
         const stack = stackFrom(target.stderr());
-        save({ kind: 'internal-error', mode: opts.mode, seed: opts.seed, iteration, detail: `${n} internal error(s); last: ${msg}`, ...(stack ? { stack } : {}) }, context, `internal:${normalise(msg)}`);
+        save(
+          { kind: 'internal-error', mode: opts.mode, seed: opts.seed, iteration, detail: `${n} internal error(s); last: ${msg}`, ...(stack ? { stack } : {}) },
+          context,
+          `internal:${normalise(msg)}`,
+        );
       }
       const serverBugs = (q: Probe): number => q.server.errors - q.server.protocolErrors;
       if (serverBugs(p) > serverBugs(last)) {
         s.serverExceptions += serverBugs(p) - serverBugs(last);
         const stack = stackFrom(target.stderr());
-        save({ kind: 'server-exception', mode: opts.mode, seed: opts.seed, iteration, detail: 'the vhost-user server caught an exception that is not a protocol error', ...(stack ? { stack } : {}) }, context, `server:${normalise(stack ?? '')}`);
+        save(
+          {
+            kind: 'server-exception',
+            mode: opts.mode,
+            seed: opts.seed,
+            iteration,
+            detail: 'the vhost-user server caught an exception that is not a protocol error',
+            ...(stack ? { stack } : {}),
+          },
+          context,
+          `server:${normalise(stack ?? '')}`,
+        );
       }
       if (p.rss > s.rssBound && !memoryReported) {
         memoryReported = true;
         save(
-          { kind: 'memory', mode: opts.mode, seed: opts.seed, iteration, detail: `RSS ${(p.rss / 2 ** 20).toFixed(1)} MiB over the bound ${(s.rssBound / 2 ** 20).toFixed(1)} MiB (budget ${maxMemory / 2 ** 20} MiB in use: ${(p.memory.used / 2 ** 20).toFixed(1)} MiB)` },
+          {
+            kind: 'memory',
+            mode: opts.mode,
+            seed: opts.seed,
+            iteration,
+            detail: `RSS ${(p.rss / 2 ** 20).toFixed(1)} MiB over the bound ${(s.rssBound / 2 ** 20).toFixed(1)} MiB (budget ${maxMemory / 2 ** 20} MiB in use: ${(p.memory.used / 2 ** 20).toFixed(1)} MiB)`,
+          },
           context,
           'memory',
         );
@@ -428,6 +463,7 @@ export function formatSummary(s: ModeSummary): string {
     `  served checks     ${s.servedChecks - s.servedFailures}/${s.servedChecks} answered`,
     ...s.notes.map((n) => `  ${n}`),
   ];
-  for (const f of s.findings) lines.push(`  finding: ${f.kind} at iteration ${f.iteration}${f.count > 1 ? ` (${f.count} times)` : ''}: ${f.detail}${f.file ? ` → ${f.file}` : ''}`);
+  for (const f of s.findings)
+    lines.push(`  finding: ${f.kind} at iteration ${f.iteration}${f.count > 1 ? ` (${f.count} times)` : ''}: ${f.detail}${f.file ? ` → ${f.file}` : ''}`);
   return lines.join('\n');
 }

@@ -81,7 +81,10 @@ export class GuestPeer {
         const src = f.subarray(l.l3 + 8, l.l3 + 24).slice();
         const dst = src.every((b) => b === 0) ? Uint8Array.of(0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1) : src;
         const na = concat(Uint8Array.of(136, 0, 0, 0, dst === src ? 0x60 : 0x20, 0, 0, 0), target.slice(), Uint8Array.of(2, 1, ...GUEST_MAC));
-        this.answers.push({ frame: ip6({ src: target.slice(), dst, hop: 255, dstMac: f.subarray(6, 12).slice() }, IpProtocol.ICMPV6, na), base: 'peer.neighbor-advert' });
+        this.answers.push({
+          frame: ip6({ src: target.slice(), dst, hop: 255, dstMac: f.subarray(6, 12).slice() }, IpProtocol.ICMPV6, na),
+          base: 'peer.neighbor-advert',
+        });
       }
       return;
     }
@@ -98,17 +101,17 @@ export class GuestPeer {
       this.flows.delete(this.key(flow.family, flow.dst, flow.sport, flow.dport));
       return;
     }
-    if (((flags & TcpFlags.SYN) !== 0) && ((flags & TcpFlags.ACK) !== 0)) {
+    if ((flags & TcpFlags.SYN) !== 0 && (flags & TcpFlags.ACK) !== 0) {
       flow.rcv = (seq + 1) >>> 0;
       flow.snd = ack;
       flow.open = true;
       flow.unacked = true;
       return;
     }
-    const end = (seq + len + (((flags & TcpFlags.FIN) !== 0) ? 1 : 0)) >>> 0;
+    const end = (seq + len + ((flags & TcpFlags.FIN) !== 0 ? 1 : 0)) >>> 0;
     // Later than what we expect (mod 2^32, within a window's reach): take it as received.
     if (((end - flow.rcv) | 0) > 0) flow.rcv = end;
-    if (len > 0 || ((flags & TcpFlags.FIN) !== 0)) flow.unacked = true;
+    if (len > 0 || (flags & TcpFlags.FIN) !== 0) flow.unacked = true;
   }
 
   /** Frames for the next batch: answers first, then a few segments of open connections and
@@ -221,4 +224,3 @@ export class GuestPeer {
     return ip6({ src: GUEST_GLOBAL, dst: fl.dst }, IpProtocol.TCP, m);
   }
 }
-

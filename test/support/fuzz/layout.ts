@@ -31,7 +31,19 @@ export interface FrameLayout {
 const EXT_HEADERS = new Set([0, 43, 60]);
 
 export function layoutOf(f: Uint8Array): FrameLayout {
-  const out: FrameLayout = { etherType: -1, l3: -1, family: 0, ipHeaderLen: 0, ipv4Options: [0, 0], ext: [], ipv6Frag: -1, proto: -1, l4: -1, end: f.length, fragmented: false };
+  const out: FrameLayout = {
+    etherType: -1,
+    l3: -1,
+    family: 0,
+    ipHeaderLen: 0,
+    ipv4Options: [0, 0],
+    ext: [],
+    ipv6Frag: -1,
+    proto: -1,
+    l4: -1,
+    end: f.length,
+    fragmented: false,
+  };
   if (f.length < ETH) return out;
   let et = (f[12]! << 8) | f[13]!;
   let l3 = ETH;

@@ -150,7 +150,10 @@ function qemuSequence(rng: Rng): Msg[] {
     m(Request.SET_VRING_ENABLE, state(rng.int(2), 0)),
     m(Request.GET_VRING_BASE, state(rng.int(2), 0), [], VERSION),
     m(Request.SET_MEM_TABLE, concat(state(1, 0), region(L.gpa, L.size, L.uva, 0)), ['mem']),
-    m(Request.SET_MEM_TABLE, concat(state(2, 0), region(L.gpa, L.size / 2, L.uva, 0), region(L.gpa + L.size / 2, L.size / 2, L.uva + L.size / 2, L.size / 2)), ['mem', 'mem']),
+    m(Request.SET_MEM_TABLE, concat(state(2, 0), region(L.gpa, L.size / 2, L.uva, 0), region(L.gpa + L.size / 2, L.size / 2, L.uva + L.size / 2, L.size / 2)), [
+      'mem',
+      'mem',
+    ]),
     m(Request.RESET_OWNER),
     m(Request.SET_VRING_KICK, u64(0x100)),
   ];
@@ -231,7 +234,12 @@ class SequenceMutator {
         break;
       }
       case 'unknown':
-        seq.splice(i, 0, { request: r.pick(UNKNOWN_REQUESTS), flags: VERSION | (r.chance(0.5) ? FLAG_NEED_REPLY : 0), payload: r.bytes(r.pick([0, 8, 40, 64])), fds: r.chance(0.2) ? ['eventfd'] : [] });
+        seq.splice(i, 0, {
+          request: r.pick(UNKNOWN_REQUESTS),
+          flags: VERSION | (r.chance(0.5) ? FLAG_NEED_REPLY : 0),
+          payload: r.bytes(r.pick([0, 8, 40, 64])),
+          fds: r.chance(0.2) ? ['eventfd'] : [],
+        });
         break;
       case 'payload': {
         const len = r.pick([0, 1, 4, m.payload.length - 1, m.payload.length + 1, m.payload.length + 8, 40, 264, 4096, 4097]);
@@ -253,7 +261,8 @@ class SequenceMutator {
       }
       case 'index': {
         const v = r.pick([1, 2, 3, 255, 256, 0x7fffffff, 0xffffffff]);
-        if (FD_MESSAGES.has(m.request)) m.payload = setU64(m.payload, 0, r.pick([BigInt(v & 0x1ff), 0x100n | BigInt(r.int(2)), 1n << 40n, 0xffff_ffff_ffff_ffffn, BigInt(r.int(512))]));
+        if (FD_MESSAGES.has(m.request))
+          m.payload = setU64(m.payload, 0, r.pick([BigInt(v & 0x1ff), 0x100n | BigInt(r.int(2)), 1n << 40n, 0xffff_ffff_ffff_ffffn, BigInt(r.int(512))]));
         else m.payload = setU32(m.payload, 0, v);
         break;
       }
@@ -288,7 +297,17 @@ class SequenceMutator {
         this.memTable(seq, i);
         break;
       case 'flags':
-        m.flags = r.pick([VERSION | FLAG_REPLY, VERSION | FLAG_REPLY | FLAG_NEED_REPLY, VERSION ^ FLAG_NEED_REPLY ^ (m.flags & FLAG_NEED_REPLY), 0, 2, 3, VERSION | 0x10, VERSION | 0x8000_0000, r.u32()]);
+        m.flags = r.pick([
+          VERSION | FLAG_REPLY,
+          VERSION | FLAG_REPLY | FLAG_NEED_REPLY,
+          VERSION ^ FLAG_NEED_REPLY ^ (m.flags & FLAG_NEED_REPLY),
+          0,
+          2,
+          3,
+          VERSION | 0x10,
+          VERSION | 0x8000_0000,
+          r.u32(),
+        ]);
         break;
       default:
         m.payload = r.bytes(Math.max(1, m.payload.length));
@@ -309,10 +328,27 @@ class SequenceMutator {
         m.payload = setU32(m.payload, 4, r.pick([0, 2, 0xffffffff]));
         break;
       case Request.SET_FEATURES:
-        m.payload = u64(r.pick([0n, OFFERED_FEATURES | bit(34), OFFERED_FEATURES & ~bit(32), OFFERED_FEATURES | bit(r.int(64)), 0xffff_ffff_ffff_ffffn, OFFERED_FEATURES & ~bit(30)]));
+        m.payload = u64(
+          r.pick([
+            0n,
+            OFFERED_FEATURES | bit(34),
+            OFFERED_FEATURES & ~bit(32),
+            OFFERED_FEATURES | bit(r.int(64)),
+            0xffff_ffff_ffff_ffffn,
+            OFFERED_FEATURES & ~bit(30),
+          ]),
+        );
         break;
       case Request.SET_PROTOCOL_FEATURES:
-        m.payload = u64(r.pick([0n, OFFERED_PROTOCOL | bit(ProtocolFeature.MQ), OFFERED_PROTOCOL | bit(r.int(64)), 0xffff_ffff_ffff_ffffn, OFFERED_PROTOCOL & ~bit(ProtocolFeature.REPLY_ACK)]));
+        m.payload = u64(
+          r.pick([
+            0n,
+            OFFERED_PROTOCOL | bit(ProtocolFeature.MQ),
+            OFFERED_PROTOCOL | bit(r.int(64)),
+            0xffff_ffff_ffff_ffffn,
+            OFFERED_PROTOCOL & ~bit(ProtocolFeature.REPLY_ACK),
+          ]),
+        );
         break;
       case Request.SET_STATUS:
         m.payload = u64(r.pick([0, 0xff, 0x100, 2 ** 53, r.int(256)]));
@@ -328,7 +364,12 @@ class SequenceMutator {
     const r = this.rng;
     let target = seq.find((x) => x.request === Request.SET_MEM_TABLE || x.request === Request.ADD_MEM_REG);
     if (!target) {
-      target = { request: Request.SET_MEM_TABLE, flags: VERSION | FLAG_NEED_REPLY, payload: concat(state(1, 0), region(LAYOUT.gpa, LAYOUT.size, LAYOUT.uva, 0)), fds: ['mem'] };
+      target = {
+        request: Request.SET_MEM_TABLE,
+        flags: VERSION | FLAG_NEED_REPLY,
+        payload: concat(state(1, 0), region(LAYOUT.gpa, LAYOUT.size, LAYOUT.uva, 0)),
+        fds: ['mem'],
+      };
       seq.splice(i, 0, target);
     }
     const L = LAYOUT;
@@ -481,7 +522,11 @@ export class MessagesRunner implements Runner<MessagesBatch> {
       for (const m of batch.messages) {
         if (!fe.isConnected) break;
         if (m.drive) drive();
-        else fe.sendRaw(encode(m), m.fds.map((f) => fds.get(f)));
+        else
+          fe.sendRaw(
+            encode(m),
+            m.fds.map((f) => fds.get(f)),
+          );
       }
       if (fe.isConnected) drive();
       completed = await this.settle(fe);
@@ -543,7 +588,10 @@ export class MessagesRunner implements Runner<MessagesBatch> {
   }
 
   toJson(b: MessagesBatch): BatchJson {
-    return { ops: b.ops, messages: b.messages.map((m) => (m.drive ? { drive: true } : { request: Request[m.request] ?? m.request, hex: toHex(encode(m)), fds: m.fds })) };
+    return {
+      ops: b.ops,
+      messages: b.messages.map((m) => (m.drive ? { drive: true } : { request: Request[m.request] ?? m.request, hex: toHex(encode(m)), fds: m.fds })),
+    };
   }
 
   fromJson(j: BatchJson): MessagesBatch {

@@ -115,7 +115,20 @@ export class FrameMutator {
         return this.optionLength(f, ops);
       case 'truncate': {
         const l = layoutOf(f);
-        const cuts = [ETH, ETH - 1, l.l3 + 1, l.l3 + l.ipHeaderLen - 1, l.l3 + l.ipHeaderLen, l.l4 + 1, l.l4 + 7, l.l4 + 8, l.l4 + 19, l.end - 1, f.length - 1, r.int(f.length)];
+        const cuts = [
+          ETH,
+          ETH - 1,
+          l.l3 + 1,
+          l.l3 + l.ipHeaderLen - 1,
+          l.l3 + l.ipHeaderLen,
+          l.l4 + 1,
+          l.l4 + 7,
+          l.l4 + 8,
+          l.l4 + 19,
+          l.end - 1,
+          f.length - 1,
+          r.int(f.length),
+        ];
         const to = Math.max(0, Math.min(f.length, r.pick(cuts.filter((c) => c >= 0))));
         ops.push(`truncate@${to}`);
         return f.slice(0, to);
@@ -249,7 +262,9 @@ export class FrameMutator {
             desc('ipv4.tos', f[l3 + 1] ?? -1);
             break;
           case 'total': {
-            const v = r.chance(0.5) ? Math.max(0, f.length - l3 + r.range(-2, 2)) : r.pick([0, 19, 20, 21, l.ipHeaderLen, l.ipHeaderLen + 7, l.ipHeaderLen + 8, 576, 0xffff]);
+            const v = r.chance(0.5)
+              ? Math.max(0, f.length - l3 + r.range(-2, 2))
+              : r.pick([0, 19, 20, 21, l.ipHeaderLen, l.ipHeaderLen + 7, l.ipHeaderLen + 8, 576, 0xffff]);
             this.set16(f, l3 + 2, v);
             desc('ipv4.total', v);
             break;
@@ -471,7 +486,7 @@ export class FrameMutator {
     const [start, end, kind] = r.pick(areas);
     // Walk the TLVs to find option starts (single-byte options: IPv4/TCP EOL and NOP, Pad1, DHCP pad).
     const starts: number[] = [];
-    for (let o = start; o < end && starts.length < 32; ) {
+    for (let o = start; o < end && starts.length < 32;) {
       const type = f[o]!;
       if ((kind === 'ipv4' || kind === 'tcp') && type <= 1) {
         o++;

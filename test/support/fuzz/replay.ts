@@ -34,7 +34,10 @@ export function regressionFiles(dir = REGRESSION_DIR): string[] {
   } catch {
     return [];
   }
-  return names.filter((n) => n.endsWith('.json')).sort().map((n) => join(dir, n));
+  return names
+    .filter((n) => n.endsWith('.json'))
+    .sort()
+    .map((n) => join(dir, n));
 }
 
 export async function replayFile(file: string, isolation: Isolation | 'auto' = 'auto'): Promise<ReplayResult> {

@@ -130,7 +130,12 @@ export class TargetProcess {
     const isolation: Isolation = want === 'auto' ? (canUseNamespaces() ? 'netns' : 'fake') : want;
     const dir = mkdtempSync(join(tmpdir(), 'vunet-fuzz-'));
     const socketPath = join(dir, 'vunet.sock');
-    const config: TargetConfig = { socketPath, fakeHost: isolation === 'fake', maxMemory: opts.maxMemory ?? DEFAULT_TARGET_MEMORY, ...(opts.mtu !== undefined ? { mtu: opts.mtu } : {}) };
+    const config: TargetConfig = {
+      socketPath,
+      fakeHost: isolation === 'fake',
+      maxMemory: opts.maxMemory ?? DEFAULT_TARGET_MEMORY,
+      ...(opts.mtu !== undefined ? { mtu: opts.mtu } : {}),
+    };
     let netns: string | undefined;
     let execPath: string;
     let execArgv: string[];

@@ -31,6 +31,4 @@ export interface Probe {
 }
 
 export type TargetReply =
-  | { type: 'ready'; pid: number }
-  | { type: 'probe'; id: number; probe: Probe }
-  | { type: 'status'; id: number; status: Record<string, unknown> };
+  { type: 'ready'; pid: number } | { type: 'probe'; id: number; probe: Probe } | { type: 'status'; id: number; status: Record<string, unknown> };

@@ -74,7 +74,13 @@ export class TestGuestMemory {
   readonly regions: MemRegionDesc[] = [];
   private next = 0;
 
-  constructor(readonly size: number, regionCount: number, readonly gpaBase: number, uvaBase: number, sealing: MemfdSealing = 'sealed') {
+  constructor(
+    readonly size: number,
+    regionCount: number,
+    readonly gpaBase: number,
+    uvaBase: number,
+    sealing: MemfdSealing = 'sealed',
+  ) {
     const pageSize = 4096;
     if (size % (regionCount * pageSize) !== 0) throw new RangeError('memory size must split into page-sized regions');
     this.fd = native.memfdCreate('vhost-user-test-guest', size, sealing);
@@ -308,9 +314,7 @@ export class DriverQueue {
    * set VIRTQ_USED_F_NO_NOTIFY. Returns whether it kicked.
    */
   kickIfNeeded(oldIdx: number, eventIdx: boolean): boolean {
-    const need = eventIdx
-      ? ((this.availIdx - this.availEvent - 1) & 0xffff) < ((this.availIdx - oldIdx) & 0xffff)
-      : (this.usedFlags & 1) === 0;
+    const need = eventIdx ? ((this.availIdx - this.availEvent - 1) & 0xffff) < ((this.availIdx - oldIdx) & 0xffff) : (this.usedFlags & 1) === 0;
     if (need) this.kick();
     return need;
   }
@@ -402,13 +406,7 @@ export class TestFrontend {
   protocolFeatures = 0n;
 
   private constructor(fd: number, opts: FrontendOptions) {
-    this.memory = new TestGuestMemory(
-      opts.memorySize ?? 4 << 20,
-      opts.regions ?? 1,
-      opts.gpaBase ?? 0x10_0000,
-      opts.uvaBase ?? 0x7f00_0000_0000,
-      opts.sealing,
-    );
+    this.memory = new TestGuestMemory(opts.memorySize ?? 4 << 20, opts.regions ?? 1, opts.gpaBase ?? 0x10_0000, opts.uvaBase ?? 0x7f00_0000_0000, opts.sealing);
     let onClosed!: (e: Error | undefined) => void;
     this.closed = new Promise((r) => (onClosed = r));
     this.conn = new Connection(fd, {
@@ -446,7 +444,12 @@ export class TestFrontend {
 
   /** Sends a request; waits for its reply when `expectReply`. Resolves undefined if the backend
    *  closed the connection instead. */
-  async request(request: Request, payload: Uint8Array = new Uint8Array(0), fds: number[] = [], opts: { expectReply?: boolean; needReply?: boolean } = {}): Promise<Reply | undefined> {
+  async request(
+    request: Request,
+    payload: Uint8Array = new Uint8Array(0),
+    fds: number[] = [],
+    opts: { expectReply?: boolean; needReply?: boolean } = {},
+  ): Promise<Reply | undefined> {
     const flags = VERSION | (opts.needReply ? FLAG_NEED_REPLY : 0);
     encodeHeader(this.txBuf, request, flags, payload.length);
     this.txBuf.set(payload, HEADER_SIZE);
@@ -454,7 +457,7 @@ export class TestFrontend {
     if (!opts.expectReply && !opts.needReply) return undefined;
     const queued = this.replies.shift();
     const reply = queued ?? (this.isClosed ? undefined : await new Promise<Reply | undefined>((r) => this.replyWaiters.push(r)));
-    if (reply && (reply.request !== (request as number) || ((reply.flags & FLAG_REPLY) === 0))) {
+    if (reply && (reply.request !== (request as number) || (reply.flags & FLAG_REPLY) === 0)) {
       throw new FrontendError(`reply to ${request} was ${reply.request} flags ${reply.flags}`);
     }
     return reply;
@@ -523,7 +526,11 @@ export class TestFrontend {
     const p = new Uint8Array(PayloadSize.MEM_TABLE_HEADER + PayloadSize.MEM_REGION * regions.length);
     writeU32(p, 0, regions.length);
     regions.forEach((r, i) => writeRegion(p, PayloadSize.MEM_TABLE_HEADER + i * PayloadSize.MEM_REGION, r));
-    return this.sendAcked(Request.SET_MEM_TABLE, p, regions.map(() => this.memory.fd));
+    return this.sendAcked(
+      Request.SET_MEM_TABLE,
+      p,
+      regions.map(() => this.memory.fd),
+    );
   }
 
   addMemReg(r: MemRegionDesc): Promise<void> {
