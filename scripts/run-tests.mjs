@@ -15,7 +15,7 @@
 // Failed assertions are listed again just above the last line, with their subtest path (for a
 // shared file: test/unit-suite.ts > the file > …) and the first lines of their diagnostics, so the
 // tail of a long log says what failed.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { SUITE, ownProcess, testFiles } from './test-plan.mjs';
 
@@ -82,6 +82,16 @@ if (extra.length > 0) {
   const own = testFiles().filter((f) => ownProcess(f) !== undefined);
   const side = own.filter((f) => SIDE_LANE.includes(f));
   lanes = [[...own.filter((f) => !side.includes(f)), SUITE], ...(side.length > 0 ? [side] : [])];
+}
+// tap rebuilds its test class for the plugins .taprc names on its first run after an install; two
+// tap runs starting at once would both rebuild it, each deleting what the other wrote. Built once
+// here first, the lanes find it ready.
+if (lanes.length > 1) {
+  const built = spawnSync('npx', ['tap', 'build'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (built.status !== 0) {
+    process.stdout.write(`\n0 passed, 1 failed\n`);
+    process.exit(1);
+  }
 }
 const results = await Promise.all(lanes.map((args, i) => runTap(args, i === 0)));
 
