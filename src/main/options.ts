@@ -131,6 +131,10 @@ export class UsageError extends Error {
 }
 
 /** --help or --version: the text has been written; the CLI should exit with status 0. */
+/** What `--print-capabilities` prints (QEMU's docs/interop/vhost-user.json,
+ *  VHostUserBackendCapabilities): a net backend, which defines no further features. */
+export const BACKEND_CAPABILITIES = { type: 'net' } as const;
+
 export class HelpShown extends Error {
   override readonly name = 'HelpShown';
   readonly exitCode = 0;
@@ -168,6 +172,8 @@ export function buildProgram(output: ProgramOutput = {}): Command {
       // Required, but checked after parsing: an unknown option or a bad value is the first thing to say.
       new Option('--socket <path>', 'vhost-user socket to listen on; QEMU connects to it (required)'),
     )
+    .addOption(new Option('--socket-path <path>', "the same as --socket (the name QEMU's vhost-user backend conventions use)"))
+    .addOption(new Option('--print-capabilities', "print the backend's capabilities as JSON (QEMU's vhost-user backend conventions) and exit"))
     .addOption(new Option('--ipv4 <cidr>', 'guest IPv4 network, /8 to /28; vunet is .2, DNS .3, DHCP leases start at .15').default(...shown(DEFAULT_IPV4)))
     .addOption(new Option('--ipv6 <prefix>', 'guest IPv6 /64 prefix for SLAAC; vunet is ::2, DNS ::3').default(...shown(DEFAULT_IPV6)))
     .addOption(new Option('--no-ipv6', 'IPv4 only: no router advertisements, no IPv6 addresses'))
@@ -239,6 +245,12 @@ also needs vectors=0 on -device virtio-net-pci.`,
  * Throws UsageError for a bad command line and HelpShown after printing --help/--version.
  */
 export function parseArgs(argv: readonly string[], output: ProgramOutput = {}): VunetOptions {
+  // QEMU's vhost-user backend conventions: with --print-capabilities the backend prints what it is
+  // and exits, whatever else the command line says.
+  if (argv.includes('--print-capabilities')) {
+    (output.writeOut ?? ((s: string) => void process.stdout.write(s)))(`${JSON.stringify(BACKEND_CAPABILITIES)}\n`);
+    throw new HelpShown('capabilities');
+  }
   const program = buildProgram(output);
   let sawIpv6 = false;
   let sawNoIpv6 = false;
@@ -254,6 +266,8 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}): 
   const o = program.opts<RawOptions>();
   const config = defaultConfig();
 
+  if (o.socket !== undefined && o.socketPath !== undefined) throw new UsageError('--socket and --socket-path name the same thing: give one');
+  o.socket ??= o.socketPath;
   if (o.socket === undefined) throw new UsageError('--socket PATH is required: the vhost-user socket QEMU connects to (see vunet --help)');
   if (o.socket === '') throw new UsageError('--socket needs a path for the vhost-user socket');
   const socketBytes = Buffer.byteLength(o.socket);
@@ -299,6 +313,7 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}): 
 
 interface RawOptions {
   socket: string | undefined;
+  socketPath: string | undefined;
   ipv4: string;
   ipv6: string | false;
   mtu: string;

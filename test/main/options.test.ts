@@ -266,6 +266,16 @@ t.test('invalid values are rejected with a one-line message naming the flag (tab
   }
 });
 
+t.test("QEMU's backend conventions: --print-capabilities prints the JSON and nothing runs; --socket-path is --socket", async (t) => {
+  for (const argv of [['--print-capabilities'], ['--print-capabilities', '--mtu', '1'], [...SOCK, '--print-capabilities', '--bogus']]) {
+    let out = '';
+    t.throws(() => parseArgs(argv, { writeOut: (s) => (out += s) }), HelpShown, `${argv.join(' ')}: exits 0`);
+    t.same(JSON.parse(out), { type: 'net' }, 'the vhost-user.json capabilities of a net backend, whatever else the line says');
+  }
+  t.equal(parseArgs(['--socket-path', '/tmp/a.sock']).socketPath, '/tmp/a.sock', '--socket-path');
+  t.throws(() => parseArgs(['--socket-path', '/tmp/a.sock', ...SOCK]), /--socket and --socket-path name the same thing/);
+});
+
 t.test('structural errors from commander become one-line UsageErrors', async (t) => {
   const cases: Array<[string[], RegExp]> = [
     [[], /^--socket PATH is required: the vhost-user socket QEMU connects to \(see vunet --help\)$/],
