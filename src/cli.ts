@@ -5,7 +5,7 @@ import { SocketInUseError } from 'vhost-user-ts';
 import { createStartLogger } from './main/logger.js';
 import { HelpShown, UsageError, parseArgs } from './main/options.js';
 import { PcapError } from './main/pcap.js';
-import { PrivilegeError, applyPrivileges, planPrivileges } from './main/privileges.js';
+import { PrivilegeError, applyPrivileges, planPrivileges, resolveGroup, setSocketAccess } from './main/privileges.js';
 import type { PrivilegePlan } from './main/privileges.js';
 import type { VunetOptions } from './main/options.js';
 import { ForwardError, Vunet } from './main/vunet.js';
@@ -38,8 +38,10 @@ async function main(argv: string[]): Promise<number> {
   // Nothing but the error is printed when the start fails: the lines logged meanwhile wait.
   const { logger, started, failed } = createStartLogger(opts.logLevel);
   let privileges: PrivilegePlan;
+  let socketGid: number | undefined;
   try {
     privileges = planPrivileges(opts);
+    if (opts.socketGroup !== undefined) socketGid = resolveGroup(opts.socketGroup);
   } catch (err) {
     if (err instanceof PrivilegeError) return fail(err.message, 2);
     throw err;
@@ -69,8 +71,23 @@ async function main(argv: string[]): Promise<number> {
     }
     return fail(e.message, 1);
   }
+  if (opts.socketMode !== undefined || socketGid !== undefined) {
+    try {
+      setSocketAccess(opts.socketPath, opts.socketMode, socketGid);
+    } catch (err) {
+      failed();
+      await vunet.close();
+      const code = (err as NodeJS.ErrnoException).code ?? String(err);
+      return fail(`cannot set --socket-mode/--socket-group on ${opts.socketPath}: ${code} (the group must be one of yours unless vunet runs as root)`, 1);
+    }
+  }
   try {
-    applyPrivileges(privileges, { socketPath: opts.socketPath, logger, ...(opts.pcapFile !== undefined ? { pcapFile: opts.pcapFile } : {}) });
+    applyPrivileges(privileges, {
+      socketPath: opts.socketPath,
+      logger,
+      ...(socketGid !== undefined ? { socketGid } : {}),
+      ...(opts.pcapFile !== undefined ? { pcapFile: opts.pcapFile } : {}),
+    });
   } catch (err) {
     failed();
     await vunet.close();

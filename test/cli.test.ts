@@ -1,7 +1,7 @@
 // The vunet command: errors for people (one line, non-zero exit), a stale socket replaced, a live
 // one refused, the QEMU arguments printed, and a clean exit on SIGTERM/SIGINT with the socket gone.
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -37,8 +37,8 @@ t.test('--help and bad flags', async (t) => {
 });
 
 /** Starts vunet and resolves once it listens. */
-function start(sock: string) {
-  const child = spawn(process.execPath, [BIN, '--socket', sock, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+function start(sock: string, ...extra: string[]) {
+  const child = spawn(process.execPath, [BIN, '--socket', sock, '--log-level', 'warn', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const ready = new Promise<void>((resolve, reject) => {
@@ -89,3 +89,35 @@ t.test('a stale socket is replaced; a non-socket file is not', async (t) => {
   t.match(r.stderr, /exists and is not a socket/);
   t.equal(r.stdout, '', 'nothing but the error');
 });
+
+const asRoot = process.getuid?.() === 0;
+
+t.test(
+  '--socket-mode and --socket-group: a client of that group (not the owner) may connect, others may not',
+  { skip: asRoot ? false : 'needs root (to run clients as other users)' },
+  async (t) => {
+    const dir = tempDir(t);
+    const sock = join(dir, 'shared.sock');
+    const v = start(sock, '--socket-mode', '0660', '--socket-group', 'users');
+    await v.ready;
+    const st = statSync(sock);
+    t.equal(st.mode & 0o777, 0o660, 'mode 0660');
+    t.equal(st.gid, 100, "group 'users'");
+    // A user that is neither the socket's owner (nobody, after the drop) nor root.
+    const connect = (gid: number) =>
+      spawnSync('setpriv', ['--reuid=4242', `--regid=${gid}`, '--clear-groups', 'socat', '-u', 'OPEN:/dev/null', `UNIX-CONNECT:${sock}`], {
+        encoding: 'utf8',
+        timeout: 10_000,
+      });
+    t.equal(connect(100).status, 0, "a member of 'users' connects (as QEMU run by libvirt's qemu user would)");
+    const other = connect(4242);
+    t.not(other.status, 0, 'anyone else is refused');
+    t.match(other.stderr, /Permission denied/);
+    v.child.kill('SIGTERM');
+    t.equal(await v.exited, 0);
+    const bad = run('--socket', join(dir, 'x.sock'), '--socket-group', 'no-such-group-here');
+    t.equal(bad.status, 2);
+    t.match(bad.stderr, /^vunet: --socket-group: no group 'no-such-group-here' in \/etc\/group/);
+    t.match(run('--socket', join(dir, 'x.sock'), '--socket-mode', '888').stderr, /--socket-mode must be octal permission bits/);
+  },
+);

@@ -74,6 +74,11 @@ export interface VunetOptions {
   forwards: PortForward[];
   /** --runas: who to become when started as root (undefined: nobody). */
   runAs?: RunAsSpec;
+  /** --socket-mode: the socket file's permission bits (undefined: as the umask leaves them). */
+  socketMode?: number;
+  /** --socket-group: the socket file's group, a name or a GID (a QEMU running as another user
+   *  of that group may then connect). */
+  socketGroup?: string | number;
   /** False with --no-sandbox: no seccomp filter, Landlock or no_new_privs. */
   sandbox: boolean;
   /** --max-memory: the memory budget, bytes. */
@@ -173,6 +178,13 @@ export function buildProgram(output: ProgramOutput = {}): Command {
       new Option('--socket <path>', 'vhost-user socket to listen on; QEMU connects to it (required)'),
     )
     .addOption(new Option('--socket-path <path>', "the same as --socket (the name QEMU's vhost-user backend conventions use)"))
+    .addOption(
+      new Option('--socket-mode <mode>', 'permission bits of the socket file, octal (0660: its owner and group may connect)').default(
+        undefined,
+        'as the umask leaves them',
+      ),
+    )
+    .addOption(new Option('--socket-group <group>', "group of the socket file, a name or a GID (for a QEMU run as another user, libvirt's qemu)"))
     .addOption(new Option('--print-capabilities', "print the backend's capabilities as JSON (QEMU's vhost-user backend conventions) and exit"))
     .addOption(new Option('--ipv4 <cidr>', 'guest IPv4 network, /8 to /28; vunet is .2, DNS .3, DHCP leases start at .15').default(...shown(DEFAULT_IPV4)))
     .addOption(new Option('--ipv6 <prefix>', 'guest IPv6 /64 prefix for SLAAC; vunet is ::2, DNS ::3').default(...shown(DEFAULT_IPV6)))
@@ -308,12 +320,24 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}): 
   };
   if (o.pcap !== undefined) result.pcapFile = o.pcap;
   if (o.runas !== undefined) result.runAs = parseRunAs(o.runas);
+  if (o.socketMode !== undefined) {
+    if (!/^0?[0-7]{3}$/.test(o.socketMode))
+      throw new UsageError(`--socket-mode must be octal permission bits such as 0660 or 0666 (got ${show(o.socketMode)})`);
+    result.socketMode = parseInt(o.socketMode, 8);
+  }
+  if (o.socketGroup !== undefined) {
+    if (!/^([0-9]+|[a-z_][a-z0-9_.-]*\$?)$/i.test(o.socketGroup))
+      throw new UsageError(`--socket-group must be a group name or a GID (got ${show(o.socketGroup)})`);
+    result.socketGroup = /^[0-9]+$/.test(o.socketGroup) ? Number(o.socketGroup) : o.socketGroup;
+  }
   return result;
 }
 
 interface RawOptions {
   socket: string | undefined;
   socketPath: string | undefined;
+  socketMode: string | undefined;
+  socketGroup: string | undefined;
   ipv4: string;
   ipv6: string | false;
   mtu: string;

@@ -18,7 +18,7 @@
 //   processes started before (tsx's esbuild service) keep their credentials, for one.
 // - VUNET_TEST_EXEC_PROBE=1 (tests): after confinement, try to run /bin/true and log the outcome.
 import { spawnSync } from 'node:child_process';
-import { lchownSync, lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, lchownSync, lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { CAP_NET_RAW, capabilityName, confine } from '../host/confine.js';
@@ -127,6 +127,25 @@ export function resolveRunAs(spec: RunAsSpec | undefined, passwd: string, group:
   return { name, uid, gid };
 }
 
+/** A group given by name or GID, resolved against /etc/group: the GID. */
+export function resolveGroup(spec: string | number, sys: SystemView = liveSystem): number {
+  if (typeof spec === 'number') return spec;
+  const g = accounts(sys.readFile('/etc/group') ?? '').find((e) => e.name === spec);
+  if (!g) throw new PrivilegeError(`--socket-group: no group '${spec}' in /etc/group: name an existing group, or give its GID`);
+  return g.id;
+}
+
+/**
+ * Gives the socket file the permission bits and group asked for (--socket-mode, --socket-group),
+ * after checking it is still our socket (in a directory others may write it could have been
+ * swapped for a symlink since it was bound). Throws an errno error.
+ */
+export function setSocketAccess(path: string, mode: number | undefined, gid: number | undefined): void {
+  if (!lstatSync(path).isSocket()) throw Object.assign(new Error(`${path} is not a socket any more`), { code: 'ENOTSOCK' });
+  if (gid !== undefined) lchownSync(path, -1, gid);
+  if (mode !== undefined) chmodSync(path, mode);
+}
+
 /** net.ipv4.ping_group_range ("LOW\tHIGH"); undefined when unreadable or malformed. */
 export function parsePingGroupRange(text: string | undefined): [number, number] | undefined {
   const m = /^\s*([0-9]+)\s+([0-9]+)\s*$/.exec(text ?? '');
@@ -216,6 +235,8 @@ export interface PrivilegeOutcome {
 
 export interface ApplyContext {
   socketPath: string;
+  /** The socket's group (--socket-group), kept when the socket is handed to the --runas user. */
+  socketGid?: number;
   pcapFile?: string;
   logger: Logger;
 }
@@ -244,7 +265,7 @@ export function applyPrivileges(plan: PrivilegePlan, ctx: ApplyContext, sys: Sys
     // could have been swapped for a symlink to a file root owns since we bound it.
     let problem: string | undefined;
     try {
-      if (lstatSync(ctx.socketPath).isSocket()) lchownSync(ctx.socketPath, user.uid, user.gid);
+      if (lstatSync(ctx.socketPath).isSocket()) lchownSync(ctx.socketPath, user.uid, ctx.socketGid ?? user.gid);
       else problem = 'it is not a socket any more';
     } catch (err) {
       problem = (err as NodeJS.ErrnoException).code ?? String(err);
