@@ -26,10 +26,26 @@ export function qemuArgs(socketPath: string, memory = '512M'): string {
   ].join(' \\\n    ');
 }
 
+/** SD_LISTEN_FDS_START: the first fd systemd passes. */
+const LISTEN_FDS_START = 3;
+
+/**
+ * The socket systemd's socket activation passed, if it passed one to this process: LISTEN_PID is
+ * ours and LISTEN_FDS at least 1 (sd_listen_fds(3)). The variables are then removed, so that no
+ * child takes them for its own.
+ */
+function activatedFd(env: NodeJS.ProcessEnv): number | undefined {
+  if (env.LISTEN_PID !== String(process.pid) || !/^[1-9][0-9]*$/.test(env.LISTEN_FDS ?? '')) return undefined;
+  delete env.LISTEN_PID;
+  delete env.LISTEN_FDS;
+  delete env.LISTEN_FDNAMES;
+  return LISTEN_FDS_START;
+}
+
 async function main(argv: string[]): Promise<number> {
   let opts: VunetOptions;
   try {
-    opts = parseArgs(argv);
+    opts = parseArgs(argv, {}, activatedFd(process.env));
   } catch (err) {
     if (err instanceof HelpShown) return 0;
     if (err instanceof UsageError) return fail(err.message, 2);
@@ -50,6 +66,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     vunet = await Vunet.start({
       socketPath: opts.socketPath,
+      ...(opts.listenFd !== undefined ? { listenFd: opts.listenFd } : {}),
       config: opts.config,
       logger,
       mapGateway: opts.mapGateway,
@@ -66,12 +83,15 @@ async function main(argv: string[]): Promise<number> {
     failed();
     if (err instanceof SocketInUseError || err instanceof PcapError || err instanceof ForwardError) return fail(err.message, 1);
     const e = err as NodeJS.ErrnoException;
+    if (opts.socketPath === undefined && e.code !== undefined) {
+      return fail(`cannot listen on fd ${opts.listenFd}: ${e.message} (give a listening unix socket)`, 1);
+    }
     if (e.code === 'EACCES' || e.code === 'ENOENT' || e.code === 'EADDRINUSE' || e.code === 'ENAMETOOLONG') {
       return fail(`cannot listen on ${opts.socketPath}: ${e.code} (check the directory exists and is writable)`, 1);
     }
     return fail(e.message, 1);
   }
-  if (opts.socketMode !== undefined || socketGid !== undefined) {
+  if (opts.socketPath !== undefined && (opts.socketMode !== undefined || socketGid !== undefined)) {
     try {
       setSocketAccess(opts.socketPath, opts.socketMode, socketGid);
     } catch (err) {
@@ -83,7 +103,7 @@ async function main(argv: string[]): Promise<number> {
   }
   try {
     applyPrivileges(privileges, {
-      socketPath: opts.socketPath,
+      ...(opts.socketPath !== undefined ? { socketPath: opts.socketPath } : {}),
       logger,
       ...(socketGid !== undefined ? { socketGid } : {}),
       ...(opts.pcapFile !== undefined ? { pcapFile: opts.pcapFile } : {}),
@@ -98,7 +118,7 @@ async function main(argv: string[]): Promise<number> {
   const c = opts.config;
   logger.info(
     {
-      socket: opts.socketPath,
+      socket: vunet.listenedOn,
       gateway: formatIpv4(c.ipv4.gateway),
       dns: formatIpv4(c.ipv4.dns),
       guest: formatIpv4(c.ipv4.dhcpFirst),
@@ -120,7 +140,7 @@ async function main(argv: string[]): Promise<number> {
   process.once('SIGINT', () => void stop('SIGINT'));
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGUSR1', () => logger.info(vunet.status(), 'status'));
-  process.stderr.write(`\nStart QEMU with:\n    ${qemuArgs(opts.socketPath)}\n\n`);
+  process.stderr.write(`\nStart QEMU with:\n    ${qemuArgs(vunet.listenedOn)}\n\n`);
   return -1; // keep running
 }
 

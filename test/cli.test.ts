@@ -5,7 +5,7 @@ import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { native } from 'vhost-user-ts/testing';
+import { TestFrontend, native } from 'vhost-user-ts/testing';
 
 const BIN = join(import.meta.dirname, '..', 'bin', 'vunet.js');
 const run = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
@@ -119,5 +119,56 @@ t.test(
     t.equal(bad.status, 2);
     t.match(bad.stderr, /^vunet: --socket-group: no group 'no-such-group-here' in \/etc\/group/);
     t.match(run('--socket', join(dir, 'x.sock'), '--socket-mode', '888').stderr, /--socket-mode must be octal permission bits/);
+  },
+);
+
+/** Waits until `text()` matches `re` (the child's output as it comes), or fails after 15 s. */
+async function waitFor(text: () => string, re: RegExp, what: string): Promise<void> {
+  for (let i = 0; i < 300 && !re.test(text()); i++) await new Promise((r) => setTimeout(r, 50));
+  if (!re.test(text())) throw new Error(`${what}: ${text()}`);
+}
+
+t.test('--fd: a listening socket given by the parent is served, and its file left to its maker', async (t) => {
+  const dir = tempDir(t);
+  const sock = join(dir, 'given.sock');
+  const fd = native.unixListen(sock, 4);
+  const child = spawn(process.execPath, [BIN, '--fd', '3', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe', fd] });
+  native.close(fd); // the child has its own copy
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  await waitFor(() => stderr, /Start QEMU with/, 'vunet did not start');
+  t.match(stderr, new RegExp(`path=${sock},`), 'the QEMU arguments name the given socket');
+  const fe = TestFrontend.connect(sock);
+  t.ok((await fe.getFeatures()) > 0n, 'a frontend is served');
+  fe.close();
+  child.kill('SIGTERM');
+  t.equal(await exited, 0);
+  t.ok(existsSync(sock), 'the socket file stays: its maker removes it');
+  const notSocket = spawnSync(process.execPath, [BIN, '--fd', '0'], { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], timeout: 20_000 });
+  t.equal(notSocket.status, 1);
+  t.match(notSocket.stderr, /^vunet: cannot listen on fd 0: .*not a (listening unix stream )?socket.*\(give a listening unix socket\)\n$/);
+  t.match(run('--fd', '3', '--socket', sock).stderr, /--fd and --socket both name the vhost-user socket/);
+});
+
+const socketActivate = spawnSync('which', ['systemd-socket-activate'], { encoding: 'utf8' }).stdout.trim();
+
+t.test(
+  "systemd's socket activation: started on the first connection, vunet serves the socket it is passed",
+  { skip: socketActivate === '' ? 'systemd-socket-activate is not installed' : false },
+  async (t) => {
+    const dir = tempDir(t);
+    const sock = join(dir, 'activated.sock');
+    const child = spawn(socketActivate, ['-l', sock, process.execPath, BIN, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    await waitFor(() => stderr, /Listening on/, 'systemd-socket-activate did not listen');
+    const fe = TestFrontend.connect(sock); // the first connection starts vunet, which accepts it
+    t.ok((await fe.getFeatures()) > 0n, 'served by the vunet it started');
+    t.match(stderr, /Start QEMU with/);
+    fe.close();
+    child.kill('SIGTERM');
+    await exited;
   },
 );

@@ -54,8 +54,11 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] a
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export interface VunetOptions {
-  /** Where the vhost-user socket listens (QEMU's `-chardev socket,path=`). */
-  socketPath: string;
+  /** Where vunet makes the vhost-user socket (QEMU's `-chardev socket,path=`); undefined when the
+   *  socket is given already listening (listenFd). */
+  socketPath: string | undefined;
+  /** --fd, or systemd's socket activation: the listening socket vunet was given. */
+  listenFd?: number;
   /** What the stack is built with; defaultConfig() unless options changed it. */
   config: StackConfig;
   /** Upstream DNS servers (normalised IP strings); empty means the host's resolv.conf. */
@@ -177,6 +180,7 @@ export function buildProgram(output: ProgramOutput = {}): Command {
       // Required, but checked after parsing: an unknown option or a bad value is the first thing to say.
       new Option('--socket <path>', 'vhost-user socket to listen on; QEMU connects to it (required)'),
     )
+    .addOption(new Option('--fd <n>', 'listen on this inherited fd, a listening unix socket (systemd socket activation sets it by itself)'))
     .addOption(new Option('--socket-path <path>', "the same as --socket (the name QEMU's vhost-user backend conventions use)"))
     .addOption(
       new Option('--socket-mode <mode>', 'permission bits of the socket file, octal (0660: its owner and group may connect)').default(
@@ -256,7 +260,11 @@ also needs vectors=0 on -device virtio-net-pci.`,
  * Parses the user's arguments (process.argv.slice(2)) into validated options.
  * Throws UsageError for a bad command line and HelpShown after printing --help/--version.
  */
-export function parseArgs(argv: readonly string[], output: ProgramOutput = {}): VunetOptions {
+/**
+ * `activatedFd`: the socket systemd's socket activation passed (LISTEN_FDS, read by the CLI), used
+ * when the command line names none.
+ */
+export function parseArgs(argv: readonly string[], output: ProgramOutput = {}, activatedFd?: number): VunetOptions {
   // QEMU's vhost-user backend conventions: with --print-capabilities the backend prints what it is
   // and exits, whatever else the command line says.
   if (argv.includes('--print-capabilities')) {
@@ -280,11 +288,27 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}): 
 
   if (o.socket !== undefined && o.socketPath !== undefined) throw new UsageError('--socket and --socket-path name the same thing: give one');
   o.socket ??= o.socketPath;
-  if (o.socket === undefined) throw new UsageError('--socket PATH is required: the vhost-user socket QEMU connects to (see vunet --help)');
+  let listenFd: number | undefined;
+  if (o.fd !== undefined) {
+    if (o.socket !== undefined) throw new UsageError('--fd and --socket both name the vhost-user socket: give one');
+    listenFd = parseInteger('--fd', o.fd, 0, 0x7fffffff);
+  } else if (o.socket === undefined && activatedFd !== undefined) {
+    listenFd = activatedFd;
+  }
+  if (o.socket === undefined && listenFd === undefined) {
+    throw new UsageError('--socket PATH is required: the vhost-user socket QEMU connects to (see vunet --help)');
+  }
   if (o.socket === '') throw new UsageError('--socket needs a path for the vhost-user socket');
-  const socketBytes = Buffer.byteLength(o.socket);
-  if (socketBytes > MAX_SOCKET_PATH_BYTES) {
-    throw new UsageError(`--socket path is ${socketBytes} bytes; Unix socket paths can be at most ${MAX_SOCKET_PATH_BYTES}: use a shorter path`);
+  if (o.socket !== undefined) {
+    const socketBytes = Buffer.byteLength(o.socket);
+    if (socketBytes > MAX_SOCKET_PATH_BYTES) {
+      throw new UsageError(`--socket path is ${socketBytes} bytes; Unix socket paths can be at most ${MAX_SOCKET_PATH_BYTES}: use a shorter path`);
+    }
+  }
+  if (listenFd !== undefined && (o.socketMode !== undefined || o.socketGroup !== undefined)) {
+    throw new UsageError(
+      "--socket-mode and --socket-group apply to a socket vunet makes: for a given one, set them where it is made (systemd's SocketMode=, SocketGroup=)",
+    );
   }
 
   const ipv4 = parseIpv4Network(o.ipv4);
@@ -306,6 +330,7 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}): 
 
   const result: VunetOptions = {
     socketPath: o.socket,
+    ...(listenFd !== undefined ? { listenFd } : {}),
     config,
     dnsUpstream: dedupe(o.dns.map(parseDnsServer)),
     logLevel,
@@ -338,6 +363,7 @@ interface RawOptions {
   socketPath: string | undefined;
   socketMode: string | undefined;
   socketGroup: string | undefined;
+  fd: string | undefined;
   ipv4: string;
   ipv6: string | false;
   mtu: string;

@@ -234,7 +234,8 @@ export interface PrivilegeOutcome {
 }
 
 export interface ApplyContext {
-  socketPath: string;
+  /** The socket file vunet made (undefined for a socket it was given: its maker owns the file). */
+  socketPath?: string;
   /** The socket's group (--socket-group), kept when the socket is handed to the --runas user. */
   socketGid?: number;
   pcapFile?: string;
@@ -260,7 +261,7 @@ export function applyPrivileges(plan: PrivilegePlan, ctx: ApplyContext, sys: Sys
   const hasNetRaw = (effectiveCapabilities(sys.readFile('/proc/self/status')) & (1n << BigInt(CAP_NET_RAW))) !== 0n;
   const decision = decideEcho(range, groups, hasNetRaw);
 
-  if (user) {
+  if (user && ctx.socketPath !== undefined) {
     // lchown, after checking it is still a socket: in a directory others may write, the path
     // could have been swapped for a symlink to a file root owns since we bound it.
     let problem: string | undefined;
@@ -286,7 +287,7 @@ export function applyPrivileges(plan: PrivilegePlan, ctx: ApplyContext, sys: Sys
     keepCapabilities: decision.keepNetRaw ? [CAP_NET_RAW] : [],
     sandbox: plan.sandbox,
     writableFiles: ctx.pcapFile !== undefined ? [resolve(ctx.pcapFile)] : [],
-    removableDirs: [dirname(resolve(ctx.socketPath))],
+    removableDirs: ctx.socketPath !== undefined ? [dirname(resolve(ctx.socketPath))] : [],
   });
 
   const echoMode = NodeHostNet.reprobe();

@@ -40,7 +40,9 @@ import { PcapWriter } from './pcap.js';
 const wallClockMicros = (): number => performance.timeOrigin + performance.now();
 
 export interface VunetStartOptions {
-  socketPath: string;
+  /** Where to make the vhost-user socket; or `listenFd`, a socket given already listening. */
+  socketPath?: string | undefined;
+  listenFd?: number;
   config: StackConfig;
   logger: Logger;
   pcapFile?: string;
@@ -82,6 +84,8 @@ const LONG_BATCH_MS = 50;
 
 export class Vunet {
   readonly server: VhostUserServer;
+  /** The path the vhost-user socket listens on ('' for a given socket without one). */
+  listenedOn = '';
   readonly device: VirtioNetDevice;
   readonly stack: Stack;
   readonly dhcpv4: Dhcpv4Server;
@@ -357,7 +361,9 @@ export class Vunet {
     const v = new Vunet(opts, pcap);
     try {
       v.listenForwards(opts.forwards ?? []);
-      v.server.listen(opts.socketPath);
+      if (opts.listenFd !== undefined) v.listenedOn = v.server.listenOn(opts.listenFd);
+      else if (opts.socketPath !== undefined) v.server.listen((v.listenedOn = opts.socketPath));
+      else throw new Error('Vunet.start: a socketPath or a listenFd');
     } catch (err) {
       v.tcpNat.closeAll();
       v.udpForward.closeAll();

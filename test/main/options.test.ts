@@ -125,7 +125,7 @@ t.test('accepted values (table)', async (t) => {
     ['--udp-timeout 1', ['--udp-timeout', '1'], (o) => o.udpTimeoutSec, 1],
     ['--tcp-time-wait 0', ['--tcp-time-wait', '0'], (o) => o.tcpTimeWaitMs, 0],
     ['--lease-time 60', ['--lease-time', '60'], (o) => o.config.leaseTime, 60],
-    ['--socket 107 bytes', ['--socket', `/${'s'.repeat(106)}`], (o) => o.socketPath.length, 107],
+    ['--socket 107 bytes', ['--socket', `/${'s'.repeat(106)}`], (o) => o.socketPath?.length, 107],
     ['--flag=value form', ['--mtu=1500'], (o) => o.config.mtu, 1500],
   ];
   for (const [name, args, get, want] of cases) {

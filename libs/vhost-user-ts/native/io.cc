@@ -82,6 +82,52 @@ Napi::Value UnixListen(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// adoptListener(fd): takes over a listening unix stream socket the process was given (systemd's
+// socket activation, a --fd argument): checks that it is one (ENOTSOCK, EINVAL otherwise, with what
+// it is instead), makes it non-blocking and close-on-exec as the fds made here are, and returns the
+// path it is bound to ('' for an abstract or unnamed one).
+Napi::Value AdoptListener(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  if (!ArgFd(info, 0, &fd)) return Fail(env);
+  struct stat st;
+  if (fstat(fd, &st) < 0) {
+    ThrowErrno(env, errno, "fstat");
+    return Fail(env);
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    ThrowErrno(env, ENOTSOCK, "adoptListener", nullptr, "the fd is not a socket");
+    return Fail(env);
+  }
+  int domain = 0;
+  int type = 0;
+  int listening = 0;
+  socklen_t optlen = sizeof(int);
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &optlen) < 0 || (optlen = sizeof(int), getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &optlen)) < 0 ||
+      (optlen = sizeof(int), getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen)) < 0) {
+    ThrowErrno(env, errno, "getsockopt");
+    return Fail(env);
+  }
+  if (domain != AF_UNIX || type != SOCK_STREAM || listening == 0) {
+    ThrowErrno(env, EINVAL, "adoptListener", nullptr, "the fd is not a listening unix stream socket");
+    return Fail(env);
+  }
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+    ThrowErrno(env, errno, "fcntl");
+    return Fail(env);
+  }
+  sockaddr_un addr{};
+  socklen_t len = sizeof addr;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) < 0) {
+    ThrowErrno(env, errno, "getsockname");
+    return Fail(env);
+  }
+  size_t pathLen = len > offsetof(sockaddr_un, sun_path) ? len - offsetof(sockaddr_un, sun_path) : 0;
+  if (pathLen == 0 || addr.sun_path[0] == '\0') return Napi::String::New(env, "");
+  return Napi::String::New(env, std::string(addr.sun_path, strnlen(addr.sun_path, pathLen)));
+}
+
 // unixConnect(path): fd. The socket is non-blocking before connect: a unix stream connect never
 // answers EINPROGRESS (it completes at once), and when the listener's backlog is full it fails
 // with EAGAIN instead of blocking, which could deadlock a process that is its own listener.
@@ -366,6 +412,7 @@ Napi::Value FdKind(const Napi::CallbackInfo& info) {
 void InitIo(Napi::Env env, Napi::Object exports) {
   exports.Set("unixListen", Napi::Function::New(env, UnixListen, "unixListen"));
   exports.Set("unixConnect", Napi::Function::New(env, UnixConnect, "unixConnect"));
+  exports.Set("adoptListener", Napi::Function::New(env, AdoptListener, "adoptListener"));
   exports.Set("accept", Napi::Function::New(env, Accept, "accept"));
   exports.Set("recvMsg", Napi::Function::New(env, RecvMsg, "recvMsg"));
   exports.Set("sendMsg", Napi::Function::New(env, SendMsg, "sendMsg"));

@@ -57,6 +57,10 @@ export interface NativeBinding {
 
   /** socket(AF_UNIX, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC), bind(path), listen(backlog). Throws. */
   unixListen(path: string, backlog: number): number;
+  /** Takes over a listening unix stream socket the process was given (socket activation): checks
+   *  it is one, makes it non-blocking and close-on-exec; returns its path ('' when abstract or
+   *  unnamed). Throws (ENOTSOCK, EINVAL for another kind of socket, EBADF). */
+  adoptListener(fd: number): string;
   /** Connects to a unix socket path; the returned fd is non-blocking and close-on-exec. Throws. */
   unixConnect(path: string): number;
   /** accept4(SOCK_NONBLOCK|SOCK_CLOEXEC); -errno (e.g. -EAGAIN) when none is pending. */

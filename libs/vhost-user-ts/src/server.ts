@@ -179,6 +179,22 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
     this.emit('listening', path);
   }
 
+  /**
+   * Listens on a socket the process was given already listening (systemd's socket activation, a
+   * --fd argument): its owner made the socket file and removes it, close() leaves it. Returns the
+   * path it is bound to ('' when abstract). Throws when `fd` is not a listening unix stream socket.
+   */
+  listenOn(fd: number): string {
+    if (this.listenFd >= 0) throw new Error('already listening');
+    const path = native.adoptListener(fd);
+    this.listenFd = fd;
+    this.listenPoller = new native.Poller(this.listenFd, (status) => this.onListenPoll(status), false);
+    this.listenPoller.start(native.POLL_READABLE);
+    this.log.info({ fd, socket: path }, 'vhost-user socket listening (given)');
+    this.emit('listening', path);
+    return path;
+  }
+
   /** Disconnects the frontend, stops listening and removes the socket file. */
   close(): void {
     this.candidate?.conn.close();

@@ -4,7 +4,10 @@ import t from 'tap';
 import { Feature, FLAG_NEED_REPLY, HEADER_SIZE, ProtocolFeature, Request, VERSION, bit, encodeHeader } from '../src/protocol.js';
 import { TestFrontend } from '../src/testing/frontend.js';
 import { VIRTQ_AVAIL_F_NO_INTERRUPT } from '../src/virtqueue.js';
-import { LoopbackDevice, liveMappings, openFds, settle, startServer, until } from './helpers.js';
+import { existsSync } from 'node:fs';
+import { native } from '../src/native.js';
+import { VhostUserServer } from '../src/server.js';
+import { LoopbackDevice, liveMappings, openFds, settle, startServer, tempSocket, until } from './helpers.js';
 
 const frame = (n: number, len = 64): Uint8Array => Uint8Array.from({ length: len }, (_, i) => (n * 7 + i) & 0xff);
 
@@ -344,3 +347,26 @@ function msg(request: number, size: number, flags = VERSION, bytes = size, words
   words.forEach((w, i) => v.setUint32(HEADER_SIZE + 4 * i, w, true));
   return buf;
 }
+
+t.test('a socket given already listening (socket activation): served, its path told, its file left at close', async (t) => {
+  const { path, cleanup } = tempSocket();
+  t.teardown(cleanup);
+  const fd = native.unixListen(path, 4); // as systemd would make it
+  const server = new VhostUserServer(new LoopbackDevice());
+  t.equal(server.listenOn(fd), path, 'the path it is bound to');
+  const fe = TestFrontend.connect(path);
+  await fe.handshake();
+  t.equal(server.connections, 1, 'a frontend connects and negotiates');
+  fe.close();
+  server.close();
+  t.ok(existsSync(path), 'the socket file stays: whoever made it removes it');
+  // What is not a listening unix stream socket is refused.
+  const efd = native.eventfd(0);
+  t.throws(() => new VhostUserServer(new LoopbackDevice()).listenOn(efd), { code: 'ENOTSOCK' }, 'an eventfd');
+  native.close(efd);
+  const c = native.unixListen(`${path}.2`, 1);
+  const conn = native.unixConnect(`${path}.2`);
+  t.throws(() => new VhostUserServer(new LoopbackDevice()).listenOn(conn), { code: 'EINVAL' }, 'a connected socket');
+  native.close(conn);
+  native.close(c);
+});
