@@ -172,3 +172,25 @@ t.test(
     await exited;
   },
 );
+
+t.test('each port forward says where it listens, one line each', async (t) => {
+  const dir = tempDir(t);
+  const port = 20000 + (process.pid % 20000);
+  const child = spawn(process.execPath, [BIN, '--socket', join(dir, 'fw.sock'), '-t', `127.0.0.1:${port}:80`, '-u', `${port}:53`], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  await waitFor(() => stdout, /"msg":"vunet listening"/, 'vunet did not start');
+  const lines = stdout
+    .split('\n')
+    .filter((l) => l.includes('port forward listening'))
+    .map((l) => (JSON.parse(l) as { msg: string }).msg);
+  t.ok(lines.includes(`port forward listening: TCP 127.0.0.1:${port} → guest port 80`), 'the TCP forward, on its address');
+  t.ok(lines.includes(`port forward listening: UDP 0.0.0.0:${port} → guest port 53`), 'the UDP forward, on every IPv4 address');
+  // (and on every IPv6 address where the host has IPv6: [::]:port)
+  t.ok(lines.length <= 3 && lines.every((l) => /^port forward listening: (TCP|UDP) \S+:\d+ → guest port \d+$/.test(l)), 'one line per listener');
+  child.kill('SIGTERM');
+  t.equal(await exited, 0);
+});

@@ -360,9 +360,10 @@ export class Dhcpv4Server {
     const reply = this.reply(out, ReplyKind.ACK, want);
     if (reply !== undefined) {
       this.stats.acks++;
-      const fields = { mac: b.mac, ip: formatIpv4(want), hostname: b.hostname, expires: b.expires };
-      if (renewal) this.log.debug(fields, 'dhcp: lease renewed');
-      else this.log.info(fields, 'dhcp: lease bound');
+      // One line per lease bound or renewed, with its length in seconds (`expires` is on the
+      // server's own clock, which means nothing to a reader).
+      const fields = { mac: b.mac, ip: formatIpv4(want), hostname: b.hostname, leaseSeconds: Math.round((b.expires - now) / 1000) };
+      this.log.info(fields, renewal ? 'dhcp: lease renewed' : 'dhcp: lease bound');
     }
     return reply;
   }

@@ -32,7 +32,7 @@ import type { Resolver } from '../nat/dns.js';
 import { UdpNat } from '../nat/udp-nat.js';
 import { RouterAdvertiser } from '../ra/router-advertiser.js';
 import { VirtioNetDevice } from '../virtio/net-device.js';
-import { IpProtocol, MAC_BROADCAST, bytesEqual } from '../wire/index.js';
+import { IpProtocol, MAC_BROADCAST, bytesEqual, formatIpv4, formatIpv6, ipv4Read } from '../wire/index.js';
 import { NodeHostNet } from '../host/host-net.js';
 import { PcapWriter } from './pcap.js';
 
@@ -385,6 +385,10 @@ export class Vunet {
         try {
           if (fw.proto === 'tcp') this.tcpNat.listen([one]);
           else this.udpForward.listen([one]);
+          this.opts.logger.info(
+            { proto: fw.proto, listen: forwardListenText(family, fw.addr, fw.hostPort), guestPort: fw.guestPort },
+            `port forward listening: ${fw.proto.toUpperCase()} ${forwardListenText(family, fw.addr, fw.hostPort)} → guest port ${fw.guestPort}`,
+          );
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code ?? String(err);
           const flag = fw.proto === 'tcp' ? '-t' : '-u';
@@ -397,7 +401,6 @@ export class Vunet {
           throw new ForwardError(`cannot listen on ${fw.proto.toUpperCase()} port ${fw.hostPort} for ${flag}: ${code} (${hint})`);
         }
       }
-      this.opts.logger.debug({ proto: fw.proto, hostPort: fw.hostPort, guestPort: fw.guestPort }, 'port forward listening');
     }
   }
 
@@ -564,4 +567,10 @@ function hostAddresses(): () => readonly Uint8Array[] {
     }
     return list;
   };
+}
+
+/** Where a forward listens, as a person writes it: 0.0.0.0:8080, [::]:8080, 127.0.0.1:8080. */
+function forwardListenText(family: 4 | 6, addr: Uint8Array | null, port: number): string {
+  if (family === 4) return `${addr === null ? '0.0.0.0' : formatIpv4(ipv4Read(addr, 0))}:${port}`;
+  return `[${addr === null ? '::' : formatIpv6(addr)}]:${port}`;
 }

@@ -222,7 +222,9 @@ t.test('without search domains there is no option 15 or 119; short replies are p
 });
 
 t.test('REQUEST (SELECTING) → ACK, then the lease is bound', async (t) => {
-  const { server, send, now } = rig();
+  const lines: { fields: object; msg: string }[] = [];
+  const logger = { ...silentLog, info: (fields: object, msg?: string) => void lines.push({ fields, msg: msg ?? '' }) };
+  const { server, send, now } = rig(config(), { logger });
   const offer = send(UDHCPC_DISCOVER)!;
   t.equal(offer.p.yiaddr, FIRST);
   const req = build({
@@ -245,6 +247,11 @@ t.test('REQUEST (SELECTING) → ACK, then the lease is bound', async (t) => {
   t.same(ack.r, { length: ack.r.length, dstIp: FIRST, dstMac: 'client' });
   t.same(server.leases(), [{ mac: '52:54:00:12:34:56', ip: FIRST, expires: now() + LEASE_MS, hostname: 'vm1', state: 'bound' }]);
   t.equal(server.stats.acks, 1);
+  t.same(
+    lines.filter((l) => l.msg.startsWith('dhcp: lease')),
+    [{ fields: { mac: '52:54:00:12:34:56', ip: '10.0.2.15', hostname: 'vm1', leaseSeconds: LEASE_MS / 1000 }, msg: 'dhcp: lease bound' }],
+    'one line for the lease, its length in seconds',
+  );
 });
 
 t.test('the parameter request list decides the order; the essentials always come', async (t) => {
