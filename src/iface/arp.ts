@@ -5,14 +5,10 @@
 import { AddressClaims } from './arp-claim.js';
 import type { LayerContext } from './layer.js';
 import type { NeighborCache } from './neighbor.js';
-import { ArpOp, ArpPacket, EtherType, MAC_BROADCAST, emitArp, emitEthernetHeader, formatIpv4, ipv4InSubnet } from '../wire/index.js';
+import { ArpOp, ArpPacket, EtherType, MAC_BROADCAST, emitArp, emitEthernetHeader, formatIpv4, formatMac, ipv4InSubnet } from '../wire/index.js';
 import type { EthernetFrame } from '../wire/index.js';
 
 const ZERO_MAC = new Uint8Array(6);
-
-function macString(b: Uint8Array, off: number): string {
-  return Array.from(b.subarray(off, off + 6), (x) => x.toString(16).padStart(2, '0')).join(':');
-}
 
 export class Arp {
   /** RFC 5227 claims of our addresses (the gateway's first). */
@@ -42,7 +38,7 @@ export class Arp {
         conflict: (addr) => {
           s.counters.add('arp.conflict');
           s.log.error(
-            { address: formatIpv4(addr), mac: macString(this.heardFrom, this.heardMacOffset) },
+            { address: formatIpv4(addr), mac: formatMac(this.heardFrom, this.heardMacOffset) },
             'the guest claims one of our IPv4 addresses: its traffic to that address will not reach us',
           );
         },
