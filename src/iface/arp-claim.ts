@@ -120,12 +120,11 @@ export class AddressClaims {
         return;
       case 'timer':
         if (c.state === ClaimState.WAIT || (c.state === ClaimState.PROBE && c.sent < PROBE_NUM)) {
-          if (c.state === ClaimState.WAIT) c.sent = 0;
           c.state = ClaimState.PROBE;
           c.sent++;
           c.next = e.now + (c.sent < PROBE_NUM ? PROBE_MIN + this.random() * (PROBE_MAX - PROBE_MIN) : ANNOUNCE_WAIT);
           this.hooks.probe(c.addr);
-        } else if (c.state === ClaimState.PROBE || (c.state === ClaimState.ANNOUNCE && c.sent < ANNOUNCE_NUM)) {
+        } else if (c.state === ClaimState.PROBE || c.state === ClaimState.ANNOUNCE) {
           if (c.state === ClaimState.PROBE) c.sent = 0;
           c.state = ClaimState.ANNOUNCE;
           c.sent++;
