@@ -52,7 +52,7 @@ async function main(argv: string[]): Promise<number> {
     throw err;
   }
   // Nothing but the error is printed when the start fails: the lines logged meanwhile wait.
-  const { logger, started, failed } = createStartLogger(opts.logLevel);
+  const { logger, started } = createStartLogger(opts.logLevel);
   let privileges: PrivilegePlan;
   let socketGid: number | undefined;
   try {
@@ -80,7 +80,6 @@ async function main(argv: string[]): Promise<number> {
       ...(opts.pcapFile !== undefined ? { pcapFile: opts.pcapFile } : {}),
     });
   } catch (err) {
-    failed();
     if (err instanceof SocketInUseError || err instanceof PcapError || err instanceof ForwardError) return fail(err.message, 1);
     const e = err as NodeJS.ErrnoException;
     if (opts.socketPath === undefined && e.code !== undefined) {
@@ -95,7 +94,6 @@ async function main(argv: string[]): Promise<number> {
     try {
       setSocketAccess(opts.socketPath, opts.socketMode, socketGid);
     } catch (err) {
-      failed();
       await vunet.close();
       const code = (err as NodeJS.ErrnoException).code ?? String(err);
       return fail(`cannot set --socket-mode/--socket-group on ${opts.socketPath}: ${code} (the group must be one of yours unless vunet runs as root)`, 1);
@@ -109,7 +107,6 @@ async function main(argv: string[]): Promise<number> {
       ...(opts.pcapFile !== undefined ? { pcapFile: opts.pcapFile } : {}),
     });
   } catch (err) {
-    failed();
     await vunet.close();
     const hint = '--runas chooses the user; --no-sandbox skips no_new_privs, Landlock and seccomp';
     return fail(`cannot drop privileges: ${err instanceof Error ? err.message : String(err)} (${hint})`, 1);

@@ -19,9 +19,9 @@ const HELD_MAX = 1000;
 
 /**
  * A logger whose lines are held until the start is known to have worked: started() writes them
- * and lets later lines through; failed() drops them, so a failed start prints only its error.
+ * and lets later lines through. A start that fails never calls it, so it prints only its error.
  */
-export function createStartLogger(level: Level | 'silent', options: LoggerOptions = {}): { logger: Logger; started: () => void; failed: () => void } {
+export function createStartLogger(level: Level | 'silent', options: LoggerOptions = {}): { logger: Logger; started: () => void } {
   const out = destination(options);
   let held: string[] | undefined = [];
   const gate = {
@@ -36,9 +36,6 @@ export function createStartLogger(level: Level | 'silent', options: LoggerOption
       const lines = held ?? [];
       held = undefined;
       for (const line of lines) out.write(line);
-    },
-    failed: () => {
-      held = [];
     },
   };
 }
