@@ -114,25 +114,23 @@ export function resolveRunAs(spec: RunAsSpec | undefined, passwd: string, group:
     uid = entry.id;
     gid = entry.gid;
   }
-  if (spec?.group !== undefined) {
-    if (typeof spec.group === 'number') {
-      gid = spec.group;
-    } else {
-      const g = accounts(group).find((e) => e.name === spec.group);
-      if (!g) throw new PrivilegeError(`--runas: no group '${spec.group}' in /etc/group: ${hint}`);
-      gid = g.id;
-    }
-  }
+  if (spec?.group !== undefined) gid = groupId(spec.group, group, `--runas: no group '${spec.group}' in /etc/group: ${hint}`);
   if (uid === 0 || gid === 0) throw new PrivilegeError(`--runas ${what} is root (${uid === 0 ? 'uid' : 'gid'} 0): name an unprivileged user`);
   return { name, uid, gid };
 }
 
-/** A group given by name or GID, resolved against /etc/group: the GID. */
-export function resolveGroup(spec: string | number, sys: SystemView = liveSystem): number {
+/** A group given by name or GID: the GID, a name looked up in /etc/group (its text); `missing`
+ *  is the error's message when no group has that name. */
+function groupId(spec: string | number, group: string, missing: string): number {
   if (typeof spec === 'number') return spec;
-  const g = accounts(sys.readFile('/etc/group') ?? '').find((e) => e.name === spec);
-  if (!g) throw new PrivilegeError(`--socket-group: no group '${spec}' in /etc/group: name an existing group, or give its GID`);
+  const g = accounts(group).find((e) => e.name === spec);
+  if (!g) throw new PrivilegeError(missing);
   return g.id;
+}
+
+/** --socket-group resolved against this system's /etc/group: the GID. */
+export function resolveGroup(spec: string | number, sys: SystemView = liveSystem): number {
+  return groupId(spec, sys.readFile('/etc/group') ?? '', `--socket-group: no group '${spec}' in /etc/group: name an existing group, or give its GID`);
 }
 
 /**
