@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { TestFrontend, native } from 'vhost-user-ts/testing';
+import { until } from './support/wait.js';
 
 const BIN = join(import.meta.dirname, '..', 'bin', 'vunet.js');
 const run = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
@@ -122,12 +123,6 @@ t.test(
   },
 );
 
-/** Waits until `text()` matches `re` (the child's output as it comes), or fails after 15 s. */
-async function waitFor(text: () => string, re: RegExp, what: string): Promise<void> {
-  for (let i = 0; i < 300 && !re.test(text()); i++) await new Promise((r) => setTimeout(r, 50));
-  if (!re.test(text())) throw new Error(`${what}: ${text()}`);
-}
-
 t.test('--fd: a listening socket given by the parent is served, and its file left to its maker', async (t) => {
   const dir = tempDir(t);
   const sock = join(dir, 'given.sock');
@@ -137,7 +132,7 @@ t.test('--fd: a listening socket given by the parent is served, and its file lef
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  await waitFor(() => stderr, /Start QEMU with/, 'vunet did not start');
+  await until(() => /Start QEMU with/.test(stderr), 'vunet did not start', 15_000);
   t.match(stderr, new RegExp(`path=${sock},`), 'the QEMU arguments name the given socket');
   const fe = TestFrontend.connect(sock);
   t.ok((await fe.getFeatures()) > 0n, 'a frontend is served');
@@ -163,7 +158,7 @@ t.test(
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-    await waitFor(() => stderr, /Listening on/, 'systemd-socket-activate did not listen');
+    await until(() => /Listening on/.test(stderr), 'systemd-socket-activate did not listen', 15_000);
     const fe = TestFrontend.connect(sock); // the first connection starts vunet, which accepts it
     t.ok((await fe.getFeatures()) > 0n, 'served by the vunet it started');
     t.match(stderr, /Start QEMU with/);
@@ -182,7 +177,7 @@ t.test('each port forward says where it listens, one line each', async (t) => {
   let stdout = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  await waitFor(() => stdout, /"msg":"vunet listening"/, 'vunet did not start');
+  await until(() => /"msg":"vunet listening"/.test(stdout), 'vunet did not start', 15_000);
   const lines = stdout
     .split('\n')
     .filter((l) => l.includes('port forward listening'))
