@@ -99,12 +99,14 @@ Napi::Value AdoptListener(const Napi::CallbackInfo& info) {
     ThrowErrno(env, ENOTSOCK, "adoptListener", nullptr, "the fd is not a socket");
     return Fail(env);
   }
+  auto intOption = [fd](int name, int* out) {
+    socklen_t optlen = sizeof *out;
+    return getsockopt(fd, SOL_SOCKET, name, out, &optlen) == 0;
+  };
   int domain = 0;
   int type = 0;
   int listening = 0;
-  socklen_t optlen = sizeof(int);
-  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &optlen) < 0 || (optlen = sizeof(int), getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &optlen)) < 0 ||
-      (optlen = sizeof(int), getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen)) < 0) {
+  if (!intOption(SO_DOMAIN, &domain) || !intOption(SO_TYPE, &type) || !intOption(SO_ACCEPTCONN, &listening)) {
     ThrowErrno(env, errno, "getsockopt");
     return Fail(env);
   }
