@@ -7,6 +7,7 @@
 //
 // Without a handler, or when it returns false without replying, the stack answers requests for its
 // own addresses and hands the others to the router's `beyond`.
+import { ipFamily } from '../wire/index.js';
 
 export interface EchoRequest {
   readonly family: 4 | 6;
@@ -57,8 +58,7 @@ export class EchoRequestSlot implements EchoRequest {
     this.frame = frame;
     this.srcMacOffset = srcMacOffset;
     this.packet = packet;
-    this.srcOffset = this.family === 4 ? 12 : 8;
-    this.dstOffset = this.family === 4 ? 16 : 24;
+    ({ srcOff: this.srcOffset, dstOff: this.dstOffset } = ipFamily(this.family));
     this.ttl = ttl;
     this.ident = ident;
     this.seq = seq;

@@ -22,6 +22,7 @@ import { LogLimiter, rateLimitedLog } from '../iface/log.js';
 import { MemoryBudget } from '../iface/memory-budget.js';
 import { EchoProxy } from '../nat/echo-proxy.js';
 import { Fence } from '../nat/fence.js';
+import { FlowTable } from '../nat/flow-table.js';
 import type { Cidr } from '../nat/fence.js';
 import type { HostNet, HostTcp, HostUdp, HostUdpListen } from '../nat/host.js';
 import { UdpForwarder } from '../nat/udp-forward.js';
@@ -101,6 +102,8 @@ export class Vunet {
   private guestSeen6: Uint8Array | undefined;
   readonly memory: MemoryBudget;
   readonly fence: Fence;
+  /** Every NAT flow: TCP connections, UDP mappings, echo sessions, UDP forward sessions. */
+  readonly flows = new FlowTable();
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private rearmSoon = false;
@@ -225,10 +228,13 @@ export class Vunet {
       now: () => this.stack.now(),
     });
     const fence = this.fence;
-    this.echoProxy = new EchoProxy(this.stack, host, { mapGateway, fence, log: natLog });
+    // One flow table for every NAT part (each bounds its own kind within it).
+    const flows = this.flows;
+    this.echoProxy = new EchoProxy(this.stack, host, { mapGateway, fence, flows, log: natLog });
     this.udpNat = new UdpNat(this.stack, opts.hostUdp ?? nodeHost!, {
       mapGateway,
       fence,
+      flows,
       log: natLog,
       inBatch: () => this.batchClock.inBatch,
       ...(opts.udpTimeoutSec !== undefined && opts.udpTimeoutSec !== 0 ? { idleMs: opts.udpTimeoutSec * 1000 } : {}),
@@ -238,6 +244,7 @@ export class Vunet {
     this.tcpNat = new TcpNat(this.stack, opts.hostTcp ?? nodeHost!, {
       mapGateway,
       fence,
+      flows,
       memory: this.memory.account('tcp'),
       moreWork: () => this.requestFlush(),
       log: part('nat', { proto: 'tcp' }),
@@ -247,6 +254,7 @@ export class Vunet {
       ...(opts.tcpTimeWaitMs !== undefined ? { tcp: { timeWaitMs: opts.tcpTimeWaitMs } } : {}),
     });
     this.udpForward = new UdpForwarder(this.stack, opts.hostUdpListen ?? nodeHost!, {
+      flows,
       guestAddress: (family) => this.guestAddress(family),
       log: part('nat', { proto: 'udp-forward' }),
       ...(opts.udpTimeoutSec !== undefined && opts.udpTimeoutSec !== 0 ? { idleMs: opts.udpTimeoutSec * 1000 } : {}),

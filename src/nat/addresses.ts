@@ -1,15 +1,14 @@
 // Address rules the NAT's parts share: who a host client appears to be on the guest link.
 import type { StackConfig } from '../iface/config.js';
 import { LINK_LOCAL_ADDRESS } from '../iface/ipv6.js';
-import { bytesEqual, ipv4Read } from '../wire/index.js';
+import { bytesEqual, INANY_LOOPBACK4, INANY_LOOPBACK6, inanyBytes, inanyFrom, inanyIsLoopback, ipv4Read } from '../wire/index.js';
 
-const LOOPBACK4 = Uint8Array.of(127, 0, 0, 1);
-const LOOPBACK6 = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
+const LOOPBACK4 = inanyBytes(INANY_LOOPBACK4);
 
-/** The host's loopback address of a family: where the gateway maps (as under slirp). Shared:
- *  never to be written. */
+/** The host's loopback address of a family, as its 4 or 16 bytes: where the gateway maps (as
+ *  under slirp). Shared: never to be written. */
 export function loopback(family: 4 | 6): Uint8Array {
-  return family === 4 ? LOOPBACK4 : LOOPBACK6;
+  return family === 4 ? LOOPBACK4 : INANY_LOOPBACK6;
 }
 
 /**
@@ -34,11 +33,9 @@ export function gatewayBytes(c: StackConfig, family: 4 | 6): Uint8Array {
   return Uint8Array.of(g >>> 24, (g >>> 16) & 0xff, (g >>> 8) & 0xff, g & 0xff);
 }
 
-/** Loopback: 127/8, ::1, or IPv4-mapped 127/8. */
+/** Loopback: 127/8, ::1, or IPv4-mapped 127/8 (4 or 16 bytes). */
 export function isLoopback(a: Uint8Array): boolean {
-  if (a.length === 4) return a[0] === 127;
-  if (a.subarray(0, 15).every((x) => x === 0) && a[15] === 1) return true;
-  return a.subarray(0, 10).every((x) => x === 0) && a[10] === 0xff && a[11] === 0xff && a[12] === 127;
+  return inanyIsLoopback(inanyFrom(a));
 }
 
 /** Whether `addr` lies on the guest's link (its subnet, or link-local): the guest would not route

@@ -13,25 +13,27 @@ import type { Log } from '../iface/log.js';
 import { silentLog } from '../iface/log.js';
 import type { Stack } from '../iface/stack.js';
 import {
-  ICMPV4_HEADER_LEN,
-  ICMPV6_HEADER_LEN,
-  IPV6_HEADER_LEN,
-  IpProtocol,
   emitIcmpv4,
   emitIcmpv6,
   emitIpv4Header,
   emitIpv6Header,
+  ICMPV4_HEADER_LEN,
   icmpv4EchoRest,
+  ICMPV6_HEADER_LEN,
   icmpv6EchoRest,
-  ipv4Read,
-  toHex,
+  inanyOf,
+  inanyV4,
+  ipFamily,
+  IpProtocol,
+  IPV6_HEADER_LEN,
 } from '../wire/index.js';
-import type { Icmpv4Repr, Ipv4Repr, Ipv6Repr } from '../wire/index.js';
+import type { Icmpv4Repr, Inany, Ipv4Repr, Ipv6Repr } from '../wire/index.js';
 import { ViewCache } from '../wire/bytes.js';
 import { loopback, serviceAddress } from './addresses.js';
 import type { EchoSocket, HostNet } from './host.js';
 import type { Fence } from './fence.js';
-import { FlowTable, QUOTE4_MAX, QUOTE6_MAX, fenced, sendGuestError } from './flows.js';
+import { fenced, sendGuestError } from './flows.js';
+import { Flow, FlowKind, FlowTable, IdleFlows } from './flow-table.js';
 import { refusedSend, translateError } from './icmp-errors.js';
 import type { HostError } from './icmp-errors.js';
 
@@ -43,24 +45,31 @@ export interface EchoProxyOptions {
   /** Destinations the guest may not ping (answered with admin prohibited). */
   fence?: Fence;
   log?: Log;
+  /** The NAT's flow table, shared with the other NAT parts (default: one of its own). */
+  flows?: FlowTable;
 }
 
-interface Flow {
-  key: string;
-  family: 4 | 6;
-  guest: Uint8Array;
-  /** The address the guest pinged (the source of what comes back). */
-  dst: Uint8Array;
-  /** Where the host socket sends (dst, or loopback for the gateway). */
-  target: Uint8Array;
-  ident: number;
-  socket: EchoSocket;
-  lastUse: number;
+/** A guest's echo session: its guest side is (guest, identifier as the port, the address pinged,
+ *  port 0); the address pinged is the source of what comes back. */
+class EchoFlow extends Flow {
+  socket: EchoSocket | undefined;
+  constructor(
+    family: 4 | 6,
+    guest: Inany,
+    readonly ident: number,
+    dst: Inany,
+    /** Where the host socket sends (the address pinged, or loopback for the gateway). */
+    readonly target: Uint8Array,
+    now: number,
+  ) {
+    super(FlowKind.ECHO, family, guest, ident, dst, 0, now);
+  }
 }
 
 export class EchoProxy {
   readonly stats = { requests: 0, replies: 0, errors: 0, unanswerable: 0, flows: 0 };
-  private readonly flows: FlowTable<Flow>;
+  private readonly table: FlowTable;
+  private readonly idle: IdleFlows<EchoFlow>;
   private readonly maxFlows: number;
   private readonly idleMs: number;
   private readonly mapGateway: boolean;
@@ -80,7 +89,8 @@ export class EchoProxy {
   ) {
     this.maxFlows = opts.maxFlows ?? 1024;
     this.idleMs = opts.idleMs ?? 60_000;
-    this.flows = new FlowTable<Flow>(this.maxFlows, this.idleMs);
+    this.table = opts.flows ?? new FlowTable(this.maxFlows);
+    this.idle = new IdleFlows<EchoFlow>(this.idleMs);
     this.mapGateway = opts.mapGateway ?? true;
     this.fence = opts.fence;
     this.log = opts.log ?? silentLog;
@@ -88,15 +98,15 @@ export class EchoProxy {
 
   /** The stack's echo hook: proxies what is not ours (and the gateway, mapped to loopback). */
   readonly handle: EchoHandler = (r) => {
-    const dst = r.packet.subarray(r.dstOffset, r.dstOffset + (r.family === 4 ? 4 : 16));
+    const dst = r.packet.subarray(r.dstOffset, r.dstOffset + ipFamily(r.family).alen);
     const target = this.targetFor(r, dst);
     if (!target) return false; // ours and not mapped: the stack's own reply
     this.stats.requests++;
     if (!r.toUs && fenced(this.stack, this.fence, r.family, r.packet, r.srcOffset, r.dstOffset, this.buf)) return true;
-    const flow = this.flowFor(r, dst, target);
+    const flow = this.flowFor(r, target);
     if (!flow) return true; // no echo socket: unanswered, never faked
-    this.flows.touch(flow, this.stack.now());
-    const rc = flow.socket.send(target, r.seq, r.data, Math.max(1, r.ttl - 1));
+    this.idle.touch(flow, this.stack.now());
+    const rc = flow.socket!.send(target, r.seq, r.data, Math.max(1, r.ttl - 1));
     // Refused at once by the host: the same ICMP error an error-queue entry would give.
     if (rc < 0) this.onError(flow, refusedSend(-rc), r.seq, r.data);
     return true;
@@ -110,20 +120,31 @@ export class EchoProxy {
     return serviceAddress(this.stack.config, r.family, dst) === 'gateway' ? loopback(r.family) : undefined;
   }
 
-  private flowFor(r: EchoRequest, dst: Uint8Array, target: Uint8Array): Flow | undefined {
-    const guest = r.packet.subarray(r.srcOffset, r.srcOffset + dst.length);
-    const key = `${r.family}|${toHex(guest)}|${toHex(dst)}|${r.ident}`;
-    const known = this.flows.get(key);
-    if (known) return known;
-    this.flows.reserve();
-    const flow: Partial<Flow> = { key, family: r.family, guest: guest.slice(), dst: dst.slice(), target, ident: r.ident };
+  private flowFor(r: EchoRequest, target: Uint8Array): EchoFlow | undefined {
+    const known = this.table.find(FlowKind.ECHO, r.family, r.packet, r.srcOffset, r.ident, r.packet, r.dstOffset, 0);
+    if (known) return known as EchoFlow;
+    // Room: this part's least recently used session goes when the part or the whole table is full.
+    if (this.idle.size >= this.maxFlows || !this.table.hasRoom()) {
+      const oldest = this.idle.oldest;
+      if (oldest) this.close(oldest);
+    }
+    const flow = new EchoFlow(
+      r.family,
+      inanyOf(r.family, r.packet, r.srcOffset),
+      r.ident,
+      inanyOf(r.family, r.packet, r.dstOffset),
+      target.slice(),
+      this.stack.now(),
+    );
+    if (!this.table.insert(flow)) return undefined;
     try {
       flow.socket = this.host.openEcho(r.family, {
-        reply: (from, seq, data, ttl) => this.onReply(flow as Flow, from, seq, data, ttl),
+        reply: (from, seq, data, ttl) => this.onReply(flow, from, seq, data, ttl),
         landing: r.family === 4 ? this.landing4 : this.landing6,
-        error: (e, seq, data) => this.onError(flow as Flow, e, seq, data),
+        error: (e, seq, data) => this.onError(flow, e, seq, data),
       });
     } catch (err) {
+      this.table.remove(flow);
       this.stats.unanswerable++;
       if (!this.warned) {
         this.warned = true;
@@ -135,25 +156,32 @@ export class EchoProxy {
       return undefined;
     }
     this.stats.flows++;
-    this.flows.add(flow as Flow);
-    return flow as Flow;
+    this.idle.add(flow);
+    return flow;
+  }
+
+  private close(f: EchoFlow): void {
+    this.table.remove(f);
+    this.idle.delete(f);
+    f.socket?.close();
+    f.socket = undefined;
   }
 
   /** Expires idle flows. */
   poll(now: number): void {
-    this.flows.poll(now);
+    this.idle.expire(now, (f) => this.close(f));
   }
 
   pollAt(): number {
-    return this.flows.pollAt();
+    return this.idle.pollAt();
   }
 
   closeAll(): void {
-    this.flows.closeAll();
+    for (const f of this.idle.all()) this.close(f);
   }
 
   get flowCount(): number {
-    return this.flows.size;
+    return this.idle.size;
   }
 
   private ipId = 0;
@@ -164,9 +192,9 @@ export class EchoProxy {
   }
 
   /** A real reply: back to the guest from the address it pinged, one hop older. */
-  private onReply(f: Flow, _from: Uint8Array, seq: number, data: Uint8Array, ttl: number): void {
-    if (!this.flows.has(f)) return;
-    this.flows.touch(f, this.stack.now());
+  private onReply(f: EchoFlow, _from: Uint8Array, seq: number, data: Uint8Array, ttl: number): void {
+    if (!f.live) return;
+    this.idle.touch(f, this.stack.now());
     this.stats.replies++;
     const hops = ttl > 1 ? ttl - 1 : 64;
     const b = this.buf;
@@ -181,8 +209,8 @@ export class EchoProxy {
       icmp.type = 0;
       emitIcmpv4(b, 20, icmp);
       const ip = this.ip4Repr;
-      ip.src = ipv4Read(f.dst, 0);
-      ip.dst = ipv4Read(f.guest, 0);
+      ip.src = inanyV4(f.remote);
+      ip.dst = inanyV4(f.guest);
       ip.ttl = hops;
       ip.id = this.nextId();
       ip.payloadLength = ICMPV4_HEADER_LEN + data.length;
@@ -193,9 +221,9 @@ export class EchoProxy {
       if (n > b.length || !this.stack.ipv6) return;
       if (!landed(data, b, IPV6_HEADER_LEN + ICMPV6_HEADER_LEN)) b.set(data, IPV6_HEADER_LEN + ICMPV6_HEADER_LEN);
       icmp.type = 129;
-      emitIcmpv6(b, IPV6_HEADER_LEN, icmp, f.dst, f.guest);
+      emitIcmpv6(b, IPV6_HEADER_LEN, icmp, f.remote, f.guest);
       const ip = this.ip6Repr;
-      ip.src = f.dst;
+      ip.src = f.remote;
       ip.dst = f.guest;
       ip.hopLimit = hops;
       ip.payloadLength = ICMPV6_HEADER_LEN + data.length;
@@ -210,8 +238,8 @@ export class EchoProxy {
   private readonly ip6Repr: Ipv6Repr = { src: new Uint8Array(16), dst: new Uint8Array(16), nextHeader: IpProtocol.ICMPV6, hopLimit: 64, payloadLength: 0 };
 
   /** An error about one of our requests: the matching ICMP error, quoting the guest's request. */
-  private onError(f: Flow, e: HostError, seq: number, data: Uint8Array): void {
-    if (!this.flows.has(f)) return;
+  private onError(f: EchoFlow, e: HostError, seq: number, data: Uint8Array): void {
+    if (!f.live) return;
     const g = translateError(f.family, e);
     if (!g) return;
     this.stats.errors++;
@@ -220,10 +248,10 @@ export class EchoProxy {
   }
 
   /** Rebuilds the guest's echo request (IP header + ICMP), as much as an error quotes. */
-  private quoteBuf(f: Flow, seq: number, data: Uint8Array): Uint8Array {
+  private quoteBuf(f: EchoFlow, seq: number, data: Uint8Array): Uint8Array {
     const v4 = f.family === 4;
     const ipLen = v4 ? 20 : IPV6_HEADER_LEN;
-    const max = v4 ? QUOTE4_MAX : QUOTE6_MAX;
+    const max = ipFamily(f.family).errorMax;
     const dataLen = Math.min(data.length, max - ipLen - 8);
     const q = new Uint8Array(ipLen + 8 + dataLen);
     q.set(data.subarray(0, dataLen), ipLen + 8);
@@ -234,8 +262,8 @@ export class EchoProxy {
       emitIcmpv4(full, 0, { type: 8, code: 0, rest: icmpv4EchoRest(f.ident, seq), payloadLength: data.length });
       q.set(full.subarray(0, 8), ipLen);
       emitIpv4Header(q, 0, {
-        src: ipv4Read(f.guest, 0),
-        dst: ipv4Read(f.dst, 0),
+        src: inanyV4(f.guest),
+        dst: inanyV4(f.remote),
         proto: IpProtocol.ICMP,
         ttl: 1,
         id: 0,
@@ -247,9 +275,9 @@ export class EchoProxy {
     } else {
       const full = new Uint8Array(8 + data.length);
       full.set(data, 8);
-      emitIcmpv6(full, 0, { type: 128, code: 0, rest: icmpv6EchoRest(f.ident, seq), payloadLength: data.length }, f.guest, f.dst);
+      emitIcmpv6(full, 0, { type: 128, code: 0, rest: icmpv6EchoRest(f.ident, seq), payloadLength: data.length }, f.guest, f.remote);
       q.set(full.subarray(0, 8), ipLen);
-      emitIpv6Header(q, 0, { src: f.guest, dst: f.dst, nextHeader: IpProtocol.ICMPV6, hopLimit: 1, payloadLength: 8 + data.length });
+      emitIpv6Header(q, 0, { src: f.guest, dst: f.remote, nextHeader: IpProtocol.ICMPV6, hopLimit: 1, payloadLength: 8 + data.length });
     }
     return q;
   }

@@ -60,29 +60,31 @@ import { ipv6Key } from '../iface/neighbor.js';
 import { RECV_BUFFER_INITIAL, SEND_BUFFER_INITIAL, TcpConnection, TcpState, tcpStateName } from '../tcp/endpoint.js';
 import type { OutSegment, TcpConfig, TcpEvents, TcpTransmitter } from '../tcp/endpoint.js';
 import {
-  EtherType,
-  IPV6_HEADER_LEN,
-  IpProtocol,
-  TcpFlags,
-  TcpSegment,
-  bytesEqual,
   emitEthernetHeader,
   emitIpv4Header,
   emitIpv6Header,
   emitTcpV4,
   emitTcpV6,
-  TCP_CHECKSUM_OFFSET,
-  formatIpv4,
-  formatIpv6,
+  EtherType,
+  formatInany,
+  inanyOf,
+  inanyV4,
+  ipFamily,
+  IpProtocol,
   ipv4Read,
+  IPV6_HEADER_LEN,
+  TCP_CHECKSUM_OFFSET,
+  TcpFlags,
   tcpHeaderLength,
+  TcpSegment,
 } from '../wire/index.js';
+import type { EthernetRepr, Inany, Ipv4Repr, Ipv6Repr, TcpRepr } from '../wire/index.js';
 import { ViewCache } from '../wire/bytes.js';
-import type { EthernetRepr, Ipv4Repr, Ipv6Repr, TcpRepr } from '../wire/index.js';
 import { clientAsSeen, loopback, serviceAddress } from './addresses.js';
 import type { Fence } from './fence.js';
 import type { AcceptedTcp, HostTcp, TcpListener, TcpSocket, TcpSocketEvents } from './host.js';
-import { QUOTE4_MAX, QUOTE6_MAX, sendGuestError } from './flows.js';
+import { sendGuestError } from './flows.js';
+import { Flow, FlowKind, FlowTable } from './flow-table.js';
 import { StreamSendBuffer } from './stream-buffer.js';
 import { Errno, refusedSend, translateError } from './icmp-errors.js';
 import type { HostError } from './icmp-errors.js';
@@ -96,6 +98,8 @@ export interface TcpNatOptions {
   guestAddress?: (family: 4 | 6) => Uint8Array | undefined;
   /** Bound on flows (connections in any state); SYNs beyond it are refused. */
   maxFlows?: number;
+  /** The NAT's flow table, shared with the other NAT parts (default: one of its own). */
+  flows?: FlowTable;
   /** Flood bounds and rates (see TcpLimits). */
   limits?: Partial<TcpLimits>;
   /** Destinations the guest may not reach. */
@@ -205,15 +209,12 @@ interface Destination {
 }
 
 /** One connection: the guest side's 4-tuple, our endpoint, the host socket. */
-class TcpFlow implements HeapItem {
-  next: TcpFlow | undefined;
+class TcpFlow extends Flow implements HeapItem {
   heapIndex = -1;
   heapDeadline = Infinity;
   list: FlowList | undefined;
   listPrev: TcpFlow | undefined;
   listNext: TcpFlow | undefined;
-  /** In the table (its socket may report after it left). */
-  live = false;
   /** Hash of the remote address, for the per-destination bound (outbound, while connecting). */
   destKey = 0;
   phase: Phase = 'connecting';
@@ -235,17 +236,17 @@ class TcpFlow implements HeapItem {
   /** What deliver() hands this flow's guest data to (made once: flushes make no closure). */
   toHost: (data: Uint8Array) => number = () => 0;
   constructor(
-    readonly hash: number,
-    readonly family: 4 | 6,
-    /** Guest address and port. */
-    readonly guest: Uint8Array,
-    readonly guestPort: number,
-    /** The address and port the guest talks to (source of what we send it). */
-    readonly remote: Uint8Array,
-    readonly remotePort: number,
+    family: 4 | 6,
+    guest: Inany,
+    guestPort: number,
+    remote: Inany,
+    remotePort: number,
     readonly inbound: boolean,
     readonly conn: TcpConnection<TcpFlow>,
-  ) {}
+    now: number,
+  ) {
+    super(FlowKind.TCP, family, guest, guestPort, remote, remotePort, now);
+  }
 }
 
 /** A flow's guest data taken by reference during a TX batch: guest-memory spans, in order. */
@@ -296,8 +297,7 @@ export class TcpNat implements TcpTransmitter {
   };
   /** The endpoints' counters, summed over closed connections and the open ones (status). */
   private readonly closedTotals: Record<string, number> = {};
-  private readonly buckets = new Map<number, TcpFlow>();
-  private count = 0;
+  private readonly table: FlowTable;
   private inboundCount = 0;
   private readonly timers = new DeadlineHeap<TcpFlow>();
   private readonly connecting = new FlowList();
@@ -334,7 +334,6 @@ export class TcpNat implements TcpTransmitter {
   private readonly rstBuf = new Uint8Array(IPV6_HEADER_LEN + 20);
   private readonly config4: TcpConfig;
   private readonly config6: TcpConfig;
-  private readonly secret: number;
   private readonly mapGateway: boolean;
   private readonly maxFlows: number;
   /** What a flow draws from the budget: TCP_FLOW_COST, less the send buffer where the host
@@ -358,7 +357,7 @@ export class TcpNat implements TcpTransmitter {
     this.log = opts.log ?? silentLog;
     this.limited = new LogLimiter(this.log, () => stack.now());
     this.random = opts.random ?? Math.random;
-    this.secret = (this.random() * 0x1_0000_0000) >>> 0;
+    this.table = opts.flows ?? new FlowTable(this.maxFlows, (this.random() * 0x1_0000_0000) >>> 0);
     const mtu = stack.config.mtu;
     // The MSS we announce: the link MTU less the IP and TCP headers (RFC 9293 §3.7.1).
     const memory = opts.memory ? { memory: opts.memory } : {};
@@ -384,26 +383,29 @@ export class TcpNat implements TcpTransmitter {
   }
 
   get flowCount(): number {
-    return this.count;
+    return this.table.count(FlowKind.TCP);
+  }
+
+  /** Every live connection (status and listings; not on a hot path). */
+  private all(): TcpFlow[] {
+    const out: TcpFlow[] = [];
+    for (const f of this.table.flows()) if (f instanceof TcpFlow) out.push(f);
+    return out;
   }
 
   /** The endpoints' counters (retransmits, timeouts, ...), all connections so far. */
   endpointTotals(): Record<string, number> {
     const out = { ...this.closedTotals };
-    for (const head of this.buckets.values()) {
-      for (let f: TcpFlow | undefined = head; f; f = f.next) for (const [k, v] of Object.entries(f.conn.stats)) out[k] = (out[k] ?? 0) + v;
-    }
+    for (const f of this.all()) for (const [k, v] of Object.entries(f.conn.stats)) out[k] = (out[k] ?? 0) + v;
     return out;
   }
 
   /** Connections by state name, for status output. */
   states(): Record<string, number> {
     const out: Record<string, number> = {};
-    for (const head of this.buckets.values()) {
-      for (let f: TcpFlow | undefined = head; f; f = f.next) {
-        const name = f.phase === 'connecting' ? 'CONNECTING' : tcpStateName(f.conn.state);
-        out[name] = (out[name] ?? 0) + 1;
-      }
+    for (const f of this.all()) {
+      const name = f.phase === 'connecting' ? 'CONNECTING' : tcpStateName(f.conn.state);
+      out[name] = (out[name] ?? 0) + 1;
     }
     return out;
   }
@@ -413,18 +415,15 @@ export class TcpNat implements TcpTransmitter {
   /** A TCP segment from the guest (the stack's tcpInput hook): checked, checksum verified. */
   input(family: 4 | 6, packet: Uint8Array, l4Off: number, ttl: number): void {
     const seg = this.seg.at(packet, l4Off, packet.length - l4Off);
-    const srcOff = family === 4 ? 12 : 8;
-    const dstOff = family === 4 ? 16 : 24;
-    const alen = family === 4 ? 4 : 16;
-    const hash = flowHash(family, packet, srcOff, seg.srcPort, packet, dstOff, seg.dstPort, alen, this.secret);
-    const f = this.find(hash, family, packet, srcOff, seg.srcPort, packet, dstOff, seg.dstPort);
+    const { srcOff, dstOff } = ipFamily(family);
+    const f = this.table.find(FlowKind.TCP, family, packet, srcOff, seg.srcPort, packet, dstOff, seg.dstPort) as TcpFlow | undefined;
     const now = this.stack.now();
     if (f) {
       if (seg.syn && !seg.hasAck && f.conn.state === TcpState.TIME_WAIT) {
         // A new incarnation of a connection in TIME_WAIT (RFC 6191 lets a SYN reopen it): start
         // afresh.
         this.remove(f);
-        return this.open(family, packet, l4Off, ttl, hash, now);
+        return this.open(family, packet, l4Off, ttl, now);
       }
       if (f.phase === 'connecting') {
         // The host has not answered yet: a retransmitted SYN waits with the first; a RST means
@@ -440,15 +439,13 @@ export class TcpNat implements TcpTransmitter {
     }
     if (seg.rst) return;
     if (!seg.syn || seg.hasAck || seg.fin) return this.resetFor(family, packet, l4Off);
-    this.open(family, packet, l4Off, ttl, hash, now);
+    this.open(family, packet, l4Off, ttl, now);
   }
 
   /** A guest SYN for a new connection. */
-  private open(family: 4 | 6, packet: Uint8Array, l4Off: number, ttl: number, hash: number, now: number): void {
+  private open(family: 4 | 6, packet: Uint8Array, l4Off: number, ttl: number, now: number): void {
     const seg = this.seg;
-    const alen = family === 4 ? 4 : 16;
-    const dstOff = family === 4 ? 16 : 24;
-    const srcOff = family === 4 ? 12 : 8;
+    const { alen, srcOff, dstOff } = ipFamily(family);
     const port = seg.dstPort;
     // Where the host connects: the destination itself, or for our own addresses what stands
     // behind them (the host's loopback for the gateway, the resolver for the DNS address).
@@ -489,9 +486,9 @@ export class TcpNat implements TcpTransmitter {
       );
       return;
     }
-    if (this.count >= this.maxFlows) {
+    if (this.flowCount >= this.maxFlows || !this.table.hasRoom()) {
       this.stats.tableFull++;
-      this.limited.warn({ flows: this.count }, 'TCP flow table full: connection refused');
+      this.limited.warn({ flows: this.flowCount, all: this.table.size }, 'TCP flow table full: connection refused');
       return this.resetFor(family, packet, l4Off);
     }
     if (this.connecting.count >= this.limits.maxConnecting) {
@@ -508,14 +505,12 @@ export class TcpNat implements TcpTransmitter {
       this.memory?.give(this.flowCost);
       return;
     }
-    const remote = packet.slice(dstOff, dstOff + alen);
-    target ??= remote;
-    const guest = packet.slice(srcOff, srcOff + alen);
-    const f = new TcpFlow(hash, family, guest, seg.srcPort, remote, port, false, conn);
+    target ??= packet.slice(dstOff, dstOff + alen);
+    const f = new TcpFlow(family, inanyOf(family, packet, srcOff), seg.srcPort, inanyOf(family, packet, dstOff), port, false, conn, now);
     f.stream = stream;
     conn.owner = f;
     f.toHost = (data) => this.toHost(f, data);
-    f.syn = packet.slice(0, Math.min(packet.length, family === 4 ? QUOTE4_MAX : QUOTE6_MAX));
+    f.syn = packet.slice(0, Math.min(packet.length, ipFamily(family).errorMax));
     this.insert(f);
     this.connecting.add(f);
     if (dest) {
@@ -897,7 +892,7 @@ export class TcpNat implements TcpTransmitter {
     if (!guest) refusal = 'guest address unknown';
     else if (!this.bucket(this.clients, addressHash(acc.family, acc.peer, 0), this.limits.acceptRate, this.limits.acceptBurst, now).take(now))
       refusal = 'client over the connection rate';
-    else if (this.count >= this.maxFlows || this.inboundCount >= this.maxFlows * this.limits.inboundShare)
+    else if (this.flowCount >= this.maxFlows || !this.table.hasRoom() || this.inboundCount >= this.maxFlows * this.limits.inboundShare)
       refusal = 'flow table full for forwarded connections';
     if (refusal !== undefined || !guest) {
       this.stats.acceptsRefused++;
@@ -907,9 +902,7 @@ export class TcpNat implements TcpTransmitter {
     // The client as the guest sees it: itself when it can be routed back through us, else the
     // gateway (the host's loopback, another family).
     const remote = clientAsSeen(this.stack.config, family, acc.peer);
-    const alen = family === 4 ? 4 : 16;
-    const hash = flowHash(family, guest, 0, guestPort, remote, 0, acc.peerPort, alen, this.secret);
-    if (this.find(hash, family, guest, 0, guestPort, remote, 0, acc.peerPort)) return acc.reject();
+    if (this.table.find(FlowKind.TCP, family, guest, 0, guestPort, remote, 0, acc.peerPort)) return acc.reject();
     if (this.accepting.count >= this.limits.maxAccepting) {
       this.stats.acceptsEvicted++;
       this.limited.warn({ waiting: this.accepting.count }, 'too many forwarded TCP connections waiting for the guest: the oldest reset');
@@ -921,7 +914,7 @@ export class TcpNat implements TcpTransmitter {
     }
     const stream = this.host.streamQueues ? new StreamSendBuffer() : undefined;
     const conn = this.newConnection(family, now, stream);
-    const f = new TcpFlow(hash, family, guest.slice(), guestPort, remote, acc.peerPort, true, conn);
+    const f = new TcpFlow(family, inanyOf(family, guest), guestPort, inanyOf(family, remote), acc.peerPort, true, conn, now);
     f.stream = stream;
     conn.owner = f;
     f.toHost = (data) => this.toHost(f, data);
@@ -1020,7 +1013,7 @@ export class TcpNat implements TcpTransmitter {
     const f = flowOf(conn);
     if (!this.stack.partialChecksums || !this.stack.segmentationOffload(f.family)) return 0;
     if (f.family === 4) {
-      if (!this.stack.ipv4.neighbors.lookup(ipv4Read(f.guest, 0))) return 0;
+      if (!this.stack.ipv4.neighbors.lookup(inanyV4(f.guest))) return 0;
       return GSO_MAX_PACKET - 20 - MAX_TCP_HEADER;
     }
     if (!this.stack.ipv6?.neighbors.lookup(ipv6Key(f.guest, 0))) return 0;
@@ -1072,7 +1065,7 @@ export class TcpNat implements TcpTransmitter {
     r.window = seg.window;
     r.options = seg.options;
     r.payloadLength = seg.dataLength;
-    return LINK_HEADROOM + (f.family === 4 ? 20 : IPV6_HEADER_LEN);
+    return LINK_HEADROOM + ipFamily(f.family).headerLen;
   }
 
   /** The TCP header of `repr` at tcpOff in `o` (its checksum over the payload after it, or
@@ -1081,8 +1074,8 @@ export class TcpNat implements TcpTransmitter {
     const r = this.repr;
     let hl: number;
     if (f.family === 4) {
-      const src = ipv4Read(f.remote, 0);
-      const dst = ipv4Read(f.guest, 0);
+      const src = inanyV4(f.remote);
+      const dst = inanyV4(f.guest);
       hl = emitTcpV4(o, tcpOff, r, src, dst, partial);
       if (hl < 0) return -1;
       const ip = this.ip4;
@@ -1155,7 +1148,7 @@ export class TcpNat implements TcpTransmitter {
     const now = this.stack.now();
     if (f.family === 4) {
       const n = this.stack.ipv4.neighbors;
-      const a = ipv4Read(f.guest, 0);
+      const a = inanyV4(f.guest);
       return n.lookup(a) ? n.resolve(a, now) : undefined;
     }
     const n = this.stack.ipv6?.neighbors;
@@ -1242,26 +1235,16 @@ export class TcpNat implements TcpTransmitter {
   /** The guest's device went away: every connection ends (RST toward the host; the guest that
    *  comes next is a new one). Listeners stay. */
   resetAll(): void {
-    for (const head of [...this.buckets.values()]) {
-      for (let f: TcpFlow | undefined = head; f;) {
-        const next: TcpFlow | undefined = f.next;
-        this.drop(f, true);
-        f = next;
-      }
-    }
+    for (const f of this.all()) this.drop(f, true);
   }
 
   /** Closes every connection (RST toward both sides) and the listeners. */
   closeAll(): void {
     for (const l of this.listeners) l.close();
     this.listeners.length = 0;
-    for (const head of [...this.buckets.values()]) {
-      for (let f: TcpFlow | undefined = head; f;) {
-        const next: TcpFlow | undefined = f.next;
-        if (f.phase === 'open' && f.conn.state !== TcpState.CLOSED) f.conn.abort();
-        this.drop(f, true);
-        f = next;
-      }
+    for (const f of this.all()) {
+      if (f.phase === 'open' && f.conn.state !== TcpState.CLOSED) f.conn.abort();
+      this.drop(f, true);
     }
   }
 
@@ -1286,20 +1269,8 @@ export class TcpNat implements TcpTransmitter {
     this.dirtyFlows.push(f);
   }
 
-  private find(hash: number, family: 4 | 6, a: Uint8Array, aOff: number, aPort: number, b: Uint8Array, bOff: number, bPort: number): TcpFlow | undefined {
-    const alen = family === 4 ? 4 : 16;
-    for (let f = this.buckets.get(hash); f; f = f.next) {
-      if (f.family !== family || f.guestPort !== aPort || f.remotePort !== bPort) continue;
-      if (bytesEqual(f.guest, 0, a, aOff, alen) && bytesEqual(f.remote, 0, b, bOff, alen)) return f;
-    }
-    return undefined;
-  }
-
   private insert(f: TcpFlow): void {
-    f.next = this.buckets.get(f.hash);
-    this.buckets.set(f.hash, f);
-    f.live = true;
-    this.count++;
+    this.table.insert(f);
     if (f.inbound) this.inboundCount++;
   }
 
@@ -1326,7 +1297,7 @@ export class TcpNat implements TcpTransmitter {
 
   private unlink(f: TcpFlow): void {
     if (!f.live) return;
-    f.live = false;
+    this.table.remove(f);
     if (f.taken) f.taken.count = 0;
     this.waitingRoom.delete(f);
     this.settled(f);
@@ -1334,16 +1305,7 @@ export class TcpNat implements TcpTransmitter {
     for (const [k, v] of Object.entries(f.conn.stats)) this.closedTotals[k] = (this.closedTotals[k] ?? 0) + v;
     f.conn.release();
     this.memory?.give(this.flowCost);
-    this.count--;
     if (f.inbound) this.inboundCount--;
-    let prev: TcpFlow | undefined;
-    for (let g = this.buckets.get(f.hash); g; prev = g, g = g.next) {
-      if (g !== f) continue;
-      if (prev) prev.next = g.next;
-      else if (g.next) this.buckets.set(f.hash, g.next);
-      else this.buckets.delete(f.hash);
-      return;
-    }
   }
 
   // ---- addresses ----
@@ -1365,22 +1327,11 @@ function flowOf(c: TcpConnection<TcpFlow>): TcpFlow {
  *  0 (0 means "none" in TcpFlow.destKey). */
 function addressHash(family: 4 | 6, a: Uint8Array, off: number): number {
   let h = (0x811c9dc5 ^ family) >>> 0;
-  for (let i = 0, n = family === 4 ? 4 : 16; i < n; i++) h = Math.imul(h ^ a[off + i]!, 0x01000193);
+  for (let i = 0, n = ipFamily(family).alen; i < n; i++) h = Math.imul(h ^ a[off + i]!, 0x01000193);
   const hash = h >>> 0;
   return hash === 0 ? 1 : hash;
 }
 
 function addressText(family: 4 | 6, a: Uint8Array, off: number): string {
-  return family === 4 ? formatIpv4(ipv4Read(a, off)) : formatIpv6(a, off);
-}
-
-/** A 32-bit hash of a flow's 4-tuple (FNV-1a, keyed), read in place. Signed: a small integer,
- *  never a boxed number (nothing allocated per segment). */
-function flowHash(family: 4 | 6, a: Uint8Array, aOff: number, aPort: number, b: Uint8Array, bOff: number, bPort: number, alen: number, key: number): number {
-  let h = (0x811c9dc5 ^ key ^ family) >>> 0;
-  for (let i = 0; i < alen; i++) h = Math.imul(h ^ a[aOff + i]!, 0x01000193);
-  for (let i = 0; i < alen; i++) h = Math.imul(h ^ b[bOff + i]!, 0x01000193);
-  h = Math.imul(h ^ aPort, 0x01000193);
-  h = Math.imul(h ^ bPort, 0x01000193);
-  return h | 0;
+  return formatInany(inanyOf(family, a, off));
 }

@@ -6,9 +6,24 @@
 import type { Log } from '../iface/log.js';
 import { silentLog } from '../iface/log.js';
 import type { Stack } from '../iface/stack.js';
-import { IPV6_HEADER_LEN, IpProtocol, UDP_HEADER_LEN, emitIpv4Header, emitIpv6Header, emitUdpV4, emitUdpV6, ipv4Read, toHex } from '../wire/index.js';
+import {
+  emitIpv4Header,
+  emitIpv6Header,
+  emitUdpV4,
+  emitUdpV6,
+  inany,
+  inanyFrom,
+  inanyOfIpv4,
+  inanyV4,
+  ipFamily,
+  IpProtocol,
+  IPV6_HEADER_LEN,
+  UDP_HEADER_LEN,
+} from '../wire/index.js';
+import type { Inany } from '../wire/index.js';
 import { clientAsSeen } from './addresses.js';
 import type { BoundUdpSocket, HostUdpListen } from './host.js';
+import { Flow, FlowKind, FlowSide, FlowSideName, FlowTable, IdleFlows } from './flow-table.js';
 
 export interface UdpForward {
   family: 4 | 6;
@@ -23,28 +38,44 @@ export interface UdpForwarderOptions {
   idleMs?: number;
   maxSessions?: number;
   log?: Log;
+  /** The NAT's flow table, shared with the other NAT parts (default: one of its own). */
+  flows?: FlowTable;
 }
 
-interface Session {
-  listener: BoundUdpSocket;
-  client: Uint8Array;
-  clientPort: number;
-  /** Guest side: the guest's address and port, and who the guest sees (address, port). */
-  family: 4 | 6;
-  guest: Uint8Array;
-  guestPort: number;
-  remote: Uint8Array;
-  remotePort: number;
-  lastUse: number;
+/** The unspecified address of each family: the host side's second address (see Session). */
+const UNSPECIFIED4 = inanyOfIpv4(0);
+const UNSPECIFIED6 = inany();
+
+/**
+ * One client of one forward. Guest side: the guest's address and port, and who the guest sees
+ * (the client, or the gateway; the client's port). Host side, which the client's datagrams find it
+ * by: the client's address and port, and the listener's id as the port of an unspecified address.
+ */
+class Session extends Flow {
+  constructor(
+    family: 4 | 6,
+    guest: Inany,
+    guestPort: number,
+    remote: Inany,
+    remotePort: number,
+    readonly listener: BoundUdpSocket,
+    listenerId: number,
+    readonly client: Uint8Array,
+    readonly clientPort: number,
+    now: number,
+  ) {
+    super(FlowKind.UDP_FORWARD, family, guest, guestPort, remote, remotePort, now);
+    const c = inanyFrom(client);
+    this.hostSide = new FlowSide(this, FlowSideName.HOST, c, clientPort, client.length === 4 ? UNSPECIFIED4 : UNSPECIFIED6, listenerId);
+  }
 }
 
 export class UdpForwarder {
   readonly stats = { toGuest: 0, toClient: 0, dropped: 0, sessions: 0 };
   private readonly sockets: BoundUdpSocket[] = [];
-  /** Sessions by their guest-side tuple (the guest's answers look them up). */
-  private readonly byGuest = new Map<string, Session>();
-  /** ...and by client, per listener. */
-  private readonly byClient = new Map<string, Session>();
+  private nextListenerId = 1;
+  private readonly table: FlowTable;
+  private readonly idle: IdleFlows<Session>;
   private readonly buf = new Uint8Array(IPV6_HEADER_LEN + 0x10000);
   private readonly idleMs: number;
   private readonly maxSessions: number;
@@ -58,42 +89,41 @@ export class UdpForwarder {
     this.idleMs = opts.idleMs ?? 120_000;
     this.maxSessions = opts.maxSessions ?? 1024;
     this.log = opts.log ?? silentLog;
+    this.table = opts.flows ?? new FlowTable(this.maxSessions);
+    this.idle = new IdleFlows<Session>(this.idleMs);
   }
 
   /** Binds the forwards' host ports. Throws (EADDRINUSE...) like HostUdpListen.bindUdp. */
   listen(forwards: readonly UdpForward[]): void {
     for (const fw of forwards) {
-      const index = this.sockets.length;
-      const socket = this.host.bindUdp(fw.family, fw.addr, fw.hostPort, {
-        datagram: (data, from, port) => this.fromClient(index, fw, data, from, port),
+      const id = this.nextListenerId++;
+      const socket: BoundUdpSocket = this.host.bindUdp(fw.family, fw.addr, fw.hostPort, {
+        datagram: (data, from, port) => this.fromClient(socket, id, fw, data, from, port),
       });
       this.sockets.push(socket);
     }
   }
 
   get sessionCount(): number {
-    return this.byGuest.size;
+    return this.idle.size;
   }
 
   /** A datagram from a host client: on to the guest. */
-  private fromClient(index: number, fw: UdpForward, data: Uint8Array, from: Uint8Array, port: number): void {
-    const ckey = `${index}|${toHex(from)}|${port}`;
-    let s = this.byClient.get(ckey);
-    if (!s) {
-      const n = this.open(this.sockets[index]!, fw, from, port, ckey);
-      if (!n) return;
-      s = n;
-    }
-    s.lastUse = this.stack.now();
+  private fromClient(listener: BoundUdpSocket, id: number, fw: UdpForward, data: Uint8Array, from: Uint8Array, port: number): void {
+    const family = from.length === 4 ? 4 : 6;
+    const s = (this.table.findHost(FlowKind.UDP_FORWARD, family, from, 0, port, family === 4 ? UNSPECIFIED4 : UNSPECIFIED6, family === 4 ? 12 : 0, id) ??
+      this.open(listener, id, fw, from, port)) as Session | undefined;
+    if (!s) return;
+    this.idle.touch(s, this.stack.now());
     if (UDP_HEADER_LEN + data.length > 0xffff) return void this.stats.dropped++;
     this.stats.toGuest++;
     const b = this.buf;
-    const ipLen = s.family === 4 ? 20 : IPV6_HEADER_LEN;
+    const ipLen = ipFamily(s.family).headerLen;
     b.set(data, ipLen + UDP_HEADER_LEN);
     const payloadLength = UDP_HEADER_LEN + data.length;
     if (s.family === 4) {
-      const src = ipv4Read(s.remote, 0);
-      const dst = ipv4Read(s.guest, 0);
+      const src = inanyV4(s.remote);
+      const dst = inanyV4(s.guest);
       emitUdpV4(b, ipLen, { srcPort: s.remotePort, dstPort: s.guestPort, payloadLength: data.length }, src, dst);
       emitIpv4Header(b, 0, { src, dst, proto: IpProtocol.UDP, ttl: 64, id: 0, flags: 0, fragOffset: 0, payloadLength, tos: 0 });
       this.stack.ipv4.sendToGuest(b.subarray(0, ipLen + payloadLength));
@@ -104,7 +134,7 @@ export class UdpForwarder {
     }
   }
 
-  private open(listener: BoundUdpSocket, fw: UdpForward, from: Uint8Array, port: number, ckey: string): Session | undefined {
+  private open(listener: BoundUdpSocket, id: number, fw: UdpForward, from: Uint8Array, port: number): Session | undefined {
     let family: 4 | 6 = from.length === 4 ? 4 : 6;
     let guest = this.opts.guestAddress?.(family);
     if (!guest) {
@@ -116,24 +146,22 @@ export class UdpForwarder {
       this.log.warn({ port: fw.hostPort }, 'forwarded UDP datagram dropped: the guest address is not known yet');
       return undefined;
     }
-    if (this.byGuest.size >= this.maxSessions) this.evictOldest();
+    // Room: the least recently used session goes when this part or the whole table is full.
+    if (this.idle.size >= this.maxSessions || !this.table.hasRoom()) {
+      const oldest = this.idle.oldest;
+      if (oldest) this.forget(oldest);
+    }
     const remote = clientAsSeen(this.stack.config, family, from);
-    const s: Session = {
-      listener,
-      client: from.slice(),
-      clientPort: port,
-      family,
-      guest: guest.slice(),
-      guestPort: fw.guestPort,
-      remote,
-      remotePort: port,
-      lastUse: 0,
-    };
-    const gkey = guestKey(family, s.guest, s.guestPort, s.remote, s.remotePort);
-    const clash = this.byGuest.get(gkey);
-    if (clash) this.forget(clash);
-    this.byGuest.set(gkey, s);
-    this.byClient.set(ckey, s);
+    // Two clients the guest would see as one (both shown as the gateway, same port): the newer
+    // one takes the guest side.
+    const clash = this.table.find(FlowKind.UDP_FORWARD, family, guest, 0, fw.guestPort, remote, 0, port);
+    if (clash) this.forget(clash as Session);
+    const s = new Session(family, inanyFrom(guest), fw.guestPort, inanyFrom(remote), port, listener, id, from.slice(), port, this.stack.now());
+    if (!this.table.insert(s)) {
+      this.stats.dropped++;
+      return undefined;
+    }
+    this.idle.add(s);
     this.stats.sessions++;
     return s;
   }
@@ -143,15 +171,13 @@ export class UdpForwarder {
    * it goes to that session's client and this returns true.
    */
   fromGuest(family: 4 | 6, packet: Uint8Array, udpOff: number): boolean {
-    if (this.byGuest.size === 0) return false;
-    const alen = family === 4 ? 4 : 16;
-    const src = packet.subarray(family === 4 ? 12 : 8, (family === 4 ? 12 : 8) + alen);
-    const dst = packet.subarray(family === 4 ? 16 : 24, (family === 4 ? 16 : 24) + alen);
+    if (this.idle.size === 0) return false;
+    const { srcOff, dstOff } = ipFamily(family);
     const srcPort = (packet[udpOff]! << 8) | packet[udpOff + 1]!;
     const dstPort = (packet[udpOff + 2]! << 8) | packet[udpOff + 3]!;
-    const s = this.byGuest.get(guestKey(family, src, srcPort, dst, dstPort));
+    const s = this.table.find(FlowKind.UDP_FORWARD, family, packet, srcOff, srcPort, packet, dstOff, dstPort) as Session | undefined;
     if (!s) return false;
-    s.lastUse = this.stack.now();
+    this.idle.touch(s, this.stack.now());
     const len = (packet[udpOff + 4]! << 8) | packet[udpOff + 5]!;
     const rc = s.listener.sendTo(packet.subarray(udpOff + UDP_HEADER_LEN, udpOff + len), s.client, s.clientPort);
     if (rc < 0) this.stats.dropped++;
@@ -160,45 +186,27 @@ export class UdpForwarder {
   }
 
   pollAt(): number {
-    let at = Infinity;
-    for (const s of this.byGuest.values()) at = Math.min(at, s.lastUse + this.idleMs);
-    return at;
+    return this.idle.pollAt();
   }
 
   poll(now: number): void {
-    for (const s of [...this.byGuest.values()]) if (now - s.lastUse >= this.idleMs) this.forget(s);
+    this.idle.expire(now, (s) => this.forget(s));
   }
 
   /** Forgets every session (the guest went away); the listeners stay. */
   forgetSessions(): void {
-    this.byGuest.clear();
-    this.byClient.clear();
+    for (const s of this.idle.all()) this.forget(s);
   }
 
   closeAll(): void {
     for (const s of this.sockets) s.close();
     this.sockets.length = 0;
-    this.byGuest.clear();
-    this.byClient.clear();
+    this.forgetSessions();
   }
 
-  private evictOldest(): void {
-    let oldest: Session | undefined;
-    for (const s of this.byGuest.values()) if (!oldest || s.lastUse < oldest.lastUse) oldest = s;
-    if (oldest) this.forget(oldest);
-  }
-
+  /** A session ends: its sockets are the listener's, which stays. */
   private forget(s: Session): void {
-    this.byGuest.delete(guestKey(s.family, s.guest, s.guestPort, s.remote, s.remotePort));
-    for (const [k, v] of this.byClient) {
-      if (v === s) {
-        this.byClient.delete(k);
-        break;
-      }
-    }
+    this.table.remove(s);
+    this.idle.delete(s);
   }
-}
-
-function guestKey(family: 4 | 6, guest: Uint8Array, guestPort: number, remote: Uint8Array, remotePort: number): string {
-  return `${family}|${toHex(guest)}|${guestPort}|${toHex(remote)}|${remotePort}`;
 }

@@ -10,24 +10,27 @@ import { silentLog } from '../iface/log.js';
 import { EndOfTurn } from '../iface/end-of-turn.js';
 import type { Stack } from '../iface/stack.js';
 import {
-  IPV6_HEADER_LEN,
-  IpProtocol,
-  UDP_HEADER_LEN,
   emitIpv4Header,
   emitIpv6Header,
   emitUdpV4,
   emitUdpV6,
+  inanyMatches,
+  inanyOf,
+  inanyV4,
+  ipFamily,
+  IpProtocol,
+  IPV6_HEADER_LEN,
   UDP_CHECKSUM_OFFSET,
-  ipv4Read,
-  toHex,
+  UDP_HEADER_LEN,
 } from '../wire/index.js';
-import type { Ipv4Repr, Ipv6Repr, UdpRepr } from '../wire/index.js';
-import { ViewCache, bytesEqual, copyBytes } from '../wire/bytes.js';
+import type { Inany, Ipv4Repr, Ipv6Repr, UdpRepr } from '../wire/index.js';
+import { ViewCache, copyBytes } from '../wire/bytes.js';
 import { loopback, serviceAddress } from './addresses.js';
 import type { HostUdp, UdpSocket } from './host.js';
 import { SEND_MANY_MAX } from './host.js';
 import type { Fence } from './fence.js';
-import { FlowTable, fenced, sendGuestError } from './flows.js';
+import { fenced, sendGuestError } from './flows.js';
+import { Flow, FlowKind, FlowTable, IdleFlows } from './flow-table.js';
 import { refusedSend, translateError } from './icmp-errors.js';
 import type { HostError } from './icmp-errors.js';
 
@@ -39,20 +42,20 @@ export interface UdpNatOptions {
   /** Destinations the guest may not reach (answered with admin prohibited). */
   fence?: Fence;
   log?: Log;
+  /** The NAT's flow table, shared with the other NAT parts (default: one of its own). */
+  flows?: FlowTable;
   /** True while the owner runs a batch at whose end it calls flushSends(): datagrams queued then
    *  need no flush of their own (scheduling one allocates). Absent: each turn schedules one. */
   inBatch?: () => boolean;
 }
 
-interface Flow {
-  key: string;
-  family: 4 | 6;
-  guest: Uint8Array;
-  guestPort: number;
-  dst: Uint8Array;
-  dstPort: number;
-  socket: UdpSocket;
-  lastUse: number;
+/** A guest's UDP mapping: its guest side is (guest:port, destination:port), its host socket is
+ *  connected to the destination (or to loopback, for the gateway). */
+class UdpFlow extends Flow {
+  socket: UdpSocket | undefined;
+  constructor(family: 4 | 6, guest: Inany, guestPort: number, dst: Inany, dstPort: number, now: number) {
+    super(FlowKind.UDP, family, guest, guestPort, dst, dstPort, now);
+  }
 }
 
 /** The queue of guest datagrams a batch holds back for sendmmsg: at most this many, and bytes. */
@@ -61,7 +64,8 @@ const PEND_BYTES = 256 * 1024;
 
 export class UdpNat {
   readonly stats = { datagramsOut: 0, datagramsIn: 0, errors: 0, openFailed: 0, tooBig: 0, flows: 0, sendBatches: 0 };
-  private readonly flows: FlowTable<Flow>;
+  private readonly table: FlowTable;
+  private readonly idle: IdleFlows<UdpFlow>;
   private readonly maxFlows: number;
   private readonly idleMs: number;
   private readonly mapGateway: boolean;
@@ -77,7 +81,8 @@ export class UdpNat {
   ) {
     this.maxFlows = opts.maxFlows ?? 4096;
     this.idleMs = opts.idleMs ?? 120_000;
-    this.flows = new FlowTable<Flow>(this.maxFlows, this.idleMs);
+    this.table = opts.flows ?? new FlowTable(this.maxFlows);
+    this.idle = new IdleFlows<UdpFlow>(this.idleMs);
     this.mapGateway = opts.mapGateway ?? true;
     this.log = opts.log ?? silentLog;
     this.sendLater = new EndOfTurn(() => this.flushSends(), opts.inBatch);
@@ -94,39 +99,34 @@ export class UdpNat {
    */
   output(family: 4 | 6, packet: Uint8Array, udpOff: number, ttl: number): void {
     const udpLen = (packet[udpOff + 4]! << 8) | packet[udpOff + 5]!;
-    const alen = family === 4 ? 4 : 16;
-    const srcOff = family === 4 ? 12 : 8;
-    const dstOff = family === 4 ? 16 : 24;
-    const guest = this.views.guest.of(packet, srcOff, srcOff + alen);
-    const dst = this.views.dst.of(packet, dstOff, dstOff + alen);
     const guestPort = (packet[udpOff]! << 8) | packet[udpOff + 1]!;
     const dstPort = (packet[udpOff + 2]! << 8) | packet[udpOff + 3]!;
-    const flow = this.sameAsLast(family, guest, guestPort, dst, dstPort) ?? this.flowFor(family, guest, guestPort, dst, dstPort, packet, srcOff, dstOff);
+    const flow = this.sameAsLast(family, packet, guestPort, dstPort) ?? this.flowFor(family, packet, guestPort, dstPort);
     if (!flow) return;
     this.last = flow;
-    this.flows.touch(flow, this.stack.now());
+    this.idle.touch(flow, this.stack.now());
     this.stats.datagramsOut++;
     const payload = this.views.payload.of(packet, udpOff + UDP_HEADER_LEN, udpOff + udpLen);
     const hops = Math.max(1, ttl - 1);
-    if (flow.socket.sendMany && this.queue(flow, payload, hops)) return;
+    if (flow.socket!.sendMany && this.queue(flow, payload, hops)) return;
     this.sendOne(flow, payload, hops);
   }
 
   /** One datagram now. The host refusing at once (no route, neighbour known to be unreachable,
    *  too big, firewall) is a local error like those of the error queue: the guest gets the
    *  matching ICMP error. */
-  private sendOne(flow: Flow, payload: Uint8Array, hops: number): void {
-    const rc = flow.socket.send(payload, hops);
+  private sendOne(flow: UdpFlow, payload: Uint8Array, hops: number): void {
+    const rc = flow.socket!.send(payload, hops);
     if (rc < 0) this.error(flow, refusedSend(-rc), payload);
   }
 
   /** The flow of the previous datagram when this one belongs to it too: a bulk sender's datagrams
    *  are found without making the table's key. */
-  private sameAsLast(family: 4 | 6, guest: Uint8Array, guestPort: number, dst: Uint8Array, dstPort: number): Flow | undefined {
+  private sameAsLast(family: 4 | 6, packet: Uint8Array, guestPort: number, dstPort: number): UdpFlow | undefined {
     const f = this.last;
-    if (!f || f.family !== family || f.guestPort !== guestPort || f.dstPort !== dstPort || !this.flows.has(f)) return undefined;
-    if (!bytesEqual(f.guest, 0, guest, 0, guest.length) || !bytesEqual(f.dst, 0, dst, 0, dst.length)) return undefined;
-    return f;
+    if (!f?.live || f.family !== family || f.guestPort !== guestPort || f.remotePort !== dstPort) return undefined;
+    const { srcOff, dstOff } = ipFamily(family);
+    return inanyMatches(f.guest, family, packet, srcOff) && inanyMatches(f.remote, family, packet, dstOff) ? f : undefined;
   }
 
   /**
@@ -136,7 +136,7 @@ export class UdpNat {
    * sent at once): the queue is full even after a flush. The payload is copied: its frame's buffer
    * holds the next frame by then.
    */
-  private queue(flow: Flow, payload: Uint8Array, hops: number): boolean {
+  private queue(flow: UdpFlow, payload: Uint8Array, hops: number): boolean {
     if (this.pendCount === PEND_MAX || this.pendBytes + payload.length > this.pendBuf.length) this.flushSends();
     if (this.pendBytes + payload.length > this.pendBuf.length) return false;
     const i = this.pendCount++;
@@ -170,7 +170,7 @@ export class UdpNat {
           this.batchTtl[k] = this.pendTtl[j]!;
           k++;
         }
-        if (this.flows.has(flow)) this.sendBatch(flow, k);
+        if (flow.live) this.sendBatch(flow, k);
       }
     } finally {
       // Whatever happened, the queue is spent: nothing is sent twice.
@@ -182,8 +182,8 @@ export class UdpNat {
 
   /** The first `k` entries of the batch arrays to one socket; a datagram the socket refuses is
    *  sent alone to learn why, and answered as sendOne answers. */
-  private sendBatch(flow: Flow, k: number): void {
-    const sendMany = flow.socket.sendMany!;
+  private sendBatch(flow: UdpFlow, k: number): void {
+    const sendMany = flow.socket!.sendMany!;
     for (let from = 0; from < k;) {
       const count = Math.min(k - from, SEND_MANY_MAX);
       const sent = sendMany(this.pendBuf, this.batchOff, this.batchLen, this.batchTtl, from, count);
@@ -203,73 +203,80 @@ export class UdpNat {
 
   /** Whether a datagram to one of our addresses is the NAT's: to the gateway, when mapped. */
   takesGateway(family: 4 | 6, packet: Uint8Array): boolean {
-    const dst = packet.subarray(family === 4 ? 16 : 24, family === 4 ? 20 : 40);
-    return this.mapGateway && this.target(family, dst) !== dst;
+    return this.mapGateway && serviceAddress(this.stack.config, family, packet, ipFamily(family).dstOff) === 'gateway';
   }
 
-  /** The address the host socket talks to: the destination, or loopback for the gateway. */
-  private target(family: 4 | 6, dst: Uint8Array): Uint8Array | undefined {
-    if (serviceAddress(this.stack.config, family, dst) !== 'gateway') return dst;
+  /** The address the host socket talks to: the destination (`family` bytes at packet[dstOff]), or
+   *  loopback for the gateway; undefined for the gateway when it is not mapped. */
+  private target(family: 4 | 6, packet: Uint8Array, dstOff: number): Uint8Array | undefined {
+    if (serviceAddress(this.stack.config, family, packet, dstOff) !== 'gateway') return packet.slice(dstOff, dstOff + ipFamily(family).alen);
     return this.mapGateway ? loopback(family) : undefined;
   }
 
-  private flowFor(
-    family: 4 | 6,
-    guest: Uint8Array,
-    guestPort: number,
-    dst: Uint8Array,
-    dstPort: number,
-    packet: Uint8Array,
-    srcOff: number,
-    dstOff: number,
-  ): Flow | undefined {
-    const key = `${family}|${toHex(guest)}|${guestPort}|${toHex(dst)}|${dstPort}`;
-    const known = this.flows.get(key);
-    if (known) return known;
-    const target = this.target(family, dst);
+  private flowFor(family: 4 | 6, packet: Uint8Array, guestPort: number, dstPort: number): UdpFlow | undefined {
+    const { srcOff, dstOff } = ipFamily(family);
+    const known = this.table.find(FlowKind.UDP, family, packet, srcOff, guestPort, packet, dstOff, dstPort);
+    if (known) return known as UdpFlow;
+    const target = this.target(family, packet, dstOff);
     if (!target) return undefined;
     // The gateway's mapping to loopback is ours to make; any other destination passes the fence.
-    if (target === dst && fenced(this.stack, this.opts.fence, family, packet, srcOff, dstOff, this.buf)) return undefined;
-    this.flows.reserve();
-    const flow: Partial<Flow> = { key, family, guest: guest.slice(), guestPort, dst: dst.slice(), dstPort };
+    if (target !== loopback(family) && fenced(this.stack, this.opts.fence, family, packet, srcOff, dstOff, this.buf)) return undefined;
+    // Room: this part's least recently used flow goes when the part or the whole table is full.
+    if (this.idle.size >= this.maxFlows || !this.table.hasRoom()) {
+      const oldest = this.idle.oldest;
+      if (oldest) this.close(oldest);
+    }
+    const flow = new UdpFlow(family, inanyOf(family, packet, srcOff), guestPort, inanyOf(family, packet, dstOff), dstPort, this.stack.now());
+    if (!this.table.insert(flow)) {
+      this.stats.openFailed++;
+      return undefined;
+    }
     try {
       flow.socket = this.host.openUdp(family, target, dstPort, {
-        datagram: (data) => this.input(flow as Flow, data),
-        error: (e, data) => this.error(flow as Flow, e, data),
+        datagram: (data) => this.input(flow, data),
+        error: (e, data) => this.error(flow, e, data),
         landing: family === 4 ? this.landing4 : this.landing6,
       });
     } catch (err) {
+      this.table.remove(flow);
       this.stats.openFailed++;
       this.log.warn({ code: (err as { code?: string }).code }, 'cannot open a host UDP socket for a guest flow');
       return undefined;
     }
     this.stats.flows++;
-    this.flows.add(flow as Flow);
-    return flow as Flow;
+    this.idle.add(flow);
+    return flow;
+  }
+
+  private close(f: UdpFlow): void {
+    this.table.remove(f);
+    this.idle.delete(f);
+    f.socket?.close();
+    f.socket = undefined;
   }
 
   /** Expires idle flows. */
   poll(now: number): void {
-    this.flows.poll(now);
+    this.idle.expire(now, (f) => this.close(f));
   }
 
   pollAt(): number {
-    return this.flows.pollAt();
+    return this.idle.pollAt();
   }
 
   closeAll(): void {
-    this.flows.closeAll();
+    for (const f of this.idle.all()) this.close(f);
   }
 
   get flowCount(): number {
-    return this.flows.size;
+    return this.idle.size;
   }
 
   /** The flow of the last guest datagram (sameAsLast). */
-  private last: Flow | undefined;
+  private last: UdpFlow | undefined;
   // Guest datagrams waiting for the end of the batch (queue, flushSends): payloads in pendBuf.
   private readonly pendBuf = new Uint8Array(PEND_BYTES);
-  private readonly pendFlow: (Flow | undefined)[] = new Array<Flow | undefined>(PEND_MAX).fill(undefined);
+  private readonly pendFlow: (UdpFlow | undefined)[] = new Array<UdpFlow | undefined>(PEND_MAX).fill(undefined);
   private readonly pendOff = new Int32Array(PEND_MAX);
   private readonly pendLen = new Int32Array(PEND_MAX);
   private readonly pendTtl = new Int32Array(PEND_MAX);
@@ -281,7 +288,7 @@ export class UdpNat {
   private readonly batchOff = new Int32Array(PEND_MAX);
   private readonly batchLen = new Int32Array(PEND_MAX);
   private readonly batchTtl = new Int32Array(PEND_MAX);
-  private readonly views = { guest: new ViewCache(), dst: new ViewCache(), payload: new ViewCache(), out: new ViewCache() };
+  private readonly views = { payload: new ViewCache(), out: new ViewCache() };
   private readonly udpRepr: UdpRepr = { srcPort: 0, dstPort: 0, payloadLength: 0 };
   private readonly ip4Repr: Ipv4Repr = { src: 0, dst: 0, proto: IpProtocol.UDP, ttl: 63, id: 0, flags: 0, fragOffset: 0, payloadLength: 0, tos: 0 };
   private readonly ip6Repr: Ipv6Repr = { src: new Uint8Array(16), dst: new Uint8Array(16), nextHeader: IpProtocol.UDP, hopLimit: 63, payloadLength: 0 };
@@ -293,11 +300,11 @@ export class UdpNat {
   }
 
   /** An answer from the peer: a datagram from dst:dstPort to the guest's port. */
-  private input(f: Flow, data: Uint8Array): void {
-    if (!this.flows.has(f)) return;
-    this.flows.touch(f, this.stack.now());
+  private input(f: UdpFlow, data: Uint8Array): void {
+    if (!f.live) return;
+    this.idle.touch(f, this.stack.now());
     const b = this.buf;
-    const ipLen = f.family === 4 ? 20 : IPV6_HEADER_LEN;
+    const ipLen = ipFamily(f.family).headerLen;
     const n = ipLen + UDP_HEADER_LEN + data.length;
     if (UDP_HEADER_LEN + data.length > 0xffff) {
       this.stats.tooBig++;
@@ -311,13 +318,13 @@ export class UdpNat {
     const csum = partial ? UDP_CHECKSUM_OFFSET : 0;
     // Headers from preallocated reprs, the packet a cached view: nothing allocated per datagram.
     const u = this.udpRepr;
-    u.srcPort = f.dstPort;
+    u.srcPort = f.remotePort;
     u.dstPort = f.guestPort;
     u.payloadLength = data.length;
     if (f.family === 4) {
       const ip = this.ip4Repr;
-      ip.src = ipv4Read(f.dst, 0);
-      ip.dst = ipv4Read(f.guest, 0);
+      ip.src = inanyV4(f.remote);
+      ip.dst = inanyV4(f.guest);
       ip.id = this.nextId();
       ip.payloadLength = UDP_HEADER_LEN + data.length;
       emitUdpV4(b, ipLen, u, ip.src, ip.dst, partial);
@@ -325,18 +332,18 @@ export class UdpNat {
       this.stack.ipv4.sendToGuest(this.views.out.of(b, 0, n), undefined, csum);
     } else if (this.stack.ipv6) {
       const ip = this.ip6Repr;
-      ip.src = f.dst;
+      ip.src = f.remote;
       ip.dst = f.guest;
       ip.payloadLength = UDP_HEADER_LEN + data.length;
-      emitUdpV6(b, ipLen, u, f.dst, f.guest, partial);
+      emitUdpV6(b, ipLen, u, f.remote, f.guest, partial);
       emitIpv6Header(b, 0, ip);
       this.stack.ipv6.sendToGuest(this.views.out.of(b, 0, n), undefined, false, csum);
     }
   }
 
   /** An error about one of the flow's datagrams: the ICMP error, quoting it as the guest sent it. */
-  private error(f: Flow, e: HostError, data: Uint8Array): void {
-    if (!this.flows.has(f)) return;
+  private error(f: UdpFlow, e: HostError, data: Uint8Array): void {
+    if (!f.live) return;
     const g = translateError(f.family, e);
     if (!g) return;
     this.stats.errors++;
@@ -344,16 +351,16 @@ export class UdpNat {
   }
 
   /** The guest's datagram rebuilt (IP header as it left the guest, UDP header, payload). */
-  private quote(f: Flow, data: Uint8Array): Uint8Array {
+  private quote(f: UdpFlow, data: Uint8Array): Uint8Array {
     const v4 = f.family === 4;
     const ipLen = v4 ? 20 : IPV6_HEADER_LEN;
     const full = new Uint8Array(ipLen + UDP_HEADER_LEN + data.length);
     full.set(data, ipLen + UDP_HEADER_LEN);
     if (v4) {
-      emitUdpV4(full, ipLen, { srcPort: f.guestPort, dstPort: f.dstPort, payloadLength: data.length }, ipv4Read(f.guest, 0), ipv4Read(f.dst, 0));
+      emitUdpV4(full, ipLen, { srcPort: f.guestPort, dstPort: f.remotePort, payloadLength: data.length }, inanyV4(f.guest), inanyV4(f.remote));
       emitIpv4Header(full, 0, {
-        src: ipv4Read(f.guest, 0),
-        dst: ipv4Read(f.dst, 0),
+        src: inanyV4(f.guest),
+        dst: inanyV4(f.remote),
         proto: IpProtocol.UDP,
         ttl: 1,
         id: 0,
@@ -363,8 +370,8 @@ export class UdpNat {
         tos: 0,
       });
     } else {
-      emitUdpV6(full, ipLen, { srcPort: f.guestPort, dstPort: f.dstPort, payloadLength: data.length }, f.guest, f.dst);
-      emitIpv6Header(full, 0, { src: f.guest, dst: f.dst, nextHeader: IpProtocol.UDP, hopLimit: 1, payloadLength: UDP_HEADER_LEN + data.length });
+      emitUdpV6(full, ipLen, { srcPort: f.guestPort, dstPort: f.remotePort, payloadLength: data.length }, f.guest, f.remote);
+      emitIpv6Header(full, 0, { src: f.guest, dst: f.remote, nextHeader: IpProtocol.UDP, hopLimit: 1, payloadLength: UDP_HEADER_LEN + data.length });
     }
     return full;
   }

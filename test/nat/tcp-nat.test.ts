@@ -2,6 +2,7 @@
 // RST, ICMP errors → the same error quoting the SYN, silence → silence; data both ways with
 // backpressure; half-close each way; RSTs passed on; the gateway reaches loopback; port forwards
 // open toward the guest.
+import { FlowTable } from '../../src/nat/flow-table.js';
 import t from 'tap';
 import type { Test } from 'tap';
 import type { AcceptedTcp, HostTcp, StreamQueue, TcpListener, TcpSocket, TcpSocketEvents } from '../../src/nat/host.js';
@@ -468,7 +469,7 @@ t.test('a guest with segmentation offload gets segments of many MSS, each standi
   // Without the guest's link address known, no offload (such a segment is never queued for ARP).
   env.stack.ipv4.neighbors.remove(GUEST_IP);
   const nat = env.nat;
-  const conn = [...(nat as unknown as { buckets: Map<number, { conn: unknown }> }).buckets.values()][0]!.conn;
+  const conn = ([...(nat as unknown as { table: FlowTable }).table.flows()][0] as unknown as { conn: unknown }).conn;
   t.equal(nat.maxSegment(conn as Parameters<typeof nat.maxSegment>[0]), 0, 'unresolved: one MSS at a time');
 });
 
