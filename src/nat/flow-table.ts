@@ -21,7 +21,7 @@
 // their sockets. Parts whose flows end when idle keep them in an IdleFlows list (below), least
 // recently used first, which makes expiry and eviction O(1) each.
 import type { Inany } from '../wire/index.js';
-import { inanyFamily, inanyIsV4, inanyMatches, ipFamily } from '../wire/index.js';
+import { bytesEqual, inanyFamily, inanyIsV4, ipFamily } from '../wire/index.js';
 
 /** What a flow is; the tuple's ports mean what the kind says. */
 export const FlowKind = {
@@ -48,6 +48,9 @@ export class FlowSide<F extends Flow = Flow> {
   /** The next side in this hash bucket. */
   next: FlowSide | undefined;
   hash = 0;
+  /** The family of its addresses, and where their bytes start in the Inany (set when indexed). */
+  family: 4 | 6 = 4;
+  off = 12;
   constructor(
     readonly flow: F,
     readonly side: FlowSideName,
@@ -179,14 +182,17 @@ export class FlowTable {
     bPort: number,
   ): FlowSide | undefined {
     const hash = this.hash(kind, side, family, a, aOff, aPort, b, bOff, bPort);
+    const alen = ipFamily(family).alen;
     for (let s = this.buckets.get(hash); s; s = s.next) {
-      if (s.hash !== hash || s.aPort !== aPort || s.bPort !== bPort || s.side !== side || s.flow.kind !== kind) continue;
-      if (inanyMatches(s.a, family, a, aOff) && inanyMatches(s.b, family, b, bOff)) return s;
+      if (s.hash !== hash || s.aPort !== aPort || s.bPort !== bPort || s.family !== family || s.side !== side || s.flow.kind !== kind) continue;
+      if (bytesEqual(s.a, s.off, a, aOff, alen) && bytesEqual(s.b, s.off, b, bOff, alen)) return s;
     }
     return undefined;
   }
 
   private link(s: FlowSide, kind: FlowKind, family: 4 | 6): void {
+    s.family = family;
+    s.off = family === 4 ? 12 : 0;
     s.hash = this.hash(kind, s.side, family, s.a, inanyOffset(s.a), s.aPort, s.b, inanyOffset(s.b), s.bPort);
     s.next = this.buckets.get(s.hash);
     this.buckets.set(s.hash, s);
