@@ -78,6 +78,7 @@ async function main(argv: string[]): Promise<number> {
       denyHost: opts.denyHost,
       deny: opts.deny,
       ...(opts.pcapFile !== undefined ? { pcapFile: opts.pcapFile } : {}),
+      ...(opts.topology !== undefined ? { topology: opts.topology } : {}),
     });
   } catch (err) {
     if (err instanceof SocketInUseError || err instanceof PcapError || err instanceof ForwardError) return fail(err.message, 1);
@@ -124,6 +125,7 @@ async function main(argv: string[]): Promise<number> {
       maxMemoryMiB: opts.maxMemory / 1024 ** 2,
       ...(opts.forwards.length > 0 ? { forwards: opts.forwards.length } : {}),
       ...(opts.denyHost || opts.deny.length > 0 ? { denyHost: opts.denyHost, deny: opts.deny.length } : {}),
+      ...(opts.topology ? { topology: { nodes: opts.topology.nodes.length - 1, nat: opts.topology.nat } } : {}),
     },
     'vunet listening',
   );

@@ -18,8 +18,9 @@ const ALLOWED: Record<string, readonly string[]> = {
   tcp: ['wire', 'iface'],
   nat: ['wire', 'iface', 'tcp'],
   virtio: ['wire', 'iface', 'vhost-user-ts'],
+  sim: ['wire', 'iface', 'tcp', 'nat', 'ipaddr.js', 'yaml'],
   host: ['wire', 'iface', 'nat', 'node:*'],
-  main: ['wire', 'iface', 'dhcp', 'ra', 'tcp', 'nat', 'virtio', 'host', 'node:*', 'vhost-user-ts', 'commander', 'pino', 'pino-pretty', 'ipaddr.js'],
+  main: ['wire', 'iface', 'dhcp', 'ra', 'tcp', 'nat', 'sim', 'virtio', 'host', 'node:*', 'vhost-user-ts', 'commander', 'pino', 'pino-pretty', 'ipaddr.js'],
   cli: ['main', 'wire', 'vhost-user-ts'],
 };
 

@@ -49,6 +49,8 @@ import { Command, CommanderError, Option } from 'commander';
 import ipaddr from 'ipaddr.js';
 import { defaultConfig, ipv4ConfigFor, ipv6ConfigFor, MAX_MTU, MIN_MTU, type StackConfig } from '../iface/config.js';
 import type { Cidr } from '../nat/fence.js';
+import { TopologyFileError, parseTopology } from '../sim/topology-file.js';
+import type { Topology } from '../sim/topology.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -65,6 +67,8 @@ export interface VunetOptions {
   dnsUpstream: string[];
   /** Capture file for every frame, both directions. */
   pcapFile?: string;
+  /** --topology: the simulated network behind the gateway. */
+  topology?: Topology;
   logLevel: LogLevel;
   /** Idle time after which a UDP NAT mapping is dropped, seconds. */
   udpTimeoutSec: number;
@@ -202,6 +206,7 @@ export function buildProgram(output: ProgramOutput = {}): Command {
     .addOption(new Option('--dns <addr>', 'upstream DNS server, IPv4 or IPv6; repeat for more').argParser(collect).default([], "the host's /etc/resolv.conf"))
     .addOption(new Option('--search <domain>', 'DNS search domain handed to the guest; repeat for more').argParser(collect).default([], 'none'))
     .addOption(new Option('--pcap <file>', 'write every frame, both directions, to this pcap file'))
+    .addOption(new Option('--topology <file>', 'a simulated network of routers and hosts behind the gateway (YAML; see examples/topologies)'))
     .addOption(new Option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')}`).default(...shown('info')))
     .addOption(new Option('--udp-timeout <sec>', 'seconds an idle UDP NAT mapping is kept').default(...shown(String(DEFAULT_UDP_TIMEOUT_SEC))))
     .addOption(new Option('--tcp-time-wait <ms>', 'how long a closed TCP connection stays in TIME_WAIT').default(...shown(String(DEFAULT_TCP_TIME_WAIT_MS))))
@@ -344,6 +349,7 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}, a
     deny: o.deny.map(parseDenyPrefix),
   };
   if (o.pcap !== undefined) result.pcapFile = o.pcap;
+  if (o.topology !== undefined) result.topology = readTopology(o.topology);
   if (o.runas !== undefined) result.runAs = parseRunAs(o.runas);
   if (o.socketMode !== undefined) {
     if (!/^0?[0-7]{3}$/.test(o.socketMode))
@@ -356,6 +362,22 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}, a
     result.socketGroup = /^[0-9]+$/.test(o.socketGroup) ? Number(o.socketGroup) : o.socketGroup;
   }
   return result;
+}
+
+/** The topology file, read and checked: any problem is one line naming the file and line. */
+function readTopology(file: string): Topology {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--topology: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  try {
+    return parseTopology(text, file);
+  } catch (err) {
+    if (err instanceof TopologyFileError) throw new UsageError(`--topology: ${err.message}`);
+    throw err;
+  }
 }
 
 interface RawOptions {
@@ -371,6 +393,7 @@ interface RawOptions {
   dns: string[];
   search: string[];
   pcap: string | undefined;
+  topology: string | undefined;
   logLevel: string;
   udpTimeout: string;
   tcpTimeWait: string;

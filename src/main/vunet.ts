@@ -23,6 +23,8 @@ import { MemoryBudget } from '../iface/memory-budget.js';
 import { EchoProxy } from '../nat/echo-proxy.js';
 import { Fence } from '../nat/fence.js';
 import { FlowTable } from '../nat/flow-table.js';
+import { SimNetwork } from '../sim/network.js';
+import type { Topology } from '../sim/topology.js';
 import type { Cidr } from '../nat/fence.js';
 import type { HostNet, HostTcp, HostUdp, HostUdpListen } from '../nat/host.js';
 import { UdpForwarder } from '../nat/udp-forward.js';
@@ -33,7 +35,7 @@ import type { Resolver } from '../nat/dns.js';
 import { UdpNat } from '../nat/udp-nat.js';
 import { RouterAdvertiser } from '../ra/router-advertiser.js';
 import { VirtioNetDevice } from '../virtio/net-device.js';
-import { IpProtocol, MAC_BROADCAST, bytesEqual, formatIpv4, formatIpv6, ipv4Read } from '../wire/index.js';
+import { IpProtocol, MAC_BROADCAST, bytesEqual, formatIpv4, formatIpv6, inanyBytes, inanyOfIpv4, ipFamily, ipv4Read } from '../wire/index.js';
 import { NodeHostNet } from '../host/host-net.js';
 import { PcapWriter } from './pcap.js';
 
@@ -71,6 +73,8 @@ export interface VunetStartOptions {
   denyHost?: boolean;
   /** Prefixes the guest may not reach (--deny). */
   deny?: Cidr[];
+  /** A simulated network behind the gateway (--topology; see src/sim). */
+  topology?: Topology;
 }
 
 /** The memory budget unless --max-memory says otherwise. With the default bounds (8192 TCP flows
@@ -97,6 +101,8 @@ export class Vunet {
   readonly dns: DnsForwarder;
   readonly tcpNat: TcpNat;
   readonly udpForward: UdpForwarder;
+  /** The simulated network, when a topology was given: it takes what it claims before the NAT. */
+  readonly sim: SimNetwork | undefined;
   /** The guest's addresses as last seen in its packets (inbound connections go there). */
   private guestSeen4: Uint8Array | undefined;
   private guestSeen6: Uint8Array | undefined;
@@ -259,11 +265,21 @@ export class Vunet {
       log: part('nat', { proto: 'udp-forward' }),
       ...(opts.udpTimeoutSec !== undefined && opts.udpTimeoutSec !== 0 ? { idleMs: opts.udpTimeoutSec * 1000 } : {}),
     });
-    // What lies beyond the guest link, in one piece: the NAT's parts.
+    this.sim = opts.topology
+      ? new SimNetwork(opts.topology, {
+          now: () => this.stack.now(),
+          toGuest: (family, p) => (family === 4 ? this.stack.ipv4.sendToGuest(p) : this.stack.ipv6?.sendToGuest(p, undefined, true)),
+          gatewayAddress: (family) => (family === 4 ? inanyBytes(inanyOfIpv4(this.stack.config.ipv4.gateway)) : this.stack.config.ipv6?.gateway),
+        })
+      : undefined;
+    const sim = this.sim;
+    // What lies beyond the guest link, in one piece: the simulated network (what it claims), then
+    // the NAT's parts.
     this.stack.route({
       beyond: (p) => this.beyond(p),
       tcpInput: (family, p, off, ttl) => {
         this.noteGuest(family, p);
+        if (sim?.claims(family, p, ipFamily(family).dstOff) === true) return sim.input(family, p);
         this.tcpNat.input(family, p, off, ttl);
       },
       unservedUdp: (family, p, off, ttl) => {
@@ -272,7 +288,13 @@ export class Vunet {
         this.udpNat.output(family, p, off, ttl);
         return true;
       },
-      echoHandler: this.echoProxy.handle,
+      echoHandler: sim
+        ? (r) => {
+            if (r.toUs || !sim.claims(r.family, r.packet, r.dstOffset)) return this.echoProxy.handle(r);
+            sim.input(r.family, r.packet);
+            return true;
+          }
+        : this.echoProxy.handle,
       unreachable: (tag) => this.tcpNat.unreachable(tag),
     });
 
@@ -290,6 +312,7 @@ export class Vunet {
     this.udpNat.closeAll();
     this.echoProxy.closeAll();
     this.udpForward.forgetSessions();
+    this.sim?.reset();
     this.guestSeen4 = this.guestSeen6 = undefined;
   }
 
@@ -414,7 +437,9 @@ export class Vunet {
 
   /** Packets for beyond the guest link (UDP and the rest the stack leaves to the NAT). */
   private beyond(p: Uint8Array): void {
-    this.noteGuest(p[0]! >> 4 === 4 ? 4 : 6, p);
+    const family = p[0]! >> 4 === 4 ? 4 : 6;
+    this.noteGuest(family, p);
+    if (this.sim?.claims(family, p, ipFamily(family).dstOff) === true) return this.sim.input(family, p);
     if (p[0]! >> 4 === 4) {
       const ihl = (p[0]! & 0x0f) * 4;
       const fragmented = (p[6]! & 0x3f) !== 0 || p[7] !== 0; // MF or an offset
@@ -460,7 +485,15 @@ export class Vunet {
    */
   private rearm(): void {
     if (this.closed) return; // a re-arm queued before close(): the timer would keep the process up
-    const at = Math.min(this.stack.pollAt(), this.echoProxy.pollAt(), this.udpNat.pollAt(), this.dns.pollAt(), this.tcpNat.pollAt(), this.udpForward.pollAt());
+    const at = Math.min(
+      this.stack.pollAt(),
+      this.echoProxy.pollAt(),
+      this.udpNat.pollAt(),
+      this.dns.pollAt(),
+      this.tcpNat.pollAt(),
+      this.udpForward.pollAt(),
+      this.sim?.pollAt() ?? Infinity,
+    );
     if (at >= this.timerAt) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
@@ -479,6 +512,7 @@ export class Vunet {
           this.tcpNat.poll(now);
           this.tcpNat.flush();
           this.udpForward.poll(now);
+          this.sim?.poll(now);
         });
       },
       Math.max(0, Math.ceil(at - this.stack.now())),
