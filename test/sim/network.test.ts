@@ -63,7 +63,17 @@ function ping4(dst: number, ttl: number, opts: { size?: number; df?: boolean; se
   const b = new Uint8Array(28 + size);
   for (let i = 0; i < size; i++) b[28 + i] = i & 0xff;
   emitIcmpv4(b, 20, { type: 8, code: 0, rest: (0x1234 << 16) | (opts.seq ?? 1), payloadLength: size });
-  emitIpv4Header(b, 0, { src: GUEST, dst, proto: IpProtocol.ICMP, ttl, id: 7, flags: opts.df === true ? 2 : 0, fragOffset: 0, payloadLength: 8 + size, tos: 0 });
+  emitIpv4Header(b, 0, {
+    src: GUEST,
+    dst,
+    proto: IpProtocol.ICMP,
+    ttl,
+    id: 7,
+    flags: opts.df === true ? 2 : 0,
+    fragOffset: 0,
+    payloadLength: 8 + size,
+    tos: 0,
+  });
   return b;
 }
 
@@ -94,7 +104,14 @@ function tcp4(dst: number, port: number, flags: number, seq: number, ack: number
 
 /** Source, TTL, ICMP type/code of an IPv4 packet the guest got, and its checksums' validity. */
 function icmp4(p: Uint8Array) {
-  return { from: formatIpv4(ipv4Read(p, 12)), ttl: p[8], type: p[20], code: p[21], ipOk: verifyChecksum(p, 0, 20), icmpOk: verifyChecksum(p, 20, p.length - 20) };
+  return {
+    from: formatIpv4(ipv4Read(p, 12)),
+    ttl: p[8],
+    type: p[20],
+    code: p[21],
+    ipOk: verifyChecksum(p, 0, 20),
+    icmpOk: verifyChecksum(p, 20, p.length - 20),
+  };
 }
 
 t.test('the example file loads; errors name the line', async (t) => {
@@ -102,8 +119,14 @@ t.test('the example file loads; errors name the line', async (t) => {
   t.equal(topo.nodes.length, 4);
   t.equal(topo.nat, false);
   t.throws(() => parseTopology('routers:\n  r1:\n    addresses: [10.0.0.1]\n    colour: red\n', 'f.yaml'), /^f\.yaml:4: routers\.r1\.colour: unknown key/);
-  t.throws(() => parseTopology('routers:\n  r1:\n    addresses:\n      - 10.0.0.300\n', 'f.yaml'), /^f\.yaml:4: .*10\.0\.0\.300 is not an IPv4 or IPv6 address/);
-  t.throws(() => parseTopology('routers:\n  r1: { addresses: [10.0.0.1] }\nlinks:\n  - { between: [gateway, r9] }\n', 'f.yaml'), /^f\.yaml:4: links\.0\.between\.1: no node is named r9/);
+  t.throws(
+    () => parseTopology('routers:\n  r1:\n    addresses:\n      - 10.0.0.300\n', 'f.yaml'),
+    /^f\.yaml:4: .*10\.0\.0\.300 is not an IPv4 or IPv6 address/,
+  );
+  t.throws(
+    () => parseTopology('routers:\n  r1: { addresses: [10.0.0.1] }\nlinks:\n  - { between: [gateway, r9] }\n', 'f.yaml'),
+    /^f\.yaml:4: links\.0\.between\.1: no node is named r9/,
+  );
   t.throws(() => parseTopology('routers:\n  r1: { addresses: [10.0.0.1] }\n', 'f.yaml'), /r1 has no link/);
   t.throws(() => parseTopology('links: [\n', 'f.yaml'), /^f\.yaml:\d+: /);
   t.throws(() => parseTopology('hosts:\n  h: { addresses: [10.0.0.1, 10.0.0.1] }\n', 'f.yaml'), /already h's/);
