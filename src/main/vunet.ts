@@ -267,7 +267,9 @@ export class Vunet {
     });
     this.sim = opts.topology
       ? new SimNetwork(opts.topology, {
-          now: () => this.stack.now(),
+          // Simulated delays are a few ms: the batch clock's whole milliseconds would let a reply
+          // come up to 1 ms early, so the simulation reads the time itself.
+          now: () => (opts.clock ? clock.now() : performance.now()),
           toGuest: (family, p) => (family === 4 ? this.stack.ipv4.sendToGuest(p) : this.stack.ipv6?.sendToGuest(p, undefined, true)),
           gatewayAddress: (family) => (family === 4 ? inanyBytes(inanyOfIpv4(this.stack.config.ipv4.gateway)) : this.stack.config.ipv6?.gateway),
         })
@@ -512,7 +514,7 @@ export class Vunet {
           this.tcpNat.poll(now);
           this.tcpNat.flush();
           this.udpForward.poll(now);
-          this.sim?.poll(now);
+          this.sim?.poll(this.sim.now());
         });
       },
       Math.max(0, Math.ceil(at - this.stack.now())),

@@ -401,6 +401,11 @@ export class SimNetwork {
 
   // ---- time ----
 
+  /** The simulation's clock (its port's). */
+  now(): number {
+    return this.port.now();
+  }
+
   pollAt(): number {
     return Math.min(this.heap[0]?.at ?? Infinity, this.tcp.pollAt());
   }
