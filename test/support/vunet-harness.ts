@@ -9,6 +9,7 @@ import type { DriverQueue } from 'vhost-user-ts/testing';
 import type { StackConfig } from '../../src/iface/config.js';
 import { defaultConfig } from '../../src/iface/config.js';
 import { Vunet } from '../../src/main/vunet.js';
+import type { VunetStartOptions } from '../../src/main/vunet.js';
 import { NET_HDR_LEN } from '../../src/virtio/net-device.js';
 
 /** A guest on a vunet's vhost-user socket: the library's test frontend, its RX ring kept full. */
@@ -75,7 +76,7 @@ export async function connectGuest(sock: string): Promise<Guest> {
   };
 }
 
-export async function startHarness(config: Partial<StackConfig> = {}, pcapFile?: string): Promise<Harness> {
+export async function startHarness(config: Partial<StackConfig> = {}, pcapFile?: string, extra: Partial<VunetStartOptions> = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'vunet-harness-'));
   const sock = join(dir, 'vunet.sock');
   const vunet = await Vunet.start({
@@ -83,6 +84,7 @@ export async function startHarness(config: Partial<StackConfig> = {}, pcapFile?:
     config: { ...defaultConfig(), ...config },
     logger: pino({ level: 'silent' }),
     ...(pcapFile ? { pcapFile } : {}),
+    ...extra,
   });
   const guest = await connectGuest(sock);
   return {
