@@ -39,6 +39,14 @@ export const GUEST_IP = ipv4(10, 0, 2, 15);
 export const GW_IP = ipv4(10, 0, 2, 2);
 export const DNS_IP = ipv4(10, 0, 2, 3);
 
+/** The guest's ARP reply to vunet (for its probes of the guest's address). */
+export function arpReply(senderIp = GUEST_IP, senderMac = GUEST_MAC): Uint8Array {
+  const f = new Uint8Array(42);
+  emitEthernetHeader(f, 0, { dst: GW_MAC, src: senderMac, etherType: EtherType.ARP });
+  emitArp(f, 14, { operation: ArpOp.REPLY, senderMac, senderIp, targetMac: GW_MAC, targetIp: GW_IP });
+  return f;
+}
+
 export function arpRequest(targetIp: number, senderIp = GUEST_IP, senderMac = GUEST_MAC): Uint8Array {
   const f = new Uint8Array(42);
   emitEthernetHeader(f, 0, { dst: MAC_BROADCAST, src: senderMac, etherType: EtherType.ARP });

@@ -12,6 +12,9 @@ import { Vunet } from '../../src/main/vunet.js';
 import type { VunetStartOptions } from '../../src/main/vunet.js';
 import { NET_HDR_LEN } from '../../src/virtio/net-device.js';
 
+const TX_BUFFERS = 256;
+const TX_BUFFER_LEN = 16384;
+
 /** A guest on a vunet's vhost-user socket: the library's test frontend, its RX ring kept full. */
 export interface Guest {
   fe: TestFrontend;
@@ -39,14 +42,19 @@ export async function connectGuest(sock: string): Promise<Guest> {
   }
   const [rxq, txq] = queues as [DriverQueue, DriverQueue];
   const rxBufs = new Map<number, number>();
+  /** RX buffers read and free to post again. */
+  const rxFree: number[] = [];
   const post = (): void => {
     while (rxBufs.size < 64) {
-      const gpa = fe.memory.alloc(2048);
+      const gpa = rxFree.pop() ?? fe.memory.alloc(2048);
       rxBufs.set(rxq.add([{ gpa, len: 2048, writable: true }]), gpa);
     }
     rxq.kick();
   };
   post();
+  // As many TX buffers as the queue has descriptors (a frame larger than one is refused).
+  const txGpa = fe.memory.alloc(TX_BUFFERS * TX_BUFFER_LEN);
+  let txNext = 0;
   const pending: Uint8Array[] = [];
   const collect = (): void => {
     for (const u of rxq.used()) {
@@ -54,15 +62,21 @@ export async function connectGuest(sock: string): Promise<Guest> {
       rxBufs.delete(u.id);
       // Frames here fit one 2 KiB buffer (num_buffers 1).
       pending.push(fe.memory.read(gpa + NET_HDR_LEN, u.len - NET_HDR_LEN));
+      rxFree.push(gpa);
     }
     post();
   };
   return {
     fe,
     send(frame) {
+      if (NET_HDR_LEN + frame.length > TX_BUFFER_LEN) throw new Error(`a test frame of ${frame.length} bytes: at most ${TX_BUFFER_LEN - NET_HDR_LEN}`);
       const data = new Uint8Array(NET_HDR_LEN + frame.length);
       data.set(frame, NET_HDR_LEN);
-      txq.add([{ data }]);
+      // The chains vunet has finished with come back to the free list first; the frame goes in
+      // the next of the TX buffers, each reused once the queue has gone round.
+      for (const u of txq.used()) void u;
+      const slot = txNext++ % TX_BUFFERS;
+      txq.add([{ data, gpa: txGpa + slot * TX_BUFFER_LEN }]);
       txq.kick();
     },
     async receive(min = 1, ms = 2000) {
