@@ -42,8 +42,8 @@
 // - --deny-host fences every address of this host (loopback is always fenced). --deny CIDR, for
 //   either family, repeatable; a bare address is a /32 or /128; host bits set are an error (a typo
 //   more often than a wish), as are zones.
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import ipaddr from 'ipaddr.js';
@@ -373,7 +373,12 @@ function readTopology(file: string): Topology {
     throw new UsageError(`--topology: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
   try {
-    return parseTopology(text, file);
+    // A service's `file:` is read relative to the topology file, at most `max` bytes.
+    return parseTopology(text, file, (path, max) => {
+      const full = resolve(dirname(file), path);
+      if (statSync(full).size > max) throw new Error(`larger than ${max} bytes`);
+      return readFileSync(full);
+    });
   } catch (err) {
     if (err instanceof TopologyFileError) throw new UsageError(`--topology: ${err.message}`);
     throw err;

@@ -19,6 +19,7 @@ export const MAX_CONNECTIONS = 1024;
 /** An HTTP request is read up to this much (its header); a longer one is answered 431. */
 const MAX_REQUEST = 8192;
 const UTF8 = new TextEncoder();
+const NOTHING = new Uint8Array(0);
 
 /** Carries a segment a host sends (a whole IP packet, valid only during the call). */
 export type SendFromHost = (node: SimNode, family: 4 | 6, packet: Uint8Array) => void;
@@ -188,10 +189,10 @@ export class SimTcpServices implements TcpTransmitter<SimConnection> {
     const svc = s.service;
     let status = '200 OK';
     let body = svc.body;
-    if (end < 0) [status, body] = ['431 Request Header Fields Too Large', ''];
-    else if (method !== 'GET' && method !== 'HEAD') [status, body] = ['501 Not Implemented', ''];
-    const bodyBytes = method === 'HEAD' ? new Uint8Array(0) : UTF8.encode(body);
-    const length = method === 'HEAD' ? UTF8.encode(body).length : bodyBytes.length;
+    if (end < 0) [status, body] = ['431 Request Header Fields Too Large', NOTHING];
+    else if (method !== 'GET' && method !== 'HEAD') [status, body] = ['501 Not Implemented', NOTHING];
+    const bodyBytes = method === 'HEAD' ? NOTHING : body;
+    const length = body.length;
     const head = UTF8.encode(
       `HTTP/1.0 ${status}\r\nServer: vunet-sim\r\nContent-Type: ${svc.contentType}\r\nContent-Length: ${length}\r\nConnection: close\r\n\r\n`,
     );

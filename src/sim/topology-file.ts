@@ -1,7 +1,7 @@
 // A topology from YAML text (`--topology FILE`): parsed by the `yaml` package, checked by
 // buildTopology, every error reported with the line it is about.
 import { LineCounter, parseDocument } from 'yaml';
-import type { Topology } from './topology.js';
+import type { ReadBodyFile, Topology } from './topology.js';
 import { TopologyError, buildTopology } from './topology.js';
 
 /** A topology file that cannot be used: `line` (1-based) is where the problem is, when known. */
@@ -29,7 +29,7 @@ function camelKeys(v: unknown): unknown {
 }
 
 /** Parses and checks a topology; `name` (the file's name) starts each error message. */
-export function parseTopology(text: string, name = 'topology'): Topology {
+export function parseTopology(text: string, name = 'topology', readFile?: ReadBodyFile): Topology {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
   const first = doc.errors[0];
@@ -38,7 +38,7 @@ export function parseTopology(text: string, name = 'topology'): Topology {
     throw new TopologyFileError(`${name}:${line}: ${first.message.split('\n')[0]!}`, line);
   }
   try {
-    return buildTopology(camelKeys(doc.toJS({ maxAliasCount: 100 })));
+    return buildTopology(camelKeys(doc.toJS({ maxAliasCount: 100 })), readFile ? { readFile } : {});
   } catch (err) {
     if (!(err instanceof TopologyError)) throw err;
     const line = lineOf(doc, lines, err.path);

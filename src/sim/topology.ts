@@ -25,8 +25,10 @@ export interface ServiceSpec {
   tcp?: number;
   udp?: number;
   serve: ServiceKind;
-  /** http: the response body (default: a line naming the host). */
+  /** http: the response body (default: a line naming the host), or a file whose bytes are the
+   *  body (a path relative to the topology file; read when the topology is built). */
   body?: string;
+  file?: string;
   /** http: the Content-Type (default text/plain). */
   contentType?: string;
 }
@@ -105,7 +107,7 @@ export interface SimService {
   readonly proto: 'tcp' | 'udp';
   readonly port: number;
   readonly serve: ServiceKind;
-  readonly body: string;
+  readonly body: Uint8Array;
   readonly contentType: string;
 }
 
@@ -164,6 +166,16 @@ export interface Topology {
   readonly nextHop: readonly (readonly (SimLink | undefined)[])[];
 }
 
+/** Reads a service's `file` (at most `max` bytes; more is an error). */
+export type ReadBodyFile = (path: string, max: number) => Uint8Array;
+
+export interface BuildOptions {
+  /** How `file:` bodies are read (the topology file's loader gives one; without it, `file` is an
+   *  error). */
+  readFile?: ReadBodyFile;
+}
+
+const UTF8 = new TextEncoder();
 const NAME = /^[a-z][a-z0-9-]{0,31}$/i;
 const MAX_NODES = 256;
 const MAX_LINKS = 1024;
@@ -172,7 +184,7 @@ const MAX_BODY = 1024 * 1024;
 
 /** Checks a spec and resolves it: addresses parsed, routes and paths computed. Throws a
  *  TopologyError naming the first problem's path. */
-export function buildTopology(spec: unknown): Topology {
+export function buildTopology(spec: unknown, opts: BuildOptions = {}): Topology {
   const s = object(spec, []);
   known(s, ['seed', 'nat', 'routers', 'hosts', 'links', 'resolveMs'], []);
   const seed = s.seed === undefined ? 1 : integer(s.seed, ['seed'], 0, 0xffffffff);
@@ -205,7 +217,7 @@ export function buildTopology(spec: unknown): Topology {
     const h = object(raw, path);
     known(h, ['addresses', 'services', 'filtered', 'silent', 'down'], path);
     const addrs = addresses(h.addresses, [...path, 'addresses'], owners, name);
-    add(node(name, 'host', nodes.length, addrs, services(h.services, [...path, 'services'], name), h, path), path);
+    add(node(name, 'host', nodes.length, addrs, services(h.services, [...path, 'services'], name, opts.readFile), h, path), path);
   }
   // Links.
   const links: SimLink[] = [];
@@ -362,7 +374,7 @@ function addresses(v: unknown, path: (string | number)[], owners: Map<string, st
   });
 }
 
-function services(v: unknown, path: (string | number)[], host: string): SimService[] {
+function services(v: unknown, path: (string | number)[], host: string, readFile: ReadBodyFile | undefined): SimService[] {
   if (v === undefined) return [];
   const list = array(v, path);
   if (list.length > MAX_SERVICES) throw new TopologyError(path, `at most ${MAX_SERVICES} services`);
@@ -370,15 +382,25 @@ function services(v: unknown, path: (string | number)[], host: string): SimServi
   return list.map((raw, i) => {
     const p = [...path, i];
     const s = object(raw, p);
-    known(s, ['tcp', 'udp', 'serve', 'body', 'contentType'], p);
+    known(s, ['tcp', 'udp', 'serve', 'body', 'file', 'contentType'], p);
     const [proto, port] = portOf(s, p);
     const serve = string(s.serve, [...p, 'serve']);
     if (serve !== 'echo' && serve !== 'discard' && serve !== 'http') throw new TopologyError([...p, 'serve'], 'echo, discard or http');
     if (serve === 'http' && proto !== 'tcp') throw new TopologyError([...p, 'serve'], 'http is served over tcp');
     if (seen.has(`${proto}/${port}`)) throw new TopologyError(p, `${proto} port ${port} is served twice`);
     seen.add(`${proto}/${port}`);
-    const body = s.body === undefined ? `hello from ${host}\n` : string(s.body, [...p, 'body']);
-    if (body.length > MAX_BODY) throw new TopologyError([...p, 'body'], `at most ${MAX_BODY} bytes`);
+    if (s.body !== undefined && s.file !== undefined) throw new TopologyError([...p, 'file'], 'give body or file, not both');
+    let body: Uint8Array;
+    if (s.file !== undefined) {
+      const name = string(s.file, [...p, 'file']);
+      if (!readFile) throw new TopologyError([...p, 'file'], 'files are read only for a topology file (give body)');
+      try {
+        body = readFile(name, MAX_BODY);
+      } catch (err) {
+        throw new TopologyError([...p, 'file'], `cannot read ${name}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    } else body = UTF8.encode(s.body === undefined ? `hello from ${host}\n` : string(s.body, [...p, 'body']));
+    if (body.length > MAX_BODY) throw new TopologyError([...p, s.file !== undefined ? 'file' : 'body'], `at most ${MAX_BODY} bytes`);
     return { proto, port, serve, body, contentType: s.contentType === undefined ? 'text/plain' : string(s.contentType, [...p, 'contentType']) };
   });
 }

@@ -132,6 +132,26 @@ t.test('the example file loads; errors name the line', async (t) => {
   t.throws(() => parseTopology('hosts:\n  h: { addresses: [10.0.0.1, 10.0.0.1] }\n', 'f.yaml'), /already h's/);
 });
 
+t.test('an http body from a file, read through the loader; a file without one is an error', async (t) => {
+  const text =
+    'hosts:\n  h:\n    addresses: [198.51.100.1]\n    services:\n      - { tcp: 80, serve: http, file: page.html }\nlinks:\n  - { between: [gateway, h] }\n';
+  const asked: string[] = [];
+  const topo = parseTopology(text, 'f.yaml', (path) => {
+    asked.push(path);
+    return Uint8Array.of(0x3c, 0x70, 0x3e);
+  });
+  t.same(asked, ['page.html']);
+  t.same([...topo.nodes[1]!.services[0]!.body], [0x3c, 0x70, 0x3e]);
+  t.throws(() => parseTopology(text, 'f.yaml'), /^f\.yaml:5: .*file: files are read only for a topology file/);
+  t.throws(
+    () =>
+      parseTopology(text, 'f.yaml', () => {
+        throw new Error('ENOENT');
+      }),
+    /cannot read page\.html: ENOENT/,
+  );
+});
+
 t.test('ping the target: the reply comes from it after the round trip, three routers older', async (t) => {
   const { port, net } = setup();
   t.ok(net.claims(4, ping4(TARGET, 64), 16));
