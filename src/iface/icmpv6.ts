@@ -179,30 +179,15 @@ export class Icmpv6 {
     copyBytes(this.addrScratch, 0, src, 0, 16);
     const total = IPV6_HEADER_LEN + ICMPV6_HEADER_LEN + len;
     this.s.note('icmp6.out.129.0');
-    if (total <= this.s.config.mtu) {
-      const o = this.s.out;
-      const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
-      o.set(r.data, icmpOff + ICMPV6_HEADER_LEN);
-      emitIcmpv6(
-        o,
-        icmpOff,
-        { type: Icmpv6Type.ECHO_REPLY, code: 0, rest: icmpv6EchoRest(r.ident, r.seq), payloadLength: len },
-        this.addrScratch,
-        this.dstScratch,
-      );
-      return this.port.finish(this.addrScratch, this.dstScratch, IpProtocol.ICMPV6, ICMPV6_HEADER_LEN + len, HOP_LIMIT, r.frame, r.srcMacOffset);
-    }
-    // The answer to a reassembled request larger than the link MTU: built whole, then fragmented.
-    this.big ??= new Uint8Array(IPV6_HEADER_LEN + 0x10000);
-    const b = this.big;
-    b.set(r.data, IPV6_HEADER_LEN + ICMPV6_HEADER_LEN);
-    emitIcmpv6(
-      b,
-      IPV6_HEADER_LEN,
-      { type: Icmpv6Type.ECHO_REPLY, code: 0, rest: icmpv6EchoRest(r.ident, r.seq), payloadLength: len },
-      this.addrScratch,
-      this.dstScratch,
-    );
+    // Built in place in the output frame, or whole in a side buffer when it must be fragmented
+    // (the answer to a reassembled request larger than the link MTU).
+    const fits = total <= this.s.config.mtu;
+    const b = fits ? this.s.out : (this.big ??= new Uint8Array(IPV6_HEADER_LEN + 0x10000));
+    const icmpOff = fits ? ETHERNET_HEADER_LEN + IPV6_HEADER_LEN : IPV6_HEADER_LEN;
+    b.set(r.data, icmpOff + ICMPV6_HEADER_LEN);
+    const reply = { type: Icmpv6Type.ECHO_REPLY, code: 0, rest: icmpv6EchoRest(r.ident, r.seq), payloadLength: len };
+    emitIcmpv6(b, icmpOff, reply, this.addrScratch, this.dstScratch);
+    if (fits) return this.port.finish(this.addrScratch, this.dstScratch, IpProtocol.ICMPV6, ICMPV6_HEADER_LEN + len, HOP_LIMIT, r.frame, r.srcMacOffset);
     emitIpv6Header(b, 0, {
       src: this.addrScratch,
       dst: this.dstScratch,

@@ -169,13 +169,19 @@ export interface Mldv1Repr {
 /** Writes a 24-byte MLDv1 message; returns 24 or -1. */
 export function emitMldv1(buf: Uint8Array, off: number, repr: Mldv1Repr, src: Uint8Array, dst: Uint8Array): number {
   if (!rangeOk(buf, off, MLDV1_LEN)) return -1;
-  set8(buf, off + F.TYPE, repr.type);
-  set8(buf, off + F.CODE, 0);
-  set16(buf, off + F.MAX_RESP, repr.maxResponseDelay);
-  set16(buf, off + F.RESERVED, 0);
-  copyBytes(buf, off + F.ADDRESS, repr.address, 0, IPV6_ADDR_LEN);
+  emitMldv1Fields(buf, off, repr.type, repr.maxResponseDelay, repr.address);
   fillIcmpv6Checksum(buf, off, MLDV1_LEN, src, dst);
   return MLDV1_LEN;
+}
+
+/** The fields of an MLDv1 message, which an MLDv2 query begins with (RFC 3810 §5.1): type, code
+ *  0, maximum response, reserved, multicast address. */
+function emitMldv1Fields(buf: Uint8Array, off: number, type: number, maxResponse: number, address: Uint8Array): void {
+  set8(buf, off + F.TYPE, type);
+  set8(buf, off + F.CODE, 0);
+  set16(buf, off + F.MAX_RESP, maxResponse);
+  set16(buf, off + F.RESERVED, 0);
+  copyBytes(buf, off + F.ADDRESS, address, 0, IPV6_ADDR_LEN);
 }
 
 export interface Mldv2QueryRepr {
@@ -191,11 +197,7 @@ export interface Mldv2QueryRepr {
 export function emitMldv2Query(buf: Uint8Array, off: number, repr: Mldv2QueryRepr, src: Uint8Array, dst: Uint8Array): number {
   const len = MLDV2_QUERY_MIN_LEN + IPV6_ADDR_LEN * repr.sources.length;
   if (!rangeOk(buf, off, len)) return -1;
-  set8(buf, off + F.TYPE, Icmpv6Type.MLD_QUERY);
-  set8(buf, off + F.CODE, 0);
-  set16(buf, off + F.MAX_RESP, repr.maxRespCode);
-  set16(buf, off + F.RESERVED, 0);
-  copyBytes(buf, off + F.ADDRESS, repr.address, 0, IPV6_ADDR_LEN);
+  emitMldv1Fields(buf, off, Icmpv6Type.MLD_QUERY, repr.maxRespCode, repr.address);
   set8(buf, off + F.S_QRV, (repr.suppressRouterProcessing ? 0x08 : 0) | (repr.qrv & 0x07));
   set8(buf, off + F.QQIC, repr.qqic);
   set16(buf, off + F.NUM_SOURCES, repr.sources.length);

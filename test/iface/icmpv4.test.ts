@@ -22,8 +22,8 @@ import { DNS_IP, GUEST_IP, GUEST_MAC, GW_IP, echoRequest, ipv4Frame, udpFrame } 
 
 const REMOTE = ipv4(192, 0, 2, 7);
 
-function setup(rate = 10, burst = 3) {
-  const s = new TestLayerContext();
+function setup(rate = 10, burst = 3, mtu?: number) {
+  const s = new TestLayerContext(mtu !== undefined ? { mtu } : {});
   const framed: { packet: Uint8Array; mac: Uint8Array }[] = [];
   const toGuest: Uint8Array[] = [];
   const optionChecks: Ipv4OptionsUsage[] = [];
@@ -89,6 +89,21 @@ t.test('echo to us: the built-in reply, same identifier, sequence and data, from
   t.equal(m.type, Icmpv4Type.ECHO_REPLY);
   t.equal(m.ident, 0x4242);
   t.equal(m.seq, 9);
+  t.ok(m.verifyChecksum());
+  t.same(framed[0]!.packet.subarray(m.payloadOffset), data);
+});
+
+t.test('an echo reply larger than the link MTU is built whole, for the layer to fragment', async (t) => {
+  const { icmp, framed, view } = setup(10, 3, 1500);
+  const data = Uint8Array.from({ length: 3000 }, (_, i) => i & 0xff);
+  const req = echoRequest(5, 6, data);
+  const v = view(req);
+  icmp.input(req, v.eth, v.ip, false);
+  t.equal(framed.length, 1);
+  t.equal(framed[0]!.packet.length, 20 + 8 + 3000, 'one whole datagram');
+  const { ip, icmp: m } = parse(framed[0]!.packet);
+  t.equal(ip.src, GW_IP);
+  t.equal(m.type, Icmpv4Type.ECHO_REPLY);
   t.ok(m.verifyChecksum());
   t.same(framed[0]!.packet.subarray(m.payloadOffset), data);
 });

@@ -39,8 +39,8 @@ interface Finished {
   mac: Uint8Array | undefined;
 }
 
-function setup(opts: { rate?: number; burst?: number; usable?: Uint8Array[]; advertiser?: boolean } = {}) {
-  const s = new TestLayerContext();
+function setup(opts: { rate?: number; burst?: number; usable?: Uint8Array[]; advertiser?: boolean; mtu?: number } = {}) {
+  const s = new TestLayerContext(opts.mtu !== undefined ? { mtu: opts.mtu } : {});
   const usable = opts.usable ?? [LL, GW6, DNS6];
   const finished: Finished[] = [];
   const whole: Uint8Array[] = [];
@@ -166,6 +166,20 @@ t.test('echo to us: the reply from the address asked, or from fe80::2 for a grou
   input(echoRequest6(1, 3, data, { src: new Uint8Array(16), dst: GW6 }));
   t.equal(s.counters.get('icmp6.echoFromUnspecified'), 1, 'not to ::');
   t.equal(finished.length, 2);
+});
+
+t.test('an echo reply larger than the link MTU is built whole, for the layer to fragment', async (t) => {
+  const { finished, whole, input } = setup({ mtu: 1280 });
+  const data = Uint8Array.from({ length: 3000 }, (_, i) => i & 0xff);
+  input(echoRequest6(5, 6, data, { src: GUEST, dst: GW6 }));
+  t.equal(finished.length, 0, 'not framed in place');
+  t.equal(whole.length, 1);
+  const { ip, icmp } = parse(whole[0]!);
+  t.equal(whole[0]!.length, 40 + 8 + 3000);
+  t.ok(bytesEqual(whole[0]!, ip.srcOffset, GW6, 0, 16) && bytesEqual(whole[0]!, ip.dstOffset, GUEST, 0, 16));
+  t.equal(icmp.type, Icmpv6Type.ECHO_REPLY);
+  t.ok(icmp.verifyChecksum(whole[0]!, 8, whole[0]!, 24));
+  t.same(whole[0]!.subarray(48), data);
 });
 
 t.test('echo beyond us: the echo hook decides; no handler leaves it to the router', async (t) => {
