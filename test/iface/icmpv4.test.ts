@@ -134,8 +134,6 @@ t.test('echo beyond us: the echo hook decides; unsettled requests go on, a reply
   const req = echoRequest(7, 1, new Uint8Array(16), { dst: REMOTE });
   let v = view(req);
   t.notOk(icmp.forward(req, v.eth, v.ip), 'no handler: left to the router');
-  const udp = udpFrame(1, 2, new Uint8Array(4), { dst: REMOTE });
-  v = view(udp);
   const seen: number[] = [];
   s.router.echoHandler = (r) => {
     seen.push(r.seq);
