@@ -1,9 +1,14 @@
-// ESLint: typescript-eslint's type-checked rules over the whole tree (src, test, scripts and the
-// vhost-user-ts library), with strict-boolean-expressions. Formatting is Prettier's (.prettierrc).
+// ESLint: typescript-eslint's type-checked rules over the TypeScript of the whole tree (src, test,
+// scripts and the vhost-user-ts library), with strict-boolean-expressions; ESLint's and
+// typescript-eslint's recommended rules over its JavaScript (bin/vunet.js, scripts/*.mjs, the
+// test helpers run as child processes, this file), which no tsconfig covers, so without type
+// information. Formatting is Prettier's (.prettierrc).
+import js from '@eslint/js';
+import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/build/**', '**/node_modules/**', 'vm-images/out/**', '**/*.js', '**/*.mjs', '**/*.cjs', '**/*.d.mts'] },
+  { ignores: ['**/dist/**', '**/build/**', '**/node_modules/**', 'vm-images/out/**', '**/*.d.mts'] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
@@ -46,5 +51,14 @@ export default tseslint.config(
     // The fuzzers build vhost-user messages with raw request numbers on purpose.
     files: ['test/support/fuzz/**/*.ts'],
     rules: { '@typescript-eslint/no-unsafe-enum-comparison': 'off' },
+  },
+  {
+    // JavaScript: no type information (no tsconfig includes it), so the recommended rules of
+    // ESLint and typescript-eslint without the type-checked ones. It runs on Node.
+    files: ['**/*.js', '**/*.mjs', '**/*.cjs'],
+    extends: [js.configs.recommended, tseslint.configs.disableTypeChecked],
+    languageOptions: { globals: globals.node },
+    // Unused names are typescript-eslint's rule's, with the options above (ESLint's would say it twice).
+    rules: { 'no-unused-vars': 'off' },
   },
 );

@@ -1,5 +1,6 @@
 // The lint and format check of the whole tree, as part of `npm test`: ESLint with typescript-eslint's
-// type-checked rules (eslint.config.js) and Prettier's check (.prettierrc.json, .prettierignore).
+// type-checked rules on the TypeScript and the recommended rules on the JavaScript (eslint.config.js)
+// and Prettier's check (.prettierrc.json, .prettierignore).
 // A failure names the files and the first problems.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';

@@ -1,30 +1,26 @@
-// IPv4 on the guest link: IPv4 input with its options, ICMPv4 and UDP dispatch for our addresses;
-// ARP with the RFC 5227 claims of our addresses (arp.ts, arp-claim.ts) and IGMP (igmp.ts) are
-// parts it drives. Read RFC 1122 §3.2 (what a host checks on IP input and when it may send ICMP
-// errors), RFC 792, RFC 791 §3.1 (options) and RFC 1191 (fragmentation needed) before editing;
-// the ICMP error rules follow gVisor's netstack (returnError in pkg/tcpip/network/ipv4/icmp.go),
-// options validation its ipv4.go (processIPOptions).
+// IPv4 on the guest link: IPv4 input with its options, and UDP dispatch for our addresses; ARP
+// with the RFC 5227 claims of our addresses (arp.ts, arp-claim.ts), ICMPv4 (icmpv4.ts: echo and
+// the errors we send) and IGMP (igmp.ts) are parts it drives. Read RFC 1122 §3.2.1 (what a host
+// checks on IP input), RFC 791 §3.1 (options) and RFC 1191 (fragmentation needed) before editing;
+// options validation follows gVisor's netstack (processIPOptions in pkg/tcpip/network/ipv4/ipv4.go).
 import { Arp } from './arp.js';
 import type { RxMeta } from './link.js';
 import { LINK_HEADROOM, REASSEMBLED, placePacket, reassembledFrame } from './link.js';
 import type { LayerContext } from './layer.js';
-import { EchoRequestSlot } from './echo.js';
 import { fragmentIpv4 } from './fragment.js';
 import { Reassembler } from './reassembly.js';
 import type { ReassemblyStats } from './reassembly.js';
 import { NeighborCache } from './neighbor.js';
-import { TokenBucket } from './rate-limit.js';
+import { Icmpv4 } from './icmpv4.js';
 import { Igmp } from './igmp.js';
 import {
   completeChecksum,
   ETHERNET_HEADER_LEN,
   EtherType,
   EthernetFrame,
-  ICMPV4_HEADER_LEN,
   IGMPV3_ALL_ROUTERS,
   IGMP_ALL_ROUTERS,
   IGMP_ALL_SYSTEMS,
-  Icmpv4Packet,
   Icmpv4ParamProblemCode,
   Icmpv4TimeExceededCode,
   Icmpv4Type,
@@ -39,12 +35,8 @@ import {
   UDP_HEADER_LEN,
   UdpDatagram,
   emitEthernetHeader,
-  emitIcmpv4,
-  emitIcmpv4Error,
   emitIpv4Header,
   emitUdpV4,
-  formatIpv4,
-  icmpv4EchoRest,
   ipv4Read,
   ipv4InSubnet,
   ipv4IsBroadcast,
@@ -75,29 +67,21 @@ export type UdpV4Handler = (dgram: UdpV4Input, now: number) => boolean | void;
 /** RFC 1122 §3.2.1.7 leaves the TTL to the host; 64 is what Linux and slirp use. */
 const DEFAULT_TTL = 64;
 const MS_PER_DAY = 86_400_000;
-/** Echo-request types and the like that an ICMP error may be about; gVisor takes any other type
- *  for an error (RFC 1812 §4.3.2.7: never an error about an error). */
-const ICMP_NOT_ERRORS = new Set<number>([0, 8, 13, 14, 15, 16]);
-const NO_OPTIONS = new Uint8Array(0);
 
 /** The groups we receive: all-systems (every host, RFC 1112 §4) and the all-routers groups. */
 function listening(group: number): boolean {
   return group === IGMP_ALL_SYSTEMS || group === IGMP_ALL_ROUTERS || group === IGMPV3_ALL_ROUTERS;
 }
-/** Quote as much of the offending datagram as fits in 576 bytes (RFC 1812 §4.3.2.3). */
-const ICMP_ERROR_MAX = 576 - 20;
 
 export class Ipv4Layer {
   /** Guest-link IPv4 address → MAC (RFC 4861's machine, run by ARP). */
   readonly neighbors: NeighborCache<number>;
   private readonly udpHandlers = new Map<number, UdpV4Handler>();
-  private readonly icmpLimiter: TokenBucket;
   private ipId = 0;
   /** ARP: answers, what the guest teaches the neighbour cache, our address claims (arp.ts). */
   readonly arp: Arp;
   /** Fragments from the guest waiting for their datagram (RFC 791: 30 s, hence IPv4's timer). */
   private readonly reassembler: Reassembler;
-  private readonly errBuf = new Uint8Array(576);
   /** The IP part of the stack's output frame. */
   private readonly outIp: Uint8Array;
   private readonly eth = new EthernetFrame();
@@ -110,16 +94,14 @@ export class Ipv4Layer {
   private fragMac: Uint8Array = MAC_BROADCAST;
   /** Where fragments are cut (one MTU). */
   private readonly fragScratch: Uint8Array;
-  private readonly echoSlot = new EchoRequestSlot(4, () => this.echoReply());
-  /** The options the built-in echo reply carries (RFC 1122 §3.2.2.6), a view of optBuf. */
-  private replyOptions: Uint8Array = NO_OPTIONS;
+  /** ICMPv4: echo, and the errors we send with their rate limit (icmpv4.ts). */
+  readonly icmp: Icmpv4;
+  /** The options processed for an echo reply (RFC 1122 §3.2.2.6): optBuf[0, optResult.length). */
   private readonly optBuf = new Uint8Array(40);
   private readonly optResult = new Ipv4OptionsResult();
   /** IGMP: our memberships and the guest link's querier (igmp.ts). */
   readonly igmp: Igmp;
-  private readonly errIp = new Ipv4Packet();
   private readonly ip4 = new Ipv4Packet();
-  private readonly icmp4 = new Icmpv4Packet();
   private readonly udp = new UdpDatagram();
   private readonly tcp = new TcpSegment();
   private readonly udpInput: UdpV4Input = {
@@ -137,7 +119,6 @@ export class Ipv4Layer {
     icmpRate: number,
     icmpBurst: number,
   ) {
-    this.icmpLimiter = new TokenBucket(icmpRate, icmpBurst, s.now());
     this.fragScratch = new Uint8Array(s.config.mtu);
     this.ethOut = { dst: MAC_BROADCAST, src: s.config.mac, etherType: EtherType.IPV4 };
     this.outIp = s.out.subarray(ETHERNET_HEADER_LEN);
@@ -156,6 +137,19 @@ export class Ipv4Layer {
     );
     this.arp = new Arp(s, this.neighbors, (addr) => this.isOurs(addr));
     this.igmp = new Igmp(s);
+    this.icmp = new Icmpv4(
+      s,
+      {
+        isOurs: (addr) => this.isOurs(addr),
+        checkOptions: (frame, eth, ip, usage, broadcast) => this.checkOptions(frame, eth, ip, usage, broadcast),
+        echoOptions: () => this.optBuf.subarray(0, this.optResult.length),
+        emitHeader: (b, src, dst, proto, payloadLength, tos, options) => this.emitHeaderInto(b, src, dst, proto, payloadLength, tos, options),
+        frameAndSend: (packet, mac) => this.frameAndSend(packet, mac),
+        sendToGuest: (packet) => this.sendToGuest(packet),
+      },
+      icmpRate,
+      icmpBurst,
+    );
   }
 
   /** Counters of the reassembly of the guest's fragments (status). */
@@ -243,7 +237,7 @@ export class Ipv4Layer {
       // RFC 1191 §4 / RFC 792: a router that must fragment a DF datagram drops it and answers
       // fragmentation needed with the next-hop MTU; its source is beyond the guest link.
       this.s.counters.add('ipv4.fragNeeded');
-      this.errorBeyond(packet, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.FRAG_NEEDED, this.s.config.mtu & 0xffff);
+      this.icmp.errorBeyond(packet, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.FRAG_NEEDED, this.s.config.mtu & 0xffff);
       return false;
     }
     this.s.counters.add('ipv4.fragmentedOut');
@@ -265,36 +259,7 @@ export class Ipv4Layer {
       this.s.router.unreachable?.(tag, 4);
       return;
     }
-    this.errorBeyond(packet, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.HOST, 0);
-  }
-
-  /**
-   * An ICMP error about `packet`, a whole datagram from beyond the guest link that we failed to
-   * deliver, to its source through the beyond hook (the NAT), from the gateway: we are the router
-   * that failed it (RFC 1812 §4.3.2.4). Subject to mayAnswerWithError and the rate limit.
-   */
-  private errorBeyond(packet: Uint8Array, type: number, code: number, rest: number): void {
-    const ip = this.errIp.at(packet, 0, packet.length);
-    if (!ip.check() || !this.mayAnswerWithError(packet, ip, false, false)) return;
-    if (!this.allowError(type, code)) return;
-    const b = this.errBuf;
-    const len = emitIcmpv4Error(b, 20, type, code, rest, packet, 0, ip.totalLength, ICMP_ERROR_MAX);
-    if (len < 0) return;
-    this.emitHeaderInto(b, this.s.config.ipv4.gateway, ip.src, IpProtocol.ICMP, len);
-    this.s.note(`icmp4.out.${type}.${code}`, { to: formatIpv4(ip.src), beyond: true });
-    this.s.router.beyond?.(b.subarray(0, 20 + len));
-  }
-
-  /**
-   * gVisor's allowICMPReply: destination unreachable, source quench, time exceeded and parameter
-   * problem take a token from the bucket — except fragmentation needed, never limited (as Linux's
-   * icmpv4_xrlim_allow: rate limiting would break path MTU discovery).
-   */
-  private allowError(type: number, code: number): boolean {
-    if (type === Icmpv4Type.DEST_UNREACHABLE && code === Icmpv4UnreachableCode.FRAG_NEEDED) return true;
-    if (this.icmpLimiter.take(this.s.now())) return true;
-    this.s.drop('icmp4.rateLimited');
-    return false;
+    this.icmp.errorBeyond(packet, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.HOST, 0);
   }
 
   /** Starts RFC 5227 probing of our addresses: the guest's link just came up. */
@@ -340,26 +305,19 @@ export class Ipv4Layer {
       if (options && !this.checkOptions(frame, eth, ip, Ipv4OptionsUsage.VERIFY, broadcast)) return;
       return this.fragmentInput(frame, ip);
     }
-    this.replyOptions = NO_OPTIONS;
     if (!this.isOurs(dst) && !broadcast && !ipv4IsMulticast(dst)) {
       // Destined beyond us: we are the first router on its way (RFC 1812 §5.3.1). A TTL that
       // would reach zero here gets time exceeded from the gateway — the first traceroute hop.
       if (ip.ttl <= 1) {
         this.s.counters.add('ipv4.ttlExpired');
-        return this.sendIcmpv4Error(frame, eth, ip, Icmpv4Type.TIME_EXCEEDED, Icmpv4TimeExceededCode.TTL, 0, false);
+        return this.icmp.error(frame, eth, ip, Icmpv4Type.TIME_EXCEEDED, Icmpv4TimeExceededCode.TTL, 0, false);
       }
       // Options as gVisor's forwarding path processes them (optionUsageForward, after the TTL):
       // a malformed one gets parameter problem. The NAT re-originates from host sockets what
       // goes on beyond vunet, so no IP option travels further: they are checked, not carried.
       if (options && !this.checkOptions(frame, eth, ip, Ipv4OptionsUsage.FORWARD, false)) return;
       // Echo requests go to the echo handler first (the NAT's echo proxy, or an embedder's).
-      if (ip.protocol === IpProtocol.ICMP && !ip.isFragment()) {
-        const icmp = this.icmp4.at(frame, ip.payloadOffset, ip.payloadLength);
-        if (icmp.check() && icmp.type === Icmpv4Type.ECHO_REQUEST) {
-          if (!icmp.verifyChecksum()) return this.s.drop('icmp4.badChecksum');
-          if (this.echo(frame, eth, ip, icmp, false)) return;
-        }
-      }
+      if (ip.protocol === IpProtocol.ICMP && this.icmp.forward(frame, eth, ip)) return;
       // The rest is the NAT's, which sends it on with TTL - 1; without one it is
       // counted and dropped.
       if (ip.protocol === IpProtocol.TCP && this.s.router.tcpInput) return this.tcpv4Input(frame, ip, meta);
@@ -383,7 +341,7 @@ export class Ipv4Layer {
     }
     switch (ip.protocol) {
       case IpProtocol.ICMP:
-        return this.icmpv4Input(frame, eth, ip, broadcast);
+        return this.icmp.input(frame, eth, ip, broadcast);
       case IpProtocol.UDP:
         return this.udpv4Input(frame, eth, ip, meta, broadcast);
       case IpProtocol.IGMP:
@@ -392,11 +350,11 @@ export class Ipv4Layer {
         if (broadcast) return this.s.drop('tcp4.broadcast'); // RFC 9293 §3.9.2.1: unicast only
         if (this.s.router.tcpInput) return this.tcpv4Input(frame, ip, meta);
         this.s.counters.add('ipv4.unknownProtocol');
-        return this.sendIcmpv4Error(frame, eth, ip, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.PROTOCOL, 0, broadcast);
+        return this.icmp.error(frame, eth, ip, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.PROTOCOL, 0, broadcast);
       default:
         // RFC 1122 §3.2.2.1: protocol unreachable for a transport we do not implement.
         this.s.counters.add('ipv4.unknownProtocol');
-        return this.sendIcmpv4Error(frame, eth, ip, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.PROTOCOL, 0, broadcast);
+        return this.icmp.error(frame, eth, ip, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.PROTOCOL, 0, broadcast);
     }
   }
 
@@ -409,23 +367,6 @@ export class Ipv4Layer {
       if (!tcp.verifyChecksumV4(ip.src, ip.dst)) return this.s.drop('tcp4.badChecksum');
     }
     this.s.router.tcpInput!(4, this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength), ip.payloadOffset - ip.offset, ip.ttl);
-  }
-
-  private icmpv4Input(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, broadcast: boolean): void {
-    const icmp = this.icmp4.at(frame, ip.payloadOffset, ip.payloadLength);
-    if (!icmp.check()) return this.s.drop('icmp4.short');
-    if (!icmp.verifyChecksum()) return this.s.drop('icmp4.badChecksum');
-    this.s.note(`icmp4.in.${icmp.type}`, { code: icmp.code, from: formatIpv4(ip.src) });
-    // RFC 1122 §3.2.2.6: record route and timestamp of an echo request are updated and returned in
-    // the reply; other messages have their options processed as received.
-    if (ip.headerLength > 20) {
-      const usage = icmp.type === Icmpv4Type.ECHO_REQUEST ? Ipv4OptionsUsage.ECHO : Ipv4OptionsUsage.RECEIVE;
-      if (!this.checkOptions(frame, eth, ip, usage, broadcast)) return;
-    }
-    if (icmp.type !== Icmpv4Type.ECHO_REQUEST) return;
-    // RFC 1122 §3.2.2.6: echo to a broadcast or multicast address MAY be silently discarded.
-    if (broadcast || ipv4IsMulticast(ip.dst)) return this.s.drop('icmp4.echoToGroup');
-    this.echo(frame, eth, ip, icmp, true);
   }
 
   /**
@@ -445,11 +386,10 @@ export class Ipv4Layer {
       if (r.recordRoute) this.s.counters.add('ipv4.option.recordRoute');
       if (r.timestamp) this.s.counters.add('ipv4.option.timestamp');
       if (r.routerAlert) this.s.counters.add('ipv4.option.routerAlert');
-      if (usage === Ipv4OptionsUsage.ECHO) this.replyOptions = this.optBuf.subarray(0, r.length);
       return true;
     }
     this.s.drop('ipv4.badOption');
-    this.sendIcmpv4Error(frame, eth, ip, Icmpv4Type.PARAM_PROBLEM, Icmpv4ParamProblemCode.POINTER, r.problem * 0x100_0000, broadcast);
+    this.icmp.error(frame, eth, ip, Icmpv4Type.PARAM_PROBLEM, Icmpv4ParamProblemCode.POINTER, r.problem * 0x100_0000, broadcast);
     return false;
   }
 
@@ -468,52 +408,7 @@ export class Ipv4Layer {
   /** Reassembly timed out: time exceeded (code 1) to the source, when the first fragment came. */
   private reassemblyExpired(first: Uint8Array | undefined): void {
     this.s.counters.add('ipv4.reassemblyTimeout');
-    if (!first) return;
-    const ip = this.ip4.at(first, 0, first.length);
-    if (!ip.check() || !this.mayAnswerWithError(first, ip, false, false)) return;
-    if (!this.allowError(Icmpv4Type.TIME_EXCEEDED, Icmpv4TimeExceededCode.REASSEMBLY)) return;
-    const b = this.errBuf;
-    const n = emitIcmpv4Error(b, 20, Icmpv4Type.TIME_EXCEEDED, Icmpv4TimeExceededCode.REASSEMBLY, 0, first, 0, first.length, ICMP_ERROR_MAX);
-    this.emitHeaderInto(b, this.isOurs(ip.dst) ? ip.dst : this.s.config.ipv4.gateway, ip.src, IpProtocol.ICMP, n);
-    this.s.note('icmp4.out.11.1', { to: formatIpv4(ip.src) });
-    this.sendToGuest(b.subarray(0, 20 + n));
-  }
-
-  /** Hands an echo request to the embedder's handler (see echo.ts); returns whether it is settled. */
-  private echo(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, icmp: Icmpv4Packet, toUs: boolean): boolean {
-    const packet = this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength);
-    const data = this.payloadViews.of(frame, icmp.payloadOffset, icmp.offset + icmp.length);
-    return this.echoSlot.fill(frame, eth.srcOffset, packet, ip.ttl, icmp.ident, icmp.seq, data, toUs).run(this.s.router.echoHandler);
-  }
-
-  /**
-   * The built-in echo reply to the request in echoSlot (RFC 792): same identifier, sequence and
-   * data, from the address it was sent to. As gVisor's handleICMP, the reply's header is the
-   * request's with its options replaced by those processed for the echo (record route and
-   * timestamp updated, router alert kept, the rest dropped: RFC 1122 §3.2.2.6).
-   */
-  private echoReply(): boolean {
-    const r = this.echoSlot;
-    const opts = this.replyOptions;
-    const hl = 20 + opts.length;
-    const len = r.data.length;
-    const total = hl + ICMPV4_HEADER_LEN + len;
-    // Built in place in the output frame, or whole in a side buffer when it must be fragmented
-    // (the answer to a reassembled request larger than the link MTU).
-    const big = total > this.s.config.mtu;
-    const b = big ? this.bigBuffer() : this.outIp;
-    b.set(r.data, hl + ICMPV4_HEADER_LEN);
-    emitIcmpv4(b, hl, { type: Icmpv4Type.ECHO_REPLY, code: 0, rest: icmpv4EchoRest(r.ident, r.seq), payloadLength: len });
-    this.emitHeaderInto(b, ipv4Read(r.packet, 16), ipv4Read(r.packet, 12), IpProtocol.ICMP, ICMPV4_HEADER_LEN + len, r.packet[1], opts);
-    this.s.note('icmp4.out.0.0');
-    return this.frameAndSend(b.subarray(0, total), r.srcMac);
-  }
-
-  private big: Uint8Array | undefined;
-  /** A buffer for one whole datagram of up to 64 KiB (made on first use). */
-  private bigBuffer(): Uint8Array {
-    this.big ??= new Uint8Array(0x10000);
-    return this.big;
+    if (first) this.icmp.reassemblyTimeout(first);
   }
 
   private udpv4Input(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, meta: RxMeta, broadcast: boolean): void {
@@ -535,7 +430,7 @@ export class Ipv4Layer {
     const packet = this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength);
     if (!broadcast && this.s.router.unservedUdp?.(4, packet, udp.offset - ip.offset, ip.ttl)) return;
     this.s.counters.add('udp4.noPort');
-    this.sendIcmpv4Error(frame, eth, ip, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.PORT, 0, broadcast);
+    this.icmp.error(frame, eth, ip, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.PORT, 0, broadcast);
   }
 
   /** Sends a UDP datagram from one of our addresses to the guest: `payload` is copied. */
@@ -564,48 +459,6 @@ export class Ipv4Layer {
     this.ipId = (this.ipId + 1) & 0xffff;
     const repr = { src, dst, proto, ttl: DEFAULT_TTL, id: this.ipId, flags: 0, fragOffset: 0, payloadLength, tos };
     emitIpv4Header(b, 0, options && options.length > 0 ? { ...repr, options } : repr);
-  }
-
-  /**
-   * The one place that decides whether an ICMP error may answer the datagram in `ip` (RFC 1122
-   * §3.2.2, RFC 1812 §4.3.2.7, as gVisor's returnError): never about an ICMP error, a datagram to
-   * a broadcast or multicast address (IP or link), from a source that does not name a single host,
-   * or a non-first fragment. Counts the reason when it says no.
-   */
-  private mayAnswerWithError(bytes: Uint8Array, ip: Ipv4Packet, broadcastDst: boolean, linkMulticast: boolean): boolean {
-    const src = ip.src;
-    const cfg = this.s.config.ipv4;
-    let why: string | undefined;
-    if (broadcastDst || linkMulticast || ipv4IsMulticast(ip.dst)) why = 'icmp4.errorForGroup';
-    else if (src === 0 || ipv4IsBroadcast(src) || ipv4IsMulticast(src) || src === ipv4SubnetBroadcast(cfg.network, cfg.prefixLength))
-      why = 'icmp4.errorForBadSource';
-    else if (ip.fragOffset !== 0) why = 'icmp4.errorForFragment';
-    else if (ip.protocol === IpProtocol.ICMP) {
-      // Only about the informational types: any other, known or not, may be an error (as gVisor's netstack does).
-      const t = ip.payloadLength > 0 ? bytes[ip.payloadOffset]! : -1;
-      if (!ICMP_NOT_ERRORS.has(t)) why = 'icmp4.errorForError';
-    }
-    if (why === undefined) return true;
-    this.s.drop(why);
-    return false;
-  }
-
-  /** Sends an ICMP error about the guest's datagram in `ip` back to it, when mayAnswerWithError
-   *  allows and the rate limit has a token. */
-  private sendIcmpv4Error(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, type: number, code: number, rest: number, broadcast: boolean): void {
-    this.s.loadRxPayload(); // the error quotes it
-    if (!this.mayAnswerWithError(frame, ip, broadcast, eth.isMulticast())) return;
-    const src = ip.src;
-    if (!this.allowError(type, code)) return;
-    const o = this.s.out;
-    const icmpOff = ETHERNET_HEADER_LEN + 20;
-    const len = emitIcmpv4Error(o, icmpOff, type, code, rest, frame, ip.offset, ip.totalLength, Math.min(ICMP_ERROR_MAX, this.s.config.mtu - 20));
-    if (len < 0) return;
-    const from = this.isOurs(ip.dst) ? ip.dst : this.s.config.ipv4.gateway;
-    this.emitIpv4(from, src, IpProtocol.ICMP, len, 0);
-    emitEthernetHeader(o, 0, { dst: frame.subarray(eth.srcOffset, eth.srcOffset + 6), src: this.s.config.mac, etherType: EtherType.IPV4 });
-    this.s.note(`icmp4.out.${type}.${code}`, { to: formatIpv4(src) });
-    this.s.transmit(icmpOff + len);
   }
 }
 

@@ -1,20 +1,19 @@
 // IPv6 on the guest link: our addresses (link-local fe80::2, the gateway and DNS addresses of the
-// prefix), ICMPv6 echo and errors, and dispatch of router solicitations and UDP; NDP (ndp.ts),
-// duplicate address detection (dad.ts) and MLD (mld.ts) are parts it drives. Read RFC 8200 §4
-// (extension headers) and RFC 4443 §2.4 (when an error may be sent) and §4 (echo) before
-// editing. Behaviour follows gVisor's netstack (pkg/tcpip/network/ipv6/icmp.go) where the RFCs
+// prefix), IPv6 input with its extension headers, and UDP dispatch; ICMPv6 (icmpv6.ts: echo, the
+// errors we send, dispatch by type), NDP (ndp.ts), duplicate address detection (dad.ts) and MLD
+// (mld.ts) are parts it drives. Read RFC 8200 §4 (extension headers) and §5 (packet size) before
+// editing. Behaviour follows gVisor's netstack (pkg/tcpip/network/ipv6/ipv6.go) where the RFCs
 // leave room.
 import { AddressDad, AddressState } from './dad.js';
 import type { OwnAddress } from './dad.js';
 import type { Ipv6Config } from './config.js';
 import type { RxMeta } from './link.js';
 import { LINK_HEADROOM, REASSEMBLED, placePacket, reassembledFrame } from './link.js';
-import { EchoRequestSlot } from './echo.js';
 import { fragmentIpv6 } from './fragment.js';
 import { Reassembler } from './reassembly.js';
 import type { ReassemblyStats } from './reassembly.js';
 import { NeighborCache, ipv6Key, ipv6KeyBytes } from './neighbor.js';
-import { TokenBucket } from './rate-limit.js';
+import { Icmpv6 } from './icmpv6.js';
 import { Mld } from './mld.js';
 import { Ndp } from './ndp.js';
 import type { LayerContext } from './layer.js';
@@ -23,15 +22,12 @@ import {
   ETHERNET_HEADER_LEN,
   EtherType,
   EthernetFrame,
-  ICMPV6_HEADER_LEN,
   IPV6_ALL_DHCP_AGENTS,
   IPV6_ALL_MLDV2_ROUTERS,
   IPV6_ALL_NODES,
   IPV6_ALL_ROUTERS,
   IPV6_HEADER_LEN,
-  IPV6_MIN_MTU,
   IPV6_UNSPECIFIED,
-  Icmpv6Packet,
   Icmpv6ParamProblemCode,
   Icmpv6Type,
   Icmpv6UnreachableCode,
@@ -39,24 +35,17 @@ import {
   Ipv6ChainResult,
   Ipv6HeaderChain,
   Ipv6Packet,
-  NdpOptionType,
-  NdpRouterSolicit,
   TcpSegment,
   UDP_HEADER_LEN,
   UdpDatagram,
   copyBytes,
   emitEthernetHeader,
-  emitIcmpv6,
-  emitIcmpv6Error,
   emitIpv6Header,
   emitUdpV6,
   formatIpv6,
-  get16,
-  icmpv6EchoRest,
   ipv6Equal,
   ipv6IsLinkLocal,
   ipv6IsMulticast,
-  ipv6IsUnspecified,
   ipv6PrefixEqual,
   macFromIpv6Multicast,
   walkIpv6Headers,
@@ -92,8 +81,6 @@ export interface RouterAdvertiserPort {
 
 export { AddressState } from './dad.js';
 
-/** Quote as much of the offending packet as fits in the minimum MTU (RFC 4443 §2.4 (c)). */
-const ICMP_ERROR_MAX = IPV6_MIN_MTU - IPV6_HEADER_LEN;
 const HOP_LIMIT = 64;
 const DHCPV6_SERVER_PORT = 547;
 
@@ -114,15 +101,14 @@ export class Ipv6Layer {
   private readonly udpHandlers = new Map<number, UdpV6Handler>();
   /** Guest-link IPv6 address (as hex) → MAC, the RFC 4861 machine. */
   readonly neighbors: NeighborCache<string>;
-  private readonly icmpLimiter: TokenBucket;
+  /** ICMPv6: echo, the errors we send with their rate limit, dispatch by type (icmpv6.ts). */
+  readonly icmp: Icmpv6;
   /** MLD: our memberships and the guest link's querier (mld.ts). */
   readonly mld: Mld;
   private advertiserStarted = false;
   private fragIdent = 0;
-  private big: Uint8Array | undefined;
   /** Fragments from the guest waiting for their datagram (RFC 8200 §4.5: 60 s). */
   private readonly reassembler: Reassembler;
-  private readonly errBuf = new Uint8Array(IPV6_MIN_MTU);
   private readonly eth = new EthernetFrame();
   /** Views of guest frames: their IP packet, a UDP or echo payload (none made per frame). */
   private readonly packetViews = new ViewCache();
@@ -131,13 +117,8 @@ export class Ipv6Layer {
 
   private readonly ip6 = new Ipv6Packet();
   private readonly chain = new Ipv6HeaderChain();
-  private readonly icmp = new Icmpv6Packet();
-  private readonly rs = new NdpRouterSolicit();
   private readonly udp = new UdpDatagram();
   private readonly tcp = new TcpSegment();
-  /** Scratch for the error rules (the input path's chain is still in use when they run). */
-  private readonly errChain = new Ipv6HeaderChain();
-  private readonly echoSlot = new EchoRequestSlot(6, () => this.echoReply());
   private readonly udpInput: UdpV6Input = {
     bytes: new Uint8Array(0),
     srcOffset: 0,
@@ -148,8 +129,6 @@ export class Ipv6Layer {
     payload: new Uint8Array(0),
   };
   private readonly macScratch = new Uint8Array(6);
-  private readonly addrScratch = new Uint8Array(16);
-  private readonly dstScratch = new Uint8Array(16);
 
   constructor(
     private readonly s: LayerContext,
@@ -157,7 +136,6 @@ export class Ipv6Layer {
     icmpRate: number,
     icmpBurst: number,
   ) {
-    this.icmpLimiter = new TokenBucket(icmpRate, icmpBurst, s.now());
     this.fragScratch = new Uint8Array(s.config.mtu);
     this.fragIdent = Math.floor(s.random() * 0x1_0000_0000);
     this.reassembler = new Reassembler(6, { timeoutMs: 60_000, headroom: LINK_HEADROOM, memory: s.memory.account('reassembly') });
@@ -202,6 +180,24 @@ export class Ipv6Layer {
         finish: (src, dst, next, len, hopLimit) => this.finishIpv6(src, dst, next, len, hopLimit),
       },
       LINK_LOCAL_ADDRESS,
+    );
+    this.icmp = new Icmpv6(
+      s,
+      this.ndp,
+      this.mld,
+      {
+        gateway: config.gateway,
+        linkLocal: LINK_LOCAL_ADDRESS,
+        isOurs: (b, off) => this.isOurs(b, off),
+        finish: (src, dst, next, len, hopLimit, mac, macOff) => this.finishIpv6(src, dst, next, len, hopLimit, mac, macOff),
+        sendPacketTo: (packet, mac) => this.sendPacketTo(packet, mac),
+        sendToGuest: (packet) => this.sendToGuest(packet),
+        // Before our link-local address passed DAD there is no advertiser yet.
+        routerSolicitation: (b, off, len) => this.advertiserStarted && this.routerAdvertiser?.handleRouterSolicitation(b, off, len, s.now()) === true,
+        routerAdvertisement: (b, off, len) => void this.routerAdvertiser?.handleRouterAdvertisement(b, off, len, s.now()),
+      },
+      icmpRate,
+      icmpBurst,
     );
   }
 
@@ -313,16 +309,10 @@ export class Ipv6Layer {
       // gets time exceeded (RFC 4443 §3.3) — the first traceroute6 hop.
       if (ip.hopLimit <= 1) {
         this.s.counters.add('ipv6.hopLimitExpired');
-        return this.sendIcmpv6Error(frame, eth, Icmpv6Type.TIME_EXCEEDED, 0, 0, false);
+        return this.icmp.error(frame, eth, ip, Icmpv6Type.TIME_EXCEEDED, 0, 0, false);
       }
       // Echo requests go to the echo handler first (the NAT's echo proxy, or an embedder's).
-      if (ip.nextHeader === IpProtocol.ICMPV6) {
-        const icmp = this.icmp.at(frame, ip.payloadOffset, ip.end - ip.payloadOffset);
-        if (icmp.check() && icmp.type === Icmpv6Type.ECHO_REQUEST) {
-          if (!meta.checksumPartial && !icmp.verifyChecksum(frame, ip.srcOffset, frame, ip.dstOffset)) return this.s.drop('icmp6.badChecksum');
-          if (this.echo(frame, eth, ip, icmp, false)) return;
-        }
-      }
+      if (ip.nextHeader === IpProtocol.ICMPV6 && this.icmp.forward(frame, eth, ip, meta)) return;
       // The rest is the NAT's, which sends it on with hop limit - 1; without one it is
       // counted and dropped.
       if (ip.nextHeader === IpProtocol.TCP && this.s.router.tcpInput) return this.tcpv6Input(frame, ip.offset, ip.payloadOffset, ip.end, ip.hopLimit, meta);
@@ -353,13 +343,14 @@ export class Ipv6Layer {
         // An option of action 11: no error when the packet went to a group (RFC 8200 §4.2).
         if (multicast) return this.s.drop('ipv6.badOption');
         this.s.counters.add('ipv6.paramProblem');
-        return this.sendIcmpv6Error(frame, eth, Icmpv6Type.PARAM_PROBLEM, chain.problemCode, chain.problemPointer, false);
+        return this.icmp.error(frame, eth, ip, Icmpv6Type.PARAM_PROBLEM, chain.problemCode, chain.problemPointer, false);
       case Ipv6ChainResult.PARAM_PROBLEM:
         // RFC 4443 §2.4 (e.3): code 2 about an option of action 10 goes even to multicast.
         this.s.counters.add('ipv6.paramProblem');
-        return this.sendIcmpv6Error(
+        return this.icmp.error(
           frame,
           eth,
+          ip,
           Icmpv6Type.PARAM_PROBLEM,
           chain.problemCode,
           chain.problemPointer,
@@ -373,7 +364,7 @@ export class Ipv6Layer {
     const end = ip.end;
     switch (chain.upperProtocol) {
       case IpProtocol.ICMPV6:
-        return this.icmpv6Input(frame, eth, ip, chain.upperOffset, end - chain.upperOffset, meta);
+        return this.icmp.input(frame, eth, ip, chain.upperOffset, end - chain.upperOffset, meta, chain.routerAlert);
       case IpProtocol.UDP:
         return this.udpv6Input(frame, eth, ip, chain.upperOffset, end - chain.upperOffset, meta);
       case IpProtocol.TCP:
@@ -384,7 +375,7 @@ export class Ipv6Layer {
         return;
       default:
         // RFC 8200 §4: unrecognized Next Header → parameter problem code 1.
-        return this.sendIcmpv6Error(frame, eth, Icmpv6Type.PARAM_PROBLEM, 1, chain.nextHeaderPointer, false);
+        return this.icmp.error(frame, eth, ip, Icmpv6Type.PARAM_PROBLEM, 1, chain.nextHeaderPointer, false);
     }
   }
 
@@ -401,15 +392,7 @@ export class Ipv6Layer {
    *  (RFC 8200 §4.5). */
   private reassemblyExpired(first: Uint8Array | undefined): void {
     this.s.counters.add('ipv6.reassemblyTimeout');
-    if (!first || first.length < IPV6_HEADER_LEN) return;
-    if (!this.mayAnswerWithError(first, 0, first.length, Icmpv6Type.TIME_EXCEEDED, false, false)) return;
-    const dst = first.subarray(8, 24);
-    const from = ipv6IsLinkLocal(first, 8) ? LINK_LOCAL_ADDRESS : this.config.gateway;
-    const b = this.errBuf;
-    const n = emitIcmpv6Error(b, IPV6_HEADER_LEN, Icmpv6Type.TIME_EXCEEDED, 1, 0, first, 0, first.length, ICMP_ERROR_MAX, from, dst);
-    emitIpv6Header(b, 0, { src: from, dst, nextHeader: IpProtocol.ICMPV6, hopLimit: HOP_LIMIT, payloadLength: n });
-    this.s.note('icmp6.out.3.1', { to: formatIpv6(dst) });
-    this.sendToGuest(b.subarray(0, IPV6_HEADER_LEN + n));
+    if (first) this.icmp.reassemblyTimeout(first);
   }
 
   /** Multicast groups we take: all-nodes, all-routers, MLDv2 routers, DHCPv6 servers
@@ -419,105 +402,6 @@ export class Ipv6Layer {
     if (this.udpHandlers.has(DHCPV6_SERVER_PORT) && ipv6Equal(b, off, IPV6_ALL_DHCP_AGENTS, 0)) return true;
     for (const a of this.dad.addresses) if (ipv6Equal(a.group, 0, b, off)) return true;
     return false;
-  }
-
-  private icmpv6Input(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, off: number, len: number, meta: RxMeta): void {
-    const icmp = this.icmp.at(frame, off, len);
-    if (!icmp.check()) return this.s.drop('icmp6.short');
-    if (!meta.checksumPartial && !icmp.verifyChecksum(frame, ip.srcOffset, frame, ip.dstOffset)) return this.s.drop('icmp6.badChecksum');
-    const type = icmp.type;
-    this.s.note(`icmp6.in.${type}`, { code: icmp.code, from: formatIpv6(frame.subarray(ip.srcOffset, ip.srcOffset + 16)) });
-    switch (type) {
-      case Icmpv6Type.ECHO_REQUEST:
-        this.echo(frame, eth, ip, icmp, true);
-        return;
-      case Icmpv6Type.NEIGHBOR_SOLICIT:
-        return this.ndp.nsInput(frame, eth, ip, off, len);
-      case Icmpv6Type.NEIGHBOR_ADVERT:
-        return this.ndp.naInput(frame, ip, off, len);
-      case Icmpv6Type.ROUTER_SOLICIT: {
-        // The advertiser validates (RFC 4861 §6.1.1) and schedules the answer; before our
-        // link-local address passed DAD there is no advertiser yet and its first RAs cover it.
-        const ra = this.advertiserStarted ? this.routerAdvertiser : undefined;
-        if (!ra?.handleRouterSolicitation(frame, ip.offset, ip.end - ip.offset, this.s.now())) return this.s.counters.add('ndp.rsUnanswered');
-        const sll = this.rs.at(frame, off, len).findLinkAddress(NdpOptionType.SOURCE_LL_ADDR);
-        if (sll >= 0) this.ndp.learn(frame, ip.srcOffset, sll);
-        return;
-      }
-      case Icmpv6Type.ROUTER_ADVERT:
-        // We are the router: a guest's RA is validated and logged, never obeyed.
-        this.routerAdvertiser?.handleRouterAdvertisement(frame, ip.offset, ip.end - ip.offset, this.s.now());
-        return;
-      case Icmpv6Type.MLD_QUERY:
-      case Icmpv6Type.MLD_REPORT:
-      case Icmpv6Type.MLD_DONE:
-      case Icmpv6Type.MLDV2_REPORT:
-        return this.mld.input(frame, ip, off, len, this.chain.routerAlert);
-      default:
-        return; // errors and informational types we do not act on
-    }
-  }
-
-  /** Hands an echo request to the embedder's handler (see echo.ts); returns whether it is settled. */
-  private echo(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, icmp: Icmpv6Packet, toUs: boolean): boolean {
-    if (ipv6IsUnspecified(frame, ip.srcOffset)) {
-      this.s.drop('icmp6.echoFromUnspecified');
-      return true;
-    }
-    const packet = this.packetViews.of(frame, ip.offset, ip.end);
-    const data = this.payloadViews.of(frame, icmp.payloadOffset, icmp.offset + icmp.length);
-    return this.echoSlot.fill(frame, eth.srcOffset, packet, ip.hopLimit, icmp.ident, icmp.seq, data, toUs).run(this.s.router.echoHandler);
-  }
-
-  /** The built-in echo reply to the request in echoSlot (RFC 4443 §4.2): same identifier,
-   *  sequence and data; from the address it was sent to, or from fe80::2 when that was a group. */
-  private echoReply(): boolean {
-    const r = this.echoSlot;
-    const p = r.packet;
-    const multicast = ipv6IsMulticast(p, 24);
-    const src = multicast ? LINK_LOCAL_ADDRESS : p.subarray(24, 40);
-    // Only preferred addresses answer (a tentative or duplicate one takes NDP alone).
-    if (r.toUs && !this.isOurs(src, 0)) {
-      this.s.drop('icmp6.echoToUnusableAddress');
-      return false;
-    }
-    const len = r.data.length;
-    copyBytes(this.dstScratch, 0, p, 8, 16);
-    copyBytes(this.addrScratch, 0, src, 0, 16);
-    const total = IPV6_HEADER_LEN + ICMPV6_HEADER_LEN + len;
-    this.s.note('icmp6.out.129.0');
-    if (total <= this.s.config.mtu) {
-      const o = this.s.out;
-      const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
-      o.set(r.data, icmpOff + ICMPV6_HEADER_LEN);
-      emitIcmpv6(
-        o,
-        icmpOff,
-        { type: Icmpv6Type.ECHO_REPLY, code: 0, rest: icmpv6EchoRest(r.ident, r.seq), payloadLength: len },
-        this.addrScratch,
-        this.dstScratch,
-      );
-      return this.finishIpv6(this.addrScratch, this.dstScratch, IpProtocol.ICMPV6, ICMPV6_HEADER_LEN + len, HOP_LIMIT, r.frame, r.srcMacOffset);
-    }
-    // The answer to a reassembled request larger than the link MTU: built whole, then fragmented.
-    this.big ??= new Uint8Array(IPV6_HEADER_LEN + 0x10000);
-    const b = this.big;
-    b.set(r.data, IPV6_HEADER_LEN + ICMPV6_HEADER_LEN);
-    emitIcmpv6(
-      b,
-      IPV6_HEADER_LEN,
-      { type: Icmpv6Type.ECHO_REPLY, code: 0, rest: icmpv6EchoRest(r.ident, r.seq), payloadLength: len },
-      this.addrScratch,
-      this.dstScratch,
-    );
-    emitIpv6Header(b, 0, {
-      src: this.addrScratch,
-      dst: this.dstScratch,
-      nextHeader: IpProtocol.ICMPV6,
-      hopLimit: HOP_LIMIT,
-      payloadLength: ICMPV6_HEADER_LEN + len,
-    });
-    return this.sendPacketTo(b.subarray(0, total), r.srcMac);
   }
 
   /** The MAC known for a guest IPv6 address (diagnostics and tests). */
@@ -575,59 +459,7 @@ export class Ipv6Layer {
       this.s.router.unreachable?.(tag, 6);
       return;
     }
-    this.errorBeyond(packet, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.ADDRESS, 0);
-  }
-
-  /**
-   * An ICMPv6 error about `packet`, a whole packet from beyond the guest link that we failed to
-   * deliver, to its source through the beyond hook (the NAT), from the gateway address (the
-   * router that failed it). Subject to mayAnswerWithError (which also takes the token).
-   */
-  private errorBeyond(packet: Uint8Array, type: number, code: number, rest: number): void {
-    if (packet.length < IPV6_HEADER_LEN) return;
-    if (!this.mayAnswerWithError(packet, 0, packet.length, type, type === Icmpv6Type.PACKET_TOO_BIG, false)) return;
-    copyBytes(this.dstScratch, 0, packet, 8, 16);
-    const b = this.errBuf;
-    const n = emitIcmpv6Error(b, IPV6_HEADER_LEN, type, code, rest, packet, 0, packet.length, ICMP_ERROR_MAX, this.config.gateway, this.dstScratch);
-    if (n < 0) return;
-    emitIpv6Header(b, 0, { src: this.config.gateway, dst: this.dstScratch, nextHeader: IpProtocol.ICMPV6, hopLimit: HOP_LIMIT, payloadLength: n });
-    this.s.note(`icmp6.out.${type}.${code}`, { to: formatIpv6(this.dstScratch), beyond: true });
-    this.s.router.beyond?.(b.subarray(0, IPV6_HEADER_LEN + n));
-  }
-
-  /**
-   * The one place that decides whether an ICMPv6 error of `type`/`code` may answer the packet at
-   * b[off, end) (RFC 4443 §2.4 (e) and (f), as gVisor's returnError):
-   *  - never about an ICMPv6 error message or a redirect (e.1, e.2);
-   *  - never to a source that does not name one node: unspecified or multicast (e.6);
-   *  - not about a packet sent to a multicast address or as link-layer multicast (e.3-e.5), except
-   *    packet too big and parameter problem code 2 about an option whose type starts with bits 10
-   *    (the caller says so in `multicastOk`);
-   *  - not about a fragment other than the first, except parameter problem (RFC 8200 §4.5 sends
-   *    those about fragments; anything else could not quote an upper-layer header);
-   *  - then the token bucket (f), which gVisor applies to every error type.
-   * Counts the reason when it says no.
-   */
-  private mayAnswerWithError(b: Uint8Array, off: number, end: number, type: number, multicastOk: boolean, linkMulticast: boolean): boolean {
-    let why: string | undefined;
-    if (ipv6IsUnspecified(b, off + 8) || ipv6IsMulticast(b, off + 8)) why = 'icmp6.errorForBadSource';
-    else if (!multicastOk && (linkMulticast || ipv6IsMulticast(b, off + 24))) why = 'icmp6.errorForGroup';
-    else {
-      const c = this.errChain;
-      const walked = walkIpv6Headers(b, off, c);
-      const laterFragment = c.fragmentOffset >= 0 && (get16(b, c.fragmentOffset + 2) & 0xfff8) !== 0;
-      if (laterFragment && type !== Icmpv6Type.PARAM_PROBLEM) why = 'icmp6.errorForFragment';
-      else if (walked === Ipv6ChainResult.OK && !laterFragment && c.upperProtocol === IpProtocol.ICMPV6) {
-        // An ICMPv6 message we cannot see the type of may be an error: no answer (gVisor's
-        // choice for ICMPv4, applied here too).
-        const t = c.upperOffset < end ? b[c.upperOffset]! : -1;
-        if (t < 0 || t < 128 || t === Icmpv6Type.REDIRECT) why = 'icmp6.errorForError';
-      }
-    }
-    if (why === undefined && !this.icmpLimiter.take(this.s.now())) why = 'icmp6.rateLimited';
-    if (why === undefined) return true;
-    this.s.drop(why);
-    return false;
+    this.icmp.errorBeyond(packet, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.ADDRESS, 0);
   }
 
   /** A TCP segment to us or beyond (upper header at `off`): checked, then the TCP hook's. */
@@ -660,7 +492,7 @@ export class Ipv6Layer {
     const packet = this.packetViews.of(frame, ip.offset, ip.end);
     if (this.s.router.unservedUdp?.(6, packet, udp.offset - ip.offset, ip.hopLimit)) return;
     this.s.counters.add('udp6.noPort');
-    this.sendIcmpv6Error(frame, eth, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.PORT, 0, false);
+    this.icmp.error(frame, eth, ip, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.PORT, 0, false);
   }
 
   // --- output -----------------------------------------------------------------------------
@@ -696,7 +528,7 @@ export class Ipv6Layer {
       // RFC 8200 §5, RFC 4443 §3.2: a router does not fragment; it answers packet too big with the
       // MTU of the next link, to the source beyond the guest link.
       this.s.counters.add('ipv6.packetTooBig');
-      this.errorBeyond(p, Icmpv6Type.PACKET_TOO_BIG, 0, this.s.config.mtu);
+      this.icmp.errorBeyond(p, Icmpv6Type.PACKET_TOO_BIG, 0, this.s.config.mtu);
       return false;
     }
     // We are the source of what we build (and re-originate for the NAT): we fragment it.
@@ -730,39 +562,6 @@ export class Ipv6Layer {
     }
     emitEthernetHeader(o, 0, { dst: this.macScratch, src: this.s.config.mac, etherType: EtherType.IPV6 });
     return this.s.transmit(ETHERNET_HEADER_LEN + ipLength, partial > 0 ? ETHERNET_HEADER_LEN + IPV6_HEADER_LEN : 0, partial);
-  }
-
-  /**
-   * An ICMPv6 error about the guest's packet in this.ip6, back to it, when mayAnswerWithError allows
-   * (`allowMulticast`: the exceptions of RFC 4443 §2.4 (e.3) apply to this error).
-   */
-  private sendIcmpv6Error(frame: Uint8Array, eth: EthernetFrame, type: number, code: number, rest: number, allowMulticast: boolean): void {
-    this.s.loadRxPayload(); // the error quotes it
-    const ip = this.ip6;
-    if (!this.mayAnswerWithError(frame, ip.offset, ip.end, type, allowMulticast, eth.isMulticast())) return;
-    // From the address the packet was sent to when it is ours, else from the address on its side.
-    const to = frame.subarray(ip.dstOffset, ip.dstOffset + 16);
-    const from = this.isOurs(frame, ip.dstOffset) ? to : ipv6IsLinkLocal(frame, ip.srcOffset) ? LINK_LOCAL_ADDRESS : this.config.gateway;
-    copyBytes(this.addrScratch, 0, from, 0, 16);
-    copyBytes(this.dstScratch, 0, frame, ip.srcOffset, 16);
-    const o = this.s.out;
-    const icmpOff = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN;
-    const n = emitIcmpv6Error(
-      o,
-      icmpOff,
-      type,
-      code,
-      rest,
-      frame,
-      ip.offset,
-      ip.end - ip.offset,
-      Math.min(ICMP_ERROR_MAX, this.s.config.mtu - IPV6_HEADER_LEN),
-      this.addrScratch,
-      this.dstScratch,
-    );
-    if (n < 0) return;
-    this.finishIpv6(this.addrScratch, this.dstScratch, IpProtocol.ICMPV6, n, HOP_LIMIT, frame, eth.srcOffset);
-    this.s.note(`icmp6.out.${type}.${code}`, { to: formatIpv6(this.dstScratch) });
   }
 }
 

@@ -133,6 +133,49 @@ export class WireView {
 }
 
 /**
+ * The base of the option walkers (DHCPv4's type-length-value, DHCPv6's): the current option's code
+ * and the absolute offset and length of its value, read-ahead position `pos` up to `end`, and
+ * `error` once an option ran past its area. A subclass's next() positions on the next option.
+ */
+export abstract class OptionCursor {
+  bytes: Uint8Array = EMPTY;
+  protected pos = 0;
+  protected end = 0;
+  /** Current option: its code, and the absolute offset and length of its value. */
+  code = 0;
+  offset = 0;
+  length = 0;
+  error = false;
+
+  /** Moves to the next option: true there, false at the end or with `error` set. */
+  abstract next(): boolean;
+
+  /** Walks the rest: whether every option is well-formed. */
+  validate(): boolean {
+    while (this.next()) {
+      // next() checks each option
+    }
+    return !this.error;
+  }
+
+  // Value accessors for the current option.
+  get u8(): number {
+    return get8(this.bytes, this.offset);
+  }
+  get u16(): number {
+    return get16(this.bytes, this.offset);
+  }
+  get u32(): number {
+    return get32(this.bytes, this.offset);
+  }
+
+  protected fail(): boolean {
+    this.error = true;
+    return false;
+  }
+}
+
+/**
  * Views by [start, end) of whatever buffer they are asked of, each made once while it stays among
  * the last few asked: the hot paths cut the same ranges frame after frame (a full-sized segment,
  * a pure ACK), and `subarray` would allocate a view for each. Keep one per call site. A view is

@@ -7,7 +7,7 @@
 // search, compressed names), RFC 3396 (a long option split into several with the same code), RFC
 // 4361 / 6842 (client identifier). Addresses are uint32 numbers.
 
-import { bytesEqual, copyBytes, get16, get32, get8, rangeOk, set16, set32, set8, WireView } from './bytes.js';
+import { OptionCursor, bytesEqual, copyBytes, get16, get32, get8, rangeOk, set16, set32, set8, WireView } from './bytes.js';
 import { MAC_LEN } from './ethernet.js';
 import { encodeDnsNamesCompressed } from './names.js';
 
@@ -136,11 +136,7 @@ export class DhcpPacket extends WireView {
   problem(): DhcpError {
     if (!rangeOk(this.bytes, this.offset, this.length) || this.length < DHCP_FIXED_LEN) return DhcpError.TRUNCATED;
     if (this.cookie !== DHCP_MAGIC_COOKIE) return DhcpError.COOKIE;
-    const it = validator.at(this.bytes, this.offset, this.length);
-    while (it.next()) {
-      // next() checks each option
-    }
-    return it.error ? DhcpError.OPTIONS : DhcpError.OK;
+    return validator.at(this.bytes, this.offset, this.length).validate() ? DhcpError.OK : DhcpError.OPTIONS;
   }
 
   get op(): number {
@@ -248,19 +244,11 @@ export class DhcpPacket extends WireView {
  * next() positions on the next option and returns true; false at the end, or with `error` set when
  * an option runs past its area.
  */
-export class DhcpOptionIterator {
-  bytes: Uint8Array = new Uint8Array(0);
+export class DhcpOptionIterator extends OptionCursor {
   private packet = 0;
-  private pos = 0;
-  private end = 0;
   /** 0 options field, 1 file, 2 sname, 3 done. */
   private area = 0;
   private overload = 0;
-  /** Current option: its code, and the absolute offset and length of its value. */
-  code = 0;
-  offset = 0;
-  length = 0;
-  error = false;
 
   /** Iterates the options of the DHCP message at `packetOffset` (whole message, `packetLength` bytes). */
   at(bytes: Uint8Array, packetOffset: number, packetLength: number): this {
@@ -302,16 +290,6 @@ export class DhcpOptionIterator {
     return false;
   }
 
-  // Value accessors for the current option.
-  get u8(): number {
-    return get8(this.bytes, this.offset);
-  }
-  get u16(): number {
-    return get16(this.bytes, this.offset);
-  }
-  get u32(): number {
-    return get32(this.bytes, this.offset);
-  }
   /** Address `i` of an address-list option. */
   ip(i = 0): number {
     return get32(this.bytes, this.offset + 4 * i);
@@ -333,11 +311,6 @@ export class DhcpOptionIterator {
     }
     this.area = 3;
     this.pos = this.end;
-    return false;
-  }
-
-  private fail(): boolean {
-    this.error = true;
     return false;
   }
 }

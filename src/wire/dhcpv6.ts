@@ -6,7 +6,7 @@
 // 21.8 preference, 21.9 elapsed time, 21.13 status code, 21.14 rapid commit), RFC 3646 (DNS servers
 // option 23, domain list option 24 in uncompressed DNS wire format).
 
-import { copyBytes, get16, get24, get32, get8, rangeOk, set16, set24, set32, set8, WireView } from './bytes.js';
+import { OptionCursor, copyBytes, get16, get24, get32, get8, rangeOk, set16, set24, set32, set8, WireView } from './bytes.js';
 import { MAC_LEN } from './ethernet.js';
 import { IPV6_ADDR_LEN } from './ipv6.js';
 import { dnsNameLength, encodeDnsName } from './names.js';
@@ -174,16 +174,7 @@ export class Dhcpv6Message extends WireView {
  * `at(bytes, it.offset + 12, it.length - 12)` on the IA_NA's value). next() positions on the next
  * option; false at the end, or with `error` set when an option runs past the area.
  */
-export class Dhcpv6OptionIterator {
-  bytes: Uint8Array = new Uint8Array(0);
-  private pos = 0;
-  private end = 0;
-  /** Current option: code, and the absolute offset and length of its value. */
-  code = 0;
-  offset = 0;
-  length = 0;
-  error = false;
-
+export class Dhcpv6OptionIterator extends OptionCursor {
   at(bytes: Uint8Array, offset: number, length: number): this {
     this.bytes = bytes;
     this.pos = offset;
@@ -204,23 +195,6 @@ export class Dhcpv6OptionIterator {
     return true;
   }
 
-  validate(): boolean {
-    while (this.next()) {
-      // next() checks each option
-    }
-    return !this.error;
-  }
-
-  // Value accessors for the current option.
-  get u8(): number {
-    return get8(this.bytes, this.offset);
-  }
-  get u16(): number {
-    return get16(this.bytes, this.offset);
-  }
-  get u32(): number {
-    return get32(this.bytes, this.offset);
-  }
   /** IA_NA (length >= 12): IAID, T1, T2 and where its own options are. */
   get iaid(): number {
     return get32(this.bytes, this.offset);
@@ -252,11 +226,6 @@ export class Dhcpv6OptionIterator {
   }
   get iaAddrOptionsLength(): number {
     return this.length - DHCPV6_IAADDR_LEN;
-  }
-
-  private fail(): boolean {
-    this.error = true;
-    return false;
   }
 }
 

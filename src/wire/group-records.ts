@@ -2,7 +2,7 @@
 // the same layout in both, but for the size of an address (4 or 16 bytes). After the 8-byte
 // header (the number of records at byte 6), each record is: type, auxiliary data length (in 32-bit
 // words), number of sources, the group address, the sources, the auxiliary data.
-import { get16, get8 } from './bytes.js';
+import { get16, get8, set16, set8 } from './bytes.js';
 
 const NUM_RECORDS = 6;
 const RECORDS = 8;
@@ -12,6 +12,54 @@ const R = {
   NUM_SOURCES: 2,
   ADDRESS: 4,
 } as const;
+
+/** Group record types, the same numbers in IGMPv3 (RFC 3376 §4.2.12) and MLDv2 (RFC 3810 §5.2.12). */
+export const GroupRecordType = {
+  MODE_IS_INCLUDE: 1,
+  MODE_IS_EXCLUDE: 2,
+  CHANGE_TO_INCLUDE: 3,
+  CHANGE_TO_EXCLUDE: 4,
+  ALLOW_NEW_SOURCES: 5,
+  BLOCK_OLD_SOURCES: 6,
+} as const;
+
+/** What a report's writer needs to know of a record: its type and how many sources it has. */
+export interface GroupRecordShape {
+  type: number;
+  sources: readonly unknown[];
+}
+
+/** The length of a report carrying `records` (no auxiliary data), its 8-byte header included. */
+export function groupReportLength(records: readonly GroupRecordShape[], addressLength: 4 | 16): number {
+  let len = RECORDS;
+  for (const r of records) len += R.ADDRESS + addressLength * (1 + r.sources.length);
+  return len;
+}
+
+/**
+ * Writes the records part of the report at buf[off] (the caller checked its room with
+ * groupReportLength and writes the type and checksum): the reserved bytes 4-5, the record count,
+ * then each record's type, no auxiliary data, its number of sources, and `putAddresses` writing
+ * its group address and sources at `at`.
+ */
+export function emitGroupRecords<T extends GroupRecordShape>(
+  buf: Uint8Array,
+  off: number,
+  records: readonly T[],
+  addressLength: 4 | 16,
+  putAddresses: (buf: Uint8Array, at: number, record: T) => void,
+): void {
+  set16(buf, off + 4, 0);
+  set16(buf, off + NUM_RECORDS, records.length);
+  let p = off + RECORDS;
+  for (const r of records) {
+    set8(buf, p + R.TYPE, r.type);
+    set8(buf, p + R.AUX_LEN, 0);
+    set16(buf, p + R.NUM_SOURCES, r.sources.length);
+    putAddresses(buf, p + R.ADDRESS, r);
+    p += R.ADDRESS + addressLength * (1 + r.sources.length);
+  }
+}
 
 /**
  * Walks the group records of a report. next() positions on the next record; false at the end

@@ -6,7 +6,7 @@
 // are ignored), RFC 2113 (reports carry the router alert option). Addresses are uint32 numbers.
 
 import { get16, get32, get8, rangeOk, set16, set32, set8, WireView } from './bytes.js';
-import { GroupRecordIterator } from './group-records.js';
+import { GroupRecordIterator, GroupRecordType, emitGroupRecords, groupReportLength } from './group-records.js';
 import { internetChecksum, verifyChecksum } from './checksum.js';
 
 // IGMPv1/v2 messages (RFC 2236 section 2):
@@ -37,19 +37,6 @@ const F = {
   RECORDS: 8,
 } as const;
 
-// Group record (RFC 3376 section 4.2.4):
-// |  Record Type  |  Aux Data Len |     Number of Sources (N)     |
-// |                       Multicast Address                       |
-// |                       Source Address [1..N]                   |
-// |                         Auxiliary Data (Aux Data Len words)   |
-const R = {
-  TYPE: 0,
-  AUX_LEN: 1,
-  NUM_SOURCES: 2,
-  GROUP: 4,
-  SOURCES: 8,
-} as const;
-
 export const IGMP_HEADER_LEN = 8;
 export const IGMPV3_QUERY_MIN_LEN = 12;
 export const IGMPV3_RECORD_MIN_LEN = 8;
@@ -63,14 +50,7 @@ export const IgmpType = {
 } as const;
 
 /** Group record types (RFC 3376 section 4.2.12). */
-export const IgmpRecordType = {
-  MODE_IS_INCLUDE: 1,
-  MODE_IS_EXCLUDE: 2,
-  CHANGE_TO_INCLUDE: 3,
-  CHANGE_TO_EXCLUDE: 4,
-  ALLOW_NEW_SOURCES: 5,
-  BLOCK_OLD_SOURCES: 6,
-} as const;
+export const IgmpRecordType = GroupRecordType;
 
 /** 224.0.0.1, 224.0.0.2, 224.0.0.22 (where v3 reports go). */
 export const IGMP_ALL_SYSTEMS = 0xe0000001;
@@ -266,23 +246,18 @@ export interface IgmpGroupRecordRepr {
 
 /** Writes an IGMPv3 report (no auxiliary data) with checksum; returns its length or -1. */
 export function emitIgmpV3Report(buf: Uint8Array, off: number, records: IgmpGroupRecordRepr[]): number {
-  let len = F.RECORDS;
-  for (const r of records) len += IGMPV3_RECORD_MIN_LEN + 4 * r.sources.length;
+  const len = groupReportLength(records, 4);
   if (!rangeOk(buf, off, len)) return -1;
   set8(buf, off + F.TYPE, IgmpType.V3_MEMBERSHIP_REPORT);
   set8(buf, off + 1, 0);
   set16(buf, off + F.CHECKSUM, 0);
-  set16(buf, off + 4, 0);
-  set16(buf, off + F.NUM_RECORDS, records.length);
-  let p = off + F.RECORDS;
-  for (const r of records) {
-    set8(buf, p + R.TYPE, r.type);
-    set8(buf, p + R.AUX_LEN, 0);
-    set16(buf, p + R.NUM_SOURCES, r.sources.length);
-    set32(buf, p + R.GROUP, r.group);
-    for (let i = 0; i < r.sources.length; i++) set32(buf, p + R.SOURCES + 4 * i, r.sources[i]!);
-    p += IGMPV3_RECORD_MIN_LEN + 4 * r.sources.length;
-  }
+  emitGroupRecords(buf, off, records, 4, putIgmpRecordAddresses);
   set16(buf, off + F.CHECKSUM, internetChecksum(buf, off, len));
   return len;
+}
+
+/** A record's group, then its sources. */
+function putIgmpRecordAddresses(buf: Uint8Array, at: number, r: IgmpGroupRecordRepr): void {
+  set32(buf, at, r.group);
+  for (let i = 0; i < r.sources.length; i++) set32(buf, at + 4 * (1 + i), r.sources[i]!);
 }

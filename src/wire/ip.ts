@@ -1,7 +1,10 @@
-// Numbers shared by IPv4 and IPv6: the protocol / next-header registry.
+// Numbers shared by IPv4 and IPv6: the protocol / next-header registry; and the port pair TCP
+// and UDP headers both begin with (RFC 768, RFC 9293 §3.1).
 //
 // Read before editing: the IANA "Assigned Internet Protocol Numbers" registry; RFC 8200 section 4
 // for which of these are IPv6 extension headers.
+
+import { get16, set16, WireView } from './bytes.js';
 
 export const IpProtocol = {
   HOPOPTS: 0,
@@ -47,5 +50,21 @@ export function formatIpProtocol(p: number): string {
       return 'ipv6-opts';
     default:
       return `proto-${p}`;
+  }
+}
+
+/** The source and destination ports at bytes 0 and 2 of a TCP or UDP header: the base of their views. */
+export class PortsView extends WireView {
+  get srcPort(): number {
+    return get16(this.bytes, this.offset);
+  }
+  set srcPort(v: number) {
+    set16(this.bytes, this.offset, v);
+  }
+  get dstPort(): number {
+    return get16(this.bytes, this.offset + 2);
+  }
+  set dstPort(v: number) {
+    set16(this.bytes, this.offset + 2, v);
   }
 }

@@ -7,7 +7,7 @@
 // those are the caller's, gVisor's isMLDValid shows them). Views cover the whole ICMPv6 message.
 
 import { copyBytes, get16, get8, rangeOk, set16, set8, WireView } from './bytes.js';
-import { GroupRecordIterator } from './group-records.js';
+import { GroupRecordIterator, GroupRecordType, emitGroupRecords, groupReportLength } from './group-records.js';
 import { fillIcmpv6Checksum, Icmpv6Type } from './icmpv6.js';
 import { IPV6_ADDR_LEN } from './ipv6.js';
 import { igmpv3DecodeCode } from './igmp.js';
@@ -44,32 +44,12 @@ const F = {
   RECORDS: 8,
 } as const;
 
-// Multicast address record (RFC 3810 section 5.2.4):
-// |  Record Type  |  Aux Data Len |     Number of Sources (N)     |
-// +                       Multicast Address (16)                  +
-// +                       Source Address [1..N] (16 each)         +
-// |                         Auxiliary Data (Aux Data Len words)   |
-const R = {
-  TYPE: 0,
-  AUX_LEN: 1,
-  NUM_SOURCES: 2,
-  ADDRESS: 4,
-  SOURCES: 20,
-} as const;
-
 export const MLDV1_LEN = 24;
 export const MLDV2_QUERY_MIN_LEN = 28;
 export const MLDV2_RECORD_MIN_LEN = 20;
 
 /** Record types: same numbers as IgmpRecordType (RFC 3810 section 5.2.12). */
-export const MldRecordType = {
-  MODE_IS_INCLUDE: 1,
-  MODE_IS_EXCLUDE: 2,
-  CHANGE_TO_INCLUDE: 3,
-  CHANGE_TO_EXCLUDE: 4,
-  ALLOW_NEW_SOURCES: 5,
-  BLOCK_OLD_SOURCES: 6,
-} as const;
+export const MldRecordType = GroupRecordType;
 
 /**
  * Decodes an MLDv2 Maximum Response Code to milliseconds (RFC 3810 section 5.1.3): below 32768 the
@@ -189,13 +169,19 @@ export interface Mldv1Repr {
 /** Writes a 24-byte MLDv1 message; returns 24 or -1. */
 export function emitMldv1(buf: Uint8Array, off: number, repr: Mldv1Repr, src: Uint8Array, dst: Uint8Array): number {
   if (!rangeOk(buf, off, MLDV1_LEN)) return -1;
-  set8(buf, off + F.TYPE, repr.type);
-  set8(buf, off + F.CODE, 0);
-  set16(buf, off + F.MAX_RESP, repr.maxResponseDelay);
-  set16(buf, off + F.RESERVED, 0);
-  copyBytes(buf, off + F.ADDRESS, repr.address, 0, IPV6_ADDR_LEN);
+  emitMldv1Fields(buf, off, repr.type, repr.maxResponseDelay, repr.address);
   fillIcmpv6Checksum(buf, off, MLDV1_LEN, src, dst);
   return MLDV1_LEN;
+}
+
+/** The fields of an MLDv1 message, which an MLDv2 query begins with (RFC 3810 §5.1): type, code
+ *  0, maximum response, reserved, multicast address. */
+function emitMldv1Fields(buf: Uint8Array, off: number, type: number, maxResponse: number, address: Uint8Array): void {
+  set8(buf, off + F.TYPE, type);
+  set8(buf, off + F.CODE, 0);
+  set16(buf, off + F.MAX_RESP, maxResponse);
+  set16(buf, off + F.RESERVED, 0);
+  copyBytes(buf, off + F.ADDRESS, address, 0, IPV6_ADDR_LEN);
 }
 
 export interface Mldv2QueryRepr {
@@ -211,11 +197,7 @@ export interface Mldv2QueryRepr {
 export function emitMldv2Query(buf: Uint8Array, off: number, repr: Mldv2QueryRepr, src: Uint8Array, dst: Uint8Array): number {
   const len = MLDV2_QUERY_MIN_LEN + IPV6_ADDR_LEN * repr.sources.length;
   if (!rangeOk(buf, off, len)) return -1;
-  set8(buf, off + F.TYPE, Icmpv6Type.MLD_QUERY);
-  set8(buf, off + F.CODE, 0);
-  set16(buf, off + F.MAX_RESP, repr.maxRespCode);
-  set16(buf, off + F.RESERVED, 0);
-  copyBytes(buf, off + F.ADDRESS, repr.address, 0, IPV6_ADDR_LEN);
+  emitMldv1Fields(buf, off, Icmpv6Type.MLD_QUERY, repr.maxRespCode, repr.address);
   set8(buf, off + F.S_QRV, (repr.suppressRouterProcessing ? 0x08 : 0) | (repr.qrv & 0x07));
   set8(buf, off + F.QQIC, repr.qqic);
   set16(buf, off + F.NUM_SOURCES, repr.sources.length);
@@ -234,24 +216,17 @@ export interface MldRecordRepr {
 
 /** Writes an MLDv2 report (no auxiliary data); returns its length or -1. */
 export function emitMldv2Report(buf: Uint8Array, off: number, records: MldRecordRepr[], src: Uint8Array, dst: Uint8Array): number {
-  let len = F.RECORDS;
-  for (const r of records) len += MLDV2_RECORD_MIN_LEN + IPV6_ADDR_LEN * r.sources.length;
+  const len = groupReportLength(records, IPV6_ADDR_LEN);
   if (!rangeOk(buf, off, len)) return -1;
   set8(buf, off + F.TYPE, Icmpv6Type.MLDV2_REPORT);
   set8(buf, off + F.CODE, 0);
-  set16(buf, off + 4, 0);
-  set16(buf, off + F.NUM_RECORDS, records.length);
-  let p = off + F.RECORDS;
-  for (const r of records) {
-    set8(buf, p + R.TYPE, r.type);
-    set8(buf, p + R.AUX_LEN, 0);
-    set16(buf, p + R.NUM_SOURCES, r.sources.length);
-    copyBytes(buf, p + R.ADDRESS, r.address, 0, IPV6_ADDR_LEN);
-    for (let i = 0; i < r.sources.length; i++) {
-      copyBytes(buf, p + R.SOURCES + IPV6_ADDR_LEN * i, r.sources[i]!, 0, IPV6_ADDR_LEN);
-    }
-    p += MLDV2_RECORD_MIN_LEN + IPV6_ADDR_LEN * r.sources.length;
-  }
+  emitGroupRecords(buf, off, records, IPV6_ADDR_LEN, putMldRecordAddresses);
   fillIcmpv6Checksum(buf, off, len, src, dst);
   return len;
+}
+
+/** A record's multicast address, then its sources. */
+function putMldRecordAddresses(buf: Uint8Array, at: number, r: MldRecordRepr): void {
+  copyBytes(buf, at, r.address, 0, IPV6_ADDR_LEN);
+  for (let i = 0; i < r.sources.length; i++) copyBytes(buf, at + IPV6_ADDR_LEN * (1 + i), r.sources[i]!, 0, IPV6_ADDR_LEN);
 }

@@ -6,9 +6,9 @@
 // SACK blocks), RFC 3168 section 6.1 (ECE and CWR). Checksum: RFC 9293 section 3.1 with the
 // pseudo-headers of checksum.ts.
 
-import { get16, get32, get8, rangeOk, set16, set32, set8, WireView } from './bytes.js';
+import { get16, get32, get8, rangeOk, set16, set32, set8 } from './bytes.js';
 import { internetChecksum, pseudoHeaderSumV4, pseudoHeaderSumV6, verifyTransportV4, verifyTransportV6 } from './checksum.js';
-import { IpProtocol } from './ip.js';
+import { IpProtocol, PortsView } from './ip.js';
 
 //  0                   1                   2                   3
 //  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
@@ -64,7 +64,7 @@ export const TcpError = {
 export type TcpError = (typeof TcpError)[keyof typeof TcpError];
 
 /** A view of a TCP segment; `length` is the IP payload length. */
-export class TcpSegment extends WireView {
+export class TcpSegment extends PortsView {
   /** Well-formed (see problem()). */
   check(): boolean {
     return this.problem() === TcpError.OK;
@@ -78,18 +78,6 @@ export class TcpSegment extends WireView {
     return TcpError.OK;
   }
 
-  get srcPort(): number {
-    return get16(this.bytes, this.offset + F.SRC_PORT);
-  }
-  set srcPort(v: number) {
-    set16(this.bytes, this.offset + F.SRC_PORT, v);
-  }
-  get dstPort(): number {
-    return get16(this.bytes, this.offset + F.DST_PORT);
-  }
-  set dstPort(v: number) {
-    set16(this.bytes, this.offset + F.DST_PORT, v);
-  }
   get seq(): number {
     return get32(this.bytes, this.offset + F.SEQ);
   }

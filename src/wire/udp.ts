@@ -5,9 +5,9 @@
 // checksum over IPv4 is accepted), RFC 8200 section 8.1 (over IPv6 the checksum is mandatory: drop
 // packets whose checksum is zero). RFC 8085 for how a UDP endpoint should behave.
 
-import { get16, rangeOk, set16, WireView } from './bytes.js';
+import { get16, rangeOk, set16 } from './bytes.js';
 import { internetChecksum, pseudoHeaderSumV4, pseudoHeaderSumV6, verifyTransportV4, verifyTransportV6 } from './checksum.js';
-import { IpProtocol } from './ip.js';
+import { IpProtocol, PortsView } from './ip.js';
 
 //  0                   1                   2                   3
 //  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
@@ -31,25 +31,13 @@ export const UDP_HEADER_LEN = 8;
  * A view of a UDP datagram. `length` is the IP payload length; the datagram is `udpLength` bytes
  * (check() ensures 8 <= udpLength <= length).
  */
-export class UdpDatagram extends WireView {
+export class UdpDatagram extends PortsView {
   check(): boolean {
     if (!rangeOk(this.bytes, this.offset, this.length) || this.length < UDP_HEADER_LEN) return false;
     const l = this.udpLength;
     return l >= UDP_HEADER_LEN && l <= this.length;
   }
 
-  get srcPort(): number {
-    return get16(this.bytes, this.offset + F.SRC_PORT);
-  }
-  set srcPort(v: number) {
-    set16(this.bytes, this.offset + F.SRC_PORT, v);
-  }
-  get dstPort(): number {
-    return get16(this.bytes, this.offset + F.DST_PORT);
-  }
-  set dstPort(v: number) {
-    set16(this.bytes, this.offset + F.DST_PORT, v);
-  }
   /** The Length field: header plus data. */
   get udpLength(): number {
     return get16(this.bytes, this.offset + F.LENGTH);

@@ -28,6 +28,21 @@ union ControlBuffer {
   char bytes[CMSG_SPACE(kMaxFds * sizeof(int))];
 };
 
+// The msghdr of a sendmsg or recvmsg over one buffer, with room for the control messages the
+// caller sets up. It points into itself: never copied or moved.
+struct OneBufferMessage {
+  iovec iov;
+  msghdr msg{};
+  ControlBuffer control;  // last: cmsghdr ends in a flexible array member
+
+  explicit OneBufferMessage(const ByteRange& range) : iov{range.data, range.length} {
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+  }
+  OneBufferMessage(const OneBufferMessage&) = delete;
+  OneBufferMessage& operator=(const OneBufferMessage&) = delete;
+};
+
 Napi::Value Fail(Napi::Env env) { return env.Undefined(); }  // with a pending exception
 
 // Throws the errno of a failed setup step, first closing `fd` (if >= 0) that the step leaves
@@ -188,11 +203,9 @@ Napi::Value RecvMsg(const Napi::CallbackInfo& info) {
     return Fail(env);
   }
 
-  ControlBuffer control;
-  iovec iov{range.data, range.length};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
+  OneBufferMessage m(range);
+  msghdr& msg = m.msg;
+  ControlBuffer& control = m.control;
   if (maxFds > 0) {
     // CMSG_LEN, not CMSG_SPACE: the kernel fits as many fds as the length allows, and the padding
     // of CMSG_SPACE would make room for one more than asked when maxFds is odd.
@@ -255,11 +268,9 @@ Napi::Value SendMsg(const Napi::CallbackInfo& info) {
     return Fail(env);
   }
 
-  ControlBuffer control;
-  iovec iov{range.data, range.length};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
+  OneBufferMessage m(range);
+  msghdr& msg = m.msg;
+  ControlBuffer& control = m.control;
   if (fdCount > 0) {
     std::memset(control.bytes, 0, CMSG_SPACE(fdCount * sizeof(int)));
     msg.msg_control = control.bytes;

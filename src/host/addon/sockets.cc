@@ -114,6 +114,26 @@ union ControlBuffer {
   char bytes[512];
 };
 
+// The msghdr of a recvmsg into one buffer, with room for the peer's address and the control
+// messages. It points into itself: never copied or moved.
+struct RecvMessage {
+  SockAddr peer;
+  iovec iov;
+  msghdr msg{};
+  ControlBuffer control;  // last: cmsghdr ends in a flexible array member
+
+  explicit RecvMessage(const ByteRange& range) : iov{range.data, range.length} {
+    msg.msg_name = &peer;
+    msg.msg_namelen = sizeof peer;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.bytes;
+    msg.msg_controllen = sizeof control.bytes;
+  }
+  RecvMessage(const RecvMessage&) = delete;
+  RecvMessage& operator=(const RecvMessage&) = delete;
+};
+
 bool SetOpt(Napi::Env env, int fd, int level, int name, const void* value, socklen_t len) {
   if (setsockopt(fd, level, name, value, len) < 0) {
     ThrowErrno(env, errno, "setsockopt");
@@ -154,32 +174,31 @@ Napi::Value OpenUdp(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// Reads (fd, family, addr, port), the arguments of bind and connect. False with an exception
+// pending.
+static bool ArgFdAddress(const Napi::CallbackInfo& info, int* fd, SockAddr* addr, socklen_t* len) {
+  int family;
+  return ArgFd(info, 0, fd) && ArgFamily(info, 1, &family) && ArgAddress(info, 2, family, addr, len);
+}
+
 // bind(fd, family, addr, port): 0 or -errno. For a ping socket the port is the echo identifier.
 Napi::Value Bind(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   int fd;
-  int family;
   SockAddr addr;
   socklen_t len;
-  if (!ArgFd(info, 0, &fd) || !ArgFamily(info, 1, &family) || !ArgAddress(info, 2, family, &addr, &len)) {
-    return Fail(env);
-  }
+  if (!ArgFdAddress(info, &fd, &addr, &len)) return Fail(info.Env());
   int r = bind(fd, &addr.sa, len);
-  return Napi::Number::New(env, r == 0 ? 0 : -errno);
+  return Napi::Number::New(info.Env(), r == 0 ? 0 : -errno);
 }
 
 // connect(fd, family, addr, port): 0 or -errno. Datagram connects complete at once.
 Napi::Value Connect(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   int fd;
-  int family;
   SockAddr addr;
   socklen_t len;
-  if (!ArgFd(info, 0, &fd) || !ArgFamily(info, 1, &family) || !ArgAddress(info, 2, family, &addr, &len)) {
-    return Fail(env);
-  }
+  if (!ArgFdAddress(info, &fd, &addr, &len)) return Fail(info.Env());
   int r = RetryEintr([&] { return connect(fd, &addr.sa, len); });
-  return Napi::Number::New(env, r == 0 ? 0 : -errno);
+  return Napi::Number::New(info.Env(), r == 0 ? 0 : -errno);
 }
 
 // getsockname(fd, family): { addr (4 or 16 bytes, by the socket's actual family), port }. Throws.
@@ -209,25 +228,44 @@ Napi::Value GetSockName(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// Reads (fd, family, on) and sets level/option of the socket's family to the on or off value:
-// the shape of every boolean per-family option below. Throws.
+// Sets the option of the socket's family: IPPROTO_IP's opt4 to value4, or IPPROTO_IPV6's opt6 to
+// value6. Throws.
+static void SetFamilyOpt(Napi::Env env, int fd, int family, int opt4, int value4, int opt6, int value6) {
+  if (family == 4) {
+    SetIntOpt(env, fd, IPPROTO_IP, opt4, value4);
+  } else {
+    SetIntOpt(env, fd, IPPROTO_IPV6, opt6, value6);
+  }
+}
+
+// Reads (fd, family, on) and sets the option of the socket's family to its on or off value: the
+// shape of every boolean per-family option below. Throws.
 static Napi::Value SetFamilyFlag(const Napi::CallbackInfo& info, int opt4, int on4, int off4, int opt6, int on6, int off6) {
   Napi::Env env = info.Env();
   int fd;
   int family;
   if (!ArgFd(info, 0, &fd) || !ArgFamily(info, 1, &family)) return Fail(env);
   bool on = info[2].ToBoolean().Value();
-  if (family == 4) {
-    SetIntOpt(env, fd, IPPROTO_IP, opt4, on ? on4 : off4);
-  } else {
-    SetIntOpt(env, fd, IPPROTO_IPV6, opt6, on ? on6 : off6);
-  }
+  SetFamilyOpt(env, fd, family, opt4, on ? on4 : off4, opt6, on ? on6 : off6);
   return env.Undefined();
 }
 
 // setRecvErr(fd, family, on): IP_RECVERR / IPV6_RECVERR. Throws.
 Napi::Value SetRecvErr(const Napi::CallbackInfo& info) {
   return SetFamilyFlag(info, IP_RECVERR, 1, 0, IPV6_RECVERR, 1, 0);
+}
+
+// setRecvTtl(fd, family, on): IP_RECVTTL / IPV6_RECVHOPLIMIT, so recvFrom reports `ttl`. Throws.
+Napi::Value SetRecvTtl(const Napi::CallbackInfo& info) {
+  return SetFamilyFlag(info, IP_RECVTTL, 1, 0, IPV6_RECVHOPLIMIT, 1, 0);
+}
+
+// setDontFragment(fd, family, on): IP_MTU_DISCOVER / IPV6_MTU_DISCOVER = PMTUDISC_DO (IPv4: DF
+// set; both: never fragment locally, sends above the known path MTU fail with EMSGSIZE and queue
+// an origin-LOCAL error carrying the MTU) or PMTUDISC_DONT (fragment locally as needed, IPv4: DF
+// clear). Throws.
+Napi::Value SetDontFragment(const Napi::CallbackInfo& info) {
+  return SetFamilyFlag(info, IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_PMTUDISC_DONT, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DO, IPV6_PMTUDISC_DONT);
 }
 
 // setSelectErrQueue(fd, on): SO_SELECT_ERR_QUEUE: a non-empty error queue also raises POLLPRI
@@ -241,11 +279,6 @@ Napi::Value SetSelectErrQueue(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// setRecvTtl(fd, family, on): IP_RECVTTL / IPV6_RECVHOPLIMIT, so recvFrom reports `ttl`. Throws.
-Napi::Value SetRecvTtl(const Napi::CallbackInfo& info) {
-  return SetFamilyFlag(info, IP_RECVTTL, 1, 0, IPV6_RECVHOPLIMIT, 1, 0);
-}
-
 // setTtl(fd, family, ttl): IP_TTL / IPV6_UNICAST_HOPS for unicast sends; -1 restores the
 // default (the route's, or net.ipv4.ip_default_ttl). Throws (EINVAL for 0 with IPv4).
 Napi::Value SetTtl(const Napi::CallbackInfo& info) {
@@ -256,20 +289,8 @@ Napi::Value SetTtl(const Napi::CallbackInfo& info) {
   if (!ArgFd(info, 0, &fd) || !ArgFamily(info, 1, &family) || !ArgInt(info, 2, "ttl", -1, 255, &ttl)) {
     return Fail(env);
   }
-  if (family == 4) {
-    SetIntOpt(env, fd, IPPROTO_IP, IP_TTL, static_cast<int>(ttl));
-  } else {
-    SetIntOpt(env, fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, static_cast<int>(ttl));
-  }
+  SetFamilyOpt(env, fd, family, IP_TTL, static_cast<int>(ttl), IPV6_UNICAST_HOPS, static_cast<int>(ttl));
   return env.Undefined();
-}
-
-// setDontFragment(fd, family, on): IP_MTU_DISCOVER / IPV6_MTU_DISCOVER = PMTUDISC_DO (IPv4: DF
-// set; both: never fragment locally, sends above the known path MTU fail with EMSGSIZE and queue
-// an origin-LOCAL error carrying the MTU) or PMTUDISC_DONT (fragment locally as needed, IPv4: DF
-// clear). Throws.
-Napi::Value SetDontFragment(const Napi::CallbackInfo& info) {
-  return SetFamilyFlag(info, IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_PMTUDISC_DONT, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DO, IPV6_PMTUDISC_DONT);
 }
 
 // setIcmpFilter(fd, family, passTypes): raw ICMP sockets only (ICMP_FILTER / ICMP6_FILTER): only
@@ -445,16 +466,9 @@ Napi::Value RecvFrom(const Napi::CallbackInfo& info) {
       !ArgOut(info, 5, "addr", &out, &outAddr)) {
     return Fail(env);
   }
-  SockAddr from;
-  ControlBuffer control;
-  iovec iov{range.data, range.length};
-  msghdr msg{};
-  msg.msg_name = &from;
-  msg.msg_namelen = sizeof from;
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.bytes;
-  msg.msg_controllen = sizeof control.bytes;
+  RecvMessage m(range);
+  msghdr& msg = m.msg;
+  const SockAddr& from = m.peer;
   // MSG_CMSG_CLOEXEC: inet sockets carry no fds, but should one ever arrive it is not inherited.
   ssize_t n = RetryEintr([&] { return recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC); });
   if (n < 0) return Napi::Number::New(env, -errno);
@@ -495,16 +509,9 @@ Napi::Value RecvErr(const Napi::CallbackInfo& info) {
     return Fail(env);
   }
 
-  SockAddr dst;
-  ControlBuffer control;
-  iovec iov{range.data, range.length};
-  msghdr msg{};
-  msg.msg_name = &dst;
-  msg.msg_namelen = sizeof dst;
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.bytes;
-  msg.msg_controllen = sizeof control.bytes;
+  RecvMessage m(range);
+  msghdr& msg = m.msg;
+  const SockAddr& dst = m.peer;
   // The error queue of an inet socket never holds SCM_RIGHTS; MSG_CMSG_CLOEXEC all the same.
   ssize_t n = RetryEintr([&] { return recvmsg(fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT | MSG_CMSG_CLOEXEC); });
   if (n < 0) return Napi::Number::New(env, -errno);
