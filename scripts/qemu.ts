@@ -351,6 +351,10 @@ export interface StartGuestOptions {
   extraFiles?: Record<string, CpioFile>;
   /** Guest RAM in MiB (default 256); also the size of the shared memfd backend. */
   memoryMiB?: number;
+  /** Guest RAM: a memfd backend shared with the vhost-user backend ('shared', the default, which
+   * vhost-user needs), the same with share=off ('private'), or QEMU's default anonymous RAM with no
+   * -object memory-backend at all ('none'). The last two are for tests of what a user gets wrong. */
+  memoryBackend?: 'shared' | 'private' | 'none';
   /** vCPUs (default: mq when mq > 1, else 1). */
   smp?: number;
   /** Guest MAC (default 52:54:00:12:34:56). */
@@ -434,6 +438,7 @@ export interface QemuCommandInput {
 /** Builds the QEMU argv (without the binary) for startGuest; exported for inspection and tests. */
 export function qemuArgs({ image, initrd, accel, opts }: QemuCommandInput): string[] {
   const mem = opts.memoryMiB ?? 256;
+  const backend = opts.memoryBackend ?? 'shared';
   const mq = opts.mq ?? 1;
   const smp = opts.smp ?? (mq > 1 ? mq : 1);
   const netdev = opts.qemuNetdev ?? (opts.socketPath !== undefined ? 'vhost-user' : undefined);
@@ -458,10 +463,9 @@ export function qemuArgs({ image, initrd, accel, opts }: QemuCommandInput): stri
     String(smp),
     '-m',
     `${mem}M`,
-    '-object',
-    `memory-backend-memfd,id=mem,size=${mem}M,share=on`,
-    '-numa',
-    'node,memdev=mem',
+    ...(backend === 'none'
+      ? []
+      : ['-object', `memory-backend-memfd,id=mem,size=${mem}M,share=${backend === 'shared' ? 'on' : 'off'}`, '-numa', 'node,memdev=mem']),
     '-nodefaults',
     '-no-user-config',
     '-display',
