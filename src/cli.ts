@@ -3,7 +3,7 @@
 // an unusable environment gets one line saying what to do and a non-zero exit.
 import { SocketInUseError } from 'vhost-user-ts';
 import { createStartLogger } from './main/logger.js';
-import { HelpShown, UsageError, parseArgs } from './main/options.js';
+import { HelpShown, UsageError, parseArgs, qemuBanner } from './main/options.js';
 import { PcapError } from './main/pcap.js';
 import { PrivilegeError, applyPrivileges, planPrivileges, resolveGroup, setSocketAccess } from './main/privileges.js';
 import type { PrivilegePlan } from './main/privileges.js';
@@ -14,16 +14,6 @@ import { formatIpv4, formatIpv6 } from './wire/index.js';
 function fail(message: string, code: number): number {
   process.stderr.write(`vunet: ${message}\n`);
   return code;
-}
-
-/** The QEMU arguments that attach a guest to this socket (QEMU 7.2 under TCG needs vectors=0). */
-export function qemuArgs(socketPath: string, memory = '512M'): string {
-  return [
-    `-object memory-backend-memfd,id=mem,size=${memory},share=on -numa node,memdev=mem -m ${memory}`,
-    `-chardev socket,id=vunet0,path=${socketPath},reconnect=1`,
-    '-netdev vhost-user,id=net0,chardev=vunet0',
-    '-device virtio-net-pci,netdev=net0,vectors=0',
-  ].join(' \\\n    ');
 }
 
 /** SD_LISTEN_FDS_START: the first fd systemd passes. */
@@ -137,7 +127,7 @@ async function main(argv: string[]): Promise<number> {
   process.once('SIGINT', () => void stop('SIGINT'));
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGUSR1', () => logger.info(vunet.status(), 'status'));
-  process.stderr.write(`\nStart QEMU with:\n    ${qemuArgs(vunet.listenedOn)}\n\n`);
+  process.stderr.write(`\n${qemuBanner(vunet.listenedOn)}\n`);
   return -1; // keep running
 }
 

@@ -139,6 +139,11 @@ export class UsageError extends Error {
 }
 
 /** --help or --version: the text has been written; the CLI should exit with status 0. */
+/** Why and when the device needs vectors=0: QEMU 7.2 segfaults in msix_set_vector_notifiers
+ *  (vhost_net_start) when a vhost-user virtio-net device starts under TCG. With KVM, MSI-X works
+ *  and vectors=0 would only push the device back to the slower shared INTx interrupt. */
+const TCG_NOTE = 'With TCG instead of KVM, QEMU 7.2 crashes as the device starts unless its MSI-X is off; there, and only there, use:';
+
 /** What `--print-capabilities` prints (QEMU's docs/interop/vhost-user.json,
  *  VHostUserBackendCapabilities): a net backend, which defines no further features. */
 export const BACKEND_CAPABILITIES = { type: 'net' } as const;
@@ -240,20 +245,40 @@ export function buildProgram(output: ProgramOutput = {}): Command {
   program.addHelpText(
     'after',
     `
-Example:
+Example (MEM is the guest's memory size, e.g. MEM=2G: -m and size= must agree):
   vunet --socket /tmp/vunet.sock &
-  qemu-system-x86_64 -m 512M \\
-    -object memory-backend-memfd,id=mem,size=512M,share=on -numa node,memdev=mem \\
+  qemu-system-x86_64 -accel kvm -m $MEM \\
+    -object memory-backend-memfd,id=mem,size=$MEM,share=on -numa node,memdev=mem \\
     -chardev socket,id=c0,path=/tmp/vunet.sock,reconnect=1 \\
     -netdev vhost-user,id=n0,chardev=c0 -device virtio-net-pci,netdev=n0 ...
+  ${TCG_NOTE}
+    -device virtio-net-pci,netdev=n0,vectors=0
 
 Port forwards: -t 2222:22 (host port 2222, all addresses, to guest port 22),
   -t 127.0.0.1:8080:80, -t [::1]:2222:22, -u 6000-6009 (ports 6000..6009 to the same ports).
 
-The guest's memory must be shared (share=on) and the same size as -m. QEMU 7.2 under TCG
-also needs vectors=0 on -device virtio-net-pci.`,
+The guest's memory must be shared (share=on, or no network) and the same size as -m.`,
   );
   return program;
+}
+
+/**
+ * What vunet prints once it listens: the QEMU arguments that attach a guest to `socketPath`. The
+ * memory size is the shell variable MEM, not a number: it must be the guest's own `-m`, which only
+ * the user knows, and a made-up one (a working-looking 512M) would be copied as it is.
+ */
+export function qemuBanner(socketPath: string): string {
+  const path = socketPath.replaceAll(',', ',,'); // QEMU's option syntax doubles commas
+  return [
+    "Start QEMU with these arguments, MEM being the guest's memory size (e.g. MEM=2G; -m and size= must agree):",
+    `    -m $MEM -object memory-backend-memfd,id=mem,size=$MEM,share=on -numa node,memdev=mem \\`,
+    `    -chardev socket,id=vunet0,path=${path},reconnect=1 \\`,
+    '    -netdev vhost-user,id=net0,chardev=vunet0 \\',
+    '    -device virtio-net-pci,netdev=net0',
+    TCG_NOTE,
+    '    -device virtio-net-pci,netdev=net0,vectors=0',
+    '',
+  ].join('\n');
 }
 
 /**
