@@ -5,6 +5,7 @@ import { SocketInUseError } from 'vhost-user-ts';
 import { createStartLogger } from './main/logger.js';
 import { HelpShown, UsageError, parseArgs, qemuBanner } from './main/options.js';
 import { PcapError } from './main/pcap.js';
+import { PidFileError, checkPidFile, removePidFile, writePidFile } from './main/pid-file.js';
 import { PrivilegeError, applyPrivileges, planPrivileges, resolveGroup, setSocketAccess } from './main/privileges.js';
 import type { PrivilegePlan } from './main/privileges.js';
 import type { VunetOptions } from './main/options.js';
@@ -52,6 +53,12 @@ async function main(argv: string[]): Promise<number> {
     if (err instanceof PrivilegeError) return fail(err.message, 2);
     throw err;
   }
+  try {
+    if (opts.pidFile !== undefined) checkPidFile(opts.pidFile);
+  } catch (err) {
+    if (err instanceof PidFileError) return fail(err.message, 1);
+    throw err;
+  }
   let vunet: Vunet;
   try {
     vunet = await Vunet.start({
@@ -89,15 +96,29 @@ async function main(argv: string[]): Promise<number> {
       return fail(`cannot set --socket-mode/--socket-group on ${opts.socketPath}: ${code} (the group must be one of yours unless vunet runs as root)`, 1);
     }
   }
+  // Once the socket listens (and has its mode and group): whoever waits for the file can connect.
+  if (opts.pidFile !== undefined) {
+    try {
+      writePidFile(opts.pidFile);
+    } catch (err) {
+      await vunet.close();
+      return fail(
+        `cannot write --pid-file ${opts.pidFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)} (check the directory exists and is writable)`,
+        1,
+      );
+    }
+  }
   try {
     applyPrivileges(privileges, {
       ...(opts.socketPath !== undefined ? { socketPath: opts.socketPath } : {}),
       logger,
       ...(socketGid !== undefined ? { socketGid } : {}),
       ...(opts.pcapFile !== undefined ? { pcapFile: opts.pcapFile } : {}),
+      ...(opts.pidFile !== undefined ? { pidFile: opts.pidFile } : {}),
     });
   } catch (err) {
     await vunet.close();
+    if (opts.pidFile !== undefined) removePidFile(opts.pidFile);
     const hint = '--runas chooses the user; --no-sandbox skips no_new_privs, Landlock and seccomp';
     return fail(`cannot drop privileges: ${err instanceof Error ? err.message : String(err)} (${hint})`, 1);
   }
@@ -122,6 +143,7 @@ async function main(argv: string[]): Promise<number> {
   const stop = async (signal: string): Promise<void> => {
     logger.info({ signal }, 'stopping');
     await vunet.close();
+    if (opts.pidFile !== undefined) removePidFile(opts.pidFile);
     process.exit(0);
   };
   process.once('SIGINT', () => void stop('SIGINT'));

@@ -65,6 +65,8 @@ export interface VunetOptions {
   dnsUpstream: string[];
   /** Capture file for every frame, both directions. */
   pcapFile?: string;
+  /** --pid-file: written once the socket listens, removed at a clean exit. */
+  pidFile?: string;
   logLevel: LogLevel;
   /** Idle time after which a UDP NAT mapping is dropped, seconds. */
   udpTimeoutSec: number;
@@ -207,6 +209,7 @@ export function buildProgram(output: ProgramOutput = {}): Command {
     .addOption(new Option('--dns <addr>', 'upstream DNS server, IPv4 or IPv6; repeat for more').argParser(collect).default([], "the host's /etc/resolv.conf"))
     .addOption(new Option('--search <domain>', 'DNS search domain handed to the guest; repeat for more').argParser(collect).default([], 'none'))
     .addOption(new Option('--pcap <file>', 'write every frame, both directions, to this pcap file'))
+    .addOption(new Option('--pid-file <path>', 'write the process id here once the socket listens; removed at exit (refused if a running vunet holds it)'))
     .addOption(new Option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')}`).default(...shown('info')))
     .addOption(new Option('--udp-timeout <sec>', 'seconds an idle UDP NAT mapping is kept').default(...shown(String(DEFAULT_UDP_TIMEOUT_SEC))))
     .addOption(new Option('--tcp-time-wait <ms>', 'how long a closed TCP connection stays in TIME_WAIT').default(...shown(String(DEFAULT_TCP_TIME_WAIT_MS))))
@@ -352,6 +355,7 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}, a
     throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')} (got ${o.logLevel})`);
   }
   if (o.pcap === '') throw new UsageError('--pcap needs a file name');
+  if (o.pidFile === '') throw new UsageError('--pid-file needs a file name');
 
   const result: VunetOptions = {
     socketPath: o.socket,
@@ -369,6 +373,7 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}, a
     deny: o.deny.map(parseDenyPrefix),
   };
   if (o.pcap !== undefined) result.pcapFile = o.pcap;
+  if (o.pidFile !== undefined) result.pidFile = o.pidFile;
   if (o.runas !== undefined) result.runAs = parseRunAs(o.runas);
   if (o.socketMode !== undefined) {
     if (!/^0?[0-7]{3}$/.test(o.socketMode))
@@ -396,6 +401,7 @@ interface RawOptions {
   dns: string[];
   search: string[];
   pcap: string | undefined;
+  pidFile: string | undefined;
   logLevel: string;
   udpTimeout: string;
   tcpTimeWait: string;
