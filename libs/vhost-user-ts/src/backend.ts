@@ -197,6 +197,8 @@ export class Backend {
   /** Some ring's avail index has moved since it started: guest memory is shared. */
   private memoryShown = false;
   private notSharedReported = false;
+  /** Kicks that found a queue's avail index where it started (before memory was shown shared). */
+  private emptyKicks = 0;
   private notSharedTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -592,7 +594,10 @@ export class Backend {
         return;
       }
       if (!slot.running) return;
-      if (!this.memoryShown && !this.availMoved(slot)) this.suspectUnsharedMemory();
+      if (!this.memoryShown && !this.availMoved(slot)) {
+        this.emptyKicks++;
+        this.suspectUnsharedMemory();
+      }
       this.device.queueKicked(slot.queue);
     } catch (err) {
       this.fail(err instanceof Error ? err : new Error(String(err)));
@@ -628,8 +633,9 @@ export class Backend {
       if (!this.slots.some((s) => s.queue.started)) return;
       kind = 'no-memory';
     } else {
+      // Memory that came after the rings started is judged by kicks, as any.
       const running = this.slots.filter((s) => s.running);
-      if (running.length === 0 || running.some((s) => this.availMoved(s))) return;
+      if (this.emptyKicks === 0 || running.length === 0 || running.some((s) => this.availMoved(s))) return;
       kind = 'not-shared';
     }
     this.notSharedReported = true;

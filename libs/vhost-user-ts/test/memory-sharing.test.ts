@@ -94,6 +94,23 @@ t.test('shared memory, RX buffers posted and an empty kick on TX (as the first k
   t.same(problems, []);
 });
 
+t.test('memory passed after the rings started: nothing is said', async (t) => {
+  const { server, path, stop } = startServer(new LoopbackDevice());
+  t.teardown(stop);
+  const problems: GuestMemoryNotShared[] = [];
+  server.on('memoryNotShared', (p) => problems.push(p));
+  const fe = TestFrontend.connect(path);
+  t.teardown(() => fe.close());
+  const [, txq] = await fe.handshake({ memory: 'none' });
+  await fe.setMemTable(); // memory arrives late, within the verdict's delay
+  await tick(MEMORY_NOT_SHARED_DELAY_MS * 1.5); // and the driver posts nothing meanwhile
+  t.same(problems, [], 'rings with nothing on them are no sign of private memory');
+  txq!.add([{ data: new Uint8Array(60) }]);
+  txq!.kick();
+  t.equal((await txq!.waitUsed(1)).length, 1, 'the frame went through');
+  t.same(problems, []);
+});
+
 t.test('without a listener the server logs the message as one error line', async (t) => {
   const log = new CaptureLogger();
   const { server, path, stop } = startServer(new LoopbackDevice(), { logger: log });
