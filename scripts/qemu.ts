@@ -9,7 +9,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, renameSync, accessSync, constants } from 'node:fs';
-import { readFile, writeFile, copyFile, appendFile, stat, truncate } from 'node:fs/promises';
+import { readFile, writeFile, copyFile, appendFile, stat, truncate, mkdir, chmod } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
@@ -351,6 +351,10 @@ export interface StartGuestOptions {
   extraFiles?: Record<string, CpioFile>;
   /** Guest RAM in MiB (default 256); also the size of the shared memfd backend. */
   memoryMiB?: number;
+  /** Guest RAM: a memfd backend shared with the vhost-user backend ('shared', the default, which
+   * vhost-user needs), the same with share=off ('private'), or QEMU's default anonymous RAM with no
+   * -object memory-backend at all ('none'). The last two are for tests of what a user gets wrong. */
+  memoryBackend?: 'shared' | 'private' | 'none';
   /** vCPUs (default: mq when mq > 1, else 1). */
   smp?: number;
   /** Guest MAC (default 52:54:00:12:34:56). */
@@ -387,6 +391,10 @@ export interface StartGuestOptions {
   echo?: boolean | NodeJS.WritableStream;
   /** Use this image instead of ensureGuestImage(). */
   image?: GuestImage;
+  /** Run QEMU as this user (through setpriv; needs root): the kernel and initrd are copied to a
+   * directory anyone may read first, since the checkout and this process's temporary directory
+   * may be closed to it. */
+  user?: { uid: number; gid: number; groups: number[] };
 }
 
 export interface GuestExit {
@@ -434,6 +442,7 @@ export interface QemuCommandInput {
 /** Builds the QEMU argv (without the binary) for startGuest; exported for inspection and tests. */
 export function qemuArgs({ image, initrd, accel, opts }: QemuCommandInput): string[] {
   const mem = opts.memoryMiB ?? 256;
+  const backend = opts.memoryBackend ?? 'shared';
   const mq = opts.mq ?? 1;
   const smp = opts.smp ?? (mq > 1 ? mq : 1);
   const netdev = opts.qemuNetdev ?? (opts.socketPath !== undefined ? 'vhost-user' : undefined);
@@ -458,10 +467,9 @@ export function qemuArgs({ image, initrd, accel, opts }: QemuCommandInput): stri
     String(smp),
     '-m',
     `${mem}M`,
-    '-object',
-    `memory-backend-memfd,id=mem,size=${mem}M,share=on`,
-    '-numa',
-    'node,memdev=mem',
+    ...(backend === 'none'
+      ? []
+      : ['-object', `memory-backend-memfd,id=mem,size=${mem}M,share=${backend === 'shared' ? 'on' : 'off'}`, '-numa', 'node,memdev=mem']),
     '-nodefaults',
     '-no-user-config',
     '-display',
@@ -536,8 +544,30 @@ export async function startGuest(opts: StartGuestOptions = {}): Promise<GuestHan
   } else if (opts.extraFiles !== undefined && Object.keys(opts.extraFiles).length > 0) {
     throw new Error('extraFiles needs a script');
   }
-  const args = qemuArgs({ image, initrd, accel, opts });
-  const prefix = deathSignalPrefix();
+  let bootImage = image;
+  let userPrefix: string[] = [];
+  if (opts.user !== undefined) {
+    const u = opts.user;
+    const dir = tempPath('readable');
+    await mkdir(dir, { mode: 0o755 });
+    await chmod(dir, 0o755);
+    const kernel = path.join(dir, 'vmlinuz');
+    const readableInitrd = path.join(dir, 'initrd.img');
+    await copyFile(image.kernel, kernel);
+    await copyFile(initrd, readableInitrd);
+    await chmod(kernel, 0o644);
+    await chmod(readableInitrd, 0o644);
+    bootImage = { ...image, kernel };
+    initrd = readableInitrd;
+    // The temporary directory above it is this process's own (0700): let the user through.
+    await chmod(path.dirname(dir), 0o711);
+    // One setpriv: a second one changing the user would clear the first one's death signal.
+    const ids = [`--reuid=${u.uid}`, `--regid=${u.gid}`, u.groups.length > 0 ? `--groups=${u.groups.join(',')}` : '--clear-groups'];
+    const death = deathSignalPrefix();
+    userPrefix = ['setpriv', ...death.slice(1, -1), ...ids, '--'];
+  }
+  const args = qemuArgs({ image: bootImage, initrd, accel, opts });
+  const prefix = opts.user !== undefined ? userPrefix : deathSignalPrefix();
   const command = [...prefix, qemuBinary(), ...args];
   const interactive = opts.interactive === true;
 

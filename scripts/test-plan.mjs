@@ -27,6 +27,8 @@ const OWN_PROCESS = [
   [/^test\/e2e-[^/]*\.test\.ts$/, 'boots a guest under QEMU'],
   ['test/guest-boot.test.ts', 'boots a guest under QEMU'],
   ['test/cli.test.ts', 'starts the vunet CLI'],
+  ['test/cli-pid-file.test.ts', 'starts the vunet CLI'],
+  ['test/install.test.ts', 'packs and installs vunet, building both addons (half a minute of compiling)'],
   ['test/main/privileges.test.ts', 'starts vunet as root, in a network namespace'],
   ['test/main/pcap.test.ts', 'switches its effective user to nobody for a moment'],
   ['test/flip.test.ts', 'a vunet target process and a worker writing into its guest memory'],

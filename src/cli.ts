@@ -3,8 +3,9 @@
 // an unusable environment gets one line saying what to do and a non-zero exit.
 import { SocketInUseError } from 'vhost-user-ts';
 import { createStartLogger } from './main/logger.js';
-import { HelpShown, UsageError, parseArgs } from './main/options.js';
+import { HelpShown, UsageError, parseArgs, qemuBanner } from './main/options.js';
 import { PcapError } from './main/pcap.js';
+import { PidFileError, checkPidFile, removePidFile, writePidFile } from './main/pid-file.js';
 import { PrivilegeError, applyPrivileges, planPrivileges, resolveGroup, setSocketAccess } from './main/privileges.js';
 import type { PrivilegePlan } from './main/privileges.js';
 import type { VunetOptions } from './main/options.js';
@@ -14,16 +15,6 @@ import { formatIpv4, formatIpv6 } from './wire/index.js';
 function fail(message: string, code: number): number {
   process.stderr.write(`vunet: ${message}\n`);
   return code;
-}
-
-/** The QEMU arguments that attach a guest to this socket (QEMU 7.2 under TCG needs vectors=0). */
-export function qemuArgs(socketPath: string, memory = '512M'): string {
-  return [
-    `-object memory-backend-memfd,id=mem,size=${memory},share=on -numa node,memdev=mem -m ${memory}`,
-    `-chardev socket,id=vunet0,path=${socketPath},reconnect=1`,
-    '-netdev vhost-user,id=net0,chardev=vunet0',
-    '-device virtio-net-pci,netdev=net0,vectors=0',
-  ].join(' \\\n    ');
 }
 
 /** SD_LISTEN_FDS_START: the first fd systemd passes. */
@@ -60,6 +51,12 @@ async function main(argv: string[]): Promise<number> {
     if (opts.socketGroup !== undefined) socketGid = resolveGroup(opts.socketGroup);
   } catch (err) {
     if (err instanceof PrivilegeError) return fail(err.message, 2);
+    throw err;
+  }
+  try {
+    if (opts.pidFile !== undefined) checkPidFile(opts.pidFile);
+  } catch (err) {
+    if (err instanceof PidFileError) return fail(err.message, 1);
     throw err;
   }
   let vunet: Vunet;
@@ -100,15 +97,29 @@ async function main(argv: string[]): Promise<number> {
       return fail(`cannot set --socket-mode/--socket-group on ${opts.socketPath}: ${code} (the group must be one of yours unless vunet runs as root)`, 1);
     }
   }
+  // Once the socket listens (and has its mode and group): whoever waits for the file can connect.
+  if (opts.pidFile !== undefined) {
+    try {
+      writePidFile(opts.pidFile);
+    } catch (err) {
+      await vunet.close();
+      return fail(
+        `cannot write --pid-file ${opts.pidFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)} (check the directory exists and is writable)`,
+        1,
+      );
+    }
+  }
   try {
     applyPrivileges(privileges, {
       ...(opts.socketPath !== undefined ? { socketPath: opts.socketPath } : {}),
       logger,
       ...(socketGid !== undefined ? { socketGid } : {}),
       ...(opts.pcapFile !== undefined ? { pcapFile: opts.pcapFile } : {}),
+      ...(opts.pidFile !== undefined ? { pidFile: opts.pidFile } : {}),
     });
   } catch (err) {
     await vunet.close();
+    if (opts.pidFile !== undefined) removePidFile(opts.pidFile);
     const hint = '--runas chooses the user; --no-sandbox skips no_new_privs, Landlock and seccomp';
     return fail(`cannot drop privileges: ${err instanceof Error ? err.message : String(err)} (${hint})`, 1);
   }
@@ -134,12 +145,13 @@ async function main(argv: string[]): Promise<number> {
   const stop = async (signal: string): Promise<void> => {
     logger.info({ signal }, 'stopping');
     await vunet.close();
+    if (opts.pidFile !== undefined) removePidFile(opts.pidFile);
     process.exit(0);
   };
   process.once('SIGINT', () => void stop('SIGINT'));
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGUSR1', () => logger.info(vunet.status(), 'status'));
-  process.stderr.write(`\nStart QEMU with:\n    ${qemuArgs(vunet.listenedOn)}\n\n`);
+  process.stderr.write(`\n${qemuBanner(vunet.listenedOn)}\n`);
   return -1; // keep running
 }
 

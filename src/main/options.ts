@@ -69,6 +69,8 @@ export interface VunetOptions {
   pcapFile?: string;
   /** --topology: the simulated network behind the gateway. */
   topology?: Topology;
+  /** --pid-file: written once the socket listens, removed at a clean exit. */
+  pidFile?: string;
   logLevel: LogLevel;
   /** Idle time after which a UDP NAT mapping is dropped, seconds. */
   udpTimeoutSec: number;
@@ -143,6 +145,11 @@ export class UsageError extends Error {
 }
 
 /** --help or --version: the text has been written; the CLI should exit with status 0. */
+/** Why and when the device needs vectors=0: QEMU 7.2 segfaults in msix_set_vector_notifiers
+ *  (vhost_net_start) when a vhost-user virtio-net device starts under TCG. With KVM, MSI-X works
+ *  and vectors=0 would only push the device back to the slower shared INTx interrupt. */
+const TCG_NOTE = 'With TCG instead of KVM, QEMU 7.2 crashes as the device starts unless its MSI-X is off; there, and only there, use:';
+
 /** What `--print-capabilities` prints (QEMU's docs/interop/vhost-user.json,
  *  VHostUserBackendCapabilities): a net backend, which defines no further features. */
 export const BACKEND_CAPABILITIES = { type: 'net' } as const;
@@ -207,6 +214,7 @@ export function buildProgram(output: ProgramOutput = {}): Command {
     .addOption(new Option('--search <domain>', 'DNS search domain handed to the guest; repeat for more').argParser(collect).default([], 'none'))
     .addOption(new Option('--pcap <file>', 'write every frame, both directions, to this pcap file'))
     .addOption(new Option('--topology <file>', 'a simulated network of routers and hosts behind the gateway (YAML; see examples/topologies)'))
+    .addOption(new Option('--pid-file <path>', 'write the process id here once the socket listens; removed at exit (refused if a running vunet holds it)'))
     .addOption(new Option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')}`).default(...shown('info')))
     .addOption(new Option('--udp-timeout <sec>', 'seconds an idle UDP NAT mapping is kept').default(...shown(String(DEFAULT_UDP_TIMEOUT_SEC))))
     .addOption(new Option('--tcp-time-wait <ms>', 'how long a closed TCP connection stays in TIME_WAIT').default(...shown(String(DEFAULT_TCP_TIME_WAIT_MS))))
@@ -245,20 +253,40 @@ export function buildProgram(output: ProgramOutput = {}): Command {
   program.addHelpText(
     'after',
     `
-Example:
+Example (MEM is the guest's memory size, e.g. MEM=2G: -m and size= must agree):
   vunet --socket /tmp/vunet.sock &
-  qemu-system-x86_64 -m 512M \\
-    -object memory-backend-memfd,id=mem,size=512M,share=on -numa node,memdev=mem \\
+  qemu-system-x86_64 -accel kvm -m $MEM \\
+    -object memory-backend-memfd,id=mem,size=$MEM,share=on -numa node,memdev=mem \\
     -chardev socket,id=c0,path=/tmp/vunet.sock,reconnect=1 \\
     -netdev vhost-user,id=n0,chardev=c0 -device virtio-net-pci,netdev=n0 ...
+  ${TCG_NOTE}
+    -device virtio-net-pci,netdev=n0,vectors=0
 
 Port forwards: -t 2222:22 (host port 2222, all addresses, to guest port 22),
   -t 127.0.0.1:8080:80, -t [::1]:2222:22, -u 6000-6009 (ports 6000..6009 to the same ports).
 
-The guest's memory must be shared (share=on) and the same size as -m. QEMU 7.2 under TCG
-also needs vectors=0 on -device virtio-net-pci.`,
+The guest's memory must be shared (share=on, or no network) and the same size as -m.`,
   );
   return program;
+}
+
+/**
+ * What vunet prints once it listens: the QEMU arguments that attach a guest to `socketPath`. The
+ * memory size is the shell variable MEM, not a number: it must be the guest's own `-m`, which only
+ * the user knows, and a made-up one (a working-looking 512M) would be copied as it is.
+ */
+export function qemuBanner(socketPath: string): string {
+  const path = socketPath.replaceAll(',', ',,'); // QEMU's option syntax doubles commas
+  return [
+    "Start QEMU with these arguments, MEM being the guest's memory size (e.g. MEM=2G; -m and size= must agree):",
+    `    -m $MEM -object memory-backend-memfd,id=mem,size=$MEM,share=on -numa node,memdev=mem \\`,
+    `    -chardev socket,id=vunet0,path=${path},reconnect=1 \\`,
+    '    -netdev vhost-user,id=net0,chardev=vunet0 \\',
+    '    -device virtio-net-pci,netdev=net0',
+    TCG_NOTE,
+    '    -device virtio-net-pci,netdev=net0,vectors=0',
+    '',
+  ].join('\n');
 }
 
 /**
@@ -332,6 +360,7 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}, a
     throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')} (got ${o.logLevel})`);
   }
   if (o.pcap === '') throw new UsageError('--pcap needs a file name');
+  if (o.pidFile === '') throw new UsageError('--pid-file needs a file name');
 
   const result: VunetOptions = {
     socketPath: o.socket,
@@ -350,6 +379,7 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}, a
   };
   if (o.pcap !== undefined) result.pcapFile = o.pcap;
   if (o.topology !== undefined) result.topology = readTopology(o.topology);
+  if (o.pidFile !== undefined) result.pidFile = o.pidFile;
   if (o.runas !== undefined) result.runAs = parseRunAs(o.runas);
   if (o.socketMode !== undefined) {
     if (!/^0?[0-7]{3}$/.test(o.socketMode))
@@ -399,6 +429,7 @@ interface RawOptions {
   search: string[];
   pcap: string | undefined;
   topology: string | undefined;
+  pidFile: string | undefined;
   logLevel: string;
   udpTimeout: string;
   tcpTimeWait: string;

@@ -4,7 +4,7 @@
 //
 // Policy:
 // - Started as root (euid 0): become --runas (default nobody). Before that, the vhost-user socket
-//   file is chowned to that user so that it can remove the socket at exit — which also needs a
+//   file (and the pid file) is chowned to that user so that it can remove the socket at exit — which also needs a
 //   directory the user may write (sticky /tmp works: the file is its own); otherwise a warning
 //   says the socket will stay (the next vunet replaces a stale socket).
 // - Capabilities: none, except CAP_NET_RAW when the guest's pings need it: ICMP ping sockets will
@@ -13,7 +13,7 @@
 //   ICMP sockets instead (NodeHostNet.reprobe() checks the choice after the drop).
 // - Whatever the user: no_new_privs, Landlock (best effort) and the seccomp filter of
 //   src/host/addon/confine.cc, unless --no-sandbox. Landlock allows writing only the pcap file and
-//   removing files only in the socket's directory.
+//   removing files only in the directories of the socket and the pid file.
 // - One info line says what was done, one warning per thing that could not be applied — child
 //   processes started before (tsx's esbuild service) keep their credentials, for one.
 // - VUNET_TEST_EXEC_PROBE=1 (tests): after confinement, try to run /bin/true and log the outcome.
@@ -237,6 +237,8 @@ export interface ApplyContext {
   /** The socket's group (--socket-group), kept when the socket is handed to the --runas user. */
   socketGid?: number;
   pcapFile?: string;
+  /** The pid file (--pid-file): handed to the --runas user, who removes it at exit. */
+  pidFile?: string;
   logger: Logger;
 }
 
@@ -273,6 +275,18 @@ export function applyPrivileges(plan: PrivilegePlan, ctx: ApplyContext, sys: Sys
     if (why !== undefined) warn(`${user.name} cannot remove the vhost-user socket at exit: ${why} (the socket file stays; the next vunet replaces it)`);
   }
 
+  if (user && ctx.pidFile !== undefined) {
+    let problem: string | undefined;
+    try {
+      if (lstatSync(ctx.pidFile).isFile()) lchownSync(ctx.pidFile, user.uid, user.gid);
+      else problem = 'it is not a regular file any more';
+    } catch (err) {
+      problem = (err as NodeJS.ErrnoException).code ?? String(err);
+    }
+    const why = problem === undefined ? whyCannotRemove(ctx.pidFile, user) : `cannot hand it over (${problem})`;
+    if (why !== undefined) warn(`${user.name} cannot remove the pid file at exit: ${why} (the file stays; the next vunet replaces it)`);
+  }
+
   for (const child of childProcesses(sys)) {
     warn(
       `child process ${child.pid} (${child.name}) was started before the drop and keeps its credentials` +
@@ -285,7 +299,7 @@ export function applyPrivileges(plan: PrivilegePlan, ctx: ApplyContext, sys: Sys
     keepCapabilities: decision.keepNetRaw ? [CAP_NET_RAW] : [],
     sandbox: plan.sandbox,
     writableFiles: ctx.pcapFile !== undefined ? [resolve(ctx.pcapFile)] : [],
-    removableDirs: ctx.socketPath !== undefined ? [dirname(resolve(ctx.socketPath))] : [],
+    removableDirs: [...new Set([ctx.socketPath, ctx.pidFile].filter((f) => f !== undefined).map((f) => dirname(resolve(f))))],
   });
 
   const echoMode = NodeHostNet.reprobe();

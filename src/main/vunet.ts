@@ -302,6 +302,8 @@ export class Vunet {
 
     this.server = new VhostUserServer(this.device, { logger: log.child({ part: 'vhost-user' }) });
     this.server.on('disconnect', () => this.guarded('device detached', () => this.detached()));
+    // The library says it once per connection: one line, whatever the guest does next.
+    this.server.on('memoryNotShared', (p) => log.error({ part: 'vhost-user', kind: p.kind, memoryBytes: p.memoryBytes }, p.message));
   }
 
   /**

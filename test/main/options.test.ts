@@ -1,7 +1,7 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { defaultConfig, ipv6FromWords } from '../../src/iface/config.js';
-import { buildProgram, HelpShown, MAX_FORWARDS, parseArgs, UsageError } from '../../src/main/options.js';
+import { buildProgram, HelpShown, MAX_FORWARDS, parseArgs, qemuBanner, UsageError } from '../../src/main/options.js';
 
 const SOCK = ['--socket', '/tmp/vunet.sock'];
 const v4 = (a: number, b: number, c: number, d: number): number => ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
@@ -574,4 +574,25 @@ t.test('--max-memory, --deny-host, --deny', async (t) => {
   ] as Array<[string[], RegExp]>) {
     t.match(usageError([...SOCK, ...argv]).message, re, argv.join(' '));
   }
+});
+
+t.test('the QEMU arguments: vectors=0 only on the line for TCG, the memory size left to the user', async (t) => {
+  const banner = qemuBanner('/run/vunet/a,b.sock');
+  const lines = banner.split('\n');
+  t.match(lines[0], /^Start QEMU with /);
+  t.match(banner, '-m $MEM -object memory-backend-memfd,id=mem,size=$MEM,share=on -numa node,memdev=mem');
+  t.notMatch(banner, /\d+M\b/, 'no made-up memory size');
+  t.match(banner, 'path=/run/vunet/a,,b.sock,reconnect=1', "a comma in the path doubled, as QEMU's option syntax wants");
+  const withVectors = lines.filter((l) => l.includes('vectors=0'));
+  t.same(withVectors, ['    -device virtio-net-pci,netdev=net0,vectors=0'], 'one device line with vectors=0');
+  const before = lines[lines.indexOf(withVectors[0]!) - 1]!;
+  t.match(before, /TCG/, 'said to be for TCG');
+  t.match(before, /only there/);
+  t.ok(lines.includes('    -device virtio-net-pci,netdev=net0'), 'the device line for KVM keeps MSI-X');
+
+  let help = '';
+  t.throws(() => parseArgs(['--help'], { writeOut: (s) => void (help += s) }));
+  t.match(help, 'qemu-system-x86_64 -accel kvm -m $MEM');
+  t.match(help, /-device virtio-net-pci,netdev=n0 \.\.\./, 'the KVM example without vectors=0');
+  t.match(help, /TCG[^\n]*only there, use:\n\s+-device virtio-net-pci,netdev=n0,vectors=0\n/, 'vectors=0 under the TCG note');
 });

@@ -14,6 +14,17 @@
 // be written is no longer signalled, a broken queue or a malformed chain is reported, truncated
 // guest memory drops the frontend (`fail`), and so does an exception in a kick callback instead
 // of escaping into the event loop.
+//
+// Guest RAM that is not shared with us gets the guest no service and QEMU says nothing about it,
+// so the backend says it, once per connection (`GuestMemoryNotShared`). What QEMU 7.2 sends then
+// (observed with a Linux guest): with no memory backend at all (anonymous RAM: no fd to pass) it
+// sends no ADD_MEM_REG and starts the rings anyway, so rings are started with no memory; with a
+// memory backend of share=off it passes the backend's memfd, but its own mapping is private: the
+// guest writes to copies we never see, the rings read as zeros, and kicks arrive whose avail index
+// never moves. A driver kicks only after moving the index (virtio 1.2 §2.7.13), and a Linux
+// virtio-net driver posts its receive buffers before the device starts, so on shared memory the
+// index of some queue has moved by then; QEMU may kick each ring once as it starts (its host
+// notifiers start signalled), so the verdict waits a second for the index to move.
 import { getSystemErrorName } from 'node:util';
 import type { VhostUserDevice } from './device.js';
 import type { Logger } from './logger.js';
@@ -60,6 +71,45 @@ export interface BackendOptions {
   eventIdx: boolean;
   /** Offer VIRTIO_RING_F_INDIRECT_DESC (default true). */
   indirectDesc: boolean;
+  /** Told, at most once per connection, that guest RAM is not shared with the backend (the
+   *  guest gets no service). Default: an error line through the rate-limited logger. */
+  memoryNotShared?: (problem: GuestMemoryNotShared) => void;
+}
+
+/** How guest RAM fails to be shared with the backend: 'no-memory', rings started while the
+ *  frontend has passed no memory (QEMU without a memory backend: anonymous RAM has no fd);
+ *  'not-shared', memory passed but the guest's writes never show in it (QEMU's share=off). */
+export type MemoryNotSharedKind = 'no-memory' | 'not-shared';
+
+/** Guest RAM is not shared with the backend, so no queue can work. */
+export interface GuestMemoryNotShared {
+  kind: MemoryNotSharedKind;
+  /** Bytes of guest memory the frontend passed (0 for 'no-memory'). */
+  memoryBytes: number;
+  /** What to do, for a person: the QEMU options that share guest RAM. */
+  message: string;
+}
+
+/** How long rings may show no sign of shared memory before the backend says so. */
+export const MEMORY_NOT_SHARED_DELAY_MS = 1000;
+
+/** The QEMU options that give the guest RAM a vhost-user backend can map: `size` as `-m` says. */
+export function sharedMemoryOptions(memoryBytes: number): string {
+  const mib = memoryBytes / 2 ** 20;
+  const size = memoryBytes > 0 && Number.isInteger(mib) ? `${mib}M` : '<as -m>';
+  return `-object memory-backend-memfd,id=mem,size=${size},share=on -numa node,memdev=mem`;
+}
+
+function memoryNotShared(kind: MemoryNotSharedKind, memoryBytes: number): GuestMemoryNotShared {
+  const why =
+    kind === 'no-memory'
+      ? 'the frontend started the rings without passing any guest memory (QEMU without -object memory-backend-*)'
+      : "the guest's writes never show in the memory the frontend passed (QEMU's memory backend has share=off)";
+  return {
+    kind,
+    memoryBytes,
+    message: `guest RAM must be a shared memory backend: ${why}, so the guest gets no network; start QEMU with ${sharedMemoryOptions(memoryBytes)}`,
+  };
 }
 
 /** A request the frontend got wrong: the connection is closed. */
@@ -92,7 +142,8 @@ const RULES: Partial<Record<Request, Rule>> = {
   [Request.GET_QUEUE_NUM]: { size: 0, fds: [0, 0] },
   [Request.SET_MEM_TABLE]: {
     size: (size, msg) => size === PayloadSize.MEM_TABLE_HEADER + PayloadSize.MEM_REGION * msg.fds.length,
-    fds: [1, MEM_TABLE_MAX_REGIONS],
+    // An empty table (no fds) is what a frontend without shared memory has to give.
+    fds: [0, MEM_TABLE_MAX_REGIONS],
   },
   [Request.GET_MAX_MEM_SLOTS]: { size: 0, fds: [0, 0] },
   [Request.ADD_MEM_REG]: { size: PayloadSize.SINGLE_MEM_REGION, fds: [1, 1] },
@@ -125,6 +176,8 @@ interface QueueSlot {
   kickPoller: NativePoller | undefined;
   /** Handed to the device (queueStarted called, queueStopped not yet). */
   running: boolean;
+  /** The avail index when the queue was last handed to the device. */
+  startAvail: number;
 }
 
 export class Backend {
@@ -141,6 +194,12 @@ export class Backend {
   private readonly limited: RateLimitedLogger;
   private readonly fail: (err: Error) => void;
   private isShutDown = false;
+  /** Some ring's avail index has moved since it started: guest memory is shared. */
+  private memoryShown = false;
+  private notSharedReported = false;
+  /** Kicks that found a queue's avail index where it started (before memory was shown shared). */
+  private emptyKicks = 0;
+  private notSharedTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly device: VhostUserDevice,
@@ -170,7 +229,7 @@ export class Backend {
     this.slots = Array.from({ length: device.queueCount }, (_, i) => {
       const queue = new VirtQueue(i, this.memory);
       queue.listener = listener;
-      return { queue, kickPoller: undefined, running: false };
+      return { queue, kickPoller: undefined, running: false, startAvail: 0 };
     });
     let transport = bit(Feature.VERSION_1) | bit(Feature.PROTOCOL_FEATURES);
     if (opts.eventIdx) transport |= bit(Feature.RING_EVENT_IDX);
@@ -272,6 +331,8 @@ export class Backend {
    */
   shutdown(): void {
     this.isShutDown = true;
+    if (this.notSharedTimer !== undefined) clearTimeout(this.notSharedTimer);
+    this.notSharedTimer = undefined;
     let failure: unknown;
     const attempt = (step: () => void): void => {
       try {
@@ -476,6 +537,7 @@ export class Backend {
       this.stopQueue(slot);
       this.closeFd(slot, 'kick');
       q.kickFd = fd;
+      if (this.memory.regionCount === 0) this.suspectUnsharedMemory();
       if (fd >= 0) {
         slot.kickPoller = new native.Poller(fd, (status) => this.onKick(slot, status), true);
         slot.kickPoller.start(native.POLL_READABLE);
@@ -531,10 +593,55 @@ export class Backend {
         this.limited.warn({ queue: slot.queue.index, error }, `kick fd of queue ${slot.queue.index} hung up: queue no longer kicked`, 'kick fd hung up');
         return;
       }
-      if (slot.running) this.device.queueKicked(slot.queue);
+      if (!slot.running) return;
+      if (!this.memoryShown && !this.availMoved(slot)) {
+        this.emptyKicks++;
+        this.suspectUnsharedMemory();
+      }
+      this.device.queueKicked(slot.queue);
     } catch (err) {
       this.fail(err instanceof Error ? err : new Error(String(err)));
     }
+  }
+
+  /** Whether the queue's avail index has moved since it started (then memory is shared). */
+  private availMoved(slot: QueueSlot): boolean {
+    const idx = slot.queue.availIndex;
+    if (idx !== undefined && idx !== slot.startAvail) this.memoryShown = true;
+    return this.memoryShown;
+  }
+
+  /** A ring started with no memory, or a kick that moved nothing: a verdict in a moment, if
+   *  nothing shows the memory is shared meanwhile. */
+  private suspectUnsharedMemory(): void {
+    if (this.notSharedReported || this.notSharedTimer !== undefined) return;
+    this.notSharedTimer = setTimeout(() => {
+      this.notSharedTimer = undefined;
+      try {
+        this.judgeMemorySharing();
+      } catch (err) {
+        this.fail(err instanceof Error ? err : new Error(String(err)));
+      }
+    }, MEMORY_NOT_SHARED_DELAY_MS);
+    this.notSharedTimer.unref();
+  }
+
+  private judgeMemorySharing(): void {
+    if (this.isShutDown || this.notSharedReported) return;
+    let kind: MemoryNotSharedKind;
+    if (this.memory.regionCount === 0) {
+      if (!this.slots.some((s) => s.queue.started)) return;
+      kind = 'no-memory';
+    } else {
+      // Memory that came after the rings started is judged by kicks, as any.
+      const running = this.slots.filter((s) => s.running);
+      if (this.emptyKicks === 0 || running.length === 0 || running.some((s) => this.availMoved(s))) return;
+      kind = 'not-shared';
+    }
+    this.notSharedReported = true;
+    const problem = memoryNotShared(kind, kind === 'no-memory' ? 0 : this.memory.describe().reduce((n, r) => n + r.memorySize, 0));
+    if (this.opts.memoryNotShared) this.opts.memoryNotShared(problem);
+    else this.limited.error({ kind, memoryBytes: problem.memoryBytes }, problem.message);
   }
 
   /** Hands a queue to the device or takes it back, according to its state. */
@@ -542,6 +649,8 @@ export class Backend {
     const ready = slot.queue.ready;
     if (ready && !slot.running) {
       slot.running = true;
+      slot.startAvail = slot.queue.lastAvail;
+      if (!this.memoryShown) this.availMoved(slot);
       this.opts.logger.debug({ queue: slot.queue.index, size: slot.queue.size }, 'queue started');
       this.device.queueStarted(slot.queue);
       // Buffers posted before the kick fd arrived would otherwise wait for the next kick.

@@ -1,8 +1,8 @@
 // vhost-user-ts: a vhost-user backend (device side) library for Node.js. It runs the protocol on a
 // unix socket, maps guest memory, and hands a device ready split virtqueues. It knows nothing about
 // any particular device type.
-export { Backend, GuestMemoryFault, ProtocolError } from './backend.js';
-export type { BackendOptions } from './backend.js';
+export { Backend, GuestMemoryFault, MEMORY_NOT_SHARED_DELAY_MS, ProtocolError, sharedMemoryOptions } from './backend.js';
+export type { BackendOptions, GuestMemoryNotShared, MemoryNotSharedKind } from './backend.js';
 export { Connection, FramingError } from './connection.js';
 export type { ConnectionOptions, Message } from './connection.js';
 export type { VhostUserDevice } from './device.js';

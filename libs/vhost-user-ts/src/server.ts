@@ -20,6 +20,7 @@ import { lstatSync, unlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { Backend, GuestMemoryFault, ProtocolError } from './backend.js';
+import type { GuestMemoryNotShared } from './backend.js';
 import { Connection } from './connection.js';
 import type { VhostUserDevice } from './device.js';
 import type { Logger } from './logger.js';
@@ -106,6 +107,9 @@ export interface VhostUserServerEvents {
   connect: [];
   disconnect: [error: Error | undefined];
   listening: [path: string];
+  /** Guest RAM is not shared with us (at most once per connection; see backend.ts). Without a
+   *  listener the server logs the problem's message as an error. */
+  memoryNotShared: [problem: GuestMemoryNotShared];
 }
 
 /** The frontend being served. */
@@ -319,6 +323,10 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
       maxMemSlots: this.options.maxMemSlots ?? 32,
       eventIdx: this.options.eventIdx ?? true,
       indirectDesc: this.options.indirectDesc ?? true,
+      memoryNotShared: (problem) => {
+        if (this.listenerCount('memoryNotShared') > 0) this.emit('memoryNotShared', problem);
+        else this.limited.error({ kind: problem.kind, memoryBytes: problem.memoryBytes }, problem.message);
+      },
       fail: (err) => {
         if (att && this.attached === att) this.failed(att, err);
       },

@@ -290,6 +290,13 @@ export class VirtQueue {
     return undefined;
   }
 
+  /** The driver's avail.idx as guest memory shows it now; undefined while the ring is not
+   *  resolved in guest memory. */
+  get availIndex(): number | undefined {
+    if (this.memGeneration !== this.memory.generation) return undefined;
+    return Atomics.load(this.avail, 1);
+  }
+
   /** Reset to the state of a fresh connection (fds are closed by the backend). */
   reset(): void {
     this.size = 0;

@@ -389,6 +389,12 @@ export interface HandshakeOptions {
   queues?: number[];
   /** Enable every queue with SET_VRING_ENABLE (default true). */
   enable?: boolean;
+  /** How guest memory is passed, as QEMU passes it for each kind of guest RAM: 'shared' (the
+   *  default: a shared memory backend), 'private' (share=off: the backend gets a memfd of the
+   *  right size that this frontend never writes, as QEMU's private mapping keeps the guest's
+   *  writes from the file), 'none' (no memory backend: QEMU 7.2 passes no memory at all and
+   *  starts the rings anyway) or 'empty' (a SET_MEM_TABLE with no regions). */
+  memory?: 'shared' | 'private' | 'none' | 'empty';
 }
 
 /** The test frontend: a connection, guest memory and driver queues. */
@@ -521,16 +527,27 @@ export class TestFrontend {
     return this.sendAcked(Request.SET_OWNER, new Uint8Array(0));
   }
 
-  /** SET_MEM_TABLE with every region of the test memory (the memfd once per region). */
-  setMemTable(regions: MemRegionDesc[] = this.memory.regions): Promise<void> {
+  /** SET_MEM_TABLE with every region of the test memory (the memfd once per region, or `fd`). */
+  setMemTable(regions: MemRegionDesc[] = this.memory.regions, fd = this.memory.fd): Promise<void> {
     const p = new Uint8Array(PayloadSize.MEM_TABLE_HEADER + PayloadSize.MEM_REGION * regions.length);
     writeU32(p, 0, regions.length);
     regions.forEach((r, i) => writeRegion(p, PayloadSize.MEM_TABLE_HEADER + i * PayloadSize.MEM_REGION, r));
     return this.sendAcked(
       Request.SET_MEM_TABLE,
       p,
-      regions.map(() => this.memory.fd),
+      regions.map(() => fd),
     );
+  }
+
+  /** The memory table as a frontend with private guest RAM sends it: the regions of the test
+   *  memory, over a memfd of the same size that nothing here writes. */
+  async setPrivateMemTable(): Promise<void> {
+    const fd = native.memfdCreate('vhost-user-test-private', this.memory.size, 'sealed');
+    try {
+      await this.setMemTable(this.memory.regions, fd);
+    } finally {
+      native.close(fd);
+    }
   }
 
   addMemReg(r: MemRegionDesc): Promise<void> {
@@ -606,7 +623,10 @@ export class TestFrontend {
     }
     await this.setOwner();
     await this.setFeatures(opts.features ? opts.features(offered) : offered);
-    await this.setMemTable();
+    const memory = opts.memory ?? 'shared';
+    if (memory === 'shared') await this.setMemTable();
+    else if (memory === 'private') await this.setPrivateMemTable();
+    else if (memory === 'empty') await this.setMemTable([]);
     const sizes = opts.queues ?? [256, 256];
     const qs: DriverQueue[] = [];
     for (let i = 0; i < sizes.length; i++) qs.push(await this.setupQueue(i, sizes[i]!));
