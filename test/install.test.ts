@@ -38,6 +38,8 @@ t.test('npm pack, then npm install -g of the tarball offline: a vunet that runs 
     'package/binding.gyp',
     'package/node_modules/vhost-user-ts/dist/src/index.js',
     'package/node_modules/pino/package.json',
+    'package/node_modules/yaml/package.json',
+    'package/examples/topologies/three-hops.yaml',
   ]) {
     t.ok(list.includes(f), `the tarball holds ${f}`);
   }
@@ -69,7 +71,9 @@ t.test('npm pack, then npm install -g of the tarball offline: a vunet that runs 
 
   // And it serves: both addons load (the socket, guest memory, host sockets).
   const sock = join(dir, 'vunet.sock');
-  const child = spawn(vunet, ['--socket', sock, '--log-level', 'error'], { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // (With the packaged example topology: the YAML parser is bundled too.)
+  const topology = join(pkg, 'examples', 'topologies', 'three-hops.yaml');
+  const child = spawn(vunet, ['--socket', sock, '--log-level', 'error', '--topology', topology], { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => void child.kill('SIGKILL'));
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
