@@ -100,6 +100,9 @@ export interface NetDeviceOptions {
   /** A guest TCP segment's payload may stay in guest memory (RxMeta.payload): the sink loads it
    *  or keeps it by reference until releasePayloads. */
   payloadsInPlace?: boolean;
+  /** Offer HOST_TSO4/6, HOST_ECN and HOST_UFO (default true). Off when the guest's frames may be
+   *  switched to another guest, which would have to cut them up. */
+  hostOffloads?: boolean;
   /** End of a TX batch, after onBatchEnd: whatever kept payload by reference lets go of it now
    *  (its guest buffers are given back next). */
   releasePayloads?: () => void;
@@ -199,17 +202,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   // whose kernel fragments it if the path needs it. (Linux guests stopped sending UFO in 4.14;
   // the feature is for the guests that still do. Its successor HOST_USO, bit 56, is unknown to
   // QEMU 7.2, which would mask it.)
-  readonly features =
-    (1n << NetFeature.CSUM) |
-    (1n << NetFeature.GUEST_CSUM) |
-    (1n << NetFeature.MTU) |
-    (1n << NetFeature.MRG_RXBUF) |
-    (1n << NetFeature.HOST_TSO4) |
-    (1n << NetFeature.HOST_TSO6) |
-    (1n << NetFeature.HOST_ECN) |
-    (1n << NetFeature.HOST_UFO) |
-    (1n << NetFeature.GUEST_TSO4) |
-    (1n << NetFeature.GUEST_TSO6);
+  readonly features: bigint;
   readonly queueCount = 2;
   readonly stats: NetDeviceStats = {
     txFrames: 0,
@@ -306,6 +299,18 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     this.defer = opts.defer ?? ((fn) => void setImmediate(fn));
     this.now = opts.now ?? (() => performance.now());
     this.flushLater = new EndOfTurn(() => this.flush(), opts.inBatch);
+    const hostGso =
+      opts.hostOffloads === false
+        ? 0n
+        : (1n << NetFeature.HOST_TSO4) | (1n << NetFeature.HOST_TSO6) | (1n << NetFeature.HOST_ECN) | (1n << NetFeature.HOST_UFO);
+    this.features =
+      (1n << NetFeature.CSUM) |
+      (1n << NetFeature.GUEST_CSUM) |
+      (1n << NetFeature.MTU) |
+      (1n << NetFeature.MRG_RXBUF) |
+      hostGso |
+      (1n << NetFeature.GUEST_TSO4) |
+      (1n << NetFeature.GUEST_TSO6);
   }
 
   /** The guest takes frames whose checksum is partial (it negotiated GUEST_CSUM). */
