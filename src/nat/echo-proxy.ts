@@ -34,6 +34,7 @@ import type { Fence } from './fence.js';
 import { FlowTable, QUOTE4_MAX, QUOTE6_MAX, fenced, sendGuestError } from './flows.js';
 import { refusedSend, translateError } from './icmp-errors.js';
 import type { HostError } from './icmp-errors.js';
+import type { FlowInfo } from './flow-info.js';
 
 export interface EchoProxyOptions {
   maxFlows?: number;
@@ -252,6 +253,27 @@ export class EchoProxy {
       emitIpv6Header(q, 0, { src: f.guest, dst: f.dst, nextHeader: IpProtocol.ICMPV6, hopLimit: 1, payloadLength: 8 + data.length });
     }
     return q;
+  }
+
+  /** The flows (one per guest address, destination and identifier), for `vunet ctl flows`. */
+  describeFlows(now: number): FlowInfo[] {
+    const out: FlowInfo[] = [];
+    for (const f of this.flows.values()) {
+      out.push({
+        proto: 'icmp',
+        family: f.family,
+        direction: 'outbound',
+        guest: f.guest.slice(),
+        guestPort: f.ident,
+        remote: f.dst.slice(),
+        remotePort: 0,
+        host: f.target.slice(),
+        hostPort: 0,
+        state: 'active',
+        idleMs: Math.max(0, now - f.lastUse),
+      });
+    }
+    return out;
   }
 }
 

@@ -77,6 +77,11 @@ export class FlowTable<F extends FlowBase> {
   closeAll(): void {
     for (const f of [...this.flows.values()]) this.close(f);
   }
+
+  /** The flows, least recently used first (status output). */
+  values(): IterableIterator<F> {
+    return this.flows.values();
+  }
 }
 
 /** An ICMPv4 error quotes at most this much (RFC 1812 §4.3.2.3: the error fits 576 bytes). */

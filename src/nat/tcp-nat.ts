@@ -84,6 +84,7 @@ import type { Fence } from './fence.js';
 import type { AcceptedTcp, HostTcp, TcpListener, TcpSocket, TcpSocketEvents } from './host.js';
 import { QUOTE4_MAX, QUOTE6_MAX, sendGuestError } from './flows.js';
 import { StreamSendBuffer } from './stream-buffer.js';
+import type { FlowInfo } from './flow-info.js';
 import { Errno, refusedSend, translateError } from './icmp-errors.js';
 import type { HostError } from './icmp-errors.js';
 
@@ -234,6 +235,9 @@ class TcpFlow implements HeapItem {
   taken: TakenSpans | undefined;
   /** What deliver() hands this flow's guest data to (made once: flushes make no closure). */
   toHost: (data: Uint8Array) => number = () => 0;
+  /** When it opened (ms), and the host socket's peer address (its port is remotePort): status. */
+  opened = 0;
+  hostEnd: Uint8Array | undefined;
   constructor(
     readonly hash: number,
     readonly family: 4 | 6,
@@ -512,6 +516,8 @@ export class TcpNat implements TcpTransmitter {
     target ??= remote;
     const guest = packet.slice(srcOff, srcOff + alen);
     const f = new TcpFlow(hash, family, guest, seg.srcPort, remote, port, false, conn);
+    f.opened = now;
+    f.hostEnd = target;
     f.stream = stream;
     conn.owner = f;
     f.toHost = (data) => this.toHost(f, data);
@@ -876,11 +882,16 @@ export class TcpNat implements TcpTransmitter {
 
   // ---- inbound ----
 
-  /** Starts the listeners of port forwards. Throws (EADDRINUSE...) like HostTcp.listenTcp. */
-  listen(forwards: readonly TcpForward[]): void {
+  /** Starts the listeners of port forwards. Throws (EADDRINUSE...) like HostTcp.listenTcp.
+   *  Returns the listeners made, in order (stopListening() takes one). */
+  listen(forwards: readonly TcpForward[]): TcpListener[] {
+    const made: TcpListener[] = [];
     for (const fw of forwards) {
-      this.listeners.push(this.host.listenTcp(fw.family, fw.addr, fw.hostPort, (acc) => this.accept(acc, fw.guestPort)));
+      const l = this.host.listenTcp(fw.family, fw.addr, fw.hostPort, (acc) => this.accept(acc, fw.guestPort));
+      this.listeners.push(l);
+      made.push(l);
     }
+    return made;
   }
 
   /** A host connection to a forwarded port: open toward the guest. */
@@ -922,6 +933,8 @@ export class TcpNat implements TcpTransmitter {
     const stream = this.host.streamQueues ? new StreamSendBuffer() : undefined;
     const conn = this.newConnection(family, now, stream);
     const f = new TcpFlow(hash, family, guest.slice(), guestPort, remote, acc.peerPort, true, conn);
+    f.opened = now;
+    f.hostEnd = acc.peer.slice();
     f.stream = stream;
     conn.owner = f;
     f.toHost = (data) => this.toHost(f, data);
@@ -1354,6 +1367,41 @@ export class TcpNat implements TcpTransmitter {
     const role = serviceAddress(this.stack.config, family, addr);
     if (role !== undefined) return role;
     return family === 4 && this.stack.isOurIpv4(ipv4Read(addr, 0)) ? 'other' : undefined;
+  }
+
+  // ---- status (`vunet ctl`) ----
+
+  /** Closes one forward's listener (`vunet ctl remove`): connections it brought stay open. */
+  stopListening(l: TcpListener): void {
+    const i = this.listeners.indexOf(l);
+    if (i < 0) return;
+    this.listeners.splice(i, 1);
+    l.close();
+  }
+
+  /** The connections, for `vunet ctl flows` (a walk over the table: on request only). */
+  describeFlows(now: number): FlowInfo[] {
+    const out: FlowInfo[] = [];
+    for (const head of this.buckets.values()) {
+      for (let f: TcpFlow | undefined = head; f; f = f.next) {
+        const bytes = f.conn.dataBytes;
+        out.push({
+          proto: 'tcp',
+          family: f.family,
+          direction: f.inbound ? 'inbound' : 'outbound',
+          guest: f.guest.slice(),
+          guestPort: f.guestPort,
+          remote: f.remote.slice(),
+          remotePort: f.remotePort,
+          ...(f.hostEnd ? { host: f.hostEnd.slice(), hostPort: f.remotePort } : {}),
+          state: f.phase === 'connecting' ? 'CONNECTING' : tcpStateName(f.conn.state),
+          bytesToGuest: bytes.sent,
+          bytesFromGuest: bytes.received,
+          ageMs: Math.max(0, now - f.opened),
+        });
+      }
+    }
+    return out;
   }
 }
 

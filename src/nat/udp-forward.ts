@@ -9,6 +9,7 @@ import type { Stack } from '../iface/stack.js';
 import { IPV6_HEADER_LEN, IpProtocol, UDP_HEADER_LEN, emitIpv4Header, emitIpv6Header, emitUdpV4, emitUdpV6, ipv4Read, toHex } from '../wire/index.js';
 import { clientAsSeen } from './addresses.js';
 import type { BoundUdpSocket, HostUdpListen } from './host.js';
+import type { FlowInfo } from './flow-info.js';
 
 export interface UdpForward {
   family: 4 | 6;
@@ -60,15 +61,19 @@ export class UdpForwarder {
     this.log = opts.log ?? silentLog;
   }
 
-  /** Binds the forwards' host ports. Throws (EADDRINUSE...) like HostUdpListen.bindUdp. */
-  listen(forwards: readonly UdpForward[]): void {
+  /** Binds the forwards' host ports. Throws (EADDRINUSE...) like HostUdpListen.bindUdp.
+   *  Returns the sockets made, in order (stopListening() takes one). */
+  listen(forwards: readonly UdpForward[]): BoundUdpSocket[] {
+    const made: BoundUdpSocket[] = [];
     for (const fw of forwards) {
       const index = this.sockets.length;
       const socket = this.host.bindUdp(fw.family, fw.addr, fw.hostPort, {
         datagram: (data, from, port) => this.fromClient(index, fw, data, from, port),
       });
       this.sockets.push(socket);
+      made.push(socket);
     }
+    return made;
   }
 
   get sessionCount(): number {
@@ -197,7 +202,43 @@ export class UdpForwarder {
       }
     }
   }
+
+  /**
+   * Closes one forward's socket (`vunet ctl remove`) and forgets its sessions. Its slot in
+   * `sockets` keeps a closed stand-in: the other forwards' sessions are keyed by their index.
+   */
+  stopListening(socket: BoundUdpSocket): void {
+    const i = this.sockets.indexOf(socket);
+    if (i < 0) return;
+    this.sockets[i] = CLOSED_SOCKET;
+    socket.close();
+    for (const s of [...this.byGuest.values()]) if (s.listener === socket) this.forget(s);
+  }
+
+  /** The sessions, for `vunet ctl flows` (on request only). */
+  describeFlows(now: number): FlowInfo[] {
+    const out: FlowInfo[] = [];
+    for (const s of this.byGuest.values()) {
+      out.push({
+        proto: 'udp-forward',
+        family: s.family,
+        direction: 'inbound',
+        guest: s.guest.slice(),
+        guestPort: s.guestPort,
+        remote: s.remote.slice(),
+        remotePort: s.remotePort,
+        host: s.client.slice(),
+        hostPort: s.clientPort,
+        state: 'active',
+        idleMs: Math.max(0, now - s.lastUse),
+      });
+    }
+    return out;
+  }
 }
+
+/** What a removed forward's slot holds: sends nothing (EBADF), closes nothing. */
+const CLOSED_SOCKET: BoundUdpSocket = { sendTo: () => -9, close: () => {} };
 
 function guestKey(family: 4 | 6, guest: Uint8Array, guestPort: number, remote: Uint8Array, remotePort: number): string {
   return `${family}|${toHex(guest)}|${guestPort}|${toHex(remote)}|${remotePort}`;

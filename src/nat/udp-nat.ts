@@ -30,6 +30,7 @@ import type { Fence } from './fence.js';
 import { FlowTable, fenced, sendGuestError } from './flows.js';
 import { refusedSend, translateError } from './icmp-errors.js';
 import type { HostError } from './icmp-errors.js';
+import type { FlowInfo } from './flow-info.js';
 
 export interface UdpNatOptions {
   maxFlows?: number;
@@ -367,5 +368,24 @@ export class UdpNat {
       emitIpv6Header(full, 0, { src: f.guest, dst: f.dst, nextHeader: IpProtocol.UDP, hopLimit: 1, payloadLength: UDP_HEADER_LEN + data.length });
     }
     return full;
+  }
+
+  /** The flows, for `vunet ctl flows` (on request only). */
+  describeFlows(now: number): FlowInfo[] {
+    const out: FlowInfo[] = [];
+    for (const f of this.flows.values()) {
+      out.push({
+        proto: 'udp',
+        family: f.family,
+        direction: 'outbound',
+        guest: f.guest.slice(),
+        guestPort: f.guestPort,
+        remote: f.dst.slice(),
+        remotePort: f.dstPort,
+        state: 'active',
+        idleMs: Math.max(0, now - f.lastUse),
+      });
+    }
+    return out;
   }
 }

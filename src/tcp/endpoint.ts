@@ -1292,4 +1292,12 @@ export class TcpConnection<Owner = unknown> {
     if (this.sndBuf.length - sub(this.sndNxt, this.sndBufSeq) <= 0) return;
     this.emit(ACK, this.sndNxt, sub(this.sndNxt, this.sndBufSeq), 1, now);
   }
+
+  /** Payload bytes so far, from the sequence numbers (modulo 2^32; the FIN counts one): sent and
+   *  acknowledged by the peer, received in order. For status output. */
+  get dataBytes(): { sent: number; received: number } {
+    const acked = (sub(this.sndUna, this.iss) >>> 0) - 1;
+    const received = this.irs === 0 && this.rcvNxt === 0 ? 0 : (sub(this.rcvNxt, this.irs) >>> 0) - 1;
+    return { sent: Math.max(0, acked), received: Math.max(0, received) };
+  }
 }
