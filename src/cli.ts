@@ -130,6 +130,7 @@ async function main(argv: string[]): Promise<number> {
     return fail(`cannot drop privileges: ${err instanceof Error ? err.message : String(err)} (${hint})`, 1);
   }
   started();
+  if (opts.controlWarning !== undefined) logger.warn(opts.controlWarning);
   const c = opts.config;
   logger.info(
     {

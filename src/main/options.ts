@@ -40,8 +40,9 @@
 //   Landlock and no_new_privs, for debugging; the switch away from root still happens.
 // - --max-memory SIZE: bytes, or with a K, M or G suffix (powers of 1024), 16M..64G; default 256M.
 // - --control PATH: the control socket (`vunet ctl`), at most 107 bytes. Default: beside the
-//   vhost-user socket, `<socket>.ctl`; with a given socket (--fd, socket activation) there is no
-//   path to put it beside, so it is off unless --control names one. --no-control turns it off.
+//   vhost-user socket, `<socket>.ctl` (none, with a warning, when that would pass 107 bytes);
+//   with a given socket (--fd, socket activation) there is no path to put it beside, so it is
+//   off unless --control names one. --no-control turns it off.
 // - --deny-host fences every address of this host (loopback is always fenced). --deny CIDR, for
 //   either family, repeatable; a bare address is a /32 or /128; host bits set are an error (a typo
 //   more often than a wish), as are zones.
@@ -95,6 +96,8 @@ export interface VunetOptions {
   deny: Cidr[];
   /** Where the control socket listens (`vunet ctl`); undefined: no control socket. */
   controlPath: string | undefined;
+  /** Why there is no control socket though none was refused (to be logged as a warning). */
+  controlWarning?: string;
 }
 
 /** --runas as written: a user (name or uid) and optionally a group (name or gid). */
@@ -320,7 +323,7 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}, a
     );
   }
 
-  const controlPath = parseControlPath(o.control, o.socket);
+  const { controlPath, controlWarning } = parseControlPath(o.control, o.socket);
 
   const ipv4 = parseIpv4Network(o.ipv4);
   config.ipv4 = ipv4ConfigFor(ipv4.network, ipv4.prefixLength);
@@ -354,6 +357,7 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}, a
     denyHost: o.denyHost === true,
     deny: o.deny.map(parseDenyPrefix),
     controlPath,
+    ...(controlWarning !== undefined ? { controlWarning } : {}),
   };
   if (o.pcap !== undefined) result.pcapFile = o.pcap;
   if (o.runas !== undefined) result.runAs = parseRunAs(o.runas);
@@ -399,18 +403,27 @@ interface RawOptions {
 }
 
 /** --control / --no-control: the control socket's path, or undefined for none (see the top). */
-function parseControlPath(raw: string | false | undefined, socket: string | undefined): string | undefined {
-  if (raw === false) return undefined;
+function parseControlPath(raw: string | false | undefined, socket: string | undefined): { controlPath: string | undefined; controlWarning?: string } {
+  if (raw === false) return { controlPath: undefined };
   if (raw === '') throw new UsageError('--control needs a path for the control socket (or --no-control for none)');
-  const path = raw ?? (socket !== undefined ? `${socket}.ctl` : undefined);
-  if (path === undefined) return undefined;
-  const bytes = Buffer.byteLength(path);
-  if (bytes > MAX_SOCKET_PATH_BYTES) {
-    const which = raw === undefined ? `the control socket path ${path} (--socket with .ctl added)` : '--control path';
-    throw new UsageError(`${which} is ${bytes} bytes; Unix socket paths can be at most ${MAX_SOCKET_PATH_BYTES}: give a shorter --control, or --no-control`);
+  if (raw === undefined) {
+    if (socket === undefined) return { controlPath: undefined };
+    const path = `${socket}.ctl`;
+    // A --socket path that fits only just: vunet starts as before, without the control socket.
+    if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) {
+      return {
+        controlPath: undefined,
+        controlWarning: `no control socket: ${path} would be longer than ${MAX_SOCKET_PATH_BYTES} bytes (name one with --control)`,
+      };
+    }
+    return { controlPath: path };
   }
-  if (socket !== undefined && path === socket) throw new UsageError('--control and --socket name the same path: give the control socket its own');
-  return path;
+  const bytes = Buffer.byteLength(raw);
+  if (bytes > MAX_SOCKET_PATH_BYTES) {
+    throw new UsageError(`--control path is ${bytes} bytes; Unix socket paths can be at most ${MAX_SOCKET_PATH_BYTES}: use a shorter path`);
+  }
+  if (socket !== undefined && raw === socket) throw new UsageError('--control and --socket name the same path: give the control socket its own');
+  return { controlPath: raw };
 }
 
 function fromCommander(err: unknown, program: Command): Error {
