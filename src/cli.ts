@@ -156,8 +156,8 @@ async function main(argv: string[]): Promise<number> {
   };
   process.once('SIGINT', () => void stop('SIGINT'));
   process.once('SIGTERM', () => void stop('SIGTERM'));
-  // The same summary `vunet ctl status` prints, as one line.
-  process.on('SIGUSR1', () => logger.info(vunet.summary(), 'status'));
+  // Every counter (what scripts read) and the summary `vunet ctl status` prints, in one line.
+  process.on('SIGUSR1', () => logger.info({ ...vunet.status(), summary: vunet.summary() }, 'status'));
   process.stderr.write(`\nStart QEMU with:\n    ${qemuArgs(vunet.listenedOn)}\n\n`);
   return -1; // keep running
 }

@@ -237,13 +237,17 @@ t.test('vunet ctl: status, forwards added and removed at run time, the lists; er
   for (const cmd of ['leases', 'neighbours', 'flows']) t.same(JSON.parse(ctl(cmd).stdout), [], `${cmd}: none yet (no guest)`);
   t.match(JSON.parse(ctl('counters').stdout), { connected: false, tcp: { flows: 0 } });
 
-  // SIGUSR1: the same summary, one log line.
+  // SIGUSR1: the counters and the same summary, one log line.
   v.child.kill('SIGUSR1');
   await until(() => stdout.includes('"msg":"status"'), 'the status line');
-  const line = JSON.parse(stdout.split('\n').find((l) => l.includes('"msg":"status"'))!) as { forwards: string[]; drops: unknown[] };
-  t.same(line.forwards, [`TCP 127.0.0.1:${port} → guest port 80`]);
+  const line = JSON.parse(stdout.split('\n').find((l) => l.includes('"msg":"status"'))!) as {
+    summary: { forwards: string[]; drops: unknown[] };
+    tcp: { acceptsRefused: number };
+  };
+  t.equal(line.tcp.acceptsRefused, 1, 'every counter, as before');
+  t.same(line.summary.forwards, [`TCP 127.0.0.1:${port} → guest port 80`]);
   // The connection made through the forward added found no guest: refused, and said so.
-  t.same(line.drops, [{ name: 'tcp.acceptsRefused', count: 1, meaning: 'forwarded connections refused (rate, table share, guest address unknown)' }]);
+  t.same(line.summary.drops, [{ name: 'tcp.acceptsRefused', count: 1, meaning: 'forwarded connections refused (rate, table share, guest address unknown)' }]);
   t.match(ctl('status').stdout, /\ndrops:\n  tcp\.acceptsRefused 1  forwarded connections refused \(rate, table share, guest address unknown\)\n$/);
 
   // A second vunet may not take the control socket over.
