@@ -1293,11 +1293,14 @@ export class TcpConnection<Owner = unknown> {
     this.emit(ACK, this.sndNxt, sub(this.sndNxt, this.sndBufSeq), 1, now);
   }
 
-  /** Payload bytes so far, from the sequence numbers (modulo 2^32; the FIN counts one): sent and
-   *  acknowledged by the peer, received in order. For status output. */
+  /** Payload bytes so far, from the sequence numbers (so modulo 2^32): sent and acknowledged by
+   *  the peer, received in order. SYN and FIN are not counted. For status output. */
   get dataBytes(): { sent: number; received: number } {
-    const acked = (sub(this.sndUna, this.iss) >>> 0) - 1;
-    const received = this.irs === 0 && this.rcvNxt === 0 ? 0 : (sub(this.rcvNxt, this.irs) >>> 0) - 1;
-    return { sent: Math.max(0, acked), received: Math.max(0, received) };
+    if (!this.synAcked && this.irs === 0 && this.rcvNxt === 0) return { sent: 0, received: 0 };
+    const dataEnd = add(this.sndBufSeq, this.sndBuf.length);
+    const ackedData = lt(this.sndUna, dataEnd) ? this.sndUna : dataEnd;
+    const sent = this.synAcked ? sub(ackedData, add(this.iss, 1)) >>> 0 : 0;
+    const received = this.rcvNxt === this.irs ? 0 : (sub(this.rcvNxt, add(this.irs, 1)) >>> 0) - (this.peerFin ? 1 : 0);
+    return { sent, received: Math.max(0, received) };
   }
 }
