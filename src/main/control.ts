@@ -8,7 +8,8 @@
 //
 // `id` is optional and echoed. Bounded: a line is at most MAX_LINE bytes (a longer one gets an
 // error and the connection closes: no resynchronising inside a line), at most MAX_CLIENTS at once
-// (one more gets an error and is closed), a client idle for IDLE_MS is closed. A request that
+// (one more gets an error and is closed), a client idle for IDLE_MS is closed, and one that leaves
+// more than MAX_UNREAD of replies unread is not read from until it catches up. A request that
 // fails, for any reason (bad JSON, unknown command, a handler that throws), gets an error reply;
 // nothing a client sends reaches the process's own failure path.
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
@@ -22,6 +23,8 @@ import type { FlowLine, ForwardInfo, LeaseInfo, NeighbourLine, StatusSummary } f
 export const MAX_LINE = 64 * 1024;
 /** Control clients at once. */
 export const MAX_CLIENTS = 16;
+/** Replies a client may leave unread before its further requests wait (bytes). */
+export const MAX_UNREAD = 4 * 1024 * 1024;
 /** A client that sends nothing for this long is closed. */
 export const IDLE_MS = 5 * 60_000;
 
@@ -101,23 +104,45 @@ export class ControlServer {
     socket.setEncoding('utf8');
     socket.setTimeout(IDLE_MS, () => socket.destroy());
     let pending = '';
-    socket.on('data', (chunk: string) => {
-      pending += chunk;
-      for (;;) {
+    let done = false;
+    let waiting = false;
+    // Lines are answered one at a time; while the client leaves more than MAX_UNREAD of replies
+    // unread, reading stops (what is already received waits in `pending`, at most a chunk more
+    // than a line).
+    const pump = (): void => {
+      while (!done) {
+        if (socket.writableLength > MAX_UNREAD) {
+          if (!waiting) {
+            waiting = true;
+            socket.pause();
+            socket.once('drain', () => {
+              waiting = false;
+              socket.resume();
+              pump();
+            });
+          }
+          return;
+        }
         const nl = pending.indexOf('\n');
         if (nl < 0) break;
         const line = pending.slice(0, nl);
         pending = pending.slice(nl + 1);
-        if (Buffer.byteLength(line) > MAX_LINE) return this.tooLong(socket);
+        if (Buffer.byteLength(line) > MAX_LINE) return this.tooLong(socket, () => (done = true));
         if (line.trim() !== '') socket.write(`${this.answer(line)}\n`);
       }
-      if (Buffer.byteLength(pending) > MAX_LINE) this.tooLong(socket);
+      if (!done && Buffer.byteLength(pending) > MAX_LINE) this.tooLong(socket, () => (done = true));
+    };
+    socket.on('data', (chunk: string) => {
+      if (done) return;
+      pending += chunk;
+      pump();
     });
     socket.on('error', () => socket.destroy());
     socket.on('close', () => this.clients.delete(socket));
   }
 
-  private tooLong(socket: Socket): void {
+  private tooLong(socket: Socket, stop: () => void): void {
+    stop();
     this.stats.errors++;
     socket.end(`${JSON.stringify({ ok: false, error: `request longer than ${MAX_LINE} bytes: one JSON object per line` })}\n`);
     socket.destroySoon();

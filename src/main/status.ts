@@ -219,8 +219,10 @@ export interface FlowLine {
   proto: string;
   direction: 'outbound' | 'inbound';
   state: string;
-  /** The guest's end and the far end as the guest sees it, `addr:port` ([v6]:port). */
+  /** The guest's end and the far end as the guest sees it, `addr:port` ([v6]:port; ICMP: the
+   *  address alone, and the echo identifier in `ident`). */
   guest: string;
+  ident?: number;
   remote: string;
   /** The host socket's peer, where known. */
   host?: string;

@@ -7,7 +7,7 @@ export interface FlowInfo {
   family: 4 | 6;
   /** Who opened it: the guest (outbound) or a host client through a port forward (inbound). */
   direction: 'outbound' | 'inbound';
-  /** The guest's end. */
+  /** The guest's end (ICMP: the echo identifier in place of the port). */
   guest: Uint8Array;
   guestPort: number;
   /** The far end as the guest sees it (for a forwarded client, maybe the gateway). */

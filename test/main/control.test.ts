@@ -204,3 +204,20 @@ t.test('the commands: arguments checked, each reaches its method', async (t) => 
   t.same(ask({ cmd: 'add', proto: 'tcp', spec: 'bad' }), { ok: false, error: '--tcp-forward must be ...' });
   t.match(ask({ cmd: 'shutdown' }), { ok: false, error: /unknown command "shutdown": one of status, forwards, add/ });
 });
+
+t.test('a client that does not read its replies is not read from until it catches up', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'c.ctl');
+  const reply = 'x'.repeat(100_000);
+  const server = await ControlServer.listen(path, () => reply);
+  t.teardown(() => server.close());
+  const c = await client(path);
+  c.socket.pause();
+  c.send('{"cmd":"big"}\n'.repeat(1000)); // 100 MB of replies, were they all made
+  await new Promise((r) => setTimeout(r, 300));
+  t.ok(server.stats.requests < 1000 * 0.2, `answered only what fits the bound (${server.stats.requests} of 1000)`);
+  c.socket.resume();
+  await until(() => c.lines.length === 1000, 'every reply once read', 20_000);
+  t.ok(c.lines.every((l) => l.length === reply.length + 23), 'all whole');
+  c.socket.destroy();
+});
