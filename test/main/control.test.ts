@@ -218,6 +218,9 @@ t.test('a client that does not read its replies is not read from until it catche
   t.ok(server.stats.requests < 1000 * 0.2, `answered only what fits the bound (${server.stats.requests} of 1000)`);
   c.socket.resume();
   await until(() => c.lines.length === 1000, 'every reply once read', 20_000);
-  t.ok(c.lines.every((l) => l.length === reply.length + 23), 'all whole');
+  t.ok(
+    c.lines.every((l) => l.length === reply.length + 23),
+    'all whole',
+  );
   c.socket.destroy();
 });

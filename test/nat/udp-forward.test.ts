@@ -74,7 +74,7 @@ t.test('stopListening: that socket closed and its sessions forgotten; the other 
   const base = host.bindUdp.bind(host);
   host.bindUdp = (family, addr, port, events) => {
     const s = base(family, addr, port, events);
-    return { sendTo: s.sendTo, close: () => void closed++ };
+    return { sendTo: (data, to, p) => s.sendTo(data, to, p), close: () => void closed++ };
   };
   const [second] = fwd.listen([{ family: 4, addr: null, hostPort: 6000, guestPort: 60 }]);
   host.bound[0]!.events.datagram(Uint8Array.of(1), Uint8Array.of(127, 0, 0, 1), 40000);
