@@ -3,6 +3,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { TestFrontend, native } from 'vhost-user-ts/testing';
@@ -229,6 +230,18 @@ t.test('vunet ctl: status, forwards added and removed at run time, the lists; er
     t.match(r.stderr, msg, `${args.join(' ')}: ${r.stderr.trim()}`);
     t.equal(r.stdout, '');
   }
+  // A host port another program holds: refused with the start's message, and all or nothing (the
+  // range's free first port is not left listening).
+  const holder = createServer();
+  await new Promise<void>((r) => holder.listen(port + 3, '127.0.0.1', r));
+  const inUse = ctl('add', '-t', `127.0.0.1:${port + 2}-${port + 3}`);
+  holder.close();
+  t.equal(inUse.status, 1);
+  t.equal(inUse.stderr, `vunet ctl: cannot listen on TCP port ${port + 3} for -t: EADDRINUSE (another program uses it; pick another port)\n`);
+  t.equal((JSON.parse(ctl('forwards').stdout) as unknown[]).length, 2, 'nothing of that range added');
+  const free = spawnSync('socat', ['-u', 'OPEN:/dev/null', `TCP:127.0.0.1:${port + 2}`], { encoding: 'utf8', timeout: 10_000 });
+  t.not(free.status, 0, 'its first port not left listening');
+
   const removed = ctl('remove', '-t', `127.0.0.1:${port + 1}`);
   t.equal(removed.status, 0, removed.stderr);
   const refused = spawnSync('socat', ['-u', 'OPEN:/dev/null', `TCP:127.0.0.1:${port + 1}`], { encoding: 'utf8', timeout: 10_000 });
