@@ -374,6 +374,7 @@ export class UdpNat {
   describeFlows(now: number): FlowInfo[] {
     const out: FlowInfo[] = [];
     for (const f of this.flows.values()) {
+      const host = this.target(f.family, f.dst);
       out.push({
         proto: 'udp',
         family: f.family,
@@ -382,6 +383,7 @@ export class UdpNat {
         guestPort: f.guestPort,
         remote: f.dst.slice(),
         remotePort: f.dstPort,
+        ...(host ? { host: host.slice(), hostPort: f.dstPort } : {}),
         state: 'active',
         idleMs: Math.max(0, now - f.lastUse),
       });
