@@ -262,6 +262,9 @@ Example:
 Port forwards: -t 2222:22 (host port 2222, all addresses, to guest port 22),
   -t 127.0.0.1:8080:80, -t [::1]:2222:22, -u 6000-6009 (ports 6000..6009 to the same ports).
 
+A running vunet answers \`vunet ctl --socket PATH status\` (and add, remove, forwards, leases,
+  neighbours, flows, counters: see vunet ctl --help) on its control socket, PATH.ctl.
+
 The guest's memory must be shared (share=on) and the same size as -m. QEMU 7.2 under TCG
 also needs vectors=0 on -device virtio-net-pci.`,
   );
