@@ -127,7 +127,8 @@ export class Vunet {
   control: ControlServer | undefined;
   /** When start() ran (ms since the epoch): the summary's uptime. */
   private readonly startedAt = Date.now();
-  /** The native host, when the NAT runs on it (not a test's fake): how pings leave. */
+  /** The native host, unless a test gave every host interface: how pings leave (when the echo
+   *  proxy runs on it). */
   private readonly nodeHost: NodeHostNet | undefined;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
@@ -586,7 +587,7 @@ export class Vunet {
       attached: this.server.connected,
       linkUp: this.device.linkUp,
       guest: { mac: mac ? formatMac(mac) : null, ipv4: [...ipv4], ipv6: [...ipv6] },
-      icmp: this.nodeHost ? this.nodeHost.echoMode : 'fake',
+      icmp: this.nodeHost && !this.opts.hostNet ? this.nodeHost.echoMode : 'fake',
       forwards: this.active.flatMap((a) => a.listen.map((where) => `${a.fw.proto.toUpperCase()} ${where} → guest port ${a.fw.guestPort}`)),
       flows: {
         tcp: this.tcpNat.flowCount,
