@@ -105,6 +105,8 @@ t.test(
     const st = statSync(sock);
     t.equal(st.mode & 0o777, 0o660, 'mode 0660');
     t.equal(st.gid, 100, "group 'users'");
+    const ctlSt = statSync(`${sock}.ctl`);
+    t.same([ctlSt.mode & 0o777, ctlSt.gid], [0o660, 100], 'the control socket: the same mode and group');
     // A user that is neither the socket's owner (nobody, after the drop) nor root.
     const connect = (gid: number) =>
       spawnSync('setpriv', ['--reuid=4242', `--regid=${gid}`, '--clear-groups', 'socat', '-u', 'OPEN:/dev/null', `UNIX-CONNECT:${sock}`], {
