@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `vunet --socket PATH [options]`: serves a QEMU guest's virtio-net over vhost-user. A bad flag or
-// an unusable environment gets one line saying what to do and a non-zero exit.
+// an unusable environment gets one line saying what to do and a non-zero exit. `vunet ctl ...`
+// asks a running vunet over its control socket (src/main/ctl.ts).
 import { SocketInUseError } from 'vhost-user-ts';
 import { createStartLogger } from './main/logger.js';
 import { HelpShown, UsageError, parseArgs, qemuBanner } from './main/options.js';
@@ -10,6 +11,8 @@ import { PrivilegeError, applyPrivileges, planPrivileges, resolveGroup, setSocke
 import type { PrivilegePlan } from './main/privileges.js';
 import type { VunetOptions } from './main/options.js';
 import { ForwardError, Vunet } from './main/vunet.js';
+import { ControlInUseError } from './main/control.js';
+import { runCtl } from './main/ctl.js';
 import { formatIpv4, formatIpv6 } from './wire/index.js';
 
 function fail(message: string, code: number): number {
@@ -34,6 +37,9 @@ function activatedFd(env: NodeJS.ProcessEnv): number | undefined {
 }
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'ctl') {
+    return runCtl(argv.slice(1), { out: (s) => void process.stdout.write(s), err: (s) => void process.stderr.write(s) });
+  }
   let opts: VunetOptions;
   try {
     opts = parseArgs(argv, {}, activatedFd(process.env));
@@ -76,10 +82,19 @@ async function main(argv: string[]): Promise<number> {
       deny: opts.deny,
       ...(opts.pcapFile !== undefined ? { pcapFile: opts.pcapFile } : {}),
       ...(opts.topology !== undefined ? { topology: opts.topology } : {}),
+      controlPath: opts.controlPath,
+      controlMode: opts.socketMode,
     });
   } catch (err) {
-    if (err instanceof SocketInUseError || err instanceof PcapError || err instanceof ForwardError) return fail(err.message, 1);
-    const e = err as NodeJS.ErrnoException;
+    if (err instanceof SocketInUseError || err instanceof PcapError || err instanceof ForwardError || err instanceof ControlInUseError)
+      return fail(err.message, 1);
+    const e = err as NodeJS.ErrnoException & { address?: string };
+    if (opts.controlPath !== undefined && e.address === opts.controlPath) {
+      return fail(
+        `cannot listen on the control socket ${opts.controlPath}: ${e.code ?? e.message} (check the directory exists and is writable, or --no-control)`,
+        1,
+      );
+    }
     if (opts.socketPath === undefined && e.code !== undefined) {
       return fail(`cannot listen on fd ${opts.listenFd}: ${e.message} (give a listening unix socket)`, 1);
     }
@@ -91,6 +106,8 @@ async function main(argv: string[]): Promise<number> {
   if (opts.socketPath !== undefined && (opts.socketMode !== undefined || socketGid !== undefined)) {
     try {
       setSocketAccess(opts.socketPath, opts.socketMode, socketGid);
+      // The control socket is no more open than the vhost-user socket: the same mode and group.
+      if (opts.controlPath !== undefined && socketGid !== undefined) setSocketAccess(opts.controlPath, undefined, socketGid);
     } catch (err) {
       await vunet.close();
       const code = (err as NodeJS.ErrnoException).code ?? String(err);
@@ -112,6 +129,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     applyPrivileges(privileges, {
       ...(opts.socketPath !== undefined ? { socketPath: opts.socketPath } : {}),
+      ...(opts.controlPath !== undefined ? { controlPath: opts.controlPath } : {}),
       logger,
       ...(socketGid !== undefined ? { socketGid } : {}),
       ...(opts.pcapFile !== undefined ? { pcapFile: opts.pcapFile } : {}),
@@ -124,6 +142,7 @@ async function main(argv: string[]): Promise<number> {
     return fail(`cannot drop privileges: ${err instanceof Error ? err.message : String(err)} (${hint})`, 1);
   }
   started();
+  if (opts.controlWarning !== undefined) logger.warn(opts.controlWarning);
   const c = opts.config;
   logger.info(
     {
@@ -135,6 +154,7 @@ async function main(argv: string[]): Promise<number> {
       mtu: c.mtu,
       maxMemoryMiB: opts.maxMemory / 1024 ** 2,
       ...(opts.forwards.length > 0 ? { forwards: opts.forwards.length } : {}),
+      ...(opts.controlPath !== undefined ? { control: opts.controlPath } : {}),
       ...(opts.denyHost || opts.deny.length > 0 ? { denyHost: opts.denyHost, deny: opts.deny.length } : {}),
       ...(opts.topology ? { topology: { nodes: opts.topology.nodes.length - 1, nat: opts.topology.nat } } : {}),
     },
@@ -150,7 +170,8 @@ async function main(argv: string[]): Promise<number> {
   };
   process.once('SIGINT', () => void stop('SIGINT'));
   process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGUSR1', () => logger.info(vunet.status(), 'status'));
+  // Every counter (what scripts read) and the summary `vunet ctl status` prints, in one line.
+  process.on('SIGUSR1', () => logger.info({ ...vunet.status(), summary: vunet.summary() }, 'status'));
   process.stderr.write(`\n${qemuBanner(vunet.listenedOn)}\n`);
   return -1; // keep running
 }

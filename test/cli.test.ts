@@ -3,6 +3,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { TestFrontend, native } from 'vhost-user-ts/testing';
@@ -104,6 +105,8 @@ t.test(
     const st = statSync(sock);
     t.equal(st.mode & 0o777, 0o660, 'mode 0660');
     t.equal(st.gid, 100, "group 'users'");
+    const ctlSt = statSync(`${sock}.ctl`);
+    t.same([ctlSt.mode & 0o777, ctlSt.gid], [0o660, 100], 'the control socket: the same mode and group');
     // A user that is neither the socket's owner (nobody, after the drop) nor root.
     const connect = (gid: number) =>
       spawnSync('setpriv', ['--reuid=4242', `--regid=${gid}`, '--clear-groups', 'socat', '-u', 'OPEN:/dev/null', `UNIX-CONNECT:${sock}`], {
@@ -188,4 +191,119 @@ t.test('each port forward says where it listens, one line each', async (t) => {
   t.ok(lines.length <= 3 && lines.every((l) => /^port forward listening: (TCP|UDP) \S+:\d+ → guest port \d+$/.test(l)), 'one line per listener');
   child.kill('SIGTERM');
   t.equal(await exited, 0);
+});
+
+t.test('vunet ctl: status, forwards added and removed at run time, the lists; errors one line', async (t) => {
+  const dir = tempDir(t);
+  const sock = join(dir, 'ctl.sock');
+  const ctlPath = `${sock}.ctl`;
+  const port = 21000 + (process.pid % 20000);
+  const v = start(sock, '--log-level', 'info', '-t', `127.0.0.1:${port}:80`);
+  let stdout = '';
+  v.child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  await v.ready;
+  t.equal(statSync(ctlPath).mode & 0o777, 0o600, 'the control socket is 0600 without --socket-mode');
+  const ctl = (...args: string[]) => run('ctl', '--socket', sock, ...args);
+
+  const status = ctl('status');
+  t.equal(status.status, 0, status.stderr);
+  t.match(status.stdout, /^vunet \S+, up \d+s\nguest: not attached\n  MAC not seen yet\nICMP: .+\nforwards:\n  TCP 127\.0\.0\.1:\d+ → guest port 80\n/);
+  t.match(status.stdout, /flows: TCP 0, UDP 0, ICMP 0, forwarded UDP sessions 0\ndrops: none\n$/);
+  const json = JSON.parse(ctl('status', '--json').stdout) as { forwards: string[]; attached: boolean };
+  t.same(json.forwards, [`TCP 127.0.0.1:${port} → guest port 80`]);
+
+  const added = ctl('add', '-t', `127.0.0.1:${port + 1}:22`);
+  t.equal(added.status, 0, added.stderr);
+  t.match(JSON.parse(added.stdout), [{ proto: 'tcp', spec: `127.0.0.1:${port + 1}:22`, listen: [`127.0.0.1:${port + 1}`] }]);
+  await until(() => stdout.includes(`port forward listening: TCP 127.0.0.1:${port + 1} → guest port 22`), 'the log line of the forward added');
+  const listening = spawnSync('socat', ['-u', 'OPEN:/dev/null', `TCP:127.0.0.1:${port + 1}`], { encoding: 'utf8', timeout: 10_000 });
+  t.equal(listening.status, 0, 'the forward added listens');
+  t.match(JSON.parse(ctl('forwards').stdout), [{ hostPort: port }, { hostPort: port + 1 }]);
+
+  // Errors: the same as the flags', one line, exit 1.
+  for (const [args, msg] of [
+    [['add', '-t', `${port}`], new RegExp(`^vunet ctl: --tcp-forward: host port ${port} is forwarded already \\(127\\.0\\.0\\.1:${port}:80\\)\n$`)],
+    [['add', '-t', '70000'], /^vunet ctl: --tcp-forward must be \[ADDR:\]HOSTPORT\[:GUESTPORT\] .*port 70000 is not in 1\.\.65535\)\n$/],
+    [['add', '-u', '[::1'], /^vunet ctl: --udp-forward must be .*no \] after the IPv6 address\)\n$/],
+    [['remove', '-t', `${port + 5}`], new RegExp(`^vunet ctl: --tcp-forward: host port ${port + 5} is not forwarded \\(see vunet ctl forwards\\)\n$`)],
+  ] as const) {
+    const r = ctl(...args);
+    t.equal(r.status, 1, `${args.join(' ')}: exit 1`);
+    t.match(r.stderr, msg, `${args.join(' ')}: ${r.stderr.trim()}`);
+    t.equal(r.stdout, '');
+  }
+  // A host port another program holds: refused with the start's message, and all or nothing (the
+  // range's free first port is not left listening).
+  const holder = createServer();
+  await new Promise<void>((r) => holder.listen(port + 3, '127.0.0.1', r));
+  const inUse = ctl('add', '-t', `127.0.0.1:${port + 2}-${port + 3}`);
+  holder.close();
+  t.equal(inUse.status, 1);
+  t.equal(inUse.stderr, `vunet ctl: cannot listen on TCP port ${port + 3} for -t: EADDRINUSE (another program uses it; pick another port)\n`);
+  t.equal((JSON.parse(ctl('forwards').stdout) as unknown[]).length, 2, 'nothing of that range added');
+  const free = spawnSync('socat', ['-u', 'OPEN:/dev/null', `TCP:127.0.0.1:${port + 2}`], { encoding: 'utf8', timeout: 10_000 });
+  t.not(free.status, 0, 'its first port not left listening');
+
+  const removed = ctl('remove', '-t', `127.0.0.1:${port + 1}`);
+  t.equal(removed.status, 0, removed.stderr);
+  const refused = spawnSync('socat', ['-u', 'OPEN:/dev/null', `TCP:127.0.0.1:${port + 1}`], { encoding: 'utf8', timeout: 10_000 });
+  t.not(refused.status, 0, 'the forward removed no longer listens');
+  t.match(refused.stderr, /Connection refused/);
+  for (const cmd of ['leases', 'neighbours', 'flows']) t.same(JSON.parse(ctl(cmd).stdout), [], `${cmd}: none yet (no guest)`);
+  t.match(JSON.parse(ctl('counters').stdout), { connected: false, tcp: { flows: 0 } });
+
+  // SIGUSR1: the counters and the same summary, one log line.
+  v.child.kill('SIGUSR1');
+  await until(() => stdout.includes('"msg":"status"'), 'the status line');
+  const line = JSON.parse(stdout.split('\n').find((l) => l.includes('"msg":"status"'))!) as {
+    summary: { forwards: string[]; drops: unknown[] };
+    tcp: { acceptsRefused: number };
+  };
+  t.equal(line.tcp.acceptsRefused, 1, 'every counter, as before');
+  t.same(line.summary.forwards, [`TCP 127.0.0.1:${port} → guest port 80`]);
+  // The connection made through the forward added found no guest: refused, and said so.
+  t.same(line.summary.drops, [{ name: 'tcp.acceptsRefused', count: 1, meaning: 'forwarded connections refused (rate, table share, guest address unknown)' }]);
+  t.match(ctl('status').stdout, /\ndrops:\n  tcp\.acceptsRefused 1  forwarded connections refused \(rate, table share, guest address unknown\)\n$/);
+
+  // A second vunet may not take the control socket over.
+  const second = run('--socket', join(dir, 'other.sock'), '--control', ctlPath);
+  t.equal(second.status, 1);
+  t.match(
+    second.stderr,
+    /^vunet: control socket .*ctl\.sock\.ctl is in use by a running vunet: stop it, or give this one another --control path \(or --no-control\)\n$/,
+  );
+  t.notOk(existsSync(join(dir, 'other.sock')), 'its vhost-user socket removed again');
+
+  v.child.kill('SIGTERM');
+  t.equal(await v.exited, 0);
+  t.notOk(existsSync(ctlPath), 'the control socket removed at exit');
+  const gone = ctl('status');
+  t.equal(gone.status, 1);
+  t.match(
+    gone.stderr,
+    /^vunet ctl: cannot reach the control socket .*ctl\.sock\.ctl: no vunet is running there \(start vunet, or name its socket with --socket or --control\)\n$/,
+  );
+  for (const args of [['status'], ['ctl', '--socket', sock, 'bogus'], ['ctl', '--socket', sock, 'add'], ['ctl', '--socket', sock, 'status', '-t', '80']]) {
+    const r = args[0] === 'ctl' ? run(...args) : run('ctl', ...args);
+    t.equal(r.status, 2, `${args.join(' ')}: exit 2`);
+    t.match(r.stderr, /^vunet ctl: .+\n$/, r.stderr.trim());
+  }
+});
+
+t.test('--fd: no control socket unless --control names one', async (t) => {
+  const dir = tempDir(t);
+  const sock = join(dir, 'given.sock');
+  const ctlPath = join(dir, 'given.ctl');
+  const fd = native.unixListen(sock, 4);
+  const child = spawn(process.execPath, [BIN, '--fd', '3', '--control', ctlPath, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe', fd] });
+  native.close(fd);
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  await until(() => /Start QEMU with/.test(stderr), 'vunet did not start', 15_000);
+  t.equal(run('ctl', '--control', ctlPath, 'forwards').stdout, '[]\n', 'served on the --control path');
+  t.notOk(existsSync(`${sock}.ctl`), 'nothing beside the given socket');
+  child.kill('SIGTERM');
+  t.equal(await exited, 0);
+  t.notOk(existsSync(ctlPath), 'removed at exit');
 });

@@ -39,6 +39,10 @@
 //   when vunet starts as root (default user: nobody). --no-sandbox turns off the seccomp filter,
 //   Landlock and no_new_privs, for debugging; the switch away from root still happens.
 // - --max-memory SIZE: bytes, or with a K, M or G suffix (powers of 1024), 16M..64G; default 256M.
+// - --control PATH: the control socket (`vunet ctl`), at most 107 bytes. Default: beside the
+//   vhost-user socket, `<socket>.ctl` (none, with a warning, when that would pass 107 bytes);
+//   with a given socket (--fd, socket activation) there is no path to put it beside, so it is
+//   off unless --control names one. --no-control turns it off.
 // - --deny-host fences every address of this host (loopback is always fenced). --deny CIDR, for
 //   either family, repeatable; a bare address is a /32 or /128; host bits set are an error (a typo
 //   more often than a wish), as are zones.
@@ -96,6 +100,10 @@ export interface VunetOptions {
   denyHost: boolean;
   /** --deny: prefixes the guest may not reach. */
   deny: Cidr[];
+  /** Where the control socket listens (`vunet ctl`); undefined: no control socket. */
+  controlPath: string | undefined;
+  /** Why there is no control socket though none was refused (to be logged as a warning). */
+  controlWarning?: string;
 }
 
 /** --runas as written: a user (name or uid) and optionally a group (name or gid). */
@@ -200,6 +208,10 @@ export function buildProgram(output: ProgramOutput = {}): Command {
       ),
     )
     .addOption(new Option('--socket-group <group>', "group of the socket file, a name or a GID (for a QEMU run as another user, libvirt's qemu)"))
+    .addOption(
+      new Option('--control <path>', 'control socket for `vunet ctl` (JSON lines); off with --no-control').default(undefined, '<socket>.ctl; none with --fd'),
+    )
+    .addOption(new Option('--no-control', 'no control socket'))
     .addOption(new Option('--print-capabilities', "print the backend's capabilities as JSON (QEMU's vhost-user backend conventions) and exit"))
     .addOption(new Option('--ipv4 <cidr>', 'guest IPv4 network, /8 to /28; vunet is .2, DNS .3, DHCP leases start at .15').default(...shown(DEFAULT_IPV4)))
     .addOption(new Option('--ipv6 <prefix>', 'guest IPv6 /64 prefix for SLAAC; vunet is ::2, DNS ::3').default(...shown(DEFAULT_IPV6)))
@@ -264,6 +276,9 @@ Example (MEM is the guest's memory size, e.g. MEM=2G: -m and size= must agree):
 
 Port forwards: -t 2222:22 (host port 2222, all addresses, to guest port 22),
   -t 127.0.0.1:8080:80, -t [::1]:2222:22, -u 6000-6009 (ports 6000..6009 to the same ports).
+
+A running vunet answers \`vunet ctl --socket PATH status\` (and add, remove, forwards, leases,
+  neighbours, flows, counters: see vunet ctl --help) on its control socket, PATH.ctl.
 
 The guest's memory must be shared (share=on, or no network) and the same size as -m.`,
   );
@@ -344,6 +359,8 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}, a
     );
   }
 
+  const { controlPath, controlWarning } = parseControlPath(o.control, o.socket);
+
   const ipv4 = parseIpv4Network(o.ipv4);
   config.ipv4 = ipv4ConfigFor(ipv4.network, ipv4.prefixLength);
   config.ipv6 = o.ipv6 === false ? undefined : ipv6ConfigFor(parseIpv6Prefix(o.ipv6));
@@ -376,6 +393,8 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}, a
     maxMemory: parseSize('--max-memory', o.maxMemory, MIN_MAX_MEMORY, MAX_MAX_MEMORY),
     denyHost: o.denyHost === true,
     deny: o.deny.map(parseDenyPrefix),
+    controlPath,
+    ...(controlWarning !== undefined ? { controlWarning } : {}),
   };
   if (o.pcap !== undefined) result.pcapFile = o.pcap;
   if (o.topology !== undefined) result.topology = readTopology(o.topology);
@@ -442,6 +461,31 @@ interface RawOptions {
   maxMemory: string;
   denyHost: boolean | undefined;
   deny: string[];
+  control: string | false | undefined;
+}
+
+/** --control / --no-control: the control socket's path, or undefined for none (see the top). */
+function parseControlPath(raw: string | false | undefined, socket: string | undefined): { controlPath: string | undefined; controlWarning?: string } {
+  if (raw === false) return { controlPath: undefined };
+  if (raw === '') throw new UsageError('--control needs a path for the control socket (or --no-control for none)');
+  if (raw === undefined) {
+    if (socket === undefined) return { controlPath: undefined };
+    const path = `${socket}.ctl`;
+    // A --socket path that fits only just: vunet starts as before, without the control socket.
+    if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) {
+      return {
+        controlPath: undefined,
+        controlWarning: `no control socket: ${path} would be longer than ${MAX_SOCKET_PATH_BYTES} bytes (name one with --control)`,
+      };
+    }
+    return { controlPath: path };
+  }
+  const bytes = Buffer.byteLength(raw);
+  if (bytes > MAX_SOCKET_PATH_BYTES) {
+    throw new UsageError(`--control path is ${bytes} bytes; Unix socket paths can be at most ${MAX_SOCKET_PATH_BYTES}: use a shorter path`);
+  }
+  if (socket !== undefined && raw === socket) throw new UsageError('--control and --socket name the same path: give the control socket its own');
+  return { controlPath: raw };
 }
 
 function fromCommander(err: unknown, program: Command): Error {
@@ -665,6 +709,19 @@ function parseForwards(tcp: readonly string[], udp: readonly string[]): PortForw
   return out;
 }
 
+/**
+ * One -t/-u spec, validated as on the command line, expanded to one PortForward per port: what
+ * `vunet ctl add` and `remove` take (same syntax, same errors as --tcp-forward/--udp-forward).
+ */
+export function parseForwardSpecs(proto: PortForward['proto'], spec: string): PortForward[] {
+  return parseForwards(proto === 'tcp' ? [spec] : [], proto === 'udp' ? [spec] : []);
+}
+
+/** Whether two forwards would take the same host port of one protocol (binding would fail). */
+export function forwardsCollide(a: PortForward, b: PortForward): boolean {
+  return a.proto === b.proto && a.hostPort === b.hostPort && addressesOverlap(a, b);
+}
+
 /** Whether two forwards' host addresses share an address (an unspecified address covers its family). */
 function addressesOverlap(a: ForwardAddress, b: ForwardAddress): boolean {
   if (a.addr === null || b.addr === null) return true;
@@ -783,7 +840,7 @@ const dedupe = (xs: string[]): string[] => [...new Set(xs)];
 const isLogLevel = (s: string): s is LogLevel => (LOG_LEVELS as readonly string[]).includes(s);
 
 /** vunet's version from its package.json (found from this file in src/ or dist/src/). */
-function packageVersion(): string {
+export function packageVersion(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
     try {

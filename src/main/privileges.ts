@@ -234,6 +234,8 @@ export interface PrivilegeOutcome {
 export interface ApplyContext {
   /** The socket file vunet made (undefined for a socket it was given: its maker owns the file). */
   socketPath?: string;
+  /** The control socket (--control), handed over and removable as the vhost-user socket is. */
+  controlPath?: string;
   /** The socket's group (--socket-group), kept when the socket is handed to the --runas user. */
   socketGid?: number;
   pcapFile?: string;
@@ -261,18 +263,22 @@ export function applyPrivileges(plan: PrivilegePlan, ctx: ApplyContext, sys: Sys
   const hasNetRaw = (effectiveCapabilities(sys.readFile('/proc/self/status')) & (1n << BigInt(CAP_NET_RAW))) !== 0n;
   const decision = decideEcho(range, groups, hasNetRaw);
 
-  if (user && ctx.socketPath !== undefined) {
+  const sockets: Array<[string, string]> = [];
+  if (ctx.socketPath !== undefined) sockets.push([ctx.socketPath, 'vhost-user']);
+  if (ctx.controlPath !== undefined) sockets.push([ctx.controlPath, 'control']);
+  for (const [path, what] of sockets) {
+    if (!user) break;
     // lchown, after checking it is still a socket: in a directory others may write, the path
     // could have been swapped for a symlink to a file root owns since we bound it.
     let problem: string | undefined;
     try {
-      if (lstatSync(ctx.socketPath).isSocket()) lchownSync(ctx.socketPath, user.uid, ctx.socketGid ?? user.gid);
+      if (lstatSync(path).isSocket()) lchownSync(path, user.uid, ctx.socketGid ?? user.gid);
       else problem = 'it is not a socket any more';
     } catch (err) {
       problem = (err as NodeJS.ErrnoException).code ?? String(err);
     }
-    const why = problem === undefined ? whyCannotRemove(ctx.socketPath, user) : `cannot hand it over (${problem})`;
-    if (why !== undefined) warn(`${user.name} cannot remove the vhost-user socket at exit: ${why} (the socket file stays; the next vunet replaces it)`);
+    const why = problem === undefined ? whyCannotRemove(path, user) : `cannot hand it over (${problem})`;
+    if (why !== undefined) warn(`${user.name} cannot remove the ${what} socket at exit: ${why} (the socket file stays; the next vunet replaces it)`);
   }
 
   if (user && ctx.pidFile !== undefined) {
@@ -299,7 +305,7 @@ export function applyPrivileges(plan: PrivilegePlan, ctx: ApplyContext, sys: Sys
     keepCapabilities: decision.keepNetRaw ? [CAP_NET_RAW] : [],
     sandbox: plan.sandbox,
     writableFiles: ctx.pcapFile !== undefined ? [resolve(ctx.pcapFile)] : [],
-    removableDirs: [...new Set([ctx.socketPath, ctx.pidFile].filter((f) => f !== undefined).map((f) => dirname(resolve(f))))],
+    removableDirs: [...new Set([...sockets.map(([path]) => path), ctx.pidFile].filter((f) => f !== undefined).map((f) => dirname(resolve(f))))],
   });
 
   const echoMode = NodeHostNet.reprobe();

@@ -35,9 +35,17 @@ import type { Resolver } from '../nat/dns.js';
 import { UdpNat } from '../nat/udp-nat.js';
 import { RouterAdvertiser } from '../ra/router-advertiser.js';
 import { VirtioNetDevice } from '../virtio/net-device.js';
-import { IpProtocol, MAC_BROADCAST, bytesEqual, formatIpv4, formatIpv6, inanyBytes, inanyOfIpv4, ipFamily, ipv4Read } from '../wire/index.js';
+import { IpProtocol, MAC_BROADCAST, bytesEqual, formatIpv4, formatIpv6, formatMac, inanyBytes, inanyOfIpv4, ipFamily, ipv4Read } from '../wire/index.js';
 import { NodeHostNet } from '../host/host-net.js';
 import { PcapWriter } from './pcap.js';
+import { ControlServer, controlHandler } from './control.js';
+import type { FlowInfo } from '../nat/flow-info.js';
+import { ipv6KeyBytes } from '../iface/neighbor.js';
+import { MAX_FORWARDS, UsageError, forwardsCollide, packageVersion, parseForwardSpecs } from './options.js';
+import { nonZeroDrops } from './status.js';
+import type { FlowLine, ForwardInfo, LeaseInfo, NeighbourLine, StatusSummary } from './status.js';
+
+const VERSION = packageVersion();
 
 /** Wall-clock ms since the epoch to the microsecond (Date.now() has whole ms): capture times. */
 const wallClockMicros = (): number => performance.timeOrigin + performance.now();
@@ -75,6 +83,18 @@ export interface VunetStartOptions {
   deny?: Cidr[];
   /** A simulated network behind the gateway (--topology; see src/sim). */
   topology?: Topology;
+  /** Where the control socket listens (`vunet ctl`); none when undefined. */
+  controlPath?: string | undefined;
+  /** The control socket's permission bits (--socket-mode; default 0600). */
+  controlMode?: number | undefined;
+}
+
+/** A forward in effect: what was asked, where it listens, and how to stop it. */
+interface ActiveForward {
+  fw: PortForward;
+  /** Where its host sockets listen (one per family), as `forwardListenText` writes them. */
+  listen: string[];
+  stop: Array<() => void>;
 }
 
 /** The memory budget unless --max-memory says otherwise. With the default bounds (8192 TCP flows
@@ -109,7 +129,16 @@ export class Vunet {
   readonly memory: MemoryBudget;
   readonly fence: Fence;
   /** Every NAT flow: TCP connections, UDP mappings, echo sessions, UDP forward sessions. */
-  readonly flows = new FlowTable();
+  readonly flowTable = new FlowTable();
+  /** The port forwards in effect (startup ones first, then those `vunet ctl add` made). */
+  private readonly active: ActiveForward[] = [];
+  /** The control socket, when there is one. */
+  control: ControlServer | undefined;
+  /** When start() ran (ms since the epoch): the summary's uptime. */
+  private readonly startedAt = Date.now();
+  /** The native host, unless a test gave every host interface: how pings leave (when the echo
+   *  proxy runs on it). */
+  private readonly nodeHost: NodeHostNet | undefined;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private rearmSoon = false;
@@ -225,6 +254,7 @@ export class Vunet {
             failed: (err) => this.failed('a host socket event', err),
             batch: (ms) => this.batchTook(ms),
           });
+    this.nodeHost = nodeHost;
     const host = opts.hostNet ?? nodeHost!;
     const mapGateway = opts.mapGateway ?? true;
     this.fence = new Fence({
@@ -235,7 +265,7 @@ export class Vunet {
     });
     const fence = this.fence;
     // One flow table for every NAT part (each bounds its own kind within it).
-    const flows = this.flows;
+    const flows = this.flowTable;
     this.echoProxy = new EchoProxy(this.stack, host, { mapGateway, fence, flows, log: natLog });
     this.udpNat = new UdpNat(this.stack, opts.hostUdp ?? nodeHost!, {
       mapGateway,
@@ -399,7 +429,14 @@ export class Vunet {
       if (opts.listenFd !== undefined) v.listenedOn = v.server.listenOn(opts.listenFd);
       else if (opts.socketPath !== undefined) v.server.listen((v.listenedOn = opts.socketPath));
       else throw new Error('Vunet.start: a socketPath or a listenFd');
+      if (opts.controlPath !== undefined) {
+        v.control = await ControlServer.listen(opts.controlPath, controlHandler(v), {
+          log: opts.logger.child({ part: 'control' }),
+          ...(opts.controlMode !== undefined ? { mode: opts.controlMode } : {}),
+        });
+      }
     } catch (err) {
+      v.server.close();
       v.tcpNat.closeAll();
       v.udpForward.closeAll();
       await pcap?.close();
@@ -409,34 +446,193 @@ export class Vunet {
   }
 
   /**
-   * Opens the host listeners of the port forwards. A forward on every address listens on both
-   * families; its IPv6 half is skipped (with a warning) on a host without IPv6.
+   * Opens the host listeners of the port forwards, one log line each. A forward on every address
+   * listens on both families; its IPv6 half is skipped (with a warning) on a host without IPv6.
+   * All or nothing: when one cannot listen, those this call opened are closed again and a
+   * ForwardError says why.
    */
   private listenForwards(forwards: readonly PortForward[]): void {
-    for (const fw of forwards) {
-      const families: (4 | 6)[] = fw.family === 'any' ? [4, 6] : [fw.family];
-      for (const family of families) {
-        const one = { family, addr: fw.addr, hostPort: fw.hostPort, guestPort: fw.guestPort };
-        try {
-          if (fw.proto === 'tcp') this.tcpNat.listen([one]);
-          else this.udpForward.listen([one]);
-          this.opts.logger.info(
-            { proto: fw.proto, listen: forwardListenText(family, fw.addr, fw.hostPort), guestPort: fw.guestPort },
-            `port forward listening: ${fw.proto.toUpperCase()} ${forwardListenText(family, fw.addr, fw.hostPort)} → guest port ${fw.guestPort}`,
-          );
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code ?? String(err);
-          const flag = fw.proto === 'tcp' ? '-t' : '-u';
-          if (fw.family === 'any' && family === 6 && (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL')) {
-            this.opts.logger.warn({ port: fw.hostPort, code }, `no IPv6 on this host: ${flag} ${fw.hostPort} listens on IPv4 only`);
-            continue;
-          }
-          const hint =
-            code === 'EADDRINUSE' ? 'another program uses it; pick another port' : code === 'EACCES' ? 'ports below 1024 need privileges' : 'check the address';
-          throw new ForwardError(`cannot listen on ${fw.proto.toUpperCase()} port ${fw.hostPort} for ${flag}: ${code} (${hint})`);
-        }
+    const opened: ActiveForward[] = [];
+    try {
+      for (const fw of forwards) opened.push(this.listenForward(fw));
+    } catch (err) {
+      for (const a of opened) for (const stop of a.stop) stop();
+      throw err;
+    }
+    for (const a of opened) {
+      this.active.push(a);
+      for (const where of a.listen) {
+        this.opts.logger.info(
+          { proto: a.fw.proto, listen: where, guestPort: a.fw.guestPort },
+          `port forward listening: ${a.fw.proto.toUpperCase()} ${where} → guest port ${a.fw.guestPort}`,
+        );
       }
     }
+  }
+
+  private listenForward(fw: PortForward): ActiveForward {
+    const families: (4 | 6)[] = fw.family === 'any' ? [4, 6] : [fw.family];
+    const a: ActiveForward = { fw, listen: [], stop: [] };
+    for (const family of families) {
+      const one = { family, addr: fw.addr, hostPort: fw.hostPort, guestPort: fw.guestPort };
+      try {
+        if (fw.proto === 'tcp') {
+          const [l] = this.tcpNat.listen([one]);
+          a.stop.push(() => this.tcpNat.stopListening(l!));
+        } else {
+          const [u] = this.udpForward.listen([one]);
+          a.stop.push(() => this.udpForward.stopListening(u!));
+        }
+        a.listen.push(forwardListenText(family, fw.addr, fw.hostPort));
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? String(err);
+        const flag = fw.proto === 'tcp' ? '-t' : '-u';
+        if (fw.family === 'any' && family === 6 && (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL')) {
+          this.opts.logger.warn({ port: fw.hostPort, code }, `no IPv6 on this host: ${flag} ${fw.hostPort} listens on IPv4 only`);
+          continue;
+        }
+        for (const stop of a.stop) stop();
+        const hint =
+          code === 'EADDRINUSE' ? 'another program uses it; pick another port' : code === 'EACCES' ? 'ports below 1024 need privileges' : 'check the address';
+        throw new ForwardError(`cannot listen on ${fw.proto.toUpperCase()} port ${fw.hostPort} for ${flag}: ${code} (${hint})`);
+      }
+    }
+    return a;
+  }
+
+  // ---- the control socket's requests (see control-commands.ts) ----
+
+  /** The forwards in effect. */
+  forwards(): ForwardInfo[] {
+    return this.active.map(forwardInfo);
+  }
+
+  /**
+   * Adds the forwards of one -t/-u spec while running (`vunet ctl add`): validated as on the
+   * command line (UsageError), refused when a host port is forwarded already or the total would
+   * pass MAX_FORWARDS, then listened on all or nothing (ForwardError). Returns what was added.
+   */
+  addForwards(proto: PortForward['proto'], spec: string): ForwardInfo[] {
+    const flag = proto === 'tcp' ? '--tcp-forward' : '--udp-forward';
+    const wanted = parseForwardSpecs(proto, spec);
+    if (this.active.length + wanted.length > MAX_FORWARDS) {
+      throw new UsageError(`${flag}: at most ${MAX_FORWARDS} ports may be forwarded in all (${this.active.length} are): remove some first`);
+    }
+    for (const w of wanted) {
+      const clash = this.active.find((a) => forwardsCollide(a.fw, w));
+      if (clash) throw new UsageError(`${flag}: host port ${w.hostPort} is forwarded already (${forwardInfo(clash).spec})`);
+    }
+    const before = this.active.length;
+    this.listenForwards(wanted);
+    return this.active.slice(before).map(forwardInfo);
+  }
+
+  /**
+   * Removes the forwards of one -t/-u spec (`vunet ctl remove`): each port of it must be
+   * forwarded with the same address; the guest port may be left out. Connections they brought
+   * stay open; the next ones are refused by the host. Returns what was removed.
+   */
+  removeForwards(proto: PortForward['proto'], spec: string): ForwardInfo[] {
+    const flag = proto === 'tcp' ? '--tcp-forward' : '--udp-forward';
+    const wanted = parseForwardSpecs(proto, spec);
+    const found: ActiveForward[] = [];
+    for (const w of wanted) {
+      const a = this.active.find((x) => x.fw.proto === w.proto && x.fw.hostPort === w.hostPort && x.fw.family === w.family && sameAddress(x.fw.addr, w.addr));
+      if (!a) throw new UsageError(`${flag}: host port ${w.hostPort} is not forwarded${w.addr ? ' on that address' : ''} (see vunet ctl forwards)`);
+      found.push(a);
+    }
+    for (const a of found) {
+      for (const stop of a.stop) stop();
+      this.active.splice(this.active.indexOf(a), 1);
+      for (const where of a.listen) {
+        this.opts.logger.info({ proto: a.fw.proto, listen: where, guestPort: a.fw.guestPort }, `port forward removed: ${a.fw.proto.toUpperCase()} ${where}`);
+      }
+    }
+    return found.map(forwardInfo);
+  }
+
+  /** The DHCP leases (DHCPv4; DHCPv6 keeps none the guest needs listed). */
+  leases(): LeaseInfo[] {
+    return this.dhcpv4.leases().map((l) => ({
+      family: 4,
+      mac: l.mac,
+      ip: formatIpv4(l.ip),
+      state: l.state,
+      expiresInSec: Math.max(0, Math.round((l.expires - this.stack.now()) / 1000)),
+      ...(l.hostname !== undefined ? { hostname: l.hostname } : {}),
+    }));
+  }
+
+  /** The neighbour caches (ARP and NDP): the guest's addresses on the link. */
+  neighbours(): NeighbourLine[] {
+    const now = this.stack.now();
+    const out: NeighbourLine[] = this.stack.ipv4.neighbors.list().map((n) => ({
+      family: 4,
+      ip: formatIpv4(n.key),
+      state: n.state,
+      mac: n.mac ? formatMac(n.mac) : null,
+      timerInMs: Math.max(0, Math.round(n.deadline - now)),
+    }));
+    for (const n of this.stack.ipv6?.neighbors.list() ?? []) {
+      out.push({
+        family: 6,
+        ip: formatIpv6(ipv6KeyBytes(n.key)),
+        state: n.state,
+        mac: n.mac ? formatMac(n.mac) : null,
+        timerInMs: Number.isFinite(n.deadline) ? Math.max(0, Math.round(n.deadline - now)) : null,
+      });
+    }
+    return out;
+  }
+
+  /** The NAT's flows: TCP connections, UDP flows, ping flows, forwarded UDP sessions. */
+  flows(): FlowLine[] {
+    const now = this.stack.now();
+    return [
+      ...this.tcpNat.describeFlows(now),
+      ...this.udpNat.describeFlows(now),
+      ...this.echoProxy.describeFlows(now),
+      ...this.udpForward.describeFlows(now),
+    ].map(flowLine);
+  }
+
+  /** The short summary for a person (`vunet ctl status`, SIGUSR1). */
+  summary(): StatusSummary {
+    const ipv4 = new Set<string>();
+    for (const l of this.dhcpv4.leases()) if (l.state === 'bound') ipv4.add(formatIpv4(l.ip));
+    if (this.guestSeen4) ipv4.add(formatIpv4(ipv4Read(this.guestSeen4, 0)));
+    const ipv6 = new Set<string>();
+    if (this.guestSeen6) ipv6.add(formatIpv6(this.guestSeen6));
+    const mac = this.stack.guestMac;
+    const flat: Record<string, number> = { ...this.stack.counters.snapshot() };
+    const add = (prefix: string, o: object): void => {
+      for (const [k, v] of Object.entries(o)) if (typeof v === 'number') flat[`${prefix}.${k}`] = v;
+    };
+    add('device', this.device.stats);
+    add('tcp', this.tcpNat.stats);
+    add('udp', this.udpNat.stats);
+    add('echo', this.echoProxy.stats);
+    add('dns', this.dns.stats);
+    add('udpForward', this.udpForward.stats);
+    add('fence', this.fence.stats);
+    flat.failures = this.failures.count;
+    return {
+      version: VERSION,
+      uptimeSec: Math.round((Date.now() - this.startedAt) / 1000),
+      attached: this.server.connected,
+      linkUp: this.device.linkUp,
+      guest: { mac: mac ? formatMac(mac) : null, ipv4: [...ipv4], ipv6: [...ipv6] },
+      icmp: this.nodeHost && !this.opts.hostNet ? this.nodeHost.echoMode : 'fake',
+      forwards: this.active.flatMap((a) => a.listen.map((where) => `${a.fw.proto.toUpperCase()} ${where} → guest port ${a.fw.guestPort}`)),
+      flows: {
+        tcp: this.tcpNat.flowCount,
+        udp: this.udpNat.flowCount,
+        icmp: this.echoProxy.flowCount,
+        udpForward: this.udpForward.sessionCount,
+        tcpStates: this.tcpNat.states(),
+      },
+      drops: nonZeroDrops(flat),
+    };
   }
 
   /** Packets for beyond the guest link (UDP and the rest the stack leaves to the NAT). */
@@ -557,6 +753,7 @@ export class Vunet {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.loopDelay.disable();
+    this.control?.close();
     this.server.close();
     this.echoProxy.closeAll();
     this.udpNat.closeAll();
@@ -612,6 +809,35 @@ function hostAddresses(): () => readonly Uint8Array[] {
       }
     }
     return list;
+  };
+}
+
+/** Whether two forward addresses are the same (null: every address of both families). */
+function sameAddress(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.length === b.length && bytesEqual(a, 0, b, 0, a.length);
+}
+
+function forwardInfo(a: ActiveForward): ForwardInfo {
+  const { proto, addr, family, hostPort, guestPort } = a.fw;
+  const where = addr === null ? '' : family === 4 ? `${formatIpv4(ipv4Read(addr, 0))}:` : `[${formatIpv6(addr)}]:`;
+  return { proto, spec: `${where}${hostPort}:${guestPort}`, listen: [...a.listen], hostPort, guestPort };
+}
+
+/** A flow as `vunet ctl flows` shows it: addresses as text, times in seconds. */
+function flowLine(f: FlowInfo): FlowLine {
+  const end = (addr: Uint8Array, port: number): string => (addr.length === 4 ? `${formatIpv4(ipv4Read(addr, 0))}:${port}` : `[${formatIpv6(addr)}]:${port}`);
+  return {
+    proto: f.proto,
+    direction: f.direction,
+    state: f.state,
+    guest: end(f.guest, f.guestPort),
+    remote: end(f.remote, f.remotePort),
+    ...(f.host ? { host: end(f.host, f.hostPort ?? 0) } : {}),
+    ...(f.bytesToGuest !== undefined ? { bytesToGuest: f.bytesToGuest } : {}),
+    ...(f.bytesFromGuest !== undefined ? { bytesFromGuest: f.bytesFromGuest } : {}),
+    ...(f.ageMs !== undefined ? { ageSec: Math.round(f.ageMs / 100) / 10 } : {}),
+    ...(f.idleMs !== undefined ? { idleSec: Math.round(f.idleMs / 100) / 10 } : {}),
   };
 }
 

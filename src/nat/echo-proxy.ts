@@ -21,6 +21,7 @@ import {
   icmpv4EchoRest,
   ICMPV6_HEADER_LEN,
   icmpv6EchoRest,
+  inanyBytes,
   inanyOf,
   inanyV4,
   ipFamily,
@@ -36,6 +37,7 @@ import { fenced, sendGuestError } from './flows.js';
 import { Flow, FlowKind, FlowTable, IdleFlows } from './flow-table.js';
 import { refusedSend, translateError } from './icmp-errors.js';
 import type { HostError } from './icmp-errors.js';
+import type { FlowInfo } from './flow-info.js';
 
 export interface EchoProxyOptions {
   maxFlows?: number;
@@ -280,6 +282,28 @@ export class EchoProxy {
       emitIpv6Header(q, 0, { src: f.guest, dst: f.remote, nextHeader: IpProtocol.ICMPV6, hopLimit: 1, payloadLength: 8 + data.length });
     }
     return q;
+  }
+
+  /** The flows (one per guest address, destination and identifier), for `vunet ctl flows`. */
+  describeFlows(now: number): FlowInfo[] {
+    const out: FlowInfo[] = [];
+    for (const f of this.idle.all()) {
+      out.push({
+        proto: 'icmp',
+        family: f.family,
+        direction: 'outbound',
+        guest: inanyBytes(f.guest).slice(),
+        guestPort: f.ident,
+        remote: inanyBytes(f.remote).slice(),
+        remotePort: 0,
+        host: f.target.slice(),
+        hostPort: 0,
+        state: 'active',
+        ageMs: Math.max(0, now - f.createdAt),
+        idleMs: Math.max(0, now - f.lastUse),
+      });
+    }
+    return out;
   }
 }
 

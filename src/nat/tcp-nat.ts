@@ -67,6 +67,7 @@ import {
   emitTcpV6,
   EtherType,
   formatInany,
+  inanyBytes,
   inanyOf,
   inanyV4,
   ipFamily,
@@ -86,6 +87,7 @@ import type { AcceptedTcp, HostTcp, TcpListener, TcpSocket, TcpSocketEvents } fr
 import { sendGuestError } from './flows.js';
 import { Flow, FlowKind, FlowTable } from './flow-table.js';
 import { StreamSendBuffer } from './stream-buffer.js';
+import type { FlowInfo } from './flow-info.js';
 import { Errno, refusedSend, translateError } from './icmp-errors.js';
 import type { HostError } from './icmp-errors.js';
 
@@ -235,6 +237,8 @@ class TcpFlow extends Flow implements HeapItem {
   taken: TakenSpans | undefined;
   /** What deliver() hands this flow's guest data to (made once: flushes make no closure). */
   toHost: (data: Uint8Array) => number = () => 0;
+  /** The host socket's peer address (its port is remotePort): status. */
+  hostEnd: Uint8Array | undefined;
   constructor(
     family: 4 | 6,
     guest: Inany,
@@ -507,6 +511,7 @@ export class TcpNat implements TcpTransmitter {
     }
     target ??= packet.slice(dstOff, dstOff + alen);
     const f = new TcpFlow(family, inanyOf(family, packet, srcOff), seg.srcPort, inanyOf(family, packet, dstOff), port, false, conn, now);
+    f.hostEnd = target;
     f.stream = stream;
     conn.owner = f;
     f.toHost = (data) => this.toHost(f, data);
@@ -871,11 +876,16 @@ export class TcpNat implements TcpTransmitter {
 
   // ---- inbound ----
 
-  /** Starts the listeners of port forwards. Throws (EADDRINUSE...) like HostTcp.listenTcp. */
-  listen(forwards: readonly TcpForward[]): void {
+  /** Starts the listeners of port forwards. Throws (EADDRINUSE...) like HostTcp.listenTcp.
+   *  Returns the listeners made, in order (stopListening() takes one). */
+  listen(forwards: readonly TcpForward[]): TcpListener[] {
+    const made: TcpListener[] = [];
     for (const fw of forwards) {
-      this.listeners.push(this.host.listenTcp(fw.family, fw.addr, fw.hostPort, (acc) => this.accept(acc, fw.guestPort)));
+      const l = this.host.listenTcp(fw.family, fw.addr, fw.hostPort, (acc) => this.accept(acc, fw.guestPort));
+      this.listeners.push(l);
+      made.push(l);
     }
+    return made;
   }
 
   /** A host connection to a forwarded port: open toward the guest. */
@@ -915,6 +925,7 @@ export class TcpNat implements TcpTransmitter {
     const stream = this.host.streamQueues ? new StreamSendBuffer() : undefined;
     const conn = this.newConnection(family, now, stream);
     const f = new TcpFlow(family, inanyOf(family, guest), guestPort, inanyOf(family, remote), acc.peerPort, true, conn, now);
+    f.hostEnd = acc.peer.slice();
     f.stream = stream;
     conn.owner = f;
     f.toHost = (data) => this.toHost(f, data);
@@ -1316,6 +1327,39 @@ export class TcpNat implements TcpTransmitter {
     const role = serviceAddress(this.stack.config, family, addr);
     if (role !== undefined) return role;
     return family === 4 && this.stack.isOurIpv4(ipv4Read(addr, 0)) ? 'other' : undefined;
+  }
+
+  // ---- status (`vunet ctl`) ----
+
+  /** Closes one forward's listener (`vunet ctl remove`): connections it brought stay open. */
+  stopListening(l: TcpListener): void {
+    const i = this.listeners.indexOf(l);
+    if (i < 0) return;
+    this.listeners.splice(i, 1);
+    l.close();
+  }
+
+  /** The connections, for `vunet ctl flows` (a walk over the table: on request only). */
+  describeFlows(now: number): FlowInfo[] {
+    const out: FlowInfo[] = [];
+    for (const f of this.all()) {
+      const bytes = f.conn.dataBytes;
+      out.push({
+        proto: 'tcp',
+        family: f.family,
+        direction: f.inbound ? 'inbound' : 'outbound',
+        guest: inanyBytes(f.guest).slice(),
+        guestPort: f.guestPort,
+        remote: inanyBytes(f.remote).slice(),
+        remotePort: f.remotePort,
+        ...(f.hostEnd ? { host: f.hostEnd.slice(), hostPort: f.remotePort } : {}),
+        state: f.phase === 'connecting' ? 'CONNECTING' : tcpStateName(f.conn.state),
+        bytesToGuest: bytes.sent,
+        bytesFromGuest: bytes.received,
+        ageMs: Math.max(0, now - f.createdAt),
+      });
+    }
+    return out;
   }
 }
 

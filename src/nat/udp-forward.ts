@@ -12,6 +12,7 @@ import {
   emitUdpV4,
   emitUdpV6,
   inany,
+  inanyBytes,
   inanyFrom,
   inanyOfIpv4,
   inanyV4,
@@ -24,6 +25,7 @@ import type { Inany } from '../wire/index.js';
 import { clientAsSeen } from './addresses.js';
 import type { BoundUdpSocket, HostUdpListen } from './host.js';
 import { Flow, FlowKind, FlowSide, FlowSideName, FlowTable, IdleFlows } from './flow-table.js';
+import type { FlowInfo } from './flow-info.js';
 
 export interface UdpForward {
   family: 4 | 6;
@@ -93,15 +95,19 @@ export class UdpForwarder {
     this.idle = new IdleFlows<Session>(this.idleMs);
   }
 
-  /** Binds the forwards' host ports. Throws (EADDRINUSE...) like HostUdpListen.bindUdp. */
-  listen(forwards: readonly UdpForward[]): void {
+  /** Binds the forwards' host ports. Throws (EADDRINUSE...) like HostUdpListen.bindUdp.
+   *  Returns the sockets made, in order (stopListening() takes one). */
+  listen(forwards: readonly UdpForward[]): BoundUdpSocket[] {
+    const made: BoundUdpSocket[] = [];
     for (const fw of forwards) {
       const id = this.nextListenerId++;
       const socket: BoundUdpSocket = this.host.bindUdp(fw.family, fw.addr, fw.hostPort, {
         datagram: (data, from, port) => this.fromClient(socket, id, fw, data, from, port),
       });
       this.sockets.push(socket);
+      made.push(socket);
     }
+    return made;
   }
 
   get sessionCount(): number {
@@ -208,5 +214,37 @@ export class UdpForwarder {
   private forget(s: Session): void {
     this.table.remove(s);
     this.idle.delete(s);
+  }
+
+  /** Closes one forward's socket (`vunet ctl remove`) and forgets its sessions (the others'
+   *  sessions know their listener by its id, not by a place in `sockets`). */
+  stopListening(socket: BoundUdpSocket): void {
+    const i = this.sockets.indexOf(socket);
+    if (i < 0) return;
+    this.sockets.splice(i, 1);
+    socket.close();
+    for (const s of this.idle.all()) if (s.listener === socket) this.forget(s);
+  }
+
+  /** The sessions, for `vunet ctl flows` (on request only). */
+  describeFlows(now: number): FlowInfo[] {
+    const out: FlowInfo[] = [];
+    for (const s of this.idle.all()) {
+      out.push({
+        proto: 'udp-forward',
+        family: s.family,
+        direction: 'inbound',
+        guest: inanyBytes(s.guest).slice(),
+        guestPort: s.guestPort,
+        remote: inanyBytes(s.remote).slice(),
+        remotePort: s.remotePort,
+        host: s.client.slice(),
+        hostPort: s.clientPort,
+        state: 'active',
+        ageMs: Math.max(0, now - s.createdAt),
+        idleMs: Math.max(0, now - s.lastUse),
+      });
+    }
+    return out;
   }
 }

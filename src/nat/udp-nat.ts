@@ -15,6 +15,7 @@ import {
   emitUdpV4,
   emitUdpV6,
   inanyMatches,
+  inanyBytes,
   inanyOf,
   inanyV4,
   ipFamily,
@@ -33,6 +34,7 @@ import { fenced, sendGuestError } from './flows.js';
 import { Flow, FlowKind, FlowTable, IdleFlows } from './flow-table.js';
 import { refusedSend, translateError } from './icmp-errors.js';
 import type { HostError } from './icmp-errors.js';
+import type { FlowInfo } from './flow-info.js';
 
 export interface UdpNatOptions {
   maxFlows?: number;
@@ -374,5 +376,28 @@ export class UdpNat {
       emitIpv6Header(full, 0, { src: f.guest, dst: f.remote, nextHeader: IpProtocol.UDP, hopLimit: 1, payloadLength: UDP_HEADER_LEN + data.length });
     }
     return full;
+  }
+
+  /** The flows, for `vunet ctl flows` (on request only). */
+  describeFlows(now: number): FlowInfo[] {
+    const out: FlowInfo[] = [];
+    for (const f of this.idle.all()) {
+      const remote = inanyBytes(f.remote);
+      const host = this.target(f.family, remote, 0);
+      out.push({
+        proto: 'udp',
+        family: f.family,
+        direction: 'outbound',
+        guest: inanyBytes(f.guest).slice(),
+        guestPort: f.guestPort,
+        remote: remote.slice(),
+        remotePort: f.remotePort,
+        ...(host ? { host: host.slice(), hostPort: f.remotePort } : {}),
+        state: 'active',
+        ageMs: Math.max(0, now - f.createdAt),
+        idleMs: Math.max(0, now - f.lastUse),
+      });
+    }
+    return out;
   }
 }

@@ -1292,4 +1292,15 @@ export class TcpConnection<Owner = unknown> {
     if (this.sndBuf.length - sub(this.sndNxt, this.sndBufSeq) <= 0) return;
     this.emit(ACK, this.sndNxt, sub(this.sndNxt, this.sndBufSeq), 1, now);
   }
+
+  /** Payload bytes so far, from the sequence numbers (so modulo 2^32): sent and acknowledged by
+   *  the peer, received in order. SYN and FIN are not counted. For status output. */
+  get dataBytes(): { sent: number; received: number } {
+    if (!this.synAcked && this.irs === 0 && this.rcvNxt === 0) return { sent: 0, received: 0 };
+    const dataEnd = add(this.sndBufSeq, this.sndBuf.length);
+    const ackedData = lt(this.sndUna, dataEnd) ? this.sndUna : dataEnd;
+    const sent = this.synAcked ? sub(ackedData, add(this.iss, 1)) >>> 0 : 0;
+    const received = this.rcvNxt === this.irs ? 0 : (sub(this.rcvNxt, add(this.irs, 1)) >>> 0) - (this.peerFin ? 1 : 0);
+    return { sent, received: Math.max(0, received) };
+  }
 }

@@ -1,7 +1,7 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { defaultConfig, ipv6FromWords } from '../../src/iface/config.js';
-import { buildProgram, HelpShown, MAX_FORWARDS, parseArgs, qemuBanner, UsageError } from '../../src/main/options.js';
+import { buildProgram, forwardsCollide, HelpShown, MAX_FORWARDS, parseArgs, parseForwardSpecs, qemuBanner, UsageError } from '../../src/main/options.js';
 
 const SOCK = ['--socket', '/tmp/vunet.sock'];
 const v4 = (a: number, b: number, c: number, d: number): number => ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
@@ -595,4 +595,39 @@ t.test('the QEMU arguments: vectors=0 only on the line for TCG, the memory size 
   t.match(help, 'qemu-system-x86_64 -accel kvm -m $MEM');
   t.match(help, /-device virtio-net-pci,netdev=n0 \.\.\./, 'the KVM example without vectors=0');
   t.match(help, /TCG[^\n]*only there, use:\n\s+-device virtio-net-pci,netdev=n0,vectors=0\n/, 'vectors=0 under the TCG note');
+});
+
+t.test('--control: beside the socket by default, none with --fd unless named, --no-control, bounds', async (t) => {
+  t.equal(parseArgs(['--socket', '/tmp/v.sock']).controlPath, '/tmp/v.sock.ctl', 'default: <socket>.ctl');
+  t.equal(parseArgs(['--socket', '/tmp/v.sock', '--control', '/run/c']).controlPath, '/run/c');
+  t.equal(parseArgs(['--socket', '/tmp/v.sock', '--no-control']).controlPath, undefined, '--no-control');
+  t.equal(parseArgs(['--fd', '3']).controlPath, undefined, 'a given socket: no path to put it beside, so none');
+  t.equal(parseArgs(['--fd', '3', '--control', '/run/c']).controlPath, '/run/c', '... unless --control names one');
+  t.equal(parseArgs([], {}, 3).controlPath, undefined, 'socket activation likewise');
+  t.throws(() => parseArgs(['--socket', '/tmp/v.sock', '--control', '/tmp/v.sock']), /--control and --socket name the same path/);
+  t.throws(() => parseArgs(['--socket', '/tmp/v.sock', '--control', '']), /--control needs a path/);
+  const long = `/tmp/${'x'.repeat(100)}`; // fits as --socket (105 bytes), not with .ctl added
+  const o = parseArgs(['--socket', long]);
+  t.equal(o.controlPath, undefined, 'a --socket path that fits only just: no control socket');
+  t.match(o.controlWarning, /^no control socket: .*\.ctl would be longer than 107 bytes \(name one with --control\)$/);
+  t.throws(() => parseArgs(['--socket', '/tmp/v', '--control', long + '.ctl']), /--control path is 109 bytes/);
+});
+
+t.test('parseForwardSpecs and forwardsCollide: what vunet ctl add and remove use', async (t) => {
+  t.same(
+    parseForwardSpecs('udp', '127.0.0.1:5000-5001:6000-6001').map((f) => [f.proto, f.family, f.hostPort, f.guestPort]),
+    [
+      ['udp', 4, 5000, 6000],
+      ['udp', 4, 5001, 6001],
+    ],
+  );
+  t.throws(() => parseForwardSpecs('tcp', '8080:'), /^--tcp-forward must be \[ADDR:\]HOSTPORT\[:GUESTPORT\]/, 'the same error as the flag');
+  const [any] = parseForwardSpecs('tcp', '8080');
+  const [lo] = parseForwardSpecs('tcp', '127.0.0.1:8080:80');
+  const [lo6] = parseForwardSpecs('tcp', '[::1]:8080');
+  const [udp] = parseForwardSpecs('udp', '8080');
+  t.ok(forwardsCollide(any!, lo!), 'every address covers 127.0.0.1');
+  t.notOk(forwardsCollide(lo!, lo6!), 'IPv4 and IPv6 loopback do not collide');
+  t.notOk(forwardsCollide(any!, udp!), 'TCP and UDP do not collide');
+  t.notOk(forwardsCollide(any!, parseForwardSpecs('tcp', '8081')[0]!), 'other ports do not');
 });

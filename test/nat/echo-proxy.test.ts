@@ -216,3 +216,17 @@ t.test('pings to fenced destinations get admin prohibited; none leaves the host'
   env.inject(echoRequest(1, 2, Uint8Array.of(1, 2), { dst: GW_IP }));
   t.same(host.sent[0]?.dst, [127, 0, 0, 1], 'the gateway still maps to loopback');
 });
+
+t.test('describeFlows: one per guest identifier and destination, the gateway as the host loopback', async (t) => {
+  const { inject, proxy, clock } = setup();
+  inject(echoRequest(0x1111, 1, Uint8Array.of(1), { dst: FAR }));
+  inject(echoRequest(0x2222, 1, Uint8Array.of(1), { dst: GW_IP }));
+  clock.advance(250);
+  const flows = proxy.describeFlows(clock.now());
+  t.match(flows, [
+    { proto: 'icmp', family: 4, direction: 'outbound', guestPort: 0x1111, state: 'active', idleMs: 250 },
+    { proto: 'icmp', family: 4, direction: 'outbound', guestPort: 0x2222, idleMs: 250 },
+  ]);
+  t.same([...flows[0]!.remote, ...flows[0]!.host!], [...FAR_BYTES, ...FAR_BYTES]);
+  t.same([...flows[1]!.remote, ...flows[1]!.host!], [10, 0, 2, 2, 127, 0, 0, 1], 'the gateway, as the host loopback');
+});

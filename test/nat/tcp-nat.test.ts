@@ -749,3 +749,51 @@ t.test('the device detached: every connection is reset, the memory given back', 
   t.equal(env.nat.flowCount, 0);
   t.equal(budget.used, 0);
 });
+
+t.test('describeFlows: each connection, its ends, state, bytes without SYN and FIN, age; stopListening', async (t) => {
+  const env = setup();
+  const { send, nat, host, clock } = env;
+  const opened = clock.t;
+  const { socket, iss } = established(env);
+  send(tcpFrame(40000, 80, GUEST_ISN + 1, iss + 1, ACK | PSH, Uint8Array.of(1, 2, 3), { dst: FAR }));
+  socket.inbox.push(9, 9, 9, 9, 9);
+  socket.events.readable();
+  send(tcpFrame(40000, 80, GUEST_ISN + 4, iss + 6, ACK, undefined, { dst: FAR }));
+  clock.advance(1500);
+  t.match(nat.describeFlows(clock.t), [
+    {
+      proto: 'tcp',
+      family: 4,
+      direction: 'outbound',
+      guestPort: 40000,
+      remotePort: 80,
+      hostPort: 80,
+      state: 'ESTABLISHED',
+      bytesFromGuest: 3,
+      bytesToGuest: 5,
+      ageMs: clock.t - opened,
+    },
+  ]);
+  const [flow] = nat.describeFlows(clock.t);
+  t.same([...flow!.guest], [10, 0, 2, 15]);
+  t.same([...flow!.host!], [...flow!.remote], 'an address beyond the gateway: the host socket goes there');
+  // The guest closes: its FIN is not a byte.
+  send(tcpFrame(40000, 80, GUEST_ISN + 4, iss + 6, ACK | FIN, undefined, { dst: FAR }));
+  t.match(nat.describeFlows(clock.t), [{ state: 'CLOSE_WAIT', bytesFromGuest: 3 }]);
+
+  let closed = 0;
+  host.listenTcp = (family, _addr, port, accepted) => {
+    host.listens.push({ family, port, accepted });
+    return { close: () => void closed++ };
+  };
+  const [a, b] = nat.listen([
+    { family: 4, addr: null, hostPort: 2222, guestPort: 22 },
+    { family: 4, addr: null, hostPort: 2223, guestPort: 23 },
+  ]);
+  nat.stopListening(a!);
+  nat.stopListening(a!);
+  t.equal(closed, 1, 'closed once');
+  nat.closeAll();
+  t.equal(closed, 2, 'closeAll closes the other, not the stopped one again');
+  void b;
+});

@@ -67,3 +67,34 @@ t.test('sessions expire when idle; unrelated datagrams are not taken', async (t)
   fwd.poll(clock.t);
   t.equal(fwd.sessionCount, 0);
 });
+
+t.test('stopListening: that socket closed and its sessions forgotten; the other forwards go on', async (t) => {
+  const { host, fwd, link, inject } = setup();
+  let closed = 0;
+  const base = host.bindUdp.bind(host);
+  host.bindUdp = (family, addr, port, events) => {
+    const s = base(family, addr, port, events);
+    return { sendTo: (data, to, p) => s.sendTo(data, to, p), close: () => void closed++ };
+  };
+  const [second] = fwd.listen([{ family: 4, addr: null, hostPort: 6000, guestPort: 60 }]);
+  host.bound[0]!.events.datagram(Uint8Array.of(1), Uint8Array.of(127, 0, 0, 1), 40000);
+  host.bound[1]!.events.datagram(Uint8Array.of(2), Uint8Array.of(127, 0, 0, 1), 40001);
+  link.take();
+  t.equal(fwd.sessionCount, 2);
+  t.match(fwd.describeFlows(0), [
+    { proto: 'udp-forward', direction: 'inbound', guestPort: 53, hostPort: 40000 },
+    { proto: 'udp-forward', direction: 'inbound', guestPort: 60, hostPort: 40001 },
+  ]);
+  fwd.stopListening(second!);
+  t.equal(closed, 1, 'its socket closed');
+  t.equal(fwd.sessionCount, 1, 'its session forgotten');
+  fwd.stopListening(second!);
+  t.equal(closed, 1, 'a second stop closes nothing');
+  // The first forward (slot 0) still works; its index did not move.
+  host.bound[0]!.events.datagram(Uint8Array.of(3), Uint8Array.of(127, 0, 0, 1), 40000);
+  t.equal(link.take().length, 1, 'the first forward still reaches the guest');
+  inject(udpFrame(53, 40000, Uint8Array.of(9), { dst: GW_IP }));
+  t.same(host.bound[0]!.sent.at(-1), { data: [9], addr: [127, 0, 0, 1], port: 40000 }, 'and answers go back');
+  fwd.closeAll();
+  t.equal(closed, 1, 'closeAll does not close the stopped socket again');
+});

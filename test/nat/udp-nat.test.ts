@@ -294,3 +294,18 @@ t.test('answers received in place (landing): the frame is built around them, not
   const [r2] = link.take();
   t.same([...r2!.subarray(r2!.length - 2)], [5, 6]);
 });
+
+t.test('describeFlows: each flow, its ends (the gateway as the host loopback), idle time', async (t) => {
+  const { inject, nat, clock } = setup();
+  inject(udpFrame(40000, 53, Uint8Array.of(1), { dst: FAR }));
+  inject(udpFrame(40001, 7, Uint8Array.of(1)));
+  clock.advance(700);
+  const flows = nat.describeFlows(clock.now());
+  t.match(flows, [
+    { proto: 'udp', family: 4, direction: 'outbound', guestPort: 40000, remotePort: 53, hostPort: 53, state: 'active', idleMs: 700 },
+    { proto: 'udp', family: 4, direction: 'outbound', guestPort: 40001, remotePort: 7, hostPort: 7, idleMs: 700 },
+  ]);
+  t.same([...flows[0]!.guest], [10, 0, 2, 15]);
+  t.same([...flows[0]!.remote, ...flows[0]!.host!], [192, 0, 2, 9, 192, 0, 2, 9]);
+  t.same([...flows[1]!.remote, ...flows[1]!.host!], [10, 0, 2, 2, 127, 0, 0, 1], 'the gateway, as the host loopback');
+});
