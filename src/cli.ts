@@ -69,6 +69,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     vunet = await Vunet.start({
       socketPath: opts.socketPath,
+      ...(opts.moreSockets ? { moreSockets: opts.moreSockets } : {}),
       ...(opts.listenFd !== undefined ? { listenFd: opts.listenFd } : {}),
       config: opts.config,
       logger,
@@ -106,6 +107,7 @@ async function main(argv: string[]): Promise<number> {
   if (opts.socketPath !== undefined && (opts.socketMode !== undefined || socketGid !== undefined)) {
     try {
       setSocketAccess(opts.socketPath, opts.socketMode, socketGid);
+      for (const more of opts.moreSockets ?? []) setSocketAccess(more, opts.socketMode, socketGid);
       // The control socket is no more open than the vhost-user socket: the same mode and group.
       if (opts.controlPath !== undefined && socketGid !== undefined) setSocketAccess(opts.controlPath, undefined, socketGid);
     } catch (err) {
@@ -130,6 +132,7 @@ async function main(argv: string[]): Promise<number> {
     applyPrivileges(privileges, {
       ...(opts.socketPath !== undefined ? { socketPath: opts.socketPath } : {}),
       ...(opts.controlPath !== undefined ? { controlPath: opts.controlPath } : {}),
+      ...(opts.moreSockets ? { moreSockets: opts.moreSockets } : {}),
       logger,
       ...(socketGid !== undefined ? { socketGid } : {}),
       ...(opts.pcapFile !== undefined ? { pcapFile: opts.pcapFile } : {}),

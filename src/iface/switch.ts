@@ -77,6 +77,11 @@ export class Switch implements FrameLink {
     port.attached = false;
     const i = this.ports.indexOf(port);
     if (i >= 0) this.ports.splice(i, 1);
+    this.forget(port);
+  }
+
+  /** The guest on a port went away (it may come back on it): what was learnt there is forgotten. */
+  forget(port: SwitchPort): void {
     for (const [mac, e] of [...this.macs]) if (e.port === port) this.macs.delete(mac);
   }
 

@@ -63,6 +63,8 @@ export interface VunetOptions {
   /** Where vunet makes the vhost-user socket (QEMU's `-chardev socket,path=`); undefined when the
    *  socket is given already listening (listenFd). */
   socketPath: string | undefined;
+  /** More guests' sockets (--socket given more than once), after the first. */
+  moreSockets?: string[];
   /** --fd, or systemd's socket activation: the listening socket vunet was given. */
   listenFd?: number;
   /** What the stack is built with; defaultConfig() unless options changed it. */
@@ -137,6 +139,8 @@ export const MIN_LEASE_TIME_SEC = 60;
 export const MAX_LEASE_TIME_SEC = 31_536_000;
 /** sun_path holds 108 bytes including the terminating NUL. */
 export const MAX_SOCKET_PATH_BYTES = 107;
+/** Guests on one vunet (one --socket each). */
+export const MAX_GUESTS = 16;
 /** Most forwarded ports (-t and -u together, ranges counted port by port). */
 export const MAX_FORWARDS = 1024;
 export const DEFAULT_MAX_MEMORY_TEXT = '256M';
@@ -197,7 +201,9 @@ export function buildProgram(output: ProgramOutput = {}): Command {
   program
     .addOption(
       // Required, but checked after parsing: an unknown option or a bad value is the first thing to say.
-      new Option('--socket <path>', 'vhost-user socket to listen on; QEMU connects to it (required)'),
+      new Option('--socket <path>', 'vhost-user socket to listen on; QEMU connects to it (required). Repeat it for more guests on one segment').argParser(
+        (v: string, previous: string[] | undefined) => [...(previous ?? []), v],
+      ),
     )
     .addOption(new Option('--fd <n>', 'listen on this inherited fd, a listening unix socket (systemd socket activation sets it by itself)'))
     .addOption(new Option('--socket-path <path>', "the same as --socket (the name QEMU's vhost-user backend conventions use)"))
@@ -335,20 +341,29 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}, a
   const config = defaultConfig();
 
   if (o.socket !== undefined && o.socketPath !== undefined) throw new UsageError('--socket and --socket-path name the same thing: give one');
-  o.socket ??= o.socketPath;
+  // Several --socket: one guest each, on one segment (the first is the one forwards reach).
+  const sockets = o.socket ?? (o.socketPath !== undefined ? [o.socketPath] : []);
+  if (sockets.length > MAX_GUESTS) throw new UsageError(`--socket is given ${sockets.length} times: at most ${MAX_GUESTS} guests share one vunet`);
+  const dup = sockets.find((p, i) => sockets.indexOf(p) !== i);
+  if (dup !== undefined) throw new UsageError(`--socket ${dup} is given twice: one socket per guest`);
+  for (const p of sockets.slice(1)) {
+    if (p === '') throw new UsageError('--socket needs a path for the vhost-user socket');
+    if (Buffer.byteLength(p) > MAX_SOCKET_PATH_BYTES) throw new UsageError(`--socket path ${p} is over ${MAX_SOCKET_PATH_BYTES} bytes: use a shorter path`);
+  }
+  const socket = sockets[0];
   let listenFd: number | undefined;
   if (o.fd !== undefined) {
-    if (o.socket !== undefined) throw new UsageError('--fd and --socket both name the vhost-user socket: give one');
+    if (socket !== undefined) throw new UsageError('--fd and --socket both name the vhost-user socket: give one');
     listenFd = parseInteger('--fd', o.fd, 0, 0x7fffffff);
-  } else if (o.socket === undefined && activatedFd !== undefined) {
+  } else if (socket === undefined && activatedFd !== undefined) {
     listenFd = activatedFd;
   }
-  if (o.socket === undefined && listenFd === undefined) {
+  if (socket === undefined && listenFd === undefined) {
     throw new UsageError('--socket PATH is required: the vhost-user socket QEMU connects to (see vunet --help)');
   }
-  if (o.socket === '') throw new UsageError('--socket needs a path for the vhost-user socket');
-  if (o.socket !== undefined) {
-    const socketBytes = Buffer.byteLength(o.socket);
+  if (socket === '') throw new UsageError('--socket needs a path for the vhost-user socket');
+  if (socket !== undefined) {
+    const socketBytes = Buffer.byteLength(socket);
     if (socketBytes > MAX_SOCKET_PATH_BYTES) {
       throw new UsageError(`--socket path is ${socketBytes} bytes; Unix socket paths can be at most ${MAX_SOCKET_PATH_BYTES}: use a shorter path`);
     }
@@ -359,7 +374,7 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}, a
     );
   }
 
-  const { controlPath, controlWarning } = parseControlPath(o.control, o.socket);
+  const { controlPath, controlWarning } = parseControlPath(o.control, socket);
 
   const ipv4 = parseIpv4Network(o.ipv4);
   config.ipv4 = ipv4ConfigFor(ipv4.network, ipv4.prefixLength);
@@ -380,7 +395,8 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}, a
   if (o.pidFile === '') throw new UsageError('--pid-file needs a file name');
 
   const result: VunetOptions = {
-    socketPath: o.socket,
+    socketPath: socket,
+    ...(sockets.length > 1 ? { moreSockets: sockets.slice(1) } : {}),
     ...(listenFd !== undefined ? { listenFd } : {}),
     config,
     dnsUpstream: dedupe(o.dns.map(parseDnsServer)),
@@ -435,7 +451,7 @@ function readTopology(file: string): Topology {
 }
 
 interface RawOptions {
-  socket: string | undefined;
+  socket: string[] | undefined;
   socketPath: string | undefined;
   socketMode: string | undefined;
   socketGroup: string | undefined;

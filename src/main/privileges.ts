@@ -236,6 +236,8 @@ export interface ApplyContext {
   socketPath?: string;
   /** The control socket (--control), handed over and removable as the vhost-user socket is. */
   controlPath?: string;
+  /** More guests' sockets (--socket given more than once), likewise. */
+  moreSockets?: string[];
   /** The socket's group (--socket-group), kept when the socket is handed to the --runas user. */
   socketGid?: number;
   pcapFile?: string;
@@ -265,6 +267,7 @@ export function applyPrivileges(plan: PrivilegePlan, ctx: ApplyContext, sys: Sys
 
   const sockets: Array<[string, string]> = [];
   if (ctx.socketPath !== undefined) sockets.push([ctx.socketPath, 'vhost-user']);
+  for (const more of ctx.moreSockets ?? []) sockets.push([more, 'vhost-user']);
   if (ctx.controlPath !== undefined) sockets.push([ctx.controlPath, 'control']);
   for (const [path, what] of sockets) {
     if (!user) break;

@@ -23,6 +23,8 @@ import { MemoryBudget } from '../iface/memory-budget.js';
 import { EchoProxy } from '../nat/echo-proxy.js';
 import { Fence } from '../nat/fence.js';
 import { FlowTable } from '../nat/flow-table.js';
+import { Switch } from '../iface/switch.js';
+import type { SwitchPort } from '../iface/switch.js';
 import { SimNetwork } from '../sim/network.js';
 import type { Topology } from '../sim/topology.js';
 import type { Cidr } from '../nat/fence.js';
@@ -83,6 +85,8 @@ export interface VunetStartOptions {
   deny?: Cidr[];
   /** A simulated network behind the gateway (--topology; see src/sim). */
   topology?: Topology;
+  /** More guests on the same segment (--socket given more than once): their sockets' paths. */
+  moreSockets?: string[];
   /** Where the control socket listens (`vunet ctl`); none when undefined. */
   controlPath?: string | undefined;
   /** The control socket's permission bits (--socket-mode; default 0600). */
@@ -111,7 +115,14 @@ export class Vunet {
   readonly server: VhostUserServer;
   /** The path the vhost-user socket listens on ('' for a given socket without one). */
   listenedOn = '';
+  /** The first guest's device and server (the only ones unless --socket was given more than
+   *  once), and every guest's. */
   readonly device: VirtioNetDevice;
+  readonly devices: readonly VirtioNetDevice[];
+  readonly servers: readonly VhostUserServer[];
+  /** With several guests: the segment they share, and their ports on it. */
+  private readonly switch: Switch | undefined;
+  private readonly ports: readonly SwitchPort[];
   readonly stack: Stack;
   readonly dhcpv4: Dhcpv4Server;
   readonly dhcpv6: Dhcpv6Server | undefined;
@@ -170,51 +181,52 @@ export class Vunet {
     this.memory = new MemoryBudget(opts.maxMemory ?? DEFAULT_MAX_MEMORY);
     this.loopDelay = monitorEventLoopDelay({ resolution: 10 });
     this.loopDelay.enable();
-    this.device = new VirtioNetDevice({
-      logger: log.child({ part: 'virtio-net' }),
-      memory: this.memory.account('backlog'),
-      onLinkChange: (up) =>
+    // One device per guest. Several guests share one segment through a learning switch (see
+    // iface/switch.ts); their devices then offer no host segmentation offload (a guest's frame may
+    // go to another guest, which would have to cut it up) and keep no payload in guest memory.
+    const names = ['guest1', ...(opts.moreSockets ?? []).map((_, i) => `guest${i + 2}`)];
+    const multi = names.length > 1;
+    const devices = names.map((name) =>
+      this.newDevice(name, multi, pcap, (up, d) =>
         this.guarded('link change', () => {
-          if (up) this.stack.linkUp();
+          // With several guests the stack's link is up once: a second guest joins a live segment.
+          if (up && !devices.some((o) => o !== d && o.linkUp)) this.stack.linkUp();
         }),
-      onBatchStart: () => this.batchClock.begin(),
-      inBatch: () => this.batchClock.inBatch,
-      onBatchEnd: (sliceMs) => {
-        this.guarded('end of a TX batch', () => this.tcpNat.flush(), sliceMs);
-        this.batchClock.end();
-      },
-      // Guest TCP payload goes to host sockets straight from guest memory (one writev per flow
-      // per batch); a capture needs every frame whole, so not with --pcap.
-      payloadsInPlace: !pcap,
-      releasePayloads: () => this.guarded('guest data passed on', () => this.tcpNat.releaseTaken()),
-      onRoom: () => this.guarded('receive buffers posted', () => this.tcpNat.linkRoom()),
-      onFrameError: (err) => this.failed('a guest frame', err),
-    });
-    const device = this.device;
-    const link: FrameLink = pcap
-      ? {
-          send: (frame, partial) => {
-            pcap.record(frame, wallClockMicros(), partial);
-            return device.send(frame, partial);
-          },
-          hasRoom: () => device.hasRoom(),
-          segmentationOffload: (family) => device.segmentationOffload(family),
-          get partialChecksums() {
-            return device.partialChecksums;
-          },
-        }
-      : device;
-    this.stack = new Stack(config, link, { logger: part('stack'), memory: this.memory, clock });
-    const sink: FrameSink = pcap
-      ? {
-          receive: (frame: Uint8Array, meta: RxMeta) => {
-            const partial = meta.checksumPartial ? { start: meta.checksumStart ?? 0, offset: meta.checksumOffset ?? 0 } : undefined;
-            pcap.record(frame, wallClockMicros(), partial);
-            this.stack.receive(frame, meta);
-          },
-        }
-      : this.stack;
-    this.device.sink = sink;
+      ),
+    );
+    this.devices = devices;
+    this.device = devices[0]!;
+    // With --pcap, every frame as it crosses a device (both ways).
+    const recorded = (d: VirtioNetDevice): FrameLink =>
+      pcap
+        ? {
+            send: (frame, partial) => {
+              pcap.record(frame, wallClockMicros(), partial);
+              return d.send(frame, partial);
+            },
+            hasRoom: () => d.hasRoom(),
+            segmentationOffload: (family) => d.segmentationOffload(family),
+            get partialChecksums() {
+              return d.partialChecksums;
+            },
+          }
+        : d;
+    const recordIn = (sink: FrameSink): FrameSink =>
+      pcap
+        ? {
+            receive: (frame: Uint8Array, meta: RxMeta) => {
+              const partial = meta.checksumPartial ? { start: meta.checksumStart ?? 0, offset: meta.checksumOffset ?? 0 } : undefined;
+              pcap.record(frame, wallClockMicros(), partial);
+              sink.receive(frame, meta);
+            },
+          }
+        : sink;
+    this.switch = multi ? new Switch(config.mac, { receive: (frame, meta) => this.stack.receive(frame, meta) }, () => clock.now()) : undefined;
+    const ports = this.switch ? devices.map((d, i) => this.switch!.attach(names[i]!, recorded(d))) : [];
+    this.stack = new Stack(config, this.switch ?? recorded(this.device), { logger: part('stack'), memory: this.memory, clock });
+    if (this.switch) devices.forEach((d, i) => (d.sink = recordIn(ports[i]!)));
+    else this.device.sink = recordIn(this.stack);
+    this.ports = ports;
     this.dhcpOut = new Uint8Array(Math.min(config.mtu, 65507));
 
     this.dhcpv4 = new Dhcpv4Server(config, { logger: part('dhcp') });
@@ -286,7 +298,9 @@ export class Vunet {
       log: part('nat', { proto: 'tcp' }),
       dnsUpstream: (family) => this.dns.resolverFor(family),
       guestAddress: (family) => this.guestAddress(family),
-      wantRoom: () => this.device.wantRoom(),
+      wantRoom: () => {
+        for (const d of this.devices) d.wantRoom();
+      },
       ...(opts.tcpTimeWaitMs !== undefined ? { tcp: { timeWaitMs: opts.tcpTimeWaitMs } } : {}),
     });
     this.udpForward = new UdpForwarder(this.stack, opts.hostUdpListen ?? nodeHost!, {
@@ -330,10 +344,50 @@ export class Vunet {
       unreachable: (tag) => this.tcpNat.unreachable(tag),
     });
 
-    this.server = new VhostUserServer(this.device, { logger: log.child({ part: 'vhost-user' }) });
-    this.server.on('disconnect', () => this.guarded('device detached', () => this.detached()));
-    // The library says it once per connection: one line, whatever the guest does next.
-    this.server.on('memoryNotShared', (p) => log.error({ part: 'vhost-user', kind: p.kind, memoryBytes: p.memoryBytes }, p.message));
+    this.servers = devices.map((d, i) => {
+      const server = new VhostUserServer(d, { logger: log.child({ part: 'vhost-user', ...(multi ? { guest: names[i] } : {}) }) });
+      server.on('disconnect', () => this.guarded('device detached', () => (multi ? this.guestLeft(i) : this.detached())));
+      // The library says it once per connection: one line, whatever the guest does next.
+      server.on('memoryNotShared', (p) => log.error({ part: 'vhost-user', kind: p.kind, memoryBytes: p.memoryBytes }, p.message));
+      return server;
+    });
+    this.server = this.servers[0]!;
+  }
+
+  /**
+   * One of several guests went away: the switch forgets where its MACs were, so frames to it find
+   * nobody (the other guests' ARP / NDP for it then fail, and they tell their users the host is
+   * unreachable, as on any segment). Its flows stay until they end or time out: the NAT does not
+   * know which of them were its.
+   */
+  private guestLeft(i: number): void {
+    const port = this.ports[i];
+    if (port) this.switch?.forget(port);
+    this.opts.logger.info({ guest: port?.name }, 'guest detached');
+  }
+
+  /** A guest's virtio-net device, its batches and events joined to the runtime's. */
+  private newDevice(name: string, multi: boolean, pcap: PcapWriter | undefined, linkChange: (up: boolean, d: VirtioNetDevice) => void): VirtioNetDevice {
+    const d: VirtioNetDevice = new VirtioNetDevice({
+      logger: this.opts.logger.child({ part: 'virtio-net', ...(multi ? { guest: name } : {}) }),
+      memory: this.memory.account('backlog'),
+      onLinkChange: (up) => linkChange(up, d),
+      onBatchStart: () => this.batchClock.begin(),
+      inBatch: () => this.batchClock.inBatch,
+      onBatchEnd: (sliceMs) => {
+        this.guarded('end of a TX batch', () => this.tcpNat.flush(), sliceMs);
+        this.batchClock.end();
+      },
+      // Guest TCP payload goes to host sockets straight from guest memory (one writev per flow
+      // per batch); a capture needs every frame whole, so not with --pcap, nor when the frame may
+      // be switched to another guest.
+      payloadsInPlace: !pcap && !multi,
+      hostOffloads: !multi,
+      releasePayloads: () => this.guarded('guest data passed on', () => this.tcpNat.releaseTaken()),
+      onRoom: () => this.guarded('receive buffers posted', () => this.tcpNat.linkRoom()),
+      onFrameError: (err) => this.failed('a guest frame', err),
+    });
+    return d;
   }
 
   /**
@@ -379,7 +433,7 @@ export class Vunet {
       this.failed('UDP sends at the end of a batch', err);
     }
     try {
-      this.device.flush();
+      for (const d of this.devices) d.flush();
     } catch (err) {
       this.failed('publishing frames at the end of a batch', err);
     }
@@ -429,6 +483,7 @@ export class Vunet {
       if (opts.listenFd !== undefined) v.listenedOn = v.server.listenOn(opts.listenFd);
       else if (opts.socketPath !== undefined) v.server.listen((v.listenedOn = opts.socketPath));
       else throw new Error('Vunet.start: a socketPath or a listenFd');
+      (opts.moreSockets ?? []).forEach((path, i) => v.servers[i + 1]!.listen(path));
       if (opts.controlPath !== undefined) {
         v.control = await ControlServer.listen(opts.controlPath, controlHandler(v), {
           log: opts.logger.child({ part: 'control' }),
@@ -436,7 +491,7 @@ export class Vunet {
         });
       }
     } catch (err) {
-      v.server.close();
+      for (const s of v.servers) s.close();
       v.tcpNat.closeAll();
       v.udpForward.closeAll();
       await pcap?.close();
@@ -619,8 +674,8 @@ export class Vunet {
     return {
       version: VERSION,
       uptimeSec: Math.round((Date.now() - this.startedAt) / 1000),
-      attached: this.server.connected,
-      linkUp: this.device.linkUp,
+      attached: this.servers.some((s) => s.connected),
+      linkUp: this.devices.some((d) => d.linkUp),
       guest: { mac: mac ? formatMac(mac) : null, ipv4: [...ipv4], ipv6: [...ipv6] },
       icmp: this.nodeHost && !this.opts.hostNet ? this.nodeHost.echoMode : 'fake',
       forwards: this.active.flatMap((a) => a.listen.map((where) => `${a.fw.proto.toUpperCase()} ${where} → guest port ${a.fw.guestPort}`)),
@@ -725,6 +780,12 @@ export class Vunet {
     return {
       connected: this.server.connected,
       device: { ...this.device.stats, queues: this.device.queueStats() },
+      ...(this.switch
+        ? {
+            guests: this.ports.map((p, i) => ({ name: p.name, connected: this.servers[i]!.connected, ...p.stats, device: { ...this.devices[i]!.stats } })),
+            switch: { ...this.switch.stats },
+          }
+        : {}),
       memory: this.memory.snapshot(),
       fence: { ...this.fence.stats },
       loop: {
@@ -754,7 +815,7 @@ export class Vunet {
     this.timer = undefined;
     this.loopDelay.disable();
     this.control?.close();
-    this.server.close();
+    for (const s of this.servers) s.close();
     this.echoProxy.closeAll();
     this.udpNat.closeAll();
     this.dns.closeAll();
