@@ -100,6 +100,9 @@ export class Flow {
 export class FlowTable {
   private readonly buckets = new Map<number, FlowSide>();
   private readonly counts = [0, 0, 0, 0];
+  /** The side each (kind, side) lookup found last: a bulk transfer's segments belong to one flow,
+   *  whose tuple is then compared without hashing it (cleared when that side goes). */
+  private readonly recent: (FlowSide | undefined)[] = new Array<FlowSide | undefined>(8).fill(undefined);
   private total = 0;
 
   constructor(
@@ -181,11 +184,17 @@ export class FlowTable {
     bOff: number,
     bPort: number,
   ): FlowSide | undefined {
-    const hash = this.hash(kind, side, family, a, aOff, aPort, b, bOff, bPort);
     const alen = ipFamily(family).alen;
+    const slot = side * 4 + kind;
+    const r = this.recent[slot];
+    if (r && r.aPort === aPort && r.bPort === bPort && r.family === family && bytesEqual(r.a, r.off, a, aOff, alen) && bytesEqual(r.b, r.off, b, bOff, alen)) return r;
+    const hash = this.hash(kind, side, family, a, aOff, aPort, b, bOff, bPort);
     for (let s = this.buckets.get(hash); s; s = s.next) {
       if (s.hash !== hash || s.aPort !== aPort || s.bPort !== bPort || s.family !== family || s.side !== side || s.flow.kind !== kind) continue;
-      if (bytesEqual(s.a, s.off, a, aOff, alen) && bytesEqual(s.b, s.off, b, bOff, alen)) return s;
+      if (bytesEqual(s.a, s.off, a, aOff, alen) && bytesEqual(s.b, s.off, b, bOff, alen)) {
+        this.recent[slot] = s;
+        return s;
+      }
     }
     return undefined;
   }
@@ -199,6 +208,8 @@ export class FlowTable {
   }
 
   private unlink(s: FlowSide): void {
+    const slot = s.side * 4 + s.flow.kind;
+    if (this.recent[slot] === s) this.recent[slot] = undefined;
     let prev: FlowSide | undefined;
     for (let t = this.buckets.get(s.hash); t; prev = t, t = t.next) {
       if (t !== s) continue;

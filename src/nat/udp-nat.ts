@@ -14,7 +14,6 @@ import {
   emitIpv6Header,
   emitUdpV4,
   emitUdpV6,
-  inanyMatches,
   inanyBytes,
   inanyOf,
   inanyV4,
@@ -103,9 +102,8 @@ export class UdpNat {
     const udpLen = (packet[udpOff + 4]! << 8) | packet[udpOff + 5]!;
     const guestPort = (packet[udpOff]! << 8) | packet[udpOff + 1]!;
     const dstPort = (packet[udpOff + 2]! << 8) | packet[udpOff + 3]!;
-    const flow = this.sameAsLast(family, packet, guestPort, dstPort) ?? this.flowFor(family, packet, guestPort, dstPort);
+    const flow = this.flowFor(family, packet, guestPort, dstPort);
     if (!flow) return;
-    this.last = flow;
     this.idle.touch(flow, this.stack.now());
     this.stats.datagramsOut++;
     const payload = this.views.payload.of(packet, udpOff + UDP_HEADER_LEN, udpOff + udpLen);
@@ -120,15 +118,6 @@ export class UdpNat {
   private sendOne(flow: UdpFlow, payload: Uint8Array, hops: number): void {
     const rc = flow.socket!.send(payload, hops);
     if (rc < 0) this.error(flow, refusedSend(-rc), payload);
-  }
-
-  /** The flow of the previous datagram when this one belongs to it too: a bulk sender's datagrams
-   *  are found without making the table's key. */
-  private sameAsLast(family: 4 | 6, packet: Uint8Array, guestPort: number, dstPort: number): UdpFlow | undefined {
-    const f = this.last;
-    if (!f?.live || f.family !== family || f.guestPort !== guestPort || f.remotePort !== dstPort) return undefined;
-    const { srcOff, dstOff } = ipFamily(family);
-    return inanyMatches(f.guest, family, packet, srcOff) && inanyMatches(f.remote, family, packet, dstOff) ? f : undefined;
   }
 
   /**
@@ -274,8 +263,6 @@ export class UdpNat {
     return this.idle.size;
   }
 
-  /** The flow of the last guest datagram (sameAsLast). */
-  private last: UdpFlow | undefined;
   // Guest datagrams waiting for the end of the batch (queue, flushSends): payloads in pendBuf.
   private readonly pendBuf = new Uint8Array(PEND_BYTES);
   private readonly pendFlow: (UdpFlow | undefined)[] = new Array<UdpFlow | undefined>(PEND_MAX).fill(undefined);
