@@ -187,7 +187,8 @@ export class FlowTable {
     const alen = ipFamily(family).alen;
     const slot = side * 4 + kind;
     const r = this.recent[slot];
-    if (r && r.aPort === aPort && r.bPort === bPort && r.family === family && bytesEqual(r.a, r.off, a, aOff, alen) && bytesEqual(r.b, r.off, b, bOff, alen)) return r;
+    if (r && r.aPort === aPort && r.bPort === bPort && r.family === family && bytesEqual(r.a, r.off, a, aOff, alen) && bytesEqual(r.b, r.off, b, bOff, alen))
+      return r;
     const hash = this.hash(kind, side, family, a, aOff, aPort, b, bOff, bPort);
     for (let s = this.buckets.get(hash); s; s = s.next) {
       if (s.hash !== hash || s.aPort !== aPort || s.bPort !== bPort || s.family !== family || s.side !== side || s.flow.kind !== kind) continue;
