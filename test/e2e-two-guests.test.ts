@@ -6,6 +6,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createSocket } from 'node:dgram';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { startGuest } from '../scripts/qemu.js';
@@ -38,19 +40,49 @@ t.test('two guests on one segment: each other directly, the target, and host unr
     vunet?.kill('SIGTERM');
     rmSync(dir, { recursive: true, force: true });
   });
-  const v = await spawnVunet(null, ['--socket', socks[0]!, '--socket', socks[1]!, '--log-level', 'info', '--topology', TOPOLOGY]);
+  // Forwards naming guest 2: its TCP service, and the UDP port it waits on for "done".
+  const tcpPort = 20000 + Math.floor(Math.random() * 20000);
+  const udpPort = tcpPort + 1;
+  const v = await spawnVunet(null, [
+    ...['--socket', socks[0]!, '--socket', socks[1]!, '--log-level', 'info', '--topology', TOPOLOGY],
+    ...['-t', `127.0.0.1:${tcpPort}:5000@guest2`, '-u', `127.0.0.1:${udpPort}:5002@guest2`],
+  ]);
   vunet = v.proc;
+  // From the host, while the guests run: the TCP forward reaches guest 2's service; then the UDP
+  // forward tells guest 2 the host is done with it.
+  const fromHost = (async (): Promise<string> => {
+    const deadline = Date.now() + 240_000;
+    while (Date.now() < deadline) {
+      const got = await new Promise<string>((resolve) => {
+        const c = connect(tcpPort, '127.0.0.1');
+        let data = '';
+        c.on('data', (d: Buffer) => (data += d.toString()));
+        c.on('close', () => resolve(data));
+        c.on('error', () => resolve(''));
+        c.setTimeout(20_000, () => c.destroy());
+      });
+      if (got.includes('tcp-from-guest2')) {
+        const u = createSocket('udp4');
+        for (let i = 0; i < 3; i++) u.send('host\n', udpPort, '127.0.0.1');
+        setTimeout(() => u.close(), 500);
+        return got;
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    return '';
+  })();
 
   // Guest 2 serves TCP and UDP on its address, and stops when guest 1 says it is done.
   const script2 = `${common(SIX[0])}
 # (what guest 1 sends when it is done with us: listened for before anything guest 1 waits for)
 socat -u UDP-RECV:5002 OPEN:/tmp/done,creat,append &
+# (and what the host sends through its UDP forward when done: the lines "done" and "host")
 socat TCP-LISTEN:5000,reuseaddr,fork SYSTEM:'echo tcp-from-guest2' &
 socat UDP-LISTEN:5001,fork PIPE &
 echo "== ready"
 echo "== ping-other4"; ping -c 2 -W 3 $other 2>&1
 echo "== target"; ping -c 2 -W 3 198.51.100.10 2>&1
-i=0; while [ $i -lt 360 ] && [ ! -s /tmp/done ]; do sleep 0.5; i=$((i+1)); done
+i=0; while [ $i -lt 360 ] && ! { grep -q done /tmp/done && grep -q host /tmp/done; } 2>/dev/null; do sleep 0.5; i=$((i+1)); done
 echo "== end"
 `;
   const script1 = `${common(SIX[1])}
@@ -72,6 +104,7 @@ echo "== end"
     startGuest({ socketPath: socks[1]!, script: script2, mac: MAC[1], timeoutMs: 420_000, guestTimeoutSec: 380 }),
   ]);
   const [e1, e2] = await Promise.all([g1.exited, g2.exited]);
+  t.match(await fromHost, /tcp-from-guest2/, 'a forward naming guest2 (-t ...@guest2) reaches guest 2');
   const out1 = g1.output;
   const out2 = g2.output;
   if (process.env.VUNET_E2E_DEBUG) t.comment(`--- guest 1\n${out1}\n--- guest 2\n${out2}\n--- vunet\n${v.log()}`);

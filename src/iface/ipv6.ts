@@ -155,7 +155,7 @@ export class Ipv6Layer {
       [LINK_LOCAL_ADDRESS, config.gateway, config.dns],
       {
         probe: (a) => this.ndp.sendDadProbe(a),
-        ready: (a) => this.s.log.info({ address: formatIpv6(a.addr) }, 'IPv6 address ready (DAD passed)'),
+        ready: (a) => this.s.log.debug({ address: formatIpv6(a.addr) }, 'IPv6 address ready (DAD passed)'),
         duplicate: (a, why) => {
           this.s.counters.add('ndp.dadFailed');
           this.s.log.error({ address: formatIpv6(a.addr), why }, 'duplicate IPv6 address: another node on the guest link uses it, so vunet will not');

@@ -87,7 +87,7 @@ export class Switch implements FrameLink {
 
   /** The port a MAC was learnt on (status, forwards naming a guest). */
   portOf(mac: Uint8Array): SwitchPort | undefined {
-    const e = this.macs.get(macKey(mac, 0));
+    const e = this.macs.get(macNumber(mac, 0));
     return e && this.now() - e.seen < AGEING_MS ? e.port : undefined;
   }
 
@@ -171,7 +171,7 @@ export class Switch implements FrameLink {
   }
 
   private learn(frame: Uint8Array, port: SwitchPort): void {
-    const key = macKey(frame, 6);
+    const key = macNumber(frame, 6);
     const e = this.macs.get(key);
     const now = this.now();
     if (e) {
@@ -188,10 +188,10 @@ export class Switch implements FrameLink {
   /** The port of the unicast destination at frame[off], when learnt and not aged out. */
   private lookup(frame: Uint8Array, off: number): SwitchPort | undefined {
     if ((frame[off]! & 1) !== 0) return undefined;
-    const e = this.macs.get(macKey(frame, off));
+    const e = this.macs.get(macNumber(frame, off));
     if (!e) return undefined;
     if (this.now() - e.seen >= AGEING_MS) {
-      this.macs.delete(macKey(frame, off));
+      this.macs.delete(macNumber(frame, off));
       return undefined;
     }
     return e.port;
@@ -199,7 +199,7 @@ export class Switch implements FrameLink {
 }
 
 /** A MAC as a number (48 bits fit a double exactly): a Map key made without allocating. */
-function macKey(b: Uint8Array, off: number): number {
+export function macNumber(b: Uint8Array, off: number): number {
   return ((b[off]! << 8) | b[off + 1]!) * 0x1_0000_0000 + (((b[off + 2]! << 24) | (b[off + 3]! << 16) | (b[off + 4]! << 8) | b[off + 5]!) >>> 0);
 }
 

@@ -121,6 +121,8 @@ export interface RunAsSpec {
  */
 export interface PortForward {
   proto: 'tcp' | 'udp';
+  /** The guest it goes to (guest1, guest2, ...: --socket's order); the first when undefined. */
+  guest?: string;
   addr: Uint8Array | null;
   family: 4 | 6 | 'any';
   hostPort: number;
@@ -412,6 +414,12 @@ export function parseArgs(argv: readonly string[], output: ProgramOutput = {}, a
     controlPath,
     ...(controlWarning !== undefined ? { controlWarning } : {}),
   };
+  const guests = Math.max(1, sockets.length);
+  for (const fw of result.forwards) {
+    if (fw.guest !== undefined && Number(fw.guest.slice('guest'.length)) > guests) {
+      throw new UsageError(`${FORWARD_FLAG[fw.proto]} ...@${fw.guest}: there ${guests === 1 ? 'is one guest' : `are ${guests} guests`} (one per --socket)`);
+    }
+  }
   if (o.pcap !== undefined) result.pcapFile = o.pcap;
   if (o.topology !== undefined) result.topology = readTopology(o.topology);
   if (o.pidFile !== undefined) result.pidFile = o.pidFile;
@@ -687,6 +695,8 @@ type ForwardAddress = Pick<PortForward, 'addr' | 'family'>;
 
 interface ParsedForward extends ForwardAddress {
   spec: string;
+  /** @GUEST: the guest it goes to (default the first). */
+  toGuest?: string;
   host: PortRange;
   guest: PortRange;
 }
@@ -719,6 +729,7 @@ function parseForwards(tcp: readonly string[], udp: readonly string[]): PortForw
         family: parsed.family,
         hostPort: parsed.host.first + k,
         guestPort: parsed.guest.first + k,
+        ...(parsed.toGuest !== undefined ? { guest: parsed.toGuest } : {}),
       });
     }
   }
@@ -746,14 +757,23 @@ function addressesOverlap(a: ForwardAddress, b: ForwardAddress): boolean {
   return zero(a.addr) || zero(b.addr) || a.addr.every((v, i) => v === b.addr![i]);
 }
 
-function parseForwardSpec(proto: PortForward['proto'], spec: string): ParsedForward {
+function parseForwardSpec(proto: PortForward['proto'], whole: string): ParsedForward {
   const flag = FORWARD_FLAG[proto];
   const bad = (why?: string): UsageError =>
     new UsageError(
-      `${flag} must be [ADDR:]HOSTPORT[:GUESTPORT] such as 8080, 8080:80, 127.0.0.1:8080:80, [::1]:2222:22 or 8000-8010` +
-        ` (got ${show(spec)}${why !== undefined ? `: ${why}` : ''})`,
+      `${flag} must be [ADDR:]HOSTPORT[:GUESTPORT][@GUEST] such as 8080, 8080:80, 127.0.0.1:8080:80, [::1]:2222:22, 8000-8010 or 2222:22@guest2` +
+        ` (got ${show(whole)}${why !== undefined ? `: ${why}` : ''})`,
     );
+  // @GUEST: which guest (guest1, guest2, ... in --socket order); the first when absent.
+  const at = whole.lastIndexOf('@');
+  const spec = at < 0 ? whole : whole.slice(0, at);
+  const toGuest = at < 0 ? undefined : whole.slice(at + 1);
+  if (toGuest !== undefined && !/^guest[1-9][0-9]?$/.test(toGuest)) throw bad(`"${toGuest}" is not a guest: guest1, guest2, ... in the order of --socket`);
+  const parsed = parseForwardPorts(flag, spec, bad);
+  return { ...parsed, spec: whole, ...(toGuest !== undefined ? { toGuest } : {}) };
+}
 
+function parseForwardPorts(flag: string, spec: string, bad: (why?: string) => UsageError): ParsedForward {
   let addrText: string | undefined;
   let ports: string[];
   if (spec.startsWith('[')) {

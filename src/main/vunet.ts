@@ -23,7 +23,7 @@ import { MemoryBudget } from '../iface/memory-budget.js';
 import { EchoProxy } from '../nat/echo-proxy.js';
 import { Fence } from '../nat/fence.js';
 import { FlowTable } from '../nat/flow-table.js';
-import { Switch } from '../iface/switch.js';
+import { Switch, macNumber } from '../iface/switch.js';
 import type { SwitchPort } from '../iface/switch.js';
 import { SimNetwork } from '../sim/network.js';
 import type { Topology } from '../sim/topology.js';
@@ -297,7 +297,7 @@ export class Vunet {
       moreWork: () => this.requestFlush(),
       log: part('nat', { proto: 'tcp' }),
       dnsUpstream: (family) => this.dns.resolverFor(family),
-      guestAddress: (family) => this.guestAddress(family),
+      guestAddress: (family, guest) => this.guestAddress(family, guest),
       wantRoom: () => {
         for (const d of this.devices) d.wantRoom();
       },
@@ -305,7 +305,7 @@ export class Vunet {
     });
     this.udpForward = new UdpForwarder(this.stack, opts.hostUdpListen ?? nodeHost!, {
       flows,
-      guestAddress: (family) => this.guestAddress(family),
+      guestAddress: (family, guest) => this.guestAddress(family, guest),
       log: part('nat', { proto: 'udp-forward' }),
       ...(opts.udpTimeoutSec !== undefined && opts.udpTimeoutSec !== 0 ? { idleMs: opts.udpTimeoutSec * 1000 } : {}),
     });
@@ -325,7 +325,11 @@ export class Vunet {
       beyond: (p) => this.beyond(p),
       tcpInput: (family, p, off, ttl) => {
         this.noteGuest(family, p);
-        if (sim?.claims(family, p, ipFamily(family).dstOff) === true) return sim.input(family, p);
+        // (Segments to our own addresses are the NAT's, and so are those of its connections — a
+        // forwarded client may sit where the simulated network claims; the simulation starts
+        // beyond us.)
+        const dstOff = ipFamily(family).dstOff;
+        if (sim?.claims(family, p, dstOff) === true && !this.isOurs(family, p, dstOff) && !this.tcpNat.has(family, p, off)) return sim.input(family, p);
         this.tcpNat.input(family, p, off, ttl);
       },
       unservedUdp: (family, p, off, ttl) => {
@@ -528,8 +532,13 @@ export class Vunet {
   private listenForward(fw: PortForward): ActiveForward {
     const families: (4 | 6)[] = fw.family === 'any' ? [4, 6] : [fw.family];
     const a: ActiveForward = { fw, listen: [], stop: [] };
+    if (fw.guest !== undefined && !this.ports.some((p) => p.name === fw.guest) && fw.guest !== 'guest1') {
+      throw new ForwardError(
+        `${fw.proto === 'tcp' ? '-t' : '-u'} ${fw.hostPort}: no ${fw.guest} here (${this.devices.length} guest${this.devices.length > 1 ? 's' : ''}: one per --socket)`,
+      );
+    }
     for (const family of families) {
-      const one = { family, addr: fw.addr, hostPort: fw.hostPort, guestPort: fw.guestPort };
+      const one = { family, addr: fw.addr, hostPort: fw.hostPort, guestPort: fw.guestPort, ...(fw.guest !== undefined ? { guest: fw.guest } : {}) };
       try {
         if (fw.proto === 'tcp') {
           const [l] = this.tcpNat.listen([one]);
@@ -690,22 +699,23 @@ export class Vunet {
     };
   }
 
+  /** Whether the `family` address at p[off] is one of the stack's own. */
+  private isOurs(family: 4 | 6, p: Uint8Array, off: number): boolean {
+    return family === 4 ? this.stack.isOurIpv4(ipv4Read(p, off)) : this.stack.ipv6?.isOurs(p, off) === true;
+  }
+
   /** Packets for beyond the guest link (UDP and the rest the stack leaves to the NAT). */
   private beyond(p: Uint8Array): void {
     const family = p[0]! >> 4 === 4 ? 4 : 6;
     this.noteGuest(family, p);
+    const v4 = family === 4;
+    const l4 = v4 ? (p[0]! & 0x0f) * 4 : 40;
+    const udp = v4 ? p[9] === IpProtocol.UDP && (p[6]! & 0x3f) === 0 && p[7] === 0 /* not a fragment */ : p[6] === IpProtocol.UDP;
+    // The guest's answers to a UDP forward's client first (the client may sit where the simulated
+    // network claims), then the simulated network, then the NAT.
+    if (udp && this.udpForward.fromGuest(family, p, l4)) return;
     if (this.sim?.claims(family, p, ipFamily(family).dstOff) === true) return this.sim.input(family, p);
-    if (p[0]! >> 4 === 4) {
-      const ihl = (p[0]! & 0x0f) * 4;
-      const fragmented = (p[6]! & 0x3f) !== 0 || p[7] !== 0; // MF or an offset
-      if (p[9] === IpProtocol.UDP && !fragmented) {
-        if (this.udpForward.fromGuest(4, p, ihl)) return;
-        return this.udpNat.output(4, p, ihl, p[8]!);
-      }
-    } else if (p[6] === IpProtocol.UDP) {
-      if (this.udpForward.fromGuest(6, p, 40)) return;
-      return this.udpNat.output(6, p, 40, p[7]!);
-    }
+    if (udp) return this.udpNat.output(family, p, l4, v4 ? p[8]! : p[7]!);
     this.stack.counters.add('nat.unsupported');
   }
 
@@ -723,7 +733,29 @@ export class Vunet {
   }
 
   /** The guest's address for inbound connections: last seen, else its DHCP lease. */
-  private guestAddress(family: 4 | 6): Uint8Array | undefined {
+  /**
+   * With several guests: the `family` address of the one named (guest1, guest2, ...), found from
+   * the MACs the switch learnt on its port: its bound DHCP lease, or the IPv6 neighbour entry (not
+   * link-local) with one of those MACs.
+   */
+  private addressOn(family: 4 | 6, name: string): Uint8Array | undefined {
+    const port = this.ports.find((p) => p.name === name);
+    if (!port || !this.switch) return undefined;
+    const macs = new Set(this.switch.macsOf(port));
+    if (macs.size === 0) return undefined;
+    if (family === 4) {
+      const lease = this.dhcpv4.leases().find((l) => l.state === 'bound' && macs.has(parseInt(l.mac.replace(/:/g, ''), 16)));
+      return lease ? inanyBytes(inanyOfIpv4(lease.ip)).slice() : undefined;
+    }
+    for (const n of this.stack.ipv6?.neighbors.list() ?? []) {
+      const a = ipv6KeyBytes(n.key);
+      if (n.mac && macs.has(macNumber(n.mac, 0)) && !(a[0] === 0xfe && (a[1]! & 0xc0) === 0x80)) return a;
+    }
+    return undefined;
+  }
+
+  private guestAddress(family: 4 | 6, guest?: string): Uint8Array | undefined {
+    if (this.switch) return this.addressOn(family, guest ?? 'guest1');
     if (family === 4) {
       if (this.guestSeen4) return this.guestSeen4;
       const lease = this.dhcpv4.leases().find((l) => l.state === 'bound');

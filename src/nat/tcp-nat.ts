@@ -97,7 +97,7 @@ export interface TcpNatOptions {
   /** Connections to the DNS address's port 53 go to this resolver (DNS over TCP). */
   dnsUpstream?: (family: 4 | 6) => { family: 4 | 6; addr: Uint8Array } | undefined;
   /** The guest's address for inbound connections of a family, when known. */
-  guestAddress?: (family: 4 | 6) => Uint8Array | undefined;
+  guestAddress?: (family: 4 | 6, guest?: string) => Uint8Array | undefined;
   /** Bound on flows (connections in any state); SYNs beyond it are refused. */
   maxFlows?: number;
   /** The NAT's flow table, shared with the other NAT parts (default: one of its own). */
@@ -125,6 +125,8 @@ export interface TcpForward {
   addr: Uint8Array | null;
   hostPort: number;
   guestPort: number;
+  /** The guest it goes to, when there are several (see TcpNatOptions.guestAddress). */
+  guest?: string;
 }
 
 /** Bounds that keep a flood from taking the table, the CPU or the guest's own connections. */
@@ -415,6 +417,14 @@ export class TcpNat implements TcpTransmitter {
   }
 
   // ---- guest → us ----
+
+  /** Whether a guest segment (TCP header at `l4Off`) belongs to one of our connections. */
+  has(family: 4 | 6, packet: Uint8Array, l4Off: number): boolean {
+    const { srcOff, dstOff } = ipFamily(family);
+    const srcPort = (packet[l4Off]! << 8) | packet[l4Off + 1]!;
+    const dstPort = (packet[l4Off + 2]! << 8) | packet[l4Off + 3]!;
+    return this.table.find(FlowKind.TCP, family, packet, srcOff, srcPort, packet, dstOff, dstPort) !== undefined;
+  }
 
   /** A TCP segment from the guest (the stack's tcpInput hook): checked, checksum verified. */
   input(family: 4 | 6, packet: Uint8Array, l4Off: number, ttl: number): void {
@@ -881,7 +891,7 @@ export class TcpNat implements TcpTransmitter {
   listen(forwards: readonly TcpForward[]): TcpListener[] {
     const made: TcpListener[] = [];
     for (const fw of forwards) {
-      const l = this.host.listenTcp(fw.family, fw.addr, fw.hostPort, (acc) => this.accept(acc, fw.guestPort));
+      const l = this.host.listenTcp(fw.family, fw.addr, fw.hostPort, (acc) => this.accept(acc, fw));
       this.listeners.push(l);
       made.push(l);
     }
@@ -889,14 +899,15 @@ export class TcpNat implements TcpTransmitter {
   }
 
   /** A host connection to a forwarded port: open toward the guest. */
-  private accept(acc: AcceptedTcp, guestPort: number): void {
+  private accept(acc: AcceptedTcp, fw: TcpForward): void {
+    const guestPort = fw.guestPort;
     const now = this.stack.now();
     // The guest side keeps the client's family when the guest has an address in it.
     let family = acc.family;
-    let guest = this.opts.guestAddress?.(family);
+    let guest = this.opts.guestAddress?.(family, fw.guest);
     if (!guest) {
       family = family === 4 ? 6 : 4;
-      guest = this.opts.guestAddress?.(family);
+      guest = this.opts.guestAddress?.(family, fw.guest);
     }
     let refusal: string | undefined;
     if (!guest) refusal = 'guest address unknown';

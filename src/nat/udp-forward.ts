@@ -32,11 +32,13 @@ export interface UdpForward {
   addr: Uint8Array | null;
   hostPort: number;
   guestPort: number;
+  /** The guest it goes to, when there are several (see guestAddress). */
+  guest?: string;
 }
 
 export interface UdpForwarderOptions {
   /** The guest's address of a family, when known. */
-  guestAddress?: (family: 4 | 6) => Uint8Array | undefined;
+  guestAddress?: (family: 4 | 6, guest?: string) => Uint8Array | undefined;
   idleMs?: number;
   maxSessions?: number;
   log?: Log;
@@ -142,10 +144,10 @@ export class UdpForwarder {
 
   private open(listener: BoundUdpSocket, id: number, fw: UdpForward, from: Uint8Array, port: number): Session | undefined {
     let family: 4 | 6 = from.length === 4 ? 4 : 6;
-    let guest = this.opts.guestAddress?.(family);
+    let guest = this.opts.guestAddress?.(family, fw.guest);
     if (!guest) {
       family = family === 4 ? 6 : 4;
-      guest = this.opts.guestAddress?.(family);
+      guest = this.opts.guestAddress?.(family, fw.guest);
     }
     if (!guest) {
       this.stats.dropped++;

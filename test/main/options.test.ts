@@ -464,7 +464,7 @@ t.test(`port forwards: at most ${MAX_FORWARDS} ports in all`, async (t) => {
 });
 
 t.test('port forwards: invalid specs are one-line UsageErrors (table)', async (t) => {
-  const FORM = String.raw`must be \[ADDR:\]HOSTPORT\[:GUESTPORT\] such as 8080, 8080:80, 127\.0\.0\.1:8080:80, \[::1\]:2222:22 or 8000-8010`;
+  const FORM = String.raw`must be \[ADDR:\]HOSTPORT\[:GUESTPORT\]\[@GUEST\] such as 8080, 8080:80, 127\.0\.0\.1:8080:80, \[::1\]:2222:22, 8000-8010 or 2222:22@guest2`;
   const cases: Array<[string[], RegExp]> = [
     [['-t', ''], new RegExp(`^--tcp-forward ${FORM} \\(got '': empty port\\)$`)],
     [['-u', 'x'], new RegExp(`^--udp-forward ${FORM} \\(got x: "x" is not a port or a range like 8000-8010\\)$`)],
@@ -630,4 +630,22 @@ t.test('parseForwardSpecs and forwardsCollide: what vunet ctl add and remove use
   t.notOk(forwardsCollide(lo!, lo6!), 'IPv4 and IPv6 loopback do not collide');
   t.notOk(forwardsCollide(any!, udp!), 'TCP and UDP do not collide');
   t.notOk(forwardsCollide(any!, parseForwardSpecs('tcp', '8081')[0]!), 'other ports do not');
+});
+
+t.test('several guests: --socket repeated; a forward names its guest with @guestN', async (t) => {
+  const o = parseArgs(['--socket', '/tmp/a.sock', '--socket', '/tmp/b.sock', '-t', '2222:22@guest2', '-u', '5353']);
+  t.equal(o.socketPath, '/tmp/a.sock');
+  t.same(o.moreSockets, ['/tmp/b.sock']);
+  t.same(
+    o.forwards.map((f) => [f.proto, f.hostPort, f.guestPort, f.guest]),
+    [
+      ['tcp', 2222, 22, 'guest2'],
+      ['udp', 5353, 5353, undefined],
+    ],
+  );
+  t.equal(parseArgs(['--socket', '/tmp/a.sock']).moreSockets, undefined, 'one guest: none more');
+  t.throws(() => parseArgs(['--socket', '/tmp/a.sock', '-t', '2222:22@guest2']), /--tcp-forward \.\.\.@guest2: there is one guest \(one per --socket\)/);
+  t.throws(() => parseArgs(['--socket', '/tmp/a.sock', '-t', '2222:22@db']), /"db" is not a guest: guest1, guest2/);
+  t.throws(() => parseArgs(['--socket', '/tmp/a.sock', '--socket', '/tmp/a.sock']), /--socket \/tmp\/a\.sock is given twice/);
+  t.throws(() => parseArgs(Array.from({ length: 17 }, (_, i) => ['--socket', `/tmp/${i}.sock`]).flat()), /at most 16 guests/);
 });
