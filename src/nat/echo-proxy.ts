@@ -125,11 +125,8 @@ export class EchoProxy {
   private flowFor(r: EchoRequest, target: Uint8Array): EchoFlow | undefined {
     const known = this.table.find(FlowKind.ECHO, r.family, r.packet, r.srcOffset, r.ident, r.packet, r.dstOffset, 0);
     if (known) return known as EchoFlow;
-    // Room: this part's least recently used session goes when the part or the whole table is full.
-    if (this.idle.size >= this.maxFlows || !this.table.hasRoom()) {
-      const oldest = this.idle.oldest;
-      if (oldest) this.close(oldest);
-    }
+    // Room: this part's least recently used flow goes when the part or the whole table is full.
+    this.idle.makeRoom(this.maxFlows, this.table, (f) => this.close(f));
     const flow = new EchoFlow(
       r.family,
       inanyOf(r.family, r.packet, r.srcOffset),

@@ -295,6 +295,14 @@ export class IdleFlows<F extends Flow> {
     this.n--;
   }
 
+  /** Makes room for one more flow of a part bounded at `max` in `table`: when the part or the
+   *  table is full, the part's least recently used flow is ended (by `end`). */
+  makeRoom(max: number, table: FlowTable, end: (f: F) => void): void {
+    if (this.n < max && table.hasRoom()) return;
+    const oldest = this.head;
+    if (oldest) end(oldest);
+  }
+
   /** Marks `f` used at `now`: it becomes the most recently used. */
   touch(f: F, now: number): void {
     f.lastUse = now;

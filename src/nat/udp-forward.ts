@@ -154,11 +154,8 @@ export class UdpForwarder {
       this.log.warn({ port: fw.hostPort }, 'forwarded UDP datagram dropped: the guest address is not known yet');
       return undefined;
     }
-    // Room: the least recently used session goes when this part or the whole table is full.
-    if (this.idle.size >= this.maxSessions || !this.table.hasRoom()) {
-      const oldest = this.idle.oldest;
-      if (oldest) this.forget(oldest);
-    }
+    // Room: this part's least recently used flow goes when the part or the whole table is full.
+    this.idle.makeRoom(this.maxSessions, this.table, (f) => this.forget(f));
     const remote = clientAsSeen(this.stack.config, family, from);
     // Two clients the guest would see as one (both shown as the gateway, same port): the newer
     // one takes the guest side.

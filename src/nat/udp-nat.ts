@@ -213,10 +213,7 @@ export class UdpNat {
     // The gateway's mapping to loopback is ours to make; any other destination passes the fence.
     if (target !== loopback(family) && fenced(this.stack, this.opts.fence, family, packet, srcOff, dstOff, this.buf)) return undefined;
     // Room: this part's least recently used flow goes when the part or the whole table is full.
-    if (this.idle.size >= this.maxFlows || !this.table.hasRoom()) {
-      const oldest = this.idle.oldest;
-      if (oldest) this.close(oldest);
-    }
+    this.idle.makeRoom(this.maxFlows, this.table, (f) => this.close(f));
     const flow = new UdpFlow(family, inanyOf(family, packet, srcOff), guestPort, inanyOf(family, packet, dstOff), dstPort, this.stack.now());
     if (!this.table.insert(flow)) {
       this.stats.openFailed++;

@@ -118,14 +118,5 @@ export function makeConn(config: Partial<TcpConfig> = {}, iss = 1000) {
   return { conn, rec, log };
 }
 
-/** A deterministic PRNG (mulberry32). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A deterministic PRNG (mulberry32, the simulated network's). */
+export { mulberry32 as prng } from '../../src/sim/network.js';
