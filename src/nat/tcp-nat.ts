@@ -57,7 +57,7 @@ import { TokenBucket } from '../iface/rate-limit.js';
 import type { Stack } from '../iface/stack.js';
 import { GSO_MAX_PACKET, LINK_HEADROOM } from '../iface/link.js';
 import { ipv6Key } from '../iface/neighbor.js';
-import { RECV_BUFFER_INITIAL, SEND_BUFFER_INITIAL, TcpConnection, TcpState, tcpStateName } from '../tcp/endpoint.js';
+import { RECV_BUFFER_INITIAL, SEND_BUFFER_INITIAL, TcpConnection, TcpState, fillTcpRepr, tcpStateName } from '../tcp/endpoint.js';
 import type { OutSegment, TcpConfig, TcpEvents, TcpTransmitter } from '../tcp/endpoint.js';
 import {
   emitEthernetHeader,
@@ -1078,15 +1078,7 @@ export class TcpNat implements TcpTransmitter {
   /** The segment's TCP header fields (into `repr`); returns where its TCP header goes, the IP
    *  header being at LINK_HEADROOM. */
   private segmentRepr(f: TcpFlow, seg: OutSegment): number {
-    const r = this.repr;
-    r.srcPort = f.remotePort;
-    r.dstPort = f.guestPort;
-    r.seq = seg.seq;
-    r.ack = seg.ack;
-    r.flags = seg.flags;
-    r.window = seg.window;
-    r.options = seg.options;
-    r.payloadLength = seg.dataLength;
+    fillTcpRepr(this.repr, seg, f.remotePort, f.guestPort);
     return LINK_HEADROOM + ipFamily(f.family).headerLen;
   }
 

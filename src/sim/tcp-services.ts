@@ -8,7 +8,7 @@
 // that is answered with a RST by the caller. Timers: the connections' own (retransmission, delayed
 // ACK, TIME_WAIT), polled together (the set is small and bounded).
 import { Flow, FlowKind, FlowTable } from '../nat/flow-table.js';
-import { TcpConnection, TcpState } from '../tcp/endpoint.js';
+import { TcpConnection, TcpState, fillTcpRepr } from '../tcp/endpoint.js';
 import type { OutSegment, TcpEvents, TcpTransmitter } from '../tcp/endpoint.js';
 import type { Inany, TcpRepr } from '../wire/index.js';
 import { IpProtocol, TcpSegment, emitIpv4Header, emitIpv6Header, emitTcpV4, emitTcpV6, inanyOf, inanyV4, ipFamily, tcpHeaderLength } from '../wire/index.js';
@@ -138,15 +138,7 @@ export class SimTcpServices implements TcpTransmitter<SimConnection> {
   transmit(conn: TcpConnection<SimConnection>, seg: OutSegment): boolean {
     const s = conn.owner;
     const { headerLen } = ipFamily(s.family);
-    const r = this.repr;
-    r.srcPort = s.remotePort;
-    r.dstPort = s.guestPort;
-    r.seq = seg.seq;
-    r.ack = seg.ack;
-    r.flags = seg.flags;
-    r.window = seg.window;
-    r.options = seg.options;
-    r.payloadLength = seg.dataLength;
+    const r = fillTcpRepr(this.repr, seg, s.remotePort, s.guestPort);
     const b = this.buf;
     const hl = tcpHeaderLength(r);
     if (seg.dataLength > 0 && conn.copySendData(seg.dataOffset, seg.dataLength, b, headerLen + hl) !== seg.dataLength) return false;

@@ -34,7 +34,7 @@
 //   LISTEN       close()                         → CLOSED (no event)
 import type { MemoryAccount } from '../iface/memory-budget.js';
 import { TcpFlags, TcpOptions, parseTcpOptions } from '../wire/index.js';
-import type { TcpSegment } from '../wire/index.js';
+import type { TcpRepr, TcpSegment } from '../wire/index.js';
 import { ByteRing } from './byte-ring.js';
 
 export const TcpState = {
@@ -138,6 +138,20 @@ export interface OutSegment {
   /** When the payload is longer than one segment may be (TSO: maxSegment allowed it), the
    *  payload of each segment it stands for; 0 otherwise. */
   segmentSize: number;
+}
+
+/** Fills `r` with an outgoing segment's header fields, from `srcPort` to `dstPort` (the payload
+ *  length is the segment's data; the transmitter puts the data after the header). */
+export function fillTcpRepr(r: TcpRepr, seg: OutSegment, srcPort: number, dstPort: number): TcpRepr {
+  r.srcPort = srcPort;
+  r.dstPort = dstPort;
+  r.seq = seg.seq;
+  r.ack = seg.ack;
+  r.flags = seg.flags;
+  r.window = seg.window;
+  r.options = seg.options;
+  r.payloadLength = seg.dataLength;
+  return r;
 }
 
 export interface TcpTransmitter<Owner = unknown> {
