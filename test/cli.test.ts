@@ -223,7 +223,7 @@ t.test('vunet ctl: status, forwards added and removed at run time, the lists; er
   // Errors: the same as the flags', one line, exit 1.
   for (const [args, msg] of [
     [['add', '-t', `${port}`], new RegExp(`^vunet ctl: --tcp-forward: host port ${port} is forwarded already \\(127\\.0\\.0\\.1:${port}:80\\)\n$`)],
-    [['add', '-t', '70000'], /^vunet ctl: --tcp-forward must be \[ADDR:\]HOSTPORT\[:GUESTPORT\] .*port 70000 is not in 1\.\.65535\)\n$/],
+    [['add', '-t', '70000'], /^vunet ctl: --tcp-forward must be \[ADDR:\]HOSTPORT\[:GUESTPORT\]\[@GUEST\] .*port 70000 is not in 1\.\.65535\)\n$/],
     [['add', '-u', '[::1'], /^vunet ctl: --udp-forward must be .*no \] after the IPv6 address\)\n$/],
     [['remove', '-t', `${port + 5}`], new RegExp(`^vunet ctl: --tcp-forward: host port ${port + 5} is not forwarded \\(see vunet ctl forwards\\)\n$`)],
   ] as const) {

@@ -12,8 +12,9 @@
 // more than MAX_UNREAD of replies unread is not read from until it catches up. A request that
 // fails, for any reason (bad JSON, unknown command, a handler that throws), gets an error reply;
 // nothing a client sends reaches the process's own failure path.
-import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { chmodSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { SocketInUseError, prepareSocketPath } from 'vhost-user-ts';
 import type { Server, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { UsageError } from './options.js';
@@ -69,7 +70,7 @@ export class ControlServer {
    * `mode` (--socket-mode) then sets its permission bits.
    */
   static async listen(path: string, handler: ControlHandler, opts: { log?: Logger; mode?: number } = {}): Promise<ControlServer> {
-    await clearStale(path);
+    clearStale(path);
     const server = createServer({ allowHalfOpen: false });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -185,29 +186,15 @@ export class ControlServer {
   }
 }
 
-/** Clears `path` for listen(): absent is fine, a stale socket is removed, a live one is in use. */
-async function clearStale(path: string): Promise<void> {
-  let isSocket: boolean;
+/** Clears `path` for listen() as the vhost-user socket's is cleared (vhost-user-ts's
+ *  prepareSocketPath): absent is fine, a stale socket is removed, a live one is in use. */
+function clearStale(path: string): void {
   try {
-    isSocket = lstatSync(path).isSocket();
+    prepareSocketPath(path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if (err instanceof SocketInUseError) throw new ControlInUseError(path);
     throw err;
   }
-  if (!isSocket) throw new Error(`${path} exists and is not a socket: remove it or choose another --control path`);
-  const live = await new Promise<boolean>((resolve, reject) => {
-    const c = createConnection(path);
-    c.once('connect', () => {
-      c.destroy();
-      resolve(true);
-    });
-    c.once('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') resolve(false);
-      else reject(new Error(`cannot check the control socket ${path}: ${err.code ?? err.message} (choose another --control path)`));
-    });
-  });
-  if (live) throw new ControlInUseError(path);
-  unlinkSync(path);
 }
 
 /** What the control commands ask of the running vunet (the Vunet class gives it). */
