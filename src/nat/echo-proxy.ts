@@ -34,7 +34,7 @@ import { loopback, serviceAddress } from './addresses.js';
 import type { EchoSocket, HostNet } from './host.js';
 import type { Fence } from './fence.js';
 import { fenced, sendGuestError } from './flows.js';
-import { Flow, FlowKind, FlowTable, IdleFlows } from './flow-table.js';
+import { Flow, FlowKind, FlowTable, IdleSocketFlows } from './flow-table.js';
 import { refusedSend, translateError } from './icmp-errors.js';
 import type { HostError } from './icmp-errors.js';
 import type { FlowInfo } from './flow-info.js';
@@ -68,10 +68,8 @@ class EchoFlow extends Flow {
   }
 }
 
-export class EchoProxy {
+export class EchoProxy extends IdleSocketFlows<EchoFlow> {
   readonly stats = { requests: 0, replies: 0, errors: 0, unanswerable: 0, flows: 0 };
-  private readonly table: FlowTable;
-  private readonly idle: IdleFlows<EchoFlow>;
   private readonly maxFlows: number;
   private readonly idleMs: number;
   private readonly mapGateway: boolean;
@@ -89,10 +87,9 @@ export class EchoProxy {
     private readonly host: HostNet,
     opts: EchoProxyOptions = {},
   ) {
+    super(opts.flows ?? new FlowTable(opts.maxFlows ?? 1024), opts.idleMs ?? 60_000);
     this.maxFlows = opts.maxFlows ?? 1024;
     this.idleMs = opts.idleMs ?? 60_000;
-    this.table = opts.flows ?? new FlowTable(this.maxFlows);
-    this.idle = new IdleFlows<EchoFlow>(this.idleMs);
     this.mapGateway = opts.mapGateway ?? true;
     this.fence = opts.fence;
     this.log = opts.log ?? silentLog;
@@ -157,30 +154,6 @@ export class EchoProxy {
     this.stats.flows++;
     this.idle.add(flow);
     return flow;
-  }
-
-  private close(f: EchoFlow): void {
-    this.table.remove(f);
-    this.idle.delete(f);
-    f.socket?.close();
-    f.socket = undefined;
-  }
-
-  /** Expires idle flows. */
-  poll(now: number): void {
-    this.idle.expire(now, (f) => this.close(f));
-  }
-
-  pollAt(): number {
-    return this.idle.pollAt();
-  }
-
-  closeAll(): void {
-    for (const f of this.idle.all()) this.close(f);
-  }
-
-  get flowCount(): number {
-    return this.idle.size;
   }
 
   private ipId = 0;

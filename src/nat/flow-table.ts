@@ -251,6 +251,51 @@ export function inanyOffset(a: Inany): number {
   return inanyIsV4(a) ? 12 : 0;
 }
 
+/** A flow that owns one host socket (closed when the flow ends). */
+export interface SocketFlow extends Flow {
+  socket: { close(): void } | undefined;
+}
+
+/**
+ * What the NAT parts whose flows each own a host socket and end when idle (the UDP NAT, the echo
+ * proxy) share: their flows live in the table and in an idle list; a flow ends with its socket.
+ */
+export abstract class IdleSocketFlows<F extends SocketFlow> {
+  protected readonly idle: IdleFlows<F>;
+
+  constructor(
+    protected readonly table: FlowTable,
+    idleMs: number,
+  ) {
+    this.idle = new IdleFlows<F>(idleMs);
+  }
+
+  /** Ends a flow: out of the table and the idle list, its socket closed. */
+  protected close(f: F): void {
+    this.table.remove(f);
+    this.idle.delete(f);
+    f.socket?.close();
+    f.socket = undefined;
+  }
+
+  /** Expires idle flows. */
+  poll(now: number): void {
+    this.idle.expire(now, (f) => this.close(f));
+  }
+
+  pollAt(): number {
+    return this.idle.pollAt();
+  }
+
+  closeAll(): void {
+    for (const f of this.idle.all()) this.close(f);
+  }
+
+  get flowCount(): number {
+    return this.idle.size;
+  }
+}
+
 /**
  * Flows of one part that end when idle: least recently used first (an intrusive list), so that
  * expiry takes only the due ones and a full part evicts its oldest without a walk.

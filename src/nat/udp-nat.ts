@@ -30,7 +30,7 @@ import type { HostUdp, UdpSocket } from './host.js';
 import { SEND_MANY_MAX } from './host.js';
 import type { Fence } from './fence.js';
 import { fenced, sendGuestError } from './flows.js';
-import { Flow, FlowKind, FlowTable, IdleFlows } from './flow-table.js';
+import { Flow, FlowKind, FlowTable, IdleSocketFlows } from './flow-table.js';
 import { refusedSend, translateError } from './icmp-errors.js';
 import type { HostError } from './icmp-errors.js';
 import type { FlowInfo } from './flow-info.js';
@@ -63,10 +63,8 @@ class UdpFlow extends Flow {
 const PEND_MAX = 128;
 const PEND_BYTES = 256 * 1024;
 
-export class UdpNat {
+export class UdpNat extends IdleSocketFlows<UdpFlow> {
   readonly stats = { datagramsOut: 0, datagramsIn: 0, errors: 0, openFailed: 0, tooBig: 0, flows: 0, sendBatches: 0 };
-  private readonly table: FlowTable;
-  private readonly idle: IdleFlows<UdpFlow>;
   private readonly maxFlows: number;
   private readonly idleMs: number;
   private readonly mapGateway: boolean;
@@ -80,10 +78,9 @@ export class UdpNat {
     private readonly host: HostUdp,
     private readonly opts: UdpNatOptions = {},
   ) {
+    super(opts.flows ?? new FlowTable(opts.maxFlows ?? 4096), opts.idleMs ?? 120_000);
     this.maxFlows = opts.maxFlows ?? 4096;
     this.idleMs = opts.idleMs ?? 120_000;
-    this.table = opts.flows ?? new FlowTable(this.maxFlows);
-    this.idle = new IdleFlows<UdpFlow>(this.idleMs);
     this.mapGateway = opts.mapGateway ?? true;
     this.log = opts.log ?? silentLog;
     this.sendLater = new EndOfTurn(() => this.flushSends(), opts.inBatch);
@@ -234,30 +231,6 @@ export class UdpNat {
     this.stats.flows++;
     this.idle.add(flow);
     return flow;
-  }
-
-  private close(f: UdpFlow): void {
-    this.table.remove(f);
-    this.idle.delete(f);
-    f.socket?.close();
-    f.socket = undefined;
-  }
-
-  /** Expires idle flows. */
-  poll(now: number): void {
-    this.idle.expire(now, (f) => this.close(f));
-  }
-
-  pollAt(): number {
-    return this.idle.pollAt();
-  }
-
-  closeAll(): void {
-    for (const f of this.idle.all()) this.close(f);
-  }
-
-  get flowCount(): number {
-    return this.idle.size;
   }
 
   // Guest datagrams waiting for the end of the batch (queue, flushSends): payloads in pendBuf.
