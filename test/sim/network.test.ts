@@ -286,3 +286,68 @@ t.test('loss and jitter are drawn from the seed: the same packets meet the same 
   const n = runs[0]!.length;
   t.ok(n > 160 && n < 198, `about 10 % lost (${200 - n} of 200)`);
 });
+
+t.test('what a file says: filtered, silent, a host that is down, routes to nowhere, a link rate', async (t) => {
+  const topo = parseTopology(
+    [
+      'nat: off',
+      'resolve-ms: 100',
+      'routers:',
+      '  r1: { addresses: [203.0.113.1], unreachable: [192.0.2.0/24] }',
+      'hosts:',
+      '  h:',
+      '    addresses: [198.51.100.1]',
+      '    filtered: [{ tcp: 22 }, { udp: 53 }]',
+      '    silent: [{ tcp: 23 }, { udp: 9 }]',
+      '  gone: { addresses: [198.51.100.2], down: true }',
+      'links:',
+      '  - { between: [gateway, r1], rate: 8mbit }',
+      '  - { between: [r1, h] }',
+      '  - { between: [r1, gone] }',
+    ].join('\n'),
+    'f.yaml',
+  );
+  const port = new Port();
+  const net = new SimNetwork(topo, port);
+  const H = 0xc6336401;
+  net.input(4, tcp4(H, 22, TcpFlags.SYN, 1, 0));
+  net.input(4, udp4(H, 53, 64));
+  net.input(4, tcp4(H, 23, TcpFlags.SYN, 1, 0));
+  net.input(4, udp4(H, 9, 64));
+  port.run(net, 10);
+  t.same(
+    port.got.map((g) => [icmp4(g.p).from, icmp4(g.p).type, icmp4(g.p).code]),
+    [
+      ['198.51.100.1', 3, 13],
+      ['198.51.100.1', 3, 13],
+    ],
+    'filtered ports: administratively prohibited from the host; silent ports: nothing',
+  );
+  port.got = [];
+  const sent = port.time;
+  net.input(4, ping4(0xc6336402, 64));
+  port.run(net, sent + 50);
+  t.equal(port.got.length, 0, 'a host that is down: nothing until resolution gives up');
+  port.run(net, sent + 200);
+  t.same(
+    [icmp4(port.got[0]!.p).from, icmp4(port.got[0]!.p).type, icmp4(port.got[0]!.p).code],
+    ['203.0.113.1', 3, 1],
+    'then host unreachable from the router before it',
+  );
+  t.ok(port.got[0]!.at - sent >= 100, `after resolve-ms (${(port.got[0]!.at - sent).toFixed(1)} ms)`);
+  port.got = [];
+  net.input(4, ping4(0xc0000263, 64));
+  port.run(net, 300);
+  t.same(
+    [icmp4(port.got[0]!.p).from, icmp4(port.got[0]!.p).type, icmp4(port.got[0]!.p).code],
+    ['203.0.113.1', 3, 0],
+    'a route to nowhere: net unreachable from its router',
+  );
+  // 8 Mbit/s: a 1000-byte packet takes 1 ms to send; ten sent at once queue behind each other.
+  port.got = [];
+  const start = port.time;
+  for (let i = 0; i < 10; i++) net.input(4, ping4(H, 64, { size: 972, seq: i }));
+  port.run(net, start + 100);
+  const last = port.got.at(-1)!.at - start;
+  t.ok(last >= 10 && last < 13, `ten 1000-byte packets queue at the link's rate both ways (the last back after ${last} ms)`);
+});
