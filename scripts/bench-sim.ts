@@ -47,7 +47,7 @@ async function main(): Promise<void> {
   const echo = createSocket('udp4');
   echo.on('message', (m, r) => echo.send(m, r.port, r.address));
   await new Promise<void>((resolve) => echo.bind(0, '127.0.0.1', resolve));
-  const echoPort = (echo.address()).port;
+  const echoPort = echo.address().port;
   const topology = buildTopology({
     nat: true,
     routers: { r1: { addresses: ['203.0.113.1'] } },
