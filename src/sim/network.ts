@@ -314,7 +314,7 @@ export class SimNetwork {
    */
   private error(node: SimNode, family: 4 | 6, packet: Uint8Array, kind: Err, mtu: number, at: number, ttl?: number): void {
     const src = node === this.topology.gateway ? this.port.gatewayAddress(family) : sourceOf(node, family);
-    if (!src) return;
+    if (!src || isIcmpError(family, packet)) return; // never an error about an error (RFC 1122 §3.2.2, RFC 4443 §2.4 (e))
     const fam = ipFamily(family);
     const guest = packet.subarray(fam.srcOff, fam.srcOff + fam.alen);
     // Linux never limits packet too big (PMTU discovery needs every one).
@@ -478,6 +478,15 @@ const ICMP6: Record<Err, readonly [number, number]> = {
   [Err.TOO_BIG]: [Icmpv6Type.PACKET_TOO_BIG, 0],
   [Err.TTL]: [Icmpv6Type.TIME_EXCEEDED, 0],
 };
+
+/** Whether `packet` is an ICMP error message (ICMPv4 destination unreachable, source quench,
+ *  redirect, time exceeded, parameter problem; ICMPv6 types below 128), not a fragment's tail. */
+function isIcmpError(family: 4 | 6, packet: Uint8Array): boolean {
+  if (family === 6) return packet[6] === IpProtocol.ICMPV6 && packet.length > IPV6_HEADER_LEN && packet[IPV6_HEADER_LEN]! < 128;
+  if (packet[9] !== IpProtocol.ICMP || (packet[6]! & 0x1f) !== 0 || packet[7] !== 0) return false;
+  const type = packet[(packet[0]! & 0x0f) * 4];
+  return type === 3 || type === 4 || type === 5 || type === 11 || type === 12;
+}
 
 function before(a: InFlight, b: InFlight): boolean {
   return a.at < b.at || (a.at === b.at && a.order < b.order);

@@ -351,3 +351,16 @@ t.test('what a file says: filtered, silent, a host that is down, routes to nowhe
   const last = port.got.at(-1)!.at - start;
   t.ok(last >= 10 && last < 13, `ten 1000-byte packets queue at the link's rate both ways (the last back after ${last} ms)`);
 });
+
+t.test('never an ICMP error about an ICMP error', async (t) => {
+  const { port, net } = setup();
+  // The guest's port unreachable toward the target, with a TTL that dies at r1.
+  const b = new Uint8Array(20 + 8 + 28);
+  emitIcmpv4(b, 20, { type: 3, code: 3, rest: 0, payloadLength: 28 });
+  emitIpv4Header(b, 0, { src: GUEST, dst: TARGET, proto: IpProtocol.ICMP, ttl: 2, id: 1, flags: 0, fragOffset: 0, payloadLength: 36, tos: 0 });
+  net.input(4, b);
+  net.input(4, ping4(TARGET, 2));
+  port.run(net, 50);
+  t.equal(port.got.length, 1, 'only the echo request got its time exceeded');
+  t.equal(icmp4(port.got[0]!.p).type, 11);
+});
