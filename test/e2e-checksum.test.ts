@@ -71,7 +71,7 @@ async function transfer(t: Test, mode: Mode): Promise<void> {
   });
   const script = `
 ip link set eth0 up
-udhcpc -i eth0 -n -q -t 5 -T 2 >/dev/null 2>&1
+udhcpc -i eth0 -n -q -t 10 -T 3 >/dev/null 2>&1
 echo "== features $(cat /sys/class/net/eth0/device/features)"
 echo "== down"; timeout 120 wget -q -O /tmp/b http://${topo.target4}:8080/blob; sha256sum /tmp/b
 echo "== up"; timeout 120 socat -u FILE:/tmp/b TCP4:${topo.target4}:9000; echo "rc $?"

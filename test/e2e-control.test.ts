@@ -42,7 +42,7 @@ t.test('vunet ctl with a running guest: add a forward, list flows, leases, neigh
 
   const script = `
 ip link set eth0 up
-udhcpc -i eth0 -n -q -t 5 -T 2 >/dev/null 2>&1
+udhcpc -i eth0 -n -q -t 10 -T 3 >/dev/null 2>&1
 socat TCP4-LISTEN:5000,fork,reuseaddr PIPE &
 i=0; while [ $i -lt 100 ]; do netstat -ltn | grep -q ':5000 ' && break; sleep 0.1; i=$((i+1)); done
 echo "== ready"

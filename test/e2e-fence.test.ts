@@ -145,7 +145,7 @@ async function run(t: Test, tag: string, extraArgs: string[], dsts: string[]) {
   list.forEach((p, i) => (extraFiles[`probe/${i}`] = Buffer.from(p.frame)));
   const script = `
 ip link set eth0 up
-udhcpc -i eth0 -n -q -t 5 -T 2 >/dev/null 2>&1
+udhcpc -i eth0 -n -q -t 10 -T 3 >/dev/null 2>&1
 i=0; while [ $i -lt 80 ]; do ip -6 addr show dev eth0 | grep 'inet6 fec0' | grep -qv tentative && break; sleep 0.25; i=$((i+1)); done
 ip -6 addr show dev eth0 | grep -o 'inet6 fec0[^ ]*'
 ping -c 1 -W 2 10.0.2.2 >/dev/null 2>&1

@@ -41,7 +41,7 @@ t.test('ICMP and UDP through the NAT: ping, traceroute, UDP echo, host unreachab
 
   const script = `
 ip link set eth0 up
-udhcpc -i eth0 -n -q -t 5 -T 2 >/dev/null 2>&1
+udhcpc -i eth0 -n -q -t 10 -T 3 >/dev/null 2>&1
 # The SLAAC address, out of DAD (a tentative source cannot send yet).
 i=0; while [ $i -lt 80 ]; do ip -6 addr show dev eth0 | grep 'inet6 fec0' | grep -qv tentative && break; sleep 0.25; i=$((i+1)); done
 echo "== ping4"; ping -c 3 -W 3 ${topo.target4} 2>&1

@@ -81,7 +81,7 @@ t.test('a guest stopped (monitor), frozen (SIGSTOP, 60 s) or silent to ARP (60 s
   vunet = v.proc;
   const script = `
 ip link set eth0 up
-udhcpc -i eth0 -n -q -t 5 -T 2 >/dev/null 2>&1
+udhcpc -i eth0 -n -q -t 10 -T 3 >/dev/null 2>&1
 echo "== download"
 timeout 300 wget -q -O - http://10.0.2.2:8080/blob | sha256sum
 echo "== after"

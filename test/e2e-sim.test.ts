@@ -34,7 +34,7 @@ t.test('a guest on three-hops.yaml: ping, traceroute in every mode, tracepath, P
   const trace = (name: string, args: string, target: string): string => `echo "== ${name}"; traceroute ${args} -n -q 1 -w 2 -m 8 ${target} 2>&1`;
   const script = `
 ip link set eth0 up
-udhcpc -i eth0 -n -q -t 5 -T 2 >/dev/null 2>&1
+udhcpc -i eth0 -n -q -t 10 -T 3 >/dev/null 2>&1
 i=0; while [ $i -lt 80 ]; do ip -6 addr show dev eth0 | grep 'inet6 fec0' | grep -qv tentative && break; sleep 0.25; i=$((i+1)); done
 i=0; while [ $i -lt 40 ]; do ip -6 route show default | grep -q fe80::2 && break; sleep 0.25; i=$((i+1)); done
 echo "== ping4"; ping -c 3 -W 3 ${T4} 2>&1

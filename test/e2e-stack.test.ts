@@ -19,7 +19,7 @@ const badChecksum = [...ETH, 0x45, 0, 0, 28, 0, 1, 0x40, 0, 64, 1, 0xde, 0xad, 1
 
 const script = `
 ip link set eth0 up
-udhcpc -i eth0 -n -q -t 5 -T 2 2>&1
+udhcpc -i eth0 -n -q -t 10 -T 3 2>&1
 echo "mtu=$(cat /sys/class/net/eth0/mtu)"
 ip -4 route
 cat /etc/resolv.conf

@@ -66,7 +66,7 @@ t.test('TCP through the NAT: HTTP, echo, refused, no route, 200 connections, ipe
     `echo "== ${name}"; a=$(cut -d' ' -f1 /proc/uptime); ${cmd} </dev/null 2>&1; b=$(cut -d' ' -f1 /proc/uptime); echo "elapsed $a $b"`;
   const script = `
 ip link set eth0 up
-udhcpc -i eth0 -n -q -t 5 -T 2 >/dev/null 2>&1
+udhcpc -i eth0 -n -q -t 10 -T 3 >/dev/null 2>&1
 # The SLAAC address, out of DAD (a tentative source cannot send yet).
 i=0; while [ $i -lt 80 ]; do ip -6 addr show dev eth0 | grep 'inet6 fec0' | grep -qv tentative && break; sleep 0.25; i=$((i+1)); done
 echo "== http4"; timeout 120 wget -q -O - http://${t4}:8080/blob | sha256sum

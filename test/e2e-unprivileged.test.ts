@@ -18,7 +18,7 @@ const SOCKET_GID = 4244;
 
 const script = `
 ip link set eth0 up
-udhcpc -i eth0 -n -q -t 5 -T 2 2>&1
+udhcpc -i eth0 -n -q -t 10 -T 3 2>&1
 `;
 
 t.test('QEMU as an unprivileged user in the socket group: the guest gets its lease', { skip: process.getuid?.() === 0 ? false : 'needs root' }, async (t) => {
