@@ -23,7 +23,7 @@ interface Line {
 // line to show.
 const script = `
 ip link set eth0 up
-udhcpc -i eth0 -n -q -t 2 -T 1 2>&1
+udhcpc -i eth0 -n -q -t 5 -T 2 2>&1
 sleep 4
 `;
 
