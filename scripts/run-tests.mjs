@@ -5,8 +5,9 @@
 // Without arguments: the files scripts/test-plan.mjs gives a process of their own, and
 // test/unit-suite.ts for all the others (one process; each file a subtest named by its path).
 // They go to tap in two runs at once (lanes), whose counts are added: test/e2e-pause.test.ts
-// alone, since it mostly waits (a guest stopped, frozen, silent to ARP, for minutes) while using
-// little CPU, and everything else with the jobs of .taprc. The second lane's log follows the
+// (which mostly waits: a guest stopped, frozen, silent to ARP, for minutes) and then
+// test/e2e-two-guests.test.ts (two guests at once) one after the other in the second lane, and
+// everything else with the jobs of .taprc in the first. The second lane's log follows the
 // first's.
 //
 // Extra arguments are passed to one tap run as they are (for example a subset of test files: each
@@ -19,8 +20,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { SUITE, ownProcess, testFiles } from './test-plan.mjs';
 
-/** Files run in a lane of their own beside the others: long, and mostly idle. */
-const SIDE_LANE = ['test/e2e-pause.test.ts'];
+/** Files run one after the other in a lane of their own beside the others: e2e-pause is long and
+ *  mostly idle; e2e-two-guests boots two guests at once, which beside two more files' guests would
+ *  put four TCG guests on the machine's two CPUs. */
+const SIDE_LANE = ['test/e2e-pause.test.ts', 'test/e2e-two-guests.test.ts'];
 
 /**
  * Runs `npx tap run -R tap ARGS`, its TAP stream checked line by line (and printed at once when
@@ -81,7 +84,7 @@ if (extra.length > 0) {
 } else {
   const own = testFiles().filter((f) => ownProcess(f) !== undefined);
   const side = own.filter((f) => SIDE_LANE.includes(f));
-  lanes = [[...own.filter((f) => !side.includes(f)), SUITE], ...(side.length > 0 ? [side] : [])];
+  lanes = [[...own.filter((f) => !side.includes(f)), SUITE], ...(side.length > 0 ? [['--jobs', '1', ...side]] : [])];
 }
 // tap rebuilds its test class for the plugins .taprc names on its first run after an install; two
 // tap runs starting at once would both rebuild it, each deleting what the other wrote. Built once

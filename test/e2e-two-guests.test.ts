@@ -107,7 +107,9 @@ echo "== end"
   t.match(await fromHost, /tcp-from-guest2/, 'a forward naming guest2 (-t ...@guest2) reaches guest 2');
   const out1 = g1.output;
   const out2 = g2.output;
-  if (process.env.VUNET_E2E_DEBUG) t.comment(`--- guest 1\n${out1}\n--- guest 2\n${out2}\n--- vunet\n${v.log()}`);
+  // Everything each side said, when asked or when the guests did not both end well.
+  if (process.env.VUNET_E2E_DEBUG || e1.guestStatus !== 0 || e2.guestStatus !== 0)
+    t.comment(`--- guest 1\n${out1}\n--- guest 2\n${out2}\n--- vunet\n${v.log()}`);
   const section = (out: string, name: string): string => out.split(`== ${name}`)[1]?.split('\n== ')[0] ?? '';
   t.equal(e1.guestStatus, 0, 'guest 1 ran its script to the end');
   t.equal(e2.guestStatus, 0, 'guest 2 ran its script to the end');
