@@ -37,8 +37,6 @@ export const FlowKind = {
 } as const;
 export type FlowKind = (typeof FlowKind)[keyof typeof FlowKind];
 
-export const FLOW_KIND_NAMES: Readonly<Record<FlowKind, string>> = { 0: 'tcp', 1: 'udp', 2: 'echo', 3: 'udp-forward' };
-
 /** Which of a flow's tuples an index entry holds. */
 export const FlowSideName = { GUEST: 0, HOST: 1 } as const;
 export type FlowSideName = (typeof FlowSideName)[keyof typeof FlowSideName];

@@ -40,6 +40,8 @@ import {
   emitIpv6Header,
   emitUdpV4,
   emitUdpV6,
+  icmpv4IsError,
+  icmpv6IsError,
   inanyBytes,
   internetChecksum,
   ipFamily,
@@ -479,13 +481,12 @@ const ICMP6: Record<Err, readonly [number, number]> = {
   [Err.TTL]: [Icmpv6Type.TIME_EXCEEDED, 0],
 };
 
-/** Whether `packet` is an ICMP error message (ICMPv4 destination unreachable, source quench,
- *  redirect, time exceeded, parameter problem; ICMPv6 types below 128), not a fragment's tail. */
+/** Whether `packet` is an ICMP error message (wire's icmpv4IsError / icmpv6IsError on its type),
+ *  not a fragment's tail. */
 function isIcmpError(family: 4 | 6, packet: Uint8Array): boolean {
-  if (family === 6) return packet[6] === IpProtocol.ICMPV6 && packet.length > IPV6_HEADER_LEN && packet[IPV6_HEADER_LEN]! < 128;
+  if (family === 6) return packet[6] === IpProtocol.ICMPV6 && packet.length > IPV6_HEADER_LEN && icmpv6IsError(packet[IPV6_HEADER_LEN]!);
   if (packet[9] !== IpProtocol.ICMP || (packet[6]! & 0x1f) !== 0 || packet[7] !== 0) return false;
-  const type = packet[(packet[0]! & 0x0f) * 4];
-  return type === 3 || type === 4 || type === 5 || type === 11 || type === 12;
+  return icmpv4IsError(packet[(packet[0]! & 0x0f) * 4]!);
 }
 
 function before(a: InFlight, b: InFlight): boolean {

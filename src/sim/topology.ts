@@ -15,7 +15,7 @@
 //   gbit); loss in percent (a number, or a string ending in %).
 import ipaddr from 'ipaddr.js';
 import type { Inany } from '../wire/index.js';
-import { inanyFrom } from '../wire/index.js';
+import { inanyBytes, inanyFamily, inanyFrom, inanyIsV4 } from '../wire/index.js';
 
 /** What a service on a simulated host does. */
 export type ServiceKind = 'echo' | 'discard' | 'http';
@@ -269,8 +269,8 @@ export function buildTopology(spec: unknown, opts: BuildOptions = {}): Topology 
   const routes: SimRoute[] = [];
   for (const n of nodes) {
     for (const a of n.addresses) {
-      const v4 = a[10] === 0xff && a.subarray(0, 10).every((x) => x === 0);
-      routes.push({ family: v4 ? 4 : 6, prefix: v4 ? a.slice(12) : a.slice(), length: v4 ? 32 : 128, node: n, unreachable: false });
+      const family = inanyFamily(a);
+      routes.push({ family, prefix: inanyBytes(a).slice(), length: family === 4 ? 32 : 128, node: n, unreachable: false });
     }
   }
   for (const [name, raw] of Object.entries(routers)) {
@@ -333,8 +333,8 @@ function node(
   raw: Record<string, unknown>,
   path: (string | number)[] = [],
 ): SimNode {
-  const v4 = addrs.find((a) => a[10] === 0xff && a.subarray(0, 10).every((x) => x === 0));
-  const v6 = addrs.find((a) => a !== v4 && !(a[10] === 0xff && a.subarray(0, 10).every((x) => x === 0)));
+  const v4 = addrs.find((a) => inanyIsV4(a));
+  const v6 = addrs.find((a) => !inanyIsV4(a));
   return {
     name,
     kind,
