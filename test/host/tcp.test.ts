@@ -169,13 +169,9 @@ t.test("a connected socket nobody watches costs no CPU (the connect's writabilit
   // inside the idle second).
   for (let i = 0; i < 2; i++) await new Promise<void>((r) => setImmediate(r));
   const events0 = afterEvents;
-  const cpu0 = process.cpuUsage();
-  await new Promise((r) => setTimeout(r, 1000)); // time passing is the point: a spin would show
-  const cpu = process.cpuUsage(cpu0);
-  const ms = (cpu.user + cpu.system) / 1000;
+  await new Promise((r) => setTimeout(r, 1000)); // time passing is the point: a spin would call back
+  // A spinning watch calls back over and over. (Counted, not timed: CPU seconds on a loaded CI
+  // machine say little.)
   t.ok(afterEvents - events0 <= 1, `no socket events meanwhile (${afterEvents - events0})`);
-  // A spinning poller burns the whole second; an idle process under a loaded CI machine (JIT,
-  // GC, tap's own work) was seen at 116 ms.
-  t.ok(ms < 400, `CPU over one idle second: ${ms.toFixed(1)} ms (a spin would take ~1000)`);
   for (const a of accepted) a.close(true);
 });

@@ -555,12 +555,9 @@ t.test('a draining Poller stops on a pipe whose writer closed (no spin)', async 
   t.same(calls[0], [0, native.POLL_READABLE, 1], 'a notification through a pipe');
   native.close(w);
   await until(() => calls.length === 2, 'hang-up');
-  const cpu = process.cpuUsage();
-  await sleep(300); // time passing is the point: a poller spinning on the hung-up pipe would show
-  const used = process.cpuUsage(cpu);
+  await sleep(300); // time passing is the point: a poller spinning on the hung-up pipe would call back
   t.same(calls[1], [native.UV_EOF, native.POLL_READABLE, 0], 'end of file reported once as UV_EOF');
   t.equal(calls.length, 2, 'stopped: no further callback');
-  t.ok(used.user + used.system < 100_000, `no spin (${(used.user + used.system) / 1000} ms CPU in 300 ms)`);
   poller.start(native.POLL_READABLE);
   await until(() => calls.length === 3, 'hang-up after restart');
   t.equal(calls[2]![0], native.UV_EOF, 'restarting reports it again, once');
