@@ -276,6 +276,8 @@ export interface HostnetBinding {
   /** The ones' complement sum of buf[offset, offset + length) in network order, folded to 16
    *  bits, not complemented (what src/wire/checksum.ts's sum16 computes). Throws on a bad range. */
   sum16: (buf: Uint8Array, offset: number, length: number) => number;
+  /** sum16 by the SSE2 loop that machines without AVX2 use (for tests; sum16 picks the best). */
+  sum16Portable: (buf: Uint8Array, offset: number, length: number) => number;
   /** memmove of src[srcOffset, +length) to dst[dstOffset, +length), making no view. Throws on a
    *  bad range. */
   copy: (src: Uint8Array, srcOffset: number, length: number, dst: Uint8Array, dstOffset: number) => void;

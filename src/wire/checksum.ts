@@ -50,6 +50,9 @@ export function useNativeSumSpans(fn: SpansSum | undefined): SpansSum | undefine
  * [start, start + count) (a frame's payload in guest memory), folded, not complemented.
  */
 export function sumSpans(views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, start: number, count: number): number {
+  // One span (a frame in one buffer, the usual case): sum16, whose call costs less than walking
+  // a JavaScript array from the addon (~100 ns).
+  if (count === 1) return sum16(views[start]!, offsets[start]!, lengths[start]!);
   if (nativeSpansSum !== undefined) return nativeSpansSum(views, offsets, lengths, start, count);
   let sum = 0;
   let at = 0;
