@@ -27,8 +27,6 @@ export interface LayerContext {
   sendSegmented(packet: Uint8Array, mac: Uint8Array | undefined, etherType: number, transportOff: number, partial: number, segmentSize: number): boolean;
   /** Copies the current guest frame's payload out of guest memory, if the device left it there. */
   loadRxPayload(): void;
-  /** The device's sum of that payload if it is exactly frame[at, +length) (else -1, loaded). */
-  rxPayloadSum(frame: Uint8Array, at: number, length: number): number;
   /** Counts a control-plane event (debug log). */
   note(name: string, detail?: object): void;
   /** Counts a dropped frame by reason (debug log). */

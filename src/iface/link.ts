@@ -34,10 +34,6 @@ export interface FramePayload {
   readonly count: number;
   /** The payload is in the frame (load() ran). */
   readonly loaded: boolean;
-  /** For a frame whose transport checksum is complete (no NEEDS_CSUM): sum16 of the payload as
-   *  the device read it in guest memory (folded, not complemented), so that the stack verifies the
-   *  checksum without a copy; -1 when the device did not sum it. */
-  readonly sum: number;
   load(): void;
   kept: boolean;
 }

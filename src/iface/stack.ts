@@ -151,20 +151,6 @@ export class Stack implements FrameSink, LayerContext {
    *  FramePayload): the TCP NAT keeps it by reference or loads it; the rest loads it. */
   rxPayload: FramePayload | undefined;
 
-  /**
-   * The device's sum of the frame's payload left in guest memory (FramePayload.sum) when that
-   * payload is exactly frame[at, at + length); otherwise -1, and the payload is loaded into the
-   * frame for the caller to sum there.
-   */
-  rxPayloadSum(frame: Uint8Array, at: number, length: number): number {
-    const p = this.rxPayload;
-    if (p && p.sum >= 0 && p.frame.buffer === frame.buffer && p.frame.byteOffset + p.at === frame.byteOffset + at && p.length === length) {
-      return p.sum;
-    }
-    this.loadRxPayload();
-    return -1;
-  }
-
   /** Copies the payload of the frame being received into it, if it is not there yet. */
   loadRxPayload(): void {
     if (this.rxPayload) {

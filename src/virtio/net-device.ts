@@ -163,7 +163,6 @@ class TxPayload implements FramePayload {
   count = 0;
   loaded = true;
   kept = false;
-  sum = -1;
   readonly views: Uint8Array[] = new Array<Uint8Array>(MAX_TX_SPANS).fill(new Uint8Array(0));
   readonly offsets = new Float64Array(MAX_TX_SPANS);
   readonly lengths = new Uint32Array(MAX_TX_SPANS);
@@ -173,7 +172,6 @@ class TxPayload implements FramePayload {
   reset(): void {
     this.loaded = true;
     this.count = this.length = this.at = 0;
-    this.sum = -1;
   }
 
   leftAt(at: number, length: number, count: number): void {
@@ -480,18 +478,14 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const len = total - NET_HDR_LEN;
     const p = this.txPayload;
     p.reset();
-    // With NEEDS_CSUM nothing reads the payload; with a complete checksum the addon sums it where
-    // it lies, for the stack to verify (sumSpans: one pass, no copy). Either way a TCP NAT that
-    // takes it hands guest memory to the kernel (writev), and the payload is never copied.
-    if (this.opts.payloadsInPlace === true && len >= PAYLOAD_IN_PLACE_MIN) {
+    // Only with NEEDS_CSUM: nothing then reads the payload (a checksum to verify would read it
+    // from guest memory anyway, and then a copy costs little more).
+    if (this.opts.payloadsInPlace === true && (flags & NET_HDR_F_NEEDS_CSUM) !== 0 && len >= PAYLOAD_IN_PLACE_MIN) {
       const head = chain.read(NET_HDR_LEN, this.scratch, 0, HEAD_COPY);
       const at = tcpPayloadAt(this.scratch, head, len);
       if (at > 0) {
         const count = chain.readableSpans(NET_HDR_LEN + at, len - at, p.views, p.offsets, p.lengths, 0);
-        if (count > 0) {
-          p.leftAt(at, len - at, count);
-          if ((flags & NET_HDR_F_NEEDS_CSUM) === 0) p.sum = sumSpans(p.views, p.offsets, p.lengths, 0, count);
-        }
+        if (count > 0) p.leftAt(at, len - at, count);
       }
       if (p.loaded) chain.read(NET_HDR_LEN + head, this.scratch, head, len - head);
     } else {

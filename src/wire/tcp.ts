@@ -7,7 +7,7 @@
 // pseudo-headers of checksum.ts.
 
 import { get16, get32, get8, rangeOk, set16, set32, set8 } from './bytes.js';
-import { foldSum, internetChecksum, pseudoHeaderSumV4, pseudoHeaderSumV6, verifyChecksum, verifyTransportV4, verifyTransportV6 } from './checksum.js';
+import { internetChecksum, pseudoHeaderSumV4, pseudoHeaderSumV6, verifyTransportV4, verifyTransportV6 } from './checksum.js';
 import { IpProtocol, PortsView } from './ip.js';
 
 //  0                   1                   2                   3
@@ -169,17 +169,11 @@ export class TcpSegment extends PortsView {
     return parseTcpOptions(this.bytes, this.optionsOffset, this.optionsLength, out);
   }
 
-  /** With `payloadSum` (≥ 0), the sum16 of the payload bytes, which then need not be in `bytes`:
-   *  only the header is summed here (its length is a multiple of 4, so the sums chain). */
-  verifyChecksumV4(src: number, dst: number, payloadSum = -1): boolean {
-    if (payloadSum < 0) return verifyTransportV4(this.bytes, this.offset, this.length, src, dst, IpProtocol.TCP);
-    const ph = pseudoHeaderSumV4(src, dst, IpProtocol.TCP, this.length);
-    return verifyChecksum(this.bytes, this.offset, this.headerLength, foldSum(ph + payloadSum));
+  verifyChecksumV4(src: number, dst: number): boolean {
+    return verifyTransportV4(this.bytes, this.offset, this.length, src, dst, IpProtocol.TCP);
   }
-  verifyChecksumV6(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number, payloadSum = -1): boolean {
-    if (payloadSum < 0) return verifyTransportV6(this.bytes, this.offset, this.length, src, srcOff, dst, dstOff, IpProtocol.TCP);
-    const ph = pseudoHeaderSumV6(src, srcOff, dst, dstOff, IpProtocol.TCP, this.length);
-    return verifyChecksum(this.bytes, this.offset, this.headerLength, foldSum(ph + payloadSum));
+  verifyChecksumV6(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number): boolean {
+    return verifyTransportV6(this.bytes, this.offset, this.length, src, srcOff, dst, dstOff, IpProtocol.TCP);
   }
   fillChecksumV4(src: number, dst: number): void {
     this.checksum = 0;

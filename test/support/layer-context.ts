@@ -40,9 +40,6 @@ export class TestLayerContext implements LayerContext {
     throw new Error('no segmentation offload in a layer test');
   }
   loadRxPayload(): void {}
-  rxPayloadSum(): number {
-    return -1;
-  }
   note(name: string): void {
     this.counters.add(name);
     this.notes.push(name);
