@@ -192,6 +192,10 @@ class TxPayload implements FramePayload {
   }
 }
 
+/** How much of the next guest frame processTx asks the CPU for ahead of time: an MTU 1500 frame
+ *  whole, the headers and first part of a larger one. */
+const TX_PREFETCH_BYTES = 2048;
+
 /** How often (in frames) a TX slice looks at the clock. */
 const SLICE_CHECK_FRAMES = 32;
 
@@ -232,6 +236,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private guestTso4 = false;
   private guestTso6 = false;
   private readonly txChain = new DescriptorChain(2048);
+  private readonly txNext = new DescriptorChain(2048);
   private readonly rxChain = new DescriptorChain(2048);
   private readonly rxNext = new DescriptorChain(2048);
   /** Heads and lengths of a mergeable frame's chains after the first (bounded by the queue). */
@@ -419,21 +424,32 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    */
   private processTx(q: VirtQueue): void {
     if (this.txContinues) return; // the scheduled slice will see these buffers
-    const chain = this.txChain;
+    let chain = this.txChain;
+    let next = this.txNext;
     const start = this.now();
     this.opts.onBatchStart?.();
     let frames = 0;
     let sliced = false;
     outer: do {
       q.disableNotification();
-      while (q.pop(chain)) {
+      let have = q.pop(chain);
+      while (have) {
+        // The next frame is popped first and its bytes asked for, so that they arrive while this
+        // one is handled (the guest's CPU wrote them; read cold, a frame's copy waits on every line).
+        const more = q.pop(next);
+        if (more) next.prefetchReadable(TX_PREFETCH_BYTES);
         const p = this.txPayload;
         p.kept = false;
         this.receiveChain(chain);
         // A chain whose payload the stack kept by reference goes back after the batch's writes.
         if (p.kept) this.txHeldHeads[this.txHeld++] = chain.head;
         else q.pushUsed(chain.head, 0);
+        const done = chain;
+        chain = next;
+        next = done;
+        have = more;
         if (++frames % SLICE_CHECK_FRAMES === 0 && (frames >= this.txSliceFrames || this.now() - start >= this.txSliceMs)) {
+          if (have) q.rewind(1); // popped, not handled: the next slice pops it again
           sliced = true;
           break outer;
         }

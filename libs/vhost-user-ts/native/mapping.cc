@@ -273,6 +273,7 @@ Napi::Value LiveMappings(const Napi::CallbackInfo& info) {
 
 void InitMapping(Napi::Env env, Napi::Object exports) {
   napi_util::ExportCopy(env, exports);
+  napi_util::ExportPrefetch(env, exports);
   exports.Set("mmap", Napi::Function::New(env, Mmap, "mmap"));
   exports.Set("munmap", Napi::Function::New(env, Munmap, "munmap"));
   exports.Set("liveMappings", Napi::Function::New(env, LiveMappings, "liveMappings"));

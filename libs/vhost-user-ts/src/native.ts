@@ -83,6 +83,9 @@ export interface NativeBinding {
   /** memmove of src[srcOffset, +length) to dst[dstOffset, +length), making no view (what a
    *  descriptor chain copies per segment). Throws on a range outside either array. */
   copy(src: Uint8Array, srcOffset: number, length: number, dst: Uint8Array, dstOffset: number): void;
+  /** Asks the CPU for the cache lines of buf[offset, +length) (the first 4 KiB at most) and
+   *  returns at once; a range outside buf is clipped. */
+  prefetch(buf: Uint8Array, offset: number, length: number): void;
 
   /** memfd_create then ftruncate(size). Throws. For test frontends. `sealing` (default 'sealed')
    *  is what QEMU's memory-backend-memfd does by default: MFD_ALLOW_SEALING, then F_SEAL_GROW |
