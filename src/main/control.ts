@@ -48,6 +48,9 @@ export class ControlInUseError extends Error {
   }
 }
 
+/** The widest permission bits the control socket gets: owner and group. */
+const CONTROL_MODE_MAX = 0o770;
+
 export class ControlServer {
   readonly stats = { clients: 0, requests: 0, errors: 0, refusedClients: 0 };
   private readonly clients = new Set<Socket>();
@@ -67,7 +70,9 @@ export class ControlServer {
   /**
    * Listens on `path`: a stale socket there (nobody accepting) is replaced; a live one is a
    * ControlInUseError; a file that is not a socket an Error saying so. The socket is made 0600;
-   * `mode` (--socket-mode) then sets its permission bits.
+   * `mode` (--socket-mode) then sets its permission bits, never those for others: whoever may
+   * connect may add forwards and read every flow, so `--socket-mode 0666` (any local user may
+   * attach a VM) leaves the control socket 0660.
    */
   static async listen(path: string, handler: ControlHandler, opts: { log?: Logger; mode?: number } = {}): Promise<ControlServer> {
     clearStale(path);
@@ -85,7 +90,7 @@ export class ControlServer {
         process.umask(umask);
       }
     });
-    if (opts.mode !== undefined) chmodSync(path, opts.mode);
+    if (opts.mode !== undefined) chmodSync(path, opts.mode & CONTROL_MODE_MAX);
     return new ControlServer(path, server, handler, opts.log);
   }
 

@@ -43,6 +43,20 @@ async function client(path: string): Promise<{ socket: Socket; lines: string[]; 
 
 const parse = (line: string | undefined): Record<string, unknown> => JSON.parse(line ?? 'null') as Record<string, unknown>;
 
+t.test('--socket-mode reaches the control socket without the bits for others', async (t) => {
+  const dir = tempDir(t);
+  for (const [mode, want] of [
+    [0o660, 0o660],
+    [0o666, 0o660],
+    [0o604, 0o600],
+  ] as const) {
+    const path = join(dir, `m${mode.toString(8)}.ctl`);
+    const server = await ControlServer.listen(path, () => ({}), { mode });
+    t.equal(statSync(path).mode & 0o777, want, `--socket-mode 0${mode.toString(8)}: 0${want.toString(8)}`);
+    server.close();
+  }
+});
+
 t.test('requests and errors, one reply each, in order', async (t) => {
   const dir = tempDir(t);
   const path = join(dir, 'c.ctl');
