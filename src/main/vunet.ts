@@ -37,7 +37,21 @@ import type { Resolver } from '../nat/dns.js';
 import { UdpNat } from '../nat/udp-nat.js';
 import { RouterAdvertiser } from '../ra/router-advertiser.js';
 import { VirtioNetDevice } from '../virtio/net-device.js';
-import { IpProtocol, MAC_BROADCAST, bytesEqual, formatIpv4, formatIpv6, formatMac, inanyBytes, inanyOfIpv4, ipFamily, ipv4Read } from '../wire/index.js';
+import {
+  IpProtocol,
+  MAC_BROADCAST,
+  bytesEqual,
+  formatIpv4,
+  formatIpv6,
+  formatMac,
+  inanyBytes,
+  inanyEqual,
+  inanyOf,
+  inanyOfIpv4,
+  ipFamily,
+  ipv4Read,
+} from '../wire/index.js';
+import type { Inany } from '../wire/index.js';
 import { NodeHostNet } from '../host/host-net.js';
 import { PcapWriter } from './pcap.js';
 import { ControlServer, controlHandler } from './control.js';
@@ -359,15 +373,42 @@ export class Vunet {
   }
 
   /**
-   * One of several guests went away: the switch forgets where its MACs were, so frames to it find
-   * nobody (the other guests' ARP / NDP for it then fail, and they tell their users the host is
-   * unreachable, as on any segment). Its flows stay until they end or time out: the NAT does not
-   * know which of them were its.
+   * One of several guests went away: its NAT flows end as a single guest's do (connections reset
+   * toward the host, UDP and ping flows closed): those whose guest address was its, by the MACs
+   * the switch learnt on its port (its DHCP leases, its ARP and NDP entries). Then the switch
+   * forgets where those MACs were, so frames to it find nobody (the other guests' ARP / NDP for it
+   * then fail, and they tell their users the host is unreachable, as on any segment).
    */
   private guestLeft(i: number): void {
     const port = this.ports[i];
-    if (port) this.switch?.forget(port);
-    this.opts.logger.info({ guest: port?.name }, 'guest detached');
+    let flows = 0;
+    if (port && this.switch) {
+      const owned = this.addressesOf(port);
+      if (owned.length > 0) {
+        const owns = (guest: Inany): boolean => owned.some((a) => inanyEqual(a, guest));
+        flows = this.tcpNat.resetGuest(owns) + this.udpNat.closeGuest(owns) + this.echoProxy.closeGuest(owns) + this.udpForward.forgetGuest(owns);
+      }
+      this.switch.forget(port);
+    }
+    this.opts.logger.info({ guest: port?.name, flows }, 'guest detached');
+  }
+
+  /** Every address a guest on `port` has used that we know of: bound DHCP leases, ARP and NDP
+   *  entries (link-local included) with one of the MACs the switch learnt there. */
+  private addressesOf(port: SwitchPort): Inany[] {
+    const macs = new Set(this.switch?.macsOf(port) ?? []);
+    if (macs.size === 0) return [];
+    const out: Inany[] = [];
+    for (const l of this.dhcpv4.leases()) {
+      if (l.state === 'bound' && macs.has(parseInt(l.mac.replace(/:/g, ''), 16))) out.push(inanyOfIpv4(l.ip));
+    }
+    for (const n of this.stack.ipv4.neighbors.list()) {
+      if (n.mac && macs.has(macNumber(n.mac, 0))) out.push(inanyOfIpv4(n.key));
+    }
+    for (const n of this.stack.ipv6?.neighbors.list() ?? []) {
+      if (n.mac && macs.has(macNumber(n.mac, 0))) out.push(inanyOf(6, ipv6KeyBytes(n.key)));
+    }
+    return out;
   }
 
   /** A guest's virtio-net device, its batches and events joined to the runtime's. */

@@ -289,6 +289,17 @@ export abstract class IdleSocketFlows<F extends SocketFlow> {
     for (const f of this.idle.all()) this.close(f);
   }
 
+  /** Closes the flows whose guest address `owns` says is a departed guest's; returns how many. */
+  closeGuest(owns: (guest: Inany) => boolean): number {
+    let n = 0;
+    for (const f of this.idle.all()) {
+      if (!owns(f.guest)) continue;
+      this.close(f);
+      n++;
+    }
+    return n;
+  }
+
   get flowCount(): number {
     return this.idle.size;
   }

@@ -1252,6 +1252,18 @@ export class TcpNat implements TcpTransmitter {
     for (const f of this.all()) this.drop(f, true);
   }
 
+  /** One of several guests went away: its connections (those whose guest address `owns` says
+   *  is its) end as resetAll() ends them all. Returns how many. */
+  resetGuest(owns: (guest: Inany) => boolean): number {
+    let n = 0;
+    for (const f of this.all()) {
+      if (!owns(f.guest)) continue;
+      this.drop(f, true);
+      n++;
+    }
+    return n;
+  }
+
   /** Closes every connection (RST toward both sides) and the listeners. */
   closeAll(): void {
     for (const l of this.listeners) l.close();

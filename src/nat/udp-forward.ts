@@ -203,6 +203,17 @@ export class UdpForwarder {
     for (const s of this.idle.all()) this.forget(s);
   }
 
+  /** Forgets the sessions whose guest address `owns` says is a departed guest's; returns how many. */
+  forgetGuest(owns: (guest: Inany) => boolean): number {
+    let n = 0;
+    for (const s of this.idle.all()) {
+      if (!owns(s.guest)) continue;
+      this.forget(s);
+      n++;
+    }
+    return n;
+  }
+
   closeAll(): void {
     for (const s of this.sockets) s.close();
     this.sockets.length = 0;

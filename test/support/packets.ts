@@ -62,13 +62,15 @@ export interface Ipv4Frame {
   flags?: number;
   fragOffset?: number;
   dstMac?: Uint8Array;
+  /** The sender's MAC (default GUEST_MAC: another guest on the segment sends its own). */
+  srcMac?: Uint8Array;
   id?: number;
 }
 
 /** An Ethernet + IPv4 frame around `payload` (already a complete transport message). */
 export function ipv4Frame(p: Ipv4Frame, payload: Uint8Array): Uint8Array {
   const f = new Uint8Array(14 + 20 + payload.length);
-  emitEthernetHeader(f, 0, { dst: p.dstMac ?? GW_MAC, src: GUEST_MAC, etherType: EtherType.IPV4 });
+  emitEthernetHeader(f, 0, { dst: p.dstMac ?? GW_MAC, src: p.srcMac ?? GUEST_MAC, etherType: EtherType.IPV4 });
   f.set(payload, 34);
   emitIpv4Header(f, 14, {
     src: p.src ?? GUEST_IP,
