@@ -361,8 +361,9 @@ export interface StartGuestOptions {
   mac?: string;
   /** Queue pairs (vhost-user `queues=N`, device `mq=on`); default 1. */
   mq?: number;
-  /** MSI-X vectors of virtio-net-pci (default 0: QEMU 7.2 under TCG segfaults with vhost-user and
-   * MSI-X; used for the user netdev too, so both backends see the same device). */
+  /** MSI-X vectors of virtio-net-pci (default under TCG 0: QEMU 7.2 there segfaults with
+   * vhost-user and MSI-X; used for the user netdev too, so both backends see the same device.
+   * Under KVM QEMU's own default, MSI-X). */
   vectors?: number;
   /** `reconnect=1` on the vhost-user chardev: QEMU reconnects when the backend restarts. */
   reconnect?: boolean;
@@ -490,7 +491,7 @@ export function qemuArgs({ image, initrd, accel, opts }: QemuCommandInput): stri
       'virtio-net-pci',
       `netdev=${netdevId}`,
       `mac=${opts.mac ?? DEFAULT_GUEST_MAC}`,
-      `vectors=${opts.vectors ?? 0}`,
+      ...(opts.vectors !== undefined ? [`vectors=${opts.vectors}`] : accel === 'tcg' ? ['vectors=0'] : []),
       'romfile=', // no iPXE option ROM: faster, and no ipxe-qemu needed
       ...(mq > 1 ? ['mq=on'] : []),
       ...(opts.deviceOptions ?? []),
