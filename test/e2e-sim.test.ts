@@ -3,7 +3,8 @@
 // to nobody as usual; the topology needs no privilege and no namespace). The guest sees the
 // routers and the target the file describes, with their delays: ping on both families;
 // traceroute in ICMP, UDP and TCP modes on both families lists the gateway, r1, r2 and the target
-// in order with RTTs that follow the 5 ms links, the same in 20 runs; tracepath finds pmtu 1400;
+// in order with RTTs that follow the 5 ms links, the same in 20 runs; so does mtr's report (ICMP,
+// UDP and TCP over IPv4, ICMP over IPv6), every hop answering; tracepath finds pmtu 1400;
 // a DF ping too big for the last link gets fragmentation needed from r2; HTTP from the target on
 // both families; port 81 refused; UDP and TCP echo; and with `nat: off` nothing else answers but
 // the gateway's net unreachable.
@@ -45,6 +46,10 @@ ${trace('trace4tcp', '-T -p 80', T4)}
 ${trace('trace6icmp', '-6 -I', T6)}
 ${trace('trace6udp', '-6', T6)}
 ${trace('trace6tcp', '-6 -T -p 80', T6)}
+echo "== mtr4icmp"; mtr -r -n -c 3 -i 0.2 ${T4} 2>&1
+echo "== mtr4udp"; mtr -r -n -u -c 3 -i 0.2 ${T4} 2>&1
+echo "== mtr4tcp"; mtr -r -n -T -P 80 -c 3 -i 0.2 ${T4} 2>&1
+echo "== mtr6icmp"; mtr -6 -r -n -c 3 -i 0.2 ${T6} 2>&1
 echo "== repeat"; n=0; while [ $n -lt 20 ]; do traceroute -I -n -q 1 -w 2 -m 8 ${T4} 2>&1 | awk 'NR>1{printf "%s ", $2} END{print ""}'; n=$((n+1)); done
 # (Before tracepath, which teaches the guest the path MTU: its kernel then refuses the ping itself.)
 echo "== bigdf"; ping-iputils -n -c 1 -W 3 -M do -s 3972 ${T4} 2>&1
@@ -85,6 +90,21 @@ echo "== end"
     );
     const ms = hops.map((m) => Number(m[3]));
     t.ok(ms[1]! >= 9.5 && ms[2]! >= 19.5 && ms[3]! >= 29.5, `${name}: RTTs follow the 5 ms links (${ms.join(', ')})`);
+  }
+  // mtr's report: a line per hop, "  1.|-- 10.0.2.2   0.0%   3 ...", each hop answering.
+  for (const [name, want] of [
+    ['mtr4icmp', want4],
+    ['mtr4udp', want4],
+    ['mtr4tcp', want4],
+    ['mtr6icmp', want6],
+  ] as const) {
+    const hops = [...section(name).matchAll(/^\s*\d+\.\|--\s+(\S+)\s+([0-9.]+)%/gm)];
+    t.same(
+      hops.map((m) => m[1]),
+      want,
+      `${name}: gateway, r1, r2, target`,
+    );
+    t.ok(hops.length > 0 && hops.every((m) => Number(m[2]) < 100), `${name}: every hop answered (loss ${hops.map((m) => m[2]).join(', ')} %)`);
   }
   const runs = section('repeat').trim().split('\n');
   t.equal(runs.length, 20, 'twenty traceroutes');

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the vunet test guest: a Debian cloud kernel plus a small busybox initramfs with the network
-# tools the tests need (iperf3, socat, traceroute, iputils ping/tracepath).
+# tools the tests need (iperf3, socat, traceroute, iputils ping/tracepath, mtr).
 #
 #   vm-images/build.sh            build into $VUNET_IMAGE_DIR (default: vm-images/out), or say
 #                                 "up to date" when the stamp matches the inputs
@@ -43,7 +43,7 @@ flock -w 900 9 || die "timed out waiting for the lock on $OUT/.lock"
 # 1. Host packages. The tools are copied from the host's installed packages (with their ldd
 #    libraries); the kernel comes from `apt-get download`. qemu-system-x86 is needed by the runner.
 # ---------------------------------------------------------------------------------------------
-TOOL_PKGS=(iperf3 socat traceroute iputils-ping iputils-tracepath netbase)
+TOOL_PKGS=(iperf3 socat traceroute iputils-ping iputils-tracepath mtr-tiny netbase)
 BUILD_PKGS=(cpio gzip kmod util-linux qemu-system-x86)
 missing=()
 for p in "${TOOL_PKGS[@]}" "${BUILD_PKGS[@]}"; do
@@ -130,6 +130,8 @@ declare -A TOOLS=(
   [usr/bin/traceroute.db]=/usr/bin/traceroute.db   # Debian's traceroute (-T, -I, -U, -6)
   [usr/bin/ping-iputils]=/usr/bin/ping             # iputils ping; `ping` stays busybox
   [usr/bin/tracepath]=/usr/bin/tracepath           # iputils tracepath
+  [usr/bin/mtr]=/usr/bin/mtr                       # mtr (report mode: -r), and the helper it runs
+  [usr/bin/mtr-packet]=/usr/bin/mtr-packet
 )
 mapfile -t TOOL_NAMES < <(printf '%s\n' "${!TOOLS[@]}" | sort)
 declare -A LIBS=()   # guest path -> host path
