@@ -1,6 +1,6 @@
 // End to end through network namespaces: a real guest's pings reach a target two routers away and
 // come back; traceroute -I, traceroute6 -I and classic UDP traceroute list the gateway, both
-// routers and the target; UDP echo works on both families; a ping to an address on vunet's host
+// routers and the target, and so does mtr's report (ICMP and UDP, both families); UDP echo works on both families; a ping to an address on vunet's host
 // link that no one holds gets host unreachable, not silence. At MTU 1500: pings of 4000
 // bytes and 4000-byte UDP datagrams both ways in fragments, IPv4 record route and timestamp options
 // answered, and a --pcap capture showing our MLD reports at start, our MLD and IGMP queries, the
@@ -50,6 +50,10 @@ echo "== trace4"; traceroute -I -n -q 1 -w 2 -m 8 ${topo.target4} 2>&1
 echo "== trace6"; traceroute -6 -I -n -q 1 -w 2 -m 8 ${topo.target6} 2>&1
 echo "== trace4udp"; traceroute -n -q 1 -w 2 -m 8 ${topo.target4} 2>&1
 echo "== trace6udp"; traceroute -6 -n -q 1 -w 2 -m 8 ${topo.target6} 2>&1
+echo "== mtricmp4"; mtr -r -n -c 3 -i 0.2 ${topo.target4} 2>&1
+echo "== mtricmp6"; mtr -6 -r -n -c 3 -i 0.2 ${topo.target6} 2>&1
+echo "== mtrudp4"; mtr -r -n -u -c 3 -i 0.2 ${topo.target4} 2>&1
+echo "== mtrudp6"; mtr -6 -r -n -u -c 3 -i 0.2 ${topo.target6} 2>&1
 echo "== udp4"; echo hello-udp4 | socat -t 3 - UDP4:${topo.target4}:7 2>&1
 echo "== udp6"; echo hello-udp6 | socat -t 3 - UDP6:[${topo.target6}]:7 2>&1
 echo "== mtu"; cat /sys/class/net/eth0/mtu
@@ -83,6 +87,22 @@ echo "== end"
   t.same(hopsUdp, ['10.0.2.2', topo.router1[0], topo.router2[0], topo.target4], 'UDP traceroute: gateway, router 1, router 2, target');
   const hopsUdp6 = [...section('trace6udp').matchAll(/^\s*(\d+)\s+([0-9a-f:]+)/gm)].map((m) => m[2]);
   t.same(hopsUdp6, ['fec0::2', topo.router1[1], topo.router2[1], topo.target6], 'UDP traceroute6: gateway, router 1, router 2, target');
+  // mtr's report through the real routers: a line per hop ("  1.|-- 10.0.2.2   0.0%   3 ..."),
+  // each answering (its probes are ICMP echo or UDP, as the NAT relays them from host sockets).
+  for (const [name, want] of [
+    ['mtricmp4', ['10.0.2.2', topo.router1[0], topo.router2[0], topo.target4]],
+    ['mtricmp6', ['fec0::2', topo.router1[1], topo.router2[1], topo.target6]],
+    ['mtrudp4', ['10.0.2.2', topo.router1[0], topo.router2[0], topo.target4]],
+    ['mtrudp6', ['fec0::2', topo.router1[1], topo.router2[1], topo.target6]],
+  ] as const) {
+    const hops = [...section(name).matchAll(/^\s*\d+\.\|--\s+(\S+)\s+([0-9.]+)%/gm)];
+    t.same(
+      hops.map((m) => m[1]),
+      want,
+      `${name}: gateway, router 1, router 2, target`,
+    );
+    t.ok(hops.length > 0 && hops.every((m) => Number(m[2]) < 100), `${name}: every hop answered (loss ${hops.map((m) => m[2]).join(', ')} %)`);
+  }
   t.match(section('udp4'), /hello-udp4/, 'UDP echo over IPv4');
   t.match(section('udp6'), /hello-udp6/, 'UDP echo over IPv6');
   t.match(section('mtu'), /^\s*1500\s*$/m, 'guest MTU 1500 (DHCP option 26 from --mtu 1500)');

@@ -2,10 +2,10 @@
 // guest fetches a 16 MB file over HTTP from the target on both families (checksums match), echoes
 // over TCP, is refused at once by a closed port, gets "No route to host" for an address on
 // vunet's host link that no one holds, downloads through a reader that stalls (its window closes
-// mid-transfer and reopens), runs 200 connections at once, iperf3 both ways, and
-// `traceroute -T` lists the gateway, both routers and the target. A host client reaches a server
-// in the guest through a port forward, data going both ways, and a UDP datagram through a -u
-// forward comes back.
+// mid-transfer and reopens), runs 200 connections at once, iperf3 both ways, and `traceroute -T`
+// and `mtr -T` list the gateway, both routers and the target. A host client reaches a server in
+// the guest through a port forward, data going both ways, and a UDP datagram through a -u forward
+// comes back.
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -86,6 +86,8 @@ echo "== iperf-up"; iperf3 -c ${t4} -p 5201 -t 3 2>&1 | grep -E 'sender|receiver
 echo "== iperf-down"; iperf3 -c ${t4} -p 5201 -t 3 -R 2>&1 | grep -E 'sender|receiver|error'
 echo "== traceT4"; traceroute -T -n -q 1 -w 2 -m 8 -p 7 ${t4} 2>&1
 echo "== traceT6"; traceroute -6 -T -n -q 1 -w 2 -m 8 -p 7 ${t6} 2>&1
+echo "== mtrtcp4"; mtr -r -n -T -P 7 -c 3 -i 0.2 ${t4} 2>&1
+echo "== mtrtcp6"; mtr -6 -r -n -T -P 7 -c 3 -i 0.2 ${t6} 2>&1
 socat TCP6-LISTEN:5000,fork,reuseaddr,ipv6only=0 PIPE &
 socat UDP6-RECVFROM:5002,fork,ipv6only=0 PIPE &
 i=0; while [ $i -lt 100 ]; do n=$(netstat -ltun | grep -c -E ':500[02] '); [ "$n" -ge 2 ] && break; sleep 0.1; i=$((i+1)); done
@@ -145,6 +147,18 @@ echo "== end"
   t.same(hops4, ['10.0.2.2', topo.router1[0], topo.router2[0], t4], 'traceroute -T: gateway, router 1, router 2, target');
   const hops6 = [...section('traceT6').matchAll(/^\s*(\d+)\s+([0-9a-f:]+)/gm)].map((m) => m[2]);
   t.same(hops6, ['fec0::2', topo.router1[1], topo.router2[1], t6], 'traceroute -6 -T: gateway, router 1, router 2, target');
+  for (const [name, want] of [
+    ['mtrtcp4', ['10.0.2.2', topo.router1[0], topo.router2[0], t4]],
+    ['mtrtcp6', ['fec0::2', topo.router1[1], topo.router2[1], t6]],
+  ] as const) {
+    const hops = [...section(name).matchAll(/^\s*\d+\.\|--\s+(\S+)\s+([0-9.]+)%/gm)];
+    t.same(
+      hops.map((m) => m[1]),
+      want,
+      `${name} (mtr -T): gateway, router 1, router 2, target`,
+    );
+    t.ok(hops.length > 0 && hops.every((m) => Number(m[2]) < 100), `${name}: every hop answered (loss ${hops.map((m) => m[2]).join(', ')} %)`);
+  }
   const status = await v.status();
   const tcp = (status ? (JSON.parse(status) as { tcp?: { endpoints?: Record<string, number>; bytesByReference?: number } }).tcp : undefined) ?? {};
   const endpoints = tcp.endpoints ?? {};
