@@ -1,6 +1,7 @@
 // End to end through network namespaces: a real guest's pings reach a target two routers away and
 // come back; traceroute -I, traceroute6 -I and classic UDP traceroute list the gateway, both
-// routers and the target, and so does mtr's report (ICMP and UDP, both families); UDP echo works on both families; a ping to an address on vunet's host
+// routers and the target, and so does mtr's report (ICMP and UDP, both families); a protocol the
+// NAT cannot carry (UDP-Lite, GRE) is administratively prohibited by the gateway at once; UDP echo works on both families; a ping to an address on vunet's host
 // link that no one holds gets host unreachable, not silence. At MTU 1500: pings of 4000
 // bytes and 4000-byte UDP datagrams both ways in fragments, IPv4 record route and timestamp options
 // answered, and a --pcap capture showing our MLD reports at start, our MLD and IGMP queries, the
@@ -54,6 +55,8 @@ echo "== mtricmp4"; mtr -r -n -c 3 -i 0.2 ${topo.target4} 2>&1
 echo "== mtricmp6"; mtr -6 -r -n -c 3 -i 0.2 ${topo.target6} 2>&1
 echo "== mtrudp4"; mtr -r -n -u -c 3 -i 0.2 ${topo.target4} 2>&1
 echo "== mtrudp6"; mtr -6 -r -n -u -c 3 -i 0.2 ${topo.target6} 2>&1
+echo "== prohibited4"; traceroute -UL -n -q 1 -w 2 -m 4 ${topo.target4} 2>&1
+echo "== prohibited6"; traceroute -6 -P 47 -n -q 1 -w 2 -m 4 ${topo.target6} 2>&1
 echo "== udp4"; echo hello-udp4 | socat -t 3 - UDP4:${topo.target4}:7 2>&1
 echo "== udp6"; echo hello-udp6 | socat -t 3 - UDP6:[${topo.target6}]:7 2>&1
 echo "== mtu"; cat /sys/class/net/eth0/mtu
@@ -103,6 +106,9 @@ echo "== end"
     );
     t.ok(hops.length > 0 && hops.every((m) => Number(m[2]) < 100), `${name}: every hop answered (loss ${hops.map((m) => m[2]).join(', ')} %)`);
   }
+  // A protocol the NAT cannot carry (UDP-Lite, GRE): the gateway says so at once ("!X").
+  t.match(section('prohibited4'), /^\s*2\s+10\.0\.2\.2\s+[0-9.]+ ms !X/m, 'UDP-Lite beyond the gateway: administratively prohibited from the gateway');
+  t.match(section('prohibited6'), /^\s*2\s+fec0::2\s+[0-9.]+ ms !X/m, 'GRE over IPv6: administratively prohibited from the gateway');
   t.match(section('udp4'), /hello-udp4/, 'UDP echo over IPv4');
   t.match(section('udp6'), /hello-udp6/, 'UDP echo over IPv6');
   t.match(section('mtu'), /^\s*1500\s*$/m, 'guest MTU 1500 (DHCP option 26 from --mtu 1500)');

@@ -184,15 +184,30 @@ export class Icmpv4 {
    * that failed it (RFC 1812 §4.3.2.4). Subject to mayAnswerWithError and the rate limit.
    */
   errorBeyond(packet: Uint8Array, type: number, code: number, rest: number): void {
+    this.errorAbout(packet, type, code, rest, false);
+  }
+
+  /**
+   * An ICMP error about `packet`, a whole datagram from the guest that we cannot carry further
+   * (a protocol the NAT does not relay), to the guest, from the gateway: we are the router that
+   * failed it. Subject to mayAnswerWithError (never about an ICMP error, a group or broadcast
+   * destination...) and the rate limit.
+   */
+  errorToGuest(packet: Uint8Array, type: number, code: number, rest: number): void {
+    this.errorAbout(packet, type, code, rest, true);
+  }
+
+  private errorAbout(packet: Uint8Array, type: number, code: number, rest: number, toGuest: boolean): void {
     const ip = this.errIp.at(packet, 0, packet.length);
-    if (!ip.check() || !this.mayAnswerWithError(packet, ip, false, false)) return;
+    if (!ip.check() || !this.mayAnswerWithError(packet, ip, ipv4IsBroadcast(ip.dst), false)) return;
     if (!this.allowError(type, code)) return;
     const b = this.errBuf;
     const len = emitIcmpv4Error(b, 20, type, code, rest, packet, 0, ip.totalLength, ICMP_ERROR_MAX);
     if (len < 0) return;
     this.port.emitHeader(b, this.s.config.ipv4.gateway, ip.src, IpProtocol.ICMP, len);
-    this.s.note(`icmp4.out.${type}.${code}`, { to: formatIpv4(ip.src), beyond: true });
-    this.s.router.beyond?.(b.subarray(0, 20 + len));
+    this.s.note(`icmp4.out.${type}.${code}`, { to: formatIpv4(ip.src), ...(toGuest ? {} : { beyond: true }) });
+    if (toGuest) this.port.sendToGuest(b.subarray(0, 20 + len));
+    else this.s.router.beyond?.(b.subarray(0, 20 + len));
   }
 
   /** Reassembly timed out: time exceeded (code 1) to the source of `first`, the first fragment

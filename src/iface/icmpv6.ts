@@ -236,6 +236,19 @@ export class Icmpv6 {
    * router that failed it). Subject to mayAnswerWithError (which also takes the token).
    */
   errorBeyond(packet: Uint8Array, type: number, code: number, rest: number): void {
+    this.errorAbout(packet, type, code, rest, false);
+  }
+
+  /**
+   * An ICMPv6 error about `packet`, a whole packet from the guest that we cannot carry further (a
+   * protocol the NAT does not relay), to the guest, from the gateway address. Subject to
+   * mayAnswerWithError (never about an ICMPv6 error, a multicast destination...).
+   */
+  errorToGuest(packet: Uint8Array, type: number, code: number, rest: number): void {
+    this.errorAbout(packet, type, code, rest, true);
+  }
+
+  private errorAbout(packet: Uint8Array, type: number, code: number, rest: number, toGuest: boolean): void {
     if (packet.length < IPV6_HEADER_LEN) return;
     if (!this.mayAnswerWithError(packet, 0, packet.length, type, type === Icmpv6Type.PACKET_TOO_BIG, false)) return;
     copyBytes(this.dstScratch, 0, packet, 8, 16);
@@ -244,8 +257,9 @@ export class Icmpv6 {
     const n = emitIcmpv6Error(b, IPV6_HEADER_LEN, type, code, rest, packet, 0, packet.length, ICMP_ERROR_MAX, gateway, this.dstScratch);
     if (n < 0) return;
     emitIpv6Header(b, 0, { src: gateway, dst: this.dstScratch, nextHeader: IpProtocol.ICMPV6, hopLimit: HOP_LIMIT, payloadLength: n });
-    this.s.note(`icmp6.out.${type}.${code}`, { to: formatIpv6(this.dstScratch), beyond: true });
-    this.s.router.beyond?.(b.subarray(0, IPV6_HEADER_LEN + n));
+    this.s.note(`icmp6.out.${type}.${code}`, { to: formatIpv6(this.dstScratch), ...(toGuest ? {} : { beyond: true }) });
+    if (toGuest) this.port.sendToGuest(b.subarray(0, IPV6_HEADER_LEN + n));
+    else this.s.router.beyond?.(b.subarray(0, IPV6_HEADER_LEN + n));
   }
 
   /** Reassembly timed out: time exceeded (code 1) to the source of `first`, the first fragment

@@ -38,6 +38,10 @@ import { UdpNat } from '../nat/udp-nat.js';
 import { RouterAdvertiser } from '../ra/router-advertiser.js';
 import { VirtioNetDevice } from '../virtio/net-device.js';
 import {
+  Icmpv4Type,
+  Icmpv4UnreachableCode,
+  Icmpv6Type,
+  Icmpv6UnreachableCode,
   IpProtocol,
   MAC_BROADCAST,
   bytesEqual,
@@ -758,6 +762,16 @@ export class Vunet {
     if (this.sim?.claims(family, p, ipFamily(family).dstOff) === true) return this.sim.input(family, p);
     if (udp) return this.udpNat.output(family, p, l4, v4 ? p[8]! : p[7]!);
     this.stack.counters.add('nat.unsupported');
+    // A protocol the NAT cannot carry (GRE, SCTP, UDP-Lite, ESP...: host sockets relay TCP, UDP and
+    // ping only): the guest hears so at once, as from a router whose filter drops it —
+    // communication administratively prohibited from the gateway — rather than waiting out a
+    // timeout. Not about ICMP (an error or an answer of the guest's); the ICMP parts never answer
+    // an error, a group destination or a later fragment, and rate-limit the rest.
+    if (v4) {
+      if (p[9] !== IpProtocol.ICMP) this.stack.ipv4.icmp.errorToGuest(p, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.ADMIN_PROHIBITED, 0);
+    } else if (p[6] !== IpProtocol.ICMPV6) {
+      this.stack.ipv6?.icmp.errorToGuest(p, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.ADMIN_PROHIBITED, 0);
+    }
   }
 
   /** Remembers the guest's unicast source address of a family (inbound forwards go there). */

@@ -273,6 +273,26 @@ t.test('errors about datagrams from beyond go to the router, from the gateway; r
   t.equal(s.notes.filter((n) => n === 'icmp4.out.11.1').length, 1);
 });
 
+t.test('errors about guest datagrams we cannot carry: to the guest, from the gateway; never about ICMP errors or broadcasts', async (t) => {
+  const { icmp, toGuest, beyond } = setup();
+  const gre = ipv4Frame({ proto: 47, dst: REMOTE }, new Uint8Array(24)).subarray(14);
+  icmp.errorToGuest(gre, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.ADMIN_PROHIBITED, 0);
+  t.equal(toGuest.length, 1, 'to the guest');
+  t.equal(beyond.length, 0, 'not beyond');
+  const { ip, icmp: m } = parse(toGuest[0]!);
+  t.equal(ip.src, GW_IP, 'from the gateway');
+  t.equal(ip.dst, GUEST_IP);
+  t.equal(m.type, Icmpv4Type.DEST_UNREACHABLE);
+  t.equal(m.code, Icmpv4UnreachableCode.ADMIN_PROHIBITED);
+  t.ok(m.verifyChecksum());
+  t.same(toGuest[0]!.subarray(m.payloadOffset), gre, 'quotes the datagram');
+  const error = ipv4Frame({ proto: IpProtocol.ICMP, dst: REMOTE }, Uint8Array.of(3, 3, 0, 0, 0, 0, 0, 0)).subarray(14);
+  icmp.errorToGuest(error, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.ADMIN_PROHIBITED, 0);
+  const broadcast = ipv4Frame({ proto: 47, dst: 0xffffffff }, new Uint8Array(24)).subarray(14);
+  icmp.errorToGuest(broadcast, Icmpv4Type.DEST_UNREACHABLE, Icmpv4UnreachableCode.ADMIN_PROHIBITED, 0);
+  t.equal(toGuest.length, 1, 'never about an ICMP error, nor a broadcast');
+});
+
 /** An IPv4 datagram of `size` bytes from REMOTE to the guest, DF set or not. */
 function remotePacket(size: number, df: boolean): Uint8Array {
   const p = new Uint8Array(size);

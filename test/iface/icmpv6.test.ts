@@ -251,6 +251,24 @@ t.test('errors beyond: to the router from the gateway; packet too big even about
   t.equal(r.icmp.code, 1, 'fragment reassembly time exceeded');
 });
 
+t.test('errors about guest packets we cannot carry: to the guest, from the gateway; never about ICMPv6 errors or groups', async (t) => {
+  const { icmp, toGuest, beyond } = setup();
+  const sctp = ipv6Frame({ src: GUEST, dst: FAR }, 132, new Uint8Array(32)).subarray(14);
+  icmp.errorToGuest(sctp, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.ADMIN_PROHIBITED, 0);
+  t.equal(toGuest.length, 1, 'to the guest');
+  t.equal(beyond.length, 0, 'not beyond');
+  const { ip, icmp: m } = parse(toGuest[0]!);
+  t.ok(bytesEqual(toGuest[0]!, ip.srcOffset, GW6, 0, 16), 'from the gateway');
+  t.ok(bytesEqual(toGuest[0]!, ip.dstOffset, GUEST, 0, 16), 'to the guest');
+  t.equal(m.type, Icmpv6Type.DEST_UNREACHABLE);
+  t.equal(m.code, Icmpv6UnreachableCode.ADMIN_PROHIBITED);
+  const error = message(Icmpv6Type.DEST_UNREACHABLE, GUEST, FAR).subarray(14);
+  icmp.errorToGuest(error, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.ADMIN_PROHIBITED, 0);
+  const group = ipv6Frame({ src: GUEST, dst: parseIpv6('ff0e::1')! }, 132, new Uint8Array(32)).subarray(14);
+  icmp.errorToGuest(group, Icmpv6Type.DEST_UNREACHABLE, Icmpv6UnreachableCode.ADMIN_PROHIBITED, 0);
+  t.equal(toGuest.length, 1, 'never about an ICMPv6 error, nor a packet to a group');
+});
+
 /** Fills the ICMPv6 checksum of a frame whose message follows the IPv6 header. */
 function withChecksum(f: Uint8Array): Uint8Array {
   const m = new Icmpv6Packet().at(f, 54, f.length - 54);
