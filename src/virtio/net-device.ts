@@ -444,6 +444,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
         // A chain whose payload the stack kept by reference goes back after the batch's writes.
         if (p.kept) this.txHeldHeads[this.txHeld++] = chain.head;
         else q.pushUsed(chain.head, 0);
+        // (A queue stopped meanwhile would leave the popped chain pointing at memory that may be
+        // gone: nothing in a frame's handling stops it, but it is not read then.)
+        if (q !== this.tx) break outer;
         const done = chain;
         chain = next;
         next = done;
