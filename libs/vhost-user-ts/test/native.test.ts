@@ -12,6 +12,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { NativeMapping } from '../src/native.js';
 import { native } from '../src/native.js';
+import { DescriptorChain } from '../src/virtqueue.js';
 import { settle } from './helpers.js';
 
 setFlagsFromString('--expose-gc');
@@ -765,6 +766,28 @@ t.test('copy: a memmove between Uint8Arrays, ranges checked', async (t) => {
   t.throws(() => native.copy(src, -1, 10, dst, 0), RangeError, 'a negative offset');
   t.throws(() => native.copy([1, 2] as unknown as Uint8Array, 0, 1, dst, 0), TypeError, 'not a Uint8Array');
   t.throws(() => native.copy(src, 0, 1, new Uint16Array(4) as unknown as Uint8Array, 0), TypeError, 'not a Uint8Array destination');
+});
+
+t.test('prefetch: a hint that never fails on a range, and a chain asks for its readable bytes', async (t) => {
+  const buf = new Uint8Array(10_000);
+  for (const [off, len] of [
+    [0, 100],
+    [9_990, 100], // past the end: clipped
+    [20_000, 10], // outside: nothing
+    [5, 0],
+    [-1, 10],
+    [0, 1e9], // at most 4 KiB
+  ]) {
+    t.doesNotThrow(() => native.prefetch(buf, off!, len!), `offset ${off}, length ${len}`);
+  }
+  t.same([...buf.subarray(0, 4)], [0, 0, 0, 0], 'nothing written');
+  t.throws(() => native.prefetch([1] as unknown as Uint8Array, 0, 1), TypeError, 'not a Uint8Array');
+  const chain = new DescriptorChain(4);
+  chain.reset(0);
+  chain.push(buf, 0, 3000, false);
+  chain.push(buf, 5000, 3000, false);
+  chain.push(buf, 9000, 1000, true);
+  t.doesNotThrow(() => chain.prefetchReadable(4096), 'over the readable segments');
 });
 
 t.test('nothing leaked', async (t) => {
