@@ -291,13 +291,10 @@ export abstract class IdleSocketFlows<F extends SocketFlow> {
 
   /** Closes the flows whose guest address `owns` says is a departed guest's; returns how many. */
   closeGuest(owns: (guest: Inany) => boolean): number {
-    let n = 0;
-    for (const f of this.idle.all()) {
-      if (!owns(f.guest)) continue;
-      this.close(f);
-      n++;
-    }
-    return n;
+    return this.idle.endWhere(
+      (f) => owns(f.guest),
+      (f) => this.close(f),
+    );
   }
 
   get flowCount(): number {
@@ -382,6 +379,17 @@ export class IdleFlows<F extends Flow> {
   }
 
   /** Every flow in the list, oldest first (a copy: `end` may delete). */
+  /** Ends (`end`) every flow `which` picks; returns how many. */
+  endWhere(which: (f: F) => boolean, end: (f: F) => void): number {
+    let n = 0;
+    for (const f of this.all()) {
+      if (!which(f)) continue;
+      end(f);
+      n++;
+    }
+    return n;
+  }
+
   all(): F[] {
     const out: F[] = [];
     for (let f = this.head; f; f = f.idleNext as F | undefined) out.push(f);

@@ -205,13 +205,10 @@ export class UdpForwarder {
 
   /** Forgets the sessions whose guest address `owns` says is a departed guest's; returns how many. */
   forgetGuest(owns: (guest: Inany) => boolean): number {
-    let n = 0;
-    for (const s of this.idle.all()) {
-      if (!owns(s.guest)) continue;
-      this.forget(s);
-      n++;
-    }
-    return n;
+    return this.idle.endWhere(
+      (s) => owns(s.guest),
+      (s) => this.forget(s),
+    );
   }
 
   closeAll(): void {
