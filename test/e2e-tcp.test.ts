@@ -2,10 +2,10 @@
 // guest fetches a 16 MB file over HTTP from the target on both families (checksums match), echoes
 // over TCP, is refused at once by a closed port, gets "No route to host" for an address on
 // vunet's host link that no one holds, downloads through a reader that stalls (its window closes
-// mid-transfer and reopens), runs 200 connections at once, iperf3 both ways, and `traceroute -T`
-// and `mtr -T` list the gateway, both routers and the target. A host client reaches a server in
-// the guest through a port forward, data going both ways, and a UDP datagram through a -u forward
-// comes back.
+// mid-transfer and reopens), runs 200 connections at once, iperf3 both ways (TCP, and UDP at
+// 50 Mbit/s on both families), and `traceroute -T` and `mtr -T` list the gateway, both routers and
+// the target. A host client reaches a server in the guest through a port forward, data going both
+// ways, and a UDP datagram through a -u forward comes back.
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -84,6 +84,8 @@ i=0; while [ $i -lt 200 ]; do echo "c$i" | socat -t 30 - TCP4:${t4}:7 >/tmp/m$i 
 cat /tmp/m* | grep -c '^c[0-9]'
 echo "== iperf-up"; iperf3 -c ${t4} -p 5201 -t 3 2>&1 | grep -E 'sender|receiver|error'
 echo "== iperf-down"; iperf3 -c ${t4} -p 5201 -t 3 -R 2>&1 | grep -E 'sender|receiver|error'
+echo "== iperf-udp"; iperf3 -c ${t4} -p 5201 -u -b 50M -t 2 2>&1 | grep -E 'sender|receiver|error'
+echo "== iperf-udp6"; iperf3 -6 -c ${t6} -p 5201 -u -b 50M -t 2 -R 2>&1 | grep -E 'sender|receiver|error'
 echo "== traceT4"; traceroute -T -n -q 1 -w 2 -m 8 -p 7 ${t4} 2>&1
 echo "== traceT6"; traceroute -6 -T -n -q 1 -w 2 -m 8 -p 7 ${t6} 2>&1
 echo "== mtrtcp4"; mtr -r -n -T -P 7 -c 3 -i 0.2 ${t4} 2>&1
@@ -143,6 +145,13 @@ echo "== end"
   t.notMatch(section('iperf-up'), /error/);
   t.match(section('iperf-down'), /receiver/, 'iperf3 target → guest completed');
   t.notMatch(section('iperf-down'), /error/);
+  for (const [name, what] of [
+    ['iperf-udp', 'iperf3 -u guest → target over IPv4'],
+    ['iperf-udp6', 'iperf3 -u -R target → guest over IPv6'],
+  ] as const) {
+    const m = section(name).match(/(\d+)\/(\d+) \([^)]*\)\s+receiver/);
+    t.ok(m && Number(m[2]) > 0 && Number(m[1]) <= Number(m[2]) / 10, `${what} at 50 Mbit/s: datagrams received, under 10 % lost (${m?.[1]}/${m?.[2]})`);
+  }
   const hops4 = [...section('traceT4').matchAll(/^\s*(\d+)\s+([0-9.]+)/gm)].map((m) => m[2]);
   t.same(hops4, ['10.0.2.2', topo.router1[0], topo.router2[0], t4], 'traceroute -T: gateway, router 1, router 2, target');
   const hops6 = [...section('traceT6').matchAll(/^\s*(\d+)\s+([0-9a-f:]+)/gm)].map((m) => m[2]);
