@@ -378,7 +378,6 @@ export class IdleFlows<F extends Flow> {
     return this.head ? this.head.lastUse + this.idleMs : Infinity;
   }
 
-  /** Every flow in the list, oldest first (a copy: `end` may delete). */
   /** Ends (`end`) every flow `which` picks; returns how many. */
   endWhere(which: (f: F) => boolean, end: (f: F) => void): number {
     let n = 0;
@@ -390,6 +389,7 @@ export class IdleFlows<F extends Flow> {
     return n;
   }
 
+  /** Every flow in the list, oldest first (a copy: `end` may delete). */
   all(): F[] {
     const out: F[] = [];
     for (let f = this.head; f; f = f.idleNext as F | undefined) out.push(f);
