@@ -8,15 +8,15 @@
 //
 // A shared file must leave the process as it found it. The state files are known to touch is
 // checked between files: the addon helpers src/wire uses once src/host/native.ts has loaded
-// (useNativeCopy, useNativeSum, useNativeSumSpans). (Process listeners cannot be: tap adds and
-// removes its own as tests run.)
+// (useNativeCopy, useNativeSum, useNativeSumSpans, useNativeCopySum). (Process listeners cannot
+// be: tap adds and removes its own as tests run.)
 import { register } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import t from 'tap';
 import { ROOT, sharedFiles } from '../scripts/test-plan.mjs';
 import { useNativeCopy } from '../src/wire/bytes.js';
-import { useNativeSum, useNativeSumSpans } from '../src/wire/checksum.js';
+import { useNativeCopySum, useNativeSum, useNativeSumSpans } from '../src/wire/checksum.js';
 import { runningFile } from './support/suite/tap-stand-in.js';
 
 register('./support/suite/tap-hooks.mjs', import.meta.url);
@@ -30,7 +30,9 @@ function nativeHelpers(): string[] {
   if (sum !== undefined) installed.push('useNativeSum');
   const spans = useNativeSumSpans(undefined);
   if (spans !== undefined) installed.push('useNativeSumSpans');
-  return installed; // and all three removed, as in a fresh process
+  const copySum = useNativeCopySum(undefined);
+  if (copySum !== undefined) installed.push('useNativeCopySum');
+  return installed; // and all four removed, as in a fresh process
 }
 
 const only = process.env.VUNET_SUITE_FILES;

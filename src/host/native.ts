@@ -76,7 +76,7 @@
 // - setTtl before connect sets the SYN's TTL; setTtl(-1) after it restores the default.
 import { createRequire } from 'node:module';
 import { useNativeCopy } from '../wire/bytes.js';
-import { useNativeSum, useNativeSumSpans } from '../wire/checksum.js';
+import { useNativeCopySum, useNativeSum, useNativeSumSpans } from '../wire/checksum.js';
 
 /** Address family of a socket: 4 (AF_INET) or 6 (AF_INET6). */
 export type Family = 4 | 6;
@@ -276,6 +276,9 @@ export interface HostnetBinding {
   /** The ones' complement sum of buf[offset, offset + length) in network order, folded to 16
    *  bits, not complemented (what src/wire/checksum.ts's sum16 computes). Throws on a bad range. */
   sum16: (buf: Uint8Array, offset: number, length: number) => number;
+  /** Copies src[srcOffset, +length) to dst[dstOffset, +length) (ranges must not overlap) and
+   *  returns sum16 of the copied bytes from `from` on, in one pass. Throws on a bad range. */
+  copySum: (src: Uint8Array, srcOffset: number, length: number, dst: Uint8Array, dstOffset: number, from: number) => number;
   /** sum16 by the SSE2 loop that machines without AVX2 use (for tests; sum16 picks the best). */
   sum16Portable: (buf: Uint8Array, offset: number, length: number) => number;
   /** memmove of src[srcOffset, +length) to dst[dstOffset, +length), making no view. Throws on a
@@ -325,5 +328,6 @@ export const hostnet: HostnetBinding = load();
 // Long checksums (payload of frames a guest without checksum offload sends or gets) in C.
 useNativeSum(hostnet.sum16);
 useNativeSumSpans(hostnet.sumv);
+useNativeCopySum(hostnet.copySum);
 // Long copies (payload into and out of TCP buffers) without a view per call.
 useNativeCopy(hostnet.copy);

@@ -5,7 +5,7 @@
 // options validation follows gVisor's netstack (processIPOptions in pkg/tcpip/network/ipv4/ipv4.go).
 import { Arp } from './arp.js';
 import type { RxMeta } from './link.js';
-import { LINK_HEADROOM, REASSEMBLED, placePacket, reassembledFrame } from './link.js';
+import { LINK_HEADROOM, REASSEMBLED, frameSumTo, placePacket, reassembledFrame } from './link.js';
 import type { LayerContext } from './layer.js';
 import { fragmentIpv4 } from './fragment.js';
 import { Reassembler } from './reassembly.js';
@@ -364,7 +364,9 @@ export class Ipv4Layer {
     if (!tcp.check()) return this.s.drop('tcp4.malformed');
     if (!meta.checksumPartial) {
       this.s.loadRxPayload(); // (a device leaves it in guest memory only with a partial checksum)
-      if (!tcp.verifyChecksumV4(ip.src, ip.dst)) return this.s.drop('tcp4.badChecksum');
+      if (!tcp.verifyChecksumV4(ip.src, ip.dst, frameSumTo(frame, meta, tcp.offset + tcp.length), ETHERNET_HEADER_LEN)) {
+        return this.s.drop('tcp4.badChecksum');
+      }
     }
     this.s.router.tcpInput!(4, this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength), ip.payloadOffset - ip.offset, ip.ttl);
   }

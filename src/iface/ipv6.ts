@@ -8,7 +8,7 @@ import { AddressDad, AddressState } from './dad.js';
 import type { OwnAddress } from './dad.js';
 import type { Ipv6Config } from './config.js';
 import type { RxMeta } from './link.js';
-import { LINK_HEADROOM, REASSEMBLED, placePacket, reassembledFrame } from './link.js';
+import { LINK_HEADROOM, REASSEMBLED, frameSumTo, placePacket, reassembledFrame } from './link.js';
 import { fragmentIpv6 } from './fragment.js';
 import { Reassembler } from './reassembly.js';
 import type { ReassemblyStats } from './reassembly.js';
@@ -468,7 +468,9 @@ export class Ipv6Layer {
     if (!tcp.check()) return this.s.drop('tcp6.malformed');
     if (!meta.checksumPartial) {
       this.s.loadRxPayload(); // (a device leaves it in guest memory only with a partial checksum)
-      if (!tcp.verifyChecksumV6(frame, ipOff + 8, frame, ipOff + 24)) return this.s.drop('tcp6.badChecksum');
+      if (!tcp.verifyChecksumV6(frame, ipOff + 8, frame, ipOff + 24, frameSumTo(frame, meta, end), ETHERNET_HEADER_LEN)) {
+        return this.s.drop('tcp6.badChecksum');
+      }
     }
     this.s.router.tcpInput!(6, this.packetViews.of(frame, ipOff, end), off - ipOff, hopLimit);
   }

@@ -11,6 +11,10 @@ export interface RxMeta {
    *  checksum field is from there (virtio csum_start, csum_offset; for a capture to complete). */
   checksumStart?: number;
   checksumOffset?: number;
+  /** sum16 of frame[14, frame.length) (the IP packet and any padding), as the link computed it
+   *  while copying the frame out of guest memory (Linux's CHECKSUM_COMPLETE): a transport checksum
+   *  is then verified from it and the headers alone. Absent or -1: not computed. */
+  frameSum?: number;
   /** Set when the frame's payload was left in guest memory (see FramePayload). */
   payload?: FramePayload | undefined;
 }
@@ -51,6 +55,13 @@ export interface PartialChecksum {
   /** A TCP segment larger than the MTU for the guest to take as several (virtio GUEST_TSO4/6):
    *  the payload of each; absent or 0: one segment. */
   segmentSize?: number;
+}
+
+/** The link's sum of the frame from its IP header (RxMeta.frameSum) when it covers exactly up to
+ *  `end` (the transport message ends the frame: no padding after it), else -1. */
+export function frameSumTo(frame: Uint8Array, meta: RxMeta, end: number): number {
+  const sum = meta.frameSum;
+  return sum !== undefined && sum >= 0 && end === frame.length ? sum : -1;
 }
 
 /** The largest IP packet a segmentation-offload frame holds (IPv4 total length, 16 bits; IPv6

@@ -19,7 +19,8 @@ import type { FrameLink, FrameSink, FramePayload, PartialChecksum, PayloadFill, 
 import type { MemoryAccount } from '../iface/memory-budget.js';
 import { EndOfTurn } from '../iface/end-of-turn.js';
 import { ViewCache, copyBytes } from '../wire/bytes.js';
-import { foldSum, sum16, sumSpans } from '../wire/checksum.js';
+import { copySum, foldSum, sum16, sumSpans } from '../wire/checksum.js';
+import { ETHERNET_HEADER_LEN } from '../wire/ethernet.js';
 
 /** virtio-net feature bits (virtio 1.2 §5.1.3). */
 export const NetFeature = {
@@ -497,6 +498,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const len = total - NET_HDR_LEN;
     const p = this.txPayload;
     p.reset();
+    let frameSum = -1;
     // Only with NEEDS_CSUM: nothing then reads the payload (a checksum to verify would read it
     // from guest memory anyway, and then a copy costs little more).
     if (this.opts.payloadsInPlace === true && (flags & NET_HDR_F_NEEDS_CSUM) !== 0 && len >= PAYLOAD_IN_PLACE_MIN) {
@@ -508,7 +510,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       }
       if (p.loaded) chain.read(NET_HDR_LEN + head, this.scratch, head, len - head);
     } else {
-      chain.read(NET_HDR_LEN, this.scratch, 0, len);
+      frameSum = this.copyFrame(chain, len);
     }
     const frame = this.frameViews.of(this.scratch, 0, len);
     if (gso !== NET_HDR_GSO_NONE) {
@@ -521,6 +523,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       this.stats.txGso++;
     }
     this.meta.payload = p.loaded ? undefined : p;
+    this.meta.frameSum = frameSum;
     this.meta.checksumPartial = (flags & NET_HDR_F_NEEDS_CSUM) !== 0;
     this.meta.checksumStart = this.header[6]! | (this.header[7]! << 8);
     this.meta.checksumOffset = this.header[8]! | (this.header[9]! << 8);
@@ -534,6 +537,29 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       if (this.opts.onFrameError) this.opts.onFrameError(err);
       else this.log.error({ err }, 'a guest frame could not be handled: dropped');
     }
+  }
+
+  /**
+   * Copies the frame (len bytes after the virtio-net header) into the private buffer. When it lies
+   * in one buffer (after the header in the same one, or in the next after a buffer holding just the
+   * header: the layouts drivers use), the copy also sums it from its IP header on (RxMeta.frameSum:
+   * the stack then verifies transport checksums from that sum and the headers, with no second pass
+   * over the payload); returns that sum, else -1.
+   */
+  private copyFrame(chain: DescriptorChain, len: number): number {
+    let seg = -1;
+    let at = 0;
+    if (chain.firstWritable >= 1 && chain.length[0]! >= NET_HDR_LEN + len) {
+      seg = 0;
+      at = NET_HDR_LEN;
+    } else if (chain.firstWritable >= 2 && chain.length[0] === NET_HDR_LEN && chain.length[1]! >= len) {
+      seg = 1;
+    }
+    if (seg < 0) {
+      chain.read(NET_HDR_LEN, this.scratch, 0, len);
+      return -1;
+    }
+    return copySum(chain.bytes[seg]!, chain.offset[seg]! + at, len, this.scratch, 0, ETHERNET_HEADER_LEN);
   }
 
   /** A partial checksum (and segmentation) we may ask of the guest for this frame. */

@@ -8,6 +8,7 @@
 // Vocabulary: a "sum" is the ones'-complement sum of 16-bit words, folded to 16 bits (0..0xffff); a
 // "checksum" is the complement of a sum, the value written into a header. Sums chain: pass the sum
 // of the previous range as `initial`, as long as every range but the last has an even length.
+import { copyBytes } from './bytes.js';
 
 /** Folds carries above bit 15 back into the low 16 bits (RFC 1071 "deferred carries"). */
 export function foldSum(sum: number): number {
@@ -63,6 +64,41 @@ export function sumSpans(views: readonly Uint8Array[], offsets: Float64Array, le
     at += lengths[i]!;
   }
   return foldSum(sum);
+}
+
+/** A native copySum. */
+export type NativeCopySum = (src: Uint8Array, srcOff: number, len: number, dst: Uint8Array, dstOff: number, from: number) => number;
+let nativeCopySum: NativeCopySum | undefined;
+
+/** Installs the native copySum (the hostnet addon's); undefined removes it. Returns the one it
+ *  replaces. */
+export function useNativeCopySum(fn: NativeCopySum | undefined): NativeCopySum | undefined {
+  const was = nativeCopySum;
+  nativeCopySum = fn;
+  return was;
+}
+
+/**
+ * Copies src[srcOff, +len) to dst[dstOff, +len) (ranges not overlapping) and returns sum16 of the
+ * copied bytes from `from` on (relative to the range): in one pass with the addon, else a copy and
+ * then a sum of the copy. A guest frame's transport checksums are then verified from this sum and
+ * their headers alone (Linux's CHECKSUM_COMPLETE; RxMeta.frameSum).
+ */
+export function copySum(src: Uint8Array, srcOff: number, len: number, dst: Uint8Array, dstOff: number, from: number): number {
+  if (nativeCopySum !== undefined) return nativeCopySum(src, srcOff, len, dst, dstOff, from);
+  copyBytes(dst, dstOff, src, srcOff, len);
+  return sum16(dst, dstOff + from, len - from);
+}
+
+/**
+ * True when a transport checksum verifies from `sum`, the sum16 of bytes[from, end) where the
+ * transport message is bytes[at, end) (from ≤ at, at - from even): the bytes in front of it are
+ * taken out (ones' complement subtraction, RFC 1624) and the pseudo-header sum `pseudo` added.
+ * Only [from, at) is read.
+ */
+export function verifyFromSum(sum: number, bytes: Uint8Array, from: number, at: number, pseudo: number): boolean {
+  const head = sum16(bytes, from, at - from);
+  return foldSum(sum + (~head & 0xffff) + pseudo) === 0xffff;
 }
 
 /**

@@ -7,7 +7,7 @@
 // pseudo-headers of checksum.ts.
 
 import { get16, get32, get8, rangeOk, set16, set32, set8 } from './bytes.js';
-import { internetChecksum, pseudoHeaderSumV4, pseudoHeaderSumV6, verifyTransportV4, verifyTransportV6 } from './checksum.js';
+import { internetChecksum, pseudoHeaderSumV4, pseudoHeaderSumV6, verifyFromSum, verifyTransportV4, verifyTransportV6 } from './checksum.js';
 import { IpProtocol, PortsView } from './ip.js';
 
 //  0                   1                   2                   3
@@ -169,10 +169,16 @@ export class TcpSegment extends PortsView {
     return parseTcpOptions(this.bytes, this.optionsOffset, this.optionsLength, out);
   }
 
-  verifyChecksumV4(src: number, dst: number): boolean {
+  /** With `sum` (≥ 0): the sum16 of this.bytes[from, the segment's end), computed as the frame
+   *  was copied (RxMeta.frameSum; `from` even, before the segment); only [from, offset) is read. */
+  verifyChecksumV4(src: number, dst: number, sum = -1, from = 0): boolean {
+    if (sum >= 0) return verifyFromSum(sum, this.bytes, from, this.offset, pseudoHeaderSumV4(src, dst, IpProtocol.TCP, this.length));
     return verifyTransportV4(this.bytes, this.offset, this.length, src, dst, IpProtocol.TCP);
   }
-  verifyChecksumV6(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number): boolean {
+  verifyChecksumV6(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number, sum = -1, from = 0): boolean {
+    if (sum >= 0) {
+      return verifyFromSum(sum, this.bytes, from, this.offset, pseudoHeaderSumV6(src, srcOff, dst, dstOff, IpProtocol.TCP, this.length));
+    }
     return verifyTransportV6(this.bytes, this.offset, this.length, src, srcOff, dst, dstOff, IpProtocol.TCP);
   }
   fillChecksumV4(src: number, dst: number): void {

@@ -3,7 +3,7 @@
 import fc from 'fast-check';
 import t from 'tap';
 import { hostnet } from '../../src/host/native.js';
-import { NATIVE_SUM_MIN, sum16, sum16js, useNativeSum } from '../../src/wire/checksum.js';
+import { NATIVE_SUM_MIN, copySum, sum16, sum16js, useNativeCopySum, useNativeSum } from '../../src/wire/checksum.js';
 import { property } from '../support/wire-helpers.js';
 
 t.test('native sum16 equals the JavaScript one (the best loop for this CPU, and the portable SSE2 one)', async (t) => {
@@ -43,4 +43,35 @@ t.test('sum16 uses the addon for long ranges, JavaScript for short ones', async 
   t.equal(calls, 1);
   sum16(b, 0, NATIVE_SUM_MIN - 1);
   t.equal(calls, 1, 'short: not called');
+});
+
+t.test('copySum copies and sums the copy from `from` on, as a copy and sum16 would; ranges checked', async (t) => {
+  property(
+    t,
+    'random bytes, offsets, lengths and starting points',
+    fc.property(fc.uint8Array({ minLength: 1, maxLength: 70000 }), fc.nat(), fc.nat(), fc.nat(), fc.nat(100), (b, x, y, z, d) => {
+      const off = x % b.length;
+      const len = y % (b.length - off + 1);
+      const from = len === 0 ? 0 : z % (len + 1);
+      const dst = new Uint8Array(len + d);
+      const sum = hostnet.copySum(b, off, len, dst, d, from);
+      return sum === sum16js(b, off + from, len - from) && Buffer.from(dst.subarray(d)).equals(Buffer.from(b.subarray(off, off + len)));
+    }),
+    300,
+  );
+  const ones = new Uint8Array(5_000_001).fill(0xff);
+  const out = new Uint8Array(ones.length);
+  t.equal(hostnet.copySum(ones, 0, ones.length, out, 0, 1), sum16js(ones, 1, ones.length - 1), 'all ones, 5 MB: no carry lost');
+  const b = new Uint8Array(100);
+  t.throws(() => hostnet.copySum(b, 0, 60, b, 40, 0), RangeError, 'overlapping ranges refused');
+  t.throws(() => hostnet.copySum(b, 50, 60, new Uint8Array(100), 0, 0), RangeError, 'past the source');
+  t.throws(() => hostnet.copySum(b, 0, 10, new Uint8Array(100), 0, 11), RangeError, 'from past the length');
+  t.equal(hostnet.copySum(b, 0, 50, b, 50, 0), 0, 'adjacent ranges of one buffer are fine');
+  // wire's copySum goes to the addon once it is installed, and falls back without it.
+  const was = useNativeCopySum(undefined);
+  t.teardown(() => useNativeCopySum(was));
+  const src = Uint8Array.from({ length: 1500 }, (_, i) => (i * 31) & 0xff);
+  const dst = new Uint8Array(1500);
+  t.equal(copySum(src, 0, 1500, dst, 0, 14), sum16js(src, 14, 1486), 'the JavaScript fallback');
+  t.same(dst, src);
 });

@@ -170,14 +170,23 @@ export function udpFrame6(srcPort: number, dstPort: number, data: Uint8Array, p:
   return ipv6Frame(p, IpProtocol.UDP, m);
 }
 
-export function tcpFrame6(srcPort: number, dstPort: number, seq: number, ack: number, flags: number, p: Ipv6Frame & { mss?: number }): Uint8Array {
+export function tcpFrame6(
+  srcPort: number,
+  dstPort: number,
+  seq: number,
+  ack: number,
+  flags: number,
+  p: Ipv6Frame & { mss?: number; data?: Uint8Array },
+): Uint8Array {
   let options: TcpOptions | undefined;
   if (p.mss !== undefined) {
     options = new TcpOptions();
     options.mss = p.mss;
   }
-  const repr = { srcPort, dstPort, seq: seq >>> 0, ack: ack >>> 0, flags, window: 65535, payloadLength: 0, ...(options ? { options } : {}) };
-  const m = new Uint8Array(tcpHeaderLength(repr));
+  const data = p.data ?? new Uint8Array(0);
+  const repr = { srcPort, dstPort, seq: seq >>> 0, ack: ack >>> 0, flags, window: 65535, payloadLength: data.length, ...(options ? { options } : {}) };
+  const m = new Uint8Array(tcpHeaderLength(repr) + data.length);
+  m.set(data, m.length - data.length);
   emitTcpV6(m, 0, repr, p.src, p.dst);
   return ipv6Frame(p, IpProtocol.TCP, m);
 }

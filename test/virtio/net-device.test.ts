@@ -11,7 +11,7 @@ import { VhostUserServer, bit } from 'vhost-user-ts';
 import { TestFrontend } from 'vhost-user-ts/testing';
 import type { RxMeta } from '../../src/iface/link.js';
 import { NET_HDR_LEN, NetFeature, VirtioNetDevice } from '../../src/virtio/net-device.js';
-import { completeChecksum, pseudoHeaderSumV4 } from '../../src/wire/checksum.js';
+import { completeChecksum, pseudoHeaderSumV4, sum16 } from '../../src/wire/checksum.js';
 import { IpProtocol } from '../../src/wire/index.js';
 import { GUEST_MAC, ipv6Frame, tcpFrame, udpFrame } from '../support/packets.js';
 import { settle, until } from '../support/wait.js';
@@ -517,6 +517,31 @@ t.test('RX in place to a guest without GUEST_CSUM: the checksum is completed ove
     completeChecksum(want, 34, want.length, 16);
     t.same(got, want, `frame ${i}: the checksum complete and right, the payload intact`);
   }
+});
+
+t.test('TX: a frame in one buffer (alone or after a header buffer) comes with its sum from the IP header on; a scattered one without', async (t) => {
+  const { dev, fe } = setup(t);
+  const sums: (number | undefined)[] = [];
+  const frames: Uint8Array[] = [];
+  dev.sink = {
+    receive(frame: Uint8Array, meta: RxMeta) {
+      sums.push(meta.frameSum);
+      frames.push(frame.slice());
+    },
+  };
+  const [, txq] = await fe.handshake();
+  const seg = tcpFrame(40000, 80, 1, 1, 0x18, frame(1401, 5)); // an odd length
+  const both = new Uint8Array(NET_HDR_LEN + seg.length);
+  both.set(hdr(0), 0);
+  both.set(seg, NET_HDR_LEN);
+  txq!.add([{ data: both }]); // header and frame in one buffer
+  txq!.add([{ data: hdr(0) }, { data: seg }]); // header, then the frame
+  txq!.add([{ data: hdr(0) }, { data: seg.subarray(0, 700) }, { data: seg.subarray(700) }]); // scattered
+  txq!.kick();
+  await txq!.waitUsed(3);
+  const want = sum16(seg, 14, seg.length - 14);
+  t.same(sums, [want, want, -1], 'summed in the copy where the frame is in one buffer');
+  for (const f of frames) t.same(f, seg, 'and copied whole');
 });
 
 t.test('TX: a TCP segment with NEEDS_CSUM leaves its payload in guest memory; kept, its buffer goes back after releasePayloads', async (t) => {
