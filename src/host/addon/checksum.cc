@@ -58,20 +58,25 @@ inline uint32_t FinishSum(const uint8_t* p, size_t i, size_t len, uint64_t a) {
 #if defined(__x86_64__)
 // AVX2, where the CPU has it: 64 bytes a step, each 32-bit lane split into its two 16-bit words
 // (mask and shift), four accumulators. A lane gains at most 0xffff a step; spilled into `a` every
-// 32768 steps, before 2^32.
-__attribute__((target("avx2"))) uint32_t SumRangeAvx2(const uint8_t* p, size_t len) {
-  PrefetchRange(p, len);
+// 32768 steps, before 2^32. With kCopy the bytes loaded are also stored to q (CopySum), and the
+// tail is summed from the copy: the sum is always of what was copied.
+template <bool kCopy>
+__attribute__((target("avx2"))) inline uint32_t SumAvx2(const uint8_t* p, uint8_t* q, size_t n) {
   uint64_t a = 0;
   size_t i = 0;
   const __m256i low = _mm256_set1_epi32(0xffff);
-  while (i + 64 <= len) {
+  while (i + 64 <= n) {
     __m256i s0 = _mm256_setzero_si256();
     __m256i s1 = _mm256_setzero_si256();
     __m256i s2 = _mm256_setzero_si256();
     __m256i s3 = _mm256_setzero_si256();
-    for (size_t steps = 0; steps < 32768 && i + 64 <= len; steps++, i += 64) {
+    for (size_t steps = 0; steps < 32768 && i + 64 <= n; steps++, i += 64) {
       const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i));
       const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 32));
+      if constexpr (kCopy) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i), x);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i + 32), y);
+      }
       s0 = _mm256_add_epi32(s0, _mm256_and_si256(x, low));
       s1 = _mm256_add_epi32(s1, _mm256_srli_epi32(x, 16));
       s2 = _mm256_add_epi32(s2, _mm256_and_si256(y, low));
@@ -84,7 +89,17 @@ __attribute__((target("avx2"))) uint32_t SumRangeAvx2(const uint8_t* p, size_t l
     _mm256_store_si256(reinterpret_cast<__m256i*>(lanes + 24), s3);
     for (uint32_t lane : lanes) a += lane;
   }
-  return FinishSum(p, i, len, a);
+  if constexpr (kCopy) {
+    std::memcpy(q + i, p + i, n - i);
+    return FinishSum(q, i, n, a);
+  } else {
+    return FinishSum(p, i, n, a);
+  }
+}
+
+__attribute__((target("avx2"))) uint32_t SumRangeAvx2(const uint8_t* p, size_t len) {
+  PrefetchRange(p, len);
+  return SumAvx2<false>(p, nullptr, len);
 }
 #endif
 
@@ -132,40 +147,10 @@ uint32_t SumRange(const uint8_t* p, size_t len) {
 }
 
 #if defined(__x86_64__)
-// CopySum with AVX2: the loads of the copy are the loads of the sum, 64 bytes a step (as
-// SumRangeAvx2; the lanes spilled every 32768 steps).
+// CopySum with AVX2: the loads of the copy are the loads of the sum.
 __attribute__((target("avx2"))) uint32_t CopySumAvx2(const uint8_t* src, uint8_t* dst, size_t len, size_t from) {
   std::memcpy(dst, src, from);
-  const uint8_t* p = src + from;
-  uint8_t* q = dst + from;
-  const size_t n = len - from;
-  uint64_t a = 0;
-  size_t i = 0;
-  const __m256i low = _mm256_set1_epi32(0xffff);
-  while (i + 64 <= n) {
-    __m256i s0 = _mm256_setzero_si256();
-    __m256i s1 = _mm256_setzero_si256();
-    __m256i s2 = _mm256_setzero_si256();
-    __m256i s3 = _mm256_setzero_si256();
-    for (size_t steps = 0; steps < 32768 && i + 64 <= n; steps++, i += 64) {
-      const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i));
-      const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 32));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i), x);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i + 32), y);
-      s0 = _mm256_add_epi32(s0, _mm256_and_si256(x, low));
-      s1 = _mm256_add_epi32(s1, _mm256_srli_epi32(x, 16));
-      s2 = _mm256_add_epi32(s2, _mm256_and_si256(y, low));
-      s3 = _mm256_add_epi32(s3, _mm256_srli_epi32(y, 16));
-    }
-    alignas(32) uint32_t lanes[32];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), s0);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes + 8), s1);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes + 16), s2);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes + 24), s3);
-    for (uint32_t lane : lanes) a += lane;
-  }
-  std::memcpy(q + i, p + i, n - i);
-  return FinishSum(q, i, n, a);  // the tail from the copy: what was summed is what was copied
+  return SumAvx2<true>(src + from, dst + from, len - from);
 }
 #endif
 
