@@ -326,7 +326,8 @@ export class Ipv4Layer {
       if (ip.protocol === IpProtocol.UDP && !ip.isFragment()) {
         const udp = this.udp.at(frame, ip.payloadOffset, ip.payloadLength);
         if (!udp.check()) return this.s.drop('udp4.malformed');
-        if (!meta.checksumPartial && !udp.verifyChecksumV4(ip.src, ip.dst)) return this.s.drop('udp4.badChecksum');
+        if (!meta.checksumPartial && !udp.verifyChecksumV4(ip.src, ip.dst, frameSumTo(frame, meta, udp.offset + udp.udpLength), ETHERNET_HEADER_LEN))
+          return this.s.drop('udp4.badChecksum');
       }
       return this.s.router.beyond(this.packetViews.of(frame, ip.offset, ip.offset + ip.totalLength));
     }
@@ -416,7 +417,8 @@ export class Ipv4Layer {
   private udpv4Input(frame: Uint8Array, eth: EthernetFrame, ip: Ipv4Packet, meta: RxMeta, broadcast: boolean): void {
     const udp = this.udp.at(frame, ip.payloadOffset, ip.payloadLength);
     if (!udp.check()) return this.s.drop('udp4.malformed');
-    if (!meta.checksumPartial && !udp.verifyChecksumV4(ip.src, ip.dst)) return this.s.drop('udp4.badChecksum');
+    if (!meta.checksumPartial && !udp.verifyChecksumV4(ip.src, ip.dst, frameSumTo(frame, meta, udp.offset + udp.udpLength), ETHERNET_HEADER_LEN))
+      return this.s.drop('udp4.badChecksum');
     const handler = this.udpHandlers.get(udp.dstPort);
     if (handler) {
       const d = this.udpInput;

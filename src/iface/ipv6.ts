@@ -321,7 +321,11 @@ export class Ipv6Layer {
       if (ip.nextHeader === IpProtocol.UDP) {
         const udp = this.udp.at(frame, ip.payloadOffset, ip.end - ip.payloadOffset);
         if (!udp.check()) return this.s.drop('udp6.malformed');
-        if (!meta.checksumPartial && !udp.verifyChecksumV6(frame, ip.srcOffset, frame, ip.dstOffset)) return this.s.drop('udp6.badChecksum');
+        if (
+          !meta.checksumPartial &&
+          !udp.verifyChecksumV6(frame, ip.srcOffset, frame, ip.dstOffset, frameSumTo(frame, meta, udp.offset + udp.udpLength), ETHERNET_HEADER_LEN)
+        )
+          return this.s.drop('udp6.badChecksum');
       }
       return this.s.router.beyond(this.packetViews.of(frame, ip.offset, ip.end));
     }
@@ -478,7 +482,11 @@ export class Ipv6Layer {
   private udpv6Input(frame: Uint8Array, eth: EthernetFrame, ip: Ipv6Packet, off: number, len: number, meta: RxMeta): void {
     const udp = this.udp.at(frame, off, len);
     if (!udp.check()) return this.s.drop('udp6.malformed');
-    if (!meta.checksumPartial && !udp.verifyChecksumV6(frame, ip.srcOffset, frame, ip.dstOffset)) return this.s.drop('udp6.badChecksum');
+    if (
+      !meta.checksumPartial &&
+      !udp.verifyChecksumV6(frame, ip.srcOffset, frame, ip.dstOffset, frameSumTo(frame, meta, udp.offset + udp.udpLength), ETHERNET_HEADER_LEN)
+    )
+      return this.s.drop('udp6.badChecksum');
     const handler = this.udpHandlers.get(udp.dstPort);
     if (handler) {
       const d = this.udpInput;

@@ -6,7 +6,7 @@
 // packets whose checksum is zero). RFC 8085 for how a UDP endpoint should behave.
 
 import { get16, rangeOk, set16 } from './bytes.js';
-import { internetChecksum, pseudoHeaderSumV4, pseudoHeaderSumV6, verifyTransportV4, verifyTransportV6 } from './checksum.js';
+import { internetChecksum, pseudoHeaderSumV4, pseudoHeaderSumV6, verifyFromSum, verifyTransportV4, verifyTransportV6 } from './checksum.js';
 import { IpProtocol, PortsView } from './ip.js';
 
 //  0                   1                   2                   3
@@ -59,13 +59,19 @@ export class UdpDatagram extends PortsView {
   }
 
   /** IPv4: a zero checksum means the sender computed none, which is accepted. */
-  verifyChecksumV4(src: number, dst: number): boolean {
+  /** IPv4: zero means no checksum. With `sum` (≥ 0): the sum16 of this.bytes[from, the datagram's
+   *  end), computed as the frame was copied (RxMeta.frameSum); only [from, offset) is read. */
+  verifyChecksumV4(src: number, dst: number, sum = -1, from = 0): boolean {
     if (this.checksum === 0) return true;
+    if (sum >= 0) return verifyFromSum(sum, this.bytes, from, this.offset, pseudoHeaderSumV4(src, dst, IpProtocol.UDP, this.udpLength));
     return verifyTransportV4(this.bytes, this.offset, this.udpLength, src, dst, IpProtocol.UDP);
   }
-  /** IPv6: the checksum is mandatory, so zero fails. */
-  verifyChecksumV6(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number): boolean {
+  /** IPv6: the checksum is mandatory, so zero fails. `sum` and `from` as for IPv4. */
+  verifyChecksumV6(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number, sum = -1, from = 0): boolean {
     if (this.checksum === 0) return false;
+    if (sum >= 0) {
+      return verifyFromSum(sum, this.bytes, from, this.offset, pseudoHeaderSumV6(src, srcOff, dst, dstOff, IpProtocol.UDP, this.udpLength));
+    }
     return verifyTransportV6(this.bytes, this.offset, this.udpLength, src, srcOff, dst, dstOff, IpProtocol.UDP);
   }
   fillChecksumV4(src: number, dst: number): void {
