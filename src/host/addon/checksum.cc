@@ -168,48 +168,32 @@ uint32_t CopySumPortable(const uint8_t* src, uint8_t* dst, size_t len, size_t fr
 napi_value CopySum(napi_env env, napi_callback_info cbinfo) {
   size_t argc = 6;
   napi_value argv[6];
-  napi_typedarray_type srcType = napi_int8_array;
-  napi_typedarray_type dstType = napi_int8_array;
-  size_t srcLen = 0;
-  size_t dstLen = 0;
-  void* srcData = nullptr;
-  void* dstData = nullptr;
-  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) != napi_ok || argc < 6 ||
-      napi_get_typedarray_info(env, argv[0], &srcType, &srcLen, &srcData, nullptr, nullptr) != napi_ok ||
-      napi_get_typedarray_info(env, argv[3], &dstType, &dstLen, &dstData, nullptr, nullptr) != napi_ok ||
-      srcType != napi_uint8_array || dstType != napi_uint8_array) {
-    napi_throw_type_error(env, nullptr, "copySum(src, srcOffset, length, dst, dstOffset, from): src and dst must be Uint8Arrays");
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+  napi_util::CopyRange r;
+  if (!napi_util::CopyArgs(env, argv, argc, "copySum", &r)) return nullptr;
+  double from = -1;
+  if (argc < 6 || napi_get_value_double(env, argv[5], &from) != napi_ok || !(from >= 0) ||
+      from != static_cast<double>(static_cast<size_t>(from)) || from > static_cast<double>(r.length)) {
+    napi_throw_range_error(env, nullptr, "copySum: from must be an integer from 0 to the length");
     return nullptr;
   }
-  double v[4] = {-1, -1, -1, -1};  // srcOffset, length, dstOffset, from
-  const int at[4] = {1, 2, 4, 5};
-  for (int k = 0; k < 4; k++) {
-    if (napi_get_value_double(env, argv[at[k]], &v[k]) != napi_ok || !(v[k] >= 0) || v[k] != static_cast<double>(static_cast<size_t>(v[k]))) {
-      napi_throw_range_error(env, nullptr, "copySum: offsets, length and from must be non-negative integers");
-      return nullptr;
-    }
-  }
-  if (v[0] + v[1] > static_cast<double>(srcLen) || v[2] + v[1] > static_cast<double>(dstLen) || v[3] > v[1]) {
-    napi_throw_range_error(env, nullptr, "copySum: a range outside its array, or from past the length");
-    return nullptr;
-  }
-  const auto* src = static_cast<const uint8_t*>(srcData) + static_cast<size_t>(v[0]);
-  auto* dst = static_cast<uint8_t*>(dstData) + static_cast<size_t>(v[2]);
-  const auto len = static_cast<size_t>(v[1]);
+  const uint8_t* src = r.src;
+  uint8_t* dst = r.dst;
+  const size_t len = r.length;
   if (src < dst + len && dst < src + len) {
     napi_throw_range_error(env, nullptr, "copySum: the ranges overlap");
     return nullptr;
   }
-  const auto from = static_cast<size_t>(v[3]);
+  const auto start = static_cast<size_t>(from);
   uint32_t sum;
 #if defined(__x86_64__)
   if (kHaveAvx2) {
-    sum = CopySumAvx2(src, dst, len, from);
+    sum = CopySumAvx2(src, dst, len, start);
   } else {
-    sum = CopySumPortable(src, dst, len, from);
+    sum = CopySumPortable(src, dst, len, start);
   }
 #else
-  sum = CopySumPortable(src, dst, len, from);
+  sum = CopySumPortable(src, dst, len, start);
 #endif
   napi_value result = nullptr;
   napi_create_uint32(env, sum, &result);

@@ -165,17 +165,16 @@ inline bool SpanPointer(napi_env env, napi_value views, uint32_t i, double offse
   return true;
 }
 
-// copy(src, srcOffset, length, dst, dstOffset): memmove of src[srcOffset, +length) to
-// dst[dstOffset, +length) (Uint8Arrays, e.g. guest memory and a private buffer). Throws on a bad
-// range. It is the copy a descriptor chain makes per segment: unlike dst.set(src.subarray(...)),
-// it makes no view, so copying a frame in or out of guest memory allocates nothing. A fault in
-// guest memory is repaired by vhost-user-ts's SIGBUS guard as for any other access.
-// Plain N-API (no CallbackInfo, no separate type checks: napi_get_typedarray_info refuses what is
-// not a typed array): this is called per frame, and its cost is the calls it makes.
-inline napi_value Copy(napi_env env, napi_callback_info cbinfo) {
-  size_t argc = 5;
-  napi_value argv[5];
-  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+// The arguments (src, srcOffset, length, dst, dstOffset) at argv[0..4] of copy and of the
+// functions built like it (the host addon's copySum): two Uint8Arrays and a range within each.
+// False leaves a TypeError or RangeError pending, its message starting with `name`.
+struct CopyRange {
+  const uint8_t* src;
+  uint8_t* dst;
+  size_t length;
+};
+
+inline bool CopyArgs(napi_env env, const napi_value* argv, size_t argc, const char* name, CopyRange* out) {
   napi_typedarray_type srcType = napi_int8_array;
   napi_typedarray_type dstType = napi_int8_array;
   size_t srcLen = 0;
@@ -188,19 +187,37 @@ inline napi_value Copy(napi_env env, napi_callback_info cbinfo) {
   if (argc < 5 || napi_get_typedarray_info(env, argv[0], &srcType, &srcLen, &srcData, nullptr, nullptr) != napi_ok ||
       napi_get_typedarray_info(env, argv[3], &dstType, &dstLen, &dstData, nullptr, nullptr) != napi_ok ||
       srcType != napi_uint8_array || dstType != napi_uint8_array) {
-    napi_throw_type_error(env, nullptr, "copy(src, srcOffset, length, dst, dstOffset): src and dst must be Uint8Arrays");
-    return nullptr;
+    napi_throw_type_error(env, nullptr, (std::string(name) + "(src, srcOffset, length, dst, dstOffset): src and dst must be Uint8Arrays").c_str());
+    return false;
   }
   if (napi_get_value_double(env, argv[1], &srcOff) != napi_ok || napi_get_value_double(env, argv[2], &len) != napi_ok ||
       napi_get_value_double(env, argv[4], &dstOff) != napi_ok || !(srcOff >= 0) || !(len >= 0) || !(dstOff >= 0) ||
       srcOff + len > static_cast<double>(srcLen) || dstOff + len > static_cast<double>(dstLen) ||
       srcOff != static_cast<double>(static_cast<size_t>(srcOff)) || len != static_cast<double>(static_cast<size_t>(len)) ||
       dstOff != static_cast<double>(static_cast<size_t>(dstOff))) {
-    napi_throw_range_error(env, nullptr, "copy: offsets and length must be integers within both arrays");
-    return nullptr;
+    napi_throw_range_error(env, nullptr, (std::string(name) + ": offsets and length must be integers within both arrays").c_str());
+    return false;
   }
-  std::memmove(static_cast<uint8_t*>(dstData) + static_cast<size_t>(dstOff),
-               static_cast<const uint8_t*>(srcData) + static_cast<size_t>(srcOff), static_cast<size_t>(len));
+  out->src = static_cast<const uint8_t*>(srcData) + static_cast<size_t>(srcOff);
+  out->dst = static_cast<uint8_t*>(dstData) + static_cast<size_t>(dstOff);
+  out->length = static_cast<size_t>(len);
+  return true;
+}
+
+// copy(src, srcOffset, length, dst, dstOffset): memmove of src[srcOffset, +length) to
+// dst[dstOffset, +length) (Uint8Arrays, e.g. guest memory and a private buffer). Throws on a bad
+// range. It is the copy a descriptor chain makes per segment: unlike dst.set(src.subarray(...)),
+// it makes no view, so copying a frame in or out of guest memory allocates nothing. A fault in
+// guest memory is repaired by vhost-user-ts's SIGBUS guard as for any other access.
+// Plain N-API (no CallbackInfo, no separate type checks: napi_get_typedarray_info refuses what is
+// not a typed array): this is called per frame, and its cost is the calls it makes.
+inline napi_value Copy(napi_env env, napi_callback_info cbinfo) {
+  size_t argc = 5;
+  napi_value argv[5];
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+  CopyRange r;
+  if (!CopyArgs(env, argv, argc, "copy", &r)) return nullptr;
+  std::memmove(r.dst, r.src, r.length);
   return nullptr;
 }
 
