@@ -10,6 +10,7 @@ import ipaddr from 'ipaddr.js';
 import type { Logger } from 'pino';
 import { VhostUserServer } from 'vhost-user-ts';
 import { Dhcpv4Server, DHCPV4_CHADDR_OFFSET } from '../dhcp/dhcpv4-server.js';
+import type { Dhcpv4LeaseInfo } from '../dhcp/dhcpv4-server.js';
 import { Dhcpv6Server } from '../dhcp/dhcpv6-server.js';
 import type { StackConfig } from '../iface/config.js';
 import { LINK_LOCAL_ADDRESS } from '../iface/ipv6.js';
@@ -397,15 +398,18 @@ export class Vunet {
     this.opts.logger.info({ guest: port?.name, flows }, 'guest detached');
   }
 
+  /** The bound DHCP leases of the MACs in `macs` (as the switch numbers them). */
+  private boundLeasesOf(macs: ReadonlySet<number>): Dhcpv4LeaseInfo[] {
+    return this.dhcpv4.leases().filter((l) => l.state === 'bound' && macs.has(parseInt(l.mac.replace(/:/g, ''), 16)));
+  }
+
   /** Every address a guest on `port` has used that we know of: bound DHCP leases, ARP and NDP
    *  entries (link-local included) with one of the MACs the switch learnt there. */
   private addressesOf(port: SwitchPort): Inany[] {
     const macs = new Set(this.switch?.macsOf(port) ?? []);
     if (macs.size === 0) return [];
     const out: Inany[] = [];
-    for (const l of this.dhcpv4.leases()) {
-      if (l.state === 'bound' && macs.has(parseInt(l.mac.replace(/:/g, ''), 16))) out.push(inanyOfIpv4(l.ip));
-    }
+    for (const l of this.boundLeasesOf(macs)) out.push(inanyOfIpv4(l.ip));
     for (const n of this.stack.ipv4.neighbors.list()) {
       if (n.mac && macs.has(macNumber(n.mac, 0))) out.push(inanyOfIpv4(n.key));
     }
@@ -799,7 +803,7 @@ export class Vunet {
     const macs = new Set(this.switch.macsOf(port));
     if (macs.size === 0) return undefined;
     if (family === 4) {
-      const lease = this.dhcpv4.leases().find((l) => l.state === 'bound' && macs.has(parseInt(l.mac.replace(/:/g, ''), 16)));
+      const lease = this.boundLeasesOf(macs)[0];
       return lease ? inanyBytes(inanyOfIpv4(lease.ip)).slice() : undefined;
     }
     for (const n of this.stack.ipv6?.neighbors.list() ?? []) {
