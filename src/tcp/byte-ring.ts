@@ -143,11 +143,16 @@ export class ByteRing {
     return true;
   }
 
-  /** Drops `n` bytes from the head. */
-  consume(n: number): void {
+  /**
+   * Drops `n` bytes from the head. `rewind`: nothing is parked beyond the held bytes (no
+   * out-of-order data), so an emptied ring starts again at its beginning (what is written next
+   * lands where the last writes did, still in cache); out-of-order data keeps its place.
+   */
+  consume(n: number, rewind = false): void {
     n = Math.min(n, this.length);
     this.length -= n;
-    this.head = this.length === 0 ? 0 : (this.head + n) % this.buf.length;
+    if (this.buf.length === 0) return;
+    this.head = this.length === 0 && rewind ? 0 : (this.head + n) % this.buf.length;
   }
 
   /** A view of free space right after the held bytes (contiguous), up to a fill of `limit`

@@ -470,7 +470,7 @@ export class TcpConnection<Owner = unknown> {
     while (this.rcvBuf.length > 0) {
       const view = this.rcvBuf.viewAt(0, this.rcvBuf.length);
       const n = Math.max(0, Math.min(view.length, take(view)));
-      this.rcvBuf.consume(n);
+      this.rcvBuf.consume(n, this.ooo.length === 0); // (out-of-order data keeps its place)
       total += n;
       if (n < view.length) break;
     }
@@ -796,7 +796,9 @@ export class TcpConnection<Owner = unknown> {
     // Data acknowledged frees the send buffer (the FIN's sequence number is not data).
     const dataAcked = Math.min(sub(ack, this.sndBufSeq), this.sndBuf.length);
     if (dataAcked > 0) {
-      this.sndBuf.consume(dataAcked);
+      // (Nothing lies beyond a send ring's bytes: emptied, it starts again at its beginning.)
+      if (this.sndRing) this.sndRing.consume(dataAcked, true);
+      else this.sndBuf.consume(dataAcked);
       this.sndBufSeq = add(this.sndBufSeq, dataAcked);
     }
     this.sndUna = ack;

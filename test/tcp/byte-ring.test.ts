@@ -67,3 +67,19 @@ t.test('reserve() and commit() fill the ring up to a limit; trim() frees an idle
   t.equal(ring.capacity, 0, 'given back under pressure');
   t.equal(acct.used, 0);
 });
+
+t.test('out-of-order data keeps its place when the held bytes before it are consumed', async (t) => {
+  const ring = new ByteRing(1 << 20, 4096);
+  t.equal(ring.append(bytes(100, 1), 0, 100), 100, 'in order: 100 bytes');
+  t.ok(ring.writeAt(300, bytes(50, 5), 0, 50), 'out of order: 50 bytes after a hole of 200');
+  ring.consume(100); // the in-order bytes go on; the out-of-order ones must stay 200 bytes on
+  t.ok(ring.writeAt(0, bytes(200, 3), 0, 200), 'the hole filled');
+  ring.length += 250;
+  const out = new Uint8Array(250);
+  ring.copyOut(0, 250, out, 0);
+  t.same(out, Uint8Array.from([...bytes(200, 3), ...bytes(50, 5)]), 'the hole, then the parked bytes');
+  // With nothing parked, an emptied ring may start again at its beginning.
+  ring.consume(250, true);
+  t.equal(ring.append(bytes(10, 7), 0, 10), 10);
+  t.same(ring.viewAt(0, 10), bytes(10, 7));
+});
