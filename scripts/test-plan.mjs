@@ -41,6 +41,7 @@ const OWN_PROCESS = [
   ['test/nat/tcp-nat-host.test.ts', 'loads src/host/native.ts (real host sockets)'],
   ['test/runtime.test.ts', 'loads src/host/native.ts (the runtime on real host sockets)'],
   ['test/runtime-two-guests.test.ts', 'loads src/host/native.ts (the runtime on real host sockets)'],
+  ['test/runtime-coalesce.test.ts', 'loads src/host/native.ts (the runtime on real host sockets)'],
   ['test/sim-library.test.ts', 'loads src/host/native.ts (the runtime on real host sockets)'],
   ['test/lint.test.ts', 'runs ESLint and Prettier over the tree (half a minute): beside the others, not in their way'],
   ['libs/vhost-user-ts/test/native.test.ts', 'V8 flags (--expose-gc), counts every mapping of the process, children killed by signals'],

@@ -436,6 +436,9 @@ export class Vunet {
       // be switched to another guest.
       payloadsInPlace: !pcap && !multi,
       hostOffloads: !multi,
+      // Consecutive TCP segments join before the stack (a capture shows the guest's frames; a
+      // joined segment could not go to another guest).
+      coalesce: !pcap && !multi,
       releasePayloads: () => this.guarded('guest data passed on', () => this.tcpNat.releaseTaken()),
       onRoom: () => this.guarded('receive buffers posted', () => this.tcpNat.linkRoom()),
       onFrameError: (err) => this.failed('a guest frame', err),

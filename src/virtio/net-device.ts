@@ -21,6 +21,7 @@ import { EndOfTurn } from '../iface/end-of-turn.js';
 import { ViewCache, copyBytes } from '../wire/bytes.js';
 import { copySum, foldSum, sum16, sumSpans } from '../wire/checksum.js';
 import { ETHERNET_HEADER_LEN } from '../wire/ethernet.js';
+import { COALESCE_HEAD, TcpCoalescer, coalescible } from './tcp-coalescer.js';
 
 /** virtio-net feature bits (virtio 1.2 §5.1.3). */
 export const NetFeature = {
@@ -75,6 +76,8 @@ export interface NetDeviceStats {
   txFailed: number;
   /** TX batches cut into slices to give other work a turn. */
   txSlices: number;
+  /** Guest TCP segments joined to the one before them (see tcp-coalescer.ts). */
+  txCoalesced: number;
 }
 
 export interface NetDeviceOptions {
@@ -107,6 +110,10 @@ export interface NetDeviceOptions {
   /** End of a TX batch, after onBatchEnd: whatever kept payload by reference lets go of it now
    *  (its guest buffers are given back next). */
   releasePayloads?: () => void;
+  /** Join consecutive TCP segments of a connection that come without offloads before the stack
+   *  sees them (tcp-coalescer.ts; default true). Off when every frame must reach the sink as the
+   *  guest sent it: a capture, or a segment switched to another guest. */
+  coalesce?: boolean;
   /** Handling a guest frame threw (the frame was dropped): count and log it. */
   onFrameError?: (err: unknown) => void;
   /** A slice of a TX batch ends after this many frames (default 256)... */
@@ -129,6 +136,8 @@ const MAX_TX_SPANS = 2048;
  *  are found in the first HEAD_COPY bytes. */
 const PAYLOAD_IN_PLACE_MIN = 512;
 const HEAD_COPY = 256;
+/** Guest frames shorter than this are never joined (ACKs, interactive data: nothing to gain). */
+const COALESCE_MIN = 256;
 
 /**
  * Where a plain TCP segment's payload starts in `frame` (its first `have` bytes copied; `len`
@@ -221,6 +230,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     rxDropped: 0,
     txFailed: 0,
     txSlices: 0,
+    txCoalesced: 0,
   };
   sink: FrameSink | undefined;
 
@@ -273,6 +283,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private readonly csumLengths = new Uint32Array(2 * MAX_HELD_FRAMES);
   private csumCount = 0;
   private csumAt = -1;
+  /** Guest TCP segments being joined (absent: coalesce off). */
+  private readonly coalescer: TcpCoalescer | undefined;
   /** The frame's view of scratch, one per recent length (no view per frame). */
   private readonly frameViews = new ViewCache();
   private readonly header = new Uint8Array(NET_HDR_LEN);
@@ -305,6 +317,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     this.defer = opts.defer ?? ((fn) => void setImmediate(fn));
     this.now = opts.now ?? (() => performance.now());
     this.flushLater = new EndOfTurn(() => this.flush(), opts.inBatch);
+    this.coalescer = opts.coalesce === false ? undefined : new TcpCoalescer();
     const hostGso =
       opts.hostOffloads === false
         ? 0n
@@ -367,6 +380,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   }
 
   disconnected(): void {
+    this.coalescer?.clear();
     this.forgetHeld();
     this.backlog.length = 0;
     this.backlogPartial.length = 0;
@@ -461,6 +475,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       q.flush();
     } while (q.enableNotification());
     q.flush();
+    // The slice's last segments, joined, go before its output.
+    if (this.coalescer !== undefined && this.coalescer.length > 0) this.deliverJoined();
     if (sliced) {
       // Kicks stay off: the next slice looks at the ring anyway.
       this.stats.txSlices++;
@@ -493,9 +509,14 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     chain.read(0, this.header, 0, NET_HDR_LEN);
     const flags = this.header[0]!;
     const gso = this.header[1]!;
+    const len = total - NET_HDR_LEN;
+    const g = this.coalescer;
+    if (g !== undefined) {
+      if (flags === 0 && gso === NET_HDR_GSO_NONE && len >= COALESCE_MIN && len <= g.buf.length && this.coalesce(g, chain, len)) return;
+      if (g.length > 0) this.deliverJoined(); // what was joined goes first
+    }
     // The private copy: from here on nothing reads this frame's headers from guest memory. A
     // TCP segment's payload may stay there (FramePayload): the kernel reads it, or load().
-    const len = total - NET_HDR_LEN;
     const p = this.txPayload;
     p.reset();
     let frameSum = -1;
@@ -523,12 +544,18 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       this.stats.txGso++;
     }
     this.meta.payload = p.loaded ? undefined : p;
-    this.meta.frameSum = frameSum;
-    this.meta.checksumPartial = (flags & NET_HDR_F_NEEDS_CSUM) !== 0;
-    this.meta.checksumStart = this.header[6]! | (this.header[7]! << 8);
-    this.meta.checksumOffset = this.header[8]! | (this.header[9]! << 8);
     this.stats.txFrames++;
     this.stats.txBytes += frame.length;
+    this.deliver(frame, frameSum, (flags & NET_HDR_F_NEEDS_CSUM) !== 0);
+  }
+
+  /** Hands a guest frame (a private copy) to the sink; with `partial` (NEEDS_CSUM) the checksum's
+   *  place comes from the frame's virtio-net header (this.header). */
+  private deliver(frame: Uint8Array, frameSum: number, partial: boolean): void {
+    this.meta.frameSum = frameSum;
+    this.meta.checksumPartial = partial;
+    this.meta.checksumStart = partial ? this.header[6]! | (this.header[7]! << 8) : 0;
+    this.meta.checksumOffset = partial ? this.header[8]! | (this.header[9]! << 8) : 0;
     try {
       this.sink?.receive(frame, this.meta);
     } catch (err) {
@@ -540,6 +567,60 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   }
 
   /**
+   * A frame without offloads that may be a TCP segment to join (tcp-coalescer.ts), when it lies in
+   * one buffer: its headers are copied and looked at; a segment that continues the pending one has
+   * its payload copied (and summed) straight to its place there. Any other is copied whole into
+   * the coalescer, after what was pending goes to the sink: a segment that may start a run stays
+   * there; the rest goes to the sink from that copy. False (nothing done) for a frame in several
+   * buffers: the caller copies it.
+   */
+  private coalesce(g: TcpCoalescer, chain: DescriptorChain, len: number): boolean {
+    const seg = this.frameSegment(chain, len);
+    if (seg < 0) return false;
+    const src = chain.bytes[seg]!;
+    const from = chain.offset[seg]! + (seg === 0 ? NET_HDR_LEN : 0);
+    // The headers, in at most two short copies (no call into the addon): an IPv4 segment's
+    // are known from the first 64 bytes, an IPv6 one's may reach COALESCE_HEAD.
+    const head = g.head;
+    let have = chain.read(NET_HDR_LEN, head, 0, Math.min(len, 64));
+    const need = Math.min(len, head[12] === 0x08 ? 14 + 20 + (head[14 + 20 + 12]! >> 4) * 4 : COALESCE_HEAD);
+    if (need > have) have += chain.read(NET_HDR_LEN + have, head, have, need - have);
+    let at = coalescible(head, have, len);
+    if (at > 0 && g.match(at, len)) {
+      const sum = copySum(src, from + at, len - at, g.buf, g.length, 0);
+      if (g.join(len, sum)) {
+        this.stats.txCoalesced++;
+        this.stats.txFrames++;
+        this.stats.txBytes += len;
+        return true;
+      }
+    }
+    if (g.length > 0) this.deliverJoined();
+    const frameSum = copySum(src, from, len, g.buf, 0, ETHERNET_HEADER_LEN);
+    this.stats.txFrames++;
+    this.stats.txBytes += len;
+    // Decided again on the copy, which is what counts (the guest may have changed its buffer).
+    at = coalescible(g.buf, Math.min(len, COALESCE_HEAD), len);
+    if (at > 0) {
+      g.start(len, at, frameSum);
+      return true;
+    }
+    this.meta.payload = undefined;
+    this.deliver(this.frameViews.of(g.buf, 0, len), frameSum, false);
+    return true;
+  }
+
+  /** The pending joined segment goes to the sink (its frames were counted as they came). */
+  private deliverJoined(): void {
+    const g = this.coalescer!;
+    const frameSum = g.finish();
+    const frame = this.frameViews.of(g.buf, 0, g.length);
+    g.clear();
+    this.meta.payload = undefined;
+    this.deliver(frame, frameSum, false);
+  }
+
+  /**
    * Copies the frame (len bytes after the virtio-net header) into the private buffer. When it lies
    * in one buffer (after the header in the same one, or in the next after a buffer holding just the
    * header: the layouts drivers use), the copy also sums it from its IP header on (RxMeta.frameSum:
@@ -547,19 +628,20 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    * over the payload); returns that sum, else -1.
    */
   private copyFrame(chain: DescriptorChain, len: number): number {
-    let seg = -1;
-    let at = 0;
-    if (chain.firstWritable >= 1 && chain.length[0]! >= NET_HDR_LEN + len) {
-      seg = 0;
-      at = NET_HDR_LEN;
-    } else if (chain.firstWritable >= 2 && chain.length[0] === NET_HDR_LEN && chain.length[1]! >= len) {
-      seg = 1;
-    }
+    const seg = this.frameSegment(chain, len);
     if (seg < 0) {
       chain.read(NET_HDR_LEN, this.scratch, 0, len);
       return -1;
     }
-    return copySum(chain.bytes[seg]!, chain.offset[seg]! + at, len, this.scratch, 0, ETHERNET_HEADER_LEN);
+    return copySum(chain.bytes[seg]!, chain.offset[seg]! + (seg === 0 ? NET_HDR_LEN : 0), len, this.scratch, 0, ETHERNET_HEADER_LEN);
+  }
+
+  /** The readable segment that holds the whole frame (len bytes after the virtio-net header): 0
+   *  when it follows the header there, 1 when the header has a buffer of its own; else -1. */
+  private frameSegment(chain: DescriptorChain, len: number): number {
+    if (chain.firstWritable >= 1 && chain.length[0]! >= NET_HDR_LEN + len) return 0;
+    if (chain.firstWritable >= 2 && chain.length[0] === NET_HDR_LEN && chain.length[1]! >= len) return 1;
+    return -1;
   }
 
   /** A partial checksum (and segmentation) we may ask of the guest for this frame. */

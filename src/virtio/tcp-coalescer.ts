@@ -1,0 +1,243 @@
+// Receive coalescing of the guest's TCP segments (Linux's GRO, tcp4_gro_receive and
+// tcp6_gro_receive, for frames that arrive without offloads): consecutive segments of one
+// connection in a TX batch that differ only in their sequence number, payload and checksums become
+// one segment before the stack sees them, so the stack, the NAT and the TCP endpoint run once for
+// up to 64 KiB instead of once per MTU-sized frame. vunet terminates TCP: one segment carrying
+// the bytes of N in-order segments, with everything else equal, is taken exactly as the N would be
+// (the endpoint counts a segment of several MSS as that many for its ACK clock).
+//
+// What may join (Linux's rules, stricter where vunet gains nothing by being loose):
+// - The frame: IPv4 without options, not a fragment, no padding, TTL above 1; or IPv6 with TCP as
+//   the first header, no padding, hop limit above 1. (A TTL of 1 is a traceroute probe: it gets
+//   its own answer.)
+// - Its segment: ACK set; none of SYN, FIN, RST, URG, CWR; payload not empty.
+// - With the pending segment: the same link header, the same IP header but for the IPv4 identity,
+//   lengths and checksum; the same TCP header but for the sequence number, which continues the
+//   pending one, the checksum and PSH; a payload no longer than the first segment's, and the whole
+//   within one IP packet (GSO_MAX_PACKET).
+// - Both checksums of every segment verify (the IPv4 header's, and the TCP one from the sum the copy
+//   computed): a segment that fails joins nothing and goes to the stack alone, which drops it.
+// A segment that carries PSH, or is shorter than the first, joins and ends the run. The merged
+// segment gets correct lengths and checksums (and PSH when its last part had it), and its frame
+// sum (RxMeta.frameSum), so the stack verifies it as it does any frame.
+//
+// The coalescer only decides and keeps the merged frame; the device copies each frame's headers out
+// of guest memory first (match() reads only that copy) and the payload straight to its place here.
+import { foldSum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16 } from '../wire/checksum.js';
+import { GSO_MAX_PACKET } from '../iface/link.js';
+
+/** Bytes of a frame's start the device copies for match(): Ethernet, IPv6 and a TCP header with
+ *  the most options (114), rounded up to whole words. */
+export const COALESCE_HEAD = 116;
+/** The 32-bit words of COALESCE_HEAD. */
+const HEAD_WORDS = COALESCE_HEAD / 4;
+
+const ETH = 14;
+const IPV4 = 0x0800;
+const IPV6 = 0x86dd;
+/** TCP flag bits (byte 13). */
+const FIN = 0x01;
+const SYN = 0x02;
+const RST = 0x04;
+const PSH = 0x08;
+const ACK = 0x10;
+const URG = 0x20;
+const CWR = 0x80;
+
+/**
+ * The payload offset of `head` (a frame's first `have` bytes, `len` long in all) when the frame
+ * is a segment that may start or join a merge (see the rules above), else 0.
+ */
+export function coalescible(head: Uint8Array, have: number, len: number): number {
+  if (have < ETH + 40) return 0;
+  const type = (head[12]! << 8) | head[13]!;
+  let tcp: number;
+  if (type === IPV4) {
+    if (head[14] !== 0x45 || head[23] !== 6 || head[22]! <= 1) return 0;
+    if ((((head[20]! << 8) | head[21]!) & 0x3fff) !== 0) return 0; // MF or an offset: a fragment
+    if (((head[16]! << 8) | head[17]!) !== len - ETH) return 0;
+    tcp = ETH + 20;
+  } else if (type === IPV6) {
+    if (head[14]! >> 4 !== 6 || head[20] !== 6 || head[21]! <= 1) return 0;
+    if (((head[18]! << 8) | head[19]!) !== len - ETH - 40) return 0;
+    tcp = ETH + 40;
+  } else {
+    return 0;
+  }
+  if (tcp + 20 > have) return 0;
+  const at = tcp + (head[tcp + 12]! >> 4) * 4;
+  const flags = head[tcp + 13]!;
+  if (at < tcp + 20 || at > have || at >= len) return 0;
+  if ((flags & ACK) === 0 || (flags & (SYN | FIN | RST | URG | CWR)) !== 0) return 0;
+  return at;
+}
+
+export class TcpCoalescer {
+  /** The pending frame, merged so far: buf[0, length); length 0 when there is none. */
+  readonly buf = new Uint8Array(ETH + GSO_MAX_PACKET);
+  /** Where the device copies a frame's headers for match() and join(). */
+  readonly head = new Uint8Array(COALESCE_HEAD);
+  length = 0;
+  // head and buf's headers as words (both start at byte 0 of their buffer, so word i is bytes
+  // 4i..4i+3 in both), and which of the pending frame's header bits a frame that joins repeats.
+  private readonly headWords = new Uint32Array(this.head.buffer, 0, HEAD_WORDS);
+  private readonly bufWords = new Uint32Array(this.buf.buffer, 0, HEAD_WORDS);
+  private readonly same = new Uint32Array(HEAD_WORDS);
+  private words = 0;
+  /** Segments in the pending frame. */
+  segments = 0;
+  /** Where its payload starts (its headers' length). */
+  private at = 0;
+  private tcp = 0;
+  /** The sequence number the next segment must carry. */
+  private nextSeq = 0;
+  /** The first segment's payload length: no later one may be longer. */
+  private segmentSize = 0;
+  /** A segment with PSH, or a short one, joined: the run is over. */
+  private closed = false;
+  /** The pending frame's sum from its IP header on, as the copy computed it (frameSum). */
+  private firstSum = 0;
+  /** Once a segment joined: the payload's sum, as it lies in the merged frame. */
+  private payloadSum = 0;
+  private psh = false;
+
+  /**
+   * Makes buf[0, len) — a frame just copied there whose copy summed it from its IP header on
+   * (`frameSum`) and whose payload starts at `at` (coalescible()) — the pending frame.
+   */
+  start(len: number, at: number, frameSum: number): void {
+    this.length = len;
+    this.segments = 1;
+    this.at = at;
+    this.tcp = this.buf[12] === 0x08 ? ETH + 20 : ETH + 40;
+    this.nextSeq = (readU32(this.buf, this.tcp + 4) + len - at) >>> 0;
+    this.segmentSize = len - at;
+    this.closed = (this.buf[this.tcp + 13]! & PSH) !== 0;
+    this.firstSum = frameSum;
+    this.payloadSum = -1;
+    this.psh = false;
+    // Every header bit must repeat but for: IPv4 total length, identity and checksum (IPv6
+    // payload length); the TCP sequence number (compared on its own), checksum and PSH.
+    const tcp = this.tcp;
+    this.words = (at + 3) >> 2;
+    this.same.fill(0xffffffff, 0, this.words);
+    this.same.fill(0, this.words);
+    for (let k = at; k < this.words * 4; k++) this.differs(k, 0xff);
+    if (tcp === ETH + 20) {
+      for (let k = ETH + 2; k < ETH + 6; k++) this.differs(k, 0xff);
+      this.differs(ETH + 10, 0xff);
+      this.differs(ETH + 11, 0xff);
+    } else {
+      this.differs(ETH + 4, 0xff);
+      this.differs(ETH + 5, 0xff);
+    }
+    for (let k = tcp + 4; k < tcp + 8; k++) this.differs(k, 0xff);
+    this.differs(tcp + 13, PSH);
+    this.differs(tcp + 16, 0xff);
+    this.differs(tcp + 17, 0xff);
+  }
+
+  /** Bits `bits` of header byte k may differ in a frame that joins (words are little-endian). */
+  private differs(k: number, bits: number): void {
+    this.same[k >> 2] = this.same[k >> 2]! & ~(bits << ((k & 3) * 8));
+  }
+
+  /**
+   * Whether the frame whose headers are in `head` (its payload starting at `at`, `len` bytes long
+   * in all) may join the pending one, checksums aside: where its payload goes then is `length`.
+   */
+  match(at: number, len: number): boolean {
+    const head = this.head;
+    if (this.length === 0 || this.closed || at !== this.at) return false;
+    const n = len - at;
+    if (n > this.segmentSize || this.length - ETH + n > GSO_MAX_PACKET) return false;
+    const h = this.headWords;
+    const b = this.bufWords;
+    const same = this.same;
+    for (let i = 0; i < this.words; i++) if (((h[i]! ^ b[i]!) & same[i]!) !== 0) return false;
+    return readU32(head, this.tcp + 4) === this.nextSeq;
+  }
+
+  /**
+   * Joins the frame match() accepted, whose payload the device has copied to buf[length, +n)
+   * summing it (`sum`); `head` holds its headers. False when a checksum of its, or (on the first
+   * join) of the pending frame's, does not verify: nothing changed, and the frame goes on alone.
+   */
+  join(len: number, sum: number): boolean {
+    const head = this.head;
+    const at = this.at;
+    const n = len - at;
+    const tcp = this.tcp;
+    const v4 = tcp === ETH + 20;
+    if (v4 && sum16(head, ETH, 20) !== 0xffff) return false;
+    const pseudo = v4
+      ? pseudoHeaderSumV4(readU32(head, ETH + 12), readU32(head, ETH + 16), 6, len - tcp)
+      : pseudoHeaderSumV6(head, ETH + 8, head, ETH + 24, 6, len - tcp);
+    if (foldSum(sum16(head, tcp, at - tcp, sum) + pseudo) !== 0xffff) return false;
+    if (this.payloadSum < 0) {
+      // The pending frame's own checksums, verified now that it will not go alone (alone, the
+      // stack verifies it); its payload's sum is the frame's less the headers'.
+      const b = this.buf;
+      if (v4 && sum16(b, ETH, 20) !== 0xffff) return false;
+      const firstPseudo = v4
+        ? pseudoHeaderSumV4(readU32(b, ETH + 12), readU32(b, ETH + 16), 6, this.length - tcp)
+        : pseudoHeaderSumV6(b, ETH + 8, b, ETH + 24, 6, this.length - tcp);
+      const headers = sum16(b, ETH, at - ETH);
+      const payload = foldSum(this.firstSum + (~headers & 0xffff));
+      if (foldSum(sum16(b, tcp, at - tcp, payload) + firstPseudo) !== 0xffff) return false;
+      this.payloadSum = payload;
+    }
+    // A part at an odd offset of the payload adds its sum byte-swapped (RFC 1071 §2(B)).
+    const offset = this.length - at;
+    this.payloadSum = foldSum(this.payloadSum + ((offset & 1) !== 0 ? ((sum & 0xff) << 8) | (sum >> 8) : sum));
+    this.length += n;
+    this.segments++;
+    this.nextSeq = (this.nextSeq + n) >>> 0;
+    const psh = (head[tcp + 13]! & PSH) !== 0;
+    this.psh ||= psh;
+    if (psh || n < this.segmentSize) this.closed = true;
+    return true;
+  }
+
+  /**
+   * Ends the pending frame: with several segments its lengths, PSH and checksums are written.
+   * Returns its sum from the IP header on (RxMeta.frameSum) for buf[0, length); the caller hands
+   * it on, then calls clear().
+   */
+  finish(): number {
+    if (this.segments < 2) return this.firstSum;
+    const b = this.buf;
+    const tcp = this.tcp;
+    const ipLen = this.length - ETH;
+    const tcpLen = this.length - tcp;
+    if (tcp === ETH + 20) {
+      writeU16(b, ETH + 2, ipLen);
+      writeU16(b, ETH + 10, 0);
+      writeU16(b, ETH + 10, ~sum16(b, ETH, 20) & 0xffff);
+    } else {
+      writeU16(b, ETH + 4, tcpLen);
+    }
+    if (this.psh) b[tcp + 13] = b[tcp + 13]! | PSH;
+    writeU16(b, tcp + 16, 0);
+    const pseudo =
+      tcp === ETH + 20 ? pseudoHeaderSumV4(readU32(b, ETH + 12), readU32(b, ETH + 16), 6, tcpLen) : pseudoHeaderSumV6(b, ETH + 8, b, ETH + 24, 6, tcpLen);
+    const tcpSum = sum16(b, tcp, this.at - tcp, foldSum(this.payloadSum + pseudo));
+    writeU16(b, tcp + 16, ~tcpSum & 0xffff);
+    return sum16(b, ETH, this.at - ETH, this.payloadSum);
+  }
+
+  /** Forgets the pending frame. */
+  clear(): void {
+    this.length = 0;
+    this.segments = 0;
+  }
+}
+
+function readU32(b: Uint8Array, o: number): number {
+  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+}
+
+function writeU16(b: Uint8Array, o: number, v: number): void {
+  b[o] = v >> 8;
+  b[o + 1] = v & 0xff;
+}

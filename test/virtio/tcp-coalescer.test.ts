@@ -1,0 +1,382 @@
+// Receive coalescing of guest TCP segments (src/virtio/tcp-coalescer.ts) through the device and
+// the test frontend: consecutive segments of one connection reach the sink as one segment whose
+// bytes, lengths and checksums are what the stack would see had the guest sent it whole; anything
+// that differs, or fails a checksum, goes on alone and in order.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import type { Test } from 'tap';
+import { VhostUserServer } from 'vhost-user-ts';
+import { TestFrontend } from 'vhost-user-ts/testing';
+import type { RxMeta } from '../../src/iface/link.js';
+import { MAX_FRAME, NET_HDR_LEN, VirtioNetDevice } from '../../src/virtio/net-device.js';
+import type { NetDeviceOptions } from '../../src/virtio/net-device.js';
+import { pseudoHeaderSumV4, pseudoHeaderSumV6, sum16 } from '../../src/wire/checksum.js';
+import { TcpOptions } from '../../src/wire/index.js';
+import { tcpFrame, tcpFrame6, udpFrame } from '../support/packets.js';
+
+const ACK = 0x10;
+const PSH = 0x08;
+const FIN = 0x01;
+const URG = 0x20;
+const CWR = 0x80;
+const SEQ = 0xfffff000; // runs wrap the sequence space
+const ISN_ACK = 5000;
+
+interface Seen {
+  frame: Uint8Array;
+  frameSum: number;
+}
+
+function setup(t: Test, opts: NetDeviceOptions = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'vunet-gro-'));
+  const dev = new VirtioNetDevice(opts);
+  const seen: Seen[] = [];
+  dev.sink = {
+    receive(frame: Uint8Array, meta: RxMeta) {
+      seen.push({ frame: frame.slice(), frameSum: meta.frameSum ?? -1 });
+    },
+  };
+  const server = new VhostUserServer(dev);
+  server.listen(join(dir, 'sock'));
+  const fe = TestFrontend.connect(join(dir, 'sock'), { memorySize: 8 << 20 });
+  t.teardown(() => {
+    fe.close();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { dev, seen, fe };
+}
+
+type TxQueue = NonNullable<Awaited<ReturnType<TestFrontend['handshake']>>[number]>;
+
+/** Sends the frames in one batch (one kick) and waits until the device has used them all. */
+async function sendBatch(txq: TxQueue, frames: Uint8Array[]): Promise<void> {
+  for (const f of frames) {
+    const data = new Uint8Array(NET_HDR_LEN + f.length);
+    data.set(f, NET_HDR_LEN);
+    txq.add([{ data }]);
+  }
+  txq.kick();
+  await txq.waitUsed(frames.length);
+}
+
+const ts = (val: number): TcpOptions => {
+  const o = new TcpOptions();
+  o.timestamp = true;
+  o.tsVal = val;
+  o.tsEcr = 77;
+  return o;
+};
+
+const bytes = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 7 + seed * 13 + (i >> 8)) & 0xff);
+
+/** An IPv4 segment of the test connection: `len` bytes at offset `at` of `data`. */
+function seg(
+  data: Uint8Array,
+  at: number,
+  len: number,
+  o: { flags?: number; tsVal?: number; port?: number; ack?: number; window?: number; ttl?: number } = {},
+): Uint8Array {
+  return tcpFrame(o.port ?? 40000, 80, SEQ + at, o.ack ?? ISN_ACK, o.flags ?? ACK, data.subarray(at, at + len), {
+    options: ts(o.tsVal ?? 1),
+    window: o.window ?? 1000,
+    ttl: o.ttl ?? 64,
+  });
+}
+
+const SRC6 = Uint8Array.from([0xfe, 0xc0, ...new Array<number>(13).fill(0), 0x15]);
+const DST6 = Uint8Array.from([0xfe, 0xc0, ...new Array<number>(13).fill(0), 0x02]);
+function seg6(data: Uint8Array, at: number, len: number, flags = ACK): Uint8Array {
+  return tcpFrame6(40000, 80, SEQ + at, ISN_ACK, flags, { src: SRC6, dst: DST6, data: data.subarray(at, at + len) });
+}
+
+/** The frame's TCP segment: where it starts, its sequence number, flags and payload. */
+function tcpOf(f: Uint8Array): { at: number; seq: number; flags: number; payload: Uint8Array } {
+  const tcp = f[12] === 0x08 ? 14 + (f[14]! & 0x0f) * 4 : 54;
+  const at = tcp + (f[tcp + 12]! >> 4) * 4;
+  const seq = ((f[tcp + 4]! << 24) | (f[tcp + 5]! << 16) | (f[tcp + 6]! << 8) | f[tcp + 7]!) >>> 0;
+  return { at: tcp, seq, flags: f[tcp + 13]!, payload: f.subarray(at) };
+}
+
+/** Every check the stack makes of lengths and checksums, done in full (no sum from the copy). */
+function checkFrame(t: Test, s: Seen, what: string): void {
+  const f = s.frame;
+  const v4 = f[12] === 0x08;
+  const tcp = tcpOf(f).at;
+  const tcpLen = f.length - tcp;
+  if (v4) {
+    t.equal((f[16]! << 8) | f[17]!, f.length - 14, `${what}: IPv4 total length`);
+    t.equal(sum16(f, 14, 20), 0xffff, `${what}: IPv4 header checksum`);
+    const src = ((f[26]! << 24) | (f[27]! << 16) | (f[28]! << 8) | f[29]!) >>> 0;
+    const dst = ((f[30]! << 24) | (f[31]! << 16) | (f[32]! << 8) | f[33]!) >>> 0;
+    t.equal(sum16(f, tcp, tcpLen, pseudoHeaderSumV4(src, dst, 6, tcpLen)), 0xffff, `${what}: TCP checksum`);
+  } else {
+    t.equal((f[18]! << 8) | f[19]!, f.length - 54, `${what}: IPv6 payload length`);
+    t.equal(sum16(f, tcp, tcpLen, pseudoHeaderSumV6(f, 22, f, 38, 6, tcpLen)), 0xffff, `${what}: TCP checksum`);
+  }
+  t.equal(s.frameSum, sum16(f, 14, f.length - 14), `${what}: the frame sum handed on is the frame's`);
+}
+
+t.test('consecutive IPv4 segments become one: payload, lengths, checksums, PSH', async (t) => {
+  const { dev, seen, fe } = setup(t);
+  const txq = (await fe.handshake())[1]!;
+  const data = bytes(20 * 1448, 1);
+  const frames: Uint8Array[] = [];
+  for (let i = 0; i < 20; i++) frames.push(seg(data, i * 1448, 1448, { flags: i === 19 ? ACK | PSH : ACK }));
+  await sendBatch(txq, frames);
+  t.equal(seen.length, 1, 'one segment reaches the sink');
+  const s = seen[0]!;
+  checkFrame(t, s, 'joined');
+  const tcp = tcpOf(s.frame);
+  t.equal(tcp.seq, SEQ, 'the first segment’s sequence number');
+  t.equal(tcp.flags, ACK | PSH, 'PSH from the last part');
+  t.same(tcp.payload, data, 'the payload, whole and in order');
+  const first = frames[0]!;
+  const kept = (f: Uint8Array): number[] => [
+    ...f.subarray(0, 16),
+    ...f.subarray(20, 24),
+    ...f.subarray(26, 38),
+    ...f.subarray(42, 47),
+    ...f.subarray(48, 50),
+    ...f.subarray(52, 66),
+  ];
+  t.same(kept(s.frame), kept(first), 'headers as the first segment’s but for lengths, checksums and PSH');
+  t.equal(dev.stats.txFrames, 20, 'every guest frame counted');
+  t.equal(dev.stats.txCoalesced, 19);
+});
+
+t.test('IPv6 segments join; odd-sized parts sum at their place', async (t) => {
+  const { dev, seen, fe } = setup(t);
+  const txq = (await fe.handshake())[1]!;
+  const data = bytes(5 * 301, 2);
+  const frames: Uint8Array[] = [];
+  for (let i = 0; i < 5; i++) frames.push(seg6(data, i * 301, 301));
+  await sendBatch(txq, frames);
+  t.equal(seen.length, 1);
+  checkFrame(t, seen[0]!, 'joined IPv6');
+  t.same(tcpOf(seen[0]!.frame).payload, data);
+  t.equal(dev.stats.txCoalesced, 4);
+  // The same over IPv4, 301-byte parts (at odd offsets every other one).
+  const v4 = bytes(6 * 301, 3);
+  seen.length = 0;
+  await sendBatch(
+    txq,
+    Array.from({ length: 6 }, (_, i) => seg(v4, i * 301, 301)),
+  );
+  t.equal(seen.length, 1);
+  checkFrame(t, seen[0]!, 'joined IPv4, odd parts');
+  t.same(tcpOf(seen[0]!.frame).payload, v4);
+});
+
+t.test('a run ends at a short segment, at PSH, and at the IP packet’s limit', async (t) => {
+  const { seen, fe } = setup(t);
+  const txq = (await fe.handshake())[1]!;
+  const data = bytes(100 * 1448, 4);
+  // 3 full, a short one (ends the run), then 2 full: two segments.
+  const frames = [seg(data, 0, 1448), seg(data, 1448, 1448), seg(data, 2896, 1448), seg(data, 4344, 700), seg(data, 5044, 1448), seg(data, 6492, 1448)];
+  await sendBatch(txq, frames);
+  t.same(
+    seen.map((s) => tcpOf(s.frame).payload.length),
+    [3 * 1448 + 700, 2 * 1448],
+  );
+  // PSH ends a run too.
+  seen.length = 0;
+  await sendBatch(txq, [seg(data, 0, 1448), seg(data, 1448, 1448, { flags: ACK | PSH }), seg(data, 2896, 1448)]);
+  t.same(
+    seen.map((s) => tcpOf(s.frame).payload.length),
+    [2 * 1448, 1448],
+  );
+  // 50 full segments: as many as one IP packet holds (45 of 1448 with these headers), then the rest.
+  seen.length = 0;
+  await sendBatch(
+    txq,
+    Array.from({ length: 50 }, (_, i) => seg(data, i * 1448, 1448)),
+  );
+  t.same(
+    seen.map((s) => tcpOf(s.frame).payload.length),
+    [45 * 1448, 5 * 1448],
+  );
+  for (const s of seen) checkFrame(t, s, 'at the limit');
+  t.ok(seen[0]!.frame.length - 14 <= 65535);
+  // A longer segment after a run's first is not joined.
+  seen.length = 0;
+  await sendBatch(txq, [seg(data, 0, 1000), seg(data, 1000, 1448)]);
+  t.same(
+    seen.map((s) => tcpOf(s.frame).payload.length),
+    [1000, 1448],
+  );
+});
+
+t.test('what differs is not joined, and order is kept', async (t) => {
+  const { dev, seen, fe } = setup(t);
+  const txq = (await fe.handshake())[1]!;
+  const data = bytes(4 * 1448, 5);
+  const cases: [string, Uint8Array][] = [
+    ['a gap in sequence', seg(data, 2 * 1448, 1448)],
+    ['another connection', seg(data, 1448, 1448, { port: 40001 })],
+    ['another acknowledgment', seg(data, 1448, 1448, { ack: ISN_ACK + 1 })],
+    ['another window', seg(data, 1448, 1448, { window: 999 })],
+    ['other options (a new timestamp)', seg(data, 1448, 1448, { tsVal: 2 })],
+    ['FIN', seg(data, 1448, 1448, { flags: ACK | FIN })],
+    ['URG', seg(data, 1448, 1448, { flags: ACK | URG })],
+    ['CWR', seg(data, 1448, 1448, { flags: ACK | CWR })],
+    ['no ACK', seg(data, 1448, 1448, { flags: PSH })],
+    ['another TTL', seg(data, 1448, 1448, { ttl: 63 })],
+  ];
+  for (const [what, second] of cases) {
+    seen.length = 0;
+    const first = seg(data, 0, 1448);
+    await sendBatch(txq, [first, second]);
+    t.same(
+      seen.map((s) => s.frame),
+      [first, second],
+      `${what}: both as sent, in order`,
+    );
+  }
+  t.equal(dev.stats.txCoalesced, 0);
+  // TTL 1 (a traceroute probe) never starts or joins a run; nor does a short frame or a
+  // datagram, which also ends a run before it.
+  seen.length = 0;
+  const probe = [seg(data, 0, 1448, { ttl: 1 }), seg(data, 1448, 1448, { ttl: 1 })];
+  await sendBatch(txq, probe);
+  t.same(
+    seen.map((s) => s.frame),
+    probe,
+    'TTL 1: alone',
+  );
+  seen.length = 0;
+  const udp = udpFrame(5000, 53, bytes(600, 6));
+  const small = seg(data, 2896, 100);
+  await sendBatch(txq, [seg(data, 0, 1448), seg(data, 1448, 1448), udp, seg(data, 2896, 100), seg(data, 2996, 1448)]);
+  t.same(
+    seen.map((s) => s.frame.length),
+    [14 + 20 + 32 + 2 * 1448, udp.length, small.length, 14 + 20 + 32 + 1448],
+    'run, datagram, short segment, next run: in order',
+  );
+});
+
+t.test('a segment whose checksum fails goes on alone, unchanged; the run goes on around it', async (t) => {
+  const { dev, seen, fe } = setup(t);
+  const txq = (await fe.handshake())[1]!;
+  const data = bytes(5 * 1448, 7);
+  const frames = Array.from({ length: 5 }, (_, i) => seg(data, i * 1448, 1448));
+  const bad = frames[2]!.slice();
+  bad[bad.length - 1] = bad[bad.length - 1]! ^ 0x40; // a payload bit: the TCP checksum fails
+  await sendBatch(txq, [frames[0]!, frames[1]!, bad, frames[3]!, frames[4]!]);
+  t.same(
+    seen.map((s) => tcpOf(s.frame).payload.length),
+    [2 * 1448, 1448, 2 * 1448],
+    'the run, the bad segment, a new run',
+  );
+  t.same(seen[1]!.frame, bad, 'the bad segment as the guest sent it (the stack drops it)');
+  checkFrame(t, seen[0]!, 'before');
+  checkFrame(t, seen[2]!, 'after');
+  // A first segment whose checksum fails is found when the second would join.
+  seen.length = 0;
+  const badFirst = frames[0]!.slice();
+  badFirst[100] = badFirst[100]! ^ 1;
+  await sendBatch(txq, [badFirst, frames[1]!, frames[2]!]);
+  t.same(seen[0]!.frame, badFirst, 'the bad first segment alone');
+  t.same(
+    seen.map((s) => tcpOf(s.frame).payload.length),
+    [1448, 2 * 1448],
+    'then a run of the others',
+  );
+  checkFrame(t, seen[1]!, 'the run after it');
+  // An IPv4 header checksum that fails, the rest equal.
+  seen.length = 0;
+  const ipBad = frames[1]!.slice();
+  ipBad[14 + 4] = ipBad[14 + 4]! ^ 0xff; // the identity (may differ) with the header checksum left as it was
+  await sendBatch(txq, [frames[0]!, ipBad]);
+  t.same(
+    seen.map((s) => s.frame),
+    [frames[0]!, ipBad],
+  );
+  t.ok(dev.stats.txCoalesced >= 2);
+});
+
+t.test('frames with offloads, in several buffers, or with coalesce off are handed on as sent', async (t) => {
+  const data = bytes(3 * 1448, 8);
+  const frames = Array.from({ length: 3 }, (_, i) => seg(data, i * 1448, 1448));
+  {
+    const { seen, fe } = setup(t, { coalesce: false });
+    const txq = (await fe.handshake())[1]!;
+    await sendBatch(txq, frames);
+    t.same(
+      seen.map((s) => s.frame),
+      frames,
+      'coalesce off',
+    );
+  }
+  {
+    const { seen, fe } = setup(t);
+    const [, txq] = await fe.handshake();
+    for (const f of frames) {
+      const h = new Uint8Array(NET_HDR_LEN);
+      h[0] = 1; // NEEDS_CSUM
+      h[6] = 34;
+      h[8] = 16;
+      txq!.add([{ data: h }, { data: f }]);
+    }
+    // Scattered over two buffers.
+    for (const f of frames) txq!.add([{ data: new Uint8Array(NET_HDR_LEN) }, { data: f.subarray(0, 100) }, { data: f.subarray(100) }]);
+    txq!.kick();
+    await txq!.waitUsed(6);
+    t.same(
+      seen.map((s) => s.frame),
+      [...frames, ...frames],
+      'NEEDS_CSUM, then scattered',
+    );
+  }
+});
+
+t.test('a frame larger than any IP packet, without offloads, goes on as sent', async (t) => {
+  const { seen, fe, dev } = setup(t);
+  const txq = (await fe.handshake())[1]!;
+  const big = new Uint8Array(MAX_FRAME);
+  big.set(seg(bytes(1448, 1), 0, 1448).subarray(0, 66));
+  await sendBatch(txq, [seg(bytes(1448, 1), 0, 1448), big]);
+  t.same(
+    seen.map((s) => s.frame.length),
+    [14 + 20 + 32 + 1448, MAX_FRAME],
+  );
+  t.equal(dev.stats.txFailed, 0);
+});
+
+t.test('random runs: whatever joins, the sink gets the same bytes, each segment valid', async (t) => {
+  const { dev, seen, fe } = setup(t);
+  const txq = (await fe.handshake())[1]!;
+  let seed = 12345;
+  const rand = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return seed % n;
+  };
+  const data = bytes(400 * 1448, 9);
+  for (let round = 0; round < 20; round++) {
+    seen.length = 0;
+    const frames: Uint8Array[] = [];
+    const sent: { seq: number; payload: Uint8Array }[] = [];
+    let at = 0;
+    const size = 200 + rand(1300);
+    const n = 1 + rand(40);
+    for (let i = 0; i < n && at + size <= data.length; i++) {
+      const len = rand(8) === 0 ? 1 + rand(size) : size;
+      const v6 = round % 2 === 1;
+      const f = v6
+        ? seg6(data, at, len, rand(10) === 0 ? ACK | PSH : ACK)
+        : seg(data, at, len, { flags: rand(10) === 0 ? ACK | PSH : ACK, tsVal: rand(6) === 0 ? 2 : 1 });
+      frames.push(f);
+      sent.push({ seq: (SEQ + at) >>> 0, payload: data.subarray(at, at + len) });
+      at += len;
+    }
+    await sendBatch(txq, frames);
+    const got = seen.map((s) => ({ seq: tcpOf(s.frame).seq, payload: tcpOf(s.frame).payload }));
+    const joined = (list: { seq: number; payload: Uint8Array }[]): number[] => list.flatMap((x) => [...x.payload]);
+    t.same(joined(got), joined(sent), `round ${round}: the same bytes, in order`);
+    t.ok(got.length <= sent.length);
+    for (const s of seen) checkFrame(t, s, `round ${round}`);
+  }
+  t.ok(dev.stats.txCoalesced > 20, `segments joined (${dev.stats.txCoalesced})`);
+});
