@@ -1,8 +1,11 @@
-// Guest TCP segments without offloads, joined before the stack (src/virtio/tcp-coalescer.ts), through
-// the whole runtime to a host socket: the host gets every byte in order, a segment whose checksum
-// fails is dropped and its retransmission taken, and vunet acknowledges all of it.
+// Guest TCP data through the whole runtime to a host socket with a segment lost in the middle of a
+// batch, both ways the device hands data on: without offloads (segments joined before the stack,
+// src/virtio/tcp-coalescer.ts; the lost one fails its checksum) and with NEEDS_CSUM (payload kept
+// in guest memory for one writev; the lost one is not sent). The host gets every byte in order
+// once the guest retransmits, and vunet acknowledges all of it.
 import net from 'node:net';
 import t from 'tap';
+import type * as Tap from 'tap';
 import { TcpOptions } from '../src/wire/index.js';
 import { GW_IP, arpRequest, parseIpv4Frame, tcpFrame } from './support/packets.js';
 import { startHarness } from './support/vunet-harness.js';
@@ -12,7 +15,12 @@ const SYN = 0x02;
 const ACK = 0x10;
 const MSS = 1448;
 
-t.test('joined guest segments reach the host socket whole and in order', async (t) => {
+/**
+ * A connection from the guest to a host socket; 40 segments in one batch of which the 25th is lost
+ * (`lose`: its checksum fails, or it is not sent), then its retransmission. The host must get every
+ * byte in order, and vunet acknowledge all of it.
+ */
+async function lostSegment(t: Tap.Test, offloads: boolean): Promise<void> {
   const received: Buffer[] = [];
   const server = net.createServer((s) => {
     s.on('data', (d) => received.push(d));
@@ -63,18 +71,37 @@ t.test('joined guest segments reach the host socket whole and in order', async (
   const segment = (k: number): Uint8Array => {
     return tcpFrame(41000, port, iss + 1 + k * MSS, (ours + 1) >>> 0, ACK, data.subarray(k * MSS, (k + 1) * MSS), { options: ts(), window: 2000 });
   };
-  // One batch: 40 segments, the 25th with a payload bit flipped (its checksum fails).
+  // With offloads (NEEDS_CSUM: the payload stays in guest memory until written) the 25th is not
+  // sent; without, its payload has a bit flipped (its checksum fails).
+  const header = new Uint8Array(12);
+  if (offloads) {
+    header[0] = 1; // NEEDS_CSUM, from the TCP header on, the checksum 16 bytes further
+    header[6] = 34;
+    header[8] = 16;
+  }
   const bad = segment(24).slice();
   bad[bad.length - 10] = bad[bad.length - 10]! ^ 0x10;
   const coalescedBefore = h.vunet.device.stats.txCoalesced;
-  for (let k = 0; k < 40; k++) h.send(k === 24 ? bad : segment(k));
-  await until(() => received.reduce((n, b) => n + b.length, 0) >= 24 * MSS, 'the data before the bad segment reaches the host', 5000);
+  for (let k = 0; k < 40; k++) {
+    if (k !== 24) h.send(segment(k), header);
+    else if (!offloads) h.send(bad, header);
+  }
+  await until(() => received.reduce((n, b) => n + b.length, 0) >= 24 * MSS, 'the data before the lost segment reaches the host', 5000);
   // The guest retransmits what was lost, as its TCP would.
-  h.send(segment(24));
+  h.send(segment(24), header);
   await until(() => received.reduce((n, b) => n + b.length, 0) >= data.length, 'all of it reaches the host', 5000);
   t.same(new Uint8Array(Buffer.concat(received)), data, 'every byte, in order');
-  t.ok(h.vunet.device.stats.txCoalesced - coalescedBefore >= 30, `segments were joined (${h.vunet.device.stats.txCoalesced - coalescedBefore})`);
+  const joined = h.vunet.device.stats.txCoalesced - coalescedBefore;
+  const tcpStats = h.vunet.status().tcp as { bytesByReference: number };
+  if (offloads) {
+    t.equal(joined, 0, 'segments with offloads are not joined');
+    t.ok(tcpStats.bytesByReference >= 24 * MSS, `data went from guest memory by reference (${tcpStats.bytesByReference} bytes)`);
+  } else t.ok(joined >= 30, `segments were joined (${joined})`);
   const end = (iss + 1 + data.length) >>> 0;
   for (let i = 0; i < 50 && !acks.includes(end); i++) await readAcks(100);
   t.ok(acks.includes(end), 'vunet acknowledges everything');
-});
+}
+
+t.test('without offloads: joined segments, one with a bad checksum, reach the host whole and in order', (t) => lostSegment(t, false));
+
+t.test('with NEEDS_CSUM: payload written from guest memory, one segment lost, reaches the host whole and in order', (t) => lostSegment(t, true));

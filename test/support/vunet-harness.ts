@@ -18,8 +18,9 @@ const TX_BUFFER_LEN = 16384;
 /** A guest on a vunet's vhost-user socket: the library's test frontend, its RX ring kept full. */
 export interface Guest {
   fe: TestFrontend;
-  /** Sends a frame as the guest. */
-  send(frame: Uint8Array): void;
+  /** Sends a frame as the guest (behind `netHeader`, the 12-byte virtio-net header: zeros when
+   *  absent). */
+  send(frame: Uint8Array, netHeader?: Uint8Array): void;
   /** Frames vunet delivered to the guest since the last call, waiting up to `ms` for at least `min`. */
   receive(min?: number, ms?: number): Promise<Uint8Array[]>;
 }
@@ -68,9 +69,10 @@ export async function connectGuest(sock: string): Promise<Guest> {
   };
   return {
     fe,
-    send(frame) {
+    send(frame, netHeader) {
       if (NET_HDR_LEN + frame.length > TX_BUFFER_LEN) throw new Error(`a test frame of ${frame.length} bytes: at most ${TX_BUFFER_LEN - NET_HDR_LEN}`);
       const data = new Uint8Array(NET_HDR_LEN + frame.length);
+      if (netHeader) data.set(netHeader.subarray(0, NET_HDR_LEN));
       data.set(frame, NET_HDR_LEN);
       // The chains vunet has finished with come back to the free list first; the frame goes in
       // the next of the TX buffers, each reused once the queue has gone round.
