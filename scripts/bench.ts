@@ -37,6 +37,8 @@ const CONNECT_TIMEOUT_MS = 10_000;
 
 interface BenchOptions {
   seconds: number;
+  /** An unmeasured iperf3 run of this many seconds before each measured one (0: none). */
+  warmup: number;
   mtu: number;
   streams: number;
   backends: Backend[];
@@ -91,6 +93,9 @@ TCP throughput of the test guest through vunet and through QEMU's slirp (-netdev
 directions, with iperf3 against a server on the host's loopback.
 
   --seconds N           length of each iperf3 run (default 10)
+  --warmup N            an unmeasured iperf3 run of N seconds before each measured one (default
+                        3; 0: none): V8 compiles vunet's hot paths in its first seconds of
+                        traffic, which a long-running vunet has long behind it
   --mtu BYTES           vunet's link MTU (default 65520; slirp keeps its own, 1500)
   --streams N           parallel TCP streams (iperf3 -P, default 1)
   --only slirp|vunet    run one backend only (with --baseline: and the baseline)
@@ -114,6 +119,7 @@ class CliError extends Error {}
 function parseCli(argv: string[]): BenchOptions | undefined {
   let values: {
     seconds?: string;
+    warmup?: string;
     mtu?: string;
     streams?: string;
     only?: string;
@@ -130,6 +136,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
       args: argv,
       options: {
         seconds: { type: 'string' },
+        warmup: { type: 'string' },
         mtu: { type: 'string' },
         streams: { type: 'string' },
         only: { type: 'string' },
@@ -180,6 +187,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
   }
   return {
     seconds: int('seconds', values.seconds, 10, 1, 3600),
+    warmup: int('warmup', values.warmup, 3, 0, 600),
     mtu: int('mtu', values.mtu, guestless ? 1500 : 65520, 1280, guestless ? 1500 : 65520),
     streams: int('streams', values.streams, 1, 1, 16),
     backends,
@@ -338,15 +346,21 @@ function cpuSeconds(pid: number | undefined): number | undefined {
 // ------------------------------------------------------------------------------------------------
 
 /** The guest script: DHCP, then one iperf3 run per direction, JSON between markers. */
-function guestScript(port: number, seconds: number, streams: number, stats: boolean): string {
+function guestScript(port: number, seconds: number, warmup: number, streams: number, stats: boolean): string {
   // busybox timeout: a run that hangs (no answer at all) still ends, and the other one runs.
   const limit = seconds + Math.ceil(CONNECT_TIMEOUT_MS / 1000) + 20;
+  const warmLimit = warmup + Math.ceil(CONNECT_TIMEOUT_MS / 1000) + 20;
   return `
 ip link set eth0 up
 udhcpc -i eth0 -n -q -t 5 -T 2 >/dev/null 2>&1 || echo "BENCH-DHCP-FAILED"
 echo "BENCH-MTU $(cat /sys/class/net/eth0/mtu)"
 run() {
-  name=$1; shift
+  name=$1; shift${
+    warmup > 0
+      ? `
+  timeout ${warmLimit} iperf3 -c ${GATEWAY} -p ${port} -t ${warmup} -P ${streams} -i 0 --connect-timeout ${CONNECT_TIMEOUT_MS} "$@" >/dev/null 2>&1`
+      : ''
+  }
   echo "BENCH-START $name"
   timeout ${limit} iperf3 -c ${GATEWAY} -p ${port} -t ${seconds} -P ${streams} -i 0 -J --connect-timeout ${CONNECT_TIMEOUT_MS} "$@" >/tmp/$name.json 2>&1
   echo "BENCH-RC $name $?"
@@ -497,25 +511,17 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
     sh(`addr add 10.0.2.15/24 dev ${tap}`);
     sh(`link set ${tap} up`);
     sh(`route add default via ${GATEWAY}`);
+    const iperf = (d: Direction, seconds: number): string[] =>
+      inNs('iperf3', '-c', GATEWAY, '-p', String(port), '-t', String(seconds), '-P', String(opts.streams), '-i', '0', '-J', ...(d === 'down' ? ['-R'] : []));
     for (const d of DIRECTIONS) {
+      if (opts.warmup > 0) {
+        const [wc, ...wa] = iperf(d, opts.warmup);
+        await runToEnd(wc!, wa, (opts.warmup + 30) * 1000);
+      }
       const v0 = cpuSeconds(vunet.proc.pid);
       const gc0 = { ...vunet.gc };
       const t0 = Date.now();
-      const [c, ...a] = inNs(
-        'iperf3',
-        '-c',
-        GATEWAY,
-        '-p',
-        String(port),
-        '-t',
-        String(opts.seconds),
-        '-P',
-        String(opts.streams),
-        '-i',
-        '0',
-        '-J',
-        ...(d === 'down' ? ['-R'] : []),
-      );
+      const [c, ...a] = iperf(d, opts.seconds);
       // Not spawnSync: vunet's --trace-gc lines must be read while the run goes on.
       const r = await runToEnd(c!, a, (opts.seconds + 30) * 1000);
       const wall = (Date.now() - t0) / 1000;
@@ -614,10 +620,10 @@ async function runBackend(backend: Backend, opts: BenchOptions): Promise<Backend
         return result;
       }
     }
-    const runMs = (opts.seconds + CONNECT_TIMEOUT_MS / 1000 + 25) * 1000;
+    const runMs = (opts.warmup + opts.seconds + 2 * (CONNECT_TIMEOUT_MS / 1000) + 45) * 1000;
     guest = await startGuest({
       ...(socketPath !== undefined ? { socketPath } : { qemuNetdev: 'user' as const }),
-      script: guestScript(port, opts.seconds, opts.streams, opts.stats),
+      script: guestScript(port, opts.seconds, opts.warmup, opts.streams, opts.stats),
       ...(socketPath !== undefined && opts.device.length > 0 ? { deviceOptions: opts.device } : {}),
       timeoutMs: 180_000 + 2 * runMs,
       guestTimeoutSec: 150 + (2 * runMs) / 1000,
@@ -728,7 +734,7 @@ function report(results: BackendResult[], opts: BenchOptions): string {
   if (notes.length > 0) out.push('', ...notes);
   out.push(
     '',
-    `iperf3, ${opts.seconds} s per run, ${opts.streams} TCP stream${opts.streams > 1 ? 's' : ''}; vunet MTU ${opts.mtu}${opts.baseline ? `; baseline: ${opts.baseline}` : ''}${opts.guestless ? '; guest-less (dpdk-testpmd + TAP)' : ''}.`,
+    `iperf3, ${opts.seconds} s per run${opts.warmup > 0 ? ` after ${opts.warmup} s unmeasured` : ''}, ${opts.streams} TCP stream${opts.streams > 1 ? 's' : ''}; vunet MTU ${opts.mtu}${opts.baseline ? `; baseline: ${opts.baseline}` : ''}${opts.guestless ? '; guest-less (dpdk-testpmd + TAP)' : ''}.`,
     "CPU %: of one core during the run. CPU s/GB and scavenges/GB: vunet's, per GB the receiver got.",
   );
   return out.join('\n');
