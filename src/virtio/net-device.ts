@@ -455,7 +455,13 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
         if (more) next.prefetchReadable(TX_PREFETCH_BYTES);
         const p = this.txPayload;
         p.kept = false;
-        this.receiveChain(chain);
+        try {
+          this.receiveChain(chain);
+        } catch (err) {
+          // A bug in the device's own handling (the sink's are caught in deliver) costs this
+          // frame: the chain still goes back, the batch goes on, the connection stays.
+          this.frameFailed(err);
+        }
         // A chain whose payload the stack kept by reference goes back after the batch's writes.
         if (p.kept) this.txHeldHeads[this.txHeld++] = chain.head;
         else q.pushUsed(chain.head, 0);
@@ -559,11 +565,14 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     try {
       this.sink?.receive(frame, this.meta);
     } catch (err) {
-      // A bug costs this frame, never the batch or the process.
-      this.stats.txFailed++;
-      if (this.opts.onFrameError) this.opts.onFrameError(err);
-      else this.log.error({ err }, 'a guest frame could not be handled: dropped');
+      this.frameFailed(err); // a bug costs this frame, never the batch or the process
     }
+  }
+
+  private frameFailed(err: unknown): void {
+    this.stats.txFailed++;
+    if (this.opts.onFrameError) this.opts.onFrameError(err);
+    else this.log.error({ err }, 'a guest frame could not be handled: dropped');
   }
 
   /**

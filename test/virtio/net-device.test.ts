@@ -11,7 +11,7 @@ import { VhostUserServer, bit } from 'vhost-user-ts';
 import { TestFrontend } from 'vhost-user-ts/testing';
 import type { RxMeta } from '../../src/iface/link.js';
 import { NET_HDR_LEN, NetFeature, VirtioNetDevice } from '../../src/virtio/net-device.js';
-import { completeChecksum, pseudoHeaderSumV4, sum16 } from '../../src/wire/checksum.js';
+import { completeChecksum, pseudoHeaderSumV4, sum16, useNativeCopySum } from '../../src/wire/checksum.js';
 import { IpProtocol } from '../../src/wire/index.js';
 import { GUEST_MAC, ipv6Frame, tcpFrame, udpFrame } from '../support/packets.js';
 import { settle, until } from '../support/wait.js';
@@ -214,6 +214,32 @@ t.test('TX: a frame whose handler throws costs that frame only', async (t) => {
   );
   t.equal(dev.stats.txFailed, 1);
   t.equal(errors.length, 1, 'reported once');
+});
+
+t.test("TX: a bug in the device's own handling of a frame costs that frame only", async (t) => {
+  const errors: unknown[] = [];
+  const { dev, seen, fe } = setup(t, { onFrameError: (err) => errors.push(err) });
+  let calls = 0;
+  // The frame's copy out of guest memory throws once (as a native call given a bad range would).
+  const was = useNativeCopySum((src, srcOff, len, dst, dstOff, from) => {
+    if (calls++ === 1) throw new RangeError('offset is out of bounds');
+    dst.set(src.subarray(srcOff, srcOff + len), dstOff);
+    return sum16(dst, dstOff + from, len - from);
+  });
+  t.teardown(() => void useNativeCopySum(was));
+  const [, txq] = await fe.handshake();
+  for (let i = 0; i < 3; i++) txq!.add([{ data: hdr() }, { data: frame(80, i + 1) }]);
+  txq!.kick();
+  const used = await txq!.waitUsed(3);
+  t.equal(used.length, 3, 'every chain returned');
+  t.same(
+    seen.map((s) => s.frame),
+    [frame(80, 1), frame(80, 3)],
+    'the frames around it were handled',
+  );
+  t.equal(dev.stats.txFailed, 1);
+  t.equal(errors.length, 1, 'reported once');
+  t.ok(fe.isConnected, 'the connection stays');
 });
 
 t.test('TX: a long batch is handled in slices, each followed by its answers', async (t) => {
