@@ -306,6 +306,17 @@ function killChildren(): void {
 }
 
 /** What a child said last, for an error message: its first error line, else its last line. */
+/** After a run that failed, what vunet logged (warnings and errors; --stats: everything) ends
+ *  up on stderr: a connection it closed, a queue it stopped. */
+function noteFailedRuns(result: BackendResult, vunet: Child | undefined): void {
+  if (!vunet || !Object.values(result.runs).some((r) => r?.ok === false)) return;
+  const lines = vunet.text
+    .split('\n')
+    .filter((l) => /"level":(40|50|60)/.test(l))
+    .slice(-10);
+  for (const l of lines) console.error(`  vunet (${result.backend}): ${l.trim()}`);
+}
+
 function lastLines(text: string): string {
   const lines = text
     .split('\n')
@@ -537,6 +548,7 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
       if (opts.stats) await printStatus(vunet, `${backend} ${d}`);
       result.runs[d] = parseRun(`BENCH-RC ${d} ${r.status ?? 124}\nBENCH-JSON-BEGIN ${d}\n${r.stdout}\nBENCH-JSON-END ${d}\n`, d, cpu);
     }
+    noteFailedRuns(result, vunet);
   } catch (err) {
     const why = (err as Error).message.split('\n')[0] ?? '';
     const vunetSays = vunet !== undefined && vunet.proc.exitCode !== null ? ` (vunet exited${lastLines(vunet.text)})` : '';
@@ -661,6 +673,7 @@ async function runBackend(backend: Backend, opts: BenchOptions): Promise<Backend
         for (const c of counters) console.error(`  guest ${c.slice('BENCH-GUEST '.length)}`);
       }
     }
+    noteFailedRuns(result, vunet);
     await guest.exited;
   } catch (err) {
     const why = (err as Error).message.split('\n')[0] ?? '';
