@@ -8,6 +8,8 @@
 // - At MTU 1500 with segmentation offload both ways: the guest hands over segments larger than
 //   the MTU, which vunet takes whole (HOST_TSO4), and gets 64 KiB segments it cuts itself
 //   (GUEST_TSO4).
+// - At MTU 1500 without offloads: the guest's MTU-sized segments are joined before the stack
+//   (src/virtio/tcp-coalescer.ts), and the bytes must still arrive intact.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -46,10 +48,10 @@ function verifyCapture(frames: Uint8Array[]): [number, number] {
   return [ok, bad];
 }
 
-type Mode = 'no-offload' | 'offload' | 'tso-1500';
+type Mode = 'no-offload' | 'offload' | 'tso-1500' | 'no-offload-1500';
 
 async function transfer(t: Test, mode: Mode): Promise<void> {
-  const offload = mode !== 'no-offload';
+  const offload = mode !== 'no-offload' && mode !== 'no-offload-1500';
   const topo = createTopology(mode);
   const dir = mkdtempSync(join(tmpdir(), 'vunet-csum-'));
   const data = blob(SIZE);
@@ -61,7 +63,7 @@ async function transfer(t: Test, mode: Mode): Promise<void> {
     inTarget('socat', '-u', 'TCP4-LISTEN:9000,reuseaddr', `CREATE:${join(dir, 'up')}`),
   ];
   const pcap = join(dir, 'cap.pcap');
-  const extra = mode === 'offload' ? ['--pcap', pcap] : mode === 'tso-1500' ? ['--mtu', '1500'] : [];
+  const extra = mode === 'offload' ? ['--pcap', pcap] : mode === 'tso-1500' || mode === 'no-offload-1500' ? ['--mtu', '1500'] : [];
   const v = await spawnVunet(topo.vunetNs, ['--socket', join(dir, 'vunet.sock'), '--log-level', 'info', '--dns', topo.target4, ...extra]);
   t.teardown(() => {
     for (const s of services) s.kill('SIGTERM');
@@ -107,6 +109,11 @@ echo "== end"
     t.equal(device?.txGsoBad, 0, 'none refused');
     t.ok((device?.rxGso ?? 0) > 100, `the guest got segments larger than the MTU: ${device?.rxGso}`);
   }
+  if (mode === 'no-offload-1500') {
+    const status = await v.status();
+    const device = (JSON.parse(status ?? '{}') as { device?: { txCoalesced?: number; txFrames?: number } }).device;
+    t.ok((device?.txCoalesced ?? 0) > 1000, `the guest's segments were joined before the stack: ${device?.txCoalesced} of ${device?.txFrames} frames`);
+  }
   if (mode === 'offload') {
     v.proc.kill('SIGTERM');
     await v.exited;
@@ -119,3 +126,4 @@ echo "== end"
 t.test('without checksum offload: whole checksums both ways', { skip: why ?? false }, (t) => transfer(t, 'no-offload'));
 t.test('with checksum offload: partial checksums, and the capture holds complete ones', { skip: why ?? false }, (t) => transfer(t, 'offload'));
 t.test('MTU 1500 with segmentation offload both ways: segments larger than the MTU', { skip: why ?? false }, (t) => transfer(t, 'tso-1500'));
+t.test('MTU 1500 without offloads: whole checksums, the guest segments joined before the stack', { skip: why ?? false }, (t) => transfer(t, 'no-offload-1500'));
