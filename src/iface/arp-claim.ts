@@ -75,7 +75,7 @@ export class AddressClaims {
 
   pollAt(): number {
     let at = Infinity;
-    for (const c of this.claims) at = Math.min(at, c.next);
+    for (let i = 0; i < this.claims.length; i++) at = Math.min(at, this.claims[i]!.next);
     return at;
   }
 

@@ -181,7 +181,7 @@ export class MembershipReporter {
 
   pollAt(): number {
     let at = Math.min(this.unsolicitedLeft > 0 ? this.nextUnsolicited : Infinity, this.generalAt);
-    for (const p of this.pending) at = Math.min(at, p.at);
+    for (let i = 0; i < this.pending.length; i++) at = Math.min(at, this.pending[i]!.at);
     return at;
   }
 
@@ -358,7 +358,10 @@ export class Querier {
 
   pollAt(): number {
     let at = this.next;
-    for (const g of this.groups) at = Math.min(at, g.expires, g.queriesLeft > 0 ? g.nextQuery : Infinity);
+    for (let i = 0; i < this.groups.length; i++) {
+      const g = this.groups[i]!;
+      at = Math.min(at, g.expires, g.queriesLeft > 0 ? g.nextQuery : Infinity);
+    }
     return at;
   }
 

@@ -417,7 +417,7 @@ export class Reassembler {
   }
 
   private oldest(): Datagram | undefined {
-    return this.order.values().next().value;
+    return this.order.size === 0 ? undefined : this.order.values().next().value;
   }
 
   private evictOldest(): void {

@@ -489,7 +489,7 @@ export class Vunet {
       this.failed('UDP sends at the end of a batch', err);
     }
     try {
-      for (const d of this.devices) d.flush();
+      for (let i = 0; i < this.devices.length; i++) this.devices[i]!.flush();
     } catch (err) {
       this.failed('publishing frames at the end of a batch', err);
     }

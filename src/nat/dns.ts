@@ -153,6 +153,7 @@ export class DnsForwarder {
 
   pollAt(): number {
     let at = Infinity;
+    if (this.pending.size === 0) return at; // (the usual case: no iterator made)
     for (const p of this.pending.values()) at = Math.min(at, p.deadline);
     return at;
   }
