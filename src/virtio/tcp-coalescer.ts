@@ -100,6 +100,10 @@ export class TcpCoalescer {
   /** Once a segment joined: the payload's sum, as it lies in the merged frame. */
   private payloadSum = 0;
   private psh = false;
+  /** Once a segment joined: the sums of the IPv4 header and of the TCP header with its
+   *  pseudo-header, less the words a later part may change (see join). */
+  private ipFixed = 0;
+  private tcpFixed = 0;
 
   /**
    * Makes buf[0, len) — a frame just copied there whose copy summed it from its IP header on
@@ -164,36 +168,40 @@ export class TcpCoalescer {
    * join) of the pending frame's, does not verify: nothing changed, and the frame goes on alone.
    */
   join(len: number, sum: number): boolean {
-    const head = this.head;
     const at = this.at;
     const n = len - at;
     const tcp = this.tcp;
     const v4 = tcp === ETH + 20;
-    if (v4 && sum16(head, ETH, 20) !== 0xffff) return false;
-    const pseudo = v4
-      ? pseudoHeaderSumV4(readU32(head, ETH + 12), readU32(head, ETH + 16), 6, len - tcp)
-      : pseudoHeaderSumV6(head, ETH + 8, head, ETH + 24, 6, len - tcp);
-    if (foldSum(sum16(head, tcp, at - tcp, sum) + pseudo) !== 0xffff) return false;
     if (this.payloadSum < 0) {
       // The pending frame's own checksums, verified now that it will not go alone (alone, the
       // stack verifies it); its payload's sum is the frame's less the headers'.
       const b = this.buf;
-      if (v4 && sum16(b, ETH, 20) !== 0xffff) return false;
-      const firstPseudo = v4
-        ? pseudoHeaderSumV4(readU32(b, ETH + 12), readU32(b, ETH + 16), 6, this.length - tcp)
-        : pseudoHeaderSumV6(b, ETH + 8, b, ETH + 24, 6, this.length - tcp);
+      const ipSum = v4 ? sum16(b, ETH, 20) : 0;
+      if (v4 && ipSum !== 0xffff) return false;
+      const pseudo = v4 ? pseudoHeaderSumV4(readU32(b, ETH + 12), readU32(b, ETH + 16), 6, 0) : pseudoHeaderSumV6(b, ETH + 8, b, ETH + 24, 6, 0);
       const headers = sum16(b, ETH, at - ETH);
       const payload = foldSum(this.firstSum + (~headers & 0xffff));
-      if (foldSum(sum16(b, tcp, at - tcp, payload) + firstPseudo) !== 0xffff) return false;
+      const tcpSum = sum16(b, tcp, at - tcp);
+      if (foldSum(tcpSum + pseudo + (this.length - tcp) + payload) !== 0xffff) return false;
       this.payloadSum = payload;
+      // What every later part repeats (match() saw to it): its headers' sums but for the words
+      // that may differ, taken out here (adding a word's complement subtracts it, RFC 1624) and
+      // put back from each part's own headers below.
+      this.ipFixed = v4 ? foldSum(ipSum + notWord(b, ETH + 2) + notWord(b, ETH + 4) + notWord(b, ETH + 10)) : 0;
+      this.tcpFixed = foldSum(tcpSum + pseudo + notWord(b, tcp + 4) + notWord(b, tcp + 6) + notWord(b, tcp + 12) + notWord(b, tcp + 16));
     }
+    // This part's checksums from its varying words alone (lengths, identity, sequence number,
+    // flags, checksums) and the payload's sum the copy made.
+    const h = this.head;
+    if (v4 && foldSum(this.ipFixed + word(h, ETH + 2) + word(h, ETH + 4) + word(h, ETH + 10)) !== 0xffff) return false;
+    if (foldSum(this.tcpFixed + word(h, tcp + 4) + word(h, tcp + 6) + word(h, tcp + 12) + word(h, tcp + 16) + (len - tcp) + sum) !== 0xffff) return false;
     // A part at an odd offset of the payload adds its sum byte-swapped (RFC 1071 §2(B)).
     const offset = this.length - at;
     this.payloadSum = foldSum(this.payloadSum + ((offset & 1) !== 0 ? ((sum & 0xff) << 8) | (sum >> 8) : sum));
     this.length += n;
     this.segments++;
     this.nextSeq = (this.nextSeq + n) >>> 0;
-    const psh = (head[tcp + 13]! & PSH) !== 0;
+    const psh = (h[tcp + 13]! & PSH) !== 0;
     this.psh ||= psh;
     if (psh || n < this.segmentSize) this.closed = true;
     return true;
@@ -235,6 +243,15 @@ export class TcpCoalescer {
 
 function readU32(b: Uint8Array, o: number): number {
   return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+}
+
+function word(b: Uint8Array, o: number): number {
+  return (b[o]! << 8) | b[o + 1]!;
+}
+
+/** The ones' complement of the 16-bit word at `o`: added to a sum, it takes the word out. */
+function notWord(b: Uint8Array, o: number): number {
+  return ~word(b, o) & 0xffff;
 }
 
 function writeU16(b: Uint8Array, o: number, v: number): void {

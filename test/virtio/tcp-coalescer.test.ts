@@ -380,3 +380,50 @@ t.test('random runs: whatever joins, the sink gets the same bytes, each segment 
   }
   t.ok(dev.stats.txCoalesced > 20, `segments joined (${dev.stats.txCoalesced})`);
 });
+
+t.test('random runs with damaged frames: a damaged frame reaches the sink alone and as sent, the others whole', async (t) => {
+  const { dev, seen, fe } = setup(t);
+  const txq = (await fe.handshake())[1]!;
+  let seed = 777;
+  const rand = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return seed % n;
+  };
+  const data = bytes(60 * 1448, 10);
+  let damagedSeen = 0;
+  for (let round = 0; round < 40; round++) {
+    seen.length = 0;
+    const v6 = round % 2 === 1;
+    const frames: Uint8Array[] = [];
+    const damaged = new Set<number>();
+    const good: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      const f = v6 ? seg6(data, i * 1448, 1448) : seg(data, i * 1448, 1448);
+      if (rand(6) === 0) {
+        // One bit anywhere after the link header: a header field, a checksum, or the payload.
+        const k = 14 + rand(f.length - 14);
+        f[k] = f[k]! ^ (1 << rand(8));
+        damaged.add(frames.length);
+      } else {
+        good.push(...data.subarray(i * 1448, (i + 1) * 1448));
+      }
+      frames.push(f);
+    }
+    await sendBatch(txq, frames);
+    const sentDamaged = [...damaged].map((i) => frames[i]!);
+    const out: number[] = [];
+    for (const s of seen) {
+      const asSent = sentDamaged.findIndex((f) => f.length === s.frame.length && f.every((b, j) => b === s.frame[j]));
+      if (asSent >= 0) {
+        damagedSeen++;
+        continue;
+      }
+      // Not a damaged frame: it verifies, and its payload is the next good bytes.
+      checkFrame(t, s, `round ${round}`);
+      out.push(...tcpOf(s.frame).payload);
+    }
+    t.same(out, good, `round ${round}: the undamaged segments' bytes, in order, and nothing else`);
+  }
+  t.ok(damagedSeen > 50, `damaged frames reached the sink as sent (${damagedSeen})`);
+  t.ok(dev.stats.txCoalesced > 200, `the others joined (${dev.stats.txCoalesced})`);
+});
