@@ -25,6 +25,7 @@
 // of guest memory first (match() reads only that copy) and the payload straight to its place here.
 import { foldSum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16 } from '../wire/checksum.js';
 import { GSO_MAX_PACKET } from '../iface/link.js';
+import { TcpFlags } from '../wire/tcp.js';
 
 /** Bytes of a frame's start the device copies for match(): Ethernet, IPv6 and a TCP header with
  *  the most options (114), rounded up to whole words. */
@@ -35,14 +36,7 @@ const HEAD_WORDS = COALESCE_HEAD / 4;
 const ETH = 14;
 const IPV4 = 0x0800;
 const IPV6 = 0x86dd;
-/** TCP flag bits (byte 13). */
-const FIN = 0x01;
-const SYN = 0x02;
-const RST = 0x04;
-const PSH = 0x08;
-const ACK = 0x10;
-const URG = 0x20;
-const CWR = 0x80;
+const { FIN, SYN, RST, PSH, ACK, URG, CWR } = TcpFlags;
 
 /**
  * The payload offset of `head` (a frame's first `have` bytes, `len` long in all) when the frame
