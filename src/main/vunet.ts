@@ -171,7 +171,6 @@ export class Vunet {
   private readonly nodeHost: NodeHostNet | undefined;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
-  private rearmSoon = false;
   /** close() was called: no timer is set again (a re-arm or flush may still be queued). */
   private closed = false;
   private flushSoon = false;
@@ -184,6 +183,9 @@ export class Vunet {
   /** Time read once per batch of work (the stack's clock unless a test injects one); at the end
    *  of each batch what it sent to the guest is published and what it queued for the host goes. */
   private readonly batchClock = new BatchClock(() => this.batchEnded());
+  /** What every TX batch ends with, made once (a closure per batch would be garbage per batch). */
+  private readonly flushTcp = (): void => this.tcpNat.flush();
+  private readonly releaseTaken = (): void => this.tcpNat.releaseTaken();
 
   private constructor(
     private readonly opts: VunetStartOptions,
@@ -278,10 +280,7 @@ export class Vunet {
         ? undefined
         : new NodeHostNet(natLog, {
             before: () => this.batchClock.begin(),
-            after: () => {
-              this.batchClock.end();
-              this.requestRearm();
-            },
+            after: () => this.batchClock.end(),
             failed: (err) => this.failed('a host socket event', err),
             batch: (ms) => this.batchTook(ms),
           });
@@ -428,7 +427,7 @@ export class Vunet {
       onBatchStart: () => this.batchClock.begin(),
       inBatch: () => this.batchClock.inBatch,
       onBatchEnd: (sliceMs) => {
-        this.guarded('end of a TX batch', () => this.tcpNat.flush(), sliceMs);
+        this.guarded('end of a TX batch', this.flushTcp, sliceMs);
         this.batchClock.end();
       },
       // Guest TCP payload goes to host sockets straight from guest memory (one writev per flow
@@ -439,7 +438,7 @@ export class Vunet {
       // Consecutive TCP segments join before the stack (a capture shows the guest's frames; a
       // joined segment could not go to another guest).
       coalesce: !pcap && !multi,
-      releasePayloads: () => this.guarded('guest data passed on', () => this.tcpNat.releaseTaken()),
+      releasePayloads: () => this.guarded('guest data passed on', this.releaseTaken),
       onRoom: () => this.guarded('receive buffers posted', () => this.tcpNat.linkRoom()),
       onFrameError: (err) => this.failed('a guest frame', err),
     });
@@ -477,7 +476,6 @@ export class Vunet {
     }
     // A TX slice counts whole: the frames it handled (`alreadyMs`) and what they caused.
     this.batchTook(alreadyMs + performance.now() - start);
-    this.requestRearm();
   }
 
   /** The end of the outermost batch: the guest gets what it sent with one publish (and at most
@@ -493,6 +491,13 @@ export class Vunet {
     } catch (err) {
       this.failed('publishing frames at the end of a batch', err);
     }
+    try {
+      // The timer for the earliest deadline the batch left. Here rather than once per turn on a
+      // setImmediate, which allocated per turn; the pollAt()s it asks allocate nothing.
+      this.rearm();
+    } catch (err) {
+      this.failed('re-arming the timer', err);
+    }
   }
 
   /** A bug was caught at a batch boundary: counted and logged (rate-limited, with the stack). */
@@ -506,19 +511,6 @@ export class Vunet {
     if (ms > this.loop.maxBatchMs) this.loop.maxBatchMs = ms;
     if (ms > LONG_BATCH_MS) this.loop.longBatches++;
   }
-
-  /** Re-arms the timer once this event-loop turn's I/O is done (one pollAt() per turn). */
-  private requestRearm(): void {
-    if (this.rearmSoon) return;
-    this.rearmSoon = true;
-    setImmediate(this.rearmNow);
-  }
-
-  /** requestRearm's callback, made once (nothing allocated per turn). */
-  private readonly rearmNow = (): void => {
-    this.rearmSoon = false;
-    this.rearm();
-  };
 
   /** The TCP NAT left output for a later turn (a bounded flush): go on then. */
   private requestFlush(): void {
