@@ -159,7 +159,8 @@ export class TcpCoalescer {
   /**
    * Joins the frame match() accepted, whose payload the device has copied to buf[length, +n)
    * summing it (`sum`); `head` holds its headers. False when a checksum of its, or (on the first
-   * join) of the pending frame's, does not verify: nothing changed, and the frame goes on alone.
+   * join) of the pending frame's, does not verify: nothing joined; the caller hands the pending
+   * frame on as it is, and this one after it.
    */
   join(len: number, sum: number): boolean {
     const at = this.at;
