@@ -305,7 +305,6 @@ function killChildren(): void {
   for (const c of children) c.kill('SIGKILL');
 }
 
-/** What a child said last, for an error message: its first error line, else its last line. */
 /** After a run that failed, what vunet logged (warnings and errors; --stats: everything) ends
  *  up on stderr: a connection it closed, a queue it stopped. */
 function noteFailedRuns(result: BackendResult, vunet: Child | undefined): void {
@@ -317,6 +316,7 @@ function noteFailedRuns(result: BackendResult, vunet: Child | undefined): void {
   for (const l of lines) console.error(`  vunet (${result.backend}): ${l.trim()}`);
 }
 
+/** What a child said last, for an error message: its first error line, else its last line. */
 function lastLines(text: string): string {
   const lines = text
     .split('\n')

@@ -58,8 +58,7 @@ export class UdpDatagram extends PortsView {
     return this.udpLength - UDP_HEADER_LEN;
   }
 
-  /** IPv4: a zero checksum means the sender computed none, which is accepted. */
-  /** IPv4: zero means no checksum. With `sum` (≥ 0): the sum16 of this.bytes[from, the datagram's
+  /** IPv4: zero means the sender computed none, which is accepted. With `sum` (≥ 0): the sum16 of this.bytes[from, the datagram's
    *  end), computed as the frame was copied (RxMeta.frameSum); only [from, offset) is read. */
   verifyChecksumV4(src: number, dst: number, sum = -1, from = 0): boolean {
     if (this.checksum === 0) return true;
