@@ -171,12 +171,11 @@ export class TcpCoalescer {
       // The pending frame's own checksums, verified now that it will not go alone (alone, the
       // stack verifies it); its payload's sum is the frame's less the headers'.
       const b = this.buf;
-      const ipSum = v4 ? sum16(b, ETH, 20) : 0;
+      const ipSum = sum16(b, ETH, tcp - ETH);
       if (v4 && ipSum !== 0xffff) return false;
       const pseudo = v4 ? pseudoHeaderSumV4(readU32(b, ETH + 12), readU32(b, ETH + 16), 6, 0) : pseudoHeaderSumV6(b, ETH + 8, b, ETH + 24, 6, 0);
-      const headers = sum16(b, ETH, at - ETH);
-      const payload = foldSum(this.firstSum + (~headers & 0xffff));
       const tcpSum = sum16(b, tcp, at - tcp);
+      const payload = foldSum(this.firstSum + (~foldSum(ipSum + tcpSum) & 0xffff));
       if (foldSum(tcpSum + pseudo + (this.length - tcp) + payload) !== 0xffff) return false;
       this.payloadSum = payload;
       // What every later part repeats (match() saw to it): its headers' sums but for the words
