@@ -26,8 +26,7 @@ namespace {
 // memory another CPU just wrote arrives in parallel rather than one line after another as the
 // sum reaches it (the loads of a summing loop do not run far enough ahead; memcpy's do).
 inline void PrefetchRange(const uint8_t* p, size_t len) {
-  const size_t n = len < 4096 ? len : 4096;
-  for (size_t i = 0; i < n; i += 64) __builtin_prefetch(p + i);
+  napi_util::PrefetchLines(p, len < 4096 ? len : 4096);
 }
 
 // The tail after the vector loop, and the fold: `a` holds 16-bit words summed as loaded.
