@@ -57,6 +57,7 @@ import { TokenBucket } from '../iface/rate-limit.js';
 import type { Stack } from '../iface/stack.js';
 import { GSO_MAX_PACKET, LINK_HEADROOM } from '../iface/link.js';
 import { ipv6Key } from '../iface/neighbor.js';
+import { WorkList } from '../iface/work-list.js';
 import { RECV_BUFFER_INITIAL, SEND_BUFFER_INITIAL, TcpConnection, TcpState, fillTcpRepr, tcpStateName } from '../tcp/endpoint.js';
 import type { OutSegment, TcpConfig, TcpEvents, TcpTransmitter } from '../tcp/endpoint.js';
 import {
@@ -231,6 +232,8 @@ class TcpFlow extends Flow implements HeapItem {
   reading = false;
   writing = false;
   dirty = false;
+  /** In waitingRoom: its output waits for the guest's receive buffers. */
+  waitingRoom = false;
   /** The connection's send buffer when it is the host socket's receive queue. */
   stream: StreamSendBuffer | undefined;
   /** The guest address as the IPv6 neighbour cache keys it (made on first use). */
@@ -263,6 +266,8 @@ class TakenSpans {
   readonly offsets = new Float64Array(TakenSpans.MAX);
   readonly lengths = new Uint32Array(TakenSpans.MAX);
 }
+
+const isWaitingRoom = (f: TcpFlow): boolean => f.waitingRoom;
 
 const EAGAIN = 11;
 const ENOTSUP = 95;
@@ -314,11 +319,13 @@ export class TcpNat implements TcpTransmitter {
   private readonly limits: TcpLimits;
   private readonly limited: LogLimiter;
   private readonly memory: MemoryAccount | undefined;
-  private dirtyFlows: TcpFlow[] = [];
+  private readonly dirtyFlows = new WorkList<TcpFlow>();
   /** Flows holding guest data by reference (see takeData), until releaseTaken(). */
-  private readonly takenFlows: TcpFlow[] = [];
-  private spareDirty: TcpFlow[] = [];
-  private readonly waitingRoom = new Set<TcpFlow>();
+  private readonly takenFlows = new WorkList<TcpFlow>();
+  /** Flows whose output waits for the guest's receive buffers (flag TcpFlow.waitingRoom; a flow
+   *  that went meanwhile stays listed, unflagged, until linkRoom()). */
+  private readonly waitingRoom = new WorkList<TcpFlow>();
+  private waitingRoomCount = 0;
   private readonly listeners: TcpListener[] = [];
   private readonly seg = new TcpSegment();
   /** Headers of segments whose payload is filled in place (transmitInPlace), and their views. */
@@ -806,11 +813,11 @@ export class TcpNat implements TcpTransmitter {
   releaseTaken(): void {
     const list = this.takenFlows;
     for (let i = 0; i < list.length; i++) {
-      const f = list[i]!;
+      const f = list.at(i);
       if (f.live) this.writeTaken(f);
       else if (f.taken) f.taken.count = 0;
     }
-    list.length = 0;
+    list.clear();
   }
 
   /** Guest → host: writes what the connection holds; returns what the host socket took. */
@@ -975,23 +982,21 @@ export class TcpNat implements TcpTransmitter {
   flush(): void {
     const list = this.dirtyFlows;
     if (list.length === 0) {
-      if (this.waitingRoom.size > 0) this.opts.wantRoom?.();
+      if (this.waitingRoomCount > 0) this.opts.wantRoom?.();
       return;
     }
-    // Output may dirty flows again (a host write frees window): those go on the next list.
-    this.dirtyFlows = this.spareDirty;
+    // Output may dirty flows again (a host write frees window): those are added behind, for the
+    // next call.
     const now = this.stack.now();
     const n = Math.min(list.length, FLUSH_BATCH);
     for (let i = 0; i < n; i++) {
-      const f = list[i]!;
+      const f = list.at(i);
       f.dirty = false;
       if (f.live) this.outputFlow(f, now);
     }
-    for (let i = n; i < list.length; i++) this.dirtyFlows.push(list[i]!);
-    list.length = 0;
-    this.spareDirty = list;
-    if (this.dirtyFlows.length > 0 && n === FLUSH_BATCH) this.opts.moreWork?.();
-    if (this.waitingRoom.size > 0) this.opts.wantRoom?.();
+    list.dropFront(n);
+    if (list.length > 0 && n === FLUSH_BATCH) this.opts.moreWork?.();
+    if (this.waitingRoomCount > 0) this.opts.wantRoom?.();
   }
 
   private outputFlow(f: TcpFlow, now: number): void {
@@ -1048,7 +1053,13 @@ export class TcpNat implements TcpTransmitter {
     if (seg.dataLength > 0 && !this.stack.linkHasRoom()) {
       // The guest has no receive buffers: stop here and resume when it posts some.
       this.stats.linkFull++;
-      this.waitingRoom.add(f);
+      if (!f.waitingRoom) {
+        f.waitingRoom = true;
+        this.waitingRoomCount++;
+        // Flows that went while waiting are dropped from the list before it outgrows the waiting.
+        if (this.waitingRoom.length >= 2 * this.waitingRoomCount + 16) this.waitingRoom.filter(isWaitingRoom);
+        this.waitingRoom.push(f);
+      }
       return false;
     }
     if (seg.dataLength > 0 && f.stream && this.stack.payloadsInPlace && this.transmitInPlace(f, seg)) return true;
@@ -1173,15 +1184,21 @@ export class TcpNat implements TcpTransmitter {
 
   /** The guest posted receive buffers: connections that stopped for room go on. */
   linkRoom(): void {
-    if (this.waitingRoom.size === 0) return;
-    for (const f of this.waitingRoom) this.markDirty(f);
+    if (this.waitingRoom.length === 0) return;
+    for (let i = 0; i < this.waitingRoom.length; i++) {
+      const f = this.waitingRoom.at(i);
+      if (!f.waitingRoom) continue;
+      f.waitingRoom = false;
+      this.markDirty(f);
+    }
     this.waitingRoom.clear();
+    this.waitingRoomCount = 0;
     this.flush();
   }
 
   /** Whether a connection waits for the guest's receive buffers (the runtime asks the link). */
   get wantsRoom(): boolean {
-    return this.waitingRoom.size > 0;
+    return this.waitingRoomCount > 0;
   }
 
   /** RFC 9293 §3.10.7.1: a segment for no connection gets a RST (never a RST for a RST). */
@@ -1325,7 +1342,10 @@ export class TcpNat implements TcpTransmitter {
     if (!f.live) return;
     this.table.remove(f);
     if (f.taken) f.taken.count = 0;
-    this.waitingRoom.delete(f);
+    if (f.waitingRoom) {
+      f.waitingRoom = false;
+      this.waitingRoomCount--;
+    }
     this.settled(f);
     this.timers.remove(f);
     for (const [k, v] of Object.entries(f.conn.stats)) this.closedTotals[k] = (this.closedTotals[k] ?? 0) + v;

@@ -601,6 +601,40 @@ t.test('no guest receive buffers: data waits, and goes when the link has room', 
   );
 });
 
+t.test('a connection that waited for room and ended no longer asks for it', async (t) => {
+  let wanted = 0;
+  const env = setup({ wantRoom: () => wanted++ });
+  const { socket } = established(env);
+  env.link.take();
+  env.link.room = false;
+  socket.inbox.push(...new Array<number>(3000).fill(4));
+  socket.events.readable();
+  t.ok(env.nat.wantsRoom, 'it waits for room');
+  socket.readError = 104; // ECONNRESET: the flow goes (its RST needs no receive buffer)
+  socket.events.readable();
+  t.equal(env.nat.flowCount, 0);
+  t.notOk(env.nat.wantsRoom, 'nothing waits any more');
+  wanted = 0;
+  env.link.room = true;
+  env.nat.linkRoom();
+  env.nat.flush();
+  t.equal(wanted, 0, 'the link is not asked again');
+  const second = established(env);
+  env.link.take();
+  env.link.room = false;
+  second.socket.inbox.push(...new Array<number>(2000).fill(5));
+  second.socket.events.readable();
+  t.ok(env.nat.wantsRoom, 'a new connection waits');
+  env.link.room = true;
+  env.nat.linkRoom();
+  const data = segments(t, env.link.take()).filter((s) => s.data.length > 0);
+  t.equal(
+    data.reduce((n, s) => n + s.data.length, 0),
+    2000,
+    'and is sent once there is room',
+  );
+});
+
 t.test('fences: a SYN to host loopback or an unspecified address gets a RST, no host connect', async (t) => {
   const fence = new Fence({ deny: [{ family: 4, addr: Uint8Array.of(198, 18, 0, 0), prefixLength: 15 }] });
   const { send, host, nat } = setup({ fence });
