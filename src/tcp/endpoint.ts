@@ -580,9 +580,9 @@ export class TcpConnection<Owner = unknown> {
 
   /** §3.10.7.3: SYN-SENT. */
   private inputSynSent(seg: TcpSegment, now: number): void {
-    const ackOk = seg.hasAck && lt(this.iss, seg.ack | 0) && le(seg.ack | 0, this.sndMax);
+    const ackOk = seg.hasAck && lt(this.iss, seg.ackI32) && le(seg.ackI32, this.sndMax);
     if (seg.hasAck && !ackOk) {
-      if (!seg.rst) this.queueRst(seg.ack | 0);
+      if (!seg.rst) this.queueRst(seg.ackI32);
       return;
     }
     if (seg.rst) {
@@ -591,15 +591,15 @@ export class TcpConnection<Owner = unknown> {
     }
     if (!seg.syn) return;
     this.takeSynOptions(seg);
-    this.irs = seg.seq | 0;
-    this.rcvNxt = add(seg.seq | 0, 1);
+    this.irs = seg.seqI32;
+    this.rcvNxt = add(seg.seqI32, 1);
     this.rcvAdv = add(this.rcvNxt, this.synWindow); // what our SYN offered
     this.sndWnd = seg.window;
     this.maxSndWnd = this.sndWnd;
-    this.sndWl1 = seg.seq | 0;
-    this.sndWl2 = seg.ack | 0;
+    this.sndWl1 = seg.seqI32;
+    this.sndWl2 = seg.ackI32;
     if (ackOk) {
-      this.ackOfSyn(seg.ack | 0, now);
+      this.ackOfSyn(seg.ackI32, now);
       this.ackNow = true;
       this.transition(TcpInput.SYN_ACK, now);
     } else {
@@ -613,7 +613,7 @@ export class TcpConnection<Owner = unknown> {
   private inputSynchronized(seg: TcpSegment, now: number): void {
     const o = this.inOpts;
     parseTcpOptions(seg.bytes, seg.optionsOffset, seg.optionsLength, o);
-    let seq = seg.seq | 0;
+    let seq = seg.seqI32;
     let dataOff = seg.payloadOffset;
     let dataLen = seg.payloadLength;
     let syn = seg.syn;
@@ -672,7 +672,7 @@ export class TcpConnection<Owner = unknown> {
 
     // fourth: SYN in a synchronized state (RFC 5961 §4): challenge ACK.
     if (syn) {
-      if (this.state === TcpState.SYN_RECEIVED && (seg.seq | 0) === this.irs && !seg.hasAck) {
+      if (this.state === TcpState.SYN_RECEIVED && seg.seqI32 === this.irs && !seg.hasAck) {
         this.synPending = true; // the peer lost our SYN-ACK: send it again
         return;
       }
@@ -685,15 +685,15 @@ export class TcpConnection<Owner = unknown> {
     // RFC 7323 §4.3: TS.Recent from a segment covering the last ACK we sent (PAWS passed above).
     if (this.tsOn && o.timestamp && le(seq, this.lastAckSent)) this.tsRecent = o.tsVal;
     if (this.state === TcpState.SYN_RECEIVED) {
-      if (!(lt(this.sndUna, seg.ack | 0) && le(seg.ack | 0, this.sndMax))) {
-        this.queueRst(seg.ack | 0);
+      if (!(lt(this.sndUna, seg.ackI32) && le(seg.ackI32, this.sndMax))) {
+        this.queueRst(seg.ackI32);
         return;
       }
-      this.ackOfSyn(seg.ack | 0, now);
+      this.ackOfSyn(seg.ackI32, now);
       this.sndWnd = seg.window << this.sndWscale;
       this.maxSndWnd = Math.max(this.maxSndWnd, this.sndWnd);
       this.sndWl1 = seq;
-      this.sndWl2 = seg.ack | 0;
+      this.sndWl2 = seg.ackI32;
       this.transition(TcpInput.ACK_OF_SYN, now);
       if ((this.state as TcpState) === TcpState.CLOSED) return;
     }
@@ -711,7 +711,7 @@ export class TcpConnection<Owner = unknown> {
 
   /** The ACK field (§3.10.7.4 fifth, RFC 5961 §5). Returns false when the segment is dropped. */
   private processAck(seg: TcpSegment, seq: number, dataLen: number, o: TcpOptions, now: number): boolean {
-    const ack = seg.ack | 0;
+    const ack = seg.ackI32;
     // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.MAX].
     if (lt(this.sndMax, ack)) {
       this.ackNow = true;

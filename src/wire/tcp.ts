@@ -90,6 +90,15 @@ export class TcpSegment extends PortsView {
   set ack(v: number) {
     set32(this.bytes, this.offset + F.ACK, v);
   }
+  /** The sequence and acknowledgment numbers as signed 32-bit integers, the form the TCP endpoint's
+   *  sequence arithmetic works in. A number of 2^31 or more is a heap number in V8: each
+   *  read of `seq` or `ack` past a call boundary would allocate one, for half the sequence space. */
+  get seqI32(): number {
+    return get32(this.bytes, this.offset + F.SEQ) | 0;
+  }
+  get ackI32(): number {
+    return get32(this.bytes, this.offset + F.ACK) | 0;
+  }
   /** Header length in bytes (data offset * 4). */
   get headerLength(): number {
     return (get8(this.bytes, this.offset + F.DATA_OFFSET) >>> 4) * 4;
