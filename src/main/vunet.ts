@@ -186,6 +186,7 @@ export class Vunet {
   /** What every TX batch ends with, made once (a closure per batch would be garbage per batch). */
   private readonly flushTcp = (): void => this.tcpNat.flush();
   private readonly releaseTaken = (): void => this.tcpNat.releaseTaken();
+  private readonly linkRoom = (): void => this.tcpNat.linkRoom();
 
   private constructor(
     private readonly opts: VunetStartOptions,
@@ -317,7 +318,7 @@ export class Vunet {
       dnsUpstream: (family) => this.dns.resolverFor(family),
       guestAddress: (family, guest) => this.guestAddress(family, guest),
       wantRoom: () => {
-        for (const d of this.devices) d.wantRoom();
+        for (let i = 0; i < this.devices.length; i++) this.devices[i]!.wantRoom();
       },
       ...(opts.tcpTimeWaitMs !== undefined ? { tcp: { timeWaitMs: opts.tcpTimeWaitMs } } : {}),
     });
@@ -439,7 +440,7 @@ export class Vunet {
       // joined segment could not go to another guest).
       coalesce: !pcap && !multi,
       releasePayloads: () => this.guarded('guest data passed on', this.releaseTaken),
-      onRoom: () => this.guarded('receive buffers posted', () => this.tcpNat.linkRoom()),
+      onRoom: () => this.guarded('receive buffers posted', this.linkRoom),
       onFrameError: (err) => this.failed('a guest frame', err),
     });
     return d;

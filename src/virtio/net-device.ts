@@ -307,6 +307,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private readonly now: () => number;
   /** The rest of a sliced TX batch is scheduled. */
   private txContinues = false;
+  /** The queue whose sliced batch continues (it may be gone by then). */
+  private continuing: VirtQueue | undefined;
 
   constructor(private readonly opts: NetDeviceOptions = {}) {
     this.log = opts.logger ?? silentLogger;
@@ -414,11 +416,24 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     if (this.rx?.enableNotificationOnMore()) this.checkRxSoon();
   }
 
+  /** rxKicked() at the end of this turn. On process.nextTick with a function made once: Node's
+   *  queueMicrotask makes an AsyncResource and a bound function per call, and a host→guest
+   *  stream comes here after most batches (its flows wait for room the guest has posted since). */
   private checkRxSoon(): void {
     if (this.rxCheckScheduled) return;
     this.rxCheckScheduled = true;
-    queueMicrotask(() => this.rxKicked());
+    process.nextTick(this.rxCheck);
   }
+
+  private readonly rxCheck = (): void => this.rxKicked();
+
+  /** The rest of a sliced TX batch (made once: a closure per slice would be garbage per slice). */
+  private readonly continueTx = (): void => {
+    const q = this.continuing;
+    this.txContinues = false;
+    this.continuing = undefined;
+    if (q !== undefined && q === this.tx) this.processTx(q);
+  };
 
   /** Whether a frame sent now goes straight into the guest's receive buffers (no backlog). */
   hasRoom(): boolean {
@@ -487,10 +502,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       // Kicks stay off: the next slice looks at the ring anyway.
       this.stats.txSlices++;
       this.txContinues = true;
-      this.defer(() => {
-        this.txContinues = false;
-        if (q === this.tx) this.processTx(q);
-      });
+      this.continuing = q;
+      this.defer(this.continueTx);
     }
     // The batch's output (the NAT's flush), then everything it and the slice produced goes out
     // with one used-ring publish and at most one call.
