@@ -241,7 +241,7 @@ class TcpFlow extends Flow implements HeapItem {
   /** Guest data taken by reference this batch (still in guest memory), for one writev. */
   taken: TakenSpans | undefined;
   /** What deliver() hands this flow's guest data to (made once: flushes make no closure). */
-  toHost: (data: Uint8Array) => number = () => 0;
+  toHost: (buf: Uint8Array, off: number, len: number) => number = () => 0;
   /** The host socket's peer address (its port is remotePort): status. */
   hostEnd: Uint8Array | undefined;
   constructor(
@@ -531,7 +531,7 @@ export class TcpNat implements TcpTransmitter {
     f.hostEnd = target;
     f.stream = stream;
     conn.owner = f;
-    f.toHost = (data) => this.toHost(f, data);
+    f.toHost = (buf, off, len) => this.toHost(f, buf, off, len);
     f.syn = packet.slice(0, Math.min(packet.length, ipFamily(family).errorMax));
     this.insert(f);
     this.connecting.add(f);
@@ -821,13 +821,13 @@ export class TcpNat implements TcpTransmitter {
   }
 
   /** Guest → host: writes what the connection holds; returns what the host socket took. */
-  private toHost(f: TcpFlow, data: Uint8Array): number {
+  private toHost(f: TcpFlow, buf: Uint8Array, off: number, len: number): number {
     const s = f.socket;
     if (!s) return 0;
-    const n = s.write(data, 0, data.length);
+    const n = s.write(buf, off, len);
     if (n >= 0) {
       this.stats.bytesToHost += n;
-      if (n < data.length) this.wantWrite(f);
+      if (n < len) this.wantWrite(f);
       return n;
     }
     if (n === -EAGAIN) {
@@ -946,7 +946,7 @@ export class TcpNat implements TcpTransmitter {
     f.hostEnd = acc.peer.slice();
     f.stream = stream;
     conn.owner = f;
-    f.toHost = (data) => this.toHost(f, data);
+    f.toHost = (buf, off, len) => this.toHost(f, buf, off, len);
     f.phase = 'open';
     f.socket = acc.attach(this.socketEvents(f));
     this.insert(f);

@@ -201,7 +201,7 @@ export class SimTcpServices implements TcpTransmitter<SimConnection> {
    *  is all out. */
   private push(s: SimConnection): void {
     if (s.service.serve === 'echo') {
-      s.conn.deliver((d) => s.conn.send(d));
+      s.conn.deliver((buf, off, len) => s.conn.send(buf.subarray(off, off + len)));
       s.conn.output(this.now());
       return;
     }

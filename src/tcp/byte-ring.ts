@@ -121,12 +121,22 @@ export class ByteRing {
     return len;
   }
 
-  /** The contiguous run of held bytes from offset `off` (up to the ring's physical end). */
-  viewAt(off: number, len: number): Uint8Array {
+  /** The ring's storage, in which runAt() and runLength() give the contiguous runs of held bytes
+   *  (valid until the ring changes): a reader takes them in place, with no view made per call. */
+  get storage(): Uint8Array {
+    return this.buf;
+  }
+
+  /** Where offset `off` lies in storage. */
+  runAt(off: number): number {
     const cap = this.buf.length;
-    if (cap === 0) return EMPTY;
-    const p = (this.head + off) % cap;
-    return this.buf.subarray(p, p + Math.min(len, cap - p));
+    return cap === 0 ? 0 : (this.head + off) % cap;
+  }
+
+  /** How many of `len` bytes from offset `off` lie contiguous in storage from runAt(off) on. */
+  runLength(off: number, len: number): number {
+    const cap = this.buf.length;
+    return cap === 0 ? 0 : Math.min(len, cap - this.runAt(off));
   }
 
   /**

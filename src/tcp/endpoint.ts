@@ -338,7 +338,7 @@ export class TcpConnection<Owner = unknown> {
   /** The segment being input freed send-buffer room: sendSpace is raised when it is done. */
   private sendSpaceDue = false;
   /** deliver()'s taker for in-order data: the application's data event (made once). */
-  private readonly toApplication = (d: Uint8Array): number => this.events.data(this, d);
+  private readonly toApplication = (buf: Uint8Array, off: number, len: number): number => this.events.data(this, buf.subarray(off, off + len));
   private challengeWindowStart = 0;
   private challengeCount = 0;
   private sendRst = false;
@@ -465,14 +465,17 @@ export class TcpConnection<Owner = unknown> {
     return this.rcvBuf.length;
   }
 
-  deliver(take: (data: Uint8Array) => number): number {
+  /** Hands the buffered in-order data to `take`, a contiguous run at a time, in place in the
+   *  receive buffer (buf[off, off + len)); it returns how many bytes it took. Returns the total. */
+  deliver(take: (buf: Uint8Array, off: number, len: number) => number): number {
     let total = 0;
-    while (this.rcvBuf.length > 0) {
-      const view = this.rcvBuf.viewAt(0, this.rcvBuf.length);
-      const n = Math.max(0, Math.min(view.length, take(view)));
-      this.rcvBuf.consume(n, this.ooo.length === 0); // (out-of-order data keeps its place)
+    const ring = this.rcvBuf;
+    while (ring.length > 0) {
+      const run = ring.runLength(0, ring.length);
+      const n = Math.max(0, Math.min(run, take(ring.storage, ring.runAt(0), run)));
+      ring.consume(n, this.ooo.length === 0); // (out-of-order data keeps its place)
       total += n;
-      if (n < view.length) break;
+      if (n < run) break;
     }
     if (total > 0 && this.windowUpdateWorthIt()) this.ackNow = true;
     if (this.ooo.length === 0) this.rcvBuf.trim();

@@ -81,5 +81,23 @@ t.test('out-of-order data keeps its place when the held bytes before it are cons
   // With nothing parked, an emptied ring may start again at its beginning.
   ring.consume(250, true);
   t.equal(ring.append(bytes(10, 7), 0, 10), 10);
-  t.same(ring.viewAt(0, 10), bytes(10, 7));
+  t.equal(ring.runAt(0), 0, 'from the beginning');
+  t.equal(ring.runLength(0, 10), 10);
+  t.same(ring.storage.subarray(0, 10), bytes(10, 7));
+});
+
+t.test('runs in place: a wrapped span reads as two runs of storage', async (t) => {
+  const ring = new ByteRing(4096, 4096);
+  t.equal(ring.runLength(0, 10), 0, 'nothing allocated: no run');
+  t.equal(ring.append(bytes(3000), 0, 3000), 3000);
+  ring.consume(2500); // the head is 2500 bytes in
+  t.equal(ring.append(bytes(2000, 3), 0, 2000), 2000); // 1596 to the end, 404 from the start
+  t.equal(ring.length, 2500);
+  const first = ring.runLength(0, ring.length);
+  t.equal(ring.runAt(0), 2500);
+  t.equal(first, 1596, 'the first run ends at the physical end');
+  t.equal(ring.runAt(first), 0, 'the rest starts at the beginning');
+  t.equal(ring.runLength(first, ring.length - first), 904);
+  const joined = Uint8Array.from([...ring.storage.subarray(ring.runAt(0), ring.runAt(0) + first), ...ring.storage.subarray(0, ring.length - first)]);
+  t.same(joined, Uint8Array.from([...bytes(3000).subarray(2500), ...bytes(2000, 3)]), 'both runs, in order');
 });
