@@ -176,38 +176,61 @@ export abstract class OptionCursor {
 }
 
 /**
- * Views by [start, end) of whatever buffer they are asked of, each made once while it stays among
- * the last few asked: the hot paths cut the same ranges frame after frame (a full-sized segment,
- * a pure ACK), and `subarray` would allocate a view for each. Keep one per call site. A view is
- * only as lasting as the buffer's contents; it is never to be kept past the frame it was asked for.
- * It holds on to the last few buffers asked of (a bounded set).
+ * Views by [start, end) of whatever buffer they are asked of, each made once while it stays in the
+ * cache: the hot paths cut the same ranges frame after frame (a full-sized segment, a pure ACK),
+ * and `subarray` would allocate a view for each. Keep one per call site. A view is only as lasting
+ * as the buffer's contents; it is never to be kept past the frame it was asked for. It holds on to
+ * the buffers of the views it keeps (a bounded set).
+ *
+ * Two-way set-associative, sets chosen by the range: a site that sees many lengths (segments the
+ * device joined, `size` 128) keeps a view per length, and a lookup stays two comparisons.
  */
 export class ViewCache {
   private readonly bases: (Uint8Array | undefined)[];
   private readonly starts: Int32Array;
   private readonly ends: Int32Array;
   private readonly views: (Uint8Array | undefined)[];
-  private next = 0;
+  /** Per set: the way the next miss replaces (the one not used last). */
+  private readonly victim: Uint8Array;
+  /** The set of a range: the top bits of its Fibonacci hash (lengths that differ by a multiple
+   *  of an MSS spread over all sets, where a modulus could fold them onto a few). */
+  private readonly shift: number;
+  private readonly mask: number;
 
-  constructor(private readonly size = 4) {
-    this.bases = new Array<Uint8Array | undefined>(size).fill(undefined);
-    this.views = new Array<Uint8Array | undefined>(size).fill(undefined);
-    this.starts = new Int32Array(size);
-    this.ends = new Int32Array(size);
+  /** `size`: views kept, rounded up to a power of two (at least 2). */
+  constructor(size = 8) {
+    const bits = Math.max(0, Math.ceil(Math.log2(Math.max(2, size))) - 1);
+    const sets = 1 << bits;
+    this.shift = bits === 0 ? 0 : 32 - bits;
+    this.mask = sets - 1;
+    const ways = sets * 2;
+    this.bases = new Array<Uint8Array | undefined>(ways).fill(undefined);
+    this.views = new Array<Uint8Array | undefined>(ways).fill(undefined);
+    this.starts = new Int32Array(ways);
+    this.ends = new Int32Array(ways);
+    this.victim = new Uint8Array(sets);
   }
 
   /** base.subarray(start, end), from the cache when it holds that range of that buffer. */
   of(base: Uint8Array, start: number, end: number): Uint8Array {
-    for (let i = 0; i < this.size; i++) {
-      if (this.bases[i] === base && this.starts[i] === start && this.ends[i] === end) return this.views[i]!;
+    const set = (Math.imul((end - start) ^ (start << 16), 0x9e3779b1) >>> this.shift) & this.mask;
+    const i = set * 2;
+    if (this.bases[i] === base && this.starts[i] === start && this.ends[i] === end) {
+      this.victim[set] = 1;
+      return this.views[i]!;
     }
+    if (this.bases[i + 1] === base && this.starts[i + 1] === start && this.ends[i + 1] === end) {
+      this.victim[set] = 0;
+      return this.views[i + 1]!;
+    }
+    const way = this.victim[set]!;
+    const k = i + way;
     const view = base.subarray(start, end);
-    const i = this.next;
-    this.next = (i + 1) % this.size;
-    this.bases[i] = base;
-    this.starts[i] = start;
-    this.ends[i] = end;
-    this.views[i] = view;
+    this.bases[k] = base;
+    this.starts[k] = start;
+    this.ends[k] = end;
+    this.views[k] = view;
+    this.victim[set] = 1 - way;
     return view;
   }
 }
