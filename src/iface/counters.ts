@@ -16,3 +16,10 @@ export class Counters {
     return Object.fromEntries([...this.values.entries()].sort(([a], [b]) => a.localeCompare(b)));
   }
 }
+
+/** Event names by number, `${prefix}${n}` for a message type n (0–255), each made once: a counter
+ *  per packet by type then builds no string. */
+export function numberedNames(prefix: string): (n: number) => string {
+  const names: string[] = [];
+  return (n) => (names[n] ??= `${prefix}${n}`);
+}

@@ -8,6 +8,7 @@
 // Without a handler, or when it returns false without replying, the stack answers requests for its
 // own addresses and hands the others to the router's `beyond`.
 import { ipFamily } from '../wire/index.js';
+import { ViewCache } from '../wire/bytes.js';
 
 export interface EchoRequest {
   readonly family: 4 | 6;
@@ -69,8 +70,10 @@ export class EchoRequestSlot implements EchoRequest {
 
   /** The link source of the request (6 bytes). */
   get srcMac(): Uint8Array {
-    return this.frame.subarray(this.srcMacOffset, this.srcMacOffset + 6);
+    return this.macViews.of(this.frame, this.srcMacOffset, this.srcMacOffset + 6);
   }
+
+  private readonly macViews = new ViewCache();
 
   reply(): boolean {
     if (this.replied) return true;

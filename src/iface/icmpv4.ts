@@ -8,6 +8,7 @@
 //
 // The part of the IPv4 layer that speaks ICMP: it is given the layer's LayerContext and, as an
 // Icmpv4Port, what it needs of the layer (options processing, IPv4 headers, framing).
+import { numberedNames } from './counters.js';
 import { EchoRequestSlot } from './echo.js';
 import type { LayerContext } from './layer.js';
 import { TokenBucket } from './rate-limit.js';
@@ -32,7 +33,7 @@ import {
   ipv4Read,
   ipv4SubnetBroadcast,
 } from '../wire/index.js';
-import type { EthernetFrame } from '../wire/index.js';
+import type { EthernetFrame, Icmpv4Repr } from '../wire/index.js';
 import { ViewCache } from '../wire/bytes.js';
 
 /** Echo-request types and the like that an ICMP error may be about; gVisor takes any other type
@@ -41,6 +42,8 @@ const ICMP_NOT_ERRORS = new Set<number>([0, 8, 13, 14, 15, 16]);
 /** Quote as much of the offending datagram as fits in 576 bytes (RFC 1812 §4.3.2.3). */
 const ICMP_ERROR_MAX = 576 - 20;
 const NO_OPTIONS = new Uint8Array(0);
+/** Counter names of messages in, by type. */
+const ICMP4_IN = numberedNames('icmp4.in.');
 
 /** What ICMPv4 needs of the IPv4 layer. */
 export interface Icmpv4Port {
@@ -93,7 +96,7 @@ export class Icmpv4 {
     const icmp = this.icmp.at(frame, ip.payloadOffset, ip.payloadLength);
     if (!icmp.check()) return this.s.drop('icmp4.short');
     if (!icmp.verifyChecksum()) return this.s.drop('icmp4.badChecksum');
-    this.s.note(`icmp4.in.${icmp.type}`, { code: icmp.code, from: formatIpv4(ip.src) });
+    this.s.note(ICMP4_IN(icmp.type), this.s.debugging ? { code: icmp.code, from: formatIpv4(ip.src) } : undefined);
     // RFC 1122 §3.2.2.6: record route and timestamp of an echo request are updated and returned in
     // the reply; other messages have their options processed as received (gVisor's handleICMP:
     // after the checksum).
@@ -148,11 +151,18 @@ export class Icmpv4 {
     const big = total > this.s.config.mtu;
     const b = big ? this.bigBuffer() : this.outIp;
     b.set(r.data, hl + ICMPV4_HEADER_LEN);
-    emitIcmpv4(b, hl, { type: Icmpv4Type.ECHO_REPLY, code: 0, rest: icmpv4EchoRest(r.ident, r.seq), payloadLength: len });
+    const reply = this.replyRepr;
+    reply.rest = icmpv4EchoRest(r.ident, r.seq);
+    reply.payloadLength = len;
+    emitIcmpv4(b, hl, reply);
     this.port.emitHeader(b, ipv4Read(r.packet, 16), ipv4Read(r.packet, 12), IpProtocol.ICMP, ICMPV4_HEADER_LEN + len, r.packet[1], opts);
     this.s.note('icmp4.out.0.0');
-    return this.port.frameAndSend(b.subarray(0, total), r.srcMac);
+    return this.port.frameAndSend(this.replyViews.of(b, 0, total), r.srcMac);
   }
+
+  /** The echo reply's ICMP header and its packet's view, reused (nothing made per reply). */
+  private readonly replyRepr: Icmpv4Repr = { type: Icmpv4Type.ECHO_REPLY, code: 0, rest: 0, payloadLength: 0 };
+  private readonly replyViews = new ViewCache();
 
   /** A buffer for one whole datagram of up to 64 KiB (made on first use). */
   private bigBuffer(): Uint8Array {

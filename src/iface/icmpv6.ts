@@ -9,6 +9,7 @@
 //
 // The part of the IPv6 layer that speaks ICMPv6: it is given the layer's LayerContext, its NDP
 // and MLD parts, and, as an Icmpv6Port, what it needs of the layer (our addresses, framing).
+import { numberedNames } from './counters.js';
 import { EchoRequestSlot } from './echo.js';
 import type { LayerContext } from './layer.js';
 import type { Mld } from './mld.js';
@@ -39,13 +40,15 @@ import {
   ipv6IsUnspecified,
   walkIpv6Headers,
 } from '../wire/index.js';
-import type { EthernetFrame, Ipv6Packet } from '../wire/index.js';
+import type { EthernetFrame, Icmpv6Repr, Ipv6Packet } from '../wire/index.js';
 import { ViewCache } from '../wire/bytes.js';
 
 /** Quote as much of the offending packet as fits in the minimum MTU (RFC 4443 §2.4 (c)). */
 const ICMP_ERROR_MAX = IPV6_MIN_MTU - IPV6_HEADER_LEN;
 /** The hop limit of what we originate (the IPv6 layer's; Linux's default). */
 const HOP_LIMIT = 64;
+/** Counter names of messages in, by type. */
+const ICMP6_IN = numberedNames('icmp6.in.');
 
 /** What ICMPv6 needs of the IPv6 layer. */
 export interface Icmpv6Port {
@@ -83,6 +86,8 @@ export class Icmpv6 {
   private readonly payloadViews = new ViewCache();
   private readonly addrScratch = new Uint8Array(16);
   private readonly dstScratch = new Uint8Array(16);
+  /** The echo reply's ICMPv6 header, reused (nothing made per reply). */
+  private readonly replyRepr: Icmpv6Repr = { type: Icmpv6Type.ECHO_REPLY, code: 0, rest: 0, payloadLength: 0 };
   private big: Uint8Array | undefined;
 
   constructor(
@@ -106,7 +111,7 @@ export class Icmpv6 {
     if (!icmp.check()) return this.s.drop('icmp6.short');
     if (!meta.checksumPartial && !icmp.verifyChecksum(frame, ip.srcOffset, frame, ip.dstOffset)) return this.s.drop('icmp6.badChecksum');
     const type = icmp.type;
-    this.s.note(`icmp6.in.${type}`, { code: icmp.code, from: formatIpv6(frame.subarray(ip.srcOffset, ip.srcOffset + 16)) });
+    this.s.note(ICMP6_IN(type), this.s.debugging ? { code: icmp.code, from: formatIpv6(frame.subarray(ip.srcOffset, ip.srcOffset + 16)) } : undefined);
     switch (type) {
       case Icmpv6Type.ECHO_REQUEST:
         this.echo(frame, eth, ip, icmp, true);
@@ -167,16 +172,16 @@ export class Icmpv6 {
   private echoReply(): boolean {
     const r = this.echoSlot;
     const p = r.packet;
-    const multicast = ipv6IsMulticast(p, 24);
-    const src = multicast ? this.port.linkLocal : p.subarray(24, 40);
+    // From the address it was sent to, or the link-local one for a group.
+    if (ipv6IsMulticast(p, 24)) copyBytes(this.addrScratch, 0, this.port.linkLocal, 0, 16);
+    else copyBytes(this.addrScratch, 0, p, 24, 16);
     // Only preferred addresses answer (a tentative or duplicate one takes NDP alone).
-    if (r.toUs && !this.port.isOurs(src, 0)) {
+    if (r.toUs && !this.port.isOurs(this.addrScratch, 0)) {
       this.s.drop('icmp6.echoToUnusableAddress');
       return false;
     }
     const len = r.data.length;
     copyBytes(this.dstScratch, 0, p, 8, 16);
-    copyBytes(this.addrScratch, 0, src, 0, 16);
     const total = IPV6_HEADER_LEN + ICMPV6_HEADER_LEN + len;
     this.s.note('icmp6.out.129.0');
     // Built in place in the output frame, or whole in a side buffer when it must be fragmented
@@ -185,7 +190,9 @@ export class Icmpv6 {
     const b = fits ? this.s.out : (this.big ??= new Uint8Array(IPV6_HEADER_LEN + 0x10000));
     const icmpOff = fits ? ETHERNET_HEADER_LEN + IPV6_HEADER_LEN : IPV6_HEADER_LEN;
     b.set(r.data, icmpOff + ICMPV6_HEADER_LEN);
-    const reply = { type: Icmpv6Type.ECHO_REPLY, code: 0, rest: icmpv6EchoRest(r.ident, r.seq), payloadLength: len };
+    const reply = this.replyRepr;
+    reply.rest = icmpv6EchoRest(r.ident, r.seq);
+    reply.payloadLength = len;
     emitIcmpv6(b, icmpOff, reply, this.addrScratch, this.dstScratch);
     if (fits) return this.port.finish(this.addrScratch, this.dstScratch, IpProtocol.ICMPV6, ICMPV6_HEADER_LEN + len, HOP_LIMIT, r.frame, r.srcMacOffset);
     emitIpv6Header(b, 0, {

@@ -44,7 +44,7 @@ import {
   ipv4SubnetBroadcast,
   processIpv4Options,
 } from '../wire/index.js';
-import type { EthernetRepr } from '../wire/index.js';
+import type { EthernetRepr, Ipv4Repr } from '../wire/index.js';
 import { ViewCache } from '../wire/bytes.js';
 
 /** A UDP datagram addressed to one of our IPv4 addresses, as handlers see it (views valid only
@@ -462,9 +462,30 @@ export class Ipv4Layer {
    *  already in place after it. */
   private emitHeaderInto(b: Uint8Array, src: number, dst: number, proto: number, payloadLength: number, tos = 0, options?: Uint8Array): void {
     this.ipId = (this.ipId + 1) & 0xffff;
-    const repr = { src, dst, proto, ttl: DEFAULT_TTL, id: this.ipId, flags: 0, fragOffset: 0, payloadLength, tos };
-    emitIpv4Header(b, 0, options && options.length > 0 ? { ...repr, options } : repr);
+    const r = this.headerRepr;
+    r.src = src;
+    r.dst = dst;
+    r.proto = proto;
+    r.id = this.ipId;
+    r.payloadLength = payloadLength;
+    r.tos = tos;
+    r.options = options && options.length > 0 ? options : undefined;
+    emitIpv4Header(b, 0, r);
   }
+
+  /** The header emitHeaderInto() writes, reused (nothing made per packet). */
+  private readonly headerRepr: Ipv4Repr = {
+    src: 0,
+    dst: 0,
+    proto: 0,
+    ttl: DEFAULT_TTL,
+    id: 0,
+    flags: 0,
+    fragOffset: 0,
+    payloadLength: 0,
+    tos: 0,
+    options: undefined,
+  };
 }
 
 function ipv4ErrorName(err: Ipv4Error): string {

@@ -27,6 +27,8 @@ export interface LayerContext {
   sendSegmented(packet: Uint8Array, mac: Uint8Array | undefined, etherType: number, transportOff: number, partial: number, segmentSize: number): boolean;
   /** Copies the current guest frame's payload out of guest memory, if the device left it there. */
   loadRxPayload(): void;
+  /** Whether debug lines are written (per-packet detail is made only then). */
+  readonly debugging: boolean;
   /** Counts a control-plane event (debug log). */
   note(name: string, detail?: object): void;
   /** Counts a dropped frame by reason (debug log). */

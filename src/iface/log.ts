@@ -5,10 +5,13 @@ export interface Log {
   info(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
   error(obj: object, msg?: string): void;
+  /** Whether lines of `level` are written (pino's): per-packet detail is made only for a log that
+   *  writes it. Absent: assumed written. */
+  isLevelEnabled?(level: string): boolean;
 }
 
 const nothing = (): void => undefined;
-export const silentLog: Log = { debug: nothing, info: nothing, warn: nothing, error: nothing };
+export const silentLog: Log = { debug: nothing, info: nothing, warn: nothing, error: nothing, isLevelEnabled: () => false };
 
 /**
  * Rate-limits log lines by key (the message, usually): in each interval the first `burst` lines
@@ -80,5 +83,6 @@ export function rateLimitedLog(log: Log, now: () => number, intervalMs?: number,
     info: (obj, msg = '') => limiter.info(obj, msg),
     warn: (obj, msg = '') => limiter.warn(obj, msg),
     error: (obj, msg = '') => limiter.error(obj, msg),
+    isLevelEnabled: (level) => log.isLevelEnabled?.(level) ?? true,
   };
 }

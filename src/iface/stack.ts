@@ -264,16 +264,21 @@ export class Stack implements FrameSink, LayerContext {
     return ok;
   }
 
+  /** Whether debug lines are written: a per-packet event's detail is made only then (see note). */
+  get debugging(): boolean {
+    return this.log.isLevelEnabled?.('debug') ?? true;
+  }
+
   /** Counts a control-plane event (an ICMP, IGMP or MLD message in or out, a state change) and
-   *  writes it to the debug log. */
+   *  writes it to the debug log. Per-packet callers pass `detail` only when debugging. */
   note(name: string, detail?: object): void {
     this.counters.add(name);
-    this.log.debug(detail ? { event: name, ...detail } : { event: name }, 'stack event');
+    if (this.debugging) this.log.debug(detail ? { event: name, ...detail } : { event: name }, 'stack event');
   }
 
   /** Counts a dropped frame by reason (debug log for the per-packet detail). */
   drop(reason: string): void {
     this.counters.add(reason);
-    this.log.debug({ reason }, 'frame dropped');
+    if (this.debugging) this.log.debug({ reason }, 'frame dropped');
   }
 }

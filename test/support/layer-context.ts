@@ -40,6 +40,8 @@ export class TestLayerContext implements LayerContext {
     throw new Error('no segmentation offload in a layer test');
   }
   loadRxPayload(): void {}
+  /** Per-packet detail is made (as under --log-level debug), so the tests run that code too. */
+  readonly debugging = true;
   note(name: string): void {
     this.counters.add(name);
     this.notes.push(name);
