@@ -529,12 +529,22 @@ export class Ipv6Layer {
 
   /** Frames a whole IPv6 packet to `mac` (or its group MAC when multicast) and sends it. */
   private sendPacketTo(p: Uint8Array, mac: Uint8Array | undefined, forwarded = false): boolean {
+    if (p.length <= this.s.config.mtu) {
+      placePacket(this.s.out, p);
+      return this.frameAndSend(this.s.out, ETHERNET_HEADER_LEN + 24, mac, 0, p.length);
+    }
+    return this.sendTooBig(p, mac, forwarded);
+  }
+
+  /** A packet over the MTU: fragmented, or answered with packet too big when forwarded. Apart
+   *  from sendPacketTo(): its fragment callback captures `mac`, and a function with captured
+   *  variables allocates their context on every call. */
+  private sendTooBig(p: Uint8Array, mac: Uint8Array | undefined, forwarded: boolean): boolean {
     const o = this.s.out;
     const one = (f: Uint8Array): boolean => {
       placePacket(o, f);
       return this.frameAndSend(o, ETHERNET_HEADER_LEN + 24, mac, 0, f.length);
     };
-    if (p.length <= this.s.config.mtu) return one(p);
     if (forwarded) {
       // RFC 8200 §5, RFC 4443 §3.2: a router does not fragment; it answers packet too big with the
       // MTU of the next link, to the source beyond the guest link.

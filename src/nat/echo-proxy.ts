@@ -97,7 +97,7 @@ export class EchoProxy extends IdleSocketFlows<EchoFlow> {
 
   /** The stack's echo hook: proxies what is not ours (and the gateway, mapped to loopback). */
   readonly handle: EchoHandler = (r) => {
-    const dst = r.packet.subarray(r.dstOffset, r.dstOffset + ipFamily(r.family).alen);
+    const dst = this.dstViews.of(r.packet, r.dstOffset, r.dstOffset + ipFamily(r.family).alen);
     const target = this.targetFor(r, dst);
     if (!target) return false; // ours and not mapped: the stack's own reply
     this.stats.requests++;
@@ -121,7 +121,13 @@ export class EchoProxy extends IdleSocketFlows<EchoFlow> {
 
   private flowFor(r: EchoRequest, target: Uint8Array): EchoFlow | undefined {
     const known = this.table.find(FlowKind.ECHO, r.family, r.packet, r.srcOffset, r.ident, r.packet, r.dstOffset, 0);
-    if (known) return known as EchoFlow;
+    return known ? (known as EchoFlow) : this.openFlow(r, target);
+  }
+
+  /** A new flow and its echo socket. Apart from flowFor(): the socket's callbacks capture the
+   *  flow, and a function whose variables closures capture allocates their context on every
+   *  call, the lookups of known flows included. */
+  private openFlow(r: EchoRequest, target: Uint8Array): EchoFlow | undefined {
     // Room: this part's least recently used flow goes when the part or the whole table is full.
     this.idle.makeRoom(this.maxFlows, this.table, (f) => this.close(f));
     const flow = new EchoFlow(
@@ -205,6 +211,8 @@ export class EchoProxy extends IdleSocketFlows<EchoFlow> {
   }
 
   private readonly outViews = new ViewCache();
+  /** The request's destination address (no view per request). */
+  private readonly dstViews = new ViewCache();
   private readonly icmpRepr: Icmpv4Repr = { type: 0, code: 0, rest: 0, payloadLength: 0 };
   private readonly ip4Repr: Ipv4Repr = { src: 0, dst: 0, proto: IpProtocol.ICMP, ttl: 64, id: 0, flags: 0, fragOffset: 0, payloadLength: 0, tos: 0 };
   private readonly ip6Repr: Ipv6Repr = { src: new Uint8Array(16), dst: new Uint8Array(16), nextHeader: IpProtocol.ICMPV6, hopLimit: 64, payloadLength: 0 };

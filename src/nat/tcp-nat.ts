@@ -834,13 +834,19 @@ export class TcpNat implements TcpTransmitter {
       this.wantWrite(f);
       return 0;
     }
-    // The host peer is gone (EPIPE, ECONNRESET): the guest gets a RST once the input is done.
+    this.writeFailed(f, -n);
+    return 0;
+  }
+
+  /** The host peer is gone (EPIPE, ECONNRESET): the guest gets a RST once the input is done.
+   *  Apart from toHost(): a function whose variables a closure captures allocates their context
+   *  on every call. */
+  private writeFailed(f: TcpFlow, errno: number): void {
     queueMicrotask(() => {
       if (!f.live) return;
-      this.hostFailed(f, -n, 'write', true);
+      this.hostFailed(f, errno, 'write', true);
       this.flush();
     });
-    return 0;
   }
 
   private wantWrite(f: TcpFlow): void {

@@ -204,7 +204,14 @@ export class UdpNat extends IdleSocketFlows<UdpFlow> {
   private flowFor(family: 4 | 6, packet: Uint8Array, guestPort: number, dstPort: number): UdpFlow | undefined {
     const { srcOff, dstOff } = ipFamily(family);
     const known = this.table.find(FlowKind.UDP, family, packet, srcOff, guestPort, packet, dstOff, dstPort);
-    if (known) return known as UdpFlow;
+    return known ? (known as UdpFlow) : this.openFlow(family, packet, guestPort, dstPort);
+  }
+
+  /** A new flow and its host socket. Apart from flowFor(): the socket's callbacks capture the
+   *  flow, and a function whose variables closures capture allocates their context on every
+   *  call, the lookups of known flows included. */
+  private openFlow(family: 4 | 6, packet: Uint8Array, guestPort: number, dstPort: number): UdpFlow | undefined {
+    const { srcOff, dstOff } = ipFamily(family);
     const target = this.target(family, packet, dstOff);
     if (!target) return undefined;
     // The gateway's mapping to loopback is ours to make; any other destination passes the fence.
