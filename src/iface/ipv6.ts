@@ -50,6 +50,7 @@ import {
   macFromIpv6Multicast,
   walkIpv6Headers,
 } from '../wire/index.js';
+import type { EthernetRepr, Ipv6Repr } from '../wire/index.js';
 import { ViewCache } from '../wire/bytes.js';
 
 /** A UDP datagram to one of our IPv6 addresses (views valid only during the call). */
@@ -130,6 +131,9 @@ export class Ipv6Layer {
     payload: new Uint8Array(0),
   };
   private readonly macScratch = new Uint8Array(6);
+  /** The headers of what we send, reused (nothing made per packet). */
+  private readonly ethOut: EthernetRepr = { dst: this.macScratch, src: new Uint8Array(6), etherType: EtherType.IPV6 };
+  private readonly ipOut: Ipv6Repr = { src: new Uint8Array(16), dst: new Uint8Array(16), nextHeader: 0, hopLimit: 0, payloadLength: 0 };
 
   constructor(
     private readonly s: LayerContext,
@@ -567,7 +571,13 @@ export class Ipv6Layer {
    * group MAC for a multicast destination, else to `mac[macOff..]`, and sends it.
    */
   private finishIpv6(src: Uint8Array, dst: Uint8Array, next: number, payloadLength: number, hopLimit: number, mac?: Uint8Array, macOff = 0): boolean {
-    emitIpv6Header(this.s.out, ETHERNET_HEADER_LEN, { src, dst, nextHeader: next, hopLimit, payloadLength });
+    const ip = this.ipOut;
+    ip.src = src;
+    ip.dst = dst;
+    ip.nextHeader = next;
+    ip.hopLimit = hopLimit;
+    ip.payloadLength = payloadLength;
+    emitIpv6Header(this.s.out, ETHERNET_HEADER_LEN, ip);
     return this.frameAndSend(dst, 0, mac, macOff, IPV6_HEADER_LEN + payloadLength);
   }
 
@@ -581,7 +591,8 @@ export class Ipv6Layer {
       this.s.drop('ipv6.noNeighbor');
       return false;
     }
-    emitEthernetHeader(o, 0, { dst: this.macScratch, src: this.s.config.mac, etherType: EtherType.IPV6 });
+    this.ethOut.src = this.s.config.mac;
+    emitEthernetHeader(o, 0, this.ethOut);
     return this.s.transmit(ETHERNET_HEADER_LEN + ipLength, partial > 0 ? ETHERNET_HEADER_LEN + IPV6_HEADER_LEN : 0, partial);
   }
 }
