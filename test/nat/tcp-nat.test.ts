@@ -577,62 +577,53 @@ t.test('port forward to a guest that does not answer ARP: the host connection cl
   t.equal(nat.flowCount, 0);
 });
 
+/** The host sends `n` bytes to the guest while the guest has no receive buffers. */
+function sendWithoutRoom(env: ReturnType<typeof setup>, socket: FakeSocket, n: number): void {
+  env.link.take();
+  env.link.room = false;
+  socket.inbox.push(...new Array<number>(n).fill(4));
+  socket.events.readable();
+}
+
+/** The guest posts receive buffers: the data bytes that go out then. */
+function roomPosted(t: Test, env: ReturnType<typeof setup>): number {
+  env.link.room = true;
+  env.nat.linkRoom();
+  return segments(t, env.link.take()).reduce((n, s) => n + s.data.length, 0);
+}
+
 t.test('no guest receive buffers: data waits, and goes when the link has room', async (t) => {
   let wanted = 0;
   const env = setup({ wantRoom: () => wanted++ });
   const { socket } = established(env);
-  env.link.take();
-  env.link.room = false;
-  socket.inbox.push(...new Array<number>(3000).fill(4));
-  socket.events.readable();
+  sendWithoutRoom(env, socket, 3000);
   t.same(
     segments(t, env.link.take()).filter((s) => s.data.length > 0),
     [],
     'nothing while the guest has no buffers',
   );
   t.ok(env.nat.wantsRoom && wanted > 0, 'the link is asked for room');
-  env.link.room = true;
-  env.nat.linkRoom();
-  const data = segments(t, env.link.take()).filter((s) => s.data.length > 0);
-  t.equal(
-    data.reduce((n, s) => n + s.data.length, 0),
-    3000,
-    'all of it once there is room',
-  );
+  t.equal(roomPosted(t, env), 3000, 'all of it once there is room');
 });
 
 t.test('a connection that waited for room and ended no longer asks for it', async (t) => {
   let wanted = 0;
   const env = setup({ wantRoom: () => wanted++ });
   const { socket } = established(env);
-  env.link.take();
-  env.link.room = false;
-  socket.inbox.push(...new Array<number>(3000).fill(4));
-  socket.events.readable();
+  sendWithoutRoom(env, socket, 3000);
   t.ok(env.nat.wantsRoom, 'it waits for room');
   socket.readError = 104; // ECONNRESET: the flow goes (its RST needs no receive buffer)
   socket.events.readable();
   t.equal(env.nat.flowCount, 0);
   t.notOk(env.nat.wantsRoom, 'nothing waits any more');
   wanted = 0;
-  env.link.room = true;
-  env.nat.linkRoom();
+  t.equal(roomPosted(t, env), 0, 'room: nothing to send');
   env.nat.flush();
   t.equal(wanted, 0, 'the link is not asked again');
   const second = established(env);
-  env.link.take();
-  env.link.room = false;
-  second.socket.inbox.push(...new Array<number>(2000).fill(5));
-  second.socket.events.readable();
+  sendWithoutRoom(env, second.socket, 2000);
   t.ok(env.nat.wantsRoom, 'a new connection waits');
-  env.link.room = true;
-  env.nat.linkRoom();
-  const data = segments(t, env.link.take()).filter((s) => s.data.length > 0);
-  t.equal(
-    data.reduce((n, s) => n + s.data.length, 0),
-    2000,
-    'and is sent once there is room',
-  );
+  t.equal(roomPosted(t, env), 2000, 'and is sent once there is room');
 });
 
 t.test('fences: a SYN to host loopback or an unspecified address gets a RST, no host connect', async (t) => {
