@@ -326,6 +326,8 @@ export class TcpNat implements TcpTransmitter {
    *  that went meanwhile stays listed, unflagged, until linkRoom()). */
   private readonly waitingRoom = new WorkList<TcpFlow>();
   private waitingRoomCount = 0;
+  /** flush() is walking dirtyFlows. */
+  private flushing = false;
   private readonly listeners: TcpListener[] = [];
   private readonly seg = new TcpSegment();
   /** Headers of segments whose payload is filled in place (transmitInPlace), and their views. */
@@ -991,16 +993,25 @@ export class TcpNat implements TcpTransmitter {
       if (this.waitingRoomCount > 0) this.opts.wantRoom?.();
       return;
     }
+    // The list is walked in place: a flush from within a flow's output would move it under this
+    // one (none does today; the outer call goes on).
+    if (this.flushing) return;
+    this.flushing = true;
     // Output may dirty flows again (a host write frees window): those are added behind, for the
     // next call.
     const now = this.stack.now();
     const n = Math.min(list.length, FLUSH_BATCH);
-    for (let i = 0; i < n; i++) {
-      const f = list.at(i);
-      f.dirty = false;
-      if (f.live) this.outputFlow(f, now);
+    let done = 0;
+    try {
+      while (done < n) {
+        const f = list.at(done++);
+        f.dirty = false;
+        if (f.live) this.outputFlow(f, now);
+      }
+    } finally {
+      list.dropFront(done); // (after a throw, the flows not reached stay listed)
+      this.flushing = false;
     }
-    list.dropFront(n);
     if (list.length > 0 && n === FLUSH_BATCH) this.opts.moreWork?.();
     if (this.waitingRoomCount > 0) this.opts.wantRoom?.();
   }
