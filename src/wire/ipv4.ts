@@ -699,15 +699,20 @@ export function ipv4IsLinkLocal(addr: number): boolean {
 }
 /** Netmask for a prefix length: 24 -> 255.255.255.0. */
 export function ipv4PrefixMask(prefixLength: number): number {
-  return prefixLength <= 0 ? 0 : (0xffffffff << (32 - Math.min(prefixLength, 32))) >>> 0;
+  return maskBits(prefixLength) >>> 0;
+}
+/** The netmask as the bitwise operators give it, signed: the per-frame subnet checks use it, as
+ *  V8 boxes an unsigned mask from 2^31 up (any prefix) wherever the call is not inlined. */
+function maskBits(prefixLength: number): number {
+  return prefixLength <= 0 ? 0 : 0xffffffff << (32 - Math.min(prefixLength, 32));
 }
 export function ipv4InSubnet(addr: number, network: number, prefixLength: number): boolean {
-  const mask = ipv4PrefixMask(prefixLength);
-  return (addr & mask) >>> 0 === (network & mask) >>> 0;
+  const mask = maskBits(prefixLength);
+  return (addr & mask) === (network & mask);
 }
 /** The directed broadcast address of a subnet. */
 export function ipv4SubnetBroadcast(network: number, prefixLength: number): number {
-  return (network | ~ipv4PrefixMask(prefixLength)) >>> 0;
+  return (network | ~maskBits(prefixLength)) >>> 0;
 }
 
 /** "10.0.2.15", for logs. */

@@ -445,6 +445,14 @@ t.test('address helpers', async (t) => {
   t.notOk(ipv4InSubnet(ipv4(10, 0, 3, 1), ipv4(10, 0, 2, 0), 24));
   t.ok(ipv4InSubnet(ipv4(1, 2, 3, 4), 0, 0));
   t.equal(ipv4SubnetBroadcast(ipv4(10, 0, 2, 0), 24), ipv4(10, 0, 2, 255));
+  // Addresses from 2^31 up (the masks are signed inside).
+  t.ok(ipv4InSubnet(ipv4(192, 168, 1, 5), ipv4(192, 168, 1, 0), 24));
+  t.notOk(ipv4InSubnet(ipv4(192, 168, 2, 5), ipv4(192, 168, 1, 0), 24));
+  t.ok(ipv4InSubnet(ipv4(203, 0, 113, 9), ipv4(203, 0, 113, 9), 32));
+  t.notOk(ipv4InSubnet(ipv4(203, 0, 113, 9), ipv4(203, 0, 113, 8), 32));
+  t.ok(ipv4InSubnet(ipv4(255, 255, 255, 255), ipv4(128, 0, 0, 0), 1));
+  t.equal(ipv4SubnetBroadcast(ipv4(192, 168, 1, 0), 24), ipv4(192, 168, 1, 255), 'unsigned');
+  t.equal(ipv4SubnetBroadcast(0, 0), 0xffffffff);
 });
 
 t.test('properties', async (t) => {
