@@ -106,7 +106,7 @@ export class AddressDad {
 
   pollAt(): number {
     let at = Infinity;
-    // (Indexed loops in the pollAt()s: asked once per event-loop turn, they allocate no iterator
+    // (Indexed loops in the pollAt()s: asked at the end of every batch, they allocate no iterator
     // in any tier.)
     for (let i = 0; i < this.list.length; i++) {
       const a = this.list[i]!;

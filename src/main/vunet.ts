@@ -494,7 +494,8 @@ export class Vunet {
     }
     try {
       // The timer for the earliest deadline the batch left. Here rather than once per turn on a
-      // setImmediate, which allocated per turn; the pollAt()s it asks allocate nothing.
+      // setImmediate, which allocated an Immediate per turn. (What the pollAt()s return is boxed
+      // by V8 when not a small integer, Infinity included: a few numbers per batch.)
       this.rearm();
     } catch (err) {
       this.failed('re-arming the timer', err);
