@@ -33,15 +33,22 @@ const DESC_SIZE = 16;
 
 /** Copies up to this many bytes byte by byte; longer copies go through the addon's memmove. */
 const SHORT_COPY = 64;
+/** Short copies index as int32 below this offset (above it, through the addon). */
+const SHORT_COPY_MAX_OFFSET = 0x7fffffff - SHORT_COPY;
 
 /** src[srcOff, +n) → dst[dstOff, +n), allocating nothing (dst.set(src.subarray()) makes a view per
  *  call, per segment of every frame). A range outside either array throws RangeError, as set() does. */
 function copyBytes(src: Uint8Array, srcOff: number, n: number, dst: Uint8Array, dstOff: number): void {
   if (srcOff === 0 && n === src.length) {
     dst.set(src, dstOff); // all of src (a frame into one buffer): no view needed, and the fastest
-  } else if (n <= SHORT_COPY) {
-    if (srcOff + n > src.length || dstOff + n > dst.length) throw new RangeError('offset is out of bounds');
-    for (let k = 0; k < n; k++) dst[dstOff + k] = src[srcOff + k]!;
+  } else if (n <= SHORT_COPY && srcOff <= SHORT_COPY_MAX_OFFSET && dstOff <= SHORT_COPY_MAX_OFFSET) {
+    if (srcOff < 0 || dstOff < 0 || srcOff + n > src.length || dstOff + n > dst.length) throw new RangeError('offset is out of bounds');
+    // Indices as int32: a guest-memory offset is a double (regions may pass 2 GiB), and indexing
+    // with `srcOff + k` converts and checks a double per byte (most of a header copy's time).
+    let s = srcOff | 0;
+    let d = dstOff | 0;
+    const end = s + n;
+    while (s < end) dst[d++] = src[s++]!;
   } else {
     native.copy(src, srcOff, n, dst, dstOff);
   }
