@@ -15,17 +15,19 @@ export interface RxMeta {
    *  while copying the frame out of guest memory (Linux's CHECKSUM_COMPLETE): a transport checksum
    *  is then verified from it and the headers alone. Absent or -1: not computed. */
   frameSum?: number;
-  /** Set when the frame's payload was left in guest memory (see FramePayload). */
+  /** Set when the frame's payload may be kept by reference (see FramePayload). */
   payload?: FramePayload | undefined;
 }
 
 /**
- * A guest frame whose payload the device left in guest memory, having copied only its headers: a
- * TCP segment's data, frame bytes [at, at + length), lies in the scatter list
- * views[i][offsets[i], +lengths[i]) for i < count, and is not in the frame until load() copies it
- * there. Whatever reads those bytes loads them first, except a consumer that hands them to the
- * kernel by reference (the TCP NAT's writev): it sets `kept`, and the device then gives the
- * guest its buffer back only after the batch's releasePayloads.
+ * A guest frame whose payload a consumer may keep by reference until the batch's
+ * releasePayloads: a TCP segment's data, frame bytes [at, at + length), lies in the scatter list
+ * views[i][offsets[i], +lengths[i]) for i < count. Either the device left it in guest memory,
+ * having copied only the headers, and it is not in the frame until load() copies it there
+ * (whatever reads those bytes loads them first); or it is already in the frame (`loaded`: a segment
+ * the device joined in its own buffer, which it does not reuse before releasePayloads). A consumer
+ * that hands the bytes to the kernel by reference (the TCP NAT's writev) sets `kept`; the device
+ * then gives the guest its buffer back, or reuses its own, only after releasePayloads.
  */
 export interface FramePayload {
   /** The frame (whose bytes from `at` on are the payload's place). */

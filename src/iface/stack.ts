@@ -142,19 +142,21 @@ export class Stack implements FrameSink, LayerContext {
   }
 
   receive(frame: Uint8Array, meta: RxMeta): void {
-    this.rxPayload = meta.payload?.loaded === false ? meta.payload : undefined;
+    this.rxPayload = meta.payload;
     this.dispatch(frame, meta);
     this.rxPayload = undefined;
   }
 
-  /** The payload of the guest frame being received when it is still in guest memory (see
-   *  FramePayload): the TCP NAT keeps it by reference or loads it; the rest loads it. */
+  /** The payload of the guest frame being received when it may be kept by reference (see
+   *  FramePayload): the TCP NAT keeps it or loads it; the rest loads it. */
   rxPayload: FramePayload | undefined;
 
-  /** Copies the payload of the frame being received into it, if it is not there yet. */
+  /** Copies the payload of the frame being received into it, if it is not there yet (it then
+   *  may no longer be kept by reference: the frame is the device's scratch copy). */
   loadRxPayload(): void {
-    if (this.rxPayload) {
-      this.rxPayload.load();
+    const p = this.rxPayload;
+    if (p !== undefined && !p.loaded) {
+      p.load();
       this.rxPayload = undefined;
     }
   }

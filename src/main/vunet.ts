@@ -439,7 +439,10 @@ export class Vunet {
       // Consecutive TCP segments join before the stack (a capture shows the guest's frames; a
       // joined segment could not go to another guest).
       coalesce: !pcap && !multi,
-      releasePayloads: () => this.guarded('guest data passed on', this.releaseTaken),
+      // (Mostly the batch's flush has written it all: no call then.)
+      releasePayloads: () => {
+        if (this.tcpNat.takenPending()) this.guarded('guest data passed on', this.releaseTaken);
+      },
       onRoom: () => this.guarded('receive buffers posted', this.linkRoom),
       onFrameError: (err) => this.failed('a guest frame', err),
     });

@@ -810,6 +810,15 @@ export class TcpNat implements TcpTransmitter {
     if (at > 0) this.wantWrite(f);
   }
 
+  /** Whether some flow still holds data taken by reference (the batch's flush writes what it
+   *  reaches); when none does, the list of flows that took some is emptied here. */
+  takenPending(): boolean {
+    const list = this.takenFlows;
+    for (let i = 0; i < list.length; i++) if ((list.at(i).taken?.count ?? 0) > 0) return true;
+    list.clear();
+    return false;
+  }
+
   /** The device is about to give the guest the buffers of this batch's frames: every flow's data
    *  taken by reference is written or copied now. */
   releaseTaken(): void {

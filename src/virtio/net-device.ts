@@ -202,6 +202,40 @@ class TxPayload implements FramePayload {
   }
 }
 
+/**
+ * FramePayload of a segment the coalescer joined: already in the frame (the device's own buffer),
+ * so nothing needs loading; kept by reference, its slot waits until releasePayloads (TcpCoalescer
+ * hold()): the TCP NAT writes the batch's joined segments with one writev, not through its
+ * connection's receive buffer.
+ */
+class JoinedPayload implements FramePayload {
+  frame: Uint8Array = new Uint8Array(0);
+  at = 0;
+  length = 0;
+  readonly count = 1;
+  readonly loaded = true;
+  kept = false;
+  readonly views: Uint8Array[] = [new Uint8Array(0)];
+  readonly offsets = new Float64Array(1);
+  readonly lengths = new Uint32Array(1);
+
+  set(arena: Uint8Array, frame: Uint8Array, at: number): void {
+    this.frame = frame;
+    this.at = at;
+    this.length = frame.length - at;
+    this.views[0] = arena;
+    this.offsets[0] = frame.byteOffset - arena.byteOffset + at;
+    this.lengths[0] = this.length;
+    this.kept = false;
+  }
+
+  load(): void {}
+}
+
+/** Merged segments the TCP NAT may keep by reference in one TX slice before the device has them
+ *  written (a slice of 256 MTU 1500 frames makes six). */
+const COALESCE_SLOTS = 8;
+
 /** How much of the next guest frame processTx asks the CPU for ahead of time: an MTU 1500 frame
  *  whole, the headers and first part of a larger one. */
 const TX_PREFETCH_BYTES = 2048;
@@ -257,6 +291,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   /** The payload of the TX frame being handled when it was left in guest memory, and the heads
    *  of the chains whose payload the stack kept (returned after the batch's releasePayloads). */
   private readonly txPayload = new TxPayload(this.scratch);
+  private readonly joinedPayload = new JoinedPayload();
   private readonly txHeldHeads = new Uint32Array(MAX_QUEUE_SIZE); // a chain is popped once
   private txHeld = 0;
   // Frames sent with sendHeaders(), held until completePayloads(): their chains (heads, used
@@ -320,7 +355,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     this.defer = opts.defer ?? ((fn) => void setImmediate(fn));
     this.now = opts.now ?? (() => performance.now());
     this.flushLater = new EndOfTurn(() => this.flush(), opts.inBatch);
-    this.coalescer = opts.coalesce === false ? undefined : new TcpCoalescer();
+    this.coalescer = opts.coalesce === false ? undefined : new TcpCoalescer(opts.payloadsInPlace === true ? COALESCE_SLOTS : 1);
     const hostGso =
       opts.hostOffloads === false
         ? 0n
@@ -383,7 +418,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   }
 
   disconnected(): void {
-    this.coalescer?.clear();
+    this.coalescer?.reset();
     this.forgetHeld();
     this.backlog.length = 0;
     this.backlogPartial.length = 0;
@@ -509,9 +544,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     // The batch's output (the NAT's flush), then everything it and the slice produced goes out
     // with one used-ring publish and at most one call.
     this.opts.onBatchEnd?.(this.now() - start);
-    if (this.txHeld > 0) {
+    if (this.txHeld > 0 || (this.coalescer !== undefined && this.coalescer.held > 0)) {
       // Payload kept by reference is written (or copied) now; then its buffers go back.
-      this.opts.releasePayloads?.();
+      this.releaseHeld();
       for (let i = 0; i < this.txHeld; i++) q.pushUsed(this.txHeldHeads[i]!, 0);
       this.txHeld = 0;
       q.flush();
@@ -629,18 +664,29 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       return true;
     }
     this.meta.payload = undefined;
-    this.deliver(this.frameViews.of(g.buf, 0, len), frameSum, false);
+    this.deliver(this.frameViews.of(g.arena, g.offset, g.offset + len), frameSum, false);
     return true;
   }
 
-  /** The pending joined segment goes to the sink (its frames were counted as they came). */
+  /** The pending joined segment goes to the sink (its frames were counted as they came). Its
+   *  payload may be kept by reference: its slot is then held until releasePayloads. */
   private deliverJoined(): void {
     const g = this.coalescer!;
     const frameSum = g.finish();
-    const frame = this.frameViews.of(g.buf, 0, g.length);
+    const frame = this.frameViews.of(g.arena, g.offset, g.offset + g.length);
+    const p = this.joinedPayload;
+    p.set(g.arena, frame, g.payloadAt);
     g.clear();
-    this.meta.payload = undefined;
+    this.meta.payload = this.opts.payloadsInPlace === true ? p : undefined;
     this.deliver(frame, frameSum, false);
+    if (p.kept && !g.hold()) this.releaseHeld(); // every slot held: written now, mid-slice
+  }
+
+  /** Whatever kept payload by reference (guest memory, the coalescer's slots) lets go of it:
+   *  written to the host, or copied. The guest chains go back after this (processTx). */
+  private releaseHeld(): void {
+    this.opts.releasePayloads?.();
+    this.coalescer?.released();
   }
 
   /**

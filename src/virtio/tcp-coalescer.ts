@@ -66,22 +66,43 @@ export function coalescible(head: Uint8Array, have: number, len: number): number
   return at;
 }
 
+/** A slot of the coalescer's arena: the largest frame it builds, in whole words. */
+const SLOT_BYTES = (ETH + GSO_MAX_PACKET + 3) & ~3;
+
 export class TcpCoalescer {
-  /** The pending frame, merged so far: buf[0, length); length 0 when there is none. */
-  readonly buf = new Uint8Array(ETH + GSO_MAX_PACKET);
+  /**
+   * The slots pending frames are built in, one after another. A merged frame the stack keeps by
+   * reference (FramePayload.kept: the TCP NAT writes it with the batch's writev) holds its slot
+   * until the device's releasePayloads; the next frame is built in the next slot.
+   */
+  readonly arena: Uint8Array;
+  /** The pending frame, merged so far: buf[0, length); length 0 when there is none. buf is the
+   *  arena's slot `slot`, at `offset` in the arena. */
+  buf: Uint8Array;
+  offset = 0;
   /** Where the device copies a frame's headers for match() and join(). */
   readonly head = new Uint8Array(COALESCE_HEAD);
   length = 0;
+  /** Slots holding frames kept by reference (the current one never is). */
+  held = 0;
+  private slot = 0;
+  private readonly slots: Uint8Array[] = [];
+  private readonly slotWords: Uint32Array[] = [];
   // head and buf's headers as words (both start at byte 0 of their buffer, so word i is bytes
   // 4i..4i+3 in both), and which of the pending frame's header bits a frame that joins repeats.
   private readonly headWords = new Uint32Array(this.head.buffer, 0, HEAD_WORDS);
-  private readonly bufWords = new Uint32Array(this.buf.buffer, 0, HEAD_WORDS);
+  private bufWords: Uint32Array;
   private readonly same = new Uint32Array(HEAD_WORDS);
   private words = 0;
   /** Segments in the pending frame. */
   segments = 0;
   /** Where its payload starts (its headers' length). */
   private at = 0;
+
+  /** Where the pending frame's payload starts. */
+  get payloadAt(): number {
+    return this.at;
+  }
   private tcp = 0;
   /** The sequence number the next segment must carry. */
   private nextSeq = 0;
@@ -98,6 +119,41 @@ export class TcpCoalescer {
    *  pseudo-header, less the words a later part may change (see join). */
   private ipFixed = 0;
   private tcpFixed = 0;
+
+  /** `slots`: how many merged frames may be kept by reference at once (at least 1). */
+  constructor(slots = 1) {
+    const n = Math.max(1, Math.floor(slots));
+    this.arena = new Uint8Array(n * SLOT_BYTES);
+    for (let i = 0; i < n; i++) {
+      this.slots.push(this.arena.subarray(i * SLOT_BYTES, i * SLOT_BYTES + ETH + GSO_MAX_PACKET));
+      this.slotWords.push(new Uint32Array(this.arena.buffer, i * SLOT_BYTES, HEAD_WORDS));
+    }
+    this.buf = this.slots[0]!;
+    this.bufWords = this.slotWords[0]!;
+  }
+
+  /**
+   * The frame just handed on from the current slot is kept by reference: later frames are built
+   * in the next slot. False when every slot is now held: the caller has them written
+   * (releasePayloads) and calls released() before the next frame.
+   */
+  hold(): boolean {
+    this.held++;
+    this.moveTo((this.slot + 1) % this.slots.length);
+    return this.held < this.slots.length;
+  }
+
+  /** What the held slots kept was written or copied: they are free again. */
+  released(): void {
+    this.held = 0;
+  }
+
+  private moveTo(slot: number): void {
+    this.slot = slot;
+    this.buf = this.slots[slot]!;
+    this.bufWords = this.slotWords[slot]!;
+    this.offset = slot * SLOT_BYTES;
+  }
 
   /**
    * Makes buf[0, len) — a frame just copied there whose copy summed it from its IP header on
@@ -232,6 +288,12 @@ export class TcpCoalescer {
   clear(): void {
     this.length = 0;
     this.segments = 0;
+  }
+
+  /** Forgets everything, held slots included (the connection is gone). */
+  reset(): void {
+    this.clear();
+    this.released();
   }
 }
 

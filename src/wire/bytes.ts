@@ -182,8 +182,10 @@ export abstract class OptionCursor {
  * as the buffer's contents; it is never to be kept past the frame it was asked for. It holds on to
  * the buffers of the views it keeps (a bounded set).
  *
- * Two-way set-associative, sets chosen by the range: a site that sees many lengths (segments the
- * device joined, `size` 128) keeps a view per length, and a lookup stays two comparisons.
+ * Two-way set-associative, sets chosen by the range and where the base starts in its buffer: a
+ * site that sees many lengths (segments the device joined, `size` 128), or the same range of
+ * several bases (frames in the slots of one arena), keeps a view per length and base, and a lookup
+ * stays two comparisons.
  */
 export class ViewCache {
   private readonly bases: (Uint8Array | undefined)[];
@@ -213,7 +215,7 @@ export class ViewCache {
 
   /** base.subarray(start, end), from the cache when it holds that range of that buffer. */
   of(base: Uint8Array, start: number, end: number): Uint8Array {
-    const set = (Math.imul((end - start) ^ (start << 16), 0x9e3779b1) >>> this.shift) & this.mask;
+    const set = (Math.imul((end - start) ^ (start << 16) ^ base.byteOffset, 0x9e3779b1) >>> this.shift) & this.mask;
     const i = set * 2;
     if (this.bases[i] === base && this.starts[i] === start && this.ends[i] === end) {
       this.victim[set] = 1;

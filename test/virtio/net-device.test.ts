@@ -568,7 +568,7 @@ t.test('TX: a frame in one buffer (alone or after a header buffer) comes with it
 t.test('TX: a TCP segment with NEEDS_CSUM leaves its payload in guest memory; kept, its buffer goes back after releasePayloads', async (t) => {
   let released = 0;
   const { dev, fe } = setup(t, { payloadsInPlace: true, releasePayloads: () => released++ });
-  const got: { headers: Uint8Array; payload: Uint8Array | undefined; loadedPayload: Uint8Array }[] = [];
+  const got: { headers: Uint8Array; payload: Uint8Array | undefined; loaded: boolean | undefined; loadedPayload: Uint8Array }[] = [];
   let keep = true;
   dev.sink = {
     receive(frame: Uint8Array, meta: RxMeta) {
@@ -582,8 +582,9 @@ t.test('TX: a TCP segment with NEEDS_CSUM leaves its payload in guest memory; ke
         p.kept = keep;
       }
       const headers = frame.slice(0, p ? p.at : frame.length);
+      const loaded = p?.loaded;
       p?.load();
-      got.push({ headers, payload, loadedPayload: frame.slice(p ? p.at : frame.length) });
+      got.push({ headers, payload, loaded, loadedPayload: frame.slice(p ? p.at : frame.length) });
     },
   };
   const [, txq] = await fe.handshake();
@@ -596,11 +597,15 @@ t.test('TX: a TCP segment with NEEDS_CSUM leaves its payload in guest memory; ke
   txq!.kick();
   await txq!.waitUsed(3);
   t.equal(got.length, 3);
+  t.equal(got[0]!.loaded, false, 'with NEEDS_CSUM the payload is left in guest memory');
   t.same(got[0]!.headers, seg.subarray(0, 54), 'the headers copied');
   t.same(got[0]!.payload, seg.subarray(54), 'the payload where the spans say, in guest memory');
   t.same(got[0]!.loadedPayload, seg.subarray(54), 'load() copies it into the frame');
-  t.equal(got[1]!.payload, undefined, 'without NEEDS_CSUM the frame comes whole');
-  t.same(got[1]!.headers, seg);
+  // Without NEEDS_CSUM the frame is copied whole (a segment that may be joined: into the device's
+  // own buffer, whose payload may be kept by reference all the same).
+  t.equal(got[1]!.loaded, true, 'without NEEDS_CSUM the frame comes whole');
+  t.same([...got[1]!.headers, ...got[1]!.loadedPayload], seg);
+  t.same(got[1]!.payload, seg.subarray(54), 'its payload spans point at its copy');
   t.equal(got[2]!.payload, undefined, 'a short segment comes whole');
   t.equal(released, 1, 'releasePayloads ran before the kept buffer went back');
   keep = false;
@@ -608,4 +613,45 @@ t.test('TX: a TCP segment with NEEDS_CSUM leaves its payload in guest memory; ke
   txq!.kick();
   await txq!.waitUsed(1);
   t.equal(released, 1, 'nothing kept: nothing to release');
+});
+
+t.test('TX: joined segments kept by reference keep their slot until releasePayloads; with every slot held, that comes mid-batch', async (t) => {
+  const kept: { view: Uint8Array; offset: number; bytes: Uint8Array }[] = [];
+  const releases: number[] = [];
+  let intact = true;
+  const { dev, fe } = setup(t, {
+    payloadsInPlace: true,
+    releasePayloads: () => {
+      // Every payload kept since the last release is still where its span says.
+      for (const k of kept) if (!k.view.subarray(k.offset, k.offset + k.bytes.length).every((b, i) => b === k.bytes[i])) intact = false;
+      releases.push(kept.length);
+      kept.length = 0;
+    },
+  });
+  const payloads: Uint8Array[] = [];
+  dev.sink = {
+    receive(frame: Uint8Array, meta: RxMeta) {
+      const p = meta.payload!;
+      t.equal(p.loaded && p.count === 1, true, 'a joined segment: its payload in the frame, one span');
+      const bytes = frame.slice(p.at);
+      t.same(p.views[0]!.subarray(p.offsets[0], p.offsets[0]! + p.lengths[0]!), bytes, 'the span is the payload');
+      payloads.push(bytes);
+      kept.push({ view: p.views[0]!, offset: p.offsets[0]!, bytes });
+      p.kept = true;
+    },
+  };
+  const [, txq] = await fe.handshake();
+  // Ten runs of three segments (the third with PSH, which ends a run), in one batch.
+  const runs = 10;
+  const data = frame(runs * 3 * 1000, 7);
+  for (let k = 0; k < runs * 3; k++) {
+    const psh = k % 3 === 2 ? 0x08 : 0;
+    txq!.add([{ data: hdr(0) }, { data: tcpFrame(40000, 80, 1 + k * 1000, 1, 0x10 | psh, data.subarray(k * 1000, (k + 1) * 1000)) }]);
+  }
+  txq!.kick();
+  await txq!.waitUsed(runs * 3);
+  t.equal(payloads.length, runs, 'each run joined into one segment');
+  t.same(Uint8Array.from(payloads.flatMap((p) => [...p])), data, 'every byte, in order');
+  t.same(releases, [8, 2], 'released when all eight slots were held, then at the end of the batch');
+  t.ok(intact, 'no kept payload was overwritten before its release');
 });
