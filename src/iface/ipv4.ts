@@ -87,9 +87,9 @@ export class Ipv4Layer {
   private readonly eth = new EthernetFrame();
   /** The Ethernet header of what frameOne sends (no literal per frame). */
   private readonly ethOut: EthernetRepr;
-  /** Views of guest frames: their IP packet (of every length a joined TCP segment may have: see
-   *  the device's frameViews), a UDP or echo payload (none made per frame). */
-  private readonly packetViews = new ViewCache(128);
+  /** Views of guest frames: their IP packet (of every length a joined TCP segment may have, in
+   *  each slot: see the device's frameViews), a UDP or echo payload (none made per frame). */
+  private readonly packetViews = new ViewCache(512);
   private readonly payloadViews = new ViewCache();
   /** Where fragmentAndSend's fragments go. */
   private fragMac: Uint8Array = MAC_BROADCAST;

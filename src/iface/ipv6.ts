@@ -111,9 +111,9 @@ export class Ipv6Layer {
   /** Fragments from the guest waiting for their datagram (RFC 8200 §4.5: 60 s). */
   private readonly reassembler: Reassembler;
   private readonly eth = new EthernetFrame();
-  /** Views of guest frames: their IP packet (of every length a joined TCP segment may have: see
-   *  the device's frameViews), a UDP or echo payload (none made per frame). */
-  private readonly packetViews = new ViewCache(128);
+  /** Views of guest frames: their IP packet (of every length a joined TCP segment may have, in
+   *  each slot: see the device's frameViews), a UDP or echo payload (none made per frame). */
+  private readonly packetViews = new ViewCache(512);
   private readonly payloadViews = new ViewCache();
   private readonly fragScratch: Uint8Array;
 

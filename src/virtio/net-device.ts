@@ -320,9 +320,10 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private csumAt = -1;
   /** Guest TCP segments being joined (absent: coalesce off). */
   private readonly coalescer: TcpCoalescer | undefined;
-  /** The frame's view of scratch or of the joined segment, one per length: joined segments come in
-   *  as many lengths as a run has parts (up to 45), so the cache keeps that many and more. */
-  private readonly frameViews = new ViewCache(128);
+  /** The frame's view of scratch or of the joined segment, one per length and slot: joined
+   *  segments come in as many lengths as a run has parts (up to 45) in each of the coalescer's
+   *  slots, so the cache keeps that many (8 × 45) and more. */
+  private readonly frameViews = new ViewCache(512);
   private readonly header = new Uint8Array(NET_HDR_LEN);
   private readonly meta: RxMeta = { checksumPartial: false, checksumStart: 0, checksumOffset: 0 };
   /** Frames waiting for receive buffers, each with its partial checksum (or undefined). */
