@@ -46,6 +46,9 @@ interface BenchOptions {
   baseline: string | undefined;
   /** No QEMU: dpdk-testpmd's virtio-user drives the queues, a TAP in a namespace is the guest. */
   guestless: boolean;
+  /** Guest-less: the frontend connects and leaves once before the measured one connects (a
+   *  guest that rebooted: vunet has unmapped guest memory once). */
+  reconnect: boolean;
   /** Extra virtio-net-pci options for the vunet guests (feature experiments: guest_tso4=off). */
   device: string[];
   stats: boolean;
@@ -110,6 +113,8 @@ directions, with iperf3 against a server on the host's loopback.
                         (Debian's dpdk-dev) drives vunet's queues as a virtio-user frontend and
                         forwards to a TAP in a network namespace, where iperf3's client runs; no
                         offloads, MTU 1500 at most. It busy-polls one core. vunet backends only.
+  --reconnect           (--guestless) dpdk-testpmd connects and quits once before the measured
+                        one connects, as a guest that rebooted (vunet has unmapped guest memory)
   -h, --help            this text
 
 VUNET_GUEST_ECHO=1 shows the guest consoles.`;
@@ -125,6 +130,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
     only?: string;
     baseline?: string;
     guestless?: boolean;
+    reconnect?: boolean;
     device?: string;
     stats?: boolean;
     profile?: string;
@@ -142,6 +148,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
         only: { type: 'string' },
         baseline: { type: 'string' },
         guestless: { type: 'boolean' },
+        reconnect: { type: 'boolean' },
         device: { type: 'string' },
         stats: { type: 'boolean' },
         direction: { type: 'string' },
@@ -181,6 +188,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
     if (process.getuid?.() !== 0) throw new CliError('--guestless needs root (a network namespace and a TAP device)');
     backends = backends.filter((b) => b !== 'slirp');
   }
+  if (values.reconnect === true && !guestless) throw new CliError('--reconnect needs --guestless');
   if (values.baseline !== undefined) {
     if (!existsSync(join(values.baseline, 'bin', 'vunet.js'))) throw new CliError(`--baseline: no bin/vunet.js in ${values.baseline}`);
     backends.push('baseline');
@@ -193,6 +201,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
     backends,
     baseline: values.baseline,
     guestless,
+    reconnect: values.reconnect === true,
     device: values.device ? values.device.split(',').filter((o) => o !== '') : [],
     stats: values.stats === true,
     profile: values.profile === undefined ? undefined : resolve(values.profile),
@@ -484,7 +493,7 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
     await server.waitFor(/Server listening/, 10_000);
     const started = await startVunet(dir, opts.mtu, backend === 'baseline' ? opts.baseline! : REPO_ROOT, opts.stats, opts.profile);
     vunet = started.child;
-    const [cmd, ...args] = inNs(
+    const testpmd = inNs(
       'dpdk-testpmd',
       '--no-huge',
       '--no-shconf',
@@ -503,17 +512,32 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
       '-i',
       '--total-num-mbufs=32768',
     );
-    pmd = startChild('dpdk-testpmd', cmd!, args, REPO_ROOT, true);
-    // io forwarding retries a full ring instead of dropping the burst, as a real driver would.
-    // (testpmd reads these once its prompt is up; its output to a pipe is block-buffered, so
-    // readiness is the TAP device appearing.)
-    pmd.proc.stdin?.write('set fwd io retry\nstart\n');
-    for (let i = 0; ; i++) {
-      if (spawnSync('ip', ['-n', ns, 'link', 'show', tap], { stdio: 'ignore' }).status === 0) break;
-      if (i === 300 || pmd.proc.exitCode !== null) throw new Error(`dpdk-testpmd did not make ${tap}${lastLines(pmd.text)}`);
-      await new Promise((r) => setTimeout(r, 100));
+    const startPmd = async (): Promise<Child> => {
+      const [cmd, ...args] = testpmd;
+      const child = startChild('dpdk-testpmd', cmd!, args, REPO_ROOT, true);
+      // io forwarding retries a full ring instead of dropping the burst, as a real driver would.
+      // (testpmd reads these once its prompt is up; its output to a pipe is block-buffered, so
+      // readiness is the TAP device appearing.)
+      child.proc.stdin?.write('set fwd io retry\nstart\n');
+      for (let i = 0; ; i++) {
+        if (spawnSync('ip', ['-n', ns, 'link', 'show', tap], { stdio: 'ignore' }).status === 0) break;
+        if (i === 300 || child.proc.exitCode !== null) throw new Error(`dpdk-testpmd did not make ${tap}${lastLines(child.text)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+      return child;
+    };
+    if (opts.reconnect) {
+      // Connects, then leaves (vunet unmaps guest memory); the TAP goes with it.
+      const first = await startPmd();
+      first.proc.stdin?.end('stop\nquit\n');
+      await first.stop();
+      for (let i = 0; spawnSync('ip', ['-n', ns, 'link', 'show', tap], { stdio: 'ignore' }).status === 0; i++) {
+        if (i === 100) throw new Error(`${tap} outlived dpdk-testpmd`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
     }
-    await new Promise((r) => setTimeout(r, 1000));
+    pmd = await startPmd();
     const sh = (line: string): void => {
       const r = spawnSync('ip', ['-n', ns, ...line.split(' ')], { encoding: 'utf8' });
       if (r.status !== 0) throw new Error(`ip -n ${ns} ${line}: ${r.stderr.trim()}`);
