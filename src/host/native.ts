@@ -76,7 +76,7 @@
 // - setTtl before connect sets the SYN's TTL; setTtl(-1) after it restores the default.
 import { createRequire } from 'node:module';
 import { useNativeCopy } from '../wire/bytes.js';
-import { useNativeCopySum, useNativeSum, useNativeSumSpans } from '../wire/checksum.js';
+import { useNativeCopyHeadSum, useNativeCopySum, useNativeSum, useNativeSumSpans } from '../wire/checksum.js';
 
 /** Address family of a socket: 4 (AF_INET) or 6 (AF_INET6). */
 export type Family = 4 | 6;
@@ -279,6 +279,9 @@ export interface HostnetBinding {
   /** Copies src[srcOffset, +length) to dst[dstOffset, +length) (ranges must not overlap) and
    *  returns sum16 of the copied bytes from `from` on, in one pass. Throws on a bad range. */
   copySum: (src: Uint8Array, srcOffset: number, length: number, dst: Uint8Array, dstOffset: number, from: number) => number;
+  /** Copies the first headLength bytes of src[srcOffset, +length) to head[0, headLength) and the
+   *  rest to dst[dstOffset, …), returning sum16 of the rest, in one pass. Throws on a bad range. */
+  copyHeadSum: (src: Uint8Array, srcOffset: number, length: number, head: Uint8Array, headLength: number, dst: Uint8Array, dstOffset: number) => number;
   /** sum16 by the SSE2 loop that machines without AVX2 use (for tests; sum16 picks the best). */
   sum16Portable: (buf: Uint8Array, offset: number, length: number) => number;
   /** memmove of src[srcOffset, +length) to dst[dstOffset, +length), making no view. Throws on a
@@ -329,5 +332,6 @@ export const hostnet: HostnetBinding = load();
 useNativeSum(hostnet.sum16);
 useNativeSumSpans(hostnet.sumv);
 useNativeCopySum(hostnet.copySum);
+useNativeCopyHeadSum(hostnet.copyHeadSum);
 // Long copies (payload into and out of TCP buffers) without a view per call.
 useNativeCopy(hostnet.copy);

@@ -19,7 +19,7 @@ import type { FrameLink, FrameSink, FramePayload, PartialChecksum, PayloadFill, 
 import type { MemoryAccount } from '../iface/memory-budget.js';
 import { EndOfTurn } from '../iface/end-of-turn.js';
 import { ViewCache, copyBytes } from '../wire/bytes.js';
-import { copySum, foldSum, sum16, sumSpans } from '../wire/checksum.js';
+import { copyHeadSum, copySum, foldSum, sum16, sumSpans } from '../wire/checksum.js';
 import { ETHERNET_HEADER_LEN } from '../wire/ethernet.js';
 import { COALESCE_HEAD, TcpCoalescer, coalescible } from './tcp-coalescer.js';
 
@@ -638,16 +638,14 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     if (seg < 0) return false;
     const src = chain.bytes[seg]!;
     const from = chain.offset[seg]! + (seg === 0 ? NET_HDR_LEN : 0);
-    // The headers, in at most two short copies (no call into the addon): an IPv4 segment's
-    // are known from the first 64 bytes, an IPv6 one's may reach COALESCE_HEAD.
-    const head = g.head;
-    let have = chain.read(NET_HDR_LEN, head, 0, Math.min(len, 64));
-    const need = Math.min(len, head[12] === 0x08 ? 14 + 20 + (head[14 + 20 + 12]! >> 4) * 4 : COALESCE_HEAD);
-    if (need > have) have += chain.read(NET_HDR_LEN + have, head, have, need - have);
-    let at = coalescible(head, have, len);
-    if (at > 0 && g.match(at, len)) {
-      const sum = copySum(src, from + at, len - at, g.buf, g.length, 0);
-      if (g.join(len, sum)) {
+    // While a run is open, the frame is taken to continue it (as nearly every frame of a stream
+    // does): its headers go to g.head and its payload, summed, straight behind the pending
+    // payload, in one call; match() and join() then decide on those copies. A frame that does
+    // not continue the run has only cost a copy it gets again below.
+    let at = g.continuesAt(len);
+    if (at > 0) {
+      const sum = copyHeadSum(src, from, len, g.head, at, g.buf, g.length);
+      if (coalescible(g.head, at, len) === at && g.match(at, len) && g.join(len, sum)) {
         this.stats.txCoalesced++;
         this.stats.txFrames++;
         this.stats.txBytes += len;
@@ -658,7 +656,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const frameSum = copySum(src, from, len, g.buf, 0, ETHERNET_HEADER_LEN);
     this.stats.txFrames++;
     this.stats.txBytes += len;
-    // Decided again on the copy, which is what counts (the guest may have changed its buffer).
+    // Decided on the copy (the guest may change its buffer meanwhile).
     at = coalescible(g.buf, Math.min(len, COALESCE_HEAD), len);
     if (at > 0) {
       g.start(len, at, frameSum);

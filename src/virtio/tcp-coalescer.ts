@@ -103,6 +103,17 @@ export class TcpCoalescer {
   get payloadAt(): number {
     return this.at;
   }
+
+  /**
+   * Where a frame `len` bytes long that continues the pending one has its payload: the pending
+   * frame's payload offset, when one is pending, its run still open and the frame's payload fits
+   * behind it; else 0. The device then copies the frame's first bytes that far to `head` and the
+   * rest to buf[length, …) in one call, before match() and join() look at them.
+   */
+  continuesAt(len: number): number {
+    if (this.length === 0 || this.closed || len <= this.at || this.length + len - this.at > this.buf.length) return 0;
+    return this.at;
+  }
   private tcp = 0;
   /** The sequence number the next segment must carry. */
   private nextSeq = 0;

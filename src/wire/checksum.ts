@@ -90,6 +90,30 @@ export function copySum(src: Uint8Array, srcOff: number, len: number, dst: Uint8
   return sum16(dst, dstOff + from, len - from);
 }
 
+/** A native copyHeadSum. */
+export type NativeCopyHeadSum = (src: Uint8Array, srcOff: number, len: number, head: Uint8Array, headLen: number, dst: Uint8Array, dstOff: number) => number;
+let nativeCopyHeadSum: NativeCopyHeadSum | undefined;
+
+/** Installs the native copyHeadSum (the hostnet addon's); undefined removes it. Returns the one it
+ *  replaces. */
+export function useNativeCopyHeadSum(fn: NativeCopyHeadSum | undefined): NativeCopyHeadSum | undefined {
+  const was = nativeCopyHeadSum;
+  nativeCopyHeadSum = fn;
+  return was;
+}
+
+/**
+ * Copies the first `headLen` bytes of src[srcOff, +len) to head[0, headLen) and the rest to
+ * dst[dstOff, +len - headLen) (no range overlapping another), and returns sum16 of the rest: a
+ * frame's headers to one place and its payload, summed, to another, in one call with the addon.
+ */
+export function copyHeadSum(src: Uint8Array, srcOff: number, len: number, head: Uint8Array, headLen: number, dst: Uint8Array, dstOff: number): number {
+  if (nativeCopyHeadSum !== undefined) return nativeCopyHeadSum(src, srcOff, len, head, headLen, dst, dstOff);
+  if (headLen > len || headLen > head.length) throw new RangeError('copyHeadSum: the head is longer than the range or its buffer');
+  copyBytes(head, 0, src, srcOff, headLen);
+  return copySum(src, srcOff + headLen, len - headLen, dst, dstOff, 0);
+}
+
 /**
  * True when a transport checksum verifies from `sum`, the sum16 of bytes[from, end) where the
  * transport message is bytes[at, end) (from ≤ at, at - from even): the bytes in front of it are

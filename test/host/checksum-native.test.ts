@@ -3,7 +3,7 @@
 import fc from 'fast-check';
 import t from 'tap';
 import { hostnet } from '../../src/host/native.js';
-import { NATIVE_SUM_MIN, copySum, sum16, sum16js, useNativeCopySum, useNativeSum } from '../../src/wire/checksum.js';
+import { NATIVE_SUM_MIN, copyHeadSum, copySum, sum16, sum16js, useNativeCopyHeadSum, useNativeCopySum, useNativeSum } from '../../src/wire/checksum.js';
 import { property } from '../support/wire-helpers.js';
 
 t.test('native sum16 equals the JavaScript one (the best loop for this CPU, and the portable SSE2 one)', async (t) => {
@@ -74,4 +74,43 @@ t.test('copySum copies and sums the copy from `from` on, as a copy and sum16 wou
   const dst = new Uint8Array(1500);
   t.equal(copySum(src, 0, 1500, dst, 0, 14), sum16js(src, 14, 1486), 'the JavaScript fallback');
   t.same(dst, src);
+});
+
+t.test('copyHeadSum copies the head to one buffer and the rest, summed, to another; ranges checked', async (t) => {
+  property(
+    t,
+    'random bytes, offsets, head lengths and destinations',
+    fc.property(fc.uint8Array({ minLength: 1, maxLength: 70000 }), fc.nat(), fc.nat(), fc.nat(120), fc.nat(100), (b, x, y, h, d) => {
+      const off = x % b.length;
+      const len = y % (b.length - off + 1);
+      const headLen = Math.min(h, len);
+      const head = new Uint8Array(120);
+      const dst = new Uint8Array(len - headLen + d);
+      const sum = hostnet.copyHeadSum(b, off, len, head, headLen, dst, d);
+      return (
+        sum === sum16js(b, off + headLen, len - headLen) &&
+        Buffer.from(head.subarray(0, headLen)).equals(Buffer.from(b.subarray(off, off + headLen))) &&
+        Buffer.from(dst.subarray(d)).equals(Buffer.from(b.subarray(off + headLen, off + len)))
+      );
+    }),
+    300,
+  );
+  const b = new Uint8Array(200);
+  const head = new Uint8Array(64);
+  t.throws(() => hostnet.copyHeadSum(b, 0, 100, head, 65, new Uint8Array(100), 0), RangeError, 'a head longer than its buffer');
+  t.throws(() => hostnet.copyHeadSum(b, 0, 100, head, 101, new Uint8Array(200), 0), RangeError, 'a head longer than the range');
+  t.throws(() => hostnet.copyHeadSum(b, 150, 60, head, 10, new Uint8Array(100), 0), RangeError, 'past the source');
+  t.throws(() => hostnet.copyHeadSum(b, 0, 100, head, 10, new Uint8Array(100), 20), RangeError, 'past the destination');
+  t.throws(() => hostnet.copyHeadSum(b, 0, 100, head, 10, b, 50), RangeError, 'overlapping ranges refused');
+  t.throws(() => hostnet.copyHeadSum(b, 0, 100, b.subarray(90, 150), 10, new Uint8Array(100), 0), RangeError, 'a head overlapping the source');
+  t.throws(() => hostnet.copyHeadSum(b, 0.5, 10, head, 1, new Uint8Array(100), 0), RangeError, 'not an integer');
+  // wire's copyHeadSum goes to the addon once it is installed, and falls back without it.
+  const was = useNativeCopyHeadSum(undefined);
+  t.teardown(() => useNativeCopyHeadSum(was));
+  const src = Uint8Array.from({ length: 1514 }, (_, i) => (i * 31) & 0xff);
+  const h = new Uint8Array(66);
+  const dst = new Uint8Array(1448);
+  t.equal(copyHeadSum(src, 0, 1514, h, 66, dst, 0), sum16js(src, 66, 1448), 'the JavaScript fallback');
+  t.same(h, src.subarray(0, 66));
+  t.same(dst, src.subarray(66));
 });
