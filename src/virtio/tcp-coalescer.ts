@@ -99,21 +99,6 @@ export class TcpCoalescer {
   /** Where its payload starts (its headers' length). */
   private at = 0;
 
-  /** Where the pending frame's payload starts. */
-  get payloadAt(): number {
-    return this.at;
-  }
-
-  /**
-   * Where a frame `len` bytes long that continues the pending one has its payload: the pending
-   * frame's payload offset, when one is pending, its run still open and the frame's payload fits
-   * behind it; else 0. The device then copies the frame's first bytes that far to `head` and the
-   * rest to buf[length, …) in one call, before match() and join() look at them.
-   */
-  continuesAt(len: number): number {
-    if (this.length === 0 || this.closed || len <= this.at || this.length + len - this.at > this.buf.length) return 0;
-    return this.at;
-  }
   private tcp = 0;
   /** The sequence number the next segment must carry. */
   private nextSeq = 0;
@@ -152,6 +137,22 @@ export class TcpCoalescer {
     this.held++;
     this.moveTo((this.slot + 1) % this.slots.length);
     return this.held < this.slots.length;
+  }
+
+  /** Where the pending frame's payload starts. */
+  get payloadAt(): number {
+    return this.at;
+  }
+
+  /**
+   * Where a frame `len` bytes long that continues the pending one has its payload: the pending
+   * frame's payload offset, when one is pending, its run still open and the frame's payload fits
+   * behind it; else 0. The device then copies the frame's first bytes that far to `head` and the
+   * rest to buf[length, …) in one call, before match() and join() look at them.
+   */
+  continuesAt(len: number): number {
+    if (this.length === 0 || this.closed || len <= this.at || this.length + len - this.at > this.buf.length) return 0;
+    return this.at;
   }
 
   /** What the held slots kept was written or copied: they are free again. */

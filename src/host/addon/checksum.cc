@@ -160,6 +160,14 @@ uint32_t CopySumPortable(const uint8_t* src, uint8_t* dst, size_t len, size_t fr
   return SumRangeSse2(dst + from, len - from);
 }
 
+// The copy and sum by the best loop this CPU has.
+uint32_t CopySumRange(const uint8_t* src, uint8_t* dst, size_t len, size_t from) {
+#if defined(__x86_64__)
+  if (kHaveAvx2) return CopySumAvx2(src, dst, len, from);
+#endif
+  return CopySumPortable(src, dst, len, from);
+}
+
 // copySum(src, srcOffset, length, dst, dstOffset, from): copies src[srcOffset, +length) to
 // dst[dstOffset, +length) (not overlapping: a guest frame into a private buffer) and returns sum16
 // of the copied bytes from `from` on (0 ≤ from ≤ length), folded, not complemented: one pass where
@@ -184,17 +192,7 @@ napi_value CopySum(napi_env env, napi_callback_info cbinfo) {
     napi_throw_range_error(env, nullptr, "copySum: the ranges overlap");
     return nullptr;
   }
-  const auto start = static_cast<size_t>(from);
-  uint32_t sum;
-#if defined(__x86_64__)
-  if (kHaveAvx2) {
-    sum = CopySumAvx2(src, dst, len, start);
-  } else {
-    sum = CopySumPortable(src, dst, len, start);
-  }
-#else
-  sum = CopySumPortable(src, dst, len, start);
-#endif
+  const uint32_t sum = CopySumRange(src, dst, len, static_cast<size_t>(from));
   napi_value result = nullptr;
   napi_create_uint32(env, sum, &result);
   return result;
@@ -327,16 +325,7 @@ napi_value CopyHeadSum(napi_env env, napi_callback_info cbinfo) {
     return nullptr;
   }
   std::memcpy(head, from, headLen);
-  uint32_t sum;
-#if defined(__x86_64__)
-  if (kHaveAvx2) {
-    sum = CopySumAvx2(from + headLen, dst + dstOff, rest, 0);
-  } else {
-    sum = CopySumPortable(from + headLen, dst + dstOff, rest, 0);
-  }
-#else
-  sum = CopySumPortable(from + headLen, dst + dstOff, rest, 0);
-#endif
+  const uint32_t sum = CopySumRange(from + headLen, dst + dstOff, rest, 0);
   napi_value result = nullptr;
   napi_create_uint32(env, sum, &result);
   return result;
