@@ -1,5 +1,6 @@
 // `npm run bench [-- --seconds N --mtu BYTES --only slirp|vunet]`: TCP throughput of the test
-// guest through vunet and through QEMU's own user-mode network (slirp), in one run, both ways.
+// guest through vunet and through QEMU's own user-mode network (slirp), in one run, both ways;
+// with `--passt PATH`, also through passt in vhost-user mode, the C backend vunet measures itself by.
 //
 // An iperf3 server listens on the host's loopback (127.0.0.1 only: no traffic leaves the machine).
 // For each backend the test guest boots once (same kernel and initramfs as the tests), takes its
@@ -11,7 +12,8 @@
 // vunet runs as its own process (`bin/vunet.js`, the compiled build: run `npx tsc -b` first) with
 // `--trace-gc`, so the report gives its CPU seconds and garbage collections per GB moved. With
 // `--baseline DIR` a second vunet (another checkout, built) runs the same test in the same run:
-// before/after figures of a change. Under TCG the guest is the bottleneck: compare backends of the
+// before/after figures of a change. passt's CPU seconds are read from /proc the same way (it runs
+// in the foreground, as one process). Under TCG the guest is the bottleneck: compare backends of the
 // same run, not numbers from different machines.
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -23,7 +25,11 @@ import { parseArgs } from 'node:util';
 import { REPO_ROOT, ensureGuestImage, startGuest } from './qemu.js';
 import type { GuestHandle } from './qemu.js';
 
-type Backend = 'slirp' | 'vunet' | 'baseline';
+type Backend = 'slirp' | 'vunet' | 'baseline' | 'passt';
+/** The backends that serve a vhost-user socket (all but QEMU's own slirp). */
+const isVhostUser = (b: Backend): boolean => b !== 'slirp';
+/** The backends that are a vunet (and so report garbage collections). */
+const isVunet = (b: Backend): boolean => b === 'vunet' || b === 'baseline';
 type Direction = 'up' | 'down';
 
 const BACKENDS: readonly Backend[] = ['slirp', 'vunet'];
@@ -44,6 +50,8 @@ interface BenchOptions {
   backends: Backend[];
   /** A vunet checkout (built) to run as the 'baseline' backend. */
   baseline: string | undefined;
+  /** A passt binary with vhost-user support (2024-11 or later) to run as the 'passt' backend. */
+  passt: string | undefined;
   /** No QEMU: dpdk-testpmd's virtio-user drives the queues, a TAP in a namespace is the guest. */
   guestless: boolean;
   /** Guest-less: the frontend connects and leaves once before the measured one connects (a
@@ -59,8 +67,8 @@ interface BenchOptions {
  *  CPU seconds and garbage collections meanwhile. */
 interface CpuUse {
   qemuCpu: number | undefined;
-  vunetCpu: number | undefined;
-  vunetCpuSeconds: number | undefined;
+  backendCpu: number | undefined;
+  backendCpuSeconds: number | undefined;
   scavenges: number | undefined;
   markCompacts: number | undefined;
 }
@@ -99,10 +107,14 @@ directions, with iperf3 against a server on the host's loopback.
   --warmup N            an unmeasured iperf3 run of N seconds before each measured one (default
                         3; 0: none): V8 compiles vunet's hot paths in its first seconds of
                         traffic, which a long-running vunet has long behind it
-  --mtu BYTES           vunet's link MTU (default 65520; slirp keeps its own, 1500)
+  --mtu BYTES           vunet's (and passt's) link MTU (default 65520; slirp keeps its own, 1500)
   --streams N           parallel TCP streams (iperf3 -P, default 1)
-  --only slirp|vunet    run one backend only (with --baseline: and the baseline)
+  --only slirp|vunet    run one backend only (with --baseline or --passt: and those)
   --baseline DIR        also run the vunet built in DIR (before/after a change, same run)
+  --passt PATH          also run passt (the binary at PATH, built with vhost-user: 2024-11 or
+                        later) with slirp's addresses, its gateway mapped to the host's loopback.
+                        With --guestless, dpdk-testpmd then forwards with csum (it computes
+                        checksums: passt sends frames without them) for every backend of the run
   --profile DIR         write vunet's CPU and allocation profiles (node --cpu-prof, --heap-prof)
                         into DIR, one pair per vunet run; runs vunet without its sandbox
   --direction up|down   measure one direction only (up: guest→host; for profiling it alone)
@@ -112,7 +124,7 @@ directions, with iperf3 against a server on the host's loopback.
   --guestless           no QEMU: the Linux kernel plays a native-speed guest. dpdk-testpmd
                         (Debian's dpdk-dev) drives vunet's queues as a virtio-user frontend and
                         forwards to a TAP in a network namespace, where iperf3's client runs; no
-                        offloads, MTU 1500 at most. It busy-polls one core. vunet backends only.
+                        offloads, MTU 1500 at most. It busy-polls one core. No slirp.
   --reconnect           (--guestless) dpdk-testpmd connects and quits once before the measured
                         one connects, as a guest that rebooted (vunet has unmapped guest memory)
   -h, --help            this text
@@ -129,6 +141,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
     streams?: string;
     only?: string;
     baseline?: string;
+    passt?: string;
     guestless?: boolean;
     reconnect?: boolean;
     device?: string;
@@ -147,6 +160,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
         streams: { type: 'string' },
         only: { type: 'string' },
         baseline: { type: 'string' },
+        passt: { type: 'string' },
         guestless: { type: 'boolean' },
         reconnect: { type: 'boolean' },
         device: { type: 'string' },
@@ -193,6 +207,13 @@ function parseCli(argv: string[]): BenchOptions | undefined {
     if (!existsSync(join(values.baseline, 'bin', 'vunet.js'))) throw new CliError(`--baseline: no bin/vunet.js in ${values.baseline}`);
     backends.push('baseline');
   }
+  if (values.passt !== undefined) {
+    const help = spawnSync(values.passt, ['--help'], { encoding: 'utf8' });
+    if (help.error !== undefined) throw new CliError(`--passt: cannot run ${values.passt}: ${help.error.message}`);
+    if (!`${help.stdout}${help.stderr}`.includes('--vhost-user'))
+      throw new CliError(`--passt: ${values.passt} has no --vhost-user (passt 2024-11 or later has)`);
+    backends.push('passt');
+  }
   return {
     seconds: int('seconds', values.seconds, 10, 1, 3600),
     warmup: int('warmup', values.warmup, 3, 0, 600),
@@ -200,6 +221,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
     streams: int('streams', values.streams, 1, 1, 16),
     backends,
     baseline: values.baseline,
+    passt: values.passt,
     guestless,
     reconnect: values.reconnect === true,
     device: values.device ? values.device.split(',').filter((o) => o !== '') : [],
@@ -317,7 +339,7 @@ function killChildren(): void {
 /** After a run that failed, what vunet logged (warnings and errors; --stats: everything) ends
  *  up on stderr: a connection it closed, a queue it stopped. */
 function noteFailedRuns(result: BackendResult, vunet: Child | undefined): void {
-  if (!vunet || !Object.values(result.runs).some((r) => r?.ok === false)) return;
+  if (!vunet || !isVunet(result.backend) || !Object.values(result.runs).some((r) => r?.ok === false)) return;
   const lines = vunet.text
     .split('\n')
     .filter((l) => /"level":(40|50|60)/.test(l))
@@ -470,6 +492,57 @@ async function startVunet(dir: string, mtu: number, root: string, stats: boolean
 }
 
 /**
+ * passt in vhost-user mode, in the foreground (its pid is the one measured), with slirp's
+ * addresses: the guest 10.0.2.15/24 by DHCP, the gateway 10.0.2.2, which passt maps to the host's
+ * loopback by default, as vunet does.
+ */
+async function startPasst(dir: string, mtu: number, binary: string): Promise<{ child: Child; socketPath: string }> {
+  const socketPath = join(dir, 'passt.sock');
+  const child = startChild('passt', binary, [
+    '--vhost-user',
+    '--foreground',
+    '--socket',
+    socketPath,
+    '--address',
+    '10.0.2.15',
+    '--netmask',
+    '24',
+    '--gateway',
+    GATEWAY,
+    '--mtu',
+    String(mtu),
+  ]);
+  try {
+    await child.waitFor(/You can start qemu with/, 30_000); // printed once the socket listens
+  } catch (err) {
+    await child.stop();
+    throw new Error(`did not start (${(err as Error).message.replace(/^passt /, '')})`);
+  }
+  return { child, socketPath };
+}
+
+/** The backend's process serving its vhost-user socket: vunet, the baseline vunet or passt. */
+function startBackend(backend: Backend, dir: string, opts: BenchOptions): Promise<{ child: Child; socketPath: string }> {
+  if (backend === 'passt') return startPasst(dir, opts.mtu, opts.passt!);
+  return startVunet(dir, opts.mtu, backend === 'baseline' ? opts.baseline! : REPO_ROOT, opts.stats, opts.profile);
+}
+
+/** The guest-less TAP's MAC, fixed so that testpmd's csum forwarding can address it. */
+const TAP_MAC = '02:00:00:00:00:15';
+
+/**
+ * testpmd's forwarding when passt is in the run. passt (2025-05) sends every TCP frame with
+ * DATA_VALID and no checksum, whether or not the frontend negotiated GUEST_CSUM; virtio-user
+ * does not, so the TAP's kernel would drop them all. csum forwarding computes the checksums
+ * (on testpmd's core, not the backend's); it also rewrites both MACs, so each port is given its
+ * peer's. Every backend of such a run gets this forwarding, so all run the same harness.
+ */
+function csumForwarding(backend: Backend): string {
+  const backendMac = backend === 'passt' ? '9a:55:9a:55:9a:55' : '52:55:0a:00:02:02'; // passt's, vunet's default
+  return `set eth-peer 0 ${backendMac}\nset eth-peer 1 ${TAP_MAC}\nset fwd csum retry\nstart\n`;
+}
+
+/**
  * The guest-less harness: vunet's queues driven by dpdk-testpmd (virtio-user, io forwarding with
  * retry) to a TAP whose kernel side, in its own network namespace, holds the guest's address and
  * runs the iperf3 client. The kernel sends and receives at native speed, so vunet's own cost sets
@@ -482,7 +555,7 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
   const tap = 'gltap0';
   const inNs = (...cmd: string[]): string[] => ['ip', 'netns', 'exec', ns, ...cmd];
   let server: Child | undefined;
-  let vunet: Child | undefined;
+  let backendProc: Child | undefined;
   let pmd: Child | undefined;
   try {
     spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
@@ -491,8 +564,8 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
     const port = await freePort();
     server = startChild('iperf3 server', 'iperf3', ['-s', '-B', '127.0.0.1', '-p', String(port), '--forceflush']);
     await server.waitFor(/Server listening/, 10_000);
-    const started = await startVunet(dir, opts.mtu, backend === 'baseline' ? opts.baseline! : REPO_ROOT, opts.stats, opts.profile);
-    vunet = started.child;
+    const started = await startBackend(backend, dir, opts);
+    backendProc = started.child;
     const testpmd = inNs(
       'dpdk-testpmd',
       '--no-huge',
@@ -515,10 +588,10 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
     const startPmd = async (): Promise<Child> => {
       const [cmd, ...args] = testpmd;
       const child = startChild('dpdk-testpmd', cmd!, args, REPO_ROOT, true);
-      // io forwarding retries a full ring instead of dropping the burst, as a real driver would.
+      // Forwarding retries a full ring instead of dropping the burst, as a real driver would.
       // (testpmd reads these once its prompt is up; its output to a pipe is block-buffered, so
       // readiness is the TAP device appearing.)
-      child.proc.stdin?.write('set fwd io retry\nstart\n');
+      child.proc.stdin?.write(opts.passt !== undefined ? csumForwarding(backend) : 'set fwd io retry\nstart\n');
       for (let i = 0; ; i++) {
         if (spawnSync('ip', ['-n', ns, 'link', 'show', tap], { stdio: 'ignore' }).status === 0) break;
         if (i === 300 || child.proc.exitCode !== null) throw new Error(`dpdk-testpmd did not make ${tap}${lastLines(child.text)}`);
@@ -528,7 +601,7 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
       return child;
     };
     if (opts.reconnect) {
-      // Connects, then leaves (vunet unmaps guest memory); the TAP goes with it.
+      // Connects, then leaves (the backend unmaps guest memory); the TAP goes with it.
       const first = await startPmd();
       first.proc.stdin?.end('stop\nquit\n');
       await first.stop();
@@ -543,6 +616,7 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
       if (r.status !== 0) throw new Error(`ip -n ${ns} ${line}: ${r.stderr.trim()}`);
     };
     sh(`link set ${tap} mtu ${opts.mtu}`);
+    sh(`link set ${tap} address ${TAP_MAC}`);
     sh(`addr add 10.0.2.15/24 dev ${tap}`);
     sh(`link set ${tap} up`);
     sh(`route add default via ${GATEWAY}`);
@@ -553,34 +627,34 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
         const [wc, ...wa] = iperf(d, opts.warmup);
         await runToEnd(wc!, wa, (opts.warmup + 30) * 1000);
       }
-      const v0 = cpuSeconds(vunet.proc.pid);
-      const gc0 = { ...vunet.gc };
+      const v0 = cpuSeconds(backendProc.proc.pid);
+      const gc0 = { ...backendProc.gc };
       const t0 = Date.now();
       const [c, ...a] = iperf(d, opts.seconds);
       // Not spawnSync: vunet's --trace-gc lines must be read while the run goes on.
       const r = await runToEnd(c!, a, (opts.seconds + 30) * 1000);
       const wall = (Date.now() - t0) / 1000;
-      const v1 = cpuSeconds(vunet.proc.pid);
+      const v1 = cpuSeconds(backendProc.proc.pid);
       await new Promise((resolve) => setTimeout(resolve, 200)); // the last GC lines in the pipe
       const cpu: CpuUse = {
         qemuCpu: undefined,
-        vunetCpu: v0 !== undefined && v1 !== undefined ? (100 * (v1 - v0)) / wall : undefined,
-        vunetCpuSeconds: v0 !== undefined && v1 !== undefined ? v1 - v0 : undefined,
-        scavenges: vunet.gc.scavenges - gc0.scavenges,
-        markCompacts: vunet.gc.markCompacts - gc0.markCompacts,
+        backendCpu: v0 !== undefined && v1 !== undefined ? (100 * (v1 - v0)) / wall : undefined,
+        backendCpuSeconds: v0 !== undefined && v1 !== undefined ? v1 - v0 : undefined,
+        scavenges: isVunet(backend) ? backendProc.gc.scavenges - gc0.scavenges : undefined,
+        markCompacts: isVunet(backend) ? backendProc.gc.markCompacts - gc0.markCompacts : undefined,
       };
-      if (opts.stats) await printStatus(vunet, `${backend} ${d}`);
+      if (opts.stats && isVunet(backend)) await printStatus(backendProc, `${backend} ${d}`);
       result.runs[d] = parseRun(`BENCH-RC ${d} ${r.status ?? 124}\nBENCH-JSON-BEGIN ${d}\n${r.stdout}\nBENCH-JSON-END ${d}\n`, d, cpu);
     }
-    noteFailedRuns(result, vunet);
+    noteFailedRuns(result, backendProc);
   } catch (err) {
     const why = (err as Error).message.split('\n')[0] ?? '';
-    const vunetSays = vunet !== undefined && vunet.proc.exitCode !== null ? ` (vunet exited${lastLines(vunet.text)})` : '';
-    result.failure = `${why}${vunetSays}`;
+    const exitSays = backendProc !== undefined && backendProc.proc.exitCode !== null ? ` (${backend} exited${lastLines(backendProc.text)})` : '';
+    result.failure = `${why}${exitSays}`;
   } finally {
     pmd?.proc.stdin?.end('stop\nquit\n');
     await pmd?.stop();
-    await vunet?.stop();
+    await backendProc?.stop();
     await server?.stop();
     spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
     rmSync(dir, { recursive: true, force: true });
@@ -640,7 +714,7 @@ async function runBackend(backend: Backend, opts: BenchOptions): Promise<Backend
   const result: BackendResult = { backend, guestMtu: undefined, runs: {} };
   const dir = mkdtempSync(join(tmpdir(), 'vunet-bench-'));
   let server: Child | undefined;
-  let vunet: Child | undefined;
+  let backendProc: Child | undefined;
   let guest: GuestHandle | undefined;
   try {
     const port = await freePort();
@@ -648,9 +722,9 @@ async function runBackend(backend: Backend, opts: BenchOptions): Promise<Backend
     await server.waitFor(/Server listening/, 10_000);
 
     let socketPath: string | undefined;
-    if (backend !== 'slirp') {
+    if (isVhostUser(backend)) {
       try {
-        ({ child: vunet, socketPath } = await startVunet(dir, opts.mtu, backend === 'baseline' ? opts.baseline! : REPO_ROOT, opts.stats, opts.profile));
+        ({ child: backendProc, socketPath } = await startBackend(backend, dir, opts));
       } catch (err) {
         result.failure = (err as Error).message;
         return result;
@@ -674,39 +748,39 @@ async function runBackend(backend: Backend, opts: BenchOptions): Promise<Backend
       await guest.waitFor(new RegExp(`^BENCH-START ${d}$`, 'm'), runMs);
       const t0 = Date.now();
       const q0 = cpuSeconds(guest.pid);
-      const v0 = cpuSeconds(vunet?.proc.pid);
-      const gc0 = vunet ? { ...vunet.gc } : undefined;
+      const v0 = cpuSeconds(backendProc?.proc.pid);
+      const gc0 = backendProc ? { ...backendProc.gc } : undefined;
       await guest.waitFor(new RegExp(`^BENCH-RC ${d} \\d+$`, 'm'), runMs);
       const wall = (Date.now() - t0) / 1000;
       const pct = (a: number | undefined, b: number | undefined): number | undefined =>
         a !== undefined && b !== undefined && wall > 0 ? (100 * (b - a)) / wall : undefined;
-      const v1 = cpuSeconds(vunet?.proc.pid);
+      const v1 = cpuSeconds(backendProc?.proc.pid);
       const cpu: CpuUse = {
         qemuCpu: pct(q0, cpuSeconds(guest.pid)),
-        vunetCpu: pct(v0, v1),
-        vunetCpuSeconds: v0 !== undefined && v1 !== undefined ? v1 - v0 : undefined,
-        scavenges: vunet && gc0 ? vunet.gc.scavenges - gc0.scavenges : undefined,
-        markCompacts: vunet && gc0 ? vunet.gc.markCompacts - gc0.markCompacts : undefined,
+        backendCpu: pct(v0, v1),
+        backendCpuSeconds: v0 !== undefined && v1 !== undefined ? v1 - v0 : undefined,
+        scavenges: backendProc && gc0 && isVunet(backend) ? backendProc.gc.scavenges - gc0.scavenges : undefined,
+        markCompacts: backendProc && gc0 && isVunet(backend) ? backendProc.gc.markCompacts - gc0.markCompacts : undefined,
       };
       await guest.waitFor(new RegExp(`^BENCH-JSON-END ${d}$`, 'm'), 30_000);
       result.runs[d] = parseRun(guest.output, d, cpu);
-      if (opts.stats && vunet) {
-        await printStatus(vunet, `${backend} ${d}`);
+      if (opts.stats && backendProc && isVunet(backend)) {
+        await printStatus(backendProc, `${backend} ${d}`);
         await guest.waitFor(new RegExp(`^BENCH-GUEST eth0.*$`, 'm'), 10_000).catch(() => undefined);
         const counters = guest.output.slice(guest.output.lastIndexOf(`BENCH-JSON-END ${d}`)).match(/^BENCH-GUEST .*$/gm) ?? [];
         for (const c of counters) console.error(`  guest ${c.slice('BENCH-GUEST '.length)}`);
       }
     }
-    noteFailedRuns(result, vunet);
+    noteFailedRuns(result, backendProc);
     await guest.exited;
   } catch (err) {
     const why = (err as Error).message.split('\n')[0] ?? '';
-    const vunetSays = vunet !== undefined && vunet.proc.exitCode !== null ? ` (vunet exited${lastLines(vunet.text)})` : '';
-    result.failure = `${why}${vunetSays}`;
+    const exitSays = backendProc !== undefined && backendProc.proc.exitCode !== null ? ` (${backend} exited${lastLines(backendProc.text)})` : '';
+    result.failure = `${why}${exitSays}`;
   } finally {
     guest?.kill('SIGKILL');
     await guest?.exited;
-    await vunet?.stop();
+    await backendProc?.stop();
     await server?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
@@ -724,7 +798,7 @@ const perGb = (r: (RunResult & { ok: true }) | undefined, n: number | undefined)
 const fmt = (n: number | undefined, digits = 1): string => (n === undefined ? '—' : n.toFixed(digits));
 
 function report(results: BackendResult[], opts: BenchOptions): string {
-  const rows: string[][] = [['backend', 'direction', 'Mbit/s', 'retransmits', 'QEMU CPU %', 'vunet CPU %', 'vunet CPU s/GB', 'scavenges/GB', 'guest MTU']];
+  const rows: string[][] = [['backend', 'direction', 'Mbit/s', 'retransmits', 'QEMU CPU %', 'backend CPU %', 'backend CPU s/GB', 'scavenges/GB', 'guest MTU']];
   const notes: string[] = [];
   for (const r of results) {
     if (r.failure !== undefined) notes.push(`${r.backend}: ${r.failure}`);
@@ -738,9 +812,9 @@ function report(results: BackendResult[], opts: BenchOptions): string {
         run === undefined ? 'not run' : ok === undefined ? 'failed' : fmt(mbit(ok)),
         ok?.retransmits === undefined ? '—' : String(ok.retransmits),
         fmt(ok?.qemuCpu, 0),
-        r.backend !== 'slirp' ? fmt(ok?.vunetCpu, 0) : '—',
-        r.backend !== 'slirp' ? fmt(perGb(ok, ok?.vunetCpuSeconds), 2) : '—',
-        r.backend !== 'slirp' ? fmt(perGb(ok, ok?.scavenges), 0) : '—',
+        isVhostUser(r.backend) ? fmt(ok?.backendCpu, 0) : '—',
+        isVhostUser(r.backend) ? fmt(perGb(ok, ok?.backendCpuSeconds), 2) : '—',
+        isVunet(r.backend) ? fmt(perGb(ok, ok?.scavenges), 0) : '—',
         r.guestMtu === undefined ? '—' : String(r.guestMtu),
       ]);
     }
@@ -754,7 +828,7 @@ function report(results: BackendResult[], opts: BenchOptions): string {
   const out = [line(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)];
 
   const vunet = results.find((r) => r.backend === 'vunet');
-  for (const other of ['slirp', 'baseline'] as const) {
+  for (const other of ['slirp', 'baseline', 'passt'] as const) {
     const o = results.find((r) => r.backend === other);
     if (o === undefined || vunet === undefined) continue;
     out.push('');
@@ -764,15 +838,18 @@ function report(results: BackendResult[], opts: BenchOptions): string {
       const run = (r: RunResult | undefined): (RunResult & { ok: true }) | undefined => (r?.ok === true ? r : undefined);
       const ov = run(o.runs[d]);
       const vv = run(vunet.runs[d]);
-      const cpu = other === 'baseline' && ov && vv ? `, CPU s/GB ${fmt(perGb(ov, ov.vunetCpuSeconds), 2)} → ${fmt(perGb(vv, vv.vunetCpuSeconds), 2)}` : '';
+      const oc = perGb(ov, ov?.backendCpuSeconds);
+      const vc = perGb(vv, vv?.backendCpuSeconds);
+      const cpu =
+        isVhostUser(other) && oc !== undefined && vc !== undefined ? `, CPU s/GB ${other} ${fmt(oc, 2)}, vunet ${fmt(vc, 2)} (${(vc / oc).toFixed(2)}×)` : '';
       out.push(`vunet/${other} ${DIRECTION_LABEL[d]}: ${s !== undefined && v !== undefined && s > 0 ? `${(v / s).toFixed(2)}×` : '—'}${cpu}`);
     }
   }
   if (notes.length > 0) out.push('', ...notes);
   out.push(
     '',
-    `iperf3, ${opts.seconds} s per run${opts.warmup > 0 ? ` after ${opts.warmup} s unmeasured` : ''}, ${opts.streams} TCP stream${opts.streams > 1 ? 's' : ''}; vunet MTU ${opts.mtu}${opts.baseline ? `; baseline: ${opts.baseline}` : ''}${opts.guestless ? '; guest-less (dpdk-testpmd + TAP)' : ''}.`,
-    "CPU %: of one core during the run. CPU s/GB and scavenges/GB: vunet's, per GB the receiver got.",
+    `iperf3, ${opts.seconds} s per run${opts.warmup > 0 ? ` after ${opts.warmup} s unmeasured` : ''}, ${opts.streams} TCP stream${opts.streams > 1 ? 's' : ''}; ${opts.passt ? 'vunet and passt' : 'vunet'} MTU ${opts.mtu}${opts.baseline ? `; baseline: ${opts.baseline}` : ''}${opts.guestless ? `; guest-less (dpdk-testpmd ${opts.passt ? 'csum' : 'io'} forwarding + TAP)` : ''}.`,
+    "CPU %: of one core during the run. CPU s/GB: the backend process's (vunet, passt; slirp runs in QEMU), per GB the receiver got; scavenges/GB: vunet's.",
   );
   return out.join('\n');
 }
