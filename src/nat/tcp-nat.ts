@@ -334,6 +334,14 @@ export class TcpNat implements TcpTransmitter {
   private readonly headerOut = new Uint8Array(LINK_HEADROOM + IPV6_HEADER_LEN + MAX_TCP_HEADER);
   private readonly headerViews = new ViewCache();
   private readonly ethOut: EthernetRepr = { dst: new Uint8Array(6), src: new Uint8Array(6), etherType: 0 };
+  /** The guest MAC and EtherType headerOut's Ethernet header holds (a neighbor entry's MAC is
+   *  replaced, never changed in place, on change), so a run of segments writes it once. */
+  private headerOutMac: Uint8Array | undefined;
+  private headerOutType = 0;
+  /** While outputFlow() runs: its flow, and the guest MAC its segments go to once looked up (no
+   *  guest frame is handled meanwhile, so the neighbor entry stays as it was). */
+  private outputting: TcpFlow | undefined;
+  private outputtingMac: Uint8Array | undefined;
   /** The flow whose frames wait for their payload, and the queue range it covers. */
   private inPlace: TcpFlow | undefined;
   private inPlaceStart = 0;
@@ -1031,7 +1039,13 @@ export class TcpNat implements TcpTransmitter {
     this.writeTaken(f);
     if (!f.live) return;
     if (f.socket && !f.writing && f.conn.recvBuffered > 0) f.conn.deliver(f.toHost);
-    f.conn.output(now);
+    this.outputting = f;
+    this.outputtingMac = undefined;
+    try {
+      f.conn.output(now);
+    } finally {
+      this.outputting = undefined;
+    }
     this.completePayloads();
     const b = f.stream;
     if (b && f.socket) {
@@ -1153,8 +1167,12 @@ export class TcpNat implements TcpTransmitter {
    * cannot go so (the guest's address not resolved, its buffers short): the copy path sends it.
    */
   private transmitInPlace(f: TcpFlow, seg: OutSegment): boolean {
-    const mac = this.guestMac(f);
-    if (!mac) return false;
+    let mac = f === this.outputting ? this.outputtingMac : undefined;
+    if (!mac) {
+      mac = this.guestMac(f);
+      if (!mac) return false;
+      if (f === this.outputting) this.outputtingMac = mac;
+    }
     const at = f.stream!.queueOffset(seg.dataOffset);
     if (this.inPlace && (this.inPlace !== f || at !== this.inPlaceEnd)) this.completePayloads();
     const o = this.headerOut;
@@ -1163,10 +1181,15 @@ export class TcpNat implements TcpTransmitter {
     // where it lands.
     const end = this.emitTcpIp(f, o, tcpOff, true);
     if (end < 0) return false;
-    const eth = this.ethOut;
-    eth.dst = mac;
-    eth.etherType = f.family === 4 ? EtherType.IPV4 : EtherType.IPV6;
-    emitEthernetHeader(o, 0, eth);
+    const etherType = f.family === 4 ? EtherType.IPV4 : EtherType.IPV6;
+    if (mac !== this.headerOutMac || etherType !== this.headerOutType) {
+      const eth = this.ethOut;
+      eth.dst = mac;
+      eth.etherType = etherType;
+      emitEthernetHeader(o, 0, eth);
+      this.headerOutMac = mac;
+      this.headerOutType = etherType;
+    }
     const headers = this.headerViews.of(o, 0, end);
     let sent = this.stack.sendHeaders(headers, seg.dataLength, tcpOff, TCP_CHECKSUM_OFFSET, seg.segmentSize);
     if (sent === 'full') {

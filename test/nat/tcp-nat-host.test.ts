@@ -16,12 +16,14 @@ import type { FramePayload } from '../../src/iface/link.js';
 import { TcpNat } from '../../src/nat/tcp-nat.js';
 import { IpProtocol, Ipv4Packet, TcpFlags, TcpSegment, completeChecksum } from '../../src/wire/index.js';
 import { FrameDevice, InPlaceFrameDevice, makeStack } from '../support/frame-device.js';
-import { arpRequest, GW_IP, tcpFrame } from '../support/packets.js';
+import { arpRequest, GUEST_IP, GUEST_MAC, GW_IP, tcpFrame } from '../support/packets.js';
 
 const { SYN, ACK, FIN } = TcpFlags;
 const GUEST_ISN = 5000;
 const SIZE = 40_000;
 const pattern = Uint8Array.from({ length: SIZE }, (_, i) => (i * 31 + (i >> 8)) & 0xff);
+/** The guest's MAC after it moves mid-stream (a new NIC behind the same address). */
+const MOVED_MAC = Uint8Array.of(0x52, 0x54, 0x00, 0xab, 0xcd, 0xef);
 
 interface Seg {
   seq: number;
@@ -29,6 +31,8 @@ interface Seg {
   flags: number;
   window: number;
   data: Uint8Array;
+  /** The frame's destination MAC, as hex. */
+  dst: string;
 }
 
 /** Resolves once the event loop has polled again: what was ready on the host sockets then (the
@@ -46,7 +50,14 @@ function segmentsOf(t: Test, link: FrameDevice): Seg[] {
     if (ip.protocol !== IpProtocol.TCP) continue;
     const s = new TcpSegment().at(frame, ip.payloadOffset, ip.payloadLength);
     if (!s.verifyChecksumV4(ip.src, ip.dst)) t.fail('bad TCP checksum');
-    out.push({ seq: s.seq, ack: s.ack, flags: s.flags, window: s.window, data: frame.slice(s.payloadOffset, s.payloadOffset + s.payloadLength) });
+    out.push({
+      seq: s.seq,
+      ack: s.ack,
+      flags: s.flags,
+      window: s.window,
+      data: frame.slice(s.payloadOffset, s.payloadOffset + s.payloadLength),
+      dst: Buffer.from(frame.subarray(0, 6)).toString('hex'),
+    });
   }
   return out;
 }
@@ -120,6 +131,11 @@ for (const mode of ['copied into the frame', 'peeked into guest memory', 'peeked
     const got = new Uint8Array(SIZE);
     let next = 0;
     let fin = false;
+    // Mid-stream the guest's address moves to another MAC (it says so in an ARP request): the
+    // segments after it go there, not to the old one (in place, the Ethernet header is written
+    // once per run of segments and the MAC looked up once per flush of the flow).
+    let moved = false;
+    const macs = { before: new Set<string>(), after: new Set<string>() };
     for (const s of again) {
       const off = (s.seq - (iss + 1)) >>> 0;
       if (off <= next && off + s.data.length > next) {
@@ -128,6 +144,10 @@ for (const mode of ['copied into the frame', 'peeked into guest memory', 'peeked
       }
     }
     for (let round = 0; round < 2000 && !fin; round++) {
+      if (round === 3) {
+        env.inject(arpRequest(GW_IP, GUEST_IP, MOVED_MAC));
+        moved = true;
+      }
       send(GUEST_ISN + 1, (iss + 1 + next) >>> 0, ACK);
       let segs = segmentsOf(t, link);
       if (segs.length === 0) {
@@ -137,6 +157,7 @@ for (const mode of ['copied into the frame', 'peeked into guest memory', 'peeked
         segs = segmentsOf(t, link);
       }
       for (const s of segs) {
+        if (s.data.length > 0) (moved ? macs.after : macs.before).add(s.dst);
         const off = (s.seq - (iss + 1)) >>> 0;
         if (s.data.length > 0 && off <= next && off + s.data.length > next) {
           got.set(s.data.subarray(next - off), next);
@@ -148,6 +169,9 @@ for (const mode of ['copied into the frame', 'peeked into guest memory', 'peeked
     t.equal(next, SIZE, 'every byte arrived');
     t.same(Buffer.from(got), Buffer.from(pattern), 'the stream intact');
     t.ok(fin, 'our FIN after the last byte');
+    const hex = (m: Uint8Array): string => Buffer.from(m).toString('hex');
+    t.same([...macs.before], [hex(GUEST_MAC)], 'data went to the guest’s MAC');
+    t.same([...macs.after], [hex(MOVED_MAC)], 'after the guest moved, to its new MAC only');
     if (inPlace) {
       const d = device as InPlaceFrameDevice;
       t.ok(d.framesInPlace > 0, 'data segments went in place');
