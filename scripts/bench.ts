@@ -109,7 +109,8 @@ directions, with iperf3 against a server on the host's loopback.
                         traffic, which a long-running vunet has long behind it
   --mtu BYTES           vunet's (and passt's) link MTU (default 65520; slirp keeps its own, 1500)
   --streams N           parallel TCP streams (iperf3 -P, default 1)
-  --only slirp|vunet    run one backend only (with --baseline or --passt: and those)
+  --only slirp|vunet|passt
+                        run one backend only (with --baseline or --passt: and those)
   --baseline DIR        also run the vunet built in DIR (before/after a change, same run)
   --passt PATH          also run passt (the binary at PATH, built with vhost-user: 2024-11 or
                         later) with slirp's addresses, its gateway mapped to the host's loopback.
@@ -188,8 +189,9 @@ function parseCli(argv: string[]): BenchOptions | undefined {
   let backends: Backend[] = [...BACKENDS];
   if (values.only !== undefined) {
     const only = values.only;
-    if (only !== 'slirp' && only !== 'vunet') throw new CliError(`--only must be slirp or vunet (got ${only})`);
-    backends = [only];
+    if (only !== 'slirp' && only !== 'vunet' && only !== 'passt') throw new CliError(`--only must be slirp, vunet or passt (got ${only})`);
+    if (only === 'passt' && values.passt === undefined) throw new CliError('--only passt needs --passt PATH');
+    backends = only === 'passt' ? [] : [only]; // --passt adds it
   }
   if (values.direction !== undefined) {
     if (values.direction !== 'up' && values.direction !== 'down') throw new CliError(`--direction must be up or down (got ${values.direction})`);
