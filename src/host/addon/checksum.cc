@@ -168,6 +168,11 @@ uint32_t CopySumRange(const uint8_t* src, uint8_t* dst, size_t len, size_t from)
   return CopySumPortable(src, dst, len, from);
 }
 
+// Whether [a, a + an) and [b, b + bn) share a byte.
+bool Overlap(const uint8_t* a, size_t an, const uint8_t* b, size_t bn) {
+  return a < b + bn && b < a + an;
+}
+
 // copySum(src, srcOffset, length, dst, dstOffset, from): copies src[srcOffset, +length) to
 // dst[dstOffset, +length) (not overlapping: a guest frame into a private buffer) and returns sum16
 // of the copied bytes from `from` on (0 ≤ from ≤ length), folded, not complemented: one pass where
@@ -188,7 +193,7 @@ napi_value CopySum(napi_env env, napi_callback_info cbinfo) {
   const uint8_t* src = r.src;
   uint8_t* dst = r.dst;
   const size_t len = r.length;
-  if (src < dst + len && dst < src + len) {
+  if (Overlap(src, len, dst, len)) {
     napi_throw_range_error(env, nullptr, "copySum: the ranges overlap");
     return nullptr;
   }
@@ -272,27 +277,6 @@ napi_value Sumv(napi_env env, napi_callback_info cbinfo) {
   return result;
 }
 
-// An integer offset or length in [0, max] from a JavaScript number, else false.
-bool SizeArg(napi_env env, napi_value v, double max, size_t* out) {
-  double d = -1;
-  if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0) || d > max || d != static_cast<double>(static_cast<size_t>(d))) return false;
-  *out = static_cast<size_t>(d);
-  return true;
-}
-
-// A Uint8Array's bytes, else false.
-bool BytesArg(napi_env env, napi_value v, uint8_t** data, size_t* length) {
-  napi_typedarray_type type = napi_int8_array;
-  void* p = nullptr;
-  if (napi_get_typedarray_info(env, v, &type, length, &p, nullptr, nullptr) != napi_ok || type != napi_uint8_array) return false;
-  *data = static_cast<uint8_t*>(p);
-  return true;
-}
-
-bool Overlap(const uint8_t* a, size_t an, const uint8_t* b, size_t bn) {
-  return a < b + bn && b < a + an;
-}
-
 // copyHeadSum(src, srcOffset, length, head, headLength, dst, dstOffset): copies the first
 // headLength bytes of src[srcOffset, +length) to head[0, headLength) and the rest to dst[dstOffset,
 // +length - headLength), and returns sum16 of the rest, folded, not complemented (copySum's sum
@@ -307,14 +291,16 @@ napi_value CopyHeadSum(napi_env env, napi_callback_info cbinfo) {
   uint8_t* head = nullptr;
   uint8_t* dst = nullptr;
   size_t srcLen = 0, headCap = 0, dstLen = 0;
-  if (argc < 7 || !BytesArg(env, argv[0], &src, &srcLen) || !BytesArg(env, argv[3], &head, &headCap) || !BytesArg(env, argv[5], &dst, &dstLen)) {
+  if (argc < 7 || !napi_util::Uint8ArrayArg(env, argv[0], &src, &srcLen) || !napi_util::Uint8ArrayArg(env, argv[3], &head, &headCap) ||
+      !napi_util::Uint8ArrayArg(env, argv[5], &dst, &dstLen)) {
     napi_throw_type_error(env, nullptr, "copyHeadSum(src, srcOffset, length, head, headLength, dst, dstOffset): src, head and dst must be Uint8Arrays");
     return nullptr;
   }
   size_t srcOff = 0, len = 0, headLen = 0, dstOff = 0;
-  if (!SizeArg(env, argv[1], static_cast<double>(srcLen), &srcOff) || !SizeArg(env, argv[2], static_cast<double>(srcLen - srcOff), &len) ||
-      !SizeArg(env, argv[4], static_cast<double>(std::min(len, headCap)), &headLen) ||
-      !SizeArg(env, argv[6], static_cast<double>(dstLen), &dstOff) || len - headLen > dstLen - dstOff) {
+  if (!napi_util::IndexArg(env, argv[1], static_cast<double>(srcLen), &srcOff) ||
+      !napi_util::IndexArg(env, argv[2], static_cast<double>(srcLen - srcOff), &len) ||
+      !napi_util::IndexArg(env, argv[4], static_cast<double>(std::min(len, headCap)), &headLen) ||
+      !napi_util::IndexArg(env, argv[6], static_cast<double>(dstLen) - static_cast<double>(len - headLen), &dstOff)) {
     napi_throw_range_error(env, nullptr, "copyHeadSum: offsets and lengths must be integers within the arrays");
     return nullptr;
   }

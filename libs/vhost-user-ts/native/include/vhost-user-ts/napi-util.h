@@ -165,6 +165,23 @@ inline bool SpanPointer(napi_env env, napi_value views, uint32_t i, double offse
   return true;
 }
 
+// A Uint8Array argument's bytes, else false (nothing pending: the caller throws, naming itself).
+inline bool Uint8ArrayArg(napi_env env, napi_value v, uint8_t** data, size_t* length) {
+  napi_typedarray_type type = napi_int8_array;
+  void* p = nullptr;
+  if (napi_get_typedarray_info(env, v, &type, length, &p, nullptr, nullptr) != napi_ok || type != napi_uint8_array) return false;
+  *data = static_cast<uint8_t*>(p);
+  return true;
+}
+
+// An offset or length argument: a whole number in [0, max], else false (nothing pending).
+inline bool IndexArg(napi_env env, napi_value v, double max, size_t* out) {
+  double d = -1;
+  if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0) || d > max || d != static_cast<double>(static_cast<size_t>(d))) return false;
+  *out = static_cast<size_t>(d);
+  return true;
+}
+
 // The arguments (src, srcOffset, length, dst, dstOffset) at argv[0..4] of copy and of the
 // functions built like it (the host addon's copySum): two Uint8Arrays and a range within each.
 // False leaves a TypeError or RangeError pending, its message starting with `name`.
@@ -175,32 +192,25 @@ struct CopyRange {
 };
 
 inline bool CopyArgs(napi_env env, const napi_value* argv, size_t argc, const char* name, CopyRange* out) {
-  napi_typedarray_type srcType = napi_int8_array;
-  napi_typedarray_type dstType = napi_int8_array;
+  uint8_t* src = nullptr;
+  uint8_t* dst = nullptr;
   size_t srcLen = 0;
   size_t dstLen = 0;
-  void* srcData = nullptr;
-  void* dstData = nullptr;
-  double srcOff = -1;
-  double len = -1;
-  double dstOff = -1;
-  if (argc < 5 || napi_get_typedarray_info(env, argv[0], &srcType, &srcLen, &srcData, nullptr, nullptr) != napi_ok ||
-      napi_get_typedarray_info(env, argv[3], &dstType, &dstLen, &dstData, nullptr, nullptr) != napi_ok ||
-      srcType != napi_uint8_array || dstType != napi_uint8_array) {
+  if (argc < 5 || !Uint8ArrayArg(env, argv[0], &src, &srcLen) || !Uint8ArrayArg(env, argv[3], &dst, &dstLen)) {
     napi_throw_type_error(env, nullptr, (std::string(name) + "(src, srcOffset, length, dst, dstOffset): src and dst must be Uint8Arrays").c_str());
     return false;
   }
-  if (napi_get_value_double(env, argv[1], &srcOff) != napi_ok || napi_get_value_double(env, argv[2], &len) != napi_ok ||
-      napi_get_value_double(env, argv[4], &dstOff) != napi_ok || !(srcOff >= 0) || !(len >= 0) || !(dstOff >= 0) ||
-      srcOff + len > static_cast<double>(srcLen) || dstOff + len > static_cast<double>(dstLen) ||
-      srcOff != static_cast<double>(static_cast<size_t>(srcOff)) || len != static_cast<double>(static_cast<size_t>(len)) ||
-      dstOff != static_cast<double>(static_cast<size_t>(dstOff))) {
+  size_t srcOff = 0;
+  size_t len = 0;
+  size_t dstOff = 0;
+  if (!IndexArg(env, argv[1], static_cast<double>(srcLen), &srcOff) || !IndexArg(env, argv[2], static_cast<double>(srcLen - srcOff), &len) ||
+      !IndexArg(env, argv[4], static_cast<double>(dstLen) - static_cast<double>(len), &dstOff)) {
     napi_throw_range_error(env, nullptr, (std::string(name) + ": offsets and length must be integers within both arrays").c_str());
     return false;
   }
-  out->src = static_cast<const uint8_t*>(srcData) + static_cast<size_t>(srcOff);
-  out->dst = static_cast<uint8_t*>(dstData) + static_cast<size_t>(dstOff);
-  out->length = static_cast<size_t>(len);
+  out->src = src + srcOff;
+  out->dst = dst + dstOff;
+  out->length = len;
   return true;
 }
 
