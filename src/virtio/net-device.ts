@@ -629,10 +629,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    * A frame without offloads that may be a TCP segment to join (tcp-coalescer.ts), when it lies in
    * one buffer: while a run is open, its headers are copied and its payload copied (and summed)
    * straight behind the pending payload, and it joins if its headers say it continues the run. Any
-   * other is copied whole into
-   * the coalescer, after what was pending goes to the sink: a segment that may start a run stays
-   * there; the rest goes to the sink from that copy. False (nothing done) for a frame in several
-   * buffers: the caller copies it.
+   * other is copied whole into the coalescer, after what was pending goes to the sink: a segment
+   * that may start a run stays there; the rest goes to the sink from that copy. False (nothing
+   * done) for a frame in several buffers: the caller copies it.
    */
   private coalesce(g: TcpCoalescer, chain: DescriptorChain, len: number): boolean {
     const seg = this.frameSegment(chain, len);

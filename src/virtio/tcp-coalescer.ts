@@ -98,7 +98,6 @@ export class TcpCoalescer {
   segments = 0;
   /** Where its payload starts (its headers' length). */
   private at = 0;
-
   private tcp = 0;
   /** The sequence number the next segment must carry. */
   private nextSeq = 0;
