@@ -76,6 +76,7 @@ import {
   ipv4Read,
   IPV6_HEADER_LEN,
   TCP_CHECKSUM_OFFSET,
+  setTcpSeq,
   TcpFlags,
   tcpHeaderLength,
   TcpSegment,
@@ -342,6 +343,18 @@ export class TcpNat implements TcpTransmitter {
    *  once looked up (no guest frame is handled meanwhile, so the neighbor entry stays as it was). */
   private outputting: TcpFlow | undefined;
   private outputtingMac: Uint8Array | undefined;
+  /** The segment whose headers headerOut holds, during its flow's output: the next segment of a
+   *  run repeats them but for its sequence number (same addresses, ports, ack, window, flags,
+   *  options and length; IPv4's identification is 0 under DF), so only that is written. */
+  private repeatFlow: TcpFlow | undefined;
+  private repeatTcpOff = 0;
+  private repeatEnd = 0;
+  private repeatFlags = 0;
+  private repeatAck = 0;
+  private repeatWindow = 0;
+  private repeatLength = 0;
+  private repeatTsVal = 0;
+  private repeatTsEcr = 0;
   /** The flow whose frames wait for their payload, and the queue range it covers. */
   private inPlace: TcpFlow | undefined;
   private inPlaceStart = 0;
@@ -1028,7 +1041,7 @@ export class TcpNat implements TcpTransmitter {
     } finally {
       list.dropFront(done); // (after a throw, the flows not reached stay listed)
       this.flushing = false;
-      this.outputting = undefined; // (after a throw from outputFlow, its MAC is not reused)
+      this.outputting = this.repeatFlow = undefined; // (after a throw from outputFlow, its MAC and headers are not reused)
     }
     if (list.length > 0 && n === FLUSH_BATCH) this.opts.moreWork?.();
     if (this.waitingRoomCount > 0) this.opts.wantRoom?.();
@@ -1045,7 +1058,7 @@ export class TcpNat implements TcpTransmitter {
     this.outputting = f;
     this.outputtingMac = undefined;
     f.conn.output(now);
-    this.outputting = undefined;
+    this.outputting = this.repeatFlow = undefined;
     this.completePayloads();
     const b = f.stream;
     if (b && f.socket) {
@@ -1176,11 +1189,22 @@ export class TcpNat implements TcpTransmitter {
     const at = f.stream!.queueOffset(seg.dataOffset);
     if (this.inPlace && (this.inPlace !== f || at !== this.inPlaceEnd)) this.completePayloads();
     const o = this.headerOut;
-    const tcpOff = this.segmentRepr(f, seg);
-    // The checksum partial: the device leaves it to the guest, or completes it over the payload
-    // where it lands.
-    const end = this.emitTcpIp(f, o, tcpOff, true);
-    if (end < 0) return false;
+    let tcpOff: number;
+    let end: number;
+    if (f === this.repeatFlow && this.repeats(seg)) {
+      tcpOff = this.repeatTcpOff;
+      end = this.repeatEnd;
+      setTcpSeq(o, tcpOff, seg.seq);
+    } else {
+      tcpOff = this.segmentRepr(f, seg);
+      // The checksum partial: the device leaves it to the guest, or completes it over the payload
+      // where it lands.
+      end = this.emitTcpIp(f, o, tcpOff, true);
+      if (end < 0) return false;
+      this.repeatFlow = f === this.outputting && this.mayRepeat(seg) ? f : undefined;
+      this.repeatTcpOff = tcpOff;
+      this.repeatEnd = end;
+    }
     const etherType = f.family === 4 ? EtherType.IPV4 : EtherType.IPV6;
     if (mac !== this.headerOutMac || etherType !== this.headerOutType) {
       const eth = this.ethOut;
@@ -1203,6 +1227,37 @@ export class TcpNat implements TcpTransmitter {
     }
     this.inPlaceEnd = at + seg.dataLength;
     return true;
+  }
+
+  /** Notes the fields of the segment whose headers were just built, when a segment after it may
+   *  repeat them (options: timestamps at most; SACK blocks and SYN's are built each time). */
+  private mayRepeat(seg: OutSegment): boolean {
+    const opts = seg.options;
+    if (opts.mss >= 0 || opts.windowScale >= 0 || opts.sackPermitted || opts.sackCount > 0) return false;
+    this.repeatFlags = seg.flags;
+    this.repeatAck = seg.ack;
+    this.repeatWindow = seg.window;
+    this.repeatLength = seg.dataLength;
+    this.repeatTsVal = opts.timestamp ? opts.tsVal : -1;
+    this.repeatTsEcr = opts.tsEcr;
+    return true;
+  }
+
+  /** Whether `seg`'s headers are those headerOut holds but for the sequence number (mayRepeat). */
+  private repeats(seg: OutSegment): boolean {
+    const opts = seg.options;
+    return (
+      seg.dataLength === this.repeatLength &&
+      seg.flags === this.repeatFlags &&
+      seg.ack === this.repeatAck &&
+      seg.window === this.repeatWindow &&
+      (opts.timestamp ? opts.tsVal : -1) === this.repeatTsVal &&
+      opts.tsEcr === this.repeatTsEcr &&
+      opts.mss < 0 &&
+      opts.windowScale < 0 &&
+      !opts.sackPermitted &&
+      opts.sackCount === 0
+    );
   }
 
   /** Fills the payload of the frames transmitInPlace() sent: one peek from the flow's queue. */

@@ -409,6 +409,12 @@ function writeHeader(buf: Uint8Array, off: number, repr: TcpRepr, payloadInBuf: 
 /** Where the checksum field sits in a TCP header (for a partial checksum, see PartialChecksum). */
 export const TCP_CHECKSUM_OFFSET = F.CHECKSUM;
 
+/** Rewrites the sequence number of the TCP header at `off`: headers built once for a run of
+ *  segments that differ only there. A partial checksum (pseudo-header only) stays valid. */
+export function setTcpSeq(buf: Uint8Array, off: number, seq: number): void {
+  set32(buf, off + F.SEQ, seq);
+}
+
 /**
  * Writes a TCP header (with options) in front of a payload already in place, with the checksum over
  * the IPv4 pseudo-header. Returns the header length, or -1 when it does not fit. `partial`: the

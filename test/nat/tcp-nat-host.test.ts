@@ -117,6 +117,11 @@ for (const mode of ['copied into the frame', 'peeked into guest memory', 'peeked
     await settle();
     flight.push(...segmentsOf(t, link).filter((s) => s.data.length > 0));
     t.equal(flight[0]!.seq, (iss + 1) >>> 0);
+    // In place, a run's headers are built once and only the sequence number rewritten.
+    t.ok(
+      flight.every((s, i) => i === 0 || s.seq === (flight[i - 1]!.seq + flight[i - 1]!.data.length) >>> 0),
+      'each segment of the flight begins where the one before ended',
+    );
     const flightBytes = flight.reduce((n, s) => n + s.data.length, 0);
     t.same(Buffer.concat(flight.map((s) => s.data)), Buffer.from(pattern.subarray(0, flightBytes)), 'the first flight is the stream from its start');
     clock.advance(1500);
@@ -135,6 +140,7 @@ for (const mode of ['copied into the frame', 'peeked into guest memory', 'peeked
     // segments after it go there, not to the old one (in place, the Ethernet header is written
     // once per run of segments and the MAC looked up once per flush of the flow).
     let moved = false;
+    let seqBreaks = 0;
     const macs = { before: new Set<string>(), after: new Set<string>() };
     for (const s of again) {
       const off = (s.seq - (iss + 1)) >>> 0;
@@ -156,8 +162,13 @@ for (const mode of ['copied into the frame', 'peeked into guest memory', 'peeked
         nat.poll(clock.t);
         segs = segmentsOf(t, link);
       }
+      let end = -1;
       for (const s of segs) {
-        if (s.data.length > 0) (moved ? macs.after : macs.before).add(s.dst);
+        if (s.data.length > 0) {
+          (moved ? macs.after : macs.before).add(s.dst);
+          if (end >= 0 && s.seq !== end) seqBreaks++;
+          end = (s.seq + s.data.length) >>> 0;
+        }
         const off = (s.seq - (iss + 1)) >>> 0;
         if (s.data.length > 0 && off <= next && off + s.data.length > next) {
           got.set(s.data.subarray(next - off), next);
@@ -167,6 +178,7 @@ for (const mode of ['copied into the frame', 'peeked into guest memory', 'peeked
       }
     }
     t.equal(next, SIZE, 'every byte arrived');
+    t.equal(seqBreaks, 0, 'the data segments of each output follow each other');
     t.same(Buffer.from(got), Buffer.from(pattern), 'the stream intact');
     t.ok(fin, 'our FIN after the last byte');
     const hex = (m: Uint8Array): string => Buffer.from(m).toString('hex');

@@ -11,7 +11,7 @@ import { Fence } from '../../src/nat/fence.js';
 import { TCP_FLOW_COST, TcpNat } from '../../src/nat/tcp-nat.js';
 import { MemoryBudget } from '../../src/iface/memory-budget.js';
 import { Icmpv4Packet, IpProtocol, Ipv4Packet, TcpFlags, TcpOptions, TcpSegment, completeChecksum, ipv4, pseudoHeaderSumV4 } from '../../src/wire/index.js';
-import { makeStack } from '../support/frame-device.js';
+import { FrameDevice, InPlaceFrameDevice, makeStack } from '../support/frame-device.js';
 import { DNS_IP, GUEST_IP, GW_IP, arpRequest, tcpFrame } from '../support/packets.js';
 
 const FAR = ipv4(192, 0, 2, 9);
@@ -49,7 +49,16 @@ class FakeSocket implements TcpSocket {
         dst.set(this.inbox.slice(offset, offset + n), dstOff);
         return n;
       },
-      peekInto: () => -EAGAIN,
+      peekInto: (offset, views, offsets, lengths, count) => {
+        this.peeks.push({ offset, len: lengths.subarray(0, count).reduce((a, b) => a + b, 0) });
+        let at = offset;
+        for (let i = 0; i < count && at < this.inbox.length; i++) {
+          const n = Math.min(lengths[i]!, this.inbox.length - at);
+          views[i]!.set(this.inbox.slice(at, at + n), offsets[i]);
+          at += n;
+        }
+        return at > offset ? at - offset : this.eof ? 0 : -EAGAIN;
+      },
       discard: (n) => {
         const k = Math.min(n, this.inbox.length);
         this.inbox.splice(0, k);
@@ -151,8 +160,8 @@ function segments(t: Test, frames: Uint8Array[]): Seen[] {
   return out;
 }
 
-function setup(opts: ConstructorParameters<typeof TcpNat>[2] = {}, mtu?: number, streams = false) {
-  const env = makeStack({ ipv6: undefined, ...(mtu !== undefined ? { mtu } : {}) });
+function setup(opts: ConstructorParameters<typeof TcpNat>[2] = {}, mtu?: number, streams = false, device?: FrameDevice) {
+  const env = makeStack({ ipv6: undefined, ...(mtu !== undefined ? { mtu } : {}) }, {}, device);
   const host = new FakeTcp(streams);
   const nat = new TcpNat(env.stack, host, { random: () => 0.5, guestAddress: () => Uint8Array.of(10, 0, 2, 15), ...opts });
   env.stack.route({ tcpInput: (family, p, off, ttl) => nat.input(family, p, off, ttl) });
@@ -384,6 +393,115 @@ t.test("the host socket's queue as the send buffer: peeked, re-peeked after a lo
   env.clock.advance(5000);
   nat.poll(env.clock.t);
   t.equal(nat.flowCount, 0, 'gone after TIME_WAIT');
+});
+
+t.test('in place, a run of segments: its headers are built once, each with its own sequence number and flags', async (t) => {
+  // 5 × 1460 bytes: the last segment is as long as the others, and only its PSH differs.
+  const device = new InPlaceFrameDevice();
+  const env = setup({}, undefined, true, device);
+  const { link } = env;
+  const { socket, iss } = established(env);
+  const bytes = Array.from({ length: 5 * 1460 }, (_, i) => (i * 13) & 0xff);
+  socket.inbox.push(...bytes);
+  socket.peeks.length = 0;
+  socket.events.readable();
+  const out = segments(t, link.take()).filter((s) => s.data.length > 0);
+  t.equal(device.framesInPlace, 5, 'all five went in place');
+  t.same(
+    socket.peeks.map((p) => p.offset),
+    [0],
+    'filled with one peek',
+  );
+  t.same(
+    out.map((s) => (s.seq - iss - 1) >>> 0),
+    [0, 1460, 2920, 4380, 5840],
+    'each segment where the one before ended',
+  );
+  t.same(
+    out.map((s) => s.flags),
+    [ACK, ACK, ACK, ACK, ACK | PSH],
+    'PSH on the last only',
+  );
+  t.same(
+    out.flatMap((s) => s.data),
+    bytes,
+    'the stream',
+  );
+  // The next run (the guest's ACK moved the window and the clock): fields taken afresh.
+  const more = Array.from({ length: 2 * 1460 + 100 }, (_, i) => (i * 5) & 0xff);
+  socket.inbox.push(...more);
+  env.clock.advance(10);
+  env.send(tcpFrame(40000, 80, GUEST_ISN + 1, (iss + 1 + bytes.length) >>> 0, ACK, undefined, { dst: FAR, window: 40000 }));
+  socket.events.readable();
+  const next = segments(t, link.take()).filter((s) => s.data.length > 0);
+  t.same(
+    next.map((s) => [(s.seq - iss - 1) >>> 0, s.flags, s.data.length]),
+    [
+      [7300, ACK, 1460],
+      [8760, ACK, 1460],
+      [10220, ACK | PSH, 100],
+    ],
+    'a shorter last segment',
+  );
+  t.ok(
+    next.every((s) => s.ack === GUEST_ISN + 1),
+    'acknowledging the guest',
+  );
+  t.same(
+    next.flatMap((s) => s.data),
+    more,
+  );
+});
+
+t.test('in place with segmentation offload: a shorter segment of many MSS in a run has its own lengths', async (t) => {
+  const device = new InPlaceFrameDevice();
+  const env = setup({}, 1500, true, device);
+  const { send, host, link } = env;
+  const syn = new TcpOptions();
+  syn.mss = 1460;
+  syn.windowScale = 7;
+  send(tcpFrame(40000, 80, GUEST_ISN, 0, SYN, undefined, { dst: FAR, options: syn }));
+  host.connects.at(-1)!.socket.events.connected();
+  const [synAck] = segments(t, link.take());
+  const iss = synAck!.seq;
+  device.partialChecksums = true;
+  device.gso = true;
+  // A window of 800 << 7 = 102 400 bytes, and a connection past slow start (its congestion window
+  // opened wide): 44 MSS (64 240 bytes, the most under 64 KiB), then the 38 160 left.
+  send(tcpFrame(40000, 80, GUEST_ISN + 1, iss + 1, ACK, undefined, { dst: FAR, window: 800 }));
+  const socket = host.connects.at(-1)!.socket;
+  const flow = [...(env.nat as unknown as { table: FlowTable }).table.flows()][0] as unknown as { conn: { cwnd: number } };
+  flow.conn.cwnd = 1 << 20;
+  const data = Array.from({ length: 200_000 }, (_, i) => (i * 3) & 0xff);
+  socket.inbox = data.slice();
+  socket.events.readable();
+  const sent = link.takeWithPartial().filter(({ frame }) => frame.length > 54);
+  t.equal(device.framesInPlace, 2, 'both went in place');
+  t.same(
+    sent.map(({ frame }) => [(frame[16]! << 8) | frame[17]!, frame[14 + 20 + 13]]),
+    [
+      [20 + 20 + 64240, ACK],
+      [20 + 20 + 38160, ACK],
+    ],
+    'IPv4 total lengths and flags',
+  );
+  for (const { frame, partial } of sent) {
+    completeChecksum(frame, partial!.start, frame.length, partial!.offset);
+    t.equal(partial!.segmentSize, 1460);
+  }
+  const segs = segments(
+    t,
+    sent.map(({ frame }) => frame),
+  ); // checksums verified there
+  t.same(
+    segs.map((s) => (s.seq - iss - 1) >>> 0),
+    [0, 64240],
+  );
+  t.same(
+    segs.flatMap((s) => s.data),
+    data.slice(0, 102400),
+    'the stream',
+  );
 });
 
 t.test('the host socket failing while its queue is the send buffer resets the guest connection', async (t) => {
