@@ -57,6 +57,8 @@ interface BenchOptions {
   /** Guest-less: the frontend connects and leaves once before the measured one connects (a
    *  guest that rebooted: vunet has unmapped guest memory once). */
   reconnect: boolean;
+  /** (guestless) testpmd's virtio-user negotiates GUEST_CSUM, as a Linux guest's driver does. */
+  guestCsum: boolean;
   /** Extra virtio-net-pci options for the vunet guests (feature experiments: guest_tso4=off). */
   device: string[];
   stats: boolean;
@@ -126,6 +128,10 @@ directions, with iperf3 against a server on the host's loopback.
                         (Debian's dpdk-dev) drives vunet's queues as a virtio-user frontend and
                         forwards to a TAP in a network namespace, where iperf3's client runs; no
                         offloads, MTU 1500 at most. It busy-polls one core. No slirp.
+  --guest-csum          (--guestless) dpdk-testpmd's virtio-user negotiates GUEST_CSUM, as a Linux
+                        guest does: frames to it may leave the TCP checksum to it, and testpmd
+                        forwards with csum, computing them on its core. passt (2025-05) does not
+                        offer GUEST_CSUM (it leaves the checksums to the frontend regardless)
   --reconnect           (--guestless) dpdk-testpmd connects and quits once before the measured
                         one connects, as a guest that rebooted (vunet has unmapped guest memory)
   -h, --help            this text
@@ -145,6 +151,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
     passt?: string;
     guestless?: boolean;
     reconnect?: boolean;
+    'guest-csum'?: boolean;
     device?: string;
     stats?: boolean;
     profile?: string;
@@ -164,6 +171,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
         passt: { type: 'string' },
         guestless: { type: 'boolean' },
         reconnect: { type: 'boolean' },
+        'guest-csum': { type: 'boolean' },
         device: { type: 'string' },
         stats: { type: 'boolean' },
         direction: { type: 'string' },
@@ -205,6 +213,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
     backends = backends.filter((b) => b !== 'slirp');
   }
   if (values.reconnect === true && !guestless) throw new CliError('--reconnect needs --guestless');
+  if (values['guest-csum'] === true && !guestless) throw new CliError('--guest-csum needs --guestless (a QEMU guest negotiates it already)');
   if (values.baseline !== undefined) {
     if (!existsSync(join(values.baseline, 'bin', 'vunet.js'))) throw new CliError(`--baseline: no bin/vunet.js in ${values.baseline}`);
     backends.push('baseline');
@@ -226,6 +235,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
     passt: values.passt,
     guestless,
     reconnect: values.reconnect === true,
+    guestCsum: values['guest-csum'] === true,
     device: values.device ? values.device.split(',').filter((o) => o !== '') : [],
     stats: values.stats === true,
     profile: values.profile === undefined ? undefined : resolve(values.profile),
@@ -471,6 +481,7 @@ async function startVunet(dir: string, mtu: number, root: string, stats: boolean
       '-oL',
       process.execPath,
       '--trace-gc',
+      ...(process.env.VUNET_NODE_FLAGS ? process.env.VUNET_NODE_FLAGS.split(' ') : []),
       ...(profile !== undefined ? ['--cpu-prof', '--cpu-prof-dir', profile, '--heap-prof', '--heap-prof-dir', profile] : []),
       join(root, 'bin', 'vunet.js'),
       // The sandbox keeps vunet from writing anywhere, profiles included.
@@ -532,12 +543,19 @@ function startBackend(backend: Backend, dir: string, opts: BenchOptions): Promis
 /** The guest-less TAP's MAC, fixed so that testpmd's csum forwarding can address it. */
 const TAP_MAC = '02:00:00:00:00:15';
 
+/** Whether testpmd forwards with csum: passt is in the run, or the frontend takes partial
+ *  checksums (--guest-csum; the TAP's kernel takes none). */
+function csumForwarded(opts: BenchOptions): boolean {
+  return opts.passt !== undefined || opts.guestCsum;
+}
+
 /**
- * testpmd's forwarding when passt is in the run. passt (2025-05) sends every TCP frame with
- * DATA_VALID and no checksum, whether or not the frontend negotiated GUEST_CSUM; virtio-user
- * does not, so the TAP's kernel would drop them all. csum forwarding computes the checksums
- * (on testpmd's core, not the backend's); it also rewrites both MACs, so each port is given its
- * peer's. Every backend of such a run gets this forwarding, so all run the same harness.
+ * testpmd's csum forwarding (see csumForwarded). passt (2025-05) sends every TCP frame with
+ * DATA_VALID and no checksum, whether or not the frontend negotiated GUEST_CSUM; a frontend
+ * with GUEST_CSUM gets frames whose checksum is left to it (NEEDS_CSUM). The TAP's kernel would
+ * drop either. csum forwarding computes the checksums (on testpmd's core, not the backend's); it
+ * also rewrites both MACs, so each port is given its peer's. Every backend of such a run gets
+ * this forwarding, so all run the same harness.
  */
 function csumForwarding(backend: Backend): string {
   const backendMac = backend === 'passt' ? '9a:55:9a:55:9a:55' : '52:55:0a:00:02:02'; // passt's, vunet's default
@@ -593,7 +611,11 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
       // Forwarding retries a full ring instead of dropping the burst, as a real driver would.
       // (testpmd reads these once its prompt is up; its output to a pipe is block-buffered, so
       // readiness is the TAP device appearing.)
-      child.proc.stdin?.write(opts.passt !== undefined ? csumForwarding(backend) : 'set fwd io retry\nstart\n');
+      // TCP and UDP checksum offload on the virtio-user port: it renegotiates, with GUEST_CSUM.
+      // passt (2025-05) does not offer it (nor take the renegotiation): it goes without.
+      if (opts.guestCsum && backend !== 'passt')
+        child.proc.stdin?.write('port stop 0\nport config 0 rx_offload tcp_cksum on\nport config 0 rx_offload udp_cksum on\nport start 0\n');
+      child.proc.stdin?.write(csumForwarded(opts) ? csumForwarding(backend) : 'set fwd io retry\nstart\n');
       for (let i = 0; ; i++) {
         if (spawnSync('ip', ['-n', ns, 'link', 'show', tap], { stdio: 'ignore' }).status === 0) break;
         if (i === 300 || child.proc.exitCode !== null) throw new Error(`dpdk-testpmd did not make ${tap}${lastLines(child.text)}`);
@@ -850,7 +872,7 @@ function report(results: BackendResult[], opts: BenchOptions): string {
   if (notes.length > 0) out.push('', ...notes);
   out.push(
     '',
-    `iperf3, ${opts.seconds} s per run${opts.warmup > 0 ? ` after ${opts.warmup} s unmeasured` : ''}, ${opts.streams} TCP stream${opts.streams > 1 ? 's' : ''}; ${opts.passt ? 'vunet and passt' : 'vunet'} MTU ${opts.mtu}${opts.baseline ? `; baseline: ${opts.baseline}` : ''}${opts.guestless ? `; guest-less (dpdk-testpmd ${opts.passt ? 'csum' : 'io'} forwarding + TAP)` : ''}.`,
+    `iperf3, ${opts.seconds} s per run${opts.warmup > 0 ? ` after ${opts.warmup} s unmeasured` : ''}, ${opts.streams} TCP stream${opts.streams > 1 ? 's' : ''}; ${opts.passt ? 'vunet and passt' : 'vunet'} MTU ${opts.mtu}${opts.baseline ? `; baseline: ${opts.baseline}` : ''}${opts.guestless ? `; guest-less (dpdk-testpmd ${csumForwarded(opts) ? 'csum' : 'io'} forwarding + TAP${opts.guestCsum ? ', GUEST_CSUM' : ''})` : ''}.`,
     "CPU %: of one core during the run. CPU s/GB: the backend process's (vunet, passt; slirp runs in QEMU), per GB the receiver got; scavenges/GB: vunet's.",
   );
   return out.join('\n');

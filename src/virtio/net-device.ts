@@ -410,11 +410,26 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     this.linkChanged();
   }
 
+  /** The negotiated features that shape the data path, for the log (what a slow guest lacks). */
+  private featureNames(): string[] {
+    const names: string[] = [];
+    if (this.mergeable) names.push('MRG_RXBUF');
+    if (this.guestCsum) names.push('GUEST_CSUM');
+    if (this.guestTso4) names.push('GUEST_TSO4');
+    if (this.guestTso6) names.push('GUEST_TSO6');
+    if (this.hostTso4) names.push('HOST_TSO4');
+    if (this.hostTso6) names.push('HOST_TSO6');
+    if (this.hostEcn) names.push('HOST_ECN');
+    if (this.hostUfo) names.push('HOST_UFO');
+    return names;
+  }
+
   private linkChanged(): void {
     const up = this.linkUp;
     if (up === this.wasUp) return;
     this.wasUp = up;
-    this.log.info({ up }, up ? 'guest link up' : 'guest link down');
+    if (up) this.log.info({ up, features: this.featureNames() }, 'guest link up');
+    else this.log.info({ up }, 'guest link down');
     this.opts.onLinkChange?.(up);
   }
 

@@ -655,3 +655,20 @@ t.test('TX: joined segments kept by reference keep their slot until releasePaylo
   t.same(releases, [8, 2], 'released when all eight slots were held, then at the end of the batch');
   t.ok(intact, 'no kept payload was overwritten before its release');
 });
+
+t.test('the guest link up log line names the negotiated features that shape the data path', async (t) => {
+  const lines: { obj: Record<string, unknown>; msg: string }[] = [];
+  const record = (obj: unknown, msg?: string): void => void lines.push({ obj: obj as Record<string, unknown>, msg: msg ?? '' });
+  const logger = { debug: () => undefined, info: record, warn: record, error: record };
+  const { fe } = setup(t, { logger });
+  // A driver without receive checksum offload (and so without GUEST_TSO, which needs it).
+  await fe.handshake({ features: (f) => f & ~(bit(NetFeature.GUEST_CSUM) | bit(NetFeature.GUEST_TSO4) | bit(NetFeature.GUEST_TSO6)) });
+  await until(() => lines.some((l) => l.msg === 'guest link up'), 'the link up line');
+  const up = lines.find((l) => l.msg === 'guest link up')!;
+  const features = up.obj.features as string[];
+  t.ok(features.includes('MRG_RXBUF') && features.includes('HOST_TSO4') && features.includes('HOST_TSO6'), `negotiated: ${features.join(' ')}`);
+  t.notOk(
+    features.some((f) => f.startsWith('GUEST_')),
+    'not what the driver declined',
+  );
+});
