@@ -7,7 +7,7 @@
 // level-triggered poller comes back for the rest on the next turn, after other sockets had theirs.
 import { networkInterfaces } from 'node:os';
 import { getSystemErrorName } from 'node:util';
-import { hostnet, newErrInfo, newRecvInfo } from './native.js';
+import { hostnet, newErrInfo, newRecvInfo, oneView } from './native.js';
 import type { Family, HostPoller } from './native.js';
 import type { Log } from '../iface/log.js';
 import type {
@@ -506,7 +506,7 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
   }
 
   writev(views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count: number): number {
-    return this.phase === 'open' ? hostnet.writev(this.fd, views, offsets, lengths, count) : -hostnet.EPIPE;
+    return this.phase === 'open' ? hostnet.writev(this.fd, oneView(views, count), offsets, lengths, count) : -hostnet.EPIPE;
   }
 
   shutdownWrite(): void {
@@ -567,7 +567,7 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
     if (this.phase !== 'open') return -hostnet.EPIPE;
     const rc = this.seek(offset);
     if (rc < 0) return rc;
-    const n = hostnet.peekv(this.fd, views, offsets, lengths, count);
+    const n = hostnet.peekv(this.fd, oneView(views, count), offsets, lengths, count);
     if (n > 0) this.peekOff += n;
     return n;
   }

@@ -134,6 +134,22 @@ export interface HostPollerConstructor {
   new (fd: number, callback: (status: number, events: number) => void, drain: false): HostPoller;
 }
 
+/**
+ * The views of a scatter list: one per span (views[i] holds span i), or the one Uint8Array all
+ * the spans lie in. The addon looks a view up per span in the first form (~70 ns each); in the
+ * second, once (oneView() makes it when it can).
+ */
+export type ScatterViews = readonly Uint8Array[] | Uint8Array;
+
+/** The view all of spans [0, count) lie in, when they share one (guest memory in one region, the
+ *  usual case), else `views` unchanged. */
+export function oneView(views: readonly Uint8Array[], count: number): ScatterViews {
+  const v = views[0];
+  if (v === undefined) return views;
+  for (let i = 1; i < count; i++) if (views[i] !== v) return views;
+  return v;
+}
+
 export interface HostnetBinding {
   Poller: HostPollerConstructor;
   // libuv's event bits, as the Poller takes and reports them.
@@ -260,19 +276,20 @@ export interface HostnetBinding {
    *  which moves past what it copied: bytes, 0 at the end of the stream, or -errno (-EAGAIN). */
   peek(fd: number, buf: Uint8Array, offset: number, length: number): number;
   /** As peek(), into the scatter list views[i][offsets[i], +lengths[i]) for i < count (at most
-   *  IOV_MAX): a DescriptorChain's segments, straight into guest memory. Throws on bad ranges. */
-  peekv(fd: number, views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count: number): number;
+   *  IOV_MAX): a DescriptorChain's segments, straight into guest memory. `views` may be the one
+   *  Uint8Array every span lies in (see ScatterViews). Throws on bad ranges. */
+  peekv(fd: number, views: ScatterViews, offsets: Float64Array, lengths: Uint32Array, count: number): number;
   /** sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL) of the scatter list views[i][offsets[i], +lengths[i])
    *  for i < count (at most IOV_MAX; a guest's payload in guest memory): bytes written (maybe
    *  fewer) or -errno (-EAGAIN, -EPIPE...). Throws on bad ranges. */
-  writev(fd: number, views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count: number): number;
+  writev(fd: number, views: ScatterViews, offsets: Float64Array, lengths: Uint32Array, count: number): number;
   /** recv(MSG_TRUNC | MSG_DONTWAIT): drops the first n queued bytes unread (the peek offset moves
    *  back by as much). Bytes or -errno. */
   discard(fd: number, n: number): number;
 
   /** sum16 over the scatter list views[i][offsets[i], +lengths[i]) for i in [start, start +
    *  count), as one range (what src/wire/checksum.ts's sumSpans computes). Throws on bad ranges. */
-  sumv: (views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, start: number, count: number) => number;
+  sumv: (views: ScatterViews, offsets: Float64Array, lengths: Uint32Array, start: number, count: number) => number;
   /** The ones' complement sum of buf[offset, offset + length) in network order, folded to 16
    *  bits, not complemented (what src/wire/checksum.ts's sum16 computes). Throws on a bad range. */
   sum16: (buf: Uint8Array, offset: number, length: number) => number;

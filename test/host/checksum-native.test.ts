@@ -114,3 +114,21 @@ t.test('copyHeadSum copies the head to one buffer and the rest, summed, to anoth
   t.same(h, src.subarray(0, 66));
   t.same(dst, src.subarray(66));
 });
+
+t.test('sumv: spans given a view each or as the one view they share sum alike; spans outside refused', async (t) => {
+  const mem = Uint8Array.from({ length: 4096 }, (_, i) => (i * 37 + 11) & 0xff);
+  const offsets = Float64Array.of(3, 1000, 2001, 4000);
+  const lengths = Uint32Array.of(777, 5, 1500, 96);
+  const whole = new Uint8Array(777 + 5 + 1500 + 96);
+  let at = 0;
+  for (let i = 0; i < 4; i++) {
+    whole.set(mem.subarray(offsets[i], offsets[i]! + lengths[i]!), at);
+    at += lengths[i]!;
+  }
+  const expected = sum16(whole, 0, whole.length);
+  t.equal(hostnet.sumv([mem, mem, mem, mem], offsets, lengths, 0, 4), expected, 'a view per span');
+  t.equal(hostnet.sumv(mem, offsets, lengths, 0, 4), expected, 'the one view');
+  t.equal(hostnet.sumv(mem, offsets, lengths, 1, 2), sum16(whole, 777, 1505), 'from a start');
+  t.throws(() => hostnet.sumv(mem, offsets, Uint32Array.of(777, 5, 1500, 97), 0, 4), RangeError, 'a span past the view');
+  t.throws(() => hostnet.sumv(new Float64Array(4) as unknown as Uint8Array, offsets, lengths, 0, 1), TypeError, 'not a Uint8Array');
+});

@@ -175,3 +175,43 @@ t.test("a connected socket nobody watches costs no CPU (the connect's writabilit
   t.ok(afterEvents - events0 <= 1, `no socket events meanwhile (${afterEvents - events0})`);
   for (const a of accepted) a.close(true);
 });
+
+t.test('scatter lists: writev and peekInto over spans of several views or of one (looked up once); bad spans refused', async (t) => {
+  const host = new NodeHostNet(silentLog);
+  let server: TcpSocket | undefined;
+  const listener = host.listenTcp(4, LOOP4, 47124, (acc) => {
+    server = acc.attach(events());
+  });
+  t.teardown(() => listener.close());
+  let connected = false;
+  const client = host.connectTcp(4, LOOP4, 47124, -1, events({ connected: () => (connected = true) }));
+  t.teardown(() => {
+    client.close(false);
+    server?.close(false);
+  });
+  await until(() => connected && server !== undefined);
+  const a = Uint8Array.from({ length: 64 }, (_, i) => i);
+  const b = Uint8Array.from({ length: 64 }, (_, i) => 100 + i);
+  // Two views (one lookup per span), then one view for every span.
+  t.equal(client.writev!([a, b, a], Float64Array.of(0, 10, 60), Uint32Array.of(5, 3, 4), 3), 12);
+  t.equal(client.writev!([b, b], Float64Array.of(0, 62), Uint32Array.of(2, 2), 2), 4);
+  const sent = [0, 1, 2, 3, 4, 110, 111, 112, 60, 61, 62, 63, 100, 101, 162, 163];
+  const q = server!.queue!;
+  await until(() => q.queued() === sent.length);
+  const into = new Uint8Array(32);
+  const other = new Uint8Array(8);
+  t.equal(q.peekInto(0, [into, into, into], Float64Array.of(0, 10, 20), Uint32Array.of(4, 4, 8), 3), 16, 'peeked into one view');
+  t.same([...into.subarray(0, 4), ...into.subarray(10, 14), ...into.subarray(20, 28)], sent);
+  t.equal(q.peekInto(4, [other, into], Float64Array.of(0, 30), Uint32Array.of(6, 2), 2), 8, 'peeked into two, from offset 4');
+  t.same([...other.subarray(0, 6), ...into.subarray(30, 32)], sent.slice(4, 12));
+  // Spans are checked before the call (so the fd need not be open): a span past its view's end,
+  // in either form, and a view that is not a Uint8Array are refused.
+  t.throws(() => hostnet.writev(-1, a, Float64Array.of(0, 60), Uint32Array.of(4, 5), 2), RangeError, 'one view: the second span ends past it');
+  t.throws(() => hostnet.writev(-1, [a, b], Float64Array.of(0, 60), Uint32Array.of(4, 5), 2), RangeError, 'per span: likewise');
+  t.throws(
+    () => hostnet.peekv(-1, new Uint16Array(8) as unknown as Uint8Array, Float64Array.of(0), Uint32Array.of(2), 1),
+    TypeError,
+    'a view that is not a Uint8Array',
+  );
+  t.equal(hostnet.writev(-1, a, Float64Array.of(0, 60), Uint32Array.of(4, 4), 2), -9, 'good spans reach the call (EBADF)');
+});

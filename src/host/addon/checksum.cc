@@ -235,10 +235,11 @@ napi_value Sum16(napi_env env, napi_callback_info cbinfo) {
   return result;
 }
 
-// sumv(views: Uint8Array[], offsets: Float64Array, lengths: Uint32Array, start, count): as
-// sum16 over the concatenation of views[i][offsets[i], +lengths[i]) for i in [start, start +
-// count): a scatter list in guest memory (a frame's payload). A span that starts at an odd
-// position of the whole contributes its sum byte-swapped (RFC 1071 §2(B)).
+// sumv(views: Uint8Array[], offsets: Float64Array, lengths: Uint32Array, start, count): as sum16
+// over the concatenation of views[i][offsets[i], +lengths[i]) for i in [start, start + count): a
+// scatter list in guest memory (a frame's payload). views may be one Uint8Array all spans lie in
+// (SpanResolver). A span that starts at an odd position of the whole contributes its sum
+// byte-swapped (RFC 1071 §2(B)).
 napi_value Sumv(napi_env env, napi_callback_info cbinfo) {
   size_t argc = 5;
   napi_value argv[5];
@@ -263,9 +264,10 @@ napi_value Sumv(napi_env env, napi_callback_info cbinfo) {
   const auto* lengths = static_cast<const uint32_t*>(data[1]);
   uint64_t sum = 0;
   uint64_t at = 0;
+  SpanResolver spans(env, argv[0]);
   for (uint32_t i = start; i < end; i++) {
     uint8_t* p;
-    if (!SpanPointer(env, argv[0], i, offsets[i], lengths[i], &p)) return nullptr;
+    if (!spans.Pointer(i, offsets[i], lengths[i], &p)) return nullptr;
     uint32_t s = SumRange(p, lengths[i]);
     if (at & 1) s = ((s & 0xff) << 8) | (s >> 8);
     sum += s;

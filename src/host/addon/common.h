@@ -24,7 +24,7 @@ using napi_util::ByteRange;
 using napi_util::BytesOf;
 using napi_util::kMaxSafeInteger;
 using napi_util::RetryEintr;
-using napi_util::SpanPointer;
+using napi_util::SpanResolver;
 using napi_util::ThrowErrno;
 
 // The address family argument: 4 or 6.

@@ -188,9 +188,10 @@ bool ScatterArgs(napi_env env, napi_callback_info cbinfo, const char* name, int3
   }
   const auto* offsets = static_cast<const double*>(data[0]);
   const auto* lengths = static_cast<const uint32_t*>(data[1]);
+  SpanResolver spans(env, argv[1]);
   for (uint32_t i = 0; i < *count; i++) {
     uint8_t* p;
-    if (!SpanPointer(env, argv[1], i, offsets[i], lengths[i], &p)) return false;
+    if (!spans.Pointer(i, offsets[i], lengths[i], &p)) return false;
     iov[i] = iovec{p, lengths[i]};
   }
   return true;
@@ -211,7 +212,8 @@ napi_value ScatterCall(napi_env env, napi_callback_info cbinfo, bool peek) {
 }
 
 // peekv(fd, views: Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count): as peek(),
-// into the scatter list. Bytes, 0 at the end of the stream, or -errno.
+// into the scatter list (views may be one Uint8Array all spans lie in: SpanResolver). Bytes, 0 at
+// the end of the stream, or -errno.
 napi_value Peekv(napi_env env, napi_callback_info cbinfo) { return ScatterCall(env, cbinfo, true); }
 
 // writev(fd, views, offsets, lengths, count): sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL) of the scatter
