@@ -763,7 +763,8 @@ async function runBackend(backend: Backend, opts: BenchOptions): Promise<Backend
       guestTimeoutSec: 150 + (2 * runMs) / 1000,
     });
     await guest.waitFor(/VUNET-GUEST: booted/, 120_000);
-    result.guestMtu = Number((await guest.waitFor(/^BENCH-MTU (\d+)$/m, 60_000))[1]);
+    // The line's end, not the output's: a chunk of console output can end inside the number.
+    result.guestMtu = Number((await guest.waitFor(/^BENCH-MTU (\d+)\r?\n/m, 60_000))[1]);
     if (/^BENCH-DHCP-FAILED$/m.test(guest.output)) {
       result.failure = 'the guest got no DHCP lease';
       return result;
