@@ -21,7 +21,7 @@
 // their sockets. Parts whose flows end when idle keep them in an IdleFlows list (below), least
 // recently used first, which makes expiry and eviction O(1) each.
 import type { Inany } from '../wire/index.js';
-import { bytesEqual, inanyFamily, inanyIsV4, ipFamily } from '../wire/index.js';
+import { bytesEqual, INANY_V4_OFFSET, inanyFamily, inanyOffset, ipFamily } from '../wire/index.js';
 
 /** What a flow is; the tuple's ports mean what the kind says. */
 export const FlowKind = {
@@ -200,7 +200,7 @@ export class FlowTable {
 
   private link(s: FlowSide, kind: FlowKind, family: 4 | 6): void {
     s.family = family;
-    s.off = family === 4 ? 12 : 0;
+    s.off = family === 4 ? INANY_V4_OFFSET : 0;
     s.hash = this.hash(kind, s.side, family, s.a, inanyOffset(s.a), s.aPort, s.b, inanyOffset(s.b), s.bPort);
     s.next = this.buckets.get(s.hash);
     this.buckets.set(s.hash, s);
@@ -241,12 +241,6 @@ export class FlowTable {
     h = Math.imul(h ^ bPort, 0x01000193);
     return h | 0;
   }
-}
-
-/** Where an Inany's family bytes start (12 for IPv4, 0 for IPv6): for reading it as a header would
- *  hold it. */
-export function inanyOffset(a: Inany): number {
-  return inanyIsV4(a) ? 12 : 0;
 }
 
 /** A flow that owns one host socket (closed when the flow ends). */

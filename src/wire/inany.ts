@@ -102,21 +102,30 @@ export function inanyV4(a: Inany): number {
   return ((a[12]! << 24) | (a[13]! << 16) | (a[14]! << 8) | a[15]!) >>> 0;
 }
 
+/** Where an IPv4 address sits in an Inany (behind the ::ffff: prefix). */
+export const INANY_V4_OFFSET = 12;
+
+/** Where an Inany's family bytes start (12 for IPv4, 0 for IPv6): for reading it as a header
+ *  would hold it. */
+export function inanyOffset(a: Inany): number {
+  return inanyIsV4(a) ? INANY_V4_OFFSET : 0;
+}
+
 /** Writes `a` into a packet header as its family's 4 or 16 bytes at buf[off]. */
 export function inanyWrite(a: Inany, buf: Uint8Array, off: number): void {
-  const from = inanyIsV4(a) ? 12 : 0;
+  const from = inanyOffset(a);
   for (let i = from; i < 16; i++) buf[off + i - from] = a[i]!;
 }
 
 /** The family's bytes of `a` (4 or 16), as a view: no copy. */
 export function inanyBytes(a: Inany): Uint8Array {
-  return inanyIsV4(a) ? a.subarray(12) : a;
+  return inanyIsV4(a) ? a.subarray(INANY_V4_OFFSET) : a;
 }
 
 /** Whether `a` equals the `family` address at addr[off], read in place. */
 export function inanyMatches(a: Inany, family: 4 | 6, addr: Uint8Array, off: number): boolean {
   if (family === 6) return bytesEqual(a, 0, addr, off, 16);
-  return inanyIsV4(a) && bytesEqual(a, 12, addr, off, 4);
+  return inanyIsV4(a) && bytesEqual(a, INANY_V4_OFFSET, addr, off, 4);
 }
 
 export function inanyEqual(a: Inany, b: Inany): boolean {
