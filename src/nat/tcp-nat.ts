@@ -81,7 +81,7 @@ import {
   tcpHeaderLength,
   TcpSegment,
 } from '../wire/index.js';
-import type { EthernetRepr, Inany, Ipv4Repr, Ipv6Repr, TcpRepr } from '../wire/index.js';
+import type { EthernetRepr, Inany, Ipv4Repr, Ipv6Repr, TcpOptions, TcpRepr } from '../wire/index.js';
 import { ViewCache } from '../wire/bytes.js';
 import { clientAsSeen, loopback, serviceAddress } from './addresses.js';
 import type { Fence } from './fence.js';
@@ -215,6 +215,58 @@ interface Destination {
 }
 
 /** One connection: the guest side's 4-tuple, our endpoint, the host socket. */
+/**
+ * The headers last built for an in-place segment, while its flow's output runs: the next segment
+ * of a run repeats them but for its sequence number (same addresses and ports, ack, window, flags,
+ * options and length; IPv4's identification is 0 under DF), so only that field is rewritten.
+ */
+class HeadersBuilt {
+  /** The flow they were built for (undefined: none may repeat them). */
+  flow: TcpFlow | undefined;
+  /** Where the TCP header starts in the buffer, and where it ends. */
+  tcpOff = 0;
+  end = 0;
+  private flags = 0;
+  private ack = 0;
+  private window = 0;
+  private length = 0;
+  private tsVal = 0;
+  private tsEcr = 0;
+
+  /** Headers were built for `seg` of `flow` (undefined: outside its output, not to repeat).
+   *  Options beyond timestamps (SYN's, SACK blocks) are built each time. */
+  note(flow: TcpFlow | undefined, seg: OutSegment, tcpOff: number, end: number): void {
+    this.flow = flow !== undefined && plainOptions(seg.options) ? flow : undefined;
+    this.tcpOff = tcpOff;
+    this.end = end;
+    this.flags = seg.flags;
+    this.ack = seg.ack;
+    this.window = seg.window;
+    this.length = seg.dataLength;
+    this.tsVal = seg.options.timestamp ? seg.options.tsVal : -1;
+    this.tsEcr = seg.options.tsEcr;
+  }
+
+  /** Whether `seg` (of the same flow) has these headers but for its sequence number. */
+  repeatedBy(seg: OutSegment): boolean {
+    const opts = seg.options;
+    return (
+      seg.dataLength === this.length &&
+      seg.flags === this.flags &&
+      seg.ack === this.ack &&
+      seg.window === this.window &&
+      (opts.timestamp ? opts.tsVal : -1) === this.tsVal &&
+      opts.tsEcr === this.tsEcr &&
+      plainOptions(opts)
+    );
+  }
+}
+
+/** Options that are timestamps at most. */
+function plainOptions(opts: TcpOptions): boolean {
+  return opts.mss < 0 && opts.windowScale < 0 && !opts.sackPermitted && opts.sackCount === 0;
+}
+
 class TcpFlow extends Flow implements HeapItem {
   heapIndex = -1;
   heapDeadline = Infinity;
@@ -343,18 +395,8 @@ export class TcpNat implements TcpTransmitter {
    *  once looked up (no guest frame is handled meanwhile, so the neighbor entry stays as it was). */
   private outputting: TcpFlow | undefined;
   private outputtingMac: Uint8Array | undefined;
-  /** The segment whose headers headerOut holds, during its flow's output: the next segment of a
-   *  run repeats them but for its sequence number (same addresses, ports, ack, window, flags,
-   *  options and length; IPv4's identification is 0 under DF), so only that is written. */
-  private repeatFlow: TcpFlow | undefined;
-  private repeatTcpOff = 0;
-  private repeatEnd = 0;
-  private repeatFlags = 0;
-  private repeatAck = 0;
-  private repeatWindow = 0;
-  private repeatLength = 0;
-  private repeatTsVal = 0;
-  private repeatTsEcr = 0;
+  /** The segment whose headers headerOut holds, during its flow's output (see HeadersBuilt). */
+  private readonly built = new HeadersBuilt();
   /** The flow whose frames wait for their payload, and the queue range it covers. */
   private inPlace: TcpFlow | undefined;
   private inPlaceStart = 0;
@@ -1041,7 +1083,7 @@ export class TcpNat implements TcpTransmitter {
     } finally {
       list.dropFront(done); // (after a throw, the flows not reached stay listed)
       this.flushing = false;
-      this.outputting = this.repeatFlow = undefined; // (after a throw from outputFlow, its MAC and headers are not reused)
+      this.outputting = this.built.flow = undefined; // (after a throw from outputFlow, its MAC and headers are not reused)
     }
     if (list.length > 0 && n === FLUSH_BATCH) this.opts.moreWork?.();
     if (this.waitingRoomCount > 0) this.opts.wantRoom?.();
@@ -1058,7 +1100,7 @@ export class TcpNat implements TcpTransmitter {
     this.outputting = f;
     this.outputtingMac = undefined;
     f.conn.output(now);
-    this.outputting = this.repeatFlow = undefined;
+    this.outputting = this.built.flow = undefined;
     this.completePayloads();
     const b = f.stream;
     if (b && f.socket) {
@@ -1191,9 +1233,10 @@ export class TcpNat implements TcpTransmitter {
     const o = this.headerOut;
     let tcpOff: number;
     let end: number;
-    if (f === this.repeatFlow && this.repeats(seg)) {
-      tcpOff = this.repeatTcpOff;
-      end = this.repeatEnd;
+    const built = this.built;
+    if (f === built.flow && built.repeatedBy(seg)) {
+      tcpOff = built.tcpOff;
+      end = built.end;
       setTcpSeq(o, tcpOff, seg.seq);
     } else {
       tcpOff = this.segmentRepr(f, seg);
@@ -1201,9 +1244,7 @@ export class TcpNat implements TcpTransmitter {
       // where it lands.
       end = this.emitTcpIp(f, o, tcpOff, true);
       if (end < 0) return false;
-      this.repeatFlow = f === this.outputting && this.mayRepeat(seg) ? f : undefined;
-      this.repeatTcpOff = tcpOff;
-      this.repeatEnd = end;
+      built.note(f === this.outputting ? f : undefined, seg, tcpOff, end);
     }
     const etherType = f.family === 4 ? EtherType.IPV4 : EtherType.IPV6;
     if (mac !== this.headerOutMac || etherType !== this.headerOutType) {
@@ -1227,37 +1268,6 @@ export class TcpNat implements TcpTransmitter {
     }
     this.inPlaceEnd = at + seg.dataLength;
     return true;
-  }
-
-  /** Notes the fields of the segment whose headers were just built, when a segment after it may
-   *  repeat them (options: timestamps at most; SACK blocks and SYN's are built each time). */
-  private mayRepeat(seg: OutSegment): boolean {
-    const opts = seg.options;
-    if (opts.mss >= 0 || opts.windowScale >= 0 || opts.sackPermitted || opts.sackCount > 0) return false;
-    this.repeatFlags = seg.flags;
-    this.repeatAck = seg.ack;
-    this.repeatWindow = seg.window;
-    this.repeatLength = seg.dataLength;
-    this.repeatTsVal = opts.timestamp ? opts.tsVal : -1;
-    this.repeatTsEcr = opts.tsEcr;
-    return true;
-  }
-
-  /** Whether `seg`'s headers are those headerOut holds but for the sequence number (mayRepeat). */
-  private repeats(seg: OutSegment): boolean {
-    const opts = seg.options;
-    return (
-      seg.dataLength === this.repeatLength &&
-      seg.flags === this.repeatFlags &&
-      seg.ack === this.repeatAck &&
-      seg.window === this.repeatWindow &&
-      (opts.timestamp ? opts.tsVal : -1) === this.repeatTsVal &&
-      opts.tsEcr === this.repeatTsEcr &&
-      opts.mss < 0 &&
-      opts.windowScale < 0 &&
-      !opts.sackPermitted &&
-      opts.sackCount === 0
-    );
   }
 
   /** Fills the payload of the frames transmitInPlace() sent: one peek from the flow's queue. */
