@@ -481,7 +481,6 @@ async function startVunet(dir: string, mtu: number, root: string, stats: boolean
       '-oL',
       process.execPath,
       '--trace-gc',
-      ...(process.env.VUNET_NODE_FLAGS ? process.env.VUNET_NODE_FLAGS.split(' ') : []),
       ...(profile !== undefined ? ['--cpu-prof', '--cpu-prof-dir', profile, '--heap-prof', '--heap-prof-dir', profile] : []),
       join(root, 'bin', 'vunet.js'),
       // The sandbox keeps vunet from writing anywhere, profiles included.
