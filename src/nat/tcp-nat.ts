@@ -214,7 +214,6 @@ interface Destination {
   bucket: TokenBucket;
 }
 
-/** One connection: the guest side's 4-tuple, our endpoint, the host socket. */
 /**
  * The headers last built for an in-place segment, while its flow's output runs: the next segment
  * of a run repeats them but for its sequence number (same addresses and ports, ack, window, flags,
@@ -267,6 +266,7 @@ function plainOptions(opts: TcpOptions): boolean {
   return opts.mss < 0 && opts.windowScale < 0 && !opts.sackPermitted && opts.sackCount === 0;
 }
 
+/** One connection: the guest side's 4-tuple, our endpoint, the host socket. */
 class TcpFlow extends Flow implements HeapItem {
   heapIndex = -1;
   heapDeadline = Infinity;
