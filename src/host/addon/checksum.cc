@@ -293,16 +293,16 @@ napi_value CopyHeadSum(napi_env env, napi_callback_info cbinfo) {
   uint8_t* head = nullptr;
   uint8_t* dst = nullptr;
   size_t srcLen = 0, headCap = 0, dstLen = 0;
-  if (argc < 7 || !napi_util::Uint8ArrayArg(env, argv[0], &src, &srcLen) || !napi_util::Uint8ArrayArg(env, argv[3], &head, &headCap) ||
-      !napi_util::Uint8ArrayArg(env, argv[5], &dst, &dstLen)) {
+  if (argc < 7 || !Uint8ArrayArg(env, argv[0], &src, &srcLen) || !Uint8ArrayArg(env, argv[3], &head, &headCap) ||
+      !Uint8ArrayArg(env, argv[5], &dst, &dstLen)) {
     napi_throw_type_error(env, nullptr, "copyHeadSum(src, srcOffset, length, head, headLength, dst, dstOffset): src, head and dst must be Uint8Arrays");
     return nullptr;
   }
   size_t srcOff = 0, len = 0, headLen = 0, dstOff = 0;
-  if (!napi_util::IndexArg(env, argv[1], static_cast<double>(srcLen), &srcOff) ||
-      !napi_util::IndexArg(env, argv[2], static_cast<double>(srcLen - srcOff), &len) ||
-      !napi_util::IndexArg(env, argv[4], static_cast<double>(std::min(len, headCap)), &headLen) ||
-      !napi_util::IndexArg(env, argv[6], static_cast<double>(dstLen) - static_cast<double>(len - headLen), &dstOff)) {
+  if (!IndexArg(env, argv[1], static_cast<double>(srcLen), &srcOff) ||
+      !IndexArg(env, argv[2], static_cast<double>(srcLen - srcOff), &len) ||
+      !IndexArg(env, argv[4], static_cast<double>(std::min(len, headCap)), &headLen) ||
+      !IndexArg(env, argv[6], static_cast<double>(dstLen) - static_cast<double>(len - headLen), &dstOff)) {
     napi_throw_range_error(env, nullptr, "copyHeadSum: offsets and lengths must be integers within the arrays");
     return nullptr;
   }

@@ -22,10 +22,12 @@ using napi_util::ArgFd;
 using napi_util::ArgInt;
 using napi_util::ByteRange;
 using napi_util::BytesOf;
+using napi_util::IndexArg;
 using napi_util::kMaxSafeInteger;
 using napi_util::RetryEintr;
 using napi_util::SpanResolver;
 using napi_util::ThrowErrno;
+using napi_util::Uint8ArrayArg;
 
 // The address family argument: 4 or 6.
 bool ArgFamily(const Napi::CallbackInfo& info, size_t index, int* out);

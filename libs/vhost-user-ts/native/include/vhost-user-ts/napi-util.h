@@ -144,30 +144,20 @@ inline bool ArgByteRange(const Napi::CallbackInfo& info, size_t index, ByteRange
   return true;
 }
 
-// The bytes of span i of a scatter list given as (views: Uint8Array[], offsets, lengths): a
-// pointer to views[i][offset, offset + length), checked to lie within the view. False leaves an
-// exception pending.
-inline bool SpanPointer(napi_env env, napi_value views, uint32_t i, double offset, uint32_t length, uint8_t** out) {
-  napi_value view;
-  napi_typedarray_type type;
-  size_t size;
-  void* base;
-  if (napi_get_element(env, views, i, &view) != napi_ok ||
-      napi_get_typedarray_info(env, view, &type, &size, &base, nullptr, nullptr) != napi_ok || type != napi_uint8_array) {
-    napi_throw_type_error(env, nullptr, "scatter list: views must be Uint8Arrays");
-    return false;
-  }
-  if (!(offset >= 0 && offset + length <= static_cast<double>(size))) {
-    napi_throw_range_error(env, nullptr, "scatter list: a span outside its view");
-    return false;
-  }
-  *out = static_cast<uint8_t*>(base) + static_cast<size_t>(offset);
+// A Uint8Array argument's bytes, else false (nothing pending: the caller throws, naming itself).
+inline bool Uint8ArrayArg(napi_env env, napi_value v, uint8_t** data, size_t* length) {
+  napi_typedarray_type type = napi_int8_array;
+  void* p = nullptr;
+  if (napi_get_typedarray_info(env, v, &type, length, &p, nullptr, nullptr) != napi_ok || type != napi_uint8_array) return false;
+  *data = static_cast<uint8_t*>(p);
   return true;
 }
 
-// The spans of one scatter list, in turn: SpanPointer, but `views` may also be one Uint8Array that
-// every span lies in (guest memory in one region, the usual case), looked up once: a lookup per
-// span (napi_get_element, napi_get_typedarray_info) costs ~70 ns, most of what a span costs.
+// The spans of a scatter list given as (views, offsets, lengths), in turn: a pointer to span i,
+// views[i][offset, offset + length), checked to lie within its view. `views` is an array of
+// Uint8Arrays, one per span, or the one Uint8Array every span lies in (guest memory in one region,
+// the usual case), looked up once: a lookup per span (napi_get_element, napi_get_typedarray_info)
+// costs ~70 ns, most of what a span costs. False leaves an exception pending.
 class SpanResolver {
  public:
   SpanResolver(napi_env env, napi_value views) : env_(env), views_(views) {
@@ -176,15 +166,12 @@ class SpanResolver {
   }
 
   bool Pointer(uint32_t i, double offset, uint32_t length, uint8_t** out) {
-    if (!one_) return SpanPointer(env_, views_, i, offset, length, out);
-    if (!resolved_) {
-      napi_typedarray_type type;
-      void* base;
-      if (napi_get_typedarray_info(env_, views_, &type, &size_, &base, nullptr, nullptr) != napi_ok || type != napi_uint8_array) {
+    if (!one_ || !resolved_) {
+      napi_value view = views_;
+      if ((!one_ && napi_get_element(env_, views_, i, &view) != napi_ok) || !Uint8ArrayArg(env_, view, &base_, &size_)) {
         napi_throw_type_error(env_, nullptr, "scatter list: views must be Uint8Arrays");
         return false;
       }
-      base_ = static_cast<uint8_t*>(base);
       resolved_ = true;
     }
     if (!(offset >= 0 && offset + length <= static_cast<double>(size_))) {
@@ -203,15 +190,6 @@ class SpanResolver {
   uint8_t* base_ = nullptr;
   size_t size_ = 0;
 };
-
-// A Uint8Array argument's bytes, else false (nothing pending: the caller throws, naming itself).
-inline bool Uint8ArrayArg(napi_env env, napi_value v, uint8_t** data, size_t* length) {
-  napi_typedarray_type type = napi_int8_array;
-  void* p = nullptr;
-  if (napi_get_typedarray_info(env, v, &type, length, &p, nullptr, nullptr) != napi_ok || type != napi_uint8_array) return false;
-  *data = static_cast<uint8_t*>(p);
-  return true;
-}
 
 // An offset or length argument: a whole number in [0, max], else false (nothing pending).
 inline bool IndexArg(napi_env env, napi_value v, double max, size_t* out) {
