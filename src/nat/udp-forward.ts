@@ -12,9 +12,9 @@ import {
   emitUdpV4,
   emitUdpV6,
   inany,
-  INANY_V4_OFFSET,
   inanyBytes,
   inanyFrom,
+  inanyOffset,
   inanyOfIpv4,
   inanyV4,
   ipFamily,
@@ -120,16 +120,9 @@ export class UdpForwarder {
   /** A datagram from a host client: on to the guest. */
   private fromClient(listener: BoundUdpSocket, id: number, fw: UdpForward, data: Uint8Array, from: Uint8Array, port: number): void {
     const family = from.length === 4 ? 4 : 6;
-    const s = (this.table.findHost(
-      FlowKind.UDP_FORWARD,
-      family,
-      from,
-      0,
-      port,
-      family === 4 ? UNSPECIFIED4 : UNSPECIFIED6,
-      family === 4 ? INANY_V4_OFFSET : 0,
-      id,
-    ) ?? this.open(listener, id, fw, from, port)) as Session | undefined;
+    const unspecified = family === 4 ? UNSPECIFIED4 : UNSPECIFIED6;
+    const s = (this.table.findHost(FlowKind.UDP_FORWARD, family, from, 0, port, unspecified, inanyOffset(unspecified), id) ??
+      this.open(listener, id, fw, from, port)) as Session | undefined;
     if (!s) return;
     this.idle.touch(s, this.stack.now());
     if (UDP_HEADER_LEN + data.length > 0xffff) return void this.stats.dropped++;
