@@ -395,6 +395,26 @@ function cpuSeconds(pid: number | undefined): number | undefined {
   }
 }
 
+/** The backend's share of a run of `wall` seconds: from its CPU seconds before (v0) and after
+ *  (v1), and, for a vunet, the collections it logged since `gc0`. */
+function backendUse(
+  backend: Backend,
+  proc: Child | undefined,
+  v0: number | undefined,
+  v1: number | undefined,
+  gc0: Child['gc'] | undefined,
+  wall: number,
+): Omit<CpuUse, 'qemuCpu'> {
+  const seconds = v0 !== undefined && v1 !== undefined ? v1 - v0 : undefined;
+  const gc = isVunet(backend) ? proc?.gc : undefined;
+  return {
+    backendCpu: seconds !== undefined && wall > 0 ? (100 * seconds) / wall : undefined,
+    backendCpuSeconds: seconds,
+    scavenges: gc && gc0 ? gc.scavenges - gc0.scavenges : undefined,
+    markCompacts: gc && gc0 ? gc.markCompacts - gc0.markCompacts : undefined,
+  };
+}
+
 // ------------------------------------------------------------------------------------------------
 // The guest's side
 // ------------------------------------------------------------------------------------------------
@@ -659,13 +679,7 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
       const wall = (Date.now() - t0) / 1000;
       const v1 = cpuSeconds(backendProc.proc.pid);
       await new Promise((resolve) => setTimeout(resolve, 200)); // the last GC lines in the pipe
-      const cpu: CpuUse = {
-        qemuCpu: undefined,
-        backendCpu: v0 !== undefined && v1 !== undefined ? (100 * (v1 - v0)) / wall : undefined,
-        backendCpuSeconds: v0 !== undefined && v1 !== undefined ? v1 - v0 : undefined,
-        scavenges: isVunet(backend) ? backendProc.gc.scavenges - gc0.scavenges : undefined,
-        markCompacts: isVunet(backend) ? backendProc.gc.markCompacts - gc0.markCompacts : undefined,
-      };
+      const cpu: CpuUse = { qemuCpu: undefined, ...backendUse(backend, backendProc, v0, v1, gc0, wall) };
       if (opts.stats && isVunet(backend)) await printStatus(backendProc, `${backend} ${d}`);
       result.runs[d] = parseRun(`BENCH-RC ${d} ${r.status ?? 124}\nBENCH-JSON-BEGIN ${d}\n${r.stdout}\nBENCH-JSON-END ${d}\n`, d, cpu);
     }
@@ -779,13 +793,7 @@ async function runBackend(backend: Backend, opts: BenchOptions): Promise<Backend
       const pct = (a: number | undefined, b: number | undefined): number | undefined =>
         a !== undefined && b !== undefined && wall > 0 ? (100 * (b - a)) / wall : undefined;
       const v1 = cpuSeconds(backendProc?.proc.pid);
-      const cpu: CpuUse = {
-        qemuCpu: pct(q0, cpuSeconds(guest.pid)),
-        backendCpu: pct(v0, v1),
-        backendCpuSeconds: v0 !== undefined && v1 !== undefined ? v1 - v0 : undefined,
-        scavenges: backendProc && gc0 && isVunet(backend) ? backendProc.gc.scavenges - gc0.scavenges : undefined,
-        markCompacts: backendProc && gc0 && isVunet(backend) ? backendProc.gc.markCompacts - gc0.markCompacts : undefined,
-      };
+      const cpu: CpuUse = { qemuCpu: pct(q0, cpuSeconds(guest.pid)), ...backendUse(backend, backendProc, v0, v1, gc0, wall) };
       await guest.waitFor(new RegExp(`^BENCH-JSON-END ${d}$`, 'm'), 30_000);
       result.runs[d] = parseRun(guest.output, d, cpu);
       if (opts.stats && backendProc && isVunet(backend)) {
