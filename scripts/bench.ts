@@ -583,9 +583,11 @@ function csumForwarding(backend: Backend): string {
 
 /**
  * The guest-less harness: the backend's queues driven by dpdk-testpmd (virtio-user, io forwarding
- * with retry; csum forwarding when passt is in the run) to a TAP whose kernel side, in its own
- * network namespace, holds the guest's address and runs the iperf3 client. The kernel sends and
- * receives at native speed, so the backend's own cost sets the pace. The iperf3 server listens on the host's loopback, reached through the gateway map.
+ * with retry; csum forwarding when passt is in the run or with --guest-csum, see csumForwarded)
+ * to a TAP whose kernel side, in its own network namespace, holds the guest's address and runs
+ * the iperf3 client. The kernel sends and receives at native speed, so the backend's own cost
+ * sets the pace. The iperf3 server listens on the host's loopback, reached through the gateway
+ * map.
  */
 async function runGuestless(backend: Backend, opts: BenchOptions): Promise<BackendResult> {
   const result: BackendResult = { backend, guestMtu: opts.mtu, runs: {} };
