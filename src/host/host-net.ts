@@ -7,7 +7,8 @@
 // level-triggered poller comes back for the rest on the next turn, after other sockets had theirs.
 import { networkInterfaces } from 'node:os';
 import { getSystemErrorName } from 'node:util';
-import { hostnet, newErrInfo, newRecvInfo, oneView } from './native.js';
+import { oneView } from '../wire/bytes.js';
+import { hostnet, newErrInfo, newRecvInfo } from './native.js';
 import type { Family, HostPoller } from './native.js';
 import type { Log } from '../iface/log.js';
 import type {

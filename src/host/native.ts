@@ -76,7 +76,8 @@
 // - setTtl before connect sets the SYN's TTL; setTtl(-1) after it restores the default.
 import { createRequire } from 'node:module';
 import { useNativeCopy } from '../wire/bytes.js';
-import { useNativeCopyHeadSum, useNativeCopySum, useNativeSum, useNativeSumSpans } from '../wire/checksum.js';
+import type { ScatterViews } from '../wire/bytes.js';
+import { useNativeCopyHeadSum, useNativeCopySum, useNativeSum, useNativeSumFrames } from '../wire/checksum.js';
 
 /** Address family of a socket: 4 (AF_INET) or 6 (AF_INET6). */
 export type Family = 4 | 6;
@@ -132,22 +133,6 @@ export interface HostPollerConstructor {
    *  which stops the poller until start() again); events is the ready set. (`drain`: read an
    *  eventfd's counter before calling back; the host sockets never ask for it.) */
   new (fd: number, callback: (status: number, events: number) => void, drain: false): HostPoller;
-}
-
-/**
- * The views of a scatter list: one per span (views[i] holds span i), or the one Uint8Array all
- * the spans lie in. The addon looks a view up per span in the first form (~70 ns each); in the
- * second, once (oneView() makes it when it can).
- */
-export type ScatterViews = readonly Uint8Array[] | Uint8Array;
-
-/** The view all of spans [0, count) lie in, when they share one (guest memory in one region, the
- *  usual case), else `views` unchanged. */
-export function oneView(views: readonly Uint8Array[], count: number): ScatterViews {
-  const v = views[0];
-  if (v === undefined) return views;
-  for (let i = 1; i < count; i++) if (views[i] !== v) return views;
-  return v;
 }
 
 export interface HostnetBinding {
@@ -287,9 +272,18 @@ export interface HostnetBinding {
    *  back by as much). Bytes or -errno. */
   discard(fd: number, n: number): number;
 
-  /** sum16 over the scatter list views[i][offsets[i], +lengths[i]) for i in [start, start +
-   *  count), as one range (what src/wire/checksum.ts's sumSpans computes). Throws on bad ranges. */
-  sumv: (views: ScatterViews, offsets: Float64Array, lengths: Uint32Array, start: number, count: number) => number;
+  /** sum16 of each frame of a batch in the scatter list views[i][offsets[i], +lengths[i]): frame
+   *  k's spans are [starts[k], starts[k + 1]) (the last's end: spanCount), its sum added to sums[k]
+   *  and stored there (what src/wire/checksum.ts's sumFrames computes). Throws on bad ranges. */
+  sumFrames: (
+    views: ScatterViews,
+    offsets: Float64Array,
+    lengths: Uint32Array,
+    starts: Uint32Array,
+    sums: Uint32Array,
+    frames: number,
+    spanCount: number,
+  ) => void;
   /** The ones' complement sum of buf[offset, offset + length) in network order, folded to 16
    *  bits, not complemented (what src/wire/checksum.ts's sum16 computes). Throws on a bad range. */
   sum16: (buf: Uint8Array, offset: number, length: number) => number;
@@ -347,7 +341,7 @@ export const hostnet: HostnetBinding = load();
 
 // Long checksums (payload of frames a guest without checksum offload sends or gets) in C.
 useNativeSum(hostnet.sum16);
-useNativeSumSpans(hostnet.sumv);
+useNativeSumFrames(hostnet.sumFrames);
 useNativeCopySum(hostnet.copySum);
 useNativeCopyHeadSum(hostnet.copyHeadSum);
 // Long copies (payload into and out of TCP buffers) without a view per call.

@@ -18,8 +18,8 @@ import { DescriptorChain, MAX_QUEUE_SIZE, silentLogger } from 'vhost-user-ts';
 import type { FrameLink, FrameSink, FramePayload, PartialChecksum, PayloadFill, PayloadSend, RxMeta } from '../iface/link.js';
 import type { MemoryAccount } from '../iface/memory-budget.js';
 import { EndOfTurn } from '../iface/end-of-turn.js';
-import { ViewCache, copyBytes } from '../wire/bytes.js';
-import { copyHeadSum, copySum, foldSum, sum16, sumSpans } from '../wire/checksum.js';
+import { ViewCache, copyBytes, oneView } from '../wire/bytes.js';
+import { copyHeadSum, copySum, sum16, sumFrames } from '../wire/checksum.js';
 import { ETHERNET_HEADER_LEN } from '../wire/ethernet.js';
 import { COALESCE_HEAD, TcpCoalescer, coalescible } from './tcp-coalescer.js';
 
@@ -843,15 +843,15 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   }
 
   /** For a guest without GUEST_CSUM: each held frame's transport checksum, over its headers
-   *  (summed at sendHeaders) and its payload in guest memory, written into the field there. */
+   *  (summed at sendHeaders) and its payload in guest memory (summed for all of them with one
+   *  call), written into the field there. */
   private completeChecksums(): void {
-    for (let k = 0; k < this.heldFrames; k++) {
-      const from = this.frameSpanStart[k]!;
-      const to = k + 1 < this.heldFrames ? this.frameSpanStart[k + 1]! : this.spanCount;
-      const sum = foldSum(this.frameSum[k]! + sumSpans(this.spanViews, this.spanOffsets, this.spanLengths, from, to - from));
-      const csum = ~sum & 0xffff;
+    const frames = this.heldFrames;
+    sumFrames(oneView(this.spanViews, this.spanCount), this.spanOffsets, this.spanLengths, this.frameSpanStart, this.frameSum, frames, this.spanCount);
+    for (let k = 0; k < frames; k++) {
+      const csum = ~this.frameSum[k]! & 0xffff;
       // The field's two bytes, where the headers were written (one span, or two across buffers).
-      const end = k + 1 < this.heldFrames ? this.frameCsumStart[k + 1]! : this.csumCount;
+      const end = k + 1 < frames ? this.frameCsumStart[k + 1]! : this.csumCount;
       let byte = 0;
       for (let c = this.frameCsumStart[k]!; c < end; c++) {
         const v = this.csumViews[c]!;

@@ -43,6 +43,22 @@ export function set32(b: Uint8Array, o: number, v: number): void {
   b[o + 3] = v;
 }
 
+/**
+ * The views of a scatter list: one per span (views[i] holds span i), or the one Uint8Array all
+ * the spans lie in. The addon looks a view up per span in the first form (~70 ns each); in the
+ * second, once (oneView() makes it when it can).
+ */
+export type ScatterViews = readonly Uint8Array[] | Uint8Array;
+
+/** The view all of spans [0, count) lie in, when they share one (guest memory in one region, the
+ *  usual case), else `views` unchanged. */
+export function oneView(views: readonly Uint8Array[], count: number): ScatterViews {
+  const v = views[0];
+  if (v === undefined) return views;
+  for (let i = 1; i < count; i++) if (views[i] !== v) return views;
+  return v;
+}
+
 /** A memmove of src[srcOff, +len) to dst[dstOff, +len) that makes no view (vhost-user-ts's). */
 export type NativeCopy = (src: Uint8Array, srcOff: number, len: number, dst: Uint8Array, dstOff: number) => void;
 

@@ -8,6 +8,7 @@
 // Vocabulary: a "sum" is the ones'-complement sum of 16-bit words, folded to 16 bits (0..0xffff); a
 // "checksum" is the complement of a sum, the value written into a header. Sums chain: pass the sum
 // of the previous range as `initial`, as long as every range but the last has an even length.
+import type { ScatterViews } from './bytes.js';
 import { copyBytes } from './bytes.js';
 
 /** Folds carries above bit 15 back into the low 16 bits (RFC 1071 "deferred carries"). */
@@ -34,36 +35,58 @@ export function useNativeSum(fn: NativeSum | undefined): NativeSum | undefined {
   return was;
 }
 
-/** A native sumSpans. */
-export type SpansSum = (views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, start: number, count: number) => number;
-let nativeSpansSum: SpansSum | undefined;
+/** A native sumFrames. */
+export type FramesSum = (
+  views: ScatterViews,
+  offsets: Float64Array,
+  lengths: Uint32Array,
+  starts: Uint32Array,
+  sums: Uint32Array,
+  frames: number,
+  spanCount: number,
+) => void;
+let nativeFramesSum: FramesSum | undefined;
 
-/** Installs the native sumSpans (the hostnet addon's sumv); undefined removes it. Returns the one it
+/** Installs the native sumFrames (the hostnet addon's); undefined removes it. Returns the one it
  *  replaces. */
-export function useNativeSumSpans(fn: SpansSum | undefined): SpansSum | undefined {
-  const was = nativeSpansSum;
-  nativeSpansSum = fn;
+export function useNativeSumFrames(fn: FramesSum | undefined): FramesSum | undefined {
+  const was = nativeFramesSum;
+  nativeFramesSum = fn;
   return was;
 }
 
 /**
- * sum16 over a scatter list: the concatenation of views[i][offsets[i], +lengths[i]) for i in
- * [start, start + count) (a frame's payload in guest memory), folded, not complemented.
+ * sum16 of each frame of a batch in a scatter list (frames placed in guest memory): frame k is the
+ * concatenation of views[i][offsets[i], +lengths[i]) for i in [starts[k], starts[k + 1]), the last
+ * frame's spans ending at spanCount. Its sum, added to sums[k] (the sum of what precedes it, its
+ * headers), replaces sums[k], folded, not complemented. `views` holds a view per span, or is the
+ * one view all of them lie in. With the addon, one call for the batch.
  */
-export function sumSpans(views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, start: number, count: number): number {
-  // One span (a frame in one buffer, the usual case): sum16, whose call costs less than walking
-  // a JavaScript array from the addon (~100 ns).
-  if (count === 1) return sum16(views[start]!, offsets[start]!, lengths[start]!);
-  if (nativeSpansSum !== undefined) return nativeSpansSum(views, offsets, lengths, start, count);
-  let sum = 0;
-  let at = 0;
-  for (let i = start; i < start + count; i++) {
-    const s = sum16(views[i]!, offsets[i]!, lengths[i]!);
-    // A span starting at an odd position of the whole adds its sum byte-swapped (RFC 1071 §2(B)).
-    sum += (at & 1) !== 0 ? ((s & 0xff) << 8) | (s >> 8) : s;
-    at += lengths[i]!;
+export function sumFrames(
+  views: ScatterViews,
+  offsets: Float64Array,
+  lengths: Uint32Array,
+  starts: Uint32Array,
+  sums: Uint32Array,
+  frames: number,
+  spanCount: number,
+): void {
+  if (nativeFramesSum !== undefined) {
+    nativeFramesSum(views, offsets, lengths, starts, sums, frames, spanCount);
+    return;
   }
-  return foldSum(sum);
+  for (let k = 0; k < frames; k++) {
+    const to = k + 1 < frames ? starts[k + 1]! : spanCount;
+    let sum = sums[k]!;
+    let at = 0;
+    for (let i = starts[k]!; i < to; i++) {
+      const s = sum16(views instanceof Uint8Array ? views : views[i]!, offsets[i]!, lengths[i]!);
+      // A span starting at an odd position of the frame adds its sum byte-swapped (RFC 1071 §2(B)).
+      sum += (at & 1) !== 0 ? ((s & 0xff) << 8) | (s >> 8) : s;
+      at += lengths[i]!;
+    }
+    sums[k] = foldSum(sum);
+  }
 }
 
 /** A native copySum. */

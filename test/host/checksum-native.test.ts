@@ -3,7 +3,20 @@
 import fc from 'fast-check';
 import t from 'tap';
 import { hostnet } from '../../src/host/native.js';
-import { NATIVE_SUM_MIN, copyHeadSum, copySum, sum16, sum16js, useNativeCopyHeadSum, useNativeCopySum, useNativeSum } from '../../src/wire/checksum.js';
+import type { ScatterViews } from '../../src/wire/bytes.js';
+import {
+  NATIVE_SUM_MIN,
+  copyHeadSum,
+  copySum,
+  foldSum,
+  sum16,
+  sum16js,
+  sumFrames,
+  useNativeCopyHeadSum,
+  useNativeCopySum,
+  useNativeSum,
+  useNativeSumFrames,
+} from '../../src/wire/checksum.js';
 import { property } from '../support/wire-helpers.js';
 
 t.test('native sum16 equals the JavaScript one (the best loop for this CPU, and the portable SSE2 one)', async (t) => {
@@ -115,20 +128,79 @@ t.test('copyHeadSum copies the head to one buffer and the rest, summed, to anoth
   t.same(dst, src.subarray(66));
 });
 
-t.test('sumv: spans given a view each or as the one view they share sum alike; spans outside refused', async (t) => {
-  const mem = Uint8Array.from({ length: 4096 }, (_, i) => (i * 37 + 11) & 0xff);
+t.test('sumFrames: the native sum of each frame of a batch equals the JavaScript one, in both view forms', async (t) => {
+  const mem = Uint8Array.from({ length: 65536 }, (_, i) => (i * 37 + 11) & 0xff);
+  const other = Uint8Array.from({ length: 4096 }, (_, i) => (i * 13 + 5) & 0xff);
+  property(
+    t,
+    'random batches of frames in random spans (odd lengths and offsets included), some in a second view',
+    fc.property(
+      fc.array(fc.array(fc.record({ off: fc.nat(60000), len: fc.nat(3000), second: fc.boolean() }), { minLength: 0, maxLength: 5 }), {
+        minLength: 1,
+        maxLength: 8,
+      }),
+      fc.array(fc.nat(0xffff), { minLength: 8, maxLength: 8 }),
+      (frames, headerSums) => {
+        const spans = frames.flat();
+        const views = spans.map((s) => (s.second ? other : mem));
+        const offsets = Float64Array.from(spans, (s) => (s.second ? s.off % 1000 : s.off));
+        const lengths = Uint32Array.from(spans, (s) => s.len);
+        const starts = new Uint32Array(frames.length);
+        let n = 0;
+        frames.forEach((f, k) => {
+          starts[k] = n;
+          n += f.length;
+        });
+        // What each frame sums to: its spans copied out end to end, summed as one range.
+        const want = frames.map((f, k) => {
+          const whole = new Uint8Array(f.reduce((a, s) => a + s.len, 0));
+          let at = 0;
+          for (let i = starts[k]!; i < starts[k]! + f.length; i++) {
+            whole.set(views[i]!.subarray(offsets[i], offsets[i]! + lengths[i]!), at);
+            at += lengths[i]!;
+          }
+          return foldSum(headerSums[k]! + sum16js(whole, 0, whole.length));
+        });
+        const run = (fn: (v: ScatterViews, sums: Uint32Array) => void, v: ScatterViews): number[] => {
+          const sums = Uint32Array.from(frames, (_, k) => headerSums[k]!);
+          fn(v, sums);
+          return [...sums];
+        };
+        const native = (v: ScatterViews, sums: Uint32Array): void => hostnet.sumFrames(v, offsets, lengths, starts, sums, frames.length, n);
+        const js = (v: ScatterViews, sums: Uint32Array): void => {
+          const was = useNativeSumFrames(undefined);
+          try {
+            sumFrames(v, offsets, lengths, starts, sums, frames.length, n);
+          } finally {
+            useNativeSumFrames(was);
+          }
+        };
+        const same = (a: number[]): boolean => a.every((x, k) => x === want[k]);
+        const allInMem = spans.every((s) => !s.second);
+        return same(run(native, views)) && same(run(js, views)) && (!allInMem || (same(run(native, mem)) && same(run(js, mem))));
+      },
+    ),
+    200,
+  );
+});
+
+t.test('sumFrames refuses spans outside their view, frames out of order and arrays too short', async (t) => {
+  const mem = new Uint8Array(4096).fill(1);
   const offsets = Float64Array.of(3, 1000, 2001, 4000);
   const lengths = Uint32Array.of(777, 5, 1500, 96);
-  const whole = new Uint8Array(777 + 5 + 1500 + 96);
-  let at = 0;
-  for (let i = 0; i < 4; i++) {
-    whole.set(mem.subarray(offsets[i], offsets[i]! + lengths[i]!), at);
-    at += lengths[i]!;
-  }
-  const expected = sum16(whole, 0, whole.length);
-  t.equal(hostnet.sumv([mem, mem, mem, mem], offsets, lengths, 0, 4), expected, 'a view per span');
-  t.equal(hostnet.sumv(mem, offsets, lengths, 0, 4), expected, 'the one view');
-  t.equal(hostnet.sumv(mem, offsets, lengths, 1, 2), sum16(whole, 777, 1505), 'from a start');
-  t.throws(() => hostnet.sumv(mem, offsets, Uint32Array.of(777, 5, 1500, 97), 0, 4), RangeError, 'a span past the view');
-  t.throws(() => hostnet.sumv(new Float64Array(4) as unknown as Uint8Array, offsets, lengths, 0, 1), TypeError, 'not a Uint8Array');
+  const sums = new Uint32Array(2);
+  hostnet.sumFrames(mem, offsets, lengths, Uint32Array.of(0, 2), sums, 2, 4);
+  const ones = new Uint8Array(1596).fill(1);
+  t.same([...sums], [sum16js(ones, 0, 782), sum16js(ones, 0, 1596)], 'a batch of two frames: each summed over its spans');
+  t.throws(() => hostnet.sumFrames(mem, offsets, Uint32Array.of(777, 5, 1500, 97), Uint32Array.of(0, 2), sums, 2, 4), RangeError, 'a span past the view');
+  t.throws(() => hostnet.sumFrames(mem, offsets, lengths, Uint32Array.of(2, 1), sums, 2, 4), RangeError, 'frames out of order');
+  t.throws(() => hostnet.sumFrames(mem, offsets, lengths, Uint32Array.of(0, 5), sums, 2, 4), RangeError, 'a frame past spanCount');
+  t.throws(() => hostnet.sumFrames(mem, offsets, lengths, Uint32Array.of(0, 2), sums, 2, 5), RangeError, 'spanCount past the span arrays');
+  t.throws(() => hostnet.sumFrames(mem, offsets, lengths, Uint32Array.of(0, 2), new Uint32Array(1), 2, 4), RangeError, 'sums shorter than the frames');
+  t.throws(
+    () => hostnet.sumFrames(new Float64Array(4) as unknown as Uint8Array, offsets, lengths, Uint32Array.of(0), sums, 1, 4),
+    TypeError,
+    'not a Uint8Array',
+  );
+  t.throws(() => hostnet.sumFrames(mem, offsets, lengths, new Int32Array(2) as unknown as Uint32Array, sums, 2, 4), TypeError, 'starts not a Uint32Array');
 });

@@ -235,48 +235,61 @@ napi_value Sum16(napi_env env, napi_callback_info cbinfo) {
   return result;
 }
 
-// sumv(views: Uint8Array[], offsets: Float64Array, lengths: Uint32Array, start, count): as sum16
-// over the concatenation of views[i][offsets[i], +lengths[i]) for i in [start, start + count): a
-// scatter list in guest memory (a frame's payload). views may be one Uint8Array all spans lie in
-// (SpanResolver). A span that starts at an odd position of the whole contributes its sum
-// byte-swapped (RFC 1071 §2(B)).
-napi_value Sumv(napi_env env, napi_callback_info cbinfo) {
-  size_t argc = 5;
-  napi_value argv[5];
-  uint32_t start = 0;
-  uint32_t count = 0;
-  napi_typedarray_type types[2] = {};
-  size_t lens[2] = {};
-  void* data[2] = {};
-  bool ok = napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) == napi_ok && argc >= 5 &&
-            napi_get_value_uint32(env, argv[3], &start) == napi_ok && napi_get_value_uint32(env, argv[4], &count) == napi_ok;
-  for (int i = 0; ok && i < 2; i++) ok = napi_get_typedarray_info(env, argv[1 + i], &types[i], &lens[i], &data[i], nullptr, nullptr) == napi_ok;
-  if (!ok || types[0] != napi_float64_array || types[1] != napi_uint32_array) {
-    napi_throw_type_error(env, nullptr, "sumv(views, offsets: Float64Array, lengths: Uint32Array, start, count)");
+// sumFrames(views, offsets: Float64Array, lengths: Uint32Array, starts: Uint32Array, sums:
+// Uint32Array, frames, spanCount): the sum16 of each frame of a batch. Frame k's spans are
+// [starts[k], starts[k + 1]) (the last one's end is spanCount); its sum, added to sums[k] (the sum
+// of its headers) and folded, replaces sums[k]. views: a Uint8Array per span, or the one all spans
+// lie in (SpanResolver). A span that starts at an odd position of its frame contributes its sum
+// byte-swapped (RFC 1071 §2(B)). The frames a batch placed in guest memory, summed while still in
+// cache, with one call instead of one per frame.
+napi_value SumFrames(napi_env env, napi_callback_info cbinfo) {
+  size_t argc = 7;
+  napi_value argv[7];
+  uint32_t frames = 0;
+  uint32_t spanCount = 0;
+  napi_typedarray_type types[4] = {};
+  size_t lens[4] = {};
+  void* data[4] = {};
+  bool ok = napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) == napi_ok && argc >= 7 &&
+            napi_get_value_uint32(env, argv[5], &frames) == napi_ok && napi_get_value_uint32(env, argv[6], &spanCount) == napi_ok;
+  for (int i = 0; ok && i < 4; i++) ok = napi_get_typedarray_info(env, argv[1 + i], &types[i], &lens[i], &data[i], nullptr, nullptr) == napi_ok;
+  if (!ok || types[0] != napi_float64_array || types[1] != napi_uint32_array || types[2] != napi_uint32_array || types[3] != napi_uint32_array) {
+    napi_throw_type_error(env, nullptr,
+                          "sumFrames(views, offsets: Float64Array, lengths: Uint32Array, starts: Uint32Array, sums: Uint32Array, frames, spanCount)");
     return nullptr;
   }
-  const uint64_t end = static_cast<uint64_t>(start) + count;
-  if (end > lens[0] || end > lens[1]) {
-    napi_throw_range_error(env, nullptr, "sumv: start and count outside the arrays");
+  const auto* starts = static_cast<const uint32_t*>(data[2]);
+  auto* sums = static_cast<uint32_t*>(data[3]);
+  if (spanCount > lens[0] || spanCount > lens[1] || frames > lens[2] || frames > lens[3]) {
+    napi_throw_range_error(env, nullptr, "sumFrames: frames or spanCount outside the arrays");
     return nullptr;
+  }
+  for (uint32_t k = 0; k < frames; k++) {
+    const uint32_t to = k + 1 < frames ? starts[k + 1] : spanCount;
+    if (starts[k] > to || to > spanCount) {
+      napi_throw_range_error(env, nullptr, "sumFrames: frame starts out of order or past spanCount");
+      return nullptr;
+    }
   }
   const auto* offsets = static_cast<const double*>(data[0]);
   const auto* lengths = static_cast<const uint32_t*>(data[1]);
-  uint64_t sum = 0;
-  uint64_t at = 0;
   SpanResolver spans(env, argv[0]);
-  for (uint32_t i = start; i < end; i++) {
-    uint8_t* p;
-    if (!spans.Pointer(i, offsets[i], lengths[i], &p)) return nullptr;
-    uint32_t s = SumRange(p, lengths[i]);
-    if (at & 1) s = ((s & 0xff) << 8) | (s >> 8);
-    sum += s;
-    at += lengths[i];
+  for (uint32_t k = 0; k < frames; k++) {
+    const uint32_t to = k + 1 < frames ? starts[k + 1] : spanCount;
+    uint64_t sum = sums[k];
+    uint64_t at = 0;
+    for (uint32_t i = starts[k]; i < to; i++) {
+      uint8_t* p;
+      if (!spans.Pointer(i, offsets[i], lengths[i], &p)) return nullptr;
+      uint32_t s = SumRange(p, lengths[i]);
+      if (at & 1) s = ((s & 0xff) << 8) | (s >> 8);
+      sum += s;
+      at += lengths[i];
+    }
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    sums[k] = static_cast<uint32_t>(sum);
   }
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  napi_value result = nullptr;
-  napi_create_uint32(env, static_cast<uint32_t>(sum), &result);
-  return result;
+  return nullptr;
 }
 
 // copyHeadSum(src, srcOffset, length, head, headLength, dst, dstOffset): copies the first
@@ -329,7 +342,9 @@ void InitChecksum(Napi::Env env, Napi::Object exports) {
   if (napi_create_function(env, "sum16Portable", NAPI_AUTO_LENGTH, Sum16, reinterpret_cast<void*>(&SumRangeSse2), &fn) == napi_ok) {
     exports.Set("sum16Portable", Napi::Value(env, fn));
   }
-  if (napi_create_function(env, "sumv", NAPI_AUTO_LENGTH, Sumv, nullptr, &fn) == napi_ok) exports.Set("sumv", Napi::Value(env, fn));
+  if (napi_create_function(env, "sumFrames", NAPI_AUTO_LENGTH, SumFrames, nullptr, &fn) == napi_ok) {
+    exports.Set("sumFrames", Napi::Value(env, fn));
+  }
   if (napi_create_function(env, "copySum", NAPI_AUTO_LENGTH, CopySum, nullptr, &fn) == napi_ok) exports.Set("copySum", Napi::Value(env, fn));
   if (napi_create_function(env, "copyHeadSum", NAPI_AUTO_LENGTH, CopyHeadSum, nullptr, &fn) == napi_ok) {
     exports.Set("copyHeadSum", Napi::Value(env, fn));
