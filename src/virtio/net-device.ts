@@ -243,6 +243,13 @@ const TX_PREFETCH_BYTES = 2048;
 /** How often (in frames) a TX slice looks at the clock. */
 const SLICE_CHECK_FRAMES = 32;
 
+/** Zeroes a virtio-net header byte by byte: fill(0) is a call into V8's C++ builtins, ~3× as long
+ *  for 12 bytes, and this runs per frame to the guest. */
+function clearNetHeader(hdr: Uint8Array): void {
+  hdr[0] = hdr[1] = hdr[2] = hdr[3] = hdr[4] = hdr[5] = 0;
+  hdr[6] = hdr[7] = hdr[8] = hdr[9] = hdr[10] = hdr[11] = 0;
+}
+
 export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   // HOST_TSO4/6 and HOST_ECN: the guest may hand over TCP segments up to 64 KiB whatever its MTU;
   // vunet terminates TCP, so a large segment is simply one segment (nothing is cut up). HOST_UFO
@@ -922,7 +929,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       return false;
     }
     const hdr = this.header;
-    hdr.fill(0);
+    clearNetHeader(hdr);
     if (partial) {
       // NEEDS_CSUM rather than DATA_VALID over an unwritten checksum (which passt does): a guest
       // that forwards the packet (a router, a bridge, a container host) then completes it on the
