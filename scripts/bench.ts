@@ -47,6 +47,8 @@ interface BenchOptions {
   warmup: number;
   mtu: number;
   streams: number;
+  /** Runs of the whole backend list, every other one in reverse order. */
+  rounds: number;
   backends: Backend[];
   /** A vunet checkout (built) to run as the 'baseline' backend. */
   baseline: string | undefined;
@@ -121,6 +123,10 @@ directions, with iperf3 against a server on the host's loopback.
   --profile DIR         write vunet's CPU and allocation profiles (node --cpu-prof, --heap-prof)
                         into DIR, one pair per vunet run; runs vunet without its sandbox
   --direction up|down   measure one direction only (up: guest→host; for profiling it alone)
+  --rounds N            run the backends N times, in reverse order every other round (the one
+                        run second measures a few % cheaper on a small machine: alternating
+                        cancels it), and end with each comparison's ratios per round and their
+                        geometric mean (default 1)
   --stats               after each vunet run, print vunet's counters (its SIGUSR1 status)
   --device OPTS         extra virtio-net-pci options for the vunet guests, comma-separated
                         (feature experiments, e.g. guest_tso4=off,guest_csum=off)
@@ -156,6 +162,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
     stats?: boolean;
     profile?: string;
     direction?: string;
+    rounds?: string;
     help?: boolean;
   };
   try {
@@ -175,6 +182,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
         device: { type: 'string' },
         stats: { type: 'boolean' },
         direction: { type: 'string' },
+        rounds: { type: 'string' },
         profile: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -230,6 +238,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
     warmup: int('warmup', values.warmup, 3, 0, 600),
     mtu: int('mtu', values.mtu, guestless ? 1500 : 65520, 1280, guestless ? 1500 : 65520),
     streams: int('streams', values.streams, 1, 1, 16),
+    rounds: int('rounds', values.rounds, 1, 1, 50),
     backends,
     baseline: values.baseline,
     passt: values.passt,
@@ -867,16 +876,13 @@ function report(results: BackendResult[], opts: BenchOptions): string {
     if (o === undefined || vunet === undefined) continue;
     out.push('');
     for (const d of DIRECTIONS) {
-      const s = mbit(o.runs[d]);
-      const v = mbit(vunet.runs[d]);
-      const run = (r: RunResult | undefined): (RunResult & { ok: true }) | undefined => (r?.ok === true ? r : undefined);
-      const ov = run(o.runs[d]);
-      const vv = run(vunet.runs[d]);
-      const oc = perGb(ov, ov?.backendCpuSeconds);
-      const vc = perGb(vv, vv?.backendCpuSeconds);
-      const cpu =
-        isVhostUser(other) && oc !== undefined && vc !== undefined ? `, CPU s/GB ${other} ${fmt(oc, 2)}, vunet ${fmt(vc, 2)} (${(vc / oc).toFixed(2)}×)` : '';
-      out.push(`vunet/${other} ${DIRECTION_LABEL[d]}: ${s !== undefined && v !== undefined && s > 0 ? `${(v / s).toFixed(2)}×` : '—'}${cpu}`);
+      const r = ratios(results, other, d);
+      const cpuOf = (b: BackendResult): number | undefined => {
+        const run = b.runs[d];
+        return run?.ok === true ? perGb(run, run.backendCpuSeconds) : undefined;
+      };
+      const cpu = r.cpu !== undefined ? `, CPU s/GB ${other} ${fmt(cpuOf(o), 2)}, vunet ${fmt(cpuOf(vunet), 2)} (${r.cpu.toFixed(2)}×)` : '';
+      out.push(`vunet/${other} ${DIRECTION_LABEL[d]}: ${r.speed !== undefined ? `${r.speed.toFixed(2)}×` : '—'}${cpu}`);
     }
   }
   if (notes.length > 0) out.push('', ...notes);
@@ -885,6 +891,43 @@ function report(results: BackendResult[], opts: BenchOptions): string {
     `iperf3, ${opts.seconds} s per run${opts.warmup > 0 ? ` after ${opts.warmup} s unmeasured` : ''}, ${opts.streams} TCP stream${opts.streams > 1 ? 's' : ''}; ${opts.passt ? 'vunet and passt' : 'vunet'} MTU ${opts.mtu}${opts.baseline ? `; baseline: ${opts.baseline}` : ''}${opts.guestless ? `; guest-less (dpdk-testpmd ${csumForwarded(opts) ? 'csum' : 'io'} forwarding + TAP${opts.guestCsum ? ', GUEST_CSUM' : ''})` : ''}.`,
     "CPU %: of one core during the run. CPU s/GB: the backend process's (vunet, passt; slirp runs in QEMU), per GB the receiver got; scavenges/GB: vunet's.",
   );
+  return out.join('\n');
+}
+
+/** vunet's throughput and backend CPU per GB over another backend's, in one direction of one
+ *  round (undefined where either run failed or has no CPU figure). */
+function ratios(results: BackendResult[], other: Backend, d: Direction): { speed: number | undefined; cpu: number | undefined } {
+  const run = (b: Backend): (RunResult & { ok: true }) | undefined => {
+    const r = results.find((x) => x.backend === b)?.runs[d];
+    return r?.ok === true ? r : undefined;
+  };
+  const o = run(other);
+  const v = run('vunet');
+  const os = mbit(o);
+  const vs = mbit(v);
+  const oc = perGb(o, o?.backendCpuSeconds);
+  const vc = perGb(v, v?.backendCpuSeconds);
+  return {
+    speed: os !== undefined && vs !== undefined && os > 0 ? vs / os : undefined,
+    cpu: isVhostUser(other) && oc !== undefined && vc !== undefined && oc > 0 ? vc / oc : undefined,
+  };
+}
+
+/** After several rounds: each comparison's ratios, round by round, and their geometric mean. */
+function roundsSummary(rounds: BackendResult[][]): string {
+  const out = [`over ${rounds.length} rounds (vunet / other; geometric mean, then each round):`];
+  const gmean = (xs: number[]): string => (xs.length === 0 ? '—' : `${Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length).toFixed(3)}×`);
+  for (const other of ['slirp', 'baseline', 'passt'] as const) {
+    if (!rounds.some((results) => results.some((r) => r.backend === other))) continue;
+    for (const d of DIRECTIONS) {
+      const each = rounds.map((results) => ratios(results, other, d));
+      const speeds = each.map((r) => r.speed).filter((x): x is number => x !== undefined);
+      const cpus = each.map((r) => r.cpu).filter((x): x is number => x !== undefined);
+      const list = (xs: (number | undefined)[]): string => xs.map((x) => (x === undefined ? '—' : x.toFixed(2))).join(' ');
+      out.push(`  vunet/${other} ${DIRECTION_LABEL[d]}: throughput ${gmean(speeds)} (${list(each.map((r) => r.speed))})`);
+      if (isVhostUser(other)) out.push(`  vunet/${other} ${DIRECTION_LABEL[d]}: CPU s/GB ${gmean(cpus)} (${list(each.map((r) => r.cpu))})`);
+    }
+  }
   return out.join('\n');
 }
 
@@ -902,20 +945,30 @@ async function main(argv: string[]): Promise<number> {
     chmodSync(opts.profile, 0o777); // vunet drops root before it writes
   }
   await ensureGuestImage({ log: (l) => say(l) });
-  const results: BackendResult[] = [];
-  for (const backend of opts.backends) {
-    say(`${backend}: booting the guest, then iperf3 for ${opts.seconds} s each way (${opts.streams} stream${opts.streams > 1 ? 's' : ''})`);
-    const r = await runBackend(backend, opts);
-    for (const d of DIRECTIONS) {
-      const run = r.runs[d];
-      if (run?.ok === true) say(`${backend} ${DIRECTION_LABEL[d]}: ${fmt(mbit(run))} Mbit/s`);
-      else if (run !== undefined) say(`${backend} ${DIRECTION_LABEL[d]}: iperf3 failed: ${run.reason}`);
+  const rounds: BackendResult[][] = [];
+  for (let round = 0; round < opts.rounds; round++) {
+    const results: BackendResult[] = [];
+    const order = round % 2 === 0 ? opts.backends : [...opts.backends].reverse();
+    const label = opts.rounds > 1 ? `round ${round + 1}/${opts.rounds}: ` : '';
+    for (const backend of order) {
+      say(`${label}${backend}: booting the guest, then iperf3 for ${opts.seconds} s each way (${opts.streams} stream${opts.streams > 1 ? 's' : ''})`);
+      const r = await runBackend(backend, opts);
+      for (const d of DIRECTIONS) {
+        const run = r.runs[d];
+        if (run?.ok === true) say(`${backend} ${DIRECTION_LABEL[d]}: ${fmt(mbit(run))} Mbit/s`);
+        else if (run !== undefined) say(`${backend} ${DIRECTION_LABEL[d]}: iperf3 failed: ${run.reason}`);
+      }
+      if (r.failure !== undefined) say(`${backend}: ${r.failure}`);
+      results.push(r);
     }
-    if (r.failure !== undefined) say(`${backend}: ${r.failure}`);
-    results.push(r);
+    // Listed in the order given, whichever ran first.
+    results.sort((a, b) => opts.backends.indexOf(a.backend) - opts.backends.indexOf(b.backend));
+    if (opts.rounds > 1) process.stdout.write(`\nround ${round + 1} (${order.join(' first, then ')})`);
+    process.stdout.write(`\n${report(results, opts)}\n`);
+    rounds.push(results);
   }
-  process.stdout.write(`\n${report(results, opts)}\n`);
-  const anyOk = results.some((r) => DIRECTIONS.some((d) => r.runs[d]?.ok === true));
+  if (opts.rounds > 1) process.stdout.write(`\n${roundsSummary(rounds)}\n`);
+  const anyOk = rounds.some((results) => results.some((r) => DIRECTIONS.some((d) => r.runs[d]?.ok === true)));
   return anyOk ? 0 : 1;
 }
 
