@@ -77,6 +77,7 @@
 import { createRequire } from 'node:module';
 import { useNativeCopy } from '../wire/bytes.js';
 import type { ScatterViews } from '../wire/bytes.js';
+import type { FramesSum } from '../wire/checksum.js';
 import { useNativeCopyHeadSum, useNativeCopySum, useNativeSum, useNativeSumFrames } from '../wire/checksum.js';
 
 /** Address family of a socket: 4 (AF_INET) or 6 (AF_INET6). */
@@ -275,15 +276,7 @@ export interface HostnetBinding {
   /** sum16 of each frame of a batch in the scatter list views[i][offsets[i], +lengths[i]): frame
    *  k's spans are [starts[k], starts[k + 1]) (the last's end: spanCount), its sum added to sums[k]
    *  and stored there (what src/wire/checksum.ts's sumFrames computes). Throws on bad ranges. */
-  sumFrames: (
-    views: ScatterViews,
-    offsets: Float64Array,
-    lengths: Uint32Array,
-    starts: Uint32Array,
-    sums: Uint32Array,
-    frames: number,
-    spanCount: number,
-  ) => void;
+  sumFrames: FramesSum;
   /** The ones' complement sum of buf[offset, offset + length) in network order, folded to 16
    *  bits, not complemented (what src/wire/checksum.ts's sum16 computes). Throws on a bad range. */
   sum16: (buf: Uint8Array, offset: number, length: number) => number;

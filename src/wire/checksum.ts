@@ -36,15 +36,7 @@ export function useNativeSum(fn: NativeSum | undefined): NativeSum | undefined {
 }
 
 /** A native sumFrames. */
-export type FramesSum = (
-  views: ScatterViews,
-  offsets: Float64Array,
-  lengths: Uint32Array,
-  starts: Uint32Array,
-  sums: Uint32Array,
-  frames: number,
-  spanCount: number,
-) => void;
+export type FramesSum = typeof sumFrames;
 let nativeFramesSum: FramesSum | undefined;
 
 /** Installs the native sumFrames (the hostnet addon's); undefined removes it. Returns the one it
