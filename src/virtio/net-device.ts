@@ -956,6 +956,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       hdr[0] = NET_HDR_F_DATA_VALID;
     }
     if (!rx.pop(chain)) return false;
+    const w = chain.firstWritable;
+    if (w < chain.count && chain.length[w]! >= need) return this.writeWhole(rx, chain, w, frame, payload);
     if (!this.mergeable) {
       if (chain.writableLength < need) {
         // The guest's buffers can never hold it: drop rather than wedge the queue.
@@ -1023,6 +1025,44 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     first.write(0, hdr, 0, NET_HDR_LEN);
     this.useChain(rx, first.head, firstLen, hold);
     for (let i = 0; i < more; i++) this.useChain(rx, this.moreHeads[i]!, this.moreLens[i]!, hold);
+    this.countRx(frameLen, hdr[1] !== NET_HDR_GSO_NONE, payload, rx);
+    return true;
+  }
+
+  /**
+   * writeFrame's usual case: the whole frame, header included, fits the chain's first writable
+   * buffer (`w`), so num_buffers is 1 with mergeable buffers or without. Written there directly:
+   * the header, the frame's bytes, and for a held frame its checksum field's and its payload's
+   * places, each one span. False (the chain un-popped) when the span tables are full.
+   */
+  private writeWhole(rx: VirtQueue, chain: DescriptorChain, w: number, frame: Uint8Array, payload: number): boolean {
+    const view = chain.bytes[w]!;
+    const at = chain.offset[w]!;
+    const hold = payload > 0;
+    const csum = this.csumAt;
+    if (hold && (this.spanCount >= MAX_SPANS || (csum >= 0 && this.csumCount >= this.csumOffsets.length))) {
+      rx.rewind(1);
+      this.spansFull = true;
+      return false;
+    }
+    const hdr = this.header;
+    hdr[10] = 1;
+    view.set(hdr, at);
+    view.set(frame, at + NET_HDR_LEN);
+    if (csum >= 0) {
+      const c = this.csumCount++;
+      this.csumViews[c] = view;
+      this.csumOffsets[c] = at + NET_HDR_LEN + csum;
+      this.csumLengths[c] = 2;
+    }
+    if (hold) {
+      const i = this.spanCount++;
+      this.spanViews[i] = view;
+      this.spanOffsets[i] = at + NET_HDR_LEN + frame.length;
+      this.spanLengths[i] = payload;
+    }
+    const frameLen = frame.length + payload;
+    this.useChain(rx, chain.head, NET_HDR_LEN + frameLen, hold);
     this.countRx(frameLen, hdr[1] !== NET_HDR_GSO_NONE, payload, rx);
     return true;
   }
