@@ -73,6 +73,9 @@ interface CpuUse {
   qemuCpu: number | undefined;
   backendCpu: number | undefined;
   backendCpuSeconds: number | undefined;
+  /** Of backendCpuSeconds, the part in user mode: the backend's own code (the kernel's share,
+   *  loopback delivery included, moves more from run to run). */
+  backendUserSeconds: number | undefined;
   scavenges: number | undefined;
   markCompacts: number | undefined;
 }
@@ -125,8 +128,8 @@ directions, with iperf3 against a server on the host's loopback.
   --direction up|down   measure one direction only (up: guest→host; for profiling it alone)
   --rounds N            run the backends N times, in reverse order every other round (the one
                         run second measures a few % cheaper on a small machine: alternating
-                        cancels it), and end with each comparison's ratios per round and their
-                        geometric mean (default 1)
+                        cancels it), and end with each comparison's ratios per round, their
+                        geometric mean and median (default 1)
   --stats               after each vunet run, print vunet's counters (its SIGUSR1 status)
   --device OPTS         extra virtio-net-pci options for the vunet guests, comma-separated
                         (feature experiments, e.g. guest_tso4=off,guest_csum=off)
@@ -390,35 +393,45 @@ function freePort(): Promise<number> {
   });
 }
 
-/** utime + stime of a process in seconds, from /proc (undefined once it is gone). */
-function cpuSeconds(pid: number | undefined): number | undefined {
+/** A process's CPU seconds so far: utime + stime, and utime alone. */
+interface CpuTimes {
+  total: number;
+  user: number;
+}
+
+/** utime and stime of a process, from /proc (undefined once it is gone). */
+function cpuTimes(pid: number | undefined): CpuTimes | undefined {
   if (pid === undefined) return undefined;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name (which may hold spaces), from field 3 (state) on.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[11]) + Number(fields[12]); // utime (14), stime (15)
-    return ticks / 100; // USER_HZ is 100 on Linux
+    const user = Number(fields[11]) / 100; // utime (14), in USER_HZ (100 on Linux)
+    return { total: user + Number(fields[12]) / 100, user }; // + stime (15)
   } catch {
     return undefined;
   }
 }
+
+/** utime + stime of a process in seconds (undefined once it is gone). */
+const cpuSeconds = (pid: number | undefined): number | undefined => cpuTimes(pid)?.total;
 
 /** The backend's share of a run of `wall` seconds: from its CPU seconds before (v0) and after
  *  (v1), and, for a vunet, the collections it logged since `gc0`. */
 function backendUse(
   backend: Backend,
   proc: Child | undefined,
-  v0: number | undefined,
-  v1: number | undefined,
+  v0: CpuTimes | undefined,
+  v1: CpuTimes | undefined,
   gc0: Child['gc'] | undefined,
   wall: number,
 ): Omit<CpuUse, 'qemuCpu'> {
-  const seconds = v0 !== undefined && v1 !== undefined ? v1 - v0 : undefined;
+  const seconds = v0 !== undefined && v1 !== undefined ? v1.total - v0.total : undefined;
   const gc = isVunet(backend) ? proc?.gc : undefined;
   return {
     backendCpu: seconds !== undefined && wall > 0 ? (100 * seconds) / wall : undefined,
     backendCpuSeconds: seconds,
+    backendUserSeconds: v0 !== undefined && v1 !== undefined ? v1.user - v0.user : undefined,
     scavenges: gc && gc0 ? gc.scavenges - gc0.scavenges : undefined,
     markCompacts: gc && gc0 ? gc.markCompacts - gc0.markCompacts : undefined,
   };
@@ -681,14 +694,14 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
         const [wc, ...wa] = iperf(d, opts.warmup);
         await runToEnd(wc!, wa, (opts.warmup + 30) * 1000);
       }
-      const v0 = cpuSeconds(backendProc.proc.pid);
+      const v0 = cpuTimes(backendProc.proc.pid);
       const gc0 = { ...backendProc.gc };
       const t0 = Date.now();
       const [c, ...a] = iperf(d, opts.seconds);
       // Not spawnSync: vunet's --trace-gc lines must be read while the run goes on.
       const r = await runToEnd(c!, a, (opts.seconds + 30) * 1000);
       const wall = (Date.now() - t0) / 1000;
-      const v1 = cpuSeconds(backendProc.proc.pid);
+      const v1 = cpuTimes(backendProc.proc.pid);
       await new Promise((resolve) => setTimeout(resolve, 200)); // the last GC lines in the pipe
       const cpu: CpuUse = { qemuCpu: undefined, ...backendUse(backend, backendProc, v0, v1, gc0, wall) };
       if (opts.stats && isVunet(backend)) await printStatus(backendProc, `${backend} ${d}`);
@@ -797,13 +810,13 @@ async function runBackend(backend: Backend, opts: BenchOptions): Promise<Backend
       await guest.waitFor(new RegExp(`^BENCH-START ${d}$`, 'm'), runMs);
       const t0 = Date.now();
       const q0 = cpuSeconds(guest.pid);
-      const v0 = cpuSeconds(backendProc?.proc.pid);
+      const v0 = cpuTimes(backendProc?.proc.pid);
       const gc0 = backendProc ? { ...backendProc.gc } : undefined;
       await guest.waitFor(new RegExp(`^BENCH-RC ${d} \\d+$`, 'm'), runMs);
       const wall = (Date.now() - t0) / 1000;
       const pct = (a: number | undefined, b: number | undefined): number | undefined =>
         a !== undefined && b !== undefined && wall > 0 ? (100 * (b - a)) / wall : undefined;
-      const v1 = cpuSeconds(backendProc?.proc.pid);
+      const v1 = cpuTimes(backendProc?.proc.pid);
       const cpu: CpuUse = { qemuCpu: pct(q0, cpuSeconds(guest.pid)), ...backendUse(backend, backendProc, v0, v1, gc0, wall) };
       await guest.waitFor(new RegExp(`^BENCH-JSON-END ${d}$`, 'm'), 30_000);
       result.runs[d] = parseRun(guest.output, d, cpu);
@@ -841,7 +854,9 @@ const perGb = (r: (RunResult & { ok: true }) | undefined, n: number | undefined)
 const fmt = (n: number | undefined, digits = 1): string => (n === undefined ? '—' : n.toFixed(digits));
 
 function report(results: BackendResult[], opts: BenchOptions): string {
-  const rows: string[][] = [['backend', 'direction', 'Mbit/s', 'retransmits', 'QEMU CPU %', 'backend CPU %', 'backend CPU s/GB', 'scavenges/GB', 'guest MTU']];
+  const rows: string[][] = [
+    ['backend', 'direction', 'Mbit/s', 'retransmits', 'QEMU CPU %', 'backend CPU %', 'backend CPU s/GB', 'of it user', 'scavenges/GB', 'guest MTU'],
+  ];
   const notes: string[] = [];
   for (const r of results) {
     if (r.failure !== undefined) notes.push(`${r.backend}: ${r.failure}`);
@@ -857,6 +872,7 @@ function report(results: BackendResult[], opts: BenchOptions): string {
         fmt(ok?.qemuCpu, 0),
         isVhostUser(r.backend) ? fmt(ok?.backendCpu, 0) : '—',
         isVhostUser(r.backend) ? fmt(perGb(ok, ok?.backendCpuSeconds), 2) : '—',
+        isVhostUser(r.backend) ? fmt(perGb(ok, ok?.backendUserSeconds), 2) : '—',
         isVunet(r.backend) ? fmt(perGb(ok, ok?.scavenges), 0) : '—',
         r.guestMtu === undefined ? '—' : String(r.guestMtu),
       ]);
@@ -877,11 +893,17 @@ function report(results: BackendResult[], opts: BenchOptions): string {
     out.push('');
     for (const d of DIRECTIONS) {
       const r = ratios(results, other, d);
-      const cpuOf = (b: BackendResult): number | undefined => {
+      const perGbOf = (b: BackendResult, seconds: (run: RunResult & { ok: true }) => number | undefined): string => {
         const run = b.runs[d];
-        return run?.ok === true ? perGb(run, run.backendCpuSeconds) : undefined;
+        return fmt(run?.ok === true ? perGb(run, seconds(run)) : undefined, 2);
       };
-      const cpu = r.cpu !== undefined ? `, CPU s/GB ${other} ${fmt(cpuOf(o), 2)}, vunet ${fmt(cpuOf(vunet), 2)} (${r.cpu.toFixed(2)}×)` : '';
+      const total = (run: RunResult & { ok: true }): number | undefined => run.backendCpuSeconds;
+      const user = (run: RunResult & { ok: true }): number | undefined => run.backendUserSeconds;
+      const cpu =
+        r.cpu !== undefined
+          ? `, CPU s/GB ${other} ${perGbOf(o, total)}, vunet ${perGbOf(vunet, total)} (${r.cpu.toFixed(2)}×)` +
+            (r.user !== undefined ? `; user ${perGbOf(o, user)}, ${perGbOf(vunet, user)} (${r.user.toFixed(2)}×)` : '')
+          : '';
       out.push(`vunet/${other} ${DIRECTION_LABEL[d]}: ${r.speed !== undefined ? `${r.speed.toFixed(2)}×` : '—'}${cpu}`);
     }
   }
@@ -889,43 +911,53 @@ function report(results: BackendResult[], opts: BenchOptions): string {
   out.push(
     '',
     `iperf3, ${opts.seconds} s per run${opts.warmup > 0 ? ` after ${opts.warmup} s unmeasured` : ''}, ${opts.streams} TCP stream${opts.streams > 1 ? 's' : ''}; ${opts.passt ? 'vunet and passt' : 'vunet'} MTU ${opts.mtu}${opts.baseline ? `; baseline: ${opts.baseline}` : ''}${opts.guestless ? `; guest-less (dpdk-testpmd ${csumForwarded(opts) ? 'csum' : 'io'} forwarding + TAP${opts.guestCsum ? ', GUEST_CSUM' : ''})` : ''}.`,
-    "CPU %: of one core during the run. CPU s/GB: the backend process's (vunet, passt; slirp runs in QEMU), per GB the receiver got; scavenges/GB: vunet's.",
+    "CPU %: of one core during the run. CPU s/GB: the backend process's (vunet, passt; slirp runs in QEMU), per GB the receiver got; of it user: in user mode (the backend's own code; the kernel's share, loopback delivery included, varies more); scavenges/GB: vunet's.",
   );
   return out.join('\n');
 }
 
 /** vunet's throughput and backend CPU per GB over another backend's, in one direction of one
  *  round (undefined where either run failed or has no CPU figure). */
-function ratios(results: BackendResult[], other: Backend, d: Direction): { speed: number | undefined; cpu: number | undefined } {
+function ratios(results: BackendResult[], other: Backend, d: Direction): { speed: number | undefined; cpu: number | undefined; user: number | undefined } {
   const run = (b: Backend): (RunResult & { ok: true }) | undefined => {
     const r = results.find((x) => x.backend === b)?.runs[d];
     return r?.ok === true ? r : undefined;
   };
   const o = run(other);
   const v = run('vunet');
-  const os = mbit(o);
-  const vs = mbit(v);
-  const oc = perGb(o, o?.backendCpuSeconds);
-  const vc = perGb(v, v?.backendCpuSeconds);
-  return {
-    speed: os !== undefined && vs !== undefined && os > 0 ? vs / os : undefined,
-    cpu: isVhostUser(other) && oc !== undefined && vc !== undefined && oc > 0 ? vc / oc : undefined,
-  };
+  const ratio = (a: number | undefined, b: number | undefined): number | undefined => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
+  const cpu = (seconds: (r: RunResult & { ok: true }) => number | undefined): number | undefined =>
+    isVhostUser(other) ? ratio(perGb(v, v && seconds(v)), perGb(o, o && seconds(o))) : undefined;
+  return { speed: ratio(mbit(v), mbit(o)), cpu: cpu((r) => r.backendCpuSeconds), user: cpu((r) => r.backendUserSeconds) };
 }
 
-/** After several rounds: each comparison's ratios, round by round, and their geometric mean. */
+/** After several rounds: each comparison's ratios, round by round, their geometric mean and median. */
 function roundsSummary(rounds: BackendResult[][]): string {
-  const out = [`over ${rounds.length} rounds (vunet / other; geometric mean, then each round):`];
+  const out = [`over ${rounds.length} rounds (vunet / other; geometric mean, median, then each round):`];
   const gmean = (xs: number[]): string => (xs.length === 0 ? '—' : `${Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length).toFixed(3)}×`);
+  // The median as well: one disturbed run (another process on the machine) moves the mean.
+  const median = (xs: number[]): string => {
+    if (xs.length === 0) return '—';
+    const v = [...xs].sort((a, b) => a - b);
+    const m = v.length >> 1;
+    return `${(v.length % 2 === 1 ? v[m]! : (v[m - 1]! + v[m]!) / 2).toFixed(3)}×`;
+  };
   for (const other of ['slirp', 'baseline', 'passt'] as const) {
     if (!rounds.some((results) => results.some((r) => r.backend === other))) continue;
     for (const d of DIRECTIONS) {
       const each = rounds.map((results) => ratios(results, other, d));
-      const speeds = each.map((r) => r.speed).filter((x): x is number => x !== undefined);
-      const cpus = each.map((r) => r.cpu).filter((x): x is number => x !== undefined);
-      const list = (xs: (number | undefined)[]): string => xs.map((x) => (x === undefined ? '—' : x.toFixed(2))).join(' ');
-      out.push(`  vunet/${other} ${DIRECTION_LABEL[d]}: throughput ${gmean(speeds)} (${list(each.map((r) => r.speed))})`);
-      if (isVhostUser(other)) out.push(`  vunet/${other} ${DIRECTION_LABEL[d]}: CPU s/GB ${gmean(cpus)} (${list(each.map((r) => r.cpu))})`);
+      const line = (what: string, pick: (r: ReturnType<typeof ratios>) => number | undefined): void => {
+        const xs = each.map(pick);
+        const known = xs.filter((x): x is number => x !== undefined);
+        out.push(
+          `  vunet/${other} ${DIRECTION_LABEL[d]}: ${what} ${gmean(known)}, median ${median(known)} (${xs.map((x) => (x === undefined ? '—' : x.toFixed(2))).join(' ')})`,
+        );
+      };
+      line('throughput', (r) => r.speed);
+      if (isVhostUser(other)) {
+        line('CPU s/GB', (r) => r.cpu);
+        line('user CPU s/GB', (r) => r.user);
+      }
     }
   }
   return out.join('\n');
