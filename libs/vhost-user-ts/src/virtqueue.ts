@@ -348,7 +348,8 @@ export class VirtQueue {
     this.listener?.broken?.(this, reason);
   }
 
-  /** How many chains the guest has made available and we have not popped. */
+  /** How many chains the guest has made available and we have not popped, as far as the last
+   *  read of avail.idx knows: never 0 while one is there, but maybe fewer than are there now. */
   availableCount(): number {
     if (!this.ready) return 0;
     // Chains known from the last read of avail.idx come first: the index only moves forward, and
