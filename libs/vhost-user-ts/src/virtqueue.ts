@@ -235,9 +235,6 @@ export class VirtQueue {
   size = 0;
   /** Next avail ring slot to consume (free-running u16). */
   lastAvail = 0;
-  /** avail.idx as last read (from lastAvail on, that many chains are known to be there): read
-   *  again only once they are consumed, not per pop. */
-  private availSeen = 0;
   /** Shadow of used.idx (free-running u16), published by flush(). */
   private usedIdx = 0;
   private signalledUsed = 0;
@@ -305,7 +302,6 @@ export class VirtQueue {
     this.used32 = new Uint32Array(used.bytes.buffer, used.offset, 1 + 2 * n);
     // The guest's used index is the truth when a ring (re)starts (libvhost-user reads it here too).
     this.usedIdx = Atomics.load(this.used16, 1);
-    this.availSeen = this.lastAvail;
     this.pendingUsed = 0;
     this.signalledUsedValid = false;
     this.memGeneration = this.memory.generation;
@@ -322,7 +318,7 @@ export class VirtQueue {
   /** Reset to the state of a fresh connection (fds are closed by the backend). */
   reset(): void {
     this.size = 0;
-    this.lastAvail = this.availSeen = 0;
+    this.lastAvail = 0;
     this.usedIdx = 0;
     this.signalledUsedValid = false;
     this.pendingUsed = 0;
@@ -338,7 +334,7 @@ export class VirtQueue {
   setBase(base: number): void {
     // Re-initialising a ring is how a frontend recovers a broken one.
     this.broken = undefined;
-    this.lastAvail = this.availSeen = base & 0xffff;
+    this.lastAvail = base & 0xffff;
     this.signalledUsedValid = false;
   }
 
@@ -348,21 +344,14 @@ export class VirtQueue {
     this.listener?.broken?.(this, reason);
   }
 
-  /** How many chains the guest has made available and we have not popped, as far as the last
-   *  read of avail.idx knows: never 0 while one is there, but maybe fewer than are there now. */
+  /** How many chains the guest has made available and we have not popped. */
   availableCount(): number {
     if (!this.ready) return 0;
-    // Chains known from the last read of avail.idx come first: the index only moves forward, and
-    // the entries it published then were published before it (the acquire of that read holds).
-    const known = (this.availSeen - this.lastAvail) & 0xffff;
-    if (known > 0) return known;
-    const idx = Atomics.load(this.avail, 1);
-    const n = (idx - this.lastAvail) & 0xffff;
+    const n = (Atomics.load(this.avail, 1) - this.lastAvail) & 0xffff;
     if (n > this.size) {
       this.markBroken(`avail index moved by ${n} on a queue of ${this.size}`);
       return 0;
     }
-    this.availSeen = idx;
     return n;
   }
 
