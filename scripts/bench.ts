@@ -995,7 +995,7 @@ async function main(argv: string[]): Promise<number> {
     }
     // Listed in the order given, whichever ran first.
     results.sort((a, b) => opts.backends.indexOf(a.backend) - opts.backends.indexOf(b.backend));
-    if (opts.rounds > 1) process.stdout.write(`\nround ${round + 1} (${order.join(' first, then ')})`);
+    if (opts.rounds > 1) process.stdout.write(`\nround ${round + 1} (${order.join(', then ')})`);
     process.stdout.write(`\n${report(results, opts)}\n`);
     rounds.push(results);
   }
