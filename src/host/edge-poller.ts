@@ -52,11 +52,12 @@ export class EdgePoller {
     return this.count;
   }
 
-  /** Adds fd: its token, or -errno (the socket then stays with its own poller). An fd that is
-   *  ready when added reports at once. */
-  add(fd: number, target: EdgeTarget): number {
+  /** Adds fd, watched for its FIN, errors and hangup and for what `interest` names
+   *  (EPOLLIN, EPOLLOUT): its token, or -errno (the socket then stays with its own poller). What
+   *  is ready when added reports at once. */
+  add(fd: number, target: EdgeTarget, interest: number): number {
     const token = this.free.pop() ?? this.targets.length;
-    const rc = hostnet.epollAdd(this.epfd, fd, token);
+    const rc = hostnet.epollCtl(this.epfd, 0, fd, token, interest);
     if (rc < 0) {
       if (token < this.targets.length) this.free.push(token);
       return rc;
@@ -68,6 +69,12 @@ export class EdgePoller {
       this.poller.start(hostnet.POLL_READABLE);
     }
     return token;
+  }
+
+  /** Watches fd (added as `token`) for `interest` from now on: 0 or -errno. What of it is ready
+   *  reports at once; what it leaves out wakes nobody (the kernel filters it). */
+  change(fd: number, token: number, interest: number): number {
+    return hostnet.epollCtl(this.epfd, 1, fd, token, interest);
   }
 
   /** Removes fd (before it is closed). The poller stops with the last socket: an empty set keeps

@@ -385,6 +385,9 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
   private token = -1;
   private wantRead = false;
   private wantWrite = false;
+  /** What the set watches for (EPOLLIN, EPOLLOUT): what the owner wants, so the kernel wakes
+   *  nobody for the rest (data arriving for a connection whose guest window is full). */
+  private interest = 0;
   /** Edge events not yet handled, and what they told for good (FIN, error). */
   private edgeBits = 0;
   private finSeen = false;
@@ -423,7 +426,8 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
   private opened(): void {
     let token = -1;
     try {
-      token = EdgePoller.get().add(this.fd, this);
+      this.interest = (this.wantRead ? hostnet.EPOLLIN : 0) | (this.wantWrite ? hostnet.EPOLLOUT : 0);
+      token = EdgePoller.get().add(this.fd, this, this.interest);
     } catch {
       // no epoll fd (EMFILE): the own poller serves
     }
@@ -454,7 +458,8 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
     }
   }
 
-  /** EdgeTarget: the set reports `bits` (EPOLL*). */
+  /** EdgeTarget: the set reports `bits` (EPOLL*): the interest's, and the FIN, errors and
+   *  hangup always. */
   edge(bits: number): void {
     if ((bits & (hostnet.EPOLLRDHUP | hostnet.EPOLLHUP)) !== 0) this.finSeen = true;
     if ((bits & hostnet.EPOLLERR) !== 0) this.errorSeen = true;
@@ -466,12 +471,15 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
     const bits = this.edgeBits;
     this.edgeBits = 0;
     if (this.phase !== 'open') return;
-    if (this.wantRead && (bits & (hostnet.EPOLLIN | hostnet.EPOLLRDHUP | hostnet.EPOLLHUP | hostnet.EPOLLERR)) !== 0) this.handlers.readable();
+    // An error or hangup is heard at once (the read, or takeError(), reports it); the FIN when
+    // reads are on (`ended` says it meanwhile).
+    const readBits = this.wantRead ? hostnet.EPOLLIN | hostnet.EPOLLRDHUP | hostnet.EPOLLHUP | hostnet.EPOLLERR : hostnet.EPOLLHUP | hostnet.EPOLLERR;
+    if ((bits & readBits) !== 0) this.handlers.readable();
     if (this.phase === 'open' && this.wantWrite && (bits & (hostnet.EPOLLOUT | hostnet.EPOLLHUP | hostnet.EPOLLERR)) !== 0) this.handlers.writable();
   };
 
-  /** Interest turned on in the edge-triggered set: what happened while it was off raised no new
-   *  edge, so the owner hears once, after the current handler, that it may look. */
+  /** Interest the set could not take (see watch()): the owner hears once, after the current
+   *  handler, that it may look. */
   private readonly recheck = (): void => {
     if (!this.recheckDue) return;
     this.recheckDue = false;
@@ -520,12 +528,19 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
   watch(read: boolean, write: boolean): void {
     if (this.phase === 'closed') return;
     if (this.token >= 0) {
-      if ((read && !this.wantRead) || (write && !this.wantWrite)) {
-        if (!this.recheckDue) queueMicrotask(this.recheck);
-        this.recheckDue = true;
-      }
       this.wantRead = read;
       this.wantWrite = write;
+      const interest = (read ? hostnet.EPOLLIN : 0) | (write ? hostnet.EPOLLOUT : 0);
+      if (interest === this.interest) return;
+      // The kernel reports at once what of the new interest is ready: what happened while it was
+      // off raised no edge, and is heard so.
+      if (EdgePoller.get().change(this.fd, this.token, interest) === 0) this.interest = interest;
+      else if (!this.recheckDue) {
+        // (epoll_ctl refuses no change to an fd it holds; should it, the owner looks once now
+        // and the next watch() tries again.)
+        queueMicrotask(this.recheck);
+        this.recheckDue = true;
+      }
       return;
     }
     if (!this.poller) return;

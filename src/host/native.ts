@@ -245,9 +245,11 @@ export interface HostnetBinding {
   readonly IOV_MAX: number;
   /** epoll_create1(EPOLL_CLOEXEC): the fd or -errno. */
   epollCreate(): number;
-  /** Watches fd edge-triggered (EPOLLET) for input, output, the peer's FIN (EPOLLRDHUP), errors
-   *  and hangup; its events carry `token` (unsigned 32-bit). 0 or -errno. */
-  epollAdd(epfd: number, fd: number, token: number): number;
+  /** Adds fd (op 0) or changes its entry (op 1): watched edge-triggered (EPOLLET) for the peer's
+   *  FIN (EPOLLRDHUP), errors and hangup, and for what `interest` names of EPOLLIN and EPOLLOUT
+   *  (a RangeError for other bits). The kernel reports at once what of it is ready. Events carry
+   *  `token` (unsigned 32-bit). 0 or -errno. */
+  epollCtl(epfd: number, op: 0 | 1, fd: number, token: number, interest: number): number;
   /** Stops watching fd: 0 or -errno. */
   epollDel(epfd: number, fd: number): number;
   /** The events ready now, without waiting: tokens[i] and events[i] (EPOLL* bits) for i below the

@@ -753,12 +753,23 @@ export class TcpNat implements TcpTransmitter {
    * it is queued) becomes ours after it; an error resets the guest's connection.
    */
   private queuedOnHost(f: TcpFlow, s: TcpSocket, b: StreamSendBuffer): boolean {
+    if (!this.takeQueued(f, s, b)) {
+      this.flush();
+      return false;
+    }
+    this.watch(f);
+    this.markDirty(f);
+    return true;
+  }
+
+  /** What the host socket's queue holds beyond what the connection knows becomes sendable, its
+   *  FIN ours after it; false when the socket failed (the flow is gone). */
+  private takeQueued(f: TcpFlow, s: TcpSocket, b: StreamSendBuffer): boolean {
     b.queue ??= s.queue;
     const err = b.queue ? b.queue.takeError() : -ENOTSUP;
     const queued = err < 0 ? err : b.queue!.queued();
     if (queued < 0) {
       this.hostFailed(f, -queued, 'read', queued !== -ECONNRESET);
-      this.flush();
       return false;
     }
     this.stats.bytesFromHost += b.grow(queued);
@@ -766,8 +777,6 @@ export class TcpNat implements TcpTransmitter {
       f.hostEof = true;
       f.conn.close(); // our FIN to the guest, after the data
     }
-    this.watch(f);
-    this.markDirty(f);
     return true;
   }
 
@@ -933,14 +942,21 @@ export class TcpNat implements TcpTransmitter {
   private watch(f: TcpFlow): void {
     const s = f.socket;
     if (!s) return;
-    // Reads start once the connection is synchronized: what the host sends first waits in the
-    // socket, not in a connection that may never open.
-    const read = !f.hostEof && f.phase === 'open' && f.conn.state >= TcpState.ESTABLISHED && (f.stream !== undefined || f.conn.sendSpace > 0);
+    // A flow whose send buffer is its socket's queue hears of new data only while it could send
+    // it: with a full segment already waiting (for the guest's window or RX buffers), arrivals
+    // would wake us for nothing (passt's STALLED); its next output looks at the queue instead.
+    const read = this.readsHost(f) && (f.stream !== undefined ? !f.conn.sendBacklogged : f.conn.sendSpace > 0);
     const write = f.conn.recvBuffered > 0;
     if (read === f.reading && write === f.writing) return;
     f.reading = read;
     f.writing = write;
     s.watch(read, write);
+  }
+
+  /** Whether the host's data is taken now. Reads start once the connection is synchronized:
+   *  what the host sends first waits in the socket, not in a connection that may never open. */
+  private readsHost(f: TcpFlow): boolean {
+    return !f.hostEof && f.phase === 'open' && f.conn.state >= TcpState.ESTABLISHED;
   }
 
   // ---- connection events ----
@@ -1097,12 +1113,14 @@ export class TcpNat implements TcpTransmitter {
     if (f.socket && !f.writing && f.conn.recvBuffered > 0) f.conn.deliver(f.toHost);
     // No try/finally here (flush() clears it after a throw): with one, this path cost 15 % more
     // CPU in the guest-less host→guest bench.
+    const b = f.stream;
+    // Not reading (a full segment was waiting): what arrived meanwhile raised no event.
+    if (b && f.socket && !f.reading && this.readsHost(f) && !this.takeQueued(f, f.socket, b)) return;
     this.outputting = f;
     this.outputtingMac = undefined;
     f.conn.output(now);
     this.outputting = this.built.flow = undefined;
     this.completePayloads();
-    const b = f.stream;
     if (b && f.socket) {
       // What the guest acknowledged leaves the socket's queue (the host peer's window reopens).
       if (!b.settle()) {

@@ -432,6 +432,12 @@ export class TcpConnection<Owner = unknown> {
     return this.canSend() && this.sndRing ? this.sndRing.room(this.readAhead()) : 0;
   }
 
+  /** A full segment or more of data waits unsent (for the peer's window, the congestion window
+   *  or room on the link): more from the application changes nothing before some of it goes. */
+  get sendBacklogged(): boolean {
+    return sub(add(this.sndBufSeq, this.sndBuf.length), this.sndNxt) >= this.effectiveMss();
+  }
+
   private canSend(): boolean {
     return !this.finQueued && this.state !== TcpState.CLOSED && this.state !== TcpState.TIME_WAIT;
   }

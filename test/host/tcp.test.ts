@@ -176,6 +176,51 @@ t.test("a connected socket nobody watches costs no CPU (the connect's writabilit
   for (const a of accepted) a.close(true);
 });
 
+t.test('data arriving while reads are off wakes nobody (the kernel filters it); turning them on reports what is there at once', async (t) => {
+  let afterEvents = 0;
+  const host = new NodeHostNet(silentLog, { after: () => afterEvents++, failed: (err) => t.fail(String(err)), batch: () => undefined });
+  const accepted: TcpSocket[] = [];
+  let readable = 0;
+  const listener = host.listenTcp(4, LOOP4, 47126, (acc) => accepted.push(acc.attach(events({ readable: () => readable++ }))));
+  t.teardown(() => {
+    listener.close();
+    for (const a of accepted) a.close(true);
+  });
+  let connected = false;
+  const client = host.connectTcp(4, LOOP4, 47126, -1, events({ connected: () => (connected = true) }));
+  t.teardown(() => client.close(true));
+  await until(() => connected && accepted.length === 1);
+  const server = accepted[0]!;
+  server.watch(false, false);
+  for (let i = 0; i < 2; i++) await new Promise<void>((r) => setImmediate(r));
+  const events0 = afterEvents;
+  // What a flow whose guest window is full does: data keeps arriving, nobody needs to hear it.
+  for (let i = 0; i < 5; i++) {
+    t.equal(client.write(Uint8Array.of(i), 0, 1), 1);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  t.equal(afterEvents - events0, 0, 'five arrivals, no event (with a filter in JavaScript: one wake each)');
+  t.equal(readable, 0);
+  server.watch(true, false);
+  await until(() => readable > 0);
+  t.equal(readable, 1, 'reads on: the queued data is reported once');
+  t.equal(server.read(new Uint8Array(16), 0, 16), 5);
+  t.equal(client.write(Uint8Array.of(9), 0, 1), 1);
+  await until(() => readable > 1);
+  t.pass('with reads on, an arrival is heard');
+  // Writability likewise: off, the room a socket has raises nothing; on, it is reported.
+  const w0 = afterEvents;
+  let writable = 0;
+  const c2 = host.connectTcp(4, LOOP4, 47126, -1, events({ connected: () => c2.watch(false, false), writable: () => writable++ }));
+  t.teardown(() => c2.close(true));
+  await until(() => afterEvents > w0);
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(writable, 0, 'writes off: not told of room');
+  c2.watch(false, true);
+  await until(() => writable > 0);
+  t.pass('writes on: told of the room there is');
+});
+
 t.test('scatter lists: writev and peekInto over spans of several views or of one (looked up once); bad spans refused', async (t) => {
   const host = new NodeHostNet(silentLog);
   let server: TcpSocket | undefined;

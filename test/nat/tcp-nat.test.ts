@@ -395,6 +395,42 @@ t.test("the host socket's queue as the send buffer: peeked, re-peeked after a lo
   t.equal(nat.flowCount, 0, 'gone after TIME_WAIT');
 });
 
+t.test("the host socket's queue as the send buffer: while a full segment waits, reads are off and each output looks at the queue", async (t) => {
+  const env = setup({}, undefined, true);
+  const { send, link } = env;
+  const { socket, iss } = established(env);
+  t.equal(socket.watching.read, true, 'established, nothing waiting: reads on');
+  const bytes = Array.from({ length: 30000 }, (_, i) => (i * 13) & 0xff);
+  socket.inbox.push(...bytes);
+  socket.events.readable();
+  const got: number[] = [];
+  let fin: Seen | undefined;
+  const take = (frames: Uint8Array[]): void => {
+    for (const s of segments(t, frames)) {
+      if (s.data.length > 0) {
+        t.equal(s.seq, (iss + 1 + got.length) >>> 0, 'in order');
+        got.push(...s.data);
+      }
+      if ((s.flags & FIN) !== 0) fin = s;
+    }
+  };
+  take(link.take());
+  t.ok(got.length < bytes.length - 1460, `the first flight (${got.length} bytes) leaves more than a segment unsent`);
+  t.equal(socket.watching.read, false, 'a full segment waits (the congestion window): reads off, arrivals would wake us for nothing');
+  // More data and the host's FIN arrive, unheard (no event: reads are off).
+  const more = Array.from({ length: 2000 }, (_, i) => (i * 5 + 1) & 0xff);
+  socket.inbox.push(...more);
+  socket.eof = true;
+  // The guest acknowledges what it has, flight after flight: each output looks at the queue.
+  for (let i = 0; i < 20 && !fin; i++) {
+    take(send(tcpFrame(40000, 80, GUEST_ISN + 1, (iss + 1 + got.length) >>> 0, ACK, undefined, { dst: FAR })));
+  }
+  t.same(got, [...bytes, ...more], 'everything, what arrived unheard included');
+  t.ok(fin, 'the FIN that arrived unheard follows the data');
+  t.equal(fin ? (fin.seq + fin.data.length) >>> 0 : -1, (iss + 1 + 32000) >>> 0, 'the FIN after the last byte');
+  t.equal(socket.watching.read, false, 'the host side ended: no more reads');
+});
+
 t.test('in place, a run of segments: its headers are built once, each with its own sequence number and flags', async (t) => {
   // 5 × 1460 bytes: the last segment is as long as the others, and only its PSH differs.
   const device = new InPlaceFrameDevice();

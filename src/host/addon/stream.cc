@@ -47,21 +47,27 @@ napi_value SysResult(napi_env env, ssize_t n) { return Result(env, n >= 0 ? stat
 // epollCreate(): an epoll fd (close-on-exec) or -errno.
 napi_value EpollCreate(napi_env env, napi_callback_info) { return SysResult(env, epoll_create1(EPOLL_CLOEXEC)); }
 
-// epollAdd(epfd, fd, token): watches fd edge-triggered for input, output, the peer's FIN, errors
-// and hangup; events carry `token` (an unsigned 32-bit value). 0 or -errno.
-napi_value EpollAdd(napi_env env, napi_callback_info cbinfo) {
-  napi_value argv[3];
-  int32_t epfd, fd;
-  uint32_t token;
-  if (!Args(env, cbinfo, 3, argv) || !Int(env, argv[0], &epfd) || !Int(env, argv[1], &fd)) return nullptr;
-  if (napi_get_value_uint32(env, argv[2], &token) != napi_ok) {
-    napi_throw_type_error(env, nullptr, "epollAdd: token must be a number");
+// epollCtl(epfd, op, fd, token, interest): op 0 adds fd, 1 modifies its entry. Always watched:
+// the peer's FIN (EPOLLRDHUP), errors and hangup, edge-triggered (EPOLLET); `interest` adds
+// EPOLLIN and/or EPOLLOUT (other bits are refused). The kernel reports at once what is ready of
+// the new interest. Events carry `token` (an unsigned 32-bit value). 0 or -errno.
+napi_value EpollCtl(napi_env env, napi_callback_info cbinfo) {
+  napi_value argv[5];
+  int32_t epfd, op, fd;
+  uint32_t token, interest;
+  if (!Args(env, cbinfo, 5, argv) || !Int(env, argv[0], &epfd) || !Int(env, argv[1], &op) || !Int(env, argv[2], &fd)) return nullptr;
+  if (napi_get_value_uint32(env, argv[3], &token) != napi_ok || napi_get_value_uint32(env, argv[4], &interest) != napi_ok) {
+    napi_throw_type_error(env, nullptr, "epollCtl: token and interest must be numbers");
+    return nullptr;
+  }
+  if ((op != 0 && op != 1) || (interest & ~static_cast<uint32_t>(EPOLLIN | EPOLLOUT)) != 0) {
+    napi_throw_range_error(env, nullptr, "epollCtl: op is 0 (add) or 1 (modify); interest is EPOLLIN and/or EPOLLOUT");
     return nullptr;
   }
   epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.events = interest | EPOLLRDHUP | EPOLLET;
   ev.data.u32 = token;
-  return SysResult(env, epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev));
+  return SysResult(env, epoll_ctl(epfd, op == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev));
 }
 
 // epollDel(epfd, fd): 0 or -errno.
@@ -236,7 +242,7 @@ void Constant(napi_env env, napi_value exports, const char* name, uint32_t value
 
 void InitStream(Napi::Env env, Napi::Object exports) {
   Define(env, exports, "epollCreate", EpollCreate);
-  Define(env, exports, "epollAdd", EpollAdd);
+  Define(env, exports, "epollCtl", EpollCtl);
   Define(env, exports, "epollDel", EpollDel);
   Define(env, exports, "epollWait", EpollWait);
   Define(env, exports, "inq", Inq);
