@@ -21,7 +21,9 @@
 //   event only notes how much is queued; each segment's data is peeked from its offset into the
 //   frame, a retransmission peeks it again, and what the guest acknowledged is discarded once the
 //   flow's batch is done. The kernel holds the unacknowledged bytes and closes the host peer's
-//   window when the guest is slow. Elsewhere host reads go into the connection's own send buffer
+//   window when the guest is slow. While a full segment waits unsent, the flow does not read (no
+//   event wakes us for data it could not send yet) and each output notes the queue instead.
+//   Elsewhere host reads go into the connection's own send buffer
 //   (sendReserve); reading pauses while that is full and resumes on `sendSpace`. Segments are
 //   built in place in the stack's output frame.
 // - Close: each direction on its own. Host EOF → our FIN to the guest after the data; the guest's
