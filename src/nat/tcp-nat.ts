@@ -21,8 +21,8 @@
 //   event only notes how much is queued; each segment's data is peeked from its offset into the
 //   frame, a retransmission peeks it again, and what the guest acknowledged is discarded once the
 //   flow's batch is done. The kernel holds the unacknowledged bytes and closes the host peer's
-//   window when the guest is slow. While a full segment waits unsent, the flow does not read (no
-//   event wakes us for data it could not send yet) and each output notes the queue instead.
+//   window when the guest is slow. While its last output left data unsent, the flow does not read
+//   (no event wakes us for data it could not send yet) and each output notes the queue instead.
 //   Elsewhere host reads go into the connection's own send buffer
 //   (sendReserve); reading pauses while that is full and resumes on `sendSpace`. Segments are
 //   built in place in the stack's output frame.
@@ -286,6 +286,9 @@ class TcpFlow extends Flow implements HeapItem {
   hostShut = false;
   reading = false;
   writing = false;
+  /** Its last output left data unsent (the guest's window or RX buffers held it back): while so,
+   *  a flow whose send buffer is its socket's queue does not read (passt's STALLED). */
+  stalled = false;
   dirty = false;
   /** In waitingRoom: its output waits for the guest's receive buffers. */
   waitingRoom = false;
@@ -945,9 +948,9 @@ export class TcpNat implements TcpTransmitter {
     const s = f.socket;
     if (!s) return;
     // A flow whose send buffer is its socket's queue hears of new data only while it could send
-    // it: with a full segment already waiting (for the guest's window or RX buffers), arrivals
-    // would wake us for nothing (passt's STALLED); its next output looks at the queue instead.
-    const read = this.readsHost(f) && (f.stream !== undefined ? !f.conn.sendBacklogged : f.conn.sendSpace > 0);
+    // it: stalled (data already waiting for the guest's window or RX buffers), arrivals would
+    // wake us for nothing; its next output looks at the queue instead.
+    const read = this.readsHost(f) && (f.stream !== undefined ? !f.stalled : f.conn.sendSpace > 0);
     const write = f.conn.recvBuffered > 0;
     if (read === f.reading && write === f.writing) return;
     f.reading = read;
@@ -1116,13 +1119,14 @@ export class TcpNat implements TcpTransmitter {
     // No try/finally here (flush() clears it after a throw): with one, this path cost 15 % more
     // CPU in the guest-less host→guest bench.
     const b = f.stream;
-    // Not reading (a full segment was waiting): what arrived meanwhile raised no event.
+    // Not reading (stalled): what arrived meanwhile raised no event.
     if (b && f.socket && !f.reading && this.readsHost(f) && !this.takeQueued(f, f.socket, b)) return;
     this.outputting = f;
     this.outputtingMac = undefined;
     f.conn.output(now);
     this.outputting = this.built.flow = undefined;
     this.completePayloads();
+    f.stalled = f.conn.unsent > 0;
     if (b && f.socket) {
       // What the guest acknowledged leaves the socket's queue (the host peer's window reopens).
       if (!b.settle()) {
@@ -1392,6 +1396,7 @@ export class TcpNat implements TcpTransmitter {
       f.conn.poll(now);
       this.completePayloads();
       if (!f.live) continue;
+      f.stalled = f.conn.unsent > 0; // (a retransmission timeout makes all in flight unsent)
       this.watch(f);
       this.reschedule(f);
     }

@@ -432,10 +432,10 @@ export class TcpConnection<Owner = unknown> {
     return this.canSend() && this.sndRing ? this.sndRing.room(this.readAhead()) : 0;
   }
 
-  /** A full segment or more of data waits unsent (for the peer's window, the congestion window
-   *  or room on the link): more from the application changes nothing before some of it goes. */
-  get sendBacklogged(): boolean {
-    return sub(add(this.sndBufSeq, this.sndBuf.length), this.sndNxt) >= this.effectiveMss();
+  /** Bytes of the send buffer not sent yet. Right after output() they wait for the peer's window,
+   *  the congestion window or room on the link: more from the application would wait too. */
+  get unsent(): number {
+    return Math.max(0, sub(add(this.sndBufSeq, this.sndBuf.length), this.sndNxt));
   }
 
   private canSend(): boolean {

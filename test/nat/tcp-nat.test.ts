@@ -97,8 +97,11 @@ class FakeSocket implements TcpSocket {
   shutdownWrite(): void {
     this.shut = true;
   }
+  /** Each watch() call's `read`. */
+  readWatches: boolean[] = [];
   watch(read: boolean, write: boolean): void {
     this.watching = { read, write };
+    this.readWatches.push(read);
   }
   close(reset: boolean): void {
     this.closed = reset ? 'rst' : 'fin';
@@ -395,14 +398,11 @@ t.test("the host socket's queue as the send buffer: peeked, re-peeked after a lo
   t.equal(nat.flowCount, 0, 'gone after TIME_WAIT');
 });
 
-t.test("the host socket's queue as the send buffer: while a full segment waits, reads are off and each output looks at the queue", async (t) => {
+t.test("the host socket's queue as the send buffer: while data waits unsent, reads are off and each output looks at the queue", async (t) => {
   const env = setup({}, undefined, true);
   const { send, link } = env;
   const { socket, iss } = established(env);
   t.equal(socket.watching.read, true, 'established, nothing waiting: reads on');
-  const bytes = Array.from({ length: 30000 }, (_, i) => (i * 13) & 0xff);
-  socket.inbox.push(...bytes);
-  socket.events.readable();
   const got: number[] = [];
   let fin: Seen | undefined;
   const take = (frames: Uint8Array[]): void => {
@@ -414,9 +414,21 @@ t.test("the host socket's queue as the send buffer: while a full segment waits, 
       if ((s.flags & FIN) !== 0) fin = s;
     }
   };
+  // What the window takes at once leaves reads on throughout (no turning off and on per arrival).
+  const small = Array.from({ length: 3000 }, (_, i) => (i * 3) & 0xff);
+  socket.inbox.push(...small);
+  socket.readWatches.length = 0;
+  socket.events.readable();
   take(link.take());
-  t.ok(got.length < bytes.length - 1460, `the first flight (${got.length} bytes) leaves more than a segment unsent`);
-  t.equal(socket.watching.read, false, 'a full segment waits (the congestion window): reads off, arrivals would wake us for nothing');
+  t.same(got, small, 'all sent at once');
+  t.notOk(socket.readWatches.includes(false), 'reads stayed on');
+  take(send(tcpFrame(40000, 80, GUEST_ISN + 1, (iss + 1 + got.length) >>> 0, ACK, undefined, { dst: FAR })));
+  const bytes = [...small, ...Array.from({ length: 30000 }, (_, i) => (i * 13) & 0xff)];
+  socket.inbox.push(...bytes.slice(small.length));
+  socket.events.readable();
+  take(link.take());
+  t.ok(got.length < bytes.length, `the first flight (${got.length} bytes) leaves data unsent`);
+  t.equal(socket.watching.read, false, 'data waits (the congestion window): reads off, arrivals would wake us for nothing');
   // More data and the host's FIN arrive, unheard (no event: reads are off).
   const more = Array.from({ length: 2000 }, (_, i) => (i * 5 + 1) & 0xff);
   socket.inbox.push(...more);
@@ -427,7 +439,7 @@ t.test("the host socket's queue as the send buffer: while a full segment waits, 
   }
   t.same(got, [...bytes, ...more], 'everything, what arrived unheard included');
   t.ok(fin, 'the FIN that arrived unheard follows the data');
-  t.equal(fin ? (fin.seq + fin.data.length) >>> 0 : -1, (iss + 1 + 32000) >>> 0, 'the FIN after the last byte');
+  t.equal(fin ? (fin.seq + fin.data.length) >>> 0 : -1, (iss + 1 + bytes.length + more.length) >>> 0, 'the FIN after the last byte');
   t.equal(socket.watching.read, false, 'the host side ended: no more reads');
 });
 
