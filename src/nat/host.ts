@@ -74,7 +74,8 @@ export interface TcpSocket {
   shutdownWrite(): void;
   /** Whether `readable` / `writable` events are wanted. While on, an event comes when something
    *  happened since the last (level- or edge-triggered: a handler reads until -EAGAIN, or the
-   *  owner reads again before it next turns `read` on). */
+   *  owner reads again before it next turns `read` on); turned on, one comes soon when the socket
+   *  is ready then. While off, nothing need wake the process for it. */
   watch(read: boolean, write: boolean): void;
   /** Closes; `reset` sends the host peer a RST (SO_LINGER 0) instead of a FIN. */
   close(reset: boolean): void;
