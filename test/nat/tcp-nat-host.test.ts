@@ -5,7 +5,8 @@
 // and the zero-copy one (peeked straight into "guest memory" spans, one fill per run of segments),
 // for a guest that takes partial checksums and for one that does not. And guest → host: data
 // kept by reference (left in guest memory, or joined in the device's buffer) goes out with one
-// writev per flow, and what the socket refuses is copied back before the buffer is reused.
+// writev per flow, and what the socket refuses is copied back before the buffer is reused. A host
+// peer's reset reaches the guest at once even while the flow is not reading (stalled).
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import t from 'tap';
@@ -379,3 +380,52 @@ async function keptByReference(t: Test, hand: (frame: Uint8Array, memory: Uint8A
 }
 
 const servers: net.Server[] = [];
+
+t.test('real host socket: the host peer resetting a connection that is not reading (its data waits for the guest) resets the guest at once', async (t) => {
+  let reset!: () => void;
+  const hostReset = new Promise<void>((r) => (reset = r));
+  const server = net.createServer((c) => {
+    c.on('error', () => undefined);
+    c.write(pattern, () => setTimeout(() => (c.resetAndDestroy(), reset()), 50));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  const port = (server.address() as net.AddressInfo).port;
+  const device = new InPlaceFrameDevice();
+  device.partialChecksums = true;
+  const env = makeStack({ ipv6: undefined }, {}, device);
+  const host = new NodeHostNet(silentLog);
+  const nat = new TcpNat(env.stack, host, { random: () => 0.5, guestAddress: () => Uint8Array.of(10, 0, 2, 15) });
+  env.stack.route({ tcpInput: (family, p, off, ttl) => nat.input(family, p, off, ttl) });
+  t.teardown(() => nat.closeAll());
+  env.inject(arpRequest(GW_IP));
+  const send = (seq: number, ack: number, flags: number, opts: { mss?: number } = {}): void => {
+    env.stack.receive(tcpFrame(41001, port, seq, ack, flags, undefined, { dst: GW_IP, window: 65535, ...opts }), { checksumPartial: false });
+    nat.flush();
+  };
+  const seen: Seg[] = [];
+  const waitFor = async (what: string, ok: (s: Seg[]) => boolean): Promise<boolean> => {
+    const deadline = Date.now() + 2000;
+    for (;;) {
+      seen.push(...segmentsOf(t, env.link));
+      if (ok(seen)) return true;
+      if (Date.now() > deadline) break;
+      await env.link.nextSend(deadline - Date.now());
+    }
+    t.fail(`timed out waiting for ${what}`);
+    return false;
+  };
+  send(GUEST_ISN, 0, SYN, { mss: 1460 });
+  await waitFor('the SYN-ACK', (s) => s.some((x) => (x.flags & (SYN | ACK)) === (SYN | ACK)));
+  const iss = seen.find((x) => (x.flags & SYN) !== 0)!.seq;
+  send(GUEST_ISN + 1, iss + 1, ACK);
+  // The guest acknowledges nothing: the first flight leaves data unsent, and the flow stops
+  // reading. (No timer runs here: only the socket's error can bring the RST.)
+  await waitFor('the first flight', (s) => s.some((x) => x.data.length > 0));
+  await hostReset;
+  t.ok(
+    await waitFor('a RST to the guest', (s) => s.some((x) => (x.flags & TcpFlags.RST) !== 0)),
+    "the host's reset reached the guest without the guest or a timer doing anything",
+  );
+  t.equal(nat.flowCount, 0, 'the flow is gone');
+});
