@@ -7,6 +7,7 @@
 // level-triggered poller comes back for the rest on the next turn, after other sockets had theirs.
 import { networkInterfaces } from 'node:os';
 import { getSystemErrorName } from 'node:util';
+import type { ScatterViews } from '../wire/bytes.js';
 import { oneView } from '../wire/bytes.js';
 import { hostnet, newErrInfo, newRecvInfo } from './native.js';
 import type { Family, HostPoller } from './native.js';
@@ -579,11 +580,11 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
     return n;
   }
 
-  peekInto(offset: number, views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count: number): number {
+  peekInto(offset: number, views: ScatterViews, offsets: Float64Array, lengths: Uint32Array, count: number): number {
     if (this.phase !== 'open') return -hostnet.EPIPE;
     const rc = this.seek(offset);
     if (rc < 0) return rc;
-    const n = hostnet.peekv(this.fd, oneView(views, count), offsets, lengths, count);
+    const n = hostnet.peekv(this.fd, views instanceof Uint8Array ? views : oneView(views, count), offsets, lengths, count);
     if (n > 0) this.peekOff += n;
     return n;
   }

@@ -1,6 +1,7 @@
 // The frame-in/frame-out boundary between the stack and a link: the virtio-net device in
 // production, a test device in stack tests.
 import { ETHERNET_HEADER_LEN } from '../wire/index.js';
+import type { ScatterViews } from '../wire/bytes.js';
 
 /** What a link tells the stack about a frame from the guest. */
 export interface RxMeta {
@@ -105,10 +106,11 @@ export interface FrameLink {
 export type PayloadSend = 'sent' | 'noRoom' | 'full';
 
 /** What fills held payload (FrameLink.completePayloads): copies the next bytes into the scatter
- *  list views[i][offsets[i], +lengths[i]) for i < count, all of them in order; returns how many
- *  bytes it copied (short: the frames held go to the guest empty). */
+ *  list views[i][offsets[i], +lengths[i]) for i < count (`views` a view per span, or the one all
+ *  of them lie in), all of them in order; returns how many bytes it copied (short: the frames held
+ *  go to the guest empty). */
 export interface PayloadFill {
-  fill(views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count: number): number;
+  fill(views: ScatterViews, offsets: Float64Array, lengths: Uint32Array, count: number): number;
 }
 
 /** Link header bytes the reassemblers leave in front of a whole datagram (Ethernet's 14). */

@@ -2,6 +2,7 @@
 // tests against a fake host and in production against the native sockets (src/host/host-net.ts).
 // Nothing here imports node:*.
 import type { HostError } from './icmp-errors.js';
+import type { ScatterViews } from '../wire/bytes.js';
 
 /** A host ICMP echo socket (an unprivileged ping socket, or a raw socket), one per guest flow. */
 export interface EchoSocket {
@@ -96,8 +97,8 @@ export interface StreamQueue {
    *  bytes (fewer at the queue's end), 0 past the end of a finished stream, or -errno. */
   peek(offset: number, dst: Uint8Array, dstOff: number, len: number): number;
   /** As peek(), into the scatter list views[i][offsets[i], +lengths[i]) for i < count (guest
-   *  memory, from a DescriptorChain). */
-  peekInto(offset: number, views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count: number): number;
+   *  memory, from a DescriptorChain; `views` a view per span, or the one all of them lie in). */
+  peekInto(offset: number, views: ScatterViews, offsets: Float64Array, lengths: Uint32Array, count: number): number;
   /** Takes the first n bytes off the queue unread: bytes or -errno. */
   discard(n: number): number;
   /** The peer's FIN arrived: nothing follows what is queued. */

@@ -8,6 +8,7 @@
 import type { StreamQueue } from './host.js';
 import type { PayloadFill } from '../iface/link.js';
 import type { SendBuffer } from '../tcp/endpoint.js';
+import type { ScatterViews } from '../wire/bytes.js';
 
 export class StreamSendBuffer implements SendBuffer, PayloadFill {
   /** Bytes from SND.UNA on in the queue. */
@@ -25,7 +26,7 @@ export class StreamSendBuffer implements SendBuffer, PayloadFill {
   }
 
   /** PayloadFill: frames held in guest memory get the queue's bytes from fillFrom on. */
-  fill(views: readonly Uint8Array[], offsets: Float64Array, lengths: Uint32Array, count: number): number {
+  fill(views: ScatterViews, offsets: Float64Array, lengths: Uint32Array, count: number): number {
     const n = this.queue ? this.queue.peekInto(this.fillFrom, views, offsets, lengths, count) : 0;
     return n > 0 ? n : 0;
   }

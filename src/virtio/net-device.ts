@@ -18,6 +18,7 @@ import { DescriptorChain, MAX_QUEUE_SIZE, silentLogger } from 'vhost-user-ts';
 import type { FrameLink, FrameSink, FramePayload, PartialChecksum, PayloadFill, PayloadSend, RxMeta } from '../iface/link.js';
 import type { MemoryAccount } from '../iface/memory-budget.js';
 import { EndOfTurn } from '../iface/end-of-turn.js';
+import type { ScatterViews } from '../wire/bytes.js';
 import { ViewCache, copyBytes, oneView } from '../wire/bytes.js';
 import { copyHeadSum, copySum, sum16, sumFrames } from '../wire/checksum.js';
 import { ETHERNET_HEADER_LEN } from '../wire/ethernet.js';
@@ -839,9 +840,12 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   completePayloads(fill: PayloadFill): boolean {
     const rx = this.heldQueue;
     if (this.held === 0 || !rx) return true;
-    const n = this.spanCount > 0 ? fill.fill(this.spanViews, this.spanOffsets, this.spanLengths, this.spanCount) : 0;
+    // The spans' one view (guest memory in one region, the usual case), found once for the fill
+    // and the sums.
+    const views = oneView(this.spanViews, this.spanCount);
+    const n = this.spanCount > 0 ? fill.fill(views, this.spanOffsets, this.spanLengths, this.spanCount) : 0;
     const ok = n === this.heldBytes;
-    if (ok && !this.guestCsum) this.completeChecksums();
+    if (ok && !this.guestCsum) this.completeChecksums(views);
     for (let i = 0; i < this.held; i++) rx.pushUsed(this.heldHeads[i]!, ok ? this.heldLens[i]! : 0);
     if (!ok) this.stats.rxDropped += this.heldFrames;
     this.forgetHeld();
@@ -852,9 +856,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   /** For a guest without GUEST_CSUM: each held frame's transport checksum, over its headers
    *  (summed at sendHeaders) and its payload in guest memory (summed for all of them with one
    *  call), written into the field there. */
-  private completeChecksums(): void {
+  private completeChecksums(views: ScatterViews): void {
     const frames = this.heldFrames;
-    sumFrames(oneView(this.spanViews, this.spanCount), this.spanOffsets, this.spanLengths, this.frameSpanStart, this.frameSum, frames, this.spanCount);
+    sumFrames(views, this.spanOffsets, this.spanLengths, this.frameSpanStart, this.frameSum, frames, this.spanCount);
     for (let k = 0; k < frames; k++) {
       const csum = ~this.frameSum[k]! & 0xffff;
       // The field's two bytes, where the headers were written (one span, or two across buffers).

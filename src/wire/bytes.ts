@@ -59,6 +59,11 @@ export function oneView(views: readonly Uint8Array[], count: number): ScatterVie
   return v;
 }
 
+/** The view span i of a scatter list lies in. */
+export function viewAt(views: ScatterViews, i: number): Uint8Array {
+  return views instanceof Uint8Array ? views : views[i]!;
+}
+
 /** A memmove of src[srcOff, +len) to dst[dstOff, +len) that makes no view (vhost-user-ts's). */
 export type NativeCopy = (src: Uint8Array, srcOff: number, len: number, dst: Uint8Array, dstOff: number) => void;
 

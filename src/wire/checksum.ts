@@ -9,7 +9,7 @@
 // "checksum" is the complement of a sum, the value written into a header. Sums chain: pass the sum
 // of the previous range as `initial`, as long as every range but the last has an even length.
 import type { ScatterViews } from './bytes.js';
-import { copyBytes } from './bytes.js';
+import { copyBytes, viewAt } from './bytes.js';
 
 /** Folds carries above bit 15 back into the low 16 bits (RFC 1071 "deferred carries"). */
 export function foldSum(sum: number): number {
@@ -72,7 +72,7 @@ export function sumFrames(
     let sum = sums[k]!;
     let at = 0;
     for (let i = starts[k]!; i < to; i++) {
-      const s = sum16(views instanceof Uint8Array ? views : views[i]!, offsets[i]!, lengths[i]!);
+      const s = sum16(viewAt(views, i), offsets[i]!, lengths[i]!);
       // A span starting at an odd position of the frame adds its sum byte-swapped (RFC 1071 §2(B)).
       sum += (at & 1) !== 0 ? ((s & 0xff) << 8) | (s >> 8) : s;
       at += lengths[i]!;

@@ -4,6 +4,7 @@
 // open toward the guest.
 import { FlowTable } from '../../src/nat/flow-table.js';
 import t from 'tap';
+import { viewAt } from '../../src/wire/bytes.js';
 import type { Test } from 'tap';
 import type { AcceptedTcp, HostTcp, StreamQueue, TcpListener, TcpSocket, TcpSocketEvents } from '../../src/nat/host.js';
 import { ErrOrigin } from '../../src/nat/icmp-errors.js';
@@ -54,7 +55,7 @@ class FakeSocket implements TcpSocket {
         let at = offset;
         for (let i = 0; i < count && at < this.inbox.length; i++) {
           const n = Math.min(lengths[i]!, this.inbox.length - at);
-          views[i]!.set(this.inbox.slice(at, at + n), offsets[i]);
+          viewAt(views, i).set(this.inbox.slice(at, at + n), offsets[i]);
           at += n;
         }
         return at > offset ? at - offset : this.eof ? 0 : -EAGAIN;

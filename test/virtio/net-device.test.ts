@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+import { viewAt } from '../../src/wire/bytes.js';
 import type { Test } from 'tap';
 import { VhostUserServer, bit } from 'vhost-user-ts';
 import { TestFrontend } from 'vhost-user-ts/testing';
@@ -466,7 +467,7 @@ t.test('RX in place: headers now, the payload of several frames filled by one ca
       calls++;
       let at = 0;
       for (let i = 0; i < count; i++) {
-        views[i]!.set(payload.subarray(at, at + lengths[i]!), offsets[i]);
+        viewAt(views, i).set(payload.subarray(at, at + lengths[i]!), offsets[i]);
         at += lengths[i]!;
       }
       return at;
@@ -518,7 +519,7 @@ t.test('RX in place to a guest without GUEST_CSUM: the checksum is completed ove
       fill(views, offsets, lengths, count) {
         let at = 0;
         for (let i = 0; i < count; i++) {
-          views[i]!.set(payload.subarray(at, at + lengths[i]!), offsets[i]);
+          viewAt(views, i).set(payload.subarray(at, at + lengths[i]!), offsets[i]);
           at += lengths[i]!;
         }
         return at;
