@@ -17,7 +17,7 @@ import type { Logger, QueueStats, VhostUserDevice, VirtQueue } from 'vhost-user-
 import { DescriptorChain, MAX_QUEUE_SIZE, silentLogger } from 'vhost-user-ts';
 import type { FrameLink, FrameSink, FramePayload, PartialChecksum, PayloadFill, PayloadSend, RxMeta } from '../iface/link.js';
 import type { MemoryAccount } from '../iface/memory-budget.js';
-import { EndOfTurn } from '../iface/end-of-turn.js';
+import { EndOfTurn, atEndOfTurn } from '../iface/end-of-turn.js';
 import type { ScatterViews } from '../wire/bytes.js';
 import { ViewCache, copyBytes, oneView } from '../wire/bytes.js';
 import { copyHeadSum, copySum, sum16, sumFrames } from '../wire/checksum.js';
@@ -476,13 +476,13 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     if (this.rx?.enableNotificationOnMore()) this.checkRxSoon();
   }
 
-  /** rxKicked() at the end of this turn. On process.nextTick with a function made once: Node's
-   *  queueMicrotask makes an AsyncResource and a bound function per call, and a host→guest
-   *  stream comes here after most batches (its flows wait for room the guest has posted since). */
+  /** rxKicked() at the end of this turn, with a function made once (see atEndOfTurn): a
+   *  host→guest stream comes here after most batches (its flows wait for room the guest has
+   *  posted since). */
   private checkRxSoon(): void {
     if (this.rxCheckScheduled) return;
     this.rxCheckScheduled = true;
-    process.nextTick(this.rxCheck);
+    atEndOfTurn(this.rxCheck);
   }
 
   private readonly rxCheck = (): void => this.rxKicked();
