@@ -101,6 +101,13 @@ export interface FrameLink {
    */
   sendHeaders?(headers: Uint8Array, payloadLength: number, partial: PartialChecksum): PayloadSend;
   completePayloads?(fill: PayloadFill): boolean;
+  /**
+   * For a guest that takes no TCP segments larger than the MTU over this IP version: how many
+   * frames of one MSS the link would cut one such segment sent through sendHeaders() into now
+   * (as a NIC's TSO does; `partial.segmentSize` gives the MSS). 0 or absent: send segments of one
+   * MSS. The segment must fit what it says: a larger one is 'noRoom'.
+   */
+  cutBudget?(family: 4 | 6): number;
 }
 
 export type PayloadSend = 'sent' | 'noRoom' | 'full';

@@ -223,6 +223,11 @@ export class Stack implements FrameSink, LayerContext {
     return this.link.segmentationOffload?.(family) === true;
   }
 
+  /** How many frames the link would cut a large TCP segment into now (FrameLink.cutBudget). */
+  cutBudget(family: 4 | 6): number {
+    return this.link.cutBudget?.(family) ?? 0;
+  }
+
   /** Sends out[0, len) to the guest; with `checksumStart` > 0 its transport checksum is partial
    *  (see PartialChecksum: the range starts there, the field is `checksumOffset` further). */
   transmit(len: number, checksumStart = 0, checksumOffset = 0): boolean {

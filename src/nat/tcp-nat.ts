@@ -1152,36 +1152,38 @@ export class TcpNat implements TcpTransmitter {
   /**
    * TcpTransmitter: the largest payload one segment to the guest may carry. With segmentation
    * offload (GUEST_TSO4/6, with partial checksums) up to a 64 KiB packet, so a guest at MTU 1500
-   * gets what one at 65520 gets; only while the guest's link address is known (such a segment is
-   * never queued for ARP/NDP nor fragmented).
+   * gets what one at 65520 gets. Without it, a segment whose payload goes in place may still be
+   * that large when the link cuts it into frames of one MSS itself (FrameLink.cutBudget: as
+   * many as the guest has buffers for now): the endpoint and the headers then work once per
+   * 64 KiB rather than per frame. Only while the guest's link address is known (such a segment
+   * is never queued for ARP/NDP nor fragmented).
    */
   maxSegment(conn: TcpConnection<TcpFlow>): number {
     const f = flowOf(conn);
-    if (!this.stack.partialChecksums || !this.stack.segmentationOffload(f.family)) return 0;
+    let pieces = Infinity;
+    if (!this.stack.partialChecksums || !this.stack.segmentationOffload(f.family)) {
+      pieces = f.stream && this.stack.payloadsInPlace ? this.stack.cutBudget(f.family) : 0;
+      if (pieces < 2) return 0;
+    }
+    let max: number;
     if (f.family === 4) {
       if (!this.stack.ipv4.neighbors.lookup(inanyV4(f.guest))) return 0;
-      return GSO_MAX_PACKET - 20 - MAX_TCP_HEADER;
+      max = GSO_MAX_PACKET - 20 - MAX_TCP_HEADER;
+    } else {
+      if (!this.stack.ipv6?.neighbors.lookup(ipv6Key(f.guest, 0))) return 0;
+      max = GSO_MAX_PACKET - IPV6_HEADER_LEN - MAX_TCP_HEADER;
     }
-    if (!this.stack.ipv6?.neighbors.lookup(ipv6Key(f.guest, 0))) return 0;
-    return GSO_MAX_PACKET - IPV6_HEADER_LEN - MAX_TCP_HEADER;
+    return Math.min(max, pieces * conn.sendMss);
   }
 
   /** TcpTransmitter: one segment into the stack's output frame, then to the guest. */
   transmit(conn: TcpConnection<TcpFlow>, seg: OutSegment): boolean {
     const f = flowOf(conn);
-    if (seg.dataLength > 0 && !this.stack.linkHasRoom()) {
-      // The guest has no receive buffers: stop here and resume when it posts some.
-      this.stats.linkFull++;
-      if (!f.waitingRoom) {
-        f.waitingRoom = true;
-        this.waitingRoomCount++;
-        // Flows that went while waiting are dropped from the list before it outgrows the waiting.
-        if (this.waitingRoom.length >= 2 * this.waitingRoomCount + 16) this.waitingRoom.filter(isWaitingRoom);
-        this.waitingRoom.push(f);
-      }
-      return false;
-    }
+    if (seg.dataLength > 0 && !this.stack.linkHasRoom()) return this.waitForRoom(f);
     if (seg.dataLength > 0 && f.stream && this.stack.payloadsInPlace && this.transmitInPlace(f, seg)) return true;
+    // A segment the link was to cut (see maxSegment) that could not go in place: the guest's
+    // buffers ran short. It goes again, sized anew, once the guest posts more.
+    if (seg.segmentSize > 0 && !(this.stack.partialChecksums && this.stack.segmentationOffload(f.family))) return this.waitForRoom(f);
     // Frames of this flow held for their payload go first (they come before this one).
     if (this.inPlace === f) this.completePayloads();
     // A segment larger than the MTU (segmentation offload, see maxSegment) is built in its own
@@ -1203,6 +1205,20 @@ export class TcpNat implements TcpTransmitter {
     if (f.family === 4) this.stack.ipv4.sendToGuest(packet, f, csum, seg.segmentSize);
     else this.stack.ipv6?.sendToGuest(packet, f, false, csum, seg.segmentSize);
     return true;
+  }
+
+  /** The guest has no receive buffers for this flow's data: it stops here and resumes when the
+   *  guest posts some (linkRoom). Returns false, for transmit(). */
+  private waitForRoom(f: TcpFlow): boolean {
+    this.stats.linkFull++;
+    if (!f.waitingRoom) {
+      f.waitingRoom = true;
+      this.waitingRoomCount++;
+      // Flows that went while waiting are dropped from the list before it outgrows the waiting.
+      if (this.waitingRoom.length >= 2 * this.waitingRoomCount + 16) this.waitingRoom.filter(isWaitingRoom);
+      this.waitingRoom.push(f);
+    }
+    return false;
   }
 
   /** The segment's TCP header fields (into `repr`); returns where its TCP header goes, the IP

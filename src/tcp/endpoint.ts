@@ -1084,6 +1084,11 @@ export class TcpConnection<Owner = unknown> {
 
   // ---------------------------------------------------------------- output
 
+  /** The payload of one segment sent (effective MSS): what a transmitter's maxSegment is counted in. */
+  get sendMss(): number {
+    return this.effectiveMss();
+  }
+
   /** Sending MSS: the smaller MSS less the timestamp option (RFC 9293 §3.7.1, RFC 7323 §3). */
   private effectiveMss(): number {
     return Math.max(64, Math.min(this.peerMss, this.mss) - (this.tsOn ? TS_OPTION_LEN : 0));

@@ -19,8 +19,8 @@ import type { FrameLink, FrameSink, FramePayload, PartialChecksum, PayloadFill, 
 import type { MemoryAccount } from '../iface/memory-budget.js';
 import { EndOfTurn, atEndOfTurn } from '../iface/end-of-turn.js';
 import type { ScatterViews } from '../wire/bytes.js';
-import { ViewCache, copyBytes, oneView } from '../wire/bytes.js';
-import { copyHeadSum, copySum, sum16, sumFrames } from '../wire/checksum.js';
+import { ViewCache, copyBytes, get32, oneView, set16, set32 } from '../wire/bytes.js';
+import { copyHeadSum, copySum, foldSum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16, sumFrames } from '../wire/checksum.js';
 import { ETHERNET_HEADER_LEN } from '../wire/ethernet.js';
 import { COALESCE_HEAD, TcpCoalescer, coalescible } from './tcp-coalescer.js';
 
@@ -71,6 +71,8 @@ export interface NetDeviceStats {
   rxBytes: number;
   /** Frames to the guest that stand for several TCP segments (GUEST_TSO4/6). */
   rxGso: number;
+  /** TCP segments larger than the MTU cut into frames here, for a guest without GUEST_TSO4/6. */
+  rxCut: number;
   /** Frames for the guest dropped: backlog full, or larger than its buffers allow. */
   rxDropped: number;
   /** Guest frames whose handling threw (a bug; the frame was dropped, the batch went on). */
@@ -130,6 +132,12 @@ export interface NetDeviceOptions {
 /** Guest-memory spans one completePayloads() fills (the kernel's UIO_MAXIOV), and frames. */
 const MAX_SPANS = 1024;
 const MAX_HELD_FRAMES = 512;
+/** Frames one large segment is cut into at most (64 KiB at an MSS of 1460 makes 45). */
+const MAX_CUT_PIECES = 64;
+/** TCP flags sendCut() keeps on one frame of a segment. */
+const TCP_FIN = 0x01;
+const TCP_PSH = 0x08;
+const TCP_CWR = 0x80;
 /** Spans of one guest frame's payload (a chain has at most 2048 segments). */
 const MAX_TX_SPANS = 2048;
 
@@ -267,6 +275,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     txGso: 0,
     txGsoBad: 0,
     rxGso: 0,
+    rxCut: 0,
     rxFrames: 0,
     rxBytes: 0,
     rxDropped: 0,
@@ -326,6 +335,14 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private readonly csumLengths = new Uint32Array(2 * MAX_HELD_FRAMES);
   private csumCount = 0;
   private csumAt = -1;
+  /** Large segments cut for a guest that takes no GSO frames (sendCut): the headers of the frame
+   *  being written, and its partial checksum. rxWhole: the last frame to the guest fit one chain;
+   *  cutRefused: a segment came that sendCut cannot cut (none will be again). */
+  private readonly cutHeaders = new Uint8Array(256);
+  private readonly cutViews = new ViewCache(4);
+  private readonly cutPartial: PartialChecksum = { start: 0, offset: 0, segmentSize: 0 };
+  private rxWhole = true;
+  private cutRefused = false;
   /** Guest TCP segments being joined (absent: coalesce off). */
   private readonly coalescer: TcpCoalescer | undefined;
   /** The frame's view of scratch or of the joined segment, one per length and slot: joined
@@ -811,9 +828,16 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const rx = this.rx;
     if (!rx || this.backlog.length > 0 || headers.length + payloadLength > MAX_FRAME || partial.start + partial.offset + 2 > headers.length) return 'noRoom';
     if (this.held > 0 && rx !== this.heldQueue) return 'noRoom';
-    // GSO only to a guest that takes it (and partial checksums with it).
-    if (this.guestCsum ? !this.partialOk(headers, partial) : (partial.segmentSize ?? 0) > 0) return 'noRoom';
+    const size = partial.segmentSize ?? 0;
+    // A segment larger than the MTU for a guest that takes none: cut here (see cutBudget).
+    if (size > 0 && !this.segmentationOffload(headers[12] === 0x08 ? 4 : 6)) return this.sendCut(rx, headers, payloadLength, partial, size);
+    if (this.guestCsum && !this.partialOk(headers, partial)) return 'noRoom';
     if (this.heldFrames >= MAX_HELD_FRAMES) return 'full';
+    return this.sendHeld(rx, headers, payloadLength, partial);
+  }
+
+  /** sendHeaders() once the frame is known to be one the guest takes. */
+  private sendHeld(rx: VirtQueue, headers: Uint8Array, payloadLength: number, partial: PartialChecksum, headerSum = -1): PayloadSend {
     this.spansFull = false;
     const k = this.heldFrames;
     this.frameSpanStart[k] = this.spanCount;
@@ -821,10 +845,10 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     if (this.guestCsum) {
       this.csumAt = -1;
     } else {
-      // The sum of the headers from the checksum's start (the field holds the pseudo-header's);
-      // the payload's is added once it is there.
+      // The sum of the headers from the checksum's start (the field holds the pseudo-header's;
+      // `headerSum` when the caller knows it); the payload's is added once it is there.
       this.csumAt = partial.start + partial.offset;
-      this.frameSum[k] = sum16(headers, partial.start, headers.length - partial.start);
+      this.frameSum[k] = headerSum >= 0 ? headerSum : sum16(headers, partial.start, headers.length - partial.start);
     }
     const written = this.writeFrame(rx, headers, this.guestCsum ? partial : undefined, payloadLength);
     this.csumAt = -1;
@@ -833,6 +857,110 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     // too) — a run of held payload never has a hole.
     this.csumCount = this.frameCsumStart[k]!;
     return !written && this.spansFull ? 'full' : 'noRoom';
+  }
+
+  /**
+   * How many frames of one MTU a large TCP segment sent now through sendHeaders() may be cut into
+   * here, for a guest that does not take it whole (no GUEST_TSO4/6 for this IP version): as many
+   * as the guest has posted receive chains, while its frames fit one chain each (up to
+   * MAX_CUT_PIECES). 0: send segments of one MSS. The sender's per-segment work (its TCP
+   * endpoint, its headers) is then done once per 64 KiB, as for a guest that takes GSO frames.
+   */
+  cutBudget(family: 4 | 6): number {
+    const rx = this.rx;
+    if (!rx || !this.rxWhole || this.backlog.length > 0 || this.segmentationOffload(family)) return 0;
+    return Math.min(rx.availableCount(), MAX_CUT_PIECES);
+  }
+
+  /**
+   * Cuts a TCP segment larger than the MTU (`headers` as the TCP NAT builds them: Ethernet, IPv4
+   * without options or IPv6 without extension headers, TCP, its checksum field holding the
+   * pseudo-header sum) into frames of `size` payload, as a NIC's TSO does: the IP length (and
+   * IPv4 checksum), the sequence number and the pseudo-header sum are each frame's; FIN and PSH
+   * only on the last, CWR only on the first. Each frame is then held as sendHeaders() holds one;
+   * all of them or none ('noRoom', 'full': the chains taken are given back).
+   */
+  private sendCut(rx: VirtQueue, headers: Uint8Array, payloadLength: number, partial: PartialChecksum, size: number): PayloadSend {
+    const ip = ETHERNET_HEADER_LEN;
+    const v4 = headers[12] === 0x08 && headers[13] === 0x00;
+    const tcp = partial.start;
+    const hl = headers.length - tcp;
+    if (
+      tcp !== ip + (v4 ? 20 : 40) ||
+      (v4 ? headers[ip] !== 0x45 || headers[ip + 9] !== 6 : headers[12] !== 0x86 || headers[13] !== 0xdd || headers[ip + 6] !== 6) ||
+      partial.offset !== 16 ||
+      hl < 20 ||
+      hl !== (headers[tcp + 12]! >> 4) * 4 ||
+      headers.length > this.cutHeaders.length
+    ) {
+      this.cutRefused = true; // not what the TCP NAT builds: cut nothing more (cutBudget 0)
+      return 'noRoom';
+    }
+    const pieces = Math.ceil(payloadLength / size);
+    if (pieces > MAX_CUT_PIECES || pieces > rx.availableCount()) return 'noRoom';
+    if (this.heldFrames + pieces > MAX_HELD_FRAMES) return 'full';
+    const cut = this.cutHeaders;
+    copyBytes(cut, 0, headers, 0, headers.length);
+    const frame = this.cutViews.of(cut, 0, headers.length);
+    // The sums that stay, taken once; per frame only the fields that change are added: the IPv4
+    // header's without its length and checksum, the pseudo-header's without its length, the TCP
+    // header's without its sequence number, flags and checksum.
+    const base = v4 ? pseudoHeaderSumV4(get32(cut, ip + 12), get32(cut, ip + 16), 6, 0) : pseudoHeaderSumV6(cut, ip + 8, cut, ip + 24, 6, 0);
+    const seq = get32(cut, tcp + 4);
+    const flags = cut[tcp + 13]!;
+    let ipSum = 0;
+    if (v4) {
+      set16(cut, ip + 2, 0);
+      set16(cut, ip + 10, 0);
+      ipSum = sum16(cut, ip, 20);
+    }
+    set32(cut, tcp + 4, 0);
+    cut[tcp + 13] = 0;
+    set16(cut, tcp + 16, 0);
+    const tcpSum = sum16(cut, tcp, hl);
+    const p = this.cutPartial;
+    p.start = tcp;
+    p.offset = 16;
+    const held = this.held;
+    const heldFrames = this.heldFrames;
+    const heldBytes = this.heldBytes;
+    const spans = this.spanCount;
+    const csums = this.csumCount;
+    const rxFrames = this.stats.rxFrames;
+    const rxBytes = this.stats.rxBytes;
+    const malformed = rx.stats.malformed;
+    for (let i = 0; i < pieces; i++) {
+      const len = Math.min(size, payloadLength - i * size);
+      if (v4) {
+        set16(cut, ip + 2, 20 + hl + len);
+        set16(cut, ip + 10, ~foldSum(ipSum + 20 + hl + len) & 0xffff);
+      } else {
+        set16(cut, ip + 4, hl + len);
+      }
+      const s = (seq + i * size) >>> 0;
+      const f = flags & (i === 0 ? 0xff : ~TCP_CWR) & (i === pieces - 1 ? 0xff : ~(TCP_FIN | TCP_PSH)) & 0xff;
+      const pseudo = foldSum(base + hl + len);
+      set32(cut, tcp + 4, s);
+      cut[tcp + 13] = f;
+      set16(cut, tcp + 16, pseudo);
+      const r = this.sendHeld(rx, frame, len, p, foldSum(tcpSum + (s >>> 16) + (s & 0xffff) + f + pseudo));
+      if (r === 'sent') continue;
+      // Give back what the frames before this one took (this one took nothing).
+      const taken = this.held - held;
+      if (rx.stats.malformed === malformed) rx.rewind(taken);
+      else for (let j = held; j < this.held; j++) rx.pushUsed(this.heldHeads[j]!, 0); // see giveBack
+      this.held = held;
+      this.heldFrames = heldFrames;
+      this.heldBytes = heldBytes;
+      this.spanCount = spans;
+      this.csumCount = csums;
+      this.stats.rxFrames = rxFrames;
+      this.stats.rxBytes = rxBytes;
+      if (held === 0) this.heldQueue = undefined;
+      return r;
+    }
+    this.stats.rxCut++;
+    return 'sent';
   }
 
   /** FrameLink.completePayloads: fills what sendHeaders() left, publishing those frames; when the
@@ -962,6 +1090,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     if (!rx.pop(chain)) return false;
     const w = chain.firstWritable;
     if (w < chain.count && chain.length[w]! >= need) return this.writeWhole(rx, chain, w, frame, payload);
+    this.rxWhole = false; // (cutBudget: frames take more than a chain each)
     if (!this.mergeable) {
       if (chain.writableLength < need) {
         // The guest's buffers can never hold it: drop rather than wedge the queue.
@@ -1051,6 +1180,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     }
     const hdr = this.header;
     hdr[10] = 1;
+    this.rxWhole = !this.cutRefused;
     view.set(hdr, at);
     view.set(frame, at + NET_HDR_LEN);
     if (csum >= 0) {

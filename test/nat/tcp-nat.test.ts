@@ -444,6 +444,61 @@ t.test("the host socket's queue as the send buffer: while data waits unsent, rea
   t.equal(socket.watching.read, false, 'the host side ended: no more reads');
 });
 
+t.test(
+  'in place to a guest without segmentation offload: segments as large as the link would cut (its budget), none larger; short of room, the flow waits',
+  async (t) => {
+    const device = new InPlaceFrameDevice();
+    const env = setup({}, undefined, true, device);
+    const { link, nat } = env;
+    const { socket, iss } = established(env);
+    const bytes = Array.from({ length: 30000 }, (_, i) => (i * 7) & 0xff);
+    device.cut = 6;
+    socket.inbox.push(...bytes);
+    socket.events.readable();
+    // The budget is read once per output: 6 frames' worth per segment. The second segment (the
+    // rest of the initial window of 10 MSS) finds no frames left for its 4, is not sent, and the
+    // flow waits for room.
+    const mss = 1460;
+    t.same(device.cutSegments, [{ payload: 6 * mss, size: mss }], 'budget 6: one segment of 6 MSS');
+    let out = segments(t, link.take()).filter((s) => s.data.length > 0);
+    t.same(
+      out.map((s) => [(s.seq - iss - 1) >>> 0, s.data.length]),
+      [[0, 6 * mss]],
+      'one large segment',
+    );
+    t.ok(nat.wantsRoom, 'the rest waits for room, not for the copy path (which would refuse a large segment)');
+    // The guest acknowledges it and posts buffers for 30 frames.
+    device.cut = 30;
+    env.clock.advance(5);
+    const acked = env.send(tcpFrame(40000, 80, GUEST_ISN + 1, (iss + 1 + 6 * mss) >>> 0, ACK, undefined, { dst: FAR, window: 65535 }));
+    nat.linkRoom();
+    out = [...out, ...segments(t, [...acked, ...link.take()]).filter((s) => s.data.length > 0)];
+    t.ok(
+      device.cutSegments.slice(1).every((c) => c.payload <= 30 * mss && c.size === mss),
+      'no segment over the budget',
+    );
+    t.same(
+      out.flatMap((s) => s.data),
+      bytes.slice(
+        0,
+        out.reduce((n, s) => n + s.data.length, 0),
+      ),
+      'the stream, in order',
+    );
+    t.ok(out.length >= 2, 'more went once room came');
+    // Without a budget: segments of one MSS.
+    device.cut = 0;
+    device.cutSegments.length = 0;
+    const sent = out.reduce((n, s) => n + s.data.length, 0);
+    env.clock.advance(5);
+    const acked2 = env.send(tcpFrame(40000, 80, GUEST_ISN + 1, (iss + 1 + sent) >>> 0, ACK, undefined, { dst: FAR, window: 65535 }));
+    socket.events.readable();
+    const plain = segments(t, [...acked2, ...link.take()]).filter((s) => s.data.length > 0);
+    t.ok(plain.length > 0 && plain.every((s) => s.data.length <= mss), 'segments of one MSS');
+    t.same(device.cutSegments, [], 'nothing to cut');
+  },
+);
+
 t.test('in place, a run of segments: its headers are built once, each with its own sequence number and flags', async (t) => {
   // 5 × 1460 bytes: the last segment is as long as the others, and only its PSH differs.
   const device = new InPlaceFrameDevice();

@@ -75,8 +75,23 @@ export class InPlaceFrameDevice extends FrameDevice {
   /** completePayloads() calls that had frames to fill, and frames sent through them. */
   fills = 0;
   framesInPlace = 0;
+  /** For a link without segmentation offload: the frames it would cut large segments into
+   *  (FrameLink.cutBudget; 0: it cuts none). Each segment cut takes its frames from it. */
+  cut = 0;
+  /** Segments larger than one frame it took to cut: their payload and segment size. */
+  readonly cutSegments: { payload: number; size: number }[] = [];
+  cutBudget(): number {
+    return this.cut;
+  }
   sendHeaders(headers: Uint8Array, payloadLength: number, partial: PartialChecksum): PayloadSend {
     if (!this.accept || !this.room) return 'noRoom';
+    const size = partial.segmentSize ?? 0;
+    if (size > 0 && !this.gso) {
+      const pieces = Math.ceil(payloadLength / size);
+      if (pieces > this.cut) return 'noRoom';
+      this.cut -= pieces;
+      this.cutSegments.push({ payload: payloadLength, size });
+    }
     this.held.push({ headers: headers.slice(), payload: payloadLength, partial: { ...partial } });
     return 'sent';
   }
