@@ -6,6 +6,7 @@
 // resolution). Each event handles a bounded amount (PER_EVENT datagrams or connections); a
 // level-triggered poller comes back for the rest on the next turn, after other sockets had theirs.
 import { networkInterfaces } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { getSystemErrorName } from 'node:util';
 import type { ScatterViews } from '../wire/bytes.js';
 import { oneView } from '../wire/bytes.js';

@@ -8,6 +8,7 @@
 // and timers count milliseconds. The batch's time is whole milliseconds: a small integer, which
 // V8 passes around unboxed (a fraction would be a heap number at every call it crosses). Outside
 // a batch now() reads the time itself.
+import { performance } from 'node:perf_hooks';
 import type { Clock } from '../iface/stack.js';
 
 export class BatchClock implements Clock {
