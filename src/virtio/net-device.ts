@@ -872,7 +872,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    */
   cutBudget(family: 4 | 6): number {
     const rx = this.rx;
-    if (!rx || !this.rxWhole || this.backlog.length > 0 || this.segmentationOffload(family)) return 0;
+    if (!rx || !this.rxWhole || this.cutRefused || this.backlog.length > 0 || this.segmentationOffload(family)) return 0;
     return Math.min(rx.availableCount(), MAX_CUT_PIECES);
   }
 
@@ -897,7 +897,14 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       hl !== (headers[tcp + 12]! >> 4) * 4 ||
       headers.length > this.cutHeaders.length
     ) {
-      this.cutRefused = true; // not what the TCP NAT builds: cut nothing more (cutBudget 0)
+      // Not what the TCP NAT builds (a bug): cut nothing more (cutBudget 0), so its sender goes
+      // back to segments of one MSS rather than ask again.
+      if (!this.cutRefused)
+        this.log.warn(
+          { headers: headers.length, start: tcp, offset: partial.offset },
+          'a large TCP segment the device cannot cut: segments of one MSS from now on',
+        );
+      this.cutRefused = true;
       return 'noRoom';
     }
     const pieces = Math.ceil(payloadLength / size);
@@ -1184,7 +1191,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     }
     const hdr = this.header;
     hdr[10] = 1;
-    this.rxWhole = !this.cutRefused;
+    this.rxWhole = true;
     view.set(hdr, at);
     view.set(frame, at + NET_HDR_LEN);
     if (csum >= 0) {

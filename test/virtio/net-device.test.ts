@@ -673,6 +673,13 @@ t.test('RX in place, cutting: all the frames or none; buffers that take a frame 
   t.equal(used[0]!.id, 0, 'the first chain posted');
   t.same(fe.memory.read(bufs[0]!, NET_HDR_LEN + one.length).subarray(NET_HDR_LEN), tcpFrame(80, 40000, 1, 1, 0x18, payload.subarray(0, 1448), opts));
   t.equal(dev.cutBudget(4), 6, 'a frame in one chain again: cutting resumes');
+  // Headers the device cannot cut (an IPv4 header with options, which the TCP NAT never builds):
+  // refused, and no segment will be cut again.
+  const odd = big.slice(0, 58);
+  odd[14] = 0x46;
+  t.equal(dev.sendHeaders(odd, 4000, { start: 38, offset: 16, segmentSize: 1448 }), 'noRoom', 'IPv4 options: not cut');
+  t.equal(dev.cutBudget(4), 0, 'cutting stops');
+  t.equal(dev.stats.rxFrames, 1, 'nothing sent');
 });
 
 t.test('TX: a frame in one buffer (alone or after a header buffer) comes with its sum from the IP header on; a scattered one without', async (t) => {
