@@ -1220,15 +1220,17 @@ export class TcpConnection<Owner = unknown> {
     }
     const dataEnd = add(this.sndBufSeq, this.sndBuf.length);
     const wnd = Math.min(this.sndWnd, this.cwnd);
-    // With segmentation offload one transmit carries up to a whole number of segments.
-    const limit = this.tx.maxSegment?.(this) ?? 0;
-    const most = limit > smss ? Math.floor(limit / smss) * smss : smss;
     let sentData = false;
     for (;;) {
       const avail = sub(dataEnd, this.sndNxt);
       const inFlight = sub(this.sndNxt, this.sndUna);
       const usable = wnd - inFlight;
       if (avail <= 0 || usable <= 0) break;
+      // With segmentation offload one transmit carries up to a whole number of segments. Asked
+      // per segment: what the transmitter takes may shrink as it goes (a link that cuts large
+      // segments has the guest's buffers the ones before took fewer).
+      const limit = this.tx.maxSegment?.(this) ?? 0;
+      const most = limit > smss ? Math.floor(limit / smss) * smss : smss;
       const len = Math.min(avail, usable, most);
       // Sender SWS avoidance (§3.8.6.2.1): a short segment only when it is all there is, the
       // window is at least half the largest the peer offered, or nothing is in flight (no ACK

@@ -445,55 +445,71 @@ t.test("the host socket's queue as the send buffer: while data waits unsent, rea
 });
 
 t.test(
-  'in place to a guest without segmentation offload: segments as large as the link would cut (its budget), none larger; short of room, the flow waits',
+  'in place to a guest without segmentation offload: each segment as large as the link would cut now (its budget), none larger; refused, the flow waits for room',
   async (t) => {
     const device = new InPlaceFrameDevice();
     const env = setup({}, undefined, true, device);
     const { link, nat } = env;
     const { socket, iss } = established(env);
-    const bytes = Array.from({ length: 30000 }, (_, i) => (i * 7) & 0xff);
+    const mss = 1460;
+    const bytes = Array.from({ length: 40000 }, (_, i) => (i * 7) & 0xff);
+    // Budget 6, asked per segment: one segment of 6 MSS takes it all, then the rest of the initial
+    // window (10 MSS) goes as segments of one MSS; all of it filled with one peek.
     device.cut = 6;
     socket.inbox.push(...bytes);
+    socket.peeks.length = 0;
     socket.events.readable();
-    // The budget is read once per output: 6 frames' worth per segment. The second segment (the
-    // rest of the initial window of 10 MSS) finds no frames left for its 4, is not sent, and the
-    // flow waits for room.
-    const mss = 1460;
-    t.same(device.cutSegments, [{ payload: 6 * mss, size: mss }], 'budget 6: one segment of 6 MSS');
+    t.same(device.cutSegments, [{ payload: 6 * mss, size: mss }], 'one segment cut: 6 MSS');
     let out = segments(t, link.take()).filter((s) => s.data.length > 0);
     t.same(
       out.map((s) => [(s.seq - iss - 1) >>> 0, s.data.length]),
-      [[0, 6 * mss]],
-      'one large segment',
+      [
+        [0, 6 * mss],
+        [6 * mss, mss],
+        [7 * mss, mss],
+        [8 * mss, mss],
+        [9 * mss, mss],
+      ],
+      'then segments of one MSS',
     );
-    t.ok(nat.wantsRoom, 'the rest waits for room, not for the copy path (which would refuse a large segment)');
-    // The guest acknowledges it and posts buffers for 30 frames.
-    device.cut = 30;
+    t.equal(socket.peeks.length, 1, 'one peek for the run');
+    t.notOk(nat.wantsRoom);
+    // A link whose budget says more than it then takes (its frames took more chains than it
+    // thought): the segment is refused, and waits for room rather than take the copy path (which
+    // refuses a large segment to such a link).
+    device.cut = 2;
+    device.cutOverstated = 30;
     env.clock.advance(5);
-    const acked = env.send(tcpFrame(40000, 80, GUEST_ISN + 1, (iss + 1 + 6 * mss) >>> 0, ACK, undefined, { dst: FAR, window: 65535 }));
+    let acked = env.send(tcpFrame(40000, 80, GUEST_ISN + 1, (iss + 1 + 10 * mss) >>> 0, ACK, undefined, { dst: FAR, window: 65535 }));
+    t.same(
+      segments(t, acked).filter((s) => s.data.length > 0),
+      [],
+      'nothing sent',
+    );
+    t.ok(nat.wantsRoom, 'the flow waits for room');
+    // Room: the budget is right again. Everything acknowledged goes, in segments within the budget.
+    device.cutOverstated = 0;
+    device.cut = 30;
     nat.linkRoom();
-    out = [...out, ...segments(t, [...acked, ...link.take()]).filter((s) => s.data.length > 0)];
+    out = [...out, ...segments(t, link.take()).filter((s) => s.data.length > 0)];
+    t.ok(out.length > 5, 'more went once room came');
     t.ok(
       device.cutSegments.slice(1).every((c) => c.payload <= 30 * mss && c.size === mss),
       'no segment over the budget',
     );
+    const sent = out.reduce((n, s) => n + s.data.length, 0);
     t.same(
       out.flatMap((s) => s.data),
-      bytes.slice(
-        0,
-        out.reduce((n, s) => n + s.data.length, 0),
-      ),
+      bytes.slice(0, sent),
       'the stream, in order',
     );
-    t.ok(out.length >= 2, 'more went once room came');
     // Without a budget: segments of one MSS.
     device.cut = 0;
     device.cutSegments.length = 0;
-    const sent = out.reduce((n, s) => n + s.data.length, 0);
     env.clock.advance(5);
-    const acked2 = env.send(tcpFrame(40000, 80, GUEST_ISN + 1, (iss + 1 + sent) >>> 0, ACK, undefined, { dst: FAR, window: 65535 }));
+    acked = env.send(tcpFrame(40000, 80, GUEST_ISN + 1, (iss + 1 + sent) >>> 0, ACK, undefined, { dst: FAR, window: 65535 }));
     socket.events.readable();
-    const plain = segments(t, [...acked2, ...link.take()]).filter((s) => s.data.length > 0);
+    const plain = segments(t, [...acked, ...link.take()]).filter((s) => s.data.length > 0);
     t.ok(plain.length > 0 && plain.every((s) => s.data.length <= mss), 'segments of one MSS');
     t.same(device.cutSegments, [], 'nothing to cut');
   },

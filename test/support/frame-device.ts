@@ -78,10 +78,12 @@ export class InPlaceFrameDevice extends FrameDevice {
   /** For a link without segmentation offload: the frames it would cut large segments into
    *  (FrameLink.cutBudget; 0: it cuts none). Each segment cut takes its frames from it. */
   cut = 0;
+  /** Frames cutBudget() claims beyond `cut` (a budget the link then does not honour). */
+  cutOverstated = 0;
   /** Segments larger than one frame it took to cut: their payload and segment size. */
   readonly cutSegments: { payload: number; size: number }[] = [];
   cutBudget(): number {
-    return this.cut;
+    return this.cut + this.cutOverstated;
   }
   sendHeaders(headers: Uint8Array, payloadLength: number, partial: PartialChecksum): PayloadSend {
     if (!this.accept || !this.room) return 'noRoom';
