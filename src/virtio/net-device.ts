@@ -940,6 +940,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const rxFrames = this.stats.rxFrames;
     const rxBytes = this.stats.rxBytes;
     const malformed = rx.stats.malformed;
+    const popped = rx.stats.popped;
     for (let i = 0; i < pieces; i++) {
       const len = Math.min(size, payloadLength - i * size);
       if (v4) {
@@ -956,10 +957,12 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       set16(cut, tcp + 16, pseudo);
       const r = this.sendHeld(rx, frame, len, p, foldSum(tcpSum + (s >>> 16) + (s & 0xffff) + f + pseudo));
       if (r === 'sent') continue;
-      // Give back what the frames before this one took (this one took nothing).
+      // Give back what the frames before this one took. Un-popped when they are the last chains
+      // popped; not when this frame used one up (dropped: buffers too small) or pop() skipped
+      // malformed ones: then they go back used, empty (see giveBack).
       const taken = this.held - held;
-      if (rx.stats.malformed === malformed) rx.rewind(taken);
-      else for (let j = held; j < this.held; j++) rx.pushUsed(this.heldHeads[j]!, 0); // see giveBack
+      if (rx.stats.malformed === malformed && rx.stats.popped - popped === taken) rx.rewind(taken);
+      else for (let j = held; j < this.held; j++) rx.pushUsed(this.heldHeads[j]!, 0);
       this.held = held;
       this.heldFrames = heldFrames;
       this.heldBytes = heldBytes;

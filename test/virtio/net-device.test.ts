@@ -682,6 +682,39 @@ t.test('RX in place, cutting: all the frames or none; buffers that take a frame 
   t.equal(dev.stats.rxFrames, 1, 'nothing sent');
 });
 
+t.test('RX in place, cutting: a frame that uses up a chain too small for it (dropped) gives the ones before it back used, empty, never twice', async (t) => {
+  const { dev, fe } = setup(t);
+  const [rxq] = await fe.handshake({ features: (f) => f & ~NO_GUEST_OFFLOADS });
+  const opts = { src: 0x0a000202, dst: 0x0a00020f };
+  const payload = frame(4000, 1);
+  const big = withPseudoSum(tcpFrame(80, 40000, 1, 1, 0x18, payload, opts));
+  // Two chains that take a frame, one of 8 bytes (less than a virtio-net header: the frame for
+  // it is dropped, the chain used up), then more.
+  const bufs = postRx(fe, rxq!, 2, 2048);
+  bufs.push(...postRx(fe, rxq!, 1, 8));
+  bufs.push(...postRx(fe, rxq!, 3, 2048));
+  await until(() => dev.cutBudget(4) === 6, 'the device to see the buffers');
+  t.equal(dev.sendHeaders(big.subarray(0, 54), 4000, { start: 34, offset: 16, segmentSize: 1448 }), 'noRoom');
+  t.equal(dev.stats.rxCut, 0);
+  t.equal(dev.stats.rxDropped, 1, 'the frame for the small chain');
+  t.notOk(dev.payloadsPending, 'none held');
+  const one = withPseudoSum(tcpFrame(80, 40000, 1, 1, 0x18, payload.subarray(0, 1448), opts));
+  t.equal(dev.sendHeaders(one.subarray(0, 54), 1448, { start: 34, offset: 16 }), 'sent');
+  t.ok(dev.completePayloads(fillWith(payload)));
+  const used = await rxq!.waitUsed(4);
+  t.same(
+    used.map((u) => [u.id, u.len]),
+    [
+      [2, 0],
+      [0, 0],
+      [1, 0],
+      [3, NET_HDR_LEN + one.length],
+    ],
+    'the small chain used up, the two before it given back empty, the frame in the next',
+  );
+  t.same(fe.memory.read(bufs[3]!, NET_HDR_LEN + one.length).subarray(NET_HDR_LEN), tcpFrame(80, 40000, 1, 1, 0x18, payload.subarray(0, 1448), opts));
+});
+
 t.test('TX: a frame in one buffer (alone or after a header buffer) comes with its sum from the IP header on; a scattered one without', async (t) => {
   const { dev, fe } = setup(t);
   const sums: (number | undefined)[] = [];
