@@ -379,6 +379,11 @@ export class NodeHostNet implements HostNet, HostUdp, HostTcp, HostUdpListen {
  * error or hangup is reported as readable (the read, or takeError(), then returns it). Should the
  * set refuse it, a level-triggered poller of its own watches what the owner asks for.
  */
+/** What the edge-triggered set watches a socket for, of EPOLLIN and EPOLLOUT. */
+function interestOf(read: boolean, write: boolean): number {
+  return (read ? hostnet.EPOLLIN : 0) | (write ? hostnet.EPOLLOUT : 0);
+}
+
 class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
   private poller: HostPoller | undefined;
   /** What the own poller has armed. */
@@ -428,7 +433,7 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
   private opened(): void {
     let token = -1;
     try {
-      this.interest = (this.wantRead ? hostnet.EPOLLIN : 0) | (this.wantWrite ? hostnet.EPOLLOUT : 0);
+      this.interest = interestOf(this.wantRead, this.wantWrite);
       token = EdgePoller.get().add(this.fd, this, this.interest);
     } catch {
       // no epoll fd (EMFILE): the own poller serves
@@ -532,7 +537,7 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
     if (this.token >= 0) {
       this.wantRead = read;
       this.wantWrite = write;
-      const interest = (read ? hostnet.EPOLLIN : 0) | (write ? hostnet.EPOLLOUT : 0);
+      const interest = interestOf(read, write);
       if (interest === this.interest) return;
       // The kernel reports at once what of the new interest is ready: what happened while it was
       // off raised no edge, and is heard so.
@@ -585,7 +590,7 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
     if (this.phase !== 'open') return -hostnet.EPIPE;
     const rc = this.seek(offset);
     if (rc < 0) return rc;
-    const n = hostnet.peekv(this.fd, views instanceof Uint8Array ? views : oneView(views, count), offsets, lengths, count);
+    const n = hostnet.peekv(this.fd, oneView(views, count), offsets, lengths, count);
     if (n > 0) this.peekOff += n;
     return n;
   }

@@ -725,25 +725,9 @@ export class TcpNat implements TcpTransmitter {
   private fillFromHost(f: TcpFlow): boolean {
     const s = f.socket;
     if (!s || f.hostEof || !f.live) return false;
-    if (f.stream) return this.queuedOnHost(f, s, f.stream);
-    for (;;) {
-      const space = f.conn.sendReserve();
-      if (space.length === 0) break; // the guest is behind: wait for sendSpace
-      const n = s.read(space, 0, space.length);
-      if (n > 0) {
-        f.conn.sendCommit(n);
-        this.stats.bytesFromHost += n;
-        if (n < space.length) break;
-        continue;
-      }
-      if (n === -EAGAIN) break;
-      if (n === 0) {
-        f.hostEof = true;
-        f.conn.close(); // our FIN to the guest, after the data
-        this.closeHostIfDone(f);
-        break;
-      }
-      this.hostFailed(f, -n, 'read', n !== -ECONNRESET);
+    // A flow whose send buffer is its socket's receive queue notes what is queued beyond what
+    // the connection knows (the peer's FIN after it); another reads into its own buffer.
+    if (!(f.stream ? this.takeQueued(f, s, f.stream) : this.readIntoBuffer(f, s))) {
       this.flush();
       return false;
     }
@@ -752,19 +736,29 @@ export class TcpNat implements TcpTransmitter {
     return true;
   }
 
-  /**
-   * fillFromHost for a flow whose send buffer is its socket's receive queue: what is queued
-   * beyond what the connection knows becomes sendable; the peer's FIN (seen once the data before
-   * it is queued) becomes ours after it; an error resets the guest's connection.
-   */
-  private queuedOnHost(f: TcpFlow, s: TcpSocket, b: StreamSendBuffer): boolean {
-    if (!this.takeQueued(f, s, b)) {
-      this.flush();
+  /** fillFromHost for a flow with its own send buffer: reads while it has room. False when the
+   *  socket failed (the flow is gone). */
+  private readIntoBuffer(f: TcpFlow, s: TcpSocket): boolean {
+    for (;;) {
+      const space = f.conn.sendReserve();
+      if (space.length === 0) return true; // the guest is behind: wait for sendSpace
+      const n = s.read(space, 0, space.length);
+      if (n > 0) {
+        f.conn.sendCommit(n);
+        this.stats.bytesFromHost += n;
+        if (n < space.length) return true;
+        continue;
+      }
+      if (n === -EAGAIN) return true;
+      if (n === 0) {
+        f.hostEof = true;
+        f.conn.close(); // our FIN to the guest, after the data
+        this.closeHostIfDone(f);
+        return true;
+      }
+      this.hostFailed(f, -n, 'read', n !== -ECONNRESET);
       return false;
     }
-    this.watch(f);
-    this.markDirty(f);
-    return true;
   }
 
   /** What the host socket's queue holds beyond what the connection knows becomes sendable, its
@@ -1161,7 +1155,7 @@ export class TcpNat implements TcpTransmitter {
   maxSegment(conn: TcpConnection<TcpFlow>): number {
     const f = flowOf(conn);
     let pieces = Infinity;
-    if (!this.stack.partialChecksums || !this.stack.segmentationOffload(f.family)) {
+    if (!this.takesGso(f)) {
       pieces = f.stream && this.stack.payloadsInPlace ? this.stack.cutBudget(f.family) : 0;
       if (pieces < 2) return 0;
     }
@@ -1176,6 +1170,12 @@ export class TcpNat implements TcpTransmitter {
     return Math.min(max, pieces * conn.sendMss);
   }
 
+  /** Whether the guest takes segments larger than the MTU whole (GUEST_TSO4/6, with partial
+   *  checksums) for this flow's IP version. */
+  private takesGso(f: TcpFlow): boolean {
+    return this.stack.partialChecksums && this.stack.segmentationOffload(f.family);
+  }
+
   /** TcpTransmitter: one segment into the stack's output frame, then to the guest. */
   transmit(conn: TcpConnection<TcpFlow>, seg: OutSegment): boolean {
     const f = flowOf(conn);
@@ -1183,7 +1183,7 @@ export class TcpNat implements TcpTransmitter {
     if (seg.dataLength > 0 && f.stream && this.stack.payloadsInPlace && this.transmitInPlace(f, seg)) return true;
     // A segment the link was to cut (see maxSegment) that could not go in place: the guest's
     // buffers ran short. It goes again, sized anew, once the guest posts more.
-    if (seg.segmentSize > 0 && !(this.stack.partialChecksums && this.stack.segmentationOffload(f.family))) return this.waitForRoom(f);
+    if (seg.segmentSize > 0 && !this.takesGso(f)) return this.waitForRoom(f);
     // Frames of this flow held for their payload go first (they come before this one).
     if (this.inPlace === f) this.completePayloads();
     // A segment larger than the MTU (segmentation offload, see maxSegment) is built in its own

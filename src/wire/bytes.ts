@@ -51,8 +51,9 @@ export function set32(b: Uint8Array, o: number, v: number): void {
 export type ScatterViews = readonly Uint8Array[] | Uint8Array;
 
 /** The view all of spans [0, count) lie in, when they share one (guest memory in one region, the
- *  usual case), else `views` unchanged. */
-export function oneView(views: readonly Uint8Array[], count: number): ScatterViews {
+ *  usual case), else `views` unchanged (as is one view already). */
+export function oneView(views: ScatterViews, count: number): ScatterViews {
+  if (views instanceof Uint8Array) return views;
   const v = views[0];
   if (v === undefined) return views;
   for (let i = 1; i < count; i++) if (views[i] !== v) return views;
