@@ -466,14 +466,20 @@ run() {
     stats
       ? `
   # --stats: the guest's own nonzero TCP/IP counters so far (drops, checksum errors, pruning)
-  awk '{ if (!($1 in h)) h[$1] = $0; else { n = split(h[$1], k, " "); s = ""; for (i = 2; i <= NF; i++) if ($i != 0) s = s " " k[i] "=" $i; print "BENCH-GUEST " $1 s } }' /proc/net/netstat /proc/net/snmp
-  echo "BENCH-GUEST eth0 $(cd /sys/class/net/eth0/statistics && for f in *; do v=$(cat $f); [ "$v" != 0 ] && printf '%s=%s ' $f $v; done)"`
+  ${guestCounters('eth0')}`
       : ''
   }
 }
 ${DIRECTIONS.includes('up') ? 'run up' : ''}
 ${DIRECTIONS.includes('down') ? 'run down -R' : ''}
 `;
+}
+
+/** Shell that prints the guest's nonzero TCP/IP counters and its interface's, a line each
+ *  ("BENCH-GUEST <group> name=value ..."): drops, checksum errors, pruning. */
+function guestCounters(dev: string): string {
+  return `awk '{ if (!($1 in h)) h[$1] = $0; else { n = split(h[$1], k, " "); s = ""; for (i = 2; i <= NF; i++) if ($i != 0) s = s " " k[i] "=" $i; print "BENCH-GUEST " $1 s } }' /proc/net/netstat /proc/net/snmp
+  echo "BENCH-GUEST ${dev} $(cd /sys/class/net/${dev}/statistics && for f in *; do v=$(cat $f); [ "$v" != 0 ] && printf '%s=%s ' $f $v; done)"`;
 }
 
 interface IperfSummary {
@@ -705,6 +711,11 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
       await new Promise((resolve) => setTimeout(resolve, 200)); // the last GC lines in the pipe
       const cpu: CpuUse = { qemuCpu: undefined, ...backendUse(backend, backendProc, v0, v1, gc0, wall) };
       if (opts.stats && isVunet(backend)) await printStatus(backendProc, `${backend} ${d}`);
+      if (opts.stats) {
+        // The namespace's own counters, as a guest's (its kernel is the guest here).
+        const counters = spawnSync('ip', ['netns', 'exec', ns, 'sh', '-c', guestCounters(tap)], { encoding: 'utf8' }).stdout ?? '';
+        for (const c of counters.match(/^BENCH-GUEST .*$/gm) ?? []) console.error(`  guest ${c.slice('BENCH-GUEST '.length)}`);
+      }
       result.runs[d] = parseRun(`BENCH-RC ${d} ${r.status ?? 124}\nBENCH-JSON-BEGIN ${d}\n${r.stdout}\nBENCH-JSON-END ${d}\n`, d, cpu);
     }
     noteFailedRuns(result, backendProc);
