@@ -79,6 +79,8 @@ import { useNativeCopy } from '../wire/bytes.js';
 import type { ScatterViews } from '../wire/bytes.js';
 import type { FramesSum } from '../wire/checksum.js';
 import { useNativeCopyHeadSum, useNativeCopySum, useNativeSum, useNativeSumFrames } from '../wire/checksum.js';
+import type { NativeCutFrames } from '../wire/tcp-cut.js';
+import { useNativeCutFrames } from '../wire/tcp-cut.js';
 
 /** Address family of a socket: 4 (AF_INET) or 6 (AF_INET6). */
 export type Family = 4 | 6;
@@ -279,6 +281,9 @@ export interface HostnetBinding {
    *  k's spans are [starts[k], starts[k + 1]) (the last's end: spanCount), its sum added to sums[k]
    *  and stored there (what src/wire/checksum.ts's sumFrames computes). Throws on bad ranges. */
   sumFrames: FramesSum;
+  /** The headers of a large TCP segment's frames, written where they go (src/wire/tcp-cut.ts's
+   *  cutFrames). Throws on a field, frame or sum outside its place. */
+  cutFrames: NativeCutFrames;
   /** The ones' complement sum of buf[offset, offset + length) in network order, folded to 16
    *  bits, not complemented (what src/wire/checksum.ts's sum16 computes). Throws on a bad range. */
   sum16: (buf: Uint8Array, offset: number, length: number) => number;
@@ -339,5 +344,7 @@ useNativeSum(hostnet.sum16);
 useNativeSumFrames(hostnet.sumFrames);
 useNativeCopySum(hostnet.copySum);
 useNativeCopyHeadSum(hostnet.copyHeadSum);
+// The headers of the frames a large TCP segment is cut into, all of them with one call.
+useNativeCutFrames(hostnet.cutFrames);
 // Long copies (payload into and out of TCP buffers) without a view per call.
 useNativeCopy(hostnet.copy);

@@ -22,6 +22,7 @@ import type { ScatterViews } from '../wire/bytes.js';
 import { ViewCache, copyBytes, get32, oneView, set16, set32 } from '../wire/bytes.js';
 import { copyHeadSum, copySum, foldSum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16, sumFrames } from '../wire/checksum.js';
 import { ETHERNET_HEADER_LEN } from '../wire/ethernet.js';
+import { CUT_FIELDS, CutField, cutFrames } from '../wire/tcp-cut.js';
 import { COALESCE_HEAD, TcpCoalescer, coalescible } from './tcp-coalescer.js';
 
 /** virtio-net feature bits (virtio 1.2 §5.1.3). */
@@ -342,9 +343,14 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   /** Large segments cut for a guest that takes no GSO frames (sendCut): the headers of the frame
    *  being written, and its partial checksum. rxWhole: the last frame to the guest fit one chain;
    *  cutRefused: a segment came that sendCut cannot cut (none will be again). */
-  private readonly cutHeaders = new Uint8Array(256);
+  private readonly cutHeaders = new Uint8Array(NET_HDR_LEN + 256);
   private readonly cutViews = new ViewCache(4);
   private readonly cutPartial: PartialChecksum = { start: 0, offset: 0, segmentSize: 0 };
+  /** The segment's layout for cutFrames(), and the buffers its frames go to (one chain's first
+   *  writable buffer each). */
+  private readonly cutLayout = new Uint32Array(CUT_FIELDS);
+  private readonly cutDst: Uint8Array[] = new Array<Uint8Array>(MAX_CUT_PIECES).fill(new Uint8Array(0));
+  private readonly cutAt = new Float64Array(MAX_CUT_PIECES);
   private rxWhole = true;
   private cutRefused = false;
   /** Guest TCP segments being joined (absent: coalesce off). */
@@ -895,7 +901,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       partial.offset !== 16 ||
       hl < 20 ||
       hl !== (headers[tcp + 12]! >> 4) * 4 ||
-      headers.length > this.cutHeaders.length
+      headers.length > this.cutHeaders.length - NET_HDR_LEN
     ) {
       // Not what the TCP NAT builds (a bug): cut nothing more (cutBudget 0), so its sender goes
       // back to segments of one MSS rather than ask again.
@@ -910,28 +916,44 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const pieces = Math.ceil(payloadLength / size);
     if (pieces > MAX_CUT_PIECES || pieces > rx.availableCount()) return 'noRoom';
     if (this.heldFrames + pieces > MAX_HELD_FRAMES) return 'full';
+    // The frames as they go into chains, virtio-net header first; the fields each frame has its
+    // own are zero, and the sums that stay are taken once: the IPv4 header's without its length
+    // and checksum, the pseudo-header's without its length, the TCP header's without its
+    // sequence number, flags and checksum.
     const cut = this.cutHeaders;
-    copyBytes(cut, 0, headers, 0, headers.length);
-    const frame = this.cutViews.of(cut, 0, headers.length);
-    // The sums that stay, taken once; per frame only the fields that change are added: the IPv4
-    // header's without its length and checksum, the pseudo-header's without its length, the TCP
-    // header's without its sequence number, flags and checksum.
-    const base = v4 ? pseudoHeaderSumV4(get32(cut, ip + 12), get32(cut, ip + 16), 6, 0) : pseudoHeaderSumV6(cut, ip + 8, cut, ip + 24, 6, 0);
-    const seq = get32(cut, tcp + 4);
-    const flags = cut[tcp + 13]!;
-    let ipSum = 0;
-    if (v4) {
-      set16(cut, ip + 2, 0);
-      set16(cut, ip + 10, 0);
-      ipSum = sum16(cut, ip, 20);
+    const h = NET_HDR_LEN;
+    const headLen = h + headers.length;
+    cut.fill(0, 0, h);
+    if (this.guestCsum) {
+      cut[0] = NET_HDR_F_NEEDS_CSUM;
+      cut[6] = tcp & 0xff; // csum_start and csum_offset, little-endian
+      cut[7] = tcp >> 8;
+      cut[8] = 16;
     }
-    set32(cut, tcp + 4, 0);
-    cut[tcp + 13] = 0;
-    set16(cut, tcp + 16, 0);
-    const tcpSum = sum16(cut, tcp, hl);
-    const p = this.cutPartial;
-    p.start = tcp;
-    p.offset = 16;
+    cut[10] = 1; // num_buffers
+    copyBytes(cut, h, headers, 0, headers.length);
+    const cip = h + ip;
+    const ctcp = h + tcp;
+    const l = this.cutLayout;
+    l[CutField.headLen] = headLen;
+    l[CutField.ip] = cip;
+    l[CutField.tcp] = ctcp;
+    l[CutField.v4] = v4 ? 1 : 0;
+    l[CutField.tcpLen] = hl;
+    l[CutField.size] = size;
+    l[CutField.payload] = payloadLength;
+    l[CutField.seq] = get32(cut, ctcp + 4);
+    l[CutField.flags] = cut[ctcp + 13]!;
+    l[CutField.pseudoBase] = v4 ? pseudoHeaderSumV4(get32(cut, cip + 12), get32(cut, cip + 16), 6, 0) : pseudoHeaderSumV6(cut, cip + 8, cut, cip + 24, 6, 0);
+    if (v4) {
+      set16(cut, cip + 2, 0);
+      set16(cut, cip + 10, 0);
+      l[CutField.ipSum] = sum16(cut, cip, 20);
+    }
+    set32(cut, ctcp + 4, 0);
+    cut[ctcp + 13] = 0;
+    set16(cut, ctcp + 16, 0);
+    l[CutField.tcpSum] = sum16(cut, ctcp, hl);
     const held = this.held;
     const heldFrames = this.heldFrames;
     const heldBytes = this.heldBytes;
@@ -941,21 +963,30 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const rxBytes = this.stats.rxBytes;
     const malformed = rx.stats.malformed;
     const popped = rx.stats.popped;
-    for (let i = 0; i < pieces; i++) {
+    // The frames that fit their chain's first writable buffer (the usual case: cutBudget asks
+    // for that), from the first: their chains, then their headers with one call.
+    const fast = this.takeWholeChains(rx, headLen, size, payloadLength, pieces);
+    if (fast > 0) this.holdCut(rx, fast, headLen, size, payloadLength, ctcp + 16);
+    // The rest (a chain too small, or the tables full) one by one, as sendHeaders() sends a frame.
+    const p = this.cutPartial;
+    p.start = tcp;
+    p.offset = 16;
+    const frame = this.cutViews.of(cut, h, headers.length);
+    for (let i = fast; i < pieces; i++) {
       const len = Math.min(size, payloadLength - i * size);
       if (v4) {
-        set16(cut, ip + 2, 20 + hl + len);
-        set16(cut, ip + 10, ~foldSum(ipSum + 20 + hl + len) & 0xffff);
+        set16(cut, cip + 2, 20 + hl + len);
+        set16(cut, cip + 10, ~foldSum(l[CutField.ipSum]! + 20 + hl + len) & 0xffff);
       } else {
-        set16(cut, ip + 4, hl + len);
+        set16(cut, cip + 4, hl + len);
       }
-      const s = (seq + i * size) >>> 0;
-      const f = flags & (i === 0 ? 0xff : ~TCP_CWR) & (i === pieces - 1 ? 0xff : ~(TCP_FIN | TCP_PSH)) & 0xff;
-      const pseudo = foldSum(base + hl + len);
-      set32(cut, tcp + 4, s);
-      cut[tcp + 13] = f;
-      set16(cut, tcp + 16, pseudo);
-      const r = this.sendHeld(rx, frame, len, p, foldSum(tcpSum + (s >>> 16) + (s & 0xffff) + f + pseudo));
+      const s = (l[CutField.seq]! + i * size) >>> 0;
+      const f = l[CutField.flags]! & (i === 0 ? 0xff : ~TCP_CWR) & (i === pieces - 1 ? 0xff : ~(TCP_FIN | TCP_PSH)) & 0xff;
+      const pseudo = foldSum(l[CutField.pseudoBase]! + hl + len);
+      set32(cut, ctcp + 4, s);
+      cut[ctcp + 13] = f;
+      set16(cut, ctcp + 16, pseudo);
+      const r = this.sendHeld(rx, frame, len, p, foldSum(l[CutField.tcpSum]! + (s >>> 16) + (s & 0xffff) + f + pseudo));
       if (r === 'sent') continue;
       // Give back what the frames before this one took. Un-popped when they are the last chains
       // popped; not when this frame used one up (dropped: buffers too small) or pop() skipped
@@ -975,6 +1006,67 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     }
     this.stats.rxCut++;
     return 'sent';
+  }
+
+  /**
+   * Pops chains for the segment's frames from the first while each one's first writable buffer
+   * takes its frame whole (`headLen` of headers, then its payload) and the held tables have room;
+   * notes where each frame goes (cutDst, cutAt). Returns how many; a chain that does not fit is
+   * un-popped (the next frame takes it the usual way).
+   */
+  private takeWholeChains(rx: VirtQueue, headLen: number, size: number, payloadLength: number, pieces: number): number {
+    const chain = this.rxChain;
+    const room = Math.min(this.heldHeads.length - this.held, MAX_SPANS - this.spanCount, this.csumOffsets.length - this.csumCount);
+    const most = Math.min(pieces, room);
+    let n = 0;
+    for (; n < most; n++) {
+      if (!rx.pop(chain)) break;
+      const w = chain.firstWritable;
+      if (w >= chain.count || chain.length[w]! < headLen + Math.min(size, payloadLength - n * size)) {
+        rx.rewind(1);
+        break;
+      }
+      this.heldHeads[this.held + n] = chain.head;
+      this.cutDst[n] = chain.bytes[w]!;
+      this.cutAt[n] = chain.offset[w]!;
+    }
+    return n;
+  }
+
+  /** Writes the headers of the segment's first `n` frames into the chains takeWholeChains()
+   *  took (one call), and holds those chains for their payload as sendHeld() holds one. */
+  private holdCut(rx: VirtQueue, n: number, headLen: number, size: number, payloadLength: number, csumField: number): void {
+    const summed = !this.guestCsum;
+    const k0 = this.heldFrames;
+    const dst = oneView(this.cutDst, n);
+    cutFrames(dst, this.cutAt, n, this.cutHeaders, this.cutLayout, this.frameSum, summed ? k0 : -1);
+    for (let j = 0; j < n; j++) {
+      const view = this.cutDst[j]!;
+      const at = this.cutAt[j]!;
+      const len = Math.min(size, payloadLength - j * size);
+      const k = k0 + j;
+      this.frameSpanStart[k] = this.spanCount;
+      this.frameCsumStart[k] = this.csumCount;
+      if (summed) {
+        const c = this.csumCount++;
+        this.csumViews[c] = view;
+        this.csumOffsets[c] = at + csumField;
+        this.csumLengths[c] = 2;
+      }
+      const i = this.spanCount++;
+      this.spanViews[i] = view;
+      this.spanOffsets[i] = at + headLen;
+      this.spanLengths[i] = len;
+      this.heldLens[this.held + j] = headLen + len;
+    }
+    const bytes = Math.min(payloadLength, n * size);
+    this.held += n;
+    this.heldFrames = k0 + n;
+    this.heldBytes += bytes;
+    this.stats.rxFrames += n;
+    this.stats.rxBytes += n * (headLen - NET_HDR_LEN) + bytes;
+    this.heldQueue = rx;
+    this.spansFull = false;
   }
 
   /** FrameLink.completePayloads: fills what sendHeaders() left, publishing those frames; when the

@@ -20,5 +20,6 @@ export * from './igmp.js';
 export * from './mld.js';
 export * from './udp.js';
 export * from './tcp.js';
+export * from './tcp-cut.js';
 export * from './dhcpv4.js';
 export * from './dhcpv6.js';

@@ -17,6 +17,7 @@ import {
   useNativeSum,
   useNativeSumFrames,
 } from '../../src/wire/checksum.js';
+import { CUT_FIELDS, CutField, cutFrames, useNativeCutFrames } from '../../src/wire/tcp-cut.js';
 import { property } from '../support/wire-helpers.js';
 
 t.test('native sum16 equals the JavaScript one (the best loop for this CPU, and the portable SSE2 one)', async (t) => {
@@ -203,4 +204,98 @@ t.test('sumFrames refuses spans outside their view, frames out of order and arra
     'not a Uint8Array',
   );
   t.throws(() => hostnet.sumFrames(mem, offsets, lengths, new Int32Array(2) as unknown as Uint32Array, sums, 2, 4), TypeError, 'starts not a Uint32Array');
+});
+
+/** A segment's layout for cutFrames: Ethernet, IPv4 (20) or IPv6 (40), TCP of `tcpLen`, after a
+ *  virtio-net header of 12 bytes. */
+function cutLayout(v4: boolean, tcpLen: number, size: number, payload: number, seq: number, flags: number, sums: number[]): Uint32Array {
+  const l = new Uint32Array(CUT_FIELDS);
+  const ip = 12 + 14;
+  l[CutField.ip] = ip;
+  l[CutField.tcp] = ip + (v4 ? 20 : 40);
+  l[CutField.headLen] = l[CutField.tcp]! + tcpLen;
+  l[CutField.v4] = v4 ? 1 : 0;
+  l[CutField.tcpLen] = tcpLen;
+  l[CutField.size] = size;
+  l[CutField.payload] = payload;
+  l[CutField.seq] = seq;
+  l[CutField.flags] = flags;
+  l[CutField.ipSum] = sums[0]!;
+  l[CutField.tcpSum] = sums[1]!;
+  l[CutField.pseudoBase] = sums[2]!;
+  return l;
+}
+
+t.test('cutFrames: the native headers and sums equal the JavaScript ones, in both view forms', async (t) => {
+  property(
+    t,
+    'random layouts, lengths, sequence numbers (wrapping), flags and sums, frames in one view or several',
+    fc.property(
+      fc.boolean(),
+      fc.constantFrom(20, 32, 40, 60),
+      fc.integer({ min: 1, max: 9000 }),
+      fc.integer({ min: 1, max: 64 }),
+      fc.nat(0xffffffff),
+      fc.nat(0xff),
+      fc.array(fc.nat(0xffffffff), { minLength: 3, maxLength: 3 }),
+      fc.boolean(),
+      fc.nat(),
+      (v4, tcpLen, size, pieces, seq, flags, sums, summed, x) => {
+        const payload = Math.min((pieces - 1) * size + 1 + (x % size), 0xffffffff);
+        const count = 1 + (x % pieces);
+        const layout = cutLayout(v4, tcpLen, size, payload, seq, flags, sums);
+        const headLen = layout[CutField.headLen]!;
+        const template = Uint8Array.from({ length: headLen + 7 }, (_, i) => (i * 29 + x) & 0xff);
+        const offsets = Float64Array.from({ length: count }, (_, j) => 3 + j * (headLen + 5));
+        const run = (native: boolean, several: boolean): [Uint8Array[], number[]] => {
+          const mem = new Uint8Array(3 + count * (headLen + 5));
+          const views = several ? Array.from({ length: count }, () => mem) : mem;
+          const out = new Uint32Array(count + 2).fill(7);
+          if (native) hostnet.cutFrames(views, offsets, count, template, layout, out, summed ? 1 : -1);
+          else {
+            const was = useNativeCutFrames(undefined);
+            try {
+              cutFrames(views, offsets, count, template, layout, out, summed ? 1 : -1);
+            } finally {
+              useNativeCutFrames(was);
+            }
+          }
+          return [[mem], [...out]];
+        };
+        const want = run(false, false);
+        return [run(true, false), run(true, true), run(false, true)].every((got) => JSON.stringify(got) === JSON.stringify(want));
+      },
+    ),
+    300,
+  );
+});
+
+t.test('cutFrames refuses fields outside the headers, frames outside their view and sums outside their array', async (t) => {
+  const layout = cutLayout(true, 20, 1000, 2500, 1, 0x19, [0, 0, 0]);
+  const template = new Uint8Array(80);
+  const mem = new Uint8Array(4096);
+  const at = Float64Array.of(0, 2048, 4050);
+  const sums = new Uint32Array(3);
+  hostnet.cutFrames(mem, at, 2, template, layout, sums, 0);
+  t.equal((mem[26 + 2]! << 8) | mem[26 + 3]!, 1040, 'the first frame written: its IP length');
+  t.equal(mem[46 + 13], 0x10, '... its flags: FIN and PSH only on the last');
+  t.equal((mem[2048 + 46 + 6]! << 8) | mem[2048 + 46 + 7]!, 1001, 'the second frame: its sequence number');
+  t.throws(() => hostnet.cutFrames(mem, at, 3, template, layout, sums, 0), RangeError, 'a frame past its view');
+  t.throws(() => hostnet.cutFrames(mem, at, 2, template, layout, sums, 2), RangeError, 'sums past their array');
+  t.throws(() => hostnet.cutFrames(mem, at, 4, template, layout, new Uint32Array(4), 0), RangeError, 'more frames than the segment has');
+  t.throws(() => hostnet.cutFrames(mem, at, 2, template.subarray(0, 60), layout, sums, -1), RangeError, 'headers longer than the template');
+  const short = layout.slice();
+  short[CutField.tcpLen] = 20;
+  short[CutField.tcp] = 60;
+  t.throws(() => hostnet.cutFrames(mem, at, 1, template, short, sums, -1), RangeError, 'the TCP header past the headers');
+  const ip6 = layout.slice();
+  ip6[CutField.v4] = 0; // its 40 bytes from 30 end past the 66 of headers
+  ip6[CutField.ip] = 30;
+  t.throws(() => hostnet.cutFrames(mem, at, 1, template, ip6, sums, -1), RangeError, 'an IPv6 header past the headers');
+  const none = layout.slice();
+  none[CutField.size] = 0;
+  t.throws(() => hostnet.cutFrames(mem, at, 1, template, none, sums, -1), RangeError, 'frames of no size');
+  t.throws(() => hostnet.cutFrames(mem, at, 1, template, layout.subarray(0, 11), sums, -1), RangeError, 'a layout too short');
+  t.throws(() => hostnet.cutFrames(mem, at, 1, template, new Int32Array(12) as unknown as Uint32Array, sums, -1), TypeError, 'a layout not a Uint32Array');
+  t.throws(() => hostnet.cutFrames(mem, at, 1, new Uint16Array(40) as unknown as Uint8Array, layout, sums, -1), TypeError, 'a template not a Uint8Array');
 });

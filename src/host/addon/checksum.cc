@@ -332,6 +332,94 @@ napi_value CopyHeadSum(napi_env env, napi_callback_info cbinfo) {
   return result;
 }
 
+// The one's-complement fold of a 32-bit sum.
+inline uint32_t Fold(uint64_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint32_t>(sum);
+}
+
+inline void Put16(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+
+// cutFrames(views, offsets: Float64Array, count, template: Uint8Array, layout: Uint32Array, sums:
+// Uint32Array, sumAt): src/wire/tcp-cut.ts's cutFrames (its comment says what each frame gets):
+// the headers of a large TCP segment's first `count` frames of one MSS, frame j's written at
+// views[j][offsets[j], + headLen), and with sumAt >= 0 the sum of frame j's TCP header in
+// sums[sumAt + j]. Every field's place is checked against headLen, and every frame against its
+// view, before anything is written.
+constexpr uint32_t kCutFields = 12;
+enum CutField : uint32_t { kHeadLen, kIp, kTcp, kV4, kTcpLen, kSize, kPayload, kSeq, kFlags, kIpSum, kTcpSum, kPseudoBase };
+
+napi_value CutFrames(napi_env env, napi_callback_info cbinfo) {
+  size_t argc = 7;
+  napi_value argv[7];
+  uint32_t count = 0;
+  int32_t sumAt = -1;
+  napi_typedarray_type types[3] = {};
+  size_t lens[3] = {};
+  void* data[3] = {};
+  const int typedArgs[3] = {1, 4, 5};
+  uint8_t* tmpl = nullptr;
+  size_t tmplLen = 0;
+  bool ok = napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) == napi_ok && argc >= 7 &&
+            napi_get_value_uint32(env, argv[2], &count) == napi_ok && napi_get_value_int32(env, argv[6], &sumAt) == napi_ok &&
+            napi_util::Uint8ArrayArg(env, argv[3], &tmpl, &tmplLen);
+  for (int i = 0; ok && i < 3; i++) ok = napi_get_typedarray_info(env, argv[typedArgs[i]], &types[i], &lens[i], &data[i], nullptr, nullptr) == napi_ok;
+  if (!ok || types[0] != napi_float64_array || types[1] != napi_uint32_array || types[2] != napi_uint32_array) {
+    napi_throw_type_error(env, nullptr,
+                          "cutFrames(views, offsets: Float64Array, count, template: Uint8Array, layout: Uint32Array, sums: Uint32Array, sumAt)");
+    return nullptr;
+  }
+  const auto* offsets = static_cast<const double*>(data[0]);
+  const auto* f = static_cast<const uint32_t*>(data[1]);
+  auto* sums = static_cast<uint32_t*>(data[2]);
+  if (lens[1] < kCutFields) {
+    napi_throw_range_error(env, nullptr, "cutFrames: layout too short");
+    return nullptr;
+  }
+  const uint32_t headLen = f[kHeadLen], ip = f[kIp], tcp = f[kTcp], hl = f[kTcpLen], size = f[kSize], payload = f[kPayload];
+  const bool v4 = f[kV4] == 1;
+  const uint64_t pieces = size == 0 ? 0 : (static_cast<uint64_t>(payload) + size - 1) / size;
+  if (headLen > tmplLen || static_cast<uint64_t>(ip) + (v4 ? 20 : 40) > headLen || static_cast<uint64_t>(tcp) + 20 > headLen || size == 0 ||
+      count > pieces || count > lens[0] || (sumAt >= 0 && static_cast<uint64_t>(sumAt) + count > lens[2])) {
+    napi_throw_range_error(env, nullptr, "cutFrames: a field, frame or sum outside its place");
+    return nullptr;
+  }
+  napi_util::SpanResolver spans(env, argv[0]);
+  uint8_t* dst[64];
+  for (uint32_t done = 0; done < count;) {
+    // In steps of 64 frames: every one's place is resolved (and checked) before any is written.
+    const uint32_t n = count - done < 64 ? count - done : 64;
+    for (uint32_t j = 0; j < n; j++) {
+      if (!spans.Pointer(done + j, offsets[done + j], headLen, &dst[j])) return nullptr;
+    }
+    for (uint32_t j = 0; j < n; j++) {
+      const uint32_t k = done + j;
+      uint8_t* p = dst[j];
+      std::memmove(p, tmpl, headLen);
+      const uint32_t len = std::min<uint64_t>(size, payload - static_cast<uint64_t>(k) * size);
+      if (v4) {
+        Put16(p + ip + 2, 20 + hl + len);
+        Put16(p + ip + 10, ~Fold(static_cast<uint64_t>(f[kIpSum]) + 20 + hl + len) & 0xffff);
+      } else {
+        Put16(p + ip + 4, hl + len);
+      }
+      const uint32_t s = f[kSeq] + k * size;
+      const uint32_t flags = f[kFlags] & (k == 0 ? 0xff : ~0x80u) & (k + 1 == pieces ? 0xff : ~0x09u) & 0xff;
+      const uint32_t pseudo = Fold(static_cast<uint64_t>(f[kPseudoBase]) + hl + len);
+      Put16(p + tcp + 4, s >> 16);
+      Put16(p + tcp + 6, s & 0xffff);
+      p[tcp + 13] = static_cast<uint8_t>(flags);
+      Put16(p + tcp + 16, pseudo);
+      if (sumAt >= 0) sums[sumAt + k] = Fold(static_cast<uint64_t>(f[kTcpSum]) + (s >> 16) + (s & 0xffff) + flags + pseudo);
+    }
+    done += n;
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 void InitChecksum(Napi::Env env, Napi::Object exports) {
@@ -348,6 +436,9 @@ void InitChecksum(Napi::Env env, Napi::Object exports) {
   if (napi_create_function(env, "copySum", NAPI_AUTO_LENGTH, CopySum, nullptr, &fn) == napi_ok) exports.Set("copySum", Napi::Value(env, fn));
   if (napi_create_function(env, "copyHeadSum", NAPI_AUTO_LENGTH, CopyHeadSum, nullptr, &fn) == napi_ok) {
     exports.Set("copyHeadSum", Napi::Value(env, fn));
+  }
+  if (napi_create_function(env, "cutFrames", NAPI_AUTO_LENGTH, CutFrames, nullptr, &fn) == napi_ok) {
+    exports.Set("cutFrames", Napi::Value(env, fn));
   }
   napi_util::ExportCopy(env, exports);
 }
