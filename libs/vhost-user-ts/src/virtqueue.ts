@@ -235,6 +235,9 @@ export class VirtQueue {
   size = 0;
   /** Next avail ring slot to consume (free-running u16). */
   lastAvail = 0;
+  /** avail.idx as last read (availableCount): pop() reads it again only once it has taken every
+   *  chain up to it, as a driver's shadow index does (one atomic load per run of chains). */
+  private shadowAvail = 0;
   /** Shadow of used.idx (free-running u16), published by flush(). */
   private usedIdx = 0;
   private signalledUsed = 0;
@@ -319,6 +322,7 @@ export class VirtQueue {
   reset(): void {
     this.size = 0;
     this.lastAvail = 0;
+    this.shadowAvail = 0;
     this.usedIdx = 0;
     this.signalledUsedValid = false;
     this.pendingUsed = 0;
@@ -335,6 +339,7 @@ export class VirtQueue {
     // Re-initialising a ring is how a frontend recovers a broken one.
     this.broken = undefined;
     this.lastAvail = base & 0xffff;
+    this.shadowAvail = this.lastAvail;
     this.signalledUsedValid = false;
   }
 
@@ -347,7 +352,9 @@ export class VirtQueue {
   /** How many chains the guest has made available and we have not popped. */
   availableCount(): number {
     if (!this.ready) return 0;
-    const n = (Atomics.load(this.avail, 1) - this.lastAvail) & 0xffff;
+    const idx = Atomics.load(this.avail, 1);
+    const n = (idx - this.lastAvail) & 0xffff;
+    this.shadowAvail = idx;
     if (n > this.size) {
       this.markBroken(`avail index moved by ${n} on a queue of ${this.size}`);
       return 0;
@@ -359,7 +366,12 @@ export class VirtQueue {
    *  length 0 and counted on the way. Returns false when nothing (valid) is available. */
   pop(chain: DescriptorChain): boolean {
     for (;;) {
-      if (this.availableCount() === 0) return false;
+      // Chains known to be there need no new look at avail.idx (their entries were published
+      // before it, and we read them after); the last one known taken, look again.
+      const known = (this.shadowAvail - this.lastAvail) & 0xffff;
+      if (known === 0 || known > this.size || !this.ready) {
+        if (this.availableCount() === 0) return false;
+      }
       const head = this.avail[2 + (this.lastAvail % this.size)]!;
       this.lastAvail = (this.lastAvail + 1) & 0xffff;
       if (head >= this.size) {
