@@ -79,7 +79,7 @@ import { useNativeCopy } from '../wire/bytes.js';
 import type { ScatterViews } from '../wire/bytes.js';
 import type { FramesSum } from '../wire/checksum.js';
 import { useNativeCopyHeadSum, useNativeCopySum, useNativeSum, useNativeSumFrames } from '../wire/checksum.js';
-import type { NativeCutFrames } from '../wire/tcp-cut.js';
+import type { CutFrames } from '../wire/tcp-cut.js';
 import { useNativeCutFrames } from '../wire/tcp-cut.js';
 
 /** Address family of a socket: 4 (AF_INET) or 6 (AF_INET6). */
@@ -283,7 +283,7 @@ export interface HostnetBinding {
   sumFrames: FramesSum;
   /** The headers of a large TCP segment's frames, written where they go (src/wire/tcp-cut.ts's
    *  cutFrames). Throws on a field, frame or sum outside its place. */
-  cutFrames: NativeCutFrames;
+  cutFrames: CutFrames;
   /** The ones' complement sum of buf[offset, offset + length) in network order, folded to 16
    *  bits, not complemented (what src/wire/checksum.ts's sum16 computes). Throws on a bad range. */
   sum16: (buf: Uint8Array, offset: number, length: number) => number;

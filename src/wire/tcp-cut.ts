@@ -42,8 +42,14 @@ export const CutField = {
 /** The length of the layout array. */
 export const CUT_FIELDS = 12;
 
-/** The native cutFrames (the host addon's). */
-export type NativeCutFrames = (
+/**
+ * Writes the headers of the segment's first `count` frames: frame j's at views[j][offsets[j], +
+ * headLen) (`views` a view per frame, or the one they all lie in). With `sumAt` >= 0,
+ * sums[sumAt + j] gets the sum of frame j's TCP header as written (its checksum field holding the
+ * pseudo-header sum), folded: its payload's sum added, complemented, is its checksum. The addon's
+ * (useNativeCutFrames) has this type too.
+ */
+export type CutFrames = (
   views: ScatterViews,
   offsets: Float64Array,
   count: number,
@@ -53,30 +59,17 @@ export type NativeCutFrames = (
   sumAt: number,
 ) => void;
 
-let nativeCut: NativeCutFrames | undefined;
+let nativeCut: CutFrames | undefined;
 
 /** Installs (or with undefined removes) the native cutFrames; returns the one installed before. */
-export function useNativeCutFrames(fn: NativeCutFrames | undefined): NativeCutFrames | undefined {
+export function useNativeCutFrames(fn: CutFrames | undefined): CutFrames | undefined {
   const was = nativeCut;
   nativeCut = fn;
   return was;
 }
 
-/**
- * Writes the headers of the segment's first `count` frames: frame j's at views[j][offsets[j], +
- * headLen) (`views` a view per frame, or the one they all lie in). With `sumAt` >= 0,
- * sums[sumAt + j] gets the sum of frame j's TCP header as written (its checksum field holding the
- * pseudo-header sum), folded: its payload's sum added, complemented, is its checksum.
- */
-export function cutFrames(
-  views: ScatterViews,
-  offsets: Float64Array,
-  count: number,
-  template: Uint8Array,
-  layout: Uint32Array,
-  sums: Uint32Array,
-  sumAt: number,
-): void {
+/** See CutFrames. */
+export const cutFrames: CutFrames = (views, offsets, count, template, layout, sums, sumAt) => {
   if (nativeCut !== undefined) {
     nativeCut(views, offsets, count, template, layout, sums, sumAt);
     return;
@@ -108,4 +101,4 @@ export function cutFrames(
     set16(dst, at + tcp + 16, pseudo);
     if (sumAt >= 0) sums[sumAt + j] = foldSum(layout[CutField.tcpSum]! + (s >>> 16) + (s & 0xffff) + f + pseudo);
   }
-}
+};
