@@ -340,9 +340,11 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private readonly csumLengths = new Uint32Array(2 * MAX_HELD_FRAMES);
   private csumCount = 0;
   private csumAt = -1;
-  /** Large segments cut for a guest that takes no GSO frames (sendCut): the headers of the frame
-   *  being written, and its partial checksum. rxWhole: the last frame to the guest fit one chain;
-   *  cutRefused: a segment came that sendCut cannot cut (none will be again). */
+  /** Large segments cut for a guest that takes no GSO frames (sendCut): its frames' beginning
+   *  (virtio-net header, then the segment's headers with the fields each frame has its own
+   *  zeroed), and the partial checksum of a frame sent the usual way. rxWhole: the last frame to
+   *  the guest fit one chain; cutRefused: a segment came that sendCut cannot cut (none will be
+   *  again). */
   private readonly cutHeaders = new Uint8Array(NET_HDR_LEN + 256);
   private readonly cutViews = new ViewCache(4);
   private readonly cutPartial: PartialChecksum = { start: 0, offset: 0, segmentSize: 0 };
