@@ -305,6 +305,7 @@ export class VirtQueue {
     this.used32 = new Uint32Array(used.bytes.buffer, used.offset, 1 + 2 * n);
     // The guest's used index is the truth when a ring (re)starts (libvhost-user reads it here too).
     this.usedIdx = Atomics.load(this.used16, 1);
+    this.shadowAvail = this.lastAvail; // (a new ring: its avail.idx not read yet)
     this.pendingUsed = 0;
     this.signalledUsedValid = false;
     this.memGeneration = this.memory.generation;
