@@ -973,7 +973,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const p = this.cutPartial;
     p.start = tcp;
     p.offset = 16;
-    const frame = this.cutViews.of(cut, h, headers.length);
+    const frame = this.cutViews.of(cut, h, headLen);
     for (let i = fast; i < pieces; i++) {
       const len = Math.min(size, payloadLength - i * size);
       if (v4) {

@@ -615,6 +615,30 @@ t.test(
   },
 );
 
+t.test('RX in place, cutting: frames whose chain is too small for them whole go the usual way, across chains, and come out the same', async (t) => {
+  const { dev, fe } = setup(t);
+  const [rxq] = await fe.handshake({ features: (f) => f & ~NO_GUEST_OFFLOADS });
+  // The first frame fits its chain whole (one native call writes it); the next two each take two
+  // chains of 1024 bytes (mergeable buffers), written one by one.
+  const bufs = [...postRx(fe, rxq!, 1, 2048), ...postRx(fe, rxq!, 4, 1024)];
+  await until(() => dev.cutBudget(4) === 5, 'the device to see the RX buffers');
+  const payload = frame(4000, 5);
+  const seq = 0xffffffff - 2000;
+  const opts = { src: 0x0a000202, dst: 0x0a00020f, mss: 1460 };
+  const big = withPseudoSum(tcpFrame(80, 40000, seq, 77, 0x80 | 0x18 | 0x01, payload, opts));
+  t.equal(dev.sendHeaders(big.subarray(0, 58), 4000, { start: 34, offset: 16, segmentSize: 1448 }), 'sent');
+  t.equal(dev.stats.rxCut, 1);
+  t.ok(dev.completePayloads(fillWith(payload)));
+  const got = await receivedFrames(fe, rxq!, bufs, 5);
+  t.equal(got.length, 3, 'three frames in five chains');
+  const flags = [0x80 | 0x10, 0x10, 0x18 | 0x01];
+  for (let i = 0; i < 3; i++) {
+    const want = tcpFrame(80, 40000, seq + i * 1448, 77, flags[i]!, payload.subarray(i * 1448, Math.min(4000, (i + 1) * 1448)), opts);
+    t.same(got[i]!.frame, want, `frame ${i}: the segment it would be had it been sent alone`);
+  }
+  t.equal(dev.stats.rxFrames, 3);
+});
+
 t.test('RX in place, a guest with GUEST_CSUM but not GUEST_TSO6: the frames cut from an IPv6 segment leave their checksum partial', async (t) => {
   const { dev, fe } = setup(t);
   const [rxq] = await fe.handshake({ features: (f) => f & ~bit(NetFeature.GUEST_TSO6) });
