@@ -20,7 +20,7 @@ import type { MemoryAccount } from '../iface/memory-budget.js';
 import { EndOfTurn, atEndOfTurn } from '../iface/end-of-turn.js';
 import type { ScatterViews } from '../wire/bytes.js';
 import { ViewCache, copyBytes, get32, oneView, set16, set32 } from '../wire/bytes.js';
-import { copyHeadSum, copySum, foldSum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16, sumFrames } from '../wire/checksum.js';
+import { copyHeadSum, copySum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16, sumFrames } from '../wire/checksum.js';
 import { ETHERNET_HEADER_LEN } from '../wire/ethernet.js';
 import { CUT_FIELDS, CutField, cutFrames } from '../wire/tcp-cut.js';
 import { COALESCE_HEAD, TcpCoalescer, coalescible } from './tcp-coalescer.js';
@@ -139,10 +139,8 @@ const MAX_SPANS = 1024;
 const MAX_HELD_FRAMES = 512;
 /** Frames one large segment is cut into at most (64 KiB at an MSS of 1460 makes 45). */
 const MAX_CUT_PIECES = 64;
-/** TCP flags sendCut() keeps on one frame of a segment. */
-const TCP_FIN = 0x01;
-const TCP_PSH = 0x08;
-const TCP_CWR = 0x80;
+/** cutFrames()'s offsets for one frame at the start of its view. */
+const CUT_AT_ZERO = new Float64Array(1);
 /** Spans of one guest frame's payload (a chain has at most 2048 segments). */
 const MAX_TX_SPANS = 2048;
 
@@ -353,6 +351,10 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private readonly cutLayout = new Uint32Array(CUT_FIELDS);
   private readonly cutDst: Uint8Array[] = new Array<Uint8Array>(MAX_CUT_PIECES).fill(new Uint8Array(0));
   private readonly cutAt = new Float64Array(MAX_CUT_PIECES);
+  /** A frame of the segment sent the usual way (sendHeld), as cutFrames() writes it, and its
+   *  header sum. */
+  private readonly cutOne = new Uint8Array(NET_HDR_LEN + 256);
+  private readonly cutSum = new Uint32Array(1);
   private rxWhole = true;
   private cutRefused = false;
   /** Guest TCP segments being joined (absent: coalesce off). */
@@ -969,26 +971,17 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     // for that), from the first: their chains, then their headers with one call.
     const fast = this.takeWholeChains(rx, headLen, size, payloadLength, pieces);
     if (fast > 0) this.holdCut(rx, fast, headLen, size, payloadLength, ctcp + 16);
-    // The rest (a chain too small, or the tables full) one by one, as sendHeaders() sends a frame.
+    // The rest (a chain too small, or the tables full) one by one, as sendHeaders() sends a frame:
+    // each written by cutFrames() into cutOne first.
     const p = this.cutPartial;
     p.start = tcp;
     p.offset = 16;
-    const frame = this.cutViews.of(cut, h, headLen);
+    const one = this.cutOne;
+    const frame = this.cutViews.of(one, h, headLen);
     for (let i = fast; i < pieces; i++) {
-      const len = Math.min(size, payloadLength - i * size);
-      if (v4) {
-        set16(cut, cip + 2, 20 + hl + len);
-        set16(cut, cip + 10, ~foldSum(l[CutField.ipSum]! + 20 + hl + len) & 0xffff);
-      } else {
-        set16(cut, cip + 4, hl + len);
-      }
-      const s = (l[CutField.seq]! + i * size) >>> 0;
-      const f = l[CutField.flags]! & (i === 0 ? 0xff : ~TCP_CWR) & (i === pieces - 1 ? 0xff : ~(TCP_FIN | TCP_PSH)) & 0xff;
-      const pseudo = foldSum(l[CutField.pseudoBase]! + hl + len);
-      set32(cut, ctcp + 4, s);
-      cut[ctcp + 13] = f;
-      set16(cut, ctcp + 16, pseudo);
-      const r = this.sendHeld(rx, frame, len, p, foldSum(l[CutField.tcpSum]! + (s >>> 16) + (s & 0xffff) + f + pseudo));
+      l[CutField.first] = i;
+      cutFrames(one, CUT_AT_ZERO, 1, cut, l, this.cutSum, 0);
+      const r = this.sendHeld(rx, frame, Math.min(size, payloadLength - i * size), p, this.cutSum[0]);
       if (r === 'sent') continue;
       // Give back what the frames before this one took. Un-popped when they are the last chains
       // popped; not when this frame used one up (dropped: buffers too small) or pop() skipped
@@ -1041,6 +1034,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const summed = !this.guestCsum;
     const k0 = this.heldFrames;
     const dst = oneView(this.cutDst, n);
+    this.cutLayout[CutField.first] = 0;
     cutFrames(dst, this.cutAt, n, this.cutHeaders, this.cutLayout, this.frameSum, summed ? k0 : -1);
     for (let j = 0; j < n; j++) {
       const view = this.cutDst[j]!;

@@ -22,7 +22,8 @@ const TCP_CWR = 0x80;
  * The segment carries `payload` bytes cut into frames of `size` (the last one shorter), from
  * sequence number `seq` with `flags`. The template's IP length and checksum, sequence number,
  * flags and checksum fields are zero; `ipSum` is the sum of its IPv4 header so, `tcpSum` that of
- * its TCP header, `pseudoBase` the pseudo-header's sum without the length.
+ * its TCP header, `pseudoBase` the pseudo-header's sum without the length. `first`: the piece
+ * the first frame written is (0 for the segment's first).
  */
 export const CutField = {
   headLen: 0,
@@ -37,14 +38,15 @@ export const CutField = {
   ipSum: 9,
   tcpSum: 10,
   pseudoBase: 11,
+  first: 12,
 } as const;
 
 /** The length of the layout array. */
-export const CUT_FIELDS = 12;
+export const CUT_FIELDS = 13;
 
 /**
- * Writes the headers of the segment's first `count` frames: frame j's at views[j][offsets[j], +
- * headLen) (`views` a view per frame, or the one they all lie in). With `sumAt` >= 0,
+ * Writes the headers of `count` of the segment's frames from piece `first` on: frame j (piece
+ * first + j) at views[j][offsets[j], + headLen) (`views` a view per frame, or the one they all lie in). With `sumAt` >= 0,
  * sums[sumAt + j] gets the sum of frame j's TCP header as written (its checksum field holding the
  * pseudo-header sum), folded: its payload's sum added, complemented, is its checksum. The addon's
  * (useNativeCutFrames) has this type too.
@@ -82,19 +84,21 @@ export const cutFrames: CutFrames = (views, offsets, count, template, layout, su
   const size = layout[CutField.size]!;
   const payload = layout[CutField.payload]!;
   const pieces = Math.ceil(payload / size);
+  const first = layout[CutField.first]!;
   for (let j = 0; j < count; j++) {
     const dst = views instanceof Uint8Array ? views : views[j]!;
     const at = offsets[j]!;
+    const k = first + j;
     copyBytes(dst, at, template, 0, headLen);
-    const len = Math.min(size, payload - j * size);
+    const len = Math.min(size, payload - k * size);
     if (v4) {
       set16(dst, at + ip + 2, 20 + hl + len);
       set16(dst, at + ip + 10, ~foldSum(layout[CutField.ipSum]! + 20 + hl + len) & 0xffff);
     } else {
       set16(dst, at + ip + 4, hl + len);
     }
-    const s = (layout[CutField.seq]! + j * size) >>> 0;
-    const f = layout[CutField.flags]! & (j === 0 ? 0xff : ~TCP_CWR) & (j === pieces - 1 ? 0xff : ~(TCP_FIN | TCP_PSH)) & 0xff;
+    const s = (layout[CutField.seq]! + k * size) >>> 0;
+    const f = layout[CutField.flags]! & (k === 0 ? 0xff : ~TCP_CWR) & (k === pieces - 1 ? 0xff : ~(TCP_FIN | TCP_PSH)) & 0xff;
     const pseudo = foldSum(layout[CutField.pseudoBase]! + hl + len);
     set32(dst, at + tcp + 4, s);
     dst[at + tcp + 13] = f;

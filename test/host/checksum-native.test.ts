@@ -208,7 +208,7 @@ t.test('sumFrames refuses spans outside their view, frames out of order and arra
 
 /** A segment's layout for cutFrames: Ethernet, IPv4 (20) or IPv6 (40), TCP of `tcpLen`, after a
  *  virtio-net header of 12 bytes. */
-function cutLayout(v4: boolean, tcpLen: number, size: number, payload: number, seq: number, flags: number, sums: number[]): Uint32Array {
+function cutLayout(v4: boolean, tcpLen: number, size: number, payload: number, seq: number, flags: number, sums: number[], first = 0): Uint32Array {
   const l = new Uint32Array(CUT_FIELDS);
   const ip = 12 + 14;
   l[CutField.ip] = ip;
@@ -223,6 +223,7 @@ function cutLayout(v4: boolean, tcpLen: number, size: number, payload: number, s
   l[CutField.ipSum] = sums[0]!;
   l[CutField.tcpSum] = sums[1]!;
   l[CutField.pseudoBase] = sums[2]!;
+  l[CutField.first] = first;
   return l;
 }
 
@@ -242,8 +243,10 @@ t.test('cutFrames: the native headers and sums equal the JavaScript ones, in bot
       fc.nat(),
       (v4, tcpLen, size, pieces, seq, flags, sums, summed, x) => {
         const payload = Math.min((pieces - 1) * size + 1 + (x % size), 0xffffffff);
-        const count = 1 + (x % pieces);
-        const layout = cutLayout(v4, tcpLen, size, payload, seq, flags, sums);
+        // Frames from piece `first` on (0: the segment's first, as the fast path writes them).
+        const first = (x >>> 7) % 2 === 0 ? 0 : (x >>> 8) % pieces;
+        const count = 1 + (x % (pieces - first));
+        const layout = cutLayout(v4, tcpLen, size, payload, seq, flags, sums, first);
         const headLen = layout[CutField.headLen]!;
         const template = Uint8Array.from({ length: headLen + 7 }, (_, i) => (i * 29 + x) & 0xff);
         const offsets = Float64Array.from({ length: count }, (_, j) => 3 + j * (headLen + 5));
@@ -283,6 +286,12 @@ t.test('cutFrames refuses fields outside the headers, frames outside their view 
   t.throws(() => hostnet.cutFrames(mem, at, 3, template, layout, sums, 0), RangeError, 'a frame past its view');
   t.throws(() => hostnet.cutFrames(mem, at, 2, template, layout, sums, 2), RangeError, 'sums past their array');
   t.throws(() => hostnet.cutFrames(mem, at, 4, template, layout, new Uint32Array(4), 0), RangeError, 'more frames than the segment has');
+  const last = layout.slice();
+  last[CutField.first] = 2;
+  hostnet.cutFrames(mem, at, 1, template, last, sums, 0);
+  t.equal(mem[46 + 13], 0x19, 'the last piece alone: FIN and PSH on it');
+  t.equal((mem[26 + 2]! << 8) | mem[26 + 3]!, 540, '... its IP length (500 bytes of payload)');
+  t.throws(() => hostnet.cutFrames(mem, at, 2, template, last, sums, 0), RangeError, 'frames past the last piece');
   t.throws(() => hostnet.cutFrames(mem, at, 2, template.subarray(0, 60), layout, sums, -1), RangeError, 'headers longer than the template');
   const short = layout.slice();
   short[CutField.tcpLen] = 20;

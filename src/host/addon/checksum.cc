@@ -345,12 +345,12 @@ inline void Put16(uint8_t* p, uint32_t v) {
 
 // cutFrames(views, offsets: Float64Array, count, template: Uint8Array, layout: Uint32Array, sums:
 // Uint32Array, sumAt): src/wire/tcp-cut.ts's cutFrames (its comment says what each frame gets):
-// the headers of a large TCP segment's first `count` frames of one MSS, frame j's written at
-// views[j][offsets[j], + headLen), and with sumAt >= 0 the sum of frame j's TCP header in
-// sums[sumAt + j]. Every field's place is checked against headLen, and every frame against its
-// view, before anything is written.
-constexpr uint32_t kCutFields = 12;
-enum CutField : uint32_t { kHeadLen, kIp, kTcp, kV4, kTcpLen, kSize, kPayload, kSeq, kFlags, kIpSum, kTcpSum, kPseudoBase };
+// the headers of `count` of a large TCP segment's frames of one MSS from piece `first` on, frame
+// j (piece first + j) written at views[j][offsets[j], + headLen), and with sumAt >= 0 the sum of
+// frame j's TCP header in sums[sumAt + j]. Every field's place is checked against headLen, and
+// every frame against its view, before anything is written.
+constexpr uint32_t kCutFields = 13;
+enum CutField : uint32_t { kHeadLen, kIp, kTcp, kV4, kTcpLen, kSize, kPayload, kSeq, kFlags, kIpSum, kTcpSum, kPseudoBase, kFirst };
 
 napi_value CutFrames(napi_env env, napi_callback_info cbinfo) {
   size_t argc = 7;
@@ -381,9 +381,10 @@ napi_value CutFrames(napi_env env, napi_callback_info cbinfo) {
   }
   const uint32_t headLen = f[kHeadLen], ip = f[kIp], tcp = f[kTcp], hl = f[kTcpLen], size = f[kSize], payload = f[kPayload];
   const bool v4 = f[kV4] == 1;
+  const uint32_t first = f[kFirst];
   const uint64_t pieces = size == 0 ? 0 : (static_cast<uint64_t>(payload) + size - 1) / size;
   if (headLen > tmplLen || static_cast<uint64_t>(ip) + (v4 ? 20 : 40) > headLen || static_cast<uint64_t>(tcp) + 20 > headLen || size == 0 ||
-      count > pieces || count > lens[0] || (sumAt >= 0 && static_cast<uint64_t>(sumAt) + count > lens[2])) {
+      static_cast<uint64_t>(first) + count > pieces || count > lens[0] || (sumAt >= 0 && static_cast<uint64_t>(sumAt) + count > lens[2])) {
     napi_throw_range_error(env, nullptr, "cutFrames: a field, frame or sum outside its place");
     return nullptr;
   }
@@ -396,7 +397,7 @@ napi_value CutFrames(napi_env env, napi_callback_info cbinfo) {
       if (!spans.Pointer(done + j, offsets[done + j], headLen, &dst[j])) return nullptr;
     }
     for (uint32_t j = 0; j < n; j++) {
-      const uint32_t k = done + j;
+      const uint32_t k = first + done + j;
       uint8_t* p = dst[j];
       std::memmove(p, tmpl, headLen);
       const uint32_t len = std::min<uint64_t>(size, payload - static_cast<uint64_t>(k) * size);
@@ -413,7 +414,7 @@ napi_value CutFrames(napi_env env, napi_callback_info cbinfo) {
       Put16(p + tcp + 6, s & 0xffff);
       p[tcp + 13] = static_cast<uint8_t>(flags);
       Put16(p + tcp + 16, pseudo);
-      if (sumAt >= 0) sums[sumAt + k] = Fold(static_cast<uint64_t>(f[kTcpSum]) + (s >> 16) + (s & 0xffff) + flags + pseudo);
+      if (sumAt >= 0) sums[sumAt + done + j] = Fold(static_cast<uint64_t>(f[kTcpSum]) + (s >> 16) + (s & 0xffff) + flags + pseudo);
     }
     done += n;
   }
