@@ -357,6 +357,17 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private readonly cutSum = new Uint32Array(1);
   private rxWhole = true;
   private cutRefused = false;
+  /** After a cut that did not fit (the frames one by one ran out of chains or table room): how
+   *  many of its frames did, and the ring as it was then (next chain, avail.idx). cutBudget asks
+   *  for no more while the ring is unchanged, so the sender's next try fits: without it, a ring
+   *  whose chains are many but too small for a frame each makes the same segment fail forever. */
+  private cutFit = MAX_CUT_PIECES;
+  private cutFitNext = -1;
+  private cutFitAvail = -1;
+  /** While rxKicked offers room (onRoom): the next chain then, else -1. A wantRoom() meanwhile
+   *  with chains there, none of them taken, comes from a sender that could not use them: it is
+   *  offered room again on a later turn, not by a microtask. */
+  private offeredAt = -1;
   /** Guest TCP segments being joined (absent: coalesce off). */
   private readonly coalescer: TcpCoalescer | undefined;
   /** The frame's view of scratch or of the joined segment, one per length and slot: joined
@@ -474,6 +485,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
 
   disconnected(): void {
     this.coalescer?.reset();
+    this.cutFit = MAX_CUT_PIECES;
     this.forgetHeld();
     this.backlog.length = 0;
     this.backlogPartial.length = 0;
@@ -488,12 +500,16 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
 
   /** The guest posted receive buffers: drain the backlog, then tell who waits for room. */
   private rxKicked(): void {
-    this.rxCheckScheduled = false;
     this.drainBacklog();
     if (!this.roomWanted) return;
     if (this.hasRoom()) {
       this.roomWanted = false;
-      this.opts.onRoom?.();
+      this.offeredAt = this.rx!.lastAvail; // (hasRoom: rx is there)
+      try {
+        this.opts.onRoom?.();
+      } finally {
+        this.offeredAt = -1;
+      }
     } else {
       this.armRxKick(); // still none: wait for the next buffers
     }
@@ -516,7 +532,19 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     atEndOfTurn(this.rxCheck);
   }
 
-  private readonly rxCheck = (): void => this.rxKicked();
+  /** rxKicked() on a later turn: for a sender that was offered room and could not use it. A
+   *  microtask would offer it again before anything else ran, and a sender that fails the same
+   *  way each time would hold the event loop for good. */
+  private checkRxLater(): void {
+    if (this.rxCheckScheduled) return;
+    this.rxCheckScheduled = true;
+    this.defer(this.rxCheck);
+  }
+
+  private readonly rxCheck = (): void => {
+    this.rxCheckScheduled = false;
+    this.rxKicked();
+  };
 
   /** The rest of a sliced TX batch (made once: a closure per slice would be garbage per slice). */
   private readonly continueTx = (): void => {
@@ -534,8 +562,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   /** Calls onRoom once the guest posts receive buffers (a kick, which this enables). */
   wantRoom(): void {
     this.roomWanted = true;
-    if (this.hasRoom()) this.checkRxSoon();
-    else this.armRxKick();
+    if (!this.hasRoom()) this.armRxKick();
+    else if (this.offeredAt === this.rx!.lastAvail) this.checkRxLater();
+    else this.checkRxSoon(); // (chains arrived as the sender took the last ones: it goes on)
   }
 
   /**
@@ -883,7 +912,11 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   cutBudget(family: 4 | 6): number {
     const rx = this.rx;
     if (!rx || !this.rxWhole || this.cutRefused || this.backlog.length > 0 || this.segmentationOffload(family)) return 0;
-    return Math.min(rx.availableCount(), MAX_CUT_PIECES);
+    const n = Math.min(rx.availableCount(), MAX_CUT_PIECES);
+    if (this.cutFit === MAX_CUT_PIECES) return n;
+    if (rx.lastAvail === this.cutFitNext && rx.availIndex === this.cutFitAvail) return Math.min(n, this.cutFit);
+    this.cutFit = MAX_CUT_PIECES; // the ring changed since: chains taken, or posted
+    return n;
   }
 
   /**
@@ -997,6 +1030,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       this.stats.rxFrames = rxFrames;
       this.stats.rxBytes = rxBytes;
       if (held === 0) this.heldQueue = undefined;
+      this.cutFit = i;
+      this.cutFitNext = rx.lastAvail;
+      this.cutFitAvail = rx.availIndex ?? -1;
       return r;
     }
     this.stats.rxCut++;
