@@ -314,7 +314,8 @@ export async function fuzzMode(opts: FuzzOptions): Promise<ModeSummary> {
         const kind: FindingKind = dead ? 'crash' : 'hang';
         if (dead) s.crashes++;
         else s.hangs++;
-        const detail = dead ? `target exited (${target.exitText()})` : 'target did not answer a probe within 5 s';
+        const use = dead ? undefined : await target.cpuUse();
+        const detail = dead ? `target exited (${target.exitText()})` : `target did not answer a probe within 5 s${use ? ` (${use})` : ''}`;
         const stack = stackFrom(target.stderr());
         save(
           { kind, mode: opts.mode, seed: opts.seed, iteration, detail, ...(stack ? { stack } : {}) },

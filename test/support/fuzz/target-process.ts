@@ -10,7 +10,7 @@
 // exits.
 import { execFileSync, fork, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Probe, TargetConfig, TargetReply, TargetRequest } from './target-protocol.js';
@@ -195,6 +195,30 @@ export class TargetProcess {
   exitText(): string {
     if (!this.exit) return 'running';
     return this.exit.signal ? `signal ${this.exit.signal}` : `code ${this.exit.code}`;
+  }
+
+  /**
+   * What a target that does not answer is doing: the CPU its process uses over the next `ms`
+   * (from /proc: utime + stime, in clock ticks of 10 ms), as "spinning" (its event loop busy for
+   * good: a loop that never yields) or "idle" (waiting: a lost reply, a deadlock). Undefined
+   * without /proc.
+   */
+  async cpuUse(ms = 1000): Promise<string | undefined> {
+    const ticks = (): number | undefined => {
+      try {
+        // Fields after the command name (which may hold spaces): state is 3rd, utime 14th, stime 15th.
+        const f = readFileSync(`/proc/${this.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+        return Number(f[11]) + Number(f[12]);
+      } catch {
+        return undefined;
+      }
+    };
+    const a = ticks();
+    await new Promise((r) => setTimeout(r, ms));
+    const b = ticks();
+    if (a === undefined || b === undefined) return undefined;
+    const share = ((b - a) * 10) / ms; // (USER_HZ is 100 on Linux)
+    return `${share > 0.5 ? 'spinning' : 'idle'}: ${share.toFixed(2)} s of CPU a second`;
   }
 
   /** The child's stderr and stdout (the last 128-256 KiB). */
