@@ -206,8 +206,10 @@ export class TargetProcess {
   async cpuUse(ms = 1000): Promise<string | undefined> {
     const ticks = (): number | undefined => {
       try {
-        // Fields after the command name (which may hold spaces): state is 3rd, utime 14th, stime 15th.
-        const f = readFileSync(`/proc/${this.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+        // The fields after the command name (which may hold spaces and parentheses, hence the
+        // last ") "): state is the 3rd field, utime the 14th, stime the 15th.
+        const stat = readFileSync(`/proc/${this.pid}/stat`, 'utf8');
+        const f = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
         return Number(f[11]) + Number(f[12]);
       } catch {
         return undefined;
