@@ -30,6 +30,12 @@ inline void PrefetchRange(const uint8_t* p, size_t len) {
   napi_util::PrefetchLines(p, len < 4096 ? len : 4096);
 }
 
+// The one's-complement fold of a sum, to 16 bits.
+inline uint32_t Fold(uint64_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint32_t>(sum);
+}
+
 // The tail after the vector loop, and the fold: `a` holds 16-bit words summed as loaded.
 inline uint32_t FinishSum(const uint8_t* p, size_t i, size_t len, uint64_t a) {
   uint64_t b = 0;
@@ -48,11 +54,11 @@ inline uint32_t FinishSum(const uint8_t* p, size_t i, size_t len, uint64_t a) {
     s += w;
   }
   if (i < len) s += p[i];  // the odd byte, padded with zero on its right in network order
-  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  uint32_t r = Fold(s);
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  s = ((s & 0xff) << 8) | (s >> 8);
+  r = ((r & 0xff) << 8) | (r >> 8);
 #endif
-  return static_cast<uint32_t>(s);
+  return r;
 }
 
 #if defined(__x86_64__)
@@ -286,8 +292,7 @@ napi_value SumFrames(napi_env env, napi_callback_info cbinfo) {
       sum += s;
       at += lengths[i];
     }
-    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-    sums[k] = static_cast<uint32_t>(sum);
+    sums[k] = Fold(sum);
   }
   return nullptr;
 }
@@ -330,12 +335,6 @@ napi_value CopyHeadSum(napi_env env, napi_callback_info cbinfo) {
   napi_value result = nullptr;
   napi_create_uint32(env, sum, &result);
   return result;
-}
-
-// The one's-complement fold of a 32-bit sum.
-inline uint32_t Fold(uint64_t sum) {
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<uint32_t>(sum);
 }
 
 inline void Put16(uint8_t* p, uint32_t v) {
