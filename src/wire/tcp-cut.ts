@@ -10,10 +10,9 @@
 import type { ScatterViews } from './bytes.js';
 import { copyBytes, set16, set32 } from './bytes.js';
 import { foldSum } from './checksum.js';
+import { TcpFlags } from './tcp.js';
 
-const TCP_FIN = 0x01;
-const TCP_PSH = 0x08;
-const TCP_CWR = 0x80;
+const { FIN, PSH, CWR } = TcpFlags;
 
 /**
  * Where each field of a segment's layout (the Uint32Array cutFrames() reads) lies: `headLen`
@@ -41,8 +40,8 @@ export const CutField = {
   first: 12,
 } as const;
 
-/** The length of the layout array. */
-export const CUT_FIELDS = 13;
+/** The length of the layout array (the addon's kCutFields). */
+export const CUT_FIELDS = Object.keys(CutField).length;
 
 /**
  * Writes the headers of `count` of the segment's frames from piece `first` on: frame j (piece
@@ -98,7 +97,7 @@ export const cutFrames: CutFrames = (views, offsets, count, template, layout, su
       set16(dst, at + ip + 4, hl + len);
     }
     const s = (layout[CutField.seq]! + k * size) >>> 0;
-    const f = layout[CutField.flags]! & (k === 0 ? 0xff : ~TCP_CWR) & (k === pieces - 1 ? 0xff : ~(TCP_FIN | TCP_PSH)) & 0xff;
+    const f = layout[CutField.flags]! & (k === 0 ? 0xff : ~CWR) & (k === pieces - 1 ? 0xff : ~(FIN | PSH)) & 0xff;
     const pseudo = foldSum(layout[CutField.pseudoBase]! + hl + len);
     set32(dst, at + tcp + 4, s);
     dst[at + tcp + 13] = f;
