@@ -262,6 +262,15 @@ function clearNetHeader(hdr: Uint8Array): void {
   hdr[6] = hdr[7] = hdr[8] = hdr[9] = hdr[10] = hdr[11] = 0;
 }
 
+/** NEEDS_CSUM in a virtio-net header, with csum_start and csum_offset (little-endian). */
+function setNeedsCsum(hdr: Uint8Array, start: number, offset: number): void {
+  hdr[0] = NET_HDR_F_NEEDS_CSUM;
+  hdr[6] = start & 0xff;
+  hdr[7] = start >> 8;
+  hdr[8] = offset & 0xff;
+  hdr[9] = offset >> 8;
+}
+
 export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   // HOST_TSO4/6 and HOST_ECN: the guest may hand over TCP segments up to 64 KiB whatever its MTU;
   // vunet terminates TCP, so a large segment is simply one segment (nothing is cut up). HOST_UFO
@@ -960,13 +969,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const cut = this.cutHeaders;
     const h = NET_HDR_LEN;
     const headLen = h + headers.length;
-    cut.fill(0, 0, h);
-    if (this.guestCsum) {
-      cut[0] = NET_HDR_F_NEEDS_CSUM;
-      cut[6] = tcp & 0xff; // csum_start and csum_offset, little-endian
-      cut[7] = tcp >> 8;
-      cut[8] = 16;
-    }
+    clearNetHeader(cut);
+    if (this.guestCsum) setNeedsCsum(cut, tcp, 16);
     cut[10] = 1; // num_buffers
     copyBytes(cut, h, headers, 0, headers.length);
     const cip = h + ip;
@@ -1204,11 +1208,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       // NEEDS_CSUM rather than DATA_VALID over an unwritten checksum (which passt does): a guest
       // that forwards the packet (a router, a bridge, a container host) then completes it on the
       // way out instead of forwarding a wrong one.
-      hdr[0] = NET_HDR_F_NEEDS_CSUM;
-      hdr[6] = partial.start & 0xff;
-      hdr[7] = partial.start >> 8;
-      hdr[8] = partial.offset & 0xff;
-      hdr[9] = partial.offset >> 8;
+      setNeedsCsum(hdr, partial.start, partial.offset);
       const size = partial.segmentSize ?? 0;
       if (size > 0) {
         // GSO (§5.1.6.4): the guest takes it as segments of `size` payload; hdr_len covers the
