@@ -80,6 +80,9 @@ export interface NetDeviceStats {
   txFailed: number;
   /** TX batches cut into slices to give other work a turn. */
   txSlices: number;
+  /** TX batches taken by polling the queue, not on a kick (the guest sending in bulk: see
+   *  processTx). */
+  txPolls: number;
   /** Guest TCP segments joined to the one before them (see tcp-coalescer.ts). */
   txCoalesced: number;
 }
@@ -124,6 +127,11 @@ export interface NetDeviceOptions {
   txSliceFrames?: number;
   /** ...or after this long, in ms (default 10); the rest follows on a later event-loop turn. */
   txSliceMs?: number;
+  /** While the guest sends in bulk (see processTx), kicks stay off and its TX queue is looked at
+   *  this often, in ms (default 1; 0: a kick starts every batch). */
+  txPollMs?: number;
+  /** Starts a one-shot timer that refresh() arms again (default setTimeout: Node's Timeout). */
+  timer?: (fn: () => void, ms: number) => { refresh(): unknown };
   /** Runs the rest of a sliced batch on a later turn (default setImmediate: I/O goes first). */
   defer?: (fn: () => void) => void;
   /** Milliseconds, for the slice budget (default performance.now). */
@@ -252,6 +260,10 @@ const COALESCE_SLOTS = 8;
  *  whole, the headers and first part of a larger one. */
 const TX_PREFETCH_BYTES = 2048;
 
+/** The guest sends in bulk (its TX queue is polled, see processTx) while its frames come at this
+ *  many bytes per ms or more (32 KiB/ms: about 270 Mbit/s). */
+const TX_POLL_RATE = 32 * 1024;
+
 /** How often (in frames) a TX slice looks at the clock. */
 const SLICE_CHECK_FRAMES = 32;
 
@@ -293,6 +305,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     rxDropped: 0,
     txFailed: 0,
     txSlices: 0,
+    txPolls: 0,
     txCoalesced: 0,
   };
   sink: FrameSink | undefined;
@@ -405,6 +418,15 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private txContinues = false;
   /** The queue whose sliced batch continues (it may be gone by then). */
   private continuing: VirtQueue | undefined;
+  private readonly txPollMs: number;
+  /** The TX queue is polled: kicks are off, the poll timer runs (see processTx). */
+  private txPolling = false;
+  private txPollArmed = false;
+  /** The poll timer, made once and re-armed with refresh(): no allocation per poll. */
+  private txPollTimer: { refresh(): unknown } | undefined;
+  private readonly timer: (fn: () => void, ms: number) => { refresh(): unknown };
+  /** When the last TX batch that had frames began (ms), for the guest's sending rate. */
+  private txLastBatch = -Infinity;
 
   constructor(private readonly opts: NetDeviceOptions = {}) {
     this.log = opts.logger ?? silentLogger;
@@ -412,6 +434,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     this.backlogBytes = opts.backlogBytes ?? 8 << 20;
     this.txSliceFrames = opts.txSliceFrames ?? 256;
     this.txSliceMs = opts.txSliceMs ?? 10;
+    this.txPollMs = opts.txPollMs ?? 1;
+    this.timer = opts.timer ?? ((fn, ms) => setTimeout(fn, ms));
     this.defer = opts.defer ?? ((fn) => void setImmediate(fn));
     this.now = opts.now ?? (() => PERFORMANCE.now());
     this.flushLater = new EndOfTurn(() => this.flush(), opts.inBatch);
@@ -458,7 +482,11 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
 
   queueStarted(q: VirtQueue): void {
     if (q.index === 0) this.rx = q;
-    else if (q.index === 1) this.tx = q;
+    else if (q.index === 1) {
+      this.tx = q;
+      this.txPolling = false;
+      this.txLastBatch = -Infinity;
+    }
     this.linkChanged();
   }
 
@@ -555,6 +583,15 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     this.rxKicked();
   };
 
+  /** The poll timer fired: the batch the guest queued since the last one (see processTx). */
+  private readonly txPoll = (): void => {
+    this.txPollArmed = false;
+    const q = this.tx;
+    if (q === undefined || !this.txPolling) return;
+    this.stats.txPolls++;
+    this.processTx(q);
+  };
+
   /** The rest of a sliced TX batch (made once: a closure per slice would be garbage per slice). */
   private readonly continueTx = (): void => {
     const q = this.continuing;
@@ -580,6 +617,17 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    * Hands the guest's frames to the stack, a slice at a time: after txSliceFrames frames or
    * txSliceMs the slice ends (its answers go out) and the rest of the batch follows on a later
    * turn, so host sockets and timers are served in between however fast the guest sends.
+   *
+   * A batch starts on a kick, or, while the guest sends in bulk, on a poll: TX interrupt
+   * moderation, as a NIC's. A guest that sends a large frame at a time (TSO) hands over about
+   * one per kick, each waiting for the completion of the one before (its TCP small queues), so
+   * every frame would cost an event-loop turn of its own, the guest an interrupt, and both a
+   * wake-up. So when a batch's frames came at TX_POLL_RATE or more (its bytes over the time since
+   * the batch before with frames began), kicks stay off and the queue is looked at again txPollMs later;
+   * the guest gets the batch's completions at once, and queues its next frames meanwhile. The
+   * first batch that comes slower turns kicks back on (and takes what came as it did). Frames
+   * wait at most txPollMs longer, and only during bulk transfers; a guest sending small frames
+   * (ACKs, requests and answers, pings) never gets there.
    */
   private processTx(q: VirtQueue): void {
     if (this.txContinues) return; // the scheduled slice will see these buffers
@@ -588,11 +636,14 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const start = this.now();
     this.opts.onBatchStart?.();
     let frames = 0;
+    let bytes = 0;
     let sliced = false;
+    let poll = false;
     outer: do {
       q.disableNotification();
       let have = q.pop(chain);
       while (have) {
+        bytes += chain.readableLength;
         // The next frame is popped first and its bytes asked for, so that they arrive while this
         // one is handled (the guest's CPU wrote them; read cold, a frame's copy waits on every line).
         const more = q.pop(next);
@@ -623,8 +674,16 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
         }
       }
       q.flush();
+      // Bulk (see above): kicks stay off, the poll timer takes the next batch.
+      if (this.txPollMs > 0 && bytes >= TX_POLL_RATE * Math.max(start - this.txLastBatch, this.txPollMs)) {
+        poll = true;
+        break;
+      }
     } while (q.enableNotification());
     q.flush();
+    if (frames > 0) this.txLastBatch = start;
+    this.txPolling = poll;
+    if (poll) this.armTxPoll();
     // The slice's last segments, joined, go before its output.
     if (this.coalescer !== undefined && this.coalescer.length > 0) this.deliverJoined();
     if (sliced) {
@@ -645,6 +704,13 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       q.flush();
     }
     this.flush();
+  }
+
+  private armTxPoll(): void {
+    if (this.txPollArmed) return;
+    this.txPollArmed = true;
+    if (this.txPollTimer === undefined) this.txPollTimer = this.timer(this.txPoll, this.txPollMs);
+    else this.txPollTimer.refresh();
   }
 
   private receiveChain(chain: DescriptorChain): void {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { viewAt } from '../../src/wire/bytes.js';
 import type { Test } from 'tap';
-import { VhostUserServer, bit } from 'vhost-user-ts';
+import { Feature, VhostUserServer, bit } from 'vhost-user-ts';
 import { TestFrontend } from 'vhost-user-ts/testing';
 import type { RxMeta } from '../../src/iface/link.js';
 import { NET_HDR_LEN, NetFeature, VirtioNetDevice } from '../../src/virtio/net-device.js';
@@ -253,6 +253,182 @@ t.test('TX: a long batch is handled in slices, each followed by its answers', as
   t.same(seen[199]!.frame, frame(60, 200));
   t.ok(dev.stats.txSlices >= 5, `cut into slices (${dev.stats.txSlices})`);
   t.ok(batches >= 6, 'the owner ran after each slice');
+});
+
+/** A poll timer the test fires (NetDeviceOptions.timer). */
+class ManualTimer {
+  fn: (() => void) | undefined;
+  armed = false;
+  readonly start = (fn: () => void): { refresh(): void } => {
+    this.fn = fn;
+    this.armed = true;
+    return { refresh: () => void (this.armed = true) };
+  };
+  fire(): void {
+    if (!this.armed) throw new Error('the poll timer is not armed');
+    this.armed = false;
+    this.fn!();
+  }
+}
+
+for (const eventIdx of [true, false]) {
+  t.test(
+    `TX polling${eventIdx ? '' : ' (no EVENT_IDX)'}: a guest sending in bulk is polled with kicks off; the first slow batch turns them back on`,
+    async (t) => {
+      let clock = 0;
+      const timer = new ManualTimer();
+      const { dev, seen, fe } = setup(t, { now: () => clock, timer: timer.start });
+      const [, txq] = await fe.handshake({ features: (f) => (eventIdx ? f : f & ~bit(Feature.RING_EVENT_IDX)) });
+      const q = txq!;
+      const big = (seed: number): Uint8Array => {
+        const b = new Uint8Array(NET_HDR_LEN + 40_000);
+        b.set(frame(40_000, seed), NET_HDR_LEN);
+        return b;
+      };
+      /** Adds a frame as a driver does: kicks only when the device asks for it. */
+      const send = (data: Uint8Array): boolean => {
+        const old = q.availIndex;
+        q.add([{ data }]);
+        return q.kickIfNeeded(old, eventIdx);
+      };
+      t.ok(send(big(1)), 'the first frame is kicked');
+      await q.waitUsed(1);
+      t.notOk(timer.armed, 'a first batch has no rate: no poll');
+      clock = 0.5; // 40 kB 0.5 ms after the batch before
+      t.ok(send(big(2)), 'the second is kicked');
+      await q.waitUsed(1);
+      t.ok(timer.armed, 'the guest sends in bulk: a poll is due');
+      clock = 1.5;
+      t.notOk(send(big(3)), 'kicks are off');
+      t.notOk(send(big(4)), 'still off');
+      timer.fire();
+      t.same(
+        (await q.waitUsed(2)).map((u) => u.len),
+        [0, 0],
+        'the poll took both, and the guest has them back',
+      );
+      t.equal(dev.stats.txPolls, 1);
+      t.ok(timer.armed, '80 kB in 1 ms: the next poll is due');
+      t.notOk(send(big(5)), 'kicks are still off');
+      clock = 3.5;
+      timer.fire();
+      await q.waitUsed(1);
+      t.notOk(timer.armed, '40 kB in 2 ms is not bulk: no poll is due');
+      t.ok(send(big(6)), 'and the guest kicks again');
+      await q.waitUsed(1);
+      t.equal(dev.stats.txPolls, 2, 'that frame came on its kick');
+      t.same(
+        seen.map((s) => s.frame.length),
+        [40_000, 40_000, 40_000, 40_000, 40_000, 40_000],
+        'every frame handled once',
+      );
+      t.same(seen[3]!.frame, frame(40_000, 4));
+    },
+  );
+}
+
+t.test('TX polling: a poll that finds nothing turns kicks back on; so does one that finds less than a poll is worth', async (t) => {
+  let clock = 0;
+  const timer = new ManualTimer();
+  const { dev, fe } = setup(t, { now: () => clock, timer: timer.start });
+  const [, txq] = await fe.handshake();
+  const q = txq!;
+  const bulk = async (): Promise<void> => {
+    for (let i = 0; i < 2; i++) {
+      q.add([{ data: new Uint8Array(NET_HDR_LEN + 64_000) }]);
+      q.kick();
+      await q.waitUsed(1);
+      clock += 0.5;
+    }
+    t.ok(timer.armed, 'polling');
+  };
+  await bulk();
+  clock += 1;
+  timer.fire(); // nothing there
+  t.notOk(timer.armed, 'an empty poll: none is due');
+  const old = q.availIndex;
+  q.add([{ data: new Uint8Array(NET_HDR_LEN + 100) }]);
+  t.ok(q.kickIfNeeded(old, true), 'kicks are on');
+  await q.waitUsed(1);
+  clock += 10;
+  await bulk();
+  q.add([{ data: new Uint8Array(NET_HDR_LEN + 20_000) }]);
+  clock += 1;
+  timer.fire();
+  await q.waitUsed(1);
+  t.notOk(timer.armed, '20 kB in a poll: none is due');
+  t.equal(dev.stats.txPolls, 2);
+});
+
+t.test('TX polling: small frames, however many, or large ones far apart, are never polled', async (t) => {
+  let clock = 0;
+  const timer = new ManualTimer();
+  const { dev, seen, fe } = setup(t, { now: () => clock, timer: timer.start });
+  const [, txq] = await fe.handshake();
+  const q = txq!;
+  for (let round = 0; round < 5; round++) {
+    // 100 ACK-sized frames 0.1 ms after the batch before: 8 kB, under one poll's worth.
+    for (let i = 0; i < 100; i++) {
+      const one = new Uint8Array(NET_HDR_LEN + 66);
+      one.set(frame(66, i + 1), NET_HDR_LEN);
+      q.add([{ data: one }]);
+    }
+    q.kick();
+    await q.waitUsed(100);
+    clock += 0.1;
+  }
+  for (let round = 0; round < 3; round++) {
+    // 64 kB frames 10 ms apart: 6.4 kB a ms.
+    clock += 10;
+    const b = new Uint8Array(NET_HDR_LEN + 64_000);
+    const old = q.availIndex;
+    q.add([{ data: b }]);
+    t.ok(q.kickIfNeeded(old, true), `large frame ${round} is kicked`);
+    await q.waitUsed(1);
+  }
+  t.equal(seen.length, 503);
+  t.notOk(timer.armed, 'no poll was ever due');
+  t.equal(dev.stats.txPolls, 0);
+});
+
+t.test('TX polling, with the real timer: a guest that kicks only when asked has every frame taken', async (t) => {
+  let clock = 0;
+  const { dev, seen, fe } = setup(t, { now: () => clock });
+  const [, txq] = await fe.handshake();
+  const q = txq!;
+  let kicks = 0;
+  for (let i = 0; i < 40; i++) {
+    // However the poll timer and these sends interleave, nothing may be left without a kick.
+    const old = q.availIndex;
+    q.add([{ data: new Uint8Array(NET_HDR_LEN + 64_000) }]);
+    if (q.kickIfNeeded(old, true)) kicks++;
+    if (i % 3 === 0) await q.waitUsed(1);
+    else await new Promise((r) => setImmediate(r));
+    clock += 0.5;
+  }
+  await until(() => seen.length === 40, 'every frame taken');
+  t.ok(dev.stats.txPolls > 0, `some came on polls (${dev.stats.txPolls}), the others on ${kicks} kicks`);
+});
+
+t.test('TX polling: a poll due when the queue stopped does nothing', async (t) => {
+  let clock = 0;
+  const timer = new ManualTimer();
+  const { dev, seen, fe } = setup(t, { now: () => clock, timer: timer.start });
+  const [, txq] = await fe.handshake();
+  const q = txq!;
+  for (let i = 0; i < 2; i++) {
+    q.add([{ data: new Uint8Array(NET_HDR_LEN + 64_000) }]);
+    q.kick();
+    await q.waitUsed(1);
+    clock += 0.5;
+  }
+  t.ok(timer.armed, 'a poll is due');
+  q.add([{ data: new Uint8Array(NET_HDR_LEN + 64_000) }]); // for it, but the queue stops first
+  await fe.setVringEnable(1, false);
+  await until(() => !dev.linkUp, 'the TX queue stopped');
+  timer.fire();
+  t.equal(dev.stats.txPolls, 0, 'no poll');
+  t.equal(seen.length, 2, 'the last frame was not taken');
 });
 
 t.test('RX: a malformed chain among the buffers of a mergeable frame is returned once, the good ones are not lost', async (t) => {
