@@ -261,8 +261,10 @@ const COALESCE_SLOTS = 8;
 const TX_PREFETCH_BYTES = 2048;
 
 /** The guest sends in bulk (its TX queue is polled, see processTx) while its frames come at this
- *  many bytes per ms or more (32 KiB/ms: about 270 Mbit/s). */
+ *  many bytes per ms or more (32 KiB/ms: about 270 Mbit/s)... */
 const TX_POLL_RATE = 32 * 1024;
+/** ...and are this large on average: TSO segments. */
+const TX_POLL_FRAME = 16 * 1024;
 
 /** How often (in frames) a TX slice looks at the clock. */
 const SLICE_CHECK_FRAMES = 32;
@@ -619,15 +621,16 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    * turn, so host sockets and timers are served in between however fast the guest sends.
    *
    * A batch starts on a kick, or, while the guest sends in bulk, on a poll: TX interrupt
-   * moderation, as a NIC's. A guest that sends a large frame at a time (TSO) hands over about
-   * one per kick, each waiting for the completion of the one before (its TCP small queues), so
-   * every frame would cost an event-loop turn of its own, the guest an interrupt, and both a
-   * wake-up. So when a batch's frames came at TX_POLL_RATE or more (its bytes over the time since
-   * the batch before with frames began), kicks stay off and the queue is looked at again txPollMs later;
-   * the guest gets the batch's completions at once, and queues its next frames meanwhile. The
-   * first batch that comes slower turns kicks back on (and takes what came as it did). Frames
-   * wait at most txPollMs longer, and only during bulk transfers; a guest sending small frames
-   * (ACKs, requests and answers, pings) never gets there.
+   * moderation, as a NIC's. A guest that hands over large segments (TSO) does so about one per
+   * kick: it makes them more slowly than we take them. So every one of them would cost an
+   * event-loop turn of its own, the guest an interrupt, and both a wake-up. So when a batch's
+   * frames are large (TX_POLL_FRAME on average) and came at TX_POLL_RATE or more (its bytes
+   * over the time since the batch before with frames began), kicks stay off and the queue is
+   * looked at again txPollMs later; the guest gets the batch's completions at once, and queues
+   * its next frames meanwhile. The first batch that comes slower turns kicks back on (taking
+   * what came as it did). Frames wait at most txPollMs longer, and only in bulk transfers of
+   * large segments; small frames (ACKs, requests and answers, pings, a guest without TSO, whose
+   * kicks bring many frames each) never get there.
    */
   private processTx(q: VirtQueue): void {
     if (this.txContinues) return; // the scheduled slice will see these buffers
@@ -675,7 +678,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       }
       q.flush();
       // Bulk (see above): kicks stay off, the poll timer takes the next batch.
-      if (this.txPollMs > 0 && bytes >= TX_POLL_RATE * Math.max(start - this.txLastBatch, this.txPollMs)) {
+      if (this.txPollMs > 0 && bytes >= TX_POLL_FRAME * frames && bytes >= TX_POLL_RATE * Math.max(start - this.txLastBatch, this.txPollMs)) {
         poll = true;
         break;
       }
