@@ -627,8 +627,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    * frames are large (TX_POLL_FRAME on average) and came at TX_POLL_RATE or more (its bytes
    * over the time since the batch before with frames began), kicks stay off and the queue is
    * looked at again txPollMs later; the guest gets the batch's completions at once, and queues
-   * its next frames meanwhile. The first batch that comes slower turns kicks back on (taking
-   * what came as it did). Frames wait at most txPollMs longer, and only in bulk transfers of
+   * its next frames meanwhile. Polls go on while batches come at that rate, whatever their
+   * frames' size (a TSO sender's small ones, the ends of its writes, come between the large);
+   * the first batch that comes slower turns kicks back on (taking what came as it did). Frames wait at most txPollMs longer, and only in bulk transfers of
    * large segments; small frames (ACKs, requests and answers, pings, a guest without TSO, whose
    * kicks bring many frames each) never get there.
    */
@@ -678,7 +679,11 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       }
       q.flush();
       // Bulk (see above): kicks stay off, the poll timer takes the next batch.
-      if (this.txPollMs > 0 && bytes >= TX_POLL_FRAME * frames && bytes >= TX_POLL_RATE * Math.max(start - this.txLastBatch, this.txPollMs)) {
+      if (
+        this.txPollMs > 0 &&
+        (this.txPolling || bytes >= TX_POLL_FRAME * frames) &&
+        bytes >= TX_POLL_RATE * Math.max(start - this.txLastBatch, this.txPollMs)
+      ) {
         poll = true;
         break;
       }

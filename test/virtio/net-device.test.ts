@@ -327,7 +327,7 @@ for (const eventIdx of [true, false]) {
   );
 }
 
-t.test('TX polling: a poll that finds nothing turns kicks back on; so does one that finds less than a poll is worth', async (t) => {
+t.test("TX polling: a poll that finds nothing turns kicks back on; so does one that finds less than a poll is worth, whatever the frames' size", async (t) => {
   let clock = 0;
   const timer = new ManualTimer();
   const { dev, fe } = setup(t, { now: () => clock, timer: timer.start });
@@ -352,12 +352,17 @@ t.test('TX polling: a poll that finds nothing turns kicks back on; so does one t
   await q.waitUsed(1);
   clock += 10;
   await bulk();
+  for (let i = 0; i < 40; i++) q.add([{ data: new Uint8Array(NET_HDR_LEN + 1514) }]);
+  clock += 1;
+  timer.fire();
+  await q.waitUsed(40);
+  t.ok(timer.armed, 'small frames at the rate keep it polling (61 kB in 1.5 ms)');
   q.add([{ data: new Uint8Array(NET_HDR_LEN + 20_000) }]);
   clock += 1;
   timer.fire();
   await q.waitUsed(1);
   t.notOk(timer.armed, '20 kB in a poll: none is due');
-  t.equal(dev.stats.txPolls, 2);
+  t.equal(dev.stats.txPolls, 3);
 });
 
 t.test('TX polling: small frames, however many, MTU-sized ones at a high rate, or large ones far apart, are never polled', async (t) => {
