@@ -271,15 +271,31 @@ class ManualTimer {
   }
 }
 
+/** A device on a clock and a poll timer the test drives, its TX queue, and bulk(): two 64 kB
+ *  frames kicked 0.5 ms apart, after which a poll is due. */
+async function pollingSetup(t: Test, eventIdx = true) {
+  const clock = { ms: 0 };
+  const timer = new ManualTimer();
+  const { dev, seen, fe } = setup(t, { now: () => clock.ms, timer: timer.start });
+  const [, txq] = await fe.handshake({ features: (f) => (eventIdx ? f : f & ~bit(Feature.RING_EVENT_IDX)) });
+  const q = txq!;
+  const bulk = async (): Promise<void> => {
+    for (let i = 0; i < 2; i++) {
+      q.add([{ data: new Uint8Array(NET_HDR_LEN + 64_000) }]);
+      q.kick();
+      await q.waitUsed(1);
+      clock.ms += 0.5;
+    }
+    t.ok(timer.armed, 'bulk: a poll is due');
+  };
+  return { dev, seen, fe, q, clock, timer, bulk };
+}
+
 for (const eventIdx of [true, false]) {
   t.test(
     `TX polling${eventIdx ? '' : ' (no EVENT_IDX)'}: a guest sending in bulk is polled with kicks off; the first slow batch turns them back on`,
     async (t) => {
-      let clock = 0;
-      const timer = new ManualTimer();
-      const { dev, seen, fe } = setup(t, { now: () => clock, timer: timer.start });
-      const [, txq] = await fe.handshake({ features: (f) => (eventIdx ? f : f & ~bit(Feature.RING_EVENT_IDX)) });
-      const q = txq!;
+      const { dev, seen, q, clock, timer } = await pollingSetup(t, eventIdx);
       const big = (seed: number): Uint8Array => {
         const b = new Uint8Array(NET_HDR_LEN + 40_000);
         b.set(frame(40_000, seed), NET_HDR_LEN);
@@ -294,11 +310,11 @@ for (const eventIdx of [true, false]) {
       t.ok(send(big(1)), 'the first frame is kicked');
       await q.waitUsed(1);
       t.notOk(timer.armed, 'a first batch has no rate: no poll');
-      clock = 0.5; // 40 kB 0.5 ms after the batch before
+      clock.ms = 0.5; // 40 kB 0.5 ms after the batch before
       t.ok(send(big(2)), 'the second is kicked');
       await q.waitUsed(1);
       t.ok(timer.armed, 'the guest sends in bulk: a poll is due');
-      clock = 1.5;
+      clock.ms = 1.5;
       t.notOk(send(big(3)), 'kicks are off');
       t.notOk(send(big(4)), 'still off');
       timer.fire();
@@ -310,7 +326,7 @@ for (const eventIdx of [true, false]) {
       t.equal(dev.stats.txPolls, 1);
       t.ok(timer.armed, '80 kB in 1 ms: the next poll is due');
       t.notOk(send(big(5)), 'kicks are still off');
-      clock = 3.5;
+      clock.ms = 3.5;
       timer.fire();
       await q.waitUsed(1);
       t.notOk(timer.armed, '40 kB in 2 ms is not bulk: no poll is due');
@@ -328,37 +344,24 @@ for (const eventIdx of [true, false]) {
 }
 
 t.test("TX polling: a poll that finds nothing turns kicks back on; so does one that finds less than a poll is worth, whatever the frames' size", async (t) => {
-  let clock = 0;
-  const timer = new ManualTimer();
-  const { dev, fe } = setup(t, { now: () => clock, timer: timer.start });
-  const [, txq] = await fe.handshake();
-  const q = txq!;
-  const bulk = async (): Promise<void> => {
-    for (let i = 0; i < 2; i++) {
-      q.add([{ data: new Uint8Array(NET_HDR_LEN + 64_000) }]);
-      q.kick();
-      await q.waitUsed(1);
-      clock += 0.5;
-    }
-    t.ok(timer.armed, 'polling');
-  };
+  const { dev, q, clock, timer, bulk } = await pollingSetup(t);
   await bulk();
-  clock += 1;
+  clock.ms += 1;
   timer.fire(); // nothing there
   t.notOk(timer.armed, 'an empty poll: none is due');
   const old = q.availIndex;
   q.add([{ data: new Uint8Array(NET_HDR_LEN + 100) }]);
   t.ok(q.kickIfNeeded(old, true), 'kicks are on');
   await q.waitUsed(1);
-  clock += 10;
+  clock.ms += 10;
   await bulk();
   for (let i = 0; i < 40; i++) q.add([{ data: new Uint8Array(NET_HDR_LEN + 1514) }]);
-  clock += 1;
+  clock.ms += 1;
   timer.fire();
   await q.waitUsed(40);
   t.ok(timer.armed, 'small frames at the rate keep it polling (61 kB in 1.5 ms)');
   q.add([{ data: new Uint8Array(NET_HDR_LEN + 20_000) }]);
-  clock += 1;
+  clock.ms += 1;
   timer.fire();
   await q.waitUsed(1);
   t.notOk(timer.armed, '20 kB in a poll: none is due');
@@ -366,11 +369,7 @@ t.test("TX polling: a poll that finds nothing turns kicks back on; so does one t
 });
 
 t.test('TX polling: small frames, however many, MTU-sized ones at a high rate, or large ones far apart, are never polled', async (t) => {
-  let clock = 0;
-  const timer = new ManualTimer();
-  const { dev, seen, fe } = setup(t, { now: () => clock, timer: timer.start });
-  const [, txq] = await fe.handshake();
-  const q = txq!;
+  const { dev, seen, q, clock, timer } = await pollingSetup(t);
   for (let round = 0; round < 5; round++) {
     // 100 ACK-sized frames 0.1 ms after the batch before: 8 kB, under one poll's worth.
     for (let i = 0; i < 100; i++) {
@@ -380,7 +379,7 @@ t.test('TX polling: small frames, however many, MTU-sized ones at a high rate, o
     }
     q.kick();
     await q.waitUsed(100);
-    clock += 0.1;
+    clock.ms += 0.1;
   }
   for (let round = 0; round < 5; round++) {
     // 40 MTU-sized frames 0.2 ms after the batch before (a guest without TSO: 300 kB a ms, but
@@ -388,11 +387,11 @@ t.test('TX polling: small frames, however many, MTU-sized ones at a high rate, o
     for (let i = 0; i < 40; i++) q.add([{ data: new Uint8Array(NET_HDR_LEN + 1514) }]);
     q.kick();
     await q.waitUsed(40);
-    clock += 0.2;
+    clock.ms += 0.2;
   }
   for (let round = 0; round < 3; round++) {
     // 64 kB frames 10 ms apart: 6.4 kB a ms.
-    clock += 10;
+    clock.ms += 10;
     const b = new Uint8Array(NET_HDR_LEN + 64_000);
     const old = q.availIndex;
     q.add([{ data: b }]);
@@ -424,18 +423,8 @@ t.test('TX polling, with the real timer: a guest that kicks only when asked has 
 });
 
 t.test('TX polling: a poll due when the queue stopped does nothing', async (t) => {
-  let clock = 0;
-  const timer = new ManualTimer();
-  const { dev, seen, fe } = setup(t, { now: () => clock, timer: timer.start });
-  const [, txq] = await fe.handshake();
-  const q = txq!;
-  for (let i = 0; i < 2; i++) {
-    q.add([{ data: new Uint8Array(NET_HDR_LEN + 64_000) }]);
-    q.kick();
-    await q.waitUsed(1);
-    clock += 0.5;
-  }
-  t.ok(timer.armed, 'a poll is due');
+  const { dev, seen, fe, q, timer, bulk } = await pollingSetup(t);
+  await bulk();
   q.add([{ data: new Uint8Array(NET_HDR_LEN + 64_000) }]); // for it, but the queue stops first
   await fe.setVringEnable(1, false);
   await until(() => !dev.linkUp, 'the TX queue stopped');
