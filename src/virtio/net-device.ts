@@ -622,16 +622,17 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    *
    * A batch starts on a kick, or, while the guest sends in bulk, on a poll: TX interrupt
    * moderation, as a NIC's. A guest that hands over large segments (TSO) does so about one per
-   * kick: it makes them more slowly than we take them. So every one of them would cost an
+   * kick: it makes them more slowly than we take them. Each of them would then cost an
    * event-loop turn of its own, the guest an interrupt, and both a wake-up. So when a batch's
    * frames are large (TX_POLL_FRAME on average) and came at TX_POLL_RATE or more (its bytes
    * over the time since the batch before with frames began), kicks stay off and the queue is
    * looked at again txPollMs later; the guest gets the batch's completions at once, and queues
    * its next frames meanwhile. Polls go on while batches come at that rate, whatever their
    * frames' size (a TSO sender's small ones, the ends of its writes, come between the large);
-   * the first batch that comes slower turns kicks back on (taking what came as it did). Frames wait at most txPollMs longer, and only in bulk transfers of
-   * large segments; small frames (ACKs, requests and answers, pings, a guest without TSO, whose
-   * kicks bring many frames each) never get there.
+   * the first batch that comes slower turns kicks back on (taking what came as it did). Frames
+   * wait at most txPollMs longer, and only in bulk transfers of large segments; small frames
+   * (ACKs, requests and answers, pings, a guest without TSO, whose kicks bring many frames
+   * each) never get there.
    */
   private processTx(q: VirtQueue): void {
     if (this.txContinues) return; // the scheduled slice will see these buffers
@@ -690,7 +691,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     } while (q.enableNotification());
     q.flush();
     if (frames > 0) this.txLastBatch = start;
-    this.txPolling = poll;
+    // (A sliced batch leaves kicks off and its mode as it was: the next slice decides.)
+    if (!sliced) this.txPolling = poll;
     if (poll) this.armTxPoll();
     // The slice's last segments, joined, go before its output.
     if (this.coalescer !== undefined && this.coalescer.length > 0) this.deliverJoined();

@@ -273,10 +273,10 @@ class ManualTimer {
 
 /** A device on a clock and a poll timer the test drives, its TX queue, and bulk(): two 64 kB
  *  frames kicked 0.5 ms apart, after which a poll is due. */
-async function pollingSetup(t: Test, eventIdx = true) {
+async function pollingSetup(t: Test, eventIdx = true, opts: NetDeviceOptions = {}) {
   const clock = { ms: 0 };
   const timer = new ManualTimer();
-  const { dev, seen, fe } = setup(t, { now: () => clock.ms, timer: timer.start });
+  const { dev, seen, fe } = setup(t, { now: () => clock.ms, timer: timer.start, ...opts });
   const [, txq] = await fe.handshake({ features: (f) => (eventIdx ? f : f & ~bit(Feature.RING_EVENT_IDX)) });
   const q = txq!;
   const bulk = async (): Promise<void> => {
@@ -420,6 +420,19 @@ t.test('TX polling, with the real timer: a guest that kicks only when asked has 
   }
   await until(() => seen.length === 40, 'every frame taken');
   t.ok(dev.stats.txPolls > 0, `some came on polls (${dev.stats.txPolls}), the others on ${kicks} kicks`);
+});
+
+t.test('TX polling: a poll that takes a sliced batch goes on polling when the slices come at the rate', async (t) => {
+  const { dev, seen, q, clock, timer, bulk } = await pollingSetup(t, true, { txSliceFrames: 32 });
+  await bulk();
+  for (let i = 0; i < 60; i++) q.add([{ data: new Uint8Array(NET_HDR_LEN + 1514) }]);
+  clock.ms += 1;
+  timer.fire();
+  t.notOk(timer.armed, 'the first slice ends with the next one due, not a poll');
+  await q.waitUsed(60);
+  t.equal(dev.stats.txSlices, 1);
+  t.ok(timer.armed, 'the last slice (28 frames, 43 kB, at once) keeps the queue polled');
+  t.equal(seen.length, 62);
 });
 
 t.test('TX polling: a poll due when the queue stopped does nothing', async (t) => {
