@@ -1,7 +1,8 @@
 // The virtio-net device against the test frontend: the 12-byte header both ways, frames handed to
 // the stack as private copies, NEEDS_CSUM passed on, mergeable RX buffers, the RX backlog while
 // the guest has no buffers, bad frames counted, a throwing handler costing one frame, sliced TX
-// batches, and malformed RX chains met while gathering buffers for a frame.
+// batches, the TX queue polled while the guest sends large segments in bulk, and malformed RX
+// chains met while gathering buffers for a frame.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
