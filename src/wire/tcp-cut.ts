@@ -45,10 +45,10 @@ export const CUT_FIELDS = Object.keys(CutField).length;
 
 /**
  * Writes the headers of `count` of the segment's frames from piece `first` on: frame j (piece
- * first + j) at views[j][offsets[j], + headLen) (`views` a view per frame, or the one they all lie in). With `sumAt` >= 0,
- * sums[sumAt + j] gets the sum of frame j's TCP header as written (its checksum field holding the
- * pseudo-header sum), folded: its payload's sum added, complemented, is its checksum. The addon's
- * (useNativeCutFrames) has this type too.
+ * first + j) at views[j][offsets[j], + headLen) (`views` a view per frame, or the one they all
+ * lie in). With `sumAt` >= 0, sums[sumAt + j] gets the sum of frame j's TCP header as written
+ * (its checksum field holding the pseudo-header sum), folded: its payload's sum added,
+ * complemented, is its checksum. The addon's (useNativeCutFrames) has this type too.
  */
 export type CutFrames = (
   views: ScatterViews,
