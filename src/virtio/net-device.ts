@@ -717,7 +717,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   }
 
   private armTxPoll(): void {
-    if (this.txPollArmed) return;
+    if (this.txPollArmed) return; // (refresh() would push a due poll back by a whole interval)
     this.txPollArmed = true;
     if (this.txPollTimer === undefined) this.txPollTimer = this.timer(this.txPoll, this.txPollMs);
     else this.txPollTimer.refresh();
