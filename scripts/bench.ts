@@ -129,7 +129,8 @@ directions, with iperf3 against a server on the host's loopback.
   --rounds N            run the backends N times, in reverse order every other round (the one
                         run second measures a few % cheaper on a small machine: alternating
                         cancels it), and end with each comparison's ratios per round, their
-                        geometric mean and median (default 1)
+                        geometric mean and median, and the rounds in which a backend stalled
+                        (under a quarter of the other's throughput) (default 1)
   --stats               after each vunet run, print vunet's counters (its SIGUSR1 status)
   --device OPTS         extra virtio-net-pci options for the vunet guests, comma-separated
                         (feature experiments, e.g. guest_tso4=off,guest_csum=off)
@@ -969,10 +970,24 @@ function roundsSummary(rounds: BackendResult[][]): string {
         line('CPU s/GB', (r) => r.cpu);
         line('user CPU s/GB', (r) => r.user);
       }
+      // A backend that stops keeping up (passt guest-less guest→host, at times) makes the means
+      // above say little: name the rounds, whose CPU per GB is then that of an idling backend.
+      // (Not slirp's: it is slower by design.)
+      if (!isVhostUser(other)) continue;
+      const stalled = (who: string, than: string, slow: (speed: number) => boolean): void => {
+        const at = each.flatMap((r, i) => (r.speed !== undefined && slow(r.speed) ? [i + 1] : []));
+        if (at.length > 0)
+          out.push(`    ${who} stalled in round${at.length > 1 ? 's' : ''} ${at.join(', ')}: under ${STALLED * 100} % of ${than}'s throughput`);
+      };
+      stalled(other, 'vunet', (x) => x >= 1 / STALLED);
+      stalled('vunet', other, (x) => x <= STALLED);
     }
   }
   return out.join('\n');
 }
+
+/** A run at under this fraction of the other backend's throughput stalled (see roundsSummary). */
+const STALLED = 0.25;
 
 // ------------------------------------------------------------------------------------------------
 
