@@ -485,8 +485,8 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
     if (this.phase === 'open' && this.wantWrite && (bits & (hostnet.EPOLLOUT | hostnet.EPOLLHUP | hostnet.EPOLLERR)) !== 0) this.handlers.writable();
   };
 
-  /** Interest the set could not take (see watch()): the owner hears once, after the current
-   *  handler, that it may look. */
+  /** Interest the set could not take (see watch()): the owner hears once, on the next turn, that
+   *  it may look. */
   private readonly recheck = (): void => {
     if (!this.recheckDue) return;
     this.recheckDue = false;
@@ -543,9 +543,11 @@ class NodeTcpSocket implements TcpSocket, EdgeTarget, StreamQueue {
       // off raised no edge, and is heard so.
       if (EdgePoller.get().change(this.fd, this.token, interest) === 0) this.interest = interest;
       else if (!this.recheckDue) {
-        // (epoll_ctl refuses no change to an fd it holds; should it, the owner looks once now
-        // and the next watch() tries again.)
-        queueMicrotask(this.recheck);
+        // (epoll_ctl refuses no change to an fd it holds but for want of kernel memory; should it,
+        // the owner looks on the next turn and its next watch() tries again. Not in a microtask:
+        // an owner that watches again from that look, refused again, would chain them and hold
+        // the event loop for as long as the refusals last.)
+        setImmediate(this.recheck);
         this.recheckDue = true;
       }
       return;

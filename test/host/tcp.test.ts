@@ -2,13 +2,15 @@
 // backpressure, half-close, RST, on loopback; and in the netns topology of test/support/netns.ts
 // (a child in vunet's namespace, test/host/fixtures/tcp-child.ts) how connects end: connected,
 // refused (no ICMP), time exceeded from the first router for a TTL-1 SYN (what traceroute -T
-// needs), and the host's own ARP/NDP failure as EHOSTUNREACH without an outside offender.
+// needs), and the host's own ARP/NDP failure as EHOSTUNREACH without an outside offender. A change
+// of interest the epoll set refuses costs one look a turn, never a chain of microtasks.
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { hostnet } from '../../src/host/native.js';
 import { silentLog } from '../../src/iface/log.js';
 import { NodeHostNet } from '../../src/host/host-net.js';
+import { EdgePoller } from '../../src/host/edge-poller.js';
 import type { TcpSocket, TcpSocketEvents } from '../../src/nat/host.js';
 import { canUseNetns, createTopology } from '../support/netns.js';
 
@@ -219,6 +221,59 @@ t.test('data arriving while reads are off wakes nobody (the kernel filters it); 
   c2.watch(false, true);
   await until(() => writable > 0);
   t.pass('writes on: told of the room there is');
+});
+
+t.test('an interest the epoll set refuses is looked at again on a later turn, not by a microtask', async (t) => {
+  const host = new NodeHostNet(silentLog, { after: () => undefined, failed: (err) => t.fail(String(err)), batch: () => undefined });
+  const accepted: TcpSocket[] = [];
+  let looks = 0;
+  const listener = host.listenTcp(4, LOOP4, 47127, (acc) =>
+    accepted.push(
+      acc.attach(
+        events({
+          // What the TCP NAT does when told it may read: it watches again. Refused again, that
+          // asks for another look; bounded here so that a chain of them ends the test, not the run.
+          readable: () => {
+            if (++looks < 1000) accepted[0]!.watch(true, false);
+          },
+        }),
+      ),
+    ),
+  );
+  t.teardown(() => {
+    listener.close();
+    for (const a of accepted) a.close(true);
+  });
+  let connected = false;
+  const client = host.connectTcp(4, LOOP4, 47127, -1, events({ connected: () => (connected = true) }));
+  t.teardown(() => client.close(true));
+  await until(() => connected && accepted.length === 1);
+  const server = accepted[0]!;
+  server.watch(false, false);
+  for (let i = 0; i < 2; i++) await new Promise<void>((r) => setImmediate(r));
+  // epoll_ctl refuses every change (ENOMEM, the one refusal Linux has for an fd the set holds).
+  const change = Object.getOwnPropertyDescriptor(EdgePoller.prototype, 'change')!;
+  t.teardown(() => Object.defineProperty(EdgePoller.prototype, 'change', change));
+  Object.defineProperty(EdgePoller.prototype, 'change', { ...change, value: (): number => -12 });
+  server.watch(true, false);
+  t.equal(looks, 0, 'no look within the call');
+  let most = 0;
+  for (let turn = 0; turn < 20; turn++) {
+    const before = looks;
+    await new Promise<void>((r) => setImmediate(r));
+    most = Math.max(most, looks - before);
+  }
+  t.equal(most, 1, 'one look a turn, however often the owner watches again from it');
+  t.ok(looks >= 10, `the owner keeps looking while the set refuses (${looks} looks in 20 turns)`);
+  // The set takes changes again: the look pending arms reads, and then only data is heard.
+  Object.defineProperty(EdgePoller.prototype, 'change', change);
+  for (let i = 0; i < 3; i++) await new Promise<void>((r) => setImmediate(r));
+  const armed = looks;
+  await new Promise((r) => setTimeout(r, 20));
+  t.equal(looks, armed, 'no more looks once the change was taken');
+  t.equal(client.write(Uint8Array.of(1), 0, 1), 1);
+  await until(() => looks > armed);
+  t.pass('once the set takes the change, data is heard');
 });
 
 t.test('scatter lists: writev and peekInto over spans of several views or of one (looked up once); bad spans refused', async (t) => {
