@@ -7,6 +7,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import type { Test } from 'tap';
 import { hostnet } from '../../src/host/native.js';
 import { silentLog } from '../../src/iface/log.js';
 import { NodeHostNet } from '../../src/host/host-net.js';
@@ -31,6 +32,26 @@ const until = (cond: () => boolean, ms = 5000): Promise<void> =>
     };
     tick();
   });
+
+/** A loopback connection to `port`, its accepted side attached with `handlers`, watching nothing,
+ *  and settled (each socket's entry into the edge-triggered set raises one edge: a turn of the
+ *  event loop delivers them); both close at the test's end. */
+async function loopbackPair(t: Test, host: NodeHostNet, port: number, handlers: Partial<TcpSocketEvents>): Promise<{ server: TcpSocket; client: TcpSocket }> {
+  const accepted: TcpSocket[] = [];
+  const listener = host.listenTcp(4, LOOP4, port, (acc) => accepted.push(acc.attach(events(handlers))));
+  t.teardown(() => {
+    listener.close();
+    for (const a of accepted) a.close(true);
+  });
+  let connected = false;
+  const client = host.connectTcp(4, LOOP4, port, -1, events({ connected: () => (connected = true) }));
+  t.teardown(() => client.close(true));
+  await until(() => connected && accepted.length === 1);
+  const server = accepted[0]!;
+  server.watch(false, false);
+  for (let i = 0; i < 2; i++) await new Promise<void>((r) => setImmediate(r));
+  return { server, client };
+}
 
 t.test('listen, accept, data both ways with backpressure, half-close, RST (loopback)', async (t) => {
   const host = new NodeHostNet(silentLog);
@@ -181,20 +202,8 @@ t.test("a connected socket nobody watches costs no CPU (the connect's writabilit
 t.test('data arriving while reads are off wakes nobody (the kernel filters it); turning them on reports what is there at once', async (t) => {
   let afterEvents = 0;
   const host = new NodeHostNet(silentLog, { after: () => afterEvents++, failed: (err) => t.fail(String(err)), batch: () => undefined });
-  const accepted: TcpSocket[] = [];
   let readable = 0;
-  const listener = host.listenTcp(4, LOOP4, 47126, (acc) => accepted.push(acc.attach(events({ readable: () => readable++ }))));
-  t.teardown(() => {
-    listener.close();
-    for (const a of accepted) a.close(true);
-  });
-  let connected = false;
-  const client = host.connectTcp(4, LOOP4, 47126, -1, events({ connected: () => (connected = true) }));
-  t.teardown(() => client.close(true));
-  await until(() => connected && accepted.length === 1);
-  const server = accepted[0]!;
-  server.watch(false, false);
-  for (let i = 0; i < 2; i++) await new Promise<void>((r) => setImmediate(r));
+  const { server, client } = await loopbackPair(t, host, 47126, { readable: () => readable++ });
   const events0 = afterEvents;
   // What a flow whose guest window is full does: data keeps arriving, nobody needs to hear it.
   for (let i = 0; i < 5; i++) {
@@ -225,32 +234,14 @@ t.test('data arriving while reads are off wakes nobody (the kernel filters it); 
 
 t.test('an interest the epoll set refuses is looked at again on a later turn, not by a microtask', async (t) => {
   const host = new NodeHostNet(silentLog, { after: () => undefined, failed: (err) => t.fail(String(err)), batch: () => undefined });
-  const accepted: TcpSocket[] = [];
   let looks = 0;
-  const listener = host.listenTcp(4, LOOP4, 47127, (acc) =>
-    accepted.push(
-      acc.attach(
-        events({
-          // What the TCP NAT does when told it may read: it watches again. Refused again, that
-          // asks for another look; bounded here so that a chain of them ends the test, not the run.
-          readable: () => {
-            if (++looks < 1000) accepted[0]!.watch(true, false);
-          },
-        }),
-      ),
-    ),
-  );
-  t.teardown(() => {
-    listener.close();
-    for (const a of accepted) a.close(true);
+  const { server, client } = await loopbackPair(t, host, 47127, {
+    // What the TCP NAT does when told it may read: it watches again. Refused again, that asks for
+    // another look; bounded here so that a chain of them ends the test, not the run.
+    readable: () => {
+      if (++looks < 1000) server.watch(true, false);
+    },
   });
-  let connected = false;
-  const client = host.connectTcp(4, LOOP4, 47127, -1, events({ connected: () => (connected = true) }));
-  t.teardown(() => client.close(true));
-  await until(() => connected && accepted.length === 1);
-  const server = accepted[0]!;
-  server.watch(false, false);
-  for (let i = 0; i < 2; i++) await new Promise<void>((r) => setImmediate(r));
   // epoll_ctl refuses every change (ENOMEM, the one refusal Linux has for an fd the set holds).
   const change = Object.getOwnPropertyDescriptor(EdgePoller.prototype, 'change')!;
   t.teardown(() => Object.defineProperty(EdgePoller.prototype, 'change', change));
