@@ -694,6 +694,11 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
     sh(`addr add 10.0.2.15/24 dev ${tap}`);
     sh(`link set ${tap} up`);
     sh(`route add default via ${GATEWAY}`);
+    // The port's renegotiation (GUEST_CSUM) may still be under way: iperf3's first connect would
+    // then fail on an unresolved gateway (No route to host). A real echo of the gateway says the
+    // path is up.
+    for (let i = 0; spawnSync('ip', ['netns', 'exec', ns, 'ping', '-c', '1', '-W', '1', GATEWAY], { stdio: 'ignore' }).status !== 0; i++)
+      if (i === 30) throw new Error(`the gateway ${GATEWAY} did not answer a ping in 30 s`);
     const iperf = (d: Direction, seconds: number): string[] =>
       inNs('iperf3', '-c', GATEWAY, '-p', String(port), '-t', String(seconds), '-P', String(opts.streams), '-i', '0', '-J', ...(d === 'down' ? ['-R'] : []));
     for (const d of DIRECTIONS) {
