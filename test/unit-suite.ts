@@ -8,7 +8,7 @@
 //
 // A shared file must leave the process as it found it. The state files are known to touch is
 // checked between files: the addon helpers src/wire uses once src/host/native.ts has loaded
-// (useNativeCopy, useNativeSum, useNativeSumFrames, useNativeCopySum, useNativeCopyHeadSum). (Process listeners cannot
+// (useNativeCopy, useNativeSum, useNativeSumFrames, useNativeCopySum, useNativeCopyJob). (Process listeners cannot
 // be: tap adds and removes its own as tests run.)
 import { register } from 'node:module';
 import { join } from 'node:path';
@@ -16,7 +16,7 @@ import { pathToFileURL } from 'node:url';
 import t from 'tap';
 import { ROOT, sharedFiles } from '../scripts/test-plan.mjs';
 import { useNativeCopy } from '../src/wire/bytes.js';
-import { useNativeCopyHeadSum, useNativeCopySum, useNativeSum, useNativeSumFrames } from '../src/wire/checksum.js';
+import { useNativeCopyJob, useNativeCopySum, useNativeSum, useNativeSumFrames } from '../src/wire/checksum.js';
 import { runningFile } from './support/suite/tap-stand-in.js';
 
 register('./support/suite/tap-hooks.mjs', import.meta.url);
@@ -32,8 +32,8 @@ function nativeHelpers(): string[] {
   if (frames !== undefined) installed.push('useNativeSumFrames');
   const copySum = useNativeCopySum(undefined);
   if (copySum !== undefined) installed.push('useNativeCopySum');
-  const copyHeadSum = useNativeCopyHeadSum(undefined);
-  if (copyHeadSum !== undefined) installed.push('useNativeCopyHeadSum');
+  const copyJob = useNativeCopyJob(undefined);
+  if (copyJob !== undefined) installed.push('useNativeCopyJob');
   return installed; // and all five removed, as in a fresh process
 }
 

@@ -78,7 +78,7 @@ import { createRequire } from 'node:module';
 import { useNativeCopy } from '../wire/bytes.js';
 import type { ScatterViews } from '../wire/bytes.js';
 import type { FramesSum } from '../wire/checksum.js';
-import { useNativeCopyHeadSum, useNativeCopySum, useNativeSum, useNativeSumFrames } from '../wire/checksum.js';
+import { useNativeCopyJob, useNativeCopySum, useNativeSum, useNativeSumFrames } from '../wire/checksum.js';
 import type { CutFrames } from '../wire/tcp-cut.js';
 import { useNativeCutFrames } from '../wire/tcp-cut.js';
 
@@ -290,9 +290,10 @@ export interface HostnetBinding {
   /** Copies src[srcOffset, +length) to dst[dstOffset, +length) (ranges must not overlap) and
    *  returns sum16 of the copied bytes from `from` on, in one pass. Throws on a bad range. */
   copySum: (src: Uint8Array, srcOffset: number, length: number, dst: Uint8Array, dstOffset: number, from: number) => number;
-  /** Copies the first headLength bytes of src[srcOffset, +length) to head[0, headLength) and the
-   *  rest to dst[dstOffset, …), returning sum16 of the rest, in one pass. Throws on a bad range. */
-  copyHeadSum: (src: Uint8Array, srcOffset: number, length: number, head: Uint8Array, headLength: number, dst: Uint8Array, dstOffset: number) => number;
+  /** A guest frame's headers and payload copied into work, the payload summed, the next frame
+   *  prefetched, as the job in work's first bytes says (src/wire/checksum.ts's copyJob). Throws
+   *  on a bad range. */
+  copyJob: (src: Uint8Array, work: Uint8Array) => void;
   /** sum16 by the SSE2 loop that machines without AVX2 use (for tests; sum16 picks the best). */
   sum16Portable: (buf: Uint8Array, offset: number, length: number) => number;
   /** memmove of src[srcOffset, +length) to dst[dstOffset, +length), making no view. Throws on a
@@ -343,7 +344,7 @@ export const hostnet: HostnetBinding = load();
 useNativeSum(hostnet.sum16);
 useNativeSumFrames(hostnet.sumFrames);
 useNativeCopySum(hostnet.copySum);
-useNativeCopyHeadSum(hostnet.copyHeadSum);
+useNativeCopyJob(hostnet.copyJob);
 // The headers of the frames a large TCP segment is cut into, all of them with one call.
 useNativeCutFrames(hostnet.cutFrames);
 // Long copies (payload into and out of TCP buffers) without a view per call.

@@ -20,7 +20,7 @@ import type { MemoryAccount } from '../iface/memory-budget.js';
 import { EndOfTurn, atEndOfTurn } from '../iface/end-of-turn.js';
 import type { ScatterViews } from '../wire/bytes.js';
 import { ViewCache, copyBytes, get32, oneView, set16, set32 } from '../wire/bytes.js';
-import { copyHeadSum, copySum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16, sumFrames } from '../wire/checksum.js';
+import { CopyJobField, copyJob, copySum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16, sumFrames } from '../wire/checksum.js';
 import { ETHERNET_HEADER_LEN } from '../wire/ethernet.js';
 import { CUT_FIELDS, CutField, cutFrames } from '../wire/tcp-cut.js';
 import { COALESCE_HEAD, TcpCoalescer, coalescible } from './tcp-coalescer.js';
@@ -326,6 +326,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private guestTso6 = false;
   private readonly txChain = new DescriptorChain(2048);
   private readonly txNext = new DescriptorChain(2048);
+  /** The next frame of the batch, while the one before it is handled: its first bytes are asked
+   *  for once (prefetchNext), with that frame's copy when they can be. */
+  private txPrefetch: DescriptorChain | undefined;
   private readonly rxChain = new DescriptorChain(2048);
   private readonly rxNext = new DescriptorChain(2048);
   /** Heads and lengths of a mergeable frame's chains after the first (bounded by the queue). */
@@ -649,10 +652,11 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       let have = q.pop(chain);
       while (have) {
         bytes += chain.readableLength;
-        // The next frame is popped first and its bytes asked for, so that they arrive while this
-        // one is handled (the guest's CPU wrote them; read cold, a frame's copy waits on every line).
+        // The next frame is popped first and its bytes asked for as this one is copied
+        // (prefetchNext), so that they arrive while this one is handled (the guest's CPU wrote
+        // them; read cold, a frame's copy waits on every line).
         const more = q.pop(next);
-        if (more) next.prefetchReadable(TX_PREFETCH_BYTES);
+        this.txPrefetch = more ? next : undefined;
         const p = this.txPayload;
         p.kept = false;
         try {
@@ -662,6 +666,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
           // frame: the chain still goes back, the batch goes on, the connection stays.
           this.frameFailed(err);
         }
+        this.txPrefetch = undefined;
         // A chain whose payload the stack kept by reference goes back after the batch's writes.
         if (p.kept) this.txHeldHeads[this.txHeld++] = chain.head;
         else q.pushUsed(chain.head, 0);
@@ -739,6 +744,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       if (flags === 0 && gso === NET_HDR_GSO_NONE && len >= COALESCE_MIN && len <= g.buf.length && this.coalesce(g, chain, len)) return;
       if (g.length > 0) this.deliverJoined(); // what was joined goes first
     }
+    this.prefetchNext(undefined, undefined);
     // The private copy: from here on nothing reads this frame's headers from guest memory. A
     // TCP segment's payload may stay there (FramePayload): the kernel reads it, or load().
     const p = this.txPayload;
@@ -805,14 +811,22 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const seg = this.frameSegment(chain, len);
     if (seg < 0) return false;
     const src = chain.bytes[seg]!;
-    const from = chain.offset[seg]! + (seg === 0 ? NET_HDR_LEN : 0);
+    const job = g.job;
+    job[CopyJobField.srcOffset] = chain.offset[seg]! + (seg === 0 ? NET_HDR_LEN : 0);
+    job[CopyJobField.length] = len;
+    this.prefetchNext(src, job);
     // While a run is open, the frame is taken to continue it (as nearly every frame of a stream
     // does): its headers go to g.head and its payload, summed, straight behind the pending
     // payload, in one call; match() and join() then decide on those copies. A frame that does
     // not continue the run has only cost a copy it gets again below.
     let at = g.continuesAt(len);
     if (at > 0) {
-      const sum = copyHeadSum(src, from, len, g.head, at, g.buf, g.length);
+      job[CopyJobField.headLength] = at;
+      job[CopyJobField.dstAt] = g.offset + g.length;
+      job[CopyJobField.sumFrom] = 0;
+      copyJob(src, g.arena, job);
+      job[CopyJobField.prefetchLength] = 0; // (asked for)
+      const sum = job[CopyJobField.sum]!;
       if (coalescible(g.head, at, len) === at && g.match(at, len) && g.join(len, sum)) {
         this.stats.txCoalesced++;
         this.stats.txFrames++;
@@ -821,7 +835,11 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       }
     }
     if (g.length > 0) this.deliverJoined();
-    const frameSum = copySum(src, from, len, g.buf, 0, ETHERNET_HEADER_LEN);
+    job[CopyJobField.headLength] = 0;
+    job[CopyJobField.dstAt] = g.offset;
+    job[CopyJobField.sumFrom] = ETHERNET_HEADER_LEN;
+    copyJob(src, g.arena, job);
+    const frameSum = job[CopyJobField.sum]!;
     this.stats.txFrames++;
     this.stats.txBytes += len;
     // Decided on the copy (the guest may change its buffer meanwhile).
@@ -878,6 +896,26 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     if (chain.firstWritable >= 1 && chain.length[0]! >= NET_HDR_LEN + len) return 0;
     if (chain.firstWritable >= 2 && chain.length[0] === NET_HDR_LEN && chain.length[1]! >= len) return 1;
     return -1;
+  }
+
+  /**
+   * Asks the CPU for the next frame's first bytes (TX_PREFETCH_BYTES of the buffer that holds its
+   * frame, past a virtio-net header alone in its own), once per frame: memory the guest's CPU
+   * just wrote then arrives while this frame is handled, not line by line as its copy reads it.
+   * With a copy job over the same guest memory the job asks (one call, see copyJob); else now.
+   */
+  private prefetchNext(view: Uint8Array | undefined, job: Float64Array | undefined): void {
+    const next = this.txPrefetch;
+    this.txPrefetch = undefined;
+    if (job !== undefined) job[CopyJobField.prefetchLength] = 0;
+    if (next === undefined || next.firstWritable === 0) return;
+    const i = next.length[0]! <= NET_HDR_LEN && next.firstWritable > 1 ? 1 : 0;
+    if (job !== undefined && next.bytes[i] === view) {
+      job[CopyJobField.prefetchOffset] = next.offset[i]!;
+      job[CopyJobField.prefetchLength] = Math.min(next.length[i]!, TX_PREFETCH_BYTES);
+    } else {
+      next.prefetchReadable(TX_PREFETCH_BYTES);
+    }
   }
 
   /** A partial checksum (and segmentation) we may ask of the guest for this frame. */

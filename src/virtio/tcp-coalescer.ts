@@ -23,7 +23,7 @@
 //
 // The coalescer only decides and keeps the merged frame; the device copies each frame's headers out
 // of guest memory first (match() reads only that copy) and the payload straight to its place here.
-import { foldSum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16 } from '../wire/checksum.js';
+import { COPY_JOB_BYTES, CopyJobField, foldSum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16 } from '../wire/checksum.js';
 import { GSO_MAX_PACKET } from '../iface/link.js';
 import { TcpFlags } from '../wire/tcp.js';
 
@@ -68,20 +68,28 @@ export function coalescible(head: Uint8Array, have: number, len: number): number
 
 /** A slot of the coalescer's arena: the largest frame it builds, in whole words. */
 const SLOT_BYTES = (ETH + GSO_MAX_PACKET + 3) & ~3;
+/** Where `head` lies in the arena: behind the copy job's block. */
+const HEAD_AT = COPY_JOB_BYTES;
+/** Where the slots start in the arena: behind `head`, on a word. */
+const SLOTS_AT = (HEAD_AT + COALESCE_HEAD + 7) & ~7;
 
 export class TcpCoalescer {
   /**
-   * The slots pending frames are built in, one after another. A merged frame the stack keeps by
-   * reference (FramePayload.kept: the TCP NAT writes it with the batch's writev) holds its slot
-   * until the device's releasePayloads; the next frame is built in the next slot.
+   * Everything the device copies frames into, with one call each (copyJob): the copy job's block
+   * (`job`), then `head`, then the slots pending frames are built in, one after another. A merged
+   * frame the stack keeps by reference (FramePayload.kept: the TCP NAT writes it with the batch's
+   * writev) holds its slot until the device's releasePayloads; the next frame is built in the next
+   * slot.
    */
   readonly arena: Uint8Array;
+  /** The copy job's numbers (src/wire/checksum.ts's CopyJobField), over the arena's start. */
+  readonly job: Float64Array;
   /** The pending frame, merged so far: buf[0, length); length 0 when there is none. buf is the
    *  arena's slot `slot`, at `offset` in the arena. */
   buf: Uint8Array;
-  offset = 0;
-  /** Where the device copies a frame's headers for match() and join(). */
-  readonly head = new Uint8Array(COALESCE_HEAD);
+  offset = SLOTS_AT;
+  /** Where the device copies a frame's headers for match() and join() (the job's headAt). */
+  readonly head: Uint8Array;
   length = 0;
   /** Slots holding frames kept by reference (the current one never is). */
   held = 0;
@@ -90,7 +98,7 @@ export class TcpCoalescer {
   private readonly slotWords: Uint32Array[] = [];
   // head and buf's headers as words (both start at byte 0 of their buffer, so word i is bytes
   // 4i..4i+3 in both), and which of the pending frame's header bits a frame that joins repeats.
-  private readonly headWords = new Uint32Array(this.head.buffer, 0, HEAD_WORDS);
+  private readonly headWords: Uint32Array;
   private bufWords: Uint32Array;
   private readonly same = new Uint32Array(HEAD_WORDS);
   private words = 0;
@@ -118,10 +126,15 @@ export class TcpCoalescer {
   /** `slots`: how many merged frames may be kept by reference at once (at least 1). */
   constructor(slots = 1) {
     const n = Math.max(1, Math.floor(slots));
-    this.arena = new Uint8Array(n * SLOT_BYTES);
+    this.arena = new Uint8Array(SLOTS_AT + n * SLOT_BYTES);
+    this.job = new Float64Array(this.arena.buffer, 0, COPY_JOB_BYTES / 8);
+    this.job[CopyJobField.headAt] = HEAD_AT; // (for good: every frame's headers go there)
+    this.head = this.arena.subarray(HEAD_AT, HEAD_AT + COALESCE_HEAD);
+    this.headWords = new Uint32Array(this.arena.buffer, HEAD_AT, HEAD_WORDS);
     for (let i = 0; i < n; i++) {
-      this.slots.push(this.arena.subarray(i * SLOT_BYTES, i * SLOT_BYTES + ETH + GSO_MAX_PACKET));
-      this.slotWords.push(new Uint32Array(this.arena.buffer, i * SLOT_BYTES, HEAD_WORDS));
+      const at = SLOTS_AT + i * SLOT_BYTES;
+      this.slots.push(this.arena.subarray(at, at + ETH + GSO_MAX_PACKET));
+      this.slotWords.push(new Uint32Array(this.arena.buffer, at, HEAD_WORDS));
     }
     this.buf = this.slots[0]!;
     this.bufWords = this.slotWords[0]!;
@@ -163,7 +176,7 @@ export class TcpCoalescer {
     this.slot = slot;
     this.buf = this.slots[slot]!;
     this.bufWords = this.slotWords[slot]!;
-    this.offset = slot * SLOT_BYTES;
+    this.offset = SLOTS_AT + slot * SLOT_BYTES;
   }
 
   /**

@@ -105,28 +105,84 @@ export function copySum(src: Uint8Array, srcOff: number, len: number, dst: Uint8
   return sum16(dst, dstOff + from, len - from);
 }
 
-/** A native copyHeadSum. */
-export type NativeCopyHeadSum = (src: Uint8Array, srcOff: number, len: number, head: Uint8Array, headLen: number, dst: Uint8Array, dstOff: number) => number;
-let nativeCopyHeadSum: NativeCopyHeadSum | undefined;
+/**
+ * Where each number of a copyJob lies: Float64s at the start of its work array (COPY_JOB_BYTES),
+ * which the caller keeps a Float64Array over. The frame is src[srcOffset, +length); its first
+ * headLength bytes go to work[headAt, …), the rest to work[dstAt, …), summed from sumFrom on
+ * into `sum`. src[prefetchOffset, +prefetchLength) is asked of the CPU first (the next frame; a
+ * length of 0 asks for nothing).
+ */
+export const CopyJobField = {
+  srcOffset: 0,
+  length: 1,
+  headAt: 2,
+  headLength: 3,
+  dstAt: 4,
+  sumFrom: 5,
+  prefetchOffset: 6,
+  prefetchLength: 7,
+  sum: 8,
+} as const;
 
-/** Installs the native copyHeadSum (the hostnet addon's); undefined removes it. Returns the one it
+/** The bytes of a copyJob's block (the addon's kCopyJobBytes): nothing is copied into them. */
+export const COPY_JOB_BYTES = 8 * Object.keys(CopyJobField).length;
+
+/** A native copyJob: it reads the job from work's first bytes. */
+export type NativeCopyJob = (src: Uint8Array, work: Uint8Array) => void;
+let nativeCopyJob: NativeCopyJob | undefined;
+
+/** Installs the native copyJob (the hostnet addon's); undefined removes it. Returns the one it
  *  replaces. */
-export function useNativeCopyHeadSum(fn: NativeCopyHeadSum | undefined): NativeCopyHeadSum | undefined {
-  const was = nativeCopyHeadSum;
-  nativeCopyHeadSum = fn;
+export function useNativeCopyJob(fn: NativeCopyJob | undefined): NativeCopyJob | undefined {
+  const was = nativeCopyJob;
+  nativeCopyJob = fn;
   return was;
 }
 
+/** A whole number in [0, max]. */
+function whole(x: number, max: number): boolean {
+  return Number.isInteger(x) && x >= 0 && x <= max;
+}
+
 /**
- * Copies the first `headLen` bytes of src[srcOff, +len) to head[0, headLen) and the rest to
- * dst[dstOff, +len - headLen) (no range overlapping another), and returns sum16 of the rest: a
- * frame's headers to one place and its payload, summed, to another, in one call with the addon.
+ * A guest frame copied (and summed) into `work` as the job in its first COPY_JOB_BYTES says
+ * (CopyJobField; `job` is the caller's Float64Array over them): its headers to one place, its
+ * payload to another, the sum of the payload's bytes from sumFrom on left in job[sum]. With the
+ * addon one call, and no number passed as an argument: the frame path of the TCP coalescer, where
+ * a call's arguments cost more than the copy. Throws RangeError on a range outside its array or
+ * overlapping the block or another range.
  */
-export function copyHeadSum(src: Uint8Array, srcOff: number, len: number, head: Uint8Array, headLen: number, dst: Uint8Array, dstOff: number): number {
-  if (nativeCopyHeadSum !== undefined) return nativeCopyHeadSum(src, srcOff, len, head, headLen, dst, dstOff);
-  if (headLen > len || headLen > head.length) throw new RangeError('copyHeadSum: the head is longer than the range or its buffer');
-  copyBytes(head, 0, src, srcOff, headLen);
-  return copySum(src, srcOff + headLen, len - headLen, dst, dstOff, 0);
+export function copyJob(src: Uint8Array, work: Uint8Array, job: Float64Array): void {
+  if (nativeCopyJob !== undefined) {
+    nativeCopyJob(src, work);
+    return;
+  }
+  if (job.buffer !== work.buffer || job.byteOffset !== work.byteOffset || job.length < COPY_JOB_BYTES / 8)
+    throw new RangeError('copyJob: job must be the Float64Array over the start of work');
+  const { srcOffset, length, headAt, headLength, dstAt, sumFrom } = CopyJobField;
+  const off = job[srcOffset]!;
+  const len = job[length]!;
+  const headLen = job[headLength]!;
+  const rest = len - headLen;
+  const h = job[headAt]!;
+  const d = job[dstAt]!;
+  const from = job[sumFrom]!;
+  if (
+    !whole(off, src.length) ||
+    !whole(len, src.length - off) ||
+    !whole(headLen, len) ||
+    !whole(from, rest) ||
+    h < COPY_JOB_BYTES ||
+    !whole(h, work.length - headLen) ||
+    d < COPY_JOB_BYTES ||
+    !whole(d, work.length - rest) ||
+    (src.buffer === work.buffer && src.byteOffset + off < work.byteOffset + work.length && work.byteOffset < src.byteOffset + off + len) ||
+    (h < d + rest && d < h + headLen)
+  )
+    throw new RangeError('copyJob: offsets and lengths must be integers within the arrays, clear of the job block and of each other');
+  copyBytes(work, h, src, off, headLen);
+  copyBytes(work, d, src, off + headLen, rest);
+  job[CopyJobField.sum] = sum16(work, d + from, rest - from);
 }
 
 /**

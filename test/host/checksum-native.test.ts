@@ -6,13 +6,15 @@ import { hostnet } from '../../src/host/native.js';
 import type { ScatterViews } from '../../src/wire/bytes.js';
 import {
   NATIVE_SUM_MIN,
-  copyHeadSum,
+  COPY_JOB_BYTES,
+  CopyJobField,
+  copyJob,
   copySum,
   foldSum,
   sum16,
   sum16js,
   sumFrames,
-  useNativeCopyHeadSum,
+  useNativeCopyJob,
   useNativeCopySum,
   useNativeSum,
   useNativeSumFrames,
@@ -90,43 +92,97 @@ t.test('copySum copies and sums the copy from `from` on, as a copy and sum16 wou
   t.same(dst, src);
 });
 
-t.test('copyHeadSum copies the head to one buffer and the rest, summed, to another; ranges checked', async (t) => {
+t.test('copyJob copies a head to one place and the rest, summed from sumFrom, to another, as its block says; ranges checked', async (t) => {
+  const F = CopyJobField;
+  /** A work array of `size` bytes after the job block, and the job over it. */
+  const workOf = (size: number): { work: Uint8Array; job: Float64Array } => {
+    const work = new Uint8Array(COPY_JOB_BYTES + size);
+    return { work, job: new Float64Array(work.buffer, 0, COPY_JOB_BYTES / 8) };
+  };
+  const set = (
+    job: Float64Array,
+    v: { off: number; len: number; headAt: number; headLen: number; dstAt: number; from: number; pf?: [number, number] },
+  ): void => {
+    job[F.srcOffset] = v.off;
+    job[F.length] = v.len;
+    job[F.headAt] = v.headAt;
+    job[F.headLength] = v.headLen;
+    job[F.dstAt] = v.dstAt;
+    job[F.sumFrom] = v.from;
+    job[F.prefetchOffset] = v.pf?.[0] ?? 0;
+    job[F.prefetchLength] = v.pf?.[1] ?? 0;
+  };
+  const was = useNativeCopyJob(undefined);
+  t.teardown(() => useNativeCopyJob(was));
   property(
     t,
-    'random bytes, offsets, head lengths and destinations',
-    fc.property(fc.uint8Array({ minLength: 1, maxLength: 70000 }), fc.nat(), fc.nat(), fc.nat(120), fc.nat(100), (b, x, y, h, d) => {
-      const off = x % b.length;
-      const len = y % (b.length - off + 1);
-      const headLen = Math.min(h, len);
-      const head = new Uint8Array(120);
-      const dst = new Uint8Array(len - headLen + d);
-      const sum = hostnet.copyHeadSum(b, off, len, head, headLen, dst, d);
-      return (
-        sum === sum16js(b, off + headLen, len - headLen) &&
-        Buffer.from(head.subarray(0, headLen)).equals(Buffer.from(b.subarray(off, off + headLen))) &&
-        Buffer.from(dst.subarray(d)).equals(Buffer.from(b.subarray(off + headLen, off + len)))
-      );
-    }),
+    'random bytes, offsets, head lengths, sum starts, places and prefetches: the addon and the fallback agree with a copy and sum16',
+    fc.property(
+      fc.uint8Array({ minLength: 1, maxLength: 70000 }),
+      fc.tuple(fc.nat(), fc.nat(), fc.nat(120), fc.nat(), fc.nat(100)),
+      fc.tuple(fc.integer({ min: -1, max: 80000 }), fc.nat(5000)),
+      (b, [x, y, h, z, gap], pf) => {
+        const off = x % b.length;
+        const len = y % (b.length - off + 1);
+        const headLen = Math.min(h, len);
+        const rest = len - headLen;
+        const from = rest === 0 ? 0 : z % (rest + 1);
+        const v = {
+          off,
+          len,
+          headAt: COPY_JOB_BYTES,
+          headLen,
+          dstAt: COPY_JOB_BYTES + headLen + gap,
+          from,
+          pf: [Math.max(0, pf[0]), pf[1]] as [number, number],
+        };
+        const results = [was!, undefined].map((fn) => {
+          useNativeCopyJob(fn);
+          const { work, job } = workOf(headLen + gap + rest);
+          set(job, v);
+          copyJob(b, work, job);
+          return { sum: job[F.sum], head: Buffer.from(work.subarray(v.headAt, v.headAt + headLen)), rest: Buffer.from(work.subarray(v.dstAt, v.dstAt + rest)) };
+        });
+        const want = {
+          sum: sum16js(b, off + headLen + from, rest - from),
+          head: Buffer.from(b.subarray(off, off + headLen)),
+          rest: Buffer.from(b.subarray(off + headLen, off + len)),
+        };
+        return results.every((r) => r.sum === want.sum && r.head.equals(want.head) && r.rest.equals(want.rest));
+      },
+    ),
     300,
   );
   const b = new Uint8Array(200);
-  const head = new Uint8Array(64);
-  t.throws(() => hostnet.copyHeadSum(b, 0, 100, head, 65, new Uint8Array(100), 0), RangeError, 'a head longer than its buffer');
-  t.throws(() => hostnet.copyHeadSum(b, 0, 100, head, 101, new Uint8Array(200), 0), RangeError, 'a head longer than the range');
-  t.throws(() => hostnet.copyHeadSum(b, 150, 60, head, 10, new Uint8Array(100), 0), RangeError, 'past the source');
-  t.throws(() => hostnet.copyHeadSum(b, 0, 100, head, 10, new Uint8Array(100), 20), RangeError, 'past the destination');
-  t.throws(() => hostnet.copyHeadSum(b, 0, 100, head, 10, b, 50), RangeError, 'overlapping ranges refused');
-  t.throws(() => hostnet.copyHeadSum(b, 0, 100, b.subarray(90, 150), 10, new Uint8Array(100), 0), RangeError, 'a head overlapping the source');
-  t.throws(() => hostnet.copyHeadSum(b, 0.5, 10, head, 1, new Uint8Array(100), 0), RangeError, 'not an integer');
-  // wire's copyHeadSum goes to the addon once it is installed, and falls back without it.
-  const was = useNativeCopyHeadSum(undefined);
-  t.teardown(() => useNativeCopyHeadSum(was));
-  const src = Uint8Array.from({ length: 1514 }, (_, i) => (i * 31) & 0xff);
-  const h = new Uint8Array(66);
-  const dst = new Uint8Array(1448);
-  t.equal(copyHeadSum(src, 0, 1514, h, 66, dst, 0), sum16js(src, 66, 1448), 'the JavaScript fallback');
-  t.same(h, src.subarray(0, 66));
-  t.same(dst, src.subarray(66));
+  const ok = { off: 0, len: 100, headAt: COPY_JOB_BYTES, headLen: 10, dstAt: COPY_JOB_BYTES + 10, from: 0 };
+  for (const fn of [was!, undefined]) {
+    useNativeCopyJob(fn);
+    const which = fn === undefined ? 'the fallback' : 'the addon';
+    const { work, job } = workOf(100);
+    const refused = (v: typeof ok, why: string): void => {
+      set(job, v);
+      t.throws(() => copyJob(b, work, job), RangeError, `${which}: ${why}`);
+    };
+    set(job, ok);
+    copyJob(b, work, job);
+    t.equal(job[F.sum], 0, `${which}: a job that fits exactly`);
+    refused({ ...ok, off: 150 }, 'past the source');
+    refused({ ...ok, headLen: 101 }, 'a head longer than the frame');
+    refused({ ...ok, dstAt: COPY_JOB_BYTES + 11 }, 'past the work array');
+    refused({ ...ok, headAt: COPY_JOB_BYTES - 8 }, 'a head over the job block');
+    refused({ ...ok, dstAt: 0, headAt: COPY_JOB_BYTES + 90 }, 'a payload over the job block');
+    refused({ ...ok, dstAt: COPY_JOB_BYTES + 5 }, 'a payload over the head');
+    refused({ ...ok, from: 91 }, 'a sum starting past the payload');
+    refused({ ...ok, off: 0.5 }, 'not an integer');
+    refused({ ...ok, len: Number.NaN }, 'not a number');
+    set(job, ok);
+    t.throws(() => copyJob(work, work, job), RangeError, `${which}: a source overlapping the work array`);
+  }
+  useNativeCopyJob(undefined);
+  const { work } = workOf(100);
+  t.throws(() => copyJob(b, work, new Float64Array(9)), RangeError, 'the fallback: a job that is not over the work array');
+  useNativeCopyJob(was);
+  t.throws(() => hostnet.copyJob(b, new Uint8Array(COPY_JOB_BYTES - 1)), TypeError, 'the addon: a work array shorter than the job block');
 });
 
 t.test('sumFrames: the native sum of each frame of a batch equals the JavaScript one, in both view forms', async (t) => {
