@@ -10,6 +10,9 @@ import type { PayloadFill } from '../iface/link.js';
 import type { SendBuffer } from '../tcp/endpoint.js';
 import type { ScatterViews } from '../wire/bytes.js';
 
+/** Acknowledged bytes settle() leaves at the queue's head while unacknowledged ones follow. */
+export const SETTLE_BYTES = 64 * 1024;
+
 export class StreamSendBuffer implements SendBuffer, PayloadFill {
   /** Bytes from SND.UNA on in the queue. */
   length = 0;
@@ -49,9 +52,15 @@ export class StreamSendBuffer implements SendBuffer, PayloadFill {
     this.acked += n;
   }
 
-  /** Discards what the guest acknowledged: false when the socket failed. */
-  settle(): boolean {
+  /**
+   * Discards what the guest acknowledged, once it is SETTLE_BYTES or more, or all there is (the
+   * guest acknowledged everything), or `all` is set: a discard is a system call, and a guest
+   * that acknowledges every other frame would otherwise cost one per event-loop turn. (The host
+   * peer's window stays that much smaller meanwhile.) False when the socket failed.
+   */
+  settle(all = false): boolean {
     if (this.acked === 0 || !this.queue) return true;
+    if (this.acked < SETTLE_BYTES && this.length > 0 && !all) return true;
     const r = this.queue.discard(this.acked);
     if (r < 0) return false;
     this.acked -= r;

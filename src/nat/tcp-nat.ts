@@ -1113,8 +1113,9 @@ export class TcpNat implements TcpTransmitter {
     // No try/finally here (flush() clears it after a throw): with one, this path cost 15 % more
     // CPU in the guest-less host→guest bench.
     const b = f.stream;
-    // Not reading (stalled): what arrived meanwhile raised no event.
-    if (b && f.socket && !f.reading && this.readsHost(f) && !this.takeQueued(f, f.socket, b)) return;
+    // Not reading (stalled): what arrived meanwhile raised no event. Looked at (a system call)
+    // only when what the connection knows of does not fill the window it may send into now.
+    if (b && f.socket && !f.reading && this.readsHost(f) && f.conn.unsent < f.conn.usableWindow && !this.takeQueued(f, f.socket, b)) return;
     this.outputting = f;
     this.outputtingMac = undefined;
     f.conn.output(now);
@@ -1488,7 +1489,7 @@ export class TcpNat implements TcpTransmitter {
     if (!f.socket) return;
     if (this.inPlace === f) this.completePayloads();
     // What the guest acknowledged goes first: data left unread makes the close a RST.
-    if (!reset) f.stream?.settle();
+    if (!reset) f.stream?.settle(true);
     f.socket.close(reset);
     f.socket = undefined;
   }

@@ -438,6 +438,13 @@ export class TcpConnection<Owner = unknown> {
     return Math.max(0, sub(add(this.sndBufSeq, this.sndBuf.length), this.sndNxt));
   }
 
+  /** Bytes output() could send now beyond those in flight, had it them: the peer's window or the
+   *  congestion window, whichever is smaller, less what is in flight. While unsent covers it,
+   *  more data from the application would only wait. */
+  get usableWindow(): number {
+    return Math.max(0, Math.min(this.sndWnd, this.cwnd) - sub(this.sndNxt, this.sndUna));
+  }
+
   private canSend(): boolean {
     return !this.finQueued && this.state !== TcpState.CLOSED && this.state !== TcpState.TIME_WAIT;
   }

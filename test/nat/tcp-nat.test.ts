@@ -10,6 +10,7 @@ import type { AcceptedTcp, HostTcp, StreamQueue, TcpListener, TcpSocket, TcpSock
 import { ErrOrigin } from '../../src/nat/icmp-errors.js';
 import { Fence } from '../../src/nat/fence.js';
 import { TCP_FLOW_COST, TcpNat } from '../../src/nat/tcp-nat.js';
+import { SETTLE_BYTES } from '../../src/nat/stream-buffer.js';
 import { MemoryBudget } from '../../src/iface/memory-budget.js';
 import { Icmpv4Packet, IpProtocol, Ipv4Packet, TcpFlags, TcpOptions, TcpSegment, completeChecksum, ipv4, pseudoHeaderSumV4 } from '../../src/wire/index.js';
 import { FrameDevice, InPlaceFrameDevice, makeStack } from '../support/frame-device.js';
@@ -36,13 +37,18 @@ class FakeSocket implements TcpSocket {
   queue: StreamQueue | undefined;
   peeks: { offset: number; len: number }[] = [];
   discarded = 0;
+  /** How often the queue's length was asked for (SIOCINQ, a system call). */
+  looks = 0;
   constructor(
     public events: TcpSocketEvents,
     streams = false,
   ) {
     if (!streams) return;
     this.queue = {
-      queued: () => this.inbox.length,
+      queued: () => {
+        this.looks++;
+        return this.inbox.length;
+      },
       peek: (offset, dst, dstOff, len) => {
         this.peeks.push({ offset, len });
         const n = Math.max(0, Math.min(len, this.inbox.length - offset));
@@ -369,10 +375,11 @@ t.test("the host socket's queue as the send buffer: peeked, re-peeked after a lo
   t.equal(again[0]!.seq, (iss + 1) >>> 0, 'from the first lost byte');
   t.same(again[0]!.data, bytes.slice(0, again[0]!.data.length), 'the same bytes, peeked again');
   t.equal(socket.peeks[0]!.offset, 0, 're-peeked from offset 0');
-  // The guest acknowledges 2000 bytes: they leave the queue; later peeks count from the new head.
+  // The guest acknowledges 2000 bytes: under SETTLE_BYTES, with more unacknowledged, they stay at
+  // the queue's head (a discard per ACK would be a system call per ACK); peeks skip them.
   send(tcpFrame(40000, 80, GUEST_ISN + 1, (iss + 1 + 2000) >>> 0, ACK, undefined, { dst: FAR }));
-  t.equal(socket.discarded, 2000, 'the acknowledged bytes discarded');
-  t.same(socket.inbox, bytes.slice(2000), 'the rest still queued');
+  t.equal(socket.discarded, 0, 'the acknowledged bytes wait at the head of the queue');
+  t.equal(socket.inbox.length, 3000, '... all of it still queued');
   link.take();
   socket.peeks.length = 0;
   env.clock.advance(3000);
@@ -381,7 +388,7 @@ t.test("the host socket's queue as the send buffer: peeked, re-peeked after a lo
   const rest = segments(t, link.take()).filter((s) => s.data.length > 0);
   t.equal(rest[0]!.seq, (iss + 1 + 2000) >>> 0, 'a later retransmission starts at the new SND.UNA');
   t.same(rest[0]!.data, bytes.slice(2000, 2000 + rest[0]!.data.length));
-  t.equal(socket.peeks[0]!.offset, 0, '... which is the head of the queue now');
+  t.equal(socket.peeks[0]!.offset, 2000, '... peeked past the acknowledged bytes still at the head');
   // The host ends: our FIN follows the data; the socket stays open until the guest has it all.
   socket.eof = true;
   socket.events.readable();
@@ -392,11 +399,49 @@ t.test("the host socket's queue as the send buffer: peeked, re-peeked after a lo
   t.ok(fin, 'host EOF → FIN to the guest, after the data');
   t.equal(fin!.seq, (iss + 1 + 3000) >>> 0);
   send(tcpFrame(40000, 80, GUEST_ISN + 2, (iss + 1 + 3001) >>> 0, ACK, undefined, { dst: FAR }));
-  t.equal(socket.inbox.length, 0, 'all of it discarded');
+  t.equal(socket.inbox.length, 0, 'all acknowledged: all of it discarded');
   t.equal(socket.closed, 'fin', 'drained: the host socket closes with a FIN');
   env.clock.advance(5000);
   nat.poll(env.clock.t);
   t.equal(nat.flowCount, 0, 'gone after TIME_WAIT');
+});
+
+t.test('the host socket as the send buffer: acknowledged bytes leave it SETTLE_BYTES at a time while more are unacknowledged', async (t) => {
+  const env = setup({}, undefined, true);
+  const { send, link } = env;
+  const { socket, iss } = established(env);
+  const bytes = Array.from({ length: 200_000 }, (_, i) => (i * 13 + 5) & 0xff);
+  for (const b of bytes) socket.inbox.push(b);
+  socket.events.readable();
+  let sent = 0;
+  let acked = 0;
+  let intact = true;
+  let out = link.take();
+  for (let round = 0; round < 100 && socket.discarded === 0; round++) {
+    for (const s of segments(t, out)) {
+      const at = (s.seq - iss - 1) >>> 0;
+      if (s.data.length > 0 && !s.data.every((b, i) => b === bytes[at + i])) intact = false;
+      sent = Math.max(sent, at + s.data.length);
+    }
+    t.equal(socket.discarded, 0, `${acked} bytes acknowledged: none discarded yet`);
+    // All but the last segment acknowledged: some always remain unacknowledged.
+    acked = Math.max(acked, sent - 1460);
+    out = send(tcpFrame(40000, 80, GUEST_ISN + 1, (iss + 1 + acked) >>> 0, ACK, undefined, { dst: FAR }));
+  }
+  t.ok(intact, 'every segment carried the bytes at its offset (peeks past the acknowledged ones)');
+  t.ok(acked >= SETTLE_BYTES, `${SETTLE_BYTES} bytes or more acknowledged`);
+  t.equal(socket.discarded, acked, '... then all the acknowledged bytes discarded at once');
+  t.equal(socket.inbox.length, bytes.length - acked, 'the rest still queued');
+  t.equal(socket.looks, 1, 'the queue looked at once: what it was known to hold always filled the window the ACKs opened');
+  // Everything acknowledged as it comes: once the window opens past what is known, the queue
+  // is looked at again, and bytes that arrived without an event (the flow was not reading) go.
+  for (let i = 0; i < 1000; i++) socket.inbox.push(7);
+  for (let round = 0; round < 200 && sent < bytes.length + 1000; round++) {
+    out = send(tcpFrame(40000, 80, GUEST_ISN + 1, (iss + 1 + sent) >>> 0, ACK, undefined, { dst: FAR }));
+    for (const s of segments(t, out)) sent = Math.max(sent, ((s.seq - iss - 1) >>> 0) + s.data.length);
+  }
+  t.equal(sent, bytes.length + 1000, 'the bytes that came later were found and sent');
+  t.ok(socket.looks > 1, '... the queue looked at again');
 });
 
 t.test("the host socket's queue as the send buffer: while data waits unsent, reads are off and each output looks at the queue", async (t) => {
