@@ -695,10 +695,13 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
     sh(`link set ${tap} up`);
     sh(`route add default via ${GATEWAY}`);
     // The port's renegotiation (GUEST_CSUM) may still be under way: iperf3's first connect would
-    // then fail on an unresolved gateway (No route to host). A real echo of the gateway says the
-    // path is up.
-    for (let i = 0; spawnSync('ip', ['netns', 'exec', ns, 'ping', '-c', '1', '-W', '1', GATEWAY], { stdio: 'ignore' }).status !== 0; i++)
-      if (i === 30) throw new Error(`the gateway ${GATEWAY} did not answer a ping in 30 s`);
+    // then fail on an unresolved gateway (No route to host). A ping resolves it (passt, without
+    // ping sockets, answers the ARP request but not the echo): the path is up once it has.
+    const resolved = (): boolean => {
+      const echo = spawnSync('ip', ['netns', 'exec', ns, 'ping', '-c', '1', '-W', '1', GATEWAY], { stdio: 'ignore' }).status === 0;
+      return echo || /lladdr/.test(spawnSync('ip', ['-n', ns, 'neigh', 'show', GATEWAY], { encoding: 'utf8' }).stdout ?? '');
+    };
+    for (let i = 0; !resolved(); i++) if (i === 30) throw new Error(`the gateway ${GATEWAY} was not resolved in 30 s`);
     const iperf = (d: Direction, seconds: number): string[] =>
       inNs('iperf3', '-c', GATEWAY, '-p', String(port), '-t', String(seconds), '-P', String(opts.streams), '-i', '0', '-J', ...(d === 'down' ? ['-R'] : []));
     for (const d of DIRECTIONS) {
