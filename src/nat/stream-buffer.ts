@@ -10,7 +10,8 @@ import type { PayloadFill } from '../iface/link.js';
 import type { SendBuffer } from '../tcp/endpoint.js';
 import type { ScatterViews } from '../wire/bytes.js';
 
-/** Acknowledged bytes settle() leaves at the queue's head while unacknowledged ones follow. */
+/** Acknowledged bytes settle() leaves at the queue's head, at most, while unacknowledged ones
+ *  follow (see settle). */
 export const SETTLE_BYTES = 64 * 1024;
 
 export class StreamSendBuffer implements SendBuffer, PayloadFill {
@@ -53,14 +54,16 @@ export class StreamSendBuffer implements SendBuffer, PayloadFill {
   }
 
   /**
-   * Discards what the guest acknowledged, once it is SETTLE_BYTES or more, or all there is (the
-   * guest acknowledged everything), or `all` is set: a discard is a system call, and a guest
-   * that acknowledges every other frame would otherwise cost one per event-loop turn. (The host
-   * peer's window stays that much smaller meanwhile.) False when the socket failed.
+   * Discards what the guest acknowledged once it is SETTLE_BYTES or a quarter of what the queue
+   * is known to hold, whichever is less, or all there is (the guest acknowledged everything), or
+   * `all` is set: a discard is a system call, and a guest that acknowledges every other frame
+   * would otherwise cost one per event-loop turn. (The host peer's window stays that much
+   * smaller meanwhile: the quarter keeps a small receive buffer's window from halving.) False
+   * when the socket failed.
    */
   settle(all = false): boolean {
     if (this.acked === 0 || !this.queue) return true;
-    if (this.acked < SETTLE_BYTES && this.length > 0 && !all) return true;
+    if (!all && this.length > 0 && this.acked < Math.min(SETTLE_BYTES, (this.acked + this.length) / 4)) return true;
     const r = this.queue.discard(this.acked);
     if (r < 0) return false;
     this.acked -= r;

@@ -375,11 +375,15 @@ t.test("the host socket's queue as the send buffer: peeked, re-peeked after a lo
   t.equal(again[0]!.seq, (iss + 1) >>> 0, 'from the first lost byte');
   t.same(again[0]!.data, bytes.slice(0, again[0]!.data.length), 'the same bytes, peeked again');
   t.equal(socket.peeks[0]!.offset, 0, 're-peeked from offset 0');
-  // The guest acknowledges 2000 bytes: under SETTLE_BYTES, with more unacknowledged, they stay at
-  // the queue's head (a discard per ACK would be a system call per ACK); peeks skip them.
-  send(tcpFrame(40000, 80, GUEST_ISN + 1, (iss + 1 + 2000) >>> 0, ACK, undefined, { dst: FAR }));
+  // The guest acknowledges 500 bytes: under a quarter of the queue (and SETTLE_BYTES), with more
+  // unacknowledged, they stay at its head (a discard per ACK would be a system call per ACK).
+  send(tcpFrame(40000, 80, GUEST_ISN + 1, (iss + 1 + 500) >>> 0, ACK, undefined, { dst: FAR }));
   t.equal(socket.discarded, 0, 'the acknowledged bytes wait at the head of the queue');
   t.equal(socket.inbox.length, 3000, '... all of it still queued');
+  // 2000: a quarter of the queue or more, they leave it; later peeks count from the new head.
+  send(tcpFrame(40000, 80, GUEST_ISN + 1, (iss + 1 + 2000) >>> 0, ACK, undefined, { dst: FAR }));
+  t.equal(socket.discarded, 2000, 'the acknowledged bytes discarded');
+  t.same(socket.inbox, bytes.slice(2000), 'the rest still queued');
   link.take();
   socket.peeks.length = 0;
   env.clock.advance(3000);
@@ -388,7 +392,7 @@ t.test("the host socket's queue as the send buffer: peeked, re-peeked after a lo
   const rest = segments(t, link.take()).filter((s) => s.data.length > 0);
   t.equal(rest[0]!.seq, (iss + 1 + 2000) >>> 0, 'a later retransmission starts at the new SND.UNA');
   t.same(rest[0]!.data, bytes.slice(2000, 2000 + rest[0]!.data.length));
-  t.equal(socket.peeks[0]!.offset, 2000, '... peeked past the acknowledged bytes still at the head');
+  t.equal(socket.peeks[0]!.offset, 0, '... which is the head of the queue now');
   // The host ends: our FIN follows the data; the socket stays open until the guest has it all.
   socket.eof = true;
   socket.events.readable();
@@ -406,11 +410,12 @@ t.test("the host socket's queue as the send buffer: peeked, re-peeked after a lo
   t.equal(nat.flowCount, 0, 'gone after TIME_WAIT');
 });
 
-t.test('the host socket as the send buffer: acknowledged bytes leave it SETTLE_BYTES at a time while more are unacknowledged', async (t) => {
+t.test('the host socket as the send buffer: acknowledged bytes leave a large queue SETTLE_BYTES at a time while more are unacknowledged', async (t) => {
   const env = setup({}, undefined, true);
   const { send, link } = env;
   const { socket, iss } = established(env);
-  const bytes = Array.from({ length: 200_000 }, (_, i) => (i * 13 + 5) & 0xff);
+  // More than four times SETTLE_BYTES: the quarter of the queue does not come first.
+  const bytes = Array.from({ length: 300_000 }, (_, i) => (i * 13 + 5) & 0xff);
   for (const b of bytes) socket.inbox.push(b);
   socket.events.readable();
   let sent = 0;
