@@ -96,8 +96,8 @@ export class TcpCoalescer {
   private slot = 0;
   private readonly slots: Uint8Array[] = [];
   private readonly slotWords: Uint32Array[] = [];
-  // head and buf's headers as words (both start at byte 0 of their buffer, so word i is bytes
-  // 4i..4i+3 in both), and which of the pending frame's header bits a frame that joins repeats.
+  // head and buf's headers as words (both views start on a word of the arena, so word i is their
+  // bytes 4i..4i+3 in both), and which of the pending frame's header bits a frame that joins repeats.
   private readonly headWords: Uint32Array;
   private bufWords: Uint32Array;
   private readonly same = new Uint32Array(HEAD_WORDS);
