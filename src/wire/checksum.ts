@@ -181,8 +181,7 @@ export function copyJob(src: Uint8Array, work: Uint8Array, job: Float64Array): v
   )
     throw new RangeError('copyJob: offsets and lengths must be integers within the arrays, clear of the job block and of each other');
   copyBytes(work, h, src, off, headLen);
-  copyBytes(work, d, src, off + headLen, rest);
-  job[CopyJobField.sum] = sum16(work, d + from, rest - from);
+  job[CopyJobField.sum] = copySum(src, off + headLen, rest, work, d, from);
 }
 
 /**

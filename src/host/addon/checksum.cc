@@ -346,12 +346,7 @@ napi_value CopyJob(napi_env env, napi_callback_info cbinfo) {
     napi_throw_range_error(env, nullptr, "copyJob: the ranges overlap");
     return nullptr;
   }
-  const size_t pfOff = static_cast<size_t>(f[kPrefetchOffset]);
-  if (pfOff < srcLen && f[kPrefetchLength] > 0) {
-    const size_t n = std::min({static_cast<size_t>(f[kPrefetchLength]), srcLen - pfOff, size_t{4096}});
-    napi_util::PrefetchLines(src + pfOff, n);
-    __builtin_prefetch(src + pfOff + n - 1);
-  }
+  napi_util::PrefetchWithin(src, srcLen, f[kPrefetchOffset], f[kPrefetchLength]);
   std::memcpy(head, from, headLen);
   const double sum = CopySumRange(from + headLen, dst, rest, static_cast<size_t>(f[kSumFrom]));
   std::memcpy(work + kSum * 8, &sum, sizeof sum);

@@ -255,6 +255,18 @@ inline void PrefetchLines(const uint8_t* p, size_t n) {
   for (size_t i = 0; i < n; i += 64) __builtin_prefetch(p + i);
 }
 
+// Asks for the lines of [data + offset, + length) clipped to [data, data + size) and to its first
+// 4 KiB, the last byte's line included (prefetch and the host addon's copyJob): nothing when
+// offset is past the end or length is 0. offset and length are non-negative (checked by callers).
+inline void PrefetchWithin(const uint8_t* data, size_t size, double offset, double length) {
+  if (!(offset < static_cast<double>(size)) || !(length > 0)) return;
+  const size_t start = static_cast<size_t>(offset);
+  size_t n = length < 4096 ? static_cast<size_t>(length) : 4096;
+  if (n > size - start) n = size - start;
+  PrefetchLines(data + start, n);
+  __builtin_prefetch(data + start + n - 1);
+}
+
 // prefetch(buf, offset, length): asks the CPU for the cache lines of buf[offset, +length) (at
 // most the first 4 KiB) and returns at once. For the next frame in guest memory, which another
 // CPU wrote: its lines then arrive while the current frame is handled instead of one at a time
@@ -273,13 +285,8 @@ inline napi_value Prefetch(napi_env env, napi_callback_info cbinfo) {
     napi_throw_type_error(env, nullptr, "prefetch(buf: Uint8Array, offset, length)");
     return nullptr;
   }
-  if (!(off >= 0) || !(len > 0) || off >= static_cast<double>(size)) return nullptr;
-  const size_t start = static_cast<size_t>(off);
-  size_t n = len < 4096 ? static_cast<size_t>(len) : 4096;
-  if (n > size - start) n = size - start;
-  const uint8_t* p = static_cast<const uint8_t*>(data) + start;
-  PrefetchLines(p, n);
-  __builtin_prefetch(p + n - 1);
+  if (!(off >= 0)) return nullptr;
+  PrefetchWithin(static_cast<const uint8_t*>(data), size, off, len);
   return nullptr;
 }
 
