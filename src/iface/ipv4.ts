@@ -365,8 +365,11 @@ export class Ipv4Layer {
     const tcp = this.tcp.at(frame, ip.payloadOffset, ip.payloadLength);
     if (!tcp.check()) return this.s.drop('tcp4.malformed');
     if (!meta.checksumPartial) {
-      this.s.loadRxPayload(); // (a device leaves it in guest memory only with a partial checksum)
-      if (!tcp.verifyChecksumV4(ip.src, ip.dst, frameSumTo(frame, meta, tcp.offset + tcp.length), ETHERNET_HEADER_LEN)) {
+      // Verified from the device's sum when it has one (headers alone are read: payload left in
+      // guest memory stays there), else over the payload.
+      const sum = frameSumTo(frame, meta, tcp.offset + tcp.length);
+      if (sum < 0) this.s.loadRxPayload();
+      if (!tcp.verifyChecksumV4(ip.src, ip.dst, sum, ETHERNET_HEADER_LEN)) {
         return this.s.drop('tcp4.badChecksum');
       }
     }

@@ -476,8 +476,11 @@ export class Ipv6Layer {
     const tcp = this.tcp.at(frame, off, end - off);
     if (!tcp.check()) return this.s.drop('tcp6.malformed');
     if (!meta.checksumPartial) {
-      this.s.loadRxPayload(); // (a device leaves it in guest memory only with a partial checksum)
-      if (!tcp.verifyChecksumV6(frame, ipOff + 8, frame, ipOff + 24, frameSumTo(frame, meta, end), ETHERNET_HEADER_LEN)) {
+      // Verified from the device's sum when it has one (headers alone are read: payload left in
+      // guest memory stays there), else over the payload.
+      const sum = frameSumTo(frame, meta, end);
+      if (sum < 0) this.s.loadRxPayload();
+      if (!tcp.verifyChecksumV6(frame, ipOff + 8, frame, ipOff + 24, sum, ETHERNET_HEADER_LEN)) {
         return this.s.drop('tcp6.badChecksum');
       }
     }

@@ -20,10 +20,10 @@ import type { MemoryAccount } from '../iface/memory-budget.js';
 import { EndOfTurn, atEndOfTurn } from '../iface/end-of-turn.js';
 import type { ScatterViews } from '../wire/bytes.js';
 import { ViewCache, copyBytes, get32, oneView, set16, set32 } from '../wire/bytes.js';
-import { CopyJobField, copyJob, copySum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16, sumFrames } from '../wire/checksum.js';
+import { CopyJobField, SUM_IN_PLACE, copyJob, copySum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16, sumFrames } from '../wire/checksum.js';
 import { ETHERNET_HEADER_LEN } from '../wire/ethernet.js';
 import { CUT_FIELDS, CutField, cutFrames } from '../wire/tcp-cut.js';
-import { COALESCE_HEAD, TcpCoalescer, coalescible } from './tcp-coalescer.js';
+import { COALESCE_HEAD, RUN_SPANS, TcpCoalescer, coalescible } from './tcp-coalescer.js';
 
 /** virtio-net feature bits (virtio 1.2 §5.1.3). */
 export const NetFeature = {
@@ -223,33 +223,52 @@ class TxPayload implements FramePayload {
 }
 
 /**
- * FramePayload of a segment the coalescer joined: already in the frame (the device's own buffer),
- * so nothing needs loading; kept by reference, its slot waits until releasePayloads (TcpCoalescer
- * hold()): the TCP NAT writes the batch's joined segments with one writev, not through its
- * connection's receive buffer.
+ * FramePayload of a segment the coalescer joined: its first part already in the frame (the
+ * device's own buffer, which it does not reuse before releasePayloads: TcpCoalescer hold()), the
+ * parts that joined it in the frame too, or, in place, still in the guest's buffers (which go back
+ * only after releasePayloads) until load(). Kept by reference, the TCP NAT writes the batch's joined
+ * segments with one writev, not through its connection's receive buffer.
  */
 class JoinedPayload implements FramePayload {
   frame: Uint8Array = new Uint8Array(0);
   at = 0;
   length = 0;
-  readonly count = 1;
-  readonly loaded = true;
+  count = 1;
+  loaded = true;
   kept = false;
-  readonly views: Uint8Array[] = [new Uint8Array(0)];
-  readonly offsets = new Float64Array(1);
-  readonly lengths = new Uint32Array(1);
+  readonly views: Uint8Array[] = new Array<Uint8Array>(RUN_SPANS + 1).fill(new Uint8Array(0));
+  readonly offsets = new Float64Array(RUN_SPANS + 1);
+  readonly lengths = new Uint32Array(RUN_SPANS + 1);
 
-  set(arena: Uint8Array, frame: Uint8Array, at: number): void {
+  /** The coalescer's pending frame, `frame` (a view of its arena). */
+  set(g: TcpCoalescer, frame: Uint8Array): void {
+    const at = g.payloadAt;
     this.frame = frame;
     this.at = at;
     this.length = frame.length - at;
-    this.views[0] = arena;
-    this.offsets[0] = frame.byteOffset - arena.byteOffset + at;
-    this.lengths[0] = this.length;
+    this.views[0] = g.arena;
+    this.offsets[0] = frame.byteOffset - g.arena.byteOffset + at;
+    this.lengths[0] = g.copiedLength - at;
+    const n = g.spanCount;
+    for (let i = 0; i < n; i++) {
+      this.views[i + 1] = g.spanViews[i]!;
+      this.offsets[i + 1] = g.spanOffsets[i]!;
+      this.lengths[i + 1] = g.spanLengths[i]!;
+    }
+    this.count = n + 1;
+    this.loaded = n === 0;
     this.kept = false;
   }
 
-  load(): void {}
+  load(): void {
+    if (this.loaded) return;
+    let at = this.at + this.lengths[0]!;
+    for (let i = 1; i < this.count; i++) {
+      copyBytes(this.frame, at, this.views[i]!, this.offsets[i]!, this.lengths[i]!);
+      at += this.lengths[i]!;
+    }
+    this.loaded = true;
+  }
 }
 
 /** Merged segments the TCP NAT may keep by reference in one TX slice before the device has them
@@ -444,7 +463,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     this.defer = opts.defer ?? ((fn) => void setImmediate(fn));
     this.now = opts.now ?? (() => PERFORMANCE.now());
     this.flushLater = new EndOfTurn(() => this.flush(), opts.inBatch);
-    this.coalescer = opts.coalesce === false ? undefined : new TcpCoalescer(opts.payloadsInPlace === true ? COALESCE_SLOTS : 1);
+    const inPlace = opts.payloadsInPlace === true;
+    this.coalescer = opts.coalesce === false ? undefined : new TcpCoalescer(inPlace ? COALESCE_SLOTS : 1, inPlace);
     const hostGso =
       opts.hostOffloads === false
         ? 0n
@@ -801,8 +821,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
 
   /**
    * A frame without offloads that may be a TCP segment to join (tcp-coalescer.ts), when it lies in
-   * one buffer: while a run is open, its headers are copied and its payload copied (and summed)
-   * straight behind the pending payload, and it joins if its headers say it continues the run. Any
+   * one buffer: while a run is open, its headers are copied and its payload summed (in place, where
+   * it lies; else as it is copied straight behind the pending payload), and it joins if its headers
+   * say it continues the run. Any
    * other is copied whole into the coalescer, after what was pending goes to the sink: a segment
    * that may start a run stays there; the rest goes to the sink from that copy. False (nothing
    * done) for a frame in several buffers: the caller copies it.
@@ -818,16 +839,21 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     // While a run is open, the frame is taken to continue it (as nearly every frame of a stream
     // does): its headers go to g.head and its payload, summed, straight behind the pending
     // payload, in one call; match() and join() then decide on those copies. A frame that does
-    // not continue the run has only cost a copy it gets again below.
+    // not continue the run has only cost a copy it gets again below. In place, the payload is
+    // only summed: it stays in the guest's buffer, which goes back after the batch's writes.
     let at = g.continuesAt(len);
     if (at > 0) {
       job[CopyJobField.headLength] = at;
-      job[CopyJobField.dstAt] = g.offset + g.length;
+      job[CopyJobField.dstAt] = g.inPlace ? SUM_IN_PLACE : g.offset + g.length;
       job[CopyJobField.sumFrom] = 0;
       copyJob(src, g.arena, job);
       job[CopyJobField.prefetchLength] = 0; // (asked for)
       const sum = job[CopyJobField.sum]!;
       if (coalescible(g.head, at, len) === at && g.match(at, len) && g.join(len, sum)) {
+        if (g.inPlace) {
+          g.joinedAt(src, job[CopyJobField.srcOffset]! + at, len - at);
+          this.txPayload.kept = true; // (processTx holds the chain)
+        }
         this.stats.txCoalesced++;
         this.stats.txFrames++;
         this.stats.txBytes += len;
@@ -860,7 +886,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const frameSum = g.finish();
     const frame = this.frameViews.of(g.arena, g.offset, g.offset + g.length);
     const p = this.joinedPayload;
-    p.set(g.arena, frame, g.payloadAt);
+    p.set(g, frame);
     g.clear();
     this.meta.payload = this.opts.payloadsInPlace === true ? p : undefined;
     this.deliver(frame, frameSum, false);

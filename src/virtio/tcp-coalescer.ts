@@ -15,14 +15,20 @@
 //   lengths and checksum; the same TCP header but for the sequence number, which continues the
 //   pending one, the checksum and PSH; a payload no longer than the first segment's, and the whole
 //   within one IP packet (GSO_MAX_PACKET).
-// - Both checksums of every segment verify (the IPv4 header's, and the TCP one from the sum the copy
-//   computed): a segment that fails joins nothing and goes to the stack alone, which drops it.
+// - Both checksums of every segment verify (the IPv4 header's, and the TCP one from the sum of its
+//   payload the device took): a segment that fails joins nothing and goes to the stack alone,
+//   which drops it.
 // A segment that carries PSH, or is shorter than the first, joins and ends the run. The merged
 // segment gets correct lengths and checksums (and PSH when its last part had it), and its frame
 // sum (RxMeta.frameSum), so the stack verifies it as it does any frame.
 //
 // The coalescer only decides and keeps the merged frame; the device copies each frame's headers out
 // of guest memory first (match() reads only that copy) and the payload straight to its place here.
+// Or, in place (`inPlace`, for a device whose consumer keeps payload by reference): a run's first
+// segment is copied whole, and each segment that joins it is only summed where it lies; its payload
+// is a span of guest memory (spans), its place in the merged frame left for FramePayload.load().
+// A guest that rewrites such a payload after it was summed changes only what its own connection
+// carries, as it may with any NEEDS_CSUM segment: the headers every decision rests on are copies.
 import { COPY_JOB_BYTES, CopyJobField, foldSum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16 } from '../wire/checksum.js';
 import { GSO_MAX_PACKET } from '../iface/link.js';
 import { TcpFlags } from '../wire/tcp.js';
@@ -72,6 +78,9 @@ const SLOT_BYTES = (ETH + GSO_MAX_PACKET + 3) & ~3;
 const HEAD_AT = COPY_JOB_BYTES;
 /** Where the slots start in the arena: behind `head`, on a word. */
 const SLOTS_AT = (HEAD_AT + COALESCE_HEAD + 7) & ~7;
+/** Segments joined in place to one run at most (a run at an MSS of 1448 has 45; a shorter MSS ends
+ *  its run here). */
+export const RUN_SPANS = 64;
 
 export class TcpCoalescer {
   /**
@@ -113,6 +122,15 @@ export class TcpCoalescer {
   private segmentSize = 0;
   /** A segment with PSH, or a short one, joined: the run is over. */
   private closed = false;
+  /**
+   * In place: where the payload of each segment joined to the pending frame lies (guest memory,
+   * views[i][offsets[i], +lengths[i]) for i < spanCount), in order; its place in buf, from the first
+   * segment's end on, is not written.
+   */
+  readonly spanViews: Uint8Array[] = [];
+  readonly spanOffsets = new Float64Array(RUN_SPANS);
+  readonly spanLengths = new Uint32Array(RUN_SPANS);
+  spanCount = 0;
   /** The pending frame's sum from its IP header on, as the copy computed it (frameSum). */
   private firstSum = 0;
   /** Once a segment joined: the payload's sum, as it lies in the merged frame. */
@@ -123,8 +141,12 @@ export class TcpCoalescer {
   private ipFixed = 0;
   private tcpFixed = 0;
 
-  /** `slots`: how many merged frames may be kept by reference at once (at least 1). */
-  constructor(slots = 1) {
+  /** `slots`: how many merged frames may be kept by reference at once (at least 1); `inPlace`: the
+   *  payload of segments that join stays in guest memory (see above). */
+  constructor(
+    slots = 1,
+    readonly inPlace = false,
+  ) {
     const n = Math.max(1, Math.floor(slots));
     this.arena = new Uint8Array(SLOTS_AT + n * SLOT_BYTES);
     this.job = new Float64Array(this.arena.buffer, 0, COPY_JOB_BYTES / 8);
@@ -138,6 +160,7 @@ export class TcpCoalescer {
     }
     this.buf = this.slots[0]!;
     this.bufWords = this.slotWords[0]!;
+    if (inPlace) for (let i = 0; i < RUN_SPANS; i++) this.spanViews.push(this.arena);
   }
 
   /**
@@ -159,11 +182,13 @@ export class TcpCoalescer {
   /**
    * Where a frame `len` bytes long that continues the pending one has its payload: the pending
    * frame's payload offset, when one is pending, its run still open and the frame's payload fits
-   * behind it; else 0. The device then copies the frame's first bytes that far to `head` and the
-   * rest to buf[length, …) in one call, before match() and join() look at them.
+   * behind it (and, in place, a span is left for it); else 0. The device then copies the frame's
+   * first bytes that far to `head` and the rest to buf[length, …) (in place: only sums the rest)
+   * in one call, before match() and join() look at them.
    */
   continuesAt(len: number): number {
     if (this.length === 0 || this.closed || len <= this.at || this.length + len - this.at > this.buf.length) return 0;
+    if (this.inPlace && this.spanCount === RUN_SPANS) return 0;
     return this.at;
   }
 
@@ -238,9 +263,10 @@ export class TcpCoalescer {
 
   /**
    * Joins the frame match() accepted, whose payload the device has copied to buf[length, +n)
-   * summing it (`sum`); `head` holds its headers. False when a checksum of its, or (on the first
-   * join) of the pending frame's, does not verify: nothing joined; the caller hands the pending
-   * frame on as it is, and this one after it.
+   * summing it (`sum`), or in place only summed where it lies (the device then says where:
+   * joinedAt()); `head` holds its headers. False when a checksum of its, or (on the first join)
+   * of the pending frame's, does not verify: nothing joined; the caller hands the pending frame
+   * on as it is, and this one after it.
    */
   join(len: number, sum: number): boolean {
     const at = this.at;
@@ -270,8 +296,8 @@ export class TcpCoalescer {
     if (v4 && foldSum(this.ipFixed + word(h, ETH + 2) + word(h, ETH + 4) + word(h, ETH + 10)) !== 0xffff) return false;
     if (foldSum(this.tcpFixed + word(h, tcp + 4) + word(h, tcp + 6) + word(h, tcp + 12) + word(h, tcp + 16) + (len - tcp) + sum) !== 0xffff) return false;
     // A part at an odd offset of the payload adds its sum byte-swapped (RFC 1071 §2(B)).
-    const offset = this.length - at;
-    this.payloadSum = foldSum(this.payloadSum + ((offset & 1) !== 0 ? ((sum & 0xff) << 8) | (sum >> 8) : sum));
+    const place = this.length - at;
+    this.payloadSum = foldSum(this.payloadSum + ((place & 1) !== 0 ? ((sum & 0xff) << 8) | (sum >> 8) : sum));
     this.length += n;
     this.segments++;
     this.nextSeq = (this.nextSeq + n) >>> 0;
@@ -308,10 +334,28 @@ export class TcpCoalescer {
     return sum16(b, ETH, this.at - ETH, this.payloadSum);
   }
 
+  /** In place: the payload of the segment that just joined is view[offset, +length) (continuesAt
+   *  left room for its span). The caller keeps that memory as it is until the merged frame is
+   *  written or loaded (FramePayload). */
+  joinedAt(view: Uint8Array, offset: number, length: number): void {
+    const k = this.spanCount++;
+    this.spanViews[k] = view;
+    this.spanOffsets[k] = offset;
+    this.spanLengths[k] = length;
+  }
+
+  /** Where the pending frame's payload stops being in buf: past the first segment (in place, the
+   *  rest is in spans), else its end. */
+  get copiedLength(): number {
+    return this.inPlace ? this.at + this.segmentSize : this.length;
+  }
+
   /** Forgets the pending frame. */
   clear(): void {
     this.length = 0;
     this.segments = 0;
+    for (let i = 0; i < this.spanCount; i++) this.spanViews[i] = this.arena; // (no guest memory kept alive)
+    this.spanCount = 0;
   }
 
   /** Forgets everything, held slots included (the connection is gone). */

@@ -109,8 +109,9 @@ export function copySum(src: Uint8Array, srcOff: number, len: number, dst: Uint8
  * Where each number of a copyJob lies: Float64s at the start of its work array (COPY_JOB_BYTES),
  * which the caller keeps a Float64Array over. The frame is src[srcOffset, +length); its first
  * headLength bytes go to work[headAt, …), the rest to work[dstAt, …), summed from sumFrom on
- * into `sum`. src[prefetchOffset, +prefetchLength) is asked of the CPU first (the next frame; a
- * length of 0 asks for nothing).
+ * into `sum`. A dstAt of -1 (SUM_IN_PLACE) copies the head only and sums the rest where it lies.
+ * src[prefetchOffset, +prefetchLength) is asked of the CPU first (the next frame; a length of 0
+ * asks for nothing).
  */
 export const CopyJobField = {
   srcOffset: 0,
@@ -126,6 +127,9 @@ export const CopyJobField = {
 
 /** The bytes of a copyJob's block (the addon's kCopyJobBytes): nothing is copied into them. */
 export const COPY_JOB_BYTES = 8 * Object.keys(CopyJobField).length;
+
+/** A copyJob's dstAt that leaves the rest where it lies: summed, not copied. */
+export const SUM_IN_PLACE = -1;
 
 /** A native copyJob: it reads the job from work's first bytes. */
 export type NativeCopyJob = (src: Uint8Array, work: Uint8Array) => void;
@@ -147,7 +151,8 @@ function whole(x: number, max: number): boolean {
 /**
  * A guest frame copied (and summed) into `work` as the job in its first COPY_JOB_BYTES says
  * (CopyJobField; `job` is the caller's Float64Array over them): its headers to one place, its
- * payload to another, the sum of the payload's bytes from sumFrom on left in job[sum]. With the
+ * payload to another (or nowhere: SUM_IN_PLACE), the sum of the payload's bytes from sumFrom on
+ * left in job[sum]. With the
  * addon one call, and no number passed as an argument: the frame path of the TCP coalescer, where
  * a call's arguments cost more than the copy. Throws RangeError on a range outside its array or
  * overlapping the block or another range.
@@ -167,6 +172,7 @@ export function copyJob(src: Uint8Array, work: Uint8Array, job: Float64Array): v
   const h = job[headAt]!;
   const d = job[dstAt]!;
   const from = job[sumFrom]!;
+  const copied = d === SUM_IN_PLACE ? 0 : rest;
   if (
     !whole(off, src.length) ||
     !whole(len, src.length - off) ||
@@ -174,14 +180,13 @@ export function copyJob(src: Uint8Array, work: Uint8Array, job: Float64Array): v
     !whole(from, rest) ||
     h < COPY_JOB_BYTES ||
     !whole(h, work.length - headLen) ||
-    d < COPY_JOB_BYTES ||
-    !whole(d, work.length - rest) ||
+    (d !== SUM_IN_PLACE && (d < COPY_JOB_BYTES || !whole(d, work.length - rest))) ||
     (src.buffer === work.buffer && src.byteOffset + off < work.byteOffset + work.length && work.byteOffset < src.byteOffset + off + len) ||
-    (h < d + rest && d < h + headLen)
+    (h < d + copied && d < h + headLen)
   )
     throw new RangeError('copyJob: offsets and lengths must be integers within the arrays, clear of the job block and of each other');
   copyBytes(work, h, src, off, headLen);
-  job[CopyJobField.sum] = copySum(src, off + headLen, rest, work, d, from);
+  job[CopyJobField.sum] = copied === 0 ? sum16(src, off + headLen + from, rest - from) : copySum(src, off + headLen, rest, work, d, from);
 }
 
 /**

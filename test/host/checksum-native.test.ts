@@ -7,6 +7,7 @@ import type { ScatterViews } from '../../src/wire/bytes.js';
 import {
   NATIVE_SUM_MIN,
   COPY_JOB_BYTES,
+  SUM_IN_PLACE,
   CopyJobField,
   copyJob,
   copySum,
@@ -116,12 +117,13 @@ t.test('copyJob copies a head to one place and the rest, summed from sumFrom, to
   t.teardown(() => useNativeCopyJob(was));
   property(
     t,
-    'random bytes, offsets, head lengths, sum starts, places and prefetches: the addon and the fallback agree with a copy and sum16',
+    'random bytes, offsets, head lengths, sum starts, places (or the rest summed in place) and prefetches: the addon and the fallback agree with a copy and sum16',
     fc.property(
       fc.uint8Array({ minLength: 1, maxLength: 70000 }),
       fc.tuple(fc.nat(), fc.nat(), fc.nat(120), fc.nat(), fc.nat(100)),
       fc.tuple(fc.integer({ min: -1, max: 80000 }), fc.nat(5000)),
-      (b, [x, y, h, z, gap], pf) => {
+      fc.boolean(),
+      (b, [x, y, h, z, gap], pf, inPlace) => {
         const off = x % b.length;
         const len = y % (b.length - off + 1);
         const headLen = Math.min(h, len);
@@ -132,7 +134,7 @@ t.test('copyJob copies a head to one place and the rest, summed from sumFrom, to
           len,
           headAt: COPY_JOB_BYTES,
           headLen,
-          dstAt: COPY_JOB_BYTES + headLen + gap,
+          dstAt: inPlace ? SUM_IN_PLACE : COPY_JOB_BYTES + headLen + gap,
           from,
           pf: [Math.max(0, pf[0]), pf[1]] as [number, number],
         };
@@ -141,12 +143,14 @@ t.test('copyJob copies a head to one place and the rest, summed from sumFrom, to
           const { work, job } = workOf(headLen + gap + rest);
           set(job, v);
           copyJob(b, work, job);
-          return { sum: job[F.sum], head: Buffer.from(work.subarray(v.headAt, v.headAt + headLen)), rest: Buffer.from(work.subarray(v.dstAt, v.dstAt + rest)) };
+          // (In place, nothing past the head is written.)
+          const restAt = COPY_JOB_BYTES + headLen + gap;
+          return { sum: job[F.sum], head: Buffer.from(work.subarray(v.headAt, v.headAt + headLen)), rest: Buffer.from(work.subarray(restAt, restAt + rest)) };
         });
         const want = {
           sum: sum16js(b, off + headLen + from, rest - from),
           head: Buffer.from(b.subarray(off, off + headLen)),
-          rest: Buffer.from(b.subarray(off + headLen, off + len)),
+          rest: inPlace ? Buffer.alloc(rest) : Buffer.from(b.subarray(off + headLen, off + len)),
         };
         return results.every((r) => r.sum === want.sum && r.head.equals(want.head) && r.rest.equals(want.rest));
       },
@@ -173,6 +177,9 @@ t.test('copyJob copies a head to one place and the rest, summed from sumFrom, to
     refused({ ...ok, dstAt: 0, headAt: COPY_JOB_BYTES + 90 }, 'a payload over the job block');
     refused({ ...ok, dstAt: COPY_JOB_BYTES + 5 }, 'a payload over the head');
     refused({ ...ok, from: 91 }, 'a sum starting past the payload');
+    refused({ ...ok, dstAt: -2 }, 'a negative place but SUM_IN_PLACE');
+    refused({ ...ok, dstAt: SUM_IN_PLACE, from: 91 }, 'in place, a sum starting past the payload');
+    refused({ ...ok, dstAt: SUM_IN_PLACE, len: 201 }, 'in place, past the source');
     refused({ ...ok, off: 0.5 }, 'not an integer');
     refused({ ...ok, len: Number.NaN }, 'not a number');
     set(job, ok);

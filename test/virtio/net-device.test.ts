@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { viewAt } from '../../src/wire/bytes.js';
+import { get32, viewAt } from '../../src/wire/bytes.js';
 import type { Test } from 'tap';
 import { Feature, VhostUserServer, bit } from 'vhost-user-ts';
 import { TestFrontend } from 'vhost-user-ts/testing';
@@ -1075,45 +1075,90 @@ t.test('TX: a TCP segment with NEEDS_CSUM leaves its payload in guest memory; ke
   t.equal(released, 1, 'nothing kept: nothing to release');
 });
 
-t.test('TX: joined segments kept by reference keep their slot until releasePayloads; with every slot held, that comes mid-batch', async (t) => {
-  const kept: { view: Uint8Array; offset: number; bytes: Uint8Array }[] = [];
-  const releases: number[] = [];
-  let intact = true;
-  const { dev, fe } = setup(t, {
-    payloadsInPlace: true,
-    releasePayloads: () => {
-      // Every payload kept since the last release is still where its span says.
-      for (const k of kept) if (!k.view.subarray(k.offset, k.offset + k.bytes.length).every((b, i) => b === k.bytes[i])) intact = false;
-      releases.push(kept.length);
-      kept.length = 0;
-    },
-  });
-  const payloads: Uint8Array[] = [];
+t.test(
+  'TX: joined segments leave every part but the first in guest memory; kept, slots and buffers wait for releasePayloads, mid-batch when every slot is held',
+  async (t) => {
+    const kept: { view: Uint8Array; offset: number; bytes: Uint8Array }[] = [];
+    const releases: { spans: number; used: number }[] = [];
+    let intact = true;
+    let txq: Awaited<ReturnType<TestFrontend['handshake']>>[1] | undefined;
+    const { dev, fe } = setup(t, {
+      payloadsInPlace: true,
+      releasePayloads: () => {
+        // Every payload kept since the last release is still where its span says; how many
+        // buffers have gone back to the guest.
+        for (const k of kept) if (!k.view.subarray(k.offset, k.offset + k.bytes.length).every((b, i) => b === k.bytes[i])) intact = false;
+        releases.push({ spans: kept.length, used: txq!.usedIdx });
+        kept.length = 0;
+      },
+    });
+    const payloads: Uint8Array[] = [];
+    const shapes: string[] = [];
+    dev.sink = {
+      receive(frame: Uint8Array, meta: RxMeta) {
+        const p = meta.payload!;
+        // The first part in the device's buffer (the frame), the others in the guest's.
+        const places = Array.from({ length: p.count }, (_, i) => (p.views[i]!.buffer === frame.buffer ? 'frame' : 'guest'));
+        shapes.push(`${String(p.loaded)} ${places.join(',')}`);
+        const spans = Array.from({ length: p.count }, (_, i) => p.views[i]!.slice(p.offsets[i], p.offsets[i]! + p.lengths[i]!));
+        t.equal(p.lengths[0], 1000, 'the first part is the first segment’s payload');
+        t.same(spans[0], frame.subarray(p.at, p.at + 1000), 'and lies in the frame');
+        for (let i = 0; i < p.count; i++) kept.push({ view: p.views[i]!, offset: p.offsets[i]!, bytes: spans[i]! });
+        payloads.push(Uint8Array.from(spans.flatMap((b) => [...b])));
+        p.kept = true;
+      },
+    };
+    [, txq] = await fe.handshake();
+    // Ten runs of three segments (the third with PSH, which ends a run), in one batch.
+    const runs = 10;
+    const data = frame(runs * 3 * 1000, 7);
+    for (let k = 0; k < runs * 3; k++) {
+      const psh = k % 3 === 2 ? 0x08 : 0;
+      txq!.add([{ data: hdr(0) }, { data: tcpFrame(40000, 80, 1 + k * 1000, 1, 0x10 | psh, data.subarray(k * 1000, (k + 1) * 1000)) }]);
+    }
+    txq!.kick();
+    await txq!.waitUsed(runs * 3);
+    t.equal(payloads.length, runs, 'each run joined into one segment');
+    t.same(shapes, new Array<string>(runs).fill('false frame,guest,guest'), 'its later parts left in guest memory, not loaded');
+    t.same(Uint8Array.from(payloads.flatMap((p) => [...p])), data, 'every byte, in order, where the spans say');
+    t.same(
+      releases,
+      [
+        { spans: 24, used: 0 },
+        { spans: 6, used: runs },
+      ],
+      'released when all eight slots were held, then at the end of the batch; before it only the buffers of the runs’ first segments (copied) went back',
+    );
+    t.ok(intact, 'no kept payload was overwritten before its release');
+    t.equal(dev.stats.txCoalesced, runs * 2);
+  },
+);
+
+t.test('TX: a joined segment whose payload is read (not kept) is loaded whole from guest memory; its checksums verify', async (t) => {
+  const seen: Uint8Array[] = [];
+  const { dev, fe } = setup(t, { payloadsInPlace: true });
   dev.sink = {
     receive(frame: Uint8Array, meta: RxMeta) {
       const p = meta.payload!;
-      t.equal(p.loaded && p.count === 1, true, 'a joined segment: its payload in the frame, one span');
-      const bytes = frame.slice(p.at);
-      t.same(p.views[0]!.subarray(p.offsets[0], p.offsets[0]! + p.lengths[0]!), bytes, 'the span is the payload');
-      payloads.push(bytes);
-      kept.push({ view: p.views[0]!, offset: p.offsets[0]!, bytes });
-      p.kept = true;
+      t.equal(p.loaded, false);
+      p.load();
+      t.equal(p.loaded, true);
+      seen.push(frame.slice());
     },
   };
   const [, txq] = await fe.handshake();
-  // Ten runs of three segments (the third with PSH, which ends a run), in one batch.
-  const runs = 10;
-  const data = frame(runs * 3 * 1000, 7);
-  for (let k = 0; k < runs * 3; k++) {
-    const psh = k % 3 === 2 ? 0x08 : 0;
-    txq!.add([{ data: hdr(0) }, { data: tcpFrame(40000, 80, 1 + k * 1000, 1, 0x10 | psh, data.subarray(k * 1000, (k + 1) * 1000)) }]);
-  }
+  const data = frame(4 * 1001, 5); // odd-sized parts: each at an odd place of the next
+  const segs = [0, 1, 2, 3].map((k) => tcpFrame(40000, 80, 7 + k * 1001, 1, k === 3 ? 0x18 : 0x10, data.subarray(k * 1001, (k + 1) * 1001)));
+  for (const f of segs) txq!.add([{ data: hdr(0) }, { data: f }]);
   txq!.kick();
-  await txq!.waitUsed(runs * 3);
-  t.equal(payloads.length, runs, 'each run joined into one segment');
-  t.same(Uint8Array.from(payloads.flatMap((p) => [...p])), data, 'every byte, in order');
-  t.same(releases, [8, 2], 'released when all eight slots were held, then at the end of the batch');
-  t.ok(intact, 'no kept payload was overwritten before its release');
+  await txq!.waitUsed(4);
+  t.equal(seen.length, 1, 'one segment');
+  const f = seen[0]!;
+  const want = tcpFrame(40000, 80, 7, 1, 0x18, data);
+  t.same(f.subarray(54), data, 'its payload loaded whole, in order');
+  t.equal(sum16(f, 14, 20), 0xffff, 'its IPv4 header checksum verifies');
+  t.equal(sum16(f, 34, f.length - 34, pseudoHeaderSumV4(get32(f, 26), get32(f, 30), 6, f.length - 34)), 0xffff, 'its TCP checksum verifies');
+  t.same(f.subarray(0, 54), want.subarray(0, 54), 'its headers those of the segment sent whole');
 });
 
 t.test('the guest link up log line names the negotiated features that shape the data path', async (t) => {

@@ -11,6 +11,7 @@ import { VhostUserServer } from 'vhost-user-ts';
 import { TestFrontend } from 'vhost-user-ts/testing';
 import type { RxMeta } from '../../src/iface/link.js';
 import { MAX_FRAME, NET_HDR_LEN, VirtioNetDevice } from '../../src/virtio/net-device.js';
+import { RUN_SPANS } from '../../src/virtio/tcp-coalescer.js';
 import type { NetDeviceOptions } from '../../src/virtio/net-device.js';
 import { pseudoHeaderSumV4, pseudoHeaderSumV6, sum16 } from '../../src/wire/checksum.js';
 import { TcpOptions } from '../../src/wire/index.js';
@@ -27,6 +28,8 @@ const ISN_ACK = 5000;
 interface Seen {
   frame: Uint8Array;
   frameSum: number;
+  /** Parts of its payload the device left in guest memory (loaded by the sink). */
+  leftInGuest: number;
 }
 
 function setup(t: Test, opts: NetDeviceOptions = {}) {
@@ -35,7 +38,10 @@ function setup(t: Test, opts: NetDeviceOptions = {}) {
   const seen: Seen[] = [];
   dev.sink = {
     receive(frame: Uint8Array, meta: RxMeta) {
-      seen.push({ frame: frame.slice(), frameSum: meta.frameSum ?? -1 });
+      const p = meta.payload;
+      const leftInGuest = p !== undefined && !p.loaded ? p.count - 1 : 0;
+      p?.load(); // (in place) as a consumer that reads the payload
+      seen.push({ frame: frame.slice(), frameSum: meta.frameSum ?? -1, leftInGuest });
     },
   };
   const server = new VhostUserServer(dev);
@@ -127,303 +133,329 @@ function checkFrame(t: Test, s: Seen, what: string): void {
   t.equal(s.frameSum, sum16(f, 14, f.length - 14), `${what}: the frame sum handed on is the frame's`);
 }
 
-t.test('consecutive IPv4 segments become one: payload, lengths, checksums, PSH', async (t) => {
-  const { dev, seen, fe } = setup(t);
-  const txq = (await fe.handshake())[1]!;
-  const data = bytes(20 * 1448, 1);
-  const frames: Uint8Array[] = [];
-  for (let i = 0; i < 20; i++) frames.push(seg(data, i * 1448, 1448, { flags: i === 19 ? ACK | PSH : ACK }));
-  await sendBatch(txq, frames);
-  t.equal(seen.length, 1, 'one segment reaches the sink');
-  const s = seen[0]!;
-  checkFrame(t, s, 'joined');
-  const tcp = tcpOf(s.frame);
-  t.equal(tcp.seq, SEQ, 'the first segment’s sequence number');
-  t.equal(tcp.flags, ACK | PSH, 'PSH from the last part');
-  t.same(tcp.payload, data, 'the payload, whole and in order');
-  const first = frames[0]!;
-  const kept = (f: Uint8Array): number[] => [
-    ...f.subarray(0, 16),
-    ...f.subarray(20, 24),
-    ...f.subarray(26, 38),
-    ...f.subarray(42, 47),
-    ...f.subarray(48, 50),
-    ...f.subarray(52, 66),
-  ];
-  t.same(kept(s.frame), kept(first), 'headers as the first segment’s but for lengths, checksums and PSH');
-  t.equal(dev.stats.txFrames, 20, 'every guest frame counted');
-  t.equal(dev.stats.txCoalesced, 19);
-});
+// Each test twice: payload copied into the device's buffer, and left in guest memory (a device
+// whose consumer keeps payload by reference: the sink loads it).
+for (const inPlace of [false, true]) {
+  const mode = inPlace ? ' (in place)' : '';
 
-t.test('IPv6 segments join; odd-sized parts sum at their place', async (t) => {
-  const { dev, seen, fe } = setup(t);
-  const txq = (await fe.handshake())[1]!;
-  const data = bytes(5 * 301, 2);
-  const frames: Uint8Array[] = [];
-  for (let i = 0; i < 5; i++) frames.push(seg6(data, i * 301, 301));
-  await sendBatch(txq, frames);
-  t.equal(seen.length, 1);
-  checkFrame(t, seen[0]!, 'joined IPv6');
-  t.same(tcpOf(seen[0]!.frame).payload, data);
-  t.equal(dev.stats.txCoalesced, 4);
-  // The same over IPv4, 301-byte parts (at odd offsets every other one).
-  const v4 = bytes(6 * 301, 3);
-  seen.length = 0;
-  await sendBatch(
-    txq,
-    Array.from({ length: 6 }, (_, i) => seg(v4, i * 301, 301)),
-  );
-  t.equal(seen.length, 1);
-  checkFrame(t, seen[0]!, 'joined IPv4, odd parts');
-  t.same(tcpOf(seen[0]!.frame).payload, v4);
-});
-
-t.test('a run ends at a short segment, at PSH, and at the IP packet’s limit', async (t) => {
-  const { seen, fe } = setup(t);
-  const txq = (await fe.handshake())[1]!;
-  const data = bytes(100 * 1448, 4);
-  // 3 full, a short one (ends the run), then 2 full: two segments.
-  const frames = [seg(data, 0, 1448), seg(data, 1448, 1448), seg(data, 2896, 1448), seg(data, 4344, 700), seg(data, 5044, 1448), seg(data, 6492, 1448)];
-  await sendBatch(txq, frames);
-  t.same(
-    seen.map((s) => tcpOf(s.frame).payload.length),
-    [3 * 1448 + 700, 2 * 1448],
-  );
-  // PSH ends a run too.
-  seen.length = 0;
-  await sendBatch(txq, [seg(data, 0, 1448), seg(data, 1448, 1448, { flags: ACK | PSH }), seg(data, 2896, 1448)]);
-  t.same(
-    seen.map((s) => tcpOf(s.frame).payload.length),
-    [2 * 1448, 1448],
-  );
-  // 50 full segments: as many as one IP packet holds (45 of 1448 with these headers), then the rest.
-  seen.length = 0;
-  await sendBatch(
-    txq,
-    Array.from({ length: 50 }, (_, i) => seg(data, i * 1448, 1448)),
-  );
-  t.same(
-    seen.map((s) => tcpOf(s.frame).payload.length),
-    [45 * 1448, 5 * 1448],
-  );
-  for (const s of seen) checkFrame(t, s, 'at the limit');
-  t.ok(seen[0]!.frame.length - 14 <= 65535);
-  // A longer segment after a run's first is not joined.
-  seen.length = 0;
-  await sendBatch(txq, [seg(data, 0, 1000), seg(data, 1000, 1448)]);
-  t.same(
-    seen.map((s) => tcpOf(s.frame).payload.length),
-    [1000, 1448],
-  );
-});
-
-t.test('what differs is not joined, and order is kept', async (t) => {
-  const { dev, seen, fe } = setup(t);
-  const txq = (await fe.handshake())[1]!;
-  const data = bytes(4 * 1448, 5);
-  const cases: [string, Uint8Array][] = [
-    ['a gap in sequence', seg(data, 2 * 1448, 1448)],
-    ['another connection', seg(data, 1448, 1448, { port: 40001 })],
-    ['another acknowledgment', seg(data, 1448, 1448, { ack: ISN_ACK + 1 })],
-    ['another window', seg(data, 1448, 1448, { window: 999 })],
-    ['other options (a new timestamp)', seg(data, 1448, 1448, { tsVal: 2 })],
-    ['FIN', seg(data, 1448, 1448, { flags: ACK | FIN })],
-    ['URG', seg(data, 1448, 1448, { flags: ACK | URG })],
-    ['CWR', seg(data, 1448, 1448, { flags: ACK | CWR })],
-    ['no ACK', seg(data, 1448, 1448, { flags: PSH })],
-    ['another TTL', seg(data, 1448, 1448, { ttl: 63 })],
-  ];
-  for (const [what, second] of cases) {
-    seen.length = 0;
-    const first = seg(data, 0, 1448);
-    await sendBatch(txq, [first, second]);
-    t.same(
-      seen.map((s) => s.frame),
-      [first, second],
-      `${what}: both as sent, in order`,
-    );
-  }
-  t.equal(dev.stats.txCoalesced, 0);
-  // TTL 1 (a traceroute probe) never starts or joins a run; nor does a short frame or a
-  // datagram, which also ends a run before it.
-  seen.length = 0;
-  const probe = [seg(data, 0, 1448, { ttl: 1 }), seg(data, 1448, 1448, { ttl: 1 })];
-  await sendBatch(txq, probe);
-  t.same(
-    seen.map((s) => s.frame),
-    probe,
-    'TTL 1: alone',
-  );
-  seen.length = 0;
-  const udp = udpFrame(5000, 53, bytes(600, 6));
-  const small = seg(data, 2896, 100);
-  await sendBatch(txq, [seg(data, 0, 1448), seg(data, 1448, 1448), udp, small, seg(data, 2996, 1448)]);
-  t.same(
-    seen.map((s) => s.frame.length),
-    [14 + 20 + 32 + 2 * 1448, udp.length, small.length, 14 + 20 + 32 + 1448],
-    'run, datagram, short segment, next run: in order',
-  );
-});
-
-t.test('a segment whose checksum fails goes on alone, unchanged; the run goes on around it', async (t) => {
-  const { dev, seen, fe } = setup(t);
-  const txq = (await fe.handshake())[1]!;
-  const data = bytes(5 * 1448, 7);
-  const frames = Array.from({ length: 5 }, (_, i) => seg(data, i * 1448, 1448));
-  const bad = frames[2]!.slice();
-  bad[bad.length - 1] = bad[bad.length - 1]! ^ 0x40; // a payload bit: the TCP checksum fails
-  await sendBatch(txq, [frames[0]!, frames[1]!, bad, frames[3]!, frames[4]!]);
-  t.same(
-    seen.map((s) => tcpOf(s.frame).payload.length),
-    [2 * 1448, 1448, 2 * 1448],
-    'the run, the bad segment, a new run',
-  );
-  t.same(seen[1]!.frame, bad, 'the bad segment as the guest sent it (the stack drops it)');
-  checkFrame(t, seen[0]!, 'before');
-  checkFrame(t, seen[2]!, 'after');
-  // A first segment whose checksum fails is found when the second would join.
-  seen.length = 0;
-  const badFirst = frames[0]!.slice();
-  badFirst[100] = badFirst[100]! ^ 1;
-  await sendBatch(txq, [badFirst, frames[1]!, frames[2]!]);
-  t.same(seen[0]!.frame, badFirst, 'the bad first segment alone');
-  t.same(
-    seen.map((s) => tcpOf(s.frame).payload.length),
-    [1448, 2 * 1448],
-    'then a run of the others',
-  );
-  checkFrame(t, seen[1]!, 'the run after it');
-  // An IPv4 header checksum that fails, the rest equal.
-  seen.length = 0;
-  const ipBad = frames[1]!.slice();
-  ipBad[14 + 4] = ipBad[14 + 4]! ^ 0xff; // the identity (may differ) with the header checksum left as it was
-  await sendBatch(txq, [frames[0]!, ipBad]);
-  t.same(
-    seen.map((s) => s.frame),
-    [frames[0]!, ipBad],
-  );
-  t.ok(dev.stats.txCoalesced >= 2);
-});
-
-t.test('frames with offloads, in several buffers, or with coalesce off are handed on as sent', async (t) => {
-  const data = bytes(3 * 1448, 8);
-  const frames = Array.from({ length: 3 }, (_, i) => seg(data, i * 1448, 1448));
-  {
-    const { seen, fe } = setup(t, { coalesce: false });
+  t.test(`consecutive IPv4 segments become one: payload, lengths, checksums, PSH${mode}`, async (t) => {
+    const { dev, seen, fe } = setup(t, { payloadsInPlace: inPlace });
     const txq = (await fe.handshake())[1]!;
+    const data = bytes(20 * 1448, 1);
+    const frames: Uint8Array[] = [];
+    for (let i = 0; i < 20; i++) frames.push(seg(data, i * 1448, 1448, { flags: i === 19 ? ACK | PSH : ACK }));
+    await sendBatch(txq, frames);
+    t.equal(seen.length, 1, 'one segment reaches the sink');
+    const s = seen[0]!;
+    checkFrame(t, s, 'joined');
+    const tcp = tcpOf(s.frame);
+    t.equal(tcp.seq, SEQ, 'the first segment’s sequence number');
+    t.equal(tcp.flags, ACK | PSH, 'PSH from the last part');
+    t.same(tcp.payload, data, 'the payload, whole and in order');
+    const first = frames[0]!;
+    const kept = (f: Uint8Array): number[] => [
+      ...f.subarray(0, 16),
+      ...f.subarray(20, 24),
+      ...f.subarray(26, 38),
+      ...f.subarray(42, 47),
+      ...f.subarray(48, 50),
+      ...f.subarray(52, 66),
+    ];
+    t.same(kept(s.frame), kept(first), 'headers as the first segment’s but for lengths, checksums and PSH');
+    t.equal(dev.stats.txFrames, 20, 'every guest frame counted');
+    t.equal(dev.stats.txCoalesced, 19);
+  });
+
+  t.test(`IPv6 segments join; odd-sized parts sum at their place${mode}`, async (t) => {
+    const { dev, seen, fe } = setup(t, { payloadsInPlace: inPlace });
+    const txq = (await fe.handshake())[1]!;
+    const data = bytes(5 * 301, 2);
+    const frames: Uint8Array[] = [];
+    for (let i = 0; i < 5; i++) frames.push(seg6(data, i * 301, 301));
+    await sendBatch(txq, frames);
+    t.equal(seen.length, 1);
+    checkFrame(t, seen[0]!, 'joined IPv6');
+    t.same(tcpOf(seen[0]!.frame).payload, data);
+    t.equal(dev.stats.txCoalesced, 4);
+    // The same over IPv4, 301-byte parts (at odd offsets every other one).
+    const v4 = bytes(6 * 301, 3);
+    seen.length = 0;
+    await sendBatch(
+      txq,
+      Array.from({ length: 6 }, (_, i) => seg(v4, i * 301, 301)),
+    );
+    t.equal(seen.length, 1);
+    checkFrame(t, seen[0]!, 'joined IPv4, odd parts');
+    t.same(tcpOf(seen[0]!.frame).payload, v4);
+  });
+
+  t.test(`a run ends at a short segment, at PSH, and at the IP packet’s limit${mode}`, async (t) => {
+    const { seen, fe } = setup(t, { payloadsInPlace: inPlace });
+    const txq = (await fe.handshake())[1]!;
+    const data = bytes(100 * 1448, 4);
+    // 3 full, a short one (ends the run), then 2 full: two segments.
+    const frames = [seg(data, 0, 1448), seg(data, 1448, 1448), seg(data, 2896, 1448), seg(data, 4344, 700), seg(data, 5044, 1448), seg(data, 6492, 1448)];
     await sendBatch(txq, frames);
     t.same(
-      seen.map((s) => s.frame),
-      frames,
-      'coalesce off',
+      seen.map((s) => tcpOf(s.frame).payload.length),
+      [3 * 1448 + 700, 2 * 1448],
     );
-  }
-  {
-    const { seen, fe } = setup(t);
-    const [, txq] = await fe.handshake();
-    for (const f of frames) {
-      const h = new Uint8Array(NET_HDR_LEN);
-      h[0] = 1; // NEEDS_CSUM
-      h[6] = 34;
-      h[8] = 16;
-      txq!.add([{ data: h }, { data: f }]);
+    // PSH ends a run too.
+    seen.length = 0;
+    await sendBatch(txq, [seg(data, 0, 1448), seg(data, 1448, 1448, { flags: ACK | PSH }), seg(data, 2896, 1448)]);
+    t.same(
+      seen.map((s) => tcpOf(s.frame).payload.length),
+      [2 * 1448, 1448],
+    );
+    // 50 full segments: as many as one IP packet holds (45 of 1448 with these headers), then the rest.
+    seen.length = 0;
+    await sendBatch(
+      txq,
+      Array.from({ length: 50 }, (_, i) => seg(data, i * 1448, 1448)),
+    );
+    t.same(
+      seen.map((s) => tcpOf(s.frame).payload.length),
+      [45 * 1448, 5 * 1448],
+    );
+    for (const s of seen) checkFrame(t, s, 'at the limit');
+    t.ok(seen[0]!.frame.length - 14 <= 65535);
+    // A longer segment after a run's first is not joined.
+    seen.length = 0;
+    await sendBatch(txq, [seg(data, 0, 1000), seg(data, 1000, 1448)]);
+    t.same(
+      seen.map((s) => tcpOf(s.frame).payload.length),
+      [1000, 1448],
+    );
+  });
+
+  t.test(`small segments: a run holds ${RUN_SPANS + 1} at most in place, as many as fit one IP packet otherwise${mode}`, async (t) => {
+    const { seen, fe } = setup(t, { payloadsInPlace: inPlace });
+    const txq = (await fe.handshake())[1]!;
+    const data = bytes(200 * 300, 6);
+    await sendBatch(
+      txq,
+      Array.from({ length: 200 }, (_, i) => seg(data, i * 300, 300)),
+    );
+    // (One IP packet holds 218 parts of 300 bytes with these headers.)
+    t.same(
+      seen.map((s) => tcpOf(s.frame).payload.length),
+      inPlace ? [65 * 300, 65 * 300, 65 * 300, 5 * 300] : [200 * 300],
+    );
+    t.same(Uint8Array.from(seen.flatMap((s) => [...tcpOf(s.frame).payload])), data, 'every byte, in order');
+    for (const s of seen) checkFrame(t, s, 'small segments');
+  });
+
+  t.test(`what differs is not joined, and order is kept${mode}`, async (t) => {
+    const { dev, seen, fe } = setup(t, { payloadsInPlace: inPlace });
+    const txq = (await fe.handshake())[1]!;
+    const data = bytes(4 * 1448, 5);
+    const cases: [string, Uint8Array][] = [
+      ['a gap in sequence', seg(data, 2 * 1448, 1448)],
+      ['another connection', seg(data, 1448, 1448, { port: 40001 })],
+      ['another acknowledgment', seg(data, 1448, 1448, { ack: ISN_ACK + 1 })],
+      ['another window', seg(data, 1448, 1448, { window: 999 })],
+      ['other options (a new timestamp)', seg(data, 1448, 1448, { tsVal: 2 })],
+      ['FIN', seg(data, 1448, 1448, { flags: ACK | FIN })],
+      ['URG', seg(data, 1448, 1448, { flags: ACK | URG })],
+      ['CWR', seg(data, 1448, 1448, { flags: ACK | CWR })],
+      ['no ACK', seg(data, 1448, 1448, { flags: PSH })],
+      ['another TTL', seg(data, 1448, 1448, { ttl: 63 })],
+    ];
+    for (const [what, second] of cases) {
+      seen.length = 0;
+      const first = seg(data, 0, 1448);
+      await sendBatch(txq, [first, second]);
+      t.same(
+        seen.map((s) => s.frame),
+        [first, second],
+        `${what}: both as sent, in order`,
+      );
     }
-    // Scattered over two buffers.
-    for (const f of frames) txq!.add([{ data: new Uint8Array(NET_HDR_LEN) }, { data: f.subarray(0, 100) }, { data: f.subarray(100) }]);
-    txq!.kick();
-    await txq!.waitUsed(6);
+    t.equal(dev.stats.txCoalesced, 0);
+    // TTL 1 (a traceroute probe) never starts or joins a run; nor does a short frame or a
+    // datagram, which also ends a run before it.
+    seen.length = 0;
+    const probe = [seg(data, 0, 1448, { ttl: 1 }), seg(data, 1448, 1448, { ttl: 1 })];
+    await sendBatch(txq, probe);
     t.same(
       seen.map((s) => s.frame),
-      [...frames, ...frames],
-      'NEEDS_CSUM, then scattered',
+      probe,
+      'TTL 1: alone',
     );
-  }
-});
-
-t.test('a frame larger than any IP packet, without offloads, goes on as sent', async (t) => {
-  const { seen, fe, dev } = setup(t);
-  const txq = (await fe.handshake())[1]!;
-  const big = new Uint8Array(MAX_FRAME);
-  big.set(seg(bytes(1448, 1), 0, 1448).subarray(0, 66));
-  await sendBatch(txq, [seg(bytes(1448, 1), 0, 1448), big]);
-  t.same(
-    seen.map((s) => s.frame.length),
-    [14 + 20 + 32 + 1448, MAX_FRAME],
-  );
-  t.equal(dev.stats.txFailed, 0);
-});
-
-t.test('random runs: whatever joins, the sink gets the same bytes, each segment valid', async (t) => {
-  const { dev, seen, fe } = setup(t);
-  const txq = (await fe.handshake())[1]!;
-  const rand = randomFrom(12345);
-  const data = bytes(400 * 1448, 9);
-  for (let round = 0; round < 20; round++) {
     seen.length = 0;
-    const frames: Uint8Array[] = [];
-    const sent: { seq: number; payload: Uint8Array }[] = [];
-    let at = 0;
-    const size = 200 + rand(1300);
-    const n = 1 + rand(40);
-    for (let i = 0; i < n && at + size <= data.length; i++) {
-      const len = rand(8) === 0 ? 1 + rand(size) : size;
+    const udp = udpFrame(5000, 53, bytes(600, 6));
+    const small = seg(data, 2896, 100);
+    await sendBatch(txq, [seg(data, 0, 1448), seg(data, 1448, 1448), udp, small, seg(data, 2996, 1448)]);
+    t.same(
+      seen.map((s) => s.frame.length),
+      [14 + 20 + 32 + 2 * 1448, udp.length, small.length, 14 + 20 + 32 + 1448],
+      'run, datagram, short segment, next run: in order',
+    );
+  });
+
+  t.test(`a segment whose checksum fails goes on alone, unchanged; the run goes on around it${mode}`, async (t) => {
+    const { dev, seen, fe } = setup(t, { payloadsInPlace: inPlace });
+    const txq = (await fe.handshake())[1]!;
+    const data = bytes(5 * 1448, 7);
+    const frames = Array.from({ length: 5 }, (_, i) => seg(data, i * 1448, 1448));
+    const bad = frames[2]!.slice();
+    bad[bad.length - 1] = bad[bad.length - 1]! ^ 0x40; // a payload bit: the TCP checksum fails
+    await sendBatch(txq, [frames[0]!, frames[1]!, bad, frames[3]!, frames[4]!]);
+    t.same(
+      seen.map((s) => tcpOf(s.frame).payload.length),
+      [2 * 1448, 1448, 2 * 1448],
+      'the run, the bad segment, a new run',
+    );
+    t.same(seen[1]!.frame, bad, 'the bad segment as the guest sent it (the stack drops it)');
+    checkFrame(t, seen[0]!, 'before');
+    checkFrame(t, seen[2]!, 'after');
+    // A first segment whose checksum fails is found when the second would join.
+    seen.length = 0;
+    const badFirst = frames[0]!.slice();
+    badFirst[100] = badFirst[100]! ^ 1;
+    await sendBatch(txq, [badFirst, frames[1]!, frames[2]!]);
+    t.same(seen[0]!.frame, badFirst, 'the bad first segment alone');
+    t.same(
+      seen.map((s) => tcpOf(s.frame).payload.length),
+      [1448, 2 * 1448],
+      'then a run of the others',
+    );
+    checkFrame(t, seen[1]!, 'the run after it');
+    // An IPv4 header checksum that fails, the rest equal.
+    seen.length = 0;
+    const ipBad = frames[1]!.slice();
+    ipBad[14 + 4] = ipBad[14 + 4]! ^ 0xff; // the identity (may differ) with the header checksum left as it was
+    await sendBatch(txq, [frames[0]!, ipBad]);
+    t.same(
+      seen.map((s) => s.frame),
+      [frames[0]!, ipBad],
+    );
+    t.ok(dev.stats.txCoalesced >= 2);
+  });
+
+  t.test(`frames with offloads, in several buffers, or with coalesce off are handed on as sent${mode}`, async (t) => {
+    const data = bytes(3 * 1448, 8);
+    const frames = Array.from({ length: 3 }, (_, i) => seg(data, i * 1448, 1448));
+    {
+      const { seen, fe } = setup(t, { coalesce: false, payloadsInPlace: inPlace });
+      const txq = (await fe.handshake())[1]!;
+      await sendBatch(txq, frames);
+      t.same(
+        seen.map((s) => s.frame),
+        frames,
+        'coalesce off',
+      );
+    }
+    {
+      const { seen, fe } = setup(t, { payloadsInPlace: inPlace });
+      const [, txq] = await fe.handshake();
+      for (const f of frames) {
+        const h = new Uint8Array(NET_HDR_LEN);
+        h[0] = 1; // NEEDS_CSUM
+        h[6] = 34;
+        h[8] = 16;
+        txq!.add([{ data: h }, { data: f }]);
+      }
+      // Scattered over two buffers.
+      for (const f of frames) txq!.add([{ data: new Uint8Array(NET_HDR_LEN) }, { data: f.subarray(0, 100) }, { data: f.subarray(100) }]);
+      txq!.kick();
+      await txq!.waitUsed(6);
+      t.same(
+        seen.map((s) => s.frame),
+        [...frames, ...frames],
+        'NEEDS_CSUM, then scattered',
+      );
+    }
+  });
+
+  t.test(`a frame larger than any IP packet, without offloads, goes on as sent${mode}`, async (t) => {
+    const { seen, fe, dev } = setup(t, { payloadsInPlace: inPlace });
+    const txq = (await fe.handshake())[1]!;
+    const big = new Uint8Array(MAX_FRAME);
+    big.set(seg(bytes(1448, 1), 0, 1448).subarray(0, 66));
+    await sendBatch(txq, [seg(bytes(1448, 1), 0, 1448), big]);
+    t.same(
+      seen.map((s) => s.frame.length),
+      [14 + 20 + 32 + 1448, MAX_FRAME],
+    );
+    t.equal(dev.stats.txFailed, 0);
+  });
+
+  t.test(`random runs: whatever joins, the sink gets the same bytes, each segment valid${mode}`, async (t) => {
+    const { dev, seen, fe } = setup(t, { payloadsInPlace: inPlace });
+    const txq = (await fe.handshake())[1]!;
+    const rand = randomFrom(12345);
+    let left = 0;
+    const data = bytes(400 * 1448, 9);
+    for (let round = 0; round < 20; round++) {
+      seen.length = 0;
+      const frames: Uint8Array[] = [];
+      const sent: { seq: number; payload: Uint8Array }[] = [];
+      let at = 0;
+      const size = 200 + rand(1300);
+      const n = 1 + rand(40);
+      for (let i = 0; i < n && at + size <= data.length; i++) {
+        const len = rand(8) === 0 ? 1 + rand(size) : size;
+        const v6 = round % 2 === 1;
+        const f = v6
+          ? seg6(data, at, len, rand(10) === 0 ? ACK | PSH : ACK)
+          : seg(data, at, len, { flags: rand(10) === 0 ? ACK | PSH : ACK, tsVal: rand(6) === 0 ? 2 : 1 });
+        frames.push(f);
+        sent.push({ seq: (SEQ + at) >>> 0, payload: data.subarray(at, at + len) });
+        at += len;
+      }
+      await sendBatch(txq, frames);
+      const got = seen.map((s) => ({ seq: tcpOf(s.frame).seq, payload: tcpOf(s.frame).payload }));
+      const joined = (list: { seq: number; payload: Uint8Array }[]): number[] => list.flatMap((x) => [...x.payload]);
+      t.same(joined(got), joined(sent), `round ${round}: the same bytes, in order`);
+      t.ok(got.length <= sent.length);
+      for (const s of seen) checkFrame(t, s, `round ${round}`);
+      left += seen.reduce((n, s) => n + s.leftInGuest, 0);
+    }
+    t.ok(dev.stats.txCoalesced > 20, `segments joined (${dev.stats.txCoalesced})`);
+    t.equal(left, inPlace ? dev.stats.txCoalesced : 0, inPlace ? 'each joined part left in guest memory' : 'nothing left in guest memory');
+  });
+
+  t.test(`random runs with damaged frames: a damaged frame reaches the sink alone and as sent, the others whole${mode}`, async (t) => {
+    const { dev, seen, fe } = setup(t, { payloadsInPlace: inPlace });
+    const txq = (await fe.handshake())[1]!;
+    const rand = randomFrom(777);
+    const data = bytes(60 * 1448, 10);
+    let damagedSeen = 0;
+    for (let round = 0; round < 40; round++) {
+      seen.length = 0;
       const v6 = round % 2 === 1;
-      const f = v6
-        ? seg6(data, at, len, rand(10) === 0 ? ACK | PSH : ACK)
-        : seg(data, at, len, { flags: rand(10) === 0 ? ACK | PSH : ACK, tsVal: rand(6) === 0 ? 2 : 1 });
-      frames.push(f);
-      sent.push({ seq: (SEQ + at) >>> 0, payload: data.subarray(at, at + len) });
-      at += len;
-    }
-    await sendBatch(txq, frames);
-    const got = seen.map((s) => ({ seq: tcpOf(s.frame).seq, payload: tcpOf(s.frame).payload }));
-    const joined = (list: { seq: number; payload: Uint8Array }[]): number[] => list.flatMap((x) => [...x.payload]);
-    t.same(joined(got), joined(sent), `round ${round}: the same bytes, in order`);
-    t.ok(got.length <= sent.length);
-    for (const s of seen) checkFrame(t, s, `round ${round}`);
-  }
-  t.ok(dev.stats.txCoalesced > 20, `segments joined (${dev.stats.txCoalesced})`);
-});
-
-t.test('random runs with damaged frames: a damaged frame reaches the sink alone and as sent, the others whole', async (t) => {
-  const { dev, seen, fe } = setup(t);
-  const txq = (await fe.handshake())[1]!;
-  const rand = randomFrom(777);
-  const data = bytes(60 * 1448, 10);
-  let damagedSeen = 0;
-  for (let round = 0; round < 40; round++) {
-    seen.length = 0;
-    const v6 = round % 2 === 1;
-    const frames: Uint8Array[] = [];
-    const damaged = new Set<number>();
-    const good: number[] = [];
-    for (let i = 0; i < 30; i++) {
-      const f = v6 ? seg6(data, i * 1448, 1448) : seg(data, i * 1448, 1448);
-      if (rand(6) === 0) {
-        // One bit anywhere after the link header: a header field, a checksum, or the payload.
-        const k = 14 + rand(f.length - 14);
-        f[k] = f[k]! ^ (1 << rand(8));
-        damaged.add(frames.length);
-      } else {
-        good.push(...data.subarray(i * 1448, (i + 1) * 1448));
+      const frames: Uint8Array[] = [];
+      const damaged = new Set<number>();
+      const good: number[] = [];
+      for (let i = 0; i < 30; i++) {
+        const f = v6 ? seg6(data, i * 1448, 1448) : seg(data, i * 1448, 1448);
+        if (rand(6) === 0) {
+          // One bit anywhere after the link header: a header field, a checksum, or the payload.
+          const k = 14 + rand(f.length - 14);
+          f[k] = f[k]! ^ (1 << rand(8));
+          damaged.add(frames.length);
+        } else {
+          good.push(...data.subarray(i * 1448, (i + 1) * 1448));
+        }
+        frames.push(f);
       }
-      frames.push(f);
-    }
-    await sendBatch(txq, frames);
-    const sentDamaged = [...damaged].map((i) => frames[i]!);
-    const out: number[] = [];
-    for (const s of seen) {
-      const asSent = sentDamaged.findIndex((f) => f.length === s.frame.length && f.every((b, j) => b === s.frame[j]));
-      if (asSent >= 0) {
-        damagedSeen++;
-        continue;
+      await sendBatch(txq, frames);
+      const sentDamaged = [...damaged].map((i) => frames[i]!);
+      const out: number[] = [];
+      for (const s of seen) {
+        const asSent = sentDamaged.findIndex((f) => f.length === s.frame.length && f.every((b, j) => b === s.frame[j]));
+        if (asSent >= 0) {
+          damagedSeen++;
+          continue;
+        }
+        // Not a damaged frame: it verifies, and its payload is the next good bytes.
+        checkFrame(t, s, `round ${round}`);
+        out.push(...tcpOf(s.frame).payload);
       }
-      // Not a damaged frame: it verifies, and its payload is the next good bytes.
-      checkFrame(t, s, `round ${round}`);
-      out.push(...tcpOf(s.frame).payload);
+      t.same(out, good, `round ${round}: the undamaged segments' bytes, in order, and nothing else`);
     }
-    t.same(out, good, `round ${round}: the undamaged segments' bytes, in order, and nothing else`);
-  }
-  t.ok(damagedSeen > 50, `damaged frames reached the sink as sent (${damagedSeen})`);
-  t.ok(dev.stats.txCoalesced > 200, `the others joined (${dev.stats.txCoalesced})`);
-});
+    t.ok(damagedSeen > 50, `damaged frames reached the sink as sent (${damagedSeen})`);
+    t.ok(dev.stats.txCoalesced > 200, `the others joined (${dev.stats.txCoalesced})`);
+  });
+}

@@ -303,13 +303,15 @@ napi_value SumFrames(napi_env env, napi_callback_info cbinfo) {
 // frame's prefetch are one call instead of two (an argument costs ~10 ns, a typed array ~27, a
 // call ~15: the two calls cost ~230 ns a frame, more than copying and summing its 1448 bytes).
 // Copies the first headLength bytes of src[srcOffset, +length) to work[headAt, …) and the rest to
-// work[dstAt, …), and stores the sum16 of the rest from sumFrom on (folded, not complemented) in
-// the sum field. First it asks for the cache lines of src[prefetchOffset, +prefetchLength) (the
+// work[dstAt, …) (with a dstAt of -1 nowhere: the rest is summed where it lies), and stores the
+// sum16 of the rest from sumFrom on (folded, not complemented) in the sum field. First it asks for the cache lines of src[prefetchOffset, +prefetchLength) (the
 // next frame: a hint, clipped to src; nothing when the length is 0). Throws on a number that is
 // not an integer within its array, a range that overlaps the block or another range.
 constexpr size_t kCopyJobFields = 9;
 constexpr size_t kCopyJobBytes = kCopyJobFields * 8;
 enum CopyJobField : size_t { kSrcOffset, kLength, kHeadAt, kHeadLength, kDstAt, kSumFrom, kPrefetchOffset, kPrefetchLength, kSum };
+// A dstAt that copies nothing of the rest (src/wire/checksum.ts's SUM_IN_PLACE).
+constexpr double kSumInPlace = -1;
 
 napi_value CopyJob(napi_env env, napi_callback_info cbinfo) {
   size_t argc = 2;
@@ -330,25 +332,29 @@ napi_value CopyJob(napi_env env, napi_callback_info cbinfo) {
   const double w = static_cast<double>(workLen);
   if (!whole(f[kSrcOffset], static_cast<double>(srcLen)) || !whole(f[kLength], static_cast<double>(srcLen) - f[kSrcOffset]) ||
       !whole(f[kHeadLength], f[kLength]) || !whole(f[kSumFrom], f[kLength] - f[kHeadLength]) ||
-      !(f[kHeadAt] >= job) || !whole(f[kHeadAt], w - f[kHeadLength]) || !(f[kDstAt] >= job) ||
-      !whole(f[kDstAt], w - (f[kLength] - f[kHeadLength])) || !whole(f[kPrefetchOffset], 0x1p53) || !whole(f[kPrefetchLength], 0x1p53)) {
+      !(f[kHeadAt] >= job) || !whole(f[kHeadAt], w - f[kHeadLength]) ||
+      (f[kDstAt] != kSumInPlace && (!(f[kDstAt] >= job) || !whole(f[kDstAt], w - (f[kLength] - f[kHeadLength])))) ||
+      !whole(f[kPrefetchOffset], 0x1p53) || !whole(f[kPrefetchLength], 0x1p53)) {
     napi_throw_range_error(env, nullptr, "copyJob: offsets and lengths must be integers within the arrays, clear of the job's block");
     return nullptr;
   }
   const size_t len = static_cast<size_t>(f[kLength]);
   const size_t headLen = static_cast<size_t>(f[kHeadLength]);
   const size_t rest = len - headLen;
+  const bool inPlace = f[kDstAt] == kSumInPlace;
+  const size_t copied = inPlace ? 0 : rest;
   const uint8_t* from = src + static_cast<size_t>(f[kSrcOffset]);
   uint8_t* head = work + static_cast<size_t>(f[kHeadAt]);
-  uint8_t* dst = work + static_cast<size_t>(f[kDstAt]);
-  if (Overlap(from, len, work, kCopyJobBytes) || Overlap(from, len, head, headLen) || Overlap(from, len, dst, rest) ||
-      Overlap(head, headLen, dst, rest)) {
+  uint8_t* dst = inPlace ? work : work + static_cast<size_t>(f[kDstAt]);
+  if (Overlap(from, len, work, kCopyJobBytes) || Overlap(from, len, head, headLen) || Overlap(from, len, dst, copied) ||
+      Overlap(head, headLen, dst, copied)) {
     napi_throw_range_error(env, nullptr, "copyJob: the ranges overlap");
     return nullptr;
   }
   napi_util::PrefetchWithin(src, srcLen, f[kPrefetchOffset], f[kPrefetchLength]);
   std::memcpy(head, from, headLen);
-  const double sum = CopySumRange(from + headLen, dst, rest, static_cast<size_t>(f[kSumFrom]));
+  const size_t sumFrom = static_cast<size_t>(f[kSumFrom]);
+  const double sum = inPlace ? SumRange(from + headLen + sumFrom, rest - sumFrom) : CopySumRange(from + headLen, dst, rest, sumFrom);
   std::memcpy(work + kSum * 8, &sum, sizeof sum);
   return nullptr;
 }
