@@ -23,7 +23,7 @@ import { ViewCache, copyBytes, get32, oneView, set16, set32 } from '../wire/byte
 import { CopyJobField, SUM_IN_PLACE, copyJob, copySum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16, sumFrames } from '../wire/checksum.js';
 import { ETHERNET_HEADER_LEN } from '../wire/ethernet.js';
 import { CUT_FIELDS, CutField, cutFrames } from '../wire/tcp-cut.js';
-import { COALESCE_HEAD, RUN_SPANS, TcpCoalescer, coalescible } from './tcp-coalescer.js';
+import { COALESCE_HEAD, RUN_SPANS, TcpCoalescer, coalescible, partialOverTcp } from './tcp-coalescer.js';
 
 /** virtio-net feature bits (virtio 1.2 §5.1.3). */
 export const NetFeature = {
@@ -239,31 +239,39 @@ class JoinedPayload implements FramePayload {
   readonly views: Uint8Array[] = new Array<Uint8Array>(RUN_SPANS + 1).fill(new Uint8Array(0));
   readonly offsets = new Float64Array(RUN_SPANS + 1);
   readonly lengths = new Uint32Array(RUN_SPANS + 1);
+  /** Spans already in the frame (its first part, copied: 0 or 1), and where the rest goes. */
+  private inFrame = 0;
+  private loadAt = 0;
 
   /** The coalescer's pending frame, `frame` (a view of its arena). */
   set(g: TcpCoalescer, frame: Uint8Array): void {
     const at = g.payloadAt;
+    const copied = g.copiedLength - at;
     this.frame = frame;
     this.at = at;
     this.length = frame.length - at;
-    this.views[0] = g.arena;
-    this.offsets[0] = frame.byteOffset - g.arena.byteOffset + at;
-    this.lengths[0] = g.copiedLength - at;
+    this.loadAt = at + copied;
+    this.inFrame = copied > 0 ? 1 : 0;
+    if (copied > 0) {
+      this.views[0] = g.arena;
+      this.offsets[0] = frame.byteOffset - g.arena.byteOffset + at;
+      this.lengths[0] = copied;
+    }
     const n = g.spanCount;
     for (let i = 0; i < n; i++) {
-      this.views[i + 1] = g.spanViews[i]!;
-      this.offsets[i + 1] = g.spanOffsets[i]!;
-      this.lengths[i + 1] = g.spanLengths[i]!;
+      this.views[this.inFrame + i] = g.spanViews[i]!;
+      this.offsets[this.inFrame + i] = g.spanOffsets[i]!;
+      this.lengths[this.inFrame + i] = g.spanLengths[i]!;
     }
-    this.count = n + 1;
+    this.count = this.inFrame + n;
     this.loaded = n === 0;
     this.kept = false;
   }
 
   load(): void {
     if (this.loaded) return;
-    let at = this.at + this.lengths[0]!;
-    for (let i = 1; i < this.count; i++) {
+    let at = this.loadAt;
+    for (let i = this.inFrame; i < this.count; i++) {
       copyBytes(this.frame, at, this.views[i]!, this.offsets[i]!, this.lengths[i]!);
       at += this.lengths[i]!;
     }
@@ -358,6 +366,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    *  of the chains whose payload the stack kept (returned after the batch's releasePayloads). */
   private readonly txPayload = new TxPayload(this.scratch);
   private readonly joinedPayload = new JoinedPayload();
+  /** sumFrames()'s tables for the payload of one scattered segment joining a run. */
+  private readonly spanStarts = new Uint32Array(1);
+  private readonly spanSums = new Uint32Array(1);
   private readonly txHeldHeads = new Uint32Array(MAX_QUEUE_SIZE); // a chain is popped once
   private txHeld = 0;
   // Frames sent with sendHeaders(), held until completePayloads(): their chains (heads, used
@@ -761,7 +772,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const len = total - NET_HDR_LEN;
     const g = this.coalescer;
     if (g !== undefined) {
-      if (flags === 0 && gso === NET_HDR_GSO_NONE && len >= COALESCE_MIN && len <= g.buf.length && this.coalesce(g, chain, len)) return;
+      if ((flags & ~NET_HDR_F_NEEDS_CSUM) === 0 && gso === NET_HDR_GSO_NONE && len >= COALESCE_MIN && len <= g.buf.length && this.coalesce(g, chain, len)) {
+        return;
+      }
       if (g.length > 0) this.deliverJoined(); // what was joined goes first
     }
     this.prefetchNext(undefined, undefined);
@@ -796,16 +809,24 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     this.meta.payload = p.loaded ? undefined : p;
     this.stats.txFrames++;
     this.stats.txBytes += frame.length;
-    this.deliver(frame, frameSum, (flags & NET_HDR_F_NEEDS_CSUM) !== 0);
+    this.deliverAsSent(frame, frameSum);
   }
 
-  /** Hands a guest frame (a private copy) to the sink; with `partial` (NEEDS_CSUM) the checksum's
-   *  place comes from the frame's virtio-net header (this.header). */
-  private deliver(frame: Uint8Array, frameSum: number, partial: boolean): void {
+  /** Hands the guest frame whose virtio-net header is this.header (its private copy) to the sink;
+   *  with NEEDS_CSUM the checksum's place comes from that header. */
+  private deliverAsSent(frame: Uint8Array, frameSum: number): void {
+    const h = this.header;
+    if ((h[0]! & NET_HDR_F_NEEDS_CSUM) === 0) this.deliver(frame, frameSum, false, 0, 0);
+    else this.deliver(frame, frameSum, true, h[6]! | (h[7]! << 8), h[8]! | (h[9]! << 8));
+  }
+
+  /** Hands a guest frame (a private copy) to the sink; with `partial` its transport checksum is
+   *  partial (NEEDS_CSUM), from `checksumStart`, its field `checksumOffset` further. */
+  private deliver(frame: Uint8Array, frameSum: number, partial: boolean, checksumStart: number, checksumOffset: number): void {
     this.meta.frameSum = frameSum;
     this.meta.checksumPartial = partial;
-    this.meta.checksumStart = partial ? this.header[6]! | (this.header[7]! << 8) : 0;
-    this.meta.checksumOffset = partial ? this.header[8]! | (this.header[9]! << 8) : 0;
+    this.meta.checksumStart = checksumStart;
+    this.meta.checksumOffset = checksumOffset;
     try {
       this.sink?.receive(frame, this.meta);
     } catch (err) {
@@ -820,36 +841,43 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   }
 
   /**
-   * A frame without offloads that may be a TCP segment to join (tcp-coalescer.ts), when it lies in
-   * one buffer: while a run is open, its headers are copied and its payload summed (in place, where
-   * it lies; else as it is copied straight behind the pending payload), and it joins if its headers
-   * say it continues the run. Any
-   * other is copied whole into the coalescer, after what was pending goes to the sink: a segment
-   * that may start a run stays there; the rest goes to the sink from that copy. False (nothing
-   * done) for a frame in several buffers: the caller copies it.
+   * A frame without segmentation offload that may be a TCP segment to join (tcp-coalescer.ts): while
+   * a run is open, its headers are copied and its payload summed (in place, where it lies; else as
+   * it is copied straight behind the pending payload; with NEEDS_CSUM not at all), and it joins if
+   * its headers say it continues the run. Any other is copied whole into the coalescer, after what
+   * was pending goes to the sink: a segment that may start a run stays there; the rest goes to the
+   * sink from that copy. False (nothing done) for a frame in several buffers when payload is not
+   * kept in place: the caller copies it.
    */
   private coalesce(g: TcpCoalescer, chain: DescriptorChain, len: number): boolean {
     const seg = this.frameSegment(chain, len);
-    if (seg < 0) return false;
+    if (seg < 0) return g.inPlace && this.coalesceScattered(g, chain, len);
     const src = chain.bytes[seg]!;
     const job = g.job;
     job[CopyJobField.srcOffset] = chain.offset[seg]! + (seg === 0 ? NET_HDR_LEN : 0);
     job[CopyJobField.length] = len;
     this.prefetchNext(src, job);
+    // NEEDS_CSUM: a partial TCP checksum, trusted (nothing summed), joined only where it says the
+    // TCP checksum field is.
+    const h = this.header;
+    const partial = h[0] !== 0;
+    const csumStart = h[6]! | (h[7]! << 8);
+    const csumOffset = h[8]! | (h[9]! << 8);
     // While a run is open, the frame is taken to continue it (as nearly every frame of a stream
     // does): its headers go to g.head and its payload, summed, straight behind the pending
     // payload, in one call; match() and join() then decide on those copies. A frame that does
     // not continue the run has only cost a copy it gets again below. In place, the payload is
-    // only summed: it stays in the guest's buffer, which goes back after the batch's writes.
+    // only summed (with NEEDS_CSUM not even that): it stays in the guest's buffer, which goes
+    // back after the batch's writes.
     let at = g.continuesAt(len);
     if (at > 0) {
       job[CopyJobField.headLength] = at;
       job[CopyJobField.dstAt] = g.inPlace ? SUM_IN_PLACE : g.offset + g.length;
-      job[CopyJobField.sumFrom] = 0;
+      job[CopyJobField.sumFrom] = partial ? len - at : 0;
       copyJob(src, g.arena, job);
       job[CopyJobField.prefetchLength] = 0; // (asked for)
       const sum = job[CopyJobField.sum]!;
-      if (coalescible(g.head, at, len) === at && g.match(at, len) && g.join(len, sum)) {
+      if (coalescible(g.head, at, len) === at && (!partial || partialOverTcp(g.head, csumStart, csumOffset)) && g.match(at, len, partial) && g.join(len, sum)) {
         if (g.inPlace) {
           g.joinedAt(src, job[CopyJobField.srcOffset]! + at, len - at);
           this.txPayload.kept = true; // (processTx holds the chain)
@@ -863,19 +891,107 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     if (g.length > 0) this.deliverJoined();
     job[CopyJobField.headLength] = 0;
     job[CopyJobField.dstAt] = g.offset;
-    job[CopyJobField.sumFrom] = ETHERNET_HEADER_LEN;
+    job[CopyJobField.sumFrom] = partial ? len : ETHERNET_HEADER_LEN;
     copyJob(src, g.arena, job);
-    const frameSum = job[CopyJobField.sum]!;
+    const frameSum = partial ? -1 : job[CopyJobField.sum]!;
     this.stats.txFrames++;
     this.stats.txBytes += len;
     // Decided on the copy (the guest may change its buffer meanwhile).
     at = coalescible(g.buf, Math.min(len, COALESCE_HEAD), len);
-    if (at > 0) {
-      g.start(len, at, frameSum);
+    if (at > 0 && (!partial || partialOverTcp(g.buf, csumStart, csumOffset))) {
+      g.start(len, at, frameSum, partial);
       return true;
     }
     this.meta.payload = undefined;
-    this.deliver(this.frameViews.of(g.arena, g.offset, g.offset + len), frameSum, false);
+    this.deliverAsSent(this.frameViews.of(g.arena, g.offset, g.offset + len), frameSum);
+    return true;
+  }
+
+  /**
+   * coalesce() for a frame in several buffers (a Linux guest's: its headers in one, its payload in
+   * the pages behind): the headers are read into g.head, the payload's spans go straight into the
+   * run's, summed there unless NEEDS_CSUM. A frame that does not join is copied whole, as in
+   * coalesce().
+   */
+  private coalesceScattered(g: TcpCoalescer, chain: DescriptorChain, len: number): boolean {
+    const h = this.header;
+    const partial = h[0] !== 0;
+    let at = g.continuesAt(len);
+    if (at > 0 && this.readHead(g, chain, at) && coalescible(g.head, at, len) === at) {
+      const first = g.spanCount;
+      const end =
+        (!partial || partialOverTcp(g.head, h[6]! | (h[7]! << 8), h[8]! | (h[9]! << 8))) && g.match(at, len, partial)
+          ? chain.readableSpans(NET_HDR_LEN + at, len - at, g.spanViews, g.spanOffsets, g.spanLengths, first)
+          : -1;
+      if (end > first) {
+        let sum = 0;
+        if (!partial) {
+          this.spanStarts[0] = first;
+          this.spanSums[0] = 0;
+          sumFrames(g.spanViews, g.spanOffsets, g.spanLengths, this.spanStarts, this.spanSums, 1, end);
+          sum = this.spanSums[0]!;
+        }
+        if (g.join(len, sum)) {
+          g.spanCount = end;
+          this.txPayload.kept = true; // (processTx holds the chain)
+          this.stats.txCoalesced++;
+          this.stats.txFrames++;
+          this.stats.txBytes += len;
+          return true;
+        }
+      }
+    }
+    if (at === 0) this.prefetchNext(undefined, undefined); // (else readHead asked)
+    if (g.length > 0) this.deliverJoined();
+    this.stats.txFrames++;
+    this.stats.txBytes += len;
+    // Its headers read first: a segment that may start a run leaves its payload where it is too.
+    const have = chain.read(NET_HDR_LEN, g.buf, 0, Math.min(len, COALESCE_HEAD));
+    at = coalescible(g.buf, have, len);
+    if (at > 0 && (!partial || partialOverTcp(g.buf, h[6]! | (h[7]! << 8), h[8]! | (h[9]! << 8)))) {
+      const end = chain.readableSpans(NET_HDR_LEN + at, len - at, g.spanViews, g.spanOffsets, g.spanLengths, 0);
+      if (end > 0) {
+        let frameSum = -1;
+        if (!partial) {
+          this.spanStarts[0] = 0;
+          this.spanSums[0] = sum16(g.buf, ETHERNET_HEADER_LEN, at - ETHERNET_HEADER_LEN);
+          sumFrames(g.spanViews, g.spanOffsets, g.spanLengths, this.spanStarts, this.spanSums, 1, end);
+          frameSum = this.spanSums[0]!;
+        }
+        g.spanCount = end;
+        g.start(len, at, frameSum, partial, false);
+        this.txPayload.kept = true; // (processTx holds the chain)
+        return true;
+      }
+    }
+    chain.read(NET_HDR_LEN + have, g.buf, have, len - have);
+    const frameSum = partial ? -1 : sum16(g.buf, ETHERNET_HEADER_LEN, len - ETHERNET_HEADER_LEN);
+    this.meta.payload = undefined;
+    this.deliverAsSent(this.frameViews.of(g.arena, g.offset, g.offset + len), frameSum);
+    return true;
+  }
+
+  /**
+   * Copies the frame's first `at` bytes to g.head (and asks for the next frame's first bytes):
+   * when they lie in one buffer (a Linux guest's headers do), with one call (copyJob, the
+   * prefetch riding in it). False when the chain holds fewer.
+   */
+  private readHead(g: TcpCoalescer, chain: DescriptorChain, at: number): boolean {
+    const seg = this.frameSegment(chain, at);
+    if (seg < 0) {
+      this.prefetchNext(undefined, undefined);
+      return chain.read(NET_HDR_LEN, g.head, 0, at) === at;
+    }
+    const src = chain.bytes[seg]!;
+    const job = g.job;
+    job[CopyJobField.srcOffset] = chain.offset[seg]! + (seg === 0 ? NET_HDR_LEN : 0);
+    job[CopyJobField.length] = at;
+    job[CopyJobField.headLength] = at;
+    job[CopyJobField.dstAt] = SUM_IN_PLACE;
+    job[CopyJobField.sumFrom] = 0;
+    this.prefetchNext(src, job);
+    copyJob(src, g.arena, job);
+    job[CopyJobField.prefetchLength] = 0; // (asked for)
     return true;
   }
 
@@ -887,9 +1003,10 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const frame = this.frameViews.of(g.arena, g.offset, g.offset + g.length);
     const p = this.joinedPayload;
     p.set(g, frame);
+    const partial = g.partial;
     g.clear();
     this.meta.payload = this.opts.payloadsInPlace === true ? p : undefined;
-    this.deliver(frame, frameSum, false);
+    this.deliver(frame, frameSum, partial, partial ? g.tcpAt : 0, partial ? 16 : 0);
     if (p.kept && !g.hold()) this.releaseHeld(); // every slot held: written now, mid-slice
   }
 
@@ -916,8 +1033,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     return copySum(chain.bytes[seg]!, chain.offset[seg]! + (seg === 0 ? NET_HDR_LEN : 0), len, this.scratch, 0, ETHERNET_HEADER_LEN);
   }
 
-  /** The readable segment that holds the whole frame (len bytes after the virtio-net header): 0
-   *  when it follows the header there, 1 when the header has a buffer of its own; else -1. */
+  /** The readable segment that holds the frame's first `len` bytes (after the virtio-net header;
+   *  with the frame's length, all of it): 0 when they follow the header there, 1 when the header
+   *  has a buffer of its own; else -1. */
   private frameSegment(chain: DescriptorChain, len: number): number {
     if (chain.firstWritable >= 1 && chain.length[0]! >= NET_HDR_LEN + len) return 0;
     if (chain.firstWritable >= 2 && chain.length[0] === NET_HDR_LEN && chain.length[1]! >= len) return 1;

@@ -22,6 +22,12 @@
 // segment gets correct lengths and checksums (and PSH when its last part had it), and its frame
 // sum (RxMeta.frameSum), so the stack verifies it as it does any frame.
 //
+// Segments whose TCP checksum the guest left partial (virtio NEEDS_CSUM over the TCP checksum
+// field: a guest with checksum offload but no TSO, whose kernel cuts its segments itself) join
+// too, in runs of their own: their TCP checksum is trusted, as it is alone (RxMeta.checksumPartial),
+// so only the IPv4 header's is verified; the merged segment's TCP checksum field holds the
+// pseudo-header sum of its new length, as a partial checksum does, and it goes on partial.
+//
 // The coalescer only decides and keeps the merged frame; the device copies each frame's headers out
 // of guest memory first (match() reads only that copy) and the payload straight to its place here.
 // Or, in place (`inPlace`, for a device whose consumer keeps payload by reference): a run's first
@@ -70,6 +76,12 @@ export function coalescible(head: Uint8Array, have: number, len: number): number
   if (at < tcp + 20 || at > have || at >= len) return 0;
   if ((flags & ACK) === 0 || (flags & (SYN | FIN | RST | URG | CWR)) !== 0) return 0;
   return at;
+}
+
+/** Whether a segment coalescible() took, whose headers are `head`, has its partial checksum
+ *  (NEEDS_CSUM's csum_start and csum_offset) over its TCP checksum field: else it does not join. */
+export function partialOverTcp(head: Uint8Array, start: number, offset: number): boolean {
+  return offset === 16 && start === (head[12] === 0x08 ? ETH + 20 : ETH + 40);
 }
 
 /** A slot of the coalescer's arena: the largest frame it builds, in whole words. */
@@ -136,6 +148,10 @@ export class TcpCoalescer {
   /** Once a segment joined: the payload's sum, as it lies in the merged frame. */
   private payloadSum = 0;
   private psh = false;
+  /** The run's TCP checksums are partial (NEEDS_CSUM): not verified, not summed. */
+  partial = false;
+  /** The first segment's payload is in buf (else, in place, in the first spans). */
+  private firstCopied = true;
   /** Once a segment joined: the sums of the IPv4 header and of the TCP header with its
    *  pseudo-header, less the words a later part may change (see join). */
   private ipFixed = 0;
@@ -179,6 +195,11 @@ export class TcpCoalescer {
     return this.at;
   }
 
+  /** Where the pending frame's TCP header starts (a partial run's checksum start). */
+  get tcpAt(): number {
+    return this.tcp;
+  }
+
   /**
    * Where a frame `len` bytes long that continues the pending one has its payload: the pending
    * frame's payload offset, when one is pending, its run still open and the frame's payload fits
@@ -206,10 +227,13 @@ export class TcpCoalescer {
 
   /**
    * Makes buf[0, len) — a frame just copied there whose copy summed it from its IP header on
-   * (`frameSum`) and whose payload starts at `at` (coalescible()) — the pending frame.
+   * (`frameSum`; with `partial`, its TCP checksum partial, none) and whose payload starts at `at`
+   * (coalescible()) — the pending frame. In place, with `copied` false only its headers are in
+   * buf: its payload lies where the spans the caller has just put in the span table say.
    */
-  start(len: number, at: number, frameSum: number): void {
+  start(len: number, at: number, frameSum: number, partial: boolean, copied = true): void {
     this.length = len;
+    this.firstCopied = copied || !this.inPlace;
     this.segments = 1;
     this.at = at;
     this.tcp = this.buf[12] === 0x08 ? ETH + 20 : ETH + 40;
@@ -219,6 +243,7 @@ export class TcpCoalescer {
     this.firstSum = frameSum;
     this.payloadSum = -1;
     this.psh = false;
+    this.partial = partial;
     // Every header bit must repeat but for: IPv4 total length, identity and checksum (IPv6
     // payload length); the TCP sequence number (compared on its own), checksum and PSH.
     const tcp = this.tcp;
@@ -247,11 +272,12 @@ export class TcpCoalescer {
 
   /**
    * Whether the frame whose headers are in `head` (its payload starting at `at`, `len` bytes long
-   * in all) may join the pending one, checksums aside: where its payload goes then is `length`.
+   * in all; its TCP checksum `partial` or not) may join the pending one, checksums aside: where its
+   * payload goes then is `length`.
    */
-  match(at: number, len: number): boolean {
+  match(at: number, len: number, partial: boolean): boolean {
     const head = this.head;
-    if (this.length === 0 || this.closed || at !== this.at) return false;
+    if (this.length === 0 || this.closed || at !== this.at || partial !== this.partial) return false;
     const n = len - at;
     if (n > this.segmentSize || this.length - ETH + n > GSO_MAX_PACKET) return false;
     const h = this.headWords;
@@ -279,25 +305,31 @@ export class TcpCoalescer {
       const b = this.buf;
       const ipSum = sum16(b, ETH, tcp - ETH);
       if (v4 && ipSum !== 0xffff) return false;
-      const pseudo = v4 ? pseudoHeaderSumV4(readU32(b, ETH + 12), readU32(b, ETH + 16), 6, 0) : pseudoHeaderSumV6(b, ETH + 8, b, ETH + 24, 6, 0);
-      const tcpSum = sum16(b, tcp, at - tcp);
-      const payload = foldSum(this.firstSum + (~foldSum(ipSum + tcpSum) & 0xffff));
-      if (foldSum(tcpSum + pseudo + (this.length - tcp) + payload) !== 0xffff) return false;
-      this.payloadSum = payload;
       // What every later part repeats (match() saw to it): its headers' sums but for the words
       // that may differ, taken out here (adding a word's complement subtracts it, RFC 1624) and
       // put back from each part's own headers below.
       this.ipFixed = v4 ? foldSum(ipSum + notWord(b, ETH + 2) + notWord(b, ETH + 4) + notWord(b, ETH + 10)) : 0;
-      this.tcpFixed = foldSum(tcpSum + pseudo + notWord(b, tcp + 4) + notWord(b, tcp + 6) + notWord(b, tcp + 12) + notWord(b, tcp + 16));
+      if (this.partial) {
+        this.payloadSum = 0; // (not summed: nothing verifies it)
+      } else {
+        const pseudo = v4 ? pseudoHeaderSumV4(readU32(b, ETH + 12), readU32(b, ETH + 16), 6, 0) : pseudoHeaderSumV6(b, ETH + 8, b, ETH + 24, 6, 0);
+        const tcpSum = sum16(b, tcp, at - tcp);
+        const payload = foldSum(this.firstSum + (~foldSum(ipSum + tcpSum) & 0xffff));
+        if (foldSum(tcpSum + pseudo + (this.length - tcp) + payload) !== 0xffff) return false;
+        this.payloadSum = payload;
+        this.tcpFixed = foldSum(tcpSum + pseudo + notWord(b, tcp + 4) + notWord(b, tcp + 6) + notWord(b, tcp + 12) + notWord(b, tcp + 16));
+      }
     }
     // This part's checksums from its varying words alone (lengths, identity, sequence number,
     // flags, checksums) and the payload's sum the copy made.
     const h = this.head;
     if (v4 && foldSum(this.ipFixed + word(h, ETH + 2) + word(h, ETH + 4) + word(h, ETH + 10)) !== 0xffff) return false;
-    if (foldSum(this.tcpFixed + word(h, tcp + 4) + word(h, tcp + 6) + word(h, tcp + 12) + word(h, tcp + 16) + (len - tcp) + sum) !== 0xffff) return false;
-    // A part at an odd offset of the payload adds its sum byte-swapped (RFC 1071 §2(B)).
-    const place = this.length - at;
-    this.payloadSum = foldSum(this.payloadSum + ((place & 1) !== 0 ? ((sum & 0xff) << 8) | (sum >> 8) : sum));
+    if (!this.partial) {
+      if (foldSum(this.tcpFixed + word(h, tcp + 4) + word(h, tcp + 6) + word(h, tcp + 12) + word(h, tcp + 16) + (len - tcp) + sum) !== 0xffff) return false;
+      // A part at an odd offset of the payload adds its sum byte-swapped (RFC 1071 §2(B)).
+      const place = this.length - at;
+      this.payloadSum = foldSum(this.payloadSum + ((place & 1) !== 0 ? ((sum & 0xff) << 8) | (sum >> 8) : sum));
+    }
     this.length += n;
     this.segments++;
     this.nextSeq = (this.nextSeq + n) >>> 0;
@@ -309,11 +341,11 @@ export class TcpCoalescer {
 
   /**
    * Ends the pending frame: with several segments its lengths, PSH and checksums are written.
-   * Returns its sum from the IP header on (RxMeta.frameSum) for buf[0, length); the caller hands
-   * it on, then calls clear().
+   * Returns its sum from the IP header on (RxMeta.frameSum) for buf[0, length), or -1 for a
+   * partial run (none taken); the caller hands it on, then calls clear().
    */
   finish(): number {
-    if (this.segments < 2) return this.firstSum;
+    if (this.segments < 2) return this.partial ? -1 : this.firstSum;
     const b = this.buf;
     const tcp = this.tcp;
     const ipLen = this.length - ETH;
@@ -329,6 +361,10 @@ export class TcpCoalescer {
     writeU16(b, tcp + 16, 0);
     const pseudo =
       tcp === ETH + 20 ? pseudoHeaderSumV4(readU32(b, ETH + 12), readU32(b, ETH + 16), 6, tcpLen) : pseudoHeaderSumV6(b, ETH + 8, b, ETH + 24, 6, tcpLen);
+    if (this.partial) {
+      writeU16(b, tcp + 16, pseudo); // (a partial checksum's field: the pseudo-header sum)
+      return -1;
+    }
     const tcpSum = sum16(b, tcp, this.at - tcp, foldSum(this.payloadSum + pseudo));
     writeU16(b, tcp + 16, ~tcpSum & 0xffff);
     return sum16(b, ETH, this.at - ETH, this.payloadSum);
@@ -345,9 +381,10 @@ export class TcpCoalescer {
   }
 
   /** Where the pending frame's payload stops being in buf: past the first segment (in place, the
-   *  rest is in spans), else its end. */
+   *  rest is in spans), at its start (in place, all of it in spans), else its end. */
   get copiedLength(): number {
-    return this.inPlace ? this.at + this.segmentSize : this.length;
+    if (!this.inPlace) return this.length;
+    return this.firstCopied ? this.at + this.segmentSize : this.at;
   }
 
   /** Forgets the pending frame. */

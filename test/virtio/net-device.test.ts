@@ -1050,8 +1050,12 @@ t.test('TX: a TCP segment with NEEDS_CSUM leaves its payload in guest memory; ke
   const [, txq] = await fe.handshake();
   const seg = tcpFrame(40000, 80, 1, 1, 0x18, frame(1400, 9));
   const small = tcpFrame(40000, 80, 1, 1, 0x18, frame(100, 9));
-  // Scattered over three buffers, the payload split between two of them.
-  txq!.add([{ data: hdr(1) }, { data: seg.subarray(0, 60) }, { data: seg.subarray(60, 700) }, { data: seg.subarray(700) }]);
+  // Scattered over three buffers, the payload split between two of them; NEEDS_CSUM over the TCP
+  // segment, as a guest with checksum offload sends it.
+  const needsCsum = hdr(1);
+  needsCsum[6] = 34;
+  needsCsum[8] = 16;
+  txq!.add([{ data: needsCsum }, { data: seg.subarray(0, 60) }, { data: seg.subarray(60, 700) }, { data: seg.subarray(700) }]);
   txq!.add([{ data: hdr(0) }, { data: seg }]); // no NEEDS_CSUM: copied whole
   txq!.add([{ data: hdr(1) }, { data: small }]); // short: copied whole
   txq!.kick();

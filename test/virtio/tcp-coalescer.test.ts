@@ -28,8 +28,10 @@ const ISN_ACK = 5000;
 interface Seen {
   frame: Uint8Array;
   frameSum: number;
-  /** Parts of its payload the device left in guest memory (loaded by the sink). */
+  /** Spans of its payload the device left in guest memory (loaded by the sink). */
   leftInGuest: number;
+  /** Its transport checksum partial (NEEDS_CSUM): [start, offset]; else undefined. */
+  partial?: [number, number];
 }
 
 function setup(t: Test, opts: NetDeviceOptions = {}) {
@@ -39,9 +41,11 @@ function setup(t: Test, opts: NetDeviceOptions = {}) {
   dev.sink = {
     receive(frame: Uint8Array, meta: RxMeta) {
       const p = meta.payload;
-      const leftInGuest = p !== undefined && !p.loaded ? p.count - 1 : 0;
+      let leftInGuest = 0;
+      if (p !== undefined && !p.loaded) for (let i = 0; i < p.count; i++) if (p.views[i]!.buffer !== frame.buffer) leftInGuest++;
       p?.load(); // (in place) as a consumer that reads the payload
-      seen.push({ frame: frame.slice(), frameSum: meta.frameSum ?? -1, leftInGuest });
+      const partial: [number, number] | undefined = meta.checksumPartial ? [meta.checksumStart ?? 0, meta.checksumOffset ?? 0] : undefined;
+      seen.push({ frame: frame.slice(), frameSum: meta.frameSum ?? -1, leftInGuest, partial });
     },
   };
   const server = new VhostUserServer(dev);
@@ -57,12 +61,30 @@ function setup(t: Test, opts: NetDeviceOptions = {}) {
 
 type TxQueue = NonNullable<Awaited<ReturnType<TestFrontend['handshake']>>[number]>;
 
-/** Sends the frames in one batch (one kick) and waits until the device has used them all. */
-async function sendBatch(txq: TxQueue, frames: Uint8Array[]): Promise<void> {
+/**
+ * Sends the frames in one batch (one kick) and waits until the device has used them all. Each in
+ * one buffer behind its virtio-net header, or with `rand`, laid out at random as drivers do: so,
+ * the header in a buffer of its own, the frame's first bytes behind the header and the rest in
+ * the next, or the frame cut in three.
+ */
+async function sendBatch(txq: TxQueue, frames: Uint8Array[], rand?: (n: number) => number): Promise<void> {
   for (const f of frames) {
-    const data = new Uint8Array(NET_HDR_LEN + f.length);
-    data.set(f, NET_HDR_LEN);
-    txq.add([{ data }]);
+    const layout = (rand?.(1009) ?? 0) % 4; // (mod a prime: a linear congruential generator's low bits repeat)
+    const cut = rand !== undefined ? 1 + rand(f.length - 1) : 0;
+    const cut2 = rand !== undefined ? cut + rand(f.length - cut) : 0;
+    if (layout === 1) {
+      txq.add([{ data: new Uint8Array(NET_HDR_LEN) }, { data: f }]);
+    } else if (layout === 2) {
+      const first = new Uint8Array(NET_HDR_LEN + cut);
+      first.set(f.subarray(0, cut), NET_HDR_LEN);
+      txq.add([{ data: first }, { data: f.subarray(cut) }]);
+    } else if (layout === 3 && cut2 > cut && cut2 < f.length) {
+      txq.add([{ data: new Uint8Array(NET_HDR_LEN) }, { data: f.subarray(0, cut) }, { data: f.subarray(cut, cut2) }, { data: f.subarray(cut2) }]);
+    } else {
+      const data = new Uint8Array(NET_HDR_LEN + f.length);
+      data.set(f, NET_HDR_LEN);
+      txq.add([{ data }]);
+    }
   }
   txq.kick();
   await txq.waitUsed(frames.length);
@@ -100,6 +122,19 @@ function seg(
   });
 }
 
+/** A virtio-net header with NEEDS_CSUM over [start, end), the field `offset` further. */
+function partialHeader(start: number, offset: number): Uint8Array {
+  const h = new Uint8Array(NET_HDR_LEN);
+  h[0] = 1;
+  h[6] = start & 0xff;
+  h[7] = start >> 8;
+  h[8] = offset & 0xff;
+  h[9] = offset >> 8;
+  return h;
+}
+
+const get32 = (b: Uint8Array, o: number): number => ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+
 const SRC6 = Uint8Array.from([0xfe, 0xc0, ...new Array<number>(13).fill(0), 0x15]);
 const DST6 = Uint8Array.from([0xfe, 0xc0, ...new Array<number>(13).fill(0), 0x02]);
 function seg6(data: Uint8Array, at: number, len: number, flags = ACK): Uint8Array {
@@ -115,7 +150,7 @@ function tcpOf(f: Uint8Array): { at: number; seq: number; flags: number; payload
 }
 
 /** Every check the stack makes of lengths and checksums, done in full (no sum from the copy). */
-function checkFrame(t: Test, s: Seen, what: string): void {
+function checkFrame(t: Test, s: Seen, what: string, mayLackSum = false): void {
   const f = s.frame;
   const v4 = f[12] === 0x08;
   const tcp = tcpOf(f).at;
@@ -130,7 +165,10 @@ function checkFrame(t: Test, s: Seen, what: string): void {
     t.equal((f[18]! << 8) | f[19]!, f.length - 54, `${what}: IPv6 payload length`);
     t.equal(sum16(f, tcp, tcpLen, pseudoHeaderSumV6(f, 22, f, 38, 6, tcpLen)), 0xffff, `${what}: TCP checksum`);
   }
-  t.equal(s.frameSum, sum16(f, 14, f.length - 14), `${what}: the frame sum handed on is the frame's`);
+  // (A frame the device did not join, copied from several buffers, may come without one, -1:
+  // the stack then sums it itself.)
+  const sum = s.frameSum === -1 && mayLackSum ? -1 : sum16(f, 14, f.length - 14);
+  t.equal(s.frameSum, sum, `${what}: the frame sum handed on is the frame's`);
 }
 
 // Each test twice: payload copied into the device's buffer, and left in guest memory (a device
@@ -229,8 +267,9 @@ for (const inPlace of [false, true]) {
   });
 
   t.test(`small segments: a run holds ${RUN_SPANS + 1} at most in place, as many as fit one IP packet otherwise${mode}`, async (t) => {
-    const { seen, fe } = setup(t, { payloadsInPlace: inPlace });
+    const { seen, fe } = setup(t, { payloadsInPlace: inPlace, txSliceMs: 1000 });
     const txq = (await fe.handshake())[1]!;
+    // (One batch, never sliced by time: a slice's end ends a run.)
     const data = bytes(200 * 300, 6);
     await sendBatch(
       txq,
@@ -333,7 +372,7 @@ for (const inPlace of [false, true]) {
     t.ok(dev.stats.txCoalesced >= 2);
   });
 
-  t.test(`frames with offloads, in several buffers, or with coalesce off are handed on as sent${mode}`, async (t) => {
+  t.test(`frames with a partial checksum elsewhere, or with coalesce off, are handed on as sent; in several buffers, they join in place${mode}`, async (t) => {
     const data = bytes(3 * 1448, 8);
     const frames = Array.from({ length: 3 }, (_, i) => seg(data, i * 1448, 1448));
     {
@@ -349,23 +388,109 @@ for (const inPlace of [false, true]) {
     {
       const { seen, fe } = setup(t, { payloadsInPlace: inPlace });
       const [, txq] = await fe.handshake();
-      for (const f of frames) {
-        const h = new Uint8Array(NET_HDR_LEN);
-        h[0] = 1; // NEEDS_CSUM
-        h[6] = 34;
-        h[8] = 16;
-        txq!.add([{ data: h }, { data: f }]);
+      // NEEDS_CSUM whose range is not the TCP segment's, or whose field is not its checksum's.
+      for (const [start, offset] of [
+        [14, 16],
+        [34, 6],
+        [20, 30],
+      ]) {
+        txq!.add([{ data: partialHeader(start!, offset!) }, { data: frames[0]! }]);
       }
       // Scattered over two buffers.
       for (const f of frames) txq!.add([{ data: new Uint8Array(NET_HDR_LEN) }, { data: f.subarray(0, 100) }, { data: f.subarray(100) }]);
       txq!.kick();
       await txq!.waitUsed(6);
       t.same(
-        seen.map((s) => s.frame),
-        [...frames, ...frames],
-        'NEEDS_CSUM, then scattered',
+        seen.slice(0, 3).map((s) => s.frame),
+        [frames[0]!, frames[0]!, frames[0]!],
+        'NEEDS_CSUM not over the TCP checksum: as sent',
       );
+      t.same(
+        seen.slice(0, 3).map((s) => s.partial),
+        [
+          [14, 16],
+          [34, 6],
+          [20, 30],
+        ],
+        'passed on partial, as they said',
+      );
+      if (inPlace) {
+        // Their payload is left where it is: a frame in several buffers joins as any.
+        t.equal(seen.length, 4, 'scattered: joined');
+        t.same(tcpOf(seen[3]!.frame).payload, data, 'every byte, in order');
+        checkFrame(t, seen[3]!, 'scattered');
+      } else {
+        t.same(
+          seen.slice(3).map((s) => s.frame),
+          frames,
+          'scattered: as sent (copied, a frame joins only from one buffer)',
+        );
+      }
     }
+  });
+
+  t.test(`segments with a partial TCP checksum (NEEDS_CSUM, no TSO) join in runs of their own; the merged one goes on partial${mode}`, async (t) => {
+    const { dev, seen, fe } = setup(t, { payloadsInPlace: inPlace });
+    const [, txq] = await fe.handshake();
+    const data = bytes(8 * 1448, 11);
+    /** As a guest with checksum offload sends it: the TCP checksum field holds the pseudo-header sum. */
+    const partialSeg = (f: Uint8Array): Uint8Array => {
+      const tcp = f[12] === 0x08 ? 34 : 54;
+      const len = f.length - tcp;
+      const pseudo = tcp === 34 ? pseudoHeaderSumV4(get32(f, 26), get32(f, 30), 6, len) : pseudoHeaderSumV6(f, 22, f, 38, 6, len);
+      const g = f.slice();
+      g[tcp + 16] = pseudo >> 8;
+      g[tcp + 17] = pseudo & 0xff;
+      return g;
+    };
+    // (In place, the IPv6 ones as a Linux guest lays them out: headers in one buffer, the
+    // payload in the next two.)
+    const send = (f: Uint8Array, partial: boolean): void => {
+      const tcp = f[12] === 0x08 ? 34 : 54;
+      const h = partial ? partialHeader(tcp, 16) : new Uint8Array(NET_HDR_LEN);
+      if (inPlace && tcp === 54) txq!.add([{ data: h }, { data: f.subarray(0, 86) }, { data: f.subarray(86, 600) }, { data: f.subarray(600) }]);
+      else txq!.add([{ data: h }, { data: f }]);
+    };
+    // Three partial, then two complete (a run of their own), then two partial again, the first
+    // with a damaged IPv4 header checksum (alone, as sent), then three partial IPv6 ones.
+    for (let i = 0; i < 3; i++) send(partialSeg(seg(data, i * 1448, 1448)), true);
+    for (let i = 3; i < 5; i++) send(seg(data, i * 1448, 1448), false);
+    const damaged = partialSeg(seg(data, 5 * 1448, 1448));
+    damaged[24] = damaged[24]! ^ 0x40;
+    send(damaged, true);
+    send(partialSeg(seg(data, 6 * 1448, 1448)), true);
+    for (let i = 0; i < 3; i++) send(partialSeg(seg6(data, i * 1448, 1448)), true);
+    txq!.kick();
+    await txq!.waitUsed(10);
+    t.same(
+      seen.map((s) => [tcpOf(s.frame).payload.length, s.partial]),
+      [
+        [3 * 1448, [34, 16]],
+        [2 * 1448, undefined],
+        [1448, [34, 16]],
+        [1448, [34, 16]],
+        [3 * 1448, [54, 16]],
+      ],
+      'runs: partial, complete, the damaged one alone, one, IPv6',
+    );
+    t.same(seen[2]!.frame, damaged, 'the damaged one as sent');
+    t.same(tcpOf(seen[0]!.frame).payload, data.subarray(0, 3 * 1448), 'every byte, in order');
+    t.same(tcpOf(seen[4]!.frame).payload, data.subarray(0, 3 * 1448));
+    for (const i of [0, 4]) {
+      // Completed as the checksum's consumer would: the segment's sum over its field's pseudo-header sum.
+      const f = seen[i]!.frame.slice();
+      const tcp = seen[i]!.partial![0];
+      const v4 = tcp === 34;
+      const len = f.length - tcp;
+      const pseudo = v4 ? pseudoHeaderSumV4(get32(f, 26), get32(f, 30), 6, len) : pseudoHeaderSumV6(f, 22, f, 38, 6, len);
+      t.equal((f[tcp + 16]! << 8) | f[tcp + 17]!, pseudo, 'its field holds the pseudo-header sum of its new length');
+      const c = ~sum16(f, tcp, len) & 0xffff;
+      f[tcp + 16] = c >> 8;
+      f[tcp + 17] = c & 0xff;
+      checkFrame(t, { ...seen[i]!, frame: f, frameSum: sum16(f, 14, f.length - 14) }, 'completed');
+    }
+    t.equal(seen[0]!.frameSum, -1, 'no frame sum: nothing verifies a partial checksum');
+    t.equal(dev.stats.txCoalesced, 2 + 1 + 2);
   });
 
   t.test(`a frame larger than any IP packet, without offloads, goes on as sent${mode}`, async (t) => {
@@ -416,6 +541,42 @@ for (const inPlace of [false, true]) {
     t.equal(left, inPlace ? dev.stats.txCoalesced : 0, inPlace ? 'each joined part left in guest memory' : 'nothing left in guest memory');
   });
 
+  t.test(`random runs in random buffer layouts: whatever joins, the sink gets the same bytes, each segment valid${mode}`, async (t) => {
+    const { dev, seen, fe } = setup(t, { payloadsInPlace: inPlace });
+    const txq = (await fe.handshake())[1]!;
+    const rand = randomFrom(4242);
+    let left = 0;
+    const data = bytes(400 * 1448, 9);
+    for (let round = 0; round < 20; round++) {
+      seen.length = 0;
+      const frames: Uint8Array[] = [];
+      const sent: { seq: number; payload: Uint8Array }[] = [];
+      let at = 0;
+      const size = 200 + rand(1300);
+      const n = 1 + rand(40);
+      for (let i = 0; i < n && at + size <= data.length; i++) {
+        const len = rand(8) === 0 ? 1 + rand(size) : size;
+        const v6 = round % 2 === 1;
+        const f = v6
+          ? seg6(data, at, len, rand(10) === 0 ? ACK | PSH : ACK)
+          : seg(data, at, len, { flags: rand(10) === 0 ? ACK | PSH : ACK, tsVal: rand(6) === 0 ? 2 : 1 });
+        frames.push(f);
+        sent.push({ seq: (SEQ + at) >>> 0, payload: data.subarray(at, at + len) });
+        at += len;
+      }
+      await sendBatch(txq, frames, rand);
+      const got = seen.map((s) => ({ seq: tcpOf(s.frame).seq, payload: tcpOf(s.frame).payload }));
+      const joined = (list: { seq: number; payload: Uint8Array }[]): number[] => list.flatMap((x) => [...x.payload]);
+      t.same(joined(got), joined(sent), `round ${round}: the same bytes, in order`);
+      t.ok(got.length <= sent.length);
+      for (const s of seen) checkFrame(t, s, `round ${round}`, !inPlace || s.frame.length < 256);
+      left += seen.reduce((n, s) => n + s.leftInGuest, 0);
+    }
+    t.ok(dev.stats.txCoalesced > (inPlace ? 20 : 5), `segments joined (${dev.stats.txCoalesced})`);
+    if (inPlace) t.ok(left >= dev.stats.txCoalesced, `in place, each joined part left in guest memory (${left} spans)`);
+    else t.equal(left, 0, 'nothing left in guest memory');
+  });
+
   t.test(`random runs with damaged frames: a damaged frame reaches the sink alone and as sent, the others whole${mode}`, async (t) => {
     const { dev, seen, fe } = setup(t, { payloadsInPlace: inPlace });
     const txq = (await fe.handshake())[1]!;
@@ -440,7 +601,7 @@ for (const inPlace of [false, true]) {
         }
         frames.push(f);
       }
-      await sendBatch(txq, frames);
+      await sendBatch(txq, frames, rand);
       const sentDamaged = [...damaged].map((i) => frames[i]!);
       const out: number[] = [];
       for (const s of seen) {
@@ -450,12 +611,12 @@ for (const inPlace of [false, true]) {
           continue;
         }
         // Not a damaged frame: it verifies, and its payload is the next good bytes.
-        checkFrame(t, s, `round ${round}`);
+        checkFrame(t, s, `round ${round}`, !inPlace);
         out.push(...tcpOf(s.frame).payload);
       }
       t.same(out, good, `round ${round}: the undamaged segments' bytes, in order, and nothing else`);
     }
     t.ok(damagedSeen > 50, `damaged frames reached the sink as sent (${damagedSeen})`);
-    t.ok(dev.stats.txCoalesced > 200, `the others joined (${dev.stats.txCoalesced})`);
+    t.ok(dev.stats.txCoalesced > (inPlace ? 200 : 50), `the others joined (${dev.stats.txCoalesced})`);
   });
 }
