@@ -21,7 +21,7 @@ const MSS = 1448;
  * (`lose`: its checksum fails, or it is not sent), then its retransmission. The host must get every
  * byte in order, and vunet acknowledge all of it.
  */
-async function lostSegment(t: Tap.Test, offloads: boolean): Promise<void> {
+async function lostSegment(t: Tap.Test, offloads: boolean, split?: number): Promise<void> {
   const received: Buffer[] = [];
   const server = net.createServer((s) => {
     s.on('data', (d) => received.push(d));
@@ -84,12 +84,12 @@ async function lostSegment(t: Tap.Test, offloads: boolean): Promise<void> {
   bad[bad.length - 10] = bad[bad.length - 10]! ^ 0x10;
   const coalescedBefore = h.vunet.device.stats.txCoalesced;
   for (let k = 0; k < 40; k++) {
-    if (k !== 24) h.send(segment(k), header);
-    else if (!offloads) h.send(bad, header);
+    if (k !== 24) h.send(segment(k), header, split);
+    else if (!offloads) h.send(bad, header, split);
   }
   await until(() => received.reduce((n, b) => n + b.length, 0) >= 24 * MSS, 'the data before the lost segment reaches the host', 5000);
   // The guest retransmits what was lost, as its TCP would.
-  h.send(segment(24), header);
+  h.send(segment(24), header, split);
   await until(() => received.reduce((n, b) => n + b.length, 0) >= data.length, 'all of it reaches the host', 5000);
   t.same(new Uint8Array(Buffer.concat(received)), data, 'every byte, in order');
   const joined = h.vunet.device.stats.txCoalesced - coalescedBefore;
@@ -104,3 +104,11 @@ async function lostSegment(t: Tap.Test, offloads: boolean): Promise<void> {
 t.test('without offloads: joined segments, one with a bad checksum, reach the host whole and in order', (t) => lostSegment(t, false));
 
 t.test('with NEEDS_CSUM: joined segments, one lost, reach the host whole and in order', (t) => lostSegment(t, true));
+
+t.test('with NEEDS_CSUM, headers and payload in buffers of their own (a Linux guest without TSO): joined in place, one lost, whole and in order', (t) =>
+  lostSegment(t, true, 66),
+);
+
+t.test('without offloads, headers and payload in buffers of their own: joined in place, one with a bad checksum, whole and in order', (t) =>
+  lostSegment(t, false, 66),
+);

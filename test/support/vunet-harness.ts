@@ -20,7 +20,9 @@ export interface Guest {
   fe: TestFrontend;
   /** Sends a frame as the guest (behind `netHeader`, the 12-byte virtio-net header: zeros when
    *  absent). */
-  send(frame: Uint8Array, netHeader?: Uint8Array): void;
+  /** Sends a frame in one buffer behind its virtio-net header; with `split`, its first `split`
+   *  bytes there and the rest in a buffer of their own (a Linux guest's headers and payload). */
+  send(frame: Uint8Array, netHeader?: Uint8Array, split?: number): void;
   /** Frames vunet delivered to the guest since the last call, waiting up to `ms` for at least `min`. */
   receive(min?: number, ms?: number): Promise<Uint8Array[]>;
 }
@@ -69,7 +71,7 @@ export async function connectGuest(sock: string): Promise<Guest> {
   };
   return {
     fe,
-    send(frame, netHeader) {
+    send(frame, netHeader, split) {
       if (NET_HDR_LEN + frame.length > TX_BUFFER_LEN) throw new Error(`a test frame of ${frame.length} bytes: at most ${TX_BUFFER_LEN - NET_HDR_LEN}`);
       const data = new Uint8Array(NET_HDR_LEN + frame.length);
       if (netHeader) data.set(netHeader.subarray(0, NET_HDR_LEN));
@@ -78,7 +80,13 @@ export async function connectGuest(sock: string): Promise<Guest> {
       // the next of the TX buffers, each reused once the queue has gone round.
       for (const u of txq.used()) void u;
       const slot = txNext++ % TX_BUFFERS;
-      txq.add([{ data, gpa: txGpa + slot * TX_BUFFER_LEN }]);
+      const gpa = txGpa + slot * TX_BUFFER_LEN;
+      if (split === undefined) txq.add([{ data, gpa }]);
+      else
+        txq.add([
+          { data: data.subarray(0, NET_HDR_LEN + split), gpa },
+          { data: data.subarray(NET_HDR_LEN + split), gpa: gpa + NET_HDR_LEN + split },
+        ]);
       txq.kick();
     },
     async receive(min = 1, ms = 2000) {
