@@ -859,33 +859,27 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     this.prefetchNext(src, job);
     // NEEDS_CSUM: a partial TCP checksum, trusted (nothing summed), joined only where it says the
     // TCP checksum field is.
-    const h = this.header;
-    const partial = h[0] !== 0;
-    const csumStart = h[6]! | (h[7]! << 8);
-    const csumOffset = h[8]! | (h[9]! << 8);
+    const partial = this.header[0] !== 0;
     // While a run is open, the frame is taken to continue it (as nearly every frame of a stream
     // does): its headers go to g.head and its payload, summed, straight behind the pending
     // payload, in one call; match() and join() then decide on those copies. A frame that does
-    // not continue the run has only cost a copy it gets again below. In place, the payload is
-    // only summed (with NEEDS_CSUM not even that): it stays in the guest's buffer, which goes
-    // back after the batch's writes.
+    // not continue the run has only cost a copy it gets again below. In a run in place, the
+    // payload is only summed (with NEEDS_CSUM not even that): it stays in the guest's buffer,
+    // which goes back after the batch's writes.
     let at = g.continuesAt(len);
     if (at > 0) {
       job[CopyJobField.headLength] = at;
-      job[CopyJobField.dstAt] = g.inPlace ? SUM_IN_PLACE : g.offset + g.length;
+      job[CopyJobField.dstAt] = g.runInPlace ? SUM_IN_PLACE : g.offset + g.length;
       job[CopyJobField.sumFrom] = partial ? len - at : 0;
       copyJob(src, g.arena, job);
       job[CopyJobField.prefetchLength] = 0; // (asked for)
       const sum = job[CopyJobField.sum]!;
-      if (coalescible(g.head, at, len) === at && (!partial || partialOverTcp(g.head, csumStart, csumOffset)) && g.match(at, len, partial) && g.join(len, sum)) {
-        if (g.inPlace) {
+      if (coalescible(g.head, at, len) === at && (!partial || this.partialOverTcp(g.head)) && g.match(at, len, partial) && g.join(len, sum)) {
+        if (g.runInPlace) {
           g.joinedAt(src, job[CopyJobField.srcOffset]! + at, len - at);
           this.txPayload.kept = true; // (processTx holds the chain)
         }
-        this.stats.txCoalesced++;
-        this.stats.txFrames++;
-        this.stats.txBytes += len;
-        return true;
+        return this.joinedOne(len);
       }
     }
     if (g.length > 0) this.deliverJoined();
@@ -898,7 +892,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     this.stats.txBytes += len;
     // Decided on the copy (the guest may change its buffer meanwhile).
     at = coalescible(g.buf, Math.min(len, COALESCE_HEAD), len);
-    if (at > 0 && (!partial || partialOverTcp(g.buf, csumStart, csumOffset))) {
+    if (at > 0 && (!partial || this.partialOverTcp(g.buf))) {
       g.start(len, at, frameSum, partial);
       return true;
     }
@@ -909,36 +903,32 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
 
   /**
    * coalesce() for a frame in several buffers (a Linux guest's: its headers in one, its payload in
-   * the pages behind): the headers are read into g.head, the payload's spans go straight into the
-   * run's, summed there unless NEEDS_CSUM. A frame that does not join is copied whole, as in
-   * coalesce().
+   * the pages behind): the headers are read into g.head; in a run in place the payload's spans go
+   * straight into the run's, summed there unless NEEDS_CSUM, else the payload is copied (and
+   * summed) behind the pending one. A frame that does not join may start a run in place; any other
+   * is copied whole, as in coalesce().
    */
   private coalesceScattered(g: TcpCoalescer, chain: DescriptorChain, len: number): boolean {
-    const h = this.header;
-    const partial = h[0] !== 0;
+    const partial = this.header[0] !== 0;
     let at = g.continuesAt(len);
-    if (at > 0 && this.readHead(g, chain, at) && coalescible(g.head, at, len) === at) {
-      const first = g.spanCount;
-      const end =
-        (!partial || partialOverTcp(g.head, h[6]! | (h[7]! << 8), h[8]! | (h[9]! << 8))) && g.match(at, len, partial)
-          ? chain.readableSpans(NET_HDR_LEN + at, len - at, g.spanViews, g.spanOffsets, g.spanLengths, first)
-          : -1;
-      if (end > first) {
-        let sum = 0;
-        if (!partial) {
-          this.spanStarts[0] = first;
-          this.spanSums[0] = 0;
-          sumFrames(g.spanViews, g.spanOffsets, g.spanLengths, this.spanStarts, this.spanSums, 1, end);
-          sum = this.spanSums[0]!;
-        }
-        if (g.join(len, sum)) {
+    if (
+      at > 0 &&
+      this.readHead(g, chain, at) &&
+      coalescible(g.head, at, len) === at &&
+      (!partial || this.partialOverTcp(g.head)) &&
+      g.match(at, len, partial)
+    ) {
+      if (g.runInPlace) {
+        const first = g.spanCount;
+        const end = chain.readableSpans(NET_HDR_LEN + at, len - at, g.spanViews, g.spanOffsets, g.spanLengths, first);
+        if (end > first && g.join(len, partial ? 0 : this.sumSpans(g, first, end, 0))) {
           g.spanCount = end;
           this.txPayload.kept = true; // (processTx holds the chain)
-          this.stats.txCoalesced++;
-          this.stats.txFrames++;
-          this.stats.txBytes += len;
-          return true;
+          return this.joinedOne(len);
         }
+      } else {
+        chain.read(NET_HDR_LEN + at, g.buf, g.length, len - at);
+        if (g.join(len, partial ? 0 : sum16(g.buf, g.length, len - at))) return this.joinedOne(len);
       }
     }
     if (at === 0) this.prefetchNext(undefined, undefined); // (else readHead asked)
@@ -948,16 +938,10 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     // Its headers read first: a segment that may start a run leaves its payload where it is too.
     const have = chain.read(NET_HDR_LEN, g.buf, 0, Math.min(len, COALESCE_HEAD));
     at = coalescible(g.buf, have, len);
-    if (at > 0 && (!partial || partialOverTcp(g.buf, h[6]! | (h[7]! << 8), h[8]! | (h[9]! << 8)))) {
+    if (at > 0 && (!partial || this.partialOverTcp(g.buf))) {
       const end = chain.readableSpans(NET_HDR_LEN + at, len - at, g.spanViews, g.spanOffsets, g.spanLengths, 0);
       if (end > 0) {
-        let frameSum = -1;
-        if (!partial) {
-          this.spanStarts[0] = 0;
-          this.spanSums[0] = sum16(g.buf, ETHERNET_HEADER_LEN, at - ETHERNET_HEADER_LEN);
-          sumFrames(g.spanViews, g.spanOffsets, g.spanLengths, this.spanStarts, this.spanSums, 1, end);
-          frameSum = this.spanSums[0]!;
-        }
+        const frameSum = partial ? -1 : this.sumSpans(g, 0, end, sum16(g.buf, ETHERNET_HEADER_LEN, at - ETHERNET_HEADER_LEN));
         g.spanCount = end;
         g.start(len, at, frameSum, partial, false);
         this.txPayload.kept = true; // (processTx holds the chain)
@@ -969,6 +953,29 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     this.meta.payload = undefined;
     this.deliverAsSent(this.frameViews.of(g.arena, g.offset, g.offset + len), frameSum);
     return true;
+  }
+
+  /** The sum of the run's spans [first, end) (one payload) added to `initial`, folded: one call. */
+  private sumSpans(g: TcpCoalescer, first: number, end: number, initial: number): number {
+    this.spanStarts[0] = first;
+    this.spanSums[0] = initial;
+    sumFrames(g.spanViews, g.spanOffsets, g.spanLengths, this.spanStarts, this.spanSums, 1, end);
+    return this.spanSums[0]!;
+  }
+
+  /** Counts a frame that joined the pending run. */
+  private joinedOne(len: number): true {
+    this.stats.txCoalesced++;
+    this.stats.txFrames++;
+    this.stats.txBytes += len;
+    return true;
+  }
+
+  /** Whether the partial checksum this.header asks for (NEEDS_CSUM) is the TCP one of the segment
+   *  whose headers are `head` (see partialOverTcp). */
+  private partialOverTcp(head: Uint8Array): boolean {
+    const h = this.header;
+    return partialOverTcp(head, h[6]! | (h[7]! << 8), h[8]! | (h[9]! << 8));
   }
 
   /**

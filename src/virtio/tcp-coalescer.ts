@@ -30,9 +30,12 @@
 //
 // The coalescer only decides and keeps the merged frame; the device copies each frame's headers out
 // of guest memory first (match() reads only that copy) and the payload straight to its place here.
-// Or, in place (`inPlace`, for a device whose consumer keeps payload by reference): a run's first
-// segment is copied whole, and each segment that joins it is only summed where it lies; its payload
-// is a span of guest memory (spans), its place in the merged frame left for FramePayload.load().
+// Or, in place (`inPlace`, for a device whose consumer keeps payload by reference; a run that starts
+// with a frame in several buffers, as a Linux guest lays them out): only the headers of the run's
+// first segment are copied, and each segment's payload is a span of guest memory (spans), summed
+// where it lies, its place in the merged frame left for FramePayload.load(). (A frame in one
+// buffer starts a run that is copied: copying it costs little more than summing it, and its
+// payload is then one span, where the host socket's writev takes each span at a cost.)
 // A guest that rewrites such a payload after it was summed changes only what its own connection
 // carries, as it may with any NEEDS_CSUM segment: the headers every decision rests on are copies.
 import { COPY_JOB_BYTES, CopyJobField, foldSum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16 } from '../wire/checksum.js';
@@ -150,8 +153,8 @@ export class TcpCoalescer {
   private psh = false;
   /** The run's TCP checksums are partial (NEEDS_CSUM): not verified, not summed. */
   partial = false;
-  /** The first segment's payload is in buf (else, in place, in the first spans). */
-  private firstCopied = true;
+  /** The run is kept in place: every segment's payload in spans, none in buf (see start()). */
+  runInPlace = false;
   /** Once a segment joined: the sums of the IPv4 header and of the TCP header with its
    *  pseudo-header, less the words a later part may change (see join). */
   private ipFixed = 0;
@@ -209,7 +212,7 @@ export class TcpCoalescer {
    */
   continuesAt(len: number): number {
     if (this.length === 0 || this.closed || len <= this.at || this.length + len - this.at > this.buf.length) return 0;
-    if (this.inPlace && this.spanCount === RUN_SPANS) return 0;
+    if (this.runInPlace && this.spanCount === RUN_SPANS) return 0;
     return this.at;
   }
 
@@ -228,12 +231,13 @@ export class TcpCoalescer {
   /**
    * Makes buf[0, len) — a frame just copied there whose copy summed it from its IP header on
    * (`frameSum`; with `partial`, its TCP checksum partial, none) and whose payload starts at `at`
-   * (coalescible()) — the pending frame. In place, with `copied` false only its headers are in
-   * buf: its payload lies where the spans the caller has just put in the span table say.
+   * (coalescible()) — the pending frame, whose later parts are copied behind it. In place, with
+   * `copied` false, only its headers are in buf: its payload lies where the spans the caller has
+   * just put in the span table say, and so will its later parts' (a run in place).
    */
   start(len: number, at: number, frameSum: number, partial: boolean, copied = true): void {
     this.length = len;
-    this.firstCopied = copied || !this.inPlace;
+    this.runInPlace = this.inPlace && !copied;
     this.segments = 1;
     this.at = at;
     this.tcp = this.buf[12] === 0x08 ? ETH + 20 : ETH + 40;
@@ -380,11 +384,10 @@ export class TcpCoalescer {
     this.spanLengths[k] = length;
   }
 
-  /** Where the pending frame's payload stops being in buf: past the first segment (in place, the
-   *  rest is in spans), at its start (in place, all of it in spans), else its end. */
+  /** Where the pending frame's payload stops being in buf: at its start in a run in place (all of
+   *  it in spans), else at its end. */
   get copiedLength(): number {
-    if (!this.inPlace) return this.length;
-    return this.firstCopied ? this.at + this.segmentSize : this.at;
+    return this.runInPlace ? this.at : this.length;
   }
 
   /** Forgets the pending frame. */
