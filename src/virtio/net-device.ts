@@ -960,7 +960,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     this.spanStarts[0] = first;
     this.spanSums[0] = initial;
     sumFrames(g.spanViews, g.spanOffsets, g.spanLengths, this.spanStarts, this.spanSums, 1, end);
-    return this.spanSums[0]!;
+    return this.spanSums[0];
   }
 
   /** Counts a frame that joined the pending run. */
