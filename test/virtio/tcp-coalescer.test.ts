@@ -511,76 +511,49 @@ for (const inPlace of [false, true]) {
     t.equal(dev.stats.txFailed, 0);
   });
 
-  t.test(`random runs: whatever joins, the sink gets the same bytes, each segment valid${mode}`, async (t) => {
-    const { dev, seen, fe } = setup(t, { payloadsInPlace: inPlace });
-    const txq = (await fe.handshake())[1]!;
-    const rand = randomFrom(12345);
-    let left = 0;
-    const data = bytes(400 * 1448, 9);
-    for (let round = 0; round < 20; round++) {
-      seen.length = 0;
-      const frames: Uint8Array[] = [];
-      const sent: { seq: number; payload: Uint8Array }[] = [];
-      let at = 0;
-      const size = 200 + rand(1300);
-      const n = 1 + rand(40);
-      for (let i = 0; i < n && at + size <= data.length; i++) {
-        const len = rand(8) === 0 ? 1 + rand(size) : size;
-        const v6 = round % 2 === 1;
-        const f = v6
-          ? seg6(data, at, len, rand(10) === 0 ? ACK | PSH : ACK)
-          : seg(data, at, len, { flags: rand(10) === 0 ? ACK | PSH : ACK, tsVal: rand(6) === 0 ? 2 : 1 });
-        frames.push(f);
-        sent.push({ seq: (SEQ + at) >>> 0, payload: data.subarray(at, at + len) });
-        at += len;
+  for (const layouts of [false, true]) {
+    t.test(`random runs${layouts ? ' in random buffer layouts' : ''}: whatever joins, the sink gets the same bytes, each segment valid${mode}`, async (t) => {
+      const { dev, seen, fe } = setup(t, { payloadsInPlace: inPlace });
+      const txq = (await fe.handshake())[1]!;
+      const rand = randomFrom(layouts ? 4242 : 12345);
+      let left = 0;
+      const data = bytes(400 * 1448, 9);
+      for (let round = 0; round < 20; round++) {
+        seen.length = 0;
+        const frames: Uint8Array[] = [];
+        const sent: { seq: number; payload: Uint8Array }[] = [];
+        let at = 0;
+        const size = 200 + rand(1300);
+        const n = 1 + rand(40);
+        for (let i = 0; i < n && at + size <= data.length; i++) {
+          const len = rand(8) === 0 ? 1 + rand(size) : size;
+          const v6 = round % 2 === 1;
+          const f = v6
+            ? seg6(data, at, len, rand(10) === 0 ? ACK | PSH : ACK)
+            : seg(data, at, len, { flags: rand(10) === 0 ? ACK | PSH : ACK, tsVal: rand(6) === 0 ? 2 : 1 });
+          frames.push(f);
+          sent.push({ seq: (SEQ + at) >>> 0, payload: data.subarray(at, at + len) });
+          at += len;
+        }
+        await sendBatch(txq, frames, layouts ? rand : undefined);
+        const got = seen.map((s) => ({ seq: tcpOf(s.frame).seq, payload: tcpOf(s.frame).payload }));
+        const joined = (list: { seq: number; payload: Uint8Array }[]): number[] => list.flatMap((x) => [...x.payload]);
+        t.same(joined(got), joined(sent), `round ${round}: the same bytes, in order`);
+        t.ok(got.length <= sent.length);
+        // (Copied from several buffers without joining, a frame may come without a frame sum.)
+        for (const s of seen) checkFrame(t, s, `round ${round}`, layouts && (!inPlace || s.frame.length < 256));
+        left += seen.reduce((n, s) => n + s.leftInGuest, 0);
       }
-      await sendBatch(txq, frames);
-      const got = seen.map((s) => ({ seq: tcpOf(s.frame).seq, payload: tcpOf(s.frame).payload }));
-      const joined = (list: { seq: number; payload: Uint8Array }[]): number[] => list.flatMap((x) => [...x.payload]);
-      t.same(joined(got), joined(sent), `round ${round}: the same bytes, in order`);
-      t.ok(got.length <= sent.length);
-      for (const s of seen) checkFrame(t, s, `round ${round}`);
-      left += seen.reduce((n, s) => n + s.leftInGuest, 0);
-    }
-    t.ok(dev.stats.txCoalesced > 20, `segments joined (${dev.stats.txCoalesced})`);
-    t.equal(left, 0, 'frames in one buffer: copied, nothing left in guest memory');
-  });
-
-  t.test(`random runs in random buffer layouts: whatever joins, the sink gets the same bytes, each segment valid${mode}`, async (t) => {
-    const { dev, seen, fe } = setup(t, { payloadsInPlace: inPlace });
-    const txq = (await fe.handshake())[1]!;
-    const rand = randomFrom(4242);
-    let left = 0;
-    const data = bytes(400 * 1448, 9);
-    for (let round = 0; round < 20; round++) {
-      seen.length = 0;
-      const frames: Uint8Array[] = [];
-      const sent: { seq: number; payload: Uint8Array }[] = [];
-      let at = 0;
-      const size = 200 + rand(1300);
-      const n = 1 + rand(40);
-      for (let i = 0; i < n && at + size <= data.length; i++) {
-        const len = rand(8) === 0 ? 1 + rand(size) : size;
-        const v6 = round % 2 === 1;
-        const f = v6
-          ? seg6(data, at, len, rand(10) === 0 ? ACK | PSH : ACK)
-          : seg(data, at, len, { flags: rand(10) === 0 ? ACK | PSH : ACK, tsVal: rand(6) === 0 ? 2 : 1 });
-        frames.push(f);
-        sent.push({ seq: (SEQ + at) >>> 0, payload: data.subarray(at, at + len) });
-        at += len;
+      if (!layouts) {
+        t.ok(dev.stats.txCoalesced > 20, `segments joined (${dev.stats.txCoalesced})`);
+        t.equal(left, 0, 'frames in one buffer: copied, nothing left in guest memory');
+      } else {
+        t.ok(dev.stats.txCoalesced > (inPlace ? 20 : 5), `segments joined (${dev.stats.txCoalesced})`);
+        if (inPlace) t.ok(left > 0, `in place, runs that start in several buffers left there (${left} spans)`);
+        else t.equal(left, 0, 'nothing left in guest memory');
       }
-      await sendBatch(txq, frames, rand);
-      const got = seen.map((s) => ({ seq: tcpOf(s.frame).seq, payload: tcpOf(s.frame).payload }));
-      const joined = (list: { seq: number; payload: Uint8Array }[]): number[] => list.flatMap((x) => [...x.payload]);
-      t.same(joined(got), joined(sent), `round ${round}: the same bytes, in order`);
-      t.ok(got.length <= sent.length);
-      for (const s of seen) checkFrame(t, s, `round ${round}`, !inPlace || s.frame.length < 256);
-      left += seen.reduce((n, s) => n + s.leftInGuest, 0);
-    }
-    t.ok(dev.stats.txCoalesced > (inPlace ? 20 : 5), `segments joined (${dev.stats.txCoalesced})`);
-    if (inPlace) t.ok(left >= dev.stats.txCoalesced, `in place, each joined part left in guest memory (${left} spans)`);
-    else t.equal(left, 0, 'nothing left in guest memory');
-  });
+    });
+  }
 
   t.test(`random runs with damaged frames: a damaged frame reaches the sink alone and as sent, the others whole${mode}`, async (t) => {
     const { dev, seen, fe } = setup(t, { payloadsInPlace: inPlace });
