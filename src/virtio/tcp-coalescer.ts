@@ -138,9 +138,8 @@ export class TcpCoalescer {
   /** A segment with PSH, or a short one, joined: the run is over. */
   private closed = false;
   /**
-   * In place: where the payload of each segment joined to the pending frame lies (guest memory,
-   * views[i][offsets[i], +lengths[i]) for i < spanCount), in order; its place in buf, from the first
-   * segment's end on, is not written.
+   * A run in place: where its payload lies (guest memory, views[i][offsets[i], +lengths[i]) for
+   * i < spanCount), in order; its place in buf, from the payload's start on, is not written.
    */
   readonly spanViews: Uint8Array[] = [];
   readonly spanOffsets = new Float64Array(RUN_SPANS);
@@ -160,8 +159,8 @@ export class TcpCoalescer {
   private ipFixed = 0;
   private tcpFixed = 0;
 
-  /** `slots`: how many merged frames may be kept by reference at once (at least 1); `inPlace`: the
-   *  payload of segments that join stays in guest memory (see above). */
+  /** `slots`: how many merged frames may be kept by reference at once (at least 1); `inPlace`: a
+   *  run may be kept in place (see above). */
   constructor(
     slots = 1,
     readonly inPlace = false,
@@ -206,9 +205,9 @@ export class TcpCoalescer {
   /**
    * Where a frame `len` bytes long that continues the pending one has its payload: the pending
    * frame's payload offset, when one is pending, its run still open and the frame's payload fits
-   * behind it (and, in place, a span is left for it); else 0. The device then copies the frame's
-   * first bytes that far to `head` and the rest to buf[length, …) (in place: only sums the rest)
-   * in one call, before match() and join() look at them.
+   * behind it (and, in a run in place, a span is left for it); else 0. The device then copies the
+   * frame's first bytes that far to `head` and the rest to buf[length, …) (in a run in place: only
+   * sums the rest) in one call, before match() and join() look at them.
    */
   continuesAt(len: number): number {
     if (this.length === 0 || this.closed || len <= this.at || this.length + len - this.at > this.buf.length) return 0;
@@ -293,8 +292,8 @@ export class TcpCoalescer {
 
   /**
    * Joins the frame match() accepted, whose payload the device has copied to buf[length, +n)
-   * summing it (`sum`), or in place only summed where it lies (the device then says where:
-   * joinedAt()); `head` holds its headers. False when a checksum of its, or (on the first join)
+   * summing it (`sum`), or in a run in place only summed where it lies (the device then puts its
+   * spans in the table: joinedAt()); `head` holds its headers. False when a checksum of its, or (on the first join)
    * of the pending frame's, does not verify: nothing joined; the caller hands the pending frame
    * on as it is, and this one after it.
    */
@@ -374,8 +373,8 @@ export class TcpCoalescer {
     return sum16(b, ETH, this.at - ETH, this.payloadSum);
   }
 
-  /** In place: the payload of the segment that just joined is view[offset, +length) (continuesAt
-   *  left room for its span). The caller keeps that memory as it is until the merged frame is
+  /** A run in place: the payload of the segment that just joined is view[offset, +length)
+   *  (continuesAt left room for its span). The caller keeps that memory as it is until the merged frame is
    *  written or loaded (FramePayload). */
   joinedAt(view: Uint8Array, offset: number, length: number): void {
     const k = this.spanCount++;
