@@ -304,9 +304,10 @@ napi_value SumFrames(napi_env env, napi_callback_info cbinfo) {
 // call ~15: the two calls cost ~230 ns a frame, more than copying and summing its 1448 bytes).
 // Copies the first headLength bytes of src[srcOffset, +length) to work[headAt, …) and the rest to
 // work[dstAt, …) (with a dstAt of -1 nowhere: the rest is summed where it lies), and stores the
-// sum16 of the rest from sumFrom on (folded, not complemented) in the sum field. First it asks for the cache lines of src[prefetchOffset, +prefetchLength) (the
-// next frame: a hint, clipped to src; nothing when the length is 0). Throws on a number that is
-// not an integer within its array, a range that overlaps the block or another range.
+// sum16 of the rest from sumFrom on (folded, not complemented) in the sum field. First it asks
+// for the cache lines of src[prefetchOffset, +prefetchLength) (the next frame: a hint, clipped to
+// src; nothing when the length is 0). Throws on a number that is not an integer within its array,
+// a range that overlaps the block or another range.
 constexpr size_t kCopyJobFields = 9;
 constexpr size_t kCopyJobBytes = kCopyJobFields * 8;
 enum CopyJobField : size_t { kSrcOffset, kLength, kHeadAt, kHeadLength, kDstAt, kSumFrom, kPrefetchOffset, kPrefetchLength, kSum };
