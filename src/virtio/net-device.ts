@@ -186,6 +186,15 @@ function tcpPayloadAt(frame: Uint8Array, have: number, len: number): number {
   return at;
 }
 
+/** Copies a payload's spans into its place in its frame (FramePayload.load()). */
+function gatherSpans(p: FramePayload): void {
+  let at = p.at;
+  for (let i = 0; i < p.count; i++) {
+    copyBytes(p.frame, at, p.views[i]!, p.offsets[i]!, p.lengths[i]!);
+    at += p.lengths[i]!;
+  }
+}
+
 /** FramePayload for the TX path: reset per frame, loaded into the device's scratch on demand. */
 class TxPayload implements FramePayload {
   at = 0;
@@ -213,21 +222,17 @@ class TxPayload implements FramePayload {
 
   load(): void {
     if (this.loaded) return;
-    let at = this.at;
-    for (let i = 0; i < this.count; i++) {
-      copyBytes(this.frame, at, this.views[i]!, this.offsets[i]!, this.lengths[i]!);
-      at += this.lengths[i]!;
-    }
+    gatherSpans(this);
     this.loaded = true;
   }
 }
 
 /**
- * FramePayload of a segment the coalescer joined: its first part already in the frame (the
- * device's own buffer, which it does not reuse before releasePayloads: TcpCoalescer hold()), the
- * parts that joined it in the frame too, or, in place, still in the guest's buffers (which go back
- * only after releasePayloads) until load(). Kept by reference, the TCP NAT writes the batch's joined
- * segments with one writev, not through its connection's receive buffer.
+ * FramePayload of a segment the coalescer joined: in the frame (the device's own buffer, which it
+ * does not reuse before releasePayloads: TcpCoalescer hold()), or, for a run kept in place, in the
+ * guest's buffers (which go back only after releasePayloads) until load(). Kept by reference, the
+ * TCP NAT writes the batch's joined segments with one writev, not through its connection's
+ * receive buffer.
  */
 class JoinedPayload implements FramePayload {
   frame: Uint8Array = new Uint8Array(0);
@@ -236,45 +241,37 @@ class JoinedPayload implements FramePayload {
   count = 1;
   loaded = true;
   kept = false;
-  readonly views: Uint8Array[] = new Array<Uint8Array>(RUN_SPANS + 1).fill(new Uint8Array(0));
-  readonly offsets = new Float64Array(RUN_SPANS + 1);
-  readonly lengths = new Uint32Array(RUN_SPANS + 1);
-  /** Spans already in the frame (its first part, copied: 0 or 1), and where the rest goes. */
-  private inFrame = 0;
-  private loadAt = 0;
+  readonly views: Uint8Array[] = new Array<Uint8Array>(RUN_SPANS).fill(new Uint8Array(0));
+  readonly offsets = new Float64Array(RUN_SPANS);
+  readonly lengths = new Uint32Array(RUN_SPANS);
 
   /** The coalescer's pending frame, `frame` (a view of its arena). */
   set(g: TcpCoalescer, frame: Uint8Array): void {
     const at = g.payloadAt;
-    const copied = g.copiedLength - at;
     this.frame = frame;
     this.at = at;
     this.length = frame.length - at;
-    this.loadAt = at + copied;
-    this.inFrame = copied > 0 ? 1 : 0;
-    if (copied > 0) {
+    this.kept = false;
+    this.loaded = !g.runInPlace;
+    if (this.loaded) {
       this.views[0] = g.arena;
       this.offsets[0] = frame.byteOffset - g.arena.byteOffset + at;
-      this.lengths[0] = copied;
+      this.lengths[0] = this.length;
+      this.count = 1;
+      return;
     }
     const n = g.spanCount;
     for (let i = 0; i < n; i++) {
-      this.views[this.inFrame + i] = g.spanViews[i]!;
-      this.offsets[this.inFrame + i] = g.spanOffsets[i]!;
-      this.lengths[this.inFrame + i] = g.spanLengths[i]!;
+      this.views[i] = g.spanViews[i]!;
+      this.offsets[i] = g.spanOffsets[i]!;
+      this.lengths[i] = g.spanLengths[i]!;
     }
-    this.count = this.inFrame + n;
-    this.loaded = n === 0;
-    this.kept = false;
+    this.count = n;
   }
 
   load(): void {
     if (this.loaded) return;
-    let at = this.loadAt;
-    for (let i = this.inFrame; i < this.count; i++) {
-      copyBytes(this.frame, at, this.views[i]!, this.offsets[i]!, this.lengths[i]!);
-      at += this.lengths[i]!;
-    }
+    gatherSpans(this);
     this.loaded = true;
   }
 }
@@ -854,7 +851,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     if (seg < 0) return g.inPlace && this.coalesceScattered(g, chain, len);
     const src = chain.bytes[seg]!;
     const job = g.job;
-    job[CopyJobField.srcOffset] = chain.offset[seg]! + (seg === 0 ? NET_HDR_LEN : 0);
+    job[CopyJobField.srcOffset] = this.frameOffset(chain, seg);
     job[CopyJobField.length] = len;
     this.prefetchNext(src, job);
     // NEEDS_CSUM: a partial TCP checksum, trusted (nothing summed), joined only where it says the
@@ -991,7 +988,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     }
     const src = chain.bytes[seg]!;
     const job = g.job;
-    job[CopyJobField.srcOffset] = chain.offset[seg]! + (seg === 0 ? NET_HDR_LEN : 0);
+    job[CopyJobField.srcOffset] = this.frameOffset(chain, seg);
     job[CopyJobField.length] = at;
     job[CopyJobField.headLength] = at;
     job[CopyJobField.dstAt] = SUM_IN_PLACE;
@@ -1011,9 +1008,10 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const p = this.joinedPayload;
     p.set(g, frame);
     const partial = g.partial;
+    const csumStart = partial ? g.tcpAt : 0;
     g.clear();
     this.meta.payload = this.opts.payloadsInPlace === true ? p : undefined;
-    this.deliver(frame, frameSum, partial, partial ? g.tcpAt : 0, partial ? 16 : 0);
+    this.deliver(frame, frameSum, partial, csumStart, partial ? 16 : 0);
     if (p.kept && !g.hold()) this.releaseHeld(); // every slot held: written now, mid-slice
   }
 
@@ -1037,7 +1035,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       chain.read(NET_HDR_LEN, this.scratch, 0, len);
       return -1;
     }
-    return copySum(chain.bytes[seg]!, chain.offset[seg]! + (seg === 0 ? NET_HDR_LEN : 0), len, this.scratch, 0, ETHERNET_HEADER_LEN);
+    return copySum(chain.bytes[seg]!, this.frameOffset(chain, seg), len, this.scratch, 0, ETHERNET_HEADER_LEN);
   }
 
   /** The readable segment that holds the frame's first `len` bytes (after the virtio-net header;
@@ -1047,6 +1045,11 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     if (chain.firstWritable >= 1 && chain.length[0]! >= NET_HDR_LEN + len) return 0;
     if (chain.firstWritable >= 2 && chain.length[0] === NET_HDR_LEN && chain.length[1]! >= len) return 1;
     return -1;
+  }
+
+  /** Where the frame starts in the segment frameSegment() found. */
+  private frameOffset(chain: DescriptorChain, seg: number): number {
+    return chain.offset[seg]! + (seg === 0 ? NET_HDR_LEN : 0);
   }
 
   /**

@@ -383,12 +383,6 @@ export class TcpCoalescer {
     this.spanLengths[k] = length;
   }
 
-  /** Where the pending frame's payload stops being in buf: at its start in a run in place (all of
-   *  it in spans), else at its end. */
-  get copiedLength(): number {
-    return this.runInPlace ? this.at : this.length;
-  }
-
   /** Forgets the pending frame. */
   clear(): void {
     this.length = 0;

@@ -152,9 +152,8 @@ function whole(x: number, max: number): boolean {
  * A guest frame copied (and summed) into `work` as the job in its first COPY_JOB_BYTES says
  * (CopyJobField; `job` is the caller's Float64Array over them): its headers to one place, its
  * payload to another (or nowhere: SUM_IN_PLACE), the sum of the payload's bytes from sumFrom on
- * left in job[sum]. With the
- * addon one call, and no number passed as an argument: the frame path of the TCP coalescer, where
- * a call's arguments cost more than the copy. Throws RangeError on a range outside its array or
+ * left in job[sum]. With the addon one call, and no number passed as an argument: the frame path
+ * of the TCP coalescer, where a call's arguments cost more than the copy. Throws RangeError on a range outside its array or
  * overlapping the block or another range.
  */
 export function copyJob(src: Uint8Array, work: Uint8Array, job: Float64Array): void {
@@ -186,7 +185,7 @@ export function copyJob(src: Uint8Array, work: Uint8Array, job: Float64Array): v
   )
     throw new RangeError('copyJob: offsets and lengths must be integers within the arrays, clear of the job block and of each other');
   copyBytes(work, h, src, off, headLen);
-  job[CopyJobField.sum] = copied === 0 ? sum16(src, off + headLen + from, rest - from) : copySum(src, off + headLen, rest, work, d, from);
+  job[CopyJobField.sum] = d === SUM_IN_PLACE ? sum16(src, off + headLen + from, rest - from) : copySum(src, off + headLen, rest, work, d, from);
 }
 
 /**
