@@ -484,7 +484,9 @@ export class ChainsRunner implements Runner<ChainsBatch> {
     const [rx, tx] = c.rings;
     // A hostile RX chain lets vunet write a frame anywhere the guest points it, the TX rings
     // included: such a batch is not checked against the TX used ring, and RX starts over after it.
-    const rxTouched = batch.ops.some((o) => o.op === 'avail' && o.q === 0);
+    // So does a jump of RX's avail index: vunet reads that index only when it has a frame for the
+    // guest, maybe batches later, and the break it then finds belongs to this batch.
+    const rxTouched = batch.ops.some((o) => (o.op === 'avail' || o.op === 'jump') && o.q === 0);
     // Jumps that add up to a small step forward publish slots this batch never wrote: the device
     // rightly returns whatever heads those held.
     const txJumped = batch.ops.some((o) => o.op === 'jump' && o.q === 1);
