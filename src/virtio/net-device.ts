@@ -83,10 +83,6 @@ export interface NetDeviceStats {
   /** TX batches taken by polling the queue, not on a kick (the guest sending in bulk: see
    *  processTx). */
   txPolls: number;
-  /** Polls that found the TX ring half full or more of a guest that had taken no TX interrupt
-   *  for a second (a poll-mode driver, which drops what does not fit): kicks came back on for
-   *  TX_POLL_BACKOFF_MS (see txPoll). */
-  txPollsOverrun: number;
   /** Guest TCP segments joined to the one before them (see tcp-coalescer.ts). */
   txCoalesced: number;
 }
@@ -293,11 +289,8 @@ const TX_PREFETCH_BYTES = 2048;
 const TX_POLL_RATE = 32 * 1024;
 /** ...and are this large on average: data, MTU-sized segments or TSO ones, not ACKs. */
 const TX_POLL_FRAME = 1024;
-/** A poll that finds the TX ring half full of a guest that has taken no TX interrupt for this
- *  long (ms) turns polling off for as long; each time again, for twice as long as the time
- *  before, up to TX_POLL_BACKOFF_MAX_MS (until the queue starts again). */
-const TX_POLL_BACKOFF_MS = 1000;
-const TX_POLL_BACKOFF_MAX_MS = 64_000;
+/** ...and the guest has taken a TX interrupt this recently (ms): it waits for completions. */
+const TX_CALL_RECENT_MS = 1000;
 
 /** How often (in frames) a TX slice looks at the clock. */
 const SLICE_CHECK_FRAMES = 32;
@@ -341,7 +334,6 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     txFailed: 0,
     txSlices: 0,
     txPolls: 0,
-    txPollsOverrun: 0,
     txCoalesced: 0,
   };
   sink: FrameSink | undefined;
@@ -469,12 +461,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private readonly timer: (fn: () => void, ms: number) => { refresh(): unknown };
   /** When the last TX batch that had frames began (ms), for the guest's sending rate. */
   private txLastBatch = -Infinity;
-  /** No TX polling before this (ms): a poll found the ring half full (see txPoll); and how long
-   *  the next such poll turns it off. */
-  private txPollOffUntil = -Infinity;
-  private txPollBackoff = TX_POLL_BACKOFF_MS;
-  /** The TX queue's calls as last seen, and when they were seen to grow (ms): a guest that has
-   *  taken no TX interrupt for TX_POLL_BACKOFF_MS polls its ring (see txPoll). */
+  /** The TX queue's calls as last seen, and when they were seen to grow (ms): whether the guest
+   *  takes TX interrupts (see processTx). */
   private txCallsSeen = 0;
   private txCallAt = -Infinity;
 
@@ -537,8 +525,6 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       this.tx = q;
       this.txPolling = false;
       this.txLastBatch = -Infinity;
-      this.txPollOffUntil = -Infinity;
-      this.txPollBackoff = TX_POLL_BACKOFF_MS;
       this.txCallsSeen = q.stats.calls;
       this.txCallAt = -Infinity;
     }
@@ -638,37 +624,23 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     this.rxKicked();
   };
 
-  /**
-   * The poll timer fired: the batch the guest queued since the last one (see processTx). A guest
-   * that filled half its ring meanwhile may fill it whole before a timer that fires late (Node's
-   * timers do, under load). A driver that takes TX interrupts (Linux's) then stops its queue
-   * until the completions each poll publishes; one that has taken none for a while polls its
-   * ring (DPDK's), and drops what does not fit. That one is served on kicks again, for a second,
-   * then two, four... (TX_POLL_BACKOFF_MS): they bring many frames each anyway.
-   */
+  /** The poll timer fired: the batch the guest queued since the last one (see processTx). */
   private readonly txPoll = (): void => {
     this.txPollArmed = false;
     const q = this.tx;
     if (q === undefined || !this.txPolling) return;
     this.stats.txPolls++;
-    const now = this.now();
-    if (2 * q.availableCount() >= q.size && !this.takesTxInterrupts(q, now)) {
-      this.stats.txPollsOverrun++;
-      this.txPolling = false;
-      this.txPollOffUntil = now + this.txPollBackoff;
-      this.txPollBackoff = Math.min(2 * this.txPollBackoff, TX_POLL_BACKOFF_MAX_MS);
-    }
     this.processTx(q);
   };
 
   /** Whether the guest took a TX interrupt (a call on its TX queue) in the last
-   *  TX_POLL_BACKOFF_MS; looked at on every TX batch, so that a call is seen when it comes. */
+   *  TX_CALL_RECENT_MS, looked at as each TX batch starts. */
   private takesTxInterrupts(q: VirtQueue, now: number): boolean {
     if (q.stats.calls !== this.txCallsSeen) {
       this.txCallsSeen = q.stats.calls;
       this.txCallAt = now;
     }
-    return now - this.txCallAt <= TX_POLL_BACKOFF_MS;
+    return now - this.txCallAt <= TX_CALL_RECENT_MS;
   }
 
   /** The rest of a sliced TX batch (made once: a closure per slice would be garbage per slice). */
@@ -708,17 +680,22 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    * txPollMs later; the guest gets the batch's completions at once, and queues its next frames
    * meanwhile. Polls go on while batches come at that rate, whatever their frames' size (a
    * sender's small ones, ACKs and the ends of its writes, come between the others); the first
-   * batch that comes slower turns kicks back on (taking what came as it did), and so does a
-   * poll that finds the ring half full of a guest that takes no TX interrupts (txPoll). Frames
-   * wait at most txPollMs longer, and only in bulk transfers; small frames (ACKs, requests and
-   * answers, pings) never get there.
+   * batch that comes slower turns kicks back on (taking what came as it did). Frames wait at
+   * most txPollMs longer, and only in bulk transfers; small frames (ACKs, requests and answers,
+   * pings) never get there.
+   *
+   * Only a guest that takes TX interrupts is polled (TX_CALL_RECENT_MS): its ring may fill
+   * before a poll (Node's timers fire late under load), and a driver that takes interrupts
+   * (Linux's) then stops its queue until the completions the next poll publishes. One that takes
+   * none polls its own ring (DPDK's): it gains no interrupts from polling, and drops what does
+   * not fit.
    */
   private processTx(q: VirtQueue): void {
     if (this.txContinues) return; // the scheduled slice will see these buffers
     let chain = this.txChain;
     let next = this.txNext;
     const start = this.now();
-    this.takesTxInterrupts(q, start);
+    const waits = this.takesTxInterrupts(q, start);
     this.opts.onBatchStart?.();
     let frames = 0;
     let bytes = 0;
@@ -764,7 +741,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       // Bulk (see above): kicks stay off, the poll timer takes the next batch.
       if (
         this.txPollMs > 0 &&
-        (this.txPolling || (bytes >= TX_POLL_FRAME * frames && start >= this.txPollOffUntil)) &&
+        waits &&
+        (this.txPolling || bytes >= TX_POLL_FRAME * frames) &&
         bytes >= TX_POLL_RATE * Math.max(start - this.txLastBatch, this.txPollMs)
       ) {
         poll = true;
