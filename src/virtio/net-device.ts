@@ -839,9 +839,17 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   /** Hands the guest frame whose virtio-net header is this.header (its private copy) to the sink;
    *  with NEEDS_CSUM the checksum's place comes from that header. */
   private deliverAsSent(frame: Uint8Array, frameSum: number): void {
-    const h = this.header;
-    if ((h[0]! & NET_HDR_F_NEEDS_CSUM) === 0) this.deliver(frame, frameSum, false, 0, 0);
-    else this.deliver(frame, frameSum, true, h[6]! | (h[7]! << 8), h[8]! | (h[9]! << 8));
+    if ((this.header[0]! & NET_HDR_F_NEEDS_CSUM) === 0) this.deliver(frame, frameSum, false, 0, 0);
+    else this.deliver(frame, frameSum, true, this.csumStart, this.csumOffset);
+  }
+
+  /** NEEDS_CSUM's csum_start and csum_offset in this.header (little-endian). */
+  private get csumStart(): number {
+    return this.header[6]! | (this.header[7]! << 8);
+  }
+
+  private get csumOffset(): number {
+    return this.header[8]! | (this.header[9]! << 8);
   }
 
   /** Hands a guest frame (a private copy) to the sink; with `partial` its transport checksum is
@@ -865,13 +873,13 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   }
 
   /**
-   * A frame without segmentation offload that may be a TCP segment to join (tcp-coalescer.ts): while
-   * a run is open, its headers are copied and its payload summed (in place, where it lies; else as
-   * it is copied straight behind the pending payload; with NEEDS_CSUM not at all), and it joins if
-   * its headers say it continues the run. Any other is copied whole into the coalescer, after what
-   * was pending goes to the sink: a segment that may start a run stays there; the rest goes to the
-   * sink from that copy. False (nothing done) for a frame in several buffers when payload is not
-   * kept in place: the caller copies it.
+   * A frame without segmentation offload that may be a TCP segment to join (tcp-coalescer.ts):
+   * while a run is open, its headers are copied and its payload summed (in place, where it lies;
+   * else as it is copied straight behind the pending payload; with NEEDS_CSUM not at all), and it
+   * joins if its headers say it continues the run. Any other is copied whole into the coalescer,
+   * after what was pending goes to the sink: a segment that may start a run stays there; the rest
+   * goes to the sink from that copy. False (nothing done) for a frame in several buffers when
+   * payload is not kept in place: the caller copies it.
    */
   private coalesce(g: TcpCoalescer, chain: DescriptorChain, len: number): boolean {
     const seg = this.frameSegment(chain, len);
@@ -998,8 +1006,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   /** Whether the partial checksum this.header asks for (NEEDS_CSUM) is the TCP one of the segment
    *  whose headers are `head` (see partialOverTcp). */
   private partialOverTcp(head: Uint8Array): boolean {
-    const h = this.header;
-    return partialOverTcp(head, h[6]! | (h[7]! << 8), h[8]! | (h[9]! << 8));
+    return partialOverTcp(head, this.csumStart, this.csumOffset);
   }
 
   /**

@@ -24,18 +24,19 @@
 //
 // Segments whose TCP checksum the guest left partial (virtio NEEDS_CSUM over the TCP checksum
 // field: a guest with checksum offload but no TSO, whose kernel cuts its segments itself) join
-// too, in runs of their own: their TCP checksum is trusted, as it is alone (RxMeta.checksumPartial),
-// so only the IPv4 header's is verified; the merged segment's TCP checksum field holds the
-// pseudo-header sum of its new length, as a partial checksum does, and it goes on partial.
+// too, in runs of their own: their TCP checksum is trusted, as it is alone
+// (RxMeta.checksumPartial), so only the IPv4 header's is verified; the merged segment's TCP
+// checksum field holds the pseudo-header sum of its new length, as a partial checksum does, and
+// it goes on partial.
 //
-// The coalescer only decides and keeps the merged frame; the device copies each frame's headers out
-// of guest memory first (match() reads only that copy) and the payload straight to its place here.
-// Or, in place (`inPlace`, for a device whose consumer keeps payload by reference; a run that starts
-// with a frame in several buffers, as a Linux guest lays them out): only the headers of the run's
-// first segment are copied, and each segment's payload is a span of guest memory (spans), summed
-// where it lies, its place in the merged frame left for FramePayload.load(). (A frame in one
-// buffer starts a run that is copied: copying it costs little more than summing it, and its
-// payload is then one span, where the host socket's writev takes each span at a cost.)
+// The coalescer only decides and keeps the merged frame; the device copies each frame's headers
+// out of guest memory first (match() reads only that copy) and the payload straight to its place
+// here. Or, in place (`inPlace`, for a device whose consumer keeps payload by reference; a run
+// that starts with a frame in several buffers, as a Linux guest lays them out): only the headers
+// of the run's first segment are copied, and each segment's payload is a span of guest memory
+// (spans), summed where it lies, its place in the merged frame left for FramePayload.load(). (A
+// frame in one buffer starts a run that is copied: copying it costs little more than summing it,
+// and its payload is then one span, where the host socket's writev takes each span at a cost.)
 // A guest that rewrites such a payload after it was summed changes only what its own connection
 // carries, as it may with any NEEDS_CSUM segment: the headers every decision rests on are copies.
 import { COPY_JOB_BYTES, CopyJobField, foldSum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16 } from '../wire/checksum.js';
@@ -293,9 +294,9 @@ export class TcpCoalescer {
   /**
    * Joins the frame match() accepted, whose payload the device has copied to buf[length, +n)
    * summing it (`sum`), or in a run in place only summed where it lies (the device then puts its
-   * spans in the table: joinedAt()); `head` holds its headers. False when a checksum of its, or (on the first join)
-   * of the pending frame's, does not verify: nothing joined; the caller hands the pending frame
-   * on as it is, and this one after it.
+   * spans in the table: joinedAt()); `head` holds its headers. False when a checksum of its, or
+   * (on the first join) of the pending frame's, does not verify: nothing joined; the caller hands
+   * the pending frame on as it is, and this one after it.
    */
   join(len: number, sum: number): boolean {
     const at = this.at;
@@ -374,8 +375,8 @@ export class TcpCoalescer {
   }
 
   /** A run in place: the payload of the segment that just joined is view[offset, +length)
-   *  (continuesAt left room for its span). The caller keeps that memory as it is until the merged frame is
-   *  written or loaded (FramePayload). */
+   *  (continuesAt left room for its span). The caller keeps that memory as it is until the merged
+   *  frame is written or loaded (FramePayload). */
   joinedAt(view: Uint8Array, offset: number, length: number): void {
     const k = this.spanCount++;
     this.spanViews[k] = view;

@@ -153,8 +153,8 @@ function whole(x: number, max: number): boolean {
  * (CopyJobField; `job` is the caller's Float64Array over them): its headers to one place, its
  * payload to another (or nowhere: SUM_IN_PLACE), the sum of the payload's bytes from sumFrom on
  * left in job[sum]. With the addon one call, and no number passed as an argument: the frame path
- * of the TCP coalescer, where a call's arguments cost more than the copy. Throws RangeError on a range outside its array or
- * overlapping the block or another range.
+ * of the TCP coalescer, where a call's arguments cost more than the copy. Throws RangeError on a
+ * range outside its array or overlapping the block or another range.
  */
 export function copyJob(src: Uint8Array, work: Uint8Array, job: Float64Array): void {
   if (nativeCopyJob !== undefined) {
