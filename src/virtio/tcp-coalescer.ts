@@ -13,15 +13,8 @@
 // - Its segment: ACK set; none of SYN, FIN, RST, URG, CWR; payload not empty.
 // - With the pending segment: the same link header, the same IP header but for the IPv4 identity,
 //   lengths and checksum; the same TCP header but for the sequence number, which continues the
-//   pending one, the checksum, PSH and the timestamps; a payload no longer than the first
-//   segment's, and the whole within one IP packet (GSO_MAX_PACKET).
-// - Timestamps (RFC 7323), where the option leads the TCP options as NOP, NOP, TS (the layout of
-//   Linux and the BSDs): TSval and TSecr may each stay or advance from part to part, never go
-//   back. GRO joins no change of either: a router must forward what it received. vunet terminates
-//   the connection, as Linux's LRO did (inet_lro.c), which took them the same way; a sender's
-//   TSval ticks every millisecond, and at 1 Gbit/s that ended a run every ~90 frames. The merged
-//   segment carries the first part's TSval, which is what RFC 7323 §4.3 has an ACK of several
-//   segments echo (the earliest), and the last part's TSecr (the freshest echo, for RTTM).
+//   pending one, the checksum and PSH; a payload no longer than the first segment's, and the whole
+//   within one IP packet (GSO_MAX_PACKET).
 // - Both checksums of every segment verify (the IPv4 header's, and the TCP one from the sum of its
 //   payload the device took): a segment that fails joins nothing and goes to the stack alone,
 //   which drops it.
@@ -48,7 +41,7 @@
 // carries, as it may with any NEEDS_CSUM segment: the headers every decision rests on are copies.
 import { COPY_JOB_BYTES, CopyJobField, foldSum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16 } from '../wire/checksum.js';
 import { GSO_MAX_PACKET } from '../iface/link.js';
-import { TcpFlags, TcpOptionKind } from '../wire/tcp.js';
+import { TcpFlags } from '../wire/tcp.js';
 
 /** Bytes of a frame's start the device copies for match(): Ethernet, IPv6 and a TCP header with
  *  the most options (114), rounded up to whole words. */
@@ -166,12 +159,6 @@ export class TcpCoalescer {
    *  pseudo-header, less the words a later part may change (see join). */
   private ipFixed = 0;
   private tcpFixed = 0;
-  /** Where the timestamp option's TSval lies (TSecr 4 bytes on), when it leads the options as
-   *  NOP, NOP, TS; else 0 (then timestamps must repeat like any other option). */
-  private tsAt = 0;
-  /** The last part's TSval and TSecr: a part that joins carries these or later ones. */
-  private tsVal = 0;
-  private tsEcr = 0;
 
   /** `slots`: how many merged frames may be kept by reference at once (at least 1); `inPlace`: a
    *  run may be kept in place (see above). */
@@ -280,16 +267,6 @@ export class TcpCoalescer {
     this.differs(tcp + 13, PSH);
     this.differs(tcp + 16, 0xff);
     this.differs(tcp + 17, 0xff);
-    const b = this.buf;
-    this.tsAt =
-      at >= tcp + 32 && b[tcp + 20] === TcpOptionKind.NOP && b[tcp + 21] === TcpOptionKind.NOP && b[tcp + 22] === TcpOptionKind.TIMESTAMP && b[tcp + 23] === 10
-        ? tcp + 24
-        : 0;
-    if (this.tsAt > 0) {
-      for (let k = this.tsAt; k < this.tsAt + 8; k++) this.differs(k, 0xff);
-      this.tsVal = readU32(b, this.tsAt);
-      this.tsEcr = readU32(b, this.tsAt + 4);
-    }
   }
 
   /** Bits `bits` of header byte k may differ in a frame that joins (words are little-endian). */
@@ -311,10 +288,7 @@ export class TcpCoalescer {
     const b = this.bufWords;
     const same = this.same;
     for (let i = 0; i < this.words; i++) if (((h[i]! ^ b[i]!) & same[i]!) !== 0) return false;
-    if (readU32(head, this.tcp + 4) !== this.nextSeq) return false;
-    const ts = this.tsAt;
-    // Timestamps stay or advance (modulo 2^32, as RFC 7323 compares them).
-    return ts === 0 || (((readU32(head, ts) - this.tsVal) | 0) >= 0 && ((readU32(head, ts + 4) - this.tsEcr) | 0) >= 0);
+    return readU32(head, this.tcp + 4) === this.nextSeq;
   }
 
   /**
@@ -347,9 +321,7 @@ export class TcpCoalescer {
         const payload = foldSum(this.firstSum + (~foldSum(ipSum + tcpSum) & 0xffff));
         if (foldSum(tcpSum + pseudo + (this.length - tcp) + payload) !== 0xffff) return false;
         this.payloadSum = payload;
-        this.tcpFixed = foldSum(
-          tcpSum + pseudo + notWord(b, tcp + 4) + notWord(b, tcp + 6) + notWord(b, tcp + 12) + notWord(b, tcp + 16) + this.notTimestamps(b),
-        );
+        this.tcpFixed = foldSum(tcpSum + pseudo + notWord(b, tcp + 4) + notWord(b, tcp + 6) + notWord(b, tcp + 12) + notWord(b, tcp + 16));
       }
     }
     // This part's checksums from its varying words alone (lengths, identity, sequence number,
@@ -357,8 +329,7 @@ export class TcpCoalescer {
     const h = this.head;
     if (v4 && foldSum(this.ipFixed + word(h, ETH + 2) + word(h, ETH + 4) + word(h, ETH + 10)) !== 0xffff) return false;
     if (!this.partial) {
-      const parts = word(h, tcp + 4) + word(h, tcp + 6) + word(h, tcp + 12) + word(h, tcp + 16) + this.timestamps(h);
-      if (foldSum(this.tcpFixed + parts + (len - tcp) + sum) !== 0xffff) return false;
+      if (foldSum(this.tcpFixed + word(h, tcp + 4) + word(h, tcp + 6) + word(h, tcp + 12) + word(h, tcp + 16) + (len - tcp) + sum) !== 0xffff) return false;
       // A part at an odd offset of the payload adds its sum byte-swapped (RFC 1071 §2(B)).
       const place = this.length - at;
       this.payloadSum = foldSum(this.payloadSum + ((place & 1) !== 0 ? ((sum & 0xff) << 8) | (sum >> 8) : sum));
@@ -366,10 +337,6 @@ export class TcpCoalescer {
     this.length += n;
     this.segments++;
     this.nextSeq = (this.nextSeq + n) >>> 0;
-    if (this.tsAt > 0) {
-      this.tsVal = readU32(h, this.tsAt);
-      this.tsEcr = readU32(h, this.tsAt + 4);
-    }
     const psh = (h[tcp + 13]! & PSH) !== 0;
     this.psh ||= psh;
     if (psh || n < this.segmentSize) this.closed = true;
@@ -395,7 +362,6 @@ export class TcpCoalescer {
       writeU16(b, ETH + 4, tcpLen);
     }
     if (this.psh) b[tcp + 13] = b[tcp + 13]! | PSH;
-    if (this.tsAt > 0) writeU32(b, this.tsAt + 4, this.tsEcr); // (TSval stays the first part's)
     writeU16(b, tcp + 16, 0);
     const pseudo =
       tcp === ETH + 20 ? pseudoHeaderSumV4(readU32(b, ETH + 12), readU32(b, ETH + 16), 6, tcpLen) : pseudoHeaderSumV6(b, ETH + 8, b, ETH + 24, 6, tcpLen);
@@ -406,18 +372,6 @@ export class TcpCoalescer {
     const tcpSum = sum16(b, tcp, this.at - tcp, foldSum(this.payloadSum + pseudo));
     writeU16(b, tcp + 16, ~tcpSum & 0xffff);
     return sum16(b, ETH, this.at - ETH, this.payloadSum);
-  }
-
-  /** The sum of the timestamp option's TSval and TSecr in `h` (0 without tsAt). */
-  private timestamps(h: Uint8Array): number {
-    const ts = this.tsAt;
-    return ts === 0 ? 0 : word(h, ts) + word(h, ts + 2) + word(h, ts + 4) + word(h, ts + 6);
-  }
-
-  /** The complements of the same words in `b`: added to a sum, they take them out. */
-  private notTimestamps(b: Uint8Array): number {
-    const ts = this.tsAt;
-    return ts === 0 ? 0 : notWord(b, ts) + notWord(b, ts + 2) + notWord(b, ts + 4) + notWord(b, ts + 6);
   }
 
   /** A run in place: the payload of the segment that just joined is view[offset, +length)
@@ -461,9 +415,4 @@ function notWord(b: Uint8Array, o: number): number {
 function writeU16(b: Uint8Array, o: number, v: number): void {
   b[o] = v >> 8;
   b[o + 1] = v & 0xff;
-}
-
-function writeU32(b: Uint8Array, o: number, v: number): void {
-  writeU16(b, o, v >>> 16);
-  writeU16(b, o + 2, v & 0xffff);
 }
