@@ -1,0 +1,137 @@
+// `npm run bench-tx [-- --layout one|split|linux|partial --rounds N --baseline DIR]`: what the
+// virtio-net device's TX path costs per guest frame, without the stack, the NAT or the host
+// sockets behind it (those `npm run bench` measures whole, with the noise of a guest and the
+// kernel).
+//
+// A VirtioNetDevice (payload kept in place, as vunet runs it) serves the test frontend of
+// vhost-user-ts over a unix socket and a memfd, in this process; its sink takes each frame and
+// reads nothing. A batch is 120 MTU-sized segments of one TCP connection (with timestamps), which
+// the device joins as it does a guest's; the frontend re-publishes the same chains each round
+// (their descriptors and bytes written once), and the device's processTx is timed alone. Layouts:
+// - one: the virtio-net header and the frame in one buffer (dpdk's virtio-user);
+// - split: the header in a buffer of its own, the frame in the next;
+// - linux: header and frame headers in one buffer, the payload in the next, NEEDS_CSUM (a Linux
+//   guest with checksum offload and without TSO);
+// - partial: as `one`, with NEEDS_CSUM.
+// Printed: nanoseconds per frame, the best of blocks of 100 rounds after a warm-up (the least
+// disturbed by the rest of the machine). With --baseline DIR (another checkout, built, with this
+// script) each layout runs there too, alternating, and the ratio is printed.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const LAYOUTS = ['one', 'split', 'linux', 'partial'] as const;
+type Layout = (typeof LAYOUTS)[number];
+/** Frames per batch (one kick). */
+const FRAMES = 120;
+const BLOCK = 100;
+const WARMUP_ROUNDS = 500;
+const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
+
+/** One layout, measured in this process: the best block's ns per frame. */
+async function measure(layout: Layout, rounds: number): Promise<number> {
+  // Imported here: the parent process (which only runs children) loads none of it.
+  const { VhostUserServer } = await import('vhost-user-ts');
+  const { TestFrontend } = await import('vhost-user-ts/testing');
+  const { NET_HDR_LEN, VirtioNetDevice } = await import('../src/virtio/net-device.js');
+  const { TcpOptions } = await import('../src/wire/index.js');
+  const { tcpFrame } = await import('../test/support/packets.js');
+  await import('../src/host/native.js'); // the addon's helpers, as vunet runs
+  const dev = new VirtioNetDevice({ payloadsInPlace: true, txSliceMs: 1000, txSliceFrames: 4096, txPollMs: 0 });
+  dev.sink = { receive: () => undefined };
+  const dir = mkdtempSync(join(tmpdir(), 'vunet-bench-tx-'));
+  const server = new VhostUserServer(dev);
+  server.listen(join(dir, 'sock'));
+  const fe = TestFrontend.connect(join(dir, 'sock'));
+  try {
+    const q = (await fe.handshake())[1]!;
+    await new Promise((r) => setTimeout(r, 200)); // (the backend takes the last messages)
+    const options = new TcpOptions();
+    options.timestamp = true;
+    options.tsVal = 1;
+    options.tsEcr = 2;
+    const payload = Uint8Array.from({ length: 1448 }, (_, i) => (i * 7) & 0xff);
+    const heads: number[] = [];
+    for (let i = 0; i < FRAMES; i++) {
+      const f = tcpFrame(40000, 5201, 1000 + i * 1448, 77, 0x10, payload, { options });
+      const h = new Uint8Array(NET_HDR_LEN);
+      if (layout === 'linux' || layout === 'partial') {
+        h[0] = 1; // NEEDS_CSUM over the TCP checksum
+        h[6] = 34;
+        h[8] = 16;
+      }
+      const withHeader = (bytes: Uint8Array): Uint8Array => Uint8Array.from([...h, ...bytes]);
+      if (layout === 'one' || layout === 'partial') heads.push(q.add([{ data: withHeader(f) }]));
+      else if (layout === 'split') heads.push(q.add([{ data: h }, { data: f }]));
+      else heads.push(q.add([{ data: withHeader(f.subarray(0, 66)) }, { data: f.subarray(66) }]));
+    }
+    // (Private: the device's batch handler, called as a kick would, timed alone.)
+    const d = dev as unknown as { processTx(q: unknown): void; tx: unknown };
+    let best = Infinity;
+    let block = 0;
+    for (let round = 0; round < rounds; round++) {
+      if (round > 0) for (const head of heads) q.pushAvail(head);
+      const t0 = process.hrtime.bigint();
+      d.processTx(d.tx);
+      block += Number(process.hrtime.bigint() - t0);
+      const used = q.used().length;
+      if (used !== FRAMES) throw new Error(`the device returned ${used} of ${FRAMES} chains`);
+      if ((round + 1) % BLOCK === 0) {
+        if (round >= WARMUP_ROUNDS) best = Math.min(best, block / (BLOCK * FRAMES));
+        block = 0;
+      }
+    }
+    return best;
+  } finally {
+    fe.close();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A layout measured in a child process of the checkout at `root`. */
+function child(root: string, layout: Layout, rounds: number): number {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'scripts/bench-tx.ts'), '--child', layout, '--rounds', String(rounds)], {
+    cwd: root,
+    encoding: 'utf8',
+  });
+  const ns = Number(/^ns (\S+)$/m.exec(r.stdout)?.[1]);
+  if (r.status !== 0 || !Number.isFinite(ns)) throw new Error(`bench-tx in ${root} failed: ${r.stderr.trim().split('\n').pop() ?? r.status}`);
+  return ns;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { layout: { type: 'string' }, rounds: { type: 'string' }, baseline: { type: 'string' }, child: { type: 'string' } },
+  });
+  const rounds = Number(values.rounds ?? 3000);
+  if (!Number.isInteger(rounds) || rounds < WARMUP_ROUNDS + BLOCK) throw new Error(`--rounds must be a whole number of at least ${WARMUP_ROUNDS + BLOCK}`);
+  const pick = values.child ?? values.layout;
+  if (pick !== undefined && !(LAYOUTS as readonly string[]).includes(pick)) throw new Error(`--layout must be one of ${LAYOUTS.join(', ')}`);
+  if (values.child !== undefined) {
+    console.log(`ns ${(await measure(values.child as Layout, rounds)).toFixed(1)}`);
+    return;
+  }
+  const layouts = pick !== undefined ? [pick as Layout] : LAYOUTS;
+  const baseline = values.baseline !== undefined ? resolve(values.baseline) : undefined;
+  console.log(`TX device path, ns per frame (best block of ${BLOCK} rounds of ${FRAMES} frames, ${rounds} rounds)`);
+  for (const layout of layouts) {
+    // Three runs each, alternating with the baseline: the best of each side.
+    let ours = Infinity;
+    let theirs = Infinity;
+    for (let i = 0; i < 3; i++) {
+      ours = Math.min(ours, child(ROOT, layout, rounds));
+      if (baseline !== undefined) theirs = Math.min(theirs, child(baseline, layout, rounds));
+    }
+    const ratio = baseline !== undefined ? `  baseline ${theirs.toFixed(0)}  ratio ${(ours / theirs).toFixed(2)}×` : '';
+    console.log(`${layout.padEnd(8)} ${ours.toFixed(0)}${ratio}`);
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(`bench-tx: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});
