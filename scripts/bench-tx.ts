@@ -13,11 +13,13 @@
 // - linux: header and frame headers in one buffer, the payload in the next, NEEDS_CSUM (a Linux
 //   guest with checksum offload and without TSO);
 // - partial: as `one`, with NEEDS_CSUM.
-// Printed: nanoseconds per frame, the best of blocks of 100 rounds after a warm-up (the least
-// disturbed by the rest of the machine). With --baseline DIR (another checkout, built, with this
-// script) each layout runs there too, alternating, and the ratio is printed.
+// Printed: nanoseconds per frame, the best of blocks of 100 rounds after a warm-up, best of three
+// processes: the blocks the rest of the machine left alone (a shared host has slowed one process
+// here 1.5-1.8x for tens of milliseconds to a second at a time, which a mean would count). With
+// --baseline DIR (another checkout, built; copy this script there when it predates it) each
+// layout runs there too, alternating, and the ratio is printed.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -94,6 +96,7 @@ async function measure(layout: Layout, rounds: number): Promise<number> {
 
 /** A layout measured in a child process of the checkout at `root`. */
 function child(root: string, layout: Layout, rounds: number): number {
+  if (!existsSync(join(root, 'scripts/bench-tx.ts'))) throw new Error(`${root} has no scripts/bench-tx.ts: copy this one there`);
   const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'scripts/bench-tx.ts'), '--child', layout, '--rounds', String(rounds)], {
     cwd: root,
     encoding: 'utf8',
