@@ -8,8 +8,8 @@
 //
 // A shared file must leave the process as it found it. The state files are known to touch is
 // checked between files: the addon helpers src/wire uses once src/host/native.ts has loaded
-// (useNativeCopy, useNativeSum, useNativeSumFrames, useNativeCopySum, useNativeCopyJob). (Process listeners cannot
-// be: tap adds and removes its own as tests run.)
+// (useNativeCopy, useNativeSum, useNativeSumFrames, useNativeCopySum, useNativeCopyJob,
+// useNativeJoinRun). (Process listeners cannot be: tap adds and removes its own as tests run.)
 import { register } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -17,6 +17,7 @@ import t from 'tap';
 import { ROOT, sharedFiles } from '../scripts/test-plan.mjs';
 import { useNativeCopy } from '../src/wire/bytes.js';
 import { useNativeCopyJob, useNativeCopySum, useNativeSum, useNativeSumFrames } from '../src/wire/checksum.js';
+import { useNativeJoinRun } from '../src/wire/join-run.js';
 import { runningFile } from './support/suite/tap-stand-in.js';
 
 register('./support/suite/tap-hooks.mjs', import.meta.url);
@@ -34,7 +35,9 @@ function nativeHelpers(): string[] {
   if (copySum !== undefined) installed.push('useNativeCopySum');
   const copyJob = useNativeCopyJob(undefined);
   if (copyJob !== undefined) installed.push('useNativeCopyJob');
-  return installed; // and all five removed, as in a fresh process
+  const joinRun = useNativeJoinRun(undefined);
+  if (joinRun !== undefined) installed.push('useNativeJoinRun');
+  return installed; // and all six removed, as in a fresh process
 }
 
 const only = process.env.VUNET_SUITE_FILES;

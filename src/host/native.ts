@@ -81,6 +81,8 @@ import type { FramesSum } from '../wire/checksum.js';
 import { useNativeCopyJob, useNativeCopySum, useNativeSum, useNativeSumFrames } from '../wire/checksum.js';
 import type { CutFrames } from '../wire/tcp-cut.js';
 import { useNativeCutFrames } from '../wire/tcp-cut.js';
+import type { JoinRun } from '../wire/join-run.js';
+import { useNativeJoinRun } from '../wire/join-run.js';
 
 /** Address family of a socket: 4 (AF_INET) or 6 (AF_INET6). */
 export type Family = 4 | 6;
@@ -284,6 +286,9 @@ export interface HostnetBinding {
   /** The headers of a large TCP segment's frames, written where they go (src/wire/tcp-cut.ts's
    *  cutFrames). Throws on a field, frame or sum outside its place. */
   cutFrames: CutFrames;
+  /** src/wire/join-run.ts's joinRun: a TX batch's frames that continue the TCP coalescer's run,
+   *  joined with one call. */
+  joinRun: JoinRun;
   /** The ones' complement sum of buf[offset, offset + length) in network order, folded to 16
    *  bits, not complemented (what src/wire/checksum.ts's sum16 computes). Throws on a bad range. */
   sum16: (buf: Uint8Array, offset: number, length: number) => number;
@@ -347,5 +352,7 @@ useNativeCopySum(hostnet.copySum);
 useNativeCopyJob(hostnet.copyJob);
 // The headers of the frames a large TCP segment is cut into, all of them with one call.
 useNativeCutFrames(hostnet.cutFrames);
+// The frames of a TX batch that continue a TCP run, joined with one call.
+useNativeJoinRun(hostnet.joinRun);
 // Long copies (payload into and out of TCP buffers) without a view per call.
 useNativeCopy(hostnet.copy);

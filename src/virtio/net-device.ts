@@ -23,7 +23,8 @@ import { ViewCache, copyBytes, get32, oneView, set16, set32 } from '../wire/byte
 import { CopyJobField, SUM_IN_PLACE, copyJob, copySum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16, sumFrames } from '../wire/checksum.js';
 import { ETHERNET_HEADER_LEN } from '../wire/ethernet.js';
 import { CUT_FIELDS, CutField, cutFrames } from '../wire/tcp-cut.js';
-import { COALESCE_HEAD, RUN_SPANS, TcpCoalescer, coalescible, partialOverTcp } from './tcp-coalescer.js';
+import { COALESCE_HEAD, JOIN_BATCH, JOIN_FRAME_SPANS, RUN_SPANS, TcpCoalescer, coalescible, partialOverTcp } from './tcp-coalescer.js';
+import { joinRun } from '../wire/join-run.js';
 
 /** virtio-net feature bits (virtio 1.2 §5.1.3). */
 export const NetFeature = {
@@ -350,8 +351,10 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   /** The guest takes GSO frames (GUEST_TSO4/6 negotiated). */
   private guestTso4 = false;
   private guestTso6 = false;
-  private readonly txChain = new DescriptorChain(2048);
-  private readonly txNext = new DescriptorChain(2048);
+  /** The chains of a TX batch, popped JOIN_BATCH at a time (see processTx); and the view the
+   *  frames popBatch() described for the coalescer's joinBatch() lie in, when there are any. */
+  private readonly txBatch: DescriptorChain[] = [];
+  private txBatchView: Uint8Array | undefined;
   /** The next frame of the batch, while the one before it is handled: its first bytes are asked
    *  for once (prefetchNext), with that frame's copy when they can be. */
   private txPrefetch: DescriptorChain | undefined;
@@ -479,6 +482,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     this.flushLater = new EndOfTurn(() => this.flush(), opts.inBatch);
     const inPlace = opts.payloadsInPlace === true;
     this.coalescer = opts.coalesce === false ? undefined : new TcpCoalescer(inPlace ? COALESCE_SLOTS : 1, inPlace);
+    for (let i = 0; i < JOIN_BATCH; i++) this.txBatch.push(new DescriptorChain(2048));
     const hostGso =
       opts.hostOffloads === false
         ? 0n
@@ -692,8 +696,6 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    */
   private processTx(q: VirtQueue): void {
     if (this.txContinues) return; // the scheduled slice will see these buffers
-    let chain = this.txChain;
-    let next = this.txNext;
     const start = this.now();
     const waits = this.takesTxInterrupts(q, start);
     this.opts.onBatchStart?.();
@@ -701,40 +703,58 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     let bytes = 0;
     let sliced = false;
     let poll = false;
+    let checked = 0;
+    const batch = this.txBatch;
+    const g = this.coalescer;
     outer: do {
       q.disableNotification();
-      let have = q.pop(chain);
-      while (have) {
-        bytes += chain.readableLength;
-        // The next frame is popped first and its bytes asked for as this one is copied
-        // (prefetchNext), so that they arrive while this one is handled (the guest's CPU wrote
-        // them; read cold, a frame's copy waits on every line).
-        const more = q.pop(next);
-        this.txPrefetch = more ? next : undefined;
-        const p = this.txPayload;
-        p.kept = false;
-        try {
-          this.receiveChain(chain);
-        } catch (err) {
-          // A bug in the device's own handling (the sink's are caught in deliver) costs this
-          // frame: the chain still goes back, the batch goes on, the connection stays.
-          this.frameFailed(err);
+      // The chains are popped JOIN_BATCH at a time, then handled in order; a slice ends only
+      // between such groups (nothing popped is left for the next one).
+      for (let n = this.popBatch(q); n > 0; n = this.popBatch(q)) {
+        for (let i = 0; i < n; i++) {
+          // The frames that continue the run being joined: one native call for all of them.
+          if (g !== undefined && this.txBatchView !== undefined && g.length > 0) {
+            const end = g.joinBatch(this.txBatchView, i, n);
+            for (; i < end; i++) {
+              const c = batch[i]!;
+              bytes += c.readableLength;
+              this.joinedOne(c.readableLength - NET_HDR_LEN);
+              // A run in place holds its buffers until the batch's writes (as kept payload does).
+              if (g.runInPlace) this.txHeldHeads[this.txHeld++] = c.head;
+              else q.pushUsed(c.head, 0);
+            }
+            if (i === n) break;
+          }
+          const chain = batch[i]!;
+          bytes += chain.readableLength;
+          // The next frame's bytes are asked for as this one is copied (prefetchNext), so that
+          // they arrive while this one is handled (the guest's CPU wrote them; read cold, a
+          // frame's copy waits on every line).
+          this.txPrefetch = i + 1 < n ? batch[i + 1] : undefined;
+          const p = this.txPayload;
+          p.kept = false;
+          try {
+            this.receiveChain(chain);
+          } catch (err) {
+            // A bug in the device's own handling (the sink's are caught in deliver) costs this
+            // frame: the chain still goes back, the batch goes on, the connection stays.
+            this.frameFailed(err);
+          }
+          this.txPrefetch = undefined;
+          // A chain whose payload the stack kept by reference goes back after the batch's writes.
+          if (p.kept) this.txHeldHeads[this.txHeld++] = chain.head;
+          else q.pushUsed(chain.head, 0);
+          // (A queue stopped meanwhile would leave the popped chains pointing at memory that may
+          // be gone: nothing in a frame's handling stops it, but they are not read then.)
+          if (q !== this.tx) break outer;
         }
-        this.txPrefetch = undefined;
-        // A chain whose payload the stack kept by reference goes back after the batch's writes.
-        if (p.kept) this.txHeldHeads[this.txHeld++] = chain.head;
-        else q.pushUsed(chain.head, 0);
-        // (A queue stopped meanwhile would leave the popped chain pointing at memory that may be
-        // gone: nothing in a frame's handling stops it, but it is not read then.)
-        if (q !== this.tx) break outer;
-        const done = chain;
-        chain = next;
-        next = done;
-        have = more;
-        if (++frames % SLICE_CHECK_FRAMES === 0 && (frames >= this.txSliceFrames || this.now() - start >= this.txSliceMs)) {
-          if (have) q.rewind(1); // popped, not handled: the next slice pops it again
-          sliced = true;
-          break outer;
+        frames += n;
+        if (frames - checked >= SLICE_CHECK_FRAMES) {
+          checked = frames;
+          if (frames >= this.txSliceFrames || this.now() - start >= this.txSliceMs) {
+            sliced = true;
+            break outer;
+          }
         }
       }
       q.flush();
@@ -774,6 +794,47 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       q.flush();
     }
     this.flush();
+  }
+
+  /**
+   * Pops up to JOIN_BATCH chains into txBatch: returns how many. With a coalescer and the addon's
+   * joinRun, each frame that could join a run (long enough, in at most JOIN_FRAME_SPANS readable
+   * spans of one view, the first such frame's; in one buffer unless payload stays in place) is
+   * described for joinBatch(); any other gets a count of 0, and goes the usual way.
+   */
+  private popBatch(q: VirtQueue): number {
+    const chains = this.txBatch;
+    const g = this.coalescer;
+    const describe = g !== undefined && joinRun() !== undefined;
+    let view: Uint8Array | undefined;
+    let n = 0;
+    let k = 0;
+    while (n < JOIN_BATCH && q.pop(chains[n]!)) {
+      if (describe) {
+        const c = chains[n]!;
+        const count = c.firstWritable;
+        // (A device that copies joined payload joins only frames in one buffer, as coalesce().)
+        let ok =
+          count <= JOIN_FRAME_SPANS &&
+          c.readableLength >= NET_HDR_LEN + COALESCE_MIN &&
+          (g.inPlace || this.frameSegment(c, c.readableLength - NET_HDR_LEN) >= 0);
+        if (ok) view ??= c.bytes[0];
+        for (let s = 0; ok && s < count; s++) ok = c.bytes[s] === view && c.offset[s]! + c.length[s]! <= 0xffffffff;
+        const rows = g.batchRows;
+        rows[2 * n] = k;
+        rows[2 * n + 1] = ok ? count : 0;
+        if (ok) {
+          const spans = g.batchSpans;
+          for (let s = 0; s < count; s++, k++) {
+            spans[2 * k] = c.offset[s]!;
+            spans[2 * k + 1] = c.length[s]!;
+          }
+        }
+      }
+      n++;
+    }
+    this.txBatchView = view;
+    return n;
   }
 
   private armTxPoll(): void {

@@ -40,6 +40,7 @@
 // A guest that rewrites such a payload after it was summed changes only what its own connection
 // carries, as it may with any NEEDS_CSUM segment: the headers every decision rests on are copies.
 import { COPY_JOB_BYTES, CopyJobField, foldSum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16 } from '../wire/checksum.js';
+import { RUN_AT, RUN_BYTES, RunField, joinRun } from '../wire/join-run.js';
 import { GSO_MAX_PACKET } from '../iface/link.js';
 import { TcpFlags } from '../wire/tcp.js';
 
@@ -90,18 +91,31 @@ export function partialOverTcp(head: Uint8Array, start: number, offset: number):
 
 /** A slot of the coalescer's arena: the largest frame it builds, in whole words. */
 const SLOT_BYTES = (ETH + GSO_MAX_PACKET + 3) & ~3;
-/** Where `head` lies in the arena: behind the copy job's block. */
-const HEAD_AT = COPY_JOB_BYTES;
-/** Where the slots start in the arena: behind `head`, on a word. */
-const SLOTS_AT = (HEAD_AT + COALESCE_HEAD + 7) & ~7;
 /** Segments joined in place to one run at most (a run at an MSS of 1448 has 45; a shorter MSS ends
  *  its run here). */
 export const RUN_SPANS = 64;
+/** The frames a batch for joinBatch() describes at most, and the readable spans each may have (a
+ *  Linux guest's: its headers in one, its payload in the one or two pages behind). */
+export const JOIN_BATCH = 16;
+export const JOIN_FRAME_SPANS = 8;
+const JOIN_SPANS = JOIN_BATCH * JOIN_FRAME_SPANS;
+// The arena (see `arena`): the copy job's block, the run's numbers (wire/join-run.ts), `head`, the
+// mask `same`, the run's span table, the batch for joinBatch(), then the slots, each on a word
+// (the span offsets, Float64s, and the slots on eight bytes).
+const HEAD_AT = RUN_AT + RUN_BYTES;
+const SAME_AT = HEAD_AT + COALESCE_HEAD;
+const SPAN_OFFSETS_AT = (SAME_AT + COALESCE_HEAD + 7) & ~7;
+const SPAN_LENGTHS_AT = SPAN_OFFSETS_AT + 8 * RUN_SPANS;
+const ROWS_AT = SPAN_LENGTHS_AT + 4 * RUN_SPANS;
+const BATCH_SPANS_AT = ROWS_AT + 8 * JOIN_BATCH;
+const SLOTS_AT = (BATCH_SPANS_AT + 8 * JOIN_SPANS + 7) & ~7;
 
 export class TcpCoalescer {
   /**
-   * Everything the device copies frames into, with one call each (copyJob): the copy job's block
-   * (`job`), then `head`, then the slots pending frames are built in, one after another. A merged
+   * Everything the device copies frames into, with one call each (copyJob), and everything
+   * joinBatch()'s native call reads and writes: the copy job's block (`job`), the run's numbers
+   * (`run`), `head`, the mask `same`, the span table, the batch (`batchRows`, `batchSpans`), then
+   * the slots pending frames are built in, one after another. A merged
    * frame the stack keeps by reference (FramePayload.kept: the TCP NAT writes it with the batch's
    * writev) holds its slot until the device's releasePayloads; the next frame is built in the next
    * slot.
@@ -125,7 +139,16 @@ export class TcpCoalescer {
   // bytes 4i..4i+3 in both), and which of the pending frame's header bits a frame that joins repeats.
   private readonly headWords: Uint32Array;
   private bufWords: Uint32Array;
-  private readonly same = new Uint32Array(HEAD_WORDS);
+  private readonly same: Uint32Array;
+  /** The run's numbers for joinBatch()'s native call (RunField). */
+  private readonly run: Uint32Array;
+  /**
+   * The batch joinBatch() looks at, which the device describes: frame i's readable spans (its
+   * virtio-net header first) are the (offset, length) pairs [batchRows[2i], + batchRows[2i + 1])
+   * of batchSpans, in one view; a count of 0 leaves the frame to the caller.
+   */
+  readonly batchRows: Uint32Array;
+  readonly batchSpans: Uint32Array;
   private words = 0;
   /** Segments in the pending frame. */
   segments = 0;
@@ -143,8 +166,8 @@ export class TcpCoalescer {
    * i < spanCount), in order; its place in buf, from the payload's start on, is not written.
    */
   readonly spanViews: Uint8Array[] = [];
-  readonly spanOffsets = new Float64Array(RUN_SPANS);
-  readonly spanLengths = new Uint32Array(RUN_SPANS);
+  readonly spanOffsets: Float64Array;
+  readonly spanLengths: Uint32Array;
   spanCount = 0;
   /** The pending frame's sum from its IP header on, as the copy computed it (frameSum). */
   private firstSum = 0;
@@ -172,6 +195,19 @@ export class TcpCoalescer {
     this.job[CopyJobField.headAt] = HEAD_AT; // (for good: every frame's headers go there)
     this.head = this.arena.subarray(HEAD_AT, HEAD_AT + COALESCE_HEAD);
     this.headWords = new Uint32Array(this.arena.buffer, HEAD_AT, HEAD_WORDS);
+    this.same = new Uint32Array(this.arena.buffer, SAME_AT, HEAD_WORDS);
+    this.spanOffsets = new Float64Array(this.arena.buffer, SPAN_OFFSETS_AT, RUN_SPANS);
+    this.spanLengths = new Uint32Array(this.arena.buffer, SPAN_LENGTHS_AT, RUN_SPANS);
+    this.batchRows = new Uint32Array(this.arena.buffer, ROWS_AT, 2 * JOIN_BATCH);
+    this.batchSpans = new Uint32Array(this.arena.buffer, BATCH_SPANS_AT, 2 * JOIN_SPANS);
+    const run = (this.run = new Uint32Array(this.arena.buffer, RUN_AT, RUN_BYTES / 4));
+    run[RunField.sameAt] = SAME_AT;
+    run[RunField.spanOffsetsAt] = SPAN_OFFSETS_AT;
+    run[RunField.spanLengthsAt] = SPAN_LENGTHS_AT;
+    run[RunField.spanMax] = inPlace ? RUN_SPANS : 0;
+    run[RunField.rowsAt] = ROWS_AT;
+    run[RunField.spansAt] = BATCH_SPANS_AT;
+    run[RunField.spanSlots] = JOIN_SPANS;
     for (let i = 0; i < n; i++) {
       const at = SLOTS_AT + i * SLOT_BYTES;
       this.slots.push(this.arena.subarray(at, at + ETH + GSO_MAX_PACKET));
@@ -382,6 +418,53 @@ export class TcpCoalescer {
     this.spanViews[k] = view;
     this.spanOffsets[k] = offset;
     this.spanLengths[k] = length;
+  }
+
+  /**
+   * Joins the frames [from, count) of the batch in batchRows and batchSpans (spans of `view`) that
+   * continue the pending run, as continuesAt(), coalescible(), match() and join() would one after
+   * another, with one native call (wire/join-run.ts): each frame's virtio-net header and headers
+   * copied first, its payload copied behind the pending one and summed (a run in place: summed
+   * where it lies, its spans appended). Returns the index of the first frame not joined: `from`
+   * when none was, and always before the run's first join (join() verifies the pending frame
+   * then) or without the addon. The caller counts and keeps the frames that joined (a run in
+   * place holds their buffers) and hands the next one on as usual.
+   */
+  joinBatch(view: Uint8Array, from: number, count: number): number {
+    const native = joinRun();
+    if (native === undefined || this.length === 0 || this.closed || this.payloadSum < 0 || from >= count) return from;
+    const run = this.run;
+    run[RunField.length] = this.length;
+    run[RunField.segments] = this.segments;
+    run[RunField.at] = this.at;
+    run[RunField.tcp] = this.tcp;
+    run[RunField.nextSeq] = this.nextSeq;
+    run[RunField.segmentSize] = this.segmentSize;
+    run[RunField.closed] = 0;
+    run[RunField.partial] = this.partial ? 1 : 0;
+    run[RunField.inPlace] = this.runInPlace ? 1 : 0;
+    run[RunField.ipFixed] = this.ipFixed;
+    run[RunField.tcpFixed] = this.tcpFixed;
+    run[RunField.payloadSum] = this.payloadSum;
+    run[RunField.psh] = this.psh ? 1 : 0;
+    run[RunField.spanCount] = this.spanCount;
+    run[RunField.words] = this.words;
+    run[RunField.bufAt] = this.offset;
+    run[RunField.bufCap] = this.buf.length;
+    run[RunField.from] = from;
+    run[RunField.count] = count;
+    const end = native(view, this.arena);
+    if (end === from) return from;
+    this.length = run[RunField.length]!;
+    this.segments = run[RunField.segments]!;
+    this.nextSeq = run[RunField.nextSeq]!;
+    this.payloadSum = run[RunField.payloadSum]!;
+    this.psh = run[RunField.psh] !== 0;
+    this.closed = run[RunField.closed] !== 0;
+    const spans = run[RunField.spanCount]!;
+    for (let k = this.spanCount; k < spans; k++) this.spanViews[k] = view;
+    this.spanCount = spans;
+    return end;
   }
 
   /** Forgets the pending frame. */

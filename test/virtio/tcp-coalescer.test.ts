@@ -25,7 +25,7 @@ const CWR = 0x80;
 const SEQ = 0xfffff000; // runs wrap the sequence space
 const ISN_ACK = 5000;
 
-interface Seen {
+export interface Seen {
   frame: Uint8Array;
   frameSum: number;
   /** Spans of its payload the device left in guest memory (loaded by the sink). */
@@ -34,7 +34,7 @@ interface Seen {
   partial?: [number, number];
 }
 
-function setup(t: Test, opts: NetDeviceOptions = {}) {
+export function setup(t: Test, opts: NetDeviceOptions = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'vunet-gro-'));
   const dev = new VirtioNetDevice(opts);
   const seen: Seen[] = [];
@@ -59,7 +59,7 @@ function setup(t: Test, opts: NetDeviceOptions = {}) {
   return { dev, seen, fe };
 }
 
-type TxQueue = NonNullable<Awaited<ReturnType<TestFrontend['handshake']>>[number]>;
+export type TxQueue = NonNullable<Awaited<ReturnType<TestFrontend['handshake']>>[number]>;
 
 /**
  * Sends the frames in one batch (one kick) and waits until the device has used them all. Each in
@@ -102,17 +102,17 @@ const ts = (val: number): TcpOptions => {
 };
 
 /** A repeatable generator of whole numbers below n (a linear congruential one), from `seed`. */
-function randomFrom(seed: number): (n: number) => number {
+export function randomFrom(seed: number): (n: number) => number {
   return (n) => {
     seed = (seed * 1103515245 + 12345) >>> 0;
     return seed % n;
   };
 }
 
-const bytes = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 7 + seed * 13 + (i >> 8)) & 0xff);
+export const bytes = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 7 + seed * 13 + (i >> 8)) & 0xff);
 
 /** An IPv4 segment of the test connection: `len` bytes at offset `at` of `data`. */
-function seg(
+export function seg(
   data: Uint8Array,
   at: number,
   len: number,
@@ -126,7 +126,7 @@ function seg(
 }
 
 /** A virtio-net header with NEEDS_CSUM over [start, end), the field `offset` further. */
-function partialHeader(start: number, offset: number): Uint8Array {
+export function partialHeader(start: number, offset: number): Uint8Array {
   const h = new Uint8Array(NET_HDR_LEN);
   h[0] = 1;
   h[6] = start & 0xff;
@@ -140,7 +140,7 @@ const get32 = (b: Uint8Array, o: number): number => ((b[o]! << 24) | (b[o + 1]! 
 
 const SRC6 = Uint8Array.from([0xfe, 0xc0, ...new Array<number>(13).fill(0), 0x15]);
 const DST6 = Uint8Array.from([0xfe, 0xc0, ...new Array<number>(13).fill(0), 0x02]);
-function seg6(data: Uint8Array, at: number, len: number, flags = ACK): Uint8Array {
+export function seg6(data: Uint8Array, at: number, len: number, flags = ACK): Uint8Array {
   return tcpFrame6(40000, 80, SEQ + at, ISN_ACK, flags, { src: SRC6, dst: DST6, data: data.subarray(at, at + len) });
 }
 

@@ -443,6 +443,238 @@ napi_value CutFrames(napi_env env, napi_callback_info cbinfo) {
   return nullptr;
 }
 
+
+// joinRun(view, arena): the TCP coalescer's joins (src/virtio/tcp-coalescer.ts: continuesAt,
+// coalescible, match and join, each rule as there) for a TX batch's frames that continue the
+// pending run, with one call for all of them instead of JavaScript and a copyJob per frame. The
+// run's state and everything else lies in the arena (`work` of copyJob): the numbers at
+// kRunAt (Uint32s, RunField, written by TcpCoalescer.joinBatch before the call and read back
+// after), the pending frame's headers at bufAt, the mask of the header bits that must repeat at
+// sameAt, the run's spans (in place) at spanOffsetsAt and spanLengthsAt, and the batch: frame i's
+// readable spans (its virtio-net header first) are entries [rows[2i], + rows[2i + 1]) of the
+// (offset, length) pairs at spansAt, in `view`; a count of 0 is a frame the caller handles itself.
+//
+// From frame `from` on, each frame is read (its virtio-net header and headers copied first: every
+// decision is taken on the copy), checked, its payload copied and summed behind the pending one
+// (a run in place: summed where it lies, its spans appended to the run's) and joined, until one
+// does not continue the run or the run closes. Returns the index of the first frame not joined;
+// a frame that fails a check after its payload was summed leaves nothing changed. The run's first
+// join (the pending frame's own checksums, payloadSum then still unset: 0xffffffff) is always
+// JavaScript's: nothing is joined then. Throws on a layout outside the arena or a span outside
+// the view (the caller's bug, not the guest's).
+constexpr size_t kRunAt = kCopyJobBytes;
+constexpr uint32_t kRunFields = 26;
+enum RunField : uint32_t {
+  kRLength, kRSegments, kRAt, kRTcp, kRNextSeq, kRSegmentSize, kRClosed, kRPartial, kRInPlace, kRIpFixed, kRTcpFixed,
+  kRPayloadSum, kRPsh, kRSpanCount, kRWords, kRBufAt, kRBufCap, kRSameAt, kRSpanOffsetsAt, kRSpanLengthsAt, kRSpanMax,
+  kRRowsAt, kRSpansAt, kRSpanSlots, kRFrom, kRCount,
+};
+constexpr uint32_t kEthLen = 14;
+constexpr uint32_t kVnetHdr = 12;
+constexpr uint32_t kHeadMax = 116;  // COALESCE_HEAD
+constexpr uint32_t kCoalesceMin = 256;
+constexpr uint32_t kGsoMaxPacket = 65535;
+constexpr uint32_t kMaxFrame = 65536 + 14;
+enum TcpFlag : uint8_t { kFin = 0x01, kSyn = 0x02, kRst = 0x04, kPsh = 0x08, kAck = 0x10, kUrg = 0x20, kCwr = 0x80 };
+
+inline uint32_t Get16(const uint8_t* p) { return (static_cast<uint32_t>(p[0]) << 8) | p[1]; }
+inline uint32_t Get32(const uint8_t* p) { return (Get16(p) << 16) | Get16(p + 2); }
+inline uint32_t Swap16(uint32_t s) { return ((s & 0xff) << 8) | (s >> 8); }
+
+// tcp-coalescer.ts's coalescible(): where the payload of the segment whose first `have` bytes are
+// h (len bytes in all) starts, when it may join a run; else 0.
+uint32_t Coalescible(const uint8_t* h, uint32_t have, uint32_t len) {
+  if (have < kEthLen + 40) return 0;
+  const uint32_t type = Get16(h + 12);
+  uint32_t tcp;
+  if (type == 0x0800) {
+    if (h[14] != 0x45 || h[23] != 6 || h[22] <= 1) return 0;
+    if ((Get16(h + 20) & 0x3fff) != 0) return 0;
+    if (Get16(h + 16) != len - kEthLen) return 0;
+    tcp = kEthLen + 20;
+  } else if (type == 0x86dd) {
+    if (h[14] >> 4 != 6 || h[20] != 6 || h[21] <= 1) return 0;
+    if (Get16(h + 18) != len - kEthLen - 40) return 0;
+    tcp = kEthLen + 40;
+  } else {
+    return 0;
+  }
+  if (tcp + 20 > have) return 0;
+  const uint32_t at = tcp + (h[tcp + 12] >> 4) * 4;
+  const uint8_t flags = h[tcp + 13];
+  if (at < tcp + 20 || at > have || at >= len) return 0;
+  if ((flags & kAck) == 0 || (flags & (kSyn | kFin | kRst | kUrg | kCwr)) != 0) return 0;
+  return at;
+}
+
+// Copies readable bytes [0, n) of a frame's spans (pairs at `spans`, count of them) to dst;
+// returns how many there were.
+uint32_t GatherFront(const uint8_t* view, const uint32_t* spans, uint32_t count, uint8_t* dst, uint32_t n) {
+  uint32_t got = 0;
+  for (uint32_t k = 0; k < count && got < n; k++) {
+    const uint32_t take = std::min(spans[2 * k + 1], n - got);
+    std::memcpy(dst + got, view + spans[2 * k], take);
+    got += take;
+  }
+  return got;
+}
+
+napi_value JoinRun(napi_env env, napi_callback_info cbinfo) {
+  size_t argc = 2;
+  napi_value argv[2];
+  uint8_t* view = nullptr;
+  uint8_t* arena = nullptr;
+  size_t viewLen = 0, arenaLen = 0;
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) != napi_ok || argc < 2 || !Uint8ArrayArg(env, argv[0], &view, &viewLen) ||
+      !Uint8ArrayArg(env, argv[1], &arena, &arenaLen) || arenaLen < kRunAt + 4 * kRunFields) {
+    napi_throw_type_error(env, nullptr, "joinRun(view, arena): view and arena must be Uint8Arrays, arena at least the run's block long");
+    return nullptr;
+  }
+  uint32_t st[kRunFields];
+  std::memcpy(st, arena + kRunAt, sizeof st);
+  const uint64_t aLen = arenaLen;
+  auto within = [aLen](uint64_t at, uint64_t n) { return at >= kRunAt + 4 * kRunFields && at <= aLen && n <= aLen - at; };
+  const uint32_t at = st[kRAt], tcp = st[kRTcp], words = st[kRWords], bufCap = st[kRBufCap];
+  if (!(tcp == kEthLen + 20 || tcp == kEthLen + 40) || at < tcp + 20 || at > kHeadMax || words != (at + 3) / 4 || bufCap > kEthLen + kGsoMaxPacket ||
+      !within(st[kRBufAt], bufCap) || st[kRLength] > bufCap || !within(st[kRSameAt], 4 * words) || st[kRSpanCount] > st[kRSpanMax] ||
+      !within(st[kRSpanOffsetsAt], 8ull * st[kRSpanMax]) || !within(st[kRSpanLengthsAt], 4ull * st[kRSpanMax]) ||
+      !within(st[kRRowsAt], 8ull * st[kRCount]) || !within(st[kRSpansAt], 8ull * st[kRSpanSlots]) || st[kRFrom] > st[kRCount] ||
+      Overlap(view, viewLen, arena, arenaLen)) {
+    napi_throw_range_error(env, nullptr, "joinRun: the run's layout lies outside the arena");
+    return nullptr;
+  }
+  const uint32_t* rows = reinterpret_cast<const uint32_t*>(arena + st[kRRowsAt]);
+  const uint32_t* spans = reinterpret_cast<const uint32_t*>(arena + st[kRSpansAt]);
+  if (reinterpret_cast<uintptr_t>(arena) % 8 != 0 || (st[kRRowsAt] | st[kRSpansAt] | st[kRSameAt] | st[kRSpanLengthsAt]) % 4 != 0 ||
+      st[kRSpanOffsetsAt] % 8 != 0) {
+    napi_throw_range_error(env, nullptr, "joinRun: the run's arrays must lie on their words");
+    return nullptr;
+  }
+  // Every frame's spans checked against the view before anything is read.
+  for (uint32_t i = st[kRFrom]; i < st[kRCount]; i++) {
+    const uint32_t first = rows[2 * i], count = rows[2 * i + 1];
+    if (count > st[kRSpanSlots] || first > st[kRSpanSlots] - count) {
+      napi_throw_range_error(env, nullptr, "joinRun: a frame's spans past the span table");
+      return nullptr;
+    }
+    for (uint32_t k = first; k < first + count; k++) {
+      if (spans[2 * k] > viewLen || spans[2 * k + 1] > viewLen - spans[2 * k]) {
+        napi_throw_range_error(env, nullptr, "joinRun: a span outside the view");
+        return nullptr;
+      }
+    }
+  }
+  const uint8_t* same = arena + st[kRSameAt];
+  uint8_t* buf = arena + st[kRBufAt];
+  auto* spanOffsets = reinterpret_cast<double*>(arena + st[kRSpanOffsetsAt]);
+  auto* spanLengths = reinterpret_cast<uint32_t*>(arena + st[kRSpanLengthsAt]);
+  const bool v4 = tcp == kEthLen + 20;
+  const bool partial = st[kRPartial] != 0;
+  const bool inPlace = st[kRInPlace] != 0;
+  uint32_t i = st[kRFrom];
+  // Not before the run's first join (JavaScript's), nor in a run that is over.
+  const bool ready = st[kRLength] > 0 && st[kRPayloadSum] <= 0xffff && st[kRClosed] == 0;
+  for (; ready && i < st[kRCount]; i++) {
+    const uint32_t* s = spans + 2 * rows[2 * i];
+    const uint32_t count = rows[2 * i + 1];
+    if (count == 0) break;
+    if (i + 1 < st[kRCount] && rows[2 * i + 3] > 0) {  // the next frame's headers, asked for now
+      const uint32_t* t = spans + 2 * rows[2 * i + 2];
+      napi_util::PrefetchLines(view + t[0], std::min<uint32_t>(t[1], kVnetHdr + kHeadMax));
+    }
+    uint64_t total = 0;
+    for (uint32_t k = 0; k < count; k++) total += s[2 * k + 1];
+    if (total < kVnetHdr + kEthLen || total > kVnetHdr + kMaxFrame) break;
+    const uint32_t len = static_cast<uint32_t>(total) - kVnetHdr;
+    const uint32_t length = st[kRLength];
+    // continuesAt()
+    if (len <= at || len < kCoalesceMin || len > bufCap || length + (len - at) > bufCap) break;
+    // The private copy of the virtio-net header and the headers (the words match() compares
+    // beyond `at` are masked out: zeroed, not left unset).
+    uint8_t copy[kVnetHdr + kHeadMax + 4] = {};
+    if (GatherFront(view, s, count, copy, kVnetHdr + at) != kVnetHdr + at) break;
+    const uint8_t* h = copy + kVnetHdr;
+    const uint8_t flags = copy[0];
+    if ((flags & ~1u) != 0 || copy[1] != 0 || (flags != 0) != partial) break;  // GSO_NONE, NEEDS_CSUM as the run
+    if (Coalescible(h, at, len) != at) break;
+    // partialOverTcp(): NEEDS_CSUM's csum_start and csum_offset (little-endian) over the TCP field.
+    if (partial && (static_cast<uint32_t>(copy[6] | (copy[7] << 8)) != tcp || static_cast<uint32_t>(copy[8] | (copy[9] << 8)) != 16)) break;
+    // match()
+    const uint32_t n = len - at;
+    if (n > st[kRSegmentSize] || length - kEthLen + n > kGsoMaxPacket) break;
+    bool differ = false;
+    for (uint32_t w = 0; w < words && !differ; w++) {
+      uint32_t a, b, m;
+      std::memcpy(&a, h + 4 * w, 4);
+      std::memcpy(&b, buf + 4 * w, 4);
+      std::memcpy(&m, same + 4 * w, 4);
+      differ = ((a ^ b) & m) != 0;
+    }
+    if (differ || Get32(h + tcp + 4) != st[kRNextSeq]) break;
+    // The payload: summed where it lies (its spans appended), or copied behind the pending one
+    // and summed as it is; not summed at all with NEEDS_CSUM.
+    uint64_t acc = 0;
+    uint32_t spanEnd = st[kRSpanCount];
+    uint32_t pos = 0;  // of the payload
+    uint32_t skip = kVnetHdr + at;
+    bool room = true;
+    for (uint32_t k = 0; k < count && room; k++) {
+      uint32_t off = s[2 * k], l = s[2 * k + 1];
+      if (skip >= l) {
+        skip -= l;
+        continue;
+      }
+      off += skip;
+      l -= skip;
+      skip = 0;
+      uint32_t sum = 0;
+      if (inPlace) {
+        if (spanEnd == st[kRSpanMax]) {
+          room = false;
+          break;
+        }
+        spanOffsets[spanEnd] = off;
+        spanLengths[spanEnd] = l;
+        spanEnd++;
+        if (!partial) sum = SumRange(view + off, l);
+      } else if (partial) {
+        std::memcpy(buf + length + pos, view + off, l);
+      } else {
+        sum = CopySumRange(view + off, buf + length + pos, l, 0);
+      }
+      acc += (pos & 1) != 0 ? Swap16(sum) : sum;
+      pos += l;
+    }
+    if (!room || pos != n) break;
+    const uint32_t sum = Fold(acc);
+    // join(): this part's checksums from its varying words and its payload's sum.
+    if (v4 && Fold(static_cast<uint64_t>(st[kRIpFixed]) + Get16(h + kEthLen + 2) + Get16(h + kEthLen + 4) + Get16(h + kEthLen + 10)) != 0xffff) break;
+    if (!partial) {
+      if (Fold(static_cast<uint64_t>(st[kRTcpFixed]) + Get16(h + tcp + 4) + Get16(h + tcp + 6) + Get16(h + tcp + 12) + Get16(h + tcp + 16) +
+               (len - tcp) + sum) != 0xffff) {
+        break;
+      }
+      const uint32_t place = length - at;
+      st[kRPayloadSum] = Fold(static_cast<uint64_t>(st[kRPayloadSum]) + ((place & 1) != 0 ? Swap16(sum) : sum));
+    }
+    st[kRLength] = length + n;
+    st[kRSegments]++;
+    st[kRNextSeq] += n;
+    st[kRSpanCount] = spanEnd;
+    const bool psh = (h[tcp + 13] & kPsh) != 0;
+    if (psh) st[kRPsh] = 1;
+    if (psh || n < st[kRSegmentSize]) {
+      st[kRClosed] = 1;
+      i++;
+      break;
+    }
+  }
+  std::memcpy(arena + kRunAt, st, sizeof st);
+  napi_value result = nullptr;
+  napi_create_uint32(env, i, &result);
+  return result;
+}
+
 }  // namespace
 
 void InitChecksum(Napi::Env env, Napi::Object exports) {
@@ -458,6 +690,7 @@ void InitChecksum(Napi::Env env, Napi::Object exports) {
   }
   if (napi_create_function(env, "copySum", NAPI_AUTO_LENGTH, CopySum, nullptr, &fn) == napi_ok) exports.Set("copySum", Napi::Value(env, fn));
   if (napi_create_function(env, "copyJob", NAPI_AUTO_LENGTH, CopyJob, nullptr, &fn) == napi_ok) exports.Set("copyJob", Napi::Value(env, fn));
+  if (napi_create_function(env, "joinRun", NAPI_AUTO_LENGTH, JoinRun, nullptr, &fn) == napi_ok) exports.Set("joinRun", Napi::Value(env, fn));
   if (napi_create_function(env, "cutFrames", NAPI_AUTO_LENGTH, CutFrames, nullptr, &fn) == napi_ok) {
     exports.Set("cutFrames", Napi::Value(env, fn));
   }
