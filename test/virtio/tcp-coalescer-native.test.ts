@@ -145,22 +145,26 @@ t.test('joinRun refuses a layout outside its arena, and a span outside its view'
   const arena = new Uint8Array(8192);
   const run = new Uint32Array(arena.buffer, RUN_AT, RunField.count + 1);
   const base = RUN_AT + 4 * (RunField.count + 1);
+  // A run of IPv4 segments whose headers end at 66, pending at 4096, one frame of 1500 bytes.
+  const good: [number, number][] = [
+    [RunField.length, 100],
+    [RunField.at, 66],
+    [RunField.tcp, 34],
+    [RunField.words, 17],
+    [RunField.bufAt, 4096],
+    [RunField.bufCap, 2048],
+    [RunField.sameAt, base],
+    [RunField.spanOffsetsAt, 1024],
+    [RunField.spanLengthsAt, 1536],
+    [RunField.spanMax, 64],
+    [RunField.rowsAt, 1792],
+    [RunField.spansAt, 1856],
+    [RunField.spanSlots, 128],
+    [RunField.count, 1],
+  ];
   const layout = (): void => {
     run.fill(0);
-    run[RunField.length] = 100;
-    run[RunField.at] = 66;
-    run[RunField.tcp] = 34;
-    run[RunField.words] = 17;
-    run[RunField.bufAt] = 4096;
-    run[RunField.bufCap] = 2048;
-    run[RunField.sameAt] = base;
-    run[RunField.spanOffsetsAt] = 1024;
-    run[RunField.spanLengthsAt] = 1536;
-    run[RunField.spanMax] = 64;
-    run[RunField.rowsAt] = 1792;
-    run[RunField.spansAt] = 1856;
-    run[RunField.spanSlots] = 128;
-    run[RunField.count] = 1;
+    for (const [field, value] of good) run[field] = value;
     const rows = new Uint32Array(arena.buffer, 1792, 2);
     rows[0] = 0;
     rows[1] = 1;
@@ -170,23 +174,18 @@ t.test('joinRun refuses a layout outside its arena, and a span outside its view'
   };
   layout();
   t.equal(hostnet.joinRun(view, arena), 0, 'a good layout: the frame (zeros) does not join');
-  layout();
-  run[RunField.bufAt] = 8000;
-  t.throws(() => hostnet.joinRun(view, arena), /outside the arena/, 'the pending frame past the arena');
-  layout();
-  run[RunField.words] = 30;
-  t.throws(() => hostnet.joinRun(view, arena), /outside the arena/, 'more header words than the headers have');
-  layout();
-  run[RunField.spanCount] = 65;
-  t.throws(() => hostnet.joinRun(view, arena), /outside the arena/, 'more spans than the table');
-  layout();
-  run[RunField.rowsAt] = 1793;
-  t.throws(() => hostnet.joinRun(view, arena), /on their words/, 'rows off their word');
-  layout();
-  new Uint32Array(arena.buffer, 1856, 2)[1] = 4097;
-  t.throws(() => hostnet.joinRun(view, arena), /outside the view/, 'a span past the view');
-  layout();
-  new Uint32Array(arena.buffer, 1792, 2)[0] = 128;
-  t.throws(() => hostnet.joinRun(view, arena), /span table/, 'a frame past the span table');
+  const bad: [string, () => void, RegExp][] = [
+    ['the pending frame past the arena', () => (run[RunField.bufAt] = 8000), /outside the arena/],
+    ['more header words than the headers have', () => (run[RunField.words] = 30), /outside the arena/],
+    ['more spans than the table', () => (run[RunField.spanCount] = 65), /outside the arena/],
+    ['rows off their word', () => (run[RunField.rowsAt] = 1793), /on their words/],
+    ['a span past the view', () => (new Uint32Array(arena.buffer, 1856, 2)[1] = 4097), /outside the view/],
+    ['a frame past the span table', () => (new Uint32Array(arena.buffer, 1792, 2)[0] = 128), /span table/],
+  ];
+  for (const [what, spoil, error] of bad) {
+    layout();
+    spoil();
+    t.throws(() => hostnet.joinRun(view, arena), error, what);
+  }
   t.throws(() => hostnet.joinRun(arena.subarray(0, 100), arena), /outside the arena/, 'a view inside the arena');
 });

@@ -314,14 +314,20 @@ enum CopyJobField : size_t { kSrcOffset, kLength, kHeadAt, kHeadLength, kDstAt, 
 // A dstAt that copies nothing of the rest (src/wire/checksum.ts's SUM_IN_PLACE).
 constexpr double kSumInPlace = -1;
 
-napi_value CopyJob(napi_env env, napi_callback_info cbinfo) {
+// The two Uint8Arrays a call of copyJob's shape takes (guest memory, then the arena): false when
+// there are fewer, or another kind.
+bool TwoByteArrays(napi_env env, napi_callback_info cbinfo, uint8_t** a, size_t* aLen, uint8_t** b, size_t* bLen) {
   size_t argc = 2;
   napi_value argv[2];
+  return napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) == napi_ok && argc >= 2 && Uint8ArrayArg(env, argv[0], a, aLen) &&
+         Uint8ArrayArg(env, argv[1], b, bLen);
+}
+
+napi_value CopyJob(napi_env env, napi_callback_info cbinfo) {
   uint8_t* src = nullptr;
   uint8_t* work = nullptr;
   size_t srcLen = 0, workLen = 0;
-  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) != napi_ok || argc < 2 || !Uint8ArrayArg(env, argv[0], &src, &srcLen) ||
-      !Uint8ArrayArg(env, argv[1], &work, &workLen) || workLen < kCopyJobBytes) {
+  if (!TwoByteArrays(env, cbinfo, &src, &srcLen, &work, &workLen) || workLen < kCopyJobBytes) {
     napi_throw_type_error(env, nullptr, "copyJob(src, work): src and work must be Uint8Arrays, work at least the job's block long");
     return nullptr;
   }
@@ -520,13 +526,10 @@ uint32_t GatherFront(const uint8_t* view, const uint32_t* spans, uint32_t count,
 }
 
 napi_value JoinRun(napi_env env, napi_callback_info cbinfo) {
-  size_t argc = 2;
-  napi_value argv[2];
   uint8_t* view = nullptr;
   uint8_t* arena = nullptr;
   size_t viewLen = 0, arenaLen = 0;
-  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) != napi_ok || argc < 2 || !Uint8ArrayArg(env, argv[0], &view, &viewLen) ||
-      !Uint8ArrayArg(env, argv[1], &arena, &arenaLen) || arenaLen < kRunAt + 4 * kRunFields) {
+  if (!TwoByteArrays(env, cbinfo, &view, &viewLen, &arena, &arenaLen) || arenaLen < kRunAt + 4 * kRunFields) {
     napi_throw_type_error(env, nullptr, "joinRun(view, arena): view and arena must be Uint8Arrays, arena at least the run's block long");
     return nullptr;
   }
