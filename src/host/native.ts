@@ -289,6 +289,9 @@ export interface HostnetBinding {
   /** src/wire/join-run.ts's joinRun: a TX batch's frames that continue the TCP coalescer's run,
    *  joined with one call. */
   joinRun: JoinRun;
+  /** Writes back and drops the cache lines of buf[offset, +length) from every cache (clflush),
+   *  for benchmarks of cold paths (scripts/bench-tx.ts --cold). Throws on a bad range. */
+  evictLines: (buf: Uint8Array, offset: number, length: number) => void;
   /** The ones' complement sum of buf[offset, offset + length) in network order, folded to 16
    *  bits, not complemented (what src/wire/checksum.ts's sum16 computes). Throws on a bad range. */
   sum16: (buf: Uint8Array, offset: number, length: number) => number;
