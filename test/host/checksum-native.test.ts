@@ -371,3 +371,14 @@ t.test('cutFrames refuses fields outside the headers, frames outside their view 
   t.throws(() => hostnet.cutFrames(mem, at, 1, template, new Int32Array(12) as unknown as Uint32Array, sums, -1), TypeError, 'a layout not a Uint32Array');
   t.throws(() => hostnet.cutFrames(mem, at, 1, new Uint16Array(40) as unknown as Uint8Array, layout, sums, -1), TypeError, 'a template not a Uint8Array');
 });
+
+t.test('evictLines drops a range from the caches and changes none of its bytes; a bad range throws', async (t) => {
+  const buf = Uint8Array.from({ length: 5000 }, (_, i) => (i * 31) & 0xff);
+  const copy = buf.slice();
+  hostnet.evictLines(buf, 3, 4990);
+  hostnet.evictLines(buf, 0, 0);
+  t.same(buf, copy, 'the bytes as they were');
+  t.throws(() => hostnet.evictLines(buf, 4999, 2), RangeError, 'past the end');
+  t.throws(() => hostnet.evictLines(buf, -1, 2), RangeError, 'a negative offset');
+  t.throws(() => hostnet.evictLines(buf, 0.5, 2), RangeError, 'a fraction');
+});
