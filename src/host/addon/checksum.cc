@@ -581,9 +581,16 @@ napi_value JoinRun(napi_env env, napi_callback_info cbinfo) {
     const uint32_t* s = spans + 2 * rows[2 * i];
     const uint32_t count = rows[2 * i + 1];
     if (count == 0) break;
-    if (i + 1 < st[kRCount] && rows[2 * i + 3] > 0) {  // the next frame's headers, asked for now
+    if (i + 1 < st[kRCount] && rows[2 * i + 3] > 0) {
+      // The next frame asked for now: its headers, and unless the run is partial (nothing reads
+      // its payload then) all of it up to 4 KiB, so that its copy or sum finds its lines on the way.
       const uint32_t* t = spans + 2 * rows[2 * i + 2];
-      napi_util::PrefetchLines(view + t[0], std::min<uint32_t>(t[1], kVnetHdr + kHeadMax));
+      uint32_t left = partial ? kVnetHdr + kHeadMax : 4096;
+      for (uint32_t k = 0; k < rows[2 * i + 3] && left > 0; k++) {
+        const uint32_t n = std::min(t[2 * k + 1], left);
+        napi_util::PrefetchLines(view + t[2 * k], n);
+        left -= n;
+      }
     }
     uint64_t total = 0;
     for (uint32_t k = 0; k < count; k++) total += s[2 * k + 1];
