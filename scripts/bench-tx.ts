@@ -10,8 +10,8 @@
 // (their descriptors and bytes written once), and the device's processTx is timed alone. Layouts:
 // - one: the virtio-net header and the frame in one buffer (dpdk's virtio-user);
 // - split: the header in a buffer of its own, the frame in the next;
-// - linux: header and frame headers in one buffer, the payload in the next, NEEDS_CSUM (a Linux
-//   guest with checksum offload and without TSO);
+// - linux: header and frame headers in one buffer, the payload in the next, through an indirect
+//   table, NEEDS_CSUM (a Linux guest with checksum offload and without TSO);
 // - partial: as `one`, with NEEDS_CSUM.
 // With --cold, the guest's memory (frames, descriptors, rings) is evicted from every cache before
 // each round (the addon's evictLines, clflush; not timed), so the device reads it from memory, as
@@ -73,7 +73,7 @@ async function measure(layout: Layout, rounds: number, cold: boolean): Promise<n
       const withHeader = (bytes: Uint8Array): Uint8Array => Uint8Array.from([...h, ...bytes]);
       if (layout === 'one' || layout === 'partial') heads.push(q.add([{ data: withHeader(f) }]));
       else if (layout === 'split') heads.push(q.add([{ data: h }, { data: f }]));
-      else heads.push(q.add([{ data: withHeader(f.subarray(0, 66)) }, { data: f.subarray(66) }]));
+      else heads.push(q.add([{ data: withHeader(f.subarray(0, 66)) }, { data: f.subarray(66) }], { indirect: true }));
     }
     // (Private: the device's batch handler, called as a kick would, timed alone.)
     const d = dev as unknown as { processTx(q: unknown): void; tx: unknown };
