@@ -809,6 +809,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     let view: Uint8Array | undefined;
     let n = 0;
     let k = 0;
+    q.prefetchAvail(JOIN_BATCH); // (the walks below then find their descriptors on the way)
     while (n < JOIN_BATCH && q.pop(chains[n]!)) {
       if (describe) {
         const c = chains[n]!;
