@@ -685,31 +685,19 @@ napi_value JoinRun(napi_env env, napi_callback_info cbinfo) {
   return result;
 }
 
-
 // evictLines(buf, offset, length): writes back and drops the cache lines of the range from every
 // cache (clflush), so that what reads them next waits on memory, as a device's first read of a
 // frame another CPU wrote does: for benchmarks of cold paths (scripts/bench-tx.ts --cold). A no-op
 // where the CPU has no clflush. Throws on a bad range.
-napi_value EvictLines(napi_env env, napi_callback_info cbinfo) {
-  size_t argc = 3;
-  napi_value argv[3];
-  uint8_t* buf = nullptr;
-  size_t len = 0;
-  double off = -1;
-  double n = -1;
-  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) != napi_ok || argc < 3 || !Uint8ArrayArg(env, argv[0], &buf, &len) ||
-      napi_get_value_double(env, argv[1], &off) != napi_ok || napi_get_value_double(env, argv[2], &n) != napi_ok || !(off >= 0) || !(n >= 0) ||
-      off + n > static_cast<double>(len) || off != static_cast<double>(static_cast<size_t>(off)) || n != static_cast<double>(static_cast<size_t>(n))) {
-    napi_throw_range_error(env, nullptr, "evictLines(buf, offset, length): a range within buf");
-    return nullptr;
-  }
+Napi::Value EvictLines(const Napi::CallbackInfo& info) {
+  napi_util::ByteRange r;
+  if (!napi_util::ArgByteRange(info, 0, &r)) return info.Env().Undefined();
 #if defined(__x86_64__) && defined(__SSE2__)
-  const uint8_t* p = buf + static_cast<size_t>(off);
-  for (size_t i = 0; i < static_cast<size_t>(n); i += 64) _mm_clflush(p + i);
-  if (n > 0) _mm_clflush(p + static_cast<size_t>(n) - 1);
+  for (size_t i = 0; i < r.length; i += 64) _mm_clflush(r.data + i);
+  if (r.length > 0) _mm_clflush(r.data + r.length - 1);
   _mm_mfence();
 #endif
-  return nullptr;
+  return info.Env().Undefined();
 }
 
 }  // namespace
@@ -727,9 +715,7 @@ void InitChecksum(Napi::Env env, Napi::Object exports) {
   }
   if (napi_create_function(env, "copySum", NAPI_AUTO_LENGTH, CopySum, nullptr, &fn) == napi_ok) exports.Set("copySum", Napi::Value(env, fn));
   if (napi_create_function(env, "copyJob", NAPI_AUTO_LENGTH, CopyJob, nullptr, &fn) == napi_ok) exports.Set("copyJob", Napi::Value(env, fn));
-  if (napi_create_function(env, "evictLines", NAPI_AUTO_LENGTH, EvictLines, nullptr, &fn) == napi_ok) {
-    exports.Set("evictLines", Napi::Value(env, fn));
-  }
+  exports.Set("evictLines", Napi::Function::New(env, EvictLines, "evictLines"));
   if (napi_create_function(env, "joinRun", NAPI_AUTO_LENGTH, JoinRun, nullptr, &fn) == napi_ok) exports.Set("joinRun", Napi::Value(env, fn));
   if (napi_create_function(env, "cutFrames", NAPI_AUTO_LENGTH, CutFrames, nullptr, &fn) == napi_ok) {
     exports.Set("cutFrames", Napi::Value(env, fn));
