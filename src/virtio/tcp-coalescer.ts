@@ -39,6 +39,11 @@
 // and its payload is then one span, where the host socket's writev takes each span at a cost.)
 // A guest that rewrites such a payload after it was summed changes only what its own connection
 // carries, as it may with any NEEDS_CSUM segment: the headers every decision rests on are copies.
+//
+// Once a run has joined its first part, the frames of a batch that continue it are joined by one
+// call into the addon (joinBatch; wire/join-run.ts), under these same rules and checksums, each
+// frame's headers copied before they are read; this file stays the reference, and the path of
+// every frame where the addon is absent.
 import { COPY_JOB_BYTES, CopyJobField, foldSum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16 } from '../wire/checksum.js';
 import { RUN_AT, RUN_BYTES, RunField, joinRun } from '../wire/join-run.js';
 import { GSO_MAX_PACKET } from '../iface/link.js';
@@ -115,10 +120,9 @@ export class TcpCoalescer {
    * Everything the device copies frames into, with one call each (copyJob), and everything
    * joinBatch()'s native call reads and writes: the copy job's block (`job`), the run's numbers
    * (`run`), `head`, the mask `same`, the span table, the batch (`batchRows`, `batchSpans`), then
-   * the slots pending frames are built in, one after another. A merged
-   * frame the stack keeps by reference (FramePayload.kept: the TCP NAT writes it with the batch's
-   * writev) holds its slot until the device's releasePayloads; the next frame is built in the next
-   * slot.
+   * the slots pending frames are built in, one after another. A merged frame the stack keeps by
+   * reference (FramePayload.kept: the TCP NAT writes it with the batch's writev) holds its slot
+   * until the device's releasePayloads; the next frame is built in the next slot.
    */
   readonly arena: Uint8Array;
   /** The copy job's numbers (src/wire/checksum.ts's CopyJobField), over the arena's start. */
