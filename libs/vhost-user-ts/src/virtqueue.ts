@@ -423,8 +423,9 @@ export class VirtQueue {
       const d = base + head * DESC_SIZE;
       if ((view.getUint16(d + 12, true) & VIRTQ_DESC_F_INDIRECT) === 0) continue;
       const hi = view.getUint32(d + 4, true);
+      // (A table that ends with its region within its first descriptor is malformed: pop() says so.)
       if (hi >= 0x200000 || !this.memory.translateGpa(hi * 0x1_0000_0000 + view.getUint32(d, true), DESC_SIZE, span)) continue;
-      touched += span.view.getUint16(span.offset + 12, true);
+      if (span.length === DESC_SIZE) touched += span.view.getUint16(span.offset + 12, true);
     }
     this.touched = touched; // (kept: reads whose value nothing used could be optimised away)
   }

@@ -121,6 +121,13 @@ const cases: { name: string; build: (fe: TestFrontend, q: DriverQueue) => void }
     },
   },
   {
+    name: 'indirect table running past the end of memory',
+    build: (fe, q) => {
+      q.writeDesc(10, fe.memory.regionEnd(0) - 8, 32, INDIRECT, 0);
+      q.pushAvail(10);
+    },
+  },
+  {
     name: 'indirect table outside memory',
     build: (_fe, q) => {
       q.writeDesc(10, 0x10, 64, INDIRECT, 0);
