@@ -30,6 +30,9 @@ inline void PrefetchRange(const uint8_t* p, size_t len) {
   napi_util::PrefetchLines(p, len < 4096 ? len : 4096);
 }
 
+// A 16-bit sum's two bytes swapped: the sum of bytes that start at an odd place (RFC 1071 §2(B)).
+inline uint32_t Swap16(uint32_t s) { return ((s & 0xff) << 8) | (s >> 8); }
+
 // The one's-complement fold of a sum, to 16 bits.
 inline uint32_t Fold(uint64_t sum) {
   while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
@@ -56,7 +59,7 @@ inline uint32_t FinishSum(const uint8_t* p, size_t i, size_t len, uint64_t a) {
   if (i < len) s += p[i];  // the odd byte, padded with zero on its right in network order
   uint32_t r = Fold(s);
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  r = ((r & 0xff) << 8) | (r >> 8);
+  r = Swap16(r);
 #endif
   return r;
 }
@@ -288,7 +291,7 @@ napi_value SumFrames(napi_env env, napi_callback_info cbinfo) {
       uint8_t* p;
       if (!spans.Pointer(i, offsets[i], lengths[i], &p)) return nullptr;
       uint32_t s = SumRange(p, lengths[i]);
-      if (at & 1) s = ((s & 0xff) << 8) | (s >> 8);
+      if (at & 1) s = Swap16(s);
       sum += s;
       at += lengths[i];
     }
@@ -485,7 +488,6 @@ enum TcpFlag : uint8_t { kFin = 0x01, kSyn = 0x02, kRst = 0x04, kPsh = 0x08, kAc
 
 inline uint32_t Get16(const uint8_t* p) { return (static_cast<uint32_t>(p[0]) << 8) | p[1]; }
 inline uint32_t Get32(const uint8_t* p) { return (Get16(p) << 16) | Get16(p + 2); }
-inline uint32_t Swap16(uint32_t s) { return ((s & 0xff) << 8) | (s >> 8); }
 
 // tcp-coalescer.ts's coalescible(): where the payload of the segment whose first `have` bytes are
 // h (len bytes in all) starts, when it may join a run; else 0.
