@@ -40,10 +40,10 @@
 // A guest that rewrites such a payload after it was summed changes only what its own connection
 // carries, as it may with any NEEDS_CSUM segment: the headers every decision rests on are copies.
 //
-// Once a run has joined its first part, the frames of a batch that continue it are joined by one
-// call into the addon (joinBatch; wire/join-run.ts), under these same rules and checksums, each
-// frame's headers copied before they are read; this file stays the reference, and the path of
-// every frame where the addon is absent.
+// Once a run has started, the frames of a batch that continue it are joined by one call into the
+// addon (joinBatch; wire/join-run.ts), under these same rules and checksums (its first join
+// verifies the pending frame too), each frame's headers copied before they are read; this file
+// stays the reference, and the path of every frame where the addon is absent.
 import { COPY_JOB_BYTES, CopyJobField, foldSum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16 } from '../wire/checksum.js';
 import { RUN_AT, RUN_BYTES, RunField, joinRun } from '../wire/join-run.js';
 import { GSO_MAX_PACKET } from '../iface/link.js';
@@ -429,14 +429,14 @@ export class TcpCoalescer {
    * continue the pending run, as continuesAt(), coalescible(), match() and join() would one after
    * another, with one native call (wire/join-run.ts): each frame's virtio-net header and headers
    * copied first, its payload copied behind the pending one and summed (a run in place: summed
-   * where it lies, its spans appended). Returns the index of the first frame not joined: `from`
-   * when none was, and always before the run's first join (join() verifies the pending frame
-   * then) or without the addon. The caller counts and keeps the frames that joined (a run in
-   * place holds their buffers) and hands the next one on as usual.
+   * where it lies, its spans appended; the run's first join verifies the pending frame first, as
+   * join()). Returns the index of the first frame not joined: `from` when none was, and always
+   * without the addon. The caller counts and keeps the frames that joined (a run in place holds
+   * their buffers) and hands the next one on as usual.
    */
   joinBatch(view: Uint8Array, from: number, count: number): number {
     const native = joinRun();
-    if (native === undefined || this.length === 0 || this.closed || this.payloadSum < 0 || from >= count) return from;
+    if (native === undefined || this.length === 0 || this.closed || from >= count) return from;
     const run = this.run;
     run[RunField.length] = this.length;
     run[RunField.segments] = this.segments;
@@ -449,7 +449,8 @@ export class TcpCoalescer {
     run[RunField.inPlace] = this.runInPlace ? 1 : 0;
     run[RunField.ipFixed] = this.ipFixed;
     run[RunField.tcpFixed] = this.tcpFixed;
-    run[RunField.payloadSum] = this.payloadSum;
+    run[RunField.payloadSum] = this.payloadSum; // (-1, unset, is 0xffffffff there)
+    run[RunField.firstSum] = this.firstSum;
     run[RunField.psh] = this.psh ? 1 : 0;
     run[RunField.spanCount] = this.spanCount;
     run[RunField.words] = this.words;
@@ -463,6 +464,8 @@ export class TcpCoalescer {
     this.segments = run[RunField.segments]!;
     this.nextSeq = run[RunField.nextSeq]!;
     this.payloadSum = run[RunField.payloadSum]!;
+    this.ipFixed = run[RunField.ipFixed]!;
+    this.tcpFixed = run[RunField.tcpFixed]!;
     this.psh = run[RunField.psh] !== 0;
     this.closed = run[RunField.closed] !== 0;
     const spans = run[RunField.spanCount]!;

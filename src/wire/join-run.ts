@@ -33,9 +33,9 @@ export const RunField = {
   /** The fixed parts of the IPv4 header's and the TCP header's sums (TcpCoalescer.join). */
   ipFixed: 9,
   tcpFixed: 10,
-  /** The joined payload's sum (0 in a partial run). The caller never calls before the run's first
-   *  join, which verifies the pending frame itself (TcpCoalescer.join); the addon then joins
-   *  nothing. */
+  /** The joined payload's sum (0 in a partial run); 0xffffffff before the run's first join, which
+   *  verifies the pending frame itself first (TcpCoalescer.join) and sets it, ipFixed and
+   *  tcpFixed. */
   payloadSum: 11,
   /** 1 when a joined part had PSH. */
   psh: 12,
@@ -60,6 +60,9 @@ export const RunField = {
   /** The frames to look at: [from, count). */
   from: 24,
   count: 25,
+  /** The pending frame's sum from its IP header on, as its copy computed it (TcpCoalescer.start's
+   *  frameSum; any value in a partial run): what the first join verifies its TCP checksum with. */
+  firstSum: 26,
 } as const;
 
 /** The bytes of the run's numbers. */

@@ -6,7 +6,7 @@ import t from 'tap';
 import { hostnet } from '../../src/host/native.js';
 import { NET_HDR_LEN } from '../../src/virtio/net-device.js';
 import { JOIN_FRAME_SPANS } from '../../src/virtio/tcp-coalescer.js';
-import { RUN_AT, RunField, useNativeJoinRun } from '../../src/wire/join-run.js';
+import { RUN_AT, RUN_BYTES, RunField, useNativeJoinRun } from '../../src/wire/join-run.js';
 import type { JoinRun } from '../../src/wire/join-run.js';
 import { bytes, partialHeader, randomFrom, seg, seg6, setup } from './tcp-coalescer.test.js';
 import type { Seen, TxQueue } from './tcp-coalescer.test.js';
@@ -143,8 +143,8 @@ t.test('joinRun refuses a layout outside its arena, and a span outside its view'
   const view = new Uint8Array(4096);
   t.throws(() => hostnet.joinRun(view, new Uint8Array(16)), /arena at least/);
   const arena = new Uint8Array(8192);
-  const run = new Uint32Array(arena.buffer, RUN_AT, RunField.count + 1);
-  const base = RUN_AT + 4 * (RunField.count + 1);
+  const run = new Uint32Array(arena.buffer, RUN_AT, RUN_BYTES / 4);
+  const base = RUN_AT + RUN_BYTES;
   // A run of IPv4 segments whose headers end at 66, pending at 4096, one frame of 1500 bytes.
   const good: [number, number][] = [
     [RunField.length, 100],

@@ -468,16 +468,18 @@ napi_value CutFrames(napi_env env, napi_callback_info cbinfo) {
 // (a run in place: summed where it lies, its spans appended to the run's) and joined, until one
 // does not continue the run or the run closes. Returns the index of the first frame not joined;
 // a frame that fails a check after its payload was summed leaves nothing changed. The run's first
-// join (the pending frame's own checksums, payloadSum then still unset: 0xffffffff) is always
-// JavaScript's: nothing is joined then. Throws on a layout outside the arena or a span outside
-// the view (the caller's bug, not the guest's).
+// join (payloadSum still unset: 0xffffffff) verifies the pending frame's own checksums first, as
+// join() does, and sets payloadSum, ipFixed and tcpFixed; a pending frame that fails them joins
+// nothing (JavaScript then finds the same and hands both frames on alone). Throws on a layout
+// outside the arena or a span outside the view (the caller's bug, not the guest's).
 constexpr size_t kRunAt = kCopyJobBytes;
-constexpr uint32_t kRunFields = 26;
+constexpr uint32_t kRunFields = 27;
 enum RunField : uint32_t {
   kRLength, kRSegments, kRAt, kRTcp, kRNextSeq, kRSegmentSize, kRClosed, kRPartial, kRInPlace, kRIpFixed, kRTcpFixed,
   kRPayloadSum, kRPsh, kRSpanCount, kRWords, kRBufAt, kRBufCap, kRSameAt, kRSpanOffsetsAt, kRSpanLengthsAt, kRSpanMax,
-  kRRowsAt, kRSpansAt, kRSpanSlots, kRFrom, kRCount,
+  kRRowsAt, kRSpansAt, kRSpanSlots, kRFrom, kRCount, kRFirstSum,
 };
+constexpr uint32_t kUnset = 0xffffffff;
 constexpr uint32_t kEthLen = 14;
 constexpr uint32_t kVnetHdr = 12;
 constexpr uint32_t kHeadMax = 116;  // COALESCE_HEAD
@@ -488,6 +490,34 @@ enum TcpFlag : uint8_t { kFin = 0x01, kSyn = 0x02, kRst = 0x04, kPsh = 0x08, kAc
 
 inline uint32_t Get16(const uint8_t* p) { return (static_cast<uint32_t>(p[0]) << 8) | p[1]; }
 inline uint32_t Get32(const uint8_t* p) { return (Get16(p) << 16) | Get16(p + 2); }
+// The one's complement of the word at p: added to a sum, it takes the word out (RFC 1624).
+inline uint32_t Not16(const uint8_t* p) { return ~Get16(p) & 0xffff; }
+
+// TcpCoalescer.join's first step: the pending frame's own checksums (its headers at buf[0, at),
+// `length` bytes in all, summed from its IP header on as firstSum), verified now that it will not
+// go alone, and the fixed parts of its headers' sums every later part repeats (the words that may
+// differ taken out). False when a checksum does not verify; st unchanged then.
+bool VerifyPending(const uint8_t* buf, uint32_t* st) {
+  const uint32_t tcp = st[kRTcp], at = st[kRAt];
+  const bool v4 = tcp == kEthLen + 20;
+  const uint32_t ipSum = SumRange(buf + kEthLen, tcp - kEthLen);
+  if (v4 && ipSum != 0xffff) return false;
+  const uint32_t ipFixed = v4 ? Fold(static_cast<uint64_t>(ipSum) + Not16(buf + kEthLen + 2) + Not16(buf + kEthLen + 4) + Not16(buf + kEthLen + 10)) : 0;
+  if (st[kRPartial] != 0) {
+    st[kRIpFixed] = ipFixed;
+    st[kRPayloadSum] = 0;  // (not summed: nothing verifies it)
+    return true;
+  }
+  // The pseudo-header with length 0 (each part adds its own): the addresses, and the protocol.
+  const uint32_t pseudo = Fold(static_cast<uint64_t>(v4 ? SumRange(buf + kEthLen + 12, 8) : SumRange(buf + kEthLen + 8, 32)) + 6);
+  const uint32_t tcpSum = SumRange(buf + tcp, at - tcp);
+  const uint32_t payload = Fold(static_cast<uint64_t>(st[kRFirstSum]) + (~Fold(static_cast<uint64_t>(ipSum) + tcpSum) & 0xffff));
+  if (Fold(static_cast<uint64_t>(tcpSum) + pseudo + (st[kRLength] - tcp) + payload) != 0xffff) return false;
+  st[kRIpFixed] = ipFixed;
+  st[kRPayloadSum] = payload;
+  st[kRTcpFixed] = Fold(static_cast<uint64_t>(tcpSum) + pseudo + Not16(buf + tcp + 4) + Not16(buf + tcp + 6) + Not16(buf + tcp + 12) + Not16(buf + tcp + 16));
+  return true;
+}
 
 // tcp-coalescer.ts's coalescible(): where the payload of the segment whose first `have` bytes are
 // h (len bytes in all) starts, when it may join a run; else 0.
@@ -577,8 +607,10 @@ napi_value JoinRun(napi_env env, napi_callback_info cbinfo) {
   const bool partial = st[kRPartial] != 0;
   const bool inPlace = st[kRInPlace] != 0;
   uint32_t i = st[kRFrom];
-  // Not before the run's first join (JavaScript's), nor in a run that is over.
-  const bool ready = st[kRLength] > 0 && st[kRPayloadSum] <= 0xffff && st[kRClosed] == 0;
+  // Not in a run that is over, nor one whose numbers are not a run's (before its first join, the
+  // pending frame's sum is needed unless the run is partial).
+  const bool first = st[kRPayloadSum] == kUnset;
+  const bool ready = st[kRLength] > at && st[kRClosed] == 0 && (first ? partial || st[kRFirstSum] <= 0xffff : st[kRPayloadSum] <= 0xffff);
   for (; ready && i < st[kRCount]; i++) {
     const uint32_t* s = spans + 2 * rows[2 * i];
     const uint32_t count = rows[2 * i + 1];
@@ -659,6 +691,9 @@ napi_value JoinRun(napi_env env, napi_callback_info cbinfo) {
     }
     if (!room || pos != n) break;
     const uint32_t sum = Fold(acc);
+    // The run's first join: the pending frame's checksums first (once; only now that a frame
+    // would join it, as join() does).
+    if (st[kRPayloadSum] == kUnset && !VerifyPending(buf, st)) break;
     // join(): this part's checksums from its varying words and its payload's sum.
     if (v4 && Fold(static_cast<uint64_t>(st[kRIpFixed]) + Get16(h + kEthLen + 2) + Get16(h + kEthLen + 4) + Get16(h + kEthLen + 10)) != 0xffff) break;
     if (!partial) {
