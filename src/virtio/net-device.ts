@@ -712,16 +712,23 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       // between such groups (nothing popped is left for the next one).
       for (let n = this.popBatch(q); n > 0; n = this.popBatch(q)) {
         for (let i = 0; i < n; i++) {
-          // The frames that continue the run being joined: one native call for all of them.
-          if (g !== undefined && this.txBatchView !== undefined && g.length > 0) {
-            const end = g.joinBatch(this.txBatchView, i, n);
-            for (; i < end; i++) {
-              const c = batch[i]!;
-              bytes += c.readableLength;
-              this.joinedOne(c.readableLength - NET_HDR_LEN);
-              // A run in place holds its buffers until the batch's writes (as kept payload does).
-              if (g.runInPlace) this.txHeldHeads[this.txHeld++] = c.head;
-              else q.pushUsed(c.head, 0);
+          // The frames that start or continue a run: one native call for each run, which is
+          // handed on once it takes nothing more (the next call may start the next one there).
+          if (g !== undefined && this.txBatchView !== undefined) {
+            for (;;) {
+              const end = g.joinBatch(this.txBatchView, i, n);
+              for (; i < end; i++) {
+                const c = batch[i]!;
+                const len = c.readableLength - NET_HDR_LEN;
+                bytes += c.readableLength;
+                if (i === g.startedAt) this.startedOne(len);
+                else this.joinedOne(len);
+                // A run in place holds its buffers until the batch's writes (as kept payload does).
+                if (g.runInPlace) this.txHeldHeads[this.txHeld++] = c.head;
+                else q.pushUsed(c.head, 0);
+              }
+              if (i === n || !g.over) break;
+              this.deliverJoined();
             }
             if (i === n) break;
           }
@@ -1058,6 +1065,11 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   }
 
   /** Counts a frame that joined the pending run. */
+  /** A frame that started a run (JavaScript's coalesce counts its own). */
+  private startedOne(len: number): void {
+    this.stats.txFrames++;
+    this.stats.txBytes += len;
+  }
   private joinedOne(len: number): true {
     this.stats.txCoalesced++;
     this.stats.txFrames++;

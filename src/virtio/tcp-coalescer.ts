@@ -40,10 +40,11 @@
 // A guest that rewrites such a payload after it was summed changes only what its own connection
 // carries, as it may with any NEEDS_CSUM segment: the headers every decision rests on are copies.
 //
-// Once a run has started, the frames of a batch that continue it are joined by one call into the
-// addon (joinBatch; wire/join-run.ts), under these same rules and checksums (its first join
-// verifies the pending frame too), each frame's headers copied before they are read; this file
-// stays the reference, and the path of every frame where the addon is absent.
+// The frames of a batch that start a run (none pending) and continue it are joined by one call
+// into the addon (joinBatch; wire/join-run.ts), under these same rules and checksums (its first
+// join verifies the pending frame too), each frame's headers copied before they are read; this
+// file and the device's coalesce() stay the reference, and the path of every frame where the
+// addon is absent.
 import { COPY_JOB_BYTES, CopyJobField, foldSum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16 } from '../wire/checksum.js';
 import { RUN_AT, RUN_BYTES, RunField, joinRun } from '../wire/join-run.js';
 import { GSO_MAX_PACKET } from '../iface/link.js';
@@ -175,6 +176,10 @@ export class TcpCoalescer {
   spanCount = 0;
   /** The pending frame's sum from its IP header on, as the copy computed it (frameSum). */
   private firstSum = 0;
+  /** After joinBatch(): the index of the frame that started the run there (none was pending),
+   *  else -1; and whether the run takes nothing more (its caller hands it on). */
+  startedAt = -1;
+  over = false;
   /** Once a segment joined: the payload's sum, as it lies in the merged frame. */
   private payloadSum = 0;
   private psh = false;
@@ -430,13 +435,18 @@ export class TcpCoalescer {
    * another, with one native call (wire/join-run.ts): each frame's virtio-net header and headers
    * copied first, its payload copied behind the pending one and summed (a run in place: summed
    * where it lies, its spans appended; the run's first join verifies the pending frame first, as
-   * join()). Returns the index of the first frame not joined: `from` when none was, and always
-   * without the addon. The caller counts and keeps the frames that joined (a run in place holds
-   * their buffers) and hands the next one on as usual.
+   * join()). With none pending, the first frame starts the run as the device's coalesce() and
+   * start() would (startedAt: copied to buf when it lies in one buffer, else a run in place).
+   * Returns the index of the first frame not joined: `from` when none was, and always without the
+   * addon. The caller counts and keeps the frames that joined (a run in place holds their
+   * buffers); with `over` it hands the run on and may call again from there, else it hands the
+   * next frame on as usual.
    */
   joinBatch(view: Uint8Array, from: number, count: number): number {
     const native = joinRun();
-    if (native === undefined || this.length === 0 || this.closed || from >= count) return from;
+    this.startedAt = -1;
+    this.over = this.length > 0 && this.closed;
+    if (native === undefined || this.over || from >= count) return from;
     const run = this.run;
     run[RunField.length] = this.length;
     run[RunField.segments] = this.segments;
@@ -459,11 +469,24 @@ export class TcpCoalescer {
     run[RunField.from] = from;
     run[RunField.count] = count;
     const end = native(view, this.arena);
+    if (run[RunField.started] !== 0) {
+      // The run the call started: its numbers (`same` it wrote in the arena).
+      this.startedAt = run[RunField.started]! - 1;
+      this.runInPlace = run[RunField.inPlace] !== 0;
+      this.at = run[RunField.at]!;
+      this.tcp = run[RunField.tcp]!;
+      this.words = run[RunField.words]!;
+      this.segmentSize = run[RunField.segmentSize]!;
+      this.partial = run[RunField.partial] !== 0;
+      this.firstSum = this.partial ? -1 : run[RunField.firstSum]!;
+    }
+    this.over = run[RunField.over] !== 0;
     if (end === from) return from;
     this.length = run[RunField.length]!;
     this.segments = run[RunField.segments]!;
     this.nextSeq = run[RunField.nextSeq]!;
-    this.payloadSum = run[RunField.payloadSum]!;
+    const sum = run[RunField.payloadSum]!;
+    this.payloadSum = sum === 0xffffffff ? -1 : sum;
     this.ipFixed = run[RunField.ipFixed]!;
     this.tcpFixed = run[RunField.tcpFixed]!;
     this.psh = run[RunField.psh] !== 0;

@@ -1,9 +1,10 @@
 // The native half of the TCP coalescer's joins (src/virtio/tcp-coalescer.ts, joinBatch): the
-// frames of a TX batch that continue the pending run are read, checked and joined by one addon
-// call (the hostnet addon's joinRun, in src/host/addon/checksum.cc) instead of by JavaScript and a
-// copy call each. Its rules are the coalescer's, which stays the reference: without the addon
-// every frame takes the JavaScript path, and the tests compare the two. Each part's checksums are
-// verified from the sums of its varying words and its payload (RFC 1071, RFC 1624), as join() does.
+// frames of a TX batch that start (with none pending) or continue the pending run are read,
+// checked and joined by one addon call (the hostnet addon's joinRun, in
+// src/host/addon/checksum.cc) instead of by JavaScript and a copy call each. Its rules are the
+// coalescer's, which stays the reference: without the addon every frame takes the JavaScript
+// path, and the tests compare the two. Each part's checksums are verified from the sums of its
+// varying words and its payload (RFC 1071, RFC 1624), as join() does.
 //
 // Everything the call reads and writes lies in the coalescer's arena; the numbers are Uint32s at
 // RUN_AT (RunField), written before the call and read back after it.
@@ -63,15 +64,22 @@ export const RunField = {
   /** The pending frame's sum from its IP header on, as its copy computed it (TcpCoalescer.start's
    *  frameSum; any value in a partial run): what the first join verifies its TCP checksum with. */
   firstSum: 26,
+  /** Set by the call: the index + 1 of the frame that started the run (none pending before it),
+   *  else 0. */
+  started: 27,
+  /** Set by the call: 1 when the run takes nothing more (closed, or the frame it stopped at does
+   *  not fit behind it): the caller hands it on, and may call again from that frame. */
+  over: 28,
 } as const;
 
 /** The bytes of the run's numbers. */
 export const RUN_BYTES = 4 * Object.keys(RunField).length;
 
 /**
- * Joins frames [from, count) of the batch the arena describes, while each continues the run, and
- * leaves the run's new numbers in the arena: returns the index of the first frame not joined.
- * Throws on a layout outside the arena or a span outside `view`.
+ * Joins frames [from, count) of the batch the arena describes, while each continues the run (the
+ * first starting it when none is pending), and leaves the run's new numbers in the arena: returns
+ * the index of the first frame not joined. Throws on a layout outside the arena or a span outside
+ * `view`.
  */
 export type JoinRun = (view: Uint8Array, arena: Uint8Array) => number;
 

@@ -11,18 +11,23 @@ import type { JoinRun } from '../../src/wire/join-run.js';
 import { bytes, partialHeader, randomFrom, seg, seg6, setup } from './tcp-coalescer.test.js';
 import type { Seen, TxQueue } from './tcp-coalescer.test.js';
 
-// What the addon joined, counted: the tests must see it do the joining.
+// What the addon joined, and the runs it started, counted: the tests must see it do both.
 let joined = 0;
+let started = 0;
 const counted: JoinRun = (view, arena) => {
-  const from = new Uint32Array(arena.buffer, arena.byteOffset + RUN_AT, RunField.count + 1)[RunField.from]!;
+  const run = new Uint32Array(arena.buffer, arena.byteOffset + RUN_AT, RUN_BYTES / 4);
+  const from = run[RunField.from]!;
   const end = hostnet.joinRun(view, arena);
-  joined += end - from;
+  const start = run[RunField.started] !== 0 ? 1 : 0;
+  joined += end - from - start;
+  started += start;
   return end;
 };
 useNativeJoinRun(counted);
 
-t.test('the addon joined runs in the tests above', async (t) => {
+t.test('the addon joined and started runs in the tests above', async (t) => {
   t.ok(joined > 500, `frames the addon joined: ${joined}`);
+  t.ok(started > 50, `runs the addon started: ${started}`);
 });
 
 interface Sent {
@@ -90,6 +95,7 @@ for (const inPlace of [false, true]) {
     const rand = randomFrom(inPlace ? 91 : 19);
     const data = bytes(1 << 20, 5);
     const before = joined;
+    const startedBefore = started;
     // Two connections (ports 40000 and 40001; IPv6 has one), each where it left off.
     const next = [0, 0, 0];
     for (let round = 0; round < 80; round++) {
@@ -136,6 +142,7 @@ for (const inPlace of [false, true]) {
     const b = withoutAddon.dev.stats;
     t.same([a.txFrames, a.txBytes, a.txCoalesced, a.txDropped], [b.txFrames, b.txBytes, b.txCoalesced, b.txDropped], 'the same counts');
     t.ok(joined - before > 400, `the addon joined ${joined - before} of the ${a.txCoalesced} frames joined`);
+    t.ok(started - startedBefore > 100, `the addon started ${started - startedBefore} runs`);
   });
 }
 

@@ -454,8 +454,9 @@ napi_value CutFrames(napi_env env, napi_callback_info cbinfo) {
 
 
 // joinRun(view, arena): the TCP coalescer's joins (src/virtio/tcp-coalescer.ts: continuesAt,
-// coalescible, match and join, each rule as there) for a TX batch's frames that continue the
-// pending run, with one call for all of them instead of JavaScript and a copyJob per frame. The
+// coalescible, match and join, each rule as there) for a TX batch's frames that start (none
+// pending) or continue the pending run, with one call for all of them instead of JavaScript and
+// a copyJob per frame. The
 // run's state and everything else lies in the arena (`work` of copyJob): the numbers at
 // kRunAt (Uint32s, RunField, written by TcpCoalescer.joinBatch before the call and read back
 // after), the pending frame's headers at bufAt, the mask of the header bits that must repeat at
@@ -470,14 +471,19 @@ napi_value CutFrames(napi_env env, napi_callback_info cbinfo) {
 // a frame that fails a check after its payload was summed leaves nothing changed. The run's first
 // join (payloadSum still unset: 0xffffffff) verifies the pending frame's own checksums first, as
 // join() does, and sets payloadSum, ipFixed and tcpFixed; a pending frame that fails them joins
-// nothing (JavaScript then finds the same and hands both frames on alone). Throws on a layout
+// nothing (JavaScript then finds the same and hands both frames on alone). With no frame pending
+// (length 0), the first frame starts the run, as TcpCoalescer.start() after the device's copy
+// (coalesce: a frame in one buffer copied to bufAt and summed) or its reading of the headers
+// (coalesceScattered: a run in place, its payload spans the table's first), and `started` is its
+// index + 1. `over` is 1 when the run stopped because it takes nothing more (closed, or the next
+// frame does not fit): its caller hands it on and calls again from there. Throws on a layout
 // outside the arena or a span outside the view (the caller's bug, not the guest's).
 constexpr size_t kRunAt = kCopyJobBytes;
-constexpr uint32_t kRunFields = 27;
+constexpr uint32_t kRunFields = 29;
 enum RunField : uint32_t {
   kRLength, kRSegments, kRAt, kRTcp, kRNextSeq, kRSegmentSize, kRClosed, kRPartial, kRInPlace, kRIpFixed, kRTcpFixed,
   kRPayloadSum, kRPsh, kRSpanCount, kRWords, kRBufAt, kRBufCap, kRSameAt, kRSpanOffsetsAt, kRSpanLengthsAt, kRSpanMax,
-  kRRowsAt, kRSpansAt, kRSpanSlots, kRFrom, kRCount, kRFirstSum,
+  kRRowsAt, kRSpansAt, kRSpanSlots, kRFrom, kRCount, kRFirstSum, kRStarted, kROver,
 };
 constexpr uint32_t kUnset = 0xffffffff;
 constexpr uint32_t kEthLen = 14;
@@ -557,6 +563,97 @@ uint32_t GatherFront(const uint8_t* view, const uint32_t* spans, uint32_t count,
   return got;
 }
 
+// The frame (readable spans s, count of them; its virtio-net header first, len bytes of frame
+// behind it) starts the run, as the device's coalesce() or coalesceScattered() and then
+// TcpCoalescer.start() would: false, nothing pending, when it cannot (the caller's JavaScript
+// path then handles it, the same way). Its copy is in buf (a frame in one buffer whole, else
+// its headers: a run in place, whose payload spans are the table's first).
+bool StartRun(const uint8_t* view, const uint32_t* s, uint32_t count, uint32_t len, uint8_t* buf, uint8_t* same, double* spanOffsets,
+              uint32_t* spanLengths, uint32_t* st) {
+  uint8_t vnet[kVnetHdr];
+  if (GatherFront(view, s, count, vnet, kVnetHdr) != kVnetHdr) return false;
+  if ((vnet[0] & ~1u) != 0 || vnet[1] != 0) return false;  // NEEDS_CSUM or nothing; GSO_NONE
+  const bool partial = vnet[0] != 0;
+  // The frame in one buffer (frameSegment): the header's, or the next one.
+  const uint8_t* whole = nullptr;
+  if (s[1] >= kVnetHdr + len) whole = view + s[0] + kVnetHdr;
+  else if (count >= 2 && s[1] == kVnetHdr && s[3] >= len) whole = view + s[2];
+  uint32_t at, frameSum = kUnset;
+  uint32_t spanEnd = 0;
+  if (whole != nullptr) {
+    // Copied, summed from the IP header on (not at all with NEEDS_CSUM); decided on the copy.
+    if (partial) std::memcpy(buf, whole, len);
+    else frameSum = CopySumRange(whole, buf, len, kEthLen);
+    at = Coalescible(buf, std::min(len, kHeadMax), len);
+    if (at == 0) return false;
+  } else {
+    if (st[kRSpanMax] == 0) return false;  // (a device that copies joined payload: JavaScript's)
+    const uint32_t have = std::min(len, kHeadMax);
+    uint8_t head[kVnetHdr + kHeadMax];
+    if (GatherFront(view, s, count, head, kVnetHdr + have) != kVnetHdr + have) return false;
+    std::memcpy(buf, head + kVnetHdr, have);
+    at = Coalescible(buf, have, len);
+    if (at == 0) return false;
+    // The payload's spans, summed where they lie (with NEEDS_CSUM not at all).
+    uint64_t acc = 0;
+    uint32_t pos = 0, skip = kVnetHdr + at;
+    for (uint32_t k = 0; k < count; k++) {
+      uint32_t off = s[2 * k], l = s[2 * k + 1];
+      if (skip >= l) {
+        skip -= l;
+        continue;
+      }
+      off += skip;
+      l -= skip;
+      skip = 0;
+      if (spanEnd == st[kRSpanMax]) return false;
+      spanOffsets[spanEnd] = off;
+      spanLengths[spanEnd] = l;
+      spanEnd++;
+      if (!partial) {
+        const uint32_t sum = SumRange(view + off, l);
+        acc += (pos & 1) != 0 ? Swap16(sum) : sum;
+      }
+      pos += l;
+    }
+    if (pos != len - at || spanEnd == 0) return false;
+    if (!partial) frameSum = Fold(static_cast<uint64_t>(SumRange(buf + kEthLen, at - kEthLen)) + Fold(acc));
+  }
+  const uint32_t tcp = buf[12] == 0x08 ? kEthLen + 20 : kEthLen + 40;
+  // partialOverTcp(): NEEDS_CSUM's csum_start and csum_offset (little-endian) over the TCP field.
+  if (partial && (static_cast<uint32_t>(vnet[6] | (vnet[7] << 8)) != tcp || static_cast<uint32_t>(vnet[8] | (vnet[9] << 8)) != 16)) return false;
+  // The bits of the headers a frame that joins must repeat (TcpCoalescer.start): all but IPv4's
+  // total length, identity and checksum (IPv6's payload length), TCP's sequence number, PSH and
+  // checksum, and whatever lies past the headers in the last word.
+  const uint32_t words = (at + 3) / 4;
+  std::memset(same, 0xff, at);
+  std::memset(same + at, 0, kHeadMax - at);
+  if (tcp == kEthLen + 20) {
+    std::memset(same + kEthLen + 2, 0, 4);
+    std::memset(same + kEthLen + 10, 0, 2);
+  } else {
+    std::memset(same + kEthLen + 4, 0, 2);
+  }
+  std::memset(same + tcp + 4, 0, 4);
+  same[tcp + 13] &= ~kPsh;
+  std::memset(same + tcp + 16, 0, 2);
+  st[kRLength] = len;
+  st[kRSegments] = 1;
+  st[kRAt] = at;
+  st[kRTcp] = tcp;
+  st[kRNextSeq] = Get32(buf + tcp + 4) + (len - at);
+  st[kRSegmentSize] = len - at;
+  st[kRClosed] = (buf[tcp + 13] & kPsh) != 0 ? 1 : 0;
+  st[kRPartial] = partial ? 1 : 0;
+  st[kRInPlace] = whole == nullptr ? 1 : 0;
+  st[kRFirstSum] = frameSum;
+  st[kRPayloadSum] = kUnset;
+  st[kRPsh] = 0;
+  st[kRSpanCount] = spanEnd;
+  st[kRWords] = words;
+  return true;
+}
+
 napi_value JoinRun(napi_env env, napi_callback_info cbinfo) {
   uint8_t* view = nullptr;
   uint8_t* arena = nullptr;
@@ -569,9 +666,14 @@ napi_value JoinRun(napi_env env, napi_callback_info cbinfo) {
   std::memcpy(st, arena + kRunAt, sizeof st);
   const uint64_t aLen = arenaLen;
   auto within = [aLen](uint64_t at, uint64_t n) { return at >= kRunAt + 4 * kRunFields && at <= aLen && n <= aLen - at; };
-  const uint32_t at = st[kRAt], tcp = st[kRTcp], words = st[kRWords], bufCap = st[kRBufCap];
-  if (!(tcp == kEthLen + 20 || tcp == kEthLen + 40) || at < tcp + 20 || at > kHeadMax || words != (at + 3) / 4 || bufCap > kEthLen + kGsoMaxPacket ||
-      !within(st[kRBufAt], bufCap) || st[kRLength] > bufCap || !within(st[kRSameAt], 4 * words) || st[kRSpanCount] > st[kRSpanMax] ||
+  const uint32_t bufCap = st[kRBufCap];
+  // A pending frame's numbers must be a run's; with none, the first frame may start one (its
+  // headers and the mask then written whole: bufCap and kHeadMax bytes).
+  const bool pending = st[kRLength] > 0;
+  const uint32_t at0 = st[kRAt], tcp0 = st[kRTcp];
+  if ((pending && (!(tcp0 == kEthLen + 20 || tcp0 == kEthLen + 40) || at0 < tcp0 + 20 || at0 > kHeadMax || st[kRWords] != (at0 + 3) / 4)) ||
+      bufCap > kEthLen + kGsoMaxPacket || bufCap < kHeadMax || !within(st[kRBufAt], bufCap) || st[kRLength] > bufCap || !within(st[kRSameAt], kHeadMax) ||
+      st[kRSpanCount] > st[kRSpanMax] ||
       !within(st[kRSpanOffsetsAt], 8ull * st[kRSpanMax]) || !within(st[kRSpanLengthsAt], 4ull * st[kRSpanMax]) ||
       !within(st[kRRowsAt], 8ull * st[kRCount]) || !within(st[kRSpansAt], 8ull * st[kRSpanSlots]) || st[kRFrom] > st[kRCount] ||
       Overlap(view, viewLen, arena, arenaLen)) {
@@ -603,14 +705,13 @@ napi_value JoinRun(napi_env env, napi_callback_info cbinfo) {
   uint8_t* buf = arena + st[kRBufAt];
   auto* spanOffsets = reinterpret_cast<double*>(arena + st[kRSpanOffsetsAt]);
   auto* spanLengths = reinterpret_cast<uint32_t*>(arena + st[kRSpanLengthsAt]);
-  const bool v4 = tcp == kEthLen + 20;
-  const bool partial = st[kRPartial] != 0;
-  const bool inPlace = st[kRInPlace] != 0;
   uint32_t i = st[kRFrom];
+  st[kRStarted] = 0;
+  st[kROver] = 0;
   // Not in a run that is over, nor one whose numbers are not a run's (before its first join, the
   // pending frame's sum is needed unless the run is partial).
-  const bool first = st[kRPayloadSum] == kUnset;
-  const bool ready = st[kRLength] > at && st[kRClosed] == 0 && (first ? partial || st[kRFirstSum] <= 0xffff : st[kRPayloadSum] <= 0xffff);
+  const bool ready = !pending || (st[kRLength] > at0 && st[kRClosed] == 0 &&
+                                  (st[kRPayloadSum] == kUnset ? st[kRPartial] != 0 || st[kRFirstSum] <= 0xffff : st[kRPayloadSum] <= 0xffff));
   for (; ready && i < st[kRCount]; i++) {
     const uint32_t* s = spans + 2 * rows[2 * i];
     const uint32_t count = rows[2 * i + 1];
@@ -619,7 +720,7 @@ napi_value JoinRun(napi_env env, napi_callback_info cbinfo) {
       // The next frame asked for now: its headers, and unless the run is partial (nothing reads
       // its payload then) all of it up to 4 KiB, so that its copy or sum finds its lines on the way.
       const uint32_t* t = spans + 2 * rows[2 * i + 2];
-      uint32_t left = partial ? kVnetHdr + kHeadMax : 4096;
+      uint32_t left = st[kRLength] > 0 && st[kRPartial] != 0 ? kVnetHdr + kHeadMax : 4096;
       for (uint32_t k = 0; k < rows[2 * i + 3] && left > 0; k++) {
         const uint32_t n = std::min(t[2 * k + 1], left);
         napi_util::PrefetchLines(view + t[2 * k], n);
@@ -630,9 +731,29 @@ napi_value JoinRun(napi_env env, napi_callback_info cbinfo) {
     for (uint32_t k = 0; k < count; k++) total += s[2 * k + 1];
     if (total < kVnetHdr + kEthLen || total > kVnetHdr + kMaxFrame) break;
     const uint32_t len = static_cast<uint32_t>(total) - kVnetHdr;
+    if (len < kCoalesceMin || len > bufCap) break;
     const uint32_t length = st[kRLength];
-    // continuesAt()
-    if (len <= at || len < kCoalesceMin || len > bufCap || length + (len - at) > bufCap) break;
+    if (length == 0) {
+      if (!StartRun(view, s, count, len, buf, arena + st[kRSameAt], spanOffsets, spanLengths, st)) break;
+      st[kRStarted] = i + 1;
+      if (st[kRClosed] != 0) {
+        st[kROver] = 1;
+        i++;
+        break;
+      }
+      continue;
+    }
+    const uint32_t at = st[kRAt], tcp = st[kRTcp], words = st[kRWords];
+    const bool v4 = tcp == kEthLen + 20;
+    const bool partial = st[kRPartial] != 0;
+    const bool inPlace = st[kRInPlace] != 0;
+    // continuesAt(): a frame that does not fit behind the pending one (the run is full) leaves it
+    // over.
+    if (len <= at) break;
+    if (length + (len - at) > bufCap || (inPlace && st[kRSpanCount] == st[kRSpanMax])) {
+      st[kROver] = 1;
+      break;
+    }
     // The private copy of the virtio-net header and the headers (the words match() compares
     // beyond `at` are masked out: zeroed, not left unset).
     uint8_t copy[kVnetHdr + kHeadMax + 4] = {};
@@ -645,7 +766,11 @@ napi_value JoinRun(napi_env env, napi_callback_info cbinfo) {
     if (partial && (static_cast<uint32_t>(copy[6] | (copy[7] << 8)) != tcp || static_cast<uint32_t>(copy[8] | (copy[9] << 8)) != 16)) break;
     // match()
     const uint32_t n = len - at;
-    if (n > st[kRSegmentSize] || length - kEthLen + n > kGsoMaxPacket) break;
+    if (n > st[kRSegmentSize]) break;
+    if (length - kEthLen + n > kGsoMaxPacket) {
+      st[kROver] = 1;
+      break;
+    }
     bool differ = false;
     for (uint32_t w = 0; w < words && !differ; w++) {
       uint32_t a, b, m;
@@ -712,6 +837,7 @@ napi_value JoinRun(napi_env env, napi_callback_info cbinfo) {
     if (psh) st[kRPsh] = 1;
     if (psh || n < st[kRSegmentSize]) {
       st[kRClosed] = 1;
+      st[kROver] = 1;
       i++;
       break;
     }
