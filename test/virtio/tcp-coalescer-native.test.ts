@@ -181,10 +181,15 @@ t.test('joinRun refuses a layout outside its arena, and a span outside its view'
   };
   layout();
   t.equal(hostnet.joinRun(view, arena), 0, 'a good layout: the frame (zeros) does not join');
+  layout();
+  run[RunField.length] = 0;
+  t.equal(hostnet.joinRun(view, arena), 0, 'nothing pending: the frame (zeros) starts no run');
+  t.equal(run[RunField.started], 0, 'and none is said to have started');
   const bad: [string, () => void, RegExp][] = [
     ['the pending frame past the arena', () => (run[RunField.bufAt] = 8000), /outside the arena/],
     ['more header words than the headers have', () => (run[RunField.words] = 30), /outside the arena/],
     ['more spans than the table', () => (run[RunField.spanCount] = 65), /outside the arena/],
+    ["room for less than a run's headers", () => ((run[RunField.length] = 0), (run[RunField.bufCap] = 100)), /outside the arena/],
     ['rows off their word', () => (run[RunField.rowsAt] = 1793), /on their words/],
     ['a span past the view', () => (new Uint32Array(arena.buffer, 1856, 2)[1] = 4097), /outside the view/],
     ['a frame past the span table', () => (new Uint32Array(arena.buffer, 1792, 2)[0] = 128), /span table/],
