@@ -87,8 +87,9 @@ function same(a: Seen[], b: Seen[]): string | undefined {
 
 for (const inPlace of [false, true]) {
   t.test(`random batches: the addon joins what JavaScript joins, frame for frame${inPlace ? ' (in place)' : ''}`, async (t) => {
-    const withAddon = setup(t, { payloadsInPlace: inPlace });
-    const withoutAddon = setup(t, { payloadsInPlace: inPlace });
+    // (No slice may end a batch early: on a busy machine it would end them at different frames.)
+    const withAddon = setup(t, { payloadsInPlace: inPlace, txSliceMs: 60_000 });
+    const withoutAddon = setup(t, { payloadsInPlace: inPlace, txSliceMs: 60_000 });
     const qa = (await withAddon.fe.handshake())[1]!;
     const qb = (await withoutAddon.fe.handshake())[1]!;
     t.teardown(() => useNativeJoinRun(counted));
