@@ -563,6 +563,22 @@ uint32_t GatherFront(const uint8_t* view, const uint32_t* spans, uint32_t count,
   return got;
 }
 
+// Calls f(offset, length) for each piece of the readable spans s (count of them) past their first
+// `skip` bytes, in order, while f returns true; false when f stopped it.
+template <typename F>
+bool EachSpanFrom(const uint32_t* s, uint32_t count, uint32_t skip, F&& f) {
+  for (uint32_t k = 0; k < count; k++) {
+    const uint32_t l = s[2 * k + 1];
+    if (skip >= l) {
+      skip -= l;
+      continue;
+    }
+    if (!f(s[2 * k] + skip, l - skip)) return false;
+    skip = 0;
+  }
+  return true;
+}
+
 // The frame (readable spans s, count of them; its virtio-net header first, len bytes of frame
 // behind it) starts the run, as the device's coalesce() or coalesceScattered() and then
 // TcpCoalescer.start() would: false, nothing pending, when it cannot (the caller's JavaScript
@@ -596,16 +612,8 @@ bool StartRun(const uint8_t* view, const uint32_t* s, uint32_t count, uint32_t l
     if (at == 0) return false;
     // The payload's spans, summed where they lie (with NEEDS_CSUM not at all).
     uint64_t acc = 0;
-    uint32_t pos = 0, skip = kVnetHdr + at;
-    for (uint32_t k = 0; k < count; k++) {
-      uint32_t off = s[2 * k], l = s[2 * k + 1];
-      if (skip >= l) {
-        skip -= l;
-        continue;
-      }
-      off += skip;
-      l -= skip;
-      skip = 0;
+    uint32_t pos = 0;
+    const bool fits = EachSpanFrom(s, count, kVnetHdr + at, [&](uint32_t off, uint32_t l) {
       if (spanEnd == st[kRSpanMax]) return false;
       spanOffsets[spanEnd] = off;
       spanLengths[spanEnd] = l;
@@ -615,8 +623,9 @@ bool StartRun(const uint8_t* view, const uint32_t* s, uint32_t count, uint32_t l
         acc += (pos & 1) != 0 ? Swap16(sum) : sum;
       }
       pos += l;
-    }
-    if (pos != len - at || spanEnd == 0) return false;
+      return true;
+    });
+    if (!fits || pos != len - at || spanEnd == 0) return false;
     if (!partial) frameSum = Fold(static_cast<uint64_t>(SumRange(buf + kEthLen, at - kEthLen)) + Fold(acc));
   }
   const uint32_t tcp = buf[12] == 0x08 ? kEthLen + 20 : kEthLen + 40;
@@ -785,23 +794,10 @@ napi_value JoinRun(napi_env env, napi_callback_info cbinfo) {
     uint64_t acc = 0;
     uint32_t spanEnd = st[kRSpanCount];
     uint32_t pos = 0;  // of the payload
-    uint32_t skip = kVnetHdr + at;
-    bool room = true;
-    for (uint32_t k = 0; k < count && room; k++) {
-      uint32_t off = s[2 * k], l = s[2 * k + 1];
-      if (skip >= l) {
-        skip -= l;
-        continue;
-      }
-      off += skip;
-      l -= skip;
-      skip = 0;
+    const bool room = EachSpanFrom(s, count, kVnetHdr + at, [&](uint32_t off, uint32_t l) {
       uint32_t sum = 0;
       if (inPlace) {
-        if (spanEnd == st[kRSpanMax]) {
-          room = false;
-          break;
-        }
+        if (spanEnd == st[kRSpanMax]) return false;
         spanOffsets[spanEnd] = off;
         spanLengths[spanEnd] = l;
         spanEnd++;
@@ -813,7 +809,8 @@ napi_value JoinRun(napi_env env, napi_callback_info cbinfo) {
       }
       acc += (pos & 1) != 0 ? Swap16(sum) : sum;
       pos += l;
-    }
+      return true;
+    });
     if (!room || pos != n) break;
     const uint32_t sum = Fold(acc);
     // The run's first join: the pending frame's checksums first (once; only now that a frame
