@@ -446,7 +446,8 @@ export class TcpCoalescer {
     const native = joinRun();
     this.startedAt = -1;
     this.over = this.length > 0 && this.closed;
-    if (native === undefined || this.over || from >= count) return from;
+    // (A frame the device did not describe, a pure ACK say, is the caller's: no call for it.)
+    if (native === undefined || this.over || from >= count || this.batchRows[2 * from + 1] === 0) return from;
     const run = this.run;
     run[RunField.length] = this.length;
     run[RunField.segments] = this.segments;
