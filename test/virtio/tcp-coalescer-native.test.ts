@@ -14,7 +14,9 @@ import type { Seen, TxQueue } from './tcp-coalescer.test.js';
 // What the addon joined, and the runs it started, counted: the tests must see it do both.
 let joined = 0;
 let started = 0;
+let calls = 0;
 const counted: JoinRun = (view, arena) => {
+  calls++;
   const run = new Uint32Array(arena.buffer, arena.byteOffset + RUN_AT, RUN_BYTES / 4);
   const from = run[RunField.from]!;
   const end = hostnet.joinRun(view, arena);
@@ -146,6 +148,19 @@ for (const inPlace of [false, true]) {
     t.ok(started - startedBefore > 100, `the addon started ${started - startedBefore} runs`);
   });
 }
+
+t.test('frames no run takes (pure ACKs) cost no addon call, in a batch with one that does', async (t) => {
+  const { seen, fe } = setup(t, { payloadsInPlace: true });
+  const q = (await fe.handshake())[1]!;
+  useNativeJoinRun(counted);
+  const before = calls;
+  const data = bytes(4096, 3);
+  const batch: Sent[] = [{ header: new Uint8Array(NET_HDR_LEN), frame: seg(data, 0, 1448), cuts: [] }];
+  for (let i = 0; i < 40; i++) batch.push({ header: new Uint8Array(NET_HDR_LEN), frame: seg(data, 1448, 0, { ack: 1 + i }), cuts: [] });
+  await send(q, batch);
+  t.equal(seen.length, 41, 'every frame reached the sink');
+  t.equal(calls - before, 1, 'the addon was called for the segment only');
+});
 
 t.test('joinRun refuses a layout outside its arena, and a span outside its view', async (t) => {
   const view = new Uint8Array(4096);
