@@ -355,6 +355,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    *  frames popBatch() described for the coalescer's joinBatch() lie in, when there are any. */
   private readonly txBatch: DescriptorChain[] = [];
   private txBatchView: Uint8Array | undefined;
+  /** What the frames joinFrames() just took read (their readable bytes). */
+  private txJoinedBytes = 0;
   /** The next frame of the batch, while the one before it is handled: its first bytes are asked
    *  for once (prefetchNext), with that frame's copy when they can be. */
   private txPrefetch: DescriptorChain | undefined;
@@ -712,24 +714,10 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       // between such groups (nothing popped is left for the next one).
       for (let n = this.popBatch(q); n > 0; n = this.popBatch(q)) {
         for (let i = 0; i < n; i++) {
-          // The frames that start or continue a run: one native call for each run, which is
-          // handed on once it takes nothing more (the next call may start the next one there).
           if (g !== undefined && this.txBatchView !== undefined) {
-            for (;;) {
-              const end = g.joinBatch(this.txBatchView, i, n);
-              for (; i < end; i++) {
-                const c = batch[i]!;
-                const len = c.readableLength - NET_HDR_LEN;
-                bytes += c.readableLength;
-                if (i === g.startedAt) this.startedOne(len);
-                else this.joinedOne(len);
-                // A run in place holds its buffers until the batch's writes (as kept payload does).
-                if (g.runInPlace) this.txHeldHeads[this.txHeld++] = c.head;
-                else q.pushUsed(c.head, 0);
-              }
-              if (i === n || !g.over) break;
-              this.deliverJoined();
-            }
+            const end = this.joinFrames(q, g, this.txBatchView, i, n);
+            bytes += this.txJoinedBytes;
+            i = end;
             if (i === n) break;
           }
           const chain = batch[i]!;
@@ -1065,6 +1053,33 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   }
 
   /** Counts a frame that joined the pending run. */
+  /**
+   * The frames [i, n) of the batch that start or continue a run, from frame i on: one native call
+   * for each run (joinBatch), which is handed on once it takes nothing more (the next call may
+   * start the next one there). Returns the first frame not taken; txJoinedBytes is what the
+   * taken ones read.
+   */
+  private joinFrames(q: VirtQueue, g: TcpCoalescer, view: Uint8Array, i: number, n: number): number {
+    const batch = this.txBatch;
+    let bytes = 0;
+    for (;;) {
+      const end = g.joinBatch(view, i, n);
+      for (; i < end; i++) {
+        const c = batch[i]!;
+        const len = c.readableLength - NET_HDR_LEN;
+        bytes += c.readableLength;
+        if (i === g.startedAt) this.startedOne(len);
+        else this.joinedOne(len);
+        // A run in place holds its buffers until the batch's writes (as kept payload does).
+        if (g.runInPlace) this.txHeldHeads[this.txHeld++] = c.head;
+        else q.pushUsed(c.head, 0);
+      }
+      if (i === n || !g.over) break;
+      this.deliverJoined();
+    }
+    this.txJoinedBytes = bytes;
+    return i;
+  }
   /** A frame that started a run (JavaScript's coalesce counts its own). */
   private startedOne(len: number): void {
     this.stats.txFrames++;
