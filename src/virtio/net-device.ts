@@ -1052,7 +1052,6 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     return this.spanSums[0];
   }
 
-  /** Counts a frame that joined the pending run. */
   /**
    * The frames [i, n) of the batch that start or continue a run, from frame i on: one native call
    * for each run (joinBatch), which is handed on once it takes nothing more (the next call may
@@ -1085,6 +1084,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     this.stats.txFrames++;
     this.stats.txBytes += len;
   }
+  /** Counts a frame that joined the pending run. */
   private joinedOne(len: number): true {
     this.stats.txCoalesced++;
     this.stats.txFrames++;
