@@ -456,13 +456,13 @@ napi_value CutFrames(napi_env env, napi_callback_info cbinfo) {
 // joinRun(view, arena): the TCP coalescer's joins (src/virtio/tcp-coalescer.ts: continuesAt,
 // coalescible, match and join, each rule as there) for a TX batch's frames that start (none
 // pending) or continue the pending run, with one call for all of them instead of JavaScript and
-// a copyJob per frame. The
-// run's state and everything else lies in the arena (`work` of copyJob): the numbers at
-// kRunAt (Uint32s, RunField, written by TcpCoalescer.joinBatch before the call and read back
-// after), the pending frame's headers at bufAt, the mask of the header bits that must repeat at
-// sameAt, the run's spans (in place) at spanOffsetsAt and spanLengthsAt, and the batch: frame i's
-// readable spans (its virtio-net header first) are entries [rows[2i], + rows[2i + 1]) of the
-// (offset, length) pairs at spansAt, in `view`; a count of 0 is a frame the caller handles itself.
+// a copyJob per frame. The run's state and everything else lies in the arena (`work` of
+// copyJob): the numbers at kRunAt (Uint32s, RunField, written by TcpCoalescer.joinBatch before
+// the call and read back after), the pending frame's headers at bufAt, the mask of the header
+// bits that must repeat at sameAt, the run's spans (in place) at spanOffsetsAt and
+// spanLengthsAt, and the batch: frame i's readable spans (its virtio-net header first) are
+// entries [rows[2i], + rows[2i + 1]) of the (offset, length) pairs at spansAt, in `view`; a
+// count of 0 is a frame the caller handles itself.
 //
 // From frame `from` on, each frame is read (its virtio-net header and headers copied first: every
 // decision is taken on the copy), checked, its payload copied and summed behind the pending one
@@ -498,6 +498,12 @@ inline uint32_t Get16(const uint8_t* p) { return (static_cast<uint32_t>(p[0]) <<
 inline uint32_t Get32(const uint8_t* p) { return (Get16(p) << 16) | Get16(p + 2); }
 // The one's complement of the word at p: added to a sum, it takes the word out (RFC 1624).
 inline uint32_t Not16(const uint8_t* p) { return ~Get16(p) & 0xffff; }
+
+// tcp-coalescer.ts's partialOverTcp(): the virtio-net header's NEEDS_CSUM csum_start and
+// csum_offset (little-endian) say the TCP checksum field of a segment whose TCP header is at tcp.
+inline bool PartialOverTcp(const uint8_t* vnet, uint32_t tcp) {
+  return static_cast<uint32_t>(vnet[6] | (vnet[7] << 8)) == tcp && static_cast<uint32_t>(vnet[8] | (vnet[9] << 8)) == 16;
+}
 
 // TcpCoalescer.join's first step: the pending frame's own checksums (its headers at buf[0, at),
 // `length` bytes in all, summed from its IP header on as firstSum), verified now that it will not
@@ -586,10 +592,12 @@ bool EachSpanFrom(const uint32_t* s, uint32_t count, uint32_t skip, F&& f) {
 // its headers: a run in place, whose payload spans are the table's first).
 bool StartRun(const uint8_t* view, const uint32_t* s, uint32_t count, uint32_t len, uint8_t* buf, uint8_t* same, double* spanOffsets,
               uint32_t* spanLengths, uint32_t* st) {
-  uint8_t vnet[kVnetHdr];
-  if (GatherFront(view, s, count, vnet, kVnetHdr) != kVnetHdr) return false;
-  if ((vnet[0] & ~1u) != 0 || vnet[1] != 0) return false;  // NEEDS_CSUM or nothing; GSO_NONE
-  const bool partial = vnet[0] != 0;
+  // The virtio-net header and the headers, copied once: every decision below is on copies.
+  const uint32_t have = std::min(len, kHeadMax);
+  uint8_t head[kVnetHdr + kHeadMax];
+  if (GatherFront(view, s, count, head, kVnetHdr + have) != kVnetHdr + have) return false;
+  if ((head[0] & ~1u) != 0 || head[1] != 0) return false;  // NEEDS_CSUM or nothing; GSO_NONE
+  const bool partial = head[0] != 0;
   // The frame in one buffer (frameSegment): the header's, or the next one.
   const uint8_t* whole = nullptr;
   if (s[1] >= kVnetHdr + len) whole = view + s[0] + kVnetHdr;
@@ -600,13 +608,10 @@ bool StartRun(const uint8_t* view, const uint32_t* s, uint32_t count, uint32_t l
     // Copied, summed from the IP header on (not at all with NEEDS_CSUM); decided on the copy.
     if (partial) std::memcpy(buf, whole, len);
     else frameSum = CopySumRange(whole, buf, len, kEthLen);
-    at = Coalescible(buf, std::min(len, kHeadMax), len);
+    at = Coalescible(buf, have, len);
     if (at == 0) return false;
   } else {
     if (st[kRSpanMax] == 0) return false;  // (a device that copies joined payload: JavaScript's)
-    const uint32_t have = std::min(len, kHeadMax);
-    uint8_t head[kVnetHdr + kHeadMax];
-    if (GatherFront(view, s, count, head, kVnetHdr + have) != kVnetHdr + have) return false;
     std::memcpy(buf, head + kVnetHdr, have);
     at = Coalescible(buf, have, len);
     if (at == 0) return false;
@@ -629,8 +634,7 @@ bool StartRun(const uint8_t* view, const uint32_t* s, uint32_t count, uint32_t l
     if (!partial) frameSum = Fold(static_cast<uint64_t>(SumRange(buf + kEthLen, at - kEthLen)) + Fold(acc));
   }
   const uint32_t tcp = buf[12] == 0x08 ? kEthLen + 20 : kEthLen + 40;
-  // partialOverTcp(): NEEDS_CSUM's csum_start and csum_offset (little-endian) over the TCP field.
-  if (partial && (static_cast<uint32_t>(vnet[6] | (vnet[7] << 8)) != tcp || static_cast<uint32_t>(vnet[8] | (vnet[9] << 8)) != 16)) return false;
+  if (partial && !PartialOverTcp(head, tcp)) return false;
   // The bits of the headers a frame that joins must repeat (TcpCoalescer.start): all but IPv4's
   // total length, identity and checksum (IPv6's payload length), TCP's sequence number, PSH and
   // checksum, and whatever lies past the headers in the last word.
@@ -771,8 +775,7 @@ napi_value JoinRun(napi_env env, napi_callback_info cbinfo) {
     const uint8_t flags = copy[0];
     if ((flags & ~1u) != 0 || copy[1] != 0 || (flags != 0) != partial) break;  // GSO_NONE, NEEDS_CSUM as the run
     if (Coalescible(h, at, len) != at) break;
-    // partialOverTcp(): NEEDS_CSUM's csum_start and csum_offset (little-endian) over the TCP field.
-    if (partial && (static_cast<uint32_t>(copy[6] | (copy[7] << 8)) != tcp || static_cast<uint32_t>(copy[8] | (copy[9] << 8)) != 16)) break;
+    if (partial && !PartialOverTcp(copy, tcp)) break;
     // match()
     const uint32_t n = len - at;
     if (n > st[kRSegmentSize]) break;
