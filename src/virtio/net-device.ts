@@ -802,32 +802,26 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const g = this.coalescer;
     const describe = g !== undefined && joinRun() !== undefined;
     let view: Uint8Array | undefined;
-    let n = 0;
     let k = 0;
-    q.prefetchAvail(JOIN_BATCH); // (the walks below then find their descriptors on the way)
-    while (n < JOIN_BATCH && q.pop(chains[n]!)) {
-      if (describe) {
-        const c = chains[n]!;
-        const count = c.firstWritable;
-        // (A device that copies joined payload joins only frames in one buffer, as coalesce().)
-        let ok =
-          count <= JOIN_FRAME_SPANS &&
-          c.readableLength >= NET_HDR_LEN + COALESCE_MIN &&
-          (g.inPlace || this.frameSegment(c, c.readableLength - NET_HDR_LEN) >= 0);
-        if (ok) view ??= c.bytes[0];
-        for (let s = 0; ok && s < count; s++) ok = c.bytes[s] === view && c.offset[s]! + c.length[s]! <= 0xffffffff;
-        const rows = g.batchRows;
-        rows[2 * n] = k;
-        rows[2 * n + 1] = ok ? count : 0;
-        if (ok) {
-          const spans = g.batchSpans;
-          for (let s = 0; s < count; s++, k++) {
-            spans[2 * k] = c.offset[s]!;
-            spans[2 * k + 1] = c.length[s]!;
-          }
+    const n = q.popMany(chains, 0, JOIN_BATCH, false);
+    for (let i = 0; describe && i < n; i++) {
+      const c = chains[i]!;
+      const count = c.firstWritable;
+      // (A device that copies joined payload joins only frames in one buffer, as coalesce().)
+      let ok =
+        count <= JOIN_FRAME_SPANS && c.readableLength >= NET_HDR_LEN + COALESCE_MIN && (g.inPlace || this.frameSegment(c, c.readableLength - NET_HDR_LEN) >= 0);
+      if (ok) view ??= c.bytes[0];
+      for (let s = 0; ok && s < count; s++) ok = c.bytes[s] === view && c.offset[s]! + c.length[s]! <= 0xffffffff;
+      const rows = g.batchRows;
+      rows[2 * i] = k;
+      rows[2 * i + 1] = ok ? count : 0;
+      if (ok) {
+        const spans = g.batchSpans;
+        for (let s = 0; s < count; s++, k++) {
+          spans[2 * k] = c.offset[s]!;
+          spans[2 * k + 1] = c.length[s]!;
         }
       }
-      n++;
     }
     this.txBatchView = view;
     return n;

@@ -19,6 +19,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vu::InitIo(env, exports);
   vu::InitMapping(env, exports);
   vu::InitPoller(env, exports);
+  vu::InitRing(env, exports);
   return exports;
 }
 

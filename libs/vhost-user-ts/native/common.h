@@ -47,10 +47,22 @@ uint32_t GuardTakeFaults(GuardEntry entry);
 // The eventfd the handler writes for mappings made in this environment (one per addon instance).
 int GuardWakeFd(Napi::Env env);
 
+// Mappings made by mmap() (mapping.cc), as other parts of the addon use them (ring.cc's memory
+// table). A hold keeps the Mapping struct alive (not the memory: munmap() unmaps it whatever the
+// holds); the last release frees it.
+struct Mapping;
+// The Mapping a JS mapping object wraps, or nullptr (nothing pending) when `value` is not one.
+Mapping* UnwrapMapping(napi_env env, napi_value value);
+void HoldMapping(Mapping* m);
+void ReleaseMapping(napi_env env, Mapping* m);
+// The mapped bytes, and their count in `length`; nullptr once munmap() has unmapped them.
+uint8_t* MappedBytes(const Mapping* m, size_t* length);
+
 // Registration of each part of the addon on the exports object.
 void InitIo(Napi::Env env, Napi::Object exports);       // io.cc: sockets, eventfd, memfd, fd kinds
 void InitMapping(Napi::Env env, Napi::Object exports);  // mapping.cc: mmap, munmap, seals
 void InitPoller(Napi::Env env, Napi::Object exports);   // poller.cc: Poller (uv_poll_t)
 void InitGuard(Napi::Env env, Napi::Object exports);    // guard.cc: the SIGBUS guard's eventfd
+void InitRing(Napi::Env env, Napi::Object exports);     // ring.cc: memoryTable, popChains
 
 }  // namespace vu

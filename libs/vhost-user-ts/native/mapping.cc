@@ -26,8 +26,8 @@
 #include "common.h"
 
 namespace vu {
-namespace {
 
+// (Declared in common.h: ring.cc's memory table holds mappings.)
 struct Mapping {
   uint8_t* base;
   size_t length;
@@ -36,6 +36,8 @@ struct Mapping {
   std::vector<napi_ref> chunks;  // weak references, so munmap can detach the chunks still alive
   GuardEntry guard;              // slot -1: not guarded (the table was full)
 };
+
+namespace {
 
 // Node caps an external ArrayBuffer at 4 GiB (buffer.constants.MAX_LENGTH in Node 20).
 constexpr int64_t kMaxChunk = int64_t{1} << 32;
@@ -270,6 +272,27 @@ Napi::Value LiveMappings(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+
+Mapping* UnwrapMapping(napi_env env, napi_value value) {
+  bool tagged = false;
+  void* data = nullptr;
+  napi_valuetype type;
+  if (napi_typeof(env, value, &type) != napi_ok || type != napi_object ||
+      napi_check_object_type_tag(env, value, &kMappingTag, &tagged) != napi_ok || !tagged ||
+      napi_unwrap(env, value, &data) != napi_ok) {
+    return nullptr;
+  }
+  return static_cast<Mapping*>(data);
+}
+
+void HoldMapping(Mapping* m) { m->holds++; }
+
+void ReleaseMapping(napi_env env, Mapping* m) { Release(env, m); }
+
+uint8_t* MappedBytes(const Mapping* m, size_t* length) {
+  *length = m->mapped ? m->length : 0;
+  return m->mapped ? m->base : nullptr;
+}
 
 void InitMapping(Napi::Env env, Napi::Object exports) {
   napi_util::ExportCopy(env, exports);

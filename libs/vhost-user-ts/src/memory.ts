@@ -17,7 +17,7 @@
 // A region that can be neither sealed nor guarded is refused.
 import { getSystemErrorName } from 'node:util';
 import { faultMonitor } from './guard.js';
-import type { NativeMapping } from './native.js';
+import type { NativeMapping, NativeMemoryTable } from './native.js';
 import { native } from './native.js';
 import type { MemRegionDesc } from './protocol.js';
 
@@ -46,6 +46,9 @@ export interface Segment {
   base: number;
   /** A DataView over the same chunk, created once, for little-endian reads at any alignment. */
   view: DataView;
+  /** Its region's mapping, and where in that mapping its first byte is. */
+  mapping: NativeMapping;
+  mappingOffset: number;
 }
 
 export class MemoryError extends Error {}
@@ -74,6 +77,15 @@ export class GuestMemory {
   private lastHit = 0;
   /** Bumped on every change so holders of derived views (rings) know to re-resolve. */
   generation = 0;
+  /** The segments in guest-physical order, for the addon's walk (VirtQueue.popMany): `table`
+   *  translates into them, and a span it gives names its segment's bytes here by index. */
+  table: NativeMemoryTable = native.memoryTable([], new Float64Array(0));
+  segmentBytes: readonly Uint8Array[] = [];
+
+  /** The index in segmentBytes of the segment whose bytes `bytes` are (a Span's), or -1. */
+  segmentIndex(bytes: Uint8Array): number {
+    return this.segmentBytes.indexOf(bytes);
+  }
   /** Called (from the event loop) when accesses to a mapped region raised SIGBUS and were
    *  answered with zero pages: the file was truncated under us. */
   onFault: ((faults: number) => void) | undefined;
@@ -193,12 +205,20 @@ export class GuestMemory {
           bytes: new Uint8Array(chunk),
           base,
           view: new DataView(chunk),
+          mapping: r.mapping,
+          mappingOffset: pos,
         });
         pos += length;
       }
     }
     this.byGpa = [...segs].sort((a, b) => a.gpa - b.gpa);
     this.byUva = [...segs].sort((a, b) => a.uva - b.uva);
+    const mappings = this.regions.map((r) => r.mapping);
+    this.table = native.memoryTable(
+      mappings,
+      Float64Array.from(this.byGpa.flatMap((s) => [s.gpa, s.length, mappings.indexOf(s.mapping), s.mappingOffset, s.base])),
+    );
+    this.segmentBytes = this.byGpa.map((s) => s.bytes);
     this.lastHit = 0;
     this.generation++;
   }

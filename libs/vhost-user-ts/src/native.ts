@@ -43,6 +43,12 @@ export interface NativePollerConstructor {
   new (fd: number, callback: (status: number, events: number, value: number) => void, drainEventfd: boolean): NativePoller;
 }
 
+/** GuestMemory's segments as the addon sees them (memoryTable). The object keeps the table alive;
+ *  popChains names it by `id`. */
+export interface NativeMemoryTable {
+  readonly id: number;
+}
+
 export interface NativeBinding {
   readonly POLL_READABLE: number;
   readonly POLL_WRITABLE: number;
@@ -120,6 +126,17 @@ export interface NativeBinding {
   mappingFaults(mapping: NativeMapping): number;
   /** The eventfd (owned by the addon) written once per repaired fault in a mapping of this thread. */
   guardWakeFd(): number;
+
+  /** The table popChains translates guest-physical addresses with: GuestMemory's segments, five
+   *  numbers each in `rows` (in guest-physical order): gpa, length, the index of its mapping in
+   *  `mappings`, its first byte's offset in that mapping, and that byte's offset in its chunk. It
+   *  holds the mappings; once one is unmapped the table translates nothing. Throws on rows that
+   *  are not disjoint, sorted ranges of their mappings. */
+  memoryTable(mappings: readonly NativeMapping[], rows: Float64Array): NativeMemoryTable;
+  /** VirtQueue.popMany's walk (native/ring.cc says what it takes and what it leaves to pop(), and
+   *  the exchange's layout, PopField in virtqueue.ts): returns the chains taken, described in the
+   *  exchange. */
+  popChains(exchange: Uint32Array): number;
 
   Poller: NativePollerConstructor;
 }

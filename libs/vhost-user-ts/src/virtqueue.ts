@@ -54,6 +54,36 @@ function copyBytes(src: Uint8Array, srcOff: number, n: number, dst: Uint8Array, 
   }
 }
 
+/** popChains' exchange array (native/ring.cc): these fields, then POP_CHAINS chains (head, span
+ *  count), then POP_SPANS spans (segment index, offset in its chunk, length). */
+const enum PopField {
+  table = 0,
+  size = 1,
+  lastAvail = 2,
+  availIdx = 3,
+  flags = 4,
+  maxChains = 5,
+  maxSpans = 6,
+  descSegment = 7,
+  descOffset = 8,
+  availSegment = 9,
+  availOffset = 10,
+  chainCapacity = 11,
+  /** Out: 1 when the walk stopped before a chain it leaves to pop(). */
+  left = 12,
+  /** Out: 1 when a chain taken went through an indirect table. */
+  indirect = 13,
+  /** Where the chains start. */
+  chains = 16,
+}
+const POP_INDIRECT = 1;
+const POP_WRITABLE = 2;
+const POP_PREFETCH = 4;
+/** Chains per popChains call, and the spans they may take in all. */
+const POP_CHAINS = 64;
+const POP_SPANS = 1024;
+const POP_SPANS_AT = PopField.chains + 2 * POP_CHAINS;
+
 /** True when an event at `newIdx` crosses `eventIdx` since `oldIdx` (virtio's vring_need_event). */
 export function vringNeedEvent(eventIdx: number, newIdx: number, oldIdx: number): boolean {
   return ((newIdx - eventIdx - 1) & 0xffff) < ((newIdx - oldIdx) & 0xffff);
@@ -276,6 +306,8 @@ export class VirtQueue {
   private touched = 0;
   /** A chain through an indirect table was popped on this queue (see prefetchAvail). */
   private indirectSeen = false;
+  /** popMany()'s exchange with the addon's walk (PopField). */
+  private readonly popExchange = new Uint32Array(POP_SPANS_AT + 3 * POP_SPANS);
 
   constructor(
     readonly index: number,
@@ -305,6 +337,11 @@ export class VirtQueue {
     if (desc.offset % 16 !== 0 || avail.offset % 2 !== 0 || used.offset % 4 !== 0) return 'misaligned ring';
     this.descView = desc.view;
     this.descBase = desc.offset;
+    const x = this.popExchange;
+    x[PopField.descSegment] = this.memory.segmentIndex(desc.bytes);
+    x[PopField.descOffset] = desc.offset;
+    x[PopField.availSegment] = this.memory.segmentIndex(avail.bytes);
+    x[PopField.availOffset] = avail.offset;
     this.avail = new Uint16Array(avail.bytes.buffer, avail.offset, 2 + n + 1);
     this.used16 = new Uint16Array(used.bytes.buffer, used.offset, 2 + 4 * n + 1);
     this.used32 = new Uint32Array(used.bytes.buffer, used.offset, 1 + 2 * n);
@@ -395,6 +432,53 @@ export class VirtQueue {
       this.listener?.malformed?.(this, bad);
       this.pushUsed(head, 0);
     }
+  }
+
+  /**
+   * Pops up to `max` chains into chains[from], chains[from + 1]…, as pop() would one at a time,
+   * and returns how many. The walk of plainly well-formed chains is the addon's, a batch per call
+   * (native/ring.cc: direct or through one indirect table, every buffer of the device's one
+   * direction for this queue and in guest memory, no more spans than a chain holds); it stops
+   * before any other chain, which pop() takes, judges and counts as always. `writable` says which
+   * direction the addon takes: device-writable buffers (an RX queue's) or device-readable ones
+   * (TX); a chain of the other, or of both, is pop()'s. The chains share one capacity (the
+   * first's is the addon's limit).
+   */
+  popMany(chains: readonly DescriptorChain[], from: number, max: number, writable: boolean): number {
+    let n = 0;
+    const x = this.popExchange;
+    x[PopField.chainCapacity] = POP_CHAINS;
+    x[PopField.maxSpans] = chains[from]?.capacity ?? 0;
+    while (n < max) {
+      let known = (this.shadowAvail - this.lastAvail) & 0xffff;
+      if (known === 0 || known > this.size || !this.ready) {
+        known = this.availableCount();
+        if (known === 0) break;
+      }
+      x[PopField.table] = this.memory.table.id;
+      x[PopField.size] = this.size;
+      x[PopField.lastAvail] = this.lastAvail;
+      x[PopField.availIdx] = this.shadowAvail;
+      x[PopField.flags] = (this.indirect ? POP_INDIRECT : 0) | (writable ? POP_WRITABLE : 0) | (this.indirectSeen ? POP_PREFETCH : 0);
+      x[PopField.maxChains] = max - n;
+      const got = native.popChains(x);
+      const bytes = this.memory.segmentBytes;
+      for (let c = 0, k = POP_SPANS_AT; c < got; c++) {
+        const chain = chains[from + n + c]!;
+        chain.reset(x[PopField.chains + 2 * c]!);
+        for (const end = k + 3 * x[PopField.chains + 2 * c + 1]!; k < end; k += 3) chain.push(bytes[x[k]!]!, x[k + 1]!, x[k + 2]!, writable);
+      }
+      n += got;
+      this.lastAvail = (this.lastAvail + got) & 0xffff;
+      this.stats.popped += got;
+      if (x[PopField.indirect] === 1) this.indirectSeen = true;
+      // The next chain is one the addon leaves to pop() (malformed, or only unusual).
+      if (x[PopField.left] === 1 && n < max) {
+        if (!this.pop(chains[from + n]!)) break;
+        n++;
+      }
+    }
+    return n;
   }
 
   /**
