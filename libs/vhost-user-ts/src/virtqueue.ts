@@ -301,10 +301,10 @@ export class VirtQueue {
   private memGeneration = -1;
   private readonly span: Span = newSpan();
   private readonly tableSpan: Span = newSpan();
-  /** prefetchAvail()'s translations (apart from the walk's), and what it read. */
-  private readonly prefetchSpan: Span = newSpan();
-  private touched = 0;
-  /** A chain through an indirect table was popped on this queue (see prefetchAvail). */
+  /** A chain through an indirect table was popped on this queue: popMany's walk then asks for
+   *  the batch's descriptors and tables before walking (native/ring.cc's Prefetch). A dpdk
+   *  guest's direct descriptors lie one after another, where the CPU's own prefetcher finds
+   *  them; a Linux guest's TX chains each have a table of their own, scattered. */
   private indirectSeen = false;
   /** popMany()'s exchange with the addon's walk (PopField). */
   private readonly popExchange = new Uint32Array(POP_SPANS_AT + 3 * POP_SPANS);
@@ -479,39 +479,6 @@ export class VirtQueue {
       }
     }
     return n;
-  }
-
-  /**
-   * Asks the CPU for the descriptors of the next `max` available chains before they are popped:
-   * their head descriptors first (independent loads, whose misses overlap), then each indirect
-   * head's table. A batch's walks then find them on the way instead of waiting on each in turn
-   * (the guest's CPU just wrote them): a Linux guest's TX chains, each through a table of its
-   * own. Only once the guest has used an indirect table: direct descriptors, a dpdk guest's, lie
-   * one after another, where the CPU's own prefetcher finds them, and this would only cost. A
-   * hint: nothing is popped, checked or counted; what is out of range is skipped (pop() finds it).
-   */
-  prefetchAvail(max: number): void {
-    if (!this.indirectSeen || !this.ready) return;
-    const n = Math.min(max, (Atomics.load(this.avail, 1) - this.lastAvail) & 0xffff, this.size);
-    const view = this.descView;
-    const base = this.descBase;
-    let touched = 0;
-    for (let k = 0; k < n; k++) {
-      const head = this.avail[2 + ((this.lastAvail + k) % this.size)]!;
-      if (head < this.size) touched += view.getUint16(base + head * DESC_SIZE + 12, true);
-    }
-    const span = this.prefetchSpan;
-    for (let k = 0; k < n; k++) {
-      const head = this.avail[2 + ((this.lastAvail + k) % this.size)]!;
-      if (head >= this.size) continue;
-      const d = base + head * DESC_SIZE;
-      if ((view.getUint16(d + 12, true) & VIRTQ_DESC_F_INDIRECT) === 0) continue;
-      const hi = view.getUint32(d + 4, true);
-      // (A table that ends with its region within its first descriptor is malformed: pop() says so.)
-      if (hi >= 0x200000 || !this.memory.translateGpa(hi * 0x1_0000_0000 + view.getUint32(d, true), DESC_SIZE, span)) continue;
-      if (span.length === DESC_SIZE) touched += span.view.getUint16(span.offset + 12, true);
-    }
-    this.touched = touched; // (kept: reads whose value nothing used could be optimised away)
   }
 
   /** Un-pops the last `count` chains (e.g. not enough RX buffers for a whole frame). */

@@ -241,6 +241,11 @@ t.test('hostile chains: the addon leaves each to pop(), which judges it as alway
     ['a head out of range', () => QUEUE + 5],
   ];
   desc(0, good);
+  // An indirect chain first: the addon's walk then asks for the descriptors and tables of each
+  // batch before walking it (its prefetch reads the hostile ones too, and must judge nothing).
+  desc(1, { addr: GPA + TABLES_AT + 0x100, len: 16, flags: INDIRECT, next: 0 });
+  writeDesc(dv, TABLES_AT + 0x100, good);
+  t.equal(same(t, r, [1], false, 8, 'an indirect chain').native, 1);
   for (const [name, build] of cases) {
     const head = build();
     const out = same(t, r, [0, head, 0, 0], false, 8, name);
