@@ -1432,25 +1432,51 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    * Pops chains for the segment's frames from the first while each one's first writable buffer
    * takes its frame whole (`headLen` of headers, then its payload) and the held tables have room;
    * notes where each frame goes (cutDst, cutAt). Returns how many; a chain that does not fit is
-   * un-popped (the next frame takes it the usual way).
+   * un-popped (the next frame takes it the usual way). The addon's walk takes the chains a batch
+   * at a time (popSpans: only their first span is needed here); one it leaves is pop()'s.
    */
   private takeWholeChains(rx: VirtQueue, headLen: number, size: number, payloadLength: number, pieces: number): number {
-    const chain = this.rxChain;
     const room = Math.min(this.heldHeads.length - this.held, MAX_SPANS - this.spanCount, this.csumOffsets.length - this.csumCount);
     const most = Math.min(pieces, room);
+    const p = rx.popped;
     let n = 0;
-    for (; n < most; n++) {
-      if (!rx.pop(chain)) break;
-      const w = chain.firstWritable;
-      if (w >= chain.count || chain.length[w]! < headLen + Math.min(size, payloadLength - n * size)) {
-        rx.rewind(1);
-        break;
+    while (n < most) {
+      const got = rx.popSpans(most - n, true, this.rxChain.capacity);
+      for (let j = 0; j < got; j++, n++) {
+        const k = p.spanStart(j);
+        if (k === p.spanEnd(j) || p.length(k) < headLen + Math.min(size, payloadLength - n * size)) {
+          rx.rewind(got - j); // (the addon's chains lie next to each other in the ring)
+          return n;
+        }
+        this.heldHeads[this.held + n] = p.head(j);
+        this.cutDst[n] = p.bytes(k);
+        this.cutAt[n] = p.offset(k);
       }
-      this.heldHeads[this.held + n] = chain.head;
-      this.cutDst[n] = chain.bytes[w]!;
-      this.cutAt[n] = chain.offset[w]!;
+      if (!rx.leftToPop) {
+        if (got === 0) break;
+      } else if (!this.takeWholeChain(rx, headLen, size, payloadLength, n)) {
+        break;
+      } else {
+        n++;
+      }
     }
     return n;
+  }
+
+  /** takeWholeChains() for a chain the addon's walk leaves to pop(): frame `n`'s, if it fits
+   *  whole in the chain's first writable buffer (else un-popped). */
+  private takeWholeChain(rx: VirtQueue, headLen: number, size: number, payloadLength: number, n: number): boolean {
+    const chain = this.rxChain;
+    if (!rx.pop(chain)) return false;
+    const w = chain.firstWritable;
+    if (w >= chain.count || chain.length[w]! < headLen + Math.min(size, payloadLength - n * size)) {
+      rx.rewind(1);
+      return false;
+    }
+    this.heldHeads[this.held + n] = chain.head;
+    this.cutDst[n] = chain.bytes[w]!;
+    this.cutAt[n] = chain.offset[w]!;
+    return true;
   }
 
   /** Writes the headers of the segment's first `n` frames into the chains takeWholeChains()

@@ -325,7 +325,7 @@ const uint8_t* RingArea(const MemoryTable& table, uint32_t segment, uint32_t off
 
 // popChains(exchange: Uint32Array): walks the chains from avail slot [kLastAvail] on, at most
 // [kMaxChains] and never past [kAvailIdx], and returns how many it took. Chain i is
-// chains[2i] (its head) and chains[2i + 1] (its span count), chains being the exchange from
+// chains[2i] (its head) and chains[2i + 1] (where its spans end), chains being the exchange from
 // kFieldCount on; its spans follow the chain before's in the spans (from kFieldCount + 2 *
 // [kChainCapacity] on), three numbers each: the segment's index in the table, the offset in that
 // segment's chunk, the length. [kLeft] says whether it stopped before a chain it leaves to pop().
@@ -385,10 +385,9 @@ napi_value PopChains(napi_env env, napi_callback_info cbinfo) {
   uint32_t taken = 0;
   while (taken < count) {
     const uint32_t head = __atomic_load_n(&ring[(last + taken) % size], __ATOMIC_RELAXED);
-    const size_t first = w.spanCount;
     if (head >= size || !WalkChain(w, head)) break;
     chains[2 * taken] = head;
-    chains[2 * taken + 1] = static_cast<uint32_t>(w.spanCount - first);
+    chains[2 * taken + 1] = static_cast<uint32_t>(w.spanCount);
     taken++;
   }
   x[kLeft] = taken < count ? 1 : 0;

@@ -17,6 +17,8 @@ export {
   DescriptorChain,
   MalformedReason,
   MAX_QUEUE_SIZE,
+  POP_CHAINS,
+  PoppedChains,
   VirtQueue,
   VIRTQ_AVAIL_F_NO_INTERRUPT,
   VIRTQ_DESC_F_INDIRECT,

@@ -54,8 +54,8 @@ function copyBytes(src: Uint8Array, srcOff: number, n: number, dst: Uint8Array, 
   }
 }
 
-/** popChains' exchange array (native/ring.cc): these fields, then POP_CHAINS chains (head, span
- *  count), then POP_SPANS spans (segment index, offset in its chunk, length). */
+/** popChains' exchange array (native/ring.cc): these fields, then POP_CHAINS chains (head, where
+ *  its spans end), then POP_SPANS spans (segment index, offset in its chunk, length). */
 const enum PopField {
   table = 0,
   size = 1,
@@ -76,13 +76,66 @@ const enum PopField {
   /** Where the chains start. */
   chains = 16,
 }
+/** The most chains one popSpans() takes. */
+export const POP_CHAINS = 64;
 const POP_INDIRECT = 1;
 const POP_WRITABLE = 2;
 const POP_PREFETCH = 4;
-/** Chains per popChains call, and the spans they may take in all. */
-const POP_CHAINS = 64;
+/** The spans one popSpans() may take in all. */
 const POP_SPANS = 1024;
 const POP_SPANS_AT = PopField.chains + 2 * POP_CHAINS;
+
+/**
+ * The chains VirtQueue.popSpans() took, as the addon's walk described them (until the queue's next
+ * pop): chain i's head, and its spans [spanStart(i), spanEnd(i)), each a range of one segment of
+ * guest memory, all of the one direction popSpans() was asked for.
+ */
+export class PoppedChains {
+  count = 0;
+
+  constructor(
+    private readonly x: Uint32Array,
+    private readonly memory: GuestMemory,
+  ) {}
+
+  head(i: number): number {
+    return this.x[PopField.chains + 2 * i]!;
+  }
+
+  spanStart(i: number): number {
+    return i === 0 ? 0 : this.x[PopField.chains + 2 * i - 1]!;
+  }
+
+  spanEnd(i: number): number {
+    return this.x[PopField.chains + 2 * i + 1]!;
+  }
+
+  /** Span k's segment's bytes, and its place and length there. */
+  bytes(k: number): Uint8Array {
+    return this.memory.segmentBytes[this.x[POP_SPANS_AT + 3 * k]!]!;
+  }
+
+  offset(k: number): number {
+    return this.x[POP_SPANS_AT + 3 * k + 1]!;
+  }
+
+  length(k: number): number {
+    return this.x[POP_SPANS_AT + 3 * k + 2]!;
+  }
+
+  /** Chain i as a DescriptorChain (its spans readable or writable, as popped). False when the
+   *  chain's capacity is short of its spans. */
+  fill(i: number, chain: DescriptorChain, writable: boolean): boolean {
+    chain.reset(this.head(i));
+    const bytes = this.memory.segmentBytes;
+    const x = this.x;
+    const end = POP_SPANS_AT + 3 * this.spanEnd(i);
+    for (let k = POP_SPANS_AT + 3 * this.spanStart(i); k < end; k += 3) {
+      if (!chain.push(bytes[x[k]!]!, x[k + 1]!, x[k + 2]!, writable)) return false;
+    }
+    return true;
+  }
+}
 
 /** True when an event at `newIdx` crosses `eventIdx` since `oldIdx` (virtio's vring_need_event). */
 export function vringNeedEvent(eventIdx: number, newIdx: number, oldIdx: number): boolean {
@@ -306,13 +359,19 @@ export class VirtQueue {
    *  guest's direct descriptors lie one after another, where the CPU's own prefetcher finds
    *  them; a Linux guest's TX chains each have a table of their own, scattered. */
   private indirectSeen = false;
-  /** popMany()'s exchange with the addon's walk (PopField). */
+  /** popSpans()'s exchange with the addon's walk (PopField). */
   private readonly popExchange = new Uint32Array(POP_SPANS_AT + 3 * POP_SPANS);
+  /** What the last popSpans() took. */
+  readonly popped: PoppedChains;
+  /** The last popSpans() stopped before a chain the addon's walk leaves to pop(). */
+  leftToPop = false;
 
   constructor(
     readonly index: number,
     private readonly memory: GuestMemory,
-  ) {}
+  ) {
+    this.popped = new PoppedChains(this.popExchange, memory);
+  }
 
   /** Started, enabled and with its ring areas resolved in guest memory. */
   get ready(): boolean {
@@ -435,45 +494,53 @@ export class VirtQueue {
   }
 
   /**
+   * The addon's walk alone (native/ring.cc): takes up to `max` (at most POP_CHAINS) chains from
+   * the next avail slot while each is plainly well formed (direct or through one indirect table,
+   * every buffer in guest memory), all of the direction asked for (device-writable buffers, an
+   * RX queue's, or device-readable ones) and has at most `maxSpans` spans; describes them in
+   * `popped` and returns how many. It stops before any other chain and sets `leftToPop`: pop()
+   * takes that one, and is the only walk that judges, counts and returns a malformed chain. The
+   * chains taken lie next to each other in the ring, so rewind() can un-pop the last of them.
+   */
+  popSpans(max: number, writable: boolean, maxSpans: number): number {
+    this.leftToPop = false;
+    this.popped.count = 0;
+    if (max <= 0 || this.availableCount() === 0) return 0;
+    const x = this.popExchange;
+    x[PopField.table] = this.memory.table.id;
+    x[PopField.size] = this.size;
+    x[PopField.lastAvail] = this.lastAvail;
+    x[PopField.availIdx] = this.shadowAvail;
+    x[PopField.flags] = (this.indirect ? POP_INDIRECT : 0) | (writable ? POP_WRITABLE : 0) | (this.indirectSeen ? POP_PREFETCH : 0);
+    x[PopField.maxChains] = Math.min(max, POP_CHAINS);
+    x[PopField.maxSpans] = maxSpans;
+    x[PopField.chainCapacity] = POP_CHAINS;
+    const got = native.popChains(x);
+    this.lastAvail = (this.lastAvail + got) & 0xffff;
+    this.stats.popped += got;
+    if (x[PopField.indirect] === 1) this.indirectSeen = true;
+    this.leftToPop = x[PopField.left] === 1;
+    this.popped.count = got;
+    return got;
+  }
+
+  /**
    * Pops up to `max` chains into chains[from], chains[from + 1]…, as pop() would one at a time,
-   * and returns how many. The walk of plainly well-formed chains is the addon's, a batch per call
-   * (native/ring.cc: direct or through one indirect table, every buffer of the device's one
-   * direction for this queue and in guest memory, no more spans than a chain holds); it stops
-   * before any other chain, which pop() takes, judges and counts as always. `writable` says which
-   * direction the addon takes: device-writable buffers (an RX queue's) or device-readable ones
-   * (TX); a chain of the other, or of both, is pop()'s. The chains share one capacity (the
-   * first's is the addon's limit).
+   * and returns how many: the addon's walk (popSpans) takes the plainly well-formed ones of the
+   * direction asked for, pop() any other. The chains share one capacity (the first's is the
+   * addon's limit).
    */
   popMany(chains: readonly DescriptorChain[], from: number, max: number, writable: boolean): number {
     let n = 0;
-    const x = this.popExchange;
-    x[PopField.chainCapacity] = POP_CHAINS;
-    x[PopField.maxSpans] = chains[from]?.capacity ?? 0;
+    const capacity = chains[from]?.capacity ?? 0;
+    const p = this.popped;
     while (n < max) {
-      let known = (this.shadowAvail - this.lastAvail) & 0xffff;
-      if (known === 0 || known > this.size || !this.ready) {
-        known = this.availableCount();
-        if (known === 0) break;
-      }
-      x[PopField.table] = this.memory.table.id;
-      x[PopField.size] = this.size;
-      x[PopField.lastAvail] = this.lastAvail;
-      x[PopField.availIdx] = this.shadowAvail;
-      x[PopField.flags] = (this.indirect ? POP_INDIRECT : 0) | (writable ? POP_WRITABLE : 0) | (this.indirectSeen ? POP_PREFETCH : 0);
-      x[PopField.maxChains] = max - n;
-      const got = native.popChains(x);
-      const bytes = this.memory.segmentBytes;
-      for (let c = 0, k = POP_SPANS_AT; c < got; c++) {
-        const chain = chains[from + n + c]!;
-        chain.reset(x[PopField.chains + 2 * c]!);
-        for (const end = k + 3 * x[PopField.chains + 2 * c + 1]!; k < end; k += 3) chain.push(bytes[x[k]!]!, x[k + 1]!, x[k + 2]!, writable);
-      }
+      const got = this.popSpans(max - n, writable, capacity);
+      for (let c = 0; c < got; c++) p.fill(c, chains[from + n + c]!, writable);
       n += got;
-      this.lastAvail = (this.lastAvail + got) & 0xffff;
-      this.stats.popped += got;
-      if (x[PopField.indirect] === 1) this.indirectSeen = true;
-      // The next chain is one the addon leaves to pop() (malformed, or only unusual).
-      if (x[PopField.left] === 1 && n < max) {
+      if (!this.leftToPop) {
+        if (got === 0) break;
+      } else if (n < max) {
         if (!this.pop(chains[from + n]!)) break;
         n++;
       }

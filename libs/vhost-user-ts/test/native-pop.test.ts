@@ -199,6 +199,50 @@ t.test('well-formed chains: the addon walks every one, and gives what pop() give
   t.same(long.malformed, [MalformedReason.TooManySegments]);
 });
 
+t.test('popSpans: the addon’s chains as spans, next to each other in the ring (rewind un-pops them)', async (t) => {
+  const r = rig();
+  t.teardown(() => dispose(r));
+  const { dv, q, memory } = r;
+  const desc = (i: number, d: Desc): void => writeDesc(dv, DESC_AT + 16 * i, d);
+  desc(0, { addr: GPA + 0x30000, len: 1600, flags: WRITE, next: 0 });
+  desc(1, { addr: GPA + SEGMENT_SIZE - 10, len: 30, flags: WRITE | NEXT, next: 2 }); // two spans, then one
+  desc(2, { addr: GPA + 0x31000, len: 100, flags: WRITE, next: 0 });
+  desc(3, { addr: GPA + 0x32000, len: 0, flags: WRITE, next: 0 }); // no span at all
+  desc(4, { addr: GPA + 0x33000, len: 64, flags: 0, next: 0 }); // readable: pop()'s
+  const heads = [0, 1, 3, 4, 0];
+  const start = q.lastAvail;
+  heads.forEach((h, i) => dv.setUint16(AVAIL_AT + 4 + 2 * ((start + i) % QUEUE), h, true));
+  dv.setUint16(AVAIL_AT + 2, (start + heads.length) & 0xffff, true);
+  t.equal(q.popSpans(10, true, 64), 3, 'three chains, then one the addon leaves');
+  t.equal(q.leftToPop, true);
+  const p = q.popped;
+  const spans = (i: number): string[] => {
+    const out: string[] = [];
+    for (let k = p.spanStart(i); k < p.spanEnd(i); k++) out.push(`${memory.segmentIndex(p.bytes(k))}:${p.offset(k)}+${p.length(k)}`);
+    return out;
+  };
+  t.same([p.head(0), p.head(1), p.head(2)], [0, 1, 3]);
+  t.same(spans(0), ['0:196608+1600']);
+  t.same(spans(1), [`0:${SEGMENT_SIZE - 10}+10`, '1:0+20', '0:200704+100']);
+  t.same(spans(2), [], 'a chain of one empty buffer has no span');
+  const chain = new DescriptorChain(8);
+  t.ok(p.fill(1, chain, true));
+  t.equal(chain.writableLength, 130, 'fill() makes the DescriptorChain');
+  t.notOk(p.fill(1, new DescriptorChain(2), true), 'fill() says when the chain is too small');
+  q.rewind(2);
+  t.equal(q.lastAvail, (start + 1) & 0xffff, 'rewind(2) un-pops the last two');
+  t.equal(q.popSpans(10, true, 2), 0, 'a chain of more spans than asked is left to pop()');
+  t.equal(q.leftToPop, true);
+  t.ok(q.pop(chain) && chain.head === 1 && chain.writableLength === 130, 'pop() then takes it');
+  t.equal(q.popSpans(10, true, 64), 1, 'the empty chain again');
+  t.equal(q.leftToPop, true, 'then a readable chain on a writable pop: left to pop()');
+  t.ok(q.pop(chain) && chain.head === 4 && chain.readableLength === 64);
+  t.equal(q.popSpans(10, true, 64), 1);
+  t.equal(q.leftToPop, false);
+  t.equal(q.popSpans(10, true, 64), 0, 'nothing left');
+  t.equal(q.leftToPop, false, 'and nothing left to pop()');
+});
+
 t.test('hostile chains: the addon leaves each to pop(), which judges it as always', async (t) => {
   const r = rig();
   t.teardown(() => dispose(r));
