@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { get32, viewAt } from '../../src/wire/bytes.js';
 import type { Test } from 'tap';
-import { Feature, VhostUserServer, bit } from 'vhost-user-ts';
+import { Feature, VhostUserServer, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, bit } from 'vhost-user-ts';
 import { TestFrontend } from 'vhost-user-ts/testing';
 import type { RxMeta } from '../../src/iface/link.js';
 import { NET_HDR_LEN, NetFeature, VirtioNetDevice } from '../../src/virtio/net-device.js';
@@ -911,6 +911,48 @@ t.test('RX in place, cutting: frames whose chain is too small for them whole go 
     t.same(got[i]!.frame, want, `frame ${i}: the segment it would be had it been sent alone`);
   }
   t.equal(dev.stats.rxFrames, 3);
+});
+
+t.test('RX in place, cutting: a malformed chain among the chains goes back empty, and the frames take the chains around it', async (t) => {
+  // The addon's walk takes the well-formed chains; it leaves the one whose `next` points out of
+  // the queue to pop(), which returns it with length 0, and the cut goes on after it.
+  const { dev, fe } = setup(t);
+  const [rxq] = await fe.handshake({ features: (f) => f & ~NO_GUEST_OFFLOADS });
+  const gpaOf = new Map<number, number>();
+  const post = (): void => {
+    const gpa = fe.memory.alloc(2048);
+    gpaOf.set(rxq!.add([{ gpa, len: 2048, writable: true }]), gpa);
+  };
+  post();
+  rxq!.writeDesc(200, fe.memory.alloc(2048), 2048, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 999);
+  rxq!.pushAvail(200);
+  post();
+  post();
+  post();
+  rxq!.kick();
+  await until(() => dev.hasRoom(), 'the device to see the RX buffers');
+  const payload = frame(4000, 3);
+  const opts = { src: 0x0a000202, dst: 0x0a00020f };
+  const big = withPseudoSum(tcpFrame(80, 40000, 1, 1, 0x18, payload, opts));
+  t.equal(dev.sendHeaders(big.subarray(0, 54), 4000, { start: 34, offset: 16, segmentSize: 1448 }), 'sent');
+  t.equal(dev.stats.rxCut, 1, 'cut in one go');
+  t.ok(dev.completePayloads(fillWith(payload)));
+  const used = await rxq!.waitUsed(4);
+  t.same(
+    used.filter((u) => u.id === 200),
+    [{ id: 200, len: 0 }],
+    'the malformed chain came back empty',
+  );
+  const good = used.filter((u) => u.id !== 200);
+  t.same(
+    good.map((u) => u.id),
+    [...gpaOf.keys()].slice(0, 3),
+    'the frames took the good chains in order',
+  );
+  good.forEach((u, i) => {
+    const want = tcpFrame(80, 40000, 1 + i * 1448, 1, i === 2 ? 0x18 : 0x10, payload.subarray(i * 1448, Math.min(4000, (i + 1) * 1448)), opts);
+    t.same(fe.memory.read(gpaOf.get(u.id)! + NET_HDR_LEN, u.len - NET_HDR_LEN), want, `frame ${i}`);
+  });
 });
 
 t.test('RX in place, cutting: after a cut the chains could not take, the budget is what they took, and that fits', async (t) => {
