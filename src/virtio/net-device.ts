@@ -13,7 +13,7 @@
 // waits in a bounded queue until the next RX kick. Used entries are published and the guest is
 // signalled once per batch: at the end of a TX kick, or at the end of the event-loop turn for frames
 // the stack sends on its own (timers, host sockets).
-import type { Logger, QueueStats, VhostUserDevice, VirtQueue } from 'vhost-user-ts';
+import type { Logger, PoppedChains, QueueStats, VhostUserDevice, VirtQueue } from 'vhost-user-ts';
 import { DescriptorChain, MAX_QUEUE_SIZE, silentLogger } from 'vhost-user-ts';
 import type { FrameLink, FrameSink, FramePayload, PartialChecksum, PayloadFill, PayloadSend, RxMeta } from '../iface/link.js';
 import type { MemoryAccount } from '../iface/memory-budget.js';
@@ -355,6 +355,13 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    *  frames popBatch() described for the coalescer's joinBatch() lie in, when there are any. */
   private readonly txBatch: DescriptorChain[] = [];
   private txBatchView: Uint8Array | undefined;
+  /** The spans popBatch() has described in the coalescer's batchSpans. */
+  private txSpansUsed = 0;
+  /** Each chain's head and readable bytes; and whether its DescriptorChain is still to be made
+   *  from its description (txChain): a frame the addon joins never needs one. */
+  private readonly txHeads = new Uint32Array(JOIN_BATCH);
+  private readonly txLengths = new Uint32Array(JOIN_BATCH);
+  private readonly txUnfilled = new Uint8Array(JOIN_BATCH);
   /** What the frames joinFrames() just took read (their readable bytes). */
   private txJoinedBytes = 0;
   /** The next frame of the batch, while the one before it is handled: its first bytes are asked
@@ -706,7 +713,6 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     let sliced = false;
     let poll = false;
     let checked = 0;
-    const batch = this.txBatch;
     const g = this.coalescer;
     outer: do {
       q.disableNotification();
@@ -720,12 +726,12 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
             i = end;
             if (i === n) break;
           }
-          const chain = batch[i]!;
+          const chain = this.txChain(i);
           bytes += chain.readableLength;
           // The next frame's bytes are asked for as this one is copied (prefetchNext), so that
           // they arrive while this one is handled (the guest's CPU wrote them; read cold, a
           // frame's copy waits on every line).
-          this.txPrefetch = i + 1 < n ? batch[i + 1] : undefined;
+          this.txPrefetch = i + 1 < n ? this.txChain(i + 1) : undefined;
           const p = this.txPayload;
           p.kept = false;
           try {
@@ -792,39 +798,112 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   }
 
   /**
-   * Pops up to JOIN_BATCH chains into txBatch: returns how many. With a coalescer and the addon's
-   * joinRun, each frame that could join a run (long enough, in at most JOIN_FRAME_SPANS readable
-   * spans of one view, the first such frame's; in one buffer unless payload stays in place) is
-   * described for joinBatch(); any other gets a count of 0, and goes the usual way.
+   * Pops up to JOIN_BATCH chains for a TX group: returns how many. The addon's walk takes them a
+   * run at a time (VirtQueue.popSpans), pop() the chains it leaves. With a coalescer and the
+   * addon's joinRun, each frame that could join a run (long enough, in at most JOIN_FRAME_SPANS
+   * readable spans of one view, the first such frame's; in one buffer unless payload stays in
+   * place) is described for joinBatch(), and gets its DescriptorChain only if JavaScript handles
+   * it after all (txChain); any other gets a count of 0, and its chain at once.
    */
   private popBatch(q: VirtQueue): number {
     const chains = this.txBatch;
     const g = this.coalescer;
     const describe = g !== undefined && joinRun() !== undefined;
-    let view: Uint8Array | undefined;
-    let k = 0;
-    const n = q.popMany(chains, 0, JOIN_BATCH, false);
-    for (let i = 0; describe && i < n; i++) {
-      const c = chains[i]!;
-      const count = c.firstWritable;
-      // (A device that copies joined payload joins only frames in one buffer, as coalesce().)
-      let ok =
-        count <= JOIN_FRAME_SPANS && c.readableLength >= NET_HDR_LEN + COALESCE_MIN && (g.inPlace || this.frameSegment(c, c.readableLength - NET_HDR_LEN) >= 0);
-      if (ok) view ??= c.bytes[0];
-      for (let s = 0; ok && s < count; s++) ok = c.bytes[s] === view && c.offset[s]! + c.length[s]! <= 0xffffffff;
-      const rows = g.batchRows;
-      rows[2 * i] = k;
-      rows[2 * i + 1] = ok ? count : 0;
-      if (ok) {
-        const spans = g.batchSpans;
-        for (let s = 0; s < count; s++, k++) {
-          spans[2 * k] = c.offset[s]!;
-          spans[2 * k + 1] = c.length[s]!;
+    const p = q.popped;
+    this.txBatchView = undefined;
+    this.txSpansUsed = 0;
+    let n = 0;
+    while (n < JOIN_BATCH) {
+      const got = q.popSpans(JOIN_BATCH - n, false, chains[n]!.capacity);
+      for (let c = 0; c < got; c++, n++) {
+        this.txHeads[n] = p.head(c);
+        this.txUnfilled[n] = describe && this.describeSpans(g, p, c, n) ? 1 : 0;
+        if (this.txUnfilled[n] === 0) {
+          p.fill(c, chains[n]!, false);
+          this.txLengths[n] = chains[n]!.readableLength;
         }
       }
+      if (!q.leftToPop) {
+        if (got === 0) break;
+      } else if (n < JOIN_BATCH) {
+        const chain = chains[n]!;
+        if (!q.pop(chain)) break;
+        this.txHeads[n] = chain.head;
+        this.txLengths[n] = chain.readableLength;
+        this.txUnfilled[n] = 0;
+        if (describe) this.describeChain(g, chain, n);
+        n++;
+      }
     }
-    this.txBatchView = view;
     return n;
+  }
+
+  /** Describes the chain popSpans() took as its `c`th for joinBatch() as frame `i` (its rows,
+   *  its spans in batchSpans), and sets its readable bytes; false (nothing described) when it
+   *  cannot join (see popBatch). */
+  private describeSpans(g: TcpCoalescer, p: PoppedChains, c: number, i: number): boolean {
+    const first = p.spanStart(c);
+    const end = p.spanEnd(c);
+    const count = end - first;
+    const rows = g.batchRows;
+    rows[2 * i] = this.txSpansUsed;
+    rows[2 * i + 1] = 0;
+    if (count === 0 || count > JOIN_FRAME_SPANS) return false;
+    let len = 0;
+    for (let k = first; k < end; k++) len += p.length(k);
+    if (len < NET_HDR_LEN + COALESCE_MIN) return false;
+    // (A device that copies joined payload joins only frames in one buffer, as coalesce().)
+    if (!g.inPlace && !(p.length(first) >= len || (count >= 2 && p.length(first) === NET_HDR_LEN && p.length(first + 1) >= len - NET_HDR_LEN))) return false;
+    const view = (this.txBatchView ??= p.bytes(first));
+    for (let k = first; k < end; k++) if (p.bytes(k) !== view) return false;
+    const spans = g.batchSpans;
+    let at = this.txSpansUsed;
+    rows[2 * i] = at;
+    rows[2 * i + 1] = count;
+    for (let k = first; k < end; k++, at++) {
+      spans[2 * at] = p.offset(k);
+      spans[2 * at + 1] = p.length(k);
+    }
+    this.txSpansUsed = at;
+    this.txLengths[i] = len;
+    return true;
+  }
+
+  /** describeSpans() for a chain pop() took (filled). */
+  private describeChain(g: TcpCoalescer, c: DescriptorChain, i: number): void {
+    const count = c.firstWritable;
+    let ok =
+      count <= JOIN_FRAME_SPANS && c.readableLength >= NET_HDR_LEN + COALESCE_MIN && (g.inPlace || this.frameSegment(c, c.readableLength - NET_HDR_LEN) >= 0);
+    if (ok) this.txBatchView ??= c.bytes[0];
+    for (let s = 0; ok && s < count; s++) ok = c.bytes[s] === this.txBatchView && c.offset[s]! + c.length[s]! <= 0xffffffff;
+    const rows = g.batchRows;
+    rows[2 * i] = this.txSpansUsed;
+    rows[2 * i + 1] = ok ? count : 0;
+    if (ok) {
+      const spans = g.batchSpans;
+      let at = this.txSpansUsed;
+      for (let s = 0; s < count; s++, at++) {
+        spans[2 * at] = c.offset[s]!;
+        spans[2 * at + 1] = c.length[s]!;
+      }
+      this.txSpansUsed = at;
+    }
+  }
+
+  /** Frame i of the TX group as a DescriptorChain, made from its description now if popBatch()
+   *  left it undone. */
+  private txChain(i: number): DescriptorChain {
+    const chain = this.txBatch[i]!;
+    if (this.txUnfilled[i] === 1) {
+      this.txUnfilled[i] = 0;
+      const g = this.coalescer!;
+      const view = this.txBatchView!;
+      const rows = g.batchRows;
+      const spans = g.batchSpans;
+      chain.reset(this.txHeads[i]!);
+      for (let k = rows[2 * i]!, end = k + rows[2 * i + 1]!; k < end; k++) chain.push(view, spans[2 * k]!, spans[2 * k + 1]!, false);
+    }
+    return chain;
   }
 
   private armTxPoll(): void {
@@ -1053,19 +1132,17 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    * taken ones read.
    */
   private joinFrames(q: VirtQueue, g: TcpCoalescer, view: Uint8Array, i: number, n: number): number {
-    const batch = this.txBatch;
     let bytes = 0;
     for (;;) {
       const end = g.joinBatch(view, i, n);
       for (; i < end; i++) {
-        const c = batch[i]!;
-        const len = c.readableLength - NET_HDR_LEN;
-        bytes += c.readableLength;
-        if (i === g.startedAt) this.startedOne(len);
-        else this.joinedOne(len);
+        const readable = this.txLengths[i]!;
+        bytes += readable;
+        if (i === g.startedAt) this.startedOne(readable - NET_HDR_LEN);
+        else this.joinedOne(readable - NET_HDR_LEN);
         // A run in place holds its buffers until the batch's writes (as kept payload does).
-        if (g.runInPlace) this.txHeldHeads[this.txHeld++] = c.head;
-        else q.pushUsed(c.head, 0);
+        if (g.runInPlace) this.txHeldHeads[this.txHeld++] = this.txHeads[i]!;
+        else q.pushUsed(this.txHeads[i]!, 0);
       }
       if (i === n || !g.over) break;
       this.deliverJoined();
