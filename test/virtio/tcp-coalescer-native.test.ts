@@ -10,6 +10,7 @@ import { RUN_AT, RUN_BYTES, RunField, useNativeJoinRun } from '../../src/wire/jo
 import type { JoinRun } from '../../src/wire/join-run.js';
 import { bytes, partialHeader, randomFrom, seg, seg6, setup } from './tcp-coalescer.test.js';
 import type { Seen, TxQueue } from './tcp-coalescer.test.js';
+import type { BufferSpec } from 'vhost-user-ts/testing';
 
 // What the addon joined, and the runs it started, counted: the tests must see it do both.
 let joined = 0;
@@ -37,6 +38,9 @@ interface Sent {
   frame: Uint8Array;
   /** Where the virtio-net header and frame are cut into buffers (increasing, inside). */
   cuts: number[];
+  /** A device-writable buffer after the frame's (which pop() allows on a TX queue, and the
+   *  addon's walk leaves to it). */
+  writableTail?: boolean;
 }
 
 /** Sends the batch (one kick) and waits until the device has used it all. */
@@ -45,13 +49,14 @@ async function send(q: TxQueue, batch: Sent[]): Promise<void> {
     const whole = new Uint8Array(NET_HDR_LEN + s.frame.length);
     whole.set(s.header);
     whole.set(s.frame, NET_HDR_LEN);
-    const parts: { data: Uint8Array }[] = [];
+    const parts: BufferSpec[] = [];
     let from = 0;
     for (const c of s.cuts) {
       parts.push({ data: whole.subarray(from, c) });
       from = c;
     }
     parts.push({ data: whole.subarray(from) });
+    if (s.writableTail === true) parts.push({ len: 64, writable: true });
     q.add(parts);
   }
   q.kick();
@@ -127,7 +132,7 @@ for (const inPlace of [false, true]) {
         next[flow] = at + len;
         const tcp = v6 ? 54 : 34;
         const header = partial && what !== 15 ? partialHeader(tcp, what === 16 ? 6 : 16) : new Uint8Array(NET_HDR_LEN);
-        batch.push({ header, frame, cuts: cutsFor(rand, NET_HDR_LEN + frame.length, !inPlace) });
+        batch.push({ header, frame, cuts: cutsFor(rand, NET_HDR_LEN + frame.length, !inPlace), writableTail: what === 17 });
       }
       useNativeJoinRun(counted);
       await send(qa, batch);
