@@ -803,7 +803,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    * addon's joinRun, each frame that could join a run (long enough, in at most JOIN_FRAME_SPANS
    * readable spans of one view, the first such frame's; in one buffer unless payload stays in
    * place) is described for joinBatch(), and gets its DescriptorChain only if JavaScript handles
-   * it after all (txChain); any other gets a count of 0, and its chain at once.
+   * it after all (txChain); any other, and any chain pop() took, gets a count of 0 (JavaScript
+   * handles it, and joins it where it continues a run), and its chain at once.
    */
   private popBatch(q: VirtQueue): number {
     const chains = this.txBatch;
@@ -831,7 +832,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
         this.txHeads[n] = chain.head;
         this.txLengths[n] = chain.readableLength;
         this.txUnfilled[n] = 0;
-        if (describe) this.describeChain(g, chain, n);
+        if (describe) g.batchRows[2 * n + 1] = 0; // (rare: JavaScript joins it, as any frame it handles)
         n++;
       }
     }
@@ -867,27 +868,6 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     this.txSpansUsed = at;
     this.txLengths[i] = len;
     return true;
-  }
-
-  /** describeSpans() for a chain pop() took (filled). */
-  private describeChain(g: TcpCoalescer, c: DescriptorChain, i: number): void {
-    const count = c.firstWritable;
-    let ok =
-      count <= JOIN_FRAME_SPANS && c.readableLength >= NET_HDR_LEN + COALESCE_MIN && (g.inPlace || this.frameSegment(c, c.readableLength - NET_HDR_LEN) >= 0);
-    if (ok) this.txBatchView ??= c.bytes[0];
-    for (let s = 0; ok && s < count; s++) ok = c.bytes[s] === this.txBatchView && c.offset[s]! + c.length[s]! <= 0xffffffff;
-    const rows = g.batchRows;
-    rows[2 * i] = this.txSpansUsed;
-    rows[2 * i + 1] = ok ? count : 0;
-    if (ok) {
-      const spans = g.batchSpans;
-      let at = this.txSpansUsed;
-      for (let s = 0; s < count; s++, at++) {
-        spans[2 * at] = c.offset[s]!;
-        spans[2 * at + 1] = c.length[s]!;
-      }
-      this.txSpansUsed = at;
-    }
   }
 
   /** Frame i of the TX group as a DescriptorChain, made from its description now if popBatch()

@@ -39,7 +39,8 @@ interface Sent {
   /** Where the virtio-net header and frame are cut into buffers (increasing, inside). */
   cuts: number[];
   /** A device-writable buffer after the frame's (which pop() allows on a TX queue, and the
-   *  addon's walk leaves to it). */
+   *  addon's walk leaves to it: JavaScript handles such a frame, and joins it to the addon's run
+   *  around it). */
   writableTail?: boolean;
 }
 
