@@ -1,4 +1,4 @@
-// Split-virtqueue chains popped natively (src/virtqueue.ts, VirtQueue.popMany): the descriptor walk
+// Split-virtqueue chains popped natively (src/virtqueue.ts, VirtQueue.popSpans): the descriptor walk
 // of a batch of chains in one call, which in JavaScript costs a DataView read per field and a
 // translation per buffer (most of a device's per-frame cost in TX).
 //

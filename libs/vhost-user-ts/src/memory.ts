@@ -77,15 +77,10 @@ export class GuestMemory {
   private lastHit = 0;
   /** Bumped on every change so holders of derived views (rings) know to re-resolve. */
   generation = 0;
-  /** The segments in guest-physical order, for the addon's walk (VirtQueue.popMany): `table`
+  /** The segments in guest-physical order, for the addon's walk (VirtQueue.popSpans): `table`
    *  translates into them, and a span it gives names its segment's bytes here by index. */
   table: NativeMemoryTable = native.memoryTable([], new Float64Array(0));
   segmentBytes: readonly Uint8Array[] = [];
-
-  /** The index in segmentBytes of the segment whose bytes `bytes` are (a Span's), or -1. */
-  segmentIndex(bytes: Uint8Array): number {
-    return this.segmentBytes.indexOf(bytes);
-  }
   /** Called (from the event loop) when accesses to a mapped region raised SIGBUS and were
    *  answered with zero pages: the file was truncated under us. */
   onFault: ((faults: number) => void) | undefined;
@@ -95,6 +90,11 @@ export class GuestMemory {
 
   get regionCount(): number {
     return this.regions.length;
+  }
+
+  /** The index in segmentBytes of the segment whose bytes `bytes` are (a Span's), or -1. */
+  segmentIndex(bytes: Uint8Array): number {
+    return this.segmentBytes.indexOf(bytes);
   }
 
   /** Maps a region from `fd` (which the caller still owns and closes afterwards). Throws

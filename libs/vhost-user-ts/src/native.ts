@@ -133,7 +133,7 @@ export interface NativeBinding {
    *  holds the mappings; once one is unmapped the table translates nothing. Throws on rows that
    *  are not disjoint, sorted ranges of their mappings. */
   memoryTable(mappings: readonly NativeMapping[], rows: Float64Array): NativeMemoryTable;
-  /** VirtQueue.popMany's walk (native/ring.cc says what it takes and what it leaves to pop(), and
+  /** VirtQueue.popSpans's walk (native/ring.cc says what it takes and what it leaves to pop(), and
    *  the exchange's layout, PopField in virtqueue.ts): returns the chains taken, described in the
    *  exchange. */
   popChains(exchange: Uint32Array): number;
