@@ -354,7 +354,7 @@ export class VirtQueue {
   private memGeneration = -1;
   private readonly span: Span = newSpan();
   private readonly tableSpan: Span = newSpan();
-  /** A chain through an indirect table was popped on this queue: popMany's walk then asks for
+  /** A chain through an indirect table was popped on this queue: popSpans' walk then asks for
    *  the batch's descriptors and tables before walking (native/ring.cc's Prefetch). A dpdk
    *  guest's direct descriptors lie one after another, where the CPU's own prefetcher finds
    *  them; a Linux guest's TX chains each have a table of their own, scattered. */
