@@ -303,6 +303,16 @@ function clearNetHeader(hdr: Uint8Array): void {
   hdr[6] = hdr[7] = hdr[8] = hdr[9] = hdr[10] = hdr[11] = 0;
 }
 
+/** Which of a TX chain's readable spans (`count` of them, the first two `first` and `second`
+ *  bytes long) holds the frame's first `len` bytes after the virtio-net header (with the frame's
+ *  length, all of it): 0 when they follow the header there, 1 when the header has a buffer of its
+ *  own; else -1. */
+function frameSpan(count: number, first: number, second: number, len: number): number {
+  if (count >= 1 && first >= NET_HDR_LEN + len) return 0;
+  if (count >= 2 && first === NET_HDR_LEN && second >= len) return 1;
+  return -1;
+}
+
 /** NEEDS_CSUM in a virtio-net header, with csum_start and csum_offset (little-endian). */
 function setNeedsCsum(hdr: Uint8Array, start: number, offset: number): void {
   hdr[0] = NET_HDR_F_NEEDS_CSUM;
@@ -854,7 +864,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     for (let k = first; k < end; k++) len += p.length(k);
     if (len < NET_HDR_LEN + COALESCE_MIN) return false;
     // (A device that copies joined payload joins only frames in one buffer, as coalesce().)
-    if (!g.inPlace && !(p.length(first) >= len || (count >= 2 && p.length(first) === NET_HDR_LEN && p.length(first + 1) >= len - NET_HDR_LEN))) return false;
+    if (!g.inPlace && frameSpan(count, p.length(first), count >= 2 ? p.length(first + 1) : 0, len - NET_HDR_LEN) < 0) return false;
     const view = (this.txBatchView ??= p.bytes(first));
     for (let k = first; k < end; k++) if (p.bytes(k) !== view) return false;
     const spans = g.batchSpans;
@@ -1212,13 +1222,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     return copySum(chain.bytes[seg]!, this.frameOffset(chain, seg), len, this.scratch, 0, ETHERNET_HEADER_LEN);
   }
 
-  /** The readable segment that holds the frame's first `len` bytes (after the virtio-net header;
-   *  with the frame's length, all of it): 0 when they follow the header there, 1 when the header
-   *  has a buffer of its own; else -1. */
+  /** The readable segment that holds the frame's first `len` bytes (frameSpan). */
   private frameSegment(chain: DescriptorChain, len: number): number {
-    if (chain.firstWritable >= 1 && chain.length[0]! >= NET_HDR_LEN + len) return 0;
-    if (chain.firstWritable >= 2 && chain.length[0] === NET_HDR_LEN && chain.length[1]! >= len) return 1;
-    return -1;
+    return frameSpan(chain.firstWritable, chain.length[0]!, chain.length[1]!, len);
   }
 
   /** Where the frame starts in the segment frameSegment() found. */
@@ -1501,13 +1507,10 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       const got = rx.popSpans(most - n, true, this.rxChain.capacity);
       for (let j = 0; j < got; j++, n++) {
         const k = p.spanStart(j);
-        if (k === p.spanEnd(j) || p.length(k) < headLen + Math.min(size, payloadLength - n * size)) {
+        if (k === p.spanEnd(j) || !this.cutInto(n, p.head(j), p.bytes(k), p.offset(k), p.length(k), headLen, size, payloadLength)) {
           rx.rewind(got - j); // (the addon's chains lie next to each other in the ring)
           return n;
         }
-        this.heldHeads[this.held + n] = p.head(j);
-        this.cutDst[n] = p.bytes(k);
-        this.cutAt[n] = p.offset(k);
       }
       if (!rx.leftToPop) {
         if (got === 0) break;
@@ -1526,13 +1529,21 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const chain = this.rxChain;
     if (!rx.pop(chain)) return false;
     const w = chain.firstWritable;
-    if (w >= chain.count || chain.length[w]! < headLen + Math.min(size, payloadLength - n * size)) {
+    if (w >= chain.count || !this.cutInto(n, chain.head, chain.bytes[w]!, chain.offset[w]!, chain.length[w]!, headLen, size, payloadLength)) {
       rx.rewind(1);
       return false;
     }
-    this.heldHeads[this.held + n] = chain.head;
-    this.cutDst[n] = chain.bytes[w]!;
-    this.cutAt[n] = chain.offset[w]!;
+    return true;
+  }
+
+  /** Frame `n` of the cut goes to the chain at `head`, whose first writable buffer is `length`
+   *  bytes at view[at]: noted (cutDst, cutAt, heldHeads) when the frame fits there whole; false
+   *  (nothing noted) when it does not. */
+  private cutInto(n: number, head: number, view: Uint8Array, at: number, length: number, headLen: number, size: number, payloadLength: number): boolean {
+    if (length < headLen + Math.min(size, payloadLength - n * size)) return false;
+    this.heldHeads[this.held + n] = head;
+    this.cutDst[n] = view;
+    this.cutAt[n] = at;
     return true;
   }
 
