@@ -11,6 +11,7 @@
 //   global: magic a1b2c3d4, version 2.4, thiszone 0, sigfigs 0, snaplen, network 1 (Ethernet)
 //   record: ts_sec, ts_usec, incl_len (≤ snaplen), orig_len
 import type { PartialChecksum } from '../iface/link.js';
+import { doubleFields } from '../wire/bytes.js';
 import { completeChecksum } from '../wire/checksum.js';
 import { UDP_CHECKSUM_OFFSET } from '../wire/udp.js';
 import { open as openFile, type FileHandle } from 'node:fs/promises';
@@ -100,7 +101,7 @@ export class PcapWriter {
   private closing: Promise<void> | undefined;
   /** Resolved when the queue is empty and no write is in flight. */
   private idleWaiters: Array<() => void> = [];
-  private readonly counters: PcapStats = { records: 0, bytes: 0, dropped: 0 };
+  private readonly counters: PcapStats = doubleFields({ records: 0, bytes: 0, dropped: 0 }, 'bytes');
 
   private constructor(path: string, fh: FileHandle, options: PcapWriterOptions) {
     this.path = path;

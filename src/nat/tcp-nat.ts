@@ -84,7 +84,7 @@ import {
   TcpSegment,
 } from '../wire/index.js';
 import type { EthernetRepr, Inany, Ipv4Repr, Ipv6Repr, TcpOptions, TcpRepr } from '../wire/index.js';
-import { ViewCache } from '../wire/bytes.js';
+import { ViewCache, doubleFields } from '../wire/bytes.js';
 import { clientAsSeen, loopback, serviceAddress } from './addresses.js';
 import type { Fence } from './fence.js';
 import type { AcceptedTcp, HostTcp, TcpListener, TcpSocket, TcpSocketEvents } from './host.js';
@@ -234,6 +234,10 @@ class HeadersBuilt {
   private tsVal = 0;
   private tsEcr = 0;
 
+  constructor() {
+    doubleFields(this, 'ack', 'tsVal', 'tsEcr'); // unsigned 32-bit
+  }
+
   /** Headers were built for `seg` of `flow` (undefined: outside its output, not to repeat).
    *  Options beyond timestamps (SYN's, SACK blocks) are built each time. */
   note(flow: TcpFlow | undefined, seg: OutSegment, tcpOff: number, end: number): void {
@@ -333,37 +337,43 @@ const ECONNRESET = 104;
 const ETIMEDOUT = 110;
 
 export class TcpNat implements TcpTransmitter {
-  readonly stats = {
-    connectsOut: 0,
-    connectsIn: 0,
-    established: 0,
-    refused: 0,
-    unreachable: 0,
-    timedOut: 0,
-    resetsToGuest: 0,
-    resetsFromGuest: 0,
-    tableFull: 0,
-    bytesToHost: 0,
-    bytesFromHost: 0,
-    linkFull: 0,
-    /** SYNs to fenced destinations, answered with RST. */
-    fenced: 0,
-    /** SYNs dropped by the per-guest or per-destination rate, or the per-destination bound. */
-    synsDropped: 0,
-    /** Connections still connecting evicted for newer ones. */
-    connectingEvicted: 0,
-    /** Forwarded connections refused (rate, share of the table, no guest address) or evicted. */
-    acceptsRefused: 0,
-    acceptsEvicted: 0,
-    /** Flows refused because the memory budget was spent. */
-    noMemory: 0,
-    /** Peeks into guest memory that fell short (the host socket failed). */
-    payloadsShort: 0,
-    /** Guest data written to host sockets straight from guest memory, and what those sockets
-     *  refused and was copied into the connection's buffer instead. */
-    bytesByReference: 0,
-    bytesPutBack: 0,
-  };
+  readonly stats = doubleFields(
+    {
+      connectsOut: 0,
+      connectsIn: 0,
+      established: 0,
+      refused: 0,
+      unreachable: 0,
+      timedOut: 0,
+      resetsToGuest: 0,
+      resetsFromGuest: 0,
+      tableFull: 0,
+      bytesToHost: 0,
+      bytesFromHost: 0,
+      linkFull: 0,
+      /** SYNs to fenced destinations, answered with RST. */
+      fenced: 0,
+      /** SYNs dropped by the per-guest or per-destination rate, or the per-destination bound. */
+      synsDropped: 0,
+      /** Connections still connecting evicted for newer ones. */
+      connectingEvicted: 0,
+      /** Forwarded connections refused (rate, share of the table, no guest address) or evicted. */
+      acceptsRefused: 0,
+      acceptsEvicted: 0,
+      /** Flows refused because the memory budget was spent. */
+      noMemory: 0,
+      /** Peeks into guest memory that fell short (the host socket failed). */
+      payloadsShort: 0,
+      /** Guest data written to host sockets straight from guest memory, and what those sockets
+       *  refused and was copied into the connection's buffer instead. */
+      bytesByReference: 0,
+      bytesPutBack: 0,
+    },
+    'bytesToHost',
+    'bytesFromHost',
+    'bytesByReference',
+    'bytesPutBack',
+  );
   /** The endpoints' counters, summed over closed connections and the open ones (status). */
   private readonly closedTotals: Record<string, number> = {};
   private readonly table: FlowTable;
@@ -410,7 +420,7 @@ export class TcpNat implements TcpTransmitter {
   private gsoOut: Uint8Array | undefined;
   /** The views of segments built in the output frames, by length (none made per segment). */
   private readonly packetViews = new ViewCache();
-  private readonly repr: TcpRepr = { srcPort: 0, dstPort: 0, seq: 0, ack: 0, flags: 0, window: 0, payloadLength: 0 };
+  private readonly repr: TcpRepr = doubleFields({ srcPort: 0, dstPort: 0, seq: 0, ack: 0, flags: 0, window: 0, payloadLength: 0 }, 'seq', 'ack');
   private readonly ip4: Ipv4Repr = { src: 0, dst: 0, proto: IpProtocol.TCP, ttl: 64, id: 0, flags: 0b010, fragOffset: 0, payloadLength: 0, tos: 0 };
   private readonly ip6: Ipv6Repr = { src: new Uint8Array(16), dst: new Uint8Array(16), nextHeader: IpProtocol.TCP, hopLimit: 64, payloadLength: 0 };
   private readonly errBuf = new Uint8Array(IPV6_HEADER_LEN + 1280);

@@ -11,7 +11,19 @@ import { Flow, FlowKind, FlowTable } from '../nat/flow-table.js';
 import { TcpConnection, TcpState, fillTcpRepr } from '../tcp/endpoint.js';
 import type { OutSegment, TcpEvents, TcpTransmitter } from '../tcp/endpoint.js';
 import type { Inany, TcpRepr } from '../wire/index.js';
-import { IpProtocol, TcpSegment, emitIpv4Header, emitIpv6Header, emitTcpV4, emitTcpV6, inanyOf, inanyV4, ipFamily, tcpHeaderLength } from '../wire/index.js';
+import {
+  IpProtocol,
+  TcpSegment,
+  doubleFields,
+  emitIpv4Header,
+  emitIpv6Header,
+  emitTcpV4,
+  emitTcpV6,
+  inanyOf,
+  inanyV4,
+  ipFamily,
+  tcpHeaderLength,
+} from '../wire/index.js';
 import type { SimNode, SimService } from './topology.js';
 
 /** Bound on simulated TCP connections, every host together. */
@@ -52,7 +64,7 @@ export class SimTcpServices implements TcpTransmitter<SimConnection> {
   private readonly open = new Set<SimConnection>();
   private readonly seg = new TcpSegment();
   private readonly buf = new Uint8Array(40 + 60 + 65535);
-  private readonly repr: TcpRepr = { srcPort: 0, dstPort: 0, seq: 0, ack: 0, flags: 0, window: 0, payloadLength: 0 };
+  private readonly repr: TcpRepr = doubleFields({ srcPort: 0, dstPort: 0, seq: 0, ack: 0, flags: 0, window: 0, payloadLength: 0 }, 'seq', 'ack');
   private ipId = 0;
   private readonly events: TcpEvents<SimConnection> = {
     established: () => undefined,

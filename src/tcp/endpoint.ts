@@ -33,7 +33,7 @@
 //   ('timeout'); abort() → RST, CLOSED (no event).
 //   LISTEN       close()                         → CLOSED (no event)
 import type { MemoryAccount } from '../iface/memory-budget.js';
-import { TcpFlags, TcpOptions, parseTcpOptions } from '../wire/index.js';
+import { TcpFlags, TcpOptions, doubleFields, parseTcpOptions } from '../wire/index.js';
 import type { TcpRepr, TcpSegment } from '../wire/index.js';
 import { ByteRing } from './byte-ring.js';
 
@@ -313,7 +313,7 @@ export class TcpConnection<Owner = unknown> {
   private sackOn = false;
   private tsRecent = 0;
   private lastAckSent = 0;
-  private readonly tsOffset: number;
+  private readonly tsOffset: number = 0;
 
   // timers and congestion control
   private srtt = 0;
@@ -343,7 +343,11 @@ export class TcpConnection<Owner = unknown> {
   private challengeCount = 0;
   private sendRst = false;
 
-  private readonly seg: OutSegment = { flags: 0, seq: 0, ack: 0, window: 0, options: new TcpOptions(), dataOffset: 0, dataLength: 0, segmentSize: 0 };
+  private readonly seg: OutSegment = doubleFields(
+    { flags: 0, seq: 0, ack: 0, window: 0, options: new TcpOptions(), dataOffset: 0, dataLength: 0, segmentSize: 0 },
+    'seq',
+    'ack',
+  );
   private readonly inOpts = new TcpOptions();
 
   constructor(
@@ -371,6 +375,7 @@ export class TcpConnection<Owner = unknown> {
     this.iss = init.iss | 0;
     this.sndUna = this.sndNxt = this.sndMax = this.iss;
     this.sndBufSeq = add(this.iss, 1);
+    doubleFields(this, 'tsRecent', 'tsOffset'); // timestamps: unsigned 32-bit
     this.tsOffset = init.tsOffset >>> 0;
     // Our window scale: the smallest shift that lets the receive buffer be advertised (§2.2).
     while (this.rcvWscale < 14 && this.rcvBuf.max >> this.rcvWscale > 0xffff) this.rcvWscale++;

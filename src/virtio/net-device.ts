@@ -19,7 +19,7 @@ import type { FrameLink, FrameSink, FramePayload, PartialChecksum, PayloadFill, 
 import type { MemoryAccount } from '../iface/memory-budget.js';
 import { EndOfTurn, atEndOfTurn } from '../iface/end-of-turn.js';
 import type { ScatterViews } from '../wire/bytes.js';
-import { ViewCache, copyBytes, get32, oneView, set16, set32 } from '../wire/bytes.js';
+import { ViewCache, copyBytes, doubleFields, get32, oneView, set16, set32 } from '../wire/bytes.js';
 import { CopyJobField, SUM_IN_PLACE, copyJob, copySum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16, sumFrames } from '../wire/checksum.js';
 import { ETHERNET_HEADER_LEN } from '../wire/ethernet.js';
 import { CUT_FIELDS, CutField, cutFrames } from '../wire/tcp-cut.js';
@@ -331,22 +331,26 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   // QEMU 7.2, which would mask it.)
   readonly features: bigint;
   readonly queueCount = 2;
-  readonly stats: NetDeviceStats = {
-    txFrames: 0,
-    txBytes: 0,
-    txDropped: 0,
-    txGso: 0,
-    txGsoBad: 0,
-    rxGso: 0,
-    rxCut: 0,
-    rxFrames: 0,
-    rxBytes: 0,
-    rxDropped: 0,
-    txFailed: 0,
-    txSlices: 0,
-    txPolls: 0,
-    txCoalesced: 0,
-  };
+  readonly stats: NetDeviceStats = doubleFields(
+    {
+      txFrames: 0,
+      txBytes: 0,
+      txDropped: 0,
+      txGso: 0,
+      txGsoBad: 0,
+      rxGso: 0,
+      rxCut: 0,
+      rxFrames: 0,
+      rxBytes: 0,
+      rxDropped: 0,
+      txFailed: 0,
+      txSlices: 0,
+      txPolls: 0,
+      txCoalesced: 0,
+    },
+    'txBytes',
+    'rxBytes',
+  );
   sink: FrameSink | undefined;
 
   private rx: VirtQueue | undefined;

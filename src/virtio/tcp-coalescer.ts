@@ -45,6 +45,7 @@
 // join verifies the pending frame too), each frame's headers copied before they are read; this
 // file and the device's coalesce() stay the reference, and the path of every frame where the
 // addon is absent.
+import { doubleFields } from '../wire/bytes.js';
 import { COPY_JOB_BYTES, CopyJobField, foldSum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16 } from '../wire/checksum.js';
 import { RUN_AT, RUN_BYTES, RunField, joinRun } from '../wire/join-run.js';
 import { GSO_MAX_PACKET } from '../iface/link.js';
@@ -198,6 +199,7 @@ export class TcpCoalescer {
     slots = 1,
     readonly inPlace = false,
   ) {
+    doubleFields(this, 'nextSeq'); // unsigned 32-bit
     const n = Math.max(1, Math.floor(slots));
     this.arena = new Uint8Array(SLOTS_AT + n * SLOT_BYTES);
     this.job = new Float64Array(this.arena.buffer, 0, COPY_JOB_BYTES / 8);

@@ -258,3 +258,23 @@ export class ViewCache {
     return view;
   }
 }
+
+/**
+ * Stores the named number fields of `o` as doubles from the start, each at 0, and returns `o`. V8
+ * keeps a field that has held only small integers as one (a Smi: 31 bits and a sign), and optimized
+ * code relies on it. The first value past 2^31 to land in such a field — a byte counter a couple
+ * of GB into a transfer, an unsigned 32-bit sequence number or timestamp half the time — then
+ * changes the field's representation: all optimized code that relied on it is thrown away, to be
+ * recompiled in the middle of the traffic. A field that has held a fraction is a double for good.
+ * For counters and unsigned 32-bit fields of objects the data path uses; names not a number field
+ * of `o` throw.
+ */
+export function doubleFields<T extends object>(o: T, ...names: string[]): T {
+  const fields = o as Record<string, unknown>;
+  for (const name of names) {
+    if (typeof fields[name] !== 'number') throw new TypeError(`doubleFields: ${name} is not a number field`);
+    fields[name] = 0.5;
+    fields[name] = 0;
+  }
+  return o;
+}

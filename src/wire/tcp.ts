@@ -6,7 +6,7 @@
 // SACK blocks), RFC 3168 section 6.1 (ECE and CWR). Checksum: RFC 9293 section 3.1 with the
 // pseudo-headers of checksum.ts.
 
-import { get16, get32, get8, rangeOk, set16, set32, set8 } from './bytes.js';
+import { doubleFields, get16, get32, get8, rangeOk, set16, set32, set8 } from './bytes.js';
 import { internetChecksum, pseudoHeaderSumV4, pseudoHeaderSumV6, verifyFromSum, verifyTransportV4, verifyTransportV6 } from './checksum.js';
 import { IpProtocol, PortsView } from './ip.js';
 
@@ -230,6 +230,10 @@ export class TcpOptions {
   sackCount = 0;
   /** Left and right edges: block i is [sackBlocks[2i], sackBlocks[2i + 1]). */
   readonly sackBlocks = new Uint32Array(2 * TCP_MAX_SACK_BLOCKS);
+
+  constructor() {
+    doubleFields(this, 'tsVal', 'tsEcr'); // unsigned 32-bit
+  }
 
   reset(): this {
     this.mss = -1;

@@ -1,7 +1,9 @@
 // The byte helpers the per-frame paths use instead of allocating: copyBytes (native memmove once
-// the host addon is loaded) and ViewCache.
+// the host addon is loaded) and ViewCache; and doubleFields.
 import t from 'tap';
-import { NATIVE_COPY_MIN, ViewCache, copyBytes, useNativeCopy } from '../../src/wire/bytes.js';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { NATIVE_COPY_MIN, ViewCache, copyBytes, doubleFields, useNativeCopy } from '../../src/wire/bytes.js';
 import { native } from 'vhost-user-ts/testing';
 
 t.test('copyBytes: short and long, across buffers and within one, with and without the addon', async (t) => {
@@ -44,4 +46,38 @@ t.test('ViewCache: the same view for the same range of the same buffer, a new on
   const sub = a.subarray(10);
   t.equal(views.of(sub, 2, 4).byteOffset, 12, 'ranges are relative to the buffer asked of');
   t.same(views.of(a, 90, 200).length, 10, 'clamped as subarray clamps');
+});
+
+t.test('doubleFields: zeros, the same object, and no map change when a value passes 2^31', async (t) => {
+  const o = { frames: 7, bytes: 9, name: 'x' };
+  t.equal(doubleFields(o, 'bytes'), o, 'returns the object');
+  t.same(o, { frames: 7, bytes: 0, name: 'x' }, 'the named field is 0, the others as they were');
+  t.ok(Object.is(o.bytes, 0), '+0, not -0');
+  t.throws(() => doubleFields(o, 'name'), TypeError, 'a field that is not a number');
+  t.throws(() => doubleFields(o, 'missing'), TypeError, 'a field that is not there');
+
+  // What it is for, seen by V8 itself (natives syntax, in a child): two objects of one shape stay of
+  // one shape (map) when one's counter passes 2^31, where plain ones part (the field's
+  // representation changes, and optimized code relying on it is thrown away).
+  const bytesModule = fileURLToPath(new URL('../../src/wire/bytes.ts', import.meta.url));
+  const script = `
+    const { doubleFields } = await import(${JSON.stringify(bytesModule)});
+    const plain = () => ({ frames: 0, bytes: 0 });
+    const wide = () => doubleFields({ frames: 0, bytes: 0 }, 'bytes');
+    const p = [plain(), plain()];
+    const w = [wide(), wide()];
+    const sameBefore = [%HaveSameMap(p[0], p[1]), %HaveSameMap(w[0], w[1])];
+    p[0].bytes += 2 ** 31 + 5;
+    w[0].bytes += 2 ** 31 + 5;
+    console.log(JSON.stringify({ sameBefore, plain: %HaveSameMap(p[0], p[1]), wide: %HaveSameMap(w[0], w[1]), value: w[0].bytes }));
+  `;
+  const out = execFileSync(process.execPath, ['--allow-natives-syntax', '--import', 'tsx', '--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  const r = JSON.parse(out.trim()) as { sameBefore: boolean[]; plain: boolean; wide: boolean; value: number };
+  t.same(r.sameBefore, [true, true], 'each pair starts with one map');
+  t.equal(r.plain, false, 'plain fields: the object that passed 2^31 changed map');
+  t.equal(r.wide, true, 'double fields: no map change');
+  t.equal(r.value, 2 ** 31 + 5, 'the value is exact');
 });
