@@ -159,11 +159,16 @@ Napi::Value MakeMemoryTable(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   Napi::Array list = info[0].As<Napi::Array>();
-  Napi::Float64Array rows = info[1].As<Napi::Float64Array>();
+  // The rows are copied before anything else is read: reading `mappings` may run JavaScript (an
+  // index getter), which could detach the rows' buffer under a pointer kept across it.
+  Napi::Float64Array rowArray = info[1].As<Napi::Float64Array>();
+  const std::vector<double> rows(rowArray.Data(), rowArray.Data() + rowArray.ElementLength());
   auto table = std::make_unique<MemoryTable>();
   std::vector<size_t> lengths;
   for (uint32_t i = 0; i < list.Length(); i++) {
-    Mapping* m = UnwrapMapping(env, list.Get(i));
+    Napi::Value item = list.Get(i);
+    if (env.IsExceptionPending()) return env.Undefined();  // (a getter threw)
+    Mapping* m = UnwrapMapping(env, item);
     size_t length = 0;
     if (m == nullptr || MappedBytes(m, &length) == nullptr) {
       Napi::TypeError::New(env, "memoryTable: every mapping must be one mmap() made, still mapped")
@@ -173,11 +178,11 @@ Napi::Value MakeMemoryTable(const Napi::CallbackInfo& info) {
     table->mappings.push_back(m);
     lengths.push_back(length);
   }
-  if (rows.ElementLength() % 5 != 0) {
+  if (rows.size() % 5 != 0) {
     Napi::RangeError::New(env, "memoryTable: rows come five to a segment").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  for (size_t r = 0; r < rows.ElementLength(); r += 5) {
+  for (size_t r = 0; r < rows.size(); r += 5) {
     const double gpa = rows[r], length = rows[r + 1], mapping = rows[r + 2], at = rows[r + 3], offset = rows[r + 4];
     const double safe = static_cast<double>(kMaxSafeInteger);
     bool ok = gpa >= 0 && length > 0 && gpa + length <= safe && std::trunc(gpa) == gpa && std::trunc(length) == length &&
@@ -298,11 +303,11 @@ bool WalkChain(Walk& w, uint32_t head) {
 // range is skipped, and the walk checks everything again.
 void Prefetch(Walk& w, const uint16_t* ring, uint32_t last, uint32_t count) {
   for (uint32_t k = 0; k < count; k++) {
-    uint32_t head = __atomic_load_n(&ring[(last + k) % w.size], __ATOMIC_RELAXED);
+    uint32_t head = __atomic_load_n(&ring[((last + k) & 0xffff) % w.size], __ATOMIC_RELAXED);
     if (head < w.size) __builtin_prefetch(w.desc + static_cast<size_t>(head) * sizeof(Desc));
   }
   for (uint32_t k = 0; k < count; k++) {
-    uint32_t head = __atomic_load_n(&ring[(last + k) % w.size], __ATOMIC_RELAXED);
+    uint32_t head = __atomic_load_n(&ring[((last + k) & 0xffff) % w.size], __ATOMIC_RELAXED);
     if (head >= w.size) continue;
     const Desc d = LoadDesc(w.desc + static_cast<size_t>(head) * sizeof(Desc));
     if ((d.flags & kDescIndirect) == 0 || d.addr >= kMaxAddress) continue;
@@ -384,7 +389,7 @@ napi_value PopChains(napi_env env, napi_callback_info cbinfo) {
   if ((flags & kFlagPrefetch) != 0) Prefetch(w, ring, last, count);
   uint32_t taken = 0;
   while (taken < count) {
-    const uint32_t head = __atomic_load_n(&ring[(last + taken) % size], __ATOMIC_RELAXED);
+    const uint32_t head = __atomic_load_n(&ring[((last + taken) & 0xffff) % size], __ATOMIC_RELAXED);
     if (head >= size || !WalkChain(w, head)) break;
     chains[2 * taken] = head;
     chains[2 * taken + 1] = static_cast<uint32_t>(w.spanCount);

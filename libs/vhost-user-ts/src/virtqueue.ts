@@ -527,12 +527,13 @@ export class VirtQueue {
   /**
    * Pops up to `max` chains into chains[from], chains[from + 1]…, as pop() would one at a time,
    * and returns how many: the addon's walk (popSpans) takes the plainly well-formed ones of the
-   * direction asked for, pop() any other. The chains share one capacity (the first's is the
-   * addon's limit).
+   * direction asked for, pop() any other. The addon's limit is the smallest capacity among the
+   * chains, so no chain it walks is cut short where pop() would have called it too long.
    */
   popMany(chains: readonly DescriptorChain[], from: number, max: number, writable: boolean): number {
     let n = 0;
-    const capacity = chains[from]?.capacity ?? 0;
+    let capacity = max > 0 ? Infinity : 0;
+    for (let i = 0; i < max; i++) capacity = Math.min(capacity, chains[from + i]?.capacity ?? 0);
     const p = this.popped;
     while (n < max) {
       const got = this.popSpans(max - n, writable, capacity);

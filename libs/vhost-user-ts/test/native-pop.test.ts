@@ -364,3 +364,64 @@ t.test('a table outlived by its memory translates nothing', async (t) => {
   t.throws(() => native.popChains(x), RangeError, 'an exchange too short for its chains');
   t.throws(() => native.memoryTable([], new Float64Array([0, 10, 0, 0, 0])), RangeError, 'a row naming no mapping');
 });
+
+t.test('memoryTable: what running JavaScript while it reads its arguments can do', async (t) => {
+  const r = rig();
+  t.teardown(() => dispose(r));
+  // A getter that throws: the error comes back (it used to abort the process: a second throw
+  // while one was pending).
+  const throwing: NativeMapping[] = [];
+  Object.defineProperty(throwing, 0, {
+    get() {
+      throw new Error('getter');
+    },
+  });
+  throwing.length = 1;
+  t.throws(() => native.memoryTable(throwing, new Float64Array(0)), { message: 'getter' }, 'a throwing getter: its error');
+  // A getter that takes the rows' buffer away: the rows are what they were when the call began
+  // (copied before the mappings are read), so a bad row is refused, not read from freed memory.
+  const rows = new Float64Array([GPA, 0, 0, 0, 0]); // length 0: not a range
+  const detaching: NativeMapping[] = [];
+  Object.defineProperty(detaching, 0, {
+    get() {
+      const moved = structuredClone(rows.buffer, { transfer: [rows.buffer] });
+      new Float64Array(moved).set([GPA, 4096, 0, 0, 0]); // a good row, where the old one was
+      return r.mapping;
+    },
+  });
+  detaching.length = 1;
+  t.throws(() => native.memoryTable(detaching, rows), RangeError, 'the row as passed is judged');
+  t.equal(rows.length, 0, 'the getter did detach the rows');
+});
+
+t.test('popChains takes avail slots as pop() does: the free-running index wraps at 2^16 first', async (t) => {
+  // Only power-of-two sizes reach the addon (the backend refuses others), where the two agree
+  // anyway; with size 3, slot 65536 is slot 0 to pop() (the index wraps to 0) and was 1 here.
+  const r = rig();
+  t.teardown(() => dispose(r));
+  writeDesc(r.dv, DESC_AT, { addr: GPA + 0x10000, len: 100, flags: 0, next: 0 });
+  writeDesc(r.dv, DESC_AT + 16, { addr: GPA + 0x20000, len: 200, flags: 0, next: 0 });
+  r.dv.setUint16(AVAIL_AT + 4, 0, true); // slot 0: head 0
+  r.dv.setUint16(AVAIL_AT + 6, 1, true); // slot 1: head 1
+  const x = new Uint32Array(16 + 2 * 4 + 3 * 16);
+  x.set([r.memory.table.id, 3, 0xffff, 1, 0, 4, 8, 0, DESC_AT, 0, AVAIL_AT, 4]);
+  t.equal(native.popChains(x), 2, 'two chains (avail.idx 1, from 65535)');
+  t.same([x[16], x[18]], [0, 0], 'slots 65535 and 0 (65536): both head 0');
+});
+
+t.test('popMany: the addon walks within the smallest capacity among the chains', async (t) => {
+  const r = rig();
+  t.teardown(() => dispose(r));
+  writeDesc(r.dv, DESC_AT, { addr: GPA + 0x10000, len: 100, flags: 0, next: 0 });
+  // Head 1: ten buffers, more than the second chain holds.
+  for (let i = 0; i < 10; i++) writeDesc(r.dv, DESC_AT + 16 * (1 + i), { addr: GPA + 0x20000 + 0x100 * i, len: 64, flags: i < 9 ? NEXT : 0, next: 2 + i });
+  r.dv.setUint16(AVAIL_AT + 4, 0, true);
+  r.dv.setUint16(AVAIL_AT + 6, 1, true);
+  r.dv.setUint16(AVAIL_AT + 2, 2, true);
+  const malformed: string[] = [];
+  r.q.listener = { malformed: (_q, reason: MalformedReason) => malformed.push(reason) };
+  const chains = [new DescriptorChain(64), new DescriptorChain(4)];
+  t.equal(r.q.popMany(chains, 0, 2, false), 1, 'the first chain');
+  t.same(malformed, [MalformedReason.TooManySegments], 'the second judged by pop(): too many segments for its chain');
+  t.equal(r.q.lastAvail, 2, 'both slots taken');
+});
