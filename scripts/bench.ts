@@ -65,6 +65,8 @@ interface BenchOptions {
   device: string[];
   stats: boolean;
   profile: string | undefined;
+  /** Run vunet with V8's --trace-opt and --trace-deopt, and report its JIT work in each run. */
+  jit: boolean;
 }
 
 /** Host CPU used during a run, percent of one core (utime + stime over wall time), and vunet's
@@ -78,6 +80,15 @@ interface CpuUse {
   backendUserSeconds: number | undefined;
   scavenges: number | undefined;
   markCompacts: number | undefined;
+  /** (--jit) V8's optimizing compiles of vunet's functions during the run, their compiler time,
+   *  and its deoptimizations ("function: reason"). */
+  jit: JitWork | undefined;
+}
+
+interface JitWork {
+  compiles: number;
+  compileMs: number;
+  deopts: string[];
 }
 
 /** One iperf3 run as seen by the guest's client. */
@@ -132,6 +143,9 @@ directions, with iperf3 against a server on the host's loopback.
                         geometric mean and median, and the rounds in which a backend stalled
                         (under a quarter of the other's throughput) (default 1)
   --stats               after each vunet run, print vunet's counters (its SIGUSR1 status)
+  --jit                 run vunet with V8's --trace-opt and --trace-deopt, and say after the
+                        table how much optimizing (functions, compiler ms, share of vunet's CPU)
+                        and which deoptimizations each measured run held
   --device OPTS         extra virtio-net-pci options for the vunet guests, comma-separated
                         (feature experiments, e.g. guest_tso4=off,guest_csum=off)
   --guestless           no QEMU: the Linux kernel plays a native-speed guest. dpdk-testpmd
@@ -164,6 +178,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
     'guest-csum'?: boolean;
     device?: string;
     stats?: boolean;
+    jit?: boolean;
     profile?: string;
     direction?: string;
     rounds?: string;
@@ -185,6 +200,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
         'guest-csum': { type: 'boolean' },
         device: { type: 'string' },
         stats: { type: 'boolean' },
+        jit: { type: 'boolean' },
         direction: { type: 'string' },
         rounds: { type: 'string' },
         profile: { type: 'string' },
@@ -252,6 +268,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
     device: values.device ? values.device.split(',').filter((o) => o !== '') : [],
     stats: values.stats === true,
     profile: values.profile === undefined ? undefined : resolve(values.profile),
+    jit: values.jit === true,
   };
 }
 
@@ -272,8 +289,11 @@ interface Child {
   proc: ChildProcess;
   /** stdout and stderr so far (the last 64 KiB). */
   readonly text: string;
-  /** Lines of --trace-gc output so far: scavenges and mark-compacts. */
-  readonly gc: { scavenges: number; markCompacts: number };
+  /** Lines of --trace-gc output so far: scavenges and mark-compacts; and of --trace-opt and
+   *  --trace-deopt (--jit): optimizing compiles, their compiler time, deoptimizations. */
+  readonly gc: { scavenges: number; markCompacts: number; compiles: number; compileMs: number; deopts: number };
+  /** (--jit) Each deoptimization so far, as "function: reason". */
+  readonly deoptLog: string[];
   /** vunet's status lines (its answer to SIGUSR1) so far. */
   readonly statusLines: string[];
   /** Resolves with the first match of `re` in the output; rejects when the child exits first or after `ms`. */
@@ -287,7 +307,8 @@ function startChild(name: string, command: string, args: string[], cwd = REPO_RO
   children.add(proc);
   let text = '';
   let partial = '';
-  const gc = { scavenges: 0, markCompacts: 0 };
+  const gc = { scavenges: 0, markCompacts: 0, compiles: 0, compileMs: 0, deopts: 0 };
+  const deoptLog: string[] = [];
   const statusLines: string[] = [];
   let exited: string | undefined;
   const listeners = new Set<() => void>();
@@ -301,7 +322,21 @@ function startChild(name: string, command: string, args: string[], cwd = REPO_RO
     for (const l of lines) {
       if (l.includes(': Scavenge')) gc.scavenges++;
       else if (l.includes(': Mark-Compact') || l.includes(': Mark-sweep')) gc.markCompacts++;
-      else if (l.includes('"msg":"status"')) statusLines.push(l);
+      else if (l.startsWith('[completed compiling ')) {
+        // "... (target TURBOFAN) - took 0.021, 4.512, 0.103 ms]": preparing, compiling (on a
+        // background thread), finishing.
+        const took = /took ([\d.]+), ([\d.]+), ([\d.]+) ms/.exec(l);
+        if (took !== null) {
+          gc.compiles++;
+          gc.compileMs += Number(took[1]) + Number(took[2]) + Number(took[3]);
+        }
+      } else if (l.startsWith('[bailout ')) {
+        const d = /reason: (.*?)\): begin\. deoptimizing \S+ <JSFunction (\S*)/.exec(l);
+        if (d !== null) {
+          gc.deopts++;
+          deoptLog.push(`${d[2] || '(anonymous)'}: ${d[1]}`);
+        }
+      } else if (l.includes('"msg":"status"')) statusLines.push(l);
     }
     text += s;
     if (text.length > 65536) text = text.slice(-65536);
@@ -327,6 +362,7 @@ function startChild(name: string, command: string, args: string[], cwd = REPO_RO
       return text;
     },
     gc,
+    deoptLog,
     statusLines,
     waitFor(re, ms) {
       return new Promise<void>((resolve, reject) => {
@@ -426,10 +462,15 @@ function backendUse(
   v1: CpuTimes | undefined,
   gc0: Child['gc'] | undefined,
   wall: number,
+  jit = false,
 ): Omit<CpuUse, 'qemuCpu'> {
   const seconds = v0 !== undefined && v1 !== undefined ? v1.total - v0.total : undefined;
   const gc = isVunet(backend) ? proc?.gc : undefined;
   return {
+    jit:
+      jit && proc && gc && gc0
+        ? { compiles: gc.compiles - gc0.compiles, compileMs: gc.compileMs - gc0.compileMs, deopts: proc.deoptLog.slice(gc0.deopts, gc.deopts) }
+        : undefined,
     backendCpu: seconds !== undefined && wall > 0 ? (100 * seconds) / wall : undefined,
     backendCpuSeconds: seconds,
     backendUserSeconds: v0 !== undefined && v1 !== undefined ? v1.user - v0.user : undefined,
@@ -519,7 +560,14 @@ function parseRun(output: string, name: Direction, cpu: CpuUse): RunResult {
 // One backend
 // ------------------------------------------------------------------------------------------------
 
-async function startVunet(dir: string, mtu: number, root: string, stats: boolean, profile: string | undefined): Promise<{ child: Child; socketPath: string }> {
+async function startVunet(
+  dir: string,
+  mtu: number,
+  root: string,
+  stats: boolean,
+  profile: string | undefined,
+  jit: boolean,
+): Promise<{ child: Child; socketPath: string }> {
   const socketPath = join(dir, 'vunet.sock');
   // stdbuf: V8 prints --trace-gc with stdio, block-buffered into a pipe; line-buffered, each
   // collection is counted when it happens (the process stays the same: stdbuf execs node).
@@ -530,6 +578,7 @@ async function startVunet(dir: string, mtu: number, root: string, stats: boolean
       '-oL',
       process.execPath,
       '--trace-gc',
+      ...(jit ? ['--trace-opt', '--trace-deopt'] : []),
       ...(profile !== undefined ? ['--cpu-prof', '--cpu-prof-dir', profile, '--heap-prof', '--heap-prof-dir', profile] : []),
       join(root, 'bin', 'vunet.js'),
       // The sandbox keeps vunet from writing anywhere, profiles included.
@@ -585,7 +634,7 @@ async function startPasst(dir: string, mtu: number, binary: string): Promise<{ c
 /** The backend's process serving its vhost-user socket: vunet, the baseline vunet or passt. */
 function startBackend(backend: Backend, dir: string, opts: BenchOptions): Promise<{ child: Child; socketPath: string }> {
   if (backend === 'passt') return startPasst(dir, opts.mtu, opts.passt!);
-  return startVunet(dir, opts.mtu, backend === 'baseline' ? opts.baseline! : REPO_ROOT, opts.stats, opts.profile);
+  return startVunet(dir, opts.mtu, backend === 'baseline' ? opts.baseline! : REPO_ROOT, opts.stats, opts.profile, opts.jit);
 }
 
 /** The guest-less TAP's MAC, fixed so that testpmd's csum forwarding can address it. */
@@ -718,7 +767,7 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
       const wall = (Date.now() - t0) / 1000;
       const v1 = cpuTimes(backendProc.proc.pid);
       await new Promise((resolve) => setTimeout(resolve, 200)); // the last GC lines in the pipe
-      const cpu: CpuUse = { qemuCpu: undefined, ...backendUse(backend, backendProc, v0, v1, gc0, wall) };
+      const cpu: CpuUse = { qemuCpu: undefined, ...backendUse(backend, backendProc, v0, v1, gc0, wall, opts.jit) };
       if (opts.stats && isVunet(backend)) await printStatus(backendProc, `${backend} ${d}`);
       if (opts.stats) {
         // The namespace's own counters, as a guest's (its kernel is the guest here).
@@ -837,7 +886,7 @@ async function runBackend(backend: Backend, opts: BenchOptions): Promise<Backend
       const pct = (a: number | undefined, b: number | undefined): number | undefined =>
         a !== undefined && b !== undefined && wall > 0 ? (100 * (b - a)) / wall : undefined;
       const v1 = cpuTimes(backendProc?.proc.pid);
-      const cpu: CpuUse = { qemuCpu: pct(q0, cpuSeconds(guest.pid)), ...backendUse(backend, backendProc, v0, v1, gc0, wall) };
+      const cpu: CpuUse = { qemuCpu: pct(q0, cpuSeconds(guest.pid)), ...backendUse(backend, backendProc, v0, v1, gc0, wall, opts.jit) };
       await guest.waitFor(new RegExp(`^BENCH-JSON-END ${d}$`, 'm'), 30_000);
       result.runs[d] = parseRun(guest.output, d, cpu);
       if (opts.stats && backendProc && isVunet(backend)) {
@@ -927,6 +976,7 @@ function report(results: BackendResult[], opts: BenchOptions): string {
       out.push(`vunet/${other} ${DIRECTION_LABEL[d]}: ${r.speed !== undefined ? `${r.speed.toFixed(2)}×` : '—'}${cpu}`);
     }
   }
+  if (opts.jit) out.push('', ...jitLines(results));
   if (notes.length > 0) out.push('', ...notes);
   out.push(
     '',
@@ -934,6 +984,29 @@ function report(results: BackendResult[], opts: BenchOptions): string {
     "CPU %: of one core during the run. CPU s/GB: the backend process's (vunet, passt; slirp runs in QEMU), per GB the receiver got; of it user: in user mode (the backend's own code; the kernel's share, loopback delivery included, varies more); scavenges/GB: vunet's.",
   );
   return out.join('\n');
+}
+
+/** (--jit) What V8 optimized and deoptimized in each vunet run, and its share of vunet's CPU. */
+function jitLines(results: BackendResult[]): string[] {
+  const out: string[] = [];
+  for (const r of results) {
+    for (const d of DIRECTIONS) {
+      const run = r.runs[d];
+      if (run?.ok !== true || run.jit === undefined) continue;
+      const { compiles, compileMs, deopts } = run.jit;
+      const share =
+        run.backendCpuSeconds !== undefined && run.backendCpuSeconds > 0
+          ? ` (${((100 * compileMs) / 1000 / run.backendCpuSeconds).toFixed(1)} % of its CPU)`
+          : '';
+      const byCause = new Map<string, number>();
+      for (const x of deopts) byCause.set(x, (byCause.get(x) ?? 0) + 1);
+      const causes = [...byCause].map(([x, n]) => (n > 1 ? `${x} ×${n}` : x)).join('; ');
+      out.push(
+        `${r.backend} ${DIRECTION_LABEL[d]}: V8 optimized ${compiles} functions in ${compileMs.toFixed(0)} ms of compiler time${share}; ${deopts.length} deoptimizations${causes ? `: ${causes}` : ''}`,
+      );
+    }
+  }
+  return out;
 }
 
 /** vunet's throughput and backend CPU per GB over another backend's, in one direction of one
