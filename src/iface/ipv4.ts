@@ -45,7 +45,7 @@ import {
   processIpv4Options,
 } from '../wire/index.js';
 import type { EthernetRepr, Ipv4Repr } from '../wire/index.js';
-import { ViewCache } from '../wire/bytes.js';
+import { ViewCache, doubleFields } from '../wire/bytes.js';
 
 /** A UDP datagram addressed to one of our IPv4 addresses, as handlers see it (views valid only
  *  during the call). */
@@ -477,18 +477,11 @@ export class Ipv4Layer {
   }
 
   /** The header emitHeaderInto() writes, reused (nothing made per packet). */
-  private readonly headerRepr: Ipv4Repr = {
-    src: 0,
-    dst: 0,
-    proto: 0,
-    ttl: DEFAULT_TTL,
-    id: 0,
-    flags: 0,
-    fragOffset: 0,
-    payloadLength: 0,
-    tos: 0,
-    options: undefined,
-  };
+  private readonly headerRepr: Ipv4Repr = doubleFields(
+    { src: 0, dst: 0, proto: 0, ttl: DEFAULT_TTL, id: 0, flags: 0, fragOffset: 0, payloadLength: 0, tos: 0, options: undefined },
+    'src',
+    'dst',
+  );
 }
 
 function ipv4ErrorName(err: Ipv4Error): string {

@@ -29,7 +29,7 @@ import {
   IPV6_HEADER_LEN,
 } from '../wire/index.js';
 import type { Icmpv4Repr, Inany, Ipv4Repr, Ipv6Repr } from '../wire/index.js';
-import { ViewCache } from '../wire/bytes.js';
+import { ViewCache, doubleFields } from '../wire/bytes.js';
 import { loopback, serviceAddress } from './addresses.js';
 import type { EchoSocket, HostNet } from './host.js';
 import type { Fence } from './fence.js';
@@ -214,7 +214,11 @@ export class EchoProxy extends IdleSocketFlows<EchoFlow> {
   /** The request's destination address (no view per request). */
   private readonly dstViews = new ViewCache();
   private readonly icmpRepr: Icmpv4Repr = { type: 0, code: 0, rest: 0, payloadLength: 0 };
-  private readonly ip4Repr: Ipv4Repr = { src: 0, dst: 0, proto: IpProtocol.ICMP, ttl: 64, id: 0, flags: 0, fragOffset: 0, payloadLength: 0, tos: 0 };
+  private readonly ip4Repr: Ipv4Repr = doubleFields(
+    { src: 0, dst: 0, proto: IpProtocol.ICMP, ttl: 64, id: 0, flags: 0, fragOffset: 0, payloadLength: 0, tos: 0 },
+    'src',
+    'dst',
+  );
   private readonly ip6Repr: Ipv6Repr = { src: new Uint8Array(16), dst: new Uint8Array(16), nextHeader: IpProtocol.ICMPV6, hopLimit: 64, payloadLength: 0 };
 
   /** An error about one of our requests: the matching ICMP error, quoting the guest's request. */

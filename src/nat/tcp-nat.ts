@@ -421,7 +421,11 @@ export class TcpNat implements TcpTransmitter {
   /** The views of segments built in the output frames, by length (none made per segment). */
   private readonly packetViews = new ViewCache();
   private readonly repr: TcpRepr = doubleFields({ srcPort: 0, dstPort: 0, seq: 0, ack: 0, flags: 0, window: 0, payloadLength: 0 }, 'seq', 'ack');
-  private readonly ip4: Ipv4Repr = { src: 0, dst: 0, proto: IpProtocol.TCP, ttl: 64, id: 0, flags: 0b010, fragOffset: 0, payloadLength: 0, tos: 0 };
+  private readonly ip4: Ipv4Repr = doubleFields(
+    { src: 0, dst: 0, proto: IpProtocol.TCP, ttl: 64, id: 0, flags: 0b010, fragOffset: 0, payloadLength: 0, tos: 0 },
+    'src',
+    'dst',
+  );
   private readonly ip6: Ipv6Repr = { src: new Uint8Array(16), dst: new Uint8Array(16), nextHeader: IpProtocol.TCP, hopLimit: 64, payloadLength: 0 };
   private readonly errBuf = new Uint8Array(IPV6_HEADER_LEN + 1280);
   private readonly rstBuf = new Uint8Array(IPV6_HEADER_LEN + 20);

@@ -24,7 +24,7 @@ import {
   UDP_HEADER_LEN,
 } from '../wire/index.js';
 import type { Inany, Ipv4Repr, Ipv6Repr, UdpRepr } from '../wire/index.js';
-import { ViewCache, copyBytes } from '../wire/bytes.js';
+import { ViewCache, copyBytes, doubleFields } from '../wire/bytes.js';
 import { loopback, serviceAddress } from './addresses.js';
 import type { HostUdp, UdpSocket } from './host.js';
 import { SEND_MANY_MAX } from './host.js';
@@ -256,7 +256,11 @@ export class UdpNat extends IdleSocketFlows<UdpFlow> {
   private readonly batchTtl = new Int32Array(PEND_MAX);
   private readonly views = { payload: new ViewCache(), out: new ViewCache() };
   private readonly udpRepr: UdpRepr = { srcPort: 0, dstPort: 0, payloadLength: 0 };
-  private readonly ip4Repr: Ipv4Repr = { src: 0, dst: 0, proto: IpProtocol.UDP, ttl: 63, id: 0, flags: 0, fragOffset: 0, payloadLength: 0, tos: 0 };
+  private readonly ip4Repr: Ipv4Repr = doubleFields(
+    { src: 0, dst: 0, proto: IpProtocol.UDP, ttl: 63, id: 0, flags: 0, fragOffset: 0, payloadLength: 0, tos: 0 },
+    'src',
+    'dst',
+  );
   private readonly ip6Repr: Ipv6Repr = { src: new Uint8Array(16), dst: new Uint8Array(16), nextHeader: IpProtocol.UDP, hopLimit: 63, payloadLength: 0 };
   private ipId = 0;
   /** IPv4 identification for datagrams we may fragment (RFC 6864: unique while in flight). */
