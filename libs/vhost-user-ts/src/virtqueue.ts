@@ -532,7 +532,7 @@ export class VirtQueue {
    */
   popMany(chains: readonly DescriptorChain[], from: number, max: number, writable: boolean): number {
     let n = 0;
-    let capacity = max > 0 ? Infinity : 0;
+    let capacity = Infinity; // (the smallest among the chains; with max 0 nothing is popped)
     for (let i = 0; i < max; i++) capacity = Math.min(capacity, chains[from + i]?.capacity ?? 0);
     const p = this.popped;
     while (n < max) {

@@ -592,16 +592,18 @@ bool EachSpanFrom(const uint32_t* s, uint32_t count, uint32_t skip, F&& f) {
 // its headers: a run in place, whose payload spans are the table's first).
 bool StartRun(const uint8_t* view, const uint32_t* s, uint32_t count, uint32_t len, uint8_t* buf, uint8_t* same, double* spanOffsets,
               uint32_t* spanLengths, uint32_t* st) {
-  // The virtio-net header and the headers, copied once: every decision below is on copies.
-  const uint32_t have = std::min(len, kHeadMax);
-  uint8_t head[kVnetHdr + kHeadMax];
-  if (GatherFront(view, s, count, head, kVnetHdr + have) != kVnetHdr + have) return false;
-  if ((head[0] & ~1u) != 0 || head[1] != 0) return false;  // NEEDS_CSUM or nothing; GSO_NONE
-  const bool partial = head[0] != 0;
   // The frame in one buffer (frameSegment): the header's, or the next one.
   const uint8_t* whole = nullptr;
   if (s[1] >= kVnetHdr + len) whole = view + s[0] + kVnetHdr;
   else if (count >= 2 && s[1] == kVnetHdr && s[3] >= len) whole = view + s[2];
+  // The virtio-net header, and for a run in place the headers behind it, copied once: every
+  // decision below is on copies (a frame in one buffer is copied whole below).
+  const uint32_t have = std::min(len, kHeadMax);
+  const uint32_t gather = kVnetHdr + (whole != nullptr ? 0 : have);
+  uint8_t head[kVnetHdr + kHeadMax];
+  if (GatherFront(view, s, count, head, gather) != gather) return false;
+  if ((head[0] & ~1u) != 0 || head[1] != 0) return false;  // NEEDS_CSUM or nothing; GSO_NONE
+  const bool partial = head[0] != 0;
   uint32_t at, frameSum = kUnset;
   uint32_t spanEnd = 0;
   if (whole != nullptr) {
