@@ -1746,18 +1746,34 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     let written = firstLen - NET_HDR_LEN;
     let more = 0;
     const next = this.rxNext;
+    // The chains after the first come from the addon's walk, as many at a time as the frame
+    // looks to need (a driver posts buffers of one size: a Linux guest's 64 KiB frame takes about
+    // 17), and pop() takes a chain the walk leaves; the ones taken beyond the frame's need are
+    // un-popped (they are the last popped).
+    const p = rx.popped;
+    let got = 0;
+    let k = 0;
     while (fits && written < frameLen) {
       if (more === this.moreHeads.length) {
         // Buffers so small the frame could never fit: drop it rather than wedge the queue.
-        this.giveBack(rx, first.head, more, malformedBefore);
+        this.giveBack(rx, first.head, more, malformedBefore, got - k);
         this.spanCount = spansBefore;
         this.stats.rxDropped++;
         return true;
       }
-      if (!rx.pop(next)) {
-        this.giveBack(rx, first.head, more, malformedBefore);
-        this.spanCount = spansBefore;
-        return false;
+      if (k < got) {
+        p.fill(k++, next, true); // (the walk's chains have at most next.capacity spans)
+      } else {
+        const want = Math.min(Math.ceil((frameLen - written) / Math.max(first.writableLength, 1)), this.moreHeads.length - more);
+        got = rx.popSpans(want, true, next.capacity);
+        k = 0;
+        if (got > 0) {
+          p.fill(k++, next, true);
+        } else if (!rx.leftToPop || !rx.pop(next)) {
+          this.giveBack(rx, first.head, more, malformedBefore, 0);
+          this.spanCount = spansBefore;
+          return false;
+        }
       }
       const n = Math.min(next.writableLength, frameLen - written);
       this.moreHeads[more] = next.head;
@@ -1768,11 +1784,12 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     }
     if (!fits || (hold && this.held + 1 + more > this.heldHeads.length)) {
       // The held payload's tables are full: this frame waits for the next batch.
-      this.giveBack(rx, first.head, more, malformedBefore);
+      this.giveBack(rx, first.head, more, malformedBefore, got - k);
       this.spanCount = spansBefore;
       this.spansFull = true;
       return false;
     }
+    rx.rewind(got - k);
     const buffers = more + 1;
     hdr[10] = buffers & 0xff;
     hdr[11] = buffers >> 8;
@@ -1828,9 +1845,11 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    * frame. When pop() returned malformed chains between them (already given back, length 0),
    * un-popping would walk back over those and hand the guest a malformed chain twice while its
    * first good one is never used: then the good ones go back used, unwritten (length 0), and the
-   * driver posts them again.
+   * driver posts them again. `unused`: chains popped after those, not taken for the frame (the
+   * last popped, always un-popped).
    */
-  private giveBack(rx: VirtQueue, firstHead: number, more: number, malformedBefore: number): void {
+  private giveBack(rx: VirtQueue, firstHead: number, more: number, malformedBefore: number, unused: number): void {
+    rx.rewind(unused);
     if (rx.stats.malformed === malformedBefore) {
       rx.rewind(more + 1);
       return;
