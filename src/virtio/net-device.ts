@@ -1761,25 +1761,54 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
         this.stats.rxDropped++;
         return true;
       }
-      if (k < got) {
-        p.fill(k++, next, true); // (the walk's chains have at most next.capacity spans)
-      } else {
+      if (k === got) {
         const want = Math.min(Math.ceil((frameLen - written) / Math.max(first.writableLength, 1)), this.moreHeads.length - more);
         got = rx.popSpans(want, true, next.capacity);
         k = 0;
-        if (got > 0) {
-          p.fill(k++, next, true);
-        } else if (!rx.leftToPop || !rx.pop(next)) {
-          this.giveBack(rx, first.head, more, malformedBefore, 0);
-          this.spanCount = spansBefore;
-          return false;
+        if (got === 0) {
+          if (!rx.leftToPop || !rx.pop(next)) {
+            this.giveBack(rx, first.head, more, malformedBefore, 0);
+            this.spanCount = spansBefore;
+            return false;
+          }
+          const n = Math.min(next.writableLength, frameLen - written);
+          this.moreHeads[more] = next.head;
+          this.moreLens[more] = n;
+          more++;
+          fits = this.place(next, 0, frame, written, n);
+          written += n;
+          continue;
         }
       }
-      const n = Math.min(next.writableLength, frameLen - written);
-      this.moreHeads[more] = next.head;
+      const head = p.head(k);
+      let n = 0;
+      if (written >= frame.length) {
+        // Payload to come only (a held frame's headers, checksum field included, lie in the
+        // first chain): its places straight from the walk's spans, as place() would note them.
+        let left = frameLen - written;
+        for (let sp = p.spanStart(k), end = p.spanEnd(k); sp < end && left > 0; sp++) {
+          const len = Math.min(p.length(sp), left);
+          if (len === 0) continue;
+          if (this.spanCount >= MAX_SPANS) {
+            fits = false;
+            break;
+          }
+          const i = this.spanCount++;
+          this.spanViews[i] = p.bytes(sp);
+          this.spanOffsets[i] = p.offset(sp);
+          this.spanLengths[i] = len;
+          n += len;
+          left -= len;
+        }
+      } else {
+        p.fill(k, next, true); // (the walk's chains have at most next.capacity spans)
+        n = Math.min(next.writableLength, frameLen - written);
+        fits = this.place(next, 0, frame, written, n);
+      }
+      k++;
+      this.moreHeads[more] = head;
       this.moreLens[more] = n;
       more++;
-      fits = this.place(next, 0, frame, written, n);
       written += n;
     }
     if (!fits || (hold && this.held + 1 + more > this.heldHeads.length)) {

@@ -131,66 +131,92 @@ t.test('RX: mergeable buffers carry a 64 KiB frame with num_buffers', async (t) 
   t.equal(dev.stats.rxFrames, 1);
 });
 
-t.test('RX: mergeable chains of mixed sizes: each frame takes the chains it needs, in ring order, and the next frame the ones after', async (t) => {
-  const { dev, fe } = setup(t);
-  const [rxq] = await fe.handshake();
-  // The chains after a frame's first are taken a batch at a time, as many as the first one's size
-  // suggests: a small first chain asks for too many (the rest are un-popped), a large one for too
-  // few (asked again); a chain of two buffers, and one through an indirect table, lie among them.
-  const sizes = [1024, 4096, 4096, 4096, 8192, 512, 512, 512, 512, 512, 512, 4096, 512, 512, 512, 512, 512, 512, 512, 512, 4096];
-  const bufs = new Map<number, { gpa: number; len: number }[]>();
-  const order: number[] = [];
-  for (const [i, size] of sizes.entries()) {
-    const gpa = fe.memory.alloc(size);
-    const parts =
-      size === 8192
-        ? [
-            { gpa, len: 4096, writable: true },
-            { gpa: gpa + 4096, len: 4096, writable: true },
-          ]
-        : [{ gpa, len: size, writable: true }];
-    const head = rxq!.add(parts, { indirect: i === 10 });
-    bufs.set(head, parts);
-    order.push(head);
-  }
-  rxq!.kick();
-  await until(() => dev.hasRoom(), 'the device to see the RX buffers');
-  const frames = [
-    frame(9000, 3), // 1024 + 4096 + 4096: asks for 8 after the first, takes 2
-    frame(9000, 4), // 4096 + the two buffers of 8192: asks for 2, takes 1
-    frame(2988, 5), // 512 × 6, the last through an indirect table: asks for 5, takes 5
-    frame(6000, 6), // 4096 + 512 × 4: asks for 1 four times
-  ];
-  for (const f of frames) t.ok(dev.send(f), 'accepted');
-  await until(() => dev.stats.rxFrames === frames.length, 'the frames');
-  await settle();
-  const used = rxq!.used();
-  t.same(
-    used.map((u) => u.id),
-    order.slice(0, 3 + 2 + 6 + 5),
-    'the chains in ring order, none skipped or taken twice',
+for (const inPlace of [false, true]) {
+  t.test(
+    `RX${inPlace ? ' in place' : ''}: mergeable chains of mixed sizes: each frame takes the chains it needs, in ring order, and the next frame the ones after`,
+    async (t) => {
+      const { dev, fe } = setup(t);
+      const [rxq] = await fe.handshake();
+      // The chains after a frame's first are taken a batch at a time, as many as the first one's
+      // size suggests: a small first chain asks for too many (the rest are un-popped), a large one
+      // for too few (asked again); a chain of two buffers, and one through an indirect table, lie
+      // among them. In place, the chains after the first take payload only.
+      const sizes = [1024, 4096, 4096, 4096, 8192, 512, 512, 512, 512, 512, 512, 4096, 512, 512, 512, 512, 512, 512, 512, 512, 4096];
+      const bufs = new Map<number, { gpa: number; len: number }[]>();
+      const order: number[] = [];
+      for (const [i, size] of sizes.entries()) {
+        const gpa = fe.memory.alloc(size);
+        const parts =
+          size === 8192
+            ? [
+                { gpa, len: 4096, writable: true },
+                { gpa: gpa + 4096, len: 4096, writable: true },
+              ]
+            : [{ gpa, len: size, writable: true }];
+        const head = rxq!.add(parts, { indirect: i === 10 });
+        bufs.set(head, parts);
+        order.push(head);
+      }
+      rxq!.kick();
+      await until(() => dev.hasRoom(), 'the device to see the RX buffers');
+      // Frame lengths (headers included, 54 of them in place): the chains each takes after its first.
+      const frames = [
+        9000, // 1024 + 4096 + 4096: asks for 8 after the first, takes 2
+        9000, // 4096 + the two buffers of 8192: asks for 2, takes 1
+        2988, // 512 × 6, the last through an indirect table: asks for 5, takes 5
+        6000, // 4096 + 512 × 4: asks for 1 four times
+      ].map((len, k) => (inPlace ? partialTcpFrame(len - 54) : frame(len, k + 3)));
+      if (inPlace) {
+        for (const f of frames) t.equal(dev.sendHeaders(f.subarray(0, 54), f.length - 54, { start: 34, offset: 16, segmentSize: 1460 }), 'sent');
+        const payload = Buffer.concat(frames.map((f) => f.subarray(54)));
+        let at = 0;
+        t.ok(
+          dev.completePayloads({
+            fill(views, offsets, lengths, count) {
+              for (let i = 0; i < count; i++) {
+                viewAt(views, i).set(payload.subarray(at, at + lengths[i]!), offsets[i]);
+                at += lengths[i]!;
+              }
+              return at;
+            },
+          }),
+          'payload filled',
+        );
+        t.equal(at, payload.length, 'every payload byte had a place');
+      } else {
+        for (const f of frames) t.ok(dev.send(f), 'accepted');
+      }
+      await until(() => dev.stats.rxFrames === frames.length, 'the frames');
+      await settle();
+      const used = rxq!.used();
+      t.same(
+        used.map((u) => u.id),
+        order.slice(0, 3 + 2 + 6 + 5),
+        'the chains in ring order, none skipped or taken twice',
+      );
+      const read = (u: { id: number; len: number }): Uint8Array => {
+        const out = new Uint8Array(u.len);
+        let at = 0;
+        for (const part of bufs.get(u.id)!) {
+          const n = Math.min(part.len, u.len - at);
+          out.set(fe.memory.read(part.gpa, n), at);
+          at += n;
+        }
+        return out;
+      };
+      let i = 0;
+      for (const [k, f] of frames.entries()) {
+        const head = read(used[i]!);
+        const n = head[10]! | (head[11]! << 8);
+        const joined = Buffer.concat(used.slice(i, i + n).map(read));
+        t.same(new Uint8Array(joined.subarray(NET_HDR_LEN)), f, `frame ${k} intact in its ${n} buffers`);
+        i += n;
+      }
+      t.equal(i, used.length, 'num_buffers accounts for every chain used');
+      t.equal(dev.stats.rxDropped, 0);
+    },
   );
-  const read = (u: { id: number; len: number }): Uint8Array => {
-    const out = new Uint8Array(u.len);
-    let at = 0;
-    for (const part of bufs.get(u.id)!) {
-      const n = Math.min(part.len, u.len - at);
-      out.set(fe.memory.read(part.gpa, n), at);
-      at += n;
-    }
-    return out;
-  };
-  let i = 0;
-  for (const [k, f] of frames.entries()) {
-    const head = read(used[i]!);
-    const n = head[10]! | (head[11]! << 8);
-    const joined = Buffer.concat(used.slice(i, i + n).map(read));
-    t.same(new Uint8Array(joined.subarray(NET_HDR_LEN)), f, `frame ${k} intact in its ${n} buffers`);
-    i += n;
-  }
-  t.equal(i, used.length, 'num_buffers accounts for every chain used');
-  t.equal(dev.stats.rxDropped, 0);
-});
+}
 
 t.test('RX: frames wait for buffers (bounded backlog) and go out on the RX kick', async (t) => {
   const { dev, fe } = setup(t);
