@@ -386,6 +386,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   /** Heads and lengths of a mergeable frame's chains after the first (bounded by the queue). */
   private readonly moreHeads = new Uint32Array(4096);
   private readonly moreLens = new Uint32Array(4096);
+  /** The writable bytes of the last receive chain writeFrame() took first: how many chains it asks
+   *  the addon's walk for at once. */
+  private rxChainBytes = 2048;
   private readonly scratch = new Uint8Array(NET_HDR_LEN + MAX_FRAME);
   /** The payload of the TX frame being handled when it was left in guest memory, and the heads
    *  of the chains whose payload the stack kept (returned after the batch's releasePayloads). */
@@ -1708,9 +1711,27 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       // skip verifying it (§5.1.6.4.1: DATA_VALID).
       hdr[0] = NET_HDR_F_DATA_VALID;
     }
-    if (!rx.pop(chain)) return false;
+    // The chains come from the addon's walk, as many at a time as the frame looks to need after the
+    // last frame's first chain (a driver posts buffers of one size: a Linux guest's 64 KiB frame
+    // takes about 17), and pop() takes a chain the walk leaves; those taken beyond the frame's
+    // need are un-popped (they are the last popped).
+    // (A frame that looks to fit one chain takes it with pop(): for a chain of one buffer, the
+    // walk in JavaScript costs less than the call into the addon.)
+    const p = rx.popped;
+    const want = this.mergeable ? Math.min(Math.ceil(need / this.rxChainBytes), this.moreHeads.length + 1) : 1;
+    let got = want > 1 ? rx.popSpans(want, true, chain.capacity) : 0;
+    let k = 0;
+    if (got > 0) {
+      p.fill(k++, chain, true); // (the walk's chains have at most chain.capacity spans)
+    } else if ((want > 1 && !rx.leftToPop) || !rx.pop(chain)) {
+      return false;
+    }
+    this.rxChainBytes = Math.max(chain.writableLength, NET_HDR_LEN + 1);
     const w = chain.firstWritable;
-    if (w < chain.count && chain.length[w]! >= need) return this.writeWhole(rx, chain, w, frame, payload);
+    if (w < chain.count && chain.length[w]! >= need) {
+      rx.rewind(got - k);
+      return this.writeWhole(rx, chain, w, frame, payload);
+    }
     this.rxWhole = false; // (cutBudget: frames take more than a chain each)
     if (!this.mergeable) {
       if (chain.writableLength < need) {
@@ -1736,6 +1757,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const first = chain;
     const firstLen = Math.min(first.writableLength, need);
     if (firstLen < NET_HDR_LEN) {
+      rx.rewind(got - k);
       rx.pushUsed(first.head, 0);
       this.stats.rxDropped++;
       return true;
@@ -1746,13 +1768,6 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     let written = firstLen - NET_HDR_LEN;
     let more = 0;
     const next = this.rxNext;
-    // The chains after the first come from the addon's walk, as many at a time as the frame
-    // looks to need (a driver posts buffers of one size: a Linux guest's 64 KiB frame takes about
-    // 17), and pop() takes a chain the walk leaves; the ones taken beyond the frame's need are
-    // un-popped (they are the last popped).
-    const p = rx.popped;
-    let got = 0;
-    let k = 0;
     while (fits && written < frameLen) {
       if (more === this.moreHeads.length) {
         // Buffers so small the frame could never fit: drop it rather than wedge the queue.
