@@ -14,19 +14,17 @@
 // - small: 64 frames of 66 bytes a round, each copied into a chain of its own (pure ACKs: `send`).
 // Printed: nanoseconds per frame (a GSO frame or a cut segment counts once per frame handed
 // over, i.e. per sendHeaders or send), the best of blocks of 100 rounds after a warm-up, best of
-// three processes. With --baseline DIR (another checkout, built; copy this script there when it
-// predates it) each layout runs there too, alternating, and the ratio is printed.
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+// three processes (scripts/device-bench.ts). With --baseline DIR (another checkout, built; copy
+// this script and device-bench.ts there when it predates them) each layout runs there too,
+// alternating, and the ratio is printed.
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { BLOCK, BlockTimer, runDeviceBench } from './device-bench.js';
 
 const LAYOUTS = ['gso', 'cut', 'small'] as const;
 type Layout = (typeof LAYOUTS)[number];
-const BLOCK = 100;
-const WARMUP_ROUNDS = 500;
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const MSS = 1448;
 const SEGMENT = 45 * MSS;
@@ -78,8 +76,7 @@ async function measure(layout: Layout, rounds: number): Promise<number> {
       },
     };
     const expectUsed = layout === 'gso' ? frames * Math.ceil((12 + 66 + SEGMENT) / chainLen) : layout === 'cut' ? frames * 45 : frames;
-    let best = Infinity;
-    let block = 0;
+    const timer = new BlockTimer(frames);
     for (let round = 0; round < rounds; round++) {
       if (round > 0) for (const head of heads) q.pushAvail(head);
       const t0 = process.hrtime.bigint();
@@ -94,15 +91,11 @@ async function measure(layout: Layout, rounds: number): Promise<number> {
       }
       if (layout !== 'small' && !dev.completePayloads(filler)) throw new Error('completePayloads fell short');
       dev.flush();
-      block += Number(process.hrtime.bigint() - t0);
+      timer.add(Number(process.hrtime.bigint() - t0));
       const used = q.used().length;
       if (used !== expectUsed) throw new Error(`the device used ${used} chains, not ${expectUsed}`);
-      if ((round + 1) % BLOCK === 0) {
-        if (round >= WARMUP_ROUNDS) best = Math.min(best, block / (BLOCK * frames));
-        block = 0;
-      }
     }
-    return best;
+    return timer.best();
   } finally {
     fe.close();
     server.close();
@@ -110,47 +103,16 @@ async function measure(layout: Layout, rounds: number): Promise<number> {
   }
 }
 
-/** A layout measured in a child process of the checkout at `root`. */
-function child(root: string, layout: Layout, rounds: number): number {
-  if (!existsSync(join(root, 'scripts/bench-rx.ts'))) throw new Error(`${root} has no scripts/bench-rx.ts: copy this one there`);
-  const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'scripts/bench-rx.ts'), '--child', layout, '--rounds', String(rounds)], {
-    cwd: root,
-    encoding: 'utf8',
-  });
-  const ns = Number(/^ns (\S+)$/m.exec(r.stdout)?.[1]);
-  if (r.status !== 0 || !Number.isFinite(ns)) throw new Error(`bench-rx in ${root} failed: ${r.stderr.trim().split('\n').pop() ?? r.status}`);
-  return ns;
-}
-
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { layout: { type: 'string' }, rounds: { type: 'string' }, baseline: { type: 'string' }, child: { type: 'string' } },
-  });
-  const rounds = Number(values.rounds ?? 3000);
-  if (!Number.isInteger(rounds) || rounds < WARMUP_ROUNDS + BLOCK) throw new Error(`--rounds must be a whole number of at least ${WARMUP_ROUNDS + BLOCK}`);
-  const pick = values.child ?? values.layout;
-  if (pick !== undefined && !(LAYOUTS as readonly string[]).includes(pick)) throw new Error(`--layout must be one of ${LAYOUTS.join(', ')}`);
-  if (values.child !== undefined) {
-    console.log(`ns ${(await measure(values.child as Layout, rounds)).toFixed(1)}`);
-    return;
-  }
-  const layouts = pick !== undefined ? [pick as Layout] : LAYOUTS;
-  const baseline = values.baseline !== undefined ? resolve(values.baseline) : undefined;
-  console.log(`RX device path, ns per frame handed over (best block of ${BLOCK} rounds, ${rounds} rounds)`);
-  for (const layout of layouts) {
-    // Three runs each, alternating with the baseline: the best of each side.
-    let ours = Infinity;
-    let theirs = Infinity;
-    for (let i = 0; i < 3; i++) {
-      ours = Math.min(ours, child(ROOT, layout, rounds));
-      if (baseline !== undefined) theirs = Math.min(theirs, child(baseline, layout, rounds));
-    }
-    const ratio = baseline !== undefined ? `  baseline ${theirs.toFixed(0)}  ratio ${(ours / theirs).toFixed(2)}×` : '';
-    console.log(`${layout.padEnd(8)} ${ours.toFixed(0)}${ratio}`);
-  }
-}
-
-main().catch((err: unknown) => {
+runDeviceBench(
+  {
+    name: 'bench-rx',
+    layouts: LAYOUTS,
+    rounds: () => 3000,
+    title: (rounds) => `RX device path, ns per frame handed over (best block of ${BLOCK} rounds, ${rounds} rounds)`,
+    measure,
+  },
+  ROOT,
+).catch((err: unknown) => {
   console.error(`bench-rx: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);
 });

@@ -20,21 +20,18 @@
 // Printed: nanoseconds per frame, the best of blocks of 100 rounds after a warm-up, best of three
 // processes: the blocks the rest of the machine left alone (a shared host has slowed one process
 // here 1.5-1.8x for tens of milliseconds to a second at a time, which a mean would count). With
-// --baseline DIR (another checkout, built; copy this script there when it predates it) each
-// layout runs there too, alternating, and the ratio is printed.
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+// --baseline DIR (another checkout, built; copy this script and device-bench.ts there when it
+// predates them) each layout runs there too, alternating, and the ratio is printed.
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { BLOCK, BlockTimer, runDeviceBench } from './device-bench.js';
 
 const LAYOUTS = ['one', 'split', 'linux', 'partial'] as const;
 type Layout = (typeof LAYOUTS)[number];
 /** Frames per batch (one kick). */
 const FRAMES = 120;
-const BLOCK = 100;
-const WARMUP_ROUNDS = 500;
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 
 /** One layout, measured in this process: the best block's ns per frame. */
@@ -77,22 +74,17 @@ async function measure(layout: Layout, rounds: number, cold: boolean): Promise<n
     }
     // (Private: the device's batch handler, called as a kick would, timed alone.)
     const d = dev as unknown as { processTx(q: unknown): void; tx: unknown };
-    let best = Infinity;
-    let block = 0;
+    const timer = new BlockTimer(FRAMES);
     for (let round = 0; round < rounds; round++) {
       if (round > 0) for (const head of heads) q.pushAvail(head);
       if (cold) hostnet.evictLines(fe.memory.bytes, 0, fe.memory.bytes.length);
       const t0 = process.hrtime.bigint();
       d.processTx(d.tx);
-      block += Number(process.hrtime.bigint() - t0);
+      timer.add(Number(process.hrtime.bigint() - t0));
       const used = q.used().length;
       if (used !== FRAMES) throw new Error(`the device returned ${used} of ${FRAMES} chains`);
-      if ((round + 1) % BLOCK === 0) {
-        if (round >= WARMUP_ROUNDS) best = Math.min(best, block / (BLOCK * FRAMES));
-        block = 0;
-      }
     }
-    return best;
+    return timer.best();
   } finally {
     fe.close();
     server.close();
@@ -100,50 +92,19 @@ async function measure(layout: Layout, rounds: number, cold: boolean): Promise<n
   }
 }
 
-/** A layout measured in a child process of the checkout at `root`. */
-function child(root: string, layout: Layout, rounds: number, cold: boolean): number {
-  if (!existsSync(join(root, 'scripts/bench-tx.ts'))) throw new Error(`${root} has no scripts/bench-tx.ts: copy this one there`);
-  const args = ['--import', 'tsx', join(root, 'scripts/bench-tx.ts'), '--child', layout, '--rounds', String(rounds), ...(cold ? ['--cold'] : [])];
-  const r = spawnSync(process.execPath, args, {
-    cwd: root,
-    encoding: 'utf8',
-  });
-  const ns = Number(/^ns (\S+)$/m.exec(r.stdout)?.[1]);
-  if (r.status !== 0 || !Number.isFinite(ns)) throw new Error(`bench-tx in ${root} failed: ${r.stderr.trim().split('\n').pop() ?? r.status}`);
-  return ns;
-}
-
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { layout: { type: 'string' }, rounds: { type: 'string' }, baseline: { type: 'string' }, child: { type: 'string' }, cold: { type: 'boolean' } },
-  });
-  const cold = values.cold === true;
-  // (Cold rounds cost a sweep of the guest's memory each: fewer by default.)
-  const rounds = Number(values.rounds ?? (cold ? 1500 : 3000));
-  if (!Number.isInteger(rounds) || rounds < WARMUP_ROUNDS + BLOCK) throw new Error(`--rounds must be a whole number of at least ${WARMUP_ROUNDS + BLOCK}`);
-  const pick = values.child ?? values.layout;
-  if (pick !== undefined && !(LAYOUTS as readonly string[]).includes(pick)) throw new Error(`--layout must be one of ${LAYOUTS.join(', ')}`);
-  if (values.child !== undefined) {
-    console.log(`ns ${(await measure(values.child as Layout, rounds, cold)).toFixed(1)}`);
-    return;
-  }
-  const layouts = pick !== undefined ? [pick as Layout] : LAYOUTS;
-  const baseline = values.baseline !== undefined ? resolve(values.baseline) : undefined;
-  console.log(`TX device path, ns per frame (best block of ${BLOCK} rounds of ${FRAMES} frames, ${rounds} rounds${cold ? ', guest memory cold' : ''})`);
-  for (const layout of layouts) {
-    // Three runs each, alternating with the baseline: the best of each side.
-    let ours = Infinity;
-    let theirs = Infinity;
-    for (let i = 0; i < 3; i++) {
-      ours = Math.min(ours, child(ROOT, layout, rounds, cold));
-      if (baseline !== undefined) theirs = Math.min(theirs, child(baseline, layout, rounds, cold));
-    }
-    const ratio = baseline !== undefined ? `  baseline ${theirs.toFixed(0)}  ratio ${(ours / theirs).toFixed(2)}×` : '';
-    console.log(`${layout.padEnd(8)} ${ours.toFixed(0)}${ratio}`);
-  }
-}
-
-main().catch((err: unknown) => {
+runDeviceBench(
+  {
+    name: 'bench-tx',
+    layouts: LAYOUTS,
+    flags: ['cold'],
+    // (Cold rounds cost a sweep of the guest's memory each: fewer by default.)
+    rounds: (f) => (f.cold === true ? 1500 : 3000),
+    title: (rounds, f) =>
+      `TX device path, ns per frame (best block of ${BLOCK} rounds of ${FRAMES} frames, ${rounds} rounds${f.cold === true ? ', guest memory cold' : ''})`,
+    measure: (layout, rounds, f) => measure(layout, rounds, f.cold === true),
+  },
+  ROOT,
+).catch((err: unknown) => {
   console.error(`bench-tx: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);
 });
