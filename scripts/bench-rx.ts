@@ -17,11 +17,9 @@
 // three processes (scripts/device-bench.ts). With --baseline DIR (another checkout, built; copy
 // this script and device-bench.ts there when it predates them) each layout runs there too,
 // alternating, and the ratio is printed.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BLOCK, BlockTimer, runDeviceBench } from './device-bench.js';
+import { BLOCK, BlockTimer, runDeviceBench, withDevice } from './device-bench.js';
 
 const LAYOUTS = ['gso', 'cut', 'small'] as const;
 type Layout = (typeof LAYOUTS)[number];
@@ -32,19 +30,10 @@ const SEGMENT = 45 * MSS;
 /** One layout, measured in this process: the best block's ns per frame handed over. */
 async function measure(layout: Layout, rounds: number): Promise<number> {
   // Imported here: the parent process (which only runs children) loads none of it.
-  const { VhostUserServer } = await import('vhost-user-ts');
-  const { TestFrontend } = await import('vhost-user-ts/testing');
-  const { NetFeature, VirtioNetDevice } = await import('../src/virtio/net-device.js');
+  const { NetFeature } = await import('../src/virtio/net-device.js');
   const { TcpOptions } = await import('../src/wire/index.js');
   const { GUEST_IP, GW_IP, tcpFrame } = await import('../test/support/packets.js');
-  await import('../src/host/native.js'); // the addon's helpers, as vunet runs
-  const dev = new VirtioNetDevice({ payloadsInPlace: true });
-  dev.sink = { receive: () => undefined };
-  const dir = mkdtempSync(join(tmpdir(), 'vunet-bench-rx-'));
-  const server = new VhostUserServer(dev);
-  server.listen(join(dir, 'sock'));
-  const fe = TestFrontend.connect(join(dir, 'sock'), { memorySize: 32 << 20 });
-  try {
+  return withDevice('bench-rx', { payloadsInPlace: true }, 32 << 20, async (dev, fe) => {
     const off = (f: bigint): bigint => 1n << f;
     const q = (
       await fe.handshake({
@@ -96,11 +85,7 @@ async function measure(layout: Layout, rounds: number): Promise<number> {
       if (used !== expectUsed) throw new Error(`the device used ${used} chains, not ${expectUsed}`);
     }
     return timer.best();
-  } finally {
-    fe.close();
-    server.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 runDeviceBench(

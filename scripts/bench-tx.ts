@@ -22,11 +22,9 @@
 // here 1.5-1.8x for tens of milliseconds to a second at a time, which a mean would count). With
 // --baseline DIR (another checkout, built; copy this script and device-bench.ts there when it
 // predates them) each layout runs there too, alternating, and the ratio is printed.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BLOCK, BlockTimer, runDeviceBench } from './device-bench.js';
+import { BLOCK, BlockTimer, runDeviceBench, withDevice } from './device-bench.js';
 
 const LAYOUTS = ['one', 'split', 'linux', 'partial'] as const;
 type Layout = (typeof LAYOUTS)[number];
@@ -37,20 +35,12 @@ const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 /** One layout, measured in this process: the best block's ns per frame. */
 async function measure(layout: Layout, rounds: number, cold: boolean): Promise<number> {
   // Imported here: the parent process (which only runs children) loads none of it.
-  const { VhostUserServer } = await import('vhost-user-ts');
-  const { TestFrontend } = await import('vhost-user-ts/testing');
-  const { NET_HDR_LEN, VirtioNetDevice } = await import('../src/virtio/net-device.js');
+  const { NET_HDR_LEN } = await import('../src/virtio/net-device.js');
   const { TcpOptions } = await import('../src/wire/index.js');
   const { tcpFrame } = await import('../test/support/packets.js');
-  const { hostnet } = await import('../src/host/native.js'); // the addon's helpers, as vunet runs
+  const { hostnet } = await import('../src/host/native.js');
   if (cold && typeof hostnet.evictLines !== 'function') throw new Error("this checkout's addon has no evictLines: --cold needs one that has");
-  const dev = new VirtioNetDevice({ payloadsInPlace: true, txSliceMs: 1000, txSliceFrames: 4096, txPollMs: 0 });
-  dev.sink = { receive: () => undefined };
-  const dir = mkdtempSync(join(tmpdir(), 'vunet-bench-tx-'));
-  const server = new VhostUserServer(dev);
-  server.listen(join(dir, 'sock'));
-  const fe = TestFrontend.connect(join(dir, 'sock'));
-  try {
+  return withDevice('bench-tx', { payloadsInPlace: true, txSliceMs: 1000, txSliceFrames: 4096, txPollMs: 0 }, undefined, async (dev, fe) => {
     const q = (await fe.handshake())[1]!;
     await new Promise((r) => setTimeout(r, 200)); // (the backend takes the last messages)
     const options = new TcpOptions();
@@ -85,11 +75,7 @@ async function measure(layout: Layout, rounds: number, cold: boolean): Promise<n
       if (used !== FRAMES) throw new Error(`the device returned ${used} of ${FRAMES} chains`);
     }
     return timer.best();
-  } finally {
-    fe.close();
-    server.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 runDeviceBench(

@@ -5,9 +5,12 @@
 // milliseconds to a second at a time), which a mean would count: each measurement is the best
 // block of BLOCK rounds after WARMUP_ROUNDS, the best of three processes.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { TestFrontend } from 'vhost-user-ts/testing';
+import type { NetDeviceOptions, VirtioNetDevice } from '../src/virtio/net-device.js';
 
 export const BLOCK = 100;
 export const WARMUP_ROUNDS = 500;
@@ -31,6 +34,36 @@ export class BlockTimer {
 
   best(): number {
     return this.bestNs;
+  }
+}
+
+/**
+ * Runs `fn` with a VirtioNetDevice (its sink taking frames and reading nothing) serving the test
+ * frontend of vhost-user-ts over a unix socket and a memfd, in this process; closes both after.
+ * (Imported here: the parent process, which only runs children, loads none of it.)
+ */
+export async function withDevice<T>(
+  name: string,
+  opts: NetDeviceOptions,
+  memorySize: number | undefined,
+  fn: (dev: VirtioNetDevice, fe: TestFrontend) => Promise<T>,
+): Promise<T> {
+  const { VhostUserServer } = await import('vhost-user-ts');
+  const { TestFrontend } = await import('vhost-user-ts/testing');
+  const { VirtioNetDevice } = await import('../src/virtio/net-device.js');
+  await import('../src/host/native.js'); // the addon's helpers, as vunet runs
+  const dev = new VirtioNetDevice(opts);
+  dev.sink = { receive: () => undefined };
+  const dir = mkdtempSync(join(tmpdir(), `vunet-${name}-`));
+  const server = new VhostUserServer(dev);
+  server.listen(join(dir, 'sock'));
+  const fe = TestFrontend.connect(join(dir, 'sock'), memorySize !== undefined ? { memorySize } : {});
+  try {
+    return await fn(dev, fe);
+  } finally {
+    fe.close();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
