@@ -60,6 +60,33 @@ function postRx(fe: TestFrontend, rxq: NonNullable<Awaited<ReturnType<TestFronte
   return bufs;
 }
 
+/** Where a test posted each receive chain's buffers, by head. */
+type PostedBuffers = Map<number, { gpa: number; len: number }[]>;
+
+/** The frames the used entries carry, each across its num_buffers chains (without the virtio-net
+ *  header), and the entries of each. */
+function usedFrames(fe: TestFrontend, bufs: PostedBuffers, used: readonly { id: number; len: number }[]): { frame: Uint8Array; ids: number[] }[] {
+  const read = (u: { id: number; len: number }): Uint8Array => {
+    const out = new Uint8Array(u.len);
+    let at = 0;
+    for (const part of bufs.get(u.id)!) {
+      const n = Math.min(part.len, u.len - at);
+      out.set(fe.memory.read(part.gpa, n), at);
+      at += n;
+    }
+    return out;
+  };
+  const frames: { frame: Uint8Array; ids: number[] }[] = [];
+  for (let i = 0; i < used.length;) {
+    const head = read(used[i]!);
+    const n = Math.max(1, head[10]! | (head[11]! << 8));
+    const parts = used.slice(i, i + n);
+    frames.push({ frame: new Uint8Array(Buffer.concat(parts.map(read)).subarray(NET_HDR_LEN)), ids: parts.map((u) => u.id) });
+    i += n;
+  }
+  return frames;
+}
+
 const hdr = (flags = 0, gso = 0): Uint8Array => {
   const h = new Uint8Array(NET_HDR_LEN);
   h[0] = flags;
@@ -142,7 +169,7 @@ for (const inPlace of [false, true]) {
       // for too few (asked again); a chain of two buffers, and one through an indirect table, lie
       // among them. In place, the chains after the first take payload only.
       const sizes = [1024, 4096, 4096, 4096, 8192, 512, 512, 512, 512, 512, 512, 4096, 512, 512, 512, 512, 512, 512, 512, 512, 4096];
-      const bufs = new Map<number, { gpa: number; len: number }[]>();
+      const bufs: PostedBuffers = new Map();
       const order: number[] = [];
       for (const [i, size] of sizes.entries()) {
         const gpa = fe.memory.alloc(size);
@@ -194,25 +221,9 @@ for (const inPlace of [false, true]) {
         order.slice(0, 3 + 2 + 6 + 5),
         'the chains in ring order, none skipped or taken twice',
       );
-      const read = (u: { id: number; len: number }): Uint8Array => {
-        const out = new Uint8Array(u.len);
-        let at = 0;
-        for (const part of bufs.get(u.id)!) {
-          const n = Math.min(part.len, u.len - at);
-          out.set(fe.memory.read(part.gpa, n), at);
-          at += n;
-        }
-        return out;
-      };
-      let i = 0;
-      for (const [k, f] of frames.entries()) {
-        const head = read(used[i]!);
-        const n = head[10]! | (head[11]! << 8);
-        const joined = Buffer.concat(used.slice(i, i + n).map(read));
-        t.same(new Uint8Array(joined.subarray(NET_HDR_LEN)), f, `frame ${k} intact in its ${n} buffers`);
-        i += n;
-      }
-      t.equal(i, used.length, 'num_buffers accounts for every chain used');
+      const arrived = usedFrames(fe, bufs, used);
+      for (const [k, f] of frames.entries()) t.same(arrived[k]?.frame, f, `frame ${k} intact in its ${arrived[k]?.ids.length} buffers`);
+      t.equal(arrived.length, frames.length, 'num_buffers accounts for every chain used');
       t.equal(dev.stats.rxDropped, 0);
     },
   );
@@ -814,7 +825,7 @@ for (const start of [12345, 7, 99, 2026]) {
         seed = (seed * 1103515245 + 12345) & 0x7fffffff;
         return seed % n;
       };
-      const bufs = new Map<number, { gpa: number; len: number }[]>();
+      const bufs: PostedBuffers = new Map();
       /** Chains posted and not yet used: a chain comes back once (its id is reused after). */
       const posted = new Set<number>();
       const post = (count: number): void => {
@@ -833,16 +844,6 @@ for (const start of [12345, 7, 99, 2026]) {
           posted.add(id);
         }
         rxq!.kick();
-      };
-      const read = (u: { id: number; len: number }): Uint8Array => {
-        const out = new Uint8Array(u.len);
-        let at = 0;
-        for (const part of bufs.get(u.id)!) {
-          const n = Math.min(part.len, u.len - at);
-          out.set(fe.memory.read(part.gpa, n), at);
-          at += n;
-        }
-        return out;
       };
       const sent: Uint8Array[] = [];
       const got: Uint8Array[] = [];
@@ -883,15 +884,9 @@ for (const start of [12345, 7, 99, 2026]) {
           pending = undefined;
         }
         await settle();
-        const used = rxq!.used();
-        for (let i = 0; i < used.length;) {
-          const head = read(used[i]!);
-          const n = head[10]! | (head[11]! << 8);
-          for (const u of used.slice(i, i + n)) {
-            if (!posted.delete(u.id)) t.fail(`chain ${u.id} used while not posted`);
-          }
-          got.push(new Uint8Array(Buffer.concat(used.slice(i, i + n).map(read)).subarray(NET_HDR_LEN)));
-          i += n;
+        for (const { frame, ids } of usedFrames(fe, bufs, rxq!.used())) {
+          for (const id of ids) if (!posted.delete(id)) t.fail(`chain ${id} used while not posted`);
+          got.push(frame);
         }
       }
       t.ok(sent.length > 100, `${sent.length} frames sent`);
