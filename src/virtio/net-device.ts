@@ -1777,29 +1777,22 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
         return true;
       }
       if (k === got) {
-        const want = Math.min(Math.ceil((frameLen - written) / Math.max(first.writableLength, 1)), this.moreHeads.length - more);
+        const want = Math.min(Math.ceil((frameLen - written) / this.rxChainBytes), this.moreHeads.length - more);
         got = rx.popSpans(want, true, next.capacity);
         k = 0;
-        if (got === 0) {
-          if (!rx.leftToPop || !rx.pop(next)) {
-            this.giveBack(rx, first.head, more, malformedBefore, 0);
-            this.spanCount = spansBefore;
-            return false;
-          }
-          const n = Math.min(next.writableLength, frameLen - written);
-          this.moreHeads[more] = next.head;
-          this.moreLens[more] = n;
-          more++;
-          fits = this.place(next, 0, frame, written, n);
-          written += n;
-          continue;
+        // (None from the walk: pop() takes the chain it left into `next`, if any.)
+        if (got === 0 && (!rx.leftToPop || !rx.pop(next))) {
+          this.giveBack(rx, first.head, more, malformedBefore, 0);
+          this.spanCount = spansBefore;
+          return false;
         }
       }
-      const head = p.head(k);
+      let head: number;
       let n = 0;
-      if (written >= frame.length) {
+      if (k < got && written >= frame.length) {
         // Payload to come only (a held frame's headers, checksum field included, lie in the
         // first chain): its places straight from the walk's spans, as place() would note them.
+        head = p.head(k);
         let left = frameLen - written;
         for (let sp = p.spanStart(k), end = p.spanEnd(k); sp < end && left > 0; sp++) {
           const len = Math.min(p.length(sp), left);
@@ -1815,12 +1808,13 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
           n += len;
           left -= len;
         }
+        k++;
       } else {
-        p.fill(k, next, true); // (the walk's chains have at most next.capacity spans)
+        if (k < got) p.fill(k++, next, true); // (the walk's chains have at most next.capacity spans)
+        head = next.head;
         n = Math.min(next.writableLength, frameLen - written);
         fits = this.place(next, 0, frame, written, n);
       }
-      k++;
       this.moreHeads[more] = head;
       this.moreLens[more] = n;
       more++;
