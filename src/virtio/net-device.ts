@@ -13,7 +13,7 @@
 // waits in a bounded queue until the next RX kick. Used entries are published and the guest is
 // signalled once per batch: at the end of a TX kick, or at the end of the event-loop turn for frames
 // the stack sends on its own (timers, host sockets).
-import type { Logger, PoppedChains, QueueStats, VhostUserDevice, VirtQueue } from 'vhost-user-ts';
+import type { Logger, PoppedChains, QueueStats, RingState, VhostUserDevice, VirtQueue } from 'vhost-user-ts';
 import { DescriptorChain, MAX_QUEUE_SIZE, silentLogger } from 'vhost-user-ts';
 import type { FrameLink, FrameSink, FramePayload, PartialChecksum, PayloadFill, PayloadSend, RxMeta } from '../iface/link.js';
 import type { MemoryAccount } from '../iface/memory-budget.js';
@@ -322,6 +322,19 @@ function setNeedsCsum(hdr: Uint8Array, start: number, offset: number): void {
   hdr[9] = offset >> 8;
 }
 
+/** What the device waits on now (status output: a stalled queue says which side holds it). */
+export interface DeviceWaits {
+  /** Frames copied for the guest, waiting for its receive buffers. */
+  backlogFrames: number;
+  /** Receive chains holding frames whose payload is still to be filled (completePayloads). */
+  heldChains: number;
+  /** A sender waits for receive buffers (onRoom). */
+  roomWanted: boolean;
+  /** TX is polled on a timer rather than kicked, and the timer is armed. */
+  txPolling: boolean;
+  txPollArmed: boolean;
+}
+
 export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   // HOST_TSO4/6 and HOST_ECN: the guest may hand over TCP segments up to 64 KiB whatever its MTU;
   // vunet terminates TCP, so a large segment is simply one segment (nothing is cut up). HOST_UFO
@@ -529,8 +542,18 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   }
 
   /** The queues' own counters (chains, guest notifications sent and suppressed), while up. */
-  queueStats(): { rx?: QueueStats; tx?: QueueStats } {
-    return { ...(this.rx ? { rx: { ...this.rx.stats } } : {}), ...(this.tx ? { tx: { ...this.tx.stats } } : {}) };
+  queueStats(): { rx?: QueueStats & { ring: RingState }; tx?: QueueStats & { ring: RingState }; waits: DeviceWaits } {
+    return {
+      ...(this.rx ? { rx: { ...this.rx.stats, ring: this.rx.ringState() } } : {}),
+      ...(this.tx ? { tx: { ...this.tx.stats, ring: this.tx.ringState() } } : {}),
+      waits: {
+        backlogFrames: this.backlog.length,
+        heldChains: this.held,
+        roomWanted: this.roomWanted,
+        txPolling: this.txPolling,
+        txPollArmed: this.txPollArmed,
+      },
+    };
   }
 
   /** The guest's driver has its queues up. */

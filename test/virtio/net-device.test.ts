@@ -281,6 +281,12 @@ t.test('RX: a frame larger than the posted buffers waits for more, and the devic
   t.notOk(dev.hasRoom(), 'no room while the backlog holds a frame');
   (dev as unknown as { opts: { onRoom: () => void } }).opts.onRoom = () => room++;
   dev.wantRoom();
+  // Status output says what the RX queue waits for: the backlog's frame, and the kick it asked for
+  // (with EVENT_IDX, avail_event at the driver's avail.idx: a kick on the next buffer).
+  const waiting = dev.queueStats();
+  t.match(waiting.waits, { backlogFrames: 1, heldChains: 0, roomWanted: true }, 'status: a frame in the backlog, a sender waiting for room');
+  t.match(waiting.rx?.ring, { lastAvail: 0, availIdx: 4, usedIdx: 0, broken: null, signals: true }, 'status: the ring as the device sees it (nothing taken)');
+  if (eventIdx) t.equal(waiting.rx?.ring.availEvent, 4, 'status: avail_event asks for a kick on the next buffer');
   // The driver adds buffers a few at a time, kicking only when asked (EVENT_IDX: avail_event).
   for (let i = 0; i < 4; i++) {
     post(4);

@@ -27,4 +27,4 @@ export {
   VIRTQ_USED_F_NO_NOTIFY,
   vringNeedEvent,
 } from './virtqueue.js';
-export type { QueueStats, VirtQueueListener } from './virtqueue.js';
+export type { QueueStats, RingState, VirtQueueListener } from './virtqueue.js';

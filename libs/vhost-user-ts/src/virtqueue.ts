@@ -291,6 +291,23 @@ export interface QueueStats {
   suppressed: number;
 }
 
+/** Where a queue's ring stands, as status output shows it (free-running u16 indexes). */
+export interface RingState {
+  /** The next avail slot the device takes. */
+  lastAvail: number;
+  /** The driver's avail.idx now (null: the ring is not resolved in guest memory). */
+  availIdx: number | null;
+  /** The used index published or about to be. */
+  usedIdx: number;
+  /** With EVENT_IDX: the driver's used_event and the device's avail_event, as the rings hold them. */
+  usedEvent: number | null;
+  availEvent: number | null;
+  /** Why the queue stopped (a malformed ring), if it did. */
+  broken: string | null;
+  /** The guest is signalled through a call fd. */
+  signals: boolean;
+}
+
 /** What the owner of a queue (the backend) is told about the guest's and the frontend's mistakes,
  *  to log them. Called synchronously from the queue's methods: keep it cheap, never throw. */
 export interface VirtQueueListener {
@@ -689,6 +706,20 @@ export class VirtQueue {
   disableNotification(): void {
     if (!this.ready || this.eventIdx) return;
     Atomics.store(this.used16, 0, Atomics.load(this.used16, 0) | VIRTQ_USED_F_NO_NOTIFY);
+  }
+
+  /** Where the ring stands (status output; off the hot path). */
+  ringState(): RingState {
+    const resolved = this.memGeneration === this.memory.generation;
+    return {
+      lastAvail: this.lastAvail,
+      availIdx: resolved ? Atomics.load(this.avail, 1) : null,
+      usedIdx: this.usedIdx,
+      usedEvent: resolved && this.eventIdx ? Atomics.load(this.avail, 2 + this.size) : null,
+      availEvent: resolved && this.eventIdx ? Atomics.load(this.used16, 2 + 4 * this.size) : null,
+      broken: this.broken ?? null,
+      signals: this.callFd >= 0,
+    };
   }
 
   /** The used index as we have published or are about to publish it. */
