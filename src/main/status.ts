@@ -87,6 +87,7 @@ const DROP_MEANINGS: Readonly<Record<string, string>> = {
   'device.txGsoBad': 'guest GSO frames that disagreed with what was negotiated',
   'device.rxDropped': 'frames for the guest dropped: backlog full or larger than its buffers',
   'device.txFailed': 'guest frames whose handling hit a bug (dropped; vunet went on)',
+  'device.batchesFailed': 'batches of frames whose handling hit a bug outside any one frame (the rest of the batch lost; the guest stayed connected)',
   failures: 'internal errors caught at a batch boundary (each cost one event; see the log)',
   'tcp.synsDropped': 'guest TCP connection attempts over the rate or the per-destination bound',
   'tcp.tableFull': 'guest TCP connections refused: the flow table was full',

@@ -79,6 +79,9 @@ export interface NetDeviceStats {
   rxDropped: number;
   /** Guest frames whose handling threw (a bug; the frame was dropped, the batch went on). */
   txFailed: number;
+  /** Batches that threw outside any one frame's handling (a bug): the rest of the batch was
+   *  lost, the queue goes on (see batchFailed). */
+  batchesFailed: number;
   /** TX batches cut into slices to give other work a turn. */
   txSlices: number;
   /** TX batches taken by polling the queue, not on a kick (the guest sending in bulk: see
@@ -122,7 +125,8 @@ export interface NetDeviceOptions {
    *  sees them (tcp-coalescer.ts; default true). Off when every frame must reach the sink as the
    *  guest sent it: a capture, or a segment switched to another guest. */
   coalesce?: boolean;
-  /** Handling a guest frame threw (the frame was dropped): count and log it. */
+  /** Handling a guest frame threw (the frame was dropped), or a batch of frames did outside any
+   *  one of them (batchesFailed): count and log it. */
   onFrameError?: (err: unknown) => void;
   /** A slice of a TX batch ends after this many frames (default 256)... */
   txSliceFrames?: number;
@@ -357,6 +361,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       rxBytes: 0,
       rxDropped: 0,
       txFailed: 0,
+      batchesFailed: 0,
       txSlices: 0,
       txPolls: 0,
       txCoalesced: 0,
@@ -744,10 +749,62 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    * not fit.
    */
   private processTx(q: VirtQueue): void {
+    try {
+      this.runTx(q);
+    } catch (err) {
+      this.batchFailed(err);
+      this.recoverTx(q);
+    }
+  }
+
+  /** Between runTx's onBatchStart and onBatchEnd (a batch that threw still ends: its owner's
+   *  batch clock nests, and the work it leaves for the end is done then). */
+  private txBatchOpen = false;
+
+  /**
+   * A TX batch threw outside any one frame's handling (a bug): its chains not yet given back are
+   * lost to the guest (a few buffers of its ring), what the coalescer held is dropped, and the
+   * queue is polled once on a later turn, since the guest may have been told not to kick. Left
+   * to the vhost-user library, the exception would close the guest's connection: its network
+   * gone until it restarts.
+   */
+  private recoverTx(q: VirtQueue): void {
+    this.txContinues = false;
+    this.continuing = undefined;
+    try {
+      if (this.txBatchOpen) {
+        this.txBatchOpen = false;
+        this.opts.onBatchEnd?.(0);
+      }
+      // Payload kept by reference is let go of (written or copied) before its buffers go back.
+      this.releaseHeld();
+    } catch (err) {
+      this.batchFailed(err);
+    }
+    this.coalescer?.reset(); // (the run being joined is lost: the guest's TCP sends it again)
+    for (let i = 0; i < this.txHeld; i++) q.pushUsed(this.txHeldHeads[i]!, 0);
+    this.txHeld = 0;
+    q.flush();
+    this.flush();
+    if (q !== this.tx) return;
+    this.txPolling = true;
+    this.armTxPoll();
+  }
+
+  /** A batch threw outside any one frame's handling: counted and reported as frame errors are. */
+  private batchFailed(err: unknown): void {
+    this.stats.batchesFailed++;
+    if (this.opts.onFrameError) this.opts.onFrameError(err);
+    else this.log.error({ err }, 'a batch of guest frames could not be handled');
+  }
+
+  /** processTx's batch. */
+  private runTx(q: VirtQueue): void {
     if (this.txContinues) return; // the scheduled slice will see these buffers
     const start = this.now();
     const waits = this.takesTxInterrupts(q, start);
     this.opts.onBatchStart?.();
+    this.txBatchOpen = true;
     let frames = 0;
     let bytes = 0;
     let sliced = false;
@@ -826,6 +883,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     }
     // The batch's output (the NAT's flush), then everything it and the slice produced goes out
     // with one used-ring publish and at most one call.
+    this.txBatchOpen = false;
     this.opts.onBatchEnd?.(this.now() - start);
     if (this.txHeld > 0 || (this.coalescer !== undefined && this.coalescer.held > 0)) {
       // Payload kept by reference is written (or copied) now; then its buffers go back.
@@ -1936,7 +1994,17 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     for (;;) {
       while (this.backlog.length > 0) {
         const f = this.backlog[0]!;
-        if (!this.writeFrame(rx, f, this.backlogPartial[0])) break;
+        let written: boolean;
+        try {
+          written = this.writeFrame(rx, f, this.backlogPartial[0]);
+        } catch (err) {
+          // A bug: the frame is dropped (it would throw again on every kick), with any chains it
+          // had taken.
+          this.batchFailed(err);
+          this.stats.rxDropped++;
+          written = true;
+        }
+        if (!written) break;
         this.backlog.shift();
         this.backlogPartial.shift();
         this.backlogSize -= f.length;

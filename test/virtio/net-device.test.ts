@@ -343,6 +343,85 @@ t.test("TX: a bug in the device's own handling of a frame costs that frame only"
   t.ok(fe.isConnected, 'the connection stays');
 });
 
+t.test('TX: a batch that throws outside any frame is counted, keeps the connection, and the ring is taken on a later turn', async (t) => {
+  const errors: unknown[] = [];
+  let starts = 0;
+  let ends = 0;
+  const { dev, seen, fe } = setup(t, {
+    onFrameError: (err) => errors.push(err),
+    // The owner's start of a batch throws once: before any chain is popped.
+    onBatchStart: () => {
+      if (starts++ === 0) throw new RangeError('a bug at the start of a batch');
+    },
+    onBatchEnd: () => ends++,
+  });
+  const [, txq] = await fe.handshake();
+  for (let i = 0; i < 3; i++) txq!.add([{ data: hdr() }, { data: frame(80, i + 1) }]);
+  txq!.kick();
+  const used = await txq!.waitUsed(3);
+  t.equal(used.length, 3, 'every chain back');
+  t.same(
+    seen.map((s) => s.frame),
+    [frame(80, 1), frame(80, 2), frame(80, 3)],
+    'every frame handled, on the poll that followed',
+  );
+  t.equal(dev.stats.batchesFailed, 1, 'the failed batch counted');
+  t.equal(errors.length, 1, 'and reported once');
+  t.ok(fe.isConnected, 'the connection stays');
+  t.ok(ends >= 1, 'the batches ended');
+});
+
+t.test('TX: a batch that throws mid-way gives back the buffers it held, and the queue goes on', async (t) => {
+  const errors: unknown[] = [];
+  let ends = 0;
+  const { dev, seen, fe } = setup(t, {
+    onFrameError: (err) => errors.push(err),
+    onBatchEnd: () => {
+      if (ends++ === 0) throw new RangeError('a bug at the end of a batch');
+    },
+  });
+  const [, txq] = await fe.handshake();
+  txq!.add([{ data: hdr() }, { data: frame(80, 1) }]);
+  txq!.kick();
+  await txq!.waitUsed(1);
+  t.equal(dev.stats.batchesFailed, 1, 'the failed batch counted');
+  txq!.add([{ data: hdr() }, { data: frame(80, 2) }]);
+  txq!.kick();
+  await txq!.waitUsed(1);
+  t.same(
+    seen.map((s) => s.frame),
+    [frame(80, 1), frame(80, 2)],
+    'the next batch is handled',
+  );
+  t.ok(fe.isConnected, 'the connection stays');
+});
+
+t.test('RX: a frame in the backlog whose writing throws is dropped, counted, and the frames behind it go out', async (t) => {
+  const errors: unknown[] = [];
+  const { dev, fe } = setup(t, { onFrameError: (err) => errors.push(err) });
+  const [rxq] = await fe.handshake();
+  t.ok(dev.send(frame(100, 1)), 'queued: no receive buffers yet');
+  t.ok(dev.send(frame(100, 2)));
+  const d = dev as unknown as { writeFrame: (...a: unknown[]) => boolean };
+  const write = d.writeFrame.bind(dev);
+  let calls = 0;
+  d.writeFrame = (...a: unknown[]) => {
+    if (calls++ === 0) throw new RangeError('a bug writing a frame');
+    return write(...a);
+  };
+  const gpa = fe.memory.alloc(2048);
+  rxq!.add([{ gpa, len: 2048, writable: true }]);
+  rxq!.add([{ gpa: fe.memory.alloc(2048), len: 2048, writable: true }]);
+  rxq!.kick();
+  const used = await rxq!.waitUsed(1);
+  t.equal(used[0]!.len, NET_HDR_LEN + 100, 'the frame behind it went out');
+  t.same(fe.memory.read(gpa + NET_HDR_LEN, 100), frame(100, 2), 'into the first buffer');
+  t.equal(dev.stats.batchesFailed, 1, 'counted');
+  t.equal(dev.stats.rxDropped, 1, 'the frame dropped');
+  t.equal(errors.length, 1, 'reported');
+  t.ok(fe.isConnected, 'the connection stays');
+});
+
 t.test('TX: a long batch is handled in slices, each followed by its answers', async (t) => {
   let batches = 0;
   const { dev, seen, fe } = setup(t, { txSliceFrames: 32, onBatchEnd: () => batches++ });
