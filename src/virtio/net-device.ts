@@ -1679,14 +1679,20 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     if (this.held === 0 || !rx) return true;
     // The spans' one view (guest memory in one region, the usual case), found once for the fill
     // and the sums.
-    const views = oneView(this.spanViews, this.spanCount);
-    const n = this.spanCount > 0 ? fill.fill(views, this.spanOffsets, this.spanLengths, this.spanCount) : 0;
-    const ok = n === this.heldBytes;
-    if (ok && !this.guestCsum) this.completeChecksums(views);
-    for (let i = 0; i < this.held; i++) rx.pushUsed(this.heldHeads[i]!, ok ? this.heldLens[i]! : 0);
-    if (!ok) this.stats.rxDropped += this.heldFrames;
-    this.forgetHeld();
-    this.flushLater.request();
+    let ok = false;
+    try {
+      const views = oneView(this.spanViews, this.spanCount);
+      const n = this.spanCount > 0 ? fill.fill(views, this.spanOffsets, this.spanLengths, this.spanCount) : 0;
+      ok = n === this.heldBytes;
+      if (ok && !this.guestCsum) this.completeChecksums(views);
+    } finally {
+      // (Whatever happened, the held chains go back: a fill that threw leaves them empty. Kept,
+      // they would be lost to the guest, and sendHeaders() full for good.)
+      for (let i = 0; i < this.held; i++) rx.pushUsed(this.heldHeads[i]!, ok ? this.heldLens[i]! : 0);
+      if (!ok) this.stats.rxDropped += this.heldFrames;
+      this.forgetHeld();
+      this.flushLater.request();
+    }
     return ok;
   }
 

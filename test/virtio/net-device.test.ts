@@ -1044,6 +1044,30 @@ t.test('RX in place: a fill that falls short sends the held frames empty; withou
   t.notOk(dev.payloadsPending);
 });
 
+t.test('RX in place: a fill that throws still gives the held chains back (empty), and the next frames go out', async (t) => {
+  const { dev, fe } = setup(t);
+  const [rxq] = await fe.handshake();
+  postRx(fe, rxq!, 4, 2048);
+  await until(() => dev.hasRoom(), 'the device to see the RX buffers');
+  t.equal(dev.sendHeaders(partialTcpFrame(100).subarray(0, 54), 100, { start: 34, offset: 16 }), 'sent');
+  t.throws(
+    () =>
+      dev.completePayloads({
+        fill: () => {
+          throw new RangeError('a bug in the fill');
+        },
+      }),
+    RangeError,
+    "the fill's exception is the caller's",
+  );
+  t.notOk(dev.payloadsPending, 'nothing held any more');
+  const used = await rxq!.waitUsed(1);
+  t.equal(used[0]!.len, 0, 'the chain given back empty');
+  t.equal(dev.sendHeaders(partialTcpFrame(100).subarray(0, 54), 100, { start: 34, offset: 16 }), 'sent', 'the next frame is taken');
+  t.ok(dev.completePayloads({ fill: () => 100 }));
+  t.equal((await rxq!.waitUsed(1))[0]!.len, NET_HDR_LEN + 154, 'and goes out whole');
+});
+
 t.test('RX in place to a guest without GUEST_CSUM: the checksum is completed over the payload where it landed', async (t) => {
   const { dev, fe } = setup(t);
   const [rxq] = await fe.handshake({ features: (f) => f & ~(bit(NetFeature.GUEST_CSUM) | bit(NetFeature.GUEST_TSO4) | bit(NetFeature.GUEST_TSO6)) });
