@@ -151,6 +151,7 @@ echo "== end"
     .filter((l) => l.includes('"vunet stopped"'))
     .map((l) => JSON.parse(l) as { stack: Record<string, number> })[0];
   t.ok(status, 'final status logged');
+  t.same(v.errors(), [], 'vunet logged no error');
   const frames = readPcap(pcapFile);
   const ours = frames.filter((f) => f.subarray(6, 12).every((b, i) => b === OUR_MAC[i]));
   const guestFrames = frames.filter((f) => !f.subarray(6, 12).every((b, i) => b === OUR_MAC[i]));

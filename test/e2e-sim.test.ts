@@ -117,4 +117,5 @@ echo "== end"
   t.match(section('udpecho'), /hello-udp/, 'UDP echo');
   t.match(section('tcpecho'), /hello-tcp/, 'TCP echo');
   t.match(section('natoff'), /From 10\.0\.2\.2 icmp_seq=1 Destination Net Unreachable/, 'nat: off — anything else is net unreachable from the gateway');
+  t.same(v.errors(), [], 'vunet logged no error');
 });

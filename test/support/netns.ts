@@ -124,6 +124,9 @@ export interface VunetProcess {
   readonly exited: Promise<number | null>;
   /** Asks for vunet's status (SIGUSR1) and resolves with the line it logs (pino JSON). */
   status(): Promise<string>;
+  /** The lines logged at error level or above so far: a bug caught at a batch boundary (or one
+   *  that dropped the guest's connection) shows there. */
+  errors(): string[];
 }
 
 export interface SpawnVunetOptions {
@@ -169,5 +172,6 @@ export async function spawnVunet(ns: string | null, args: string[], opts: SpawnV
     await until(() => statusLines().length > before, 'the status line', 10_000);
     return statusLines().at(-1)!;
   };
-  return { proc, log: () => log, exited, status };
+  const errors = (): string[] => log.split('\n').filter((l) => /"level":(50|60)/.test(l));
+  return { proc, log: () => log, exited, status, errors };
 }
