@@ -503,6 +503,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   /** The TX queue is polled: kicks are off, the poll timer runs (see processTx). */
   private txPolling = false;
   private txPollArmed = false;
+  /** Between runTx's onBatchStart and onBatchEnd (a batch that throws still ends: see recoverTx). */
+  private txBatchOpen = false;
   /** The poll timer, made once and re-armed with refresh(): no allocation per poll. */
   private txPollTimer: { refresh(): unknown } | undefined;
   private readonly timer: (fn: () => void, ms: number) => { refresh(): unknown };
@@ -757,16 +759,14 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     }
   }
 
-  /** Between runTx's onBatchStart and onBatchEnd (a batch that threw still ends: its owner's
-   *  batch clock nests, and the work it leaves for the end is done then). */
-  private txBatchOpen = false;
-
   /**
-   * A TX batch threw outside any one frame's handling (a bug): its chains not yet given back are
-   * lost to the guest (a few buffers of its ring), what the coalescer held is dropped, and the
-   * queue is polled once on a later turn, since the guest may have been told not to kick. Left
-   * to the vhost-user library, the exception would close the guest's connection: its network
-   * gone until it restarts.
+   * A TX batch threw outside any one frame's handling (a bug). The batch still ends (its owner's
+   * onBatchEnd), payload kept by reference is let go of and its buffers go back; the chains the
+   * batch had popped but not reached are lost to the guest (a few buffers of its ring), and so is
+   * the run the coalescer was joining (the guest's TCP sends it again). The queue is polled once
+   * on a later turn, since the guest may have been told not to kick. Left to the vhost-user
+   * library, the exception would close the guest's connection: its network gone until QEMU
+   * reconnects.
    */
   private recoverTx(q: VirtQueue): void {
     this.txContinues = false;
@@ -776,17 +776,17 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
         this.txBatchOpen = false;
         this.opts.onBatchEnd?.(0);
       }
-      // Payload kept by reference is let go of (written or copied) before its buffers go back.
       this.releaseHeld();
     } catch (err) {
       this.batchFailed(err);
     }
-    this.coalescer?.reset(); // (the run being joined is lost: the guest's TCP sends it again)
-    for (let i = 0; i < this.txHeld; i++) q.pushUsed(this.txHeldHeads[i]!, 0);
+    this.coalescer?.reset();
+    const running = q === this.tx; // (a queue stopped meanwhile is the frontend's again)
+    if (running) for (let i = 0; i < this.txHeld; i++) q.pushUsed(this.txHeldHeads[i]!, 0);
     this.txHeld = 0;
-    q.flush();
+    if (running) q.flush();
     this.flush();
-    if (q !== this.tx) return;
+    if (!running) return;
     this.txPolling = true;
     this.armTxPoll();
   }
