@@ -638,6 +638,20 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
 
   /** The guest posted receive buffers: drain the backlog, then tell who waits for room. */
   private rxKicked(): void {
+    try {
+      this.offerRoom();
+    } catch (err) {
+      // A bug (the owner's onRoom, when it does not guard it itself): counted, and the next
+      // buffers the guest posts try again. Thrown from here, it would drop the guest's
+      // connection (a kick) or the process (a deferred check).
+      this.batchFailed(err);
+      this.roomWanted = true;
+      this.armRxKick();
+    }
+  }
+
+  /** rxKicked's work: the backlog first, then whoever waits for room. */
+  private offerRoom(): void {
     this.drainBacklog();
     if (!this.roomWanted) return;
     if (this.hasRoom()) {

@@ -297,6 +297,32 @@ t.test('RX: a frame larger than the posted buffers waits for more, and the devic
   t.equal(room, 1, 'and whoever waited for room was told');
 });
 
+t.test('RX: an onRoom that throws is counted, keeps the connection, and is offered room again on the next buffers', async (t) => {
+  const errors: unknown[] = [];
+  let offers = 0;
+  const { dev, fe } = setup(t, {
+    onFrameError: (err) => errors.push(err),
+    onRoom: () => {
+      if (offers++ === 0) throw new RangeError('a bug in the sender');
+    },
+  });
+  const [rxq] = await fe.handshake();
+  const eventIdx = (fe.features & bit(29)) !== 0n;
+  const post = (): void => {
+    const old = rxq!.availIndex;
+    rxq!.add([{ gpa: fe.memory.alloc(2048), len: 2048, writable: true }]);
+    rxq!.kickIfNeeded(old, eventIdx);
+  };
+  dev.wantRoom(); // no buffers yet: the device asks for a kick
+  post();
+  await until(() => offers === 1, 'the first offer');
+  t.equal(dev.stats.batchesFailed, 1, 'its exception counted');
+  t.equal(errors.length, 1, 'and reported');
+  post();
+  await until(() => offers === 2, 'room offered again on the next buffers');
+  t.ok(fe.isConnected, 'the connection stays');
+});
+
 /** Three frames in one kick, the second of which fails: every chain comes back, the first and
  *  third are handled, the failure counted and reported once. */
 async function secondOfThreeFails(t: Test, { dev, seen, fe }: ReturnType<typeof setup>, errors: unknown[]): Promise<void> {
