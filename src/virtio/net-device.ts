@@ -808,8 +808,13 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   /** A batch threw outside any one frame's handling: counted and reported as frame errors are. */
   private batchFailed(err: unknown): void {
     this.stats.batchesFailed++;
+    this.reportBug(err, 'a batch of guest frames could not be handled');
+  }
+
+  /** A bug caught in the device: to the owner (onFrameError), else logged with `message`. */
+  private reportBug(err: unknown, message: string): void {
     if (this.opts.onFrameError) this.opts.onFrameError(err);
-    else this.log.error({ err }, 'a batch of guest frames could not be handled');
+    else this.log.error({ err }, message);
   }
 
   /** processTx's batch. */
@@ -1090,8 +1095,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
 
   private frameFailed(err: unknown): void {
     this.stats.txFailed++;
-    if (this.opts.onFrameError) this.opts.onFrameError(err);
-    else this.log.error({ err }, 'a guest frame could not be handled: dropped');
+    this.reportBug(err, 'a guest frame could not be handled: dropped');
   }
 
   /**
