@@ -13,8 +13,14 @@ export class Counters {
 
   /** A snapshot for logs and status output, sorted by name. */
   snapshot(): Record<string, number> {
-    return Object.fromEntries([...this.values.entries()].sort(([a], [b]) => a.localeCompare(b)));
+    return Object.fromEntries([...this.values.entries()].sort(([a], [b]) => compareNames(a, b)));
   }
+}
+
+/** Orders names by their UTF-16 code units. (Not localeCompare: its first call in a process builds
+ *  ICU's collator, ~10 ms of CPU, and counter names are ASCII identifiers, not words.) */
+export function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** Event names by number, `${prefix}${n}` for a message type n (0–255), each made once: a counter

@@ -2,6 +2,7 @@
 // has run, the link, how pings leave, the forwards, the flows, and only the drop counters that are
 // not zero, each with what it means. The structured form goes to the log and to `--json`; the text
 // form is what `vunet ctl status` prints.
+import { compareNames } from '../iface/counters.js';
 
 /** What each drop counter means (the stack's counters by name, then the NAT's and the device's). */
 const DROP_MEANINGS: Readonly<Record<string, string>> = {
@@ -122,7 +123,7 @@ export function nonZeroDrops(counters: Readonly<Record<string, number>>): DropLi
     const meaning = DROP_MEANINGS[name] ?? (DROP_NAME.test(name) ? `dropped: ${name}` : undefined);
     if (meaning !== undefined) out.push({ name, count, meaning });
   }
-  return out.sort((a, b) => a.name.localeCompare(b.name));
+  return out.sort((a, b) => compareNames(a.name, b.name));
 }
 
 /** The summary's structured form (the log line, `vunet ctl status --json`). */
