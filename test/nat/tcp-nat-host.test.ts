@@ -7,6 +7,7 @@
 // kept by reference (left in guest memory, or joined in the device's buffer) goes out with one
 // writev per flow, and what the socket refuses is copied back before the buffer is reused. A host
 // peer's reset reaches the guest at once even while the flow is not reading (stalled).
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import t from 'tap';
@@ -428,4 +429,63 @@ t.test('real host socket: the host peer resetting a connection that is not readi
     "the host's reset reached the guest without the guest or a timer doing anything",
   );
   t.equal(nat.flowCount, 0, 'the flow is gone');
+});
+
+// A host peer's urgent byte (MSG_OOB, as telnet and rlogin send) mid-stream. Without SO_OOBINLINE
+// the kernel's SIOCINQ stops at the urgent mark, and once the guest has acknowledged the bytes
+// before it, reports 0 for good: the rest of the stream would never reach the guest, and the
+// peer's FIN would close it early, the data cut short. Inline, the urgent byte is an ordinary
+// byte of the stream (the guest's TCP has no other way to get it: this NAT sends no URG).
+t.test('real host socket: an urgent byte mid-stream goes inline; the stream after it still arrives', async (t) => {
+  // Perl is in every Debian (perl-base); Node's net cannot send MSG_OOB.
+  const server = spawn('perl', [
+    '-MIO::Socket::INET',
+    '-MSocket',
+    '-e',
+    `$| = 1; my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1, ReuseAddr => 1) or die;
+     print $l->sockport, "\\n"; my $c = $l->accept or die;
+     $c->send('A' x 1000); select(undef, undef, undef, 0.05); $c->send('U', MSG_OOB); select(undef, undef, undef, 0.05);
+     $c->send('B' x 1000); select(undef, undef, undef, 0.05); close $c;`,
+  ]);
+  t.teardown(() => server.kill());
+  const port = await new Promise<number>((resolve, reject) => {
+    server.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+    server.once('error', reject);
+  });
+  const env = makeStack({ ipv6: undefined }, {}, new InPlaceFrameDevice());
+  const host = new NodeHostNet(silentLog);
+  const nat = new TcpNat(env.stack, host, { random: () => 0.5, guestAddress: () => Uint8Array.of(10, 0, 2, 15) });
+  env.stack.route({ tcpInput: (family, p, off, ttl) => nat.input(family, p, off, ttl) });
+  t.teardown(() => nat.closeAll());
+  env.inject(arpRequest(GW_IP));
+  const { link, clock } = env;
+  const send = (seq: number, ack: number, flags: number): void => {
+    env.stack.receive(tcpFrame(41001, port, seq, ack, flags, undefined, { dst: GW_IP, window: 65535, mss: 1460 }), { checksumPartial: false });
+    nat.flush();
+  };
+  send(GUEST_ISN, 0, SYN);
+  await link.nextSend(2000);
+  const synAck = segmentsOf(t, link).find((x) => (x.flags & (SYN | ACK)) === (SYN | ACK));
+  const iss = synAck!.seq;
+  send(GUEST_ISN + 1, iss + 1, ACK);
+  const got: Uint8Array[] = [];
+  let next = 0;
+  let fin = false;
+  const deadline = Date.now() + 3000;
+  while (!fin && Date.now() < deadline) {
+    await link.nextSend(20);
+    clock.advance(50);
+    nat.poll(clock.t);
+    for (const s of segmentsOf(t, link)) {
+      const off = (s.seq - (iss + 1)) >>> 0;
+      if (s.data.length > 0 && off <= next && off + s.data.length > next) {
+        got.push(s.data.subarray(next - off));
+        next = off + s.data.length;
+      }
+      if ((s.flags & FIN) !== 0 && off + s.data.length === next) fin = true;
+    }
+    send(GUEST_ISN + 1, (iss + 1 + next + (fin ? 1 : 0)) >>> 0, ACK);
+  }
+  t.equal(Buffer.concat(got).toString(), 'A'.repeat(1000) + 'U' + 'B'.repeat(1000), 'the whole stream, the urgent byte in its place');
+  t.ok(fin, 'the FIN after the last byte');
 });

@@ -561,7 +561,10 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
 // ---- TCP ----
 
 // openTcp(family): fd of a non-blocking TCP socket with TCP_NODELAY (the guest does its own
-// coalescing), SO_REUSEADDR (listeners), IPV6_V6ONLY for family 6. Throws.
+// coalescing), SO_OOBINLINE, SO_REUSEADDR (listeners), IPV6_V6ONLY for family 6. Throws.
+// SO_OOBINLINE: a peer's urgent byte (MSG_OOB) stays in the stream, which is how the guest can
+// get it (the NAT sends no URG). Out of line, reads skip it, and SIOCINQ stops at its mark and
+// then reads 0 until it is read with MSG_OOB: the receive queue as a send buffer would end there.
 Napi::Value OpenTcp(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int family;
@@ -570,6 +573,7 @@ Napi::Value OpenTcp(const Napi::CallbackInfo& info) {
   if (fd < 0) return CloseAndThrow(env, -1, "socket");
   int on = 1;
   if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) < 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &on, sizeof on) < 0 ||
       setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0 ||
       (family == 6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on) < 0)) {
     return CloseAndThrow(env, fd, "setsockopt");
@@ -631,7 +635,8 @@ Napi::Value Listen(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), listen(fd, static_cast<int>(backlog)) == 0 ? 0 : -errno);
 }
 
-// accept(fd, out): the new connection's fd (non-blocking, close-on-exec, TCP_NODELAY) or -errno
+// accept(fd, out): the new connection's fd (non-blocking, close-on-exec, TCP_NODELAY,
+// SO_OOBINLINE as openTcp's, which a listener's connections inherit anyway) or -errno
 // (-EAGAIN when none waits). Fills out.addr (16 bytes, IPv4 in the first 4), out.port.
 Napi::Value Accept(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -645,6 +650,7 @@ Napi::Value Accept(const Napi::CallbackInfo& info) {
   if (c < 0) return Napi::Number::New(env, -errno);
   int on = 1;
   setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+  setsockopt(c, SOL_SOCKET, SO_OOBINLINE, &on, sizeof on);
   int port = StoreAddress(addr, len, bytes);
   out.Set("port", Napi::Number::New(env, port < 0 ? 0 : port));
   return Napi::Number::New(env, c);
