@@ -64,6 +64,18 @@ function segmentsOf(t: Test, link: FrameDevice): Seg[] {
   return out;
 }
 
+/** The stack on `device`, its TCP NAT over real host sockets (closed with the test), the gateway's
+ *  address already learnt by the guest. */
+function natOverHost(t: Test, device: FrameDevice) {
+  const env = makeStack({ ipv6: undefined }, {}, device);
+  const host = new NodeHostNet(silentLog);
+  const nat = new TcpNat(env.stack, host, { random: () => 0.5, guestAddress: () => Uint8Array.of(10, 0, 2, 15) });
+  env.stack.route({ tcpInput: (family, p, off, ttl) => nat.input(family, p, off, ttl) });
+  t.teardown(() => nat.closeAll());
+  env.inject(arpRequest(GW_IP));
+  return { ...env, host, nat };
+}
+
 for (const mode of ['copied into the frame', 'peeked into guest memory', 'peeked into guest memory, checksum completed'] as const) {
   t.test(`real host socket, ${mode}: a lost flight is peeked again from the kernel; ACKed bytes are discarded`, async (t) => {
     let written!: () => void;
@@ -82,13 +94,9 @@ for (const mode of ['copied into the frame', 'peeked into guest memory', 'peeked
     const inPlace = mode !== 'copied into the frame';
     const device = inPlace ? new InPlaceFrameDevice() : new FrameDevice();
     device.partialChecksums = mode === 'peeked into guest memory';
-    const env = makeStack({ ipv6: undefined }, {}, device);
-    const host = new NodeHostNet(silentLog);
+    const env = natOverHost(t, device);
+    const { host, nat } = env;
     t.ok(host.streamQueues, 'this kernel has SO_PEEK_OFF for TCP (Linux 6.9+)');
-    const nat = new TcpNat(env.stack, host, { random: () => 0.5, guestAddress: () => Uint8Array.of(10, 0, 2, 15) });
-    env.stack.route({ tcpInput: (family, p, off, ttl) => nat.input(family, p, off, ttl) });
-    t.teardown(() => nat.closeAll());
-    env.inject(arpRequest(GW_IP));
     const { link, clock } = env;
     const send = (seq: number, ack: number, flags: number, opts: { mss?: number } = {}): void => {
       env.stack.receive(tcpFrame(41000, port, seq, ack, flags, undefined, { dst: GW_IP, window: 65535, ...opts }), { checksumPartial: false });
@@ -288,12 +296,8 @@ async function keptByReference(t: Test, hand: (frame: Uint8Array, memory: Uint8A
   });
   await listened;
   const port = (servers.at(-1)!.address() as net.AddressInfo).port;
-  const env = makeStack({ ipv6: undefined }, {}, new FrameDevice());
-  const host = new NodeHostNet(silentLog);
-  const nat = new TcpNat(env.stack, host, { random: () => 0.5, guestAddress: () => Uint8Array.of(10, 0, 2, 15) });
-  env.stack.route({ tcpInput: (family, p, off, ttl) => nat.input(family, p, off, ttl) });
-  t.teardown(() => nat.closeAll());
-  env.inject(arpRequest(GW_IP));
+  const env = natOverHost(t, new FrameDevice());
+  const { nat } = env;
   const { link } = env;
   const memory = new Uint8Array(70_000);
   let kept = 0;
@@ -394,12 +398,8 @@ t.test('real host socket: the host peer resetting a connection that is not readi
   const port = (server.address() as net.AddressInfo).port;
   const device = new InPlaceFrameDevice();
   device.partialChecksums = true;
-  const env = makeStack({ ipv6: undefined }, {}, device);
-  const host = new NodeHostNet(silentLog);
-  const nat = new TcpNat(env.stack, host, { random: () => 0.5, guestAddress: () => Uint8Array.of(10, 0, 2, 15) });
-  env.stack.route({ tcpInput: (family, p, off, ttl) => nat.input(family, p, off, ttl) });
-  t.teardown(() => nat.closeAll());
-  env.inject(arpRequest(GW_IP));
+  const env = natOverHost(t, device);
+  const { nat } = env;
   const send = (seq: number, ack: number, flags: number, opts: { mss?: number } = {}): void => {
     env.stack.receive(tcpFrame(41001, port, seq, ack, flags, undefined, { dst: GW_IP, window: 65535, ...opts }), { checksumPartial: false });
     nat.flush();
@@ -452,12 +452,8 @@ t.test('real host socket: an urgent byte mid-stream goes inline; the stream afte
     server.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
     server.once('error', reject);
   });
-  const env = makeStack({ ipv6: undefined }, {}, new InPlaceFrameDevice());
-  const host = new NodeHostNet(silentLog);
-  const nat = new TcpNat(env.stack, host, { random: () => 0.5, guestAddress: () => Uint8Array.of(10, 0, 2, 15) });
-  env.stack.route({ tcpInput: (family, p, off, ttl) => nat.input(family, p, off, ttl) });
-  t.teardown(() => nat.closeAll());
-  env.inject(arpRequest(GW_IP));
+  const env = natOverHost(t, new InPlaceFrameDevice());
+  const { nat } = env;
   const { link, clock } = env;
   const send = (seq: number, ack: number, flags: number): void => {
     env.stack.receive(tcpFrame(41001, port, seq, ack, flags, undefined, { dst: GW_IP, window: 65535, mss: 1460 }), { checksumPartial: false });
