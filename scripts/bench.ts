@@ -753,7 +753,24 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
       const echo = spawnSync('ip', ['netns', 'exec', ns, 'ping', '-c', '1', '-W', '1', GATEWAY], { stdio: 'ignore' }).status === 0;
       return echo || /lladdr/.test(spawnSync('ip', ['-n', ns, 'neigh', 'show', GATEWAY], { encoding: 'utf8' }).stdout ?? '');
     };
-    for (let i = 0; !resolved(); i++) if (i === 30) throw new Error(`the gateway ${GATEWAY} was not resolved in 30 s`);
+    for (let i = 0; !resolved(); i++) {
+      if (i < 30) continue;
+      // Rare, and not understood yet: what each side saw, for the next one that meets it.
+      const run = (cmd: string, args: string[]): string => {
+        const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 10_000 });
+        return `$ ${cmd} ${args.join(' ')}\n${r.stdout ?? ''}${r.stderr ?? ''}`;
+      };
+      console.error(
+        [
+          `bench: ${backend}: the gateway was not resolved; what each side saw:`,
+          run('ip', ['-n', ns, '-s', 'link', 'show', tap]),
+          run('ip', ['-n', ns, 'neigh', 'show']),
+          ...(isVunet(backend) ? [run(process.execPath, [join(REPO_ROOT, 'bin', 'vunet.js'), 'ctl', '--socket', started.socketPath, 'status', '--json'])] : []),
+          `dpdk-testpmd's last lines:\n${pmd.text.split('\n').slice(-20).join('\n')}`,
+        ].join('\n'),
+      );
+      throw new Error(`the gateway ${GATEWAY} was not resolved in 30 s`);
+    }
     const iperf = (d: Direction, seconds: number): string[] =>
       inNs('iperf3', '-c', GATEWAY, '-p', String(port), '-t', String(seconds), '-P', String(opts.streams), '-i', '0', '-J', ...(d === 'down' ? ['-R'] : []));
     for (const d of DIRECTIONS) {
