@@ -38,6 +38,7 @@ const OWN_PROCESS = [
   ['test/host/tcp.test.ts', 'network namespaces; loads src/host/native.ts'],
   ['test/host/confine.test.ts', 'children confining themselves; loads src/host/native.ts'],
   ['test/host/checksum-native.test.ts', 'loads src/host/native.ts'],
+  ['test/host/edge-kicks.test.ts', 'loads src/host/native.ts'],
   ['test/virtio/tcp-coalescer-native.test.ts', 'loads src/host/native.ts (the addon joins runs)'],
   ['test/nat/tcp-nat-host.test.ts', 'loads src/host/native.ts (real host sockets)'],
   ['test/runtime.test.ts', 'loads src/host/native.ts (the runtime on real host sockets)'],

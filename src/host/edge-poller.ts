@@ -7,6 +7,12 @@
 // One set per process. Events come out of epoll_wait in bounded batches (the libuv poller on the
 // epoll fd is level-triggered, so what one batch leaves comes on the next turn). Tokens of sockets
 // removed during a batch are reused only after it, so a late event never reaches a newcomer.
+//
+// The guest's kicks are heard here too (`edgeKicks`, vhost-user-ts's KickSource): an eventfd in an
+// edge-triggered set wakes it on every write without being read, so a kick costs no read, and the
+// kicks and socket events of one turn are one entry into JavaScript, one batch (`aroundBatch`:
+// the runtime's batch begins before the first and ends after the last, so what they send the
+// guest is published once).
 import { hostnet } from './native.js';
 import type { HostPoller } from './native.js';
 
@@ -29,6 +35,7 @@ export class EdgePoller {
   private count = 0;
   private readonly tokens = new Uint32Array(BATCH);
   private readonly events = new Uint32Array(BATCH);
+  private readonly around: BatchHooks[] = [];
 
   private constructor(epfd: number) {
     this.epfd = epfd;
@@ -92,15 +99,66 @@ export class EdgePoller {
     }
   }
 
+  /** Runs `hooks.begin` before each batch of events and `hooks.end` after it (a runtime's batch
+   *  around them all); until the returned function is called. Neither may throw. */
+  aroundBatch(hooks: BatchHooks): () => void {
+    this.around.push(hooks);
+    return () => {
+      const i = this.around.indexOf(hooks);
+      if (i >= 0) this.around.splice(i, 1);
+    };
+  }
+
   private drain(): void {
     const n = hostnet.epollWait(this.epfd, this.tokens, this.events);
     if (n <= 0) return;
+    const around = this.around;
+    for (let i = 0; i < around.length; i++) around[i]!.begin();
     this.draining = true;
     try {
       for (let i = 0; i < n; i++) this.targets[this.tokens[i]!]?.edge(this.events[i]!);
     } finally {
       this.draining = false;
       while (this.retired.length > 0) this.free.push(this.retired.pop()!);
+      for (let i = around.length - 1; i >= 0; i--) around[i]!.end();
     }
   }
 }
+
+export interface BatchHooks {
+  begin(): void;
+  end(): void;
+}
+
+/** A kick fd (an eventfd) in the set; vhost-user-ts's KickWatch. */
+class KickTarget implements EdgeTarget {
+  private token: number;
+
+  constructor(
+    private readonly fd: number,
+    private readonly kicked: () => void,
+    private readonly lost: (reason: string) => void,
+  ) {
+    this.token = EdgePoller.get().add(fd, this, hostnet.EPOLLIN);
+    if (this.token < 0) throw Object.assign(new Error(`epoll_ctl on kick fd ${fd} failed`), { errno: this.token });
+  }
+
+  edge(events: number): void {
+    // An eventfd reports an error only when its counter would overflow, and never hangs up.
+    if ((events & (hostnet.EPOLLERR | hostnet.EPOLLHUP)) !== 0) this.lost((events & hostnet.EPOLLERR) !== 0 ? 'EPOLLERR' : 'EPOLLHUP');
+    else this.kicked();
+  }
+
+  close(): void {
+    if (this.token < 0) return;
+    EdgePoller.get().remove(this.fd, this.token);
+    this.token = -1;
+  }
+}
+
+/** The guest's kicks heard in the process's set: vhost-user-ts's KickSource. */
+export const edgeKicks = {
+  watch(fd: number, kicked: () => void, lost: (reason: string) => void): { close(): void } {
+    return new KickTarget(fd, kicked, lost);
+  },
+};

@@ -60,6 +60,7 @@ import {
 } from '../wire/index.js';
 import type { Inany } from '../wire/index.js';
 import { NodeHostNet } from '../host/host-net.js';
+import { EdgePoller, edgeKicks } from '../host/edge-poller.js';
 import { PcapWriter } from './pcap.js';
 import { ControlServer, controlHandler } from './control.js';
 import type { FlowInfo } from '../nat/flow-info.js';
@@ -185,6 +186,8 @@ export class Vunet {
   /** Time read once per batch of work (the stack's clock unless a test injects one); at the end
    *  of each batch what it sent to the guest is published and what it queued for the host goes. */
   private readonly batchClock = new BatchClock(() => this.batchEnded());
+  /** Ends the batch around each turn of the edge-triggered set's events (close()). */
+  private readonly unhookBatch: () => void;
   /** What every TX batch ends with, made once (a closure per batch would be garbage per batch). */
   private readonly flushTcp = (): void => this.tcpNat.flush();
   private readonly releaseTaken = (): void => this.tcpNat.releaseTaken();
@@ -370,13 +373,19 @@ export class Vunet {
     });
 
     this.servers = devices.map((d, i) => {
-      const server = new VhostUserServer(d, { logger: log.child({ part: 'vhost-user', ...(multi ? { guest: names[i] } : {}) }) });
+      const server = new VhostUserServer(d, {
+        logger: log.child({ part: 'vhost-user', ...(multi ? { guest: names[i] } : {}) }),
+        // Kicks in the edge-triggered set with the host sockets: no eventfd reads, and a turn's
+        // kicks and socket events are one batch (see host/edge-poller.ts).
+        kicks: edgeKicks,
+      });
       server.on('disconnect', () => this.guarded('device detached', () => (multi ? this.guestLeft(i) : this.detached())));
       // The library says it once per connection: one line, whatever the guest does next.
       server.on('memoryNotShared', (p) => log.error({ part: 'vhost-user', kind: p.kind, memoryBytes: p.memoryBytes }, p.message));
       return server;
     });
     this.server = this.servers[0]!;
+    this.unhookBatch = EdgePoller.get().aroundBatch({ begin: () => this.batchClock.begin(), end: () => this.batchClock.end() });
   }
 
   /**
@@ -909,6 +918,7 @@ export class Vunet {
     this.loopDelay.disable();
     this.control?.close();
     for (const s of this.servers) s.close();
+    this.unhookBatch();
     this.echoProxy.closeAll();
     this.udpNat.closeAll();
     this.dns.closeAll();

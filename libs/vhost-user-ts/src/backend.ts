@@ -32,8 +32,9 @@ import { RateLimitedLogger } from './logger.js';
 import { GuestMemory, MemoryError } from './memory.js';
 import type { AddedRegion } from './memory.js';
 import type { Message } from './connection.js';
+import { pollerKicks } from './kicks.js';
+import type { KickSource, KickWatch } from './kicks.js';
 import { native } from './native.js';
-import type { NativePoller } from './native.js';
 import {
   Feature,
   FLAG_NEED_REPLY,
@@ -74,6 +75,8 @@ export interface BackendOptions {
   /** Told, at most once per connection, that guest RAM is not shared with the backend (the
    *  guest gets no service). Default: an error line through the rate-limited logger. */
   memoryNotShared?: (problem: GuestMemoryNotShared) => void;
+  /** Where kicks are heard (see kicks.ts). Default: a draining poller per kick fd. */
+  kicks?: KickSource;
 }
 
 /** How guest RAM fails to be shared with the backend: 'no-memory', rings started while the
@@ -173,7 +176,7 @@ const HAS_REPLY = new Set<number>([
 
 interface QueueSlot {
   queue: VirtQueue;
-  kickPoller: NativePoller | undefined;
+  kickWatch: KickWatch | undefined;
   /** Handed to the device (queueStarted called, queueStopped not yet). */
   running: boolean;
   /** The avail index when the queue was last handed to the device. */
@@ -229,7 +232,7 @@ export class Backend {
     this.slots = Array.from({ length: device.queueCount }, (_, i) => {
       const queue = new VirtQueue(i, this.memory);
       queue.listener = listener;
-      return { queue, kickPoller: undefined, running: false, startAvail: 0 };
+      return { queue, kickWatch: undefined, running: false, startAvail: 0 };
     });
     let transport = bit(Feature.VERSION_1) | bit(Feature.PROTOCOL_FEATURES);
     if (opts.eventIdx) transport |= bit(Feature.RING_EVENT_IDX);
@@ -539,8 +542,7 @@ export class Backend {
       q.kickFd = fd;
       if (this.memory.regionCount === 0) this.suspectUnsharedMemory();
       if (fd >= 0) {
-        slot.kickPoller = new native.Poller(fd, (status) => this.onKick(slot, status), true);
-        slot.kickPoller.start(native.POLL_READABLE);
+        slot.kickWatch = this.watchKicks(slot, fd);
       } else {
         this.limited.warn({ queue: q.index }, 'queue started without a kick fd: it is processed only when the device polls it');
       }
@@ -582,17 +584,29 @@ export class Backend {
     this.status = 0;
   }
 
-  /** A kick poller's callback: nothing may escape it (it would be an uncaught exception). */
-  private onKick(slot: QueueSlot, status: number): void {
-    try {
-      if (status < 0) {
-        // The poller stopped itself (end of file, POLLERR): the fd will never kick again.
-        slot.kickPoller?.close();
-        slot.kickPoller = undefined;
-        const error = status === native.UV_EOF ? 'EOF' : getSystemErrorName(status);
-        this.limited.warn({ queue: slot.queue.index, error }, `kick fd of queue ${slot.queue.index} hung up: queue no longer kicked`, 'kick fd hung up');
-        return;
+  /** Watches the queue's kick fd: in the application's source, else (or if that cannot take
+   *  it) with a poller of its own. */
+  private watchKicks(slot: QueueSlot, fd: number): KickWatch {
+    const kicked = (): void => this.onKick(slot);
+    const lost = (reason: string): void => this.kickLost(slot, reason);
+    const source = this.opts.kicks;
+    if (source) {
+      try {
+        return source.watch(fd, kicked, lost);
+      } catch (err) {
+        this.limited.warn(
+          { queue: slot.queue.index, error: String(err) },
+          'the kick source cannot watch a kick fd: it gets a poller of its own',
+          'kick source failed',
+        );
       }
+    }
+    return pollerKicks.watch(fd, kicked, lost);
+  }
+
+  /** A kick: nothing may escape (it would be an uncaught exception). */
+  private onKick(slot: QueueSlot): void {
+    try {
       if (!slot.running) return;
       if (!this.memoryShown && !this.availMoved(slot)) {
         this.emptyKicks++;
@@ -602,6 +616,13 @@ export class Backend {
     } catch (err) {
       this.fail(err instanceof Error ? err : new Error(String(err)));
     }
+  }
+
+  /** The kick fd hung up (end of file, an error): it will never kick again. */
+  private kickLost(slot: QueueSlot, error: string): void {
+    slot.kickWatch?.close();
+    slot.kickWatch = undefined;
+    this.limited.warn({ queue: slot.queue.index, error }, `kick fd of queue ${slot.queue.index} hung up: queue no longer kicked`, 'kick fd hung up');
   }
 
   /** Whether the queue's avail index has moved since it started (then memory is shared). */
@@ -675,8 +696,8 @@ export class Backend {
   private closeFd(slot: QueueSlot, which: 'kick' | 'call' | 'err'): void {
     const q = slot.queue;
     if (which === 'kick') {
-      slot.kickPoller?.close();
-      slot.kickPoller = undefined;
+      slot.kickWatch?.close();
+      slot.kickWatch = undefined;
       if (q.kickFd >= 0) native.close(q.kickFd);
       q.kickFd = -1;
     } else if (which === 'call') {

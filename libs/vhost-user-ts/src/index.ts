@@ -6,6 +6,8 @@ export type { BackendOptions, GuestMemoryNotShared, MemoryNotSharedKind } from '
 export { Connection, FramingError } from './connection.js';
 export type { ConnectionOptions, Message } from './connection.js';
 export type { VhostUserDevice } from './device.js';
+export { pollerKicks } from './kicks.js';
+export type { KickSource, KickWatch } from './kicks.js';
 export { RateLimitedLogger, silentLogger } from './logger.js';
 export type { Logger, LogFn, LogLevel, RateLimitOptions } from './logger.js';
 export { GuestMemory, MemoryError, SEGMENT_SIZE, newSpan } from './memory.js';

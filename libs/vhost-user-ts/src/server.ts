@@ -25,6 +25,7 @@ import { Connection } from './connection.js';
 import type { VhostUserDevice } from './device.js';
 import type { Logger } from './logger.js';
 import { RateLimitedLogger, silentLogger } from './logger.js';
+import type { KickSource } from './kicks.js';
 import type { NativePoller } from './native.js';
 import { native } from './native.js';
 
@@ -48,6 +49,8 @@ export interface ServerOptions {
   maxQueuedReplyBytes?: number;
   /** Least time between two log lines of one kind, in ms; default 10 000. */
   logIntervalMs?: number;
+  /** Where kicks are heard (see kicks.ts); default a draining poller per kick fd. */
+  kicks?: KickSource;
   /** Monotonic milliseconds for idle times and log rate limits; default performance.now. */
   clock?: () => number;
 }
@@ -323,6 +326,7 @@ export class VhostUserServer extends EventEmitter<VhostUserServerEvents> {
       maxMemSlots: this.options.maxMemSlots ?? 32,
       eventIdx: this.options.eventIdx ?? true,
       indirectDesc: this.options.indirectDesc ?? true,
+      ...(this.options.kicks ? { kicks: this.options.kicks } : {}),
       memoryNotShared: (problem) => {
         if (this.listenerCount('memoryNotShared') > 0) this.emit('memoryNotShared', problem);
         else this.limited.error({ kind: problem.kind, memoryBytes: problem.memoryBytes }, problem.message);

@@ -7,7 +7,9 @@ import { VIRTQ_AVAIL_F_NO_INTERRUPT } from '../src/virtqueue.js';
 import { existsSync } from 'node:fs';
 import { native } from '../src/native.js';
 import { VhostUserServer } from '../src/server.js';
-import { LoopbackDevice, liveMappings, openFds, settle, startServer, tempSocket, until } from './helpers.js';
+import { pollerKicks } from '../src/kicks.js';
+import type { KickSource } from '../src/kicks.js';
+import { CaptureLogger, LoopbackDevice, liveMappings, openFds, settle, startServer, tempSocket, until } from './helpers.js';
 
 const frame = (n: number, len = 64): Uint8Array => Uint8Array.from({ length: len }, (_, i) => (n * 7 + i) & 0xff);
 
@@ -371,4 +373,69 @@ t.test('a socket given already listening (socket activation): served, its path t
   t.throws(() => new VhostUserServer(new LoopbackDevice()).listenOn(conn), { code: 'EINVAL' }, 'a connected socket');
   native.close(conn);
   native.close(c);
+});
+
+t.test("an application's kick source hears the kicks; each watch ends before its fd is closed", async (t) => {
+  // A source that hears kicks through the default poller and records what the backend asks of it.
+  const watched: number[] = [];
+  const closedOpen: boolean[] = [];
+  let kicks = 0;
+  const source: KickSource = {
+    watch(fd, kicked, lost) {
+      watched.push(fd);
+      const inner = pollerKicks.watch(
+        fd,
+        () => {
+          kicks++;
+          kicked();
+        },
+        lost,
+      );
+      return {
+        close() {
+          closedOpen.push(native.fdKind(fd) === 'eventfd');
+          inner.close();
+        },
+      };
+    },
+  };
+  const dev = new LoopbackDevice();
+  const { path, stop } = startServer(dev, { kicks: source });
+  t.teardown(stop);
+  const fe = TestFrontend.connect(path);
+  t.teardown(() => fe.close());
+  const [rxq, txq] = await fe.handshake();
+  t.equal(watched.length, 2, 'both kick fds watched by the source');
+  rxq!.add([{ len: 2048, writable: true }]);
+  rxq!.kick();
+  txq!.add([{ data: frame(1) }]);
+  txq!.kick();
+  t.equal((await rxq!.waitUsed(1)).length, 1, 'a frame looped back: both queues heard their kicks');
+  t.ok(kicks >= 2, `the kicks came through the source (${kicks})`);
+  t.equal(await fe.getVringBase(1), 1);
+  t.same(closedOpen, [true], 'GET_VRING_BASE ended the watch while its fd was still open');
+});
+
+t.test('a kick source that cannot watch a fd: the queue gets a poller of its own, and the log says so', async (t) => {
+  const logger = new CaptureLogger();
+  const source: KickSource = {
+    watch() {
+      throw new Error('no room');
+    },
+  };
+  const dev = new LoopbackDevice();
+  const { path, stop } = startServer(dev, { kicks: source, logger });
+  t.teardown(stop);
+  const fe = TestFrontend.connect(path);
+  t.teardown(() => fe.close());
+  const [rxq, txq] = await fe.handshake();
+  rxq!.add([{ len: 2048, writable: true }]);
+  rxq!.kick();
+  txq!.add([{ data: frame(2) }]);
+  txq!.kick();
+  t.equal((await rxq!.waitUsed(1)).length, 1, 'frames flow on kicks heard by the fallback poller');
+  t.ok(
+    logger.lines.some((l) => l.level === 'warn' && /kick source cannot watch/.test(l.msg)),
+    'one warning line',
+  );
 });
