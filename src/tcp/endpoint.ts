@@ -1,7 +1,8 @@
 // One TCP connection facing the guest: the RFC 9293 state machine and its companions — RFC 5961
 // (RST and SYN validation, challenge ACKs), RFC 7323 (window scale, timestamps, PAWS), RFC 2018
 // (SACK blocks as receiver), RFC 6298 (retransmission timer, Karn's rule), RFC 5681 + RFC 6582
-// (slow start, congestion avoidance, fast retransmit, NewReno recovery), RFC 6928 (IW10), RFC 9293
+// (slow start, congestion avoidance, fast retransmit, NewReno recovery; the window grows by the
+// bytes each ACK covers, RFC 3465, see newAck), RFC 6928 (IW10), RFC 9293
 // §3.8.6 (zero-window probing, silly-window avoidance) and RFC 1122 §4.2.3.2 (delayed ACKs).
 //
 // Read before editing: RFC 9293 §3.10.7 (SEGMENT ARRIVES) — input() follows its steps in order.
@@ -312,6 +313,10 @@ export class TcpConnection<Owner = unknown> {
   private wscaleOn = false;
   private sackOn = false;
   private tsRecent = 0;
+  /** Our timestamp when the retransmission timer last fired (if it has: timedOut): older echoes
+   *  give no RTT sample (see newAck). */
+  private tsAtTimeout = 0;
+  private timedOut = false;
   private lastAckSent = 0;
   private readonly tsOffset: number = 0;
 
@@ -330,6 +335,8 @@ export class TcpConnection<Owner = unknown> {
   private persistBackoff = 0;
   private timeWaitAt = Infinity;
   private cwnd = 0;
+  /** Bytes acknowledged in congestion avoidance since cwnd last grew (RFC 3465 §2.1). */
+  private bytesAcked = 0;
   private ssthresh = 0x7fffffff;
   private dupAcks = 0;
   private recover = 0;
@@ -375,7 +382,7 @@ export class TcpConnection<Owner = unknown> {
     this.iss = init.iss | 0;
     this.sndUna = this.sndNxt = this.sndMax = this.iss;
     this.sndBufSeq = add(this.iss, 1);
-    doubleFields(this, 'tsRecent', 'tsOffset'); // timestamps: unsigned 32-bit
+    doubleFields(this, 'tsRecent', 'tsOffset', 'tsAtTimeout'); // timestamps: unsigned 32-bit
     this.tsOffset = init.tsOffset >>> 0;
     // Our window scale: the smallest shift that lets the receive buffer be advertised (§2.2).
     while (this.rcvWscale < 14 && this.rcvBuf.max >> this.rcvWscale > 0xffff) this.rcvWscale++;
@@ -807,9 +814,13 @@ export class TcpConnection<Owner = unknown> {
     const acked = sub(ack, this.sndUna);
     const smss = this.effectiveMss();
     // RTT: from the timestamp echo (RFC 7323 §4), else the timed segment (Karn: not retransmitted).
+    // An echo older than the last timeout's retransmission is Karn's ambiguity again: the
+    // receiver echoes what it last took in order (RFC 7323 §4.3), so an ACK the retransmission
+    // drew (its first copy had arrived, the ACK had been lost) echoes the first copy's time, and
+    // the sample would be the timeout's length; the RTO would feed on itself.
     if (this.tsOn && o.timestamp && o.tsEcr !== 0) {
       const rtt = sub((now + this.tsOffset) >>> 0, o.tsEcr);
-      if (rtt >= 0 && rtt < 600_000) this.rttSample(Math.max(rtt, 1));
+      if (rtt >= 0 && rtt < 600_000 && !(this.timedOut && lt(o.tsEcr, this.tsAtTimeout))) this.rttSample(Math.max(rtt, 1));
     } else if (this.rttTime >= 0 && lt(this.rttSeq, ack)) {
       this.rttSample(now - this.rttTime);
       this.rttTime = -1;
@@ -836,15 +847,41 @@ export class TcpConnection<Owner = unknown> {
         this.retransmitOne = true;
         this.cwnd = Math.max(smss, this.cwnd - acked + smss);
       }
-    } else if (this.cwnd < this.ssthresh) {
-      this.cwnd += Math.min(acked, smss); // slow start
     } else {
-      this.cwnd += Math.max(1, Math.floor((smss * smss) / this.cwnd)); // congestion avoidance
+      this.grow(acked, smss);
     }
     this.cwnd = Math.min(this.cwnd, 0x3fffffff);
     // RFC 6298 §5.2/5.3: stop the timer when all is acknowledged, else restart it.
     this.rtoAt = this.sndUna === this.sndMax ? Infinity : now + this.rto;
     if (dataAcked > 0) this.sendSpaceDue = true;
+  }
+
+  /**
+   * Slow start and congestion avoidance by the bytes an ACK covers (RFC 3465's appropriate byte
+   * counting), not by the number of ACKs: a guest's ACK covers several segments (delayed ACKs,
+   * GRO), and the device passes on only the last of a batch's redundant ACKs (virtio/ack-filter.ts).
+   * Counted per ACK (RFC 5681's min(N, SMSS) and SMSS*SMSS/cwnd), the window would grow a fraction
+   * as fast as the data moved. Slow start takes all the bytes, up to ssthresh, without RFC 3465's
+   * per-ACK limit L (as Linux's tcp_slow_start): the link to the guest has no queue to
+   * overflow, vunet writes only into buffers the guest posted; the rest goes to congestion
+   * avoidance, which grows by SMSS for each cwnd of bytes acknowledged.
+   */
+  private grow(acked: number, smss: number): void {
+    if (this.cwnd < this.ssthresh) {
+      const room = this.ssthresh - this.cwnd;
+      if (acked <= room) {
+        this.cwnd += acked;
+        return;
+      }
+      this.cwnd = this.ssthresh;
+      acked -= room;
+    }
+    this.bytesAcked += acked;
+    if (this.bytesAcked >= this.cwnd) {
+      const steps = Math.floor(this.bytesAcked / this.cwnd);
+      this.bytesAcked -= steps * this.cwnd;
+      this.cwnd += steps * smss;
+    }
   }
 
   /** RFC 5681 §3.2 / RFC 6582 §3.2: three duplicate ACKs start fast retransmit and recovery. */
@@ -861,6 +898,7 @@ export class TcpConnection<Owner = unknown> {
     if (!lt(this.recover, this.sndUna) && this.recover !== 0) return;
     const flight = sub(this.sndMax, this.sndUna);
     this.ssthresh = Math.max(flight >> 1, 2 * smss);
+    this.bytesAcked = 0;
     this.recover = this.sndMax;
     this.inRecovery = true;
     this.cwnd = this.ssthresh + 3 * smss;
@@ -1319,6 +1357,9 @@ export class TcpConnection<Owner = unknown> {
     const smss = this.effectiveMss();
     this.ssthresh = Math.max(sub(this.sndMax, this.sndUna) >> 1, 2 * smss);
     this.cwnd = smss;
+    this.bytesAcked = 0;
+    this.tsAtTimeout = (now + this.tsOffset) >>> 0;
+    this.timedOut = true;
     this.inRecovery = false;
     this.dupAcks = 0;
     this.recover = this.sndMax;

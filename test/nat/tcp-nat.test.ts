@@ -502,7 +502,7 @@ t.test(
     const { link, nat } = env;
     const { socket, iss } = established(env);
     const mss = 1460;
-    const bytes = Array.from({ length: 40000 }, (_, i) => (i * 7) & 0xff);
+    const bytes = Array.from({ length: 100000 }, (_, i) => (i * 7) & 0xff);
     // Budget 6, asked per segment: one segment of 6 MSS takes it all, then the rest of the initial
     // window (10 MSS) goes as segments of one MSS; all of it filled with one peek.
     device.cut = 6;

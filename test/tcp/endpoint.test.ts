@@ -330,6 +330,66 @@ t.test('fast retransmit on three duplicate ACKs, NewReno partial ACK', async (t)
   t.equal(conn.pollAt(), Infinity, 'all acknowledged: no timer');
 });
 
+t.test('the congestion window grows by the bytes ACKs cover, however many ACKs cover them (RFC 3465)', async (t) => {
+  const MSS = 1460;
+  /** A connection with `flight` segments sent and the window at IW10; ssthresh as given. */
+  const start = (ssthresh?: number) => {
+    const c = established({ rtoInitialMs: 1000 });
+    if (ssthresh !== undefined) (c.conn as unknown as { ssthresh: number }).ssthresh = ssthresh;
+    c.conn.send(new Uint8Array(40 * MSS));
+    c.conn.output(10);
+    t.equal(c.rec.take().length, 10, 'IW10: ten segments');
+    return c;
+  };
+  /** Segments sent once `acks` ACKs, evenly spaced, have covered the ten in flight. */
+  const sentAfter = (ssthresh: number | undefined, acks: number): number => {
+    const { conn, rec } = start(ssthresh);
+    for (let i = 1; i <= acks; i++) conn.input(segment({ seq: PEER + 1, ack: ISS + 1 + Math.round((10 * MSS * i) / acks), flags: ACK }), 20 + i);
+    conn.output(40);
+    return rec.take().length;
+  };
+  t.equal(sentAfter(undefined, 10), 20, 'slow start, an ACK per segment: the window doubles');
+  t.equal(sentAfter(undefined, 1), 20, 'slow start, one ACK for all ten: the same');
+  t.equal(sentAfter(undefined, 2), 20, 'or two');
+  t.equal(sentAfter(10 * MSS, 10), 11, 'congestion avoidance, an ACK per segment: one segment more per window');
+  t.equal(sentAfter(10 * MSS, 1), 11, 'congestion avoidance, one ACK for the window: the same');
+  t.equal(sentAfter(15 * MSS, 1), 15, 'slow start up to ssthresh, the rest counted toward avoidance');
+});
+
+t.test('an echo older than the last timeout gives no RTT sample (Karn, with timestamps): the timer does not feed on itself', async (t) => {
+  /** The RTO after `timeouts` rounds of: a segment, its timeout, an ACK echoing the first copy's
+   *  time (it had arrived; the ACK was lost); then a segment acknowledged 1 ms later. */
+  const rtoAfter = (timeouts: number): number => {
+    const { conn, rec } = established({ rtoInitialMs: 1000, rtoMinMs: 10 }, { timestamp: true, tsVal: 1000 });
+    let now = 10;
+    let una = ISS + 1;
+    let peerTs = 1001;
+    for (let i = 0; i < timeouts; i++) {
+      conn.send(Uint8Array.of(i));
+      conn.output(now);
+      rec.take();
+      const sentAt = now;
+      now = conn.pollAt();
+      conn.poll(now); // the retransmission
+      rec.take();
+      now += 1;
+      una += 1;
+      conn.input(segment({ seq: PEER + 1, ack: una, flags: ACK, options: { timestamp: true, tsVal: peerTs++, tsEcr: sentAt } }), now);
+      now += 5;
+    }
+    conn.send(Uint8Array.of(9));
+    conn.output(now);
+    rec.take();
+    conn.input(segment({ seq: PEER + 1, ack: una + 1, flags: ACK, options: { timestamp: true, tsVal: peerTs, tsEcr: now } }), now + 1);
+    conn.send(Uint8Array.of(10));
+    conn.output(now + 2);
+    return conn.pollAt() - (now + 2);
+  };
+  const clean = rtoAfter(0);
+  t.equal(rtoAfter(1), clean, 'after one such timeout, the RTO a clean connection has');
+  t.equal(rtoAfter(6), clean, 'after six');
+});
+
 t.test('a transmitter that cannot send keeps the segment for the next output', async (t) => {
   const { conn, rec } = established();
   rec.refuse = true;
