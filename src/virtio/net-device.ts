@@ -23,6 +23,7 @@ import { ViewCache, copyBytes, doubleFields, get32, oneView, set16, set32 } from
 import { CopyJobField, SUM_IN_PLACE, copyJob, copySum, pseudoHeaderSumV4, pseudoHeaderSumV6, sum16, sumFrames } from '../wire/checksum.js';
 import { ETHERNET_HEADER_LEN } from '../wire/ethernet.js';
 import { CUT_FIELDS, CutField, cutFrames } from '../wire/tcp-cut.js';
+import { AckFilter } from './ack-filter.js';
 import { COALESCE_HEAD, JOIN_BATCH, JOIN_FRAME_SPANS, RUN_SPANS, TcpCoalescer, coalescible, partialOverTcp } from './tcp-coalescer.js';
 import { joinRun } from '../wire/join-run.js';
 
@@ -89,6 +90,9 @@ export interface NetDeviceStats {
   txPolls: number;
   /** Guest TCP segments joined to the one before them (see tcp-coalescer.ts). */
   txCoalesced: number;
+  /** Guest pure ACKs passed over: the next frame, a later ACK of the connection, says all they
+   *  say (see ack-filter.ts). */
+  txAcksFiltered: number;
 }
 
 export interface NetDeviceOptions {
@@ -365,6 +369,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       txSlices: 0,
       txPolls: 0,
       txCoalesced: 0,
+      txAcksFiltered: 0,
     },
     'txBytes',
     'rxBytes',
@@ -473,6 +478,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   private offeredAt = -1;
   /** Guest TCP segments being joined (absent: coalesce off). */
   private readonly coalescer: TcpCoalescer | undefined;
+  /** Pure ACKs a later one supersedes, passed over where segments are joined. */
+  private readonly acks = new AckFilter(NET_HDR_LEN);
   /** The frame's view of scratch or of the joined segment, one per length and slot: joined
    *  segments come in as many lengths as a run has parts (up to 45) in each of the coalescer's
    *  slots, so the cache keeps that many (8 × 45) and more. */
@@ -851,7 +858,20 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
           const p = this.txPayload;
           p.kept = false;
           try {
-            this.receiveChain(chain);
+            // A pure ACK the next frame supersedes goes back unread (see ack-filter.ts).
+            if (
+              g !== undefined &&
+              i + 1 < n &&
+              this.txLengths[i] === this.txLengths[i + 1] &&
+              this.acks.fits(this.txLengths[i]!) &&
+              this.acks.supersedes(chain, this.txChain(i + 1))
+            ) {
+              this.stats.txFrames++;
+              this.stats.txBytes += chain.readableLength - NET_HDR_LEN;
+              this.stats.txAcksFiltered++;
+            } else {
+              this.receiveChain(chain);
+            }
           } catch (err) {
             // A bug in the device's own handling (the sink's are caught in deliver) costs this
             // frame: the chain still goes back, the batch goes on, the connection stays.

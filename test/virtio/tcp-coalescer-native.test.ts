@@ -162,7 +162,7 @@ t.test('frames no run takes (pure ACKs) cost no addon call, in a batch with one 
   const before = calls;
   const data = bytes(4096, 3);
   const batch: Sent[] = [{ header: new Uint8Array(NET_HDR_LEN), frame: seg(data, 0, 1448), cuts: [] }];
-  for (let i = 0; i < 40; i++) batch.push({ header: new Uint8Array(NET_HDR_LEN), frame: seg(data, 1448, 0, { ack: 1 + i }), cuts: [] });
+  for (let i = 0; i < 40; i++) batch.push({ header: new Uint8Array(NET_HDR_LEN), frame: seg(data, 1448, 0, { ack: 1 + i, port: 41000 + i }), cuts: [] });
   await send(q, batch);
   t.equal(seen.length, 41, 'every frame reached the sink');
   t.equal(calls - before, 1, 'the addon was called for the segment only');

@@ -598,3 +598,73 @@ for (const inPlace of [false, true]) {
     t.ok(dev.stats.txCoalesced > (inPlace ? 200 : 50), `the others joined (${dev.stats.txCoalesced})`);
   });
 }
+
+/** A pure ACK of the test connection (timestamps, as Linux sends them), or of another port. */
+function pureAck(ack: number, o: { port?: number; window?: number; flags?: number; ttl?: number; sack?: boolean } = {}): Uint8Array {
+  const options = ts(1);
+  if (o.sack === true) {
+    options.sackCount = 1;
+    options.sackBlocks[0] = ack + 1000;
+    options.sackBlocks[1] = ack + 2000;
+  }
+  return tcpFrame(o.port ?? 40000, 80, SEQ, ack, o.flags ?? ACK, new Uint8Array(0), { options, window: o.window ?? 1000, ttl: o.ttl ?? 64 });
+}
+
+const ackOf = (f: Uint8Array): number => {
+  const tcp = tcpOf(f).at;
+  return ((f[tcp + 8]! << 24) | (f[tcp + 9]! << 16) | (f[tcp + 10]! << 8) | f[tcp + 11]!) >>> 0;
+};
+
+for (const [layout, how] of [
+  ['', undefined],
+  [', in buffers cut at random', randomFrom(11)],
+] as const)
+  t.test(`a pure ACK the next frame supersedes is passed over; duplicates, window updates and anything else are not${layout}`, async (t) => {
+    const { dev, seen, fe } = setup(t);
+    const txq = (await fe.handshake())[1]!;
+    const ack6 = (ack: number): Uint8Array => tcpFrame6(40000, 80, SEQ, ack, ACK, { src: SRC6, dst: DST6 });
+    const frames: [Uint8Array, boolean][] = [
+      [pureAck(100), false], // superseded by the next
+      [pureAck(200), true], // the next one is a duplicate
+      [pureAck(200), true], // the next one updates the window only
+      [pureAck(200, { window: 2000 }), false], // superseded: its window is replaced
+      [pureAck(300), true], // the next one is another connection's
+      [pureAck(400, { port: 40001 }), true], // the next one has PSH
+      [pureAck(500, { port: 40001, flags: ACK | PSH }), true], // not a pure ACK
+      [pureAck(600, { port: 40001, sack: true }), true], // SACK blocks the next may not repeat
+      [pureAck(700, { port: 40001 }), true], // the next one has TTL 1
+      [pureAck(800, { port: 40001, ttl: 1 }), true], // TTL 1
+      [pureAck(0xffffff00, { port: 40001 }), false], // superseded across 2^32
+      [pureAck(0x100, { port: 40001 }), true], // the next one carries data
+      [seg(bytes(100, 3), 0, 100, { port: 40001, ack: 0x200 }), true],
+      [ack6(100), false], // IPv6, superseded
+      [ack6(200), true], // the last of the batch
+    ];
+    await sendBatch(
+      txq,
+      frames.map(([f]) => f),
+      how,
+    );
+    const kept = frames.filter(([, k]) => k).map(([f]) => f);
+    t.equal(seen.length, kept.length, 'the frames passed over are those expected');
+    t.same(
+      seen.map((s) => ackOf(s.frame)),
+      kept.map(ackOf),
+      'the rest reach the sink in order',
+    );
+    t.same(
+      seen.map((s) => [...s.frame]),
+      kept.map((f) => [...f]),
+      'as sent',
+    );
+    t.equal(dev.stats.txAcksFiltered, frames.length - kept.length, 'counted');
+    t.equal(dev.stats.txFrames, frames.length, 'every guest frame counted');
+  });
+
+t.test('ACKs are not filtered without coalescing (a capture, several guests)', async (t) => {
+  const { dev, seen, fe } = setup(t, { coalesce: false });
+  const txq = (await fe.handshake())[1]!;
+  await sendBatch(txq, [pureAck(100), pureAck(200), pureAck(300)]);
+  t.equal(seen.length, 3, 'each reaches the sink');
+  t.equal(dev.stats.txAcksFiltered, 0);
+});
