@@ -25,16 +25,17 @@
 // single-guest path without a capture filters (as it joins segments: the capture shows what the
 // guest sent).
 import type { DescriptorChain } from 'vhost-user-ts';
+import { ETHERNET_HEADER_LEN as ETH } from '../wire/ethernet.js';
+import { IPV4_MIN_HEADER_LEN as IPV4 } from '../wire/ipv4.js';
+import { IPV6_HEADER_LEN as IPV6 } from '../wire/ipv6.js';
+import { TCP_MIN_HEADER_LEN, TcpFlags } from '../wire/tcp.js';
 
-const ETH = 14;
-const IPV4 = 20;
-const IPV6 = 40;
-const TCP_TS = 32;
-/** A TCP header's offset of its data-offset byte, its flags byte, its acknowledgment number. */
+/** A TCP header with NOP, NOP and the timestamp option. */
+const TCP_TS = TCP_MIN_HEADER_LEN + 12;
+/** Offsets in a TCP header: the acknowledgment number, the data offset, the flags. */
+const TCP_ACK = 8;
 const TCP_DOFF = 12;
 const TCP_FLAGS = 13;
-const TCP_ACK = 8;
-const FLAG_ACK = 0x10;
 
 export class AckFilter {
   /** The longest frame (after the virtio-net header) that can be a pure ACK here. */
@@ -50,7 +51,7 @@ export class AckFilter {
 
   /** Whether a chain of `length` readable bytes can be a pure ACK (for a look before reading). */
   fits(length: number): boolean {
-    return length >= this.netHdrLen + ETH + IPV4 + 20 && length <= this.netHdrLen + AckFilter.MAX_FRAME;
+    return length >= this.netHdrLen + ETH + IPV4 + TCP_MIN_HEADER_LEN && length <= this.netHdrLen + AckFilter.MAX_FRAME;
   }
 
   /** Whether `earlier` is a pure ACK that `later`, the frame right after it, supersedes (see the
@@ -101,8 +102,8 @@ export class AckFilter {
     const doff = f[tcp + TCP_DOFF]!;
     const headerLength = (doff >> 4) * 4;
     if (headerLength !== tcpLength || tcp + tcpLength > n) return -1; // payload, or cut short
-    if ((doff & 0x0f) !== 0 || f[tcp + TCP_FLAGS] !== FLAG_ACK) return -1;
-    if (headerLength === 20) return tcp;
+    if ((doff & 0x0f) !== 0 || f[tcp + TCP_FLAGS] !== TcpFlags.ACK) return -1;
+    if (headerLength === TCP_MIN_HEADER_LEN) return tcp;
     // NOP, NOP, timestamps: what Linux sends on every ACK of a connection with timestamps.
     if (headerLength === TCP_TS && f[tcp + 20] === 1 && f[tcp + 21] === 1 && f[tcp + 22] === 8 && f[tcp + 23] === 10) return tcp;
     return -1;
