@@ -49,8 +49,8 @@ export class AckFilter {
     this.b = new Uint8Array(netHdrLen + AckFilter.MAX_FRAME);
   }
 
-  /** Whether a chain of `length` readable bytes can be a pure ACK (for a look before reading). */
-  fits(length: number): boolean {
+  /** Whether a chain of `length` readable bytes can be a pure ACK (a look before reading). */
+  private fits(length: number): boolean {
     return length >= this.netHdrLen + ETH + IPV4 + TCP_MIN_HEADER_LEN && length <= this.netHdrLen + AckFilter.MAX_FRAME;
   }
 

@@ -858,14 +858,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
           const p = this.txPayload;
           p.kept = false;
           try {
-            // A pure ACK the next frame supersedes goes back unread (see ack-filter.ts).
-            if (
-              g !== undefined &&
-              i + 1 < n &&
-              this.txLengths[i] === this.txLengths[i + 1] &&
-              this.acks.fits(this.txLengths[i]!) &&
-              this.acks.supersedes(chain, this.txChain(i + 1))
-            ) {
+            // A pure ACK the next frame (txPrefetch) supersedes goes back unread (see ack-filter.ts).
+            if (g !== undefined && this.txPrefetch !== undefined && this.acks.supersedes(chain, this.txPrefetch)) {
               this.stats.txFrames++;
               this.stats.txBytes += chain.readableLength - NET_HDR_LEN;
               this.stats.txAcksFiltered++;
