@@ -643,10 +643,14 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     else if (q === this.rx) this.rxKicked();
   }
 
-  /** The guest posted receive buffers: drain the backlog, then tell who waits for room. */
+  /** The guest posted receive buffers: drain the backlog, then tell who waits for room. Kicks
+   *  then go off again unless someone still waits (vhost-net's discipline): a driver without
+   *  EVENT_IDX (DPDK's) would otherwise kick on every refill for as long as it runs, each kick a
+   *  VM exit for it and a wake-up for us. With EVENT_IDX the kick asked for was one already. */
   private rxKicked(): void {
     try {
       this.offerRoom();
+      if (!this.roomWanted && this.backlog.length === 0) this.rx?.disableNotification();
     } catch (err) {
       // A bug (the owner's onRoom, when it does not guard it itself): counted, and the next
       // buffers the guest posts try again. Thrown from here, it would drop the guest's

@@ -297,6 +297,39 @@ t.test('RX: a frame larger than the posted buffers waits for more, and the devic
   t.equal(room, 1, 'and whoever waited for room was told');
 });
 
+t.test('RX without EVENT_IDX: the guest kicks only while the device waits for buffers (NO_NOTIFY otherwise)', async (t) => {
+  const { dev, fe } = setup(t);
+  const [rxq] = await fe.handshake({ features: (f) => f & ~bit(Feature.RING_EVENT_IDX) });
+  const rx = rxq!;
+  let room = 0;
+  (dev as unknown as { opts: { onRoom: () => void } }).opts.onRoom = () => room++;
+  // A DPDK driver refills its ring and kicks unless the device set NO_NOTIFY.
+  const refill = (n: number): boolean => {
+    const old = rx.availIndex;
+    for (let i = 0; i < n; i++) rx.add([{ gpa: fe.memory.alloc(2048), len: 2048, writable: true }]);
+    return rx.kickIfNeeded(old, false);
+  };
+  await settle();
+  t.equal(rx.usedFlags & 1, 1, 'nobody waits for room: kicks are off from the start');
+  t.notOk(refill(4), 'so the first buffers are not kicked');
+  await until(() => dev.hasRoom(), 'the device to see the RX buffers');
+  t.notOk(refill(4), 'nor the next ones');
+  const kicks = dev.queueStats().rx!.kicks;
+  for (let i = 0; i < 8; i++) t.ok(dev.send(frame(1000, i + 1)));
+  await rx.waitUsed(8);
+  t.notOk(dev.hasRoom(), 'the eight buffers are used');
+  t.equal(rx.usedFlags & 1, 1, 'still off: nothing waits');
+  dev.wantRoom();
+  t.ok(dev.send(frame(1000, 9)), 'a frame waits in the backlog');
+  t.equal(rx.usedFlags & 1, 0, 'a sender and a frame wait: kicks are on');
+  t.ok(refill(2), 'the refill is kicked');
+  await rx.waitUsed(1);
+  await until(() => room === 1, 'the sender to be offered room');
+  t.equal(rx.usedFlags & 1, 1, 'the frame went out and the sender was told: kicks are off again');
+  t.equal(dev.queueStats().rx!.kicks, kicks + 1, 'that kick was heard');
+  t.notOk(refill(4), 'and the next refill is not kicked');
+});
+
 t.test('RX: an onRoom that throws is counted, keeps the connection, and is offered room again on the next buffers', async (t) => {
   const errors: unknown[] = [];
   let offers = 0;

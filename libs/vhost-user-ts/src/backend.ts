@@ -608,6 +608,7 @@ export class Backend {
   private onKick(slot: QueueSlot): void {
     try {
       if (!slot.running) return;
+      slot.queue.stats.kicks++;
       if (!this.memoryShown && !this.availMoved(slot)) {
         this.emptyKicks++;
         this.suspectUnsharedMemory();

@@ -289,6 +289,8 @@ export interface QueueStats {
   calls: number;
   /** Calls suppressed by NO_INTERRUPT or EVENT_IDX. */
   suppressed: number;
+  /** Kicks heard from the guest (several it made before they were looked at count as one). */
+  kicks: number;
 }
 
 /** Where a queue's ring stands, as status output shows it (free-running u16 indexes). */
@@ -356,7 +358,7 @@ export class VirtQueue {
   indirect = false;
   broken: string | undefined;
 
-  readonly stats: QueueStats = { popped: 0, malformed: 0, calls: 0, suppressed: 0 };
+  readonly stats: QueueStats = { popped: 0, malformed: 0, calls: 0, suppressed: 0, kicks: 0 };
   /** Told of malformed chains, breakage and call fd failures (the backend logs them). */
   listener: VirtQueueListener | undefined;
   /** Reason of the last malformed chain, for logs. */
