@@ -36,6 +36,9 @@ export class EdgePoller {
   private readonly tokens = new Uint32Array(BATCH);
   private readonly events = new Uint32Array(BATCH);
   private readonly around: BatchHooks[] = [];
+  /** Wake-ups that brought events, and the events (a socket's or a kick fd's, each one however
+   *  many writes or segments it stands for): a process's turns and what woke it. */
+  readonly stats = { wakes: 0, events: 0 };
 
   private constructor(epfd: number) {
     this.epfd = epfd;
@@ -112,6 +115,8 @@ export class EdgePoller {
   private drain(): void {
     const n = hostnet.epollWait(this.epfd, this.tokens, this.events);
     if (n <= 0) return;
+    this.stats.wakes++;
+    this.stats.events += n;
     const around = this.around;
     for (let i = 0; i < around.length; i++) around[i]!.begin();
     this.draining = true;

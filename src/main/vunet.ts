@@ -895,6 +895,7 @@ export class Vunet {
         batchesOver50ms: this.loop.longBatches,
         delayMaxMs: ms(this.loopDelay.max),
         delayP99Ms: ms(this.loopDelay.percentile(99)),
+        ...EdgePoller.get().stats,
       },
       failures: { ...this.failures },
       stack: this.stack.counters.snapshot(),

@@ -31,10 +31,12 @@ t.test('every kick wakes the set; the counter is never read; a closed watch hear
     await settle();
     t.equal(kicks, round, `kick ${round} heard, though the counter holds ${round}`);
   }
+  const { wakes, events } = EdgePoller.get().stats;
   native.eventfdWrite(fd, 1);
   native.eventfdWrite(fd, 1);
   await settle();
   t.equal(kicks, 6, 'two kicks in one turn are one wake-up');
+  t.same(EdgePoller.get().stats, { wakes: wakes + 1, events: events + 1 }, 'counted as one wake-up and one event');
   watch.close();
   watch.close();
   t.equal(EdgePoller.get().size, size0, 'closed (twice): the fd left the set once');
@@ -73,9 +75,11 @@ t.test("a turn's kicks come inside one batch of the set's hooks", async (t) => {
     ),
   );
   t.teardown(() => watches.forEach((w) => w.close()));
+  const { wakes, events } = EdgePoller.get().stats;
   for (const fd of fds) native.eventfdWrite(fd, 1);
   await settle();
   t.same(seen.slice().sort(), ['begin', 'end', 'kick 0', 'kick 1'], 'both kicks, one batch');
+  t.same(EdgePoller.get().stats, { wakes: wakes + 1, events: events + 2 }, 'one wake-up, two events');
   t.equal(seen[0], 'begin', 'the batch begins first');
   t.equal(seen.at(-1), 'end', 'and ends last');
   unhook();
