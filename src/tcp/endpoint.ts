@@ -313,8 +313,8 @@ export class TcpConnection<Owner = unknown> {
   private wscaleOn = false;
   private sackOn = false;
   private tsRecent = 0;
-  /** Our timestamp when the retransmission timer last fired (if it has: timedOut): older echoes
-   *  give no RTT sample (see newAck). */
+  /** Our timestamp when the retransmission timer last fired (timedOut: until an echo from after
+   *  it comes): older echoes give no RTT sample (see newAck). */
   private tsAtTimeout = 0;
   private timedOut = false;
   private lastAckSent = 0;
@@ -817,10 +817,15 @@ export class TcpConnection<Owner = unknown> {
     // An echo older than the last timeout's retransmission is Karn's ambiguity again: the
     // receiver echoes what it last took in order (RFC 7323 §4.3), so an ACK the retransmission
     // drew (its first copy had arrived, the ACK had been lost) echoes the first copy's time, and
-    // the sample would be the timeout's length; the RTO would feed on itself.
+    // the sample would be the timeout's length; the RTO would feed on itself. The first echo from
+    // after the timeout ends that: echoes never go back (PAWS), and a timeout remembered for good
+    // would, 2^31 ms on, look later than every echo in serial arithmetic.
     if (this.tsOn && o.timestamp && o.tsEcr !== 0) {
       const rtt = sub((now + this.tsOffset) >>> 0, o.tsEcr);
-      if (rtt >= 0 && rtt < 600_000 && !(this.timedOut && lt(o.tsEcr, this.tsAtTimeout))) this.rttSample(Math.max(rtt, 1));
+      if (rtt >= 0 && rtt < 600_000 && !(this.timedOut && lt(o.tsEcr, this.tsAtTimeout))) {
+        this.timedOut = false;
+        this.rttSample(Math.max(rtt, 1));
+      }
     } else if (this.rttTime >= 0 && lt(this.rttSeq, ack)) {
       this.rttSample(now - this.rttTime);
       this.rttTime = -1;

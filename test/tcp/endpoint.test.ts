@@ -390,6 +390,36 @@ t.test('an echo older than the last timeout gives no RTT sample (Karn, with time
   t.equal(rtoAfter(6), clean, 'after six');
 });
 
+t.test('once an echo newer than the timeout comes, the timeout is forgotten: 2^31 ms later, echoes still give samples', async (t) => {
+  const { conn, rec } = established({ rtoInitialMs: 1000, rtoMinMs: 10 }, { timestamp: true, tsVal: 1000 });
+  let now = 10;
+  conn.send(Uint8Array.of(1));
+  conn.output(now);
+  rec.take();
+  now = conn.pollAt();
+  conn.poll(now); // the timeout and its retransmission
+  rec.take();
+  now += 1;
+  conn.input(segment({ seq: PEER + 1, ack: ISS + 2, flags: ACK, options: { timestamp: true, tsVal: 1001, tsEcr: now - 1 } }), now);
+  /** The RTO armed for a segment sent at `at` and acknowledged `rtt` ms later, echoing its time. */
+  const rtoAfterSample = (at: number, rtt: number, una: number, tsVal: number): number => {
+    conn.send(Uint8Array.of(2));
+    conn.output(at);
+    rec.take();
+    conn.input(segment({ seq: PEER + 1, ack: una, flags: ACK, options: { timestamp: true, tsVal, tsEcr: at } }), at + rtt);
+    conn.send(Uint8Array.of(3));
+    conn.output(at + rtt);
+    const rto = conn.pollAt() - (at + rtt);
+    conn.input(segment({ seq: PEER + 1, ack: una + 1, flags: ACK, options: { timestamp: true, tsVal: tsVal + 1, tsEcr: at + rtt } }), at + rtt + 1);
+    return rto;
+  };
+  const before = rtoAfterSample(now + 5, 1, ISS + 3, 1002);
+  // 2^31 ms on (about 25 days: an idle SSH session), the timeout's time is "after" every echo in
+  // 32-bit serial arithmetic; a 400 ms sample must still move the RTO.
+  const after = rtoAfterSample(now + 2 ** 31 + 100, 400, ISS + 5, 2000);
+  t.ok(after > before + 100, `the 400 ms sample counted (RTO ${before} → ${after} ms)`);
+});
+
 t.test('a transmitter that cannot send keeps the segment for the next output', async (t) => {
   const { conn, rec } = established();
   rec.refuse = true;
