@@ -892,7 +892,6 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
           }
         }
       }
-      q.flush();
       // Bulk (see above): kicks stay off, the poll timer takes the next batch.
       if (
         this.txPollMs > 0 &&
@@ -904,7 +903,6 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
         break;
       }
     } while (q.enableNotification());
-    q.flush();
     if (frames > 0) this.txLastBatch = start;
     // (A sliced batch leaves kicks off and its mode as it was: the next slice decides.)
     if (!sliced) this.txPolling = poll;
@@ -927,8 +925,10 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       this.releaseHeld();
       for (let i = 0; i < this.txHeld; i++) q.pushUsed(this.txHeldHeads[i]!, 0);
       this.txHeld = 0;
-      q.flush();
     }
+    // The slice's completions, only now and next to its answers: published before the NAT's
+    // flush, their call would wake the frontend once, and the answers' call again after it.
+    q.flush();
     this.flush();
   }
 

@@ -498,6 +498,40 @@ t.test('TX: a long batch is handled in slices, each followed by its answers', as
   t.ok(batches >= 6, 'the owner ran after each slice');
 });
 
+t.test("TX: a batch's completions are published once, at its end, next to its answers", async (t) => {
+  // A guest receiving in bulk sends ACKs; each batch of them is answered with data frames in the
+  // batch's end (the NAT's flush). The TX completions go with those frames, one publish and one
+  // call each: published before the answers were built, each queue's call would wake the
+  // frontend on its own.
+  let usedAtEnd = -1;
+  let answered = false;
+  let txq: Awaited<ReturnType<TestFrontend['handshake']>>[number] | undefined;
+  const { dev, fe } = setup(t, {
+    onBatchEnd: () => {
+      usedAtEnd = txq!.usedIdx;
+      answered = dev.send(frame(1000, 7));
+    },
+  });
+  const [rxq, q] = await fe.handshake();
+  txq = q!;
+  postRx(fe, rxq!, 4, 2048);
+  await until(() => dev.hasRoom(), 'the device to see the RX buffers');
+  const calls = { tx: dev.queueStats().tx!.calls, rx: dev.queueStats().rx!.calls };
+  for (let i = 0; i < 3; i++) {
+    const one = new Uint8Array(NET_HDR_LEN + 60);
+    one.set(frame(60, i + 1), NET_HDR_LEN);
+    txq.add([{ data: one }]);
+  }
+  txq.kick();
+  await txq.waitUsed(3);
+  await rxq!.waitUsed(1);
+  t.ok(answered, 'the batch was answered');
+  t.equal(usedAtEnd, 0, 'nothing of the batch was published before its answers were built');
+  t.equal(txq.usedIdx, 3, 'then all three at once');
+  t.equal(dev.queueStats().tx!.calls - calls.tx, 1, 'one call on the TX queue');
+  t.equal(dev.queueStats().rx!.calls - calls.rx, 1, 'and one on the RX queue');
+});
+
 /** A poll timer the test fires (NetDeviceOptions.timer). */
 class ManualTimer {
   fn: (() => void) | undefined;
