@@ -892,6 +892,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
           }
         }
       }
+      // The completions are visible at once (a driver reclaiming its buffers finds them); the
+      // call waits for the slice's end (see below).
+      q.publish();
       // Bulk (see above): kicks stay off, the poll timer takes the next batch.
       if (
         this.txPollMs > 0 &&
@@ -903,6 +906,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
         break;
       }
     } while (q.enableNotification());
+    q.publish(); // (a slice that ended mid-loop)
     if (frames > 0) this.txLastBatch = start;
     // (A sliced batch leaves kicks off and its mode as it was: the next slice decides.)
     if (!sliced) this.txPolling = poll;
@@ -926,8 +930,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       for (let i = 0; i < this.txHeld; i++) q.pushUsed(this.txHeldHeads[i]!, 0);
       this.txHeld = 0;
     }
-    // The slice's completions, only now and next to its answers: published before the NAT's
-    // flush, their call would wake the frontend once, and the answers' call again after it.
+    // The slice's call, only now and next to its answers': made before the NAT's flush, it would
+    // wake the frontend once, and the answers' call again after it.
     q.flush();
     this.flush();
   }

@@ -345,6 +345,8 @@ export class VirtQueue {
   private signalledUsed = 0;
   private signalledUsedValid = false;
   private pendingUsed = 0;
+  /** Used entries were published (publish()) that no flush() has decided on a call for yet. */
+  private unnotified = false;
 
   addr: VringAddr | undefined;
   kickFd = -1;
@@ -427,6 +429,7 @@ export class VirtQueue {
     this.usedIdx = Atomics.load(this.used16, 1);
     this.shadowAvail = this.lastAvail; // (a new ring: its avail.idx not read yet)
     this.pendingUsed = 0;
+    this.unnotified = false;
     this.signalledUsedValid = false;
     this.memGeneration = this.memory.generation;
     return undefined;
@@ -447,6 +450,7 @@ export class VirtQueue {
     this.usedIdx = 0;
     this.signalledUsedValid = false;
     this.pendingUsed = 0;
+    this.unnotified = false;
     this.addr = undefined;
     this.kickFd = this.callFd = this.errFd = -1;
     this.started = false;
@@ -630,7 +634,7 @@ export class VirtQueue {
     return undefined;
   }
 
-  /** Returns a chain to the guest with `len` bytes written. Published by flush(). */
+  /** Returns a chain to the guest with `len` bytes written. Published by publish() or flush(). */
   pushUsed(head: number, len: number): void {
     if (this.memGeneration !== this.memory.generation) return;
     const slot = this.usedIdx % this.size;
@@ -640,12 +644,27 @@ export class VirtQueue {
     this.pendingUsed++;
   }
 
-  /** Publishes the used entries pushed since the last flush and signals the guest once, when the
-   *  driver asked for it (NO_INTERRUPT, or used_event with EVENT_IDX). */
-  flush(): void {
+  /**
+   * Makes the used entries pushed since they were last published visible to the driver, without
+   * a call: the next flush() decides on one for them (with EVENT_IDX, for every entry since the
+   * last call). vhost's add_used and signal, apart: a driver that looks at its ring (a poll-mode
+   * one, or Linux's TX queue reclaiming buffers as it sends) finds them at once, and the call can
+   * wait for more work to end (one call for a batch and what answers it).
+   */
+  publish(): void {
     if (this.pendingUsed === 0 || this.memGeneration !== this.memory.generation) return;
     this.pendingUsed = 0;
     Atomics.store(this.used16, 1, this.usedIdx);
+    this.unnotified = true;
+  }
+
+  /** Publishes the used entries pushed since the last publish and signals the guest once for
+   *  everything published since the last flush, when the driver asked for it (NO_INTERRUPT, or
+   *  used_event with EVENT_IDX). */
+  flush(): void {
+    this.publish();
+    if (!this.unnotified || this.memGeneration !== this.memory.generation) return;
+    this.unnotified = false;
     let need: boolean;
     if (this.eventIdx) {
       const usedEvent = Atomics.load(this.avail, 2 + this.size);

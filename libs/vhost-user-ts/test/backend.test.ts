@@ -3,7 +3,8 @@
 import t from 'tap';
 import { Feature, FLAG_NEED_REPLY, HEADER_SIZE, ProtocolFeature, Request, VERSION, bit, encodeHeader } from '../src/protocol.js';
 import { TestFrontend } from '../src/testing/frontend.js';
-import { VIRTQ_AVAIL_F_NO_INTERRUPT } from '../src/virtqueue.js';
+import { DescriptorChain, VIRTQ_AVAIL_F_NO_INTERRUPT } from '../src/virtqueue.js';
+import type { VirtQueue } from '../src/virtqueue.js';
 import { existsSync } from 'node:fs';
 import { native } from '../src/native.js';
 import { VhostUserServer } from '../src/server.js';
@@ -140,6 +141,45 @@ t.test('EVENT_IDX and NO_INTERRUPT suppress calls', async (t) => {
   tx2!.kick();
   await tx2!.waitCall();
   t.equal(tx2!.calls, 1, 'signalled once NO_INTERRUPT is cleared');
+});
+
+t.test('publish() shows completions without a call; the next flush() decides on one for everything published', async (t) => {
+  /** Completes each TX batch with publish(), notes what the ring shows, then flush(). */
+  class Publishing extends LoopbackDevice {
+    readonly seen: { used: number; calls: number }[] = [];
+    private readonly chain = new DescriptorChain(8);
+    shown: () => number = () => -1;
+    override queueKicked(q: VirtQueue): void {
+      if (q.index % 2 === 0) return;
+      do {
+        let n = 0;
+        for (; q.pop(this.chain); n++) q.pushUsed(this.chain.head, 0);
+        q.publish();
+        if (n > 0) this.seen.push({ used: this.shown(), calls: q.stats.calls });
+        q.flush();
+      } while (q.enableNotification());
+    }
+  }
+  const dev = new Publishing();
+  const { path, stop } = startServer(dev);
+  t.teardown(stop);
+  const fe = TestFrontend.connect(path);
+  t.teardown(() => fe.close());
+  const [, txq] = await fe.handshake();
+  dev.shown = () => txq!.usedIdx;
+  txq!.add([{ data: frame(0) }]);
+  txq!.add([{ data: frame(1) }]);
+  txq!.kick();
+  await txq!.waitCall();
+  t.same(dev.seen[0], { used: 2, calls: 0 }, 'published: the driver sees both, and no call yet');
+  t.equal(txq!.calls, 1, 'then one call for them');
+  txq!.used();
+  txq!.setUsedEvent(2); // a call once used.idx moves past 2
+  txq!.add([{ data: frame(2) }]);
+  txq!.kick();
+  await txq!.waitCall();
+  t.same(dev.seen.at(-1), { used: 3, calls: 1 }, 'the third, published without a call');
+  t.equal(txq!.calls, 2, 'flush() calls for an entry publish() had shown (used_event 2 passed)');
 });
 
 t.test('one call per batch', async (t) => {
