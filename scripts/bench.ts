@@ -65,6 +65,9 @@ interface BenchOptions {
   device: string[];
   stats: boolean;
   profile: string | undefined;
+  /** Record each measured run's backend with perf into this directory (vunet with V8's
+   *  --perf-prof, its JIT code then named by perf inject). */
+  perf: string | undefined;
   /** Run vunet with V8's --trace-opt and --trace-deopt, and report its JIT work in each run. */
   jit: boolean;
 }
@@ -138,6 +141,10 @@ directions, with iperf3 against a server on the host's loopback.
                         checksums: passt sends frames without them) for every backend of the run
   --profile DIR         write vunet's CPU and allocation profiles (node --cpu-prof, --heap-prof)
                         into DIR, one pair per vunet run; runs vunet without its sandbox
+  --perf DIR            record each backend's measured run with perf (cpu-clock, call graphs) into
+                        DIR, one file per run, and print its busiest functions. vunet runs with
+                        V8's --perf-prof and without its sandbox; its JIT code is named by
+                        perf inject (the .jit.data file). Needs perf (linux-perf) and root
   --direction up|down   measure one direction only (up: guest→host; for profiling it alone)
   --rounds N            run the backends N times, in reverse order every other round (the one
                         run second measures a few % cheaper on a small machine: alternating
@@ -182,6 +189,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
     stats?: boolean;
     jit?: boolean;
     profile?: string;
+    perf?: string;
     direction?: string;
     rounds?: string;
     help?: boolean;
@@ -206,6 +214,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
         direction: { type: 'string' },
         rounds: { type: 'string' },
         profile: { type: 'string' },
+        perf: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -244,6 +253,10 @@ function parseCli(argv: string[]): BenchOptions | undefined {
   }
   if (values.reconnect === true && !guestless) throw new CliError('--reconnect needs --guestless');
   if (values['guest-csum'] === true && !guestless) throw new CliError('--guest-csum needs --guestless (a QEMU guest negotiates it already)');
+  if (values.perf !== undefined) {
+    if (spawnSync('perf', ['--version'], { stdio: 'ignore' }).status !== 0) throw new CliError('--perf needs perf: apt-get install linux-perf');
+    if (process.getuid?.() !== 0) throw new CliError('--perf needs root (perf attaches to the backend)');
+  }
   if (values.baseline !== undefined) {
     if (!existsSync(join(values.baseline, 'bin', 'vunet.js'))) throw new CliError(`--baseline: no bin/vunet.js in ${values.baseline}`);
     backends.push('baseline');
@@ -270,6 +283,7 @@ function parseCli(argv: string[]): BenchOptions | undefined {
     device: values.device ? values.device.split(',').filter((o) => o !== '') : [],
     stats: values.stats === true,
     profile: values.profile === undefined ? undefined : resolve(values.profile),
+    perf: values.perf === undefined ? undefined : resolve(values.perf),
     jit: values.jit === true,
   };
 }
@@ -570,6 +584,7 @@ async function startVunet(
   stats: boolean,
   profile: string | undefined,
   jit: boolean,
+  perf: string | undefined,
 ): Promise<{ child: Child; socketPath: string }> {
   const socketPath = join(dir, 'vunet.sock');
   // stdbuf: V8 prints --trace-gc with stdio, block-buffered into a pipe; line-buffered, each
@@ -583,9 +598,11 @@ async function startVunet(
       '--trace-gc',
       ...(jit ? ['--trace-opt', '--trace-deopt'] : []),
       ...(profile !== undefined ? ['--cpu-prof', '--cpu-prof-dir', profile, '--heap-prof', '--heap-prof-dir', profile] : []),
+      // --perf: V8 describes its JIT code in jit-PID.dump, in the working directory (perf's).
+      ...(perf !== undefined ? ['--perf-prof'] : []),
       join(root, 'bin', 'vunet.js'),
       // The sandbox keeps vunet from writing anywhere, profiles included.
-      ...(profile !== undefined ? ['--no-sandbox'] : []),
+      ...(profile !== undefined || perf !== undefined ? ['--no-sandbox'] : []),
       '--socket',
       socketPath,
       '--mtu',
@@ -593,7 +610,7 @@ async function startVunet(
       '--log-level',
       stats ? 'info' : 'warn',
     ],
-    root,
+    perf ?? root, // (--perf: where V8 writes its jit-PID.dump)
   );
   try {
     await child.waitFor(/Start QEMU with/, 30_000); // printed once the socket listens
@@ -637,7 +654,7 @@ async function startPasst(dir: string, mtu: number, binary: string): Promise<{ c
 /** The backend's process serving its vhost-user socket: vunet, the baseline vunet or passt. */
 function startBackend(backend: Backend, dir: string, opts: BenchOptions): Promise<{ child: Child; socketPath: string }> {
   if (backend === 'passt') return startPasst(dir, opts.mtu, opts.passt!);
-  return startVunet(dir, opts.mtu, backend === 'baseline' ? opts.baseline! : REPO_ROOT, opts.stats, opts.profile, opts.jit);
+  return startVunet(dir, opts.mtu, backend === 'baseline' ? opts.baseline! : REPO_ROOT, opts.stats, opts.profile, opts.jit, opts.perf);
 }
 
 /** The guest-less TAP's MAC, fixed so that testpmd's csum forwarding can address it. */
@@ -782,11 +799,13 @@ async function runGuestless(backend: Backend, opts: BenchOptions): Promise<Backe
       const v0 = cpuTimes(backendProc.proc.pid);
       const gc0 = { ...backendProc.gc };
       const t0 = Date.now();
+      const recording = opts.perf !== undefined ? recordPerf(opts.perf, backend, backendProc, d) : undefined;
       const [c, ...a] = iperf(d, opts.seconds);
       // Not spawnSync: vunet's --trace-gc lines must be read while the run goes on.
       const r = await runToEnd(c!, a, (opts.seconds + 30) * 1000);
       const wall = (Date.now() - t0) / 1000;
       const v1 = cpuTimes(backendProc.proc.pid);
+      await recording?.stop();
       await new Promise((resolve) => setTimeout(resolve, 200)); // the last GC lines in the pipe
       const cpu: CpuUse = { qemuCpu: undefined, ...backendUse(backend, backendProc, v0, v1, gc0, wall, opts.jit) };
       if (opts.stats && isVunet(backend)) await printStatus(backendProc, `${backend} ${d}`);
@@ -860,6 +879,59 @@ async function printStatus(vunet: Child, label: string): Promise<void> {
   for (const l of gc.slice(-3)) console.error(`  gc: ${l.trim()}`);
 }
 
+/** --perf: the files recorded so far, by backend and direction (a round's number in the name). */
+const perfRuns = new Map<string, number>();
+/** --perf: the recordings to name and summarize once every run is over (reportPerf). */
+const perfRecorded: { file: string; jit: boolean }[] = [];
+
+/**
+ * --perf: records the backend's process (all its threads, cpu-clock every 100 µs, call graphs)
+ * into `dir` until stop(). Its figures then carry perf's own cost in the backend (the sampling
+ * interrupts and the unwinding).
+ */
+function recordPerf(dir: string, backend: Backend, proc: Child, d: Direction): { stop(): Promise<void> } {
+  const key = `${backend}-${d}`;
+  const n = (perfRuns.get(key) ?? 0) + 1;
+  perfRuns.set(key, n);
+  const file = join(dir, `${key}-${n}.data`);
+  const args = ['record', '-q', '-k', 'mono', '-e', 'cpu-clock', '-c', '100000', '-g', '-p', String(proc.proc.pid), '-o', file];
+  const perf = spawn('perf', args, { stdio: 'ignore' });
+  children.add(perf);
+  const done = new Promise<void>((resolve) => perf.on('close', () => resolve()));
+  return {
+    async stop() {
+      perf.kill('SIGINT');
+      await done;
+      children.delete(perf);
+      perfRecorded.push({ file, jit: isVunet(backend) });
+    },
+  };
+}
+
+/**
+ * --perf, after every run (perf inject and report take seconds, which a QEMU guest would not wait
+ * for): names vunet's JIT code (perf inject with V8's jit-PID.dump; perf's own view of a JIT
+ * process names code V8 freed and reused by what it first held there, so callers come out wrong)
+ * and prints each recording's busiest functions, self time.
+ */
+function reportPerf(dir: string): void {
+  for (const { file, jit } of perfRecorded) {
+    let report = file;
+    if (jit) {
+      const injected = file.replace(/\.data$/, '.jit.data');
+      if (spawnSync('perf', ['inject', '-j', '-i', file, '-o', injected], { cwd: dir, stdio: 'ignore' }).status === 0) report = injected;
+    }
+    const args = ['report', '-i', report, '--stdio', '--no-children', '--sort', 'dso,sym', '--percent-limit', '1.5', '-q', '-g', 'none'];
+    const top = spawnSync('perf', args, { cwd: dir, encoding: 'utf8' });
+    console.error(`bench: perf: ${report} (perf report -i ${report}); functions over 1.5 % self:`);
+    for (const line of (top.stdout ?? '')
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .slice(0, 25))
+      console.error(`  ${line.trim().replace(/\s+/g, ' ')}`);
+  }
+}
+
 async function runBackend(backend: Backend, opts: BenchOptions): Promise<BackendResult> {
   if (opts.guestless) return runGuestless(backend, opts);
   const result: BackendResult = { backend, guestMtu: undefined, runs: {} };
@@ -902,11 +974,13 @@ async function runBackend(backend: Backend, opts: BenchOptions): Promise<Backend
       const q0 = cpuSeconds(guest.pid);
       const v0 = cpuTimes(backendProc?.proc.pid);
       const gc0 = backendProc ? { ...backendProc.gc } : undefined;
+      const recording = opts.perf !== undefined && backendProc !== undefined ? recordPerf(opts.perf, backend, backendProc, d) : undefined;
       await guest.waitFor(new RegExp(`^BENCH-RC ${d} \\d+$`, 'm'), runMs);
       const wall = (Date.now() - t0) / 1000;
       const pct = (a: number | undefined, b: number | undefined): number | undefined =>
         a !== undefined && b !== undefined && wall > 0 ? (100 * (b - a)) / wall : undefined;
       const v1 = cpuTimes(backendProc?.proc.pid);
+      await recording?.stop();
       const cpu: CpuUse = { qemuCpu: pct(q0, cpuSeconds(guest.pid)), ...backendUse(backend, backendProc, v0, v1, gc0, wall, opts.jit) };
       await guest.waitFor(new RegExp(`^BENCH-JSON-END ${d}$`, 'm'), 30_000);
       result.runs[d] = parseRun(guest.output, d, cpu);
@@ -1100,6 +1174,10 @@ async function main(argv: string[]): Promise<number> {
     throw new CliError('iperf3 is not installed on the host: apt-get install iperf3');
   }
   const say = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
+  if (opts.perf !== undefined) {
+    mkdirSync(opts.perf, { recursive: true });
+    chmodSync(opts.perf, 0o777);
+  }
   if (opts.profile !== undefined) {
     mkdirSync(opts.profile, { recursive: true });
     chmodSync(opts.profile, 0o777); // vunet drops root before it writes
@@ -1128,6 +1206,7 @@ async function main(argv: string[]): Promise<number> {
     rounds.push(results);
   }
   if (opts.rounds > 1) process.stdout.write(`\n${roundsSummary(rounds)}\n`);
+  if (opts.perf !== undefined) reportPerf(opts.perf);
   const anyOk = rounds.some((results) => results.some((r) => DIRECTIONS.some((d) => r.runs[d]?.ok === true)));
   return anyOk ? 0 : 1;
 }
