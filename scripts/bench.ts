@@ -983,8 +983,9 @@ async function runBackend(backend: Backend, opts: BenchOptions): Promise<Backend
       const pct = (a: number | undefined, b: number | undefined): number | undefined =>
         a !== undefined && b !== undefined && wall > 0 ? (100 * (b - a)) / wall : undefined;
       const v1 = cpuTimes(backendProc?.proc.pid);
+      const q1 = cpuSeconds(guest.pid); // (before perf's stop, which QEMU may not outlive)
       await recording?.stop();
-      const cpu: CpuUse = { qemuCpu: pct(q0, cpuSeconds(guest.pid)), ...backendUse(backend, backendProc, v0, v1, gc0, wall, opts.jit) };
+      const cpu: CpuUse = { qemuCpu: pct(q0, q1), ...backendUse(backend, backendProc, v0, v1, gc0, wall, opts.jit) };
       await guest.waitFor(new RegExp(`^BENCH-JSON-END ${d}$`, 'm'), 30_000);
       result.runs[d] = parseRun(guest.output, d, cpu);
       if (opts.stats && backendProc && isVunet(backend)) {
