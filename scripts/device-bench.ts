@@ -3,7 +3,8 @@
 //
 // A machine shared with others slows one process now and then (here 1.5-1.8x for tens of
 // milliseconds to a second at a time), which a mean would count: each measurement is the best
-// block of BLOCK rounds after WARMUP_ROUNDS, the best of three processes.
+// block of BLOCK rounds after WARMUP_ROUNDS, the best of three processes (or a script's own
+// number).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -79,6 +80,8 @@ export interface DeviceBench<L extends string> {
   title(rounds: number, flags: Record<string, boolean>): string;
   /** One layout measured in this process: ns per item. */
   measure(layout: L, rounds: number, flags: Record<string, boolean>): Promise<number>;
+  /** Processes per layout and checkout, the best of which counts (default 3). */
+  processes?: number;
 }
 
 /** A layout measured in a child process of the checkout at `root`. */
@@ -94,7 +97,8 @@ function child(root: string, name: string, args: string[]): number {
 }
 
 /** The script's main: `--child LAYOUT` measures in this process; else each layout (or
- *  `--layout`) three times in children, alternating with `--baseline DIR`'s, the best of each. */
+ *  `--layout`) in `processes` children (three by default), alternating with `--baseline DIR`'s,
+ *  the best of each. */
 export async function runDeviceBench<L extends string>(b: DeviceBench<L>, root: string): Promise<void> {
   const extra = b.flags ?? [];
   const { values } = parseArgs({
@@ -123,7 +127,7 @@ export async function runDeviceBench<L extends string>(b: DeviceBench<L>, root: 
   for (const layout of layouts) {
     let ours = Infinity;
     let theirs = Infinity;
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < (b.processes ?? 3); i++) {
       ours = Math.min(ours, child(root, b.name, args(layout)));
       if (baseline !== undefined) theirs = Math.min(theirs, child(baseline, b.name, args(layout)));
     }

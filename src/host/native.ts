@@ -292,6 +292,9 @@ export interface HostnetBinding {
   /** Writes back and drops the cache lines of buf[offset, +length) from every cache (clflush),
    *  for benchmarks of cold paths (scripts/bench-tx.ts --cold). Throws on a bad range. */
   evictLines: (buf: Uint8Array, offset: number, length: number) => void;
+  /** The calling thread's CPU time in ns (CLOCK_THREAD_CPUTIME_ID), for benchmarks that must not
+   *  count the time another process ran in its place (scripts/bench-path.ts). */
+  threadCpuNs: () => number;
   /** The ones' complement sum of buf[offset, offset + length) in network order, folded to 16
    *  bits, not complemented (what src/wire/checksum.ts's sum16 computes). Throws on a bad range. */
   sum16: (buf: Uint8Array, offset: number, length: number) => number;

@@ -382,3 +382,23 @@ t.test('evictLines drops a range from the caches and changes none of its bytes; 
   t.throws(() => hostnet.evictLines(buf, -1, 2), RangeError, 'a negative offset');
   t.throws(() => hostnet.evictLines(buf, 0.5, 2), RangeError, 'a fraction');
 });
+
+t.test("threadCpuNs counts this thread's CPU time, not the time it waits", async (t) => {
+  const a = hostnet.threadCpuNs();
+  await new Promise((r) => setTimeout(r, 100));
+  const waited = hostnet.threadCpuNs() - a;
+  // Spinning until the process has used 40 ms of CPU (however busy the machine): nearly all of
+  // it this thread's (the process's other threads are idle but for a little GC).
+  const b = hostnet.threadCpuNs();
+  const start = process.cpuUsage();
+  let x = 0;
+  for (;;) {
+    for (let i = 0; i < 1e5; i++) x++;
+    const used = process.cpuUsage(start);
+    if (used.user + used.system >= 40_000) break;
+  }
+  const busy = hostnet.threadCpuNs() - b;
+  t.ok(x > 0);
+  t.ok(busy >= 20e6, `40 ms of spinning counts (${(busy / 1e6).toFixed(1)} ms)`);
+  t.ok(waited < 50e6, `100 ms of waiting mostly does not (${(waited / 1e6).toFixed(1)} ms)`);
+});

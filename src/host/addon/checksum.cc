@@ -11,6 +11,7 @@
 // about what copying them costs; scripts/checksum-bench.ts measures it).
 #include <algorithm>
 #include <cstring>
+#include <ctime>
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -865,6 +866,15 @@ Napi::Value EvictLines(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// threadCpuNs(): the calling thread's CPU time in nanoseconds (CLOCK_THREAD_CPUTIME_ID), for
+// benchmarks whose timed part must not count the time another process ran in its place
+// (scripts/bench-path.ts: the loopback write wakes the reader, which may take this CPU).
+Napi::Value ThreadCpuNs(const Napi::CallbackInfo& info) {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return Napi::Number::New(info.Env(), static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec));
+}
+
 }  // namespace
 
 void InitChecksum(Napi::Env env, Napi::Object exports) {
@@ -881,6 +891,7 @@ void InitChecksum(Napi::Env env, Napi::Object exports) {
   if (napi_create_function(env, "copySum", NAPI_AUTO_LENGTH, CopySum, nullptr, &fn) == napi_ok) exports.Set("copySum", Napi::Value(env, fn));
   if (napi_create_function(env, "copyJob", NAPI_AUTO_LENGTH, CopyJob, nullptr, &fn) == napi_ok) exports.Set("copyJob", Napi::Value(env, fn));
   exports.Set("evictLines", Napi::Function::New(env, EvictLines, "evictLines"));
+  exports.Set("threadCpuNs", Napi::Function::New(env, ThreadCpuNs, "threadCpuNs"));
   if (napi_create_function(env, "joinRun", NAPI_AUTO_LENGTH, JoinRun, nullptr, &fn) == napi_ok) exports.Set("joinRun", Napi::Value(env, fn));
   if (napi_create_function(env, "cutFrames", NAPI_AUTO_LENGTH, CutFrames, nullptr, &fn) == napi_ok) {
     exports.Set("cutFrames", Napi::Value(env, fn));
