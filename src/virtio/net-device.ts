@@ -392,6 +392,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    *  frames popBatch() described for the coalescer's joinBatch() lie in, when there are any. */
   private readonly txBatch: DescriptorChain[] = [];
   private txBatchView: Uint8Array | undefined;
+  /** txBatchView's segment of guest memory (PoppedChains.segment). */
+  private txBatchSegment = -1;
   /** The spans popBatch() has described in the coalescer's batchSpans. */
   private txSpansUsed = 0;
   /** Each chain's head and readable bytes; and whether its DescriptorChain is still to be made
@@ -986,25 +988,32 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     const end = p.spanEnd(c);
     const count = end - first;
     const rows = g.batchRows;
-    rows[2 * i] = this.txSpansUsed;
+    const at = this.txSpansUsed;
+    rows[2 * i] = at;
     rows[2 * i + 1] = 0;
     if (count === 0 || count > JOIN_FRAME_SPANS) return false;
+    // All its spans in one segment, the group's (the first described frame's): written to the
+    // table as they are looked at, counted only if the frame qualifies.
+    const seg = p.segment(first);
+    if (this.txBatchView !== undefined && seg !== this.txBatchSegment) return false;
+    const spans = g.batchSpans;
     let len = 0;
-    for (let k = first; k < end; k++) len += p.length(k);
+    for (let k = first, j = 2 * at; k < end; k++, j += 2) {
+      if (p.segment(k) !== seg) return false;
+      const l = p.length(k);
+      spans[j] = p.offset(k);
+      spans[j + 1] = l;
+      len += l;
+    }
     if (len < NET_HDR_LEN + COALESCE_MIN) return false;
     // (A device that copies joined payload joins only frames in one buffer, as coalesce().)
     if (!g.inPlace && frameSpan(count, p.length(first), count >= 2 ? p.length(first + 1) : 0, len - NET_HDR_LEN) < 0) return false;
-    const view = (this.txBatchView ??= p.bytes(first));
-    for (let k = first; k < end; k++) if (p.bytes(k) !== view) return false;
-    const spans = g.batchSpans;
-    let at = this.txSpansUsed;
-    rows[2 * i] = at;
-    rows[2 * i + 1] = count;
-    for (let k = first; k < end; k++, at++) {
-      spans[2 * at] = p.offset(k);
-      spans[2 * at + 1] = p.length(k);
+    if (this.txBatchView === undefined) {
+      this.txBatchView = p.bytes(first);
+      this.txBatchSegment = seg;
     }
-    this.txSpansUsed = at;
+    rows[2 * i + 1] = count;
+    this.txSpansUsed = at + count;
     this.txLengths[i] = len;
     return true;
   }

@@ -110,6 +110,11 @@ export class PoppedChains {
     return this.x[PopField.chains + 2 * i + 1]!;
   }
 
+  /** Span k's segment (an index into GuestMemory.segmentBytes). */
+  segment(k: number): number {
+    return this.x[POP_SPANS_AT + 3 * k]!;
+  }
+
   /** Span k's segment's bytes, and its place and length there. */
   bytes(k: number): Uint8Array {
     return this.memory.segmentBytes[this.x[POP_SPANS_AT + 3 * k]!]!;
