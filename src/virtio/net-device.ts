@@ -1262,25 +1262,38 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     let bytes = 0;
     for (;;) {
       const end = g.joinBatch(view, i, n);
-      for (; i < end; i++) {
-        const readable = this.txLengths[i]!;
-        bytes += readable;
-        if (i === g.startedAt) this.startedOne(readable - NET_HDR_LEN);
-        else this.joinedOne(readable - NET_HDR_LEN);
+      // Counted once per call: every frame it took, all but the one that started a run joined.
+      const from = i;
+      const started = g.startedAt;
+      const lengths = this.txLengths;
+      const heads = this.txHeads;
+      let took = 0;
+      if (g.runInPlace) {
         // A run in place holds its buffers until the batch's writes (as kept payload does).
-        if (g.runInPlace) this.txHeldHeads[this.txHeld++] = this.txHeads[i]!;
-        else q.pushUsed(this.txHeads[i]!, 0);
+        const held = this.txHeldHeads;
+        let h = this.txHeld;
+        for (; i < end; i++) {
+          took += lengths[i]!;
+          held[h++] = heads[i]!;
+        }
+        this.txHeld = h;
+      } else {
+        for (; i < end; i++) {
+          took += lengths[i]!;
+          q.pushUsed(heads[i]!, 0);
+        }
       }
+      const frames = end - from;
+      const stats = this.stats;
+      stats.txFrames += frames;
+      stats.txBytes += took - frames * NET_HDR_LEN;
+      stats.txCoalesced += started >= from && started < end ? frames - 1 : frames;
+      bytes += took;
       if (i === n || !g.over) break;
       this.deliverJoined();
     }
     this.txJoinedBytes = bytes;
     return i;
-  }
-  /** A frame that started a run (JavaScript's coalesce counts its own). */
-  private startedOne(len: number): void {
-    this.stats.txFrames++;
-    this.stats.txBytes += len;
   }
   /** Counts a frame that joined the pending run. */
   private joinedOne(len: number): true {
