@@ -16,20 +16,23 @@ import type { NetDeviceOptions, VirtioNetDevice } from '../src/virtio/net-device
 export const BLOCK = 100;
 export const WARMUP_ROUNDS = 500;
 
-/** The rounds of one measurement: add() each round's time; best() the fastest block after the
- *  warm-up, in ns per item (frame). */
+/** The rounds of one measurement: add() each round's time (and its items, when they vary);
+ *  best() the fastest block after the warm-up, in ns per item (frame). */
 export class BlockTimer {
   private round = 0;
   private block = 0;
+  private items = 0;
   private bestNs = Infinity;
 
   constructor(private readonly itemsPerRound: number) {}
 
-  add(ns: number): void {
+  add(ns: number, items = this.itemsPerRound): void {
     this.block += ns;
+    this.items += items;
     if (++this.round % BLOCK === 0) {
-      if (this.round > WARMUP_ROUNDS) this.bestNs = Math.min(this.bestNs, this.block / (BLOCK * this.itemsPerRound));
+      if (this.round > WARMUP_ROUNDS && this.items > 0) this.bestNs = Math.min(this.bestNs, this.block / this.items);
       this.block = 0;
+      this.items = 0;
     }
   }
 
