@@ -8,7 +8,7 @@ import net from 'node:net';
 import t from 'tap';
 import type * as Tap from 'tap';
 import { TcpOptions } from '../src/wire/index.js';
-import { GW_IP, arpRequest, parseIpv4Frame, tcpFrame } from './support/packets.js';
+import { GW_IP, arpRequest, parseIpv4Frame, tcpFrame, tcpOptions } from './support/packets.js';
 import { startHarness } from './support/vunet-harness.js';
 import { until } from './support/wait.js';
 
@@ -34,18 +34,8 @@ async function lostSegment(t: Tap.Test, offloads: boolean, split?: number): Prom
   t.teardown(() => h.close());
 
   h.send(arpRequest(GW_IP));
-  const ts = (): TcpOptions => {
-    const o = new TcpOptions();
-    o.timestamp = true;
-    o.tsVal = 1000;
-    o.tsEcr = 0;
-    return o;
-  };
-  const syn = new TcpOptions();
-  syn.mss = 1460;
-  syn.timestamp = true;
-  syn.tsVal = 999;
-  syn.sackPermitted = true;
+  const ts = (): TcpOptions => tcpOptions({ timestamp: true, tsVal: 1000, tsEcr: 0 });
+  const syn = tcpOptions({ mss: 1460, timestamp: true, tsVal: 999, sackPermitted: true });
   const iss = 7000;
   h.send(tcpFrame(41000, port, iss, 0, SYN, undefined, { options: syn }));
   let ours = -1;

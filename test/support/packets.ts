@@ -107,6 +107,11 @@ export interface TcpFrameOptions extends Partial<Ipv4Frame> {
   options?: TcpOptions;
 }
 
+/** TCP options with the given fields set (the rest as TcpOptions leaves them: absent). */
+export function tcpOptions(p: Partial<Pick<TcpOptions, 'mss' | 'windowScale' | 'sackPermitted' | 'timestamp' | 'tsVal' | 'tsEcr'>>): TcpOptions {
+  return Object.assign(new TcpOptions(), p);
+}
+
 /** A TCP segment from the guest in an Ethernet + IPv4 frame, checksum filled. */
 export function tcpFrame(
   srcPort: number,
