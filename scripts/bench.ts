@@ -1193,7 +1193,9 @@ async function main(argv: string[]): Promise<number> {
     const order = round % 2 === 0 ? opts.backends : [...opts.backends].reverse();
     const label = opts.rounds > 1 ? `round ${round + 1}/${opts.rounds}: ` : '';
     for (const backend of order) {
-      say(`${label}${backend}: booting the guest, then iperf3 for ${opts.seconds} s each way (${opts.streams} stream${opts.streams > 1 ? 's' : ''})`);
+      const start = opts.guestless ? 'starting dpdk-testpmd and the namespace' : 'booting the guest';
+      const ways = DIRECTIONS.length > 1 ? 'each way' : DIRECTION_LABEL[DIRECTIONS[0]!];
+      say(`${label}${backend}: ${start}, then iperf3 for ${opts.seconds} s ${ways} (${opts.streams} stream${opts.streams > 1 ? 's' : ''})`);
       const r = await runBackend(backend, opts);
       for (const d of DIRECTIONS) {
         const run = r.runs[d];
