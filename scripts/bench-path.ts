@@ -40,6 +40,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DriverQueue, TestFrontend } from 'vhost-user-ts/testing';
 import type { Vunet } from '../src/main/vunet.js';
+import { checksumUpdate32 } from '../src/wire/checksum.js';
 import { BLOCK, BlockTimer, runDeviceBench } from './device-bench.js';
 
 const LAYOUTS = ['linux', 'one', 'down-gso', 'down-cut'] as const;
@@ -224,15 +225,12 @@ async function withGuest<T>(o: GuestOptions, fn: (g: Guest) => Promise<T>): Prom
   }
 }
 
-/** RFC 1624: the TCP checksum at `tcp` updated for the 32-bit field at tcp + `field` becoming
- *  `next` (written there). */
+/** The 32-bit field at tcp + `field` becoming `next` (written there), the TCP checksum at `tcp`
+ *  updated for it (checksumUpdate32, RFC 1624). */
 function rewrite32(mv: DataView, tcp: number, field: number, next: number): void {
   const old = mv.getUint32(tcp + field);
   mv.setUint32(tcp + field, next);
-  let sum = ~mv.getUint16(tcp + 16) & 0xffff;
-  sum += (~(old >>> 16) & 0xffff) + (next >>> 16) + (~old & 0xffff) + (next & 0xffff);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  mv.setUint16(tcp + 16, ~sum & 0xffff);
+  mv.setUint16(tcp + 16, checksumUpdate32(mv.getUint16(tcp + 16), old, next));
 }
 
 /** One layout, measured in this process: the best block's ns per item. */

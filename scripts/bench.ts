@@ -1178,13 +1178,11 @@ async function main(argv: string[]): Promise<number> {
     throw new CliError('iperf3 is not installed on the host: apt-get install iperf3');
   }
   const say = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
-  if (opts.perf !== undefined) {
-    mkdirSync(opts.perf, { recursive: true });
-    chmodSync(opts.perf, 0o777);
-  }
-  if (opts.profile !== undefined) {
-    mkdirSync(opts.profile, { recursive: true });
-    chmodSync(opts.profile, 0o777); // vunet drops root before it writes
+  // vunet drops root before it writes its profiles (and V8 its --perf-prof dump) there.
+  for (const dir of [opts.perf, opts.profile]) {
+    if (dir === undefined) continue;
+    mkdirSync(dir, { recursive: true });
+    chmodSync(dir, 0o777);
   }
   await ensureGuestImage({ log: (l) => say(l) });
   const rounds: BackendResult[][] = [];

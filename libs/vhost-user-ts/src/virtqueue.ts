@@ -117,7 +117,7 @@ export class PoppedChains {
 
   /** Span k's segment's bytes, and its place and length there. */
   bytes(k: number): Uint8Array {
-    return this.memory.segmentBytes[this.x[POP_SPANS_AT + 3 * k]!]!;
+    return this.memory.segmentBytes[this.segment(k)]!;
   }
 
   offset(k: number): number {
