@@ -17,6 +17,8 @@ import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { runInThisContext } from 'node:vm';
 import { hostnet, newErrInfo, newRecvInfo } from '../../src/host/native.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -34,6 +36,15 @@ function fdFlags(fd: number): number {
 }
 
 const nonblockCloexec = (flags: number): boolean => (flags & (O_NONBLOCK | O_CLOEXEC)) === (O_NONBLOCK | O_CLOEXEC);
+
+t.test('the functions are read from a fast-mode object', (t) => {
+  // The addon's exports object is a dictionary (76 properties added one by one): optimized code
+  // would read each function from it with a generic property load, once per call.
+  setFlagsFromString('--allow-natives-syntax');
+  const hasFastProperties = runInThisContext('(o) => %HasFastProperties(o)') as (o: object) => boolean;
+  t.equal(hasFastProperties(hostnet), true);
+  t.end();
+});
 
 t.test('argument checks and socket flags (no packets)', async (t) => {
   const fd = hostnet.openUdp(4);

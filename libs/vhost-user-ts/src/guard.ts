@@ -4,11 +4,11 @@
 // which drops the frontend that truncated its memory.
 //
 // The poller runs only while some mapping is watched, so a process with no guest memory mapped is
-// not kept alive by it. There is one monitor per addon instance (per thread), kept on the binding
-// object: two copies of this module in one process (src and dist) share it, since libuv allows one
-// poller per fd.
+// not kept alive by it. There is one monitor per addon instance (per thread), kept on the addon's
+// own exports object (`binding`): two copies of this module in one process (src and dist) share
+// it, since libuv allows one poller per fd.
 import type { NativeMapping, NativePoller } from './native.js';
-import { native } from './native.js';
+import { binding, native } from './native.js';
 
 export type FaultListener = (faults: number) => void;
 
@@ -52,6 +52,6 @@ const KEY = Symbol.for('vhost-user-ts.faultMonitor');
 
 /** The fault monitor of this thread's addon instance. */
 export function faultMonitor(): Pick<FaultMonitor, 'watch' | 'unwatch'> {
-  const holder = native as unknown as Record<symbol, FaultMonitor | undefined>;
+  const holder = binding as unknown as Record<symbol, FaultMonitor | undefined>;
   return (holder[KEY] ??= new FaultMonitor());
 }

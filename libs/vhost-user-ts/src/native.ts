@@ -157,4 +157,13 @@ function load(): NativeBinding {
   throw new Error(`vhost-user-ts: native addon not built (run \`npm rebuild vhost-user-ts\`): ${String(lastError)}`);
 }
 
-export const native: NativeBinding = load();
+/** The addon's own exports object: one per addon instance (per thread), shared by every copy of
+ *  this module in the process (src and dist). Only for what must be kept per instance (guard.ts);
+ *  calls go through `native`. */
+export const binding: NativeBinding = load();
+
+// A copy by spread: the exports object holds its functions in dictionary mode (each was added by
+// a keyed store), so every `binding.f(...)` would be a generic property load (V8's LoadIC builtin).
+// The copy is a fast-mode object, which optimized code reads from a fixed slot. Nothing may add a
+// property to it: a keyed store of a new property would turn it back into a dictionary.
+export const native: NativeBinding = { ...binding };

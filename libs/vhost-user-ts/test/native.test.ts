@@ -9,14 +9,18 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { runInNewContext, runInThisContext } from 'node:vm';
+import { faultMonitor } from '../src/guard.js';
 import type { NativeMapping } from '../src/native.js';
-import { native } from '../src/native.js';
+import { binding, native } from '../src/native.js';
 import { DescriptorChain } from '../src/virtqueue.js';
 import { settle } from './helpers.js';
 
 setFlagsFromString('--expose-gc');
+setFlagsFromString('--allow-natives-syntax');
 const gc = runInNewContext('gc') as () => void;
+/** Whether V8 keeps `o`'s properties in fast mode (a map with fixed slots), not in a dictionary. */
+const hasFastProperties = runInThisContext('(o) => %HasFastProperties(o)') as (o: object) => boolean;
 
 const ADDON = fileURLToPath(new URL('../build/Release/vhost_user_native.node', import.meta.url));
 const O_NONBLOCK = 0o4000;
@@ -87,6 +91,22 @@ t.test('constants', async (t) => {
   t.equal(native.EINTR, 4);
   t.equal(native.EPIPE, 32);
   t.equal(native.ECONNRESET, 104);
+});
+
+t.test('the functions are read from a fast-mode object, also once the fault monitor is kept', (t) => {
+  // The addon's exports object is a dictionary (its properties were added one by one), where
+  // optimized code reads each function with a generic property load.
+  t.equal(hasFastProperties(binding), false, 'the addon exports a dictionary-mode object');
+  t.equal(hasFastProperties(native), true);
+  t.same(
+    Object.keys(native),
+    Object.keys(binding).filter((k) => typeof k === 'string'),
+    'every export copied',
+  );
+  const monitor = faultMonitor();
+  t.equal(faultMonitor(), monitor, 'one monitor per addon instance');
+  t.equal(hasFastProperties(native), true, 'the monitor is kept on the exports object, not on the copy');
+  t.end();
 });
 
 t.test('listen, connect, accept', async (t) => {
