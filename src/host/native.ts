@@ -351,8 +351,8 @@ function load(): HostnetBinding {
 
 // A copy by spread: the object the addon hands back holds its 76 functions in dictionary mode
 // (each was added by a keyed store), so every `hostnet.f(...)` would be a generic property load
-// (V8's LoadIC builtin: 1.6 % of vunet's CPU in a host→guest transfer, with vhost-user-ts's). The copy is a
-// fast-mode object, which optimized code reads from a fixed slot.
+// (V8's LoadIC builtin: 1.6 % of vunet's CPU in a host→guest transfer, with vhost-user-ts's).
+// The copy is a fast-mode object, which optimized code reads from a fixed slot.
 export const hostnet: HostnetBinding = { ...load() };
 
 // Long checksums (payload of frames a guest without checksum offload sends or gets) in C.
