@@ -26,6 +26,7 @@ import { CUT_FIELDS, CutField, cutFrames } from '../wire/tcp-cut.js';
 import { AckFilter } from './ack-filter.js';
 import { COALESCE_HEAD, JOIN_BATCH, JOIN_FRAME_SPANS, RUN_SPANS, TcpCoalescer, coalescible, partialOverTcp } from './tcp-coalescer.js';
 import { joinRun } from '../wire/join-run.js';
+import { PollTimer } from './poll-timer.js';
 
 /** virtio-net feature bits (virtio 1.2 §5.1.3). */
 export const NetFeature = {
@@ -137,10 +138,11 @@ export interface NetDeviceOptions {
   /** ...or after this long, in ms (default 10); the rest follows on a later event-loop turn. */
   txSliceMs?: number;
   /** While the guest sends in bulk (see processTx), kicks stay off and its TX queue is looked at
-   *  this often, in ms (default 1; 0: a kick starts every batch). */
+   *  this often, in ms, or twice as seldom while it finds the ring little used (default 1; 0: a
+   *  kick starts every batch). Node's timers count whole milliseconds. */
   txPollMs?: number;
-  /** Starts a one-shot timer that refresh() arms again (default setTimeout: Node's Timeout). */
-  timer?: (fn: () => void, ms: number) => { refresh(): unknown };
+  /** Starts a one-shot timer for `ms` from now; refresh(ms) arms it again (default PollTimer). */
+  timer?: (fn: () => void, ms: number) => { refresh(ms: number): unknown };
   /** Runs the rest of a sliced batch on a later turn (default setImmediate: I/O goes first). */
   defer?: (fn: () => void) => void;
   /** Milliseconds, for the slice budget (default performance.now). */
@@ -300,6 +302,11 @@ const TX_POLL_RATE = 32 * 1024;
 const TX_POLL_FRAME = 1024;
 /** ...and the guest has taken a TX interrupt this recently (ms): it waits for completions. */
 const TX_CALL_RECENT_MS = 1000;
+/** Polls come twice as seldom (2 × txPollMs) after a batch that filled at most this share of the
+ *  TX ring (in chains), and as often as txPollMs again after one that filled more than twice as
+ *  much: a guest's ring holds a slow poll's frames with room to spare, and the per-poll costs (a
+ *  turn, a wake-up, a writev, an ACK, two calls) halve. */
+const TX_POLL_SLOWER = 1 / 4;
 
 /** How often (in frames) a TX slice looks at the clock. */
 const SLICE_CHECK_FRAMES = 32;
@@ -515,8 +522,10 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   /** Between runTx's onBatchStart and onBatchEnd (a batch that throws still ends: see recoverTx). */
   private txBatchOpen = false;
   /** The poll timer, made once and re-armed with refresh(): no allocation per poll. */
-  private txPollTimer: { refresh(): unknown } | undefined;
-  private readonly timer: (fn: () => void, ms: number) => { refresh(): unknown };
+  private txPollTimer: { refresh(ms: number): unknown } | undefined;
+  /** The poll interval now (ms): txPollMs, or twice that (TX_POLL_SLOWER). */
+  private txPollEvery = 1;
+  private readonly timer: (fn: () => void, ms: number) => { refresh(ms: number): unknown };
   /** When the last TX batch that had frames began (ms), for the guest's sending rate. */
   private txLastBatch = -Infinity;
   /** The TX queue's calls as last seen, and when they were seen to grow (ms): whether the guest
@@ -531,7 +540,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     this.txSliceFrames = opts.txSliceFrames ?? 256;
     this.txSliceMs = opts.txSliceMs ?? 10;
     this.txPollMs = opts.txPollMs ?? 1;
-    this.timer = opts.timer ?? ((fn, ms) => setTimeout(fn, ms));
+    this.txPollEvery = this.txPollMs;
+    this.timer = opts.timer ?? ((fn, ms) => new PollTimer(fn, ms));
     this.defer = opts.defer ?? ((fn) => void setImmediate(fn));
     this.now = opts.now ?? (() => PERFORMANCE.now());
     this.flushLater = new EndOfTurn(() => this.flush(), opts.inBatch);
@@ -912,7 +922,11 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     if (frames > 0) this.txLastBatch = start;
     // (A sliced batch leaves kicks off and its mode as it was: the next slice decides.)
     if (!sliced) this.txPolling = poll;
-    if (poll) this.armTxPoll();
+    if (poll) {
+      if (frames <= q.size * TX_POLL_SLOWER) this.txPollEvery = 2 * this.txPollMs;
+      else if (frames > 2 * q.size * TX_POLL_SLOWER) this.txPollEvery = this.txPollMs;
+      this.armTxPoll();
+    }
     // The slice's last segments, joined, go before its output.
     if (this.coalescer !== undefined && this.coalescer.length > 0) this.deliverJoined();
     if (sliced) {
@@ -1035,10 +1049,10 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   }
 
   private armTxPoll(): void {
-    if (this.txPollArmed) return; // (refresh() would push a due poll back by a whole interval)
+    if (this.txPollArmed) return; // (a timer's refresh() may push a due poll back by an interval)
     this.txPollArmed = true;
-    if (this.txPollTimer === undefined) this.txPollTimer = this.timer(this.txPoll, this.txPollMs);
-    else this.txPollTimer.refresh();
+    if (this.txPollTimer === undefined) this.txPollTimer = this.timer(this.txPoll, this.txPollEvery);
+    else this.txPollTimer.refresh(this.txPollEvery);
   }
 
   private receiveChain(chain: DescriptorChain): void {

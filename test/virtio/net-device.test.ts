@@ -539,10 +539,18 @@ t.test("TX: a batch's completions are visible at once, and its call comes at its
 class ManualTimer {
   fn: (() => void) | undefined;
   armed = false;
-  readonly start = (fn: () => void): { refresh(): void } => {
+  /** The delay it was last armed with (ms). */
+  ms = 0;
+  readonly start = (fn: () => void, ms: number): { refresh(ms: number): void } => {
     this.fn = fn;
     this.armed = true;
-    return { refresh: () => void (this.armed = true) };
+    this.ms = ms;
+    return {
+      refresh: (next) => {
+        this.armed = true;
+        this.ms = next;
+      },
+    };
   };
   fire(): void {
     if (!this.armed) throw new Error('the poll timer is not armed');
@@ -705,6 +713,41 @@ t.test('TX polling: MTU-sized frames at a high rate (a guest without TSO) are po
   t.equal(dev.stats.txPolls, 2);
   t.equal(seen.length, 125, 'every frame handled once');
 });
+
+t.test(
+  'TX polling: polls come every 2 ms while they find the ring at most a quarter full, every 1 ms again after one that finds it over half full',
+  async (t) => {
+    const { dev, seen, q, clock, timer } = await pollingSetup(t);
+    for (let round = 0; round < 2; round++) {
+      addMtuFrames(q, 40);
+      q.kick();
+      await q.waitUsed(40);
+      clock.ms += 0.2;
+    }
+    t.ok(timer.armed, 'the guest sends in bulk: a poll is due');
+    t.equal(timer.ms, 2, '40 frames of a ring of 256: the next in 2 ms');
+    let taken = 80;
+    // The frames each poll finds, and the delay the next poll is armed with.
+    for (const [frames, next] of [
+      [60, 2],
+      [140, 1],
+      [100, 1],
+      [64, 2],
+      [120, 2],
+      [129, 1],
+    ] as const) {
+      addMtuFrames(q, frames);
+      clock.ms += timer.ms;
+      timer.fire();
+      taken += frames;
+      await q.waitUsed(frames);
+      t.ok(timer.armed, `${frames} frames in ${timer.ms} ms: still bulk`);
+      t.equal(timer.ms, next, `${frames} frames: the next poll in ${next} ms`);
+    }
+    t.equal(dev.stats.txPolls, 6);
+    t.equal(seen.length, taken, 'every frame handled once');
+  },
+);
 
 t.test('TX polling: a driver that takes no TX interrupts is not polled (it polls its ring itself, and drops what does not fit)', async (t) => {
   // A poll-mode driver (DPDK's): NO_INTERRUPT on its TX ring, no call ever.
