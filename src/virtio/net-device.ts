@@ -304,12 +304,21 @@ const TX_POLL_FRAME = 1024;
 const TX_CALL_RECENT_MS = 1000;
 /** Polls come every 2 × txPollMs: each costs a turn of the event loop, a wake-up, a writev, an
  *  ACK and two calls, whatever it finds. A poll that finds the TX ring over this share full (in
- *  chains: a fast guest without TSO, that would fill it before the next) makes them come every
- *  txPollMs... */
+ *  chains: a fast guest without TSO, that would fill it before the next), or bytes that came
+ *  faster than TX_POLL_FAST_RATE, makes them come every txPollMs... */
 const TX_POLL_FULL = 3 / 4;
-/** ...until one finds it at most this share full. (Between the two, one interval's frames fit in
- *  the ring either way: a guest whose batches straddle one bound does not flip between the two.) */
+/** ...until one finds it at most this share full, its bytes come at TX_POLL_SLOW_RATE or slower.
+ *  (Between the bounds, one interval's frames fit either way: a guest whose batches straddle one
+ *  does not flip between the two.) */
 const TX_POLL_ROOMY = 1 / 4;
+/** Bytes per ms (about 1.5 Gbit/s) over which polls come every txPollMs. A guest's TCP lets only
+ *  so much of its data wait for completion in the driver's queue (TSQ: about a millisecond of its
+ *  pacing rate, which is above its sending rate): a 3 ms poll slowed a TCG guest at 0.5 Gbit/s to
+ *  0.73×, where 2 ms did not. A fast guest is not to wait 2 ms for its completions; at this rate a
+ *  1 ms poll's costs are spread over 192 KiB anyway. */
+const TX_POLL_FAST_RATE = 192 * 1024;
+/** The rate (bytes per ms, about 1 Gbit/s) at or under which polls come every 2 × txPollMs again. */
+const TX_POLL_SLOW_RATE = 128 * 1024;
 
 /** How often (in frames) a TX slice looks at the clock. */
 const SLICE_CHECK_FRAMES = 32;
@@ -777,8 +786,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
    * interrupts, a write to the host socket and an ACK. So when a batch's frames are data (at
    * least TX_POLL_FRAME on average) and came at TX_POLL_RATE or more (its bytes over the time
    * since the batch before with frames began), kicks stay off and the queue is looked at again
-   * 2 × txPollMs later (txPollMs while the guest nearly fills its ring between two polls,
-   * TX_POLL_FULL); the guest gets the batch's completions at once, and queues its next frames
+   * 2 × txPollMs later (txPollMs while the guest nearly fills its ring between two polls, or
+   * sends faster than about 1.5 Gbit/s: TX_POLL_FULL, TX_POLL_FAST_RATE); the guest gets the batch's completions at once, and queues its next frames
    * meanwhile. Polls go on while batches come at that rate, whatever their frames' size (a
    * sender's small ones, ACKs and the ends of its writes, come between the others); the first
    * batch that comes slower turns kicks back on (taking what came as it did). Frames wait at
@@ -857,6 +866,8 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     let sliced = false;
     let poll = false;
     let checked = 0;
+    /** The time the batch's frames came in (ms; at least a poll interval). */
+    const span = Math.max(start - this.txLastBatch, this.txPollMs);
     const g = this.coalescer;
     outer: do {
       q.disableNotification();
@@ -913,12 +924,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
       // call waits for the slice's end (see below).
       q.publish();
       // Bulk (see above): kicks stay off, the poll timer takes the next batch.
-      if (
-        this.txPollMs > 0 &&
-        waits &&
-        (this.txPolling || bytes >= TX_POLL_FRAME * frames) &&
-        bytes >= TX_POLL_RATE * Math.max(start - this.txLastBatch, this.txPollMs)
-      ) {
+      if (this.txPollMs > 0 && waits && (this.txPolling || bytes >= TX_POLL_FRAME * frames) && bytes >= TX_POLL_RATE * span) {
         poll = true;
         break;
       }
@@ -928,8 +934,9 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
     // (A sliced batch leaves kicks off and its mode as it was: the next slice decides.)
     if (!sliced) this.txPolling = poll;
     if (poll) {
-      if (frames > q.size * TX_POLL_FULL) this.txPollEvery = this.txPollMs;
-      else if (frames <= q.size * TX_POLL_ROOMY) this.txPollEvery = 2 * this.txPollMs;
+      const rate = bytes / span;
+      if (frames > q.size * TX_POLL_FULL || rate > TX_POLL_FAST_RATE) this.txPollEvery = this.txPollMs;
+      else if (frames <= q.size * TX_POLL_ROOMY && rate <= TX_POLL_SLOW_RATE) this.txPollEvery = 2 * this.txPollMs;
       this.armTxPoll();
     }
     // The slice's last segments, joined, go before its output.

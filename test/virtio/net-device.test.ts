@@ -715,7 +715,7 @@ t.test('TX polling: MTU-sized frames at a high rate (a guest without TSO) are po
 });
 
 t.test(
-  'TX polling: polls come every 2 ms, every 1 ms after one that finds the ring over three quarters full, until one finds it at most a quarter full',
+  'TX polling: polls come every 2 ms, every 1 ms after one that finds the ring over three quarters full or its frames at over 192 KiB/ms, until one finds it a quarter full and them at 128 KiB/ms',
   async (t) => {
     const { dev, seen, q, clock, timer } = await pollingSetup(t);
     for (let round = 0; round < 2; round++) {
@@ -727,23 +727,24 @@ t.test(
     t.ok(timer.armed, 'the guest sends in bulk: a poll is due');
     t.equal(timer.ms, 2, 'the first poll in 2 ms');
     let taken = 80;
-    // The frames each poll finds, and the delay the next poll is armed with.
-    for (const [frames, next] of [
-      [60, 2],
-      [150, 2],
-      [193, 1],
-      [100, 1],
-      [64, 2],
-      [192, 2],
-      [200, 1],
+    // What each poll finds (MTU-sized frames of 1526 bytes with their virtio-net header, or
+    // 64 kB ones), in the interval the poll before it armed, and the delay it arms the next with.
+    for (const [frames, size, next] of [
+      [60, 1514, 2], // 46 KB/ms, a quarter of the ring
+      [180, 1514, 2], // 137 KB/ms, 70 % of the ring: between the bounds, as it was
+      [193, 1514, 1], // over three quarters of the ring
+      [60, 1514, 2], // 92 KB/ms in 1 ms, a quarter of the ring
+      [7, 64_000, 1], // 224 KB/ms: over the fast rate
+      [3, 64_000, 1], // 192 kB/ms in 1 ms: between the rates, as it was
+      [1, 64_000, 2], // 64 kB/ms
     ] as const) {
-      addMtuFrames(q, frames);
+      for (let i = 0; i < frames; i++) q.add([{ data: new Uint8Array(NET_HDR_LEN + size) }]);
       clock.ms += timer.ms;
       timer.fire();
       taken += frames;
       await q.waitUsed(frames);
       t.ok(timer.armed, `${frames} frames in ${timer.ms} ms: still bulk`);
-      t.equal(timer.ms, next, `${frames} frames: the next poll in ${next} ms`);
+      t.equal(timer.ms, next, `${frames} frames of ${size} bytes: the next poll in ${next} ms`);
     }
     t.equal(dev.stats.txPolls, 7);
     t.equal(seen.length, taken, 'every frame handled once');
