@@ -537,7 +537,7 @@ export class VirtioNetDevice implements VhostUserDevice, FrameLink {
   /** The poll timer, made once and re-armed with refresh(): no allocation per poll. */
   private txPollTimer: { refresh(ms: number): unknown } | undefined;
   /** The poll interval now (ms): 2 × txPollMs, or txPollMs (TX_POLL_FULL, TX_POLL_FAST_RATE). */
-  private txPollEvery = 2;
+  private txPollEvery: number;
   private readonly timer: (fn: () => void, ms: number) => { refresh(ms: number): unknown };
   /** When the last TX batch that had frames began (ms), for the guest's sending rate. */
   private txLastBatch = -Infinity;
